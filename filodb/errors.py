@@ -1,0 +1,92 @@
+"""One error hierarchy for the whole project.
+
+Every class carries ``error_type`` (Prometheus's ``errorType`` string) and ``http_status``.
+The web tier registers one handler for :class:`FiloError`; the CLI maps the same classes
+to exit code 2 (bad input) or 1 (server side / unreachable).
+"""
+
+from __future__ import annotations
+
+
+class FiloError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    error_type = "internal"
+    http_status = 500
+
+
+class BadInputError(FiloError, ValueError):
+    """The caller sent something malformed (HTTP 400, CLI exit 2)."""
+
+    error_type = "bad_data"
+    http_status = 400
+
+
+class ParseError(BadInputError):
+    """A PromQL text that does not parse; carries the 0-based character position and the query."""
+
+    def __init__(self, message: str, position: int | None = None, query: str | None = None):
+        self.message = message
+        self.position = position
+        self.query = query
+        if position is None:
+            super().__init__(f"parse error: {message}")
+        else:
+            super().__init__(f"parse error at char {position + 1}: {message}")
+
+
+class ErrPayloadTooLarge(BadInputError):
+    """A request body beyond the configured limit."""
+
+    http_status = 413
+
+
+class ExecutionError(FiloError):
+    """A query that parsed but cannot be evaluated (HTTP 422, like Prometheus)."""
+
+    error_type = "execution"
+    http_status = 422
+
+
+class QueryTimeoutError(FiloError):
+    """A query that ran past its deadline (HTTP 503, like Prometheus)."""
+
+    error_type = "timeout"
+    http_status = 503
+
+
+class UnavailableError(FiloError):
+    """A needed part of the cluster does not answer (HTTP 503)."""
+
+    error_type = "unavailable"
+    http_status = 503
+
+
+class NotFoundError(FiloError, LookupError):
+    """A named thing (dataset, shard, node) that does not exist (HTTP 404)."""
+
+    error_type = "not_found"
+    http_status = 404
+
+
+class UnknownDatasetError(NotFoundError):
+    """A dataset name that is not in the cluster."""
+
+
+class ErrOutOfOrderSample(BadInputError):
+    """A sample whose timestamp is not newer than its series' newest sample."""
+
+
+class InvalidTransition(FiloError):
+    """A shard status change that the lifecycle does not allow; carries the shard's history."""
+
+    def __init__(self, message: str, history: list | None = None):
+        self.history = list(history or [])
+        super().__init__(f"{message} (history: {self.history})")
+
+
+class AuthError(FiloError):
+    """A mutating admin call without the configured bearer token (HTTP 401)."""
+
+    error_type = "unauthorized"
+    http_status = 401

@@ -1,0 +1,99 @@
+"""Label sets and label matchers.
+
+A label set (:data:`Labels`) is a tuple of ``(name, value)`` pairs sorted by name, with no
+empty values: hashable, cheap to compare, and the same object Prometheus calls ``labels.Labels``.
+The metric name is the ``__name__`` label.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+Labels: TypeAlias = tuple[tuple[str, str], ...]
+
+METRIC_NAME = "__name__"
+_LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
+    """Build a canonical label set: sorted by name, empty values dropped."""
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    return tuple(sorted((str(k), str(v)) for k, v in items if v != ""))
+
+
+def labels_dict(labels: Labels) -> dict[str, str]:
+    """The label set as a plain dict (for JSON answers)."""
+    return dict(labels)
+
+
+def get_label(labels: Labels, name: str) -> str:
+    """Value of ``name`` in ``labels``, or "" when absent (Prometheus semantics)."""
+    for k, v in labels:
+        if k == name:
+            return v
+    return ""
+
+
+def metric_name(labels: Labels) -> str:
+    """The ``__name__`` of a label set, "" when it has none."""
+    return get_label(labels, METRIC_NAME)
+
+
+def valid_label_name(name: str) -> bool:
+    """True for names matching Prometheus's classic ``[a-zA-Z_][a-zA-Z0-9_]*``."""
+    return bool(_LABEL_NAME_RE.match(name))
+
+
+MATCH_OPS = ("=", "!=", "=~", "!~")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher: ``name op value`` with ``op`` one of ``=``, ``!=``, ``=~``, ``!~``.
+
+    Regexes are fully anchored, as in Prometheus. A matcher on a missing label sees "".
+    """
+
+    name: str
+    op: str
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.op not in MATCH_OPS:
+            raise ValueError(f"unknown match operator {self.op!r}")
+        if self.op in ("=~", "!~"):
+            try:
+                rx = re.compile(r"(?s:" + self.value + r")\Z")
+            except re.error as e:
+                from filodb.errors import BadInputError
+
+                raise BadInputError(f"invalid regular expression {self.value!r}: {e}") from e
+            object.__setattr__(self, "_regex", rx)
+
+    def matches(self, value: str) -> bool:
+        """Whether a label value (``""`` for a missing label) satisfies this matcher."""
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        assert self._regex is not None
+        hit = self._regex.match(value) is not None
+        return hit if self.op == "=~" else not hit
+
+    def matches_empty(self) -> bool:
+        """Whether a series without this label matches (e.g. ``foo=""`` or ``foo!="x"``)."""
+        return self.matches("")
+
+    def __str__(self) -> str:
+        v = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'{self.name}{self.op}"{v}"'
+
+
+def labels_match(labels: Labels, matchers: Iterable[Matcher]) -> bool:
+    """Whether a label set satisfies every matcher (brute force; the index is the fast path)."""
+    d = dict(labels)
+    return all(m.matches(d.get(m.name, "")) for m in matchers)

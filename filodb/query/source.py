@@ -1,0 +1,105 @@
+"""The seam between the query engine and whatever holds the data.
+
+The engine reads series only through :class:`SeriesSource`. A shard's memstore implements it,
+so does the in-memory test source, and so does the web tier's fan-out source; the engine does
+not know which it has (STYLE rule 1).
+
+Data comes back as a :class:`SeriesBlock`: many series in one CSR layout, so range functions
+run over all series at once with numpy instead of a Python loop per series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from filodb.model.labels import Labels, Matcher
+
+
+@dataclass
+class SeriesBlock:
+    """Samples of many series, concatenated.
+
+    Series ``i`` has label set ``labels[i]`` and samples ``ts[offsets[i]:offsets[i+1]]``
+    (int64 milliseconds since the epoch, strictly increasing within a series) and
+    ``vals[offsets[i]:offsets[i+1]]`` (float64; a Prometheus stale marker is kept as its exact
+    NaN bit pattern). ``offsets`` has ``len(labels) + 1`` int64 entries, starting at 0.
+    """
+
+    labels: list[Labels]
+    offsets: np.ndarray
+    ts: np.ndarray
+    vals: np.ndarray
+
+    @classmethod
+    def empty(cls) -> SeriesBlock:
+        return cls([], np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+    @classmethod
+    def from_series(cls, series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]) -> SeriesBlock:
+        """Build a block from ``(labels, ts, vals)`` triples."""
+        if not series:
+            return cls.empty()
+        lens = np.array([len(s[1]) for s in series], np.int64)
+        offsets = np.zeros(len(series) + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        ts = np.concatenate([np.asarray(s[1], np.int64) for s in series])
+        vals = np.concatenate([np.asarray(s[2], np.float64) for s in series])
+        return cls([s[0] for s in series], offsets, ts, vals)
+
+    @staticmethod
+    def concat(blocks: Sequence[SeriesBlock]) -> SeriesBlock:
+        """Concatenate blocks (e.g. the answers of several shards)."""
+        blocks = [b for b in blocks if b.labels]
+        if not blocks:
+            return SeriesBlock.empty()
+        if len(blocks) == 1:
+            return blocks[0]
+        labels: list[Labels] = []
+        offs = [np.zeros(1, np.int64)]
+        base = 0
+        for b in blocks:
+            labels.extend(b.labels)
+            offs.append(b.offsets[1:] + base)
+            base += int(b.offsets[-1])
+        return SeriesBlock(
+            labels,
+            np.concatenate(offs),
+            np.concatenate([b.ts for b in blocks]),
+            np.concatenate([b.vals for b in blocks]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.labels[i], self.ts[a:b], self.vals[a:b]
+
+
+class SeriesSource(Protocol):
+    """Where the engine gets series from. Times are int64 ms, both bounds inclusive."""
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
+        """Samples with ``start_ms <= ts <= end_ms`` of every series matching all matchers.
+
+        Series with no sample in the range may be left out.
+        """
+        ...
+
+    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
+        """Label sets of the series matching all matchers that have data in the range."""
+        ...
+
+    def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
+        """Sorted label names of the matching series (all series when ``matchers`` is empty)."""
+        ...
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[str]:
+        """Sorted values of label ``name`` among the matching series."""
+        ...
