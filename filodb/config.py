@@ -1,0 +1,132 @@
+"""One config object, built in layers: defaults, file, ``FILODB_*`` environment, flags.
+
+The file is TOML (``--config PATH``, else ``$FILODB_CONFIG``, else ``./filodb.toml`` if it
+exists). Environment variables are ``FILODB_<FIELD>`` in upper case (``FILODB_REDIS_URL``,
+``FILODB_PORT``); values are JSON-decoded when they parse as JSON (``FILODB_SHARDS=8``), else
+taken as strings. Flags given on the command line win. The object is passed down; no module
+below the CLI reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filodb.errors import BadInputError
+
+ENV_PREFIX = "FILODB_"
+
+
+@dataclass
+class Config:
+    """Every setting of every process. Times in seconds unless the name says otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./filodb-data"
+    redis_url: str = ""  # empty: `filodb up` starts its own redis-server
+    shards: int = 4
+    spread: int = 1
+    dataset: str = "prometheus"
+    workers: int = 1
+    influx_port: int = 8007
+    graphite_port: int = 2003
+    log: str = "redis"  # ingestion log backend: redis | kafka
+    store: str = "sqlite"  # column store backend: sqlite | cassandra
+    node: str = ""  # worker node name (default: node-<pid>)
+    admin_token: str = ""  # when set, mutating admin routes need "Authorization: Bearer <token>"
+    web_threads: int = 8
+    worker_threads: int = 4
+    heartbeat_interval: float = 1.0
+    heartbeat_ttl: float = 5.0
+    query_timeout: float = 30.0
+    max_body_bytes: int = 64 << 20
+    max_samples: int = 50_000_000
+    lookback_ms: int = 300_000
+    log_maxlen: int = 0  # 0: keep the whole log (no flush yet, the log is the durable store)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``FILODB_*`` variables, to hand to child processes."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = v if isinstance(v, str) else json.dumps(v)
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = getattr(Config(), name)
+    typ = type(default)
+    try:
+        if typ is bool:
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if typ is int:
+            return int(value)
+        if typ is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as e:
+        raise BadInputError(f"config {name}: cannot use {value!r} ({e})") from e
+
+
+def _apply(cfg: Config, values: Mapping[str, Any]) -> Config:
+    changes = {}
+    for k, v in values.items():
+        key = k.replace("-", "_").lower()
+        if v is None:
+            continue
+        if key in _FIELDS:
+            changes[key] = _coerce(key, v)
+        else:
+            cfg.extra[key] = v
+    return cfg.replace(**changes)
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, raw in environ.items():
+        if not k.startswith(ENV_PREFIX) or k == ENV_PREFIX + "CONFIG":
+            continue
+        try:
+            v: Any = json.loads(raw)
+        except ValueError:
+            v = raw
+        out[k[len(ENV_PREFIX) :].lower()] = v
+    return out
+
+
+def load_config(
+    path: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the config: defaults < file < environment < flags (``None`` flags are ignored)."""
+    environ = os.environ if environ is None else environ
+    cfg = Config()
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path("filodb.toml").exists():
+        path = "filodb.toml"
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                cfg = _apply(cfg, tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise BadInputError(f"cannot read config file {path}: {e}") from e
+    cfg = _apply(cfg, _from_env(environ))
+    cfg = _apply(cfg, flags or {})
+    return cfg

@@ -1,0 +1,67 @@
+"""The ingestion log: one append-only partition per (dataset, shard).
+
+Offsets are dense integers per partition: the first record has offset 1, and offset 0 means
+"before the first record" (Kafka-like, so lag is a record count on every backend). A record is
+acknowledged once :meth:`Log.append` returns: it is then durable as far as the backend is
+(Redis with ``appendonly yes``; Kafka with ``acks=all``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+
+class Log(ABC):
+    """Abstract primitives: append, read, end offset. Safe to share between threads."""
+
+    supports_blocking_read = True
+
+    @abstractmethod
+    def append_many(
+        self, dataset: str, records: Mapping[int, Sequence[bytes]]
+    ) -> dict[int, list[int]]:
+        """Append records to several shards' partitions; returns the offsets given per shard.
+
+        Records of one shard keep their order. Returns only after every record is stored.
+        """
+
+    @abstractmethod
+    def read(
+        self, dataset: str, positions: Mapping[int, int], count: int, block_ms: int
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        """Records with offset > ``positions[shard]``, at most ``count`` per shard.
+
+        Waits up to ``block_ms`` when nothing is there yet (0: do not wait). Shards with no new
+        records are left out of the answer.
+        """
+
+    @abstractmethod
+    def end_offset(self, dataset: str, shard: int) -> int:
+        """Offset of the newest record of the partition (0 when empty)."""
+
+    @abstractmethod
+    def delete_dataset(self, dataset: str, num_shards: int) -> None:
+        """Drop every partition of a dataset."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    # --- concrete helpers built on the primitives ----------------------------------------
+    def append(self, dataset: str, shard: int, records: Sequence[bytes]) -> list[int]:
+        """Append records to one shard's partition; returns their offsets."""
+        return self.append_many(dataset, {shard: records}).get(shard, [])
+
+    def end_offsets(self, dataset: str, shards: Sequence[int]) -> dict[int, int]:
+        return {s: self.end_offset(dataset, s) for s in shards}
+
+
+def open_log(kind: str, redis_url: str, **options: object) -> Log:
+    """The log backend named by the config (``redis``; ``kafka`` comes with its issue)."""
+    if kind == "redis":
+        from filodb.ingest.redis_streams import RedisStreamsLog
+
+        return RedisStreamsLog(redis_url, **options)  # type: ignore[arg-type]
+    from filodb.errors import BadInputError
+
+    raise BadInputError(f"unknown or not yet available log backend {kind!r} (have: redis)")

@@ -1,0 +1,108 @@
+"""Log backend on Redis Streams (the embedded default).
+
+Partition ``(dataset, shard)`` is the stream ``filodb:log:{<dataset>:<shard>}``; a counter key
+in the same hash slot hands out dense offsets, and a Lua script appends with entry id
+``0-<offset>`` so that the stream id *is* the offset and XREAD from ``0-<n>`` resumes after
+record ``n``. Each entry has one field ``d`` holding the record bytes.
+
+Durability is Redis's: ``filodb up`` runs redis-server with ``appendonly yes`` (write before
+reply, fsync every second), so an acknowledged record survives a kill -9 of any process.
+Blocking reads keep ``block_ms`` well under the client's socket timeout (see
+shared/notes/celery-redis.md, gotcha 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import redis
+
+from filodb.ingest.base import Log
+
+_APPEND = """
+local n = #ARGV
+local last = redis.call('INCRBY', KEYS[2], n)
+local first = last - n + 1
+for i = 1, n do
+  redis.call('XADD', KEYS[1], '0-' .. (first + i - 1), 'd', ARGV[i])
+end
+return first
+"""
+
+
+def stream_key(dataset: str, shard: int) -> str:
+    return f"filodb:log:{{{dataset}:{shard}}}"
+
+
+def _counter_key(dataset: str, shard: int) -> str:
+    return f"filodb:logseq:{{{dataset}:{shard}}}"
+
+
+class RedisStreamsLog(Log):
+    """Redis Streams partitions with dense integer offsets."""
+
+    def __init__(self, url: str, socket_timeout: float = 30.0) -> None:
+        self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
+        self._append = self._r.register_script(_APPEND)
+
+    def append_many(
+        self, dataset: str, records: Mapping[int, Sequence[bytes]]
+    ) -> dict[int, list[int]]:
+        shards = [s for s, recs in records.items() if recs]
+        if not shards:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for s in shards:
+            self._append(
+                keys=[stream_key(dataset, s), _counter_key(dataset, s)],
+                args=list(records[s]),
+                client=pipe,
+            )
+        firsts = pipe.execute()
+        return {
+            s: list(range(int(f), int(f) + len(records[s])))
+            for s, f in zip(shards, firsts, strict=True)
+        }
+
+    def read(
+        self, dataset: str, positions: Mapping[int, int], count: int, block_ms: int
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        if not positions:
+            return {}
+        streams = {stream_key(dataset, s): f"0-{int(p)}" for s, p in positions.items()}
+        by_key = {stream_key(dataset, s): s for s in positions}
+        reply = self._r.xread(streams, count=count, block=block_ms if block_ms > 0 else None)
+        out: dict[int, list[tuple[int, bytes]]] = {}
+        for key, entries in _iter_reply(reply):
+            shard = by_key[key.decode() if isinstance(key, bytes) else key]
+            out[shard] = [(_offset(eid), fields[b"d"]) for eid, fields in entries]
+        return out
+
+    def end_offset(self, dataset: str, shard: int) -> int:
+        v = self._r.get(_counter_key(dataset, shard))
+        return int(v) if v else 0
+
+    def end_offsets(self, dataset: str, shards: Sequence[int]) -> dict[int, int]:
+        vals = self._r.mget([_counter_key(dataset, s) for s in shards]) if shards else []
+        return {s: int(v) if v else 0 for s, v in zip(shards, vals, strict=True)}
+
+    def delete_dataset(self, dataset: str, num_shards: int) -> None:
+        keys = [stream_key(dataset, s) for s in range(num_shards)]
+        keys += [_counter_key(dataset, s) for s in range(num_shards)]
+        self._r.delete(*keys)
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def _offset(entry_id: bytes | str) -> int:
+    s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(s.split("-", 1)[1])
+
+
+def _iter_reply(reply: object):  # RESP2 gives a list of pairs, RESP3 a dict
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
+    return reply

@@ -1,0 +1,90 @@
+"""Start and stop a real ``redis-server`` (Debian's package) for ``filodb up`` and tests."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from filodb.errors import UnavailableError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether a Redis server answers PING at ``url``."""
+    try:
+        r = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        ok = bool(r.ping())
+        r.close()
+        return ok
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class RedisProcess:
+    """A redis-server child process with its files under ``data_dir``."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_redis(
+    data_dir: str | Path, port: int | None = None, appendonly: bool = True, wait_s: float = 20
+) -> RedisProcess:
+    """Start redis-server on 127.0.0.1 with AOF on (``appendfsync everysec``) and wait for PING.
+
+    Raises :class:`UnavailableError` when the binary is missing or the server does not answer.
+    """
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise UnavailableError(
+            "redis-server not found: install Debian's redis-server (apt-get install redis-server)"
+        )
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir.resolve()),
+        "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
+        "--save", "", "--daemonize", "no", "--protected-mode", "yes",
+        "--logfile", str((data_dir / "redis.log").resolve()),
+        "--client-output-buffer-limit", "pubsub", "256mb", "64mb", "60",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rp = RedisProcess(proc, port, data_dir)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UnavailableError(f"redis-server exited with {proc.returncode}; see {data_dir}/redis.log")
+        if redis_answers(rp.url, 0.2):
+            # Loading a large AOF answers PING with LOADING errors; wait for a real answer.
+            return rp
+        time.sleep(0.05)
+    rp.stop()
+    raise UnavailableError(f"redis-server on port {port} did not answer within {wait_s}s")
