@@ -1,0 +1,153 @@
+"""Send leaf work to the shards that own the data and gather the answers.
+
+:class:`ShardClient` reads the shard map, sends one leaf task per Active shard (routed to the
+shard's Celery queue, ``ignore_result=True``, expiring with the query deadline) and BLPOPs the
+per-request reply list. Shards that are not Active, or that do not answer in time, are
+reported back so the caller can answer partially with a warning (or fail when strict).
+
+:class:`ClusterSource` is the :class:`~filodb.query.source.SeriesSource` the web tier's engine
+reads: each call fans out and merges (series are disjoint across shards, so merging is
+concatenation).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Celery
+
+from filodb.errors import ExecutionError, UnavailableError
+from filodb.model.labels import Labels, Matcher
+from filodb.model.shardkey import query_shards
+from filodb.query.source import SeriesBlock
+from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import ShardStatus
+from filodb.tasks.app import LEAF_TASK, shard_queue
+from filodb.tasks.leaf import matchers_to_wire
+from filodb.tasks.wire import unflat_labels, unpack, unpack_block
+
+
+@dataclass
+class FanoutResult:
+    answers: dict[int, tuple[dict[str, Any], list[Any]]] = field(default_factory=dict)
+    missing: dict[int, str] = field(default_factory=dict)
+
+
+class ShardClient:
+    """Fan-out of leaf ops; thread-safe (Flask threads share one)."""
+
+    def __init__(self, app: Celery, store: ShardMapStore, redis_url: str) -> None:
+        self.app = app
+        self.store = store
+        self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
+
+    def call(
+        self, dataset: str, shards: Sequence[int], op: str, params: dict[str, Any],
+        timeout_s: float,
+    ) -> FanoutResult:  # fmt: skip
+        out = FanoutResult()
+        states = {s.shard: s for s in self.store.shard_states(dataset)}
+        reply_key = f"filodb:reply:{uuid.uuid4().hex}"
+        sent = []
+        for s in shards:
+            st = states.get(s)
+            if st is None or st.status is not ShardStatus.ACTIVE:
+                status = st.status.value if st else "Unassigned"
+                out.missing[s] = f"shard {s} of {dataset} is {status}"
+                continue
+            self.app.send_task(
+                LEAF_TASK, args=(reply_key, dataset, s, op, params), queue=shard_queue(dataset, s),
+                ignore_result=True, expires=timeout_s,
+            )  # fmt: skip
+            sent.append(s)
+        deadline = time.monotonic() + timeout_s
+        pending = set(sent)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = self._r.blpop([reply_key], timeout=max(0.01, min(left, 5.0)))
+            if got is None:
+                continue
+            header, arrays = unpack(got[1])
+            shard = int(header.get("shard", -1))
+            if not header.get("ok"):
+                if header.get("error_type") in ("execution", "bad_data", "timeout"):
+                    raise ExecutionError(header.get("error", "leaf failed"))
+                pending.discard(shard)
+                out.missing[shard] = header.get("error", f"shard {shard} failed")
+                continue
+            pending.discard(shard)
+            out.answers[shard] = (header, arrays)
+        for s in pending:
+            out.missing[s] = f"shard {s} of {dataset} did not answer within {timeout_s:.1f}s"
+        self._r.delete(reply_key)
+        return out
+
+
+class ClusterSource:
+    """A SeriesSource over every shard of one dataset (through :class:`ShardClient`).
+
+    ``warnings`` collects a message per shard that could not answer; with ``strict`` a missing
+    shard raises :class:`UnavailableError` instead.
+    """
+
+    def __init__(
+        self, client: ShardClient, dataset: str, num_shards: int, spread: int,
+        timeout_s: float, strict: bool = False,
+    ) -> None:  # fmt: skip
+        self.client = client
+        self.dataset = dataset
+        self.num_shards = num_shards
+        self.spread = spread
+        self.timeout_s = timeout_s
+        self.strict = strict
+        self.warnings: list[str] = []
+        self.deadline = time.monotonic() + timeout_s
+
+    def _fanout(self, matchers: Sequence[Matcher], op: str, params: dict[str, Any]) -> FanoutResult:
+        shards = query_shards(matchers, self.num_shards, self.spread)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            from filodb.errors import QueryTimeoutError
+
+            raise QueryTimeoutError("query timed out in expression evaluation")
+        res = self.client.call(self.dataset, shards, op, params, left)
+        if res.missing:
+            if self.strict:
+                raise UnavailableError("; ".join(res.missing[s] for s in sorted(res.missing)))
+            for s in sorted(res.missing):
+                msg = f"partial response: {res.missing[s]}"
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
+        return res
+
+    def _params(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> dict[str, Any]:
+        return {"matchers": matchers_to_wire(list(matchers)), "start": int(start_ms), "end": int(end_ms)}
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
+        res = self._fanout(matchers, "select", self._params(matchers, start_ms, end_ms))
+        return SeriesBlock.concat([unpack_block(h, a) for _, (h, a) in sorted(res.answers.items())])
+
+    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
+        res = self._fanout(matchers, "series", self._params(matchers, start_ms, end_ms))
+        out: set[Labels] = set()
+        for h, _ in res.answers.values():
+            out.update(unflat_labels(h["labels"]))
+        return sorted(out)
+
+    def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
+        res = self._fanout(matchers, "label_names", self._params(matchers, start_ms, end_ms))
+        return sorted({v for h, _ in res.answers.values() for v in h["values"]})
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[str]:
+        p = {**self._params(matchers, start_ms, end_ms), "name": name}
+        res = self._fanout(matchers, "label_values", p)
+        return sorted({v for h, _ in res.answers.values() for v in h["values"]})

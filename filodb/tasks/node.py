@@ -1,0 +1,136 @@
+"""A worker node's runtime: registration, heartbeats, coordinator duty, shard ownership.
+
+Every ``heartbeat_interval`` the node beats, and the node holding the coordinator lease runs
+the assignment strategy over the live nodes and writes the shard map. Then every node
+reconciles: shards the map gives it get a :class:`ShardIngester` and their Celery queue; shards
+the map no longer gives it are stopped and released (fencing: a node that lost a shard stops
+ingesting and answering it, even when it was only cut off, because it re-reads the map).
+
+The process holds one :class:`NodeRuntime` (``RUNTIME``), which the leaf task reads: tasks run
+on the threads pool of the same process, so they see the memstores.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from filodb.config import Config
+from filodb.ingest.base import Log, open_log
+from filodb.memstore.shard import TimeSeriesShard
+from filodb.shards.assignment import assign_shards
+from filodb.shards.nodes import NodeRegistry
+from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import ShardStatus
+from filodb.tasks.app import shard_queue
+from filodb.tasks.ingester import ShardIngester
+
+log = logging.getLogger(__name__)
+
+RUNTIME: NodeRuntime | None = None
+
+_LIVE = {ShardStatus.ASSIGNED, ShardStatus.RECOVERY, ShardStatus.ACTIVE}
+
+
+class NodeRuntime:
+    """State of this node; ``queues`` adds/removes a Celery queue (set by the worker)."""
+
+    def __init__(
+        self, cfg: Config, name: str, add_queue: Callable[[str], None],
+        cancel_queue: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.cfg = cfg
+        self.name = name
+        self.store = ShardMapStore(cfg.redis_url)
+        self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
+        self.log: Log = open_log(cfg.log, cfg.redis_url)
+        self.ingesters: dict[tuple[str, int], ShardIngester] = {}
+        self._add_queue = add_queue
+        self._cancel_queue = cancel_queue
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
+
+    def start(self) -> None:
+        global RUNTIME
+        RUNTIME = self
+        self.registry.register(self.name)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for ing in list(self.ingesters.values()):
+            ing.stop()
+        for ing in list(self.ingesters.values()):
+            ing.join(5)
+        try:
+            self.registry.deregister(self.name)
+        except Exception:  # noqa: BLE001 - Redis may already be gone at shutdown
+            log.warning("could not deregister node %s", self.name)
+
+    def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+        """The shard's memstore when this node owns it and it is Active, else None."""
+        ing = self.ingesters.get((dataset, shard))
+        return ing.memstore if ing is not None and ing.active else None
+
+    # --- the loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # Redis down: keep trying, state is re-read every tick
+                log.exception("node %s tick failed", self.name)
+            self._stop.wait(self.cfg.heartbeat_interval)
+
+    def tick(self) -> None:
+        self.registry.heartbeat(self.name)
+        if self.registry.hold_lease(self.name):
+            self.coordinate()
+        self.reconcile()
+
+    def coordinate(self) -> None:
+        """Leader duty: give shards without a live owner to live nodes."""
+        live = self.registry.live_nodes()
+        for ds, desc in self.store.datasets().items():
+            states = self.store.shard_states(ds)
+            owners = {s.shard: s.node if s.status in _LIVE else "" for s in states}
+            stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED)
+            by_shard = {s.shard: s for s in states}
+            for shard, node in assign_shards(desc["shards"], owners, live, stopped).items():
+                st = by_shard[shard]
+                if st.status in _LIVE:  # owner died: mark Down first
+                    st = self.store.move(st, ShardStatus.DOWN)
+                self.store.move(st, ShardStatus.ASSIGNED, node)
+
+    def reconcile(self) -> None:
+        """Start shards the map gives this node; stop those it no longer does."""
+        with self._lock:
+            mine = set()
+            for ds in self.store.datasets():
+                for st in self.store.shard_states(ds):
+                    if st.node != self.name or st.status not in _LIVE:
+                        continue
+                    key = (ds, st.shard)
+                    mine.add(key)
+                    ing = self.ingesters.get(key)
+                    if ing is None or not ing.is_alive():
+                        self._start_shard(st)
+            for key in [k for k in self.ingesters if k not in mine]:
+                self._release(key)
+
+    def _start_shard(self, st) -> None:  # type: ignore[no-untyped-def]
+        if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
+            st = self.store.move(st, ShardStatus.ASSIGNED, self.name)
+        ing = ShardIngester(self.store, self.log, st, self.name, on_active=self._on_active)
+        self.ingesters[(st.dataset, st.shard)] = ing
+        ing.start()
+
+    def _on_active(self, ing: ShardIngester) -> None:
+        self._add_queue(shard_queue(ing.dataset, ing.shard))
+
+    def _release(self, key: tuple[str, int]) -> None:
+        ing = self.ingesters.pop(key)
+        ing.stop()
+        self._cancel_queue(shard_queue(*key))
+        log.info("node %s released shard %s/%s", self.name, *key)

@@ -1,0 +1,72 @@
+"""Arrays between processes: a msgpack header plus raw little-endian frames, never pickle.
+
+A message is ``u32 header length | msgpack header | frame 0 | frame 1 | ...``. The header
+lists each frame's dtype (from an allowlist) and element count, so a reader never runs code
+from the wire and rejects any dtype it does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from filodb.errors import BadInputError
+from filodb.model.labels import Labels
+from filodb.query.source import SeriesBlock
+
+_DTYPES = {"<i8", "<i4", "<f8", "|b1", "<u8"}
+
+
+def pack(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
+    """One message: ``header`` (msgpack-able) and arrays as raw frames."""
+    frames = []
+    specs = []
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+        code = dt.str
+        if code not in _DTYPES:
+            raise TypeError(f"dtype {code} not allowed on the wire")
+        specs.append([code, int(a.size), list(a.shape)])
+        frames.append(a.astype(dt, copy=False).tobytes())
+    h = msgpack.packb({"h": header, "a": specs})
+    return b"".join([len(h).to_bytes(4, "little"), h, *frames])
+
+
+def unpack(data: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Inverse of :func:`pack`; raises :class:`BadInputError` on anything malformed."""
+    mv = memoryview(data)
+    try:
+        hlen = int.from_bytes(mv[:4], "little")
+        meta = msgpack.unpackb(mv[4 : 4 + hlen], raw=False)
+        pos = 4 + hlen
+        arrays = []
+        for code, size, shape in meta["a"]:
+            if code not in _DTYPES:
+                raise BadInputError(f"dtype {code} not allowed on the wire")
+            dt = np.dtype(code)
+            arrays.append(np.frombuffer(mv, dt, size, pos).reshape(shape))
+            pos += dt.itemsize * size
+        return meta["h"], arrays
+    except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
+        raise BadInputError(f"malformed message: {e}") from e
+
+
+def flat_labels(labels: list[Labels]) -> list[list[str]]:
+    return [[x for kv in lb for x in kv] for lb in labels]
+
+
+def unflat_labels(flat: list[list[str]]) -> list[Labels]:
+    return [tuple((f[i], f[i + 1]) for i in range(0, len(f), 2)) for f in flat]
+
+
+def pack_block(block: SeriesBlock, extra: dict[str, Any] | None = None) -> bytes:
+    header = {"kind": "block", "labels": flat_labels(block.labels), **(extra or {})}
+    return pack(header, [block.offsets, block.ts, block.vals])
+
+
+def unpack_block(header: dict[str, Any], arrays: list[np.ndarray]) -> SeriesBlock:
+    offsets, ts, vals = arrays
+    return SeriesBlock(unflat_labels(header["labels"]), offsets, ts, vals)
