@@ -1,1 +1,25 @@
+"""The Flask web tier: Prometheus API, ingestion routes, admin API and UI."""
 
+from __future__ import annotations
+
+from flask import Flask
+
+from filodb.config import Config
+from filodb.web.errors import register_error_handlers
+from filodb.web.services import Services
+
+
+def create_app(cfg: Config, services: Services | None = None) -> Flask:
+    """App factory: builds services from ``cfg`` unless given, registers the blueprints."""
+    from filodb.web import admin, ingest, prom_api, ui
+
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    (services or Services.from_config(cfg)).init_app(app)
+    register_error_handlers(app)
+    app.register_blueprint(prom_api.bp)
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(ui.bp)
+    return app

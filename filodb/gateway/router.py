@@ -1,0 +1,84 @@
+"""Route column batches to shards and append them to the log.
+
+A batch is split by the shard of each series (FiloDB's shard-key rule, see
+:mod:`filodb.model.shardkey`) and each part goes to its shard's log partition in one round
+trip. ``write`` returns only once the log has stored every part: that is the acknowledgement.
+Series → shard results are cached (bounded), since exporters resend the same series.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from filodb.ingest.base import Log
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import Labels
+from filodb.model.shardkey import shards_for_series
+from filodb.shards.redis_map import ShardMapStore
+
+_CACHE_MAX = 1_000_000
+_DATASET_TTL_S = 5.0
+MAX_RECORD_SAMPLES = 200_000
+
+
+class IngestRouter:
+    """Splits batches per shard and appends them; thread-safe."""
+
+    def __init__(self, store: ShardMapStore, log: Log) -> None:
+        self.store = store
+        self.log = log
+        self._datasets: dict[str, tuple[float, dict]] = {}
+        self._shard_cache: dict[tuple[str, Labels], int] = {}
+        self._lock = threading.Lock()
+
+    def dataset(self, name: str) -> dict:
+        """The dataset's description, cached a few seconds (raises UnknownDatasetError)."""
+        hit = self._datasets.get(name)
+        if hit and time.monotonic() - hit[0] < _DATASET_TTL_S:
+            return hit[1]
+        desc = self.store.dataset(name)
+        self._datasets[name] = (time.monotonic(), desc)
+        return desc
+
+    def _shards(self, dataset: str, series: list[Labels], n: int, spread: int) -> np.ndarray:
+        cache = self._shard_cache
+        out = np.empty(len(series), np.int32)
+        todo = []
+        for i, lb in enumerate(series):
+            s = cache.get((dataset, lb))
+            if s is None:
+                todo.append(i)
+            else:
+                out[i] = s
+        if todo:
+            computed = shards_for_series([series[i] for i in todo], n, spread)
+            out[todo] = computed
+            with self._lock:
+                if len(cache) > _CACHE_MAX:
+                    cache.clear()
+                for i, s in zip(todo, computed.tolist(), strict=True):
+                    cache[(dataset, series[i])] = s
+        return out
+
+    def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:
+        """Append ``batch`` to the log; returns samples per shard. Durable when it returns."""
+        if len(batch) == 0:
+            return {}
+        desc = self.dataset(dataset)
+        shard_of = self._shards(dataset, batch.series, desc["shards"], desc["spread"])
+        parts = batch.split(shard_of, desc["shards"])
+        records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
+        self.log.append_many(dataset, records)
+        return {s: len(b) for s, b in parts.items()}
+
+
+def _chunks(b: SampleBatch) -> list[SampleBatch]:
+    """Keep log records bounded: split very large batches by series groups."""
+    if len(b) <= MAX_RECORD_SAMPLES:
+        return [b]
+    counts = np.bincount(b.sidx, minlength=len(b.series))
+    group = np.cumsum(counts) // MAX_RECORD_SAMPLES
+    return [b.take_series(group == g) for g in np.unique(group)]

@@ -1,0 +1,40 @@
+"""One error handler: every error becomes Prometheus's JSON error shape.
+
+``{"status": "error", "errorType": "...", "error": "..."}`` with the class's HTTP status
+(400 bad_data, 422 execution, 503 timeout/unavailable, 404 not_found, 413 too large).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from filodb.errors import FiloError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error_type: str, message: str, status: int):  # type: ignore[no-untyped-def]
+    resp = jsonify({"status": "error", "errorType": error_type, "error": message})
+    resp.status_code = status
+    return resp
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(FiloError)
+    def _filo(e: FiloError):  # type: ignore[no-untyped-def]
+        return error_response(e.error_type, str(e), e.http_status)
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):  # type: ignore[no-untyped-def]
+        kind = "bad_data" if (e.code or 500) < 500 else "internal"
+        if e.code == 404:
+            kind = "not_found"
+        return error_response(kind, e.description or e.name, e.code or 500)
+
+    @app.errorhandler(Exception)
+    def _other(e: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error")
+        return error_response("internal", f"{type(e).__name__}: {e}", 500)

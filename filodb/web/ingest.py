@@ -1,0 +1,65 @@
+"""Ingestion routes: Prometheus remote write and Influx line protocol over HTTP.
+
+A write is acknowledged (204) only after every sample is in the log. Malformed bodies get 400
+with a message naming the problem; nothing of a rejected remote-write request is written. For
+line protocol, good lines are written and bad ones are reported (400 listing them when any).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from filodb.errors import BadInputError
+from filodb.gateway.influx import gunzip_if_needed, parse_lines
+from filodb.gateway.remote_write import decode_write_request
+from filodb.web.params import now_ms
+from filodb.web.services import services
+
+bp = Blueprint("ingest", __name__)
+
+_PRECISIONS = {"ns", "n", "u", "us", "µ", "ms", "s", "m", "h"}
+
+
+def _body() -> bytes:
+    limit = services().cfg.max_body_bytes
+    data = request.get_data(cache=False)
+    return gunzip_if_needed(data, request.headers.get("Content-Encoding"), limit)
+
+
+@bp.post("/api/v1/write")
+@bp.post("/promql/<dataset>/api/v1/write")
+def remote_write(dataset: str | None = None) -> Response:
+    batch = decode_write_request(request.get_data(cache=False), services().cfg.max_body_bytes)
+    services().router.write(dataset or services().cfg.dataset, batch)
+    return Response(status=204)
+
+
+def _influx(dataset: str) -> Response:
+    precision = request.args.get("precision", "ns") or "ns"
+    if precision not in _PRECISIONS:
+        raise BadInputError(f"invalid precision {precision!r} (use ns, u, ms, s, m or h)")
+    precision = {"n": "ns", "µ": "us"}.get(precision, precision)
+    parsed = parse_lines(_body(), precision=precision, now_ms=now_ms())
+    services().router.write(dataset, parsed.batch)
+    if parsed.errors:
+        shown = "; ".join(f"line {n}: {msg}" for n, msg in parsed.errors[:10])
+        more = f" (and {len(parsed.errors) - 10} more)" if len(parsed.errors) > 10 else ""
+        raise BadInputError(
+            f"{len(parsed.errors)} malformed line(s) rejected, {len(parsed.batch)} samples written: {shown}{more}"
+        )
+    return Response(status=204)
+
+
+@bp.post("/influx/<dataset>/write")
+def influx_write(dataset: str) -> Response:
+    return _influx(dataset)
+
+
+@bp.post("/write")
+def influx_v1_write() -> Response:
+    return _influx(request.args.get("db") or services().cfg.dataset)
+
+
+@bp.post("/api/v2/write")
+def influx_v2_write() -> Response:
+    return _influx(request.args.get("bucket") or services().cfg.dataset)

@@ -1,0 +1,179 @@
+"""Prometheus HTTP API (query side), at ``/api/v1/...`` (default dataset) and
+``/promql/<dataset>/api/v1/...``. Same parameters, JSON shapes, errors and status codes as
+Prometheus; answers missing a shard carry a ``warnings`` entry (``partial_response=false``
+turns that into a 503 instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+import filodb
+from filodb.errors import BadInputError, ParseError
+from filodb.model.labels import Matcher
+from filodb.web.params import MAX_TIME_MS, MIN_TIME_MS, arg, args, now_ms, parse_duration_ms, time_param
+from filodb.web.services import services
+
+bp = Blueprint("prom_api", __name__)
+MAX_POINTS = 11_000
+
+
+def _routes(rule: str, methods: tuple[str, ...] = ("GET", "POST")) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        bp.add_url_rule(f"/api/v1{rule}", fn.__name__, fn, methods=list(methods))
+        bp.add_url_rule(f"/promql/<dataset>/api/v1{rule}", fn.__name__ + "_ds", fn, methods=list(methods))
+        return fn
+
+    return deco
+
+
+def _success(data: Any, warnings: list[str] | None = None) -> Response:
+    body: dict[str, Any] = {"status": "success", "data": data}
+    if warnings:
+        body["warnings"] = warnings
+    return jsonify(body)
+
+
+def _dataset(dataset: str | None) -> str:
+    return dataset or services().cfg.dataset
+
+
+def _timeout_s() -> float:
+    raw = arg("timeout")
+    cfg_timeout = services().cfg.query_timeout
+    if raw:
+        return min(parse_duration_ms(raw, "timeout") / 1000, cfg_timeout)
+    return cfg_timeout
+
+
+def _strict() -> bool:
+    return (arg("partial_response") or "true").lower() in ("false", "0", "no")
+
+
+def _query_text() -> str:
+    q = arg("query")
+    if q is None or not q.strip():
+        raise BadInputError('invalid parameter "query": parse error: no expression found in input')
+    return q
+
+
+def _engine(dataset: str | None):  # type: ignore[no-untyped-def]
+    from filodb.query.engine import Engine
+
+    cfg = services().cfg
+    timeout = _timeout_s()
+    source = services().source(_dataset(dataset), timeout, _strict())
+    eng = Engine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout)
+    return eng, source
+
+
+def _with_param(e: ParseError) -> BadInputError:
+    return BadInputError(f'invalid parameter "query": {e}')
+
+
+@_routes("/query")
+def query(dataset: str | None = None) -> Response:
+    q = _query_text()
+    t = time_param("time", now_ms())
+    eng, source = _engine(dataset)
+    try:
+        res = eng.instant(q, t)
+    except ParseError as e:
+        raise _with_param(e) from e
+    return _success(res.to_prom_json(), [*source.warnings, *res.warnings])
+
+
+@_routes("/query_range")
+def query_range(dataset: str | None = None) -> Response:
+    q = _query_text()
+    start = time_param("start", None)
+    end = time_param("end", None)
+    raw_step = arg("step")
+    if not raw_step:
+        raise BadInputError('invalid parameter "step": cannot parse "" to a valid duration')
+    step = parse_duration_ms(raw_step, "step")
+    if end < start:
+        raise BadInputError("end timestamp must not be before start time")
+    if step <= 0:
+        raise BadInputError(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+        )
+    if (end - start) // step > MAX_POINTS:
+        raise BadInputError(
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+    eng, source = _engine(dataset)
+    try:
+        res = eng.range(q, start, end, step)
+    except ParseError as e:
+        raise _with_param(e) from e
+    return _success(res.to_prom_json(), [*source.warnings, *res.warnings])
+
+
+def _match_params(required: bool) -> list[list[Matcher]]:
+    from filodb.query.parser import selector_matchers
+
+    raw = args("match[]")
+    if required and not raw:
+        raise BadInputError("no match[] parameter provided")
+    out = []
+    for text in raw:
+        try:
+            out.append(selector_matchers(text))
+        except ParseError as e:
+            raise BadInputError(f'invalid parameter "match[]": {e}') from e
+    return out
+
+
+def _range() -> tuple[int, int]:
+    return time_param("start", MIN_TIME_MS), time_param("end", MAX_TIME_MS)
+
+
+@_routes("/series")
+def series(dataset: str | None = None) -> Response:
+    sets = _match_params(required=True)
+    start, end = _range()
+    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    found = set()
+    for ms in sets:
+        found.update(source.series(ms, start, end))
+    return _success([dict(lb) for lb in sorted(found)], source.warnings)
+
+
+@_routes("/labels")
+def labels(dataset: str | None = None) -> Response:
+    sets = _match_params(required=False) or [[]]
+    start, end = _range()
+    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    names = set()
+    for ms in sets:
+        names.update(source.label_names(ms, start, end))
+    return _success(sorted(names), source.warnings)
+
+
+@_routes("/label/<name>/values")
+def label_values(name: str, dataset: str | None = None) -> Response:
+    sets = _match_params(required=False) or [[]]
+    start, end = _range()
+    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    vals = set()
+    for ms in sets:
+        vals.update(source.label_values(name, ms, start, end))
+    return _success(sorted(vals), source.warnings)
+
+
+@_routes("/metadata", methods=("GET",))
+def metadata(dataset: str | None = None) -> Response:
+    return _success({})
+
+
+@_routes("/status/buildinfo", methods=("GET",))
+def buildinfo(dataset: str | None = None) -> Response:
+    return _success({
+        "version": filodb.__version__, "revision": "", "branch": "main",
+        "buildUser": "filodb-py", "buildDate": "", "goVersion": "python",
+    })  # fmt: skip

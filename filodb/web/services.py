@@ -1,0 +1,61 @@
+"""The services a web process uses, built once from the config and kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import Flask, current_app
+
+from filodb.config import Config
+from filodb.errors import AuthError
+from filodb.gateway.router import IngestRouter
+from filodb.ingest.base import Log, open_log
+from filodb.shards.nodes import NodeRegistry
+from filodb.shards.redis_map import ShardMapStore
+from filodb.tasks.app import make_celery
+from filodb.tasks.fanout import ClusterSource, ShardClient
+
+
+@dataclass
+class Services:
+    cfg: Config
+    store: ShardMapStore
+    registry: NodeRegistry
+    log: Log
+    router: IngestRouter
+    celery: Celery
+    client: ShardClient
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Services:
+        store = ShardMapStore(cfg.redis_url)
+        logb = open_log(cfg.log, cfg.redis_url)
+        celery = make_celery(cfg)
+        return cls(
+            cfg=cfg,
+            store=store,
+            registry=NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl),
+            log=logb,
+            router=IngestRouter(store, logb),
+            celery=celery,
+            client=ShardClient(celery, store, cfg.redis_url),
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["filodb"] = self
+
+    def source(self, dataset: str, timeout_s: float, strict: bool = False) -> ClusterSource:
+        desc = self.router.dataset(dataset)
+        return ClusterSource(self.client, dataset, desc["shards"], desc["spread"], timeout_s, strict)
+
+
+def services() -> Services:
+    return current_app.extensions["filodb"]
+
+
+def require_admin(auth_header: str | None) -> None:
+    """Raise :class:`AuthError` unless the bearer token matches (when one is configured)."""
+    token = services().cfg.admin_token
+    if token and auth_header != f"Bearer {token}":
+        raise AuthError("this admin action needs 'Authorization: Bearer <token>'")
