@@ -1,0 +1,3 @@
+from filodb.cli import main
+
+main()

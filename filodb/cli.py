@@ -1,0 +1,271 @@
+"""The ``filodb`` command.
+
+Exit codes: 0 success, 2 bad input (usage errors, 4xx answers, bad config), 1 the server or a
+needed component is unreachable or failed (5xx).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any
+
+import click
+import orjson
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from filodb.config import load_config
+from filodb.errors import BadInputError, FiloError
+
+console = Console()
+err_console = Console(stderr=True)
+
+_OPTS = {
+    "host": click.option("--host", default=None, help="web server address (default 127.0.0.1)"),
+    "port": click.option("--port", type=int, default=None, help="web server port (default 8080)"),
+    "redis_url": click.option("--redis-url", default=None, help="Redis URL (default: start one)"),
+    "config": click.option("--config", "config_path", default=None, help="TOML config file"),
+}
+
+
+def _cfg(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
+    try:
+        return load_config(config_path, flags)
+    except BadInputError as e:
+        _fail(str(e), 2)
+
+
+def _fail(msg: str, code: int) -> None:
+    err_console.print(f"[red]error:[/red] {msg}", highlight=False)
+    sys.exit(code)
+
+
+@click.group()
+def main() -> None:
+    """FiloDB in Python: a distributed, Prometheus-compatible time-series database."""
+
+
+@main.command()
+@_OPTS["host"]
+@_OPTS["port"]
+@_OPTS["redis_url"]
+@_OPTS["config"]
+@click.option("--data-dir", default=None, help="data directory (default ./filodb-data)")
+@click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
+@click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
+@click.option("--influx-port", type=int, default=None, help="Influx TCP port (gateway, later)")
+@click.option("--graphite-port", type=int, default=None, help="Graphite TCP port (gateway, later)")
+@click.option("--log", "log_backend", default=None, help="ingestion log backend: redis")
+@click.option("--store", default=None, help="column store backend: sqlite")
+def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
+    """Start the embedded default: Redis, a worker owning every shard, the web server."""
+    from filodb.supervisor import Supervisor
+
+    cfg = _cfg(config_path, log=log_backend, **flags)
+    if cfg.log != "redis":
+        _fail(f"log backend {cfg.log!r} is not available yet (have: redis)", 2)
+    try:
+        sys.exit(Supervisor(cfg, echo=lambda m: console.print(m, highlight=False)).run())
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+
+
+@main.command()
+@click.option("--node", default=None, help="node name (default node-<pid>)")
+@_OPTS["redis_url"]
+@_OPTS["config"]
+def worker(config_path: str | None, **flags: Any) -> None:
+    """Run one worker node (a Celery worker owning the shards the coordinator gives it)."""
+    from filodb.tasks.worker import run_worker
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    run_worker(cfg)
+
+
+@main.command()
+@_OPTS["host"]
+@_OPTS["port"]
+@_OPTS["redis_url"]
+@_OPTS["config"]
+def web(config_path: str | None, **flags: Any) -> None:
+    """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
+    import waitress
+
+    from filodb.web import create_app
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    app = create_app(cfg)
+    waitress.serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
+                   channel_timeout=300, _quiet=True)  # fmt: skip
+
+
+# --- client commands ------------------------------------------------------------------------
+_url_opt = click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="web URL")
+_ds_opt = click.option("--dataset", default="prometheus", show_default=True)
+_REL = re.compile(r"^(now)?([+-])(\d+)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _time_arg(v: str | None) -> str | None:
+    """``now``, ``now-1h``/``-1h`` (relative), or anything the API accepts (unix s, RFC 3339)."""
+    if v is None:
+        return None
+    if v == "now":
+        return f"{time.time():.3f}"
+    m = _REL.match(v)
+    if m:
+        sign = -1 if m.group(2) == "-" else 1
+        return f"{time.time() + sign * int(m.group(3)) * _UNIT_S[m.group(4)]:.3f}"
+    return v
+
+
+def _request(method: str, url: str, **kw: Any) -> dict:
+    try:
+        r = requests.request(method, url, timeout=kw.pop("timeout", 60), **kw)
+    except requests.RequestException as e:
+        _fail(f"cannot reach {url}: {e}", 1)
+    try:
+        body = r.json()
+    except ValueError:
+        _fail(f"{r.status_code} from {url}: {r.text[:200]}", 1 if r.status_code >= 500 else 2)
+    if r.status_code >= 400 or body.get("status") == "error":
+        _fail(body.get("error", r.text[:200]), 2 if r.status_code < 500 else 1)
+    return body
+
+
+def _series_name(metric: dict[str, str]) -> str:
+    name = metric.get("__name__", "")
+    rest = ", ".join(f'{k}="{v}"' for k, v in metric.items() if k != "__name__")
+    return f"{name}{{{rest}}}" if rest or not name else name
+
+
+@main.command()
+@click.argument("expr")
+@_url_opt
+@_ds_opt
+@click.option("--time", "at", default=None, help="evaluation time (unix s, RFC 3339, now, -5m)")
+@click.option("--start", default=None, help="range start (makes a range query)")
+@click.option("--end", default=None, help="range end (default now)")
+@click.option("--step", default=None, help="range step (e.g. 15s; default range/250)")
+@click.option("--json", "as_json", is_flag=True, help="print the raw JSON answer")
+def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
+          end: str | None, step: str | None, as_json: bool) -> None:  # fmt: skip
+    """Run a PromQL query and print the result as a table."""
+    base = f"{url.rstrip('/')}/promql/{dataset}/api/v1"
+    if start is not None:
+        s, e = _time_arg(start), _time_arg(end or "now")
+        if step is None:
+            try:
+                step = f"{max(1.0, (float(e) - float(s)) / 250):.3f}"  # type: ignore[arg-type]
+            except ValueError:
+                _fail("--step is needed when --start/--end are not unix seconds", 2)
+        body = _request("POST", f"{base}/query_range", data={"query": expr, "start": s, "end": e, "step": step})
+    else:
+        if end is not None or step is not None:
+            _fail("--end and --step need --start", 2)
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = _time_arg(at)  # type: ignore[assignment]
+        body = _request("POST", f"{base}/query", data=params)
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    for w in body.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    _print_result(body["data"])
+
+
+def _print_result(data: dict) -> None:
+    rtype, result = data["resultType"], data["result"]
+    if rtype in ("scalar", "string"):
+        t = Table("time", "value")
+        t.add_row(str(result[0]), str(result[1]))
+    elif rtype == "vector":
+        t = Table("series", "time", "value")
+        for item in result:
+            t.add_row(_series_name(item["metric"]), str(item["value"][0]), item["value"][1])
+    else:
+        t = Table("series", "time", "value")
+        for item in result:
+            name = _series_name(item["metric"])
+            for ts, v in item["values"]:
+                t.add_row(name, str(ts), v)
+                name = ""
+    console.print(t)
+    if rtype in ("vector", "matrix"):
+        console.print(f"{len(result)} series", style="dim")
+
+
+@main.command()
+@_url_opt
+@_ds_opt
+@click.option("--follow", "-f", is_flag=True, help="then print shard events as they happen")
+def status(url: str, dataset: str, follow: bool) -> None:
+    """Show the shard table of a dataset (and follow shard events)."""
+    body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/status")
+    t = Table("shard", "node", "status", "ingested", "log end", "lag", "series")
+    for row in body["data"]:
+        st = row["status"] + (f" {row['progress']}%" if row["status"] == "Recovery" else "")
+        t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
+                  str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
+    console.print(t)
+    if follow:
+        _follow(url)
+
+
+def _follow(url: str) -> None:
+    try:
+        with requests.get(f"{url.rstrip('/')}/api/v1/cluster/events", stream=True, timeout=(5, None)) as r:
+            for line in r.iter_lines():
+                if line.startswith(b"data: "):
+                    ev = orjson.loads(line[6:])
+                    ts = time.strftime("%H:%M:%S", time.localtime(ev.get("updated") or time.time()))
+                    prog = f" {ev['progress']}%" if ev.get("status") == "Recovery" else ""
+                    console.print(f"{ts} {ev['dataset']}/{ev['shard']} {ev['event']}: "
+                                  f"{ev['status']}{prog} on {ev.get('node') or '-'}", highlight=False)  # fmt: skip
+    except requests.RequestException as e:
+        _fail(f"event stream from {url} ended: {e}", 1)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def dataset() -> None:
+    """Create and list datasets."""
+
+
+@dataset.command("create")
+@click.argument("name")
+@click.option("--shards", type=int, required=True, help="shard count (a power of two)")
+@click.option("--spread", type=int, default=1, show_default=True)
+@_url_opt
+@click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
+def dataset_create(name: str, shards: int, spread: int, url: str, token: str | None) -> None:
+    """Create a dataset with SHARDS shards."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}",
+                    json={"shards": shards, "spread": spread}, headers=headers)  # fmt: skip
+    d = body["data"]
+    console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}")
+
+
+@dataset.command("list")
+@_url_opt
+def dataset_list(url: str) -> None:
+    """List datasets."""
+    body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster")
+    t = Table("dataset", "shards", "spread")
+    for d in body["data"]:
+        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]))
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""``filodb up``: the embedded default as one supervised process tree.
+
+Starts (or reuses) Redis, creates the default dataset, starts the worker node(s) and the web
+server as child processes, restarts a child that dies, and stops everything on Ctrl-C/SIGTERM.
+Redis runs with its files under ``<data-dir>/redis`` and ``appendonly yes``; its port is kept
+in ``<data-dir>/redis/port`` so a restart of ``filodb up`` finds the same data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from filodb.config import Config
+from filodb.errors import UnavailableError
+from filodb.redisproc import RedisProcess, free_port, redis_answers, start_redis
+from filodb.shards.redis_map import ShardMapStore
+
+RESTART_BACKOFF_S = (0.5, 1, 2, 5)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = 0.0
+    log_path: Path | None = None
+    _log: object = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if self.log_path:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        out = self._log or None
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out)
+        self.started = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Supervisor:
+    """Runs the process tree of ``filodb up`` until stopped."""
+
+    def __init__(self, cfg: Config, echo=print) -> None:  # type: ignore[no-untyped-def]
+        self.cfg = cfg
+        self.echo = echo
+        self.data_dir = Path(cfg.data_dir).resolve()
+        self.redis: RedisProcess | None = None
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+
+    # --- redis ----------------------------------------------------------------------------
+    def _redis_port_file(self) -> Path:
+        return self.data_dir / "redis" / "port"
+
+    def ensure_redis(self) -> str:
+        """The Redis URL to use: the configured one if it answers, else our own server."""
+        url = self.cfg.redis_url
+        if url and redis_answers(url):
+            return url
+        port = None
+        if url:
+            u = urlparse(url)
+            if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+                raise UnavailableError(f"Redis at {url} does not answer")
+            port = u.port or 6379
+        elif self._redis_port_file().exists():
+            port = int(self._redis_port_file().read_text().strip() or 0) or None
+            if port is not None and not _port_free(port):
+                port = None
+        port = port or free_port()
+        self.redis = start_redis(self.data_dir / "redis", port)
+        self._redis_port_file().write_text(str(port))
+        return self.redis.url
+
+    # --- children -------------------------------------------------------------------------
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.cfg.to_env())
+        env.pop("FILODB_NODE", None)
+        return env
+
+    def _spawn(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> Child:
+        env = self._child_env()
+        env.update(extra or {})
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        c = Child(name, [sys.executable, "-m", "filodb", *args], env, log_path=logs / f"{name}.log")
+        c.start()
+        self.children.append(c)
+        return c
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        url = self.ensure_redis()
+        self.cfg = self.cfg.replace(redis_url=url)
+        ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+        for i in range(1, max(1, self.cfg.workers) + 1):
+            self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
+        self._spawn("web", ["web"])
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        url = f"http://{self.cfg.host}:{self.cfg.port}/admin/health"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        return False
+
+    def supervise_once(self) -> None:
+        """Restart whatever died (Redis first, since everything needs it)."""
+        if self.redis is not None and self.redis.proc.poll() is not None:
+            self.echo(f"redis-server exited ({self.redis.proc.returncode}); restarting")
+            self.redis = start_redis(self.redis.data_dir, self.redis.port)
+        for c in self.children:
+            if not c.alive() and not self.stopping.is_set():
+                delay = RESTART_BACKOFF_S[min(c.restarts, len(RESTART_BACKOFF_S) - 1)]
+                if time.monotonic() - c.started < delay:
+                    continue
+                code = c.proc.returncode if c.proc else None
+                c.restarts += 1
+                self.echo(f"{c.name} exited ({code}); restarting (restart {c.restarts})")
+                c.start()
+
+    def run(self) -> int:
+        def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+            self.stopping.set()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            self.start()
+            web = f"http://{self.cfg.host}:{self.cfg.port}"
+            if self.wait_ready():
+                self.echo(f"FiloDB is up: UI {web}/  API {web}/api/v1/query  data {self.data_dir}")
+                self.echo("Press Ctrl-C to stop.")
+            elif not self.stopping.is_set():
+                self.echo(f"FiloDB started but is not healthy yet; see {self.data_dir}/logs/ and {web}/admin/health")
+            while not self.stopping.wait(0.5):
+                self.supervise_once()
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for c in reversed(self.children):
+            c.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        self.echo("FiloDB stopped.")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
