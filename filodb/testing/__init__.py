@@ -1,1 +1,1 @@
-
+"""Shared test suites that every backend of a protocol subclasses (like ``zarr.testing``)."""
