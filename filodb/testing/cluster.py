@@ -1,0 +1,117 @@
+"""Run a real ``filodb up`` process tree for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from filodb.redisproc import free_port
+
+
+def children_of(pid: int) -> list[int]:
+    """Every descendant pid of ``pid`` (Linux /proc), deepest last."""
+    out: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            kids = [int(x) for x in fh.read().split()]
+    except OSError:
+        return out
+    for k in kids:
+        out.append(k)
+        out.extend(children_of(k))
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class UpProcess:
+    """``filodb up`` in a subprocess with its own data dir and free ports."""
+
+    def __init__(self, data_dir: Path, shards: int = 4, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [sys.executable, "-m", "filodb", "up", "--port", str(self.port),
+                     "--data-dir", str(self.data_dir), "--shards", str(shards), *(extra or [])]  # fmt: skip
+        self.env = {**os.environ, **(env or {})}
+        self.env = {k: v for k, v in self.env.items() if not k.startswith("FILODB_") or k in (env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-up.log"
+
+    def start(self, wait_s: float = 90) -> UpProcess:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
+                                     start_new_session=True)  # fmt: skip
+        self.wait_healthy(wait_s)
+        return self
+
+    def wait_healthy(self, wait_s: float = 90) -> None:
+        deadline = time.monotonic() + wait_s
+        last = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"filodb up exited {self.proc.returncode}: {self.log_tail()}")
+            try:
+                r = requests.get(self.url + "/admin/health", timeout=2)
+                last = r.text
+                if r.status_code == 200:
+                    return
+            except requests.RequestException as e:
+                last = str(e)
+            time.sleep(0.2)
+        raise TimeoutError(f"not healthy after {wait_s}s: {last}\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def pids(self, match: str) -> list[int]:
+        """Descendant pids whose command line contains ``match`` (e.g. "worker")."""
+        assert self.proc is not None
+        return [p for p in children_of(self.proc.pid) if match in cmdline(p)]
+
+    def kill9_all(self) -> None:
+        """SIGKILL the whole tree at once (Redis included), like a power cut of processes."""
+        assert self.proc is not None
+        pids = [self.proc.pid, *children_of(self.proc.pid)]
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        time.sleep(0.3)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        tree = children_of(self.proc.pid)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9_all()
+            code = -9
+        for p in tree:  # nothing may outlive the supervisor
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return code
