@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from filodb.config import Config
+from filodb.errors import FiloError
 from filodb.ingest.base import Log, open_log
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.shards.assignment import assign_shards
@@ -56,6 +57,10 @@ class NodeRuntime:
         global RUNTIME
         RUNTIME = self
         self.registry.register(self.name)
+        try:  # the default dataset exists in every cluster, however it was started
+            self.store.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+        except FiloError as e:
+            log.warning("default dataset: %s", e)
         self._thread.start()
 
     def stop(self) -> None:
