@@ -68,9 +68,14 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if cfg.log != "redis":
         _fail(f"log backend {cfg.log!r} is not available yet (have: redis)", 2)
     try:
-        sys.exit(Supervisor(cfg, echo=lambda m: console.print(m, highlight=False)).run())
+        sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
         _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False)
+    sys.stdout.flush()
 
 
 @main.command()

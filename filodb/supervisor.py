@@ -23,7 +23,9 @@ import requests
 from filodb.config import Config
 from filodb.errors import UnavailableError
 from filodb.redisproc import RedisProcess, free_port, redis_answers, start_redis
+from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import LIVE_STATUSES, ShardStatus
 
 RESTART_BACKOFF_S = (0.5, 1, 2, 5)
 
@@ -34,6 +36,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    node: str = ""
     restarts: int = 0
     started: float = 0.0
     log_path: Path | None = None
@@ -107,7 +110,9 @@ class Supervisor:
         env.update(extra or {})
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        c = Child(name, [sys.executable, "-m", "filodb", *args], env, log_path=logs / f"{name}.log")
+        node = (extra or {}).get("FILODB_NODE", "")
+        c = Child(name, [sys.executable, "-m", "filodb", *args], env, node=node,
+                  log_path=logs / f"{name}.log")  # fmt: skip
         c.start()
         self.children.append(c)
         return c
@@ -144,9 +149,23 @@ class Supervisor:
                 if time.monotonic() - c.started < delay:
                     continue
                 code = c.proc.returncode if c.proc else None
+                if c.node:
+                    self._mark_node_down(c.node)
                 c.restarts += 1
                 self.echo(f"{c.name} exited ({code}); restarting (restart {c.restarts})")
                 c.start()
+
+    def _mark_node_down(self, node: str) -> None:
+        """A worker we started died: its shards are Down now, not after its heartbeat expires."""
+        try:
+            store = ShardMapStore(self.cfg.redis_url)
+            NodeRegistry(self.cfg.redis_url).expire(node)
+            for ds in store.datasets():
+                for st in store.shard_states(ds):
+                    if st.node == node and st.status in LIVE_STATUSES:
+                        store.move(st, ShardStatus.DOWN)
+        except Exception as e:  # noqa: BLE001 - Redis may be the thing that is down
+            self.echo(f"could not mark {node}'s shards Down: {e}")
 
     def run(self) -> int:
         def on_signal(signum, _frame):  # type: ignore[no-untyped-def]

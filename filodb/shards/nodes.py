@@ -42,6 +42,10 @@ class NodeRegistry:
     def heartbeat(self, name: str) -> None:
         self.r.set(f"filodb:hb:{name}", repr(time.time()), px=self.ttl_ms)
 
+    def expire(self, name: str) -> None:
+        """Forget a node's heartbeat now (it is known dead); it stays registered."""
+        self.r.delete(f"filodb:hb:{name}")
+
     def deregister(self, name: str) -> None:
         self.r.delete(f"filodb:hb:{name}")
         self.r.hdel(NODES_KEY, name)

@@ -44,6 +44,9 @@ EVENT_FOR_STATUS = {
     S.UNASSIGNED: "ShardMemberRemoved",
 }
 
+LIVE_STATUSES = frozenset({S.ASSIGNED, S.RECOVERY, S.ACTIVE})
+"""Statuses in which a shard has an owner that is (or should be) serving it."""
+
 _LEAVE = {S.ERROR, S.STOPPED, S.DOWN, S.UNASSIGNED}
 _TRANSITIONS: frozenset[tuple[ShardStatus, ShardStatus]] = frozenset(
     [(S.UNASSIGNED, S.ASSIGNED), (S.UNASSIGNED, S.STOPPED)]

@@ -23,6 +23,7 @@ from filodb.memstore.shard import TimeSeriesShard
 from filodb.shards.assignment import assign_shards
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import LIVE_STATUSES as _LIVE
 from filodb.shards.state import ShardStatus
 from filodb.tasks.app import shard_queue
 from filodb.tasks.ingester import ShardIngester
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 RUNTIME: NodeRuntime | None = None
 
-_LIVE = {ShardStatus.ASSIGNED, ShardStatus.RECOVERY, ShardStatus.ACTIVE}
 
 
 class NodeRuntime:

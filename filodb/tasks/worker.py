@@ -49,7 +49,7 @@ def run_worker(cfg: Config) -> None:
     signals.worker_shutdown.connect(on_shutdown, weak=False)
     app.worker_main(
         [
-            "worker", "--quiet", "--pool=threads", f"--concurrency={cfg.worker_threads}",
+            "worker", "--pool=threads", f"--concurrency={cfg.worker_threads}",
             "-n", hostname, "-Q", f"filodb.node.{name}", "-l", "warning",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
