@@ -1,0 +1,165 @@
+"""Aggregation operators over a :class:`StepVector`, vectorised over steps.
+
+Rows are sorted by group once; ``reduceat`` then aggregates every step of every group at once.
+``topk``/``bottomk``/``quantile``/``count_values``/``limitk`` loop over steps (each step
+vectorised over series).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from filodb.errors import ExecutionError
+from filodb.model.labels import METRIC_NAME, Labels
+from filodb.query.rangefns import _quantile
+from filodb.query.values import ScalarSteps, StepVector, StringValue
+
+
+def group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> Labels:
+    if without:
+        drop = set(grouping) | {METRIC_NAME}
+        return tuple((k, v) for k, v in labels if k not in drop)
+    keep = set(grouping)
+    return tuple((k, v) for k, v in labels if k in keep)
+
+
+def _groups(sv: StepVector, grouping: Sequence[str], without: bool) -> tuple[list[Labels], np.ndarray]:
+    index: dict[Labels, int] = {}
+    gid = np.empty(len(sv), np.int64)
+    for i, lb in enumerate(sv.labels):
+        g = group_labels(lb, grouping, without)
+        gid[i] = index.setdefault(g, len(index))
+    return list(index), gid
+
+
+def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
+              grouping: Sequence[str], without: bool) -> StepVector:  # fmt: skip
+    n_steps = sv.values.shape[1]
+    if len(sv) == 0:
+        return StepVector.empty(n_steps)
+    if op in _PER_STEP:
+        return _PER_STEP[op](sv, param, grouping, without)
+    glabels, gid = _groups(sv, grouping, without)
+    order = np.argsort(gid, kind="stable")
+    g_sorted = gid[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    vals, pres = sv.values[order], sv.present[order]
+    count = np.add.reduceat(pres.astype(np.float64), starts, axis=0)
+    present = count > 0
+    if op == "count":
+        out = count
+    elif op == "group":
+        out = np.ones_like(count)
+    elif op in ("sum", "avg", "stddev", "stdvar"):
+        s = np.add.reduceat(np.where(pres, vals, 0.0), starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s / np.maximum(count, 1)
+            if op == "sum":
+                out = s
+            elif op == "avg":
+                out = _avg(vals, pres, starts, mean)
+            else:
+                dev = np.where(pres, vals - np.repeat(mean, np.diff(np.r_[starts, len(vals)]), axis=0), 0.0)
+                var = np.add.reduceat(dev * dev, starts, axis=0) / np.maximum(count, 1)
+                out = var if op == "stdvar" else np.sqrt(var)
+    elif op in ("min", "max"):
+        fn = np.fmin if op == "min" else np.fmax
+        out = fn.reduceat(np.where(pres, vals, np.nan), starts, axis=0)
+    else:
+        raise ExecutionError(f"unknown aggregation {op!r}")
+    return StepVector([glabels[g] for g in g_sorted[starts].tolist()], out, present)
+
+
+def _avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Mean that stays finite for large values (sum may overflow to Inf where the mean does not)."""
+    if np.isfinite(mean).all():
+        return mean
+    scaled = np.add.reduceat(np.where(pres, vals / 1e300, 0.0), starts, axis=0)
+    cnt = np.add.reduceat(pres.astype(np.float64), starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alt = scaled / np.maximum(cnt, 1) * 1e300
+    return np.where(np.isinf(mean) & np.isfinite(alt), alt, mean)
+
+
+def _k_param(param: ScalarSteps | StringValue | None, s: int) -> float:
+    assert isinstance(param, ScalarSteps)
+    return float(param.values[s])
+
+
+def _topk(sv: StepVector, param, grouping, without, bottom: bool = False) -> StepVector:  # type: ignore[no-untyped-def]
+    _, gid = _groups(sv, grouping, without)
+    keep = np.zeros_like(sv.present)
+    for s in range(sv.values.shape[1]):
+        kf = _k_param(param, s)
+        if np.isnan(kf):
+            raise ExecutionError("Parameter value is NaN")
+        k = int(min(kf, 2**62)) if kf >= 1 else 0
+        if k <= 0:
+            continue
+        col, pres = sv.values[:, s], sv.present[:, s]
+        key = np.where(np.isnan(col), -np.inf if not bottom else np.inf, col)
+        key = key if bottom else -key
+        order = np.lexsort((np.isnan(col), key, gid))
+        order = order[pres[order]]
+        g = gid[order]
+        first = np.r_[True, g[1:] != g[:-1]]
+        start_idx = np.maximum.accumulate(np.where(first, np.arange(len(g)), 0))
+        rank = np.arange(len(g)) - start_idx
+        keep[order[rank < k], s] = True
+    return StepVector(sv.labels, sv.values, keep).compact()
+
+
+def _bottomk(sv, param, grouping, without):  # type: ignore[no-untyped-def]
+    return _topk(sv, param, grouping, without, bottom=True)
+
+
+def _limitk(sv, param, grouping, without):  # type: ignore[no-untyped-def]
+    _, gid = _groups(sv, grouping, without)
+    keep = np.zeros_like(sv.present)
+    for s in range(sv.values.shape[1]):
+        k = _k_param(param, s)
+        seen: dict[int, int] = {}
+        for i in np.flatnonzero(sv.present[:, s]).tolist():
+            if seen.get(gid[i], 0) < k:
+                seen[gid[i]] = seen.get(gid[i], 0) + 1
+                keep[i, s] = True
+    return StepVector(sv.labels, sv.values, keep).compact()
+
+
+def _quantile_agg(sv, param, grouping, without):  # type: ignore[no-untyped-def]
+    glabels, gid = _groups(sv, grouping, without)
+    S = sv.values.shape[1]
+    out = np.full((len(glabels), S), np.nan)
+    present = np.zeros((len(glabels), S), bool)
+    for g in range(len(glabels)):
+        rows = gid == g
+        for s in range(S):
+            v = sv.values[rows, s][sv.present[rows, s]]
+            if len(v):
+                out[g, s] = _quantile(_k_param(param, s), v)
+                present[g, s] = True
+    return StepVector(glabels, out, present)
+
+
+def _count_values(sv, param, grouping, without):  # type: ignore[no-untyped-def]
+    from filodb.query.result import format_value
+
+    assert isinstance(param, StringValue)
+    label = param.value
+    S = sv.values.shape[1]
+    rows: dict[Labels, np.ndarray] = {}
+    for i, lb in enumerate(sv.labels):
+        base = group_labels(lb, grouping, without)
+        for s in np.flatnonzero(sv.present[i]).tolist():
+            key = tuple(sorted([*((k, v) for k, v in base if k != label), (label, format_value(float(sv.values[i, s])))]))
+            arr = rows.setdefault(key, np.zeros(S))
+            arr[s] += 1
+    labels = list(rows)
+    vals = np.array([rows[k] for k in labels]) if labels else np.zeros((0, S))
+    return StepVector(labels, vals, vals > 0)
+
+
+_PER_STEP = {"topk": _topk, "bottomk": _bottomk, "quantile": _quantile_agg,
+             "count_values": _count_values, "limitk": _limitk}  # fmt: skip

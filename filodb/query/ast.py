@@ -1,0 +1,107 @@
+"""The PromQL syntax tree: frozen dataclasses, plain data, no evaluation state.
+
+Times and durations are int milliseconds. ``Expr`` is the union of node types; each node's
+PromQL value type comes from :func:`filodb.query.checker.value_type`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from filodb.model.labels import Matcher
+
+ValueType = Literal["scalar", "vector", "matrix", "string"]
+AtValue: TypeAlias = "float | Literal['start', 'end'] | None"
+
+
+@dataclass(frozen=True)
+class NumberLiteral:
+    value: float
+
+
+@dataclass(frozen=True)
+class StringLiteral:
+    value: str
+
+
+@dataclass(frozen=True)
+class VectorSelector:
+    """``name{matchers} offset d @ t``; ``matchers`` include the ``__name__`` one when named."""
+
+    name: str | None
+    matchers: tuple[Matcher, ...]
+    offset_ms: int = 0
+    at: float | str | None = None  # seconds, "start", "end" or None
+
+
+@dataclass(frozen=True)
+class MatrixSelector:
+    vector: VectorSelector
+    range_ms: int
+
+
+@dataclass(frozen=True)
+class SubqueryExpr:
+    expr: Expr
+    range_ms: int
+    step_ms: int  # 0: the default (global evaluation interval)
+    offset_ms: int = 0
+    at: float | str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class AggregateExpr:
+    op: str
+    expr: Expr
+    param: Expr | None = None
+    grouping: tuple[str, ...] = ()
+    without: bool = False
+    by: bool = False  # "by ()" given explicitly (printing only)
+
+
+@dataclass(frozen=True)
+class VectorMatching:
+    """How two vectors match: ``on``/``ignoring`` labels and the cardinality."""
+
+    card: Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"] = "one-to-one"
+    labels: tuple[str, ...] = ()
+    on: bool = False
+    include: tuple[str, ...] = ()
+    explicit: bool = False  # on()/ignoring() was written (printing only)
+
+
+@dataclass(frozen=True)
+class BinaryExpr:
+    op: str
+    lhs: Expr
+    rhs: Expr
+    return_bool: bool = False
+    matching: VectorMatching | None = None
+
+
+@dataclass(frozen=True)
+class UnaryExpr:
+    op: str
+    expr: Expr
+
+
+@dataclass(frozen=True)
+class ParenExpr:
+    expr: Expr
+
+
+Expr: TypeAlias = (
+    NumberLiteral | StringLiteral | VectorSelector | MatrixSelector | SubqueryExpr | Call
+    | AggregateExpr | BinaryExpr | UnaryExpr | ParenExpr
+)  # fmt: skip
+
+COMPARISON_OPS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+SET_OPS = frozenset({"and", "or", "unless"})
+AGGREGATORS_WITH_PARAM = frozenset({"topk", "bottomk", "quantile", "count_values", "limitk", "limit_ratio"})

@@ -1,0 +1,187 @@
+"""Binary operators: scalar/vector arithmetic, comparisons, vector matching, set operators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from filodb.errors import ExecutionError
+from filodb.model.labels import METRIC_NAME, Labels
+from filodb.query.ast import COMPARISON_OPS, VectorMatching
+from filodb.query.values import ScalarSteps, StepVector
+
+
+def _pow(a, b):  # type: ignore[no-untyped-def]
+    return np.power(a, b)
+
+
+def _mod(a, b):  # type: ignore[no-untyped-def]
+    return np.fmod(a, b)
+
+
+ARITH: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "%": _mod, "^": _pow,
+    "atan2": np.arctan2,
+    "==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+    ">": np.greater, ">=": np.greater_equal,
+}  # fmt: skip
+
+
+def apply(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return ARITH[op](a, b).astype(np.float64)
+
+
+def drop_name(lb: Labels) -> Labels:
+    return tuple((k, v) for k, v in lb if k != METRIC_NAME)
+
+
+def scalar_scalar(op: str, a: ScalarSteps, b: ScalarSteps) -> ScalarSteps:
+    return ScalarSteps(apply(op, a.values, b.values))
+
+
+def vector_scalar(op: str, sv: StepVector, sc: ScalarSteps, scalar_left: bool, return_bool: bool) -> StepVector:
+    s = sc.values[None, :]
+    res = apply(op, s, sv.values) if scalar_left else apply(op, sv.values, s)
+    if op in COMPARISON_OPS:
+        if return_bool:
+            return StepVector([drop_name(lb) for lb in sv.labels], res, sv.present.copy())
+        keep = sv.present & (res == 1.0)
+        return StepVector(sv.labels, sv.values, keep).compact()
+    return StepVector([drop_name(lb) for lb in sv.labels], res, sv.present.copy())
+
+
+def signature(lb: Labels, vm: VectorMatching | None) -> Labels:
+    if vm is not None and vm.on:
+        keep = set(vm.labels)
+        return tuple((k, v) for k, v in lb if k in keep)
+    drop = set(vm.labels if vm else ()) | {METRIC_NAME}
+    return tuple((k, v) for k, v in lb if k not in drop)
+
+
+def _index(sv: StepVector, vm: VectorMatching | None) -> dict[Labels, list[int]]:
+    out: dict[Labels, list[int]] = {}
+    for i, lb in enumerate(sv.labels):
+        out.setdefault(signature(lb, vm), []).append(i)
+    return out
+
+
+def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tuple[np.ndarray, np.ndarray]:
+    """Values/presence of the one series per step among ``rows``; error if two overlap."""
+    if len(rows) == 1:
+        return sv.values[rows[0]], sv.present[rows[0]]
+    pres = sv.present[rows]
+    if (pres.sum(axis=0) > 1).any():
+        raise ExecutionError(
+            f"found duplicate series for the match group {dict(sig)} on the {side} hand-side of the "
+            "operation; many-to-many matching not allowed: matching labels must be unique on one side"
+        )
+    idx = np.argmax(pres, axis=0)
+    vals = sv.values[rows][idx, np.arange(pres.shape[1])]
+    return vals, pres.any(axis=0)
+
+
+def _result_labels(lb: Labels, other: Labels, vm: VectorMatching | None, op: str, return_bool: bool) -> Labels:
+    out = dict(lb)
+    if op not in COMPARISON_OPS or return_bool:
+        out.pop(METRIC_NAME, None)
+    card = vm.card if vm else "one-to-one"
+    if card == "one-to-one":
+        if vm is not None and vm.on:
+            out = {k: v for k, v in out.items() if k in set(vm.labels)}
+        elif vm is not None:
+            for k in vm.labels:
+                out.pop(k, None)
+    else:
+        od = dict(other)
+        for k in vm.include if vm else ():
+            if k in od:
+                out[k] = od[k]
+            else:
+                out.pop(k, None)
+    return tuple(sorted(out.items()))
+
+
+def vector_vector(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching | None, return_bool: bool) -> StepVector:
+    if op in ("and", "or", "unless"):
+        return _set_op(op, lhs, rhs, vm)
+    card = vm.card if vm else "one-to-one"
+    if card == "one-to-many":  # swap sides: the "many" side drives the result labels
+        flipped = VectorMatching("many-to-one", vm.labels, vm.on, vm.include, vm.explicit)  # type: ignore[union-attr]
+        return _match(op, rhs, lhs, flipped, return_bool, swapped=True)
+    return _match(op, lhs, rhs, vm, return_bool, swapped=False)
+
+
+def _match(op, many, one, vm, return_bool, swapped):  # type: ignore[no-untyped-def]
+    card = vm.card if vm else "one-to-one"
+    one_idx = _index(one, vm)
+    one_side = "left" if swapped else "right"
+    one_rows = {sig: _merge_unique(one, rows, one_side, sig) for sig, rows in one_idx.items()}
+    labels: list[Labels] = []
+    vals, pres = [], []
+    seen: dict[Labels, int] = {}
+    if card == "one-to-one":
+        many_idx = _index(many, vm)
+        for sig, rows in many_idx.items():
+            if len(rows) > 1 and (many.present[rows].sum(axis=0) > 1).any():
+                raise ExecutionError(
+                    f"found duplicate series for the match group {dict(sig)} on the left hand-side of the "
+                    "operation; many-to-many matching not allowed: matching labels must be unique on one side"
+                )
+    S = many.values.shape[1]
+    for i, lb in enumerate(many.labels):
+        sig = signature(lb, vm)
+        hit = one_rows.get(sig)
+        if hit is None:
+            continue
+        ov, op_pres = hit
+        p = many.present[i] & op_pres
+        if not p.any():
+            continue
+        a, b = (ov, many.values[i]) if swapped else (many.values[i], ov)
+        res = apply(op, a, b)
+        if op in COMPARISON_OPS and not return_bool:
+            p = p & (res == 1.0)
+            res = a  # a filter keeps the left-hand value
+        out_lb = _result_labels(lb, _one_labels(one, one_idx[sig]), vm, op, return_bool)
+        j = seen.get(out_lb)
+        if j is not None:
+            if (pres[j] & p).any():
+                raise ExecutionError(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                    if card == "one-to-one" else "vector cannot contain metrics with the same labelset"
+                )
+            vals[j] = np.where(p, res, vals[j])
+            pres[j] = pres[j] | p
+            continue
+        seen[out_lb] = len(labels)
+        labels.append(out_lb)
+        vals.append(np.asarray(res, np.float64) * np.ones(S))
+        pres.append(p)
+    if not labels:
+        return StepVector.empty(S)
+    return StepVector(labels, np.array(vals), np.array(pres))
+
+
+def _one_labels(sv: StepVector, rows: list[int]) -> Labels:
+    return sv.labels[rows[0]]
+
+
+def _set_op(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching | None) -> StepVector:
+    S = lhs.values.shape[1] if len(lhs) else rhs.values.shape[1]
+    rhs_idx = _index(rhs, vm)
+    rhs_any = {sig: rhs.present[rows].any(axis=0) for sig, rows in rhs_idx.items()}
+    none = np.zeros(S, bool)
+    if op in ("and", "unless"):
+        keep = np.array([rhs_any.get(signature(lb, vm), none) for lb in lhs.labels]) if len(lhs) else np.zeros((0, S), bool)
+        pres = lhs.present & keep if op == "and" else lhs.present & ~keep
+        return StepVector(lhs.labels, lhs.values, pres).compact()
+    lhs_idx = _index(lhs, vm)
+    lhs_any = {sig: lhs.present[rows].any(axis=0) for sig, rows in lhs_idx.items()}
+    extra = [i for i, lb in enumerate(rhs.labels)]
+    r_pres = np.array([rhs.present[i] & ~lhs_any.get(signature(rhs.labels[i], vm), none) for i in extra]) if extra else np.zeros((0, S), bool)
+    labels = lhs.labels + [rhs.labels[i] for i in extra]
+    values = np.concatenate([lhs.values, rhs.values[extra]]) if extra else lhs.values
+    present = np.concatenate([lhs.present, r_pres]) if extra else lhs.present
+    return StepVector(labels, values, present).compact()

@@ -1,0 +1,382 @@
+"""The PromQL engine: evaluates a tree over a :class:`SeriesSource` at all steps at once.
+
+Every node evaluates to a value of :mod:`filodb.query.values` covering *all* steps of the
+query: an instant vector is a :class:`StepVector` (labels + [series × steps] values and
+presence), a scalar a :class:`ScalarSteps`. Range selectors become :class:`Windows` (index
+bounds into one block of samples) consumed by the range functions of ``rangefns.py``.
+
+Dispatch is a table keyed by node type (``_EVAL``). A subclass changes how a node kind is
+evaluated by overriding its method (``eval_aggregate``, ``eval_call``...), and evaluates
+children with :meth:`Engine.eval`; the web tier's distributed engine does exactly that to push
+aggregations and range functions down to the shards (``filodb/tasks/pushdown.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from filodb.errors import ExecutionError, QueryTimeoutError
+from filodb.model.labels import METRIC_NAME, Labels
+from filodb.query import ast
+from filodb.query.aggregations import aggregate
+from filodb.query.binops import drop_name, scalar_scalar, vector_scalar, vector_vector
+from filodb.query.functions import FUNCTIONS
+from filodb.query.functions import KEEPS_NAME as INSTANT_KEEPS_NAME
+from filodb.query.parser import parse
+from filodb.query.rangefns import KEEPS_NAME as RANGE_KEEPS_NAME
+from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
+from filodb.query.result import Result
+from filodb.query.source import SeriesBlock, SeriesSource
+from filodb.query.values import (
+    ScalarSteps, StepVector, StringValue, Windows, drop_stale, is_stale, window_bounds,
+)  # fmt: skip
+
+DEFAULT_SUBQUERY_STEP_MS = 60_000
+TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
+
+
+@dataclass
+class EvalContext:
+    """Step times of one evaluation (ms), the query's start/end (for ``@ start()``), limits."""
+
+    times: np.ndarray
+    start: int
+    end: int
+    step: int
+    deadline: float
+    samples: list[int] = field(default_factory=lambda: [0])
+
+    def with_times(self, times: np.ndarray) -> EvalContext:
+        return replace(self, times=times)
+
+
+class Engine:
+    """Evaluates PromQL over one :class:`SeriesSource`. Not thread-safe; cheap to create."""
+
+    def __init__(self, source: SeriesSource, lookback_ms: int = 300_000,
+                 max_samples: int = 50_000_000, timeout_s: float = 120.0) -> None:  # fmt: skip
+        self.source = source
+        self.lookback_ms = lookback_ms
+        self.max_samples = max_samples
+        self.timeout_s = timeout_s
+        self.warnings: list[str] = []
+
+    # --- public API ----------------------------------------------------------------------
+    def instant(self, expr: str | ast.Expr, t_ms: int) -> Result:
+        e = parse(expr) if isinstance(expr, str) else expr
+        ctx = self._ctx(np.array([t_ms], np.int64), t_ms, t_ms, 0)
+        inner = _unparen(e)
+        if isinstance(inner, ast.MatrixSelector | ast.SubqueryExpr):
+            return self._instant_matrix(inner, ctx)
+        v = self.eval(e, ctx)
+        if isinstance(v, ScalarSteps):
+            return Result("scalar", scalar=(t_ms, float(v.values[0])), warnings=self.warnings)
+        if isinstance(v, StringValue):
+            return Result("string", string=(t_ms, v.value), warnings=self.warnings)
+        rows = np.flatnonzero(v.present[:, 0])
+        rows = _order_rows(inner, v, rows)
+        series = [(v.labels[i], np.array([t_ms]), v.values[i, :1]) for i in rows.tolist()]
+        return Result("vector", series, warnings=self.warnings)
+
+    def range(self, expr: str | ast.Expr, start_ms: int, end_ms: int, step_ms: int) -> Result:
+        e = parse(expr) if isinstance(expr, str) else expr
+        if step_ms <= 0:
+            raise ExecutionError("zero or negative query resolution step widths are not accepted")
+        times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        ctx = self._ctx(times, start_ms, end_ms, step_ms)
+        v = self.eval(e, ctx)
+        if isinstance(v, StringValue):
+            raise ExecutionError('invalid expression type "string" for range query, must be Scalar or instant Vector')
+        if isinstance(v, ScalarSteps):
+            return Result("matrix", [((), times, v.values)], warnings=self.warnings)
+        series = []
+        for i in np.argsort(np.array([str(lb) for lb in v.labels], dtype=object), kind="stable").tolist():
+            p = v.present[i]
+            if p.any():
+                series.append((v.labels[i], times[p], v.values[i][p]))
+        series.sort(key=lambda s: s[0])
+        return Result("matrix", series, warnings=self.warnings)
+
+    # --- evaluation ----------------------------------------------------------------------
+    def _ctx(self, times: np.ndarray, start: int, end: int, step: int) -> EvalContext:
+        return EvalContext(times, start, end, step, time.monotonic() + self.timeout_s)
+
+    def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
+        """Evaluate ``node`` at ``ctx.times``; the dispatch point subclasses hook into."""
+        if time.monotonic() > ctx.deadline:
+            raise QueryTimeoutError("query timed out in expression evaluation")
+        return self._EVAL[type(node)](self, node, ctx)
+
+    def eval_number(self, node: ast.NumberLiteral, ctx: EvalContext) -> ScalarSteps:
+        return ScalarSteps(np.full(len(ctx.times), node.value))
+
+    def eval_string(self, node: ast.StringLiteral, ctx: EvalContext) -> StringValue:
+        return StringValue(node.value)
+
+    def eval_paren(self, node: ast.ParenExpr, ctx: EvalContext) -> Any:
+        return self.eval(node.expr, ctx)
+
+    def eval_unary(self, node: ast.UnaryExpr, ctx: EvalContext) -> Any:
+        v = self.eval(node.expr, ctx)
+        if node.op == "+":
+            return v
+        if isinstance(v, ScalarSteps):
+            return ScalarSteps(-v.values)
+        return StepVector([drop_name(lb) for lb in v.labels], -v.values, v.present)
+
+    def _times(self, at: float | str | None, offset_ms: int, ctx: EvalContext) -> np.ndarray:
+        if at is None:
+            t = ctx.times
+        elif at == "start":
+            t = np.full(len(ctx.times), ctx.start, np.int64)
+        elif at == "end":
+            t = np.full(len(ctx.times), ctx.end, np.int64)
+        else:
+            t = np.full(len(ctx.times), int(round(float(at) * 1000)), np.int64)
+        return t - offset_ms
+
+    def select(self, vs: ast.VectorSelector, lo_ms: int, hi_ms: int, ctx: EvalContext) -> SeriesBlock:
+        """Read series for a selector from the source, counting samples against the limit."""
+        block = self.source.select(list(vs.matchers), lo_ms, hi_ms)
+        ctx.samples[0] += int(block.offsets[-1])
+        if ctx.samples[0] > self.max_samples:
+            raise ExecutionError(TOO_MANY_SAMPLES)
+        return block
+
+    def eval_vector_selector(self, vs: ast.VectorSelector, ctx: EvalContext) -> StepVector:
+        times = self._times(vs.at, vs.offset_ms, ctx)
+        block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
+        return self._instant_from_block(block, times)
+
+    def _instant_from_block(self, block: SeriesBlock, times: np.ndarray) -> StepVector:
+        lo, hi = window_bounds(block, times, self.lookback_ms)
+        if len(block) == 0:
+            return StepVector.empty(len(times))
+        idx = np.maximum(hi - 1, 0)
+        vals = block.vals[idx] if len(block.vals) else np.zeros(idx.shape)
+        ok = (hi > lo) & ~is_stale(vals)
+        return StepVector(list(block.labels), vals, ok).compact()
+
+    def windows(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Windows:
+        """The samples of a range selector or subquery for every step's window."""
+        if isinstance(node, ast.SubqueryExpr):
+            return self._subquery_windows(node, ctx)
+        vs = node.vector
+        times = self._times(vs.at, vs.offset_ms, ctx)
+        block = drop_stale(self.select(vs, int(times.min()) - node.range_ms + 1, int(times.max()), ctx))
+        lo, hi = window_bounds(block, times, node.range_ms)
+        return Windows(block, lo, hi, times, node.range_ms)
+
+    def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
+        times = self._times(node.at, node.offset_ms, ctx)
+        step = node.step_ms or (ctx.step or DEFAULT_SUBQUERY_STEP_MS)
+        first = (int(times.min()) - node.range_ms) // step * step
+        grid = np.arange(first, int(times.max()) + 1, step, dtype=np.int64)
+        grid = grid[grid > int(times.min()) - node.range_ms]
+        inner = self.eval(node.expr, replace(ctx, times=grid))
+        if isinstance(inner, ScalarSteps):
+            inner = StepVector([()], inner.values[None, :], np.ones((1, len(grid)), bool))
+        series = [(lb, grid[inner.present[i]], inner.values[i][inner.present[i]])
+                  for i, lb in enumerate(inner.labels)]  # fmt: skip
+        block = drop_stale(SeriesBlock.from_series(series))
+        lo, hi = window_bounds(block, times, node.range_ms)
+        return Windows(block, lo, hi, times, node.range_ms)
+
+    def _instant_matrix(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Result:
+        w = self.windows(node, ctx)
+        series = []
+        for i, lb in enumerate(w.block.labels):
+            a, b = int(w.lo[i, 0]), int(w.hi[i, 0])
+            if b > a:
+                series.append((lb, w.block.ts[a:b], w.block.vals[a:b]))
+        series.sort(key=lambda s: s[0])
+        return Result("matrix", series, warnings=self.warnings)
+
+    def eval_matrix(self, node: ast.MatrixSelector, ctx: EvalContext) -> Any:
+        raise ExecutionError("a range vector can only be an argument of a function here")
+
+    eval_subquery = eval_matrix
+
+    # --- calls ---------------------------------------------------------------------------
+    def eval_call(self, node: ast.Call, ctx: EvalContext) -> Any:
+        f = node.func
+        if f in RANGE_FUNCTIONS:
+            w = self.windows(node.args[0], ctx)  # type: ignore[arg-type]
+            vals, pres = RANGE_FUNCTIONS[f](w)
+            return self._range_result(f, w, vals, pres)
+        if f in RANGE_FUNCTIONS_WITH_SCALAR:
+            fn, ri = RANGE_FUNCTIONS_WITH_SCALAR[f]
+            sc = self.eval(node.args[1 - ri], ctx)
+            w = self.windows(node.args[ri], ctx)  # type: ignore[arg-type]
+            vals, pres = fn(w, sc.values)
+            return self._range_result(f, w, vals, pres)
+        if f in ("absent", "absent_over_time"):
+            return self._absent(node, ctx)
+        if f == "timestamp":
+            return self._timestamp(node.args[0], ctx)
+        if f in ("holt_winters", "double_exponential_smoothing"):
+            return self._holt_winters(node, ctx)
+        args = [self.eval(a, ctx) for a in node.args]
+        out = FUNCTIONS[f](ctx.times, *args)
+        if isinstance(out, StepVector) and f not in INSTANT_KEEPS_NAME:
+            return check_unique(out)
+        if f in ("label_replace", "label_join"):
+            return check_unique(out)
+        return out
+
+    def _range_result(self, f: str, w: Windows, vals: np.ndarray, pres: np.ndarray) -> StepVector:
+        labels = w.block.labels if f in RANGE_KEEPS_NAME else [drop_name(lb) for lb in w.block.labels]
+        return check_unique(StepVector(list(labels), vals, pres).compact())
+
+    def _absent(self, node: ast.Call, ctx: EvalContext) -> StepVector:
+        arg = node.args[0]
+        if node.func == "absent":
+            v = self.eval(arg, ctx)
+            any_present = v.present.any(axis=0) if len(v) else np.zeros(len(ctx.times), bool)
+        else:
+            w = self.windows(arg, ctx)  # type: ignore[arg-type]
+            any_present = (w.count > 0).any(axis=0) if len(w.block) else np.zeros(len(ctx.times), bool)
+        labels = _absent_labels(arg)
+        return StepVector([labels], np.ones((1, len(ctx.times))), ~any_present[None, :]).compact()
+
+    def _timestamp(self, arg: ast.Expr, ctx: EvalContext) -> StepVector:
+        inner = _unparen(arg)
+        if isinstance(inner, ast.VectorSelector):
+            times = self._times(inner.at, inner.offset_ms, ctx)
+            block = self.select(inner, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
+            lo, hi = window_bounds(block, times, self.lookback_ms)
+            if len(block) == 0:
+                return StepVector.empty(len(times))
+            idx = np.maximum(hi - 1, 0)
+            ok = (hi > lo) & ~is_stale(block.vals[idx] if len(block.vals) else np.zeros(idx.shape))
+            ts = block.ts[idx] / 1000.0 if len(block.ts) else np.zeros(idx.shape)
+            return check_unique(StepVector([drop_name(lb) for lb in block.labels], ts, ok).compact())
+        v = self.eval(arg, ctx)
+        vals = np.broadcast_to(ctx.times / 1000.0, v.values.shape).copy()
+        return check_unique(StepVector([drop_name(lb) for lb in v.labels], vals, v.present))
+
+    def _holt_winters(self, node: ast.Call, ctx: EvalContext) -> StepVector:
+        w = self.windows(node.args[0], ctx)  # type: ignore[arg-type]
+        sf = self.eval(node.args[1], ctx).values
+        tf = self.eval(node.args[2], ctx).values
+        n, S = w.lo.shape
+        out = np.full((n, S), np.nan)
+        ok = np.zeros((n, S), bool)
+        for s in range(S):
+            if not (0 < sf[s] < 1 and 0 < tf[s] < 1):
+                raise ExecutionError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf[s]}")
+        for i in range(n):
+            for s in range(S):
+                v = w.block.vals[w.lo[i, s]:w.hi[i, s]]
+                if len(v) >= 2:
+                    out[i, s] = _hw(v, sf[s], tf[s])
+                    ok[i, s] = True
+        return check_unique(StepVector([drop_name(lb) for lb in w.block.labels], out, ok).compact())
+
+    # --- aggregation and operators -------------------------------------------------------
+    def eval_aggregate(self, node: ast.AggregateExpr, ctx: EvalContext) -> StepVector:
+        v = self.eval(node.expr, ctx)
+        param = self.eval(node.param, ctx) if node.param is not None else None
+        if node.op == "count_values" and isinstance(param, StringValue):
+            from filodb.model.labels import valid_label_name
+
+            if not valid_label_name(param.value):
+                raise ExecutionError(f"invalid label name {param.value!r}")
+        return aggregate(node.op, v, param, node.grouping, node.without)
+
+    def eval_binary(self, node: ast.BinaryExpr, ctx: EvalContext) -> Any:
+        lhs = self.eval(node.lhs, ctx)
+        rhs = self.eval(node.rhs, ctx)
+        if isinstance(lhs, ScalarSteps) and isinstance(rhs, ScalarSteps):
+            out = scalar_scalar(node.op, lhs, rhs)
+            return out
+        if isinstance(lhs, StepVector) and isinstance(rhs, ScalarSteps):
+            return check_unique(vector_scalar(node.op, lhs, rhs, False, node.return_bool))
+        if isinstance(lhs, ScalarSteps) and isinstance(rhs, StepVector):
+            return check_unique(vector_scalar(node.op, rhs, lhs, True, node.return_bool))
+        return vector_vector(node.op, lhs, rhs, node.matching, node.return_bool)
+
+    _EVAL: dict[type, Any] = {}
+
+
+Engine._EVAL = {
+    ast.NumberLiteral: Engine.eval_number, ast.StringLiteral: Engine.eval_string,
+    ast.ParenExpr: Engine.eval_paren, ast.UnaryExpr: Engine.eval_unary,
+    ast.VectorSelector: Engine.eval_vector_selector, ast.MatrixSelector: Engine.eval_matrix,
+    ast.SubqueryExpr: Engine.eval_subquery, ast.Call: lambda self, n, c: self.eval_call(n, c),
+    ast.AggregateExpr: lambda self, n, c: self.eval_aggregate(n, c),
+    ast.BinaryExpr: lambda self, n, c: self.eval_binary(n, c),
+}  # fmt: skip
+
+
+def check_unique(sv: StepVector) -> StepVector:
+    """Merge rows with equal labels; error when two of them have a value at the same step."""
+    if len(set(sv.labels)) == len(sv.labels):
+        return sv
+    index: dict[Labels, int] = {}
+    rows: list[int] = []
+    vals = sv.values.copy()
+    pres = sv.present.copy()
+    for i, lb in enumerate(sv.labels):
+        j = index.get(lb)
+        if j is None:
+            index[lb] = i
+            rows.append(i)
+            continue
+        if (pres[j] & pres[i]).any():
+            raise ExecutionError("vector cannot contain metrics with the same labelset")
+        vals[j] = np.where(pres[i], vals[i], vals[j])
+        pres[j] |= pres[i]
+    return StepVector([sv.labels[i] for i in rows], vals[rows], pres[rows])
+
+
+def _unparen(e: ast.Expr) -> ast.Expr:
+    while isinstance(e, ast.ParenExpr):
+        e = e.expr
+    return e
+
+
+def _absent_labels(arg: ast.Expr) -> Labels:
+    inner = _unparen(arg)
+    vs = inner.vector if isinstance(inner, ast.MatrixSelector) else inner
+    if not isinstance(vs, ast.VectorSelector):
+        return ()
+    eq: dict[str, str] = {}
+    dup = set()
+    for m in vs.matchers:
+        if m.op == "=" and m.name != METRIC_NAME:
+            if m.name in eq:
+                dup.add(m.name)
+            eq[m.name] = m.value
+    return tuple(sorted((k, v) for k, v in eq.items() if k not in dup))
+
+
+def _order_rows(expr: ast.Expr, v: StepVector, rows: np.ndarray) -> np.ndarray:
+    """Row order of an instant result: by value for sort()/sort_desc(), by labels for sort_by_label."""
+    if not isinstance(expr, ast.Call) or len(rows) == 0:
+        return rows
+    col = v.values[rows, 0]
+    if expr.func == "sort":
+        return rows[np.lexsort((np.isnan(col) * 0, col, np.isnan(col)))]
+    if expr.func == "sort_desc":
+        return rows[np.lexsort((-np.where(np.isnan(col), -np.inf, col), np.isnan(col)))]
+    if expr.func in ("sort_by_label", "sort_by_label_desc"):
+        names = [a.value for a in expr.args[1:] if isinstance(a, ast.StringLiteral)]
+        keyed = sorted(rows.tolist(), key=lambda i: ([dict(v.labels[i]).get(n, "") for n in names], v.labels[i]),
+                       reverse=expr.func.endswith("_desc"))  # fmt: skip
+        return np.array(keyed, np.int64)
+    return rows
+
+
+def _hw(v: np.ndarray, sf: float, tf: float) -> float:
+    s0, s1 = 0.0, float(v[0])
+    b = float(v[1] - v[0])
+    for i in range(1, len(v)):
+        x = sf * float(v[i])
+        b = tf * (s1 - s0) + (1 - tf) * b if i > 1 else b
+        s0, s1 = s1, x + (1 - sf) * (s1 + b)
+    return s1

@@ -1,0 +1,251 @@
+"""Instant-vector and scalar functions, keyed by name (signatures are in ``signatures.py``).
+
+Each implementation takes the evaluated arguments (``StepVector``, ``ScalarSteps`` or
+``StringValue``) and the step times (ms), and returns a value. Range functions are in
+``rangefns.py``; ``absent``, ``timestamp`` and the ``sort*`` family need the engine's help and
+are handled there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from filodb.errors import ExecutionError
+from filodb.model.labels import METRIC_NAME, Labels, valid_label_name
+from filodb.query.binops import drop_name
+from filodb.query.values import ScalarSteps, StepVector, StringValue
+
+
+def _map(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., StepVector]:
+    def run(times: np.ndarray, sv: StepVector) -> StepVector:
+        with np.errstate(all="ignore"):
+            return StepVector([drop_name(lb) for lb in sv.labels], fn(sv.values), sv.present.copy())
+
+    return run
+
+
+def _sgn(x: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(x), np.nan, np.sign(x))
+
+
+MATH = {
+    "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "exp": np.exp, "ln": np.log,
+    "log2": np.log2, "log10": np.log10, "sqrt": np.sqrt, "sgn": _sgn,
+    "acos": np.arccos, "acosh": np.arccosh, "asin": np.arcsin, "asinh": np.arcsinh,
+    "atan": np.arctan, "atanh": np.arctanh, "cos": np.cos, "cosh": np.cosh, "sin": np.sin,
+    "sinh": np.sinh, "tan": np.tan, "tanh": np.tanh, "deg": np.degrees, "rad": np.radians,
+}  # fmt: skip
+
+
+def _round(times, sv: StepVector, to: ScalarSteps | None = None) -> StepVector:  # type: ignore[no-untyped-def]
+    nearest = to.values[None, :] if to is not None else 1.0
+    with np.errstate(all="ignore"):
+        inv = 1.0 / nearest
+        out = np.floor(sv.values * inv + 0.5) / inv
+    return StepVector([drop_name(lb) for lb in sv.labels], out, sv.present.copy())
+
+
+def _clamp(times, sv: StepVector, lo: ScalarSteps, hi: ScalarSteps) -> StepVector:  # type: ignore[no-untyped-def]
+    out = np.fmax(np.fmin(sv.values, hi.values[None, :]), lo.values[None, :])
+    out = np.where(np.isnan(sv.values), np.nan, out)
+    ok = sv.present & (lo.values <= hi.values)[None, :]
+    return StepVector([drop_name(lb) for lb in sv.labels], out, ok).compact()
+
+
+def _clamp_min(times, sv, lo):  # type: ignore[no-untyped-def]
+    return _clamp(times, sv, lo, ScalarSteps(np.full(len(times), np.inf)))
+
+
+def _clamp_max(times, sv, hi):  # type: ignore[no-untyped-def]
+    return _clamp(times, sv, ScalarSteps(np.full(len(times), -np.inf)), hi)
+
+
+def _vector(times, sc: ScalarSteps) -> StepVector:  # type: ignore[no-untyped-def]
+    return StepVector([()], sc.values[None, :].copy(), np.ones((1, len(times)), bool))
+
+
+def _scalar(times, sv: StepVector) -> ScalarSteps:  # type: ignore[no-untyped-def]
+    if len(sv) == 0:
+        return ScalarSteps(np.full(len(times), np.nan))
+    one = sv.present.sum(axis=0) == 1
+    idx = np.argmax(sv.present, axis=0)
+    v = sv.values[idx, np.arange(len(times))]
+    return ScalarSteps(np.where(one, v, np.nan))
+
+
+def _time(times) -> ScalarSteps:  # type: ignore[no-untyped-def]
+    return ScalarSteps(times / 1000.0)
+
+
+def _pi(times) -> ScalarSteps:  # type: ignore[no-untyped-def]
+    return ScalarSteps(np.full(len(times), math.pi))
+
+
+def _datefn(part: str) -> Callable[..., StepVector]:
+    def run(times, sv: StepVector | None = None) -> StepVector:  # type: ignore[no-untyped-def]
+        if sv is None:
+            sv = StepVector([()], (times / 1000.0)[None, :], np.ones((1, len(times)), bool))
+        v = sv.values
+        ok = sv.present & np.isfinite(v)
+        secs = np.where(ok, v, 0).astype(np.int64)
+        dt = secs.astype("datetime64[s]")
+        days = dt.astype("datetime64[D]")
+        months = dt.astype("datetime64[M]")
+        years = dt.astype("datetime64[Y]")
+        if part == "minute":
+            out = (secs // 60) % 60
+        elif part == "hour":
+            out = (secs // 3600) % 24
+        elif part == "day_of_week":
+            out = (days.astype(np.int64) + 4) % 7
+        elif part == "day_of_month":
+            out = (days - months).astype(np.int64) + 1
+        elif part == "day_of_year":
+            out = (days - years).astype(np.int64) + 1
+        elif part == "month":
+            out = months.astype(np.int64) % 12 + 1
+        elif part == "year":
+            out = years.astype(np.int64) + 1970
+        else:  # days_in_month
+            out = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
+        out = np.where(ok, out.astype(np.float64), np.nan)
+        return StepVector([drop_name(lb) for lb in sv.labels], out, sv.present.copy())
+
+    return run
+
+
+_GO_GROUP = re.compile(r"\$(\d+|\{\w+\})")
+
+
+def _go_template(repl: str) -> str:
+    """Go's ``$1``/``${name}`` expansion → Python's ``\\g<...>``."""
+    repl = repl.replace("\\", "\\\\")
+    return _GO_GROUP.sub(lambda m: "\\g<" + m.group(1).strip("{}") + ">", repl)
+
+
+def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
+                   src: StringValue, regex: StringValue) -> StepVector:  # type: ignore[no-untyped-def]  # fmt: skip
+    try:
+        rx = re.compile(r"(?s:" + regex.value + r")\Z")
+    except re.error as e:
+        raise ExecutionError(f'invalid regular expression in label_replace(): "{regex.value}"') from e
+    if not valid_label_name(dst.value) and dst.value != METRIC_NAME:
+        raise ExecutionError(f'invalid destination label name in label_replace(): "{dst.value}"')
+    template = _go_template(repl.value)
+    out = []
+    for lb in sv.labels:
+        d = dict(lb)
+        m = rx.match(d.get(src.value, ""))
+        if m:
+            try:
+                v = m.expand(template)
+            except (re.error, IndexError):
+                v = ""
+            if v:
+                d[dst.value] = v
+            else:
+                d.pop(dst.value, None)
+        out.append(tuple(sorted(d.items())))
+    return StepVector(out, sv.values, sv.present)
+
+
+def _label_join(times, sv: StepVector, dst: StringValue, sep: StringValue, *srcs: StringValue) -> StepVector:  # type: ignore[no-untyped-def]
+    if not valid_label_name(dst.value) and dst.value != METRIC_NAME:
+        raise ExecutionError(f'invalid destination label name in label_join(): "{dst.value}"')
+    out = []
+    for lb in sv.labels:
+        d = dict(lb)
+        v = sep.value.join(d.get(s.value, "") for s in srcs)
+        if v:
+            d[dst.value] = v
+        else:
+            d.pop(dst.value, None)
+        out.append(tuple(sorted(d.items())))
+    return StepVector(out, sv.values, sv.present)
+
+
+def _identity(times, sv: StepVector, *rest) -> StepVector:  # type: ignore[no-untyped-def]
+    return sv
+
+
+def _histogram_quantile(times, q: ScalarSteps, sv: StepVector) -> StepVector:  # type: ignore[no-untyped-def]
+    groups: dict[Labels, list[tuple[float, int]]] = {}
+    for i, lb in enumerate(sv.labels):
+        d = dict(lb)
+        le = d.pop("le", None)
+        if le is None:
+            continue
+        try:
+            bound = float(le)
+        except ValueError:
+            continue
+        d.pop(METRIC_NAME, None)
+        groups.setdefault(tuple(sorted(d.items())), []).append((bound, i))
+    S = len(times)
+    labels, vals, pres = [], [], []
+    for glb, buckets in groups.items():
+        buckets.sort()
+        bounds = np.array([b for b, _ in buckets])
+        rows = [i for _, i in buckets]
+        counts = np.where(sv.present[rows], sv.values[rows], np.nan)
+        ok = sv.present[rows].any(axis=0)
+        out = np.array([_bucket_quantile(float(q.values[s]), bounds, counts[:, s]) for s in range(S)])
+        labels.append(glb)
+        vals.append(out)
+        pres.append(ok)
+    if not labels:
+        return StepVector.empty(S)
+    return StepVector(labels, np.array(vals), np.array(pres))
+
+
+def _bucket_quantile(q: float, bounds: np.ndarray, counts: np.ndarray) -> float:
+    keep = ~np.isnan(counts)
+    bounds, counts = bounds[keep], counts[keep]
+    if np.isnan(q):
+        return np.nan
+    if q < 0:
+        return -np.inf
+    if q > 1:
+        return np.inf
+    if len(bounds) == 0 or bounds[-1] != np.inf:
+        return np.nan
+    # coalesce equal bounds, make counts monotonic
+    ub, inv = np.unique(bounds, return_inverse=True)
+    c = np.zeros(len(ub))
+    np.add.at(c, inv, counts)
+    c = np.maximum.accumulate(c)
+    if len(ub) < 2:
+        return np.nan
+    total = c[-1]
+    if total == 0 or np.isnan(total):
+        return np.nan
+    rank = q * total
+    b = int(np.searchsorted(c, rank, "left"))
+    if b == len(ub) - 1:
+        return float(ub[-2])
+    if b == 0 and ub[0] <= 0:
+        return float(ub[0])
+    start = 0.0 if b == 0 else ub[b - 1]
+    end = ub[b]
+    count = c[b] - (c[b - 1] if b > 0 else 0.0)
+    rank -= c[b - 1] if b > 0 else 0.0
+    return float(start + (end - start) * (rank / count)) if count else float(end)
+
+
+FUNCTIONS: dict[str, Callable[..., StepVector | ScalarSteps]] = {
+    **{name: _map(fn) for name, fn in MATH.items()},
+    **{p: _datefn(p) for p in ("minute", "hour", "day_of_week", "day_of_month", "day_of_year",
+                               "month", "year", "days_in_month")},  # fmt: skip
+    "round": _round, "clamp": _clamp, "clamp_min": _clamp_min, "clamp_max": _clamp_max,
+    "vector": _vector, "scalar": _scalar, "time": _time, "pi": _pi,
+    "label_replace": _label_replace, "label_join": _label_join,
+    "sort": _identity, "sort_desc": _identity, "sort_by_label": _identity,
+    "sort_by_label_desc": _identity, "histogram_quantile": _histogram_quantile,
+}  # fmt: skip
+
+KEEPS_NAME = frozenset({"label_replace", "label_join", "sort", "sort_desc", "sort_by_label",
+                        "sort_by_label_desc", "vector", "scalar"})  # fmt: skip

@@ -1,0 +1,266 @@
+"""PromQL text → :mod:`filodb.query.ast` tree (lark LALR grammar in ``promql.lark``).
+
+Errors raise :class:`~filodb.errors.ParseError` with the 0-based character position
+(rendered "parse error at char N: ..." with N 1-based) for syntax errors and type errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from filodb.errors import BadInputError, ParseError
+from filodb.model.labels import METRIC_NAME, Matcher
+from filodb.query import ast
+from filodb.query.checker import check
+
+_GRAMMAR = Path(__file__).with_name("promql.lark").read_text()
+_PARSER = Lark(_GRAMMAR, parser="lalr", lexer="contextual", propagate_positions=False,
+               maybe_placeholders=True)  # fmt: skip
+
+_DUR_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+              "w": 604_800_000, "y": 31_536_000_000}  # fmt: skip
+_DUR_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_ESC = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
+_SIMPLE_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+               "\\": "\\", "'": "'", '"': '"'}  # fmt: skip
+
+
+def parse_duration(text: str) -> int:
+    """A Prometheus duration (``1h30m``, ``5m``, ``100ms``) in ms; bare numbers are seconds."""
+    if _DUR_PART.fullmatch(text) or re.fullmatch(r"(\d+(ms|[smhdwy]))+", text):
+        return sum(int(n) * _DUR_UNITS[u] for n, u in _DUR_PART.findall(text))
+    value = float(text.replace("_", ""))
+    if not math.isfinite(value):
+        raise ValueError(f"invalid duration {text!r}")
+    return int(round(value * 1000))
+
+
+def _unquote(tok: str) -> str:
+    if tok[0] == "`":
+        return tok[1:-1]
+    body = tok[1:-1]
+
+    def sub(m: re.Match[str]) -> str:
+        e = m.group(1)
+        if e[0] in "xuU":
+            return chr(int(e[1:], 16))
+        if e[0] in "01234567" and len(e) == 3:
+            return chr(int(e, 8))
+        if e in _SIMPLE_ESC:
+            return _SIMPLE_ESC[e]
+        raise ValueError(f"unknown escape sequence \\{e}")
+
+    return _ESC.sub(sub, body)
+
+
+def _number(text: str) -> float:
+    t = text.lower().replace("_", "")
+    if t.startswith("0x"):
+        return float(int(t, 16))
+    return float(t)
+
+
+@v_args(inline=True)
+class _ToAst(Transformer):  # type: ignore[type-arg]
+    def number(self, tok: Token) -> ast.NumberLiteral:
+        return ast.NumberLiteral(_number(str(tok)))
+
+    def string(self, tok: Token) -> str:
+        return _unquote(str(tok))
+
+    def string_lit(self, s: str) -> ast.StringLiteral:
+        return ast.StringLiteral(s)
+
+    def paren(self, e: ast.Expr) -> ast.ParenExpr:
+        return ast.ParenExpr(e)
+
+    def duration(self, tok: Token) -> int:
+        return parse_duration(str(tok))
+
+    def signed_duration(self, sign: Token | None, ms: int) -> int:
+        return -ms if sign is not None and str(sign) == "-" else ms
+
+    def at_number(self, sign: Token | None, tok: Token) -> float:
+        v = _number(str(tok))
+        return -v if sign is not None and str(sign) == "-" else v
+
+    def at_fn(self, tok: Token) -> str:
+        return str(tok)
+
+    # --- selectors -----------------------------------------------------------------------
+    def metric_ident(self, tok: Token) -> str:
+        return str(tok)
+
+    def kw_ident(self, tok: Token) -> str:
+        return str(tok)
+
+    def label_name(self, x: Token | str) -> str:
+        return str(x)
+
+    def matcher(self, name: str, op: Token, value: str) -> Matcher:
+        return Matcher(name, str(op), value)
+
+    def name_matcher(self, value: str) -> Matcher:
+        return Matcher(METRIC_NAME, "=", value)
+
+    def label_matchers(self, *items: Matcher | None) -> list[Matcher]:
+        return [m for m in items if m is not None]
+
+    def selector(self, name: str | list[Matcher] | None, matchers: list[Matcher] | None = None) -> ast.VectorSelector:
+        if isinstance(name, list):
+            name, matchers = None, name
+        ms = list(matchers or [])
+        if name is not None:
+            if any(m.name == METRIC_NAME for m in ms):
+                raise ValueError(f"metric name must not be set twice: {name!r}")
+            ms.insert(0, Matcher(METRIC_NAME, "=", name))
+        elif (named := [m for m in ms if m.name == METRIC_NAME and m.op == "="]) and len(named) == 1:
+            name = named[0].value
+        if not any(not m.matches_empty() for m in ms):
+            raise ValueError("vector selector must contain at least one non-empty matcher")
+        return ast.VectorSelector(name, tuple(ms))
+
+    # --- postfix -------------------------------------------------------------------------
+    def matrix(self, e: ast.Expr, ms: int) -> ast.MatrixSelector:
+        if not isinstance(e, ast.VectorSelector):
+            raise ValueError("ranges only allowed for vector selectors")
+        if e.offset_ms or e.at is not None:
+            raise ValueError("no offset or @ modifiers allowed before range")
+        if ms <= 0:
+            raise ValueError("range duration must be positive")
+        return ast.MatrixSelector(e, ms)
+
+    def subquery(self, e: ast.Expr, rng: int, step: int | None) -> ast.SubqueryExpr:
+        if rng <= 0:
+            raise ValueError("subquery range must be positive")
+        return ast.SubqueryExpr(e, rng, step or 0)
+
+    def offset(self, e: ast.Expr, _kw: Token, ms: int) -> ast.Expr:
+        return _set_mod(e, offset_ms=ms)
+
+    def at(self, e: ast.Expr, value: float | str) -> ast.Expr:
+        return _set_mod(e, at=value)
+
+    # --- calls and operators -------------------------------------------------------------
+    def call(self, name: Token, *args: ast.Expr | None) -> ast.Call:
+        return ast.Call(str(name), tuple(a for a in args if a is not None))
+
+    def agg_args(self, *args: ast.Expr | None) -> list[ast.Expr]:
+        return [a for a in args if a is not None]
+
+    def label_list(self, *names: str | None) -> tuple[str, ...]:
+        return tuple(n for n in names if n is not None)
+
+    def grouping(self, kw: Token, labels: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
+        return str(kw).lower() == "without", labels
+
+    def aggregation(self, op: Token, *rest):  # type: ignore[no-untyped-def]
+        if isinstance(rest[0], tuple):  # grouping first
+            grouping, args = rest[0], rest[1]
+        else:
+            args, grouping = rest[0], rest[1]
+        opname = str(op).lower()
+        without, labels = grouping if grouping else (False, ())
+        need = 2 if opname in ast.AGGREGATORS_WITH_PARAM else 1
+        if len(args) != need:
+            raise ValueError(f"wrong number of arguments for aggregate expression provided, expected {need}, got {len(args)}")
+        param, expr = (args[0], args[1]) if need == 2 else (None, args[0])
+        return ast.AggregateExpr(opname, expr, param, labels, without, bool(grouping) and not without)
+
+    def matching(self, kw: Token, labels: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
+        return str(kw).lower() == "on", labels
+
+    def grouping_mod(self, kw: Token, labels: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:
+        card = "many-to-one" if str(kw).lower() == "group_left" else "one-to-many"
+        return card, labels or ()
+
+    def binmods(self, bool_tok: Token | None, matching, grouping=None):  # type: ignore[no-untyped-def]
+        return bool_tok is not None, matching, grouping
+
+    def binary(self, lhs: ast.Expr, op: Token, mods, rhs: ast.Expr) -> ast.BinaryExpr:  # type: ignore[no-untyped-def]
+        return_bool, matching, grouping = mods
+        opname = str(op).lower()
+        vm = None
+        if matching is not None or grouping is not None:
+            on, labels = matching if matching is not None else (False, ())
+            card, include = grouping if grouping is not None else ("one-to-one", ())
+            vm = ast.VectorMatching(card, labels, on, include, matching is not None)
+        return ast.BinaryExpr(opname, lhs, rhs, return_bool, vm)
+
+    def unary(self, op: Token, e: ast.Expr) -> ast.Expr:
+        if isinstance(e, ast.NumberLiteral) and not isinstance(e, ast.ParenExpr):
+            return ast.NumberLiteral(-e.value if str(op) == "-" else e.value)
+        return ast.UnaryExpr(str(op), e)
+
+
+def _set_mod(e: ast.Expr, offset_ms: int | None = None, at: float | str | None = None) -> ast.Expr:
+    from dataclasses import replace
+
+    if isinstance(e, ast.MatrixSelector):
+        return replace(e, vector=_set_mod(e.vector, offset_ms, at))  # type: ignore[arg-type]
+    if not isinstance(e, ast.VectorSelector | ast.SubqueryExpr):
+        raise ValueError("offset and @ modifiers must follow a selector, range or subquery")
+    if offset_ms is not None:
+        if e.offset_ms:
+            raise ValueError("offset may not be set multiple times")
+        return replace(e, offset_ms=offset_ms)
+    if e.at is not None:
+        raise ValueError("@ <timestamp> may not be set multiple times")
+    if isinstance(at, float) and not math.isfinite(at):
+        raise ValueError("timestamp out of bounds for @ modifier")
+    return replace(e, at=at)
+
+
+_TRANSFORMER = _ToAst()
+
+
+@lru_cache(maxsize=512)
+def parse(text: str) -> ast.Expr:
+    """Parse and type-check a PromQL expression."""
+    if not text.strip():
+        raise ParseError("no expression found in input", 0, text)
+    try:
+        tree = _PARSER.parse(text)
+        expr = _TRANSFORMER.transform(tree)
+    except UnexpectedEOF as e:
+        raise ParseError("unexpected end of input", len(text), text) from e
+    except UnexpectedToken as e:
+        what = "end of input" if e.token.type == "$END" else repr(str(e.token))
+        pos = len(text) if e.token.type == "$END" else e.token.start_pos or 0
+        raise ParseError(f"unexpected {what}", pos, text) from e
+    except UnexpectedCharacters as e:
+        raise ParseError(f"unexpected character {text[e.pos_in_stream]!r}", e.pos_in_stream, text) from e
+    except UnexpectedInput as e:
+        raise ParseError(str(e).splitlines()[0], getattr(e, "pos_in_stream", 0) or 0, text) from e
+    except VisitError as e:
+        inner = e.orig_exc
+        raise ParseError(str(inner), _guess_pos(text, e), text) from inner
+    check(expr, text)
+    return expr
+
+
+def _guess_pos(text: str, e: VisitError) -> int:
+    tree = e.obj
+    try:
+        for tok in tree.scan_values(lambda v: isinstance(v, Token)):
+            return tok.start_pos or 0
+    except AttributeError:
+        pass
+    return 0
+
+
+def selector_matchers(text: str) -> list[Matcher]:
+    """Matchers of a series selector such as ``up{job="x"}`` (``match[]`` parameters)."""
+    expr = parse(text)
+    if not isinstance(expr, ast.VectorSelector):
+        raise ParseError("expected a series selector", 0, text)
+    return list(expr.matchers)
+
+
+__all__ = ["parse", "selector_matchers", "parse_duration", "BadInputError"]

@@ -1,0 +1,302 @@
+"""Range-vector functions (``rate``, ``*_over_time``, ...), vectorised over series × steps.
+
+Each takes :class:`~filodb.query.values.Windows` and returns ``(values, present)`` arrays of
+shape [n_series, n_steps]. Sums come from prefix sums over the whole block, minima/maxima from a
+sparse table, so no Python loop runs per sample or per window (``quantile_over_time`` and
+``mad_over_time`` loop per window; noted as the exception).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from filodb.query.values import Windows
+
+RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def _prefix(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(x) + 1, np.float64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def _robust_sum(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Window sums with IEEE semantics for Inf/NaN (prefix sums would smear them)."""
+    finite = np.isfinite(vals)
+    s = _prefix(np.where(finite, vals, 0.0))
+    out = s[hi] - s[lo]
+    if finite.all():
+        return out
+    nan = _prefix(np.isnan(vals).astype(np.float64))
+    pinf = _prefix((vals == np.inf).astype(np.float64))
+    ninf = _prefix((vals == -np.inf).astype(np.float64))
+    n_nan, n_p, n_n = nan[hi] - nan[lo], pinf[hi] - pinf[lo], ninf[hi] - ninf[lo]
+    out = np.where(n_p > 0, np.inf, out)
+    out = np.where(n_n > 0, -np.inf, out)
+    return np.where((n_nan > 0) | ((n_p > 0) & (n_n > 0)), np.nan, out)
+
+
+def _sparse_reduce(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn: np.ufunc) -> np.ndarray:
+    """``fn`` (fmin/fmax) over each window [lo, hi) via a sparse table (hi > lo assumed)."""
+    n = len(vals)
+    if n == 0:
+        return np.full(lo.shape, np.nan)
+    table = [vals]
+    k = 1
+    while (1 << k) <= n:
+        prev = table[-1]
+        half = 1 << (k - 1)
+        table.append(fn(prev[:-half], prev[half:]))
+        k += 1
+    length = np.maximum(hi - lo, 1)
+    level = np.floor(np.log2(length)).astype(np.int64)
+    out = np.empty(lo.shape)
+    for lv in np.unique(level).tolist():
+        m = level == lv
+        t = table[lv]
+        a = lo[m]
+        b = hi[m] - (1 << lv)
+        out[m] = fn(t[np.minimum(a, len(t) - 1)], t[np.clip(b, 0, len(t) - 1)])
+    return out
+
+
+def count_over_time(w: Windows) -> tuple[np.ndarray, np.ndarray]:
+    c = w.count
+    return c.astype(np.float64), c > 0
+
+
+def sum_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    return _robust_sum(w.block.vals, w.lo, w.hi), w.count > 0
+
+
+def avg_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    c = w.count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _robust_sum(w.block.vals, w.lo, w.hi) / np.maximum(c, 1), c > 0
+
+
+def min_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmin), w.count > 0
+
+
+def max_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmax), w.count > 0
+
+
+def last_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    c = w.count
+    idx = np.maximum(w.hi - 1, 0)
+    vals = w.block.vals[idx] if len(w.block.vals) else np.zeros(idx.shape)
+    return vals, c > 0
+
+
+def present_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    c = w.count
+    return np.ones(c.shape), c > 0
+
+
+def _variance(w: Windows) -> tuple[np.ndarray, np.ndarray]:
+    c = w.count
+    n = np.maximum(c, 1)
+    vals = w.block.vals
+    mean = _robust_sum(vals, w.lo, w.hi) / n
+    # second pass around each window's mean would need per-window data; use a per-series shift
+    sq = _robust_sum(vals * vals, w.lo, w.hi) / n
+    with np.errstate(invalid="ignore"):
+        var = np.maximum(sq - mean * mean, 0.0)
+    return var, c > 0
+
+
+def stdvar_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    return _variance(w)
+
+
+def stddev_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    var, p = _variance(w)
+    return np.sqrt(var), p
+
+
+def _pairs(w: Windows, pred: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Count of consecutive pairs (i-1, i) inside each window with ``pred(prev, cur)``."""
+    vals = w.block.vals
+    flag = np.zeros(len(vals))
+    if len(vals) > 1:
+        flag[1:] = pred(vals[:-1], vals[1:])
+        flag[w.block.offsets[:-1][np.diff(w.block.offsets) > 0]] = 0  # no pair across series
+    p = _prefix(flag)
+    lo1 = np.minimum(w.lo + 1, w.hi)
+    return np.where(w.count >= 2, p[w.hi] - p[lo1], 0.0)
+
+
+def changes(w: Windows):  # type: ignore[no-untyped-def]
+    def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a != b) & ~(np.isnan(a) & np.isnan(b))
+
+    return _pairs(w, changed), w.count > 0
+
+
+def resets(w: Windows):  # type: ignore[no-untyped-def]
+    return _pairs(w, lambda a, b: b < a), w.count > 0
+
+
+def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[no-untyped-def]
+    vals, ts = w.block.vals, w.block.ts
+    c = w.count
+    ok = c >= 2
+    first = np.where(ok, w.lo, 0)
+    last = np.where(ok, w.hi - 1, 0)
+    if len(vals) == 0:
+        return np.zeros(c.shape), ok
+    result = vals[last] - vals[first]
+    if is_counter:
+        corr = np.zeros(len(vals))
+        if len(vals) > 1:
+            drop = vals[1:] < vals[:-1]
+            corr[1:] = np.where(drop, vals[:-1], 0.0)
+            corr[w.block.offsets[:-1][np.diff(w.block.offsets) > 0]] = 0
+        p = _prefix(corr)
+        result = result + (p[w.hi] - p[np.minimum(w.lo + 1, w.hi)])
+    range_start = (w.times - w.range_ms)[None, :]
+    range_end = w.times[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        to_start = (ts[first] - range_start) / 1000.0
+        to_end = (range_end - ts[last]) / 1000.0
+        sampled = (ts[last] - ts[first]) / 1000.0
+        avg_gap = sampled / np.maximum(c - 1, 1)
+        if is_counter:
+            v0 = vals[first]
+            to_zero = np.where((result > 0) & (v0 >= 0), sampled * (v0 / result), np.inf)
+            to_start = np.minimum(to_start, to_zero)
+        thresh = avg_gap * 1.1
+        interval = sampled + np.where(to_start < thresh, to_start, avg_gap / 2)
+        interval = interval + np.where(to_end < thresh, to_end, avg_gap / 2)
+        factor = interval / sampled
+        if is_rate:
+            factor = factor / (w.range_ms / 1000.0)
+        out = result * factor
+    return out, ok
+
+
+def rate(w: Windows):  # type: ignore[no-untyped-def]
+    return _extrapolated(w, True, True)
+
+
+def increase(w: Windows):  # type: ignore[no-untyped-def]
+    return _extrapolated(w, True, False)
+
+
+def delta(w: Windows):  # type: ignore[no-untyped-def]
+    return _extrapolated(w, False, False)
+
+
+def _instant(w: Windows, is_rate: bool):  # type: ignore[no-untyped-def]
+    vals, ts = w.block.vals, w.block.ts
+    ok = w.count >= 2
+    last = np.where(ok, w.hi - 1, 1)
+    prev = last - 1
+    if len(vals) < 2:
+        return np.zeros(w.lo.shape), np.zeros(w.lo.shape, bool)
+    d = vals[last] - vals[prev]
+    if is_rate:
+        d = np.where(vals[last] < vals[prev], vals[last], d)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = d / ((ts[last] - ts[prev]) / 1000.0)
+    return d, ok
+
+
+def irate(w: Windows):  # type: ignore[no-untyped-def]
+    return _instant(w, True)
+
+
+def idelta(w: Windows):  # type: ignore[no-untyped-def]
+    return _instant(w, False)
+
+
+def _regression(w: Windows, at_ms: np.ndarray):  # type: ignore[no-untyped-def]
+    """Least-squares slope and intercept at ``at_ms`` ([n, S]) per window (x in seconds)."""
+    vals, ts = w.block.vals, w.block.ts
+    ref = int(w.times[len(w.times) // 2]) if len(w.times) else 0
+    x = (ts - ref) / 1000.0
+    n = w.count.astype(np.float64)
+    sx = _robust_sum(x, w.lo, w.hi)
+    sy = _robust_sum(vals, w.lo, w.hi)
+    sxy = _robust_sum(x * vals, w.lo, w.hi)
+    sxx = _robust_sum(x * x, w.lo, w.hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        var = sxx - sx * sx / n
+        slope = cov / var
+        xa = (at_ms - ref) / 1000.0
+        intercept = sy / n - slope * (sx / n - xa)
+    return slope, intercept, w.count >= 2
+
+
+def deriv(w: Windows):  # type: ignore[no-untyped-def]
+    slope, _, ok = _regression(w, np.broadcast_to(w.times[None, :], w.lo.shape))
+    return slope, ok
+
+
+def predict_linear(w: Windows, seconds: np.ndarray):  # type: ignore[no-untyped-def]
+    at = np.broadcast_to(w.times[None, :], w.lo.shape)
+    slope, intercept, ok = _regression(w, at)
+    return intercept + slope * seconds[None, :], ok
+
+
+def _per_window(w: Windows, fn: Callable[[np.ndarray], float]) -> np.ndarray:
+    out = np.full(w.lo.shape, np.nan)
+    vals = w.block.vals
+    for i, s in zip(*np.nonzero(w.count > 0), strict=True):
+        out[i, s] = fn(vals[w.lo[i, s] : w.hi[i, s]])
+    return out
+
+
+def quantile_over_time(w: Windows, q: np.ndarray):  # type: ignore[no-untyped-def]
+    out = np.full(w.lo.shape, np.nan)
+    vals = w.block.vals
+    for i, s in zip(*np.nonzero(w.count > 0), strict=True):
+        out[i, s] = _quantile(float(q[s]), vals[w.lo[i, s] : w.hi[i, s]])
+    return out, w.count > 0
+
+
+def mad_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    def mad(v: np.ndarray) -> float:
+        med = _quantile(0.5, v)
+        return _quantile(0.5, np.abs(v - med))
+
+    return _per_window(w, mad), w.count > 0
+
+
+def _quantile(q: float, v: np.ndarray) -> float:
+    """Prometheus's quantile: linear interpolation between closest ranks; ±Inf outside [0, 1]."""
+    if len(v) == 0 or np.isnan(q):
+        return np.nan
+    if q < 0:
+        return -np.inf
+    if q > 1:
+        return np.inf
+    s = np.sort(v)
+    rank = q * (len(s) - 1)
+    lo = int(np.floor(rank))
+    hi = min(lo + 1, len(s) - 1)
+    weight = rank - lo
+    return float(s[lo] * (1 - weight) + s[hi] * weight)
+
+
+RANGE_FUNCTIONS: dict[str, RangeFn] = {
+    "count_over_time": count_over_time, "sum_over_time": sum_over_time,
+    "avg_over_time": avg_over_time, "min_over_time": min_over_time,
+    "max_over_time": max_over_time, "last_over_time": last_over_time,
+    "present_over_time": present_over_time, "stddev_over_time": stddev_over_time,
+    "stdvar_over_time": stdvar_over_time, "changes": changes, "resets": resets,
+    "rate": rate, "increase": increase, "delta": delta, "irate": irate, "idelta": idelta,
+    "deriv": deriv, "mad_over_time": mad_over_time,
+}  # fmt: skip
+"""Functions whose only argument is a range vector."""
+
+RANGE_FUNCTIONS_WITH_SCALAR = {"predict_linear": (predict_linear, 0), "quantile_over_time": (quantile_over_time, 1)}
+"""Functions of a range vector and a scalar: (implementation, index of the range argument)."""
+
+KEEPS_NAME = frozenset({"last_over_time"})

@@ -1,0 +1,122 @@
+"""Values the engine computes with, over all steps of a query at once.
+
+- :class:`StepVector`: an instant vector at every step: ``labels[i]`` and rows of ``values``
+  (float64 [n_series, n_steps]) with ``present`` (bool, same shape; NaN is a legal value, so
+  absence needs its own mask). It is plain arrays plus label tuples, so it ships between
+  processes as raw bytes (see ``filodb/tasks/wire.py``).
+- :class:`ScalarSteps`: a scalar per step. :class:`StringValue`: a string literal.
+- :class:`Windows`: the samples of a range selector for every (series, step) window, as index
+  bounds into a :class:`~filodb.query.source.SeriesBlock` (no copy per window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from filodb.model.labels import Labels
+from filodb.query.source import SeriesBlock
+
+STALE_NAN_BITS = 0x7FF0000000000002
+
+
+def is_stale(vals: np.ndarray) -> np.ndarray:
+    """Mask of Prometheus stale markers (exact NaN bit pattern)."""
+    return vals.view(np.uint64) == STALE_NAN_BITS
+
+
+@dataclass
+class StepVector:
+    labels: list[Labels]
+    values: np.ndarray
+    present: np.ndarray
+
+    @classmethod
+    def empty(cls, n_steps: int) -> StepVector:
+        return cls([], np.zeros((0, n_steps)), np.zeros((0, n_steps), bool))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray | list[int]) -> StepVector:
+        rows = np.asarray(rows, np.int64)
+        return StepVector([self.labels[i] for i in rows.tolist()], self.values[rows], self.present[rows])
+
+    def compact(self) -> StepVector:
+        """Drop series absent at every step."""
+        keep = self.present.any(axis=1)
+        return self if keep.all() else self.take(np.flatnonzero(keep))
+
+
+@dataclass
+class ScalarSteps:
+    values: np.ndarray
+
+
+@dataclass
+class StringValue:
+    value: str
+
+
+@dataclass
+class Windows:
+    """Windows ``(t - range, t]`` of each series at each step ``t``.
+
+    ``block`` holds the (stale-free) samples; window (i, s) is ``block.ts[lo[i,s]:hi[i,s]]``.
+    ``times`` are the window ends in ms (after offset/@), ``range_ms`` the window length.
+    """
+
+    block: SeriesBlock
+    lo: np.ndarray
+    hi: np.ndarray
+    times: np.ndarray
+    range_ms: int
+
+    @property
+    def count(self) -> np.ndarray:
+        return self.hi - self.lo
+
+
+def window_bounds(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index bounds ``lo, hi`` (each [n_series, n_steps]) of the samples in ``(t - range, t]``.
+
+    One ``searchsorted`` over a key that is globally sorted (series index, then time), so all
+    series and steps are searched at once; falls back to a loop per series when the key would
+    overflow int64.
+    """
+    n, S = len(block), len(times)
+    if n == 0 or S == 0:
+        z = np.zeros((n, S), np.int64)
+        return z, z.copy()
+    ts = block.ts
+    counts = np.diff(block.offsets)
+    base = min(int(ts.min()) if len(ts) else 0, int(times.min()) - range_ms) - 1
+    span = max(int(ts.max()) if len(ts) else 0, int(times.max())) - base + 2
+    if span * n < (1 << 62):
+        sid = np.repeat(np.arange(n, dtype=np.int64), counts)
+        key = sid * span + (ts - base)
+        q = np.arange(n, dtype=np.int64)[:, None] * span + (times - base)[None, :]
+        hi = np.searchsorted(key, q, "right")
+        lo = np.searchsorted(key, q - range_ms, "right")
+        return lo, hi
+    lo = np.empty((n, S), np.int64)
+    hi = np.empty((n, S), np.int64)
+    for i in range(n):
+        a, b = int(block.offsets[i]), int(block.offsets[i + 1])
+        hi[i] = a + np.searchsorted(ts[a:b], times, "right")
+        lo[i] = a + np.searchsorted(ts[a:b], times - range_ms, "right")
+    return lo, hi
+
+
+def drop_stale(block: SeriesBlock) -> SeriesBlock:
+    """The block without stale markers (range selectors never see them)."""
+    stale = is_stale(block.vals)
+    if not stale.any():
+        return block
+    keep = ~stale
+    sid = np.repeat(np.arange(len(block)), np.diff(block.offsets))
+    counts = np.bincount(sid[keep], minlength=len(block))
+    offsets = np.zeros(len(block) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return SeriesBlock(block.labels, offsets, block.ts[keep], block.vals[keep])
