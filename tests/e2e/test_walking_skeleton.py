@@ -160,8 +160,9 @@ def test_worker_kill9_loses_nothing(up: UpProcess) -> None:
     t_end = T0 + STEP * 29
 
     def check() -> None:
-        got = _vector(_query(up.url, "count(kill_test_total) + count(kill_late_total)", t_end))
-        assert list(got.values()) == [40.0]
+        assert list(_vector(_query(up.url, "count(kill_test_total)", t_end)).values()) == [20.0]
+        late = _vector(_query(up.url, "count_over_time(kill_late_total[10m])", T0 + STEP * 9))
+        assert len(late) == 20 and set(late.values()) == {10.0}
         got = _vector(_query(up.url, "sum(kill_test_total)", t_end))
         assert list(got.values()) == [sum((i + 1.0) * 29 for i in range(20))]
 
