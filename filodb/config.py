@@ -41,7 +41,7 @@ class Config:
     store: str = "sqlite"  # column store backend: sqlite | cassandra
     node: str = ""  # worker node name (default: node-<pid>)
     admin_token: str = ""  # when set, mutating admin routes need "Authorization: Bearer <token>"
-    web_threads: int = 8
+    web_threads: int = 16
     worker_threads: int = 4
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 5.0

@@ -44,7 +44,7 @@ class Log(ABC):
     def delete_dataset(self, dataset: str, num_shards: int) -> None:
         """Drop every partition of a dataset."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 
     # --- concrete helpers built on the primitives ----------------------------------------

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
-from filodb.memstore.index import TagIndex
 from filodb.query.source import SeriesBlock
 
 _INITIAL_CAPACITY = 64

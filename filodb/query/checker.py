@@ -84,7 +84,7 @@ def _check_binary(e: ast.BinaryExpr, text: str) -> None:
     lt, rt = value_type(e.lhs), value_type(e.rhs)
     for t in (lt, rt):
         if t not in ("scalar", "vector"):
-            _fail(f"binary expression must contain only scalar and instant vector types", text)
+            _fail("binary expression must contain only scalar and instant vector types", text)
     if e.op in ast.SET_OPS:
         if lt != "vector" or rt != "vector":
             _fail(f"set operator \"{e.op}\" not allowed in binary scalar expression", text)

@@ -32,7 +32,13 @@ from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.result import Result
 from filodb.query.source import SeriesBlock, SeriesSource
 from filodb.query.values import (
-    ScalarSteps, StepVector, StringValue, Windows, drop_stale, is_stale, window_bounds,
+    ScalarSteps,
+    StepVector,
+    StringValue,
+    Windows,
+    drop_stale,
+    is_stale,
+    window_bounds,
 )  # fmt: skip
 
 DEFAULT_SUBQUERY_STEP_MS = 60_000

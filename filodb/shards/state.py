@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 from filodb.errors import InvalidTransition
 
 
-class ShardStatus(str, Enum):
+class ShardStatus(StrEnum):
     UNASSIGNED = "Unassigned"
     ASSIGNED = "Assigned"
     RECOVERY = "Recovery"

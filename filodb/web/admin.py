@@ -12,6 +12,7 @@ from filodb.shards.state import ShardStatus
 from filodb.web.services import require_admin, services
 
 bp = Blueprint("admin", __name__)
+SSE_STREAM_S = 30  # each open stream holds a server thread; EventSource reconnects by itself
 
 
 def _ok(data: object) -> Response:
@@ -93,7 +94,7 @@ def events() -> Response:
 
     def stream() -> Iterator[bytes]:
         yield b": connected\n\n"
-        for ev in store.follow_events(timeout_s=300):
+        for ev in store.follow_events(timeout_s=SSE_STREAM_S):
             yield b"data: " + orjson.dumps(ev) + b"\n\n"
 
     return Response(stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -14,7 +14,15 @@ from flask import Blueprint, Response, jsonify
 import filodb
 from filodb.errors import BadInputError, ParseError
 from filodb.model.labels import Matcher
-from filodb.web.params import MAX_TIME_MS, MIN_TIME_MS, arg, args, now_ms, parse_duration_ms, time_param
+from filodb.web.params import (
+    MAX_TIME_MS,
+    MIN_TIME_MS,
+    arg,
+    args,
+    now_ms,
+    parse_duration_ms,
+    time_param,
+)
 from filodb.web.services import services
 
 bp = Blueprint("prom_api", __name__)
