@@ -1,0 +1,74 @@
+"""Grammar: round trips through the printer, and error positions."""
+
+from __future__ import annotations
+
+import pytest
+
+from filodb.errors import ParseError
+from filodb.query import ast
+from filodb.query.parser import parse
+from filodb.query.printer import to_string
+
+ROUND_TRIP = [
+    "up", 'up{job="api", instance=~"h.*"}', '{__name__=~"a|b"}', "rate(x[5m])",
+    "sum by (job) (rate(http_requests_total[5m]))", "sum without (a, b) (x)",
+    "topk(3, x)", 'count_values("v", x)', "quantile(0.9, x)", "x offset 5m", "x offset -1m",
+    "x @ 100", "x @ start()", "x[5m] @ end() offset 1m", "rate(x[1h:5m])", "max_over_time(x[1h:])",
+    "a + on(x) group_left(y) b", "a / ignoring(i) b", "a > bool 2", "a and b", "a or b unless c",
+    "-x", "2 ^ 3 ^ 2", "(a + b) * c", "a - (b - c)", "histogram_quantile(0.99, sum by (le) (rate(h[5m])))",
+    'label_replace(x, "dst", "$1", "src", "(.*)")', "time()", "vector(1)", "1e+21", "0.5",
+    "NaN", "Inf", "x * -1", "sum(x) by (job)", "absent(nope{job=\"x\"})", "a atan2 b",
+    'x{"utf8.label"="v"}', "predict_linear(x[1h], 3600)",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("q", ROUND_TRIP)
+def test_print_parses_back_to_equal_tree(q: str) -> None:
+    tree = parse(q)
+    assert parse(to_string(tree)) == tree
+
+
+@pytest.mark.parametrize("q,pos,msg", [
+    ("sum(rate(x[5m])", 15, "unexpected end of input"),
+    ("foo{", 4, "unexpected end of input"),
+    ("x +", 3, "unexpected end of input"),
+    ("1 +* 2", 3, "unexpected"),
+    ("up{job=~\"(\"}", None, "invalid regular expression"),
+    ("rate(x)", None, "expected type range vector"),
+    ("1 > 2", None, "BOOL"),
+    ("nofunc(x)", None, "unknown function"),
+    ("sum(x[5m])", None, "expected type instant vector"),
+    ("{}", None, "at least one non-empty matcher"),
+    ("x offset 1m offset 2m", None, "offset"),
+    ("", 0, "no expression"),
+])  # fmt: skip
+def test_errors_name_position_and_problem(q: str, pos: int | None, msg: str) -> None:
+    with pytest.raises(Exception) as ei:
+        parse(q)
+    e = ei.value
+    assert isinstance(e, ParseError) or msg in str(e)
+    assert msg.lower() in str(e).lower()
+    if pos is not None:
+        assert isinstance(e, ParseError) and e.position == pos
+        assert f"at char {pos + 1}" in str(e)
+
+
+def test_precedence_and_associativity() -> None:
+    e = parse("1 + 2 * 3 ^ 2 ^ 2")
+    assert isinstance(e, ast.BinaryExpr) and e.op == "+"
+    assert isinstance(e.rhs, ast.BinaryExpr) and e.rhs.op == "*"
+    pw = e.rhs.rhs
+    assert isinstance(pw, ast.BinaryExpr) and pw.op == "^" and isinstance(pw.rhs, ast.BinaryExpr)
+    u = parse("-2 ^ 2")
+    assert isinstance(u, ast.UnaryExpr)  # unary minus binds looser than ^
+    assert parse("a or b and c").op == "or"
+    assert parse("a - b - c").lhs.op == "-"  # left associative
+
+
+def test_literals() -> None:
+    assert parse("0x1f").value == 31
+    assert parse("1_000").value == 1000
+    assert parse("`raw\\n`").value == "raw\\n"
+    assert parse('"tab\\there"').value == "tab\there"
+    assert parse("x[1h30m]").range_ms == 5_400_000
+    assert parse("x # comment").name == "x"
