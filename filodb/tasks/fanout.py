@@ -111,7 +111,10 @@ class ClusterSource:
         self.deadline = time.monotonic() + timeout_s
 
     def _fanout(self, matchers: Sequence[Matcher], op: str, params: dict[str, Any]) -> FanoutResult:
-        shards = query_shards(matchers, self.num_shards, self.spread)
+        return self.fanout_shards(query_shards(matchers, self.num_shards, self.spread), op, params)
+
+    def fanout_shards(self, shards: list[int], op: str, params: dict[str, Any]) -> FanoutResult:
+        """Run a leaf op on ``shards``; missing shards become warnings (or an error if strict)."""
         left = self.deadline - time.monotonic()
         if left <= 0:
             from filodb.errors import QueryTimeoutError

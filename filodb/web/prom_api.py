@@ -69,7 +69,7 @@ def _query_text() -> str:
 
 
 def _engine(dataset: str | None):  # type: ignore[no-untyped-def]
-    from filodb.query.engine import Engine
+    from filodb.tasks.pushdown import DistributedEngine as Engine
 
     cfg = services().cfg
     timeout = _timeout_s()

@@ -1,0 +1,188 @@
+"""Push query work down to the shards, and reduce their answers in the web tier.
+
+A subtree is *shard-local* when its answer for a series depends on that series alone:
+selectors, range functions over selectors or local subqueries, per-series math and label
+functions, and arithmetic with literal scalars. Every series lives in exactly one shard, so a
+local subtree evaluated on each shard and concatenated equals the subtree evaluated on all data.
+
+:class:`DistributedEngine` (web tier) evaluates:
+
+- an aggregation over a local subtree by sending the *map step* to every shard and reducing
+  the partial answers: ``sum``/``min``/``max``/``group``/``topk``/``bottomk`` are re-applied
+  with the same grouping, ``count`` becomes a ``sum`` of counts, ``avg`` ships ``sum`` and
+  ``count``, ``stddev``/``stdvar`` ship ``sum``, ``count`` and ``sum`` of squares;
+- any other local subtree (e.g. a bare ``rate(x[5m])``) by concatenating the shards' answers;
+- everything else as the plain :class:`~filodb.query.engine.Engine` does, whose selectors
+  fetch raw series through :class:`~filodb.tasks.fanout.ClusterSource`.
+
+:func:`eval_leaf` is the shard side: it runs the same engine on the shard's memstore and packs
+the resulting :class:`StepVector` (labels, values and presence as raw frames).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from filodb.model.labels import Matcher
+from filodb.model.shardkey import query_shards
+from filodb.query import ast
+from filodb.query.aggregations import aggregate
+from filodb.query.engine import Engine, EvalContext, check_unique
+from filodb.query.functions import FUNCTIONS
+from filodb.query.parser import parse
+from filodb.query.printer import to_string
+from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
+from filodb.query.values import ScalarSteps, StepVector
+from filodb.tasks.fanout import ClusterSource
+from filodb.tasks.wire import flat_labels, pack, unflat_labels
+
+_LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - {
+    "vector", "scalar", "time", "pi", "histogram_quantile", "sort", "sort_desc",
+    "sort_by_label", "sort_by_label_desc",
+} | {"timestamp"}  # fmt: skip
+_PUSHABLE_AGGS = {"sum", "min", "max", "count", "group", "avg", "stddev", "stdvar", "topk", "bottomk"}
+
+
+def is_local(e: ast.Expr) -> bool:
+    """Whether ``e`` yields an instant vector computable shard by shard."""
+    if isinstance(e, ast.VectorSelector):
+        return True
+    if isinstance(e, ast.ParenExpr | ast.UnaryExpr):
+        return is_local(e.expr)
+    if isinstance(e, ast.Call):
+        if e.func not in _LOCAL_FUNCS:
+            return False
+        vec_args = [a for a in e.args if not isinstance(a, ast.NumberLiteral | ast.StringLiteral)]
+        return len(vec_args) == 1 and _local_arg(vec_args[0])
+    if isinstance(e, ast.BinaryExpr):
+        if e.op in ast.SET_OPS:
+            return False
+        sides = [e.lhs, e.rhs]
+        lits = [s for s in sides if isinstance(_unparen(s), ast.NumberLiteral)]
+        return len(lits) == 1 and is_local(next(s for s in sides if s is not lits[0]))
+    return False
+
+
+def _local_arg(a: ast.Expr) -> bool:
+    if isinstance(a, ast.MatrixSelector):
+        return True
+    if isinstance(a, ast.SubqueryExpr):
+        return is_local(a.expr)
+    return is_local(a)
+
+
+def _unparen(e: ast.Expr) -> ast.Expr:
+    while isinstance(e, ast.ParenExpr):
+        e = e.expr
+    return e
+
+
+def selectors(e: Any) -> list[ast.VectorSelector]:
+    """Every vector selector in a tree."""
+    if isinstance(e, ast.VectorSelector):
+        return [e]
+    out = []
+    for name in ("expr", "vector", "lhs", "rhs", "param"):
+        child = getattr(e, name, None)
+        if child is not None:
+            out.extend(selectors(child))
+    for a in getattr(e, "args", ()) or ():
+        out.extend(selectors(a))
+    return out
+
+
+# --- shard side -------------------------------------------------------------------------
+def eval_leaf(ms: Any, shard: int, p: dict[str, Any]) -> bytes:
+    """Evaluate a pushed-down PromQL subtree on one shard's memstore; pack a StepVector."""
+    eng = Engine(ms, lookback_ms=int(p["lookback"]), max_samples=int(p["max_samples"]),
+                 timeout_s=float(p["timeout"]))  # fmt: skip
+    times = np.arange(int(p["start"]), int(p["end"]) + 1, max(int(p["step"]), 1), dtype=np.int64)
+    if int(p["step"]) == 0:
+        times = np.array([int(p["start"])], np.int64)
+    ctx = eng._ctx(times, int(p["qstart"]), int(p["qend"]), int(p["step"]))
+    v = eng.eval(parse(p["query"]), ctx)
+    assert isinstance(v, StepVector)
+    header = {"ok": True, "shard": shard, "labels": flat_labels(v.labels)}
+    return pack(header, [v.values, v.present])
+
+
+# --- web side ---------------------------------------------------------------------------
+class DistributedEngine(Engine):
+    """The engine of the web tier: pushes local work to shards, reduces their answers."""
+
+    source: ClusterSource
+
+    def _leaf(self, e: ast.Expr, ctx: EvalContext) -> StepVector:
+        matchers: list[Matcher] = []
+        sels = selectors(e)
+        if len(sels) == 1:
+            matchers = list(sels[0].matchers)
+        params = {
+            "query": to_string(e), "lookback": self.lookback_ms, "max_samples": self.max_samples,
+            "timeout": self.timeout_s, "qstart": ctx.start, "qend": ctx.end,
+            "start": int(ctx.times[0]), "end": int(ctx.times[-1]), "step": ctx.step,
+        }  # fmt: skip
+        if len(ctx.times) > 1 and not np.array_equal(
+            ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
+        ):
+            return super().eval(e, ctx)  # irregular steps (inside a subquery): evaluate here
+        src = self.source
+        shards = query_shards(matchers, src.num_shards, src.spread)
+        res = src.fanout_shards(shards, "eval", params)
+        parts = []
+        for _, (h, arrays) in sorted(res.answers.items()):
+            vals, pres = arrays
+            parts.append(StepVector(unflat_labels(h["labels"]), np.array(vals), np.array(pres)))
+        return _concat(parts, len(ctx.times))
+
+    def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
+        if isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr):
+            return self._pushed_aggregate(node, ctx)
+        if not isinstance(node, ast.VectorSelector) and is_local(node):
+            return check_unique(self._leaf(node, ctx))
+        return super().eval(node, ctx)
+
+    def _pushed_aggregate(self, node: ast.AggregateExpr, ctx: EvalContext) -> StepVector:
+        param = self.eval(node.param, ctx) if node.param is not None else None
+        g, wo = node.grouping, node.without
+
+        def part(op: str, expr: ast.Expr) -> StepVector:
+            return self._leaf(ast.AggregateExpr(op, expr, node.param, g, wo, node.by), ctx)
+
+        if node.op in ("sum", "min", "max", "group", "topk", "bottomk"):
+            return aggregate(node.op, part(node.op, node.expr), param, g, wo)
+        if node.op == "count":
+            return aggregate("sum", part("count", node.expr), None, g, wo)
+        s = aggregate("sum", part("sum", node.expr), None, g, wo)
+        c = aggregate("sum", part("count", node.expr), None, g, wo)
+        s, c = _align(s, c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s.values / c.values
+            if node.op == "avg":
+                return StepVector(s.labels, mean, s.present)
+            sq_expr = ast.BinaryExpr("^", ast.ParenExpr(node.expr), ast.NumberLiteral(2.0))
+            q = aggregate("sum", part("sum", sq_expr), None, g, wo)
+            _, q = _align(s, q)
+            var = np.maximum(q.values / c.values - mean * mean, 0.0)
+        return StepVector(s.labels, var if node.op == "stdvar" else np.sqrt(var), s.present)
+
+
+def _concat(parts: list[StepVector], n_steps: int) -> StepVector:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return StepVector.empty(n_steps)
+    return StepVector([lb for p in parts for lb in p.labels],
+                      np.concatenate([p.values for p in parts]),
+                      np.concatenate([p.present for p in parts]))  # fmt: skip
+
+
+def _align(a: StepVector, b: StepVector) -> tuple[StepVector, StepVector]:
+    """``b`` reordered to ``a``'s label order (same groups on both sides)."""
+    idx = {lb: i for i, lb in enumerate(b.labels)}
+    rows = [idx[lb] for lb in a.labels]
+    return a, b.take(rows)
+
+
+__all__ = ["DistributedEngine", "eval_leaf", "is_local", "ScalarSteps"]
