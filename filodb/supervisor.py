@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import requests
 
 from filodb.config import Config
-from filodb.errors import UnavailableError
+from filodb.errors import BadInputError, UnavailableError
 from filodb.redisproc import RedisProcess, free_port, redis_answers, start_redis
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
@@ -118,6 +118,10 @@ class Supervisor:
         return c
 
     def start(self) -> None:
+        if not _port_free(self.cfg.port, self.cfg.host):
+            raise BadInputError(
+                f"port {self.cfg.port} on {self.cfg.host} is in use (another filodb up?); pass --port"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
@@ -196,12 +200,12 @@ class Supervisor:
         self.echo("FiloDB stopped.")
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     import socket
 
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
             return True
         except OSError:
             return False

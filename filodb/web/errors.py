@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
+import redis.exceptions
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -33,6 +35,13 @@ def register_error_handlers(app: Flask) -> None:
         if e.code == 404:
             kind = "not_found"
         return error_response(kind, e.description or e.name, e.code or 500)
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(kombu.exceptions.OperationalError)
+    def _unavailable(e: Exception):  # type: ignore[no-untyped-def]
+        log.warning("backend unavailable: %s", e)
+        return error_response("unavailable", f"cluster state or log unavailable, retry: {e}", 503)
 
     @app.errorhandler(Exception)
     def _other(e: Exception):  # type: ignore[no-untyped-def]

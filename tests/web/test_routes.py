@@ -111,3 +111,13 @@ def test_query_parameter_errors(client) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/api/v1/query?query=up&time=yesterday")
     assert r.status_code == 400 and 'invalid parameter "time"' in r.json["error"]
     assert client.get("/api/v1/series").status_code == 400
+
+
+def test_redis_down_is_503_not_500(redis_url: str) -> None:
+    from filodb.redisproc import free_port
+
+    app = create_app(Config(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    c = app.test_client()
+    r = c.post("/influx/prometheus/write", data=b"a value=1 1")
+    assert r.status_code == 503 and r.json["errorType"] == "unavailable"
+    assert c.get("/admin/health").status_code == 503
