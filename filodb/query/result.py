@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,21 +10,37 @@ import numpy as np
 
 from filodb.model.labels import Labels
 
+_EXACT_INT = float(2**53)
+
 
 def format_value(v: float) -> str:
     """A float as Prometheus prints it (Go ``FormatFloat(v, 'f', -1, 64)``)."""
     if v != v:
         return "NaN"
-    if v == np.inf:
+    if v == math.inf:
         return "+Inf"
-    if v == -np.inf:
+    if v == -math.inf:
         return "-Inf"
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v)) if v != 0 or np.copysign(1, v) > 0 else "-0"
-    r = repr(float(v))
-    if "e" in r:
-        return np.format_float_positional(v, unique=True, trim="-")
-    return r
+    if v.is_integer() and -_EXACT_INT < v < _EXACT_INT:
+        return "-0" if v == 0 and math.copysign(1.0, v) < 0 else str(int(v))
+    r = repr(v)
+    return np.format_float_positional(v, unique=True, trim="-") if "e" in r else r
+
+
+def format_values(vals: np.ndarray) -> list[str]:
+    """:func:`format_value` over an array (all-integer arrays take a vectorised path)."""
+    vals = np.asarray(vals, np.float64)
+    whole = np.isfinite(vals) & (np.trunc(vals) == vals) & (np.abs(vals) < _EXACT_INT)
+    if whole.all() and not np.signbit(vals).any():
+        return [str(i) for i in vals.astype(np.int64).tolist()]
+    return [format_value(v) for v in vals.tolist()]
+
+
+def format_times(ms: np.ndarray) -> list[float | int]:
+    ms = np.asarray(ms, np.int64)
+    if (ms % 1000 == 0).all():
+        return (ms // 1000).tolist()
+    return (ms / 1000).tolist()
 
 
 def format_time(ms: int) -> float | int:
@@ -55,7 +72,6 @@ class Result:
                 for lb, ts, vs in self.series
             ]}  # fmt: skip
         return {"resultType": "matrix", "result": [
-            {"metric": dict(lb), "values": [[format_time(t), format_value(v)]
-                                            for t, v in zip(ts.tolist(), vs.tolist(), strict=True)]}
+            {"metric": dict(lb), "values": [list(p) for p in zip(format_times(ts), format_values(vs), strict=True)]}
             for lb, ts, vs in self.series
         ]}  # fmt: skip

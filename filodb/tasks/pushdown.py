@@ -140,7 +140,7 @@ class DistributedEngine(Engine):
     def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
         if isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr):
             return self._pushed_aggregate(node, ctx)
-        if not isinstance(node, ast.VectorSelector) and is_local(node):
+        if is_local(node):
             return check_unique(self._leaf(node, ctx))
         return super().eval(node, ctx)
 

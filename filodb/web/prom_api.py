@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+import orjson
+from flask import Blueprint, Response
 
 import filodb
 from filodb.errors import BadInputError, ParseError
@@ -42,7 +43,7 @@ def _success(data: Any, warnings: list[str] | None = None) -> Response:
     body: dict[str, Any] = {"status": "success", "data": data}
     if warnings:
         body["warnings"] = warnings
-    return jsonify(body)
+    return Response(orjson.dumps(body), mimetype="application/json")
 
 
 def _dataset(dataset: str | None) -> str:
