@@ -204,6 +204,7 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     import socket
 
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             s.bind((host, port))
             return True
