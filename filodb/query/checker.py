@@ -68,12 +68,12 @@ def _check_call(e: ast.Call, text: str) -> None:
         _fail(f'unknown function with name "{e.func}"', text)
         return
     n, want = len(e.args), len(sig.args)
-    lo = want - (sig.optional if sig.optional > 0 else 0)
+    lo = want - (sig.optional if sig.optional > 0 else 1 if sig.optional < 0 else 0)
     hi = None if sig.optional < 0 else want
     if n < lo or (hi is not None and n > hi):
         _fail(f'expected {want if sig.optional == 0 else f"at least {lo}"} argument(s) in call to "{e.func}", got {n}', text)
     for i, a in enumerate(e.args):
-        t = sig.args[min(i, want - 1)]
+        t = sig.args[min(i, want - 1)] if want else "scalar"
         got = value_type(a)
         if got != t:
             _fail(f'expected type {_TYPE_NAMES[t]} in call to function "{e.func}", got {_TYPE_NAMES[got]}', text)

@@ -132,7 +132,7 @@ class Engine:
             return v
         if isinstance(v, ScalarSteps):
             return ScalarSteps(-v.values)
-        return StepVector([drop_name(lb) for lb in v.labels], -v.values, v.present)
+        return check_unique(StepVector([drop_name(lb) for lb in v.labels], -v.values, v.present))
 
     def _times(self, at: float | str | None, offset_ms: int, ctx: EvalContext) -> np.ndarray:
         if at is None:
@@ -169,13 +169,14 @@ class Engine:
 
     def windows(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Windows:
         """The samples of a range selector or subquery for every step's window."""
+        node = _unparen(node)  # type: ignore[assignment]
         if isinstance(node, ast.SubqueryExpr):
             return self._subquery_windows(node, ctx)
         vs = node.vector
         times = self._times(vs.at, vs.offset_ms, ctx)
         block = drop_stale(self.select(vs, int(times.min()) - node.range_ms + 1, int(times.max()), ctx))
         lo, hi = window_bounds(block, times, node.range_ms)
-        return Windows(block, lo, hi, times, node.range_ms)
+        return Windows(block, lo, hi, times, node.range_ms, ctx.times)
 
     def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
         times = self._times(node.at, node.offset_ms, ctx)
@@ -190,7 +191,7 @@ class Engine:
                   for i, lb in enumerate(inner.labels)]  # fmt: skip
         block = drop_stale(SeriesBlock.from_series(series))
         lo, hi = window_bounds(block, times, node.range_ms)
-        return Windows(block, lo, hi, times, node.range_ms)
+        return Windows(block, lo, hi, times, node.range_ms, ctx.times)
 
     def _instant_matrix(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Result:
         w = self.windows(node, ctx)
@@ -363,6 +364,10 @@ def _absent_labels(arg: ast.Expr) -> Labels:
 
 def _order_rows(expr: ast.Expr, v: StepVector, rows: np.ndarray) -> np.ndarray:
     """Row order of an instant result: by value for sort()/sort_desc(), by labels for sort_by_label."""
+    if isinstance(expr, ast.AggregateExpr) and expr.op in ("topk", "bottomk") and len(rows):
+        col = v.values[rows, 0]
+        key = np.where(np.isnan(col), -np.inf if expr.op == "topk" else np.inf, col)
+        return rows[np.argsort(-key if expr.op == "topk" else key, kind="stable")]
     if not isinstance(expr, ast.Call) or len(rows) == 0:
         return rows
     col = v.values[rows, 0]

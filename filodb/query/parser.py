@@ -77,6 +77,9 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
     def number(self, tok: Token) -> ast.NumberLiteral:
         return ast.NumberLiteral(_number(str(tok)))
 
+    def duration_number(self, tok: Token) -> ast.NumberLiteral:
+        return ast.NumberLiteral(parse_duration(str(tok)) / 1000.0)
+
     def string(self, tok: Token) -> str:
         return _unquote(str(tok))
 
@@ -93,7 +96,7 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         return -ms if sign is not None and str(sign) == "-" else ms
 
     def at_number(self, sign: Token | None, tok: Token) -> float:
-        v = _number(str(tok))
+        v = parse_duration(str(tok)) / 1000.0 if tok.type == "DURATION" else _number(str(tok))
         return -v if sign is not None and str(sign) == "-" else v
 
     def at_fn(self, tok: Token) -> str:

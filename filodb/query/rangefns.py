@@ -240,7 +240,7 @@ def deriv(w: Windows):  # type: ignore[no-untyped-def]
 
 
 def predict_linear(w: Windows, seconds: np.ndarray):  # type: ignore[no-untyped-def]
-    at = np.broadcast_to(w.times[None, :], w.lo.shape)
+    at = np.broadcast_to(w.eval_times[None, :], w.lo.shape)
     slope, intercept, ok = _regression(w, at)
     return intercept + slope * seconds[None, :], ok
 
@@ -277,7 +277,8 @@ def _quantile(q: float, v: np.ndarray) -> float:
         return -np.inf
     if q > 1:
         return np.inf
-    s = np.sort(v)
+    nan = np.isnan(v)
+    s = np.concatenate([v[nan], np.sort(v[~nan])])  # Go sorts NaN first
     rank = q * (len(s) - 1)
     lo = int(np.floor(rank))
     hi = min(lo + 1, len(s) - 1)
@@ -285,7 +286,51 @@ def _quantile(q: float, v: np.ndarray) -> float:
     return float(s[lo] * (1 - weight) + s[hi] * weight)
 
 
+def first_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    c = w.count
+    idx = np.minimum(w.lo, max(len(w.block.vals) - 1, 0))
+    vals = w.block.vals[idx] if len(w.block.vals) else np.zeros(idx.shape)
+    return vals, c > 0
+
+
+def ts_of_first_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    idx = np.minimum(w.lo, max(len(w.block.ts) - 1, 0))
+    ts = w.block.ts[idx] / 1000.0 if len(w.block.ts) else np.zeros(idx.shape)
+    return ts, w.count > 0
+
+
+def ts_of_last_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    idx = np.maximum(w.hi - 1, 0)
+    ts = w.block.ts[idx] / 1000.0 if len(w.block.ts) else np.zeros(idx.shape)
+    return ts, w.count > 0
+
+
+def _ts_of_extreme(w: Windows, pick_min: bool):  # type: ignore[no-untyped-def]
+    out = np.full(w.lo.shape, np.nan)
+    vals, ts = w.block.vals, w.block.ts
+    for i, s in zip(*np.nonzero(w.count > 0), strict=True):
+        v = vals[w.lo[i, s] : w.hi[i, s]]
+        if np.isnan(v).all():
+            j = len(v) - 1
+        else:
+            target = np.nanmin(v) if pick_min else np.nanmax(v)
+            j = int(np.flatnonzero(v == target)[-1])
+        out[i, s] = ts[w.lo[i, s] + j] / 1000.0
+    return out, w.count > 0
+
+
+def ts_of_min_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    return _ts_of_extreme(w, True)
+
+
+def ts_of_max_over_time(w: Windows):  # type: ignore[no-untyped-def]
+    return _ts_of_extreme(w, False)
+
+
 RANGE_FUNCTIONS: dict[str, RangeFn] = {
+    "first_over_time": first_over_time, "ts_of_first_over_time": ts_of_first_over_time,
+    "ts_of_last_over_time": ts_of_last_over_time, "ts_of_min_over_time": ts_of_min_over_time,
+    "ts_of_max_over_time": ts_of_max_over_time,
     "count_over_time": count_over_time, "sum_over_time": sum_over_time,
     "avg_over_time": avg_over_time, "min_over_time": min_over_time,
     "max_over_time": max_over_time, "last_over_time": last_over_time,
@@ -299,4 +344,4 @@ RANGE_FUNCTIONS: dict[str, RangeFn] = {
 RANGE_FUNCTIONS_WITH_SCALAR = {"predict_linear": (predict_linear, 0), "quantile_over_time": (quantile_over_time, 1)}
 """Functions of a range vector and a scalar: (implementation, index of the range argument)."""
 
-KEEPS_NAME = frozenset({"last_over_time"})
+KEEPS_NAME = frozenset({"last_over_time", "first_over_time"})

@@ -72,6 +72,11 @@ class Windows:
     hi: np.ndarray
     times: np.ndarray
     range_ms: int
+    eval_times: np.ndarray | None = None  # the steps themselves (``times`` is after offset/@)
+
+    def __post_init__(self) -> None:
+        if self.eval_times is None:
+            self.eval_times = self.times
 
     @property
     def count(self) -> np.ndarray:
