@@ -1,0 +1,45 @@
+"""Which subtrees run on the shards, and that leaf answers survive the wire unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from filodb.memstore.shard import TimeSeriesShard
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import make_labels
+from filodb.query.engine import Engine
+from filodb.query.parser import parse
+from filodb.tasks.pushdown import eval_leaf, is_local
+from filodb.tasks.wire import unflat_labels, unpack
+
+
+@pytest.mark.parametrize("q,local", [
+    ("x", True), ("rate(x[5m])", True), ("abs(x - 20)", True), ("x > 3", True),
+    ("max_over_time(x[10m:1m])", True), ('label_replace(x, "a", "$1", "b", "(.*)")', True),
+    ("-rate(x[1m])", True), ("predict_linear(x[1h], 60)", True),
+    ("sum(x)", False), ("x / y", False), ("x and y", False), ("scalar(x)", False),
+    ("histogram_quantile(0.9, x)", False), ("absent(x)", False), ("vector(1)", False),
+    ("max_over_time(sum(x)[10m:1m])", False), ("x * scalar(y)", False), ("sort(x)", False),
+])  # fmt: skip
+def test_locality(q: str, local: bool) -> None:
+    assert is_local(parse(q)) is local
+
+
+def test_leaf_answer_equals_local_engine() -> None:
+    shard = TimeSeriesShard("ds", 0)
+    series = [make_labels({"__name__": "x", "i": str(i)}) for i in range(5)]
+    n = 40
+    b = SampleBatch(series, np.repeat(np.arange(5), n), np.tile(np.arange(n) * 15_000, 5),
+                    np.arange(5 * n, dtype=float))  # fmt: skip
+    shard.ingest(b)
+    q = "rate(x[2m]) * 60"
+    p = {"query": q, "lookback": 300_000, "max_samples": 10**7, "timeout": 10, "qstart": 60_000,
+         "qend": 540_000, "start": 60_000, "end": 540_000, "step": 30_000}  # fmt: skip
+    header, (vals, pres) = unpack(eval_leaf(shard, 3, p))
+    assert header["ok"] and header["shard"] == 3
+    want = Engine(shard).range(q, 60_000, 540_000, 30_000)
+    got = {lb: vals[i][pres[i]] for i, lb in enumerate(unflat_labels(header["labels"]))}
+    assert len(got) == len(want.series) == 5
+    for lb, _, vs in want.series:
+        assert np.array_equal(got[lb], vs)
