@@ -15,6 +15,7 @@ _EXACT_INT = float(2**53)
 
 def format_value(v: float) -> str:
     """A float as Prometheus prints it (Go ``FormatFloat(v, 'f', -1, 64)``)."""
+    v = float(v)
     if v != v:
         return "NaN"
     if v == math.inf:
@@ -28,12 +29,22 @@ def format_value(v: float) -> str:
 
 
 def format_values(vals: np.ndarray) -> list[str]:
-    """:func:`format_value` over an array (all-integer arrays take a vectorised path)."""
+    """:func:`format_value` over an array: C-level ``repr`` for all, then fix-ups only where
+    Go prints differently (whole numbers without ``.0``, exponents spelled out, Inf/NaN)."""
     vals = np.asarray(vals, np.float64)
     whole = np.isfinite(vals) & (np.trunc(vals) == vals) & (np.abs(vals) < _EXACT_INT)
     if whole.all() and not np.signbit(vals).any():
-        return [str(i) for i in vals.astype(np.int64).tolist()]
-    return [format_value(v) for v in vals.tolist()]
+        return list(map(str, vals.astype(np.int64).tolist()))
+    out = list(map(repr, vals.tolist()))
+    a = np.abs(vals)
+    special = ~np.isfinite(vals) | (~whole & ((a >= 1e16) | ((a < 1e-4) & (vals != 0))))
+    special |= whole & (np.signbit(vals) & (vals == 0))
+    plain = np.flatnonzero(whole & ~special)
+    for i, txt in zip(plain.tolist(), map(str, vals[plain].astype(np.int64).tolist()), strict=True):
+        out[i] = txt
+    for i in np.flatnonzero(special).tolist():
+        out[i] = format_value(float(vals[i]))
+    return out
 
 
 def format_times(ms: np.ndarray) -> list[float | int]:
@@ -72,6 +83,6 @@ class Result:
                 for lb, ts, vs in self.series
             ]}  # fmt: skip
         return {"resultType": "matrix", "result": [
-            {"metric": dict(lb), "values": [list(p) for p in zip(format_times(ts), format_values(vs), strict=True)]}
+            {"metric": dict(lb), "values": list(zip(format_times(ts), format_values(vs), strict=True))}
             for lb, ts, vs in self.series
         ]}  # fmt: skip

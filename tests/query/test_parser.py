@@ -72,3 +72,17 @@ def test_literals() -> None:
     assert parse('"tab\\there"').value == "tab\there"
     assert parse("x[1h30m]").range_ms == 5_400_000
     assert parse("x # comment").name == "x"
+
+
+def test_value_formatting_matches_go() -> None:
+    import numpy as np
+
+    from filodb.query.result import format_value, format_values
+
+    cases = {1.0: "1", 0.1: "0.1", -0.0: "-0", 1e21: "1000000000000000000000", 1e-7: "0.0000001",
+             float("inf"): "+Inf", float("-inf"): "-Inf", float("nan"): "NaN", 2.5e15: "2500000000000000",
+             1.2345678901234567e30: "1234567890123456700000000000000", 5e-05: "0.00005"}  # fmt: skip
+    for v, want in cases.items():
+        assert format_value(np.float64(v)) == want
+    arr = np.concatenate([np.array(list(cases)), np.random.default_rng(0).normal(0, 1e3, 500)])
+    assert format_values(arr) == [format_value(x) for x in arr.tolist()]
