@@ -121,3 +121,20 @@ def test_redis_down_is_503_not_500(redis_url: str) -> None:
     r = c.post("/influx/prometheus/write", data=b"a value=1 1")
     assert r.status_code == 503 and r.json["errorType"] == "unavailable"
     assert c.get("/admin/health").status_code == 503
+
+
+def test_missing_shards_give_partial_answer_with_warnings(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/api/v1/query?query=up&time=100")
+    assert r.status_code == 200
+    body = r.json
+    assert body["data"] == {"resultType": "vector", "result": []}
+    assert sorted(body["warnings"]) == [f"partial response: shard {s} of prometheus is Unassigned" for s in range(4)]
+    r = client.get("/api/v1/query?query=up&time=100&partial_response=false")
+    assert r.status_code == 503 and r.json["errorType"] == "unavailable"
+
+
+def test_parse_error_shape(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/query", data={"query": "sum(rate(x[5m])"})
+    assert r.status_code == 400
+    assert r.json == {"status": "error", "errorType": "bad_data",
+                      "error": 'invalid parameter "query": parse error at char 16: unexpected end of input'}  # fmt: skip
