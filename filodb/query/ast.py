@@ -16,6 +16,18 @@ AtValue: TypeAlias = "float | Literal['start', 'end'] | None"
 
 
 @dataclass(frozen=True)
+class DurationExpr:
+    """A duration that depends on the query (uses ``step()`` or ``range()``); seconds.
+
+    ``op`` is ``lit`` (``args[0]`` seconds), ``step``, ``range``, ``neg``, ``min_of``,
+    ``max_of`` or a binary operator (``+ - * / % ^``) over ``args``.
+    """
+
+    op: str
+    args: tuple[DurationExpr | float, ...] = ()
+
+
+@dataclass(frozen=True)
 class NumberLiteral:
     value: float
 
@@ -33,12 +45,14 @@ class VectorSelector:
     matchers: tuple[Matcher, ...]
     offset_ms: int = 0
     at: float | str | None = None  # seconds, "start", "end" or None
+    offset_expr: DurationExpr | None = None  # when the offset depends on step()/range()
 
 
 @dataclass(frozen=True)
 class MatrixSelector:
     vector: VectorSelector
     range_ms: int
+    range_expr: DurationExpr | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,9 @@ class SubqueryExpr:
     step_ms: int  # 0: the default (global evaluation interval)
     offset_ms: int = 0
     at: float | str | None = None
+    range_expr: DurationExpr | None = None
+    step_expr: DurationExpr | None = None
+    offset_expr: DurationExpr | None = None
 
 
 @dataclass(frozen=True)

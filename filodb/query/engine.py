@@ -21,7 +21,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError, QueryTimeoutError
 from filodb.model.labels import METRIC_NAME, Labels
-from filodb.query import ast
+from filodb.query import ast, durations
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import drop_name, scalar_scalar, vector_scalar, vector_vector
 from filodb.query.functions import FUNCTIONS
@@ -134,6 +134,12 @@ class Engine:
             return ScalarSteps(-v.values)
         return check_unique(StepVector([drop_name(lb) for lb in v.labels], -v.values, v.present))
 
+    def _dur_ms(self, ms: int, expr: ast.DurationExpr | None, ctx: EvalContext) -> int:
+        """A duration of the tree, resolving ``step()``/``range()`` against the query."""
+        if expr is None:
+            return ms
+        return durations.to_ms(durations.seconds(expr, ctx.step / 1000.0, (ctx.end - ctx.start) / 1000.0))
+
     def _times(self, at: float | str | None, offset_ms: int, ctx: EvalContext) -> np.ndarray:
         if at is None:
             t = ctx.times
@@ -154,7 +160,7 @@ class Engine:
         return block
 
     def eval_vector_selector(self, vs: ast.VectorSelector, ctx: EvalContext) -> StepVector:
-        times = self._times(vs.at, vs.offset_ms, ctx)
+        times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
         block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
         return self._instant_from_block(block, times)
 
@@ -173,25 +179,31 @@ class Engine:
         if isinstance(node, ast.SubqueryExpr):
             return self._subquery_windows(node, ctx)
         vs = node.vector
-        times = self._times(vs.at, vs.offset_ms, ctx)
-        block = drop_stale(self.select(vs, int(times.min()) - node.range_ms + 1, int(times.max()), ctx))
-        lo, hi = window_bounds(block, times, node.range_ms)
-        return Windows(block, lo, hi, times, node.range_ms, ctx.times)
+        times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        rng = self._dur_ms(node.range_ms, node.range_expr, ctx)
+        if rng <= 0:
+            raise ExecutionError(f"range duration must be positive, got {rng}ms")
+        block = drop_stale(self.select(vs, int(times.min()) - rng + 1, int(times.max()), ctx))
+        lo, hi = window_bounds(block, times, rng)
+        return Windows(block, lo, hi, times, rng, ctx.times)
 
     def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
-        times = self._times(node.at, node.offset_ms, ctx)
-        step = node.step_ms or (ctx.step or DEFAULT_SUBQUERY_STEP_MS)
-        first = (int(times.min()) - node.range_ms) // step * step
+        times = self._times(node.at, self._dur_ms(node.offset_ms, node.offset_expr, ctx), ctx)
+        rng = self._dur_ms(node.range_ms, node.range_expr, ctx)
+        step = self._dur_ms(node.step_ms, node.step_expr, ctx) or (ctx.step or DEFAULT_SUBQUERY_STEP_MS)
+        if rng <= 0 or step <= 0:
+            raise ExecutionError("subquery range and step must be positive")
+        first = (int(times.min()) - rng) // step * step
         grid = np.arange(first, int(times.max()) + 1, step, dtype=np.int64)
-        grid = grid[grid > int(times.min()) - node.range_ms]
+        grid = grid[grid > int(times.min()) - rng]
         inner = self.eval(node.expr, replace(ctx, times=grid))
         if isinstance(inner, ScalarSteps):
             inner = StepVector([()], inner.values[None, :], np.ones((1, len(grid)), bool))
         series = [(lb, grid[inner.present[i]], inner.values[i][inner.present[i]])
                   for i, lb in enumerate(inner.labels)]  # fmt: skip
         block = drop_stale(SeriesBlock.from_series(series))
-        lo, hi = window_bounds(block, times, node.range_ms)
-        return Windows(block, lo, hi, times, node.range_ms, ctx.times)
+        lo, hi = window_bounds(block, times, rng)
+        return Windows(block, lo, hi, times, rng, ctx.times)
 
     def _instant_matrix(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Result:
         w = self.windows(node, ctx)
@@ -253,7 +265,7 @@ class Engine:
     def _timestamp(self, arg: ast.Expr, ctx: EvalContext) -> StepVector:
         inner = _unparen(arg)
         if isinstance(inner, ast.VectorSelector):
-            times = self._times(inner.at, inner.offset_ms, ctx)
+            times = self._times(inner.at, self._dur_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
             block = self.select(inner, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
             lo, hi = window_bounds(block, times, self.lookback_ms)
             if len(block) == 0:

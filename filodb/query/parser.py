@@ -23,7 +23,9 @@ from lark.exceptions import (
 from filodb.errors import BadInputError, ParseError
 from filodb.model.labels import METRIC_NAME, Matcher
 from filodb.query import ast
+from filodb.query.ast import DurationExpr
 from filodb.query.checker import check
+from filodb.query.durations import is_constant, seconds, to_ms
 
 _GRAMMAR = Path(__file__).with_name("promql.lark").read_text()
 _PARSER = Lark(_GRAMMAR, parser="lalr", lexer="contextual", propagate_positions=False,
@@ -89,11 +91,27 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
     def paren(self, e: ast.Expr) -> ast.ParenExpr:
         return ast.ParenExpr(e)
 
-    def duration(self, tok: Token) -> int:
-        return parse_duration(str(tok))
+    # --- duration expressions (seconds) ----------------------------------------------------
+    def dur_lit(self, tok: Token) -> DurationExpr:
+        return DurationExpr("lit", (parse_duration(str(tok)) / 1000.0,))
 
-    def signed_duration(self, sign: Token | None, ms: int) -> int:
-        return -ms if sign is not None and str(sign) == "-" else ms
+    def dur_num(self, tok: Token) -> DurationExpr:
+        return DurationExpr("lit", (_number(str(tok)),))
+
+    def dur_fn(self, tok: Token) -> DurationExpr:
+        return DurationExpr(str(tok).lower())
+
+    def dur_minmax(self, tok: Token, a: DurationExpr, b: DurationExpr) -> DurationExpr:
+        return _fold(DurationExpr(str(tok).lower(), (a, b)))
+
+    def dur_bin(self, a: DurationExpr, op: Token, b: DurationExpr) -> DurationExpr:
+        return _fold(DurationExpr(str(op).lower(), (a, b)))
+
+    def dur_neg(self, op: Token, a: DurationExpr) -> DurationExpr:
+        return _fold(DurationExpr("neg", (a,))) if str(op) == "-" else a
+
+    def offset_value(self, sign: Token | None, d: DurationExpr) -> DurationExpr:
+        return _fold(DurationExpr("neg", (d,))) if sign is not None and str(sign) == "-" else d
 
     def at_number(self, sign: Token | None, tok: Token) -> float:
         v = parse_duration(str(tok)) / 1000.0 if tok.type == "DURATION" else _number(str(tok))
@@ -136,22 +154,28 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         return ast.VectorSelector(name, tuple(ms))
 
     # --- postfix -------------------------------------------------------------------------
-    def matrix(self, e: ast.Expr, ms: int) -> ast.MatrixSelector:
+    def matrix(self, e: ast.Expr, d: DurationExpr) -> ast.MatrixSelector:
         if not isinstance(e, ast.VectorSelector):
             raise ValueError("ranges only allowed for vector selectors")
-        if e.offset_ms or e.at is not None:
+        if e.offset_ms or e.at is not None or e.offset_expr is not None:
             raise ValueError("no offset or @ modifiers allowed before range")
-        if ms <= 0:
+        ms, dyn = _resolve(d)
+        if dyn is None and ms <= 0:
             raise ValueError("range duration must be positive")
-        return ast.MatrixSelector(e, ms)
+        return ast.MatrixSelector(e, ms, dyn)
 
-    def subquery(self, e: ast.Expr, rng: int, step: int | None) -> ast.SubqueryExpr:
-        if rng <= 0:
+    def subquery(self, e: ast.Expr, rng: DurationExpr, step: DurationExpr | None) -> ast.SubqueryExpr:
+        rms, rdyn = _resolve(rng)
+        sms, sdyn = _resolve(step) if step is not None else (0, None)
+        if rdyn is None and rms <= 0:
             raise ValueError("subquery range must be positive")
-        return ast.SubqueryExpr(e, rng, step or 0)
+        if sdyn is None and sms < 0:
+            raise ValueError("subquery step must be positive")
+        return ast.SubqueryExpr(e, rms, sms, range_expr=rdyn, step_expr=sdyn)
 
-    def offset(self, e: ast.Expr, _kw: Token, ms: int) -> ast.Expr:
-        return _set_mod(e, offset_ms=ms)
+    def offset(self, e: ast.Expr, _kw: Token, d: DurationExpr) -> ast.Expr:
+        ms, dyn = _resolve(d)
+        return _set_mod(e, offset_ms=ms, offset_expr=dyn)
 
     def at(self, e: ast.Expr, value: float | str) -> ast.Expr:
         return _set_mod(e, at=value)
@@ -208,17 +232,27 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         return ast.UnaryExpr(str(op), e)
 
 
-def _set_mod(e: ast.Expr, offset_ms: int | None = None, at: float | str | None = None) -> ast.Expr:
+def _fold(d: DurationExpr) -> DurationExpr:
+    return DurationExpr("lit", (seconds(d),)) if is_constant(d) else d
+
+
+def _resolve(d: DurationExpr) -> tuple[int, DurationExpr | None]:
+    """(ms, None) for a constant duration; (0, expr) when it needs step()/range()."""
+    return (to_ms(seconds(d)), None) if is_constant(d) else (0, d)
+
+
+def _set_mod(e: ast.Expr, offset_ms: int | None = None, at: float | str | None = None,
+             offset_expr: DurationExpr | None = None) -> ast.Expr:  # fmt: skip
     from dataclasses import replace
 
     if isinstance(e, ast.MatrixSelector):
-        return replace(e, vector=_set_mod(e.vector, offset_ms, at))  # type: ignore[arg-type]
+        return replace(e, vector=_set_mod(e.vector, offset_ms, at, offset_expr))  # type: ignore[arg-type]
     if not isinstance(e, ast.VectorSelector | ast.SubqueryExpr):
         raise ValueError("offset and @ modifiers must follow a selector, range or subquery")
     if offset_ms is not None:
-        if e.offset_ms:
+        if e.offset_ms or e.offset_expr is not None:
             raise ValueError("offset may not be set multiple times")
-        return replace(e, offset_ms=offset_ms)
+        return replace(e, offset_ms=offset_ms, offset_expr=offset_expr)
     if e.at is not None:
         raise ValueError("@ <timestamp> may not be set multiple times")
     if isinstance(at, float) and not math.isfinite(at):

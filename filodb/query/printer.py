@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from filodb.model.labels import METRIC_NAME, Matcher
-from filodb.query import ast
+from filodb.query import ast, durations
 
 
 def duration(ms: int) -> str:
@@ -45,11 +45,17 @@ def _matcher(m: Matcher) -> str:
     return f"{_label(m.name)}{m.op}{_string(m.value)}"
 
 
-def _mods(offset_ms: int, at: float | str | None) -> str:
+def _dur(ms: int, expr: ast.DurationExpr | None) -> str:
+    return f"({durations.to_string(expr)})" if expr is not None else duration(ms)
+
+
+def _mods(offset_ms: int, at: float | str | None, offset_expr: ast.DurationExpr | None = None) -> str:
     out = ""
     if at is not None:
         out += f" @ {at}()" if isinstance(at, str) else f" @ {at:.3f}"
-    if offset_ms:
+    if offset_expr is not None:
+        out += f" offset {_dur(0, offset_expr)}"
+    elif offset_ms:
         out += f" offset {duration(offset_ms)}"
     return out
 
@@ -73,12 +79,13 @@ def to_string(e: ast.Expr) -> str:
     if isinstance(e, ast.StringLiteral):
         return _string(e.value)
     if isinstance(e, ast.VectorSelector):
-        return _selector(e) + _mods(e.offset_ms, e.at)
+        return _selector(e) + _mods(e.offset_ms, e.at, e.offset_expr)
     if isinstance(e, ast.MatrixSelector):
-        return f"{_selector(e.vector)}[{duration(e.range_ms)}]" + _mods(e.vector.offset_ms, e.vector.at)
+        v = e.vector
+        return f"{_selector(v)}[{_dur(e.range_ms, e.range_expr)}]" + _mods(v.offset_ms, v.at, v.offset_expr)
     if isinstance(e, ast.SubqueryExpr):
-        step = duration(e.step_ms) if e.step_ms else ""
-        return f"{to_string(e.expr)}[{duration(e.range_ms)}:{step}]" + _mods(e.offset_ms, e.at)
+        step = _dur(e.step_ms, e.step_expr) if (e.step_ms or e.step_expr is not None) else ""
+        return f"{to_string(e.expr)}[{_dur(e.range_ms, e.range_expr)}:{step}]" + _mods(e.offset_ms, e.at, e.offset_expr)
     if isinstance(e, ast.Call):
         return f"{e.func}({', '.join(to_string(a) for a in e.args)})"
     if isinstance(e, ast.ParenExpr):

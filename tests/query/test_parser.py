@@ -19,7 +19,16 @@ ROUND_TRIP = [
     'label_replace(x, "dst", "$1", "src", "(.*)")', "time()", "vector(1)", "1e+21", "0.5",
     "NaN", "Inf", "x * -1", "sum(x) by (job)", "absent(nope{job=\"x\"})", "a atan2 b",
     'x{"utf8.label"="v"}', "predict_linear(x[1h], 3600)",
+    "x[step()]", "x[step() + 1ms]", "rate(x[5m:step() * 2])", "x offset step()",
+    "x[min_of(step() + 1, 1h)]", "x offset -(range() / 2)",
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize("q,ms", [("x[2m*15]", 1_800_000), ("x[1h/2]", 1_800_000), ("x[60*30]", 1_800_000),
+                                  ("x[(9m30s+30s)*3]", 1_800_000), ("x[1h30m % 1h]", 1_800_000)])  # fmt: skip
+def test_constant_duration_expressions_fold(q: str, ms: int) -> None:
+    e = parse(q)
+    assert isinstance(e, ast.MatrixSelector) and e.range_ms == ms and e.range_expr is None
 
 
 @pytest.mark.parametrize("q", ROUND_TRIP)

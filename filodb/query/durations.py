@@ -1,0 +1,61 @@
+"""Duration expressions: fold constants at parse time, resolve ``step()``/``range()`` later."""
+
+from __future__ import annotations
+
+import math
+
+from filodb.query.ast import DurationExpr
+
+_BIN = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b if b else math.inf, "%": lambda a, b: math.fmod(a, b) if b else math.nan,
+    "^": lambda a, b: a**b,
+}  # fmt: skip
+
+
+def seconds(d: DurationExpr | float, step_s: float = 0.0, range_s: float = 0.0) -> float:
+    """Value of a duration expression in seconds."""
+    if not isinstance(d, DurationExpr):
+        return float(d)
+    if d.op == "lit":
+        return float(d.args[0])  # type: ignore[arg-type]
+    if d.op == "step":
+        return step_s
+    if d.op == "range":
+        return range_s
+    vals = [seconds(a, step_s, range_s) for a in d.args]
+    if d.op == "neg":
+        return -vals[0]
+    if d.op == "min_of":
+        return min(vals)
+    if d.op == "max_of":
+        return max(vals)
+    return _BIN[d.op](*vals)
+
+
+def is_constant(d: DurationExpr | float) -> bool:
+    if not isinstance(d, DurationExpr):
+        return True
+    if d.op in ("step", "range"):
+        return False
+    return all(is_constant(a) for a in d.args if isinstance(a, DurationExpr))
+
+
+def to_ms(s: float) -> int:
+    if not math.isfinite(s):
+        raise ValueError(f"duration expression is not finite: {s}")
+    return int(round(s * 1000))
+
+
+def to_string(d: DurationExpr | float) -> str:
+    if not isinstance(d, DurationExpr):
+        return repr(float(d))
+    if d.op == "lit":
+        return repr(float(d.args[0]))  # type: ignore[arg-type]
+    if d.op in ("step", "range"):
+        return f"{d.op}()"
+    if d.op == "neg":
+        return f"-({to_string(d.args[0])})"
+    if d.op in ("min_of", "max_of"):
+        return f"{d.op}({to_string(d.args[0])}, {to_string(d.args[1])})"
+    return f"({to_string(d.args[0])} {d.op} {to_string(d.args[1])})"
