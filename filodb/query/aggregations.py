@@ -37,7 +37,7 @@ def _groups(sv: StepVector, grouping: Sequence[str], without: bool) -> tuple[lis
 def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
               grouping: Sequence[str], without: bool) -> StepVector:  # fmt: skip
     n_steps = sv.values.shape[1]
-    if op in ("topk", "bottomk", "limitk") and isinstance(param, ScalarSteps) and np.isnan(param.values).any():
+    if op in ("topk", "bottomk", "limitk", "limit_ratio") and isinstance(param, ScalarSteps) and np.isnan(param.values).any():
         raise ExecutionError("Parameter value is NaN")
     if len(sv) == 0:
         return StepVector.empty(n_steps)

@@ -239,6 +239,8 @@ class Engine:
             return self._timestamp(node.args[0], ctx)
         if f in ("holt_winters", "double_exponential_smoothing"):
             return self._holt_winters(node, ctx)
+        if f in _QUERY_SCALARS:
+            return ScalarSteps(np.full(len(ctx.times), _QUERY_SCALARS[f](ctx) / 1000.0))
         args = [self.eval(a, ctx) for a in node.args]
         out = FUNCTIONS[f](ctx.times, *args)
         if isinstance(out, StepVector) and f not in INSTANT_KEEPS_NAME:
@@ -317,7 +319,8 @@ class Engine:
             return check_unique(vector_scalar(node.op, lhs, rhs, False, node.return_bool))
         if isinstance(lhs, ScalarSteps) and isinstance(rhs, StepVector):
             return check_unique(vector_scalar(node.op, rhs, lhs, True, node.return_bool))
-        return vector_vector(node.op, lhs, rhs, node.matching, node.return_bool)
+        out = vector_vector(node.op, lhs, rhs, node.matching, node.return_bool)
+        return check_unique(out) if node.op == "or" else out
 
     _EVAL: dict[type, Any] = {}
 
@@ -330,6 +333,13 @@ Engine._EVAL = {
     ast.AggregateExpr: lambda self, n, c: self.eval_aggregate(n, c),
     ast.BinaryExpr: lambda self, n, c: self.eval_binary(n, c),
 }  # fmt: skip
+
+
+_QUERY_SCALARS = {
+    "step": lambda c: c.step, "range": lambda c: c.end - c.start,
+    "start": lambda c: c.start, "end": lambda c: c.end,
+}  # fmt: skip
+"""Scalars of the query itself, in ms (step(), range(), start(), end())."""
 
 
 def check_unique(sv: StepVector) -> StepVector:
@@ -364,14 +374,11 @@ def _absent_labels(arg: ast.Expr) -> Labels:
     vs = inner.vector if isinstance(inner, ast.MatrixSelector) else inner
     if not isinstance(vs, ast.VectorSelector):
         return ()
-    eq: dict[str, str] = {}
-    dup = set()
-    for m in vs.matchers:
-        if m.op == "=" and m.name != METRIC_NAME:
-            if m.name in eq:
-                dup.add(m.name)
-            eq[m.name] = m.value
-    return tuple(sorted((k, v) for k, v in eq.items() if k not in dup))
+    from collections import Counter
+
+    seen = Counter(m.name for m in vs.matchers)
+    eq = {m.name: m.value for m in vs.matchers if m.op == "=" and m.name != METRIC_NAME}
+    return tuple(sorted((k, v) for k, v in eq.items() if seen[k] == 1))
 
 
 def _order_rows(expr: ast.Expr, v: StepVector, rows: np.ndarray) -> np.ndarray:
@@ -389,10 +396,18 @@ def _order_rows(expr: ast.Expr, v: StepVector, rows: np.ndarray) -> np.ndarray:
         return rows[np.lexsort((-np.where(np.isnan(col), -np.inf, col), np.isnan(col)))]
     if expr.func in ("sort_by_label", "sort_by_label_desc"):
         names = [a.value for a in expr.args[1:] if isinstance(a, ast.StringLiteral)]
-        keyed = sorted(rows.tolist(), key=lambda i: ([dict(v.labels[i]).get(n, "") for n in names], v.labels[i]),
+        keyed = sorted(rows.tolist(), key=lambda i: ([_natural(dict(v.labels[i]).get(n, "")) for n in names],
+                                                     [_natural(x) for kv in v.labels[i] for x in kv]),
                        reverse=expr.func.endswith("_desc"))  # fmt: skip
         return np.array(keyed, np.int64)
     return rows
+
+
+def _natural(s: str) -> list[tuple[int, int | str]]:
+    """Natural sort key: digit runs compare as numbers ("2" < "10")."""
+    import re
+
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", s)]
 
 
 def _hw(v: np.ndarray, sf: float, tf: float) -> float:

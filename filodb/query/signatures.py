@@ -49,6 +49,8 @@ FUNCTIONS: dict[str, Signature] = {
     "sort_by_label": _s("vector string", "vector", -1),
     "sort_by_label_desc": _s("vector string", "vector", -1),
     "pi": _s("", "scalar"),
+    "step": _s("", "scalar"), "range": _s("", "scalar"), "start": _s("", "scalar"),
+    "end": _s("", "scalar"),
     "first_over_time": _s("matrix", "vector"), "ts_of_first_over_time": _s("matrix", "vector"),
     "ts_of_last_over_time": _s("matrix", "vector"), "ts_of_min_over_time": _s("matrix", "vector"),
     "ts_of_max_over_time": _s("matrix", "vector"),
