@@ -92,6 +92,8 @@ class VectorMatching:
     on: bool = False
     include: tuple[str, ...] = ()
     explicit: bool = False  # on()/ignoring() was written (printing only)
+    fill_left: float | None = None  # value for a missing left-hand side (fill / fill_left)
+    fill_right: float | None = None  # value for a missing right-hand side (fill / fill_right)
 
 
 @dataclass(frozen=True)

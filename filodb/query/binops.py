@@ -114,54 +114,90 @@ def vector_vector(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching 
 
 
 def _match(op, many, one, vm, return_bool, swapped):  # type: ignore[no-untyped-def]
+    """Match ``many`` rows to ``one`` rows by signature and apply ``op`` (sides already
+    swapped for group_right). ``fill_right`` stands in for a missing "one" side, ``fill_left``
+    makes a row (labelled by the match group) where a group has no "many" side."""
     card = vm.card if vm else "one-to-one"
+    fill_one = vm.fill_right if vm else None
+    fill_many = vm.fill_left if vm else None
     one_idx = _index(one, vm)
     one_side = "left" if swapped else "right"
     one_rows = {sig: _merge_unique(one, rows, one_side, sig) for sig, rows in one_idx.items()}
-    labels: list[Labels] = []
-    vals, pres = [], []
-    seen: dict[Labels, int] = {}
+    S = many.values.shape[1]
     if card == "one-to-one":
-        many_idx = _index(many, vm)
-        for sig, rows in many_idx.items():
+        for sig, rows in _index(many, vm).items():
             if len(rows) > 1 and (many.present[rows].sum(axis=0) > 1).any():
                 raise ExecutionError(
                     f"found duplicate series for the match group {dict(sig)} on the left hand-side of the "
                     "operation; many-to-many matching not allowed: matching labels must be unique on one side"
                 )
-    S = many.values.shape[1]
+    out = _Rows(S, card)
+    many_present: dict[Labels, np.ndarray] = {}
+    none = np.zeros(S, bool)
     for i, lb in enumerate(many.labels):
         sig = signature(lb, vm)
+        many_present[sig] = many_present.get(sig, none) | many.present[i]
         hit = one_rows.get(sig)
-        if hit is None:
+        if hit is None and fill_one is None:
             continue
-        ov, op_pres = hit
-        p = many.present[i] & op_pres
+        ov, o_pres = hit if hit is not None else (np.zeros(S), none)
+        if fill_one is not None:
+            ov = np.where(o_pres, ov, fill_one)
+            o_pres = np.ones(S, bool)
+        p = many.present[i] & o_pres
         if not p.any():
             continue
         a, b = (ov, many.values[i]) if swapped else (many.values[i], ov)
-        res = apply(op, a, b)
-        if op in COMPARISON_OPS and not return_bool:
-            p = p & (res == 1.0)
-            res = a  # a filter keeps the left-hand value
-        out_lb = _result_labels(lb, _one_labels(one, one_idx[sig]), vm, op, return_bool)
-        j = seen.get(out_lb)
+        other = _one_labels(one, one_idx[sig]) if hit is not None else ()
+        out.add(_result_labels(lb, other, vm, op, return_bool), *_apply_op(op, a, b, p, return_bool))
+    if fill_many is not None:
+        for sig, (ov, o_pres) in one_rows.items():
+            p = o_pres & ~many_present.get(sig, none)
+            if not p.any():
+                continue
+            fill = np.full(S, fill_many)
+            a, b = (ov, fill) if swapped else (fill, ov)
+            out.add(sig, *_apply_op(op, a, b, p, return_bool))
+    return out.vector()
+
+
+def _apply_op(op: str, a: np.ndarray, b: np.ndarray, p: np.ndarray, return_bool: bool):  # type: ignore[no-untyped-def]
+    res = apply(op, a, b)
+    if op in COMPARISON_OPS and not return_bool:
+        return np.asarray(a, np.float64), p & (res == 1.0)  # a filter keeps the left-hand value
+    return res, p
+
+
+class _Rows:
+    """Result rows keyed by labels; rows with equal labels merge unless they overlap."""
+
+    def __init__(self, n_steps: int, card: str) -> None:
+        self.S, self.card = n_steps, card
+        self.labels: list[Labels] = []
+        self.vals: list[np.ndarray] = []
+        self.pres: list[np.ndarray] = []
+        self.seen: dict[Labels, int] = {}
+
+    def add(self, lb: Labels, res: np.ndarray, p: np.ndarray) -> None:
+        j = self.seen.get(lb)
         if j is not None:
-            if (pres[j] & p).any():
+            if (self.pres[j] & p).any():
                 raise ExecutionError(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                    if card == "one-to-one" else "vector cannot contain metrics with the same labelset"
+                    if self.card == "one-to-one" else "vector cannot contain metrics with the same labelset"
                 )
-            vals[j] = np.where(p, res, vals[j])
-            pres[j] = pres[j] | p
-            continue
-        seen[out_lb] = len(labels)
-        labels.append(out_lb)
-        vals.append(np.asarray(res, np.float64) * np.ones(S))
-        pres.append(p)
-    if not labels:
-        return StepVector.empty(S)
-    return StepVector(labels, np.array(vals), np.array(pres))
+            self.vals[j] = np.where(p, res, self.vals[j])
+            self.pres[j] = self.pres[j] | p
+            return
+        self.seen[lb] = len(self.labels)
+        self.labels.append(lb)
+        self.vals.append(np.asarray(res, np.float64) * np.ones(self.S))
+        self.pres.append(p)
+
+    def vector(self) -> StepVector:
+        if not self.labels:
+            return StepVector.empty(self.S)
+        return StepVector(self.labels, np.array(self.vals), np.array(self.pres))
 
 
 def _one_labels(sv: StepVector, rows: list[int]) -> Labels:

@@ -93,9 +93,13 @@ def _check_binary(e: ast.BinaryExpr, text: str) -> None:
     if e.op in ast.COMPARISON_OPS and lt == rt == "scalar" and not e.return_bool:
         _fail("comparisons between scalars must use BOOL modifier", text)
     if e.matching is not None and (lt == "scalar" or rt == "scalar"):
-        if e.matching.explicit or e.matching.card != "one-to-one":
+        if e.matching.explicit or e.matching.card != "one-to-one" or e.matching.fill_left is not None \
+                or e.matching.fill_right is not None:
             _fail("vector matching only allowed between instant vectors", text)
     if e.matching is not None and e.op in ast.SET_OPS and e.matching.card != "one-to-one":
         _fail(f"no grouping allowed for \"{e.op}\" operation", text)
+    if e.matching is not None and e.op in ast.SET_OPS and (
+            e.matching.fill_left is not None or e.matching.fill_right is not None):
+        _fail(f"fill modifiers are not allowed for \"{e.op}\" operation", text)
     check(e.lhs, text)
     check(e.rhs, text)

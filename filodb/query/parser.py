@@ -213,17 +213,27 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         card = "many-to-one" if str(kw).lower() == "group_left" else "one-to-many"
         return card, labels or ()
 
-    def binmods(self, bool_tok: Token | None, matching, grouping=None):  # type: ignore[no-untyped-def]
-        return bool_tok is not None, matching, grouping
+    def fill_mod(self, kw: Token, sign: Token | None, num: Token) -> tuple[str, float]:
+        v = _number(str(num))
+        return str(kw).lower(), -v if sign is not None and str(sign) == "-" else v
+
+    def binmods(self, bool_tok: Token | None, matching, grouping=None, *fills):  # type: ignore[no-untyped-def]
+        fl = fr = None
+        for kind, v in fills:
+            if kind in ("fill", "fill_left"):
+                fl = v
+            if kind in ("fill", "fill_right"):
+                fr = v
+        return bool_tok is not None, matching, grouping, (fl, fr)
 
     def binary(self, lhs: ast.Expr, op: Token, mods, rhs: ast.Expr) -> ast.BinaryExpr:  # type: ignore[no-untyped-def]
-        return_bool, matching, grouping = mods
+        return_bool, matching, grouping, (fl, fr) = mods
         opname = str(op).lower()
         vm = None
-        if matching is not None or grouping is not None:
+        if matching is not None or grouping is not None or fl is not None or fr is not None:
             on, labels = matching if matching is not None else (False, ())
             card, include = grouping if grouping is not None else ("one-to-one", ())
-            vm = ast.VectorMatching(card, labels, on, include, matching is not None)
+            vm = ast.VectorMatching(card, labels, on, include, matching is not None, fl, fr)
         return ast.BinaryExpr(opname, lhs, rhs, return_bool, vm)
 
     def unary(self, op: Token, e: ast.Expr) -> ast.Expr:

@@ -109,6 +109,10 @@ def to_string(e: ast.Expr) -> str:
                 mods += f" group_left({', '.join(_label(x) for x in vm.include)})"
             elif vm.card == "one-to-many":
                 mods += f" group_right({', '.join(_label(x) for x in vm.include)})"
+            if vm.fill_left is not None:
+                mods += f" fill_left({_number(vm.fill_left)})"
+            if vm.fill_right is not None:
+                mods += f" fill_right({_number(vm.fill_right)})"
         return f"{_wrap(e.lhs, e.op, False)} {e.op}{mods} {_wrap(e.rhs, e.op, True)}"
     raise TypeError(f"cannot print {e!r}")
 

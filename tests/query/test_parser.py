@@ -21,6 +21,7 @@ ROUND_TRIP = [
     'x{"utf8.label"="v"}', "predict_linear(x[1h], 3600)",
     "x[step()]", "x[step() + 1ms]", "rate(x[5m:step() * 2])", "x offset step()",
     "x[min_of(step() + 1, 1h)]", "x offset -(range() / 2)",
+    "a + fill(0) b", "a / on(s) group_left fill_right(1) b", "a > bool fill_left(5) fill_right(-Inf) b",
 ]  # fmt: skip
 
 
