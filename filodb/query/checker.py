@@ -37,7 +37,12 @@ def _fail(msg: str, text: str) -> None:
 
 def check(e: ast.Expr, text: str) -> None:
     """Raise :class:`ParseError` for a well-formed but ill-typed expression."""
-    if isinstance(e, ast.Call):
+    if isinstance(e, ast.VectorSelector):
+        if not any(not m.matches_empty() for m in e.matchers):
+            _fail("vector selector must contain at least one non-empty matcher", text)
+    elif isinstance(e, ast.MatrixSelector):
+        check(e.vector, text)
+    elif isinstance(e, ast.Call):
         _check_call(e, text)
     elif isinstance(e, ast.AggregateExpr):
         if value_type(e.expr) != "vector":
@@ -77,6 +82,10 @@ def _check_call(e: ast.Call, text: str) -> None:
         got = value_type(a)
         if got != t:
             _fail(f'expected type {_TYPE_NAMES[t]} in call to function "{e.func}", got {_TYPE_NAMES[got]}', text)
+        if e.func == "info" and i == 1:
+            if not isinstance(a, ast.VectorSelector):
+                _fail('expected label selectors as the second argument to "info" function', text)
+            continue  # a data-label selector may match the empty string
         check(a, text)
 
 

@@ -239,6 +239,10 @@ class Engine:
             return self._timestamp(node.args[0], ctx)
         if f in ("holt_winters", "double_exponential_smoothing"):
             return self._holt_winters(node, ctx)
+        if f == "info":
+            from filodb.query.info import evaluate_info
+
+            return evaluate_info(self, node, ctx)
         if f in _QUERY_SCALARS:
             return ScalarSteps(np.full(len(ctx.times), _QUERY_SCALARS[f](ctx) / 1000.0))
         args = [self.eval(a, ctx) for a in node.args]

@@ -149,8 +149,6 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
             ms.insert(0, Matcher(METRIC_NAME, "=", name))
         elif (named := [m for m in ms if m.name == METRIC_NAME and m.op == "="]) and len(named) == 1:
             name = named[0].value
-        if not any(not m.matches_empty() for m in ms):
-            raise ValueError("vector selector must contain at least one non-empty matcher")
         return ast.VectorSelector(name, tuple(ms))
 
     # --- postfix -------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from filodb.tasks.fanout import ClusterSource
 from filodb.tasks.wire import flat_labels, pack, unflat_labels
 
 _LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - {
-    "vector", "scalar", "time", "pi", "histogram_quantile", "step", "range", "start", "end", "sort", "sort_desc",
+    "vector", "scalar", "time", "pi", "histogram_quantile", "step", "range", "start", "end", "info", "sort", "sort_desc",
     "sort_by_label", "sort_by_label_desc",
 } | {"timestamp"}  # fmt: skip
 _PUSHABLE_AGGS = {"sum", "min", "max", "count", "group", "avg", "stddev", "stdvar", "topk", "bottomk"}

@@ -1,0 +1,88 @@
+"""``info(v, {selector})``: enrich series with data labels of info metrics (experimental).
+
+Info series (default ``target_info``; others by ``__name__`` matchers) join the base series on
+the identifying labels ``instance`` and ``job``. At each step the newest matching info sample
+wins; its data labels (all but ``__name__``/``instance``/``job``, or only those named by the
+selector's data matchers) are added where the base series lacks them. Base series that are info
+series themselves pass unchanged. Without a match, a series passes unchanged unless a data
+matcher rejects the empty string, in which case it is dropped at that step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from filodb.errors import ExecutionError
+from filodb.model.labels import METRIC_NAME, Labels, Matcher, labels_match
+from filodb.query import ast
+from filodb.query.values import StepVector, is_stale, window_bounds
+
+IDENTIFYING = ("instance", "job")
+
+
+def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
+    base = engine.eval(node.args[0], ctx)
+    sel = node.args[1] if len(node.args) > 1 else None
+    matchers = list(sel.matchers) if isinstance(sel, ast.VectorSelector) else []
+    name_ms = [m for m in matchers if m.name == METRIC_NAME] or [Matcher(METRIC_NAME, "=", "target_info")]
+    data_ms = [m for m in matchers if m.name != METRIC_NAME]
+    inner = node.args[0]
+    while isinstance(inner, ast.ParenExpr):
+        inner = inner.expr
+    if isinstance(inner, ast.VectorSelector):
+        times = engine._times(inner.at, engine._dur_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
+    else:
+        times = ctx.times
+    info_lb, info_ok, info_ts = _info_series(engine, name_ms + data_ms, times, ctx)
+    keep_empty = all(m.matches_empty() for m in data_ms)
+    wanted = {m.name for m in data_ms} or None
+    S = len(ctx.times)
+    rows: dict[Labels, tuple[np.ndarray, np.ndarray]] = {}
+
+    def put(lb: Labels, i: int, s: int) -> None:
+        vals, pres = rows.setdefault(lb, (np.zeros(S), np.zeros(S, bool)))
+        if pres[s]:
+            raise ExecutionError("vector cannot contain metrics with the same labelset")
+        vals[s] = base.values[i, s]
+        pres[s] = True
+
+    by_id: dict[tuple[str, str], list[int]] = {}
+    for j, lb in enumerate(info_lb):
+        d = dict(lb)
+        by_id.setdefault(tuple(d.get(k, "") for k in IDENTIFYING), []).append(j)  # type: ignore[arg-type]
+    for i, lb in enumerate(base.labels):
+        d = dict(lb)
+        is_info = METRIC_NAME in d and labels_match(lb, name_ms)
+        cands = by_id.get(tuple(d.get(k, "") for k in IDENTIFYING), [])  # type: ignore[arg-type]
+        for s in np.flatnonzero(base.present[i]).tolist():
+            if is_info:
+                put(lb, i, s)
+                continue
+            live = [j for j in cands if info_ok[j, s]]
+            if not live:
+                if keep_empty:
+                    put(lb, i, s)
+                continue
+            j = max(live, key=lambda k: info_ts[k, s])
+            extra = {k: v for k, v in info_lb[j]
+                     if k not in (METRIC_NAME, *IDENTIFYING) and k not in d and (wanted is None or k in wanted)}  # fmt: skip
+            put(tuple(sorted({**d, **extra}.items())), i, s)
+    labels = list(rows)
+    if not labels:
+        return StepVector.empty(S)
+    return StepVector(labels, np.array([rows[k][0] for k in labels]), np.array([rows[k][1] for k in labels]))
+
+
+def _info_series(engine: Any, matchers: list[Matcher], times: np.ndarray, ctx: Any):  # type: ignore[no-untyped-def]
+    vs = ast.VectorSelector(None, tuple(matchers))
+    block = engine.select(vs, int(times.min()) - engine.lookback_ms + 1, int(times.max()), ctx)
+    lo, hi = window_bounds(block, times, engine.lookback_ms)
+    if len(block) == 0:
+        z = np.zeros((0, len(times)))
+        return [], z.astype(bool), z
+    idx = np.maximum(hi - 1, 0)
+    vals = block.vals[idx] if len(block.vals) else np.zeros(idx.shape)
+    ok = (hi > lo) & ~is_stale(vals)
+    return list(block.labels), ok, block.ts[idx] if len(block.ts) else np.zeros(idx.shape)
