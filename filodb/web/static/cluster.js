@@ -42,7 +42,8 @@
 
   refresh();
   setInterval(refresh, 2000);
-  if (window.EventSource) {
+  // ?live=0 keeps to polling (no long-lived event stream), e.g. for headless screenshots.
+  if (window.EventSource && new URLSearchParams(location.search).get("live") !== "0") {
     const es = new EventSource("/api/v1/cluster/events");
     es.onopen = () => { $("live").textContent = "live"; };
     es.onmessage = () => refresh();

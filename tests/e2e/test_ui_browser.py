@@ -1,0 +1,70 @@
+"""The pages in a real browser (Debian's headless Chromium): the query page draws a graph with
+one line per series and lists them in the legend; the cluster page shows every shard Active."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from filodb.gateway.remote_write import encode_write_request
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import make_labels
+from filodb.testing.cluster import UpProcess
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Debian's chromium is required for UI tests: apt-get install chromium"
+    return exe
+
+
+def _browse(url: str, screenshot: Path) -> str:
+    """DOM after the page's scripts ran (and a screenshot kept as a test artifact)."""
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+            "--virtual-time-budget=8000"]  # fmt: skip
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*base, f"--screenshot={screenshot}", url], capture_output=True, timeout=120)
+    out = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+def test_query_page_draws_graph_and_cluster_page_lists_shards(up: UpProcess) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    series = [make_labels({"__name__": "ui_cpu_seconds_total", "mode": m, "instance": "h1"})
+              for m in ("user", "system", "idle")]  # fmt: skip
+    n = 120
+    ts = now - 15_000 * np.arange(n)[::-1]
+    vals = np.concatenate([np.cumsum(np.full(n, k + 1.0)) for k in range(3)])
+    batch = SampleBatch(series, np.repeat(np.arange(3), n), np.tile(ts, 3), vals)
+    assert requests.post(up.url + "/api/v1/write", data=encode_write_request(batch), timeout=30).status_code == 204
+    q = "sum by (mode) (rate(ui_cpu_seconds_total[5m]))"
+    for _ in range(100):  # ingestion is asynchronous
+        body = requests.get(up.url + "/api/v1/query", params={"query": q}, timeout=10).json()
+        if len(body["data"]["result"]) == 3:
+            break
+        time.sleep(0.1)
+    frag = urllib.parse.urlencode({"q": q, "mode": "graph", "range": "1h", "ds": "prometheus"})
+    dom = _browse(f"{up.url}/#{frag}", ARTIFACTS / "query-graph.png")
+    assert 'data-series-count="3"' in dom, dom[:2000]
+    assert dom.count('class="line"') == 3
+    for mode in ("user", "system", "idle"):
+        assert f'{{mode="{mode}"}}' in dom
+    assert (ARTIFACTS / "query-graph.png").stat().st_size > 10_000
+
+    frag = urllib.parse.urlencode({"q": "sum(rate(", "mode": "table"})
+    dom = _browse(f"{up.url}/#{frag}", ARTIFACTS / "query-error.png")
+    assert "parse error" in dom  # the error box shows the server's message
+
+    dom = _browse(f"{up.url}/cluster?live=0", ARTIFACTS / "cluster.png")
+    assert dom.count("status-Active") >= 4 and "node-1" in dom
