@@ -22,7 +22,7 @@ import requests
 
 from filodb.config import Config
 from filodb.errors import BadInputError, UnavailableError
-from filodb.redisproc import RedisProcess, free_port, redis_answers, start_redis
+from filodb.redisproc import RedisProcess, free_port, redis_answers, start_redis, stop_process
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES, ShardStatus
@@ -53,14 +53,8 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
 
 
 class Supervisor:

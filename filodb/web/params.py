@@ -27,14 +27,19 @@ def args(name: str) -> list[str]:
     return request.values.getlist(name)
 
 
-def parse_time_ms(raw: str, name: str) -> int:
-    """Unix seconds (float) or RFC 3339, as Prometheus accepts; returns int ms."""
+def _seconds_ms(raw: str) -> int | None:
+    """``raw`` as finite float seconds, in ms; None when it is not such a number."""
     try:
         f = float(raw)
-        if math.isfinite(f):
-            return int(round(f * 1000))
     except ValueError:
-        pass
+        return None
+    return int(round(f * 1000)) if math.isfinite(f) else None
+
+
+def parse_time_ms(raw: str, name: str) -> int:
+    """Unix seconds (float) or RFC 3339, as Prometheus accepts; returns int ms."""
+    if (ms := _seconds_ms(raw)) is not None:
+        return ms
     try:
         dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         return int(round(dt.timestamp() * 1000))
@@ -53,12 +58,8 @@ def time_param(name: str, default_ms: int | None) -> int:
 
 def parse_duration_ms(raw: str, name: str) -> int:
     """Float seconds or a Prometheus duration (``1h30m``, ``15s``); returns int ms."""
-    try:
-        f = float(raw)
-        if math.isfinite(f):
-            return int(round(f * 1000))
-    except ValueError:
-        pass
+    if (ms := _seconds_ms(raw)) is not None:
+        return ms
     m = _DUR_RE.match(raw)
     if raw and m and any(m.groups()):
         return sum(int(g) * mult for g, mult in zip(m.groups(), _DUR_MS, strict=True) if g)
