@@ -19,7 +19,6 @@ A malformed line is reported with its number and skipped; the good lines around 
 
 from __future__ import annotations
 
-import gzip
 import re
 import time
 import zlib
@@ -193,4 +192,4 @@ def gunzip_if_needed(body: bytes, content_encoding: str | None, limit: int = 64 
     return out
 
 
-__all__ = ["ParseResult", "parse_lines", "gunzip_if_needed", "gzip"]
+__all__ = ["ParseResult", "parse_lines", "gunzip_if_needed"]

@@ -20,7 +20,7 @@ from lark.exceptions import (
     VisitError,
 )
 
-from filodb.errors import BadInputError, ParseError
+from filodb.errors import ParseError
 from filodb.model.labels import METRIC_NAME, Matcher
 from filodb.query import ast
 from filodb.query.ast import DurationExpr
@@ -314,4 +314,4 @@ def selector_matchers(text: str) -> list[Matcher]:
     return list(expr.matchers)
 
 
-__all__ = ["parse", "selector_matchers", "parse_duration", "BadInputError"]
+__all__ = ["parse", "selector_matchers", "parse_duration"]

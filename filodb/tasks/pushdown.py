@@ -34,7 +34,7 @@ from filodb.query.functions import FUNCTIONS
 from filodb.query.parser import parse
 from filodb.query.printer import to_string
 from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
-from filodb.query.values import ScalarSteps, StepVector
+from filodb.query.values import StepVector
 from filodb.tasks.fanout import ClusterSource
 from filodb.tasks.wire import flat_labels, pack, unflat_labels
 
@@ -185,4 +185,4 @@ def _align(a: StepVector, b: StepVector) -> tuple[StepVector, StepVector]:
     return a, b.take(rows)
 
 
-__all__ = ["DistributedEngine", "eval_leaf", "is_local", "ScalarSteps"]
+__all__ = ["DistributedEngine", "eval_leaf", "is_local"]
