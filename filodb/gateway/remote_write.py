@@ -9,11 +9,12 @@ Messages (prometheus/prompb; field numbers as Prometheus defines them)::
     MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help = 4;
                      string unit = 5; }
 
-The descriptors are built at run time (no protoc step); parsing is protobuf's upb parser.
-Samples come out per series with ``np.fromiter`` over the repeated field (a C-level iteration
-per series, no Python statement per sample). Measured on this machine: 10 k series x 100
-samples (18 MB) decode in ~0.7 s, ~1.5 M samples/s; a hand-written vectorised decoder of the
-Sample wire form is the next step for the ingest benchmark.
+The descriptors are built at run time (no protoc step). Requests in Prometheus's usual shape
+decode on the numpy path of :mod:`filodb.gateway.rw_fast` (labels walked per series, samples
+decoded as fixed 18-byte records all at once); any other series, and requests with metadata,
+go through protobuf's upb parser. Measured on this machine, 10 k series x 100 samples:
+0.33 s per request (3.0 M samples/s, snappy included) against 0.72 s (1.4 M samples/s) with
+upb and ``np.fromiter`` alone; tests check both paths decode identically.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
+from filodb.gateway import rw_fast
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels
 
@@ -61,6 +63,7 @@ def _build_messages():  # type: ignore[no-untyped-def]
 
 
 WriteRequest = _build_messages()
+TimeSeries = WriteRequest.DESCRIPTOR.fields_by_name["timeseries"].message_type._concrete_class
 
 
 def _decompress(body: bytes, max_decompressed: int) -> bytes:
@@ -79,7 +82,10 @@ def _decompress(body: bytes, max_decompressed: int) -> bytes:
 
 
 def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
-    pairs = [(lb.name, lb.value) for lb in ts_msg.labels]
+    return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
+
+
+def _check_labels(pairs: list[tuple[str, str]], i: int) -> Labels:
     names = [k for k, _ in pairs]
     if len(set(names)) != len(names):
         raise BadInputError(f"time series {i} has duplicate label names {sorted(names)}")
@@ -94,6 +100,9 @@ def decode_write_request_full(
 ) -> tuple[SampleBatch, list[dict[str, str]]]:
     """Decode a remote-write body; returns the batch and the metadata entries."""
     raw = _decompress(body, max_decompressed)
+    fast = _decode_fast(raw)
+    if fast is not None:
+        return fast
     req = WriteRequest()
     try:
         req.ParseFromString(raw)
@@ -126,6 +135,65 @@ def decode_write_request_full(
                             np.concatenate(val_parts))  # fmt: skip
     batch.types = {m["metric"]: m["type"] for m in meta if m["metric"]}
     return batch, meta
+
+
+def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
+    """The numpy path (``rw_fast``) for requests without metadata; None to use protobuf.
+
+    Series whose samples are not in the fixed 18-byte form are decoded by protobuf one by one.
+    """
+    try:
+        spans, meta = rw_fast.split_series(raw)
+    except (ValueError, IndexError):
+        return None  # let protobuf produce the error message
+    if meta:
+        return None
+    layouts = []
+    try:
+        for i, (a, b) in enumerate(spans):
+            lay = rw_fast.series_layout(raw, a, b)
+            layouts.append(lay)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    fast_idx = [i for i, lay in enumerate(layouts) if lay is not None]
+    buf = np.frombuffer(raw, np.uint8)
+    offs = np.array([layouts[i][1] for i in fast_idx], np.int64)
+    cnts = np.array([layouts[i][2] for i in fast_idx], np.int64)
+    ts_all, vals_all, ok = rw_fast.decode_runs(buf, offs, cnts)
+    bounds = np.concatenate([[0], np.cumsum(cnts)])
+    index: dict[Labels, int] = {}
+    series: list[Labels] = []
+    sidx_parts, ts_parts, val_parts = [], [], []
+    pos_of = {i: k for k, i in enumerate(fast_idx)}
+    for i, (a, b) in enumerate(spans):
+        k = pos_of.get(i)
+        if k is not None and ok[k]:
+            pairs = layouts[i][0]  # type: ignore[index]
+            ts = ts_all[bounds[k] : bounds[k + 1]]
+            vs = vals_all[bounds[k] : bounds[k + 1]]
+        else:
+            ts_msg = TimeSeries()
+            try:
+                ts_msg.ParseFromString(raw[a:b])
+            except (DecodeError, ValueError) as e:
+                raise BadInputError(f"remote-write body is not a valid WriteRequest protobuf: {e}") from e
+            pairs = [(lb.name, lb.value) for lb in ts_msg.labels]
+            n = len(ts_msg.samples)
+            ts = np.fromiter((s.timestamp for s in ts_msg.samples), np.int64, n)
+            vs = np.fromiter((s.value for s in ts_msg.samples), np.float64, n)
+        labels = _check_labels(pairs, i)
+        j = index.get(labels)
+        if j is None:
+            j = index[labels] = len(series)
+            series.append(labels)
+        if len(ts):
+            ts_parts.append(ts)
+            val_parts.append(vs)
+            sidx_parts.append(np.full(len(ts), j, np.int32))
+    if not ts_parts:
+        return SampleBatch(series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)), []
+    return SampleBatch(series, np.concatenate(sidx_parts), np.concatenate(ts_parts),
+                       np.concatenate(val_parts)), []  # fmt: skip
 
 
 def decode_write_request(body: bytes, max_decompressed: int = 64 << 20) -> SampleBatch:
