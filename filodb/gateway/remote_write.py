@@ -148,11 +148,8 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
         return None  # let protobuf produce the error message
     if meta:
         return None
-    layouts = []
     try:
-        for i, (a, b) in enumerate(spans):
-            lay = rw_fast.series_layout(raw, a, b)
-            layouts.append(lay)
+        layouts = [rw_fast.series_layout(raw, a, b) for a, b in spans]
     except (ValueError, IndexError, UnicodeDecodeError):
         return None
     fast_idx = [i for i, lay in enumerate(layouts) if lay is not None]
