@@ -55,30 +55,60 @@ def split_series(raw: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
     return series, meta
 
 
-def series_layout(raw: bytes, start: int, end: int) -> tuple[list[tuple[str, str]], int, int] | None:
-    """Labels and the fixed-stride sample run (offset, count) of one TimeSeries, or None."""
-    labels = []
+class LabelCache:
+    """Label sets by the raw bytes of their Label fields: a series seen before costs one
+    dict lookup, not a parse. Bounded; cleared when full."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self.max_entries = max_entries
+        self.map: dict[bytes, object] = {}
+
+    def get(self, key: bytes) -> object | None:
+        return self.map.get(key)
+
+    def put(self, key: bytes, value: object) -> None:
+        if len(self.map) >= self.max_entries:
+            self.map.clear()
+        self.map[key] = value
+
+
+def series_layout(raw: bytes, start: int, end: int) -> tuple[bytes, list[tuple[str, str]] | None, int, int] | None:
+    """(raw label bytes, labels or None when only the bytes were needed, sample offset, count)
+    of one TimeSeries whose samples are a fixed-stride run; None otherwise."""
     pos = start
-    while pos < end and raw[pos] == 0x0A:  # Label
-        ln, pos = _varint(raw, pos + 1)
-        lend = pos + ln
+    while pos < end and raw[pos] == 0x0A:  # Label fields come first
+        ln, body = _varint(raw, pos + 1)
+        pos = body + ln
+    rest = end - pos
+    if rest % STRIDE or pos > end:
+        return None
+    return raw[start:pos], None, pos, rest // STRIDE
+
+
+def parse_label_fields(raw: bytes) -> list[tuple[str, str]]:
+    """Labels from the bytes of consecutive Label fields (ValueError when malformed)."""
+    out = []
+    pos = 0
+    while pos < len(raw):
+        if raw[pos] != 0x0A:
+            raise ValueError("unexpected field in labels")
+        ln, body = _varint(raw, pos + 1)
         name = value = ""
-        while pos < lend:
-            key, pos = _varint(raw, pos)
-            sl, pos = _varint(raw, pos)
-            text = raw[pos : pos + sl].decode("utf-8")
-            pos += sl
+        sub = body
+        while sub < body + ln:
+            key, sub = _varint(raw, sub)
+            sl, sub = _varint(raw, sub)
+            text = raw[sub : sub + sl].decode("utf-8")
+            sub += sl
             if key == 0x0A:
                 name = text
             elif key == 0x12:
                 value = text
             else:
-                return None
-        labels.append((name, value))
-    rest = end - pos
-    if rest % STRIDE:
-        return None
-    return labels, pos, rest // STRIDE
+                raise ValueError("unexpected field in a label")
+        out.append((name, value))
+        pos = body + ln
+    return out
 
 
 def decode_runs(buf: np.ndarray, offsets: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
