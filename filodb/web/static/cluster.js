@@ -1,52 +1,210 @@
-// FiloDB cluster page: nodes and per-dataset shard tables; polls every 2 s and refreshes on
-// every shard event from /api/v1/cluster/events (server-sent events) when that stream works.
+// FiloDB cluster page: nodes and per-dataset shard tables. Polls every 2 s and, when the
+// server-sent event stream /api/v1/cluster/events works, also refreshes on every shard event.
+// ?live=0 keeps to polling (no long-lived event stream), e.g. for headless screenshots.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const get = async (url) => { const r = await fetch(url); const b = await r.json(); if (b.status !== "success") throw new Error(b.error || r.status); return b.data; };
-  const cell = (tr, text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.append(td); return td; };
+  const POLL_MS = 2000;
+  const STATUSES = ["Active", "Recovery", "Assigned", "Unassigned", "Stopped", "Error", "Down"];
 
-  async function refresh() {
-    try {
-      const [nodes, datasets] = await Promise.all([get("/admin/nodes"), get("/api/v1/cluster")]);
-      const tb = $("nodes").querySelector("tbody"); tb.textContent = "";
-      for (const n of nodes) {
-        const tr = document.createElement("tr");
-        cell(tr, n.name); cell(tr, n.host); cell(tr, String(n.pid));
-        cell(tr, Object.entries(n.shards || {}).map(([d, s]) => `${d}: ${s.join(",")}`).join("; ") || "-");
-        cell(tr, n.last_heartbeat ? new Date(n.last_heartbeat * 1000).toLocaleTimeString() : "dead", n.alive ? "" : "status-Down");
-        tb.append(tr);
+  async function get(url) {
+    const r = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    let b;
+    try { b = await r.json(); } catch (e) { throw new Error(`${url}: HTTP ${r.status}, not JSON`); }
+    if (!b || b.status !== "success") throw new Error(`${url}: ${(b && b.error) || "HTTP " + r.status}`);
+    return b.data;
+  }
+  function td(tr, text, cls) {
+    const c = tr.insertCell();
+    if (text !== undefined && text !== null) c.textContent = text;
+    if (cls) c.className = cls;
+    return c;
+  }
+  function pill(status, text) {
+    const s = document.createElement("span");
+    s.className = "pill status-" + String(status).replace(/[^A-Za-z0-9_-]/g, "");
+    s.textContent = text || status;
+    return s;
+  }
+  const num = (v) => (v === undefined || v === null ? "–" : Number(v).toLocaleString("en-US"));
+  function ago(sec) {
+    if (sec < 0) sec = 0;
+    if (sec < 60) return sec.toFixed(1) + "s ago";
+    if (sec < 3600) return Math.floor(sec / 60) + "m " + Math.floor(sec % 60) + "s ago";
+    if (sec < 86400) return Math.floor(sec / 3600) + "h " + Math.floor((sec % 3600) / 60) + "m ago";
+    return Math.floor(sec / 86400) + "d ago";
+  }
+  function card(value, label, sub) {
+    const c = document.createElement("div"); c.className = "card";
+    const n = document.createElement("div"); n.className = "num"; n.textContent = value;
+    if (sub) { const s = document.createElement("small"); s.textContent = " " + sub; n.append(s); }
+    const l = document.createElement("div"); l.className = "label"; l.textContent = label;
+    c.append(n, l);
+    return c;
+  }
+
+  function renderNodes(nodes) {
+    const now = Date.now() / 1000;
+    const tb = document.createElement("tbody");
+    for (const n of nodes) {
+      const tr = tb.insertRow();
+      td(tr, n.name, "mono");
+      const alive = n.alive !== undefined ? !!n.alive : n.last_heartbeat != null && now - n.last_heartbeat < 30;
+      td(tr).append(pill(alive ? "alive" : "dead", alive ? "alive" : "dead"));
+      td(tr, n.host || "–", "mono");
+      td(tr, n.pid != null ? String(n.pid) : "–", "num");
+      const owned = Object.entries(n.shards || {}).map(([d, s]) => `${d}: ${[...s].sort((a, b) => a - b).join(", ")}`);
+      td(tr, owned.join("  ·  ") || "–", "mono");
+      td(tr, n.last_heartbeat ? `${new Date(n.last_heartbeat * 1000).toLocaleTimeString()} (${ago(now - n.last_heartbeat)})` : "never / expired",
+        alive ? "hb" : "hb muted");
+    }
+    if (!nodes.length) { const tr = tb.insertRow(); td(tr, "No nodes registered.", "muted").colSpan = 6; }
+    const table = $("nodes");
+    table.replaceChild(tb, table.tBodies[0]);
+    const live = nodes.filter((n) => n.alive !== false).length;
+    $("nodes-count").textContent = `${live} of ${nodes.length} alive`;
+  }
+
+  function renderDataset(d, rows, err) {
+    const sec = document.createElement("section");
+    sec.className = "panel dataset";
+    sec.dataset.dataset = d.dataset;
+    const head = document.createElement("div"); head.className = "section-head";
+    const h = document.createElement("h2"); h.textContent = d.dataset;
+    const meta = document.createElement("span"); meta.className = "muted";
+    meta.textContent = [`${d.shards} shards`, d.spread !== undefined ? `spread ${d.spread}` : null].filter(Boolean).join(" · ");
+    head.append(h, meta);
+    sec.append(head);
+    if (err) {
+      const e = document.createElement("div"); e.className = "errmsg"; e.textContent = "cannot load shard status: " + err.message;
+      sec.append(e);
+      return sec;
+    }
+    const map = document.createElement("div"); map.className = "shard-map";
+    for (const r of rows) {
+      const sq = document.createElement("span");
+      sq.className = "status-" + r.status;
+      sq.title = `shard ${r.shard}: ${r.status}${r.node ? " on " + r.node : ""}`;
+      map.append(sq);
+    }
+    head.append(map);
+    const hasSamples = rows.some((r) => r.samples !== undefined);
+    const t = document.createElement("table");
+    t.className = "grid shards";
+    t.dataset.dataset = d.dataset;
+    const cols = ["Shard", "Node", "Status", "Ingested offset", "Log end offset", "Lag", "Series"];
+    if (hasSamples) cols.push("Samples");
+    cols.push("Updated");
+    const thr = t.createTHead().insertRow();
+    cols.forEach((c, i) => {
+      const th = document.createElement("th"); th.textContent = c;
+      if (i === 0 || (i >= 3 && c !== "Updated")) th.className = "num";
+      thr.append(th);
+    });
+    const tb = t.createTBody();
+    const now = Date.now() / 1000;
+    for (const r of rows) {
+      const tr = tb.insertRow();
+      td(tr, String(r.shard), "num");
+      td(tr, r.node || "–", "mono");
+      const st = td(tr, null, "status status-" + r.status);
+      st.append(pill(r.status));
+      if (r.status === "Recovery" && r.progress !== undefined && r.progress !== null) {
+        const p = Math.max(0, Math.min(100, Number(r.progress)));
+        const bar = document.createElement("span"); bar.className = "progress"; bar.title = p + "%";
+        const fill = document.createElement("i"); fill.style.width = p + "%"; bar.append(fill);
+        const txt = document.createElement("span"); txt.className = "progress-text"; txt.textContent = p + "%";
+        st.append(bar, txt);
       }
-      const box = $("datasets"); box.textContent = "";
-      for (const d of datasets) {
-        const rows = await get(`/api/v1/cluster/${encodeURIComponent(d.dataset)}/status`);
-        const h = document.createElement("h2"); h.textContent = `Dataset ${d.dataset} · ${d.shards} shards · spread ${d.spread}`;
-        const t = document.createElement("table"); t.className = "shards"; t.dataset.dataset = d.dataset;
-        t.innerHTML = "<thead><tr><th>Shard</th><th>Node</th><th>Status</th><th>Ingested</th><th>Log end</th><th>Lag</th><th>Series</th><th>Samples</th></tr></thead>";
-        const body = document.createElement("tbody");
-        for (const r of rows) {
-          const tr = document.createElement("tr");
-          cell(tr, String(r.shard)); cell(tr, r.node || "-");
-          cell(tr, r.status + (r.status === "Recovery" ? ` ${r.progress}%` : ""), "status-" + r.status);
-          cell(tr, String(r.ingested_offset)); cell(tr, String(r.log_end_offset)); cell(tr, String(r.lag));
-          cell(tr, String(r.series)); cell(tr, String(r.samples));
-          body.append(tr);
-        }
-        t.append(body); box.append(h, t);
-      }
-      $("error").hidden = true;
-    } catch (e) {
-      $("error").textContent = "cannot load cluster state: " + e.message; $("error").hidden = false;
+      td(tr, num(r.ingested_offset), "num");
+      td(tr, num(r.log_end_offset), "num");
+      td(tr, num(r.lag), "num" + (r.lag > 1000 ? " lag-high" : ""));
+      td(tr, num(r.series), "num");
+      if (hasSamples) td(tr, num(r.samples), "num");
+      td(tr, r.updated ? ago(now - r.updated) : "–", "muted");
+    }
+    if (!rows.length) { const tr = tb.insertRow(); td(tr, "No shards.", "muted").colSpan = cols.length; }
+    sec.append(t);
+    return sec;
+  }
+
+  function renderSummary(nodes, datasets, statusRows) {
+    const box = $("summary");
+    box.textContent = "";
+    const alive = nodes.filter((n) => n.alive !== false).length;
+    box.append(card(String(alive), "nodes alive", `/ ${nodes.length}`));
+    box.append(card(String(datasets.length), datasets.length === 1 ? "dataset" : "datasets"));
+    const counts = {};
+    let total = 0;
+    for (const rows of statusRows) for (const r of rows || []) { counts[r.status] = (counts[r.status] || 0) + 1; total++; }
+    box.append(card(String(counts.Active || 0), "shards active", `/ ${total}`));
+    const other = STATUSES.filter((s) => s !== "Active" && counts[s]).map((s) => `${counts[s]} ${s}`);
+    for (const s of Object.keys(counts)) if (!STATUSES.includes(s)) other.push(`${counts[s]} ${s}`);
+    if (other.length) {
+      const c = card(String(total - (counts.Active || 0)), "shards not active: " + other.join(", "));
+      c.classList.add("attention");
+      box.append(c);
     }
   }
 
+  let running = false, again = false;
+  async function refresh() {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      const [nodes, datasets] = await Promise.all([get("/admin/nodes"), get("/api/v1/cluster")]);
+      const statuses = await Promise.all(datasets.map((d) =>
+        get(`/api/v1/cluster/${encodeURIComponent(d.dataset)}/status`).then((rows) => ({ rows }), (err) => ({ err }))));
+      renderNodes(nodes);
+      const frag = document.createDocumentFragment();
+      datasets.forEach((d, i) => frag.append(renderDataset(d, statuses[i].rows || [], statuses[i].err)));
+      if (!datasets.length) {
+        const p = document.createElement("p"); p.className = "muted"; p.textContent = "No datasets yet."; frag.append(p);
+      }
+      const box = $("datasets");
+      box.textContent = "";
+      box.append(frag);
+      renderSummary(nodes, datasets, statuses.map((s) => s.rows));
+      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      $("error").hidden = true;
+    } catch (e) {
+      $("error").textContent = "Cannot load cluster state: " + e.message + " (retrying every 2 s)";
+      $("error").hidden = false;
+    } finally {
+      running = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+
+  // Shard events come in bursts (a node joining moves many shards): coalesce them.
+  let eventTimer = 0;
+  function onEvent() {
+    clearTimeout(eventTimer);
+    eventTimer = setTimeout(refresh, 100);
+  }
+  function setLive(on, text) {
+    const el = $("live");
+    el.classList.toggle("on", on);
+    el.textContent = text;
+    el.title = on ? "live shard events + polling every 2 s" : "polling every 2 s";
+  }
+
   refresh();
-  setInterval(refresh, 2000);
-  // ?live=0 keeps to polling (no long-lived event stream), e.g. for headless screenshots.
+  setInterval(refresh, POLL_MS);
   if (window.EventSource && new URLSearchParams(location.search).get("live") !== "0") {
-    const es = new EventSource("/api/v1/cluster/events");
-    es.onopen = () => { $("live").textContent = "live"; };
-    es.onmessage = () => refresh();
-    es.onerror = () => { $("live").textContent = "polling"; };
+    let es;
+    try { es = new EventSource("/api/v1/cluster/events"); } catch (e) { es = null; }
+    if (es) {
+      es.onopen = () => setLive(true, "live");
+      es.onmessage = (ev) => {
+        try {
+          const e = JSON.parse(ev.data);
+          setLive(true, `live · shard ${e.dataset}/${e.shard} → ${e.status}`);
+        } catch (err) { /* not JSON: still a reason to refresh */ }
+        onEvent();
+      };
+      // EventSource reconnects by itself; meanwhile polling carries on.
+      es.onerror = () => setLive(false, "polling");
+    }
   }
 })();
