@@ -86,13 +86,16 @@ def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
 
 
 def _check_labels(pairs: list[tuple[str, str]], i: int) -> Labels:
-    names = [k for k, _ in pairs]
-    if len(set(names)) != len(names):
-        raise BadInputError(f"time series {i} has duplicate label names {sorted(names)}")
-    labels = tuple(sorted((k, v) for k, v in pairs if v != ""))
-    if not any(k == "__name__" for k, _ in labels):
-        raise BadInputError(f"time series {i} has no metric name (__name__ label)")
-    return labels
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        names = sorted(k for k, _ in pairs)
+        dup = sorted({k for k in names if names.count(k) > 1})
+        raise BadInputError(f"time series {i} has duplicate label names {dup}")
+    if not d.get("__name__"):
+        raise BadInputError(f"time series {i} has no metric name (empty or missing __name__ label)")
+    if "" in d.values():
+        pairs = [kv for kv in pairs if kv[1]]
+    return tuple(sorted(pairs))
 
 
 def decode_write_request_full(
@@ -171,8 +174,23 @@ def _parse_label_fields(raw: bytes, i: int) -> Labels:
     pos, n = 0, len(raw)
     try:
         while pos < n:
+            ln = raw[pos + 1]
+            end = pos + 2 + ln
+            # the usual shape, every length one byte: 0a L 0a nl <name> 12 vl <value>
+            if ln < 0x80 and end <= n and raw[pos + 2] == 0x0A and raw[pos + 3] < 0x80:
+                b = pos + 4 + raw[pos + 3]
+                if b == end:
+                    pairs.append((raw[pos + 4 : b].decode(), ""))
+                    pos = end
+                    continue
+                if b < end and raw[b] == 0x12 and b + 2 + raw[b + 1] == end:
+                    pairs.append((raw[pos + 4 : b].decode(), raw[b + 2 : end].decode()))
+                    pos = end
+                    continue
             ln, body = _varint(raw, pos + 1)
             end = body + ln
+            if end > n:
+                raise ValueError("truncated label")
             name = value = ""
             sub = body
             while sub < end:
@@ -469,14 +487,18 @@ def _varint_bytes(v: int) -> bytes:
 
 
 def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint_bytes(len(payload)) + payload
+    n = len(payload)
+    if n < 0x80:
+        return bytes((tag, n)) + payload
+    return bytes((tag,)) + _varint_bytes(n) + payload
 
 
 def _labels_bytes(labels: Labels) -> bytes:
-    return b"".join(
-        _field(0x0A, (_field(0x0A, k.encode()) if k else b"") + (_field(0x12, v.encode()) if v else b""))
-        for k, v in labels
-    )
+    parts = []
+    for k, v in labels:
+        kb, vb = k.encode(), v.encode()
+        parts.append(_field(0x0A, (_field(0x0A, kb) if kb else b"") + (_field(0x12, vb) if vb else b"")))
+    return b"".join(parts)
 
 
 def _varint_widths(u: np.ndarray) -> np.ndarray:

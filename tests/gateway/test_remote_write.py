@@ -101,3 +101,99 @@ def test_decompression_bomb_is_refused() -> None:
     body = bytes(cramjam.snappy.compress_raw(b"\x00" * (2 << 20)))
     with pytest.raises(ErrPayloadTooLarge):
         rw.decode_write_request(body, max_decompressed=1 << 20)
+
+
+def _ts_field(payload: bytes) -> bytes:
+    return rw._field(0x0A, payload)
+
+
+def _sample(v: float | None, t: int | None) -> bytes:
+    body = b""
+    if v is not None:
+        body += b"\x09" + np.array([v], "<f8").tobytes()
+    if t is not None:
+        body += b"\x10" + rw._varint_bytes(t & (2**64 - 1))
+    return rw._field(0x12, body)
+
+
+def _check_same(raw: bytes) -> SampleBatch:
+    body = bytes(cramjam.snappy.compress_raw(raw))
+    got, want = rw.decode_write_request(body), _slow(body)
+    assert got.series == want.series
+    assert got.sidx.tolist() == want.sidx.tolist() and got.ts.tolist() == want.ts.tolist()
+    assert got.vals.view(np.uint64).tolist() == want.vals.view(np.uint64).tolist()
+    return got
+
+
+@settings(max_examples=100, deadline=None)
+@given(series_st, st.data())
+def test_encoder_is_byte_identical_to_protobuf(series, data) -> None:  # type: ignore[no-untyped-def]
+    n = data.draw(st.integers(0, 30))
+    sidx = np.array(data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32)
+    ts = np.array(data.draw(st.lists(st.one_of(ts_st, st.just(0), st.integers(-(2**63), 2**63 - 1)),
+                                     min_size=n, max_size=n)), np.int64)  # fmt: skip
+    vals = np.array(data.draw(st.lists(val_st, min_size=n, max_size=n)), np.float64)
+    meta = data.draw(st.lists(st.fixed_dictionaries({"metric": st.sampled_from(["m", "x_total"]),
+                                                     "type": st.sampled_from(sorted(rw._TYPE_CODES)),
+                                                     "help": label_values, "unit": st.just("")}), max_size=2))  # fmt: skip
+    b = SampleBatch(series, sidx, ts, vals)
+    assert rw._encode_raw(b, meta) == rw._encode_protobuf(b, meta)
+    got, got_meta = rw.decode_write_request_full(rw.encode_write_request(b, meta))
+    assert got_meta == meta and len(got) == n
+
+
+def test_special_values_and_timestamps_round_trip() -> None:
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.5]
+    bits = np.array([s for s in specials], np.float64).view(np.uint64).tolist() + [STALE, 0x7FF8000000000001]
+    vals = np.array(bits, np.uint64).view(np.float64)
+    ts = np.array([0, -1, 1, -(2**63), 2**63 - 1, 127, 128, 1_700_000_000_000], np.int64)
+    b = SampleBatch([make_labels({"__name__": "x"})], np.zeros(8, np.int32), ts, vals)
+    got = rw.decode_write_request(rw.encode_write_request(b))
+    assert got.vals.view(np.uint64).tolist() == bits and got.ts.tolist() == ts.tolist()
+
+
+def test_mixed_layouts_walk_and_slow_paths_match_protobuf() -> None:
+    lab = rw._labels_bytes(make_labels({"__name__": "m", "i": "1"}))
+    lab2 = rw._labels_bytes(make_labels({"__name__": "m", "i": "2"}))
+    mixed = [_sample(1.0, 1_700_000_000_000), _sample(None, 1_700_000_015_000), _sample(2.0, None),
+             _sample(None, None), _sample(3.0, -5), _sample(4.0, 1)]  # fmt: skip
+    many = [mixed[k % len(mixed)] for k in range(100)]  # long and irregular: the upb hand-over
+    raw = b"".join([
+        _ts_field(lab + b"".join(mixed)),
+        _ts_field(lab2 + b"".join(many)),
+        _ts_field(lab + _sample(5.0, 2) + b"\x1a\x00"),  # an (empty) exemplar after the samples
+        _ts_field(lab2),  # no samples
+    ] + [_ts_field(rw._labels_bytes(make_labels({"__name__": "w", "k": str(k)})) + b"".join(mixed[k % 3 :]))
+         for k in range(60)])  # many irregular series: the lock-step walk  # fmt: skip
+    assert rw._decode_fast(raw) is not None  # decoded by the numpy path, not the fallback
+    got = _check_same(raw)
+    assert len(got) == len(mixed) + 100 + 1 + sum(len(mixed[k % 3 :]) for k in range(60))
+
+
+def test_labels_after_samples_and_odd_field_order_fall_back_to_protobuf() -> None:
+    lab = rw._labels_bytes(make_labels({"__name__": "m"}))
+    extra = rw._labels_bytes((("z", "1"),))
+    _check_same(_ts_field(lab + _sample(1.0, 5) + extra))
+    ts_first = rw._field(0x12, b"\x10\x05\x09" + np.array([2.0], "<f8").tobytes())
+    _check_same(_ts_field(lab + ts_first + ts_first))
+
+
+def test_label_cache_does_not_hide_errors() -> None:
+    bad = rw._labels_bytes((("__name__", "m"), ("a", "1"), ("a", "2")))
+    raw = _ts_field(bad + _sample(1.0, 1))
+    for _ in range(2):
+        with pytest.raises(BadInputError, match="duplicate label"):
+            rw.decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+
+
+@pytest.mark.parametrize("raw,match", [
+    (b"\x0a\x09" + b"\x0a\x07\x0a\x01\xff\x12\x02ab", "UTF-8"),
+    (b"\x0a\x0c" + b"\x0a\x0a\x0a\x08__name__", "metric name"),
+    (b"\x0a\x10" + b"\x0a\x0f\x0a\x08__name__\x12\x02ab", "WriteRequest"),
+    (b"\x0a\x05\x12\x03\x09\x00\x00", "WriteRequest"),
+    (b"\x0a\x02\x12\x05", "WriteRequest"),
+    (b"\xff\xff\xff", "WriteRequest"),
+])  # fmt: skip
+def test_malformed_protobuf_messages(raw: bytes, match: str) -> None:
+    with pytest.raises(BadInputError, match=match):
+        rw.decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
