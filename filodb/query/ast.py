@@ -39,13 +39,15 @@ class StringLiteral:
 
 @dataclass(frozen=True)
 class VectorSelector:
-    """``name{matchers} offset d @ t``; ``matchers`` include the ``__name__`` one when named."""
+    """``name{matchers} offset d @ t [anchored|smoothed]``; ``matchers`` include the ``__name__`` one when named."""
 
     name: str | None
     matchers: tuple[Matcher, ...]
     offset_ms: int = 0
     at: float | str | None = None  # seconds, "start", "end" or None
     offset_expr: DurationExpr | None = None  # when the offset depends on step()/range()
+    anchored: bool = False  # ``anchored``: windows start at the last sample before the range
+    smoothed: bool = False  # ``smoothed``: values interpolated at the window (or step) edges
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError, QueryTimeoutError
 from filodb.model.labels import METRIC_NAME, Labels
-from filodb.query import ast, durations
+from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import drop_name, scalar_scalar, vector_scalar, vector_vector
 from filodb.query.functions import FUNCTIONS
@@ -161,6 +161,11 @@ class Engine:
 
     def eval_vector_selector(self, vs: ast.VectorSelector, ctx: EvalContext) -> StepVector:
         times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        if vs.smoothed:
+            lb = self.lookback_ms
+            block = drop_stale(self.select(vs, int(times.min()) - lb + 1, int(times.max()) + lb, ctx))
+            vals, ok = extended.smoothed_values(block, times, lb)
+            return StepVector(list(block.labels), vals, ok).compact()
         block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
         return self._instant_from_block(block, times)
 
@@ -223,6 +228,9 @@ class Engine:
     # --- calls ---------------------------------------------------------------------------
     def eval_call(self, node: ast.Call, ctx: EvalContext) -> Any:
         f = node.func
+        ext = _extended_arg(node)
+        if ext is not None:
+            return self._eval_extended(f, ext, ctx)
         if f in RANGE_FUNCTIONS:
             w = self.windows(node.args[0], ctx)  # type: ignore[arg-type]
             vals, pres = RANGE_FUNCTIONS[f](w)
@@ -253,8 +261,27 @@ class Engine:
             return check_unique(out)
         return out
 
-    def _range_result(self, f: str, w: Windows, vals: np.ndarray, pres: np.ndarray) -> StepVector:
-        labels = w.block.labels if f in RANGE_KEEPS_NAME else [drop_name(lb) for lb in w.block.labels]
+    def _eval_extended(self, f: str, ms: ast.MatrixSelector, ctx: EvalContext) -> StepVector:
+        """A range function over an ``anchored`` or ``smoothed`` range selector."""
+        vs = ms.vector
+        err = extended.check_function(f, vs.anchored)
+        if err is not None:
+            raise ExecutionError(err)
+        times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        rng, lb = self._dur_ms(ms.range_ms, ms.range_expr, ctx), self.lookback_ms
+        hi = int(times.max()) + (lb if vs.smoothed else 0)
+        block = drop_stale(self.select(vs, int(times.min()) - rng - lb + 1, hi, ctx))
+        if f in ("changes", "resets"):
+            lo, hi_idx, ok = extended.anchored_windows(block, times, rng, lb)
+            vals, _ = RANGE_FUNCTIONS[f](Windows(block, lo, hi_idx, times, rng, ctx.times))
+            return self._range_result(f, block, vals, ok)
+        counter, is_rate = f != "delta", f == "rate"
+        vals, ok = extended.extended_rate(block, times, rng, lb, vs.smoothed, counter, is_rate)
+        return self._range_result(f, block, vals, ok)
+
+    def _range_result(self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray) -> StepVector:
+        block = w.block if isinstance(w, Windows) else w
+        labels = block.labels if f in RANGE_KEEPS_NAME else [drop_name(lb) for lb in block.labels]
         return check_unique(StepVector(list(labels), vals, pres).compact())
 
     def _absent(self, node: ast.Call, ctx: EvalContext) -> StepVector:
@@ -365,6 +392,15 @@ def check_unique(sv: StepVector) -> StepVector:
         vals[j] = np.where(pres[i], vals[i], vals[j])
         pres[j] |= pres[i]
     return StepVector([sv.labels[i] for i in rows], vals[rows], pres[rows])
+
+
+def _extended_arg(node: ast.Call) -> ast.MatrixSelector | None:
+    """The anchored/smoothed range selector argument of a call, if it has one."""
+    for a in node.args:
+        a = _unparen(a)
+        if isinstance(a, ast.MatrixSelector) and (a.vector.anchored or a.vector.smoothed):
+            return a
+    return None
 
 
 def _unparen(e: ast.Expr) -> ast.Expr:

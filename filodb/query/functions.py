@@ -245,6 +245,8 @@ FUNCTIONS: dict[str, Callable[..., StepVector | ScalarSteps]] = {
     "label_replace": _label_replace, "label_join": _label_join,
     "sort": _identity, "sort_desc": _identity, "sort_by_label": _identity,
     "sort_by_label_desc": _identity, "histogram_quantile": _histogram_quantile,
+    "min_of": lambda times, a, b: ScalarSteps(np.minimum(a.values, b.values)),
+    "max_of": lambda times, a, b: ScalarSteps(np.maximum(a.values, b.values)),
 }  # fmt: skip
 
 KEEPS_NAME = frozenset({"label_replace", "label_join", "sort", "sort_desc", "sort_by_label",

@@ -178,6 +178,9 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
     def at(self, e: ast.Expr, value: float | str) -> ast.Expr:
         return _set_mod(e, at=value)
 
+    def extended(self, e: ast.Expr, kw: Token) -> ast.Expr:
+        return _set_extended(e, str(kw).lower())
+
     # --- calls and operators -------------------------------------------------------------
     def call(self, name: Token, *args: ast.Expr | None) -> ast.Call:
         return ast.Call(str(name), tuple(a for a in args if a is not None))
@@ -266,6 +269,21 @@ def _set_mod(e: ast.Expr, offset_ms: int | None = None, at: float | str | None =
     if isinstance(at, float) and not math.isfinite(at):
         raise ValueError("timestamp out of bounds for @ modifier")
     return replace(e, at=at)
+
+
+def _set_extended(e: ast.Expr, kind: str) -> ast.Expr:
+    """Mark a selector ``anchored`` or ``smoothed`` (Prometheus's extended range selectors)."""
+    from dataclasses import replace
+
+    if isinstance(e, ast.MatrixSelector):
+        return replace(e, vector=_set_extended(e.vector, kind))
+    if isinstance(e, ast.SubqueryExpr):
+        raise ValueError(f"{kind} modifier is not supported for subqueries")
+    if not isinstance(e, ast.VectorSelector):
+        raise ValueError(f"{kind} modifier not implemented")
+    if e.anchored or e.smoothed:
+        raise ValueError("anchored and smoothed modifiers cannot be used together")
+    return replace(e, **{kind: True})
 
 
 _TRANSFORMER = _ToAst()

@@ -72,6 +72,10 @@ def _selector(vs: ast.VectorSelector) -> str:
     return head + body
 
 
+def _ext(vs: ast.VectorSelector) -> str:
+    return " anchored" if vs.anchored else " smoothed" if vs.smoothed else ""
+
+
 def to_string(e: ast.Expr) -> str:
     """PromQL text of a tree."""
     if isinstance(e, ast.NumberLiteral):
@@ -79,10 +83,11 @@ def to_string(e: ast.Expr) -> str:
     if isinstance(e, ast.StringLiteral):
         return _string(e.value)
     if isinstance(e, ast.VectorSelector):
-        return _selector(e) + _mods(e.offset_ms, e.at, e.offset_expr)
+        return _selector(e) + _ext(e) + _mods(e.offset_ms, e.at, e.offset_expr)
     if isinstance(e, ast.MatrixSelector):
         v = e.vector
-        return f"{_selector(v)}[{_dur(e.range_ms, e.range_expr)}]" + _mods(v.offset_ms, v.at, v.offset_expr)
+        rng = f"[{_dur(e.range_ms, e.range_expr)}]"
+        return _selector(v) + rng + _ext(v) + _mods(v.offset_ms, v.at, v.offset_expr)
     if isinstance(e, ast.SubqueryExpr):
         step = _dur(e.step_ms, e.step_expr) if (e.step_ms or e.step_expr is not None) else ""
         return f"{to_string(e.expr)}[{_dur(e.range_ms, e.range_expr)}:{step}]" + _mods(e.offset_ms, e.at, e.offset_expr)

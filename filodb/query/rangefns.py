@@ -166,14 +166,14 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
         to_end = (range_end - ts[last]) / 1000.0
         sampled = (ts[last] - ts[first]) / 1000.0
         avg_gap = sampled / np.maximum(c - 1, 1)
-        if is_counter:
+        thresh = avg_gap * 1.1
+        to_start = np.where(to_start >= thresh, avg_gap / 2, to_start)
+        to_end = np.where(to_end >= thresh, avg_gap / 2, to_end)
+        if is_counter:  # never extrapolate below zero (applied after the threshold)
             v0 = vals[first]
             to_zero = np.where((result > 0) & (v0 >= 0), sampled * (v0 / result), np.inf)
             to_start = np.minimum(to_start, to_zero)
-        thresh = avg_gap * 1.1
-        interval = sampled + np.where(to_start < thresh, to_start, avg_gap / 2)
-        interval = interval + np.where(to_end < thresh, to_end, avg_gap / 2)
-        factor = interval / sampled
+        factor = (sampled + to_start + to_end) / sampled
         if is_rate:
             factor = factor / (w.range_ms / 1000.0)
         out = result * factor

@@ -49,6 +49,7 @@ FUNCTIONS: dict[str, Signature] = {
     "sort_by_label": _s("vector string", "vector", -1),
     "sort_by_label_desc": _s("vector string", "vector", -1),
     "pi": _s("", "scalar"),
+    "min_of": _s("scalar scalar", "scalar"), "max_of": _s("scalar scalar", "scalar"),
     "info": _s("vector vector", "vector", 1),
     "step": _s("", "scalar"), "range": _s("", "scalar"), "start": _s("", "scalar"),
     "end": _s("", "scalar"),
