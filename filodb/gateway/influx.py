@@ -30,10 +30,8 @@ from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels
 
-_PRECISION_MS = {"ns": 1e-6, "u": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 _BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
-_INT = re.compile(r"^[-+]?\d+$")
 _TRUE = {"t", "T", "true", "True", "TRUE"}
 _FALSE = {"f", "F", "false", "False", "FALSE"}
 
@@ -48,94 +46,107 @@ def label_name(name: str) -> str:
     return "_" + out if out[:1].isdigit() else out
 
 
-def _split_unescaped(s: str, sep: str) -> list[str]:
-    """Split on ``sep`` not preceded by a backslash and not inside double quotes."""
-    parts, cur, i, quoted = [], [], 0, False
-    while i < len(s):
+def _scan(s: str, start: int, stops: str, quotes: bool) -> int:
+    """Index of the first character of ``stops`` at or after ``start`` that is not escaped by a
+    backslash (nor inside double quotes when ``quotes``); ``len(s)`` when there is none."""
+    i, n, quoted = start, len(s), False
+    while i < n:
         c = s[i]
-        if c == "\\" and i + 1 < len(s):
-            cur.append(s[i : i + 2])
+        if c == "\\":
             i += 2
             continue
-        if c == '"':
+        if quotes and c == '"':
             quoted = not quoted
-        if c == sep and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
+        elif not quoted and c in stops:
+            return i
         i += 1
     if quoted:
         raise ValueError("unterminated string field")
-    parts.append("".join(cur))
-    return parts
+    return n
+
+
+def _split(s: str, sep: str, quotes: bool = False) -> list[str]:
+    out, i = [], 0
+    while True:
+        j = _scan(s, i, sep, quotes)
+        out.append(s[i:j])
+        if j >= len(s):
+            return out
+        i = j + 1
 
 
 def _unescape(s: str) -> str:
-    return re.sub(r"\\([,= \\\"])", r"\1", s)
+    return _ESCAPE.sub(r"\1", s) if "\\" in s else s
+
+
+_ESCAPE = re.compile(r"\\([,= \\\"])")
+
+
+def _split_line(line: str) -> tuple[str, str, str | None]:
+    """(series key, field set, timestamp or None) of a line with escapes or quotes."""
+    k = _scan(line, 0, " ", False)
+    f = _scan(line, k + 1, " ", True)
+    rest = line[f + 1 :].strip()
+    return line[:k], line[k + 1 : f], rest or None
+
+
+def _parse_key(key: str) -> tuple[str, list[tuple[str, str]]]:
+    """(measurement, tags) of a series key; ValueError when malformed."""
+    parts = _split(key, ",") if "\\" in key else key.split(",")
+    measurement = _unescape(parts[0])
+    if not measurement:
+        raise ValueError("missing measurement")
+    tags = []
+    for t in parts[1:]:
+        kv = _split(t, "=") if "\\" in t else t.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            raise ValueError(f"bad tag {t!r}")
+        tags.append((_unescape(kv[0]), _unescape(kv[1])))
+    return measurement, tags
 
 
 def _field_value(raw: str) -> float | None:
     """Numeric value of a field; None for a string field; ValueError when malformed."""
     if not raw:
         raise ValueError("empty field value")
-    if raw[0] == '"':
-        if len(raw) < 2 or raw[-1] != '"':
-            raise ValueError(f"bad string field {raw!r}")
-        return None
+    c = raw[-1]
+    if c in _FLOAT_END:
+        if "_" in raw or raw[0] not in _FLOAT_START:
+            raise ValueError(f"bad float field {raw!r}")
+        return float(raw)
+    if c == "i" or c == "u":
+        body = raw[:-1]
+        if not body or "_" in body or body[0] not in "+-0123456789" or (c == "u" and body[0] == "-"):
+            raise ValueError(f"bad integer field {raw!r}")
+        return float(int(body))
     if raw in _TRUE:
         return 1.0
     if raw in _FALSE:
         return 0.0
-    if raw[-1] in "iu":
-        if not _INT.match(raw[:-1]) or (raw[-1] == "u" and raw.startswith("-")):
-            raise ValueError(f"bad integer field {raw!r}")
-        return float(int(raw[:-1]))
-    v = float(raw)  # ValueError for garbage
-    return v
+    if raw[0] == '"' and len(raw) >= 2 and c == '"':
+        return None
+    raise ValueError(f"bad field value {raw!r}")
 
 
-def _parse_line(line: str) -> tuple[str, list[tuple[str, str]], list[tuple[str, float]], str | None]:
-    sections = _split_unescaped(line, " ")
-    sections = [s for s in sections if s != ""]
-    if len(sections) < 2:
-        raise ValueError("expected measurement, fields and an optional timestamp")
-    if len(sections) > 3:
-        raise ValueError("too many space-separated sections")
-    key = _split_unescaped(sections[0], ",")
-    measurement = _unescape(key[0])
-    if not measurement:
-        raise ValueError("missing measurement")
-    tags = []
-    for t in key[1:]:
-        kv = _split_unescaped(t, "=")
-        if len(kv) != 2 or not kv[0] or not kv[1]:
-            raise ValueError(f"bad tag {t!r}")
-        tags.append((_unescape(kv[0]), _unescape(kv[1])))
-    fields = []
-    for f in _split_unescaped(sections[1], ","):
-        kv = f.split("=", 1) if "\\=" not in f else _split_unescaped(f, "=")
-        if len(kv) != 2 or not kv[0]:
-            raise ValueError(f"bad field {f!r}")
-        v = _field_value(kv[1])
-        if v is not None:
-            fields.append((_unescape(kv[0]), v))
-    ts = sections[2] if len(sections) == 3 else None
-    if ts is not None and not _INT.match(ts):
-        raise ValueError(f"bad timestamp {ts!r}")
-    return measurement, tags, fields, ts
+_FLOAT_END = frozenset("0123456789.")
+_FLOAT_START = frozenset("+-.0123456789")
+_DIV = {"ns": 1_000_000, "u": 1000, "us": 1000, "n": 1_000_000, "µ": 1000}
+_MUL = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
 def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -> ParseResult:
     """Parse a line-protocol body; bad lines go to ``errors``, good ones into ``batch``."""
-    if precision not in _PRECISION_MS:
-        raise BadInputError(f"invalid precision {precision!r}")
-    scale = _PRECISION_MS[precision]
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if precision not in _DIV and precision not in _MUL:
+        raise BadInputError(f"invalid precision {precision!r} (use ns, u/us, ms, s, m or h)")
+    div = _DIV.get(precision, 1)
+    mul = _MUL.get(precision, 1)
+    limit = (2**63 - 1) // mul
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BadInputError(f"line protocol body is not UTF-8: {e}") from e
+    cache: dict[tuple[str, str], int] = {}  # (series key text, field or "") -> series index
     index: dict[Labels, int] = {}
     series: list[Labels] = []
     sidx: list[int] = []
@@ -146,34 +157,87 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     lines = text.split("\n")
     for no, line in enumerate(lines, 1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
         try:
-            measurement, tags, fields, ts = _parse_line(line)
+            if "\\" in line or '"' in line:
+                key, fset, ts = _split_line(line)
+                fparts = _split(fset, ",", True)
+                fields = []
+                for f in fparts:
+                    eq = _scan(f, 0, "=", False)
+                    name = _unescape(f[:eq])
+                    if eq >= len(f) or not name:
+                        raise ValueError(f"bad field {f!r}")
+                    v = _field_value(f[eq + 1 :])
+                    if v is not None:
+                        fields.append((name, v))
+            else:
+                parts = line.split(" ")
+                if len(parts) == 3:
+                    key, fset, ts = parts
+                elif len(parts) == 2:
+                    (key, fset), ts = parts, None
+                else:
+                    parts = [p for p in parts if p]
+                    if not 2 <= len(parts) <= 3:
+                        raise ValueError("expected measurement, fields and an optional timestamp")
+                    key, fset, ts = parts[0], parts[1], (parts[2] if len(parts) == 3 else None)
+                fields = []
+                for f in fset.split(","):
+                    name, eq, raw = f.partition("=")
+                    if not eq or not name:
+                        raise ValueError(f"bad field {f!r}")
+                    fields.append((name, _field_value(raw)))
+            if not fset:
+                raise ValueError("missing field set")
+            if ts is None:
+                t_ms = now
+            else:
+                if "_" in ts or ts[0] not in "+-0123456789":
+                    raise ValueError(f"bad timestamp {ts!r}")
+                t = int(ts)
+                if not -limit <= t <= limit:
+                    raise ValueError(f"timestamp {ts} out of range")
+                t_ms = t // div * mul if div > 1 else t * mul
+            single = len(fields) == 1 and fields[0][0] in ("value", "counter")
+            for fname, v in fields:
+                ck = (key, "" if single else fname)
+                j = cache.get(ck)
+                if j is None:
+                    j = cache[ck] = _series_index(key, fname, single, index, series, types)
+                sidx.append(j)
+                tss.append(t_ms)
+                vals.append(v)
         except ValueError as e:
             errors.append((no, f"{e}: {line[:120]!r}"))
             continue
-        t_ms = now if ts is None else int(int(ts) * scale) if scale >= 1 else int(ts) // round(1 / scale)
-        base = tuple((label_name(k), v) for k, v in tags)
-        names = [f for f, _ in fields]
-        for fname, v in fields:
-            if names == ["value"] or names == ["counter"]:
-                name = metric_name(measurement)
-                if fname == "counter":
-                    types[name] = "counter"
-            else:
-                name = metric_name(f"{measurement}_{fname}")
-            labels = tuple(sorted((("__name__", name), *base)))
-            j = index.get(labels)
-            if j is None:
-                j = index[labels] = len(series)
-                series.append(labels)
-            sidx.append(j)
-            tss.append(t_ms)
-            vals.append(v)
     batch = SampleBatch(series, np.array(sidx, np.int32), np.array(tss, np.int64),
                         np.array(vals, np.float64), types)  # fmt: skip
     return ParseResult(batch, errors, len(lines))
+
+
+def _series_index(key: str, fname: str, single: bool, index: dict[Labels, int], series: list[Labels],
+                  types: dict[str, str]) -> int:  # fmt: skip
+    """Series index of one field of a series key, adding the label set on first sight."""
+    measurement, tags = _parse_key(key)
+    if single:
+        name = metric_name(measurement)
+        if fname == "counter":
+            types[name] = "counter"
+    else:
+        name = metric_name(f"{measurement}_{fname}")
+    labels_d = {label_name(k): v for k, v in tags}
+    if len(labels_d) != len(tags):
+        raise ValueError("duplicate tag names")
+    labels_d.pop("__name__", None)
+    labels_d["__name__"] = name
+    labels = tuple(sorted(labels_d.items()))
+    j = index.get(labels)
+    if j is None:
+        j = index[labels] = len(series)
+        series.append(labels)
+    return j
 
 
 def gunzip_if_needed(body: bytes, content_encoding: str | None, limit: int = 64 << 20) -> bytes:
