@@ -61,3 +61,41 @@ def test_invalid_input() -> None:
         gunzip_if_needed(b"not gzip", "gzip")
     with pytest.raises(BadInputError):
         gunzip_if_needed(b"x", "br")
+
+
+def test_quotes_in_key_are_literal_and_strings_may_hold_anything() -> None:
+    got = _samples(b'm,t=a"b value=1 1000000\nm2 s="a b,c=d\\\\",x=2i 2000000\n', "ns")
+    assert got == {("m", (("t", 'a"b'),), 1): 1.0, ("m2_x", (), 2): 2.0}
+
+
+def test_escaped_field_keys_and_equals_in_tag_values() -> None:
+    got = _samples(b"m,k=a\\=b f\\ 1=1,f\\,2=2,f\\=3=3 5000000\n")
+    assert got == {("m_f_1", (("k", "a=b"),), 5): 1.0, ("m_f_2", (("k", "a=b"),), 5): 2.0,
+                   ("m_f_3", (("k", "a=b"),), 5): 3.0}  # fmt: skip
+
+
+def test_number_forms_and_rejections() -> None:
+    r = parse_lines(b"a value=1e3 1\nb value=-.5 1\nc value=-3i 1\nd value=18446744073709551615u 1\n"
+                    b"e value=inf 1\nf value=1_0 1\ng value=-1u 1\nh value=3x 1\ni value=true 1\nj value=T 1\n"
+                    b"k value=1 1_0\nl value=1 +5\n", "ns")  # fmt: skip
+    assert [n for n, _ in r.errors] == [5, 6, 7, 8, 11]
+    got = {dict(r.batch.series[s])["__name__"]: float(v) for s, v in zip(r.batch.sidx, r.batch.vals, strict=True)}
+    assert got == {"a": 1000.0, "b": -0.5, "c": -3.0, "d": 18446744073709551615.0, "i": 1.0, "j": 1.0, "l": 1.0}
+
+
+def test_negative_and_floor_precision_and_range() -> None:
+    assert list(_samples(b"a value=1 -1500001", "ns")) == [("a", (), -2)]
+    r = parse_lines(b"a value=1 99999999999999999999\nb value=1 9999999999999999 \n", "h")
+    assert [n for n, _ in r.errors] == [1, 2]
+
+
+def test_single_field_naming_ignores_string_fields_and_sanitises() -> None:
+    got = _samples(b'disk-io,host.name=a value=1,msg="x" 1000000\n9lives,x-y=1 counter=2 1000000\n')
+    assert got == {("disk_io", (("host_name", "a"),), 1): 1.0, ("_9lives", (("x_y", "1"),), 1): 2.0}
+    assert parse_lines(b"9lives counter=2 1").batch.types == {"_9lives": "counter"}
+
+
+def test_duplicate_tags_unterminated_string_and_series_reuse() -> None:
+    r = parse_lines(b'a,t=1,t=2 value=1 1\nb s="open 1\nc value=1 1\nc value=2 2\n')
+    assert [n for n, _ in r.errors] == [1, 2]
+    assert r.batch.sidx.tolist() == [0, 0] and len(r.batch.series) == 1
