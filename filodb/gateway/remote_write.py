@@ -9,13 +9,23 @@ Messages (prometheus/prompb; field numbers as Prometheus defines them)::
     MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help = 4;
                      string unit = 5; }
 
-The descriptors are built at run time (no protoc step). Requests in Prometheus's usual shape
-decode on the numpy path of :mod:`filodb.gateway.rw_fast` (labels walked per series, samples
-decoded as fixed 18-byte records all at once); any other series, and requests with metadata,
-go through protobuf's upb parser; label sets are cached by their raw bytes. Measured on this
-machine (snappy included), 10 k series per request: 20 samples/series 79 ms (2.5 M samples/s),
-1 sample/series 53 ms (~5 us per series of Python walking); upb with ``np.fromiter`` alone took
-0.72 s for 10 k x 100 samples (1.4 M samples/s). Tests check both paths decode identically.
+The descriptors are built at run time (no protoc step); protobuf's upb parser is the reference
+and the fallback. The normal path is a numpy decoder of the wire format (see :func:`_decode_fast`):
+one Python pass per *series* for the labels (cached by their raw bytes), samples found with
+numpy (fixed-stride regions in one step, irregular ones walked in lock step, one numpy step per
+sample index) and decoded all at once. Series with exemplars or histograms, long irregular
+series, and odd field orders go to upb; tests check that both give identical results.
+
+Measured (``python -m filodb.gateway.remote_write``; snappy included; 2-core machine under
+load, so +-30 %), 10 k series x 100 samples, 4 labels each:
+
+* numpy decoder: 4.8 M samples/s with new label sets, 7.6 M samples/s with cached ones;
+  2.3-3.1 M samples/s when 10 % of the values are 0 (proto3 leaves them out, so strides vary);
+* upb parse + ``np.fromiter`` per series (the fallback): 1.4 M samples/s, 1.1 M with zeros;
+* 10 k series x 1 sample (Prometheus's usual shape): ~75 ms cold, ~21 ms warm, i.e. the
+  per-series Python pass (~2 us cached, ~7 us to parse new labels) dominates.
+
+:func:`encode_write_request` is vectorised too (byte-identical to protobuf's serialisation).
 """
 
 from __future__ import annotations
@@ -595,3 +605,33 @@ def _encode_protobuf(batch: SampleBatch, metadata: list[dict[str, str]] | None =
         req.metadata.add(type=_TYPE_CODES.get(m.get("type", "unknown"), 0), metric_family_name=m["metric"],
                          help=m.get("help", ""), unit=m.get("unit", ""))  # fmt: skip
     return req.SerializeToString()
+
+
+def _bench() -> None:  # pragma: no cover - manual measurement
+    import time
+
+    from filodb.model.labels import make_labels
+
+    rng = np.random.default_rng(0)
+    for n_series, n_samples, zeros in ((10_000, 100, 0.0), (10_000, 100, 0.1), (10_000, 1, 0.0)):
+        series = [make_labels({"__name__": f"metric_{i % 100}", "instance": f"host-{i}:9100",
+                               "job": "node", "env": "prod"}) for i in range(n_series)]  # fmt: skip
+        vals = rng.random(n_series * n_samples) * 100
+        vals[rng.random(len(vals)) < zeros] = 0.0
+        ts = np.tile(1_700_000_000_000 + 15_000 * np.arange(n_samples), n_series)
+        batch = SampleBatch(series, np.repeat(np.arange(n_series), n_samples), ts, vals)
+        body = encode_write_request(batch)
+        for label in ("cold", "warm"):
+            best = 1e9
+            for _ in range(3):
+                if label == "cold":
+                    _LABEL_CACHE.map.clear()
+                t0 = time.perf_counter()
+                decode_write_request(body)
+                best = min(best, time.perf_counter() - t0)
+            print(f"{n_series} x {n_samples} ({zeros:.0%} zeros) {label}: {best * 1e3:.0f} ms, "
+                  f"{n_series * n_samples / best / 1e6:.2f} M samples/s")  # fmt: skip
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _bench()
