@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from filodb.errors import ExecutionError
-from filodb.model.labels import METRIC_NAME, Labels, valid_label_name
+from filodb.model.labels import METRIC_NAME, valid_label_name
+from filodb.query import histograms
 from filodb.query.binops import drop_name
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
@@ -172,70 +173,6 @@ def _identity(times, sv: StepVector, *rest) -> StepVector:  # type: ignore[no-un
     return sv
 
 
-def _histogram_quantile(times, q: ScalarSteps, sv: StepVector) -> StepVector:  # type: ignore[no-untyped-def]
-    groups: dict[Labels, list[tuple[float, int]]] = {}
-    for i, lb in enumerate(sv.labels):
-        d = dict(lb)
-        le = d.pop("le", None)
-        if le is None:
-            continue
-        try:
-            bound = float(le)
-        except ValueError:
-            continue
-        d.pop(METRIC_NAME, None)
-        groups.setdefault(tuple(sorted(d.items())), []).append((bound, i))
-    S = len(times)
-    labels, vals, pres = [], [], []
-    for glb, buckets in groups.items():
-        buckets.sort()
-        bounds = np.array([b for b, _ in buckets])
-        rows = [i for _, i in buckets]
-        counts = np.where(sv.present[rows], sv.values[rows], np.nan)
-        ok = sv.present[rows].any(axis=0)
-        out = np.array([_bucket_quantile(float(q.values[s]), bounds, counts[:, s]) for s in range(S)])
-        labels.append(glb)
-        vals.append(out)
-        pres.append(ok)
-    if not labels:
-        return StepVector.empty(S)
-    return StepVector(labels, np.array(vals), np.array(pres))
-
-
-def _bucket_quantile(q: float, bounds: np.ndarray, counts: np.ndarray) -> float:
-    keep = ~np.isnan(counts)
-    bounds, counts = bounds[keep], counts[keep]
-    if np.isnan(q):
-        return np.nan
-    if q < 0:
-        return -np.inf
-    if q > 1:
-        return np.inf
-    if len(bounds) == 0 or bounds[-1] != np.inf:
-        return np.nan
-    # coalesce equal bounds, make counts monotonic
-    ub, inv = np.unique(bounds, return_inverse=True)
-    c = np.zeros(len(ub))
-    np.add.at(c, inv, counts)
-    c = np.maximum.accumulate(c)
-    if len(ub) < 2:
-        return np.nan
-    total = c[-1]
-    if total == 0 or np.isnan(total):
-        return np.nan
-    rank = q * total
-    b = int(np.searchsorted(c, rank, "left"))
-    if b == len(ub) - 1:
-        return float(ub[-2])
-    if b == 0 and ub[0] <= 0:
-        return float(ub[0])
-    start = 0.0 if b == 0 else ub[b - 1]
-    end = ub[b]
-    count = c[b] - (c[b - 1] if b > 0 else 0.0)
-    rank -= c[b - 1] if b > 0 else 0.0
-    return float(start + (end - start) * (rank / count)) if count else float(end)
-
-
 FUNCTIONS: dict[str, Callable[..., StepVector | ScalarSteps]] = {
     **{name: _map(fn) for name, fn in MATH.items()},
     **{p: _datefn(p) for p in ("minute", "hour", "day_of_week", "day_of_month", "day_of_year",
@@ -244,7 +181,9 @@ FUNCTIONS: dict[str, Callable[..., StepVector | ScalarSteps]] = {
     "vector": _vector, "scalar": _scalar, "time": _time, "pi": _pi,
     "label_replace": _label_replace, "label_join": _label_join,
     "sort": _identity, "sort_desc": _identity, "sort_by_label": _identity,
-    "sort_by_label_desc": _identity, "histogram_quantile": _histogram_quantile,
+    "sort_by_label_desc": _identity, "histogram_quantile": histograms.histogram_quantile,
+    "histogram_quantiles": histograms.histogram_quantiles,
+    "histogram_fraction": histograms.histogram_fraction,
     "min_of": lambda times, a, b: ScalarSteps(np.minimum(a.values, b.values)),
     "max_of": lambda times, a, b: ScalarSteps(np.maximum(a.values, b.values)),
 }  # fmt: skip

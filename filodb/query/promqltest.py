@@ -10,6 +10,7 @@ instant eval (with ``@`` added, and as a range query) are not made.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -219,6 +220,7 @@ class _Runner:
     def __init__(self) -> None:
         self.source = MemorySource()
         self.native_metrics: set[str] = set()
+        self.nhcb_metrics: set[str] = set()  # native copies made by load_with_nhcb
         self.unloadable = 0
 
     def load(self, interval: int, series: list[tuple[int, str]], nhcb: bool = False) -> None:
@@ -228,6 +230,7 @@ class _Runner:
                 for suffix in ("_bucket", "_count", "_sum"):
                     if name.endswith(suffix):
                         self.native_metrics.add(name[: -len(suffix)])
+                        self.nhcb_metrics.add(name[: -len(suffix)])
             sel, pts = _split_series(line)
             if "{{" in pts:
                 try:
@@ -250,8 +253,23 @@ class _Runner:
             if len(ts):
                 self.source.add(lb, ts, vs)
 
+    def _reads_native(self, query: str) -> bool:
+        """Whether a query names a native-histogram metric, or selects a load_with_nhcb copy by
+        ``__name__`` regex (such evals depend on the copies existing)."""
+        if any(n and re.search(rf"\b{re.escape(n)}(?![\w\\])", query) for n in self.native_metrics):
+            return True
+        try:
+            tree = parse(query)
+        except FiloError:
+            return False
+        for vs in _selectors(tree):
+            name_ms = [m for m in vs.matchers if m.name == "__name__"]
+            if name_ms and any(all(m.matches(n) for m in name_ms) for n in self.nhcb_metrics):
+                return True
+        return False
+
     def run(self, ev: _Eval) -> tuple[str, str]:
-        if ev.native or any(n and re.search(rf"\b{re.escape(n)}(?![\w\\])", ev.query) for n in self.native_metrics):
+        if ev.native or self._reads_native(ev.query):
             return "skipped", "native histograms"
         if self.unloadable:
             return "failed", "the script loads data this runner cannot read"
@@ -271,6 +289,18 @@ class _Runner:
         if ev.fail:
             return "failed", "expected an error"
         return _compare(ev, res)
+
+
+def _selectors(node: object) -> Iterator[ast.VectorSelector]:
+    """Every vector selector in a tree."""
+    if isinstance(node, ast.VectorSelector):
+        yield node
+    elif isinstance(node, tuple):
+        for x in node:
+            yield from _selectors(x)
+    elif dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _selectors(getattr(node, f.name))
 
 
 def _eq(a: float, b: float) -> bool:

@@ -38,6 +38,8 @@ FUNCTIONS: dict[str, Signature] = {
     "holt_winters": _s("matrix scalar scalar", "vector"),
     "double_exponential_smoothing": _s("matrix scalar scalar", "vector"),
     "histogram_quantile": _s("scalar vector", "vector"),
+    "histogram_quantiles": _s("vector string scalar scalar", "vector", -1),
+    "histogram_fraction": _s("scalar scalar vector", "vector"),
     "label_replace": _s("vector string string string string", "vector"),
     "label_join": _s("vector string string string", "vector", -1),
     "clamp": _s("vector scalar scalar", "vector"),
