@@ -50,12 +50,14 @@
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` +
       (ms ? "." + String(ms).padStart(3, "0") : "");
   }
+  /** 2419 -> "40m19s", 3600 -> "1h", 1.5 -> "1.5s". */
   function fmtDuration(s) {
-    if (s % 604800 === 0) return s / 604800 + "w";
-    if (s % 86400 === 0) return s / 86400 + "d";
-    if (s % 3600 === 0) return s / 3600 + "h";
-    if (s % 60 === 0) return s / 60 + "m";
-    return +s.toFixed(3) + "s";
+    if (!(s >= 1) || s % 1) return +s.toFixed(3) + "s";
+    let out = "";
+    for (const [d, u] of [[604800, "w"], [86400, "d"], [3600, "h"], [60, "m"], [1, "s"]]) {
+      if (s >= d) { out += Math.floor(s / d) + u; s %= d; }
+    }
+    return out;
   }
   /** Seconds in "15", "15s", "1m", "1h30m", "500ms"; NaN when not a duration. */
   function parseDuration(text) {
@@ -296,8 +298,9 @@
   }
 
   function drawGraph() {
-    const svg = $("graph");
-    svg.textContent = "";
+    const svg = $("graph"), over = $("graph-overlay");
+    svg.textContent = ""; over.textContent = "";
+    highlighted = null;
     if (!graph) { svg.setAttribute("data-series-count", "0"); return; }
     const { series, start, end, step } = graph;
     const visible = series.filter((s) => !hidden.has(s.name));
@@ -305,6 +308,8 @@
     const H = Math.max(200, Math.round(svg.clientHeight || 420));
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("width", W); svg.setAttribute("height", H);
+    over.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    over.setAttribute("width", W); over.setAttribute("height", H);
 
     let lo = Infinity, hi = -Infinity;
     for (const s of visible) for (let k = 0; k < s.vs.length; k++) { const v = s.vs[k]; if (isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
@@ -330,9 +335,11 @@
     });
     const tt = timeTicks(start, end, Math.max(2, Math.floor(pw / 90)));
     for (const t of tt.ticks) {
-      const xx = x(t).toFixed(1);
+      const xx = x(t).toFixed(1), label = fmtTick(t, tt.iv, end - start);
       el("line", { x1: xx, x2: xx, y1: T, y2: T + ph, class: "grid" }, null, axes);
-      el("text", { x: xx, y: H - 8, "text-anchor": "middle", class: "tick" }, fmtTick(t, tt.iv, end - start), axes);
+      const half = label.length * 3.4; // keep labels inside the SVG
+      const anchor = +xx + half > W - 2 ? "end" : +xx - half < 2 ? "start" : "middle";
+      el("text", { x: anchor === "end" ? W - 2 : xx, y: H - 8, "text-anchor": anchor, class: "tick" }, label, axes);
     }
     el("line", { x1: L, x2: L, y1: T, y2: T + ph, class: "axis" }, null, axes);
     el("line", { x1: L, x2: W - R, y1: T + ph, y2: T + ph, class: "axis" }, null, axes);
@@ -341,33 +348,45 @@
     el("rect", { x: L, y: T - 2, width: pw, height: ph + 4 }, null, clip);
     const lines = el("g", { class: "lines", "clip-path": "url(#plot-clip)" }, null, svg);
     const gap = step * 1.5;
+    let chars = 0;
     for (const s of visible) {
-      const d = pathFor(s, x, y, gap, L, pw);
-      el("path", { d, class: "line", stroke: s.color, "data-name": s.name }, null, lines);
-      s.drawn = true;
+      s.d = pathFor(s, x, y, gap, L, pw);
+      chars += s.d.length;
+      el("path", { d: s.d, class: "line", stroke: s.color }, null, lines);
     }
+    // Very many segments: thinner, non-antialiased lines paint several times faster.
+    lines.classList.toggle("heavy", chars > 1500000 || visible.length > 150);
     svg.setAttribute("data-series-count", String(visible.length));
     if (empty) {
       el("text", { x: L + pw / 2, y: T + ph / 2, "text-anchor": "middle", class: "nodata" },
         series.length ? "All series hidden" : "No data points", svg);
     }
-    // Hover decorations: a cursor line and a dot, moved on mouse move.
-    const cursor = el("line", { class: "cursor", y1: T, y2: T + ph, x1: -10, x2: -10, visibility: "hidden" }, null, svg);
-    const dot = el("circle", { class: "dot", r: 4, cx: -10, cy: -10, visibility: "hidden" }, null, svg);
-    graph.geo = { W, H, L, T, pw, ph, lo, hi, x, y, visible, cursor, dot };
+    // Hover decorations live in a separate overlay SVG (its own layer): moving them does not
+    // repaint the lines, which matters with hundreds of series.
+    const oclip = el("clipPath", { id: "overlay-clip" }, null, el("defs", {}, null, over));
+    el("rect", { x: L, y: T - 2, width: pw, height: ph + 4 }, null, oclip);
+    const hl = el("path", { class: "hl", d: "M0,0", visibility: "hidden", "clip-path": "url(#overlay-clip)" }, null, over);
+    const cursor = el("line", { class: "cursor", y1: T, y2: T + ph, x1: -10, x2: -10, visibility: "hidden" }, null, over);
+    const dot = el("circle", { class: "dot", r: 4, cx: -10, cy: -10, visibility: "hidden" }, null, over);
+    graph.geo = { W, H, L, T, pw, ph, lo, hi, x, y, visible, cursor, dot, hl };
   }
 
-  /** The SVG path of one series; a step without a point breaks the line. Dense series are
-   *  reduced to first/min/max/last per pixel column, which draws the same picture. */
+  /** The SVG path of one series; a step without a point breaks the line. A series with more
+   *  points than pixel columns is reduced to its min and max per column (same picture, small path). */
   function pathFor(s, x, y, gap, L, pw) {
     const ts = s.ts, vs = s.vs, n = ts.length;
     const parts = [];
+    const dense = n > pw;
+    const fy = (v) => Math.round(y(v) * 2) / 2; // half-pixel precision keeps the path short
     let prevT = -Infinity, pen = false;
-    const dense = n > pw * 2;
-    let col = NaN, cFirst = 0, cMin = 0, cMax = 0, cLast = 0, cx = 0;
+    let col = NaN, cCount = 0, cFirst = 0, cMin = 0, cMax = 0, cLast = 0;
     const flush = () => {
       if (isNaN(col)) return;
-      parts.push("L" + cx + "," + y(cMin).toFixed(1) + "L" + cx + "," + y(cMax).toFixed(1) + "L" + cx + "," + y(cLast).toFixed(1));
+      if (cCount > 1 && Math.abs(y(cMin) - y(cMax)) >= 1) {
+        const a = cFirst <= cLast ? cMin : cMax, b = cFirst <= cLast ? cMax : cMin;
+        if (a !== cFirst) parts.push("L" + col + "," + fy(a));
+        parts.push("L" + col + "," + fy(b));
+      }
       col = NaN;
     };
     for (let k = 0; k < n; k++) {
@@ -375,28 +394,23 @@
       if (!isFinite(v)) { flush(); pen = false; prevT = t; continue; }
       const broken = !pen || t - prevT > gap;
       prevT = t;
-      const px = x(t);
-      if (broken) {
-        flush();
-        parts.push("M" + px.toFixed(1) + "," + y(v).toFixed(1));
-        pen = true;
-        // A lone point would be invisible: give it a tiny horizontal stroke.
-        const next = k + 1 < n ? ts[k + 1] : Infinity;
-        if (!(next - t <= gap) || !isFinite(vs[k + 1])) parts.push("h1.5");
-        if (dense) { col = Math.round(px); cx = col; cFirst = cMin = cMax = cLast = v; }
-        continue;
-      }
-      if (!dense) { parts.push("L" + px.toFixed(1) + "," + y(v).toFixed(1)); continue; }
-      const c = Math.round(px);
-      if (c !== col) {
-        flush();
-        col = c; cx = c; cFirst = cMin = cMax = cLast = v;
-        parts.push("L" + cx + "," + y(cFirst).toFixed(1));
-      } else {
+      const px = dense ? Math.round(x(t)) : Math.round(x(t) * 10) / 10;
+      if (dense && !broken && px === col) {
+        cCount++; cLast = v;
         if (v < cMin) cMin = v;
         if (v > cMax) cMax = v;
-        cLast = v;
+        continue;
       }
+      flush();
+      if (broken) {
+        parts.push("M" + px + "," + fy(v));
+        pen = true;
+        // A lone point would be invisible: give it a tiny horizontal stroke.
+        if (!(k + 1 < n && ts[k + 1] - t <= gap && isFinite(vs[k + 1]))) parts.push("h1.5");
+      } else {
+        parts.push("L" + px + "," + fy(v));
+      }
+      if (dense) { col = px; cCount = 1; cFirst = cMin = cMax = cLast = v; }
     }
     flush();
     return parts.join("") || "M0,0";
@@ -424,11 +438,15 @@
     highlight(null);
   }
   let highlighted = null;
-  function highlight(path) {
-    if (highlighted === path) return;
-    if (highlighted) highlighted.removeAttribute("style");
-    if (path) path.setAttribute("style", "stroke-width:2.75");
-    highlighted = path;
+  /** Draws series s (or nothing) bold on the overlay. */
+  function highlight(s) {
+    if (highlighted === s || !graph || !graph.geo) return;
+    highlighted = s;
+    const hl = graph.geo.hl;
+    if (!s || !s.d || hidden.has(s.name)) { hl.setAttribute("visibility", "hidden"); return; }
+    hl.setAttribute("d", s.d);
+    hl.setAttribute("stroke", s.color);
+    hl.setAttribute("visibility", "visible");
   }
   function hover(ev) {
     if (!ev || !graph || !graph.geo) return;
@@ -455,7 +473,7 @@
     const px = g.x(best.t), py = g.y(best.v);
     g.cursor.setAttribute("x1", px); g.cursor.setAttribute("x2", px); g.cursor.setAttribute("visibility", "visible");
     g.dot.setAttribute("cx", px); g.dot.setAttribute("cy", py); g.dot.setAttribute("fill", best.s.color); g.dot.setAttribute("visibility", "visible");
-    highlight(svg.querySelector(`path.line[data-name="${CSS.escape(best.s.name)}"]`));
+    highlight(best.s);
     const tip = $("tooltip");
     tip.textContent = "";
     const head = document.createElement("div"); head.className = "tip-time"; head.textContent = fmtDateTime(best.t);
@@ -510,7 +528,7 @@
     const li = ev.target.closest("li[data-index]");
     if (!li || !graph) { highlight(null); return; }
     const s = graph.series[+li.dataset.index];
-    highlight($("graph").querySelector(`path.line[data-name="${CSS.escape(s.name)}"]`));
+    highlight(s);
   }
 
   // ---- history -------------------------------------------------------------------------------
