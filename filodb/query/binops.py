@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -33,8 +34,21 @@ def apply(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return ARITH[op](a, b).astype(np.float64)
 
 
+METADATA_LABELS = frozenset({"__type__", "__unit__"})
+"""Labels that describe the metric name; they go with it, but only in the final answer (so
+that, as with Prometheus's delayed name removal, they still take part in vector matching)."""
+
+
 def drop_name(lb: Labels) -> Labels:
+    """The label set without the metric name."""
     return tuple((k, v) for k, v in lb if k != METRIC_NAME)
+
+
+def drop_orphan_metadata(lb: Labels) -> Labels:
+    """The final form of a label set: ``__type__``/``__unit__`` removed when the name is gone."""
+    if any(k == METRIC_NAME for k, _ in lb) or not any(k in METADATA_LABELS for k, _ in lb):
+        return lb
+    return tuple((k, v) for k, v in lb if k not in METADATA_LABELS)
 
 
 def scalar_scalar(op: str, a: ScalarSteps, b: ScalarSteps) -> ScalarSteps:
@@ -50,6 +64,11 @@ def vector_scalar(op: str, sv: StepVector, sc: ScalarSteps, scalar_left: bool, r
         keep = sv.present & (res == 1.0)
         return StepVector(sv.labels, sv.values, keep).compact()
     return StepVector([drop_name(lb) for lb in sv.labels], res, sv.present.copy())
+
+
+def go_labels(lb: Labels) -> str:
+    """A label set as Go's ``labels.Labels.String()`` prints it: ``{a="1", b="2"}``."""
+    return "{" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in lb) + "}"
 
 
 def signature(lb: Labels, vm: VectorMatching | None) -> Labels:
@@ -72,10 +91,14 @@ def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tu
     if len(rows) == 1:
         return sv.values[rows[0]], sv.present[rows[0]]
     pres = sv.present[rows]
-    if (pres.sum(axis=0) > 1).any():
+    clash = pres.sum(axis=0) > 1
+    if clash.any():
+        s = int(np.flatnonzero(clash)[0])
+        a, b = (sv.labels[rows[i]] for i in np.flatnonzero(pres[:, s])[:2].tolist())
         raise ExecutionError(
-            f"found duplicate series for the match group {dict(sig)} on the {side} hand-side of the "
-            "operation; many-to-many matching not allowed: matching labels must be unique on one side"
+            f"found duplicate series for the match group {go_labels(sig)} on the {side} hand-side of the "
+            f"operation: [{go_labels(a)}, {go_labels(b)}];many-to-many matching not allowed: "
+            "matching labels must be unique on one side"
         )
     idx = np.argmax(pres, axis=0)
     vals = sv.values[rows][idx, np.arange(pres.shape[1])]

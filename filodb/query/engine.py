@@ -1,14 +1,32 @@
 """The PromQL engine: evaluates a tree over a :class:`SeriesSource` at all steps at once.
 
-Every node evaluates to a value of :mod:`filodb.query.values` covering *all* steps of the
-query: an instant vector is a :class:`StepVector` (labels + [series × steps] values and
-presence), a scalar a :class:`ScalarSteps`. Range selectors become :class:`Windows` (index
-bounds into one block of samples) consumed by the range functions of ``rangefns.py``.
+API: ``Engine(source, lookback_ms=300_000, max_samples=50_000_000, timeout_s=120)``;
+``instant(expr_or_text, t_ms)`` and ``range(expr_or_text, start_ms, end_ms, step_ms)`` return a
+:class:`~filodb.query.result.Result` (``to_prom_json()``, ``warnings``). Errors: ``ParseError``,
+``ExecutionError`` (422; also "too many samples"), ``QueryTimeoutError``.
 
-Dispatch is a table keyed by node type (``_EVAL``). A subclass changes how a node kind is
-evaluated by overriding its method (``eval_aggregate``, ``eval_call``...), and evaluates
-children with :meth:`Engine.eval`; the web tier's distributed engine does exactly that to push
+(a) Internal values (:mod:`filodb.query.values`) cover *all* steps of the query. An instant
+vector is a :class:`StepVector`: ``labels`` (list of label tuples), ``values`` (float64
+[n_series, n_steps]) and ``present`` (bool, same shape; NaN is a legal value). Metric names are
+dropped when a node is evaluated (delayed removal is modelled by the functions that keep the
+name: ``last_over_time``, ``label_replace``...), so there is no separate name flag: a
+StepVector is rebuilt from ``StepVector(labels, values, present)`` and ships between
+processes as raw numpy bytes plus the label tuples. A scalar is :class:`ScalarSteps`
+(``values`` [n_steps]), a string :class:`StringValue`. Range selectors become :class:`Windows`
+(index bounds into one :class:`SeriesBlock`) consumed by ``rangefns.py``.
+
+(b) Dispatch is a table keyed by node type (``Engine._EVAL``) whose entries call the methods
+``eval_number``, ``eval_vector_selector``, ``eval_call``, ``eval_aggregate``, ``eval_binary``...
+A subclass overrides one of them, e.g. ``def eval_aggregate(self, node, ctx)``, and evaluates a
+child with ``self.eval(node.expr, ctx)`` (``ctx`` is an :class:`EvalContext`: the step times
+in ms, the query's start/end/step, the deadline and the sample counter; ``ctx.with_times``
+gives a context for other steps). The web tier's distributed engine does exactly that to push
 aggregations and range functions down to the shards (``filodb/tasks/pushdown.py``).
+
+(c) ``Engine.instant``/``range`` turn the root value into a :class:`Result`: present cells of
+each StepVector row become ``(labels, times[present], values[present])`` series (empty rows
+dropped; matrices sorted by labels). Going back, ``StepVector`` rows are built from series by
+placing their points at the step indexes (see ``Engine._from_result``).
 """
 
 from __future__ import annotations
@@ -23,7 +41,13 @@ from filodb.errors import ExecutionError, QueryTimeoutError
 from filodb.model.labels import METRIC_NAME, Labels
 from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
-from filodb.query.binops import drop_name, scalar_scalar, vector_scalar, vector_vector
+from filodb.query.binops import (
+    drop_name,
+    drop_orphan_metadata,
+    scalar_scalar,
+    vector_scalar,
+    vector_vector,
+)
 from filodb.query.functions import FUNCTIONS
 from filodb.query.functions import KEEPS_NAME as INSTANT_KEEPS_NAME
 from filodb.query.parser import parse
@@ -85,7 +109,7 @@ class Engine:
             return Result("string", string=(t_ms, v.value), warnings=self.warnings)
         rows = np.flatnonzero(v.present[:, 0])
         rows = _order_rows(inner, v, rows)
-        series = [(v.labels[i], np.array([t_ms]), v.values[i, :1]) for i in rows.tolist()]
+        series = [(drop_orphan_metadata(v.labels[i]), np.array([t_ms]), v.values[i, :1]) for i in rows.tolist()]
         return Result("vector", series, warnings=self.warnings)
 
     def range(self, expr: str | ast.Expr, start_ms: int, end_ms: int, step_ms: int) -> Result:
@@ -103,9 +127,21 @@ class Engine:
         for i in np.argsort(np.array([str(lb) for lb in v.labels], dtype=object), kind="stable").tolist():
             p = v.present[i]
             if p.any():
-                series.append((v.labels[i], times[p], v.values[i][p]))
+                series.append((drop_orphan_metadata(v.labels[i]), times[p], v.values[i][p]))
         series.sort(key=lambda s: s[0])
         return Result("matrix", series, warnings=self.warnings)
+
+    @staticmethod
+    def _from_result(res: Result, times: np.ndarray) -> StepVector:
+        """A vector or matrix :class:`Result` as a :class:`StepVector` over ``times`` (ms)."""
+        vals = np.full((len(res.series), len(times)), np.nan)
+        pres = np.zeros(vals.shape, bool)
+        for i, (_, ts, vs) in enumerate(res.series):
+            idx = np.searchsorted(times, ts)
+            ok = (idx < len(times)) & (times[np.minimum(idx, len(times) - 1)] == ts)
+            vals[i, idx[ok]] = vs[ok]
+            pres[i, idx[ok]] = True
+        return StepVector([lb for lb, _, _ in res.series], vals, pres)
 
     # --- evaluation ----------------------------------------------------------------------
     def _ctx(self, times: np.ndarray, start: int, end: int, step: int) -> EvalContext:

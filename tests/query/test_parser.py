@@ -22,6 +22,9 @@ ROUND_TRIP = [
     "x[step()]", "x[step() + 1ms]", "rate(x[5m:step() * 2])", "x offset step()",
     "x[min_of(step() + 1, 1h)]", "x offset -(range() / 2)",
     "a + fill(0) b", "a / on(s) group_left fill_right(1) b", "a > bool fill_left(5) fill_right(-Inf) b",
+    "increase(x[1m] anchored)", "rate(x[5m] smoothed offset 1m)", "x smoothed", "x smoothed @ 100 + 0",
+    "anchored", "sum by (smoothed) (x)", "min_of(1, 2)", 'histogram_quantiles(h, "q", 0.5, 0.9)',
+    "histogram_fraction(0, 0.2, h_bucket)",
 ]  # fmt: skip
 
 
@@ -51,6 +54,9 @@ def test_print_parses_back_to_equal_tree(q: str) -> None:
     ("{}", None, "at least one non-empty matcher"),
     ("x offset 1m offset 2m", None, "offset"),
     ("", 0, "no expression"),
+    ("x[1m] anchored smoothed", None, "cannot be used together"),
+    ("x[1m:] anchored", None, "not supported for subqueries"),
+    ("sum(x) smoothed", None, "not implemented"),
 ])  # fmt: skip
 def test_errors_name_position_and_problem(q: str, pos: int | None, msg: str) -> None:
     with pytest.raises(Exception) as ei:
