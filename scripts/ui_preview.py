@@ -87,18 +87,26 @@ def _parse_step(raw: str) -> float:
 
 def _check(query: str) -> tuple[Response, int] | None:
     if not query.strip():
-        return _error("bad_data", "invalid parameter \"query\": 1:1: parse error: no expression found in input", 400)
+        return _error(
+            "bad_data",
+            'invalid parameter "query": 1:1: parse error: no expression found in input',
+            400,
+        )
     depth = 0
     for i, ch in enumerate(query):
         depth += ch == "("
         depth -= ch == ")"
         if depth < 0:
-            return _error("bad_data", f"1:{i + 1}: parse error: unexpected right parenthesis ')'", 400)
+            return _error(
+                "bad_data", f"1:{i + 1}: parse error: unexpected right parenthesis ')'", 400
+            )
     if depth > 0:
-        return _error("bad_data", f"1:{len(query) + 1}: parse error: unclosed left parenthesis", 400)
+        return _error(
+            "bad_data", f"1:{len(query) + 1}: parse error: unclosed left parenthesis", 400
+        )
     if "error" in query:
         col = query.index("error") + 1
-        return _error("bad_data", f"parse error at char {col}: unexpected identifier \"error\"", 400)
+        return _error("bad_data", f'parse error at char {col}: unexpected identifier "error"', 400)
     if "timeout" in query:
         return _error("timeout", "query timed out in expression evaluation", 503)
     return None
@@ -116,7 +124,11 @@ def _series(query: str) -> list[dict[str, str]]:
     modes = ["user", "system", "idle", "iowait", "steal", "nice", "irq", "softirq"]
     out = []
     for i in range(n):
-        labels = {"instance": f"host-{i // len(modes) + 1}:9100", "job": "node", "mode": modes[i % len(modes)]}
+        labels = {
+            "instance": f"host-{i // len(modes) + 1}:9100",
+            "job": "node",
+            "mode": modes[i % len(modes)],
+        }
         if name:
             labels = {"__name__": name, **labels}
         out.append(labels)
@@ -141,7 +153,9 @@ def query(dataset: str = "prometheus") -> Response | tuple[Response, int]:
     if (err := _check(q)) is not None:
         return err
     t = _parse_time(request.values.get("time"), time.time())
-    warnings = ["fake warning: results may be incomplete (shard 3 is recovering)"] if "warn" in q else None
+    warnings = (
+        ["fake warning: results may be incomplete (shard 3 is recovering)"] if "warn" in q else None
+    )
     if re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", q):
         return _ok({"resultType": "scalar", "result": [t, _fmt(float(q))]}, warnings)
     if m := re.fullmatch(r'\s*"(.*)"\s*', q):
@@ -167,17 +181,30 @@ def query_range(dataset: str = "prometheus") -> Response | tuple[Response, int]:
     except (KeyError, ValueError) as e:
         return _error("bad_data", f"invalid parameter: {e}", 400)
     if step <= 0:
-        return _error("bad_data", "zero or negative query resolution step widths are not accepted", 400)
+        return _error(
+            "bad_data", "zero or negative query resolution step widths are not accepted", 400
+        )
     if (end - start) / step > MAX_POINTS:
         return _error("bad_data", "exceeded maximum resolution of 11,000 points per timeseries. "
                       "Try decreasing the query resolution (?step=XX)", 400)  # fmt: skip
-    warnings = ["fake warning: results may be incomplete (shard 3 is recovering)"] if "warn" in q else None
+    warnings = (
+        ["fake warning: results may be incomplete (shard 3 is recovering)"] if "warn" in q else None
+    )
     steps = [start + k * step for k in range(int((end - start) / step) + 1)]
     if re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", q):
-        return _ok({"resultType": "matrix", "result": [{"metric": {}, "values": [[t, _fmt(float(q))] for t in steps]}]})
+        return _ok(
+            {
+                "resultType": "matrix",
+                "result": [{"metric": {}, "values": [[t, _fmt(float(q))] for t in steps]}],
+            }
+        )
     result = []
     for i, s in enumerate(_series(q)):
-        vals = [[round(t, 3), _fmt(_value(q, i, t))] for k, t in enumerate(steps) if not _is_gap(q, i, k)]
+        vals = [
+            [round(t, 3), _fmt(_value(q, i, t))]
+            for k, t in enumerate(steps)
+            if not _is_gap(q, i, k)
+        ]
         if vals:
             result.append({"metric": s, "values": vals})
     return _ok({"resultType": "matrix", "result": result}, warnings)

@@ -174,17 +174,17 @@
           step = parseDuration(stepText);
           if (!(step > 0)) throw new ApiError(`invalid step "${stepText}": use seconds or a duration such as 30s, 5m`);
         }
-        const start = now - range;
-        body = await api("query_range", { query: expr, start: start.toFixed(3), end: now.toFixed(3), step: String(step) }, ctrl && ctrl.signal);
+        const end = Math.round(now), start = end - range; // whole seconds: tidy timestamps
+        body = await api("query_range", { query: expr, start: String(start), end: String(end), step: String(step) }, ctrl && ctrl.signal);
         if (my !== seq) return;
-        setGraphData(body.data, start, now, step);
+        setGraphData(body.data, start, end, step);
       }
       const ms = performance.now() - t0;
       if (body.warnings && body.warnings.length) showBox($("warnings"), "Warning: " + body.warnings.join("\nWarning: "));
       const d = body.data;
       const n = d.resultType === "scalar" || d.resultType === "string" ? 1 : (d.result || []).length;
-      const what = d.resultType === "scalar" || d.resultType === "string" ? d.resultType : `${n} series`;
-      $("stats").textContent = `${what} · ${d.resultType} · ${ms < 1000 ? ms.toFixed(0) + " ms" : (ms / 1000).toFixed(2) + " s"}`;
+      const what = d.resultType === "scalar" || d.resultType === "string" ? d.resultType : `${n} series · ${d.resultType}`;
+      $("stats").textContent = `${what} · ${ms < 1000 ? ms.toFixed(0) + " ms" : (ms / 1000).toFixed(2) + " s"}`;
       $("stats").dataset.resultCount = String(n);
     } catch (e) {
       if (my !== seq || (e && e.name === "AbortError")) return;

@@ -195,7 +195,8 @@
     let es;
     try { es = new EventSource("/api/v1/cluster/events"); } catch (e) { es = null; }
     if (es) {
-      es.onopen = () => setLive(true, "live");
+      let failures = 0;
+      es.onopen = () => { failures = 0; setLive(true, "live"); };
       es.onmessage = (ev) => {
         try {
           const e = JSON.parse(ev.data);
@@ -203,8 +204,12 @@
         } catch (err) { /* not JSON: still a reason to refresh */ }
         onEvent();
       };
-      // EventSource reconnects by itself; meanwhile polling carries on.
-      es.onerror = () => setLive(false, "polling");
+      // EventSource reconnects by itself; meanwhile polling carries on. A stream that keeps
+      // failing (no such route, a proxy that buffers) is given up: polling is enough.
+      es.onerror = () => {
+        setLive(false, "polling");
+        if (++failures >= 5) es.close();
+      };
     }
   }
 })();
