@@ -13,7 +13,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError
 from filodb.model.labels import METRIC_NAME, Labels
-from filodb.query.rangefns import _quantile
+from filodb.query.rangefns import _quantile, imprecise, kahan_sum
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 
@@ -38,7 +38,7 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
               grouping: Sequence[str], without: bool) -> StepVector:  # fmt: skip
     n_steps = sv.values.shape[1]
     if op in ("topk", "bottomk", "limitk", "limit_ratio") and isinstance(param, ScalarSteps) and np.isnan(param.values).any():
-        raise ExecutionError("Parameter value is NaN")
+        raise ExecutionError("Ratio value is NaN" if op == "limit_ratio" else "Parameter value is NaN")
     if len(sv) == 0:
         return StepVector.empty(n_steps)
     if op in _PER_STEP:
@@ -55,7 +55,7 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
     elif op == "group":
         out = np.ones_like(count)
     elif op in ("sum", "avg", "stddev", "stdvar"):
-        s = np.add.reduceat(np.where(pres, vals, 0.0), starts, axis=0)
+        s = _sum(np.where(pres, vals, 0.0), starts)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = s / np.maximum(count, 1)
             if op == "sum":
@@ -72,6 +72,17 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
     else:
         raise ExecutionError(f"unknown aggregation {op!r}")
     return StepVector([glabels[g] for g in g_sorted[starts].tolist()], out, present)
+
+
+def _sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Group sums over rows; ill-conditioned cells are re-summed like Prometheus (Kahan)."""
+    s = np.add.reduceat(x, starts, axis=0)
+    big = np.fmax.reduceat(np.abs(x), starts, axis=0)
+    bad = imprecise(big, s, x)
+    ends = np.r_[starts[1:], len(x)]
+    for g, col in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned cells
+        s[g, col] = kahan_sum(x[starts[g] : ends[g], col])
+    return s
 
 
 def _avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ sparse table, so no Python loop runs per sample or per window (``quantile_over_t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -23,11 +24,44 @@ def _prefix(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def kahan_sum(x: np.ndarray) -> float:
+    """Prometheus's Kahan-Babuska (Neumaier) sum, sample by sample (only for the few windows
+    or groups where a plain sum may have lost precision)."""
+    total, c = 0.0, 0.0
+    for v in x.tolist():
+        t = total + v
+        if math.isinf(t):
+            c = 0.0
+        elif abs(total) >= abs(v):
+            c += (total - t) + v
+        else:
+            c += (v - t) + total
+        total = t
+    return total + c
+
+
+def imprecise(magnitude: np.ndarray, result: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Cells whose plain float sum may have lost digits: the magnitudes summed dwarf the result.
+    Sums of integers below 2**53 are exact and never flagged."""
+    with np.errstate(invalid="ignore"):
+        flagged = magnitude > 1e6 * np.abs(result)
+    if not flagged.any():
+        return flagged
+    finite = vals[np.isfinite(vals)]
+    if np.all(finite == np.round(finite)) and float(np.abs(finite).sum()) < 2.0**53:
+        return np.zeros_like(flagged)
+    return flagged
+
+
 def _robust_sum(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Window sums with IEEE semantics for Inf/NaN (prefix sums would smear them)."""
+    """Window sums with IEEE semantics for Inf/NaN (prefix sums would smear them); windows
+    that prefix sums would get imprecise are re-summed with :func:`kahan_sum`."""
     finite = np.isfinite(vals)
     s = _prefix(np.where(finite, vals, 0.0))
     out = s[hi] - s[lo]
+    bad = imprecise(np.maximum.accumulate(np.abs(s))[hi], out, vals) & (hi > lo)
+    for i, j in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned windows
+        out[i, j] = kahan_sum(np.where(finite, vals, 0.0)[lo[i, j] : hi[i, j]])
     if finite.all():
         return out
     nan = _prefix(np.isnan(vals).astype(np.float64))
@@ -263,6 +297,8 @@ def quantile_over_time(w: Windows, q: np.ndarray):  # type: ignore[no-untyped-de
 
 def mad_over_time(w: Windows):  # type: ignore[no-untyped-def]
     def mad(v: np.ndarray) -> float:
+        if np.isnan(v).any():
+            return np.nan
         med = _quantile(0.5, v)
         return _quantile(0.5, np.abs(v - med))
 
