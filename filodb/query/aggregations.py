@@ -76,9 +76,10 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
 
 def _sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Group sums over rows; ill-conditioned cells are re-summed like Prometheus (Kahan)."""
-    s = np.add.reduceat(x, starts, axis=0)
-    big = np.fmax.reduceat(np.abs(x), starts, axis=0)
-    bad = imprecise(big, s, x)
+    with np.errstate(all="ignore"):
+        s = np.add.reduceat(x, starts, axis=0)
+        big = np.fmax.reduceat(np.abs(x), starts, axis=0)
+        bad = imprecise(big, s, x)
     ends = np.r_[starts[1:], len(x)]
     for g, col in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned cells
         s[g, col] = kahan_sum(x[starts[g] : ends[g], col])

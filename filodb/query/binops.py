@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -131,7 +132,7 @@ def vector_vector(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching 
         return _set_op(op, lhs, rhs, vm)
     card = vm.card if vm else "one-to-one"
     if card == "one-to-many":  # swap sides: the "many" side drives the result labels
-        flipped = VectorMatching("many-to-one", vm.labels, vm.on, vm.include, vm.explicit)  # type: ignore[union-attr]
+        flipped = replace(vm, card="many-to-one")  # type: ignore[type-var]
         return _match(op, rhs, lhs, flipped, return_bool, swapped=True)
     return _match(op, lhs, rhs, vm, return_bool, swapped=False)
 
@@ -214,7 +215,7 @@ class _Rows:
             return
         self.seen[lb] = len(self.labels)
         self.labels.append(lb)
-        self.vals.append(np.asarray(res, np.float64) * np.ones(self.S))
+        self.vals.append(np.broadcast_to(np.asarray(res, np.float64), (self.S,)).copy())
         self.pres.append(p)
 
     def vector(self) -> StepVector:

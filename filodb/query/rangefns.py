@@ -20,7 +20,8 @@ RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 def _prefix(x: np.ndarray) -> np.ndarray:
     out = np.zeros(len(x) + 1, np.float64)
-    np.cumsum(x, out=out[1:])
+    with np.errstate(all="ignore"):
+        np.cumsum(x, out=out[1:])
     return out
 
 
@@ -43,12 +44,13 @@ def kahan_sum(x: np.ndarray) -> float:
 def imprecise(magnitude: np.ndarray, result: np.ndarray, vals: np.ndarray) -> np.ndarray:
     """Cells whose plain float sum may have lost digits: the magnitudes summed dwarf the result.
     Sums of integers below 2**53 are exact and never flagged."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):
         flagged = magnitude > 1e6 * np.abs(result)
-    if not flagged.any():
-        return flagged
-    finite = vals[np.isfinite(vals)]
-    if np.all(finite == np.round(finite)) and float(np.abs(finite).sum()) < 2.0**53:
+        if not flagged.any():
+            return flagged
+        finite = vals[np.isfinite(vals)]
+        exact = np.all(finite == np.round(finite)) and float(np.abs(finite).sum()) < 2.0**53
+    if exact:
         return np.zeros_like(flagged)
     return flagged
 
@@ -59,7 +61,8 @@ def _robust_sum(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     finite = np.isfinite(vals)
     s = _prefix(np.where(finite, vals, 0.0))
     out = s[hi] - s[lo]
-    bad = imprecise(np.maximum.accumulate(np.abs(s))[hi], out, vals) & (hi > lo)
+    with np.errstate(all="ignore"):
+        bad = imprecise(np.maximum.accumulate(np.abs(s))[hi], out, vals) & (hi > lo)
     for i, j in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned windows
         out[i, j] = kahan_sum(np.where(finite, vals, 0.0)[lo[i, j] : hi[i, j]])
     if finite.all():
