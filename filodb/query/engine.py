@@ -237,6 +237,9 @@ class Engine:
         first = (int(times.min()) - rng) // step * step
         grid = np.arange(first, int(times.max()) + 1, step, dtype=np.int64)
         grid = grid[grid > int(times.min()) - rng]
+        if len(grid) == 0:  # range shorter than the step: no inner evaluation falls inside
+            lo, hi = window_bounds(SeriesBlock.empty(), times, rng)
+            return Windows(SeriesBlock.empty(), lo, hi, times, rng, ctx.times)
         inner = self.eval(node.expr, replace(ctx, times=grid))
         if isinstance(inner, ScalarSteps):
             inner = StepVector([()], inner.values[None, :], np.ones((1, len(grid)), bool))

@@ -348,7 +348,7 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     want = {k: v for k, v in want.items() if v}
     gotd = {lb: list(zip(ts.tolist(), vs.tolist(), strict=True)) for lb, ts, vs in got}
     if set(gotd) != set(want):
-        return "failed", f"series differ: got {sorted(map(dict, gotd))[:2]} want {sorted(map(dict, want))[:2]}"
+        return "failed", f"series differ: got {sorted(map(str, gotd))[:2]} want {sorted(map(str, want))[:2]}"
     for lb, pts in want.items():
         g = gotd[lb]
         if len(g) != len(pts) or any(a[0] != b[0] or not _eq(a[1], b[1]) for a, b in zip(g, pts, strict=True)):  # type: ignore[arg-type]
