@@ -28,13 +28,7 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     matchers = list(sel.matchers) if isinstance(sel, ast.VectorSelector) else []
     name_ms = [m for m in matchers if m.name == METRIC_NAME] or [Matcher(METRIC_NAME, "=", "target_info")]
     data_ms = [m for m in matchers if m.name != METRIC_NAME]
-    inner = node.args[0]
-    while isinstance(inner, ast.ParenExpr):
-        inner = inner.expr
-    if isinstance(inner, ast.VectorSelector):
-        times = engine._times(inner.at, engine._dur_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
-    else:
-        times = ctx.times
+    times = _reference_times(engine, node.args[0], ctx)
     info_lb, info_ok, info_ts = _info_series(engine, name_ms + data_ms, times, ctx)
     keep_empty = all(m.matches_empty() for m in data_ms)
     wanted = {m.name for m in data_ms} or None
@@ -73,6 +67,25 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     if not labels:
         return StepVector.empty(S)
     return StepVector(labels, np.array([rows[k][0] for k in labels]), np.array([rows[k][1] for k in labels]))
+
+
+def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
+    """The data times (ms) the base samples are read at: step times shifted by the ``@`` and
+    ``offset`` of the selector, or of the range/subquery a range function reads."""
+    while isinstance(e, ast.ParenExpr):
+        e = e.expr
+    if isinstance(e, ast.MatrixSelector):
+        e = e.vector
+    if isinstance(e, ast.VectorSelector):
+        return engine._times(e.at, engine._dur_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+    if isinstance(e, ast.SubqueryExpr):
+        t = engine._times(e.at, engine._dur_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+        return _reference_times(engine, e.expr, ctx.with_times(t))
+    if isinstance(e, ast.Call):
+        ranged = [a for a in e.args if isinstance(a, ast.MatrixSelector | ast.SubqueryExpr)]
+        if ranged:
+            return _reference_times(engine, ranged[0], ctx)
+    return ctx.times
 
 
 def _info_series(engine: Any, matchers: list[Matcher], times: np.ndarray, ctx: Any):  # type: ignore[no-untyped-def]
