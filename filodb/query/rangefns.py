@@ -55,16 +55,39 @@ def imprecise(magnitude: np.ndarray, result: np.ndarray, vals: np.ndarray) -> np
     return flagged
 
 
-def _robust_sum(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _series_prefix(x: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prefix sums that restart at every series, and their running magnitude.
+
+    Series ``i`` owns slots ``offsets[i] + i .. offsets[i+1] + i`` (one extra leading zero per
+    series), so window ``[lo, hi)`` of series ``i`` sums to ``P[hi + i] - P[lo + i]``. Keeping
+    the prefix local to a series keeps its rounding error proportional to that series' own
+    values, not to everything concatenated before it. One numpy call per series.
+    """
+    n = len(offsets) - 1
+    P = np.zeros(len(x) + n, np.float64)
+    M = np.zeros(len(x) + n, np.float64)
+    with np.errstate(all="ignore"):
+        for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
+            if b > a:
+                seg = P[a + i + 1 : b + i + 1]
+                np.cumsum(x[a:b], out=seg)
+                np.maximum.accumulate(np.abs(seg), out=M[a + i + 1 : b + i + 1])
+    return P, M
+
+
+def _robust_sum(vals: np.ndarray, w: Windows) -> np.ndarray:
     """Window sums with IEEE semantics for Inf/NaN (prefix sums would smear them); windows
     that prefix sums would get imprecise are re-summed with :func:`kahan_sum`."""
+    lo, hi = w.lo, w.hi
     finite = np.isfinite(vals)
-    s = _prefix(np.where(finite, vals, 0.0))
-    out = s[hi] - s[lo]
+    clean = np.where(finite, vals, 0.0)
+    row = np.arange(lo.shape[0], dtype=np.int64)[:, None]
+    P, M = _series_prefix(clean, w.block.offsets)
+    out = P[hi + row] - P[lo + row]
     with np.errstate(all="ignore"):
-        bad = imprecise(np.maximum.accumulate(np.abs(s))[hi], out, vals) & (hi > lo)
+        bad = imprecise(M[hi + row], out, vals) & (hi > lo)
     for i, j in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned windows
-        out[i, j] = kahan_sum(np.where(finite, vals, 0.0)[lo[i, j] : hi[i, j]])
+        out[i, j] = kahan_sum(clean[lo[i, j] : hi[i, j]])
     if finite.all():
         return out
     nan = _prefix(np.isnan(vals).astype(np.float64))
@@ -106,13 +129,13 @@ def count_over_time(w: Windows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sum_over_time(w: Windows):  # type: ignore[no-untyped-def]
-    return _robust_sum(w.block.vals, w.lo, w.hi), w.count > 0
+    return _robust_sum(w.block.vals, w), w.count > 0
 
 
 def avg_over_time(w: Windows):  # type: ignore[no-untyped-def]
     c = w.count
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _robust_sum(w.block.vals, w.lo, w.hi) / np.maximum(c, 1), c > 0
+        return _robust_sum(w.block.vals, w) / np.maximum(c, 1), c > 0
 
 
 def min_over_time(w: Windows):  # type: ignore[no-untyped-def]
@@ -139,9 +162,9 @@ def _variance(w: Windows) -> tuple[np.ndarray, np.ndarray]:
     c = w.count
     n = np.maximum(c, 1)
     vals = w.block.vals
-    mean = _robust_sum(vals, w.lo, w.hi) / n
+    mean = _robust_sum(vals, w) / n
     # second pass around each window's mean would need per-window data; use a per-series shift
-    sq = _robust_sum(vals * vals, w.lo, w.hi) / n
+    sq = _robust_sum(vals * vals, w) / n
     with np.errstate(invalid="ignore"):
         var = np.maximum(sq - mean * mean, 0.0)
     return var, c > 0
@@ -258,10 +281,10 @@ def _regression(w: Windows, at_ms: np.ndarray):  # type: ignore[no-untyped-def]
     ref = int(w.times[len(w.times) // 2]) if len(w.times) else 0
     x = (ts - ref) / 1000.0
     n = w.count.astype(np.float64)
-    sx = _robust_sum(x, w.lo, w.hi)
-    sy = _robust_sum(vals, w.lo, w.hi)
-    sxy = _robust_sum(x * vals, w.lo, w.hi)
-    sxx = _robust_sum(x * x, w.lo, w.hi)
+    sx = _robust_sum(x, w)
+    sy = _robust_sum(vals, w)
+    sxy = _robust_sum(x * vals, w)
+    sxx = _robust_sum(x * x, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sxy - sx * sy / n
         var = sxx - sx * sx / n
