@@ -27,7 +27,6 @@ over 1 k paths with timestamps.
 
 from __future__ import annotations
 
-import re
 import time
 
 import numpy as np
@@ -36,21 +35,11 @@ from filodb.errors import BadInputError
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels
+from filodb.model.labels import sanitize_label_name as label_name
+from filodb.model.labels import sanitize_metric_name as metric_name
 
-_BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")
-_BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 _MAX_MS = 2**63 - 1
 
-
-def metric_name(path: str) -> str:
-    """The Prometheus metric name of a Graphite path (``.`` and invalid characters → ``_``)."""
-    out = _BAD_NAME.sub("_", path)
-    return "_" + out if out[:1].isdigit() else out
-
-
-def label_name(name: str) -> str:
-    out = _BAD_LABEL.sub("_", name)
-    return "_" + out if out[:1].isdigit() else out
 
 
 def _labels_of(key: str) -> Labels:

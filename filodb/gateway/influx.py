@@ -38,21 +38,12 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels
+from filodb.model.labels import sanitize_label_name as label_name
+from filodb.model.labels import sanitize_metric_name as metric_name
 
-_BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")
-_BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 _TRUE = {"t", "T", "true", "True", "TRUE"}
 _FALSE = {"f", "F", "false", "False", "FALSE"}
 
-
-def metric_name(name: str) -> str:
-    out = _BAD_NAME.sub("_", name)
-    return "_" + out if out[:1].isdigit() else out
-
-
-def label_name(name: str) -> str:
-    out = _BAD_LABEL.sub("_", name)
-    return "_" + out if out[:1].isdigit() else out
 
 
 def _scan(s: str, start: int, stops: str, quotes: bool) -> int:

@@ -16,6 +16,8 @@ Labels: TypeAlias = tuple[tuple[str, str], ...]
 
 METRIC_NAME = "__name__"
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_BAD_METRIC_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
+_BAD_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
@@ -45,6 +47,18 @@ def metric_name(labels: Labels) -> str:
 def valid_label_name(name: str) -> bool:
     """True for names matching Prometheus's classic ``[a-zA-Z_][a-zA-Z0-9_]*``."""
     return bool(_LABEL_NAME_RE.match(name))
+
+
+def sanitize_metric_name(name: str) -> str:
+    """``name`` in Prometheus's metric charset: other characters become ``_``, no leading digit."""
+    out = _BAD_METRIC_CHARS.sub("_", name)
+    return "_" + out if out[:1].isdigit() else out
+
+
+def sanitize_label_name(name: str) -> str:
+    """``name`` in Prometheus's label charset: other characters become ``_``, no leading digit."""
+    out = _BAD_LABEL_CHARS.sub("_", name)
+    return "_" + out if out[:1].isdigit() else out
 
 
 MATCH_OPS = ("=", "!=", "=~", "!~")

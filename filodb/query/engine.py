@@ -61,7 +61,7 @@ from filodb.query.values import (
     StringValue,
     Windows,
     drop_stale,
-    is_stale,
+    latest,
     window_bounds,
 )  # fmt: skip
 
@@ -202,17 +202,19 @@ class Engine:
             block = drop_stale(self.select(vs, int(times.min()) - lb + 1, int(times.max()) + lb, ctx))
             vals, ok = extended.smoothed_values(block, times, lb)
             return StepVector(list(block.labels), vals, ok).compact()
-        block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
-        return self._instant_from_block(block, times)
-
-    def _instant_from_block(self, block: SeriesBlock, times: np.ndarray) -> StepVector:
-        lo, hi = window_bounds(block, times, self.lookback_ms)
+        block, idx, ok = self.select_latest(vs, times, ctx)
         if len(block) == 0:
             return StepVector.empty(len(times))
-        idx = np.maximum(hi - 1, 0)
-        vals = block.vals[idx] if len(block.vals) else np.zeros(idx.shape)
-        ok = (hi > lo) & ~is_stale(vals)
-        return StepVector(list(block.labels), vals, ok).compact()
+        return StepVector(list(block.labels), block.vals[idx], ok).compact()
+
+    def select_latest(
+        self, vs: ast.VectorSelector, times: np.ndarray, ctx: EvalContext
+    ) -> tuple[SeriesBlock, np.ndarray, np.ndarray]:
+        """The selector's series, and per step the index of each one's newest sample in the
+        lookback window and whether it counts (see :func:`~filodb.query.values.latest`)."""
+        block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
+        idx, ok = latest(block, times, self.lookback_ms)
+        return block, idx, ok
 
     def windows(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Windows:
         """The samples of a range selector or subquery for every step's window."""
@@ -338,13 +340,10 @@ class Engine:
         inner = _unparen(arg)
         if isinstance(inner, ast.VectorSelector):
             times = self._times(inner.at, self._dur_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
-            block = self.select(inner, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
-            lo, hi = window_bounds(block, times, self.lookback_ms)
+            block, idx, ok = self.select_latest(inner, times, ctx)
             if len(block) == 0:
                 return StepVector.empty(len(times))
-            idx = np.maximum(hi - 1, 0)
-            ok = (hi > lo) & ~is_stale(block.vals[idx] if len(block.vals) else np.zeros(idx.shape))
-            ts = block.ts[idx] / 1000.0 if len(block.ts) else np.zeros(idx.shape)
+            ts = block.ts[idx] / 1000.0
             return check_unique(StepVector([drop_name(lb) for lb in block.labels], ts, ok).compact())
         v = self.eval(arg, ctx)
         vals = np.broadcast_to(ctx.times / 1000.0, v.values.shape).copy()

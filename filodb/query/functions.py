@@ -146,10 +146,7 @@ def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
                 v = m.expand(template)
             except (re.error, IndexError):
                 v = ""
-            if v:
-                d[dst.value] = v
-            else:
-                d.pop(dst.value, None)
+            d = _with_label(d, dst.value, v)
         out.append(tuple(sorted(d.items())))
     return StepVector(out, sv.values, sv.present)
 
@@ -160,13 +157,18 @@ def _label_join(times, sv: StepVector, dst: StringValue, sep: StringValue, *srcs
     out = []
     for lb in sv.labels:
         d = dict(lb)
-        v = sep.value.join(d.get(s.value, "") for s in srcs)
-        if v:
-            d[dst.value] = v
-        else:
-            d.pop(dst.value, None)
+        d = _with_label(d, dst.value, sep.value.join(d.get(s.value, "") for s in srcs))
         out.append(tuple(sorted(d.items())))
     return StepVector(out, sv.values, sv.present)
+
+
+def _with_label(d: dict[str, str], name: str, value: str) -> dict[str, str]:
+    """``d`` with label ``name`` set to ``value``, or removed when ``value`` is empty."""
+    if value:
+        d[name] = value
+    else:
+        d.pop(name, None)
+    return d
 
 
 def _identity(times, sv: StepVector, *rest) -> StepVector:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ import numpy as np
 from filodb.errors import ExecutionError
 from filodb.model.labels import METRIC_NAME, Labels, Matcher, labels_match
 from filodb.query import ast
-from filodb.query.values import StepVector, is_stale, window_bounds
+from filodb.query.values import StepVector
 
 IDENTIFYING = ("instance", "job")
 
@@ -89,13 +89,8 @@ def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
 
 
 def _info_series(engine: Any, matchers: list[Matcher], times: np.ndarray, ctx: Any):  # type: ignore[no-untyped-def]
-    vs = ast.VectorSelector(None, tuple(matchers))
-    block = engine.select(vs, int(times.min()) - engine.lookback_ms + 1, int(times.max()), ctx)
-    lo, hi = window_bounds(block, times, engine.lookback_ms)
+    block, idx, ok = engine.select_latest(ast.VectorSelector(None, tuple(matchers)), times, ctx)
     if len(block) == 0:
         z = np.zeros((0, len(times)))
         return [], z.astype(bool), z
-    idx = np.maximum(hi - 1, 0)
-    vals = block.vals[idx] if len(block.vals) else np.zeros(idx.shape)
-    ok = (hi > lo) & ~is_stale(vals)
-    return list(block.labels), ok, block.ts[idx] if len(block.ts) else np.zeros(idx.shape)
+    return list(block.labels), ok, block.ts[idx]

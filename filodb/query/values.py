@@ -114,6 +114,16 @@ def window_bounds(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple
     return lo, hi
 
 
+def latest(block: SeriesBlock, times: np.ndarray, lookback_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each series' newest sample in ``(t - lookback, t]`` at every step, and whether
+    it counts (there is one, and it is not a stale marker). Both arrays are [series, steps]."""
+    lo, hi = window_bounds(block, times, lookback_ms)
+    idx = np.maximum(hi - 1, 0)
+    if len(block.vals) == 0:
+        return idx, np.zeros(idx.shape, bool)
+    return idx, (hi > lo) & ~is_stale(block.vals[idx])
+
+
 def drop_stale(block: SeriesBlock) -> SeriesBlock:
     """The block without stale markers (range selectors never see them)."""
     stale = is_stale(block.vals)

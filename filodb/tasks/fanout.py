@@ -26,7 +26,7 @@ from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import query_shards
 from filodb.query.source import SeriesBlock
 from filodb.shards.redis_map import ShardMapStore
-from filodb.shards.state import ShardStatus
+from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks.app import LEAF_TASK, shard_queue
 from filodb.tasks.leaf import matchers_to_wire
 from filodb.tasks.wire import unflat_labels, unpack, unpack_block
@@ -46,12 +46,18 @@ class ShardClient:
         self.store = store
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
 
+    def shard_states(self, dataset: str) -> dict[int, ShardState]:
+        """The dataset's shard map (one Redis read)."""
+        return {s.shard: s for s in self.store.shard_states(dataset)}
+
     def call(
         self, dataset: str, shards: Sequence[int], op: str, params: dict[str, Any],
-        timeout_s: float,
+        timeout_s: float, states: dict[int, ShardState] | None = None,
     ) -> FanoutResult:  # fmt: skip
+        """Run a leaf op on ``shards``; ``states`` (the shard map) is read when not given."""
         out = FanoutResult()
-        states = {s.shard: s for s in self.store.shard_states(dataset)}
+        if states is None:
+            states = self.shard_states(dataset)
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
         sent = []
         for s in shards:
@@ -109,6 +115,7 @@ class ClusterSource:
         self.strict = strict
         self.warnings: list[str] = []
         self.deadline = time.monotonic() + timeout_s
+        self._states: dict[int, ShardState] | None = None  # read once per query
 
     def _fanout(self, matchers: Sequence[Matcher], op: str, params: dict[str, Any]) -> FanoutResult:
         return self.fanout_shards(query_shards(matchers, self.num_shards, self.spread), op, params)
@@ -120,7 +127,9 @@ class ClusterSource:
             from filodb.errors import QueryTimeoutError
 
             raise QueryTimeoutError("query timed out in expression evaluation")
-        res = self.client.call(self.dataset, shards, op, params, left)
+        if self._states is None:
+            self._states = self.client.shard_states(self.dataset)
+        res = self.client.call(self.dataset, shards, op, params, left, self._states)
         if res.missing:
             if self.strict:
                 raise UnavailableError("; ".join(res.missing[s] for s in sorted(res.missing)))
