@@ -68,9 +68,9 @@ class ShardIngester(threading.Thread):
             self._recover()
             if self.stop_event.is_set():
                 return
-            self._move(ShardStatus.ACTIVE)
-            if self.on_active:
+            if self.on_active:  # the shard's queue is consumed before the map says Active
                 self.on_active(self)
+            self._move(ShardStatus.ACTIVE)
             self._follow()
         except Exception as e:  # the shard goes to Error; the node keeps running
             log.exception("shard %s/%s failed", self.dataset, self.shard)

@@ -2,7 +2,8 @@
 
 The pool is ``threads``: the ingesters, the node loop and the tasks share the process and its
 memstores (DESIGN.md, process model). The node starts on ``worker_ready`` and adds each shard's
-queue through a remote-control ``add_consumer`` addressed to itself once the shard is Active.
+queue through a remote-control ``add_consumer`` addressed to itself, confirmed by the worker's
+reply, before the shard is published Active: a shard the map calls Active has a consumer.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 from celery import signals
 
 from filodb.config import Config
+from filodb.errors import UnavailableError
 from filodb.tasks.app import make_celery
 from filodb.tasks.leaf import register_tasks
 from filodb.tasks.node import NodeRuntime
 
 log = logging.getLogger(__name__)
+
+ADD_QUEUE_WAIT_S = 60.0
 
 
 def run_worker(cfg: Config) -> None:
@@ -30,7 +35,15 @@ def run_worker(cfg: Config) -> None:
     runtime: dict[str, NodeRuntime] = {}
 
     def add_queue(q: str) -> None:
-        app.control.add_consumer(q, destination=[hostname], reply=True, timeout=5)
+        # A broadcast sent before the worker's control channel is subscribed is lost (Redis
+        # pub/sub keeps nothing), so the add is repeated until this worker confirms it.
+        deadline = time.monotonic() + ADD_QUEUE_WAIT_S
+        while True:
+            if app.control.add_consumer(q, destination=[hostname], reply=True, timeout=1):
+                return
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"worker {hostname} did not confirm consuming {q}")
+            time.sleep(0.2)
 
     def cancel_queue(q: str) -> None:
         app.control.cancel_consumer(q, destination=[hostname], reply=True, timeout=5)
