@@ -48,6 +48,7 @@ class Config:
     query_timeout: float = 30.0
     max_body_bytes: int = 64 << 20
     max_samples: int = 50_000_000
+    max_series: int = 1_000_000  # series one query may select (422 beyond)
     lookback_ms: int = 300_000
     log_maxlen: int = 0  # 0: keep the whole log (no flush yet, the log is the durable store)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,9 +1,10 @@
 """The PromQL engine: evaluates a tree over a :class:`SeriesSource` at all steps at once.
 
-API: ``Engine(source, lookback_ms=300_000, max_samples=50_000_000, timeout_s=120)``;
+API: ``Engine(source, lookback_ms=300_000, max_samples=50_000_000, timeout_s=120,
+max_series=1_000_000)``;
 ``instant(expr_or_text, t_ms)`` and ``range(expr_or_text, start_ms, end_ms, step_ms)`` return a
 :class:`~filodb.query.result.Result` (``to_prom_json()``, ``warnings``). Errors: ``ParseError``,
-``ExecutionError`` (422; also "too many samples"), ``QueryTimeoutError``.
+``ExecutionError`` (422; also "too many samples" / "too many series"), ``QueryTimeoutError``.
 
 (a) Internal values (:mod:`filodb.query.values`) cover *all* steps of the query. An instant
 vector is a :class:`StepVector`: ``labels`` (list of label tuples), ``values`` (float64
@@ -67,6 +68,7 @@ from filodb.query.values import (
 
 DEFAULT_SUBQUERY_STEP_MS = 60_000
 TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
+TOO_MANY_SERIES = "query processing would select too many series (more than {limit}); narrow the selectors"
 
 
 @dataclass
@@ -78,7 +80,7 @@ class EvalContext:
     end: int
     step: int
     deadline: float
-    samples: list[int] = field(default_factory=lambda: [0])
+    samples: list[int] = field(default_factory=lambda: [0, 0])  # [samples read, series read]
 
     def with_times(self, times: np.ndarray) -> EvalContext:
         return replace(self, times=times)
@@ -88,10 +90,12 @@ class Engine:
     """Evaluates PromQL over one :class:`SeriesSource`. Not thread-safe; cheap to create."""
 
     def __init__(self, source: SeriesSource, lookback_ms: int = 300_000,
-                 max_samples: int = 50_000_000, timeout_s: float = 120.0) -> None:  # fmt: skip
+                 max_samples: int = 50_000_000, timeout_s: float = 120.0,
+                 max_series: int = 1_000_000) -> None:  # fmt: skip
         self.source = source
         self.lookback_ms = lookback_ms
         self.max_samples = max_samples
+        self.max_series = max_series
         self.timeout_s = timeout_s
         self.warnings: list[str] = []
 
@@ -193,6 +197,9 @@ class Engine:
         ctx.samples[0] += int(block.offsets[-1])
         if ctx.samples[0] > self.max_samples:
             raise ExecutionError(TOO_MANY_SAMPLES)
+        ctx.samples[1] += len(block.labels)
+        if ctx.samples[1] > self.max_series:
+            raise ExecutionError(TOO_MANY_SERIES.format(limit=self.max_series))
         return block
 
     def eval_vector_selector(self, vs: ast.VectorSelector, ctx: EvalContext) -> StepVector:

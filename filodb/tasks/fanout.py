@@ -2,8 +2,9 @@
 
 :class:`ShardClient` reads the shard map, sends one leaf task per Active shard (routed to the
 shard's Celery queue, ``ignore_result=True``, expiring with the query deadline) and BLPOPs the
-per-request reply list. Shards that are not Active, or that do not answer in time, are
-reported back so the caller can answer partially with a warning (or fail when strict).
+per-request reply list. Shards that are not Active, or that answer with a failure, are
+reported back so the caller can answer partially with a warning (or fail when strict); shards
+that do not answer before the query's deadline make it a timeout (503).
 
 :class:`ClusterSource` is the :class:`~filodb.query.source.SeriesSource` the web tier's engine
 reads: each call fans out and merges (series are disjoint across shards, so merging is
@@ -21,7 +22,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from filodb.errors import ExecutionError, UnavailableError
+from filodb.errors import ExecutionError, QueryTimeoutError, UnavailableError
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import query_shards
 from filodb.query.source import SeriesBlock
@@ -90,9 +91,12 @@ class ShardClient:
                 continue
             pending.discard(shard)
             out.answers[shard] = (header, arrays)
-        for s in pending:
-            out.missing[s] = f"shard {s} of {dataset} did not answer within {timeout_s:.1f}s"
         self._r.delete(reply_key)
+        if pending:  # the query's deadline passed: a timeout, as Prometheus answers it (503)
+            late = ", ".join(str(s) for s in sorted(pending))
+            raise QueryTimeoutError(
+                f"query timed out in expression evaluation (shards {late} of {dataset} did not answer)"
+            )
         return out
 
 
@@ -124,8 +128,6 @@ class ClusterSource:
         """Run a leaf op on ``shards``; missing shards become warnings (or an error if strict)."""
         left = self.deadline - time.monotonic()
         if left <= 0:
-            from filodb.errors import QueryTimeoutError
-
             raise QueryTimeoutError("query timed out in expression evaluation")
         if self._states is None:
             self._states = self.client.shard_states(self.dataset)

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from filodb.errors import ExecutionError
 from filodb.model.labels import Matcher
 from filodb.model.shardkey import query_shards
 from filodb.query import ast
 from filodb.query.aggregations import aggregate
-from filodb.query.engine import Engine, EvalContext, check_unique
+from filodb.query.engine import TOO_MANY_SAMPLES, TOO_MANY_SERIES, Engine, EvalContext, check_unique
 from filodb.query.functions import FUNCTIONS
 from filodb.query.parser import parse
 from filodb.query.printer import to_string
@@ -97,14 +98,14 @@ def selectors(e: Any) -> list[ast.VectorSelector]:
 def eval_leaf(ms: Any, shard: int, p: dict[str, Any]) -> bytes:
     """Evaluate a pushed-down PromQL subtree on one shard's memstore; pack a StepVector."""
     eng = Engine(ms, lookback_ms=int(p["lookback"]), max_samples=int(p["max_samples"]),
-                 timeout_s=float(p["timeout"]))  # fmt: skip
+                 timeout_s=float(p["timeout"]), max_series=int(p.get("max_series", 1_000_000)))  # fmt: skip
     times = np.arange(int(p["start"]), int(p["end"]) + 1, max(int(p["step"]), 1), dtype=np.int64)
     if int(p["step"]) == 0:
         times = np.array([int(p["start"])], np.int64)
     ctx = eng._ctx(times, int(p["qstart"]), int(p["qend"]), int(p["step"]))
     v = eng.eval(parse(p["query"]), ctx)
     assert isinstance(v, StepVector)
-    header = {"ok": True, "shard": shard, "labels": flat_labels(v.labels)}
+    header = {"ok": True, "shard": shard, "labels": flat_labels(v.labels), "read": ctx.samples}
     return pack(header, [v.values, v.present])
 
 
@@ -120,9 +121,11 @@ class DistributedEngine(Engine):
         if len(sels) == 1:
             matchers = list(sels[0].matchers)
         params = {
-            "query": to_string(e), "lookback": self.lookback_ms, "max_samples": self.max_samples,
-            "timeout": self.timeout_s, "qstart": ctx.start, "qend": ctx.end,
+            "query": to_string(e), "lookback": self.lookback_ms, "timeout": self.timeout_s, "qstart": ctx.start, "qend": ctx.end,
             "start": int(ctx.times[0]), "end": int(ctx.times[-1]), "step": ctx.step,
+            # the limits are the query's: a shard may use what is left, the sum is checked here
+            "max_samples": self.max_samples - ctx.samples[0],
+            "max_series": self.max_series - ctx.samples[1],
         }  # fmt: skip
         if len(ctx.times) > 1 and not np.array_equal(
             ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
@@ -133,9 +136,18 @@ class DistributedEngine(Engine):
         res = src.fanout_shards(shards, "eval", params)
         parts = []
         for _, (h, arrays) in sorted(res.answers.items()):
+            self._count_read(h.get("read", (0, 0)), ctx)
             vals, pres = arrays
             parts.append(StepVector(unflat_labels(h["labels"]), np.array(vals), np.array(pres)))
         return _concat(parts, len(ctx.times))
+
+    def _count_read(self, read: list[int], ctx: EvalContext) -> None:
+        ctx.samples[0] += int(read[0])
+        ctx.samples[1] += int(read[1])
+        if ctx.samples[0] > self.max_samples:
+            raise ExecutionError(TOO_MANY_SAMPLES)
+        if ctx.samples[1] > self.max_series:
+            raise ExecutionError(TOO_MANY_SERIES.format(limit=self.max_series))
 
     def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
         if isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr):

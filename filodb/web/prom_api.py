@@ -75,7 +75,8 @@ def _engine(dataset: str | None):  # type: ignore[no-untyped-def]
     cfg = services().cfg
     timeout = _timeout_s()
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = Engine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout)
+    eng = Engine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout,
+                 max_series=cfg.max_series)  # fmt: skip
     return eng, source
 
 
