@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from filodb.model.labels import Labels
 
-_EXACT_INT = float(2**53)
+_EXACT_INT = 1e16  # below it, repr of a whole float has no exponent: print it as an integer
 
 
 def format_value(v: float) -> str:
@@ -68,6 +69,14 @@ class Result:
     string: tuple[int, str] | None = None
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
+
+    def to_prom_json_bytes(self) -> bytes:
+        """:meth:`to_prom_json` as JSON bytes; vectors and matrices without per-sample Python."""
+        if self.result_type in ("vector", "matrix"):
+            from filodb.query.promjson import series_json
+
+            return series_json(self.result_type, self.series)
+        return orjson.dumps(self.to_prom_json())
 
     def to_prom_json(self) -> dict[str, Any]:
         if self.result_type == "scalar":

@@ -15,6 +15,7 @@ from flask import Blueprint, Response
 import filodb
 from filodb.errors import BadInputError, ParseError
 from filodb.model.labels import Matcher
+from filodb.query.result import Result
 from filodb.web.params import (
     MAX_TIME_MS,
     MIN_TIME_MS,
@@ -44,6 +45,14 @@ def _success(data: Any, warnings: list[str] | None = None) -> Response:
     if warnings:
         body["warnings"] = warnings
     return Response(orjson.dumps(body), mimetype="application/json")
+
+
+def _success_result(res: Result, warnings: list[str]) -> Response:
+    """A query answer; its data is written by :meth:`Result.to_prom_json_bytes`."""
+    body = b'{"status":"success","data":' + res.to_prom_json_bytes()
+    if warnings:
+        body += b',"warnings":' + orjson.dumps(warnings)
+    return Response(body + b"}", mimetype="application/json")
 
 
 def _dataset(dataset: str | None) -> str:
@@ -93,7 +102,7 @@ def query(dataset: str | None = None) -> Response:
         res = eng.instant(q, t)
     except ParseError as e:
         raise _with_param(e) from e
-    return _success(res.to_prom_json(), [*source.warnings, *res.warnings])
+    return _success_result(res, [*source.warnings, *res.warnings])
 
 
 @_routes("/query_range")
@@ -121,7 +130,7 @@ def query_range(dataset: str | None = None) -> Response:
         res = eng.range(q, start, end, step)
     except ParseError as e:
         raise _with_param(e) from e
-    return _success(res.to_prom_json(), [*source.warnings, *res.warnings])
+    return _success_result(res, [*source.warnings, *res.warnings])
 
 
 def _match_params(required: bool) -> list[list[Matcher]]:

@@ -1,0 +1,56 @@
+"""The byte writer of vector/matrix answers prints exactly what the reference formatter does."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from filodb.model.labels import make_labels
+from filodb.query.result import Result
+
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.0**53, 2.0**53 + 2, 1e16, 1e-5, 1e-4, 123.456, 1e300, -1e-300,
+           5e-324, math.nan, math.inf, -math.inf, 0.1 + 0.2, 1 / 3, 1e15 + 0.5, 12345678901234567890.0]  # fmt: skip
+
+
+def _same(res: Result) -> None:
+    want = res.to_prom_json()
+    got = orjson.loads(res.to_prom_json_bytes())
+    assert got == orjson.loads(orjson.dumps(want))
+
+
+def _series(vals: list[float], ts: list[int]) -> list:  # type: ignore[type-arg]
+    return [(make_labels({"__name__": "m", "i": str(i), "q": 'a"b\\c'}), np.array([t]), np.array([v]))
+            for i, (t, v) in enumerate(zip(ts, vals, strict=True))]  # fmt: skip
+
+
+def test_special_values_and_times() -> None:
+    ts = [1_700_000_000_000 + k * 137 for k in range(len(SPECIAL))]
+    _same(Result("vector", _series(SPECIAL, ts)))
+    whole = np.array(SPECIAL)
+    _same(Result("matrix", [(make_labels({"a": "1"}), np.array(ts), whole), (make_labels({"a": "2"}), np.array([], np.int64), np.array([]))]))
+
+
+def test_empty_answers() -> None:
+    assert orjson.loads(Result("matrix", []).to_prom_json_bytes()) == {"resultType": "matrix", "result": []}
+    assert orjson.loads(Result("vector", []).to_prom_json_bytes()) == {"resultType": "vector", "result": []}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=40), st.integers(-(10**12), 10**13))
+def test_any_float_bits(bits: list[int], t0: int) -> None:
+    vals = np.array(bits, np.uint64).view(np.float64)
+    ts = t0 + np.arange(len(vals)) * 15_001
+    half = len(vals) // 2
+    _same(Result("matrix", [(make_labels({"s": "a"}), ts[:half], vals[:half]),
+                            (make_labels({"s": "b"}), ts[half:], vals[half:])]))  # fmt: skip
+    _same(Result("vector", _series(vals.tolist(), ts.tolist())))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=30))
+def test_any_float(vals: list[float]) -> None:
+    _same(Result("matrix", [(make_labels({"s": "x"}), np.arange(len(vals)) * 1000, np.array(vals))]))
