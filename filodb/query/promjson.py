@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import orjson
+from numpy.lib.stride_tricks import sliding_window_view
 
 from filodb.model.labels import Labels
 
@@ -46,16 +47,18 @@ def value_tokens(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.concatenate(([0], commas + 1))
     lens = np.concatenate((commas, [len(buf)])) - starts
     width = int(lens.max())
-    col = np.arange(width)
-    chars = np.where(col[None, :] < lens[:, None], buf[np.minimum(starts[:, None] + col, len(buf) - 1)], 0)
-    chars = chars.astype(np.uint8)
+    padded = np.concatenate((buf, np.zeros(width, np.uint8)))
+    chars = sliding_window_view(padded, width)[starts]  # each token's bytes and what follows
+    chars *= np.arange(width)[None, :] < lens[:, None]  # NUL after the token
     rows = np.arange(n)
     whole = (lens >= 2) & (chars[rows, lens - 1] == _ZERO) & (chars[rows, np.maximum(lens - 2, 0)] == _DOT)
     w = np.flatnonzero(whole)
     chars[w, lens[w] - 1] = 0
     chars[w, lens[w] - 2] = 0
     lens[w] -= 2
-    odd = np.flatnonzero(~finite | (chars == _E).any(axis=1))
+    odd_mask = ~finite
+    odd_mask[np.searchsorted(starts, np.flatnonzero(buf == _E), "right") - 1] = True
+    odd = np.flatnonzero(odd_mask)
     if len(odd):  # exponents, NaN and Inf: rare, printed one by one
         texts = [format_value(float(v)).encode() for v in vals[odd].tolist()]
         fixed, flens = _rows(texts, max(map(len, texts)))
@@ -67,21 +70,29 @@ def value_tokens(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return chars, lens
 
 
-def time_tokens(ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each timestamp (ms) as Prometheus prints it (seconds, fraction only when there is one)."""
+def time_tokens(ms: np.ndarray, cache: dict[int, bytes] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each timestamp (ms) as Prometheus prints it (seconds, fraction only when there is one);
+    ``cache`` keeps texts across calls (a range answer repeats its step times)."""
     from filodb.query.result import format_time
 
     ms = np.asarray(ms, np.int64)
     if len(ms) == 0:
         return np.zeros((0, 1), np.uint8), np.zeros(0, np.int64)
     uniq, inv = np.unique(ms, return_inverse=True)
-    texts = [orjson.dumps(format_time(t)) for t in uniq.tolist()]
+    if cache is None:
+        cache = {}
+    texts = []
+    for t in uniq.tolist():
+        txt = cache.get(t)
+        if txt is None:
+            txt = cache[t] = orjson.dumps(format_time(t))
+        texts.append(txt)
     chars, lens = _rows(texts, max(map(len, texts)))
     return chars[inv], lens[inv]
 
 
-def _pairs_block(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
-    tc, tl = time_tokens(ts)
+def _pairs_block(ts: np.ndarray, vals: np.ndarray, cache: dict[int, bytes]) -> tuple[bytes, np.ndarray]:
+    tc, tl = time_tokens(ts, cache)
     vc, vl = value_tokens(vals)
     wt, wv = tc.shape[1], vc.shape[1]
     m = np.zeros((len(ts), wt + wv + 6), np.uint8)
@@ -99,8 +110,9 @@ def _pairs(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
 
     Done in blocks of :data:`BLOCK` samples so the byte matrices stay in cache."""
     texts, lens = [], []
+    cache: dict[int, bytes] = {}
     for a in range(0, len(ts), BLOCK):
-        text, ln = _pairs_block(ts[a : a + BLOCK], vals[a : a + BLOCK])
+        text, ln = _pairs_block(ts[a : a + BLOCK], vals[a : a + BLOCK], cache)
         texts.append(text)
         lens.append(ln)
     offsets = np.zeros(len(ts) + 1, np.int64)
