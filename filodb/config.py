@@ -45,7 +45,7 @@ class Config:
     worker_threads: int = 4
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 5.0
-    query_timeout: float = 30.0
+    query_timeout: float = 120.0  # seconds, as Prometheus's --query.timeout=2m
     max_body_bytes: int = 64 << 20
     max_samples: int = 50_000_000
     max_series: int = 1_000_000  # series one query may select (422 beyond)
