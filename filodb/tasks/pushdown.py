@@ -43,7 +43,8 @@ _LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FU
     "vector", "scalar", "time", "pi", "histogram_quantile", "step", "range", "start", "end", "info", "sort", "sort_desc",
     "sort_by_label", "sort_by_label_desc",
 } | {"timestamp"}  # fmt: skip
-_PUSHABLE_AGGS = {"sum", "min", "max", "count", "group", "avg", "stddev", "stdvar", "topk", "bottomk"}
+_PUSHABLE_AGGS = {"sum", "min", "max", "count", "group", "avg", "stddev", "stdvar", "topk", "bottomk",
+                  "count_values"}  # fmt: skip
 
 
 def is_local(e: ast.Expr) -> bool:
@@ -167,6 +168,8 @@ class DistributedEngine(Engine):
             return aggregate(node.op, part(node.op, node.expr), param, g, wo)
         if node.op == "count":
             return aggregate("sum", part("count", node.expr), None, g, wo)
+        if node.op == "count_values":  # shards count per value; equal label sets add up
+            return aggregate("sum", part("count_values", node.expr), None, [], True)
         s = aggregate("sum", part("sum", node.expr), None, g, wo)
         c = aggregate("sum", part("count", node.expr), None, g, wo)
         s, c = _align(s, c)

@@ -30,6 +30,7 @@ QUERIES = [
     "eq_temp / on(instance, job) group_left() sum by (instance, job) (eq_requests_total)",
     "abs(eq_temp - 20)", "sum(eq_temp) / count(eq_temp)", "eq_temp > 21",
     "quantile(0.5, eq_temp)", "count_values(\"v\", round(eq_temp))",
+    "count_values by (job) (\"v\", round(eq_temp))", "count_values without (instance) (\"job\", round(eq_temp))",
 ]  # fmt: skip
 
 
