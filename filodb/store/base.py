@@ -1,0 +1,247 @@
+"""The column store and meta store protocols: what the memstore persists and reads back.
+
+A :class:`ColumnStore` keeps, per (dataset, shard), the encoded chunks of every series and one
+:class:`PartKeyRecord` per series; a :class:`MetaStore` keeps, per (dataset, shard, flush
+group), the log offset up to which that group's data is durable (the *checkpoint*).
+
+The shape follows Cassandra's data model so that every backend fits it: rows are keyed by
+(dataset, shard, part key) and a part key's chunks are clustered by chunk id. Nothing assumes a
+transaction across part keys or across the three kinds of rows, and every write is an
+idempotent upsert: after a crash the memstore flushes the same chunk again and replays the log
+from the lowest checkpoint of the shard, so recovery is correct without cross-row atomicity.
+
+Conventions of every method:
+
+* times are int64 milliseconds since the epoch, ranges ``[start_ms, end_ms]`` are inclusive;
+* a dataset must have been created with :meth:`ColumnStore.initialize`; any other call on an
+  unknown dataset raises :class:`~filodb.errors.UnknownDatasetError`;
+* a shard outside ``[0, num_shards)``, a malformed dataset name or record, or ``start > end``
+  raises :class:`~filodb.errors.BadInputError` before anything is written;
+* every method is safe to call from several threads at once, and several processes may share
+  one store (shards move between nodes; the old and new owner may briefly overlap).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filodb.errors import BadInputError
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_DATASET_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _check_int64(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not INT64_MIN <= value <= INT64_MAX:
+        raise BadInputError(f"{name} must be an int64, got {value!r}")
+
+
+def _check_part_key(part_key: object) -> None:
+    if not isinstance(part_key, bytes) or not part_key:
+        raise BadInputError(f"part_key must be non-empty bytes, got {part_key!r:.60}")
+
+
+@dataclass(frozen=True)
+class ChunkSet:
+    """One encoded chunk of one series: the rows ``[start_ms, end_ms]`` in opaque vectors.
+
+    ``chunk_id`` is unique per part key (the memstore derives it from the start time); a chunk
+    written again with the same (part key, chunk id) replaces the stored one. ``vectors`` are the
+    encoded columns (timestamps, values, ...), stored and returned byte for byte, in order.
+    """
+
+    part_key: bytes
+    chunk_id: int
+    start_ms: int
+    end_ms: int
+    num_rows: int
+    vectors: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _check_part_key(self.part_key)
+        for name in ("chunk_id", "start_ms", "end_ms", "num_rows"):
+            _check_int64(name, getattr(self, name))
+        if self.start_ms > self.end_ms:
+            raise BadInputError(f"chunk start_ms {self.start_ms} is after end_ms {self.end_ms}")
+        if self.num_rows < 1:
+            raise BadInputError(f"a chunk holds at least one row, got num_rows={self.num_rows}")
+        if not isinstance(self.vectors, tuple) or not all(
+            isinstance(v, bytes) for v in self.vectors
+        ):
+            raise BadInputError("vectors must be a tuple of bytes")
+
+    @property
+    def nbytes(self) -> int:
+        """Total length of the vectors in bytes."""
+        return sum(len(v) for v in self.vectors)
+
+
+@dataclass(frozen=True)
+class PartKeyRecord:
+    """One series of a shard: its part key and the time of its first and last sample.
+
+    The part key is the canonical encoded label set, schema included; the store treats it as
+    opaque bytes. Writing a record again merges: ``start_ms`` becomes the minimum and ``end_ms``
+    the maximum of the stored and the written values.
+    """
+
+    part_key: bytes
+    start_ms: int
+    end_ms: int
+
+    def __post_init__(self) -> None:
+        _check_part_key(self.part_key)
+        _check_int64("start_ms", self.start_ms)
+        _check_int64("end_ms", self.end_ms)
+        if self.start_ms > self.end_ms:
+            raise BadInputError(f"part key start_ms {self.start_ms} is after end_ms {self.end_ms}")
+
+
+def check_dataset(dataset: object) -> str:
+    """The dataset name if it is usable as a table or directory name, else BadInputError."""
+    if not isinstance(dataset, str) or not _DATASET_RE.fullmatch(dataset):
+        raise BadInputError(
+            f"bad dataset name {dataset!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            "not starting with '-' or '.'"
+        )
+    return dataset
+
+
+def check_range(start_ms: int, end_ms: int) -> None:
+    """BadInputError unless ``start_ms <= end_ms`` are both int64."""
+    _check_int64("start_ms", start_ms)
+    _check_int64("end_ms", end_ms)
+    if start_ms > end_ms:
+        raise BadInputError(f"start_ms {start_ms} is after end_ms {end_ms}")
+
+
+class MetaStore(ABC):
+    """Checkpoints: per (dataset, shard, flush group) the log offset that group has flushed.
+
+    Recovery replays a shard's log from the lowest checkpoint of its groups; a group with no
+    checkpoint counts as offset 0. A write overwrites (a stale writer can only move a checkpoint
+    back, which costs a longer replay, never lost data).
+    """
+
+    @abstractmethod
+    def write_checkpoint(self, dataset: str, shard: int, group: int, offset: int) -> None:
+        """Record that flush group ``group`` holds every record up to ``offset`` durably."""
+
+    @abstractmethod
+    def read_checkpoints(self, dataset: str, shard: int) -> dict[int, int]:
+        """Every checkpoint of the shard, ``{group: offset}`` (empty when none)."""
+
+    @abstractmethod
+    def clear_checkpoints(self, dataset: str, shard: int) -> None:
+        """Forget every checkpoint of the shard (the next recovery replays the whole log)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the object is unusable afterwards."""
+
+
+class ColumnStore(ABC):
+    """Chunks and part keys of every shard of every dataset. Abstract primitives, concrete helpers.
+
+    Capabilities: ``supports_atomic_flush`` is True when :meth:`write_flush` with this backend's
+    own meta store commits chunks, part keys and checkpoint in one transaction.
+    """
+
+    supports_atomic_flush = False
+
+    @abstractmethod
+    def initialize(self, dataset: str, num_shards: int) -> None:
+        """Create the dataset's storage for shards ``0..num_shards-1``; idempotent.
+
+        Initialising an existing dataset with a different shard count is a BadInputError.
+        """
+
+    @abstractmethod
+    def num_shards(self, dataset: str) -> int:
+        """The shard count the dataset was initialised with (UnknownDatasetError if none)."""
+
+    @abstractmethod
+    def write_chunks(self, dataset: str, shard: int, chunks: Sequence[ChunkSet]) -> None:
+        """Upsert chunks, keyed by (part key, chunk id). Atomic per call on SQLite.
+
+        Returns once every chunk is durable. Writing a chunk again replaces it.
+        """
+
+    @abstractmethod
+    def read_chunks(
+        self, dataset: str, shard: int, part_keys: Sequence[bytes], start_ms: int, end_ms: int
+    ) -> list[ChunkSet]:
+        """Chunks of the given part keys that overlap ``[start_ms, end_ms]`` (both inclusive).
+
+        A chunk overlaps when ``chunk.start_ms <= end_ms and chunk.end_ms >= start_ms``. The
+        answer is grouped by part key in the order first given (repeats ignored, unknown part keys
+        contribute nothing), and within a part key ordered by ``(start_ms, chunk_id)``.
+        """
+
+    @abstractmethod
+    def write_part_keys(self, dataset: str, shard: int, records: Sequence[PartKeyRecord]) -> None:
+        """Upsert part-key records, merging with the stored one: start = min, end = max."""
+
+    @abstractmethod
+    def scan_part_keys(self, dataset: str, shard: int) -> Iterator[PartKeyRecord]:
+        """Every part-key record of the shard, in no particular order."""
+
+    @abstractmethod
+    def delete_before(self, dataset: str, shard: int, cutoff_ms: int) -> int:
+        """Retention: drop chunks and part keys whose ``end_ms < cutoff_ms``.
+
+        Returns the number of chunks deleted. Data ending at ``cutoff_ms`` or later stays.
+        """
+
+    @abstractmethod
+    def truncate(self, dataset: str) -> None:
+        """Drop every chunk and part key of every shard; the dataset stays initialised.
+
+        Checkpoints stay too (use :meth:`MetaStore.clear_checkpoints` to replay the log again).
+        """
+
+    @abstractmethod
+    def stats(self, dataset: str, shard: int) -> dict[str, int]:
+        """``{"chunks": n, "vector_bytes": sum of vector lengths, "part_keys": n}``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the object is unusable afterwards."""
+
+    # --- concrete helpers built on the primitives ----------------------------------------
+    def write_flush(
+        self,
+        meta: MetaStore,
+        dataset: str,
+        shard: int,
+        group: int,
+        chunks: Sequence[ChunkSet],
+        part_keys: Sequence[PartKeyRecord],
+        offset: int,
+    ) -> None:
+        """Persist one flush of one flush group: chunks, then part keys, then the checkpoint.
+
+        In that order, so a crash in between leaves the checkpoint behind the data and recovery
+        replays (and rewrites, idempotently) what followed it. Backends with
+        ``supports_atomic_flush`` do all three in one transaction when ``meta`` is their own.
+        """
+        self.write_chunks(dataset, shard, chunks)
+        self.write_part_keys(dataset, shard, part_keys)
+        meta.write_checkpoint(dataset, shard, group, offset)
+
+
+def open_store(kind: str, data_dir: str | Path, **options: Any) -> tuple[ColumnStore, MetaStore]:
+    """The column store and meta store named by the config (``sqlite``; ``cassandra`` later).
+
+    ``data_dir`` is the node's data directory; the SQLite backend keeps its files under
+    ``<data_dir>/store/``. ``options`` go to the backend (see its class).
+    """
+    if kind == "sqlite":
+        from filodb.store.sqlite import open_sqlite
+
+        return open_sqlite(data_dir, **options)
+    raise BadInputError(f"unknown or not yet available column store {kind!r} (have: sqlite)")

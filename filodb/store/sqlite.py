@@ -1,0 +1,422 @@
+"""The embedded column store and meta store: SQLite files in WAL mode, one per (dataset, shard).
+
+Layout under ``<data_dir>/store/``::
+
+    meta.db                        datasets(name, num_shards): the dataset registry
+    <dataset>/shard-<n>.db         chunks, part_keys, checkpoints of shard n
+
+One file per shard because a shard is the unit of ownership, flushing and moving: a shard's
+flush writer never waits for another shard's, a moved shard is one file, and a shard's
+checkpoints share the WAL of its chunks, so they are committed after (and, on SQLite, together
+with) the chunks they vouch for. SQLite keeps a prefix of the committed transactions of a WAL
+even when the machine loses power with ``synchronous=NORMAL``, so a surviving checkpoint always
+has its chunks. See ``docs/store.md`` for the durability argument and measured figures.
+
+Concurrency: connections come from a per-file pool (one connection is used by one thread at a
+time). Writes are short ``BEGIN IMMEDIATE`` transactions, so two processes sharing a file queue
+on SQLite's write lock (``busy_timeout``) instead of failing; reads never block the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from filodb.errors import BadInputError, UnknownDatasetError
+from filodb.store.base import (
+    ChunkSet,
+    ColumnStore,
+    MetaStore,
+    PartKeyRecord,
+    check_dataset,
+    check_range,
+)
+
+_SHARD_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS chunks (
+        part_key BLOB NOT NULL,
+        chunk_id INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        num_rows INTEGER NOT NULL,
+        vector_bytes INTEGER NOT NULL,
+        vectors BLOB NOT NULL,
+        PRIMARY KEY (part_key, chunk_id))""",
+    "CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks (end_ms)",
+    """CREATE TABLE IF NOT EXISTS part_keys (
+        part_key BLOB PRIMARY KEY,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+        flush_group INTEGER PRIMARY KEY,
+        log_offset INTEGER NOT NULL)""",
+)
+_META_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, num_shards INTEGER NOT NULL)",
+)
+_UPSERT_CHUNK = """INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (part_key, chunk_id) DO UPDATE SET start_ms = excluded.start_ms,
+    end_ms = excluded.end_ms, num_rows = excluded.num_rows,
+    vector_bytes = excluded.vector_bytes, vectors = excluded.vectors"""
+_UPSERT_PART_KEY = """INSERT INTO part_keys VALUES (?, ?, ?)
+    ON CONFLICT (part_key) DO UPDATE SET start_ms = min(start_ms, excluded.start_ms),
+    end_ms = max(end_ms, excluded.end_ms)"""
+_UPSERT_CHECKPOINT = """INSERT INTO checkpoints VALUES (?, ?)
+    ON CONFLICT (flush_group) DO UPDATE SET log_offset = excluded.log_offset"""
+_READ_BATCH = 500  # part keys per SELECT ... IN (...)
+_SCAN_PAGE = 10_000  # part-key records per read transaction of scan_part_keys
+_DELETE_BATCH = 20_000  # chunks per retention transaction
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def encode_vectors(vectors: Sequence[bytes]) -> bytes:
+    """One blob: uint32 count, uint32 length of each vector, then the vectors (little endian)."""
+    head = struct.pack(f"<I{len(vectors)}I", len(vectors), *(len(v) for v in vectors))
+    return b"".join((head, *vectors))
+
+
+def decode_vectors(blob: bytes) -> tuple[bytes, ...]:
+    """Inverse of :func:`encode_vectors`."""
+    (n,) = struct.unpack_from("<I", blob)
+    lengths = struct.unpack_from(f"<{n}I", blob, 4)
+    view, pos, out = memoryview(blob), 4 + 4 * n, []
+    for ln in lengths:
+        out.append(bytes(view[pos : pos + ln]))
+        pos += ln
+    return tuple(out)
+
+
+class _Pool:
+    """Connections per database file, each used by one thread at a time; closes them all."""
+
+    def __init__(self, synchronous: str, busy_timeout_ms: int):
+        self._sync = synchronous
+        self._busy_ms = busy_timeout_ms
+        self._lock = threading.Lock()
+        self._idle: dict[Path, list[sqlite3.Connection]] = {}
+        self._all: list[sqlite3.Connection] = []
+        self._ready: set[Path] = set()
+        self._closed = False
+
+    def _connect(self, path: Path, schema: tuple[str, ...]) -> sqlite3.Connection:
+        con = sqlite3.connect(
+            path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        con.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if path not in self._ready:  # once per file and process: WAL (persistent) and tables
+            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"{path}: cannot switch to WAL (got {mode})")
+            con.execute("BEGIN IMMEDIATE")
+            for stmt in schema:
+                con.execute(stmt)
+            con.execute("COMMIT")
+            self._ready.add(path)
+        con.execute(f"PRAGMA synchronous = {self._sync}")
+        return con
+
+    @contextmanager
+    def connection(self, path: Path, schema: tuple[str, ...]) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the SQLite store is closed")
+            idle = self._idle.setdefault(path, [])
+            con = idle.pop() if idle else None
+        if con is None:
+            con = self._connect(path, schema)
+            with self._lock:
+                self._all.append(con)
+        try:
+            yield con
+        finally:
+            if con.in_transaction:  # an exception escaped mid-transaction
+                con.execute("ROLLBACK")
+            with self._lock:
+                self._idle[path].append(con)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            cons, self._all, self._idle = self._all, [], {}
+        for con in cons:
+            con.close()
+
+
+class SqliteFiles:
+    """The files of one store root, shared by its column store and meta store."""
+
+    def __init__(self, root: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000):
+        if str(synchronous).upper() not in _SYNCHRONOUS:
+            raise BadInputError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")
+        if not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+            raise BadInputError(f"busy_timeout_ms must be an int >= 0, got {busy_timeout_ms!r}")
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._pool = _Pool(str(synchronous).upper(), busy_timeout_ms)
+        self._shards: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def shard_path(self, dataset: str, shard: int) -> Path:
+        return self.root / dataset / f"shard-{shard}.db"
+
+    @contextmanager
+    def _meta(self) -> Iterator[sqlite3.Connection]:
+        with self._pool.connection(self.root / "meta.db", _META_SCHEMA) as con:
+            yield con
+
+    def register(self, dataset: str, num_shards: int) -> None:
+        """Create the shard files, then record the dataset (idempotent, same shard count)."""
+        check_dataset(dataset)
+        if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
+            raise BadInputError(f"num_shards must be an int >= 1, got {num_shards!r}")
+        (self.root / dataset).mkdir(parents=True, exist_ok=True)
+        for shard in range(num_shards):
+            with self._pool.connection(self.shard_path(dataset, shard), _SHARD_SCHEMA):
+                pass
+        with self._meta() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT num_shards FROM datasets WHERE name = ?", (dataset,))
+            have = row.fetchone()
+            if have is None:
+                con.execute("INSERT INTO datasets VALUES (?, ?)", (dataset, num_shards))
+            con.execute("COMMIT")
+        if have is not None and have[0] != num_shards:
+            raise BadInputError(f"dataset {dataset!r} already has {have[0]} shards, not {num_shards}")
+        with self._lock:
+            self._shards[dataset] = num_shards
+
+    def num_shards(self, dataset: str) -> int:
+        check_dataset(dataset)
+        with self._lock:
+            n = self._shards.get(dataset)
+        if n is None:
+            with self._meta() as con:
+                row = con.execute("SELECT num_shards FROM datasets WHERE name = ?", (dataset,))
+                found = row.fetchone()
+            if found is None:
+                raise UnknownDatasetError(f"dataset {dataset!r} is not initialized in {self.root}")
+            n = found[0]
+            with self._lock:
+                self._shards[dataset] = n
+        return n
+
+    @contextmanager
+    def shard(self, dataset: str, shard: int) -> Iterator[sqlite3.Connection]:
+        """A connection to the shard's file, after checking dataset and shard number."""
+        n = self.num_shards(dataset)
+        if not isinstance(shard, int) or isinstance(shard, bool) or not 0 <= shard < n:
+            raise BadInputError(f"shard {shard!r} out of range: dataset {dataset!r} has {n} shards")
+        with self._pool.connection(self.shard_path(dataset, shard), _SHARD_SCHEMA) as con:
+            yield con
+
+    @contextmanager
+    def write(self, dataset: str, shard: int) -> Iterator[sqlite3.Connection]:
+        """One short write transaction on a shard's file: committed on exit, else rolled back."""
+        with self.shard(dataset, shard) as con:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _chunk_rows(chunks: Sequence[ChunkSet]) -> list[tuple]:
+    if isinstance(chunks, ChunkSet):
+        raise BadInputError("write_chunks takes a sequence of ChunkSet, not one ChunkSet")
+    rows = []
+    for c in chunks:
+        if not isinstance(c, ChunkSet):
+            raise BadInputError(f"expected ChunkSet, got {type(c).__name__}")
+        rows.append(
+            (c.part_key, c.chunk_id, c.start_ms, c.end_ms, c.num_rows, c.nbytes,
+             encode_vectors(c.vectors))
+        )  # fmt: skip
+    return rows
+
+
+def _part_key_rows(records: Sequence[PartKeyRecord]) -> list[tuple[bytes, int, int]]:
+    if isinstance(records, PartKeyRecord):
+        raise BadInputError("write_part_keys takes a sequence of PartKeyRecord, not one record")
+    rows = []
+    for r in records:
+        if not isinstance(r, PartKeyRecord):
+            raise BadInputError(f"expected PartKeyRecord, got {type(r).__name__}")
+        rows.append((r.part_key, r.start_ms, r.end_ms))
+    return rows
+
+
+def _check_offset(group: int, offset: int) -> None:
+    for name, v in (("group", group), ("offset", offset)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
+            raise BadInputError(f"checkpoint {name} must be an int64 >= 0, got {v!r}")
+
+
+class SqliteColumnStore(ColumnStore):
+    """:class:`ColumnStore` on SQLite files (see the module docstring for layout and locking)."""
+
+    supports_atomic_flush = True
+
+    def __init__(self, files: SqliteFiles):
+        self.files = files
+
+    def initialize(self, dataset: str, num_shards: int) -> None:
+        self.files.register(dataset, num_shards)
+
+    def num_shards(self, dataset: str) -> int:
+        return self.files.num_shards(dataset)
+
+    def write_chunks(self, dataset: str, shard: int, chunks: Sequence[ChunkSet]) -> None:
+        rows = _chunk_rows(chunks)
+        with self.files.write(dataset, shard) as con:
+            con.executemany(_UPSERT_CHUNK, rows)
+
+    def read_chunks(
+        self, dataset: str, shard: int, part_keys: Sequence[bytes], start_ms: int, end_ms: int
+    ) -> list[ChunkSet]:
+        check_range(start_ms, end_ms)
+        if isinstance(part_keys, bytes | str):
+            raise BadInputError("read_chunks takes a sequence of part keys, not one part key")
+        wanted = list(dict.fromkeys(part_keys))
+        if not all(isinstance(pk, bytes) and pk for pk in wanted):
+            raise BadInputError("part keys must be non-empty bytes")
+        found: dict[bytes, list[ChunkSet]] = {}
+        with self.files.shard(dataset, shard) as con:
+            for i in range(0, len(wanted), _READ_BATCH):
+                batch = wanted[i : i + _READ_BATCH]
+                rows = con.execute(
+                    "SELECT part_key, chunk_id, start_ms, end_ms, num_rows, vectors FROM chunks "
+                    f"WHERE part_key IN ({','.join('?' * len(batch))}) "
+                    "AND start_ms <= ? AND end_ms >= ?",
+                    (*batch, end_ms, start_ms),
+                )
+                for pk, cid, s, e, n, blob in rows:
+                    found.setdefault(pk, []).append(
+                        ChunkSet(pk, cid, s, e, n, decode_vectors(blob))
+                    )
+        out: list[ChunkSet] = []
+        for pk in wanted:
+            out.extend(sorted(found.get(pk, ()), key=lambda c: (c.start_ms, c.chunk_id)))
+        return out
+
+    def write_part_keys(self, dataset: str, shard: int, records: Sequence[PartKeyRecord]) -> None:
+        rows = _part_key_rows(records)
+        with self.files.write(dataset, shard) as con:
+            con.executemany(_UPSERT_PART_KEY, rows)
+
+    def scan_part_keys(self, dataset: str, shard: int) -> Iterator[PartKeyRecord]:
+        # Pages by key, each its own short read, so a slow consumer never pins the WAL.
+        with self.files.shard(dataset, shard):
+            pass  # check arguments now, not at the first next()
+        return self._scan(dataset, shard)
+
+    def _scan(self, dataset: str, shard: int) -> Iterator[PartKeyRecord]:
+        after = b""
+        while True:
+            with self.files.shard(dataset, shard) as con:
+                rows = con.execute(
+                    "SELECT part_key, start_ms, end_ms FROM part_keys WHERE part_key > ? "
+                    "ORDER BY part_key LIMIT ?",
+                    (after, _SCAN_PAGE),
+                ).fetchall()
+            for pk, s, e in rows:
+                yield PartKeyRecord(pk, s, e)
+            if len(rows) < _SCAN_PAGE:
+                return
+            after = rows[-1][0]
+
+    def delete_before(self, dataset: str, shard: int, cutoff_ms: int) -> int:
+        check_range(cutoff_ms, cutoff_ms)
+        deleted = 0
+        while True:  # batches, so the flush writer never waits long for the write lock
+            with self.files.write(dataset, shard) as con:
+                n = con.execute(
+                    "DELETE FROM chunks WHERE rowid IN "
+                    "(SELECT rowid FROM chunks WHERE end_ms < ? LIMIT ?)",
+                    (cutoff_ms, _DELETE_BATCH),
+                ).rowcount
+                if n < _DELETE_BATCH:
+                    con.execute("DELETE FROM part_keys WHERE end_ms < ?", (cutoff_ms,))
+            deleted += n
+            if n < _DELETE_BATCH:
+                return deleted
+
+    def truncate(self, dataset: str) -> None:
+        for shard in range(self.files.num_shards(dataset)):
+            with self.files.write(dataset, shard) as con:
+                con.execute("DELETE FROM chunks")
+                con.execute("DELETE FROM part_keys")
+
+    def stats(self, dataset: str, shard: int) -> dict[str, int]:
+        with self.files.shard(dataset, shard) as con:
+            con.execute("BEGIN")
+            chunks, nbytes = con.execute(
+                "SELECT count(*), coalesce(sum(vector_bytes), 0) FROM chunks"
+            ).fetchone()
+            (pks,) = con.execute("SELECT count(*) FROM part_keys").fetchone()
+            con.execute("COMMIT")
+        return {"chunks": chunks, "vector_bytes": nbytes, "part_keys": pks}
+
+    def write_flush(
+        self,
+        meta: MetaStore,
+        dataset: str,
+        shard: int,
+        group: int,
+        chunks: Sequence[ChunkSet],
+        part_keys: Sequence[PartKeyRecord],
+        offset: int,
+    ) -> None:
+        """As :meth:`ColumnStore.write_flush`, in one transaction when ``meta`` shares our files."""
+        if not (isinstance(meta, SqliteMetaStore) and meta.files is self.files):
+            super().write_flush(meta, dataset, shard, group, chunks, part_keys, offset)
+            return
+        _check_offset(group, offset)
+        chunk_rows, pk_rows = _chunk_rows(chunks), _part_key_rows(part_keys)
+        with self.files.write(dataset, shard) as con:
+            con.executemany(_UPSERT_CHUNK, chunk_rows)
+            con.executemany(_UPSERT_PART_KEY, pk_rows)
+            con.execute(_UPSERT_CHECKPOINT, (group, offset))
+
+    def close(self) -> None:
+        self.files.close()
+
+
+class SqliteMetaStore(MetaStore):
+    """Checkpoints in each shard's file, next to the chunks they vouch for."""
+
+    def __init__(self, files: SqliteFiles):
+        self.files = files
+
+    def write_checkpoint(self, dataset: str, shard: int, group: int, offset: int) -> None:
+        _check_offset(group, offset)
+        with self.files.write(dataset, shard) as con:
+            con.execute(_UPSERT_CHECKPOINT, (group, offset))
+
+    def read_checkpoints(self, dataset: str, shard: int) -> dict[int, int]:
+        with self.files.shard(dataset, shard) as con:
+            return dict(con.execute("SELECT flush_group, log_offset FROM checkpoints").fetchall())
+
+    def clear_checkpoints(self, dataset: str, shard: int) -> None:
+        with self.files.write(dataset, shard) as con:
+            con.execute("DELETE FROM checkpoints")
+
+    def close(self) -> None:
+        self.files.close()
+
+
+def open_sqlite(
+    data_dir: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000
+) -> tuple[SqliteColumnStore, SqliteMetaStore]:
+    """The column store and meta store on the files under ``<data_dir>/store/``.
+
+    ``synchronous``: SQLite's setting. ``NORMAL`` (default) keeps every committed write through
+    a process crash and a prefix of them through a power loss; ``FULL`` fsyncs every commit.
+    ``busy_timeout_ms``: how long a write waits for another process's write lock.
+    """
+    files = SqliteFiles(Path(data_dir) / "store", synchronous, busy_timeout_ms)
+    return SqliteColumnStore(files), SqliteMetaStore(files)
