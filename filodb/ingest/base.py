@@ -44,6 +44,14 @@ class Log(ABC):
     def delete_dataset(self, dataset: str, num_shards: int) -> None:
         """Drop every partition of a dataset."""
 
+    @abstractmethod
+    def trim(self, dataset: str, shard: int, upto: int) -> None:
+        """Allow records with offset <= ``upto`` to be dropped (the column store holds them).
+
+        Offsets of later records and the end offset do not change; reading from a position
+        below ``upto`` may then skip the dropped records.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 

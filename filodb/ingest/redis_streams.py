@@ -91,6 +91,10 @@ class RedisStreamsLog(Log):
         keys += [_counter_key(dataset, s) for s in range(num_shards)]
         self._r.delete(*keys)
 
+    def trim(self, dataset: str, shard: int, upto: int) -> None:
+        if upto > 0:  # entries with an id below 0-(upto+1) go: every offset <= upto
+            self._r.xtrim(stream_key(dataset, shard), minid=f"0-{int(upto) + 1}", approximate=False)
+
     def close(self) -> None:
         self._r.close()
 

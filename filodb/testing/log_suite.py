@@ -36,6 +36,18 @@ class LogSuite:
         assert log.end_offset("ds", 0) == 3
         assert self.raw_records(log, "ds", 0) == [(1, b"a"), (2, b"b"), (3, b"c")]
 
+    def test_trim_drops_only_what_it_is_allowed_to(self, log: Log) -> None:
+        log.append("ds", 0, [b"a", b"b", b"c", b"d"])
+        log.append("ds", 1, [b"x"])
+        log.trim("ds", 0, 2)
+        assert [r for _, r in log.read("ds", {0: 2}, 10, 0)[0]] == [b"c", b"d"]
+        assert log.end_offset("ds", 0) == 4
+        assert log.append("ds", 0, [b"e"]) == [5]
+        assert [o for o, _ in self.raw_records(log, "ds", 0)] == [3, 4, 5]
+        assert self.raw_records(log, "ds", 1) == [(1, b"x")]
+        log.trim("ds", 0, 0)  # nothing
+        assert len(self.raw_records(log, "ds", 0)) == 3
+
     def test_partitions_are_independent(self, log: Log) -> None:
         got = log.append_many("ds", {0: [b"x"], 3: [b"y", b"z"]})
         assert got == {0: [1], 3: [1, 2]}
