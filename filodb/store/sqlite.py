@@ -7,9 +7,9 @@ Layout under ``<data_dir>/store/``::
 
 One file per shard because a shard is the unit of ownership, flushing and moving: a shard's
 flush writer never waits for another shard's, a moved shard is one file, and a shard's
-checkpoints share the WAL of its chunks, so they are committed after (and, on SQLite, together
-with) the chunks they vouch for. SQLite keeps a prefix of the committed transactions of a WAL
-even when the machine loses power with ``synchronous=NORMAL``, so a surviving checkpoint always
+checkpoints share the WAL of its chunks, so they are committed after (and, with ``write_flush``,
+together with) the chunks they vouch for: SQLite recovers a prefix of a WAL's transactions, so
+even where a power loss drops recent commits (``synchronous=NORMAL``), a surviving checkpoint
 has its chunks. See ``docs/store.md`` for the durability argument and measured figures.
 
 Concurrency: connections come from a per-file pool (one connection is used by one thread at a
@@ -149,7 +149,7 @@ class _Pool:
 class SqliteFiles:
     """The files of one store root, shared by its column store and meta store."""
 
-    def __init__(self, root: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000):
+    def __init__(self, root: Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000):
         if str(synchronous).upper() not in _SYNCHRONOUS:
             raise BadInputError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")
         if not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
@@ -185,7 +185,9 @@ class SqliteFiles:
                 con.execute("INSERT INTO datasets VALUES (?, ?)", (dataset, num_shards))
             con.execute("COMMIT")
         if have is not None and have[0] != num_shards:
-            raise BadInputError(f"dataset {dataset!r} already has {have[0]} shards, not {num_shards}")
+            raise BadInputError(
+                f"dataset {dataset!r} already has {have[0]} shards, not {num_shards}"
+            )
         with self._lock:
             self._shards[dataset] = num_shards
 
@@ -410,12 +412,14 @@ class SqliteMetaStore(MetaStore):
 
 
 def open_sqlite(
-    data_dir: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000
+    data_dir: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000
 ) -> tuple[SqliteColumnStore, SqliteMetaStore]:
     """The column store and meta store on the files under ``<data_dir>/store/``.
 
-    ``synchronous``: SQLite's setting. ``NORMAL`` (default) keeps every committed write through
-    a process crash and a prefix of them through a power loss; ``FULL`` fsyncs every commit.
+    ``synchronous``: SQLite's setting. ``FULL`` (default) fsyncs the WAL at every commit, so a
+    write that returned survives a power loss: a checkpoint licenses trimming the log, so it must.
+    ``NORMAL`` keeps every committed write through a process crash but only a prefix of them
+    through a power loss (faster for small writes; fine when the log is never trimmed).
     ``busy_timeout_ms``: how long a write waits for another process's write lock.
     """
     files = SqliteFiles(Path(data_dir) / "store", synchronous, busy_timeout_ms)
