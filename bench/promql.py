@@ -86,7 +86,7 @@ def workload(n_series: int, n_samples: int, seed: int = 1) -> tuple[list, np.nda
 def bodies(series: list, vals: np.ndarray, t0: int, interval_ms: int) -> list[bytes]:
     """Time-major remote-write requests (every series, a few samples each), as a scraper sends."""
     n_series, n = vals.shape
-    k = max(1, min(n, PER_REQUEST_SAMPLES // n_series))
+    k = max(1, min(n, max(10, PER_REQUEST_SAMPLES // n_series)))  # >= 5 min of scrapes a request
     out = []
     for a in range(0, n, k):
         b = min(n, a + k)

@@ -503,7 +503,21 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes((tag,)) + _varint_bytes(n) + payload
 
 
+_LABEL_BYTES: dict[Labels, bytes] = {}
+_LABEL_BYTES_MAX = 1_000_000
+
+
 def _labels_bytes(labels: Labels) -> bytes:
+    """The Label fields of a series, cached: a sender encodes the same series again and again."""
+    got = _LABEL_BYTES.get(labels)
+    if got is None:
+        if len(_LABEL_BYTES) >= _LABEL_BYTES_MAX:
+            _LABEL_BYTES.clear()
+        got = _LABEL_BYTES[labels] = _encode_labels(labels)
+    return got
+
+
+def _encode_labels(labels: Labels) -> bytes:
     parts = []
     for k, v in labels:
         kb, vb = k.encode(), v.encode()
