@@ -81,6 +81,17 @@ class ChunkSet:
         """Total length of the vectors in bytes."""
         return sum(len(v) for v in self.vectors)
 
+    @classmethod
+    def from_store(
+        cls, part_key: bytes, chunk_id: int, start_ms: int, end_ms: int, num_rows: int,
+        vectors: tuple[bytes, ...],
+    ) -> ChunkSet:  # fmt: skip
+        """A chunk read back from a backend, without re-validating what was checked on write."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(part_key=part_key, chunk_id=chunk_id, start_ms=start_ms,
+                            end_ms=end_ms, num_rows=num_rows, vectors=vectors)  # fmt: skip
+        return obj
+
 
 @dataclass(frozen=True)
 class PartKeyRecord:

@@ -71,6 +71,7 @@ _READ_BATCH = 500  # part keys per SELECT ... IN (...)
 _SCAN_PAGE = 10_000  # part-key records per read transaction of scan_part_keys
 _DELETE_BATCH = 20_000  # chunks per retention transaction
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_PAGE_SIZE = 16_384  # vs 4 KiB: 1.34 instead of 1.48 disk bytes per vector byte, faster writes
 
 
 def encode_vectors(vectors: Sequence[bytes]) -> bytes:
@@ -108,6 +109,7 @@ class _Pool:
         )
         con.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         if path not in self._ready:  # once per file and process: WAL (persistent) and tables
+            con.execute(f"PRAGMA page_size = {_PAGE_SIZE}")  # only takes on a new, empty file
             mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"{path}: cannot switch to WAL (got {mode})")
@@ -297,9 +299,8 @@ class SqliteColumnStore(ColumnStore):
                     (*batch, end_ms, start_ms),
                 )
                 for pk, cid, s, e, n, blob in rows:
-                    found.setdefault(pk, []).append(
-                        ChunkSet(pk, cid, s, e, n, decode_vectors(blob))
-                    )
+                    chunk = ChunkSet.from_store(pk, cid, s, e, n, decode_vectors(blob))
+                    found.setdefault(pk, []).append(chunk)
         out: list[ChunkSet] = []
         for pk in wanted:
             out.extend(sorted(found.get(pk, ()), key=lambda c: (c.start_ms, c.chunk_id)))
