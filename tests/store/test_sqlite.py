@@ -50,7 +50,8 @@ class TestSqliteStore(StoreSuite):
     def raw_chunks(self, stores, dataset, shard):  # type: ignore[no-untyped-def]
         with _raw(stores, dataset, shard) as con:
             rows = con.execute(
-                "SELECT part_key, chunk_id, start_ms, end_ms, num_rows, vectors FROM chunks"
+                "SELECT s.part_key, c.chunk_id, c.start_ms, c.end_ms, c.num_rows, c.vectors "
+                "FROM chunks c JOIN series s ON s.id = c.series"
             ).fetchall()
         return [ChunkSet(pk, cid, s, e, n, _vectors(b)) for pk, cid, s, e, n, b in rows]
 
@@ -71,10 +72,14 @@ class TestSqliteStore(StoreSuite):
                 blob = len(vs).to_bytes(4, "little") + b"".join(
                     len(v).to_bytes(4, "little") for v in vs
                 )
+                con.execute("INSERT OR IGNORE INTO series (part_key) VALUES (?)", (c.part_key,))
+                (sid,) = con.execute(
+                    "SELECT id FROM series WHERE part_key = ?", (c.part_key,)
+                ).fetchone()
                 con.execute(
                     "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
-                        c.part_key,
+                        sid,
                         c.chunk_id,
                         c.start_ms,
                         c.end_ms,
@@ -94,6 +99,19 @@ class TestSqliteStore(StoreSuite):
         ]
         with sqlite3.connect(root / "ds" / "shard-2.db") as con:
             assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    def test_retention_forgets_interned_series(
+        self, stores: Stores, store: SqliteColumnStore
+    ) -> None:
+        store.write_chunks("ds", 0, [make_chunk(b"old", 1, 0, 9), make_chunk(b"new", 1, 0, 99)])
+        store.delete_before("ds", 0, 50)
+        with _raw(stores, "ds", 0) as con:
+            assert con.execute("SELECT part_key FROM series").fetchall() == [(b"new",)]
+        store.write_chunks("ds", 0, [make_chunk(b"old", 2, 60, 70)])
+        assert store.read_chunks("ds", 0, [b"old", b"new"], 0, 100) == [
+            make_chunk(b"old", 2, 60, 70),
+            make_chunk(b"new", 1, 0, 99),
+        ]
 
     def test_reopen_after_close(self, tmp_path: Path) -> None:
         cs, ms = open_sqlite(tmp_path)
