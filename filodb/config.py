@@ -50,7 +50,11 @@ class Config:
     max_samples: int = 50_000_000
     max_series: int = 1_000_000  # series one query may select (422 beyond)
     lookback_ms: int = 300_000
-    log_maxlen: int = 0  # 0: keep the whole log (no flush yet, the log is the durable store)
+    flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
+    flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
+    max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
+    memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
+    retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Config:

@@ -1,2 +1,21 @@
-"""Chunk codecs (timestamps, doubles, histogram buckets). Empty until the storage engine
-lands (issue "Storage engine"): the walking skeleton keeps raw numpy buffers in the memstore."""
+"""Chunk codecs: timestamps (delta-of-delta) and float64 values (decimal mantissas, deltas,
+raw exceptions), bit-exact, with batch decoders for many chunks at once. Formats:
+``docs/encoding.md``."""
+
+from filodb.encoding.codecs import (
+    decode_doubles,
+    decode_doubles_many,
+    decode_timestamps,
+    decode_timestamps_many,
+    encode_doubles,
+    encode_timestamps,
+)
+
+__all__ = [
+    "decode_doubles",
+    "decode_doubles_many",
+    "decode_timestamps",
+    "decode_timestamps_many",
+    "encode_doubles",
+    "encode_timestamps",
+]

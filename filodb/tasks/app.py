@@ -12,6 +12,7 @@ from celery import Celery
 from filodb.config import Config
 
 LEAF_TASK = "filodb.leaf"
+FLUSH_TASK = "filodb.flush"
 
 
 def shard_queue(dataset: str, shard: int) -> str:

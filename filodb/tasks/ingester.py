@@ -1,9 +1,10 @@
-"""One shard's ingestion thread: recover by replaying the log, then follow it.
+"""One shard's ingestion thread: recover from the column store and the log, then follow it.
 
-Recovery replays the shard's log partition from offset 0 up to the end offset seen at start
-(the log is the durable copy until the storage engine adds flush and checkpoints), publishing
-``Recovery`` with progress, then ``Active``; after that it tails the partition. Offsets and
-shard stats are written to the shard map about once a second.
+Recovery (:class:`~filodb.tasks.flush.Replayer`) loads the shard's part keys and checkpoints
+and replays its log partition from the lowest checkpoint up to the end offset seen at start,
+publishing ``Recovery`` with progress, then ``Active``; after that it tails the partition.
+Flushes run as tasks on the shard's queue (see :mod:`filodb.tasks.flush`). Offsets and shard
+stats are written to the shard map about once a second.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from filodb.errors import BadInputError
+from filodb.config import Config
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.model.batch import SampleBatch
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
+from filodb.store.base import ColumnStore, MetaStore
+from filodb.tasks.flush import Replayer, flush_group, make_pager
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +35,29 @@ class ShardIngester(threading.Thread):
     def __init__(
         self, store: ShardMapStore, logbackend: Log, state: ShardState, node: str,
         on_active: Callable[[ShardIngester], None] | None = None,
+        columns: tuple[ColumnStore, MetaStore] | None = None, cfg: Config | None = None,
     ) -> None:  # fmt: skip
         super().__init__(name=f"ingest-{state.dataset}-{state.shard}", daemon=True)
+        cfg = cfg or Config()
         self.store = store
         self.log = logbackend
         self.node = node
         self.state = state
-        self.memstore = TimeSeriesShard(state.dataset, state.shard)
+        self.columns = columns
+        self.memstore = TimeSeriesShard(
+            state.dataset, state.shard, max_chunk_samples=cfg.max_chunk_samples,
+            num_groups=cfg.flush_groups, memory_budget=cfg.memory_budget_mb << 20,
+            pager=make_pager(columns[0], state.dataset, state.shard) if columns else None,
+        )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()
         self.on_active = on_active
-        self.malformed_records = 0
+        self.replayer: Replayer | None = None
+        self.flush_lock = threading.Lock()  # one flush of this shard at a time
+
+    @property
+    def malformed_records(self) -> int:
+        return self.replayer.malformed if self.replayer else 0
 
     @property
     def dataset(self) -> str:
@@ -81,31 +95,38 @@ class ShardIngester(threading.Thread):
                     log.exception("cannot record Error for %s/%s: %s", self.dataset, self.shard, e)
 
     def _consume(self, records: list[tuple[int, bytes]]) -> None:
-        for off, data in records:
-            try:
-                batch = SampleBatch.from_bytes(data)
-            except BadInputError:
-                self.malformed_records += 1
-                log.warning("skipping malformed record %s/%s@%s", self.dataset, self.shard, off)
-            else:
-                self.memstore.ingest(batch)
-            self.offset = off
+        assert self.replayer is not None
+        self.replayer.apply(records)
+        self.offset = self.replayer.offset
 
     def _recover(self) -> None:
-        end = self.log.end_offset(self.dataset, self.shard)
         self._move(ShardStatus.RECOVERY, 0)
-        last_report = time.monotonic()
-        while self.offset < end and not self.stop_event.is_set():
-            got = self.log.read(self.dataset, {self.shard: self.offset}, READ_COUNT, 0)
-            records = got.get(self.shard, [])
-            if not records:
-                break
-            self._consume(records)
-            if time.monotonic() - last_report > PROGRESS_EVERY_S:
-                self._move(ShardStatus.RECOVERY, int(100 * self.offset / max(end, 1)))
+        if self.columns is not None:
+            self.replayer = Replayer(self.memstore, self.columns[0], self.columns[1], self.log)
+        else:
+            self.replayer = Replayer.without_store(self.memstore, self.log)
+        self.offset = self.replayer.offset
+        end = self.log.end_offset(self.dataset, self.shard)
+        begin = self.offset
+        last_report = [time.monotonic()]
+
+        def progress(off: int) -> None:
+            self.offset = off
+            if time.monotonic() - last_report[0] > PROGRESS_EVERY_S:
+                self._move(ShardStatus.RECOVERY, int(100 * (off - begin) / max(end - begin, 1)))
                 self._report()
-                last_report = time.monotonic()
+                last_report[0] = time.monotonic()
+
+        self.replayer.replay_to(end, self.stop_event.is_set, progress)
+        self.offset = self.replayer.offset
         self._report()
+
+    def flush(self, group: int) -> dict | None:
+        """Flush one group (run by the flush task on the shard's queue); None when not Active."""
+        if self.columns is None or not self.active:
+            return None
+        with self.flush_lock:
+            return flush_group(self.memstore, self.columns[0], self.columns[1], group, self.log)
 
     def _follow(self) -> None:
         last_report = 0.0

@@ -20,7 +20,7 @@ from celery import Celery
 from filodb.errors import FiloError
 from filodb.model.labels import Matcher
 from filodb.tasks import node
-from filodb.tasks.app import LEAF_TASK
+from filodb.tasks.app import FLUSH_TASK, LEAF_TASK
 from filodb.tasks.wire import flat_labels, pack, pack_block
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,14 @@ def run_op(ms: Any, shard: int, op: str, p: dict[str, Any]) -> bytes:
 
 
 def register_tasks(app: Celery) -> None:
+    @app.task(name=FLUSH_TASK, ignore_result=True)
+    def flush(dataset: str, shard: int, group: int) -> None:
+        """Flush one group of a shard this node owns (sent by the node loop to the shard's
+        queue, so it runs where the memstore is)."""
+        rt = node.RUNTIME
+        if rt is not None:
+            rt.flush(dataset, int(shard), int(group))
+
     @app.task(name=LEAF_TASK, ignore_result=True)
     def leaf(reply_key: str, dataset: str, shard: int, op: str, params: dict) -> None:
         rt = node.RUNTIME

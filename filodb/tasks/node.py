@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from filodb.config import Config
@@ -25,6 +26,7 @@ from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES as _LIVE
 from filodb.shards.state import ShardStatus
+from filodb.store.base import open_store
 from filodb.tasks.app import shard_queue
 from filodb.tasks.ingester import ShardIngester
 
@@ -40,6 +42,7 @@ class NodeRuntime:
     def __init__(
         self, cfg: Config, name: str, add_queue: Callable[[str], None],
         cancel_queue: Callable[[str], None],
+        send_flush: Callable[[str, int, int], None] | None = None,
     ) -> None:  # fmt: skip
         self.cfg = cfg
         self.name = name
@@ -49,6 +52,10 @@ class NodeRuntime:
         self.ingesters: dict[tuple[str, int], ShardIngester] = {}
         self._add_queue = add_queue
         self._cancel_queue = cancel_queue
+        self._send_flush = send_flush
+        self.columns = open_store(cfg.store, cfg.data_dir)
+        self._flush_due: dict[tuple[str, int], tuple[float, int]] = {}  # next time, next group
+        self._retention_due = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
@@ -73,6 +80,8 @@ class NodeRuntime:
             self.registry.deregister(self.name)
         except Exception:  # noqa: BLE001 - Redis may already be gone at shutdown
             log.warning("could not deregister node %s", self.name)
+        for c in self.columns:
+            c.close()
 
     def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
         """The shard's memstore when this node owns it and it is Active, else None."""
@@ -93,6 +102,48 @@ class NodeRuntime:
         if self.registry.hold_lease(self.name):
             self.coordinate()
         self.reconcile()
+        self.schedule_flushes()
+        self.apply_retention()
+
+    def schedule_flushes(self, now: float | None = None) -> None:
+        """Send a flush task for the next group of each Active shard, staggered so every group
+        is flushed once per ``flush_interval``."""
+        now = time.monotonic() if now is None else now
+        groups = max(1, self.cfg.flush_groups)
+        step = self.cfg.flush_interval / groups
+        for key, ing in list(self.ingesters.items()):
+            if not ing.active:
+                continue
+            due, group = self._flush_due.setdefault(key, (now + step, 0))
+            if now >= due:
+                self._flush_due[key] = (now + step, (group + 1) % groups)
+                if self._send_flush is not None:
+                    self._send_flush(key[0], key[1], group)
+                else:
+                    self.flush(key[0], key[1], group)
+
+    def flush(self, dataset: str, shard: int, group: int) -> None:
+        ing = self.ingesters.get((dataset, shard))
+        if ing is None:
+            return
+        try:
+            done = ing.flush(group)
+        except Exception:  # the next flush of the group retries; the log still holds the data
+            log.exception("flush of %s/%s group %s failed", dataset, shard, group)
+            return
+        if done:
+            log.info("flushed %s/%s group %s: %s", dataset, shard, group, done)
+
+    def apply_retention(self, now_s: float | None = None) -> None:
+        """Drop data older than the retention from memory and from the column store (hourly)."""
+        if self.cfg.retention <= 0 or time.monotonic() < self._retention_due:
+            return
+        self._retention_due = time.monotonic() + 3600
+        cutoff = int(((time.time() if now_s is None else now_s) - self.cfg.retention) * 1000)
+        for (ds, shard), ing in list(self.ingesters.items()):
+            if ing.active:
+                ing.memstore.drop_before(cutoff)
+                self.columns[0].delete_before(ds, shard, cutoff)
 
     def coordinate(self) -> None:
         """Leader duty: give shards without a live owner to live nodes."""
@@ -127,7 +178,10 @@ class NodeRuntime:
     def _start_shard(self, st) -> None:  # type: ignore[no-untyped-def]
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.store.move(st, ShardStatus.ASSIGNED, self.name)
-        ing = ShardIngester(self.store, self.log, st, self.name, on_active=self._on_active)
+        desc = self.store.dataset(st.dataset)
+        self.columns[0].initialize(st.dataset, int(desc["shards"]))
+        ing = ShardIngester(self.store, self.log, st, self.name, on_active=self._on_active,
+                            columns=self.columns, cfg=self.cfg)  # fmt: skip
         self.ingesters[(st.dataset, st.shard)] = ing
         ing.start()
 

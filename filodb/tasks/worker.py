@@ -17,7 +17,7 @@ from celery import signals
 
 from filodb.config import Config
 from filodb.errors import UnavailableError
-from filodb.tasks.app import make_celery
+from filodb.tasks.app import FLUSH_TASK, make_celery, shard_queue
 from filodb.tasks.leaf import register_tasks
 from filodb.tasks.node import NodeRuntime
 
@@ -48,8 +48,12 @@ def run_worker(cfg: Config) -> None:
     def cancel_queue(q: str) -> None:
         app.control.cancel_consumer(q, destination=[hostname], reply=True, timeout=5)
 
+    def send_flush(dataset: str, shard: int, group: int) -> None:
+        app.send_task(FLUSH_TASK, args=(dataset, shard, group), queue=shard_queue(dataset, shard),
+                      ignore_result=True)  # fmt: skip
+
     def on_ready(sender=None, **_kw):  # type: ignore[no-untyped-def]
-        rt = NodeRuntime(cfg, name, add_queue, cancel_queue)
+        rt = NodeRuntime(cfg, name, add_queue, cancel_queue, send_flush)
         runtime["rt"] = rt
         rt.start()
         log.warning("node %s ready (pid %s)", name, os.getpid())

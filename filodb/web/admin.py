@@ -82,7 +82,12 @@ def cluster_status(dataset: str) -> Response:
             "shard": st.shard, "node": st.node, "status": st.status.value,
             "progress": st.progress, "ingested_offset": ing, "log_end_offset": end,
             "lag": max(0, end - ing), "series": s.get("series", 0), "samples": s.get("samples", 0),
-            "samples_rejected": s.get("samples_rejected", 0), "updated": st.updated,
+            "samples_rejected": s.get("samples_rejected", 0),
+            "series_in_memory": s.get("series_in_memory", 0), "chunks": s.get("chunks", 0),
+            "chunk_bytes": s.get("chunk_bytes", 0), "memory_bytes": s.get("memory_bytes", 0),
+            "chunks_evicted": s.get("chunks_evicted", 0), "chunks_paged": s.get("chunks_paged", 0),
+            "last_flush": s.get("last_flush", 0.0), "last_checkpoint": s.get("last_checkpoint", 0),
+            "updated": st.updated,
         })  # fmt: skip
     return _ok(rows)
 

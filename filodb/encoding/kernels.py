@@ -1,0 +1,274 @@
+"""numba kernels: bit packing, and decoding whole chunk vectors (one or many per call).
+
+Compiled on first use and cached on disk (``cache=True``). Byte formats are in
+``docs/encoding.md``; the encoders that write them are in :mod:`filodb.encoding.codecs`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+TS_DOD = 1  # timestamps: first, first delta, fixed-width zigzag deltas-of-deltas
+F_RAW = 0  # doubles: raw little-endian bits
+F_DELTA = 2  # doubles: decimal mantissas, fixed-width zigzag deltas, raw exceptions
+F_DOD = 3  # doubles: decimal mantissas, fixed-width zigzag deltas-of-deltas, raw exceptions
+
+
+@nb.njit(cache=True)
+def pack_bits(u: np.ndarray, width: int, out: np.ndarray, pos: int) -> int:
+    """Write each value of ``u`` in ``width`` bits at byte ``pos`` of ``out``; the next pos."""
+    if width == 0:
+        return pos
+    acc = np.uint64(0)
+    nacc = 0
+    for i in range(len(u)):
+        v = u[i]
+        done = 0
+        while done < width:
+            take = min(width - done, 64 - nacc)
+            if take == 64:
+                chunk = v
+            else:
+                chunk = (v >> np.uint64(done)) & ((np.uint64(1) << np.uint64(take)) - np.uint64(1))
+            acc |= chunk << np.uint64(nacc)
+            nacc += take
+            done += take
+            if nacc == 64:
+                for b in range(8):
+                    out[pos] = np.uint8((acc >> np.uint64(8 * b)) & np.uint64(0xFF))
+                    pos += 1
+                acc = np.uint64(0)
+                nacc = 0
+    nb_ = (nacc + 7) // 8
+    for b in range(nb_):
+        out[pos] = np.uint8((acc >> np.uint64(8 * b)) & np.uint64(0xFF))
+        pos += 1
+    return pos
+
+
+@nb.njit(cache=True)
+def _unpack_bits(buf: np.ndarray, pos: int, n: int, width: int, out: np.ndarray, at: int) -> int:
+    """Read ``n`` values of ``width`` bits from byte ``pos``; returns the next byte pos."""
+    if width == 0:
+        for i in range(n):
+            out[at + i] = np.uint64(0)
+        return pos
+    bitpos = 0
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) if width == 64 else (np.uint64(1) << np.uint64(width)) - np.uint64(1)
+    for i in range(n):
+        v = np.uint64(0)
+        got = 0
+        while got < width:
+            byte = np.uint64(buf[pos + (bitpos >> 3)])
+            off = bitpos & 7
+            take = min(8 - off, width - got)
+            bits = (byte >> np.uint64(off)) & ((np.uint64(1) << np.uint64(take)) - np.uint64(1))
+            v |= bits << np.uint64(got)
+            got += take
+            bitpos += take
+        out[at + i] = v & mask
+    return pos + (bitpos + 7) // 8
+
+
+@nb.njit(cache=True)
+def _u32(buf: np.ndarray, p: int) -> int:
+    v = np.int64(0)
+    for b in range(4):
+        v |= np.int64(buf[p + b]) << np.int64(8 * b)
+    return v
+
+
+@nb.njit(cache=True)
+def _u64(buf: np.ndarray, p: int) -> np.uint64:
+    v = np.uint64(0)
+    for b in range(8):
+        v |= np.uint64(buf[p + b]) << np.uint64(8 * b)
+    return v
+
+
+@nb.njit(cache=True)
+def _unzigzag(u: np.uint64) -> np.int64:
+    return np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
+
+
+@nb.njit(cache=True)
+def count_of(buf: np.ndarray, start: int, end: int) -> int:
+    """Samples in the vector at ``buf[start:end]`` (-1 when it is not one)."""
+    if end - start < 5:
+        return -1
+    return _u32(buf, start + 1)
+
+
+@nb.njit(cache=True)
+def _unpack_patched(buf: np.ndarray, p: int, end: int, n: int, tmp: np.ndarray) -> int:
+    """Read ``[width u8][n_patch u32][packed n][positions][values]`` at ``p`` into ``tmp``;
+    the next position, or -1 when it does not fit in ``buf[:end]``."""
+    if p + 5 > end:
+        return -1
+    width = int(buf[p])
+    n_patch = _u32(buf, p + 1)
+    p += 5
+    if width > 64 or n_patch > n or p + (n * width + 7) // 8 + 12 * n_patch > end:
+        return -1
+    p = _unpack_bits(buf, p, n, width, tmp, 0)
+    for j in range(n_patch):
+        pos = _u32(buf, p + 4 * j)
+        if pos >= n:
+            return -1
+        tmp[pos] = _u64(buf, p + 4 * n_patch + 8 * j)
+    return p + 12 * n_patch
+
+
+@nb.njit(cache=True)
+def decode_ts_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    """Decode the timestamp vector at ``buf[start:end]`` into ``out[at:]``; returns n or -1."""
+    if end - start < 26 or buf[start] != TS_DOD:
+        return -1
+    n = _u32(buf, start + 1)
+    first = np.int64(_u64(buf, start + 5))
+    delta = np.int64(_u64(buf, start + 13))
+    if at + n > len(out):
+        return -1
+    rest = max(n - 2, 0)
+    tmp = np.empty(rest, np.uint64)
+    if _unpack_patched(buf, start + 21, end, rest, tmp) < 0:
+        return -1
+    if n >= 1:
+        out[at] = first
+    if n >= 2:
+        out[at + 1] = first + delta
+    prev = first + delta
+    for i in range(rest):
+        delta += _unzigzag(tmp[i])
+        prev += delta
+        out[at + 2 + i] = prev
+    return n
+
+
+@nb.njit(cache=True)
+def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    """Decode the double vector at ``buf[start:end]`` into ``out[at:]`` (as uint64 bits)."""
+    if end - start < 5:
+        return -1
+    fmt = buf[start]
+    n = _u32(buf, start + 1)
+    if n < 0 or at + n > len(out):
+        return -1
+    if fmt == F_RAW:
+        if start + 5 + 8 * n > end:
+            return -1
+        for i in range(n):
+            out[at + i] = _u64(buf, start + 5 + 8 * i)
+        return n
+    if fmt != F_DELTA and fmt != F_DOD:
+        return -1
+    p = start + 5
+    head = 2 if fmt == F_DOD else 1
+    if p + 17 + 8 * (head - 1) + 4 > end:
+        return -1
+    k = int(buf[p])
+    if k > 18:
+        return -1
+    scale = 10.0**k
+    g = np.int64(_u64(buf, p + 1))
+    m = np.int64(_u64(buf, p + 9))
+    p += 17
+    d = np.int64(0)
+    if fmt == F_DOD:
+        d = np.int64(_u64(buf, p))
+        p += 8
+    n_exc = _u32(buf, p)
+    p += 4
+    if n_exc > n or p + 12 * n_exc > end:
+        return -1
+    exc_at = p
+    p += 12 * n_exc
+    rest = max(n - head, 0)
+    tmp = np.empty(rest, np.uint64)
+    if _unpack_patched(buf, p, end, rest, tmp) < 0:
+        return -1
+    res = out[at : at + n].view(np.float64)
+    if n >= 1:
+        res[0] = m / scale
+    if fmt == F_DOD:
+        if n >= 2:
+            m += d
+            res[1] = m / scale
+        for i in range(rest):
+            d += _unzigzag(tmp[i]) * g
+            m += d
+            res[head + i] = m / scale
+    else:
+        for i in range(rest):
+            m += _unzigzag(tmp[i]) * g
+            res[head + i] = m / scale
+    for j in range(n_exc):
+        pos = _u32(buf, exc_at + 4 * j)
+        if pos >= n:
+            return -1
+        out[at + pos] = _u64(buf, exc_at + 4 * n_exc + 8 * j)
+    return n
+
+
+@nb.njit(cache=True)
+def decode_many(buf: np.ndarray, bounds: np.ndarray, is_ts: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode every vector ``buf[bounds[i]:bounds[i+1]]``; (values, offsets, index of a bad
+    vector or -1). Timestamps come back as int64 bits, doubles as uint64 bits."""
+    k = len(bounds) - 1
+    offsets = np.zeros(k + 1, np.int64)
+    for i in range(k):
+        c = count_of(buf, bounds[i], bounds[i + 1])
+        if c < 0:
+            return np.zeros(0, np.uint64), offsets, i
+        offsets[i + 1] = offsets[i] + c
+    out = np.empty(offsets[k], np.uint64)
+    for i in range(k):
+        if is_ts:
+            got = decode_ts_into(buf, bounds[i], bounds[i + 1], out.view(np.int64), offsets[i])
+        else:
+            got = decode_doubles_into(buf, bounds[i], bounds[i + 1], out, offsets[i])
+        if got != offsets[i + 1] - offsets[i]:
+            return out, offsets, i
+    return out, offsets, -1
+
+
+@nb.njit(cache=True)
+def mantissas(vals: np.ndarray, max_scale: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """The decimal scale k (0..max_scale) at which the most values are ``m / 10**k`` exactly
+    (``|m| < 2**53``; -0.0, NaN and ±Inf never): (k, mantissas, ok mask, count ok). Stops at
+    the first k that fits every value. For finite non-zero floats numeric equality is bit
+    equality, so the check is exact."""
+    n = len(vals)
+    best_k = 0
+    best_ok = -1
+    best_m = np.zeros(n, np.int64)
+    best_mask = np.zeros(n, np.bool_)
+    m = np.zeros(n, np.int64)
+    mask = np.zeros(n, np.bool_)
+    for k in range(max_scale + 1):
+        scale = 10.0**k
+        n_ok = 0
+        for i in range(n):
+            v = vals[i]
+            x = v * scale
+            good = False
+            mi = np.int64(0)
+            if np.isfinite(x) and abs(x) < 9007199254740992.0 and not (v == 0.0 and math.copysign(1.0, v) < 0):
+                r = np.rint(x)
+                if r / scale == v:
+                    good = True
+                    mi = np.int64(r)
+            m[i] = mi
+            mask[i] = good
+            n_ok += good
+        if n_ok > best_ok:
+            best_ok = n_ok
+            best_k = k
+            best_m[:] = m
+            best_mask[:] = mask
+        if n_ok == n:
+            break
+    return best_k, best_m, best_mask, best_ok
