@@ -128,7 +128,7 @@ def wait_count(base: str, query: str, want: int, at_s: float, timeout_s: float =
 class Peer:
     """A Debian-packaged peer (prometheus | victoria-metrics) on a free port."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, admin: bool = False) -> None:
         self.kind = kind
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -139,7 +139,8 @@ class Peer:
             cfg.write_text("global:\n  scrape_interval: 1h\n")
             args = ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={data}/tsdb",
                     f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-remote-write-receiver",
-                    "--storage.tsdb.retention.time=100y", "--log.level=warn"]  # fmt: skip
+                    "--storage.tsdb.retention.time=100y", "--log.level=warn",
+                    *(["--web.enable-admin-api"] if admin else [])]  # fmt: skip
             self.write_url = self.base + "/api/v1/write"
         else:
             args = ["victoria-metrics", f"-storageDataPath={data}/vm", f"-httpListenAddr=127.0.0.1:{self.port}",

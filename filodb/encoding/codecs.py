@@ -21,45 +21,13 @@ MAX_ROWS = 1 << 24  # a vector claiming more rows is corrupt (checked before all
 _EXACT = float(2**53)
 
 
-def _zigzag(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.int64, copy=False)
-    return ((v << np.int64(1)) ^ (v >> np.int64(63))).view(np.uint64)
-
-
-def _width(u: np.ndarray) -> int:
-    return int(u.max()).bit_length() if len(u) else 0
-
-
 def _header(fmt: int, n: int) -> bytes:
     return bytes((fmt,)) + int(n).to_bytes(4, "little")
 
 
-def _pfor(z: np.ndarray) -> tuple[int, bytes]:
-    """Patched frame of reference: the width that packs ``z`` smallest when the values wider
-    than it are stored apart as patches (u32 position + u64 value, 12 bytes each). Returns the
-    width and ``[width u8][n_patch u32][packed][positions][values]``."""
-    if len(z) == 0:
-        return 0, bytes((0,)) + bytes(4)
-    bw = np.zeros(len(z), np.int64)
-    nz = z > 0
-    bw[nz] = np.frexp(z[nz].astype(np.float64))[1]  # bit length (exact below 2**53)
-    big = z >= np.uint64(1 << 53)
-    bw[big] = 64
-    wider = len(z) - np.cumsum(np.bincount(bw, minlength=65))  # values wider than w, per w
-    cost = np.arange(65) * len(z) / 8 + 12 * wider
-    w = int(np.argmin(cost))
-    patch = np.flatnonzero(bw > w)
-    zz = z.copy()
-    zz[patch] = 0
-    head = bytes((w,)) + len(patch).to_bytes(4, "little")
-    return w, head + _packed(zz, w) + patch.astype("<u4").tobytes() + z[patch].astype("<u8").tobytes()
-
-
-def _packed(u: np.ndarray, width: int) -> bytes:
-    out = np.zeros((len(u) * width + 7) // 8, np.uint8)
-    if width and len(u):
-        K.pack_bits(np.ascontiguousarray(u, np.uint64), width, out, 0)
-    return out.tobytes()
+def _pfor(d: np.ndarray, divisor: int = 1) -> bytes:
+    """Patched frame of reference of the zigzagged ``d // divisor`` (see ``pfor_encode``)."""
+    return K.pfor_encode(np.ascontiguousarray(d, np.int64), divisor).tobytes()
 
 
 def encode_timestamps(ts: np.ndarray) -> bytes:
@@ -69,8 +37,8 @@ def encode_timestamps(ts: np.ndarray) -> bytes:
     first = int(ts[0]) if n else 0
     with np.errstate(over="ignore"):  # int64 arithmetic wraps; the decoder wraps back the same
         delta = int(np.subtract(ts[1], ts[0])) if n > 1 else 0
-        dod = _zigzag(np.diff(ts, 2)) if n > 2 else np.zeros(0, np.uint64)
-    _, body = _pfor(dod)
+        dod = np.diff(ts, 2) if n > 2 else np.zeros(0, np.int64)
+    body = _pfor(dod)
     return _header(K.TS_DOD, n) + np.array([first, delta], "<i8").tobytes() + body
 
 
@@ -98,23 +66,15 @@ def encode_doubles(vals: np.ndarray) -> bytes:
     k, m, exc = got
     d1 = np.diff(m)
     d2 = np.diff(d1) if n > 2 else np.zeros(0, np.int64)
-    g1, g2 = _gcd(d1), _gcd(d2)  # e.g. byte gauges that move by whole pages
-    _, p1 = _pfor(_zigzag(d1 // g1))
-    _, p2 = _pfor(_zigzag(d2 // g2)) if n > 2 else (0, b"")
+    g1, g2 = K.gcd_of(d1), K.gcd_of(d2)  # e.g. byte gauges that move by whole pages
+    p1 = _pfor(d1, g1)
+    p2 = _pfor(d2, g2) if n > 2 else b""
     exc_pos = np.flatnonzero(exc).astype("<u4")
     tail = int(len(exc_pos)).to_bytes(4, "little") + exc_pos.tobytes() + vals[exc].view("<u8").tobytes()
     if n > 2 and len(p2) + 8 < len(p1):
         head = bytes((k,)) + np.array([g2, m[0], d1[0]], "<i8").tobytes()
         return _header(K.F_DOD, n) + head + tail + p2
     return _header(K.F_DELTA, n) + bytes((k,)) + np.array([g1, m[0]], "<i8").tobytes() + tail + p1
-
-
-def _gcd(d: np.ndarray) -> int:
-    """The greatest common divisor of the differences (1 when there are none or it overflows)."""
-    if len(d) == 0:
-        return 1
-    g = int(np.gcd.reduce(d))
-    return g if 0 < g < (1 << 62) else 1
 
 
 def _bad(what: str) -> BadInputError:

@@ -272,3 +272,77 @@ def mantissas(vals: np.ndarray, max_scale: int) -> tuple[int, np.ndarray, np.nda
         if n_ok == n:
             break
     return best_k, best_m, best_mask, best_ok
+
+
+@nb.njit(cache=True)
+def _bitlen(u: np.uint64) -> int:
+    n = 0
+    while u:
+        u >>= np.uint64(1)
+        n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def pfor_encode(d: np.ndarray, divisor: int) -> np.ndarray:
+    """``[width u8][n_patch u32][packed][positions u32][values u64]`` of the zigzagged
+    ``d // divisor``: the width is the one that makes the whole smallest when the values wider
+    than it are stored apart as patches."""
+    n = len(d)
+    z = np.empty(n, np.uint64)
+    hist = np.zeros(65, np.int64)
+    for i in range(n):
+        v = d[i] // divisor
+        u = np.uint64((v << 1) ^ (v >> 63))
+        z[i] = u
+        hist[_bitlen(u)] += 1
+    best_w = 64
+    best_cost = 1 << 62
+    wider = n
+    for w in range(65):
+        wider -= hist[w]
+        cost = (w * n + 7) // 8 + 12 * wider
+        if cost < best_cost:
+            best_cost = cost
+            best_w = w
+    n_patch = 0
+    for i in range(n):
+        if _bitlen(z[i]) > best_w:
+            n_patch += 1
+    out = np.zeros(5 + (best_w * n + 7) // 8 + 12 * n_patch, np.uint8)
+    out[0] = best_w
+    for b in range(4):
+        out[1 + b] = (n_patch >> (8 * b)) & 0xFF
+    packed = z.copy()
+    ppos = np.empty(n_patch, np.int64)
+    j = 0
+    for i in range(n):
+        if _bitlen(z[i]) > best_w:
+            ppos[j] = i
+            packed[i] = 0
+            j += 1
+    p = pack_bits(packed, best_w, out, 5)
+    for j in range(n_patch):
+        for b in range(4):
+            out[p + 4 * j + b] = (ppos[j] >> (8 * b)) & 0xFF
+        v = z[ppos[j]]
+        for b in range(8):
+            out[p + 4 * n_patch + 8 * j + b] = np.uint8((v >> np.uint64(8 * b)) & np.uint64(0xFF))
+    return out
+
+
+@nb.njit(cache=True)
+def gcd_of(d: np.ndarray) -> int:
+    """The greatest common divisor of ``d`` (1 when empty, all zero, or too big)."""
+    g = 0
+    for i in range(len(d)):
+        a = abs(d[i])
+        b = g
+        while b:
+            a, b = b, a % b
+        g = a
+        if g == 1:
+            return 1
+    if g <= 0 or g >= (1 << 62):
+        return 1
+    return g
