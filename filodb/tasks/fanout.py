@@ -2,7 +2,9 @@
 
 :class:`ShardClient` reads the shard map, sends one leaf task per Active shard (routed to the
 shard's Celery queue, ``ignore_result=True``, expiring with the query deadline) and BLPOPs the
-per-request reply list. Shards that are not Active, or that answer with a failure, are
+per-request reply list. A leaf first pushes a receipt; a task with no receipt after
+``RESEND_AFTER_S`` (doubling) is sent again, since a message handed to a worker that is being
+killed can be lost. Shards that are not Active, or that answer with a failure, are
 reported back so the caller can answer partially with a warning (or fail when strict); shards
 that do not answer before the query's deadline make it a timeout (503).
 
@@ -32,6 +34,8 @@ from filodb.tasks.app import LEAF_TASK, shard_queue
 from filodb.tasks.leaf import matchers_to_wire
 from filodb.tasks.wire import unflat_labels, unpack, unpack_block
 
+RESEND_AFTER_S = 2.0  # a leaf task not picked up by then is sent again (doubling each time)
+
 
 @dataclass
 class FanoutResult:
@@ -47,6 +51,13 @@ class ShardClient:
         self.store = store
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
 
+    def _send(self, reply_key: str, dataset: str, shard: int, op: str, params: dict[str, Any],
+              timeout_s: float) -> None:  # fmt: skip
+        self.app.send_task(
+            LEAF_TASK, args=(reply_key, dataset, shard, op, params), queue=shard_queue(dataset, shard),
+            ignore_result=True, expires=timeout_s,
+        )  # fmt: skip
+
     def shard_states(self, dataset: str) -> dict[int, ShardState]:
         """The dataset's shard map (one Redis read)."""
         return {s.shard: s for s in self.store.shard_states(dataset)}
@@ -60,31 +71,41 @@ class ShardClient:
         if states is None:
             states = self.shard_states(dataset)
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
-        sent = []
+        sent_at: dict[int, float] = {}
+        wait: dict[int, float] = {}
         for s in shards:
             st = states.get(s)
             if st is None or st.status is not ShardStatus.ACTIVE:
                 status = st.status.value if st else "Unassigned"
                 out.missing[s] = f"shard {s} of {dataset} is {status}"
                 continue
-            self.app.send_task(
-                LEAF_TASK, args=(reply_key, dataset, s, op, params), queue=shard_queue(dataset, s),
-                ignore_result=True, expires=timeout_s,
-            )  # fmt: skip
-            sent.append(s)
+            self._send(reply_key, dataset, s, op, params, timeout_s)
+            sent_at[s], wait[s] = time.monotonic(), RESEND_AFTER_S
         deadline = time.monotonic() + timeout_s
-        pending = set(sent)
+        pending = set(sent_at)
+        received: set[int] = set()
         while pending:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 break
-            got = self._r.blpop([reply_key], timeout=max(0.01, min(left, 5.0)))
+            for s in pending - received:  # not picked up (a message lost with a dying worker)
+                if now - sent_at[s] > wait[s]:
+                    self._send(reply_key, dataset, s, op, params, left)
+                    sent_at[s], wait[s] = now, wait[s] * 2
+            got = self._r.blpop([reply_key], timeout=max(0.01, min(left, 0.5)))
             if got is None:
                 continue
             header, arrays = unpack(got[1])
             shard = int(header.get("shard", -1))
+            if header.get("received"):
+                received.add(shard)
+                continue
+            if shard not in pending:
+                continue  # the answer to a resent task came twice
             if not header.get("ok"):
                 if header.get("error_type") in ("execution", "bad_data", "timeout"):
+                    self._r.delete(reply_key)
                     raise ExecutionError(header.get("error", "leaf failed"))
                 pending.discard(shard)
                 out.missing[shard] = header.get("error", f"shard {shard} failed")

@@ -68,6 +68,11 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=LEAF_TASK, ignore_result=True)
     def leaf(reply_key: str, dataset: str, shard: int, op: str, params: dict) -> None:
         rt = node.RUNTIME
+        if rt is not None:  # a receipt first: the caller resends work that nobody picked up
+            pipe = rt.store.r.pipeline()
+            pipe.rpush(reply_key, pack({"shard": shard, "received": True}, []))
+            pipe.expire(reply_key, REPLY_TTL_S)
+            pipe.execute()
         ms = rt.memstore(dataset, shard) if rt is not None else None
         if ms is None:
             msg = pack({"ok": False, "shard": shard, "error_type": "unavailable",
