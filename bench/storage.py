@@ -159,6 +159,11 @@ def rss_child(n_series: int, n_samples: int) -> None:
     print(orjson.dumps({"rss": _rss() - before, "series": shard.num_series}).decode())
 
 
+def _pid_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -178,8 +183,11 @@ def peers_disk(series: list, ts: np.ndarray, vals: np.ndarray, ctx: dict, filodb
         for kind in ("prometheus", "victoria-metrics"):
             peer = Peer(kind, Path(d), admin=True)
             try:
+                base_rss = _pid_rss(peer.proc.pid)
                 push(peer.write_url, bodies)
                 time.sleep(2)
+                emit("peer_rss_bytes_per_series", (_pid_rss(peer.proc.pid) - base_rss) / n_series, "bytes",
+                     peer=kind, **ctx)  # fmt: skip
                 if kind == "prometheus":
                     r = requests.post(peer.base + "/api/v1/admin/tsdb/snapshot", timeout=600)
                     snap = Path(d) / kind / "tsdb" / "snapshots" / r.json()["data"]["name"]

@@ -21,60 +21,14 @@ MAX_ROWS = 1 << 24  # a vector claiming more rows is corrupt (checked before all
 _EXACT = float(2**53)
 
 
-def _header(fmt: int, n: int) -> bytes:
-    return bytes((fmt,)) + int(n).to_bytes(4, "little")
-
-
-def _pfor(d: np.ndarray, divisor: int = 1) -> bytes:
-    """Patched frame of reference of the zigzagged ``d // divisor`` (see ``pfor_encode``)."""
-    return K.pfor_encode(np.ascontiguousarray(d, np.int64), divisor).tobytes()
-
-
 def encode_timestamps(ts: np.ndarray) -> bytes:
-    """ms timestamps (int64, any order of magnitude; sorted ones pack best)."""
-    ts = np.ascontiguousarray(ts, np.int64)
-    n = len(ts)
-    first = int(ts[0]) if n else 0
-    with np.errstate(over="ignore"):  # int64 arithmetic wraps; the decoder wraps back the same
-        delta = int(np.subtract(ts[1], ts[0])) if n > 1 else 0
-        dod = np.diff(ts, 2) if n > 2 else np.zeros(0, np.int64)
-    body = _pfor(dod)
-    return _header(K.TS_DOD, n) + np.array([first, delta], "<i8").tobytes() + body
-
-
-def _mantissas(vals: np.ndarray) -> tuple[int, np.ndarray, np.ndarray] | None:
-    """The best scale, the mantissas (exceptions filled forward) and the exception mask."""
-    k, m, ok, n_ok = K.mantissas(vals, MAX_SCALE)
-    if n_ok < len(vals) * 0.75:
-        return None
-    if n_ok < len(vals):  # exceptions take the previous good mantissa: a zero delta
-        idx = np.where(ok, np.arange(len(m)), 0)
-        np.maximum.accumulate(idx, out=idx)
-        first_ok = int(np.argmax(ok))
-        m = np.where(ok, m, m[idx])
-        m[:first_ok] = m[first_ok]
-    return int(k), m, ~ok
+    """ms timestamps (int64, any values; sorted ones with a steady interval pack best)."""
+    return K.encode_ts(np.ascontiguousarray(ts, np.int64)).tobytes()
 
 
 def encode_doubles(vals: np.ndarray) -> bytes:
     """float64 values, bit-exact (NaN payloads, ±Inf, -0.0 included)."""
-    vals = np.ascontiguousarray(vals, np.float64)
-    n = len(vals)
-    got = _mantissas(vals) if n else None
-    if got is None:
-        return _header(K.F_RAW, n) + vals.astype("<f8").tobytes()
-    k, m, exc = got
-    d1 = np.diff(m)
-    d2 = np.diff(d1) if n > 2 else np.zeros(0, np.int64)
-    g1, g2 = K.gcd_of(d1), K.gcd_of(d2)  # e.g. byte gauges that move by whole pages
-    p1 = _pfor(d1, g1)
-    p2 = _pfor(d2, g2) if n > 2 else b""
-    exc_pos = np.flatnonzero(exc).astype("<u4")
-    tail = int(len(exc_pos)).to_bytes(4, "little") + exc_pos.tobytes() + vals[exc].view("<u8").tobytes()
-    if n > 2 and len(p2) + 8 < len(p1):
-        head = bytes((k,)) + np.array([g2, m[0], d1[0]], "<i8").tobytes()
-        return _header(K.F_DOD, n) + head + tail + p2
-    return _header(K.F_DELTA, n) + bytes((k,)) + np.array([g1, m[0]], "<i8").tobytes() + tail + p1
+    return K.encode_values(np.ascontiguousarray(vals, np.float64), MAX_SCALE).tobytes()
 
 
 def _bad(what: str) -> BadInputError:

@@ -346,3 +346,88 @@ def gcd_of(d: np.ndarray) -> int:
     if g <= 0 or g >= (1 << 62):
         return 1
     return g
+
+
+@nb.njit(cache=True)
+def _put(out: np.ndarray, p: int, v: np.uint64, nbytes: int) -> int:
+    for b in range(nbytes):
+        out[p + b] = np.uint8((v >> np.uint64(8 * b)) & np.uint64(0xFF))
+    return p + nbytes
+
+
+@nb.njit(cache=True)
+def encode_ts(ts: np.ndarray) -> np.ndarray:
+    """The timestamp vector (format 1) in one call."""
+    n = len(ts)
+    first = ts[0] if n else np.int64(0)
+    delta = ts[1] - ts[0] if n > 1 else np.int64(0)
+    dod = np.empty(max(n - 2, 0), np.int64)
+    for i in range(n - 2):
+        dod[i] = (ts[i + 2] - ts[i + 1]) - (ts[i + 1] - ts[i])
+    body = pfor_encode(dod, 1)
+    out = np.empty(21 + len(body), np.uint8)
+    out[0] = TS_DOD
+    p = _put(out, 1, np.uint64(n), 4)
+    p = _put(out, p, np.uint64(first), 8)
+    p = _put(out, p, np.uint64(delta), 8)
+    out[p:] = body
+    return out
+
+
+@nb.njit(cache=True)
+def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
+    """The double vector in one call: formats 2/3 when at least 75 % of the values are decimal
+    mantissas at one scale, else format 0 (raw)."""
+    n = len(vals)
+    bits = vals.view(np.uint64)
+    k, m, ok, n_ok = mantissas(vals, max_scale)
+    if n == 0 or n_ok * 4 < n * 3:
+        out = np.empty(5 + 8 * n, np.uint8)
+        out[0] = F_RAW
+        p = _put(out, 1, np.uint64(n), 4)
+        for i in range(n):
+            p = _put(out, p, bits[i], 8)
+        return out
+    first_ok = 0
+    while not ok[first_ok]:
+        first_ok += 1
+    last = m[first_ok]
+    for i in range(n):  # exceptions repeat the previous mantissa: a zero difference
+        if ok[i]:
+            last = m[i]
+        else:
+            m[i] = last
+    d1 = np.empty(n - 1, np.int64)
+    for i in range(n - 1):
+        d1[i] = m[i + 1] - m[i]
+    d2 = np.empty(max(n - 2, 0), np.int64)
+    for i in range(n - 2):
+        d2[i] = d1[i + 1] - d1[i]
+    g1 = gcd_of(d1)
+    p1 = pfor_encode(d1, g1)
+    use_dod = False
+    g2 = 1
+    p2 = p1
+    if n > 2:
+        g2 = gcd_of(d2)
+        p2 = pfor_encode(d2, g2)
+        use_dod = len(p2) + 8 < len(p1)
+    body = p2 if use_dod else p1
+    n_exc = n - n_ok
+    head = 5 + 1 + 8 + 8 + (8 if use_dod else 0) + 4
+    out = np.empty(head + 12 * n_exc + len(body), np.uint8)
+    out[0] = F_DOD if use_dod else F_DELTA
+    p = _put(out, 1, np.uint64(n), 4)
+    out[p] = k
+    p = _put(out, p + 1, np.uint64(g2 if use_dod else g1), 8)
+    p = _put(out, p, np.uint64(m[0]), 8)
+    if use_dod:
+        p = _put(out, p, np.uint64(d1[0]), 8)
+    p = _put(out, p, np.uint64(n_exc), 4)
+    q = p + 4 * n_exc
+    for i in range(n):
+        if not ok[i]:
+            p = _put(out, p, np.uint64(i), 4)
+            q = _put(out, q, bits[i], 8)
+    out[q:] = body
+    return out
