@@ -13,25 +13,39 @@ import numpy as np
 
 from filodb.errors import ExecutionError
 from filodb.model.labels import METRIC_NAME, Labels
+from filodb.query.binops import DROPPED_NAME, drop_name
 from filodb.query.rangefns import _quantile, imprecise, kahan_sum
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 
 def group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> Labels:
     if without:
-        drop = set(grouping) | {METRIC_NAME}
+        drop = set(grouping) | {METRIC_NAME, DROPPED_NAME}
         return tuple((k, v) for k, v in labels if k not in drop)
     keep = set(grouping)
+    if METRIC_NAME in keep:  # a name to be dropped still groups (Prometheus's delayed removal)
+        keep.add(DROPPED_NAME)
     return tuple((k, v) for k, v in labels if k in keep)
 
 
 def _groups(sv: StepVector, grouping: Sequence[str], without: bool) -> tuple[list[Labels], np.ndarray]:
+    """Group label sets and each row's group. A name kept by ``by (__name__)`` groups dropped
+    and kept alike; the group's name is dropped when any member's was."""
     index: dict[Labels, int] = {}
+    dropped: set[int] = set()
     gid = np.empty(len(sv), np.int64)
     for i, lb in enumerate(sv.labels):
         g = group_labels(lb, grouping, without)
-        gid[i] = index.setdefault(g, len(index))
-    return list(index), gid
+        marked = bool(g) and g[0][0] == DROPPED_NAME
+        if marked:
+            g = tuple(sorted(((METRIC_NAME, g[0][1]), *g[1:])))
+        j = gid[i] = index.setdefault(g, len(index))
+        if marked:
+            dropped.add(int(j))
+    labels = list(index)
+    for j in dropped:
+        labels[j] = drop_name(labels[j])
+    return labels, gid
 
 
 def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,

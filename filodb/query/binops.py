@@ -40,9 +40,31 @@ METADATA_LABELS = frozenset({"__type__", "__unit__"})
 that, as with Prometheus's delayed name removal, they still take part in vector matching)."""
 
 
+DROPPED_NAME = "\x00__name__"
+"""The key a metric name moves to when an operation drops it: Prometheus 3 removes dropped
+names only at the end of evaluation (delayed name removal), so until then the name still
+tells series apart and ``label_replace``/``label_join``/``by (__name__)`` still see it. No
+label name can start with NUL, and it sorts before every other key."""
+
+
 def drop_name(lb: Labels) -> Labels:
-    """The label set without the metric name."""
-    return tuple((k, v) for k, v in lb if k != METRIC_NAME)
+    """The label set with its metric name marked as dropped (removed by :func:`final_labels`)."""
+    for i, (k, v) in enumerate(lb):
+        if k == METRIC_NAME:
+            return ((DROPPED_NAME, v), *lb[:i], *lb[i + 1 :])
+    return lb
+
+
+def final_labels(lb: Labels) -> Labels:
+    """The label set as answered: dropped name removed, orphan metadata removed."""
+    if lb and lb[0][0] == DROPPED_NAME:
+        lb = lb[1:]
+    return drop_orphan_metadata(lb)
+
+
+def name_value(d: dict[str, str]) -> str:
+    """The metric name of a label dict, dropped or not ("" when none)."""
+    return d.get(METRIC_NAME, d.get(DROPPED_NAME, ""))
 
 
 def drop_orphan_metadata(lb: Labels) -> Labels:
@@ -76,7 +98,7 @@ def signature(lb: Labels, vm: VectorMatching | None) -> Labels:
     if vm is not None and vm.on:
         keep = set(vm.labels)
         return tuple((k, v) for k, v in lb if k in keep)
-    drop = set(vm.labels if vm else ()) | {METRIC_NAME}
+    drop = set(vm.labels if vm else ()) | {METRIC_NAME, DROPPED_NAME}
     return tuple((k, v) for k, v in lb if k not in drop)
 
 
@@ -108,8 +130,8 @@ def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tu
 
 def _result_labels(lb: Labels, other: Labels, vm: VectorMatching | None, op: str, return_bool: bool) -> Labels:
     out = dict(lb)
-    if op not in COMPARISON_OPS or return_bool:
-        out.pop(METRIC_NAME, None)
+    if (op not in COMPARISON_OPS or return_bool) and METRIC_NAME in out:
+        out[DROPPED_NAME] = out.pop(METRIC_NAME)
     card = vm.card if vm else "one-to-one"
     if card == "one-to-one":
         if vm is not None and vm.on:

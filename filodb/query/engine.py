@@ -44,7 +44,7 @@ from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import (
     drop_name,
-    drop_orphan_metadata,
+    final_labels,
     scalar_scalar,
     vector_scalar,
     vector_vector,
@@ -111,9 +111,10 @@ class Engine:
             return Result("scalar", scalar=(t_ms, float(v.values[0])), warnings=self.warnings)
         if isinstance(v, StringValue):
             return Result("string", string=(t_ms, v.value), warnings=self.warnings)
+        v = _finalize(v)
         rows = np.flatnonzero(v.present[:, 0])
         rows = _order_rows(inner, v, rows)
-        series = [(drop_orphan_metadata(v.labels[i]), np.array([t_ms]), v.values[i, :1]) for i in rows.tolist()]
+        series = [(v.labels[i], np.array([t_ms]), v.values[i, :1]) for i in rows.tolist()]
         return Result("vector", series, warnings=self.warnings)
 
     def range(self, expr: str | ast.Expr, start_ms: int, end_ms: int, step_ms: int) -> Result:
@@ -127,11 +128,12 @@ class Engine:
             raise ExecutionError('invalid expression type "string" for range query, must be Scalar or instant Vector')
         if isinstance(v, ScalarSteps):
             return Result("matrix", [((), times, v.values)], warnings=self.warnings)
+        v = _finalize(v)
         series = []
         for i in np.argsort(np.array([str(lb) for lb in v.labels], dtype=object), kind="stable").tolist():
             p = v.present[i]
             if p.any():
-                series.append((drop_orphan_metadata(v.labels[i]), times[p], v.values[i][p]))
+                series.append((v.labels[i], times[p], v.values[i][p]))
         series.sort(key=lambda s: s[0])
         return Result("matrix", series, warnings=self.warnings)
 
@@ -416,6 +418,15 @@ _QUERY_SCALARS = {
     "start": lambda c: c.start, "end": lambda c: c.end,
 }  # fmt: skip
 """Scalars of the query itself, in ms (step(), range(), start(), end())."""
+
+
+def _finalize(sv: StepVector) -> StepVector:
+    """The answer's label sets (dropped names removed at last) and the duplicate check that
+    Prometheus makes then."""
+    labels = [final_labels(lb) for lb in sv.labels]
+    if labels == sv.labels:
+        return sv
+    return check_unique(StepVector(labels, sv.values, sv.present))
 
 
 def check_unique(sv: StepVector) -> StepVector:

@@ -17,7 +17,7 @@ import numpy as np
 from filodb.errors import ExecutionError
 from filodb.model.labels import METRIC_NAME, valid_label_name
 from filodb.query import histograms
-from filodb.query.binops import drop_name
+from filodb.query.binops import DROPPED_NAME, drop_name, name_value
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 
@@ -140,7 +140,7 @@ def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
     out = []
     for lb in sv.labels:
         d = dict(lb)
-        m = rx.match(d.get(src.value, ""))
+        m = rx.match(name_value(d) if src.value == METRIC_NAME else d.get(src.value, ""))
         if m:
             try:
                 v = m.expand(template)
@@ -157,13 +157,17 @@ def _label_join(times, sv: StepVector, dst: StringValue, sep: StringValue, *srcs
     out = []
     for lb in sv.labels:
         d = dict(lb)
-        d = _with_label(d, dst.value, sep.value.join(d.get(s.value, "") for s in srcs))
+        parts = (name_value(d) if s.value == METRIC_NAME else d.get(s.value, "") for s in srcs)
+        d = _with_label(d, dst.value, sep.value.join(parts))
         out.append(tuple(sorted(d.items())))
     return StepVector(out, sv.values, sv.present)
 
 
 def _with_label(d: dict[str, str], name: str, value: str) -> dict[str, str]:
-    """``d`` with label ``name`` set to ``value``, or removed when ``value`` is empty."""
+    """``d`` with label ``name`` set to ``value``, or removed when ``value`` is empty. Setting
+    the metric name keeps it (a dropped one is replaced)."""
+    if name == METRIC_NAME:
+        d.pop(DROPPED_NAME, None)
     if value:
         d[name] = value
     else:

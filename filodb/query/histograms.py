@@ -17,6 +17,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError
 from filodb.model.labels import METRIC_NAME, Labels
+from filodb.query.binops import DROPPED_NAME
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 GroupFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -62,7 +63,7 @@ def _each_group(sv: StepVector, n_steps: int, fn: GroupFn) -> StepVector:
         for s in np.flatnonzero(p.any(axis=0) & ~full).tolist():  # partial bucket sets
             sel = p[:, s]
             out[s] = fn(*_coalesce(bounds[sel], sv.values[rows[sel], s : s + 1]), np.array([s]))[0]
-        labels.append(tuple((k, v) for k, v in glb if k != METRIC_NAME))
+        labels.append(tuple((k, v) for k, v in glb if k not in (METRIC_NAME, DROPPED_NAME)))
         vals.append(out)
         pres.append(p.any(axis=0))
     if not labels:
