@@ -6,7 +6,8 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``:
 decode through the batch decoders), ``bytes_per_sample`` (encoded chunk vectors; per kind and
 on disk in SQLite as extra lines), ``ingest_samples_per_s`` (decoded record batches into one
 shard, chunks closing as they fill), ``rss_bytes_per_series`` (resident memory of a memstore
-holding 2 h of every series, measured in a fresh process), and with ``--peers`` the same
+holding 2 h of every series, measured in a fresh process), ``index_match_ms`` (tag-index
+lookups per matcher kind at ``--index-series``, 1 M by default), and with ``--peers`` the same
 samples' on-disk bytes per sample in Prometheus (blocks of an admin snapshot) and
 VictoriaMetrics (after a forced merge), with the ratio.
 
@@ -159,6 +160,30 @@ def rss_child(n_series: int, n_samples: int) -> None:
     print(orjson.dumps({"rss": _rss() - before, "series": shard.num_series}).decode())
 
 
+def index_figures(n: int) -> None:
+    """Tag-index lookups at ``n`` series in one shard: each matcher kind, warm (median of 5)."""
+    from filodb.memstore.index import TagIndex
+
+    idx = TagIndex()
+    for i in range(n):
+        idx.add(i, (("__name__", f"m{i % 100}"), ("instance", f"i{i % 10000}"), ("job", f"job{i % 50}"),
+                    ("pod", f"p{i}")))  # fmt: skip
+    cases = {
+        "eq": [Matcher("__name__", "=", "m7")],
+        "eq_and_neq": [Matcher("__name__", "=", "m7"), Matcher("job", "!=", "job8")],
+        "regex": [Matcher("__name__", "=~", "m1.*")],
+        "eq_and_not_regex": [Matcher("__name__", "=", "m7"), Matcher("instance", "!~", "i1.*")],
+        "neq_only": [Matcher("job", "!=", "job1")],
+    }
+    for name, ms in cases.items():
+        times = []
+        for _ in range(6):
+            t = time.perf_counter()
+            got = idx.match(ms)
+            times.append(time.perf_counter() - t)
+        emit("index_match_ms", 1000 * sorted(times[1:])[2], "ms", matchers=name, series=n, matched=len(got))
+
+
 def _pid_rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -214,6 +239,7 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--quick", action="store_true", help="2 000 series x 1 h, no peers")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--index-series", type=int, default=1_000_000)
     ap.add_argument("--chunk", type=int, default=480, help="rows per chunk (max_chunk_samples)")
     ap.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -223,7 +249,7 @@ def main() -> None:
         rss_child(*a.rss_child[:2])
         return
     if a.quick:
-        a.series, a.hours, a.no_peers = 2000, 1.0, True
+        a.series, a.hours, a.no_peers, a.index_series = 2000, 1.0, True, 100_000
     n = int(a.hours * 360)
     series, ts, vals, kinds = data(a.series, n)
     ctx = {"series": len(series), "hours": a.hours, "interval_s": 10, "samples": int(vals.size), "chunk_rows": CHUNK}
@@ -233,6 +259,7 @@ def main() -> None:
                          capture_output=True, text=True, check=True)  # fmt: skip
     got = orjson.loads(out.stdout.strip().splitlines()[-1])
     emit("rss_bytes_per_series", got["rss"] / got["series"], "bytes", **ctx)
+    index_figures(a.index_series)
     if not a.no_peers:
         peers_disk(series, ts, vals, ctx, bps, disk_bps)
 

@@ -52,12 +52,6 @@ class TagIndex:
     def all_ids(self) -> np.ndarray:
         return np.arange(self._count, dtype=np.int32)
 
-    def _with_label(self, name: str) -> np.ndarray:
-        values = self._by_name.get(name, {})
-        if not values:
-            return _EMPTY
-        return np.unique(np.concatenate([p.array() for p in values.values()]))
-
     def _matching_values(self, m: Matcher) -> np.ndarray:
         """Ids of series that have label ``m.name`` with a value ``m`` accepts."""
         values = self._by_name.get(m.name, {})
@@ -69,20 +63,33 @@ class TagIndex:
             return _EMPTY
         return np.unique(np.concatenate(arrays)) if len(arrays) > 1 else arrays[0]
 
+    def _rejected(self, m: Matcher) -> np.ndarray:
+        """Ids of series whose value of ``m.name`` the matcher refuses (for matchers that
+        accept ""; series without the label are never refused by them)."""
+        arrays = [p.array() for v, p in self._by_name.get(m.name, {}).items() if not m.matches(v)]
+        if not arrays:
+            return _EMPTY
+        return np.unique(np.concatenate(arrays)) if len(arrays) > 1 else arrays[0]
+
     def match_one(self, m: Matcher) -> np.ndarray:
-        ids = self._matching_values(m)
-        if m.matches_empty():  # series without the label match too
-            ids = np.union1d(ids, np.setdiff1d(self.all_ids(), self._with_label(m.name)))
-        return ids
+        if m.matches_empty():  # series without the label match too: all but the refused
+            return np.setdiff1d(self.all_ids(), self._rejected(m), assume_unique=True)
+        return self._matching_values(m)
 
     def match(self, matchers: Sequence[Matcher]) -> np.ndarray:
-        """Sorted int32 ids of series matching every matcher (all series for none)."""
-        # Narrow first by the selective matchers (those that do not match "").
+        """Sorted int32 ids of series matching every matcher (all series for none).
+
+        Selective matchers (those that refuse "") narrow first by postings; the others then
+        only remove the series whose value they refuse (``!=`` is one postings list)."""
         ordered = sorted(matchers, key=lambda m: (m.matches_empty(), m.op != "="))
         result: np.ndarray | None = None
         for m in ordered:
-            ids = self.match_one(m)
-            result = ids if result is None else np.intersect1d(result, ids, assume_unique=True)
+            if m.matches_empty():
+                base = self.all_ids() if result is None else result
+                result = np.setdiff1d(base, self._rejected(m), assume_unique=True)
+            else:
+                ids = self._matching_values(m)
+                result = ids if result is None else np.intersect1d(result, ids, assume_unique=True)
             if len(result) == 0:
                 return _EMPTY
         return self.all_ids() if result is None else result.astype(np.int32, copy=False)

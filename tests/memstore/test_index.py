@@ -1,0 +1,59 @@
+"""The tag index answers every matcher kind exactly as matching each series' labels would."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from filodb.memstore.index import TagIndex
+from filodb.model.labels import Matcher, labels_match, make_labels
+
+VALUES = ["", "a", "b", "ab", "ba", "c1", "c2"]
+
+
+def _series(n: int, seed: int) -> list:  # type: ignore[type-arg]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        d = {"__name__": f"m{i % 3}"}
+        for name in ("x", "y"):
+            v = VALUES[int(rng.integers(0, len(VALUES)))]
+            if v:
+                d[name] = v
+        out.append(make_labels(d))
+    return out
+
+
+matcher = st.builds(
+    Matcher,
+    st.sampled_from(["__name__", "x", "y", "z"]),
+    st.sampled_from(["=", "!=", "=~", "!~"]),
+    st.sampled_from(["", "a", "b", "m1", "a.*", ".*b", "c[12]", ".+", ".*", "m[02]"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(matcher, min_size=1, max_size=3), st.integers(0, 5))
+def test_match_equals_brute_force(matchers, seed) -> None:  # type: ignore[no-untyped-def]
+    series = _series(60, seed)
+    idx = TagIndex()
+    for sid, lb in enumerate(series):
+        idx.add(sid, lb)
+    want = [sid for sid, lb in enumerate(series) if labels_match(lb, matchers)]
+    assert idx.match(matchers).tolist() == want
+    for m in matchers:
+        assert idx.match_one(m).tolist() == [sid for sid, lb in enumerate(series) if labels_match(lb, [m])]
+
+
+def test_every_pair_of_negations() -> None:
+    series = _series(40, 9)
+    idx = TagIndex()
+    for sid, lb in enumerate(series):
+        idx.add(sid, lb)
+    ms = [Matcher("x", "!=", "a"), Matcher("y", "!~", "c.*"), Matcher("x", "=~", ""), Matcher("z", "!=", "q")]
+    for a, b in itertools.combinations(ms, 2):
+        want = [sid for sid, lb in enumerate(series) if labels_match(lb, [a, b])]
+        assert idx.match([a, b]).tolist() == want
