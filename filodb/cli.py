@@ -58,8 +58,8 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
 @click.option("--influx-port", type=int, default=None, help="Influx TCP port (gateway, later)")
 @click.option("--graphite-port", type=int, default=None, help="Graphite TCP port (gateway, later)")
-@click.option("--log", "log_backend", default=None, help="ingestion log backend: redis")
-@click.option("--store", default=None, help="column store backend: sqlite")
+@click.option("--log", "log_backend", default=None, help="ingestion log backend: redis | kafka (FILODB_KAFKA_BOOTSTRAP)")
+@click.option("--store", default=None, help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)")
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     """Start the embedded default: Redis, a worker owning every shard, the web server."""
     from filodb.supervisor import Supervisor

@@ -39,6 +39,11 @@ class Config:
     graphite_port: int = 2003
     log: str = "redis"  # ingestion log backend: redis | kafka
     store: str = "sqlite"  # column store backend: sqlite | cassandra
+    kafka_bootstrap: str = ""  # host:port[,host:port] of the Kafka brokers (log = kafka)
+    kafka_topic_prefix: str = "filodb-"  # topic of a dataset: <prefix><dataset>
+    cassandra_hosts: str = ""  # comma-separated contact points (store = cassandra)
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "filodb"
     node: str = ""  # worker node name (default: node-<pid>)
     admin_token: str = ""  # when set, mutating admin routes need "Authorization: Bearer <token>"
     web_threads: int = 16

@@ -246,13 +246,30 @@ class ColumnStore(ABC):
 
 
 def open_store(kind: str, data_dir: str | Path, **options: Any) -> tuple[ColumnStore, MetaStore]:
-    """The column store and meta store named by the config (``sqlite``; ``cassandra`` later).
+    """The column store and meta store named by the config: ``sqlite`` or ``cassandra``.
 
     ``data_dir`` is the node's data directory; the SQLite backend keeps its files under
-    ``<data_dir>/store/``. ``options`` go to the backend (see its class).
+    ``<data_dir>/store/`` (Cassandra ignores it). ``options`` go to the backend (see its class).
     """
     if kind == "sqlite":
         from filodb.store.sqlite import open_sqlite
 
         return open_sqlite(data_dir, **options)
-    raise BadInputError(f"unknown or not yet available column store {kind!r} (have: sqlite)")
+    if kind == "cassandra":
+        from filodb.store.cassandra import open_cassandra
+
+        return open_cassandra(**options)
+    raise BadInputError(f"unknown column store {kind!r} (have: sqlite, cassandra)")
+
+
+def store_from_config(cfg: Any) -> tuple[ColumnStore, MetaStore]:
+    """The stores of a :class:`~filodb.config.Config`, with its backend's settings."""
+    if cfg.store == "cassandra":
+        if not cfg.cassandra_hosts:
+            raise BadInputError(
+                "store = cassandra needs cassandra_hosts (FILODB_CASSANDRA_HOSTS=127.0.0.1); "
+                "scripts/services up cassandra prints it"
+            )
+        return open_store("cassandra", cfg.data_dir, hosts=cfg.cassandra_hosts.split(","),
+                          port=cfg.cassandra_port, keyspace=cfg.cassandra_keyspace)  # fmt: skip
+    return open_store(cfg.store, cfg.data_dir)

@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 from filodb.config import Config
 from filodb.errors import FiloError
-from filodb.ingest.base import Log, open_log
+from filodb.ingest.base import Log, log_from_config
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.shards.assignment import assign_shards
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES as _LIVE
 from filodb.shards.state import ShardStatus
-from filodb.store.base import open_store
+from filodb.store.base import store_from_config
 from filodb.tasks.app import shard_queue
 from filodb.tasks.ingester import ShardIngester
 
@@ -48,12 +48,12 @@ class NodeRuntime:
         self.name = name
         self.store = ShardMapStore(cfg.redis_url)
         self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
-        self.log: Log = open_log(cfg.log, cfg.redis_url)
+        self.log: Log = log_from_config(cfg)
         self.ingesters: dict[tuple[str, int], ShardIngester] = {}
         self._add_queue = add_queue
         self._cancel_queue = cancel_queue
         self._send_flush = send_flush
-        self.columns = open_store(cfg.store, cfg.data_dir)
+        self.columns = store_from_config(cfg)
         self._flush_due: dict[tuple[str, int], tuple[float, int]] = {}  # next time, next group
         self._retention_due = 0.0
         self._stop = threading.Event()

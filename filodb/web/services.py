@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from filodb.config import Config
 from filodb.errors import AuthError
 from filodb.gateway.router import IngestRouter
-from filodb.ingest.base import Log, open_log
+from filodb.ingest.base import Log, log_from_config
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.tasks.app import make_celery
@@ -30,7 +30,7 @@ class Services:
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
         store = ShardMapStore(cfg.redis_url)
-        logb = open_log(cfg.log, cfg.redis_url)
+        logb = log_from_config(cfg)
         celery = make_celery(cfg)
         return cls(
             cfg=cfg,

@@ -131,7 +131,7 @@ class TestSqliteStore(StoreSuite):
 
     def test_unknown_kind_and_options(self, tmp_path: Path) -> None:
         with pytest.raises(
-            BadInputError, match="unknown or not yet available column store 'mongo'"
+            BadInputError, match="unknown column store .mongo."
         ):
             open_store("mongo", tmp_path)
         with pytest.raises(BadInputError, match="synchronous"):
