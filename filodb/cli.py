@@ -226,19 +226,40 @@ def status(url: str, dataset: str, follow: bool) -> None:
 
 
 def _follow(url: str) -> None:
+    """Print shard events until Ctrl-C; the stream starts with a snapshot of the map and is
+    reopened when the server ends it (each stream is bounded so it does not hold a thread)."""
+    failures = 0
     try:
-        with requests.get(f"{url.rstrip('/')}/api/v1/cluster/events", stream=True, timeout=(5, None)) as r:
-            for line in r.iter_lines():
-                if line.startswith(b"data: "):
-                    ev = orjson.loads(line[6:])
-                    ts = time.strftime("%H:%M:%S", time.localtime(ev.get("updated") or time.time()))
-                    prog = f" {ev['progress']}%" if ev.get("status") == "Recovery" else ""
-                    console.print(f"{ts} {ev['dataset']}/{ev['shard']} {ev['event']}: "
-                                  f"{ev['status']}{prog} on {ev.get('node') or '-'}", highlight=False)  # fmt: skip
-    except requests.RequestException as e:
-        _fail(f"event stream from {url} ended: {e}", 1)
+        while True:
+            try:
+                with requests.get(f"{url.rstrip('/')}/api/v1/cluster/events", stream=True,
+                                  timeout=(5, None)) as r:  # fmt: skip
+                    r.raise_for_status()
+                    failures = 0
+                    for line in r.iter_lines():
+                        if line.startswith(b"data: "):
+                            _print_event(orjson.loads(line[6:]))
+            except requests.RequestException as e:
+                failures += 1
+                if failures >= 5:
+                    _fail(f"event stream from {url} ended: {e}", 1)
+                time.sleep(1)
     except KeyboardInterrupt:
         pass
+
+
+def _print_event(ev: dict) -> None:
+    if ev.get("event") == "ShardMapSnapshot":
+        counts: dict[str, int] = {}
+        for st in ev.get("shards_state", []):
+            counts[st["status"]] = counts.get(st["status"], 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        console.print(f"snapshot {ev['dataset']}: {ev.get('shards')} shards: {summary}", highlight=False)
+        return
+    ts = time.strftime("%H:%M:%S", time.localtime(ev.get("updated") or time.time()))
+    prog = f" {ev['progress']}%" if ev.get("status") == "Recovery" else ""
+    console.print(f"{ts} {ev['dataset']}/{ev['shard']} {ev['event']}: "
+                  f"{ev['status']}{prog} on {ev.get('node') or '-'}", highlight=False)  # fmt: skip
 
 
 @main.group()

@@ -85,6 +85,13 @@ class InvalidTransition(FiloError):
         super().__init__(f"{message} (history: {self.history})")
 
 
+class FencedError(FiloError):
+    """This node no longer owns the shard (the map or its ownership lease says so)."""
+
+    error_type = "unavailable"
+    http_status = 503
+
+
 class AuthError(FiloError):
     """A mutating admin call without the configured bearer token (HTTP 401)."""
 

@@ -154,10 +154,14 @@ class Supervisor:
                 c.start()
 
     def _mark_node_down(self, node: str) -> None:
-        """A worker we started died: its shards are Down now, not after its heartbeat expires."""
+        """A worker we started died: its shards are Down now, not after its heartbeat expires.
+
+        The process is gone (we reaped it), so its ownership leases can go too: the new owners
+        need not wait for them to expire."""
         try:
             store = ShardMapStore(self.cfg.redis_url)
             NodeRegistry(self.cfg.redis_url).expire(node)
+            store.release_all(node)
             for ds in store.datasets():
                 for st in store.shard_states(ds):
                     if st.node == node and st.status in LIVE_STATUSES:

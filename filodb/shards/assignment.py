@@ -40,3 +40,35 @@ def assign_shards(
         load[node] += 1
         changes[s] = node
     return changes
+
+
+def rebalance_move(
+    num_shards: int,
+    owners: Mapping[int, str],
+    live_nodes: Sequence[str],
+    stopped: frozenset[int] = frozenset(),
+) -> tuple[int, str] | None:
+    """One shard to move so that a node that joined takes its fair share back, or None.
+
+    Moves happen while every shard is owned by a live node, one at a time (the caller asks
+    again once the move finished), from the most loaded node to the least loaded (newest first
+    on ties), and only while loads differ by two or more: ``8`` shards on ``3`` nodes settle at
+    3/3/2 and never churn.
+    """
+    if len(live_nodes) < 2:
+        return None
+    live = set(live_nodes)
+    load = {n: [] for n in live_nodes}
+    for s in range(num_shards):
+        if s in stopped:
+            continue
+        n = owners.get(s, "")
+        if n not in live:
+            return None  # orphans first (assign_shards)
+        load[n].append(s)
+    newest_first = list(reversed(live_nodes))
+    src = max(newest_first[::-1], key=lambda n: len(load[n]))  # oldest first on ties
+    dst = min(newest_first, key=lambda n: len(load[n]))
+    if len(load[src]) - len(load[dst]) < 2:
+        return None
+    return max(load[src]), dst

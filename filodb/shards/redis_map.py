@@ -6,9 +6,17 @@ Keys (all JSON values):
 - ``filodb:shardmap:<dataset>`` hash: shard → :meth:`ShardState.to_json`
 - ``filodb:offsets:<dataset>`` hash: shard → last ingested log offset (int)
 - ``filodb:shardstats:<dataset>`` hash: shard → ``{"series": n, ...}``
+- ``filodb:owner:<dataset>:<shard>``: the ownership lease of a shard (node name, PX TTL),
+  taken before a node recovers the shard and renewed with its heartbeat. A new owner waits
+  until the old owner released it or its lease expired: never two owners, even when the old
+  one was only cut off (it stops serving once it cannot renew; see ``NodeRuntime``).
 - channel ``filodb:shard-events``: one JSON object per status change (the state plus
   ``"event"``). Pub/sub is at-most-once, so the map is the truth and events only announce it;
-  a subscriber re-reads the map on (re)connect.
+  a subscriber first gets a ``ShardMapSnapshot`` event per dataset (read after subscribing, so
+  nothing falls between the snapshot and the stream) and re-reads the map on reconnect.
+
+Moves made by a shard's owner are compare-and-set on the node (``expect_node``): a node that
+lost the shard cannot write over the new owner's state (:class:`FencedError`).
 
 The adapter is thin: the transitions themselves are decided by :mod:`filodb.shards.state`.
 """
@@ -21,7 +29,7 @@ from collections.abc import Iterator
 import orjson
 import redis
 
-from filodb.errors import BadInputError, UnknownDatasetError
+from filodb.errors import BadInputError, FencedError, UnknownDatasetError
 from filodb.model.shardkey import check_shards
 from filodb.shards.state import PublishShardEvent, ShardState, ShardStatus, transition
 
@@ -33,11 +41,53 @@ def _map_key(dataset: str) -> str:
     return f"filodb:shardmap:{dataset}"
 
 
+def _owner_key(dataset: str, shard: int) -> str:
+    return f"filodb:owner:{dataset}:{shard}"
+
+
+# KEYS[1] map hash; ARGV: shard, expected node, new state JSON, channel, event JSON.
+_CAS_MOVE = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local node = cjson.decode(cur)['node']
+  if node ~= ARGV[2] then return 0 end
+elseif ARGV[2] ~= '' then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+# Take or renew leases: KEYS owner keys; ARGV[1] node, ARGV[2] ttl ms. Returns 1/0 per key.
+_CLAIM = """
+local out = {}
+for i, k in ipairs(KEYS) do
+  local cur = redis.call('GET', k)
+  if cur == false or cur == ARGV[1] then
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class ShardMapStore:
     """Reads and writes cluster state in Redis; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
         self.r = redis.Redis.from_url(url, socket_timeout=10, decode_responses=False)
+        self._cas = self.r.register_script(_CAS_MOVE)
+        self._claim = self.r.register_script(_CLAIM)
+        self._release = self.r.register_script(_RELEASE)
 
     # --- datasets -------------------------------------------------------------------------
     def create_dataset(self, name: str, shards: int, spread: int = 1, exist_ok: bool = True) -> dict:
@@ -89,12 +139,54 @@ class ShardMapStore:
         pipe.execute()
 
     def move(
-        self, state: ShardState, to: ShardStatus, node: str | None = None, progress: int = 0
-    ) -> ShardState:
-        """Transition a shard (validated by the pure state machine) and record it."""
+        self, state: ShardState, to: ShardStatus, node: str | None = None, progress: int = 0,
+        expect_node: str | None = None,
+    ) -> ShardState:  # fmt: skip
+        """Transition a shard (validated by the pure state machine) and record it.
+
+        With ``expect_node`` the write happens only if the stored state still names that node
+        (compare-and-set); otherwise :class:`FencedError`.
+        """
         new, actions = transition(state, to, node, progress)
-        self.apply(actions)
+        if expect_node is None:
+            self.apply(actions)
+            return new
+        for a in actions:
+            st = a.state
+            ok = self._cas(
+                keys=[_map_key(st.dataset)],
+                args=[str(st.shard), expect_node, orjson.dumps(st.to_json()), EVENTS_CHANNEL,
+                      orjson.dumps({**st.to_json(), "event": a.event})],
+            )  # fmt: skip
+            if not ok:
+                raise FencedError(
+                    f"shard {st.dataset}/{st.shard} is no longer owned by {expect_node}"
+                )
         return new
+
+    # --- ownership leases -----------------------------------------------------------------
+    def claim(self, node: str, shards: list[tuple[str, int]], ttl_ms: int) -> dict[tuple[str, int], bool]:
+        """Take or renew the ownership leases of ``shards``; which ones this node holds."""
+        if not shards:
+            return {}
+        got = self._claim(keys=[_owner_key(d, s) for d, s in shards], args=[node, ttl_ms])
+        return {k: bool(v) for k, v in zip(shards, got, strict=True)}
+
+    def release(self, node: str, dataset: str, shard: int) -> None:
+        """Give up the lease of a shard if this node holds it."""
+        self._release(keys=[_owner_key(dataset, shard)], args=[node])
+
+    def lease_holder(self, dataset: str, shard: int) -> str:
+        v = self.r.get(_owner_key(dataset, shard))
+        return v.decode() if v else ""
+
+    def release_all(self, node: str) -> int:
+        """Drop every lease a (known dead) node holds; returns how many."""
+        n = 0
+        for ds, desc in self.datasets().items():
+            for s in range(int(desc["shards"])):
+                n += int(self._release(keys=[_owner_key(ds, s)], args=[node]))
+        return n
 
     # --- offsets and stats ----------------------------------------------------------------
     def set_progress(self, dataset: str, offsets: dict[int, int], stats: dict[int, dict]) -> None:
@@ -119,12 +211,27 @@ class ShardMapStore:
         )
 
     # --- events ---------------------------------------------------------------------------
-    def follow_events(self, timeout_s: float | None = None) -> Iterator[dict]:
-        """Yield shard events as they are published (blocks; ``timeout_s`` None = forever)."""
+    def snapshot(self) -> list[dict]:
+        """One ``ShardMapSnapshot`` event per dataset: its description and every shard state."""
+        out = []
+        for ds, desc in sorted(self.datasets().items()):
+            out.append({"event": "ShardMapSnapshot", "dataset": ds, **desc,
+                        "shards_state": [st.to_json() for st in self.shard_states(ds)]})  # fmt: skip
+        return out
+
+    def follow_events(
+        self, timeout_s: float | None = None, snapshot: bool = True
+    ) -> Iterator[dict]:
+        """Yield shard events as they are published (blocks; ``timeout_s`` None = forever).
+
+        With ``snapshot`` the current map comes first (read after subscribing).
+        """
         ps = self.r.pubsub(ignore_subscribe_messages=True)
         ps.subscribe(EVENTS_CHANNEL)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
+            if snapshot:
+                yield from self.snapshot()
             while deadline is None or time.monotonic() < deadline:
                 msg = ps.get_message(timeout=1.0)
                 if msg and msg["type"] == "message":

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from filodb.config import Config
+from filodb.errors import FencedError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.shards.redis_map import ShardMapStore
@@ -54,6 +55,7 @@ class ShardIngester(threading.Thread):
         self.on_active = on_active
         self.replayer: Replayer | None = None
         self.flush_lock = threading.Lock()  # one flush of this shard at a time
+        self.recovered = False  # replayed the log up to where it stood at start
 
     @property
     def malformed_records(self) -> int:
@@ -75,7 +77,8 @@ class ShardIngester(threading.Thread):
         self.stop_event.set()
 
     def _move(self, to: ShardStatus, progress: int = 0) -> None:
-        self.state = self.store.move(self.state, to, self.node, progress)
+        """Record a status change, only while the map still names this node (fencing)."""
+        self.state = self.store.move(self.state, to, self.node, progress, expect_node=self.node)
 
     def run(self) -> None:
         try:
@@ -86,6 +89,9 @@ class ShardIngester(threading.Thread):
                 self.on_active(self)
             self._move(ShardStatus.ACTIVE)
             self._follow()
+        except FencedError as e:  # another node owns the shard now: stop quietly
+            log.warning("shard %s/%s: %s", self.dataset, self.shard, e)
+            self.stop_event.set()
         except Exception as e:  # the shard goes to Error; the node keeps running
             log.exception("shard %s/%s failed", self.dataset, self.shard)
             if not self.stop_event.is_set():
@@ -119,11 +125,14 @@ class ShardIngester(threading.Thread):
 
         self.replayer.replay_to(end, self.stop_event.is_set, progress)
         self.offset = self.replayer.offset
+        self.recovered = not self.stop_event.is_set()
         self._report()
 
-    def flush(self, group: int) -> dict | None:
-        """Flush one group (run by the flush task on the shard's queue); None when not Active."""
-        if self.columns is None or not self.active:
+    def flush(self, group: int, force: bool = False) -> dict | None:
+        """Flush one group (run by the flush task on the shard's queue); None when not Active.
+
+        ``force`` flushes a stopped shard too (on release, after the thread ended)."""
+        if self.columns is None or not (self.active or (force and self.recovered)):
             return None
         with self.flush_lock:
             return flush_group(self.memstore, self.columns[0], self.columns[1], group, self.log)

@@ -1,10 +1,17 @@
 """A worker node's runtime: registration, heartbeats, coordinator duty, shard ownership.
 
-Every ``heartbeat_interval`` the node beats, and the node holding the coordinator lease runs
-the assignment strategy over the live nodes and writes the shard map. Then every node
-reconciles: shards the map gives it get a :class:`ShardIngester` and their Celery queue; shards
-the map no longer gives it are stopped and released (fencing: a node that lost a shard stops
-ingesting and answering it, even when it was only cut off, because it re-reads the map).
+Every ``heartbeat_interval`` the node beats and renews the ownership leases of its shards, and
+the node holding the coordinator lease runs the assignment strategy over the live nodes and
+writes the shard map (reassigning the shards of dead nodes, then moving one shard at a time to
+a node that joined until loads differ by at most one). Then every node reconciles: a shard the
+map gives it is started once its ownership lease is free (the previous owner released it or
+its lease expired) and gets its Celery queue; a shard the map no longer gives it is stopped,
+its groups flushed, its lease released.
+
+Fencing: a node that cannot renew its leases for ``heartbeat_ttl`` (Redis unreachable, a long
+pause, a network partition) stops serving and ingesting every shard by itself, before any other
+node can take the lease; and every status write of a shard's owner is compare-and-set on the
+node, so a node that lost a shard cannot overwrite the new owner's state.
 
 The process holds one :class:`NodeRuntime` (``RUNTIME``), which the leaf task reads: tasks run
 on the threads pool of the same process, so they see the memstores.
@@ -18,10 +25,10 @@ import time
 from collections.abc import Callable
 
 from filodb.config import Config
-from filodb.errors import FiloError
+from filodb.errors import FencedError, FiloError
 from filodb.ingest.base import Log, log_from_config
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.shards.assignment import assign_shards
+from filodb.shards.assignment import assign_shards, rebalance_move
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES as _LIVE
@@ -59,6 +66,11 @@ class NodeRuntime:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
+        self._fence_thread = threading.Thread(target=self._fence_loop, name="fence", daemon=True)
+        self._renewed_at = float("-inf")  # monotonic time before the last successful renewal
+        self._releasing: dict[tuple[str, int], threading.Thread] = {}
+        self._waiting_lease: set[tuple[str, int]] = set()
+        self.fenced_count = 0
 
     def start(self) -> None:
         global RUNTIME
@@ -69,13 +81,21 @@ class NodeRuntime:
         except FiloError as e:
             log.warning("default dataset: %s", e)
         self._thread.start()
+        self._fence_thread.start()
 
     def stop(self) -> None:
+        """Graceful stop: flush what can be flushed, release the leases, deregister."""
         self._stop.set()
         for ing in list(self.ingesters.values()):
             ing.stop()
-        for ing in list(self.ingesters.values()):
+        for key, ing in list(self.ingesters.items()):
             ing.join(5)
+            if not self.fenced():
+                self._flush_released(ing)
+                try:
+                    self.store.release(self.name, *key)
+                except Exception:  # noqa: BLE001 - Redis may already be gone at shutdown
+                    pass
         try:
             self.registry.deregister(self.name)
         except Exception:  # noqa: BLE001 - Redis may already be gone at shutdown
@@ -85,8 +105,37 @@ class NodeRuntime:
 
     def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
         """The shard's memstore when this node owns it and it is Active, else None."""
+        if self.fenced():
+            return None
         ing = self.ingesters.get((dataset, shard))
         return ing.memstore if ing is not None and ing.active else None
+
+    # --- fencing --------------------------------------------------------------------------
+    def fenced(self) -> bool:
+        """True when the leases may have expired: this node must not serve its shards."""
+        return time.monotonic() - self._renewed_at > self.cfg.heartbeat_ttl * 0.8
+
+    def _fence_loop(self) -> None:
+        while not self._stop.wait(0.1):
+            if self.ingesters and self.fenced():
+                self._fence_all()
+
+    def _fence_all(self) -> None:
+        """Stop every shard without touching Redis (which may be what is unreachable)."""
+        with self._lock:
+            keys = list(self.ingesters)
+            for key in keys:
+                ing = self.ingesters.pop(key)
+                ing.stop()
+                self._flush_due.pop(key, None)
+                try:
+                    self._cancel_queue(shard_queue(*key))
+                except Exception:  # noqa: BLE001 - the broker may be unreachable too
+                    pass
+            if keys:
+                self.fenced_count += 1
+                log.warning("node %s fenced: leases not renewed for %.1f s; stopped %s",
+                            self.name, time.monotonic() - self._renewed_at, keys)  # fmt: skip
 
     # --- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -98,10 +147,20 @@ class NodeRuntime:
             self._stop.wait(self.cfg.heartbeat_interval)
 
     def tick(self) -> None:
+        t0 = time.monotonic()
         self.registry.heartbeat(self.name)
+        held = list(self.ingesters) + list(self._releasing)
+        if held:
+            got = self.store.claim(self.name, held, int(self.cfg.heartbeat_ttl * 1000))
+            lost = [k for k, ok in got.items() if not ok and k in self.ingesters]
+            for key in lost:  # someone else holds the lease: we lost the shard
+                log.warning("node %s lost the lease of %s/%s", self.name, *key)
+                self._release(key, flush=False)
+        self._renewed_at = t0
+        maps = {ds: (desc, self.store.shard_states(ds)) for ds, desc in self.store.datasets().items()}
         if self.registry.hold_lease(self.name):
-            self.coordinate()
-        self.reconcile()
+            self.coordinate(maps)
+        self.reconcile(maps)
         self.schedule_flushes()
         self.apply_retention()
 
@@ -145,41 +204,68 @@ class NodeRuntime:
                 ing.memstore.drop_before(cutoff)
                 self.columns[0].delete_before(ds, shard, cutoff)
 
-    def coordinate(self) -> None:
-        """Leader duty: give shards without a live owner to live nodes."""
+    def coordinate(self, maps: dict | None = None) -> None:
+        """Leader duty: give shards without a live owner to live nodes, then rebalance."""
         live = self.registry.live_nodes()
-        for ds, desc in self.store.datasets().items():
-            states = self.store.shard_states(ds)
+        if maps is None:
+            maps = {ds: (d, self.store.shard_states(ds)) for ds, d in self.store.datasets().items()}
+        for ds, (desc, states) in maps.items():
             owners = {s.shard: s.node if s.status in _LIVE else "" for s in states}
             stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED)
             by_shard = {s.shard: s for s in states}
-            for shard, node in assign_shards(desc["shards"], owners, live, stopped).items():
+            changes = assign_shards(desc["shards"], owners, live, stopped)
+            for shard, node in changes.items():
                 st = by_shard[shard]
                 if st.status in _LIVE:  # owner died: mark Down first
                     st = self.store.move(st, ShardStatus.DOWN)
                 self.store.move(st, ShardStatus.ASSIGNED, node)
+            if changes or any(s.status is not ShardStatus.ACTIVE for s in states
+                              if s.shard not in stopped):  # fmt: skip
+                continue  # one move at a time, once everything is Active
+            move = rebalance_move(desc["shards"], owners, live, stopped)
+            if move is not None:
+                shard, node = move
+                log.warning("rebalance: %s/%s %s -> %s", ds, shard, owners[shard], node)
+                self.store.move(by_shard[shard], ShardStatus.ASSIGNED, node)
 
-    def reconcile(self) -> None:
+    def reconcile(self, maps: dict | None = None) -> None:
         """Start shards the map gives this node; stop those it no longer does."""
+        if maps is None:
+            maps = {ds: (d, self.store.shard_states(ds)) for ds, d in self.store.datasets().items()}
         with self._lock:
             mine = set()
-            for ds in self.store.datasets():
-                for st in self.store.shard_states(ds):
+            to_start = []
+            for ds, (_desc, states) in maps.items():
+                for st in states:
                     if st.node != self.name or st.status not in _LIVE:
                         continue
                     key = (ds, st.shard)
                     mine.add(key)
                     ing = self.ingesters.get(key)
-                    if ing is None or not ing.is_alive():
-                        self._start_shard(st)
+                    if (ing is None or not ing.is_alive()) and key not in self._releasing:
+                        to_start.append(st)
             for key in [k for k in self.ingesters if k not in mine]:
                 self._release(key)
+            if to_start and not self.fenced():
+                got = self.store.claim(self.name, [(st.dataset, st.shard) for st in to_start],
+                                       int(self.cfg.heartbeat_ttl * 1000))  # fmt: skip
+                for st in to_start:
+                    key = (st.dataset, st.shard)
+                    if got[key]:
+                        self._waiting_lease.discard(key)
+                        self._start_shard(st, maps[st.dataset][0])
+                    elif key not in self._waiting_lease:
+                        self._waiting_lease.add(key)
+                        log.warning("node %s waits for %s/%s: still leased by %s", self.name,
+                                    *key, self.store.lease_holder(*key))  # fmt: skip
 
-    def _start_shard(self, st) -> None:  # type: ignore[no-untyped-def]
+    def _start_shard(self, st, desc: dict) -> None:  # type: ignore[no-untyped-def]
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
-            st = self.store.move(st, ShardStatus.ASSIGNED, self.name)
-        desc = self.store.dataset(st.dataset)
+            st = self.store.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         self.columns[0].initialize(st.dataset, int(desc["shards"]))
+        ensure = getattr(self.log, "ensure_dataset", None)  # partitions exist (Kafka)
+        if ensure is not None:
+            ensure(st.dataset, int(desc["shards"]))
         ing = ShardIngester(self.store, self.log, st, self.name, on_active=self._on_active,
                             columns=self.columns, cfg=self.cfg)  # fmt: skip
         self.ingesters[(st.dataset, st.shard)] = ing
@@ -188,8 +274,43 @@ class NodeRuntime:
     def _on_active(self, ing: ShardIngester) -> None:
         self._add_queue(shard_queue(ing.dataset, ing.shard))
 
-    def _release(self, key: tuple[str, int]) -> None:
+    def _release(self, key: tuple[str, int], flush: bool = True) -> None:
+        """Stop a shard; in the background flush its groups, then give up its lease."""
         ing = self.ingesters.pop(key)
         ing.stop()
-        self._cancel_queue(shard_queue(*key))
-        log.info("node %s released shard %s/%s", self.name, *key)
+        self._flush_due.pop(key, None)
+        try:
+            self._cancel_queue(shard_queue(*key))
+        except Exception:  # noqa: BLE001 - the consumer goes with the next restart anyway
+            log.exception("cancel queue of %s/%s", *key)
+
+        def finish() -> None:
+            try:
+                ing.join(30)
+                if flush and not self.fenced():
+                    self._flush_released(ing)
+                self.store.release(self.name, *key)
+            except Exception:  # noqa: BLE001 - the lease then expires by itself
+                log.exception("release of %s/%s", *key)
+            finally:
+                self._releasing.pop(key, None)
+            log.warning("node %s released shard %s/%s", self.name, *key)
+
+        t = threading.Thread(target=finish, name=f"release-{key[0]}-{key[1]}", daemon=True)
+        self._releasing[key] = t
+        t.start()
+
+    def _flush_released(self, ing: ShardIngester) -> None:
+        """Flush every group of a stopped shard, so its next owner replays less of the log."""
+        if not ing.recovered:
+            return  # never caught up: its memstore is not a complete view of the flushed groups
+        t0 = time.monotonic()
+        for g in range(max(1, self.cfg.flush_groups)):
+            try:
+                ing.flush(g, force=True)
+            except FencedError:
+                return
+            except Exception:  # noqa: BLE001 - the next owner replays from the old checkpoint
+                log.exception("flush on release of %s/%s group %s", ing.dataset, ing.shard, g)
+                return
+        log.warning("flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0)
