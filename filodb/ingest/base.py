@@ -55,6 +55,13 @@ class Log(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 
+    def ensure_dataset(self, dataset: str, num_shards: int) -> None:  # noqa: B027 - optional
+        """Make sure the partitions of shards ``0..num_shards-1`` exist (idempotent).
+
+        Backends whose partitions spring into being on the first append (Redis) need nothing;
+        Kafka creates the topic or adds partitions. Appends create missing partitions too.
+        """
+
     # --- concrete helpers built on the primitives ----------------------------------------
     def append(self, dataset: str, shard: int, records: Sequence[bytes]) -> list[int]:
         """Append records to one shard's partition; returns their offsets."""
