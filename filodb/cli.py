@@ -212,15 +212,28 @@ def _print_result(data: dict) -> None:
 @_url_opt
 @_ds_opt
 @click.option("--follow", "-f", is_flag=True, help="then print shard events as they happen")
-def status(url: str, dataset: str, follow: bool) -> None:
+@click.option("--by-node", is_flag=True, help="group shards by the node that owns them")
+def status(url: str, dataset: str, follow: bool, by_node: bool) -> None:
     """Show the shard table of a dataset (and follow shard events)."""
-    body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/status")
-    t = Table("shard", "node", "status", "ingested", "log end", "lag", "series")
-    for row in body["data"]:
-        st = row["status"] + (f" {row['progress']}%" if row["status"] == "Recovery" else "")
-        t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
-                  str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
-    console.print(t)
+    if by_node:
+        body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/statusByAddress")
+        t = Table("node", "alive", "shards", "statuses")
+        for row in body["data"]:
+            sts: dict[str, int] = {}
+            for sh in row["shards"]:
+                sts[sh["status"]] = sts.get(sh["status"], 0) + 1
+            t.add_row(row["address"] or "(none)", "yes" if row["alive"] else "no",
+                      " ".join(str(sh["shard"]) for sh in row["shards"]),
+                      ", ".join(f"{n} {k}" for k, n in sorted(sts.items())))  # fmt: skip
+        console.print(t)
+    else:
+        body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/status")
+        t = Table("shard", "node", "status", "ingested", "log end", "lag", "series")
+        for row in body["data"]:
+            st = row["status"] + (f" {row['progress']}%" if row["status"] == "Recovery" else "")
+            t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
+                      str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
+        console.print(t)
     if follow:
         _follow(url)
 
@@ -271,15 +284,65 @@ def dataset() -> None:
 @click.argument("name")
 @click.option("--shards", type=int, required=True, help="shard count (a power of two)")
 @click.option("--spread", type=int, default=1, show_default=True)
+@click.option("--retention", default=None, help="keep data this long, e.g. 30d (default: the nodes')")
+@click.option("--spread-override", "overrides", multiple=True, metavar="WS,NS=SPREAD",
+              help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)")
 @_url_opt
 @click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
-def dataset_create(name: str, shards: int, spread: int, url: str, token: str | None) -> None:
+def dataset_create(name: str, shards: int, spread: int, retention: str | None,
+                   overrides: tuple[str, ...], url: str, token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}",
-                    json={"shards": shards, "spread": spread}, headers=headers)  # fmt: skip
-    d = body["data"]
-    console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}")
+    body: dict[str, Any] = {"shards": shards, "spread": spread}
+    if retention:
+        body["retention"] = retention
+    if overrides:
+        body["spread_overrides"] = []
+        for o in overrides:
+            key, _, sp = o.rpartition("=")
+            ws, comma, ns = key.partition(",")
+            if not comma or not sp.isdigit():
+                _fail(f"bad --spread-override {o!r}: use WS,NS=SPREAD", 2)
+            body["spread_overrides"].append({"_ws_": ws, "_ns_": ns, "spread": int(sp)})
+    resp = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}", json=body, headers=headers)
+    d = resp["data"]
+    extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
+    console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}{extra}")
+
+
+@main.group()
+def shards() -> None:
+    """Stop and start shards of a dataset."""
+
+
+def _shards_action(action: str, dataset: str, shard_ids: tuple[int, ...], url: str,
+                   token: str | None) -> None:  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/{action}shards",
+                    json={"shards": list(shard_ids)}, headers=headers)  # fmt: skip
+    done = body["data"].get("stopped", body["data"].get("started"))
+    console.print(f"{dataset}: {action}ped shards {done}" if action == "stop"
+                  else f"{dataset}: started shards {done}")  # fmt: skip
+
+
+@shards.command("stop")
+@click.argument("dataset_name")
+@click.argument("shard_ids", nargs=-1, type=int, required=True)
+@_url_opt
+@click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
+def shards_stop(dataset_name: str, shard_ids: tuple[int, ...], url: str, token: str | None) -> None:
+    """Stop shards (their owner flushes and releases them)."""
+    _shards_action("stop", dataset_name, shard_ids, url, token)
+
+
+@shards.command("start")
+@click.argument("dataset_name")
+@click.argument("shard_ids", nargs=-1, type=int, required=True)
+@_url_opt
+@click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
+def shards_start(dataset_name: str, shard_ids: tuple[int, ...], url: str, token: str | None) -> None:
+    """Start stopped shards (the coordinator assigns them)."""
+    _shards_action("start", dataset_name, shard_ids, url, token)
 
 
 @dataset.command("list")

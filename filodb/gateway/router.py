@@ -16,7 +16,7 @@ import numpy as np
 from filodb.ingest.base import Log
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels
-from filodb.model.shardkey import shards_for_series
+from filodb.model.shardkey import SpreadRule, shards_for_series, spread_rule
 from filodb.shards.redis_map import ShardMapStore
 
 _CACHE_MAX = 1_000_000
@@ -43,7 +43,9 @@ class IngestRouter:
         self._datasets[name] = (time.monotonic(), desc)
         return desc
 
-    def _shards(self, dataset: str, series: list[Labels], n: int, spread: int) -> np.ndarray:
+    def _shards(
+        self, dataset: str, series: list[Labels], n: int, spread: int | SpreadRule
+    ) -> np.ndarray:
         cache = self._shard_cache
         out = np.empty(len(series), np.int32)
         todo = []
@@ -68,7 +70,7 @@ class IngestRouter:
         if len(batch) == 0:
             return {}
         desc = self.dataset(dataset)
-        shard_of = self._shards(dataset, batch.series, desc["shards"], desc["spread"])
+        shard_of = self._shards(dataset, batch.series, desc["shards"], spread_rule(desc))
         parts = batch.split(shard_of, desc["shards"])
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.log.append_many(dataset, records)

@@ -10,11 +10,17 @@ where ``spread_mask = 2**s - 1``: the upper ``n - s`` shard bits come from the s
 lower ``s`` bits from the part key. All series of one shard key therefore sit in a group of
 ``2**s`` shards, and a query that names the shard key asks only that group.
 Hashes are the low 32 bits of xxh64 over a canonical byte encoding (stable across processes).
+
+*Spread overrides* (FiloDB's per shard-key spread): a dataset may give some ``(_ws_, _ns_)``
+pairs a spread of their own (a big namespace spread over more shards); every function that
+takes ``spread`` also takes a :class:`SpreadRule`. Overrides are fixed when the dataset is
+created, since series already ingested stay where the rule of their time put them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import xxhash
@@ -57,13 +63,60 @@ def check_shards(num_shards: int, spread: int) -> None:
         raise BadInputError(f"spread {spread} too large for {num_shards} shards")
 
 
+@dataclass(frozen=True)
+class SpreadRule:
+    """The dataset's spread plus overrides keyed by ``(_ws_, _ns_)`` values ("" when absent)."""
+
+    default: int
+    overrides: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def for_key(self, ws: str, ns: str) -> int:
+        return self.overrides.get((ws, ns), self.default)
+
+
+def spread_rule(desc: Mapping) -> int | SpreadRule:
+    """The spread of a dataset description: an int, or a rule when it has overrides."""
+    ovr = desc.get("spread_overrides") or []
+    if not ovr:
+        return int(desc["spread"])
+    return SpreadRule(int(desc["spread"]),
+                      {(o.get("_ws_", ""), o.get("_ns_", "")): int(o["spread"]) for o in ovr})  # fmt: skip
+
+
+def check_spread_overrides(overrides: object, num_shards: int) -> list[dict]:
+    """Validated overrides: a list of ``{"_ws_": str, "_ns_": str, "spread": int}``."""
+    if overrides is None:
+        return []
+    if not isinstance(overrides, list):
+        raise BadInputError("spread_overrides must be a list of {_ws_, _ns_, spread} objects")
+    out = []
+    for o in overrides:
+        if not isinstance(o, dict) or "spread" not in o or not set(o) <= {"_ws_", "_ns_", "spread"}:
+            raise BadInputError(f"bad spread override {o!r}: use {{\"_ws_\": ..., \"_ns_\": ..., \"spread\": n}}")
+        ws, ns, sp = o.get("_ws_", ""), o.get("_ns_", ""), o["spread"]
+        if not isinstance(ws, str) or not isinstance(ns, str) or not isinstance(sp, int) or isinstance(sp, bool):
+            raise BadInputError(f"bad spread override {o!r}: _ws_/_ns_ are strings, spread an integer")
+        check_shards(num_shards, sp)
+        out.append({"_ws_": ws, "_ns_": ns, "spread": sp})
+    return out
+
+
 def ingestion_shard(skh: int, pkh: int, num_shards: int, spread: int) -> int:
     spread_mask = (1 << spread) - 1
     return ((skh & ~spread_mask) | (pkh & spread_mask)) & (num_shards - 1)
 
 
-def shards_for_series(series: Iterable[Labels], num_shards: int, spread: int) -> np.ndarray:
+def shards_for_series(
+    series: Iterable[Labels], num_shards: int, spread: int | SpreadRule
+) -> np.ndarray:
     """Shard of each label set (one Python step per *series*, none per sample)."""
+    if isinstance(spread, SpreadRule):
+        out = []
+        for lb in series:
+            key = shard_key_of(lb)
+            sp = spread.for_key(key[1], key[2])
+            out.append(ingestion_shard(shard_key_hash(key), part_key_hash(lb), num_shards, sp))
+        return np.array(out, dtype=np.int32)
     out = [
         ingestion_shard(shard_key_hash(shard_key_of(lb)), part_key_hash(lb), num_shards, spread)
         for lb in series
@@ -71,7 +124,9 @@ def shards_for_series(series: Iterable[Labels], num_shards: int, spread: int) ->
     return np.array(out, dtype=np.int32)
 
 
-def query_shards(matchers: Sequence[Matcher], num_shards: int, spread: int) -> list[int]:
+def query_shards(
+    matchers: Sequence[Matcher], num_shards: int, spread: int | SpreadRule
+) -> list[int]:
     """Shards that can hold series matching ``matchers``.
 
     When every shard-key label is pinned by an ``=`` matcher (``_ws_=""`` pins a label to
@@ -85,6 +140,8 @@ def query_shards(matchers: Sequence[Matcher], num_shards: int, spread: int) -> l
         if name not in eq:
             return list(range(num_shards))
     skh = shard_key_hash([eq.get(k, "") for k in SHARD_KEY_LABELS])
+    if isinstance(spread, SpreadRule):
+        spread = spread.for_key(eq.get("_ws_", ""), eq.get("_ns_", ""))
     spread_mask = (1 << spread) - 1
     base = skh & ~spread_mask & (num_shards - 1)
     return sorted({base | i for i in range(1 << spread)})

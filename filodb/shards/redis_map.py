@@ -24,13 +24,13 @@ The adapter is thin: the transitions themselves are decided by :mod:`filodb.shar
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import redis
 
 from filodb.errors import BadInputError, FencedError, UnknownDatasetError
-from filodb.model.shardkey import check_shards
+from filodb.model.shardkey import check_shards, check_spread_overrides
 from filodb.shards.state import PublishShardEvent, ShardState, ShardStatus, transition
 
 EVENTS_CHANNEL = "filodb:shard-events"
@@ -90,19 +90,35 @@ class ShardMapStore:
         self._release = self.r.register_script(_RELEASE)
 
     # --- datasets -------------------------------------------------------------------------
-    def create_dataset(self, name: str, shards: int, spread: int = 1, exist_ok: bool = True) -> dict:
-        """Create a dataset and its Unassigned shards; returns its description."""
+    def create_dataset(
+        self, name: str, shards: int, spread: int = 1, exist_ok: bool = True,
+        spread_overrides: list | None = None, retention_s: float | None = None,
+    ) -> dict:  # fmt: skip
+        """Create a dataset and its Unassigned shards; returns its description.
+
+        ``retention_s`` (None: the nodes' configured retention; 0: forever) and
+        ``spread_overrides`` (see :mod:`filodb.model.shardkey`) are fixed at creation.
+        Creating an existing dataset again with the same shard count returns it unchanged.
+        """
         if not name or not all(c.isalnum() or c in "_-" for c in name):
             raise BadInputError(f"invalid dataset name {name!r}: use letters, digits, _ and -")
         check_shards(shards, spread)
-        desc = {"shards": shards, "spread": spread, "created": time.time()}
+        overrides = check_spread_overrides(spread_overrides, shards)
+        if retention_s is not None and (not isinstance(retention_s, int | float) or retention_s < 0):
+            raise BadInputError(f"retention must be a non-negative duration, got {retention_s!r}")
+        desc: dict = {"shards": shards, "spread": spread, "created": time.time()}
+        if overrides:
+            desc["spread_overrides"] = overrides
+        if retention_s is not None:
+            desc["retention_s"] = float(retention_s)
         if not self.r.hsetnx(DATASETS_KEY, name, orjson.dumps(desc)):
             old = self.dataset(name)
-            if not exist_ok or (old["shards"], old["spread"]) != (shards, spread):
-                if old["shards"] != shards:
-                    raise BadInputError(
-                        f"dataset {name!r} exists with {old['shards']} shards, not {shards}"
-                    )
+            if old["shards"] != shards:
+                raise BadInputError(
+                    f"dataset {name!r} exists with {old['shards']} shards, not {shards}"
+                )
+            if not exist_ok:
+                raise BadInputError(f"dataset {name!r} exists")
             return old
         pipe = self.r.pipeline()
         for s in range(shards):
@@ -220,11 +236,14 @@ class ShardMapStore:
         return out
 
     def follow_events(
-        self, timeout_s: float | None = None, snapshot: bool = True
-    ) -> Iterator[dict]:
+        self, timeout_s: float | None = None, snapshot: bool = True,
+        idle: Callable[[], bool] | None = None, snapshot_end: bool = False,
+    ) -> Iterator[dict]:  # fmt: skip
         """Yield shard events as they are published (blocks; ``timeout_s`` None = forever).
 
-        With ``snapshot`` the current map comes first (read after subscribing).
+        With ``snapshot`` the current map comes first (read after subscribing), followed by a
+        ``ShardMapSnapshotEnd`` event when ``snapshot_end`` is asked for. ``idle`` is
+        called whenever no message came for a while; the stream ends when it returns True.
         """
         ps = self.r.pubsub(ignore_subscribe_messages=True)
         ps.subscribe(EVENTS_CHANNEL)
@@ -232,9 +251,13 @@ class ShardMapStore:
         try:
             if snapshot:
                 yield from self.snapshot()
+                if snapshot_end:
+                    yield {"event": "ShardMapSnapshotEnd"}
             while deadline is None or time.monotonic() < deadline:
                 msg = ps.get_message(timeout=1.0)
                 if msg and msg["type"] == "message":
                     yield orjson.loads(msg["data"])
+                elif idle is not None and idle():
+                    return
         finally:
             ps.close()

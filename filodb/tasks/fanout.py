@@ -26,8 +26,9 @@ from celery import Celery
 
 from filodb.errors import ExecutionError, QueryTimeoutError, UnavailableError
 from filodb.model.labels import Labels, Matcher
-from filodb.model.shardkey import query_shards
+from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.query.source import SeriesBlock
+from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks.app import LEAF_TASK, shard_queue
@@ -46,9 +47,11 @@ class FanoutResult:
 class ShardClient:
     """Fan-out of leaf ops; thread-safe (Flask threads share one)."""
 
-    def __init__(self, app: Celery, store: ShardMapStore, redis_url: str) -> None:
+    def __init__(self, app: Celery, store: ShardMapStore, redis_url: str,
+                 local_map: LocalShardMap | None = None) -> None:  # fmt: skip
         self.app = app
         self.store = store
+        self.local_map = local_map
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
 
     def _send(self, reply_key: str, dataset: str, shard: int, op: str, params: dict[str, Any],
@@ -59,7 +62,9 @@ class ShardClient:
         )  # fmt: skip
 
     def shard_states(self, dataset: str) -> dict[int, ShardState]:
-        """The dataset's shard map (one Redis read)."""
+        """The dataset's shard map: the event-fed local copy, else one Redis read."""
+        if self.local_map is not None:
+            return self.local_map.states(dataset)
         return {s.shard: s for s in self.store.shard_states(dataset)}
 
     def call(
@@ -129,7 +134,7 @@ class ClusterSource:
     """
 
     def __init__(
-        self, client: ShardClient, dataset: str, num_shards: int, spread: int,
+        self, client: ShardClient, dataset: str, num_shards: int, spread: int | SpreadRule,
         timeout_s: float, strict: bool = False,
     ) -> None:  # fmt: skip
         self.client = client

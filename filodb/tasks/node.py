@@ -194,13 +194,18 @@ class NodeRuntime:
             log.info("flushed %s/%s group %s: %s", dataset, shard, group, done)
 
     def apply_retention(self, now_s: float | None = None) -> None:
-        """Drop data older than the retention from memory and from the column store (hourly)."""
-        if self.cfg.retention <= 0 or time.monotonic() < self._retention_due:
+        """Drop data older than the retention from memory and from the column store (hourly).
+
+        A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
+        if time.monotonic() < self._retention_due:
             return
         self._retention_due = time.monotonic() + 3600
-        cutoff = int(((time.time() if now_s is None else now_s) - self.cfg.retention) * 1000)
+        now_s = time.time() if now_s is None else now_s
+        datasets = self.store.datasets()
         for (ds, shard), ing in list(self.ingesters.items()):
-            if ing.active:
+            retention = float(datasets.get(ds, {}).get("retention_s", self.cfg.retention))
+            if ing.active and retention > 0:
+                cutoff = int((now_s - retention) * 1000)
                 ing.memstore.drop_before(cutoff)
                 self.columns[0].delete_before(ds, shard, cutoff)
 

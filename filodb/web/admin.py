@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from filodb.errors import BadInputError
 from filodb.shards.state import ShardStatus
+from filodb.web.params import parse_duration_ms
 from filodb.web.services import require_admin, services
 
 bp = Blueprint("admin", __name__)
@@ -54,17 +55,123 @@ def cluster() -> Response:
     return _ok([{"dataset": k, **v} for k, v in sorted(svc.store.datasets().items())])
 
 
+def _body() -> dict:
+    if request.data and request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadInputError("the request body must be a JSON object")
+        return body
+    return {}
+
+
+def _int(body: dict, name: str, default: int) -> int:
+    raw = body.get(name, request.values.get(name, default))
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise BadInputError(f"{name} must be an integer, got {raw!r}")
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as e:
+        raise BadInputError(f"{name} must be an integer, got {raw!r}") from e
+
+
+def _retention(body: dict) -> float | None:
+    raw = body.get("retention", request.values.get("retention"))
+    if raw is None:
+        return None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        return parse_duration_ms(raw, "retention") / 1000.0
+    raise BadInputError(f"retention must be seconds or a duration such as 15d, got {raw!r}")
+
+
 @bp.post("/api/v1/cluster/<dataset>")
 def create_dataset(dataset: str) -> tuple[Response, int]:
+    """Create a dataset: ``shards`` (power of two), ``spread``, ``spread_overrides``,
+    ``retention`` (seconds or a duration such as ``30d``; 0 keeps forever)."""
     require_admin(request.headers.get("Authorization"))
-    body = request.get_json(silent=True) or {}
-    try:
-        shards = int(body.get("shards", request.values.get("shards", services().cfg.shards)))
-        spread = int(body.get("spread", request.values.get("spread", services().cfg.spread)))
-    except (TypeError, ValueError) as e:
-        raise BadInputError(f"shards and spread must be integers: {e}") from e
-    desc = services().store.create_dataset(dataset, shards, spread)
+    body = _body()
+    cfg = services().cfg
+    desc = services().store.create_dataset(
+        dataset, _int(body, "shards", cfg.shards), _int(body, "spread", cfg.spread),
+        spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
+    )  # fmt: skip
     return _ok({"dataset": dataset, **desc}), 200
+
+
+@bp.get("/api/v1/cluster/<dataset>")
+def describe_dataset(dataset: str) -> Response:
+    return _ok({"dataset": dataset, **services().store.dataset(dataset)})
+
+
+def _shard_list(dataset: str) -> list[int]:
+    n = int(services().store.dataset(dataset)["shards"])
+    body = _body()
+    raw = body.get("shards", request.values.get("shards"))
+    if isinstance(raw, str):
+        raw = [p for p in raw.split(",") if p.strip()]
+    if not isinstance(raw, list) or not raw:
+        raise BadInputError('give the shards as {"shards": [0, 1]} or ?shards=0,1')
+    out = []
+    for v in raw:
+        try:
+            s = int(v)
+        except (TypeError, ValueError) as e:
+            raise BadInputError(f"shard {v!r} is not an integer") from e
+        if not 0 <= s < n:
+            raise BadInputError(f"shard {s} is out of range: {dataset} has shards 0..{n - 1}")
+        out.append(s)
+    return sorted(set(out))
+
+
+@bp.post("/api/v1/cluster/<dataset>/stopshards")
+def stop_shards(dataset: str) -> Response:
+    """Stop ingesting and serving shards: their owner flushes and releases them."""
+    require_admin(request.headers.get("Authorization"))
+    store = services().store
+    shards = _shard_list(dataset)
+    states = {st.shard: st for st in store.shard_states(dataset)}
+    for s in shards:
+        if states[s].status is not ShardStatus.STOPPED:
+            store.move(states[s], ShardStatus.STOPPED)
+    return _ok({"dataset": dataset, "stopped": shards})
+
+
+@bp.post("/api/v1/cluster/<dataset>/startshards")
+def start_shards(dataset: str) -> Response:
+    """Start stopped shards again: the coordinator assigns them to nodes with room."""
+    require_admin(request.headers.get("Authorization"))
+    store = services().store
+    shards = _shard_list(dataset)
+    states = {st.shard: st for st in store.shard_states(dataset)}
+    not_stopped = [s for s in shards if states[s].status is not ShardStatus.STOPPED]
+    if not_stopped:
+        raise BadInputError(f"shards {not_stopped} of {dataset} are not stopped")
+    for s in shards:
+        store.move(states[s], ShardStatus.UNASSIGNED)
+    return _ok({"dataset": dataset, "started": shards})
+
+
+@bp.get("/api/v1/cluster/<dataset>/statusByAddress")
+def status_by_address(dataset: str) -> Response:
+    """Shards grouped by the node that owns them (FiloDB's statusByAddress)."""
+    svc = services()
+    svc.store.dataset(dataset)
+    nodes = {n["name"]: n for n in svc.registry.nodes()}
+    groups: dict[str, list[dict]] = {}
+    for st in svc.store.shard_states(dataset):
+        groups.setdefault(st.node, []).append({"shard": st.shard, "status": st.status.value,
+                                               "progress": st.progress})  # fmt: skip
+    out = []
+    for node, shards in sorted(groups.items(), key=lambda kv: (kv[0] == "", kv[0])):
+        info = nodes.get(node, {})
+        out.append({"address": node or None, "host": info.get("host"), "pid": info.get("pid"),
+                    "alive": bool(info.get("alive")), "shards": shards})  # fmt: skip
+    for name, info in nodes.items():  # live nodes without shards of this dataset
+        if name not in groups and info.get("alive"):
+            out.append({"address": name, "host": info.get("host"), "pid": info.get("pid"),
+                        "alive": True, "shards": []})  # fmt: skip
+    return _ok(out)
 
 
 @bp.get("/api/v1/cluster/<dataset>/status")

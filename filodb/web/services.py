@@ -11,6 +11,8 @@ from filodb.config import Config
 from filodb.errors import AuthError
 from filodb.gateway.router import IngestRouter
 from filodb.ingest.base import Log, log_from_config
+from filodb.model.shardkey import spread_rule
+from filodb.shards.local_map import LocalShardMap
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.tasks.app import make_celery
@@ -39,7 +41,7 @@ class Services:
             log=logb,
             router=IngestRouter(store, logb),
             celery=celery,
-            client=ShardClient(celery, store, cfg.redis_url),
+            client=ShardClient(celery, store, cfg.redis_url, LocalShardMap(store)),
         )
 
     def init_app(self, app: Flask) -> None:
@@ -47,7 +49,8 @@ class Services:
 
     def source(self, dataset: str, timeout_s: float, strict: bool = False) -> ClusterSource:
         desc = self.router.dataset(dataset)
-        return ClusterSource(self.client, dataset, desc["shards"], desc["spread"], timeout_s, strict)
+        return ClusterSource(self.client, dataset, desc["shards"], spread_rule(desc), timeout_s,
+                             strict)  # fmt: skip
 
 
 def services() -> Services:
