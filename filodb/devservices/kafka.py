@@ -99,7 +99,9 @@ def start(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if fmt.returncode != 0:
-        raise ServiceError(f"kafka: storage format failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+        raise ServiceError(
+            f"kafka: storage format failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}"
+        )
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             _java(cp, log4j, "-Dkafka.logs.dir=" + str(workdir), "kafka.Kafka", str(props)),
@@ -127,4 +129,3 @@ def answers(env: dict[str, str], timeout: float = 1.0) -> bool:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except Exception:  # noqa: BLE001 - KafkaException: not answering
         return False
-

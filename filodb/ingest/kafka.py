@@ -1,0 +1,374 @@
+"""Log backend on Apache Kafka (confluent-kafka, i.e. librdkafka).
+
+Dataset ``d`` is the topic ``<topic_prefix>d``; shard ``s`` is its partition ``s``. A log offset
+is the Kafka offset plus one, so offsets are dense from 1 and the end offset of a partition is
+its high watermark. Topics are created with unlimited retention (``retention.ms=-1``): records
+go only when :meth:`KafkaLog.trim` allows it (``DeleteRecords`` up to the flushed offset).
+
+Appends use one idempotent producer (``acks=all``): a record is acknowledged once every in-sync
+replica has it, and retries never duplicate or reorder a partition's records. Reads use plain
+consumers without a group: each (dataset, shard set) gets its own consumer, assigned to explicit
+offsets, so readers of different shards never wait for each other. Before a read answers
+"nothing" it asks the broker for the partition's watermarks, so a read with ``block_ms=0`` sees
+every record acknowledged before it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec
+
+from filodb.errors import UnavailableError
+from filodb.ingest.base import Log
+
+log = logging.getLogger(__name__)
+
+#: producer settings that give the Log's guarantees; see docs/kafka.md
+PRODUCER_CONFIG: dict[str, object] = {
+    "enable.idempotence": True,  # retries neither duplicate nor reorder a partition's records
+    "acks": "all",  # acknowledged = on every in-sync replica
+    "linger.ms": 5,  # small batches: append waits for its delivery reports anyway
+    "compression.type": "none",  # records are already compact encoded samples
+}
+#: topic settings: the log keeps records until trim() says they are in the column store
+TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "delete",
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+}
+SETTLE_S = 10.0  # how long a read waits for records the broker says exist but has not sent
+
+
+class KafkaLog(Log):
+    """Kafka topics (one per dataset) with one partition per shard.
+
+    ``timeout_s`` bounds each metadata/admin call (an unreachable cluster raises
+    :class:`~filodb.errors.UnavailableError` after it); ``delivery_timeout_s`` bounds how long an
+    append waits for its records to be stored. Safe to share between threads.
+    """
+
+    def __init__(self, bootstrap: str, topic_prefix: str = "filodb-", replication_factor: int = 1,
+                 timeout_s: float = 10.0, delivery_timeout_s: float = 30.0,
+                 client_config: Mapping[str, object] | None = None) -> None:  # fmt: skip
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.replication_factor = replication_factor
+        self.timeout_s = timeout_s
+        common: dict[str, object] = {
+            "bootstrap.servers": bootstrap,
+            "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
+            "logger": log,
+            **(client_config or {}),
+        }
+        self._common = common
+        self.producer_config = {
+            **common,
+            **PRODUCER_CONFIG,
+            "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+        }
+        self._producer = Producer(self.producer_config)
+        self._admin = AdminClient(common)
+        self._partitions: dict[str, int] = {}  # topic -> partitions known to exist
+        self._meta_lock = threading.Lock()
+        self._readers: dict[tuple[str, tuple[int, ...]], _Reader] = {}
+        self._readers_lock = threading.Lock()
+
+    def topic(self, dataset: str) -> str:
+        return f"{self.topic_prefix}{dataset}"
+
+    # --- topics and partitions ---------------------------------------------------------------
+    def _unavailable(self, what: str, e: BaseException) -> UnavailableError:
+        return UnavailableError(f"Kafka at {self.bootstrap}: {what}: {e}")
+
+    def partition_count(self, topic: str, refresh: bool = False) -> int:
+        """Partitions of ``topic`` (0 when it does not exist); cached until ``refresh``."""
+        if not refresh and topic in self._partitions:
+            return self._partitions[topic]
+        try:
+            md = self._admin.list_topics(topic=topic, timeout=self.timeout_s)
+        except KafkaException as e:
+            raise self._unavailable(f"no metadata within {self.timeout_s:g} s", e) from e
+        tm = md.topics.get(topic)
+        if tm is None or tm.error is not None or not tm.partitions:
+            self._partitions.pop(topic, None)
+            return 0
+        n = sum(1 for p in tm.partitions.values() if p.leader >= 0 and p.error is None)
+        if n == len(tm.partitions):
+            self._partitions[topic] = n
+        return n
+
+    def ensure_dataset(self, dataset: str, num_shards: int) -> None:
+        """Create the dataset's topic with ``num_shards`` partitions, or add the missing ones."""
+        topic = self.topic(dataset)
+        if num_shards <= 0 or self._partitions.get(topic, 0) >= num_shards:
+            return
+        with self._meta_lock:
+            have = self.partition_count(topic, refresh=True)
+            if have >= num_shards:
+                return
+            if have == 0:
+                fut = self._admin.create_topics(
+                    [NewTopic(topic, num_shards, self.replication_factor, config=TOPIC_CONFIG)],
+                    operation_timeout=self.timeout_s, request_timeout=self.timeout_s,
+                )[topic]  # fmt: skip
+                ok = (KafkaError.TOPIC_ALREADY_EXISTS,)
+            else:
+                fut = self._admin.create_partitions(
+                    [NewPartitions(topic, num_shards)],
+                    operation_timeout=self.timeout_s, request_timeout=self.timeout_s,
+                )[topic]  # fmt: skip
+                ok = (KafkaError.INVALID_PARTITIONS,)  # grown meanwhile by someone else
+            self._wait(fut, f"creating partitions 0..{num_shards - 1} of {topic}", ok)
+            self._await_partitions(topic, num_shards)
+
+    def _await_partitions(self, topic: str, n: int) -> None:
+        """Wait until the brokers (and the producer) know ``n`` partitions of ``topic``."""
+        deadline = time.monotonic() + self.timeout_s
+        while self.partition_count(topic, refresh=True) < n:
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"Kafka at {self.bootstrap}: {topic} has no {n} partitions")
+            time.sleep(0.05)
+        self._producer.list_topics(topic=topic, timeout=self.timeout_s)  # refresh its cache
+
+    def _wait(self, fut, what: str, ok: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+        try:
+            return fut.result(timeout=self.timeout_s + 5)
+        except KafkaException as e:
+            if e.args and e.args[0].code() in ok:
+                return None
+            raise self._unavailable(what, e) from e
+        except TimeoutError as e:
+            raise self._unavailable(f"{what}: no answer", e) from e
+
+    # --- appends -------------------------------------------------------------------------------
+    def append_many(
+        self, dataset: str, records: Mapping[int, Sequence[bytes]]
+    ) -> dict[int, list[int]]:
+        shards = [s for s, recs in records.items() if recs]
+        if not shards:
+            return {}
+        topic = self.topic(dataset)
+        self.ensure_dataset(dataset, max(shards) + 1)
+        offsets = {s: [0] * len(records[s]) for s in shards}
+        pending = [sum(len(records[s]) for s in shards)]
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def delivered(shard: int, i: int):  # type: ignore[no-untyped-def]
+            def cb(err, msg) -> None:  # type: ignore[no-untyped-def]
+                with lock:
+                    if err is not None:
+                        errors.append(f"shard {shard}: {err}")
+                    else:
+                        offsets[shard][i] = msg.offset() + 1
+                    pending[0] -= 1
+
+            return cb
+
+        for s in shards:
+            for i, rec in enumerate(records[s]):
+                self._produce(topic, s, rec, delivered(s, i))
+        while pending[0] > 0:  # delivery reports run in whichever thread polls
+            self._producer.poll(0.005)
+        if errors:
+            raise UnavailableError(
+                f"Kafka at {self.bootstrap}: {len(errors)} record(s) of {topic} not stored: "
+                + "; ".join(errors[:3])
+            )
+        return offsets
+
+    def _produce(self, topic: str, shard: int, rec: bytes, cb) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                self._producer.produce(topic, value=bytes(rec), partition=shard, on_delivery=cb)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self._producer.poll(0.05)
+
+    # --- reads ---------------------------------------------------------------------------------
+    def read(
+        self, dataset: str, positions: Mapping[int, int], count: int, block_ms: int
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        if not positions or count <= 0:
+            return {}
+        topic = self.topic(dataset)
+        deadline = time.monotonic() + max(block_ms, 0) / 1000
+        n = self.partition_count(topic)
+        if max(positions) >= n:
+            n = self.partition_count(topic, refresh=True)
+        live = {s: int(p) for s, p in positions.items() if s < n}
+        while not live:  # no partition yet: wait for an append to create one
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {}
+            time.sleep(min(0.1, left))
+            n = self.partition_count(topic, refresh=True)
+            live = {s: int(p) for s, p in positions.items() if s < n}
+        return self._reader(topic, tuple(sorted(positions))).read(live, count, deadline)
+
+    def _reader(self, topic: str, shards: tuple[int, ...]) -> _Reader:
+        with self._readers_lock:
+            r = self._readers.get((topic, shards))
+            if r is None:
+                r = self._readers[(topic, shards)] = _Reader(self, topic)
+            return r
+
+    def end_offset(self, dataset: str, shard: int) -> int:
+        return self.end_offsets(dataset, [shard])[shard]
+
+    def end_offsets(self, dataset: str, shards: Sequence[int]) -> dict[int, int]:
+        topic = self.topic(dataset)
+        out = dict.fromkeys(shards, 0)
+        if not shards:
+            return out
+        n = self.partition_count(topic, refresh=max(shards) >= self._partitions.get(topic, 0))
+        tps = {TopicPartition(topic, s): OffsetSpec.latest() for s in shards if s < n}
+        if not tps:
+            return out
+        futs = self._admin.list_offsets(tps, request_timeout=self.timeout_s)
+        for tp, fut in futs.items():
+            res = self._wait(fut, f"end offset of {topic}/{tp.partition}",
+                             (KafkaError.UNKNOWN_TOPIC_OR_PART,))  # fmt: skip
+            if res is None:  # deleted meanwhile (by another client)
+                self._partitions.pop(topic, None)
+            else:
+                out[tp.partition] = res.offset
+        return out
+
+    # --- trimming and deleting -----------------------------------------------------------------
+    def trim(self, dataset: str, shard: int, upto: int) -> None:
+        topic = self.topic(dataset)
+        if upto <= 0 or shard >= self.partition_count(topic):
+            return
+        upto = min(int(upto), self.end_offset(dataset, shard))  # never past the end
+        if upto <= 0:
+            return
+        # Kafka offsets < upto are log offsets <= upto
+        fut = self._admin.delete_records([TopicPartition(topic, shard, upto)],
+                                         request_timeout=self.timeout_s,
+                                         operation_timeout=self.timeout_s)  # fmt: skip
+        for f in fut.values():
+            self._wait(f, f"trimming {topic}/{shard} to {upto}")
+
+    def delete_dataset(self, dataset: str, num_shards: int) -> None:
+        """Delete the dataset's topic (every partition, whatever ``num_shards`` says)."""
+        topic = self.topic(dataset)
+        with self._readers_lock:
+            gone = [k for k in self._readers if k[0] == topic]
+            readers = [self._readers.pop(k) for k in gone]
+        for r in readers:
+            r.close()
+        with self._meta_lock:
+            self._partitions.pop(topic, None)
+            fut = self._admin.delete_topics([topic], operation_timeout=self.timeout_s,
+                                            request_timeout=self.timeout_s)[topic]  # fmt: skip
+            self._wait(fut, f"deleting {topic}", (KafkaError.UNKNOWN_TOPIC_OR_PART,))
+            deadline = time.monotonic() + self.timeout_s
+            while self.partition_count(topic, refresh=True) > 0:
+                if time.monotonic() > deadline:
+                    raise UnavailableError(f"Kafka at {self.bootstrap}: {topic} not deleted")
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        with self._readers_lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for r in readers:
+            r.close()
+        self._producer.flush(self.timeout_s)
+
+
+class _Reader:
+    """One consumer assigned to some partitions of one topic; its lock serialises reads."""
+
+    def __init__(self, owner: KafkaLog, topic: str) -> None:
+        self.owner = owner
+        self.topic = topic
+        self.consumer = Consumer({
+            **owner._common,
+            "group.id": f"filodb-log-reader-{uuid.uuid4().hex}",  # never joined or committed
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",  # a trimmed position resumes at the oldest record
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 100,
+            "queued.max.messages.kbytes": 16384,
+        })  # fmt: skip
+        self.lock = threading.Lock()
+        self.next: dict[int, int] | None = None  # shard -> Kafka offset the consumer gives next
+        self.overshot = False  # consumed records it did not return: positions unknown
+
+    def read(self, live: dict[int, int], count: int,
+             deadline: float) -> dict[int, list[tuple[int, bytes]]]:  # fmt: skip
+        with self.lock:
+            if self.next != live:  # Kafka offset of the first wanted record == log position
+                self.consumer.assign([TopicPartition(self.topic, s, p) for s, p in live.items()])
+                self.next = dict(live)
+            out: dict[int, list[tuple[int, bytes]]] = {}
+            budget = count * len(live)
+            self._take(self.consumer.consume(budget, 0), live, count, out)
+            behind = self._behind({s: p for s, p in live.items() if s not in out})
+            if behind:  # fetches are on their way: wait for them whatever block_ms says
+                deadline = max(deadline, time.monotonic() + SETTLE_S)
+            while (behind - out.keys() if behind else not out) and (
+                left := deadline - time.monotonic()
+            ) > 0:
+                msg = self.consumer.poll(min(left, 1.0))
+                if msg is not None:
+                    self._take([msg], live, count, out)
+            got = sum(len(v) for v in out.values())
+            if out and got < budget:
+                self._take(self.consumer.consume(budget - got, 0), live, count, out)
+            if self.overshot:
+                self.next, self.overshot = None, False
+            return out
+
+    def _take(self, msgs, live, count, out) -> None:  # type: ignore[no-untyped-def]
+        """Add records to ``out``; a record past ``count`` marks the consumer for re-assigning."""
+        assert self.next is not None
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise UnavailableError(
+                    f"Kafka at {self.owner.bootstrap}: reading {self.topic}: {err}"
+                )
+            s, off = m.partition(), m.offset()
+            if s not in live:
+                continue
+            got = out.get(s, ())
+            if off < live[s] or len(got) >= count:
+                self.overshot = True
+                continue
+            out.setdefault(s, []).append((off + 1, m.value() or b""))
+            self.next[s] = off + 1
+
+    def _behind(self, positions: dict[int, int]) -> set[int]:
+        """Partitions whose broker holds records past the position (one request each)."""
+        out = set()
+        for s, p in positions.items():
+            try:
+                wm = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, s), timeout=self.owner.timeout_s, cached=False
+                )
+            except KafkaException as e:
+                if e.args and e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    continue
+                raise self.owner._unavailable(f"watermarks of {self.topic}/{s}", e) from e
+            if wm is None:
+                raise UnavailableError(f"Kafka at {self.owner.bootstrap}: no watermarks")
+            lo, hi = wm
+            if hi > max(p, lo):
+                out.add(s)
+        return out
+
+    def close(self) -> None:
+        with self.lock:
+            self.consumer.close()
