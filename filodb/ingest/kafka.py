@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -285,7 +286,11 @@ class KafkaLog(Log):
 
 
 class _Reader:
-    """One consumer assigned to some partitions of one topic; its lock serialises reads."""
+    """One consumer assigned to some partitions of one topic; its lock serialises reads.
+
+    Records consumed past a read's ``count`` wait in ``buf`` for the next read, so a follower
+    reading on from where it stopped never makes the consumer fetch again.
+    """
 
     def __init__(self, owner: KafkaLog, topic: str) -> None:
         self.owner = owner
@@ -301,19 +306,19 @@ class _Reader:
             "queued.max.messages.kbytes": 16384,
         })  # fmt: skip
         self.lock = threading.Lock()
-        self.next: dict[int, int] | None = None  # shard -> Kafka offset the consumer gives next
-        self.overshot = False  # consumed records it did not return: positions unknown
+        self.fetched: dict[int, int] | None = None  # shard -> Kafka offset the consumer gives next
+        self.buf: dict[int, deque[tuple[int, bytes]]] = {}  # consumed, not yet returned
 
     def read(self, live: dict[int, int], count: int,
              deadline: float) -> dict[int, list[tuple[int, bytes]]]:  # fmt: skip
         with self.lock:
-            if self.next != live:  # Kafka offset of the first wanted record == log position
-                self.consumer.assign([TopicPartition(self.topic, s, p) for s, p in live.items()])
-                self.next = dict(live)
+            self._position(live)  # Kafka offset of the first wanted record == log position
             out: dict[int, list[tuple[int, bytes]]] = {}
             budget = count * len(live)
-            self._take(self.consumer.consume(budget, 0), live, count, out)
-            behind = self._behind({s: p for s, p in live.items() if s not in out})
+            self._serve(live, count, out)
+            if len(out) < len(live):
+                self._take(self.consumer.consume(budget, 0), live, count, out)
+            behind = self._behind({s: self.fetched[s] for s in live if s not in out})
             if behind:  # fetches are on their way: wait for them whatever block_ms says
                 deadline = max(deadline, time.monotonic() + SETTLE_S)
             while (behind - out.keys() if behind else not out) and (
@@ -325,13 +330,39 @@ class _Reader:
             got = sum(len(v) for v in out.values())
             if out and got < budget:
                 self._take(self.consumer.consume(budget - got, 0), live, count, out)
-            if self.overshot:
-                self.next, self.overshot = None, False
             return out
 
+    def _position(self, live: dict[int, int]) -> None:
+        """Make the next records the consumer or the buffers give start at ``live``."""
+        f = self.fetched
+        if f is not None and f.keys() == live.keys():
+            ok = True
+            for s, p in live.items():
+                b = self.buf[s]
+                while b and b[0][0] < p:
+                    b.popleft()
+                ok = ok and (b[0][0] if b else f[s]) == p
+            if ok:
+                return
+        self.consumer.assign([TopicPartition(self.topic, s, p) for s, p in live.items()])
+        self.fetched = dict(live)
+        self.buf = {s: deque() for s in live}
+
+    def _serve(self, live: dict[int, int], count: int, out: dict) -> None:  # type: ignore[type-arg]
+        for s in live:
+            b = self.buf[s]
+            if not b:
+                continue
+            got = out.setdefault(s, [])
+            while b and len(got) < count:
+                off, v = b.popleft()
+                got.append((off + 1, v))
+            if not got:
+                del out[s]
+
     def _take(self, msgs, live, count, out) -> None:  # type: ignore[no-untyped-def]
-        """Add records to ``out``; a record past ``count`` marks the consumer for re-assigning."""
-        assert self.next is not None
+        """Buffer consumed records, then move up to ``count`` per shard into ``out``."""
+        assert self.fetched is not None
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -343,12 +374,10 @@ class _Reader:
             s, off = m.partition(), m.offset()
             if s not in live:
                 continue
-            got = out.get(s, ())
-            if off < live[s] or len(got) >= count:
-                self.overshot = True
-                continue
-            out.setdefault(s, []).append((off + 1, m.value() or b""))
-            self.next[s] = off + 1
+            self.fetched[s] = off + 1
+            if off >= live[s]:
+                self.buf[s].append((off, m.value() or b""))
+        self._serve(live, count, out)
 
     def _behind(self, positions: dict[int, int]) -> set[int]:
         """Partitions whose broker holds records past the position (one request each)."""
