@@ -356,5 +356,55 @@ def dataset_list(url: str) -> None:
     console.print(t)
 
 
+# --- data tools (filodb/tools) ---------------------------------------------------------------
+@main.command()
+@click.option("--series", type=int, default=1000, show_default=True, help="series to write")
+@click.option("--samples", type=int, default=240, show_default=True, help="samples per series")
+@click.option("--interval", default="15s", show_default=True, help="time between samples")
+@click.option("--start", default=None, help="first timestamp (default now - samples*interval)")
+@_url_opt
+@click.option("--format", "fmt", type=click.Choice(["remote-write", "influx"]), default="remote-write",
+              show_default=True)  # fmt: skip
+@_ds_opt
+@click.option("--batch", type=int, default=20_000, show_default=True, help="samples per request")
+@click.option("--out", "out_path", default=None, help="write a file (dump or lines) instead of sending")
+@click.option("--seed", type=int, default=1, show_default=True)
+def gen(start: str | None, **kw: Any) -> None:
+    """Write exporter-shaped test data (gauges, counters, histograms) to a running server."""
+    from filodb.tools import commands
+
+    sys.exit(commands.gen(start=_time_arg(start), **kw))
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["auto", "prom", "influx", "remote-write"]),
+              default="auto", show_default=True)  # fmt: skip
+@_url_opt
+@_ds_opt
+@click.option("--precision", default="ns", show_default=True, help="Influx timestamp precision")
+def import_(file: str, **kw: Any) -> None:
+    """Import a Prometheus/OpenMetrics text, Influx line or remote-write dump file."""
+    from filodb.tools import commands
+
+    sys.exit(commands.import_file(file, **kw))
+
+
+@main.command()
+@click.argument("selector")
+@click.option("--start", required=True, help="unix s, RFC 3339, now, -1h")
+@click.option("--end", default="now", show_default=True)
+@_url_opt
+@_ds_opt
+@click.option("--out", "out_path", default=None, help="output file (default stdout)")
+@click.option("--format", "fmt", type=click.Choice(["openmetrics", "remote-write"]), default="openmetrics",
+              show_default=True)  # fmt: skip
+def export(selector: str, start: str, end: str, **kw: Any) -> None:
+    """Export the raw samples of SELECTOR as OpenMetrics text (or a remote-write dump)."""
+    from filodb.tools import commands
+
+    sys.exit(commands.export(selector, _time_arg(start), _time_arg(end), **kw))  # type: ignore[arg-type]
+
+
 if __name__ == "__main__":
     main()

@@ -11,14 +11,17 @@ from filodb.web.services import Services
 
 def create_app(cfg: Config, services: Services | None = None) -> Flask:
     """App factory: builds services from ``cfg`` unless given, registers the blueprints."""
-    from filodb.web import admin, ingest, prom_api, ui
+    from filodb.web import admin, export, ingest, metadata, prom_api, remote_read, ui
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     (services or Services.from_config(cfg)).init_app(app)
     register_error_handlers(app)
+    app.register_blueprint(metadata.bp)  # before prom_api: its /metadata placeholder loses
     app.register_blueprint(prom_api.bp)
+    app.register_blueprint(export.bp)
+    app.register_blueprint(remote_read.bp)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(ui.bp)

@@ -11,7 +11,8 @@ from flask import Blueprint, Response, request
 
 from filodb.errors import BadInputError
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
-from filodb.gateway.remote_write import decode_write_request
+from filodb.gateway.remote_write import decode_write_request_full
+from filodb.web.metadata import remember
 from filodb.web.params import now_ms
 from filodb.web.services import services
 
@@ -29,8 +30,10 @@ def _body() -> bytes:
 @bp.post("/api/v1/write")
 @bp.post("/promql/<dataset>/api/v1/write")
 def remote_write(dataset: str | None = None) -> Response:
-    batch = decode_write_request(request.get_data(cache=False), services().cfg.max_body_bytes)
+    batch, meta = decode_write_request_full(request.get_data(cache=False), services().cfg.max_body_bytes)
     services().router.write(dataset or services().cfg.dataset, batch)
+    if meta:
+        remember(dataset or services().cfg.dataset, meta)
     return Response(status=204)
 
 

@@ -1,0 +1,1 @@
+"""Data tools: the test producer (``filodb gen``), file import and export, the XOR chunk codec."""

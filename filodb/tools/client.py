@@ -1,0 +1,57 @@
+"""HTTP helpers the data tools share: write URLs, POSTs that turn failures into one error."""
+
+from __future__ import annotations
+
+import requests
+
+from filodb.errors import FiloError
+
+RW_HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+    "User-Agent": "filodb-tools",
+}
+
+
+class SendError(FiloError):
+    """A write the server refused (``status`` >= 300) or could not be sent (``status`` 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def rejected(self) -> bool:
+        """True when the server refused the data itself (4xx), not when it failed (5xx, down)."""
+        return 400 <= self.status < 500
+
+
+def write_url(base: str, dataset: str, fmt: str) -> str:
+    """The write route of ``dataset`` for ``remote-write`` or ``influx`` (ms precision)."""
+    base = base.rstrip("/")
+    if fmt == "influx":
+        return f"{base}/influx/{dataset}/write?precision=ms"
+    return f"{base}/promql/{dataset}/api/v1/write"
+
+
+def server_message(r: requests.Response) -> str:
+    """The ``error`` of a Prometheus-shaped JSON error body, else the start of the text."""
+    try:
+        body = r.json()
+        if isinstance(body, dict) and body.get("error"):
+            return str(body["error"])
+    except ValueError:
+        pass
+    return r.text[:300] or r.reason
+
+
+def post(session: requests.Session, url: str, body: bytes, headers: dict[str, str],
+         timeout: float = 300) -> None:  # fmt: skip
+    """POST ``body``; raises :class:`SendError` unless the answer is 2xx."""
+    try:
+        r = session.post(url, data=body, headers=headers, timeout=timeout)
+    except requests.RequestException as e:
+        raise SendError(f"cannot reach {url}: {e}") from e
+    if not 200 <= r.status_code < 300:
+        raise SendError(f"{r.status_code} from {url}: {server_message(r)}", r.status_code)
