@@ -94,6 +94,18 @@ class ShardClient:
             left = deadline - now
             if left <= 0:
                 break
+            if self.local_map is not None and pending - received:
+                # A shard that left Active before anyone took its task (its node died; the
+                # coordinator marked it Down) answers nothing now: partial, not a timeout.
+                current = self.local_map.states(dataset)
+                for s in list(pending - received):
+                    st = current.get(s)
+                    if st is None or st.status is not ShardStatus.ACTIVE or st.node != states[s].node:
+                        pending.discard(s)
+                        out.missing[s] = (f"shard {s} of {dataset} is "
+                                          f"{st.status.value if st else 'Unassigned'} (moving)")  # fmt: skip
+                if not pending:
+                    break
             for s in pending - received:  # not picked up (a message lost with a dying worker)
                 if now - sent_at[s] > wait[s]:
                     self._send(reply_key, dataset, s, op, params, left)

@@ -115,3 +115,106 @@ class UpProcess:
             except ProcessLookupError:
                 pass
         return code
+
+
+class ClusterProcesses:
+    """A cluster of separate processes, none supervised: Redis, the web server and N worker
+    nodes sharing one data directory, each started, killed and restarted by the test.
+
+    Unlike ``filodb up`` nothing restarts a killed worker, so a test sees the coordinator move
+    its shards to the other nodes.
+    """
+
+    def __init__(self, data_dir: Path, shards: int = 8, env: dict[str, str] | None = None) -> None:
+        from filodb.redisproc import start_redis  # noqa: F401 - imported early for a clear error
+
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis = None
+        self.web: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("FILODB_")}
+        self.env = {**base, "FILODB_REDIS_URL": self.redis_url, "FILODB_PORT": str(self.port),
+                    "FILODB_DATA_DIR": str(self.data_dir), "FILODB_SHARDS": str(shards),
+                    **(env or {})}  # fmt: skip
+        self.logs = self.data_dir / "logs"
+        self.logs.mkdir(exist_ok=True)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        return subprocess.Popen([sys.executable, "-m", "filodb", *args], env=self.env,
+                                stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+
+    def start_redis(self) -> None:
+        from filodb.redisproc import start_redis
+
+        self.redis = start_redis(self.data_dir / "redis", self.redis_port)
+
+    def kill_redis(self) -> None:
+        assert self.redis is not None
+        self.redis.proc.kill()
+        self.redis.proc.wait()
+
+    def start(self, workers: int = 3, wait_s: float = 120) -> ClusterProcesses:
+        self.start_redis()
+        for i in range(1, workers + 1):
+            self.start_worker(f"node-{i}")
+        self.web = self._spawn("web", ["web"])
+        self.wait_healthy(wait_s)
+        return self
+
+    def start_worker(self, name: str) -> None:
+        self.workers[name] = self._spawn(name, ["worker", "--node", name])
+
+    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
+        p = self.workers.pop(name)
+        os.killpg(p.pid, sig)
+        p.wait(60)
+
+    def wait_healthy(self, wait_s: float = 120) -> None:
+        deadline = time.monotonic() + wait_s
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                r = requests.get(self.url + "/admin/health", timeout=2)
+                last = r.text
+                if r.status_code == 200:
+                    return
+            except requests.RequestException as e:
+                last = str(e)
+            time.sleep(0.2)
+        raise TimeoutError(f"cluster not healthy after {wait_s}s: {last}\n{self.log_tail()}")
+
+    def status(self, dataset: str = "prometheus") -> list[dict]:
+        return requests.get(f"{self.url}/api/v1/cluster/{dataset}/status", timeout=10).json()["data"]
+
+    def owners(self, dataset: str = "prometheus") -> dict[int, tuple[str, str]]:
+        """shard → (node, status)."""
+        return {r["shard"]: (r["node"], r["status"]) for r in self.status(dataset)}
+
+    def log_tail(self, n: int = 2000) -> str:
+        out = []
+        for f in sorted(self.logs.glob("*.log")):
+            out.append(f"--- {f.name}\n" + f.read_text(errors="replace")[-n:])
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        procs = [*self.workers.values(), *([self.web] if self.web else [])]
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.workers.clear()
+        if self.redis is not None:
+            self.redis.stop()

@@ -1,0 +1,126 @@
+"""Ownership leases, compare-and-set moves, rebalancing, the event-fed local map, fencing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from filodb.config import Config
+from filodb.errors import BadInputError, FencedError
+from filodb.model.labels import Matcher, make_labels
+from filodb.model.shardkey import SpreadRule, query_shards, shards_for_series, spread_rule
+from filodb.shards.assignment import assign_shards, rebalance_move
+from filodb.shards.local_map import LocalShardMap
+from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import ShardStatus
+from filodb.tasks.node import NodeRuntime
+
+S = ShardStatus
+
+
+def test_lease_has_one_holder_until_released_or_expired(redis_url: str) -> None:
+    store = ShardMapStore(redis_url)
+    key = [("ds", 0)]
+    assert store.claim("a", key, 300) == {("ds", 0): True}
+    assert store.claim("b", key, 300) == {("ds", 0): False}  # never two owners
+    assert store.claim("a", key, 300) == {("ds", 0): True}  # renewal
+    store.release("b", "ds", 0)  # not b's to release
+    assert store.lease_holder("ds", 0) == "a"
+    store.release("a", "ds", 0)
+    assert store.claim("b", key, 200) == {("ds", 0): True}
+    time.sleep(0.35)  # b stopped renewing: expired
+    assert store.claim("c", key, 200) == {("ds", 0): True}
+
+
+def test_owner_moves_are_compare_and_set(redis_url: str) -> None:
+    store = ShardMapStore(redis_url)
+    store.create_dataset("ds", 2, 0)
+    st = store.shard_state("ds", 0)
+    st = store.move(st, S.ASSIGNED, "a")
+    stale = store.move(st, S.RECOVERY, "a", expect_node="a")
+    store.move(store.shard_state("ds", 0), S.ASSIGNED, "b")  # the coordinator moved it on
+    with pytest.raises(FencedError):
+        store.move(stale, S.ACTIVE, "a", expect_node="a")
+    assert store.shard_state("ds", 0).node == "b"
+    assert store.shard_state("ds", 0).status is S.ASSIGNED
+
+
+@given(st.integers(0, 5).map(lambda n: 1 << n), st.lists(st.integers(0, 7), min_size=0, max_size=64),
+       st.integers(1, 6))  # fmt: skip
+def test_assignment_then_rebalance_converges_evenly(shards: int, seed: list[int], nodes: int) -> None:
+    names = [f"n{i}" for i in range(nodes)]
+    owners = {s: names[seed[s] % nodes] if s < len(seed) and seed[s] < 6 else "" for s in range(shards)}
+    owners.update(assign_shards(shards, owners, names))
+    moves = 0
+    while (m := rebalance_move(shards, owners, names)) is not None:
+        shard, dst = m
+        assert owners[shard] != dst
+        owners[shard] = dst
+        moves += 1
+        assert moves <= shards
+    loads = [sum(1 for o in owners.values() if o == n) for n in names]
+    assert max(loads) - min(loads) <= 1
+    assert all(owners[s] in names for s in range(shards))  # every shard has one live owner
+
+
+def test_spread_overrides_route_ingest_and_queries_alike() -> None:
+    rule = spread_rule({"shards": 16, "spread": 0,
+                        "spread_overrides": [{"_ws_": "w", "_ns_": "big", "spread": 3}]})  # fmt: skip
+    assert isinstance(rule, SpreadRule)
+    big = [make_labels({"__name__": "m", "_ws_": "w", "_ns_": "big", "i": str(i)}) for i in range(400)]
+    small = [make_labels({"__name__": "m", "_ws_": "w", "_ns_": "small", "i": str(i)}) for i in range(400)]
+    got_big = set(shards_for_series(big, 16, rule).tolist())
+    assert len(got_big) == 8  # spread 3: 2**3 shards
+    assert len(set(shards_for_series(small, 16, rule).tolist())) == 1
+    q = [Matcher("__name__", "=", "m"), Matcher("_ws_", "=", "w"), Matcher("_ns_", "=", "big")]
+    assert set(query_shards(q, 16, rule)) == got_big
+    with pytest.raises(BadInputError):
+        ShardMapStore.create_dataset(None, "x", 4, 0, spread_overrides=[{"_ws_": "a", "spread": 3}])  # type: ignore[arg-type]
+
+
+def test_local_map_follows_events_and_reads_through_when_not_synced(redis_url: str) -> None:
+    store = ShardMapStore(redis_url)
+    store.create_dataset("ds", 4, 0)
+    lm = LocalShardMap(store)
+    try:
+        assert lm.wait_synced(5)
+        assert lm.states("ds")[2].status is S.UNASSIGNED
+        store.move(store.shard_state("ds", 2), S.ASSIGNED, "n1")
+        deadline = time.monotonic() + 5
+        while lm.states("ds")[2].status is not S.ASSIGNED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lm.states("ds")[2].node == "n1"
+        store.create_dataset("later", 2, 0)  # no event: read through, never a stale miss
+        assert sorted(lm.states("later")) == [0, 1]
+    finally:
+        lm.close()
+    cold = LocalShardMap(store, start=False)
+    assert cold.states("ds")[2].node == "n1" and cold.fallback_reads == 1
+
+
+def test_node_fences_itself_when_it_cannot_renew(redis_url: str) -> None:
+    cfg = Config(redis_url=redis_url, heartbeat_ttl=0.5, heartbeat_interval=0.1, data_dir="/tmp/unused")
+    rt = NodeRuntime.__new__(NodeRuntime)  # only the fencing parts, no worker process
+    rt.cfg, rt.name, rt._lock, rt._flush_due = cfg, "n1", threading.Lock(), {}
+    rt.fenced_count = 0
+    stopped = []
+
+    class Ing:
+        active = True
+        memstore = object()
+
+        def stop(self) -> None:
+            stopped.append(1)
+
+    rt.ingesters = {("ds", 0): Ing()}
+    rt._cancel_queue = lambda q: None
+    rt._renewed_at = time.monotonic()
+    assert not rt.fenced() and rt.memstore("ds", 0) is Ing.memstore
+    time.sleep(0.45)  # no renewal for 0.8 x ttl: must stop serving before the lease can expire
+    assert rt.fenced() and rt.memstore("ds", 0) is None
+    rt._fence_all()
+    assert stopped == [1] and rt.ingesters == {} and rt.fenced_count == 1
