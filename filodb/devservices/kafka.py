@@ -9,6 +9,7 @@ detached, and waits until an AdminClient gets the cluster metadata.
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -79,6 +80,8 @@ def _java(cp: str, log4j: Path, *args: str) -> list[str]:
 
 def start(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     """Format and launch a one-node KRaft cluster; returns the process and its settings."""
+    if shutil.which("java") is None:
+        raise ServiceError("kafka: java is not on PATH (Debian package 'openjdk-17-jre-headless')")
     try:
         jars = maven.classpath("kafka", COORDS, cache)
     except maven.MavenError as e:
