@@ -111,6 +111,41 @@ def web(config_path: str | None, **flags: Any) -> None:
                    channel_timeout=300, _quiet=True)  # fmt: skip
 
 
+@main.command()
+@click.option("--host", default=None, help="address the TCP doors listen on (default 127.0.0.1)")
+@click.option("--influx-port", type=int, default=None, help="Influx line protocol TCP port (default 8007; 0: off)")
+@click.option("--graphite-port", type=int, default=None, help="Graphite plaintext TCP port (default 2003; 0: off)")
+@_OPTS["redis_url"]
+@_OPTS["config"]
+def gateway(config_path: str | None, **flags: Any) -> None:
+    """Run the TCP doors (Influx line protocol, Graphite plaintext) until SIGTERM/Ctrl-C."""
+    import logging
+    import signal
+    import threading
+
+    from filodb.gateway.tcp import gateway_from_config
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        gw = gateway_from_config(cfg).start()
+    except OSError as e:
+        _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    doors = ", ".join(f"{d} on {cfg.host}:{p}" for d, p in gw.ports.items()) or "no door (all ports 0)"
+    _say(f"FiloDB gateway: {doors}, dataset {cfg.dataset}")
+    while not stop.wait(1.0):
+        pass
+    gw.stop()
+    _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
+
+
 # --- client commands ------------------------------------------------------------------------
 _url_opt = click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="web URL")
 _ds_opt = click.option("--dataset", default="prometheus", show_default=True)

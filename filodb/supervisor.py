@@ -123,6 +123,20 @@ class Supervisor:
         for i in range(1, max(1, self.cfg.workers) + 1):
             self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
         self._spawn("web", ["web"])
+        self._spawn_gateway()
+
+    def _spawn_gateway(self) -> None:
+        """The TCP doors (Influx, Graphite) as one child; a door whose port is 0 or negative,
+        or already taken (a warning says so), is off; no child when every door is off."""
+        extra = {}
+        for door in ("influx", "graphite"):
+            port = getattr(self.cfg, f"{door}_port")
+            if port > 0 and not _port_free(port, self.cfg.host):
+                self.echo(f"warning: {door} port {port} is in use; the {door} TCP door is off")
+                port = 0
+            extra[f"FILODB_{door.upper()}_PORT"] = str(max(port, 0))
+        if any(v != "0" for v in extra.values()):
+            self._spawn("gateway", ["gateway"], extra)
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         url = f"http://{self.cfg.host}:{self.cfg.port}/admin/health"

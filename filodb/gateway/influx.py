@@ -10,7 +10,15 @@ Naming (FiloDB's gateway, and Telegraf's Prometheus convention):
 |---|---|
 | one field called ``value`` | ``<measurement>`` |
 | one field called ``counter`` | ``<measurement>`` (type counter) |
+| ``sum``, ``count``, ``+Inf`` and numeric bucket tops | ``<measurement>_sum``, ``<measurement>_count``, ``<measurement>_bucket{le="<top>"}`` (type histogram) |
 | anything else | ``<measurement>_<field>`` for each numeric field |
+
+A line is a histogram (FiloDB's ``InfluxHistogramRecord``, Telegraf's ``metric_version = 1``
+output of a Prometheus histogram) when its numeric fields are ``sum``, ``count``, a field
+named exactly ``+Inf`` and any number of other fields whose names are finite numbers (``0.5``,
+``1``, ``2.5e-3``). The ``le`` label keeps the field name as written. Such a line with a tag
+named ``le`` is rejected (the bucket's ``le`` would overwrite it). Anything short of that shape
+(no ``+Inf``, a non-numeric extra field) falls back to the generic ``<measurement>_<field>``.
 
 Tags become labels. String fields are skipped (not numeric; not an error). Names are
 sanitised to Prometheus's charset (other characters become ``_``). Booleans are 1/0.
@@ -28,6 +36,7 @@ machine under load): about 0.22 M lines/s (0.45 M samples/s).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import zlib
@@ -201,11 +210,12 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
                     raise ValueError(f"timestamp {ts} out of range")
                 t_ms = t // div * mul if div > 1 else t * mul
             single = len(fields) == 1 and fields[0][0] in ("value", "counter")
+            hist = len(fields) >= 3 and "+Inf=" in fset and _is_histogram(fields)
             for fname, v in fields:
-                ck = (key, "" if single else fname)
+                ck = (key, "" if single else (_HIST + fname if hist else fname))
                 j = cache.get(ck)
                 if j is None:
-                    j = cache[ck] = _series_index(key, fname, single, index, series, types)
+                    j = cache[ck] = _series_index(key, fname, single, hist, index, series, types)
                 sidx.append(j)
                 tss.append(t_ms)
                 vals.append(v)
@@ -217,20 +227,53 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     return ParseResult(batch, errors, len(lines))
 
 
-def _series_index(key: str, fname: str, single: bool, index: dict[Labels, int], series: list[Labels],
-                  types: dict[str, str]) -> int:  # fmt: skip
+_HIST = "\0h"  # cache-key prefix of a histogram line's fields (buckets map differently)
+_HIST_FIXED = ("sum", "count", "+Inf")
+
+
+def _is_histogram(fields: list[tuple[str, float | None]]) -> bool:
+    """True when the numeric fields are sum, count, +Inf and finite numeric bucket tops."""
+    names = [f for f, _ in fields]
+    if len(set(names)) != len(names) or not all(n in names for n in _HIST_FIXED):
+        return False
+    for n in names:
+        if n in _HIST_FIXED:
+            continue
+        try:
+            top = float(n)
+        except ValueError:
+            return False
+        if "_" in n or not math.isfinite(top):
+            return False
+    return True
+
+
+def _series_index(key: str, fname: str, single: bool, hist: bool, index: dict[Labels, int],
+                  series: list[Labels], types: dict[str, str]) -> int:  # fmt: skip
     """Series index of one field of a series key, adding the label set on first sight."""
     measurement, tags = _parse_key(key)
+    le = None
     if single:
         name = metric_name(measurement)
         if fname == "counter":
             types[name] = "counter"
+    elif hist:
+        if fname in ("sum", "count"):
+            name = metric_name(f"{measurement}_{fname}")
+        else:
+            name, le = metric_name(f"{measurement}_bucket"), fname
     else:
         name = metric_name(f"{measurement}_{fname}")
     labels_d = {label_name(k): v for k, v in tags}
     if len(labels_d) != len(tags):
         raise ValueError("duplicate tag names")
     labels_d.pop("__name__", None)
+    if hist and "le" in labels_d:
+        raise ValueError("a histogram line (sum, count, +Inf fields) may not have an 'le' tag")
+    if hist:
+        types[metric_name(measurement)] = "histogram"
+    if le is not None:
+        labels_d["le"] = le
     labels_d["__name__"] = name
     labels = tuple(sorted(labels_d.items()))
     j = index.get(labels)

@@ -1,0 +1,406 @@
+"""TCP doors of the gateway: Influx line protocol and Graphite plaintext, newline-delimited.
+
+Design: a threaded server (``socketserver.ThreadingTCPServer``), one thread per connection and
+one listening thread per door. A connection's thread reads, cuts complete lines, parses them
+and writes them through the process's single :class:`~filodb.gateway.router.IngestRouter`
+(thread-safe). Parsing is Python either way, so threads cost no throughput against asyncio,
+and a blocking log write naturally stalls only its own connection: the client's TCP window
+fills and it slows down (back-pressure) while the other connections go on.
+
+Per connection:
+
+* **Batching.** Complete lines gather in a buffer that is parsed and written when it holds
+  ``max_batch_lines`` lines or ``max_batch_bytes`` bytes, when the oldest line in it has waited
+  ``max_delay_s`` (also when no more data comes), and when the connection closes or the server
+  stops. A line cut by a read boundary is carried over to the next read, never split.
+* **Huge lines.** Bytes without a newline beyond ``max_line_bytes`` are dropped up to the next
+  newline and counted as one ``too_long`` line; the connection stays open (it resynchronises
+  at that newline) and the good lines before and after are written.
+* **Bad lines.** There is no reply channel, so a malformed line is counted
+  (``malformed``, or ``not_utf8``) and reported by a rate-limited warning in the process log.
+* **Log failures** (Redis down): the batch is retried with backoff for up to ``retry_s``
+  seconds, holding that connection's reads (back-pressure); after that it is dropped and its
+  lines and samples are counted as ``write_failed``. Neither protocol has acknowledgements,
+  so a sender cannot know; that is the protocols' contract, not ours to fix. A retry after a
+  partly applied write may append some samples twice (a duplicate of an existing
+  timestamp, which the memstore ignores as out of order).
+
+Doors whose port is 0 or negative are off. :class:`GatewayStats` keeps the counters per door
+(``lines_accepted``, ``samples_written``, ``lines_rejected`` by reason, ``batches_retried``,
+``connections``); :meth:`GatewayStats.snapshot` reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from filodb.errors import BadInputError, FiloError, UnavailableError
+from filodb.gateway.graphite import parse_graphite
+from filodb.gateway.influx import parse_lines
+from filodb.gateway.parsed import ParseResult
+from filodb.gateway.router import IngestRouter
+
+log = logging.getLogger("filodb.gateway")
+
+MAX_BATCH_LINES = 5000
+MAX_BATCH_BYTES = 64 << 10
+MAX_DELAY_S = 0.05
+MAX_LINE_BYTES = 1 << 20
+RETRY_S = 30.0
+READ_BYTES = 64 << 10
+_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_WARN_EVERY_S = 10.0
+
+
+# --- parsers of the doors -------------------------------------------------------------------
+def _influx(body: bytes, now_ms: int) -> ParseResult:
+    return parse_lines(body, "ns", now_ms)
+
+
+DOORS: dict[str, Callable[[bytes, int], ParseResult]] = {
+    "influx": _influx,
+    "graphite": parse_graphite,
+}
+
+
+# --- counters -------------------------------------------------------------------------------
+@dataclass
+class DoorStats:
+    lines_accepted: int = 0
+    samples_written: int = 0
+    lines_rejected: dict[str, int] = field(default_factory=dict)
+    batches_retried: int = 0
+    connections: int = 0
+    connections_open: int = 0
+
+
+class GatewayStats:
+    """Counters of every door, safe to update from many threads."""
+
+    def __init__(self, doors: tuple[str, ...] = tuple(DOORS)) -> None:
+        self._lock = threading.Lock()
+        self._doors = {d: DoorStats() for d in doors}
+
+    def add(self, door: str, **deltas: int) -> None:
+        with self._lock:
+            st = self._doors[door]
+            for k, v in deltas.items():
+                setattr(st, k, getattr(st, k) + v)
+
+    def reject(self, door: str, reason: str, lines: int = 1) -> None:
+        if lines:
+            with self._lock:
+                r = self._doors[door].lines_rejected
+                r[reason] = r.get(reason, 0) + lines
+
+    def snapshot(self) -> dict[str, dict]:
+        """``{door: {lines_accepted, samples_written, lines_rejected: {reason: n}, ...}}``."""
+        with self._lock:
+            return {d: {"lines_accepted": s.lines_accepted, "samples_written": s.samples_written,
+                        "lines_rejected": dict(s.lines_rejected),
+                        "batches_retried": s.batches_retried, "connections": s.connections,
+                        "connections_open": s.connections_open}
+                    for d, s in self._doors.items()}  # fmt: skip
+
+
+class _RateLimitedWarning:
+    """At most one warning per ``every_s`` per door; says how many were held back."""
+
+    def __init__(self, every_s: float = _WARN_EVERY_S) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, door: str, msg: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(door, -1e9) < self.every_s:
+                self._held[door] = self._held.get(door, 0) + 1
+                return
+            held = self._held.pop(door, 0)
+            self._last[door] = now
+        more = f" ({held} similar warnings held back)" if held else ""
+        log.warning("%s door: %s%s", door, msg, more)
+
+
+# --- the server -----------------------------------------------------------------------------
+@dataclass
+class GatewayOptions:
+    max_batch_lines: int = MAX_BATCH_LINES
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    max_delay_s: float = MAX_DELAY_S
+    max_line_bytes: int = MAX_LINE_BYTES
+    retry_s: float = RETRY_S
+
+
+class _DoorServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True  # the gateway joins them itself, with a bound, in stop()
+    request_queue_size = 1024
+
+    def __init__(self, addr: tuple[str, int], door: str, gw: TcpGateway) -> None:
+        self.door = door
+        self.gw = gw
+        super().__init__(addr, _Connection)
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    server: _DoorServer
+
+    def handle(self) -> None:
+        gw, door = self.server.gw, self.server.door
+        gw.stats.add(door, connections=1, connections_open=1)
+        gw._conn_started()
+        try:
+            _serve_connection(self.request, door, gw)
+        except OSError as e:
+            log.debug("%s connection from %s ended: %s", door, self.client_address, e)
+        finally:
+            gw.stats.add(door, connections_open=-1)
+            gw._conn_ended()
+
+
+def _serve_connection(sock: socket.socket, door: str, gw: TcpGateway) -> None:
+    o = gw.options
+    pending = bytearray()  # complete lines (each ends with b"\n") not yet written
+    pending_lines = 0
+    first_at = 0.0  # monotonic time of the oldest pending line
+    partial = bytearray()  # bytes after the last newline
+    skipping = False  # inside a too-long line: drop until the next newline
+    closed = False
+    while not closed:
+        if pending:
+            wait = first_at + o.max_delay_s - time.monotonic()
+            if wait <= 0:
+                gw._write(door, bytes(pending))
+                pending.clear()
+                pending_lines = 0
+                continue
+            sock.settimeout(min(wait, 0.25))
+        else:
+            sock.settimeout(0.25)
+        try:
+            data = sock.recv(READ_BYTES)
+        except TimeoutError:
+            if gw._stop.is_set():
+                break
+            continue
+        if not data:
+            closed = True
+            if partial and not skipping:  # a last line without a newline still counts
+                data = b"\n"
+            else:
+                break
+        start = 0
+        if skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                continue
+            skipping = False
+            start = nl + 1
+        last = data.rfind(b"\n", start)
+        if last < 0:
+            partial += data[start:] if start else data
+            if len(partial) > o.max_line_bytes:
+                gw._reject(door, "too_long", f"line over {o.max_line_bytes} bytes dropped")
+                partial.clear()
+                skipping = True
+            continue
+        if not pending:
+            first_at = time.monotonic()
+        if partial:
+            pending += partial
+            partial.clear()
+        pending += memoryview(data)[start : last + 1]
+        pending_lines += data.count(b"\n", start, last + 1)
+        if last + 1 < len(data):
+            partial += memoryview(data)[last + 1 :]
+            if len(partial) > o.max_line_bytes:
+                gw._reject(door, "too_long", f"line over {o.max_line_bytes} bytes dropped")
+                partial.clear()
+                skipping = True
+        if pending_lines >= o.max_batch_lines or len(pending) >= o.max_batch_bytes:
+            gw._write(door, bytes(pending))
+            pending.clear()
+            pending_lines = 0
+        if gw._stop.is_set():
+            break
+    if pending:
+        gw._write(door, bytes(pending))
+
+
+class TcpGateway:
+    """The Influx and Graphite doors of one process, writing to ``dataset`` through ``router``.
+
+    ``ports`` maps a door name to its port (0 or negative: the door is off). ``start`` binds
+    every door (an ``OSError`` names the door when a port is taken) and serves in background
+    threads; ``stop`` stops accepting, flushes every connection's pending lines and returns.
+    """
+
+    def __init__(self, router: IngestRouter, dataset: str, host: str, ports: dict[str, int],
+                 options: GatewayOptions | None = None,
+                 stats: GatewayStats | None = None) -> None:  # fmt: skip
+        unknown = set(ports) - set(DOORS)
+        if unknown:
+            raise BadInputError(f"unknown gateway doors {sorted(unknown)} (have {sorted(DOORS)})")
+        self.router = router
+        self.dataset = dataset
+        self.host = host
+        self.wanted = {d: p for d, p in ports.items() if p and p > 0}
+        self.options = options or GatewayOptions()
+        self.stats = stats or GatewayStats()
+        self.warn = _RateLimitedWarning()
+        self.servers: dict[str, _DoorServer] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._open = 0
+        self._open_cv = threading.Condition()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The bound port of each door that is on."""
+        return {d: s.server_address[1] for d, s in self.servers.items()}
+
+    def start(self) -> TcpGateway:
+        try:
+            for door, port in self.wanted.items():
+                try:
+                    self.servers[door] = _DoorServer((self.host, port), door, self)
+                except OSError as e:
+                    raise OSError(e.errno, f"{door} door cannot listen on {self.host}:{port}: "
+                                           f"{e.strerror or e}") from e  # fmt: skip
+        except OSError:
+            for s in self.servers.values():
+                s.server_close()
+            self.servers.clear()
+            raise
+        for door, s in self.servers.items():
+            t = threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
+                                 name=f"gateway-{door}", daemon=True)  # fmt: skip
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let open connections flush what they hold (up to ``timeout``)."""
+        self._stop.set()
+        for s in self.servers.values():
+            s.shutdown()
+            s.server_close()
+        for t in self._threads:
+            t.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self._open_cv:
+            while self._open and time.monotonic() < deadline:
+                self._open_cv.wait(0.1)
+
+    def __enter__(self) -> TcpGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- called from connection threads --------------------------------------------------
+    def _conn_started(self) -> None:
+        with self._open_cv:
+            self._open += 1
+
+    def _conn_ended(self) -> None:
+        with self._open_cv:
+            self._open -= 1
+            self._open_cv.notify_all()
+
+    def _reject(self, door: str, reason: str, msg: str, lines: int = 1) -> None:
+        self.stats.reject(door, reason, lines)
+        self.warn(door, msg)
+
+    def _write(self, door: str, body: bytes) -> None:
+        """Parse complete lines and write the good ones; never raises for bad data."""
+        now_ms = int(time.time() * 1000)
+        body, bad_utf8 = _drop_non_utf8(body)
+        if bad_utf8:
+            self._reject(door, "not_utf8", f"{bad_utf8} line(s) that are not UTF-8 dropped",
+                         bad_utf8)  # fmt: skip
+        try:
+            parsed = DOORS[door](body, now_ms)
+        except BadInputError as e:  # not expected after the UTF-8 filter; count, never crash
+            self._reject(door, "malformed", str(e), _count_lines(body))
+            return
+        if parsed.errors:
+            n, msg = parsed.errors[0]
+            more = f" (and {len(parsed.errors) - 1} more in this batch)" if len(parsed.errors) > 1 else ""
+            self._reject(door, "malformed", f"malformed line dropped: {msg}{more}", len(parsed.errors))
+        good = _count_lines(body) - len(parsed.errors)
+        batch = parsed.batch
+        if len(batch) == 0:
+            self.stats.add(door, lines_accepted=good)
+            return
+        deadline = time.monotonic() + self.options.retry_s
+        attempt = 0
+        while True:
+            try:
+                self.router.write(self.dataset, batch)
+                self.stats.add(door, lines_accepted=good, samples_written=len(batch))
+                return
+            except FiloError as e:
+                if not isinstance(e, UnavailableError):  # unknown dataset etc.: retrying won't help
+                    self._reject(door, "write_failed", f"batch dropped: {e}", good)
+                    return
+                err: Exception = e
+            except Exception as e:  # noqa: BLE001 - a log backend's connection errors vary
+                err = e
+            if time.monotonic() >= deadline or (self._stop.is_set() and attempt >= 3):
+                self._reject(door, "write_failed", f"batch of {len(batch)} samples dropped after "
+                             f"{attempt + 1} attempts: {err}", good)  # fmt: skip
+                return
+            self.stats.add(door, batches_retried=1)
+            if attempt == 0:
+                log.warning("%s door: log write failed (%s); retrying for up to %.0f s",
+                            door, err, self.options.retry_s)  # fmt: skip
+            time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            attempt += 1
+
+
+def _count_lines(body: bytes) -> int:
+    """Lines that carry data: not blank, not ``#`` comments."""
+    n = 0
+    for line in body.split(b"\n"):
+        s = line.strip()
+        if s and s[0] != 35:  # '#'
+            n += 1
+    return n
+
+
+def _drop_non_utf8(body: bytes) -> tuple[bytes, int]:
+    """The body without lines that are not UTF-8, and how many data lines were dropped."""
+    try:
+        body.decode("utf-8")
+        return body, 0
+    except UnicodeDecodeError:
+        pass
+    keep, dropped = [], 0
+    for line in body.split(b"\n"):
+        try:
+            line.decode("utf-8")
+            keep.append(line)
+        except UnicodeDecodeError:
+            dropped += 1
+            keep.append(b"")  # keeps line numbers of the parser's errors meaningful
+    return b"\n".join(keep), dropped
+
+
+def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGateway:  # type: ignore[no-untyped-def]
+    """A gateway with its own router over the configured log and shard map."""
+    from filodb.ingest.base import log_from_config
+    from filodb.shards.redis_map import ShardMapStore
+
+    router = IngestRouter(ShardMapStore(cfg.redis_url), log_from_config(cfg))
+    return TcpGateway(router, cfg.dataset, cfg.host,
+                      {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options)  # fmt: skip
