@@ -97,7 +97,7 @@ _JVM_FLAGS = [
     "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1",
     "-XX:G1RSetUpdatingPauseTimePercent=5", "-XX:MaxGCPauseMillis=300",
     "-XX:InitiatingHeapOccupancyPercent=70",
-    "-XX:+UseThreadPriorities", "-XX:+HeapDumpOnOutOfMemoryError", "-XX:+PerfDisableSharedMem",
+    "-XX:+UseThreadPriorities", "-XX:+ExitOnOutOfMemoryError", "-XX:+PerfDisableSharedMem",
     "-XX:+UseTLAB", "-XX:+ResizeTLAB",
     "-ea", "-da:net.openhft...",
     "-Djava.net.preferIPv4Stack=true",
@@ -192,13 +192,14 @@ def answers(env: dict[str, str]) -> bool:
 
 def _query_version(env: dict[str, str], timeout: float) -> str | None:
     """``release_version`` from ``system.local`` through cassandra-driver, or an exception."""
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
 
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
     cluster = Cluster(
         env["FILODB_CASSANDRA_HOSTS"].split(","), port=int(env["FILODB_CASSANDRA_PORT"]),
-        connect_timeout=timeout, control_connection_timeout=timeout,
-        load_balancing_policy=RoundRobinPolicy(), protocol_version=5,
+        connect_timeout=timeout, control_connection_timeout=timeout, protocol_version=5,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
     )  # fmt: skip
     try:
         session = cluster.connect()
