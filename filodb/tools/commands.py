@@ -14,8 +14,8 @@ from filodb.errors import BadInputError
 from filodb.tools.client import SendError
 from filodb.web.params import parse_duration_ms, parse_time_ms
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(msg: str, code: int) -> int:
