@@ -116,4 +116,7 @@ def transition(
     )
     if to is S.UNASSIGNED:
         new = replace(new, node="")
-    return new, [PublishShardEvent(EVENT_FOR_STATUS[to], new)]
+    event = EVENT_FOR_STATUS[to]
+    if to is S.RECOVERY and state.status is not S.RECOVERY:
+        event = "RecoveryStarted"  # then RecoveryInProgress with each progress update
+    return new, [PublishShardEvent(event, new)]

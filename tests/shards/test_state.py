@@ -21,14 +21,17 @@ def _run(steps):  # type: ignore[no-untyped-def]
 
 
 def test_normal_lifecycle_publishes_exact_events() -> None:
-    st, actions = _run([(S.ASSIGNED, "n1", 0), (S.RECOVERY, None, 40), (S.ACTIVE, None, 0)])
+    st, actions = _run([(S.ASSIGNED, "n1", 0), (S.RECOVERY, None, 0), (S.RECOVERY, None, 40),
+                        (S.ACTIVE, None, 0)])  # fmt: skip
     assert [(a.event, a.state.status, a.state.node, a.state.progress) for a in actions] == [
         ("ShardAssignmentStarted", S.ASSIGNED, "n1", 0),
+        ("RecoveryStarted", S.RECOVERY, "n1", 0),
         ("RecoveryInProgress", S.RECOVERY, "n1", 40),
         ("IngestionStarted", S.ACTIVE, "n1", 100),
     ]
     assert all(isinstance(a, PublishShardEvent) for a in actions)
-    assert st.history == ("Unassigned->Assigned", "Assigned->Recovery", "Recovery->Active")
+    assert st.history == ("Unassigned->Assigned", "Assigned->Recovery", "Recovery->Recovery",
+                          "Recovery->Active")  # fmt: skip
 
 
 def test_node_death_and_reassignment() -> None:
