@@ -1,0 +1,161 @@
+"""Remote read, export and metadata routes through the Flask app built by the factory, with a
+real Redis and an in-memory series source in place of the workers (the e2e tests use real ones)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cramjam
+import numpy as np
+import orjson
+import pytest
+
+from filodb.config import Config
+from filodb.gateway.remote_write import encode_write_request
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import Matcher, make_labels
+from filodb.query.memsource import MemorySource
+from filodb.tools.readclient import (
+    SAMPLES,
+    STREAMED_XOR_CHUNKS,
+    decode_chunked,
+    decode_samples,
+    encode_read_request,
+)
+from filodb.web import create_app
+from filodb.web.services import Services
+
+T0 = 1_700_000_000_000
+STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
+
+
+class _Source(MemorySource):
+    warnings: list[str] = []
+
+
+@pytest.fixture
+def written() -> dict:
+    rng = np.random.default_rng(3)
+    data = {}
+    for i in range(6):
+        labels = make_labels({"__name__": "rr_metric", "job": "a" if i % 2 else "b", "i": str(i),
+                              "odd": 'x"\\y'})  # fmt: skip
+        ts = T0 + 15_000 * np.arange(300) + rng.integers(0, 3, 300)
+        vals = np.round(rng.normal(0, 100, 300), 2)
+        vals[5] = np.nan
+        vals[6] = -np.inf
+        data[labels] = (ts, vals)
+    data[make_labels({"__name__": "other", "job": "a"})] = (T0 + 1000 * np.arange(10), np.arange(10.0))
+    return data
+
+
+@pytest.fixture
+def client(redis_url: str, written: dict):  # type: ignore[no-untyped-def]
+    cfg = Config(redis_url=redis_url, max_body_bytes=1 << 20)
+    svc = Services.from_config(cfg)
+    src = _Source()
+    for lb, (ts, vals) in written.items():
+        src.add(lb, ts, vals)
+    svc.source = lambda dataset, timeout_s, strict=False: src  # type: ignore[method-assign]
+    app = create_app(cfg, svc)
+    svc.store.create_dataset("prometheus", 4, 1)
+    return app.test_client()
+
+
+def _want(written: dict, pred, start: int, end: int) -> dict:  # type: ignore[no-untyped-def]
+    out = {}
+    for lb, (ts, vals) in written.items():
+        keep = (ts >= start) & (ts <= end)
+        if pred(dict(lb)) and keep.any():
+            out[lb] = (ts[keep], vals[keep])
+    return out
+
+
+def _same(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for lb, (ts, vals) in want.items():
+        assert np.array_equal(got[lb][0], ts)
+        assert np.array_equal(got[lb][1].view(np.uint64), vals.view(np.uint64))
+
+
+QUERIES = [
+    (T0, T0 + 3_000_000, [Matcher("__name__", "=", "rr_metric"), Matcher("job", "=", "a")],
+     lambda d: d["__name__"] == "rr_metric" and d["job"] == "a"),
+    (T0 + 100_000, T0 + 200_000, [Matcher("__name__", "=~", "rr_.*|other"), Matcher("i", "!=", "0")],
+     lambda d: d.get("i") != "0"),
+    (T0, T0 + 10**7, [Matcher("job", "=", "a"), Matcher("i", "!~", "[13]")],
+     lambda d: d["job"] == "a" and d.get("i") not in ("1", "3")),
+    (T0, T0 + 10**7, [Matcher("odd", "=", 'x"\\y'), Matcher("i", "=", "4")], lambda d: d.get("i") == "4"),
+    (T0 - 10**6, T0 - 1, [Matcher("__name__", "=", "rr_metric")], lambda d: False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("accepted", [[], [SAMPLES], [SAMPLES, STREAMED_XOR_CHUNKS]])
+def test_samples_response(client, written, accepted) -> None:  # type: ignore[no-untyped-def]
+    body = encode_read_request([(a, b, ms) for a, b, ms, _ in QUERIES], accepted)
+    r = client.post("/api/v1/read", data=body)
+    assert r.status_code == 200, r.data[:300]
+    assert r.headers["Content-Type"] == "application/x-protobuf" and r.headers["Content-Encoding"] == "snappy"
+    results = decode_samples(r.data)
+    assert len(results) == len(QUERIES)
+    for got, (a, b, _, pred) in zip(results, QUERIES, strict=True):
+        _same(got, _want(written, pred, a, b))
+
+
+@pytest.mark.parametrize("accepted", [[STREAMED_XOR_CHUNKS], [7, STREAMED_XOR_CHUNKS, SAMPLES]])
+def test_streamed_xor_chunks_response(client, written, accepted) -> None:  # type: ignore[no-untyped-def]
+    body = encode_read_request([(a, b, ms) for a, b, ms, _ in QUERIES], accepted)
+    r = client.post("/promql/prometheus/api/v1/read", data=body)
+    assert r.status_code == 200, r.data[:300]
+    assert r.headers["Content-Type"] == "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    got, frames = decode_chunked(r.data)
+    assert frames >= 4
+    for i, (a, b, _, pred) in enumerate(QUERIES):
+        _same(got.get(i, {}), _want(written, pred, a, b))
+
+
+@pytest.mark.parametrize("body", [b"", b"not snappy at all", bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff")),
+                                  encode_read_request([(0, 1, [SimpleNamespace(name="a", op="=~", value="(")])]),
+                                  encode_read_request([(0, 1, [Matcher("a", "=", "")])]),
+                                  encode_read_request([(0, 1, [Matcher("a", "=", "b")])], [5])])  # fmt: skip
+def test_bad_requests_are_400(client, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/read", data=body)
+    assert r.status_code == 400 and r.json["errorType"] == "bad_data", r.data[:300]
+
+
+def test_export_streams_raw_samples_in_windows(client, written) -> None:  # type: ignore[no-untyped-def]
+    start, end = T0 + 10_000, T0 + 2_000_000
+    r = client.post("/api/v1/export", data={"match[]": ['rr_metric{job="a"}', '{i="1"}'], "start": start / 1000,
+                                            "end": end / 1000, "window": "7m"})  # fmt: skip
+    assert r.status_code == 200 and r.mimetype == "application/x-ndjson"
+    got: dict = {}
+    lines = [orjson.loads(x) for x in r.data.splitlines()]
+    for item in lines:
+        lb = make_labels(item["metric"])
+        vals = np.array([{"NaN": np.nan, "-Inf": -np.inf, "+Inf": np.inf}.get(v, v) for v in item["values"]], float)
+        old = got.get(lb, (np.zeros(0, np.int64), np.zeros(0)))
+        got[lb] = (np.concatenate([old[0], item["timestamps"]]).astype(np.int64), np.concatenate([old[1], vals]))
+    assert len(lines) > len(got)  # several windows
+    _same(got, _want(written, lambda d: d["__name__"] == "rr_metric" and d["job"] == "a", start, end))
+
+
+def test_export_needs_match_and_a_valid_range(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/api/v1/export").status_code == 400
+    assert client.get("/api/v1/export?match[]=up&start=10&end=5").status_code == 400
+    assert client.get("/api/v1/export?match[]=rate(up[5m])").status_code == 400
+
+
+def test_metadata_from_remote_write(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/api/v1/metadata").json == {"status": "success", "data": {}}
+    b = SampleBatch([make_labels({"__name__": "c_total"})], np.zeros(1), np.array([T0]), np.ones(1))
+    meta = [{"metric": "c_total", "type": "counter", "help": "Counts things.", "unit": ""},
+            {"metric": "h", "type": "histogram", "help": "", "unit": "seconds"}]  # fmt: skip
+    assert client.post("/api/v1/write", data=encode_write_request(b, meta)).status_code == 204
+    r = client.get("/api/v1/metadata")
+    assert r.json == {"status": "success", "data": {
+        "c_total": [{"type": "counter", "help": "Counts things.", "unit": ""}],
+        "h": [{"type": "histogram", "help": "", "unit": "seconds"}]}}  # fmt: skip
+    assert list(client.get("/api/v1/metadata?metric=h").json["data"]) == ["h"]
+    assert list(client.get("/api/v1/metadata?limit=1").json["data"]) == ["c_total"]
+    assert client.get("/promql/other/api/v1/metadata").json["data"] == {}  # per dataset
+    assert client.get("/api/v1/metadata?limit=x").status_code == 400
