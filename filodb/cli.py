@@ -65,8 +65,15 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     from filodb.supervisor import Supervisor
 
     cfg = _cfg(config_path, log=log_backend, **flags)
-    if cfg.log != "redis":
-        _fail(f"log backend {cfg.log!r} is not available yet (have: redis)", 2)
+    if cfg.log not in ("redis", "kafka"):
+        _fail(f"unknown log backend {cfg.log!r} (have: redis, kafka)", 2)
+    if cfg.store not in ("sqlite", "cassandra"):
+        _fail(f"unknown column store {cfg.store!r} (have: sqlite, cassandra)", 2)
+    if cfg.log == "kafka" and not cfg.kafka_bootstrap:
+        _fail("--log kafka needs FILODB_KAFKA_BOOTSTRAP (eval \"$(scripts/services up kafka)\")", 2)
+    if cfg.store == "cassandra" and not cfg.cassandra_hosts:
+        _fail("--store cassandra needs FILODB_CASSANDRA_HOSTS "
+              "(eval \"$(scripts/services up cassandra)\")", 2)  # fmt: skip
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
