@@ -45,6 +45,13 @@ TOPIC_CONFIG: dict[str, str] = {
 }
 SETTLE_S = 10.0  # how long a read waits for records the broker says exist but has not sent
 
+_RETRY_CODES = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+
+
+def _transient(err: object) -> bool:
+    """A "try again" answer: a new partition without its leader yet, a leader moving."""
+    return isinstance(err, KafkaError) and err.code() in _RETRY_CODES
+
 
 class KafkaLog(Log):
     """Kafka topics (one per dataset) with one partition per shard.
@@ -125,7 +132,8 @@ class KafkaLog(Log):
                     operation_timeout=self.timeout_s, request_timeout=self.timeout_s,
                 )[topic]  # fmt: skip
                 ok = (KafkaError.INVALID_PARTITIONS,)  # grown meanwhile by someone else
-            self._wait(fut, f"creating partitions 0..{num_shards - 1} of {topic}", ok)
+            what = f"creating partitions 0..{num_shards - 1} of {topic}"
+            self._once(fut, what, ok)
             self._await_partitions(topic, num_shards)
 
     def _await_partitions(self, topic: str, n: int) -> None:
@@ -138,14 +146,36 @@ class KafkaLog(Log):
         self._producer.list_topics(topic=topic, timeout=self.timeout_s)  # refresh its cache
 
     def _wait(self, fut, what: str, ok: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+        """The future's result; None on an ``ok`` error code. A transient error (a partition
+        just created has no leader yet) is raised as is, for :meth:`_retry`."""
         try:
             return fut.result(timeout=self.timeout_s + 5)
         except KafkaException as e:
-            if e.args and e.args[0].code() in ok:
+            err = e.args[0] if e.args else None
+            if isinstance(err, KafkaError) and err.code() in ok:
                 return None
+            if _transient(err):
+                raise
             raise self._unavailable(what, e) from e
         except TimeoutError as e:
             raise self._unavailable(f"{what}: no answer", e) from e
+
+    def _once(self, fut, what: str, ok: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+        try:
+            return self._wait(fut, what, ok)
+        except KafkaException as e:  # transient, but this future will not change
+            raise self._unavailable(what, e) from e
+
+    def _retry(self, fn, what: str):  # type: ignore[no-untyped-def]
+        """``fn()`` again while it raises a transient KafkaException, for up to ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return fn()
+            except KafkaException as e:
+                if not _transient(e.args[0] if e.args else None) or time.monotonic() > deadline:
+                    raise self._unavailable(what, e) from e
+            time.sleep(0.05)
 
     # --- appends -------------------------------------------------------------------------------
     def append_many(
@@ -232,10 +262,14 @@ class KafkaLog(Log):
         tps = {TopicPartition(topic, s): OffsetSpec.latest() for s in shards if s < n}
         if not tps:
             return out
-        futs = self._admin.list_offsets(tps, request_timeout=self.timeout_s)
-        for tp, fut in futs.items():
-            res = self._wait(fut, f"end offset of {topic}/{tp.partition}",
-                             (KafkaError.UNKNOWN_TOPIC_OR_PART,))  # fmt: skip
+        what = f"end offsets of {topic}"
+
+        def ask():  # type: ignore[no-untyped-def]
+            futs = self._admin.list_offsets(tps, request_timeout=self.timeout_s)
+            return {tp: self._wait(f, what, (KafkaError.UNKNOWN_TOPIC_OR_PART,))
+                    for tp, f in futs.items()}  # fmt: skip
+
+        for tp, res in self._retry(ask, what).items():
             if res is None:  # deleted meanwhile (by another client)
                 self._partitions.pop(topic, None)
             else:
@@ -251,11 +285,16 @@ class KafkaLog(Log):
         if upto <= 0:
             return
         # Kafka offsets < upto are log offsets <= upto
-        fut = self._admin.delete_records([TopicPartition(topic, shard, upto)],
-                                         request_timeout=self.timeout_s,
-                                         operation_timeout=self.timeout_s)  # fmt: skip
-        for f in fut.values():
-            self._wait(f, f"trimming {topic}/{shard} to {upto}")
+        what = f"trimming {topic}/{shard} to {upto}"
+
+        def delete() -> None:
+            futs = self._admin.delete_records([TopicPartition(topic, shard, upto)],
+                                              request_timeout=self.timeout_s,
+                                              operation_timeout=self.timeout_s)  # fmt: skip
+            for f in futs.values():
+                self._wait(f, what)
+
+        self._retry(delete, what)
 
     def delete_dataset(self, dataset: str, num_shards: int) -> None:
         """Delete the dataset's topic (every partition, whatever ``num_shards`` says)."""
@@ -269,7 +308,8 @@ class KafkaLog(Log):
             self._partitions.pop(topic, None)
             fut = self._admin.delete_topics([topic], operation_timeout=self.timeout_s,
                                             request_timeout=self.timeout_s)[topic]  # fmt: skip
-            self._wait(fut, f"deleting {topic}", (KafkaError.UNKNOWN_TOPIC_OR_PART,))
+            what = f"deleting {topic}"
+            self._once(fut, what, (KafkaError.UNKNOWN_TOPIC_OR_PART,))
             deadline = time.monotonic() + self.timeout_s
             while self.partition_count(topic, refresh=True) > 0:
                 if time.monotonic() > deadline:
@@ -383,20 +423,28 @@ class _Reader:
         """Partitions whose broker holds records past the position (one request each)."""
         out = set()
         for s, p in positions.items():
-            try:
-                wm = self.consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, s), timeout=self.owner.timeout_s, cached=False
-                )
-            except KafkaException as e:
-                if e.args and e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    continue
-                raise self.owner._unavailable(f"watermarks of {self.topic}/{s}", e) from e
+            wm = self.owner._retry(
+                lambda s=s: self._watermarks(s), f"watermarks of {self.topic}/{s}"
+            )
+            if wm == ():  # the partition is gone
+                continue
             if wm is None:
                 raise UnavailableError(f"Kafka at {self.owner.bootstrap}: no watermarks")
             lo, hi = wm
             if hi > max(p, lo):
                 out.add(s)
         return out
+
+    def _watermarks(self, shard: int) -> tuple[int, int] | tuple[()] | None:
+        """(low, high) from the broker; () when the partition does not exist; None on timeout."""
+        try:
+            return self.consumer.get_watermark_offsets(
+                TopicPartition(self.topic, shard), timeout=self.owner.timeout_s, cached=False
+            )
+        except KafkaException as e:
+            if e.args and e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return ()
+            raise
 
     def close(self) -> None:
         with self.lock:
