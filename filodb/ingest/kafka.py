@@ -408,9 +408,10 @@ class _Reader:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise UnavailableError(
-                    f"Kafka at {self.owner.bootstrap}: reading {self.topic}: {err}"
-                )
+                if err.fatal():
+                    raise UnavailableError(f"Kafka at {self.owner.bootstrap}: {self.topic}: {err}")
+                log.warning("reading %s: %s (the consumer retries)", self.topic, err)
+                continue
             s, off = m.partition(), m.offset()
             if s not in live:
                 continue
