@@ -48,6 +48,7 @@ class Config:
     admin_token: str = ""  # when set, mutating admin routes need "Authorization: Bearer <token>"
     web_threads: int = 16
     worker_threads: int = 4
+    metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 5.0
     query_timeout: float = 120.0  # seconds, as Prometheus's --query.timeout=2m

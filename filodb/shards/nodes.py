@@ -33,8 +33,10 @@ class NodeRegistry:
         self.ttl_ms = int(ttl_s * 1000)
         self._renew = self.r.register_script(_RENEW)
 
-    def register(self, name: str) -> dict:
-        info = {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    def register(self, name: str, **extra: object) -> dict:
+        """Record this node (``extra`` keys such as ``metrics_port`` go into its entry)."""
+        info = {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+                **extra}  # fmt: skip
         self.r.hset(NODES_KEY, name, orjson.dumps(info))
         self.heartbeat(name)
         return info

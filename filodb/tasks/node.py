@@ -36,6 +36,8 @@ from filodb.shards.state import ShardStatus
 from filodb.store.base import store_from_config
 from filodb.tasks.app import shard_queue
 from filodb.tasks.ingester import ShardIngester
+from filodb.tasks.metrics import observe_flush
+from filodb.tasks.metrics import serve as serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ class NodeRuntime:
     def start(self) -> None:
         global RUNTIME
         RUNTIME = self
-        self.registry.register(self.name)
+        self.metrics_server = serve_metrics(self)  # its port goes into the registry entry
+        self.registry.register(self.name, metrics_port=self.metrics_server.port)
         try:  # the default dataset exists in every cluster, however it was started
             self.store.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
         except FiloError as e:
@@ -102,6 +105,8 @@ class NodeRuntime:
             log.warning("could not deregister node %s", self.name)
         for c in self.columns:
             c.close()
+        if getattr(self, "metrics_server", None) is not None:
+            self.metrics_server.close()
 
     def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
         """The shard's memstore when this node owns it and it is Active, else None."""
@@ -185,11 +190,14 @@ class NodeRuntime:
         ing = self.ingesters.get((dataset, shard))
         if ing is None:
             return
+        t0 = time.monotonic()
         try:
             done = ing.flush(group)
         except Exception:  # the next flush of the group retries; the log still holds the data
             log.exception("flush of %s/%s group %s failed", dataset, shard, group)
             return
+        if done is not None:
+            observe_flush(dataset, shard, time.monotonic() - t0)
         if done:
             log.info("flushed %s/%s group %s: %s", dataset, shard, group, done)
 

@@ -11,7 +11,7 @@ from filodb.web.services import Services
 
 def create_app(cfg: Config, services: Services | None = None) -> Flask:
     """App factory: builds services from ``cfg`` unless given, registers the blueprints."""
-    from filodb.web import admin, export, ingest, metadata, prom_api, remote_read, ui
+    from filodb.web import admin, export, ingest, metadata, metrics, prom_api, remote_read, ui
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -25,4 +25,5 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     app.register_blueprint(ingest.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(metrics.bp)
     return app

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, request
 from filodb.errors import BadInputError
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.remote_write import decode_write_request_full
+from filodb.web import metrics
 from filodb.web.metadata import remember
 from filodb.web.params import now_ms
 from filodb.web.services import services
@@ -30,8 +31,12 @@ def _body() -> bytes:
 @bp.post("/api/v1/write")
 @bp.post("/promql/<dataset>/api/v1/write")
 def remote_write(dataset: str | None = None) -> Response:
-    batch, meta = decode_write_request_full(request.get_data(cache=False), services().cfg.max_body_bytes)
-    services().router.write(dataset or services().cfg.dataset, batch)
+    try:
+        batch, meta = decode_write_request_full(request.get_data(cache=False), services().cfg.max_body_bytes)
+    except BadInputError as e:
+        metrics.request_rejected("remote_write", e)
+        raise
+    metrics.write_counted("remote_write", dataset or services().cfg.dataset, batch)
     if meta:
         remember(dataset or services().cfg.dataset, meta)
     return Response(status=204)
@@ -43,7 +48,8 @@ def _influx(dataset: str) -> Response:
         raise BadInputError(f"invalid precision {precision!r} (use ns, u, ms, s, m or h)")
     precision = {"n": "ns", "µ": "us"}.get(precision, precision)
     parsed = parse_lines(_body(), precision=precision, now_ms=now_ms())
-    services().router.write(dataset, parsed.batch)
+    metrics.write_counted("influx_http", dataset, parsed.batch)
+    metrics.samples_rejected("influx_http", "malformed_line", len(parsed.errors))
     if parsed.errors:
         shown = "; ".join(f"line {n}: {msg}" for n, msg in parsed.errors[:10])
         more = f" (and {len(parsed.errors) - 10} more)" if len(parsed.errors) > 10 else ""

@@ -1,0 +1,137 @@
+"""A worker node's self-metrics, served in Prometheus exposition on the node's own port.
+
+:func:`serve` starts ``prometheus_client``'s HTTP server on ``cfg.metrics_port`` (0 picks a
+free port) at ``cfg.host``; the node records the bound port in its registry entry, so
+``GET /admin/nodes`` tells a scraper where each worker answers.
+
+Nothing is counted per sample: :class:`NodeCollector` reads the node's ingesters and their
+memstore stats when scraped. Only flush durations are observed as flushes happen
+(:data:`FLUSH_SECONDS`, fed by ``NodeRuntime.flush``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from filodb.tasks.node import NodeRuntime
+
+log = logging.getLogger(__name__)
+
+disable_created_metrics()  # no "_created" series beside every counter (process-wide)
+FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Shared by every runtime of the process (one in a worker); each server's registry includes it.
+FLUSH_SECONDS = Histogram("filodb_worker_flush_duration_seconds",
+                          "Time to flush one flush group of a shard to the column store",
+                          ["dataset", "shard"], buckets=FLUSH_BUCKETS, registry=None)  # fmt: skip
+
+# memstore stats key -> (metric name, type, help); counters get "_total" in the exposition.
+_SHARD_STATS = (
+    ("samples_ingested", "filodb_worker_samples_ingested", "counter",
+     "Samples the shard's memstore accepted from the log"),
+    ("samples_rejected", "filodb_worker_samples_rejected", "counter",
+     "Samples the memstore refused (not newer than their series' newest sample)"),
+    ("series", "filodb_worker_series", "gauge", "Series (part keys) the shard knows"),
+    ("series_in_memory", "filodb_worker_series_in_memory", "gauge",
+     "Series with samples or chunks in memory"),
+    ("samples", "filodb_worker_samples_in_memory", "gauge",
+     "Samples held in memory (chunks and write buffers)"),
+    ("chunks", "filodb_worker_chunks", "gauge", "Encoded chunks in memory"),
+    ("memory_bytes", "filodb_worker_memory_bytes", "gauge", "Bytes of the shard's memstore"),
+    ("chunks_evicted", "filodb_worker_chunks_evicted", "counter",
+     "Flushed chunks dropped from memory past the memory budget"),
+    ("chunks_paged", "filodb_worker_chunks_paged", "counter",
+     "Chunks paged in from the column store for queries"),
+    ("last_flush", "filodb_worker_last_flush_timestamp_seconds", "gauge",
+     "Unix time of the shard's last flush (0: never)"),
+)  # fmt: skip
+
+
+class NodeCollector(Collector):
+    """Per-shard metrics of one :class:`NodeRuntime`, read at scrape time."""
+
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.rt = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self.rt
+        labels = ["dataset", "shard"]
+        fams: dict[str, Metric] = {}
+        for _key, name, kind, doc in _SHARD_STATS:
+            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            fams[name] = cls(name, doc, labels=labels)
+        offset = GaugeMetricFamily("filodb_worker_log_offset",
+                                   "Log offset the shard has ingested up to", labels=labels)  # fmt: skip
+        lag = GaugeMetricFamily("filodb_worker_log_lag_records",
+                                "Log end offset minus the shard's ingested offset", labels=labels)  # fmt: skip
+        owned = GaugeMetricFamily("filodb_worker_shards_owned",
+                                  "Shards this node runs, by dataset and status",
+                                  labels=["dataset", "status"])  # fmt: skip
+        counts: dict[tuple[str, str], int] = {}
+        for (ds, shard), ing in sorted(list(rt.ingesters.items())):
+            lv = [ds, str(shard)]
+            counts[(ds, ing.state.status.value)] = counts.get((ds, ing.state.status.value), 0) + 1
+            stats = ing.memstore.stats()
+            for key, name, _kind, _doc in _SHARD_STATS:
+                fams[name].add_metric(lv, float(stats.get(key, 0)))
+            done = ing.offset
+            offset.add_metric(lv, done)
+            try:
+                lag.add_metric(lv, max(0, rt.log.end_offset(ds, shard) - done))
+            except Exception as e:  # noqa: BLE001 - the log may be down; the rest still scrapes
+                log.warning("metrics: no log end offset for %s/%s: %s", ds, shard, e)
+        for (ds, status), n in sorted(counts.items()):
+            owned.add_metric([ds, status], n)
+        yield from fams.values()
+        yield offset
+        yield lag
+        yield owned
+        fenced = CounterMetricFamily("filodb_worker_fenced",
+                                     "Times this node fenced itself (leases not renewed in time)")  # fmt: skip
+        fenced.add_metric([], rt.fenced_count)
+        yield fenced
+        info = GaugeMetricFamily("filodb_worker_info", "This worker's node name", labels=["node"])
+        info.add_metric([rt.name], 1)
+        yield info
+
+
+def observe_flush(dataset: str, shard: int, seconds: float) -> None:
+    """Record the duration of one flush of a group."""
+    FLUSH_SECONDS.labels(dataset, str(shard)).observe(seconds)
+
+
+class MetricsServer:
+    """The node's exposition server; ``port`` is the port it bound."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self.server = server
+        self.thread = thread
+        self.port: int = server.server_port
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve(runtime: NodeRuntime) -> MetricsServer:
+    """Start serving ``runtime``'s metrics on ``cfg.metrics_port`` (0: a free port) at ``cfg.host``."""
+    registry = CollectorRegistry()
+    registry.register(NodeCollector(runtime))
+    registry.register(FLUSH_SECONDS)
+    server, thread = start_http_server(runtime.cfg.metrics_port, addr=runtime.cfg.host,
+                                       registry=registry)  # fmt: skip
+    return MetricsServer(server, thread)

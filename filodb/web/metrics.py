@@ -1,0 +1,183 @@
+"""The web tier's self-metrics at ``GET /metrics`` (Prometheus text exposition).
+
+Each app built by the factory has its own :class:`~prometheus_client.CollectorRegistry` (kept
+in ``app.extensions["filodb_metrics"]``), so tests that build many apps never clash on names.
+
+Counted as requests happen: HTTP requests by route and code, query durations, samples accepted
+and rejected by the ingestion routes. Read from the cluster at scrape time: shards by status
+(the local shard map) and each shard's log lag (log end offset minus ingested offset, as
+``/api/v1/cluster/<dataset>/status`` computes it). docs/operations.md lists every metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from flask.blueprints import BlueprintSetupState
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from filodb.errors import FiloError
+from filodb.shards.state import ShardStatus
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("metrics", __name__)
+disable_created_metrics()  # no "_created" series beside every counter (process-wide)
+EXTENSION = "filodb_metrics"
+
+# Prometheus's own query-duration buckets reach 60 s; queries here may run to the timeout.
+QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_QUERY_ENDPOINTS = {
+    "prom_api.query": "query", "prom_api.query_ds": "query",
+    "prom_api.query_range": "query_range", "prom_api.query_range_ds": "query_range",
+}  # fmt: skip
+
+
+class ClusterCollector(Collector):
+    """Shards by status and log lag per shard, read when scraped (never raises: a dataset
+    whose state cannot be read is left out of the scrape and logged)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        svc = self.app.extensions["filodb"]
+        shards = GaugeMetricFamily("filodb_shards", "Shards of a dataset by status (local shard map)",
+                                   labels=["dataset", "status"])  # fmt: skip
+        lag = GaugeMetricFamily("filodb_shard_log_lag_records",
+                                "Log end offset minus the shard's ingested offset",
+                                labels=["dataset", "shard"])  # fmt: skip
+        try:
+            datasets = sorted(svc.store.datasets().items())
+        except Exception as e:  # noqa: BLE001 - Redis down: the request metrics still scrape
+            log.warning("metrics: cannot list datasets: %s", e)
+            datasets = []
+        for ds, desc in datasets:
+            try:
+                states = svc.client.local_map.states(ds)
+                offsets, _ = svc.store.progress(ds)
+                ends = svc.log.end_offsets(ds, list(range(int(desc["shards"]))))
+            except Exception as e:  # noqa: BLE001 - one unreadable dataset spoils no others
+                log.warning("metrics: cannot read the shard state of %s: %s", ds, e)
+                continue
+            counts = dict.fromkeys(ShardStatus, 0)
+            for st in states.values():
+                counts[st.status] += 1
+            for status, n in counts.items():
+                shards.add_metric([ds, status.value], n)
+            for shard in sorted(ends):
+                lag.add_metric([ds, str(shard)], max(0, ends[shard] - offsets.get(shard, 0)))
+        yield shards
+        yield lag
+
+
+class WebMetrics:
+    """One app's metrics; the counters are thread-safe (waitress serves on many threads)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("filodb_http_requests", "HTTP requests answered, by route and code",
+                                ["route", "method", "code"], registry=r)  # fmt: skip
+        self.query_seconds = Histogram("filodb_query_duration_seconds",
+                                       "Time to answer a PromQL query request",
+                                       ["endpoint"], buckets=QUERY_BUCKETS, registry=r)  # fmt: skip
+        self.samples = Counter("filodb_ingest_samples",
+                               "Samples accepted (durable in the log), by ingestion door",
+                               ["door"], registry=r)  # fmt: skip
+        self.rejected = Counter("filodb_ingest_rejected_samples",
+                                "Samples of a write that were not accepted, by door and reason",
+                                ["door", "reason"], registry=r)  # fmt: skip
+        self.rejected_requests = Counter(
+            "filodb_ingest_rejected_requests",
+            "Write requests refused as a whole before their samples could be counted",
+            ["door", "reason"], registry=r,
+        )  # fmt: skip
+        r.register(ClusterCollector(app))
+
+
+def _metrics() -> WebMetrics:
+    return current_app.extensions[EXTENSION]
+
+
+@bp.record_once
+def _setup(state: BlueprintSetupState) -> None:
+    state.app.extensions[EXTENSION] = WebMetrics(state.app)
+
+
+@bp.before_app_request
+def _start_timer() -> None:
+    g.filodb_t0 = time.perf_counter()
+
+
+@bp.after_app_request
+def _count_request(resp: Response) -> Response:
+    m = current_app.extensions.get(EXTENSION)
+    if m is None:
+        return resp
+    rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    m.requests.labels(rule, request.method, str(resp.status_code)).inc()
+    endpoint = _QUERY_ENDPOINTS.get(request.endpoint or "")
+    t0 = g.get("filodb_t0")
+    if endpoint is not None and t0 is not None:
+        m.query_seconds.labels(endpoint).observe(time.perf_counter() - t0)
+    return resp
+
+
+# --- hooks for the ingestion routes -------------------------------------------------------
+def samples_accepted(door: str, n: int) -> None:
+    """Count ``n`` samples a write route made durable in the log."""
+    if n:
+        _metrics().samples.labels(door).inc(n)
+
+
+def samples_rejected(door: str, reason: str, n: int) -> None:
+    """Count ``n`` samples refused for ``reason`` (``malformed_line``, ``unknown_dataset``,
+    ``log_unavailable``, ...)."""
+    if n:
+        _metrics().rejected.labels(door, reason).inc(n)
+
+
+def request_rejected(door: str, err: Exception) -> None:
+    """Count a write refused whole (a body that does not decode, one too large)."""
+    status = getattr(err, "http_status", 500)
+    reason = "too_large" if status == 413 else "malformed" if status == 400 else "error"
+    _metrics().rejected_requests.labels(door, reason).inc()
+
+
+def write_counted(door: str, dataset: str, batch) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """``router.write`` that counts the batch as accepted, or rejected with the reason."""
+    from filodb.web.services import services
+
+    try:
+        out = services().router.write(dataset, batch)
+    except FiloError as e:
+        samples_rejected(door, _reason(e), len(batch))
+        raise
+    except Exception:
+        samples_rejected(door, "log_unavailable", len(batch))
+        raise
+    samples_accepted(door, len(batch))
+    return out
+
+
+def _reason(e: FiloError) -> str:
+    return {"not_found": "unknown_dataset", "unavailable": "log_unavailable",
+            "bad_data": "bad_data"}.get(e.error_type, e.error_type)  # fmt: skip
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(_metrics().registry), content_type=CONTENT_TYPE_LATEST)
