@@ -232,14 +232,20 @@ def test_influx_histogram_line(gw: TcpGateway, redis_url: str) -> None:
 
 def test_lines_are_batched_by_time_and_flushed_on_stop(redis_url: str) -> None:
     ShardMapStore(redis_url).create_dataset(DS, SHARDS, 1)
-    g = _gateway(redis_url, GatewayOptions(max_delay_s=30), graphite=free_port())
+    opts = GatewayOptions(max_delay_s=30, max_batch_lines=1000, max_batch_bytes=64 << 10)
+    g = _gateway(redis_url, opts, graphite=free_port(), influx=0)
     assert set(g.ports) == {"graphite"}  # influx door off
     s = socket.create_connection(("127.0.0.1", g.ports["graphite"]))
     s.sendall(b"slow 1 1\n")
     time.sleep(0.5)
     assert _samples(redis_url) == Counter()  # held until 30 s pass, the batch fills or close
-    s.sendall(b"".join(b"fill %d %d\n" % (i, i + 1) for i in range(5000)))  # size limit
-    _wait_samples(redis_url, 5001)
+    s.sendall(b"".join(b"fill %d %d\n" % (i, i + 1) for i in range(998)))
+    time.sleep(0.3)
+    assert _samples(redis_url) == Counter()  # 999 lines: not yet
+    s.sendall(b"fill 998 999\n")  # the 1000th line
+    _wait_samples(redis_url, 1000)
+    s.sendall(b"".join(b"long.%s %d 1\n" % (b"x" * 30_000, i) for i in range(3)))  # > 64 KiB
+    _wait_samples(redis_url, 1003)
     s.sendall(b"tail 7 7\n")
     time.sleep(0.3)
     g.stop()  # the open connection flushes what it holds
