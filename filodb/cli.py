@@ -56,8 +56,8 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="data directory (default ./filodb-data)")
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
-@click.option("--influx-port", type=int, default=None, help="Influx TCP port (gateway, later)")
-@click.option("--graphite-port", type=int, default=None, help="Graphite TCP port (gateway, later)")
+@click.option("--influx-port", type=int, default=None, help="Influx line protocol TCP port (default 8007; 0: off)")
+@click.option("--graphite-port", type=int, default=None, help="Graphite plaintext TCP port (default 2003; 0: off)")
 @click.option("--log", "log_backend", default=None, help="ingestion log backend: redis | kafka (FILODB_KAFKA_BOOTSTRAP)")
 @click.option("--store", default=None, help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)")
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:

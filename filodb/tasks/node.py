@@ -276,9 +276,7 @@ class NodeRuntime:
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.store.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         self.columns[0].initialize(st.dataset, int(desc["shards"]))
-        ensure = getattr(self.log, "ensure_dataset", None)  # partitions exist (Kafka)
-        if ensure is not None:
-            ensure(st.dataset, int(desc["shards"]))
+        self.log.ensure_dataset(st.dataset, int(desc["shards"]))  # partitions exist (Kafka)
         ing = ShardIngester(self.store, self.log, st, self.name, on_active=self._on_active,
                             columns=self.columns, cfg=self.cfg)  # fmt: skip
         self.ingesters[(st.dataset, st.shard)] = ing

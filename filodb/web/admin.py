@@ -96,6 +96,7 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
         dataset, _int(body, "shards", cfg.shards), _int(body, "spread", cfg.spread),
         spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
     )  # fmt: skip
+    services().log.ensure_dataset(dataset, int(desc["shards"]))  # Kafka: one partition per shard
     return _ok({"dataset": dataset, **desc}), 200
 
 
