@@ -31,17 +31,20 @@ from filodb.ingest.base import Log
 log = logging.getLogger(__name__)
 
 #: producer settings that give the Log's guarantees; see docs/kafka.md
+MAX_RECORD_BYTES = 64 << 20  # Kafka's 1 MB default is below what one router record can be
 PRODUCER_CONFIG: dict[str, object] = {
     "enable.idempotence": True,  # retries neither duplicate nor reorder a partition's records
     "acks": "all",  # acknowledged = on every in-sync replica
     "linger.ms": 0,  # append waits for its acks anyway; concurrent appends still batch
     "compression.type": "none",  # records are already compact encoded samples
+    "message.max.bytes": MAX_RECORD_BYTES,  # a log record holds up to 200 k samples (MBs)
 }
 #: topic settings: the log keeps records until trim() says they are in the column store
 TOPIC_CONFIG: dict[str, str] = {
     "cleanup.policy": "delete",
     "retention.ms": "-1",
     "retention.bytes": "-1",
+    "max.message.bytes": str(MAX_RECORD_BYTES),
 }
 SETTLE_S = 10.0  # how long a read waits for records the broker says exist but has not sent
 
@@ -221,6 +224,8 @@ class KafkaLog(Log):
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.05)
+            except KafkaException as e:  # refused before sending (e.g. too large): not stored
+                raise self._unavailable(f"record of {len(rec)} bytes for {topic}", e) from e
 
     # --- reads ---------------------------------------------------------------------------------
     def read(

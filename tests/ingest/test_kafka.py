@@ -93,6 +93,12 @@ class TestKafkaLog(LogSuite):
         assert conf["retention.ms"].value == "-1"  # only trim() drops records
         assert conf["retention.bytes"].value == "-1"
 
+    def test_records_of_several_megabytes_round_trip(self, log: KafkaLog) -> None:
+        # the router's records hold up to 200 k samples: far beyond Kafka's 1 MB default
+        big = bytes(range(256)) * (12 << 12)  # 12 MiB
+        assert log.append("big", 0, [big, b"x"]) == [1, 2]
+        assert [r for _, r in log.read("big", {0: 0}, 10, 2000)[0]] == [big, b"x"]
+
     def test_ensure_dataset_creates_and_grows_partitions(self, log: KafkaLog) -> None:
         admin = AdminClient({"bootstrap.servers": log.bootstrap})
         topic = log.topic("grow")
