@@ -544,6 +544,12 @@ def encode_write_request(batch: SampleBatch, metadata: list[dict[str, str]] | No
     return bytes(cramjam.snappy.compress_raw(_encode_raw(batch, metadata)))
 
 
+def encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None) -> bytes:
+    """The uncompressed protobuf of a WriteRequest (also the layout of a remote-read
+    QueryResult: repeated TimeSeries in field 1)."""
+    return _encode_raw(batch, metadata)
+
+
 def _encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None) -> bytes:
     order = np.argsort(batch.sidx, kind="stable")
     sidx, ts, vals = batch.sidx[order], batch.ts[order], batch.vals[order]

@@ -185,11 +185,6 @@ def label_values(name: str, dataset: str | None = None) -> Response:
     return _success(sorted(vals), source.warnings)
 
 
-@_routes("/metadata", methods=("GET",))
-def metadata(dataset: str | None = None) -> Response:
-    return _success({})
-
-
 @_routes("/status/buildinfo", methods=("GET",))
 def buildinfo(dataset: str | None = None) -> Response:
     return _success({

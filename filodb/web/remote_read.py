@@ -43,7 +43,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from filodb.errors import BadInputError
-from filodb.gateway.remote_write import _encode_raw
+from filodb.gateway.remote_write import encode_raw
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
 from filodb.tools.xor import crc32c, split_chunks
@@ -164,7 +164,7 @@ def samples_response(results: list[list[tuple[Labels, np.ndarray, np.ndarray]]])
         batch = SampleBatch([lb for lb, _, _ in series], np.repeat(np.arange(len(series)), lens),
                             np.concatenate([t for _, t, _ in series] or [np.zeros(0, np.int64)]),
                             np.concatenate([v for _, _, v in series] or [np.zeros(0)]))  # fmt: skip
-        qr = _encode_raw(batch)
+        qr = encode_raw(batch)
         parts.append(b"\x0a" + _uvarint(len(qr)) + qr)
     return bytes(cramjam.snappy.compress_raw(b"".join(parts)))
 
