@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import requests
 
-from filodb.devservices import base as services
 from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
@@ -32,18 +31,9 @@ T0_MS = (int(time.time() * 1000) - 3_600_000) // 1000 * 1000
 
 
 @pytest.fixture(scope="module")
-def backends() -> dict[str, str]:
-    """FILODB_* settings reaching a running Kafka and Cassandra (started here if needed)."""
-    started = [n for n in ("kafka", "cassandra") if services.running(n) is None]
-    env: dict[str, str] = {}
-    try:
-        for n in ("kafka", "cassandra"):
-            env.update(services.ensure(n))
-    except Exception as e:  # noqa: BLE001 - ServiceError, MavenError, no java
-        pytest.fail(f"Kafka/Cassandra dev services could not start (need java 17 and mvn): {e}")
-    yield env
-    for n in started:
-        services.stop(n)
+def backends(kafka_env: dict[str, str], cassandra_env: dict[str, str]) -> dict[str, str]:
+    """FILODB_* settings reaching this session's Kafka and Cassandra (tests/conftest.py)."""
+    return {**kafka_env, **cassandra_env}
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +104,12 @@ def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: 
     before = _wait(complete, 60, "every sample queryable", up)
     assert float(before["sum"][0]["value"][1]) == want_sum
     # Kafka offsets and lag appear in the status route
-    rows = _status(up.url)
+    def caught_up() -> list[dict] | None:
+        rows = _status(up.url)
+        return rows if all(r["lag"] == 0 for r in rows) else None
+
+    rows = _wait(caught_up, 30, "lag 0 on every shard (progress is reported each second)", up)
     assert sum(r["log_end_offset"] for r in rows) > 0
-    assert all(r["lag"] == 0 for r in rows)
 
     # flushes reach Cassandra (checkpoints move on every shard that holds data)
     _wait(lambda: all(r["last_checkpoint"] > 0 for r in _status(up.url) if r["series"]), 60,
@@ -124,10 +117,14 @@ def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: 
     cs, ms = open_store("cassandra", "", hosts=backends["FILODB_CASSANDRA_HOSTS"].split(","),
                         port=int(backends["FILODB_CASSANDRA_PORT"]),
                         keyspace=up.env["FILODB_CASSANDRA_KEYSPACE"])  # fmt: skip
-    try:
-        stored = sum(cs.stats("prometheus", s)["chunks"] for s in range(4))
-        keys = sum(cs.stats("prometheus", s)["part_keys"] for s in range(4))
-        assert stored > 0 and keys == N_SERIES
+    try:  # every flush group flushed once (groups are staggered over the flush interval)
+        def flushed() -> tuple[int, int] | None:
+            stats = [cs.stats("prometheus", s) for s in range(4)]
+            chunks, keys = sum(x["chunks"] for x in stats), sum(x["part_keys"] for x in stats)
+            return (chunks, keys) if keys == N_SERIES else None
+
+        chunks, _ = _wait(flushed, 60, f"{N_SERIES} part keys in Cassandra", up)
+        assert chunks >= N_SERIES
         assert any(ms.read_checkpoints("prometheus", s) for s in range(4))
     finally:
         cs.close()

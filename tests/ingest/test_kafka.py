@@ -12,7 +12,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from filodb.config import Config
-from filodb.devservices import base as services
 from filodb.devservices.base import free_port
 from filodb.errors import UnavailableError
 from filodb.ingest.base import log_from_config
@@ -21,16 +20,9 @@ from filodb.testing.log_suite import LogSuite
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    """A running Kafka (started here unless one is up already); fails, never skips."""
-    started = services.running("kafka") is None
-    try:
-        env = services.ensure("kafka")
-    except Exception as e:  # noqa: BLE001 - ServiceError, MavenError, no java
-        pytest.fail(f"Kafka dev service could not start (needs java 17 and mvn): {e}")
-    yield env["FILODB_KAFKA_BOOTSTRAP"]
-    if started:
-        services.stop("kafka")
+def kafka_bootstrap(kafka_env: dict[str, str]) -> str:
+    """A running Kafka of this session (tests/conftest.py); fails, never skips."""
+    return kafka_env["FILODB_KAFKA_BOOTSTRAP"]
 
 
 def _raw_consumer(bootstrap: str) -> Consumer:

@@ -1,13 +1,12 @@
 """The Cassandra backend against a real Cassandra 5.0 node (``filodb.devservices``).
 
-The node is started once per session (or reused when ``scripts/services up cassandra`` already
-runs one) and stopped at the end only if this session started it. Every test starts from empty
+The node is started once per test session (``cassandra_env`` in tests/conftest.py, shared with
+the end-to-end test) and stopped at its end. Every test starts from empty
 tables (TRUNCATE; the node runs with ``auto_snapshot: false``).
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import zlib
@@ -21,18 +20,6 @@ from filodb.store.cassandra import TABLES, CassandraColumnStore, open_cassandra
 from filodb.testing.store_suite import Stores, StoreSuite, make_chunk, pk_of
 
 KEYSPACE = "filodb_test"
-
-
-@pytest.fixture(scope="session")
-def cassandra_env() -> dict[str, str]:
-    """A running Cassandra node's FILODB_* settings; fails (never skips) without Java/Maven."""
-    assert shutil.which("java"), "Java 17 is required for Cassandra: apt-get install openjdk-17-jre"
-    assert shutil.which("mvn"), "Maven fetches Cassandra's jars: apt-get install maven"
-    started_here = base.running("cassandra") is None
-    env = base.ensure("cassandra")
-    yield env
-    if started_here:
-        base.stop("cassandra")
 
 
 @pytest.fixture(scope="session")
