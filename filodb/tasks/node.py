@@ -73,6 +73,7 @@ class NodeRuntime:
         self._releasing: dict[tuple[str, int], threading.Thread] = {}
         self._waiting_lease: set[tuple[str, int]] = set()
         self.fenced_count = 0
+        self._coord_since: float | None = None  # monotonic time this node became coordinator
 
     def start(self) -> None:
         global RUNTIME
@@ -133,14 +134,15 @@ class NodeRuntime:
                 ing = self.ingesters.pop(key)
                 ing.stop()
                 self._flush_due.pop(key, None)
-                try:
-                    self._cancel_queue(shard_queue(*key))
-                except Exception:  # noqa: BLE001 - the broker may be unreachable too
-                    pass
-            if keys:
-                self.fenced_count += 1
-                log.warning("node %s fenced: leases not renewed for %.1f s; stopped %s",
-                            self.name, time.monotonic() - self._renewed_at, keys)  # fmt: skip
+        for key in keys:  # queued, never waited for: the broker may be unreachable too
+            try:
+                self._cancel_queue(shard_queue(*key))
+            except Exception:  # noqa: BLE001
+                pass
+        if keys:
+            self.fenced_count += 1
+            log.warning("node %s fenced: leases not renewed for %.1f s; stopped %s",
+                        self.name, time.monotonic() - self._renewed_at, keys)  # fmt: skip
 
     # --- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -148,6 +150,7 @@ class NodeRuntime:
             try:
                 self.tick()
             except Exception:  # Redis down: keep trying, state is re-read every tick
+                self._coord_since = None
                 log.exception("node %s tick failed", self.name)
             self._stop.wait(self.cfg.heartbeat_interval)
 
@@ -164,7 +167,11 @@ class NodeRuntime:
         self._renewed_at = t0
         maps = {ds: (desc, self.store.shard_states(ds)) for ds, desc in self.store.datasets().items()}
         if self.registry.hold_lease(self.name):
+            if self._coord_since is None:
+                self._coord_since = time.monotonic()
             self.coordinate(maps)
+        else:
+            self._coord_since = None
         self.reconcile(maps)
         self.schedule_flushes()
         self.apply_retention()
@@ -218,14 +225,23 @@ class NodeRuntime:
                 self.columns[0].delete_before(ds, shard, cutoff)
 
     def coordinate(self, maps: dict | None = None) -> None:
-        """Leader duty: give shards without a live owner to live nodes, then rebalance."""
+        """Leader duty: give shards without a live owner to live nodes, then rebalance.
+
+        A node that just became coordinator (or just got Redis back) first waits two heartbeat
+        intervals before it takes shards from owners whose heartbeat it does not see: after a
+        Redis restart every heartbeat key may be gone while every node is alive and about to
+        beat again, and moving every shard to the first node back would be pure churn."""
         live = self.registry.live_nodes()
+        settling = (self._coord_since is not None
+                    and time.monotonic() - self._coord_since < 2 * self.cfg.heartbeat_interval + 0.5)  # fmt: skip
         if maps is None:
             maps = {ds: (d, self.store.shard_states(ds)) for ds, d in self.store.datasets().items()}
         for ds, (desc, states) in maps.items():
             owners = {s.shard: s.node if s.status in _LIVE else "" for s in states}
             stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED)
             by_shard = {s.shard: s for s in states}
+            if settling and any(s.status in _LIVE and s.node not in live for s in states):
+                continue
             changes = assign_shards(desc["shards"], owners, live, stopped)
             for shard, node in changes.items():
                 st = by_shard[shard]
