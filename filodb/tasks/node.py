@@ -264,6 +264,7 @@ class NodeRuntime:
         with self._lock:
             mine = set()
             to_start = []
+            restart: list[tuple[str, int]] = []
             for ds, (_desc, states) in maps.items():
                 for st in states:
                     if st.node != self.name or st.status not in _LIVE:
@@ -273,7 +274,12 @@ class NodeRuntime:
                     ing = self.ingesters.get(key)
                     if (ing is None or not ing.is_alive()) and key not in self._releasing:
                         to_start.append(st)
-            for key in [k for k in self.ingesters if k not in mine]:
+                    elif (ing is not None and st.status is ShardStatus.ASSIGNED
+                          and ing.state.status is not ShardStatus.ASSIGNED):  # fmt: skip
+                        # assigned anew while we still ran it (stopped and started again
+                        # between two of our ticks): start over from the store and the log
+                        restart.append(key)
+            for key in [k for k in self.ingesters if k not in mine] + restart:
                 self._release(key)
             if to_start and not self.fenced():
                 got = self.store.claim(self.name, [(st.dataset, st.shard) for st in to_start],
@@ -289,6 +295,7 @@ class NodeRuntime:
                                     *key, self.store.lease_holder(*key))  # fmt: skip
 
     def _start_shard(self, st, desc: dict) -> None:  # type: ignore[no-untyped-def]
+        log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.store.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         self.columns[0].initialize(st.dataset, int(desc["shards"]))
@@ -303,6 +310,7 @@ class NodeRuntime:
 
     def _release(self, key: tuple[str, int], flush: bool = True) -> None:
         """Stop a shard; in the background flush its groups, then give up its lease."""
+        log.warning("node %s stops shard %s/%s", self.name, *key)
         ing = self.ingesters.pop(key)
         ing.stop()
         self._flush_due.pop(key, None)

@@ -228,6 +228,12 @@ def test_two_datasets_and_stop_start_shards(cluster: ClusterProcesses) -> None:
     assert r.status_code == 200, r.text
     wait_for(lambda: all_active(c, "other"), 60, "shard 1 Active again", c)
     check_everything_acked_is_there(c, w2, "other")
+    # stopped and started again at once (faster than a node's tick): the owner starts over
+    for action in ("stop", "start"):
+        r = requests.post(f"{c.url}/api/v1/cluster/other/{action}shards", json={"shards": [0]}, timeout=10)
+        assert r.status_code == 200, r.text
+    wait_for(lambda: all_active(c, "other"), 60, "shard 0 Active after stop+start", c)
+    check_everything_acked_is_there(c, w2, "other")
 
     by_node = requests.get(f"{c.url}/api/v1/cluster/prometheus/statusByAddress", timeout=10).json()
     owned = sorted(sh["shard"] for row in by_node["data"] for sh in row["shards"])
