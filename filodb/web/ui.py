@@ -21,6 +21,11 @@ def cluster_page() -> Response:
     return send_from_directory(STATIC, "cluster.html")
 
 
+@bp.get("/datasets")
+def datasets_page() -> Response:
+    return send_from_directory(STATIC, "datasets.html")
+
+
 @bp.get("/static/<path:name>")
 def static_file(name: str) -> Response:
     return send_from_directory(STATIC, name)
