@@ -113,8 +113,10 @@ def test_query_cluster_and_dataset_pages(up: UpProcess, browser) -> None:  # typ
             f = b.find_element(By.ID, fid)
             f.clear()
             f.send_keys(val)
+        before = b.find_element(By.ID, "c-result").text
         b.find_element(By.ID, "c-submit").click()
-        return _until(b, lambda d: d.find_element(By.ID, "c-result").text)
+        # the page clears the last answer on submit: wait for this request's own answer
+        return _until(b, lambda d: (t := d.find_element(By.ID, "c-result").text) != before and t)
 
     msg = create("uibad", "3")
     assert "power of two" in msg  # the server's 400 message

@@ -89,6 +89,8 @@
     const headers = { "Content-Type": "application/json" };
     if ($("c-token").value) headers.Authorization = "Bearer " + $("c-token").value;
     const out = $("c-result");
+    out.className = "muted";
+    out.textContent = "";  // never leave the last answer showing while this one is on its way
     try {
       const d = await getJSON(`/api/v1/cluster/${encodeURIComponent(name)}`,
         { method: "POST", headers, body: JSON.stringify(body) });
