@@ -58,6 +58,8 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
 @click.option("--influx-port", type=int, default=None, help="Influx line protocol TCP port (default 8007; 0: off)")
 @click.option("--graphite-port", type=int, default=None, help="Graphite plaintext TCP port (default 2003; 0: off)")
+@click.option("--gateway-metrics-port", type=int, default=None,
+              help="port of the gateway's /metrics (default 0: a free port; -1: off)")
 @click.option("--log", "log_backend", default=None, help="ingestion log backend: redis | kafka (FILODB_KAFKA_BOOTSTRAP)")
 @click.option("--store", default=None, help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)")
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
@@ -122,6 +124,8 @@ def web(config_path: str | None, **flags: Any) -> None:
 @click.option("--host", default=None, help="address the TCP doors listen on (default 127.0.0.1)")
 @click.option("--influx-port", type=int, default=None, help="Influx line protocol TCP port (default 8007; 0: off)")
 @click.option("--graphite-port", type=int, default=None, help="Graphite plaintext TCP port (default 2003; 0: off)")
+@click.option("--gateway-metrics-port", type=int, default=None,
+              help="port of the gateway's /metrics (default 0: a free port; -1: off)")
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def gateway(config_path: str | None, **flags: Any) -> None:
@@ -130,6 +134,7 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     import signal
     import threading
 
+    from filodb.gateway.metrics import serve as serve_metrics
     from filodb.gateway.tcp import gateway_from_config
 
     cfg = _cfg(config_path, **flags)
@@ -142,14 +147,22 @@ def gateway(config_path: str | None, **flags: Any) -> None:
         _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
     except FiloError as e:
         _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+    try:
+        metrics = serve_metrics(gw.stats, cfg.dataset, cfg.host, cfg.gateway_metrics_port)
+    except OSError as e:
+        gw.stop()
+        _fail(f"metrics port {cfg.gateway_metrics_port}: {e.strerror or e}", 2)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     doors = ", ".join(f"{d} on {cfg.host}:{p}" for d, p in gw.ports.items()) or "no door (all ports 0)"
-    _say(f"FiloDB gateway: {doors}, dataset {cfg.dataset}")
+    where = f"; metrics on http://{cfg.host}:{metrics.port}/metrics" if metrics else ""
+    _say(f"FiloDB gateway: {doors}, dataset {cfg.dataset}{where}")
     while not stop.wait(1.0):
         pass
     gw.stop()
+    if metrics:
+        metrics.close()
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
 
 

@@ -49,6 +49,7 @@ class Config:
     web_threads: int = 16
     worker_threads: int = 4
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
+    gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 5.0
     query_timeout: float = 120.0  # seconds, as Prometheus's --query.timeout=2m

@@ -338,3 +338,53 @@ def test_cli_serves_until_sigterm_and_refuses_ports_in_use(redis_url: str) -> No
     assert "stopped" in out
     r = redis.Redis.from_url(redis_url)
     assert r.ping()
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """``{'name{labels}': value}`` of a Prometheus exposition (parsed by prometheus_client)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"] = s.value
+    return out
+
+
+def test_cli_serves_its_counters_as_prometheus_metrics(redis_url: str) -> None:
+    ShardMapStore(redis_url).create_dataset(DS, SHARDS, 1)
+    ip, gp, mp = free_port(), free_port(), free_port()
+    p = _run_cli(redis_url, "--influx-port", str(ip), "--graphite-port", str(gp),
+                 "--gateway-metrics-port", str(mp))  # fmt: skip
+    try:
+        def up() -> dict[str, float]:
+            try:
+                return _scrape(mp)
+            except OSError as e:
+                raise AssertionError(str(e)) from e
+
+        _eventually(up, 30)
+        _send(ip, b"m value=1 1000000000\nm,bad tag value=2\nm value=3 3000000000\n")
+        _send(gp, b"g.one 1 1\nno-value-here\n" + b"x" * (2 << 20) + b"\ng.two 2 2\n")
+        _wait_samples(redis_url, 4)
+
+        def counted() -> dict[str, float]:
+            m = _scrape(mp)
+            infl, gra = "dataset=prometheus,door=influx", "dataset=prometheus,door=graphite"
+            assert m[f"filodb_gateway_lines_accepted_total{{{infl}}}"] == 2
+            assert m[f"filodb_gateway_samples_written_total{{{gra}}}"] == 2
+            assert m[f"filodb_gateway_lines_rejected_total{{{infl},reason=malformed}}"] == 1
+            assert m[f"filodb_gateway_lines_rejected_total{{{gra},reason=malformed}}"] == 1
+            assert m[f"filodb_gateway_lines_rejected_total{{{gra},reason=too_long}}"] == 1
+            assert m[f"filodb_gateway_connections_total{{{infl}}}"] == 1
+            assert m[f"filodb_gateway_connections_open{{{gra}}}"] == 0
+            return m
+
+        _eventually(counted)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert f"metrics on http://127.0.0.1:{mp}/metrics" in out
