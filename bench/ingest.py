@@ -14,7 +14,8 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
 
 Workload: bench/promql.py's exporter-like series, time-major (every series at t0, then t1,
 ...), encoded before timing. Remote write goes as ~200 k-sample snappy protobuf requests from
-``--senders`` concurrent connections (Prometheus's remote write uses several shards);
+``--senders`` concurrent connections, each owning a share of the series and sending it in
+time order (as Prometheus's remote-write shards do);
 Influx bodies are 10 000 lines (timestamps in ns, the protocol's default precision); the TCP
 doors get the same lines over ``--senders`` connections (Graphite in its tagged form
 ``bench_temp;job=...;instance=... value ts``). Each door of filodb-py gets a fresh
@@ -81,10 +82,10 @@ def chunks(items: list[str], size: int) -> list[bytes]:
     return ["".join(items[i:i + size]).encode() for i in range(0, len(items), size)]
 
 
-def post_all(url: str, payloads: list[bytes], senders: int, headers: dict[str, str]) -> float:
-    """POST every payload from ``senders`` threads; seconds until the last acknowledgement."""
+def post_all(url: str, parts: list[list[bytes]], headers: dict[str, str]) -> float:
+    """POST each part's payloads in order from a thread of its own; seconds until the last
+    acknowledgement."""
     errors: list[str] = []
-    parts = [payloads[i::senders] for i in range(senders)]
 
     def send(part: list[bytes]) -> None:
         s = requests.Session()
@@ -105,9 +106,7 @@ def post_all(url: str, payloads: list[bytes], senders: int, headers: dict[str, s
     return time.perf_counter() - t
 
 
-def tcp_all(port: int, payloads: list[bytes], senders: int) -> None:
-    parts = [payloads[i::senders] for i in range(senders)]
-
+def tcp_all(port: int, parts: list[list[bytes]]) -> None:
     def send(part: list[bytes]) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             for body in part:
@@ -124,7 +123,7 @@ RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-proto
               "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
 
 
-def run_once(system: str, door: str, data: dict, senders: int, workdir: Path) -> dict[str, float]:
+def run_once(system: str, door: str, data: dict, workdir: Path) -> dict[str, float]:
     """One fresh server, one door; returns the figures."""
     env = {}
     influx_port = graphite_port = 0
@@ -144,16 +143,16 @@ def run_once(system: str, door: str, data: dict, senders: int, workdir: Path) ->
         out: dict[str, float] = {}
         t = time.perf_counter()
         if door == "remote_write":
-            took = post_all(base + "/api/v1/write", data["rw"], senders, RW_HEADERS)
+            took = post_all(base + "/api/v1/write", data["rw"], RW_HEADERS)
             out["ingest_ack_samples_per_s"] = data["samples"] / took
         elif door == "influx_http":
             url = base + ("/write?db=prometheus" if system == "filodb" else "/write")
-            took = post_all(url, data["influx"], senders, {"Content-Type": "text/plain"})
+            took = post_all(url, data["influx"], {"Content-Type": "text/plain"})
             out["ingest_ack_samples_per_s"] = data["samples"] / took
         elif door == "influx_tcp":
-            tcp_all(influx_port, data["influx"], senders)
+            tcp_all(influx_port, data["influx"])
         elif door == "graphite_tcp":
-            tcp_all(graphite_port, data["graphite"], senders)
+            tcp_all(graphite_port, data["graphite"])
         if system == "victoria-metrics":
             requests.get(base + "/internal/force_flush", timeout=60)
         wait_count(base, COUNT_Q, data["n_temp"], data["end_s"], 1800)
@@ -179,12 +178,17 @@ def main() -> None:
     n_series, n = vals.shape
     now = int(time.time() * 1000)
     t0 = (now - n * a.interval * 1000 - 600_000) // 60_000 * 60_000 + 7_123
+    # Each sender owns a share of the series and sends them in time order, as Prometheus's
+    # remote-write shards do (a peer without out-of-order ingestion refuses anything else).
+    groups = [list(range(i, n_series, a.senders)) for i in range(a.senders)]
     t = time.perf_counter()
-    rw = bodies(series, vals, t0, a.interval * 1000)
+    rw = [bodies([series[i] for i in g], vals[g], t0, a.interval * 1000) for g in groups]
     t_rw = time.perf_counter() - t
     t = time.perf_counter()
-    influx = chunks(lines(series, vals, t0, a.interval * 1000, False), LINES_PER_BODY)
-    graphite = chunks(lines(series, vals, t0, a.interval * 1000, True), LINES_PER_BODY)
+    influx = [chunks(lines([series[i] for i in g], vals[g], t0, a.interval * 1000, False),
+                     LINES_PER_BODY) for g in groups]  # fmt: skip
+    graphite = [chunks(lines([series[i] for i in g], vals[g], t0, a.interval * 1000, True),
+                       LINES_PER_BODY) for g in groups]  # fmt: skip
     t_lines = time.perf_counter() - t
     data = {"rw": rw, "influx": influx, "graphite": graphite, "samples": n_series * n,
             "n_temp": sum(1 for s in series if s[0][1] == "bench_temp"),
@@ -199,7 +203,7 @@ def main() -> None:
     med: dict[tuple[str, str, str], float] = {}
     with tempfile.TemporaryDirectory() as d:
         for system, door in plan:
-            runs = [run_once(system, door, data, a.senders, Path(d)) for _ in range(a.repeat)]
+            runs = [run_once(system, door, data, Path(d)) for _ in range(a.repeat)]
             for metric in runs[0]:
                 v = statistics.median(r[metric] for r in runs)
                 med[(system, door, metric)] = v
