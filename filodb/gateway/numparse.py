@@ -1,0 +1,139 @@
+"""Numbers of line protocols parsed in bulk (numba), exactly as Python's ``float``/``int`` would.
+
+:func:`parse_values` reads field values (decimal floats, and integers when the caller strips
+the ``i``/``u`` suffix) and :func:`parse_ints` reads integer timestamps, each from ``[start,
+end)`` ranges of one byte buffer, with no Python step per number. A float is taken only where
+the answer is provably Python's: at most 15 significant digits and a power of ten within
+10^22, so ``mantissa * 10^k`` or ``mantissa / 10^k`` is one correctly rounded IEEE operation
+(Clinger's fast path). Anything else (more digits, big exponents, text the kernel does not
+know) is flagged for the caller to hand to Python, which gives the exact answer or the error.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_POW10 = np.array([10.0**i for i in range(23)])
+
+
+@nb.njit(cache=True)
+def _values(buf, starts, ends, integer, pow10):  # type: ignore[no-untyped-def]
+    n = len(starts)
+    out = np.zeros(n, np.float64)
+    ok = np.zeros(n, np.bool_)
+    for r in range(n):
+        i, e = starts[r], ends[r]
+        if i >= e:
+            continue
+        neg = False
+        c = buf[i]
+        if c == 43 or c == 45:  # + -
+            neg = c == 45
+            i += 1
+        m = 0
+        digits = 0  # significant digits kept in m
+        seen = 0  # digits seen at all
+        frac = 0  # digits after the point
+        point = False
+        good = True
+        while i < e:
+            c = buf[i]
+            if 48 <= c <= 57:
+                seen += 1
+                if m == 0 and c == 48:
+                    if point:
+                        frac += 1
+                else:
+                    m = m * 10 + (c - 48)
+                    digits += 1
+                    if point:
+                        frac += 1
+                    if digits > 15:
+                        good = False
+                        break
+            elif c == 46 and not point and not integer[r]:  # .
+                point = True
+            else:
+                break
+            i += 1
+        if not good or seen == 0:
+            continue
+        exp = 0
+        if i < e:
+            c = buf[i]
+            if integer[r] or not (c == 101 or c == 69):  # e E
+                continue
+            i += 1
+            eneg = False
+            if i < e and (buf[i] == 43 or buf[i] == 45):
+                eneg = buf[i] == 45
+                i += 1
+            if i >= e:
+                continue
+            while i < e and 48 <= buf[i] <= 57 and exp < 1000:
+                exp = exp * 10 + (buf[i] - 48)
+                i += 1
+            if i < e:
+                continue
+            if eneg:
+                exp = -exp
+        k = exp - frac
+        if m == 0:
+            v = 0.0
+        elif 0 <= k <= 22:
+            v = m * pow10[k]
+        elif -22 <= k < 0:
+            v = m / pow10[-k]
+        else:
+            continue
+        if neg and not (integer[r] and m == 0):  # float("-0") is -0.0, int("-0") is 0
+            v = -v
+        out[r] = v
+        ok[r] = True
+    return out, ok
+
+
+@nb.njit(cache=True)
+def _ints(buf, starts, ends):  # type: ignore[no-untyped-def]
+    n = len(starts)
+    out = np.zeros(n, np.uint64)
+    neg = np.zeros(n, np.bool_)
+    ok = np.zeros(n, np.bool_)
+    for r in range(n):
+        i, e = starts[r], ends[r]
+        if i < e and (buf[i] == 43 or buf[i] == 45):
+            neg[r] = buf[i] == 45
+            i += 1
+        if i >= e or e - i > 19:
+            continue
+        m = np.uint64(0)
+        good = True
+        while i < e:
+            c = buf[i]
+            if not 48 <= c <= 57:
+                good = False
+                break
+            m = m * np.uint64(10) + np.uint64(c - 48)
+            i += 1
+        if good:
+            out[r] = m
+            ok[r] = True
+    return out, neg, ok
+
+
+def parse_values(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                 integer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(values, ok)``: each range as a float (``integer``: digits with a sign only); where
+    ``ok`` is False the caller must ask Python."""
+    return _values(buf, starts.astype(np.int64), ends.astype(np.int64), integer.astype(np.bool_), _POW10)
+
+
+def parse_ints(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+               limit: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(values int64, ok)`` of signed decimal integers with at most 19 digits whose magnitude
+    is at most ``limit``; where ``ok`` is False the caller must ask Python."""
+    mag, neg, ok = _ints(buf, starts.astype(np.int64), ends.astype(np.int64))
+    ok &= mag <= np.uint64(limit)
+    vals = np.where(ok, mag, 0).astype(np.int64)
+    return np.where(neg, -vals, vals), ok
