@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import msgpack
 import numpy as np
@@ -56,7 +57,7 @@ class SampleBatch:
         keep = np.asarray(keep, bool)
         new_index = np.cumsum(keep) - 1
         mask = keep[self.sidx]
-        series = [s for s, k in zip(self.series, keep, strict=True) if k]
+        series = [self.series[i] for i in np.flatnonzero(keep).tolist()]
         return SampleBatch(
             series,
             new_index[self.sidx[mask]].astype(np.int32),
@@ -78,7 +79,7 @@ class SampleBatch:
         header = {
             "v": BATCH_FORMAT_VERSION,
             "n": len(self.ts),
-            "series": [[x for kv in lb for x in kv] for lb in self.series],
+            "series": [[*chain.from_iterable(lb)] for lb in self.series],
             "types": self.types,
         }
         h = msgpack.packb(header)
@@ -98,7 +99,7 @@ class SampleBatch:
         mv = memoryview(data)
         try:
             hlen = int.from_bytes(mv[:4], "little")
-            header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False)
+            header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False, use_list=False)
             if header.get("v") != BATCH_FORMAT_VERSION:
                 raise BadInputError(f"unknown batch format version {header.get('v')!r}")
             n = int(header["n"])
@@ -108,7 +109,16 @@ class SampleBatch:
             ts = np.frombuffer(mv, "<i8", n, pos)
             pos += 8 * n
             vals = np.frombuffer(mv, "<f8", n, pos)
-            series = [_pairs(flat) for flat in header["series"]]
+            cache = _LABELS
+            series = []
+            for flat in header["series"]:
+                lb = cache.get(flat)
+                if lb is None:
+                    lb = _pairs(flat)
+                    if len(cache) >= _LABELS_MAX:
+                        cache.clear()
+                    cache[flat] = lb
+                series.append(lb)
         except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
             raise BadInputError(f"malformed sample batch: {e}") from e
         if n and (sidx.min() < 0 or sidx.max() >= len(series)):
@@ -116,8 +126,15 @@ class SampleBatch:
         return cls(series, sidx, ts, vals, header.get("types") or {})
 
 
+# Label sets by their flat wire form: a worker reads the same series in record after record.
+_LABELS: dict[tuple, Labels] = {}
+_LABELS_MAX = 1_000_000
+
+
 def _pairs(flat: Sequence[str]) -> Labels:
-    return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+    if len(flat) % 2 or not all(type(x) is str for x in flat):
+        raise ValueError("a label set must be name, value, ... strings")
+    return tuple(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:

@@ -70,9 +70,11 @@ class LogSuite:
             time.sleep(0.2)
             log.append("ds", 2, [b"late"])
 
-        threading.Thread(target=later).start()
+        th = threading.Thread(target=later)
+        th.start()
         t0 = time.monotonic()
         got = log.read("ds", {2: 0}, 10, 5000)
+        th.join()  # its append may still be reading its reply: never close the log under it
         assert got == {2: [(1, b"late")]}
         assert time.monotonic() - t0 < 4
 

@@ -63,3 +63,20 @@ def test_out_of_range_series_index_is_rejected() -> None:
     raw[4 + hlen] = 7  # sidx[0] = 7, but there is one series
     with pytest.raises(BadInputError):
         SampleBatch.from_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("series", [[["__name__"]], [["__name__", 5]], [["a", "b", "c"]], [[{"x": 1}]],
+                                    [["__name__", ["nested"]]]])  # fmt: skip
+def test_label_sets_that_are_not_string_pairs_are_rejected(series: list) -> None:
+    import msgpack
+
+    h = msgpack.packb({"v": 1, "n": 0, "series": series, "types": {}})
+    with pytest.raises(BadInputError):
+        SampleBatch.from_bytes(len(h).to_bytes(4, "little") + h)
+
+
+def test_decoded_label_sets_are_shared_and_equal_across_records() -> None:
+    lb = make_labels({"__name__": "up", "job": "a"})
+    raw = SampleBatch([lb], [0], [1], [1.0]).to_bytes()
+    x, y = SampleBatch.from_bytes(raw), SampleBatch.from_bytes(raw)
+    assert x.series == y.series == [lb] and x.series[0] is y.series[0]
