@@ -83,7 +83,7 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
 
 
 def _say(msg: str) -> None:
-    console.print(msg, highlight=False)
+    console.print(msg, highlight=False, soft_wrap=True)  # log lines stay whole when piped
     sys.stdout.flush()
 
 
