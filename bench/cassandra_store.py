@@ -10,16 +10,15 @@ Cassandra comes from ``filodb.devservices`` (a running ``scripts/services up cas
 is reused, else one is started and stopped again). The workload is what the flush task writes:
 10 000 series of one shard in 16 flush groups; per round every series gets one chunk of 480
 samples whose vectors hold 200-600 bytes (random, incompressible), and each group is one
-``write_flush`` (chunks, part keys, checkpoint). Then reads of every chunk, 1 000 series per
-``read_chunks`` call (a wide query paging a shard back), single-series reads of one chunk
-(p50 latency), and a part-key scan (recovery).
+``write_flush`` (chunks, part keys, checkpoint). Then bench/store.py's reads: every chunk,
+1 000 series per ``read_chunks`` call (a wide query paging a shard back), single-series reads
+of one chunk (p50 latency), and a part-key scan (recovery).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from store import emit, part_key  # noqa: E402  (bench/store.py)
+from store import bench_reads, emit, part_key  # noqa: E402  (bench/store.py)
 
 from filodb.store.base import ChunkSet, PartKeyRecord  # noqa: E402
 
@@ -71,31 +70,7 @@ def run(cs, ms, args, ctx) -> None:  # type: ignore[no-untyped-def]
     emit("store_flush_chunks_per_s", n_chunks / elapsed, "chunks/s", chunks_per_call=per_call, **ctx)
     emit("store_flush_mb_per_s", n_bytes / elapsed / 1e6, "MB/s", chunks_per_call=per_call, **ctx)
 
-    keys = [part_key(i) for i in range(args.series)]
-    t0 = time.perf_counter()
-    got = nbytes = 0
-    for i in range(0, len(keys), 1000):
-        chunks = cs.read_chunks("bench", 0, keys[i : i + 1000], 0, 2**62)
-        got += len(chunks)
-        nbytes += sum(c.nbytes for c in chunks)
-    dt = time.perf_counter() - t0
-    assert got == n_chunks, (got, n_chunks)
-    emit("store_read_chunks_per_s", got / dt, "chunks/s", part_keys_per_call=1000, **ctx)
-    emit("store_read_mb_per_s", nbytes / dt / 1e6, "MB/s", part_keys_per_call=1000, **ctx)
-
-    lat = []
-    for _ in range(300 if args.quick else 1000):
-        rnd = rng.randrange(args.rounds)
-        t1 = time.perf_counter()
-        one = cs.read_chunks("bench", 0, [rng.choice(keys)], rnd * CHUNK_MS + 5, rnd * CHUNK_MS + 9)
-        lat.append(time.perf_counter() - t1)
-        assert len(one) == 1
-    emit("store_read_one_series_p50", statistics.median(lat) * 1e3, "ms", **ctx)
-
-    t0 = time.perf_counter()
-    n = sum(1 for _ in cs.scan_part_keys("bench", 0))
-    assert n == args.series
-    emit("store_scan_part_keys_per_s", n / (time.perf_counter() - t0), "part keys/s", **ctx)
+    bench_reads(cs, args.series, n_chunks, args.rounds, CHUNK_MS, 300 if args.quick else 1000, ctx)
 
 
 def main() -> None:

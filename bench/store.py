@@ -93,8 +93,11 @@ def bench_small_writes(cs, args, ctx) -> None:  # type: ignore[no-untyped-def]
          chunks_per_call=1, **ctx)  # fmt: skip
 
 
-def bench_reads(cs, args, n_chunks: int, ctx) -> None:  # type: ignore[no-untyped-def]
-    keys = [part_key(i) for i in range(args.part_keys)]
+def bench_reads(cs, n_keys: int, n_chunks: int, slots: int, chunk_ms: int, calls: int,
+                ctx) -> None:  # type: ignore[no-untyped-def]
+    """Reads of every chunk (1 000 part keys a call), ``calls`` single-chunk reads of one part
+    key in one of ``slots`` chunk spans of ``chunk_ms`` (p50), and a part-key scan."""
+    keys = [part_key(i) for i in range(n_keys)]
     t0 = time.perf_counter()
     got = nbytes = 0
     for i in range(0, len(keys), 1000):
@@ -108,17 +111,17 @@ def bench_reads(cs, args, n_chunks: int, ctx) -> None:  # type: ignore[no-untype
 
     rng = random.Random(3)
     lat = []
-    for _ in range(200 if args.quick else 2000):
-        hour = rng.randrange(args.chunks_per_key)
+    for _ in range(calls):
+        slot = rng.randrange(slots)
         t1 = time.perf_counter()
-        one = cs.read_chunks("bench", 0, [rng.choice(keys)], hour * CHUNK_MS + 5, hour * CHUNK_MS + 9)
+        one = cs.read_chunks("bench", 0, [rng.choice(keys)], slot * chunk_ms + 5, slot * chunk_ms + 9)
         lat.append(time.perf_counter() - t1)
         assert len(one) == 1
     emit("store_read_one_series_p50", statistics.median(lat) * 1e3, "ms", **ctx)
 
     t0 = time.perf_counter()
     n = sum(1 for _ in cs.scan_part_keys("bench", 0))
-    assert n == args.part_keys
+    assert n == n_keys
     emit("store_scan_part_keys_per_s", n / (time.perf_counter() - t0), "part keys/s", **ctx)
 
 
@@ -141,7 +144,8 @@ def main() -> None:
         cs.initialize("bench", 2)
         n_chunks, n_bytes = bench_writes(cs, ms, args, ctx)
         bench_small_writes(cs, args, ctx)
-        bench_reads(cs, args, n_chunks, ctx)
+        bench_reads(cs, args.part_keys, n_chunks, args.chunks_per_key, CHUNK_MS,
+                    200 if args.quick else 2000, ctx)  # fmt: skip
         cs.close()  # the last connection of a file folds its WAL back in
         on_disk = sum(p.stat().st_size for p in (Path(tmp) / "store").rglob("*") if p.is_file())
         shard1 = sum(p.stat().st_size for p in (Path(tmp) / "store").rglob("shard-1.db*"))

@@ -160,11 +160,12 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         raise BadInputError(f"line protocol body is not UTF-8: {e}") from e
     out = _Out()
     fast = influx_fast.scan(body, div, mul, limit) if influx_fast.eligible(body) else None
-    lines = text.split("\n")
     if fast is None:
+        lines = text.split("\n")
         for no, line in enumerate(lines, 1):
             _parse_line(no, line, out, div, mul, limit, now)
         return out.result(len(lines))
+    n_lines = body.count(b"\n") + 1
     # the fast pass's fields; a line whose series key is refused goes to the per-line parser
     sidx = []
     index, series, types = out.index, out.series, out.types
@@ -187,15 +188,17 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     refused = np.unique(fast.line[sidx_a < 0])
     keep = ~np.isin(fast.line, refused) if len(refused) else slice(None)
     slow = np.union1d(fast.slow, refused) if len(refused) else fast.slow
-    for i in slow.tolist():
-        _parse_line(i + 1, lines[i], out, div, mul, limit, now)
+    if len(slow):
+        lines = text.split("\n")  # only for the lines the fast pass left
+        for i in slow.tolist():
+            _parse_line(i + 1, lines[i], out, div, mul, limit, now)
     ts = np.where(fast.has_ts, fast.ts, now)[keep]
     vals = fast.value[keep]
     if not out.sidx:
-        return out.result(len(lines), sidx_a[keep], ts, vals)
+        return out.result(n_lines, sidx_a[keep], ts, vals)
     order = np.argsort(np.concatenate((fast.line[keep], np.array(out.line, np.int64) - 1)), kind="stable")
     return out.result(
-        len(lines),
+        n_lines,
         np.concatenate((sidx_a[keep], np.array(out.sidx, np.int32)))[order],
         np.concatenate((ts, np.array(out.tss, np.int64)))[order],
         np.concatenate((vals, np.array(out.vals, np.float64)))[order],
@@ -212,8 +215,7 @@ def _fast_labels(key: bytes, name: bytes) -> tuple[Labels, tuple[tuple[str, str]
     try:
         hit = _labels_of(key.decode(), name[1:].decode() if single else name.decode(), single, False)
     except ValueError:
-        hit = _REFUSED  # refused keys are not cached: the per-line parser reports them
-        return hit
+        return _REFUSED  # not cached: the per-line parser reports the line
     if len(_FAST_CACHE) >= _KEY_CACHE_MAX:
         _FAST_CACHE.clear()
     _FAST_CACHE[(key, name)] = hit

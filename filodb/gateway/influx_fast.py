@@ -42,7 +42,6 @@ class FastLines:
     line: np.ndarray  # int64, per field
     key: list[bytes]  # per field: the series key of its line
     name: list[bytes]  # per field: its name; VALUE or COUNTER for a line's only such field
-    single: np.ndarray  # bool, per field: the line's only field, named value or counter
     value: np.ndarray  # float64
     ts: np.ndarray  # int64 ms, per field; meaningless where has_ts is False
     has_ts: np.ndarray  # bool, per field
@@ -161,10 +160,9 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     only = (nf == 1)[kl]
     is_value = only & _named(buf, fs, fe, b"value")
     is_counter = only & _named(buf, fs, fe, b"counter")
-    single = is_value | is_counter
     names = [VALUE if v else COUNTER if c else body[a:b] for v, c, a, b in
              zip(is_value.tolist(), is_counter.tolist(), fs.tolist(), fe.tolist(), strict=True)]  # fmt: skip
     return FastLines(
-        line=lines[kl], key=[key_of_line[i] for i in kl.tolist()], name=names, single=single,
+        line=lines[kl], key=[key_of_line[i] for i in kl.tolist()], name=names,
         value=vals, ts=t_ms[kl], has_ts=has_ts_l[kl], slow=np.flatnonzero(slow_mask),
     )  # fmt: skip

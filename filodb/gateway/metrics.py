@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from filodb.exposition import MetricsServer
 
 if TYPE_CHECKING:
     from filodb.gateway.tcp import GatewayStats
@@ -56,22 +57,8 @@ class GatewayCollector(Collector):
         yield open_
 
 
-class GatewayMetricsServer:
-    """The exposition server; ``port`` is the port it bound."""
-
-    def __init__(self, stats: GatewayStats, dataset: str, host: str, port: int) -> None:
-        registry = CollectorRegistry()
-        registry.register(GatewayCollector(stats, dataset))
-        self.server, self.thread = start_http_server(port, addr=host, registry=registry)
-        self.port: int = self.server.server_port
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def serve(stats: GatewayStats, dataset: str, host: str, port: int) -> GatewayMetricsServer | None:
+def serve(stats: GatewayStats, dataset: str, host: str, port: int) -> MetricsServer | None:
     """Serve ``stats`` on ``host:port`` (0: a free port); ``None`` when ``port`` is negative."""
     if port < 0:
         return None
-    return GatewayMetricsServer(stats, dataset, host, port)
+    return MetricsServer([GatewayCollector(stats, dataset)], host, port)

@@ -147,7 +147,7 @@ def decode_write_request_full(
     return batch, meta
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def varint(buf: bytes, pos: int) -> tuple[int, int]:
     """(value, position after) of the varint at ``pos``; IndexError/ValueError when malformed."""
     result = shift = 0
     while True:
@@ -197,7 +197,7 @@ def _parse_label_fields(raw: bytes, i: int) -> Labels:
                     pairs.append((raw[pos + 4 : b].decode(), raw[b + 2 : end].decode()))
                     pos = end
                     continue
-            ln, body = _varint(raw, pos + 1)
+            ln, body = varint(raw, pos + 1)
             end = body + ln
             if end > n:
                 raise ValueError("truncated label")
@@ -205,7 +205,7 @@ def _parse_label_fields(raw: bytes, i: int) -> Labels:
             sub = body
             while sub < end:
                 key = raw[sub]
-                sl, sub = _varint(raw, sub + 1)
+                sl, sub = varint(raw, sub + 1)
                 if sub + sl > end:
                     raise ValueError("truncated label")
                 text = raw[sub : sub + sl].decode("utf-8")
@@ -263,7 +263,7 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
             ln = raw[pos + 1]
             body = pos + 2
             if ln >= 0x80:
-                ln, body = _varint(raw, pos + 1)
+                ln, body = varint(raw, pos + 1)
             end = body + ln
             if end > n:
                 raise _Fallback
@@ -274,7 +274,7 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
                     if lq < 0x80:
                         q += 2 + lq
                     else:
-                        lq, q = _varint(raw, q + 1)
+                        lq, q = varint(raw, q + 1)
                         q += lq
                 if q > end:
                     raise _Fallback
@@ -487,7 +487,7 @@ def decode_write_request(body: bytes, max_decompressed: int = 64 << 20) -> Sampl
 # --- encoding ------------------------------------------------------------------------------
 
 
-def _varint_bytes(v: int) -> bytes:
+def varint_bytes(v: int) -> bytes:
     out = bytearray()
     while v >= 0x80:
         out.append((v & 0x7F) | 0x80)
@@ -500,7 +500,7 @@ def _field(tag: int, payload: bytes) -> bytes:
     n = len(payload)
     if n < 0x80:
         return bytes((tag, n)) + payload
-    return bytes((tag,)) + _varint_bytes(n) + payload
+    return bytes((tag,)) + varint_bytes(n) + payload
 
 
 _LABEL_BYTES: dict[Labels, bytes] = {}
@@ -567,7 +567,7 @@ def _encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None
     heads = []
     for j, slen in zip(present.tolist(), per_series.tolist(), strict=True):
         lb = _labels_bytes(batch.series[j])
-        heads.append(b"\x0a" + _varint_bytes(len(lb) + slen) + lb)
+        heads.append(b"\x0a" + varint_bytes(len(lb) + slen) + lb)
     head_len = np.array([len(h) for h in heads], np.int64)
     block = head_len + per_series
     block_at = np.cumsum(block) - block

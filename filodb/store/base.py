@@ -240,9 +240,17 @@ class ColumnStore(ABC):
         replays (and rewrites, idempotently) what followed it. Backends with
         ``supports_atomic_flush`` do all three in one transaction when ``meta`` is their own.
         """
+        check_checkpoint(group, offset)  # before any write: a bad offset must not leave chunks
         self.write_chunks(dataset, shard, chunks)
         self.write_part_keys(dataset, shard, part_keys)
         meta.write_checkpoint(dataset, shard, group, offset)
+
+
+def check_checkpoint(group: int, offset: int) -> None:
+    """Raise :class:`BadInputError` unless flush group and log offset are int64s >= 0."""
+    for name, v in (("group", group), ("offset", offset)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
+            raise BadInputError(f"checkpoint {name} must be an int64 >= 0, got {v!r}")
 
 
 def open_store(kind: str, data_dir: str | Path, **options: Any) -> tuple[ColumnStore, MetaStore]:

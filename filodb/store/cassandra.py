@@ -50,6 +50,7 @@ from filodb.store.base import (
     ColumnStore,
     MetaStore,
     PartKeyRecord,
+    check_checkpoint,
     check_dataset,
     check_range,
 )
@@ -538,28 +539,8 @@ class CassandraColumnStore(ColumnStore):
         pks = sum(1 for _ in self._merged(dataset, shard))
         return {"chunks": chunks, "vector_bytes": nbytes, "part_keys": pks}
 
-    def write_flush(
-        self,
-        meta: MetaStore,
-        dataset: str,
-        shard: int,
-        group: int,
-        chunks: Sequence[ChunkSet],
-        part_keys: Sequence[PartKeyRecord],
-        offset: int,
-    ) -> None:
-        """As :meth:`ColumnStore.write_flush`, with the checkpoint checked before any write."""
-        _check_offset(group, offset)
-        super().write_flush(meta, dataset, shard, group, chunks, part_keys, offset)
-
     def close(self) -> None:
         self.ks.close()
-
-
-def _check_offset(group: int, offset: int) -> None:
-    for name, v in (("group", group), ("offset", offset)):
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
-            raise BadInputError(f"checkpoint {name} must be an int64 >= 0, got {v!r}")
 
 
 class CassandraMetaStore(MetaStore):
@@ -570,7 +551,7 @@ class CassandraMetaStore(MetaStore):
 
     def write_checkpoint(self, dataset: str, shard: int, group: int, offset: int) -> None:
         self.ks.check_shard(dataset, shard)
-        _check_offset(group, offset)
+        check_checkpoint(group, offset)
         self.ks.rows(self.ks.q["put_checkpoint"], (dataset, shard, group, offset))
 
     def read_checkpoints(self, dataset: str, shard: int) -> dict[int, int]:

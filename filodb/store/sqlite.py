@@ -32,6 +32,7 @@ from filodb.store.base import (
     ColumnStore,
     MetaStore,
     PartKeyRecord,
+    check_checkpoint,
     check_dataset,
     check_range,
 )
@@ -285,12 +286,6 @@ def _part_key_rows(records: Sequence[PartKeyRecord]) -> list[tuple[bytes, int, i
     return rows
 
 
-def _check_offset(group: int, offset: int) -> None:
-    for name, v in (("group", group), ("offset", offset)):
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
-            raise BadInputError(f"checkpoint {name} must be an int64 >= 0, got {v!r}")
-
-
 class SqliteColumnStore(ColumnStore):
     """:class:`ColumnStore` on SQLite files (see the module docstring for layout and locking)."""
 
@@ -415,7 +410,7 @@ class SqliteColumnStore(ColumnStore):
         if not (isinstance(meta, SqliteMetaStore) and meta.files is self.files):
             super().write_flush(meta, dataset, shard, group, chunks, part_keys, offset)
             return
-        _check_offset(group, offset)
+        check_checkpoint(group, offset)
         chunk_rows, pk_rows = _chunk_rows(chunks), _part_key_rows(part_keys)
         with self.files.write(dataset, shard) as con:
             _upsert_chunks(con, chunk_rows)
@@ -433,7 +428,7 @@ class SqliteMetaStore(MetaStore):
         self.files = files
 
     def write_checkpoint(self, dataset: str, shard: int, group: int, offset: int) -> None:
-        _check_offset(group, offset)
+        check_checkpoint(group, offset)
         with self.files.write(dataset, shard) as con:
             con.execute(_UPSERT_CHECKPOINT, (group, offset))
 

@@ -12,22 +12,16 @@ memstore stats when scraped. Only flush durations are observed as flushes happen
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import (
-    CollectorRegistry,
-    Histogram,
-    disable_created_metrics,
-    start_http_server,
-)
+from prometheus_client import Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
+from filodb.exposition import MetricsServer
 
+if TYPE_CHECKING:
     from filodb.tasks.node import NodeRuntime
 
 log = logging.getLogger(__name__)
@@ -114,24 +108,6 @@ def observe_flush(dataset: str, shard: int, seconds: float) -> None:
     FLUSH_SECONDS.labels(dataset, str(shard)).observe(seconds)
 
 
-class MetricsServer:
-    """The node's exposition server; ``port`` is the port it bound."""
-
-    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-        self.port: int = server.server_port
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def serve(runtime: NodeRuntime) -> MetricsServer:
     """Start serving ``runtime``'s metrics on ``cfg.metrics_port`` (0: a free port) at ``cfg.host``."""
-    registry = CollectorRegistry()
-    registry.register(NodeCollector(runtime))
-    registry.register(FLUSH_SECONDS)
-    server, thread = start_http_server(runtime.cfg.metrics_port, addr=runtime.cfg.host,
-                                       registry=registry)  # fmt: skip
-    return MetricsServer(server, thread)
+    return MetricsServer([NodeCollector(runtime), FLUSH_SECONDS], runtime.cfg.host, runtime.cfg.metrics_port)

@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from filodb.redisproc import free_port
+from filodb.testing.wait import wait_healthy
 
 
 def children_of(pid: int) -> list[int]:
@@ -60,21 +61,12 @@ class UpProcess:
         return self
 
     def wait_healthy(self, wait_s: float = 90) -> None:
-        deadline = time.monotonic() + wait_s
-        last = None
-        while time.monotonic() < deadline:
+        def alive() -> None:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"filodb up exited {self.proc.returncode}: {self.log_tail()}")
-            try:
-                r = requests.get(self.url + "/admin/health", timeout=2)
-                last = r.text
-                if r.status_code == 200:
-                    return
-            except requests.RequestException as e:
-                last = str(e)
-            time.sleep(0.2)
-        raise TimeoutError(f"not healthy after {wait_s}s: {last}\n{self.log_tail()}")
+
+        wait_healthy(self.url, wait_s, "filodb up", self.log_tail, alive)
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -176,18 +168,7 @@ class ClusterProcesses:
         p.wait(60)
 
     def wait_healthy(self, wait_s: float = 120) -> None:
-        deadline = time.monotonic() + wait_s
-        last = ""
-        while time.monotonic() < deadline:
-            try:
-                r = requests.get(self.url + "/admin/health", timeout=2)
-                last = r.text
-                if r.status_code == 200:
-                    return
-            except requests.RequestException as e:
-                last = str(e)
-            time.sleep(0.2)
-        raise TimeoutError(f"cluster not healthy after {wait_s}s: {last}\n{self.log_tail()}")
+        wait_healthy(self.url, wait_s, "cluster", self.log_tail)
 
     def status(self, dataset: str = "prometheus") -> list[dict]:
         return requests.get(f"{self.url}/api/v1/cluster/{dataset}/status", timeout=10).json()["data"]

@@ -11,6 +11,7 @@ import cramjam
 import numpy as np
 
 from filodb.errors import BadInputError
+from filodb.gateway.remote_write import varint
 from filodb.model.labels import Labels, Matcher
 from filodb.tools.xor import crc32c, decode_chunk
 from filodb.web.remote_read import MESSAGES, SAMPLES, STREAMED_XOR_CHUNKS, XOR_ENCODING
@@ -48,19 +49,6 @@ def decode_samples(body: bytes) -> list[Series]:
     return out
 
 
-def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise BadInputError("truncated frame length")
-        b = buf[pos]
-        pos += 1
-        v |= (b & 0x7F) << shift
-        if b < 0x80:
-            return v, pos
-        shift += 7
-
-
 def decode_chunked(body: bytes) -> tuple[dict[int, Series], int]:
     """Per query index: labels -> (ts, vals) of a STREAMED_XOR_CHUNKS answer, and the number
     of frames. Checks every CRC, chunk encoding, chunk size (<= 120) and min/max times."""
@@ -68,7 +56,10 @@ def decode_chunked(body: bytes) -> tuple[dict[int, Series], int]:
     pos = frames = 0
     msg_cls = MESSAGES["ChunkedReadResponse"]
     while pos < len(body):
-        n, pos = _uvarint(body, pos)
+        try:
+            n, pos = varint(body, pos)
+        except (IndexError, ValueError) as e:
+            raise BadInputError(f"frame {frames + 1}: bad frame length") from e
         crc = int.from_bytes(body[pos : pos + 4], "big")
         data = body[pos + 4 : pos + 4 + n]
         pos += 4 + n

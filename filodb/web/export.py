@@ -32,7 +32,7 @@ from flask import Blueprint, Response, stream_with_context
 from filodb.errors import BadInputError, ParseError
 from filodb.model.labels import Labels, Matcher
 from filodb.query.engine import Engine
-from filodb.web.params import arg, args, now_ms, parse_duration_ms, time_param
+from filodb.web.params import arg, match_params, now_ms, parse_duration_ms, time_param
 from filodb.web.services import services
 
 log = logging.getLogger(__name__)
@@ -79,21 +79,6 @@ def export_line(labels: Labels, ts: np.ndarray, vals: np.ndarray) -> bytes:
             + b',"timestamps":' + orjson.dumps(ts, option=orjson.OPT_SERIALIZE_NUMPY) + b"}\n")  # fmt: skip
 
 
-def _matchers() -> list[list[Matcher]]:
-    from filodb.query.parser import selector_matchers
-
-    raw = args("match[]")
-    if not raw:
-        raise BadInputError("no match[] parameter provided")
-    out = []
-    for text in raw:
-        try:
-            out.append(selector_matchers(text))
-        except ParseError as e:
-            raise BadInputError(f'invalid parameter "match[]": {e}') from e
-    return out
-
-
 def _window(dataset: str, sets: list[list[Matcher]], a: int, b: int) -> list[bytes]:
     seen: set[Labels] = set()
     lines = []
@@ -110,7 +95,7 @@ def _window(dataset: str, sets: list[list[Matcher]], a: int, b: int) -> list[byt
 @bp.route("/promql/<dataset>/api/v1/export", methods=["GET", "POST"])
 def export(dataset: str | None = None) -> Response:
     ds = dataset or services().cfg.dataset
-    sets = _matchers()
+    sets = match_params(required=True)
     end = time_param("end", now_ms())
     start = time_param("start", end - 3_600_000)
     raw_w = arg("window")

@@ -9,7 +9,8 @@ from datetime import datetime
 
 from flask import request
 
-from filodb.errors import BadInputError
+from filodb.errors import BadInputError, ParseError
+from filodb.model.labels import Matcher
 
 _DUR_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DUR_MS = (365 * 86400_000, 7 * 86400_000, 86400_000, 3600_000, 60_000, 1000, 1)
@@ -68,3 +69,20 @@ def parse_duration_ms(raw: str, name: str) -> int:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def match_params(required: bool) -> list[list[Matcher]]:
+    """The ``match[]`` selectors as matcher lists; 400 when one does not parse (or when
+    ``required`` and there is none)."""
+    from filodb.query.parser import selector_matchers
+
+    raw = args("match[]")
+    if required and not raw:
+        raise BadInputError("no match[] parameter provided")
+    out = []
+    for text in raw:
+        try:
+            out.append(selector_matchers(text))
+        except ParseError as e:
+            raise BadInputError(f'invalid parameter "match[]": {e}') from e
+    return out

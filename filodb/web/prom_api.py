@@ -14,13 +14,12 @@ from flask import Blueprint, Response
 
 import filodb
 from filodb.errors import BadInputError, ParseError
-from filodb.model.labels import Matcher
 from filodb.query.result import Result
 from filodb.web.params import (
     MAX_TIME_MS,
     MIN_TIME_MS,
     arg,
-    args,
+    match_params,
     now_ms,
     parse_duration_ms,
     time_param,
@@ -133,28 +132,13 @@ def query_range(dataset: str | None = None) -> Response:
     return _success_result(res, [*source.warnings, *res.warnings])
 
 
-def _match_params(required: bool) -> list[list[Matcher]]:
-    from filodb.query.parser import selector_matchers
-
-    raw = args("match[]")
-    if required and not raw:
-        raise BadInputError("no match[] parameter provided")
-    out = []
-    for text in raw:
-        try:
-            out.append(selector_matchers(text))
-        except ParseError as e:
-            raise BadInputError(f'invalid parameter "match[]": {e}') from e
-    return out
-
-
 def _range() -> tuple[int, int]:
     return time_param("start", MIN_TIME_MS), time_param("end", MAX_TIME_MS)
 
 
 @_routes("/series")
 def series(dataset: str | None = None) -> Response:
-    sets = _match_params(required=True)
+    sets = match_params(required=True)
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     found = set()
@@ -165,7 +149,7 @@ def series(dataset: str | None = None) -> Response:
 
 @_routes("/labels")
 def labels(dataset: str | None = None) -> Response:
-    sets = _match_params(required=False) or [[]]
+    sets = match_params(required=False) or [[]]
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     names = set()
@@ -176,7 +160,7 @@ def labels(dataset: str | None = None) -> Response:
 
 @_routes("/label/<name>/values")
 def label_values(name: str, dataset: str | None = None) -> Response:
-    sets = _match_params(required=False) or [[]]
+    sets = match_params(required=False) or [[]]
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     vals = set()

@@ -43,7 +43,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from filodb.errors import BadInputError
-from filodb.gateway.remote_write import encode_raw
+from filodb.gateway.remote_write import encode_raw, varint_bytes
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
 from filodb.tools.xor import crc32c, split_chunks
@@ -104,15 +104,6 @@ ReadResponse = MESSAGES["ReadResponse"]
 ChunkedReadResponse = MESSAGES["ChunkedReadResponse"]
 
 
-def _uvarint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 def decode_read_request(body: bytes, max_decompressed: int = 64 << 20):  # type: ignore[no-untyped-def]
     """The ReadRequest message of a snappy-compressed body; BadInputError when malformed."""
     if not body:
@@ -165,13 +156,13 @@ def samples_response(results: list[list[tuple[Labels, np.ndarray, np.ndarray]]])
                             np.concatenate([t for _, t, _ in series] or [np.zeros(0, np.int64)]),
                             np.concatenate([v for _, _, v in series] or [np.zeros(0)]))  # fmt: skip
         qr = encode_raw(batch)
-        parts.append(b"\x0a" + _uvarint(len(qr)) + qr)
+        parts.append(b"\x0a" + varint_bytes(len(qr)) + qr)
     return bytes(cramjam.snappy.compress_raw(b"".join(parts)))
 
 
 def frame(msg: bytes) -> bytes:
     """uvarint length, big-endian CRC32C, message."""
-    return _uvarint(len(msg)) + crc32c(msg).to_bytes(4, "big") + msg
+    return varint_bytes(len(msg)) + crc32c(msg).to_bytes(4, "big") + msg
 
 
 def chunked_frames(index: int, series: list[tuple[Labels, np.ndarray, np.ndarray]],

@@ -22,6 +22,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.store.base import open_store
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -78,17 +79,7 @@ def _status(url: str) -> list[dict]:
 
 
 def _wait(pred, timeout: float, what: str, up: UpProcess):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (requests.RequestException, KeyError, ValueError) as e:
-            last = e
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached in {timeout} s (last {last})\n{up.log_tail()}")
+    return wait_for(pred, timeout, what, up.log_tail, 0.3, (requests.RequestException, KeyError, ValueError))
 
 
 def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: dict[str, str]) -> None:

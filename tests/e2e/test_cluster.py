@@ -21,6 +21,7 @@ import requests
 
 from filodb.shards.nodes import LEASE_KEY
 from filodb.testing.cluster import ClusterProcesses
+from filodb.testing.wait import wait_for as wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -77,17 +78,7 @@ def total_samples(c: ClusterProcesses, w: Writer, dataset: str = "prometheus") -
 
 
 def wait_for(pred, timeout: float, what: str, c: ClusterProcesses):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except requests.RequestException as e:
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout} s (last: {last})\n{c.log_tail()}")
+    return wait_until(pred, timeout, what, c.log_tail)
 
 
 def all_active(c: ClusterProcesses, dataset: str = "prometheus") -> dict[int, tuple[str, str]]:

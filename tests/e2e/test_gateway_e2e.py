@@ -11,6 +11,7 @@ import requests
 
 from filodb.redisproc import free_port
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +21,7 @@ UP_ENV = {"FILODB_INFLUX_PORT": str(INFLUX_PORT), "FILODB_GRAPHITE_PORT": str(GR
 
 
 def _eventually(fn, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except (AssertionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return eventually(fn, timeout, 0.2, retry_on=(AssertionError, OSError))
 
 
 def _send(port: int, body: bytes) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import requests
 from filodb.gateway.remote_write import decode_write_request_full, encode_write_request
 from filodb.model.batch import SampleBatch, concat_batches
 from filodb.model.labels import Matcher, make_labels
+from filodb.testing.wait import eventually
 from filodb.tools.promtext import PromTextParser
 from filodb.tools.readclient import (
     SAMPLES,
@@ -48,14 +48,7 @@ def _scalar(url: str, dataset: str, q: str, t_ms: int) -> float | None:
 
 
 def _eventually(fn, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    return eventually(fn, timeout, 0.3)
 
 
 def _parse_om(text: str) -> dict:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -46,14 +46,7 @@ def _query(url: str, q: str, t_ms: int, **kw) -> dict:  # type: ignore[no-untype
 
 
 def _eventually(fn, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return eventually(fn, timeout, 0.2)
 
 
 def _vector(body: dict) -> dict:

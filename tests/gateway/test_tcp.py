@@ -22,6 +22,7 @@ from filodb.ingest.redis_streams import RedisStreamsLog
 from filodb.model.batch import SampleBatch
 from filodb.redisproc import free_port, start_redis
 from filodb.shards.redis_map import ShardMapStore
+from filodb.testing.wait import eventually
 
 DS = "prometheus"
 SHARDS = 4
@@ -64,14 +65,7 @@ def _send(port: int, *chunks: bytes, pause: float = 0.0) -> None:
 
 
 def _eventually(fn, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return eventually(fn, timeout, 0.05)
 
 
 def _lb(name: str, **tags: str) -> tuple:
