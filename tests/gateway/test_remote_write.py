@@ -112,7 +112,7 @@ def _sample(v: float | None, t: int | None) -> bytes:
     if v is not None:
         body += b"\x09" + np.array([v], "<f8").tobytes()
     if t is not None:
-        body += b"\x10" + rw._varint_bytes(t & (2**64 - 1))
+        body += b"\x10" + rw.varint_bytes(t & (2**64 - 1))
     return rw._field(0x12, body)
 
 
