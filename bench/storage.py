@@ -48,8 +48,8 @@ from filodb.gateway.remote_write import encode_write_request  # noqa: E402
 from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.model.labels import Matcher  # noqa: E402
-from filodb.store.base import open_store  # noqa: E402
-from filodb.tasks.flush import flush_all  # noqa: E402
+from filodb.node.flush import flush_all  # noqa: E402
+from filodb.store import open_store  # noqa: E402
 
 CHUNK = 480
 

@@ -93,7 +93,7 @@ def _say(msg: str) -> None:
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:
     """Run one worker node (a Celery worker owning the shards the coordinator gives it)."""
-    from filodb.tasks.worker import run_worker
+    from filodb.node.worker import run_worker
 
     cfg = _cfg(config_path, **flags)
     if not cfg.redis_url:

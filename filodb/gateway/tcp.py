@@ -405,7 +405,7 @@ def _drop_non_utf8(body: bytes) -> tuple[bytes, int]:
 
 def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGateway:  # type: ignore[no-untyped-def]
     """A gateway with its own router over the configured log and shard map."""
-    from filodb.ingest.base import log_from_config
+    from filodb.ingest import log_from_config
     from filodb.shards.redis_map import ShardMapStore
 
     router = IngestRouter(ShardMapStore(cfg.redis_url), log_from_config(cfg))

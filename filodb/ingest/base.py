@@ -69,33 +69,3 @@ class Log(ABC):
 
     def end_offsets(self, dataset: str, shards: Sequence[int]) -> dict[int, int]:
         return {s: self.end_offset(dataset, s) for s in shards}
-
-
-def open_log(kind: str, redis_url: str, **options: object) -> Log:
-    """The log backend named by the config: ``redis`` (Streams) or ``kafka``."""
-    if kind == "redis":
-        from filodb.ingest.redis_streams import RedisStreamsLog
-
-        return RedisStreamsLog(redis_url, **options)  # type: ignore[arg-type]
-    if kind == "kafka":
-        from filodb.ingest.kafka import KafkaLog
-
-        return KafkaLog(**options)  # type: ignore[arg-type]
-    from filodb.errors import BadInputError
-
-    raise BadInputError(f"unknown log backend {kind!r} (have: redis, kafka)")
-
-
-def log_from_config(cfg) -> Log:  # type: ignore[no-untyped-def]
-    """The log backend of a :class:`~filodb.config.Config`, with its backend's settings."""
-    if cfg.log == "kafka":
-        from filodb.errors import BadInputError
-
-        if not cfg.kafka_bootstrap:
-            raise BadInputError(
-                "log = kafka needs kafka_bootstrap (FILODB_KAFKA_BOOTSTRAP=host:port); "
-                "scripts/services up kafka prints it"
-            )
-        return open_log("kafka", cfg.redis_url, bootstrap=cfg.kafka_bootstrap,
-                        topic_prefix=cfg.kafka_topic_prefix)  # fmt: skip
-    return open_log(cfg.log, cfg.redis_url)

@@ -17,7 +17,7 @@ buffers of idle series are freed; a series keeps its labels and index entry. A q
 older than what memory holds of a series pages it from the column store through ``pager``
 (``pager(part_keys, start_ms, end_ms) -> chunk records``), so answers do not change.
 
-Queries read through the :class:`~filodb.query.source.SeriesSource` methods. One lock guards
+Queries read through the :class:`~filodb.model.source.SeriesSource` methods. One lock guards
 the shard: the ingest thread, flush tasks and query tasks of the worker share it.
 """
 
@@ -35,8 +35,8 @@ from filodb.memstore.chunks import Chunk, chunk_from_vectors, decode_chunks, enc
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
-from filodb.model.partkey import flush_group, labels_of, part_key
-from filodb.query.source import SeriesBlock
+from filodb.model.partkey import group_of, labels_of, part_key
+from filodb.model.source import SeriesBlock
 
 _INITIAL_CAPACITY = 32
 _NO_TS = np.iinfo(np.int64).min
@@ -127,7 +127,7 @@ class TimeSeriesShard:
                 self._ts.append(np.empty(0, np.int64))
                 self._vals.append(np.empty(0, np.float64))
                 self._chunks.append([])
-                new_groups.append(flush_group(pk, self.num_groups))
+                new_groups.append(group_of(pk, self.num_groups))
             ids[i] = sid
         if new_groups:
             k = len(new_groups)

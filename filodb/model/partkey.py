@@ -31,6 +31,6 @@ def labels_of(pk: bytes) -> Labels:
     return tuple(zip(flat[::2], flat[1::2], strict=True))
 
 
-def flush_group(pk: bytes, num_groups: int) -> int:
+def group_of(pk: bytes, num_groups: int) -> int:
     """The flush group of a series: stable across processes and restarts."""
     return xxhash.xxh32_intdigest(pk) % num_groups

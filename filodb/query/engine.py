@@ -8,21 +8,24 @@ max_series=1_000_000)``;
 
 (a) Internal values (:mod:`filodb.query.values`) cover *all* steps of the query. An instant
 vector is a :class:`StepVector`: ``labels`` (list of label tuples), ``values`` (float64
-[n_series, n_steps]) and ``present`` (bool, same shape; NaN is a legal value). Metric names are
-dropped when a node is evaluated (delayed removal is modelled by the functions that keep the
-name: ``last_over_time``, ``label_replace``...), so there is no separate name flag: a
-StepVector is rebuilt from ``StepVector(labels, values, present)`` and ships between
+[n_series, n_steps]) and ``present`` (bool, same shape; NaN is a legal value). A function
+or operator that drops the metric name does not remove it: it marks it dropped
+(:func:`~filodb.query.binops.drop_name` renames ``__name__`` to a reserved label placed first),
+so a later ``label_replace`` or ``info`` can still see it, and :func:`_finalize` removes the
+marked names (and checks the answer's label sets for duplicates) only when the root value
+becomes a :class:`Result`. A StepVector is rebuilt from ``StepVector(labels, values, present)``
+and ships between
 processes as raw numpy bytes plus the label tuples. A scalar is :class:`ScalarSteps`
 (``values`` [n_steps]), a string :class:`StringValue`. Range selectors become :class:`Windows`
 (index bounds into one :class:`SeriesBlock`) consumed by ``rangefns.py``.
 
-(b) Dispatch is a table keyed by node type (``Engine._EVAL``) whose entries call the methods
-``eval_number``, ``eval_vector_selector``, ``eval_call``, ``eval_aggregate``, ``eval_binary``...
+(b) Dispatch is a table from node type to method name (``Engine._EVAL``), looked up on
+``self``: ``eval_number``, ``eval_vector_selector``, ``eval_call``, ``eval_aggregate``, ``eval_binary``...
 A subclass overrides one of them, e.g. ``def eval_aggregate(self, node, ctx)``, and evaluates a
 child with ``self.eval(node.expr, ctx)`` (``ctx`` is an :class:`EvalContext`: the step times
 in ms, the query's start/end/step, the deadline and the sample counter; ``ctx.with_times``
 gives a context for other steps). The web tier's distributed engine does exactly that to push
-aggregations and range functions down to the shards (``filodb/tasks/pushdown.py``).
+aggregations and range functions down to the shards (:mod:`filodb.query.distributed`).
 
 (c) ``Engine.instant``/``range`` turn the root value into a :class:`Result`: present cells of
 each StepVector row become ``(labels, times[present], values[present])`` series (empty rows
@@ -40,6 +43,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError, QueryTimeoutError
 from filodb.model.labels import METRIC_NAME, Labels
+from filodb.model.source import SeriesBlock, SeriesSource
 from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import (
@@ -55,7 +59,6 @@ from filodb.query.parser import parse
 from filodb.query.rangefns import KEEPS_NAME as RANGE_KEEPS_NAME
 from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.result import Result
-from filodb.query.source import SeriesBlock, SeriesSource
 from filodb.query.values import (
     ScalarSteps,
     StepVector,
@@ -102,7 +105,7 @@ class Engine:
     # --- public API ----------------------------------------------------------------------
     def instant(self, expr: str | ast.Expr, t_ms: int) -> Result:
         e = parse(expr) if isinstance(expr, str) else expr
-        ctx = self._ctx(np.array([t_ms], np.int64), t_ms, t_ms, 0)
+        ctx = self.make_ctx(np.array([t_ms], np.int64), t_ms, t_ms, 0)
         inner = _unparen(e)
         if isinstance(inner, ast.MatrixSelector | ast.SubqueryExpr):
             return self._instant_matrix(inner, ctx)
@@ -122,7 +125,7 @@ class Engine:
         if step_ms <= 0:
             raise ExecutionError("zero or negative query resolution step widths are not accepted")
         times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-        ctx = self._ctx(times, start_ms, end_ms, step_ms)
+        ctx = self.make_ctx(times, start_ms, end_ms, step_ms)
         v = self.eval(e, ctx)
         if isinstance(v, StringValue):
             raise ExecutionError('invalid expression type "string" for range query, must be Scalar or instant Vector')
@@ -150,14 +153,14 @@ class Engine:
         return StepVector([lb for lb, _, _ in res.series], vals, pres)
 
     # --- evaluation ----------------------------------------------------------------------
-    def _ctx(self, times: np.ndarray, start: int, end: int, step: int) -> EvalContext:
+    def make_ctx(self, times: np.ndarray, start: int, end: int, step: int) -> EvalContext:
         return EvalContext(times, start, end, step, time.monotonic() + self.timeout_s)
 
     def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
         """Evaluate ``node`` at ``ctx.times``; the dispatch point subclasses hook into."""
         if time.monotonic() > ctx.deadline:
             raise QueryTimeoutError("query timed out in expression evaluation")
-        return self._EVAL[type(node)](self, node, ctx)
+        return getattr(self, self._EVAL[type(node)])(node, ctx)
 
     def eval_number(self, node: ast.NumberLiteral, ctx: EvalContext) -> ScalarSteps:
         return ScalarSteps(np.full(len(ctx.times), node.value))
@@ -176,13 +179,13 @@ class Engine:
             return ScalarSteps(-v.values)
         return check_unique(StepVector([drop_name(lb) for lb in v.labels], -v.values, v.present))
 
-    def _dur_ms(self, ms: int, expr: ast.DurationExpr | None, ctx: EvalContext) -> int:
+    def duration_ms(self, ms: int, expr: ast.DurationExpr | None, ctx: EvalContext) -> int:
         """A duration of the tree, resolving ``step()``/``range()`` against the query."""
         if expr is None:
             return ms
         return durations.to_ms(durations.seconds(expr, ctx.step / 1000.0, (ctx.end - ctx.start) / 1000.0))
 
-    def _times(self, at: float | str | None, offset_ms: int, ctx: EvalContext) -> np.ndarray:
+    def times_at(self, at: float | str | None, offset_ms: int, ctx: EvalContext) -> np.ndarray:
         if at is None:
             t = ctx.times
         elif at == "start":
@@ -205,7 +208,7 @@ class Engine:
         return block
 
     def eval_vector_selector(self, vs: ast.VectorSelector, ctx: EvalContext) -> StepVector:
-        times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
         if vs.smoothed:
             lb = self.lookback_ms
             block = drop_stale(self.select(vs, int(times.min()) - lb + 1, int(times.max()) + lb, ctx))
@@ -231,8 +234,8 @@ class Engine:
         if isinstance(node, ast.SubqueryExpr):
             return self._subquery_windows(node, ctx)
         vs = node.vector
-        times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
-        rng = self._dur_ms(node.range_ms, node.range_expr, ctx)
+        times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
         if rng <= 0:
             raise ExecutionError(f"range duration must be positive, got {rng}ms")
         block = drop_stale(self.select(vs, int(times.min()) - rng + 1, int(times.max()), ctx))
@@ -240,9 +243,9 @@ class Engine:
         return Windows(block, lo, hi, times, rng, ctx.times)
 
     def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
-        times = self._times(node.at, self._dur_ms(node.offset_ms, node.offset_expr, ctx), ctx)
-        rng = self._dur_ms(node.range_ms, node.range_expr, ctx)
-        step = self._dur_ms(node.step_ms, node.step_expr, ctx) or (ctx.step or DEFAULT_SUBQUERY_STEP_MS)
+        times = self.times_at(node.at, self.duration_ms(node.offset_ms, node.offset_expr, ctx), ctx)
+        rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
+        step = self.duration_ms(node.step_ms, node.step_expr, ctx) or (ctx.step or DEFAULT_SUBQUERY_STEP_MS)
         if rng <= 0 or step <= 0:
             raise ExecutionError("subquery range and step must be positive")
         first = (int(times.min()) - rng) // step * step
@@ -317,8 +320,8 @@ class Engine:
         err = extended.check_function(f, vs.anchored)
         if err is not None:
             raise ExecutionError(err)
-        times = self._times(vs.at, self._dur_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
-        rng, lb = self._dur_ms(ms.range_ms, ms.range_expr, ctx), self.lookback_ms
+        times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        rng, lb = self.duration_ms(ms.range_ms, ms.range_expr, ctx), self.lookback_ms
         hi = int(times.max()) + (lb if vs.smoothed else 0)
         block = drop_stale(self.select(vs, int(times.min()) - rng - lb + 1, hi, ctx))
         if f in ("changes", "resets"):
@@ -348,7 +351,7 @@ class Engine:
     def _timestamp(self, arg: ast.Expr, ctx: EvalContext) -> StepVector:
         inner = _unparen(arg)
         if isinstance(inner, ast.VectorSelector):
-            times = self._times(inner.at, self._dur_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
+            times = self.times_at(inner.at, self.duration_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
             block, idx, ok = self.select_latest(inner, times, ctx)
             if len(block) == 0:
                 return StepVector.empty(len(times))
@@ -400,17 +403,15 @@ class Engine:
         out = vector_vector(node.op, lhs, rhs, node.matching, node.return_bool)
         return check_unique(out) if node.op == "or" else out
 
-    _EVAL: dict[type, Any] = {}
-
-
-Engine._EVAL = {
-    ast.NumberLiteral: Engine.eval_number, ast.StringLiteral: Engine.eval_string,
-    ast.ParenExpr: Engine.eval_paren, ast.UnaryExpr: Engine.eval_unary,
-    ast.VectorSelector: Engine.eval_vector_selector, ast.MatrixSelector: Engine.eval_matrix,
-    ast.SubqueryExpr: Engine.eval_subquery, ast.Call: lambda self, n, c: self.eval_call(n, c),
-    ast.AggregateExpr: lambda self, n, c: self.eval_aggregate(n, c),
-    ast.BinaryExpr: lambda self, n, c: self.eval_binary(n, c),
-}  # fmt: skip
+    _EVAL: dict[type, str] = {
+        ast.NumberLiteral: "eval_number", ast.StringLiteral: "eval_string",
+        ast.ParenExpr: "eval_paren", ast.UnaryExpr: "eval_unary",
+        ast.VectorSelector: "eval_vector_selector", ast.MatrixSelector: "eval_matrix",
+        ast.SubqueryExpr: "eval_subquery", ast.Call: "eval_call",
+        ast.AggregateExpr: "eval_aggregate", ast.BinaryExpr: "eval_binary",
+    }  # fmt: skip
+    """Node type -> the name of the method that evaluates it (looked up on ``self``, so a
+    subclass's override is the one called)."""
 
 
 _QUERY_SCALARS = {

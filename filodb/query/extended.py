@@ -11,7 +11,7 @@ Prometheus 3 semantics (``extendedRate``, ``extendFloats``, ``smoothSeries`` in 
 - ``x smoothed`` (instant selector): the value at each step is interpolated between the
   samples around it; after the last sample it is carried forward.
 
-Each function takes a stale-free :class:`~filodb.query.source.SeriesBlock` and window ends in
+Each function takes a stale-free :class:`~filodb.model.source.SeriesBlock` and window ends in
 ms ([n_steps]) and returns ``(values, present)`` of shape [n_series, n_steps].
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from filodb.query.source import SeriesBlock
+from filodb.model.source import SeriesBlock
 from filodb.query.values import window_bounds
 
 ANCHORED_SAFE = ("changes", "delta", "increase", "rate", "resets")

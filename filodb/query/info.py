@@ -77,9 +77,9 @@ def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
     if isinstance(e, ast.MatrixSelector):
         e = e.vector
     if isinstance(e, ast.VectorSelector):
-        return engine._times(e.at, engine._dur_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+        return engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)
     if isinstance(e, ast.SubqueryExpr):
-        t = engine._times(e.at, engine._dur_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+        t = engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)
         return _reference_times(engine, e.expr, ctx.with_times(t))
     if isinstance(e, ast.Call):
         ranged = [a for a in e.args if isinstance(a, ast.MatrixSelector | ast.SubqueryExpr)]

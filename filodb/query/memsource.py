@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from filodb.model.labels import Labels, Matcher, labels_match
-from filodb.query.source import SeriesBlock
+from filodb.model.source import SeriesBlock
 
 
 class MemorySource:

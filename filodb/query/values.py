@@ -6,7 +6,7 @@
   processes as raw bytes (see ``filodb/tasks/wire.py``).
 - :class:`ScalarSteps`: a scalar per step. :class:`StringValue`: a string literal.
 - :class:`Windows`: the samples of a range selector for every (series, step) window, as index
-  bounds into a :class:`~filodb.query.source.SeriesBlock` (no copy per window).
+  bounds into a :class:`~filodb.model.source.SeriesBlock` (no copy per window).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from filodb.model.labels import Labels
-from filodb.query.source import SeriesBlock
+from filodb.model.source import SeriesBlock
 
 STALE_NAN_BITS = 0x7FF0000000000002
 

@@ -27,8 +27,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 from filodb.errors import BadInputError
 
@@ -253,31 +252,12 @@ def check_checkpoint(group: int, offset: int) -> None:
             raise BadInputError(f"checkpoint {name} must be an int64 >= 0, got {v!r}")
 
 
-def open_store(kind: str, data_dir: str | Path, **options: Any) -> tuple[ColumnStore, MetaStore]:
-    """The column store and meta store named by the config: ``sqlite`` or ``cassandra``.
+class Stores(NamedTuple):
+    """A node's column store and meta store (opened together by :func:`filodb.store.open_store`)."""
 
-    ``data_dir`` is the node's data directory; the SQLite backend keeps its files under
-    ``<data_dir>/store/`` (Cassandra ignores it). ``options`` go to the backend (see its class).
-    """
-    if kind == "sqlite":
-        from filodb.store.sqlite import open_sqlite
+    column: ColumnStore
+    meta: MetaStore
 
-        return open_sqlite(data_dir, **options)
-    if kind == "cassandra":
-        from filodb.store.cassandra import open_cassandra
-
-        return open_cassandra(**options)
-    raise BadInputError(f"unknown column store {kind!r} (have: sqlite, cassandra)")
-
-
-def store_from_config(cfg: Any) -> tuple[ColumnStore, MetaStore]:
-    """The stores of a :class:`~filodb.config.Config`, with its backend's settings."""
-    if cfg.store == "cassandra":
-        if not cfg.cassandra_hosts:
-            raise BadInputError(
-                "store = cassandra needs cassandra_hosts (FILODB_CASSANDRA_HOSTS=127.0.0.1); "
-                "scripts/services up cassandra prints it"
-            )
-        return open_store("cassandra", cfg.data_dir, hosts=cfg.cassandra_hosts.split(","),
-                          port=cfg.cassandra_port, keyspace=cfg.cassandra_keyspace)  # fmt: skip
-    return open_store(cfg.store, cfg.data_dir)
+    def close(self) -> None:
+        self.column.close()
+        self.meta.close()

@@ -8,9 +8,9 @@ killed can be lost. Shards that are not Active, or that answer with a failure, a
 reported back so the caller can answer partially with a warning (or fail when strict); shards
 that do not answer before the query's deadline make it a timeout (503).
 
-:class:`ClusterSource` is the :class:`~filodb.query.source.SeriesSource` the web tier's engine
-reads: each call fans out and merges (series are disjoint across shards, so merging is
-concatenation).
+:class:`ClusterSource` is the :class:`~filodb.query.distributed.ShardedSource` the web tier's
+engine reads: each call fans out and merges (series are disjoint across shards, so merging is
+concatenation); ``eval_shards`` carries pushed-down subtrees.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from celery import Celery
 from filodb.errors import ExecutionError, QueryTimeoutError, UnavailableError
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
-from filodb.query.source import SeriesBlock
+from filodb.model.source import SeriesBlock
+from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks.app import LEAF_TASK, shard_queue
-from filodb.tasks.leaf import matchers_to_wire
-from filodb.tasks.wire import unflat_labels, unpack, unpack_block
+from filodb.tasks.wire import matchers_to_wire, unflat_labels, unpack, unpack_block, unpack_steps
 
 RESEND_AFTER_S = 2.0  # a leaf task not picked up by then is sent again (doubling each time)
 
@@ -178,6 +178,10 @@ class ClusterSource:
                 if msg not in self.warnings:
                     self.warnings.append(msg)
         return res
+
+    def eval_shards(self, shards: Sequence[int], params: dict[str, Any]) -> list[tuple[StepVector, Sequence[int]]]:
+        res = self.fanout_shards(list(shards), "eval", params)
+        return [(unpack_steps(h, a), h.get("read", (0, 0))) for _, (h, a) in sorted(res.answers.items())]
 
     def _params(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> dict[str, Any]:
         return {"matchers": matchers_to_wire(list(matchers)), "start": int(start_ms), "end": int(end_ms)}

@@ -7,14 +7,16 @@ from the wire and rejects any dtype it does not know.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 import numpy as np
 
 from filodb.errors import BadInputError
-from filodb.model.labels import Labels
-from filodb.query.source import SeriesBlock
+from filodb.model.labels import Labels, Matcher
+from filodb.model.source import SeriesBlock
+from filodb.query.values import StepVector
 
 _DTYPES = {"<i8", "<i4", "<f8", "|b1", "<u8"}
 
@@ -70,3 +72,21 @@ def pack_block(block: SeriesBlock, extra: dict[str, Any] | None = None) -> bytes
 def unpack_block(header: dict[str, Any], arrays: list[np.ndarray]) -> SeriesBlock:
     offsets, ts, vals = arrays
     return SeriesBlock(unflat_labels(header["labels"]), offsets, ts, vals)
+
+
+def matchers_to_wire(ms: Sequence[Matcher]) -> list[list[str]]:
+    return [[m.name, m.op, m.value] for m in ms]
+
+
+def matchers_from_wire(raw: list[list[str]]) -> list[Matcher]:
+    return [Matcher(n, op, v) for n, op, v in raw]
+
+
+def pack_steps(header: dict[str, Any], v: StepVector) -> bytes:
+    """A :class:`StepVector` as one message (labels in the header, values and presence as frames)."""
+    return pack({**header, "labels": flat_labels(v.labels)}, [v.values, v.present])
+
+
+def unpack_steps(header: dict[str, Any], arrays: list[np.ndarray]) -> StepVector:
+    vals, pres = arrays
+    return StepVector(unflat_labels(header["labels"]), np.array(vals), np.array(pres))

@@ -1,7 +1,7 @@
 """One conformance suite for every :class:`~filodb.store.base.ColumnStore` / ``MetaStore`` backend.
 
 A backend's test module subclasses :class:`StoreSuite` and provides the ``stores`` fixture (a
-fresh, empty column store and its meta store, as :func:`~filodb.store.base.open_store` returns
+fresh, empty column store and its meta store, as :func:`~filodb.store.open_store` returns
 them) and the back doors ``raw_chunks``, ``raw_part_keys``, ``raw_checkpoints`` (read what is
 stored directly from the backend) and ``raw_put_chunks`` (store chunks directly), so each method
 is checked against independent ground truth. Never override a suite test into a pass.

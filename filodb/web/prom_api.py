@@ -14,7 +14,9 @@ from flask import Blueprint, Response
 
 import filodb
 from filodb.errors import BadInputError, ParseError
+from filodb.query.distributed import DistributedEngine
 from filodb.query.result import Result
+from filodb.tasks.fanout import ClusterSource
 from filodb.web.params import (
     MAX_TIME_MS,
     MIN_TIME_MS,
@@ -77,13 +79,11 @@ def _query_text() -> str:
     return q
 
 
-def _engine(dataset: str | None):  # type: ignore[no-untyped-def]
-    from filodb.tasks.pushdown import DistributedEngine as Engine
-
+def _engine(dataset: str | None) -> tuple[DistributedEngine, ClusterSource]:
     cfg = services().cfg
     timeout = _timeout_s()
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = Engine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout,
+    eng = DistributedEngine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout,
                  max_series=cfg.max_series)  # fmt: skip
     return eng, source
 

@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from filodb.config import Config
 from filodb.errors import AuthError
 from filodb.gateway.router import IngestRouter
-from filodb.ingest.base import Log, log_from_config
+from filodb.ingest import Log, log_from_config
 from filodb.model.shardkey import spread_rule
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.nodes import NodeRegistry

@@ -20,7 +20,7 @@ import requests
 from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
-from filodb.store.base import open_store
+from filodb.store import open_store
 from filodb.testing.cluster import UpProcess
 from filodb.testing.wait import wait_for
 

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from filodb.config import Config
 from filodb.devservices.base import free_port
 from filodb.errors import UnavailableError
-from filodb.ingest.base import log_from_config
+from filodb.ingest import log_from_config
 from filodb.ingest.kafka import KafkaLog
 from filodb.testing.log_suite import LogSuite
 

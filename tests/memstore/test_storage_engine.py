@@ -9,11 +9,13 @@ import pytest
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
-from filodb.model.partkey import flush_group as flush_group_of
+from filodb.model.partkey import group_of as flush_group_of
 from filodb.model.partkey import part_key
+from filodb.node.applier import LogApplier
+from filodb.node.flush import flush_all, flush_group, make_pager
 from filodb.query.memsource import MemorySource
-from filodb.store.base import ChunkSet, open_store
-from filodb.tasks.flush import Replayer, flush_all, flush_group, make_pager
+from filodb.store import open_store
+from filodb.store.base import ChunkSet
 
 N_SERIES = 30
 M = [Matcher("__name__", "=", "m")]
@@ -103,7 +105,7 @@ def test_recovery_from_checkpoints_and_log_loses_and_doubles_nothing(columns, fl
     cps = columns[1].read_checkpoints("ds", 0)
     assert cps and log.trimmed == min(cps.get(g, 0) for g in range(3))
     again = _shard(columns)
-    rep = Replayer(again, columns[0], columns[1], log)
+    rep = LogApplier(again, columns[0], columns[1], log)
     assert rep.start == min(cps.get(g, 0) for g in range(3))
     rep.replay_to(40)
     for lo, hi in RANGES:
@@ -121,10 +123,10 @@ def test_crash_after_chunks_before_checkpoint_rewrites_without_duplicates(column
     fd = ms.prepare_flush(0)  # chunks reach the store, then the process dies: no checkpoint
     columns[0].write_chunks("ds", 0, [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors) for pk, c in fd.chunks])
     again = _shard(columns)
-    Replayer(again, columns[0], columns[1], log).replay_to(40)
+    LogApplier(again, columns[0], columns[1], log).replay_to(40)
     flush_all(again, columns[0], columns[1])  # the replayed samples are flushed again
     fresh = _shard(columns)  # and once more from the store alone
-    Replayer(fresh, columns[0], columns[1], ListLog()).replay_to(0)
+    LogApplier(fresh, columns[0], columns[1], ListLog()).replay_to(0)
     for shard in (again, fresh):
         for lo, hi in RANGES:
             assert as_dict(shard.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)
@@ -136,7 +138,7 @@ def test_older_sample_after_recovery_is_rejected(columns) -> None:  # type: igno
     _feed(ms, columns, log, flush_every=None)
     flush_all(ms, columns[0], columns[1])
     again = _shard(columns)
-    Replayer(again, columns[0], columns[1], ListLog()).replay_to(0)
+    LogApplier(again, columns[0], columns[1], ListLog()).replay_to(0)
     lb = make_labels({"__name__": "m", "i": "0"})
     st = again.ingest(SampleBatch([lb], np.zeros(2, np.int64), np.array([1_000, 10**9]), np.array([1.0, 2.0])), 41)
     assert (st.accepted, st.out_of_order) == (1, 1)

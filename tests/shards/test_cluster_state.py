@@ -13,11 +13,11 @@ from filodb.config import Config
 from filodb.errors import BadInputError, FencedError
 from filodb.model.labels import Matcher, make_labels
 from filodb.model.shardkey import SpreadRule, query_shards, shards_for_series, spread_rule
+from filodb.node.runtime import NodeRuntime
 from filodb.shards.assignment import assign_shards, rebalance_move
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardStatus
-from filodb.tasks.node import NodeRuntime
 
 S = ShardStatus
 

@@ -15,7 +15,8 @@ import pytest
 
 from filodb.devservices import base
 from filodb.errors import BadInputError, UnavailableError
-from filodb.store.base import INT64_MAX, INT64_MIN, ChunkSet, PartKeyRecord, open_store
+from filodb.store import open_store
+from filodb.store.base import INT64_MAX, INT64_MIN, ChunkSet, PartKeyRecord
 from filodb.store.cassandra import TABLES, CassandraColumnStore, open_cassandra
 from filodb.testing.store_suite import Stores, StoreSuite, make_chunk, pk_of
 

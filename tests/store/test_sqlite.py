@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from filodb.errors import BadInputError
-from filodb.store.base import ChunkSet, PartKeyRecord, open_store
+from filodb.store import open_store
+from filodb.store.base import ChunkSet, PartKeyRecord
 from filodb.store.sqlite import SqliteColumnStore, SqliteMetaStore, open_sqlite
 from filodb.testing.store_suite import Stores, StoreSuite, make_chunk, pk_of
 

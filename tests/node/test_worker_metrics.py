@@ -16,8 +16,8 @@ from filodb.config import Config
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
+from filodb.node.runtime import NodeRuntime
 from filodb.shards.nodes import NodeRegistry
-from filodb.tasks.node import NodeRuntime
 
 T0 = 1_700_000_000_000
 
@@ -59,10 +59,10 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     series = [make_labels({"__name__": "wm", "i": str(i)}) for i in range(30)]
     batch = SampleBatch(series, np.repeat(np.arange(30), 4), np.tile(T0 + 1000 * np.arange(4), 30),
                         np.ones(120))  # fmt: skip
-    per = IngestRouter(node.store, node.log).write("prometheus", batch)
+    per = IngestRouter(node.shard_map, node.ingest_log).write("prometheus", batch)
     late = SampleBatch(series[:5], np.arange(5), np.full(5, T0), np.ones(5))  # not newer: refused
-    late_per = IngestRouter(node.store, node.log).write("prometheus", late)
-    ends = node.log.end_offsets("prometheus", [0, 1])
+    late_per = IngestRouter(node.shard_map, node.ingest_log).write("prometheus", late)
+    ends = node.ingest_log.end_offsets("prometheus", [0, 1])
     deadline = time.monotonic() + 20
     while any(node.ingesters[("prometheus", s)].offset < ends[s] for s in (0, 1)):
         assert time.monotonic() < deadline, "the ingesters did not catch up"

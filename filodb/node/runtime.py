@@ -13,8 +13,9 @@ pause, a network partition) stops serving and ingesting every shard by itself, b
 node can take the lease; and every status write of a shard's owner is compare-and-set on the
 node, so a node that lost a shard cannot overwrite the new owner's state.
 
-The process holds one :class:`NodeRuntime` (``RUNTIME``), which the leaf task reads: tasks run
-on the threads pool of the same process, so they see the memstores.
+The worker process holds one :class:`NodeRuntime`, to which it binds the task functions of
+:mod:`filodb.tasks.leaf`: tasks run on the threads pool of the same process, so they see the
+memstores.
 """
 
 from __future__ import annotations
@@ -26,23 +27,20 @@ from collections.abc import Callable
 
 from filodb.config import Config
 from filodb.errors import FencedError, FiloError
-from filodb.ingest.base import Log, log_from_config
+from filodb.ingest import Log, log_from_config
 from filodb.memstore.shard import TimeSeriesShard
+from filodb.node.ingester import ShardIngester
+from filodb.node.metrics import observe_flush
+from filodb.node.metrics import serve as serve_metrics
 from filodb.shards.assignment import assign_shards, rebalance_move
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES as _LIVE
 from filodb.shards.state import ShardStatus
-from filodb.store.base import store_from_config
+from filodb.store import store_from_config
 from filodb.tasks.app import shard_queue
-from filodb.tasks.ingester import ShardIngester
-from filodb.tasks.metrics import observe_flush
-from filodb.tasks.metrics import serve as serve_metrics
 
 log = logging.getLogger(__name__)
-
-RUNTIME: NodeRuntime | None = None
-
 
 
 class NodeRuntime:
@@ -55,14 +53,15 @@ class NodeRuntime:
     ) -> None:  # fmt: skip
         self.cfg = cfg
         self.name = name
-        self.store = ShardMapStore(cfg.redis_url)
+        self.shard_map = ShardMapStore(cfg.redis_url)
+        self.redis = self.shard_map.r  # leaf replies go through the shard map's connection pool
         self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
-        self.log: Log = log_from_config(cfg)
+        self.ingest_log: Log = log_from_config(cfg)
         self.ingesters: dict[tuple[str, int], ShardIngester] = {}
         self._add_queue = add_queue
         self._cancel_queue = cancel_queue
         self._send_flush = send_flush
-        self.columns = store_from_config(cfg)
+        self.stores = store_from_config(cfg)
         self._flush_due: dict[tuple[str, int], tuple[float, int]] = {}  # next time, next group
         self._retention_due = 0.0
         self._stop = threading.Event()
@@ -76,12 +75,10 @@ class NodeRuntime:
         self._coord_since: float | None = None  # monotonic time this node became coordinator
 
     def start(self) -> None:
-        global RUNTIME
-        RUNTIME = self
         self.metrics_server = serve_metrics(self)  # its port goes into the registry entry
         self.registry.register(self.name, metrics_port=self.metrics_server.port)
         try:  # the default dataset exists in every cluster, however it was started
-            self.store.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+            self.shard_map.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
         except FiloError as e:
             log.warning("default dataset: %s", e)
         self._thread.start()
@@ -97,15 +94,14 @@ class NodeRuntime:
             if not self.fenced():
                 self._flush_released(ing)
                 try:
-                    self.store.release(self.name, *key)
+                    self.shard_map.release(self.name, *key)
                 except Exception:  # noqa: BLE001 - Redis may already be gone at shutdown
                     pass
         try:
             self.registry.deregister(self.name)
         except Exception:  # noqa: BLE001 - Redis may already be gone at shutdown
             log.warning("could not deregister node %s", self.name)
-        for c in self.columns:
-            c.close()
+        self.stores.close()
         if getattr(self, "metrics_server", None) is not None:
             self.metrics_server.close()
 
@@ -159,13 +155,13 @@ class NodeRuntime:
         self.registry.heartbeat(self.name)
         held = list(self.ingesters) + list(self._releasing)
         if held:
-            got = self.store.claim(self.name, held, int(self.cfg.heartbeat_ttl * 1000))
+            got = self.shard_map.claim(self.name, held, int(self.cfg.heartbeat_ttl * 1000))
             lost = [k for k, ok in got.items() if not ok and k in self.ingesters]
             for key in lost:  # someone else holds the lease: we lost the shard
                 log.warning("node %s lost the lease of %s/%s", self.name, *key)
                 self._release(key, flush=False)
         self._renewed_at = t0
-        maps = {ds: (desc, self.store.shard_states(ds)) for ds, desc in self.store.datasets().items()}
+        maps = {ds: (desc, self.shard_map.shard_states(ds)) for ds, desc in self.shard_map.datasets().items()}
         if self.registry.hold_lease(self.name):
             if self._coord_since is None:
                 self._coord_since = time.monotonic()
@@ -216,13 +212,13 @@ class NodeRuntime:
             return
         self._retention_due = time.monotonic() + 3600
         now_s = time.time() if now_s is None else now_s
-        datasets = self.store.datasets()
+        datasets = self.shard_map.datasets()
         for (ds, shard), ing in list(self.ingesters.items()):
             retention = float(datasets.get(ds, {}).get("retention_s", self.cfg.retention))
             if ing.active and retention > 0:
                 cutoff = int((now_s - retention) * 1000)
                 ing.memstore.drop_before(cutoff)
-                self.columns[0].delete_before(ds, shard, cutoff)
+                self.stores.column.delete_before(ds, shard, cutoff)
 
     def coordinate(self, maps: dict | None = None) -> None:
         """Leader duty: give shards without a live owner to live nodes, then rebalance.
@@ -235,7 +231,7 @@ class NodeRuntime:
         settling = (self._coord_since is not None
                     and time.monotonic() - self._coord_since < 2 * self.cfg.heartbeat_interval + 0.5)  # fmt: skip
         if maps is None:
-            maps = {ds: (d, self.store.shard_states(ds)) for ds, d in self.store.datasets().items()}
+            maps = {ds: (d, self.shard_map.shard_states(ds)) for ds, d in self.shard_map.datasets().items()}
         for ds, (desc, states) in maps.items():
             owners = {s.shard: s.node if s.status in _LIVE else "" for s in states}
             stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED)
@@ -246,8 +242,8 @@ class NodeRuntime:
             for shard, node in changes.items():
                 st = by_shard[shard]
                 if st.status in _LIVE:  # owner died: mark Down first
-                    st = self.store.move(st, ShardStatus.DOWN)
-                self.store.move(st, ShardStatus.ASSIGNED, node)
+                    st = self.shard_map.move(st, ShardStatus.DOWN)
+                self.shard_map.move(st, ShardStatus.ASSIGNED, node)
             if changes or any(s.status is not ShardStatus.ACTIVE for s in states
                               if s.shard not in stopped):  # fmt: skip
                 continue  # one move at a time, once everything is Active
@@ -255,12 +251,12 @@ class NodeRuntime:
             if move is not None:
                 shard, node = move
                 log.warning("rebalance: %s/%s %s -> %s", ds, shard, owners[shard], node)
-                self.store.move(by_shard[shard], ShardStatus.ASSIGNED, node)
+                self.shard_map.move(by_shard[shard], ShardStatus.ASSIGNED, node)
 
     def reconcile(self, maps: dict | None = None) -> None:
         """Start shards the map gives this node; stop those it no longer does."""
         if maps is None:
-            maps = {ds: (d, self.store.shard_states(ds)) for ds, d in self.store.datasets().items()}
+            maps = {ds: (d, self.shard_map.shard_states(ds)) for ds, d in self.shard_map.datasets().items()}
         with self._lock:
             mine = set()
             to_start = []
@@ -282,7 +278,7 @@ class NodeRuntime:
             for key in [k for k in self.ingesters if k not in mine] + restart:
                 self._release(key)
             if to_start and not self.fenced():
-                got = self.store.claim(self.name, [(st.dataset, st.shard) for st in to_start],
+                got = self.shard_map.claim(self.name, [(st.dataset, st.shard) for st in to_start],
                                        int(self.cfg.heartbeat_ttl * 1000))  # fmt: skip
                 for st in to_start:
                     key = (st.dataset, st.shard)
@@ -292,16 +288,16 @@ class NodeRuntime:
                     elif key not in self._waiting_lease:
                         self._waiting_lease.add(key)
                         log.warning("node %s waits for %s/%s: still leased by %s", self.name,
-                                    *key, self.store.lease_holder(*key))  # fmt: skip
+                                    *key, self.shard_map.lease_holder(*key))  # fmt: skip
 
     def _start_shard(self, st, desc: dict) -> None:  # type: ignore[no-untyped-def]
         log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
-            st = self.store.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
-        self.columns[0].initialize(st.dataset, int(desc["shards"]))
-        self.log.ensure_dataset(st.dataset, int(desc["shards"]))  # partitions exist (Kafka)
-        ing = ShardIngester(self.store, self.log, st, self.name, on_active=self._on_active,
-                            columns=self.columns, cfg=self.cfg)  # fmt: skip
+            st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
+        self.stores.column.initialize(st.dataset, int(desc["shards"]))
+        self.ingest_log.ensure_dataset(st.dataset, int(desc["shards"]))  # partitions exist (Kafka)
+        ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name, on_active=self._on_active,
+                            stores=self.stores, cfg=self.cfg)  # fmt: skip
         self.ingesters[(st.dataset, st.shard)] = ing
         ing.start()
 
@@ -324,7 +320,7 @@ class NodeRuntime:
                 ing.join(30)
                 if flush and not self.fenced():
                     self._flush_released(ing)
-                self.store.release(self.name, *key)
+                self.shard_map.release(self.name, *key)
             except Exception:  # noqa: BLE001 - the lease then expires by itself
                 log.exception("release of %s/%s", *key)
             finally:

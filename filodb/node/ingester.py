@@ -1,9 +1,9 @@
 """One shard's ingestion thread: recover from the column store and the log, then follow it.
 
-Recovery (:class:`~filodb.tasks.flush.Replayer`) loads the shard's part keys and checkpoints
+Recovery (:class:`~filodb.node.applier.LogApplier`) loads the shard's part keys and checkpoints
 and replays its log partition from the lowest checkpoint up to the end offset seen at start,
 publishing ``Recovery`` with progress, then ``Active``; after that it tails the partition.
-Flushes run as tasks on the shard's queue (see :mod:`filodb.tasks.flush`). Offsets and shard
+Flushes run as tasks on the shard's queue (see :mod:`filodb.node.flush`). Offsets and shard
 stats are written to the shard map about once a second.
 """
 
@@ -18,10 +18,11 @@ from filodb.config import Config
 from filodb.errors import FencedError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
+from filodb.node.applier import LogApplier
+from filodb.node.flush import flush_group, make_pager
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
-from filodb.store.base import ColumnStore, MetaStore
-from filodb.tasks.flush import Replayer, flush_group, make_pager
+from filodb.store.base import Stores
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +35,32 @@ class ShardIngester(threading.Thread):
     """Owns a :class:`TimeSeriesShard` and feeds it from the log."""
 
     def __init__(
-        self, store: ShardMapStore, logbackend: Log, state: ShardState, node: str,
+        self, shard_map: ShardMapStore, ingest_log: Log, state: ShardState, node: str,
         on_active: Callable[[ShardIngester], None] | None = None,
-        columns: tuple[ColumnStore, MetaStore] | None = None, cfg: Config | None = None,
+        stores: Stores | None = None, cfg: Config | None = None,
     ) -> None:  # fmt: skip
         super().__init__(name=f"ingest-{state.dataset}-{state.shard}", daemon=True)
         cfg = cfg or Config()
-        self.store = store
-        self.log = logbackend
+        self.shard_map = shard_map
+        self.ingest_log = ingest_log
         self.node = node
         self.state = state
-        self.columns = columns
+        self.stores = stores
         self.memstore = TimeSeriesShard(
             state.dataset, state.shard, max_chunk_samples=cfg.max_chunk_samples,
             num_groups=cfg.flush_groups, memory_budget=cfg.memory_budget_mb << 20,
-            pager=make_pager(columns[0], state.dataset, state.shard) if columns else None,
+            pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()
         self.on_active = on_active
-        self.replayer: Replayer | None = None
+        self.applier: LogApplier | None = None
         self.flush_lock = threading.Lock()  # one flush of this shard at a time
         self.recovered = False  # replayed the log up to where it stood at start
 
     @property
     def malformed_records(self) -> int:
-        return self.replayer.malformed if self.replayer else 0
+        return self.applier.malformed if self.applier else 0
 
     @property
     def dataset(self) -> str:
@@ -78,7 +79,7 @@ class ShardIngester(threading.Thread):
 
     def _move(self, to: ShardStatus, progress: int = 0) -> None:
         """Record a status change, only while the map still names this node (fencing)."""
-        self.state = self.store.move(self.state, to, self.node, progress, expect_node=self.node)
+        self.state = self.shard_map.move(self.state, to, self.node, progress, expect_node=self.node)
 
     def run(self) -> None:
         try:
@@ -101,18 +102,18 @@ class ShardIngester(threading.Thread):
                     log.exception("cannot record Error for %s/%s: %s", self.dataset, self.shard, e)
 
     def _consume(self, records: list[tuple[int, bytes]]) -> None:
-        assert self.replayer is not None
-        self.replayer.apply(records)
-        self.offset = self.replayer.offset
+        assert self.applier is not None
+        self.applier.apply(records)
+        self.offset = self.applier.offset
 
     def _recover(self) -> None:
         self._move(ShardStatus.RECOVERY, 0)
-        if self.columns is not None:
-            self.replayer = Replayer(self.memstore, self.columns[0], self.columns[1], self.log)
+        if self.stores is not None:
+            self.applier = LogApplier(self.memstore, self.stores.column, self.stores.meta, self.ingest_log)
         else:
-            self.replayer = Replayer.without_store(self.memstore, self.log)
-        self.offset = self.replayer.offset
-        end = self.log.end_offset(self.dataset, self.shard)
+            self.applier = LogApplier.without_store(self.memstore, self.ingest_log)
+        self.offset = self.applier.offset
+        end = self.ingest_log.end_offset(self.dataset, self.shard)
         begin = self.offset
         last_report = [time.monotonic()]
 
@@ -123,8 +124,8 @@ class ShardIngester(threading.Thread):
                 self._report()
                 last_report[0] = time.monotonic()
 
-        self.replayer.replay_to(end, self.stop_event.is_set, progress)
-        self.offset = self.replayer.offset
+        self.applier.replay_to(end, self.stop_event.is_set, progress)
+        self.offset = self.applier.offset
         self.recovered = not self.stop_event.is_set()
         self._report()
 
@@ -132,21 +133,21 @@ class ShardIngester(threading.Thread):
         """Flush one group (run by the flush task on the shard's queue); None when not Active.
 
         ``force`` flushes a stopped shard too (on release, after the thread ended)."""
-        if self.columns is None or not (self.active or (force and self.recovered)):
+        if self.stores is None or not (self.active or (force and self.recovered)):
             return None
         with self.flush_lock:
-            return flush_group(self.memstore, self.columns[0], self.columns[1], group, self.log)
+            return flush_group(self.memstore, self.stores.column, self.stores.meta, group, self.ingest_log)
 
     def _follow(self) -> None:
         last_report = 0.0
         while not self.stop_event.is_set():
-            got = self.log.read(self.dataset, {self.shard: self.offset}, READ_COUNT, BLOCK_MS)
+            got = self.ingest_log.read(self.dataset, {self.shard: self.offset}, READ_COUNT, BLOCK_MS)
             self._consume(got.get(self.shard, []))
             if time.monotonic() - last_report > PROGRESS_EVERY_S:
                 self._report()
                 last_report = time.monotonic()
 
     def _report(self) -> None:
-        self.store.set_progress(
+        self.shard_map.set_progress(
             self.dataset, {self.shard: self.offset}, {self.shard: self.memstore.stats()}
         )

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from filodb.exposition import MetricsServer
 
 if TYPE_CHECKING:
-    from filodb.tasks.node import NodeRuntime
+    from filodb.node.runtime import NodeRuntime
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class NodeCollector(Collector):
             done = ing.offset
             offset.add_metric(lv, done)
             try:
-                lag.add_metric(lv, max(0, rt.log.end_offset(ds, shard) - done))
+                lag.add_metric(lv, max(0, rt.ingest_log.end_offset(ds, shard) - done))
             except Exception as e:  # noqa: BLE001 - the log may be down; the rest still scrapes
                 log.warning("metrics: no log end offset for %s/%s: %s", ds, shard, e)
         for (ds, status), n in sorted(counts.items()):

@@ -19,9 +19,9 @@ from celery import signals
 
 from filodb.config import Config
 from filodb.errors import UnavailableError
+from filodb.node.runtime import NodeRuntime
 from filodb.tasks.app import FLUSH_TASK, make_celery, shard_queue
 from filodb.tasks.leaf import register_tasks
-from filodb.tasks.node import NodeRuntime
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def run_worker(cfg: Config) -> None:
     """Run a node until SIGTERM/SIGINT. Blocks."""
     name = cfg.node or f"node-{os.getpid()}"
     app = make_celery(cfg)
-    register_tasks(app)
     hostname = f"{name}@{socket.gethostname()}"
     runtime: dict[str, NodeRuntime] = {}
+    register_tasks(app, lambda: runtime.get("rt"))
 
     # Queue changes go through one thread, in order: a cancel never waits in a node's tick or
     # under its lock (with the broker down, kombu retries a control message for a long time),

@@ -1,4 +1,4 @@
-"""Push query work down to the shards, and reduce their answers in the web tier.
+"""Distributed planning: push query work down to the shards, reduce their answers above them.
 
 A subtree is *shard-local* when its answer for a series depends on that series alone:
 selectors, range functions over selectors or local subqueries, per-series math and label
@@ -13,21 +13,27 @@ local subtree evaluated on each shard and concatenated equals the subtree evalua
   ``count``, ``stddev``/``stdvar`` ship ``sum``, ``count`` and ``sum`` of squares;
 - any other local subtree (e.g. a bare ``rate(x[5m])``) by concatenating the shards' answers;
 - everything else as the plain :class:`~filodb.query.engine.Engine` does, whose selectors
-  fetch raw series through :class:`~filodb.tasks.fanout.ClusterSource`.
+  fetch raw series through the source.
 
-:func:`eval_leaf` is the shard side: it runs the same engine on the shard's memstore and packs
-the resulting :class:`StepVector` (labels, values and presence as raw frames).
+The engine runs over a :class:`ShardedSource`: a :class:`SeriesSource` over many shards that
+can also evaluate a pushed-down subtree on some of them (the web tier's
+:class:`~filodb.tasks.fanout.ClusterSource` over Celery, or :class:`LocalShards` over
+in-process shards). :func:`eval_local` is the shard side: the same engine on one shard's
+source, answering a :class:`StepVector` and the samples and series it read. This module knows
+no transport: the wire format and the fan-out live in :mod:`filodb.tasks`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from filodb.errors import ExecutionError
-from filodb.model.labels import Matcher
-from filodb.model.shardkey import query_shards
+from filodb.model.labels import Labels, Matcher
+from filodb.model.shardkey import SpreadRule, query_shards
+from filodb.model.source import SeriesBlock, SeriesSource
 from filodb.query import ast
 from filodb.query.aggregations import aggregate
 from filodb.query.engine import TOO_MANY_SAMPLES, TOO_MANY_SERIES, Engine, EvalContext, check_unique
@@ -36,8 +42,6 @@ from filodb.query.parser import parse
 from filodb.query.printer import to_string
 from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.values import StepVector
-from filodb.tasks.fanout import ClusterSource
-from filodb.tasks.wire import flat_labels, pack, unflat_labels
 
 _LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - {
     "vector", "scalar", "time", "pi", "histogram_quantile", "step", "range", "start", "end", "info", "sort", "sort_desc",
@@ -95,54 +99,96 @@ def selectors(e: Any) -> list[ast.VectorSelector]:
     return out
 
 
+# --- the source the distributed engine reads ----------------------------------------------
+class ShardedSource(SeriesSource, Protocol):
+    """A :class:`SeriesSource` over the shards of one dataset that can also evaluate a
+    pushed-down subtree on some of them."""
+
+    num_shards: int
+    spread: int | SpreadRule
+
+    def eval_shards(self, shards: Sequence[int], params: dict[str, Any]) -> list[tuple[StepVector, Sequence[int]]]:
+        """:func:`eval_local` with ``params`` on each of ``shards`` that can answer: its
+        :class:`StepVector` and ``(samples, series)`` read, in shard order."""
+        ...
+
+
 # --- shard side -------------------------------------------------------------------------
-def eval_leaf(ms: Any, shard: int, p: dict[str, Any]) -> bytes:
-    """Evaluate a pushed-down PromQL subtree on one shard's memstore; pack a StepVector."""
-    eng = Engine(ms, lookback_ms=int(p["lookback"]), max_samples=int(p["max_samples"]),
+def eval_local(source: SeriesSource, p: dict[str, Any]) -> tuple[StepVector, list[int]]:
+    """Evaluate a pushed-down PromQL subtree (``p`` as :meth:`DistributedEngine.leaf_params`
+    builds it) on one shard's source; the answer and the ``[samples, series]`` it read."""
+    eng = Engine(source, lookback_ms=int(p["lookback"]), max_samples=int(p["max_samples"]),
                  timeout_s=float(p["timeout"]), max_series=int(p.get("max_series", 1_000_000)))  # fmt: skip
     times = np.arange(int(p["start"]), int(p["end"]) + 1, max(int(p["step"]), 1), dtype=np.int64)
     if int(p["step"]) == 0:
         times = np.array([int(p["start"])], np.int64)
-    ctx = eng._ctx(times, int(p["qstart"]), int(p["qend"]), int(p["step"]))
+    ctx = eng.make_ctx(times, int(p["qstart"]), int(p["qend"]), int(p["step"]))
     v = eng.eval(parse(p["query"]), ctx)
-    assert isinstance(v, StepVector)
-    header = {"ok": True, "shard": shard, "labels": flat_labels(v.labels), "read": ctx.samples}
-    return pack(header, [v.values, v.present])
+    if not isinstance(v, StepVector):
+        raise ExecutionError(f"pushed-down expression {p['query']!r} is not an instant vector")
+    return v, ctx.samples
 
 
-# --- web side ---------------------------------------------------------------------------
+class LocalShards:
+    """A :class:`ShardedSource` over shards in this process (one :class:`SeriesSource` each):
+    the distributed engine without a transport, for tests and the conformance runner."""
+
+    def __init__(self, shards: Sequence[SeriesSource], spread: int | SpreadRule = 0) -> None:
+        self.shards = list(shards)
+        self.num_shards = len(self.shards)
+        self.spread = spread
+
+    def eval_shards(self, shards: Sequence[int], params: dict[str, Any]) -> list[tuple[StepVector, Sequence[int]]]:
+        return [eval_local(self.shards[s], params) for s in sorted(shards)]
+
+    def _each(self, matchers: Sequence[Matcher]) -> list[SeriesSource]:
+        return [self.shards[s] for s in query_shards(list(matchers), self.num_shards, self.spread)]
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
+        return SeriesBlock.concat([s.select(matchers, start_ms, end_ms) for s in self._each(matchers)])
+
+    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
+        return sorted({lb for s in self._each(matchers) for lb in s.series(matchers, start_ms, end_ms)})
+
+    def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
+        return sorted({n for s in self._each(matchers) for n in s.label_names(matchers, start_ms, end_ms)})
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
+        return sorted({v for s in self._each(matchers) for v in s.label_values(name, matchers, start_ms, end_ms)})
+
+
+# --- above the shards ---------------------------------------------------------------------
 class DistributedEngine(Engine):
-    """The engine of the web tier: pushes local work to shards, reduces their answers."""
+    """The engine above the shards: pushes local work to them, reduces their answers."""
 
-    source: ClusterSource
+    source: ShardedSource
 
-    def _leaf(self, e: ast.Expr, ctx: EvalContext) -> StepVector:
-        matchers: list[Matcher] = []
-        sels = selectors(e)
-        if len(sels) == 1:
-            matchers = list(sels[0].matchers)
-        params = {
+    def leaf_params(self, e: ast.Expr, ctx: EvalContext) -> dict[str, Any]:
+        """What a shard needs to evaluate ``e`` at ``ctx``'s steps (see :func:`eval_local`)."""
+        return {
             "query": to_string(e), "lookback": self.lookback_ms, "timeout": self.timeout_s, "qstart": ctx.start, "qend": ctx.end,
             "start": int(ctx.times[0]), "end": int(ctx.times[-1]), "step": ctx.step,
             # the limits are the query's: a shard may use what is left, the sum is checked here
             "max_samples": self.max_samples - ctx.samples[0],
             "max_series": self.max_series - ctx.samples[1],
         }  # fmt: skip
+
+    def _leaf(self, e: ast.Expr, ctx: EvalContext) -> StepVector:
         if len(ctx.times) > 1 and not np.array_equal(
             ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
         ):
             return super().eval(e, ctx)  # irregular steps (inside a subquery): evaluate here
+        sels = selectors(e)
+        matchers: list[Matcher] = list(sels[0].matchers) if len(sels) == 1 else []
         src = self.source
         shards = query_shards(matchers, src.num_shards, src.spread)
-        res = src.fanout_shards(shards, "eval", params)
         parts = []
-        for _, (h, arrays) in sorted(res.answers.items()):
-            self._count_read(h.get("read", (0, 0)), ctx)
-            vals, pres = arrays
-            parts.append(StepVector(unflat_labels(h["labels"]), np.array(vals), np.array(pres)))
+        for v, read in src.eval_shards(shards, self.leaf_params(e, ctx)):
+            self._count_read(read, ctx)
+            parts.append(v)
         return _concat(parts, len(ctx.times))
 
-    def _count_read(self, read: list[int], ctx: EvalContext) -> None:
+    def _count_read(self, read: Sequence[int], ctx: EvalContext) -> None:
         ctx.samples[0] += int(read[0])
         ctx.samples[1] += int(read[1])
         if ctx.samples[0] > self.max_samples:
@@ -200,4 +246,4 @@ def _align(a: StepVector, b: StepVector) -> tuple[StepVector, StepVector]:
     return a, b.take(rows)
 
 
-__all__ = ["DistributedEngine", "eval_leaf", "is_local"]
+__all__ = ["DistributedEngine", "LocalShards", "ShardedSource", "eval_local", "is_local"]

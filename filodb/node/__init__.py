@@ -1,0 +1,1 @@
+"""What a worker node is: its runtime, shard ingesters, the log applier and flushes."""
