@@ -15,8 +15,9 @@ import numpy as np
 
 from filodb.ingest.base import Log
 from filodb.model.batch import SampleBatch
+from filodb.model.dataset import Dataset
 from filodb.model.labels import Labels
-from filodb.model.shardkey import SpreadRule, shards_for_series, spread_rule
+from filodb.model.shardkey import SpreadRule, shards_for_series
 from filodb.shards.redis_map import ShardMapStore
 
 _CACHE_MAX = 1_000_000
@@ -34,7 +35,7 @@ class IngestRouter:
         self._shard_cache: dict[tuple[str, Labels], int] = {}
         self._lock = threading.Lock()
 
-    def dataset(self, name: str) -> dict:
+    def dataset(self, name: str) -> Dataset:
         """The dataset's description, cached a few seconds (raises UnknownDatasetError)."""
         hit = self._datasets.get(name)
         if hit and time.monotonic() - hit[0] < _DATASET_TTL_S:
@@ -70,8 +71,8 @@ class IngestRouter:
         if len(batch) == 0:
             return {}
         desc = self.dataset(dataset)
-        shard_of = self._shards(dataset, batch.series, desc["shards"], spread_rule(desc))
-        parts = batch.split(shard_of, desc["shards"])
+        shard_of = self._shards(dataset, batch.series, desc.shards, desc.spread_rule)
+        parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.log.append_many(dataset, records)
         return {s: len(b) for s, b in parts.items()}

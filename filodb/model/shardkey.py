@@ -74,15 +74,6 @@ class SpreadRule:
         return self.overrides.get((ws, ns), self.default)
 
 
-def spread_rule(desc: Mapping) -> int | SpreadRule:
-    """The spread of a dataset description: an int, or a rule when it has overrides."""
-    ovr = desc.get("spread_overrides") or []
-    if not ovr:
-        return int(desc["spread"])
-    return SpreadRule(int(desc["spread"]),
-                      {(o.get("_ws_", ""), o.get("_ns_", "")): int(o["spread"]) for o in ovr})  # fmt: skip
-
-
 def check_spread_overrides(overrides: object, num_shards: int) -> list[dict]:
     """Validated overrides: a list of ``{"_ws_": str, "_ns_": str, "spread": int}``."""
     if overrides is None:

@@ -29,6 +29,7 @@ from filodb.config import Config
 from filodb.errors import FencedError, FiloError
 from filodb.ingest import Log, log_from_config
 from filodb.memstore.shard import TimeSeriesShard
+from filodb.model.dataset import Dataset
 from filodb.node.ingester import ShardIngester
 from filodb.node.metrics import observe_flush
 from filodb.node.metrics import serve as serve_metrics
@@ -36,7 +37,7 @@ from filodb.shards.assignment import assign_shards, rebalance_move
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES as _LIVE
-from filodb.shards.state import ShardStatus
+from filodb.shards.state import ShardState, ShardStatus
 from filodb.store import store_from_config
 from filodb.tasks.app import shard_queue
 
@@ -214,7 +215,8 @@ class NodeRuntime:
         now_s = time.time() if now_s is None else now_s
         datasets = self.shard_map.datasets()
         for (ds, shard), ing in list(self.ingesters.items()):
-            retention = float(datasets.get(ds, {}).get("retention_s", self.cfg.retention))
+            desc = datasets.get(ds)
+            retention = desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
             if ing.active and retention > 0:
                 cutoff = int((now_s - retention) * 1000)
                 ing.memstore.drop_before(cutoff)
@@ -238,7 +240,7 @@ class NodeRuntime:
             by_shard = {s.shard: s for s in states}
             if settling and any(s.status in _LIVE and s.node not in live for s in states):
                 continue
-            changes = assign_shards(desc["shards"], owners, live, stopped)
+            changes = assign_shards(desc.shards, owners, live, stopped)
             for shard, node in changes.items():
                 st = by_shard[shard]
                 if st.status in _LIVE:  # owner died: mark Down first
@@ -247,7 +249,7 @@ class NodeRuntime:
             if changes or any(s.status is not ShardStatus.ACTIVE for s in states
                               if s.shard not in stopped):  # fmt: skip
                 continue  # one move at a time, once everything is Active
-            move = rebalance_move(desc["shards"], owners, live, stopped)
+            move = rebalance_move(desc.shards, owners, live, stopped)
             if move is not None:
                 shard, node = move
                 log.warning("rebalance: %s/%s %s -> %s", ds, shard, owners[shard], node)
@@ -290,12 +292,12 @@ class NodeRuntime:
                         log.warning("node %s waits for %s/%s: still leased by %s", self.name,
                                     *key, self.shard_map.lease_holder(*key))  # fmt: skip
 
-    def _start_shard(self, st, desc: dict) -> None:  # type: ignore[no-untyped-def]
+    def _start_shard(self, st: ShardState, desc: Dataset) -> None:
         log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
-        self.stores.column.initialize(st.dataset, int(desc["shards"]))
-        self.ingest_log.ensure_dataset(st.dataset, int(desc["shards"]))  # partitions exist (Kafka)
+        self.stores.column.initialize(st.dataset, desc.shards)
+        self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
         ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name, on_active=self._on_active,
                             stores=self.stores, cfg=self.cfg)  # fmt: skip
         self.ingesters[(st.dataset, st.shard)] = ing

@@ -30,7 +30,7 @@ import orjson
 import redis
 
 from filodb.errors import BadInputError, FencedError, UnknownDatasetError
-from filodb.model.shardkey import check_shards, check_spread_overrides
+from filodb.model.dataset import Dataset
 from filodb.shards.state import PublishShardEvent, ShardState, ShardStatus, transition
 
 EVENTS_CHANNEL = "filodb:shard-events"
@@ -93,7 +93,7 @@ class ShardMapStore:
     def create_dataset(
         self, name: str, shards: int, spread: int = 1, exist_ok: bool = True,
         spread_overrides: list | None = None, retention_s: float | None = None,
-    ) -> dict:  # fmt: skip
+    ) -> Dataset:  # fmt: skip
         """Create a dataset and its Unassigned shards; returns its description.
 
         ``retention_s`` (None: the nodes' configured retention; 0: forever) and
@@ -102,20 +102,12 @@ class ShardMapStore:
         """
         if not name or not all(c.isalnum() or c in "_-" for c in name):
             raise BadInputError(f"invalid dataset name {name!r}: use letters, digits, _ and -")
-        check_shards(shards, spread)
-        overrides = check_spread_overrides(spread_overrides, shards)
-        if retention_s is not None and (not isinstance(retention_s, int | float) or retention_s < 0):
-            raise BadInputError(f"retention must be a non-negative duration, got {retention_s!r}")
-        desc: dict = {"shards": shards, "spread": spread, "created": time.time()}
-        if overrides:
-            desc["spread_overrides"] = overrides
-        if retention_s is not None:
-            desc["retention_s"] = float(retention_s)
-        if not self.r.hsetnx(DATASETS_KEY, name, orjson.dumps(desc)):
+        desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time())
+        if not self.r.hsetnx(DATASETS_KEY, name, orjson.dumps(desc.to_json())):
             old = self.dataset(name)
-            if old["shards"] != shards:
+            if old.shards != shards:
                 raise BadInputError(
-                    f"dataset {name!r} exists with {old['shards']} shards, not {shards}"
+                    f"dataset {name!r} exists with {old.shards} shards, not {shards}"
                 )
             if not exist_ok:
                 raise BadInputError(f"dataset {name!r} exists")
@@ -126,14 +118,15 @@ class ShardMapStore:
         pipe.execute()
         return desc
 
-    def datasets(self) -> dict[str, dict]:
-        return {k.decode(): orjson.loads(v) for k, v in self.r.hgetall(DATASETS_KEY).items()}
+    def datasets(self) -> dict[str, Dataset]:
+        return {k.decode(): Dataset.from_json(k.decode(), orjson.loads(v))
+                for k, v in self.r.hgetall(DATASETS_KEY).items()}  # fmt: skip
 
-    def dataset(self, name: str) -> dict:
+    def dataset(self, name: str) -> Dataset:
         raw = self.r.hget(DATASETS_KEY, name)
         if raw is None:
             raise UnknownDatasetError(f"unknown dataset {name!r}")
-        return orjson.loads(raw)
+        return Dataset.from_json(name, orjson.loads(raw))
 
     # --- shard map ------------------------------------------------------------------------
     def shard_states(self, dataset: str) -> list[ShardState]:
@@ -200,7 +193,7 @@ class ShardMapStore:
         """Drop every lease a (known dead) node holds; returns how many."""
         n = 0
         for ds, desc in self.datasets().items():
-            for s in range(int(desc["shards"])):
+            for s in range(desc.shards):
                 n += int(self._release(keys=[_owner_key(ds, s)], args=[node]))
         return n
 
@@ -231,7 +224,7 @@ class ShardMapStore:
         """One ``ShardMapSnapshot`` event per dataset: its description and every shard state."""
         out = []
         for ds, desc in sorted(self.datasets().items()):
-            out.append({"event": "ShardMapSnapshot", "dataset": ds, **desc,
+            out.append({"event": "ShardMapSnapshot", "dataset": ds, **desc.to_json(),
                         "shards_state": [st.to_json() for st in self.shard_states(ds)]})  # fmt: skip
         return out
 

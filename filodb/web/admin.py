@@ -52,7 +52,7 @@ def nodes() -> Response:
 @bp.get("/api/v1/cluster")
 def cluster() -> Response:
     svc = services()
-    return _ok([{"dataset": k, **v} for k, v in sorted(svc.store.datasets().items())])
+    return _ok([{"dataset": k, **v.to_json()} for k, v in sorted(svc.store.datasets().items())])
 
 
 def _body() -> dict:
@@ -96,17 +96,17 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
         dataset, _int(body, "shards", cfg.shards), _int(body, "spread", cfg.spread),
         spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
     )  # fmt: skip
-    services().log.ensure_dataset(dataset, int(desc["shards"]))  # Kafka: one partition per shard
-    return _ok({"dataset": dataset, **desc}), 200
+    services().log.ensure_dataset(dataset, desc.shards)  # Kafka: one partition per shard
+    return _ok({"dataset": dataset, **desc.to_json()}), 200
 
 
 @bp.get("/api/v1/cluster/<dataset>")
 def describe_dataset(dataset: str) -> Response:
-    return _ok({"dataset": dataset, **services().store.dataset(dataset)})
+    return _ok({"dataset": dataset, **services().store.dataset(dataset).to_json()})
 
 
 def _shard_list(dataset: str) -> list[int]:
-    n = int(services().store.dataset(dataset)["shards"])
+    n = services().store.dataset(dataset).shards
     body = _body()
     raw = body.get("shards", request.values.get("shards"))
     if isinstance(raw, str):
@@ -180,7 +180,7 @@ def cluster_status(dataset: str) -> Response:
     svc = services()
     desc = svc.store.dataset(dataset)  # 404 for an unknown dataset
     offsets, stats = svc.store.progress(dataset)
-    ends = svc.log.end_offsets(dataset, list(range(desc["shards"])))
+    ends = svc.log.end_offsets(dataset, list(range(desc.shards)))
     rows = []
     for st in svc.store.shard_states(dataset):
         ing = offsets.get(st.shard, 0)

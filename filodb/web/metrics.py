@@ -68,7 +68,7 @@ class ClusterCollector(Collector):
             try:
                 states = svc.client.local_map.states(ds)
                 offsets, _ = svc.store.progress(ds)
-                ends = svc.log.end_offsets(ds, list(range(int(desc["shards"]))))
+                ends = svc.log.end_offsets(ds, list(range(desc.shards)))
             except Exception as e:  # noqa: BLE001 - one unreadable dataset spoils no others
                 log.warning("metrics: cannot read the shard state of %s: %s", ds, e)
                 continue

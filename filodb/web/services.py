@@ -11,7 +11,6 @@ from filodb.config import Config
 from filodb.errors import AuthError
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
-from filodb.model.shardkey import spread_rule
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
@@ -49,7 +48,7 @@ class Services:
 
     def source(self, dataset: str, timeout_s: float, strict: bool = False) -> ClusterSource:
         desc = self.router.dataset(dataset)
-        return ClusterSource(self.client, dataset, desc["shards"], spread_rule(desc), timeout_s,
+        return ClusterSource(self.client, dataset, desc.shards, desc.spread_rule, timeout_s,
                              strict)  # fmt: skip
 
 

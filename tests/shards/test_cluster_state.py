@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from filodb.config import Config
 from filodb.errors import BadInputError, FencedError
+from filodb.model.dataset import Dataset
 from filodb.model.labels import Matcher, make_labels
-from filodb.model.shardkey import SpreadRule, query_shards, shards_for_series, spread_rule
+from filodb.model.shardkey import SpreadRule, query_shards, shards_for_series
 from filodb.node.runtime import NodeRuntime
 from filodb.shards.assignment import assign_shards, rebalance_move
 from filodb.shards.local_map import LocalShardMap
@@ -68,8 +69,10 @@ def test_assignment_then_rebalance_converges_evenly(shards: int, seed: list[int]
 
 
 def test_spread_overrides_route_ingest_and_queries_alike() -> None:
-    rule = spread_rule({"shards": 16, "spread": 0,
-                        "spread_overrides": [{"_ws_": "w", "_ns_": "big", "spread": 3}]})  # fmt: skip
+    ds = Dataset.from_json("d", {"shards": 16, "spread": 0,
+                                 "spread_overrides": [{"_ws_": "w", "_ns_": "big", "spread": 3}]})  # fmt: skip
+    assert Dataset.from_json("d", ds.to_json()) == ds
+    rule = ds.spread_rule
     assert isinstance(rule, SpreadRule)
     big = [make_labels({"__name__": "m", "_ws_": "w", "_ns_": "big", "i": str(i)}) for i in range(400)]
     small = [make_labels({"__name__": "m", "_ws_": "w", "_ns_": "small", "i": str(i)}) for i in range(400)]

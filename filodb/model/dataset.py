@@ -1,0 +1,76 @@
+"""A dataset's description: its shards, spread and retention, fixed when it is created.
+
+Stored in Redis as JSON (``to_json``/``from_json``) under the dataset's name; everyone else
+gets a frozen :class:`Dataset`, never the raw dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from filodb.model.shardkey import SpreadRule, check_shards, check_spread_overrides
+
+
+@dataclass(frozen=True)
+class SpreadOverride:
+    """A spread for the series of one ``(_ws_, _ns_)`` pair ("" when the label is absent)."""
+
+    ws: str
+    ns: str
+    spread: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    shards: int
+    spread: int = 1
+    spread_overrides: tuple[SpreadOverride, ...] = ()
+    retention_s: float | None = None  # None: the nodes' configured retention; 0: forever
+    created: float = field(default=0.0, compare=False)
+
+    @classmethod
+    def create(cls, name: str, shards: int, spread: int = 1, spread_overrides: object = None,
+               retention_s: object = None, created: float = 0.0) -> Dataset:  # fmt: skip
+        """A validated description (raises :class:`~filodb.errors.BadInputError`)."""
+        from filodb.errors import BadInputError
+
+        check_shards(shards, spread)
+        ovr = check_spread_overrides(spread_overrides, shards)
+        if retention_s is not None and (
+            not isinstance(retention_s, int | float) or isinstance(retention_s, bool) or retention_s < 0
+        ):
+            raise BadInputError(f"retention must be a non-negative duration, got {retention_s!r}")
+        return cls(name, shards, spread, tuple(SpreadOverride(o["_ws_"], o["_ns_"], o["spread"]) for o in ovr),
+                   None if retention_s is None else float(retention_s), created)  # fmt: skip
+
+    @property
+    def spread_rule(self) -> int | SpreadRule:
+        """The spread as the shard-key functions take it: an int, or a rule with overrides."""
+        if not self.spread_overrides:
+            return self.spread
+        return SpreadRule(self.spread, {(o.ws, o.ns): o.spread for o in self.spread_overrides})
+
+    def retention(self, default_s: float) -> float:
+        """Seconds of data kept: the dataset's own retention, else ``default_s``."""
+        return default_s if self.retention_s is None else self.retention_s
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (also what the admin API shows, with ``dataset`` added)."""
+        out: dict[str, Any] = {"shards": self.shards, "spread": self.spread, "created": self.created}
+        if self.spread_overrides:
+            out["spread_overrides"] = [{"_ws_": o.ws, "_ns_": o.ns, "spread": o.spread}
+                                       for o in self.spread_overrides]  # fmt: skip
+        if self.retention_s is not None:
+            out["retention_s"] = self.retention_s
+        return out
+
+    @classmethod
+    def from_json(cls, name: str, d: Mapping[str, Any]) -> Dataset:
+        ovr = tuple(SpreadOverride(o.get("_ws_", ""), o.get("_ns_", ""), int(o["spread"]))
+                    for o in d.get("spread_overrides") or ())  # fmt: skip
+        ret = d.get("retention_s")
+        return cls(name, int(d["shards"]), int(d["spread"]), ovr,
+                   None if ret is None else float(ret), float(d.get("created", 0.0)))  # fmt: skip
