@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from filodb.exposition import MetricsServer
-
-if TYPE_CHECKING:
-    from filodb.node.runtime import NodeRuntime
+from filodb.ingest.base import Log
+from filodb.node.ingester import ShardIngester
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +54,19 @@ _SHARD_STATS = (
 )  # fmt: skip
 
 
-class NodeCollector(Collector):
-    """Per-shard metrics of one :class:`NodeRuntime`, read at scrape time."""
+class NodeView(Protocol):
+    """What the metrics read of a node (:class:`~filodb.node.runtime.NodeRuntime`)."""
 
-    def __init__(self, runtime: NodeRuntime) -> None:
+    name: str
+    ingesters: dict[tuple[str, int], ShardIngester]
+    ingest_log: Log
+    fenced_count: int
+
+
+class NodeCollector(Collector):
+    """Per-shard metrics of one node, read at scrape time."""
+
+    def __init__(self, runtime: NodeView) -> None:
         self.rt = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -108,6 +116,6 @@ def observe_flush(dataset: str, shard: int, seconds: float) -> None:
     FLUSH_SECONDS.labels(dataset, str(shard)).observe(seconds)
 
 
-def serve(runtime: NodeRuntime) -> MetricsServer:
+def serve(runtime: NodeView) -> MetricsServer:
     """Start serving ``runtime``'s metrics on ``cfg.metrics_port`` (0: a free port) at ``cfg.host``."""
     return MetricsServer([NodeCollector(runtime), FLUSH_SECONDS], runtime.cfg.host, runtime.cfg.metrics_port)

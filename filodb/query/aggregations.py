@@ -172,7 +172,7 @@ def _quantile_agg(sv, param, grouping, without):  # type: ignore[no-untyped-def]
 
 
 def _count_values(sv, param, grouping, without):  # type: ignore[no-untyped-def]
-    from filodb.query.result import format_value
+    from filodb.model.numfmt import format_value
 
     assert isinstance(param, StringValue)
     label = param.value

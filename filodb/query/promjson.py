@@ -19,6 +19,7 @@ import orjson
 from numpy.lib.stride_tricks import sliding_window_view
 
 from filodb.model.labels import Labels
+from filodb.model.numfmt import format_time, format_value
 
 _COMMA, _DOT, _ZERO, _E = ord(","), ord("."), ord("0"), ord("e")
 BLOCK = 16_384
@@ -34,8 +35,6 @@ def _rows(strings: list[bytes], width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def value_tokens(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each value's text as Prometheus prints it: a NUL-padded byte matrix and the lengths."""
-    from filodb.query.result import format_value
-
     vals = np.ascontiguousarray(vals, np.float64)
     n = len(vals)
     if n == 0:
@@ -73,8 +72,6 @@ def value_tokens(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def time_tokens(ms: np.ndarray, cache: dict[int, bytes] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each timestamp (ms) as Prometheus prints it (seconds, fraction only when there is one);
     ``cache`` keeps texts across calls (a range answer repeats its step times)."""
-    from filodb.query.result import format_time
-
     ms = np.asarray(ms, np.int64)
     if len(ms) == 0:
         return np.zeros((0, 1), np.uint8), np.zeros(0, np.int64)

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
-from filodb.query.result import format_values
+from filodb.model.numfmt import format_values
 from filodb.tools.client import RW_HEADERS, SendError, post, write_url
 from filodb.tools.rwdump import write_frame
 

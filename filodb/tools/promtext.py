@@ -36,7 +36,7 @@ import numpy as np
 
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels
-from filodb.query.result import format_values
+from filodb.model.numfmt import format_values
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

@@ -93,7 +93,7 @@ def test_literals() -> None:
 def test_value_formatting_matches_go() -> None:
     import numpy as np
 
-    from filodb.query.result import format_value, format_values
+    from filodb.model.numfmt import format_value, format_values
 
     cases = {1.0: "1", 0.1: "0.1", -0.0: "-0", 1e21: "1000000000000000000000", 1e-7: "0.0000001",
              float("inf"): "+Inf", float("-inf"): "-Inf", float("nan"): "NaN", 2.5e15: "2500000000000000",
