@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from filodb.model.regex import Regex, compile_matcher
+
 Labels: TypeAlias = tuple[tuple[str, str], ...]
 
 METRIC_NAME = "__name__"
@@ -68,25 +70,20 @@ MATCH_OPS = ("=", "!=", "=~", "!~")
 class Matcher:
     """One label matcher: ``name op value`` with ``op`` one of ``=``, ``!=``, ``=~``, ``!~``.
 
-    Regexes are fully anchored, as in Prometheus. A matcher on a missing label sees "".
+    Regexes are RE2, fully anchored, as in Prometheus (:mod:`filodb.model.regex`). A matcher on
+    a missing label sees "".
     """
 
     name: str
     op: str
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, hash=False, repr=False)
+    _regex: Regex | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.op not in MATCH_OPS:
             raise ValueError(f"unknown match operator {self.op!r}")
         if self.op in ("=~", "!~"):
-            try:
-                rx = re.compile(r"(?s:" + self.value + r")\Z")
-            except re.error as e:
-                from filodb.errors import BadInputError
-
-                raise BadInputError(f"invalid regular expression {self.value!r}: {e}") from e
-            object.__setattr__(self, "_regex", rx)
+            object.__setattr__(self, "_regex", compile_matcher(self.value))
 
     def matches(self, value: str) -> bool:
         """Whether a label value (``""`` for a missing label) satisfies this matcher."""
@@ -95,7 +92,7 @@ class Matcher:
         if self.op == "!=":
             return value != self.value
         assert self._regex is not None
-        hit = self._regex.match(value) is not None
+        hit = self._regex.fullmatch(value)
         return hit if self.op == "=~" else not hit
 
     def matches_empty(self) -> bool:

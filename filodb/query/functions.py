@@ -13,9 +13,11 @@ import re
 from collections.abc import Callable
 
 import numpy as np
+import re2
 
-from filodb.errors import ExecutionError
+from filodb.errors import BadInputError, ExecutionError
 from filodb.model.labels import METRIC_NAME, valid_label_name
+from filodb.model.regex import compile_replace
 from filodb.query import histograms
 from filodb.query.binops import DROPPED_NAME, drop_name, name_value
 from filodb.query.values import ScalarSteps, StepVector, StringValue
@@ -131,8 +133,8 @@ def _go_template(repl: str) -> str:
 def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
                    src: StringValue, regex: StringValue) -> StepVector:  # type: ignore[no-untyped-def]  # fmt: skip
     try:
-        rx = re.compile(r"(?s:" + regex.value + r")\Z")
-    except re.error as e:
+        rx = compile_replace(regex.value)
+    except BadInputError as e:
         raise ExecutionError(f'invalid regular expression in label_replace(): "{regex.value}"') from e
     if not valid_label_name(dst.value) and dst.value != METRIC_NAME:
         raise ExecutionError(f'invalid destination label name in label_replace(): "{dst.value}"')
@@ -144,7 +146,7 @@ def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
         if m:
             try:
                 v = m.expand(template)
-            except (re.error, IndexError):
+            except (re.error, re2.error, IndexError):
                 v = ""
             d = _with_label(d, dst.value, v)
         out.append(tuple(sorted(d.items())))

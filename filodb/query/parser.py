@@ -131,7 +131,7 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         return str(x)
 
     def matcher(self, name: str, op: Token, value: str) -> Matcher:
-        return Matcher(name, str(op), scope_inline_flags(value) if "~" in str(op) else value)
+        return Matcher(name, str(op), value)
 
     def name_matcher(self, value: str) -> Matcher:
         return Matcher(METRIC_NAME, "=", value)
@@ -241,45 +241,6 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         if isinstance(e, ast.NumberLiteral) and not isinstance(e, ast.ParenExpr):
             return ast.NumberLiteral(-e.value if str(op) == "-" else e.value)
         return ast.UnaryExpr(str(op), e)
-
-
-_INLINE_FLAGS = re.compile(r"\(\?([imsU]+)\)")
-
-
-def scope_inline_flags(rx: str) -> str:
-    """RE2 inline flags (``(?i)``) apply to the rest of their group; Python only accepts them
-    at the very start, so rewrite each as a scoped group ``(?i:...)`` closed with its group."""
-    if "(?" not in rx:
-        return rx
-    out: list[str] = []
-    closers = [0]  # per open group: scoped groups to close when it ends
-    i, in_class = 0, False
-    while i < len(rx):
-        ch = rx[i]
-        m = None if in_class else _INLINE_FLAGS.match(rx, i)
-        if ch == "\\":
-            out.append(rx[i : i + 2])
-            i += 2
-            continue
-        if m is not None:
-            out.append(f"(?{m.group(1).replace('U', '')}:")
-            closers[-1] += 1
-            i = m.end()
-            continue
-        if in_class:
-            in_class = ch != "]"
-        elif ch == "[":
-            in_class = True
-            if rx[i + 1 : i + 2] == "]":
-                out.append(ch)
-                ch, i = "]", i + 1
-        elif ch == "(":
-            closers.append(0)
-        elif ch == ")" and len(closers) > 1:
-            out.append(")" * closers.pop())
-        out.append(ch)
-        i += 1
-    return "".join(out) + ")" * closers[0]
 
 
 def _fold(d: DurationExpr) -> DurationExpr:

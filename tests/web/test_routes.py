@@ -138,3 +138,11 @@ def test_parse_error_shape(client) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 400
     assert r.json == {"status": "error", "errorType": "bad_data",
                       "error": 'invalid parameter "query": parse error at char 16: unexpected end of input'}  # fmt: skip
+
+
+def test_a_pattern_re2_refuses_is_400_naming_it(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/api/v1/query", query_string={"query": 'up{job=~"(?=a)b"}'})
+    assert r.status_code == 400 and r.json["errorType"] == "bad_data"
+    assert "(?=a)b" in r.json["error"] and "invalid regular expression" in r.json["error"]
+    r = client.get("/api/v1/series", query_string={"match[]": 'up{job=~"a(b"}'})
+    assert r.status_code == 400 and "a(b" in r.json["error"]
