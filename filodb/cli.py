@@ -19,6 +19,7 @@ from rich.table import Table
 
 from filodb.config import load_config
 from filodb.errors import BadInputError, FiloError
+from filodb.model.dataset import check_dataset_name
 
 console = Console()
 err_console = Console(stderr=True)
@@ -347,6 +348,10 @@ def dataset() -> None:
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
                    overrides: tuple[str, ...], url: str, token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
+    try:
+        check_dataset_name(name)
+    except BadInputError as e:
+        _fail(str(e), 2)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body: dict[str, Any] = {"shards": shards, "spread": spread}
     if retention:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
+from filodb.model.dataset import check_dataset_name
+
 
 class Log(ABC):
     """Abstract primitives: append, read, end offset. Safe to share between threads."""
@@ -55,12 +57,15 @@ class Log(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 
-    def ensure_dataset(self, dataset: str, num_shards: int) -> None:  # noqa: B027 - optional
-        """Make sure the partitions of shards ``0..num_shards-1`` exist (idempotent).
+    def ensure_dataset(self, dataset: str, num_shards: int) -> None:
+        """Make sure the partitions of shards ``0..num_shards-1`` exist (idempotent); a
+        dataset name that :func:`~filodb.model.dataset.check_dataset_name` refuses is a
+        :class:`~filodb.errors.BadInputError`.
 
-        Backends whose partitions spring into being on the first append (Redis) need nothing;
-        Kafka creates the topic or adds partitions. Appends create missing partitions too.
+        Backends whose partitions spring into being on the first append (Redis) need nothing
+        more; Kafka creates the topic or adds partitions. Appends create missing partitions too.
         """
+        check_dataset_name(dataset)
 
     # --- concrete helpers built on the primitives ----------------------------------------
     def append(self, dataset: str, shard: int, records: Sequence[bytes]) -> list[int]:

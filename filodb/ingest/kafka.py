@@ -116,6 +116,7 @@ class KafkaLog(Log):
 
     def ensure_dataset(self, dataset: str, num_shards: int) -> None:
         """Create the dataset's topic with ``num_shards`` partitions, or add the missing ones."""
+        super().ensure_dataset(dataset, num_shards)
         topic = self.topic(dataset)
         if num_shards <= 0 or self._partitions.get(topic, 0) >= num_shards:
             return

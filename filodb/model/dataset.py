@@ -6,11 +6,34 @@ gets a frozen :class:`Dataset`, never the raw dict.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from filodb.errors import BadInputError
 from filodb.model.shardkey import SpreadRule, check_shards, check_spread_overrides
+
+MAX_NAME_LENGTH = 100
+_NAME_RE = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}")
+
+
+def check_dataset_name(name: object) -> str:
+    """The dataset name if it is valid, else :class:`BadInputError`.
+
+    The one rule for a name that becomes a Redis key, a Kafka topic, a Cassandra value, a
+    directory and a URL path segment: 1-100 ASCII letters, digits, ``_`` and ``-``, not
+    starting with ``-``. The admin API, the CLI, the shard map, the column stores and the logs
+    all check it here, so a name one of them would refuse is refused by all, before anything
+    is written.
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        shown = f"{name[:40]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 60 else repr(name)
+        raise BadInputError(
+            f"invalid dataset name {shown}: use 1-{MAX_NAME_LENGTH} ASCII letters, digits, '_' "
+            "and '-', not starting with '-'"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -35,8 +58,7 @@ class Dataset:
     def create(cls, name: str, shards: int, spread: int = 1, spread_overrides: object = None,
                retention_s: object = None, created: float = 0.0) -> Dataset:  # fmt: skip
         """A validated description (raises :class:`~filodb.errors.BadInputError`)."""
-        from filodb.errors import BadInputError
-
+        check_dataset_name(name)
         check_shards(shards, spread)
         ovr = check_spread_overrides(spread_overrides, shards)
         if retention_s is not None and (

@@ -6,6 +6,7 @@ Errors raise :class:`~filodb.errors.ParseError` with the 0-based character posit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from functools import lru_cache
@@ -289,14 +290,67 @@ def _set_extended(e: ast.Expr, kind: str) -> ast.Expr:
 _TRANSFORMER = _ToAst()
 
 
+MAX_DEPTH = 128
+"""Deepest nesting of an expression (brackets, operators, function calls) that parses; deeper
+is a parse error (400), never a 500 from Python's recursion limit."""
+
+
+def _bracket_depth(text: str) -> tuple[int, int]:
+    """The deepest bracket nesting outside string literals, and where it is reached."""
+    depth = best = at = 0
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            if depth > best:
+                best, at = depth, i
+        elif ch in ")]}":
+            depth -= 1
+        i += 1
+    return best, at
+
+
+def expr_depth(e: object) -> int:
+    """Nesting depth of an expression tree, computed without recursion."""
+    best = 0
+    todo: list[tuple[object, int]] = [(e, 1)]
+    while todo:
+        node, d = todo.pop()
+        best = max(best, d)
+        for f in dataclasses.fields(node):  # type: ignore[arg-type]
+            v = getattr(node, f.name)
+            for c in v if isinstance(v, list | tuple) else (v,):
+                if dataclasses.is_dataclass(c) and not isinstance(c, type):
+                    todo.append((c, d + 1))
+    return best
+
+
+def _too_deep(text: str, pos: int) -> ParseError:
+    return ParseError(f"expression nested too deeply (at most {MAX_DEPTH} levels)", pos, text)
+
+
 @lru_cache(maxsize=512)
 def parse(text: str) -> ast.Expr:
     """Parse and type-check a PromQL expression."""
     if not text.strip():
         raise ParseError("no expression found in input", 0, text)
+    depth, at = _bracket_depth(text)
+    if depth > MAX_DEPTH:
+        raise _too_deep(text, at)
     try:
         tree = _PARSER.parse(text)
         expr = _TRANSFORMER.transform(tree)
+    except RecursionError:
+        raise _too_deep(text, 0) from None
     except UnexpectedEOF as e:
         raise ParseError("unexpected end of input", len(text), text) from e
     except UnexpectedToken as e:
@@ -309,7 +363,11 @@ def parse(text: str) -> ast.Expr:
         raise ParseError(str(e).splitlines()[0], getattr(e, "pos_in_stream", 0) or 0, text) from e
     except VisitError as e:
         inner = e.orig_exc
+        if isinstance(inner, RecursionError):
+            raise _too_deep(text, 0) from None
         raise ParseError(str(inner), _guess_pos(text, e), text) from inner
+    if expr_depth(expr) > MAX_DEPTH:
+        raise _too_deep(text, 0)
     check(expr, text)
     return expr
 

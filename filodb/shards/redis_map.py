@@ -100,8 +100,6 @@ class ShardMapStore:
         ``spread_overrides`` (see :mod:`filodb.model.shardkey`) are fixed at creation.
         Creating an existing dataset again with the same shard count returns it unchanged.
         """
-        if not name or not all(c.isalnum() or c in "_-" for c in name):
-            raise BadInputError(f"invalid dataset name {name!r}: use letters, digits, _ and -")
         desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time())
         if not self.r.hsetnx(DATASETS_KEY, name, orjson.dumps(desc.to_json())):
             old = self.dataset(name)

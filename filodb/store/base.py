@@ -23,7 +23,6 @@ Conventions of every method:
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from filodb.errors import BadInputError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-_DATASET_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def _check_int64(name: str, value: object) -> None:
@@ -111,16 +109,6 @@ class PartKeyRecord:
         _check_int64("end_ms", self.end_ms)
         if self.start_ms > self.end_ms:
             raise BadInputError(f"part key start_ms {self.start_ms} is after end_ms {self.end_ms}")
-
-
-def check_dataset(dataset: object) -> str:
-    """The dataset name if it is usable as a table or directory name, else BadInputError."""
-    if not isinstance(dataset, str) or not _DATASET_RE.fullmatch(dataset):
-        raise BadInputError(
-            f"bad dataset name {dataset!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "not starting with '-' or '.'"
-        )
-    return dataset
 
 
 def check_range(start_ms: int, end_ms: int) -> None:

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from filodb.errors import BadInputError, UnavailableError, UnknownDatasetError
+from filodb.model.dataset import check_dataset_name
 from filodb.store.base import (
     INT64_MAX,
     ChunkSet,
@@ -51,7 +52,6 @@ from filodb.store.base import (
     MetaStore,
     PartKeyRecord,
     check_checkpoint,
-    check_dataset,
     check_range,
 )
 
@@ -288,7 +288,7 @@ class _Keyspace:
             raise RuntimeError("the Cassandra store is closed")
 
     def register(self, dataset: str, num_shards: int) -> None:
-        check_dataset(dataset)
+        check_dataset_name(dataset)
         if not isinstance(num_shards, int) or isinstance(num_shards, bool) \
                 or not 1 <= num_shards < 2**31:  # fmt: skip
             raise BadInputError(f"num_shards must be an int >= 1, got {num_shards!r}")
@@ -301,7 +301,7 @@ class _Keyspace:
             self._shards[dataset] = num_shards
 
     def num_shards(self, dataset: str) -> int:
-        check_dataset(dataset)
+        check_dataset_name(dataset)
         self.check_open()
         with self._lock:
             n = self._shards.get(dataset)

@@ -27,13 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filodb.errors import BadInputError, UnknownDatasetError
+from filodb.model.dataset import check_dataset_name
 from filodb.store.base import (
     ChunkSet,
     ColumnStore,
     MetaStore,
     PartKeyRecord,
     check_checkpoint,
-    check_dataset,
     check_range,
 )
 
@@ -179,7 +179,7 @@ class SqliteFiles:
 
     def register(self, dataset: str, num_shards: int) -> None:
         """Create the shard files, then record the dataset (idempotent, same shard count)."""
-        check_dataset(dataset)
+        check_dataset_name(dataset)
         if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
             raise BadInputError(f"num_shards must be an int >= 1, got {num_shards!r}")
         (self.root / dataset).mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,7 @@ class SqliteFiles:
             self._shards[dataset] = num_shards
 
     def num_shards(self, dataset: str) -> int:
-        check_dataset(dataset)
+        check_dataset_name(dataset)
         with self._lock:
             n = self._shards.get(dataset)
         if n is None:

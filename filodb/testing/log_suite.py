@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from filodb.errors import BadInputError
 from filodb.ingest.base import Log
 
 
@@ -104,3 +105,9 @@ class LogSuite:
         log.delete_dataset("ds", 2)
         assert log.end_offsets("ds", [0, 1]) == {0: 0, 1: 0}
         assert log.read("ds", {0: 0, 1: 0}, 10, 0) == {}
+
+    @pytest.mark.parametrize("name", ["", "../x", "a/b", "ünï", "-x", "a b", "a.b", "x" * 101])
+    def test_bad_dataset_names_are_refused(self, log: Log, name: str) -> None:
+        with pytest.raises(BadInputError):
+            log.ensure_dataset(name, 2)
+        log.ensure_dataset("x" * 100, 1)  # the longest valid name

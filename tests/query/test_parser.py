@@ -102,3 +102,25 @@ def test_value_formatting_matches_go() -> None:
         assert format_value(np.float64(v)) == want
     arr = np.concatenate([np.array(list(cases)), np.random.default_rng(0).normal(0, 1e3, 500)])
     assert format_values(arr) == [format_value(x) for x in arr.tolist()]
+
+
+@pytest.mark.parametrize("q", [
+    "(" * 2000 + "1" + ")" * 2000, "-" * 2000 + "1", "sum(" * 2000 + "x" + ")" * 2000,
+    " + ".join(["x"] * 5000), "(-" * 1000 + "x" + ")" * 1000, "x" + "[5m:1m]" * 300,
+])  # fmt: skip
+def test_deep_nesting_is_a_parse_error_not_a_crash(q: str) -> None:
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse(q)
+
+
+def test_nesting_up_to_the_documented_depth_evaluates() -> None:
+    from filodb.query.engine import Engine
+    from filodb.query.memsource import MemorySource
+    from filodb.query.parser import MAX_DEPTH
+
+    for q in ("(" * (MAX_DEPTH - 1) + "1" + ")" * (MAX_DEPTH - 1), "-" * (MAX_DEPTH - 1) + "1",
+              "sum(" * (MAX_DEPTH // 2) + "vector(1)" + ")" * (MAX_DEPTH // 2)):  # fmt: skip
+        res = Engine(MemorySource()).instant(q, 0)
+        assert res.to_prom_json()["result"]
+    # brackets inside strings do not count
+    assert parse('label_replace(vector(1), "a", "' + "(" * 500 + '", "b", "")') is not None

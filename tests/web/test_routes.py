@@ -89,8 +89,11 @@ def test_admin_token_and_dataset_creation(client) -> None:  # type: ignore[no-un
     assert r.status_code == 200 and r.json["data"]["shards"] == 8
     assert client.post("/api/v1/cluster/bad", json={"shards": 6}, headers=auth).status_code == 400
     assert client.post("/api/v1/cluster/bad", json={"shards": "x"}, headers=auth).status_code == 400
+    for bad in ("%C3%BCn%C3%AF", "x" * 300, "-x"):  # ünï: a name some backend would refuse
+        r = client.post(f"/api/v1/cluster/{bad}", json={"shards": 2}, headers=auth)
+        assert r.status_code == 400 and "invalid dataset name" in r.json["error"], bad
     names = [d["dataset"] for d in client.get("/api/v1/cluster").json["data"]]
-    assert names == ["metrics2", "prometheus"]
+    assert names == ["metrics2", "prometheus"]  # nothing written for the refused names
     rows = client.get("/api/v1/cluster/metrics2/status").json["data"]
     assert [(r["shard"], r["status"], r["lag"]) for r in rows] == [(s, "Unassigned", 0) for s in range(8)]
 
@@ -146,3 +149,10 @@ def test_a_pattern_re2_refuses_is_400_naming_it(client) -> None:  # type: ignore
     assert "(?=a)b" in r.json["error"] and "invalid regular expression" in r.json["error"]
     r = client.get("/api/v1/series", query_string={"match[]": 'up{job=~"a(b"}'})
     assert r.status_code == 400 and "a(b" in r.json["error"]
+
+
+def test_deeply_nested_query_is_400_not_500(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/query", data={"query": "(" * 2000 + "1" + ")" * 2000})
+    assert r.status_code == 400 and "nested too deeply" in r.json["error"]
+    r = client.post("/api/v1/query", data={"query": "-" * 3000 + "up"})
+    assert r.status_code == 400 and r.json["errorType"] == "bad_data"
