@@ -43,10 +43,13 @@ from filodb.query.printer import to_string
 from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.values import StepVector
 
-_LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - {
-    "vector", "scalar", "time", "pi", "histogram_quantile", "step", "range", "start", "end", "info", "sort", "sort_desc",
-    "sort_by_label", "sort_by_label_desc",
-} | {"timestamp"}  # fmt: skip
+_ACROSS_SERIES = {  # functions whose answer for a series depends on other series (or none)
+    "vector", "scalar", "time", "pi", "step", "range", "start", "end", "info", "sort", "sort_desc",
+    "sort_by_label", "sort_by_label_desc", "absent", "absent_over_time",
+    "histogram_quantile", "histogram_quantiles", "histogram_fraction",  # buckets are series
+}  # fmt: skip
+_LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - _ACROSS_SERIES | {
+    "timestamp"}  # fmt: skip
 _PUSHABLE_AGGS = {"sum", "min", "max", "count", "group", "avg", "stddev", "stdvar", "topk", "bottomk",
                   "count_values"}  # fmt: skip
 
@@ -197,7 +200,9 @@ class DistributedEngine(Engine):
             raise ExecutionError(TOO_MANY_SERIES.format(limit=self.max_series))
 
     def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
-        if isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr):
+        if (isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr)
+                and not (node.param is not None and selectors(node.param))):  # a shard lacks the
+            # param's series (``topk(scalar(foo), x)``): such a param is evaluated here
             return self._pushed_aggregate(node, ctx)
         if is_local(node):
             return check_unique(self._leaf(node, ctx))
