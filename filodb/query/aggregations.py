@@ -14,7 +14,7 @@ import numpy as np
 from filodb.errors import ExecutionError
 from filodb.model.labels import METRIC_NAME, Labels
 from filodb.query.binops import DROPPED_NAME, drop_name
-from filodb.query.rangefns import _quantile, imprecise, kahan_sum
+from filodb.query.rangefns import _quantile, imprecise, kahan_pair
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 
@@ -57,11 +57,7 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
         return StepVector.empty(n_steps)
     if op in _PER_STEP:
         return _PER_STEP[op](sv, param, grouping, without)
-    glabels, gid = _groups(sv, grouping, without)
-    order = np.argsort(gid, kind="stable")
-    g_sorted = gid[order]
-    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-    vals, pres = sv.values[order], sv.present[order]
+    glabels, vals, pres, starts = _sorted_groups(sv, grouping, without)
     count = np.add.reduceat(pres.astype(np.float64), starts, axis=0)
     present = count > 0
     if op == "count":
@@ -69,7 +65,8 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
     elif op == "group":
         out = np.ones_like(count)
     elif op in ("sum", "avg", "stddev", "stdvar"):
-        s = _sum(np.where(pres, vals, 0.0), starts)
+        s, comp = _sum(np.where(pres, vals, 0.0), starts)
+        s = np.where(comp == 0, s, s + comp)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = s / np.maximum(count, 1)
             if op == "sum":
@@ -85,19 +82,59 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
         out = fn.reduceat(np.where(pres, vals, np.nan), starts, axis=0)
     else:
         raise ExecutionError(f"unknown aggregation {op!r}")
-    return StepVector([glabels[g] for g in g_sorted[starts].tolist()], out, present)
+    return StepVector(glabels, out, present)
 
 
-def _sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Group sums over rows; ill-conditioned cells are re-summed like Prometheus (Kahan)."""
+def _sorted_groups(sv: StepVector, grouping: Sequence[str], without: bool
+                   ) -> tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Each group's labels, the values and presence with rows sorted by group, and the first
+    row of each group."""
+    glabels, gid = _groups(sv, grouping, without)
+    order = np.argsort(gid, kind="stable")
+    g_sorted = gid[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    return [glabels[g] for g in g_sorted[starts].tolist()], sv.values[order], sv.present[order], starts
+
+
+def _sum(x: np.ndarray, starts: np.ndarray, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Group sums over rows and their Kahan compensations: ill-conditioned cells are re-summed
+    like Prometheus does, the others have compensation 0.
+
+    ``partial``: the sums will be added to other shards' sums, where a large value may cancel;
+    so cells where a value is dwarfed by another (by 1e10: most of its digits are absorbed)
+    are re-summed too."""
     with np.errstate(all="ignore"):
         s = np.add.reduceat(x, starts, axis=0)
         big = np.fmax.reduceat(np.abs(x), starts, axis=0)
         bad = imprecise(big, s, x)
+        if partial:
+            small = np.fmin.reduceat(np.where(x != 0, np.abs(x), np.nan), starts, axis=0)
+            bad |= imprecise(big, 1e4 * small, x)
+    comp = np.zeros_like(s)
     ends = np.r_[starts[1:], len(x)]
     for g, col in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned cells
-        s[g, col] = kahan_sum(x[starts[g] : ends[g], col])
-    return s
+        s[g, col], comp[g, col] = kahan_pair(x[starts[g] : ends[g], col])
+    return s, comp
+
+
+SCALE = 2.0**-970
+"""Scaled partial sums (of ``x * SCALE``) cannot overflow, and scaling by a power of two is
+exact for every value large enough to matter next to one that overflowed."""
+
+
+def sum_partials(sv: StepVector, grouping: Sequence[str], without: bool, scaled: bool) -> StepVector:
+    """The map step of a distributed ``sum`` or ``avg``: per group, its Kahan sum, then (a
+    second block of rows, same labels and order) the compensations; with ``scaled``, two more
+    blocks: the same of the values times :data:`SCALE`. Summing the blocks of every shard
+    with :func:`aggregate` gives the sum Prometheus computes over all the series at once."""
+    n_steps = sv.values.shape[1]
+    if len(sv) == 0:
+        return StepVector.empty(n_steps)
+    glabels, vals, pres, starts = _sorted_groups(sv, grouping, without)
+    present = np.logical_or.reduceat(pres, starts, axis=0)
+    x = np.where(pres, vals, 0.0)
+    blocks = [*_sum(x, starts, partial=True), *(_sum(x * SCALE, starts, partial=True) if scaled else ())]
+    return StepVector(glabels * len(blocks), np.concatenate(blocks), np.tile(present, (len(blocks), 1)))
 
 
 def _avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -117,7 +117,7 @@ def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tu
     clash = pres.sum(axis=0) > 1
     if clash.any():
         s = int(np.flatnonzero(clash)[0])
-        a, b = (sv.labels[rows[i]] for i in np.flatnonzero(pres[:, s])[:2].tolist())
+        a, b = sorted(sv.labels[rows[i]] for i in np.flatnonzero(pres[:, s])[:2].tolist())
         raise ExecutionError(
             f"found duplicate series for the match group {go_labels(sig)} on the {side} hand-side of the "
             f"operation: [{go_labels(a)}, {go_labels(b)}];many-to-many matching not allowed: "

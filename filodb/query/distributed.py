@@ -8,9 +8,13 @@ local subtree evaluated on each shard and concatenated equals the subtree evalua
 :class:`DistributedEngine` (web tier) evaluates:
 
 - an aggregation over a local subtree by sending the *map step* to every shard and reducing
-  the partial answers: ``sum``/``min``/``max``/``group``/``topk``/``bottomk`` are re-applied
-  with the same grouping, ``count`` becomes a ``sum`` of counts, ``avg`` ships ``sum`` and
-  ``count``, ``stddev``/``stdvar`` ship ``sum``, ``count`` and ``sum`` of squares;
+  the partial answers: ``min``/``max``/``group``/``topk``/``bottomk`` are re-applied
+  with the same grouping, ``count`` becomes a ``sum`` of counts; ``sum`` ships Kahan partial
+  sums with their compensations (so values that cancel across shards add up as Prometheus's
+  single Kahan sum does), ``avg`` those plus scaled ones (a sum that overflows while the mean
+  does not) and ``count``, ``stddev``/``stdvar`` the partial sums, ``count`` and ``sum`` of
+  squares. An aggregation whose parameter reads series (``topk(scalar(k), x)``) is not pushed
+  down: a shard may not hold the parameter's series;
 - any other local subtree (e.g. a bare ``rate(x[5m])``) by concatenating the shards' answers;
 - everything else as the plain :class:`~filodb.query.engine.Engine` does, whose selectors
   fetch raw series through the source.
@@ -35,7 +39,7 @@ from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock, SeriesSource
 from filodb.query import ast
-from filodb.query.aggregations import aggregate
+from filodb.query.aggregations import SCALE, aggregate, sum_partials
 from filodb.query.engine import TOO_MANY_SAMPLES, TOO_MANY_SERIES, Engine, EvalContext, check_unique
 from filodb.query.functions import FUNCTIONS
 from filodb.query.parser import parse
@@ -43,10 +47,13 @@ from filodb.query.printer import to_string
 from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.values import StepVector
 
-_LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - {
-    "vector", "scalar", "time", "pi", "histogram_quantile", "step", "range", "start", "end", "info", "sort", "sort_desc",
+_ACROSS_SERIES = {  # functions whose answer for a series depends on other series (or none)
+    "vector", "scalar", "time", "pi", "step", "range", "start", "end", "info", "sort", "sort_desc",
     "sort_by_label", "sort_by_label_desc",
-} | {"timestamp"}  # fmt: skip
+    "histogram_quantile", "histogram_quantiles", "histogram_fraction",  # buckets are series
+}  # fmt: skip
+_LOCAL_FUNCS = (set(RANGE_FUNCTIONS) | set(RANGE_FUNCTIONS_WITH_SCALAR) | set(FUNCTIONS)) - _ACROSS_SERIES | {
+    "timestamp"}  # fmt: skip
 _PUSHABLE_AGGS = {"sum", "min", "max", "count", "group", "avg", "stddev", "stdvar", "topk", "bottomk",
                   "count_values"}  # fmt: skip
 
@@ -116,14 +123,25 @@ class ShardedSource(SeriesSource, Protocol):
 # --- shard side -------------------------------------------------------------------------
 def eval_local(source: SeriesSource, p: dict[str, Any]) -> tuple[StepVector, list[int]]:
     """Evaluate a pushed-down PromQL subtree (``p`` as :meth:`DistributedEngine.leaf_params`
-    builds it) on one shard's source; the answer and the ``[samples, series]`` it read."""
+    builds it) on one shard's source; the answer and the ``[samples, series]`` it read.
+
+    With ``p["partial"]`` (``"sum"`` or ``"avg"``) the subtree is a ``sum`` and the answer is
+    its map step, :func:`~filodb.query.aggregations.sum_partials` (``"avg"``: with the scaled
+    blocks)."""
     eng = Engine(source, lookback_ms=int(p["lookback"]), max_samples=int(p["max_samples"]),
                  timeout_s=float(p["timeout"]), max_series=int(p.get("max_series", 1_000_000)))  # fmt: skip
     times = np.arange(int(p["start"]), int(p["end"]) + 1, max(int(p["step"]), 1), dtype=np.int64)
     if int(p["step"]) == 0:
         times = np.array([int(p["start"])], np.int64)
     ctx = eng.make_ctx(times, int(p["qstart"]), int(p["qend"]), int(p["step"]))
-    v = eng.eval(parse(p["query"]), ctx)
+    tree = parse(p["query"])
+    partial = p.get("partial")
+    if partial:
+        if not (isinstance(tree, ast.AggregateExpr) and tree.op == "sum"):
+            raise ExecutionError(f"partial answers are for sums, not {p['query']!r}")
+        v = sum_partials(eng.eval(tree.expr, ctx), tree.grouping, tree.without, partial == "avg")
+    else:
+        v = eng.eval(tree, ctx)
     if not isinstance(v, StepVector):
         raise ExecutionError(f"pushed-down expression {p['query']!r} is not an instant vector")
     return v, ctx.samples
@@ -173,20 +191,23 @@ class DistributedEngine(Engine):
             "max_series": self.max_series - ctx.samples[1],
         }  # fmt: skip
 
-    def _leaf(self, e: ast.Expr, ctx: EvalContext) -> StepVector:
-        if len(ctx.times) > 1 and not np.array_equal(
-            ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
-        ):
-            return super().eval(e, ctx)  # irregular steps (inside a subquery): evaluate here
+    def _answers(self, e: ast.Expr, ctx: EvalContext, partial: str | None = None) -> list[StepVector]:
+        """Each shard's answer to ``e`` (see :func:`eval_local` for ``partial``)."""
         sels = selectors(e)
         matchers: list[Matcher] = list(sels[0].matchers) if len(sels) == 1 else []
         src = self.source
         shards = query_shards(matchers, src.num_shards, src.spread)
+        params = self.leaf_params(e, ctx)
+        if partial:
+            params["partial"] = partial
         parts = []
-        for v, read in src.eval_shards(shards, self.leaf_params(e, ctx)):
+        for v, read in src.eval_shards(shards, params):
             self._count_read(read, ctx)
             parts.append(v)
-        return _concat(parts, len(ctx.times))
+        return parts
+
+    def _leaf(self, e: ast.Expr, ctx: EvalContext) -> StepVector:
+        return _concat(self._answers(e, ctx), len(ctx.times))
 
     def _count_read(self, read: Sequence[int], ctx: EvalContext) -> None:
         ctx.samples[0] += int(read[0])
@@ -197,7 +218,13 @@ class DistributedEngine(Engine):
             raise ExecutionError(TOO_MANY_SERIES.format(limit=self.max_series))
 
     def eval(self, node: ast.Expr, ctx: EvalContext) -> Any:
-        if isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr):
+        if len(ctx.times) > 1 and not np.array_equal(
+            ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
+        ):
+            return super().eval(node, ctx)  # irregular steps (inside a subquery): evaluate here
+        if (isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr)
+                and not (node.param is not None and selectors(node.param))):  # a shard lacks the
+            # param's series (``topk(scalar(foo), x)``): such a param is evaluated here
             return self._pushed_aggregate(node, ctx)
         if is_local(node):
             return check_unique(self._leaf(node, ctx))
@@ -210,24 +237,46 @@ class DistributedEngine(Engine):
         def part(op: str, expr: ast.Expr) -> StepVector:
             return self._leaf(ast.AggregateExpr(op, expr, node.param, g, wo, node.by), ctx)
 
-        if node.op in ("sum", "min", "max", "group", "topk", "bottomk"):
+        if node.op in ("min", "max", "group", "topk", "bottomk"):
             return aggregate(node.op, part(node.op, node.expr), param, g, wo)
         if node.op == "count":
             return aggregate("sum", part("count", node.expr), None, g, wo)
         if node.op == "count_values":  # shards count per value; equal label sets add up
             return aggregate("sum", part("count_values", node.expr), None, [], True)
-        s = aggregate("sum", part("sum", node.expr), None, g, wo)
+        total, scaled = self._sum(node, ctx)
+        if node.op == "sum":
+            return total
         c = aggregate("sum", part("count", node.expr), None, g, wo)
-        s, c = _align(s, c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = s.values / c.values
-            if node.op == "avg":
-                return StepVector(s.labels, mean, s.present)
+        total, c = _align(total, c)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            mean = total.values / c.values
+            if node.op == "avg":  # where the sum overflows the mean may not: use the scaled one
+                _, scaled = _align(total, scaled)
+                alt = scaled.values / c.values / SCALE
+                return StepVector(total.labels, np.where(np.isinf(mean) & np.isfinite(alt), alt, mean), total.present)
             sq_expr = ast.BinaryExpr("^", ast.ParenExpr(node.expr), ast.NumberLiteral(2.0))
             q = aggregate("sum", part("sum", sq_expr), None, g, wo)
-            _, q = _align(s, q)
+            _, q = _align(total, q)
             var = np.maximum(q.values / c.values - mean * mean, 0.0)
-        return StepVector(s.labels, var if node.op == "stdvar" else np.sqrt(var), s.present)
+        return StepVector(total.labels, var if node.op == "stdvar" else np.sqrt(var), total.present)
+
+    def _sum(self, node: ast.AggregateExpr, ctx: EvalContext) -> tuple[StepVector, StepVector]:
+        """``sum`` of ``node``'s expression and grouping as Prometheus computes it over all series
+        (Kahan), from the shards' partial sums; for ``avg``, also the sum of the values times
+        :data:`~filodb.query.aggregations.SCALE` (else empty)."""
+        g, wo, n = node.grouping, node.without, len(ctx.times)
+        blocks = 4 if node.op == "avg" else 2
+        sum_node = ast.AggregateExpr("sum", node.expr, None, g, wo, node.by)
+        answers = [_blocks(v, blocks) for v in self._answers(sum_node, ctx, "avg" if blocks == 4 else "sum")]
+        total = aggregate("sum", _concat([b for a in answers for b in a[:2]], n), None, g, wo)
+        scaled = aggregate("sum", _concat([b for a in answers for b in a[2:]], n), None, g, wo)
+        return total, scaled
+
+
+def _blocks(v: StepVector, k: int) -> list[StepVector]:
+    """``v``'s rows as ``k`` equal blocks."""
+    n = len(v) // k
+    return [v.take(list(range(i * n, (i + 1) * n))) for i in range(k)]
 
 
 def _concat(parts: list[StepVector], n_steps: int) -> StepVector:

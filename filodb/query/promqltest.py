@@ -5,6 +5,11 @@
 data) are skipped and counted apart. Annotation expectations (``expect warn|info``) are not
 checked yet: such an eval passes on its values alone. The Go harness's extra runs of each
 instant eval (with ``@`` added, and as a range query) are not made.
+
+The data and the engine come from a :class:`Backend`: :class:`MemoryBackend` (this module's
+CLI) holds every series in a :class:`MemorySource` under the plain engine;
+:mod:`filodb.testing.promql_sharded` loads through the real ingest path into several shards
+under the distributed engine. :func:`main` takes the backend, so each mode's CLI is a line.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -216,14 +222,43 @@ def _expected_line(ev: _Eval, body: str) -> None:
     ev.expected.append((_labels(sel), expand_points(pts.split())))
 
 
-class _Runner:
+class Backend(Protocol):
+    """Where a script's data lives and what evaluates its queries."""
+
+    def load(self, series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]) -> None:
+        """Store one ``load`` block: ``(labels, ts, vals)`` per series, each label set once."""
+        ...
+
+    def engine(self) -> Engine:
+        """An engine over everything loaded so far."""
+        ...
+
+
+class MemoryBackend:
+    """Every series in one :class:`MemorySource`, under the plain :class:`Engine`."""
+
     def __init__(self) -> None:
         self.source = MemorySource()
+
+    def load(self, series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]) -> None:
+        for lb, ts, vs in series:
+            self.source.add(lb, ts, vs)
+
+    def engine(self) -> Engine:
+        return Engine(self.source, timeout_s=100)
+
+
+class _Runner:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
         self.native_metrics: set[str] = set()
         self.nhcb_metrics: set[str] = set()  # native copies made by load_with_nhcb
         self.unloadable = 0
 
     def load(self, interval: int, series: list[tuple[int, str]], nhcb: bool = False) -> None:
+        # A label set named twice in one block keeps its last line only, as Prometheus's
+        # loader does (its series definitions are a map by label set).
+        block: dict[Labels, tuple[Labels, np.ndarray, np.ndarray]] = {}
         for _, line in series:
             if nhcb:  # native-histogram copies of classic histograms are out of scope
                 name = _split_series(line)[0].split("{")[0]
@@ -250,8 +285,10 @@ class _Runner:
             vals = expand_points(pts.split())
             ts = np.array([i * interval for i, v in enumerate(vals) if v is not None], np.int64)
             vs = np.array([v for v in vals if v is not None], np.float64)
+            block.pop(lb, None)
             if len(ts):
-                self.source.add(lb, ts, vs)
+                block[lb] = (lb, ts, vs)
+        self.backend.load(list(block.values()))
 
     def _reads_native(self, query: str) -> bool:
         """Whether a query names a native-histogram metric, or selects a load_with_nhcb copy by
@@ -273,7 +310,7 @@ class _Runner:
             return "skipped", "native histograms"
         if self.unloadable:
             return "failed", "the script loads data this runner cannot read"
-        eng = Engine(self.source, timeout_s=100)
+        eng = self.backend.engine()
         try:
             res = eng.instant(ev.query, ev.t0) if ev.kind == "instant" else eng.range(ev.query, ev.t0, ev.t1, ev.step)
         except (FiloError, ValueError) as e:
@@ -356,10 +393,11 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     return "passed", ""
 
 
-def run_file(path: str | Path) -> list[EvalOutcome]:
-    """Run one test script; one outcome per eval."""
+def run_file(path: str | Path, backend: Callable[[], Backend] = MemoryBackend) -> list[EvalOutcome]:
+    """Run one test script on fresh ``backend()``s (a new one at each ``clear``); one outcome
+    per eval."""
     path = Path(path)
-    runner = _Runner()
+    runner = _Runner(backend())
     out = []
     try:
         commands = list(_parse_file(path.read_text()))
@@ -369,7 +407,7 @@ def run_file(path: str | Path) -> list[EvalOutcome]:
         if cmd == "load":
             runner.load(*arg)  # type: ignore[misc]
         elif cmd == "clear":
-            runner = _Runner()
+            runner = _Runner(backend())
         elif cmd == "eval":
             ev = arg
             assert isinstance(ev, _Eval)
@@ -389,15 +427,16 @@ def _files(args: list[str]) -> list[Path]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, backend: Callable[[], Backend] = MemoryBackend,
+         description: str = __doc__.splitlines()[0]) -> int:  # fmt: skip
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("paths", nargs="*")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every failure")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any eval fails")
     a = ap.parse_args(argv)
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     for f in _files(a.paths):
-        outcomes = run_file(f)
+        outcomes = run_file(f, backend)
         c = {k: sum(o.status == k for o in outcomes) for k in totals}
         for k in totals:
             totals[k] += c[k]

@@ -28,6 +28,13 @@ def _prefix(x: np.ndarray) -> np.ndarray:
 def kahan_sum(x: np.ndarray) -> float:
     """Prometheus's Kahan-Babuska (Neumaier) sum, sample by sample (only for the few windows
     or groups where a plain sum may have lost precision)."""
+    total, c = kahan_pair(x)
+    return total + c
+
+
+def kahan_pair(x: np.ndarray) -> tuple[float, float]:
+    """The running sum and compensation of :func:`kahan_sum`, before they are added (a partial
+    sum that other partial sums will join keeps both)."""
     total, c = 0.0, 0.0
     for v in x.tolist():
         t = total + v
@@ -38,7 +45,7 @@ def kahan_sum(x: np.ndarray) -> float:
         else:
             c += (v - t) + total
         total = t
-    return total + c
+    return total, c
 
 
 def imprecise(magnitude: np.ndarray, result: np.ndarray, vals: np.ndarray) -> np.ndarray:
