@@ -26,11 +26,13 @@ MAX_RECORD_SAMPLES = 200_000
 
 
 class IngestRouter:
-    """Splits batches per shard and appends them; thread-safe."""
+    """Splits batches per shard and appends them to ``ingest_log``; thread-safe.
 
-    def __init__(self, store: ShardMapStore, log: Log) -> None:
-        self.store = store
-        self.log = log
+    ``shard_map`` gives the datasets' descriptions (shard count, spread)."""
+
+    def __init__(self, shard_map: ShardMapStore, ingest_log: Log) -> None:
+        self.shard_map = shard_map
+        self.ingest_log = ingest_log
         self._datasets: dict[str, tuple[float, dict]] = {}
         self._shard_cache: dict[tuple[str, Labels], int] = {}
         self._lock = threading.Lock()
@@ -40,7 +42,7 @@ class IngestRouter:
         hit = self._datasets.get(name)
         if hit and time.monotonic() - hit[0] < _DATASET_TTL_S:
             return hit[1]
-        desc = self.store.dataset(name)
+        desc = self.shard_map.dataset(name)
         self._datasets[name] = (time.monotonic(), desc)
         return desc
 
@@ -74,7 +76,7 @@ class IngestRouter:
         shard_of = self._shards(dataset, batch.series, desc.shards, desc.spread_rule)
         parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
-        self.log.append_many(dataset, records)
+        self.ingest_log.append_many(dataset, records)
         return {s: len(b) for s, b in parts.items()}
 
 

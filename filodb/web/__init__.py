@@ -16,7 +16,9 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    (services or Services.from_config(cfg)).init_app(app)
+    svc = services or Services.from_config(cfg)
+    svc.init_app(app)
+    ingest.init_app(app, svc, metrics.init_app(app))  # the doors count into the app's metrics
     register_error_handlers(app)
     app.register_blueprint(metadata.bp)  # before prom_api: its /metadata placeholder loses
     app.register_blueprint(prom_api.bp)

@@ -24,9 +24,9 @@ def _ok(data: object) -> Response:
 def health() -> tuple[Response, int]:
     svc = services()
     not_active = []
-    datasets = svc.store.datasets()
+    datasets = svc.shard_map.datasets()
     for ds in datasets:
-        for st in svc.store.shard_states(ds):
+        for st in svc.shard_map.shard_states(ds):
             if st.status is not ShardStatus.ACTIVE:
                 not_active.append({"dataset": ds, "shard": st.shard, "status": st.status.value})
     healthy = bool(datasets) and not not_active
@@ -39,8 +39,8 @@ def health() -> tuple[Response, int]:
 def nodes() -> Response:
     svc = services()
     owned: dict[str, dict[str, list[int]]] = {}
-    for ds in svc.store.datasets():
-        for st in svc.store.shard_states(ds):
+    for ds in svc.shard_map.datasets():
+        for st in svc.shard_map.shard_states(ds):
             if st.node:
                 owned.setdefault(st.node, {}).setdefault(ds, []).append(st.shard)
     out = []
@@ -52,7 +52,7 @@ def nodes() -> Response:
 @bp.get("/api/v1/cluster")
 def cluster() -> Response:
     svc = services()
-    return _ok([{"dataset": k, **v.to_json()} for k, v in sorted(svc.store.datasets().items())])
+    return _ok([{"dataset": k, **v.to_json()} for k, v in sorted(svc.shard_map.datasets().items())])
 
 
 def _body() -> dict:
@@ -92,21 +92,21 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
     require_admin(request.headers.get("Authorization"))
     body = _body()
     cfg = services().cfg
-    desc = services().store.create_dataset(
+    desc = services().shard_map.create_dataset(
         dataset, _int(body, "shards", cfg.shards), _int(body, "spread", cfg.spread),
         spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
     )  # fmt: skip
-    services().log.ensure_dataset(dataset, desc.shards)  # Kafka: one partition per shard
+    services().ingest_log.ensure_dataset(dataset, desc.shards)  # Kafka: one partition per shard
     return _ok({"dataset": dataset, **desc.to_json()}), 200
 
 
 @bp.get("/api/v1/cluster/<dataset>")
 def describe_dataset(dataset: str) -> Response:
-    return _ok({"dataset": dataset, **services().store.dataset(dataset).to_json()})
+    return _ok({"dataset": dataset, **services().shard_map.dataset(dataset).to_json()})
 
 
 def _shard_list(dataset: str) -> list[int]:
-    n = services().store.dataset(dataset).shards
+    n = services().shard_map.dataset(dataset).shards
     body = _body()
     raw = body.get("shards", request.values.get("shards"))
     if isinstance(raw, str):
@@ -129,12 +129,12 @@ def _shard_list(dataset: str) -> list[int]:
 def stop_shards(dataset: str) -> Response:
     """Stop ingesting and serving shards: their owner flushes and releases them."""
     require_admin(request.headers.get("Authorization"))
-    store = services().store
+    shard_map = services().shard_map
     shards = _shard_list(dataset)
-    states = {st.shard: st for st in store.shard_states(dataset)}
+    states = {st.shard: st for st in shard_map.shard_states(dataset)}
     for s in shards:
         if states[s].status is not ShardStatus.STOPPED:
-            store.move(states[s], ShardStatus.STOPPED)
+            shard_map.move(states[s], ShardStatus.STOPPED)
     return _ok({"dataset": dataset, "stopped": shards})
 
 
@@ -142,14 +142,14 @@ def stop_shards(dataset: str) -> Response:
 def start_shards(dataset: str) -> Response:
     """Start stopped shards again: the coordinator assigns them to nodes with room."""
     require_admin(request.headers.get("Authorization"))
-    store = services().store
+    shard_map = services().shard_map
     shards = _shard_list(dataset)
-    states = {st.shard: st for st in store.shard_states(dataset)}
+    states = {st.shard: st for st in shard_map.shard_states(dataset)}
     not_stopped = [s for s in shards if states[s].status is not ShardStatus.STOPPED]
     if not_stopped:
         raise BadInputError(f"shards {not_stopped} of {dataset} are not stopped")
     for s in shards:
-        store.move(states[s], ShardStatus.UNASSIGNED)
+        shard_map.move(states[s], ShardStatus.UNASSIGNED)
     return _ok({"dataset": dataset, "started": shards})
 
 
@@ -157,10 +157,10 @@ def start_shards(dataset: str) -> Response:
 def status_by_address(dataset: str) -> Response:
     """Shards grouped by the node that owns them (FiloDB's statusByAddress)."""
     svc = services()
-    svc.store.dataset(dataset)
+    svc.shard_map.dataset(dataset)
     nodes = {n["name"]: n for n in svc.registry.nodes()}
     groups: dict[str, list[dict]] = {}
-    for st in svc.store.shard_states(dataset):
+    for st in svc.shard_map.shard_states(dataset):
         groups.setdefault(st.node, []).append({"shard": st.shard, "status": st.status.value,
                                                "progress": st.progress})  # fmt: skip
     out = []
@@ -178,11 +178,11 @@ def status_by_address(dataset: str) -> Response:
 @bp.get("/api/v1/cluster/<dataset>/status")
 def cluster_status(dataset: str) -> Response:
     svc = services()
-    desc = svc.store.dataset(dataset)  # 404 for an unknown dataset
-    offsets, stats = svc.store.progress(dataset)
-    ends = svc.log.end_offsets(dataset, list(range(desc.shards)))
+    desc = svc.shard_map.dataset(dataset)  # 404 for an unknown dataset
+    offsets, stats = svc.shard_map.progress(dataset)
+    ends = svc.ingest_log.end_offsets(dataset, list(range(desc.shards)))
     rows = []
-    for st in svc.store.shard_states(dataset):
+    for st in svc.shard_map.shard_states(dataset):
         ing = offsets.get(st.shard, 0)
         end = ends.get(st.shard, 0)
         s = stats.get(st.shard, {})
@@ -203,11 +203,11 @@ def cluster_status(dataset: str) -> Response:
 @bp.get("/api/v1/cluster/events")
 def events() -> Response:
     """Server-sent events: every shard event as one ``data:`` line of JSON."""
-    store = services().store
+    shard_map = services().shard_map
 
     def stream() -> Iterator[bytes]:
         yield b": connected\n\n"
-        for ev in store.follow_events(timeout_s=SSE_STREAM_S):
+        for ev in shard_map.follow_events(timeout_s=SSE_STREAM_S):
             yield b"data: " + orjson.dumps(ev) + b"\n\n"
 
     return Response(stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})

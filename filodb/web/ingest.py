@@ -1,25 +1,40 @@
 """Ingestion routes: Prometheus remote write and Influx line protocol over HTTP.
 
-A write is acknowledged (204) only after every sample is in the log. Malformed bodies get 400
-with a message naming the problem; nothing of a rejected remote-write request is written. For
-line protocol, good lines are written and bad ones are reported (400 listing them when any).
+The routes decode; writing is their door's (:class:`~filodb.gateway.door.IngestDoor`, one per
+protocol, kept in ``app.extensions["filodb_doors"]``): durable in the log, metadata kept,
+samples counted. A write is acknowledged (204) only after every sample is in the log.
+Malformed bodies get 400 with a message naming the problem; nothing of a rejected
+remote-write request is written. For line protocol, good lines are written and bad ones are
+reported (400 listing them when any).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from filodb.errors import BadInputError
+from filodb.gateway.door import IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.remote_write import decode_write_request_full
-from filodb.web import metrics
-from filodb.web.metadata import remember
 from filodb.web.params import now_ms
-from filodb.web.services import services
+from filodb.web.services import Services, services
 
 bp = Blueprint("ingest", __name__)
+EXTENSION = "filodb_doors"
+DOORS = ("remote_write", "influx_http")
 
 _PRECISIONS = {"ns", "n", "u", "us", "µ", "ms", "s", "m", "h"}
+
+
+def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
+    """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``."""
+    app.extensions[EXTENSION] = {
+        name: IngestDoor(name, svc.router, svc.metadata, counter) for name in DOORS
+    }
+
+
+def _door(name: str) -> IngestDoor:
+    return current_app.extensions[EXTENSION][name]
 
 
 def _body() -> bytes:
@@ -31,14 +46,13 @@ def _body() -> bytes:
 @bp.post("/api/v1/write")
 @bp.post("/promql/<dataset>/api/v1/write")
 def remote_write(dataset: str | None = None) -> Response:
+    door = _door("remote_write")
     try:
         batch, meta = decode_write_request_full(request.get_data(cache=False), services().cfg.max_body_bytes)
     except BadInputError as e:
-        metrics.request_rejected("remote_write", e)
+        door.reject_request(e)
         raise
-    metrics.write_counted("remote_write", dataset or services().cfg.dataset, batch)
-    if meta:
-        remember(dataset or services().cfg.dataset, meta)
+    door.write(dataset or services().cfg.dataset, batch, meta)
     return Response(status=204)
 
 
@@ -48,8 +62,9 @@ def _influx(dataset: str) -> Response:
         raise BadInputError(f"invalid precision {precision!r} (use ns, u, ms, s, m or h)")
     precision = {"n": "ns", "µ": "us"}.get(precision, precision)
     parsed = parse_lines(_body(), precision=precision, now_ms=now_ms())
-    metrics.write_counted("influx_http", dataset, parsed.batch)
-    metrics.samples_rejected("influx_http", "malformed_line", len(parsed.errors))
+    door = _door("influx_http")
+    door.write(dataset, parsed.batch)
+    door.reject_samples("malformed_line", len(parsed.errors))
     if parsed.errors:
         shown = "; ".join(f"line {n}: {msg}" for n, msg in parsed.errors[:10])
         more = f" (and {len(parsed.errors) - 10} more)" if len(parsed.errors) > 10 else ""

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Flask, Response, current_app, g, request
-from flask.blueprints import BlueprintSetupState
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -28,7 +27,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from filodb.errors import FiloError
 from filodb.shards.state import ShardStatus
 
 log = logging.getLogger(__name__)
@@ -60,15 +58,15 @@ class ClusterCollector(Collector):
                                 "Log end offset minus the shard's ingested offset",
                                 labels=["dataset", "shard"])  # fmt: skip
         try:
-            datasets = sorted(svc.store.datasets().items())
+            datasets = sorted(svc.shard_map.datasets().items())
         except Exception as e:  # noqa: BLE001 - Redis down: the request metrics still scrape
             log.warning("metrics: cannot list datasets: %s", e)
             datasets = []
         for ds, desc in datasets:
             try:
                 states = svc.client.local_map.states(ds)
-                offsets, _ = svc.store.progress(ds)
-                ends = svc.log.end_offsets(ds, list(range(desc.shards)))
+                offsets, _ = svc.shard_map.progress(ds)
+                ends = svc.ingest_log.end_offsets(ds, list(range(desc.shards)))
             except Exception as e:  # noqa: BLE001 - one unreadable dataset spoils no others
                 log.warning("metrics: cannot read the shard state of %s: %s", ds, e)
                 continue
@@ -107,14 +105,31 @@ class WebMetrics:
         )  # fmt: skip
         r.register(ClusterCollector(app))
 
+    # --- the ingestion doors' counts (an IngestCounter, see filodb.gateway.door) ---------
+    def samples_accepted(self, door: str, n: int) -> None:
+        """Count ``n`` samples ``door`` made durable in the log."""
+        if n:
+            self.samples.labels(door).inc(n)
+
+    def samples_rejected(self, door: str, reason: str, n: int) -> None:
+        """Count ``n`` samples ``door`` refused for ``reason`` (``malformed_line``,
+        ``unknown_dataset``, ``log_unavailable``, ...)."""
+        if n:
+            self.rejected.labels(door, reason).inc(n)
+
+    def request_rejected(self, door: str, reason: str) -> None:
+        """Count a write ``door`` refused whole (``malformed``, ``too_large``)."""
+        self.rejected_requests.labels(door, reason).inc()
+
+
+def init_app(app: Flask) -> WebMetrics:
+    """Give ``app`` its own metrics (kept in ``app.extensions``) and return them."""
+    m = app.extensions[EXTENSION] = WebMetrics(app)
+    return m
+
 
 def _metrics() -> WebMetrics:
     return current_app.extensions[EXTENSION]
-
-
-@bp.record_once
-def _setup(state: BlueprintSetupState) -> None:
-    state.app.extensions[EXTENSION] = WebMetrics(state.app)
 
 
 @bp.before_app_request
@@ -134,48 +149,6 @@ def _count_request(resp: Response) -> Response:
     if endpoint is not None and t0 is not None:
         m.query_seconds.labels(endpoint).observe(time.perf_counter() - t0)
     return resp
-
-
-# --- hooks for the ingestion routes -------------------------------------------------------
-def samples_accepted(door: str, n: int) -> None:
-    """Count ``n`` samples a write route made durable in the log."""
-    if n:
-        _metrics().samples.labels(door).inc(n)
-
-
-def samples_rejected(door: str, reason: str, n: int) -> None:
-    """Count ``n`` samples refused for ``reason`` (``malformed_line``, ``unknown_dataset``,
-    ``log_unavailable``, ...)."""
-    if n:
-        _metrics().rejected.labels(door, reason).inc(n)
-
-
-def request_rejected(door: str, err: Exception) -> None:
-    """Count a write refused whole (a body that does not decode, one too large)."""
-    status = getattr(err, "http_status", 500)
-    reason = "too_large" if status == 413 else "malformed" if status == 400 else "error"
-    _metrics().rejected_requests.labels(door, reason).inc()
-
-
-def write_counted(door: str, dataset: str, batch) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    """``router.write`` that counts the batch as accepted, or rejected with the reason."""
-    from filodb.web.services import services
-
-    try:
-        out = services().router.write(dataset, batch)
-    except FiloError as e:
-        samples_rejected(door, _reason(e), len(batch))
-        raise
-    except Exception:
-        samples_rejected(door, "log_unavailable", len(batch))
-        raise
-    samples_accepted(door, len(batch))
-    return out
-
-
-def _reason(e: FiloError) -> str:
-    return {"not_found": "unknown_dataset", "unavailable": "log_unavailable",
-            "bad_data": "bad_data"}.get(e.error_type, e.error_type)  # fmt: skip
 
 
 @bp.get("/metrics")

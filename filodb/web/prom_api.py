@@ -142,8 +142,8 @@ def series(dataset: str | None = None) -> Response:
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     found = set()
-    for ms in sets:
-        found.update(source.series(ms, start, end))
+    for matchers in sets:
+        found.update(source.series(matchers, start, end))
     return _success([dict(lb) for lb in sorted(found)], source.warnings)
 
 
@@ -153,8 +153,8 @@ def labels(dataset: str | None = None) -> Response:
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     names = set()
-    for ms in sets:
-        names.update(source.label_names(ms, start, end))
+    for matchers in sets:
+        names.update(source.label_names(matchers, start, end))
     return _success(sorted(names), source.warnings)
 
 
@@ -164,8 +164,8 @@ def label_values(name: str, dataset: str | None = None) -> Response:
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     vals = set()
-    for ms in sets:
-        vals.update(source.label_values(name, ms, start, end))
+    for matchers in sets:
+        vals.update(source.label_values(name, matchers, start, end))
     return _success(sorted(vals), source.warnings)
 
 

@@ -1,4 +1,10 @@
-"""The services a web process uses, built once from the config and kept in ``app.extensions``."""
+"""The services a web process uses, built once from the config and kept in ``app.extensions``.
+
+``shard_map``: cluster state in Redis (datasets, shard map, ingest offsets, events);
+``ingest_log``: the log backend the ingestion doors append to; ``metadata``: metric metadata;
+``router``: series -> shard -> log, with a short cache of dataset descriptions; ``client``:
+the fan-out to the workers' shards.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from filodb.errors import AuthError
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
 from filodb.shards.local_map import LocalShardMap
+from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.tasks.app import make_celery
@@ -21,26 +28,28 @@ from filodb.tasks.fanout import ClusterSource, ShardClient
 @dataclass
 class Services:
     cfg: Config
-    store: ShardMapStore
+    shard_map: ShardMapStore
     registry: NodeRegistry
-    log: Log
+    ingest_log: Log
+    metadata: MetadataStore
     router: IngestRouter
     celery: Celery
     client: ShardClient
 
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
-        store = ShardMapStore(cfg.redis_url)
-        logb = log_from_config(cfg)
+        shard_map = ShardMapStore(cfg.redis_url)
+        ingest_log = log_from_config(cfg)
         celery = make_celery(cfg)
         return cls(
             cfg=cfg,
-            store=store,
+            shard_map=shard_map,
             registry=NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl),
-            log=logb,
-            router=IngestRouter(store, logb),
+            ingest_log=ingest_log,
+            metadata=MetadataStore(cfg.redis_url),
+            router=IngestRouter(shard_map, ingest_log),
             celery=celery,
-            client=ShardClient(celery, store, cfg.redis_url, LocalShardMap(store)),
+            client=ShardClient(celery, shard_map, cfg.redis_url, LocalShardMap(shard_map)),
         )
 
     def init_app(self, app: Flask) -> None:

@@ -321,7 +321,7 @@ def test_remote_write_decoder(body: bytes) -> None:
 @pytest.fixture
 def client(redis_url: str):  # type: ignore[no-untyped-def]
     app = create_app(Config(redis_url=redis_url, max_body_bytes=1 << 16))
-    app.extensions["filodb"].store.create_dataset("prometheus", 4, 1)
+    app.extensions["filodb"].shard_map.create_dataset("prometheus", 4, 1)
     return app.test_client()
 
 

@@ -19,7 +19,7 @@ T0 = 1_700_000_000_000
 
 def _app(redis_url: str):  # type: ignore[no-untyped-def]
     app = create_app(Config(redis_url=redis_url, max_body_bytes=1 << 20))
-    app.extensions["filodb"].store.create_dataset("prometheus", 4, 1)
+    app.extensions["filodb"].shard_map.create_dataset("prometheus", 4, 1)
     return app
 
 
@@ -96,19 +96,19 @@ def test_influx_accepted_and_malformed_lines(client) -> None:  # type: ignore[no
 
 def test_shards_by_status_and_log_lag(client) -> None:  # type: ignore[no-untyped-def]
     svc = client.application.extensions["filodb"]
-    svc.store.create_dataset("other", 2, 0)
+    svc.shard_map.create_dataset("other", 2, 0)
     assert client.post("/api/v1/write", data=encode_write_request(_batch(40, 2))).status_code == 204
     assert client.post("/api/v1/write", data=encode_write_request(_batch(40, 2))).status_code == 204
     m = scrape(client)
     for ds, n in (("prometheus", 4), ("other", 2)):
         assert val(m, "filodb_shards", dataset=ds, status="Unassigned") == n
         assert val(m, "filodb_shards", dataset=ds, status="Active") == 0
-    ends = svc.log.end_offsets("prometheus", [0, 1, 2, 3])
+    ends = svc.ingest_log.end_offsets("prometheus", [0, 1, 2, 3])
     assert sum(ends.values()) > 0
     for s, end in ends.items():  # no worker ingested anything: the lag is the whole log
         assert val(m, "filodb_shard_log_lag_records", dataset="prometheus", shard=str(s)) == end
     busy = max(ends, key=lambda s: ends[s])
-    svc.store.set_progress("prometheus", {busy: ends[busy] - 1}, {})
+    svc.shard_map.set_progress("prometheus", {busy: ends[busy] - 1}, {})
     m = scrape(client)
     assert val(m, "filodb_shard_log_lag_records", dataset="prometheus", shard=str(busy)) == 1
     assert val(m, "filodb_shard_log_lag_records", dataset="other", shard="1") == 0

@@ -58,7 +58,7 @@ def client(redis_url: str, written: dict):  # type: ignore[no-untyped-def]
         src.add(lb, ts, vals)
     svc.source = lambda dataset, timeout_s, strict=False: src  # type: ignore[method-assign]
     app = create_app(cfg, svc)
-    svc.store.create_dataset("prometheus", 4, 1)
+    svc.shard_map.create_dataset("prometheus", 4, 1)
     return app.test_client()
 
 

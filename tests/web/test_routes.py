@@ -19,15 +19,15 @@ from filodb.web import create_app
 def client(redis_url: str):  # type: ignore[no-untyped-def]
     cfg = Config(redis_url=redis_url, admin_token="s3cret", max_body_bytes=1 << 20)
     app = create_app(cfg)
-    app.extensions["filodb"].store.create_dataset("prometheus", 4, 1)
+    app.extensions["filodb"].shard_map.create_dataset("prometheus", 4, 1)
     return app.test_client()
 
 
 def _logged(client) -> SampleBatch:  # type: ignore[no-untyped-def]
     from filodb.model.batch import concat_batches
 
-    log = client.application.extensions["filodb"].log
-    got = log.read("prometheus", {s: 0 for s in range(4)}, 1000, 0)
+    ingest_log = client.application.extensions["filodb"].ingest_log
+    got = ingest_log.read("prometheus", {s: 0 for s in range(4)}, 1000, 0)
     return concat_batches([SampleBatch.from_bytes(r) for recs in got.values() for _, r in recs])
 
 

@@ -1,0 +1,60 @@
+"""Metric metadata (type, help, unit per metric family) of each dataset, kept in Redis.
+
+Keys: one hash per dataset, ``filodb:meta:<dataset>``; field = metric family name, value =
+JSON ``{"type": ..., "help": ..., "unit": ...}``. The last write of a family wins (a family
+has one entry, where Prometheus may list one per disagreeing target).
+
+Written from remote-write requests (:class:`~filodb.gateway.door.IngestDoor`), read by
+``/api/v1/metadata`` (:mod:`filodb.web.metadata`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import redis
+
+
+def meta_key(dataset: str) -> str:
+    """The Redis hash holding ``dataset``'s metadata."""
+    return f"filodb:meta:{dataset}"
+
+
+class MetadataStore:
+    """Reads and writes metric metadata; safe to share between threads.
+
+    ``client``: a Redis URL, or a client to share (one that answers bytes, not decoded str).
+    """
+
+    def __init__(self, client: str | redis.Redis) -> None:
+        self.r = redis.Redis.from_url(client, socket_timeout=10) if isinstance(client, str) else client
+
+    def put(self, dataset: str, entries: Sequence[dict[str, str]]) -> int:
+        """Keep ``entries`` (``metric``, ``type``, ``help``, ``unit``) of ``dataset``; entries
+        without a metric name are skipped, a missing type is ``unknown``. Returns how many
+        families were written."""
+        fields = {
+            m["metric"]: orjson.dumps({"type": m.get("type") or "unknown",
+                                       "help": m.get("help", ""), "unit": m.get("unit", "")})
+            for m in entries
+            if m.get("metric")
+        }  # fmt: skip
+        if fields:
+            self.r.hset(meta_key(dataset), mapping=fields)  # type: ignore[arg-type]
+        return len(fields)
+
+    def get(self, dataset: str, metric: str | None = None, limit: int = 0
+            ) -> dict[str, dict[str, str]]:  # fmt: skip
+        """Family name -> entry, sorted by name: one family when ``metric`` is given (empty when
+        unknown), else all of ``dataset``'s; at most ``limit`` families when ``limit`` > 0 (zero
+        or negative: no limit, as in Prometheus)."""
+        key = meta_key(dataset)
+        if metric is not None:
+            raw = self.r.hget(key, metric)
+            return {metric: orjson.loads(raw)} if raw else {}  # type: ignore[arg-type]
+        found = {k.decode(): v for k, v in self.r.hgetall(key).items()}  # type: ignore[union-attr]
+        names = sorted(found)
+        if limit > 0:
+            names = names[:limit]
+        return {n: orjson.loads(found[n]) for n in names}
