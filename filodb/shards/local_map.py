@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 class LocalShardMap:
     """Shard states by dataset, fed by pub/sub; thread-safe."""
 
-    def __init__(self, store: ShardMapStore, start: bool = True) -> None:
-        self.store = store
+    def __init__(self, shard_map: ShardMapStore, start: bool = True) -> None:
+        self.shard_map = shard_map
         self._maps: dict[str, dict[int, ShardState]] = {}
         self._lock = threading.Lock()
         self._synced = threading.Event()
@@ -51,7 +51,7 @@ class LocalShardMap:
             if m is not None:
                 return dict(m)
         self.fallback_reads += 1
-        return {s.shard: s for s in self.store.shard_states(dataset)}
+        return {s.shard: s for s in self.shard_map.shard_states(dataset)}
 
     def apply(self, ev: dict) -> None:
         """Fold one event (or snapshot) into the copy."""
@@ -71,7 +71,7 @@ class LocalShardMap:
             try:
                 with self._lock:
                     self._maps.clear()
-                for ev in self.store.follow_events(timeout_s=None, snapshot=True,
+                for ev in self.shard_map.follow_events(timeout_s=None, snapshot=True,
                                                    idle=self._stop.is_set, snapshot_end=True):  # fmt: skip
                     if ev.get("event") == "ShardMapSnapshotEnd":
                         self._synced.set()
