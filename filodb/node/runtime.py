@@ -6,7 +6,8 @@ writes the shard map (reassigning the shards of dead nodes, then moving one shar
 a node that joined until loads differ by at most one). Then every node reconciles: a shard the
 map gives it is started once its ownership lease is free (the previous owner released it or
 its lease expired) and gets its Celery queue; a shard the map no longer gives it is stopped,
-its groups flushed, its lease released.
+its groups flushed, its lease released. The decisions are :mod:`filodb.shards.planner`'s (pure);
+this module reads their inputs and carries out their actions.
 
 Fencing: a node that cannot renew its leases for ``heartbeat_ttl`` (Redis unreachable, a long
 pause, a network partition) stops serving and ingesting every shard by itself, before any other
@@ -33,10 +34,10 @@ from filodb.model.dataset import Dataset
 from filodb.node.ingester import ShardIngester
 from filodb.node.metrics import observe_flush
 from filodb.node.metrics import serve as serve_metrics
-from filodb.shards.assignment import assign_shards, rebalance_move
+from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
+from filodb.shards.planner import Key, Maps
 from filodb.shards.redis_map import ShardMapStore
-from filodb.shards.state import LIVE_STATUSES as _LIVE
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.store import store_from_config
 from filodb.tasks.app import shard_queue
@@ -45,33 +46,40 @@ log = logging.getLogger(__name__)
 
 
 class NodeRuntime:
-    """State of this node; ``queues`` adds/removes a Celery queue (set by the worker)."""
+    """State of this node.
+
+    ``add_queue``/``cancel_queue`` subscribe the worker to a shard's Celery queue and cancel it;
+    ``send_flush`` sends a flush task (None: flush in the tick); ``clock`` is the monotonic
+    time in seconds that fencing, the tick and the flush schedule read (tests pass a fake one).
+    """
 
     def __init__(
         self, cfg: Config, name: str, add_queue: Callable[[str], None],
         cancel_queue: Callable[[str], None],
         send_flush: Callable[[str, int, int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.cfg = cfg
+        self.clock = clock
         self.name = name
         self.shard_map = ShardMapStore(cfg.redis_url)
         self.redis = self.shard_map.r  # leaf replies go through the shard map's connection pool
         self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
         self.ingest_log: Log = log_from_config(cfg)
-        self.ingesters: dict[tuple[str, int], ShardIngester] = {}
+        self.ingesters: dict[Key, ShardIngester] = {}
         self._add_queue = add_queue
         self._cancel_queue = cancel_queue
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
-        self._flush_due: dict[tuple[str, int], tuple[float, int]] = {}  # next time, next group
+        self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._retention_due = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
         self._fence_thread = threading.Thread(target=self._fence_loop, name="fence", daemon=True)
         self._renewed_at = float("-inf")  # monotonic time before the last successful renewal
-        self._releasing: dict[tuple[str, int], threading.Thread] = {}
-        self._waiting_lease: set[tuple[str, int]] = set()
+        self._releasing: dict[Key, threading.Thread] = {}
+        self._waiting_lease: set[Key] = set()
         self.fenced_count = 0
         self._coord_since: float | None = None  # monotonic time this node became coordinator
 
@@ -116,15 +124,19 @@ class NodeRuntime:
     # --- fencing --------------------------------------------------------------------------
     def fenced(self) -> bool:
         """True when the leases may have expired: this node must not serve its shards."""
-        return time.monotonic() - self._renewed_at > self.cfg.heartbeat_ttl * 0.8
+        return self.clock() - self._renewed_at > self.cfg.heartbeat_ttl * 0.8
 
     def _fence_loop(self) -> None:
         while not self._stop.wait(0.1):
-            if self.ingesters and self.fenced():
-                self._fence_all()
+            self.check_fence()
+
+    def check_fence(self) -> None:
+        """When fenced, stop every shard without touching Redis (which may be what is
+        unreachable); the watchdog thread calls this every 100 ms."""
+        if self.ingesters and self.fenced():
+            self._fence_all()
 
     def _fence_all(self) -> None:
-        """Stop every shard without touching Redis (which may be what is unreachable)."""
         with self._lock:
             keys = list(self.ingesters)
             for key in keys:
@@ -139,7 +151,7 @@ class NodeRuntime:
         if keys:
             self.fenced_count += 1
             log.warning("node %s fenced: leases not renewed for %.1f s; stopped %s",
-                        self.name, time.monotonic() - self._renewed_at, keys)  # fmt: skip
+                        self.name, self.clock() - self._renewed_at, keys)  # fmt: skip
 
     # --- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -152,20 +164,19 @@ class NodeRuntime:
             self._stop.wait(self.cfg.heartbeat_interval)
 
     def tick(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.clock()
         self.registry.heartbeat(self.name)
         held = list(self.ingesters) + list(self._releasing)
         if held:
             got = self.shard_map.claim(self.name, held, int(self.cfg.heartbeat_ttl * 1000))
-            lost = [k for k, ok in got.items() if not ok and k in self.ingesters]
-            for key in lost:  # someone else holds the lease: we lost the shard
-                log.warning("node %s lost the lease of %s/%s", self.name, *key)
-                self._release(key, flush=False)
+            for act in planner.lost_leases(got, self.ingesters):
+                log.warning("node %s lost the lease of %s/%s", self.name, *act.key)
+                self._release(act.key, flush=act.flush)
         self._renewed_at = t0
-        maps = {ds: (desc, self.shard_map.shard_states(ds)) for ds, desc in self.shard_map.datasets().items()}
+        maps = self._read_maps()
         if self.registry.hold_lease(self.name):
             if self._coord_since is None:
-                self._coord_since = time.monotonic()
+                self._coord_since = self.clock()
             self.coordinate(maps)
         else:
             self._coord_since = None
@@ -173,10 +184,14 @@ class NodeRuntime:
         self.schedule_flushes()
         self.apply_retention()
 
+    def _read_maps(self) -> Maps:
+        datasets = self.shard_map.datasets()
+        return {ds: (desc, self.shard_map.shard_states(ds)) for ds, desc in datasets.items()}
+
     def schedule_flushes(self, now: float | None = None) -> None:
         """Send a flush task for the next group of each Active shard, staggered so every group
         is flushed once per ``flush_interval``."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         groups = max(1, self.cfg.flush_groups)
         step = self.cfg.flush_interval / groups
         for key, ing in list(self.ingesters.items()):
@@ -209,9 +224,9 @@ class NodeRuntime:
         """Drop data older than the retention from memory and from the column store (hourly).
 
         A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
-        if time.monotonic() < self._retention_due:
+        if self.clock() < self._retention_due:
             return
-        self._retention_due = time.monotonic() + 3600
+        self._retention_due = self.clock() + 3600
         now_s = time.time() if now_s is None else now_s
         datasets = self.shard_map.datasets()
         for (ds, shard), ing in list(self.ingesters.items()):
@@ -222,75 +237,46 @@ class NodeRuntime:
                 ing.memstore.drop_before(cutoff)
                 self.stores.column.delete_before(ds, shard, cutoff)
 
-    def coordinate(self, maps: dict | None = None) -> None:
-        """Leader duty: give shards without a live owner to live nodes, then rebalance.
-
-        A node that just became coordinator (or just got Redis back) first waits two heartbeat
-        intervals before it takes shards from owners whose heartbeat it does not see: after a
-        Redis restart every heartbeat key may be gone while every node is alive and about to
-        beat again, and moving every shard to the first node back would be pure churn."""
+    def coordinate(self, maps: Maps | None = None) -> None:
+        """Leader duty: give shards without a live owner to live nodes, then rebalance
+        (:func:`filodb.shards.planner.coordinate`; settling while just become coordinator)."""
         live = self.registry.live_nodes()
-        settling = (self._coord_since is not None
-                    and time.monotonic() - self._coord_since < 2 * self.cfg.heartbeat_interval + 0.5)  # fmt: skip
-        if maps is None:
-            maps = {ds: (d, self.shard_map.shard_states(ds)) for ds, d in self.shard_map.datasets().items()}
-        for ds, (desc, states) in maps.items():
-            owners = {s.shard: s.node if s.status in _LIVE else "" for s in states}
-            stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED)
-            by_shard = {s.shard: s for s in states}
-            if settling and any(s.status in _LIVE and s.node not in live for s in states):
-                continue
-            changes = assign_shards(desc.shards, owners, live, stopped)
-            for shard, node in changes.items():
-                st = by_shard[shard]
-                if st.status in _LIVE:  # owner died: mark Down first
-                    st = self.shard_map.move(st, ShardStatus.DOWN)
-                self.shard_map.move(st, ShardStatus.ASSIGNED, node)
-            if changes or any(s.status is not ShardStatus.ACTIVE for s in states
-                              if s.shard not in stopped):  # fmt: skip
-                continue  # one move at a time, once everything is Active
-            move = rebalance_move(desc.shards, owners, live, stopped)
-            if move is not None:
-                shard, node = move
-                log.warning("rebalance: %s/%s %s -> %s", ds, shard, owners[shard], node)
-                self.shard_map.move(by_shard[shard], ShardStatus.ASSIGNED, node)
+        settling = planner.is_settling(self._coord_since, self.clock(), self.cfg.heartbeat_interval)
+        maps = self._read_maps() if maps is None else maps
+        current = {(ds, st.shard): st for ds, (_desc, states) in maps.items() for st in states}
+        for act in planner.coordinate(maps, live, settling):
+            key = (act.dataset, act.shard)
+            if isinstance(act, planner.RebalanceShard):
+                log.warning("rebalance: %s/%s %s -> %s", *key, act.src, act.dst)
+                current[key] = self.shard_map.move(current[key], ShardStatus.ASSIGNED, act.dst)
+            else:
+                current[key] = self.shard_map.move(current[key], act.to, act.node)
 
-    def reconcile(self, maps: dict | None = None) -> None:
-        """Start shards the map gives this node; stop those it no longer does."""
-        if maps is None:
-            maps = {ds: (d, self.shard_map.shard_states(ds)) for ds, d in self.shard_map.datasets().items()}
+    def reconcile(self, maps: Maps | None = None) -> None:
+        """Start shards the map gives this node; stop those it no longer does
+        (:func:`filodb.shards.planner.reconcile`)."""
+        maps = self._read_maps() if maps is None else maps
         with self._lock:
-            mine = set()
-            to_start = []
-            restart: list[tuple[str, int]] = []
-            for ds, (_desc, states) in maps.items():
-                for st in states:
-                    if st.node != self.name or st.status not in _LIVE:
-                        continue
-                    key = (ds, st.shard)
-                    mine.add(key)
-                    ing = self.ingesters.get(key)
-                    if (ing is None or not ing.is_alive()) and key not in self._releasing:
-                        to_start.append(st)
-                    elif (ing is not None and st.status is ShardStatus.ASSIGNED
-                          and ing.state.status is not ShardStatus.ASSIGNED):  # fmt: skip
-                        # assigned anew while we still ran it (stopped and started again
-                        # between two of our ticks): start over from the store and the log
-                        restart.append(key)
-            for key in [k for k in self.ingesters if k not in mine] + restart:
-                self._release(key)
-            if to_start and not self.fenced():
-                got = self.shard_map.claim(self.name, [(st.dataset, st.shard) for st in to_start],
-                                       int(self.cfg.heartbeat_ttl * 1000))  # fmt: skip
-                for st in to_start:
-                    key = (st.dataset, st.shard)
-                    if got[key]:
-                        self._waiting_lease.discard(key)
-                        self._start_shard(st, maps[st.dataset][0])
-                    elif key not in self._waiting_lease:
-                        self._waiting_lease.add(key)
-                        log.warning("node %s waits for %s/%s: still leased by %s", self.name,
-                                    *key, self.shard_map.lease_holder(*key))  # fmt: skip
+            running = {key: planner.RunningShard(ing.state.status, ing.is_alive())
+                       for key, ing in self.ingesters.items()}  # fmt: skip
+            releasing = set(self._releasing)
+            for act in planner.reconcile(maps, self.name, running, releasing, self.fenced()):
+                if isinstance(act, planner.ClaimLeases):
+                    self._claim_and_start(maps, act.states)
+                else:
+                    self._release(act.key)
+
+    def _claim_and_start(self, maps: Maps, states: tuple[ShardState, ...]) -> None:
+        got = self.shard_map.claim(self.name, [(st.dataset, st.shard) for st in states],
+                                   int(self.cfg.heartbeat_ttl * 1000))  # fmt: skip
+        for act in planner.claimed(states, got, self._waiting_lease):
+            if isinstance(act, planner.StartShard):
+                self._waiting_lease.discard((act.state.dataset, act.state.shard))
+                self._start_shard(act.state, maps[act.state.dataset][0])
+            else:
+                self._waiting_lease.add(act.key)
+                log.warning("node %s waits for %s/%s: still leased by %s", self.name,
+                            *act.key, self.shard_map.lease_holder(*act.key))  # fmt: skip
 
     def _start_shard(self, st: ShardState, desc: Dataset) -> None:
         log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
@@ -306,7 +292,7 @@ class NodeRuntime:
     def _on_active(self, ing: ShardIngester) -> None:
         self._add_queue(shard_queue(ing.dataset, ing.shard))
 
-    def _release(self, key: tuple[str, int], flush: bool = True) -> None:
+    def _release(self, key: Key, flush: bool = True) -> None:
         """Stop a shard; in the background flush its groups, then give up its lease."""
         log.warning("node %s stops shard %s/%s", self.name, *key)
         ing = self.ingesters.pop(key)

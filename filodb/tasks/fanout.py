@@ -6,7 +6,8 @@ per-request reply list. A leaf first pushes a receipt; a task with no receipt af
 ``RESEND_AFTER_S`` (doubling) is sent again, since a message handed to a worker that is being
 killed can be lost. Shards that are not Active, or that answer with a failure, are
 reported back so the caller can answer partially with a warning (or fail when strict); shards
-that do not answer before the query's deadline make it a timeout (503).
+that do not answer before the query's deadline make it a timeout (503). Those decisions are
+:class:`~filodb.tasks.fanout_state.FanoutState`'s (pure); ``ShardClient`` carries them out.
 
 :class:`ClusterSource` is the :class:`~filodb.query.distributed.ShardedSource` the web tier's
 engine reads: each call fans out and merges (series are disjoint across shards, so merging is
@@ -18,30 +19,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from celery import Celery
 
-from filodb.errors import ExecutionError, QueryTimeoutError, UnavailableError
+from filodb.errors import QueryTimeoutError, UnavailableError
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock
 from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
-from filodb.shards.state import ShardState, ShardStatus
+from filodb.shards.state import ShardState
 from filodb.tasks.app import LEAF_TASK, shard_queue
+from filodb.tasks.fanout_state import Fail, FanoutAction, FanoutResult, FanoutState, SendLeaf
 from filodb.tasks.wire import matchers_to_wire, unflat_labels, unpack, unpack_block, unpack_steps
-
-RESEND_AFTER_S = 2.0  # a leaf task not picked up by then is sent again (doubling each time)
-
-
-@dataclass
-class FanoutResult:
-    answers: dict[int, tuple[dict[str, Any], list[Any]]] = field(default_factory=dict)
-    missing: dict[int, str] = field(default_factory=dict)
 
 
 class ShardClient:
@@ -72,70 +65,32 @@ class ShardClient:
         timeout_s: float, states: dict[int, ShardState] | None = None,
     ) -> FanoutResult:  # fmt: skip
         """Run a leaf op on ``shards``; ``states`` (the shard map) is read when not given."""
-        out = FanoutResult()
         if states is None:
             states = self.shard_states(dataset)
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
-        sent_at: dict[int, float] = {}
-        wait: dict[int, float] = {}
-        for s in shards:
-            st = states.get(s)
-            if st is None or st.status is not ShardStatus.ACTIVE:
-                status = st.status.value if st else "Unassigned"
-                out.missing[s] = f"shard {s} of {dataset} is {status}"
-                continue
-            self._send(reply_key, dataset, s, op, params, timeout_s)
-            sent_at[s], wait[s] = time.monotonic(), RESEND_AFTER_S
-        deadline = time.monotonic() + timeout_s
-        pending = set(sent_at)
-        received: set[int] = set()
-        while pending:
+        fan = FanoutState(dataset, shards, states, timeout_s)
+
+        def carry_out(actions: list[FanoutAction]) -> FanoutResult | None:
+            for a in actions:
+                if isinstance(a, SendLeaf):
+                    self._send(reply_key, dataset, a.shard, op, params, a.expires_s)
+                    continue
+                self._r.delete(reply_key)
+                if isinstance(a, Fail):
+                    raise a.error(a.message)
+                return a.result
+            return None
+
+        done = carry_out(fan.start(time.monotonic()))
+        while done is None:
             now = time.monotonic()
-            left = deadline - now
-            if left <= 0:
-                break
-            if self.local_map is not None and pending - received:
-                # A shard that left Active before anyone took its task (its node died; the
-                # coordinator marked it Down) answers nothing now: partial, not a timeout.
+            current = None
+            if self.local_map is not None and fan.unreceived(now):
                 current = self.local_map.states(dataset)
-                for s in list(pending - received):
-                    st = current.get(s)
-                    if st is None or st.status is not ShardStatus.ACTIVE or st.node != states[s].node:
-                        pending.discard(s)
-                        out.missing[s] = (f"shard {s} of {dataset} is "
-                                          f"{st.status.value if st else 'Unassigned'} (moving)")  # fmt: skip
-                if not pending:
-                    break
-            for s in pending - received:  # not picked up (a message lost with a dying worker)
-                if now - sent_at[s] > wait[s]:
-                    self._send(reply_key, dataset, s, op, params, left)
-                    sent_at[s], wait[s] = now, wait[s] * 2
-            got = self._r.blpop([reply_key], timeout=max(0.01, min(left, 0.5)))
-            if got is None:
-                continue
-            header, arrays = unpack(got[1])
-            shard = int(header.get("shard", -1))
-            if header.get("received"):
-                received.add(shard)
-                continue
-            if shard not in pending:
-                continue  # the answer to a resent task came twice
-            if not header.get("ok"):
-                if header.get("error_type") in ("execution", "bad_data", "timeout"):
-                    self._r.delete(reply_key)
-                    raise ExecutionError(header.get("error", "leaf failed"))
-                pending.discard(shard)
-                out.missing[shard] = header.get("error", f"shard {shard} failed")
-                continue
-            pending.discard(shard)
-            out.answers[shard] = (header, arrays)
-        self._r.delete(reply_key)
-        if pending:  # the query's deadline passed: a timeout, as Prometheus answers it (503)
-            late = ", ".join(str(s) for s in sorted(pending))
-            raise QueryTimeoutError(
-                f"query timed out in expression evaluation (shards {late} of {dataset} did not answer)"
-            )
-        return out
+            done = carry_out(fan.step(now, current))
+            if done is None and (got := self._r.blpop([reply_key], timeout=fan.poll_s(now))):
+                done = carry_out(fan.reply(*unpack(got[1])))
+        return done
 
 
 class ClusterSource:

@@ -18,6 +18,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.node.runtime import NodeRuntime
 from filodb.shards.nodes import NodeRegistry
+from filodb.testing.wait import eventually
 
 T0 = 1_700_000_000_000
 
@@ -43,10 +44,12 @@ def node(redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
                  flush_interval=3600.0)  # fmt: skip
     rt = NodeRuntime(cfg, "n1", add_queue=lambda q: None, cancel_queue=lambda q: None)
     rt.start()
-    deadline = time.monotonic() + 30
-    while not (len(rt.ingesters) == 2 and all(i.active for i in rt.ingesters.values())):
-        assert time.monotonic() < deadline, "the node's shards did not become Active"
-        time.sleep(0.05)
+
+    def both_active() -> None:
+        assert len(rt.ingesters) == 2 and all(i.active for i in rt.ingesters.values()), \
+            "the node's shards did not become Active"
+
+    eventually(both_active, timeout=30, interval=0.05)
     yield rt
     rt.stop()
 
@@ -63,10 +66,12 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     late = SampleBatch(series[:5], np.arange(5), np.full(5, T0), np.ones(5))  # not newer: refused
     late_per = IngestRouter(node.shard_map, node.ingest_log).write("prometheus", late)
     ends = node.ingest_log.end_offsets("prometheus", [0, 1])
-    deadline = time.monotonic() + 20
-    while any(node.ingesters[("prometheus", s)].offset < ends[s] for s in (0, 1)):
-        assert time.monotonic() < deadline, "the ingesters did not catch up"
-        time.sleep(0.05)
+
+    def caught_up() -> None:
+        assert all(node.ingesters[("prometheus", s)].offset >= ends[s] for s in (0, 1)), \
+            "the ingesters did not catch up"
+
+    eventually(caught_up, timeout=20, interval=0.05)
 
     m = scrape(port)
     assert per_shard(m, "filodb_worker_samples_ingested_total") == {s: per.get(s, 0) for s in (0, 1)}

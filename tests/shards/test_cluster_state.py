@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given
@@ -19,8 +20,11 @@ from filodb.shards.assignment import assign_shards, rebalance_move
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardStatus
+from filodb.tasks.app import shard_queue
+from filodb.testing.wait import eventually
 
 S = ShardStatus
+T = TypeVar("T")
 
 
 def test_lease_has_one_holder_until_released_or_expired(redis_url: str) -> None:
@@ -32,9 +36,17 @@ def test_lease_has_one_holder_until_released_or_expired(redis_url: str) -> None:
     store.release("b", "ds", 0)  # not b's to release
     assert store.lease_holder("ds", 0) == "a"
     store.release("a", "ds", 0)
-    assert store.claim("b", key, 200) == {("ds", 0): True}
-    time.sleep(0.35)  # b stopped renewing: expired
-    assert store.claim("c", key, 200) == {("ds", 0): True}
+    assert store.claim("b", key, 300) == {("ds", 0): True}
+    assert store.claim("c", key, 300) == {("ds", 0): False}
+    assert 0 < store.r.pttl("filodb:owner:ds:0") <= 300
+    # b stopped renewing: its lease expires in Redis, then c gets it
+    assert eventually(lambda: _claimed(store, "c", key), timeout=5, interval=0.05)
+
+
+def _claimed(store: ShardMapStore, node: str, key: list[tuple[str, int]]) -> bool:
+    got = store.claim(node, key, 300)
+    assert got == {key[0]: True}
+    return True
 
 
 def test_owner_moves_are_compare_and_set(redis_url: str) -> None:
@@ -105,25 +117,36 @@ def test_local_map_follows_events_and_reads_through_when_not_synced(redis_url: s
     assert cold.states("ds")[2].node == "n1" and cold.fallback_reads == 1
 
 
-def test_node_fences_itself_when_it_cannot_renew(redis_url: str) -> None:
-    cfg = Config(redis_url=redis_url, heartbeat_ttl=0.5, heartbeat_interval=0.1, data_dir="/tmp/unused")
-    rt = NodeRuntime.__new__(NodeRuntime)  # only the fencing parts, no worker process
-    rt.cfg, rt.name, rt._lock, rt._flush_due = cfg, "n1", threading.Lock(), {}
-    rt.fenced_count = 0
-    stopped = []
+def test_node_fences_itself_when_it_cannot_renew(redis_url: str, tmp_path: Path) -> None:
+    clock = [1000.0]
+    cancelled: list[str] = []
+    cfg = Config(redis_url=redis_url, heartbeat_ttl=5.0, data_dir=str(tmp_path))
+    rt = NodeRuntime(cfg, "n1", add_queue=lambda q: None, cancel_queue=cancelled.append,
+                     clock=lambda: clock[0])  # fmt: skip
+    try:
+        rt.shard_map.create_dataset("ds", 1, 0)
+        rt.registry.register("n1")
+        rt.tick()  # coordinator: ds/0 goes to n1
+        rt.tick()  # n1 takes its lease and starts it
+        ing = rt.ingesters[("ds", 0)]
+        memstore = eventually(lambda: _not_none(rt.memstore("ds", 0)), timeout=30)
+        assert memstore is ing.memstore
+        clock[0] += 3.9  # no renewal for 0.78 x ttl: still serving
+        rt.check_fence()
+        assert not rt.fenced() and rt.memstore("ds", 0) is memstore
+        clock[0] += 0.2  # 0.82 x ttl: must stop serving before the lease can expire
+        assert rt.fenced() and rt.memstore("ds", 0) is None
+        rt.check_fence()
+        assert rt.ingesters == {} and rt.fenced_count == 1
+        assert cancelled == [shard_queue("ds", 0)]
+        ing.join(10)
+        assert not ing.is_alive()
+        rt.tick()  # renewed: the shard is still n1's, it starts over
+        assert not rt.fenced() and rt.ingesters[("ds", 0)] is not ing
+    finally:
+        rt.stop()
 
-    class Ing:
-        active = True
-        memstore = object()
 
-        def stop(self) -> None:
-            stopped.append(1)
-
-    rt.ingesters = {("ds", 0): Ing()}
-    rt._cancel_queue = lambda q: None
-    rt._renewed_at = time.monotonic()
-    assert not rt.fenced() and rt.memstore("ds", 0) is Ing.memstore
-    time.sleep(0.45)  # no renewal for 0.8 x ttl: must stop serving before the lease can expire
-    assert rt.fenced() and rt.memstore("ds", 0) is None
-    rt._fence_all()
-    assert stopped == [1] and rt.ingesters == {} and rt.fenced_count == 1
+def _not_none(x: T | None) -> T:
+    assert x is not None
+    return x

@@ -1,0 +1,158 @@
+"""One fan-out's bookkeeping as a pure state machine: events in (with ``now``), actions out.
+
+:class:`FanoutState` knows which shards were sent when, which sent a receipt, which answered;
+:class:`~filodb.tasks.fanout.ShardClient` carries out its actions (Celery sends, the reply
+list's BLPOP) and feeds it the clock (monotonic seconds), the replies and the local shard map.
+
+- :meth:`~FanoutState.start`: one :class:`SendLeaf` per Active shard; the others are missing.
+- :meth:`~FanoutState.step`, before each wait for a reply: past the deadline, a timeout naming
+  the late shards; a shard without a receipt that left Active or changed node in ``current``
+  (the local shard map) is missing "(moving)"; a shard without a receipt after its resend
+  timer (``RESEND_AFTER_S``, doubling) is sent again, expiring with the query's deadline.
+- :meth:`~FanoutState.reply`: a receipt stops the resends; the first answer of a shard counts
+  (a resent task may answer twice); a failed leaf makes its shard missing, except errors of the
+  query itself (execution, bad data, timeout), which abort it.
+
+Each event returns the actions in order; :class:`Done` or :class:`Fail` ends the fan-out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from filodb.errors import ExecutionError, FiloError, QueryTimeoutError
+from filodb.shards.state import ShardState, ShardStatus
+
+RESEND_AFTER_S = 2.0  # a leaf task not picked up by then is sent again (doubling each time)
+POLL_S = 0.5  # longest wait for a reply between two steps
+ABORTING_ERRORS = frozenset({"execution", "bad_data", "timeout"})  # leaf errors failing the query
+
+
+@dataclass
+class FanoutResult:
+    """Answers (header, arrays) and reasons for missing shards, by shard."""
+
+    answers: dict[int, tuple[dict[str, Any], list[Any]]] = field(default_factory=dict)
+    missing: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendLeaf:
+    """Send (or send again) the leaf task of ``shard``, expiring after ``expires_s``."""
+
+    shard: int
+    expires_s: float
+
+
+@dataclass(frozen=True)
+class Done:
+    """Every shard answered or is missing."""
+
+    result: FanoutResult
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Abort the query: raise ``error(message)``."""
+
+    error: type[FiloError]
+    message: str
+
+
+FanoutAction = SendLeaf | Done | Fail
+
+
+class FanoutState:
+    """A fan-out of one leaf op over ``shards`` of ``dataset``, given the map ``states``."""
+
+    def __init__(
+        self, dataset: str, shards: Sequence[int], states: Mapping[int, ShardState],
+        timeout_s: float, resend_after_s: float = RESEND_AFTER_S,
+    ) -> None:  # fmt: skip
+        self.dataset = dataset
+        self.shards = list(shards)
+        self.states = states
+        self.timeout_s = timeout_s
+        self.resend_after_s = resend_after_s
+        self.result = FanoutResult()
+        self.deadline = float("inf")
+        self.sent_at: dict[int, float] = {}
+        self.wait: dict[int, float] = {}  # resend timer of each shard sent
+        self.pending: set[int] = set()  # sent, not answered
+        self.received: set[int] = set()  # receipts
+
+    def start(self, now: float) -> list[FanoutAction]:
+        """Send to every Active shard; the query's deadline is ``timeout_s`` from ``now``."""
+        out: list[FanoutAction] = []
+        for s in self.shards:
+            st = self.states.get(s)
+            if st is None or st.status is not ShardStatus.ACTIVE:
+                status = st.status.value if st else "Unassigned"
+                self.result.missing[s] = f"shard {s} of {self.dataset} is {status}"
+                continue
+            out.append(SendLeaf(s, self.timeout_s))
+            self.sent_at[s], self.wait[s] = now, self.resend_after_s
+        self.deadline = now + self.timeout_s
+        self.pending = set(self.sent_at)
+        return out + self._done()
+
+    def unreceived(self, now: float) -> list[int]:
+        """Pending shards without a receipt (none past the deadline): :meth:`step` wants the
+        current shard map only when there are some."""
+        return [] if now >= self.deadline else sorted(self.pending - self.received)
+
+    def step(
+        self, now: float, current: Mapping[int, ShardState] | None = None,
+    ) -> list[FanoutAction]:  # fmt: skip
+        """Before waiting for a reply: time out, give up on moving shards (``current`` is the
+        shard map now, None when not known), resend."""
+        left = self.deadline - now
+        if left <= 0:  # the query's deadline passed: a timeout, as Prometheus answers it (503)
+            late = ", ".join(str(s) for s in sorted(self.pending))
+            msg = f"shards {late} of {self.dataset} did not answer"
+            return [Fail(QueryTimeoutError, f"query timed out in expression evaluation ({msg})")]
+        if current is not None:
+            # A shard that left Active before anyone took its task (its node died; the
+            # coordinator marked it Down) answers nothing now: partial, not a timeout.
+            for s in self.unreceived(now):
+                st = current.get(s)
+                if (st is None or st.status is not ShardStatus.ACTIVE
+                        or st.node != self.states[s].node):  # fmt: skip
+                    self.pending.discard(s)
+                    status = st.status.value if st else "Unassigned"
+                    self.result.missing[s] = f"shard {s} of {self.dataset} is {status} (moving)"
+            if not self.pending:
+                return self._done()
+        out: list[FanoutAction] = []
+        for s in sorted(self.pending - self.received):  # a message lost with a dying worker
+            if now - self.sent_at[s] > self.wait[s]:
+                out.append(SendLeaf(s, left))
+                self.sent_at[s], self.wait[s] = now, self.wait[s] * 2
+        return out
+
+    def poll_s(self, now: float) -> float:
+        """How long to wait for a reply before the next :meth:`step`."""
+        return max(0.01, min(self.deadline - now, POLL_S))
+
+    def reply(self, header: dict[str, Any], arrays: list[Any]) -> list[FanoutAction]:
+        """A leaf's receipt or answer."""
+        shard = int(header.get("shard", -1))
+        if header.get("received"):
+            self.received.add(shard)
+            return []
+        if shard not in self.pending:
+            return []  # the answer to a resent task came twice
+        if not header.get("ok"):
+            if header.get("error_type") in ABORTING_ERRORS:
+                return [Fail(ExecutionError, header.get("error", "leaf failed"))]
+            self.pending.discard(shard)
+            self.result.missing[shard] = header.get("error", f"shard {shard} failed")
+            return self._done()
+        self.pending.discard(shard)
+        self.result.answers[shard] = (header, arrays)
+        return self._done()
+
+    def _done(self) -> list[FanoutAction]:
+        return [] if self.pending else [Done(self.result)]

@@ -1,0 +1,113 @@
+"""The fan-out's bookkeeping: feed events with a fake ``now``, assert the exact actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from filodb.errors import ExecutionError, QueryTimeoutError
+from filodb.shards.state import ShardState, ShardStatus
+from filodb.tasks.fanout_state import Done, Fail, FanoutResult, FanoutState, SendLeaf
+
+S = ShardStatus
+
+
+def _states(*nodes: str, status: ShardStatus = S.ACTIVE) -> dict[int, ShardState]:
+    return {i: ShardState("ds", i, status, n) for i, n in enumerate(nodes)}
+
+
+def _fan(shards: list[int], timeout_s: float = 30.0) -> FanoutState:
+    """Shards 0-3 Active on nodes a-d."""
+    return FanoutState("ds", shards, _states("a", "b", "c", "d"), timeout_s, resend_after_s=2.0)
+
+
+def _answer(shard: int, **extra: object) -> dict:
+    return {"shard": shard, "ok": True, **extra}
+
+
+def test_sends_to_active_shards_and_reports_the_others() -> None:
+    states = {**_states("a", "b"), 2: ShardState("ds", 2, S.RECOVERY, "c")}
+    fan = FanoutState("ds", [0, 1, 2, 3], states, 10.0)
+    assert fan.start(100.0) == [SendLeaf(0, 10.0), SendLeaf(1, 10.0)]
+    assert fan.result.missing == {2: "shard 2 of ds is Recovery", 3: "shard 3 of ds is Unassigned"}
+    assert fan.reply(_answer(1), ["x"]) == []
+    assert fan.reply(_answer(0), []) == [Done(FanoutResult(
+        answers={0: (_answer(0), []), 1: (_answer(1), ["x"])},
+        missing={2: "shard 2 of ds is Recovery", 3: "shard 3 of ds is Unassigned"}))]  # fmt: skip
+
+
+def test_nothing_to_send_is_done_at_once() -> None:
+    fan = FanoutState("ds", [0], _states("a", status=S.DOWN), 10.0)
+    assert fan.start(0.0) == [Done(FanoutResult(missing={0: "shard 0 of ds is Down"}))]
+
+
+def test_resend_timers_double_until_a_receipt() -> None:
+    fan = _fan([0, 1])
+    assert fan.start(100.0) == [SendLeaf(0, 30.0), SendLeaf(1, 30.0)]
+    assert fan.step(101.0) == []
+    assert fan.reply({"shard": 1, "received": True}, []) == []  # 1 was picked up
+    assert fan.step(102.0) == []  # not *more* than the 2 s yet
+    assert fan.step(102.5) == [SendLeaf(0, 27.5)]  # expires with the query's deadline
+    assert fan.step(106.0) == []  # now 4 s
+    assert fan.step(106.75) == [SendLeaf(0, 23.25)]
+    assert fan.step(114.0) == []  # now 8 s
+    assert fan.reply({"shard": 0, "received": True}, []) == []
+    assert fan.step(129.0) == []  # a receipt stops the resends
+
+
+def test_duplicate_answer_of_a_resent_task_is_ignored() -> None:
+    fan = _fan([0, 1])
+    fan.start(0.0)
+    assert fan.step(2.5) == [SendLeaf(0, 27.5), SendLeaf(1, 27.5)]
+    assert fan.reply(_answer(0, n=1), ["first"]) == []
+    assert fan.reply(_answer(0, n=2), ["second"]) == []
+    assert fan.reply(_answer(1), []) == [Done(fan.result)]
+    assert fan.result.answers[0] == (_answer(0, n=1), ["first"])
+
+
+def test_shard_that_moves_before_its_receipt_is_missing() -> None:
+    fan = _fan([0, 1, 2, 3])
+    fan.start(0.0)
+    fan.reply({"shard": 3, "received": True}, [])
+    assert fan.unreceived(1.0) == [0, 1, 2]
+    now = {**_states("a", "x", "c", "gone"), 2: ShardState("ds", 2, S.DOWN, "c")}
+    del now[0]  # the map lost it: Unassigned
+    assert fan.step(1.0, now) == []  # 3 has its receipt: its node answers whatever the map says
+    assert fan.result.missing == {0: "shard 0 of ds is Unassigned (moving)",
+                                  1: "shard 1 of ds is Active (moving)",  # on another node
+                                  2: "shard 2 of ds is Down (moving)"}  # fmt: skip
+    assert fan.reply(_answer(3), []) == [Done(fan.result)]
+
+
+def test_every_shard_moving_ends_the_fanout() -> None:
+    fan = _fan([0])
+    fan.start(0.0)
+    assert fan.step(0.5, _states("a")) == []  # still where it was
+    assert fan.step(1.0, {}) == [Done(FanoutResult(missing={0: "shard 0 of ds is Unassigned (moving)"}))]
+
+
+@pytest.mark.parametrize("kind", ["execution", "bad_data", "timeout"])
+def test_errors_of_the_query_abort_it(kind: str) -> None:
+    fan = _fan([0, 1])
+    fan.start(0.0)
+    err = {"shard": 0, "ok": False, "error_type": kind, "error": "too many samples"}
+    assert fan.reply(err, []) == [Fail(ExecutionError, "too many samples")]
+
+
+def test_other_leaf_failures_make_the_shard_missing() -> None:
+    fan = _fan([0, 1])
+    fan.start(0.0)
+    err = {"shard": 0, "ok": False, "error_type": "unavailable", "error": "shard 0 not active"}
+    assert fan.reply(err, []) == []
+    assert fan.reply({"shard": 1, "ok": False}, []) == [Done(fan.result)]
+    assert fan.result.missing == {0: "shard 0 not active", 1: "shard 1 failed"}
+
+
+def test_deadline_is_a_timeout_naming_the_late_shards() -> None:
+    fan = _fan([0, 1, 2], timeout_s=5.0)
+    fan.start(10.0)
+    fan.reply(_answer(1), [])
+    assert fan.poll_s(10.0) == 0.5 and fan.poll_s(14.8) == pytest.approx(0.2)
+    assert fan.poll_s(15.5) == 0.01
+    assert fan.unreceived(15.0) == []  # past the deadline the map is not wanted
+    assert fan.step(15.0) == [Fail(QueryTimeoutError, "query timed out in expression evaluation "
+                                                      "(shards 0, 2 of ds did not answer)")]  # fmt: skip
