@@ -77,9 +77,10 @@ class ShardIngester(threading.Thread):
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _move(self, to: ShardStatus, progress: int = 0) -> None:
+    def _move(self, to: ShardStatus, progress: int = 0, error: str = "") -> None:
         """Record a status change, only while the map still names this node (fencing)."""
-        self.state = self.shard_map.move(self.state, to, self.node, progress, expect_node=self.node)
+        self.state = self.shard_map.move(self.state, to, self.node, progress, expect_node=self.node,
+                                         error=error)  # fmt: skip
 
     def run(self) -> None:
         try:
@@ -97,7 +98,7 @@ class ShardIngester(threading.Thread):
             log.exception("shard %s/%s failed", self.dataset, self.shard)
             if not self.stop_event.is_set():
                 try:
-                    self._move(ShardStatus.ERROR)
+                    self._move(ShardStatus.ERROR, error=f"{type(e).__name__}: {e}")
                 except Exception:  # noqa: BLE001 - Redis may be the cause
                     log.exception("cannot record Error for %s/%s: %s", self.dataset, self.shard, e)
 

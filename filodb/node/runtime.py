@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
+
 from filodb.config import Config
 from filodb.errors import FencedError, FiloError
 from filodb.ingest import Log, log_from_config
@@ -43,6 +45,8 @@ from filodb.store import store_from_config
 from filodb.tasks.app import shard_queue
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY_S = 60.0  # a failing shard's warning repeats at most this often
 
 
 class NodeRuntime:
@@ -82,6 +86,7 @@ class NodeRuntime:
         self._waiting_lease: set[Key] = set()
         self.fenced_count = 0
         self._coord_since: float | None = None  # monotonic time this node became coordinator
+        self._logged: dict[object, float] = {}  # rate-limited warnings: key -> last logged at
 
     def start(self) -> None:
         self.metrics_server = serve_metrics(self)  # its port goes into the registry entry
@@ -234,8 +239,11 @@ class NodeRuntime:
             retention = desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
             if ing.active and retention > 0:
                 cutoff = int((now_s - retention) * 1000)
-                ing.memstore.drop_before(cutoff)
-                self.stores.column.delete_before(ds, shard, cutoff)
+                try:
+                    ing.memstore.drop_before(cutoff)
+                    self.stores.column.delete_before(ds, shard, cutoff)
+                except Exception as e:  # noqa: BLE001 - one shard's store error spoils no other
+                    self._log_limited((ds, shard, "retention"), "retention of %s/%s failed: %s", ds, shard, e)
 
     def coordinate(self, maps: Maps | None = None) -> None:
         """Leader duty: give shards without a live owner to live nodes, then rebalance
@@ -244,7 +252,7 @@ class NodeRuntime:
         settling = planner.is_settling(self._coord_since, self.clock(), self.cfg.heartbeat_interval)
         maps = self._read_maps() if maps is None else maps
         current = {(ds, st.shard): st for ds, (_desc, states) in maps.items() for st in states}
-        for act in planner.coordinate(maps, live, settling):
+        for act in planner.coordinate(maps, live, settling, time.time()):
             key = (act.dataset, act.shard)
             if isinstance(act, planner.RebalanceShard):
                 log.warning("rebalance: %s/%s %s -> %s", *key, act.src, act.dst)
@@ -282,12 +290,35 @@ class NodeRuntime:
         log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
-        self.stores.column.initialize(st.dataset, desc.shards)
-        self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
-        ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name, on_active=self._on_active,
-                            stores=self.stores, cfg=self.cfg)  # fmt: skip
+        try:
+            self.stores.column.initialize(st.dataset, desc.shards)
+            self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
+            ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
+                                on_active=self._on_active, stores=self.stores, cfg=self.cfg)  # fmt: skip
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # Redis is down: the whole tick fails and is retried
+        except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
+            self._shard_failed(st, e)
+            return
         self.ingesters[(st.dataset, st.shard)] = ing
         ing.start()
+
+    def _shard_failed(self, st: ShardState, e: Exception) -> None:
+        """Record why a shard could not start (Error, with the reason), logged at most once a
+        minute per shard and reason."""
+        reason = f"{type(e).__name__}: {e}"
+        self._log_limited((st.dataset, st.shard, reason), "node %s cannot start shard %s/%s: %s",
+                          self.name, st.dataset, st.shard, reason)  # fmt: skip
+        try:
+            self.shard_map.move(st, ShardStatus.ERROR, self.name, expect_node=self.name, error=reason)
+        except Exception:  # noqa: BLE001 - fenced or Redis gone: the next tick sees the map again
+            log.debug("could not record Error for %s/%s", st.dataset, st.shard, exc_info=True)
+
+    def _log_limited(self, key: object, msg: str, *args: object) -> None:
+        now = self.clock()
+        if now - self._logged.get(key, float("-inf")) >= LOG_EVERY_S:
+            self._logged[key] = now
+            log.warning(msg, *args)
 
     def _on_active(self, ing: ShardIngester) -> None:
         self._add_queue(shard_queue(ing.dataset, ing.shard))

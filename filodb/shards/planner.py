@@ -112,19 +112,31 @@ def is_settling(since: float | None, now: float, heartbeat_interval: float) -> b
     return since is not None and now - since < SETTLE_INTERVALS * heartbeat_interval + 0.5
 
 
-def coordinate(maps: Maps, live: Sequence[str], settling: bool) -> list[CoordinatorAction]:
-    """The coordinator's moves, dataset by dataset; ``live`` is ordered oldest node first."""
+ERROR_BACKOFF_S = 30.0
+"""A shard that went to Error stays there this long (wall-clock seconds since its last change)
+before it is assigned again, so a shard that cannot start costs a retry, not a loop per tick."""
+
+
+def coordinate(
+    maps: Maps, live: Sequence[str], settling: bool, now: float | None = None,
+) -> list[CoordinatorAction]:  # fmt: skip
+    """The coordinator's moves, dataset by dataset; ``live`` is ordered oldest node first.
+
+    With ``now`` (wall-clock seconds), shards in Error for less than :data:`ERROR_BACKOFF_S`
+    are left alone like stopped ones."""
     out: list[CoordinatorAction] = []
     for ds, (desc, states) in maps.items():
-        out += _coordinate_dataset(ds, desc.shards, states, live, settling)
+        out += _coordinate_dataset(ds, desc.shards, states, live, settling, now)
     return out
 
 
 def _coordinate_dataset(
     ds: str, num_shards: int, states: Sequence[ShardState], live: Sequence[str], settling: bool,
+    now: float | None = None,
 ) -> list[CoordinatorAction]:  # fmt: skip
     owners = {s.shard: s.node if s.status in LIVE_STATUSES else "" for s in states}
-    stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED)
+    stopped = frozenset(s.shard for s in states if s.status is ShardStatus.STOPPED or (
+        now is not None and s.status is ShardStatus.ERROR and now - s.updated < ERROR_BACKOFF_S))  # fmt: skip
     if settling and any(s.status in LIVE_STATUSES and s.node not in live for s in states):
         return []
     status = {s.shard: s.status for s in states}

@@ -23,6 +23,7 @@ The adapter is thin: the transitions themselves are decided by :mod:`filodb.shar
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -32,6 +33,8 @@ import redis
 from filodb.errors import BadInputError, FencedError, UnknownDatasetError
 from filodb.model.dataset import Dataset
 from filodb.shards.state import PublishShardEvent, ShardState, ShardStatus, transition
+
+log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "filodb:shard-events"
 DATASETS_KEY = "filodb:datasets"
@@ -117,8 +120,16 @@ class ShardMapStore:
         return desc
 
     def datasets(self) -> dict[str, Dataset]:
-        return {k.decode(): Dataset.from_json(k.decode(), orjson.loads(v))
-                for k, v in self.r.hgetall(DATASETS_KEY).items()}  # fmt: skip
+        """Every dataset; one whose stored description cannot be read is left out (and
+        logged), so it cannot stop the nodes' loops for the others."""
+        out = {}
+        for k, v in self.r.hgetall(DATASETS_KEY).items():
+            name = k.decode(errors="replace")
+            try:
+                out[name] = Dataset.from_json(name, orjson.loads(v))
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning("dataset %r has an unreadable description, left out: %s", name, e)
+        return out
 
     def dataset(self, name: str) -> Dataset:
         raw = self.r.hget(DATASETS_KEY, name)
@@ -147,14 +158,14 @@ class ShardMapStore:
 
     def move(
         self, state: ShardState, to: ShardStatus, node: str | None = None, progress: int = 0,
-        expect_node: str | None = None,
+        expect_node: str | None = None, error: str = "",
     ) -> ShardState:  # fmt: skip
         """Transition a shard (validated by the pure state machine) and record it.
 
         With ``expect_node`` the write happens only if the stored state still names that node
         (compare-and-set); otherwise :class:`FencedError`.
         """
-        new, actions = transition(state, to, node, progress)
+        new, actions = transition(state, to, node, progress, error=error)
         if expect_node is None:
             self.apply(actions)
             return new

@@ -69,9 +69,10 @@ class ShardState:
     progress: int = 0
     updated: float = 0.0
     history: tuple[str, ...] = field(default=(), compare=False)
+    error: str = ""  # why the shard is in Error (empty in every other status)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "dataset": self.dataset,
             "shard": self.shard,
             "status": self.status.value,
@@ -79,12 +80,15 @@ class ShardState:
             "progress": self.progress,
             "updated": self.updated,
         }
+        if self.error:
+            out["error"] = self.error
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> ShardState:
         return cls(
             d["dataset"], int(d["shard"]), S(d["status"]), d.get("node", ""),
-            int(d.get("progress", 0)), float(d.get("updated", 0.0)),
+            int(d.get("progress", 0)), float(d.get("updated", 0.0)), error=str(d.get("error", "")),
         )  # fmt: skip
 
 
@@ -98,9 +102,11 @@ class PublishShardEvent:
 
 def transition(
     state: ShardState, to: ShardStatus, node: str | None = None, progress: int = 0,
-    now: float | None = None,
+    now: float | None = None, error: str = "",
 ) -> tuple[ShardState, list[PublishShardEvent]]:  # fmt: skip
-    """Move ``state`` to status ``to``; returns the new state and the actions to carry out."""
+    """Move ``state`` to status ``to``; returns the new state and the actions to carry out.
+
+    ``error`` is the reason recorded with a move to Error (cut to 500 characters)."""
     if (state.status, to) not in _TRANSITIONS:
         raise InvalidTransition(
             f"shard {state.dataset}/{state.shard}: {state.status.value} -> {to.value}",
@@ -113,6 +119,7 @@ def transition(
         progress=progress if to is S.RECOVERY else (100 if to is S.ACTIVE else 0),
         updated=time.time() if now is None else now,
         history=(state.history + (f"{state.status.value}->{to.value}",))[-16:],
+        error=error[:500] if to is S.ERROR else "",
     )
     if to is S.UNASSIGNED:
         new = replace(new, node="")

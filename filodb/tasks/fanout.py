@@ -40,10 +40,10 @@ from filodb.tasks.wire import matchers_to_wire, unflat_labels, unpack, unpack_bl
 class ShardClient:
     """Fan-out of leaf ops; thread-safe (Flask threads share one)."""
 
-    def __init__(self, app: Celery, store: ShardMapStore, redis_url: str,
+    def __init__(self, app: Celery, shard_map: ShardMapStore, redis_url: str,
                  local_map: LocalShardMap | None = None) -> None:  # fmt: skip
         self.app = app
-        self.store = store
+        self.shard_map = shard_map
         self.local_map = local_map
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
 
@@ -58,7 +58,7 @@ class ShardClient:
         """The dataset's shard map: the event-fed local copy, else one Redis read."""
         if self.local_map is not None:
             return self.local_map.states(dataset)
-        return {s.shard: s for s in self.store.shard_states(dataset)}
+        return {s.shard: s for s in self.shard_map.shard_states(dataset)}
 
     def call(
         self, dataset: str, shards: Sequence[int], op: str, params: dict[str, Any],

@@ -28,7 +28,8 @@ def health() -> tuple[Response, int]:
     for ds in datasets:
         for st in svc.shard_map.shard_states(ds):
             if st.status is not ShardStatus.ACTIVE:
-                not_active.append({"dataset": ds, "shard": st.shard, "status": st.status.value})
+                row = {"dataset": ds, "shard": st.shard, "status": st.status.value}
+                not_active.append({**row, "error": st.error} if st.error else row)
     healthy = bool(datasets) and not not_active
     body = {"status": "healthy" if healthy else "unhealthy", "datasets": sorted(datasets),
             "not_active": not_active}  # fmt: skip
@@ -195,7 +196,7 @@ def cluster_status(dataset: str) -> Response:
             "chunk_bytes": s.get("chunk_bytes", 0), "memory_bytes": s.get("memory_bytes", 0),
             "chunks_evicted": s.get("chunks_evicted", 0), "chunks_paged": s.get("chunks_paged", 0),
             "last_flush": s.get("last_flush", 0.0), "last_checkpoint": s.get("last_checkpoint", 0),
-            "updated": st.updated,
+            "updated": st.updated, **({"error": st.error} if st.error else {}),
         })  # fmt: skip
     return _ok(rows)
 

@@ -141,3 +141,14 @@ def test_lost_leases_stop_running_shards_unflushed() -> None:
     got = {("ds", 0): True, ("ds", 1): False, ("ds", 2): False}
     running = {("ds", 0), ("ds", 1)}  # ds/2 is being released already
     assert lost_leases(got, running) == [ReleaseShard(("ds", 1), flush=False)]
+
+
+def test_error_shards_wait_out_the_backoff_before_reassignment() -> None:
+    from filodb.shards.planner import ERROR_BACKOFF_S
+
+    states = [ShardState("ds", 0, S.ERROR, "a", updated=1000.0, error="boom"),
+              ShardState("ds", 1, S.UNASSIGNED, "")]  # fmt: skip
+    maps = {"ds": (Dataset.create("ds", 2, 0), states)}
+    assert coordinate(maps, ["a"], False, now=1000.0 + ERROR_BACKOFF_S - 1) == [MoveShard("ds", 1, A, "a")]
+    assert coordinate(maps, ["a"], False, now=1000.0 + ERROR_BACKOFF_S) == [
+        MoveShard("ds", 0, A, "a"), MoveShard("ds", 1, A, "a")]  # fmt: skip
