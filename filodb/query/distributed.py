@@ -29,12 +29,13 @@ no transport: the wire format and the fan-out live in :mod:`filodb.tasks`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from filodb.errors import ExecutionError
+from filodb.errors import ExecutionError, QueryTimeoutError
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock, SeriesSource
@@ -128,8 +129,13 @@ def eval_local(source: SeriesSource, p: dict[str, Any]) -> tuple[StepVector, lis
     With ``p["partial"]`` (``"sum"`` or ``"avg"``) the subtree is a ``sum`` and the answer is
     its map step, :func:`~filodb.query.aggregations.sum_partials` (``"avg"``: with the scaled
     blocks)."""
+    timeout = float(p["timeout"])
+    if "deadline_unix" in p:  # what is left of the query's time once the task runs (not queued)
+        timeout = min(timeout, float(p["deadline_unix"]) - time.time())
+        if timeout <= 0:
+            raise QueryTimeoutError("query timed out before a shard could evaluate it")
     eng = Engine(source, lookback_ms=int(p["lookback"]), max_samples=int(p["max_samples"]),
-                 timeout_s=float(p["timeout"]), max_series=int(p.get("max_series", 1_000_000)))  # fmt: skip
+                 timeout_s=timeout, max_series=int(p.get("max_series", 1_000_000)))  # fmt: skip
     times = np.arange(int(p["start"]), int(p["end"]) + 1, max(int(p["step"]), 1), dtype=np.int64)
     if int(p["step"]) == 0:
         times = np.array([int(p["start"])], np.int64)
@@ -182,9 +188,13 @@ class DistributedEngine(Engine):
     source: ShardedSource
 
     def leaf_params(self, e: ast.Expr, ctx: EvalContext) -> dict[str, Any]:
-        """What a shard needs to evaluate ``e`` at ``ctx``'s steps (see :func:`eval_local`)."""
+        """What a shard needs to evaluate ``e`` at ``ctx``'s steps (see :func:`eval_local`):
+        the time left of the query travels as a wall-clock deadline, so a shard stops its work
+        when the query has timed out here, however long the task waited in its queue."""
+        left = max(0.0, ctx.deadline - time.monotonic())
         return {
-            "query": to_string(e), "lookback": self.lookback_ms, "timeout": self.timeout_s, "qstart": ctx.start, "qend": ctx.end,
+            "query": to_string(e), "lookback": self.lookback_ms, "timeout": left,
+            "deadline_unix": time.time() + left, "qstart": ctx.start, "qend": ctx.end,
             "start": int(ctx.times[0]), "end": int(ctx.times[-1]), "step": ctx.step,
             # the limits are the query's: a shard may use what is left, the sum is checked here
             "max_samples": self.max_samples - ctx.samples[0],

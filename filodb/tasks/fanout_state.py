@@ -22,12 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from filodb.errors import ExecutionError, FiloError, QueryTimeoutError
+from filodb.errors import BadInputError, ExecutionError, FiloError, QueryTimeoutError
 from filodb.shards.state import ShardState, ShardStatus
 
 RESEND_AFTER_S = 2.0  # a leaf task not picked up by then is sent again (doubling each time)
 POLL_S = 0.5  # longest wait for a reply between two steps
-ABORTING_ERRORS = frozenset({"execution", "bad_data", "timeout"})  # leaf errors failing the query
+# leaf errors that fail the whole query, as the error the web tier answers with
+ABORTING_ERRORS: dict[str, type[FiloError]] = {
+    "execution": ExecutionError, "bad_data": BadInputError, "timeout": QueryTimeoutError,
+}  # fmt: skip
 
 
 @dataclass
@@ -145,8 +148,9 @@ class FanoutState:
         if shard not in self.pending:
             return []  # the answer to a resent task came twice
         if not header.get("ok"):
-            if header.get("error_type") in ABORTING_ERRORS:
-                return [Fail(ExecutionError, header.get("error", "leaf failed"))]
+            kind = ABORTING_ERRORS.get(str(header.get("error_type")))
+            if kind is not None:
+                return [Fail(kind, header.get("error", "leaf failed"))]
             self.pending.discard(shard)
             self.result.missing[shard] = header.get("error", f"shard {shard} failed")
             return self._done()

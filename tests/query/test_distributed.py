@@ -13,6 +13,7 @@ from filodb.model.labels import Labels
 from filodb.query.distributed import DistributedEngine, LocalShards, eval_local
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
+from filodb.query.parser import parse
 
 BIG = 9.988465674311579e307
 
@@ -98,3 +99,22 @@ def test_partial_answers_are_for_sums_only() -> None:
          "start": 0, "end": 0, "step": 0, "max_samples": 1000}  # fmt: skip
     with pytest.raises(ExecutionError, match="partial"):
         eval_local(MemorySource(), p)
+
+
+def test_a_shard_stops_at_the_query_deadline_not_its_own() -> None:
+    import time
+
+    from filodb.errors import QueryTimeoutError
+
+    src = MemorySource()
+    src.add(_lb("x"), np.array([0], np.int64), np.array([1.0]))
+    p = {"query": "x", "lookback": 300_000, "timeout": 60, "qstart": 0, "qend": 0,
+         "start": 0, "end": 0, "step": 0, "max_samples": 1000}  # fmt: skip
+    assert len(eval_local(src, {**p, "deadline_unix": time.time() + 60})[0]) == 1
+    with pytest.raises(QueryTimeoutError):  # the query timed out while the task sat in a queue
+        eval_local(src, {**p, "deadline_unix": time.time() - 1})
+    eng = DistributedEngine(LocalShards([src]), timeout_s=7.0)
+    ctx = eng.make_ctx(np.array([0], np.int64), 0, 0, 0)
+    params = eng.leaf_params(parse("x"), ctx)
+    assert 0 < params["timeout"] <= 7.0
+    assert abs(params["deadline_unix"] - time.time() - params["timeout"]) < 1.0

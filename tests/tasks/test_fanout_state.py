@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filodb.errors import ExecutionError, QueryTimeoutError
+from filodb.errors import BadInputError, ExecutionError, QueryTimeoutError
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks.fanout_state import Done, Fail, FanoutResult, FanoutState, SendLeaf
 
@@ -85,12 +85,13 @@ def test_every_shard_moving_ends_the_fanout() -> None:
     assert fan.step(1.0, {}) == [Done(FanoutResult(missing={0: "shard 0 of ds is Unassigned (moving)"}))]
 
 
-@pytest.mark.parametrize("kind", ["execution", "bad_data", "timeout"])
-def test_errors_of_the_query_abort_it(kind: str) -> None:
+@pytest.mark.parametrize("kind,cls", [("execution", ExecutionError), ("bad_data", BadInputError),
+                                      ("timeout", QueryTimeoutError)])  # fmt: skip
+def test_errors_of_the_query_abort_it_as_themselves(kind: str, cls: type) -> None:
     fan = _fan([0, 1])
     fan.start(0.0)
     err = {"shard": 0, "ok": False, "error_type": kind, "error": "too many samples"}
-    assert fan.reply(err, []) == [Fail(ExecutionError, "too many samples")]
+    assert fan.reply(err, []) == [Fail(cls, "too many samples")]
 
 
 def test_other_leaf_failures_make_the_shard_missing() -> None:
