@@ -10,10 +10,11 @@ from collections.abc import Sequence
 import cramjam
 import numpy as np
 
+from filodb.encoding.crc32c import crc32c
+from filodb.encoding.xor import decode_chunk
 from filodb.errors import BadInputError
 from filodb.gateway.remote_write import varint
 from filodb.model.labels import Labels, Matcher
-from filodb.tools.xor import crc32c, decode_chunk
 from filodb.web.remote_read import MESSAGES, SAMPLES, STREAMED_XOR_CHUNKS, XOR_ENCODING
 
 __all__ = ["SAMPLES", "STREAMED_XOR_CHUNKS", "encode_read_request", "decode_samples", "decode_chunked"]

@@ -28,7 +28,7 @@ proto=prometheus.ChunkedReadResponse``, a sequence of frames::
     ChunkedSeries { repeated Label labels = 1; repeated Chunk chunks = 2; }
     Chunk         { int64 min_time_ms = 1; int64 max_time_ms = 2; Encoding type = 3; bytes data = 4; }
 
-with XOR chunks (type 1, :mod:`filodb.tools.xor`) of at most 120 samples, and series packed
+with XOR chunks (type 1, :mod:`filodb.encoding.xor`) of at most 120 samples, and series packed
 into a frame until it passes 1 MiB (Prometheus's default ``max_bytes_in_frame``).
 """
 
@@ -42,11 +42,12 @@ from flask import Blueprint, Response, request
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from filodb.encoding.crc32c import crc32c
+from filodb.encoding.xor import split_chunks
 from filodb.errors import BadInputError
 from filodb.gateway.remote_write import encode_raw, varint_bytes
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
-from filodb.tools.xor import crc32c, split_chunks
 from filodb.web.export import read_raw
 from filodb.web.services import services
 
