@@ -37,10 +37,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from filodb.errors import BadInputError
 from filodb.gateway.influx import parse_lines
-from filodb.gateway.remote_write import decode_write_request_full, encode_write_request
 from filodb.model.batch import SampleBatch
+from filodb.prom.remote_write import decode_write_request_full, encode_write_request
+from filodb.prom.text import PromTextParser, detect
 from filodb.tools.client import RW_HEADERS, SendError, post, write_url
-from filodb.tools.promtext import PromTextParser, detect
 from filodb.tools.rwdump import read_frames
 
 FORMATS = ("auto", "prom", "influx", "remote-write")

@@ -45,9 +45,9 @@ from google.protobuf.message import DecodeError
 from filodb.encoding.crc32c import crc32c
 from filodb.encoding.xor import split_chunks
 from filodb.errors import BadInputError
-from filodb.gateway.remote_write import encode_raw, varint_bytes
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
+from filodb.prom.remote_write import encode_raw, varint_bytes
 from filodb.web.export import read_raw
 from filodb.web.services import services
 
@@ -61,7 +61,7 @@ _OPS = {0: "=", 1: "!=", 2: "=~", 3: "!~"}
 
 def _build_messages() -> dict[str, type]:
     """Message classes from a descriptor built at run time (no protoc step), as in
-    :mod:`filodb.gateway.remote_write`; field numbers as Prometheus's prompb defines them."""
+    :mod:`filodb.prom.remote_write`; field numbers as Prometheus's prompb defines them."""
     F = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(name="filodb_prompb_read.proto", package="filodb.prompb_read",
                                              syntax="proto3")  # fmt: skip

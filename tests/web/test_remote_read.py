@@ -11,17 +11,17 @@ import orjson
 import pytest
 
 from filodb.config import Config
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
-from filodb.query.memsource import MemorySource
-from filodb.tools.readclient import (
+from filodb.prom.remote_read import (
     SAMPLES,
     STREAMED_XOR_CHUNKS,
     decode_chunked,
     decode_samples,
     encode_read_request,
 )
+from filodb.prom.remote_write import encode_write_request
+from filodb.query.memsource import MemorySource
 from filodb.web import create_app
 from filodb.web.services import Services
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from filodb.model.batch import SampleBatch
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import Labels
 from filodb.model.numfmt import format_values
 
@@ -153,7 +154,7 @@ class PromTextParser:
         self.lineno = 0
         self.eof = False
         self.metadata: dict[str, dict[str, str]] = {}
-        self._keys: dict[str, Labels] = {}
+        self._keys: BoundedCache[str, Labels] = BoundedCache(1_000_000)
         self._index: dict[Labels, int] = {}
         self._series: list[Labels] = []
 
@@ -242,9 +243,7 @@ class PromTextParser:
         return self._index_of(labels), *self._value_ts(line[end:])
 
     def _remember(self, key: str, labels: Labels) -> None:
-        if len(self._keys) > 1_000_000:
-            self._keys.clear()
-        self._keys[key] = labels
+        self._keys.put(key, labels)
 
     def _index_of(self, labels: Labels) -> int:
         j = self._index.get(labels)
