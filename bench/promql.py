@@ -34,9 +34,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from filodb.gateway.remote_write import encode_write_request  # noqa: E402
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.model.labels import make_labels  # noqa: E402
+from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port, stop_process  # noqa: E402
 from filodb.testing.cluster import UpProcess  # noqa: E402
 

@@ -26,10 +26,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from filodb.gateway.remote_write import encode_write_request  # noqa: E402
 from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.model.labels import make_labels  # noqa: E402
+from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.testing.cluster import UpProcess  # noqa: E402
 
 QUERIES = {

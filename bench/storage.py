@@ -44,11 +44,11 @@ from filodb.encoding import (  # noqa: E402
     encode_doubles,
     encode_timestamps,
 )
-from filodb.gateway.remote_write import encode_write_request  # noqa: E402
 from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.model.labels import Matcher  # noqa: E402
 from filodb.node.flush import flush_all  # noqa: E402
+from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.store import open_store  # noqa: E402
 
 CHUNK = 480

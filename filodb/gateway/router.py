@@ -15,6 +15,7 @@ import numpy as np
 
 from filodb.ingest.base import Log
 from filodb.model.batch import SampleBatch
+from filodb.model.cache import BoundedCache
 from filodb.model.dataset import Dataset
 from filodb.model.labels import Labels
 from filodb.model.shardkey import SpreadRule, shards_for_series
@@ -34,7 +35,7 @@ class IngestRouter:
         self.shard_map = shard_map
         self.ingest_log = ingest_log
         self._datasets: dict[str, tuple[float, dict]] = {}
-        self._shard_cache: dict[tuple[str, Labels], int] = {}
+        self._shard_cache: BoundedCache[tuple[str, Labels], int] = BoundedCache(_CACHE_MAX)
         self._lock = threading.Lock()
 
     def dataset(self, name: str) -> Dataset:
@@ -62,10 +63,8 @@ class IngestRouter:
             computed = shards_for_series([series[i] for i in todo], n, spread)
             out[todo] = computed
             with self._lock:
-                if len(cache) > _CACHE_MAX:
-                    cache.clear()
                 for i, s in zip(todo, computed.tolist(), strict=True):
-                    cache[(dataset, series[i])] = s
+                    cache.put((dataset, series[i]), s)
         return out
 
     def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:

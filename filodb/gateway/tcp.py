@@ -32,7 +32,7 @@ Doors whose port is 0 or negative are off. :class:`GatewayStats` keeps the count
 ``connections``); :meth:`GatewayStats.snapshot` reads them, and ``filodb gateway`` serves them
 as Prometheus metrics (:mod:`filodb.gateway.metrics`).
 
-Measured with ``python -m filodb.gateway.tcp`` (own redis-server, 2-core machine under load,
+Measured with ``python bench/tcp_doors.py`` (own redis-server, 2-core machine under load,
 +-30 %): Influx 150-190 k lines/s on one connection, 65-100 k lines/s over 50; Graphite
 350-490 k and 160-200 k lines/s. See docs/gateway.md.
 """
@@ -411,58 +411,3 @@ def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGatewa
     router = IngestRouter(ShardMapStore(cfg.redis_url), log_from_config(cfg))
     return TcpGateway(router, cfg.dataset, cfg.host,
                       {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options)  # fmt: skip
-
-
-def _bench() -> None:  # pragma: no cover - manual measurement (starts its own redis-server)
-    import tempfile
-
-    from filodb.ingest.redis_streams import RedisStreamsLog
-    from filodb.redisproc import free_port, start_redis
-    from filodb.shards.redis_map import ShardMapStore
-
-    with tempfile.TemporaryDirectory() as tmp:
-        rp = start_redis(tmp)
-        try:
-            ShardMapStore(rp.url).create_dataset("prometheus", 4, 1)
-            router = IngestRouter(ShardMapStore(rp.url), RedisStreamsLog(rp.url))
-            gw = TcpGateway(router, "prometheus", "127.0.0.1",
-                            {"influx": free_port(), "graphite": free_port()}).start()  # fmt: skip
-            for door in ("influx", "graphite"):
-                for conns, lines in ((1, 200_000), (50, 4_000)):
-                    _bench_door(gw, door, conns, lines)
-            gw.stop()
-        finally:
-            rp.stop()
-
-
-def _bench_door(gw: TcpGateway, door: str, conns: int, lines: int) -> None:  # pragma: no cover
-    t_ns = 1_700_000_000_000_000_000
-    if door == "influx":
-        line = b"cpu,host=h%d,dc=eu usage_user=%d.5,usage_idle=%di %d\n"
-        bodies = [b"".join(line % (i % 1000, i, i, t_ns + (c * lines + i) * 10**9) for i in range(lines))
-                  for c in range(conns)]  # fmt: skip
-    else:
-        line = b"servers.host%d.cpu;dc=eu;c=%d %d.5 %d\n"
-        bodies = [b"".join(line % (i % 1000, c, i, 1_700_000_000 + i) for i in range(lines))
-                  for c in range(conns)]  # fmt: skip
-    before = gw.stats.snapshot()[door]["lines_accepted"]
-
-    def send(body: bytes) -> None:
-        with socket.create_connection(("127.0.0.1", gw.ports[door])) as s:
-            s.sendall(body)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    while gw.stats.snapshot()[door]["lines_accepted"] - before < conns * lines:
-        time.sleep(0.005)
-    dt = time.perf_counter() - t0
-    print(f"{door}: {conns} connection(s) x {lines} lines stored in {dt:.2f} s = "
-          f"{conns * lines / dt / 1e3:.0f} k lines/s")  # fmt: skip
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _bench()

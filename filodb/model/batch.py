@@ -17,6 +17,7 @@ import msgpack
 import numpy as np
 
 from filodb.errors import BadInputError
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import Labels
 
 BATCH_FORMAT_VERSION = 1
@@ -115,9 +116,7 @@ class SampleBatch:
                 lb = cache.get(flat)
                 if lb is None:
                     lb = _pairs(flat)
-                    if len(cache) >= _LABELS_MAX:
-                        cache.clear()
-                    cache[flat] = lb
+                    cache.put(flat, lb)
                 series.append(lb)
         except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
             raise BadInputError(f"malformed sample batch: {e}") from e
@@ -127,8 +126,7 @@ class SampleBatch:
 
 
 # Label sets by their flat wire form: a worker reads the same series in record after record.
-_LABELS: dict[tuple, Labels] = {}
-_LABELS_MAX = 1_000_000
+_LABELS: BoundedCache[tuple, Labels] = BoundedCache(1_000_000)
 
 
 def _pairs(flat: Sequence[str]) -> Labels:

@@ -18,6 +18,7 @@ from typing import Any
 import re2
 
 from filodb.errors import BadInputError
+from filodb.model.cache import BoundedCache
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would print every refused pattern on stderr
@@ -32,15 +33,13 @@ class Regex:
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         self._rx = _compile(f"(?s:{pattern})", pattern)
-        self._seen: dict[str, bool] = {}
+        self._seen: BoundedCache[str, bool] = BoundedCache(_MAX_REMEMBERED)
 
     def fullmatch(self, value: str) -> bool:
         hit = self._seen.get(value)
         if hit is None:
             hit = self._rx.fullmatch(value) is not None
-            if len(self._seen) >= _MAX_REMEMBERED:
-                self._seen.clear()
-            self._seen[value] = hit
+            self._seen.put(value, hit)
         return hit
 
 

@@ -11,8 +11,8 @@ from typing import TextIO
 from rich.console import Console
 
 from filodb.errors import BadInputError
+from filodb.model.timeparse import parse_duration_ms, parse_time_ms
 from filodb.tools.client import SendError
-from filodb.web.params import parse_duration_ms, parse_time_ms
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

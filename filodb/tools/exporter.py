@@ -22,11 +22,11 @@ import orjson
 import requests
 
 from filodb.errors import BadInputError
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
+from filodb.prom.remote_write import encode_write_request
+from filodb.prom.text import family_of, metadata_text, samples_text
 from filodb.tools.client import SendError, server_message
-from filodb.tools.promtext import family_of, metadata_text, samples_text
 from filodb.tools.rwdump import write_frame
 
 _SPECIAL = {"NaN": np.nan, "+Inf": np.inf, "-Inf": -np.inf}

@@ -36,10 +36,10 @@ import requests
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
 from filodb.model.numfmt import format_values
+from filodb.prom.remote_write import encode_write_request
 from filodb.tools.client import RW_HEADERS, SendError, post, write_url
 from filodb.tools.rwdump import write_frame
 

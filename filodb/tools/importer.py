@@ -37,11 +37,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from filodb.errors import BadInputError
 from filodb.gateway.influx import parse_lines
-from filodb.gateway.remote_write import decode_write_request_full, encode_write_request
 from filodb.model.batch import SampleBatch
+from filodb.prom.remote_write import decode_write_request_full, encode_write_request
+from filodb.prom.text import PromTextParser
 from filodb.tools.client import RW_HEADERS, SendError, post, write_url
-from filodb.tools.promtext import PromTextParser, detect
-from filodb.tools.rwdump import read_frames
+from filodb.tools.rwdump import looks_like_dump, read_frames
 
 FORMATS = ("auto", "prom", "influx", "remote-write")
 BLOCK_BYTES = 4 << 20
@@ -83,6 +83,34 @@ def detect_format(path: str) -> str:
         f.seek(max(0, size - 4096))
         tail = f.read()
     return detect(head, tail)
+
+
+def detect(head: bytes, tail: bytes) -> str:
+    """``remote-write``, ``openmetrics``, ``prom`` or ``influx`` from a file's first and last
+    bytes (the rules are in this module's docstring)."""
+    if looks_like_dump(head):
+        return "remote-write"
+    last = [ln.strip() for ln in tail.split(b"\n") if ln.strip()]
+    if last and last[-1] == b"# EOF":
+        return "openmetrics"
+    for raw in head.split(b"\n")[:-1] or [head]:
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith((b"# HELP ", b"# TYPE ", b"# UNIT ")):
+            return "prom"
+        if line.startswith(b"#"):
+            continue
+        return "influx" if _influx_like(line) else "prom"
+    return "prom"
+
+
+def _influx_like(line: bytes) -> bool:
+    """An Influx line has ``field=value`` after the key; a Prometheus line has a number."""
+    if b"{" in line.split(b" ", 1)[0]:
+        return False
+    parts = line.split(b" ")
+    return len(parts) >= 2 and (b"=" in parts[1] or b"," in parts[0])
 
 
 def _text_blocks(f: BinaryIO, block_bytes: int) -> Iterator[bytes]:

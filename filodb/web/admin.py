@@ -8,8 +8,8 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from filodb.errors import BadInputError
+from filodb.model.timeparse import parse_duration_ms
 from filodb.shards.state import ShardStatus
-from filodb.web.params import parse_duration_ms
 from filodb.web.services import require_admin, services
 
 bp = Blueprint("admin", __name__)

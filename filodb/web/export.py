@@ -13,11 +13,12 @@ Prometheus stale markers are left out, as in a range selector. A series matched 
 ``match[]`` selectors comes once. An error after the answer has started (a window failing)
 ends the stream with a line ``{"error": "..."}``.
 
-Raw samples are read through the query engine: an instant query of the range selector
-``{matchers}[<end - start + 1>ms]`` at ``end`` returns exactly the samples in ``[start, end]``,
-read from every shard through the same source the Prometheus API uses (so limits, timeouts and
-partial-response warnings apply as there). :func:`read_raw` is that reader; remote read uses it
-too.
+Raw samples are read as a range selector ``{matchers}[<end - start + 1>ms]`` at ``end`` reads
+them, straight from the same source the Prometheus API uses (every shard; its timeout and
+partial-response warnings apply as there): the selector needs a matcher that does not match
+the empty string, stale markers are dropped, series left empty are left out, and the query
+limits (``max_samples``, ``max_series``) count what the source returned. A range selector has
+no lookback, so none applies. :func:`read_raw` is that reader; remote read uses it too.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import numpy as np
 import orjson
 from flask import Blueprint, Response, stream_with_context
 
-from filodb.errors import BadInputError, ParseError
+from filodb.errors import BadInputError, ExecutionError
 from filodb.model.labels import Labels, Matcher
-from filodb.query.engine import Engine
-from filodb.web.params import arg, match_params, now_ms, parse_duration_ms, time_param
+from filodb.model.timeparse import parse_duration_ms
+from filodb.query.engine import TOO_MANY_SAMPLES, TOO_MANY_SERIES
+from filodb.query.values import drop_stale
+from filodb.web.params import arg, match_params, now_ms, time_param
 from filodb.web.services import services
 
 log = logging.getLogger(__name__)
@@ -49,19 +52,23 @@ def selector_text(matchers: Sequence[Matcher]) -> str:
 def read_raw(dataset: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
              ) -> tuple[list[tuple[Labels, np.ndarray, np.ndarray]], list[str]]:  # fmt: skip
     """Raw samples ``start_ms <= t <= end_ms`` of the series matching ``matchers``, sorted by
-    labels; plus the source's warnings (shards that did not answer)."""
+    labels, without stale markers; plus the source's warnings (shards that did not answer)."""
     if end_ms < start_ms:
         raise BadInputError("end timestamp must not be before start time")
+    if all(m.matches_empty() for m in matchers):
+        raise BadInputError(f"invalid selector {selector_text(matchers)}: "
+                            "vector selector must contain at least one non-empty matcher")  # fmt: skip
     cfg = services().cfg
     source = services().source(dataset, cfg.query_timeout)
-    eng = Engine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples,
-                 timeout_s=cfg.query_timeout, max_series=cfg.max_series)  # fmt: skip
-    expr = f"{selector_text(matchers)}[{end_ms - start_ms + 1}ms]"
-    try:
-        res = eng.instant(expr, end_ms)
-    except ParseError as e:
-        raise BadInputError(f"invalid selector {selector_text(matchers)}: {e}") from e
-    return res.series, [*getattr(source, "warnings", []), *res.warnings]
+    block = source.select(list(matchers), start_ms, end_ms)
+    if int(block.offsets[-1]) > cfg.max_samples:
+        raise ExecutionError(TOO_MANY_SAMPLES)
+    if len(block) > cfg.max_series:
+        raise ExecutionError(TOO_MANY_SERIES.format(limit=cfg.max_series))
+    block = drop_stale(block)
+    series = [block.series(i) for i in range(len(block)) if block.offsets[i + 1] > block.offsets[i]]
+    series.sort(key=lambda s: s[0])
+    return series, list(getattr(source, "warnings", []))
 
 
 def _json_values(vals: np.ndarray) -> bytes:

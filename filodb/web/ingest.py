@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from filodb.errors import BadInputError
 from filodb.gateway.door import IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
-from filodb.gateway.remote_write import decode_write_request_full
+from filodb.prom.remote_write import decode_write_request_full
 from filodb.web.params import now_ms
 from filodb.web.services import Services, services
 

@@ -14,18 +14,11 @@ from flask import Blueprint, Response
 
 import filodb
 from filodb.errors import BadInputError, ParseError
+from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
-from filodb.web.params import (
-    MAX_TIME_MS,
-    MIN_TIME_MS,
-    arg,
-    match_params,
-    now_ms,
-    parse_duration_ms,
-    time_param,
-)
+from filodb.web.params import arg, match_params, now_ms, time_param
 from filodb.web.services import services
 
 bp = Blueprint("prom_api", __name__)

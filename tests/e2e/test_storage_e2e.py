@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import requests
 
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
+from filodb.prom.remote_write import encode_write_request
 from filodb.testing.cluster import UpProcess
 
 pytestmark = pytest.mark.e2e

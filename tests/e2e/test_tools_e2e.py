@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import requests
 
-from filodb.gateway.remote_write import decode_write_request_full, encode_write_request
 from filodb.model.batch import SampleBatch, concat_batches
 from filodb.model.labels import Matcher, make_labels
-from filodb.testing.wait import eventually
-from filodb.tools.promtext import PromTextParser
-from filodb.tools.readclient import (
+from filodb.prom.remote_read import (
     SAMPLES,
     STREAMED_XOR_CHUNKS,
     decode_chunked,
     decode_samples,
     encode_read_request,
 )
+from filodb.prom.remote_write import decode_write_request_full, encode_write_request
+from filodb.prom.text import PromTextParser
+from filodb.testing.wait import eventually
 from filodb.tools.rwdump import read_frames
 
 pytestmark = pytest.mark.e2e

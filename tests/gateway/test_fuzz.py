@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 
 from filodb.config import Config
 from filodb.errors import BadInputError, ErrPayloadTooLarge
-from filodb.gateway import remote_write as rw
 from filodb.gateway.graphite import parse_graphite
 from filodb.gateway.influx import parse_lines
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import valid_label_name
+from filodb.prom import remote_write as rw
 from filodb.web import create_app
 
 N_PARSER = 10_000
@@ -271,7 +271,7 @@ def _valid_then_damaged(r: random.Random) -> bytes:
     series = [(("__name__", f"m{i}"), ("job", _name(r) or "j")) for i in range(n)]
     ts = np.array([r.randint(-(2**62), 2**62) for _ in range(k)], np.int64)
     vals = np.frombuffer(r.randbytes(8 * k), np.float64)
-    raw = rw._encode_raw(SampleBatch(series, np.arange(k) % n, ts, vals))
+    raw = rw.encode_raw(SampleBatch(series, np.arange(k) % n, ts, vals))
     if r.random() < 0.6:
         raw = raw[: r.randint(0, len(raw))]
     if raw and r.random() < 0.6:

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from filodb.cli import main
 from filodb.gateway.influx import parse_lines
-from filodb.gateway.remote_write import decode_write_request_full
 from filodb.model.batch import concat_batches
+from filodb.prom.remote_write import decode_write_request_full
 from filodb.tools.generate import LE, PER_INSTANCE, Workload, blocks, influx_body
 from filodb.tools.rwdump import read_frames
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from filodb.errors import BadInputError
-from filodb.gateway.remote_write import decode_write_request_full, encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
-from filodb.tools.importer import _text_blocks, detect_format
-from filodb.tools.promtext import PromTextParser, detect, samples_text, series_text
+from filodb.prom.remote_write import decode_write_request_full, encode_write_request
+from filodb.prom.text import PromTextParser, samples_text, series_text
+from filodb.tools.importer import _text_blocks, detect, detect_format
 from filodb.tools.rwdump import looks_like_dump, read_frames, write_frame
 
 NOW = 1_700_000_000_000

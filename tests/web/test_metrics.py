@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from filodb.config import Config
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
+from filodb.prom.remote_write import encode_write_request
 from filodb.web import create_app
 
 T0 = 1_700_000_000_000

@@ -11,17 +11,17 @@ import orjson
 import pytest
 
 from filodb.config import Config
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
-from filodb.query.memsource import MemorySource
-from filodb.tools.readclient import (
+from filodb.prom.remote_read import (
     SAMPLES,
     STREAMED_XOR_CHUNKS,
     decode_chunked,
     decode_samples,
     encode_read_request,
 )
+from filodb.prom.remote_write import encode_write_request
+from filodb.query.memsource import MemorySource
 from filodb.web import create_app
 from filodb.web.services import Services
 
@@ -159,3 +159,32 @@ def test_metadata_from_remote_write(client) -> None:  # type: ignore[no-untyped-
     assert list(client.get("/api/v1/metadata?limit=1").json["data"]) == ["c_total"]
     assert client.get("/promql/other/api/v1/metadata").json["data"] == {}  # per dataset
     assert client.get("/api/v1/metadata?limit=x").status_code == 400
+
+
+def test_stale_markers_and_series_left_empty_are_not_read(client) -> None:  # type: ignore[no-untyped-def]
+    # a series whose only sample in range is a stale marker is left out, as a range selector
+    # leaves it; the one with real samples around a marker keeps those samples
+    src = client.application.extensions["filodb"].source("prometheus", 1.0)
+    src.add(make_labels({"__name__": "st", "k": "1"}), [T0, T0 + 1000, T0 + 2000], [1.0, STALE, 3.0])
+    src.add(make_labels({"__name__": "st", "k": "2"}), [T0 + 1000], [STALE])
+    body = encode_read_request([(T0, T0 + 2000, [Matcher("__name__", "=", "st")])])
+    got = decode_samples(client.post("/api/v1/read", data=body).data)[0]
+    assert list(got) == [make_labels({"__name__": "st", "k": "1"})]
+    ts, vals = got[make_labels({"__name__": "st", "k": "1"})]
+    assert ts.tolist() == [T0, T0 + 2000] and vals.tolist() == [1.0, 3.0]
+    r = client.get("/api/v1/export", query_string={"match[]": "st", "start": T0 / 1000, "end": (T0 + 2000) / 1000})
+    assert [orjson.loads(x)["values"] for x in r.data.splitlines()] == [[1, 3]]
+
+
+def test_query_limits_apply_to_raw_reads(redis_url: str, written: dict) -> None:
+    for limit, match in ({"max_samples": 100}, "too many samples"), ({"max_series": 2}, "too many series"):
+        cfg = Config(redis_url=redis_url, **limit)  # type: ignore[arg-type]
+        svc = Services.from_config(cfg)
+        src = _Source()
+        for lb, (ts, vals) in written.items():
+            src.add(lb, ts, vals)
+        svc.source = lambda dataset, timeout_s, strict=False, s=src: s  # type: ignore[method-assign]
+        c = create_app(cfg, svc).test_client()
+        body = encode_read_request([(T0, T0 + 10**7, [Matcher("__name__", "=", "rr_metric")])])
+        r = c.post("/api/v1/read", data=body)
+        assert r.status_code == 422 and match in r.json["error"], r.data[:300]

@@ -16,8 +16,9 @@ too); digit separators (``1_000``) are refused. Timestamps:
 * **Prometheus text**: an integer of **milliseconds** since the epoch;
 * **OpenMetrics**: **seconds** since the epoch, with an optional fraction (rounded to ms).
 
-:class:`PromTextParser` is told which (``openmetrics=True/False``); :func:`detect` decides for
-a file: OpenMetrics when its last non-blank line is ``# EOF``, Prometheus text otherwise. A
+:class:`PromTextParser` is told which (``openmetrics=True/False``); ``filodb import`` decides for
+a file (:func:`filodb.tools.importer.detect`): OpenMetrics when its last non-blank line is
+``# EOF``, Prometheus text otherwise. A
 sample without a timestamp gets ``now_ms`` (the import's start time). Exemplars are dropped.
 
 The parser is fed blocks of whole lines and keeps its state between blocks (the metadata seen,
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from filodb.model.batch import SampleBatch
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import Labels
 from filodb.model.numfmt import format_values
 
@@ -153,7 +155,7 @@ class PromTextParser:
         self.lineno = 0
         self.eof = False
         self.metadata: dict[str, dict[str, str]] = {}
-        self._keys: dict[str, Labels] = {}
+        self._keys: BoundedCache[str, Labels] = BoundedCache(1_000_000)
         self._index: dict[Labels, int] = {}
         self._series: list[Labels] = []
 
@@ -242,9 +244,7 @@ class PromTextParser:
         return self._index_of(labels), *self._value_ts(line[end:])
 
     def _remember(self, key: str, labels: Labels) -> None:
-        if len(self._keys) > 1_000_000:
-            self._keys.clear()
-        self._keys[key] = labels
+        self._keys.put(key, labels)
 
     def _index_of(self, labels: Labels) -> int:
         j = self._index.get(labels)
@@ -283,36 +283,6 @@ class PromTextParser:
         if not re.fullmatch(r"-?\d+", raw):
             raise LineError(f"invalid timestamp {raw!r} (Prometheus text wants integer milliseconds)")
         return int(raw)
-
-
-def detect(head: bytes, tail: bytes) -> str:
-    """``remote-write``, ``openmetrics``, ``prom`` or ``influx`` from a file's first and last
-    bytes (see :mod:`filodb.tools.importer` for the rules)."""
-    from filodb.tools.rwdump import looks_like_dump
-
-    if looks_like_dump(head):
-        return "remote-write"
-    last = [ln.strip() for ln in tail.split(b"\n") if ln.strip()]
-    if last and last[-1] == b"# EOF":
-        return "openmetrics"
-    for raw in head.split(b"\n")[:-1] or [head]:
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith((b"# HELP ", b"# TYPE ", b"# UNIT ")):
-            return "prom"
-        if line.startswith(b"#"):
-            continue
-        return "influx" if _influx_like(line) else "prom"
-    return "prom"
-
-
-def _influx_like(line: bytes) -> bool:
-    """An Influx line has ``field=value`` after the key; a Prometheus line has a number."""
-    if b"{" in line.split(b" ", 1)[0]:
-        return False
-    parts = line.split(b" ")
-    return len(parts) >= 2 and (b"=" in parts[1] or b"," in parts[0])
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Prometheus's XOR chunk (Gorilla encoding) and CRC32-Castagnoli, for remote read.
+"""Prometheus's XOR chunk (Gorilla encoding), the chunk remote read streams.
 
 Remote read's STREAMED_XOR_CHUNKS answer carries each series as chunks in the format of
 Prometheus's ``tsdb/chunkenc/xor.go``, bits written most significant first::
@@ -255,31 +255,3 @@ def split_chunks(ts: np.ndarray, vals: np.ndarray, per_chunk: int = MAX_SAMPLES_
         t, v = ts[a : a + per_chunk], vals[a : a + per_chunk]
         out.append((int(t[0]), int(t[-1]), encode_chunk(t, v)))
     return out
-
-
-# --- CRC32 Castagnoli (the checksum of remote read frames) -------------------------------
-def _crc_table() -> np.ndarray:
-    poly = 0x82F63B78  # reflected Castagnoli polynomial
-    tab = np.zeros(256, np.uint32)
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        tab[i] = c
-    return tab
-
-
-_CRC_TABLE = _crc_table()
-
-
-@nb.njit(cache=True)
-def _crc32c(buf: np.ndarray, table: np.ndarray) -> np.uint32:
-    c = np.uint32(0xFFFFFFFF)
-    for b in buf:
-        c = table[(c ^ np.uint32(b)) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
-    return c ^ np.uint32(0xFFFFFFFF)
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli) of ``data``, as Go's ``crc32.Checksum(b, castagnoliTable)``."""
-    return int(_crc32c(np.frombuffer(data, np.uint8), _CRC_TABLE))

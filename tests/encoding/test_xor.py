@@ -1,4 +1,4 @@
-"""XOR chunks (Prometheus's Gorilla encoding) and CRC32C: bit-exact round trips and layout."""
+"""XOR chunks (Prometheus's Gorilla encoding): bit-exact round trips and layout."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from filodb.encoding.xor import decode_chunk, encode_chunk, split_chunks
 from filodb.errors import BadInputError
-from filodb.tools.xor import crc32c, decode_chunk, encode_chunk, split_chunks
 
 STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
 
@@ -65,8 +65,3 @@ def test_split_chunks_at_most_120() -> None:
     assert [len(decode_chunk(c)[0]) for _, _, c in parts] == [120, 120, 10]
     assert [(lo, hi) for lo, hi, _ in parts] == [(0, 119_000), (120_000, 239_000), (240_000, 249_000)]
 
-
-def test_crc32c_known_values() -> None:
-    assert crc32c(b"123456789") == 0xE3069283  # the standard check value of CRC-32C
-    assert crc32c(b"") == 0
-    assert crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4: 32 bytes of zeros

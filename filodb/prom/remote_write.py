@@ -1,23 +1,16 @@
 """Prometheus remote write: protobuf + snappy (block format) to and from :class:`SampleBatch`.
 
-Messages (prometheus/prompb; field numbers as Prometheus defines them)::
+The messages are :mod:`filodb.prom.proto`'s ``WriteRequest``, ``TimeSeries``, ``Label``,
+``Sample`` and ``MetricMetadata``. protobuf's upb parser is the reference and the fallback.
+The normal path is a numpy decoder of the wire format (:func:`_decode_fast`, in three stages:
+:func:`_scan_series`, :func:`_sample_positions` and :func:`_assemble`): one Python pass per
+*series* for the labels (cached by their raw bytes), samples found with numpy (fixed-stride
+regions in one step, irregular ones walked in lock step, one numpy step per sample index) and
+decoded all at once. Series with exemplars or histograms, long irregular series, and odd field
+orders go to upb; tests check that both give identical results.
 
-    WriteRequest   { repeated TimeSeries timeseries = 1; repeated MetricMetadata metadata = 3; }
-    TimeSeries     { repeated Label labels = 1; repeated Sample samples = 2; ... }
-    Label          { string name = 1; string value = 2; }
-    Sample         { double value = 1; int64 timestamp = 2; }      // ms since the epoch
-    MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help = 4;
-                     string unit = 5; }
-
-The descriptors are built at run time (no protoc step); protobuf's upb parser is the reference
-and the fallback. The normal path is a numpy decoder of the wire format (see :func:`_decode_fast`):
-one Python pass per *series* for the labels (cached by their raw bytes), samples found with
-numpy (fixed-stride regions in one step, irregular ones walked in lock step, one numpy step per
-sample index) and decoded all at once. Series with exemplars or histograms, long irregular
-series, and odd field orders go to upb; tests check that both give identical results.
-
-Measured (``python -m filodb.gateway.remote_write``; snappy included; 2-core machine under
-load, so +-30 %), 10 k series x 100 samples, 4 labels each:
+Measured (``python bench/parsers.py``; snappy included; 2-core machine under load, so +-30 %),
+10 k series x 100 samples, 4 labels each:
 
 * numpy decoder: 4.8 M samples/s with new label sets, 7.6 M samples/s with cached ones;
   2.3-3.1 M samples/s when 10 % of the values are 0 (proto3 leaves them out, so strides vary);
@@ -30,82 +23,27 @@ load, so +-30 %), 10 k series x 100 samples, 4 labels each:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import cramjam
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import Labels
+from filodb.prom.proto import TimeSeries, WriteRequest, varint, varint_bytes
+from filodb.prom.proto import field as pb_field
 
 _TYPES = {0: "unknown", 1: "counter", 2: "gauge", 3: "histogram", 4: "gaugehistogram",
           5: "summary", 6: "info", 7: "stateset"}  # fmt: skip
 _TYPE_CODES = {v: k for k, v in _TYPES.items()}
 
 
-def _build_messages():  # type: ignore[no-untyped-def]
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="filodb_prompb_remote.proto", package="filodb.prompb", syntax="proto3"
-    )
-
-    def msg(name: str, fields: list[tuple[str, int, int, int, str | None]]) -> None:
-        m = fdp.message_type.add(name=name)
-        for fname, num, typ, label, tname in fields:
-            f = m.field.add(name=fname, number=num, type=typ, label=label)
-            if tname:
-                f.type_name = tname
-
-    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    msg("Label", [("name", 1, F.TYPE_STRING, opt, None), ("value", 2, F.TYPE_STRING, opt, None)])
-    msg("Sample", [("value", 1, F.TYPE_DOUBLE, opt, None), ("timestamp", 2, F.TYPE_INT64, opt, None)])
-    msg("TimeSeries", [("labels", 1, F.TYPE_MESSAGE, rep, ".filodb.prompb.Label"),
-                       ("samples", 2, F.TYPE_MESSAGE, rep, ".filodb.prompb.Sample")])  # fmt: skip
-    msg("MetricMetadata", [("type", 1, F.TYPE_INT32, opt, None),
-                           ("metric_family_name", 2, F.TYPE_STRING, opt, None),
-                           ("help", 4, F.TYPE_STRING, opt, None), ("unit", 5, F.TYPE_STRING, opt, None)])  # fmt: skip
-    msg("WriteRequest", [("timeseries", 1, F.TYPE_MESSAGE, rep, ".filodb.prompb.TimeSeries"),
-                         ("metadata", 3, F.TYPE_MESSAGE, rep, ".filodb.prompb.MetricMetadata")])  # fmt: skip
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("filodb.prompb.WriteRequest"))
-
-
-WriteRequest = _build_messages()
-TimeSeries = WriteRequest.DESCRIPTOR.fields_by_name["timeseries"].message_type._concrete_class
-
-
-def _decompress(body: bytes, max_decompressed: int) -> bytes:
-    if not body:
-        raise BadInputError("empty remote-write body")
-    try:
-        n = cramjam.snappy.decompress_raw_len(body)
-    except Exception as e:  # cramjam raises its own DecompressionError
-        raise BadInputError(f"remote-write body is not snappy block data: {e}") from e
-    if n > max_decompressed:
-        raise ErrPayloadTooLarge(f"decompressed remote-write body of {n} bytes exceeds {max_decompressed}")
-    try:
-        return bytes(cramjam.snappy.decompress_raw(body))
-    except Exception as e:
-        raise BadInputError(f"remote-write body is not snappy block data: {e}") from e
-
-
-def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
-    return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
-
-
-def _check_labels(pairs: list[tuple[str, str]], i: int) -> Labels:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        names = sorted(k for k, _ in pairs)
-        dup = sorted({k for k in names if names.count(k) > 1})
-        raise BadInputError(f"time series {i} has duplicate label names {dup}")
-    if not d.get("__name__"):
-        raise BadInputError(f"time series {i} has no metric name (empty or missing __name__ label)")
-    if "" in d.values():
-        pairs = [kv for kv in pairs if kv[1]]
-    return tuple(sorted(pairs))
+def decode_write_request(body: bytes, max_decompressed: int = 64 << 20) -> SampleBatch:
+    """Decode a remote-write body (snappy + protobuf) into a batch; BadInputError if malformed."""
+    return decode_write_request_full(body, max_decompressed)[0]
 
 
 def decode_write_request_full(
@@ -116,6 +54,11 @@ def decode_write_request_full(
     fast = _decode_fast(raw)
     if fast is not None:
         return fast
+    return _decode_protobuf(raw)
+
+
+def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
+    """The reference decoder: upb parses, ``np.fromiter`` per series."""
     req = WriteRequest()
     try:
         req.ParseFromString(raw)
@@ -147,35 +90,41 @@ def decode_write_request_full(
     return batch, meta
 
 
-def varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """(value, position after) of the varint at ``pos``; IndexError/ValueError when malformed."""
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
+def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
+    return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
 
 
-class _LabelCache:
-    """Label sets by the raw bytes of their Label fields: a series seen before costs one dict
-    lookup, not a parse. Bounded; cleared when full. Only valid label sets are stored."""
-
-    def __init__(self, max_entries: int = 1_000_000) -> None:
-        self.max_entries = max_entries
-        self.map: dict[bytes, Labels] = {}
-
-    def put(self, key: bytes, value: Labels) -> None:
-        if len(self.map) >= self.max_entries:
-            self.map.clear()
-        self.map[key] = value
+# Label sets by the raw bytes of their Label fields: a series seen before costs one dict
+# lookup, not a parse. Only valid label sets are stored.
+_LABEL_CACHE: BoundedCache[bytes, Labels] = BoundedCache(1_000_000)
 
 
-_LABEL_CACHE = _LabelCache()
+def _decompress(body: bytes, max_decompressed: int) -> bytes:
+    if not body:
+        raise BadInputError("empty remote-write body")
+    try:
+        n = cramjam.snappy.decompress_raw_len(body)
+    except Exception as e:  # cramjam raises its own DecompressionError
+        raise BadInputError(f"remote-write body is not snappy block data: {e}") from e
+    if n > max_decompressed:
+        raise ErrPayloadTooLarge(f"decompressed remote-write body of {n} bytes exceeds {max_decompressed}")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except Exception as e:
+        raise BadInputError(f"remote-write body is not snappy block data: {e}") from e
+
+
+def _check_labels(pairs: list[tuple[str, str]], i: int) -> Labels:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        names = sorted(k for k, _ in pairs)
+        dup = sorted({k for k in names if names.count(k) > 1})
+        raise BadInputError(f"time series {i} has duplicate label names {dup}")
+    if not d.get("__name__"):
+        raise BadInputError(f"time series {i} has no metric name (empty or missing __name__ label)")
+    if "" in d.values():
+        pairs = [kv for kv in pairs if kv[1]]
+    return tuple(sorted(pairs))
 
 
 def _parse_label_fields(raw: bytes, i: int) -> Labels:
@@ -225,6 +174,9 @@ def _parse_label_fields(raw: bytes, i: int) -> Labels:
     return _check_labels(pairs, i)
 
 
+# --- the numpy decoder ---------------------------------------------------------------------
+
+
 class _Fallback(Exception):
     """The request has a shape the numpy path does not handle: use protobuf's parser."""
 
@@ -232,91 +184,130 @@ class _Fallback(Exception):
 _STEP_MIN_ACTIVE = 24  # below this many unfinished series, the lock-step walk hands over to upb
 
 
+@dataclass
+class _Scan:
+    """Stage 1's answer: the series in first-seen order, and per TimeSeries that has samples
+    where its message starts (``msg``), where its samples region starts and ends, and its
+    series index ``j``."""
+
+    series: list[Labels] = field(default_factory=list)
+    msg: list[int] = field(default_factory=list)
+    start: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)
+    j: list[int] = field(default_factory=list)
+    meta_fields: list[bytes] = field(default_factory=list)
+
+
+# one decoded set of records: (region index, sample index within it, timestamps, values)
+_Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
     """The numpy decoder; None when the request should go through protobuf's parser instead.
 
-    1. One Python pass over the TimeSeries (not the samples): the Label fields that lead each
-       series are looked up in the label cache by their raw bytes; the rest of the series is its
-       samples region ``[start, end)``.
-    2. Sample positions: a region whose first record ``12 <L> ...`` repeats every ``L + 2``
-       bytes to its end is expanded with one arange; the others are walked in lock step, one
-       numpy step per sample *index* across all of them. A region that holds anything but
-       Sample fields (exemplars, histograms), and the last few long ones, go to upb one series
-       at a time.
-    3. All records are decoded at once: value (``09`` + 8 bytes, absent means 0) and timestamp
-       (``10`` + varint of any width, absent means 0), grouped by varint width.
+    1. :func:`_scan_series`: one Python pass over the TimeSeries (not the samples).
+    2. :func:`_sample_positions`: where each Sample record is, found with numpy, and the
+       records decoded all at once (:func:`_uniform_blocks`, :func:`_walk_regions`).
+    3. :func:`_assemble`: the regions left to upb decoded, then everything in request order.
     """
-    n = len(raw)
-    cache = _LABEL_CACHE.map
-    index: dict[Labels, int] = {}
-    series: list[Labels] = []
-    sp_ts: list[int] = []  # start of each TimeSeries message (for the upb fallback)
-    sp_start: list[int] = []  # start of its samples region
-    sp_end: list[int] = []
-    sp_j: list[int] = []
-    meta_fields: list[bytes] = []
-    pos = 0
-    i = 0
     try:
-        while pos < n:
-            key = raw[pos]
-            ln = raw[pos + 1]
-            body = pos + 2
-            if ln >= 0x80:
-                ln, body = varint(raw, pos + 1)
-            end = body + ln
-            if end > n:
-                raise _Fallback
-            if key == 0x0A:
-                q = body
-                while q < end and raw[q] == 0x0A:
-                    lq = raw[q + 1]
-                    if lq < 0x80:
-                        q += 2 + lq
-                    else:
-                        lq, q = varint(raw, q + 1)
-                        q += lq
-                if q > end:
-                    raise _Fallback
-                lkey = raw[body:q]
-                labels = cache.get(lkey)
-                if labels is None:
-                    labels = _parse_label_fields(lkey, i)
-                    _LABEL_CACHE.put(lkey, labels)
-                j = index.get(labels)
-                if j is None:
-                    j = index[labels] = len(series)
-                    series.append(labels)
-                if q < end:
-                    sp_ts.append(body)
-                    sp_start.append(q)
-                    sp_end.append(end)
-                    sp_j.append(j)
-                i += 1
-            elif key == 0x1A:
-                meta_fields.append(raw[pos:end])
-            else:
-                raise _Fallback  # unknown top-level field or wire type: protobuf decides
-            pos = end
+        scan = _scan_series(raw)
     except (_Fallback, IndexError, ValueError):
         return None
-    meta = _decode_metadata(b"".join(meta_fields)) if meta_fields else []
-    if not sp_start:
-        return SampleBatch(series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)), meta
-    pad = np.zeros(16, np.uint8)
-    buf = np.concatenate([np.frombuffer(raw, np.uint8), pad])
-    starts = np.array(sp_start, np.int64)
-    ends = np.array(sp_end, np.int64)
-    nsp = len(starts)
-    slow = np.zeros(nsp, bool)
+    meta = _decode_metadata(b"".join(scan.meta_fields)) if scan.meta_fields else []
+    if not scan.start:
+        return SampleBatch(scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)), meta
+    buf = np.concatenate([np.frombuffer(raw, np.uint8), np.zeros(16, np.uint8)])  # padded reads
+    found = _sample_positions(buf, np.array(scan.start, np.int64), np.array(scan.end, np.int64))
+    if found is None:
+        return None
+    return _assemble(raw, scan, meta, *found)
 
-    # --- 2a. fixed-stride regions: copied out slice by slice, one 2-D block per stride ------
+
+def _scan_series(raw: bytes) -> _Scan:
+    """Stage 1: walk the top-level fields. The Label fields that lead each TimeSeries are
+    looked up in the label cache by their raw bytes (parsed and checked on a miss); the rest
+    of the message is its samples region ``[start, end)``; metadata fields are kept whole.
+    Raises :class:`_Fallback` (or IndexError/ValueError) for a shape protobuf should judge."""
+    n = len(raw)
+    cache = _LABEL_CACHE
+    index: dict[Labels, int] = {}
+    out = _Scan()
+    series, msg, starts, ends, js = out.series, out.msg, out.start, out.end, out.j  # locals: hot loop
+    pos = i = 0
+    while pos < n:
+        key = raw[pos]
+        ln = raw[pos + 1]
+        body = pos + 2
+        if ln >= 0x80:
+            ln, body = varint(raw, pos + 1)
+        end = body + ln
+        if end > n:
+            raise _Fallback
+        if key == 0x0A:
+            q = body  # the run of Label fields (key 0a) that leads the series, inline: hot
+            while q < end and raw[q] == 0x0A:
+                lq = raw[q + 1]
+                if lq < 0x80:
+                    q += 2 + lq
+                else:
+                    lq, q = varint(raw, q + 1)
+                    q += lq
+            if q > end:
+                raise _Fallback
+            lkey = raw[body:q]
+            labels = cache.get(lkey)
+            if labels is None:
+                labels = _parse_label_fields(lkey, i)
+                cache.put(lkey, labels)
+            j = index.get(labels)
+            if j is None:
+                j = index[labels] = len(series)
+                series.append(labels)
+            if q < end:
+                msg.append(body)
+                starts.append(q)
+                ends.append(end)
+                js.append(j)
+            i += 1
+        elif key == 0x1A:
+            out.meta_fields.append(raw[pos:end])
+        else:
+            raise _Fallback  # unknown top-level field or wire type: protobuf decides
+        pos = end
+    return out
+
+
+def _sample_positions(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                      ) -> tuple[np.ndarray, list[_Block], np.ndarray] | None:  # fmt: skip
+    """Stage 2: the Sample records of every region, decoded. Returns the count of records
+    per region, the decoded blocks, and which regions upb must decode (their count is 0);
+    None when a record is not laid out as this decoder expects."""
+    uni = _uniform_blocks(buf, starts, ends)
+    if uni is None:
+        return None
+    uniform, counts, blocks = uni
+    walked = _walk_regions(buf, starts, ends, np.flatnonzero(~uniform), counts)
+    if walked is None:
+        return None
+    slow, more = walked
+    counts[slow] = 0
+    return counts, blocks + more, slow
+
+
+def _uniform_blocks(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, list[_Block]] | None:  # fmt: skip
+    """Stage 2a: regions whose first record ``12 <L> ...`` repeats every ``L + 2`` bytes to
+    the end, copied out slice by slice into one 2-D block per stride and decoded at once.
+    Returns which regions were uniform, the record count of each (0 for the others), and
+    the blocks; a region that looked uniform but is not is left for the walk."""
+    nsp = len(starts)
     first_len = buf[starts + 1].astype(np.int64)
     stride = first_len + 2
     size = ends - starts
     uniform = (buf[starts] == 0x12) & (first_len < 0x80) & (size % stride == 0)
     counts = np.zeros(nsp, np.int64)
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # span, within, ts, vals
+    blocks: list[_Block] = []
     for st in np.unique(stride[uniform]).tolist():
         ks = np.flatnonzero(uniform & (stride == st))
         rec = np.concatenate([buf[s0:e0] for s0, e0 in zip(starts[ks].tolist(), ends[ks].tolist(), strict=True)])
@@ -326,8 +317,7 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
         within = np.arange(len(rec), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
         bad = (rec[:, 0] != 0x12) | (rec[:, 1] != st - 2)
         if bad.any():  # not one stride after all: walk those regions instead
-            redo = np.unique(span[bad])
-            uniform[redo] = False
+            uniform[np.unique(span[bad])] = False
             keep = uniform[span]
             rec, span, within = rec[keep], span[keep], within[keep]
         dec = _decode_block(rec)
@@ -336,12 +326,19 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
         blocks.append((span, within, *dec))
         counts[ks] = cnt
         counts[~uniform] = 0
+    return uniform, counts, blocks
 
-    # --- 2b. lock-step walk of the other regions ------------------------------------------
-    w_span_parts: list[np.ndarray] = []
-    w_within_parts: list[np.ndarray] = []
-    w_pos_parts: list[np.ndarray] = []
-    active = np.flatnonzero(~uniform)
+
+def _walk_regions(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, active: np.ndarray,
+                  counts: np.ndarray) -> tuple[np.ndarray, list[_Block]] | None:  # fmt: skip
+    """Stage 2b: the ``active`` regions walked in lock step, one numpy step per sample index
+    across all of them (``counts`` grows in place). A region holding anything but Sample
+    fields (exemplars, histograms), and the last few long ones, are marked slow for upb.
+    Returns the slow mask and the decoded block of the walked records."""
+    slow = np.zeros(len(starts), bool)
+    span_parts: list[np.ndarray] = []
+    within_parts: list[np.ndarray] = []
+    pos_parts: list[np.ndarray] = []
     cur = starts.copy()
     step = 0
     while active.size:
@@ -355,31 +352,35 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
         if not ok.all():
             slow[active[~ok]] = True
             active, c, nxt = active[ok], c[ok], nxt[ok]
-        w_span_parts.append(active)
-        w_within_parts.append(np.full(active.size, step, np.int64))
-        w_pos_parts.append(c)
+        span_parts.append(active)
+        within_parts.append(np.full(active.size, step, np.int64))
+        pos_parts.append(c)
         counts[active] += 1
         cur[active] = nxt
         active = active[nxt < ends[active]]
         step += 1
-    if w_pos_parts:
-        rec_span = np.concatenate(w_span_parts)
-        rec_within = np.concatenate(w_within_parts)
-        rec_pos = np.concatenate(w_pos_parts)
-        keep = ~slow[rec_span]
-        rec_span, rec_within, rec_pos = rec_span[keep], rec_within[keep], rec_pos[keep]
-        dec = _decode_records(buf, rec_pos)
-        if dec is None:
-            return None
-        blocks.append((rec_span, rec_within, *dec))
-    counts[slow] = 0
+    if not pos_parts:
+        return slow, []
+    span = np.concatenate(span_parts)
+    within = np.concatenate(within_parts)
+    pos = np.concatenate(pos_parts)
+    keep = ~slow[span]
+    span, within, pos = span[keep], within[keep], pos[keep]
+    dec = _decode_records(buf, pos)
+    if dec is None:
+        return None
+    return slow, [(span, within, *dec)]
 
-    # --- the slow regions through upb, then everything in request order -------------------
+
+def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.ndarray,
+              blocks: list[_Block], slow: np.ndarray) -> tuple[SampleBatch, list[dict[str, str]]] | None:  # fmt: skip
+    """Stage 3: the slow regions through upb (None when one has labels after its samples:
+    protobuf merges those), then every record put at its place in request order."""
     slow_data: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for k in np.flatnonzero(slow).tolist():
-        labels, ts, vs = _decode_series_protobuf(raw[sp_ts[k] : sp_end[k]], k)
-        if labels != series[sp_j[k]]:
-            return None  # labels after the samples: let protobuf merge them
+        labels, ts, vs = _decode_series_protobuf(raw[scan.msg[k] : scan.end[k]], k)
+        if labels != scan.series[scan.j[k]]:
+            return None
         slow_data[k] = (ts, vs)
         counts[k] = len(ts)
     offsets = np.cumsum(counts) - counts
@@ -393,9 +394,9 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
     for k, (ts, vs) in slow_data.items():
         out_ts[offsets[k] : offsets[k] + len(ts)] = ts
         out_vals[offsets[k] : offsets[k] + len(ts)] = vs
-    sidx = np.repeat(np.array(sp_j, np.int32), counts)
-    batch = SampleBatch(series, sidx, out_ts, out_vals, {m["metric"]: m["type"] for m in meta if m["metric"]})
-    return batch, meta
+    sidx = np.repeat(np.array(scan.j, np.int32), counts)
+    types = {m["metric"]: m["type"] for m in meta if m["metric"]}
+    return SampleBatch(scan.series, sidx, out_ts, out_vals, types), meta
 
 
 def _decode_records(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -479,41 +480,17 @@ def _decode_series_protobuf(raw: bytes, i: int) -> tuple[Labels, np.ndarray, np.
     return _labels_of(ts_msg, i), ts, vs
 
 
-def decode_write_request(body: bytes, max_decompressed: int = 64 << 20) -> SampleBatch:
-    """Decode a remote-write body (snappy + protobuf) into a batch; BadInputError if malformed."""
-    return decode_write_request_full(body, max_decompressed)[0]
-
-
 # --- encoding ------------------------------------------------------------------------------
 
-
-def varint_bytes(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 0x80:
-        return bytes((tag, n)) + payload
-    return bytes((tag,)) + varint_bytes(n) + payload
-
-
-_LABEL_BYTES: dict[Labels, bytes] = {}
-_LABEL_BYTES_MAX = 1_000_000
+_LABEL_BYTES: BoundedCache[Labels, bytes] = BoundedCache(1_000_000)
 
 
 def _labels_bytes(labels: Labels) -> bytes:
     """The Label fields of a series, cached: a sender encodes the same series again and again."""
     got = _LABEL_BYTES.get(labels)
     if got is None:
-        if len(_LABEL_BYTES) >= _LABEL_BYTES_MAX:
-            _LABEL_BYTES.clear()
-        got = _LABEL_BYTES[labels] = _encode_labels(labels)
+        got = _encode_labels(labels)
+        _LABEL_BYTES.put(labels, got)
     return got
 
 
@@ -521,7 +498,7 @@ def _encode_labels(labels: Labels) -> bytes:
     parts = []
     for k, v in labels:
         kb, vb = k.encode(), v.encode()
-        parts.append(_field(0x0A, (_field(0x0A, kb) if kb else b"") + (_field(0x12, vb) if vb else b"")))
+        parts.append(pb_field(0x0A, (pb_field(0x0A, kb) if kb else b"") + (pb_field(0x12, vb) if vb else b"")))
     return b"".join(parts)
 
 
@@ -541,16 +518,12 @@ def encode_write_request(batch: SampleBatch, metadata: list[dict[str, str]] | No
     Byte-identical to protobuf's own serialisation (tests check it). The one difference from
     Prometheus's Go encoder: a ``-0.0`` value is written (Go's ``!= 0`` test drops its sign).
     """
-    return bytes(cramjam.snappy.compress_raw(_encode_raw(batch, metadata)))
+    return bytes(cramjam.snappy.compress_raw(encode_raw(batch, metadata)))
 
 
 def encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None) -> bytes:
     """The uncompressed protobuf of a WriteRequest (also the layout of a remote-read
     QueryResult: repeated TimeSeries in field 1)."""
-    return _encode_raw(batch, metadata)
-
-
-def _encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None) -> bytes:
     order = np.argsort(batch.sidx, kind="stable")
     sidx, ts, vals = batch.sidx[order], batch.ts[order], batch.vals[order]
     counts = np.bincount(sidx, minlength=len(batch.series)).astype(np.int64)
@@ -625,33 +598,3 @@ def _encode_protobuf(batch: SampleBatch, metadata: list[dict[str, str]] | None =
         req.metadata.add(type=_TYPE_CODES.get(m.get("type", "unknown"), 0), metric_family_name=m["metric"],
                          help=m.get("help", ""), unit=m.get("unit", ""))  # fmt: skip
     return req.SerializeToString()
-
-
-def _bench() -> None:  # pragma: no cover - manual measurement
-    import time
-
-    from filodb.model.labels import make_labels
-
-    rng = np.random.default_rng(0)
-    for n_series, n_samples, zeros in ((10_000, 100, 0.0), (10_000, 100, 0.1), (10_000, 1, 0.0)):
-        series = [make_labels({"__name__": f"metric_{i % 100}", "instance": f"host-{i}:9100",
-                               "job": "node", "env": "prod"}) for i in range(n_series)]  # fmt: skip
-        vals = rng.random(n_series * n_samples) * 100
-        vals[rng.random(len(vals)) < zeros] = 0.0
-        ts = np.tile(1_700_000_000_000 + 15_000 * np.arange(n_samples), n_series)
-        batch = SampleBatch(series, np.repeat(np.arange(n_series), n_samples), ts, vals)
-        body = encode_write_request(batch)
-        for label in ("cold", "warm"):
-            best = 1e9
-            for _ in range(3):
-                if label == "cold":
-                    _LABEL_CACHE.map.clear()
-                t0 = time.perf_counter()
-                decode_write_request(body)
-                best = min(best, time.perf_counter() - t0)
-            print(f"{n_series} x {n_samples} ({zeros:.0%} zeros) {label}: {best * 1e3:.0f} ms, "
-                  f"{n_series * n_samples / best / 1e6:.2f} M samples/s")  # fmt: skip
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _bench()

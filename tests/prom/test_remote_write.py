@@ -1,4 +1,5 @@
-"""Remote write: the numpy fast path decodes exactly what protobuf's parser decodes."""
+"""Remote write: the numpy fast path decodes exactly what protobuf's parser decodes; the encoder
+writes what protobuf writes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
-from filodb.gateway import remote_write as rw
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
+from filodb.prom import proto
+from filodb.prom import remote_write as rw
 
 STALE = 0x7FF0000000000002
 
@@ -104,7 +106,7 @@ def test_decompression_bomb_is_refused() -> None:
 
 
 def _ts_field(payload: bytes) -> bytes:
-    return rw._field(0x0A, payload)
+    return proto.field(0x0A, payload)
 
 
 def _sample(v: float | None, t: int | None) -> bytes:
@@ -112,8 +114,8 @@ def _sample(v: float | None, t: int | None) -> bytes:
     if v is not None:
         body += b"\x09" + np.array([v], "<f8").tobytes()
     if t is not None:
-        body += b"\x10" + rw.varint_bytes(t & (2**64 - 1))
-    return rw._field(0x12, body)
+        body += b"\x10" + proto.varint_bytes(t & (2**64 - 1))
+    return proto.field(0x12, body)
 
 
 def _check_same(raw: bytes) -> SampleBatch:
@@ -137,7 +139,7 @@ def test_encoder_is_byte_identical_to_protobuf(series, data) -> None:  # type: i
                                                      "type": st.sampled_from(sorted(rw._TYPE_CODES)),
                                                      "help": label_values, "unit": st.just("")}), max_size=2))  # fmt: skip
     b = SampleBatch(series, sidx, ts, vals)
-    assert rw._encode_raw(b, meta) == rw._encode_protobuf(b, meta)
+    assert rw.encode_raw(b, meta) == rw._encode_protobuf(b, meta)
     got, got_meta = rw.decode_write_request_full(rw.encode_write_request(b, meta))
     assert got_meta == meta and len(got) == n
 
@@ -174,7 +176,7 @@ def test_labels_after_samples_and_odd_field_order_fall_back_to_protobuf() -> Non
     lab = rw._labels_bytes(make_labels({"__name__": "m"}))
     extra = rw._labels_bytes((("z", "1"),))
     _check_same(_ts_field(lab + _sample(1.0, 5) + extra))
-    ts_first = rw._field(0x12, b"\x10\x05\x09" + np.array([2.0], "<f8").tobytes())
+    ts_first = proto.field(0x12, b"\x10\x05\x09" + np.array([2.0], "<f8").tobytes())
     _check_same(_ts_field(lab + ts_first + ts_first))
 
 

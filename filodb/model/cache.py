@@ -1,0 +1,52 @@
+"""A bounded memo for hot parse paths: label sets by raw key bytes, shards by series, ...
+
+:class:`BoundedCache` is a ``dict`` whose ``get(key)`` is C-level ``dict.__getitem__``: a hit
+costs one dict lookup, as with a plain dict. It keeps two generations. When the young one
+(the dict itself) holds ``max_entries``, its entries become the old generation (the previous
+old one is dropped) and the young one starts empty; a miss in the young one looks in the old
+one and, when found there, moves the entry back (``__missing__``). So at most
+``2 * max_entries`` entries are held, and every key a clear-when-full dict of ``max_entries``
+would still hold is a hit here too, plus those of the generation before.
+
+Values must not be None (None means "not cached"). ``put`` is not atomic: callers that share
+a cache between threads hold their own lock around it (a racing ``get`` only misses).
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedCache(dict[K, V], Generic[K, V]):
+    """``get(key)`` -> value or None; ``put(key, value)``; at most 2 x ``max_entries`` held."""
+
+    __slots__ = ("max_entries", "_old")
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        super().__init__()
+        self.max_entries = max_entries
+        self._old: dict[K, V] = {}
+
+    get = dict.__getitem__  # type: ignore[assignment]  # a miss goes through __missing__
+
+    def __missing__(self, key: K) -> V | None:
+        value = self._old.get(key)
+        if value is not None:
+            self.put(key, value)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        if len(self) >= self.max_entries and key not in self:
+            self._old = dict(self)
+            self.clear()
+        self[key] = value
+
+    def forget(self) -> None:
+        """Drop both generations (benchmarks measure cold paths with it)."""
+        self._old = {}
+        self.clear()

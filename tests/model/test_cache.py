@@ -1,0 +1,78 @@
+"""BoundedCache: hits, the bound, the second generation, and sharing keys with the caller."""
+
+from __future__ import annotations
+
+import pytest
+
+from filodb.model.cache import BoundedCache
+
+
+def test_miss_is_none_and_hit_returns_the_value() -> None:
+    c: BoundedCache[bytes, tuple] = BoundedCache(4)
+    assert c.get(b"a") is None
+    c.put(b"a", (("__name__", "up"),))
+    assert c.get(b"a") == (("__name__", "up"),)
+    assert c.get(b"b") is None
+    assert len(c) == 1  # a miss stores nothing
+
+
+def test_falsy_values_are_hits() -> None:
+    c: BoundedCache[str, int] = BoundedCache(4)
+    c.put("shard", 0)  # shard 0 and the empty label set must not read as misses
+    c.put("labels", ())  # type: ignore[arg-type]
+    assert c.get("shard") == 0 and c.get("shard") is not None
+    assert c.get("labels") == ()
+
+
+def test_never_holds_more_than_two_generations() -> None:
+    c: BoundedCache[int, int] = BoundedCache(100)
+    for i in range(10_000):
+        c.put(i, i)
+        assert len(c) <= 100 and len(c) + len(c._old) <= 200
+    # the newest max_entries keys are all still there
+    assert all(c.get(i) == i for i in range(9_900, 10_000))
+    assert c.get(0) is None
+
+
+def test_a_key_of_the_old_generation_comes_back() -> None:
+    c: BoundedCache[int, str] = BoundedCache(3)
+    for i in range(3):
+        c.put(i, str(i))
+    c.put(3, "3")  # young is full: 0..2 become the old generation
+    assert len(c) == 1
+    assert c.get(1) == "1"  # found in the old generation, moved back
+    assert 1 in c
+    c.put(4, "4")
+    c.put(5, "5")  # young full again (3, 1, 4): old is now {3, 1, 4}; 0 and 2 are gone
+    assert c.get(0) is None and c.get(2) is None
+    assert [c.get(k) for k in (3, 1, 4, 5)] == ["3", "1", "4", "5"]
+
+
+def test_hits_at_least_those_of_a_clear_when_full_dict() -> None:
+    # a working set as large as the bound stays cached: after warming, every get hits
+    c: BoundedCache[int, int] = BoundedCache(50)
+    misses = 0
+    for rnd in range(5):
+        for k in range(50):
+            if c.get(k) is None:
+                misses += rnd > 0
+                c.put(k, k)
+    assert misses == 0
+
+
+def test_overwriting_a_key_when_full_keeps_the_generation() -> None:
+    c: BoundedCache[int, int] = BoundedCache(2)
+    c.put(1, 1)
+    c.put(2, 2)
+    c.put(2, 20)
+    assert dict(c) == {1: 1, 2: 20}
+
+
+def test_forget_and_bad_bound() -> None:
+    c: BoundedCache[int, int] = BoundedCache(1)
+    c.put(1, 1)
+    c.put(2, 2)
+    c.forget()
+    assert c.get(1) is None and c.get(2) is None
+    with pytest.raises(ValueError):
+        BoundedCache(0)
