@@ -60,7 +60,7 @@ class Child:
 class Supervisor:
     """Runs the process tree of ``filodb up`` until stopped."""
 
-    def __init__(self, cfg: Config, echo=print) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, cfg: Config, echo=print) -> None:
         self.cfg = cfg
         self.echo = echo
         self.data_dir = Path(cfg.data_dir).resolve()
@@ -184,7 +184,7 @@ class Supervisor:
             self.echo(f"could not mark {node}'s shards Down: {e}")
 
     def run(self) -> int:
-        def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+        def on_signal(signum, _frame):
             self.stopping.set()
 
         signal.signal(signal.SIGINT, on_signal)

@@ -44,7 +44,7 @@ _TYPES = {0: "unknown", 1: "counter", 2: "gauge", 3: "histogram", 4: "gaugehisto
 _TYPE_CODES = {v: k for k, v in _TYPES.items()}
 
 
-def _build_messages():  # type: ignore[no-untyped-def]
+def _build_messages():
     F = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
         name="filodb_prompb_remote.proto", package="filodb.prompb", syntax="proto3"
@@ -91,7 +91,7 @@ def _decompress(body: bytes, max_decompressed: int) -> bytes:
         raise BadInputError(f"remote-write body is not snappy block data: {e}") from e
 
 
-def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
+def _labels_of(ts_msg, i: int) -> Labels:
     return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
 
 
@@ -460,7 +460,7 @@ def _decode_metadata(fields: bytes) -> list[dict[str, str]]:
     return _metadata_of(req)
 
 
-def _metadata_of(req) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _metadata_of(req) -> list[dict[str, str]]:
     return [
         {"metric": m.metric_family_name, "type": _TYPES.get(m.type, "unknown"), "help": m.help, "unit": m.unit}
         for m in req.metadata

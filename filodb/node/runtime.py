@@ -290,7 +290,7 @@ class NodeRuntime:
                         log.warning("node %s waits for %s/%s: still leased by %s", self.name,
                                     *key, self.shard_map.lease_holder(*key))  # fmt: skip
 
-    def _start_shard(self, st, desc: dict) -> None:  # type: ignore[no-untyped-def]
+    def _start_shard(self, st, desc: dict) -> None:
         log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)

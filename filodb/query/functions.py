@@ -129,7 +129,7 @@ def _go_template(repl: str) -> str:
 
 
 def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
-                   src: StringValue, regex: StringValue) -> StepVector:  # type: ignore[no-untyped-def]  # fmt: skip
+                   src: StringValue, regex: StringValue) -> StepVector:  # fmt: skip
     try:
         rx = re.compile(r"(?s:" + regex.value + r")\Z")
     except re.error as e:

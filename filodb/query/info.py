@@ -45,11 +45,11 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     by_id: dict[tuple[str, str], list[int]] = {}
     for j, lb in enumerate(info_lb):
         d = dict(lb)
-        by_id.setdefault(tuple(d.get(k, "") for k in IDENTIFYING), []).append(j)  # type: ignore[arg-type]
+        by_id.setdefault(tuple(d.get(k, "") for k in IDENTIFYING), []).append(j)
     for i, lb in enumerate(base.labels):
         d = dict(lb)
         is_info = METRIC_NAME in d and labels_match(lb, name_ms)
-        cands = by_id.get(tuple(d.get(k, "") for k in IDENTIFYING), [])  # type: ignore[arg-type]
+        cands = by_id.get(tuple(d.get(k, "") for k in IDENTIFYING), [])
         for s in np.flatnonzero(base.present[i]).tolist():
             if is_info:
                 put(lb, i, s)

@@ -55,7 +55,7 @@ def wait_for(pred: Callable[[], T], timeout: float, what: str, log_tail: Callabl
         try:
             last = pred()
             if last:
-                return last  # type: ignore[return-value]
+                return last
         except retry_on as e:
             last = e
         time.sleep(interval)

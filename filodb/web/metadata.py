@@ -49,7 +49,7 @@ def load_metadata(client: redis.Redis, dataset: str, metric: str | None = None
     key = meta_key(dataset)
     if metric is not None:
         raw = client.hget(key, metric)
-        return {metric: orjson.loads(raw)} if raw else {}  # type: ignore[arg-type]
+        return {metric: orjson.loads(raw)} if raw else {}
     return {k.decode(): orjson.loads(v) for k, v in client.hgetall(key).items()}  # type: ignore[union-attr]
 
 

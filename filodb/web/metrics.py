@@ -157,7 +157,7 @@ def request_rejected(door: str, err: Exception) -> None:
     _metrics().rejected_requests.labels(door, reason).inc()
 
 
-def write_counted(door: str, dataset: str, batch) -> dict[int, int]:  # type: ignore[no-untyped-def]
+def write_counted(door: str, dataset: str, batch) -> dict[int, int]:
     """``router.write`` that counts the batch as accepted, or rejected with the reason."""
     from filodb.web.services import services
 

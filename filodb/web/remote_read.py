@@ -104,7 +104,7 @@ ReadResponse = MESSAGES["ReadResponse"]
 ChunkedReadResponse = MESSAGES["ChunkedReadResponse"]
 
 
-def decode_read_request(body: bytes, max_decompressed: int = 64 << 20):  # type: ignore[no-untyped-def]
+def decode_read_request(body: bytes, max_decompressed: int = 64 << 20):
     """The ReadRequest message of a snappy-compressed body; BadInputError when malformed."""
     if not body:
         raise BadInputError("empty remote-read body")
@@ -125,7 +125,7 @@ def decode_read_request(body: bytes, max_decompressed: int = 64 << 20):  # type:
     return req
 
 
-def query_matchers(q) -> list[Matcher]:  # type: ignore[no-untyped-def]
+def query_matchers(q) -> list[Matcher]:
     out = []
     for m in q.matchers:
         if m.type not in _OPS:
