@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 import requests
@@ -40,7 +41,7 @@ class Child:
     restarts: int = 0
     started: float = 0.0
     log_path: Path | None = None
-    _log: object = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         if self.log_path:

@@ -349,7 +349,7 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
             slow[active] = True
             break
         c = cur[active]
-        ln = buf[c + 1].astype(np.int64)
+        ln = buf[c + 1].astype(np.int64)  # type: ignore[assignment]  # an int above
         nxt = c + 2 + ln
         ok = (buf[c] == 0x12) & (ln < 0x80) & (nxt <= ends[active])
         if not ok.all():

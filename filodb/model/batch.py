@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -127,7 +128,7 @@ class SampleBatch:
 
 
 # Label sets by their flat wire form: a worker reads the same series in record after record.
-_LABELS: dict[tuple, Labels] = {}
+_LABELS: dict[tuple[Any, ...], Labels] = {}
 _LABELS_MAX = 1_000_000
 
 

@@ -64,7 +64,7 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         rt = self.rt
         labels = ["dataset", "shard"]
-        fams: dict[str, Metric] = {}
+        fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for _key, name, kind, doc in _SHARD_STATS:
             cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             fams[name] = cls(name, doc, labels=labels)

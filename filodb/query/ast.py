@@ -12,6 +12,7 @@ from typing import Literal, TypeAlias
 from filodb.model.labels import Matcher
 
 ValueType = Literal["scalar", "vector", "matrix", "string"]
+MatchCard: TypeAlias = Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
 AtValue: TypeAlias = "float | Literal['start', 'end'] | None"
 
 
@@ -89,7 +90,7 @@ class AggregateExpr:
 class VectorMatching:
     """How two vectors match: ``on``/``ignoring`` labels and the cardinality."""
 
-    card: Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"] = "one-to-one"
+    card: MatchCard = "one-to-one"
     labels: tuple[str, ...] = ()
     on: bool = False
     include: tuple[str, ...] = ()

@@ -177,7 +177,8 @@ class DistributedEngine(Engine):
         if len(ctx.times) > 1 and not np.array_equal(
             ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
         ):
-            return super().eval(e, ctx)  # irregular steps (inside a subquery): evaluate here
+            local: StepVector = super().eval(e, ctx)
+            return local  # irregular steps (inside a subquery): evaluate here
         sels = selectors(e)
         matchers: list[Matcher] = list(sels[0].matchers) if len(sels) == 1 else []
         src = self.source

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -316,7 +317,7 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
         ok = res.result_type == "string" and res.string[1] == ev.string
         return ("passed", "") if ok else ("failed", f"want string {ev.string!r}")
     if res.result_type == "scalar":
-        want = [v for lb, vals in ev.expected if lb is None for v in vals]
+        want: Any = [v for lb, vals in ev.expected if lb is None for v in vals]
         if len(want) != 1 or not _eq(res.scalar[1], want[0]):
             return "failed", f"scalar {res.scalar[1]} != {want}"
         return "passed", ""

@@ -50,9 +50,8 @@ def format_values(vals: np.ndarray) -> list[str]:
 
 def format_times(ms: np.ndarray) -> list[float | int]:
     ms = np.asarray(ms, np.int64)
-    if (ms % 1000 == 0).all():
-        return (ms // 1000).tolist()
-    return (ms / 1000).tolist()
+    out: list[float | int] = (ms // 1000 if (ms % 1000 == 0).all() else ms / 1000).tolist()
+    return out
 
 
 def format_time(ms: int) -> float | int:

@@ -127,7 +127,8 @@ class ShardMapStore:
         return desc
 
     def datasets(self) -> dict[str, dict]:
-        return {k.decode(): orjson.loads(v) for k, v in self.r.hgetall(DATASETS_KEY).items()}
+        raw = self.r.hgetall(DATASETS_KEY)  # bytes: decode_responses=False
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}  # type: ignore[union-attr]
 
     def dataset(self, name: str) -> dict:
         raw = self.r.hget(DATASETS_KEY, name)
@@ -194,7 +195,7 @@ class ShardMapStore:
 
     def lease_holder(self, dataset: str, shard: int) -> str:
         v = self.r.get(_owner_key(dataset, shard))
-        return v.decode() if v else ""
+        return v.decode() if v else ""  # type: ignore[union-attr]  # bytes: decode_responses=False
 
     def release_all(self, node: str) -> int:
         """Drop every lease a (known dead) node holds; returns how many."""

@@ -113,7 +113,7 @@ class ShardClient:
             got = self._r.blpop([reply_key], timeout=max(0.01, min(left, 0.5)))
             if got is None:
                 continue
-            header, arrays = unpack(got[1])
+            header, arrays = unpack(got[1])  # type: ignore[arg-type]  # bytes: no decode_responses
             shard = int(header.get("shard", -1))
             if header.get("received"):
                 received.add(shard)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from filodb.redisproc import free_port
+from filodb.redisproc import RedisProcess, free_port
 from filodb.testing.wait import wait_healthy
 
 
@@ -126,7 +126,7 @@ class ClusterProcesses:
         self.url = f"http://127.0.0.1:{self.port}"
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.redis = None
+        self.redis: RedisProcess | None = None
         self.web: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         base = {k: v for k, v in os.environ.items() if not k.startswith("FILODB_")}

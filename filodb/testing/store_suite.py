@@ -175,7 +175,7 @@ class StoreSuite:
         with pytest.raises(BadInputError, match="after"):
             store.read_chunks("ds", 0, [b"a"], 10, 9)
         with pytest.raises(BadInputError):
-            store.read_chunks("ds", 0, b"a", 0, 9)
+            store.read_chunks("ds", 0, b"a", 0, 9)  # type: ignore[arg-type]
         with pytest.raises(BadInputError):
             store.read_chunks("ds", 0, ["a"], 0, 9)  # type: ignore[list-item]
         with pytest.raises(BadInputError):
