@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 class Log(ABC):
     """Abstract primitives: append, read, end offset. Safe to share between threads."""
 
-    supports_blocking_read = True
-
     @abstractmethod
     def append_many(
         self, dataset: str, records: Mapping[int, Sequence[bytes]]

@@ -11,9 +11,7 @@ from typing import Literal, TypeAlias
 
 from filodb.model.labels import Matcher
 
-ValueType = Literal["scalar", "vector", "matrix", "string"]
 MatchCard: TypeAlias = Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
-AtValue: TypeAlias = "float | Literal['start', 'end'] | None"
 
 
 @dataclass(frozen=True)

@@ -290,8 +290,6 @@ def _part_key_rows(records: Sequence[PartKeyRecord]) -> list[tuple[bytes, int, i
 class SqliteColumnStore(ColumnStore):
     """:class:`ColumnStore` on SQLite files (see the module docstring for layout and locking)."""
 
-    supports_atomic_flush = True
-
     def __init__(self, files: SqliteFiles):
         self.files = files
 
