@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from filodb.config import NOT_SETTINGS, load_config
@@ -32,7 +34,8 @@ def test_bad_values_are_bad_input(tmp_path) -> None:  # type: ignore[no-untyped-
 def test_unknown_file_key_names_the_closest(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "c.toml"
     f.write_text("shrads = 8\n")
-    with pytest.raises(BadInputError, match=r"unknown setting shrads in .*c\.toml \(did you mean shards\?\)"):
+    want = r"unknown setting shrads in .*c\.toml \(did you mean shards\?\)"
+    with pytest.raises(BadInputError, match=want):
         load_config(str(f), {}, {})
 
 
@@ -54,7 +57,9 @@ def test_variables_read_elsewhere_are_accepted(name: str) -> None:
     assert load_config(None, {}, env).shards == 3
 
 
-def test_cli_exits_2_on_unknown_setting(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_exits_2_on_unknown_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from filodb.cli import main
