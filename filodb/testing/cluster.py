@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from filodb.redisproc import RedisProcess, free_port
-from filodb.testing.wait import wait_healthy
+from filodb.testing.wait import wait_for, wait_healthy
 
 
 def children_of(pid: int) -> list[int]:
@@ -27,6 +26,15 @@ def children_of(pid: int) -> list[int]:
         out.append(k)
         out.extend(children_of(k))
     return out
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has exited: its files and ports are released)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def cmdline(pid: int) -> str:
@@ -89,7 +97,8 @@ class UpProcess:
             except ProcessLookupError:
                 pass
         self.proc.wait()
-        time.sleep(0.3)
+        wait_for(lambda: not any(running(p) for p in pids), 10, "killed processes gone",
+                 interval=0.05)  # fmt: skip
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc is None or self.proc.poll() is not None:
