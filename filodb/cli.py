@@ -32,7 +32,7 @@ _OPTS = {
 }
 
 
-def _cfg(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
+def _cfg(config_path: str | None, **flags: Any):
     try:
         return load_config(config_path, flags)
     except BadInputError as e:

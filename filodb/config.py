@@ -5,22 +5,35 @@ exists). Environment variables are ``FILODB_<FIELD>`` in upper case (``FILODB_RE
 ``FILODB_PORT``); values are JSON-decoded when they parse as JSON (``FILODB_SHARDS=8``), else
 taken as strings. Flags given on the command line win. The object is passed down; no module
 below the CLI reads ``os.environ``.
+
+An unknown key in the file or an unknown ``FILODB_*`` variable is a :class:`BadInputError`
+naming the closest known one (``FILODB_SHRADS`` is a typo, not a setting to ignore). The
+variables in :data:`NOT_SETTINGS` share the prefix but are read elsewhere, not by the config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filodb.errors import BadInputError
 
 ENV_PREFIX = "FILODB_"
+
+# ``FILODB_*`` variables that are not settings of :class:`Config`, and who reads them.
+NOT_SETTINGS = frozenset({
+    "FILODB_CONFIG",  # the config file itself (load_config)
+    "FILODB_SERVICES_DIR",  # state of scripts/services (filodb.devservices)
+    "FILODB_SERVICES_CACHE",  # its Maven jar cache (filodb.devservices)
+    "FILODB_PROMQL_TESTS",  # PromQL test scripts (filodb.query.promqltest)
+})  # fmt: skip
 
 
 @dataclass
@@ -62,7 +75,6 @@ class Config:
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -71,14 +83,12 @@ class Config:
         """The settings as ``FILODB_*`` variables, to hand to child processes."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             v = getattr(self, f.name)
             out[ENV_PREFIX + f.name.upper()] = v if isinstance(v, str) else json.dumps(v)
         return out
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -96,24 +106,34 @@ def _coerce(name: str, value: Any) -> Any:
         raise BadInputError(f"config {name}: cannot use {value!r} ({e})") from e
 
 
-def _apply(cfg: Config, values: Mapping[str, Any]) -> Config:
+def _unknown(name: str, where: str = "", env: bool = False) -> BadInputError:
+    """The error for an unknown setting, naming the closest known one when there is one."""
+    key = name[len(ENV_PREFIX) :].lower() if env else name.replace("-", "_").lower()
+    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+    if close and env:
+        close[0] = ENV_PREFIX + close[0].upper()
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return BadInputError(f"unknown setting {name}{where}{hint}")
+
+
+def _apply(cfg: Config, values: Mapping[str, Any], where: str = "") -> Config:
     changes = {}
     for k, v in values.items():
         key = k.replace("-", "_").lower()
-        if v is None:
-            continue
-        if key in _FIELDS:
+        if key not in _FIELDS:
+            raise _unknown(k, where)
+        if v is not None:
             changes[key] = _coerce(key, v)
-        else:
-            cfg.extra[key] = v
     return cfg.replace(**changes)
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, raw in environ.items():
-        if not k.startswith(ENV_PREFIX) or k == ENV_PREFIX + "CONFIG":
+        if not k.startswith(ENV_PREFIX) or k in NOT_SETTINGS:
             continue
+        if k[len(ENV_PREFIX) :].lower() not in _FIELDS:
+            raise _unknown(k, env=True)
         try:
             v: Any = json.loads(raw)
         except ValueError:
@@ -136,9 +156,10 @@ def load_config(
     if path:
         try:
             with open(path, "rb") as fh:
-                cfg = _apply(cfg, tomllib.load(fh))
+                values = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise BadInputError(f"cannot read config file {path}: {e}") from e
+        cfg = _apply(cfg, values, f" in {path}")
     cfg = _apply(cfg, _from_env(environ))
     cfg = _apply(cfg, flags or {})
     return cfg

@@ -73,10 +73,6 @@ class UnknownDatasetError(NotFoundError):
     """A dataset name that is not in the cluster."""
 
 
-class ErrOutOfOrderSample(BadInputError):
-    """A sample whose timestamp is not newer than its series' newest sample."""
-
-
 class InvalidTransition(FiloError):
     """A shard status change that the lifecycle does not allow; carries the shard's history."""
 

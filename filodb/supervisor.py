@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 import requests
@@ -40,7 +41,7 @@ class Child:
     restarts: int = 0
     started: float = 0.0
     log_path: Path | None = None
-    _log: object = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         if self.log_path:
@@ -60,7 +61,7 @@ class Child:
 class Supervisor:
     """Runs the process tree of ``filodb up`` until stopped."""
 
-    def __init__(self, cfg: Config, echo=print) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, cfg: Config, echo=print) -> None:
         self.cfg = cfg
         self.echo = echo
         self.data_dir = Path(cfg.data_dir).resolve()
@@ -184,7 +185,7 @@ class Supervisor:
             self.echo(f"could not mark {node}'s shards Down: {e}")
 
     def run(self) -> int:
-        def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+        def on_signal(signum, _frame):
             self.stopping.set()
 
         signal.signal(signal.SIGINT, on_signal)

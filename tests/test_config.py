@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from filodb.config import load_config
+from filodb.config import NOT_SETTINGS, load_config
 from filodb.errors import BadInputError
 
 
@@ -27,3 +29,43 @@ def test_bad_values_are_bad_input(tmp_path) -> None:  # type: ignore[no-untyped-
     bad.write_text("port = [")
     with pytest.raises(BadInputError):
         load_config(str(bad), {}, {})
+
+
+def test_unknown_file_key_names_the_closest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "c.toml"
+    f.write_text("shrads = 8\n")
+    want = r"unknown setting shrads in .*c\.toml \(did you mean shards\?\)"
+    with pytest.raises(BadInputError, match=want):
+        load_config(str(f), {}, {})
+
+
+def test_unknown_env_variable_names_the_closest() -> None:
+    with pytest.raises(BadInputError) as e:
+        load_config(None, {}, {"FILODB_SHRADS": "8"})
+    assert str(e.value) == "unknown setting FILODB_SHRADS (did you mean FILODB_SHARDS?)"
+    with pytest.raises(BadInputError, match=r"^unknown setting FILODB_XYZZY$"):
+        load_config(None, {}, {"FILODB_XYZZY": "1"})  # nothing close: no guess
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SETTINGS))
+def test_variables_read_elsewhere_are_accepted(name: str) -> None:
+    env = {name: "/nowhere.toml" if name == "FILODB_CONFIG" else "x", "FILODB_SHARDS": "3"}
+    if name == "FILODB_CONFIG":
+        with pytest.raises(BadInputError, match="cannot read config file /nowhere.toml"):
+            load_config(None, {}, env)  # read, as the file's path
+        return
+    assert load_config(None, {}, env).shards == 3
+
+
+def test_cli_exits_2_on_unknown_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from filodb.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no ./filodb.toml
+    monkeypatch.delenv("FILODB_CONFIG", raising=False)
+    res = CliRunner().invoke(main, ["worker"], env={"FILODB_SHRADS": "8"})
+    assert res.exit_code == 2
+    assert "unknown setting FILODB_SHRADS (did you mean FILODB_SHARDS?)" in res.output

@@ -72,7 +72,7 @@ def tail(log: Path | None, n: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
 
 
-def _module(name: str):  # type: ignore[no-untyped-def]
+def _module(name: str):
     if name not in SERVICES:
         raise ServiceError(f"unknown service {name!r} (have: {', '.join(SERVICES)})")
     return importlib.import_module(f"filodb.devservices.{name}")

@@ -78,7 +78,7 @@ def _u32(buf: np.ndarray, p: int) -> int:
     v = np.int64(0)
     for b in range(4):
         v |= np.int64(buf[p + b]) << np.int64(8 * b)
-    return v
+    return int(v)
 
 
 @nb.njit(cache=True)

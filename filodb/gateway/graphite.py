@@ -120,13 +120,13 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
         ts_list.append(secs)
         row_line.append(no)
     vals = np.array(val_list, dtype=np.float64)
-    secs = np.array(ts_list, dtype=np.float64)
+    all_secs = np.array(ts_list, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        ms = np.round(secs * 1000.0)
+        ms = np.round(all_secs * 1000.0)
         bad = ~np.isfinite(ms) | (np.abs(ms) >= 2.0**63)
-    now_rows = secs == -1
+    now_rows = all_secs == -1
     bad &= ~now_rows
-    keep = np.ones(len(secs), bool)
+    keep = np.ones(len(all_secs), np.bool_)
     if bad.any():
         # The only way a line is rejected after the loop: a timestamp beyond int64 milliseconds.
         for r in np.flatnonzero(bad).tolist():

@@ -42,6 +42,7 @@ import math
 import re
 import time
 import zlib
+from typing import cast
 
 import numpy as np
 
@@ -243,6 +244,7 @@ class _Out:
             sidx = np.array(self.sidx, np.int32)
             ts = np.array(self.tss, np.int64)
             vals = np.array(self.vals, np.float64)
+        assert ts is not None and vals is not None  # given with sidx
         return ParseResult(SampleBatch(self.series, sidx, ts, vals, self.types), self.errors, n_lines)
 
 
@@ -255,7 +257,7 @@ def _parse_line(no: int, line: str, out: _Out, div: int, mul: int, limit: int, n
         if "\\" in line or '"' in line:
             key, fset, ts = _split_line(line)
             fparts = _split(fset, ",", True)
-            fields = []
+            fields: list[tuple[str, float]] = []
             for f in fparts:
                 eq = _scan(f, 0, "=", False)
                 name = _unescape(f[:eq])
@@ -277,10 +279,10 @@ def _parse_line(no: int, line: str, out: _Out, div: int, mul: int, limit: int, n
                 key, fset, ts = parts[0], parts[1], (parts[2] if len(parts) == 3 else None)
             fields = []
             for f in fset.split(","):
-                name, eq, raw = f.partition("=")
-                if not eq or not name:
+                name, sep, raw = f.partition("=")
+                if not sep or not name:
                     raise ValueError(f"bad field {f!r}")
-                fields.append((name, _field_value(raw)))
+                fields.append((name, cast(float, _field_value(raw))))  # no quotes: not a string
         if not fset:
             raise ValueError("missing field set")
         if ts is None:
@@ -313,7 +315,7 @@ _SINGLE = "\0s"  # cache-key prefix of a line's only field named value or counte
 _HIST_FIXED = ("sum", "count", "+Inf")
 
 
-def _is_histogram(fields: list[tuple[str, float | None]]) -> bool:
+def _is_histogram(fields: list[tuple[str, float]]) -> bool:
     """True when the numeric fields are sum, count, +Inf and finite numeric bucket tops."""
     names = [f for f, _ in fields]
     if len(set(names)) != len(names) or not all(n in names for n in _HIST_FIXED):

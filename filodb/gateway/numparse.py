@@ -18,7 +18,7 @@ _POW10 = np.array([10.0**i for i in range(23)])
 
 
 @nb.njit(cache=True)
-def _values(buf, starts, ends, integer, pow10):  # type: ignore[no-untyped-def]
+def _values(buf, starts, ends, integer, pow10):
     n = len(starts)
     out = np.zeros(n, np.float64)
     ok = np.zeros(n, np.bool_)
@@ -95,7 +95,7 @@ def _values(buf, starts, ends, integer, pow10):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _ints(buf, starts, ends):  # type: ignore[no-untyped-def]
+def _ints(buf, starts, ends):
     n = len(starts)
     out = np.zeros(n, np.uint64)
     neg = np.zeros(n, np.bool_)

@@ -34,7 +34,7 @@ class IngestRouter:
     def __init__(self, shard_map: ShardMapStore, ingest_log: Log) -> None:
         self.shard_map = shard_map
         self.ingest_log = ingest_log
-        self._datasets: dict[str, tuple[float, dict]] = {}
+        self._datasets: dict[str, tuple[float, Dataset]] = {}
         self._shard_cache: BoundedCache[tuple[str, Labels], int] = BoundedCache(_CACHE_MAX)
         self._lock = threading.Lock()
 
@@ -52,7 +52,7 @@ class IngestRouter:
     ) -> np.ndarray:
         cache = self._shard_cache
         out = np.empty(len(series), np.int32)
-        todo = []
+        todo: list[int] = []
         for i, lb in enumerate(series):
             s = cache.get((dataset, lb))
             if s is None:

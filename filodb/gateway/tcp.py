@@ -403,7 +403,7 @@ def _drop_non_utf8(body: bytes) -> tuple[bytes, int]:
     return b"\n".join(keep), dropped
 
 
-def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGateway:  # type: ignore[no-untyped-def]
+def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGateway:
     """A gateway with its own router over the configured log and shard map."""
     from filodb.ingest import log_from_config
     from filodb.shards.redis_map import ShardMapStore

@@ -17,8 +17,6 @@ from filodb.model.dataset import check_dataset_name
 class Log(ABC):
     """Abstract primitives: append, read, end offset. Safe to share between threads."""
 
-    supports_blocking_read = True
-
     @abstractmethod
     def append_many(
         self, dataset: str, records: Mapping[int, Sequence[bytes]]

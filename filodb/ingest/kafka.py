@@ -84,7 +84,7 @@ class KafkaLog(Log):
             "delivery.timeout.ms": int(delivery_timeout_s * 1000),
         }
         self._producer = Producer(self.producer_config)
-        self._admin = AdminClient(common)
+        self._admin = AdminClient(common)  # type: ignore[arg-type]  # stubs omit "logger"
         self._partitions: dict[str, int] = {}  # topic -> partitions known to exist
         self._meta_lock = threading.Lock()
         self._readers: dict[tuple[str, tuple[int, ...]], _Reader] = {}
@@ -265,7 +265,11 @@ class KafkaLog(Log):
         if not shards:
             return out
         n = self.partition_count(topic, refresh=max(shards) >= self._partitions.get(topic, 0))
-        tps = {TopicPartition(topic, s): OffsetSpec.latest() for s in shards if s < n}
+        tps = {
+            TopicPartition(topic, s): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            for s in shards
+            if s < n
+        }
         if not tps:
             return out
         what = f"end offsets of {topic}"
@@ -364,7 +368,9 @@ class _Reader:
             self._serve(live, count, out)
             if len(out) < len(live):
                 self._take(self.consumer.consume(budget, 0), live, count, out)
-            behind = self._behind({s: self.fetched[s] for s in live if s not in out})
+            fetched = self.fetched
+            assert fetched is not None  # _position set it
+            behind = self._behind({s: fetched[s] for s in live if s not in out})
             if behind:  # fetches are on their way: wait for them whatever block_ms says
                 deadline = max(deadline, time.monotonic() + SETTLE_S)
             while (behind - out.keys() if behind else not out) and (

@@ -14,8 +14,10 @@ shared/notes/celery-redis.md, gotcha 4).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
+from redis.typing import KeyT, StreamIdT
 
 from filodb.ingest.base import Log
 
@@ -69,7 +71,9 @@ class RedisStreamsLog(Log):
     ) -> dict[int, list[tuple[int, bytes]]]:
         if not positions:
             return {}
-        streams = {stream_key(dataset, s): f"0-{int(p)}" for s, p in positions.items()}
+        streams: dict[KeyT, StreamIdT] = {
+            stream_key(dataset, s): f"0-{int(p)}" for s, p in positions.items()
+        }
         by_key = {stream_key(dataset, s): s for s in positions}
         reply = self._r.xread(streams, count=count, block=block_ms if block_ms > 0 else None)
         out: dict[int, list[tuple[int, bytes]]] = {}
@@ -104,7 +108,7 @@ def _offset(entry_id: bytes | str) -> int:
     return int(s.split("-", 1)[1])
 
 
-def _iter_reply(reply: object):  # RESP2 gives a list of pairs, RESP3 a dict
+def _iter_reply(reply: Any) -> Any:  # RESP2: a list of pairs, RESP3: a dict
     if not reply:
         return []
     if isinstance(reply, dict):

@@ -126,7 +126,7 @@ class SampleBatch:
 
 
 # Label sets by their flat wire form: a worker reads the same series in record after record.
-_LABELS: BoundedCache[tuple, Labels] = BoundedCache(1_000_000)
+_LABELS: BoundedCache[tuple[str, ...], Labels] = BoundedCache(1_000_000)
 
 
 def _pairs(flat: Sequence[str]) -> Labels:

@@ -28,11 +28,6 @@ def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
     return tuple(sorted((str(k), str(v)) for k, v in items if v != ""))
 
 
-def labels_dict(labels: Labels) -> dict[str, str]:
-    """The label set as a plain dict (for JSON answers)."""
-    return dict(labels)
-
-
 def get_label(labels: Labels, name: str) -> str:
     """Value of ``name`` in ``labels``, or "" when absent (Prometheus semantics)."""
     for k, v in labels:

@@ -5,6 +5,7 @@ with a fraction only when there is one): in query answers, exposition text and g
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -48,8 +49,8 @@ def format_values(vals: np.ndarray) -> list[str]:
 def format_times(ms: np.ndarray) -> list[float | int]:
     ms = np.asarray(ms, np.int64)
     if (ms % 1000 == 0).all():
-        return (ms // 1000).tolist()
-    return (ms / 1000).tolist()
+        return cast(list[float | int], (ms // 1000).tolist())
+    return cast(list[float | int], (ms / 1000).tolist())
 
 
 def format_time(ms: int) -> float | int:

@@ -17,7 +17,8 @@ from filodb.model.labels import Labels
 
 def part_key(labels: Labels) -> bytes:
     """The canonical bytes of a (sorted) label set."""
-    return msgpack.packb([x for pair in labels for x in pair], use_bin_type=True)
+    out: bytes = msgpack.packb([x for pair in labels for x in pair], use_bin_type=True)
+    return out
 
 
 def labels_of(pk: bytes) -> Labels:

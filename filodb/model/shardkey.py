@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -74,7 +75,7 @@ class SpreadRule:
         return self.overrides.get((ws, ns), self.default)
 
 
-def check_spread_overrides(overrides: object, num_shards: int) -> list[dict]:
+def check_spread_overrides(overrides: object, num_shards: int) -> list[dict[str, Any]]:
     """Validated overrides: a list of ``{"_ws_": str, "_ns_": str, "spread": int}``."""
     if overrides is None:
         return []

@@ -19,6 +19,7 @@ from prometheus_client import Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from filodb.config import Config
 from filodb.exposition import MetricsServer
 from filodb.ingest.base import Log
 from filodb.node.ingester import ShardIngester
@@ -58,6 +59,7 @@ class NodeView(Protocol):
     """What the metrics read of a node (:class:`~filodb.node.runtime.NodeRuntime`)."""
 
     name: str
+    cfg: Config
     ingesters: dict[tuple[str, int], ShardIngester]
     ingest_log: Log
     fenced_count: int
@@ -72,7 +74,7 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         rt = self.rt
         labels = ["dataset", "shard"]
-        fams: dict[str, Metric] = {}
+        fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for _key, name, kind, doc in _SHARD_STATS:
             cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             fams[name] = cls(name, doc, labels=labels)

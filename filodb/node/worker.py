@@ -85,13 +85,13 @@ def run_worker(cfg: Config) -> None:
         app.send_task(FLUSH_TASK, args=(dataset, shard, group), queue=shard_queue(dataset, shard),
                       ignore_result=True)  # fmt: skip
 
-    def on_ready(sender=None, **_kw):  # type: ignore[no-untyped-def]
+    def on_ready(sender=None, **_kw):
         rt = NodeRuntime(cfg, name, add_queue, cancel_queue, send_flush)
         runtime["rt"] = rt
         rt.start()
         log.warning("node %s ready (pid %s)", name, os.getpid())
 
-    def on_shutdown(sender=None, **_kw):  # type: ignore[no-untyped-def]
+    def on_shutdown(sender=None, **_kw):
         if "rt" in runtime:
             runtime["rt"].stop()
 

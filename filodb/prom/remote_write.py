@@ -24,6 +24,7 @@ Measured (``python bench/parsers.py``; snappy included; 2-core machine under loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cramjam
 import numpy as np
@@ -346,7 +347,7 @@ def _walk_regions(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, active:
             slow[active] = True
             break
         c = cur[active]
-        ln = buf[c + 1].astype(np.int64)
+        ln = buf[c + 1].astype(np.int64)  # an int above
         nxt = c + 2 + ln
         ok = (buf[c] == 0x12) & (ln < 0x80) & (nxt <= ends[active])
         if not ok.all():
@@ -461,7 +462,7 @@ def _decode_metadata(fields: bytes) -> list[dict[str, str]]:
     return _metadata_of(req)
 
 
-def _metadata_of(req) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _metadata_of(req: Any) -> list[dict[str, str]]:
     return [
         {"metric": m.metric_family_name, "type": _TYPES.get(m.type, "unknown"), "help": m.help, "unit": m.unit}
         for m in req.metadata
@@ -597,4 +598,4 @@ def _encode_protobuf(batch: SampleBatch, metadata: list[dict[str, str]] | None =
     for m in metadata or []:
         req.metadata.add(type=_TYPE_CODES.get(m.get("type", "unknown"), 0), metric_family_name=m["metric"],
                          help=m.get("help", ""), unit=m.get("unit", ""))  # fmt: skip
-    return req.SerializeToString()
+    return bytes(req.SerializeToString())

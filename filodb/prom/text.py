@@ -79,7 +79,7 @@ def parse_float(raw: str) -> float:
 
 def _label_value(s: str, i: int) -> tuple[str, int]:
     """The quoted label value starting at ``s[i] == '"'``; returns (value, index after)."""
-    out = []
+    out: list[str] = []
     j = i + 1
     n = len(s)
     while j < n:

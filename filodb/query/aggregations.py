@@ -7,7 +7,7 @@ vectorised over series).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -226,5 +226,5 @@ def _count_values(sv, param, grouping, without):  # type: ignore[no-untyped-def]
     return StepVector(labels, vals, vals > 0)
 
 
-_PER_STEP = {"topk": _topk, "bottomk": _bottomk, "quantile": _quantile_agg,
+_PER_STEP: dict[str, Callable[..., StepVector]] = {"topk": _topk, "bottomk": _bottomk, "quantile": _quantile_agg,
              "count_values": _count_values, "limitk": _limitk}  # fmt: skip

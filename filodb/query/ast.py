@@ -11,8 +11,7 @@ from typing import Literal, TypeAlias
 
 from filodb.model.labels import Matcher
 
-ValueType = Literal["scalar", "vector", "matrix", "string"]
-AtValue: TypeAlias = "float | Literal['start', 'end'] | None"
+MatchCard: TypeAlias = Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class AggregateExpr:
 class VectorMatching:
     """How two vectors match: ``on``/``ignoring`` labels and the cardinality."""
 
-    card: Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"] = "one-to-one"
+    card: MatchCard = "one-to-one"
     labels: tuple[str, ...] = ()
     on: bool = False
     include: tuple[str, ...] = ()

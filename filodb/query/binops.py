@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tu
         )
     idx = np.argmax(pres, axis=0)
     vals = sv.values[rows][idx, np.arange(pres.shape[1])]
-    return vals, pres.any(axis=0)
+    return vals, cast(np.ndarray, pres.any(axis=0))
 
 
 def _result_labels(lb: Labels, other: Labels, vm: VectorMatching | None, op: str, return_bool: bool) -> Labels:
@@ -159,7 +160,8 @@ def vector_vector(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching 
     return _match(op, lhs, rhs, vm, return_bool, swapped=False)
 
 
-def _match(op, many, one, vm, return_bool, swapped):  # type: ignore[no-untyped-def]
+def _match(op: str, many: StepVector, one: StepVector, vm: VectorMatching | None,
+           return_bool: bool, swapped: bool) -> StepVector:  # fmt: skip
     """Match ``many`` rows to ``one`` rows by signature and apply ``op`` (sides already
     swapped for group_right). ``fill_right`` stands in for a missing "one" side, ``fill_left``
     makes a row (labelled by the match group) where a group has no "many" side."""

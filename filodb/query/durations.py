@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from filodb.query.ast import DurationExpr
 
-_BIN = {
+_BIN: dict[str, Callable[[float, float], float]] = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
     "/": lambda a, b: a / b if b else math.inf, "%": lambda a, b: math.fmod(a, b) if b else math.nan,
     "^": lambda a, b: a**b,

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -311,7 +311,7 @@ class Engine:
         if isinstance(out, StepVector) and f not in INSTANT_KEEPS_NAME:
             return check_unique(out)
         if f in ("label_replace", "label_join"):
-            return check_unique(out)
+            return check_unique(cast(StepVector, out))
         return out
 
     def _eval_extended(self, f: str, ms: ast.MatrixSelector, ctx: EvalContext) -> StepVector:
@@ -394,8 +394,7 @@ class Engine:
         lhs = self.eval(node.lhs, ctx)
         rhs = self.eval(node.rhs, ctx)
         if isinstance(lhs, ScalarSteps) and isinstance(rhs, ScalarSteps):
-            out = scalar_scalar(node.op, lhs, rhs)
-            return out
+            return scalar_scalar(node.op, lhs, rhs)
         if isinstance(lhs, StepVector) and isinstance(rhs, ScalarSteps):
             return check_unique(vector_scalar(node.op, lhs, rhs, False, node.return_bool))
         if isinstance(lhs, ScalarSteps) and isinstance(rhs, StepVector):

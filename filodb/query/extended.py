@@ -41,11 +41,13 @@ def _interp(block: SeriesBlock, i1: np.ndarray, i2: np.ndarray, t: np.ndarray, c
     if counter:
         y1 = np.where(y2 < y1, 0.0, y1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return y1 + (y2 - y1) * ((t - t1) / np.where(t2 == t1, 1, t2 - t1))
+        y: np.ndarray = y1 + (y2 - y1) * ((t - t1) / np.where(t2 == t1, 1, t2 - t1))
+        return y
 
 
 def _clip(idx: np.ndarray, n: int) -> np.ndarray:
-    return np.clip(idx, 0, max(n - 1, 0))
+    clipped: np.ndarray = np.clip(idx, 0, max(n - 1, 0))
+    return clipped
 
 
 def smoothed_values(block: SeriesBlock, times: np.ndarray, lookback_ms: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ def _sgn(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), np.nan, np.sign(x))
 
 
-MATH = {
+MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "exp": np.exp, "ln": np.log,
     "log2": np.log2, "log10": np.log10, "sqrt": np.sqrt, "sgn": _sgn,
     "acos": np.arccos, "acosh": np.arccosh, "asin": np.arcsin, "asinh": np.arcsinh,
@@ -130,8 +130,8 @@ def _go_template(repl: str) -> str:
     return _GO_GROUP.sub(lambda m: "\\g<" + m.group(1).strip("{}") + ">", repl)
 
 
-def _label_replace(times, sv: StepVector, dst: StringValue, repl: StringValue,
-                   src: StringValue, regex: StringValue) -> StepVector:  # type: ignore[no-untyped-def]  # fmt: skip
+def _label_replace(times: np.ndarray, sv: StepVector, dst: StringValue, repl: StringValue,
+                   src: StringValue, regex: StringValue) -> StepVector:  # fmt: skip
     try:
         rx = compile_replace(regex.value)
     except BadInputError as e:

@@ -45,11 +45,11 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     by_id: dict[tuple[str, str], list[int]] = {}
     for j, lb in enumerate(info_lb):
         d = dict(lb)
-        by_id.setdefault(tuple(d.get(k, "") for k in IDENTIFYING), []).append(j)  # type: ignore[arg-type]
+        by_id.setdefault(tuple(d.get(k, "") for k in IDENTIFYING), []).append(j)
     for i, lb in enumerate(base.labels):
         d = dict(lb)
         is_info = METRIC_NAME in d and labels_match(lb, name_ms)
-        cands = by_id.get(tuple(d.get(k, "") for k in IDENTIFYING), [])  # type: ignore[arg-type]
+        cands = by_id.get(tuple(d.get(k, "") for k in IDENTIFYING), [])
         for s in np.flatnonzero(base.present[i]).tolist():
             if is_info:
                 put(lb, i, s)
@@ -77,7 +77,8 @@ def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
     if isinstance(e, ast.MatrixSelector):
         e = e.vector
     if isinstance(e, ast.VectorSelector):
-        return engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+        at: np.ndarray = engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+        return at
     if isinstance(e, ast.SubqueryExpr):
         t = engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)
         return _reference_times(engine, e.expr, ctx.with_times(t))
@@ -85,7 +86,8 @@ def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
         ranged = [a for a in e.args if isinstance(a, ast.MatrixSelector | ast.SubqueryExpr)]
         if ranged:
             return _reference_times(engine, ranged[0], ctx)
-    return ctx.times
+    times: np.ndarray = ctx.times
+    return times
 
 
 def _info_series(engine: Any, matchers: list[Matcher], times: np.ndarray, ctx: Any):  # type: ignore[no-untyped-def]

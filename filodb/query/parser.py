@@ -11,6 +11,7 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -211,8 +212,8 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
     def matching(self, kw: Token, labels: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
         return str(kw).lower() == "on", labels
 
-    def grouping_mod(self, kw: Token, labels: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:
-        card = "many-to-one" if str(kw).lower() == "group_left" else "one-to-many"
+    def grouping_mod(self, kw: Token, labels: tuple[str, ...] | None) -> tuple[ast.MatchCard, tuple[str, ...]]:
+        card: ast.MatchCard = "many-to-one" if str(kw).lower() == "group_left" else "one-to-many"
         return card, labels or ()
 
     def fill_mod(self, kw: Token, sign: Token | None, num: Token) -> tuple[str, float]:
@@ -234,6 +235,7 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         vm = None
         if matching is not None or grouping is not None or fl is not None or fr is not None:
             on, labels = matching if matching is not None else (False, ())
+            card: ast.MatchCard
             card, include = grouping if grouping is not None else ("one-to-one", ())
             vm = ast.VectorMatching(card, labels, on, include, matching is not None, fl, fr)
         return ast.BinaryExpr(opname, lhs, rhs, return_bool, vm)
@@ -277,14 +279,15 @@ def _set_extended(e: ast.Expr, kind: str) -> ast.Expr:
     from dataclasses import replace
 
     if isinstance(e, ast.MatrixSelector):
-        return replace(e, vector=_set_extended(e.vector, kind))
+        return replace(e, vector=cast(ast.VectorSelector, _set_extended(e.vector, kind)))
     if isinstance(e, ast.SubqueryExpr):
         raise ValueError(f"{kind} modifier is not supported for subqueries")
     if not isinstance(e, ast.VectorSelector):
         raise ValueError(f"{kind} modifier not implemented")
     if e.anchored or e.smoothed:
         raise ValueError("anchored and smoothed modifiers cannot be used together")
-    return replace(e, **{kind: True})
+    flag: dict[str, Any] = {kind: True}
+    return replace(e, **flag)
 
 
 _TRANSFORMER = _ToAst()
@@ -358,7 +361,8 @@ def parse(text: str) -> ast.Expr:
         pos = len(text) if e.token.type == "$END" else e.token.start_pos or 0
         raise ParseError(f"unexpected {what}", pos, text) from e
     except UnexpectedCharacters as e:
-        raise ParseError(f"unexpected character {text[e.pos_in_stream]!r}", e.pos_in_stream, text) from e
+        pos = e.pos_in_stream or 0
+        raise ParseError(f"unexpected character {text[pos]!r}", pos, text) from e
     except UnexpectedInput as e:
         raise ParseError(str(e).splitlines()[0], getattr(e, "pos_in_stream", 0) or 0, text) from e
     except VisitError as e:
@@ -369,11 +373,11 @@ def parse(text: str) -> ast.Expr:
     if expr_depth(expr) > MAX_DEPTH:
         raise _too_deep(text, 0)
     check(expr, text)
-    return expr
+    return cast(ast.Expr, expr)
 
 
 def _guess_pos(text: str, e: VisitError) -> int:
-    tree = e.obj
+    tree: Any = e.obj  # a Tree, or a Token without scan_values
     try:
         for tok in tree.scan_values(lambda v: isinstance(v, Token)):
             return tok.start_pos or 0

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -353,8 +353,8 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
         ok = res.result_type == "string" and res.string[1] == ev.string
         return ("passed", "") if ok else ("failed", f"want string {ev.string!r}")
     if res.result_type == "scalar":
-        want = [v for lb, vals in ev.expected if lb is None for v in vals]
-        if len(want) != 1 or not _eq(res.scalar[1], want[0]):  # type: ignore[index]
+        want: Any = [v for lb, vals in ev.expected if lb is None for v in vals]
+        if len(want) != 1 or not _eq(res.scalar[1], want[0]):
             return "failed", f"scalar {res.scalar[1]} != {want}"
         return "passed", ""
     got = [(lb, ts, vs) for lb, ts, vs in res.series]
@@ -370,7 +370,7 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
                 return "failed", f"labels differ: got {[g[0] for g in got][:3]}"
             pairs = [(g, by[g[0]]) for g in got]
         for (glb, _, gv), (wlb, wv) in pairs:
-            if glb != wlb or not _eq(float(gv[0]), float(wv)):  # type: ignore[arg-type]
+            if glb != wlb or not _eq(float(gv[0]), float(wv)):
                 return "failed", f"{dict(glb)}={gv[0]} want {dict(wlb)}={wv}"
         return "passed", ""
     # matrix: range query, or an instant query returning a range vector
@@ -388,7 +388,7 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
         return "failed", f"series differ: got {sorted(map(str, gotd))[:2]} want {sorted(map(str, want))[:2]}"
     for lb, pts in want.items():
         g = gotd[lb]
-        if len(g) != len(pts) or any(a[0] != b[0] or not _eq(a[1], b[1]) for a, b in zip(g, pts, strict=True)):  # type: ignore[arg-type]
+        if len(g) != len(pts) or any(a[0] != b[0] or not _eq(a[1], b[1]) for a, b in zip(g, pts, strict=True)):
             return "failed", f"{dict(lb)}: got {g[:4]} want {pts[:4]}"
     return "passed", ""
 

@@ -52,7 +52,7 @@ def imprecise(magnitude: np.ndarray, result: np.ndarray, vals: np.ndarray) -> np
     """Cells whose plain float sum may have lost digits: the magnitudes summed dwarf the result.
     Sums of integers below 2**53 are exact and never flagged."""
     with np.errstate(all="ignore"):
-        flagged = magnitude > 1e6 * np.abs(result)
+        flagged: np.ndarray = magnitude > 1e6 * np.abs(result)
         if not flagged.any():
             return flagged
         finite = vals[np.isfinite(vals)]
@@ -90,7 +90,7 @@ def _robust_sum(vals: np.ndarray, w: Windows) -> np.ndarray:
     clean = np.where(finite, vals, 0.0)
     row = np.arange(lo.shape[0], dtype=np.int64)[:, None]
     P, M = _series_prefix(clean, w.block.offsets)
-    out = P[hi + row] - P[lo + row]
+    out: np.ndarray = P[hi + row] - P[lo + row]
     with np.errstate(all="ignore"):
         bad = imprecise(M[hi + row], out, vals) & (hi > lo)
     for i, j in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned windows
@@ -200,7 +200,8 @@ def _pairs(w: Windows, pred: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> 
 
 def changes(w: Windows):  # type: ignore[no-untyped-def]
     def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return (a != b) & ~(np.isnan(a) & np.isnan(b))
+        c: np.ndarray = (a != b) & ~(np.isnan(a) & np.isnan(b))
+        return c
 
     return _pairs(w, changed), w.count > 0
 
@@ -307,6 +308,7 @@ def deriv(w: Windows):  # type: ignore[no-untyped-def]
 
 
 def predict_linear(w: Windows, seconds: np.ndarray):  # type: ignore[no-untyped-def]
+    assert w.eval_times is not None  # __post_init__ sets it
     at = np.broadcast_to(w.eval_times[None, :], w.lo.shape)
     slope, intercept, ok = _regression(w, at)
     return intercept + slope * seconds[None, :], ok

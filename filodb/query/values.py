@@ -23,7 +23,8 @@ STALE_NAN_BITS = 0x7FF0000000000002
 
 def is_stale(vals: np.ndarray) -> np.ndarray:
     """Mask of Prometheus stale markers (exact NaN bit pattern)."""
-    return vals.view(np.uint64) == STALE_NAN_BITS
+    stale: np.ndarray = vals.view(np.uint64) == STALE_NAN_BITS
+    return stale
 
 
 @dataclass
@@ -80,7 +81,8 @@ class Windows:
 
     @property
     def count(self) -> np.ndarray:
-        return self.hi - self.lo
+        n: np.ndarray = self.hi - self.lo
+        return n
 
 
 def window_bounds(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:

@@ -58,7 +58,7 @@ def rebalance_move(
     if len(live_nodes) < 2:
         return None
     live = set(live_nodes)
-    load = {n: [] for n in live_nodes}
+    load: dict[str, list[int]] = {n: [] for n in live_nodes}
     for s in range(num_shards):
         if s in stopped:
             continue

@@ -52,7 +52,7 @@ class MetadataStore:
         key = meta_key(dataset)
         if metric is not None:
             raw = self.r.hget(key, metric)
-            return {metric: orjson.loads(raw)} if raw else {}  # type: ignore[arg-type]
+            return {metric: orjson.loads(raw)} if raw else {}
         found = {k.decode(): v for k, v in self.r.hgetall(key).items()}  # type: ignore[union-attr]
         names = sorted(found)
         if limit > 0:

@@ -124,7 +124,7 @@ class ShardMapStore:
         logged), so it cannot stop the nodes' loops for the others."""
         out = {}
         for k, v in self.r.hgetall(DATASETS_KEY).items():
-            name = k.decode(errors="replace")
+            name = k.decode(errors="replace") if isinstance(k, bytes) else str(k)
             try:
                 out[name] = Dataset.from_json(name, orjson.loads(v))
             except (ValueError, KeyError, TypeError) as e:
@@ -196,7 +196,7 @@ class ShardMapStore:
 
     def lease_holder(self, dataset: str, shard: int) -> str:
         v = self.r.get(_owner_key(dataset, shard))
-        return v.decode() if v else ""
+        return v.decode() if v else ""  # type: ignore[union-attr]  # bytes: decode_responses=False
 
     def release_all(self, node: str) -> int:
         """Drop every lease a (known dead) node holds; returns how many."""

@@ -144,13 +144,10 @@ class MetaStore(ABC):
 
 
 class ColumnStore(ABC):
-    """Chunks and part keys of every shard of every dataset. Abstract primitives, concrete helpers.
+    """Chunks and part keys of every shard of every dataset.
 
-    Capabilities: ``supports_atomic_flush`` is True when :meth:`write_flush` with this backend's
-    own meta store commits chunks, part keys and checkpoint in one transaction.
+    Abstract primitives, concrete helpers built on them.
     """
-
-    supports_atomic_flush = False
 
     @abstractmethod
     def initialize(self, dataset: str, num_shards: int) -> None:
@@ -224,8 +221,8 @@ class ColumnStore(ABC):
         """Persist one flush of one flush group: chunks, then part keys, then the checkpoint.
 
         In that order, so a crash in between leaves the checkpoint behind the data and recovery
-        replays (and rewrites, idempotently) what followed it. Backends with
-        ``supports_atomic_flush`` do all three in one transaction when ``meta`` is their own.
+        replays (and rewrites, idempotently) what followed it. A backend may override it to do
+        all three in one transaction when ``meta`` is its own (SQLite does: fewer commits).
         """
         check_checkpoint(group, offset)  # before any write: a bad offset must not leave chunks
         self.write_chunks(dataset, shard, chunks)

@@ -346,12 +346,12 @@ class _Keyspace:
             self.cluster.shutdown()
 
 
-def _batches(stmt: Any, rows: Iterable[tuple], max_rows: int, max_bytes: int = 0,
+def _batches(stmt: Any, rows: Iterable[tuple[Any, ...]], max_rows: int, max_bytes: int = 0,
              size_of: Any = None) -> Iterator[tuple[Any, Any]]:  # fmt: skip
     """(statement, params) pairs: a lone row as itself, several as UNLOGGED batches."""
     from cassandra.query import BatchStatement, BatchType
 
-    group: list[tuple] = []
+    group: list[tuple[Any, ...]] = []
     nbytes = 0
 
     def flush() -> tuple[Any, Any]:
@@ -402,8 +402,8 @@ class CassandraColumnStore(ColumnStore):
         if not latest:
             return
         ttl, q = self.ks.ttl_s, self.ks.q
-        by_series: dict[bytes, list[tuple]] = {}
-        by_slot: dict[int, list[tuple]] = {}
+        by_series: dict[bytes, list[tuple[Any, ...]]] = {}
+        by_slot: dict[int, list[tuple[Any, ...]]] = {}
         for c in latest.values():
             by_series.setdefault(c.part_key, []).append(
                 (dataset, shard, c.part_key, c.chunk_id, c.start_ms, c.end_ms, c.num_rows,
@@ -497,7 +497,7 @@ class CassandraColumnStore(ColumnStore):
             b for pk, cids in old.items()
             for b in _batches(q["del_chunk"], [(dataset, shard, pk, c) for c in cids], 1000)
         )  # fmt: skip
-        by_slot: dict[int, list[tuple]] = {}
+        by_slot: dict[int, list[tuple[Any, ...]]] = {}
         for pk, cids in old.items():
             slot = slot_of(pk)
             by_slot.setdefault(slot, []).extend((dataset, shard, slot, pk, c) for c in cids)

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from filodb.errors import BadInputError, UnknownDatasetError
 from filodb.model.dataset import check_dataset_name
@@ -236,7 +237,7 @@ class SqliteFiles:
         self._pool.close()
 
 
-def _chunk_rows(chunks: Sequence[ChunkSet]) -> list[tuple]:
+def _chunk_rows(chunks: Sequence[ChunkSet]) -> list[tuple[Any, ...]]:
     if isinstance(chunks, ChunkSet):
         raise BadInputError("write_chunks takes a sequence of ChunkSet, not one ChunkSet")
     rows = []
@@ -250,7 +251,7 @@ def _chunk_rows(chunks: Sequence[ChunkSet]) -> list[tuple]:
     return rows
 
 
-def _upsert_chunks(con: sqlite3.Connection, rows: list[tuple]) -> None:
+def _upsert_chunks(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Intern the rows' part keys, then upsert the chunks in key order (inside a transaction)."""
     if not rows:
         return
@@ -288,8 +289,6 @@ def _part_key_rows(records: Sequence[PartKeyRecord]) -> list[tuple[bytes, int, i
 
 class SqliteColumnStore(ColumnStore):
     """:class:`ColumnStore` on SQLite files (see the module docstring for layout and locking)."""
-
-    supports_atomic_flush = True
 
     def __init__(self, files: SqliteFiles):
         self.files = files

@@ -89,7 +89,7 @@ class ShardClient:
                 current = self.local_map.states(dataset)
             done = carry_out(fan.step(now, current))
             if done is None and (got := self._r.blpop([reply_key], timeout=fan.poll_s(now))):
-                done = carry_out(fan.reply(*unpack(got[1])))
+                done = carry_out(fan.reply(*unpack(got[1])))  # type: ignore[arg-type]  # bytes: no decode_responses
         return done
 
 

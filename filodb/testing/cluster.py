@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
-from filodb.redisproc import free_port
-from filodb.testing.wait import wait_healthy
+from filodb.redisproc import RedisProcess, free_port
+from filodb.testing.wait import wait_for, wait_healthy
 
 
 def children_of(pid: int) -> list[int]:
@@ -27,6 +26,15 @@ def children_of(pid: int) -> list[int]:
         out.append(k)
         out.extend(children_of(k))
     return out
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has exited: its files and ports are released)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def cmdline(pid: int) -> str:
@@ -89,7 +97,8 @@ class UpProcess:
             except ProcessLookupError:
                 pass
         self.proc.wait()
-        time.sleep(0.3)
+        wait_for(lambda: not any(running(p) for p in pids), 10, "killed processes gone",
+                 interval=0.05)  # fmt: skip
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc is None or self.proc.poll() is not None:
@@ -126,7 +135,7 @@ class ClusterProcesses:
         self.url = f"http://127.0.0.1:{self.port}"
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.redis = None
+        self.redis: RedisProcess | None = None
         self.web: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         base = {k: v for k, v in os.environ.items() if not k.startswith("FILODB_")}

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import abstractmethod
 
 import pytest
 
 from filodb.errors import BadInputError
 from filodb.ingest.base import Log
+from filodb.testing.suite import ConformanceSuite
 
 
-class LogSuite:
+class LogSuite(ConformanceSuite):
     """Behaviour every log backend must have."""
 
     @pytest.fixture
-    def log(self) -> Log:  # pragma: no cover - provided by subclasses
-        raise NotImplementedError
+    @abstractmethod
+    def log(self) -> Log:
+        """A fresh, empty log (a fixture: may take others)."""
 
+    @abstractmethod
     def raw_records(self, log: Log, dataset: str, shard: int) -> list[tuple[int, bytes]]:
-        raise NotImplementedError
+        """The shard's stored ``(offset, record)`` pairs in order, read around :meth:`Log.read`."""
 
     def test_empty_partition(self, log: Log) -> None:
         assert log.end_offset("ds", 0) == 0

@@ -13,12 +13,14 @@ with 2 shards.
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from collections.abc import Sequence
 
 import pytest
 
 from filodb.errors import BadInputError, UnknownDatasetError
 from filodb.store.base import INT64_MAX, INT64_MIN, ChunkSet, ColumnStore, MetaStore, PartKeyRecord
+from filodb.testing.suite import ConformanceSuite
 
 Stores = tuple[ColumnStore, MetaStore]
 
@@ -39,28 +41,31 @@ def ids(chunks: Sequence[ChunkSet]) -> list[tuple[bytes, int]]:
     return [(c.part_key, c.chunk_id) for c in chunks]
 
 
-class StoreSuite:
+class StoreSuite(ConformanceSuite):
     """Behaviour every column store and meta store backend must have."""
 
     @pytest.fixture
-    def stores(self) -> Stores:  # pragma: no cover - provided by subclasses
-        raise NotImplementedError
+    @abstractmethod
+    def stores(self) -> Stores:
+        """A fresh, empty column store and its meta store (a fixture: may take others)."""
 
+    @abstractmethod
     def raw_chunks(self, stores: Stores, dataset: str, shard: int) -> list[ChunkSet]:
         """Every chunk stored for the shard, read around the API, in any order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def raw_part_keys(self, stores: Stores, dataset: str, shard: int) -> list[PartKeyRecord]:
-        raise NotImplementedError
+        """Every part key record stored for the shard, read around the API, in any order."""
 
+    @abstractmethod
     def raw_checkpoints(self, stores: Stores, dataset: str, shard: int) -> dict[int, int]:
-        raise NotImplementedError
+        """The shard's checkpoints (flush group -> offset), read around the API."""
 
+    @abstractmethod
     def raw_put_chunks(
         self, stores: Stores, dataset: str, shard: int, chunks: Sequence[ChunkSet]
     ) -> None:
         """Store chunks around the API (the dataset is initialised)."""
-        raise NotImplementedError
 
     @pytest.fixture
     def store(self, stores: Stores) -> ColumnStore:
@@ -175,7 +180,7 @@ class StoreSuite:
         with pytest.raises(BadInputError, match="after"):
             store.read_chunks("ds", 0, [b"a"], 10, 9)
         with pytest.raises(BadInputError):
-            store.read_chunks("ds", 0, b"a", 0, 9)
+            store.read_chunks("ds", 0, b"a", 0, 9)  # type: ignore[arg-type]
         with pytest.raises(BadInputError):
             store.read_chunks("ds", 0, ["a"], 0, 9)  # type: ignore[list-item]
         with pytest.raises(BadInputError):

@@ -44,19 +44,21 @@ def wait_healthy(url: str, wait_s: float, what: str, log_tail: Callable[[], str]
     raise TimeoutError(f"{what} not healthy after {wait_s}s: {last}\n{log_tail()}")
 
 
-def wait_for(pred: Callable[[], T], timeout: float, what: str, log_tail: Callable[[], str],
-             interval: float = 0.2,
+def wait_for(pred: Callable[[], T], timeout: float, what: str,
+             log_tail: Callable[[], str] | None = None, interval: float = 0.2,
              retry_on: tuple[type[BaseException], ...] = (requests.RequestException,)) -> T:  # fmt: skip
     """``pred()``'s first truthy result; an error in ``retry_on`` counts as not yet. Raises
-    AssertionError naming ``what``, the last result and the log tail after ``timeout`` s."""
+    AssertionError naming ``what``, the last result and the log tail (when given) after
+    ``timeout`` s. ``pred`` may do work each call (consume a stream) and say when it is done."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
             last = pred()
             if last:
-                return last  # type: ignore[return-value]
+                return last
         except retry_on as e:
             last = e
         time.sleep(interval)
-    raise AssertionError(f"{what} not reached in {timeout} s (last: {last})\n{log_tail()}")
+    tail = f"\n{log_tail()}" if log_tail is not None else ""
+    raise AssertionError(f"{what} not reached in {timeout} s (last: {last}){tail}")

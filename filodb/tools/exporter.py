@@ -98,7 +98,7 @@ def write_openmetrics(pieces: Iterator[tuple[Labels, np.ndarray, np.ndarray]],
 
 
 def write_dump(pieces: Iterator[tuple[Labels, np.ndarray, np.ndarray]],
-               meta: dict[str, dict[str, str]], out, per_frame: int = 100_000) -> ExportTotals:  # type: ignore[no-untyped-def]  # fmt: skip
+               meta: dict[str, dict[str, str]], out, per_frame: int = 100_000) -> ExportTotals:  # fmt: skip
     """Pieces as remote-write frames of about ``per_frame`` samples; metadata in the first."""
     tot = ExportTotals()
     seen: set[Labels] = set()

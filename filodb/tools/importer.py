@@ -202,7 +202,7 @@ class Importer:
         self.report.samples += len(batch)
         self.report.series.update(batch.series[i] for i in set(batch.sidx.tolist()))
 
-    def _dump(self, f: BinaryIO, tick) -> None:  # type: ignore[no-untyped-def]
+    def _dump(self, f: BinaryIO, tick) -> None:
         try:
             for n, body in read_frames(f):
                 try:
@@ -217,7 +217,7 @@ class Importer:
         except BadInputError as e:
             self.report.rejected.append(("end of file", str(e)))
 
-    def _text(self, f: BinaryIO, fmt: str, tick) -> None:  # type: ignore[no-untyped-def]
+    def _text(self, f: BinaryIO, fmt: str, tick) -> None:
         now = int(time.time() * 1000)
         parser = PromTextParser(fmt == "openmetrics", now) if fmt != "influx" else None
         line = 1

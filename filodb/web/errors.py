@@ -18,7 +18,7 @@ from filodb.errors import FiloError
 log = logging.getLogger(__name__)
 
 
-def error_response(error_type: str, message: str, status: int):  # type: ignore[no-untyped-def]
+def error_response(error_type: str, message: str, status: int):
     resp = jsonify({"status": "error", "errorType": error_type, "error": message})
     resp.status_code = status
     return resp
@@ -26,11 +26,11 @@ def error_response(error_type: str, message: str, status: int):  # type: ignore[
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(FiloError)
-    def _filo(e: FiloError):  # type: ignore[no-untyped-def]
+    def _filo(e: FiloError):
         return error_response(e.error_type, str(e), e.http_status)
 
     @app.errorhandler(HTTPException)
-    def _http(e: HTTPException):  # type: ignore[no-untyped-def]
+    def _http(e: HTTPException):
         kind = "bad_data" if (e.code or 500) < 500 else "internal"
         if e.code == 404:
             kind = "not_found"
@@ -39,11 +39,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
     @app.errorhandler(kombu.exceptions.OperationalError)
-    def _unavailable(e: Exception):  # type: ignore[no-untyped-def]
+    def _unavailable(e: Exception):
         log.warning("backend unavailable: %s", e)
         return error_response("unavailable", f"cluster state or log unavailable, retry: {e}", 503)
 
     @app.errorhandler(Exception)
-    def _other(e: Exception):  # type: ignore[no-untyped-def]
+    def _other(e: Exception):
         log.exception("unhandled error")
         return error_response("internal", f"{type(e).__name__}: {e}", 500)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from flask.sansio.app import App
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -47,7 +48,7 @@ class ClusterCollector(Collector):
     """Shards by status and log lag per shard, read when scraped (never raises: a dataset
     whose state cannot be read is left out of the scrape and logged)."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
@@ -84,7 +85,7 @@ class ClusterCollector(Collector):
 class WebMetrics:
     """One app's metrics; the counters are thread-safe (waitress serves on many threads)."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: App) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("filodb_http_requests", "HTTP requests answered, by route and code",

@@ -3,8 +3,6 @@ its work is spread over shards, and answer in Prometheus's error shapes."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import requests
@@ -13,6 +11,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +32,15 @@ def _batch() -> SampleBatch:
 @pytest.fixture(scope="module")
 def loaded(up: UpProcess) -> str:
     assert requests.post(up.url + "/api/v1/write", data=encode_write_request(_batch()), timeout=30).status_code == 204
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until the shards have every lim_a series
-        r = requests.get(up.url + "/api/v1/query", params={"query": "count(lim_a)", "time": T_END}, timeout=10)
-        if r.status_code == 200 and r.json()["data"]["result"] and r.json()["data"]["result"][0]["value"][1] == "10":
-            return up.url
-        time.sleep(0.2)
-    raise AssertionError("lim_a never became queryable")
+
+    def every_lim_a_series() -> bool:
+        r = requests.get(up.url + "/api/v1/query", params={"query": "count(lim_a)", "time": T_END},
+                         timeout=10)  # fmt: skip
+        res = r.json()["data"]["result"] if r.status_code == 200 else []
+        return bool(res) and res[0]["value"][1] == "10"
+
+    wait_for(every_lim_a_series, 30, "every lim_a series queryable", up.log_tail)
+    return up.url
 
 
 def _q(url: str, query: str, **extra: str) -> requests.Response:

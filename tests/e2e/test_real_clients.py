@@ -22,6 +22,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.redisproc import free_port
+from filodb.testing.wait import eventually, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -56,16 +57,14 @@ class PromServer:
              f"--storage.tsdb.path={self.home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=log, stderr=log,
         )  # fmt: skip
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"prometheus exited {self.proc.returncode}: {self.log()}"
-            try:
-                if requests.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"prometheus not ready after {wait_s} s: {self.log()}")
+        proc = self.proc
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"prometheus exited {proc.returncode}: {self.log()}"
+            return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
+
+        wait_for(ready, wait_s, "prometheus ready", self.log, interval=0.1)
+        return self
 
     def log(self) -> str:
         return (self.home / "prometheus.log").read_text(errors="replace")[-3000:]
@@ -103,13 +102,13 @@ def _matrix(data: dict) -> dict[tuple, list[tuple[int, float]]]:
 
 def _wait_ingested(up, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
     """Until every shard has ingested its log up to the end offset."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def caught_up() -> None:
         rows = _filodb(up, "/api/v1/cluster/prometheus/status")
-        if all(r["lag"] == 0 and r["status"] == "Active" for r in rows):
-            return
-        assert time.monotonic() < deadline, f"shards still lag: {rows}"
-        time.sleep(0.2)
+        caught = all(r["lag"] == 0 and r["status"] == "Active" for r in rows)
+        assert caught, f"shards still lag: {rows}"
+
+    eventually(caught_up, timeout)
 
 
 def _same(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
@@ -134,10 +133,8 @@ def test_prometheus_remote_write_delivers_every_scraped_sample(up, tmp_path: Pat
     })  # fmt: skip
     prom.start()
     try:
-        deadline = time.monotonic() + 30  # Prometheus applies discovered targets after ~5 s
-        while len(prom.get("/api/v1/query", query="up")["result"]) < 2:
-            assert time.monotonic() < deadline, "prometheus scraped nothing: " + prom.log()
-            time.sleep(0.2)
+        wait_for(lambda: len(prom.get("/api/v1/query", query="up")["result"]) >= 2, 30,
+                 "prometheus scraping both targets", prom.log)  # it applies targets after ~5 s
         time.sleep(SCRAPE_S)
         # A scrape that started at or before t_q has ended (timeout 1 s) before Prometheus is
         # asked, so its answer holds every sample stamped <= t_q that it will ever hold.

@@ -18,6 +18,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -65,14 +66,7 @@ def _status(url: str) -> list[dict]:
 
 
 def _wait(fn, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except (AssertionError, requests.RequestException, KeyError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    return eventually(fn, timeout, 0.3, (AssertionError, requests.RequestException, KeyError))
 
 
 def _exactly_once(url: str, acked: int) -> None:

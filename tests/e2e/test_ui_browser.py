@@ -16,6 +16,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -49,11 +50,11 @@ def test_query_page_draws_graph_and_cluster_page_lists_shards(up: UpProcess) -> 
     batch = SampleBatch(series, np.repeat(np.arange(3), n), np.tile(ts, 3), vals)
     assert requests.post(up.url + "/api/v1/write", data=encode_write_request(batch), timeout=30).status_code == 204
     q = "sum by (mode) (rate(ui_cpu_seconds_total[5m]))"
-    for _ in range(100):  # ingestion is asynchronous
-        body = requests.get(up.url + "/api/v1/query", params={"query": q}, timeout=10).json()
-        if len(body["data"]["result"]) == 3:
-            break
-        time.sleep(0.1)
+    wait_for(  # ingestion is asynchronous
+        lambda: len(requests.get(up.url + "/api/v1/query", params={"query": q},
+                                 timeout=10).json()["data"]["result"]) == 3,
+        30, "the written series queryable", up.log_tail, interval=0.1,
+    )  # fmt: skip
     frag = urllib.parse.urlencode({"q": q, "mode": "graph", "range": "1h", "ds": "prometheus"})
     dom = _browse(f"{up.url}/#{frag}", ARTIFACTS / "query-graph.png")
     assert 'data-series-count="3"' in dom, dom[:2000]

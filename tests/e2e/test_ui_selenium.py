@@ -17,6 +17,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.testing.cluster import UpProcess
+from filodb.testing.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -62,12 +63,11 @@ def _write(url: str) -> None:
     vals = np.concatenate([np.cumsum(np.full(n, k + 1.0)) for k in range(3)])
     batch = SampleBatch(series, np.repeat(np.arange(3), n), np.tile(ts, 3), vals)
     assert requests.post(url + "/api/v1/write", data=encode_write_request(batch), timeout=30).status_code == 204
-    for _ in range(100):  # ingestion is asynchronous
-        body = requests.get(url + "/api/v1/query", params={"query": "sel_cpu_seconds_total"}, timeout=10).json()
-        if len(body["data"]["result"]) == 3:
-            return
-        time.sleep(0.1)
-    raise AssertionError("written series never became queryable")
+    wait_for(  # ingestion is asynchronous
+        lambda: len(requests.get(url + "/api/v1/query", params={"query": "sel_cpu_seconds_total"},
+                                 timeout=10).json()["data"]["result"]) == 3,
+        30, "the written series queryable", interval=0.1,
+    )  # fmt: skip
 
 
 def test_query_cluster_and_dataset_pages(up: UpProcess, browser) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from filodb.errors import UnavailableError
 from filodb.ingest import log_from_config
 from filodb.ingest.kafka import KafkaLog
 from filodb.testing.log_suite import LogSuite
+from filodb.testing.wait import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +43,14 @@ def raw_partition(bootstrap: str, topic: str, shard: int) -> list[tuple[int, byt
         if hi <= lo:
             return out
         c.assign([TopicPartition(topic, shard, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + 30
-        while (not out or out[-1][0] < hi) and time.monotonic() < deadline:
+
+        def up_to_end() -> bool:
             for m in c.consume(1000, 0.05):
                 assert m.error() is None, m.error()
                 out.append((m.offset() + 1, m.value() or b""))
+            return bool(out) and out[-1][0] >= hi
+
+        wait_for(up_to_end, 30, f"records of {topic}/{shard} up to offset {hi}", interval=0)
         return out
     finally:
         c.close()
@@ -90,9 +94,12 @@ class TestKafkaLog(LogSuite):
         big = bytes(range(256)) * (12 << 12)  # 12 MiB
         assert log.append("big", 0, [big, b"x"]) == [1, 2]
         got: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + 30
-        while len(got) < 2 and time.monotonic() < deadline:  # a read may stop after the big one
-            got += log.read("big", {0: got[-1][0] if got else 0}, 10, 2000).get(0, [])
+
+        def both() -> bool:  # a read may stop after the big one
+            got.extend(log.read("big", {0: got[-1][0] if got else 0}, 10, 2000).get(0, []))
+            return len(got) >= 2
+
+        wait_for(both, 30, "both records read", interval=0)
         assert got == [(1, big), (2, b"x")]
 
     def test_ensure_dataset_creates_and_grows_partitions(self, log: KafkaLog) -> None:

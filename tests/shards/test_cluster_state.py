@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +20,7 @@ from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardStatus
 from filodb.tasks.app import shard_queue
-from filodb.testing.wait import eventually
+from filodb.testing.wait import eventually, wait_for
 
 S = ShardStatus
 T = TypeVar("T")
@@ -105,9 +104,8 @@ def test_local_map_follows_events_and_reads_through_when_not_synced(redis_url: s
         assert lm.wait_synced(5)
         assert lm.states("ds")[2].status is S.UNASSIGNED
         store.move(store.shard_state("ds", 2), S.ASSIGNED, "n1")
-        deadline = time.monotonic() + 5
-        while lm.states("ds")[2].status is not S.ASSIGNED and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: lm.states("ds")[2].status is S.ASSIGNED, 5, "the move's event seen",
+                 interval=0.01)  # fmt: skip
         assert lm.states("ds")[2].node == "n1"
         store.create_dataset("later", 2, 0)  # no event: read through, never a stale miss
         assert sorted(lm.states("later")) == [0, 1]

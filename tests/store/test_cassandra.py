@@ -19,6 +19,7 @@ from filodb.store import open_store
 from filodb.store.base import INT64_MAX, INT64_MIN, ChunkSet, PartKeyRecord
 from filodb.store.cassandra import TABLES, CassandraColumnStore, open_cassandra
 from filodb.testing.store_suite import Stores, StoreSuite, make_chunk, pk_of
+from filodb.testing.wait import eventually
 
 KEYSPACE = "filodb_test"
 
@@ -153,11 +154,14 @@ class TestCassandraStore(StoreSuite):
                 f"SELECT TTL(num_rows) FROM {KEYSPACE}.chunks WHERE dataset = 'ds' AND shard = 0 "
                 "AND part_key = 0x73686f7274").one()  # fmt: skip
             assert 0 < ttl <= 2
-            time.sleep(3.2)
-            assert cs.read_chunks("ds", 0, [b"short", b"long"], 0, 10) == [
-                make_chunk(b"long", 1, 0, 10)]  # fmt: skip
-            assert list(cs.scan_part_keys("ds", 0)) == [PartKeyRecord(b"long", 0, 10)]
-            assert cs.stats("ds", 0) == {"chunks": 1, "vector_bytes": 48, "part_keys": 1}
+
+            def expired() -> None:  # Cassandra's clock: the 2 s TTL runs out on the server
+                assert cs.read_chunks("ds", 0, [b"short", b"long"], 0, 10) == [
+                    make_chunk(b"long", 1, 0, 10)]  # fmt: skip
+                assert list(cs.scan_part_keys("ds", 0)) == [PartKeyRecord(b"long", 0, 10)]
+                assert cs.stats("ds", 0) == {"chunks": 1, "vector_bytes": 48, "part_keys": 1}
+
+            eventually(expired, 10, 0.2)
             assert ms.read_checkpoints("ds", 0) == {0: 5}  # checkpoints never expire
         finally:
             cs.close()
@@ -165,20 +169,20 @@ class TestCassandraStore(StoreSuite):
 
     def test_reopened_store_reads_what_another_wrote(self, contact: dict, empty: None) -> None:
         cs, ms = open_cassandra(**contact)
-        cs.initialize("prom.v1-a", 3)
+        cs.initialize("prom_v1-a", 3)
         chunks = [make_chunk(pk_of(i), 7, 100, 200) for i in range(10)]
-        cs.write_flush(ms, "prom.v1-a", 2, 1, chunks, [PartKeyRecord(pk_of(0), 100, 200)], 42)
+        cs.write_flush(ms, "prom_v1-a", 2, 1, chunks, [PartKeyRecord(pk_of(0), 100, 200)], 42)
         cs.close()
         with pytest.raises(RuntimeError, match="closed"):
-            cs.stats("prom.v1-a", 2)
+            cs.stats("prom_v1-a", 2)
         cs2, ms2 = open_cassandra(**contact)  # a new Cluster and Session
         try:
-            assert cs2.num_shards("prom.v1-a") == 3
-            assert cs2.read_chunks("prom.v1-a", 2, [pk_of(i) for i in range(10)], 0, 150) == chunks
-            assert list(cs2.scan_part_keys("prom.v1-a", 2)) == [PartKeyRecord(pk_of(0), 100, 200)]
-            assert ms2.read_checkpoints("prom.v1-a", 2) == {1: 42}
+            assert cs2.num_shards("prom_v1-a") == 3
+            assert cs2.read_chunks("prom_v1-a", 2, [pk_of(i) for i in range(10)], 0, 150) == chunks
+            assert list(cs2.scan_part_keys("prom_v1-a", 2)) == [PartKeyRecord(pk_of(0), 100, 200)]
+            assert ms2.read_checkpoints("prom_v1-a", 2) == {1: 42}
             with pytest.raises(BadInputError, match="3 shards"):
-                cs2.initialize("prom.v1-a", 4)
+                cs2.initialize("prom_v1-a", 4)
         finally:
             cs2.close()
 
