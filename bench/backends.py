@@ -76,12 +76,18 @@ def run(stack: str, n_samples: int, n_series: int, interval_s: int, env: dict[st
             emit("ingest_ack_samples_per_s", total / took, "samples/s", **ctx)
             wait(lambda: all(r["lag"] == 0 for r in status(up.url)), 1800, "lag 0")
             wait_count(up.url, q, n_temp, end_s, 1800)
-            emit("ingest_queryable_samples_per_s", total / (time.monotonic() - t), "samples/s", **ctx)
+            emit(
+                "ingest_queryable_samples_per_s", total / (time.monotonic() - t), "samples/s", **ctx
+            )
 
             (pid,) = up.pids(" worker")
             t_kill = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            wait(lambda: any(r["status"] != "Active" for r in status(up.url)), 60, "shards leave Active")
+            wait(
+                lambda: any(r["status"] != "Active" for r in status(up.url)),
+                60,
+                "shards leave Active",
+            )
             t_back = wait(lambda: all(r["status"] == "Active" for r in status(up.url)), 1800,
                           "shards Active again")  # fmt: skip
             wait_count(up.url, q, n_temp, end_s, 600)
@@ -92,11 +98,15 @@ def run(stack: str, n_samples: int, n_series: int, interval_s: int, env: dict[st
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--samples", default="1000000,10000000")
     ap.add_argument("--series", type=int, default=10000)
     ap.add_argument("--interval", type=int, default=15)
-    ap.add_argument("--stacks", default="kafka,redis", help="kafka (Kafka + Cassandra), redis (Redis + SQLite)")
+    ap.add_argument(
+        "--stacks", default="kafka,redis", help="kafka (Kafka + Cassandra), redis (Redis + SQLite)"
+    )
     a = ap.parse_args()
     stacks = a.stacks.split(",")
     started = []

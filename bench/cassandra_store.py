@@ -67,7 +67,9 @@ def run(cs, ms, args, ctx) -> None:  # type: ignore[no-untyped-def]
         n_chunks += len(chunks)
         n_bytes += sum(c.nbytes for c in chunks)
     per_call = args.series // GROUPS
-    emit("store_flush_chunks_per_s", n_chunks / elapsed, "chunks/s", chunks_per_call=per_call, **ctx)
+    emit(
+        "store_flush_chunks_per_s", n_chunks / elapsed, "chunks/s", chunks_per_call=per_call, **ctx
+    )
     emit("store_flush_mb_per_s", n_bytes / elapsed / 1e6, "MB/s", chunks_per_call=per_call, **ctx)
 
     bench_reads(cs, args.series, n_chunks, args.rounds, CHUNK_MS, 300 if args.quick else 1000, ctx)

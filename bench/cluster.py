@@ -62,7 +62,9 @@ def even(c: ClusterProcesses, nodes: int, shards: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--samples-per-shard", type=int, default=1_000_000)
     ap.add_argument("--series", type=int, default=2000)

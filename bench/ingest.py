@@ -79,7 +79,7 @@ def lines(series: list, vals: np.ndarray, t0: int, interval_ms: int, graphite: b
 
 
 def chunks(items: list[str], size: int) -> list[bytes]:
-    return ["".join(items[i:i + size]).encode() for i in range(0, len(items), size)]
+    return ["".join(items[i : i + size]).encode() for i in range(0, len(items), size)]
 
 
 def post_all(url: str, parts: list[list[bytes]], headers: dict[str, str]) -> float:
@@ -163,7 +163,9 @@ def run_once(system: str, door: str, data: dict, workdir: Path) -> dict[str, flo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--samples", type=int, default=60)
     ap.add_argument("--interval", type=int, default=15)
@@ -213,7 +215,15 @@ def main() -> None:
             continue
         mine = med.get(("filodb", door, metric))
         if mine:
-            emit("ingest_ratio", mine / v, "filodb/peer", peer=system, door=door, figure=metric, **ctx)
+            emit(
+                "ingest_ratio",
+                mine / v,
+                "filodb/peer",
+                peer=system,
+                door=door,
+                figure=metric,
+                **ctx,
+            )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ from filodb.prom.text import PromTextParser  # noqa: E402
 LINES = 100_000
 
 
-def best_of(fn: Callable[[], object], runs: int = 3, before: Callable[[], None] | None = None) -> float:
+def best_of(
+    fn: Callable[[], object], runs: int = 3, before: Callable[[], None] | None = None
+) -> float:
     """Seconds of the fastest of ``runs`` calls (``before`` runs untimed before each)."""
     best = float("inf")
     for _ in range(runs):

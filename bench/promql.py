@@ -51,7 +51,10 @@ PER_REQUEST_SAMPLES = 200_000
 
 
 def emit(metric: str, value: float, unit: str, **ctx: object) -> None:
-    print(orjson.dumps({"metric": metric, "value": round(value, 6), "unit": unit, **ctx}).decode(), flush=True)
+    print(
+        orjson.dumps({"metric": metric, "value": round(value, 6), "unit": unit, **ctx}).decode(),
+        flush=True,
+    )
 
 
 def workload(n_series: int, n_samples: int, seed: int = 1) -> tuple[list, np.ndarray]:
@@ -64,10 +67,24 @@ def workload(n_series: int, n_samples: int, seed: int = 1) -> tuple[list, np.nda
         job = f"job{b % 10}"
         for k in range(50):
             inst = f"i{b}-{k % 10}"
-            series.append({"__name__": "bench_requests_total", "job": job, "instance": inst, "code": str(200 + k // 10)})
+            series.append(
+                {
+                    "__name__": "bench_requests_total",
+                    "job": job,
+                    "instance": inst,
+                    "code": str(200 + k // 10),
+                }
+            )
         vals.append(np.cumsum(rng.integers(0, 20, (50, n_samples)), axis=1).astype(float))
         for k in range(30):
-            series.append({"__name__": "bench_temp", "job": job, "instance": f"i{b}-{k % 10}", "sensor": str(k // 10)})
+            series.append(
+                {
+                    "__name__": "bench_temp",
+                    "job": job,
+                    "instance": f"i{b}-{k % 10}",
+                    "sensor": str(k // 10),
+                }
+            )
         phase = rng.uniform(0, 6.3, (30, 1))
         vals.append(np.round(20 + 5 * np.sin(steps[None, :] / 40 + phase), 1))
         for h in range(2):
@@ -75,7 +92,14 @@ def workload(n_series: int, n_samples: int, seed: int = 1) -> tuple[list, np.nda
             obs = np.cumsum(rng.integers(0, 50, (1, n_samples)), axis=1).astype(float)
             frac = np.array([0.02, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99, 1.0])[:, None]
             for le in LE:
-                series.append({"__name__": "bench_latency_seconds_bucket", "job": job, "instance": inst, "le": le})
+                series.append(
+                    {
+                        "__name__": "bench_latency_seconds_bucket",
+                        "job": job,
+                        "instance": inst,
+                        "le": le,
+                    }
+                )
             vals.append(np.floor(obs * frac))
         for k in range(10):
             series.append({"__name__": "bench_machine_cpu_cores", "instance": f"i{b}-{k}"})
@@ -114,7 +138,9 @@ def wait_count(base: str, query: str, want: int, at_s: float, timeout_s: float =
     last = None
     while time.monotonic() < deadline:
         try:
-            r = requests.get(base + "/api/v1/query", params={"query": query, "time": at_s}, timeout=60)
+            r = requests.get(
+                base + "/api/v1/query", params={"query": query, "time": at_s}, timeout=60
+            )
             last = r.text[:200]
             res = r.json()["data"]["result"]
             if res and float(res[0]["value"][1]) == want:
@@ -151,7 +177,12 @@ class Peer:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.base + "/api/v1/query", params={"query": "1"}, timeout=2).status_code == 200:
+                if (
+                    requests.get(
+                        self.base + "/api/v1/query", params={"query": "1"}, timeout=2
+                    ).status_code
+                    == 200
+                ):
                     return
             except requests.RequestException:
                 time.sleep(0.2)
@@ -198,7 +229,9 @@ def agree(a: dict, b: dict, topk: bool, from_s: float) -> bool:
         return False
     for k, (ta, va) in na.items():
         tb, vb = nb[k]
-        if not np.array_equal(ta, tb) or not np.allclose(va, vb, rtol=1e-6, atol=1e-9, equal_nan=True):
+        if not np.array_equal(ta, tb) or not np.allclose(
+            va, vb, rtol=1e-6, atol=1e-9, equal_nan=True
+        ):
             return False
     return True
 
@@ -240,7 +273,13 @@ def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: 
                 base, stop, write_url = peer.base, peer.stop, peer.write_url
             try:
                 took = push(write_url, payloads)
-                emit("remote_write_ack_samples_per_s", total / took, "samples/s", system=system, **ctx)
+                emit(
+                    "remote_write_ack_samples_per_s",
+                    total / took,
+                    "samples/s",
+                    system=system,
+                    **ctx,
+                )
                 wait_count(base, count_q, n_temp, end_s)
                 for name, q in QUERIES.items():
                     ms, body = time_query(base, q, start_s, end_s, repeat)
@@ -265,7 +304,9 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--interval", type=int, default=30, help="seconds between samples")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--peers", default="prometheus,victoria-metrics", help="comma-separated; empty for none")
+    ap.add_argument(
+        "--peers", default="prometheus,victoria-metrics", help="comma-separated; empty for none"
+    )
     ap.add_argument("--quick", action="store_true", help="2 000 series x 1 h, 3 repeats")
     a = ap.parse_args()
     if a.quick:
@@ -273,7 +314,9 @@ def main() -> None:
     peers = [p for p in a.peers.split(",") if p]
     for p in peers:
         if not shutil.which(p):
-            sys.exit(f"{p} not found: apt-get install {'prometheus' if p == 'prometheus' else 'victoria-metrics'}")
+            sys.exit(
+                f"{p} not found: apt-get install {'prometheus' if p == 'prometheus' else 'victoria-metrics'}"
+            )
     for n in (int(x) for x in a.series.split(",")):
         run_scale(n, a.hours, a.interval, a.repeat, peers)
 

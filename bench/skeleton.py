@@ -41,7 +41,10 @@ QUERIES = {
 
 
 def emit(metric: str, value: float, unit: str, **ctx: object) -> None:
-    print(orjson.dumps({"metric": metric, "value": round(value, 6), "unit": unit, **ctx}).decode(), flush=True)
+    print(
+        orjson.dumps({"metric": metric, "value": round(value, 6), "unit": unit, **ctx}).decode(),
+        flush=True,
+    )
 
 
 def workload(n_series: int, hours: float, t0: int) -> list[SampleBatch]:
@@ -55,7 +58,9 @@ def workload(n_series: int, hours: float, t0: int) -> list[SampleBatch]:
               make_labels({"__name__": "bench_temp", "job": f"job{i % 10}", "instance": f"i{i}"})
               for i in range(n_series - half)]  # fmt: skip
     counters = np.cumsum(rng.integers(0, 20, (half, n)), axis=1).astype(float)
-    gauges = np.round(20 + 5 * np.sin(np.arange(n)[None, :] / 40 + np.arange(n_series - half)[:, None]), 1)
+    gauges = np.round(
+        20 + 5 * np.sin(np.arange(n)[None, :] / 40 + np.arange(n_series - half)[:, None]), 1
+    )
     vals = np.concatenate([counters, gauges])
     batches = []
     for a in range(0, n, 20):  # 20 samples per series per request (5 min of scrapes)
@@ -103,7 +108,12 @@ def main() -> None:
                 if res and res[0]["value"][1] == want and all(x["lag"] == 0 for x in lag):
                     break
                 time.sleep(0.05)
-            emit("remote_write_queryable_samples_per_s", total / (time.perf_counter() - start), "samples/s", **ctx)
+            emit(
+                "remote_write_queryable_samples_per_s",
+                total / (time.perf_counter() - start),
+                "samples/s",
+                **ctx,
+            )
             for name, q in QUERIES.items():
                 params = {"query": q, "start": t0 / 1000, "end": end_ms / 1000, "step": "60s"}
                 times = []
@@ -112,7 +122,13 @@ def main() -> None:
                     r = s.get(up.url + "/api/v1/query_range", params=params, timeout=120)
                     times.append(time.perf_counter() - t)
                     assert r.status_code == 200 and r.json()["status"] == "success", r.text[:300]
-                emit("range_query_latency_ms", 1000 * statistics.median(times), "ms", query=name, **ctx)
+                emit(
+                    "range_query_latency_ms",
+                    1000 * statistics.median(times),
+                    "ms",
+                    query=name,
+                    **ctx,
+                )
         finally:
             up.stop()
 

@@ -54,7 +54,9 @@ from filodb.store import open_store  # noqa: E402
 CHUNK = 480
 
 
-def data(n_series: int, n_samples: int, seed: int = 1) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
+def data(
+    n_series: int, n_samples: int, seed: int = 1
+) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
     from promql import workload
 
     series, vals = workload(n_series, n_samples, seed)
@@ -181,7 +183,14 @@ def index_figures(n: int) -> None:
             t = time.perf_counter()
             got = idx.match(ms)
             times.append(time.perf_counter() - t)
-        emit("index_match_ms", 1000 * sorted(times[1:])[2], "ms", matchers=name, series=n, matched=len(got))
+        emit(
+            "index_match_ms",
+            1000 * sorted(times[1:])[2],
+            "ms",
+            matchers=name,
+            series=n,
+            matched=len(got),
+        )
 
 
 def _pid_rss(pid: int) -> int:
@@ -202,7 +211,9 @@ def peers_disk(series: list, ts: np.ndarray, vals: np.ndarray, ctx: dict, filodb
     bodies = []
     for a in range(0, n, k):  # time-major, as scrapers send
         b = min(n, a + k)
-        batch = SampleBatch(series, np.repeat(np.arange(n_series), b - a), ts[:, a:b].ravel(), vals[:, a:b].ravel())
+        batch = SampleBatch(
+            series, np.repeat(np.arange(n_series), b - a), ts[:, a:b].ravel(), vals[:, a:b].ravel()
+        )
         bodies.append(encode_write_request(batch))
     with tempfile.TemporaryDirectory() as d:
         for kind in ("prometheus", "victoria-metrics"):
@@ -225,7 +236,14 @@ def peers_disk(series: list, ts: np.ndarray, vals: np.ndarray, ctx: dict, filodb
                     size = sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file())
                 bps = size / total
                 emit("peer_bytes_per_sample", bps, "bytes", peer=kind, **ctx)
-                emit("bytes_per_sample_ratio", filodb_bps / bps, "filodb/peer", peer=kind, filodb="chunk vectors", **ctx)
+                emit(
+                    "bytes_per_sample_ratio",
+                    filodb_bps / bps,
+                    "filodb/peer",
+                    peer=kind,
+                    filodb="chunk vectors",
+                    **ctx,
+                )
                 emit("bytes_per_sample_ratio", filodb_disk_bps / bps, "filodb/peer", peer=kind,
                      filodb="on disk (SQLite)", **ctx)  # fmt: skip
             finally:
@@ -252,7 +270,13 @@ def main() -> None:
         a.series, a.hours, a.no_peers, a.index_series = 2000, 1.0, True, 100_000
     n = int(a.hours * 360)
     series, ts, vals, kinds = data(a.series, n)
-    ctx = {"series": len(series), "hours": a.hours, "interval_s": 10, "samples": int(vals.size), "chunk_rows": CHUNK}
+    ctx = {
+        "series": len(series),
+        "hours": a.hours,
+        "interval_s": 10,
+        "samples": int(vals.size),
+        "chunk_rows": CHUNK,
+    }
     bps = codec_figures(ts, vals, kinds, ctx)
     disk_bps = ingest_and_disk(series, ts, vals, ctx)
     out = subprocess.run([sys.executable, __file__, "--rss-child", str(a.series), str(n), str(CHUNK)],

@@ -44,9 +44,10 @@ def emit(metric: str, value: float, unit: str, **ctx: object) -> None:
 
 def part_key(i: int) -> bytes:
     """A part key of realistic size (~90 bytes): metric, job, instance, a few labels."""
-    return b"\x01http_requests_total\x00job=api-server\x00instance=host-%05d:9100\x00" % (
-        i % 997
-    ) + b"handler=/api/v1/query_range\x00code=200\x00id=%d" % i
+    return (
+        b"\x01http_requests_total\x00job=api-server\x00instance=host-%05d:9100\x00" % (i % 997)
+        + b"handler=/api/v1/query_range\x00code=200\x00id=%d" % i
+    )
 
 
 def make_chunks(n_keys: int, hour: int, vector_bytes: int, rng: random.Random) -> list[ChunkSet]:
@@ -78,7 +79,9 @@ def bench_writes(cs, ms, args, ctx) -> tuple[int, int]:  # type: ignore[no-untyp
         n_chunks += len(chunks)
         n_bytes += sum(c.nbytes for c in chunks)
     per_call = args.part_keys // GROUPS
-    emit("store_write_chunks_per_s", n_chunks / elapsed, "chunks/s", chunks_per_call=per_call, **ctx)
+    emit(
+        "store_write_chunks_per_s", n_chunks / elapsed, "chunks/s", chunks_per_call=per_call, **ctx
+    )
     emit("store_write_mb_per_s", n_bytes / elapsed / 1e6, "MB/s", chunks_per_call=per_call, **ctx)
     return n_chunks, n_bytes
 
@@ -93,8 +96,7 @@ def bench_small_writes(cs, args, ctx) -> None:  # type: ignore[no-untyped-def]
          chunks_per_call=1, **ctx)  # fmt: skip
 
 
-def bench_reads(cs, n_keys: int, n_chunks: int, slots: int, chunk_ms: int, calls: int,
-                ctx) -> None:  # type: ignore[no-untyped-def]
+def bench_reads(cs, n_keys: int, n_chunks: int, slots: int, chunk_ms: int, calls: int, ctx) -> None:  # type: ignore[no-untyped-def]
     """Reads of every chunk (1 000 part keys a call), ``calls`` single-chunk reads of one part
     key in one of ``slots`` chunk spans of ``chunk_ms`` (p50), and a part-key scan."""
     keys = [part_key(i) for i in range(n_keys)]
@@ -114,7 +116,9 @@ def bench_reads(cs, n_keys: int, n_chunks: int, slots: int, chunk_ms: int, calls
     for _ in range(calls):
         slot = rng.randrange(slots)
         t1 = time.perf_counter()
-        one = cs.read_chunks("bench", 0, [rng.choice(keys)], slot * chunk_ms + 5, slot * chunk_ms + 9)
+        one = cs.read_chunks(
+            "bench", 0, [rng.choice(keys)], slot * chunk_ms + 5, slot * chunk_ms + 9
+        )
         lat.append(time.perf_counter() - t1)
         assert len(one) == 1
     emit("store_read_one_series_p50", statistics.median(lat) * 1e3, "ms", **ctx)

@@ -41,7 +41,10 @@ def bodies(door: str, conns: int, lines: int) -> list[bytes]:
         return [b"".join(line % (i % 1000, i, i, t_ns + (c * lines + i) * 10**9) for i in range(lines))
                 for c in range(conns)]  # fmt: skip
     line = b"servers.host%d.cpu;dc=eu;c=%d %d.5 %d\n"
-    return [b"".join(line % (i % 1000, c, i, 1_700_000_000 + i) for i in range(lines)) for c in range(conns)]
+    return [
+        b"".join(line % (i % 1000, c, i, 1_700_000_000 + i) for i in range(lines))
+        for c in range(conns)
+    ]
 
 
 def run_door(gw: TcpGateway, door: str, conns: int, lines: int) -> None:

@@ -57,12 +57,35 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="data directory (default ./filodb-data)")
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
-@click.option("--influx-port", type=int, default=None, help="Influx line protocol TCP port (default 8007; 0: off)")
-@click.option("--graphite-port", type=int, default=None, help="Graphite plaintext TCP port (default 2003; 0: off)")
-@click.option("--gateway-metrics-port", type=int, default=None,
-              help="port of the gateway's /metrics (default 0: a free port; -1: off)")
-@click.option("--log", "log_backend", default=None, help="ingestion log backend: redis | kafka (FILODB_KAFKA_BOOTSTRAP)")
-@click.option("--store", default=None, help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)")
+@click.option(
+    "--influx-port",
+    type=int,
+    default=None,
+    help="Influx line protocol TCP port (default 8007; 0: off)",
+)
+@click.option(
+    "--graphite-port",
+    type=int,
+    default=None,
+    help="Graphite plaintext TCP port (default 2003; 0: off)",
+)
+@click.option(
+    "--gateway-metrics-port",
+    type=int,
+    default=None,
+    help="port of the gateway's /metrics (default 0: a free port; -1: off)",
+)
+@click.option(
+    "--log",
+    "log_backend",
+    default=None,
+    help="ingestion log backend: redis | kafka (FILODB_KAFKA_BOOTSTRAP)",
+)
+@click.option(
+    "--store",
+    default=None,
+    help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)",
+)
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     """Start the embedded default: Redis, a worker owning every shard, the web server."""
     from filodb.supervisor import Supervisor
@@ -73,7 +96,7 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if cfg.store not in ("sqlite", "cassandra"):
         _fail(f"unknown column store {cfg.store!r} (have: sqlite, cassandra)", 2)
     if cfg.log == "kafka" and not cfg.kafka_bootstrap:
-        _fail("--log kafka needs FILODB_KAFKA_BOOTSTRAP (eval \"$(scripts/services up kafka)\")", 2)
+        _fail('--log kafka needs FILODB_KAFKA_BOOTSTRAP (eval "$(scripts/services up kafka)")', 2)
     if cfg.store == "cassandra" and not cfg.cassandra_hosts:
         _fail("--store cassandra needs FILODB_CASSANDRA_HOSTS "
               "(eval \"$(scripts/services up cassandra)\")", 2)  # fmt: skip
@@ -123,10 +146,24 @@ def web(config_path: str | None, **flags: Any) -> None:
 
 @main.command()
 @click.option("--host", default=None, help="address the TCP doors listen on (default 127.0.0.1)")
-@click.option("--influx-port", type=int, default=None, help="Influx line protocol TCP port (default 8007; 0: off)")
-@click.option("--graphite-port", type=int, default=None, help="Graphite plaintext TCP port (default 2003; 0: off)")
-@click.option("--gateway-metrics-port", type=int, default=None,
-              help="port of the gateway's /metrics (default 0: a free port; -1: off)")
+@click.option(
+    "--influx-port",
+    type=int,
+    default=None,
+    help="Influx line protocol TCP port (default 8007; 0: off)",
+)
+@click.option(
+    "--graphite-port",
+    type=int,
+    default=None,
+    help="Graphite plaintext TCP port (default 2003; 0: off)",
+)
+@click.option(
+    "--gateway-metrics-port",
+    type=int,
+    default=None,
+    help="port of the gateway's /metrics (default 0: a free port; -1: off)",
+)
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def gateway(config_path: str | None, **flags: Any) -> None:
@@ -156,7 +193,9 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    doors = ", ".join(f"{d} on {cfg.host}:{p}" for d, p in gw.ports.items()) or "no door (all ports 0)"
+    doors = (
+        ", ".join(f"{d} on {cfg.host}:{p}" for d, p in gw.ports.items()) or "no door (all ports 0)"
+    )
     where = f"; metrics on http://{cfg.host}:{metrics.port}/metrics" if metrics else ""
     _say(f"FiloDB gateway: {doors}, dataset {cfg.dataset}{where}")
     while not stop.wait(1.0):
@@ -227,7 +266,9 @@ def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
                 step = f"{max(1.0, (float(e) - float(s)) / 250):.3f}"  # type: ignore[arg-type]
             except ValueError:
                 _fail("--step is needed when --start/--end are not unix seconds", 2)
-        body = _request("POST", f"{base}/query_range", data={"query": expr, "start": s, "end": e, "step": step})
+        body = _request(
+            "POST", f"{base}/query_range", data={"query": expr, "start": s, "end": e, "step": step}
+        )
     else:
         if end is not None or step is not None:
             _fail("--end and --step need --start", 2)
@@ -323,7 +364,9 @@ def _print_event(ev: dict) -> None:
         for st in ev.get("shards_state", []):
             counts[st["status"]] = counts.get(st["status"], 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        console.print(f"snapshot {ev['dataset']}: {ev.get('shards')} shards: {summary}", highlight=False)
+        console.print(
+            f"snapshot {ev['dataset']}: {ev.get('shards')} shards: {summary}", highlight=False
+        )
         return
     ts = time.strftime("%H:%M:%S", time.localtime(ev.get("updated") or time.time()))
     prog = f" {ev['progress']}%" if ev.get("status") == "Recovery" else ""
@@ -340,9 +383,16 @@ def dataset() -> None:
 @click.argument("name")
 @click.option("--shards", type=int, required=True, help="shard count (a power of two)")
 @click.option("--spread", type=int, default=1, show_default=True)
-@click.option("--retention", default=None, help="keep data this long, e.g. 30d (default: the nodes')")
-@click.option("--spread-override", "overrides", multiple=True, metavar="WS,NS=SPREAD",
-              help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)")
+@click.option(
+    "--retention", default=None, help="keep data this long, e.g. 30d (default: the nodes')"
+)
+@click.option(
+    "--spread-override",
+    "overrides",
+    multiple=True,
+    metavar="WS,NS=SPREAD",
+    help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)",
+)
 @_url_opt
 @click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
@@ -400,7 +450,9 @@ def shards_stop(dataset_name: str, shard_ids: tuple[int, ...], url: str, token: 
 @click.argument("shard_ids", nargs=-1, type=int, required=True)
 @_url_opt
 @click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
-def shards_start(dataset_name: str, shard_ids: tuple[int, ...], url: str, token: str | None) -> None:
+def shards_start(
+    dataset_name: str, shard_ids: tuple[int, ...], url: str, token: str | None
+) -> None:
     """Start stopped shards (the coordinator assigns them)."""
     _shards_action("start", dataset_name, shard_ids, url, token)
 
@@ -427,7 +479,9 @@ def dataset_list(url: str) -> None:
               show_default=True)  # fmt: skip
 @_ds_opt
 @click.option("--batch", type=int, default=20_000, show_default=True, help="samples per request")
-@click.option("--out", "out_path", default=None, help="write a file (dump or lines) instead of sending")
+@click.option(
+    "--out", "out_path", default=None, help="write a file (dump or lines) instead of sending"
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 def gen(start: str | None, **kw: Any) -> None:
     """Write exporter-shaped test data (gauges, counters, histograms) to a running server."""

@@ -86,7 +86,9 @@ def start_redis(
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UnavailableError(f"redis-server exited with {proc.returncode}; see {data_dir}/redis.log")
+            raise UnavailableError(
+                f"redis-server exited with {proc.returncode}; see {data_dir}/redis.log"
+            )
         if redis_answers(rp.url, 0.2):
             # Loading a large AOF answers PING with LOADING errors; wait for a real answer.
             return rp

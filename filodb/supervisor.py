@@ -197,7 +197,9 @@ class Supervisor:
                 self.echo(f"FiloDB is up: UI {web}/  API {web}/api/v1/query  data {self.data_dir}")
                 self.echo("Press Ctrl-C to stop.")
             elif not self.stopping.is_set():
-                self.echo(f"FiloDB started but is not healthy yet; see {self.data_dir}/logs/ and {web}/admin/health")
+                self.echo(
+                    f"FiloDB started but is not healthy yet; see {self.data_dir}/logs/ and {web}/admin/health"
+                )
             while not self.stopping.wait(0.5):
                 self.supervise_once()
         finally:

@@ -42,7 +42,9 @@ def dev_services(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
     started: list[str] = []
 
     def ensure(name: str) -> dict[str, str]:
-        assert shutil.which("java"), "Java 17 is required for Kafka/Cassandra: apt-get install openjdk-17-jre-headless"
+        assert shutil.which("java"), (
+            "Java 17 is required for Kafka/Cassandra: apt-get install openjdk-17-jre-headless"
+        )
         assert shutil.which("mvn"), "Maven fetches the Kafka/Cassandra jars: apt-get install maven"
         try:
             env = services.ensure(name)

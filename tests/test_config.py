@@ -57,9 +57,7 @@ def test_variables_read_elsewhere_are_accepted(name: str) -> None:
     assert load_config(None, {}, env).shards == 3
 
 
-def test_cli_exits_2_on_unknown_setting(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_cli_exits_2_on_unknown_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from filodb.cli import main

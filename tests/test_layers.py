@@ -28,11 +28,33 @@ ALLOWED: dict[str, set[str]] = {
     "query": {"errors", "model"},
     "prom": {"errors", "model", "encoding"},
     "tasks": {"errors", "model", "query", "shards", "config"},
-    "node": {"errors", "model", "encoding", "memstore", "store", "ingest", "shards", "query", "tasks",
-             "config", "exposition"},  # fmt: skip
+    "node": {
+        "errors",
+        "model",
+        "encoding",
+        "memstore",
+        "store",
+        "ingest",
+        "shards",
+        "query",
+        "tasks",
+        "config",
+        "exposition",
+    },  # fmt: skip
     "gateway": {"errors", "model", "ingest", "shards", "prom", "config", "exposition", "redisproc"},
-    "web": {"errors", "model", "ingest", "shards", "query", "prom", "tasks", "gateway", "config",
-            "exposition", "filodb"},  # fmt: skip
+    "web": {
+        "errors",
+        "model",
+        "ingest",
+        "shards",
+        "query",
+        "prom",
+        "tasks",
+        "gateway",
+        "config",
+        "exposition",
+        "filodb",
+    },  # fmt: skip
     "tools": {"errors", "model", "encoding", "query", "prom", "gateway"},
     "supervisor": {"errors", "config", "redisproc", "shards"},
     "devservices": {"errors"},

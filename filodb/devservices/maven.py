@@ -47,11 +47,15 @@ def classpath(
             raise MavenError("mvn is not on PATH (Debian package 'maven')")
         excl = ""
         if exclusions:
-            excl = "      <exclusions>\n" + "".join(
-                f"        <exclusion><groupId>{e.split(':')[0]}</groupId>"
-                f"<artifactId>{e.split(':')[1]}</artifactId></exclusion>\n"
-                for e in exclusions
-            ) + "      </exclusions>\n"
+            excl = (
+                "      <exclusions>\n"
+                + "".join(
+                    f"        <exclusion><groupId>{e.split(':')[0]}</groupId>"
+                    f"<artifactId>{e.split(':')[1]}</artifactId></exclusion>\n"
+                    for e in exclusions
+                )
+                + "      </exclusions>\n"
+            )
         deps = "\n".join(
             _DEP.format(g=g, a=a, v=v, excl=excl) for g, a, v in (c.split(":") for c in coords)
         )
@@ -66,7 +70,9 @@ def classpath(
             capture_output=True, text=True,
         )  # fmt: skip
         if proc.returncode != 0:
-            raise MavenError(f"mvn could not resolve {coords}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+            raise MavenError(
+                f"mvn could not resolve {coords}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+            )
         (root / ".done").write_text("\n".join(coords))
     jars = sorted(lib.glob("*.jar"))
     if not jars:

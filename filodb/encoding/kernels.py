@@ -57,7 +57,11 @@ def _unpack_bits(buf: np.ndarray, pos: int, n: int, width: int, out: np.ndarray,
             out[at + i] = np.uint64(0)
         return pos
     bitpos = 0
-    mask = np.uint64(0xFFFFFFFFFFFFFFFF) if width == 64 else (np.uint64(1) << np.uint64(width)) - np.uint64(1)
+    mask = (
+        np.uint64(0xFFFFFFFFFFFFFFFF)
+        if width == 64
+        else (np.uint64(1) << np.uint64(width)) - np.uint64(1)
+    )
     for i in range(n):
         v = np.uint64(0)
         got = 0
@@ -214,7 +218,9 @@ def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, 
 
 
 @nb.njit(cache=True)
-def decode_many(buf: np.ndarray, bounds: np.ndarray, is_ts: bool) -> tuple[np.ndarray, np.ndarray, int]:
+def decode_many(
+    buf: np.ndarray, bounds: np.ndarray, is_ts: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Decode every vector ``buf[bounds[i]:bounds[i+1]]``; (values, offsets, index of a bad
     vector or -1). Timestamps come back as int64 bits, doubles as uint64 bits."""
     k = len(bounds) - 1
@@ -256,7 +262,11 @@ def mantissas(vals: np.ndarray, max_scale: int) -> tuple[int, np.ndarray, np.nda
             x = v * scale
             good = False
             mi = np.int64(0)
-            if np.isfinite(x) and abs(x) < 9007199254740992.0 and not (v == 0.0 and math.copysign(1.0, v) < 0):
+            if (
+                np.isfinite(x)
+                and abs(x) < 9007199254740992.0
+                and not (v == 0.0 and math.copysign(1.0, v) < 0)
+            ):
                 r = np.rint(x)
                 if r / scale == v:
                     good = True

@@ -22,7 +22,11 @@ from filodb.model.batch import SampleBatch
 from filodb.shards.metadata import MetadataStore
 
 # A write's error type -> the reason its samples are counted as rejected.
-_REASONS = {"not_found": "unknown_dataset", "unavailable": "log_unavailable", "bad_data": "bad_data"}
+_REASONS = {
+    "not_found": "unknown_dataset",
+    "unavailable": "log_unavailable",
+    "bad_data": "bad_data",
+}
 
 
 class IngestCounter(Protocol):

@@ -41,7 +41,6 @@ from filodb.model.labels import sanitize_metric_name as metric_name
 _MAX_MS = 2**63 - 1
 
 
-
 def _labels_of(key: str) -> Labels:
     """Label set of ``path`` or ``path;tag=value;...``; ValueError when malformed."""
     path, *tag_parts = key.split(";")
@@ -94,7 +93,9 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
             key, v = parts
             secs = -1.0
         else:
-            errors.append((no, f"expected 'path value [timestamp]', got {n} fields: {line[:120]!r}"))
+            errors.append(
+                (no, f"expected 'path value [timestamp]', got {n} fields: {line[:120]!r}")
+            )
             continue
         try:
             fv = float(v)

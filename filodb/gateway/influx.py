@@ -60,7 +60,6 @@ _FALSE = {"f", "F", "false", "False", "FALSE"}
 _KEY_CACHE_MAX = 500_000  # entries per generation of each label-set cache below
 
 
-
 def _scan(s: str, start: int, stops: str, quotes: bool) -> int:
     """Index of the first character of ``stops`` at or after ``start`` that is not escaped by a
     backslash (nor inside double quotes when ``quotes``); ``len(s)`` when there is none."""
@@ -131,7 +130,12 @@ def _field_value(raw: str) -> float | None:
         return float(raw)
     if c == "i" or c == "u":
         body = raw[:-1]
-        if not body or "_" in body or body[0] not in "+-0123456789" or (c == "u" and body[0] == "-"):
+        if (
+            not body
+            or "_" in body
+            or body[0] not in "+-0123456789"
+            or (c == "u" and body[0] == "-")
+        ):
             raise ValueError(f"bad integer field {raw!r}")
         return float(int(body))
     if raw in _TRUE:
@@ -199,7 +203,9 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     vals = fast.value[keep]
     if not out.sidx:
         return out.result(n_lines, sidx_a[keep], ts, vals)
-    order = np.argsort(np.concatenate((fast.line[keep], np.array(out.line, np.int64) - 1)), kind="stable")
+    order = np.argsort(
+        np.concatenate((fast.line[keep], np.array(out.line, np.int64) - 1)), kind="stable"
+    )
     return out.result(
         n_lines,
         np.concatenate((sidx_a[keep], np.array(out.sidx, np.int32)))[order],
@@ -217,7 +223,9 @@ _REFUSED: tuple = ((), ())
 def _fast_labels(key: bytes, name: bytes) -> tuple[Labels, tuple[tuple[str, str], ...]]:
     single = name in (influx_fast.VALUE, influx_fast.COUNTER)
     try:
-        hit = _labels_of(key.decode(), name[1:].decode() if single else name.decode(), single, False)
+        hit = _labels_of(
+            key.decode(), name[1:].decode() if single else name.decode(), single, False
+        )
     except ValueError:
         return _REFUSED  # not cached: the per-line parser reports the line
     _FAST_CACHE.put((key, name), hit)
@@ -245,7 +253,9 @@ class _Out:
             ts = np.array(self.tss, np.int64)
             vals = np.array(self.vals, np.float64)
         assert ts is not None and vals is not None  # given with sidx
-        return ParseResult(SampleBatch(self.series, sidx, ts, vals, self.types), self.errors, n_lines)
+        return ParseResult(
+            SampleBatch(self.series, sidx, ts, vals, self.types), self.errors, n_lines
+        )
 
 
 def _parse_line(no: int, line: str, out: _Out, div: int, mul: int, limit: int, now: int) -> None:

@@ -120,7 +120,9 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     good &= _count_in(us, vstart, vend) == 0
     is_float = _FLOAT_END[vlast] & _FLOAT_START[vfirst]
     is_int = (vlast == ord("i")) | (vlast == ord("u"))
-    is_int &= _INT_START[vfirst] & (vend - vstart > 1) & ~((vlast == ord("u")) & (vfirst == ord("-")))
+    is_int &= (
+        _INT_START[vfirst] & (vend - vstart > 1) & ~((vlast == ord("u")) & (vfirst == ord("-")))
+    )
     good &= is_float | is_int
     bad_line = np.zeros(len(lines), bool)
     np.logical_or.at(bad_line, fl, ~good)

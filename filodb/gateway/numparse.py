@@ -126,7 +126,9 @@ def parse_values(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                  integer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``(values, ok)``: each range as a float (``integer``: digits with a sign only); where
     ``ok`` is False the caller must ask Python."""
-    return _values(buf, starts.astype(np.int64), ends.astype(np.int64), integer.astype(np.bool_), _POW10)
+    return _values(
+        buf, starts.astype(np.int64), ends.astype(np.int64), integer.astype(np.bool_), _POW10
+    )
 
 
 def parse_ints(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,

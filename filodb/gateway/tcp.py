@@ -342,8 +342,14 @@ class TcpGateway:
             return
         if parsed.errors:
             n, msg = parsed.errors[0]
-            more = f" (and {len(parsed.errors) - 1} more in this batch)" if len(parsed.errors) > 1 else ""
-            self._reject(door, "malformed", f"malformed line dropped: {msg}{more}", len(parsed.errors))
+            more = (
+                f" (and {len(parsed.errors) - 1} more in this batch)"
+                if len(parsed.errors) > 1
+                else ""
+            )
+            self._reject(
+                door, "malformed", f"malformed line dropped: {msg}{more}", len(parsed.errors)
+            )
         good = _count_lines(body) - len(parsed.errors)
         batch = parsed.batch
         if len(batch) == 0:

@@ -49,7 +49,9 @@ def encode_chunk(ts: np.ndarray, vals: np.ndarray) -> Chunk:
     return Chunk(start, start, end, len(ts), encode_timestamps(ts), encode_doubles(vals))
 
 
-def chunk_from_vectors(chunk_id: int, start: int, end: int, count: int, vectors: Sequence[bytes]) -> Chunk:
+def chunk_from_vectors(
+    chunk_id: int, start: int, end: int, count: int, vectors: Sequence[bytes]
+) -> Chunk:
     """A chunk read back from the column store."""
     return Chunk(chunk_id, start, end, count, vectors[0], vectors[1], flushed=True)
 

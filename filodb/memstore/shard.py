@@ -137,7 +137,10 @@ class TimeSeriesShard:
 
             self._count = grow(self._count, 0)
             self._first, self._last = grow(self._first, _NO_TS), grow(self._last, _NO_TS)
-            self._mem_start, self._store_start = grow(self._mem_start, _NONE), grow(self._store_start, _NONE)
+            self._mem_start, self._store_start = (
+                grow(self._mem_start, _NONE),
+                grow(self._store_start, _NONE),
+            )
             self._touched, self._pk_saved = grow(self._touched, 0), grow(self._pk_saved, 0)
             self._group = np.concatenate([self._group, np.array(new_groups, np.int64)])
         return ids, len(new_groups)
@@ -254,7 +257,9 @@ class TimeSeriesShard:
                         fd.chunk_series.append(s)
             dirty = sids[self._touched[sids] > self._pk_saved[sids]]
             fd.series = dirty
-            fd.part_keys = [(self._pk[s], int(self._first[s]), int(self._last[s])) for s in dirty.tolist()]
+            fd.part_keys = [
+                (self._pk[s], int(self._first[s]), int(self._last[s])) for s in dirty.tolist()
+            ]
             return fd
 
     def commit_flush(self, fd: FlushData) -> None:
@@ -309,7 +314,9 @@ class TimeSeriesShard:
             gone = (self._last != _NO_TS) & (self._last < cutoff_ms)
             self._first[gone] = _NO_TS
             self._last[gone] = _NO_TS
-            self._first = np.where(self._first != _NO_TS, np.maximum(self._first, cutoff_ms), _NO_TS)
+            self._first = np.where(
+                self._first != _NO_TS, np.maximum(self._first, cutoff_ms), _NO_TS
+            )
             self._store_start = np.where(gone, _NONE, np.maximum(self._store_start, cutoff_ms))
         return dropped
 
@@ -318,7 +325,11 @@ class TimeSeriesShard:
         ids = self._index.match(matchers)
         if len(ids) == 0:
             return ids
-        keep = (self._last[ids] != _NO_TS) & (self._first[ids] <= end_ms) & (self._last[ids] >= start_ms)
+        keep = (
+            (self._last[ids] != _NO_TS)
+            & (self._first[ids] <= end_ms)
+            & (self._last[ids] >= start_ms)
+        )
         return ids[keep]
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
@@ -343,13 +354,19 @@ class TimeSeriesShard:
             cts, cvals, coffs = decode_chunks(chunks)
             n_chunk = np.diff(coffs)
             buf_n = self._count[ids]
-            pieces_ts = [cts] + [self._ts[s][:n] for s, n in zip(ids.tolist(), buf_n.tolist(), strict=True) if n]
-            pieces_vals = [cvals] + [self._vals[s][:n] for s, n in zip(ids.tolist(), buf_n.tolist(), strict=True) if n]
+            pieces_ts = [cts] + [
+                self._ts[s][:n] for s, n in zip(ids.tolist(), buf_n.tolist(), strict=True) if n
+            ]
+            pieces_vals = [cvals] + [
+                self._vals[s][:n] for s, n in zip(ids.tolist(), buf_n.tolist(), strict=True) if n
+            ]
         ts = np.concatenate(pieces_ts)
         vals = np.concatenate(pieces_vals)
         owner_arr = np.array(owner, np.int64)
         buf_owner = np.flatnonzero(buf_n)
-        sample_owner = np.concatenate([np.repeat(owner_arr, n_chunk), np.repeat(buf_owner, buf_n[buf_owner])])
+        sample_owner = np.concatenate(
+            [np.repeat(owner_arr, n_chunk), np.repeat(buf_owner, buf_n[buf_owner])]
+        )
         sample_limit = np.concatenate([np.repeat(np.array(limit, np.int64), n_chunk),
                                        np.full(int(buf_n.sum()), end_ms, np.int64)])  # fmt: skip
         keep = (ts >= start_ms) & (ts <= sample_limit)
@@ -367,7 +384,9 @@ class TimeSeriesShard:
         """Chunks of the column store for the part of the range memory no longer holds."""
         if self.pager is None:
             return {}
-        older = (start_ms < self._mem_start[ids]) & (self._store_start[ids] <= np.minimum(end_ms, self._mem_start[ids] - 1))
+        older = (start_ms < self._mem_start[ids]) & (
+            self._store_start[ids] <= np.minimum(end_ms, self._mem_start[ids] - 1)
+        )
         need = ids[older]
         if len(need) == 0:
             return {}
@@ -378,7 +397,10 @@ class TimeSeriesShard:
             s = by_pk.get(rec.part_key)
             if s is not None:
                 out.setdefault(s, []).append(
-                    chunk_from_vectors(rec.chunk_id, rec.start_ms, rec.end_ms, rec.num_rows, rec.vectors))
+                    chunk_from_vectors(
+                        rec.chunk_id, rec.start_ms, rec.end_ms, rec.num_rows, rec.vectors
+                    )
+                )
         for cs in out.values():
             cs.sort(key=lambda c: c.start)
             self.chunks_paged += len(cs)
@@ -386,7 +408,9 @@ class TimeSeriesShard:
 
     def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
         with self._lock:
-            return [self._labels[s] for s in self._ids_in_range(matchers, start_ms, end_ms).tolist()]
+            return [
+                self._labels[s] for s in self._ids_in_range(matchers, start_ms, end_ms).tolist()
+            ]
 
     def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
         return sorted({k for lb in self.series(matchers, start_ms, end_ms) for k, _ in lb})
@@ -419,7 +443,9 @@ class TimeSeriesShard:
             }
 
 
-def _dedupe(ts: np.ndarray, vals: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dedupe(
+    ts: np.ndarray, vals: np.ndarray, owner: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep each series' samples strictly increasing (a chunk written twice, paged data that
     overlaps memory). ``owner`` is sorted; only the rare series that need it are re-sorted."""
     if len(ts) < 2:

@@ -28,7 +28,11 @@ def check_dataset_name(name: object) -> str:
     is written.
     """
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        shown = f"{name[:40]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 60 else repr(name)
+        shown = (
+            f"{name[:40]!r}... ({len(name)} characters)"
+            if isinstance(name, str) and len(name) > 60
+            else repr(name)
+        )
         raise BadInputError(
             f"invalid dataset name {shown}: use 1-{MAX_NAME_LENGTH} ASCII letters, digits, '_' "
             "and '-', not starting with '-'"
@@ -62,7 +66,9 @@ class Dataset:
         check_shards(shards, spread)
         ovr = check_spread_overrides(spread_overrides, shards)
         if retention_s is not None and (
-            not isinstance(retention_s, int | float) or isinstance(retention_s, bool) or retention_s < 0
+            not isinstance(retention_s, int | float)
+            or isinstance(retention_s, bool)
+            or retention_s < 0
         ):
             raise BadInputError(f"retention must be a non-negative duration, got {retention_s!r}")
         return cls(name, shards, spread, tuple(SpreadOverride(o["_ws_"], o["_ns_"], o["spread"]) for o in ovr),
@@ -81,7 +87,11 @@ class Dataset:
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (also what the admin API shows, with ``dataset`` added)."""
-        out: dict[str, Any] = {"shards": self.shards, "spread": self.spread, "created": self.created}
+        out: dict[str, Any] = {
+            "shards": self.shards,
+            "spread": self.spread,
+            "created": self.created,
+        }
         if self.spread_overrides:
             out["spread_overrides"] = [{"_ws_": o.ws, "_ns_": o.ns, "spread": o.spread}
                                        for o in self.spread_overrides]  # fmt: skip

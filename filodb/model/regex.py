@@ -47,7 +47,11 @@ def _compile(text: str, pattern: str) -> Any:
     try:
         return re2.compile(text, _OPTIONS)
     except re2.error as e:
-        reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        reason = (
+            e.args[0].decode(errors="replace")
+            if e.args and isinstance(e.args[0], bytes)
+            else str(e)
+        )
         raise BadInputError(f"invalid regular expression {pattern!r}: {reason}") from None
 
 

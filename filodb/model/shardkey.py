@@ -84,10 +84,19 @@ def check_spread_overrides(overrides: object, num_shards: int) -> list[dict[str,
     out = []
     for o in overrides:
         if not isinstance(o, dict) or "spread" not in o or not set(o) <= {"_ws_", "_ns_", "spread"}:
-            raise BadInputError(f"bad spread override {o!r}: use {{\"_ws_\": ..., \"_ns_\": ..., \"spread\": n}}")
+            raise BadInputError(
+                f'bad spread override {o!r}: use {{"_ws_": ..., "_ns_": ..., "spread": n}}'
+            )
         ws, ns, sp = o.get("_ws_", ""), o.get("_ns_", ""), o["spread"]
-        if not isinstance(ws, str) or not isinstance(ns, str) or not isinstance(sp, int) or isinstance(sp, bool):
-            raise BadInputError(f"bad spread override {o!r}: _ws_/_ns_ are strings, spread an integer")
+        if (
+            not isinstance(ws, str)
+            or not isinstance(ns, str)
+            or not isinstance(sp, int)
+            or isinstance(sp, bool)
+        ):
+            raise BadInputError(
+                f"bad spread override {o!r}: _ws_/_ns_ are strings, spread an integer"
+            )
         check_shards(num_shards, sp)
         out.append({"_ws_": ws, "_ns_": ns, "spread": sp})
     return out

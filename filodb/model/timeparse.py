@@ -10,7 +10,9 @@ from datetime import datetime
 
 from filodb.errors import BadInputError
 
-_DUR_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DUR_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
 _DUR_MS = (365 * 86400_000, 7 * 86400_000, 86400_000, 3600_000, 60_000, 1000, 1)
 MIN_TIME_MS = -9_223_372_036_854_775 // 1000
 MAX_TIME_MS = 9_223_372_036_854_775 // 1000
@@ -34,7 +36,9 @@ def parse_time_ms(raw: str, name: str) -> int:
         dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         return int(round(dt.timestamp() * 1000))
     except ValueError:
-        raise BadInputError(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp') from None
+        raise BadInputError(
+            f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp'
+        ) from None
 
 
 def parse_duration_ms(raw: str, name: str) -> int:

@@ -52,7 +52,9 @@ class LogApplier:
                 batch = SampleBatch.from_bytes(data)
             except BadInputError:
                 self.malformed += 1
-                log.warning("skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off)
+                log.warning(
+                    "skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off
+                )
                 self.ms.ingest(SampleBatch.empty(), off)  # the offset moves on
             else:
                 flushed = self.checkpoints if off <= self.covered else None

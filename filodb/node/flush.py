@@ -21,8 +21,9 @@ from filodb.store.base import ChunkSet, ColumnStore, MetaStore, PartKeyRecord
 log = logging.getLogger(__name__)
 
 
-
-def make_pager(store: ColumnStore, dataset: str, shard: int) -> Callable[[list[bytes], int, int], Any]:
+def make_pager(
+    store: ColumnStore, dataset: str, shard: int
+) -> Callable[[list[bytes], int, int], Any]:
     """The memstore's window on the column store, for data it no longer holds."""
 
     def pager(part_keys: list[bytes], start_ms: int, end_ms: int) -> list[ChunkSet]:
@@ -48,6 +49,8 @@ def flush_group(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, group:
             "bytes": sum(c.nbytes for c in chunks), "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
-def flush_all(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, ingest_log: Log | None = None) -> None:
+def flush_all(
+    ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, ingest_log: Log | None = None
+) -> None:
     for g in range(ms.num_groups):
         flush_group(ms, store, meta, g, ingest_log)

@@ -110,7 +110,9 @@ class ShardIngester(threading.Thread):
     def _recover(self) -> None:
         self._move(ShardStatus.RECOVERY, 0)
         if self.stores is not None:
-            self.applier = LogApplier(self.memstore, self.stores.column, self.stores.meta, self.ingest_log)
+            self.applier = LogApplier(
+                self.memstore, self.stores.column, self.stores.meta, self.ingest_log
+            )
         else:
             self.applier = LogApplier.without_store(self.memstore, self.ingest_log)
         self.offset = self.applier.offset
@@ -137,12 +139,16 @@ class ShardIngester(threading.Thread):
         if self.stores is None or not (self.active or (force and self.recovered)):
             return None
         with self.flush_lock:
-            return flush_group(self.memstore, self.stores.column, self.stores.meta, group, self.ingest_log)
+            return flush_group(
+                self.memstore, self.stores.column, self.stores.meta, group, self.ingest_log
+            )
 
     def _follow(self) -> None:
         last_report = 0.0
         while not self.stop_event.is_set():
-            got = self.ingest_log.read(self.dataset, {self.shard: self.offset}, READ_COUNT, BLOCK_MS)
+            got = self.ingest_log.read(
+                self.dataset, {self.shard: self.offset}, READ_COUNT, BLOCK_MS
+            )
             self._consume(got.get(self.shard, []))
             if time.monotonic() - last_report > PROGRESS_EVERY_S:
                 self._report()

@@ -120,4 +120,6 @@ def observe_flush(dataset: str, shard: int, seconds: float) -> None:
 
 def serve(runtime: NodeView) -> MetricsServer:
     """Start serving ``runtime``'s metrics on ``cfg.metrics_port`` (0: a free port) at ``cfg.host``."""
-    return MetricsServer([NodeCollector(runtime), FLUSH_SECONDS], runtime.cfg.host, runtime.cfg.metrics_port)
+    return MetricsServer(
+        [NodeCollector(runtime), FLUSH_SECONDS], runtime.cfg.host, runtime.cfg.metrics_port
+    )

@@ -236,14 +236,18 @@ class NodeRuntime:
         datasets = self.shard_map.datasets()
         for (ds, shard), ing in list(self.ingesters.items()):
             desc = datasets.get(ds)
-            retention = desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
+            retention = (
+                desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
+            )
             if ing.active and retention > 0:
                 cutoff = int((now_s - retention) * 1000)
                 try:
                     ing.memstore.drop_before(cutoff)
                     self.stores.column.delete_before(ds, shard, cutoff)
                 except Exception as e:  # noqa: BLE001 - one shard's store error spoils no other
-                    self._log_limited((ds, shard, "retention"), "retention of %s/%s failed: %s", ds, shard, e)
+                    self._log_limited(
+                        (ds, shard, "retention"), "retention of %s/%s failed: %s", ds, shard, e
+                    )
 
     def coordinate(self, maps: Maps | None = None) -> None:
         """Leader duty: give shards without a live owner to live nodes, then rebalance
@@ -287,7 +291,9 @@ class NodeRuntime:
                             *act.key, self.shard_map.lease_holder(*act.key))  # fmt: skip
 
     def _start_shard(self, st: ShardState, desc: Dataset) -> None:
-        log.warning("node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value)
+        log.warning(
+            "node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value
+        )
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         try:
@@ -310,7 +316,9 @@ class NodeRuntime:
         self._log_limited((st.dataset, st.shard, reason), "node %s cannot start shard %s/%s: %s",
                           self.name, st.dataset, st.shard, reason)  # fmt: skip
         try:
-            self.shard_map.move(st, ShardStatus.ERROR, self.name, expect_node=self.name, error=reason)
+            self.shard_map.move(
+                st, ShardStatus.ERROR, self.name, expect_node=self.name, error=reason
+            )
         except Exception:  # noqa: BLE001 - fenced or Redis gone: the next tick sees the map again
             log.debug("could not record Error for %s/%s", st.dataset, st.shard, exc_info=True)
 
@@ -363,4 +371,6 @@ class NodeRuntime:
             except Exception:  # noqa: BLE001 - the next owner replays from the old checkpoint
                 log.exception("flush on release of %s/%s group %s", ing.dataset, ing.shard, g)
                 return
-        log.warning("flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0)
+        log.warning(
+            "flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0
+        )

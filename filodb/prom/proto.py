@@ -59,7 +59,9 @@ _SPECS: dict[str, list[tuple[str, int, int, int, str | None]]] = {
 
 
 def _build() -> dict[str, type]:
-    fdp = descriptor_pb2.FileDescriptorProto(name="filodb_prompb.proto", package=_PKG, syntax="proto3")
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="filodb_prompb.proto", package=_PKG, syntax="proto3"
+    )
     for name, fields in _SPECS.items():
         m = fdp.message_type.add(name=name)
         for fname, num, typ, label, tname in fields:
@@ -68,7 +70,10 @@ def _build() -> dict[str, type]:
                 f.type_name = f".{_PKG}.{tname}"
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PKG}.{n}")) for n in _SPECS}
+    return {
+        n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PKG}.{n}"))
+        for n in _SPECS
+    }
 
 
 MESSAGES = _build()

@@ -60,7 +60,9 @@ def decode_read_request(body: bytes, max_decompressed: int = 64 << 20):  # type:
     try:
         n = cramjam.snappy.decompress_raw_len(body)
         if n > max_decompressed:
-            raise BadInputError(f"decompressed remote-read body of {n} bytes exceeds {max_decompressed}")
+            raise BadInputError(
+                f"decompressed remote-read body of {n} bytes exceeds {max_decompressed}"
+            )
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except BadInputError:
         raise
@@ -115,7 +117,9 @@ def frame(msg: bytes) -> bytes:
     return varint_bytes(len(msg)) + crc32c(msg).to_bytes(4, "big") + msg
 
 
-def chunked_frames(index: int, series: list[RawSeries], max_bytes: int = MAX_BYTES_IN_FRAME) -> Iterator[bytes]:
+def chunked_frames(
+    index: int, series: list[RawSeries], max_bytes: int = MAX_BYTES_IN_FRAME
+) -> Iterator[bytes]:
     """Frames of one query's series as XOR chunks."""
     msg = ChunkedReadResponse(query_index=index)
     size = 0
@@ -196,5 +200,8 @@ def decode_chunked(body: bytes) -> tuple[dict[int, Series], int]:
                     raise BadInputError("chunk size or min/max time wrong")
                 parts.append((t, v))
             old = [got[labels]] if labels in got else []
-            got[labels] = (np.concatenate([p[0] for p in old + parts]), np.concatenate([p[1] for p in old + parts]))
+            got[labels] = (
+                np.concatenate([p[0] for p in old + parts]),
+                np.concatenate([p[1] for p in old + parts]),
+            )
     return out, frames

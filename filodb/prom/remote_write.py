@@ -108,7 +108,9 @@ def _decompress(body: bytes, max_decompressed: int) -> bytes:
     except Exception as e:  # cramjam raises its own DecompressionError
         raise BadInputError(f"remote-write body is not snappy block data: {e}") from e
     if n > max_decompressed:
-        raise ErrPayloadTooLarge(f"decompressed remote-write body of {n} bytes exceeds {max_decompressed}")
+        raise ErrPayloadTooLarge(
+            f"decompressed remote-write body of {n} bytes exceeds {max_decompressed}"
+        )
     try:
         return bytes(cramjam.snappy.decompress_raw(body))
     except Exception as e:
@@ -217,7 +219,9 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
         return None
     meta = _decode_metadata(b"".join(scan.meta_fields)) if scan.meta_fields else []
     if not scan.start:
-        return SampleBatch(scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)), meta
+        return SampleBatch(
+            scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)
+        ), meta
     buf = np.concatenate([np.frombuffer(raw, np.uint8), np.zeros(16, np.uint8)])  # padded reads
     found = _sample_positions(buf, np.array(scan.start, np.int64), np.array(scan.end, np.int64))
     if found is None:
@@ -234,7 +238,13 @@ def _scan_series(raw: bytes) -> _Scan:
     cache = _LABEL_CACHE
     index: dict[Labels, int] = {}
     out = _Scan()
-    series, msg, starts, ends, js = out.series, out.msg, out.start, out.end, out.j  # locals: hot loop
+    series, msg, starts, ends, js = (
+        out.series,
+        out.msg,
+        out.start,
+        out.end,
+        out.j,
+    )  # locals: hot loop
     pos = i = 0
     while pos < n:
         key = raw[pos]
@@ -311,7 +321,9 @@ def _uniform_blocks(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
     blocks: list[_Block] = []
     for st in np.unique(stride[uniform]).tolist():
         ks = np.flatnonzero(uniform & (stride == st))
-        rec = np.concatenate([buf[s0:e0] for s0, e0 in zip(starts[ks].tolist(), ends[ks].tolist(), strict=True)])
+        rec = np.concatenate(
+            [buf[s0:e0] for s0, e0 in zip(starts[ks].tolist(), ends[ks].tolist(), strict=True)]
+        )
         rec = rec.reshape(-1, st)
         cnt = size[ks] // st
         span = np.repeat(ks, cnt)
@@ -464,7 +476,12 @@ def _decode_metadata(fields: bytes) -> list[dict[str, str]]:
 
 def _metadata_of(req: Any) -> list[dict[str, str]]:
     return [
-        {"metric": m.metric_family_name, "type": _TYPES.get(m.type, "unknown"), "help": m.help, "unit": m.unit}
+        {
+            "metric": m.metric_family_name,
+            "type": _TYPES.get(m.type, "unknown"),
+            "help": m.help,
+            "unit": m.unit,
+        }
         for m in req.metadata
     ]
 
@@ -499,7 +516,11 @@ def _encode_labels(labels: Labels) -> bytes:
     parts = []
     for k, v in labels:
         kb, vb = k.encode(), v.encode()
-        parts.append(pb_field(0x0A, (pb_field(0x0A, kb) if kb else b"") + (pb_field(0x12, vb) if vb else b"")))
+        parts.append(
+            pb_field(
+                0x0A, (pb_field(0x0A, kb) if kb else b"") + (pb_field(0x12, vb) if vb else b"")
+            )
+        )
     return b"".join(parts)
 
 
@@ -537,7 +558,11 @@ def encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None)
     rec_len = body_len + 2
     # samples bytes per series, then the TimeSeries header (tag, length, labels) in Python
     present = np.flatnonzero(counts)
-    per_series = np.add.reduceat(rec_len, np.cumsum(counts)[present] - counts[present]) if len(ts) else np.zeros(0, np.int64)
+    per_series = (
+        np.add.reduceat(rec_len, np.cumsum(counts)[present] - counts[present])
+        if len(ts)
+        else np.zeros(0, np.int64)
+    )
     heads = []
     for j, slen in zip(present.tolist(), per_series.tolist(), strict=True):
         lb = _labels_bytes(batch.series[j])
@@ -556,7 +581,11 @@ def encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None)
     out = np.zeros(total + len(meta_raw), np.uint8)
     if heads:
         hbuf = np.frombuffer(b"".join(heads), np.uint8)
-        out[np.repeat(block_at, head_len) + np.arange(len(hbuf)) - np.repeat(np.cumsum(head_len) - head_len, head_len)] = hbuf
+        out[
+            np.repeat(block_at, head_len)
+            + np.arange(len(hbuf))
+            - np.repeat(np.cumsum(head_len) - head_len, head_len)
+        ] = hbuf
     # record positions: after each series' header, records back to back
     first = np.repeat(block_at + head_len, counts[present])
     within = np.cumsum(rec_len) - rec_len
@@ -575,7 +604,9 @@ def encode_raw(batch: SampleBatch, metadata: list[dict[str, str]] | None = None)
         if not sel.any():
             break
         byte = (u[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        out[q[sel] + 1 + k] = (byte | np.where(w[sel] > k + 1, 0x80, 0).astype(np.uint64)).astype(np.uint8)
+        out[q[sel] + 1 + k] = (byte | np.where(w[sel] > k + 1, 0x80, 0).astype(np.uint64)).astype(
+            np.uint8
+        )
     out[total:] = np.frombuffer(meta_raw, np.uint8)
     return out.tobytes()
 

@@ -213,7 +213,9 @@ class PromTextParser:
                 raise LineError(f"unknown metric type {rest!r}")
             entry["type"] = "unknown" if rest == "untyped" else rest
         elif kind == "HELP":
-            entry["help"] = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), rest)
+            entry["help"] = re.sub(
+                r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), rest
+            )
         else:
             entry["unit"] = rest
         fresh[name] = entry
@@ -281,7 +283,9 @@ class PromTextParser:
                 raise LineError(f"invalid timestamp {raw!r}")
             return int(round(secs * 1000))
         if not re.fullmatch(r"-?\d+", raw):
-            raise LineError(f"invalid timestamp {raw!r} (Prometheus text wants integer milliseconds)")
+            raise LineError(
+                f"invalid timestamp {raw!r} (Prometheus text wants integer milliseconds)"
+            )
         return int(raw)
 
 

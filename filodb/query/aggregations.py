@@ -28,7 +28,9 @@ def group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> Labe
     return tuple((k, v) for k, v in labels if k in keep)
 
 
-def _groups(sv: StepVector, grouping: Sequence[str], without: bool) -> tuple[list[Labels], np.ndarray]:
+def _groups(
+    sv: StepVector, grouping: Sequence[str], without: bool
+) -> tuple[list[Labels], np.ndarray]:
     """Group label sets and each row's group. A name kept by ``by (__name__)`` groups dropped
     and kept alike; the group's name is dropped when any member's was."""
     index: dict[Labels, int] = {}
@@ -51,8 +53,14 @@ def _groups(sv: StepVector, grouping: Sequence[str], without: bool) -> tuple[lis
 def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
               grouping: Sequence[str], without: bool) -> StepVector:  # fmt: skip
     n_steps = sv.values.shape[1]
-    if op in ("topk", "bottomk", "limitk", "limit_ratio") and isinstance(param, ScalarSteps) and np.isnan(param.values).any():
-        raise ExecutionError("Ratio value is NaN" if op == "limit_ratio" else "Parameter value is NaN")
+    if (
+        op in ("topk", "bottomk", "limitk", "limit_ratio")
+        and isinstance(param, ScalarSteps)
+        and np.isnan(param.values).any()
+    ):
+        raise ExecutionError(
+            "Ratio value is NaN" if op == "limit_ratio" else "Parameter value is NaN"
+        )
     if len(sv) == 0:
         return StepVector.empty(n_steps)
     if op in _PER_STEP:
@@ -74,7 +82,9 @@ def aggregate(op: str, sv: StepVector, param: ScalarSteps | StringValue | None,
             elif op == "avg":
                 out = _avg(vals, pres, starts, mean)
             else:
-                dev = np.where(pres, vals - np.repeat(mean, np.diff(np.r_[starts, len(vals)]), axis=0), 0.0)
+                dev = np.where(
+                    pres, vals - np.repeat(mean, np.diff(np.r_[starts, len(vals)]), axis=0), 0.0
+                )
                 var = np.add.reduceat(dev * dev, starts, axis=0) / np.maximum(count, 1)
                 out = var if op == "stdvar" else np.sqrt(var)
     elif op in ("min", "max"):
@@ -93,7 +103,12 @@ def _sorted_groups(sv: StepVector, grouping: Sequence[str], without: bool
     order = np.argsort(gid, kind="stable")
     g_sorted = gid[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-    return [glabels[g] for g in g_sorted[starts].tolist()], sv.values[order], sv.present[order], starts
+    return (
+        [glabels[g] for g in g_sorted[starts].tolist()],
+        sv.values[order],
+        sv.present[order],
+        starts,
+    )
 
 
 def _sum(x: np.ndarray, starts: np.ndarray, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +137,9 @@ SCALE = 2.0**-970
 exact for every value large enough to matter next to one that overflowed."""
 
 
-def sum_partials(sv: StepVector, grouping: Sequence[str], without: bool, scaled: bool) -> StepVector:
+def sum_partials(
+    sv: StepVector, grouping: Sequence[str], without: bool, scaled: bool
+) -> StepVector:
     """The map step of a distributed ``sum`` or ``avg``: per group, its Kahan sum, then (a
     second block of rows, same labels and order) the compensations; with ``scaled``, two more
     blocks: the same of the values times :data:`SCALE`. Summing the blocks of every shard
@@ -133,8 +150,13 @@ def sum_partials(sv: StepVector, grouping: Sequence[str], without: bool, scaled:
     glabels, vals, pres, starts = _sorted_groups(sv, grouping, without)
     present = np.logical_or.reduceat(pres, starts, axis=0)
     x = np.where(pres, vals, 0.0)
-    blocks = [*_sum(x, starts, partial=True), *(_sum(x * SCALE, starts, partial=True) if scaled else ())]
-    return StepVector(glabels * len(blocks), np.concatenate(blocks), np.tile(present, (len(blocks), 1)))
+    blocks = [
+        *_sum(x, starts, partial=True),
+        *(_sum(x * SCALE, starts, partial=True) if scaled else ()),
+    ]
+    return StepVector(
+        glabels * len(blocks), np.concatenate(blocks), np.tile(present, (len(blocks), 1))
+    )
 
 
 def _avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -218,7 +240,14 @@ def _count_values(sv, param, grouping, without):  # type: ignore[no-untyped-def]
     for i, lb in enumerate(sv.labels):
         base = group_labels(lb, grouping, without)
         for s in np.flatnonzero(sv.present[i]).tolist():
-            key = tuple(sorted([*((k, v) for k, v in base if k != label), (label, format_value(float(sv.values[i, s])))]))
+            key = tuple(
+                sorted(
+                    [
+                        *((k, v) for k, v in base if k != label),
+                        (label, format_value(float(sv.values[i, s]))),
+                    ]
+                )
+            )
             arr = rows.setdefault(key, np.zeros(S))
             arr[s] += 1
     labels = list(rows)

@@ -124,4 +124,6 @@ Expr: TypeAlias = (
 
 COMPARISON_OPS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 SET_OPS = frozenset({"and", "or", "unless"})
-AGGREGATORS_WITH_PARAM = frozenset({"topk", "bottomk", "quantile", "count_values", "limitk", "limit_ratio"})
+AGGREGATORS_WITH_PARAM = frozenset(
+    {"topk", "bottomk", "quantile", "count_values", "limitk", "limit_ratio"}
+)

@@ -79,7 +79,9 @@ def scalar_scalar(op: str, a: ScalarSteps, b: ScalarSteps) -> ScalarSteps:
     return ScalarSteps(apply(op, a.values, b.values))
 
 
-def vector_scalar(op: str, sv: StepVector, sc: ScalarSteps, scalar_left: bool, return_bool: bool) -> StepVector:
+def vector_scalar(
+    op: str, sv: StepVector, sc: ScalarSteps, scalar_left: bool, return_bool: bool
+) -> StepVector:
     s = sc.values[None, :]
     res = apply(op, s, sv.values) if scalar_left else apply(op, sv.values, s)
     if op in COMPARISON_OPS:
@@ -110,7 +112,9 @@ def _index(sv: StepVector, vm: VectorMatching | None) -> dict[Labels, list[int]]
     return out
 
 
-def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tuple[np.ndarray, np.ndarray]:
+def _merge_unique(
+    sv: StepVector, rows: list[int], side: str, sig: Labels
+) -> tuple[np.ndarray, np.ndarray]:
     """Values/presence of the one series per step among ``rows``; error if two overlap."""
     if len(rows) == 1:
         return sv.values[rows[0]], sv.present[rows[0]]
@@ -129,7 +133,9 @@ def _merge_unique(sv: StepVector, rows: list[int], side: str, sig: Labels) -> tu
     return vals, cast(np.ndarray, pres.any(axis=0))
 
 
-def _result_labels(lb: Labels, other: Labels, vm: VectorMatching | None, op: str, return_bool: bool) -> Labels:
+def _result_labels(
+    lb: Labels, other: Labels, vm: VectorMatching | None, op: str, return_bool: bool
+) -> Labels:
     out = dict(lb)
     if (op not in COMPARISON_OPS or return_bool) and METRIC_NAME in out:
         out[DROPPED_NAME] = out.pop(METRIC_NAME)
@@ -150,7 +156,9 @@ def _result_labels(lb: Labels, other: Labels, vm: VectorMatching | None, op: str
     return tuple(sorted(out.items()))
 
 
-def vector_vector(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching | None, return_bool: bool) -> StepVector:
+def vector_vector(
+    op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching | None, return_bool: bool
+) -> StepVector:
     if op in ("and", "or", "unless"):
         return _set_op(op, lhs, rhs, vm)
     card = vm.card if vm else "one-to-one"
@@ -197,7 +205,9 @@ def _match(op: str, many: StepVector, one: StepVector, vm: VectorMatching | None
             continue
         a, b = (ov, many.values[i]) if swapped else (many.values[i], ov)
         other = _one_labels(one, one_idx[sig]) if hit is not None else ()
-        out.add(_result_labels(lb, other, vm, op, return_bool), *_apply_op(op, a, b, p, return_bool))
+        out.add(
+            _result_labels(lb, other, vm, op, return_bool), *_apply_op(op, a, b, p, return_bool)
+        )
     if fill_many is not None:
         for sig, (ov, o_pres) in one_rows.items():
             p = o_pres & ~many_present.get(sig, none)
@@ -232,7 +242,8 @@ class _Rows:
             if (self.pres[j] & p).any():
                 raise ExecutionError(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                    if self.card == "one-to-one" else "vector cannot contain metrics with the same labelset"
+                    if self.card == "one-to-one"
+                    else "vector cannot contain metrics with the same labelset"
                 )
             self.vals[j] = np.where(p, res, self.vals[j])
             self.pres[j] = self.pres[j] | p
@@ -258,13 +269,21 @@ def _set_op(op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching | None
     rhs_any = {sig: rhs.present[rows].any(axis=0) for sig, rows in rhs_idx.items()}
     none = np.zeros(S, bool)
     if op in ("and", "unless"):
-        keep = np.array([rhs_any.get(signature(lb, vm), none) for lb in lhs.labels]) if len(lhs) else np.zeros((0, S), bool)
+        keep = (
+            np.array([rhs_any.get(signature(lb, vm), none) for lb in lhs.labels])
+            if len(lhs)
+            else np.zeros((0, S), bool)
+        )
         pres = lhs.present & keep if op == "and" else lhs.present & ~keep
         return StepVector(lhs.labels, lhs.values, pres).compact()
     lhs_idx = _index(lhs, vm)
     lhs_any = {sig: lhs.present[rows].any(axis=0) for sig, rows in lhs_idx.items()}
     extra = [i for i, lb in enumerate(rhs.labels)]
-    r_pres = np.array([rhs.present[i] & ~lhs_any.get(signature(rhs.labels[i], vm), none) for i in extra]) if extra else np.zeros((0, S), bool)
+    r_pres = (
+        np.array([rhs.present[i] & ~lhs_any.get(signature(rhs.labels[i], vm), none) for i in extra])
+        if extra
+        else np.zeros((0, S), bool)
+    )
     labels = lhs.labels + [rhs.labels[i] for i in extra]
     values = np.concatenate([lhs.values, rhs.values[extra]]) if extra else lhs.values
     present = np.concatenate([lhs.present, r_pres]) if extra else lhs.present

@@ -115,7 +115,9 @@ class ShardedSource(SeriesSource, Protocol):
     num_shards: int
     spread: int | SpreadRule
 
-    def eval_shards(self, shards: Sequence[int], params: dict[str, Any]) -> list[tuple[StepVector, Sequence[int]]]:
+    def eval_shards(
+        self, shards: Sequence[int], params: dict[str, Any]
+    ) -> list[tuple[StepVector, Sequence[int]]]:
         """:func:`eval_local` with ``params`` on each of ``shards`` that can answer: its
         :class:`StepVector` and ``(samples, series)`` read, in shard order."""
         ...
@@ -162,23 +164,39 @@ class LocalShards:
         self.num_shards = len(self.shards)
         self.spread = spread
 
-    def eval_shards(self, shards: Sequence[int], params: dict[str, Any]) -> list[tuple[StepVector, Sequence[int]]]:
+    def eval_shards(
+        self, shards: Sequence[int], params: dict[str, Any]
+    ) -> list[tuple[StepVector, Sequence[int]]]:
         return [eval_local(self.shards[s], params) for s in sorted(shards)]
 
     def _each(self, matchers: Sequence[Matcher]) -> list[SeriesSource]:
         return [self.shards[s] for s in query_shards(list(matchers), self.num_shards, self.spread)]
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
-        return SeriesBlock.concat([s.select(matchers, start_ms, end_ms) for s in self._each(matchers)])
+        return SeriesBlock.concat(
+            [s.select(matchers, start_ms, end_ms) for s in self._each(matchers)]
+        )
 
     def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
-        return sorted({lb for s in self._each(matchers) for lb in s.series(matchers, start_ms, end_ms)})
+        return sorted(
+            {lb for s in self._each(matchers) for lb in s.series(matchers, start_ms, end_ms)}
+        )
 
     def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
-        return sorted({n for s in self._each(matchers) for n in s.label_names(matchers, start_ms, end_ms)})
+        return sorted(
+            {n for s in self._each(matchers) for n in s.label_names(matchers, start_ms, end_ms)}
+        )
 
-    def label_values(self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
-        return sorted({v for s in self._each(matchers) for v in s.label_values(name, matchers, start_ms, end_ms)})
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[str]:
+        return sorted(
+            {
+                v
+                for s in self._each(matchers)
+                for v in s.label_values(name, matchers, start_ms, end_ms)
+            }
+        )
 
 
 # --- above the shards ---------------------------------------------------------------------
@@ -201,7 +219,9 @@ class DistributedEngine(Engine):
             "max_series": self.max_series - ctx.samples[1],
         }  # fmt: skip
 
-    def _answers(self, e: ast.Expr, ctx: EvalContext, partial: str | None = None) -> list[StepVector]:
+    def _answers(
+        self, e: ast.Expr, ctx: EvalContext, partial: str | None = None
+    ) -> list[StepVector]:
         """Each shard's answer to ``e`` (see :func:`eval_local` for ``partial``)."""
         sels = selectors(e)
         matchers: list[Matcher] = list(sels[0].matchers) if len(sels) == 1 else []
@@ -232,8 +252,12 @@ class DistributedEngine(Engine):
             ctx.times, np.arange(ctx.times[0], ctx.times[-1] + 1, max(ctx.step, 1))
         ):
             return super().eval(node, ctx)  # irregular steps (inside a subquery): evaluate here
-        if (isinstance(node, ast.AggregateExpr) and node.op in _PUSHABLE_AGGS and is_local(node.expr)
-                and not (node.param is not None and selectors(node.param))):  # a shard lacks the
+        if (
+            isinstance(node, ast.AggregateExpr)
+            and node.op in _PUSHABLE_AGGS
+            and is_local(node.expr)
+            and not (node.param is not None and selectors(node.param))
+        ):  # a shard lacks the
             # param's series (``topk(scalar(foo), x)``): such a param is evaluated here
             return self._pushed_aggregate(node, ctx)
         if is_local(node):
@@ -263,7 +287,11 @@ class DistributedEngine(Engine):
             if node.op == "avg":  # where the sum overflows the mean may not: use the scaled one
                 _, scaled = _align(total, scaled)
                 alt = scaled.values / c.values / SCALE
-                return StepVector(total.labels, np.where(np.isinf(mean) & np.isfinite(alt), alt, mean), total.present)
+                return StepVector(
+                    total.labels,
+                    np.where(np.isinf(mean) & np.isfinite(alt), alt, mean),
+                    total.present,
+                )
             sq_expr = ast.BinaryExpr("^", ast.ParenExpr(node.expr), ast.NumberLiteral(2.0))
             q = aggregate("sum", part("sum", sq_expr), None, g, wo)
             _, q = _align(total, q)
@@ -277,7 +305,10 @@ class DistributedEngine(Engine):
         g, wo, n = node.grouping, node.without, len(ctx.times)
         blocks = 4 if node.op == "avg" else 2
         sum_node = ast.AggregateExpr("sum", node.expr, None, g, wo, node.by)
-        answers = [_blocks(v, blocks) for v in self._answers(sum_node, ctx, "avg" if blocks == 4 else "sum")]
+        answers = [
+            _blocks(v, blocks)
+            for v in self._answers(sum_node, ctx, "avg" if blocks == 4 else "sum")
+        ]
         total = aggregate("sum", _concat([b for a in answers for b in a[:2]], n), None, g, wo)
         scaled = aggregate("sum", _concat([b for a in answers for b in a[2:]], n), None, g, wo)
         return total, scaled

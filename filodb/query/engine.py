@@ -71,7 +71,9 @@ from filodb.query.values import (
 
 DEFAULT_SUBQUERY_STEP_MS = 60_000
 TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
-TOO_MANY_SERIES = "query processing would select too many series (more than {limit}); narrow the selectors"
+TOO_MANY_SERIES = (
+    "query processing would select too many series (more than {limit}); narrow the selectors"
+)
 
 
 @dataclass
@@ -128,12 +130,16 @@ class Engine:
         ctx = self.make_ctx(times, start_ms, end_ms, step_ms)
         v = self.eval(e, ctx)
         if isinstance(v, StringValue):
-            raise ExecutionError('invalid expression type "string" for range query, must be Scalar or instant Vector')
+            raise ExecutionError(
+                'invalid expression type "string" for range query, must be Scalar or instant Vector'
+            )
         if isinstance(v, ScalarSteps):
             return Result("matrix", [((), times, v.values)], warnings=self.warnings)
         v = _finalize(v)
         series = []
-        for i in np.argsort(np.array([str(lb) for lb in v.labels], dtype=object), kind="stable").tolist():
+        for i in np.argsort(
+            np.array([str(lb) for lb in v.labels], dtype=object), kind="stable"
+        ).tolist():
             p = v.present[i]
             if p.any():
                 series.append((v.labels[i], times[p], v.values[i][p]))
@@ -183,7 +189,9 @@ class Engine:
         """A duration of the tree, resolving ``step()``/``range()`` against the query."""
         if expr is None:
             return ms
-        return durations.to_ms(durations.seconds(expr, ctx.step / 1000.0, (ctx.end - ctx.start) / 1000.0))
+        return durations.to_ms(
+            durations.seconds(expr, ctx.step / 1000.0, (ctx.end - ctx.start) / 1000.0)
+        )
 
     def times_at(self, at: float | str | None, offset_ms: int, ctx: EvalContext) -> np.ndarray:
         if at is None:
@@ -196,7 +204,9 @@ class Engine:
             t = np.full(len(ctx.times), int(round(float(at) * 1000)), np.int64)
         return t - offset_ms
 
-    def select(self, vs: ast.VectorSelector, lo_ms: int, hi_ms: int, ctx: EvalContext) -> SeriesBlock:
+    def select(
+        self, vs: ast.VectorSelector, lo_ms: int, hi_ms: int, ctx: EvalContext
+    ) -> SeriesBlock:
         """Read series for a selector from the source, counting samples against the limit."""
         block = self.source.select(list(vs.matchers), lo_ms, hi_ms)
         ctx.samples[0] += int(block.offsets[-1])
@@ -211,7 +221,9 @@ class Engine:
         times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
         if vs.smoothed:
             lb = self.lookback_ms
-            block = drop_stale(self.select(vs, int(times.min()) - lb + 1, int(times.max()) + lb, ctx))
+            block = drop_stale(
+                self.select(vs, int(times.min()) - lb + 1, int(times.max()) + lb, ctx)
+            )
             vals, ok = extended.smoothed_values(block, times, lb)
             return StepVector(list(block.labels), vals, ok).compact()
         block, idx, ok = self.select_latest(vs, times, ctx)
@@ -245,7 +257,9 @@ class Engine:
     def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
         times = self.times_at(node.at, self.duration_ms(node.offset_ms, node.offset_expr, ctx), ctx)
         rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
-        step = self.duration_ms(node.step_ms, node.step_expr, ctx) or (ctx.step or DEFAULT_SUBQUERY_STEP_MS)
+        step = self.duration_ms(node.step_ms, node.step_expr, ctx) or (
+            ctx.step or DEFAULT_SUBQUERY_STEP_MS
+        )
         if rng <= 0 or step <= 0:
             raise ExecutionError("subquery range and step must be positive")
         first = (int(times.min()) - rng) // step * step
@@ -263,7 +277,9 @@ class Engine:
         lo, hi = window_bounds(block, times, rng)
         return Windows(block, lo, hi, times, rng, ctx.times)
 
-    def _instant_matrix(self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext) -> Result:
+    def _instant_matrix(
+        self, node: ast.MatrixSelector | ast.SubqueryExpr, ctx: EvalContext
+    ) -> Result:
         w = self.windows(node, ctx)
         series = []
         for i, lb in enumerate(w.block.labels):
@@ -332,7 +348,9 @@ class Engine:
         vals, ok = extended.extended_rate(block, times, rng, lb, vs.smoothed, counter, is_rate)
         return self._range_result(f, block, vals, ok)
 
-    def _range_result(self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray) -> StepVector:
+    def _range_result(
+        self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray
+    ) -> StepVector:
         block = w.block if isinstance(w, Windows) else w
         labels = block.labels if f in RANGE_KEEPS_NAME else [drop_name(lb) for lb in block.labels]
         return check_unique(StepVector(list(labels), vals, pres).compact())
@@ -344,19 +362,25 @@ class Engine:
             any_present = v.present.any(axis=0) if len(v) else np.zeros(len(ctx.times), bool)
         else:
             w = self.windows(arg, ctx)  # type: ignore[arg-type]
-            any_present = (w.count > 0).any(axis=0) if len(w.block) else np.zeros(len(ctx.times), bool)
+            any_present = (
+                (w.count > 0).any(axis=0) if len(w.block) else np.zeros(len(ctx.times), bool)
+            )
         labels = _absent_labels(arg)
         return StepVector([labels], np.ones((1, len(ctx.times))), ~any_present[None, :]).compact()
 
     def _timestamp(self, arg: ast.Expr, ctx: EvalContext) -> StepVector:
         inner = _unparen(arg)
         if isinstance(inner, ast.VectorSelector):
-            times = self.times_at(inner.at, self.duration_ms(inner.offset_ms, inner.offset_expr, ctx), ctx)
+            times = self.times_at(
+                inner.at, self.duration_ms(inner.offset_ms, inner.offset_expr, ctx), ctx
+            )
             block, idx, ok = self.select_latest(inner, times, ctx)
             if len(block) == 0:
                 return StepVector.empty(len(times))
             ts = block.ts[idx] / 1000.0
-            return check_unique(StepVector([drop_name(lb) for lb in block.labels], ts, ok).compact())
+            return check_unique(
+                StepVector([drop_name(lb) for lb in block.labels], ts, ok).compact()
+            )
         v = self.eval(arg, ctx)
         vals = np.broadcast_to(ctx.times / 1000.0, v.values.shape).copy()
         return check_unique(StepVector([drop_name(lb) for lb in v.labels], vals, v.present))
@@ -370,10 +394,12 @@ class Engine:
         ok = np.zeros((n, S), bool)
         for s in range(S):
             if not (0 < sf[s] < 1 and 0 < tf[s] < 1):
-                raise ExecutionError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf[s]}")
+                raise ExecutionError(
+                    f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf[s]}"
+                )
         for i in range(n):
             for s in range(S):
-                v = w.block.vals[w.lo[i, s]:w.hi[i, s]]
+                v = w.block.vals[w.lo[i, s] : w.hi[i, s]]
                 if len(v) >= 2:
                     out[i, s] = _hw(v, sf[s], tf[s])
                     ok[i, s] = True

@@ -34,7 +34,9 @@ def check_function(func: str, anchored: bool) -> str | None:
     return f"{kind} modifier can only be used with: {', '.join(safe)} - not with {func}"
 
 
-def _interp(block: SeriesBlock, i1: np.ndarray, i2: np.ndarray, t: np.ndarray, counter: bool) -> np.ndarray:
+def _interp(
+    block: SeriesBlock, i1: np.ndarray, i2: np.ndarray, t: np.ndarray, counter: bool
+) -> np.ndarray:
     """Linear interpolation at ``t`` between samples ``i1`` and ``i2`` (a counter restarts at 0)."""
     t1, t2 = block.ts[i1], block.ts[i2]
     y1, y2 = block.vals[i1], block.vals[i2]
@@ -50,7 +52,9 @@ def _clip(idx: np.ndarray, n: int) -> np.ndarray:
     return clipped
 
 
-def smoothed_values(block: SeriesBlock, times: np.ndarray, lookback_ms: int) -> tuple[np.ndarray, np.ndarray]:
+def smoothed_values(
+    block: SeriesBlock, times: np.ndarray, lookback_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Values of ``x smoothed`` at ``times``: exact, interpolated, or carried forward."""
     n = len(block.ts)
     lo, hi = window_bounds(block, times + lookback_ms, 2 * lookback_ms)
@@ -98,7 +102,9 @@ def extended_rate(block: SeriesBlock, times: np.ndarray, range_ms: int, lookback
     left, right = v[fi], v[li]
     if smoothed:
         ok &= ts[fi] <= end
-        left = np.where(ok & (ts[fi] < start), _interp(block, fi, _clip(fi + 1, n), start, is_counter), left)
+        left = np.where(
+            ok & (ts[fi] < start), _interp(block, fi, _clip(fi + 1, n), start, is_counter), left
+        )
         need_r = ok & (li > lo_ext) & (ts[li] > end)
         right = np.where(need_r, _interp(block, _clip(li - 1, n), li, end, is_counter), right)
     result = right - left

@@ -114,7 +114,9 @@ def _datefn(part: str) -> Callable[..., StepVector]:
         elif part == "year":
             out = years.astype(np.int64) + 1970
         else:  # days_in_month
-            out = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
+            out = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(
+                np.int64
+            )
         out = np.where(ok, out.astype(np.float64), np.nan)
         return StepVector([drop_name(lb) for lb in sv.labels], out, sv.present.copy())
 
@@ -135,7 +137,9 @@ def _label_replace(times: np.ndarray, sv: StepVector, dst: StringValue, repl: St
     try:
         rx = compile_replace(regex.value)
     except BadInputError as e:
-        raise ExecutionError(f'invalid regular expression in label_replace(): "{regex.value}"') from e
+        raise ExecutionError(
+            f'invalid regular expression in label_replace(): "{regex.value}"'
+        ) from e
     if not valid_label_name(dst.value) and dst.value != METRIC_NAME:
         raise ExecutionError(f'invalid destination label name in label_replace(): "{dst.value}"')
     template = _go_template(repl.value)
@@ -153,7 +157,9 @@ def _label_replace(times: np.ndarray, sv: StepVector, dst: StringValue, repl: St
     return StepVector(out, sv.values, sv.present)
 
 
-def _label_join(times, sv: StepVector, dst: StringValue, sep: StringValue, *srcs: StringValue) -> StepVector:  # type: ignore[no-untyped-def]
+def _label_join(
+    times: np.ndarray, sv: StepVector, dst: StringValue, sep: StringValue, *srcs: StringValue
+) -> StepVector:
     if not valid_label_name(dst.value) and dst.value != METRIC_NAME:
         raise ExecutionError(f'invalid destination label name in label_join(): "{dst.value}"')
     out = []

@@ -93,7 +93,9 @@ def bucket_quantile(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np
     return np.where(np.isnan(q), np.nan, out)
 
 
-def bucket_fraction(lower: np.ndarray, upper: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def bucket_fraction(
+    lower: np.ndarray, upper: np.ndarray, bounds: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
     """Prometheus ``BucketFraction``: the share of observations in ``[lower, upper]`` per column."""
     S = counts.shape[1]
     if len(bounds) == 0 or bounds[-1] != np.inf:
@@ -127,14 +129,18 @@ def histogram_quantile(times: np.ndarray, q: ScalarSteps, sv: StepVector) -> Ste
     return _each_group(sv, len(times), lambda b, c, cols: bucket_quantile(q.values[cols], b, c))
 
 
-def histogram_fraction(times: np.ndarray, lower: ScalarSteps, upper: ScalarSteps, sv: StepVector) -> StepVector:
+def histogram_fraction(
+    times: np.ndarray, lower: ScalarSteps, upper: ScalarSteps, sv: StepVector
+) -> StepVector:
     def fn(b: np.ndarray, c: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return bucket_fraction(lower.values[cols], upper.values[cols], b, c)
 
     return _each_group(sv, len(times), fn)
 
 
-def histogram_quantiles(times: np.ndarray, sv: StepVector, label: StringValue, *qs: ScalarSteps) -> StepVector:
+def histogram_quantiles(
+    times: np.ndarray, sv: StepVector, label: StringValue, *qs: ScalarSteps
+) -> StepVector:
     """One output series per histogram and quantile, labelled ``label="<q>"`` (needs constant q)."""
     parts = []
     for q in qs:
@@ -147,7 +153,11 @@ def histogram_quantiles(times: np.ndarray, sv: StepVector, label: StringValue, *
     labels = [lb for p in parts for lb in p.labels]
     if len(set(labels)) != len(labels):
         raise ExecutionError("vector cannot contain metrics with the same labelset")
-    return StepVector(labels, np.concatenate([p.values for p in parts]), np.concatenate([p.present for p in parts]))
+    return StepVector(
+        labels,
+        np.concatenate([p.values for p in parts]),
+        np.concatenate([p.present for p in parts]),
+    )
 
 
 def _with_label(lb: Labels, name: str, value: str) -> Labels:

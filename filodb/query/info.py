@@ -26,7 +26,9 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     base = engine.eval(node.args[0], ctx)
     sel = node.args[1] if len(node.args) > 1 else None
     matchers = list(sel.matchers) if isinstance(sel, ast.VectorSelector) else []
-    name_ms = [m for m in matchers if m.name == METRIC_NAME] or [Matcher(METRIC_NAME, "=", "target_info")]
+    name_ms = [m for m in matchers if m.name == METRIC_NAME] or [
+        Matcher(METRIC_NAME, "=", "target_info")
+    ]
     data_ms = [m for m in matchers if m.name != METRIC_NAME]
     times = _reference_times(engine, node.args[0], ctx)
     info_lb, info_ok, info_ts = _info_series(engine, name_ms + data_ms, times, ctx)
@@ -66,7 +68,9 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     labels = list(rows)
     if not labels:
         return StepVector.empty(S)
-    return StepVector(labels, np.array([rows[k][0] for k in labels]), np.array([rows[k][1] for k in labels]))
+    return StepVector(
+        labels, np.array([rows[k][0] for k in labels]), np.array([rows[k][1] for k in labels])
+    )
 
 
 def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
@@ -77,7 +81,9 @@ def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
     if isinstance(e, ast.MatrixSelector):
         e = e.vector
     if isinstance(e, ast.VectorSelector):
-        at: np.ndarray = engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)
+        at: np.ndarray = engine.times_at(
+            e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx
+        )
         return at
     if isinstance(e, ast.SubqueryExpr):
         t = engine.times_at(e.at, engine.duration_ms(e.offset_ms, e.offset_expr, ctx), ctx)

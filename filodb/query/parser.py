@@ -141,7 +141,9 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
     def label_matchers(self, *items: Matcher | None) -> list[Matcher]:
         return [m for m in items if m is not None]
 
-    def selector(self, name: str | list[Matcher] | None, matchers: list[Matcher] | None = None) -> ast.VectorSelector:
+    def selector(
+        self, name: str | list[Matcher] | None, matchers: list[Matcher] | None = None
+    ) -> ast.VectorSelector:
         if isinstance(name, list):
             name, matchers = None, name
         ms = list(matchers or [])
@@ -149,7 +151,9 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
             if any(m.name == METRIC_NAME for m in ms):
                 raise ValueError(f"metric name must not be set twice: {name!r}")
             ms.insert(0, Matcher(METRIC_NAME, "=", name))
-        elif (named := [m for m in ms if m.name == METRIC_NAME and m.op == "="]) and len(named) == 1:
+        elif (named := [m for m in ms if m.name == METRIC_NAME and m.op == "="]) and len(
+            named
+        ) == 1:
             name = named[0].value
         return ast.VectorSelector(name, tuple(ms))
 
@@ -164,7 +168,9 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
             raise ValueError("range duration must be positive")
         return ast.MatrixSelector(e, ms, dyn)
 
-    def subquery(self, e: ast.Expr, rng: DurationExpr, step: DurationExpr | None) -> ast.SubqueryExpr:
+    def subquery(
+        self, e: ast.Expr, rng: DurationExpr, step: DurationExpr | None
+    ) -> ast.SubqueryExpr:
         rms, rdyn = _resolve(rng)
         sms, sdyn = _resolve(step) if step is not None else (0, None)
         if rdyn is None and rms <= 0:
@@ -205,14 +211,20 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         without, labels = grouping if grouping else (False, ())
         need = 2 if opname in ast.AGGREGATORS_WITH_PARAM else 1
         if len(args) != need:
-            raise ValueError(f"wrong number of arguments for aggregate expression provided, expected {need}, got {len(args)}")
+            raise ValueError(
+                f"wrong number of arguments for aggregate expression provided, expected {need}, got {len(args)}"
+            )
         param, expr = (args[0], args[1]) if need == 2 else (None, args[0])
-        return ast.AggregateExpr(opname, expr, param, labels, without, bool(grouping) and not without)
+        return ast.AggregateExpr(
+            opname, expr, param, labels, without, bool(grouping) and not without
+        )
 
     def matching(self, kw: Token, labels: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
         return str(kw).lower() == "on", labels
 
-    def grouping_mod(self, kw: Token, labels: tuple[str, ...] | None) -> tuple[ast.MatchCard, tuple[str, ...]]:
+    def grouping_mod(
+        self, kw: Token, labels: tuple[str, ...] | None
+    ) -> tuple[ast.MatchCard, tuple[str, ...]]:
         card: ast.MatchCard = "many-to-one" if str(kw).lower() == "group_left" else "one-to-many"
         return card, labels or ()
 

@@ -49,7 +49,9 @@ def _dur(ms: int, expr: ast.DurationExpr | None) -> str:
     return f"({durations.to_string(expr)})" if expr is not None else duration(ms)
 
 
-def _mods(offset_ms: int, at: float | str | None, offset_expr: ast.DurationExpr | None = None) -> str:
+def _mods(
+    offset_ms: int, at: float | str | None, offset_expr: ast.DurationExpr | None = None
+) -> str:
     out = ""
     if at is not None:
         out += f" @ {at}()" if isinstance(at, str) else f" @ {at:.3f}"
@@ -63,7 +65,13 @@ def _mods(offset_ms: int, at: float | str | None, offset_expr: ast.DurationExpr 
 def _selector(vs: ast.VectorSelector) -> str:
     ms = list(vs.matchers)
     head = ""
-    if vs.name is not None and ms and ms[0].name == METRIC_NAME and ms[0].op == "=" and ms[0].value == vs.name:
+    if (
+        vs.name is not None
+        and ms
+        and ms[0].name == METRIC_NAME
+        and ms[0].op == "="
+        and ms[0].value == vs.name
+    ):
         from filodb.model.labels import valid_label_name
 
         if valid_label_name(vs.name.replace(":", "_")):
@@ -90,7 +98,9 @@ def to_string(e: ast.Expr) -> str:
         return _selector(v) + rng + _ext(v) + _mods(v.offset_ms, v.at, v.offset_expr)
     if isinstance(e, ast.SubqueryExpr):
         step = _dur(e.step_ms, e.step_expr) if (e.step_ms or e.step_expr is not None) else ""
-        return f"{to_string(e.expr)}[{_dur(e.range_ms, e.range_expr)}:{step}]" + _mods(e.offset_ms, e.at, e.offset_expr)
+        return f"{to_string(e.expr)}[{_dur(e.range_ms, e.range_expr)}:{step}]" + _mods(
+            e.offset_ms, e.at, e.offset_expr
+        )
     if isinstance(e, ast.Call):
         return f"{e.func}({', '.join(to_string(a) for a in e.args)})"
     if isinstance(e, ast.ParenExpr):
@@ -109,7 +119,9 @@ def to_string(e: ast.Expr) -> str:
         vm = e.matching
         if vm is not None:
             if vm.explicit or vm.labels:
-                mods += f" {'on' if vm.on else 'ignoring'}({', '.join(_label(x) for x in vm.labels)})"
+                mods += (
+                    f" {'on' if vm.on else 'ignoring'}({', '.join(_label(x) for x in vm.labels)})"
+                )
             if vm.card == "many-to-one":
                 mods += f" group_left({', '.join(_label(x) for x in vm.include)})"
             elif vm.card == "one-to-many":

@@ -50,7 +50,11 @@ def value_tokens(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     chars = sliding_window_view(padded, width)[starts]  # each token's bytes and what follows
     chars *= np.arange(width)[None, :] < lens[:, None]  # NUL after the token
     rows = np.arange(n)
-    whole = (lens >= 2) & (chars[rows, lens - 1] == _ZERO) & (chars[rows, np.maximum(lens - 2, 0)] == _DOT)
+    whole = (
+        (lens >= 2)
+        & (chars[rows, lens - 1] == _ZERO)
+        & (chars[rows, np.maximum(lens - 2, 0)] == _DOT)
+    )
     w = np.flatnonzero(whole)
     chars[w, lens[w] - 1] = 0
     chars[w, lens[w] - 2] = 0
@@ -69,7 +73,9 @@ def value_tokens(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return chars, lens
 
 
-def time_tokens(ms: np.ndarray, cache: dict[int, bytes] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def time_tokens(
+    ms: np.ndarray, cache: dict[int, bytes] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each timestamp (ms) as Prometheus prints it (seconds, fraction only when there is one);
     ``cache`` keeps texts across calls (a range answer repeats its step times)."""
     ms = np.asarray(ms, np.int64)
@@ -88,7 +94,9 @@ def time_tokens(ms: np.ndarray, cache: dict[int, bytes] | None = None) -> tuple[
     return chars[inv], lens[inv]
 
 
-def _pairs_block(ts: np.ndarray, vals: np.ndarray, cache: dict[int, bytes]) -> tuple[bytes, np.ndarray]:
+def _pairs_block(
+    ts: np.ndarray, vals: np.ndarray, cache: dict[int, bytes]
+) -> tuple[bytes, np.ndarray]:
     tc, tl = time_tokens(ts, cache)
     vc, vl = value_tokens(vals)
     wt, wv = tc.shape[1], vc.shape[1]

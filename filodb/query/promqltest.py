@@ -37,8 +37,12 @@ from filodb.query.values import STALE_NAN_BITS
 
 STALE = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
 _NUM = r"(?:[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|Inf|inf|NaN|nan))"
-_EXPAND = re.compile(rf"^(?P<start>{_NUM})(?:(?P<delta>[-+](?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|Inf|inf)))?x(?P<n>\d+)$")
-_EVAL = re.compile(r"^eval(?:_(?P<old>fail|warn|info|ordered))?\s+(?P<kind>instant|range)\s+(?P<rest>.*)$")
+_EXPAND = re.compile(
+    rf"^(?P<start>{_NUM})(?:(?P<delta>[-+](?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|Inf|inf)))?x(?P<n>\d+)$"
+)
+_EVAL = re.compile(
+    r"^eval(?:_(?P<old>fail|warn|info|ordered))?\s+(?P<kind>instant|range)\s+(?P<rest>.*)$"
+)
 _INSTANT = re.compile(r"^at\s+(?P<t>\S+)\s+(?P<q>.*)$")
 _RANGE = re.compile(r"^from\s+(?P<a>\S+)\s+to\s+(?P<b>\S+)\s+step\s+(?P<s>\S+)\s+(?P<q>.*)$")
 
@@ -162,7 +166,11 @@ def _parse_file(text: str) -> Iterator[tuple[str, object]]:
             yield "clear", None
         elif m := _EVAL.match(line):
             ev = _eval_header(i, m)
-            while i < len(lines) and (lines[i][:1].isspace() or lines[i].startswith("expect")) and lines[i].strip():
+            while (
+                i < len(lines)
+                and (lines[i][:1].isspace() or lines[i].startswith("expect"))
+                and lines[i].strip()
+            ):
                 body = lines[i].strip()
                 i += 1
                 if body.startswith("expect"):
@@ -184,14 +192,21 @@ def _eval_header(lineno: int, m: re.Match[str]) -> _Eval:
     else:
         mr = _RANGE.match(rest)
         assert mr, rest
-        ev = _Eval(lineno, kind, mr.group("q"), _time(mr.group("a")), _time(mr.group("b")), _time(mr.group("s")))
+        ev = _Eval(
+            lineno,
+            kind,
+            mr.group("q"),
+            _time(mr.group("a")),
+            _time(mr.group("b")),
+            _time(mr.group("s")),
+        )
     ev.fail = old == "fail"
     ev.ordered = old == "ordered"
     return ev
 
 
 def _expect(ev: _Eval, body: str) -> None:
-    rest = body[len("expect"):].strip()
+    rest = body[len("expect") :].strip()
     if rest.startswith("fail"):
         ev.fail = True
         tail = rest[4:].strip()
@@ -312,7 +327,11 @@ class _Runner:
             return "failed", "the script loads data this runner cannot read"
         eng = self.backend.engine()
         try:
-            res = eng.instant(ev.query, ev.t0) if ev.kind == "instant" else eng.range(ev.query, ev.t0, ev.t1, ev.step)
+            res = (
+                eng.instant(ev.query, ev.t0)
+                if ev.kind == "instant"
+                else eng.range(ev.query, ev.t0, ev.t1, ev.step)
+            )
         except (FiloError, ValueError) as e:
             if not ev.fail:
                 return "failed", f"unexpected error: {e}"
@@ -385,10 +404,15 @@ def _compare(ev: _Eval, res) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     want = {k: v for k, v in want.items() if v}
     gotd = {lb: list(zip(ts.tolist(), vs.tolist(), strict=True)) for lb, ts, vs in got}
     if set(gotd) != set(want):
-        return "failed", f"series differ: got {sorted(map(str, gotd))[:2]} want {sorted(map(str, want))[:2]}"
+        return (
+            "failed",
+            f"series differ: got {sorted(map(str, gotd))[:2]} want {sorted(map(str, want))[:2]}",
+        )
     for lb, pts in want.items():
         g = gotd[lb]
-        if len(g) != len(pts) or any(a[0] != b[0] or not _eq(a[1], b[1]) for a, b in zip(g, pts, strict=True)):
+        if len(g) != len(pts) or any(
+            a[0] != b[0] or not _eq(a[1], b[1]) for a, b in zip(g, pts, strict=True)
+        ):
             return "failed", f"{dict(lb)}: got {g[:4]} want {pts[:4]}"
     return "passed", ""
 

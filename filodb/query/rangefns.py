@@ -412,7 +412,10 @@ RANGE_FUNCTIONS: dict[str, RangeFn] = {
 }  # fmt: skip
 """Functions whose only argument is a range vector."""
 
-RANGE_FUNCTIONS_WITH_SCALAR = {"predict_linear": (predict_linear, 0), "quantile_over_time": (quantile_over_time, 1)}
+RANGE_FUNCTIONS_WITH_SCALAR = {
+    "predict_linear": (predict_linear, 0),
+    "quantile_over_time": (quantile_over_time, 1),
+}
 """Functions of a range vector and a scalar: (implementation, index of the range argument)."""
 
 KEEPS_NAME = frozenset({"last_over_time", "first_over_time"})

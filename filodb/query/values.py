@@ -42,7 +42,9 @@ class StepVector:
 
     def take(self, rows: np.ndarray | list[int]) -> StepVector:
         rows = np.asarray(rows, np.int64)
-        return StepVector([self.labels[i] for i in rows.tolist()], self.values[rows], self.present[rows])
+        return StepVector(
+            [self.labels[i] for i in rows.tolist()], self.values[rows], self.present[rows]
+        )
 
     def compact(self) -> StepVector:
         """Drop series absent at every step."""
@@ -85,7 +87,9 @@ class Windows:
         return n
 
 
-def window_bounds(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:
+def window_bounds(
+    block: SeriesBlock, times: np.ndarray, range_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Index bounds ``lo, hi`` (each [n_series, n_steps]) of the samples in ``(t - range, t]``.
 
     One ``searchsorted`` over a key that is globally sorted (series index, then time), so all
@@ -116,7 +120,9 @@ def window_bounds(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple
     return lo, hi
 
 
-def latest(block: SeriesBlock, times: np.ndarray, lookback_ms: int) -> tuple[np.ndarray, np.ndarray]:
+def latest(
+    block: SeriesBlock, times: np.ndarray, lookback_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Index of each series' newest sample in ``(t - lookback, t]`` at every step, and whether
     it counts (there is one, and it is not a stale marker). Both arrays are [series, steps]."""
     lo, hi = window_bounds(block, times, lookback_ms)

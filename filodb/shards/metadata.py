@@ -28,7 +28,9 @@ class MetadataStore:
     """
 
     def __init__(self, client: str | redis.Redis) -> None:
-        self.r = redis.Redis.from_url(client, socket_timeout=10) if isinstance(client, str) else client
+        self.r = (
+            redis.Redis.from_url(client, socket_timeout=10) if isinstance(client, str) else client
+        )
 
     def put(self, dataset: str, entries: Sequence[dict[str, str]]) -> int:
         """Keep ``entries`` (``metric``, ``type``, ``help``, ``unit``) of ``dataset``; entries

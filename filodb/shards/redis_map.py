@@ -183,7 +183,9 @@ class ShardMapStore:
         return new
 
     # --- ownership leases -----------------------------------------------------------------
-    def claim(self, node: str, shards: list[tuple[str, int]], ttl_ms: int) -> dict[tuple[str, int], bool]:
+    def claim(
+        self, node: str, shards: list[tuple[str, int]], ttl_ms: int
+    ) -> dict[tuple[str, int], bool]:
         """Take or renew the ownership leases of ``shards``; which ones this node holds."""
         if not shards:
             return {}

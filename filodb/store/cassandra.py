@@ -410,7 +410,8 @@ class CassandraColumnStore(ColumnStore):
                  list(c.vectors), ttl))  # fmt: skip
             slot = slot_of(c.part_key)
             by_slot.setdefault(slot, []).append(
-                (dataset, shard, slot, c.part_key, c.chunk_id, c.end_ms, c.nbytes, ttl))
+                (dataset, shard, slot, c.part_key, c.chunk_id, c.end_ms, c.nbytes, ttl)
+            )
 
         def work() -> Iterator[tuple[Any, Any]]:
             for rows in by_series.values():  # one partition each: atomic, isolated
@@ -461,7 +462,9 @@ class CassandraColumnStore(ColumnStore):
         if not want:
             return
         gen, ttl = self.ks.generation(dataset), self.ks.ttl_s
-        rows = [(ttl, end_timestamp(e, gen), e, dataset, shard, pk, s) for pk, (s, e) in want.items()]
+        rows = [
+            (ttl, end_timestamp(e, gen), e, dataset, shard, pk, s) for pk, (s, e) in want.items()
+        ]
         # One partition per shard: batches of many records are one mutation each.
         self.ks.pipeline.run(_batches(self.ks.q["put_pk"], rows, _INDEX_BATCH))
 
@@ -530,7 +533,9 @@ class CassandraColumnStore(ColumnStore):
         self.ks.check_shard(dataset, shard)
         self.ks.check_open()
         q = self.ks.q
-        fs = self.ks.pipeline.run((q["index_stats"], (dataset, shard, slot)) for slot in range(SLOTS))
+        fs = self.ks.pipeline.run(
+            (q["index_stats"], (dataset, shard, slot)) for slot in range(SLOTS)
+        )
         chunks = nbytes = 0
         for f in fs:
             n, b = f.result().one()

@@ -134,12 +134,20 @@ class ClusterSource:
                     self.warnings.append(msg)
         return res
 
-    def eval_shards(self, shards: Sequence[int], params: dict[str, Any]) -> list[tuple[StepVector, Sequence[int]]]:
+    def eval_shards(
+        self, shards: Sequence[int], params: dict[str, Any]
+    ) -> list[tuple[StepVector, Sequence[int]]]:
         res = self.fanout_shards(list(shards), "eval", params)
-        return [(unpack_steps(h, a), h.get("read", (0, 0))) for _, (h, a) in sorted(res.answers.items())]
+        return [
+            (unpack_steps(h, a), h.get("read", (0, 0))) for _, (h, a) in sorted(res.answers.items())
+        ]
 
     def _params(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> dict[str, Any]:
-        return {"matchers": matchers_to_wire(list(matchers)), "start": int(start_ms), "end": int(end_ms)}
+        return {
+            "matchers": matchers_to_wire(list(matchers)),
+            "start": int(start_ms),
+            "end": int(end_ms),
+        }
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
         res = self._fanout(matchers, "select", self._params(matchers, start_ms, end_ms))

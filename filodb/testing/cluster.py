@@ -56,7 +56,9 @@ class UpProcess:
         self.args = [sys.executable, "-m", "filodb", "up", "--port", str(self.port),
                      "--data-dir", str(self.data_dir), "--shards", str(shards), *(extra or [])]  # fmt: skip
         self.env = {**os.environ, **(env or {})}
-        self.env = {k: v for k, v in self.env.items() if not k.startswith("FILODB_") or k in (env or {})}
+        self.env = {
+            k: v for k, v in self.env.items() if not k.startswith("FILODB_") or k in (env or {})
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-up.log"
 
@@ -180,7 +182,9 @@ class ClusterProcesses:
         wait_healthy(self.url, wait_s, "cluster", self.log_tail)
 
     def status(self, dataset: str = "prometheus") -> list[dict]:
-        return requests.get(f"{self.url}/api/v1/cluster/{dataset}/status", timeout=10).json()["data"]
+        return requests.get(f"{self.url}/api/v1/cluster/{dataset}/status", timeout=10).json()[
+            "data"
+        ]
 
     def owners(self, dataset: str = "prometheus") -> dict[int, tuple[str, str]]:
         """shard → (node, status)."""

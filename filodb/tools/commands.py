@@ -34,7 +34,9 @@ def gen(series: int, samples: int, interval: str, start: str | None, url: str, f
         return _fail(str(e), 2)
     if series < 1 or samples < 1 or batch < 1 or interval_ms <= 0:
         return _fail("--series, --samples, --batch and --interval must be positive", 2)
-    opts = GenOptions(series, samples, interval_ms, start_ms, url, fmt, dataset, batch, out_path, seed)
+    opts = GenOptions(
+        series, samples, interval_ms, start_ms, url, fmt, dataset, batch, out_path, seed
+    )
     try:
         tot = generate(opts, err)
     except SendError as e:
@@ -90,5 +92,8 @@ def export(selector: str, start: str, end: str, url: str, dataset: str, out_path
         return _fail(str(e), 2 if e.rejected else 1)
     except OSError as e:
         return _fail(f"cannot write {out_path}: {e}", 2)
-    err.print(f"exported {tot.series:,} series, {tot.samples:,} samples" + (f" to {out_path}" if out_path else ""))
+    err.print(
+        f"exported {tot.series:,} series, {tot.samples:,} samples"
+        + (f" to {out_path}" if out_path else "")
+    )
     return 0

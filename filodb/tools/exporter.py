@@ -64,7 +64,11 @@ def fetch(url: str, dataset: str, selector: str, start: str, end: str
             item = orjson.loads(line)
             if "error" in item:
                 raise SendError(f"export stopped: {item['error']}", 500)
-            yield make_labels(item["metric"]), np.array(item["timestamps"], np.int64), _values(item["values"])
+            yield (
+                make_labels(item["metric"]),
+                np.array(item["timestamps"], np.int64),
+                _values(item["values"]),
+            )
 
 
 def fetch_metadata(url: str, dataset: str) -> dict[str, dict[str, str]]:

@@ -68,7 +68,7 @@ EXAMPLE_QUERIES = [
     f"histogram_quantile(0.99, sum by (le) (rate({HIST}_bucket[5m])))",
     "avg by (instance) (node_load1)",
     "topk(5, rate(node_network_receive_bytes_total[5m]))",
-    "count({job=\"node\"})",
+    'count({job="node"})',
 ]
 
 
@@ -98,7 +98,9 @@ class Workload:
         if self.n_series < 1:
             raise ValueError("need at least one series")
         self.instances = -(-self.n_series // PER_INSTANCE)
-        self.series = [lb for i in range(self.instances) for lb in _instance_series(i)][: self.n_series]
+        self.series = [lb for i in range(self.instances) for lb in _instance_series(i)][
+            : self.n_series
+        ]
         n = self.instances
         self.rng = np.random.default_rng(self.seed)
         self.phase = self.rng.uniform(0, 2 * np.pi, (n, 2))
@@ -112,7 +114,11 @@ class Workload:
     def metadata(self) -> list[dict[str, str]]:
         """The metadata of the families that have series."""
         names = {dict(lb)["__name__"] for lb in self.series}
-        return [m for m in METADATA if any(n == m["metric"] or n.startswith(m["metric"] + "_") for n in names)]
+        return [
+            m
+            for m in METADATA
+            if any(n == m["metric"] or n.startswith(m["metric"] + "_") for n in names)
+        ]
 
     def next_values(self, k: int) -> np.ndarray:
         """Values ``[n_series, k]`` of the next ``k`` scrapes."""
@@ -126,7 +132,9 @@ class Workload:
         buckets = np.floor(obs[:, None, :] * LE_FRACTIONS[None, :, None])  # (n, le, k)
         mem = 8e9 + 2e9 * np.sin(steps / 40 + self.phase[:, :1])
         mem = np.round(mem / 4096) * 4096
-        load = np.round(np.abs(1 + 0.8 * np.sin(steps / 25 + self.phase[:, 1:]) + rng.normal(0, 0.1, (n, k))), 2)
+        load = np.round(
+            np.abs(1 + 0.8 * np.sin(steps / 25 + self.phase[:, 1:]) + rng.normal(0, 0.1, (n, k))), 2
+        )
         net = self.net[:, :, None] + np.cumsum(rng.integers(10_000, 1_000_000, (n, 2, k)), axis=2)
         self.net = net[:, :, -1]
         g = rng.gamma(_MODE_SHAPE, 1.0, (n, CPUS, k, len(MODES)))
@@ -134,7 +142,9 @@ class Workload:
         cpu = np.round(self.cpu[:, :, None, :] + np.cumsum(share, axis=2), 2)  # (n, cpu, k, mode)
         self.cpu = cpu[:, :, -1, :]
         cpu = cpu.transpose(0, 1, 3, 2).reshape(n, CPUS * len(MODES), k)
-        block = np.concatenate([buckets, osum[:, None], obs[:, None], mem[:, None], load[:, None], net, cpu], axis=1)
+        block = np.concatenate(
+            [buckets, osum[:, None], obs[:, None], mem[:, None], load[:, None], net, cpu], axis=1
+        )
         return block.reshape(n * PER_INSTANCE, k)[: self.n_series]
 
 
@@ -223,7 +233,9 @@ def generate(opts: GenOptions, console: Console) -> GenTotals:
             task = prog.add_task("gen", total=w.n_series * opts.samples, rate="")
             for body, n in _encoded(opts, w, t0):
                 if sink is not None:
-                    tot.bytes += write_frame(sink, body) if opts.fmt == "remote-write" else sink.write(body)
+                    tot.bytes += (
+                        write_frame(sink, body) if opts.fmt == "remote-write" else sink.write(body)
+                    )
                 else:
                     post(session, url, body, headers)
                     tot.bytes += len(body)
@@ -241,10 +253,12 @@ def generate(opts: GenOptions, console: Console) -> GenTotals:
 def summary_lines(opts: GenOptions, tot: GenTotals) -> list[str]:
     where = opts.out or f"{opts.url} (dataset {opts.dataset}, {opts.fmt})"
     rate = tot.samples / max(tot.seconds, 1e-9)
-    out = [f"wrote {tot.series:,} series, {tot.samples:,} samples in {tot.requests:,} "
-           f"{'frames' if opts.out else 'requests'} ({tot.bytes / 1e6:,.1f} MB) to {where} "
-           f"in {tot.seconds:.1f} s: {rate:,.0f} samples/s",  # fmt: skip
-           "try:"]
+    out = [
+        f"wrote {tot.series:,} series, {tot.samples:,} samples in {tot.requests:,} "
+        f"{'frames' if opts.out else 'requests'} ({tot.bytes / 1e6:,.1f} MB) to {where} "
+        f"in {tot.seconds:.1f} s: {rate:,.0f} samples/s",  # fmt: skip
+        "try:",
+    ]
     out += [f"  filodb query --dataset {opts.dataset} '{q}'" for q in EXAMPLE_QUERIES]
     return out
 

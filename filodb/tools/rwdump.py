@@ -42,7 +42,9 @@ def read_frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
             raise BadInputError(f"frame {n}: truncated length prefix")
         (size,) = struct.unpack(">I", head)
         if size > MAX_FRAME:
-            raise BadInputError(f"frame {n}: length {size} exceeds {MAX_FRAME} (not a remote-write dump?)")
+            raise BadInputError(
+                f"frame {n}: length {size} exceeds {MAX_FRAME} (not a remote-write dump?)"
+            )
         body = f.read(size)
         if len(body) < size:
             raise BadInputError(f"frame {n}: truncated body ({len(body)} of {size} bytes)")

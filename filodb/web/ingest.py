@@ -48,7 +48,9 @@ def _body() -> bytes:
 def remote_write(dataset: str | None = None) -> Response:
     door = _door("remote_write")
     try:
-        batch, meta = decode_write_request_full(request.get_data(cache=False), services().cfg.max_body_bytes)
+        batch, meta = decode_write_request_full(
+            request.get_data(cache=False), services().cfg.max_body_bytes
+        )
     except BadInputError as e:
         door.reject_request(e)
         raise

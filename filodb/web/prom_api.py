@@ -28,7 +28,9 @@ MAX_POINTS = 11_000
 def _routes(rule: str, methods: tuple[str, ...] = ("GET", "POST")) -> Callable:
     def deco(fn: Callable) -> Callable:
         bp.add_url_rule(f"/api/v1{rule}", fn.__name__, fn, methods=list(methods))
-        bp.add_url_rule(f"/promql/<dataset>/api/v1{rule}", fn.__name__ + "_ds", fn, methods=list(methods))
+        bp.add_url_rule(
+            f"/promql/<dataset>/api/v1{rule}", fn.__name__ + "_ds", fn, methods=list(methods)
+        )
         return fn
 
     return deco

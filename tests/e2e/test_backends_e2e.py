@@ -50,7 +50,9 @@ def up(backends: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Up
 
 
 def _write(url: str) -> None:
-    series = [make_labels({"__name__": "bk_total", "job": "e2e", "i": str(i)}) for i in range(N_SERIES)]
+    series = [
+        make_labels({"__name__": "bk_total", "job": "e2e", "i": str(i)}) for i in range(N_SERIES)
+    ]
     ts = T0_MS + 10_000 * np.arange(N_SAMPLES, dtype=np.int64)
     for a in range(0, N_SAMPLES, 100):  # time-major requests, as a scraper sends them
         k = min(100, N_SAMPLES - a)
@@ -79,13 +81,19 @@ def _status(url: str) -> list[dict]:
 
 
 def _wait(pred, timeout: float, what: str, up: UpProcess):  # type: ignore[no-untyped-def]
-    return wait_for(pred, timeout, what, up.log_tail, 0.3, (requests.RequestException, KeyError, ValueError))
+    return wait_for(
+        pred, timeout, what, up.log_tail, 0.3, (requests.RequestException, KeyError, ValueError)
+    )
 
 
-def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: dict[str, str]) -> None:
+def test_remote_write_kafka_cassandra_restart_recovery(
+    up: UpProcess, backends: dict[str, str]
+) -> None:
     _write(up.url)
     want_count = N_SERIES * N_SAMPLES
-    want_sum = float(N_SAMPLES * N_SERIES * (N_SERIES - 1) / 2 + N_SERIES * N_SAMPLES * (N_SAMPLES - 1) / 2)
+    want_sum = float(
+        N_SAMPLES * N_SERIES * (N_SERIES - 1) / 2 + N_SERIES * N_SAMPLES * (N_SAMPLES - 1) / 2
+    )
 
     def complete() -> dict | None:
         a = _answer(up.url)
@@ -94,6 +102,7 @@ def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: 
 
     before = _wait(complete, 60, "every sample queryable", up)
     assert float(before["sum"][0]["value"][1]) == want_sum
+
     # Kafka offsets and lag appear in the status route
     def caught_up() -> list[dict] | None:
         rows = _status(up.url)
@@ -109,6 +118,7 @@ def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: 
                         port=int(backends["FILODB_CASSANDRA_PORT"]),
                         keyspace=up.env["FILODB_CASSANDRA_KEYSPACE"])  # fmt: skip
     try:  # every flush group flushed once (groups are staggered over the flush interval)
+
         def flushed() -> tuple[int, int] | None:
             stats = [cs.stats("prometheus", s) for s in range(4)]
             chunks, keys = sum(x["chunks"] for x in stats), sum(x["part_keys"] for x in stats)
@@ -124,8 +134,15 @@ def test_remote_write_kafka_cassandra_restart_recovery(up: UpProcess, backends: 
     # kill -9 the worker: the supervisor restarts it; it recovers from Cassandra + Kafka
     (pid,) = up.pids(" worker")
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: any(r["status"] != "Active" for r in _status(up.url)), 30, "shards leave Active", up)
-    _wait(lambda: all(r["status"] == "Active" for r in _status(up.url)), 120, "shards Active again", up)
+    _wait(
+        lambda: any(r["status"] != "Active" for r in _status(up.url)), 30, "shards leave Active", up
+    )
+    _wait(
+        lambda: all(r["status"] == "Active" for r in _status(up.url)),
+        120,
+        "shards Active again",
+        up,
+    )
     after = _wait(complete, 60, "every sample queryable after recovery", up)
     assert after["sum"] == before["sum"] and after["count"] == before["count"]
     assert not after["warn"]

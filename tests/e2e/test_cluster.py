@@ -70,7 +70,9 @@ def query(c: ClusterProcesses, q: str, dataset: str = "prometheus", **params: st
     return r.json()
 
 
-def total_samples(c: ClusterProcesses, w: Writer, dataset: str = "prometheus") -> tuple[float, dict]:
+def total_samples(
+    c: ClusterProcesses, w: Writer, dataset: str = "prometheus"
+) -> tuple[float, dict]:
     at = (T0_MS + w.acked * 1000) / 1000
     body = query(c, f"sum(count_over_time({w.metric}[1h]))", dataset, time=str(at))
     res = body["data"]["result"]
@@ -91,7 +93,9 @@ def wait_caught_up(c: ClusterProcesses, dataset: str = "prometheus") -> None:
              60, "lag 0 on every shard", c)  # fmt: skip
 
 
-def check_everything_acked_is_there(c: ClusterProcesses, w: Writer, dataset: str = "prometheus") -> None:
+def check_everything_acked_is_there(
+    c: ClusterProcesses, w: Writer, dataset: str = "prometheus"
+) -> None:
     wait_caught_up(c, dataset)
 
     def complete() -> tuple[float, dict] | None:
@@ -213,7 +217,9 @@ def test_two_datasets_and_stop_start_shards(cluster: ClusterProcesses) -> None:
     strict = requests.get(f"{c.url}/promql/other/api/v1/query",
                           params={"query": "count(ds_b)", "partial_response": "false"}, timeout=30)  # fmt: skip
     assert strict.status_code == 503, strict.text
-    bad = requests.post(f"{c.url}/api/v1/cluster/other/startshards", json={"shards": [0]}, timeout=10)
+    bad = requests.post(
+        f"{c.url}/api/v1/cluster/other/startshards", json={"shards": [0]}, timeout=10
+    )
     assert bad.status_code == 400 and "not stopped" in bad.json()["error"]
     r = requests.post(f"{c.url}/api/v1/cluster/other/startshards", json={"shards": [1]}, timeout=10)
     assert r.status_code == 200, r.text
@@ -221,7 +227,9 @@ def test_two_datasets_and_stop_start_shards(cluster: ClusterProcesses) -> None:
     check_everything_acked_is_there(c, w2, "other")
     # stopped and started again at once (faster than a node's tick): the owner starts over
     for action in ("stop", "start"):
-        r = requests.post(f"{c.url}/api/v1/cluster/other/{action}shards", json={"shards": [0]}, timeout=10)
+        r = requests.post(
+            f"{c.url}/api/v1/cluster/other/{action}shards", json={"shards": [0]}, timeout=10
+        )
         assert r.status_code == 200, r.text
     wait_for(lambda: all_active(c, "other"), 60, "shard 0 Active after stop+start", c)
     check_everything_acked_is_there(c, w2, "other")

@@ -95,7 +95,9 @@ def _close(a: list, b: list) -> bool:  # type: ignore[type-arg]
 def test_instant_and_range_equal_single_process(loaded, q: str) -> None:  # type: ignore[no-untyped-def]
     up, engine = loaded
     t = T0 + 15_000 * (N - 1)
-    got = requests.get(up.url + "/api/v1/query", params={"query": q, "time": t / 1000}, timeout=30).json()
+    got = requests.get(
+        up.url + "/api/v1/query", params={"query": q, "time": t / 1000}, timeout=30
+    ).json()
     assert got["status"] == "success", got
     want = engine.instant(q, t).to_prom_json()
     assert _close(_norm(got["data"]), _norm(want)), (got["data"], want)

@@ -32,7 +32,9 @@ def _send(port: int, body: bytes) -> None:
 def _vector(url: str, q: str, t: float) -> dict:
     r = requests.get(url + "/api/v1/query", params={"query": q, "time": t}, timeout=30)
     assert r.status_code == 200, r.text
-    return {tuple(sorted(x["metric"].items())): float(x["value"][1]) for x in r.json()["data"]["result"]}
+    return {
+        tuple(sorted(x["metric"].items())): float(x["value"][1]) for x in r.json()["data"]["result"]
+    }
 
 
 def test_influx_and_graphite_over_tcp_are_queryable(up: UpProcess) -> None:
@@ -52,11 +54,14 @@ def test_influx_and_graphite_over_tcp_are_queryable(up: UpProcess) -> None:
         assert _vector(up.url, "gw_cpu", t) == {(("__name__", "gw_cpu"), ("host", "a")): 1.5}
         assert _vector(up.url, "gw_req", t) == {(("__name__", "gw_req"), ("host", "a")): 10.0}
         assert _vector(up.url, 'gw_disk_used{dc="eu"}', t) == {
-            (("__name__", "gw_disk_used"), ("dc", "eu"), ("host", "h1")): 42.0}
+            (("__name__", "gw_disk_used"), ("dc", "eu"), ("host", "h1")): 42.0
+        }
         assert _vector(up.url, "gw_plain", t) == {(("__name__", "gw_plain"),): 7.0}
         assert _vector(up.url, "gw_lat_count + gw_lat_sum", t) == {(("path", "/x"),): 20.5}
         q = _vector(up.url, "histogram_quantile(0.5, gw_lat_bucket)", t)
         # rank 4 of 8 falls in (0.5, 1] holding counts 2..5: 0.5 + 0.5 * (4 - 2) / (5 - 2)
-        assert list(q) == [(("path", "/x"),)] and abs(q[(("path", "/x"),)] - 0.5 - 0.5 * 2 / 3) < 1e-9
+        assert (
+            list(q) == [(("path", "/x"),)] and abs(q[(("path", "/x"),)] - 0.5 - 0.5 * 2 / 3) < 1e-9
+        )
 
     _eventually(check)

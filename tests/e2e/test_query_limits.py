@@ -31,7 +31,12 @@ def _batch() -> SampleBatch:
 
 @pytest.fixture(scope="module")
 def loaded(up: UpProcess) -> str:
-    assert requests.post(up.url + "/api/v1/write", data=encode_write_request(_batch()), timeout=30).status_code == 204
+    assert (
+        requests.post(
+            up.url + "/api/v1/write", data=encode_write_request(_batch()), timeout=30
+        ).status_code
+        == 204
+    )
 
     def every_lim_a_series() -> bool:
         r = requests.get(up.url + "/api/v1/query", params={"query": "count(lim_a)", "time": T_END},
@@ -44,7 +49,9 @@ def loaded(up: UpProcess) -> str:
 
 
 def _q(url: str, query: str, **extra: str) -> requests.Response:
-    return requests.get(url + "/api/v1/query", params={"query": query, "time": T_END, **extra}, timeout=30)
+    return requests.get(
+        url + "/api/v1/query", params={"query": query, "time": T_END, **extra}, timeout=30
+    )
 
 
 def test_within_limits_answers(loaded: str) -> None:

@@ -133,8 +133,12 @@ def test_prometheus_remote_write_delivers_every_scraped_sample(up, tmp_path: Pat
     })  # fmt: skip
     prom.start()
     try:
-        wait_for(lambda: len(prom.get("/api/v1/query", query="up")["result"]) >= 2, 30,
-                 "prometheus scraping both targets", prom.log)  # it applies targets after ~5 s
+        wait_for(
+            lambda: len(prom.get("/api/v1/query", query="up")["result"]) >= 2,
+            30,
+            "prometheus scraping both targets",
+            prom.log,
+        )  # it applies targets after ~5 s
         time.sleep(SCRAPE_S)
         # A scrape that started at or before t_q has ended (timeout 1 s) before Prometheus is
         # asked, so its answer holds every sample stamped <= t_q that it will ever hold.
@@ -149,15 +153,20 @@ def test_prometheus_remote_write_delivers_every_scraped_sample(up, tmp_path: Pat
     assert len(up_series) == 2 and all(len(v) >= SCRAPE_S - 4 and all(x == 1.0 for _, x in v)
                                        for v in up_series.values()), up_series  # fmt: skip
     names = {dict(k)["__name__"] for k in want}
-    assert {"filodb_http_requests_total", "filodb_shards", "filodb_worker_samples_ingested_total",
-            "filodb_worker_info", "scrape_duration_seconds"} <= names, names
+    assert {
+        "filodb_http_requests_total",
+        "filodb_shards",
+        "filodb_worker_samples_ingested_total",
+        "filodb_worker_info",
+        "scrape_duration_seconds",
+    } <= names, names
 
     # Every sample stamped <= t_q was in Prometheus's WAL >= 1 s before SIGTERM: the WAL
     # watcher reads every 10 ms and a batch waits at most batch_send_deadline (1 s), and the
     # shutdown flushes what is queued. Only samples scraped after t_q may be missing.
     _wait_ingested(up)
     got = _matrix(_filodb(up, "/api/v1/query", query='{job=~"filodb-.*"}[5m]', time=t_q))
-    assert set(got) == set(want), (set(want) ^ set(got))
+    assert set(got) == set(want), set(want) ^ set(got)
     differ = {k: (want[k], got[k]) for k in want if not _same(want[k], got[k])}
     assert not differ, list(differ.items())[:3]
     assert sum(len(v) for v in got.values()) > 500
@@ -206,7 +215,9 @@ def test_prometheus_remote_read_returns_what_was_written(up, tmp_path: Path) -> 
         got = _matrix(prom.get("/api/v1/query", query='rr_probe{zone=~"z.*"}[15m]', time=t))
         assert set(got) == {tuple(sorted(lb)) for lb in series}
         for lb in series:
-            assert got[tuple(sorted(lb))] == [(int(a), float(b)) for a, b in zip(ts, vals[lb], strict=True)]
+            assert got[tuple(sorted(lb))] == [
+                (int(a), float(b)) for a, b in zip(ts, vals[lb], strict=True)
+            ]
         # PromQL in Prometheus over the remotely read samples: exact sums per zone at a step
         step_t = (base + 300_000) / 1000
         vec = prom.get("/api/v1/query", query="sum by (zone) (rr_probe)", time=step_t)["result"]

@@ -88,11 +88,15 @@ def test_flush_checkpoints_and_trim(tmp_path) -> None:  # type: ignore[no-untype
 
         def flushed() -> None:
             rows = _status(up.url)
-            assert all(r["last_checkpoint"] > 0 and r["chunk_bytes"] > 0 for r in rows if r["series"]), rows
+            assert all(
+                r["last_checkpoint"] > 0 and r["chunk_bytes"] > 0 for r in rows if r["series"]
+            ), rows
             assert sum(r["chunks"] for r in rows) > 0
 
         _wait(flushed, 60)
-        assert list((tmp_path / "data" / "store").rglob("*.db")), "no SQLite files under the data dir"
+        assert list((tmp_path / "data" / "store").rglob("*.db")), (
+            "no SQLite files under the data dir"
+        )
         _exactly_once(up.url, 20)
     finally:
         up.stop()

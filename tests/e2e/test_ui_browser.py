@@ -48,7 +48,12 @@ def test_query_page_draws_graph_and_cluster_page_lists_shards(up: UpProcess) -> 
     ts = now - 15_000 * np.arange(n)[::-1]
     vals = np.concatenate([np.cumsum(np.full(n, k + 1.0)) for k in range(3)])
     batch = SampleBatch(series, np.repeat(np.arange(3), n), np.tile(ts, 3), vals)
-    assert requests.post(up.url + "/api/v1/write", data=encode_write_request(batch), timeout=30).status_code == 204
+    assert (
+        requests.post(
+            up.url + "/api/v1/write", data=encode_write_request(batch), timeout=30
+        ).status_code
+        == 204
+    )
     q = "sum by (mode) (rate(ui_cpu_seconds_total[5m]))"
     wait_for(  # ingestion is asynchronous
         lambda: len(requests.get(up.url + "/api/v1/query", params={"query": q},

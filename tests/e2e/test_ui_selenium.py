@@ -30,7 +30,9 @@ def browser():  # type: ignore[no-untyped-def]
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
-    assert chromium and driver, "UI tests need Debian's chromium and chromium-driver (apt-get install)"
+    assert chromium and driver, (
+        "UI tests need Debian's chromium and chromium-driver (apt-get install)"
+    )
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
@@ -62,7 +64,12 @@ def _write(url: str) -> None:
     ts = now - 15_000 * np.arange(n)[::-1]
     vals = np.concatenate([np.cumsum(np.full(n, k + 1.0)) for k in range(3)])
     batch = SampleBatch(series, np.repeat(np.arange(3), n), np.tile(ts, 3), vals)
-    assert requests.post(url + "/api/v1/write", data=encode_write_request(batch), timeout=30).status_code == 204
+    assert (
+        requests.post(
+            url + "/api/v1/write", data=encode_write_request(batch), timeout=30
+        ).status_code
+        == 204
+    )
     wait_for(  # ingestion is asynchronous
         lambda: len(requests.get(url + "/api/v1/query", params={"query": "sel_cpu_seconds_total"},
                                  timeout=10).json()["data"]["result"]) == 3,

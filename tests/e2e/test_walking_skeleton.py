@@ -24,12 +24,16 @@ T0 = 1_700_000_000_000  # ms
 STEP = 15_000
 
 
-def _counter_batch(n_series: int, n_samples: int, metric: str = "http_requests_total") -> SampleBatch:
+def _counter_batch(
+    n_series: int, n_samples: int, metric: str = "http_requests_total"
+) -> SampleBatch:
     series = [make_labels({"__name__": metric, "job": f"job{i % 3}", "instance": f"host{i}"})
               for i in range(n_series)]  # fmt: skip
     sidx = np.repeat(np.arange(n_series), n_samples)
     ts = np.tile(T0 + STEP * np.arange(n_samples), n_series)
-    vals = (np.arange(n_series)[:, None] + 1.0) * np.arange(n_samples)[None, :]  # rate = i+1 per step
+    vals = (np.arange(n_series)[:, None] + 1.0) * np.arange(n_samples)[
+        None, :
+    ]  # rate = i+1 per step
     return SampleBatch(series, sidx, ts, vals.ravel())
 
 
@@ -40,7 +44,9 @@ def _write(url: str, batch: SampleBatch, path: str = "/api/v1/write") -> request
 
 
 def _query(url: str, q: str, t_ms: int, **kw) -> dict:  # type: ignore[no-untyped-def]
-    r = requests.get(url + "/api/v1/query", params={"query": q, "time": t_ms / 1000, **kw}, timeout=30)
+    r = requests.get(
+        url + "/api/v1/query", params={"query": q, "time": t_ms / 1000, **kw}, timeout=30
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -50,7 +56,9 @@ def _eventually(fn, timeout: float = 20.0):  # type: ignore[no-untyped-def]
 
 
 def _vector(body: dict) -> dict:
-    return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in body["data"]["result"]}
+    return {
+        tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in body["data"]["result"]
+    }
 
 
 def test_remote_write_then_query_every_way(up: UpProcess) -> None:
@@ -84,13 +92,18 @@ def test_remote_write_then_query_every_way(up: UpProcess) -> None:
     body = r.json()
     assert body["status"] == "success" and body["data"]["resultType"] == "matrix"
     (series,) = body["data"]["result"]
-    assert series["values"][-1] == [t_end / 1000 - (39 * 15) % 60, str(28.0 * 36).rstrip("0").rstrip(".")]
+    assert series["values"][-1] == [
+        t_end / 1000 - (39 * 15) % 60,
+        str(28.0 * 36).rstrip("0").rstrip("."),
+    ]
 
 
 def test_influx_line_protocol_and_cli(up: UpProcess) -> None:
     t_s = T0 // 1000 + 10
     body = f"weather,city=Paris temperature=12.5 {t_s}\nweather,city=Oslo temperature=-3 {t_s}\n"
-    r = requests.post(up.url + "/influx/prometheus/write", params={"precision": "s"}, data=body, timeout=10)
+    r = requests.post(
+        up.url + "/influx/prometheus/write", params={"precision": "s"}, data=body, timeout=10
+    )
     assert r.status_code == 204, r.text
 
     def check() -> None:
@@ -117,9 +130,15 @@ def test_bad_input_gets_clear_4xx(up: UpProcess) -> None:
     r = requests.get(up.url + "/api/v1/query", params={"query": "sum(rate(x[5m])"}, timeout=10)
     assert r.status_code == 400
     assert r.json()["errorType"] == "bad_data" and "parse error at char" in r.json()["error"]
-    r = requests.get(up.url + "/api/v1/query_range", params={"query": "x", "start": 10, "end": 1, "step": 1}, timeout=10)
+    r = requests.get(
+        up.url + "/api/v1/query_range",
+        params={"query": "x", "start": 10, "end": 1, "step": 1},
+        timeout=10,
+    )
     assert r.status_code == 400
-    r = requests.post(up.url + "/influx/prometheus/write", data=b"bad line without fields\n", timeout=10)
+    r = requests.post(
+        up.url + "/influx/prometheus/write", data=b"bad line without fields\n", timeout=10
+    )
     assert r.status_code == 400
     r = requests.get(up.url + "/promql/nosuch/api/v1/query", params={"query": "up"}, timeout=10)
     assert r.status_code == 404
@@ -133,7 +152,9 @@ def test_status_health_nodes_buildinfo_and_page(up: UpProcess) -> None:
     assert all(r["lag"] >= 0 and r["log_end_offset"] >= r["ingested_offset"] for r in rows)
     nodes = requests.get(up.url + "/admin/nodes", timeout=10).json()["data"]
     assert nodes[0]["name"] == "node-1" and nodes[0]["shards"] == {"prometheus": [0, 1, 2, 3]}
-    assert requests.get(up.url + "/api/v1/status/buildinfo", timeout=10).json()["status"] == "success"
+    assert (
+        requests.get(up.url + "/api/v1/status/buildinfo", timeout=10).json()["status"] == "success"
+    )
     page = requests.get(up.url + "/", timeout=10)
     assert page.status_code == 200 and "PromQL" in page.text or "promql" in page.text.lower()
     out = subprocess.run([sys.executable, "-m", "filodb", "status", "--url", up.url],
@@ -176,6 +197,7 @@ def test_whole_tree_kill9_and_restart(tmp_path) -> None:  # type: ignore[no-unty
     second.args = first.args
     second.start()
     try:
+
         def check() -> None:
             got = _vector(_query(second.url, "sum(durable_total)", T0 + STEP * 19))
             assert list(got.values()) == [sum((i + 1.0) * 19 for i in range(10))]

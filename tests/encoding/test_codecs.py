@@ -59,7 +59,10 @@ def test_many_equals_one_by_one(chunks: list[list[int]]) -> None:
     vals = [np.array(c, np.uint64).view(np.float64) for c in chunks]
     ts = [np.cumsum(np.array(c, np.uint64).astype(np.int64) % 10_000) for c in chunks]
     got, offs = decode_doubles_many([encode_doubles(v) for v in vals])
-    assert offs.tolist() == np.concatenate([[0], np.cumsum([len(v) for v in vals])]).astype(int).tolist()
+    assert (
+        offs.tolist()
+        == np.concatenate([[0], np.cumsum([len(v) for v in vals])]).astype(int).tolist()
+    )
     assert _same_bits(got, np.concatenate(vals) if vals else np.zeros(0))
     gt, toffs = decode_timestamps_many([encode_timestamps(t) for t in ts])
     assert np.array_equal(toffs, offs)
@@ -75,7 +78,10 @@ def _realistic(seed: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {
         "counter": (ts, counter),
         "gauge_1dp": (ts, np.round(20 + 5 * np.sin(np.arange(n) / 40), 1)),
-        "bytes_gauge": (ts, (1 << 30) + 4096.0 * np.cumsum(rng.integers(-3, 4, n))),  # pages come and go
+        "bytes_gauge": (
+            ts,
+            (1 << 30) + 4096.0 * np.cumsum(rng.integers(-3, 4, n)),
+        ),  # pages come and go
         "constant": (ts, np.full(n, 1.0)),
         "counter_then_stale": (ts, np.r_[counter[:-1], STALE]),
     }

@@ -73,7 +73,7 @@ def _number(r: random.Random) -> str:
         return repr(r.choice([r.uniform(-1e3, 1e3), r.expovariate(1e-9), -r.expovariate(1e-300),
                               struct.unpack("<d", r.randbytes(8))[0]]))  # fmt: skip
     if k < 0.6:
-        return str(r.randint(-(2**r.randint(1, 80)), 2 ** r.randint(1, 80)))
+        return str(r.randint(-(2 ** r.randint(1, 80)), 2 ** r.randint(1, 80)))
     return r.choice(NUMBERS)
 
 
@@ -214,7 +214,9 @@ def _fld(num: int, wire: int, payload: bytes | int) -> bytes:
         return key + _varint(len(data)) + data
     if wire in (1, 5):
         n = 8 if wire == 1 else 4
-        data = payload if isinstance(payload, bytes) else (payload & (2**64 - 1)).to_bytes(8, "little")
+        data = (
+            payload if isinstance(payload, bytes) else (payload & (2**64 - 1)).to_bytes(8, "little")
+        )
         return key + data[:n].ljust(n, b"\0")
     return key  # 3/4 (groups), 6/7 (invalid wire types)
 
@@ -225,7 +227,9 @@ LABEL_STRS = [b"__name__", b"job", b"", b"le", b"1bad", b"a-b", b"\xff\xfe", "ü
 def _odd_field(r: random.Random) -> bytes:
     num = r.choice([1, 2, 3, 4, 5, 15, 16, 2**29 - 1, 0])
     wire = r.choice([0, 1, 2, 2, 5, 3, 4, 6, 7])
-    return _fld(num, wire, r.choice([r.randbytes(r.randint(0, 12)), r.randint(-(2**63), 2**64 - 1)]))
+    return _fld(
+        num, wire, r.choice([r.randbytes(r.randint(0, 12)), r.randint(-(2**63), 2**64 - 1)])
+    )
 
 
 def _sample(r: random.Random) -> bytes:

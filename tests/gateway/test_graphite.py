@@ -16,7 +16,9 @@ from filodb.gateway.graphite import metric_name, parse_graphite
 def _rows(body: bytes, now_ms: int = 7) -> list[tuple[dict[str, str], int, float]]:
     r = parse_graphite(body, now_ms=now_ms)
     b = r.batch
-    return [(dict(b.series[s]), int(t), float(v)) for s, t, v in zip(b.sidx, b.ts, b.vals, strict=True)]
+    return [
+        (dict(b.series[s]), int(t), float(v)) for s, t, v in zip(b.sidx, b.ts, b.vals, strict=True)
+    ]
 
 
 def test_plain_paths_become_metric_names() -> None:
@@ -38,7 +40,12 @@ def test_tag_names_sanitised_last_value_wins_reserved_dropped() -> None:
 
 def test_timestamps_fractional_missing_and_minus_one() -> None:
     rows = _rows(b"a 1 1700000000.25\nb 2\nc 3 -1\nd 4 0\n", now_ms=123)
-    assert [(r[0]["__name__"], r[1]) for r in rows] == [("a", 1_700_000_000_250), ("b", 123), ("c", 123), ("d", 0)]
+    assert [(r[0]["__name__"], r[1]) for r in rows] == [
+        ("a", 1_700_000_000_250),
+        ("b", 123),
+        ("c", 123),
+        ("d", 0),
+    ]
 
 
 def test_values() -> None:
@@ -54,19 +61,21 @@ def test_same_series_shares_an_index_and_name_collisions_merge() -> None:
 
 
 def test_bad_lines_reported_good_ones_kept() -> None:
-    body = (b"ok 1 1\n"  # 1
-            b"onlypath\n"  # 2
-            b"bad abc 1\n"  # 3
-            b"bad 1 notatime\n"  # 4
-            b"m;novalue 1 1\n"  # 5
-            b"m;=v 1 1\n"  # 6
-            b"\n"  # 7 blank
-            b"# comment 1 2\n"  # 8
-            b"too many fields 1 2\n"  # 9
-            b"big 1 1e300\n"  # 10
-            b";t=v 1 1\n"  # 11
-            b"n 1_000 1\n"  # 12
-            b"ok2\t2  2\r\n")  # 13  fmt: skip
+    body = (
+        b"ok 1 1\n"  # 1
+        b"onlypath\n"  # 2
+        b"bad abc 1\n"  # 3
+        b"bad 1 notatime\n"  # 4
+        b"m;novalue 1 1\n"  # 5
+        b"m;=v 1 1\n"  # 6
+        b"\n"  # 7 blank
+        b"# comment 1 2\n"  # 8
+        b"too many fields 1 2\n"  # 9
+        b"big 1 1e300\n"  # 10
+        b";t=v 1 1\n"  # 11
+        b"n 1_000 1\n"  # 12
+        b"ok2\t2  2\r\n"
+    )  # 13  fmt: skip
     r = parse_graphite(body)
     assert [n for n, _ in r.errors] == [2, 3, 4, 5, 6, 9, 10, 11, 12]
     assert sorted(dict(lb)["__name__"] for lb in r.batch.series) == ["ok", "ok2"]

@@ -18,7 +18,9 @@ def _samples(body: bytes, precision: str = "ns", now_ms: int = 7) -> dict:  # ty
 
 
 def test_naming_value_counter_and_fields() -> None:
-    got = _samples(b"mem value=4 1000000000\nreq counter=10u 1000000000\ncpu usage=0.5,idle=3i 1000000000\n")
+    got = _samples(
+        b"mem value=4 1000000000\nreq counter=10u 1000000000\ncpu usage=0.5,idle=3i 1000000000\n"
+    )
     assert got == {("mem", (), 1000): 4.0, ("req", (), 1000): 10.0,
                    ("cpu_usage", (), 1000): 0.5, ("cpu_idle", (), 1000): 3.0}  # fmt: skip
     assert parse_lines(b"req counter=1 1").batch.types == {"req": "counter"}
@@ -44,7 +46,9 @@ def test_missing_timestamp_uses_now_and_comments_blank_crlf() -> None:
 
 
 def test_bad_lines_are_reported_and_good_ones_kept() -> None:
-    r = parse_lines(b"ok value=1 1\nno_fields\nbad value=abc 1\nx,t value=1 1\nok2 value=2 2\ny value=1 notanumber\n")
+    r = parse_lines(
+        b"ok value=1 1\nno_fields\nbad value=abc 1\nx,t value=1 1\nok2 value=2 2\ny value=1 notanumber\n"
+    )
     assert sorted(dict(lb)["__name__"] for lb in r.batch.series) == ["ok", "ok2"]
     assert [n for n, _ in r.errors] == [2, 3, 4, 6]
 
@@ -79,8 +83,19 @@ def test_number_forms_and_rejections() -> None:
                     b"e value=inf 1\nf value=1_0 1\ng value=-1u 1\nh value=3x 1\ni value=true 1\nj value=T 1\n"
                     b"k value=1 1_0\nl value=1 +5\n", "ns")  # fmt: skip
     assert [n for n, _ in r.errors] == [5, 6, 7, 8, 11]
-    got = {dict(r.batch.series[s])["__name__"]: float(v) for s, v in zip(r.batch.sidx, r.batch.vals, strict=True)}
-    assert got == {"a": 1000.0, "b": -0.5, "c": -3.0, "d": 18446744073709551615.0, "i": 1.0, "j": 1.0, "l": 1.0}
+    got = {
+        dict(r.batch.series[s])["__name__"]: float(v)
+        for s, v in zip(r.batch.sidx, r.batch.vals, strict=True)
+    }
+    assert got == {
+        "a": 1000.0,
+        "b": -0.5,
+        "c": -3.0,
+        "d": 18446744073709551615.0,
+        "i": 1.0,
+        "j": 1.0,
+        "l": 1.0,
+    }
 
 
 def test_negative_and_floor_precision_and_range() -> None:

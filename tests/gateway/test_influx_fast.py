@@ -19,7 +19,9 @@ TAG = st.one_of(
               st.sampled_from(["a", "b", "c d", "", "x=y", "ü"])).map(lambda t: f"{t[0]}={t[1]}"),
     st.sampled_from(["novalue", "=v", "k="]),
 )  # fmt: skip
-FNAME = st.sampled_from(["value", "counter", "usage", "sum", "count", "+Inf", "0.5", "1", "x y", ""])
+FNAME = st.sampled_from(
+    ["value", "counter", "usage", "sum", "count", "+Inf", "0.5", "1", "x y", ""]
+)
 FVAL = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.integers(-(2**70), 2**70).map(lambda i: f"{i}i"),
@@ -48,12 +50,16 @@ def line(draw) -> str:  # type: ignore[no-untyped-def]
     if kind == "junk":
         return draw(st.text(alphabet="ab =,#1.-e", max_size=12))
     key = draw(MEAS) + "".join("," + t for t in draw(st.lists(TAG, max_size=3)))
-    fields = ",".join(f"{n}={v}" for n, v in draw(st.lists(st.tuples(FNAME, FVAL), min_size=1, max_size=4)))
+    fields = ",".join(
+        f"{n}={v}" for n, v in draw(st.lists(st.tuples(FNAME, FVAL), min_size=1, max_size=4))
+    )
     ts = draw(TS)
     sep = " " if kind == "ok" else draw(st.sampled_from(["  ", " "]))
     text = f"{key}{sep}{fields}" + (f"{sep}{ts}" if ts is not None else "")
     if kind == "spaces":
-        text = draw(st.sampled_from([" ", "", "  "])) + text + draw(st.sampled_from([" ", "", "  "]))
+        text = (
+            draw(st.sampled_from([" ", "", "  "])) + text + draw(st.sampled_from([" ", "", "  "]))
+        )
     return text
 
 

@@ -123,7 +123,9 @@ def test_malformed_line_is_counted_and_good_ones_written(gw: TcpGateway, redis_u
 
 def test_non_utf8_line_is_dropped_alone(gw: TcpGateway, redis_url: str) -> None:
     _send(gw.ports["graphite"], b"a 1 1\nb\xff\xfe 2 2\nc 3 3\n")
-    assert _wait_samples(redis_url, 2) == Counter({(_lb("a"), 1000, 1.0): 1, (_lb("c"), 3000, 3.0): 1})
+    assert _wait_samples(redis_url, 2) == Counter(
+        {(_lb("a"), 1000, 1.0): 1, (_lb("c"), 3000, 3.0): 1}
+    )
     st = _eventually(lambda: _stats_settled(gw, "graphite", 2))
     assert st["lines_rejected"] == {"not_utf8": 1}
 
@@ -143,7 +145,9 @@ def test_line_split_across_sends_is_parsed_whole(gw: TcpGateway, redis_url: str)
 
 def test_last_line_without_newline_counts_at_close(gw: TcpGateway, redis_url: str) -> None:
     _send(gw.ports["graphite"], b"x.y 1 10\nx.y 2 20")
-    assert _wait_samples(redis_url, 2) == Counter({(_lb("x_y"), 10_000, 1.0): 1, (_lb("x_y"), 20_000, 2.0): 1})
+    assert _wait_samples(redis_url, 2) == Counter(
+        {(_lb("x_y"), 10_000, 1.0): 1, (_lb("x_y"), 20_000, 2.0): 1}
+    )
 
 
 def test_fifty_concurrent_connections_of_1000_lines(gw: TcpGateway, redis_url: str) -> None:
@@ -152,7 +156,9 @@ def test_fifty_concurrent_connections_of_1000_lines(gw: TcpGateway, redis_url: s
 
     def client(c: int) -> None:
         try:
-            body = b"".join(f"load,conn=c{c} value={i} {(i + 1) * NS}\n".encode() for i in range(n_lines))
+            body = b"".join(
+                f"load,conn=c{c} value={i} {(i + 1) * NS}\n".encode() for i in range(n_lines)
+            )
             # odd chunk sizes so that lines are cut at read boundaries
             with socket.create_connection(("127.0.0.1", gw.ports["influx"])) as s:
                 for k in range(0, len(body), 7919):
@@ -176,7 +182,9 @@ def test_fifty_concurrent_connections_of_1000_lines(gw: TcpGateway, redis_url: s
     print(f"\n{n_conn * n_lines} lines over {n_conn} connections in the log after {elapsed:.2f} s")
 
 
-def test_huge_line_is_dropped_and_the_connection_resynchronises(gw: TcpGateway, redis_url: str) -> None:
+def test_huge_line_is_dropped_and_the_connection_resynchronises(
+    gw: TcpGateway, redis_url: str
+) -> None:
     huge = b"big.line " + b"9" * (3 << 19)  # 1.5 MiB without a newline
     chunks = [b"g.before 1 1\ng.cut", b" 2 2\n" + huge[:100_000]]
     chunks += [huge[k : k + 200_000] for k in range(100_000, len(huge), 200_000)]
@@ -210,7 +218,9 @@ def test_influx_histogram_line(gw: TcpGateway, redis_url: str) -> None:
     line = b"http_latency,path=/x sum=12.5,count=8i,0.5=2i,1=5i,+Inf=8i 1700000000000000000\n"
     r = parse_lines(line)
     assert r.batch.types == {"http_latency": "histogram"} and not r.errors
-    _send(gw.ports["influx"], line, b"lat2 sum=1,count=2,+Inf=2,x=3 1000000000\n")  # not a histogram
+    _send(
+        gw.ports["influx"], line, b"lat2 sum=1,count=2,+Inf=2,x=3 1000000000\n"
+    )  # not a histogram
     t = 1_700_000_000_000
     got = _wait_samples(redis_url, 9)
     assert got == Counter({(_lb("http_latency_sum", path="/x"), t, 12.5): 1,
@@ -272,7 +282,11 @@ def test_log_outage_is_retried_then_dropped_and_the_server_survives(tmp_path: Pa
         g.options.retry_s = 0.5
         rp.stop()
         _send(g.ports["graphite"], b"lost 3 3\nlost 4 4\n")
-        _eventually(lambda: _assert(g.stats.snapshot()["graphite"]["lines_rejected"].get("write_failed") == 2))
+        _eventually(
+            lambda: _assert(
+                g.stats.snapshot()["graphite"]["lines_rejected"].get("write_failed") == 2
+            )
+        )
         rp = start_redis(tmp_path / "r", port)
         _send(g.ports["graphite"], b"after 5 5\n")  # the door still serves
         got = _wait_samples(url, 3, timeout=30)
@@ -312,6 +326,7 @@ def test_cli_serves_until_sigterm_and_refuses_ports_in_use(redis_url: str) -> No
     ip, gp = free_port(), free_port()
     p = _run_cli(redis_url, "--influx-port", str(ip), "--graphite-port", str(gp))
     try:
+
         def connect() -> None:
             try:
                 socket.create_connection(("127.0.0.1", gp), timeout=1).close()
@@ -343,7 +358,9 @@ def _scrape(port: int) -> dict[str, float]:
     out = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            out[s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"] = s.value
+            out[s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"] = (
+                s.value
+            )
     return out
 
 
@@ -353,6 +370,7 @@ def test_cli_serves_its_counters_as_prometheus_metrics(redis_url: str) -> None:
     p = _run_cli(redis_url, "--influx-port", str(ip), "--graphite-port", str(gp),
                  "--gateway-metrics-port", str(mp))  # fmt: skip
     try:
+
         def up() -> dict[str, float]:
             try:
                 return _scrape(mp)

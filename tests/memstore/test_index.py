@@ -45,7 +45,9 @@ def test_match_equals_brute_force(matchers, seed) -> None:  # type: ignore[no-un
     want = [sid for sid, lb in enumerate(series) if labels_match(lb, matchers)]
     assert idx.match(matchers).tolist() == want
     for m in matchers:
-        assert idx.match_one(m).tolist() == [sid for sid, lb in enumerate(series) if labels_match(lb, [m])]
+        assert idx.match_one(m).tolist() == [
+            sid for sid, lb in enumerate(series) if labels_match(lb, [m])
+        ]
 
 
 def test_every_pair_of_negations() -> None:
@@ -53,7 +55,12 @@ def test_every_pair_of_negations() -> None:
     idx = TagIndex()
     for sid, lb in enumerate(series):
         idx.add(sid, lb)
-    ms = [Matcher("x", "!=", "a"), Matcher("y", "!~", "c.*"), Matcher("x", "=~", ""), Matcher("z", "!=", "q")]
+    ms = [
+        Matcher("x", "!=", "a"),
+        Matcher("y", "!~", "c.*"),
+        Matcher("x", "=~", ""),
+        Matcher("z", "!=", "q"),
+    ]
     for a, b in itertools.combinations(ms, 2):
         want = [sid for sid, lb in enumerate(series) if labels_match(lb, [a, b])]
         assert idx.match([a, b]).tolist() == want

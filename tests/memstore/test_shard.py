@@ -41,7 +41,11 @@ def _reference_accept(batches):  # type: ignore[no-untyped-def]
 batch_st = st.lists(
     st.tuples(st.integers(0, len(SERIES) - 1), st.integers(0, 60), st.floats(allow_nan=False)),
     max_size=40,
-).map(lambda rows: SampleBatch(SERIES, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
+).map(
+    lambda rows: SampleBatch(
+        SERIES, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    )
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,7 +80,10 @@ def test_stale_marker_bits_survive() -> None:
     shard = TimeSeriesShard("ds", 0)
     shard.ingest(SampleBatch([SERIES[0]], [0, 0], [1, 2], [1.0, stale[0]]))
     blk = shard.select([], 0, 10)
-    assert blk.vals.view(np.uint64).tolist() == [np.float64(1.0).view(np.uint64), 0x7FF0000000000002]
+    assert blk.vals.view(np.uint64).tolist() == [
+        np.float64(1.0).view(np.uint64),
+        0x7FF0000000000002,
+    ]
 
 
 def test_label_listings_follow_time_range() -> None:

@@ -19,7 +19,14 @@ from filodb.store.base import ChunkSet
 
 N_SERIES = 30
 M = [Matcher("__name__", "=", "m")]
-RANGES = [(0, 10**9), (5_000, 123_000), (300_000, 399_000), (399_000, 399_000), (0, 0), (7_500, 7_500)]
+RANGES = [
+    (0, 10**9),
+    (5_000, 123_000),
+    (300_000, 399_000),
+    (399_000, 399_000),
+    (0, 0),
+    (7_500, 7_500),
+]
 
 
 class ListLog:
@@ -57,7 +64,9 @@ def _shard(columns, budget: int = 0) -> TimeSeriesShard:  # type: ignore[no-unty
                            pager=make_pager(columns[0], "ds", 0))  # fmt: skip
 
 
-def _feed(ms: TimeSeriesShard, columns, log: ListLog, flush_every: int | None, seed: int = 0) -> MemorySource:  # type: ignore[no-untyped-def]
+def _feed(
+    ms: TimeSeriesShard, columns, log: ListLog, flush_every: int | None, seed: int = 0
+) -> MemorySource:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(N_SERIES)]
     per: dict[int, tuple[list[int], list[float]]] = {i: ([], []) for i in range(N_SERIES)}
@@ -68,7 +77,9 @@ def _feed(ms: TimeSeriesShard, columns, log: ListLog, flush_every: int | None, s
         sidx = np.repeat(np.arange(N_SERIES), 10)
         tt = np.tile(ts, N_SERIES)
         vv = rng.random(len(tt))
-        vv[rng.random(len(vv)) < 0.01] = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]  # stale
+        vv[rng.random(len(vv)) < 0.01] = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[
+            0
+        ]  # stale
         b = SampleBatch(series, sidx, tt, vv)
         log.records.append((k + 1, b.to_bytes()))
         ms.ingest(b, k + 1)
@@ -111,7 +122,10 @@ def test_recovery_from_checkpoints_and_log_loses_and_doubles_nothing(columns, fl
     for lo, hi in RANGES:
         assert as_dict(again.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)
     # what a group had flushed was skipped, not re-ingested: count what replay had to take
-    groups = [flush_group_of(part_key(make_labels({"__name__": "m", "i": str(i)})), 3) for i in range(N_SERIES)]
+    groups = [
+        flush_group_of(part_key(make_labels({"__name__": "m", "i": str(i)})), 3)
+        for i in range(N_SERIES)
+    ]
     want = sum(10 for off in range(rep.start + 1, 41) for g in groups if cps.get(g, 0) < off)
     assert again.stats()["samples_ingested"] == want
 
@@ -121,7 +135,11 @@ def test_crash_after_chunks_before_checkpoint_rewrites_without_duplicates(column
     ms = _shard(columns)
     ref = _feed(ms, columns, log, flush_every=None)
     fd = ms.prepare_flush(0)  # chunks reach the store, then the process dies: no checkpoint
-    columns[0].write_chunks("ds", 0, [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors) for pk, c in fd.chunks])
+    columns[0].write_chunks(
+        "ds",
+        0,
+        [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors) for pk, c in fd.chunks],
+    )
     again = _shard(columns)
     LogApplier(again, columns[0], columns[1], log).replay_to(40)
     flush_all(again, columns[0], columns[1])  # the replayed samples are flushed again
@@ -140,7 +158,9 @@ def test_older_sample_after_recovery_is_rejected(columns) -> None:  # type: igno
     again = _shard(columns)
     LogApplier(again, columns[0], columns[1], ListLog()).replay_to(0)
     lb = make_labels({"__name__": "m", "i": "0"})
-    st = again.ingest(SampleBatch([lb], np.zeros(2, np.int64), np.array([1_000, 10**9]), np.array([1.0, 2.0])), 41)
+    st = again.ingest(
+        SampleBatch([lb], np.zeros(2, np.int64), np.array([1_000, 10**9]), np.array([1.0, 2.0])), 41
+    )
     assert (st.accepted, st.out_of_order) == (1, 1)
 
 

@@ -20,8 +20,12 @@ labelsets = st.lists(
 @given(labelsets, st.data())
 def test_wire_round_trip_is_bit_exact(series, data) -> None:  # type: ignore[no-untyped-def]
     n = data.draw(st.integers(0, 50))
-    sidx = np.array(data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32)
-    ts = np.array(data.draw(st.lists(st.integers(-(2**62), 2**62), min_size=n, max_size=n)), np.int64)
+    sidx = np.array(
+        data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32
+    )
+    ts = np.array(
+        data.draw(st.lists(st.integers(-(2**62), 2**62), min_size=n, max_size=n)), np.int64
+    )
     bits = data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n))
     vals = np.array(bits, np.uint64).view(np.float64)
     b = SampleBatch(series, sidx, ts, vals, {"m": "counter"})

@@ -8,7 +8,9 @@ from filodb.errors import BadInputError
 from filodb.model.dataset import Dataset, check_dataset_name
 
 
-@pytest.mark.parametrize("name", ["", "../x", "a/b", "ünï", "-x", "a b", "a.b", "x" * 101, "a\n", 5, None])
+@pytest.mark.parametrize(
+    "name", ["", "../x", "a/b", "ünï", "-x", "a b", "a.b", "x" * 101, "a\n", 5, None]
+)
 def test_bad_names(name: object) -> None:
     with pytest.raises(BadInputError, match="invalid dataset name"):
         check_dataset_name(name)

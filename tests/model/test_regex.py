@@ -21,16 +21,22 @@ def test_fully_anchored_and_dot_matches_newline() -> None:
     assert m.matches("foo") and not m.matches("foobar") and not m.matches("afoo")
     assert Matcher("x", "=~", "a.b").matches("a\nb")
     assert Matcher("x", "=~", "foo|bar").matches("bar")
-    assert Matcher("x", "!~", "foo|bar").matches("baz") and not Matcher("x", "!~", "foo").matches("foo")
+    assert Matcher("x", "!~", "foo|bar").matches("baz") and not Matcher("x", "!~", "foo").matches(
+        "foo"
+    )
     assert Matcher("x", "=~", "").matches("") and not Matcher("x", "=~", "").matches("a")
 
 
 def test_re2_syntax_and_semantics_not_pythons() -> None:
     assert Matcher("x", "=~", r"\pL+").matches("héllo")  # Unicode classes
     assert Matcher("x", "=~", "[[:alpha:]]+").matches("abc")  # POSIX classes
-    assert Matcher("x", "=~", "a(?i)b").matches("aB") and not Matcher("x", "=~", "a(?i)b").matches("AB")
+    assert Matcher("x", "=~", "a(?i)b").matches("aB") and not Matcher("x", "=~", "a(?i)b").matches(
+        "AB"
+    )
     assert not Matcher("x", "=~", r"\d").matches("\u0663")  # \d is ASCII, as in Go
-    assert Matcher("x", "=~", r"\Qa.b\E").matches("a.b") and not Matcher("x", "=~", r"\Qa.b\E").matches("axb")
+    assert Matcher("x", "=~", r"\Qa.b\E").matches("a.b") and not Matcher(
+        "x", "=~", r"\Qa.b\E"
+    ).matches("axb")
 
 
 @pytest.mark.parametrize("pat", ["(?=a)", r"(a)\1", "(?<!a)b", "a{1001}", "(", "[z-a]", "a**"])

@@ -38,6 +38,7 @@ def test_a_dataset_that_cannot_start_spoils_no_other(redis_url: str, tmp_path: P
     rt.stores = Stores(RefusingColumnStore(rt.stores.column, "broken"), rt.stores.meta)  # type: ignore[arg-type]
     rt.start()
     try:
+
         def settled() -> None:
             good = {s.shard: s.status for s in maps.shard_states("prometheus")}
             bad = maps.shard_states("broken")
@@ -60,6 +61,8 @@ def test_a_dataset_that_cannot_start_spoils_no_other(redis_url: str, tmp_path: P
         rows = web.get("/api/v1/cluster/broken/status").json["data"]
         assert all(r["status"] == "Error" and "disk says no" in r["error"] for r in rows)
         health = web.get("/admin/health")
-        assert health.status_code == 503 and {r["dataset"] for r in health.json["not_active"]} == {"broken"}
+        assert health.status_code == 503 and {r["dataset"] for r in health.json["not_active"]} == {
+            "broken"
+        }
     finally:
         rt.stop()

@@ -46,8 +46,9 @@ def node(redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     rt.start()
 
     def both_active() -> None:
-        assert len(rt.ingesters) == 2 and all(i.active for i in rt.ingesters.values()), \
+        assert len(rt.ingesters) == 2 and all(i.active for i in rt.ingesters.values()), (
             "the node's shards did not become Active"
+        )
 
     eventually(both_active, timeout=30, interval=0.05)
     yield rt
@@ -68,19 +69,26 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     ends = node.ingest_log.end_offsets("prometheus", [0, 1])
 
     def caught_up() -> None:
-        assert all(node.ingesters[("prometheus", s)].offset >= ends[s] for s in (0, 1)), \
+        assert all(node.ingesters[("prometheus", s)].offset >= ends[s] for s in (0, 1)), (
             "the ingesters did not catch up"
+        )
 
     eventually(caught_up, timeout=20, interval=0.05)
 
     m = scrape(port)
-    assert per_shard(m, "filodb_worker_samples_ingested_total") == {s: per.get(s, 0) for s in (0, 1)}
-    assert per_shard(m, "filodb_worker_samples_rejected_total") == {s: late_per.get(s, 0) for s in (0, 1)}
+    assert per_shard(m, "filodb_worker_samples_ingested_total") == {
+        s: per.get(s, 0) for s in (0, 1)
+    }
+    assert per_shard(m, "filodb_worker_samples_rejected_total") == {
+        s: late_per.get(s, 0) for s in (0, 1)
+    }
     series_by_shard = per_shard(m, "filodb_worker_series")
     assert sum(series_by_shard.values()) == 30
     assert per_shard(m, "filodb_worker_log_offset") == {s: float(ends[s]) for s in (0, 1)}
     assert per_shard(m, "filodb_worker_log_lag_records") == {0: 0.0, 1: 0.0}
-    assert m["filodb_worker_shards_owned"] == {(("dataset", "prometheus"), ("status", "Active")): 2.0}
+    assert m["filodb_worker_shards_owned"] == {
+        (("dataset", "prometheus"), ("status", "Active")): 2.0
+    }
     assert m["filodb_worker_fenced_total"] == {(): 0.0}
     assert m["filodb_worker_info"] == {(("node", "n1"),): 1.0}
     assert all(v > 0 for v in per_shard(m, "filodb_worker_memory_bytes").values())

@@ -17,7 +17,9 @@ from filodb.prom import remote_write as rw
 
 STALE = 0x7FF0000000000002
 
-label_values = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
+label_values = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8
+)
 series_st = st.lists(
     st.dictionaries(st.sampled_from(["job", "instance", "le", "ü"]), label_values, max_size=3),
     min_size=1, max_size=6,
@@ -42,14 +44,18 @@ def _slow(body: bytes) -> SampleBatch:
             sidx.append(j)
             ts.append(s.timestamp)
             vals.append(s.value)
-    return SampleBatch(series, np.array(sidx, np.int32), np.array(ts, np.int64), np.array(vals, np.float64))
+    return SampleBatch(
+        series, np.array(sidx, np.int32), np.array(ts, np.int64), np.array(vals, np.float64)
+    )
 
 
 @settings(max_examples=150, deadline=None)
 @given(series_st, st.data())
 def test_fast_path_equals_protobuf(series, data) -> None:  # type: ignore[no-untyped-def]
     n = data.draw(st.integers(0, 40))
-    sidx = np.array(data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32)
+    sidx = np.array(
+        data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32
+    )
     ts = np.array(data.draw(st.lists(ts_st, min_size=n, max_size=n)), np.int64)
     vals = np.array(data.draw(st.lists(val_st, min_size=n, max_size=n)), np.float64)
     body = rw.encode_write_request(SampleBatch(series, sidx, ts, vals))
@@ -63,7 +69,12 @@ def test_typical_request_takes_the_fast_path_bit_exactly() -> None:
     series = [make_labels({"__name__": "up", "instance": f"h{i}"}) for i in range(50)]
     vals = np.random.default_rng(0).random(50 * 20) + 1
     vals[3] = np.array([STALE], np.uint64).view(np.float64)[0]
-    b = SampleBatch(series, np.repeat(np.arange(50), 20), np.tile(1_700_000_000_000 + 15_000 * np.arange(20), 50), vals)
+    b = SampleBatch(
+        series,
+        np.repeat(np.arange(50), 20),
+        np.tile(1_700_000_000_000 + 15_000 * np.arange(20), 50),
+        vals,
+    )
     raw = bytes(cramjam.snappy.decompress_raw(rw.encode_write_request(b)))
     fast = rw._decode_fast(raw)
     assert fast is not None
@@ -75,12 +86,16 @@ def test_typical_request_takes_the_fast_path_bit_exactly() -> None:
 
 def test_metadata_is_kept() -> None:
     b = SampleBatch([make_labels({"__name__": "req_total"})], [0], [1_700_000_000_000], [1.0])
-    body = rw.encode_write_request(b, [{"metric": "req_total", "type": "counter", "help": "Requests.", "unit": ""}])
+    body = rw.encode_write_request(
+        b, [{"metric": "req_total", "type": "counter", "help": "Requests.", "unit": ""}]
+    )
     batch, meta = rw.decode_write_request_full(body)
     assert batch.types == {"req_total": "counter"} and meta[0]["help"] == "Requests."
 
 
-@pytest.mark.parametrize("body", [b"", b"garbage", bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x0a\x03abc"))])
+@pytest.mark.parametrize(
+    "body", [b"", b"garbage", bytes(cramjam.snappy.compress_raw(b"\x0a\x05\x0a\x03abc"))]
+)
 def test_malformed_is_bad_input(body: bytes) -> None:
     with pytest.raises(BadInputError):
         rw.decode_write_request(body)
@@ -131,7 +146,9 @@ def _check_same(raw: bytes) -> SampleBatch:
 @given(series_st, st.data())
 def test_encoder_is_byte_identical_to_protobuf(series, data) -> None:  # type: ignore[no-untyped-def]
     n = data.draw(st.integers(0, 30))
-    sidx = np.array(data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32)
+    sidx = np.array(
+        data.draw(st.lists(st.integers(0, len(series) - 1), min_size=n, max_size=n)), np.int32
+    )
     ts = np.array(data.draw(st.lists(st.one_of(ts_st, st.just(0), st.integers(-(2**63), 2**63 - 1)),
                                      min_size=n, max_size=n)), np.int64)  # fmt: skip
     vals = np.array(data.draw(st.lists(val_st, min_size=n, max_size=n)), np.float64)
@@ -146,7 +163,10 @@ def test_encoder_is_byte_identical_to_protobuf(series, data) -> None:  # type: i
 
 def test_special_values_and_timestamps_round_trip() -> None:
     specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.5]
-    bits = np.array([s for s in specials], np.float64).view(np.uint64).tolist() + [STALE, 0x7FF8000000000001]
+    bits = np.array([s for s in specials], np.float64).view(np.uint64).tolist() + [
+        STALE,
+        0x7FF8000000000001,
+    ]
     vals = np.array(bits, np.uint64).view(np.float64)
     ts = np.array([0, -1, 1, -(2**63), 2**63 - 1, 127, 128, 1_700_000_000_000], np.int64)
     b = SampleBatch([make_labels({"__name__": "x"})], np.zeros(8, np.int32), ts, vals)

@@ -41,7 +41,8 @@ def _answer(eng: Engine, q: str) -> list[tuple[Labels, float]]:
 
 def _same(a: list[tuple[Labels, float]], b: list[tuple[Labels, float]]) -> bool:
     return [x[0] for x in a] == [x[0] for x in b] and all(
-        (math.isnan(x[1]) and math.isnan(y[1])) or x[1] == pytest.approx(y[1], rel=1e-9) for x, y in zip(a, b, strict=True)
+        (math.isnan(x[1]) and math.isnan(y[1])) or x[1] == pytest.approx(y[1], rel=1e-9)
+        for x, y in zip(a, b, strict=True)
     )
 
 
@@ -82,14 +83,19 @@ def test_topk_param_read_from_series_another_shard_holds() -> None:
 @pytest.mark.parametrize("q", ["histogram_fraction(0, 2, h_bucket)",
                                'histogram_quantiles(h_bucket, "q", 0.5, 0.9)'])  # fmt: skip
 def test_bucket_functions_see_every_bucket(q: str) -> None:
-    buckets = [(_lb("h_bucket", le=le), v) for le, v in (("1", 2.0), ("2", 5.0), ("4", 8.0), ("+Inf", 10.0))]
+    buckets = [
+        (_lb("h_bucket", le=le), v)
+        for le, v in (("1", 2.0), ("2", 5.0), ("4", 8.0), ("+Inf", 10.0))
+    ]
     plain, dist = _engines([buckets[::2], buckets[1::2]])
     assert _answer(plain, q)
     assert _answer(dist, q) == _answer(plain, q)
 
 
 def test_many_to_many_error_names_the_duplicates_sorted() -> None:
-    _, dist = _engines([[(_lb("dup", label="beta"), 2.0)], [(_lb("dup", label="alpha"), 1.0), (_lb("s"), 3.0)]])
+    _, dist = _engines(
+        [[(_lb("dup", label="beta"), 2.0)], [(_lb("dup", label="alpha"), 1.0), (_lb("s"), 3.0)]]
+    )
     with pytest.raises(ExecutionError, match=r'label="alpha"}, \{__name__="dup", label="beta"}\]'):
         dist.instant("s > on() dup", 0)
 

@@ -64,10 +64,16 @@ def _instant(ts: np.ndarray, vals: np.ndarray, t: int) -> float | None:
 
 
 def _window(ts: np.ndarray, vals: np.ndarray, t: int, rng: int) -> list[tuple[int, float]]:
-    return [(x, v) for x, v in zip(ts.tolist(), vals.tolist(), strict=True) if t - rng < x <= t and not _is_stale(v)]
+    return [
+        (x, v)
+        for x, v in zip(ts.tolist(), vals.tolist(), strict=True)
+        if t - rng < x <= t and not _is_stale(v)
+    ]
 
 
-def _rate(w: list[tuple[int, float]], t: int, rng: int, counter: bool, per_second: bool) -> float | None:
+def _rate(
+    w: list[tuple[int, float]], t: int, rng: int, counter: bool, per_second: bool
+) -> float | None:
     """Prometheus ``extrapolatedRate``, one window at a time."""
     if len(w) < 2:
         return None
@@ -99,7 +105,10 @@ def _close(got: dict[Labels, dict[int, float]], want: dict[Labels, dict[int, flo
         assert set(got[lb]) == set(pts), lb
         for t, v in pts.items():
             g = got[lb][t]
-            assert (math.isnan(g) and math.isnan(v)) or g == pytest.approx(v, rel=1e-9, abs=1e-9), (lb, t)
+            assert (math.isnan(g) and math.isnan(v)) or g == pytest.approx(v, rel=1e-9, abs=1e-9), (
+                lb,
+                t,
+            )
 
 
 def _drop_name(lb: Labels) -> Labels:
@@ -110,7 +119,10 @@ STEPS = list(range(START, END + 1, STEP))
 
 
 def test_instant_selector_over_a_range(engine: Engine, data) -> None:  # type: ignore[no-untyped-def]
-    want = {lb: {t: v for t in STEPS if (v := _instant(ts, vals, t)) is not None} for lb, (ts, vals) in data.items()}
+    want = {
+        lb: {t: v for t in STEPS if (v := _instant(ts, vals, t)) is not None}
+        for lb, (ts, vals) in data.items()
+    }
     _close(_series(engine.range("m", START, END, STEP)), want)
 
 
@@ -139,7 +151,11 @@ def test_extrapolated_rates(engine: Engine, data, fn, counter, per_second) -> No
     rng = 300_000
     want = {}
     for lb, (ts, vals) in data.items():
-        pts = {t: r for t in STEPS if (r := _rate(_window(ts, vals, t, rng), t, rng, counter, per_second)) is not None}
+        pts = {
+            t: r
+            for t in STEPS
+            if (r := _rate(_window(ts, vals, t, rng), t, rng, counter, per_second)) is not None
+        }
         want[_drop_name(lb)] = pts
     _close(_series(engine.range(f"{fn}(m[5m])", START, END, STEP)), want)
 
@@ -192,7 +208,10 @@ def test_subquery_matches_its_inner_range_query(engine: Engine, data) -> None:  
     t = 3_000_000
     inner = _series(engine.range("m", t - 600_000 + 60_000, t, 60_000))
     want = {lb: {t: sum(pts.values())} for lb, pts in inner.items()}
-    _close(_series(engine.instant("sum_over_time(m[10m:1m])", t)), {_drop_name(k): v for k, v in want.items()})
+    _close(
+        _series(engine.instant("sum_over_time(m[10m:1m])", t)),
+        {_drop_name(k): v for k, v in want.items()},
+    )
 
 
 def test_json_shapes() -> None:
@@ -212,7 +231,9 @@ def test_json_shapes() -> None:
 def test_execution_errors() -> None:
     src = MemorySource()
     for i in range(3):
-        src.add(make_labels({"__name__": "x", "i": str(i), "j": "a"}), np.array([0]), np.array([1.0]))
+        src.add(
+            make_labels({"__name__": "x", "i": str(i), "j": "a"}), np.array([0]), np.array([1.0])
+        )
     eng = Engine(src)
     with pytest.raises(ExecutionError, match="same labelset"):
         eng.instant("label_replace(x, 'i', '', 'i', '.*')", 0)
@@ -224,6 +245,8 @@ def test_execution_errors() -> None:
 
 def test_smoothed_selector_interpolates_between_samples() -> None:
     src = MemorySource()
-    src.add(make_labels({"__name__": "x"}), np.array([0, 10_000, 20_000]), np.array([0.0, 10.0, 40.0]))
+    src.add(
+        make_labels({"__name__": "x"}), np.array([0, 10_000, 20_000]), np.array([0.0, 10.0, 40.0])
+    )
     res = Engine(src).range("x smoothed", 0, 30_000, 5_000)
     assert res.series[0][2].tolist() == [0, 5, 10, 25, 40, 40, 40]

@@ -31,12 +31,26 @@ def test_special_values_and_times() -> None:
     ts = [1_700_000_000_000 + k * 137 for k in range(len(SPECIAL))]
     _same(Result("vector", _series(SPECIAL, ts)))
     whole = np.array(SPECIAL)
-    _same(Result("matrix", [(make_labels({"a": "1"}), np.array(ts), whole), (make_labels({"a": "2"}), np.array([], np.int64), np.array([]))]))
+    _same(
+        Result(
+            "matrix",
+            [
+                (make_labels({"a": "1"}), np.array(ts), whole),
+                (make_labels({"a": "2"}), np.array([], np.int64), np.array([])),
+            ],
+        )
+    )
 
 
 def test_empty_answers() -> None:
-    assert orjson.loads(Result("matrix", []).to_prom_json_bytes()) == {"resultType": "matrix", "result": []}
-    assert orjson.loads(Result("vector", []).to_prom_json_bytes()) == {"resultType": "vector", "result": []}
+    assert orjson.loads(Result("matrix", []).to_prom_json_bytes()) == {
+        "resultType": "matrix",
+        "result": [],
+    }
+    assert orjson.loads(Result("vector", []).to_prom_json_bytes()) == {
+        "resultType": "vector",
+        "result": [],
+    }
 
 
 @settings(max_examples=300, deadline=None)
@@ -53,4 +67,6 @@ def test_any_float_bits(bits: list[int], t0: int) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=30))
 def test_any_float(vals: list[float]) -> None:
-    _same(Result("matrix", [(make_labels({"s": "x"}), np.arange(len(vals)) * 1000, np.array(vals))]))
+    _same(
+        Result("matrix", [(make_labels({"s": "x"}), np.arange(len(vals)) * 1000, np.array(vals))])
+    )

@@ -58,5 +58,7 @@ if __name__ == "__main__":
         lines = set(pins.read_text().split()) if pins.exists() else set()
         for f in _suite_files():
             lines |= {f"{o.file}:{o.line}" for o in run_file(f, backend) if o.status == "passed"}
-        pins.write_text("\n".join(sorted(lines, key=lambda s: (s.split(":")[0], int(s.split(":")[1])))) + "\n")
+        pins.write_text(
+            "\n".join(sorted(lines, key=lambda s: (s.split(":")[0], int(s.split(":")[1])))) + "\n"
+        )
         print(f"{mode}: {len(lines)} pinned evals")

@@ -39,7 +39,12 @@ def test_a_label_set_named_twice_in_a_block_keeps_its_last_line(tmp_path: Path, 
 
 def test_sharded_backend_spreads_one_metric_over_several_shards() -> None:
     b = ShardedBackend()
-    b.load([((("__name__", "m"), ("i", str(i))), np.array([0]), np.array([float(i)])) for i in range(32)])
+    b.load(
+        [
+            ((("__name__", "m"), ("i", str(i))), np.array([0]), np.array([float(i)]))
+            for i in range(32)
+        ]
+    )
     held = [s.num_series for s in b.shards]
     assert sum(held) == 32
     assert sum(n > 0 for n in held) == 4  # spread 2: the metric's group of four shards

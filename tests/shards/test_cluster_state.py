@@ -63,9 +63,13 @@ def test_owner_moves_are_compare_and_set(redis_url: str) -> None:
 
 @given(st.integers(0, 5).map(lambda n: 1 << n), st.lists(st.integers(0, 7), min_size=0, max_size=64),
        st.integers(1, 6))  # fmt: skip
-def test_assignment_then_rebalance_converges_evenly(shards: int, seed: list[int], nodes: int) -> None:
+def test_assignment_then_rebalance_converges_evenly(
+    shards: int, seed: list[int], nodes: int
+) -> None:
     names = [f"n{i}" for i in range(nodes)]
-    owners = {s: names[seed[s] % nodes] if s < len(seed) and seed[s] < 6 else "" for s in range(shards)}
+    owners = {
+        s: names[seed[s] % nodes] if s < len(seed) and seed[s] < 6 else "" for s in range(shards)
+    }
     owners.update(assign_shards(shards, owners, names))
     moves = 0
     while (m := rebalance_move(shards, owners, names)) is not None:
@@ -85,8 +89,13 @@ def test_spread_overrides_route_ingest_and_queries_alike() -> None:
     assert Dataset.from_json("d", ds.to_json()) == ds
     rule = ds.spread_rule
     assert isinstance(rule, SpreadRule)
-    big = [make_labels({"__name__": "m", "_ws_": "w", "_ns_": "big", "i": str(i)}) for i in range(400)]
-    small = [make_labels({"__name__": "m", "_ws_": "w", "_ns_": "small", "i": str(i)}) for i in range(400)]
+    big = [
+        make_labels({"__name__": "m", "_ws_": "w", "_ns_": "big", "i": str(i)}) for i in range(400)
+    ]
+    small = [
+        make_labels({"__name__": "m", "_ws_": "w", "_ns_": "small", "i": str(i)})
+        for i in range(400)
+    ]
     got_big = set(shards_for_series(big, 16, rule).tolist())
     assert len(got_big) == 8  # spread 3: 2**3 shards
     assert len(set(shards_for_series(small, 16, rule).tolist())) == 1

@@ -149,6 +149,8 @@ def test_error_shards_wait_out_the_backoff_before_reassignment() -> None:
     states = [ShardState("ds", 0, S.ERROR, "a", updated=1000.0, error="boom"),
               ShardState("ds", 1, S.UNASSIGNED, "")]  # fmt: skip
     maps = {"ds": (Dataset.create("ds", 2, 0), states)}
-    assert coordinate(maps, ["a"], False, now=1000.0 + ERROR_BACKOFF_S - 1) == [MoveShard("ds", 1, A, "a")]
+    assert coordinate(maps, ["a"], False, now=1000.0 + ERROR_BACKOFF_S - 1) == [
+        MoveShard("ds", 1, A, "a")
+    ]
     assert coordinate(maps, ["a"], False, now=1000.0 + ERROR_BACKOFF_S) == [
         MoveShard("ds", 0, A, "a"), MoveShard("ds", 1, A, "a")]  # fmt: skip

@@ -84,10 +84,14 @@ class TestCassandraStore(StoreSuite):
 
     def raw_put_chunks(self, stores, dataset, shard, chunks):  # type: ignore[no-untyped-def]
         raw = stores[0].ks.session
-        put = raw.prepare(f"INSERT INTO {KEYSPACE}.chunks (dataset, shard, part_key, chunk_id, "
-                          "start_ms, end_ms, num_rows, vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        idx = raw.prepare(f"INSERT INTO {KEYSPACE}.chunk_index (dataset, shard, slot, part_key, "
-                          "chunk_id, end_ms, vector_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        put = raw.prepare(
+            f"INSERT INTO {KEYSPACE}.chunks (dataset, shard, part_key, chunk_id, "
+            "start_ms, end_ms, num_rows, vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        idx = raw.prepare(
+            f"INSERT INTO {KEYSPACE}.chunk_index (dataset, shard, slot, part_key, "
+            "chunk_id, end_ms, vector_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
         for c in chunks:
             raw.execute(put, (dataset, shard, c.part_key, c.chunk_id, c.start_ms, c.end_ms,
                               c.num_rows, list(c.vectors)))  # fmt: skip
@@ -206,8 +210,14 @@ class TestCassandraStore(StoreSuite):
         # Many writers merge into the same records at once, without reading: min/max still hold.
         def write(w: int) -> None:
             for i in range(20):
-                store.write_part_keys("ds", 0, [PartKeyRecord(pk_of(k), 1000 - w * 20 - i,
-                                                              1000 + w * 20 + i) for k in range(5)])
+                store.write_part_keys(
+                    "ds",
+                    0,
+                    [
+                        PartKeyRecord(pk_of(k), 1000 - w * 20 - i, 1000 + w * 20 + i)
+                        for k in range(5)
+                    ],
+                )
 
         threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
         for t in threads:

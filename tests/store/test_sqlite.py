@@ -131,9 +131,7 @@ class TestSqliteStore(StoreSuite):
         cs2.close()
 
     def test_unknown_kind_and_options(self, tmp_path: Path) -> None:
-        with pytest.raises(
-            BadInputError, match="unknown column store .mongo."
-        ):
+        with pytest.raises(BadInputError, match="unknown column store .mongo."):
             open_store("mongo", tmp_path)
         with pytest.raises(BadInputError, match="synchronous"):
             open_store("sqlite", tmp_path, synchronous="SOMETIMES")

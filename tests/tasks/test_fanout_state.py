@@ -82,7 +82,9 @@ def test_every_shard_moving_ends_the_fanout() -> None:
     fan = _fan([0])
     fan.start(0.0)
     assert fan.step(0.5, _states("a")) == []  # still where it was
-    assert fan.step(1.0, {}) == [Done(FanoutResult(missing={0: "shard 0 of ds is Unassigned (moving)"}))]
+    assert fan.step(1.0, {}) == [
+        Done(FanoutResult(missing={0: "shard 0 of ds is Unassigned (moving)"}))
+    ]
 
 
 @pytest.mark.parametrize("kind,cls", [("execution", ExecutionError), ("bad_data", BadInputError),

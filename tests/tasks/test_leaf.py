@@ -42,7 +42,9 @@ def test_leaf_answer_equals_local_engine() -> None:
     assert header["ok"] and header["shard"] == 3
     want = Engine(shard).range(q, 60_000, 540_000, 30_000)
     # leaf labels still carry names to be dropped (delayed removal): the web tier drops them last
-    got = {final_labels(lb): vals[i][pres[i]] for i, lb in enumerate(unflat_labels(header["labels"]))}
+    got = {
+        final_labels(lb): vals[i][pres[i]] for i, lb in enumerate(unflat_labels(header["labels"]))
+    }
     assert len(got) == len(want.series) == 5
     for lb, _, vs in want.series:
         assert np.array_equal(got[lb], vs)

@@ -43,8 +43,12 @@ def test_counters_monotone_and_cpu_modes_add_up_to_the_interval() -> None:
     assert np.allclose(np.diff(per_cpu, axis=1), 15.0, atol=0.05)
 
 
-@pytest.mark.parametrize(("n_series", "n_samples", "batch"), [(1, 1, 1), (70, 9, 100), (100, 10, 30), (33, 4, 10_000)])
-def test_blocks_cover_every_sample_once_time_major(n_series: int, n_samples: int, batch: int) -> None:
+@pytest.mark.parametrize(
+    ("n_series", "n_samples", "batch"), [(1, 1, 1), (70, 9, 100), (100, 10, 30), (33, 4, 10_000)]
+)
+def test_blocks_cover_every_sample_once_time_major(
+    n_series: int, n_samples: int, batch: int
+) -> None:
     w = Workload(n_series)
     got = list(blocks(w, 1000, 15_000, n_samples, batch))
     assert all(len(b) <= batch for b in got)
@@ -61,32 +65,59 @@ def test_influx_lines_parse_back_to_the_same_samples() -> None:
     b = next(blocks(Workload(40), 1_700_000_000_000, 15_000, 3, 1000))
     parsed = parse_lines(influx_body(b), precision="ms")
     assert parsed.errors == []
-    want = {(b.series[s], t, v) for s, t, v in zip(b.sidx.tolist(), b.ts.tolist(), b.vals.tolist(), strict=True)}
+    want = {
+        (b.series[s], t, v)
+        for s, t, v in zip(b.sidx.tolist(), b.ts.tolist(), b.vals.tolist(), strict=True)
+    }
     p = parsed.batch
-    assert {(p.series[s], t, v) for s, t, v in zip(p.sidx.tolist(), p.ts.tolist(), p.vals.tolist(), strict=True)} == want
+    assert {
+        (p.series[s], t, v)
+        for s, t, v in zip(p.sidx.tolist(), p.ts.tolist(), p.vals.tolist(), strict=True)
+    } == want
 
 
 def test_gen_out_writes_a_dump_with_metadata(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "g.rw"
-    r = CliRunner().invoke(main, ["gen", "--series", "50", "--samples", "20", "--batch", "300",
-                                  "--start", "1700000000", "--out", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "gen",
+            "--series",
+            "50",
+            "--samples",
+            "20",
+            "--batch",
+            "300",
+            "--start",
+            "1700000000",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     with open(out, "rb") as f:
         decoded = [decode_write_request_full(body) for _, body in read_frames(f)]
     allb = concat_batches([d[0] for d in decoded])
     assert len(allb.series) == 50 and len(allb) == 1000
-    assert int(allb.ts.min()) == 1_700_000_000_000 and int(allb.ts.max()) == 1_700_000_000_000 + 19 * 15_000
+    assert (
+        int(allb.ts.min()) == 1_700_000_000_000
+        and int(allb.ts.max()) == 1_700_000_000_000 + 19 * 15_000
+    )
     assert {m["metric"]: m["type"] for m in decoded[0][1]}["node_cpu_seconds_total"] == "counter"
     assert all(not d[1] for d in decoded[1:])  # metadata once
     assert "histogram_quantile" in r.output and "1,000 samples" in r.output
 
 
-@pytest.mark.parametrize("args", [["--series", "0"], ["--interval", "soon"], ["--format", "csv"],
-                                  ["--start", "yesterday-ish"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--series", "0"], ["--interval", "soon"], ["--format", "csv"], ["--start", "yesterday-ish"]],
+)
 def test_bad_options_exit_2(args: list[str]) -> None:
     assert CliRunner().invoke(main, ["gen", *args]).exit_code == 2
 
 
 def test_unreachable_server_exits_1() -> None:
-    r = CliRunner().invoke(main, ["gen", "--series", "5", "--samples", "2", "--url", "http://127.0.0.1:9"])
+    r = CliRunner().invoke(
+        main, ["gen", "--series", "5", "--samples", "2", "--url", "http://127.0.0.1:9"]
+    )
     assert r.exit_code == 1

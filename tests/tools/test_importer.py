@@ -32,27 +32,33 @@ def _samples(text: str, openmetrics: bool = False) -> tuple[dict, list, PromText
 
 def test_prom_text_ms_timestamps_labels_and_missing_timestamp() -> None:
     got, errors, _ = _samples(
-        '# HELP http_requests_total Total requests.\n'
-        '# TYPE http_requests_total counter\n'
+        "# HELP http_requests_total Total requests.\n"
+        "# TYPE http_requests_total counter\n"
         'http_requests_total{method="post",code="200"} 1027 1395066363000\n'
         'http_requests_total{method="post",code="400"}    3 1395066363000\n'
-        'metric_without_timestamp_and_labels 12.47\n'
+        "metric_without_timestamp_and_labels 12.47\n"
         'up{job="a",} 1 -5\n'  # trailing comma, negative timestamp
     )
     assert errors == []
-    assert got[make_labels({"__name__": "http_requests_total", "method": "post", "code": "200"})] == [(1395066363000, 1027.0)]
+    assert got[
+        make_labels({"__name__": "http_requests_total", "method": "post", "code": "200"})
+    ] == [(1395066363000, 1027.0)]
     assert got[make_labels({"__name__": "metric_without_timestamp_and_labels"})] == [(NOW, 12.47)]
     assert got[make_labels({"__name__": "up", "job": "a"})] == [(-5, 1.0)]
 
 
 def test_escapes_in_label_values_and_help() -> None:
     got, errors, p = _samples(
-        '# HELP m A \\\\ backslash and a\\nnewline\n'
+        "# HELP m A \\\\ backslash and a\\nnewline\n"
         'm{path="C:\\\\DIR\\\\FILE.TXT",error="Cannot find file:\\n\\"FILE.TXT\\""} 1 10\n'
         'm{q="a}b c",r="{"} 2 10\n'  # braces and spaces inside values
     )
     assert errors == []
-    assert got[make_labels({"__name__": "m", "path": "C:\\DIR\\FILE.TXT", "error": 'Cannot find file:\n"FILE.TXT"'})] == [(10, 1.0)]
+    assert got[
+        make_labels(
+            {"__name__": "m", "path": "C:\\DIR\\FILE.TXT", "error": 'Cannot find file:\n"FILE.TXT"'}
+        )
+    ] == [(10, 1.0)]
     assert got[make_labels({"__name__": "m", "q": "a}b c", "r": "{"})] == [(10, 2.0)]
     assert p.metadata["m"]["help"] == "A \\ backslash and a\nnewline"
 
@@ -66,31 +72,40 @@ def test_special_values() -> None:
 
 
 def test_openmetrics_seconds_with_fraction_and_eof() -> None:
-    text = ("# TYPE foo counter\n# UNIT foo seconds\nfoo_total 17.0 1520879607.789\n"
-            'foo_created 1520430000.123 1520879607\nbar{a="1"} 1 1520879607.7894 # {trace_id="x"} 1 1\n# EOF\n')
+    text = (
+        "# TYPE foo counter\n# UNIT foo seconds\nfoo_total 17.0 1520879607.789\n"
+        'foo_created 1520430000.123 1520879607\nbar{a="1"} 1 1520879607.7894 # {trace_id="x"} 1 1\n# EOF\n'
+    )
     got, errors, p = _samples(text, openmetrics=True)
     assert errors == []
     assert got[make_labels({"__name__": "foo_total"})] == [(1520879607789, 17.0)]
     assert got[make_labels({"__name__": "foo_created"})] == [(1520879607000, 1520430000.123)]
-    assert got[make_labels({"__name__": "bar", "a": "1"})] == [(1520879607789, 1.0)]  # rounded to ms
+    assert got[make_labels({"__name__": "bar", "a": "1"})] == [
+        (1520879607789, 1.0)
+    ]  # rounded to ms
     assert p.metadata["foo"] == {"type": "counter", "help": "", "unit": "seconds"}
 
 
 def test_bad_lines_reported_with_line_numbers_good_ones_kept() -> None:
-    text = "\n".join([
-        "ok 1 1",                      # 1
-        'bad{a="x} 1 1',               # 2 unterminated value
-        "bad2 notanumber 1",           # 3
-        "bad3{a=\"x\"}1 1",            # 4 no space
-        "ok 2 2",                      # 5
-        "bad4 1 1.5",                  # 6 fractional timestamp in Prometheus text
-        "bad5 1_000 1",                # 7 digit separators
-        '9bad 1 1',                    # 8 name starts with a digit
-        'bad6{a="1",a="2"} 1 1',       # 9 duplicate label
-        "# TYPE x nonsense",           # 10 unknown type
-        'bad7{a="\\q"} 1 1',           # 11 unknown escape
-        "bad8 1 1 extra",              # 12
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "ok 1 1",  # 1
+                'bad{a="x} 1 1',  # 2 unterminated value
+                "bad2 notanumber 1",  # 3
+                'bad3{a="x"}1 1',  # 4 no space
+                "ok 2 2",  # 5
+                "bad4 1 1.5",  # 6 fractional timestamp in Prometheus text
+                "bad5 1_000 1",  # 7 digit separators
+                "9bad 1 1",  # 8 name starts with a digit
+                'bad6{a="1",a="2"} 1 1',  # 9 duplicate label
+                "# TYPE x nonsense",  # 10 unknown type
+                'bad7{a="\\q"} 1 1',  # 11 unknown escape
+                "bad8 1 1 extra",  # 12
+            ]
+        )
+        + "\n"
+    )
     got, errors, _ = _samples(text)
     assert [n for n, _ in errors] == [2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
     assert got == {make_labels({"__name__": "ok"}): [(1, 1.0), (2, 2.0)]}
@@ -112,13 +127,16 @@ def test_metadata_reported_once_per_block_where_first_seen() -> None:
     assert p.feed("a 2 2\n").metadata == []
 
 
-@pytest.mark.parametrize(("head", "tail", "want"), [
-    (b"# HELP a x\na 1\n", b"a 1\n", "prom"),
-    (b"a{b=\"c\"} 1 1000\n", b"a{b=\"c\"} 1 1000\n", "prom"),
-    (b"a 1 1.5\n", b"a 1 1.5\n# EOF\n", "openmetrics"),
-    (b"cpu,host=a usage=1 10\n", b"cpu,host=a usage=1 10\n", "influx"),
-    (b"# comment\ncpu value=1\n", b"cpu value=1\n", "influx"),
-])
+@pytest.mark.parametrize(
+    ("head", "tail", "want"),
+    [
+        (b"# HELP a x\na 1\n", b"a 1\n", "prom"),
+        (b'a{b="c"} 1 1000\n', b'a{b="c"} 1 1000\n', "prom"),
+        (b"a 1 1.5\n", b"a 1 1.5\n# EOF\n", "openmetrics"),
+        (b"cpu,host=a usage=1 10\n", b"cpu,host=a usage=1 10\n", "influx"),
+        (b"# comment\ncpu value=1\n", b"cpu value=1\n", "influx"),
+    ],
+)
 def test_detect(head: bytes, tail: bytes, want: str) -> None:
     assert detect(head, tail) == want
 
@@ -128,7 +146,9 @@ def test_dump_framing_roundtrip_and_detection(tmp_path) -> None:  # type: ignore
     bodies = []
     for k in range(3):
         b = SampleBatch(series, np.arange(3), np.full(3, 1000 * (k + 1)), np.arange(3.0) + k)
-        bodies.append(encode_write_request(b, [{"metric": "m", "type": "gauge", "help": "h", "unit": ""}]))
+        bodies.append(
+            encode_write_request(b, [{"metric": "m", "type": "gauge", "help": "h", "unit": ""}])
+        )
     path = tmp_path / "d.rw"
     with open(path, "wb") as f:
         for body in bodies:
@@ -145,7 +165,7 @@ def test_dump_framing_roundtrip_and_detection(tmp_path) -> None:  # type: ignore
 
 
 def test_text_blocks_split_only_at_newlines() -> None:
-    data = b"".join(f"m{{i=\"{i}\"}} {i} {i}\n".encode() for i in range(1000)) + b"last 1 1"
+    data = b"".join(f'm{{i="{i}"}} {i} {i}\n'.encode() for i in range(1000)) + b"last 1 1"
     blocks = list(_text_blocks(io.BytesIO(data), 100))
     assert b"".join(blocks) == data
     assert all(b.endswith(b"\n") for b in blocks[:-1]) and blocks[-1].endswith(b"last 1 1")
@@ -164,4 +184,6 @@ def test_writer_output_parses_back_bit_for_bit() -> None:
     assert errors == []
     t, v = zip(*got[labels], strict=True)
     assert list(t) == ts.tolist()
-    assert np.array_equal(np.array(v)[1:].view(np.uint64), vals[1:].view(np.uint64)) and math.isnan(v[0])
+    assert np.array_equal(np.array(v)[1:].view(np.uint64), vals[1:].view(np.uint64)) and math.isnan(
+        v[0]
+    )

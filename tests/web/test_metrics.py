@@ -63,15 +63,23 @@ def test_remote_write_and_queries_are_counted(client) -> None:  # type: ignore[n
 
     m = scrape(client)
     assert val(m, "filodb_ingest_samples_total", door="remote_write") == 100 + 21
-    assert val(m, "filodb_ingest_rejected_requests_total", door="remote_write", reason="malformed") == 1
-    assert val(m, "filodb_ingest_rejected_requests_total", door="remote_write", reason="too_large") == 1
+    assert (
+        val(m, "filodb_ingest_rejected_requests_total", door="remote_write", reason="malformed")
+        == 1
+    )
+    assert (
+        val(m, "filodb_ingest_rejected_requests_total", door="remote_write", reason="too_large")
+        == 1
+    )
     http = "filodb_http_requests_total"
     assert val(m, http, route="/api/v1/write", method="POST", code="204") == 2
     assert val(m, http, route="/api/v1/write", method="POST", code="400") == 1
     assert val(m, http, route="/api/v1/write", method="POST", code="413") == 1
     assert val(m, http, route="/api/v1/query", method="GET", code="200") == 1
     assert val(m, http, route="/api/v1/query", method="GET", code="400") == 1
-    assert val(m, http, route="/promql/<dataset>/api/v1/query_range", method="POST", code="200") == 1
+    assert (
+        val(m, http, route="/promql/<dataset>/api/v1/query_range", method="POST", code="200") == 1
+    )
     assert val(m, "filodb_query_duration_seconds_count", endpoint="query") == 2
     assert val(m, "filodb_query_duration_seconds_count", endpoint="query_range") == 2
     total = val(m, "filodb_query_duration_seconds_sum", endpoint="query_range")
@@ -85,13 +93,30 @@ def test_remote_write_and_queries_are_counted(client) -> None:  # type: ignore[n
 def test_influx_accepted_and_malformed_lines(client) -> None:  # type: ignore[no-untyped-def]
     body = b"cpu,host=a value=1 1\nnot a line\ncpu,host=b value=2,other=3 2\nx y z\n"
     assert client.post("/write?db=prometheus&precision=s", data=body).status_code == 400
-    assert client.post("/influx/prometheus/write?precision=s", data=b"mem v=1 1\n").status_code == 204
+    assert (
+        client.post("/influx/prometheus/write?precision=s", data=b"mem v=1 1\n").status_code == 204
+    )
     assert client.post("/influx/nope/write?precision=s", data=b"mem v=1 1\n").status_code == 404
     m = scrape(client)
     assert val(m, "filodb_ingest_samples_total", door="influx_http") == 3 + 1  # value, other, v
-    assert val(m, "filodb_ingest_rejected_samples_total", door="influx_http", reason="malformed_line") == 2
-    assert val(m, "filodb_ingest_rejected_samples_total", door="influx_http", reason="unknown_dataset") == 1
-    assert val(m, "filodb_http_requests_total", route="/influx/<dataset>/write", method="POST", code="404") == 1
+    assert (
+        val(m, "filodb_ingest_rejected_samples_total", door="influx_http", reason="malformed_line")
+        == 2
+    )
+    assert (
+        val(m, "filodb_ingest_rejected_samples_total", door="influx_http", reason="unknown_dataset")
+        == 1
+    )
+    assert (
+        val(
+            m,
+            "filodb_http_requests_total",
+            route="/influx/<dataset>/write",
+            method="POST",
+            code="404",
+        )
+        == 1
+    )
 
 
 def test_shards_by_status_and_log_lag(client) -> None:  # type: ignore[no-untyped-def]

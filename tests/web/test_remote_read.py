@@ -45,7 +45,10 @@ def written() -> dict:
         vals[5] = np.nan
         vals[6] = -np.inf
         data[labels] = (ts, vals)
-    data[make_labels({"__name__": "other", "job": "a"})] = (T0 + 1000 * np.arange(10), np.arange(10.0))
+    data[make_labels({"__name__": "other", "job": "a"})] = (
+        T0 + 1000 * np.arange(10),
+        np.arange(10.0),
+    )
     return data
 
 
@@ -95,7 +98,10 @@ def test_samples_response(client, written, accepted) -> None:  # type: ignore[no
     body = encode_read_request([(a, b, ms) for a, b, ms, _ in QUERIES], accepted)
     r = client.post("/api/v1/read", data=body)
     assert r.status_code == 200, r.data[:300]
-    assert r.headers["Content-Type"] == "application/x-protobuf" and r.headers["Content-Encoding"] == "snappy"
+    assert (
+        r.headers["Content-Type"] == "application/x-protobuf"
+        and r.headers["Content-Encoding"] == "snappy"
+    )
     results = decode_samples(r.data)
     assert len(results) == len(QUERIES)
     for got, (a, b, _, pred) in zip(results, QUERIES, strict=True):
@@ -107,7 +113,10 @@ def test_streamed_xor_chunks_response(client, written, accepted) -> None:  # typ
     body = encode_read_request([(a, b, ms) for a, b, ms, _ in QUERIES], accepted)
     r = client.post("/promql/prometheus/api/v1/read", data=body)
     assert r.status_code == 200, r.data[:300]
-    assert r.headers["Content-Type"] == "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    assert (
+        r.headers["Content-Type"]
+        == "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    )
     got, frames = decode_chunked(r.data)
     assert frames >= 4
     for i, (a, b, _, pred) in enumerate(QUERIES):
@@ -132,11 +141,19 @@ def test_export_streams_raw_samples_in_windows(client, written) -> None:  # type
     lines = [orjson.loads(x) for x in r.data.splitlines()]
     for item in lines:
         lb = make_labels(item["metric"])
-        vals = np.array([{"NaN": np.nan, "-Inf": -np.inf, "+Inf": np.inf}.get(v, v) for v in item["values"]], float)
+        vals = np.array(
+            [{"NaN": np.nan, "-Inf": -np.inf, "+Inf": np.inf}.get(v, v) for v in item["values"]],
+            float,
+        )
         old = got.get(lb, (np.zeros(0, np.int64), np.zeros(0)))
-        got[lb] = (np.concatenate([old[0], item["timestamps"]]).astype(np.int64), np.concatenate([old[1], vals]))
+        got[lb] = (
+            np.concatenate([old[0], item["timestamps"]]).astype(np.int64),
+            np.concatenate([old[1], vals]),
+        )
     assert len(lines) > len(got)  # several windows
-    _same(got, _want(written, lambda d: d["__name__"] == "rr_metric" and d["job"] == "a", start, end))
+    _same(
+        got, _want(written, lambda d: d["__name__"] == "rr_metric" and d["job"] == "a", start, end)
+    )
 
 
 def test_export_needs_match_and_a_valid_range(client) -> None:  # type: ignore[no-untyped-def]
@@ -165,19 +182,27 @@ def test_stale_markers_and_series_left_empty_are_not_read(client) -> None:  # ty
     # a series whose only sample in range is a stale marker is left out, as a range selector
     # leaves it; the one with real samples around a marker keeps those samples
     src = client.application.extensions["filodb"].source("prometheus", 1.0)
-    src.add(make_labels({"__name__": "st", "k": "1"}), [T0, T0 + 1000, T0 + 2000], [1.0, STALE, 3.0])
+    src.add(
+        make_labels({"__name__": "st", "k": "1"}), [T0, T0 + 1000, T0 + 2000], [1.0, STALE, 3.0]
+    )
     src.add(make_labels({"__name__": "st", "k": "2"}), [T0 + 1000], [STALE])
     body = encode_read_request([(T0, T0 + 2000, [Matcher("__name__", "=", "st")])])
     got = decode_samples(client.post("/api/v1/read", data=body).data)[0]
     assert list(got) == [make_labels({"__name__": "st", "k": "1"})]
     ts, vals = got[make_labels({"__name__": "st", "k": "1"})]
     assert ts.tolist() == [T0, T0 + 2000] and vals.tolist() == [1.0, 3.0]
-    r = client.get("/api/v1/export", query_string={"match[]": "st", "start": T0 / 1000, "end": (T0 + 2000) / 1000})
+    r = client.get(
+        "/api/v1/export",
+        query_string={"match[]": "st", "start": T0 / 1000, "end": (T0 + 2000) / 1000},
+    )
     assert [orjson.loads(x)["values"] for x in r.data.splitlines()] == [[1, 3]]
 
 
 def test_query_limits_apply_to_raw_reads(redis_url: str, written: dict) -> None:
-    for limit, match in ({"max_samples": 100}, "too many samples"), ({"max_series": 2}, "too many series"):
+    for limit, match in (
+        ({"max_samples": 100}, "too many samples"),
+        ({"max_series": 2}, "too many series"),
+    ):
         cfg = Config(redis_url=redis_url, **limit)  # type: ignore[arg-type]
         svc = Services.from_config(cfg)
         src = _Source()

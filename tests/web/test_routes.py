@@ -33,19 +33,28 @@ def _logged(client) -> SampleBatch:  # type: ignore[no-untyped-def]
 
 def test_remote_write_lands_in_the_log(client) -> None:  # type: ignore[no-untyped-def]
     series = [make_labels({"__name__": f"m{i}", "i": str(i)}) for i in range(20)]
-    b = SampleBatch(series, np.repeat(np.arange(20), 5), np.tile(np.arange(5), 20), np.arange(100.0))
+    b = SampleBatch(
+        series, np.repeat(np.arange(20), 5), np.tile(np.arange(5), 20), np.arange(100.0)
+    )
     r = client.post("/api/v1/write", data=encode_write_request(b))
     assert r.status_code == 204
     got = _logged(client)
     assert sorted(got.series) == sorted(series) and len(got) == 100
-    pairs = {(got.series[s], int(t), float(v)) for s, t, v in zip(got.sidx, got.ts, got.vals, strict=True)}
-    assert pairs == {(b.series[s], int(t), float(v)) for s, t, v in zip(b.sidx, b.ts, b.vals, strict=True)}
+    pairs = {
+        (got.series[s], int(t), float(v))
+        for s, t, v in zip(got.sidx, got.ts, got.vals, strict=True)
+    }
+    assert pairs == {
+        (b.series[s], int(t), float(v)) for s, t, v in zip(b.sidx, b.ts, b.vals, strict=True)
+    }
 
 
 @pytest.mark.parametrize("body", [b"", b"garbage", b"\x05\x00ab"])
 def test_bad_remote_write_is_400_and_writes_nothing(client, body) -> None:  # type: ignore[no-untyped-def]
     r = client.post("/api/v1/write", data=body)
-    assert r.status_code == 400 and r.json["status"] == "error" and r.json["errorType"] == "bad_data"
+    assert (
+        r.status_code == 400 and r.json["status"] == "error" and r.json["errorType"] == "bad_data"
+    )
     assert len(_logged(client)) == 0
 
 
@@ -57,9 +66,18 @@ def test_snappy_bomb_is_413(client) -> None:  # type: ignore[no-untyped-def]
 def test_influx_shapes_and_gzip(client) -> None:  # type: ignore[no-untyped-def]
     line = b"cpu,host=a value=1 1700000000\n"
     assert client.post("/influx/prometheus/write?precision=s", data=line).status_code == 204
-    assert client.post("/write?db=prometheus&precision=s", data=line.replace(b"=1 ", b"=2 ")).status_code == 204
+    assert (
+        client.post(
+            "/write?db=prometheus&precision=s", data=line.replace(b"=1 ", b"=2 ")
+        ).status_code
+        == 204
+    )
     gz = gzip.compress(b"cpu,host=b value=3 1700000000000\n")
-    r = client.post("/api/v2/write?bucket=prometheus&precision=ms", data=gz, headers={"Content-Encoding": "gzip"})
+    r = client.post(
+        "/api/v2/write?bucket=prometheus&precision=ms",
+        data=gz,
+        headers={"Content-Encoding": "gzip"},
+    )
     assert r.status_code == 204
     assert sorted(_logged(client).vals.tolist()) == [1.0, 2.0, 3.0]
 
@@ -69,7 +87,10 @@ def test_influx_bad_lines_reported_good_lines_kept(client) -> None:  # type: ign
     r = client.post("/influx/prometheus/write?precision=s", data=body)
     assert r.status_code == 400 and "line 2" in r.json["error"]
     assert sorted(_logged(client).vals.tolist()) == [1.0, 2.0]
-    assert client.post("/influx/prometheus/write?precision=weeks", data=b"a value=1").status_code == 400
+    assert (
+        client.post("/influx/prometheus/write?precision=weeks", data=b"a value=1").status_code
+        == 400
+    )
 
 
 def test_oversized_body_is_413(client) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +116,9 @@ def test_admin_token_and_dataset_creation(client) -> None:  # type: ignore[no-un
     names = [d["dataset"] for d in client.get("/api/v1/cluster").json["data"]]
     assert names == ["metrics2", "prometheus"]  # nothing written for the refused names
     rows = client.get("/api/v1/cluster/metrics2/status").json["data"]
-    assert [(r["shard"], r["status"], r["lag"]) for r in rows] == [(s, "Unassigned", 0) for s in range(8)]
+    assert [(r["shard"], r["status"], r["lag"]) for r in rows] == [
+        (s, "Unassigned", 0) for s in range(8)
+    ]
 
 
 def test_health_is_503_until_every_shard_is_active(client) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +154,9 @@ def test_missing_shards_give_partial_answer_with_warnings(client) -> None:  # ty
     assert r.status_code == 200
     body = r.json
     assert body["data"] == {"resultType": "vector", "result": []}
-    assert sorted(body["warnings"]) == [f"partial response: shard {s} of prometheus is Unassigned" for s in range(4)]
+    assert sorted(body["warnings"]) == [
+        f"partial response: shard {s} of prometheus is Unassigned" for s in range(4)
+    ]
     r = client.get("/api/v1/query?query=up&time=100&partial_response=false")
     assert r.status_code == 503 and r.json["errorType"] == "unavailable"
 
