@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +86,8 @@ def start_redis(
         "--logfile", str((data_dir / "redis.log").resolve()),
         "--client-output-buffer-limit", "pubsub", "256mb", "64mb", "60",
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=dies_with_parent())  # fmt: skip
     rp = RedisProcess(proc, port, data_dir)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -95,3 +101,27 @@ def start_redis(
         time.sleep(0.05)
     rp.stop()
     raise UnavailableError(f"redis-server on port {port} did not answer within {wait_s}s")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive ``sig`` when the process that started it
+    dies, however it dies (kill -9 included), so nothing of a process tree outlives its
+    supervisor (Linux ``prctl(PR_SET_PDEATHSIG)``; None elsewhere).
+
+    The signal follows the death of the starting *thread*: start children from a thread that
+    lives as long as they should (the main thread).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), int(sig))
+
+    return preexec

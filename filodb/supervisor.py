@@ -8,6 +8,7 @@ in ``<data-dir>/redis/port`` so a restart of ``filodb up`` finds the same data.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -23,7 +24,14 @@ import requests
 
 from filodb.config import Config
 from filodb.errors import BadInputError, UnavailableError
-from filodb.redisproc import RedisProcess, free_port, redis_answers, start_redis, stop_process
+from filodb.redisproc import (
+    RedisProcess,
+    dies_with_parent,
+    free_port,
+    redis_answers,
+    start_redis,
+    stop_process,
+)
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import LIVE_STATUSES, ShardStatus
@@ -47,7 +55,8 @@ class Child:
         if self.log_path:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
         out = self._log or None
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out,
+                                     preexec_fn=dies_with_parent())  # fmt: skip
         self.started = time.monotonic()
 
     def alive(self) -> bool:
@@ -68,6 +77,7 @@ class Supervisor:
         self.redis: RedisProcess | None = None
         self.children: list[Child] = []
         self.stopping = threading.Event()
+        self._lock: IO[str] | None = None  # the data directory's lock, held while we run
 
     # --- redis ----------------------------------------------------------------------------
     def _redis_port_file(self) -> Path:
@@ -93,6 +103,27 @@ class Supervisor:
         self._redis_port_file().write_text(str(port))
         return self.redis.url
 
+    def _lock_data_dir(self) -> None:
+        """Hold an exclusive lock on the data directory while this process lives: a second
+        ``filodb up`` on the same directory is refused instead of running beside the first."""
+        path = self.data_dir / "filodb-up.lock"
+        fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise BadInputError(
+                f"another filodb up (pid {holder}) runs on the data directory {self.data_dir}; "
+                "stop it first or pass another --data-dir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock = fh
+
     # --- children -------------------------------------------------------------------------
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -113,11 +144,12 @@ class Supervisor:
         return c
 
     def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
         if not _port_free(self.cfg.port, self.cfg.host):
             raise BadInputError(
                 f"port {self.cfg.port} on {self.cfg.host} is in use (another filodb up?); pass --port"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
         ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)

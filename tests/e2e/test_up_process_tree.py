@@ -1,0 +1,43 @@
+"""`filodb up` owns its process tree: kill -9 of the supervisor takes every child with it
+(worker, web, gateway, Redis), and a second `filodb up` on the same data directory is refused
+while the first runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from filodb.redisproc import free_port
+from filodb.testing.cluster import UpProcess, children_of, cmdline, running
+from filodb.testing.wait import wait_for
+
+
+def test_kill9_of_up_takes_its_children_and_the_data_dir_is_locked(tmp_path: Path) -> None:
+    up = UpProcess(tmp_path / "data", shards=2).start()
+    assert up.proc is not None
+    kids = children_of(up.proc.pid)
+    names = " ".join(cmdline(p) for p in kids)
+    assert "redis-server" in names and "worker" in names and " web" in names, names
+
+    second = subprocess.run(
+        [sys.executable, "-m", "filodb", "up", "--data-dir", str(up.data_dir),
+         "--port", str(free_port()), "--influx-port", "0", "--graphite-port", "0"],
+        capture_output=True, text=True, timeout=60, env=up.env,
+    )  # fmt: skip
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "another filodb up" in second.stdout + second.stderr
+    assert all(running(p) for p in kids)  # the refused one touched nothing of the first
+
+    os.kill(up.proc.pid, signal.SIGKILL)
+    up.proc.wait()
+    wait_for(lambda: not any(running(p) for p in kids), 30, "children gone after kill -9 of up",
+             interval=0.1)  # fmt: skip
+
+    again = UpProcess(tmp_path / "data", shards=2).start()  # the lock went with the process
+    try:
+        assert again.proc is not None and children_of(again.proc.pid)
+    finally:
+        again.stop()
