@@ -16,6 +16,7 @@ import click
 import orjson
 import requests
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from filodb.config import load_config
@@ -75,7 +76,7 @@ def _loopback(host: str) -> bool:
 
 
 def _fail(msg: str, code: int) -> None:
-    err_console.print(f"[red]error:[/red] {msg}", highlight=False)
+    err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
