@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from test_real_clients import PROMTOOL, PromServer, _need
 
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.redisproc import free_port
 from filodb.testing.cluster import UpProcess
+from filodb.testing.prometheus import PROMTOOL, PromServer, need
 from filodb.testing.wait import eventually, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -147,7 +147,7 @@ def _n(result: list, n: int) -> None:
 def test_promtool_sends_the_token_as_basic_auth_in_the_url(up: SecuredUp) -> None:
     # promtool 2.42 (Debian) has no --http.config.file (it came in 2.43); its Go client sends a
     # URL's user:password as HTTP basic auth, and the password is the token
-    _need(PROMTOOL)
+    need(PROMTOOL)
     expr = "vector(42)"
     p = subprocess.run([PROMTOOL, "query", "instant", up.url.replace("://", "://promtool:read-tok@"),
                         expr], capture_output=True, text=True, timeout=60)  # fmt: skip
