@@ -261,5 +261,9 @@ def test_the_ui_asks_for_a_token_once_per_session(up: SecuredUp) -> None:
             )
         )
         assert not alert(b)
+        # live mode: the shard event stream is read through fetch, with the session's token
+        b.get(up.url + "/cluster")
+        until(lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class").split())
+        assert not alert(b)
     finally:
         b.quit()
