@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 import requests
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from filodb.config import load_config
@@ -29,6 +31,9 @@ _OPTS = {
     "port": click.option("--port", type=int, default=None, help="web server port (default 8080)"),
     "redis_url": click.option("--redis-url", default=None, help="Redis URL (default: start one)"),
     "config": click.option("--config", "config_path", default=None, help="TOML config file"),
+    "auth_file": click.option(
+        "--auth-file", default=None, help="TOML file of tokens with scopes per dataset"
+    ),
 }
 
 
@@ -39,8 +44,39 @@ def _cfg(config_path: str | None, **flags: Any):
         _fail(str(e), 2)
 
 
+def _check_auth(cfg: Any, role: str) -> Any:
+    """Read the auth file now (exit 2 when it is bad; children get its absolute path) and warn
+    when a server listens beyond loopback without one."""
+    from filodb.auth import load_auth_file, with_admin_token
+
+    if cfg.auth_file:
+        try:
+            policy = with_admin_token(load_auth_file(cfg.auth_file), cfg.admin_token)
+            if role != "web":
+                policy.door_tokens(cfg.dataset)
+        except BadInputError as e:
+            _fail(str(e), 2)
+        return cfg.replace(auth_file=str(Path(cfg.auth_file).resolve()))
+    if not _loopback(cfg.host):
+        err_console.print(f"[yellow]warning:[/yellow] {role} listens on {cfg.host} without an "
+                          "auth file: anyone who reaches it can read and write every dataset "
+                          "(pass --auth-file, see docs/operations.md)", highlight=False)  # fmt: skip
+    return cfg
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _fail(msg: str, code: int) -> None:
-    err_console.print(f"[red]error:[/red] {msg}", highlight=False)
+    err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -54,6 +90,7 @@ def main() -> None:
 @_OPTS["port"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
+@_OPTS["auth_file"]
 @click.option("--data-dir", default=None, help="data directory (default ./filodb-data)")
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
@@ -90,7 +127,7 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     """Start the embedded default: Redis, a worker owning every shard, the web server."""
     from filodb.supervisor import Supervisor
 
-    cfg = _cfg(config_path, log=log_backend, **flags)
+    cfg = _check_auth(_cfg(config_path, log=log_backend, **flags), "filodb up")
     if cfg.log not in ("redis", "kafka"):
         _fail(f"unknown log backend {cfg.log!r} (have: redis, kafka)", 2)
     if cfg.store not in ("sqlite", "cassandra"):
@@ -130,13 +167,14 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["port"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
+@_OPTS["auth_file"]
 def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
     import waitress
 
     from filodb.web import create_app
 
-    cfg = _cfg(config_path, **flags)
+    cfg = _check_auth(_cfg(config_path, **flags), "web")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     app = create_app(cfg)
@@ -166,6 +204,7 @@ def web(config_path: str | None, **flags: Any) -> None:
 )
 @_OPTS["redis_url"]
 @_OPTS["config"]
+@_OPTS["auth_file"]
 def gateway(config_path: str | None, **flags: Any) -> None:
     """Run the TCP doors (Influx line protocol, Graphite plaintext) until SIGTERM/Ctrl-C."""
     import logging
@@ -175,7 +214,7 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     from filodb.gateway.metrics import serve as serve_metrics
     from filodb.gateway.tcp import gateway_from_config
 
-    cfg = _cfg(config_path, **flags)
+    cfg = _check_auth(_cfg(config_path, **flags), "gateway")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -209,6 +248,12 @@ def gateway(config_path: str | None, **flags: Any) -> None:
 # --- client commands ------------------------------------------------------------------------
 _url_opt = click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="web URL")
 _ds_opt = click.option("--dataset", default="prometheus", show_default=True)
+_token_opt = click.option(
+    "--token",
+    default=None,
+    envvar=["FILODB_TOKEN", "FILODB_ADMIN_TOKEN"],
+    help="token sent as 'Authorization: Bearer' (env FILODB_TOKEN)",
+)
 _REL = re.compile(r"^(now)?([+-])(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -226,7 +271,12 @@ def _time_arg(v: str | None) -> str | None:
     return v
 
 
-def _request(method: str, url: str, **kw: Any) -> dict:
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _request(method: str, url: str, token: str | None = None, **kw: Any) -> dict:
+    kw["headers"] = {**kw.get("headers", {}), **_auth(token)}
     try:
         r = requests.request(method, url, timeout=kw.pop("timeout", 60), **kw)
     except requests.RequestException as e:
@@ -255,8 +305,9 @@ def _series_name(metric: dict[str, str]) -> str:
 @click.option("--end", default=None, help="range end (default now)")
 @click.option("--step", default=None, help="range step (e.g. 15s; default range/250)")
 @click.option("--json", "as_json", is_flag=True, help="print the raw JSON answer")
+@_token_opt
 def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
-          end: str | None, step: str | None, as_json: bool) -> None:  # fmt: skip
+          end: str | None, step: str | None, as_json: bool, token: str | None) -> None:  # fmt: skip
     """Run a PromQL query and print the result as a table."""
     base = f"{url.rstrip('/')}/promql/{dataset}/api/v1"
     if start is not None:
@@ -266,16 +317,15 @@ def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
                 step = f"{max(1.0, (float(e) - float(s)) / 250):.3f}"  # type: ignore[arg-type]
             except ValueError:
                 _fail("--step is needed when --start/--end are not unix seconds", 2)
-        body = _request(
-            "POST", f"{base}/query_range", data={"query": expr, "start": s, "end": e, "step": step}
-        )
+        body = _request("POST", f"{base}/query_range", token,
+                        data={"query": expr, "start": s, "end": e, "step": step})  # fmt: skip
     else:
         if end is not None or step is not None:
             _fail("--end and --step need --start", 2)
         params = {"query": expr}
         if at is not None:
             params["time"] = _time_arg(at)  # type: ignore[assignment]
-        body = _request("POST", f"{base}/query", data=params)
+        body = _request("POST", f"{base}/query", token, data=params)
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return
@@ -310,10 +360,11 @@ def _print_result(data: dict) -> None:
 @_ds_opt
 @click.option("--follow", "-f", is_flag=True, help="then print shard events as they happen")
 @click.option("--by-node", is_flag=True, help="group shards by the node that owns them")
-def status(url: str, dataset: str, follow: bool, by_node: bool) -> None:
+@_token_opt
+def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | None) -> None:
     """Show the shard table of a dataset (and follow shard events)."""
     if by_node:
-        body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/statusByAddress")
+        body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/statusByAddress", token)
         t = Table("node", "alive", "shards", "statuses")
         for row in body["data"]:
             sts: dict[str, int] = {}
@@ -324,7 +375,7 @@ def status(url: str, dataset: str, follow: bool, by_node: bool) -> None:
                       ", ".join(f"{n} {k}" for k, n in sorted(sts.items())))  # fmt: skip
         console.print(t)
     else:
-        body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/status")
+        body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/status", token)
         t = Table("shard", "node", "status", "ingested", "log end", "lag", "series")
         for row in body["data"]:
             st = row["status"] + (f" {row['progress']}%" if row["status"] == "Recovery" else "")
@@ -332,10 +383,10 @@ def status(url: str, dataset: str, follow: bool, by_node: bool) -> None:
                       str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
         console.print(t)
     if follow:
-        _follow(url)
+        _follow(url, token)
 
 
-def _follow(url: str) -> None:
+def _follow(url: str, token: str | None) -> None:
     """Print shard events until Ctrl-C; the stream starts with a snapshot of the map and is
     reopened when the server ends it (each stream is bounded so it does not hold a thread)."""
     failures = 0
@@ -343,7 +394,7 @@ def _follow(url: str) -> None:
         while True:
             try:
                 with requests.get(f"{url.rstrip('/')}/api/v1/cluster/events", stream=True,
-                                  timeout=(5, None)) as r:  # fmt: skip
+                                  headers=_auth(token), timeout=(5, None)) as r:  # fmt: skip
                     r.raise_for_status()
                     failures = 0
                     for line in r.iter_lines():
@@ -394,7 +445,7 @@ def dataset() -> None:
     help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)",
 )
 @_url_opt
-@click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
+@_token_opt
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
                    overrides: tuple[str, ...], url: str, token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
@@ -402,7 +453,6 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
         check_dataset_name(name)
     except BadInputError as e:
         _fail(str(e), 2)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     body: dict[str, Any] = {"shards": shards, "spread": spread}
     if retention:
         body["retention"] = retention
@@ -414,7 +464,7 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
             if not comma or not sp.isdigit():
                 _fail(f"bad --spread-override {o!r}: use WS,NS=SPREAD", 2)
             body["spread_overrides"].append({"_ws_": ws, "_ns_": ns, "spread": int(sp)})
-    resp = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}", json=body, headers=headers)
+    resp = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}", token, json=body)
     d = resp["data"]
     extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
     console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}{extra}")
@@ -427,9 +477,8 @@ def shards() -> None:
 
 def _shards_action(action: str, dataset: str, shard_ids: tuple[int, ...], url: str,
                    token: str | None) -> None:  # fmt: skip
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/{action}shards",
-                    json={"shards": list(shard_ids)}, headers=headers)  # fmt: skip
+    body = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{dataset}/{action}shards", token,
+                    json={"shards": list(shard_ids)})  # fmt: skip
     done = body["data"].get("stopped", body["data"].get("started"))
     console.print(f"{dataset}: {action}ped shards {done}" if action == "stop"
                   else f"{dataset}: started shards {done}")  # fmt: skip
@@ -439,7 +488,7 @@ def _shards_action(action: str, dataset: str, shard_ids: tuple[int, ...], url: s
 @click.argument("dataset_name")
 @click.argument("shard_ids", nargs=-1, type=int, required=True)
 @_url_opt
-@click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
+@_token_opt
 def shards_stop(dataset_name: str, shard_ids: tuple[int, ...], url: str, token: str | None) -> None:
     """Stop shards (their owner flushes and releases them)."""
     _shards_action("stop", dataset_name, shard_ids, url, token)
@@ -449,7 +498,7 @@ def shards_stop(dataset_name: str, shard_ids: tuple[int, ...], url: str, token: 
 @click.argument("dataset_name")
 @click.argument("shard_ids", nargs=-1, type=int, required=True)
 @_url_opt
-@click.option("--token", default=None, envvar="FILODB_ADMIN_TOKEN", help="admin bearer token")
+@_token_opt
 def shards_start(
     dataset_name: str, shard_ids: tuple[int, ...], url: str, token: str | None
 ) -> None:
@@ -459,9 +508,10 @@ def shards_start(
 
 @dataset.command("list")
 @_url_opt
-def dataset_list(url: str) -> None:
-    """List datasets."""
-    body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster")
+@_token_opt
+def dataset_list(url: str, token: str | None) -> None:
+    """List datasets (those the token may read, when the server has an auth file)."""
+    body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster", token)
     t = Table("dataset", "shards", "spread")
     for d in body["data"]:
         t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]))
@@ -483,6 +533,7 @@ def dataset_list(url: str) -> None:
     "--out", "out_path", default=None, help="write a file (dump or lines) instead of sending"
 )
 @click.option("--seed", type=int, default=1, show_default=True)
+@_token_opt
 def gen(start: str | None, **kw: Any) -> None:
     """Write exporter-shaped test data (gauges, counters, histograms) to a running server."""
     from filodb.tools import commands
@@ -497,6 +548,7 @@ def gen(start: str | None, **kw: Any) -> None:
 @_url_opt
 @_ds_opt
 @click.option("--precision", default="ns", show_default=True, help="Influx timestamp precision")
+@_token_opt
 def import_(file: str, **kw: Any) -> None:
     """Import a Prometheus/OpenMetrics text, Influx line or remote-write dump file."""
     from filodb.tools import commands
@@ -513,6 +565,7 @@ def import_(file: str, **kw: Any) -> None:
 @click.option("--out", "out_path", default=None, help="output file (default stdout)")
 @click.option("--format", "fmt", type=click.Choice(["openmetrics", "remote-write"]), default="openmetrics",
               show_default=True)  # fmt: skip
+@_token_opt
 def export(selector: str, start: str, end: str, **kw: Any) -> None:
     """Export the raw samples of SELECTOR as OpenMetrics text (or a remote-write dump)."""
     from filodb.tools import commands

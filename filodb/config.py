@@ -33,6 +33,7 @@ NOT_SETTINGS = frozenset({
     "FILODB_SERVICES_DIR",  # state of scripts/services (filodb.devservices)
     "FILODB_SERVICES_CACHE",  # its Maven jar cache (filodb.devservices)
     "FILODB_PROMQL_TESTS",  # PromQL test scripts (filodb.query.promqltest)
+    "FILODB_TOKEN",  # the token the client commands send (filodb.cli --token)
 })  # fmt: skip
 
 
@@ -59,6 +60,9 @@ class Config:
     cassandra_keyspace: str = "filodb"
     node: str = ""  # worker node name (default: node-<pid>)
     admin_token: str = ""  # when set, mutating admin routes need "Authorization: Bearer <token>"
+    auth_file: str = (
+        ""  # TOML file of tokens with scopes per dataset (filodb.auth); guards every route
+    )
     web_threads: int = 16
     worker_threads: int = 4
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)

@@ -89,7 +89,14 @@ class FencedError(FiloError):
 
 
 class AuthError(FiloError):
-    """A mutating admin call without the configured bearer token (HTTP 401)."""
+    """A request without credentials, or with a token nobody configured (HTTP 401)."""
 
     error_type = "unauthorized"
     http_status = 401
+
+
+class ForbiddenError(FiloError):
+    """A known token without the scope a route needs on its dataset (HTTP 403)."""
+
+    error_type = "forbidden"
+    http_status = 403

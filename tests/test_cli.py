@@ -15,3 +15,31 @@ def test_dataset_create_refuses_a_bad_name_with_exit_2(name: str) -> None:
     r = CliRunner().invoke(main, ["dataset", "create", "--shards", "2", "--url", url, "--", name])
     assert r.exit_code == 2, r.output
     assert "invalid dataset name" in r.output
+
+
+BAD_AUTH = '[[tokens]]\ntoken = "x"\ndatasets = ["*"]\nscopes = ["read", "sudo"]\n'
+GOOD_AUTH = '[[tokens]]\ntoken = "x"\ndatasets = ["*"]\nscopes = ["read"]\n'
+
+
+@pytest.mark.parametrize("command", [["up"], ["web", "--redis-url", "redis://127.0.0.1:1"],
+                                     ["gateway", "--redis-url", "redis://127.0.0.1:1"]])  # fmt: skip
+def test_servers_refuse_a_bad_auth_file_with_exit_2(tmp_path, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path / "auth.toml"
+    p.write_text(BAD_AUTH)
+    r = CliRunner().invoke(main, [*command, "--auth-file", str(p), "--data-dir", str(tmp_path)]
+                           if command == ["up"] else [*command, "--auth-file", str(p)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert f"auth file {p}: [[tokens]] #1: unknown scope(s) ['sudo']" in r.output
+
+
+@pytest.mark.parametrize(("auth", "warned"), [(None, True), (GOOD_AUTH, False)])
+def test_up_beyond_loopback_without_an_auth_file_warns(
+    tmp_path, auth: str | None, warned: bool
+) -> None:  # type: ignore[no-untyped-def]
+    args = ["up", "--host", "0.0.0.0", "--store", "bogus", "--data-dir", str(tmp_path)]
+    if auth:
+        (tmp_path / "auth.toml").write_text(auth)
+        args += ["--auth-file", str(tmp_path / "auth.toml")]
+    r = CliRunner().invoke(main, args)  # the bad store stops it right after the check
+    assert r.exit_code == 2 and "unknown column store 'bogus'" in r.output, r.output
+    assert ("listens on 0.0.0.0 without an auth file" in r.output) == warned, r.output

@@ -17,6 +17,7 @@ ROOT = Path(filodb.__file__).parent
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "config": {"errors"},
+    "auth": {"errors"},
     "redisproc": {"errors"},
     "exposition": {"errors"},
     "model": {"errors"},
@@ -41,7 +42,17 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "exposition",
     },  # fmt: skip
-    "gateway": {"errors", "model", "ingest", "shards", "prom", "config", "exposition", "redisproc"},
+    "gateway": {
+        "errors",
+        "model",
+        "ingest",
+        "shards",
+        "prom",
+        "config",
+        "auth",
+        "exposition",
+        "redisproc",
+    },  # fmt: skip
     "web": {
         "errors",
         "model",
@@ -52,6 +63,7 @@ ALLOWED: dict[str, set[str]] = {
         "tasks",
         "gateway",
         "config",
+        "auth",
         "exposition",
         "filodb",
     },  # fmt: skip

@@ -26,6 +26,8 @@ _COUNTERS = (
     ("batches_retried", "filodb_gateway_batches_retried",
      "Batch writes retried because the log did not answer"),
     ("connections", "filodb_gateway_connections", "Connections accepted"),
+    ("connections_rejected", "filodb_gateway_connections_rejected",
+     "Connections closed for want of a valid 'auth <token>' first line"),
 )  # fmt: skip
 
 

@@ -27,6 +27,12 @@ Per connection:
   partly applied write may append some samples twice (a duplicate of an existing
   timestamp, which the memstore ignores as out of order).
 
+**Tokens.** A door given a token (the auth file's ``[gateway] influx_token`` /
+``graphite_token``, naming a ``[[tokens]]`` entry with the write scope) reads the first line of
+each connection as ``auth <token>``; a wrong or missing token, or none within
+``auth_timeout_s`` (10 s), closes the connection, counted as ``connections_rejected``. Nothing
+is answered either way (the protocols have no reply channel). The token line is not data.
+
 Doors whose port is 0 or negative are off. :class:`GatewayStats` keeps the counters per door
 (``lines_accepted``, ``samples_written``, ``lines_rejected`` by reason, ``batches_retried``,
 ``connections``); :meth:`GatewayStats.snapshot` reads them, and ``filodb gateway`` serves them
@@ -39,6 +45,7 @@ Measured with ``python bench/tcp_doors.py`` (own redis-server, 2-core machine un
 
 from __future__ import annotations
 
+import hmac
 import logging
 import socket
 import socketserver
@@ -47,6 +54,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from filodb.auth import load_auth_file
 from filodb.errors import BadInputError, FiloError, UnavailableError
 from filodb.gateway.graphite import parse_graphite
 from filodb.gateway.influx import parse_lines
@@ -61,6 +69,8 @@ MAX_DELAY_S = 0.05
 MAX_LINE_BYTES = 1 << 20
 RETRY_S = 30.0
 READ_BYTES = 64 << 10
+AUTH_LINE_BYTES = 4096  # the first line of a door that needs a token: "auth <token>\n"
+AUTH_TIMEOUT_S = 10.0
 _BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _WARN_EVERY_S = 10.0
 
@@ -85,6 +95,7 @@ class DoorStats:
     batches_retried: int = 0
     connections: int = 0
     connections_open: int = 0
+    connections_rejected: int = 0  # closed at once: no valid "auth <token>" first line
 
 
 class GatewayStats:
@@ -112,7 +123,8 @@ class GatewayStats:
             return {d: {"lines_accepted": s.lines_accepted, "samples_written": s.samples_written,
                         "lines_rejected": dict(s.lines_rejected),
                         "batches_retried": s.batches_retried, "connections": s.connections,
-                        "connections_open": s.connections_open}
+                        "connections_open": s.connections_open,
+                        "connections_rejected": s.connections_rejected}
                     for d, s in self._doors.items()}  # fmt: skip
 
 
@@ -145,6 +157,7 @@ class GatewayOptions:
     max_delay_s: float = MAX_DELAY_S
     max_line_bytes: int = MAX_LINE_BYTES
     retry_s: float = RETRY_S
+    auth_timeout_s: float = AUTH_TIMEOUT_S
 
 
 class _DoorServer(socketserver.ThreadingTCPServer):
@@ -166,7 +179,17 @@ class _Connection(socketserver.BaseRequestHandler):
         gw.stats.add(door, connections=1, connections_open=1)
         gw._conn_started()
         try:
-            _serve_connection(self.request, door, gw)
+            first = b""
+            token = gw.tokens.get(door)
+            if token is not None:
+                got = _handshake(self.request, token, gw)
+                if got is None:
+                    gw.stats.add(door, connections_rejected=1)
+                    gw.warn(door, f"connection from {self.client_address[0]} closed: "
+                                  "no valid 'auth <token>' first line")  # fmt: skip
+                    return
+                first = got
+            _serve_connection(self.request, door, gw, first)
         except OSError as e:
             log.debug("%s connection from %s ended: %s", door, self.client_address, e)
         finally:
@@ -174,7 +197,31 @@ class _Connection(socketserver.BaseRequestHandler):
             gw._conn_ended()
 
 
-def _serve_connection(sock: socket.socket, door: str, gw: TcpGateway) -> None:
+def _handshake(sock: socket.socket, token: bytes, gw: TcpGateway) -> bytes | None:
+    """Read the first line, ``auth <token>``: the bytes after it when the token is right,
+    ``None`` when it is wrong, missing, longer than :data:`AUTH_LINE_BYTES` or not complete
+    within ``auth_timeout_s``. Compared in constant time."""
+    buf = bytearray()
+    deadline = time.monotonic() + gw.options.auth_timeout_s
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or len(buf) > AUTH_LINE_BYTES or gw._stop.is_set():
+            return None
+        sock.settimeout(min(left, 0.25))
+        try:
+            data = sock.recv(AUTH_LINE_BYTES)
+        except TimeoutError:
+            continue
+        if not data:
+            return None
+        buf += data
+    line, _, rest = bytes(buf).partition(b"\n")
+    verb, _, presented = line.rstrip(b"\r").partition(b" ")
+    ok = hmac.compare_digest(presented.strip(), token)
+    return rest if verb == b"auth" and ok else None
+
+
+def _serve_connection(sock: socket.socket, door: str, gw: TcpGateway, first: bytes = b"") -> None:
     o = gw.options
     pending = bytearray()  # complete lines (each ends with b"\n") not yet written
     pending_lines = 0
@@ -194,7 +241,7 @@ def _serve_connection(sock: socket.socket, door: str, gw: TcpGateway) -> None:
         else:
             sock.settimeout(0.25)
         try:
-            data = sock.recv(READ_BYTES)
+            data, first = (first, b"") if first else (sock.recv(READ_BYTES), b"")
         except TimeoutError:
             if gw._stop.is_set():
                 break
@@ -246,14 +293,15 @@ def _serve_connection(sock: socket.socket, door: str, gw: TcpGateway) -> None:
 class TcpGateway:
     """The Influx and Graphite doors of one process, writing to ``dataset`` through ``router``.
 
-    ``ports`` maps a door name to its port (0 or negative: the door is off). ``start`` binds
+    ``ports`` maps a door name to its port (0 or negative: the door is off). ``tokens`` maps a
+    door to the token its connections must send as their first line, ``auth <token>``. ``start`` binds
     every door (an ``OSError`` names the door when a port is taken) and serves in background
     threads; ``stop`` stops accepting, flushes every connection's pending lines and returns.
     """
 
     def __init__(self, router: IngestRouter, dataset: str, host: str, ports: dict[str, int],
-                 options: GatewayOptions | None = None,
-                 stats: GatewayStats | None = None) -> None:  # fmt: skip
+                 options: GatewayOptions | None = None, stats: GatewayStats | None = None,
+                 tokens: dict[str, bytes] | None = None) -> None:  # fmt: skip
         unknown = set(ports) - set(DOORS)
         if unknown:
             raise BadInputError(f"unknown gateway doors {sorted(unknown)} (have {sorted(DOORS)})")
@@ -261,6 +309,7 @@ class TcpGateway:
         self.dataset = dataset
         self.host = host
         self.wanted = {d: p for d, p in ports.items() if p and p > 0}
+        self.tokens = dict(tokens or {})  # door -> the token its connections must send first
         self.options = options or GatewayOptions()
         self.stats = stats or GatewayStats()
         self.warn = _RateLimitedWarning()
@@ -410,10 +459,13 @@ def _drop_non_utf8(body: bytes) -> tuple[bytes, int]:
 
 
 def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGateway:
-    """A gateway with its own router over the configured log and shard map."""
+    """A gateway with its own router over the configured log and shard map, and the doors'
+    tokens from the auth file's ``[gateway]`` table (a bad file: :class:`BadInputError`)."""
     from filodb.ingest import log_from_config
     from filodb.shards.redis_map import ShardMapStore
 
+    tokens = load_auth_file(cfg.auth_file).door_tokens(cfg.dataset) if cfg.auth_file else {}
     router = IngestRouter(ShardMapStore(cfg.redis_url), log_from_config(cfg))
     return TcpGateway(router, cfg.dataset, cfg.host,
-                      {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options)  # fmt: skip
+                      {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options,
+                      tokens=tokens)  # fmt: skip

@@ -27,6 +27,11 @@ class SendError(FiloError):
         return 400 <= self.status < 500
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header that carries ``token`` (none without a token)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def write_url(base: str, dataset: str, fmt: str) -> str:
     """The write route of ``dataset`` for ``remote-write`` or ``influx`` (ms precision)."""
     base = base.rstrip("/")

@@ -24,7 +24,8 @@ def _fail(msg: str, code: int) -> int:
 
 
 def gen(series: int, samples: int, interval: str, start: str | None, url: str, fmt: str,
-        dataset: str, batch: int, out_path: str | None, seed: int) -> int:  # fmt: skip
+        dataset: str, batch: int, out_path: str | None, seed: int,
+        token: str | None = None) -> int:  # fmt: skip
     from filodb.tools.generate import GenOptions, generate, summary_lines
 
     try:
@@ -35,7 +36,7 @@ def gen(series: int, samples: int, interval: str, start: str | None, url: str, f
     if series < 1 or samples < 1 or batch < 1 or interval_ms <= 0:
         return _fail("--series, --samples, --batch and --interval must be positive", 2)
     opts = GenOptions(
-        series, samples, interval_ms, start_ms, url, fmt, dataset, batch, out_path, seed
+        series, samples, interval_ms, start_ms, url, fmt, dataset, batch, out_path, seed, token
     )
     try:
         tot = generate(opts, err)
@@ -48,10 +49,11 @@ def gen(series: int, samples: int, interval: str, start: str | None, url: str, f
     return 0
 
 
-def import_file(path: str, fmt: str, url: str, dataset: str, precision: str) -> int:
+def import_file(path: str, fmt: str, url: str, dataset: str, precision: str,
+                token: str | None = None) -> int:  # fmt: skip
     from filodb.tools.importer import Importer, ImportOptions, summary_lines
 
-    imp = Importer(ImportOptions(path, fmt, url, dataset, precision), err)
+    imp = Importer(ImportOptions(path, fmt, url, dataset, precision, token=token), err)
     try:
         rep = imp.run()
     except (OSError, BadInputError) as e:
@@ -66,15 +68,15 @@ def import_file(path: str, fmt: str, url: str, dataset: str, precision: str) -> 
 
 
 def export(selector: str, start: str, end: str, url: str, dataset: str, out_path: str | None,
-           fmt: str) -> int:  # fmt: skip
+           fmt: str, token: str | None = None) -> int:  # fmt: skip
     from filodb.tools import exporter
 
     try:
         exporter.check_format(fmt)
     except BadInputError as e:
         return _fail(str(e), 2)
-    meta = exporter.fetch_metadata(url, dataset)
-    pieces = exporter.fetch(url, dataset, selector, start, end)
+    meta = exporter.fetch_metadata(url, dataset, token)
+    pieces = exporter.fetch(url, dataset, selector, start, end, token)
     try:
         if fmt == "remote-write":
             if not out_path:

@@ -26,7 +26,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.prom.text import family_of, metadata_text, samples_text
-from filodb.tools.client import SendError, server_message
+from filodb.tools.client import SendError, auth_headers, server_message
 from filodb.tools.rwdump import write_frame
 
 _SPECIAL = {"NaN": np.nan, "+Inf": np.inf, "-Inf": -np.inf}
@@ -46,13 +46,13 @@ def _values(raw: list) -> np.ndarray:
         return np.array([_SPECIAL[v] if isinstance(v, str) else v for v in raw], np.float64)
 
 
-def fetch(url: str, dataset: str, selector: str, start: str, end: str
+def fetch(url: str, dataset: str, selector: str, start: str, end: str, token: str | None = None
           ) -> Iterator[tuple[Labels, np.ndarray, np.ndarray]]:  # fmt: skip
     """Stream ``(labels, ts ms, values)`` pieces from the export route."""
     route = f"{url.rstrip('/')}/promql/{dataset}/api/v1/export"
     try:
         r = requests.post(route, data={"match[]": selector, "start": start, "end": end},
-                          stream=True, timeout=(10, 600))  # fmt: skip
+                          headers=auth_headers(token), stream=True, timeout=(10, 600))  # fmt: skip
     except requests.RequestException as e:
         raise SendError(f"cannot reach {route}: {e}") from e
     with r:
@@ -71,10 +71,11 @@ def fetch(url: str, dataset: str, selector: str, start: str, end: str
             )
 
 
-def fetch_metadata(url: str, dataset: str) -> dict[str, dict[str, str]]:
+def fetch_metadata(url: str, dataset: str, token: str | None = None) -> dict[str, dict[str, str]]:
     """Family name -> the first metadata entry the server has for it (empty when none)."""
     try:
-        r = requests.get(f"{url.rstrip('/')}/promql/{dataset}/api/v1/metadata", timeout=30)
+        r = requests.get(f"{url.rstrip('/')}/promql/{dataset}/api/v1/metadata",
+                         headers=auth_headers(token), timeout=30)  # fmt: skip
         data = r.json().get("data") or {}
     except (requests.RequestException, ValueError):
         return {}

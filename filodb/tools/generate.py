@@ -40,7 +40,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
 from filodb.model.numfmt import format_values
 from filodb.prom.remote_write import encode_write_request
-from filodb.tools.client import RW_HEADERS, SendError, post, write_url
+from filodb.tools.client import RW_HEADERS, SendError, auth_headers, post, write_url
 from filodb.tools.rwdump import write_frame
 
 LE = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
@@ -193,6 +193,7 @@ class GenOptions:
     batch: int
     out: str | None = None
     seed: int = 1
+    token: str | None = None  # sent as "Authorization: Bearer <token>"
 
 
 @dataclass
@@ -225,6 +226,7 @@ def generate(opts: GenOptions, console: Console) -> GenTotals:
     headers = RW_HEADERS if opts.fmt == "remote-write" else {"Content-Type": "text/plain"}
     sink: BinaryIO | None = open(opts.out, "wb") if opts.out else None  # noqa: SIM115
     session = requests.Session()
+    session.headers.update(auth_headers(opts.token))
     cols = (TextColumn("[bold]gen[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn())  # fmt: skip
     started = time.perf_counter()

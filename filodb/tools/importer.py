@@ -40,7 +40,7 @@ from filodb.gateway.influx import parse_lines
 from filodb.model.batch import SampleBatch
 from filodb.prom.remote_write import decode_write_request_full, encode_write_request
 from filodb.prom.text import PromTextParser
-from filodb.tools.client import RW_HEADERS, SendError, post, write_url
+from filodb.tools.client import RW_HEADERS, SendError, auth_headers, post, write_url
 from filodb.tools.rwdump import looks_like_dump, read_frames
 
 FORMATS = ("auto", "prom", "influx", "remote-write")
@@ -55,6 +55,7 @@ class ImportOptions:
     dataset: str = "prometheus"
     precision: str = "ns"
     block_bytes: int = BLOCK_BYTES
+    token: str | None = None  # sent as "Authorization: Bearer <token>"
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Importer:
         self.console = console
         self.report = ImportReport()
         self.session = requests.Session()
+        self.session.headers.update(auth_headers(opts.token))
         self.url = write_url(opts.url, opts.dataset, "remote-write")
 
     def run(self) -> ImportReport:

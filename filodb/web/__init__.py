@@ -10,8 +10,10 @@ from filodb.web.services import Services
 
 
 def create_app(cfg: Config, services: Services | None = None) -> Flask:
-    """App factory: builds services from ``cfg`` unless given, registers the blueprints."""
-    from filodb.web import admin, export, ingest, metadata, metrics, prom_api, remote_read, ui
+    """App factory: builds services from ``cfg`` unless given, registers the blueprints.
+
+    A bad auth file (``cfg.auth_file``) raises :class:`~filodb.errors.BadInputError`."""
+    from filodb.web import admin, auth, export, ingest, metadata, metrics, prom_api, remote_read, ui
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -28,4 +30,5 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(metrics.bp)
+    auth.init_app(app, cfg)  # after the blueprints: it checks every route has a rule
     return app

@@ -1,4 +1,8 @@
-"""Operator and cluster routes: health, nodes, datasets, shard status, live shard events."""
+"""Operator and cluster routes: health, nodes, datasets, shard status, live shard events.
+
+Who may call them is :mod:`filodb.web.auth`'s table; the cluster-wide listings (nodes,
+datasets, events) show only the datasets the caller's token may read.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from flask import Blueprint, Response, jsonify, request
 from filodb.errors import BadInputError
 from filodb.model.timeparse import parse_duration_ms
 from filodb.shards.state import ShardStatus
-from filodb.web.services import require_admin, services
+from filodb.web.auth import readable
+from filodb.web.services import services
 
 bp = Blueprint("admin", __name__)
 SSE_STREAM_S = 30  # each open stream holds a server thread; EventSource reconnects by itself
@@ -39,8 +44,9 @@ def health() -> tuple[Response, int]:
 @bp.get("/admin/nodes")
 def nodes() -> Response:
     svc = services()
+    may_read = readable()
     owned: dict[str, dict[str, list[int]]] = {}
-    for ds in svc.shard_map.datasets():
+    for ds in filter(may_read, svc.shard_map.datasets()):
         for st in svc.shard_map.shard_states(ds):
             if st.node:
                 owned.setdefault(st.node, {}).setdefault(ds, []).append(st.shard)
@@ -52,8 +58,9 @@ def nodes() -> Response:
 
 @bp.get("/api/v1/cluster")
 def cluster() -> Response:
-    svc = services()
-    return _ok([{"dataset": k, **v.to_json()} for k, v in sorted(svc.shard_map.datasets().items())])
+    may_read = readable()
+    datasets = sorted(services().shard_map.datasets().items())
+    return _ok([{"dataset": k, **v.to_json()} for k, v in datasets if may_read(k)])
 
 
 def _body() -> dict:
@@ -90,7 +97,6 @@ def _retention(body: dict) -> float | None:
 def create_dataset(dataset: str) -> tuple[Response, int]:
     """Create a dataset: ``shards`` (power of two), ``spread``, ``spread_overrides``,
     ``retention`` (seconds or a duration such as ``30d``; 0 keeps forever)."""
-    require_admin(request.headers.get("Authorization"))
     body = _body()
     cfg = services().cfg
     desc = services().shard_map.create_dataset(
@@ -129,7 +135,6 @@ def _shard_list(dataset: str) -> list[int]:
 @bp.post("/api/v1/cluster/<dataset>/stopshards")
 def stop_shards(dataset: str) -> Response:
     """Stop ingesting and serving shards: their owner flushes and releases them."""
-    require_admin(request.headers.get("Authorization"))
     shard_map = services().shard_map
     shards = _shard_list(dataset)
     states = {st.shard: st for st in shard_map.shard_states(dataset)}
@@ -142,7 +147,6 @@ def stop_shards(dataset: str) -> Response:
 @bp.post("/api/v1/cluster/<dataset>/startshards")
 def start_shards(dataset: str) -> Response:
     """Start stopped shards again: the coordinator assigns them to nodes with room."""
-    require_admin(request.headers.get("Authorization"))
     shard_map = services().shard_map
     shards = _shard_list(dataset)
     states = {st.shard: st for st in shard_map.shard_states(dataset)}
@@ -205,10 +209,12 @@ def cluster_status(dataset: str) -> Response:
 def events() -> Response:
     """Server-sent events: every shard event as one ``data:`` line of JSON."""
     shard_map = services().shard_map
+    may_read = readable()
 
     def stream() -> Iterator[bytes]:
         yield b": connected\n\n"
         for ev in shard_map.follow_events(timeout_s=SSE_STREAM_S):
-            yield b"data: " + orjson.dumps(ev) + b"\n\n"
+            if may_read(str(ev.get("dataset", ""))):
+                yield b"data: " + orjson.dumps(ev) + b"\n\n"
 
     return Response(stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})

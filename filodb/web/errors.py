@@ -1,7 +1,8 @@
 """One error handler: every error becomes Prometheus's JSON error shape.
 
 ``{"status": "error", "errorType": "...", "error": "..."}`` with the class's HTTP status
-(400 bad_data, 422 execution, 503 timeout/unavailable, 404 not_found, 413 too large).
+(400 bad_data, 422 execution, 503 timeout/unavailable, 404 not_found, 413 too large,
+401 unauthorized with ``WWW-Authenticate``, 403 forbidden).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import redis.exceptions
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from filodb.errors import FiloError
+from filodb.errors import AuthError, FiloError
 
 log = logging.getLogger(__name__)
+CHALLENGE = 'Bearer realm="filodb"'  # not Basic: a browser would pop up its own dialog
 
 
 def error_response(error_type: str, message: str, status: int):
@@ -27,7 +29,10 @@ def error_response(error_type: str, message: str, status: int):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(FiloError)
     def _filo(e: FiloError):
-        return error_response(e.error_type, str(e), e.http_status)
+        resp = error_response(e.error_type, str(e), e.http_status)
+        if isinstance(e, AuthError):
+            resp.headers["WWW-Authenticate"] = CHALLENGE
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):

@@ -14,7 +14,6 @@ from celery import Celery
 from flask import Flask, current_app
 
 from filodb.config import Config
-from filodb.errors import AuthError
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
 from filodb.shards.local_map import LocalShardMap
@@ -63,10 +62,3 @@ class Services:
 
 def services() -> Services:
     return current_app.extensions["filodb"]
-
-
-def require_admin(auth_header: str | None) -> None:
-    """Raise :class:`AuthError` unless the bearer token matches (when one is configured)."""
-    token = services().cfg.admin_token
-    if token and auth_header != f"Bearer {token}":
-        raise AuthError("this admin action needs 'Authorization: Bearer <token>'")

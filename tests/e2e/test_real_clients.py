@@ -4,11 +4,8 @@ read, and promtool querying. The binaries are required: a missing one fails the 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,70 +18,12 @@ import requests
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
-from filodb.redisproc import free_port
+from filodb.testing.prometheus import PROMTOOL, PromServer, need
 from filodb.testing.wait import eventually, wait_for
 
 pytestmark = pytest.mark.e2e
 
-PROMETHEUS = "/usr/bin/prometheus"
-PROMTOOL = "/usr/bin/promtool"
 SCRAPE_S = 10
-
-
-def _need(binary: str) -> None:
-    assert os.access(binary, os.X_OK), (
-        f"{binary} is required (Debian package 'prometheus'): apt-get install prometheus, "
-        "or scripts/setup --test"
-    )
-
-
-class PromServer:
-    """A Prometheus process with a generated config and its own TSDB in ``home``."""
-
-    def __init__(self, home: Path, config: dict) -> None:
-        _need(PROMETHEUS)
-        self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, wait_s: float = 30) -> PromServer:
-        log = open(self.home / "prometheus.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.home / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=log, stderr=log,
-        )  # fmt: skip
-        proc = self.proc
-
-        def ready() -> bool:
-            assert proc.poll() is None, f"prometheus exited {proc.returncode}: {self.log()}"
-            return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
-
-        wait_for(ready, wait_s, "prometheus ready", self.log, interval=0.1)
-        return self
-
-    def log(self) -> str:
-        return (self.home / "prometheus.log").read_text(errors="replace")[-3000:]
-
-    def get(self, path: str, **params: object) -> dict:
-        r = requests.get(self.url + path, params=params, timeout=30)
-        assert r.status_code == 200, f"prometheus {path}: {r.status_code} {r.text}"
-        return r.json()["data"]
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM (Prometheus flushes its remote-write queues on the way out) and wait."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
 
 
 def _filodb(up, path: str, **params: object) -> dict:  # type: ignore[no-untyped-def]
@@ -237,7 +176,7 @@ _INSTANT = re.compile(r"^(?P<metric>\S*?\{.*\}|\S+) => (?P<value>\S+) @\[(?P<t>[
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess:
-    _need(PROMTOOL)
+    need(PROMTOOL)
     return subprocess.run([PROMTOOL, "query", *args], capture_output=True, text=True, timeout=60)
 
 

@@ -1,5 +1,6 @@
 // FiloDB cluster page: nodes and per-dataset shard tables. Polls every 2 s and, when the
 // server-sent event stream /api/v1/cluster/events works, also refreshes on every shard event.
+// Requests go through auth.js's fetch, which adds the session's token when the server wants one.
 // ?live=0 keeps to polling (no long-lived event stream), e.g. for headless screenshots.
 (function () {
   "use strict";
@@ -191,25 +192,41 @@
 
   refresh();
   setInterval(refresh, POLL_MS);
-  if (window.EventSource && new URLSearchParams(location.search).get("live") !== "0") {
-    let es;
-    try { es = new EventSource("/api/v1/cluster/events"); } catch (e) { es = null; }
-    if (es) {
-      let failures = 0;
-      es.onopen = () => { failures = 0; setLive(true, "live"); };
-      es.onmessage = (ev) => {
-        try {
-          const e = JSON.parse(ev.data);
-          setLive(true, `live · shard ${e.dataset}/${e.shard} → ${e.status}`);
-        } catch (err) { /* not JSON: still a reason to refresh */ }
-        onEvent();
-      };
-      // EventSource reconnects by itself; meanwhile polling carries on. A stream that keeps
-      // failing (no such route, a proxy that buffers) is given up: polling is enough.
-      es.onerror = () => {
+  // The event stream is read with fetch (not EventSource, which cannot send the token of
+  // auth.js): "data: <json>" lines, the stream reopened when the server ends it (every 30 s).
+  async function follow() {
+    let failures = 0;
+    while (failures < 5) { // a stream that keeps failing (a proxy that buffers) is given up
+      try {
+        const r = await fetch("/api/v1/cluster/events", { headers: { Accept: "text/event-stream" }, cache: "no-store" });
+        if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
+        failures = 0;
+        setLive(true, "live");
+        const reader = r.body.getReader();
+        const dec = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let nl;
+          while ((nl = buf.indexOf("\n")) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (!line.startsWith("data: ")) continue;
+            try {
+              const e = JSON.parse(line.slice(6));
+              setLive(true, `live · shard ${e.dataset}/${e.shard} → ${e.status}`);
+            } catch (err) { /* not JSON: still a reason to refresh */ }
+            onEvent();
+          }
+        }
+      } catch (e) {
+        failures++;
         setLive(false, "polling");
-        if (++failures >= 5) es.close();
-      };
+        await new Promise((res) => setTimeout(res, 1000));
+      }
     }
   }
+  if (window.ReadableStream && new URLSearchParams(location.search).get("live") !== "0") follow();
 })();
