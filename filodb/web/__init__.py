@@ -11,7 +11,18 @@ from filodb.web.services import Services
 
 def create_app(cfg: Config, services: Services | None = None) -> Flask:
     """App factory: builds services from ``cfg`` unless given, registers the blueprints."""
-    from filodb.web import admin, export, ingest, metadata, metrics, prom_api, remote_read, ui
+    from filodb.web import (
+        admin,
+        export,
+        federate,
+        ingest,
+        metadata,
+        metrics,
+        prom_api,
+        prom_status,
+        remote_read,
+        ui,
+    )
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -22,6 +33,8 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(metadata.bp)  # before prom_api: its /metadata placeholder loses
     app.register_blueprint(prom_api.bp)
+    app.register_blueprint(prom_status.bp)
+    app.register_blueprint(federate.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(remote_read.bp)
     app.register_blueprint(ingest.bp)
