@@ -169,3 +169,23 @@ def test_metadata_limits(client) -> None:  # type: ignore[no-untyped-def]
     assert len(client.get("/api/v1/metadata?limit_per_metric=1").json["data"]["c"]) == 1
     _bad(client.get("/api/v1/metadata?limit=x"), "limit must be a number")
     _bad(client.get("/api/v1/metadata?limit_per_metric=1e3"), "limit_per_metric must be a number")
+
+
+def test_influx_types_become_metadata_without_overwriting(client) -> None:  # type: ignore[no-untyped-def]
+    lines = (b"reqs,host=a counter=5 1700000000000000000\n"
+             b"lat,host=a sum=1,count=2,0.5=1,+Inf=2 1700000000000000000\n")  # fmt: skip
+    assert client.post("/write?db=prometheus", data=lines).status_code == 204
+    data = client.get("/api/v1/metadata").json["data"]
+    assert data["reqs"] == [{"type": "counter", "help": "", "unit": ""}]
+    assert data["lat"][0]["type"] == "histogram"
+    # remote write's entry (with help) wins, and a later Influx line does not overwrite it
+    b = SampleBatch([make_labels({"__name__": "g"})], np.zeros(1), np.array([1]), np.ones(1))
+    meta = [{"metric": "g", "type": "gauge", "help": "A gauge.", "unit": ""}]
+    assert client.post("/api/v1/write", data=encode_write_request(b, meta)).status_code == 204
+    assert (
+        client.post(
+            "/write?db=prometheus", data=b"g,host=a counter=1 1700000000000000000\n"
+        ).status_code
+        == 204
+    )
+    assert client.get("/api/v1/metadata?metric=g").json["data"]["g"][0]["help"] == "A gauge."
