@@ -3,7 +3,7 @@
 An :class:`IngestDoor` has a name (``remote_write``, ``influx_http``: the ``door`` label of the
 self-metrics). Its :meth:`~IngestDoor.write` appends a batch durably through the
 :class:`~filodb.gateway.router.IngestRouter` (the acknowledgement), keeps the metric metadata
-that came with it, and counts the batch's samples as accepted, or as rejected with the reason
+that came with it (or the types its protocol implies, :meth:`MetadataStore.put_types`), and counts the batch's samples as accepted, or as rejected with the reason
 when the write fails. The counts go to an :class:`IngestCounter`, which the web tier's
 self-metrics implement (:class:`filodb.web.metrics.WebMetrics`); the door knows no Flask.
 
@@ -48,6 +48,7 @@ class IngestDoor:
         self.router = router
         self.metadata = metadata
         self.counter = counter
+        self._typed: set[tuple[str, str, str]] = set()  # (dataset, family, type) kept already
 
     def write(self, dataset: str, batch: SampleBatch,
               metadata: Sequence[dict[str, str]] = ()) -> dict[int, int]:  # fmt: skip
@@ -67,7 +68,20 @@ class IngestDoor:
         self.counter.samples_accepted(self.name, len(batch))
         if metadata:
             self.metadata.put(dataset, metadata)
+        elif batch.types:
+            self._keep_types(dataset, batch.types)
         return out
+
+    def _keep_types(self, dataset: str, types: dict[str, str]) -> None:
+        """Metric types a protocol implies (Influx ``counter`` fields, histogram lines) become
+        metadata entries where a family has none; each is sent to Redis once per process."""
+        new = {n: t for n, t in types.items() if (dataset, n, t) not in self._typed}
+        if not new:
+            return
+        self.metadata.put_types(dataset, new)
+        if len(self._typed) > 100_000:
+            self._typed.clear()
+        self._typed.update((dataset, n, t) for n, t in new.items())
 
     def reject_samples(self, reason: str, n: int) -> None:
         """Count ``n`` samples refused before the write for ``reason`` (``malformed_line``:

@@ -3,11 +3,16 @@
 Postings are appended as series are created (ids only grow, so lists stay sorted) and turned
 into int32 arrays lazily; set algebra runs on numpy (``intersect1d``/``setdiff1d``/``union1d``).
 Regex matchers test each distinct value of the label once, never each series.
+
+Metadata comes from the index too: beside the postings, each label name keeps a column of
+``(series id, value code)`` pairs in id order, so the label names and values of a set of matched
+series are found with numpy (a gather, or a ``searchsorted`` against the smaller side, then a
+mask over the value codes), never by walking each series' labels in Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,11 +38,62 @@ class _Postings:
         return self._arr
 
 
+class _Column:
+    """One label name's values per series: ``sids`` (increasing) and ``codes`` (index into
+    ``values``), in doubling numpy buffers."""
+
+    __slots__ = ("_sids", "_codes", "n", "values", "code_of")
+
+    def __init__(self) -> None:
+        self._sids = np.zeros(8, np.int32)
+        self._codes = np.zeros(8, np.int32)
+        self.n = 0
+        self.values: list[str] = []
+        self.code_of: dict[str, int] = {}
+
+    def add(self, sid: int, value: str) -> None:
+        code = self.code_of.get(value)
+        if code is None:
+            code = self.code_of[value] = len(self.values)
+            self.values.append(value)
+        if self.n == len(self._sids):
+            self._sids = np.concatenate([self._sids, np.zeros(self.n, np.int32)])
+            self._codes = np.concatenate([self._codes, np.zeros(self.n, np.int32)])
+        self._sids[self.n] = sid
+        self._codes[self.n] = code
+        self.n += 1
+
+    def sids(self) -> np.ndarray:
+        return self._sids[: self.n]
+
+    def codes(self) -> np.ndarray:
+        return self._codes[: self.n]
+
+    def codes_of(self, ids: np.ndarray, dense: bool) -> np.ndarray:
+        """Value codes of the series in ``ids`` (sorted, unique) that have this label."""
+        codes = self._codes[: self.n]
+        if dense:  # every series has the label: sids is 0..n-1
+            return codes[ids]
+        sids = self._sids[: self.n]
+        if len(ids) <= self.n:
+            pos = np.minimum(np.searchsorted(sids, ids), self.n - 1)
+            return codes[pos[sids[pos] == ids]]
+        pos = np.minimum(np.searchsorted(ids, sids), len(ids) - 1)
+        return codes[ids[pos] == sids]
+
+    def any_of(self, ids: np.ndarray, dense: bool) -> bool:
+        """Whether a series in ``ids`` has this label."""
+        if dense or self.n == 0:
+            return self.n > 0 and len(ids) > 0
+        return len(self.codes_of(ids, False)) > 0
+
+
 class TagIndex:
     """Postings per (label name, value). Not thread-safe: the owning shard locks."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, dict[str, _Postings]] = {}
+        self._columns: dict[str, _Column] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -47,29 +103,46 @@ class TagIndex:
         """Index a new series; ``sid`` must be larger than every id added before."""
         for name, value in labels:
             self._by_name.setdefault(name, {}).setdefault(value, _Postings()).add(sid)
+            col = self._columns.get(name)
+            if col is None:
+                col = self._columns[name] = _Column()
+            col.add(sid, value)
         self._count = max(self._count, sid + 1)
 
     def all_ids(self) -> np.ndarray:
         return np.arange(self._count, dtype=np.int32)
 
+    def _union(self, name: str, accept: Callable[[str], bool]) -> np.ndarray:
+        """Sorted ids of series whose value of ``name`` ``accept`` takes. The postings of one
+        label's values are disjoint, so few ids are one sort of their concatenation; many are
+        one pass over the label's column (already in id order), with no sort at all."""
+        col = self._columns.get(name)
+        if col is None:
+            return _EMPTY
+        postings = self._by_name[name]
+        codes = [c for c, v in enumerate(col.values) if accept(v)]
+        if not codes:
+            return _EMPTY
+        if len(codes) == 1:
+            return postings[col.values[codes[0]]].array()
+        arrays = [postings[col.values[c]].array() for c in codes]
+        if sum(len(a) for a in arrays) * 4 < col.n:
+            return np.sort(np.concatenate(arrays))
+        keep = np.zeros(len(col.values), bool)
+        keep[codes] = True
+        return col.sids()[keep[col.codes()]]
+
     def _matching_values(self, m: Matcher) -> np.ndarray:
         """Ids of series that have label ``m.name`` with a value ``m`` accepts."""
-        values = self._by_name.get(m.name, {})
         if m.op == "=":
-            p = values.get(m.value)
+            p = self._by_name.get(m.name, {}).get(m.value)
             return p.array() if p is not None else _EMPTY
-        arrays = [p.array() for v, p in values.items() if m.matches(v)]
-        if not arrays:
-            return _EMPTY
-        return np.unique(np.concatenate(arrays)) if len(arrays) > 1 else arrays[0]
+        return self._union(m.name, m.matches)
 
     def _rejected(self, m: Matcher) -> np.ndarray:
         """Ids of series whose value of ``m.name`` the matcher refuses (for matchers that
         accept ""; series without the label are never refused by them)."""
-        arrays = [p.array() for v, p in self._by_name.get(m.name, {}).items() if not m.matches(v)]
-        if not arrays:
-            return _EMPTY
-        return np.unique(np.concatenate(arrays)) if len(arrays) > 1 else arrays[0]
+        return self._union(m.name, lambda v: not m.matches(v))
 
     def match_one(self, m: Matcher) -> np.ndarray:
         if m.matches_empty():  # series without the label match too: all but the refused
@@ -94,8 +167,27 @@ class TagIndex:
                 return _EMPTY
         return self.all_ids() if result is None else result.astype(np.int32, copy=False)
 
-    def label_names(self) -> list[str]:
-        return sorted(self._by_name)
+    def label_names(self, ids: np.ndarray | None = None) -> list[str]:
+        """Sorted label names of the series in ``ids`` (sorted, unique; all series for None)."""
+        if ids is None or len(ids) == self._count:
+            return sorted(self._columns)
+        if len(ids) == 0:
+            return []
+        return sorted(
+            name for name, col in self._columns.items() if col.any_of(ids, col.n == self._count)
+        )
 
-    def label_values(self, name: str) -> list[str]:
-        return sorted(self._by_name.get(name, {}))
+    def label_values(self, name: str, ids: np.ndarray | None = None) -> list[str]:
+        """Sorted values of label ``name`` among the series in ``ids`` (sorted, unique; all
+        series for None): one numpy pass over the ids, one Python step per distinct value."""
+        col = self._columns.get(name)
+        if col is None:
+            return []
+        if ids is None or len(ids) == self._count:
+            return sorted(col.values)
+        if len(ids) == 0:
+            return []
+        present = np.zeros(len(col.values), bool)
+        present[col.codes_of(ids, col.n == self._count)] = True
+        values = col.values
+        return sorted(values[i] for i in np.flatnonzero(present).tolist())

@@ -406,20 +406,29 @@ class TimeSeriesShard:
             self.chunks_paged += len(cs)
         return out
 
-    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
+    def series(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
+    ) -> list[Labels]:
+        """Label sets of the matching series with samples in the range, in id order; at most
+        ``limit`` of them when ``limit`` > 0 (the label sets are built only for those)."""
         with self._lock:
-            return [
-                self._labels[s] for s in self._ids_in_range(matchers, start_ms, end_ms).tolist()
-            ]
+            ids = self._ids_in_range(matchers, start_ms, end_ms)
+            if limit > 0:
+                ids = ids[:limit]
+            labels = self._labels
+            return [labels[s] for s in ids.tolist()]
 
     def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
-        return sorted({k for lb in self.series(matchers, start_ms, end_ms) for k, _ in lb})
+        """Label names of the matching series in the range, from the index (no series walk)."""
+        with self._lock:
+            return self._index.label_names(self._ids_in_range(matchers, start_ms, end_ms))
 
     def label_values(
         self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
     ) -> list[str]:
-        vals = {v for lb in self.series(matchers, start_ms, end_ms) for k, v in lb if k == name}
-        return sorted(vals)
+        """Values of ``name`` among the matching series in the range, from the index."""
+        with self._lock:
+            return self._index.label_values(name, self._ids_in_range(matchers, start_ms, end_ms))
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -5,6 +5,7 @@ with a fraction only when there is one): in query answers, exposition text and g
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import cast
 
 import numpy as np
@@ -55,3 +56,31 @@ def format_times(ms: np.ndarray) -> list[float | int]:
 
 def format_time(ms: int) -> float | int:
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def format_value_g(v: float) -> str:
+    """A float as Go's ``strconv.FormatFloat(v, 'g', -1, 64)`` (``%v``) prints it: the shortest
+    digits, in exponent form (``1e+06``, ``1.5e-05``) when the exponent is below -4 or at
+    least 6. Prometheus's text exposition and its PromQL printer (``fill (…)``) spell it so."""
+    v = float(v)
+    if not math.isfinite(v) or v == 0:
+        return format_value(v)
+    sign, digits, exp = Decimal(repr(v)).normalize().as_tuple()
+    dp = len(digits) + int(exp)  # position of the decimal point in the digit string
+    e10 = dp - 1
+    if -4 <= e10 < 6:
+        return format_value(v)
+    ds = "".join(map(str, digits))
+    mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+    return f"{'-' if sign else ''}{mant}e{'-' if e10 < 0 else '+'}{abs(e10):02d}"
+
+
+def format_values_g(vals: np.ndarray) -> list[str]:
+    """:func:`format_value_g` over an array: :func:`format_values` for all, the exponent form
+    only where Go's ``'g'`` differs (magnitudes from 1e6 up or below 1e-4)."""
+    vals = np.asarray(vals, np.float64)
+    out = format_values(vals)
+    a = np.abs(vals)
+    for i in np.flatnonzero(np.isfinite(vals) & ((a >= 1e6) | ((a < 1e-4) & (a > 0)))).tolist():
+        out[i] = format_value_g(float(vals[i]))
+    return out

@@ -4,13 +4,14 @@ Keys: one hash per dataset, ``filodb:meta:<dataset>``; field = metric family nam
 JSON ``{"type": ..., "help": ..., "unit": ...}``. The last write of a family wins (a family
 has one entry, where Prometheus may list one per disagreeing target).
 
-Written from remote-write requests (:class:`~filodb.gateway.door.IngestDoor`), read by
+Written from remote-write requests and, for the types alone, from the Influx lines whose shape
+implies one (a ``counter`` field, histogram fields) (:class:`~filodb.gateway.door.IngestDoor`), read by
 ``/api/v1/metadata`` (:mod:`filodb.web.metadata`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 import redis
@@ -45,6 +46,20 @@ class MetadataStore:
         if fields:
             self.r.hset(meta_key(dataset), mapping=fields)  # type: ignore[arg-type]
         return len(fields)
+
+    def put_types(self, dataset: str, types: Mapping[str, str]) -> int:
+        """Keep a type for each family of ``types`` (name -> type) that has no entry yet
+        (``HSETNX``: an entry with help and unit, from remote write, is never overwritten).
+        Returns how many families were new."""
+        if not types:
+            return 0
+        key = meta_key(dataset)
+        pipe = self.r.pipeline(transaction=False)
+        for name, kind in types.items():
+            pipe.hsetnx(
+                key, name, orjson.dumps({"type": kind or "unknown", "help": "", "unit": ""})
+            )
+        return sum(int(x) for x in pipe.execute())
 
     def get(self, dataset: str, metric: str | None = None, limit: int = 0
             ) -> dict[str, dict[str, str]]:  # fmt: skip

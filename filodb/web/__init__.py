@@ -13,7 +13,19 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     """App factory: builds services from ``cfg`` unless given, registers the blueprints.
 
     A bad auth file (``cfg.auth_file``) raises :class:`~filodb.errors.BadInputError`."""
-    from filodb.web import admin, auth, export, ingest, metadata, metrics, prom_api, remote_read, ui
+    from filodb.web import (
+        admin,
+        auth,
+        export,
+        federate,
+        ingest,
+        metadata,
+        metrics,
+        prom_api,
+        prom_status,
+        remote_read,
+        ui,
+    )
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -24,6 +36,8 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(metadata.bp)  # before prom_api: its /metadata placeholder loses
     app.register_blueprint(prom_api.bp)
+    app.register_blueprint(prom_status.bp)
+    app.register_blueprint(federate.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(remote_read.bp)
     app.register_blueprint(ingest.bp)

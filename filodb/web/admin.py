@@ -25,8 +25,9 @@ def _ok(data: object) -> Response:
     return jsonify({"status": "success", "data": data})
 
 
-@bp.get("/admin/health")
-def health() -> tuple[Response, int]:
+def cluster_health() -> tuple[bool, dict]:
+    """Whether every shard of every dataset is Active, and the body that says which are not
+    (``/admin/health``; ``/-/ready`` answers from it too)."""
     svc = services()
     not_active = []
     datasets = svc.shard_map.datasets()
@@ -38,6 +39,12 @@ def health() -> tuple[Response, int]:
     healthy = bool(datasets) and not not_active
     body = {"status": "healthy" if healthy else "unhealthy", "datasets": sorted(datasets),
             "not_active": not_active}  # fmt: skip
+    return healthy, body
+
+
+@bp.get("/admin/health")
+def health() -> tuple[Response, int]:
+    healthy, body = cluster_health()
     return jsonify(body), 200 if healthy else 503
 
 

@@ -50,6 +50,10 @@ OPEN = Rule("open")  # no token needed: health, self-metrics, the UI's static sh
 LISTING = Rule(None)
 _READ, _WRITE, _ADMIN = Rule("read"), Rule("write"), Rule("admin")
 _PROM = ("query", "query_range", "series", "labels", "label_values")
+_STATUS = (
+    "format_query", "parse_query", "query_exemplars", "rules", "alerts", "targets",
+    "targets_metadata", "alertmanagers", "status_config", "status_flags", "status_runtimeinfo",
+)  # fmt: skip
 
 RULES: dict[str, Rule] = {
     **{f"prom_api.{e}{s}": _READ for e in _PROM for s in ("", "_ds")},
@@ -77,6 +81,11 @@ RULES: dict[str, Rule] = {
     "ui.datasets_page": OPEN,
     "ui.static_file": OPEN,
     "metrics.metrics": OPEN,
+    # Prometheus's status, rules and tooling routes (web/prom_status.py, web/federate.py)
+    **{f"prom_status.{e}{s}": _READ for e in _STATUS for s in ("", "_ds")},
+    "prom_status.healthy": OPEN,  # Kubernetes probes send no token
+    "prom_status.ready": OPEN,
+    "federate.federate": _READ,
 }
 
 

@@ -6,6 +6,7 @@ turns that into a 503 instead).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -131,37 +132,63 @@ def _range() -> tuple[int, int]:
     return time_param("start", MIN_TIME_MS), time_param("end", MAX_TIME_MS)
 
 
+def _limit() -> int:
+    """``limit=`` of /series, /labels, /label/<n>/values: a non-negative integer, 0 (or absent)
+    for none; anything else is a 400 worded as Prometheus words it."""
+    raw = arg("limit") or ""
+    if not raw:
+        return 0
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        raise BadInputError(
+            f'invalid parameter "limit": strconv.Atoi: parsing {orjson.dumps(raw).decode()}: invalid syntax'
+        )
+    if int(raw) < 0:
+        raise BadInputError('invalid parameter "limit": limit must be non-negative')
+    return int(raw)
+
+
+def _truncated(items: list, limit: int, warnings: list[str]) -> tuple[list, list[str]]:
+    """At most ``limit`` items (0: all), and Prometheus's warning when some were dropped."""
+    if 0 < limit < len(items):
+        return items[:limit], [*warnings, "results truncated due to limit"]
+    return items, warnings
+
+
 @_routes("/series")
 def series(dataset: str | None = None) -> Response:
     sets = match_params(required=True)
+    limit = _limit()
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     found = set()
     for matchers in sets:
         found.update(source.series(matchers, start, end))
-    return _success([dict(lb) for lb in sorted(found)], source.warnings)
+    out, warnings = _truncated(sorted(found), limit, list(source.warnings))
+    return _success([dict(lb) for lb in out], warnings)
 
 
 @_routes("/labels")
 def labels(dataset: str | None = None) -> Response:
+    limit = _limit()
     sets = match_params(required=False) or [[]]
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     names = set()
     for matchers in sets:
         names.update(source.label_names(matchers, start, end))
-    return _success(sorted(names), source.warnings)
+    return _success(*_truncated(sorted(names), limit, list(source.warnings)))
 
 
 @_routes("/label/<name>/values")
 def label_values(name: str, dataset: str | None = None) -> Response:
+    limit = _limit()
     sets = match_params(required=False) or [[]]
     start, end = _range()
     source = services().source(_dataset(dataset), _timeout_s(), _strict())
     vals = set()
     for matchers in sets:
         vals.update(source.label_values(name, matchers, start, end))
-    return _success(sorted(vals), source.warnings)
+    return _success(*_truncated(sorted(vals), limit, list(source.warnings)))
 
 
 @_routes("/status/buildinfo", methods=("GET",))

@@ -64,3 +64,37 @@ def test_every_pair_of_negations() -> None:
     for a, b in itertools.combinations(ms, 2):
         want = [sid for sid, lb in enumerate(series) if labels_match(lb, [a, b])]
         assert idx.match([a, b]).tolist() == want
+
+
+def _per_series(series, ids):  # type: ignore[no-untyped-def]
+    """The answer the shard gave before metadata came from the index: walk each series."""
+    names = sorted({k for i in ids for k, _ in series[i]})
+    values = {n: sorted({v for i in ids for k, v in series[i] if k == n}) for n in names}
+    return names, values
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 120),
+    st.integers(0, 1000),
+    st.lists(matcher, min_size=0, max_size=2),
+    st.floats(0.0, 1.0),
+)
+def test_metadata_from_index_equals_per_series(n, seed, matchers, keep) -> None:  # type: ignore[no-untyped-def]
+    """Label names and values of any subset of series (matched, then thinned as the time range
+    would) equal the per-series walk, for dense labels (``__name__``) and sparse ones."""
+    rng = np.random.default_rng(seed)
+    series = _series(n, seed)
+    for i in rng.choice(n, size=n // 4, replace=False).tolist():  # some labels only a few have
+        series[i] = make_labels({**dict(series[i]), "rare": f"r{i % 5}"})
+    idx = TagIndex()
+    for sid, lb in enumerate(series):
+        idx.add(sid, lb)
+    ids = idx.match(matchers)
+    ids = ids[rng.random(len(ids)) < keep] if keep < 1 else ids
+    names, values = _per_series(series, ids.tolist())
+    assert idx.label_names(ids) == names
+    for name in ["__name__", "x", "y", "rare", "absent"]:
+        assert idx.label_values(name, ids) == values.get(name, [])
+    assert idx.label_names() == _per_series(series, range(n))[0]
+    assert idx.label_values("rare") == _per_series(series, range(n))[1].get("rare", [])

@@ -78,6 +78,10 @@ ROUTES = [
     ("POST", "/api/v1/cluster/team-a/stopshards", {"shards": [0]}, "admin", "team-a", 200),
     ("POST", "/api/v1/cluster/prometheus/stopshards", {"shards": [1]}, "admin", "prometheus", 200),
     ("POST", "/api/v1/cluster/team-a", {"shards": 2}, "admin", "team-a", 200),
+    ("GET", "/api/v1/format_query?query=sum(x)", None, "read", "prometheus", 200),
+    ("GET", "/promql/team-a/api/v1/status/config", None, "read", "team-a", 200),
+    ("GET", "/promql/team-a/api/v1/rules", None, "read", "team-a", 200),
+    ("GET", "/federate?match[]=up", None, "read", "prometheus", 200),
 ]
 
 
@@ -148,6 +152,12 @@ def test_basic_auth_carries_the_token_as_password(redis_url: str, auth_file: str
     r = client.get("/api/v1/metadata")
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="filodb"'
     assert "Authorization: Bearer <token>" in r.json["error"]
+
+
+def test_kubernetes_probes_are_open(redis_url: str, auth_file: str) -> None:
+    c = _app(redis_url, auth_file=auth_file).test_client()
+    assert c.get("/-/healthy").status_code == 200
+    assert c.get("/-/ready").status_code == 503  # open, and honest: no shard is Active here
 
 
 def test_health_metrics_and_the_ui_shell_are_open(redis_url: str, auth_file: str) -> None:

@@ -1,0 +1,246 @@
+"""The rest of the Prometheus HTTP API that Grafana and Prometheus tooling call, in Prometheus 3's
+shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v1/...``:
+
+- ``format_query`` (Prometheus's ``Pretty(0)``, :mod:`filodb.query.prettier`) and
+  ``parse_query`` (its AST JSON, :mod:`filodb.query.astjson`), GET and POST;
+- ``status/config`` (the effective config as YAML, secrets shown as ``<secret>``),
+  ``status/flags``, ``status/runtimeinfo``;
+- empty but valid answers where this project has nothing yet, with Prometheus's validation of
+  the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper),
+  ``rules`` and ``alerts`` (rules come later), ``query_exemplars`` (exemplar storage comes
+  later: ``[]``, or ``null`` for a query without a selector, as Prometheus);
+- ``/-/healthy`` (the web process is up) and ``/-/ready`` (every shard of every dataset is
+  Active, as ``/admin/health``), GET and HEAD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from flask import Blueprint, Response
+
+from filodb.config import Config
+from filodb.errors import BadInputError, ParseError
+from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS
+from filodb.query import ast
+from filodb.query.astjson import ast_json
+from filodb.query.parser import parse, selector_matchers
+from filodb.query.prettier import pretty, prom_duration
+from filodb.web.params import arg, match_params, time_param
+from filodb.web.services import services
+
+bp = Blueprint("prom_status", __name__)
+STARTED = time.time()
+SECRET = "<secret>"
+_SECRET_FIELDS = re.compile(r"token|password|secret", re.I)
+
+
+def _routes(rule: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        bp.add_url_rule(f"/api/v1{rule}", fn.__name__, fn, methods=list(methods))
+        bp.add_url_rule(
+            f"/promql/<dataset>/api/v1{rule}", fn.__name__ + "_ds", fn, methods=list(methods)
+        )
+        return fn
+
+    return deco
+
+
+def _success(data: Any) -> Response:
+    return Response(orjson.dumps({"status": "success", "data": data}),
+                    mimetype="application/json")  # fmt: skip
+
+
+def _invalid(param: str, msg: str) -> BadInputError:
+    return BadInputError(f'invalid parameter "{param}": {msg}')
+
+
+def _parsed_query() -> ast.Expr:
+    try:
+        return parse(arg("query") or "")
+    except ParseError as e:
+        raise _invalid("query", str(e)) from e
+
+
+# --- format_query, parse_query --------------------------------------------------------------
+@_routes("/format_query", ("GET", "POST"))
+def format_query(dataset: str | None = None) -> Response:
+    return _success(pretty(_parsed_query()))
+
+
+@_routes("/parse_query", ("GET", "POST"))
+def parse_query(dataset: str | None = None) -> Response:
+    return _success(ast_json(_parsed_query()))
+
+
+# --- status ---------------------------------------------------------------------------------
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    netloc = f"{user}{SECRET}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The config's settings with secrets replaced by ``<secret>`` (a token, a password in a
+    URL), as Prometheus shows its config."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if _SECRET_FIELDS.search(f.name) and v:
+            v = SECRET
+        elif isinstance(v, str) and "://" in v:
+            v = _redact_url(v)
+        out[f.name] = v
+    return out
+
+
+@_routes("/status/config")
+def status_config(dataset: str | None = None) -> Response:
+    # one flat mapping of scalars: JSON scalars are YAML scalars (strings double-quoted)
+    text = "".join(
+        f"{k}: {orjson.dumps(v).decode()}\n" for k, v in redacted(services().cfg).items()
+    )
+    return _success({"yaml": text})
+
+
+@_routes("/status/flags")
+def status_flags(dataset: str | None = None) -> Response:
+    flags = {k.replace("_", "-"): v for k, v in redacted(services().cfg).items()}
+    return _success({k: v if isinstance(v, str) else orjson.dumps(v).decode()
+                     for k, v in flags.items()})  # fmt: skip
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@_routes("/status/runtimeinfo")
+def status_runtimeinfo(dataset: str | None = None) -> Response:
+    cfg = services().cfg
+    retention = prom_duration(int(cfg.retention * 1000)) if cfg.retention else "0s"
+    return _success({
+        "startTime": _rfc3339(STARTED), "CWD": os.getcwd(), "hostname": socket.gethostname(),
+        "serverTime": _rfc3339(time.time()), "reloadConfigSuccess": True,
+        "lastConfigTime": _rfc3339(STARTED), "corruptionCount": 0,
+        "goroutineCount": threading.active_count(), "GOMAXPROCS": os.cpu_count() or 1,
+        "GOMEMLIMIT": 0, "GOGC": "", "GODEBUG": "", "storageRetention": retention,
+    })  # fmt: skip
+
+
+# --- targets, alertmanagers: this is not a scraper ------------------------------------------
+@_routes("/targets")
+def targets(dataset: str | None = None) -> Response:
+    return _success({"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}})
+
+
+def _number_or_400(name: str) -> int:
+    raw = arg(name)
+    if raw is None or raw == "":
+        return -1
+    if not re.fullmatch(r"[+-]?\d+", raw):
+        raise BadInputError(f"{name} must be a number")
+    return int(raw)
+
+
+@_routes("/targets/metadata")
+def targets_metadata(dataset: str | None = None) -> Response:
+    _number_or_400("limit")
+    match_target = arg("match_target")
+    if match_target:
+        try:
+            selector_matchers(match_target)
+        except ParseError as e:
+            raise _invalid("match_target", str(e)) from e
+    return _success([])
+
+
+@_routes("/alertmanagers")
+def alertmanagers(dataset: str | None = None) -> Response:
+    return _success({"activeAlertmanagers": [], "droppedAlertmanagers": []})
+
+
+# --- rules, alerts: none yet ----------------------------------------------------------------
+@_routes("/rules")
+def rules(dataset: str | None = None) -> Response:
+    match_params(required=False)
+    typ = (arg("type") or "").lower()
+    if typ not in ("", "alert", "record"):
+        raise _invalid("type", f'not supported value "{typ}"')
+    excl = (arg("exclude_alerts") or "").lower()
+    if excl and excl not in ("1", "t", "true", "0", "f", "false"):
+        raise _invalid("exclude_alerts", f'error converting exclude_alerts: strconv.ParseBool: '
+                       f'parsing "{excl}": invalid syntax')  # fmt: skip
+    group_limit, token = arg("group_limit") or "", arg("group_next_token") or ""
+    if token and not group_limit:
+        raise _invalid("group_next_token",
+                       "group_limit needs to be present in order to paginate over the groups")  # fmt: skip
+    if group_limit:
+        if not re.fullmatch(r"[+-]?\d+", group_limit):
+            raise _invalid("group_limit", "group_limit needs to be a valid number: "
+                           f'strconv.ParseInt: parsing "{group_limit}": invalid syntax')  # fmt: skip
+        if int(group_limit) <= 0:
+            raise _invalid("group_limit", "group_limit needs to be greater than 0")
+        if token:  # no group carries that token: Prometheus says so
+            raise _invalid("group_next_token",
+                           f"invalid group_next_token '{token}'. were rule groups changed?")  # fmt: skip
+    return _success({"groups": []})
+
+
+@_routes("/alerts")
+def alerts(dataset: str | None = None) -> Response:
+    return _success({"alerts": []})
+
+
+# --- exemplars: none stored yet -------------------------------------------------------------
+def _has_selector(e: object) -> bool:
+    if isinstance(e, ast.VectorSelector | ast.MatrixSelector):
+        return True
+    if dataclasses.is_dataclass(e):
+        return any(_has_selector(getattr(e, f.name)) for f in dataclasses.fields(e))
+    if isinstance(e, tuple):
+        return any(_has_selector(x) for x in e)
+    return False
+
+
+@_routes("/query_exemplars", ("GET", "POST"))
+def query_exemplars(dataset: str | None = None) -> Response:
+    start = time_param("start", MIN_TIME_MS)
+    end = time_param("end", MAX_TIME_MS)
+    if end < start:
+        raise BadInputError("end timestamp must not be before start timestamp")
+    try:
+        expr = parse(arg("query") or "")
+    except ParseError as e:
+        raise BadInputError(str(e)) from e
+    return _success([] if _has_selector(expr) else None)
+
+
+# --- probes ---------------------------------------------------------------------------------
+def _text(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+@bp.route("/-/healthy", methods=["GET", "HEAD"])
+def healthy() -> Response:
+    return _text("FiloDB Server is Healthy.\n")
+
+
+@bp.route("/-/ready", methods=["GET", "HEAD"])
+def ready() -> Response:
+    from filodb.web.admin import cluster_health
+
+    ok, _ = cluster_health()
+    return _text("FiloDB Server is Ready.\n") if ok else _text("Service Unavailable\n", 503)

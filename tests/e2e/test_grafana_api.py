@@ -1,0 +1,202 @@
+"""What Grafana and Prometheus users call besides queries, side by side with Debian's Prometheus
+2.42 holding the same samples (written to both by remote write): format_query's text, the
+shapes of the status/targets/rules/alerts/exemplars routes, the probes, federation's exposition
+text; and ``limit=`` truncation with its warning on a real ``filodb up``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import requests
+from test_real_clients import PromServer
+
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import make_labels
+from filodb.prom.remote_write import encode_write_request
+from filodb.query.values import STALE_NAN_BITS
+from filodb.testing.wait import eventually, wait_for
+
+pytestmark = pytest.mark.e2e
+STALE = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
+
+
+class WritablePrometheus(PromServer):
+    """Prometheus with its remote-write receiver on, so tests can feed it the same samples."""
+
+    def start(self, wait_s: float = 30) -> WritablePrometheus:
+        import subprocess
+
+        log = open(self.home / "prometheus.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            ["/usr/bin/prometheus", f"--config.file={self.home / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.home / 'tsdb'}", "--web.enable-remote-write-receiver",
+             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=log)  # fmt: skip
+        proc = self.proc
+        wait_for(lambda: proc.poll() is None
+                 and requests.get(self.url + "/-/ready", timeout=1).status_code == 200,
+                 wait_s, "prometheus ready", self.log, interval=0.1)  # fmt: skip
+        return self
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    p = WritablePrometheus(tmp_path_factory.mktemp("prom"), {"global": {}}).start()
+    yield p
+    p.stop()
+
+
+def _write(url: str, batch: SampleBatch) -> None:
+    r = requests.post(url + "/api/v1/write", data=encode_write_request(batch), timeout=30,
+                      headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+                               "X-Prometheus-Remote-Write-Version": "0.1.0"})  # fmt: skip
+    assert r.status_code in (200, 204), r.text
+
+
+def _get(base: str, path: str, **params: object) -> requests.Response:
+    return requests.get(base + path, params=params, timeout=30)  # type: ignore[arg-type]
+
+
+QUERIES = [
+    "up",
+    'up{job="api"}',
+    'http_requests_total{job="api",code=~"5..",method!="GET"}',
+    "sum(rate(http_requests_total[5m])) by (job)",
+    "sum without (instance) (rate(x[1m]))",
+    "topk(5, sum by (job, instance) (rate(node_cpu_seconds_total{mode!='idle'}[5m])))",
+    "a / on(job) group_left(env) b",
+    "a + ignoring(instance) b",
+    "a and on() b",
+    "x > bool 1e3",
+    "-rate(x[90d])",
+    "x offset 1w @ 1700000000",
+    "x[5m] offset -30s",
+    "max_over_time(rate(x[5m])[1h:1m])",
+    "max_over_time(rate(x[5m])[1h:])",
+    'count_values("value", build_info)',
+    'label_replace(up, "dst", "$1", "src", "(.*)")',
+    "histogram_quantile(0.99, sum by (le) (rate(prometheus_http_request_duration_seconds_bucket[5m])))",
+    "(a + b) * c",
+    "1 + 2 * 3",
+    "0.5 * x + 1234.5",
+    # long enough to split over lines
+    'histogram_quantile(0.9, sum by (le, job, instance, handler) (rate(prometheus_http_request_duration_seconds_bucket{job="prometheus"}[5m]))) > 0.5 and on (job) up == 1',
+    'sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{namespace="kube-system", container!="", image!=""}[5m])) / on (namespace, pod) group_left () sum by (namespace, pod) (kube_pod_container_resource_requests{resource="cpu"})',
+    "-(sum(rate(aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa[5m])) + sum(rate(bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb[5m])))",
+    "max_over_time((sum(rate(aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa[5m])) + sum(rate(bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb[5m])))[1h:5m])",
+]  # fmt: skip
+
+
+def test_format_query_text_equals_prometheus(up, prom) -> None:  # type: ignore[no-untyped-def]
+    for q in QUERIES:
+        theirs = _get(prom.url, "/api/v1/format_query", query=q).json()
+        ours = _get(up.url, "/api/v1/format_query", query=q).json()
+        assert theirs["status"] == "success", (q, theirs)
+        assert ours == theirs, f"{q}\n--- ours\n{ours['data']}\n--- prometheus\n{theirs['data']}"
+    # Prometheus 3 prints numbers as FormatFloat(v, 'f', -1) where 2.42 printed %v (1e+06)
+    data = _get(up.url, "/api/v1/format_query", query="x > bool 1e6 + 1e-7").json()["data"]
+    assert data == "x > bool 1000000 + 0.0000001"
+
+
+def test_route_shapes_equal_prometheus(up, prom) -> None:  # type: ignore[no-untyped-def]
+    """Where Prometheus 2.42 has the route, our answer has its keys and types (Prometheus 3
+    added a few keys, which we carry too); empty answers are equal."""
+    for path, params in [("/api/v1/alertmanagers", {}), ("/api/v1/rules", {}),
+                         ("/api/v1/alerts", {}), ("/api/v1/targets/metadata", {}),
+                         ("/api/v1/rules", {"type": "alert"}),
+                         ("/api/v1/query_exemplars", {"query": "up", "start": 1, "end": 2})]:  # fmt: skip
+        theirs, ours = _get(prom.url, path, **params).json(), _get(up.url, path, **params).json()
+        assert ours == theirs, path
+    theirs = _get(prom.url, "/api/v1/targets").json()["data"]
+    ours = _get(up.url, "/api/v1/targets").json()["data"]
+    assert {k: ours[k] for k in theirs} == theirs
+    for path in ("/api/v1/status/runtimeinfo", "/api/v1/status/buildinfo",
+                 "/api/v1/status/config", "/api/v1/status/flags"):  # fmt: skip
+        theirs, ours = _get(prom.url, path).json()["data"], _get(up.url, path).json()["data"]
+        if path.endswith("flags"):
+            assert all(isinstance(v, str) for v in [*theirs.values(), *ours.values()])
+            continue
+        assert set(theirs) <= set(ours), (path, set(theirs) - set(ours))
+        for k in theirs:
+            assert type(ours[k]) is type(theirs[k]), (path, k, ours[k], theirs[k])
+    for path in ("/-/healthy", "/-/ready"):
+        assert _get(up.url, path).status_code == _get(prom.url, path).status_code == 200
+        assert requests.head(up.url + path, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/v1/format_query", {"query": "sum("}),
+    ("/api/v1/format_query", {}),
+    ("/api/v1/query_exemplars", {"query": "up", "start": 20, "end": 10}),
+    ("/api/v1/query_exemplars", {"query": "up{"}),
+    ("/api/v1/query_exemplars", {"query": "up", "start": "x"}),
+    ("/api/v1/rules", {"type": "neither"}),
+    ("/api/v1/targets/metadata", {"limit": "ten"}),
+    ("/api/v1/targets/metadata", {"match_target": "{"}),
+    ("/api/v1/metadata", {"limit": "ten"}),
+    ("/federate", {"match[]": "up{"}),
+])  # fmt: skip
+def test_bad_input_is_400_where_prometheus_says_400(up, prom, path, params) -> None:  # type: ignore[no-untyped-def]
+    theirs, ours = _get(prom.url, path, **params), _get(up.url, path, **params)
+    assert theirs.status_code == ours.status_code == 400, (theirs.text, ours.text)
+    assert ours.json()["status"] == "error" and ours.json()["errorType"] == "bad_data"
+    if theirs.headers.get("Content-Type", "").startswith("application/json"):
+        assert ours.json()["errorType"] == theirs.json()["errorType"]
+
+
+def test_federate_equals_prometheus(up, prom) -> None:  # type: ignore[no-untyped-def]
+    now = int(time.time() * 1000) // 1000 * 1000
+    series = [
+        make_labels({"__name__": "fed_total", "job": "fed", "instance": "a:1", "code": "200"}),
+        make_labels({"__name__": "fed_total", "job": "fed", "instance": "a:1", "code": "500"}),
+        make_labels({"__name__": "fed_gauge", "job": "fed"}),  # no instance: gets instance=""
+        make_labels({"__name__": "fed_gone", "job": "fed"}),  # latest is a stale marker
+        make_labels({"__name__": "fed_old", "job": "fed"}),  # older than the lookback
+        make_labels({"__name__": "fed_big", "job": "fed", "x": 'q"uo\\te'}),
+    ]
+    sidx = np.array([0, 0, 1, 1, 2, 3, 3, 4, 5])
+    ts = np.array([now - 60_000, now - 30_000, now - 50_000, now - 20_000, now - 10_000,
+                   now - 40_000, now - 30_000, now - 600_000, now - 5_000])  # fmt: skip
+    vals = np.array([1.0, 2.0, 3.0, 12345678.0, 0.25, 1.0, STALE, 9.0, 1.5e-7])
+    batch = SampleBatch(series, sidx, ts, vals)
+    _write(up.url, batch)
+    _write(prom.url, batch)
+    params = {"match[]": ['{job="fed"}', "fed_total"]}
+
+    def same() -> str:
+        theirs = requests.get(prom.url + "/federate", params=params, timeout=30)
+        ours = requests.get(up.url + "/federate", params=params, timeout=30)
+        assert theirs.status_code == ours.status_code == 200
+        assert ours.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert ours.text == theirs.text, f"--- ours\n{ours.text}\n--- prometheus\n{theirs.text}"
+        return ours.text
+
+    text = eventually(same, 60)
+    assert "fed_old" not in text and "fed_gone" not in text and 'instance=""' in text
+    assert requests.get(up.url + "/federate", timeout=30).text == ""  # no match[]: empty
+
+
+def test_limits_truncate_with_a_warning(up) -> None:  # type: ignore[no-untyped-def]
+    now = int(time.time() * 1000)
+    series = [
+        make_labels({"__name__": f"lim_{i % 3}", "job": "lim", "i": str(i)}) for i in range(12)
+    ]
+    _write(up.url, SampleBatch(series, np.arange(12), np.full(12, now), np.ones(12)))
+    match = {"match[]": '{job="lim"}'}
+    wait_for(lambda: _count(up.url, "/api/v1/series", match) == 12, 60, "12 series visible")
+    for path, full in [("/api/v1/series", 12), ("/api/v1/labels", 3),
+                       ("/api/v1/label/i/values", 12), ("/api/v1/label/__name__/values", 3)]:  # fmt: skip
+        body = _get(up.url, path, **match, limit=2).json()
+        assert len(body["data"]) == 2 and body["warnings"] == ["results truncated due to limit"]
+        whole = _get(up.url, path, **match).json()
+        assert len(whole["data"]) == full and "warnings" not in whole
+        assert body["data"] == whole["data"][:2]  # the first ones of the sorted answer
+        for limit in (0, full, full + 1):  # 0: no limit; a limit not reached: no warning
+            assert _get(up.url, path, **match, limit=limit).json() == whole
+
+
+def _count(base: str, path: str, params: dict) -> int:
+    r = _get(base, path, **params)
+    assert r.status_code == 200, r.text
+    return len(r.json()["data"])
