@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 import requests
-from test_real_clients import PromServer
 
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.query.values import STALE_NAN_BITS
+from filodb.testing.prometheus import PromServer
 from filodb.testing.wait import eventually, wait_for
 
 pytestmark = pytest.mark.e2e
