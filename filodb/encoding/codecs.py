@@ -64,9 +64,8 @@ def _many(bufs: list[bytes], is_ts: bool) -> tuple[np.ndarray, np.ndarray]:
     bounds = np.zeros(len(bufs) + 1, np.int64)
     np.cumsum(lens, out=bounds[1:])
     arr = np.frombuffer(b"".join(bufs), np.uint8)
-    if sum(int.from_bytes(b[1:5], "little") for b in bufs) > MAX_ROWS * max(1, len(bufs) // 64):
-        raise _bad("timestamp" if is_ts else "double")  # claimed counts past any real chunk
-    out, offsets, bad = K.decode_many(arr, bounds, is_ts)
+    # claimed counts past any real chunk are refused before allocating
+    out, offsets, bad = K.decode_many(arr, bounds, is_ts, MAX_ROWS * max(1, len(bufs) // 64))
     if bad >= 0:
         raise _bad("timestamp" if is_ts else "double")
     return (out.view(np.int64) if is_ts else out.view(np.float64)), offsets
