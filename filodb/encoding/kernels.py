@@ -444,7 +444,10 @@ def _ts_v2(ts: np.ndarray, mode: int) -> np.ndarray:
         d = np.empty(max(n - 1, 0), np.int64)
         for i in range(n - 1):
             d[i] = ts[i + 1] - ts[i]
-        second = np.sort(d)[len(d) // 2] if len(d) else np.int64(0)
+        second = np.int64(0)
+        if len(d):  # the median interval, of at most 63 evenly spaced ones
+            sample = np.sort(d[:: max(1, len(d) // 63)])
+            second = sample[len(sample) // 2]
         r = np.empty(max(n - 1, 0), np.int64)
         t = first
         for i in range(n - 1):
@@ -471,8 +474,8 @@ def encode_ts(ts: np.ndarray) -> np.ndarray:
     """The timestamp vector (format 6), grid residuals or deltas-of-deltas, whichever is
     smaller."""
     a = _ts_v2(ts, MODE_GRID)
-    if len(ts) < 3:
-        return a
+    if len(ts) < 3 or len(a) <= 32 + (len(ts) * 4 + 7) // 8:
+        return a  # on the grid within 4 bits: deltas of deltas of the jitter are no smaller
     b = _ts_v2(ts, MODE_DOD)
     return a if len(a) <= len(b) else b
 
