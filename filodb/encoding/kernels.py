@@ -14,7 +14,7 @@ import numpy as np
 from filodb.encoding.bits import bitlen as _bitlen
 from filodb.encoding.bits import pack_bits
 from filodb.encoding.bits import unpack_bits as _unpack_bits
-from filodb.encoding.blocks import cpfor_decode, cpfor_encode, get_sv, get_uv, put_sv, put_uv
+from filodb.encoding.blocks import get_sv, get_uv, put_sv, put_uv, range_decode, range_encode
 from filodb.encoding.gorilla import F_XOR, xor_decode_into, xor_encode
 
 TS_DOD = 1  # timestamps: first, first delta, fixed-width zigzag deltas-of-deltas
@@ -22,8 +22,8 @@ F_RAW = 0  # doubles: raw little-endian bits
 F_DELTA = 2  # doubles: decimal mantissas, fixed-width zigzag deltas, raw exceptions
 F_DOD = 3  # doubles: decimal mantissas, fixed-width zigzag deltas-of-deltas, raw exceptions
 # F_XOR = 4: doubles, XOR with the previous value (gorilla.py)
-F_DEC = 5  # doubles: decimal mantissas, varint header, centred PFOR of (d)deltas, exceptions
-TS_V2 = 6  # timestamps: varint header, grid residuals or deltas-of-deltas in a centred PFOR
+F_DEC = 5  # doubles: decimal mantissas, varint header, range block of (d)deltas, exceptions
+TS_V2 = 6  # timestamps: varint header, grid residuals or deltas-of-deltas in a range block
 MODE_DELTA, MODE_DOD, MODE_GRID = 1, 2, 3
 XOR_TRY_ABOVE = 1.5  # bytes a value: past it the encoder also tries XOR
 
@@ -401,7 +401,7 @@ def encode_values_v1(vals: np.ndarray, max_scale: int) -> np.ndarray:
     return out
 
 
-# --- v2 formats: varint headers, centred PFOR blocks ----------------------------------------
+# --- v2 formats: varint headers, range block blocks ----------------------------------------
 @nb.njit(cache=True)
 def _decode_ts_v2(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     nu, p = get_uv(buf, start + 1, end)
@@ -417,7 +417,7 @@ def _decode_ts_v2(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: in
         return 0
     rest = n - 1 if mode == MODE_GRID else max(n - 2, 0)
     r = np.empty(rest, np.int64)
-    if cpfor_decode(buf, p, end, rest, r) < 0:
+    if range_decode(buf, p, end, rest, r) < 0:
         return -1
     out[at] = first
     if mode == MODE_GRID:
@@ -458,7 +458,7 @@ def _ts_v2(ts: np.ndarray, mode: int) -> np.ndarray:
         r = np.empty(max(n - 2, 0), np.int64)
         for i in range(n - 2):
             r[i] = (ts[i + 2] - ts[i + 1]) - (ts[i + 1] - ts[i])
-    body = cpfor_encode(r)
+    body = range_encode(r)
     out = np.zeros(1 + 10 + 1 + 10 + 10 + len(body), np.uint8)
     out[0] = TS_V2
     p = put_uv(out, 1, np.uint64(n))
@@ -517,7 +517,7 @@ def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at:
     head = 2 if mode == MODE_DOD else 1
     rest = max(n - head, 0)
     r = np.empty(rest, np.int64)
-    if n and cpfor_decode(buf, p, end, rest, r) < 0:
+    if n and range_decode(buf, p, end, rest, r) < 0:
         return -1
     scale = 10.0**k
     res = out[at : at + n].view(np.float64)
@@ -555,7 +555,7 @@ def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
     g = gcd_of(d)
     for i in range(len(d)):
         d[i] //= g
-    body = cpfor_encode(d)
+    body = range_encode(d)
     n_exc = n - n_ok
     out = np.zeros(1 + 10 + 2 + 10 * 4 + 18 * n_exc + len(body), np.uint8)
     out[0] = F_DEC

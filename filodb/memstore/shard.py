@@ -63,6 +63,7 @@ class FlushData:
     offset: int
     chunks: list[tuple[bytes, Chunk]] = field(default_factory=list)
     chunk_series: list[int] = field(default_factory=list)
+    covers: list[list[Chunk]] = field(default_factory=list)  # memory's chunks in each chunk
     part_keys: list[tuple[bytes, int, int]] = field(default_factory=list)
     series: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     generation: int = 0
@@ -73,11 +74,13 @@ class TimeSeriesShard:
 
     def __init__(
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
-        memory_budget: int = 0, pager: Pager | None = None,
+        memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.shard = shard
         self.max_chunk_samples = max(2, int(max_chunk_samples))
+        # a flush writes a series' consecutive unflushed chunks as one, up to this many rows
+        self.flush_chunk_samples = int(flush_chunk_samples) or 4 * self.max_chunk_samples
         self.num_groups = max(1, int(num_groups))
         self.memory_budget = int(memory_budget)
         self.pager = pager
@@ -251,10 +254,10 @@ class TimeSeriesShard:
             fd = FlushData(group, self.offset, generation=self._generation)
             for s in sids.tolist():
                 pk = self._pk[s]
-                for c in self._chunks[s]:
-                    if not c.flushed:
-                        fd.chunks.append((pk, c))
-                        fd.chunk_series.append(s)
+                for run in self._flush_runs(self._chunks[s]):
+                    fd.chunks.append((pk, run[0] if len(run) == 1 else _merge(run)))
+                    fd.chunk_series.append(s)
+                    fd.covers.append(run)
             dirty = sids[self._touched[sids] > self._pk_saved[sids]]
             fd.series = dirty
             fd.part_keys = [
@@ -265,13 +268,31 @@ class TimeSeriesShard:
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
         with self._lock:
-            for sid, (_, c) in zip(fd.chunk_series, fd.chunks, strict=True):
-                c.flushed = True
-                self._store_start[sid] = min(int(self._store_start[sid]), c.start)
+            for sid, run in zip(fd.chunk_series, fd.covers, strict=True):
+                for c in run:
+                    c.flushed = True
+                self._store_start[sid] = min(int(self._store_start[sid]), run[0].start)
             self._pk_saved[fd.series] = np.maximum(self._pk_saved[fd.series], fd.generation)
             self.checkpoints[fd.group] = fd.offset
             self.last_flush[fd.group] = time.time()
             self._evict()
+
+    def _flush_runs(self, chunks: list[Chunk]) -> list[list[Chunk]]:
+        """The series' unflushed chunks in runs of consecutive ones that together hold at most
+        ``flush_chunk_samples`` rows: each run is written as one chunk. Fewer, larger chunks
+        at rest cost fewer headers, rows and index entries; the samples are the same."""
+        runs: list[list[Chunk]] = []
+        rows = 0
+        for c in chunks:
+            if c.flushed:
+                continue
+            if runs and rows + c.count <= self.flush_chunk_samples:
+                runs[-1].append(c)
+                rows += c.count
+            else:
+                runs.append([c])
+                rows = c.count
+        return runs
 
     # --- memory ---------------------------------------------------------------------------
     @property
@@ -441,6 +462,12 @@ class TimeSeriesShard:
                 "last_flush": max(self.last_flush.values(), default=0.0),
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
             }
+
+
+def _merge(run: list[Chunk]) -> Chunk:
+    """One chunk holding the samples of consecutive chunks (its id: the first one's start)."""
+    ts, vals, _ = decode_chunks(run)
+    return encode_chunk(ts, vals)
 
 
 def _dedupe(
