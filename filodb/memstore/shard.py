@@ -15,7 +15,12 @@ calls :meth:`commit_flush`, which marks them flushed (evictable) and records the
 Memory: past ``memory_budget`` bytes, flushed chunks are evicted oldest first, then the empty
 buffers of idle series are freed; a series keeps its labels and index entry. A query for data
 older than what memory holds of a series pages it from the column store through ``pager``
-(``pager(part_keys, start_ms, end_ms) -> chunk records``), so answers do not change.
+(``pager(part_keys, start_ms, end_ms) -> chunk records``), so answers do not change. Paged
+chunks are kept in a page cache (``page_cache_bytes``, a :class:`ByteBoundedCache` per shard)
+with the range they were read for: a second query over the same old range reads no store and
+decodes chunks as an in-memory query does. The store only gains chunks of samples newer than
+both what memory held and the series' newest sample when a range was paged, so a cached range
+(cut at that newest sample) stays exact; retention empties the cache.
 
 Queries read through the :class:`~filodb.model.source.SeriesSource` methods. One lock guards
 the shard: the ingest thread, flush tasks and query tasks of the worker share it.
@@ -34,6 +39,7 @@ import numpy as np
 from filodb.memstore.chunks import Chunk, chunk_from_vectors, decode_chunks, encode_chunk
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
+from filodb.model.cache import ByteBoundedCache
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
@@ -75,6 +81,7 @@ class TimeSeriesShard:
     def __init__(
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
+        page_cache_bytes: int = 64 << 20,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.shard = shard
@@ -107,7 +114,12 @@ class TimeSeriesShard:
         self.samples_ingested = 0
         self.samples_rejected = 0
         self.chunks_evicted = 0
-        self.chunks_paged = 0
+        self.chunks_paged = 0  # read from the column store
+        self.page_cache_hits = 0  # paged chunks served again from the page cache
+        # per series: (lo, hi, chunks) = every stored chunk overlapping [lo, hi], as paged
+        self._page_cache: ByteBoundedCache[int, tuple[int, int, list[Chunk]]] = ByteBoundedCache(
+            max(0, int(page_cache_bytes)), _paged_weight
+        )
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
 
@@ -327,6 +339,7 @@ class TimeSeriesShard:
         """Retention: forget chunks that end before ``cutoff_ms``; returns how many."""
         dropped = 0
         with self._lock:
+            self._page_cache.forget()  # the store drops what retention cuts, so must the cache
             for s, cs in enumerate(self._chunks):
                 while cs and cs[0].end < cutoff_ms:
                     self.chunk_bytes -= cs.pop(0).nbytes
@@ -411,20 +424,42 @@ class TimeSeriesShard:
         need = ids[older]
         if len(need) == 0:
             return {}
-        hi = int(min(end_ms, int(self._mem_start[need].max()) - 1))
-        by_pk = {self._pk[s]: s for s in need.tolist()}
+        his = np.minimum(end_ms, self._mem_start[need] - 1)
+        # Every later sample of a series is newer than its newest now (in-order ingestion),
+        # and memory holds everything from mem_start on, so the store's chunks overlapping
+        # [start_ms, min(hi, last)] are final: that range is what a cache entry vouches for.
+        upto = np.minimum(his, self._last[need])
         out: dict[int, list[Chunk]] = {}
+        missed: list[int] = []
+        for s, s_hi in zip(need.tolist(), upto.tolist(), strict=True):
+            got = self._page_cache.get(s)
+            if got is not None and got[0] <= start_ms and s_hi <= got[1]:
+                hit = [c for c in got[2] if c.end >= start_ms and c.start <= s_hi]
+                self.page_cache_hits += len(hit)
+                if hit:
+                    out[s] = hit
+            else:
+                missed.append(s)
+        if not missed:
+            return out
+        hi = int(his.max())
+        by_pk = {self._pk[s]: s for s in missed}
+        read: dict[int, list[Chunk]] = {s: [] for s in missed}
+        final = dict(zip(need.tolist(), upto.tolist(), strict=True))
         for rec in self.pager(list(by_pk), start_ms, hi):
             s = by_pk.get(rec.part_key)
             if s is not None:
-                out.setdefault(s, []).append(
+                read[s].append(
                     chunk_from_vectors(
                         rec.chunk_id, rec.start_ms, rec.end_ms, rec.num_rows, rec.vectors
                     )
                 )
-        for cs in out.values():
+        for s, cs in read.items():
             cs.sort(key=lambda c: c.start)
             self.chunks_paged += len(cs)
+            self._page_cache.put(s, (start_ms, final[s], cs))
+            if cs:
+                out[s] = cs
         return out
 
     def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
@@ -459,9 +494,15 @@ class TimeSeriesShard:
                 "samples_rejected": self.samples_rejected,
                 "chunks_evicted": self.chunks_evicted,
                 "chunks_paged": self.chunks_paged,
+                "page_cache_hits": self.page_cache_hits,
+                "page_cache_bytes": self._page_cache.nbytes,
                 "last_flush": max(self.last_flush.values(), default=0.0),
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
             }
+
+
+def _paged_weight(entry: tuple[int, int, list[Chunk]]) -> int:
+    return 120 + sum(c.nbytes + 200 for c in entry[2])  # the vectors, and Chunk objects
 
 
 def _merge(run: list[Chunk]) -> Chunk:
