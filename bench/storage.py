@@ -5,7 +5,9 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``:
 ``encode_samples_per_s`` and ``decode_samples_per_s`` (one core; a sample = timestamp + value;
 decode through the batch decoders), ``bytes_per_sample`` (encoded chunk vectors; per kind, and
 for noisy gauges outside the workload, as extra lines), ``bytes_per_sample_at_rest`` (the
-SQLite files after a flush and a clean close; per kind, each kind flushed alone), ``ingest_samples_per_s`` (decoded record batches into one
+SQLite files after a flush and a clean close; per kind, each kind flushed alone),
+``paged_select_ms`` (one select over all data of a shard holding none of it in memory: first,
+second through the page cache, and the same select on a shard holding it all in memory), ``ingest_samples_per_s`` (decoded record batches into one
 shard, chunks closing as they fill), ``rss_bytes_per_series`` (resident memory of a memstore
 holding 2 h of every series, measured in a fresh process), ``index_match_ms`` (tag-index
 lookups per matcher kind at ``--index-series``, 1 M by default), and with ``--peers`` the same
@@ -165,6 +167,51 @@ def ingest_and_disk(series: list, ts: np.ndarray, vals: np.ndarray, kinds: list[
     return disk / total
 
 
+def paged_figures(series: list, ts: np.ndarray, vals: np.ndarray, ctx: dict) -> None:
+    """One select over everything of a shard that holds none of it (flushed to SQLite and
+    evicted): the first reads the store and fills the page cache, the second is served from
+    it; beside them the same select on a shard holding every chunk in memory (each best of 3)."""
+    from filodb.node.flush import make_pager
+
+    bs = batches(series, ts, vals)
+    name = Matcher("__name__", "=~", "bench_.*")
+    lo, hi = int(ts.min()), int(ts.max())
+    with tempfile.TemporaryDirectory() as d:
+        cs, meta = open_store("sqlite", d)
+        cs.initialize("bench", 1)
+        mem = TimeSeriesShard("bench", 0, max_chunk_samples=CHUNK)
+        paged = TimeSeriesShard("bench", 0, max_chunk_samples=CHUNK, memory_budget=1,
+                                pager=make_pager(cs, "bench", 0))  # fmt: skip
+        for off, b in enumerate(bs, 1):
+            mem.ingest(b, off)
+            paged.ingest(b, off)
+        flush_all(paged, cs, meta)
+        for s in (mem, paged):  # close the write buffers of both alike
+            for g in range(s.num_groups):
+                s.prepare_flush(g)
+        assert paged.stats()["chunks"] == 0
+        times = {"first": 1e9, "second": 1e9}
+        for _ in range(3):  # best of 3, the page cache emptied before each first
+            paged._page_cache.forget()
+            for what in ("first", "second"):
+                t = time.perf_counter()
+                n = len(paged.select([name], lo, hi).ts)
+                times[what] = min(times[what], time.perf_counter() - t)
+        best = 1e9
+        for _ in range(3):
+            t = time.perf_counter()
+            n_mem = len(mem.select([name], lo, hi).ts)
+            best = min(best, time.perf_counter() - t)
+        assert n == n_mem == vals.size
+        cs.close()
+        meta.close()
+    for what, took in times.items():
+        emit("paged_select_ms", 1000 * took, "ms", query=what, samples=n,
+             **{k: v for k, v in ctx.items() if k != "samples"})  # fmt: skip
+    emit("paged_select_ms", 1000 * best, "ms", query="in memory", samples=n,
+         **{k: v for k, v in ctx.items() if k != "samples"})  # fmt: skip
+
+
 def noisy_gauges(n_series: int, n: int, ctx: dict) -> None:
     """Chunk vectors of gauges with no short decimal form (ratios, averages, load: what falls
     back to raw without XOR), codec only; not part of the exporter-like workload above."""
@@ -321,6 +368,7 @@ def main() -> None:
     bps = codec_figures(ts, vals, kinds, ctx)
     noisy_gauges(min(a.series, 1000), n, ctx)
     disk_bps = ingest_and_disk(series, ts, vals, kinds, ctx)
+    paged_figures(series, ts, vals, ctx)
     if a.bytes_only:
         if not a.no_peers:
             peers_disk(series, ts, vals, ctx, bps, disk_bps)
