@@ -1,6 +1,6 @@
-"""Chunk codecs: timestamps (delta-of-delta) and float64 values (decimal mantissas, deltas,
-raw exceptions), bit-exact, with batch decoders for many chunks at once. Formats:
-``docs/encoding.md``."""
+"""Chunk codecs: timestamps (grid residuals or deltas of deltas) and float64 values (decimal
+mantissas, deltas, raw exceptions; XOR; raw), bit-exact, with batch decoders for many chunks at
+once. Formats: ``docs/encoding.md``."""
 
 from filodb.encoding.codecs import (
     decode_doubles,

@@ -1,12 +1,13 @@
-"""Chunk vector codecs: timestamps (delta-of-delta) and float64 values (decimal mantissas with
-delta or delta-of-delta, raw exceptions), bit-exact, numpy to analyse and numba to pack/unpack.
+"""Chunk vector codecs: timestamps (on a grid, or deltas of deltas) and float64 values
+(decimal mantissas with delta or delta-of-delta and raw exceptions, XOR, raw), bit-exact,
+chosen per chunk, numba to analyse, pack and unpack. Formats: ``docs/encoding.md``.
 
 Values: the encoder looks for the smallest decimal scale ``k`` (0..6) at which most values are
 ``m / 10**k`` exactly (bit for bit) for an integer ``m`` below 2**53: integer counters and
-gauges with a few decimals are. Those become integer mantissas, stored as fixed-width zigzag
-deltas (or deltas of deltas, whichever packs smaller); the values that are not (a stale-marker
-NaN, ±Inf, -0.0, a stray fraction) are kept raw as exceptions at their positions. Noise that
-fits no scale is stored raw (8 bytes per value).
+gauges with a few decimals are. Those become integer mantissas whose differences go into a
+range block; the values that are not (a stale-marker NaN, ±Inf, -0.0, a stray fraction) are
+kept raw as exceptions at their positions. Values that fit no scale are XORed with their
+predecessor (Gorilla) when that is smaller than raw.
 """
 
 from __future__ import annotations
@@ -64,9 +65,8 @@ def _many(bufs: list[bytes], is_ts: bool) -> tuple[np.ndarray, np.ndarray]:
     bounds = np.zeros(len(bufs) + 1, np.int64)
     np.cumsum(lens, out=bounds[1:])
     arr = np.frombuffer(b"".join(bufs), np.uint8)
-    if sum(int.from_bytes(b[1:5], "little") for b in bufs) > MAX_ROWS * max(1, len(bufs) // 64):
-        raise _bad("timestamp" if is_ts else "double")  # claimed counts past any real chunk
-    out, offsets, bad = K.decode_many(arr, bounds, is_ts)
+    # claimed counts past any real chunk are refused before allocating
+    out, offsets, bad = K.decode_many(arr, bounds, is_ts, MAX_ROWS * max(1, len(bufs) // 64))
     if bad >= 0:
         raise _bad("timestamp" if is_ts else "double")
     return (out.view(np.int64) if is_ts else out.view(np.float64)), offsets

@@ -11,70 +11,21 @@ import math
 import numba as nb
 import numpy as np
 
+from filodb.encoding.bits import bitlen as _bitlen
+from filodb.encoding.bits import pack_bits
+from filodb.encoding.bits import unpack_bits as _unpack_bits
+from filodb.encoding.blocks import get_sv, get_uv, put_sv, put_uv, range_decode, range_encode
+from filodb.encoding.gorilla import F_XOR, xor_decode_into, xor_encode
+
 TS_DOD = 1  # timestamps: first, first delta, fixed-width zigzag deltas-of-deltas
 F_RAW = 0  # doubles: raw little-endian bits
 F_DELTA = 2  # doubles: decimal mantissas, fixed-width zigzag deltas, raw exceptions
 F_DOD = 3  # doubles: decimal mantissas, fixed-width zigzag deltas-of-deltas, raw exceptions
-
-
-@nb.njit(cache=True)
-def pack_bits(u: np.ndarray, width: int, out: np.ndarray, pos: int) -> int:
-    """Write each value of ``u`` in ``width`` bits at byte ``pos`` of ``out``; the next pos."""
-    if width == 0:
-        return pos
-    acc = np.uint64(0)
-    nacc = 0
-    for i in range(len(u)):
-        v = u[i]
-        done = 0
-        while done < width:
-            take = min(width - done, 64 - nacc)
-            if take == 64:
-                chunk = v
-            else:
-                chunk = (v >> np.uint64(done)) & ((np.uint64(1) << np.uint64(take)) - np.uint64(1))
-            acc |= chunk << np.uint64(nacc)
-            nacc += take
-            done += take
-            if nacc == 64:
-                for b in range(8):
-                    out[pos] = np.uint8((acc >> np.uint64(8 * b)) & np.uint64(0xFF))
-                    pos += 1
-                acc = np.uint64(0)
-                nacc = 0
-    nb_ = (nacc + 7) // 8
-    for b in range(nb_):
-        out[pos] = np.uint8((acc >> np.uint64(8 * b)) & np.uint64(0xFF))
-        pos += 1
-    return pos
-
-
-@nb.njit(cache=True)
-def _unpack_bits(buf: np.ndarray, pos: int, n: int, width: int, out: np.ndarray, at: int) -> int:
-    """Read ``n`` values of ``width`` bits from byte ``pos``; returns the next byte pos."""
-    if width == 0:
-        for i in range(n):
-            out[at + i] = np.uint64(0)
-        return pos
-    bitpos = 0
-    mask = (
-        np.uint64(0xFFFFFFFFFFFFFFFF)
-        if width == 64
-        else (np.uint64(1) << np.uint64(width)) - np.uint64(1)
-    )
-    for i in range(n):
-        v = np.uint64(0)
-        got = 0
-        while got < width:
-            byte = np.uint64(buf[pos + (bitpos >> 3)])
-            off = bitpos & 7
-            take = min(8 - off, width - got)
-            bits = (byte >> np.uint64(off)) & ((np.uint64(1) << np.uint64(take)) - np.uint64(1))
-            v |= bits << np.uint64(got)
-            got += take
-            bitpos += take
-        out[at + i] = v & mask
-    return pos + (bitpos + 7) // 8
+# F_XOR = 4: doubles, XOR with the previous value (gorilla.py)
+F_DEC = 5  # doubles: decimal mantissas, varint header, range block of (d)deltas, exceptions
+TS_V2 = 6  # timestamps: varint header, grid residuals or deltas-of-deltas in a range block
+MODE_DELTA, MODE_DOD, MODE_GRID = 1, 2, 3
+XOR_TRY_ABOVE = 1.5  # bytes a value: past it the encoder also tries XOR
 
 
 @nb.njit(cache=True)
@@ -101,9 +52,16 @@ def _unzigzag(u: np.uint64) -> np.int64:
 @nb.njit(cache=True)
 def count_of(buf: np.ndarray, start: int, end: int) -> int:
     """Samples in the vector at ``buf[start:end]`` (-1 when it is not one)."""
+    if end - start < 2:
+        return -1
+    if buf[start] >= F_XOR:  # the v2 formats: a varint count
+        n, p = get_uv(buf, start + 1, end)
+        if p < 0 or n > np.uint64(1 << 40):
+            return -1
+        return int(np.int64(n))
     if end - start < 5:
         return -1
-    return _u32(buf, start + 1)
+    return int(np.int64(_u32(buf, start + 1)))
 
 
 @nb.njit(cache=True)
@@ -129,6 +87,8 @@ def _unpack_patched(buf: np.ndarray, p: int, end: int, n: int, tmp: np.ndarray) 
 @nb.njit(cache=True)
 def decode_ts_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     """Decode the timestamp vector at ``buf[start:end]`` into ``out[at:]``; returns n or -1."""
+    if end - start >= 2 and buf[start] == TS_V2:
+        return _decode_ts_v2(buf, start, end, out, at)
     if end - start < 26 or buf[start] != TS_DOD:
         return -1
     n = _u32(buf, start + 1)
@@ -155,9 +115,15 @@ def decode_ts_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: i
 @nb.njit(cache=True)
 def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     """Decode the double vector at ``buf[start:end]`` into ``out[at:]`` (as uint64 bits)."""
-    if end - start < 5:
+    if end - start < 2:
         return -1
     fmt = buf[start]
+    if fmt == F_XOR:
+        return xor_decode_into(buf, start, end, out, at)
+    if fmt == F_DEC:
+        return _decode_dec_into(buf, start, end, out, at)
+    if end - start < 5:
+        return -1
     n = _u32(buf, start + 1)
     if n < 0 or at + n > len(out):
         return -1
@@ -219,15 +185,16 @@ def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, 
 
 @nb.njit(cache=True)
 def decode_many(
-    buf: np.ndarray, bounds: np.ndarray, is_ts: bool
+    buf: np.ndarray, bounds: np.ndarray, is_ts: bool, max_total: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Decode every vector ``buf[bounds[i]:bounds[i+1]]``; (values, offsets, index of a bad
-    vector or -1). Timestamps come back as int64 bits, doubles as uint64 bits."""
+    vector or -1). Timestamps come back as int64 bits, doubles as uint64 bits. Claimed counts
+    adding up past ``max_total`` make the last vector bad, before anything is allocated."""
     k = len(bounds) - 1
     offsets = np.zeros(k + 1, np.int64)
     for i in range(k):
         c = count_of(buf, bounds[i], bounds[i + 1])
-        if c < 0:
+        if c < 0 or offsets[i] + c > max_total:
             return np.zeros(0, np.uint64), offsets, i
         offsets[i + 1] = offsets[i] + c
     out = np.empty(offsets[k], np.uint64)
@@ -282,15 +249,6 @@ def mantissas(vals: np.ndarray, max_scale: int) -> tuple[int, np.ndarray, np.nda
         if n_ok == n:
             break
     return best_k, best_m, best_mask, best_ok
-
-
-@nb.njit(cache=True)
-def _bitlen(u: np.uint64) -> int:
-    n = 0
-    while u:
-        u >>= np.uint64(1)
-        n += 1
-    return n
 
 
 @nb.njit(cache=True)
@@ -366,8 +324,8 @@ def _put(out: np.ndarray, p: int, v: np.uint64, nbytes: int) -> int:
 
 
 @nb.njit(cache=True)
-def encode_ts(ts: np.ndarray) -> np.ndarray:
-    """The timestamp vector (format 1) in one call."""
+def encode_ts_v1(ts: np.ndarray) -> np.ndarray:
+    """The timestamp vector in format 1 (no longer written; kept to test reading old data)."""
     n = len(ts)
     first = ts[0] if n else np.int64(0)
     delta = ts[1] - ts[0] if n > 1 else np.int64(0)
@@ -385,9 +343,9 @@ def encode_ts(ts: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
-    """The double vector in one call: formats 2/3 when at least 75 % of the values are decimal
-    mantissas at one scale, else format 0 (raw)."""
+def encode_values_v1(vals: np.ndarray, max_scale: int) -> np.ndarray:
+    """The double vector in formats 0/2/3 (no longer written; kept to test reading old data):
+    2/3 when at least 75 % of the values are decimal mantissas at one scale, else 0 (raw)."""
     n = len(vals)
     bits = vals.view(np.uint64)
     k, m, ok, n_ok = mantissas(vals, max_scale)
@@ -441,3 +399,225 @@ def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
             q = _put(out, q, bits[i], 8)
     out[q:] = body
     return out
+
+
+# --- v2 formats: varint headers, range block blocks ----------------------------------------
+@nb.njit(cache=True)
+def _decode_ts_v2(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    nu, p = get_uv(buf, start + 1, end)
+    if p < 0 or p >= end or nu > np.uint64(len(out) - at):
+        return -1
+    n = int(np.int64(nu))
+    mode = buf[p]
+    first, p = get_sv(buf, p + 1, end)
+    second, p = get_sv(buf, p, end)
+    if p < 0 or (mode != MODE_GRID and mode != MODE_DOD):
+        return -1
+    if n == 0:
+        return 0
+    rest = n - 1 if mode == MODE_GRID else max(n - 2, 0)
+    r = np.empty(rest, np.int64)
+    if range_decode(buf, p, end, rest, r) < 0:
+        return -1
+    out[at] = first
+    if mode == MODE_GRID:
+        t = first
+        for i in range(rest):
+            t += second
+            out[at + 1 + i] = t + r[i]
+    elif n >= 2:
+        prev = first + second
+        out[at + 1] = prev
+        delta = second
+        for i in range(rest):
+            delta += r[i]
+            prev += delta
+            out[at + 2 + i] = prev
+    return n
+
+
+@nb.njit(cache=True)
+def _ts_v2(ts: np.ndarray, mode: int) -> np.ndarray:
+    n = len(ts)
+    first = ts[0] if n else np.int64(0)
+    if mode == MODE_GRID:
+        d = np.empty(max(n - 1, 0), np.int64)
+        for i in range(n - 1):
+            d[i] = ts[i + 1] - ts[i]
+        second = np.int64(0)
+        if len(d):  # the median interval, of at most 63 evenly spaced ones
+            sample = np.sort(d[:: max(1, len(d) // 63)])
+            second = sample[len(sample) // 2]
+        r = np.empty(max(n - 1, 0), np.int64)
+        t = first
+        for i in range(n - 1):
+            t += second
+            r[i] = ts[i + 1] - t
+    else:
+        second = ts[1] - ts[0] if n > 1 else np.int64(0)
+        r = np.empty(max(n - 2, 0), np.int64)
+        for i in range(n - 2):
+            r[i] = (ts[i + 2] - ts[i + 1]) - (ts[i + 1] - ts[i])
+    body = range_encode(r)
+    out = np.zeros(1 + 10 + 1 + 10 + 10 + len(body), np.uint8)
+    out[0] = TS_V2
+    p = put_uv(out, 1, np.uint64(n))
+    out[p] = mode
+    p = put_sv(out, p + 1, first)
+    p = put_sv(out, p, second)
+    out[p : p + len(body)] = body
+    return out[: p + len(body)]
+
+
+@nb.njit(cache=True)
+def encode_ts(ts: np.ndarray) -> np.ndarray:
+    """The timestamp vector (format 6), grid residuals or deltas-of-deltas, whichever is
+    smaller."""
+    a = _ts_v2(ts, MODE_GRID)
+    if len(ts) < 3 or len(a) <= 32 + (len(ts) * 4 + 7) // 8:
+        return a  # on the grid within 4 bits: deltas of deltas of the jitter are no smaller
+    b = _ts_v2(ts, MODE_DOD)
+    return a if len(a) <= len(b) else b
+
+
+@nb.njit(cache=True)
+def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    nu, p = get_uv(buf, start + 1, end)
+    if p < 0 or p + 2 > end or nu > np.uint64(len(out) - at):
+        return -1
+    n = int(np.int64(nu))
+    k = int(buf[p])
+    mode = buf[p + 1]
+    if k > 18 or (mode != MODE_DELTA and mode != MODE_DOD):
+        return -1
+    gu, p = get_uv(buf, p + 2, end)
+    m, p = get_sv(buf, p, end)
+    d = np.int64(0)
+    if mode == MODE_DOD:
+        d, p = get_sv(buf, p, end)
+    n_exc_u, p = get_uv(buf, p, end)
+    if p < 0 or n_exc_u > nu:
+        return -1
+    g = np.int64(gu)
+    n_exc = int(np.int64(n_exc_u))
+    exc_pos = np.empty(n_exc, np.int64)
+    pos = 0
+    for j in range(n_exc):
+        gap, p = get_uv(buf, p, end)
+        if p < 0 or gap >= nu:
+            return -1
+        pos += int(np.int64(gap))
+        if pos >= n:
+            return -1
+        exc_pos[j] = pos
+    exc_at = p
+    p += 8 * n_exc
+    if p > end:
+        return -1
+    head = 2 if mode == MODE_DOD else 1
+    rest = max(n - head, 0)
+    r = np.empty(rest, np.int64)
+    if n and range_decode(buf, p, end, rest, r) < 0:
+        return -1
+    scale = 10.0**k
+    res = out[at : at + n].view(np.float64)
+    if n >= 1:
+        res[0] = m / scale
+    if mode == MODE_DOD:
+        if n >= 2:
+            m += d
+            res[1] = m / scale
+        for i in range(rest):
+            d += r[i] * g
+            m += d
+            res[2 + i] = m / scale
+    else:
+        for i in range(rest):
+            m += r[i] * g
+            res[1 + i] = m / scale
+    for j in range(n_exc):
+        out[at + exc_pos[j]] = _u64(buf, exc_at + 8 * j)
+    return n
+
+
+@nb.njit(cache=True)
+def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
+            mode: int) -> np.ndarray:  # fmt: skip
+    n = len(m)
+    head = 2 if mode == MODE_DOD else 1
+    d = np.empty(max(n - head, 0), np.int64)
+    if mode == MODE_DOD:
+        for i in range(n - 2):
+            d[i] = (m[i + 2] - m[i + 1]) - (m[i + 1] - m[i])
+    else:
+        for i in range(n - 1):
+            d[i] = m[i + 1] - m[i]
+    g = gcd_of(d)
+    for i in range(len(d)):
+        d[i] //= g
+    body = range_encode(d)
+    n_exc = n - n_ok
+    out = np.zeros(1 + 10 + 2 + 10 * 4 + 18 * n_exc + len(body), np.uint8)
+    out[0] = F_DEC
+    p = put_uv(out, 1, np.uint64(n))
+    out[p] = k
+    out[p + 1] = mode
+    p = put_uv(out, p + 2, np.uint64(g))
+    p = put_sv(out, p, m[0])
+    if mode == MODE_DOD:
+        p = put_sv(out, p, m[1] - m[0])
+    p = put_uv(out, p, np.uint64(n_exc))
+    prev = 0
+    for i in range(n):
+        if not ok[i]:
+            p = put_uv(out, p, np.uint64(i - prev))
+            prev = i
+    for i in range(n):
+        if not ok[i]:
+            p = _put(out, p, bits[i], 8)
+    out[p : p + len(body)] = body
+    return out[: p + len(body)]
+
+
+@nb.njit(cache=True)
+def _raw(bits: np.ndarray) -> np.ndarray:
+    n = len(bits)
+    out = np.empty(5 + 8 * n, np.uint8)
+    out[0] = F_RAW
+    p = _put(out, 1, np.uint64(n), 4)
+    for i in range(n):
+        p = _put(out, p, bits[i], 8)
+    return out
+
+
+@nb.njit(cache=True)
+def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
+    """The double vector in one call, the smallest of: format 5 (decimal mantissas, deltas or
+    deltas of deltas, when at least half the values are mantissas at one scale), format 4
+    (XOR, tried when nothing so far is under ``XOR_TRY_ABOVE`` bytes a value) and format 0."""
+    n = len(vals)
+    bits = vals.view(np.uint64)
+    best = _raw(bits)
+    if n == 0:
+        return best
+    k, m, ok, n_ok = mantissas(vals, max_scale)
+    if n_ok * 2 >= n:
+        first_ok = 0
+        while not ok[first_ok]:
+            first_ok += 1
+        last = m[first_ok]
+        for i in range(n):  # exceptions repeat the previous mantissa: a zero difference
+            if ok[i]:
+                last = m[i]
+            else:
+                m[i] = last
+        best = _dec_v2(bits, k, m, ok, n_ok, MODE_DELTA)
+        if n > 2:
+            b = _dec_v2(bits, k, m, ok, n_ok, MODE_DOD)
+            if len(b) < len(best):
+                best = b
+    if len(best) > XOR_TRY_ABOVE * n:
+        x = xor_encode(bits)
+        if len(x) < len(best):
+            best = x
+    return best

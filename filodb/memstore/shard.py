@@ -15,7 +15,12 @@ calls :meth:`commit_flush`, which marks them flushed (evictable) and records the
 Memory: past ``memory_budget`` bytes, flushed chunks are evicted oldest first, then the empty
 buffers of idle series are freed; a series keeps its labels and index entry. A query for data
 older than what memory holds of a series pages it from the column store through ``pager``
-(``pager(part_keys, start_ms, end_ms) -> chunk records``), so answers do not change.
+(``pager(part_keys, start_ms, end_ms) -> chunk records``), so answers do not change. Paged
+chunks are kept in a page cache (``page_cache_bytes``, a :class:`ByteBoundedCache` per shard)
+with the range they were read for: a second query over the same old range reads no store and
+decodes chunks as an in-memory query does. The store only gains chunks of samples newer than
+both what memory held and the series' newest sample when a range was paged, so a cached range
+(cut at that newest sample) stays exact; retention empties the cache.
 
 Queries read through the :class:`~filodb.model.source.SeriesSource` methods. One lock guards
 the shard: the ingest thread, flush tasks and query tasks of the worker share it.
@@ -34,6 +39,7 @@ import numpy as np
 from filodb.memstore.chunks import Chunk, chunk_from_vectors, decode_chunks, encode_chunk
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
+from filodb.model.cache import ByteBoundedCache
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
@@ -63,6 +69,7 @@ class FlushData:
     offset: int
     chunks: list[tuple[bytes, Chunk]] = field(default_factory=list)
     chunk_series: list[int] = field(default_factory=list)
+    covers: list[list[Chunk]] = field(default_factory=list)  # memory's chunks in each chunk
     part_keys: list[tuple[bytes, int, int]] = field(default_factory=list)
     series: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     generation: int = 0
@@ -73,11 +80,14 @@ class TimeSeriesShard:
 
     def __init__(
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
-        memory_budget: int = 0, pager: Pager | None = None,
+        memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
+        page_cache_bytes: int = 64 << 20,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.shard = shard
         self.max_chunk_samples = max(2, int(max_chunk_samples))
+        # a flush writes a series' consecutive unflushed chunks as one, up to this many rows
+        self.flush_chunk_samples = int(flush_chunk_samples) or 4 * self.max_chunk_samples
         self.num_groups = max(1, int(num_groups))
         self.memory_budget = int(memory_budget)
         self.pager = pager
@@ -104,7 +114,12 @@ class TimeSeriesShard:
         self.samples_ingested = 0
         self.samples_rejected = 0
         self.chunks_evicted = 0
-        self.chunks_paged = 0
+        self.chunks_paged = 0  # read from the column store
+        self.page_cache_hits = 0  # paged chunks served again from the page cache
+        # per series: (lo, hi, chunks) = every stored chunk overlapping [lo, hi], as paged
+        self._page_cache: ByteBoundedCache[int, tuple[int, int, list[Chunk]]] = ByteBoundedCache(
+            max(0, int(page_cache_bytes)), _paged_weight
+        )
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
 
@@ -251,10 +266,10 @@ class TimeSeriesShard:
             fd = FlushData(group, self.offset, generation=self._generation)
             for s in sids.tolist():
                 pk = self._pk[s]
-                for c in self._chunks[s]:
-                    if not c.flushed:
-                        fd.chunks.append((pk, c))
-                        fd.chunk_series.append(s)
+                for run in self._flush_runs(self._chunks[s]):
+                    fd.chunks.append((pk, run[0] if len(run) == 1 else _merge(run)))
+                    fd.chunk_series.append(s)
+                    fd.covers.append(run)
             dirty = sids[self._touched[sids] > self._pk_saved[sids]]
             fd.series = dirty
             fd.part_keys = [
@@ -265,13 +280,31 @@ class TimeSeriesShard:
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
         with self._lock:
-            for sid, (_, c) in zip(fd.chunk_series, fd.chunks, strict=True):
-                c.flushed = True
-                self._store_start[sid] = min(int(self._store_start[sid]), c.start)
+            for sid, run in zip(fd.chunk_series, fd.covers, strict=True):
+                for c in run:
+                    c.flushed = True
+                self._store_start[sid] = min(int(self._store_start[sid]), run[0].start)
             self._pk_saved[fd.series] = np.maximum(self._pk_saved[fd.series], fd.generation)
             self.checkpoints[fd.group] = fd.offset
             self.last_flush[fd.group] = time.time()
             self._evict()
+
+    def _flush_runs(self, chunks: list[Chunk]) -> list[list[Chunk]]:
+        """The series' unflushed chunks in runs of consecutive ones that together hold at most
+        ``flush_chunk_samples`` rows: each run is written as one chunk. Fewer, larger chunks
+        at rest cost fewer headers, rows and index entries; the samples are the same."""
+        runs: list[list[Chunk]] = []
+        rows = 0
+        for c in chunks:
+            if c.flushed:
+                continue
+            if runs and rows + c.count <= self.flush_chunk_samples:
+                runs[-1].append(c)
+                rows += c.count
+            else:
+                runs.append([c])
+                rows = c.count
+        return runs
 
     # --- memory ---------------------------------------------------------------------------
     @property
@@ -306,6 +339,7 @@ class TimeSeriesShard:
         """Retention: forget chunks that end before ``cutoff_ms``; returns how many."""
         dropped = 0
         with self._lock:
+            self._page_cache.forget()  # the store drops what retention cuts, so must the cache
             for s, cs in enumerate(self._chunks):
                 while cs and cs[0].end < cutoff_ms:
                     self.chunk_bytes -= cs.pop(0).nbytes
@@ -390,20 +424,42 @@ class TimeSeriesShard:
         need = ids[older]
         if len(need) == 0:
             return {}
-        hi = int(min(end_ms, int(self._mem_start[need].max()) - 1))
-        by_pk = {self._pk[s]: s for s in need.tolist()}
+        his = np.minimum(end_ms, self._mem_start[need] - 1)
+        # Every later sample of a series is newer than its newest now (in-order ingestion),
+        # and memory holds everything from mem_start on, so the store's chunks overlapping
+        # [start_ms, min(hi, last)] are final: that range is what a cache entry vouches for.
+        upto = np.minimum(his, self._last[need])
         out: dict[int, list[Chunk]] = {}
+        missed: list[int] = []
+        for s, s_hi in zip(need.tolist(), upto.tolist(), strict=True):
+            got = self._page_cache.get(s)
+            if got is not None and got[0] <= start_ms and s_hi <= got[1]:
+                hit = [c for c in got[2] if c.end >= start_ms and c.start <= s_hi]
+                self.page_cache_hits += len(hit)
+                if hit:
+                    out[s] = hit
+            else:
+                missed.append(s)
+        if not missed:
+            return out
+        hi = int(his.max())
+        by_pk = {self._pk[s]: s for s in missed}
+        read: dict[int, list[Chunk]] = {s: [] for s in missed}
+        final = dict(zip(need.tolist(), upto.tolist(), strict=True))
         for rec in self.pager(list(by_pk), start_ms, hi):
             s = by_pk.get(rec.part_key)
             if s is not None:
-                out.setdefault(s, []).append(
+                read[s].append(
                     chunk_from_vectors(
                         rec.chunk_id, rec.start_ms, rec.end_ms, rec.num_rows, rec.vectors
                     )
                 )
-        for cs in out.values():
+        for s, cs in read.items():
             cs.sort(key=lambda c: c.start)
             self.chunks_paged += len(cs)
+            self._page_cache.put(s, (start_ms, final[s], cs))
+            if cs:
+                out[s] = cs
         return out
 
     def series(
@@ -447,9 +503,21 @@ class TimeSeriesShard:
                 "samples_rejected": self.samples_rejected,
                 "chunks_evicted": self.chunks_evicted,
                 "chunks_paged": self.chunks_paged,
+                "page_cache_hits": self.page_cache_hits,
+                "page_cache_bytes": self._page_cache.nbytes,
                 "last_flush": max(self.last_flush.values(), default=0.0),
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
             }
+
+
+def _paged_weight(entry: tuple[int, int, list[Chunk]]) -> int:
+    return 120 + sum(c.nbytes + 200 for c in entry[2])  # the vectors, and Chunk objects
+
+
+def _merge(run: list[Chunk]) -> Chunk:
+    """One chunk holding the samples of consecutive chunks (its id: the first one's start)."""
+    ts, vals, _ = decode_chunks(run)
+    return encode_chunk(ts, vals)
 
 
 def _dedupe(

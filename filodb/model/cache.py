@@ -14,6 +14,7 @@ a cache between threads hold their own lock around it (a racing ``get`` only mis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -50,3 +51,46 @@ class BoundedCache(dict[K, V], Generic[K, V]):
         """Drop both generations (benchmarks measure cold paths with it)."""
         self._old = {}
         self.clear()
+
+
+class ByteBoundedCache(BoundedCache[K, V]):
+    """A :class:`BoundedCache` sized by the bytes of its values (``weigh(value)``) instead of
+    their number: a generation turns old once its values weigh half of ``max_bytes``, so both
+    together hold at most about ``max_bytes``. A value heavier than half is not cached;
+    ``max_bytes`` 0 caches nothing."""
+
+    __slots__ = ("max_bytes", "weigh", "_young_bytes", "_old_bytes")
+
+    def __init__(self, max_bytes: int, weigh: Callable[[V], int]) -> None:
+        super().__init__(1 << 62)  # the count never binds
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        self.max_bytes = max_bytes
+        self.weigh = weigh
+        self._young_bytes = 0
+        self._old_bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """What the values held weigh (the old generation's until it is dropped)."""
+        return self._young_bytes + self._old_bytes
+
+    def put(self, key: K, value: V) -> None:
+        w = self.weigh(value)
+        half = self.max_bytes // 2
+        if w > half:
+            return
+        had = dict.get(self, key)
+        if had is not None:
+            self._young_bytes -= self.weigh(had)
+        if self._young_bytes + w > half:
+            self._old = dict(self)
+            self._old_bytes = self._young_bytes
+            self.clear()
+            self._young_bytes = 0
+        self[key] = value
+        self._young_bytes += w
+
+    def forget(self) -> None:
+        super().forget()
+        self._young_bytes = self._old_bytes = 0

@@ -3,7 +3,8 @@
 Layout under ``<data_dir>/store/``::
 
     meta.db                        datasets(name, num_shards): the dataset registry
-    <dataset>/shard-<n>.db         series, chunks, part_keys, checkpoints of shard n
+    <dataset>/shard-<n>.db         series (with their part-key records), chunks, checkpoints
+                                   of shard n; PRAGMA user_version = SCHEMA_VERSION
 
 One file per shard because a shard is the unit of ownership, flushing and moving: a shard's
 flush writer never waits for another shard's, a moved shard is one file, and a shard's
@@ -19,13 +20,16 @@ on SQLite's write lock (``busy_timeout``) instead of failing; reads never block 
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import cramjam
 
 from filodb.errors import BadInputError, UnknownDatasetError
 from filodb.model.dataset import check_dataset_name
@@ -38,13 +42,21 @@ from filodb.store.base import (
     check_range,
 )
 
+SCHEMA_VERSION = 2  # PRAGMA user_version of a shard file; 0 is the v1 layout (migrated on open)
 _SHARD_SCHEMA = (
-    # Part keys are interned: a chunk row carries a small series id, not ~100 bytes of part key,
-    # so the (series, chunk_id) key index stays small and hot (2.6x faster flushes, 1.12 instead
-    # of 1.37 disk bytes per vector byte, measured with bench/store.py).
+    # One row per series: its part key, once (looked up through an index on a 31-bit hash of
+    # it, not on the key itself), and its part-key record (start/end; NULL until written).
+    # Chunk rows carry the small series id and are appended in rowid order, so their pages are
+    # full; the (series, chunk_id) index is what gets split. WITHOUT ROWID, clustered by
+    # series, left 12 % of the chunk pages empty after one flush (more as flushes interleave).
+    # See docs/store.md for the measured bytes.
     """CREATE TABLE IF NOT EXISTS series (
         id INTEGER PRIMARY KEY,
-        part_key BLOB NOT NULL UNIQUE)""",
+        key_hash INTEGER NOT NULL,
+        part_key BLOB NOT NULL,
+        start_ms INTEGER,
+        end_ms INTEGER)""",
+    "CREATE INDEX IF NOT EXISTS series_by_hash ON series (key_hash)",
     """CREATE TABLE IF NOT EXISTS chunks (
         series INTEGER NOT NULL,
         chunk_id INTEGER NOT NULL,
@@ -53,12 +65,7 @@ _SHARD_SCHEMA = (
         num_rows INTEGER NOT NULL,
         vector_bytes INTEGER NOT NULL,
         vectors BLOB NOT NULL,
-        PRIMARY KEY (series, chunk_id))""",
-    "CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks (end_ms)",
-    """CREATE TABLE IF NOT EXISTS part_keys (
-        part_key BLOB PRIMARY KEY,
-        start_ms INTEGER NOT NULL,
-        end_ms INTEGER NOT NULL) WITHOUT ROWID""",
+        UNIQUE (series, chunk_id))""",
     """CREATE TABLE IF NOT EXISTS checkpoints (
         flush_group INTEGER PRIMARY KEY,
         log_offset INTEGER NOT NULL)""",
@@ -66,30 +73,94 @@ _SHARD_SCHEMA = (
 _META_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, num_shards INTEGER NOT NULL)",
 )
-_UPSERT_CHUNK = """INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)
+_UPSERT_CHUNK = """INSERT INTO chunks (series, chunk_id, start_ms, end_ms, num_rows, vector_bytes,
+    vectors) VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (series, chunk_id) DO UPDATE SET start_ms = excluded.start_ms,
     end_ms = excluded.end_ms, num_rows = excluded.num_rows,
     vector_bytes = excluded.vector_bytes, vectors = excluded.vectors"""
-_UPSERT_PART_KEY = """INSERT INTO part_keys VALUES (?, ?, ?)
-    ON CONFLICT (part_key) DO UPDATE SET start_ms = min(start_ms, excluded.start_ms),
-    end_ms = max(end_ms, excluded.end_ms)"""
+_MERGE_PART_KEY = """UPDATE series SET start_ms = min(coalesce(start_ms, ?1), ?1),
+    end_ms = max(coalesce(end_ms, ?2), ?2) WHERE id = ?3"""
 _UPSERT_CHECKPOINT = """INSERT INTO checkpoints VALUES (?, ?)
     ON CONFLICT (flush_group) DO UPDATE SET log_offset = excluded.log_offset"""
 _READ_BATCH = 500  # part keys per SELECT ... IN (...)
 _SCAN_PAGE = 10_000  # part-key records per read transaction of scan_part_keys
-_DELETE_BATCH = 20_000  # chunks per retention transaction
+_DELETE_SERIES = 2_000  # series per retention transaction
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _PAGE_SIZE = 16_384  # vs 4 KiB: 1.34 instead of 1.48 disk bytes per vector byte, faster writes
+ZSTD_LEVEL = 3  # as small as 9 and 19 on these blobs (measured), faster
+ZSTD_MIN_SAVING = 0.03  # a chunk's vectors are stored compressed when that saves 3 % or more
+
+
+def key_hash(part_key: bytes) -> int:
+    """The 31-bit hash the series table indexes part keys by (4 bytes a row; collisions are
+    resolved by comparing the keys themselves)."""
+    return int.from_bytes(hashlib.blake2b(part_key, digest_size=4).digest(), "little") >> 1
+
+
+def _uv(out: bytearray, v: int) -> None:
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
 
 
 def encode_vectors(vectors: Sequence[bytes]) -> bytes:
-    """One blob: uint32 count, uint32 length of each vector, then the vectors (little endian)."""
-    head = struct.pack(f"<I{len(vectors)}I", len(vectors), *(len(v) for v in vectors))
-    return b"".join((head, *vectors))
+    """One blob: ``[codec u8][count varint][length varint each][payload]``, the payload being
+    the vectors one after the other, zstd-compressed as one frame when codec is 1 (when that
+    saves at least ``ZSTD_MIN_SAVING``), as they are when codec is 0."""
+    payload = b"".join(vectors)
+    head = bytearray()
+    _uv(head, len(vectors))
+    for v in vectors:
+        _uv(head, len(v))
+    if len(payload) >= 64:
+        packed = bytes(cramjam.zstd.compress(payload, level=ZSTD_LEVEL))
+        if len(packed) <= len(payload) * (1 - ZSTD_MIN_SAVING):
+            return b"\x01" + bytes(head) + packed
+    return b"\x00" + bytes(head) + payload
 
 
 def decode_vectors(blob: bytes) -> tuple[bytes, ...]:
-    """Inverse of :func:`encode_vectors`."""
+    """Inverse of :func:`encode_vectors`; BadInputError on a blob that is not one."""
+    try:
+        codec, pos, lengths = blob[0], 1, []
+        n, pos = _get_uv(blob, pos)
+        for _ in range(n):
+            ln, pos = _get_uv(blob, pos)
+            lengths.append(ln)
+        total = sum(lengths)
+        if codec == 1:
+            payload = bytes(cramjam.zstd.decompress(blob[pos:], output_len=total))
+        elif codec == 0:
+            payload = blob[pos:]
+        else:
+            raise ValueError(f"codec {codec}")
+    except (IndexError, ValueError, cramjam.DecompressionError) as e:
+        raise BadInputError(f"corrupt chunk blob ({e})") from e
+    if len(payload) != total:
+        raise BadInputError("corrupt chunk blob (length)")
+    view, at, out = memoryview(payload), 0, []
+    for ln in lengths:
+        out.append(bytes(view[at : at + ln]))
+        at += ln
+    return tuple(out)
+
+
+def _get_uv(blob: bytes, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        b = blob[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        if b < 0x80:
+            return v, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint")
+
+
+def decode_vectors_v1(blob: bytes) -> tuple[bytes, ...]:
+    """The v1 blob: uint32 count, uint32 length of each vector, then the vectors."""
     (n,) = struct.unpack_from("<I", blob)
     lengths = struct.unpack_from(f"<{n}I", blob, 4)
     view, pos, out = memoryview(blob), 4 + 4 * n, []
@@ -97,6 +168,51 @@ def decode_vectors(blob: bytes) -> tuple[bytes, ...]:
         out.append(bytes(view[pos : pos + ln]))
         pos += ln
     return tuple(out)
+
+
+def _shard_schema(con: sqlite3.Connection) -> None:
+    """Create a shard file's tables, or bring a v1 file to the current layout (inside the
+    caller's write transaction): the part keys move into ``series``, and every chunk blob is
+    rewritten (compressed where that pays). Refuses a file written by a newer version."""
+    (version,) = con.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise BadInputError(
+            f"shard file has layout {version}, newer than this filodb ({SCHEMA_VERSION})"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "part_keys" in tables:  # v1
+        con.execute("DROP INDEX IF EXISTS chunks_by_end")
+        con.execute("ALTER TABLE series RENAME TO series_v1")
+        con.execute("ALTER TABLE chunks RENAME TO chunks_v1")
+    for stmt in _SHARD_SCHEMA:
+        con.execute(stmt)
+    if "part_keys" in tables:
+        con.create_function("filodb_key_hash", 1, key_hash, deterministic=True)
+        con.create_function("filodb_blob_v2", 1, lambda b: encode_vectors(decode_vectors_v1(b)))
+        con.execute(
+            "INSERT INTO series SELECT s.id, filodb_key_hash(s.part_key), s.part_key, "
+            "p.start_ms, p.end_ms FROM series_v1 s LEFT JOIN part_keys p USING (part_key)"
+        )
+        con.execute(
+            "INSERT INTO series (key_hash, part_key, start_ms, end_ms) SELECT "
+            "filodb_key_hash(part_key), part_key, start_ms, end_ms FROM part_keys "
+            "WHERE part_key NOT IN (SELECT part_key FROM series_v1)"
+        )
+        con.execute(
+            "INSERT INTO chunks (series, chunk_id, start_ms, end_ms, num_rows, vector_bytes, "
+            "vectors) SELECT series, chunk_id, start_ms, end_ms, num_rows, vector_bytes, "
+            "filodb_blob_v2(vectors) FROM chunks_v1"
+        )
+        for t in ("chunks_v1", "series_v1", "part_keys"):
+            con.execute(f"DROP TABLE {t}")
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _meta_schema(con: sqlite3.Connection) -> None:
+    for stmt in _META_SCHEMA:
+        con.execute(stmt)
 
 
 class _Pool:
@@ -111,7 +227,9 @@ class _Pool:
         self._ready: set[Path] = set()
         self._closed = False
 
-    def _connect(self, path: Path, schema: tuple[str, ...]) -> sqlite3.Connection:
+    def _connect(
+        self, path: Path, schema: Callable[[sqlite3.Connection], None]
+    ) -> sqlite3.Connection:
         con = sqlite3.connect(
             path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
         )
@@ -122,15 +240,21 @@ class _Pool:
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"{path}: cannot switch to WAL (got {mode})")
             con.execute("BEGIN IMMEDIATE")
-            for stmt in schema:
-                con.execute(stmt)
+            try:
+                schema(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                con.close()
+                raise
             con.execute("COMMIT")
             self._ready.add(path)
         con.execute(f"PRAGMA synchronous = {self._sync}")
         return con
 
     @contextmanager
-    def connection(self, path: Path, schema: tuple[str, ...]) -> Iterator[sqlite3.Connection]:
+    def connection(
+        self, path: Path, schema: Callable[[sqlite3.Connection], None]
+    ) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the SQLite store is closed")
@@ -175,7 +299,7 @@ class SqliteFiles:
 
     @contextmanager
     def _meta(self) -> Iterator[sqlite3.Connection]:
-        with self._pool.connection(self.root / "meta.db", _META_SCHEMA) as con:
+        with self._pool.connection(self.root / "meta.db", _meta_schema) as con:
             yield con
 
     def register(self, dataset: str, num_shards: int) -> None:
@@ -185,7 +309,7 @@ class SqliteFiles:
             raise BadInputError(f"num_shards must be an int >= 1, got {num_shards!r}")
         (self.root / dataset).mkdir(parents=True, exist_ok=True)
         for shard in range(num_shards):
-            with self._pool.connection(self.shard_path(dataset, shard), _SHARD_SCHEMA):
+            with self._pool.connection(self.shard_path(dataset, shard), _shard_schema):
                 pass
         with self._meta() as con:
             con.execute("BEGIN IMMEDIATE")
@@ -222,7 +346,7 @@ class SqliteFiles:
         n = self.num_shards(dataset)
         if not isinstance(shard, int) or isinstance(shard, bool) or not 0 <= shard < n:
             raise BadInputError(f"shard {shard!r} out of range: dataset {dataset!r} has {n} shards")
-        with self._pool.connection(self.shard_path(dataset, shard), _SHARD_SCHEMA) as con:
+        with self._pool.connection(self.shard_path(dataset, shard), _shard_schema) as con:
             yield con
 
     @contextmanager
@@ -255,25 +379,39 @@ def _upsert_chunks(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None
     """Intern the rows' part keys, then upsert the chunks in key order (inside a transaction)."""
     if not rows:
         return
-    keys = list(dict.fromkeys(r[0] for r in rows))
-    con.executemany("INSERT OR IGNORE INTO series (part_key) VALUES (?)", [(k,) for k in keys])
-    ids = _series_ids(con, keys)
+    ids = _series_ids(con, list(dict.fromkeys(r[0] for r in rows)), create=True)
     keyed = [(ids[r[0]], *r[1:]) for r in rows]
     keyed.sort(key=lambda r: (r[0], r[1]))
     con.executemany(_UPSERT_CHUNK, keyed)
 
 
-def _series_ids(con: sqlite3.Connection, keys: Sequence[bytes]) -> dict[bytes, int]:
+def _series_ids(con: sqlite3.Connection, keys: Sequence[bytes], create: bool = False
+                ) -> dict[bytes, int]:  # fmt: skip
+    """The series ids of ``keys`` (those known; all of them, new ones added, with ``create``)."""
     ids: dict[bytes, int] = {}
+    hashes = {k: key_hash(k) for k in keys}
     for i in range(0, len(keys), _READ_BATCH):
-        batch = keys[i : i + _READ_BATCH]
-        ids.update(
-            con.execute(
-                f"SELECT part_key, id FROM series WHERE part_key IN ({','.join('?' * len(batch))})",
-                batch,
-            ).fetchall()
-        )
+        batch = list(dict.fromkeys(hashes[k] for k in keys[i : i + _READ_BATCH]))
+        rows = con.execute(
+            f"SELECT part_key, id FROM series WHERE key_hash IN ({','.join('?' * len(batch))})",
+            batch,
+        ).fetchall()
+        ids.update((pk, sid) for pk, sid in rows if pk in hashes)
+    if create:
+        for k in keys:
+            if k not in ids:
+                cur = con.execute(
+                    "INSERT INTO series (key_hash, part_key) VALUES (?, ?)", (hashes[k], k)
+                )
+                ids[k] = int(cur.lastrowid or 0)
     return ids
+
+
+def _merge_part_keys(con: sqlite3.Connection, rows: list[tuple[bytes, int, int]]) -> None:
+    if not rows:
+        return
+    ids = _series_ids(con, list(dict.fromkeys(r[0] for r in rows)), create=True)
+    con.executemany(_MERGE_PART_KEY, [(s, e, ids[pk]) for pk, s, e in rows])
 
 
 def _part_key_rows(records: Sequence[PartKeyRecord]) -> list[tuple[bytes, int, int]]:
@@ -317,12 +455,15 @@ class SqliteColumnStore(ColumnStore):
         with self.files.shard(dataset, shard) as con:
             for i in range(0, len(wanted), _READ_BATCH):
                 batch = wanted[i : i + _READ_BATCH]
+                ids = _series_ids(con, batch)
+                if not ids:
+                    continue
                 rows = con.execute(
                     "SELECT s.part_key, c.chunk_id, c.start_ms, c.end_ms, c.num_rows, c.vectors "
                     "FROM series s JOIN chunks c ON c.series = s.id "
-                    f"WHERE s.part_key IN ({','.join('?' * len(batch))}) "
+                    f"WHERE s.id IN ({','.join('?' * len(ids))}) "
                     "AND c.start_ms <= ? AND c.end_ms >= ?",
-                    (*batch, end_ms, start_ms),
+                    (*ids.values(), end_ms, start_ms),
                 )
                 for pk, cid, s, e, n, blob in rows:
                     chunk = ChunkSet.from_store(pk, cid, s, e, n, decode_vectors(blob))
@@ -335,7 +476,7 @@ class SqliteColumnStore(ColumnStore):
     def write_part_keys(self, dataset: str, shard: int, records: Sequence[PartKeyRecord]) -> None:
         rows = _part_key_rows(records)
         with self.files.write(dataset, shard) as con:
-            con.executemany(_UPSERT_PART_KEY, rows)
+            _merge_part_keys(con, rows)
 
     def scan_part_keys(self, dataset: str, shard: int) -> Iterator[PartKeyRecord]:
         # Pages by key, each its own short read, so a slow consumer never pins the WAL.
@@ -344,15 +485,15 @@ class SqliteColumnStore(ColumnStore):
         return self._scan(dataset, shard)
 
     def _scan(self, dataset: str, shard: int) -> Iterator[PartKeyRecord]:
-        after = b""
+        after = -1
         while True:
             with self.files.shard(dataset, shard) as con:
                 rows = con.execute(
-                    "SELECT part_key, start_ms, end_ms FROM part_keys WHERE part_key > ? "
-                    "ORDER BY part_key LIMIT ?",
+                    "SELECT id, part_key, start_ms, end_ms FROM series WHERE id > ? "
+                    "AND start_ms IS NOT NULL ORDER BY id LIMIT ?",
                     (after, _SCAN_PAGE),
                 ).fetchall()
-            for pk, s, e in rows:
+            for _, pk, s, e in rows:
                 yield PartKeyRecord(pk, s, e)
             if len(rows) < _SCAN_PAGE:
                 return
@@ -361,29 +502,32 @@ class SqliteColumnStore(ColumnStore):
     def delete_before(self, dataset: str, shard: int, cutoff_ms: int) -> int:
         check_range(cutoff_ms, cutoff_ms)
         deleted = 0
-        while True:  # batches, so the flush writer never waits long for the write lock
+        with self.files.shard(dataset, shard) as con:
+            (top,) = con.execute("SELECT coalesce(max(id), 0) FROM series").fetchone()
+        for lo in range(0, top + 1, _DELETE_SERIES):  # short transactions: the flush writer
+            hi = lo + _DELETE_SERIES - 1  # never waits long for the write lock
             with self.files.write(dataset, shard) as con:
-                n = con.execute(
-                    "DELETE FROM chunks WHERE rowid IN "
-                    "(SELECT rowid FROM chunks WHERE end_ms < ? LIMIT ?)",
-                    (cutoff_ms, _DELETE_BATCH),
+                deleted += con.execute(
+                    "DELETE FROM chunks WHERE series BETWEEN ? AND ? AND end_ms < ?",
+                    (lo, hi, cutoff_ms),
                 ).rowcount
-                if n < _DELETE_BATCH:
-                    con.execute("DELETE FROM part_keys WHERE end_ms < ?", (cutoff_ms,))
-                    con.execute(
-                        "DELETE FROM series WHERE NOT EXISTS "
-                        "(SELECT 1 FROM chunks WHERE chunks.series = series.id)"
-                    )
-            deleted += n
-            if n < _DELETE_BATCH:
-                return deleted
+                con.execute(
+                    "UPDATE series SET start_ms = NULL, end_ms = NULL "
+                    "WHERE id BETWEEN ? AND ? AND end_ms < ?",
+                    (lo, hi, cutoff_ms),
+                )
+                con.execute(
+                    "DELETE FROM series WHERE id BETWEEN ? AND ? AND start_ms IS NULL AND "
+                    "NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.series = series.id)",
+                    (lo, hi),
+                )
+        return deleted
 
     def truncate(self, dataset: str) -> None:
         for shard in range(self.files.num_shards(dataset)):
             with self.files.write(dataset, shard) as con:
                 con.execute("DELETE FROM chunks")
                 con.execute("DELETE FROM series")
-                con.execute("DELETE FROM part_keys")
 
     def stats(self, dataset: str, shard: int) -> dict[str, int]:
         with self.files.shard(dataset, shard) as con:
@@ -391,7 +535,9 @@ class SqliteColumnStore(ColumnStore):
             chunks, nbytes = con.execute(
                 "SELECT count(*), coalesce(sum(vector_bytes), 0) FROM chunks"
             ).fetchone()
-            (pks,) = con.execute("SELECT count(*) FROM part_keys").fetchone()
+            (pks,) = con.execute(
+                "SELECT count(*) FROM series WHERE start_ms IS NOT NULL"
+            ).fetchone()
             con.execute("COMMIT")
         return {"chunks": chunks, "vector_bytes": nbytes, "part_keys": pks}
 
@@ -413,7 +559,7 @@ class SqliteColumnStore(ColumnStore):
         chunk_rows, pk_rows = _chunk_rows(chunks), _part_key_rows(part_keys)
         with self.files.write(dataset, shard) as con:
             _upsert_chunks(con, chunk_rows)
-            con.executemany(_UPSERT_PART_KEY, pk_rows)
+            _merge_part_keys(con, pk_rows)
             con.execute(_UPSERT_CHECKPOINT, (group, offset))
 
     def close(self) -> None:

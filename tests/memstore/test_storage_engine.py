@@ -179,3 +179,21 @@ def test_retention_drops_memory_and_store(columns) -> None:  # type: ignore[no-u
         assert ts == wt[len(wt) - len(ts) :] and vals == wv[len(wv) - len(vals) :]
         assert ts[0] <= cutoff + 40_000 and (len(ts) == len(wt) or ts[0] > 0)
         assert min(ts) > cutoff - 40_000
+
+
+def test_a_flush_writes_consecutive_chunks_as_one(columns) -> None:  # type: ignore[no-untyped-def]
+    ms = TimeSeriesShard("ds", 0, max_chunk_samples=37, num_groups=1, memory_budget=0,
+                         pager=make_pager(columns[0], "ds", 0), flush_chunk_samples=100)  # fmt: skip
+    ref = _feed(ms, columns, ListLog(), flush_every=None)  # 400 samples a series
+    flush_all(ms, columns[0], columns[1])
+    pks = [part_key(make_labels({"__name__": "m", "i": str(i)})) for i in range(N_SERIES)]
+    stored = columns[0].read_chunks("ds", 0, pks, 0, 10**9)
+    assert sum(c.num_rows for c in stored) == N_SERIES * 400
+    assert max(c.num_rows for c in stored) <= 100
+    # batches of 10 close a buffer at 40 rows: 10 chunks a series, stored as 5 runs of 2 (80)
+    assert ms.stats()["chunks"] == N_SERIES * 10  # memory keeps its own chunks
+    assert len(stored) == N_SERIES * 5 and {c.num_rows for c in stored} == {80}
+    fresh = _shard(columns, budget=0)  # everything from the store alone
+    fresh.load_part_keys(columns[0].scan_part_keys("ds", 0))
+    for lo, hi in RANGES:
+        assert as_dict(fresh.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)

@@ -76,3 +76,24 @@ def test_forget_and_bad_bound() -> None:
     assert c.get(1) is None and c.get(2) is None
     with pytest.raises(ValueError):
         BoundedCache(0)
+
+
+def test_byte_bounded_cache_holds_at_most_its_bytes() -> None:
+    from filodb.model.cache import ByteBoundedCache
+
+    c: ByteBoundedCache[int, bytes] = ByteBoundedCache(1000, len)
+    for i in range(500):
+        c.put(i, bytes(i % 97))
+        assert c.nbytes <= 1000
+        held = sum(len(v) for v in c.values()) + sum(len(v) for v in c._old.values())
+        assert held == c.nbytes
+    assert c.get(499) == bytes(499 % 97)  # the newest is held
+    c.put(499, bytes(3))  # a replaced value is weighed again
+    assert c.get(499) == bytes(3)
+    c.put(-1, bytes(501))  # heavier than a generation: not cached
+    assert c.get(-1) is None
+    c.forget()
+    assert c.nbytes == 0 and c.get(499) is None
+    off: ByteBoundedCache[int, bytes] = ByteBoundedCache(0, len)
+    off.put(1, b"x")
+    assert off.get(1) is None and off.nbytes == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -9,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import cramjam
+import numpy as np
 import pytest
 
 from filodb.errors import BadInputError
@@ -28,16 +31,35 @@ def _raw(stores: Stores, dataset: str, shard: int) -> sqlite3.Connection:
     return sqlite3.connect(path)
 
 
+def _uv(blob: bytes, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        v |= (blob[pos] & 0x7F) << shift
+        pos += 1
+        if blob[pos - 1] < 0x80:
+            return v, pos
+        shift += 7
+
+
 def _vectors(blob: bytes) -> tuple[bytes, ...]:
-    """The stored layout, parsed here on its own: u32 n, n x u32 length, the bytes."""
-    n = int.from_bytes(blob[:4], "little")
-    lengths = [int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "little") for i in range(n)]
-    out, pos = [], 4 + 4 * n
+    """The stored layout, parsed here on its own: codec byte, varint n, n varint lengths, the
+    bytes (one zstd frame when the codec is 1)."""
+    codec, (n, pos) = blob[0], _uv(blob, 1)
+    lengths = []
+    for _ in range(n):
+        ln, pos = _uv(blob, pos)
+        lengths.append(ln)
+    payload = bytes(cramjam.zstd.decompress(blob[pos:])) if codec == 1 else blob[pos:]
+    assert codec in (0, 1) and len(payload) == sum(lengths)
+    out, pos = [], 0
     for ln in lengths:
-        out.append(blob[pos : pos + ln])
+        out.append(payload[pos : pos + ln])
         pos += ln
-    assert pos == len(blob)
     return tuple(out)
+
+
+def _hash(pk: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(pk, digest_size=4).digest(), "little") >> 1
 
 
 class TestSqliteStore(StoreSuite):
@@ -58,7 +80,9 @@ class TestSqliteStore(StoreSuite):
 
     def raw_part_keys(self, stores, dataset, shard):  # type: ignore[no-untyped-def]
         with _raw(stores, dataset, shard) as con:
-            rows = con.execute("SELECT part_key, start_ms, end_ms FROM part_keys").fetchall()
+            rows = con.execute(
+                "SELECT part_key, start_ms, end_ms FROM series WHERE start_ms IS NOT NULL"
+            ).fetchall()
         return [PartKeyRecord(*r) for r in rows]
 
     def raw_checkpoints(self, stores, dataset, shard):  # type: ignore[no-untyped-def]
@@ -70,15 +94,23 @@ class TestSqliteStore(StoreSuite):
         with con:
             for c in chunks:
                 vs = c.vectors
-                blob = len(vs).to_bytes(4, "little") + b"".join(
-                    len(v).to_bytes(4, "little") for v in vs
-                )
-                con.execute("INSERT OR IGNORE INTO series (part_key) VALUES (?)", (c.part_key,))
-                (sid,) = con.execute(
+                blob = bytes([0, len(vs)]) + b"".join(bytes([len(v)]) for v in vs)
+                assert all(len(v) < 128 for v in vs) and len(vs) < 128
+                found = con.execute(
                     "SELECT id FROM series WHERE part_key = ?", (c.part_key,)
                 ).fetchone()
+                if found is None:
+                    con.execute(
+                        "INSERT INTO series (key_hash, part_key) VALUES (?, ?)",
+                        (_hash(c.part_key), c.part_key),
+                    )
+                    found = con.execute(
+                        "SELECT id FROM series WHERE part_key = ?", (c.part_key,)
+                    ).fetchone()
+                (sid,) = found
                 con.execute(
-                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks (series, chunk_id, start_ms, end_ms, num_rows, "
+                    "vector_bytes, vectors) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         sid,
                         c.chunk_id,
@@ -213,7 +245,12 @@ def _run_and_kill(data_dir: Path, code: str, after_lines: int) -> list[int]:
             break
         lines.append(line)
     os.kill(p.pid, signal.SIGKILL)
-    out, err = p.communicate()
+    # read through the same buffered reader: readline may already hold later lines, which
+    # communicate() (reading the pipes' file descriptors) would never see
+    out = p.stdout.read()
+    assert p.stderr is not None
+    err = p.stderr.read()
+    p.wait()
     assert p.returncode == -signal.SIGKILL, err.decode()
     return [int(x) for x in b"".join(lines + [out]).split()]
 
@@ -247,3 +284,113 @@ SHARER = textwrap.dedent("""
         ms.write_checkpoint("ds", 0, w, call)
     print("done")
 """)
+
+
+_V1_SCHEMA = """
+CREATE TABLE series (id INTEGER PRIMARY KEY, part_key BLOB NOT NULL UNIQUE);
+CREATE TABLE chunks (series INTEGER NOT NULL, chunk_id INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, num_rows INTEGER NOT NULL,
+    vector_bytes INTEGER NOT NULL, vectors BLOB NOT NULL, PRIMARY KEY (series, chunk_id));
+CREATE INDEX chunks_by_end ON chunks (end_ms);
+CREATE TABLE part_keys (part_key BLOB PRIMARY KEY, start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE checkpoints (flush_group INTEGER PRIMARY KEY, log_offset INTEGER NOT NULL);
+"""
+
+
+def _write_v1(path: Path, chunks: list[ChunkSet], records: list[PartKeyRecord]) -> None:
+    """A shard file as the v1 layout (before schema versions) wrote it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript(_V1_SCHEMA)
+    with con:
+        for c in chunks:
+            con.execute("INSERT OR IGNORE INTO series (part_key) VALUES (?)", (c.part_key,))
+            (sid,) = con.execute(
+                "SELECT id FROM series WHERE part_key = ?", (c.part_key,)
+            ).fetchone()
+            head = len(c.vectors).to_bytes(4, "little") + b"".join(
+                len(v).to_bytes(4, "little") for v in c.vectors
+            )
+            con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, c.chunk_id,
+                        c.start_ms, c.end_ms, c.num_rows, c.nbytes, head + b"".join(c.vectors)))  # fmt: skip
+        con.executemany(
+            "INSERT INTO part_keys VALUES (?, ?, ?)",
+            [(r.part_key, r.start_ms, r.end_ms) for r in records],
+        )
+        con.execute("INSERT INTO checkpoints VALUES (3, 42)")
+    con.close()
+
+
+def test_v1_data_directory_is_migrated_on_open(tmp_path: Path) -> None:
+    from filodb.encoding import encode_doubles, encode_timestamps
+
+    ts = 1_700_000_000_000 + 15_000 * np.arange(480)
+    big = (encode_timestamps(ts), encode_doubles(np.cumsum(np.arange(480) % 7).astype(float)))
+    chunks = [make_chunk(b"a", 1, 0, 9), make_chunk(b"a", 20, 20, 29), make_chunk(b"b", 5, 5, 50),
+              ChunkSet(b"c", int(ts[0]), int(ts[0]), int(ts[-1]), 480, big)]  # fmt: skip
+    records = [PartKeyRecord(b"a", 0, 29), PartKeyRecord(b"b", 5, 50),
+               PartKeyRecord(b"only-a-record", 1, 2)]  # fmt: skip
+    cs, ms = open_sqlite(tmp_path)
+    cs.initialize("ds", 2)
+    cs.close()
+    ms.close()
+    path = tmp_path / "store" / "ds" / "shard-1.db"
+    path.unlink()
+    _write_v1(path, chunks, records)
+    cs, ms = open_sqlite(tmp_path)
+    try:
+        got = cs.read_chunks("ds", 1, [b"a", b"b", b"c"], -(2**63), 2**63 - 1)
+        assert got == chunks
+        assert sorted(cs.scan_part_keys("ds", 1), key=lambda r: r.part_key) == records
+        assert ms.read_checkpoints("ds", 1) == {3: 42}
+        assert cs.stats("ds", 1) == {"chunks": 4, "vector_bytes": sum(c.nbytes for c in chunks),
+                                     "part_keys": 3}  # fmt: skip
+        cs.write_part_keys("ds", 1, [PartKeyRecord(b"a", 0, 99)])
+        cs.write_chunks("ds", 1, [make_chunk(b"a", 30, 30, 99)])
+        assert cs.read_chunks("ds", 1, [b"a"], 25, 40) == [chunks[1], make_chunk(b"a", 30, 30, 99)]
+    finally:
+        cs.close()
+        ms.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"series", "chunks", "checkpoints"}
+        (blob,) = con.execute("SELECT vectors FROM chunks WHERE num_rows = 480").fetchone()
+        assert blob[0] in (0, 1) and _vectors(blob) == big
+
+
+def test_a_newer_layout_is_refused(tmp_path: Path) -> None:
+    cs, ms = open_sqlite(tmp_path)
+    cs.initialize("ds", 1)
+    cs.close()
+    ms.close()
+    with sqlite3.connect(tmp_path / "store" / "ds" / "shard-0.db") as con:
+        con.execute("PRAGMA user_version = 99")
+    cs, ms = open_sqlite(tmp_path)
+    try:
+        with pytest.raises(BadInputError, match="newer"):
+            cs.read_chunks("ds", 0, [b"a"], 0, 1)
+    finally:
+        cs.close()
+        ms.close()
+
+
+def test_compressible_vectors_are_stored_compressed_and_read_back(stores: Stores) -> None:
+    cs = stores[0]
+    cs.initialize("ds", 1)
+    vec = bytes(range(64)) * 20  # compresses well
+    chunk = ChunkSet(b"z", 1, 1, 2, 2, (vec, b"tiny", vec[::-1]))
+    cs.write_chunks("ds", 0, [chunk])
+    assert cs.read_chunks("ds", 0, [b"z"], 0, 5) == [chunk]
+    with _raw(stores, "ds", 0) as con:
+        (blob,) = con.execute("SELECT vectors FROM chunks").fetchone()
+    assert blob[0] == 1 and len(blob) < len(vec) // 4 and _vectors(blob) == chunk.vectors
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Stores:
+    cs, ms = open_store("sqlite", tmp_path)
+    yield cs, ms
+    cs.close()
+    ms.close()
