@@ -83,7 +83,8 @@ class HttpEngine:
         self.base = f"{url}/promql/{dataset}/api/v1"
 
     def _get(self, path: str, params: dict[str, str]) -> Result:
-        r = self.session.post(self.base + path, data=params, timeout=300)
+        # a shard that cannot answer is an error, never an answer quietly missing its series
+        r = self.session.post(self.base + path, data={**params, "partial_response": "false"}, timeout=300)
         try:
             body = r.json()
         except ValueError:
@@ -103,14 +104,16 @@ class HttpEngine:
 class HttpServer:
     """A running server and the datasets this run made on it; calling it makes a backend."""
 
-    def __init__(self, url: str, wait_s: float = 60) -> None:
+    def __init__(self, url: str, shards: int = 1, spread: int = 0, wait_s: float = 60) -> None:
         self.url = url.rstrip("/")
+        self.shards, self.spread = shards, spread
         self.session = requests.Session()
         self.run = f"pqt{os.getpid()}x{int(time.time()) % 100_000}"
         self.names = (f"{self.run}-{i}" for i in itertools.count())
         self.wait_s = wait_s
         self.current: HttpBackend | None = None
         self._empty: str | None = None
+        self._spare: str | None = None
         self.created = 0
 
     def __call__(self) -> HttpBackend:
@@ -119,10 +122,26 @@ class HttpServer:
         self.current = HttpBackend(self)
         return self.current
 
+    def take_dataset(self) -> str:
+        """A fresh dataset; the next one is created at once, so that its shards are assigned
+        while this one is in use (assignment takes the coordinator a second or two)."""
+        name = self._spare or self.create_dataset()
+        self._spare = self.create_dataset()
+        return name
+
+    def close(self) -> None:
+        """Stop the shards of the datasets still in use."""
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+        if self._spare is not None:
+            self.stop(self._spare)
+            self._spare = None
+
     def create_dataset(self) -> str:
         name = next(self.names)
-        r = self.session.post(f"{self.url}/api/v1/cluster/{name}", json={"shards": 1, "spread": 0, "retention": 0},
-                              timeout=30)  # fmt: skip
+        body = {"shards": self.shards, "spread": self.spread, "retention": 0}
+        r = self.session.post(f"{self.url}/api/v1/cluster/{name}", json=body, timeout=30)
         r.raise_for_status()
         self.created += 1
         return name
@@ -144,15 +163,17 @@ class HttpServer:
                  f"{dataset}'s shard active", lambda: "", interval=0.05)  # fmt: skip
 
     def wait_ingested(self, dataset: str) -> None:
-        """Until the shard is active and has ingested everything written to its log."""
+        """Until every shard is active and has ingested everything written to its log."""
         def caught_up() -> bool:
-            return all(row["status"] == "Active" and row["log_end_offset"] > 0 and row["lag"] == 0
-                       for row in self.status(dataset))  # fmt: skip
+            rows = self.status(dataset)
+            return (all(row["status"] == "Active" and row["lag"] == 0 for row in rows)
+                    and sum(row["log_end_offset"] for row in rows) > 0)  # fmt: skip
 
         wait_for(caught_up, self.wait_s, f"{dataset} ingested", lambda: "", interval=0.05)
 
     def stop(self, dataset: str) -> None:
-        r = self.session.post(f"{self.url}/api/v1/cluster/{dataset}/stopshards", json={"shards": [0]}, timeout=30)
+        body = {"shards": list(range(self.shards))}
+        r = self.session.post(f"{self.url}/api/v1/cluster/{dataset}/stopshards", json=body, timeout=30)
         r.raise_for_status()
 
 
@@ -169,7 +190,7 @@ class HttpBackend:
         if not len(batch):
             return
         if self.dataset is None:
-            self.dataset = self.server.create_dataset()
+            self.dataset = self.server.take_dataset()
         url = f"{self.server.url}/promql/{self.dataset}/api/v1/write"
         headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
                    "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
@@ -208,13 +229,14 @@ def _parts(series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]) -> list[list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--url", default="http://127.0.0.1:8080")
+    ap.add_argument("--shards", type=int, default=1, help="shards of each dataset (a power of two)")
+    ap.add_argument("--spread", type=int, default=0, help="spread of each dataset")
     known, rest = ap.parse_known_args(argv)
-    server = HttpServer(known.url)
+    server = HttpServer(known.url, known.shards, known.spread)
     try:
         return run_main(rest, backend=server, description=__doc__.splitlines()[0])
     finally:
-        if server.current is not None:
-            server.current.close()
+        server.close()
         print(f"({server.created} datasets created on {known.url})", file=sys.stderr)
 
 
