@@ -1,11 +1,13 @@
 """``info(v, {selector})``: enrich series with data labels of info metrics (experimental).
 
 Info series (default ``target_info``; others by ``__name__`` matchers) join the base series on
-the identifying labels ``instance`` and ``job``. At each step the newest matching info sample
-wins; its data labels (all but ``__name__``/``instance``/``job``, or only those named by the
-selector's data matchers) are added where the base series lacks them. Base series that are info
-series themselves pass unchanged. Without a match, a series passes unchanged unless a data
-matcher rejects the empty string, in which case it is dropped at that step.
+the identifying labels ``instance`` and ``job``. At each step the newest matching sample of
+each info metric name wins; the data labels of those (all but ``__name__``/``instance``/``job``,
+or only those named by the selector's data matchers) are added where the base series lacks
+them, and two info metrics giving one label different values is a "conflicting label" error.
+Base series that are info series themselves pass unchanged. Without a match, a series passes
+unchanged unless a data matcher rejects the empty string, in which case it is dropped at that
+step.
 """
 
 from __future__ import annotations
@@ -61,9 +63,15 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
                 if keep_empty:
                     put(lb, i, s)
                 continue
-            j = max(live, key=lambda k: info_ts[k, s])
-            extra = {k: v for k, v in info_lb[j]
-                     if k not in (METRIC_NAME, *IDENTIFYING) and k not in d and (wanted is None or k in wanted)}  # fmt: skip
+            extra: dict[str, str] = {}
+            for j in _newest_per_name(live, info_lb, info_ts[:, s]):
+                for k, v in info_lb[j]:
+                    if k in (METRIC_NAME, *IDENTIFYING) or (wanted is not None and k not in wanted):
+                        continue
+                    if extra.get(k, v) != v:
+                        raise ExecutionError(f"conflicting label: {k}")
+                    if k not in d:
+                        extra[k] = v
             put(tuple(sorted({**d, **extra}.items())), i, s)
     labels = list(rows)
     if not labels:
@@ -71,6 +79,16 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     return StepVector(
         labels, np.array([rows[k][0] for k in labels]), np.array([rows[k][1] for k in labels])
     )
+
+
+def _newest_per_name(live: list[int], info_lb: list[Labels], ts: np.ndarray) -> list[int]:
+    """Of the live info series, the newest sample's series of each info metric name."""
+    best: dict[str, int] = {}
+    for j in live:
+        name = dict(info_lb[j]).get(METRIC_NAME, "")
+        if name not in best or ts[j] > ts[best[name]]:
+            best[name] = j
+    return [best[n] for n in sorted(best)]
 
 
 def _reference_times(engine: Any, e: ast.Expr, ctx: Any) -> np.ndarray:
