@@ -33,6 +33,7 @@ from filodb.query import ast
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
 from filodb.query.parser import parse, parse_duration
+from filodb.query.result import Result
 from filodb.query.values import STALE_NAN_BITS
 
 STALE = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
@@ -237,6 +238,14 @@ def _expected_line(ev: _Eval, body: str) -> None:
     ev.expected.append((_labels(sel), expand_points(pts.split())))
 
 
+class Evaluator(Protocol):
+    """What answers a script's queries: the :class:`Engine`, or a server over HTTP."""
+
+    def instant(self, query: str, t: int) -> Result: ...
+
+    def range(self, query: str, start: int, end: int, step: int) -> Result: ...
+
+
 class Backend(Protocol):
     """Where a script's data lives and what evaluates its queries."""
 
@@ -244,7 +253,7 @@ class Backend(Protocol):
         """Store one ``load`` block: ``(labels, ts, vals)`` per series, each label set once."""
         ...
 
-    def engine(self) -> Engine:
+    def engine(self) -> Evaluator:
         """An engine over everything loaded so far."""
         ...
 

@@ -28,8 +28,8 @@ import numpy as np
 import requests
 
 from filodb.errors import FiloError
-from filodb.gateway.remote_write import encode_write_request
 from filodb.model.labels import Labels
+from filodb.prom.remote_write import encode_write_request
 from filodb.query.promqltest import main as run_main
 from filodb.query.result import Result
 from filodb.testing.promql_sharded import to_batch
@@ -84,7 +84,9 @@ class HttpEngine:
 
     def _get(self, path: str, params: dict[str, str]) -> Result:
         # a shard that cannot answer is an error, never an answer quietly missing its series
-        r = self.session.post(self.base + path, data={**params, "partial_response": "false"}, timeout=300)
+        r = self.session.post(
+            self.base + path, data={**params, "partial_response": "false"}, timeout=300
+        )
         try:
             body = r.json()
         except ValueError:
@@ -164,6 +166,7 @@ class HttpServer:
 
     def wait_ingested(self, dataset: str) -> None:
         """Until every shard is active and has ingested everything written to its log."""
+
         def caught_up() -> bool:
             rows = self.status(dataset)
             return (all(row["status"] == "Active" and row["lag"] == 0 for row in rows)
@@ -173,7 +176,9 @@ class HttpServer:
 
     def stop(self, dataset: str) -> None:
         body = {"shards": list(range(self.shards))}
-        r = self.session.post(f"{self.url}/api/v1/cluster/{dataset}/stopshards", json=body, timeout=30)
+        r = self.session.post(
+            f"{self.url}/api/v1/cluster/{dataset}/stopshards", json=body, timeout=30
+        )
         r.raise_for_status()
 
 

@@ -36,7 +36,9 @@ def test_pinned_evals_pass_over_http(up: UpProcess) -> None:
             checked += 1
             o = outcomes.get(n)
             if o is None or o.status != "passed":
-                regressed.append(f"{name}:{n}: {o.query if o else '?'} -> {o.reason if o else 'not run'}")
+                regressed.append(
+                    f"{name}:{n}: {o.query if o else '?'} -> {o.reason if o else 'not run'}"
+                )
     server.close()
     assert checked >= 450, f"only {checked} pinned evals in {FILES}"
     assert not regressed, "\n".join(regressed)

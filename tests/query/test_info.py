@@ -29,7 +29,9 @@ BUILD = {"__name__": "build_info", "instance": "a", "job": "1", "build_data": "b
 @pytest.mark.parametrize("order", [[BASE, TARGET, BUILD], [BUILD, TARGET, BASE]])
 def test_every_matching_info_metric_adds_its_labels(order: list[dict[str, str]]) -> None:
     res = _engine(order).instant('info(metric, {__name__=~".+_info"})', 60_000)
-    assert [dict(lb) for lb, _, _ in res.series] == [{**BASE, "data": "info", "build_data": "build"}]
+    assert [dict(lb) for lb, _, _ in res.series] == [
+        {**BASE, "data": "info", "build_data": "build"}
+    ]
 
 
 def test_newest_series_of_one_info_metric_wins() -> None:

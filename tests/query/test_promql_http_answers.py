@@ -31,7 +31,10 @@ def _series(kind: str) -> list:
         return [((("__name__", "m"), ("i", str(i))), np.array([-1_500], np.int64), EXTREMES[i : i + 1])
                 for i in range(len(EXTREMES))]  # fmt: skip
     ts = np.arange(len(EXTREMES), dtype=np.int64) * 1_001 - 5_000
-    return [((("__name__", "m"), ("ü", 'a"\n')), ts, EXTREMES), ((("__name__", "n"),), ts, EXTREMES[::-1])]
+    return [
+        ((("__name__", "m"), ("ü", 'a"\n')), ts, EXTREMES),
+        ((("__name__", "n"),), ts, EXTREMES[::-1]),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["vector", "matrix"])
@@ -46,7 +49,11 @@ def test_series_answers_come_back_bit_for_bit(kind: str) -> None:
 
 
 def test_scalar_and_string_answers() -> None:
-    sc = result_from_json(orjson.loads(Result("scalar", scalar=(-1_500, -np.inf)).to_prom_json_bytes()))
+    sc = result_from_json(
+        orjson.loads(Result("scalar", scalar=(-1_500, -np.inf)).to_prom_json_bytes())
+    )
     assert sc.result_type == "scalar" and sc.scalar == (-1_500, -np.inf)
-    st = result_from_json(orjson.loads(Result("string", string=(60_001, "a\"b")).to_prom_json_bytes()))
+    st = result_from_json(
+        orjson.loads(Result("string", string=(60_001, 'a"b')).to_prom_json_bytes())
+    )
     assert st.result_type == "string" and st.string == (60_001, 'a"b')
