@@ -34,7 +34,19 @@ _OPTS = {
     "auth_file": click.option(
         "--auth-file", default=None, help="TOML file of tokens with scopes per dataset"
     ),
-}
+    "influx_port": click.option(
+        "--influx-port", type=int, default=None,
+        help="Influx line protocol TCP port (default 8007; 0: off)",
+    ),
+    "graphite_port": click.option(
+        "--graphite-port", type=int, default=None,
+        help="Graphite plaintext TCP port (default 2003; 0: off)",
+    ),
+    "gateway_metrics_port": click.option(
+        "--gateway-metrics-port", type=int, default=None,
+        help="port of the gateway's /metrics (default 0: a free port; -1: off)",
+    ),
+}  # fmt: skip
 
 
 def _cfg(config_path: str | None, **flags: Any):
@@ -94,24 +106,9 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="data directory (default ./filodb-data)")
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
-@click.option(
-    "--influx-port",
-    type=int,
-    default=None,
-    help="Influx line protocol TCP port (default 8007; 0: off)",
-)
-@click.option(
-    "--graphite-port",
-    type=int,
-    default=None,
-    help="Graphite plaintext TCP port (default 2003; 0: off)",
-)
-@click.option(
-    "--gateway-metrics-port",
-    type=int,
-    default=None,
-    help="port of the gateway's /metrics (default 0: a free port; -1: off)",
-)
+@_OPTS["influx_port"]
+@_OPTS["graphite_port"]
+@_OPTS["gateway_metrics_port"]
 @click.option(
     "--log",
     "log_backend",
@@ -184,24 +181,9 @@ def web(config_path: str | None, **flags: Any) -> None:
 
 @main.command()
 @click.option("--host", default=None, help="address the TCP doors listen on (default 127.0.0.1)")
-@click.option(
-    "--influx-port",
-    type=int,
-    default=None,
-    help="Influx line protocol TCP port (default 8007; 0: off)",
-)
-@click.option(
-    "--graphite-port",
-    type=int,
-    default=None,
-    help="Graphite plaintext TCP port (default 2003; 0: off)",
-)
-@click.option(
-    "--gateway-metrics-port",
-    type=int,
-    default=None,
-    help="port of the gateway's /metrics (default 0: a free port; -1: off)",
-)
+@_OPTS["influx_port"]
+@_OPTS["graphite_port"]
+@_OPTS["gateway_metrics_port"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 @_OPTS["auth_file"]
