@@ -1,14 +1,16 @@
-"""The task functions a worker node runs: the leaf of a query, and the flush of a group.
+"""The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
-They are thin: :func:`register_tasks` binds them to the node's runtime (anything with the
-:class:`NodeRuntime` shape below), so this module knows nothing of what a node is.
-
-The leaf caller sends ``(reply_key, dataset, shard, op, params)`` with ``ignore_result=True``;
-the task first pushes a receipt, then answers by ``RPUSH reply_key <message>`` (a
+A small pool of threads ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each
+request names the shards of the query this node owns. The server first pushes one receipt for
+the request, then evaluates every shard (the first in the popping thread, the others on the
+server's pool) and pushes one answer per shard in a single ``RPUSH`` (a
 :mod:`filodb.tasks.wire` message whose header has ``ok``, ``shard`` and either the answer or
-``error``) and ``EXPIRE reply_key``. A node that does not own the shard as Active answers
-``ok: false`` with ``error_type: "unavailable"``, so the caller can mark the answer partial
-(fencing).
+``error``), then ``EXPIRE``s the reply list. A node that does not own a shard as Active answers
+``ok: false`` with ``error_type: "unavailable"`` for it, so the caller can mark the answer
+partial (fencing).
+
+The server is bound to the node's runtime (anything with the :class:`NodeRuntime` shape below),
+so this module knows nothing of what a node is.
 
 Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``eval``
 (a pushed-down PromQL subexpression evaluated at the query's steps).
@@ -17,31 +19,30 @@ Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, cast
 
 import redis
-from celery import Celery
 
-from filodb.errors import FiloError
+from filodb.errors import BadInputError, FiloError
 from filodb.model.source import SeriesSource
 from filodb.query.distributed import eval_local
-from filodb.tasks.app import FLUSH_TASK, LEAF_TASK
+from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
 
 log = logging.getLogger(__name__)
 
 REPLY_TTL_S = 60
+POP_TIMEOUT_S = 1  # a server thread notices stop() within this; below the socket timeout
 
 
 class NodeRuntime(Protocol):
     """What the tasks need of a node."""
 
-    redis: redis.Redis
-
     def memstore(self, dataset: str, shard: int) -> SeriesSource | None: ...
-
-    def flush(self, dataset: str, shard: int, group: int) -> None: ...
 
 
 def run_op(source: SeriesSource, shard: int, op: str, p: dict[str, Any]) -> bytes:
@@ -80,28 +81,80 @@ def answer(rt: NodeRuntime, dataset: str, shard: int, op: str, params: dict[str,
                      "error": f"{type(e).__name__}: {e}"}, [])  # fmt: skip
 
 
-def _reply(r: redis.Redis, reply_key: str, msg: bytes) -> None:
-    pipe = r.pipeline()
-    pipe.rpush(reply_key, msg)
+def _reply(r: redis.Redis, reply_key: str, msgs: list[bytes]) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.rpush(reply_key, *msgs)
     pipe.expire(reply_key, REPLY_TTL_S)
     pipe.execute()
 
 
-def register_tasks(app: Celery, runtime: Callable[[], NodeRuntime | None]) -> None:
-    """Register the node's tasks on ``app``; ``runtime()`` is the node (None before it starts)."""
+class LeafServer:
+    """Serve the leaf requests addressed to ``node`` with ``threads`` popping threads (and a
+    pool as large for the other shards of a request); ``clock`` is the wall clock in seconds
+    that request deadlines are read against."""
 
-    @app.task(name=FLUSH_TASK, ignore_result=True)
-    def flush(dataset: str, shard: int, group: int) -> None:
-        """Flush one group of a shard this node owns (sent by the node loop to the shard's
-        queue, so it runs where the memstore is)."""
-        rt = runtime()
-        if rt is not None:
-            rt.flush(dataset, int(shard), int(group))
+    def __init__(
+        self, runtime: NodeRuntime, redis_url: str, node: str, threads: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.key = request_key(node)
+        self.clock = clock
+        # blocking pops need a socket timeout above their own (shared/notes/celery-redis.md)
+        self._r = redis.Redis.from_url(redis_url, socket_timeout=POP_TIMEOUT_S + 10)
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="leaf-eval")
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"leaf-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        self.served = 0
+        self.dropped = 0  # requests past their deadline when popped, or malformed
 
-    @app.task(name=LEAF_TASK, ignore_result=True)
-    def leaf(reply_key: str, dataset: str, shard: int, op: str, params: dict) -> None:
-        rt = runtime()
-        if rt is None:
-            return  # not started yet: the caller resends work that nobody received
-        _reply(rt.redis, reply_key, pack({"shard": shard, "received": True}, []))
-        _reply(rt.redis, reply_key, answer(rt, dataset, shard, op, params))
+    def start(self) -> LeafServer:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, wait_s: float = POP_TIMEOUT_S + 1) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(wait_s)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._r.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                got = self._r.blpop([self.key], timeout=POP_TIMEOUT_S)
+                if got is not None:
+                    self.handle(cast(bytes, got[1]))
+            except redis.RedisError:  # Redis down: the callers resend or time out
+                log.warning("leaf server on %s: Redis unreachable", self.key, exc_info=True)
+                self._stop.wait(0.5)
+            except Exception:  # noqa: BLE001 - one bad request never stops the server
+                log.exception("leaf server on %s", self.key)
+
+    def handle(self, raw: bytes) -> None:
+        """Answer one request (see the module docstring)."""
+        try:
+            req = LeafRequest.unpack(raw)
+        except BadInputError as e:
+            self.dropped += 1
+            log.warning("leaf server on %s: %s", self.key, e)
+            return
+        if self.clock() >= req.deadline_unix:
+            self.dropped += 1  # its caller has timed out: nobody waits for the answer
+            return
+        _reply(self._r, req.reply, [pack({"received": True, "shards": list(req.shards)}, [])])
+        rt = self.runtime
+
+        def one(shard: int) -> bytes:
+            return answer(rt, req.dataset, shard, req.op, req.params)
+
+        rest = [self._pool.submit(one, s) for s in req.shards[1:]]
+        msgs = [one(req.shards[0])] if req.shards else []
+        msgs.extend(f.result() for f in rest)
+        if msgs:
+            _reply(self._r, req.reply, msgs)
+        self.served += 1
