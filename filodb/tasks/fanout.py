@@ -32,7 +32,14 @@ from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState
-from filodb.tasks.fanout_state import Fail, FanoutAction, FanoutResult, FanoutState, SendNode
+from filodb.tasks.fanout_state import (
+    RESEND_AFTER_S,
+    Fail,
+    FanoutAction,
+    FanoutResult,
+    FanoutState,
+    SendNode,
+)
 from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.wire import matchers_to_wire, unflat_labels, unpack, unpack_block, unpack_steps
 
@@ -43,9 +50,11 @@ class ShardClient:
     """Fan-out of leaf ops; thread-safe (Flask threads share one)."""
 
     def __init__(self, shard_map: ShardMapStore, redis_url: str,
-                 local_map: LocalShardMap | None = None) -> None:  # fmt: skip
+                 local_map: LocalShardMap | None = None,
+                 resend_after_s: float = RESEND_AFTER_S) -> None:  # fmt: skip
         self.shard_map = shard_map
         self.local_map = local_map
+        self.resend_after_s = resend_after_s
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
 
     def shard_states(self, dataset: str) -> dict[int, ShardState]:
@@ -62,7 +71,7 @@ class ShardClient:
         if states is None:
             states = self.shard_states(dataset)
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
-        fan = FanoutState(dataset, shards, states, timeout_s)
+        fan = FanoutState(dataset, shards, states, timeout_s, self.resend_after_s)
 
         def carry_out(actions: list[FanoutAction]) -> FanoutResult | None:
             sends = [a for a in actions if isinstance(a, SendNode)]

@@ -119,7 +119,8 @@ class LeafServer:
     def stop(self, wait_s: float = POP_TIMEOUT_S + 1) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(wait_s)
+            if t.ident is not None:
+                t.join(wait_s)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._r.close()
 
