@@ -3,8 +3,8 @@
 :class:`ShardClient` reads the shard map, sends one leaf request per node that owns Active
 shards of the query (``RPUSH`` onto the node's list, :mod:`filodb.tasks.rpc`, all nodes in one
 pipelined round trip; the request expires with the query's deadline) and pops the
-per-request reply list (``BLMPOP``: every reply already there in one round trip). A node first
-pushes a receipt; a request with no receipt after ``RESEND_AFTER_S`` (doubling) is sent again,
+per-request reply list (``BLMPOP``: every reply already there in one round trip). A node pushes a
+receipt for a request it has not answered within 0.1 s; a request with neither after ``RESEND_AFTER_S`` (doubling) is sent again,
 since a request popped by a worker that is being killed is lost. Shards that are not Active, or that answer with a failure, are
 reported back so the caller can answer partially with a warning (or fail when strict); shards
 that do not answer before the query's deadline make it a timeout (503). Those decisions are
@@ -82,10 +82,9 @@ class ShardClient:
                                       time.time() + send.expires_s)  # fmt: skip
                     pipe.rpush(request_key(send.node), req.pack())
                 pipe.execute()
-            for a in actions:
+            for a in actions:  # the reply list expires by itself (leaf.REPLY_TTL_S)
                 if isinstance(a, SendNode):
                     continue
-                self._r.delete(reply_key)
                 if isinstance(a, Fail):
                     raise a.error(a.message)
                 return a.result

@@ -1,11 +1,14 @@
 """The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
 A small pool of threads ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each
-request names the shards of the query this node owns. The server first pushes one receipt for
-the request, then evaluates every shard (the first in the popping thread, the others on the
-server's pool) and pushes one answer per shard in a single ``RPUSH`` (a
+request names the shards of the query this node owns. The server evaluates every shard (the
+first in the popping thread, the others on the server's pool) and pushes one answer per shard
+in a single ``RPUSH`` (a
 :mod:`filodb.tasks.wire` message whose header has ``ok``, ``shard`` and either the answer or
-``error``), then ``EXPIRE``s the reply list. A node that does not own a shard as Active answers
+``error``), then ``EXPIRE``s the reply list. A request not answered within ``RECEIPT_AFTER_S`` gets
+one receipt ``{"received": true, "shards": [...]}`` first (from the server's receipt thread),
+which stops the caller's resends (after 2 s); a quick answer needs none, which saves a round
+trip on each side. A node that does not own a shard as Active answers
 ``ok: false`` with ``error_type: "unavailable"`` for it, so the caller can mark the answer
 partial (fencing).
 
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REPLY_TTL_S = 60
 POP_TIMEOUT_S = 1  # a server thread notices stop() within this; below the socket timeout
+RECEIPT_AFTER_S = 0.1  # a request still running then gets a receipt (the caller resends at 2 s)
 
 
 class NodeRuntime(Protocol):
@@ -110,6 +114,12 @@ class LeafServer:
         ]
         self.served = 0
         self.dropped = 0  # requests past their deadline when popped, or malformed
+        self.receipts = 0
+        # requests being answered: token -> (monotonic time their receipt is due, request)
+        self._inflight: dict[object, tuple[float, LeafRequest]] = {}
+        self._cond = threading.Condition()
+        self._threads.append(threading.Thread(target=self._receipt_loop, name="leaf-receipts",
+                                              daemon=True))  # fmt: skip
 
     def start(self) -> LeafServer:
         for t in self._threads:
@@ -118,6 +128,8 @@ class LeafServer:
 
     def stop(self, wait_s: float = POP_TIMEOUT_S + 1) -> None:
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         for t in self._threads:
             if t.ident is not None:
                 t.join(wait_s)
@@ -147,15 +159,43 @@ class LeafServer:
         if self.clock() >= req.deadline_unix:
             self.dropped += 1  # its caller has timed out: nobody waits for the answer
             return
-        _reply(self._r, req.reply, [pack({"received": True, "shards": list(req.shards)}, [])])
+        token = object()
+        with self._cond:
+            self._inflight[token] = (time.monotonic() + RECEIPT_AFTER_S, req)
+            self._cond.notify()
         rt = self.runtime
 
         def one(shard: int) -> bytes:
             return answer(rt, req.dataset, shard, req.op, req.params)
 
-        rest = [self._pool.submit(one, s) for s in req.shards[1:]]
-        msgs = [one(req.shards[0])] if req.shards else []
-        msgs.extend(f.result() for f in rest)
+        try:
+            rest = [self._pool.submit(one, s) for s in req.shards[1:]]
+            msgs = [one(req.shards[0])] if req.shards else []
+            msgs.extend(f.result() for f in rest)
+        finally:
+            with self._cond:
+                self._inflight.pop(token, None)
+                self.served += 1
         if msgs:
             _reply(self._r, req.reply, msgs)
-        self.served += 1
+
+    def _receipt_loop(self) -> None:
+        """Push the receipt of each request still running ``RECEIPT_AFTER_S`` after it was
+        popped."""
+        while not self._stop.is_set():
+            with self._cond:
+                now = time.monotonic()
+                due = [(k, req) for k, (t, req) in self._inflight.items() if t <= now]
+                for k, _ in due:
+                    del self._inflight[k]
+                if not due:
+                    nxt = min((t for t, _ in self._inflight.values()), default=now + POP_TIMEOUT_S)
+                    self._cond.wait(min(POP_TIMEOUT_S, max(0.001, nxt - now)))
+                    continue
+            for _, req in due:
+                try:
+                    receipt = pack({"received": True, "shards": list(req.shards)}, [])
+                    _reply(self._r, req.reply, [receipt])
+                    self.receipts += 1
+                except redis.RedisError:  # the caller resends; its answer may still come
+                    log.warning("leaf server on %s: receipt not sent", self.key, exc_info=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks.fanout import ClusterSource, ShardClient
 from filodb.tasks.leaf import LeafServer
 from filodb.tasks.rpc import LeafRequest, request_key
+from filodb.tasks.wire import unpack
 from filodb.testing.wait import wait_for
 
 X = [Matcher("__name__", "=", "x")]
@@ -111,13 +113,44 @@ def test_expired_and_malformed_requests_are_dropped(redis_url: str) -> None:
     server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "d", 1, clock=lambda: now[0])
     try:
         req = LeafRequest("filodb:reply:t", "ds", (0,), "label_names",
-                          {"matchers": [], "start": 0, "end": 1}, deadline_unix=1000.0)  # fmt: skip
+                          {"matchers": [], "start": 0, "end": 10_000}, deadline_unix=1000.0)  # fmt: skip
         server.handle(req.pack())
         server.handle(b"\x93not a request")
         assert server.dropped == 2 and r.llen("filodb:reply:t") == 0
         now[0] = 999.0
         server.handle(req.pack())
-        assert server.served == 1 and r.llen("filodb:reply:t") == 2  # receipt, answer
+        assert server.served == 1 and r.llen("filodb:reply:t") == 1  # quick: the answer alone
         assert 0 < r.ttl("filodb:reply:t") <= 60
+        assert unpack(r.lpop("filodb:reply:t"))[0]["values"] == ["__name__", "shard"]
     finally:
+        server.stop()
+
+
+class SlowNode(FakeNode):
+    def __init__(self, shards: dict[int, TimeSeriesShard]) -> None:
+        super().__init__(shards)
+        self.gate = threading.Event()
+
+    def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+        assert self.gate.wait(30)
+        return super().memstore(dataset, shard)
+
+
+def test_a_slow_request_gets_a_receipt_before_its_answers(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    node = SlowNode({0: _shard(0), 1: _shard(1)})
+    server = LeafServer(node, redis_url, "e", 2).start()
+    try:
+        req = LeafRequest("filodb:reply:s", "ds", (0, 1), "label_names",
+                          {"matchers": [], "start": 0, "end": 1}, time.time() + 30)  # fmt: skip
+        r.rpush(request_key("e"), req.pack())
+        got = wait_for(lambda: r.lpop("filodb:reply:s"), 10, "the receipt")
+        assert unpack(got)[0] == {"received": True, "shards": [0, 1]}
+        assert r.llen("filodb:reply:s") == 0
+        node.gate.set()
+        wait_for(lambda: r.llen("filodb:reply:s") == 2, 10, "both answers")
+        assert [unpack(m)[0]["shard"] for m in r.lrange("filodb:reply:s", 0, -1)] == [0, 1]
+        assert server.receipts == 1
+    finally:
+        node.gate.set()
         server.stop()
