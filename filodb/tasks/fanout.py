@@ -1,9 +1,9 @@
 """Send leaf work to the shards that own the data and gather the answers.
 
 :class:`ShardClient` reads the shard map, sends one leaf request per node that owns Active
-shards of the query (``RPUSH`` onto the node's list, :mod:`filodb.tasks.rpc`, all nodes in one
-pipelined round trip; the request expires with the query's deadline) and pops the
-per-request reply list (``BLMPOP``: every reply already there in one round trip). A node pushes a
+shards of the query (``RPUSH`` onto the node's list, :mod:`filodb.tasks.rpc`; the request expires with the
+query's deadline) and pops the per-request reply list (``BLMPOP``: every reply already there
+at once); the pushes of all nodes and the first pop go in one pipelined round trip. A node pushes a
 receipt for a request it has not answered within 0.1 s; a request with neither after ``RESEND_AFTER_S`` (doubling) is sent again,
 since a request popped by a worker that is being killed is lost. Shards that are not Active, or that answer with a failure, are
 reported back so the caller can answer partially with a warning (or fail when strict); shards
@@ -73,33 +73,36 @@ class ShardClient:
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
         fan = FanoutState(dataset, shards, states, timeout_s, self.resend_after_s)
 
+        sends: list[SendNode] = []  # pushed with the next wait, in one round trip
+
         def carry_out(actions: list[FanoutAction]) -> FanoutResult | None:
-            sends = [a for a in actions if isinstance(a, SendNode)]
-            if sends:
-                pipe = self._r.pipeline(transaction=False)
-                for send in sends:
-                    req = LeafRequest(reply_key, dataset, send.shards, op, params,
-                                      time.time() + send.expires_s)  # fmt: skip
-                    pipe.rpush(request_key(send.node), req.pack())
-                pipe.execute()
             for a in actions:  # the reply list expires by itself (leaf.REPLY_TTL_S)
                 if isinstance(a, SendNode):
-                    continue
-                if isinstance(a, Fail):
+                    sends.append(a)
+                elif isinstance(a, Fail):
                     raise a.error(a.message)
-                return a.result
+                else:
+                    return a.result
             return None
 
         done = carry_out(fan.start(time.monotonic()))
         while done is None:
             now = time.monotonic()
             current = None
-            if self.local_map is not None and fan.unreceived(now):
+            if self.local_map is not None and sends == [] and fan.unreceived(now):
                 current = self.local_map.states(dataset)
             done = carry_out(fan.step(now, current))
             if done is not None:
                 break
-            got = self._r.blmpop(fan.poll_s(now), 1, reply_key, direction="LEFT", count=MAX_POP)
+            # the requests and the first wait for their replies share one round trip
+            pipe = self._r.pipeline(transaction=False)
+            for send in sends:
+                req = LeafRequest(reply_key, dataset, send.shards, op, params,
+                                  time.time() + send.expires_s)  # fmt: skip
+                pipe.rpush(request_key(send.node), req.pack())
+            sends.clear()
+            pipe.blmpop(fan.poll_s(now), 1, reply_key, direction="LEFT", count=MAX_POP)
+            got = pipe.execute()[-1]
             for raw in cast(list[bytes], got[1] if got else []):  # no decode_responses
                 done = carry_out(fan.reply(*unpack(raw)))
                 if done is not None:
