@@ -15,9 +15,11 @@ replies and the local shard map.
   resend timer (``RESEND_AFTER_S``, doubling) is sent those shards again, expiring with the
   query's deadline (a request popped by a worker that died before its receipt is lost).
 - :meth:`~FanoutState.reply`: a receipt (``shards``: the shards it covers; ``shard``: one)
-  stops the resends of those shards; the first answer of a shard counts (a resent request may
-  answer twice); a failed shard is missing, except for errors of the query itself (execution,
-  bad data, timeout), which abort it.
+  stops the resends of those shards; an answer covers ``shards`` (or the one ``shard``) and
+  counts when all of them still wait (a resent request may answer twice; an answer that
+  overlaps one already taken is dropped and the shards it covered that still wait are sent
+  again); failed shards are missing, except for errors of the query itself (execution, bad
+  data, timeout), which abort it.
 
 Each event returns the actions in order; :class:`Done` or :class:`Fail` ends the fan-out.
 """
@@ -41,7 +43,9 @@ ABORTING_ERRORS: dict[str, type[FiloError]] = {
 
 @dataclass
 class FanoutResult:
-    """Answers (header, arrays) and reasons for missing shards, by shard."""
+    """Answers (header, arrays) by the first shard each covers (a node answers all the shards
+    it serves of a request at once, listed in ``header["shards"]``), and reasons for missing
+    shards, by shard."""
 
     answers: dict[int, tuple[dict[str, Any], list[Any]]] = field(default_factory=dict)
     missing: dict[int, str] = field(default_factory=dict)
@@ -162,18 +166,23 @@ class FanoutState:
             got = header.get("shards", [header.get("shard", -1)])
             self.received.update(int(s) for s in got)
             return []
-        shard = int(header.get("shard", -1))
-        if shard not in self.pending:
-            return []  # the answer to a resent request came twice
+        covered = [int(s) for s in header.get("shards", [header.get("shard", -1)])]
+        if not all(s in self.pending for s in covered):
+            # Answered already (a resent request answers twice). An answer that covers some
+            # shards still waiting cannot be split: they lose their receipt, so they are sent
+            # again (the request that answered the others covered only those).
+            self.received.difference_update(covered)
+            return []
         if not header.get("ok"):
             kind = ABORTING_ERRORS.get(str(header.get("error_type")))
             if kind is not None:
                 return [Fail(kind, header.get("error", "leaf failed"))]
-            self.pending.discard(shard)
-            self.result.missing[shard] = header.get("error", f"shard {shard} failed")
+            for s in covered:
+                self.pending.discard(s)
+                self.result.missing[s] = header.get("error", f"shard {s} failed")
             return self._done()
-        self.pending.discard(shard)
-        self.result.answers[shard] = (header, arrays)
+        self.pending.difference_update(covered)
+        self.result.answers[covered[0]] = (header, arrays)
         return self._done()
 
     def _done(self) -> list[FanoutAction]:

@@ -1,10 +1,12 @@
 """The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
 A small pool of threads ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each
-request names the shards of the query this node owns. The server evaluates every shard (the
-first in the popping thread, the others on the server's pool) and pushes one answer per shard
-in a single ``RPUSH`` (a
-:mod:`filodb.tasks.wire` message whose header has ``ok``, ``shard`` and either the answer or
+request names the shards of the query this node owns. The server evaluates the request once
+over the union of the shards it serves as Active (:class:`~filodb.model.source.UnionSource`:
+their series are disjoint, so a shard-local subtree or a pushed-down aggregation's map step
+over the union is the merge of the per-shard ones, read once and smaller on the wire) and
+pushes the answer in one ``RPUSH`` (a :mod:`filodb.tasks.wire` message whose header has
+``ok``, ``shards`` it covers, ``shard`` the first of them, and either the answer or
 ``error``), then ``EXPIRE``s the reply list. A request not answered within ``RECEIPT_AFTER_S`` gets
 one receipt ``{"received": true, "shards": [...]}`` first (from the server's receipt thread),
 which stops the caller's resends (after 2 s); a quick answer needs none, which saves a round
@@ -24,14 +26,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import redis
 
 from filodb.errors import BadInputError, FiloError
-from filodb.model.source import SeriesSource
+from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
 from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
@@ -49,9 +50,9 @@ class NodeRuntime(Protocol):
     def memstore(self, dataset: str, shard: int) -> SeriesSource | None: ...
 
 
-def run_op(source: SeriesSource, shard: int, op: str, p: dict[str, Any]) -> bytes:
-    """Execute one leaf op against a shard's source and pack the answer."""
-    ok = {"ok": True, "shard": shard}
+def run_op(source: SeriesSource, shards: Sequence[int], op: str, p: dict[str, Any]) -> bytes:
+    """Execute one leaf op against the source of ``shards`` and pack the answer."""
+    ok = {"ok": True, "shard": shards[0], "shards": list(shards)}
     if op == "eval":
         v, read = eval_local(source, p)
         return pack_steps({**ok, "read": read}, v)
@@ -68,21 +69,36 @@ def run_op(source: SeriesSource, shard: int, op: str, p: dict[str, Any]) -> byte
     raise ValueError(f"unknown leaf op {op!r}")
 
 
-def answer(rt: NodeRuntime, dataset: str, shard: int, op: str, params: dict[str, Any]) -> bytes:
-    """The leaf's reply message: the op's answer, or why there is none."""
-    source = rt.memstore(dataset, shard)
-    if source is None:
-        return pack({"ok": False, "shard": shard, "error_type": "unavailable",
-                     "error": f"shard {dataset}/{shard} is not active on this node"}, [])  # fmt: skip
+def answer(
+    rt: NodeRuntime, dataset: str, shards: Sequence[int], op: str, params: dict[str, Any]
+) -> list[bytes]:
+    """The reply messages of a request: one answer for every shard the node serves (evaluated
+    once over their union), one "unavailable" failure per shard it does not."""
+    out = []
+    served: list[int] = []
+    sources: list[SeriesSource] = []
+    for s in shards:
+        source = rt.memstore(dataset, s)
+        if source is None:
+            out.append(pack({"ok": False, "shard": s, "error_type": "unavailable",
+                             "error": f"shard {dataset}/{s} is not active on this node"}, []))  # fmt: skip
+        else:
+            served.append(s)
+            sources.append(source)
+    if not served:
+        return out
+    fail = {"ok": False, "shard": served[0], "shards": served}
     try:
-        return run_op(source, shard, op, params)
+        out.append(run_op(sources[0] if len(sources) == 1 else UnionSource(sources), served, op,
+                          params))  # fmt: skip
     except FiloError as e:
-        return pack({"ok": False, "shard": shard, "error_type": e.error_type,
-                     "status": e.http_status, "error": str(e)}, [])  # fmt: skip
+        out.append(pack({**fail, "error_type": e.error_type, "status": e.http_status,
+                         "error": str(e)}, []))  # fmt: skip
     except Exception as e:  # reported to the caller, never silently lost
-        log.exception("leaf %s on %s/%s failed", op, dataset, shard)
-        return pack({"ok": False, "shard": shard, "error_type": "internal",
-                     "error": f"{type(e).__name__}: {e}"}, [])  # fmt: skip
+        log.exception("leaf %s on %s/%s failed", op, dataset, served)
+        out.append(pack({**fail, "error_type": "internal",
+                         "error": f"{type(e).__name__}: {e}"}, []))  # fmt: skip
+    return out
 
 
 def _reply(r: redis.Redis, reply_key: str, msgs: list[bytes]) -> None:
@@ -93,8 +109,8 @@ def _reply(r: redis.Redis, reply_key: str, msgs: list[bytes]) -> None:
 
 
 class LeafServer:
-    """Serve the leaf requests addressed to ``node`` with ``threads`` popping threads (and a
-    pool as large for the other shards of a request); ``clock`` is the wall clock in seconds
+    """Serve the leaf requests addressed to ``node`` with ``threads`` popping threads;
+    ``clock`` is the wall clock in seconds
     that request deadlines are read against."""
 
     def __init__(
@@ -107,7 +123,6 @@ class LeafServer:
         # blocking pops need a socket timeout above their own (shared/notes/celery-redis.md)
         self._r = redis.Redis.from_url(redis_url, socket_timeout=POP_TIMEOUT_S + 10)
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="leaf-eval")
         self._threads = [
             threading.Thread(target=self._loop, name=f"leaf-{i}", daemon=True)
             for i in range(max(1, threads))
@@ -133,7 +148,6 @@ class LeafServer:
         for t in self._threads:
             if t.ident is not None:
                 t.join(wait_s)
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self._r.close()
 
     def _loop(self) -> None:
@@ -163,15 +177,8 @@ class LeafServer:
         with self._cond:
             self._inflight[token] = (time.monotonic() + RECEIPT_AFTER_S, req)
             self._cond.notify()
-        rt = self.runtime
-
-        def one(shard: int) -> bytes:
-            return answer(rt, req.dataset, shard, req.op, req.params)
-
         try:
-            rest = [self._pool.submit(one, s) for s in req.shards[1:]]
-            msgs = [one(req.shards[0])] if req.shards else []
-            msgs.extend(f.result() for f in rest)
+            msgs = answer(self.runtime, req.dataset, req.shards, req.op, req.params)
         finally:
             with self._cond:
                 self._inflight.pop(token, None)

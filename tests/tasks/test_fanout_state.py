@@ -134,3 +134,26 @@ def test_deadline_is_a_timeout_naming_the_late_shards() -> None:
     assert fan.unreceived(15.0) == []  # past the deadline the map is not wanted
     assert fan.step(15.0) == [Fail(QueryTimeoutError, "query timed out in expression evaluation "
                                                       "(shards 0, 2 of ds did not answer)")]  # fmt: skip
+
+
+def test_a_node_answers_its_shards_at_once() -> None:
+    fan = FanoutState("ds", [0, 1, 2], _states("a", "a", "b"), 30.0, resend_after_s=2.0)
+    assert fan.start(0.0) == [SendNode("a", (0, 1), 30.0), SendNode("b", (2,), 30.0)]
+    both = {"shard": 0, "shards": [0, 1], "ok": True}
+    assert fan.reply(both, ["ab"]) == []
+    err = {"shard": 2, "shards": [2], "ok": False, "error_type": "internal", "error": "boom"}
+    assert fan.reply(err, []) == [Done(FanoutResult(answers={0: (both, ["ab"])},
+                                                    missing={2: "boom"}))]  # fmt: skip
+
+
+def test_an_answer_overlapping_one_taken_is_dropped_and_its_waiting_shards_sent_again() -> None:
+    fan = FanoutState("ds", [0, 1], _states("a", "a"), 30.0, resend_after_s=2.0)
+    fan.start(0.0)  # the first request (0, 1) is slow to be popped: no receipt
+    assert fan.step(2.5) == [SendNode("a", (0, 1), 27.5)]
+    assert fan.reply({"shards": [0, 1], "received": True}, []) == []
+    assert fan.reply({"shards": [0], "shard": 0, "ok": True}, ["0"]) == []  # (say) a split
+    assert fan.reply({"shards": [0, 1], "shard": 0, "ok": True}, ["01"]) == []  # overlaps
+    assert fan.result.answers == {0: ({"shards": [0], "shard": 0, "ok": True}, ["0"])}
+    assert fan.unreceived(3.0) == [1]
+    assert fan.step(7.0) == [SendNode("a", (1,), 23.0)]  # after the doubled timer (4 s)
+    assert fan.reply({"shards": [1], "shard": 1, "ok": True}, ["1"]) == [Done(fan.result)]
