@@ -99,7 +99,11 @@ class ShardClient:
             for send in sends:
                 req = LeafRequest(reply_key, dataset, send.shards, op, params,
                                   time.time() + send.expires_s)  # fmt: skip
-                pipe.rpush(request_key(send.node), req.pack())
+                key, ttl = request_key(send.node), int(send.expires_s) + 1
+                pipe.rpush(key, req.pack())
+                # a dead node's list goes once its last request has expired
+                pipe.expire(key, ttl, nx=True)
+                pipe.expire(key, ttl, gt=True)
             sends.clear()
             pipe.blmpop(fan.poll_s(now), 1, reply_key, direction="LEFT", count=MAX_POP)
             got = pipe.execute()[-1]

@@ -10,7 +10,8 @@ A request is a msgpack map::
 The node answers on the ``reply`` list (:mod:`filodb.tasks.leaf`): first one receipt
 ``{"received": true, "shards": [...]}``, then one :mod:`filodb.tasks.wire` message per shard.
 A request whose ``deadline_unix`` (wall clock) has passed when it is popped is dropped: its
-caller has answered with a timeout already.
+caller has answered with a timeout already. Each push extends the list's expiry to the
+request's own (never shortens it), so the list of a node that died goes away by itself.
 """
 
 from __future__ import annotations

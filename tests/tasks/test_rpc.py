@@ -96,7 +96,9 @@ def test_a_request_lost_with_its_worker_is_sent_again(redis_url: str, client: Sh
     t = threading.Thread(target=call)
     t.start()
     # a worker pops the request and dies before its receipt
-    lost = wait_for(lambda: r.lpop(request_key("c")), 5, "the first request")
+    wait_for(lambda: r.llen(request_key("c")), 5, "the first request")
+    assert 9 <= r.ttl(request_key("c")) <= 11  # the list of a dead node expires with its requests
+    lost = r.lpop(request_key("c"))
     assert LeafRequest.unpack(lost).shards == (0, 1)
     server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "c", 1).start()
     try:
