@@ -10,6 +10,12 @@ ingest rate of each system for the load.
     python bench/promql.py                       # 10 000 series x 6 h at 30 s
     python bench/promql.py --series 10000,100000
     python bench/promql.py --quick               # 2 000 series x 1 h, under two minutes
+    python bench/promql.py --floor --workers 1,3 # only the per-query floor (about a minute)
+
+``query_floor_ms``: the p50 of ``--floor-n`` trivial instant queries
+(``absent(nonexistent_metric)``) over HTTP on an empty database, per system (FiloDB with each
+``--workers`` count, 4 shards), with ``query_floor_ratio`` (FiloDB / peer) and the p90 in the
+context. It is measured before the load, with every system up.
 
 Workload (exporter-like, per 100 series): 50 counters ``bench_requests_total{job,instance,code}``
 with integer increments, 30 gauges ``bench_temp{job,instance}`` with one decimal, 20 classic
@@ -244,6 +250,54 @@ def _topk_values(n: dict) -> dict:
     return {t: sorted(v) for t, v in by_t.items()}
 
 
+FLOOR_QUERY = "absent(nonexistent_metric)"
+
+
+def floor_ms(base: str, n: int) -> tuple[float, float]:
+    """p50 and p90 in ms of ``n`` instant queries of :data:`FLOOR_QUERY` (after 20 warm-ups)."""
+    s = requests.Session()
+    times = []
+    for i in range(n + 20):
+        t = time.perf_counter()
+        r = s.get(base + "/api/v1/query", params={"query": FLOOR_QUERY}, timeout=60)
+        if i >= 20:
+            times.append(time.perf_counter() - t)
+        if r.status_code != 200 or r.json().get("status") != "success":
+            raise RuntimeError(f"{base}: {FLOOR_QUERY}: {r.status_code} {r.text[:300]}")
+    times.sort()
+    return 1000 * statistics.median(times), 1000 * times[int(0.9 * (len(times) - 1))]
+
+
+def run_floor(n: int, workers: list[int], peers: list[str]) -> None:
+    """``query_floor_ms`` of FiloDB with each count of workers and of each peer, and the ratios."""
+    got: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for w in workers:
+            extra = ["--workers", str(w)] if w > 1 else []
+            up = UpProcess(Path(d) / f"filodb-{w}", shards=4, extra=extra).start()
+            try:
+                wait_count(up.url, "vector(1)", 1, time.time())
+                p50, p90 = floor_ms(up.url, n)
+            finally:
+                up.stop()
+            got[f"filodb-{w}"] = p50
+            emit("query_floor_ms", p50, "ms", system="filodb", workers=w, shards=4, p90_ms=round(p90, 3),
+                 query=FLOOR_QUERY, n=n)  # fmt: skip
+        for peer in peers:
+            pr = Peer(peer, Path(d))
+            try:
+                p50, p90 = floor_ms(pr.base, n)
+            finally:
+                pr.stop()
+            got[peer] = p50
+            emit("query_floor_ms", p50, "ms", system=peer, p90_ms=round(p90, 3), query=FLOOR_QUERY,
+                 n=n)  # fmt: skip
+    for w in workers:
+        for peer in peers:
+            emit("query_floor_ratio", got[f"filodb-{w}"] / got[peer], "filodb/peer", peer=peer,
+                 workers=w, query=FLOOR_QUERY)  # fmt: skip
+
+
 def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: list[str]) -> None:
     n = int(hours * 3600 / interval_s)
     now = int(time.time() * 1000)
@@ -308,15 +362,21 @@ def main() -> None:
         "--peers", default="prometheus,victoria-metrics", help="comma-separated; empty for none"
     )
     ap.add_argument("--quick", action="store_true", help="2 000 series x 1 h, 3 repeats")
+    ap.add_argument("--workers", default="1", help="comma-separated worker counts for the floor")
+    ap.add_argument("--floor-n", type=int, default=500, help="queries per query_floor_ms")
+    ap.add_argument("--floor", action="store_true", help="only query_floor_ms, no load")
     a = ap.parse_args()
     if a.quick:
-        a.series, a.hours, a.repeat = "2000", 1.0, 3
+        a.series, a.hours, a.repeat, a.floor_n = "2000", 1.0, 3, 200
     peers = [p for p in a.peers.split(",") if p]
     for p in peers:
         if not shutil.which(p):
             sys.exit(
                 f"{p} not found: apt-get install {'prometheus' if p == 'prometheus' else 'victoria-metrics'}"
             )
+    run_floor(a.floor_n, [int(w) for w in a.workers.split(",")], peers)
+    if a.floor:
+        return
     for n in (int(x) for x in a.series.split(",")):
         run_scale(n, a.hours, a.interval, a.repeat, peers)
 

@@ -64,7 +64,7 @@ class Config:
         ""  # TOML file of tokens with scopes per dataset (filodb.auth); guards every route
     )
     web_threads: int = 16
-    worker_threads: int = 4
+    worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)
     heartbeat_interval: float = 1.0

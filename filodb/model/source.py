@@ -103,3 +103,27 @@ class SeriesSource(Protocol):
     ) -> list[str]:
         """Sorted values of label ``name`` among the matching series."""
         ...
+
+
+class UnionSource:
+    """The union of disjoint sources (the shards one node serves) as one :class:`SeriesSource`:
+    every series lives in exactly one of them, so a selection is their concatenation."""
+
+    def __init__(self, sources: Sequence[SeriesSource]) -> None:
+        self.sources = list(sources)
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
+        return SeriesBlock.concat([s.select(matchers, start_ms, end_ms) for s in self.sources])
+
+    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
+        return sorted({lb for s in self.sources for lb in s.series(matchers, start_ms, end_ms)})
+
+    def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
+        return sorted({n for s in self.sources for n in s.label_names(matchers, start_ms, end_ms)})
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[str]:
+        return sorted(
+            {v for s in self.sources for v in s.label_values(name, matchers, start_ms, end_ms)}
+        )

@@ -5,7 +5,7 @@ the node holding the coordinator lease runs the assignment strategy over the liv
 writes the shard map (reassigning the shards of dead nodes, then moving one shard at a time to
 a node that joined until loads differ by at most one). Then every node reconciles: a shard the
 map gives it is started once its ownership lease is free (the previous owner released it or
-its lease expired) and gets its Celery queue; a shard the map no longer gives it is stopped,
+its lease expired); a shard the map no longer gives it is stopped,
 its groups flushed, its lease released. The decisions are :mod:`filodb.shards.planner`'s (pure);
 this module reads their inputs and carries out their actions.
 
@@ -14,9 +14,9 @@ pause, a network partition) stops serving and ingesting every shard by itself, b
 node can take the lease; and every status write of a shard's owner is compare-and-set on the
 node, so a node that lost a shard cannot overwrite the new owner's state.
 
-The worker process holds one :class:`NodeRuntime`, to which it binds the task functions of
-:mod:`filodb.tasks.leaf`: tasks run on the threads pool of the same process, so they see the
-memstores.
+The worker process holds one :class:`NodeRuntime`, to which it binds the leaf server of
+:mod:`filodb.tasks.leaf`: its threads run in the same process, so they see the memstores, and
+they serve only what :meth:`NodeRuntime.memstore` gives (an Active shard of an unfenced node).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from filodb.shards.planner import Key, Maps
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.store import store_from_config
-from filodb.tasks.app import shard_queue
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +51,12 @@ LOG_EVERY_S = 60.0  # a failing shard's warning repeats at most this often
 class NodeRuntime:
     """State of this node.
 
-    ``add_queue``/``cancel_queue`` subscribe the worker to a shard's Celery queue and cancel it;
-    ``send_flush`` sends a flush task (None: flush in the tick); ``clock`` is the monotonic
+    ``send_flush`` hands a flush to the node's executor (None: flush in the tick); ``clock`` is the monotonic
     time in seconds that fencing, the tick and the flush schedule read (tests pass a fake one).
     """
 
     def __init__(
-        self, cfg: Config, name: str, add_queue: Callable[[str], None],
-        cancel_queue: Callable[[str], None],
+        self, cfg: Config, name: str,
         send_flush: Callable[[str, int, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
@@ -71,8 +68,6 @@ class NodeRuntime:
         self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
         self.ingest_log: Log = log_from_config(cfg)
         self.ingesters: dict[Key, ShardIngester] = {}
-        self._add_queue = add_queue
-        self._cancel_queue = cancel_queue
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
@@ -148,11 +143,6 @@ class NodeRuntime:
                 ing = self.ingesters.pop(key)
                 ing.stop()
                 self._flush_due.pop(key, None)
-        for key in keys:  # queued, never waited for: the broker may be unreachable too
-            try:
-                self._cancel_queue(shard_queue(*key))
-            except Exception:  # noqa: BLE001
-                pass
         if keys:
             self.fenced_count += 1
             log.warning("node %s fenced: leases not renewed for %.1f s; stopped %s",
@@ -194,7 +184,7 @@ class NodeRuntime:
         return {ds: (desc, self.shard_map.shard_states(ds)) for ds, desc in datasets.items()}
 
     def schedule_flushes(self, now: float | None = None) -> None:
-        """Send a flush task for the next group of each Active shard, staggered so every group
+        """Flush the next group of each Active shard, staggered so every group
         is flushed once per ``flush_interval``."""
         now = self.clock() if now is None else now
         groups = max(1, self.cfg.flush_groups)
@@ -300,7 +290,7 @@ class NodeRuntime:
             self.stores.column.initialize(st.dataset, desc.shards)
             self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
-                                on_active=self._on_active, stores=self.stores, cfg=self.cfg)  # fmt: skip
+                                stores=self.stores, cfg=self.cfg)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
@@ -328,19 +318,12 @@ class NodeRuntime:
             self._logged[key] = now
             log.warning(msg, *args)
 
-    def _on_active(self, ing: ShardIngester) -> None:
-        self._add_queue(shard_queue(ing.dataset, ing.shard))
-
     def _release(self, key: Key, flush: bool = True) -> None:
         """Stop a shard; in the background flush its groups, then give up its lease."""
         log.warning("node %s stops shard %s/%s", self.name, *key)
         ing = self.ingesters.pop(key)
         ing.stop()
         self._flush_due.pop(key, None)
-        try:
-            self._cancel_queue(shard_queue(*key))
-        except Exception:  # noqa: BLE001 - the consumer goes with the next restart anyway
-            log.exception("cancel queue of %s/%s", *key)
 
         def finish() -> None:
             try:

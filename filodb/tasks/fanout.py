@@ -1,10 +1,11 @@
 """Send leaf work to the shards that own the data and gather the answers.
 
-:class:`ShardClient` reads the shard map, sends one leaf task per Active shard (routed to the
-shard's Celery queue, ``ignore_result=True``, expiring with the query deadline) and BLPOPs the
-per-request reply list. A leaf first pushes a receipt; a task with no receipt after
-``RESEND_AFTER_S`` (doubling) is sent again, since a message handed to a worker that is being
-killed can be lost. Shards that are not Active, or that answer with a failure, are
+:class:`ShardClient` reads the shard map, sends one leaf request per node that owns Active
+shards of the query (``RPUSH`` onto the node's list, :mod:`filodb.tasks.rpc`; the request expires with the
+query's deadline) and pops the per-request reply list (``BLMPOP``: every reply already there
+at once); the pushes of all nodes and the first pop go in one pipelined round trip. A node pushes a
+receipt for a request it has not answered within 0.1 s; a request with neither after ``RESEND_AFTER_S`` (doubling) is sent again,
+since a request popped by a worker that is being killed is lost. Shards that are not Active, or that answer with a failure, are
 reported back so the caller can answer partially with a warning (or fail when strict); shards
 that do not answer before the query's deadline make it a timeout (503). Those decisions are
 :class:`~filodb.tasks.fanout_state.FanoutState`'s (pure); ``ShardClient`` carries them out.
@@ -19,10 +20,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
-from celery import Celery
 
 from filodb.errors import QueryTimeoutError, UnavailableError
 from filodb.model.labels import Labels, Matcher
@@ -32,27 +32,30 @@ from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState
-from filodb.tasks.app import LEAF_TASK, shard_queue
-from filodb.tasks.fanout_state import Fail, FanoutAction, FanoutResult, FanoutState, SendLeaf
+from filodb.tasks.fanout_state import (
+    RESEND_AFTER_S,
+    Fail,
+    FanoutAction,
+    FanoutResult,
+    FanoutState,
+    SendNode,
+)
+from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.wire import matchers_to_wire, unflat_labels, unpack, unpack_block, unpack_steps
+
+MAX_POP = 256  # replies taken from the reply list per round trip
 
 
 class ShardClient:
     """Fan-out of leaf ops; thread-safe (Flask threads share one)."""
 
-    def __init__(self, app: Celery, shard_map: ShardMapStore, redis_url: str,
-                 local_map: LocalShardMap | None = None) -> None:  # fmt: skip
-        self.app = app
+    def __init__(self, shard_map: ShardMapStore, redis_url: str,
+                 local_map: LocalShardMap | None = None,
+                 resend_after_s: float = RESEND_AFTER_S) -> None:  # fmt: skip
         self.shard_map = shard_map
         self.local_map = local_map
+        self.resend_after_s = resend_after_s
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
-
-    def _send(self, reply_key: str, dataset: str, shard: int, op: str, params: dict[str, Any],
-              timeout_s: float) -> None:  # fmt: skip
-        self.app.send_task(
-            LEAF_TASK, args=(reply_key, dataset, shard, op, params), queue=shard_queue(dataset, shard),
-            ignore_result=True, expires=timeout_s,
-        )  # fmt: skip
 
     def shard_states(self, dataset: str) -> dict[int, ShardState]:
         """The dataset's shard map: the event-fed local copy, else one Redis read."""
@@ -68,28 +71,46 @@ class ShardClient:
         if states is None:
             states = self.shard_states(dataset)
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
-        fan = FanoutState(dataset, shards, states, timeout_s)
+        fan = FanoutState(dataset, shards, states, timeout_s, self.resend_after_s)
+
+        sends: list[SendNode] = []  # pushed with the next wait, in one round trip
 
         def carry_out(actions: list[FanoutAction]) -> FanoutResult | None:
-            for a in actions:
-                if isinstance(a, SendLeaf):
-                    self._send(reply_key, dataset, a.shard, op, params, a.expires_s)
-                    continue
-                self._r.delete(reply_key)
-                if isinstance(a, Fail):
+            for a in actions:  # the reply list expires by itself (leaf.REPLY_TTL_S)
+                if isinstance(a, SendNode):
+                    sends.append(a)
+                elif isinstance(a, Fail):
                     raise a.error(a.message)
-                return a.result
+                else:
+                    return a.result
             return None
 
         done = carry_out(fan.start(time.monotonic()))
         while done is None:
             now = time.monotonic()
             current = None
-            if self.local_map is not None and fan.unreceived(now):
+            if self.local_map is not None and sends == [] and fan.unreceived(now):
                 current = self.local_map.states(dataset)
             done = carry_out(fan.step(now, current))
-            if done is None and (got := self._r.blpop([reply_key], timeout=fan.poll_s(now))):
-                done = carry_out(fan.reply(*unpack(got[1])))  # type: ignore[arg-type]  # bytes: no decode_responses
+            if done is not None:
+                break
+            # the requests and the first wait for their replies share one round trip
+            pipe = self._r.pipeline(transaction=False)
+            for send in sends:
+                req = LeafRequest(reply_key, dataset, send.shards, op, params,
+                                  time.time() + send.expires_s)  # fmt: skip
+                key, ttl = request_key(send.node), int(send.expires_s) + 1
+                pipe.rpush(key, req.pack())
+                # a dead node's list goes once its last request has expired
+                pipe.expire(key, ttl, nx=True)
+                pipe.expire(key, ttl, gt=True)
+            sends.clear()
+            pipe.blmpop(fan.poll_s(now), 1, reply_key, direction="LEFT", count=MAX_POP)
+            got = pipe.execute()[-1]
+            for raw in cast(list[bytes], got[1] if got else []):  # no decode_responses
+                done = carry_out(fan.reply(*unpack(raw)))
+                if done is not None:
+                    break
         return done
 
 

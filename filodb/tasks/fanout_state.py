@@ -1,17 +1,25 @@
 """One fan-out's bookkeeping as a pure state machine: events in (with ``now``), actions out.
 
-:class:`FanoutState` knows which shards were sent when, which sent a receipt, which answered;
-:class:`~filodb.tasks.fanout.ShardClient` carries out its actions (Celery sends, the reply
-list's BLPOP) and feeds it the clock (monotonic seconds), the replies and the local shard map.
+Requests are addressed to *nodes*: one request per node carries every shard of the query that
+the node owns (as the shard map says at the start). :class:`FanoutState` knows which node was
+sent which shards when, which shards have a receipt, which answered;
+:class:`~filodb.tasks.fanout.ShardClient` carries out its actions (a push onto the node's
+request list, the reply list's blocking pop) and feeds it the clock (monotonic seconds), the
+replies and the local shard map.
 
-- :meth:`~FanoutState.start`: one :class:`SendLeaf` per Active shard; the others are missing.
+- :meth:`~FanoutState.start`: one :class:`SendNode` per node owning Active shards (nodes in
+  name order, shards ascending); the shards that are not Active are missing.
 - :meth:`~FanoutState.step`, before each wait for a reply: past the deadline, a timeout naming
   the late shards; a shard without a receipt that left Active or changed node in ``current``
-  (the local shard map) is missing "(moving)"; a shard without a receipt after its resend
-  timer (``RESEND_AFTER_S``, doubling) is sent again, expiring with the query's deadline.
-- :meth:`~FanoutState.reply`: a receipt stops the resends; the first answer of a shard counts
-  (a resent task may answer twice); a failed leaf makes its shard missing, except errors of the
-  query itself (execution, bad data, timeout), which abort it.
+  (the local shard map) is missing "(moving)"; a node whose shards have no receipt after its
+  resend timer (``RESEND_AFTER_S``, doubling) is sent those shards again, expiring with the
+  query's deadline (a request popped by a worker that died before its receipt is lost).
+- :meth:`~FanoutState.reply`: a receipt (``shards``: the shards it covers; ``shard``: one)
+  stops the resends of those shards; an answer covers ``shards`` (or the one ``shard``) and
+  counts when all of them still wait (a resent request may answer twice; an answer that
+  overlaps one already taken is dropped and the shards it covered that still wait are sent
+  again); failed shards are missing, except for errors of the query itself (execution, bad
+  data, timeout), which abort it.
 
 Each event returns the actions in order; :class:`Done` or :class:`Fail` ends the fan-out.
 """
@@ -25,7 +33,7 @@ from typing import Any
 from filodb.errors import BadInputError, ExecutionError, FiloError, QueryTimeoutError
 from filodb.shards.state import ShardState, ShardStatus
 
-RESEND_AFTER_S = 2.0  # a leaf task not picked up by then is sent again (doubling each time)
+RESEND_AFTER_S = 2.0  # a request without a receipt by then is sent again (doubling each time)
 POLL_S = 0.5  # longest wait for a reply between two steps
 # leaf errors that fail the whole query, as the error the web tier answers with
 ABORTING_ERRORS: dict[str, type[FiloError]] = {
@@ -35,17 +43,21 @@ ABORTING_ERRORS: dict[str, type[FiloError]] = {
 
 @dataclass
 class FanoutResult:
-    """Answers (header, arrays) and reasons for missing shards, by shard."""
+    """Answers (header, arrays) by the first shard each covers (a node answers all the shards
+    it serves of a request at once, listed in ``header["shards"]``), and reasons for missing
+    shards, by shard."""
 
     answers: dict[int, tuple[dict[str, Any], list[Any]]] = field(default_factory=dict)
     missing: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class SendLeaf:
-    """Send (or send again) the leaf task of ``shard``, expiring after ``expires_s``."""
+class SendNode:
+    """Send (or send again) one request for ``shards`` to ``node``, expiring after
+    ``expires_s``."""
 
-    shard: int
+    node: str
+    shards: tuple[int, ...]
     expires_s: float
 
 
@@ -64,7 +76,7 @@ class Fail:
     message: str
 
 
-FanoutAction = SendLeaf | Done | Fail
+FanoutAction = SendNode | Done | Fail
 
 
 class FanoutState:
@@ -81,25 +93,34 @@ class FanoutState:
         self.resend_after_s = resend_after_s
         self.result = FanoutResult()
         self.deadline = float("inf")
-        self.sent_at: dict[int, float] = {}
-        self.wait: dict[int, float] = {}  # resend timer of each shard sent
+        self.node_of: dict[int, str] = {}  # the node each sent shard was sent to
+        self.sent_at: dict[str, float] = {}  # by node
+        self.wait: dict[str, float] = {}  # resend timer of each node sent to
         self.pending: set[int] = set()  # sent, not answered
         self.received: set[int] = set()  # receipts
 
     def start(self, now: float) -> list[FanoutAction]:
-        """Send to every Active shard; the query's deadline is ``timeout_s`` from ``now``."""
-        out: list[FanoutAction] = []
+        """Send to the nodes of the Active shards; the deadline is ``timeout_s`` from ``now``."""
         for s in self.shards:
             st = self.states.get(s)
-            if st is None or st.status is not ShardStatus.ACTIVE:
+            if st is None or st.status is not ShardStatus.ACTIVE or not st.node:
                 status = st.status.value if st else "Unassigned"
                 self.result.missing[s] = f"shard {s} of {self.dataset} is {status}"
                 continue
-            out.append(SendLeaf(s, self.timeout_s))
-            self.sent_at[s], self.wait[s] = now, self.resend_after_s
+            self.node_of[s] = st.node
         self.deadline = now + self.timeout_s
-        self.pending = set(self.sent_at)
+        self.pending = set(self.node_of)
+        out: list[FanoutAction] = []
+        for node, shards in self._by_node(self.pending).items():
+            out.append(SendNode(node, shards, self.timeout_s))
+            self.sent_at[node], self.wait[node] = now, self.resend_after_s
         return out + self._done()
+
+    def _by_node(self, shards: set[int]) -> dict[str, tuple[int, ...]]:
+        by: dict[str, list[int]] = {}
+        for s in sorted(shards):
+            by.setdefault(self.node_of[s], []).append(s)
+        return {n: tuple(by[n]) for n in sorted(by)}
 
     def unreceived(self, now: float) -> list[int]:
         """Pending shards without a receipt (none past the deadline): :meth:`step` wants the
@@ -117,22 +138,22 @@ class FanoutState:
             msg = f"shards {late} of {self.dataset} did not answer"
             return [Fail(QueryTimeoutError, f"query timed out in expression evaluation ({msg})")]
         if current is not None:
-            # A shard that left Active before anyone took its task (its node died; the
+            # A shard that left Active before its node took the request (the node died; the
             # coordinator marked it Down) answers nothing now: partial, not a timeout.
             for s in self.unreceived(now):
                 st = current.get(s)
                 if (st is None or st.status is not ShardStatus.ACTIVE
-                        or st.node != self.states[s].node):  # fmt: skip
+                        or st.node != self.node_of[s]):  # fmt: skip
                     self.pending.discard(s)
                     status = st.status.value if st else "Unassigned"
                     self.result.missing[s] = f"shard {s} of {self.dataset} is {status} (moving)"
             if not self.pending:
                 return self._done()
         out: list[FanoutAction] = []
-        for s in sorted(self.pending - self.received):  # a message lost with a dying worker
-            if now - self.sent_at[s] > self.wait[s]:
-                out.append(SendLeaf(s, left))
-                self.sent_at[s], self.wait[s] = now, self.wait[s] * 2
+        for node, shards in self._by_node(self.pending - self.received).items():
+            if now - self.sent_at[node] > self.wait[node]:  # a request lost with a dying worker
+                out.append(SendNode(node, shards, left))
+                self.sent_at[node], self.wait[node] = now, self.wait[node] * 2
         return out
 
     def poll_s(self, now: float) -> float:
@@ -140,22 +161,28 @@ class FanoutState:
         return max(0.01, min(self.deadline - now, POLL_S))
 
     def reply(self, header: dict[str, Any], arrays: list[Any]) -> list[FanoutAction]:
-        """A leaf's receipt or answer."""
-        shard = int(header.get("shard", -1))
+        """A node's receipt or a shard's answer."""
         if header.get("received"):
-            self.received.add(shard)
+            got = header.get("shards", [header.get("shard", -1)])
+            self.received.update(int(s) for s in got)
             return []
-        if shard not in self.pending:
-            return []  # the answer to a resent task came twice
+        covered = [int(s) for s in header.get("shards", [header.get("shard", -1)])]
+        if not all(s in self.pending for s in covered):
+            # Answered already (a resent request answers twice). An answer that covers some
+            # shards still waiting cannot be split: they lose their receipt, so they are sent
+            # again (the request that answered the others covered only those).
+            self.received.difference_update(covered)
+            return []
         if not header.get("ok"):
             kind = ABORTING_ERRORS.get(str(header.get("error_type")))
             if kind is not None:
                 return [Fail(kind, header.get("error", "leaf failed"))]
-            self.pending.discard(shard)
-            self.result.missing[shard] = header.get("error", f"shard {shard} failed")
+            for s in covered:
+                self.pending.discard(s)
+                self.result.missing[s] = header.get("error", f"shard {s} failed")
             return self._done()
-        self.pending.discard(shard)
-        self.result.answers[shard] = (header, arrays)
+        self.pending.difference_update(covered)
+        self.result.answers[covered[0]] = (header, arrays)
         return self._done()
 
     def _done(self) -> list[FanoutAction]:

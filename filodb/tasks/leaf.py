@@ -1,14 +1,21 @@
-"""The task functions a worker node runs: the leaf of a query, and the flush of a group.
+"""The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
-They are thin: :func:`register_tasks` binds them to the node's runtime (anything with the
-:class:`NodeRuntime` shape below), so this module knows nothing of what a node is.
+A small pool of threads ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each
+request names the shards of the query this node owns. The server evaluates the request once
+over the union of the shards it serves as Active (:class:`~filodb.model.source.UnionSource`:
+their series are disjoint, so a shard-local subtree or a pushed-down aggregation's map step
+over the union is the merge of the per-shard ones, read once and smaller on the wire) and
+pushes the answer in one ``RPUSH`` (a :mod:`filodb.tasks.wire` message whose header has
+``ok``, ``shards`` it covers, ``shard`` the first of them, and either the answer or
+``error``), then ``EXPIRE``s the reply list. A request not answered within ``RECEIPT_AFTER_S`` gets
+one receipt ``{"received": true, "shards": [...]}`` first (from the server's receipt thread),
+which stops the caller's resends (after 2 s); a quick answer needs none, which saves a round
+trip on each side. A node that does not own a shard as Active answers
+``ok: false`` with ``error_type: "unavailable"`` for it, so the caller can mark the answer
+partial (fencing).
 
-The leaf caller sends ``(reply_key, dataset, shard, op, params)`` with ``ignore_result=True``;
-the task first pushes a receipt, then answers by ``RPUSH reply_key <message>`` (a
-:mod:`filodb.tasks.wire` message whose header has ``ok``, ``shard`` and either the answer or
-``error``) and ``EXPIRE reply_key``. A node that does not own the shard as Active answers
-``ok: false`` with ``error_type: "unavailable"``, so the caller can mark the answer partial
-(fencing).
+The server is bound to the node's runtime (anything with the :class:`NodeRuntime` shape below),
+so this module knows nothing of what a node is.
 
 Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``eval``
 (a pushed-down PromQL subexpression evaluated at the query's steps).
@@ -17,36 +24,35 @@ Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 import redis
-from celery import Celery
 
-from filodb.errors import FiloError
-from filodb.model.source import SeriesSource
+from filodb.errors import BadInputError, FiloError
+from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
-from filodb.tasks.app import FLUSH_TASK, LEAF_TASK
+from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
 
 log = logging.getLogger(__name__)
 
 REPLY_TTL_S = 60
+POP_TIMEOUT_S = 1  # a server thread notices stop() within this; below the socket timeout
+RECEIPT_AFTER_S = 0.1  # a request still running then gets a receipt (the caller resends at 2 s)
 
 
 class NodeRuntime(Protocol):
     """What the tasks need of a node."""
 
-    redis: redis.Redis
-
     def memstore(self, dataset: str, shard: int) -> SeriesSource | None: ...
 
-    def flush(self, dataset: str, shard: int, group: int) -> None: ...
 
-
-def run_op(source: SeriesSource, shard: int, op: str, p: dict[str, Any]) -> bytes:
-    """Execute one leaf op against a shard's source and pack the answer."""
-    ok = {"ok": True, "shard": shard}
+def run_op(source: SeriesSource, shards: Sequence[int], op: str, p: dict[str, Any]) -> bytes:
+    """Execute one leaf op against the source of ``shards`` and pack the answer."""
+    ok = {"ok": True, "shard": shards[0], "shards": list(shards)}
     if op == "eval":
         v, read = eval_local(source, p)
         return pack_steps({**ok, "read": read}, v)
@@ -63,45 +69,140 @@ def run_op(source: SeriesSource, shard: int, op: str, p: dict[str, Any]) -> byte
     raise ValueError(f"unknown leaf op {op!r}")
 
 
-def answer(rt: NodeRuntime, dataset: str, shard: int, op: str, params: dict[str, Any]) -> bytes:
-    """The leaf's reply message: the op's answer, or why there is none."""
-    source = rt.memstore(dataset, shard)
-    if source is None:
-        return pack({"ok": False, "shard": shard, "error_type": "unavailable",
-                     "error": f"shard {dataset}/{shard} is not active on this node"}, [])  # fmt: skip
+def answer(
+    rt: NodeRuntime, dataset: str, shards: Sequence[int], op: str, params: dict[str, Any]
+) -> list[bytes]:
+    """The reply messages of a request: one answer for every shard the node serves (evaluated
+    once over their union), one "unavailable" failure per shard it does not."""
+    out = []
+    served: list[int] = []
+    sources: list[SeriesSource] = []
+    for s in shards:
+        source = rt.memstore(dataset, s)
+        if source is None:
+            out.append(pack({"ok": False, "shard": s, "error_type": "unavailable",
+                             "error": f"shard {dataset}/{s} is not active on this node"}, []))  # fmt: skip
+        else:
+            served.append(s)
+            sources.append(source)
+    if not served:
+        return out
+    fail = {"ok": False, "shard": served[0], "shards": served}
     try:
-        return run_op(source, shard, op, params)
+        out.append(run_op(sources[0] if len(sources) == 1 else UnionSource(sources), served, op,
+                          params))  # fmt: skip
     except FiloError as e:
-        return pack({"ok": False, "shard": shard, "error_type": e.error_type,
-                     "status": e.http_status, "error": str(e)}, [])  # fmt: skip
+        out.append(pack({**fail, "error_type": e.error_type, "status": e.http_status,
+                         "error": str(e)}, []))  # fmt: skip
     except Exception as e:  # reported to the caller, never silently lost
-        log.exception("leaf %s on %s/%s failed", op, dataset, shard)
-        return pack({"ok": False, "shard": shard, "error_type": "internal",
-                     "error": f"{type(e).__name__}: {e}"}, [])  # fmt: skip
+        log.exception("leaf %s on %s/%s failed", op, dataset, served)
+        out.append(pack({**fail, "error_type": "internal",
+                         "error": f"{type(e).__name__}: {e}"}, []))  # fmt: skip
+    return out
 
 
-def _reply(r: redis.Redis, reply_key: str, msg: bytes) -> None:
-    pipe = r.pipeline()
-    pipe.rpush(reply_key, msg)
+def _reply(r: redis.Redis, reply_key: str, msgs: list[bytes]) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.rpush(reply_key, *msgs)
     pipe.expire(reply_key, REPLY_TTL_S)
     pipe.execute()
 
 
-def register_tasks(app: Celery, runtime: Callable[[], NodeRuntime | None]) -> None:
-    """Register the node's tasks on ``app``; ``runtime()`` is the node (None before it starts)."""
+class LeafServer:
+    """Serve the leaf requests addressed to ``node`` with ``threads`` popping threads;
+    ``clock`` is the wall clock in seconds
+    that request deadlines are read against."""
 
-    @app.task(name=FLUSH_TASK, ignore_result=True)
-    def flush(dataset: str, shard: int, group: int) -> None:
-        """Flush one group of a shard this node owns (sent by the node loop to the shard's
-        queue, so it runs where the memstore is)."""
-        rt = runtime()
-        if rt is not None:
-            rt.flush(dataset, int(shard), int(group))
+    def __init__(
+        self, runtime: NodeRuntime, redis_url: str, node: str, threads: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.key = request_key(node)
+        self.clock = clock
+        # blocking pops need a socket timeout above their own (shared/notes/celery-redis.md)
+        self._r = redis.Redis.from_url(redis_url, socket_timeout=POP_TIMEOUT_S + 10)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"leaf-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        self.served = 0
+        self.dropped = 0  # requests past their deadline when popped, or malformed
+        self.receipts = 0
+        # requests being answered: token -> (monotonic time their receipt is due, request)
+        self._inflight: dict[object, tuple[float, LeafRequest]] = {}
+        self._cond = threading.Condition()
+        self._threads.append(threading.Thread(target=self._receipt_loop, name="leaf-receipts",
+                                              daemon=True))  # fmt: skip
 
-    @app.task(name=LEAF_TASK, ignore_result=True)
-    def leaf(reply_key: str, dataset: str, shard: int, op: str, params: dict) -> None:
-        rt = runtime()
-        if rt is None:
-            return  # not started yet: the caller resends work that nobody received
-        _reply(rt.redis, reply_key, pack({"shard": shard, "received": True}, []))
-        _reply(rt.redis, reply_key, answer(rt, dataset, shard, op, params))
+    def start(self) -> LeafServer:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, wait_s: float = POP_TIMEOUT_S + 1) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            if t.ident is not None:
+                t.join(wait_s)
+        self._r.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                got = self._r.blpop([self.key], timeout=POP_TIMEOUT_S)
+                if got is not None:
+                    self.handle(cast(bytes, got[1]))
+            except redis.RedisError:  # Redis down: the callers resend or time out
+                log.warning("leaf server on %s: Redis unreachable", self.key, exc_info=True)
+                self._stop.wait(0.5)
+            except Exception:  # noqa: BLE001 - one bad request never stops the server
+                log.exception("leaf server on %s", self.key)
+
+    def handle(self, raw: bytes) -> None:
+        """Answer one request (see the module docstring)."""
+        try:
+            req = LeafRequest.unpack(raw)
+        except BadInputError as e:
+            self.dropped += 1
+            log.warning("leaf server on %s: %s", self.key, e)
+            return
+        if self.clock() >= req.deadline_unix:
+            self.dropped += 1  # its caller has timed out: nobody waits for the answer
+            return
+        token = object()
+        with self._cond:
+            self._inflight[token] = (time.monotonic() + RECEIPT_AFTER_S, req)
+            self._cond.notify()
+        try:
+            msgs = answer(self.runtime, req.dataset, req.shards, req.op, req.params)
+        finally:
+            with self._cond:
+                self._inflight.pop(token, None)
+                self.served += 1
+        if msgs:
+            _reply(self._r, req.reply, msgs)
+
+    def _receipt_loop(self) -> None:
+        """Push the receipt of each request still running ``RECEIPT_AFTER_S`` after it was
+        popped."""
+        while not self._stop.is_set():
+            with self._cond:
+                now = time.monotonic()
+                due = [(k, req) for k, (t, req) in self._inflight.items() if t <= now]
+                for k, _ in due:
+                    del self._inflight[k]
+                if not due:
+                    nxt = min((t for t, _ in self._inflight.values()), default=now + POP_TIMEOUT_S)
+                    self._cond.wait(min(POP_TIMEOUT_S, max(0.001, nxt - now)))
+                    continue
+            for _, req in due:
+                try:
+                    receipt = pack({"received": True, "shards": list(req.shards)}, [])
+                    _reply(self._r, req.reply, [receipt])
+                    self.receipts += 1
+                except redis.RedisError:  # the caller resends; its answer may still come
+                    log.warning("leaf server on %s: receipt not sent", self.key, exc_info=True)

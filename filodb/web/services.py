@@ -3,14 +3,13 @@
 ``shard_map``: cluster state in Redis (datasets, shard map, ingest offsets, events);
 ``ingest_log``: the log backend the ingestion doors append to; ``metadata``: metric metadata;
 ``router``: series -> shard -> log, with a short cache of dataset descriptions; ``client``:
-the fan-out to the workers' shards.
+the fan-out to the workers' shards (leaf requests on Redis lists, no Celery).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from celery import Celery
 from flask import Flask, current_app
 
 from filodb.config import Config
@@ -20,7 +19,6 @@ from filodb.shards.local_map import LocalShardMap
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
-from filodb.tasks.app import make_celery
 from filodb.tasks.fanout import ClusterSource, ShardClient
 
 
@@ -32,14 +30,12 @@ class Services:
     ingest_log: Log
     metadata: MetadataStore
     router: IngestRouter
-    celery: Celery
     client: ShardClient
 
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
         shard_map = ShardMapStore(cfg.redis_url)
         ingest_log = log_from_config(cfg)
-        celery = make_celery(cfg)
         return cls(
             cfg=cfg,
             shard_map=shard_map,
@@ -47,8 +43,7 @@ class Services:
             ingest_log=ingest_log,
             metadata=MetadataStore(cfg.redis_url),
             router=IngestRouter(shard_map, ingest_log),
-            celery=celery,
-            client=ShardClient(celery, shard_map, cfg.redis_url, LocalShardMap(shard_map)),
+            client=ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map)),
         )
 
     def init_app(self, app: Flask) -> None:

@@ -34,7 +34,7 @@ def test_a_dataset_that_cannot_start_spoils_no_other(redis_url: str, tmp_path: P
                  flush_interval=3600.0)  # fmt: skip
     maps = ShardMapStore(redis_url)
     maps.create_dataset("broken", 2, 0)
-    rt = NodeRuntime(cfg, "n1", add_queue=lambda q: None, cancel_queue=lambda q: None)
+    rt = NodeRuntime(cfg, "n1")
     rt.stores = Stores(RefusingColumnStore(rt.stores.column, "broken"), rt.stores.meta)  # type: ignore[arg-type]
     rt.start()
     try:

@@ -42,7 +42,7 @@ def per_shard(m: dict, name: str) -> dict[int, float]:
 def node(redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     cfg = Config(redis_url=redis_url, data_dir=str(tmp_path), shards=2, heartbeat_interval=0.1,
                  flush_interval=3600.0)  # fmt: skip
-    rt = NodeRuntime(cfg, "n1", add_queue=lambda q: None, cancel_queue=lambda q: None)
+    rt = NodeRuntime(cfg, "n1")
     rt.start()
 
     def both_active() -> None:

@@ -38,8 +38,8 @@ def test_leaf_answer_equals_local_engine() -> None:
     q = "rate(x[2m]) * 60"
     p = {"query": q, "lookback": 300_000, "max_samples": 10**7, "timeout": 10, "qstart": 60_000,
          "qend": 540_000, "start": 60_000, "end": 540_000, "step": 30_000}  # fmt: skip
-    header, (vals, pres) = unpack(run_op(shard, 3, "eval", p))
-    assert header["ok"] and header["shard"] == 3
+    header, (vals, pres) = unpack(run_op(shard, [3], "eval", p))
+    assert header["ok"] and header["shards"] == [3] and header["shard"] == 3
     want = Engine(shard).range(q, 60_000, 540_000, 30_000)
     # leaf labels still carry names to be dropped (delayed removal): the web tier drops them last
     got = {

@@ -1,0 +1,160 @@
+"""Leaf requests over real Redis: one request per node, fencing, resends, expired requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from filodb.errors import UnavailableError
+from filodb.memstore.shard import TimeSeriesShard
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import Matcher, make_labels
+from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import ShardState, ShardStatus
+from filodb.tasks.fanout import ClusterSource, ShardClient
+from filodb.tasks.leaf import LeafServer
+from filodb.tasks.rpc import LeafRequest, request_key
+from filodb.tasks.wire import unpack
+from filodb.testing.wait import wait_for
+
+X = [Matcher("__name__", "=", "x")]
+
+
+class FakeNode:
+    """The runtime shape the leaf server needs: the memstores this node serves."""
+
+    def __init__(self, shards: dict[int, TimeSeriesShard]) -> None:
+        self.shards = shards
+
+    def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+        return self.shards.get(shard) if dataset == "ds" else None
+
+
+def _shard(shard: int) -> TimeSeriesShard:
+    ms = TimeSeriesShard("ds", shard)
+    lb = [make_labels({"__name__": "x", "shard": str(shard)})]
+    ms.ingest(SampleBatch(lb, np.zeros(3, np.int64), np.array([1000, 2000, 3000]),
+                          np.full(3, float(shard))))  # fmt: skip
+    return ms
+
+
+def _states(nodes: dict[int, str]) -> dict[int, ShardState]:
+    return {s: ShardState("ds", s, ShardStatus.ACTIVE, n) for s, n in nodes.items()}
+
+
+@pytest.fixture
+def client(redis_url: str) -> ShardClient:
+    return ShardClient(ShardMapStore(redis_url), redis_url, resend_after_s=0.2)
+
+
+def test_one_request_per_node_and_unowned_shards_are_partial(
+    redis_url: str, client: ShardClient
+) -> None:
+    shards = {0: _shard(0), 1: _shard(1), 2: _shard(2)}
+    a = LeafServer(FakeNode({0: shards[0], 1: shards[1]}), redis_url, "a", 2).start()
+    b = LeafServer(FakeNode({2: shards[2]}), redis_url, "b", 2).start()  # 3: not Active on b
+    try:
+        states = _states({0: "a", 1: "a", 2: "b", 3: "b"})
+        res = client.call("ds", [0, 1, 2, 3], "select", {"matchers": [["__name__", "=", "x"]],
+                          "start": 0, "end": 10_000}, 10.0, states)  # fmt: skip
+        assert res.missing == {3: "shard ds/3 is not active on this node"}
+        assert (a.served, b.served) == (1, 1)  # one request per node, whatever its shards
+        # one answer per node: the union of the shards it serves, the unserved one apart
+        assert sorted(res.answers) == [0, 2]
+        assert [res.answers[s][0]["shards"] for s in (0, 2)] == [[0, 1], [2]]
+        h, (offsets, ts, vals) = res.answers[0]
+        assert h["labels"] == [["__name__", "x", "shard", "0"], ["__name__", "x", "shard", "1"]]
+        assert offsets.tolist() == [0, 3, 6] and vals.tolist() == [0.0] * 3 + [1.0] * 3
+
+        src = ClusterSource(client, "ds", 4, 0, 10.0)
+        src._states = states
+        assert sorted(lb for lb in src.series(X, 0, 10_000)) == [
+            make_labels({"__name__": "x", "shard": str(s)}) for s in range(3)
+        ]
+        assert src.warnings == ["partial response: shard ds/3 is not active on this node"]
+        strict = ClusterSource(client, "ds", 4, 0, 10.0, strict=True)
+        strict._states = states
+        with pytest.raises(UnavailableError, match="ds/3 is not active"):
+            strict.select(X, 0, 10_000)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_request_lost_with_its_worker_is_sent_again(redis_url: str, client: ShardClient) -> None:
+    r = redis.Redis.from_url(redis_url)
+    out: dict[str, object] = {}
+
+    def call() -> None:
+        out["res"] = client.call("ds", [0, 1], "label_names", {"matchers": [], "start": 0,
+                                 "end": 10_000}, 10.0, _states({0: "c", 1: "c"}))  # fmt: skip
+
+    t = threading.Thread(target=call)
+    t.start()
+    # a worker pops the request and dies before its receipt
+    wait_for(lambda: r.llen(request_key("c")), 5, "the first request")
+    assert 9 <= r.ttl(request_key("c")) <= 11  # the list of a dead node expires with its requests
+    lost = r.lpop(request_key("c"))
+    assert LeafRequest.unpack(lost).shards == (0, 1)
+    server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "c", 1).start()
+    try:
+        t.join(10)
+        res = out["res"]
+        assert sorted(res.answers) == [0] and res.missing == {}  # type: ignore[attr-defined]
+        assert res.answers[0][0]["values"] == ["__name__", "shard"]  # type: ignore[attr-defined]
+        assert server.served == 1
+    finally:
+        server.stop()
+
+
+def test_expired_and_malformed_requests_are_dropped(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    now = [1000.0]
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "d", 1, clock=lambda: now[0])
+    try:
+        req = LeafRequest("filodb:reply:t", "ds", (0,), "label_names",
+                          {"matchers": [], "start": 0, "end": 10_000}, deadline_unix=1000.0)  # fmt: skip
+        server.handle(req.pack())
+        server.handle(b"\x93not a request")
+        assert server.dropped == 2 and r.llen("filodb:reply:t") == 0
+        now[0] = 999.0
+        server.handle(req.pack())
+        assert server.served == 1 and r.llen("filodb:reply:t") == 1  # quick: the answer alone
+        assert 0 < r.ttl("filodb:reply:t") <= 60
+        assert unpack(r.lpop("filodb:reply:t"))[0]["values"] == ["__name__", "shard"]
+    finally:
+        server.stop()
+
+
+class SlowNode(FakeNode):
+    def __init__(self, shards: dict[int, TimeSeriesShard]) -> None:
+        super().__init__(shards)
+        self.gate = threading.Event()
+
+    def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+        assert self.gate.wait(30)
+        return super().memstore(dataset, shard)
+
+
+def test_a_slow_request_gets_a_receipt_before_its_answers(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    node = SlowNode({0: _shard(0), 1: _shard(1)})
+    server = LeafServer(node, redis_url, "e", 2).start()
+    try:
+        req = LeafRequest("filodb:reply:s", "ds", (0, 1), "label_names",
+                          {"matchers": [], "start": 0, "end": 1}, time.time() + 30)  # fmt: skip
+        r.rpush(request_key("e"), req.pack())
+        got = wait_for(lambda: r.lpop("filodb:reply:s"), 10, "the receipt")
+        assert unpack(got)[0] == {"received": True, "shards": [0, 1]}
+        assert r.llen("filodb:reply:s") == 0
+        node.gate.set()
+        got = wait_for(lambda: r.lpop("filodb:reply:s"), 10, "the answer")
+        assert unpack(got)[0]["shards"] == [0, 1]
+        assert server.receipts == 1
+    finally:
+        node.gate.set()
+        server.stop()
