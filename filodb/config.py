@@ -61,6 +61,7 @@ class Config:
     admin_token: str = ""  # when set, mutating admin routes need "Authorization: Bearer <token>"
     web_threads: int = 16
     worker_threads: int = 4
+    recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)
     heartbeat_interval: float = 1.0

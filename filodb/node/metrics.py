@@ -32,6 +32,9 @@ FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 FLUSH_SECONDS = Histogram("filodb_worker_flush_duration_seconds",
                           "Time to flush one flush group of a shard to the column store",
                           ["dataset", "shard"], buckets=FLUSH_BUCKETS, registry=None)  # fmt: skip
+QUEUE_ADD_SECONDS = Histogram("filodb_worker_queue_add_seconds",
+                              "Time to add a shard's Celery queue before it is published Active",
+                              buckets=FLUSH_BUCKETS, registry=None)  # fmt: skip
 
 # memstore stats key -> (metric name, type, help); counters get "_total" in the exposition.
 _SHARD_STATS = (
@@ -86,7 +89,15 @@ class NodeCollector(Collector):
                                   "Shards this node runs, by dataset and status",
                                   labels=["dataset", "status"])  # fmt: skip
         counts: dict[tuple[str, str], int] = {}
-        for (ds, shard), ing in sorted(list(rt.ingesters.items())):
+        running = sorted(list(rt.ingesters.items()))
+        ends: dict[tuple[str, int], int] = {}
+        for ds in {ds for (ds, _s), _i in running}:  # one request per dataset, not per shard
+            shards = [s for (d, s), _i in running if d == ds]
+            try:
+                ends.update({(ds, s): e for s, e in rt.ingest_log.end_offsets(ds, shards).items()})
+            except Exception as e:  # noqa: BLE001 - the log may be down; the rest still scrapes
+                log.warning("metrics: no log end offsets for %s: %s", ds, e)
+        for (ds, shard), ing in running:
             lv = [ds, str(shard)]
             counts[(ds, ing.state.status.value)] = counts.get((ds, ing.state.status.value), 0) + 1
             stats = ing.memstore.stats()
@@ -94,10 +105,8 @@ class NodeCollector(Collector):
                 fams[name].add_metric(lv, float(stats.get(key, 0)))
             done = ing.offset
             offset.add_metric(lv, done)
-            try:
-                lag.add_metric(lv, max(0, rt.ingest_log.end_offset(ds, shard) - done))
-            except Exception as e:  # noqa: BLE001 - the log may be down; the rest still scrapes
-                log.warning("metrics: no log end offset for %s/%s: %s", ds, shard, e)
+            if (ds, shard) in ends:
+                lag.add_metric(lv, max(0, ends[(ds, shard)] - done))
         for (ds, status), n in sorted(counts.items()):
             owned.add_metric([ds, status], n)
         yield from fams.values()
@@ -118,8 +127,15 @@ def observe_flush(dataset: str, shard: int, seconds: float) -> None:
     FLUSH_SECONDS.labels(dataset, str(shard)).observe(seconds)
 
 
+def observe_queue_add(seconds: float) -> None:
+    """Record the time one shard's queue took to add."""
+    QUEUE_ADD_SECONDS.observe(seconds)
+
+
 def serve(runtime: NodeView) -> MetricsServer:
     """Start serving ``runtime``'s metrics on ``cfg.metrics_port`` (0: a free port) at ``cfg.host``."""
     return MetricsServer(
-        [NodeCollector(runtime), FLUSH_SECONDS], runtime.cfg.host, runtime.cfg.metrics_port
+        [NodeCollector(runtime), FLUSH_SECONDS, QUEUE_ADD_SECONDS],
+        runtime.cfg.host,
+        runtime.cfg.metrics_port,
     )

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
@@ -34,8 +35,9 @@ from filodb.ingest import Log, log_from_config
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.dataset import Dataset
 from filodb.node.ingester import ShardIngester
-from filodb.node.metrics import observe_flush
+from filodb.node.metrics import observe_flush, observe_queue_add
 from filodb.node.metrics import serve as serve_metrics
+from filodb.node.reader import NodeReader, RateLimitedLog
 from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.planner import Key, Maps
@@ -71,6 +73,12 @@ class NodeRuntime:
         self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
         self.ingest_log: Log = log_from_config(cfg)
         self.ingesters: dict[Key, ShardIngester] = {}
+        # one log reader for every Active shard; recoveries on a bounded pool
+        self.reader = NodeReader(
+            self.ingest_log, self.shard_map, limiter=RateLimitedLog(LOG_EVERY_S)
+        )
+        self._recovery = ThreadPoolExecutor(max(1, cfg.recovery_threads),
+                                            thread_name_prefix="recovery")  # fmt: skip
         self._add_queue = add_queue
         self._cancel_queue = cancel_queue
         self._send_flush = send_flush
@@ -103,6 +111,8 @@ class NodeRuntime:
         self._stop.set()
         for ing in list(self.ingesters.values()):
             ing.stop()
+        self.reader.stop()  # every followed shard is finished once it returns
+        self._recovery.shutdown(wait=False, cancel_futures=True)
         for key, ing in list(self.ingesters.items()):
             ing.join(5)
             if not self.fenced():
@@ -300,7 +310,8 @@ class NodeRuntime:
             self.stores.column.initialize(st.dataset, desc.shards)
             self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
-                                on_active=self._on_active, stores=self.stores, cfg=self.cfg)  # fmt: skip
+                                on_active=self._on_active, stores=self.stores, cfg=self.cfg,
+                                reader=self.reader, recovery=self._recovery)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
@@ -329,7 +340,9 @@ class NodeRuntime:
             log.warning(msg, *args)
 
     def _on_active(self, ing: ShardIngester) -> None:
+        t0 = time.monotonic()
         self._add_queue(shard_queue(ing.dataset, ing.shard))
+        observe_queue_add(time.monotonic() - t0)
 
     def _release(self, key: Key, flush: bool = True) -> None:
         """Stop a shard; in the background flush its groups, then give up its lease."""
