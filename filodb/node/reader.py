@@ -150,7 +150,12 @@ class NodeReader:
                 self._wake.wait(self.block_ms / 1000)
                 self._wake.clear()
                 continue
-            self.pass_once(live)
+            try:
+                self.pass_once(live)
+            except Exception as e:  # noqa: BLE001 - the reader never dies; the shards need it
+                if self.limiter.allow(("pass", type(e))):
+                    log.exception("log reader pass failed: %s", e)
+                self._stop.wait(RETRY_S)
 
     def pass_once(self, live: dict[Key, ShardIngester] | None = None) -> None:
         """One read for every live follower, applied; then progress when it is due."""
@@ -211,6 +216,8 @@ class NodeReader:
         self._reported.pop(key, None)
         try:
             ing.fail(e)
+        except Exception:  # noqa: BLE001 - recording the failure failed: the shard still ends
+            log.exception("shard %s/%s: recording its failure failed", *key)
         finally:
             ing.finished()
 
