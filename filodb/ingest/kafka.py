@@ -303,6 +303,8 @@ class KafkaLog(Log):
 
     def _behind_many(self, live: Mapping[TP, int]) -> set[TP]:
         """Partitions whose brokers hold records past ``live``'s positions (one request)."""
+        if not live:
+            return set()
         specs = {TopicPartition(t, s): OffsetSpec.latest() for t, s in live}  # type: ignore[no-untyped-call]
         what = "end offsets for a read"
 
