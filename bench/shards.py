@@ -4,6 +4,12 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``.
 
     python bench/shards.py            # 2 / 256 / 1024 (one dataset) and 64 datasets x 16
     python bench/shards.py --quick    # shorter idle window, no 64 x 16 layout
+    python bench/shards.py --node-only   # the node runtime alone, without Celery queues
+
+``--node-only`` runs the same layouts as a bare :class:`~filodb.node.runtime.NodeRuntime` in a
+child process against its own redis-server, with queue adds that do nothing: what the node
+itself (recovery, the log reader, progress reports, ticks) costs, apart from the per-shard
+Celery queues that ``filodb up`` still adds before each shard goes Active.
 
 Each layout is a real ``filodb up`` (its own Redis, one worker, TCP doors off) in a throw-away
 data directory. ``node_healthy_s`` is the time from the start until ``/admin/health`` answers
@@ -153,23 +159,90 @@ def run_layout(datasets: int, shards: int, idle_s: float, label: str) -> dict:
     return out
 
 
+def _node_child(redis_url: str, data_dir: str, shards: int) -> None:
+    """The child of ``--node-only``: a NodeRuntime until SIGTERM."""
+    import threading
+
+    from filodb.config import Config
+    from filodb.node.runtime import NodeRuntime
+
+    cfg = Config(redis_url=redis_url, data_dir=data_dir, shards=shards)
+    rt = NodeRuntime(cfg, "node-1", add_queue=lambda q: None, cancel_queue=lambda q: None)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    rt.start()
+    done.wait()
+    rt.stop()
+
+
+def run_node_only(datasets: int, shards: int, idle_s: float, label: str) -> dict:
+    from filodb.redisproc import start_redis
+    from filodb.shards.redis_map import ShardMapStore
+    from filodb.shards.state import ShardStatus
+
+    out: dict = {"layout": label + " (node only)", "shards_total": datasets * shards}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp) / "redis", free_port())
+        maps = ShardMapStore(redis.url)
+        for i in range(1, datasets):
+            maps.create_dataset(f"bench{i}", shards, 1)
+        t0 = time.monotonic()
+        child = subprocess.Popen([sys.executable, __file__, "--node-child", redis.url, tmp,
+                                  str(shards)])  # fmt: skip
+        try:
+            healthy = None
+            while time.monotonic() - t0 < HEALTHY_DEADLINE_S and child.poll() is None:
+                dss = maps.datasets()
+                states = [st for ds in dss for st in maps.shard_states(ds)]
+                if len(dss) == datasets and all(st.status is ShardStatus.ACTIVE for st in states):
+                    healthy = time.monotonic() - t0
+                    break
+                time.sleep(0.2)
+            out["node_healthy_s"] = round(healthy, 2) if healthy is not None else None
+            time.sleep(3)
+            c0, w0 = _cpu_ticks(child.pid), time.monotonic()
+            time.sleep(idle_s)
+            c1, w1 = _cpu_ticks(child.pid), time.monotonic()
+            out["idle_cpu_percent"] = round(100 * (c1 - c0) / TICKS / (w1 - w0), 2)
+            out["worker_rss_bytes"] = _rss(child.pid)
+            out["worker_threads"] = _threads(child.pid)
+            out["redis_clients"] = len(maps.r.client_list())
+        finally:
+            child.terminate()
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            maps.r.close()
+            redis.stop()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10 s idle window, no 64 x 16 layout")
     ap.add_argument("--counts", default="2,256,1024", help="shard counts of one dataset")
+    ap.add_argument("--node-only", action="store_true", help="NodeRuntime alone, no Celery")
+    ap.add_argument("--node-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.node_child:
+        _node_child(args.node_child[0], args.node_child[1], int(args.node_child[2]))
+        return
+    run = run_node_only if args.node_only else run_layout
     idle_s = 10.0 if args.quick else 20.0
     layouts = [(1, int(n), f"up --shards {n}") for n in args.counts.split(",")]
     if not args.quick:
         layouts.append((64, 16, "64 datasets x 16 shards"))
     results = []
     for ds, n, label in layouts:
-        r = run_layout(ds, n, idle_s, label)
+        r = run(ds, n, idle_s, label)
         results.append(r)
         ctx = {k: v for k, v in r.items() if k not in ("node_healthy_s", "idle_cpu_percent")}
         emit("node_healthy_s", r.get("node_healthy_s"), "s", **ctx)
         emit("idle_cpu_percent", r.get("idle_cpu_percent"), "%", idle_window_s=idle_s, **ctx)
-    single = [r for r in results if r["layout"].startswith("up ") and r.get("worker_rss_bytes")]
+    single = [r for r in results if r["layout"].startswith("up ") and r.get("worker_rss_bytes")
+              and r.get("node_healthy_s") is not None]  # fmt: skip
     for lo, hi in zip(single, single[1:], strict=False):
         d = hi["shards_total"] - lo["shards_total"]
         if d > 0:
