@@ -41,13 +41,15 @@ _LIMITER = RateLimitedLog()  # failures of one shard: the traceback once a minut
 class ShardIngester:
     """Owns a :class:`TimeSeriesShard` and feeds it from the log (through ``reader``).
 
-    ``recovery`` runs the recovery (the node's bounded pool; None: a thread of its own)."""
+    ``recovery`` runs the recovery (the node's bounded pool; None: a thread of its own);
+    ``prepare`` runs first there (the dataset's column store and log partitions)."""
 
     def __init__(
         self, shard_map: ShardMapStore, ingest_log: Log, state: ShardState, node: str,
         on_active: Callable[[ShardIngester], None] | None = None,
         stores: Stores | None = None, cfg: Config | None = None, *,
         reader: NodeReader, recovery: Executor | None = None,
+        prepare: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         cfg = cfg or Config()
         self.name = f"ingest-{state.dataset}-{state.shard}"
@@ -69,6 +71,7 @@ class ShardIngester:
         self.recovered = False  # replayed the log up to where it stood at start
         self.reader = reader
         self._recovery = recovery
+        self._prepare = prepare  # the dataset's store and log set up (once per dataset)
         self._started = False
         self._running = False  # recovery has begun (a stop before that ends it at once)
         self._run_lock = threading.Lock()
@@ -128,6 +131,8 @@ class ShardIngester:
                 return
             self._running = True
         try:
+            if self._prepare is not None:
+                self._prepare()
             self._recover()
             if self.stop_event.is_set():
                 self.finished()

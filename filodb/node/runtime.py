@@ -92,6 +92,8 @@ class NodeRuntime:
         self._renewed_at = float("-inf")  # monotonic time before the last successful renewal
         self._releasing: dict[Key, threading.Thread] = {}
         self._waiting_lease: set[Key] = set()
+        self._initialized: set[tuple[str, int]] = set()  # (dataset, shards) the stores know
+        self._init_locks: dict[tuple[str, int], threading.Lock] = {}
         self.fenced_count = 0
         self._coord_since: float | None = None  # monotonic time this node became coordinator
         self._logged: dict[object, float] = {}  # rate-limited warnings: key -> last logged at
@@ -278,6 +280,7 @@ class NodeRuntime:
         """Start shards the map gives this node; stop those it no longer does
         (:func:`filodb.shards.planner.reconcile`)."""
         maps = self._read_maps() if maps is None else maps
+        self._initialized &= {(ds, desc.shards) for ds, (desc, _states) in maps.items()}
         with self._lock:
             running = {key: planner.RunningShard(ing.state.status, ing.is_alive())
                        for key, ing in self.ingesters.items()}  # fmt: skip
@@ -307,11 +310,10 @@ class NodeRuntime:
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         try:
-            self.stores.column.initialize(st.dataset, desc.shards)
-            self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
                                 on_active=self._on_active, stores=self.stores, cfg=self.cfg,
-                                reader=self.reader, recovery=self._recovery)  # fmt: skip
+                                reader=self.reader, recovery=self._recovery,
+                                prepare=lambda: self._prepare_dataset(desc))  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
@@ -319,6 +321,21 @@ class NodeRuntime:
             return
         self.ingesters[(st.dataset, st.shard)] = ing
         ing.start()
+
+    def _prepare_dataset(self, desc: Dataset) -> None:
+        """Column store tables/files and log partitions of a dataset, once per process (run by
+        the first of its shards to recover, on the recovery pool: creating 1024 SQLite files
+        takes seconds, which the node's loop, renewing leases every tick, cannot spend)."""
+        key = (desc.name, desc.shards)
+        if key in self._initialized:
+            return
+        with self._lock:
+            lock = self._init_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._initialized:
+                self.stores.column.initialize(desc.name, desc.shards)
+                self.ingest_log.ensure_dataset(desc.name, desc.shards)  # partitions (Kafka)
+                self._initialized.add(key)
 
     def _shard_failed(self, st: ShardState, e: Exception) -> None:
         """Record why a shard could not start (Error, with the reason), logged at most once a

@@ -23,6 +23,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ _READ_BATCH = 500  # part keys per SELECT ... IN (...)
 _SCAN_PAGE = 10_000  # part-key records per read transaction of scan_part_keys
 _DELETE_BATCH = 20_000  # chunks per retention transaction
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+CREATE_THREADS = 8  # shard files created at once by initialize
 _PAGE_SIZE = 16_384  # vs 4 KiB: 1.34 instead of 1.48 disk bytes per vector byte, faster writes
 
 
@@ -184,9 +186,14 @@ class SqliteFiles:
         if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
             raise BadInputError(f"num_shards must be an int >= 1, got {num_shards!r}")
         (self.root / dataset).mkdir(parents=True, exist_ok=True)
-        for shard in range(num_shards):
+
+        def create(shard: int) -> None:
             with self._pool.connection(self.shard_path(dataset, shard), _SHARD_SCHEMA):
                 pass
+
+        # each new file waits for its syncs: hundreds of shards are created several at a time
+        with ThreadPoolExecutor(min(CREATE_THREADS, num_shards)) as pool:
+            list(pool.map(create, range(num_shards)))
         with self._meta() as con:
             con.execute("BEGIN IMMEDIATE")
             row = con.execute("SELECT num_shards FROM datasets WHERE name = ?", (dataset,))
