@@ -190,6 +190,7 @@ class NodeRuntime:
                 log.warning("node %s lost the lease of %s/%s", self.name, *act.key)
                 self._release(act.key, flush=act.flush)
         self._renewed_at = t0
+        statuses = self._statuses()  # before the maps: see reconcile
         maps = self._read_maps()
         if self.registry.hold_lease(self.name):
             if self._coord_since is None:
@@ -197,7 +198,7 @@ class NodeRuntime:
             self.coordinate(maps)
         else:
             self._coord_since = None
-        self.reconcile(maps)
+        self.reconcile(maps, statuses)
         self.schedule_flushes()
         self.apply_retention()
 
@@ -276,14 +277,29 @@ class NodeRuntime:
             else:
                 current[key] = self.shard_map.move(current[key], act.to, act.node)
 
-    def reconcile(self, maps: Maps | None = None) -> None:
+    def _statuses(self) -> dict[Key, ShardStatus]:
+        return {key: ing.state.status for key, ing in list(self.ingesters.items())}
+
+    def reconcile(
+        self, maps: Maps | None = None, statuses: dict[Key, ShardStatus] | None = None
+    ) -> None:
         """Start shards the map gives this node; stop those it no longer does
-        (:func:`filodb.shards.planner.reconcile`)."""
-        maps = self._read_maps() if maps is None else maps
+        (:func:`filodb.shards.planner.reconcile`).
+
+        ``statuses`` are the ingesters' own statuses read *before* the maps: a shard queued
+        for recovery may move from Assigned to Recovery between the two reads, and an
+        ingester seen past Assigned beside a map still saying Assigned would look like a
+        shard assigned anew (and be restarted)."""
+        if maps is None:
+            statuses = self._statuses() if statuses is None else statuses
+            maps = self._read_maps()
+        statuses = {} if statuses is None else statuses
         self._initialized &= {(ds, desc.shards) for ds, (desc, _states) in maps.items()}
         with self._lock:
-            running = {key: planner.RunningShard(ing.state.status, ing.is_alive())
-                       for key, ing in self.ingesters.items()}  # fmt: skip
+            running = {
+                key: planner.RunningShard(statuses.get(key, ing.state.status), ing.is_alive())
+                for key, ing in self.ingesters.items()
+            }
             releasing = set(self._releasing)
             for act in planner.reconcile(maps, self.name, running, releasing, self.fenced()):
                 if isinstance(act, planner.ClaimLeases):
