@@ -65,6 +65,7 @@ class Config:
     )
     web_threads: int = 16
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
+    recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)
     heartbeat_interval: float = 1.0

@@ -8,10 +8,16 @@ acknowledged once :meth:`Log.append` returns: it is then durable as far as the b
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 from filodb.model.dataset import check_dataset_name
+
+Partition = tuple[str, int]
+"""A log partition: (dataset, shard)."""
+
+POLL_S = 0.05  # the generic read_many's poll step when it must wait over several datasets
 
 
 class Log(ABC):
@@ -72,3 +78,32 @@ class Log(ABC):
 
     def end_offsets(self, dataset: str, shards: Sequence[int]) -> dict[int, int]:
         return {s: self.end_offset(dataset, s) for s in shards}
+
+    def read_many(
+        self, positions: Mapping[Partition, int], count: int, block_ms: int
+    ) -> dict[Partition, list[tuple[int, bytes]]]:
+        """:meth:`read` over partitions of many datasets at once: records with offset >
+        ``positions[(dataset, shard)]``, at most ``count`` per partition.
+
+        Waits up to ``block_ms`` when no partition has new records (0: do not wait); partitions
+        with nothing new are left out. This generic version reads dataset by dataset and, over
+        several datasets, polls; backends override it with one request (a node's reader calls
+        it for every shard the node follows).
+        """
+        by_ds: dict[str, dict[int, int]] = {}
+        for (ds, shard), pos in positions.items():
+            by_ds.setdefault(ds, {})[shard] = pos
+        if len(by_ds) == 1:
+            ((ds, pos_ds),) = by_ds.items()
+            return {(ds, s): recs for s, recs in self.read(ds, pos_ds, count, block_ms).items()}
+        deadline = time.monotonic() + max(block_ms, 0) / 1000
+        while True:
+            out = {
+                (ds, s): recs
+                for ds, pos_ds in by_ds.items()
+                for s, recs in self.read(ds, pos_ds, count, 0).items()
+            }
+            left = deadline - time.monotonic()
+            if out or left <= 0:
+                return out
+            time.sleep(min(POLL_S, left))

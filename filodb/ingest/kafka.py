@@ -10,7 +10,8 @@ replica has it, and retries never duplicate or reorder a partition's records. Re
 consumers without a group: each (dataset, shard set) gets its own consumer, assigned to explicit
 offsets, so readers of different shards never wait for each other. Before a read answers
 "nothing" it asks the broker for the partition's watermarks, so a read with ``block_ms=0`` sees
-every record acknowledged before it started.
+every record acknowledged before it started. A node's reader uses :meth:`KafkaLog.read_many`:
+one consumer with every partition it follows (of every dataset) assigned at its offset.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec
 
 from filodb.errors import UnavailableError
-from filodb.ingest.base import Log
+from filodb.ingest.base import Log, Partition
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ TOPIC_CONFIG: dict[str, str] = {
     "max.message.bytes": str(MAX_RECORD_BYTES),
 }
 SETTLE_S = 10.0  # how long a read waits for records the broker says exist but has not sent
+
+TP = tuple[str, int]  # (topic, partition)
 
 _RETRY_CODES = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
 
@@ -89,6 +92,7 @@ class KafkaLog(Log):
         self._meta_lock = threading.Lock()
         self._readers: dict[tuple[str, tuple[int, ...]], _Reader] = {}
         self._readers_lock = threading.Lock()
+        self._many: _Reader | None = None  # read_many's consumer (all partitions asked for)
 
     def topic(self, dataset: str) -> str:
         return f"{self.topic_prefix}{dataset}"
@@ -247,14 +251,73 @@ class KafkaLog(Log):
             time.sleep(min(0.1, left))
             n = self.partition_count(topic, refresh=True)
             live = {s: int(p) for s, p in positions.items() if s < n}
-        return self._reader(topic, tuple(sorted(positions))).read(live, count, deadline)
+        got = self._reader(topic, tuple(sorted(positions))).read(
+            {(topic, s): p for s, p in live.items()}, count, deadline
+        )
+        return {s: recs for (_t, s), recs in got.items()}
 
     def _reader(self, topic: str, shards: tuple[int, ...]) -> _Reader:
         with self._readers_lock:
             r = self._readers.get((topic, shards))
             if r is None:
-                r = self._readers[(topic, shards)] = _Reader(self, topic)
+                r = self._readers[(topic, shards)] = _Reader(self)
             return r
+
+    def read_many(
+        self, positions: Mapping[Partition, int], count: int, block_ms: int
+    ) -> dict[Partition, list[tuple[int, bytes]]]:
+        """One consumer for every partition of every dataset asked for (the node's reader),
+        reassigned only when the set of partitions changes.
+
+        With ``block_ms`` 0 a read first asks the brokers which partitions hold records past
+        their positions (one batched request) and waits for those, so it sees every record
+        acknowledged before it started, like :meth:`read`; a blocking read answers with what
+        arrived within ``block_ms`` and leaves the rest to the next read."""
+        if not positions or count <= 0:
+            return {}
+        deadline = time.monotonic() + max(block_ms, 0) / 1000
+        live: dict[TP, int] = {}
+        owner: dict[TP, Partition] = {}
+        for ds, s in positions:
+            topic = self.topic(ds)
+            n = self.partition_count(topic)
+            if s >= n:
+                n = self.partition_count(topic, refresh=True)
+            if s < n:
+                live[(topic, s)] = int(positions[(ds, s)])
+                owner[(topic, s)] = (ds, s)
+        if not live:
+            left = deadline - time.monotonic()
+            if left > 0:  # no partition yet: wait a little for an append to create one
+                time.sleep(min(0.1, left))
+            return {}
+        with self._readers_lock:
+            if self._many is None:
+                self._many = _Reader(self)
+            reader = self._many
+        # a blocking read answers with what came within block_ms and leaves the rest to the
+        # next one; a read that must not wait asks the brokers first (one request for all)
+        behind = self._behind_many if block_ms <= 0 else _nothing_behind
+        got = reader.read(live, count, deadline, behind)
+        return {owner[tp]: recs for tp, recs in got.items()}
+
+    def _behind_many(self, live: Mapping[TP, int]) -> set[TP]:
+        """Partitions whose brokers hold records past ``live``'s positions (one request)."""
+        if not live:
+            return set()
+        specs = {TopicPartition(t, s): OffsetSpec.latest() for t, s in live}  # type: ignore[no-untyped-call]
+        what = "end offsets for a read"
+
+        def ask():  # type: ignore[no-untyped-def]
+            futs = self._admin.list_offsets(specs, request_timeout=self.timeout_s)
+            return {tp: self._wait(f, what, (KafkaError.UNKNOWN_TOPIC_OR_PART,))
+                    for tp, f in futs.items()}  # fmt: skip
+
+        return {
+            (tp.topic, tp.partition)
+            for tp, res in self._retry(ask, what).items()
+            if res is not None and res.offset > live[(tp.topic, tp.partition)]
+        }
 
     def end_offset(self, dataset: str, shard: int) -> int:
         return self.end_offsets(dataset, [shard])[shard]
@@ -312,6 +375,9 @@ class KafkaLog(Log):
         with self._readers_lock:
             gone = [k for k in self._readers if k[0] == topic]
             readers = [self._readers.pop(k) for k in gone]
+            if self._many is not None and any(t == topic for t, _ in self._many.buf):
+                readers.append(self._many)  # its next read_many assigns afresh
+                self._many = None
         for r in readers:
             r.close()
         with self._meta_lock:
@@ -330,21 +396,28 @@ class KafkaLog(Log):
         with self._readers_lock:
             readers = list(self._readers.values())
             self._readers.clear()
+            if self._many is not None:
+                readers.append(self._many)
+                self._many = None
         for r in readers:
             r.close()
         self._producer.flush(self.timeout_s)
 
 
+def _nothing_behind(_positions: dict[TP, int]) -> set[TP]:
+    return set()
+
+
 class _Reader:
-    """One consumer assigned to some partitions of one topic; its lock serialises reads.
+    """One consumer assigned to some partitions (of one topic or of many); its lock serialises
+    reads. Positions and buffers are keyed by (topic, partition).
 
     Records consumed past a read's ``count`` wait in ``buf`` for the next read, so a follower
     reading on from where it stopped never makes the consumer fetch again.
     """
 
-    def __init__(self, owner: KafkaLog, topic: str) -> None:
+    def __init__(self, owner: KafkaLog) -> None:
         self.owner = owner
-        self.topic = topic
         self.consumer = Consumer({
             **owner._common,
             "group.id": f"filodb-log-reader-{uuid.uuid4().hex}",  # never joined or committed
@@ -356,24 +429,29 @@ class _Reader:
             "queued.max.messages.kbytes": 16384,
         })  # fmt: skip
         self.lock = threading.Lock()
-        self.fetched: dict[int, int] | None = None  # shard -> Kafka offset the consumer gives next
-        self.buf: dict[int, deque[tuple[int, bytes]]] = {}  # consumed, not yet returned
+        self.fetched: dict[TP, int] | None = None  # partition -> Kafka offset given next
+        self.buf: dict[TP, deque[tuple[int, bytes]]] = {}  # consumed, not yet returned
 
-    def read(self, live: dict[int, int], count: int,
-             deadline: float) -> dict[int, list[tuple[int, bytes]]]:  # fmt: skip
+    def read(self, live: dict[TP, int], count: int, deadline: float,
+             behind: Callable[[dict[TP, int]], set[TP]] | None = None,
+             ) -> dict[TP, list[tuple[int, bytes]]]:  # fmt: skip
+        """Up to ``count`` records per partition past ``live``'s positions. Partitions that
+        ``behind`` (default: a watermark request per partition) says hold more are waited for
+        (up to :data:`SETTLE_S`) before answering without them."""
         with self.lock:
             self._position(live)  # Kafka offset of the first wanted record == log position
-            out: dict[int, list[tuple[int, bytes]]] = {}
+            out: dict[TP, list[tuple[int, bytes]]] = {}
             budget = count * len(live)
             self._serve(live, count, out)
             if len(out) < len(live):
                 self._take(self.consumer.consume(budget, 0), live, count, out)
             fetched = self.fetched
             assert fetched is not None  # _position set it
-            behind = self._behind({s: fetched[s] for s in live if s not in out})
-            if behind:  # fetches are on their way: wait for them whatever block_ms says
+            ask = self._behind if behind is None else behind
+            wait_for = ask({tp: fetched[tp] for tp in live if tp not in out})
+            if wait_for:  # fetches are on their way: wait for them whatever block_ms says
                 deadline = max(deadline, time.monotonic() + SETTLE_S)
-            while (behind - out.keys() if behind else not out) and (
+            while (wait_for - out.keys() if wait_for else not out) and (
                 left := deadline - time.monotonic()
             ) > 0:
                 msg = self.consumer.poll(min(left, 1.0))
@@ -384,36 +462,36 @@ class _Reader:
                 self._take(self.consumer.consume(budget - got, 0), live, count, out)
             return out
 
-    def _position(self, live: dict[int, int]) -> None:
+    def _position(self, live: dict[TP, int]) -> None:
         """Make the next records the consumer or the buffers give start at ``live``."""
         f = self.fetched
         if f is not None and f.keys() == live.keys():
             ok = True
-            for s, p in live.items():
-                b = self.buf[s]
+            for tp, p in live.items():
+                b = self.buf[tp]
                 while b and b[0][0] < p:
                     b.popleft()
-                ok = ok and (b[0][0] if b else f[s]) == p
+                ok = ok and (b[0][0] if b else f[tp]) == p
             if ok:
                 return
-        self.consumer.assign([TopicPartition(self.topic, s, p) for s, p in live.items()])
+        self.consumer.assign([TopicPartition(t, s, p) for (t, s), p in live.items()])
         self.fetched = dict(live)
-        self.buf = {s: deque() for s in live}
+        self.buf = {tp: deque() for tp in live}
 
-    def _serve(self, live: dict[int, int], count: int, out: dict) -> None:  # type: ignore[type-arg]
-        for s in live:
-            b = self.buf[s]
+    def _serve(self, live: dict[TP, int], count: int, out: dict) -> None:  # type: ignore[type-arg]
+        for tp in live:
+            b = self.buf[tp]
             if not b:
                 continue
-            got = out.setdefault(s, [])
+            got = out.setdefault(tp, [])
             while b and len(got) < count:
                 off, v = b.popleft()
                 got.append((off + 1, v))
             if not got:
-                del out[s]
+                del out[tp]
 
     def _take(self, msgs, live, count, out) -> None:  # type: ignore[no-untyped-def]
-        """Buffer consumed records, then move up to ``count`` per shard into ``out``."""
+        """Buffer consumed records, then move up to ``count`` per partition into ``out``."""
         assert self.fetched is not None
         for m in msgs:
             err = m.error()
@@ -421,38 +499,36 @@ class _Reader:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 if err.fatal():
-                    raise UnavailableError(f"Kafka at {self.owner.bootstrap}: {self.topic}: {err}")
-                log.warning("reading %s: %s (the consumer retries)", self.topic, err)
+                    raise UnavailableError(f"Kafka at {self.owner.bootstrap}: {err}")
+                log.warning("reading %s: %s (the consumer retries)", m.topic(), err)
                 continue
-            s, off = m.partition(), m.offset()
-            if s not in live:
+            tp, off = (m.topic(), m.partition()), m.offset()
+            if tp not in live:
                 continue
-            self.fetched[s] = off + 1
-            if off >= live[s]:
-                self.buf[s].append((off, m.value() or b""))
+            self.fetched[tp] = off + 1
+            if off >= live[tp]:
+                self.buf[tp].append((off, m.value() or b""))
         self._serve(live, count, out)
 
-    def _behind(self, positions: dict[int, int]) -> set[int]:
+    def _behind(self, positions: dict[TP, int]) -> set[TP]:
         """Partitions whose broker holds records past the position (one request each)."""
         out = set()
-        for s, p in positions.items():
-            wm = self.owner._retry(
-                lambda s=s: self._watermarks(s), f"watermarks of {self.topic}/{s}"
-            )
+        for tp, p in positions.items():
+            wm = self.owner._retry(lambda tp=tp: self._watermarks(tp), f"watermarks of {tp}")
             if wm == ():  # the partition is gone
                 continue
             if wm is None:
                 raise UnavailableError(f"Kafka at {self.owner.bootstrap}: no watermarks")
             lo, hi = wm
             if hi > max(p, lo):
-                out.add(s)
+                out.add(tp)
         return out
 
-    def _watermarks(self, shard: int) -> tuple[int, int] | tuple[()] | None:
+    def _watermarks(self, tp: TP) -> tuple[int, int] | tuple[()] | None:
         """(low, high) from the broker; () when the partition does not exist; None on timeout."""
         try:
             return self.consumer.get_watermark_offsets(
-                TopicPartition(self.topic, shard), timeout=self.owner.timeout_s, cached=False
+                TopicPartition(*tp), timeout=self.owner.timeout_s, cached=False
             )
         except KafkaException as e:
             if e.args and e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:

@@ -19,7 +19,9 @@ from typing import Any
 import redis
 from redis.typing import KeyT, StreamIdT
 
-from filodb.ingest.base import Log
+from filodb.ingest.base import Log, Partition
+
+XREAD_KEYS = 1000  # streams per XREAD when a read over many partitions is split
 
 _APPEND = """
 local n = #ARGV
@@ -45,6 +47,8 @@ class RedisStreamsLog(Log):
 
     def __init__(self, url: str, socket_timeout: float = 30.0) -> None:
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
+        # a blocking XREAD must answer well before the socket gives up on it
+        self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
         self._append = self._r.register_script(_APPEND)
 
     def append_many(
@@ -75,12 +79,50 @@ class RedisStreamsLog(Log):
             stream_key(dataset, s): f"0-{int(p)}" for s, p in positions.items()
         }
         by_key = {stream_key(dataset, s): s for s in positions}
-        reply = self._r.xread(streams, count=count, block=block_ms if block_ms > 0 else None)
+        reply = self._r.xread(streams, count=count, block=self._block(block_ms))
         out: dict[int, list[tuple[int, bytes]]] = {}
         for key, entries in _iter_reply(reply):
             shard = by_key[key.decode() if isinstance(key, bytes) else key]
             out[shard] = [(_offset(eid), fields[b"d"]) for eid, fields in entries]
         return out
+
+    def _block(self, block_ms: int) -> int | None:
+        return min(int(block_ms), self._max_block_ms) if block_ms > 0 else None
+
+    def read_many(
+        self, positions: Mapping[Partition, int], count: int, block_ms: int
+    ) -> dict[Partition, list[tuple[int, bytes]]]:
+        """One XREAD over every partition's stream (Redis blocks on all of them at once).
+
+        Past :data:`XREAD_KEYS` streams the non-blocking read is split into pipelined XREADs of
+        that many streams (one round trip); only when they find nothing does one blocking XREAD
+        wait on every stream."""
+        if not positions:
+            return {}
+        streams: dict[KeyT, StreamIdT] = {
+            stream_key(ds, s): f"0-{int(p)}" for (ds, s), p in positions.items()
+        }
+        by_key = {stream_key(ds, s): (ds, s) for ds, s in positions}
+        out: dict[Partition, list[tuple[int, bytes]]] = {}
+        if len(streams) > XREAD_KEYS:
+            items = list(streams.items())
+            pipe = self._r.pipeline(transaction=False)
+            for i in range(0, len(items), XREAD_KEYS):
+                pipe.xread(dict(items[i : i + XREAD_KEYS]), count=count)
+            for reply in pipe.execute():
+                self._collect(reply, by_key, out)
+            if out or block_ms <= 0:
+                return out
+        reply = self._r.xread(streams, count=count, block=self._block(block_ms))
+        self._collect(reply, by_key, out)
+        return out
+
+    @staticmethod
+    def _collect(reply: Any, by_key: Mapping[str, Partition],
+                 out: dict[Partition, list[tuple[int, bytes]]]) -> None:  # fmt: skip
+        for key, entries in _iter_reply(reply):
+            part = by_key[key.decode() if isinstance(key, bytes) else key]
+            out[part] = [(_offset(eid), fields[b"d"]) for eid, fields in entries]
 
     def end_offset(self, dataset: str, shard: int) -> int:
         v = self._r.get(_counter_key(dataset, shard))

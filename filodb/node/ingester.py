@@ -1,10 +1,16 @@
-"""One shard's ingestion thread: recover from the column store and the log, then follow it.
+"""One shard of a node: recover from the column store and the log, then follow it.
 
 Recovery (:class:`~filodb.node.applier.LogApplier`) loads the shard's part keys and checkpoints
 and replays its log partition from the lowest checkpoint up to the end offset seen at start,
-publishing ``Recovery`` with progress, then ``Active``; after that it tails the partition.
-Flushes run as tasks on the shard's queue (see :mod:`filodb.node.flush`). Offsets and shard
-stats are written to the shard map about once a second.
+publishing ``Recovery`` with progress, then ``Active``. Recovery runs on the node's bounded
+recovery pool (a thread only while it replays); after that the node's one
+:class:`~filodb.node.reader.NodeReader` reads the partition together with every other shard's
+and hands this shard its records (:meth:`ShardIngester.apply`), and writes its offset and stats
+to the shard map. Flushes run as tasks on the shard's queue (see :mod:`filodb.node.flush`).
+
+A :class:`ShardIngester` is not a thread, but keeps the small part of a thread's interface
+the node uses: :meth:`start`, :meth:`stop`, :meth:`join`, :meth:`is_alive` (true from
+:meth:`start` until recovery and following have ended).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from filodb.config import Config
 from filodb.errors import FencedError
@@ -20,27 +27,31 @@ from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.node.applier import LogApplier
 from filodb.node.flush import flush_group, make_pager
+from filodb.node.reader import NodeReader, RateLimitedLog
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.store.base import Stores
 
 log = logging.getLogger(__name__)
 
-READ_COUNT = 64
-BLOCK_MS = 500
 PROGRESS_EVERY_S = 1.0
+_LIMITER = RateLimitedLog()  # failures of one shard: the traceback once a minute
 
 
-class ShardIngester(threading.Thread):
-    """Owns a :class:`TimeSeriesShard` and feeds it from the log."""
+class ShardIngester:
+    """Owns a :class:`TimeSeriesShard` and feeds it from the log (through ``reader``).
+
+    ``recovery`` runs the recovery (the node's bounded pool; None: a thread of its own);
+    ``prepare`` runs first there (the dataset's column store and log partitions)."""
 
     def __init__(
         self, shard_map: ShardMapStore, ingest_log: Log, state: ShardState, node: str,
-        on_active: Callable[[ShardIngester], None] | None = None,
-        stores: Stores | None = None, cfg: Config | None = None,
+        stores: Stores | None = None, cfg: Config | None = None, *,
+        reader: NodeReader, recovery: Executor | None = None,
+        prepare: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(name=f"ingest-{state.dataset}-{state.shard}", daemon=True)
         cfg = cfg or Config()
+        self.name = f"ingest-{state.dataset}-{state.shard}"
         self.shard_map = shard_map
         self.ingest_log = ingest_log
         self.node = node
@@ -54,10 +65,35 @@ class ShardIngester(threading.Thread):
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()
-        self.on_active = on_active
         self.applier: LogApplier | None = None
         self.flush_lock = threading.Lock()  # one flush of this shard at a time
         self.recovered = False  # replayed the log up to where it stood at start
+        self.reader = reader
+        self._recovery = recovery
+        self._prepare = prepare  # the dataset's store and log set up (once per dataset)
+        self._started = False
+        self._running = False  # recovery has begun (a stop before that ends it at once)
+        self._run_lock = threading.Lock()
+        self._done = threading.Event()
+
+    # --- the thread-like interface ----------------------------------------------------------
+    def start(self) -> None:
+        self._started = True
+        if self._recovery is not None:
+            self._recovery.submit(self.run)
+        else:
+            threading.Thread(target=self.run, name=self.name, daemon=True).start()
+
+    def is_alive(self) -> bool:
+        return self._started and not self._done.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._started:
+            self._done.wait(timeout)
+
+    def finished(self) -> None:
+        """Recovery and following are over (called by the recovery or the reader)."""
+        self._done.set()
 
     @property
     def malformed_records(self) -> int:
@@ -77,6 +113,9 @@ class ShardIngester(threading.Thread):
 
     def stop(self) -> None:
         self.stop_event.set()
+        with self._run_lock:
+            if not self._running:  # still queued for recovery: it will not run
+                self._done.set()
 
     def _move(self, to: ShardStatus, progress: int = 0, error: str = "") -> None:
         """Record a status change, only while the map still names this node (fencing)."""
@@ -84,26 +123,46 @@ class ShardIngester(threading.Thread):
                                          error=error)  # fmt: skip
 
     def run(self) -> None:
+        """Recover, publish Active, hand the shard to the reader (on the recovery pool)."""
+        with self._run_lock:
+            if self.stop_event.is_set():
+                self._done.set()
+                return
+            self._running = True
         try:
+            if self._prepare is not None:
+                self._prepare()
             self._recover()
             if self.stop_event.is_set():
+                self.finished()
                 return
-            if self.on_active:  # the shard's queue is consumed before the map says Active
-                self.on_active(self)
             self._move(ShardStatus.ACTIVE)
-            self._follow()
-        except FencedError as e:  # another node owns the shard now: stop quietly
+        except Exception as e:  # noqa: BLE001 - the shard goes to Error; the node keeps running
+            try:
+                self.fail(e)
+            finally:
+                self.finished()
+            return
+        self.reader.follow(self)  # the reader marks it finished once stopped or failed
+
+    def fail(self, e: Exception) -> None:
+        """The shard cannot go on: Error with the reason (fenced: stop quietly)."""
+        if isinstance(e, FencedError):  # another node owns the shard now
             log.warning("shard %s/%s: %s", self.dataset, self.shard, e)
             self.stop_event.set()
-        except Exception as e:  # the shard goes to Error; the node keeps running
-            log.exception("shard %s/%s failed", self.dataset, self.shard)
-            if not self.stop_event.is_set():
-                try:
-                    self._move(ShardStatus.ERROR, error=f"{type(e).__name__}: {e}")
-                except Exception:  # noqa: BLE001 - Redis may be the cause
-                    log.exception("cannot record Error for %s/%s: %s", self.dataset, self.shard, e)
+            return
+        if _LIMITER.allow((self.dataset, self.shard, type(e))):
+            log.error("shard %s/%s failed", self.dataset, self.shard, exc_info=e)
+        if not self.stop_event.is_set():
+            self.stop_event.set()
+            try:
+                self._move(ShardStatus.ERROR, error=f"{type(e).__name__}: {e}")
+            except Exception as e2:  # noqa: BLE001 - Redis may be the cause
+                if _LIMITER.allow((self.dataset, self.shard, "error-status")):
+                    log.warning("cannot record Error for %s/%s: %s", self.dataset, self.shard, e2)
 
-    def _consume(self, records: list[tuple[int, bytes]]) -> None:
+    def apply(self, records: list[tuple[int, bytes]]) -> None:
+        """Apply records read for this shard (by the node's reader)."""
         assert self.applier is not None
         self.applier.apply(records)
         self.offset = self.applier.offset
@@ -143,17 +202,6 @@ class ShardIngester(threading.Thread):
             return flush_group(
                 self.memstore, self.stores.column, self.stores.meta, group, self.ingest_log
             )
-
-    def _follow(self) -> None:
-        last_report = 0.0
-        while not self.stop_event.is_set():
-            got = self.ingest_log.read(
-                self.dataset, {self.shard: self.offset}, READ_COUNT, BLOCK_MS
-            )
-            self._consume(got.get(self.shard, []))
-            if time.monotonic() - last_report > PROGRESS_EVERY_S:
-                self._report()
-                last_report = time.monotonic()
 
     def _report(self) -> None:
         self.shard_map.set_progress(

@@ -86,7 +86,15 @@ class NodeCollector(Collector):
                                   "Shards this node runs, by dataset and status",
                                   labels=["dataset", "status"])  # fmt: skip
         counts: dict[tuple[str, str], int] = {}
-        for (ds, shard), ing in sorted(list(rt.ingesters.items())):
+        running = sorted(list(rt.ingesters.items()))
+        ends: dict[tuple[str, int], int] = {}
+        for ds in {ds for (ds, _s), _i in running}:  # one request per dataset, not per shard
+            shards = [s for (d, s), _i in running if d == ds]
+            try:
+                ends.update({(ds, s): e for s, e in rt.ingest_log.end_offsets(ds, shards).items()})
+            except Exception as e:  # noqa: BLE001 - the log may be down; the rest still scrapes
+                log.warning("metrics: no log end offsets for %s: %s", ds, e)
+        for (ds, shard), ing in running:
             lv = [ds, str(shard)]
             counts[(ds, ing.state.status.value)] = counts.get((ds, ing.state.status.value), 0) + 1
             stats = ing.memstore.stats()
@@ -94,10 +102,8 @@ class NodeCollector(Collector):
                 fams[name].add_metric(lv, float(stats.get(key, 0)))
             done = ing.offset
             offset.add_metric(lv, done)
-            try:
-                lag.add_metric(lv, max(0, rt.ingest_log.end_offset(ds, shard) - done))
-            except Exception as e:  # noqa: BLE001 - the log may be down; the rest still scrapes
-                log.warning("metrics: no log end offset for %s/%s: %s", ds, shard, e)
+            if (ds, shard) in ends:
+                lag.add_metric(lv, max(0, ends[(ds, shard)] - done))
         for (ds, status), n in sorted(counts.items()):
             owned.add_metric([ds, status], n)
         yield from fams.values()
@@ -121,5 +127,7 @@ def observe_flush(dataset: str, shard: int, seconds: float) -> None:
 def serve(runtime: NodeView) -> MetricsServer:
     """Start serving ``runtime``'s metrics on ``cfg.metrics_port`` (0: a free port) at ``cfg.host``."""
     return MetricsServer(
-        [NodeCollector(runtime), FLUSH_SECONDS], runtime.cfg.host, runtime.cfg.metrics_port
+        [NodeCollector(runtime), FLUSH_SECONDS],
+        runtime.cfg.host,
+        runtime.cfg.metrics_port,
     )

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
@@ -36,6 +37,7 @@ from filodb.model.dataset import Dataset
 from filodb.node.ingester import ShardIngester
 from filodb.node.metrics import observe_flush
 from filodb.node.metrics import serve as serve_metrics
+from filodb.node.reader import NodeReader, RateLimitedLog
 from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.planner import Key, Maps
@@ -68,6 +70,12 @@ class NodeRuntime:
         self.registry = NodeRegistry(cfg.redis_url, cfg.heartbeat_ttl)
         self.ingest_log: Log = log_from_config(cfg)
         self.ingesters: dict[Key, ShardIngester] = {}
+        # one log reader for every Active shard; recoveries on a bounded pool
+        self.reader = NodeReader(
+            self.ingest_log, self.shard_map, limiter=RateLimitedLog(LOG_EVERY_S)
+        )
+        self._recovery = ThreadPoolExecutor(max(1, cfg.recovery_threads),
+                                            thread_name_prefix="recovery")  # fmt: skip
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
@@ -79,6 +87,8 @@ class NodeRuntime:
         self._renewed_at = float("-inf")  # monotonic time before the last successful renewal
         self._releasing: dict[Key, threading.Thread] = {}
         self._waiting_lease: set[Key] = set()
+        self._initialized: set[tuple[str, int]] = set()  # (dataset, shards) the stores know
+        self._init_locks: dict[tuple[str, int], threading.Lock] = {}
         self.fenced_count = 0
         self._coord_since: float | None = None  # monotonic time this node became coordinator
         self._logged: dict[object, float] = {}  # rate-limited warnings: key -> last logged at
@@ -98,6 +108,8 @@ class NodeRuntime:
         self._stop.set()
         for ing in list(self.ingesters.values()):
             ing.stop()
+        self.reader.stop()  # every followed shard is finished once it returns
+        self._recovery.shutdown(wait=False, cancel_futures=True)
         for key, ing in list(self.ingesters.items()):
             ing.join(5)
             if not self.fenced():
@@ -168,6 +180,7 @@ class NodeRuntime:
                 log.warning("node %s lost the lease of %s/%s", self.name, *act.key)
                 self._release(act.key, flush=act.flush)
         self._renewed_at = t0
+        statuses = self._statuses()  # before the maps: see reconcile
         maps = self._read_maps()
         if self.registry.hold_lease(self.name):
             if self._coord_since is None:
@@ -175,7 +188,7 @@ class NodeRuntime:
             self.coordinate(maps)
         else:
             self._coord_since = None
-        self.reconcile(maps)
+        self.reconcile(maps, statuses)
         self.schedule_flushes()
         self.apply_retention()
 
@@ -254,13 +267,29 @@ class NodeRuntime:
             else:
                 current[key] = self.shard_map.move(current[key], act.to, act.node)
 
-    def reconcile(self, maps: Maps | None = None) -> None:
+    def _statuses(self) -> dict[Key, ShardStatus]:
+        return {key: ing.state.status for key, ing in list(self.ingesters.items())}
+
+    def reconcile(
+        self, maps: Maps | None = None, statuses: dict[Key, ShardStatus] | None = None
+    ) -> None:
         """Start shards the map gives this node; stop those it no longer does
-        (:func:`filodb.shards.planner.reconcile`)."""
-        maps = self._read_maps() if maps is None else maps
+        (:func:`filodb.shards.planner.reconcile`).
+
+        ``statuses`` are the ingesters' own statuses read *before* the maps: a shard queued
+        for recovery may move from Assigned to Recovery between the two reads, and an
+        ingester seen past Assigned beside a map still saying Assigned would look like a
+        shard assigned anew (and be restarted)."""
+        if maps is None:
+            statuses = self._statuses() if statuses is None else statuses
+            maps = self._read_maps()
+        statuses = {} if statuses is None else statuses
+        self._initialized &= {(ds, desc.shards) for ds, (desc, _states) in maps.items()}
         with self._lock:
-            running = {key: planner.RunningShard(ing.state.status, ing.is_alive())
-                       for key, ing in self.ingesters.items()}  # fmt: skip
+            running = {
+                key: planner.RunningShard(statuses.get(key, ing.state.status), ing.is_alive())
+                for key, ing in self.ingesters.items()
+            }
             releasing = set(self._releasing)
             for act in planner.reconcile(maps, self.name, running, releasing, self.fenced()):
                 if isinstance(act, planner.ClaimLeases):
@@ -287,10 +316,10 @@ class NodeRuntime:
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         try:
-            self.stores.column.initialize(st.dataset, desc.shards)
-            self.ingest_log.ensure_dataset(st.dataset, desc.shards)  # partitions exist (Kafka)
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
-                                stores=self.stores, cfg=self.cfg)  # fmt: skip
+                                stores=self.stores, cfg=self.cfg,
+                                reader=self.reader, recovery=self._recovery,
+                                prepare=lambda: self._prepare_dataset(desc))  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
@@ -298,6 +327,21 @@ class NodeRuntime:
             return
         self.ingesters[(st.dataset, st.shard)] = ing
         ing.start()
+
+    def _prepare_dataset(self, desc: Dataset) -> None:
+        """Column store tables/files and log partitions of a dataset, once per process (run by
+        the first of its shards to recover, on the recovery pool: creating 1024 SQLite files
+        takes seconds, which the node's loop, renewing leases every tick, cannot spend)."""
+        key = (desc.name, desc.shards)
+        if key in self._initialized:
+            return
+        with self._lock:
+            lock = self._init_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._initialized:
+                self.stores.column.initialize(desc.name, desc.shards)
+                self.ingest_log.ensure_dataset(desc.name, desc.shards)  # partitions (Kafka)
+                self._initialized.add(key)
 
     def _shard_failed(self, st: ShardState, e: Exception) -> None:
         """Record why a shard could not start (Error, with the reason), logged at most once a

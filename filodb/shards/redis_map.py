@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import orjson
 import redis
@@ -218,6 +218,25 @@ class ShardMapStore:
                 f"filodb:shardstats:{dataset}",
                 mapping={str(k): orjson.dumps(v) for k, v in stats.items()},
             )
+        pipe.execute()
+
+    def set_progress_many(
+        self, offsets: Mapping[tuple[str, int], int], stats: Mapping[tuple[str, int], dict]
+    ) -> None:
+        """:meth:`set_progress` for shards of many datasets, in one round trip."""
+        by_ds: dict[str, tuple[dict[str, int], dict[str, bytes]]] = {}
+        for (ds, shard), off in offsets.items():
+            by_ds.setdefault(ds, ({}, {}))[0][str(shard)] = off
+        for (ds, shard), st in stats.items():
+            by_ds.setdefault(ds, ({}, {}))[1][str(shard)] = orjson.dumps(st)
+        if not by_ds:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for ds, (offs, sts) in by_ds.items():
+            if offs:
+                pipe.hset(f"filodb:offsets:{ds}", mapping=offs)  # type: ignore[arg-type]
+            if sts:
+                pipe.hset(f"filodb:shardstats:{ds}", mapping=sts)  # type: ignore[arg-type]
         pipe.execute()
 
     def progress(self, dataset: str) -> tuple[dict[int, int], dict[int, dict]]:

@@ -115,3 +115,56 @@ class LogSuite(ConformanceSuite):
         with pytest.raises(BadInputError):
             log.ensure_dataset(name, 2)
         log.ensure_dataset("x" * 100, 1)  # the longest valid name
+
+    # --- read_many: one read over partitions of many datasets (a node's reader) ------------
+    def test_read_many_over_datasets(self, log: Log) -> None:
+        log.append_many("a", {0: [b"a1", b"a2", b"a3"], 1: [b"b1"]})
+        log.append("b", 2, [b"c1", b"c2"])
+        got = log.read_many({("a", 0): 1, ("a", 1): 0, ("b", 2): 0, ("b", 0): 0}, 10, 0)
+        assert got == {
+            ("a", 0): [(2, b"a2"), (3, b"a3")],
+            ("a", 1): [(1, b"b1")],
+            ("b", 2): [(1, b"c1"), (2, b"c2")],
+        }
+        assert log.read_many({("a", 0): 3, ("b", 2): 2}, 10, 0) == {}
+        assert log.read_many({}, 10, 0) == {}
+
+    def test_read_many_count_is_per_partition(self, log: Log) -> None:
+        log.append_many("a", {0: [bytes([i]) for i in range(5)], 1: [b"x"] * 5})
+        log.append("b", 0, [b"y"] * 5)
+        got = log.read_many({("a", 0): 0, ("a", 1): 0, ("b", 0): 2}, 2, 0)
+        assert {k: [o for o, _ in v] for k, v in got.items()} == {
+            ("a", 0): [1, 2],
+            ("a", 1): [1, 2],
+            ("b", 0): [3, 4],
+        }
+
+    def test_read_many_blocks_and_wakes_on_any_dataset(self, log: Log) -> None:
+        log.append("a", 0, [b"old"])
+        log.ensure_dataset("b", 2)
+
+        def later() -> None:
+            time.sleep(0.2)
+            log.append("b", 1, [b"late"])
+
+        th = threading.Thread(target=later)
+        th.start()
+        t0 = time.monotonic()
+        got = log.read_many({("a", 0): 1, ("b", 0): 0, ("b", 1): 0}, 10, 5000)
+        th.join()
+        assert got == {("b", 1): [(1, b"late")]}
+        assert time.monotonic() - t0 < 4
+
+    def test_read_many_times_out_empty(self, log: Log) -> None:
+        log.append("a", 0, [b"x"])
+        log.ensure_dataset("b", 1)
+        t0 = time.monotonic()
+        assert log.read_many({("a", 0): 1, ("b", 0): 0}, 10, 300) == {}
+        assert 0.25 <= time.monotonic() - t0 < 3
+
+    def test_read_many_after_trim(self, log: Log) -> None:
+        log.append("a", 0, [b"1", b"2", b"3"])
+        log.append("b", 0, [b"z"])
+        log.trim("a", 0, 2)
+        got = log.read_many({("a", 0): 2, ("b", 0): 0}, 10, 0)
+        assert got == {("a", 0): [(3, b"3")], ("b", 0): [(1, b"z")]}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -23,3 +25,27 @@ class TestRedisStreamsLog(LogSuite):
         log.append("ds", 0, [b"a"])
         self._r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert log.append("ds", 0, [b"b"]) == [2]
+
+    def test_read_many_splits_huge_key_lists(self, log: RedisStreamsLog) -> None:
+        """Past XREAD_KEYS streams the read is split; every partition still answers, once."""
+        from filodb.ingest import redis_streams
+
+        n = redis_streams.XREAD_KEYS * 2 + 7
+        log.append_many("big", {s: [f"r{s}".encode()] for s in range(0, n, 3)})
+        positions = {("big", s): 0 for s in range(n)}
+        got = log.read_many(positions, 10, 0)
+        assert got == {("big", s): [(1, f"r{s}".encode())] for s in range(0, n, 3)}
+        assert log.read_many({k: 1 if k[1] % 3 == 0 else 0 for k in positions}, 10, 200) == {}
+        log.append("big", n - 1, [b"last"])  # in the last chunk of the split read
+        got = log.read_many({k: 1 if k[1] % 3 == 0 else 0 for k in positions}, 10, 2000)
+        assert got == {("big", n - 1): [(1, b"last")]}
+
+    def test_blocking_read_stays_under_the_socket_timeout(self, redis_url: str) -> None:
+        lg = RedisStreamsLog(redis_url, socket_timeout=0.5)
+        try:
+            t0 = time.monotonic()  # a block of 5 s would outlive the 0.5 s socket timeout
+            assert lg.read_many({("ds", 0): 0, ("ds2", 1): 0}, 10, 5000) == {}
+            assert lg.read("ds", {0: 0}, 10, 5000) == {}
+            assert time.monotonic() - t0 < 2
+        finally:
+            lg.close()

@@ -1,0 +1,195 @@
+"""The node's one log reader: every Active shard fed by one thread over one connection, a shard
+that cannot be read or applied goes to Error alone, progress goes out in one round trip."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from filodb.config import Config
+from filodb.ingest.redis_streams import RedisStreamsLog, stream_key
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import make_labels
+from filodb.node import reader as reader_mod
+from filodb.node.reader import NodeReader
+from filodb.node.runtime import NodeRuntime
+from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.state import ShardStatus
+from filodb.testing.wait import eventually, wait_for
+
+SHARDS = 64
+
+
+def _record(shard: int, i: int) -> bytes:
+    labels = [make_labels({"__name__": "m", "shard": str(shard)})]
+    ts = np.array([1_700_000_000_000 + 1000 * i], dtype=np.int64)
+    return SampleBatch(labels, np.zeros(1, dtype=np.int32), ts, np.ones(1)).to_bytes()
+
+
+@pytest.fixture
+def node(redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    cfg = Config(redis_url=redis_url, data_dir=str(tmp_path), shards=SHARDS, spread=0,
+                 heartbeat_interval=0.2, flush_interval=3600.0)  # fmt: skip
+    rt = NodeRuntime(cfg, "n1")
+    rt.start()
+    try:
+        eventually(lambda: _all_active(rt), timeout=60, interval=0.1)
+        yield rt
+    finally:
+        rt.stop()
+
+
+def _all_active(rt: NodeRuntime) -> None:
+    states = rt.shard_map.shard_states("prometheus")
+    assert [s.status for s in states] == [ShardStatus.ACTIVE] * SHARDS
+
+
+def test_one_thread_and_one_read_feed_every_shard(node: NodeRuntime, redis_url: str) -> None:
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("log-reader") == 1
+    assert not [n for n in names if n.startswith("ingest-")], names
+    assert sorted(node.reader.following()) == [("prometheus", s) for s in range(SHARDS)]
+    lg = RedisStreamsLog(redis_url)
+    try:
+        reads0 = node.reader.reads
+        lg.append_many("prometheus", {s: [_record(s, i) for i in range(3)] for s in range(SHARDS)})
+
+        def caught_up() -> None:
+            assert all(node.ingesters[("prometheus", s)].offset == 3 for s in range(SHARDS))
+            offsets, stats = node.shard_map.progress("prometheus")  # the batched report
+            assert offsets == dict.fromkeys(range(SHARDS), 3)
+            assert all(stats[s]["samples_ingested"] == 3 for s in range(SHARDS))
+
+        eventually(caught_up, timeout=20, interval=0.05)
+        # 64 shards caught up with a handful of reads, not one (or more) per shard
+        assert node.reader.reads - reads0 < SHARDS // 4
+    finally:
+        lg.close()
+
+
+def test_an_unreadable_partition_sends_only_its_shard_to_error(
+    node: NodeRuntime, redis_url: str
+) -> None:
+    r = redis.Redis.from_url(redis_url)
+    lg = RedisStreamsLog(redis_url)
+    try:
+        r.delete(stream_key("prometheus", 5))
+        r.set(stream_key("prometheus", 5), b"not a stream")  # XREAD over it: WRONGTYPE
+        lg.append_many("prometheus", {s: [_record(s, 0)] for s in range(SHARDS) if s != 5})
+
+        def settled() -> None:
+            st = node.shard_map.shard_state("prometheus", 5)
+            assert st.status is ShardStatus.ERROR and "WRONGTYPE" in st.error, st
+            assert all(
+                node.ingesters[("prometheus", s)].offset == 1 for s in range(SHARDS) if s != 5
+            )
+
+        eventually(settled, timeout=20, interval=0.05)
+        assert ("prometheus", 5) not in node.reader.following()
+        lg.append_many("prometheus", {s: [_record(s, 1)] for s in range(SHARDS) if s != 5})
+        wait_for(
+            lambda: all(
+                node.ingesters[("prometheus", s)].offset == 2 for s in range(SHARDS) if s != 5
+            ),
+            20,
+            "the other shards' second records",
+            interval=0.05,
+        )
+        others = [s.status for s in node.shard_map.shard_states("prometheus") if s.shard != 5]
+        assert others == [ShardStatus.ACTIVE] * (SHARDS - 1)
+    finally:
+        lg.close()
+        r.close()
+
+
+def test_a_shard_whose_records_cannot_be_applied_fails_alone(
+    node: NodeRuntime, redis_url: str
+) -> None:
+    ing = node.ingesters[("prometheus", 7)]
+
+    def boom(records: list[tuple[int, bytes]]) -> None:
+        raise RuntimeError("memstore broke")
+
+    ing.apply = boom  # type: ignore[method-assign]
+    lg = RedisStreamsLog(redis_url)
+    try:
+        lg.append_many("prometheus", {s: [_record(s, 0)] for s in range(SHARDS)})
+
+        def settled() -> None:
+            st = node.shard_map.shard_state("prometheus", 7)
+            assert st.status is ShardStatus.ERROR and "memstore broke" in st.error
+            assert all(
+                node.ingesters[("prometheus", s)].offset == 1 for s in range(SHARDS) if s != 7
+            )
+
+        eventually(settled, timeout=20, interval=0.05)
+        ing.join(5)
+        assert not ing.is_alive()
+    finally:
+        lg.close()
+
+
+class _Follower:
+    """A shard as the reader sees it (filodb.node.reader.ShardIngester)."""
+
+    def __init__(self, dataset: str, shard: int) -> None:
+        self.dataset, self.shard, self.offset = dataset, shard, 0
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+        self.got: list[tuple[int, bytes]] = []
+        self.memstore = self
+
+    def stats(self) -> dict:
+        return {"n": len(self.got)}
+
+    def apply(self, records: list[tuple[int, bytes]]) -> None:
+        self.got += records
+        self.offset = records[-1][0]
+
+    def fail(self, e: Exception) -> None:
+        raise AssertionError(f"unexpected failure {e}")
+
+    def finished(self) -> None:
+        self.done.set()
+
+
+def test_stopped_shards_leave_and_reports_carry_only_moved_shards(redis_url: str) -> None:
+    lg = RedisStreamsLog(redis_url)
+    maps = ShardMapStore(redis_url)
+    rd = NodeReader(lg, maps, block_ms=100)
+    fs = [_Follower(ds, s) for ds in ("a", "b") for s in range(4)]
+    try:
+        for f in fs:
+            rd.follow(f)
+        lg.append("a", 1, [b"x", b"y"])
+        lg.append("b", 3, [b"z"])
+        wait_for(lambda: fs[1].got == [(1, b"x"), (2, b"y")] and fs[7].got == [(1, b"z")], 10,
+                 "records of a/1 and b/3")  # fmt: skip
+        fs[1].stop_event.set()
+        assert fs[1].done.wait(5)
+        assert ("a", 1) not in rd.following() and len(rd.following()) == 7
+        lg.append("a", 1, [b"after stop"])
+        lg.append("a", 2, [b"w"])
+        wait_for(lambda: fs[2].got == [(1, b"w")], 10, "the record of a/2")
+        assert fs[1].got == [(1, b"x"), (2, b"y")]  # nothing applied once stopped
+
+        maps.r.delete("filodb:offsets:a", "filodb:offsets:b")
+        live = {(f.dataset, f.shard): f for f in fs if not f.stop_event.is_set()}
+        rd.report(live, now=1e9)  # every shard not reported since 1e9 - REFRESH_S ...
+        assert maps.progress("a")[0] == {0: 0, 2: 1, 3: 0}
+        maps.r.delete("filodb:offsets:a", "filodb:offsets:b")
+        rd.report(live, now=1e9 + 1)  # ... then nothing moved: nothing is written
+        assert maps.progress("a")[0] == {} and maps.progress("b")[0] == {}
+        fs[0].offset = 5
+        rd.report(live, now=1e9 + 2)
+        assert maps.progress("a")[0] == {0: 5} and maps.progress("b")[0] == {}
+        rd.report(live, now=1e9 + 2 + reader_mod.REFRESH_S)  # stale: all again
+        assert len(maps.progress("a")[0]) == 3 and len(maps.progress("b")[0]) == 4
+    finally:
+        rd.stop()
+        assert all(f.done.is_set() for f in fs)
+        lg.close()
