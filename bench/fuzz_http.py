@@ -199,7 +199,7 @@ class Gen:
                               "9223372036854775807ms", "0.0001"])  # fmt: skip
         if k < 0.8:
             return self.number()
-        return f"{self.r.randint(0, 10**self.r.randint(1, 12))}{self.pick(['ms', 's', 'm', 'h', 'd', 'w', 'y', ''])}"
+        return f"{self.r.randint(0, 10 ** self.r.randint(1, 12))}{self.pick(['ms', 's', 'm', 'h', 'd', 'w', 'y', ''])}"
 
     def dataset(self) -> str:
         k = self.r.random()
@@ -250,7 +250,11 @@ class Gen:
                 s += f" @ {self.pick([self.number(), 'start()', 'end()'])}"
             return s
         if k < 0.45:
-            rng = f"[{self.duration()}]" if self.chance(0.8) else f"[{self.duration()}:{self.duration()}]"
+            rng = (
+                f"[{self.duration()}]"
+                if self.chance(0.8)
+                else f"[{self.duration()}:{self.duration()}]"
+            )
             inner = self.selector() if self.chance(0.7) else f"({self.expr(depth + 1)})"
             args = [inner + rng]
             fn = self.pick(self.FUNCS)
@@ -316,7 +320,10 @@ class Gen:
     # --- requests
     def path(self, method: str) -> str:
         if self.chance(0.08):  # a random path
-            segs = [quote(self.ustring(self.r.randint(0, 12)), safe="") for _ in range(self.r.randint(0, 6))]
+            segs = [
+                quote(self.ustring(self.r.randint(0, 12)), safe="")
+                for _ in range(self.r.randint(0, 6))
+            ]
             return "/" + "/".join(segs) + ("/" if self.chance(0.2) else "")
         rules = [r for r in self.rules if method in r[1]] if self.chance(0.8) else self.rules
         rule = self.pick(rules or self.rules)[0]
@@ -413,7 +420,10 @@ class Gen:
                 tag = self.r.choice([1, 2, 3, 15])
                 payload = self.r.randbytes(self.r.randint(0, 40))
                 if self.chance(0.5):
-                    payload = pb_field(1, pb_field(1, b"__name__") + pb_field(2, b"\xff\xfe\x80")) + payload
+                    payload = (
+                        pb_field(1, pb_field(1, b"__name__") + pb_field(2, b"\xff\xfe\x80"))
+                        + payload
+                    )
                 chunks.append(pb_field(tag, payload))
             return b"".join(chunks)
         req = WriteRequest()
@@ -431,7 +441,11 @@ class Gen:
     def read_proto(self) -> bytes:
         req = ReadRequest()
         for _ in range(self.r.choice([0, 1, 2, 10])):
-            start = int(float(self.pick(["0", "-1", "1e18"]))) if self.chance(0.3) else int(self.now_s * 1000) - 3_600_000
+            start = (
+                int(float(self.pick(["0", "-1", "1e18"])))
+                if self.chance(0.3)
+                else int(self.now_s * 1000) - 3_600_000
+            )
             end = self.pick([int(self.now_s * 1000), 2**63 - 1, -(2**63), 0, start - 1])
             q = req.queries.add(start_timestamp_ms=start, end_timestamp_ms=end)
             for _ in range(self.r.choice([0, 1, 2, 4])):
@@ -470,13 +484,17 @@ class Gen:
 
     def influx_field(self) -> str:
         key = self.pick(["value", "f", "x", "", '"q"', "é"])
-        val = self.pick([self.number(), self.number() + "i", '"s"', "t", "FALSE", self.number() + "u"])
+        val = self.pick(
+            [self.number(), self.number() + "i", '"s"', "t", "FALSE", self.number() + "u"]
+        )
         return f"{key}={val}"
 
     def influx(self) -> bytes:
         lines = []
         for _ in range(self.r.choice([0, 1, 3, 20, 64])):
-            m = self.pick(["cpu", "mem", "m é", "a,b", "a\\ b", "", "1", "x" * 300, self.ustring(8)])
+            m = self.pick(
+                ["cpu", "mem", "m é", "a,b", "a\\ b", "", "1", "x" * 300, self.ustring(8)]
+            )
             tags = "".join(f",{self.pick(['host', 'le', '', '=', 'é'])}={self.ustring(self.r.choice([0, 3]))}"
                            for _ in range(self.r.choice([0, 1, 3])))  # fmt: skip
             fields = ",".join(self.influx_field() for _ in range(self.r.choice([0, 1, 2, 5])))
@@ -690,8 +708,8 @@ def known_mismatches(base: str, series: list) -> list[str]:  # type: ignore[type
         want = [(a / 1000, v) for a, v in zip(ts, vals, strict=True)]
         have = [(float(t), float(v)) for t, v in got[key]]
         if have != want:
-            bad.append(f"{labels}: {len(have)} samples, first difference "
-                       f"{next((h, w) for h, w in zip(have + [None] * len(want), want) if h != w)}")  # fmt: skip
+            diff = next((k for k in range(len(want)) if k >= len(have) or have[k] != want[k]), None)
+            bad.append(f"{labels}: {len(have)} samples, first difference at sample {diff}")
     return bad
 
 
@@ -717,7 +735,9 @@ def emit(metric: str, value: object, unit: str = "", **ctx: object) -> None:
           flush=True)  # fmt: skip
 
 
-def fuzz(base: str, n: int, seed: int, concurrency: int, now_s: float, start: int = 0) -> list[Outcome]:
+def fuzz(
+    base: str, n: int, seed: int, concurrency: int, now_s: float, start: int = 0
+) -> list[Outcome]:
     rules = url_rules()
     host = urlsplit(base).netloc
 
@@ -776,7 +796,9 @@ def main() -> int:
         took = time.monotonic() - t0
 
         asked = [o for o in outcomes if asked_timeout(o)]
-        fives = [o for o in outcomes if o.status is not None and o.status >= 500 and not asked_timeout(o)]
+        fives = [
+            o for o in outcomes if o.status is not None and o.status >= 500 and not asked_timeout(o)
+        ]
         hangs = [o for o in outcomes if o.hang]
         statuses: dict[str, int] = {}
         for o in outcomes:
@@ -801,10 +823,24 @@ def main() -> int:
              concurrency=args.concurrency, statuses=dict(sorted(statuses.items())),
              slowest_s=round(slowest.seconds, 2) if slowest else None,
              slowest=example(slowest) if slowest and slowest.seconds > 5 else None)  # fmt: skip
-        emit("fuzz_5xx", len(fives), "responses", examples=[example(o) for o in fives[: args.examples]])
-        emit("fuzz_timeouts_asked", len(asked), "responses",
-             note="503 timeout to a request whose own timeout parameter expired (as Prometheus)")
-        emit("fuzz_hangs", len(hangs), "requests", examples=[example(o) for o in hangs[: args.examples]])
+        emit(
+            "fuzz_5xx",
+            len(fives),
+            "responses",
+            examples=[example(o) for o in fives[: args.examples]],
+        )
+        emit(
+            "fuzz_timeouts_asked",
+            len(asked),
+            "responses",
+            note="503 timeout to a request whose own timeout parameter expired (as Prometheus)",
+        )
+        emit(
+            "fuzz_hangs",
+            len(hangs),
+            "requests",
+            examples=[example(o) for o in hangs[: args.examples]],
+        )
         emit("fuzz_healthy_after", healthy, "bool")
         emit("fuzz_samples_intact", int(not bad), "bool", problems=bad[:5])
         emit("fuzz_files_outside_data_dir", None if outside is None else len(outside), "files",
