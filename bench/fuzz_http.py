@@ -135,7 +135,7 @@ class Gen:
     PARAMS = ["query", "time", "start", "end", "step", "timeout", "match[]", "limit",
               "lookback_delta", "stats", "dataset", "db", "bucket", "precision", "shards",
               "spread", "retention", "metric", "format", "dedup", "partial_response",
-              "max_source_resolution", "u", "p", "rp", "org", "consistency"]  # fmt: skip
+              "max_source_resolution", "u", "p", "rp", "org", "consistency", "window"]  # fmt: skip
     CONTENT_TYPES = ["application/x-www-form-urlencoded", "application/json",
                      "application/x-protobuf", "text/plain", "text/plain; charset=utf-8",
                      "multipart/form-data", "multipart/form-data; boundary=",
@@ -229,7 +229,7 @@ class Gen:
             op = self.pick(["=", "!=", "=~", "!~", "==", "~"])
             v = self.regex() if "~" in op else self.ustring(self.r.choice([0, 1, 5, 50]))
             parts.append(f"{self.label_name()}{op}{json.dumps(v, ensure_ascii=self.chance(0.5))}")
-        name = self.metric() if self.chance(0.85) else ""
+        name = (KNOWN_METRIC if self.chance(0.3) else self.metric()) if self.chance(0.85) else ""
         if not name and not parts:
             parts.append('job=~".+"')
         return name + ("{" + ",".join(parts) + "}" if parts or self.chance(0.2) else "")
@@ -353,7 +353,7 @@ class Gen:
                 v = self.selector() if self.chance(0.7) else self.promql()
             elif name in ("time", "start", "end"):
                 v = self.time_()
-            elif name in ("step", "timeout", "lookback_delta", "retention"):
+            elif name in ("step", "timeout", "lookback_delta", "retention", "window"):
                 v = self.duration()
             elif name in ("limit", "shards", "spread"):
                 v = self.number()
@@ -800,6 +800,7 @@ def main() -> int:
             o for o in outcomes if o.status is not None and o.status >= 500 and not asked_timeout(o)
         ]
         hangs = [o for o in outcomes if o.hang]
+        dropped = [o for o in outcomes if o.status is None and not o.hang and o.req.raw is None]
         statuses: dict[str, int] = {}
         for o in outcomes:
             k = str(o.status) if o.status is not None else "none"
@@ -841,6 +842,8 @@ def main() -> int:
             "requests",
             examples=[example(o) for o in hangs[: args.examples]],
         )
+        emit("fuzz_dropped", len(dropped), "requests", examples=[example(o) for o in dropped[: args.examples]],
+             note="a well-formed request whose connection closed without a status")  # fmt: skip
         emit("fuzz_healthy_after", healthy, "bool")
         emit("fuzz_samples_intact", int(not bad), "bool", problems=bad[:5])
         emit("fuzz_files_outside_data_dir", None if outside is None else len(outside), "files",
