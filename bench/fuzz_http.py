@@ -307,8 +307,9 @@ class Gen:
             return " + ".join(["up"] * (n // 10 + 1))
         if k < 0.87:
             return "sum(" * (n // 10) + "up" + ")" * (n // 10)
-        if k < 0.9:
-            return f"up[{self.duration()}:{self.duration()}]"
+        if k < 0.9:  # subqueries of absurd step counts
+            inner = self.pick([KNOWN_METRIC, "vector(1)", "time()", self.expr(3)])
+            return f"{self.pick(self.FUNCS[:12])}(({inner})[{self.duration()}:{self.duration()}])"
         if k < 0.93:
             return "rate(" * (n // 50) + "up[5m]" + ")" * (n // 50)
         if k < 0.96:
