@@ -14,7 +14,10 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``:
 with the first examples), ``fuzz_healthy_after`` (1: ``/admin/health`` answers 200 after the
 run), ``fuzz_samples_intact`` (1: every known sample answers with its value) and
 ``fuzz_files_outside_data_dir`` (paths created beside the data directory; ``null`` with
-``--url``). Exit status 1 when any of them is bad.
+``--url``); also ``fuzz_timeouts_asked`` (503 to a request whose own ``timeout`` expired, as
+Prometheus answers), ``fuzz_dropped`` (a well-formed request closed without a status),
+``fuzz_peak_rss_mb`` and ``fuzz_processes_restarted`` (a process of ``filodb up`` killed, say
+by the kernel for memory, and restarted). Exit status 1 when any of them is bad.
 
 The node runs with an admin token the fuzzer does not know: dataset creation and
 ``stopshards`` answer 401, so the run cannot create unbounded datasets nor stop the shards
@@ -734,6 +737,29 @@ def snapshot(top: Path, inside: Path, ignore: set[Path]) -> set[str]:
     return out
 
 
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class PeakRss(threading.Thread):
+    """The largest resident size any process of ``up`` reached, sampled every 0.5 s."""
+
+    def __init__(self, up: UpProcess) -> None:
+        super().__init__(daemon=True)
+        self.up, self.peak, self.stop = up, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.peak = max([self.peak, *(rss_mb(p) for p in self.up.pids("filodb"))])
+
+
 def emit(metric: str, value: object, unit: str = "", **ctx: object) -> None:
     print(json.dumps({"metric": metric, "value": value, "unit": unit, **ctx}, ensure_ascii=False),
           flush=True)  # fmt: skip
@@ -799,9 +825,14 @@ def main() -> int:
         before = snapshot(top, data_dir, {up.log_path} if up else set()) if up else set()
         pids_before = set(up.pids("filodb")) if up else set()
 
+        peak = PeakRss(up) if up else None
+        if peak:
+            peak.start()
         t0 = time.monotonic()
         outcomes = fuzz(base, n, args.seed, args.concurrency, now_s)
         took = time.monotonic() - t0
+        if peak:
+            peak.stop.set()
 
         asked = [o for o in outcomes if asked_timeout(o)]
         fives = [
@@ -853,6 +884,8 @@ def main() -> int:
         )
         emit("fuzz_dropped", len(dropped), "requests", examples=[example(o) for o in dropped[: args.examples]],
              note="a well-formed request whose connection closed without a status")  # fmt: skip
+        emit("fuzz_peak_rss_mb", round(peak.peak) if peak else None, "MB",
+             note="the largest resident size of one process of filodb up during the run")  # fmt: skip
         emit("fuzz_healthy_after", healthy, "bool")
         emit("fuzz_processes_restarted", restarted, "processes",
              note="web, worker or gateway processes of filodb up that died during the run")  # fmt: skip

@@ -36,6 +36,7 @@ def test_2000_fuzzed_requests_no_5xx_no_hang_nothing_lost() -> None:
     assert got["fuzz_dropped"]["value"] == 0, show("fuzz_dropped")
     assert got["fuzz_healthy_after"]["value"] == 1
     assert got["fuzz_processes_restarted"]["value"] == 0  # nothing killed and restarted
+    assert got["fuzz_peak_rss_mb"]["value"] < 2000  # an absurd query allocated 20 GB once
     assert got["fuzz_samples_intact"]["value"] == 1, show("fuzz_samples_intact")
     assert got["fuzz_files_outside_data_dir"]["value"] == 0, show("fuzz_files_outside_data_dir")
     assert proc.returncode == 0, proc.stderr[-3000:]
