@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from filodb.model.timeparse import MAX_DURATION_MS
 from filodb.query.ast import DurationExpr
 
 _BIN: dict[str, Callable[[float, float], float]] = {
@@ -43,8 +44,12 @@ def is_constant(d: DurationExpr | float) -> bool:
 
 
 def to_ms(s: float) -> int:
+    """Seconds as int ms; ValueError when not finite or longer than ``MAX_DURATION_MS``
+    (``up[1e308]``, ``offset 99999999999999999d``: int64 arithmetic would overflow)."""
     if not math.isfinite(s):
         raise ValueError(f"duration expression is not finite: {s}")
+    if abs(s) * 1000 > MAX_DURATION_MS:
+        raise ValueError(f"duration out of range: {s:g}s")
     return int(round(s * 1000))
 
 

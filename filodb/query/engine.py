@@ -263,6 +263,8 @@ class Engine:
         if rng <= 0 or step <= 0:
             raise ExecutionError("subquery range and step must be positive")
         first = (int(times.min()) - rng) // step * step
+        if (int(times.max()) - first) // step + 1 > self.max_samples:  # up[30d:1ms]: 2.6e9 steps
+            raise ExecutionError(TOO_MANY_SAMPLES)
         grid = np.arange(first, int(times.max()) + 1, step, dtype=np.int64)
         grid = grid[grid > int(times.min()) - rng]
         if len(grid) == 0:  # range shorter than the step: no inner evaluation falls inside
@@ -271,6 +273,9 @@ class Engine:
         inner = self.eval(node.expr, replace(ctx, times=grid))
         if isinstance(inner, ScalarSteps):
             inner = StepVector([()], inner.values[None, :], np.ones((1, len(grid)), bool))
+        ctx.samples[0] += int(inner.present.sum())  # the subquery's points are samples in memory
+        if ctx.samples[0] > self.max_samples:
+            raise ExecutionError(TOO_MANY_SAMPLES)
         series = [(lb, grid[inner.present[i]], inner.values[i][inner.present[i]])
                   for i, lb in enumerate(inner.labels)]  # fmt: skip
         block = drop_stale(SeriesBlock.from_series(series))

@@ -24,6 +24,7 @@ from lark.exceptions import (
 
 from filodb.errors import ParseError
 from filodb.model.labels import METRIC_NAME, Matcher
+from filodb.model.timeparse import MAX_DURATION_MS, TIME_LIMIT_MS
 from filodb.query import ast
 from filodb.query.ast import DurationExpr
 from filodb.query.checker import check
@@ -44,11 +45,15 @@ _SIMPLE_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
 def parse_duration(text: str) -> int:
     """A Prometheus duration (``1h30m``, ``5m``, ``100ms``) in ms; bare numbers are seconds."""
     if _DUR_PART.fullmatch(text) or re.fullmatch(r"(\d+(ms|[smhdwy]))+", text):
-        return sum(int(n) * _DUR_UNITS[u] for n, u in _DUR_PART.findall(text))
-    value = float(text.replace("_", ""))
-    if not math.isfinite(value):
-        raise ValueError(f"invalid duration {text!r}")
-    return int(round(value * 1000))
+        ms = sum(int(n) * _DUR_UNITS[u] for n, u in _DUR_PART.findall(text))
+    else:
+        value = float(text.replace("_", ""))
+        if not math.isfinite(value):
+            raise ValueError(f"invalid duration {text!r}")
+        ms = int(round(value * 1000)) if abs(value) < 1e18 else int(value) * 1000
+    if abs(ms) > MAX_DURATION_MS:
+        raise ValueError(f"duration out of range: {text!r}")
+    return ms
 
 
 def _unquote(tok: str) -> str:
@@ -59,7 +64,10 @@ def _unquote(tok: str) -> str:
     def sub(m: re.Match[str]) -> str:
         e = m.group(1)
         if e[0] in "xuU":
-            return chr(int(e[1:], 16))
+            code = int(e[1:], 16)
+            if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:  # as Go: not a valid rune
+                raise ValueError(f"invalid Unicode code point in escape \\{e}")
+            return chr(code)
         if e[0] in "01234567" and len(e) == 3:
             return chr(int(e, 8))
         if e in _SIMPLE_ESC:
@@ -281,7 +289,7 @@ def _set_mod(e: ast.Expr, offset_ms: int | None = None, at: float | str | None =
         return replace(e, offset_ms=offset_ms, offset_expr=offset_expr)
     if e.at is not None:
         raise ValueError("@ <timestamp> may not be set multiple times")
-    if isinstance(at, float) and not math.isfinite(at):
+    if isinstance(at, float) and not (math.isfinite(at) and abs(at) * 1000 <= TIME_LIMIT_MS):
         raise ValueError("timestamp out of bounds for @ modifier")
     return replace(e, at=at)
 

@@ -41,6 +41,7 @@ from filodb.web.services import services
 log = logging.getLogger(__name__)
 bp = Blueprint("export", __name__)
 DEFAULT_WINDOW_MS = 3_600_000
+MAX_WINDOWS = 1000  # 41 days at the default window; start=0 would be 490 000 fan-outs
 _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
@@ -111,6 +112,9 @@ def export(dataset: str | None = None) -> Response:
         raise BadInputError("end timestamp must not be before start time")
     if window <= 0:
         raise BadInputError('invalid parameter "window": must be positive')
+    if (end - start) // window + 1 > MAX_WINDOWS:  # each window is a fan-out, even when empty
+        raise BadInputError(f"the range asks for {(end - start) // window + 1} windows, more than "
+                            f"{MAX_WINDOWS}: narrow start/end or make the window (?window=) longer")  # fmt: skip
     bounds = [(a, min(end, a + window - 1)) for a in range(start, end + 1, window)]
     first = _window(ds, sets, *bounds[0])  # errors here still get a proper status code
 

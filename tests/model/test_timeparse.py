@@ -27,3 +27,21 @@ def test_durations(raw: str, ms: int) -> None:
 def test_bad_input_names_the_parameter(parse, raw: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(BadInputError, match='invalid parameter "p"'):
         parse(raw, "p")
+
+
+@pytest.mark.parametrize("parse,raw", [(parse_time_ms, "8.343293528213016e+19"), (parse_time_ms, "1e308"),
+                                       (parse_time_ms, "-9223372036854775809"),
+                                       (parse_duration_ms, "1e308"), (parse_duration_ms, "-1e308"),
+                                       (parse_duration_ms, "999999999999999999d"),
+                                       (parse_duration_ms, "9223372036854775807ms")])  # fmt: skip
+def test_out_of_range_is_bad_input_not_an_overflow(parse, raw: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by bench/fuzz_http.py: these overflowed (OverflowError, or an int the fan-out's
+    msgpack could not encode) and answered 500."""
+    with pytest.raises(BadInputError, match='invalid parameter "p": .* out of range'):
+        parse(raw, "p")
+
+
+def test_the_limits_keep_every_plausible_time() -> None:
+    assert parse_time_ms("9999-12-31T23:59:59Z", "end") == 253_402_300_799_000
+    assert parse_time_ms("-62135596800", "start") == -62_135_596_800_000  # year 1
+    assert parse_duration_ms("10000y", "step") == 10_000 * 365 * 86_400_000

@@ -124,3 +124,20 @@ def test_a_shard_stops_at_the_query_deadline_not_its_own() -> None:
     params = eng.leaf_params(parse("x"), ctx)
     assert 0 < params["timeout"] <= 7.0
     assert abs(params["deadline_unix"] - time.time() - params["timeout"]) < 1.0
+
+
+def test_a_subquery_of_an_instant_query_builds_no_millisecond_grid() -> None:
+    """Found by bench/fuzz_http.py: an instant query's subquery (step 0) was checked against a
+    1 ms grid over its whole range; ``avg_over_time(vector(1)[725h:1m])`` asked the web
+    process for 20 GB and the kernel killed it. Here 1 h: that grid was 29 MB."""
+    import tracemalloc
+
+    eng = DistributedEngine(LocalShards([MemorySource(), MemorySource()]))
+    tracemalloc.start()
+    try:
+        res = eng.instant("avg_over_time((vector(1))[1h:1m])", 1_700_000_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.to_prom_json()["result"] == [{"metric": {}, "value": [1_700_000_000, "1"]}]
+    assert peak < 5_000_000, peak

@@ -250,3 +250,22 @@ def test_smoothed_selector_interpolates_between_samples() -> None:
     )
     res = Engine(src).range("x smoothed", 0, 30_000, 5_000)
     assert res.series[0][2].tolist() == [0, 5, 10, 25, 40, 40, 40]
+
+
+@pytest.mark.parametrize("q", ["max_over_time(vector(1)[10000d:1ms])", "x[30d:1ms]",
+                               "count_over_time(x[10000y:1ms])"])  # fmt: skip
+def test_a_subquery_of_billions_of_steps_is_too_many_samples_not_an_allocation(q: str) -> None:
+    """Found by bench/fuzz_http.py: the step grid was allocated whole (6 TiB: a 500, or the
+    web process killed by the kernel) before any limit was looked at."""
+    src = MemorySource()
+    src.add(make_labels({"__name__": "x"}), np.array([0, 10_000]), np.array([1.0, 2.0]))
+    with pytest.raises(ExecutionError, match="too many samples"):
+        Engine(src).instant(q, 10_000)
+
+
+def test_subquery_points_count_against_max_samples() -> None:
+    src = MemorySource()
+    src.add(make_labels({"__name__": "x"}), np.arange(0, 600_000, 1000), np.ones(600))
+    assert Engine(src, max_samples=10_000).instant("sum_over_time(x[5m:1s])", 599_000)
+    with pytest.raises(ExecutionError, match="too many samples"):  # 600 read + 300 points
+        Engine(src, max_samples=800).instant("sum_over_time(x[5m:1s])", 599_000)

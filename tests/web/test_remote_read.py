@@ -162,6 +162,15 @@ def test_export_needs_match_and_a_valid_range(client) -> None:  # type: ignore[n
     assert client.get("/api/v1/export?match[]=rate(up[5m])").status_code == 400
 
 
+def test_export_over_a_huge_range_is_a_400_not_a_hang(client) -> None:  # type: ignore[no-untyped-def]
+    """Found by bench/fuzz_http.py: start=0001-01-01 meant 17 million one-hour windows, one
+    fan-out each, and the request never ended."""
+    r = client.get("/api/v1/export?match[]=up&start=1900-01-01T00:00:00Z&end=1700000000")
+    assert r.status_code == 400 and "windows" in r.json["error"], r.data[:300]
+    ok = client.get("/api/v1/export?match[]=up&start=1700000000&end=1700360000&window=1h")
+    assert ok.status_code == 200  # 101 windows
+
+
 def test_metadata_from_remote_write(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/api/v1/metadata").json == {"status": "success", "data": {}}
     b = SampleBatch([make_labels({"__name__": "c_total"})], np.zeros(1), np.array([T0]), np.ones(1))
