@@ -343,6 +343,21 @@ def encode_ts_v1(ts: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
+def _hold_exceptions(m: np.ndarray, ok: np.ndarray) -> None:
+    """Give each exception (a value that is no mantissa) the mantissa before it, so it costs a
+    zero difference; leading exceptions take the first mantissa. ``ok`` has at least one True."""
+    first_ok = 0
+    while not ok[first_ok]:
+        first_ok += 1
+    last = m[first_ok]
+    for i in range(len(m)):
+        if ok[i]:
+            last = m[i]
+        else:
+            m[i] = last
+
+
+@nb.njit(cache=True)
 def encode_values_v1(vals: np.ndarray, max_scale: int) -> np.ndarray:
     """The double vector in formats 0/2/3 (no longer written; kept to test reading old data):
     2/3 when at least 75 % of the values are decimal mantissas at one scale, else 0 (raw)."""
@@ -356,15 +371,7 @@ def encode_values_v1(vals: np.ndarray, max_scale: int) -> np.ndarray:
         for i in range(n):
             p = _put(out, p, bits[i], 8)
         return out
-    first_ok = 0
-    while not ok[first_ok]:
-        first_ok += 1
-    last = m[first_ok]
-    for i in range(n):  # exceptions repeat the previous mantissa: a zero difference
-        if ok[i]:
-            last = m[i]
-        else:
-            m[i] = last
+    _hold_exceptions(m, ok)
     d1 = np.empty(n - 1, np.int64)
     for i in range(n - 1):
         d1[i] = m[i + 1] - m[i]
@@ -602,15 +609,7 @@ def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
         return best
     k, m, ok, n_ok = mantissas(vals, max_scale)
     if n_ok * 2 >= n:
-        first_ok = 0
-        while not ok[first_ok]:
-            first_ok += 1
-        last = m[first_ok]
-        for i in range(n):  # exceptions repeat the previous mantissa: a zero difference
-            if ok[i]:
-                last = m[i]
-            else:
-                m[i] = last
+        _hold_exceptions(m, ok)
         best = _dec_v2(bits, k, m, ok, n_ok, MODE_DELTA)
         if n > 2:
             b = _dec_v2(bits, k, m, ok, n_ok, MODE_DOD)

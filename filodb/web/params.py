@@ -4,12 +4,16 @@ match[] selectors."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import request
+from flask import Blueprint, request
 
 from filodb.errors import BadInputError, ParseError
 from filodb.model.labels import Matcher
 from filodb.model.timeparse import parse_time_ms
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def arg(name: str) -> str | None:
@@ -50,3 +54,22 @@ def match_params(required: bool) -> list[list[Matcher]]:
         except ParseError as e:
             raise BadInputError(f'invalid parameter "match[]": {e}') from e
     return out
+
+
+def prom_routes(bp: Blueprint, methods: tuple[str, ...]) -> Callable[..., Callable[[F], F]]:
+    """A decorator factory registering a view at ``/api/v1<rule>`` (the default dataset) and at
+    ``/promql/<dataset>/api/v1<rule>`` (endpoint name plus ``_ds``), as Prometheus's API has
+    it per dataset; ``methods`` is the default, a route may pass its own."""
+
+    def routes(rule: str, methods: tuple[str, ...] = methods) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            name = fn.__name__
+            bp.add_url_rule(f"/api/v1{rule}", name, fn, methods=list(methods))
+            bp.add_url_rule(
+                f"/promql/<dataset>/api/v1{rule}", name + "_ds", fn, methods=list(methods)
+            )
+            return fn
+
+        return deco
+
+    return routes

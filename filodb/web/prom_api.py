@@ -7,7 +7,6 @@ turns that into a 503 instead).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,22 +18,14 @@ from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
-from filodb.web.params import arg, match_params, now_ms, time_param
+from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
 from filodb.web.services import services
 
 bp = Blueprint("prom_api", __name__)
 MAX_POINTS = 11_000
 
 
-def _routes(rule: str, methods: tuple[str, ...] = ("GET", "POST")) -> Callable:
-    def deco(fn: Callable) -> Callable:
-        bp.add_url_rule(f"/api/v1{rule}", fn.__name__, fn, methods=list(methods))
-        bp.add_url_rule(
-            f"/promql/<dataset>/api/v1{rule}", fn.__name__ + "_ds", fn, methods=list(methods)
-        )
-        return fn
-
-    return deco
+_routes = prom_routes(bp, ("GET", "POST"))
 
 
 def _success(data: Any, warnings: list[str] | None = None) -> Response:

@@ -21,7 +21,6 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -36,7 +35,7 @@ from filodb.query import ast
 from filodb.query.astjson import ast_json
 from filodb.query.parser import parse, selector_matchers
 from filodb.query.prettier import pretty, prom_duration
-from filodb.web.params import arg, match_params, time_param
+from filodb.web.params import arg, match_params, prom_routes, time_param
 from filodb.web.services import services
 
 bp = Blueprint("prom_status", __name__)
@@ -45,15 +44,7 @@ SECRET = "<secret>"
 _SECRET_FIELDS = re.compile(r"token|password|secret", re.I)
 
 
-def _routes(rule: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
-    def deco(fn: Callable) -> Callable:
-        bp.add_url_rule(f"/api/v1{rule}", fn.__name__, fn, methods=list(methods))
-        bp.add_url_rule(
-            f"/promql/<dataset>/api/v1{rule}", fn.__name__ + "_ds", fn, methods=list(methods)
-        )
-        return fn
-
-    return deco
+_routes = prom_routes(bp, ("GET",))
 
 
 def _success(data: Any) -> Response:
