@@ -63,12 +63,16 @@ def test_one_request_per_node_and_unowned_shards_are_partial(
                           "start": 0, "end": 10_000}, 10.0, states)  # fmt: skip
         assert res.missing == {3: "shard ds/3 is not active on this node"}
         assert (a.served, b.served) == (1, 1)  # one request per node, whatever its shards
-        # one answer per node: the union of the shards it serves, the unserved one apart
-        assert sorted(res.answers) == [0, 2]
-        assert [res.answers[s][0]["shards"] for s in (0, 2)] == [[0, 1], [2]]
-        h, (offsets, ts, vals) = res.answers[0]
-        assert h["labels"] == [["__name__", "x", "shard", "0"], ["__name__", "x", "shard", "1"]]
-        assert offsets.tolist() == [0, 3, 6] and vals.tolist() == [0.0] * 3 + [1.0] * 3
+        # a select (or eval) of several shards: one answer per shard, computed in parallel
+        assert sorted(res.answers) == [0, 1, 2]
+        assert [res.answers[s][0]["shards"] for s in (0, 1, 2)] == [[0], [1], [2]]
+        h, (offsets, ts, vals) = res.answers[1]
+        assert h["labels"] == [["__name__", "x", "shard", "1"]]
+        assert offsets.tolist() == [0, 3] and vals.tolist() == [1.0] * 3
+        # other ops: one answer per node, over the union of the shards it serves
+        names = client.call("ds", [0, 1, 2], "label_names", {"matchers": [], "start": 0,
+                            "end": 10_000}, 10.0, states)  # fmt: skip
+        assert [names.answers[s][0]["shards"] for s in sorted(names.answers)] == [[0, 1], [2]]
 
         src = ClusterSource(client, "ds", 4, 0, 10.0)
         src._states = states
