@@ -1,7 +1,7 @@
 """The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
 A small pool of threads ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each
-request names the shards of the query this node owns. The server evaluates an ``eval`` or
+request names the shards of the query this node owns. The server evaluates a range ``eval`` or
 ``select`` of several shards once per shard, in parallel on a pool as large as the popping
 threads (numpy releases the GIL: with 10 k series a single-threaded union evaluation made
 ``sum by (job) (rate(...))`` 2.7x slower), and other ops once over the union of the shards it
@@ -79,9 +79,9 @@ def answer(
     """The reply messages of a request: the answer for the shards the node serves, one
     "unavailable" failure per shard it does not.
 
-    With a ``pool`` and several served shards, an ``eval`` or ``select`` runs once per shard on
-    the pool (one answer each: the heavy numpy work of the shards runs on every core); else the
-    node evaluates once over the union of its shards (one answer)."""
+    With a ``pool`` and several served shards, a ``select`` or a range ``eval`` runs once per
+    shard on the pool (one answer each: the heavy numpy work of the shards runs on every core);
+    else the node evaluates once over the union of its shards (one answer)."""
     out = []
     served: list[int] = []
     sources: list[SeriesSource] = []
@@ -95,12 +95,20 @@ def answer(
             sources.append(source)
     if not served:
         return out
-    if pool is not None and len(served) > 1 and op in ("eval", "select"):
+    if pool is not None and len(served) > 1 and _heavy(op, params):
         futures = [pool.submit(_guarded, src, [s], op, params, dataset)
-                   for src, s in zip(sources, served, strict=True)]  # fmt: skip
-        return out + [f.result() for f in futures]
+                   for src, s in zip(sources[1:], served[1:], strict=True)]  # fmt: skip
+        first = _guarded(sources[0], served[:1], op, params, dataset)  # this thread works too
+        return [*out, first, *(f.result() for f in futures)]
     source = sources[0] if len(sources) == 1 else UnionSource(sources)
     return [*out, _guarded(source, served, op, params, dataset)]
+
+
+def _heavy(op: str, p: dict[str, Any]) -> bool:
+    """Whether per-shard evaluation on the pool pays: a select, or an eval over a range of
+    steps. An instant eval reads one step's window; one evaluation over the union answers it
+    sooner than several answers would (0.4 ms of the 2 ms floor)."""
+    return op == "select" or (op == "eval" and int(p.get("end", 0)) > int(p.get("start", 0)))
 
 
 def _guarded(
