@@ -49,6 +49,11 @@ def _owner_key(dataset: str, shard: int) -> str:
 
 
 # KEYS[1] map hash; ARGV: shard, expected node, new state JSON, channel, event JSON.
+_CREATE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+for i = 3, #ARGV do redis.call('HSETNX', KEYS[2], tostring(i - 3), ARGV[i]) end
+return 1
+"""
 _CAS_MOVE = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
@@ -89,6 +94,7 @@ class ShardMapStore:
     def __init__(self, url: str) -> None:
         self.r = redis.Redis.from_url(url, socket_timeout=10, decode_responses=False)
         self._cas = self.r.register_script(_CAS_MOVE)
+        self._create = self.r.register_script(_CREATE)
         self._claim = self.r.register_script(_CLAIM)
         self._release = self.r.register_script(_RELEASE)
 
@@ -104,7 +110,10 @@ class ShardMapStore:
         Creating an existing dataset again with the same shard count returns it unchanged.
         """
         desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time())
-        if not self.r.hsetnx(DATASETS_KEY, name, orjson.dumps(desc.to_json())):
+        states = [orjson.dumps(ShardState(name, s).to_json()) for s in range(shards)]
+        # one script: nobody (a shard-map snapshot, a node) sees the dataset without its shards
+        if not self._create(keys=[DATASETS_KEY, _map_key(name)],
+                            args=[name, orjson.dumps(desc.to_json()), *states]):  # fmt: skip
             old = self.dataset(name)
             if old.shards != shards:
                 raise BadInputError(
@@ -113,10 +122,6 @@ class ShardMapStore:
             if not exist_ok:
                 raise BadInputError(f"dataset {name!r} exists")
             return old
-        pipe = self.r.pipeline()
-        for s in range(shards):
-            pipe.hsetnx(_map_key(name), str(s), orjson.dumps(ShardState(name, s).to_json()))
-        pipe.execute()
         return desc
 
     def datasets(self) -> dict[str, Dataset]:
