@@ -73,23 +73,11 @@ def url_rules() -> list[tuple[str, set[str]]]:
     """Every route of the web tier (rule text, methods), read from the blueprints' url map."""
     from flask import Flask
 
-    from filodb.web import (
-        admin,
-        export,
-        federate,
-        ingest,
-        metadata,
-        metrics,
-        prom_api,
-        prom_status,
-        remote_read,
-        ui,
-    )
+    from filodb.web import blueprints
 
     app = Flask("fuzz")
-    for mod in (metadata, prom_api, prom_status, federate, export, remote_read, ingest, admin,
-                ui, metrics):  # fmt: skip
-        app.register_blueprint(mod.bp)
+    for bp in blueprints():
+        app.register_blueprint(bp)
     return [(r.rule, set(r.methods or ())) for r in app.url_map.iter_rules()
             if r.endpoint != "static"]  # fmt: skip
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from filodb.model.varint import varint_bytes
+
 _PKG = "filodb.prompb"
 _F = descriptor_pb2.FieldDescriptorProto
 _OPT, _REP = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
@@ -85,30 +87,6 @@ ChunkedReadResponse = MESSAGES["ChunkedReadResponse"]
 
 
 # --- the wire format by hand ---------------------------------------------------------------
-
-
-def varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """(value, position after) of the varint at ``pos``; IndexError/ValueError when malformed."""
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def varint_bytes(v: int) -> bytes:
-    """The varint of a non-negative int (a negative int64 is passed as ``v & (2**64 - 1)``)."""
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
 
 
 def field(tag: int, payload: bytes) -> bytes:

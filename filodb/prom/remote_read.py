@@ -36,7 +36,8 @@ from filodb.encoding.xor import decode_chunk, split_chunks
 from filodb.errors import BadInputError
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, Matcher
-from filodb.prom.proto import ChunkedReadResponse, ReadRequest, ReadResponse, varint, varint_bytes
+from filodb.model.varint import varint, varint_bytes
+from filodb.prom.proto import ChunkedReadResponse, ReadRequest, ReadResponse
 from filodb.prom.remote_write import encode_raw
 
 SAMPLES, STREAMED_XOR_CHUNKS = 0, 1

@@ -34,7 +34,8 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.labels import Labels
-from filodb.prom.proto import TimeSeries, WriteRequest, varint, varint_bytes
+from filodb.model.varint import varint, varint_bytes
+from filodb.prom.proto import TimeSeries, WriteRequest
 from filodb.prom.proto import field as pb_field
 
 _TYPES = {0: "unknown", 1: "counter", 2: "gauge", 3: "histogram", 4: "gaugehistogram",

@@ -34,6 +34,7 @@ import cramjam
 
 from filodb.errors import BadInputError, UnknownDatasetError
 from filodb.model.dataset import check_dataset_name
+from filodb.model.varint import varint, varint_bytes
 from filodb.store.base import (
     ChunkSet,
     ColumnStore,
@@ -99,36 +100,26 @@ def key_hash(part_key: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(part_key, digest_size=4).digest(), "little") >> 1
 
 
-def _uv(out: bytearray, v: int) -> None:
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
 def encode_vectors(vectors: Sequence[bytes]) -> bytes:
     """One blob: ``[codec u8][count varint][length varint each][payload]``, the payload being
     the vectors one after the other, zstd-compressed as one frame when codec is 1 (when that
     saves at least ``ZSTD_MIN_SAVING``), as they are when codec is 0."""
     payload = b"".join(vectors)
-    head = bytearray()
-    _uv(head, len(vectors))
-    for v in vectors:
-        _uv(head, len(v))
+    head = varint_bytes(len(vectors)) + b"".join(varint_bytes(len(v)) for v in vectors)
     if len(payload) >= 64:
         packed = bytes(cramjam.zstd.compress(payload, level=ZSTD_LEVEL))
         if len(packed) <= len(payload) * (1 - ZSTD_MIN_SAVING):
-            return b"\x01" + bytes(head) + packed
-    return b"\x00" + bytes(head) + payload
+            return b"\x01" + head + packed
+    return b"\x00" + head + payload
 
 
 def decode_vectors(blob: bytes) -> tuple[bytes, ...]:
     """Inverse of :func:`encode_vectors`; BadInputError on a blob that is not one."""
     try:
         codec, pos, lengths = blob[0], 1, []
-        n, pos = _get_uv(blob, pos)
+        n, pos = varint(blob, pos)
         for _ in range(n):
-            ln, pos = _get_uv(blob, pos)
+            ln, pos = varint(blob, pos)
             lengths.append(ln)
         total = sum(lengths)
         if codec == 1:
@@ -146,19 +137,6 @@ def decode_vectors(blob: bytes) -> tuple[bytes, ...]:
         out.append(bytes(view[at : at + ln]))
         at += ln
     return tuple(out)
-
-
-def _get_uv(blob: bytes, pos: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        b = blob[pos]
-        pos += 1
-        v |= (b & 0x7F) << shift
-        if b < 0x80:
-            return v, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint")
 
 
 def decode_vectors_v1(blob: bytes) -> tuple[bytes, ...]:

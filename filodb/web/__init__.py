@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask
 
 from filodb.config import Config
 from filodb.web.errors import register_error_handlers
@@ -13,9 +13,26 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     """App factory: builds services from ``cfg`` unless given, registers the blueprints.
 
     A bad auth file (``cfg.auth_file``) raises :class:`~filodb.errors.BadInputError`."""
+    from filodb.web import auth, ingest, metrics
+
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    svc = services or Services.from_config(cfg)
+    svc.init_app(app)
+    ingest.init_app(app, svc, metrics.init_app(app))  # the doors count into the app's metrics
+    register_error_handlers(app)
+    for bp in blueprints():
+        app.register_blueprint(bp)
+    auth.init_app(app, cfg)  # after the blueprints: it checks every route has a rule
+    return app
+
+
+def blueprints() -> list[Blueprint]:
+    """Every blueprint of the web tier, in registration order (``metadata`` before
+    ``prom_api``: its ``/metadata`` route wins); the fuzzer reads the routes from here too."""
     from filodb.web import (
         admin,
-        auth,
         export,
         federate,
         ingest,
@@ -27,22 +44,6 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
         ui,
     )
 
-    app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    svc = services or Services.from_config(cfg)
-    svc.init_app(app)
-    ingest.init_app(app, svc, metrics.init_app(app))  # the doors count into the app's metrics
-    register_error_handlers(app)
-    app.register_blueprint(metadata.bp)  # before prom_api: its /metadata placeholder loses
-    app.register_blueprint(prom_api.bp)
-    app.register_blueprint(prom_status.bp)
-    app.register_blueprint(federate.bp)
-    app.register_blueprint(export.bp)
-    app.register_blueprint(remote_read.bp)
-    app.register_blueprint(ingest.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(ui.bp)
-    app.register_blueprint(metrics.bp)
-    auth.init_app(app, cfg)  # after the blueprints: it checks every route has a rule
-    return app
+    mods = (metadata, prom_api, prom_status, federate, export, remote_read, ingest, admin, ui,
+            metrics)  # fmt: skip
+    return [m.bp for m in mods]
