@@ -102,14 +102,17 @@ class ShardMapStore:
     def create_dataset(
         self, name: str, shards: int, spread: int = 1, exist_ok: bool = True,
         spread_overrides: list | None = None, retention_s: float | None = None,
+        limits: object = None,
     ) -> Dataset:  # fmt: skip
         """Create a dataset and its Unassigned shards; returns its description.
 
         ``retention_s`` (None: the nodes' configured retention; 0: forever) and
-        ``spread_overrides`` (see :mod:`filodb.model.shardkey`) are fixed at creation.
+        ``spread_overrides`` (see :mod:`filodb.model.shardkey`) and ``limits``
+        (:class:`~filodb.model.limits.DatasetLimits` or its JSON object) are fixed at creation.
         Creating an existing dataset again with the same shard count returns it unchanged.
         """
-        desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time())
+        desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time(),
+                              limits)  # fmt: skip
         states = [orjson.dumps(ShardState(name, s).to_json()) for s in range(shards)]
         # one script: nobody (a shard-map snapshot, a node) sees the dataset without its shards
         if not self._create(keys=[DATASETS_KEY, _map_key(name)],

@@ -103,12 +103,14 @@ def _retention(body: dict) -> float | None:
 @bp.post("/api/v1/cluster/<dataset>")
 def create_dataset(dataset: str) -> tuple[Response, int]:
     """Create a dataset: ``shards`` (power of two), ``spread``, ``spread_overrides``,
-    ``retention`` (seconds or a duration such as ``30d``; 0 keeps forever)."""
+    ``retention`` (seconds or a duration such as ``30d``; 0 keeps forever), ``limits``
+    (:mod:`filodb.model.limits`)."""
     body = _body()
     cfg = services().cfg
     desc = services().shard_map.create_dataset(
         dataset, _int(body, "shards", cfg.shards), _int(body, "spread", cfg.spread),
         spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
+        limits=body.get("limits"),
     )  # fmt: skip
     services().ingest_log.ensure_dataset(dataset, desc.shards)  # Kafka: one partition per shard
     return _ok({"dataset": dataset, **desc.to_json()}), 200

@@ -104,6 +104,10 @@ class WebMetrics:
             "Write requests refused as a whole before their samples could be counted",
             ["door", "reason"], registry=r,
         )  # fmt: skip
+        self.queries_refused = Counter(
+            "filodb_queries_refused", "Queries refused by a limit of their dataset, by reason",
+            ["dataset", "reason"], registry=r,
+        )  # fmt: skip
         r.register(ClusterCollector(app))
 
     # --- the ingestion doors' counts (an IngestCounter, see filodb.gateway.door) ---------

@@ -14,11 +14,13 @@ from flask import Blueprint, Response
 
 import filodb
 from filodb.errors import BadInputError, ParseError
+from filodb.model.limits import DatasetLimits
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
 from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
+from filodb.web.query_limits import dataset_limits, limit_concurrency
 from filodb.web.services import services
 
 bp = Blueprint("prom_api", __name__)
@@ -47,9 +49,10 @@ def _dataset(dataset: str | None) -> str:
     return dataset or services().cfg.dataset
 
 
-def _timeout_s() -> float:
+def _timeout_s(lim: DatasetLimits | None = None) -> float:
+    """The query's timeout: ``?timeout=`` up to the dataset's ``query_timeout``."""
     raw = arg("timeout")
-    cfg_timeout = services().cfg.query_timeout
+    cfg_timeout = (lim and lim.query_timeout) or services().cfg.query_timeout
     if raw:
         return min(parse_duration_ms(raw, "timeout") / 1000, cfg_timeout)
     return cfg_timeout
@@ -68,10 +71,11 @@ def _query_text() -> str:
 
 def _engine(dataset: str | None) -> tuple[DistributedEngine, ClusterSource]:
     cfg = services().cfg
-    timeout = _timeout_s()
+    lim = dataset_limits(_dataset(dataset))
+    timeout = _timeout_s(lim)
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = DistributedEngine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout,
-                 max_series=cfg.max_series)  # fmt: skip
+    eng = DistributedEngine(source, lookback_ms=cfg.lookback_ms, max_samples=int(lim.max_samples or 2**62),
+                 timeout_s=timeout, max_series=int(lim.max_series_per_query or 2**62))  # fmt: skip
     return eng, source
 
 
@@ -80,6 +84,7 @@ def _with_param(e: ParseError) -> BadInputError:
 
 
 @_routes("/query")
+@limit_concurrency(_timeout_s)
 def query(dataset: str | None = None) -> Response:
     q = _query_text()
     t = time_param("time", now_ms())
@@ -92,6 +97,7 @@ def query(dataset: str | None = None) -> Response:
 
 
 @_routes("/query_range")
+@limit_concurrency(_timeout_s)
 def query_range(dataset: str | None = None) -> Response:
     q = _query_text()
     start = time_param("start", None)
