@@ -22,6 +22,8 @@ from rich.table import Table
 from filodb.config import load_config
 from filodb.errors import BadInputError, FiloError
 from filodb.model.dataset import check_dataset_name
+from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
+from filodb.model.limits import DatasetLimits
 
 console = Console()
 err_console = Console(stderr=True)
@@ -364,8 +366,21 @@ def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | Non
             t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
                       str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
         console.print(t)
+        _print_limits(_request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}", token)["data"])
     if follow:
         _follow(url, token)
+
+
+def _print_limits(desc: dict) -> None:
+    """The dataset's limits in effect (0: none) and what they refused so far."""
+    lim = {k: v for k, v in desc.get("effective_limits", {}).items() if v}
+    if lim:
+        console.print("limits: " + ", ".join(f"{k}={v:g}" for k, v in lim.items()),
+                      highlight=False)  # fmt: skip
+    refused = desc.get("refused") or {}
+    if refused:
+        console.print("refused by limits: " + ", ".join(f"{k} {n}" for k, n in
+                                                        sorted(refused.items())), highlight=False)  # fmt: skip
 
 
 def _follow(url: str, token: str | None) -> None:
@@ -426,10 +441,16 @@ def dataset() -> None:
     metavar="WS,NS=SPREAD",
     help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)",
 )
+@click.option(
+    "--limit", "limits", multiple=True, metavar="KEY=VALUE",
+    help="a limit of the dataset, e.g. max_series=100000 (repeatable; keys: "
+    + ", ".join(LIMIT_KEYS) + ")",
+)  # fmt: skip
 @_url_opt
 @_token_opt
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
-                   overrides: tuple[str, ...], url: str, token: str | None) -> None:  # fmt: skip
+                   overrides: tuple[str, ...], limits: tuple[str, ...], url: str,
+                   token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
     try:
         check_dataset_name(name)
@@ -446,9 +467,22 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
             if not comma or not sp.isdigit():
                 _fail(f"bad --spread-override {o!r}: use WS,NS=SPREAD", 2)
             body["spread_overrides"].append({"_ws_": ws, "_ns_": ns, "spread": int(sp)})
+    if limits:
+        body["limits"] = {}
+        for kv in limits:
+            key, eq, value = kv.partition("=")
+            if not eq or not value:
+                _fail(f"bad --limit {kv!r}: use KEY=VALUE", 2)
+            body["limits"][key.strip()] = value.strip()
+        try:
+            DatasetLimits.parse(body["limits"])
+        except BadInputError as e:
+            _fail(str(e), 2)
     resp = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}", token, json=body)
     d = resp["data"]
     extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
+    if d.get("limits"):
+        extra += ", limits " + ", ".join(f"{k}={v:g}" for k, v in d["limits"].items())
     console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}{extra}")
 
 

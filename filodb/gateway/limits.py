@@ -127,5 +127,5 @@ def refusal_error(dataset: str, refusals: list[Refusal], written: int) -> LimitE
     total = sum(r.samples for r in refusals)
     return LimitExceededError(
         f"series limit of dataset {dataset} reached: {'; '.join(parts)} ({total} samples "
-        f"refused; {written} samples of known series written)"
+        f"refused; the other {written} samples were written)"
     )

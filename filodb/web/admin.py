@@ -118,7 +118,14 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
 
 @bp.get("/api/v1/cluster/<dataset>")
 def describe_dataset(dataset: str) -> Response:
-    return _ok({"dataset": dataset, **services().shard_map.dataset(dataset).to_json()})
+    """The dataset's description, its limits in effect (``effective_limits``: the config's
+    defaults filled in) and what they refused so far, cluster-wide (``refused``: reason ->
+    samples, or queries for ``max_query_concurrency``)."""
+    svc = services()
+    desc = svc.shard_map.dataset(dataset)
+    return _ok({"dataset": dataset, **desc.to_json(),
+                "effective_limits": desc.limits.resolved(svc.cfg).to_json(),
+                "refused": svc.limits.refused(dataset)})  # fmt: skip
 
 
 def _shard_list(dataset: str) -> list[int]:

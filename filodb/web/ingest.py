@@ -17,7 +17,6 @@ from filodb.gateway.door import IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.limits import IngestLimiter
 from filodb.prom.remote_write import decode_write_request_full
-from filodb.shards.limits import LimitsStore
 from filodb.web.params import now_ms
 from filodb.web.services import Services, services
 
@@ -31,7 +30,7 @@ _PRECISIONS = {"ns", "n", "u", "us", "µ", "ms", "s", "m", "h"}
 def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
     """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``; they
     check the datasets' limits (one limiter shared by the doors)."""
-    limiter = IngestLimiter(LimitsStore(svc.cfg.redis_url), svc.cfg)
+    limiter = IngestLimiter(svc.limits, svc.cfg)
     app.extensions[EXTENSION] = {
         name: IngestDoor(name, svc.router, svc.metadata, counter, limiter) for name in DOORS
     }

@@ -4,7 +4,8 @@
 Concurrency is counted per web process (``filodb up`` runs one, with many threads): a
 query past the limit waits for a slot up to its timeout, then answers 503 (Prometheus's
 ``unavailable``), counted on ``/metrics`` (``filodb_queries_refused{reason=...}``) and
-cluster-wide (``filodb:refused:<dataset>``, shown by ``filodb status``).
+cluster-wide (``filodb:refused:<dataset>``, shown by ``filodb status``). Queries being
+answered are the gauge ``filodb_queries_running{dataset=...}``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from flask import current_app
 
 from filodb.errors import UnavailableError
 from filodb.model.limits import DatasetLimits
-from filodb.shards.limits import LimitsStore
 from filodb.web.metrics import EXTENSION as METRICS
 from filodb.web.services import services
 
@@ -29,8 +29,7 @@ _EXTENSION = "filodb_query_slots"
 class QuerySlots:
     """One semaphore per (dataset, limit); thread-safe."""
 
-    def __init__(self, store: LimitsStore) -> None:
-        self.store = store
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sems: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 
@@ -50,10 +49,8 @@ def dataset_limits(dataset: str) -> DatasetLimits:
 
 def _slots() -> QuerySlots:
     slots = current_app.extensions.get(_EXTENSION)
-    if slots is None:
-        slots = current_app.extensions[_EXTENSION] = QuerySlots(
-            LimitsStore(services().cfg.redis_url)
-        )
+    if slots is None:  # setdefault: threads racing here share the first one
+        slots = current_app.extensions.setdefault(_EXTENSION, QuerySlots())
     return cast(QuerySlots, slots)
 
 
@@ -67,24 +64,26 @@ def limit_concurrency(timeout_s: Callable[[DatasetLimits], float]) -> Callable[[
             ds = dataset or services().cfg.dataset
             lim = dataset_limits(ds)
             limit = int(lim.max_query_concurrency or 0)
-            if limit <= 0:
-                return fn(*args, dataset=dataset, **kw)
-            slots = _slots()
-            sem = slots.semaphore(ds, limit)
-            wait = timeout_s(lim)
-            if not sem.acquire(timeout=wait):
-                metrics = current_app.extensions.get(METRICS)
+            metrics = current_app.extensions.get(METRICS)
+            sem = _slots().semaphore(ds, limit) if limit > 0 else None
+            if sem is not None and not sem.acquire(timeout=timeout_s(lim)):
                 if metrics is not None:
                     metrics.queries_refused.labels(ds, "max_query_concurrency").inc()
-                slots.store.count_refused(ds, "max_query_concurrency", 1)
+                services().limits.count_refused(ds, "max_query_concurrency", 1)
                 raise UnavailableError(
                     f"query concurrency limit of dataset {ds} reached: max_query_concurrency="
-                    f"{limit}; no query slot freed within {wait:g} s"
+                    f"{limit}; no query slot freed within {timeout_s(lim):g} s"
                 )
+            running = metrics.queries_running.labels(ds) if metrics is not None else None
+            if running is not None:
+                running.inc()
             try:
                 return fn(*args, dataset=dataset, **kw)
             finally:
-                sem.release()
+                if running is not None:
+                    running.dec()
+                if sem is not None:
+                    sem.release()
 
         return cast(F, view)
 

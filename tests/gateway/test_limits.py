@@ -77,7 +77,11 @@ def test_max_series_refuses_new_series_and_writes_known_ones(redis_url: str) -> 
         door.write("lim", _batch(first))
     assert e.value.http_status == 400
     msg = str(e.value)
-    assert "max_series=5" in msg and "6 samples of 3 new series" in msg and "10 samples" in msg
+    assert (
+        "max_series=5" in msg
+        and "6 samples of 3 new series" in msg
+        and "the other 10 samples were written" in msg
+    )
     assert _logged(redis_url, "lim") == set(first[:5])
     assert counts.calls == [("rejected", "max_series", 6), ("accepted", 10)]
     # known series are still accepted, alone or beside refused new ones
