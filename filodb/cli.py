@@ -371,6 +371,42 @@ def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | Non
         _follow(url, token)
 
 
+_CARD_LISTS = (
+    ("seriesCountByMetricName", "metric", "series"),
+    ("labelValueCountByLabelName", "label", "values"),
+    ("memoryInBytesByLabelName", "label", "value bytes"),
+    ("seriesCountByLabelValuePair", "label pair", "series"),
+)
+
+
+@main.command()
+@_url_opt
+@_ds_opt
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="rows per table")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="print the raw JSON answer")
+@_token_opt
+def card(url: str, dataset: str, top: int, as_json: bool, token: str | None) -> None:
+    """Show the cardinality of a dataset: series per metric and label pair, values per label
+    (Prometheus's /api/v1/status/tsdb)."""
+    body = _request("GET", f"{url.rstrip('/')}/promql/{dataset}/api/v1/status/tsdb", token,
+                    params={"limit": top})  # fmt: skip
+    if as_json:
+        print(orjson.dumps(body).decode())
+        return
+    d = body["data"]
+    h = d["headStats"]
+    console.print(f"{dataset}: {h['numSeries']} series, {h['numLabelPairs']} label pairs, "
+                  f"{h['chunkCount']} chunks", highlight=False)  # fmt: skip
+    for w in body.get("warnings", []):
+        err_console.print(f"warning: {escape(w)}")
+    for key, what, count in _CARD_LISTS:
+        t = Table(what, count, title=key)
+        for row in d[key]:
+            t.add_row(escape(row["name"]), str(row["value"]))
+        console.print(t)
+
+
 def _print_limits(desc: dict) -> None:
     """The dataset's limits in effect (0: none) and what they refused so far."""
     lim = {k: v for k, v in desc.get("effective_limits", {}).items() if v}
