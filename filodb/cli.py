@@ -371,11 +371,11 @@ def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | Non
         _follow(url, token)
 
 
-_CARD_LISTS = (
-    ("seriesCountByMetricName", "metric", "series"),
-    ("labelValueCountByLabelName", "label", "values"),
-    ("memoryInBytesByLabelName", "label", "value bytes"),
-    ("seriesCountByLabelValuePair", "label pair", "series"),
+_CARD_LISTS = (  # key, title, columns
+    ("seriesCountByMetricName", "Series by metric name", "metric", "series"),
+    ("labelValueCountByLabelName", "Values by label name", "label", "values"),
+    ("memoryInBytesByLabelName", "Bytes of the values by label name", "label", "bytes"),
+    ("seriesCountByLabelValuePair", "Series by label pair", "label pair", "series"),
 )
 
 
@@ -400,8 +400,9 @@ def card(url: str, dataset: str, top: int, as_json: bool, token: str | None) -> 
                   f"{h['chunkCount']} chunks", highlight=False)  # fmt: skip
     for w in body.get("warnings", []):
         err_console.print(f"warning: {escape(w)}")
-    for key, what, count in _CARD_LISTS:
-        t = Table(what, count, title=key)
+    for key, title, what, count in _CARD_LISTS:
+        console.print(f"\n{title}", highlight=False)
+        t = Table(what, count)
         for row in d[key]:
             t.add_row(escape(row["name"]), str(row["value"]))
         console.print(t)

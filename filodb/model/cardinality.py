@@ -73,11 +73,11 @@ class CardinalityStats:
     # --- Prometheus's shape ---------------------------------------------------------------
     def to_prom(self, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
         """``/api/v1/status/tsdb``'s data: ``headStats`` and four top-``limit`` lists, each
-        ``[{"name": ..., "value": n}]`` by decreasing value (ties by name)."""
+        ``[{"name": ..., "value": n}]`` by decreasing value (ties by name). As Prometheus,
+        ``memoryInBytesByLabelName`` is the UTF-8 bytes of a label's distinct values."""
         names = sorted(self.labels)
         n_values = np.array([len(self.labels[n][0]) for n in names], np.int64)
-        memory = np.array([int(np.dot(_lengths(self.labels[n][0]), self.labels[n][1]))
-                           for n in names], np.int64)  # fmt: skip
+        memory = np.array([int(_lengths(self.labels[n][0]).sum()) for n in names], np.int64)
         metric_vals, metric_counts = self.labels.get("__name__", (object_array([]), _NONE))
         pair_counts = np.concatenate([self.labels[n][1] for n in names] or [_NONE])
         owner = np.repeat(np.arange(len(names)), n_values)

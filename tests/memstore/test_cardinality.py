@@ -39,11 +39,10 @@ def _shards(series: list[Labels], k: int) -> list[TimeSeriesShard]:
 def _reference(series: list[Labels], limit: int) -> dict:
     pairs = Counter(f"{k}={v}" for lb in series for k, v in lb)
     values: dict[str, set[str]] = {}
-    memory: Counter[str] = Counter()
     for lb in series:
         for k, v in lb:
             values.setdefault(k, set()).add(v)
-            memory[k] += len(v.encode())
+    memory = {k: sum(len(v.encode()) for v in vs) for k, vs in values.items()}
     metrics = Counter(dict(lb)["__name__"] for lb in series)
 
     def top(c: dict[str, int]) -> list[dict]:
@@ -54,7 +53,7 @@ def _reference(series: list[Labels], limit: int) -> dict:
         "numLabelPairs": len(pairs),
         "seriesCountByMetricName": top(metrics),
         "labelValueCountByLabelName": top({k: len(v) for k, v in values.items()}),
-        "memoryInBytesByLabelName": top(dict(memory)),
+        "memoryInBytesByLabelName": top(memory),
         "seriesCountByLabelValuePair": top(dict(pairs)),
     }
 
