@@ -80,7 +80,7 @@ class IngestLimiter:
             return None, []
         known = self._known_set(desc)
         series = batch.series
-        ok = np.fromiter((lb in known for lb in series), bool, len(series))
+        ok = np.fromiter(map(known.__contains__, series), bool, len(series))
         todo = np.flatnonzero(~ok).tolist()
         if not todo:
             return ok, []

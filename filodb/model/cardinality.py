@@ -4,7 +4,7 @@ Prometheus's ``/api/v1/status/tsdb``.
 A shard gives a :class:`CardinalityStats` from its index (the posting length of every label
 value, counted with one ``bincount`` per label name); a node merges its shards' and the web
 tier merges the nodes'. A series lives in one shard, so series counts add; label values are
-merged as sets (``np.unique`` over the values of every part), so ``labelValueCountByLabelName``
+merged as sets (one dict of the values of every part), so ``labelValueCountByLabelName``
 counts distinct values cluster-wide, as one Prometheus would. The cost is one entry per
 distinct label pair on the wire, like Prometheus's own walk of its postings.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,15 @@ class CardinalityStats:
             if len(vcs) == 1:
                 labels[name] = vcs[0]
                 continue
-            values, inv = np.unique(np.concatenate([v for v, _ in vcs]), return_inverse=True)
-            counts = np.bincount(inv.ravel(), np.concatenate([c for _, c in vcs]), len(values))
-            labels[name] = (values, counts.astype(np.int64))
+            # the union of the values, and each part's values as codes into it: dict
+            # operations driven from C (fromkeys, zip, map), no Python step per value; an
+            # np.unique of the object arrays sorts by Python comparisons, 1.5-2x slower
+            union = dict.fromkeys(chain.from_iterable(v for v, _ in vcs))
+            code_of = dict(zip(union, range(len(union)), strict=True))
+            codes = np.concatenate([np.fromiter(map(code_of.__getitem__, v), np.int64, len(v))
+                                    for v, _ in vcs])  # fmt: skip
+            counts = np.bincount(codes, np.concatenate([c for _, c in vcs]), len(union))
+            labels[name] = (object_array(list(union)), counts.astype(np.int64))
         return CardinalityStats(
             sum(p.num_series for p in parts), sum(p.chunk_count for p in parts),
             min(p.min_time for p in parts), max(p.max_time for p in parts), labels,

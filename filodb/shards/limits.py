@@ -32,16 +32,19 @@ local per = {}
 local out = {}
 for i = 5, #ARGV, 2 do
   local h = ARGV[i]
-  local m = ARGV[i + 1]
-  local mkey = key .. ':m:' .. m
-  local mc = per[m]
-  if mc == nil then
-    if cutoff > 0 then redis.call('ZREMRANGEBYSCORE', mkey, '-inf', '(' .. cutoff) end
-    mc = redis.call('ZCARD', mkey)
+  local mkey = nil
+  local mc = 0
+  if maxm > 0 then  -- the per-metric sets are kept only for a per-metric limit
+    mkey = key .. ':m:' .. ARGV[i + 1]
+    mc = per[mkey]
+    if mc == nil then
+      if cutoff > 0 then redis.call('ZREMRANGEBYSCORE', mkey, '-inf', '(' .. cutoff) end
+      mc = redis.call('ZCARD', mkey)
+    end
   end
   if redis.call('ZSCORE', key, h) then
     redis.call('ZADD', key, now, h)
-    if redis.call('ZADD', mkey, now, h) == 1 then mc = mc + 1 end
+    if mkey and redis.call('ZADD', mkey, now, h) == 1 then mc = mc + 1 end
     out[#out + 1] = 1
   elseif maxs > 0 and total >= maxs then
     out[#out + 1] = 0
@@ -49,12 +52,12 @@ for i = 5, #ARGV, 2 do
     out[#out + 1] = 2
   else
     redis.call('ZADD', key, now, h)
-    redis.call('ZADD', mkey, now, h)
+    if mkey then redis.call('ZADD', mkey, now, h) end
     total = total + 1
     mc = mc + 1
     out[#out + 1] = 1
   end
-  per[m] = mc
+  if mkey then per[mkey] = mc end
 end
 return out
 """
