@@ -34,6 +34,7 @@ DEFAULTS_FROM = {
     "query_timeout": "query_timeout",
 }
 _FLOATS = frozenset({"ingest_samples_per_s", "query_timeout"})
+MAX_QUERY_TIMEOUT_S = 7 * 86400.0  # a waiting query's timer must fit the platform's timeouts
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ def _value(key: str, v: object) -> int | float:
             raise BadInputError(f"limit {key} must be a number, got {v!r}") from e
     if not 0 <= out < 2**63 or out != out:
         raise BadInputError(f"limit {key} must be a non-negative number, got {v!r}")
+    if key == "query_timeout" and out > MAX_QUERY_TIMEOUT_S:
+        raise BadInputError(f"limit query_timeout must be at most 7d, got {v!r}")
     return out
 
 

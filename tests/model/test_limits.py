@@ -24,7 +24,8 @@ def test_parse_numbers_text_and_durations() -> None:
 @pytest.mark.parametrize("raw", [
     {"max_sieries": 1}, {"max_series": -1}, {"max_series": 1.5}, {"max_series": True},
     {"max_series": "many"}, {"query_timeout": "soon"}, {"ingest_samples_per_s": float("nan")},
-    {"max_series": 10**30}, [1, 2], "max_series=1",
+    {"max_series": 10**30}, [1, 2], "max_series=1", {"query_timeout": 1e18},
+    {"query_timeout": "8d"}, {"ingest_samples_per_s": "1e400"}, {7: 1},
 ])  # fmt: skip
 def test_bad_limits_are_bad_input(raw: object) -> None:
     with pytest.raises(BadInputError):
