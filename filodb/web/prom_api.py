@@ -156,7 +156,8 @@ def series(dataset: str | None = None) -> Response:
     sets = match_params(required=True)
     limit = _limit()
     start, end = _range()
-    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    source = services().source(_dataset(dataset), _timeout_s(dataset_limits(_dataset(dataset))),
+                               _strict())  # fmt: skip
     found = set()
     for matchers in sets:
         found.update(source.series(matchers, start, end))
@@ -169,7 +170,8 @@ def labels(dataset: str | None = None) -> Response:
     limit = _limit()
     sets = match_params(required=False) or [[]]
     start, end = _range()
-    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    source = services().source(_dataset(dataset), _timeout_s(dataset_limits(_dataset(dataset))),
+                               _strict())  # fmt: skip
     names = set()
     for matchers in sets:
         names.update(source.label_names(matchers, start, end))
@@ -181,7 +183,8 @@ def label_values(name: str, dataset: str | None = None) -> Response:
     limit = _limit()
     sets = match_params(required=False) or [[]]
     start, end = _range()
-    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    source = services().source(_dataset(dataset), _timeout_s(dataset_limits(_dataset(dataset))),
+                               _strict())  # fmt: skip
     vals = set()
     for matchers in sets:
         vals.update(source.label_values(name, matchers, start, end))

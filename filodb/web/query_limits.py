@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from flask import current_app
 
-from filodb.errors import UnavailableError
+from filodb.errors import UnavailableError, UnknownDatasetError
 from filodb.model.limits import DatasetLimits
 from filodb.web.metrics import EXTENSION as METRICS
 from filodb.web.services import services
@@ -42,9 +42,13 @@ class QuerySlots:
 
 
 def dataset_limits(dataset: str) -> DatasetLimits:
-    """The dataset's limits with the config's defaults filled in (404 for an unknown one)."""
+    """The dataset's limits with the config's defaults filled in; for an unknown dataset the
+    config's defaults (the read that follows answers its 404)."""
     svc = services()
-    return svc.router.dataset(dataset).limits.resolved(svc.cfg)
+    try:
+        return svc.router.dataset(dataset).limits.resolved(svc.cfg)
+    except UnknownDatasetError:
+        return DatasetLimits().resolved(svc.cfg)
 
 
 def _slots() -> QuerySlots:
