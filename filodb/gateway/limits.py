@@ -4,10 +4,11 @@
 token bucket per dataset in Redis shared by every web process), and which of its series may
 (``max_series``, ``max_series_per_metric``, counted cluster-wide in Redis by the doors).
 
-Series counting: each process keeps the series it saw admitted (a set of label sets per
-dataset); a batch's series are looked up there (one C-level set lookup per distinct series,
-as the router's shard cache does), and only the unseen ones are hashed (xxh3-64 of the part
-key) and sent to Redis in one script call, which admits them in order while the limits
+Series counting: each process keeps the series it saw admitted, as a sorted int64 array of
+their Python hashes per dataset (8 bytes a series; the label sets themselves are not kept
+alive); a batch's series are hashed (``map(hash, ...)``, driven from C, as the router's
+shard cache hashes them) and looked up with one ``searchsorted``, and only the unseen ones are
+hashed again, stably (xxh3-64 of the part key), and sent to Redis in one script call, which admits them in order while the limits
 allow and refreshes the known ones. So a steady workload costs no Redis round trip at all;
 the local set is dropped every ``REFRESH_S`` (or a quarter of the retention), which re-sends
 the live series and refreshes their last-seen time: series silent for longer than the
@@ -29,12 +30,12 @@ from filodb.config import Config
 from filodb.errors import LimitExceededError, RateLimitedError
 from filodb.model.batch import SampleBatch
 from filodb.model.dataset import Dataset
-from filodb.model.labels import Labels, metric_name
+from filodb.model.labels import metric_name
 from filodb.model.shardkey import part_key_bytes
 from filodb.shards.limits import ADMITTED, OVER_PER_METRIC, LimitsStore
 
 REFRESH_S = 600.0
-MAX_KNOWN = 2_000_000  # series kept per dataset and process; past it the set starts again
+MAX_KNOWN = 10_000_000  # series kept per dataset and process (80 MB); past it, start again
 SCRIPT_SERIES = 10_000  # new series per script call
 
 
@@ -56,7 +57,8 @@ class IngestLimiter:
         self.store = store
         self.cfg = cfg
         self.clock = clock
-        self._known: dict[str, tuple[float, set[Labels]]] = {}
+        # dataset -> (monotonic time the array was started, sorted hashes of admitted series)
+        self._known: dict[str, tuple[float, np.ndarray]] = {}
 
     def take_rate(self, desc: Dataset, n: int) -> None:
         """Take ``n`` samples from the dataset's ingest rate, or raise
@@ -78,9 +80,11 @@ class IngestLimiter:
         max_series, per_metric = int(lim.max_series or 0), int(lim.max_series_per_metric or 0)
         if (max_series <= 0 and per_metric <= 0) or not batch.series:
             return None, []
-        known = self._known_set(desc)
+        known = self._known_array(desc)
         series = batch.series
-        ok = np.fromiter(map(known.__contains__, series), bool, len(series))
+        hashes = np.fromiter(map(hash, series), np.int64, len(series))
+        pos = np.minimum(np.searchsorted(known, hashes), max(0, len(known) - 1))
+        ok = known[pos] == hashes if len(known) else np.zeros(len(series), bool)
         todo = np.flatnonzero(~ok).tolist()
         if not todo:
             return ok, []
@@ -98,7 +102,9 @@ class IngestLimiter:
         idx = np.asarray(todo, np.int64)
         admitted = idx[codes == ADMITTED]
         ok[admitted] = True
-        known.update(series[i] for i in admitted.tolist())
+        if len(admitted):
+            self._known[desc.name] = (self._known[desc.name][0],
+                                      np.union1d(self._known[desc.name][1], hashes[admitted]))  # fmt: skip
         if len(admitted) == len(idx):
             return ok, []
         per_series = np.bincount(batch.sidx, minlength=len(series))
@@ -110,13 +116,13 @@ class IngestLimiter:
                 refusals.append(Refusal(reason, limit, len(hit), int(per_series[hit].sum())))
         return ok, refusals
 
-    def _known_set(self, desc: Dataset) -> set[Labels]:
+    def _known_array(self, desc: Dataset) -> np.ndarray:
         now = time.monotonic()
         retention = desc.retention(self.cfg.retention)
         refresh = min(REFRESH_S, retention / 4) if retention > 0 else REFRESH_S
         hit = self._known.get(desc.name)
         if hit is None or now - hit[0] > refresh or len(hit[1]) > MAX_KNOWN:
-            hit = self._known[desc.name] = (now, set())
+            hit = self._known[desc.name] = (now, np.zeros(0, np.int64))
         return hit[1]
 
 
