@@ -1,20 +1,21 @@
-"""The ingest limits of a dataset, checked by the HTTP doors before a batch is appended.
+"""The ingest limits of a dataset, checked by the doors (HTTP and TCP) before a batch is
+appended.
 
 :class:`IngestLimiter` answers, for one batch: may it be written now (the ingest rate, a
-token bucket per dataset in Redis shared by every web process), and which of its series may
+token bucket per dataset in Redis shared by every process), and which of its series may
 (``max_series``, ``max_series_per_metric``, counted cluster-wide in Redis by the doors).
 
 Series counting: each process keeps the series it saw admitted, as a sorted int64 array of
 their Python hashes per dataset (8 bytes a series; the label sets themselves are not kept
-alive); a batch's series are hashed (``map(hash, ...)``, driven from C, as the router's
-shard cache hashes them) and looked up with one ``searchsorted``, and only the unseen ones are
-hashed again, stably (xxh3-64 of the part key), and sent to Redis in one script call, which admits them in order while the limits
-allow and refreshes the known ones. So a steady workload costs no Redis round trip at all;
-the local set is dropped every ``REFRESH_S`` (or a quarter of the retention), which re-sends
-the live series and refreshes their last-seen time: series silent for longer than the
-dataset's retention leave the count, as they leave memory. The count is exact up to hash
-collisions (64 bits: none expected below billions of series) and to series admitted by the
-doors whose samples a shard later rejected.
+alive). A batch's series are hashed (``map(hash, ...)``, driven from C) and looked up with one
+``searchsorted``; only the unseen ones are hashed again, stably (xxh3-64 of the part key),
+and sent to Redis in one script call, which admits them in order while the limits allow and
+refreshes the known ones. So a steady workload costs no Redis round trip at all. The local
+array is dropped every ``REFRESH_S`` (or a quarter of the retention), which re-sends the live
+series and refreshes their last-seen time: series silent for longer than the dataset's
+retention leave the count, as they leave memory. The count is exact up to hash collisions
+(64 bits: none expected below billions of series) and to series admitted whose write then
+failed or whose samples a shard rejected.
 """
 
 from __future__ import annotations
