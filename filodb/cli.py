@@ -51,6 +51,19 @@ _OPTS = {
 }  # fmt: skip
 
 
+def _limit_defaults(fn: Any) -> Any:
+    """The flags of the defaults of the limits per dataset (config keys of the same names)."""
+    for name, typ, what in (
+        ("dataset-max-series", int, "series of a dataset"),
+        ("dataset-max-series-per-metric", int, "series of one metric name in a dataset"),
+        ("ingest-samples-per-s", float, "samples a dataset takes per second (429 beyond)"),
+        ("max-query-concurrency", int, "queries of a dataset at once (wait, then 503)"),
+    ):
+        fn = click.option(f"--{name}", type=typ, default=None,
+                          help=f"default limit: {what} (0: none)")(fn)  # fmt: skip
+    return fn
+
+
 def _cfg(config_path: str | None, **flags: Any):
     try:
         return load_config(config_path, flags)
@@ -111,6 +124,7 @@ def main() -> None:
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
+@_limit_defaults
 @click.option(
     "--log",
     "log_backend",
@@ -167,6 +181,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["redis_url"]
 @_OPTS["config"]
 @_OPTS["auth_file"]
+@_limit_defaults
 def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
     import waitress

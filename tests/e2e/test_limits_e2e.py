@@ -25,6 +25,7 @@ from filodb.testing.cluster import UpProcess
 from filodb.testing.wait import wait_for, wait_healthy
 
 pytestmark = pytest.mark.e2e
+UP_ENV = {"FILODB_DATASET_MAX_SERIES": "50"}  # the default of datasets created without one
 
 T0 = 1_700_000_000_000
 
@@ -176,3 +177,13 @@ def test_query_concurrency_waits_then_503_and_the_dataset_timeout_holds(
     wait_healthy(url, 60, "after SIGCONT", up.log_tail)
     ok = requests.get(f"{url}/promql/tquery/api/v1/query", params=params, timeout=30)
     assert ok.status_code == 200 and ok.json()["data"]["result"][0]["value"][1] == "3"
+
+
+def test_config_default_applies_to_a_dataset_without_limits(url: str) -> None:
+    r = requests.post(f"{url}/api/v1/cluster/tdefault", json={"shards": 2}, timeout=30)
+    assert r.status_code == 200 and "limits" not in r.json()["data"]
+    desc = requests.get(f"{url}/api/v1/cluster/tdefault", timeout=10).json()["data"]
+    assert desc["effective_limits"]["max_series"] == 50 and desc["refused"] == {}
+    wait_healthy(url, 60, "tdefault", lambda: "")
+    r = _write(url, "tdefault", _series("d", 60), per=1)
+    assert r.status_code == 400 and "max_series=50 refused 10 samples of 10 new series" in r.text
