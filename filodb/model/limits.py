@@ -83,9 +83,6 @@ class DatasetLimits:
         return DatasetLimits(**{k: v if v is not None else getattr(cfg, DEFAULTS_FROM[k])
                                 for k, v in dataclasses.asdict(self).items()})  # fmt: skip
 
-    def get(self, key: str) -> Any:
-        return getattr(self, key)
-
 
 def _value(key: str, v: object) -> int | float:
     if isinstance(v, bool):
