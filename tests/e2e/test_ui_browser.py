@@ -94,3 +94,15 @@ def test_cardinality_page_lists_the_top_metrics(up: UpProcess) -> None:
     pairs = dom.split('id="seriesCountByLabelValuePair"')[1].split("</table>")[0]
     assert "__name__=ui_card_big" in pairs
     assert "series," in dom.split('id="head"')[1][:200]
+
+
+def test_dataset_page_shows_limits(up: UpProcess) -> None:
+    r = requests.post(up.url + "/api/v1/cluster/uilim",
+                      json={"shards": 2, "limits": {"max_series": 7, "query_timeout": "30s"}},
+                      timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    dom = _browse(f"{up.url}/datasets", ARTIFACTS / "datasets-limits.png")
+    row = dom.split('data-dataset="uilim"')[1].split("</tr>")[0]
+    assert "max_series=7, query_timeout=30" in row
+    other = dom.split('data-dataset="prometheus"')[1].split("</tr>")[0]
+    assert "defaults" in other
