@@ -21,36 +21,13 @@ from filodb.errors import BadInputError, FiloError
 from filodb.model.labels import METRIC_NAME, Labels, make_labels, valid_label_name
 from filodb.query import ast
 from filodb.query.parser import parse
+from filodb.rules.durations import parse_model_duration
 from filodb.rules.template import Template
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNITS_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _GROUP_KEYS = {"name", "interval", "limit", "query_offset", "rules"}
 _RULE_KEYS = {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
 DEFAULT_INTERVAL_MS = 60_000
-
-
-def parse_model_duration(text: str) -> int:
-    """A Prometheus model duration (``5m``, ``1h30m``, ``0``) in ms; ValueError otherwise."""
-    if text == "0":
-        return 0
-    m = _DURATION.match(text)
-    if not text or not m:
-        raise ValueError(f'not a valid duration string: "{text}"')
-    return sum(int(g) * u for g, u in zip(m.groups(), _UNITS_MS, strict=True) if g)
-
-
-def format_model_duration(ms: int) -> str:
-    """Prometheus's spelling of a model duration (``1h30m``, ``0s``)."""
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, u in zip(("y", "w", "d", "h", "m", "s", "ms"), _UNITS_MS, strict=True):
-        if ms >= u:
-            out.append(f"{ms // u}{unit}")
-            ms %= u
-    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,13 @@ one is an error at parse time, as in Go. Execution is bounded: at most ``MAX_STE
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from filodb.errors import BadInputError
-from filodb.model.numfmt import format_value_g
+from filodb.rules.govalues import TemplateError, go_str, truthy
+from filodb.rules.tmplfuncs import default_funcs
 
 MAX_STEPS = 100_000
 MAX_OUTPUT = 1 << 20
@@ -39,10 +38,6 @@ _TOKEN = re.compile(r"""
 """, re.X)  # fmt: skip
 _KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break",
              "continue"}  # fmt: skip
-
-
-class TemplateError(BadInputError):
-    pass
 
 
 @dataclass
@@ -180,7 +175,12 @@ class _Parser:
         assert stop is not None
         if stop[0].text == "else":
             rest = stop[1:]
-            if rest and rest[0].kind == "ident" and rest[0].text in ("if", "with") and kw == rest[0].text:
+            if (
+                rest
+                and rest[0].kind == "ident"
+                and rest[0].text in ("if", "with")
+                and kw == rest[0].text
+            ):
                 other = [self.branch(rest[0].text, rest[1:])]  # else if: ends with the same end
             else:
                 if rest:
@@ -194,7 +194,9 @@ class _Parser:
         self.vars.pop()
         return Branch(kw, pipe, body, other)
 
-    def pipeline(self, toks: list[_Tok], decl_ok: bool = False, range_decl: bool = False) -> Pipeline:
+    def pipeline(
+        self, toks: list[_Tok], decl_ok: bool = False, range_decl: bool = False
+    ) -> Pipeline:
         if not toks:
             raise self.err("missing value for command")
         decl: list[str] = []
@@ -256,7 +258,7 @@ class _Parser:
             op = Operand("field", None, (t.text[1:],))
         elif t.kind == "var":
             if not any(t.text in s for s in self.vars):
-                raise self.err(f"undefined variable \"{t.text}\"")
+                raise self.err(f'undefined variable "{t.text}"')
             op = Operand("var", t.text)
         elif t.kind in ("str", "raw", "chr"):
             op = Operand("str", _unquote(t.text, self.err))
@@ -301,46 +303,6 @@ def _number(s: str, err: Callable[[str], TemplateError]) -> int | float:
         return float(t)
     except ValueError as e:
         raise err(f"bad number syntax: {s!r}") from e
-
-
-# --- values as Go prints them ------------------------------------------------------------
-def go_str(v: Any) -> str:
-    """``fmt.Print``'s text of a value."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return format_value_g(v) if math.isfinite(v) and v != 0 else _special(v)
-    if isinstance(v, int):
-        return str(v)
-    if v is None:
-        return "<no value>"
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{go_str(k)}:{go_str(v[k])}" for k in sorted(v)) + "]"
-    if isinstance(v, list | tuple):
-        return "[" + " ".join(go_str(x) for x in v) + "]"
-    return str(v)
-
-
-def _special(v: float) -> str:
-    if v != v:
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return "-0" if math.copysign(1, v) < 0 else "0"
-
-
-def truthy(v: Any) -> bool:
-    if v is None:
-        return False
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | float):
-        return v != 0
-    if isinstance(v, str | list | tuple | dict):
-        return len(v) > 0
-    return True
 
 
 # --- execution ---------------------------------------------------------------------------
@@ -439,7 +401,9 @@ class _Exec:
                 raise self.err(f"{first.value}: result too large")
             return out
         if len(c.args) > 1 or piped is not _NOTHING:
-            raise self.err(f"can't give argument to non-function {go_str(self.operand(first, dot, scope))}")
+            raise self.err(
+                f"can't give argument to non-function {go_str(self.operand(first, dot, scope))}"
+            )
         return self.operand(first, dot, scope)
 
     def operand(self, o: Operand, dot: Any, scope: list[dict[str, Any]]) -> Any:
@@ -471,8 +435,6 @@ class Template:
 
     def __init__(self, text: str, name: str = "tmpl",
                  funcs: dict[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
-        from filodb.rules.tmplfuncs import default_funcs
-
         self.text = text
         self.name = name
         self.funcs = funcs if funcs is not None else default_funcs()

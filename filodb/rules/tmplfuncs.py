@@ -22,7 +22,8 @@ from urllib.parse import quote_plus, urlsplit
 import re2
 
 from filodb.model.numfmt import format_value_g
-from filodb.rules.template import TemplateError, go_str, truthy
+from filodb.rules.durations import parse_model_duration
+from filodb.rules.govalues import TemplateError, go_str, truthy
 
 _SI_UP = ("k", "M", "G", "T", "P", "E", "Z", "Y")
 _SI_DOWN = ("m", "u", "n", "p", "f", "a", "z", "y")
@@ -35,7 +36,7 @@ def g4(v: float) -> str:
         return "NaN"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
-    return "%.4g" % v
+    return f"{v:.4g}"
 
 
 def to_float(v: Any) -> float:
@@ -228,7 +229,9 @@ def _order(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
 
 
 def go_quote(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        json.dumps(s, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    )
 
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
@@ -246,7 +249,7 @@ def _pad(s: str, flags: str, width: int | None) -> str:
         return s.ljust(width)
     if "0" in flags and s and (s[0].isdigit() or s[0] in "+-"):
         sign = s[0] if s[0] in "+-" else ""
-        return sign + s[len(sign):].rjust(width - len(sign), "0")
+        return sign + s[len(sign) :].rjust(width - len(sign), "0")
     return s.rjust(width)
 
 
@@ -274,18 +277,24 @@ def _one(flags: str, width: int | None, prec: int | None, verb: str, v: Any) -> 
             return _pad(s.upper() if verb == "X" else s, flags, width)
         if not isinstance(v, int) or isinstance(v, bool):
             return _bad(verb, v)
-        s = format(v, ("+" if "+" in flags else "") + {"d": "d", "x": "x", "X": "X", "o": "o", "b": "b"}[verb])
+        s = format(
+            v,
+            ("+" if "+" in flags else "")
+            + {"d": "d", "x": "x", "X": "X", "o": "o", "b": "b"}[verb],
+        )
         return _pad(s, flags, width)
     if verb in "feEgGF":
         if not num:
             return _bad(verb, v)
         f = float(v)
         if not math.isfinite(f):
-            s = ("+" if "+" in flags and f > 0 else "") + g4(f).lstrip("+" if f > 0 and "+" not in flags else "")
+            s = ("+" if "+" in flags and f > 0 else "") + g4(f).lstrip(
+                "+" if f > 0 and "+" not in flags else ""
+            )
             return _pad(s, flags.replace("0", ""), width)
         if verb in "gG" and prec is None:
             s = format_value_g(f) if f != 0 else "0"
-            s = ("+" + s if "+" in flags and f >= 0 else s)
+            s = "+" + s if "+" in flags and f >= 0 else s
             return _pad(s.upper() if verb == "G" else s, flags, width)
         pyverb = "f" if verb == "F" else verb
         return _pad(("%" + pyflags + pyprec + pyverb) % f, flags, width)
@@ -324,7 +333,9 @@ def printf(fmt: str, *args: Any) -> str:
         k += 1
     out.append(fmt[pos:])
     if k < len(args):
-        extra = ", ".join(f"{_GO_TYPE.get(type(a), type(a).__name__)}={go_str(a)}" for a in args[k:])
+        extra = ", ".join(
+            f"{_GO_TYPE.get(type(a), type(a).__name__)}={go_str(a)}" for a in args[k:]
+        )
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
 
@@ -379,8 +390,6 @@ def strip_domain(hostport: str) -> str:
 
 
 def parse_duration(s: str) -> float:
-    from filodb.rules.files import parse_model_duration
-
     try:
         return parse_model_duration(s) / 1000
     except ValueError as e:

@@ -3,7 +3,8 @@
 ``shard_map``: cluster state in Redis (datasets, shard map, ingest offsets, events);
 ``ingest_log``: the log backend the ingestion doors append to; ``metadata``: metric metadata;
 ``router``: series -> shard -> log, with a short cache of dataset descriptions; ``client``:
-the fan-out to the workers' shards (leaf requests on Redis lists, no Celery).
+the fan-out to the workers' shards (leaf requests on Redis lists, no Celery); ``rules``: the
+state of recording and alerting rules (:mod:`filodb.rules.state`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flask import Flask, current_app
 from filodb.config import Config
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
+from filodb.rules.state import RuleStateStore
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry
@@ -31,6 +33,7 @@ class Services:
     metadata: MetadataStore
     router: IngestRouter
     client: ShardClient
+    rules: RuleStateStore | None = None  # rule state the evaluating process publishes
 
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
@@ -44,10 +47,16 @@ class Services:
             metadata=MetadataStore(cfg.redis_url),
             router=IngestRouter(shard_map, ingest_log),
             client=ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map)),
+            rules=RuleStateStore(cfg.redis_url),
         )
 
     def init_app(self, app: Flask) -> None:
         app.extensions["filodb"] = self
+
+    def rule_state(self) -> RuleStateStore:
+        if self.rules is None:
+            self.rules = RuleStateStore(self.cfg.redis_url)
+        return self.rules
 
     def source(self, dataset: str, timeout_s: float, strict: bool = False) -> ClusterSource:
         desc = self.router.dataset(dataset)

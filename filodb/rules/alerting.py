@@ -1,0 +1,168 @@
+"""Alerts of one alerting rule: Prometheus's state machine (``rules/alerting.go``), pure.
+
+Each evaluation takes the rule's query answer at ``t`` and the alerts active so far, and
+moves them: a new label set is *pending* from ``t`` (``active_at``), *firing* once it has been
+active for ``for``; one that is no longer returned is dropped when pending, and when firing
+is *inactive* (resolved at ``t``), unless ``keep_firing_for`` keeps it firing that long after
+it was last returned. Resolved alerts stay 15 minutes, to be sent as resolved. The answer is
+the ``ALERTS``/``ALERTS_FOR_STATE`` samples and the alerts due to Alertmanager (firing ones
+every ``resend_delay``, resolved ones once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from filodb.errors import BadInputError
+from filodb.model.labels import METRIC_NAME, Labels, make_labels
+from filodb.rules.files import Rule
+from filodb.rules.template import TemplateError
+
+log = logging.getLogger(__name__)
+RESOLVED_RETENTION_MS = 15 * 60_000
+RESEND_DELAY_MS = 60_000
+ALERTNAME = "alertname"
+
+QueryFn = Callable[[str], list[dict[str, Any]]]
+
+
+@dataclass
+class Alert:
+    labels: Labels
+    annotations: Labels
+    value: float
+    active_at: int  # ms
+    state: str = "pending"  # pending | firing | inactive
+    fired_at: int = 0
+    resolved_at: int = 0
+    last_sent_at: int = 0
+    keep_firing_since: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"labels": list(map(list, self.labels)), "annotations": list(map(list, self.annotations)),
+                "value": self.value, "active_at": self.active_at, "state": self.state,
+                "fired_at": self.fired_at, "resolved_at": self.resolved_at,
+                "last_sent_at": self.last_sent_at, "keep_firing_since": self.keep_firing_since}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Alert:
+        return cls(labels=tuple((k, v) for k, v in d["labels"]),
+                   annotations=tuple((k, v) for k, v in d["annotations"]), value=float(d["value"]),
+                   active_at=int(d["active_at"]), state=str(d["state"]), fired_at=int(d["fired_at"]),
+                   resolved_at=int(d["resolved_at"]), last_sent_at=int(d["last_sent_at"]),
+                   keep_firing_since=int(d["keep_firing_since"]))  # fmt: skip
+
+
+@dataclass
+class TemplateContext:
+    external_labels: Labels = ()
+    external_url: str = ""
+    query: QueryFn | None = None
+
+
+@dataclass
+class AlertOutcome:
+    samples: list[tuple[Labels, float]] = field(default_factory=list)
+    to_send: list[Alert] = field(default_factory=list)
+
+
+def expand(rule: Rule, key: str, labels: Labels, value: float, ctx: TemplateContext) -> str:
+    """A label or annotation of ``rule`` expanded for one sample; an error becomes the text
+    ``<error expanding template: ...>`` as in Prometheus."""
+    tmpl = rule.templates[key]
+    lbl = dict(labels)
+    ext = dict(ctx.external_labels)
+    funcs = {"query": ctx.query} if ctx.query else None
+    data = {"Labels": lbl, "ExternalLabels": ext, "ExternalURL": ctx.external_url, "Value": value}
+    variables = {"$labels": lbl, "$externalLabels": ext, "$externalURL": ctx.external_url,
+                 "$value": value}  # fmt: skip
+    try:
+        return tmpl.execute(data, variables, funcs)
+    except (TemplateError, BadInputError) as e:
+        log.warning("alert %s: expanding %s: %s", rule.alert, key, e)
+        return f"<error expanding template: {e}>"
+
+
+def alert_labels(rule: Rule, labels: Labels, value: float, ctx: TemplateContext) -> Labels:
+    out = {k: v for k, v in labels if k != METRIC_NAME}
+    for k, _ in rule.labels:
+        v = expand(rule, f"label:{k}", labels, value, ctx)
+        if v:
+            out[k] = v
+        else:
+            out.pop(k, None)
+    out[ALERTNAME] = rule.alert
+    return make_labels(out)
+
+
+def evaluate_alerts(rule: Rule, series: list[tuple[Labels, float]], t: int,
+                    active: dict[Labels, Alert], ctx: TemplateContext, limit: int = 0
+                    ) -> AlertOutcome:  # fmt: skip
+    """Move ``active`` (changed in place) to time ``t`` given the rule's answer ``series``.
+
+    Raises :class:`BadInputError` for two samples with one alert label set, or more active
+    alerts than ``limit`` (then ``active`` is cleared, as Prometheus does)."""
+    new: dict[Labels, Alert] = {}
+    for labels, value in series:
+        lb = alert_labels(rule, labels, value, ctx)
+        if lb in new:
+            raise BadInputError("vector contains metrics with the same labelset after applying "
+                                "alert labels")  # fmt: skip
+        ann = make_labels({k: expand(rule, f"annotation:{k}", labels, value, ctx)
+                           for k, _ in rule.annotations})  # fmt: skip
+        new[lb] = Alert(lb, ann, value, t)
+    for lb, a in new.items():
+        old = active.get(lb)
+        if old is not None and old.state != "inactive":
+            old.value, old.annotations = a.value, a.annotations
+        else:
+            active[lb] = a
+    out = AlertOutcome()
+    n_active = 0
+    for lb in list(active):
+        a = active[lb]
+        if lb not in new:
+            keep = False
+            if a.state == "firing" and rule.keep_firing_for_ms > 0:
+                if not a.keep_firing_since:
+                    a.keep_firing_since = t
+                keep = t - a.keep_firing_since < rule.keep_firing_for_ms
+            if a.state == "pending" or (
+                a.resolved_at and t - a.resolved_at > RESOLVED_RETENTION_MS
+            ):
+                del active[lb]
+            if a.state != "inactive" and not keep:
+                a.state, a.resolved_at = "inactive", t
+            if not keep:
+                continue
+        else:
+            a.keep_firing_since = 0
+        n_active += 1
+        if a.state == "pending" and t - a.active_at >= rule.for_ms:
+            a.state, a.fired_at = "firing", t
+        out.samples.append(((*_with(lb, METRIC_NAME, "ALERTS"), ("alertstate", a.state)), 1.0))
+        out.samples.append((_with(lb, METRIC_NAME, "ALERTS_FOR_STATE"), a.active_at / 1000))
+    if limit and n_active > limit:
+        active.clear()
+        raise BadInputError(f"exceeded limit of {limit} with {n_active} alerts")
+    out.samples = [(make_labels(lb), v) for lb, v in out.samples]
+    for a in active.values():
+        if needs_sending(a, t):
+            a.last_sent_at = t
+            out.to_send.append(a)
+    return out
+
+
+def _with(lb: Labels, k: str, v: str) -> Labels:
+    return make_labels({**dict(lb), k: v})
+
+
+def needs_sending(a: Alert, t: int, resend_delay_ms: int = RESEND_DELAY_MS) -> bool:
+    if a.state == "pending":
+        return False
+    if a.resolved_at > a.last_sent_at:
+        return True
+    return a.last_sent_at + resend_delay_ms <= t
