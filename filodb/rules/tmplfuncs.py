@@ -114,11 +114,9 @@ def humanize_percentage(i: Any) -> str:
 
 
 def go_time(v: float) -> str:
-    """Go's ``time.Time.String()`` of a Unix time in seconds, in UTC."""
-    s = math.floor(v)
-    ns = round((v - s) * 1e9)
-    if ns >= 1_000_000_000:
-        s, ns = s + 1, ns - 1_000_000_000
+    """Go's ``time.Time.String()`` of a Unix time in seconds, in UTC (as Prometheus's
+    ``floatToTime``: ``time.Unix(0, int64(v * 1e9))``)."""
+    s, ns = divmod(int(v * 1e9), 1_000_000_000)
     t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=s)
     frac = f".{ns:09d}".rstrip("0") if ns else ""
     return f"{t:%Y-%m-%d %H:%M:%S}{frac} +0000 UTC"
