@@ -200,3 +200,37 @@ def test_failover_to_a_second_rules_process(
         write(up.url, 1.0, instance="db-2")
         other.kill()
         other.wait()
+
+
+VMALERT = "/usr/bin/vmalert"
+
+
+def test_vmalert_evaluates_against_us_and_writes_back(env: tuple[UpProcess, AlertmanagerServer, Path],
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    """VictoriaMetrics's vmalert with this project as its data source and remote-write target."""
+    if not os.access(VMALERT, os.X_OK):
+        pytest.skip(f"{VMALERT} is not installed (Debian package victoria-metrics)")
+    up, am, _ = env
+    (tmp_path / "vm.yml").write_text(
+        "groups:\n  - name: vm\n    interval: 1s\n    rules:\n"
+        "      - record: vmalert:probe_value:count\n        expr: count(probe_value)\n"
+        "      - alert: VmProbeSeen\n        expr: count(probe_value) > 0\n"
+    )  # fmt: skip
+    from filodb.redisproc import free_port
+
+    port = free_port()
+    log = open(tmp_path / "vmalert.log", "ab")  # noqa: SIM115 - the child keeps it
+    vm = subprocess.Popen([VMALERT, f"-rule={tmp_path / 'vm.yml'}", f"-datasource.url={up.url}",
+                           f"-remoteWrite.url={up.url}", f"-notifier.url={am.url}",
+                           f"-httpListenAddr=127.0.0.1:{port}", "-evaluationInterval=1s",
+                           "-remoteWrite.flushInterval=500ms"], stdout=log, stderr=log)  # fmt: skip
+    try:
+        write(up.url, 1.0, instance="vm-1")
+        got = wait_for(lambda: query(up.url, "vmalert:probe_value:count"), 60, "vmalert's recorded series",
+                       lambda: (tmp_path / "vmalert.log").read_text()[-2000:])  # fmt: skip
+        assert float(got[0]["value"][1]) >= 1
+        alerts = wait_for(lambda: query(up.url, 'ALERTS{alertname="VmProbeSeen"}'), 60, "vmalert's ALERTS")
+        assert alerts[0]["metric"]["alertstate"] == "firing"
+    finally:
+        vm.terminate()
+        vm.wait(10)
