@@ -229,8 +229,38 @@ def test_vmalert_evaluates_against_us_and_writes_back(env: tuple[UpProcess, Aler
         got = wait_for(lambda: query(up.url, "vmalert:probe_value:count"), 60, "vmalert's recorded series",
                        lambda: (tmp_path / "vmalert.log").read_text()[-2000:])  # fmt: skip
         assert float(got[0]["value"][1]) >= 1
-        alerts = wait_for(lambda: query(up.url, 'ALERTS{alertname="VmProbeSeen"}'), 60, "vmalert's ALERTS")
+        alerts = wait_for(
+            lambda: query(up.url, 'ALERTS{alertname="VmProbeSeen"}'), 60, "vmalert's ALERTS"
+        )
         assert alerts[0]["metric"]["alertstate"] == "firing"
     finally:
         vm.terminate()
         vm.wait(10)
+
+
+def test_rules_page_in_a_browser(env: tuple[UpProcess, AlertmanagerServer, Path]) -> None:
+    """The UI's rules page in Debian's headless Chromium: groups, health, last evaluation and
+    the firing alert."""
+    import shutil
+
+    up, _, _ = env
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Debian's chromium is required for UI tests: apt-get install chromium"
+    write(up.url, 0.0, instance="ui-1")
+    try:
+        wait_for(lambda: [a for a in requests.get(up.url + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+                          if a["labels"]["instance"] == "ui-1" and a["state"] == "firing"], 60, "ui-1 firing")  # fmt: skip
+        dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
+                              "--dump-dom", f"{up.url}/rules"], capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    finally:
+        write(up.url, 1.0, instance="ui-1")
+    assert 'data-group="e2e"' in dom, dom[:3000]
+    assert 'data-rule="job:probe_value:sum"' in dom and 'data-rule="ProbeDown"' in dom
+    assert (
+        dom.count("pill health-ok") >= 2 and "never" not in dom.split('data-group="e2e"')[1][:400]
+    )
+    assert (
+        'data-alertname="ProbeDown"' in dom
+        and "pill state-firing" in dom
+        and "ui-1 is down (0)" in dom
+    )
