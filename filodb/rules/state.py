@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import redis
 
-from filodb.errors import BadInputError, UnavailableError
+from filodb.errors import BadInputError, NotFoundError, UnavailableError
 from filodb.rules.alerting import Alert
 from filodb.rules.files import Rule, RuleGroup
 from filodb.rules.group import GroupState, RuleState
@@ -157,12 +157,11 @@ class RuleStateStore:
 
     def request_reload(self, timeout_s: float = 15.0) -> None:
         """Ask the evaluating process to reload its rule files; raises BadInputError with the
-        reason when a file does not parse (the old rules keep running), UnavailableError when
-        no process evaluates rules or none answers in time."""
+        reason when a file does not parse (the old rules keep running), NotFoundError when no
+        process evaluates rules (nothing to reload: 404, as Prometheus refuses the route when its
+        lifecycle API is off), UnavailableError when the evaluator does not answer in time."""
         if not self.evaluator():
-            raise UnavailableError(
-                "no rule evaluator is running (filodb rules / filodb up --rules)"
-            )
+            raise NotFoundError("no rule evaluator is running (filodb rules / filodb up --rules)")
         req = uuid.uuid4().hex
         self.r.rpush(RELOAD_KEY, req)
         got = self.r.blpop([f"{RELOAD_KEY}:{req}"], timeout=timeout_s)

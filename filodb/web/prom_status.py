@@ -13,7 +13,7 @@ shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v
   (:mod:`filodb.rules.state`), with ``type``, ``rule_name[]``, ``rule_group[]``, ``file[]``,
   ``exclude_alerts`` and ``group_limit``/``group_next_token`` as Prometheus 3 takes them;
   ``POST /-/reload`` asks the evaluator to reload its rule files (400 with the reason when a
-  file does not parse: the old rules keep running; 503 when no evaluator runs);
+  file does not parse: the old rules keep running; 404 when no evaluator runs);
 - ``/-/healthy`` (the web process is up) and ``/-/ready`` (every shard of every dataset is
   Active, as ``/admin/health``), GET and HEAD.
 """

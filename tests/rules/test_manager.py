@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import redis
 
+from filodb.errors import NotFoundError
 from filodb.model.batch import SampleBatch
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
@@ -164,5 +165,5 @@ def test_reload_refuses_a_bad_file_and_keeps_the_old_rules(rules_file: Path, sou
 
 def test_reload_without_evaluator_is_unavailable(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).delete(LEASE_KEY)
-    with pytest.raises(Exception, match="no rule evaluator is running"):
+    with pytest.raises(NotFoundError, match="no rule evaluator is running"):
         RuleStateStore(redis_url).request_reload(timeout_s=1)
