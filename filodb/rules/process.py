@@ -24,6 +24,7 @@ from filodb.model.labels import Labels, make_labels, valid_label_name
 from filodb.query import ast
 from filodb.query.distributed import DistributedEngine
 from filodb.query.result import Result
+from filodb.rules.files import load_files
 from filodb.rules.manager import RuleManager
 from filodb.rules.notifier import Notifier
 from filodb.rules.state import LEASE_KEY, RuleStateStore
@@ -104,8 +105,9 @@ def build_manager(cfg: Config, name: str = "") -> RuleManager:
 
 def run(cfg: Config, echo: Any = print) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    load_files(cfg.rule_files)  # a bad file at start is an error (exit 2), before any connection
     mgr = build_manager(cfg)
-    mgr.load()  # a bad file at start is an error (exit 2), not a process running nothing
+    mgr.load()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
