@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filodb.errors import BadInputError
-from filodb.model.labels import METRIC_NAME, Labels, make_labels
+from filodb.model.labels import METRIC_NAME, Labels
 from filodb.rules.files import Rule
 from filodb.rules.template import TemplateError
 
@@ -69,33 +69,42 @@ class AlertOutcome:
     to_send: list[Alert] = field(default_factory=list)
 
 
-def expand(rule: Rule, key: str, labels: Labels, value: float, ctx: TemplateContext) -> str:
-    """A label or annotation of ``rule`` expanded for one sample; an error becomes the text
-    ``<error expanding template: ...>`` as in Prometheus."""
-    tmpl = rule.templates[key]
-    lbl = dict(labels)
-    ext = dict(ctx.external_labels)
-    funcs = {"query": ctx.query} if ctx.query else None
-    data = {"Labels": lbl, "ExternalLabels": ext, "ExternalURL": ctx.external_url, "Value": value}
-    variables = {"$labels": lbl, "$externalLabels": ext, "$externalURL": ctx.external_url,
-                 "$value": value}  # fmt: skip
-    try:
-        return tmpl.execute(data, variables, funcs)
-    except (TemplateError, BadInputError) as e:
-        log.warning("alert %s: expanding %s: %s", rule.alert, key, e)
-        return f"<error expanding template: {e}>"
+class _Expander:
+    """Expands a rule's label and annotation templates for one sample after another (the
+    template data of a sample is built once for all its templates)."""
 
+    def __init__(self, rule: Rule, ctx: TemplateContext) -> None:
+        self.rule = rule
+        self.ext = dict(ctx.external_labels)
+        self.url = ctx.external_url
+        self.funcs = {"query": ctx.query} if ctx.query else None
 
-def alert_labels(rule: Rule, labels: Labels, value: float, ctx: TemplateContext) -> Labels:
-    out = {k: v for k, v in labels if k != METRIC_NAME}
-    for k, _ in rule.labels:
-        v = expand(rule, f"label:{k}", labels, value, ctx)
-        if v:
-            out[k] = v
-        else:
-            out.pop(k, None)
-    out[ALERTNAME] = rule.alert
-    return make_labels(out)
+    def sample(self, labels: Labels, value: float) -> tuple[Labels, Labels]:
+        """The alert's labels and annotations for one sample of the rule's answer."""
+        lbl = dict(labels)
+        data = {"Labels": lbl, "ExternalLabels": self.ext, "ExternalURL": self.url, "Value": value}
+        variables = {"$labels": lbl, "$externalLabels": self.ext, "$externalURL": self.url,
+                     "$value": value}  # fmt: skip
+        out = {k: v for k, v in labels if k != METRIC_NAME}
+        for k, _ in self.rule.labels:
+            v = self._expand(f"label:{k}", data, variables)
+            if v:
+                out[k] = v
+            else:
+                out.pop(k, None)
+        out[ALERTNAME] = self.rule.alert
+        # annotations keep empty values, as Prometheus keeps them
+        ann = tuple((k, self._expand(f"annotation:{k}", data, variables))
+                    for k, _ in self.rule.annotations)  # fmt: skip
+        return tuple(sorted(out.items())), ann
+
+    def _expand(self, key: str, data: dict[str, Any], variables: dict[str, Any]) -> str:
+        """An error becomes the text ``<error expanding template: ...>``, as in Prometheus."""
+        try:
+            return self.rule.templates[key].execute(data, variables, self.funcs)
+        except (TemplateError, BadInputError) as e:
+            log.warning("alert %s: expanding %s: %s", self.rule.alert, key, e)
+            return f"<error expanding template: {e}>"
 
 
 def evaluate_alerts(rule: Rule, series: list[tuple[Labels, float]], t: int,
@@ -106,13 +115,12 @@ def evaluate_alerts(rule: Rule, series: list[tuple[Labels, float]], t: int,
     Raises :class:`BadInputError` for two samples with one alert label set, or more active
     alerts than ``limit`` (then ``active`` is cleared, as Prometheus does)."""
     new: dict[Labels, Alert] = {}
+    expander = _Expander(rule, ctx)
     for labels, value in series:
-        lb = alert_labels(rule, labels, value, ctx)
+        lb, ann = expander.sample(labels, value)
         if lb in new:
             raise BadInputError("vector contains metrics with the same labelset after applying "
                                 "alert labels")  # fmt: skip
-        ann = make_labels({k: expand(rule, f"annotation:{k}", labels, value, ctx)
-                           for k, _ in rule.annotations})  # fmt: skip
         new[lb] = Alert(lb, ann, value, t)
     for lb, a in new.items():
         old = active.get(lb)
@@ -143,12 +151,11 @@ def evaluate_alerts(rule: Rule, series: list[tuple[Labels, float]], t: int,
         n_active += 1
         if a.state == "pending" and t - a.active_at >= rule.for_ms:
             a.state, a.fired_at = "firing", t
-        out.samples.append(((*_with(lb, METRIC_NAME, "ALERTS"), ("alertstate", a.state)), 1.0))
-        out.samples.append((_with(lb, METRIC_NAME, "ALERTS_FOR_STATE"), a.active_at / 1000))
+        out.samples.append((_plus(lb, (METRIC_NAME, "ALERTS"), ("alertstate", a.state)), 1.0))
+        out.samples.append((_plus(lb, (METRIC_NAME, "ALERTS_FOR_STATE")), a.active_at / 1000))
     if limit and n_active > limit:
         active.clear()
         raise BadInputError(f"exceeded limit of {limit} with {n_active} alerts")
-    out.samples = [(make_labels(lb), v) for lb, v in out.samples]
     for a in active.values():
         if needs_sending(a, t):
             a.last_sent_at = t
@@ -156,8 +163,9 @@ def evaluate_alerts(rule: Rule, series: list[tuple[Labels, float]], t: int,
     return out
 
 
-def _with(lb: Labels, k: str, v: str) -> Labels:
-    return make_labels({**dict(lb), k: v})
+def _plus(lb: Labels, *pairs: tuple[str, str]) -> Labels:
+    """``lb`` (sorted, without these names) with ``pairs`` added, sorted."""
+    return tuple(sorted((*lb, *pairs)))
 
 
 def needs_sending(a: Alert, t: int, resend_delay_ms: int = RESEND_DELAY_MS) -> bool:

@@ -442,10 +442,16 @@ class Template:
         parser = _Parser(_lex(text, name), name, self.funcs)
         parser.vars[0] |= {"$labels", "$externalLabels", "$externalURL", "$value"}
         self.tree, _ = parser.parse_list(())
+        # plain text (most label templates): nothing to execute
+        self.static: str | None = (
+            "".join(self.tree) if all(isinstance(n, str) for n in self.tree) else None
+        )
 
     def execute(self, dot: Any, variables: dict[str, Any] | None = None,
                 funcs: dict[str, Callable[..., Any]] | None = None) -> str:  # fmt: skip
         """The expansion; ``funcs`` replaces functions by name for this run (``query``)."""
+        if self.static is not None:
+            return self.static
         table = {**self.funcs, **(funcs or {})}
         ex = _Exec(table, self.name)
         ex.run(self.tree, dot, [{"$": dot, **(variables or {})}])
