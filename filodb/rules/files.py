@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from filodb.errors import BadInputError, FiloError
-from filodb.model.labels import METRIC_NAME, Labels, make_labels, valid_label_name
+from filodb.model.labels import METRIC_NAME, Labels, valid_label_name
 from filodb.query import ast
 from filodb.query.parser import parse
 from filodb.rules.durations import parse_model_duration
@@ -202,5 +202,6 @@ def _rule(group_where: str, j: int, r: Any) -> Rule:
     return Rule(expr=expr, parsed=parsed, record=str(record or ""), alert=str(alert or ""),
                 for_ms=_duration(where, "for", r.get("for")),
                 keep_firing_for_ms=_duration(where, "keep_firing_for", r.get("keep_firing_for")),
-                labels=make_labels(labels), annotations=make_labels(annotations),
+                labels=tuple(sorted(labels.items())),  # empty values kept: they remove a label
+        annotations=tuple(sorted(annotations.items())),
                 templates=templates)  # fmt: skip

@@ -104,11 +104,11 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
         try:
             series = vector(querier.instant(rule.parsed, qt))
             if rule.record:
-                if group.limit and len(series) > group.limit:
+                samples = record(rule, series)  # duplicates first, then the limit (Prometheus)
+                if group.limit and len(samples) > group.limit:
                     raise BadInputError(
-                        f"exceeded limit of {group.limit} with {len(series)} series"
+                        f"exceeded limit of {group.limit} with {len(samples)} series"
                     )
-                samples = record(rule, series)
             else:
                 out = evaluate_alerts(rule, series, t, rs.alerts, tctx, group.limit)
                 samples = out.samples
