@@ -7,7 +7,8 @@ expanding notation, ``1+1x10``, ``_``, ``stale``); every rule group is evaluated
 ``ALERTS`` written back so later steps read them; an ``alert_rule_test`` compares the *firing*
 alerts (labels, annotations) of the evaluation at or just before its ``eval_time``; a
 ``promql_expr_test`` runs an instant query at its ``eval_time`` after all evaluations and
-compares samples exactly. Exit status 0 when every file passes, 1 otherwise; the differences
+compares samples exactly. A newer promtool's ``start_timestamp`` of a test group (unix seconds
+or RFC 3339) is taken: series, evaluations and ``eval_time`` count from it. Exit status 0 when every file passes, 1 otherwise; the differences
 are printed as ``exp:``/``got:`` lines.
 """
 
@@ -25,6 +26,7 @@ import yaml
 from filodb.errors import BadInputError, FiloError
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
+from filodb.model.timeparse import parse_time_ms
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
 from filodb.query.parser import selector_matchers
@@ -88,13 +90,15 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
     interval = _dur(tg.get("interval") or format_model_duration(ctx.eval_interval), "interval")
     ext = make_labels({str(k): str(v) for k, v in (tg.get("external_labels") or {}).items()})
     tctx = TemplateContext(ext, str(tg.get("external_url") or ""))
+    # a newer promtool's start_timestamp (unix seconds or RFC 3339): times are relative to it
+    start = parse_time_ms(str(tg.get("start_timestamp") or 0), "start_timestamp")
     source = MemorySource()
     for s in tg.get("input_series") or []:
         lb = series_labels(str(s["series"]))
         raw = s.get("values")
         vals = expand_points(("" if raw is None else str(raw)).split())
         idx = [i for i, v in enumerate(vals) if v is not None]
-        source.add(lb, np.array(idx, np.int64) * interval,
+        source.add(lb, start + np.array(idx, np.int64) * interval,
                    np.array([vals[i] for i in idx], np.float64))  # fmt: skip
     groups: list[RuleGroup] = load_files([str(ctx.dir / f) if not Path(f).is_absolute() else f
                                          for f in ctx.rule_files], ctx.eval_interval)  # fmt: skip
@@ -120,7 +124,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
     while t <= max_t:
         eval_errs = []
         for g, st in zip(groups, states, strict=True):
-            evaluate_group(g, t, engine, appender, st, tctx)
+            evaluate_group(g, start + t, engine, appender, st, tctx)
             for r, rs in zip(g.rules, st.rules, strict=True):
                 if rs.health == "err":
                     eval_errs.append(f"    rule: {r.name}, time: {format_model_duration(t)}, "
@@ -148,7 +152,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
     for case in expr_tests:
         expr, at = str(case.get("expr", "")), _dur(case.get("eval_time", "0"), "eval_time")
         try:
-            got_s = sorted(vector(Engine(source, timeout_s=100).instant(expr, at)))
+            got_s = sorted(vector(Engine(source, timeout_s=100).instant(expr, start + at)))
         except FiloError as e:
             errs.append(f'    expr: "{expr}", time: {format_model_duration(at)}, err: {e}')
             continue
