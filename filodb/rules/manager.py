@@ -123,9 +123,14 @@ class RuleManager:
             self.reload_wanted.clear()
             self.reload()
         self._serve_reload_requests()
-        for g in self.groups:
+        for i, g in enumerate(self.groups):
             slot = current_slot(g, now_ms)
             if slot > self.last_slot.get(g.key, -1):
+                # a long evaluation may outlast the lease: renew it before each further group
+                if i and self.lease is not None and not self.lease.hold(self.name):
+                    log.warning("%s lost the rules lease while evaluating", self.name)
+                    self.leader = False
+                    return self._cap(1.0)
                 self.last_slot[g.key] = slot
                 self._evaluate(g, slot)
         if not self.groups:
