@@ -133,7 +133,16 @@ def humanize_timestamp(i: Any) -> str:
 
 def title(s: str) -> str:
     """Go's ``strings.Title``: upper-case the first letter of each word, leave the rest."""
-    return re.sub(r"(?<![\w'])(\w)", lambda m: m.group(1).upper(), s)
+    return re.sub(r"(?<!\w)(\w)", lambda m: _upper(m.group(1)), s)
+
+
+def _upper(s: str) -> str:
+    """Go's ``strings.ToUpper``: rune by rune (``ß`` stays, Python would write ``SS``)."""
+    return "".join(u if len(u := c.upper()) == 1 else c for c in s)
+
+
+def _lower(s: str) -> str:
+    return "".join(lo if len(lo := c.lower()) == 1 else c for c in s)
 
 
 def _go_repl(repl: str) -> Callable[[Any], str]:
@@ -410,7 +419,7 @@ def default_funcs(external_url: str = "") -> dict[str, Callable[..., Any]]:
         "strvalue": lambda s: str(s["Labels"].get("__value__", "")),
         "sortByLabel": sort_by_label, "args": lambda *a: {f"arg{i}": x for i, x in enumerate(a)},
         "reReplaceAll": re_replace_all, "match": match, "safeHtml": lambda s: s,
-        "title": title, "toUpper": lambda s: s.upper(), "toLower": lambda s: s.lower(),
+        "title": title, "toUpper": _upper, "toLower": _lower,
         "humanize": humanize, "humanize1024": humanize1024, "humanizeDuration": humanize_duration,
         "humanizePercentage": humanize_percentage, "humanizeTimestamp": humanize_timestamp,
         "toTime": lambda v: go_time(to_float(v)), "parseDuration": parse_duration,

@@ -41,7 +41,14 @@ def _promtool(path: Path) -> tuple[int, str]:
 
 def test_the_conformance_set_is_there() -> None:
     names = {p.name for p in FILES}
-    assert {"unittest.yml", "failing.yml", "at-modifier-test.yml", "features-test.yml"} <= names
+    assert {
+        "unittest.yml",
+        "failing.yml",
+        "at-modifier-test.yml",
+        "features-test.yml",
+        "templates-test.yml",
+        "timing-test.yml",
+    } <= names
     assert len(FILES) >= 15
 
 
@@ -60,9 +67,10 @@ def test_agrees_with_promtool(path: Path) -> None:
     )
 
 
-def test_our_features_file_passes() -> None:
-    """The templates, for/keep_firing_for and recording file passes on both (not merely fails
-    on both)."""
+@pytest.mark.parametrize("name", ["features-test.yml", "templates-test.yml", "timing-test.yml"])
+def test_our_files_pass(name: str) -> None:
+    """Our files (templates and Go's number formats, for/keep_firing_for, recording chains,
+    stale inputs, absent) pass on both, not merely fail on both."""
     out = io.StringIO()
-    assert run_tests([str(HERE / "testdata" / "features-test.yml")], out) == 0, out.getvalue()
-    assert _promtool(HERE / "testdata" / "features-test.yml")[0] == 0
+    assert run_tests([str(HERE / "testdata" / name)], out) == 0, out.getvalue()
+    assert _promtool(HERE / "testdata" / name)[0] == 0
