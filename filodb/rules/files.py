@@ -19,9 +19,9 @@ import yaml
 
 from filodb.errors import BadInputError, FiloError
 from filodb.model.labels import METRIC_NAME, Labels, valid_label_name
+from filodb.model.timeparse import parse_model_duration
 from filodb.query import ast
 from filodb.query.parser import parse
-from filodb.rules.durations import parse_model_duration
 from filodb.rules.template import Template
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")

@@ -13,7 +13,6 @@ survive a failover, and reload requests, shared by whichever process evaluates a
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +20,7 @@ import orjson
 import redis
 
 from filodb.errors import BadInputError, NotFoundError, UnavailableError
+from filodb.model.numfmt import format_rfc3339
 from filodb.rules.alerting import Alert
 from filodb.rules.files import Rule, RuleGroup
 from filodb.rules.group import GroupState, RuleState
@@ -34,10 +34,8 @@ _ORDER = {"inactive": 0, "pending": 1, "firing": 2}
 
 
 def rfc3339(ms: int) -> str:
-    if not ms:
-        return _ZERO_TIME
-    t = datetime.fromtimestamp(ms / 1000, UTC)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Go's JSON of a time; never set (0) is Go's zero time, as Prometheus shows it."""
+    return format_rfc3339(ms) if ms else _ZERO_TIME
 
 
 def go_e(v: float) -> str:

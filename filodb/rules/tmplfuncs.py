@@ -22,7 +22,8 @@ from urllib.parse import quote_plus, urlsplit
 import re2
 
 from filodb.model.numfmt import format_value_g
-from filodb.rules.durations import parse_model_duration
+from filodb.model.timeparse import parse_model_duration
+from filodb.query.prettier import go_quote
 from filodb.rules.govalues import TemplateError, go_str, truthy
 
 _SI_UP = ("k", "M", "G", "T", "P", "E", "Z", "Y")
@@ -233,12 +234,6 @@ def _order(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
         return op(x, y)
 
     return f
-
-
-def go_quote(s: str) -> str:
-    return (
-        json.dumps(s, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    )
 
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")

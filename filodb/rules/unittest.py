@@ -26,13 +26,13 @@ import yaml
 from filodb.errors import BadInputError, FiloError
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
-from filodb.model.timeparse import parse_time_ms
+from filodb.model.timeparse import parse_model_duration, parse_time_ms
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
 from filodb.query.parser import selector_matchers
+from filodb.query.prettier import prom_duration
 from filodb.query.promqltest import expand_points
 from filodb.rules.alerting import TemplateContext
-from filodb.rules.durations import format_model_duration, parse_model_duration
 from filodb.rules.files import RuleGroup, load_files
 from filodb.rules.group import GroupState, evaluate_group, vector
 
@@ -42,8 +42,9 @@ class _MemoryAppender:
         self.source = source
 
     def append(self, batch: SampleBatch) -> None:
-        for i, lb in enumerate(batch.series):
-            rows = batch.sidx == i
+        order = np.argsort(batch.sidx, kind="stable")
+        cuts = np.searchsorted(batch.sidx[order], np.arange(1, len(batch.series)))
+        for lb, rows in zip(batch.series, np.split(order, cuts), strict=True):
             self.source.add(lb, batch.ts[rows], batch.vals[rows])
 
 
@@ -87,7 +88,7 @@ class _Ctx:
 
 def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
     """The errors of one test group (empty: it passed)."""
-    interval = _dur(tg.get("interval") or format_model_duration(ctx.eval_interval), "interval")
+    interval = _dur(tg.get("interval") or prom_duration(ctx.eval_interval), "interval")
     ext = make_labels({str(k): str(v) for k, v in (tg.get("external_labels") or {}).items()})
     tctx = TemplateContext(ext, str(tg.get("external_url") or ""))
     # a newer promtool's start_timestamp (unix seconds or RFC 3339): times are relative to it
@@ -127,7 +128,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
             evaluate_group(g, start + t, engine, appender, st, tctx)
             for r, rs in zip(g.rules, st.rules, strict=True):
                 if rs.health == "err":
-                    eval_errs.append(f"    rule: {r.name}, time: {format_model_duration(t)}, "
+                    eval_errs.append(f"    rule: {r.name}, time: {prom_duration(t)}, "
                                      f"err: {rs.last_error}")  # fmt: skip
         if eval_errs:
             return errs + eval_errs
@@ -146,7 +147,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
                     for e in case.get("exp_alerts") or []
                 )  # fmt: skip
                 if exp != got:
-                    errs.append(f"    alertname: {name}, time: {format_model_duration(at_t)}, \n"
+                    errs.append(f"    alertname: {name}, time: {prom_duration(at_t)}, \n"
                                 f"        exp:{_fmt_alerts(exp)}, \n        got:{_fmt_alerts(got)}")  # fmt: skip
         t += ctx.eval_interval
     for case in expr_tests:
@@ -154,7 +155,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
         try:
             got_s = sorted(vector(Engine(source, timeout_s=100).instant(expr, start + at)))
         except FiloError as e:
-            errs.append(f'    expr: "{expr}", time: {format_model_duration(at)}, err: {e}')
+            errs.append(f'    expr: "{expr}", time: {prom_duration(at)}, err: {e}')
             continue
         exp_s = sorted((series_labels(str(s.get("labels") or "{}")), float(s.get("value", 0)))
                        for s in case.get("exp_samples") or [])  # fmt: skip
@@ -163,7 +164,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
             for a, b in zip(exp_s, got_s, strict=True)
         )
         if not same:
-            errs.append(f'    expr: "{expr}", time: {format_model_duration(at)},\n'
+            errs.append(f'    expr: "{expr}", time: {prom_duration(at)},\n'
                         f"        exp: {_fmt_samples(exp_s)}\n        got: {_fmt_samples(got_s)}")  # fmt: skip
     return errs
 

@@ -27,7 +27,6 @@ import re
 import socket
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,6 +35,7 @@ from flask import Blueprint, Response
 
 from filodb.config import Config
 from filodb.errors import BadInputError, ParseError
+from filodb.model.numfmt import format_rfc3339
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS
 from filodb.query import ast
 from filodb.query.astjson import ast_json
@@ -121,7 +121,7 @@ def status_flags(dataset: str | None = None) -> Response:
 
 
 def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return format_rfc3339(int(t * 1000))
 
 
 @_routes("/status/runtimeinfo")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from filodb.errors import BadInputError
-from filodb.rules.durations import format_model_duration, parse_model_duration
+from filodb.model.timeparse import parse_model_duration
+from filodb.query.prettier import prom_duration
 from filodb.rules.files import load_files, parse_rules
 
 GOOD = """
@@ -100,7 +101,7 @@ def test_load_files_globs(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_durations(text: str, ms: int) -> None:
     assert parse_model_duration(text) == ms
-    assert parse_model_duration(format_model_duration(ms)) == ms
+    assert parse_model_duration(prom_duration(ms)) == ms
 
 
 @pytest.mark.parametrize("text", ["", "5", "1.5m", "m", "5m1h", "-1m"])

@@ -21,12 +21,12 @@ def test_am_alert_firing_and_resolved() -> None:
     assert got == {
         "labels": {"alertname": "X", "cluster": "mine", "region": "r1"},  # the alert's label wins
         "annotations": {"summary": "s"},
-        "startsAt": "1970-01-01T00:02:00.000Z",
-        "endsAt": "1970-01-01T00:06:00.000Z",  # 4 × max(1 m resend delay, 30 s interval) ahead
+        "startsAt": "1970-01-01T00:02:00Z",
+        "endsAt": "1970-01-01T00:06:00Z",  # 4 × max(1 m resend delay, 30 s interval) ahead
         "generatorURL": "http://f:8080/graph?g0.expr=up+%3D%3D+0&g0.tab=1",
     }
     a.state, a.resolved_at = "inactive", 180_000
-    assert am_alert(a, "up == 0", 30_000, 180_000)["endsAt"] == "1970-01-01T00:03:00.000Z"
+    assert am_alert(a, "up == 0", 30_000, 180_000)["endsAt"] == "1970-01-01T00:03:00Z"
 
 
 def test_rule_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
