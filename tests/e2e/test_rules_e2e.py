@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -187,12 +188,13 @@ def test_failover_to_a_second_rules_process(
         os.kill(pid, signal.SIGKILL)
         new = wait_for(lambda: (h := _holder(r)) and h != holder and h, 30, "lease handed over")
         assert new != holder
-        before = rules_api(up.url)["groups"][0]["lastEvaluation"]
-        wait_for(
-            lambda: rules_api(up.url)["groups"][0]["lastEvaluation"] > before,
-            30,
-            "evaluation goes on",
-        )
+
+        def last_eval() -> datetime:
+            raw = rules_api(up.url)["groups"][0]["lastEvaluation"]
+            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+        before = last_eval()
+        wait_for(lambda: last_eval() > before, 30, "evaluation goes on")
         (after,) = [a for a in requests.get(up.url + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
                     if a["labels"]["instance"] == "db-2"]  # fmt: skip
         assert after["activeAt"] == active_at and after["state"] == "firing"
