@@ -185,6 +185,9 @@ class RuleManager:
                 wait = 1.0
             stop.wait(max(0.05, wait))
         if self.lease is not None and self.leader:
+            # a graceful stop: no rules are shown until another evaluator (if any) takes over
+            if self.store is not None:
+                self.store.publish([])
             self.lease.release(self.name)
 
     def status(self) -> list[dict[str, Any]]:

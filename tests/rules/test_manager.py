@@ -167,3 +167,20 @@ def test_reload_without_evaluator_is_unavailable(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).delete(LEASE_KEY)
     with pytest.raises(NotFoundError, match="no rule evaluator is running"):
         RuleStateStore(redis_url).request_reload(timeout_s=1)
+
+
+def test_graceful_stop_releases_the_lease_and_clears_the_status(rules_file: Path, source: MemorySource,
+                                                                 redis_url: str) -> None:  # fmt: skip
+    clock = Clock(T0)
+    a, _ = manager("a", rules_file, source, redis_url, clock)
+    b, _ = manager("b", rules_file, source, redis_url, clock)
+    stop = threading.Event()
+    stop.set()  # run() ticks nothing more and stops as a SIGTERM would make it
+    a.tick()
+    assert a.leader and RuleStateStore(redis_url).groups()
+    a.run(stop)
+    assert (
+        RuleStateStore(redis_url).groups() == [] and RuleStateStore(redis_url).evaluator() is None
+    )
+    b.tick()  # the standby takes over at once, no TTL to wait for
+    assert b.leader and [g["name"] for g in RuleStateStore(redis_url).groups()] == ["g"]
