@@ -278,7 +278,7 @@ def rules(ctx: click.Context, config_path: str | None, **flags: Any) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def rules_test(files: tuple[str, ...]) -> None:
     """Run rule unit tests in promtool's `test rules` format (exit 0: all pass, 1: a failure)."""
-    from filodb.rules.unittest import main as run_tests
+    from filodb.rules.promtool_tests import main as run_tests
 
     sys.exit(run_tests(files, sys.stdout))
 

@@ -4,5 +4,5 @@
 Prometheus users write), ``alerting``/``group`` (pure evaluation over a querier and an
 appender), ``state`` (what ``/api/v1/rules`` and ``/api/v1/alerts`` show, in Redis),
 ``notifier`` (Alertmanager's v2 API), ``manager`` (the evaluating process: lease, schedule,
-reload), ``unittest`` (promtool's ``test rules`` format).
+reload), ``promtool_tests`` (promtool's ``test rules`` format).
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from filodb.rules.unittest import main as run_tests
+from filodb.rules.promtool_tests import main as run_tests
 from filodb.testing.prometheus import PROMTOOL, need
 
 HERE = Path(__file__).parent
