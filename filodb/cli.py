@@ -44,6 +44,14 @@ _OPTS = {
         "--graphite-port", type=int, default=None,
         help="Graphite plaintext TCP port (default 2003; 0: off)",
     ),
+    "rules": click.option(
+        "--rules", "rule_files", multiple=True, default=None,
+        help="Prometheus rule files to evaluate (a glob; repeatable)",
+    ),
+    "alertmanager_url": click.option(
+        "--alertmanager-url", "alertmanager_urls", multiple=True, default=None,
+        help="Alertmanager to send alerts to (base URL; repeatable)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -65,6 +73,11 @@ def _limit_defaults(fn: Any) -> Any:
 
 
 def _cfg(config_path: str | None, **flags: Any):
+    flags = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in flags.items()
+        if not (isinstance(v, tuple) and not v)
+    }  # an unused repeatable option: not given
     try:
         return load_config(config_path, flags)
     except BadInputError as e:
@@ -125,6 +138,8 @@ def main() -> None:
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
 @_limit_defaults
+@_OPTS["rules"]
+@_OPTS["alertmanager_url"]
 @click.option(
     "--log",
     "log_backend",
@@ -150,6 +165,13 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if cfg.store == "cassandra" and not cfg.cassandra_hosts:
         _fail("--store cassandra needs FILODB_CASSANDRA_HOSTS "
               "(eval \"$(scripts/services up cassandra)\")", 2)  # fmt: skip
+    if cfg.rule_files:
+        from filodb.rules.files import load_files
+
+        try:  # refuse bad rule files now, with the reason, rather than in a child's log
+            load_files(cfg.rule_files)
+        except BadInputError as e:
+            _fail(str(e), 2)
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
@@ -242,6 +264,53 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     if metrics:
         metrics.close()
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
+
+
+@main.group(invoke_without_command=True)
+@_OPTS["rules"]
+@_OPTS["alertmanager_url"]
+@click.option("--node", default=None, help="this evaluator's name (default host-pid)")
+@_OPTS["redis_url"]
+@_OPTS["config"]
+@click.pass_context
+def rules(ctx: click.Context, config_path: str | None, **flags: Any) -> None:
+    """Evaluate recording and alerting rules against the cluster (one evaluator at a time holds
+    the rules lease; start several for failover). Subcommands: test, check."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from filodb.rules.process import run
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    if not cfg.rule_files:
+        _fail("no rule files: pass --rules 'rules/*.yml' or set rule_files", 2)
+    try:
+        sys.exit(run(cfg, echo=_say))
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+
+
+@rules.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def rules_test(files: tuple[str, ...]) -> None:
+    """Run rule unit tests in promtool's `test rules` format (exit 0: all pass, 1: a failure)."""
+    from filodb.rules.promtool_tests import main as run_tests
+
+    sys.exit(run_tests(files, sys.stdout))
+
+
+@rules.command("check")
+@click.argument("files", nargs=-1, required=True)
+def rules_check(files: tuple[str, ...]) -> None:
+    """Check rule files (exit 0: all valid, 2: a file is refused, with the reason)."""
+    from filodb.rules.files import load_files
+
+    try:
+        groups = load_files(files)
+    except BadInputError as e:
+        _fail(str(e), 2)
+    _say(f"SUCCESS: {len(groups)} groups, {sum(len(g.rules) for g in groups)} rules")
 
 
 # --- client commands ------------------------------------------------------------------------

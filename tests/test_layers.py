@@ -53,7 +53,18 @@ ALLOWED: dict[str, set[str]] = {
         "exposition",
         "redisproc",
     },  # fmt: skip
+    "rules": {
+        "errors",
+        "model",
+        "query",
+        "shards",
+        "tasks",
+        "ingest",
+        "gateway",
+        "config",
+    },  # fmt: skip
     "web": {
+        "rules",
         "errors",
         "model",
         "ingest",

@@ -5,6 +5,8 @@
 ``router``: series -> shard -> log, with a short cache of dataset descriptions; ``client``:
 the fan-out to the workers' shards (leaf requests on Redis lists, no Celery); ``limits``: the
 cluster-wide state of the limits per dataset (series counted, ingest tokens, refusals).
+the fan-out to the workers' shards (leaf requests on Redis lists, no Celery); ``rules``: the
+state of recording and alerting rules (:mod:`filodb.rules.state`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from filodb.config import Config
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
 from filodb.shards.limits import LimitsStore
+from filodb.rules.state import RuleStateStore
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry
@@ -34,6 +37,7 @@ class Services:
     router: IngestRouter
     client: ShardClient
     limits: LimitsStore
+    rules: RuleStateStore | None = None  # rule state the evaluating process publishes
 
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
@@ -48,10 +52,16 @@ class Services:
             router=IngestRouter(shard_map, ingest_log),
             client=ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map)),
             limits=LimitsStore(cfg.redis_url),
+            rules=RuleStateStore(cfg.redis_url),
         )
 
     def init_app(self, app: Flask) -> None:
         app.extensions["filodb"] = self
+
+    def rule_state(self) -> RuleStateStore:
+        if self.rules is None:
+            self.rules = RuleStateStore(self.cfg.redis_url)
+        return self.rules
 
     def source(self, dataset: str, timeout_s: float, strict: bool = False) -> ClusterSource:
         desc = self.router.dataset(dataset)
