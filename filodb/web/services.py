@@ -18,8 +18,8 @@ from flask import Flask, current_app
 from filodb.config import Config
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
-from filodb.shards.limits import LimitsStore
 from filodb.rules.state import RuleStateStore
+from filodb.shards.limits import LimitsStore
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry

@@ -29,6 +29,8 @@ def datasets_page() -> Response:
 @bp.get("/cardinality")
 def cardinality_page() -> Response:
     return send_from_directory(STATIC, "cardinality.html")
+
+
 @bp.get("/rules")
 def rules_page() -> Response:
     return send_from_directory(STATIC, "rules.html")
