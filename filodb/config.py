@@ -81,6 +81,8 @@ class Config:
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
+    downsample: str = ""  # the default dataset's downsampling levels, e.g. "1m:30d,5m:183d"
+    downsample_interval: float = 6 * 3600.0  # seconds between the cluster's downsample runs
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

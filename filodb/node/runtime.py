@@ -97,7 +97,9 @@ class NodeRuntime:
         self.metrics_server = serve_metrics(self)  # its port goes into the registry entry
         self.registry.register(self.name, metrics_port=self.metrics_server.port)
         try:  # the default dataset exists in every cluster, however it was started
-            self.shard_map.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+            self.shard_map.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
+                                          downsample=self.cfg.downsample,
+                                          default_retention_s=self.cfg.retention)  # fmt: skip
         except FiloError as e:
             log.warning("default dataset: %s", e)
         self._thread.start()

@@ -16,8 +16,10 @@ import filodb
 from filodb.errors import BadInputError, ParseError
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
+from filodb.query.parser import parse
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
+from filodb.web import downsampled
 from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
 from filodb.web.services import services
 
@@ -35,11 +37,13 @@ def _success(data: Any, warnings: list[str] | None = None) -> Response:
     return Response(orjson.dumps(body), mimetype="application/json")
 
 
-def _success_result(res: Result, warnings: list[str]) -> Response:
+def _success_result(res: Result, warnings: list[str], infos: list[str] | None = None) -> Response:
     """A query answer; its data is written by :meth:`Result.to_prom_json_bytes`."""
     body = b'{"status":"success","data":' + res.to_prom_json_bytes()
     if warnings:
         body += b',"warnings":' + orjson.dumps(warnings)
+    if infos:
+        body += b',"infos":' + orjson.dumps(infos)
     return Response(body + b"}", mimetype="application/json")
 
 
@@ -66,12 +70,12 @@ def _query_text() -> str:
     return q
 
 
-def _engine(dataset: str | None) -> tuple[DistributedEngine, ClusterSource]:
+def _engine(dataset: str | None, lookback_ms: int = 0) -> tuple[DistributedEngine, ClusterSource]:
     cfg = services().cfg
     timeout = _timeout_s()
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = DistributedEngine(source, lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples, timeout_s=timeout,
-                 max_series=cfg.max_series)  # fmt: skip
+    eng = DistributedEngine(source, lookback_ms=lookback_ms or cfg.lookback_ms, max_samples=cfg.max_samples,
+                 timeout_s=timeout, max_series=cfg.max_series)  # fmt: skip
     return eng, source
 
 
@@ -111,8 +115,16 @@ def query_range(dataset: str | None = None) -> Response:
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
-    eng, source = _engine(dataset)
     try:
+        long_range = downsampled.query_range(
+            _dataset(dataset), parse(q), start, end, step, now_ms(), _engine
+        )
+        if long_range is not None:  # the dataset has downsample levels
+            res, source_warnings, tiers = long_range
+            resp = _success_result(res, [*source_warnings, *res.warnings], res.infos)
+            resp.headers["X-Filodb-Resolution"] = tiers
+            return resp
+        eng, source = _engine(dataset)
         res = eng.range(q, start, end, step)
     except ParseError as e:
         raise _with_param(e) from e

@@ -1,0 +1,216 @@
+"""The downsample job: a shard's raw chunks of a time window into its ds datasets.
+
+:func:`downsample_shard` is the unit of work (one shard, one time range; plain, picklable
+arguments): the in-process run (:func:`run_local`), the cluster's periodic run and Spark
+partitions all call it. Work goes window by window (``WINDOW_MS``-aligned, a multiple of the
+coarsest resolution) and, within a window, ``BATCH_SERIES`` series at a time: their chunks are
+read and decoded at once, every level of every series is computed from the raw samples with
+numpy (:mod:`filodb.downsample.periods`) and written as one chunk per (series, column, window)
+whose chunk id is the window start, then the part keys. The output of a window is a function
+of the raw data in it (and the one sample before it, to see a reset at its first sample), so
+running a window again rewrites the same bytes: running twice, or again after a kill, leaves
+the ds datasets as one clean run does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from filodb.downsample.kinds import is_counter, metric_name
+from filodb.downsample.periods import GAUGE_COLUMNS, counter_keep, gauge_periods
+from filodb.encoding import (
+    decode_doubles_many,
+    decode_timestamps_many,
+    encode_doubles,
+    encode_timestamps,
+)
+from filodb.errors import BadInputError
+from filodb.model.labels import Labels
+from filodb.model.partkey import labels_of, part_key
+from filodb.model.resolution import ds_dataset_name
+from filodb.store import ChunkSet, ColumnStore, PartKeyRecord, open_store_spec
+
+COL_LABEL = "__ds_col__"  # which downsampled column a ds series holds
+COUNTER_COLUMN = "last"
+WINDOW_MS = 6 * 3600_000  # job windows (and ds chunks) span this, or the coarsest resolution
+CONTEXT_MS = 3600_000  # how far before a window to look for the sample preceding it
+BATCH_SERIES = 2000
+
+
+def window_ms(resolutions: Sequence[int]) -> int:
+    """The job window: ``WINDOW_MS`` rounded up to a multiple of the coarsest resolution."""
+    top = max(resolutions)
+    return -(-WINDOW_MS // top) * top
+
+
+def windows(start_ms: int, end_ms: int, win: int) -> Iterator[tuple[int, int]]:
+    """Whole windows ``(w, w + win]`` whose end lies in ``(start_ms, end_ms]``: a window is
+    downsampled only once all of it is before ``end_ms``."""
+    w = (start_ms // win) * win
+    while w + win <= end_ms:
+        if w + win > start_ms:
+            yield w, w + win
+        w += win
+
+
+def ds_labels(labels: Labels, column: str) -> Labels:
+    """The label set of one downsampled column of a series."""
+    return tuple(sorted((*labels, (COL_LABEL, column))))
+
+
+def _decode(
+    chunks: Sequence[ChunkSet], index: Mapping[bytes, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ts, offs = decode_timestamps_many([c.vectors[0] for c in chunks])
+    vals, _ = decode_doubles_many([c.vectors[1] for c in chunks])
+    sid = np.repeat(np.array([index[c.part_key] for c in chunks], np.int64), np.diff(offs))
+    return sid, ts, vals
+
+
+def _clean(
+    sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, ...]:
+    """Samples in ``(lo, hi]``, not NaN, sorted by (series, time), one per timestamp."""
+    m = (ts > lo) & (ts <= hi) & ~np.isnan(vals)
+    sid, ts, vals = sid[m], ts[m], vals[m]
+    order = np.lexsort((ts, sid))
+    sid, ts, vals = sid[order], ts[order], vals[order]
+    dup = np.zeros(len(ts), bool)
+    dup[1:] = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1])
+    return sid[~dup], ts[~dup], vals[~dup]
+
+
+class _Out:
+    """Downsampled chunks and part keys of one window for one ds dataset."""
+
+    def __init__(self, window_start: int) -> None:
+        self.window_start = window_start
+        self.chunks: list[ChunkSet] = []
+        self.part_keys: list[PartKeyRecord] = []
+
+    def write(self, col: ColumnStore, dataset: str, shard: int) -> None:
+        if self.chunks:
+            col.write_chunks(dataset, shard, self.chunks)
+            col.write_part_keys(dataset, shard, self.part_keys)
+
+
+def downsample_batch(
+    labels: Sequence[Labels], sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
+    resolutions: Sequence[int], window: tuple[int, int], types: Mapping[str, str] | None = None,
+) -> dict[int, list[tuple[bytes, np.ndarray, np.ndarray]]]:  # fmt: skip
+    """Every level of a batch of series over one window: ``{resolution: [(ds part key, ts,
+    vals), ...]}``. Samples as :func:`_clean` leaves them; those at or before the window start
+    only show resets."""
+    w0, w1 = window
+    kinds: dict[str, bool] = {}
+    names = [metric_name(lb) for lb in labels]
+    counter = np.fromiter(
+        (kinds.setdefault(n, is_counter(n, types)) for n in names), bool, len(names)
+    )
+    is_c = counter[sid] if len(sid) else np.zeros(0, bool)
+    out: dict[int, list[tuple[bytes, np.ndarray, np.ndarray]]] = {}
+    g = ~is_c & (ts > w0)
+    csid, cts, cvals = sid[is_c], ts[is_c], vals[is_c]
+    for res in resolutions:
+        rows: list[tuple[bytes, np.ndarray, np.ndarray]] = []
+        gp = gauge_periods(sid[g], ts[g], vals[g], res)
+        for col in GAUGE_COLUMNS:
+            rows += _series(labels, col, gp.sid, gp.ts, gp.columns[col])
+        keep = counter_keep(csid, cts, cvals, res) & (cts > w0)
+        rows += _series(labels, COUNTER_COLUMN, csid[keep], cts[keep], cvals[keep])
+        out[res] = rows
+    return out
+
+
+def _series(labels: Sequence[Labels], col: str, sid: np.ndarray, ts: np.ndarray,
+            vals: np.ndarray) -> list[tuple[bytes, np.ndarray, np.ndarray]]:  # fmt: skip
+    if len(sid) == 0:
+        return []
+    bounds = np.flatnonzero(np.diff(sid)) + 1
+    starts = np.concatenate([[0], bounds]).tolist()
+    ends = np.concatenate([bounds, [len(sid)]]).tolist()
+    return [(part_key(ds_labels(labels[int(sid[a])], col)), ts[a:b], vals[a:b])
+            for a, b in zip(starts, ends, strict=True)]  # fmt: skip
+
+
+def downsample_shard(
+    store_cfg: dict[str, Any], dataset: str, shard: int, start_ms: int, end_ms: int,
+    resolutions: Sequence[int] = (), types: Mapping[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Downsample one shard of ``dataset`` over the whole windows ending in
+    ``(start_ms, end_ms]`` into ``<dataset>_ds_<min>`` for each of ``resolutions`` (ms).
+
+    ``store_cfg`` is :func:`filodb.store.store_spec`'s plain description of the store;
+    ``types`` maps metric family names to their metadata type (see
+    :mod:`filodb.downsample.kinds`). Returns counts: ``raw_samples`` read, ``ds_samples`` and
+    ``ds_chunks`` written, ``windows``, ``seconds``."""
+    if not resolutions:
+        raise BadInputError(f"dataset {dataset!r} has no downsample levels")
+    t0 = time.perf_counter()
+    stats = {"shard": shard, "raw_samples": 0, "ds_samples": 0, "ds_chunks": 0, "windows": 0}
+    stores = open_store_spec(store_cfg)
+    try:
+        col = stores.column
+        shards = col.num_shards(dataset)
+        names = {res: ds_dataset_name(dataset, res) for res in resolutions}
+        for name in names.values():
+            col.initialize(name, shards)
+        win = window_ms(resolutions)
+        wins = list(windows(start_ms, end_ms, win))
+        if not wins:
+            return {**stats, "seconds": time.perf_counter() - t0}
+        lo_all, hi_all = wins[0][0] - CONTEXT_MS, wins[-1][1]
+        recs = sorted((r for r in col.scan_part_keys(dataset, shard)
+                       if r.end_ms > lo_all and r.start_ms <= hi_all), key=lambda r: r.part_key)  # fmt: skip
+        for w0, w1 in wins:
+            live = [r.part_key for r in recs if r.end_ms > w0 - CONTEXT_MS and r.start_ms <= w1]
+            for i in range(0, len(live), BATCH_SERIES):
+                pks = live[i : i + BATCH_SERIES]
+                chunks = col.read_chunks(dataset, shard, pks, w0 - CONTEXT_MS + 1, w1)
+                if not chunks:
+                    continue
+                index = {pk: j for j, pk in enumerate(pks)}
+                sid, ts, vals = _clean(*_decode(chunks, index), w0 - CONTEXT_MS, w1)
+                stats["raw_samples"] += int(np.count_nonzero(ts > w0))
+                labels = [labels_of(pk) for pk in pks]
+                for res, rows in downsample_batch(
+                    labels, sid, ts, vals, resolutions, (w0, w1), types
+                ).items():
+                    out = _Out(w0)
+                    for pk, t, v in rows:
+                        out.chunks.append(ChunkSet(pk, w0, int(t[0]), int(t[-1]), len(t),
+                                                   (encode_timestamps(t), encode_doubles(v))))  # fmt: skip
+                        out.part_keys.append(PartKeyRecord(pk, int(t[0]), int(t[-1])))
+                        stats["ds_samples"] += len(t)
+                    out.write(col, names[res], shard)
+                    stats["ds_chunks"] += len(out.chunks)
+            stats["windows"] += 1
+    finally:
+        stores.close()
+    return {**stats, "seconds": time.perf_counter() - t0}
+
+
+def shard_tasks(
+    store_cfg: dict[str, Any], dataset: str, shards: int, start_ms: int, end_ms: int,
+    resolutions: Sequence[int], types: Mapping[str, str] | None = None, split_ms: int = 0,
+) -> list[tuple[Any, ...]]:  # fmt: skip
+    """The job as task tuples (the arguments of :func:`downsample_shard`), one per shard and
+    ``split_ms``-long slice of time (0: the whole range), for Spark or :func:`run_local`."""
+    win = window_ms(resolutions)
+    step = max(win, (split_ms // win) * win) if split_ms else 0
+    slices = [(start_ms, end_ms)]
+    if step:
+        first = (start_ms // win) * win
+        slices = [(max(start_ms, a), min(end_ms, a + step)) for a in range(first, end_ms, step)]
+    types_d = dict(types or {})
+    return [(store_cfg, dataset, s, a, b, tuple(resolutions), types_d)
+            for s in range(shards) for a, b in slices]  # fmt: skip
+
+
+def run_local(tasks: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Run task tuples one after another in this process."""
+    return [downsample_shard(*t) for t in tasks]
