@@ -10,8 +10,10 @@ every shard of a dataset has flushed: the cluster's periodic run stays behind it
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filodb.config import Config
 from filodb.downsample.job import downsample_shard, run_local, shard_tasks
@@ -20,6 +22,11 @@ from filodb.shards.metadata import MetadataStore
 from filodb.shards.redis_map import ShardMapStore
 from filodb.store import store_spec
 
+if TYPE_CHECKING:
+    from filodb.node.runtime import NodeRuntime
+    from filodb.shards.planner import Maps
+
+log = logging.getLogger(__name__)
 SPARK_SPLIT_MS = 86400_000  # Spark partitions: one per shard and day
 
 
@@ -59,3 +66,69 @@ def flushed_through_ms(shard_map: ShardMapStore, dataset: str, shards: int) -> i
     _offsets, stats = shard_map.progress(dataset)
     times = [float(stats.get(s, {}).get("flushed_through", 0.0)) for s in range(shards)]
     return int(min(times, default=0.0) * 1000)
+
+
+class Downsampling:
+    """A node's part in downsampling, run from its tick.
+
+    Every node: when a raw dataset's downsampled data moved (:meth:`ShardMapStore.downsampled`),
+    the Active shards it owns of that dataset's ds datasets reload their part keys from the
+    column store (their chunks are paged on demand). The coordinator: every
+    ``downsample_interval``, on a thread of its own, downsamples each dataset with levels from
+    where the last run reached up to what every shard has flushed (:func:`flushed_through_ms`).
+    """
+
+    def __init__(self, node: NodeRuntime) -> None:
+        self.node = node
+        self.seen: dict[str, int] = {}
+        self._due = node.clock() + node.cfg.downsample_interval
+        self._running: threading.Thread | None = None
+
+    def tick(self, maps: Maps, coordinator: bool) -> None:
+        reached = self.node.shard_map.downsampled()
+        for raw, end in reached.items():
+            if self.seen.get(raw) != end:
+                self.reload(raw, maps)
+                self.seen[raw] = end
+        if (
+            coordinator
+            and self.node.clock() >= self._due
+            and not (self._running and self._running.is_alive())
+        ):
+            self._due = self.node.clock() + self.node.cfg.downsample_interval
+            self._running = threading.Thread(target=self.run_all, args=(maps, reached), name="downsample",
+                                             daemon=True)  # fmt: skip
+            self._running.start()
+
+    def reload(self, raw: str, maps: Maps) -> None:
+        for (ds, shard), ing in list(self.node.ingesters.items()):
+            desc = maps.get(ds, (None, []))[0]
+            if (
+                desc is None
+                or not desc.resolution_ms
+                or not ds.startswith(raw + "_ds_")
+                or not ing.active
+            ):
+                continue
+            try:
+                ing.memstore.load_part_keys(self.node.stores.column.scan_part_keys(ds, shard))
+            except Exception as e:  # noqa: BLE001 - the next move of the watermark retries
+                log.warning("reloading part keys of %s/%s failed: %s", ds, shard, e)
+
+    def run_all(self, maps: Maps, reached: dict[str, int]) -> None:
+        for name, (desc, _states) in maps.items():
+            if not desc.downsample:
+                continue
+            end = flushed_through_ms(self.node.shard_map, name, desc.shards)
+            ret = desc.retention(self.node.cfg.retention)
+            start = reached.get(name) or (end - int(ret * 1000) if ret else end - SPARK_SPLIT_MS)
+            if end <= start:
+                continue
+            try:
+                log.info(
+                    "downsampled %s: %s",
+                    name,
+                    run_downsample(self.node.cfg, self.node.shard_map, name, start, end),
+                )
+            except Exception:  # the next run retries from where the last one reached
+                log.exception("downsampling %s failed", name)
