@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from filodb.config import Config
 from filodb.downsample.job import downsample_shard, run_local, shard_tasks
@@ -23,8 +23,19 @@ from filodb.shards.redis_map import ShardMapStore
 from filodb.store import store_spec
 
 if TYPE_CHECKING:
-    from filodb.node.runtime import NodeRuntime
     from filodb.shards.planner import Maps
+
+
+class _Node(Protocol):
+    """What :class:`Downsampling` uses of its :class:`~filodb.node.runtime.NodeRuntime`."""
+
+    cfg: Config
+    shard_map: ShardMapStore
+    ingesters: dict[tuple[str, int], Any]
+    stores: Any
+
+    def clock(self) -> float: ...
+
 
 log = logging.getLogger(__name__)
 SPARK_SPLIT_MS = 86400_000  # Spark partitions: one per shard and day
@@ -78,7 +89,7 @@ class Downsampling:
     where the last run reached up to what every shard has flushed (:func:`flushed_through_ms`).
     """
 
-    def __init__(self, node: NodeRuntime) -> None:
+    def __init__(self, node: _Node) -> None:
         self.node = node
         self.seen: dict[str, int] = {}
         self._due = node.clock() + node.cfg.downsample_interval
