@@ -313,6 +313,8 @@ def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
         return
     for w in body.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    for i in body.get("infos", []):  # e.g. which resolution answered (downsampled datasets)
+        err_console.print(f"[dim]info: {escape(i)}[/dim]", highlight=False)
     _print_result(body["data"])
 
 
