@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from filodb.config import Config
-from filodb.downsample.job import downsample_shard, run_local, shard_tasks
+from filodb.downsample.job import downsample_shard, run_local, shard_tasks, window_ms
 from filodb.errors import BadInputError
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.redis_map import ShardMapStore
@@ -66,9 +66,16 @@ def run_downsample(cfg: Config, shard_map: ShardMapStore, dataset: str, start_ms
         results = run_tasks(spark, downsample_shard, tasks)
     else:
         results = run_local(tasks)
-    shard_map.mark_downsampled(dataset, max(end_ms, shard_map.downsampled().get(dataset, 0)))
+    reached = (end_ms // window_ms(res)) * window_ms(res)  # the end of the last whole window
+    shard_map.mark_downsampled(dataset, max(reached, shard_map.downsampled().get(dataset, 0)))
     total = {k: sum(r[k] for r in results) for k in ("raw_samples", "ds_samples", "ds_chunks")}
-    return {"dataset": dataset, "tasks": len(tasks), **total, "seconds": time.perf_counter() - t0}
+    return {
+        "dataset": dataset,
+        "tasks": len(tasks),
+        "reached_ms": reached,
+        **total,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def flushed_through_ms(shard_map: ShardMapStore, dataset: str, shards: int) -> int:
