@@ -36,9 +36,12 @@ from filodb.store import ChunkSet, ColumnStore, PartKeyRecord, open_store_spec
 
 COL_LABEL = "__ds_col__"  # which downsampled column a ds series holds
 COUNTER_COLUMN = "last"
-WINDOW_MS = 6 * 3600_000  # job windows (and ds chunks) span this, or the coarsest resolution
+# Job windows (and ds chunks) span a day, or a multiple of the coarsest resolution: a 6 h
+# window left 6-sample chunks at 1 h whose headers doubled that level's bytes (measured:
+# 3.4 % of raw bytes vs 1.5 % with a day); the cost is that ds data trails by up to a day.
+WINDOW_MS = 24 * 3600_000
 CONTEXT_MS = 3600_000  # how far before a window to look for the sample preceding it
-BATCH_SERIES = 2000
+BATCH_SERIES = 1000  # series decoded at once (a day of 15 s samples: ~90 MB)
 
 
 def window_ms(resolutions: Sequence[int]) -> int:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DAY, DAYS, START, Raw, memstore
 
 from filodb.query.distributed import DistributedEngine, LocalShards
 from filodb.query.longrange import Tier, plan_range, rewrite_for_ds, stitch
 from filodb.query.parser import parse
 from filodb.query.printer import to_string
+from filodb.testing.downsample import DAY, DAYS, START, Raw, memstore
 
 HOUR = 3_600_000
 NOW = START + DAYS * DAY

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 
+from filodb.downsample.job import window_ms
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
@@ -25,13 +26,13 @@ from filodb.testing.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
-WIN = 6 * 3_600_000  # the job's window for 1m/5m levels
+WIN = window_ms((60_000, 300_000))  # the job's window for 1m/5m levels
 STEP = 15_000
 
 
 def test_query_range_spans_downsampled_and_raw_data(tmp_path: Path) -> None:
     now = int(time.time() * 1000)
-    t0 = (now - 30 * 3_600_000) // WIN * WIN
+    t0 = (now - WIN - 6 * 3_600_000) // WIN * WIN  # at least one whole window, 6 h before now
     ts = np.arange(t0 + STEP, now - 60_000, STEP, dtype=np.int64)
     rng = np.random.default_rng(3)
     series = [make_labels({"__name__": "temp", "host": f"h{i}"}) for i in range(3)]
