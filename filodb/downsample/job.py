@@ -32,7 +32,7 @@ from filodb.errors import BadInputError
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
 from filodb.model.resolution import ds_dataset_name
-from filodb.store import ChunkSet, ColumnStore, PartKeyRecord, open_store_spec
+from filodb.store import ChunkSet, PartKeyRecord, open_store_spec
 
 COL_LABEL = "__ds_col__"  # which downsampled column a ds series holds
 COUNTER_COLUMN = "last"
@@ -87,57 +87,68 @@ def _clean(
     return sid[~dup], ts[~dup], vals[~dup]
 
 
-class _Out:
-    """Downsampled chunks and part keys of one window for one ds dataset."""
+class _Catalog:
+    """A shard's series in a task: part keys (sorted), their time spans, labels and kinds, and
+    the part keys of their downsampled columns (each made once per task, not per window)."""
 
-    def __init__(self, window_start: int) -> None:
-        self.window_start = window_start
-        self.chunks: list[ChunkSet] = []
-        self.part_keys: list[PartKeyRecord] = []
+    def __init__(self, recs: Sequence[PartKeyRecord], types: Mapping[str, str] | None) -> None:
+        recs = sorted(recs, key=lambda r: r.part_key)
+        self.pks = [r.part_key for r in recs]
+        self.start = np.array([r.start_ms for r in recs], np.int64)
+        self.end = np.array([r.end_ms for r in recs], np.int64)
+        self.labels = [labels_of(pk) for pk in self.pks]
+        kinds: dict[str, bool] = {}
+        names = [metric_name(lb) for lb in self.labels]
+        self.counter = np.fromiter((kinds.setdefault(n, is_counter(n, types)) for n in names), bool,
+                                   len(names))  # fmt: skip
+        self._ds_keys: dict[tuple[int, str], bytes] = {}
 
-    def write(self, col: ColumnStore, dataset: str, shard: int) -> None:
-        if self.chunks:
-            col.write_chunks(dataset, shard, self.chunks)
-            col.write_part_keys(dataset, shard, self.part_keys)
+    def live(self, lo: int, hi: int) -> np.ndarray:
+        """Indices of the series with samples in ``(lo, hi]``."""
+        return np.flatnonzero((self.end > lo) & (self.start <= hi))
+
+    def ds_key(self, i: int, col: str) -> bytes:
+        key = self._ds_keys.get((i, col))
+        if key is None:
+            key = self._ds_keys[(i, col)] = part_key(ds_labels(self.labels[i], col))
+        return key
 
 
 def downsample_batch(
-    labels: Sequence[Labels], sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
-    resolutions: Sequence[int], window: tuple[int, int], types: Mapping[str, str] | None = None,
-) -> dict[int, list[tuple[bytes, np.ndarray, np.ndarray]]]:  # fmt: skip
-    """Every level of a batch of series over one window: ``{resolution: [(ds part key, ts,
-    vals), ...]}``. Samples as :func:`_clean` leaves them; those at or before the window start
-    only show resets."""
-    w0, w1 = window
-    kinds: dict[str, bool] = {}
-    names = [metric_name(lb) for lb in labels]
-    counter = np.fromiter(
-        (kinds.setdefault(n, is_counter(n, types)) for n in names), bool, len(names)
-    )
+    counter: np.ndarray, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
+    resolutions: Sequence[int], window_start: int,
+) -> dict[int, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:  # fmt: skip
+    """Every level of a batch of series over one window: ``{resolution: [(column, sid, ts,
+    vals), ...]}`` sorted by series. ``counter[s]`` is series ``s``'s kind; samples as
+    :func:`_clean` leaves them, those at or before ``window_start`` only show resets."""
     is_c = counter[sid] if len(sid) else np.zeros(0, bool)
-    out: dict[int, list[tuple[bytes, np.ndarray, np.ndarray]]] = {}
-    g = ~is_c & (ts > w0)
+    g = ~is_c & (ts > window_start)
+    gsid, gts, gvals = sid[g], ts[g], vals[g]
     csid, cts, cvals = sid[is_c], ts[is_c], vals[is_c]
+    out = {}
     for res in resolutions:
-        rows: list[tuple[bytes, np.ndarray, np.ndarray]] = []
-        gp = gauge_periods(sid[g], ts[g], vals[g], res)
-        for col in GAUGE_COLUMNS:
-            rows += _series(labels, col, gp.sid, gp.ts, gp.columns[col])
-        keep = counter_keep(csid, cts, cvals, res) & (cts > w0)
-        rows += _series(labels, COUNTER_COLUMN, csid[keep], cts[keep], cvals[keep])
+        gp = gauge_periods(gsid, gts, gvals, res)
+        rows = [(col, gp.sid, gp.ts, gp.columns[col]) for col in GAUGE_COLUMNS]
+        keep = counter_keep(csid, cts, cvals, res) & (cts > window_start)
+        rows.append((COUNTER_COLUMN, csid[keep], cts[keep], cvals[keep]))
         out[res] = rows
     return out
 
 
-def _series(labels: Sequence[Labels], col: str, sid: np.ndarray, ts: np.ndarray,
-            vals: np.ndarray) -> list[tuple[bytes, np.ndarray, np.ndarray]]:  # fmt: skip
+def _chunks(cat: _Catalog, batch: np.ndarray, col: str, sid: np.ndarray, ts: np.ndarray,
+            vals: np.ndarray, chunk_id: int) -> list[ChunkSet]:  # fmt: skip
+    """One chunk per series of ``sid`` (indices into ``batch``); the encoders run per chunk."""
     if len(sid) == 0:
         return []
     bounds = np.flatnonzero(np.diff(sid)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [len(sid)]]).tolist()
-    return [(part_key(ds_labels(labels[int(sid[a])], col)), ts[a:b], vals[a:b])
-            for a, b in zip(starts, ends, strict=True)]  # fmt: skip
+    out = []
+    for a, b in zip(starts, ends, strict=True):
+        t = ts[a:b]
+        out.append(ChunkSet(cat.ds_key(int(batch[sid[a]]), col), chunk_id, int(t[0]), int(t[-1]),
+                            b - a, (encode_timestamps(t), encode_doubles(vals[a:b]))))  # fmt: skip
+    return out
 
 
 def downsample_shard(
@@ -162,35 +173,33 @@ def downsample_shard(
         names = {res: ds_dataset_name(dataset, res) for res in resolutions}
         for name in names.values():
             col.initialize(name, shards)
-        win = window_ms(resolutions)
-        wins = list(windows(start_ms, end_ms, win))
+        wins = list(windows(start_ms, end_ms, window_ms(resolutions)))
         if not wins:
             return {**stats, "seconds": time.perf_counter() - t0}
         lo_all, hi_all = wins[0][0] - CONTEXT_MS, wins[-1][1]
-        recs = sorted((r for r in col.scan_part_keys(dataset, shard)
-                       if r.end_ms > lo_all and r.start_ms <= hi_all), key=lambda r: r.part_key)  # fmt: skip
+        cat = _Catalog([r for r in col.scan_part_keys(dataset, shard)
+                        if r.end_ms > lo_all and r.start_ms <= hi_all], types)  # fmt: skip
         for w0, w1 in wins:
-            live = [r.part_key for r in recs if r.end_ms > w0 - CONTEXT_MS and r.start_ms <= w1]
+            live = cat.live(w0 - CONTEXT_MS, w1)
             for i in range(0, len(live), BATCH_SERIES):
-                pks = live[i : i + BATCH_SERIES]
+                batch = live[i : i + BATCH_SERIES]
+                pks = [cat.pks[j] for j in batch.tolist()]
                 chunks = col.read_chunks(dataset, shard, pks, w0 - CONTEXT_MS + 1, w1)
                 if not chunks:
                     continue
                 index = {pk: j for j, pk in enumerate(pks)}
                 sid, ts, vals = _clean(*_decode(chunks, index), w0 - CONTEXT_MS, w1)
                 stats["raw_samples"] += int(np.count_nonzero(ts > w0))
-                labels = [labels_of(pk) for pk in pks]
-                for res, rows in downsample_batch(
-                    labels, sid, ts, vals, resolutions, (w0, w1), types
-                ).items():
-                    out = _Out(w0)
-                    for pk, t, v in rows:
-                        out.chunks.append(ChunkSet(pk, w0, int(t[0]), int(t[-1]), len(t),
-                                                   (encode_timestamps(t), encode_doubles(v))))  # fmt: skip
-                        out.part_keys.append(PartKeyRecord(pk, int(t[0]), int(t[-1])))
-                        stats["ds_samples"] += len(t)
-                    out.write(col, names[res], shard)
-                    stats["ds_chunks"] += len(out.chunks)
+                levels = downsample_batch(cat.counter[batch], sid, ts, vals, resolutions, w0)
+                for res, rows in levels.items():
+                    out = [c for column, rsid, rts, rvals in rows
+                           for c in _chunks(cat, batch, column, rsid, rts, rvals, w0)]  # fmt: skip
+                    if out:  # chunks, then part keys: a part key never names missing chunks
+                        col.write_chunks(names[res], shard, out)
+                        col.write_part_keys(names[res], shard,
+                                            [PartKeyRecord(c.part_key, c.start_ms, c.end_ms) for c in out])  # fmt: skip
+                    stats["ds_samples"] += sum(c.num_rows for c in out)
+                    stats["ds_chunks"] += len(out)
             stats["windows"] += 1
     finally:
         stores.close()
