@@ -6,7 +6,8 @@ Prints one JSON object per line (``{"metric", "value", "unit", ...}``):
   ``in-process``, and ``local[2]`` when the spark extra is installed);
 - ``query_30d_ms_raw`` / ``query_30d_ms_downsampled``: p50 latency of
   ``sum by (job) (rate(node_cpu_seconds_total[5m]))`` over the whole range at a 1 h step, on
-  raw data only vs through the long-range planner (raw kept 1 day, then the levels);
+  raw data only vs through the long-range planner (by default raw for the last day, the 5 m
+  level for the 7 days before, the 1 h level for the rest: ``--raw-keep``, ``--keep``);
   ``query_speedup`` is their ratio (aim: 20x);
 - ``ds_bytes_ratio``: vector bytes of every ds dataset / raw vector bytes (aim: under 5 %).
 
@@ -104,6 +105,10 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=1000)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--levels", default="5,60", help="resolutions in minutes, finest first")
+    ap.add_argument(
+        "--keep", default="7,0", help="days each level is kept, as in the tiers (0: forever)"
+    )
+    ap.add_argument("--raw-keep", type=float, default=1.0, help="days of raw data the planner uses")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument(
         "--spark", default="local[2]", help="Spark master for the second run ('' skips)"
@@ -153,7 +158,11 @@ def main() -> None:
 
         q0 = t0 + HOUR
         raw_eng = engine(stores, "m")
-        tiers = [Tier("m", 0, end - DAY)] + [Tier(f"m_ds_{r // 60_000}", r, None, end) for r in res]
+        keep = [float(k) for k in a.keep.split(",")]
+        tiers = [Tier("m", 0, end - int(a.raw_keep * DAY))] + [
+            Tier(f"m_ds_{r // 60_000}", r, end - int(k * DAY) if k else None, end)
+            for r, k in zip(res, keep, strict=True)
+        ]
         pieces, _warn = plan_range(parse(QUERY), q0, end, HOUR, tiers, 300_000)
         engines = {p.tier.dataset: engine(stores, p.tier.dataset, p.lookback_ms) for p in pieces}
 

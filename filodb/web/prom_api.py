@@ -116,8 +116,9 @@ def query_range(dataset: str | None = None) -> Response:
             "Try decreasing the query resolution (?step=XX)"
         )
     try:
+        expr = parse(q)
         long_range = downsampled.query_range(
-            _dataset(dataset), parse(q), start, end, step, now_ms(), _engine
+            _dataset(dataset), expr, start, end, step, now_ms(), _engine
         )
         if long_range is not None:  # the dataset has downsample levels
             res, source_warnings, tiers = long_range
@@ -125,7 +126,7 @@ def query_range(dataset: str | None = None) -> Response:
             resp.headers["X-Filodb-Resolution"] = tiers
             return resp
         eng, source = _engine(dataset)
-        res = eng.range(q, start, end, step)
+        res = eng.range(expr, start, end, step)
     except ParseError as e:
         raise _with_param(e) from e
     return _success_result(res, [*source.warnings, *res.warnings])
