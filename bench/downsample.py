@@ -155,6 +155,11 @@ def main() -> None:
             raw_bytes=raw_bytes,
             ds_bytes=ds_bytes,
         )
+        for r in res:  # per level: the coarser, the smaller
+            level = sum(
+                stores.column.stats(f"m_ds_{r // 60_000}", s)["vector_bytes"] for s in range(SHARDS)
+            )
+            emit("ds_bytes_ratio", 100 * level / raw_bytes, "%", level=f"{r // 60_000}m")
 
         q0 = t0 + HOUR
         raw_eng = engine(stores, "m")
