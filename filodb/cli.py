@@ -135,6 +135,12 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
         _fail("--store cassandra needs FILODB_CASSANDRA_HOSTS "
               "(eval \"$(scripts/services up cassandra)\")", 2)  # fmt: skip
     try:
+        from filodb.model.resolution import check_levels, parse_levels
+
+        check_levels(parse_levels(cfg.downsample), cfg.retention)  # before anything starts
+    except BadInputError as e:
+        _fail(f"downsample: {e}", 2)
+    try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
         _fail(str(e), 2 if isinstance(e, BadInputError) else 1)

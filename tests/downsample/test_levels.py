@@ -73,3 +73,9 @@ def test_cli_refuses_a_bad_resolution_before_asking_the_server() -> None:
     r = CliRunner().invoke(main, ["dataset", "create", "m", "--shards", "2", "--downsample", "1q:3d",
                                   "--url", "http://127.0.0.1:9"])  # fmt: skip
     assert r.exit_code == 2 and "unknown resolution" in r.output + str(r.stderr_bytes or b"")
+
+
+def test_up_refuses_bad_levels_in_the_config_before_starting_anything(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = CliRunner().invoke(main, ["up", "--data-dir", str(tmp_path / "d")],
+                           env={"FILODB_DOWNSAMPLE": "5m:30d,3m:30d"})  # fmt: skip
+    assert r.exit_code == 2 and not (tmp_path / "d").exists()
