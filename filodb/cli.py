@@ -22,6 +22,8 @@ from rich.table import Table
 from filodb.config import load_config
 from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
+from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
+from filodb.model.limits import DatasetLimits
 
 console = Console()
 err_console = Console(stderr=True)
@@ -47,6 +49,19 @@ _OPTS = {
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
     ),
 }  # fmt: skip
+
+
+def _limit_defaults(fn: Any) -> Any:
+    """The flags of the defaults of the limits per dataset (config keys of the same names)."""
+    for name, typ, what in (
+        ("dataset-max-series", int, "series of a dataset"),
+        ("dataset-max-series-per-metric", int, "series of one metric name in a dataset"),
+        ("ingest-samples-per-s", float, "samples a dataset takes per second (429 beyond)"),
+        ("max-query-concurrency", int, "queries of a dataset at once (wait, then 503)"),
+    ):
+        fn = click.option(f"--{name}", type=typ, default=None,
+                          help=f"default limit: {what} (0: none)")(fn)  # fmt: skip
+    return fn
 
 
 def _cfg(config_path: str | None, **flags: Any):
@@ -109,6 +124,7 @@ def main() -> None:
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
+@_limit_defaults
 @click.option(
     "--log",
     "log_backend",
@@ -171,6 +187,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["redis_url"]
 @_OPTS["config"]
 @_OPTS["auth_file"]
+@_limit_defaults
 def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
     import waitress
@@ -372,8 +389,58 @@ def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | Non
             t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
                       str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
         console.print(t)
+        _print_limits(_request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}", token)["data"])
     if follow:
         _follow(url, token)
+
+
+_CARD_LISTS = (  # key, title, columns
+    ("seriesCountByMetricName", "Series by metric name", "metric", "series"),
+    ("labelValueCountByLabelName", "Values by label name", "label", "values"),
+    ("memoryInBytesByLabelName", "Bytes of the values by label name", "label", "bytes"),
+    ("seriesCountByLabelValuePair", "Series by label pair", "label pair", "series"),
+)
+
+
+@main.command()
+@_url_opt
+@_ds_opt
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="rows per table")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="print the raw JSON answer")
+@_token_opt
+def card(url: str, dataset: str, top: int, as_json: bool, token: str | None) -> None:
+    """Show the cardinality of a dataset: series per metric and label pair, values per label
+    (Prometheus's /api/v1/status/tsdb)."""
+    body = _request("GET", f"{url.rstrip('/')}/promql/{dataset}/api/v1/status/tsdb", token,
+                    params={"limit": top})  # fmt: skip
+    if as_json:
+        print(orjson.dumps(body).decode())
+        return
+    d = body["data"]
+    h = d["headStats"]
+    console.print(f"{dataset}: {h['numSeries']} series, {h['numLabelPairs']} label pairs, "
+                  f"{h['chunkCount']} chunks", highlight=False)  # fmt: skip
+    for w in body.get("warnings", []):
+        err_console.print(f"warning: {escape(w)}")
+    for key, title, what, count in _CARD_LISTS:
+        console.print(f"\n{title}", highlight=False)
+        t = Table(what, count)
+        for row in d[key]:
+            t.add_row(escape(row["name"]), str(row["value"]))
+        console.print(t)
+
+
+def _print_limits(desc: dict) -> None:
+    """The dataset's limits in effect (0: none) and what they refused so far."""
+    lim = {k: v for k, v in desc.get("effective_limits", {}).items() if v}
+    if lim:
+        console.print("limits: " + ", ".join(f"{k}={v:g}" for k, v in lim.items()),
+                      highlight=False)  # fmt: skip
+    refused = desc.get("refused") or {}
+    if refused:
+        console.print("refused by limits: " + ", ".join(f"{k} {n}" for k, n in
+                                                        sorted(refused.items())), highlight=False)  # fmt: skip
 
 
 def _follow(url: str, token: str | None) -> None:
@@ -435,6 +502,11 @@ def dataset() -> None:
     help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)",
 )
 @click.option(
+    "--limit", "limits", multiple=True, metavar="KEY=VALUE",
+    help="a limit of the dataset, e.g. max_series=100000 (repeatable; keys: "
+    + ", ".join(LIMIT_KEYS) + ")",
+)  # fmt: skip
+@click.option(
     "--downsample",
     default=None,
     metavar="RES:RET,...",
@@ -443,7 +515,7 @@ def dataset() -> None:
 @_url_opt
 @_token_opt
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
-                   overrides: tuple[str, ...], downsample: str | None, url: str,
+                   overrides: tuple[str, ...], limits: tuple[str, ...], downsample: str | None, url: str,
                    token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
     from filodb.model.resolution import parse_levels
@@ -466,9 +538,22 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
             if not comma or not sp.isdigit():
                 _fail(f"bad --spread-override {o!r}: use WS,NS=SPREAD", 2)
             body["spread_overrides"].append({"_ws_": ws, "_ns_": ns, "spread": int(sp)})
+    if limits:
+        body["limits"] = {}
+        for kv in limits:
+            key, eq, value = kv.partition("=")
+            if not eq or not value:
+                _fail(f"bad --limit {kv!r}: use KEY=VALUE", 2)
+            body["limits"][key.strip()] = value.strip()
+        try:
+            DatasetLimits.parse(body["limits"])
+        except BadInputError as e:
+            _fail(str(e), 2)
     resp = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}", token, json=body)
     d = resp["data"]
     extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
+    if d.get("limits"):
+        extra += ", limits " + ", ".join(f"{k}={v:g}" for k, v in d["limits"].items())
     if d.get("downsample"):
         extra += ", downsampled to " + ", ".join(
             f"{lv['resolution']} ({name}_ds_{lv['resolution'][:-1]})" for lv in d["downsample"]

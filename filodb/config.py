@@ -74,6 +74,11 @@ class Config:
     max_body_bytes: int = 64 << 20
     max_samples: int = 50_000_000
     max_series: int = 1_000_000  # series one query may select (422 beyond)
+    # defaults of the limits per dataset (filodb.model.limits; 0: no limit)
+    dataset_max_series: int = 0  # series of a dataset across the cluster
+    dataset_max_series_per_metric: int = 0  # series of one metric name in a dataset
+    ingest_samples_per_s: float = 0.0  # samples a dataset may take per second (429 beyond)
+    max_query_concurrency: int = 0  # queries of a dataset at once per web process (wait, 503)
     lookback_ms: int = 300_000
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)

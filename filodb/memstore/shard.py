@@ -40,6 +40,7 @@ from filodb.memstore.chunks import Chunk, chunk_from_vectors, decode_chunks, enc
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import ByteBoundedCache
+from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
@@ -485,6 +486,19 @@ class TimeSeriesShard:
         """Values of ``name`` among the matching series in the range, from the index."""
         with self._lock:
             return self._index.label_values(name, self._ids_in_range(matchers, start_ms, end_ms))
+
+    def cardinality(self) -> CardinalityStats:
+        """Series per label value from the index (no series walk), chunks held (closed ones
+        plus open write buffers, as Prometheus's head chunks) and the time range of the data."""
+        with self._lock:
+            counts = self._index.label_counts()
+            has = self._last != _NO_TS
+            chunks = sum(len(cs) for cs in self._chunks) + int((self._count > 0).sum())
+            lo = int(self._first[has].min()) if has.any() else NO_MIN_TIME
+            hi = int(self._last[has].max()) if has.any() else NO_MAX_TIME
+            n = self.num_series
+        labels = {k: (object_array(v), c.astype(np.int64)) for k, (v, c) in counts.items()}
+        return CardinalityStats(n, chunks, lo, hi, labels)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

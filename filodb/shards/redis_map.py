@@ -104,18 +104,20 @@ class ShardMapStore:
     def create_dataset(
         self, name: str, shards: int, spread: int = 1, exist_ok: bool = True,
         spread_overrides: list | None = None, retention_s: float | None = None,
-        downsample: object = None, default_retention_s: float = 0.0, resolution_ms: int = 0,
+        limits: object = None, downsample: object = None, default_retention_s: float = 0.0,
+        resolution_ms: int = 0,
     ) -> Dataset:  # fmt: skip
         """Create a dataset and its Unassigned shards; returns its description.
 
         ``retention_s`` (None: the nodes' configured retention, ``default_retention_s``;
-        0: forever), ``spread_overrides`` (see :mod:`filodb.model.shardkey`) and ``downsample``
+        0: forever), ``spread_overrides`` (see :mod:`filodb.model.shardkey`), ``limits``
+        (:class:`~filodb.model.limits.DatasetLimits` or its JSON object) and ``downsample``
         levels (see :mod:`filodb.model.resolution`; each level's dataset ``<name>_ds_<min>`` is
-        created too, same shards) are fixed at creation. Creating an existing dataset again
-        with the same shard count returns it unchanged.
+        created too, same shards and limits) are fixed at creation. Creating an existing
+        dataset again with the same shard count returns it unchanged.
         """
         desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time(),
-                              downsample=downsample, resolution_ms=resolution_ms)  # fmt: skip
+                              limits, downsample=downsample, resolution_ms=resolution_ms)  # fmt: skip
         check_levels(desc.downsample, desc.retention(default_retention_s))
         for lv in desc.downsample:  # checked (names too) before anything is written
             Dataset.create(
@@ -125,7 +127,7 @@ class ShardMapStore:
         for lv in created.downsample:
             self.create_dataset(ds_dataset_name(name, lv.resolution_ms), shards, spread,
                                 spread_overrides=spread_overrides, retention_s=lv.retention_s,
-                                resolution_ms=lv.resolution_ms)  # fmt: skip
+                                limits=desc.limits, resolution_ms=lv.resolution_ms)  # fmt: skip
         return created
 
     def _create_one(self, desc: Dataset, exist_ok: bool) -> Dataset:

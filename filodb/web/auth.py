@@ -53,6 +53,7 @@ _PROM = ("query", "query_range", "series", "labels", "label_values")
 _STATUS = (
     "format_query", "parse_query", "query_exemplars", "rules", "alerts", "targets",
     "targets_metadata", "alertmanagers", "status_config", "status_flags", "status_runtimeinfo",
+    "status_tsdb",
 )  # fmt: skip
 
 RULES: dict[str, Rule] = {
@@ -79,6 +80,7 @@ RULES: dict[str, Rule] = {
     "ui.index": OPEN,
     "ui.cluster_page": OPEN,
     "ui.datasets_page": OPEN,
+    "ui.cardinality_page": OPEN,
     "ui.static_file": OPEN,
     "metrics.metrics": OPEN,
     # Prometheus's status, rules and tooling routes (web/prom_status.py, web/federate.py)

@@ -21,6 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
 )
@@ -104,6 +105,13 @@ class WebMetrics:
             "Write requests refused as a whole before their samples could be counted",
             ["door", "reason"], registry=r,
         )  # fmt: skip
+        self.queries_refused = Counter(
+            "filodb_queries_refused", "Queries refused by a limit of their dataset, by reason",
+            ["dataset", "reason"], registry=r,
+        )  # fmt: skip
+        self.queries_running = Gauge("filodb_queries_running",
+                                     "Queries of a dataset being answered by this web process",
+                                     ["dataset"], registry=r)  # fmt: skip
         r.register(ClusterCollector(app))
 
     # --- the ingestion doors' counts (an IngestCounter, see filodb.gateway.door) ---------

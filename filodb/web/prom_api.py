@@ -14,6 +14,7 @@ from flask import Blueprint, Response
 
 import filodb
 from filodb.errors import BadInputError, ParseError
+from filodb.model.limits import DatasetLimits
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
 from filodb.query.parser import parse
@@ -21,6 +22,7 @@ from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
 from filodb.web import downsampled
 from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
+from filodb.web.query_limits import dataset_limits, limit_concurrency
 from filodb.web.services import services
 
 bp = Blueprint("prom_api", __name__)
@@ -51,9 +53,10 @@ def _dataset(dataset: str | None) -> str:
     return dataset or services().cfg.dataset
 
 
-def _timeout_s() -> float:
+def _timeout_s(lim: DatasetLimits | None = None) -> float:
+    """The query's timeout: ``?timeout=`` up to the dataset's ``query_timeout``."""
     raw = arg("timeout")
-    cfg_timeout = services().cfg.query_timeout
+    cfg_timeout = (lim and lim.query_timeout) or services().cfg.query_timeout
     if raw:
         return min(parse_duration_ms(raw, "timeout") / 1000, cfg_timeout)
     return cfg_timeout
@@ -72,10 +75,12 @@ def _query_text() -> str:
 
 def _engine(dataset: str | None, lookback_ms: int = 0) -> tuple[DistributedEngine, ClusterSource]:
     cfg = services().cfg
-    timeout = _timeout_s()
+    lim = dataset_limits(_dataset(dataset))
+    timeout = _timeout_s(lim)
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = DistributedEngine(source, lookback_ms=lookback_ms or cfg.lookback_ms, max_samples=cfg.max_samples,
-                 timeout_s=timeout, max_series=cfg.max_series)  # fmt: skip
+    eng = DistributedEngine(source, lookback_ms=lookback_ms or cfg.lookback_ms,
+                 max_samples=int(lim.max_samples or 2**62), timeout_s=timeout,
+                 max_series=int(lim.max_series_per_query or 2**62))  # fmt: skip
     return eng, source
 
 
@@ -84,6 +89,7 @@ def _with_param(e: ParseError) -> BadInputError:
 
 
 @_routes("/query")
+@limit_concurrency(_timeout_s)
 def query(dataset: str | None = None) -> Response:
     q = _query_text()
     t = time_param("time", now_ms())
@@ -96,6 +102,7 @@ def query(dataset: str | None = None) -> Response:
 
 
 @_routes("/query_range")
+@limit_concurrency(_timeout_s)
 def query_range(dataset: str | None = None) -> Response:
     q = _query_text()
     start = time_param("start", None)
@@ -163,7 +170,8 @@ def series(dataset: str | None = None) -> Response:
     sets = match_params(required=True)
     limit = _limit()
     start, end = _range()
-    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    source = services().source(_dataset(dataset), _timeout_s(dataset_limits(_dataset(dataset))),
+                               _strict())  # fmt: skip
     found = set()
     for matchers in sets:
         found.update(source.series(matchers, start, end))
@@ -176,7 +184,8 @@ def labels(dataset: str | None = None) -> Response:
     limit = _limit()
     sets = match_params(required=False) or [[]]
     start, end = _range()
-    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    source = services().source(_dataset(dataset), _timeout_s(dataset_limits(_dataset(dataset))),
+                               _strict())  # fmt: skip
     names = set()
     for matchers in sets:
         names.update(source.label_names(matchers, start, end))
@@ -188,7 +197,8 @@ def label_values(name: str, dataset: str | None = None) -> Response:
     limit = _limit()
     sets = match_params(required=False) or [[]]
     start, end = _range()
-    source = services().source(_dataset(dataset), _timeout_s(), _strict())
+    source = services().source(_dataset(dataset), _timeout_s(dataset_limits(_dataset(dataset))),
+                               _strict())  # fmt: skip
     vals = set()
     for matchers in sets:
         vals.update(source.label_values(name, matchers, start, end))

@@ -9,6 +9,9 @@ shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v
   the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper),
   ``rules`` and ``alerts`` (rules come later), ``query_exemplars`` (exemplar storage comes
   later: ``[]``, or ``null`` for a query without a selector, as Prometheus);
+- ``status/tsdb``: the dataset's cardinality in Prometheus's shape (``headStats`` and the
+  top-``limit`` lists, default 10), from every shard's index through the ``tsdb_status`` leaf
+  op (:mod:`filodb.model.cardinality`); a shard that cannot answer is a ``warnings`` entry;
 - ``/-/healthy`` (the web process is up) and ``/-/ready`` (every shard of every dataset is
   Active, as ``/admin/health``), GET and HEAD.
 """
@@ -30,6 +33,7 @@ from flask import Blueprint, Response
 
 from filodb.config import Config
 from filodb.errors import BadInputError, ParseError
+from filodb.model.cardinality import DEFAULT_LIMIT
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS
 from filodb.query import ast
 from filodb.query.astjson import ast_json
@@ -144,6 +148,22 @@ def _number_or_400(name: str) -> int:
     if not re.fullmatch(r"[+-]?\d+", raw):
         raise BadInputError(f"{name} must be a number")
     return int(raw)
+
+
+@_routes("/status/tsdb")
+def status_tsdb(dataset: str | None = None) -> Response:
+    raw = arg("limit")
+    limit = DEFAULT_LIMIT
+    if raw:
+        if not re.fullmatch(r"\+?\d+", raw.strip()) or int(raw) < 1:
+            raise BadInputError("limit must be a positive number")
+        limit = int(raw)
+    svc = services()
+    source = svc.source(dataset or svc.cfg.dataset, svc.cfg.query_timeout, False)
+    body: dict[str, Any] = {"status": "success", "data": source.cardinality().to_prom(limit)}
+    if source.warnings:
+        body["warnings"] = source.warnings
+    return Response(orjson.dumps(body), mimetype="application/json")
 
 
 @_routes("/targets/metadata")

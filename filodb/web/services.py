@@ -3,7 +3,8 @@
 ``shard_map``: cluster state in Redis (datasets, shard map, ingest offsets, events);
 ``ingest_log``: the log backend the ingestion doors append to; ``metadata``: metric metadata;
 ``router``: series -> shard -> log, with a short cache of dataset descriptions; ``client``:
-the fan-out to the workers' shards (leaf requests on Redis lists, no Celery).
+the fan-out to the workers' shards (leaf requests on Redis lists, no Celery); ``limits``: the
+cluster-wide state of the limits per dataset (series counted, ingest tokens, refusals).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flask import Flask, current_app
 from filodb.config import Config
 from filodb.gateway.router import IngestRouter
 from filodb.ingest import Log, log_from_config
+from filodb.shards.limits import LimitsStore
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry
@@ -31,6 +33,7 @@ class Services:
     metadata: MetadataStore
     router: IngestRouter
     client: ShardClient
+    limits: LimitsStore
 
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
@@ -44,6 +47,7 @@ class Services:
             metadata=MetadataStore(cfg.redis_url),
             router=IngestRouter(shard_map, ingest_log),
             client=ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map)),
+            limits=LimitsStore(cfg.redis_url),
         )
 
     def init_app(self, app: Flask) -> None:
