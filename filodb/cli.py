@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from filodb.config import load_config
-from filodb.errors import BadInputError, FiloError
+from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
 from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
 from filodb.model.limits import DatasetLimits
@@ -172,6 +172,12 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
             load_files(cfg.rule_files)
         except BadInputError as e:
             _fail(str(e), 2)
+    try:
+        from filodb.model.resolution import check_levels, parse_levels
+
+        check_levels(parse_levels(cfg.downsample), cfg.retention)  # before anything starts
+    except BadInputError as e:
+        _fail(f"downsample: {e}", 2)
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
@@ -399,6 +405,8 @@ def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
         return
     for w in body.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    for i in body.get("infos", []):  # e.g. which resolution answered (downsampled datasets)
+        err_console.print(f"[dim]info: {escape(i)}[/dim]", highlight=False)
     _print_result(body["data"])
 
 
@@ -567,19 +575,30 @@ def dataset() -> None:
     help="a limit of the dataset, e.g. max_series=100000 (repeatable; keys: "
     + ", ".join(LIMIT_KEYS) + ")",
 )  # fmt: skip
+@click.option(
+    "--downsample",
+    default=None,
+    metavar="RES:RET,...",
+    help="downsampled copies, e.g. 1m:30d,5m:183d (datasets NAME_ds_1, NAME_ds_5)",
+)
 @_url_opt
 @_token_opt
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
-                   overrides: tuple[str, ...], limits: tuple[str, ...], url: str,
+                   overrides: tuple[str, ...], limits: tuple[str, ...], downsample: str | None, url: str,
                    token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
+    from filodb.model.resolution import parse_levels
+
     try:
         check_dataset_name(name)
+        levels = parse_levels(downsample)
     except BadInputError as e:
         _fail(str(e), 2)
     body: dict[str, Any] = {"shards": shards, "spread": spread}
     if retention:
         body["retention"] = retention
+    if levels:
+        body["downsample"] = [lv.to_json() for lv in levels]
     if overrides:
         body["spread_overrides"] = []
         for o in overrides:
@@ -604,6 +623,10 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
     extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
     if d.get("limits"):
         extra += ", limits " + ", ".join(f"{k}={v:g}" for k, v in d["limits"].items())
+    if d.get("downsample"):
+        extra += ", downsampled to " + ", ".join(
+            f"{lv['resolution']} ({name}_ds_{lv['resolution'][:-1]})" for lv in d["downsample"]
+        )
     console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}{extra}")
 
 
@@ -649,10 +672,48 @@ def shards_start(
 def dataset_list(url: str, token: str | None) -> None:
     """List datasets (those the token may read, when the server has an auth file)."""
     body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster", token)
-    t = Table("dataset", "shards", "spread")
+    t = Table("dataset", "shards", "spread", "resolution")
     for d in body["data"]:
-        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]))
+        res = f"{d['resolution_ms'] // 60_000}m" if d.get("resolution_ms") else "raw"
+        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]), res)
     console.print(t)
+
+
+@main.command()
+@_ds_opt
+@click.option(
+    "--from",
+    "from_",
+    default=None,
+    help="start (unix s, RFC 3339, -7d; default now - raw retention)",
+)
+@click.option("--to", default="now", show_default=True, help="end: windows ending after it wait")
+@click.option(
+    "--spark", default=None, metavar="MASTER", help="run on Spark: local[2], spark://host:7077"
+)
+@_OPTS["redis_url"]
+@_OPTS["config"]
+def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
+               config_path: str | None, **flags: Any) -> None:  # fmt: skip
+    """Downsample DATASET's raw chunks into its <dataset>_ds_<min> datasets (idempotent)."""
+    from filodb.model.timeparse import parse_time_ms
+    from filodb.node.downsampler import run_downsample
+    from filodb.shards.redis_map import ShardMapStore
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    try:
+        shard_map = ShardMapStore(cfg.redis_url)
+        end = parse_time_ms(_time_arg(to) or "", "to")
+        ret = shard_map.dataset(dataset).retention(cfg.retention) or 0
+        start = parse_time_ms(_time_arg(from_) or "", "from") if from_ else end - int(ret * 1000)
+        out = run_downsample(cfg, shard_map, dataset, start, end, spark)
+    except (BadInputError, NotFoundError) as e:
+        _fail(str(e), 2)
+    except FiloError as e:
+        _fail(str(e), 1)
+    console.print_json(orjson.dumps(out).decode())
 
 
 # --- data tools (filodb/tools) ---------------------------------------------------------------

@@ -152,7 +152,9 @@ class Supervisor:
             )
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
-        ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+        ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
+                                          downsample=self.cfg.downsample,
+                                          default_retention_s=self.cfg.retention)  # fmt: skip
         for i in range(1, max(1, self.cfg.workers) + 1):
             self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
         self._spawn("web", ["web"])

@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "shards": {"errors", "model"},
     "query": {"errors", "model"},
     "prom": {"errors", "model", "encoding"},
+    "downsample": {"errors", "model", "encoding", "store"},
     "tasks": {"errors", "model", "query", "shards", "config"},
     "node": {
         "errors",
@@ -41,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
         "tasks",
         "config",
         "exposition",
+        "downsample",
     },  # fmt: skip
     "gateway": {
         "errors",

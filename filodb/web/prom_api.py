@@ -17,8 +17,10 @@ from filodb.errors import BadInputError, ParseError
 from filodb.model.limits import DatasetLimits
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
+from filodb.query.parser import parse
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
+from filodb.web import downsampled
 from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
 from filodb.web.query_limits import dataset_limits, limit_concurrency
 from filodb.web.services import services
@@ -37,11 +39,13 @@ def _success(data: Any, warnings: list[str] | None = None) -> Response:
     return Response(orjson.dumps(body), mimetype="application/json")
 
 
-def _success_result(res: Result, warnings: list[str]) -> Response:
+def _success_result(res: Result, warnings: list[str], infos: list[str] | None = None) -> Response:
     """A query answer; its data is written by :meth:`Result.to_prom_json_bytes`."""
     body = b'{"status":"success","data":' + res.to_prom_json_bytes()
     if warnings:
         body += b',"warnings":' + orjson.dumps(warnings)
+    if infos:
+        body += b',"infos":' + orjson.dumps(infos)
     return Response(body + b"}", mimetype="application/json")
 
 
@@ -69,13 +73,14 @@ def _query_text() -> str:
     return q
 
 
-def _engine(dataset: str | None) -> tuple[DistributedEngine, ClusterSource]:
+def _engine(dataset: str | None, lookback_ms: int = 0) -> tuple[DistributedEngine, ClusterSource]:
     cfg = services().cfg
     lim = dataset_limits(_dataset(dataset))
     timeout = _timeout_s(lim)
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = DistributedEngine(source, lookback_ms=cfg.lookback_ms, max_samples=int(lim.max_samples or 2**62),
-                 timeout_s=timeout, max_series=int(lim.max_series_per_query or 2**62))  # fmt: skip
+    eng = DistributedEngine(source, lookback_ms=lookback_ms or cfg.lookback_ms,
+                 max_samples=int(lim.max_samples or 2**62), timeout_s=timeout,
+                 max_series=int(lim.max_series_per_query or 2**62))  # fmt: skip
     return eng, source
 
 
@@ -117,9 +122,18 @@ def query_range(dataset: str | None = None) -> Response:
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
-    eng, source = _engine(dataset)
     try:
-        res = eng.range(q, start, end, step)
+        expr = parse(q)
+        long_range = downsampled.query_range(
+            _dataset(dataset), expr, start, end, step, now_ms(), _engine
+        )
+        if long_range is not None:  # the dataset has downsample levels
+            res, source_warnings, tiers = long_range
+            resp = _success_result(res, [*source_warnings, *res.warnings], res.infos)
+            resp.headers["X-Filodb-Resolution"] = tiers
+            return resp
+        eng, source = _engine(dataset)
+        res = eng.range(expr, start, end, step)
     except ParseError as e:
         raise _with_param(e) from e
     return _success_result(res, [*source.warnings, *res.warnings])
