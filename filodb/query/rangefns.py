@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from filodb.query.linreg import linear_regression
 from filodb.query.values import Windows
 
 RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -283,35 +284,14 @@ def idelta(w: Windows):  # type: ignore[no-untyped-def]
     return _instant(w, False)
 
 
-def _regression(w: Windows, at_ms: np.ndarray):  # type: ignore[no-untyped-def]
-    """Least-squares slope and intercept at ``at_ms`` ([n, S]) per window (x in seconds)."""
-    vals, ts = w.block.vals, w.block.ts
-    ref = int(w.times[len(w.times) // 2]) if len(w.times) else 0
-    x = (ts - ref) / 1000.0
-    n = w.count.astype(np.float64)
-    sx = _robust_sum(x, w)
-    sy = _robust_sum(vals, w)
-    sxy = _robust_sum(x * vals, w)
-    sxx = _robust_sum(x * x, w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sxy - sx * sy / n
-        var = sxx - sx * sx / n
-        slope = cov / var
-        xa = (at_ms - ref) / 1000.0
-        intercept = sy / n - slope * (sx / n - xa)
-    return slope, intercept, w.count >= 2
-
-
 def deriv(w: Windows):  # type: ignore[no-untyped-def]
-    slope, _, ok = _regression(w, np.broadcast_to(w.times[None, :], w.lo.shape))
-    return slope, ok
+    slope, _ = linear_regression(w.block.ts, w.block.vals, w.lo, w.hi, None)
+    return slope, w.count >= 2
 
 
 def predict_linear(w: Windows, seconds: np.ndarray):  # type: ignore[no-untyped-def]
-    assert w.eval_times is not None  # __post_init__ sets it
-    at = np.broadcast_to(w.eval_times[None, :], w.lo.shape)
-    slope, intercept, ok = _regression(w, at)
-    return intercept + slope * seconds[None, :], ok
+    slope, intercept = linear_regression(w.block.ts, w.block.vals, w.lo, w.hi, w.eval_times)
+    return slope * seconds[None, :] + intercept, w.count >= 2
 
 
 def _per_window(w: Windows, fn: Callable[[np.ndarray], float]) -> np.ndarray:
