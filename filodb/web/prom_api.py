@@ -1,7 +1,8 @@
 """Prometheus HTTP API (query side), at ``/api/v1/...`` (default dataset) and
 ``/promql/<dataset>/api/v1/...``. Same parameters, JSON shapes, errors and status codes as
 Prometheus; answers missing a shard carry a ``warnings`` entry (``partial_response=false``
-turns that into a 503 instead).
+turns that into a 503 instead). Range queries go through the results cache
+(:mod:`filodb.web.results_cache`) unless ``cache=false``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import filodb
 from filodb.errors import BadInputError, ParseError
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
+from filodb.query.parser import parse
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
 from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
@@ -56,7 +58,7 @@ def _timeout_s() -> float:
 
 
 def _strict() -> bool:
-    return (arg("partial_response") or "true").lower() in ("false", "0", "no")
+    return not _flag("partial_response", True)
 
 
 def _query_text() -> str:
@@ -111,12 +113,32 @@ def query_range(dataset: str | None = None) -> Response:
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
-    eng, source = _engine(dataset)
     try:
-        res = eng.range(q, start, end, step)
+        expr = parse(q)
     except ParseError as e:
         raise _with_param(e) from e
-    return _success_result(res, [*source.warnings, *res.warnings])
+    svc = services()
+    svc.router.dataset(_dataset(dataset))  # an unknown dataset is an error, cached or not
+
+    def compute(lo: int, hi: int) -> tuple[Result, bool]:
+        eng, source = _engine(dataset)
+        res = eng.range(expr, lo, hi, step)
+        res.warnings = [*source.warnings, *res.warnings]
+        return res, not res.warnings
+
+    if not _flag("cache", True):
+        res = compute(start, end)[0]
+    else:
+        res = svc.results_cache.range(_dataset(dataset), expr, start, end, step,
+                                      svc.cfg.lookback_ms, compute)  # fmt: skip
+    return _success_result(res, res.warnings)
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = arg(name)
+    if not raw:
+        return default
+    return raw.lower() not in ("false", "0", "no")
 
 
 def _range() -> tuple[int, int]:
