@@ -111,6 +111,7 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
         spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
     )  # fmt: skip
     services().ingest_log.ensure_dataset(dataset, desc.shards)  # Kafka: one partition per shard
+    services().results_cache.invalidate(dataset)  # answers of an earlier dataset of that name
     return _ok({"dataset": dataset, **desc.to_json()}), 200
 
 

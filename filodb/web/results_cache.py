@@ -104,6 +104,10 @@ class ResultsCache:
         self._lock = threading.Lock()
         self._put = client.register_script(_PUT)
 
+    def invalidate(self, dataset: str) -> int:
+        """:func:`invalidate` on this cache's Redis (``services().results_cache.invalidate(ds)``)."""
+        return invalidate(self.client, dataset)
+
     def _count(self, hits: int = 0, misses: int = 0, uncacheable: int = 0) -> None:
         with self._lock:
             self.stats.hits += hits
