@@ -9,7 +9,9 @@ queries over moving windows with the same step and phase share their extents. An
 least ``margin`` older than now (``margin`` = max(``query_cache_freshness``, ``ooo_window``):
 samples may still arrive for anything newer) and any ``@ t`` is too; only finished extents are
 stored. A finished extent missing from the cache is computed whole (also its steps before
-``start``), so the next refresh finds it; the unfinished tail is computed for the asked steps.
+``start``), so the next refresh finds it (when those extra steps fail, e.g. a NaN ``topk``
+parameter there, the asked steps alone are computed and not stored); the unfinished tail is
+computed for the asked steps.
 Contiguous pieces to compute go to the engine as one range query each.
 
 Key: ``filodb:{qc}:x:<dataset>:<generation>:<blake2b(canonical text, step, phase, lookback,
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from filodb.errors import BadInputError
+from filodb.errors import BadInputError, ExecutionError
 from filodb.model.labels import Labels
 from filodb.query import ast
 from filodb.query.printer import to_string
@@ -141,7 +143,7 @@ class ResultsCache:
             if lo_e >= done_before:  # unfinished: only the steps asked for
                 lo = max(lo, start)
             hi = end if hi_e >= done_before else (hi_e + 1) * width + phase - step
-            res, storable = compute(lo, hi)
+            res, storable = self._compute(compute, lo, hi, start, end)
             warnings += res.warnings
             infos += res.infos
             for e in range(lo_e, hi_e + 1):
@@ -152,6 +154,17 @@ class ResultsCache:
         out = _merge([pieces[e] for e in range(first_e, last_e + 1)], start, end)
         out.warnings, out.infos = list(dict.fromkeys(warnings)), list(dict.fromkeys(infos))
         return out
+
+    @staticmethod
+    def _compute(compute: Compute, lo: int, hi: int, start: int, end: int) -> tuple[Result, bool]:
+        """``compute(lo, hi)``; when steps outside ``[start, end]`` fail (``topk(scalar(x), ..)``
+        with ``x`` absent there: a NaN parameter is an error), the asked steps alone, unstored."""
+        try:
+            return compute(lo, hi)
+        except ExecutionError:
+            if start <= lo and hi <= end:
+                raise
+            return compute(max(lo, start), min(hi, end))[0], False
 
     def _finished_before(self, r: Reach, width: int, phase: int) -> int:
         """The first extent index that is not finished."""

@@ -147,6 +147,17 @@ def test_steps_reading_ahead_are_cached_only_once_final(rclient, q: str) -> None
         )
 
 
+def test_steps_outside_the_range_do_not_fail_the_query(rclient) -> None:  # type: ignore[no-untyped-def]
+    """topk with a NaN parameter fails a query; the extra steps of a whole extent, before the
+    asked start, must not (the parameter exists from 3851.234 s on; the extent of the first
+    step, 3900 s, starts at 3840 s)."""
+    clock = [SPAN]
+    cache = _cache(rclient, clock)
+    q, a, b, step = "topk(scalar(count(g offset 3850s)), g)", 3900 * S, 4 * 3600 * S, 60 * S
+    for _ in range(2):
+        _same(_run(cache, q, a, b, step, Counted()), Engine(SRC).range(q, a, b, step))
+
+
 def test_a_refresh_computes_only_the_new_steps(rclient) -> None:  # type: ignore[no-untyped-def]
     clock = [SPAN]
     cache = _cache(rclient, clock, margin=5 * M)
