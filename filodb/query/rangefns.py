@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from filodb.query.extrapolated import extrapolated_kernel
 from filodb.query.linreg import linear_regression
 from filodb.query.values import Windows
 
@@ -212,14 +213,12 @@ def resets(w: Windows):  # type: ignore[no-untyped-def]
 
 
 def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[no-untyped-def]
+    """Prometheus's extrapolatedRate per window (:mod:`filodb.query.extrapolated`)."""
     vals, ts = w.block.vals, w.block.ts
-    c = w.count
-    ok = c >= 2
-    first = np.where(ok, w.lo, 0)
-    last = np.where(ok, w.hi - 1, 0)
+    ok = w.count >= 2
     if len(vals) == 0:
-        return np.zeros(c.shape), ok
-    result = vals[last] - vals[first]
+        return np.zeros(w.lo.shape), ok
+    p = np.zeros(1)
     if is_counter:
         corr = np.zeros(len(vals))
         if len(vals) > 1:
@@ -227,25 +226,10 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
             corr[1:] = np.where(drop, vals[:-1], 0.0)
             corr[w.block.offsets[:-1][np.diff(w.block.offsets) > 0]] = 0
         p = _prefix(corr)
-        result = result + (p[w.hi] - p[np.minimum(w.lo + 1, w.hi)])
-    range_start = (w.times - w.range_ms)[None, :]
-    range_end = w.times[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        to_start = (ts[first] - range_start) / 1000.0
-        to_end = (range_end - ts[last]) / 1000.0
-        sampled = (ts[last] - ts[first]) / 1000.0
-        avg_gap = sampled / np.maximum(c - 1, 1)
-        thresh = avg_gap * 1.1
-        to_start = np.where(to_start >= thresh, avg_gap / 2, to_start)
-        to_end = np.where(to_end >= thresh, avg_gap / 2, to_end)
-        if is_counter:  # never extrapolate below zero (applied after the threshold)
-            v0 = vals[first]
-            to_zero = np.where((result > 0) & (v0 >= 0), sampled * (v0 / result), np.inf)
-            to_start = np.minimum(to_start, to_zero)
-        factor = (sampled + to_start + to_end) / sampled
-        if is_rate:
-            factor = factor / (w.range_ms / 1000.0)
-        out = result * factor
+    out = extrapolated_kernel(np.ascontiguousarray(vals, np.float64), np.ascontiguousarray(ts, np.int64),
+                              np.ascontiguousarray(w.lo, np.int64), np.ascontiguousarray(w.hi, np.int64),
+                              np.ascontiguousarray(w.times, np.int64), int(w.range_ms), p, is_counter,
+                              is_rate)  # fmt: skip
     return out, ok
 
 
