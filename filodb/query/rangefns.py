@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numba as nb
 import numpy as np
 
 from filodb.query.extrapolated import extrapolated_kernel
@@ -70,18 +71,35 @@ def _series_prefix(x: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.n
     Series ``i`` owns slots ``offsets[i] + i .. offsets[i+1] + i`` (one extra leading zero per
     series), so window ``[lo, hi)`` of series ``i`` sums to ``P[hi + i] - P[lo + i]``. Keeping
     the prefix local to a series keeps its rounding error proportional to that series' own
-    values, not to everything concatenated before it. One numpy call per series.
+    values, not to everything concatenated before it. One numba pass (sequential sums, as
+    ``np.cumsum`` adds).
     """
     n = len(offsets) - 1
     P = np.zeros(len(x) + n, np.float64)
     M = np.zeros(len(x) + n, np.float64)
-    with np.errstate(all="ignore"):
-        for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
-            if b > a:
-                seg = P[a + i + 1 : b + i + 1]
-                np.cumsum(x[a:b], out=seg)
-                np.maximum.accumulate(np.abs(seg), out=M[a + i + 1 : b + i + 1])
+    _series_prefix_kernel(
+        np.ascontiguousarray(x, np.float64), np.ascontiguousarray(offsets, np.int64), P, M
+    )
     return P, M
+
+
+@nb.njit(cache=True, nogil=True)
+def _series_prefix_kernel(x, offsets, P, M):  # type: ignore[no-untyped-def]
+    for i in range(len(offsets) - 1):
+        a, b = offsets[i], offsets[i + 1]
+        if b <= a:
+            continue
+        acc = x[a]
+        m = abs(acc)
+        P[a + i + 1] = acc
+        M[a + i + 1] = m
+        for j in range(a + 1, b):
+            acc = acc + x[j]
+            v = abs(acc)
+            if m == m and (v != v or v > m):  # np.maximum.accumulate: NaN sticks
+                m = v
+            P[j + i + 1] = acc
+            M[j + i + 1] = m
 
 
 def _robust_sum(vals: np.ndarray, w: Windows) -> np.ndarray:
