@@ -34,10 +34,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgpack
 import numpy as np
 import redis
 
 from filodb.errors import BadInputError, ExecutionError
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import Labels
 from filodb.query import ast
 from filodb.query.printer import to_string
@@ -146,9 +148,9 @@ class ResultsCache:
             res, storable = self._compute(compute, lo, hi, start, end)
             warnings += res.warnings
             infos += res.infos
+            parts = _by_extent(res, width, phase)
             for e in range(lo_e, hi_e + 1):
-                part = _slice(res, e * width + phase, (e + 1) * width + phase)
-                pieces[e] = part
+                part = pieces[e] = parts.get(e, _EMPTY)
                 if storable and e in keys:
                     self._store(keys[e], part)
         out = _merge([pieces[e] for e in range(first_e, last_e + 1)], start, end)
@@ -174,7 +176,7 @@ class ResultsCache:
         # extent e is finished when (e+1)*width + phase - step + ahead <= horizon; step < width
         return (horizon - r.ahead_ms - phase) // width
 
-    def _lookup(self, keys: dict[int, str]) -> dict[int, Result]:
+    def _lookup(self, keys: dict[int, str]) -> dict[int, Columns]:
         if not keys:
             return {}
         es = list(keys)
@@ -192,7 +194,7 @@ class ResultsCache:
                     continue  # a damaged entry is a miss (it is overwritten)
         return out
 
-    def _store(self, key: str, part: Result) -> None:
+    def _store(self, key: str, part: Columns) -> None:
         self._put(keys=[_LRU, _SIZES, _TOTAL, key], args=[_encode(part), time.time(), self.budget])
 
 
@@ -207,52 +209,95 @@ def _runs(todo: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _slice(res: Result, lo: int, hi: int) -> Result:
-    """The points of ``res`` with ``lo <= t < hi`` (series without any dropped)."""
-    out = []
-    for lb, ts, vs in res.series:
-        a, b = np.searchsorted(ts, [lo, hi])
-        if b > a:
-            out.append((lb, ts[a:b], vs[a:b]))
-    return Result("matrix", out)
+@dataclass
+class Columns:
+    """Series of a piece as columns: ``labels[i]`` has ``lens[i]`` points, all points
+    concatenated in ``ts``/``vals`` (series by series, each in time order)."""
+
+    labels: list[Labels]
+    lens: np.ndarray
+    ts: np.ndarray
+    vals: np.ndarray
 
 
-def _merge(parts: list[Result], start: int, end: int) -> Result:
-    """Concatenate the pieces per series (in time order), keep ``[start, end]``, sort by labels
-    as the engine does."""
-    by: dict[Labels, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for p in parts:
-        for lb, ts, vs in p.series:
-            by.setdefault(lb, []).append((ts, vs))
-    series = []
-    for lb in sorted(by):
-        segs = by[lb]
-        ts = np.concatenate([s[0] for s in segs]) if len(segs) > 1 else segs[0][0]
-        vs = np.concatenate([s[1] for s in segs]) if len(segs) > 1 else segs[0][1]
-        a, b = np.searchsorted(ts, [start, end + 1])
-        if b > a:
-            series.append((lb, ts[a:b], vs[a:b]))
-    return Result("matrix", series)
+_EMPTY = Columns([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
-def _encode(part: Result) -> bytes:
-    lens = np.array([len(ts) for _, ts, _ in part.series], np.int64)
-    ts = np.concatenate([s[1] for s in part.series]) if part.series else np.zeros(0, np.int64)
-    vs = np.concatenate([s[2] for s in part.series]) if part.series else np.zeros(0)
-    return pack({"v": 1, "labels": flat_labels([s[0] for s in part.series])},
-                [lens, ts.astype(np.int64), vs.astype(np.float64)])  # fmt: skip
+def _by_extent(res: Result, width: int, phase: int) -> dict[int, Columns]:
+    """A computed range answer cut into extents, with numpy over all points at once."""
+    if not res.series:
+        return {}
+    lens = np.array([len(ts) for _, ts, _ in res.series], np.int64)
+    ts = np.concatenate([s[1] for s in res.series]).astype(np.int64, copy=False)
+    vals = np.concatenate([s[2] for s in res.series]).astype(np.float64, copy=False)
+    row = np.repeat(np.arange(len(lens)), lens)
+    ext = (ts - phase) // width
+    order = np.argsort(ext, kind="stable")  # by extent, then series, then time (as given)
+    ext, row, ts, vals = ext[order], row[order], ts[order], vals[order]
+    cuts = np.flatnonzero(np.diff(ext)) + 1
+    out = {}
+    for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(ext)].tolist(), strict=True):
+        rows, counts = np.unique(row[a:b], return_counts=True)
+        out[int(ext[a])] = Columns(
+            [res.series[r][0] for r in rows.tolist()], counts, ts[a:b], vals[a:b]
+        )
+    return out
 
 
-def _decode(data: bytes) -> Result:
+def _merge(parts: list[Columns], start: int, end: int) -> Result:
+    """The pieces joined per series (pieces are in time order), cut to ``[start, end]`` and
+    sorted by labels as the engine sorts them; Python steps per series only."""
+    parts = [p for p in parts if p.labels]
+    if not parts:
+        return Result("matrix", [])
+    lists = {id(p.labels): p.labels for p in parts}  # usually one: see _LABEL_LISTS
+    names = (
+        sorted({lb for lbs in lists.values() for lb in lbs})
+        if len(lists) > 1
+        else sorted(parts[0].labels)
+    )
+    index = {lb: i for i, lb in enumerate(names)}
+    rows = {k: np.array([index[lb] for lb in lbs], np.int64) for k, lbs in lists.items()}
+    row = np.concatenate([np.repeat(rows[id(p.labels)], p.lens) for p in parts])
+    ts = np.concatenate([p.ts for p in parts])
+    vals = np.concatenate([p.vals for p in parts])
+    keep = (ts >= start) & (ts <= end)
+    row, ts, vals = row[keep], ts[keep], vals[keep]
+    order = np.argsort(row, kind="stable")
+    row, ts, vals = row[order], ts[order], vals[order]
+    counts = np.bincount(row, minlength=len(names))
+    bounds = np.r_[0, np.cumsum(counts)].tolist()
+    return Result("matrix", [(names[i], ts[bounds[i] : bounds[i + 1]], vals[bounds[i] : bounds[i + 1]])
+                             for i in np.flatnonzero(counts).tolist()])  # fmt: skip
+
+
+def _encode(part: Columns) -> bytes:
+    blob = msgpack.packb(flat_labels(part.labels))
+    return pack({"v": 2, "labels": blob},
+                [part.lens.astype(np.int64), part.ts.astype(np.int64), part.vals.astype(np.float64)])  # fmt: skip
+
+
+# The label lists of recent entries by their packed bytes: the extents of one query mostly
+# hold the same series, so a refresh decodes them once and _merge sees one list object.
+_LABEL_LISTS: BoundedCache[bytes, list[Labels]] = BoundedCache(256)
+
+
+def _decode(data: bytes) -> Columns:
     header, arrays = unpack(data)
     try:
         lens, ts, vs = arrays
-        labels = unflat_labels(header["labels"])
-        if header.get("v") != 1 or len(labels) != len(lens) or int(lens.sum()) != len(ts):
+        blob = header["labels"]
+        labels = _LABEL_LISTS.get(blob)
+        if labels is None:
+            labels = unflat_labels(msgpack.unpackb(blob, raw=False))
+            _LABEL_LISTS.put(blob, labels)
+        if (
+            header.get("v") != 2
+            or len(labels) != len(lens)
+            or int(lens.sum()) != len(ts)
+            or len(ts) != len(vs)
+        ):
             raise BadInputError("malformed cache entry")
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
         raise BadInputError(f"malformed cache entry: {e}") from e
-    if not len(lens):
-        return Result("matrix", [])
-    cut = np.cumsum(lens)[:-1]
-    return Result("matrix", list(zip(labels, np.split(ts, cut), np.split(vs, cut), strict=True)))
+    return Columns(labels, lens, ts, vs)
