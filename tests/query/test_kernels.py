@@ -63,3 +63,37 @@ def test_window_cursors_equal_searchsorted(series, times, rng) -> None:  # type:
         a, b = block.offsets[i], block.offsets[i + 1]
         assert np.array_equal(hi[i], a + np.searchsorted(block.ts[a:b], t, "right"))
         assert np.array_equal(lo[i], a + np.searchsorted(block.ts[a:b], t - rng, "right"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), op=st.sampled_from(["/", ">", "==", "-", "%", "^", "<="]),
+       card=st.sampled_from(["many-to-one", "one-to-many", "one-to-one", "none"]), bool_=st.booleans())  # fmt: skip
+def test_vector_matching_equals_the_row_loop(seed, op, card, bool_) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query import binops
+    from filodb.query.ast import VectorMatching
+
+    rng = np.random.default_rng(seed)
+    S, n, m = int(rng.integers(1, 5)), int(rng.integers(1, 10)), int(rng.integers(1, 4))
+    many = StepVector([(("__name__", "r"), ("instance", f"i{k % 3}"), ("n", str(k))) for k in range(n)],
+                      rng.integers(0, 5, (n, S)).astype(float), rng.random((n, S)) < 0.8)  # fmt: skip
+    one = StepVector([(("__name__", "c"), ("instance", f"i{b}"), ("x", str(b % 2))) for b in range(m)],
+                     rng.integers(0, 5, (m, S)).astype(float), rng.random((m, S)) < 0.8)  # fmt: skip
+    vm = None if card == "none" else VectorMatching(card=card, labels=("instance",), on=True)  # type: ignore[arg-type]
+    args = (one, many) if card == "one-to-many" else (many, one)
+    rb = bool_ and op in (">", "==", "<=")
+
+    def run():  # type: ignore[no-untyped-def]
+        try:
+            return binops.vector_vector(op, *args, vm, rb)
+        except Exception as e:  # noqa: BLE001 - the same error either way
+            return str(e)
+
+    got = run()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(binops, "_match_all", lambda *a: None)  # the row-by-row loop
+        want = run()
+    if isinstance(want, str):
+        assert got == want
+    else:
+        assert got.labels == want.labels and np.array_equal(got.present, want.present)
+        assert np.array_equal(got.values, want.values, equal_nan=True)
