@@ -21,7 +21,8 @@ not matter. The per-dataset generation (``filodb:{qc}:gen:<dataset>``) is bumped
 
 Bounded size: every entry is in a sorted set by last use and a hash of sizes; a Lua script
 stores an entry, adds its size to the total and evicts the least recently used until the total
-fits ``query_cache_mb``. A hit refreshes the entry's last use. Values are
+fits ``query_cache_mb``; an entry larger than an eighth of that is not stored. A hit refreshes
+the entry's last use. Redis unreachable: the query is answered without the cache. Values are
 :func:`filodb.tasks.wire.pack` messages (msgpack header, raw arrays: never pickle). A piece
 answered with warnings (a missing shard) is never stored.
 """
@@ -29,6 +30,7 @@ answered with warnings (a missing shard) is never stored.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +49,7 @@ from filodb.query.result import Result
 from filodb.query.stepwise import Reach, reach
 from filodb.tasks.wire import flat_labels, pack, unflat_labels, unpack
 
+log = logging.getLogger(__name__)
 EXTENT_STEPS = 16
 PREFIX = "filodb:{qc}:"
 _LRU, _SIZES, _TOTAL = PREFIX + "lru", PREFIX + "sizes", PREFIX + "total"
@@ -129,7 +132,12 @@ class ResultsCache:
         first_e, last_e = (start - phase) // width, (end - phase) // width
         done_before = self._finished_before(r, width, phase)
         finished = [e for e in range(first_e, last_e + 1) if e < done_before]
-        gen = self.client.get(generation_key(dataset))
+        try:
+            gen = self.client.get(generation_key(dataset))
+        except redis.RedisError:  # the cache is an optimisation: answer without it
+            log.warning("results cache: Redis unreachable", exc_info=True)
+            self._count(uncacheable=1)
+            return compute(start, end)[0]
         base = hashlib.blake2b(
             f"{to_string(expr)}\x00{step}\x00{phase}\x00{lookback_ms}".encode(), digest_size=16
         ).hexdigest()
@@ -184,7 +192,11 @@ class ResultsCache:
         pipe.mget([keys[e] for e in es])
         now = time.time()
         pipe.zadd(_LRU, {keys[e]: now for e in es}, xx=True)
-        raw = pipe.execute()[0]
+        try:
+            raw = pipe.execute()[0]
+        except redis.RedisError:
+            log.warning("results cache: Redis unreachable", exc_info=True)
+            return {}
         out = {}
         for e, data in zip(es, raw, strict=True):
             if data is not None:
@@ -195,7 +207,13 @@ class ResultsCache:
         return out
 
     def _store(self, key: str, part: Columns) -> None:
-        self._put(keys=[_LRU, _SIZES, _TOTAL, key], args=[_encode(part), time.time(), self.budget])
+        value = _encode(part)
+        if len(value) > self.budget // 8:  # one huge answer would flush everything else
+            return
+        try:
+            self._put(keys=[_LRU, _SIZES, _TOTAL, key], args=[value, time.time(), self.budget])
+        except redis.RedisError:
+            log.warning("results cache: entry not stored", exc_info=True)
 
 
 def _runs(todo: list[int]) -> list[tuple[int, int]]:

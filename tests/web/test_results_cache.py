@@ -236,3 +236,13 @@ def test_size_stays_within_the_budget(rclient) -> None:  # type: ignore[no-untyp
     c = Counted()
     _run(cache, "g + 39", 0, 5 * 3600 * S, 15 * S, c)
     assert c.steps <= 5 * M // (15 * S) + EXTENT_STEPS + 1
+
+
+def test_redis_unreachable_answers_without_the_cache() -> None:
+    from filodb.redisproc import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    cache = ResultsCache(dead, 64 << 20, 5 * M, clock=lambda: SPAN)
+    q, a, b, step = "rate(m_total[5m])", 3600 * S, 4 * 3600 * S, 60 * S
+    _same(_run(cache, q, a, b, step, Counted()), Engine(SRC).range(q, a, b, step))
+    assert cache.stats.uncacheable == 1
