@@ -119,6 +119,7 @@ def query_range(dataset: str | None = None) -> Response:
         raise _with_param(e) from e
     svc = services()
     svc.router.dataset(_dataset(dataset))  # an unknown dataset is an error, cached or not
+    _timeout_s()  # and so is a bad timeout=
 
     def compute(lo: int, hi: int) -> tuple[Result, bool]:
         eng, source = _engine(dataset)
