@@ -85,6 +85,8 @@ class Config:
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
+    query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
+    query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
     rule_files: list[str] = field(default_factory=list)  # globs of Prometheus rule files
     alertmanager_urls: list[str] = field(default_factory=list)  # Alertmanager base URLs

@@ -117,6 +117,7 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
     )  # fmt: skip
     for name in (dataset, *(ds_dataset_name(dataset, lv.resolution_ms) for lv in desc.downsample)):
         services().ingest_log.ensure_dataset(name, desc.shards)  # Kafka: one partition per shard
+    services().results_cache.invalidate(dataset)  # answers of an earlier dataset of that name
     return _ok({"dataset": dataset, **desc.to_json()}), 200
 
 

@@ -1,7 +1,8 @@
 """Prometheus HTTP API (query side), at ``/api/v1/...`` (default dataset) and
 ``/promql/<dataset>/api/v1/...``. Same parameters, JSON shapes, errors and status codes as
 Prometheus; answers missing a shard carry a ``warnings`` entry (``partial_response=false``
-turns that into a 503 instead).
+turns that into a 503 instead). Range queries go through the results cache
+(:mod:`filodb.web.results_cache`) unless ``cache=false``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _timeout_s(lim: DatasetLimits | None = None) -> float:
 
 
 def _strict() -> bool:
-    return (arg("partial_response") or "true").lower() in ("false", "0", "no")
+    return not _flag("partial_response", True)
 
 
 def _query_text() -> str:
@@ -127,16 +128,36 @@ def query_range(dataset: str | None = None) -> Response:
         long_range = downsampled.query_range(
             _dataset(dataset), expr, start, end, step, now_ms(), _engine
         )
-        if long_range is not None:  # the dataset has downsample levels
-            res, source_warnings, tiers = long_range
-            resp = _success_result(res, [*source_warnings, *res.warnings], res.infos)
-            resp.headers["X-Filodb-Resolution"] = tiers
-            return resp
-        eng, source = _engine(dataset)
-        res = eng.range(expr, start, end, step)
     except ParseError as e:
         raise _with_param(e) from e
-    return _success_result(res, [*source.warnings, *res.warnings])
+    if long_range is not None:  # the dataset has downsample levels (not cached yet)
+        res, source_warnings, tiers = long_range
+        resp = _success_result(res, [*source_warnings, *res.warnings], res.infos)
+        resp.headers["X-Filodb-Resolution"] = tiers
+        return resp
+    svc = services()
+    svc.router.dataset(_dataset(dataset))  # an unknown dataset is an error, cached or not
+    _timeout_s()  # and so is a bad timeout=
+
+    def compute(lo: int, hi: int) -> tuple[Result, bool]:
+        eng, source = _engine(dataset)
+        res = eng.range(expr, lo, hi, step)
+        res.warnings = [*source.warnings, *res.warnings]
+        return res, not res.warnings
+
+    if not _flag("cache", True):
+        res = compute(start, end)[0]
+    else:
+        res = svc.results_cache.range(_dataset(dataset), expr, start, end, step,
+                                      svc.cfg.lookback_ms, compute)  # fmt: skip
+    return _success_result(res, res.warnings)
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = arg(name)
+    if not raw:
+        return default
+    return raw.lower() not in ("false", "0", "no")
 
 
 def _range() -> tuple[int, int]:
