@@ -1,12 +1,15 @@
 """The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
-A small pool of threads ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each
-request names the shards of the query this node owns. The server evaluates a range ``eval`` or
-``select`` of several shards once per shard, in parallel on a pool as large as the popping
-threads (numpy releases the GIL: with 10 k series a single-threaded union evaluation made
-``sum by (job) (rate(...))`` 2.7x slower), and other ops once over the union of the shards it
-serves as Active (:class:`~filodb.model.source.UnionSource`: their series are disjoint, so
-the answer over the union is the merge of the per-shard ones); it pushes the answers in one
+One thread ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each request names
+the shards of the query this node owns. The request is cut into pieces (:func:`pieces`): a
+range ``eval`` or a ``select`` of several shards once per shard (numpy releases the GIL: with
+10 k series a single-threaded union evaluation made ``sum by (job) (rate(...))`` 2.7x slower),
+other ops once over the union of the shards it serves as Active
+(:class:`~filodb.model.source.UnionSource`: their series are disjoint, so the answer over the
+union is the merge of the per-shard ones). The pieces wait in a
+:class:`~filodb.tasks.scheduler.FairQueue` (cheapest estimated first, with aging, and a runner
+kept free of heavy work) for one of the server's runner threads; the runner that finishes the
+last piece of a request pushes the answers in one
 ``RPUSH`` (a :mod:`filodb.tasks.wire` message whose header has
 ``ok``, ``shards`` it covers, ``shard`` the first of them, and either the answer or
 ``error``), then ``EXPIRE``s the reply list. A request not answered within ``RECEIPT_AFTER_S`` gets
@@ -30,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import redis
@@ -40,6 +43,7 @@ from filodb.model.cardinality import CardinalityStats
 from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
 from filodb.tasks.rpc import LeafRequest, request_key
+from filodb.tasks.scheduler import CostModel, FairQueue, cost_key, cost_units
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
 
 log = logging.getLogger(__name__)
@@ -86,16 +90,11 @@ def run_op(source: SeriesSource, shards: Sequence[int], op: str, p: dict[str, An
     raise ValueError(f"unknown leaf op {op!r}")
 
 
-def answer(
-    rt: NodeRuntime, dataset: str, shards: Sequence[int], op: str, params: dict[str, Any],
-    pool: Executor | None = None,
-) -> list[bytes]:  # fmt: skip
-    """The reply messages of a request: the answer for the shards the node serves, one
-    "unavailable" failure per shard it does not.
-
-    With a ``pool`` and several served shards, a ``select`` or a range ``eval`` runs once per
-    shard on the pool (one answer each: the heavy numpy work of the shards runs on every core);
-    else the node evaluates once over the union of its shards (one answer)."""
+def answer(rt: NodeRuntime, dataset: str, shards: Sequence[int], op: str,
+           params: dict[str, Any]) -> list[bytes]:  # fmt: skip
+    """The reply messages of one piece of a request (:func:`pieces`): the answer for the
+    shards the node serves (one evaluation over their union), one "unavailable" failure per
+    shard it does not."""
     out = []
     served: list[int] = []
     sources: list[SeriesSource] = []
@@ -109,13 +108,18 @@ def answer(
             sources.append(source)
     if not served:
         return out
-    if pool is not None and len(served) > 1 and _heavy(op, params):
-        futures = [pool.submit(_guarded, src, [s], op, params, dataset)
-                   for src, s in zip(sources[1:], served[1:], strict=True)]  # fmt: skip
-        first = _guarded(sources[0], served[:1], op, params, dataset)  # this thread works too
-        return [*out, first, *(f.result() for f in futures)]
     source = sources[0] if len(sources) == 1 else UnionSource(sources)
     return [*out, _guarded(source, served, op, params, dataset)]
+
+
+def pieces(shards: Sequence[int], op: str, params: dict[str, Any]) -> list[tuple[int, ...]]:
+    """The shards of each piece a request is cut into: a ``select`` or a range ``eval`` runs
+    once per shard (one answer each: the shards' numpy work runs on every core, and the pieces
+    of a heavy query interleave with other work, :mod:`filodb.tasks.scheduler`); other ops
+    once over the union of the shards."""
+    if len(shards) > 1 and _heavy(op, params):
+        return [(s,) for s in shards]
+    return [tuple(shards)]
 
 
 def _heavy(op: str, p: dict[str, Any]) -> bool:
@@ -148,10 +152,29 @@ def _reply(r: redis.Redis, reply_key: str, msgs: list[bytes]) -> None:
     pipe.execute()
 
 
+@dataclass
+class _Job:
+    """A request being answered: its pieces' messages, filled in as they finish."""
+
+    req: LeafRequest
+    token: object
+    parts: list[list[bytes] | None]
+    left: int
+
+
+@dataclass
+class _Piece:
+    job: _Job
+    index: int
+    shards: tuple[int, ...]
+    key: tuple[Any, ...]
+    units: float
+
+
 class LeafServer:
-    """Serve the leaf requests addressed to ``node`` with ``threads`` popping threads;
-    ``clock`` is the wall clock in seconds
-    that request deadlines are read against."""
+    """Serve the leaf requests addressed to ``node``: one thread pops them into a
+    :class:`~filodb.tasks.scheduler.FairQueue`, ``threads`` runners take the pieces from it;
+    ``clock`` is the wall clock in seconds that request deadlines are read against."""
 
     def __init__(
         self, runtime: NodeRuntime, redis_url: str, node: str, threads: int = 4,
@@ -163,18 +186,22 @@ class LeafServer:
         # blocking pops need a socket timeout above their own (shared/notes/celery-redis.md)
         self._r = redis.Redis.from_url(redis_url, socket_timeout=POP_TIMEOUT_S + 10)
         self._stop = threading.Event()
-        # the shards of one request evaluate in parallel here (numpy releases the GIL)
-        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="leaf-shard")
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"leaf-{i}", daemon=True)
-            for i in range(max(1, threads))
+        runners = max(1, threads)
+        self._queue: FairQueue[_Piece] = FairQueue(runners)
+        self.costs = CostModel()
+        self._threads = [threading.Thread(target=self._loop, name="leaf-pop", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._run_loop, name=f"leaf-{i}", daemon=True)
+            for i in range(runners)
         ]
         self.served = 0
-        self.dropped = 0  # requests past their deadline when popped, or malformed
+        self.dropped = 0  # requests past their deadline when popped or run, or malformed
         self.receipts = 0
         # requests being answered: token -> (monotonic time their receipt is due, request)
         self._inflight: dict[object, tuple[float, LeafRequest]] = {}
-        self._cond = threading.Condition()
+        lock = threading.Lock()  # guards the above, the queue and the cost model
+        self._cond = threading.Condition(lock)  # the receipt thread waits here
+        self._work = threading.Condition(lock)  # the runners wait here for pieces
         self._threads.append(threading.Thread(target=self._receipt_loop, name="leaf-receipts",
                                               daemon=True))  # fmt: skip
 
@@ -187,10 +214,10 @@ class LeafServer:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+            self._work.notify_all()
         for t in self._threads:
             if t.ident is not None:
                 t.join(wait_s)
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self._r.close()
 
     def _loop(self) -> None:
@@ -206,7 +233,7 @@ class LeafServer:
                 log.exception("leaf server on %s", self.key)
 
     def handle(self, raw: bytes) -> None:
-        """Answer one request (see the module docstring)."""
+        """Queue the pieces of one request (see the module docstring)."""
         try:
             req = LeafRequest.unpack(raw)
         except BadInputError as e:
@@ -217,18 +244,65 @@ class LeafServer:
             self.dropped += 1  # its caller has timed out: nobody waits for the answer
             return
         token = object()
+        cut = pieces(req.shards, req.op, req.params)
+        job = _Job(req, token, [None] * len(cut), len(cut))
+        key = cost_key(req.dataset, req.op, req.params)
+        now = time.monotonic()
         with self._cond:
-            self._inflight[token] = (time.monotonic() + RECEIPT_AFTER_S, req)
-            self._cond.notify()
-        try:
-            msgs = answer(self.runtime, req.dataset, req.shards, req.op, req.params,
-                          self._pool)  # fmt: skip
-        finally:
+            self._inflight[token] = (now + RECEIPT_AFTER_S, req)
+            for i, shards in enumerate(cut):
+                units = cost_units(req.op, req.params, len(shards))
+                piece = _Piece(job, i, shards, key, units)
+                self._queue.push(piece, self.costs.estimate(key, units), now)
+            self._cond.notify()  # the receipt thread
+            self._work.notify(len(cut))
+
+    def _next(self) -> tuple[_Piece, bool] | None:
+        with self._cond:
+            while not self._stop.is_set():
+                got = self._queue.pop()
+                if got is not None:
+                    return got
+                self._work.wait(POP_TIMEOUT_S)
+        return None
+
+    def _run_loop(self) -> None:
+        while (got := self._next()) is not None:
+            piece, heavy = got
+            try:
+                self._run(piece)
+            except redis.RedisError:  # the caller resends or times out
+                log.warning("leaf server on %s: reply not sent", self.key, exc_info=True)
+            except Exception:  # noqa: BLE001 - one bad request never stops the server
+                log.exception("leaf server on %s", self.key)
+            finally:
+                with self._cond:
+                    self._queue.done(heavy)
+                    self._work.notify()
+
+    def _run(self, piece: _Piece) -> None:
+        """Answer one piece; the last piece of a request to finish sends the reply."""
+        job, req = piece.job, piece.job.req
+        msgs: list[bytes] = []
+        if self.clock() < req.deadline_unix:  # else its caller has timed out already
+            t0 = time.perf_counter()
+            msgs = answer(self.runtime, req.dataset, piece.shards, req.op, req.params)
+            spent = time.perf_counter() - t0
             with self._cond:
-                self._inflight.pop(token, None)
+                self.costs.observe(piece.key, piece.units, spent)
+        with self._cond:
+            job.parts[piece.index] = msgs
+            job.left -= 1
+            if job.left:
+                return
+            self._inflight.pop(job.token, None)
+            out = [m for part in job.parts for m in part or ()]
+            if out:
                 self.served += 1
-        if msgs:
-            _reply(self._r, req.reply, msgs)
+            else:
+                self.dropped += 1
+        if out:
+            _reply(self._r, req.reply, out)
 
     def _receipt_loop(self) -> None:
         """Push the receipt of each request still running ``RECEIPT_AFTER_S`` after it was

@@ -126,7 +126,8 @@ def test_expired_and_malformed_requests_are_dropped(redis_url: str) -> None:
         server.handle(b"\x93not a request")
         assert server.dropped == 2 and r.llen("filodb:reply:t") == 0
         now[0] = 999.0
-        server.handle(req.pack())
+        server.start().handle(req.pack())
+        wait_for(lambda: r.llen("filodb:reply:t"), 10, "the answer")
         assert server.served == 1 and r.llen("filodb:reply:t") == 1  # quick: the answer alone
         assert 0 < r.ttl("filodb:reply:t") <= 60
         assert unpack(r.lpop("filodb:reply:t"))[0]["values"] == ["__name__", "shard"]
@@ -161,4 +162,22 @@ def test_a_slow_request_gets_a_receipt_before_its_answers(redis_url: str) -> Non
         assert server.receipts == 1
     finally:
         node.gate.set()
+        server.stop()
+
+
+def test_a_request_that_expires_while_queued_is_dropped_when_its_turn_comes(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    now = [999.0]
+    server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "f", 1,
+                        clock=lambda: now[0])  # fmt: skip
+    try:
+        req = LeafRequest("filodb:reply:q", "ds", (0, 1), "select",
+                          {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000},
+                          deadline_unix=1000.0)  # fmt: skip
+        server.handle(req.pack())  # queued (two pieces): no runner yet
+        now[0] = 1000.0
+        server.start()
+        wait_for(lambda: server.dropped, 10, "the drop")
+        assert server.served == 0 and r.llen("filodb:reply:q") == 0
+    finally:
         server.stop()
