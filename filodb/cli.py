@@ -214,12 +214,14 @@ def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
     import waitress
 
+    from filodb.tasks.scheduler import SWITCH_INTERVAL_S
     from filodb.web import create_app
 
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     app = create_app(cfg)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     waitress.serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
                    channel_timeout=300, _quiet=True)  # fmt: skip
 

@@ -43,7 +43,7 @@ from filodb.model.cardinality import CardinalityStats
 from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
 from filodb.tasks.rpc import LeafRequest, request_key
-from filodb.tasks.scheduler import CostModel, FairQueue, cost_key, cost_units
+from filodb.tasks.scheduler import SPLIT_S, CostModel, FairQueue, cost_key, cost_units
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,16 @@ def answer(rt: NodeRuntime, dataset: str, shards: Sequence[int], op: str,
     return [*out, _guarded(source, served, op, params, dataset)]
 
 
-def pieces(shards: Sequence[int], op: str, params: dict[str, Any]) -> list[tuple[int, ...]]:
-    """The shards of each piece a request is cut into: a ``select`` or a range ``eval`` runs
-    once per shard (one answer each: the shards' numpy work runs on every core, and the pieces
-    of a heavy query interleave with other work, :mod:`filodb.tasks.scheduler`); other ops
-    once over the union of the shards."""
-    if len(shards) > 1 and _heavy(op, params):
+def pieces(
+    shards: Sequence[int], op: str, params: dict[str, Any], cost_s: float = SPLIT_S
+) -> list[tuple[int, ...]]:
+    """The shards of each piece a request is cut into: a ``select`` or a range ``eval``
+    estimated at ``SPLIT_S`` or more (``cost_s``) runs once per shard (one answer each: the
+    shards' numpy work runs on every core, and the pieces of a heavy query interleave with
+    other work, :mod:`filodb.tasks.scheduler`); other ops and cheap requests once over the
+    union of the shards (one runner, one wake-up: under load each extra piece waits for a
+    runner again)."""
+    if len(shards) > 1 and cost_s >= SPLIT_S and _heavy(op, params):
         return [(s,) for s in shards]
     return [tuple(shards)]
 
@@ -244,11 +248,12 @@ class LeafServer:
             self.dropped += 1  # its caller has timed out: nobody waits for the answer
             return
         token = object()
-        cut = pieces(req.shards, req.op, req.params)
-        job = _Job(req, token, [None] * len(cut), len(cut))
         key = cost_key(req.dataset, req.op, req.params)
         now = time.monotonic()
         with self._cond:
+            whole = cost_units(req.op, req.params, len(req.shards))
+            cut = pieces(req.shards, req.op, req.params, self.costs.estimate(key, whole))
+            job = _Job(req, token, [None] * len(cut), len(cut))
             self._inflight[token] = (now + RECEIPT_AFTER_S, req)
             for i, shards in enumerate(cut):
                 units = cost_units(req.op, req.params, len(shards))

@@ -28,10 +28,15 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 AGING = 4.0  # a piece of cost c is overtaken by work arriving up to AGING * c after it
-HEAVY_S = 0.02  # pieces estimated at this or more share slots - 1 runners
+HEAVY_S = 0.002  # pieces estimated at this or more share slots - 1 runners
+SPLIT_S = 0.005  # a range eval or select estimated below this runs as one piece
 PRIOR_S_PER_UNIT = 20e-6  # a query shape never run yet: 20 us per step and shard
 COST_KEYS = 4096  # query shapes remembered per node
 EWMA = 0.3  # weight of the newest measurement
+# The GIL's switch interval in the web and worker processes (Python's default: 5 ms). A thread
+# back from I/O waits up to that long for the GIL while another thread runs Python code; with 16
+# queries at once each of a cheap query's many I/O round trips paid it (a third of its latency).
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(order=True)
