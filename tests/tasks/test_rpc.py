@@ -18,6 +18,7 @@ from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks.fanout import ClusterSource, ShardClient
 from filodb.tasks.leaf import LeafServer
 from filodb.tasks.rpc import LeafRequest, request_key
+from filodb.tasks.scheduler import cost_key
 from filodb.tasks.wire import unpack
 from filodb.testing.wait import wait_for
 
@@ -59,11 +60,15 @@ def test_one_request_per_node_and_unowned_shards_are_partial(
     b = LeafServer(FakeNode({2: shards[2]}), redis_url, "b", 2).start()  # 3: not Active on b
     try:
         states = _states({0: "a", 1: "a", 2: "b", 3: "b"})
-        res = client.call("ds", [0, 1, 2, 3], "select", {"matchers": [["__name__", "=", "x"]],
-                          "start": 0, "end": 10_000}, 10.0, states)  # fmt: skip
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        res = client.call("ds", [0, 1, 2, 3], "select", sel, 10.0, states)
         assert res.missing == {3: "shard ds/3 is not active on this node"}
         assert (a.served, b.served) == (1, 1)  # one request per node, whatever its shards
-        # a select (or eval) of several shards: one answer per shard, computed in parallel
+        # a cheap select (the node has not seen it cost more): one answer over the union
+        assert [res.answers[s][0]["shards"] for s in sorted(res.answers)] == [[0, 1], [2]]
+        # an expensive one, of several shards: one answer per shard, computed in parallel
+        a.costs.observe(cost_key("ds", "select", sel), 1, 1.0)
+        res = client.call("ds", [0, 1, 2, 3], "select", sel, 10.0, states)
         assert sorted(res.answers) == [0, 1, 2]
         assert [res.answers[s][0]["shards"] for s in (0, 1, 2)] == [[0], [1], [2]]
         h, (offsets, ts, vals) = res.answers[1]
