@@ -7,7 +7,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pack_bits(u: np.ndarray, width: int, out: np.ndarray, pos: int) -> int:
     """Write each value of ``u`` in ``width`` bits at byte ``pos`` of ``out``; the next pos."""
     if width == 0:
@@ -39,7 +39,7 @@ def pack_bits(u: np.ndarray, width: int, out: np.ndarray, pos: int) -> int:
     return pos
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def unpack_bits(buf: np.ndarray, pos: int, n: int, width: int, out: np.ndarray, at: int) -> int:
     """Read ``n`` values of ``width`` bits from byte ``pos``; returns the next byte pos."""
     if width == 0:
@@ -67,7 +67,7 @@ def unpack_bits(buf: np.ndarray, pos: int, n: int, width: int, out: np.ndarray, 
     return pos + (bitpos + 7) // 8
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def bitlen(u: np.uint64) -> int:
     n = 0
     while u:

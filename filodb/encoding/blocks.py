@@ -27,7 +27,7 @@ import numpy as np
 from filodb.encoding.bits import bitlen, pack_bits, unpack_bits
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def put_uv(out: np.ndarray, p: int, u: np.uint64) -> int:
     """Write ``u`` as an unsigned LEB128 varint at ``out[p]``; the next position."""
     while u >= np.uint64(0x80):
@@ -38,13 +38,13 @@ def put_uv(out: np.ndarray, p: int, u: np.uint64) -> int:
     return p + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def put_sv(out: np.ndarray, p: int, v: np.int64) -> int:
     """Write ``v`` zigzagged as a varint."""
     return put_uv(out, p, np.uint64((v << np.int64(1)) ^ (v >> np.int64(63))))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def get_uv(buf: np.ndarray, p: int, end: int) -> tuple[np.uint64, int]:
     """(value, next position) of the varint at ``buf[p]``; position -1 when it runs past
     ``end`` or past 10 bytes."""
@@ -60,13 +60,13 @@ def get_uv(buf: np.ndarray, p: int, end: int) -> tuple[np.uint64, int]:
     return v, -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def get_sv(buf: np.ndarray, p: int, end: int) -> tuple[np.int64, int]:
     u, p = get_uv(buf, p, end)
     return np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1)), p
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def uv_len(u: np.uint64) -> int:
     n = 1
     while u >= np.uint64(0x80):
@@ -75,7 +75,7 @@ def uv_len(u: np.uint64) -> int:
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _radix(span: np.uint64) -> tuple[int, int]:
     """(k, b): pack k values of ``span + 1`` possible values into b bits, the fewest bits a
     value with b <= 32 and k <= 8 (k = 1, b = bitlen(span) when nothing beats it)."""
@@ -94,7 +94,7 @@ def _radix(span: np.uint64) -> tuple[int, int]:
     return best_k, best_b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _range_cost(v: np.ndarray, lo: np.int64, hi: np.int64) -> tuple[int, int]:
     """(bytes, patches) of the block of ``v`` with the range ``[lo, hi]``."""
     n = len(v)
@@ -106,7 +106,7 @@ def _range_cost(v: np.ndarray, lo: np.int64, hi: np.int64) -> tuple[int, int]:
     return ((n + k - 1) // k * b + 7) // 8 + 4 * n_patch, n_patch
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def range_encode(v: np.ndarray) -> np.ndarray:
     """The range block of the int64 values ``v`` (any int64: spans are unsigned)."""
     n = len(v)
@@ -159,7 +159,7 @@ def range_encode(v: np.ndarray) -> np.ndarray:
     return out[:p]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def range_decode(buf: np.ndarray, p: int, end: int, n: int, out: np.ndarray) -> int:
     """Read a range block of ``n`` values at ``buf[p]`` into the int64 ``out[:n]``; the next
     position, or -1 when it is not one."""

@@ -24,7 +24,7 @@ def _crc_table() -> np.ndarray:
 _CRC_TABLE = _crc_table()
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _crc32c(buf: np.ndarray, table: np.ndarray) -> np.uint32:
     c = np.uint32(0xFFFFFFFF)
     for b in buf:

@@ -25,7 +25,7 @@ from filodb.encoding.blocks import get_uv, put_uv
 F_XOR = 4
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _clz(x: np.uint64) -> int:
     if x == 0:
         return 64
@@ -37,7 +37,7 @@ def _clz(x: np.uint64) -> int:
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _ctz(x: np.uint64) -> int:
     if x == 0:
         return 64
@@ -49,7 +49,7 @@ def _ctz(x: np.uint64) -> int:
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _wb(out: np.ndarray, bp: int, v: np.uint64, nbits: int) -> int:
     """Write the low ``nbits`` (1..64) of ``v`` at bit ``bp`` (zeroed buffer); the next bp."""
     if nbits < 64:
@@ -64,7 +64,7 @@ def _wb(out: np.ndarray, bp: int, v: np.uint64, nbits: int) -> int:
     return bp
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _rb(buf: np.ndarray, end: int, bp: int, nbits: int) -> tuple[np.uint64, int]:
     """Read ``nbits`` (1..64) at bit ``bp``; bp -1 when that runs past byte ``end``."""
     if bp < 0 or bp + nbits > end * 8:
@@ -82,7 +82,7 @@ def _rb(buf: np.ndarray, end: int, bp: int, nbits: int) -> tuple[np.uint64, int]
     return v, bp + nbits
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def xor_encode(bits: np.ndarray) -> np.ndarray:
     """The format-4 vector of the float64 bit patterns ``bits`` (uint64)."""
     n = len(bits)
@@ -114,7 +114,7 @@ def xor_encode(bits: np.ndarray) -> np.ndarray:
     return out[: (bp + 7) >> 3]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def xor_decode_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     """Decode the format-4 vector at ``buf[start:end]`` into ``out[at:]`` (uint64 bits);
     n, or -1 when it is not one."""

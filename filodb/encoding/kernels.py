@@ -28,7 +28,7 @@ MODE_DELTA, MODE_DOD, MODE_GRID = 1, 2, 3
 XOR_TRY_ABOVE = 1.5  # bytes a value: past it the encoder also tries XOR
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _u32(buf: np.ndarray, p: int) -> int:
     v = np.int64(0)
     for b in range(4):
@@ -36,7 +36,7 @@ def _u32(buf: np.ndarray, p: int) -> int:
     return int(v)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _u64(buf: np.ndarray, p: int) -> np.uint64:
     v = np.uint64(0)
     for b in range(8):
@@ -44,12 +44,12 @@ def _u64(buf: np.ndarray, p: int) -> np.uint64:
     return v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _unzigzag(u: np.uint64) -> np.int64:
     return np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def count_of(buf: np.ndarray, start: int, end: int) -> int:
     """Samples in the vector at ``buf[start:end]`` (-1 when it is not one)."""
     if end - start < 2:
@@ -64,7 +64,7 @@ def count_of(buf: np.ndarray, start: int, end: int) -> int:
     return int(np.int64(_u32(buf, start + 1)))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _unpack_patched(buf: np.ndarray, p: int, end: int, n: int, tmp: np.ndarray) -> int:
     """Read ``[width u8][n_patch u32][packed n][positions][values]`` at ``p`` into ``tmp``;
     the next position, or -1 when it does not fit in ``buf[:end]``."""
@@ -84,7 +84,7 @@ def _unpack_patched(buf: np.ndarray, p: int, end: int, n: int, tmp: np.ndarray) 
     return p + 12 * n_patch
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def decode_ts_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     """Decode the timestamp vector at ``buf[start:end]`` into ``out[at:]``; returns n or -1."""
     if end - start >= 2 and buf[start] == TS_V2:
@@ -112,7 +112,7 @@ def decode_ts_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: i
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     """Decode the double vector at ``buf[start:end]`` into ``out[at:]`` (as uint64 bits)."""
     if end - start < 2:
@@ -183,7 +183,7 @@ def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, 
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def decode_many(
     buf: np.ndarray, bounds: np.ndarray, is_ts: bool, max_total: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -208,7 +208,7 @@ def decode_many(
     return out, offsets, -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def mantissas(vals: np.ndarray, max_scale: int) -> tuple[int, np.ndarray, np.ndarray, int]:
     """The decimal scale k (0..max_scale) at which the most values are ``m / 10**k`` exactly
     (``|m| < 2**53``; -0.0, NaN and ±Inf never): (k, mantissas, ok mask, count ok). Stops at
@@ -251,7 +251,7 @@ def mantissas(vals: np.ndarray, max_scale: int) -> tuple[int, np.ndarray, np.nda
     return best_k, best_m, best_mask, best_ok
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pfor_encode(d: np.ndarray, divisor: int) -> np.ndarray:
     """``[width u8][n_patch u32][packed][positions u32][values u64]`` of the zigzagged
     ``d // divisor``: the width is the one that makes the whole smallest when the values wider
@@ -299,7 +299,7 @@ def pfor_encode(d: np.ndarray, divisor: int) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def gcd_of(d: np.ndarray) -> int:
     """The greatest common divisor of ``d`` (1 when empty, all zero, or too big)."""
     g = 0
@@ -316,14 +316,14 @@ def gcd_of(d: np.ndarray) -> int:
     return g
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _put(out: np.ndarray, p: int, v: np.uint64, nbytes: int) -> int:
     for b in range(nbytes):
         out[p + b] = np.uint8((v >> np.uint64(8 * b)) & np.uint64(0xFF))
     return p + nbytes
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def encode_ts_v1(ts: np.ndarray) -> np.ndarray:
     """The timestamp vector in format 1 (no longer written; kept to test reading old data)."""
     n = len(ts)
@@ -342,7 +342,7 @@ def encode_ts_v1(ts: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _hold_exceptions(m: np.ndarray, ok: np.ndarray) -> None:
     """Give each exception (a value that is no mantissa) the mantissa before it, so it costs a
     zero difference; leading exceptions take the first mantissa. ``ok`` has at least one True."""
@@ -357,7 +357,7 @@ def _hold_exceptions(m: np.ndarray, ok: np.ndarray) -> None:
             m[i] = last
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def encode_values_v1(vals: np.ndarray, max_scale: int) -> np.ndarray:
     """The double vector in formats 0/2/3 (no longer written; kept to test reading old data):
     2/3 when at least 75 % of the values are decimal mantissas at one scale, else 0 (raw)."""
@@ -409,7 +409,7 @@ def encode_values_v1(vals: np.ndarray, max_scale: int) -> np.ndarray:
 
 
 # --- v2 formats: varint headers, range block blocks ----------------------------------------
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _decode_ts_v2(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     nu, p = get_uv(buf, start + 1, end)
     if p < 0 or p >= end or nu > np.uint64(len(out) - at):
@@ -443,7 +443,7 @@ def _decode_ts_v2(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: in
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _ts_v2(ts: np.ndarray, mode: int) -> np.ndarray:
     n = len(ts)
     first = ts[0] if n else np.int64(0)
@@ -476,7 +476,7 @@ def _ts_v2(ts: np.ndarray, mode: int) -> np.ndarray:
     return out[: p + len(body)]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def encode_ts(ts: np.ndarray) -> np.ndarray:
     """The timestamp vector (format 6), grid residuals or deltas-of-deltas, whichever is
     smaller."""
@@ -487,7 +487,7 @@ def encode_ts(ts: np.ndarray) -> np.ndarray:
     return a if len(a) <= len(b) else b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     nu, p = get_uv(buf, start + 1, end)
     if p < 0 or p + 2 > end or nu > np.uint64(len(out) - at):
@@ -547,7 +547,7 @@ def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at:
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
             mode: int) -> np.ndarray:  # fmt: skip
     n = len(m)
@@ -586,7 +586,7 @@ def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
     return out[: p + len(body)]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _raw(bits: np.ndarray) -> np.ndarray:
     n = len(bits)
     out = np.empty(5 + 8 * n, np.uint8)
@@ -597,7 +597,7 @@ def _raw(bits: np.ndarray) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
     """The double vector in one call, the smallest of: format 5 (decimal mantissas, deltas or
     deltas of deltas, when at least half the values are mantissas at one scale), format 4

@@ -40,7 +40,7 @@ from filodb.errors import BadInputError
 MAX_SAMPLES_PER_CHUNK = 120
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _put(out: np.ndarray, pos: int, value: np.uint64, nbits: int) -> int:
     """Write the low ``nbits`` of ``value`` at bit ``pos`` (MSB first); returns the new pos."""
     for k in range(nbits - 1, -1, -1):
@@ -50,7 +50,7 @@ def _put(out: np.ndarray, pos: int, value: np.uint64, nbits: int) -> int:
     return pos
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _put_uvarint(out: np.ndarray, pos: int, u: np.uint64) -> int:
     while u >= np.uint64(0x80):
         pos = _put(out, pos, (u & np.uint64(0x7F)) | np.uint64(0x80), 8)
@@ -58,7 +58,7 @@ def _put_uvarint(out: np.ndarray, pos: int, u: np.uint64) -> int:
     return _put(out, pos, u, 8)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _clz(x: np.uint64) -> int:
     n = 0
     while n < 64 and not (x >> np.uint64(63 - n)) & np.uint64(1):
@@ -66,7 +66,7 @@ def _clz(x: np.uint64) -> int:
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _ctz(x: np.uint64) -> int:
     n = 0
     while n < 64 and not (x >> np.uint64(n)) & np.uint64(1):
@@ -74,7 +74,7 @@ def _ctz(x: np.uint64) -> int:
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _encode(ts: np.ndarray, bits: np.ndarray) -> np.ndarray:
     n = len(ts)
     out = np.zeros(2 + 20 + n * 20, np.uint8)  # worst case: 4 + 64 + 2 + 5 + 6 + 64 bits a sample
@@ -130,7 +130,7 @@ def _encode(ts: np.ndarray, bits: np.ndarray) -> np.ndarray:
     return out[: (pos + 7) >> 3]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _get(buf: np.ndarray, pos: int, nbits: int) -> tuple[np.uint64, int]:
     """Read ``nbits`` at bit ``pos``; pos -1 when past the end."""
     if pos < 0 or pos + nbits > len(buf) * 8:
@@ -142,7 +142,7 @@ def _get(buf: np.ndarray, pos: int, nbits: int) -> tuple[np.uint64, int]:
     return v, pos
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _get_uvarint(buf: np.ndarray, pos: int) -> tuple[np.uint64, int]:
     v = np.uint64(0)
     for k in range(10):
@@ -155,7 +155,7 @@ def _get_uvarint(buf: np.ndarray, pos: int) -> tuple[np.uint64, int]:
     return v, -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _signed(u: np.uint64, nbits: int) -> np.int64:
     if nbits < 64 and u > (np.uint64(1) << np.uint64(nbits - 1)):
         return np.int64(u) - (np.int64(1) << np.int64(nbits))
@@ -165,7 +165,7 @@ def _signed(u: np.uint64, nbits: int) -> np.int64:
 _DOD_WIDTHS = np.array([0, 14, 17, 20, 64], np.int64)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _decode(buf: np.ndarray, ts: np.ndarray, bits: np.ndarray) -> int:
     """Fill ``ts`` and ``bits`` (len n each); returns the bit position after, -1 if truncated."""
     n = len(ts)
