@@ -16,6 +16,7 @@ class MetricsServer:
         registry = CollectorRegistry()
         for c in collectors:
             registry.register(c)
+        self.registry = registry  # more collectors may join later
         self.server, self.thread = start_http_server(port, addr=host, registry=registry)
         self.port: int = self.server.server_port
 

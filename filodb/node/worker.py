@@ -25,7 +25,7 @@ from celery import signals
 from filodb.config import Config
 from filodb.node.runtime import NodeRuntime
 from filodb.tasks.app import make_celery
-from filodb.tasks.leaf import LeafServer
+from filodb.tasks.leaf import LeafCollector, LeafServer
 from filodb.tasks.scheduler import SWITCH_INTERVAL_S
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,10 @@ def run_worker(cfg: Config) -> None:
     def on_ready(sender=None, **_kw):
         rt = NodeRuntime(cfg, name, flushes.send)
         flushes.rt = rt
-        parts["leaf"] = LeafServer(rt, cfg.redis_url, name, cfg.worker_threads).start()
+        leaf = parts["leaf"] = LeafServer(rt, cfg.redis_url, name, cfg.worker_threads).start()
         parts["rt"] = rt
         rt.start()
+        rt.metrics_server.registry.register(LeafCollector(leaf))
         log.warning("node %s ready (pid %s)", name, os.getpid())
 
     def on_shutdown(sender=None, **_kw):

@@ -32,11 +32,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
 
 from filodb.errors import BadInputError, FiloError
 from filodb.model.cardinality import CardinalityStats
@@ -173,6 +180,7 @@ class _Piece:
     shards: tuple[int, ...]
     key: tuple[Any, ...]
     units: float
+    queued_at: float  # monotonic
 
 
 class LeafServer:
@@ -201,6 +209,8 @@ class LeafServer:
         self.served = 0
         self.dropped = 0  # requests past their deadline when popped or run, or malformed
         self.receipts = 0
+        self.taken = {False: 0, True: 0}  # pieces taken from the queue: heavy? -> count
+        self.waited_s = {False: 0.0, True: 0.0}  # and the seconds they had waited
         # requests being answered: token -> (monotonic time their receipt is due, request)
         self._inflight: dict[object, tuple[float, LeafRequest]] = {}
         lock = threading.Lock()  # guards the above, the queue and the cost model
@@ -257,7 +267,7 @@ class LeafServer:
             self._inflight[token] = (now + RECEIPT_AFTER_S, req)
             for i, shards in enumerate(cut):
                 units = cost_units(req.op, req.params, len(shards))
-                piece = _Piece(job, i, shards, key, units)
+                piece = _Piece(job, i, shards, key, units, now)
                 self._queue.push(piece, self.costs.estimate(key, units), now)
             self._cond.notify()  # the receipt thread
             self._work.notify(len(cut))
@@ -267,6 +277,8 @@ class LeafServer:
             while not self._stop.is_set():
                 got = self._queue.pop()
                 if got is not None:
+                    self.taken[got[1]] += 1
+                    self.waited_s[got[1]] += time.monotonic() - got[0].queued_at
                     return got
                 self._work.wait(POP_TIMEOUT_S)
         return None
@@ -309,6 +321,21 @@ class LeafServer:
         if out:
             _reply(self._r, req.reply, out)
 
+    def lanes(self) -> dict[str, tuple[int, int, int, float]]:
+        """Per lane (``cheap``, ``heavy``): pieces queued, running, taken so far and the seconds
+        they waited in the queue."""
+        with self._cond:
+            q = self._queue
+            return {
+                "cheap": (
+                    q.queued(False),
+                    q.running_cheap,
+                    self.taken[False],
+                    self.waited_s[False],
+                ),
+                "heavy": (q.queued(True), q.running_heavy, self.taken[True], self.waited_s[True]),
+            }
+
     def _receipt_loop(self) -> None:
         """Push the receipt of each request still running ``RECEIPT_AFTER_S`` after it was
         popped."""
@@ -329,3 +356,28 @@ class LeafServer:
                     self.receipts += 1
                 except redis.RedisError:  # the caller resends; its answer may still come
                     log.warning("leaf server on %s: receipt not sent", self.key, exc_info=True)
+
+
+class LeafCollector(Collector):
+    """The leaf server's queue and counters, read at scrape time (on the node's metrics port)."""
+
+    def __init__(self, server: LeafServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        pieces = GaugeMetricFamily("filodb_worker_leaf_pieces",
+                                   "Pieces of leaf requests queued or running, by lane",
+                                   labels=["lane", "state"])  # fmt: skip
+        wait = SummaryMetricFamily("filodb_worker_leaf_queue_wait_seconds",
+                                   "Time pieces of leaf requests waited for a runner, by lane",
+                                   labels=["lane"])  # fmt: skip
+        for lane, (queued, running, taken, waited) in self.server.lanes().items():
+            pieces.add_metric([lane, "queued"], queued)
+            pieces.add_metric([lane, "running"], running)
+            wait.add_metric([lane], taken, waited)
+        reqs = CounterMetricFamily("filodb_worker_leaf_requests",
+                                   "Leaf requests answered (served) or dropped (expired, malformed)",
+                                   labels=["outcome"])  # fmt: skip
+        reqs.add_metric(["served"], self.server.served)
+        reqs.add_metric(["dropped"], self.server.dropped)
+        yield from (pieces, wait, reqs)

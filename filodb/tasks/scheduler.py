@@ -60,9 +60,14 @@ class FairQueue(Generic[T]):
         self._heavy: list[_Entry[T]] = []
         self._seq = itertools.count()
         self.running_heavy = 0
+        self.running_cheap = 0
 
     def __len__(self) -> int:
         return len(self._cheap) + len(self._heavy)
+
+    def queued(self, heavy: bool) -> int:
+        """Pieces waiting in a lane."""
+        return len(self._heavy if heavy else self._cheap)
 
     def push(self, item: T, cost_s: float, now: float) -> None:
         heavy = cost_s >= self.heavy_s
@@ -74,6 +79,7 @@ class FairQueue(Generic[T]):
         None: nothing queued, or only heavy pieces while their lane is full."""
         heavy_ok = bool(self._heavy) and self.running_heavy < self.heavy_slots
         if self._cheap and not (heavy_ok and self._heavy[0] < self._cheap[0]):
+            self.running_cheap += 1
             return heapq.heappop(self._cheap).item, False
         if heavy_ok:
             self.running_heavy += 1
@@ -84,6 +90,8 @@ class FairQueue(Generic[T]):
         """A piece :meth:`pop` gave has finished."""
         if heavy:
             self.running_heavy -= 1
+        else:
+            self.running_cheap -= 1
 
 
 def cost_key(dataset: str, op: str, p: dict[str, Any]) -> tuple[Any, ...]:

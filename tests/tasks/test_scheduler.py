@@ -40,6 +40,7 @@ def test_one_runner_is_kept_for_cheap_work() -> None:
     assert q.pop() is None  # two of three runners busy with heavy work: the third waits
     q.push("cheap", 0.001, now=0.5)
     assert q.pop() == ("cheap", False)
+    assert (q.running_cheap, q.running_heavy, q.queued(True), q.queued(False)) == (1, 2, 2, 0)
     q.done(False)
     q.done(True)  # a heavy piece finished: the next may run
     assert q.pop() == ("heavy-2", True)
