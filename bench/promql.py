@@ -7,7 +7,7 @@ runs over the whole span at a 60 s step; FiloDB with its results cache off unles
 ``--cache on``), ``query_p50_ratio`` (FiloDB's / the peer's: below 1 is faster),
 ``dashboard_median_ms`` and ``dashboard_median_ratio`` (the median of the 15),
 ``answers_agree`` (1 when FiloDB's answer equals Prometheus's within 1e-6 relative),
-``dashboard_qps`` for each ``--clients`` count (that many clients running the set
+``dashboard_qps`` for each ``--clients`` count (that many client processes running the set
 ``--passes`` times at once, one system at a time) with ``dashboard_qps_ratio``, and
 ``dashboard_max_slowdown`` (the worst query's p50 under that many clients over its p50 with
 the first count, 1 by default), ``dashboard_refresh_ms`` (a "last 1 h" dashboard at a 15 s
@@ -34,14 +34,15 @@ buckets), and one ``bench_machine_cpu_cores{instance}`` info-like gauge per inst
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -319,44 +320,49 @@ def run_floor(n: int, workers: list[int], peers: list[str]) -> None:
                  workers=w, query=FLOOR_QUERY)  # fmt: skip
 
 
-def run_clients(base: str, clients: int, start_s: float, end_s: float, passes: int,
-                extra: dict) -> tuple[float, dict[str, float]]:  # fmt: skip
-    """``clients`` threads, each running the dashboard set ``passes`` times (each from its own
-    query, so they do not move in lock step): queries per second, and each query's p50 (ms)."""
-    names = list(QUERIES)
+def _client(base: str, k: int, names: list[str], rounds: int, start_s: float, end_s: float,
+            extra: dict, gate: Any, out: Any) -> None:  # fmt: skip
+    """One dashboard client (its own process): ``rounds`` queries of the set from the ``k``-th
+    on; puts ``(latencies: {name: [s]}, errors)`` on ``out``."""
+    s = requests.Session()
     lat: dict[str, list[float]] = {n: [] for n in names}
     errors: list[str] = []
-    gate = threading.Barrier(clients + 1)
+    gate.wait()
+    for i in range(rounds):
+        name = names[(k + i) % len(names)]
+        params = {"query": QUERIES[name], "start": start_s, "end": end_s, "step": "60s", **extra}
+        t = time.perf_counter()
+        r = s.get(base + "/api/v1/query_range", params=params, timeout=600)
+        lat[name].append(time.perf_counter() - t)
+        if r.status_code != 200:
+            errors.append(f"{name}: {r.status_code} {r.text[:200]}")
+    out.put((lat, errors))
 
-    def client(k: int) -> None:
-        s = requests.Session()
-        gate.wait()
-        for i in range(passes * len(names)):
-            name = names[(k + i) % len(names)]
-            params = {
-                "query": QUERIES[name],
-                "start": start_s,
-                "end": end_s,
-                "step": "60s",
-                **extra,
-            }
-            t = time.perf_counter()
-            r = s.get(base + "/api/v1/query_range", params=params, timeout=600)
-            took = time.perf_counter() - t
-            if r.status_code != 200:
-                errors.append(f"{name}: {r.status_code} {r.text[:200]}")
-            lat[name].append(took)  # list.append is atomic under the GIL
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for th in threads:
-        th.start()
+def run_clients(base: str, clients: int, start_s: float, end_s: float, passes: int,
+                extra: dict) -> tuple[float, dict[str, float]]:  # fmt: skip
+    """``clients`` processes (so the clients' own GIL is not what is measured), each running
+    the dashboard set ``passes`` times (each from its own query, so they do not move in lock
+    step): queries per second, and each query's p50 (ms)."""
+    names = list(QUERIES)
+    ctx = multiprocessing.get_context("fork")  # no threads run in this process then
+    gate, out = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(base, k, names, passes * len(names), start_s,
+                                               end_s, extra, gate, out)) for k in range(clients)]  # fmt: skip
+    for p in procs:
+        p.start()
     gate.wait()
     t0 = time.perf_counter()
-    for th in threads:
-        th.join()
+    got = [out.get(timeout=3600) for _ in procs]
     wall = time.perf_counter() - t0
-    if errors:
-        raise RuntimeError(f"{base}: {errors[0]}")
+    for p in procs:
+        p.join()
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    for part, errors in got:
+        if errors:
+            raise RuntimeError(f"{base}: {errors[0]}")
+        for n, v in part.items():
+            lat[n] += v
     done = sum(len(v) for v in lat.values())
     return done / wall, {n: 1000 * statistics.median(v) for n, v in lat.items()}
 
