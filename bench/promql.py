@@ -10,7 +10,7 @@ runs over the whole span at a 60 s step; FiloDB with its results cache off unles
 ``dashboard_qps`` for each ``--clients`` count (that many client processes running the set
 ``--passes`` times at once, one system at a time) with ``dashboard_qps_ratio``, and
 ``dashboard_max_slowdown`` (the worst query's p50 under that many clients over its p50 with
-the first count, 1 by default), ``dashboard_refresh_ms`` (a "last 1 h" dashboard at a 15 s
+the first count, 1 by default; ``dashboard_slowdown`` each query's), ``dashboard_refresh_ms`` (a "last 1 h" dashboard at a 15 s
 step whose end moved by 15 s: the set once, median of ``--repeat`` refreshes; FiloDB with the
 cache on and off), and the ingest rate of each system for the load. VictoriaMetrics runs with
 ``-search.disableCache`` (its own rollup cache off), Prometheus has none.
@@ -445,6 +445,9 @@ def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: 
                     emit("dashboard_qps", rate, "queries/s", clients=c, passes=passes, **sctx)
                     emit("dashboard_max_slowdown", p50[worst] / single[worst], "x single-client p50",
                          clients=c, query=worst, **sctx)  # fmt: skip
+                    for q in QUERIES if p50 is not single else ():
+                        emit("dashboard_slowdown", p50[q] / single[q], "x single-client p50",
+                             clients=c, query=q, single_ms=single[q], **sctx)  # fmt: skip
                 modes = [{"cache": "true"}, {"cache": "false"}] if system == "filodb" else [{}]
                 for mode in modes:
                     ms = refresh_ms(base, mode, refreshes=repeat)
