@@ -303,7 +303,12 @@ class LeafServer:
         msgs: list[bytes] = []
         if self.clock() < req.deadline_unix:  # else its caller has timed out already
             t0 = time.perf_counter()
-            msgs = answer(self.runtime, req.dataset, piece.shards, req.op, req.params)
+            try:
+                msgs = answer(self.runtime, req.dataset, piece.shards, req.op, req.params)
+            except Exception as e:  # noqa: BLE001 - the request's other pieces still answer
+                log.exception("leaf %s on %s/%s failed", req.op, req.dataset, piece.shards)
+                msgs = [pack({"ok": False, "shard": piece.shards[0], "shards": list(piece.shards),
+                              "error_type": "internal", "error": f"{type(e).__name__}: {e}"}, [])]  # fmt: skip
             spent = time.perf_counter() - t0
             with self._cond:
                 self.costs.observe(piece.key, piece.units, spent)

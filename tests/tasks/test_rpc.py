@@ -186,3 +186,24 @@ def test_a_request_that_expires_while_queued_is_dropped_when_its_turn_comes(redi
         assert server.served == 0 and r.llen("filodb:reply:q") == 0
     finally:
         server.stop()
+
+
+class BrokenNode(FakeNode):
+    def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+        if shard == 1:
+            raise RuntimeError("disk on fire")
+        return super().memstore(dataset, shard)
+
+
+def test_a_piece_that_fails_unexpectedly_answers_an_error_and_the_others_answer(
+    redis_url: str, client: ShardClient
+) -> None:
+    server = LeafServer(BrokenNode({0: _shard(0), 1: _shard(1)}), redis_url, "g", 2).start()
+    try:
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        server.costs.observe(cost_key("ds", "select", sel), 1, 1.0)  # expensive: per shard
+        res = client.call("ds", [0, 1], "select", sel, 10.0, _states({0: "g", 1: "g"}))
+        assert sorted(res.answers) == [0]
+        assert res.missing == {1: "RuntimeError: disk on fire"}
+    finally:
+        server.stop()
