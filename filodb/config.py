@@ -64,7 +64,6 @@ class Config:
         ""  # TOML file of tokens with scopes per dataset (filodb.auth); guards every route
     )
     web_threads: int = 16
-    query_slots: int = 6  # queries a web process evaluates at once, cheapest first (0: no limit)
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
     recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -137,62 +134,3 @@ class CostModel:
         self._rate.move_to_end(key)
         while len(self._rate) > COST_KEYS:
             self._rate.popitem(last=False)
-
-
-class Ticket:
-    """A place in a :class:`FairGate`: ``granted`` once it holds a slot."""
-
-    __slots__ = ("granted", "heavy", "cancelled")
-
-    def __init__(self) -> None:
-        self.granted = False
-        self.heavy = False
-        self.cancelled = False
-
-
-class FairGate:
-    """At most ``slots`` holders at once, the waiting ones let in by :class:`FairQueue` order
-    (cheapest estimated first, aging, one slot kept from heavy work); thread-safe.
-
-    :meth:`ask` and :meth:`leave` never block (the order is tested with them);
-    :meth:`enter` waits for the slot."""
-
-    def __init__(self, slots: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.slots = max(1, slots)
-        self.clock = clock
-        self._queue: FairQueue[Ticket] = FairQueue(self.slots)
-        self._free = self.slots
-        self._cond = threading.Condition()
-
-    def ask(self, cost_s: float) -> Ticket:
-        t = Ticket()
-        with self._cond:
-            self._queue.push(t, cost_s, self.clock())
-            self._let_in()
-        return t
-
-    def enter(self, cost_s: float, timeout_s: float) -> Ticket | None:
-        """A granted ticket, or None when no slot came within ``timeout_s``."""
-        t = self.ask(cost_s)
-        with self._cond:
-            if self._cond.wait_for(lambda: t.granted, timeout_s):
-                return t
-            t.cancelled = True  # skipped when its turn comes
-            return None
-
-    def leave(self, t: Ticket) -> None:
-        with self._cond:
-            self._queue.done(t.heavy)
-            self._free += 1
-            self._let_in()
-
-    def _let_in(self) -> None:
-        while self._free > 0 and (got := self._queue.pop()) is not None:
-            t = got[0]
-            t.heavy = got[1]
-            if t.cancelled:
-                self._queue.done(t.heavy)
-                continue
-            t.granted = True
-            self._free -= 1
-            self._cond.notify_all()

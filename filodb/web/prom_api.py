@@ -8,7 +8,6 @@ turns that into a 503 instead). Range queries go through the results cache
 from __future__ import annotations
 
 import re
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import orjson
@@ -86,14 +85,6 @@ def _engine(dataset: str | None, lookback_ms: int = 0) -> tuple[DistributedEngin
     return eng, source
 
 
-def _slot(dataset: str | None, q: str, steps: int) -> AbstractContextManager[None]:
-    """A query slot of this web process (:mod:`filodb.web.query_gate`), if it limits them."""
-    gate = services().query_gate
-    if gate is None:
-        return nullcontext()
-    return gate.slot(_dataset(dataset), q, steps, _timeout_s())
-
-
 def _with_param(e: ParseError) -> BadInputError:
     return BadInputError(f'invalid parameter "query": {e}')
 
@@ -105,8 +96,7 @@ def query(dataset: str | None = None) -> Response:
     t = time_param("time", now_ms())
     eng, source = _engine(dataset)
     try:
-        with _slot(dataset, q, 1):
-            res = eng.instant(q, t)
+        res = eng.instant(q, t)
     except ParseError as e:
         raise _with_param(e) from e
     return _success_result(res, [*source.warnings, *res.warnings])
@@ -151,8 +141,7 @@ def query_range(dataset: str | None = None) -> Response:
 
     def compute(lo: int, hi: int) -> tuple[Result, bool]:
         eng, source = _engine(dataset)
-        with _slot(dataset, q, (hi - lo) // step + 1):
-            res = eng.range(expr, lo, hi, step)
+        res = eng.range(expr, lo, hi, step)
         res.warnings = [*source.warnings, *res.warnings]
         return res, not res.warnings
 

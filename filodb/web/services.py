@@ -6,8 +6,7 @@
 the fan-out to the workers' shards (leaf requests on Redis lists, no Celery); ``limits``: the
 cluster-wide state of the limits per dataset (series counted, ingest tokens, refusals);
 ``results_cache``: finished extents of range queries (:mod:`filodb.web.results_cache`);
-``rules``: the state of recording and alerting rules (:mod:`filodb.rules.state`);
-``query_gate``: queries evaluating at once, cheapest first (:mod:`filodb.web.query_gate`).
+``rules``: the state of recording and alerting rules (:mod:`filodb.rules.state`).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from filodb.shards.metadata import MetadataStore
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.redis_map import ShardMapStore
 from filodb.tasks.fanout import ClusterSource, ShardClient
-from filodb.web.query_gate import QueryGate
 from filodb.web.results_cache import ResultsCache
 
 
@@ -43,7 +41,6 @@ class Services:
     limits: LimitsStore
     results_cache: ResultsCache
     rules: RuleStateStore | None = None  # rule state the evaluating process publishes
-    query_gate: QueryGate | None = None  # queries evaluating at once (``query_slots``)
 
     @classmethod
     def from_config(cls, cfg: Config) -> Services:
@@ -60,7 +57,6 @@ class Services:
             limits=LimitsStore(cfg.redis_url),
             results_cache=results_cache(cfg),
             rules=RuleStateStore(cfg.redis_url),
-            query_gate=QueryGate(cfg.query_slots) if cfg.query_slots > 0 else None,
         )
 
     def init_app(self, app: Flask) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from filodb.tasks.scheduler import CostModel, FairGate, FairQueue, cost_key, cost_units
+from filodb.tasks.scheduler import CostModel, FairQueue, cost_key, cost_units
 
 
 def _drain(q: FairQueue[str]) -> list[str]:
@@ -68,32 +68,3 @@ def test_costs_are_learned_per_query_shape_and_scale_with_steps_and_shards() -> 
     assert m.estimate(k, 122) == 0.122
     m.observe(k, 61, 0.0)  # a moving average: one fast run does not reset it
     assert abs(m.estimate(k, 1) - 0.7e-3) < 1e-12
-
-
-def test_the_gate_lets_waiting_queries_in_cheapest_first_and_keeps_a_slot() -> None:
-    now = [0.0]
-    gate = FairGate(slots=2, clock=lambda: now[0])
-    a = gate.ask(0.5)  # heavy: takes one of the two slots
-    b = gate.ask(0.5)  # heavy: the other slot is kept for cheap work
-    assert (a.granted, b.granted) == (True, False)
-    now[0] = 0.1
-    c = gate.ask(0.001)
-    assert c.granted  # the kept slot
-    d = gate.ask(0.001)  # both slots held: waits, ahead of b
-    assert not d.granted
-    gate.leave(c)
-    assert d.granted and not b.granted
-    gate.leave(d)
-    assert not b.granted  # a's heavy slot is still held
-    gate.leave(a)
-    assert b.granted
-
-
-def test_a_gate_ticket_that_timed_out_is_skipped() -> None:
-    gate = FairGate(slots=1)
-    held = gate.enter(0.001, timeout_s=1)
-    assert held is not None
-    assert gate.enter(0.001, timeout_s=0.01) is None  # gave up
-    waiting = gate.ask(0.002)
-    gate.leave(held)
-    assert waiting.granted  # the abandoned ticket did not take the slot

@@ -181,25 +181,3 @@ def test_deeply_nested_query_is_400_not_500(client) -> None:  # type: ignore[no-
     assert r.status_code == 400 and "nested too deeply" in r.json["error"]
     r = client.post("/api/v1/query", data={"query": "-" * 3000 + "up"})
     assert r.status_code == 400 and r.json["errorType"] == "bad_data"
-
-
-def test_a_query_waiting_past_its_timeout_for_a_query_slot_is_a_503(redis_url: str) -> None:
-    app = create_app(Config(redis_url=redis_url, query_slots=1))
-    app.extensions["filodb"].shard_map.create_dataset("prometheus", 4, 1)
-    gate = app.extensions["filodb"].query_gate
-    held = gate.gate.enter(0.001, timeout_s=1)  # the only slot, as a running query would
-    assert held is not None
-    c = app.test_client()
-    for path, extra in (
-        ("/api/v1/query", {}),
-        ("/api/v1/query_range", {"start": 0, "end": 60, "step": 15}),
-    ):
-        r = c.get(
-            path, query_string={"query": "vector(1)", "timeout": "50ms", "cache": "false", **extra}
-        )
-        assert r.status_code == 503
-        assert r.get_json() == {"status": "error", "errorType": "timeout",
-                                "error": "query timed out waiting for a query slot"}  # fmt: skip
-    gate.gate.leave(held)
-    r = c.get("/api/v1/query", query_string={"query": "vector(1)"})
-    assert r.status_code == 200 and r.get_json()["data"]["result"][0]["value"][1] == "1"
