@@ -8,6 +8,11 @@ distinct series, never per row) and goes out as remote-write requests of at most
 answered 2xx raises :class:`~filodb.tools.client.SendError`, which fails the task and so the
 Spark job: a write that returned was acknowledged by the web tier, i.e. is in the ingestion
 log.
+
+FiloDB, like Prometheus, drops a sample older than its series' newest. A task sorts its rows by
+series and time before sending, so a series held by one task arrives in order; a series
+spread over tasks that run at once may not. Give each series to one task:
+``df.repartition(n, F.to_json("labels"))`` (Spark cannot hash a map column itself).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pyarrow.compute as pc
 import requests
 
 from filodb.errors import BadInputError
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, concat_batches
 from filodb.model.labels import Labels, make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.spark.options import WriteOptions
@@ -85,24 +90,22 @@ def to_sample_batch(batch: pa.RecordBatch) -> SampleBatch:
     return SampleBatch(list(index), sidx, np.floor_divide(us, 1000), vals)
 
 
+def in_series_order(batches: Iterable[pa.RecordBatch]) -> SampleBatch:
+    """Every row of a task, sorted by series, then time (a sample older than its series'
+    newest is dropped by the ingestion, so each series goes out in time order)."""
+    b = concat_batches([to_sample_batch(rb) for rb in batches if rb.num_rows])
+    order = np.lexsort((b.ts, b.sidx))
+    return SampleBatch(b.series, b.sidx[order], b.ts[order], b.vals[order])
+
+
 def write_batches(opts: WriteOptions, batches: Iterable[pa.RecordBatch]) -> int:
-    """Send every row; returns the number of samples the server acknowledged."""
+    """Send every row of a task; returns the number of samples the server acknowledged."""
     url = write_url(opts.url, opts.dataset, "remote-write")
     headers = {**RW_HEADERS, **auth_headers(opts.token or None), "User-Agent": "filodb-spark"}
-    sent = 0
+    b = in_series_order(batches)
     with requests.Session() as session:
-        for rb in batches:
-            if rb.num_rows == 0:
-                continue
-            samples = to_sample_batch(rb)
-            for a in range(0, len(samples), opts.batch_samples):
-                part = _slice(samples, a, a + opts.batch_samples)
-                post(session, url, encode_write_request(part), headers, opts.timeout_s)
-                sent += len(part)
-    return sent
-
-
-def _slice(b: SampleBatch, a: int, z: int) -> SampleBatch:
-    if a == 0 and z >= len(b):
-        return b
-    return SampleBatch(b.series, b.sidx[a:z], b.ts[a:z], b.vals[a:z])
+        for a in range(0, len(b), opts.batch_samples):
+            z = a + opts.batch_samples
+            part = SampleBatch(b.series, b.sidx[a:z], b.ts[a:z], b.vals[a:z])
+            post(session, url, encode_write_request(part), headers, opts.timeout_s)
+    return len(b)

@@ -171,5 +171,5 @@ def test_bad_selector_fails_the_spark_read_naming_the_option(spark, stored) -> N
 def test_register_adds_the_source_to_a_session(spark, stored) -> None:  # type: ignore[no-untyped-def]
     register(spark)  # found without it too (the pyspark_filodb module); again is harmless
     data_dir, want = stored
-    df = spark.read.format("filodb").options(**_opts(data_dir)).load()
+    df = spark.read.format("filodb").options(**_opts(data_dir, window="6h")).load()
     assert df.count() == sum(len(v) for v in want.values())
