@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from filodb.encoding import decode_doubles_many, decode_timestamps_many
+from filodb.errors import BadInputError, UnknownDatasetError
 from filodb.memstore.index import TagIndex
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import labels_of
@@ -111,6 +112,8 @@ def plan(opts: ReadOptions) -> list[tuple[int, int, int]]:
     stores = opts.store.open()
     try:
         n = stores.column.num_shards(opts.dataset)
+    except UnknownDatasetError as e:
+        raise BadInputError(f"option 'dataset': {e}") from None
     finally:
         stores.close()
     return [(s, a, b) for s in range(n) for a, b in opts.windows()]

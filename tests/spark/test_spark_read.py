@@ -16,7 +16,7 @@ from filodb.model.partkey import part_key
 from filodb.query.values import STALE_NAN_BITS
 from filodb.spark import register
 from filodb.spark.options import parse_read_options
-from filodb.spark.read import read_window
+from filodb.spark.read import plan, read_window
 from filodb.store import ChunkSet, PartKeyRecord, open_store
 
 T0 = 1_700_000_000_000
@@ -161,6 +161,11 @@ def test_spark_filters_and_aggregates_on_top(spark, stored) -> None:  # type: ig
 def test_bad_options_name_the_option(stored, over, named) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(BadInputError, match=f"option '{named}'"):
         parse_read_options(_opts(stored[0], **over))
+
+
+def test_a_dataset_the_store_lacks_is_named_when_planning(stored) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BadInputError, match="option 'dataset'.*nosuch"):
+        plan(parse_read_options(_opts(stored[0], dataset="nosuch")))
 
 
 def test_bad_selector_fails_the_spark_read_naming_the_option(spark, stored) -> None:  # type: ignore[no-untyped-def]
