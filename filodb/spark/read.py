@@ -34,7 +34,6 @@ BATCH_ROWS = 1 << 17
 LABELS_TYPE = pa.map_(pa.string(), pa.string())
 ARROW_SCHEMA = pa.schema([("labels", LABELS_TYPE), ("timestamp", pa.timestamp("us", tz="UTC")),
                           ("value", pa.float64())])  # fmt: skip
-SCHEMA_DDL = "labels map<string,string>, timestamp timestamp, value double"
 
 
 def matching_series(records: Sequence[PartKeyRecord], matchers: Sequence[Matcher],

@@ -6,16 +6,17 @@ Python tuples). ``df.write.format("filodb")`` runs :func:`filodb.spark.write.wri
 each task on the partition's Arrow batches. Options: :mod:`filodb.spark.options`.
 
 The classes hold only the parsed options (plain dataclasses), so Spark can pickle them to the
-executors; the store is opened inside each task.
+executors; the store is opened inside each task. The modules doing the work are imported
+where they are used: Spark starts a fresh Python process to look data sources up and to plan
+a read, and those need none of the parser, codecs or HTTP client (1.5 s of imports).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceArrowWriter,
@@ -24,15 +25,12 @@ from pyspark.sql.datasource import (
     WriterCommitMessage,
 )
 
-from filodb.errors import BadInputError
-from filodb.spark.options import (
-    ReadOptions,
-    WriteOptions,
-    parse_read_options,
-    parse_write_options,
-)
-from filodb.spark.read import SCHEMA_DDL, plan, read_window
-from filodb.spark.write import write_batches
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from filodb.spark.options import ReadOptions, WriteOptions
+
+SCHEMA_DDL = "labels map<string,string>, timestamp timestamp, value double"
 
 
 class FiloDBReader(DataSourceReader):
@@ -41,9 +39,13 @@ class FiloDBReader(DataSourceReader):
 
     def partitions(self) -> list[InputPartition]:
         """One per shard and time window: ``value`` is ``(shard, start_ms, end_ms)``."""
+        from filodb.spark.read import plan
+
         return [InputPartition(task) for task in plan(self.opts)]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        from filodb.spark.read import read_window
+
         shard, start_ms, end_ms = partition.value
         return read_window(self.opts, shard, start_ms, end_ms)
 
@@ -58,6 +60,8 @@ class FiloDBWriter(DataSourceArrowWriter):
         self.opts = opts
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> Written:
+        from filodb.spark.write import write_batches
+
         return Written(write_batches(self.opts, iterator))
 
 
@@ -72,9 +76,14 @@ class FiloDBDataSource(DataSource):
         return SCHEMA_DDL
 
     def reader(self, schema: Any) -> FiloDBReader:
+        from filodb.spark.options import parse_read_options
+
         return FiloDBReader(parse_read_options(self.options))
 
     def writer(self, schema: Any, overwrite: bool) -> FiloDBWriter:
+        from filodb.errors import BadInputError
+        from filodb.spark.options import parse_write_options
+
         if overwrite:
             raise BadInputError("option 'mode': a FiloDB dataset is appended to, not overwritten "
                                 "(use mode 'append')")  # fmt: skip

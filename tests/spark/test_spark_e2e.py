@@ -114,6 +114,8 @@ def test_refused_writes_fail_the_job(spark, up) -> None:  # type: ignore[no-unty
         df.write.format("filodb").mode("append").options(url=up.url, dataset="nosuchds").save()
     with pytest.raises(Exception, match="option 'url'"):
         df.write.format("filodb").mode("append").options(dataset="prometheus").save()
+    with pytest.raises(Exception, match="option 'mode'"):
+        df.write.format("filodb").mode("overwrite").options(url=up.url).save()
 
 
 def _check(ok: bool) -> None:
