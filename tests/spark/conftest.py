@@ -28,5 +28,9 @@ def spark() -> Iterator[Any]:
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.driver.memory", "1g").getOrCreate())  # fmt: skip
     session.sparkContext.setLogLevel("ERROR")
+    # an installed package is found by name (pyspark_filodb); an editable one may not be
+    from filodb.spark import register
+
+    register(session)
     yield session
     session.stop()

@@ -14,7 +14,6 @@ from filodb.memstore.chunks import encode_chunk
 from filodb.model.labels import Labels, make_labels
 from filodb.model.partkey import part_key
 from filodb.query.values import STALE_NAN_BITS
-from filodb.spark import register
 from filodb.spark.options import parse_read_options
 from filodb.spark.read import plan, read_window
 from filodb.store import ChunkSet, PartKeyRecord, open_store
@@ -173,8 +172,9 @@ def test_bad_selector_fails_the_spark_read_naming_the_option(spark, stored) -> N
         spark.read.format("filodb").options(**_opts(stored[0], selector='x{job="a"')).load().count()
 
 
-def test_register_adds_the_source_to_a_session(spark, stored) -> None:  # type: ignore[no-untyped-def]
-    register(spark)  # found without it too (the pyspark_filodb module); again is harmless
-    data_dir, want = stored
-    df = spark.read.format("filodb").options(**_opts(data_dir, window="6h")).load()
-    assert df.count() == sum(len(v) for v in want.values())
+def test_the_module_pyspark_finds_names_the_source() -> None:
+    import pyspark_filodb
+    from filodb.spark.source import FiloDBDataSource
+
+    assert pyspark_filodb.DefaultSource is FiloDBDataSource
+    assert FiloDBDataSource.name() == "filodb"
