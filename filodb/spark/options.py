@@ -8,7 +8,9 @@ Nothing here imports Spark.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,11 +85,29 @@ class StoreLocation:
         port = _positive_int(opts, "cassandra_port", _DEFAULTS.cassandra_port)
         return cls(data_dir, hosts, port, opts.get("keyspace", _DEFAULTS.cassandra_keyspace))
 
-    def open(self) -> Stores:
+    @contextmanager
+    def open(self) -> Iterator[Stores]:
+        """The stores, for one task. SQLite files are opened and closed each time; a Cassandra
+        session (seconds to connect) is kept for the life of the Python worker, which Spark
+        reuses for the next tasks."""
         if self.data_dir:
-            return open_store("sqlite", self.data_dir)
-        return open_store("cassandra", "", hosts=self.cassandra_hosts.split(","),
-                          port=self.cassandra_port, keyspace=self.keyspace)  # fmt: skip
+            stores = open_store("sqlite", self.data_dir)
+            try:
+                yield stores
+            finally:
+                stores.close()
+            return
+        with _CONNECT_LOCK:
+            kept = _CASSANDRA.get(self)
+            if kept is None:
+                kept = _CASSANDRA[self] = open_store(
+                    "cassandra", "", hosts=self.cassandra_hosts.split(","),
+                    port=self.cassandra_port, keyspace=self.keyspace)  # fmt: skip
+        yield kept
+
+
+_CASSANDRA: dict[StoreLocation, Stores] = {}
+_CONNECT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)

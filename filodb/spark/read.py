@@ -93,8 +93,7 @@ def to_batches(series: Sequence[Labels], owner: np.ndarray, ts: np.ndarray, vals
 def read_window(opts: ReadOptions, shard: int, start_ms: int, end_ms: int
                 ) -> Iterator[pa.RecordBatch]:  # fmt: skip
     """Every sample of the selector's series in one shard and window, as record batches."""
-    stores = opts.store.open()
-    try:
+    with opts.store.open() as stores:
         records = list(stores.column.scan_part_keys(opts.dataset, shard))
         pks, labels = matching_series(records, opts.matchers, start_ms, end_ms)
         for i in range(0, len(pks), SERIES_PER_READ):
@@ -102,17 +101,13 @@ def read_window(opts: ReadOptions, shard: int, start_ms: int, end_ms: int
             owner, ts, vals = read_samples(stores.column, opts.dataset, shard, part,
                                            start_ms, end_ms)  # fmt: skip
             yield from to_batches(labels[i : i + SERIES_PER_READ], owner, ts, vals)
-    finally:
-        stores.close()
 
 
 def plan(opts: ReadOptions) -> list[tuple[int, int, int]]:
     """``(shard, start_ms, end_ms)`` of every read task: each shard times each window."""
-    stores = opts.store.open()
-    try:
-        n = stores.column.num_shards(opts.dataset)
-    except UnknownDatasetError as e:
-        raise BadInputError(f"option 'dataset': {e}") from None
-    finally:
-        stores.close()
+    with opts.store.open() as stores:
+        try:
+            n = stores.column.num_shards(opts.dataset)
+        except UnknownDatasetError as e:
+            raise BadInputError(f"option 'dataset': {e}") from None
     return [(s, a, b) for s in range(n) for a, b in opts.windows()]

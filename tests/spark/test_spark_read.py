@@ -16,7 +16,7 @@ from filodb.model.partkey import part_key
 from filodb.query.values import STALE_NAN_BITS
 from filodb.spark.options import parse_read_options
 from filodb.spark.read import plan, read_window
-from filodb.store import ChunkSet, PartKeyRecord, open_store
+from filodb.store import ChunkSet, PartKeyRecord, Stores, open_store
 
 T0 = 1_700_000_000_000
 STEP = 15_000
@@ -41,8 +41,7 @@ def _series() -> dict[Labels, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _write_store(data_dir: Any, series: dict[Labels, tuple[np.ndarray, np.ndarray]]) -> None:
-    stores = open_store("sqlite", data_dir)
+def _write_store(stores: Stores, series: dict[Labels, tuple[np.ndarray, np.ndarray]]) -> None:
     stores.column.initialize("prometheus", SHARDS)
     for i, (lb, (ts, vals)) in enumerate(series.items()):
         pk, shard = part_key(lb), i % SHARDS
@@ -75,6 +74,21 @@ def _expected(
     return out
 
 
+def _read_all(options: dict[str, str]) -> dict[Labels, list[tuple[int, float]]]:
+    """Every partition read by the task function alone (no Spark)."""
+    opts = parse_read_options(options)
+    rows = []
+    for task in plan(opts):
+        for rb in read_window(opts, *task):
+            d = rb.to_pydict()
+            stamps = rb.column("timestamp").cast("int64").to_pylist()
+            rows += [(dict(lb), t // 1000, v)
+                     for lb, t, v in zip(d["labels"], stamps, d["value"], strict=True)]  # fmt: skip
+    out = _group(rows)
+    assert sum(map(len, out.values())) == len(rows), "a sample came twice"
+    return out
+
+
 def _group(rows: list[tuple[dict[str, str], int, float]]) -> dict[Labels, list[tuple[int, float]]]:
     out: dict[Labels, list[tuple[int, float]]] = {}
     for labels, t_ms, v in rows:
@@ -86,7 +100,7 @@ def _group(rows: list[tuple[dict[str, str], int, float]]) -> dict[Labels, list[t
 def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[Labels, Any]]:
     data_dir = tmp_path_factory.mktemp("spark-read") / "data"
     series = _series()
-    _write_store(data_dir, series)
+    _write_store(open_store("sqlite", data_dir), series)
     return str(data_dir), _expected(series)
 
 
@@ -97,17 +111,7 @@ def _opts(where: str, **over: str) -> dict[str, str]:
 
 def test_task_reader_gives_the_stored_samples(stored) -> None:  # type: ignore[no-untyped-def]
     data_dir, want = stored
-    opts = parse_read_options(_opts(data_dir))
-    rows = []
-    for shard in range(SHARDS):
-        for a, b in opts.windows():
-            for rb in read_window(opts, shard, a, b):
-                d = rb.to_pydict()
-                stamps = rb.column("timestamp").cast("int64").to_pylist()
-                rows += [(dict(lb), t // 1000, v)
-                         for lb, t, v in zip(d["labels"], stamps, d["value"], strict=True)]  # fmt: skip
-    assert _group(rows) == want
-    assert sum(len(v) for v in want.values()) == len(rows)  # no duplicate row
+    assert _read_all(_opts(data_dir)) == want
 
 
 def test_spark_read_equals_the_store(spark, stored) -> None:  # type: ignore[no-untyped-def]
@@ -125,6 +129,24 @@ def test_spark_read_equals_the_store(spark, stored) -> None:  # type: ignore[no-
     got = _group([(r["labels"], r["us"] // 1000, r["value"]) for r in rows])
     assert got == want
     assert len(rows) == sum(len(v) for v in want.values())
+
+
+def test_read_from_cassandra(spark, cassandra_env) -> None:  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+
+    where = {"cassandra_hosts": cassandra_env["FILODB_CASSANDRA_HOSTS"],
+             "cassandra_port": cassandra_env["FILODB_CASSANDRA_PORT"], "keyspace": "spark_read"}  # fmt: skip
+    stores = open_store("cassandra", "", hosts=where["cassandra_hosts"].split(","),
+                        port=int(where["cassandra_port"]), keyspace="spark_read")  # fmt: skip
+    stores.column.initialize("prometheus", SHARDS)
+    stores.column.truncate("prometheus")
+    series = _series()
+    _write_store(stores, series)
+    options = {**_opts("", window="6h"), "data_dir": "", **where}
+    assert _read_all(options) == _expected(series)
+    df = spark.read.format("filodb").options(**options).load()
+    got = df.select("labels", F.unix_micros("timestamp").alias("us"), "value").collect()
+    assert _group([(r["labels"], r["us"] // 1000, r["value"]) for r in got]) == _expected(series)
 
 
 def test_spark_filters_and_aggregates_on_top(spark, stored) -> None:  # type: ignore[no-untyped-def]
