@@ -62,6 +62,8 @@ def read_samples(store: ColumnStore, dataset: str, shard: int, part_keys: Sequen
     owner = np.repeat(chunk_owner, np.diff(offsets))
     keep = (ts >= start_ms) & (ts <= end_ms) & ~is_stale(vals)
     owner, ts, vals = owner[keep], ts[keep], vals[keep]
+    if len(ts) == 0:
+        return owner, ts, vals
     order = np.lexsort((ts, owner))  # stable: of equal timestamps the older chunk's comes first
     owner, ts, vals = owner[order], ts[order], vals[order]
     first = np.r_[True, (owner[1:] != owner[:-1]) | (ts[1:] != ts[:-1])]

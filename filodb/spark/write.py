@@ -72,7 +72,9 @@ def to_sample_batch(batch: pa.RecordBatch) -> SampleBatch:
     """The rows of one record batch as samples; a label set spelled in several key orders is
     one series."""
     labels = _column(batch, "labels")
-    if not pa.types.is_map(labels.type):
+    lt = labels.type
+    if not (pa.types.is_map(lt) and pa.types.is_string(lt.key_type)
+            and pa.types.is_string(lt.item_type)):  # fmt: skip
         raise BadInputError(f"column 'labels' must be map<string,string>, not {labels.type}")
     stamps = _column(batch, "timestamp")
     if not pa.types.is_timestamp(stamps.type):

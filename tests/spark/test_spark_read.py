@@ -114,6 +114,13 @@ def test_task_reader_gives_the_stored_samples(stored) -> None:  # type: ignore[n
     assert _read_all(_opts(data_dir)) == want
 
 
+def test_a_window_between_samples_or_a_selector_matching_nothing_reads_nothing(stored) -> None:  # type: ignore[no-untyped-def]
+    data_dir = stored[0]
+    between = (T0 + 5 * STEP + 5) / 1000  # inside a chunk, after every series' 6th sample
+    assert _read_all(_opts(data_dir, start=str(between), end=str(between + 0.005))) == {}
+    assert _read_all(_opts(data_dir, selector='{__name__="nope"}')) == {}
+
+
 def test_spark_read_equals_the_store(spark, stored) -> None:  # type: ignore[no-untyped-def]
     from pyspark.sql import functions as F
 
