@@ -14,6 +14,7 @@ carries the task's traceback.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,8 +45,10 @@ def run_tasks(master: str, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ..
     spark = SparkSession.getActiveSession()
     owned = spark is None
     if spark is None:
-        spark = (SparkSession.builder.master(master).appName("filodb")
-                 .config("spark.ui.enabled", "false").getOrCreate())  # fmt: skip
+        builder = SparkSession.builder.master(master).appName("filodb")
+        if master.startswith("local"):  # the executors are this machine's: this interpreter
+            builder = builder.config("spark.pyspark.python", sys.executable)
+        spark = builder.config("spark.ui.enabled", "false").getOrCreate()
     try:
         rdd = spark.sparkContext.parallelize(list(enumerate(tasks)), len(tasks))
         done = dict(rdd.map(partial(_call, fn)).collect())
