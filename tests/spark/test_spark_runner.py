@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -34,3 +35,16 @@ def test_without_pyspark_the_error_says_what_to_install(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark raises ImportError
     with pytest.raises(BadInputError, match=r"pip install 'filodb-py\[spark\]'"):
         run_tasks("local[2]", parse_duration_ms, [("1h", "x")])
+
+
+def test_without_a_session_it_starts_one_and_stops_it() -> None:
+    """The CLI's path (``--spark local[2]``): a process with no session of its own."""
+    code = ("from filodb.spark.runner import run_tasks\n"
+            "from filodb.model.timeparse import parse_duration_ms\n"
+            "print(run_tasks('local[2]', parse_duration_ms, [('2m', 'x'), ('1s', 'x')]))\n"
+            "from pyspark.sql import SparkSession\n"
+            "print(SparkSession.getActiveSession())\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=240, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [str([parse_duration_ms("2m", "x"), 1000]), "None"]
