@@ -118,11 +118,18 @@ def memory(labels: list, scrapes: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--series", default="10000,100000", help="comma-separated series counts")
     ap.add_argument("--scrapes", type=int, default=0, help="live scrapes (0: 2 M samples' worth)")
     ap.add_argument("--backfill-samples", type=int, default=2_000_000)
-    ap.add_argument("--mem-scrapes", type=int, default=240, help="live scrapes before measuring memory (240: 1 h)")
+    ap.add_argument(
+        "--mem-scrapes",
+        type=int,
+        default=240,
+        help="live scrapes before measuring memory (240: 1 h)",
+    )
     ap.add_argument("--shape", default="live,backfill")
     ap.add_argument("--profile", action="store_true", help="cProfile's top entries on stderr")
     a = ap.parse_args()
@@ -131,10 +138,24 @@ def main() -> None:
         if "live" in a.shape:
             scrapes = a.scrapes or max(2, 2_000_000 // n)
             rate, total = run(live_batches(labels, scrapes), a.profile)
-            emit("head_append_samples_per_s", rate, "samples/s", shape="live", series=n, samples=total)
+            emit(
+                "head_append_samples_per_s",
+                rate,
+                "samples/s",
+                shape="live",
+                series=n,
+                samples=total,
+            )
         if "backfill" in a.shape:
             rate, total = run(backfill_batches(labels, a.backfill_samples), a.profile)
-            emit("head_append_samples_per_s", rate, "samples/s", shape="backfill", series=n, samples=total)
+            emit(
+                "head_append_samples_per_s",
+                rate,
+                "samples/s",
+                shape="backfill",
+                series=n,
+                samples=total,
+            )
         if a.mem_scrapes:
             traced, own = memory(labels, a.mem_scrapes)
             emit("head_bytes_per_series", traced, "bytes", series=n, scrapes=a.mem_scrapes,

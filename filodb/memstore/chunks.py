@@ -2,13 +2,17 @@
 
 A chunk is a closed run of a series' samples: its timestamps and values encoded by
 :mod:`filodb.encoding` (delta-of-delta timestamps, bit-exact doubles), with the metadata the
-column store keys it by. Its id is its start time: chunks of a series never overlap (samples
-are strictly increasing), and a chunk rebuilt from the same samples after a crash gets the same
-id, so writing it again replaces the stored one.
+column store keys it by. Its id is its start time: in-order chunks of a series never overlap
+(samples are strictly increasing), and a chunk rebuilt from the same samples after a crash gets
+the same id, so writing it again replaces the stored one. An out-of-order chunk (one holding a
+sample not newer than what its series closed before) may start where a stored chunk starts: its
+id is a hash of its vectors with bit 62 set (:func:`ooo_id`), the same for the same samples
+and never a timestamp, so it is stored beside the chunks it overlaps instead of over them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +37,7 @@ class Chunk:
     ts: bytes
     vals: bytes
     flushed: bool = False
+    ooo: bool = False  # holds samples older than chunks closed before it
 
     @property
     def nbytes(self) -> int:
@@ -49,11 +54,23 @@ def encode_chunk(ts: np.ndarray, vals: np.ndarray) -> Chunk:
     return Chunk(start, start, end, len(ts), encode_timestamps(ts), encode_doubles(vals))
 
 
+OOO_ID_BIT = 1 << 62
+
+
+def ooo_id(ts: bytes, vals: bytes) -> int:
+    """The id of an out-of-order chunk: its content's hash, bit 62 set (ms timestamps stay far
+    below 2**62, so it is never an in-order chunk's start)."""
+    h = hashlib.blake2b(ts, digest_size=8, key=b"filodb-ooo")
+    h.update(vals)
+    return OOO_ID_BIT | (int.from_bytes(h.digest(), "little") & (OOO_ID_BIT - 1))
+
+
 def chunk_from_vectors(
     chunk_id: int, start: int, end: int, count: int, vectors: Sequence[bytes]
 ) -> Chunk:
     """A chunk read back from the column store."""
-    return Chunk(chunk_id, start, end, count, vectors[0], vectors[1], flushed=True)
+    return Chunk(chunk_id, start, end, count, vectors[0], vectors[1], flushed=True,
+                 ooo=chunk_id >= OOO_ID_BIT)  # fmt: skip
 
 
 def decode_chunks(chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
