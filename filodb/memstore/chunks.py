@@ -6,8 +6,10 @@ column store keys it by. Its id is its start time: in-order chunks of a series n
 (samples are strictly increasing), and a chunk rebuilt from the same samples after a crash gets
 the same id, so writing it again replaces the stored one. An out-of-order chunk (one holding a
 sample not newer than what its series closed before) may start where a stored chunk starts: its
-id is a hash of its vectors with bit 62 set (:func:`ooo_id`), the same for the same samples
-and never a timestamp, so it is stored beside the chunks it overlaps instead of over them.
+id has bit 62 set (:func:`ooo_id`), so it is never a timestamp and the chunk is stored beside
+the chunks it overlaps instead of over them; the id grows with the log offset it was closed at
+(write order: of two samples with one timestamp the later chunk's wins), and its low bits are
+a hash of the vectors.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from filodb.encoding import (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Chunk:
-    """One encoded chunk; ``flushed`` once the column store holds it."""
+    """One encoded chunk; ``flushed`` once the column store holds it. Slotted: a series
+    keeps a dozen of them in memory a day (at 15 s), so no ``__dict__`` each."""
 
     chunk_id: int
     start: int
@@ -57,12 +60,21 @@ def encode_chunk(ts: np.ndarray, vals: np.ndarray) -> Chunk:
 OOO_ID_BIT = 1 << 62
 
 
-def ooo_id(ts: bytes, vals: bytes) -> int:
-    """The id of an out-of-order chunk: its content's hash, bit 62 set (ms timestamps stay far
-    below 2**62, so it is never an in-order chunk's start)."""
-    h = hashlib.blake2b(ts, digest_size=8, key=b"filodb-ooo")
+def ooo_id(tick: int, ts: bytes, vals: bytes) -> int:
+    """The id of an out-of-order chunk closed at ``tick`` (the log offset; < 2**42): bit 62
+    set (ms timestamps stay far below 2**62, so it is never an in-order chunk's start), then
+    the tick, then 20 bits of a hash of its vectors. Ids grow with write order."""
+    h = hashlib.blake2b(ts, digest_size=4, key=b"filodb-ooo")
     h.update(vals)
-    return OOO_ID_BIT | (int.from_bytes(h.digest(), "little") & (OOO_ID_BIT - 1))
+    low = int.from_bytes(h.digest(), "little") & 0xFFFFF
+    return OOO_ID_BIT | ((tick & ((1 << 42) - 1)) << 20) | low
+
+
+def write_order(c: Chunk) -> int:
+    """Sort key putting a series' chunks in the order their samples were written, where it
+    matters: an in-order chunk shares no timestamp with any chunk closed before it, so in-order
+    chunks come first (0) and out-of-order ones after, by id."""
+    return c.chunk_id if c.ooo else 0
 
 
 def chunk_from_vectors(

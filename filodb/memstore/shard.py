@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from filodb.encoding import encode_many
-from filodb.memstore.chunks import Chunk, chunk_from_vectors, decode_chunks, encode_chunk, ooo_id
+from filodb.memstore.chunks import (
+    Chunk,
+    chunk_from_vectors,
+    decode_chunks,
+    encode_chunk,
+    ooo_id,
+    write_order,
+)
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
@@ -283,8 +290,9 @@ class TimeSeriesShard:
         rows = zip(sids.tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
                    ooo.tolist(), tvecs, vvecs, strict=True)  # fmt: skip
         added = 0
+        tick = self.offset or self._generation  # no log (tests, tools): batches applied
         for s, start, end, n, late, tv, vv in rows:
-            c = Chunk(ooo_id(tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
+            c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
             self._chunks[s].append(c)
             added += len(tv) + len(vv)
         self.chunk_bytes += added
@@ -422,15 +430,15 @@ class TimeSeriesShard:
             owner: list[int] = []  # position in ids of each chunk
             limit: list[int] = []  # newest timestamp a chunk may contribute (paged: < mem_start)
             for i, s in enumerate(ids.tolist()):
-                for c in paged.get(s, ()):
+                mem = [c for c in self._chunks[s] if c.end >= start_ms and c.start <= end_ms]
+                below = min(end_ms, int(self._mem_start[s]) - 1)
+                pieces = [(c, below) for c in paged.get(s, ())] + [(c, end_ms) for c in mem]
+                if any(c.ooo for c, _ in pieces):  # write order: the last write of a ts wins
+                    pieces.sort(key=lambda p: write_order(p[0]))
+                for c, lim in pieces:
                     chunks.append(c)
                     owner.append(i)
-                    limit.append(min(end_ms, int(self._mem_start[s]) - 1))
-                for c in self._chunks[s]:
-                    if c.end >= start_ms and c.start <= end_ms:
-                        chunks.append(c)
-                        owner.append(i)
-                        limit.append(end_ms)
+                    limit.append(lim)
             cts, cvals, coffs = decode_chunks(chunks)
             n_chunk = np.diff(coffs)
             hts, hvals, buf_n = self._head.read(ids)
