@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 _PAGE_ROWS = 32
+_KEEP_FREE = 1024  # free pages a pool may keep without being compacted
 _I32 = np.iinfo(np.int32)
 
 
@@ -132,6 +133,24 @@ class Head:
         self.pages[sids] = -1
         self.count[sids] = 0
         self.ordered[sids] = True
+        if self._n_free > 2 * (len(self.ts) - self._n_free) + _KEEP_FREE:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Move the used pages to the front of the pool and give the rest back: series that
+        scrape together fill and close together, and the pool must not stay at that peak."""
+        held = self.pages >= 0
+        used = self.pages[held]
+        u = len(used)
+        self.ts[:u] = self.ts[used]
+        self.vals[:u] = self.vals[used]
+        self.pages[held] = np.arange(u, dtype=np.int32)
+        cap = u + u // 4 + _KEEP_FREE // 2
+        if cap < len(self.ts):
+            self.ts.resize((cap, self.page_rows), refcheck=False)
+            self.vals.resize((cap, self.page_rows), refcheck=False)
+        self._free = np.arange(len(self.ts) - 1, u - 1, -1, dtype=np.int32)
+        self._n_free = len(self._free)
 
     # --- reading --------------------------------------------------------------------------
     def read(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
