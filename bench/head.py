@@ -14,6 +14,7 @@ Prints one JSON object per line ``{"metric", "value", "unit", ...context}``:
 
     python bench/head.py                        # 10 000 and 100 000 series
     python bench/head.py --series 10000 --scrapes 20 --profile   # cProfile's top entries too
+    python bench/head.py --keys       # batches carry a 64-bit key per series, as log records do
 
 Prometheus's whole process costs about 17 KB per active series (issue 14's table).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
 import io
 import pstats
 import sys
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.model.labels import make_labels  # noqa: E402
+from filodb.model.partkey import part_key  # noqa: E402
 
 T0 = 1_700_000_000_000
 STEP = 15_000
@@ -51,6 +54,15 @@ def emit(metric: str, value: float, unit: str, **ctx: object) -> None:
 def series_labels(n: int) -> list:
     return [make_labels({"__name__": f"bench_m{i % 50}", "instance": f"host-{i // 50}",
                          "job": "bench"}) for i in range(n)]  # fmt: skip
+
+
+def with_keys(batches: list[SampleBatch], labels: list) -> list[SampleBatch]:
+    """Give each batch ``keys`` (a 64-bit hash per series, as decoded log records carry)."""
+    key = {lb: int.from_bytes(hashlib.blake2b(part_key(lb), digest_size=8).digest(), "little")
+           for lb in labels}  # fmt: skip
+    for b in batches:
+        b.keys = np.array([key[lb] for lb in b.series], np.uint64)  # type: ignore[attr-defined]
+    return batches
 
 
 def live_batches(labels: list, scrapes: int, per_batch: int = 2000) -> list[SampleBatch]:
@@ -124,45 +136,32 @@ def memory(labels: list, scrapes: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--series", default="10000,100000", help="comma-separated series counts")
     ap.add_argument("--scrapes", type=int, default=0, help="live scrapes (0: 2 M samples' worth)")
     ap.add_argument("--backfill-samples", type=int, default=2_000_000)
-    ap.add_argument(
-        "--mem-scrapes",
-        type=int,
-        default=240,
-        help="live scrapes before measuring memory (240: 1 h)",
-    )
+    ap.add_argument("--mem-scrapes", type=int, default=240,
+                    help="live scrapes before measuring memory (240: 1 h)")  # fmt: skip
     ap.add_argument("--shape", default="live,backfill")
     ap.add_argument("--profile", action="store_true", help="cProfile's top entries on stderr")
+    ap.add_argument("--keys", action="store_true", help="batches carry SampleBatch.keys")
     a = ap.parse_args()
     for n in [int(x) for x in a.series.split(",")]:
         labels = series_labels(n)
+        shapes = []
         if "live" in a.shape:
             scrapes = a.scrapes or max(2, 2_000_000 // n)
-            rate, total = run(live_batches(labels, scrapes + 1), -(-n // 2000), a.profile)
-            emit(
-                "head_append_samples_per_s",
-                rate,
-                "samples/s",
-                shape="live",
-                series=n,
-                samples=total,
-            )
+            shapes.append(("live", live_batches(labels, scrapes + 1), -(-n // 2000)))
         if "backfill" in a.shape:
             bf = backfill_batches(labels, a.backfill_samples + n * 20)
-            rate, total = run(bf, max(1, n // 500), a.profile)
-            emit(
-                "head_append_samples_per_s",
-                rate,
-                "samples/s",
-                shape="backfill",
-                series=n,
-                samples=total,
-            )
+            shapes.append(("backfill", bf, max(1, n // 500)))
+        for shape, batches, warm in shapes:
+            if a.keys:
+                batches = with_keys(batches, labels)
+            rate, total = run(batches, warm, a.profile)
+            emit("head_append_samples_per_s", rate, "samples/s", shape=shape, series=n,
+                 samples=total, keys=a.keys)  # fmt: skip
         if a.mem_scrapes:
             traced, own = memory(labels, a.mem_scrapes)
             emit("head_bytes_per_series", traced, "bytes", series=n, scrapes=a.mem_scrapes,

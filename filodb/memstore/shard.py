@@ -34,6 +34,7 @@ the shard: the ingest thread, flush tasks and query tasks of the worker share it
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -108,6 +109,8 @@ class TimeSeriesShard:
         self.ooo_window_ms = max(0, int(ooo_window_ms))
         self._lock = threading.RLock()
         self._ids: dict[Labels, int] = {}
+        self._keys = np.zeros(0, np.uint64)  # sorted 64-bit series keys (SampleBatch.keys)
+        self._key_sid = np.zeros(0, np.int64)  # the series of each key
         self._labels: list[Labels] = []
         self._pk: list[bytes] = []
         self._index = TagIndex()
@@ -182,6 +185,46 @@ class TimeSeriesShard:
             self._group = np.concatenate([self._group, np.array(new_groups, np.int64)])
         return ids, len(new_groups)
 
+    def _resolve(self, batch: SampleBatch) -> tuple[np.ndarray, int]:
+        """Series ids of a batch. When it carries a 64-bit key per series (``keys``: log
+        records do), known keys are found with one ``searchsorted`` and checked by identity
+        with the registered label set (decoded records share one object per series): no hash
+        of a label set at all. A key seen for the first time, or whose label set is another
+        object that does not compare equal (a collision), goes through the registry."""
+        keys = getattr(batch, "keys", None)
+        if keys is None:
+            return self._series_ids(batch.series)
+        keys = np.asarray(keys, np.uint64)
+        series = batch.series
+        ids = np.full(len(keys), -1, np.int64)
+        if len(self._keys):
+            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            hit = self._keys[pos] == keys
+            ids[hit] = self._key_sid[pos[hit]]
+            at = np.flatnonzero(hit).tolist()
+            got = list(map(self._labels.__getitem__, ids[at].tolist()))
+            mine = list(map(series.__getitem__, at))
+            if not all(map(operator.is_, got, mine)):
+                labels = self._labels
+                for i, a, b in zip(at, got, mine, strict=True):
+                    if a is not b:
+                        if a == b:  # equal: keep the batch's object, identical next time
+                            labels[int(ids[i])] = b
+                        else:
+                            ids[i] = -1  # another series with that key: by label set
+        miss = np.flatnonzero(ids < 0)
+        if len(miss) == 0:
+            return ids, 0
+        sub, new = self._series_ids([series[i] for i in miss.tolist()])
+        ids[miss] = sub
+        fresh, first = np.unique(keys[miss], return_index=True)
+        known = np.isin(fresh, self._keys)  # a collision keeps the first series' key
+        fresh, first = fresh[~known], first[~known]
+        at_ = np.searchsorted(self._keys, fresh)
+        self._keys = np.insert(self._keys, at_, fresh)
+        self._key_sid = np.insert(self._key_sid, at_, sub[first])
+        return ids, new
+
     def load_part_keys(self, records: Iterable[Any]) -> int:
         """Register the series the column store knows (``part_key``, ``start_ms``, ``end_ms``
         records) before log replay: their data is in the store, none in memory."""
@@ -212,7 +255,7 @@ class TimeSeriesShard:
                 self.offset = max(self.offset, int(offset))
             if len(batch) == 0:
                 return IngestStats()
-            ids, new = self._series_ids(batch.series)
+            ids, new = self._resolve(batch)
             sid, ts, vals = ids[batch.sidx], batch.ts, batch.vals
             skipped = 0
             if flushed and offset is not None:
