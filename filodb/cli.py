@@ -151,11 +151,15 @@ def main() -> None:
     default=None,
     help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)",
 )
+@click.option("--ooo-window", type=float, default=None,
+              help="seconds: accept samples this much older than their series' newest (default 0)")  # fmt: skip
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     """Start the embedded default: Redis, a worker owning every shard, the web server."""
     from filodb.supervisor import Supervisor
 
     cfg = _check_auth(_cfg(config_path, log=log_backend, **flags), "filodb up")
+    if cfg.ooo_window < 0:
+        _fail(f"--ooo-window must be >= 0 seconds, not {cfg.ooo_window}", 2)
     if cfg.log not in ("redis", "kafka"):
         _fail(f"unknown log backend {cfg.log!r} (have: redis, kafka)", 2)
     if cfg.store not in ("sqlite", "cassandra"):

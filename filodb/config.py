@@ -83,6 +83,9 @@ class Config:
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
+    # seconds: a sample this much older than its series' newest is still accepted, sorted in
+    # (Prometheus's out_of_order_time_window); 0 refuses every sample not newer than the newest
+    ooo_window: float = 0.0
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
     query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)

@@ -61,7 +61,7 @@ class ShardIngester:
             state.dataset, state.shard, max_chunk_samples=cfg.max_chunk_samples,
             num_groups=cfg.flush_groups, memory_budget=cfg.memory_budget_mb << 20,
             pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
-            page_cache_bytes=cfg.page_cache_mb << 20,
+            page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()

@@ -190,9 +190,10 @@ def test_a_flush_writes_consecutive_chunks_as_one(columns) -> None:  # type: ign
     stored = columns[0].read_chunks("ds", 0, pks, 0, 10**9)
     assert sum(c.num_rows for c in stored) == N_SERIES * 400
     assert max(c.num_rows for c in stored) <= 100
-    # batches of 10 close a buffer at 40 rows: 10 chunks a series, stored as 5 runs of 2 (80)
-    assert ms.stats()["chunks"] == N_SERIES * 10  # memory keeps its own chunks
-    assert len(stored) == N_SERIES * 5 and {c.num_rows for c in stored} == {80}
+    # a head closes at 37 rows: 10 full chunks a series and the flush closes the last 30;
+    # stored as 5 runs of 2 (74 rows) and the 30
+    assert ms.stats()["chunks"] == N_SERIES * 11  # memory keeps its own chunks
+    assert len(stored) == N_SERIES * 6 and {c.num_rows for c in stored} == {74, 30}
     fresh = _shard(columns, budget=0)  # everything from the store alone
     fresh.load_part_keys(columns[0].scan_part_keys("ds", 0))
     for lo, hi in RANGES:

@@ -79,9 +79,11 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     assert per_shard(m, "filodb_worker_samples_ingested_total") == {
         s: per.get(s, 0) for s in (0, 1)
     }
-    assert per_shard(m, "filodb_worker_samples_rejected_total") == {
-        s: late_per.get(s, 0) for s in (0, 1)
-    }
+    rejected = m["filodb_worker_samples_rejected_total"]
+    assert {int(dict(lb)["shard"]): v for lb, v in rejected.items()
+            if dict(lb)["reason"] == "out_of_order"} == {s: late_per.get(s, 0) for s in (0, 1)}  # fmt: skip
+    assert {dict(lb)["reason"] for lb in rejected} == {"out_of_order", "too_old"}
+    assert sum(v for lb, v in rejected.items() if dict(lb)["reason"] == "too_old") == 0
     series_by_shard = per_shard(m, "filodb_worker_series")
     assert sum(series_by_shard.values()) == 30
     assert per_shard(m, "filodb_worker_log_offset") == {s: float(ends[s]) for s in (0, 1)}
