@@ -6,6 +6,7 @@ needed component is unreachable or failed (5xx).
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -712,12 +713,25 @@ def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
         end = parse_time_ms(_time_arg(to) or "", "to")
         ret = shard_map.dataset(dataset).retention(cfg.retention) or 0
         start = parse_time_ms(_time_arg(from_) or "", "from") if from_ else end - int(ret * 1000)
-        out = run_downsample(cfg, shard_map, dataset, start, end, spark)
+        out = run_downsample(cfg, shard_map, dataset, start, end, _spark_runner(spark))
     except (BadInputError, NotFoundError) as e:
         _fail(str(e), 2)
     except FiloError as e:
         _fail(str(e), 1)
     console.print_json(orjson.dumps(out).decode())
+
+
+def _spark_runner(master: str | None) -> Any:
+    """Spark's task runner bound to ``master`` (None: run in-process)."""
+    if not master:
+        return None
+    try:
+        from filodb.spark.runner import run_tasks
+    except ImportError as e:
+        raise BadInputError(
+            f"--spark needs the spark extra: pip install -e '.[spark]' ({e})"
+        ) from e
+    return functools.partial(run_tasks, master)
 
 
 # --- data tools (filodb/tools) ---------------------------------------------------------------

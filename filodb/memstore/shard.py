@@ -584,7 +584,7 @@ class TimeSeriesShard:
         with self._lock:
             counts = self._index.label_counts()
             has = self._last != _NO_TS
-            chunks = sum(len(cs) for cs in self._chunks) + int((self._count > 0).sum())
+            chunks = sum(len(cs) for cs in self._chunks) + int((self._head.count > 0).sum())
             lo = int(self._first[has].min()) if has.any() else NO_MIN_TIME
             hi = int(self._last[has].max()) if has.any() else NO_MAX_TIME
             n = self.num_series
