@@ -142,7 +142,9 @@ class TagIndex:
             bounds = np.searchsorted(codes[order], np.arange(len(used) + 1))
             by_value = {
                 v: _Postings.of(sids[order[a:b]])
-                for v, a, b in zip(new.values, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+                for v, a, b in zip(
+                    new.values, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True
+                )
             }
             self._columns[name], self._by_name[name] = new, by_value
         self._count = int(keep.sum())

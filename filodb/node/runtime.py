@@ -234,7 +234,7 @@ class NodeRuntime:
         A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
         if self.clock() < self._retention_due:
             return
-        self._retention_due = self.clock() + 3600
+        every = 3600.0  # a tenth of the shortest retention, at most hourly
         now_s = time.time() if now_s is None else now_s
         datasets = self.shard_map.datasets()
         for (ds, shard), ing in list(self.ingesters.items()):
@@ -243,14 +243,17 @@ class NodeRuntime:
                 desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
             )
             if ing.active and retention > 0:
+                every = min(every, max(retention / 10, 1.0))
                 cutoff = int((now_s - retention) * 1000)
                 try:
                     ing.memstore.drop_before(cutoff)
+                    ing.memstore.purge_empty()  # series with nothing left: memory stays bounded
                     self.stores.column.delete_before(ds, shard, cutoff)
                 except Exception as e:  # noqa: BLE001 - one shard's store error spoils no other
                     self._log_limited(
                         (ds, shard, "retention"), "retention of %s/%s failed: %s", ds, shard, e
                     )
+        self._retention_due = self.clock() + every
 
     def coordinate(self, maps: Maps | None = None) -> None:
         """Leader duty: give shards without a live owner to live nodes, then rebalance

@@ -262,7 +262,9 @@ class ColumnStore(ABC):
         rewrite: list[ChunkSet] = []
         drop: list[tuple[bytes, int]] = []
         for c in found:
-            left = None if start_ms <= c.start_ms and c.end_ms <= end_ms else trim(c, start_ms, end_ms)
+            left = (
+                None if start_ms <= c.start_ms and c.end_ms <= end_ms else trim(c, start_ms, end_ms)
+            )
             if left is None:
                 drop.append((c.part_key, c.chunk_id))
             elif (left.part_key, left.chunk_id) != (c.part_key, c.chunk_id):

@@ -39,8 +39,11 @@ def _ingest_rows(shard: TimeSeriesShard, rows: list[tuple[int, int]]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.integers(0, len(SERIES) - 1), min_size=1, max_size=200),
-    st.lists(st.tuples(st.integers(0, len(MATCHERS) - 1), st.integers(0, 120),
-                       st.integers(0, 120)), min_size=1, max_size=3),  # fmt: skip
+    st.lists(
+        st.tuples(st.integers(0, len(MATCHERS) - 1), st.integers(0, 120), st.integers(0, 120)),
+        min_size=1,
+        max_size=3,
+    ),  # fmt: skip
 )
 def test_delete_equals_reference(order, deletes) -> None:  # type: ignore[no-untyped-def]
     shard = TimeSeriesShard("ds", 0, max_chunk_samples=4)  # chunks, merged runs and buffers
