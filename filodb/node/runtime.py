@@ -80,6 +80,7 @@ class NodeRuntime:
         self.stores = store_from_config(cfg)
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._retention_due = 0.0
+        self._retention_shards: set[tuple[str, int]] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
@@ -232,8 +233,10 @@ class NodeRuntime:
         """Drop data older than the retention from memory and from the column store (hourly).
 
         A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
-        if self.clock() < self._retention_due:
-            return
+        active = {key for key, ing in self.ingesters.items() if ing.active}
+        if self.clock() < self._retention_due and active <= self._retention_shards:
+            return  # (a newly active shard may have a shorter retention: run now)
+        self._retention_shards = active
         every = 3600.0  # a tenth of the shortest retention, at most hourly
         now_s = time.time() if now_s is None else now_s
         datasets = self.shard_map.datasets()
