@@ -24,7 +24,7 @@ T0 = 1_700_000_000_000
 STEP = 10_000
 N = 60  # samples per series
 ENV = {"FILODB_FLUSH_INTERVAL": "1", "FILODB_FLUSH_GROUPS": "2", "FILODB_MAX_CHUNK_SAMPLES": "8",
-       "FILODB_MEMORY_BUDGET_MB": "0"}  # fmt: skip
+       "FILODB_MEMORY_BUDGET_MB": "0", "FILODB_RETENTION": "0"}  # fmt: skip
 NAMES = ("gone_total", "cut_total", "kept_total")
 
 

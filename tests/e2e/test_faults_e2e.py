@@ -1,0 +1,110 @@
+"""Faults without loss under ``filodb up``: redis-server (the embedded log and cluster state)
+killed with SIGKILL while writes go on. Writes answer 503 while it is down, the supervisor
+starts it again on the same port and append-only file, and every acknowledged sample is then
+present exactly once (count and sum per series), with no hand on the cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+import requests
+
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import make_labels
+from filodb.prom.remote_write import encode_write_request
+from filodb.testing.cluster import UpProcess, running
+from filodb.testing.wait import eventually, wait_for
+
+pytestmark = pytest.mark.e2e
+
+T0 = 1_700_000_000_000
+STEP = 10_000
+N_SERIES = 8
+PER = 5  # samples per series per batch
+ENV = {
+    "FILODB_FLUSH_INTERVAL": "2",
+    "FILODB_FLUSH_GROUPS": "2",
+    "FILODB_RETENTION": "0",
+}  # 2023 data
+
+
+def _batch(k: int) -> SampleBatch:
+    series = [make_labels({"__name__": "fault_total", "i": str(i)}) for i in range(N_SERIES)]
+    idx = np.arange(k * PER, k * PER + PER)
+    return SampleBatch(series, np.repeat(np.arange(N_SERIES), PER), np.tile(T0 + STEP * idx, N_SERIES),
+                       np.tile(idx.astype(float), N_SERIES))  # fmt: skip
+
+
+def _over_time(url: str, fn: str, n: int) -> dict[str, float]:
+    t = (T0 + STEP * (n - 1)) / 1000
+    r = requests.get(url + "/api/v1/query", params={"query": f"{fn}(fault_total[{n * 10 + 10}s])",
+                                                    "time": t}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    return {x["metric"]["i"]: float(x["value"][1]) for x in r.json()["data"]["result"]}
+
+
+class Writer(threading.Thread):
+    """Sends batch after batch; a batch not acknowledged (non-204 or no answer) is sent again
+    until it is. Records every status seen."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.limit = url, limit
+        self.acked = 0
+        self.codes: list[int] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set() and self.acked < self.limit:
+            try:
+                r = requests.post(self.url + "/api/v1/write",
+                                  data=encode_write_request(_batch(self.acked)), timeout=10)  # fmt: skip
+                code = r.status_code
+            except requests.RequestException:
+                code = 0
+            self.codes.append(code)
+            if code == 204:
+                self.acked += 1
+            else:
+                self.halt.wait(0.05)
+
+
+def _exactly_once(url: str, acked: int) -> None:
+    n = acked * PER
+
+    def check() -> None:
+        assert _over_time(url, "count_over_time", n) == {str(i): float(n) for i in range(N_SERIES)}
+        assert _over_time(url, "sum_over_time", n) == {
+            str(i): float(sum(range(n))) for i in range(N_SERIES)
+        }
+
+    eventually(check, 120, 0.5, (AssertionError, requests.RequestException, KeyError))
+
+
+def test_redis_sigkill_during_ingestion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    up = UpProcess(tmp_path / "data", shards=2, env=ENV).start()
+    w = Writer(up.url, 100_000)
+    w.start()
+    try:
+        wait_for(lambda: w.acked >= 20, 60, "writes acknowledged before the kill")
+        (pid,) = up.pids("redis-server")
+        seen = len(w.codes)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not running(pid), 10, "redis-server gone")
+        wait_for(lambda: 503 in w.codes[seen:], 30, "a write refused with 503 while Redis is down")
+        wait_for(lambda: up.pids("redis-server") not in ([], [pid]), 30, "redis-server restarted")
+        after = w.acked
+        wait_for(lambda: w.acked >= after + 20, 90, "writes acknowledged again")
+    finally:
+        w.halt.set()
+        w.join(30)
+    try:
+        assert set(w.codes) <= {204, 503}, sorted(set(w.codes))  # never a 500, never no answer
+        _exactly_once(up.url, w.acked)
+        assert requests.get(up.url + "/admin/health", timeout=10).status_code == 200
+    finally:
+        up.stop()
