@@ -1,13 +1,19 @@
 """Faults without loss under ``filodb up``: redis-server (the embedded log and cluster state)
-killed with SIGKILL while writes go on. Writes answer 503 while it is down, the supervisor
-starts it again on the same port and append-only file, and every acknowledged sample is then
-present exactly once (count and sum per series), with no hand on the cluster."""
+killed with SIGKILL while writes go on, and a full disk under the data directory (a 64 MB
+tmpfs). Writes answer 503 while the log cannot take them; the supervisor starts Redis again on
+the same port and append-only file; once space returns writes and flushes go on; every
+acknowledged sample is then present exactly once (count and sum per series), no SQLite file is
+corrupted and a restart on the same directory finds everything, with no hand on the cluster."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sqlite3
+import subprocess
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +114,71 @@ def test_redis_sigkill_during_ingestion(tmp_path) -> None:  # type: ignore[no-un
         assert requests.get(up.url + "/admin/health", timeout=10).status_code == 200
     finally:
         up.stop()
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)  # fmt: skip
+    return done.returncode == 0
+
+
+def _fill(disk: Path) -> Path:
+    """A file taking every free byte of ``disk``."""
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def test_full_disk_under_the_data_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "64m"):
+        pytest.skip("mounting a size-limited tmpfs is not permitted here (needs root)")
+    try:
+        up = UpProcess(disk / "data", shards=2, env=ENV).start()
+        acked = 0
+        try:
+            w = Writer(up.url, 20)
+            w.start()
+            w.join(60)
+            acked = w.acked
+            filler = _fill(disk)
+            codes = []
+            for k in range(acked, acked + 30):  # Redis cannot append its AOF: 503, retry later
+                r = requests.post(up.url + "/api/v1/write",
+                                  data=encode_write_request(_batch(k)), timeout=10)  # fmt: skip
+                codes.append(r.status_code)
+                if r.status_code == 204:  # taken before Redis saw its AOF write fail
+                    acked = k + 1
+                else:
+                    break
+            assert codes[-1] == 503, codes
+            assert len(codes) <= 3, codes
+            filler.unlink()  # space returns: writes, flushes and the worker go on
+            w = Writer(up.url, acked + 20)
+            w.acked = acked
+            w.start()
+            w.join(120)
+            assert w.acked == acked + 20 and set(w.codes) <= {204, 503}, w.codes
+            acked = w.acked
+            _exactly_once(up.url, acked)
+        finally:
+            up.kill9_all()
+        for db in (disk / "data").rglob("*.db"):  # no file corrupted
+            with sqlite3.connect(db) as con:
+                assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",), db
+        again = UpProcess(disk / "data", shards=2, env=ENV)  # Redis's AOF loads again
+        again.port, again.url, again.args = up.port, up.url, up.args
+        again.start()
+        try:
+            _exactly_once(again.url, acked)
+        finally:
+            again.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
