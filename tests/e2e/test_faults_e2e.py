@@ -57,9 +57,9 @@ class Writer(threading.Thread):
     """Sends batch after batch; a batch not acknowledged (non-204 or no answer) is sent again
     until it is. Records every status seen."""
 
-    def __init__(self, url: str, limit: int) -> None:
+    def __init__(self, url: str, limit: int, timeout_s: float = 10.0) -> None:
         super().__init__(daemon=True)
-        self.url, self.limit = url, limit
+        self.url, self.limit, self.timeout_s = url, limit, timeout_s
         self.acked = 0
         self.codes: list[int] = []
         self.halt = threading.Event()
@@ -68,7 +68,7 @@ class Writer(threading.Thread):
         while not self.halt.is_set() and self.acked < self.limit:
             try:
                 r = requests.post(self.url + "/api/v1/write",
-                                  data=encode_write_request(_batch(self.acked)), timeout=10)  # fmt: skip
+                                  data=encode_write_request(_batch(self.acked)), timeout=self.timeout_s)  # fmt: skip
                 code = r.status_code
             except requests.RequestException:
                 code = 0
@@ -182,3 +182,43 @@ def test_full_disk_under_the_data_directory(tmp_path) -> None:  # type: ignore[n
             again.stop()
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_kafka_broker_sigkill_during_ingestion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A broker of this test's own (``filodb.devservices.kafka``), killed with SIGKILL while
+    writes go on and started again on the same port and data."""
+    from filodb.devservices import base, kafka
+
+    workdir = tmp_path / "kafka"
+    workdir.mkdir()
+    broker, kenv = kafka.start(workdir, base.cache_dir())
+    env = {**ENV, **kenv, "FILODB_LOG": "kafka", "FILODB_KAFKA_TOPIC_PREFIX": "fault-"}
+    up = UpProcess(tmp_path / "data", shards=2, env=env)
+    try:
+        up.start(wait_s=180)
+        # an append waits up to the producer's delivery timeout (30 s) before it answers 503,
+        # as long as Prometheus's remote-write client waits by default
+        w = Writer(up.url, 100_000, timeout_s=60)
+        w.start()
+        try:
+            wait_for(lambda: w.acked >= 20, 90, "writes acknowledged before the kill")
+            seen = len(w.codes)
+            os.killpg(broker.pid, signal.SIGKILL)
+            broker.wait()
+            wait_for(lambda: any(c != 204 for c in w.codes[seen:]), 90,
+                     "a write refused while the broker is down")  # fmt: skip
+            broker, _ = kafka.launch(workdir, base.cache_dir())
+            after = w.acked
+            wait_for(lambda: w.acked >= after + 20, 180, "writes acknowledged again")
+        finally:
+            w.halt.set()
+            w.join(60)
+        refused = {c for c in w.codes if c != 204}
+        assert refused and refused <= {503}, sorted(set(w.codes))  # never a 500 or no answer
+        _exactly_once(up.url, w.acked)
+    finally:
+        up.stop()
+        try:
+            os.killpg(broker.pid, signal.SIGKILL)
+        except OSError:
+            pass
