@@ -561,7 +561,11 @@ class Gen:
             return self.r.randbytes(50)
         body = {"shards": self.number(), "spread": self.number(),
                 "retention": self.pick([self.duration(), 1e308, -1, None, [], {}]),
-                "spread_overrides": self.pick([[], [{"x": 1}], "a", [[1, 2]], None])}  # fmt: skip
+                "spread_overrides": self.pick([[], [{"x": 1}], "a", [[1, 2]], None]),
+                "limits": self.pick([{}, {"max_series": self.number()}, None, "x", [1],
+                                     {"query_timeout": self.duration()}, {"nope": 1},
+                                     {"ingest_samples_per_s": 1e308, "max_query_concurrency": -1},
+                                     {"max_series_per_metric": "1e400", "query_timeout": 1e300}])}  # fmt: skip
         return json.dumps(body).encode()
 
 

@@ -20,8 +20,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from filodb.config import load_config
-from filodb.errors import BadInputError, FiloError
+from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
+from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
+from filodb.model.limits import DatasetLimits
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,6 +44,14 @@ _OPTS = {
         "--graphite-port", type=int, default=None,
         help="Graphite plaintext TCP port (default 2003; 0: off)",
     ),
+    "rules": click.option(
+        "--rules", "rule_files", multiple=True, default=None,
+        help="Prometheus rule files to evaluate (a glob; repeatable)",
+    ),
+    "alertmanager_url": click.option(
+        "--alertmanager-url", "alertmanager_urls", multiple=True, default=None,
+        help="Alertmanager to send alerts to (base URL; repeatable)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -49,7 +59,25 @@ _OPTS = {
 }  # fmt: skip
 
 
+def _limit_defaults(fn: Any) -> Any:
+    """The flags of the defaults of the limits per dataset (config keys of the same names)."""
+    for name, typ, what in (
+        ("dataset-max-series", int, "series of a dataset"),
+        ("dataset-max-series-per-metric", int, "series of one metric name in a dataset"),
+        ("ingest-samples-per-s", float, "samples a dataset takes per second (429 beyond)"),
+        ("max-query-concurrency", int, "queries of a dataset at once (wait, then 503)"),
+    ):
+        fn = click.option(f"--{name}", type=typ, default=None,
+                          help=f"default limit: {what} (0: none)")(fn)  # fmt: skip
+    return fn
+
+
 def _cfg(config_path: str | None, **flags: Any):
+    flags = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in flags.items()
+        if not (isinstance(v, tuple) and not v)
+    }  # an unused repeatable option: not given
     try:
         return load_config(config_path, flags)
     except BadInputError as e:
@@ -109,6 +137,9 @@ def main() -> None:
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
+@_limit_defaults
+@_OPTS["rules"]
+@_OPTS["alertmanager_url"]
 @click.option(
     "--log",
     "log_backend",
@@ -134,6 +165,19 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if cfg.store == "cassandra" and not cfg.cassandra_hosts:
         _fail("--store cassandra needs FILODB_CASSANDRA_HOSTS "
               "(eval \"$(scripts/services up cassandra)\")", 2)  # fmt: skip
+    if cfg.rule_files:
+        from filodb.rules.files import load_files
+
+        try:  # refuse bad rule files now, with the reason, rather than in a child's log
+            load_files(cfg.rule_files)
+        except BadInputError as e:
+            _fail(str(e), 2)
+    try:
+        from filodb.model.resolution import check_levels, parse_levels
+
+        check_levels(parse_levels(cfg.downsample), cfg.retention)  # before anything starts
+    except BadInputError as e:
+        _fail(f"downsample: {e}", 2)
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
@@ -165,6 +209,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["redis_url"]
 @_OPTS["config"]
 @_OPTS["auth_file"]
+@_limit_defaults
 def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
     import waitress
@@ -225,6 +270,53 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     if metrics:
         metrics.close()
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
+
+
+@main.group(invoke_without_command=True)
+@_OPTS["rules"]
+@_OPTS["alertmanager_url"]
+@click.option("--node", default=None, help="this evaluator's name (default host-pid)")
+@_OPTS["redis_url"]
+@_OPTS["config"]
+@click.pass_context
+def rules(ctx: click.Context, config_path: str | None, **flags: Any) -> None:
+    """Evaluate recording and alerting rules against the cluster (one evaluator at a time holds
+    the rules lease; start several for failover). Subcommands: test, check."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from filodb.rules.process import run
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    if not cfg.rule_files:
+        _fail("no rule files: pass --rules 'rules/*.yml' or set rule_files", 2)
+    try:
+        sys.exit(run(cfg, echo=_say))
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+
+
+@rules.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def rules_test(files: tuple[str, ...]) -> None:
+    """Run rule unit tests in promtool's `test rules` format (exit 0: all pass, 1: a failure)."""
+    from filodb.rules.promtool_tests import main as run_tests
+
+    sys.exit(run_tests(files, sys.stdout))
+
+
+@rules.command("check")
+@click.argument("files", nargs=-1, required=True)
+def rules_check(files: tuple[str, ...]) -> None:
+    """Check rule files (exit 0: all valid, 2: a file is refused, with the reason)."""
+    from filodb.rules.files import load_files
+
+    try:
+        groups = load_files(files)
+    except BadInputError as e:
+        _fail(str(e), 2)
+    _say(f"SUCCESS: {len(groups)} groups, {sum(len(g.rules) for g in groups)} rules")
 
 
 # --- client commands ------------------------------------------------------------------------
@@ -313,6 +405,8 @@ def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
         return
     for w in body.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    for i in body.get("infos", []):  # e.g. which resolution answered (downsampled datasets)
+        err_console.print(f"[dim]info: {escape(i)}[/dim]", highlight=False)
     _print_result(body["data"])
 
 
@@ -364,8 +458,58 @@ def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | Non
             t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
                       str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
         console.print(t)
+        _print_limits(_request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}", token)["data"])
     if follow:
         _follow(url, token)
+
+
+_CARD_LISTS = (  # key, title, columns
+    ("seriesCountByMetricName", "Series by metric name", "metric", "series"),
+    ("labelValueCountByLabelName", "Values by label name", "label", "values"),
+    ("memoryInBytesByLabelName", "Bytes of the values by label name", "label", "bytes"),
+    ("seriesCountByLabelValuePair", "Series by label pair", "label pair", "series"),
+)
+
+
+@main.command()
+@_url_opt
+@_ds_opt
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="rows per table")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="print the raw JSON answer")
+@_token_opt
+def card(url: str, dataset: str, top: int, as_json: bool, token: str | None) -> None:
+    """Show the cardinality of a dataset: series per metric and label pair, values per label
+    (Prometheus's /api/v1/status/tsdb)."""
+    body = _request("GET", f"{url.rstrip('/')}/promql/{dataset}/api/v1/status/tsdb", token,
+                    params={"limit": top})  # fmt: skip
+    if as_json:
+        print(orjson.dumps(body).decode())
+        return
+    d = body["data"]
+    h = d["headStats"]
+    console.print(f"{dataset}: {h['numSeries']} series, {h['numLabelPairs']} label pairs, "
+                  f"{h['chunkCount']} chunks", highlight=False)  # fmt: skip
+    for w in body.get("warnings", []):
+        err_console.print(f"warning: {escape(w)}")
+    for key, title, what, count in _CARD_LISTS:
+        console.print(f"\n{title}", highlight=False)
+        t = Table(what, count)
+        for row in d[key]:
+            t.add_row(escape(row["name"]), str(row["value"]))
+        console.print(t)
+
+
+def _print_limits(desc: dict) -> None:
+    """The dataset's limits in effect (0: none) and what they refused so far."""
+    lim = {k: v for k, v in desc.get("effective_limits", {}).items() if v}
+    if lim:
+        console.print("limits: " + ", ".join(f"{k}={v:g}" for k, v in lim.items()),
+                      highlight=False)  # fmt: skip
+    refused = desc.get("refused") or {}
+    if refused:
+        console.print("refused by limits: " + ", ".join(f"{k} {n}" for k, n in
+                                                        sorted(refused.items())), highlight=False)  # fmt: skip
 
 
 def _follow(url: str, token: str | None) -> None:
@@ -426,18 +570,35 @@ def dataset() -> None:
     metavar="WS,NS=SPREAD",
     help="spread for one _ws_/_ns_ shard key, e.g. demo,App-1=3 (repeatable)",
 )
+@click.option(
+    "--limit", "limits", multiple=True, metavar="KEY=VALUE",
+    help="a limit of the dataset, e.g. max_series=100000 (repeatable; keys: "
+    + ", ".join(LIMIT_KEYS) + ")",
+)  # fmt: skip
+@click.option(
+    "--downsample",
+    default=None,
+    metavar="RES:RET,...",
+    help="downsampled copies, e.g. 1m:30d,5m:183d (datasets NAME_ds_1, NAME_ds_5)",
+)
 @_url_opt
 @_token_opt
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
-                   overrides: tuple[str, ...], url: str, token: str | None) -> None:  # fmt: skip
+                   overrides: tuple[str, ...], limits: tuple[str, ...], downsample: str | None, url: str,
+                   token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
+    from filodb.model.resolution import parse_levels
+
     try:
         check_dataset_name(name)
+        levels = parse_levels(downsample)
     except BadInputError as e:
         _fail(str(e), 2)
     body: dict[str, Any] = {"shards": shards, "spread": spread}
     if retention:
         body["retention"] = retention
+    if levels:
+        body["downsample"] = [lv.to_json() for lv in levels]
     if overrides:
         body["spread_overrides"] = []
         for o in overrides:
@@ -446,9 +607,26 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
             if not comma or not sp.isdigit():
                 _fail(f"bad --spread-override {o!r}: use WS,NS=SPREAD", 2)
             body["spread_overrides"].append({"_ws_": ws, "_ns_": ns, "spread": int(sp)})
+    if limits:
+        body["limits"] = {}
+        for kv in limits:
+            key, eq, value = kv.partition("=")
+            if not eq or not value:
+                _fail(f"bad --limit {kv!r}: use KEY=VALUE", 2)
+            body["limits"][key.strip()] = value.strip()
+        try:
+            DatasetLimits.parse(body["limits"])
+        except BadInputError as e:
+            _fail(str(e), 2)
     resp = _request("POST", f"{url.rstrip('/')}/api/v1/cluster/{name}", token, json=body)
     d = resp["data"]
     extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
+    if d.get("limits"):
+        extra += ", limits " + ", ".join(f"{k}={v:g}" for k, v in d["limits"].items())
+    if d.get("downsample"):
+        extra += ", downsampled to " + ", ".join(
+            f"{lv['resolution']} ({name}_ds_{lv['resolution'][:-1]})" for lv in d["downsample"]
+        )
     console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}{extra}")
 
 
@@ -494,10 +672,48 @@ def shards_start(
 def dataset_list(url: str, token: str | None) -> None:
     """List datasets (those the token may read, when the server has an auth file)."""
     body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster", token)
-    t = Table("dataset", "shards", "spread")
+    t = Table("dataset", "shards", "spread", "resolution")
     for d in body["data"]:
-        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]))
+        res = f"{d['resolution_ms'] // 60_000}m" if d.get("resolution_ms") else "raw"
+        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]), res)
     console.print(t)
+
+
+@main.command()
+@_ds_opt
+@click.option(
+    "--from",
+    "from_",
+    default=None,
+    help="start (unix s, RFC 3339, -7d; default now - raw retention)",
+)
+@click.option("--to", default="now", show_default=True, help="end: windows ending after it wait")
+@click.option(
+    "--spark", default=None, metavar="MASTER", help="run on Spark: local[2], spark://host:7077"
+)
+@_OPTS["redis_url"]
+@_OPTS["config"]
+def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
+               config_path: str | None, **flags: Any) -> None:  # fmt: skip
+    """Downsample DATASET's raw chunks into its <dataset>_ds_<min> datasets (idempotent)."""
+    from filodb.model.timeparse import parse_time_ms
+    from filodb.node.downsampler import run_downsample
+    from filodb.shards.redis_map import ShardMapStore
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    try:
+        shard_map = ShardMapStore(cfg.redis_url)
+        end = parse_time_ms(_time_arg(to) or "", "to")
+        ret = shard_map.dataset(dataset).retention(cfg.retention) or 0
+        start = parse_time_ms(_time_arg(from_) or "", "from") if from_ else end - int(ret * 1000)
+        out = run_downsample(cfg, shard_map, dataset, start, end, spark)
+    except (BadInputError, NotFoundError) as e:
+        _fail(str(e), 2)
+    except FiloError as e:
+        _fail(str(e), 1)
+    console.print_json(orjson.dumps(out).decode())
 
 
 # --- data tools (filodb/tools) ---------------------------------------------------------------

@@ -19,7 +19,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +74,26 @@ class Config:
     max_body_bytes: int = 64 << 20
     max_samples: int = 50_000_000
     max_series: int = 1_000_000  # series one query may select (422 beyond)
+    # defaults of the limits per dataset (filodb.model.limits; 0: no limit)
+    dataset_max_series: int = 0  # series of a dataset across the cluster
+    dataset_max_series_per_metric: int = 0  # series of one metric name in a dataset
+    ingest_samples_per_s: float = 0.0  # samples a dataset may take per second (429 beyond)
+    max_query_concurrency: int = 0  # queries of a dataset at once per web process (wait, 503)
     lookback_ms: int = 300_000
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
+    query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
+    query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
+    rule_files: list[str] = field(default_factory=list)  # globs of Prometheus rule files
+    alertmanager_urls: list[str] = field(default_factory=list)  # Alertmanager base URLs
+    external_labels: str = ""  # k=v,k2=v2: added to alerts sent, $externalLabels in templates
+    external_url: str = ""  # this server's URL as users reach it (alerts' generatorURL)
+    downsample: str = ""  # the default dataset's downsampling levels, e.g. "1m:30d,5m:183d"
+    downsample_interval: float = 6 * 3600.0  # seconds between the cluster's downsample runs
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -107,6 +120,9 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if typ is float:
             return float(value)
+        if typ is list:  # a TOML/JSON list, or one comma-separated string
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            return [str(v).strip() for v in items if str(v).strip()]
         return str(value)
     except (TypeError, ValueError) as e:
         raise BadInputError(f"config {name}: cannot use {value!r} ({e})") from e

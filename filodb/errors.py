@@ -62,6 +62,22 @@ class UnavailableError(FiloError):
     http_status = 503
 
 
+class LimitExceededError(BadInputError):
+    """A write past a series limit of its dataset (HTTP 400: Prometheus does not retry it);
+    the samples of known series were written, the message says how many were refused."""
+
+
+class RateLimitedError(FiloError):
+    """A write past its dataset's ingest rate (HTTP 429 with ``Retry-After``: senders retry)."""
+
+    error_type = "unavailable"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotFoundError(FiloError, LookupError):
     """A named thing (dataset, shard, node) that does not exist (HTTP 404)."""
 

@@ -7,6 +7,12 @@ that came with it (or the types its protocol implies, :meth:`MetadataStore.put_t
 when the write fails. The counts go to an :class:`IngestCounter`, which the web tier's
 self-metrics implement (:class:`filodb.web.metrics.WebMetrics`); the door knows no Flask.
 
+With an :class:`~filodb.gateway.limits.IngestLimiter` the door checks the dataset's limits
+first: past the ingest rate the whole batch is refused (429), past a series limit the new
+series' samples are refused, the rest is written, and the write then answers 400 naming the
+limit (:func:`~filodb.gateway.limits.refusal_error`); refused samples are counted with the
+limit's key as reason, here and cluster-wide (``filodb:refused:<dataset>``).
+
 The TCP doors (:mod:`filodb.gateway.tcp`) retry and count lines themselves, in their own
 process, and do not use this class.
 """
@@ -16,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from filodb.errors import FiloError
+from filodb.errors import FiloError, RateLimitedError
+from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
 from filodb.shards.metadata import MetadataStore
@@ -43,8 +50,9 @@ class IngestDoor:
     """One HTTP ingestion door; thread-safe when its router, store and counter are."""
 
     def __init__(self, name: str, router: IngestRouter, metadata: MetadataStore,
-                 counter: IngestCounter) -> None:  # fmt: skip
+                 counter: IngestCounter, limiter: IngestLimiter | None = None) -> None:  # fmt: skip
         self.name = name
+        self.limiter = limiter
         self.router = router
         self.metadata = metadata
         self.counter = counter
@@ -55,9 +63,15 @@ class IngestDoor:
         """Append ``batch`` to ``dataset``'s log, then keep its ``metadata`` entries; returns
         samples per shard. Durable when it returns. The batch's samples are counted accepted,
         or rejected (``unknown_dataset``, ``log_unavailable``, ...) when the append raises;
-        the error is raised again and the metadata is then not kept."""
+        the error is raised again and the metadata is then not kept. Past a limit of the
+        dataset, see the module docstring."""
+        refusals: list[Refusal] = []
         try:
+            if self.limiter is not None and len(batch):
+                batch, refusals = self._limit(dataset, batch)
             out = self.router.write(dataset, batch)
+        except RateLimitedError:  # counted by _limit
+            raise
         except FiloError as e:
             self.counter.samples_rejected(self.name, _REASONS.get(e.error_type, e.error_type),
                                           len(batch))  # fmt: skip
@@ -70,7 +84,30 @@ class IngestDoor:
             self.metadata.put(dataset, metadata)
         elif batch.types:
             self._keep_types(dataset, batch.types)
+        if refusals:
+            raise refusal_error(dataset, refusals, len(batch))
         return out
+
+    def _limit(self, dataset: str, batch: SampleBatch) -> tuple[SampleBatch, list[Refusal]]:
+        """The part of ``batch`` the dataset's limits let through, and what they refused."""
+        assert self.limiter is not None
+        desc = self.router.dataset(dataset)
+        try:
+            self.limiter.take_rate(desc, len(batch))
+        except RateLimitedError:
+            self._refused(dataset, "ingest_samples_per_s", len(batch))
+            raise
+        keep, refusals = self.limiter.admit(desc, batch)
+        if not refusals or keep is None:
+            return batch, []
+        for r in refusals:
+            self._refused(dataset, r.reason, r.samples)
+        return batch.take_series(keep), refusals
+
+    def _refused(self, dataset: str, reason: str, n: int) -> None:
+        assert self.limiter is not None
+        self.counter.samples_rejected(self.name, reason, n)
+        self.limiter.store.count_refused(dataset, reason, n)
 
     def _keep_types(self, dataset: str, types: dict[str, str]) -> None:
         """Metric types a protocol implies (Influx ``counter`` fields, histogram lines) become

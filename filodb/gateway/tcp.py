@@ -27,6 +27,12 @@ Per connection:
   partly applied write may append some samples twice (a duplicate of an existing
   timestamp, which the memstore ignores as out of order).
 
+**Limits** of the dataset (:mod:`filodb.gateway.limits`), with no reply channel: samples of
+new series past a series limit are dropped and counted (``lines_rejected`` under the limit's
+key, in samples); past the ingest rate, the connection waits for the bucket (back-pressure,
+as for a log outage) up to ``retry_s``, after which the batch is dropped as
+``ingest_samples_per_s``. Both are also counted cluster-wide (``filodb status``).
+
 **Tokens.** A door given a token (the auth file's ``[gateway] influx_token`` /
 ``graphite_token``, naming a ``[[tokens]]`` entry with the write scope) reads the first line of
 each connection as ``auth <token>``; a wrong or missing token, or none within
@@ -55,11 +61,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from filodb.auth import load_auth_file
-from filodb.errors import BadInputError, FiloError, UnavailableError
+from filodb.errors import BadInputError, FiloError, RateLimitedError, UnavailableError
 from filodb.gateway.graphite import parse_graphite
 from filodb.gateway.influx import parse_lines
+from filodb.gateway.limits import IngestLimiter
 from filodb.gateway.parsed import ParseResult
 from filodb.gateway.router import IngestRouter
+from filodb.model.batch import SampleBatch
 
 log = logging.getLogger("filodb.gateway")
 
@@ -301,11 +309,13 @@ class TcpGateway:
 
     def __init__(self, router: IngestRouter, dataset: str, host: str, ports: dict[str, int],
                  options: GatewayOptions | None = None, stats: GatewayStats | None = None,
-                 tokens: dict[str, bytes] | None = None) -> None:  # fmt: skip
+                 tokens: dict[str, bytes] | None = None,
+                 limiter: IngestLimiter | None = None) -> None:  # fmt: skip
         unknown = set(ports) - set(DOORS)
         if unknown:
             raise BadInputError(f"unknown gateway doors {sorted(unknown)} (have {sorted(DOORS)})")
         self.router = router
+        self.limiter = limiter
         self.dataset = dataset
         self.host = host
         self.wanted = {d: p for d, p in ports.items() if p and p > 0}
@@ -406,11 +416,21 @@ class TcpGateway:
             return
         deadline = time.monotonic() + self.options.retry_s
         attempt = 0
+        limited = self.limiter is None
         while True:
             try:
+                if not limited:
+                    batch, good = self._within_limits(door, batch, good)
+                    limited = True
                 self.router.write(self.dataset, batch)
                 self.stats.add(door, lines_accepted=good, samples_written=len(batch))
                 return
+            except RateLimitedError as e:  # wait for the bucket: back-pressure
+                if time.monotonic() + e.retry_after_s > deadline or self._stop.is_set():
+                    self._refused(door, "ingest_samples_per_s", len(batch), str(e))
+                    return
+                time.sleep(e.retry_after_s)
+                continue
             except FiloError as e:
                 if not isinstance(e, UnavailableError):  # unknown dataset etc.: retrying won't help
                     self._reject(door, "write_failed", f"batch dropped: {e}", good)
@@ -428,6 +448,29 @@ class TcpGateway:
                             door, err, self.options.retry_s)  # fmt: skip
             time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
             attempt += 1
+
+    def _within_limits(self, door: str, batch: SampleBatch, good: int) -> tuple[SampleBatch, int]:
+        """The batch without the new series the dataset's series limits refuse (counted), and
+        the good lines left; raises :class:`RateLimitedError` past the ingest rate."""
+        assert self.limiter is not None
+        desc = self.router.dataset(self.dataset)
+        self.limiter.take_rate(desc, len(batch))
+        keep, refusals = self.limiter.admit(desc, batch)
+        if keep is None or not refusals:
+            return batch, good
+        for r in refusals:
+            self._refused(door, r.reason, r.samples,
+                          f"{r.samples} samples of {r.series} new series dropped: {r.reason}="
+                          f"{r.limit} reached")  # fmt: skip
+        return batch.take_series(keep), max(0, good - sum(r.samples for r in refusals))
+
+    def _refused(self, door: str, reason: str, n: int, msg: str) -> None:
+        assert self.limiter is not None
+        self._reject(door, reason, msg, n)
+        try:
+            self.limiter.store.count_refused(self.dataset, reason, n)
+        except Exception:  # noqa: BLE001 - the count is best effort; the local one is kept
+            log.warning("%s door: refusal not counted in Redis", door, exc_info=True)
 
 
 def _count_lines(body: bytes) -> int:
@@ -462,10 +505,12 @@ def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGatewa
     """A gateway with its own router over the configured log and shard map, and the doors'
     tokens from the auth file's ``[gateway]`` table (a bad file: :class:`BadInputError`)."""
     from filodb.ingest import log_from_config
+    from filodb.shards.limits import LimitsStore
     from filodb.shards.redis_map import ShardMapStore
 
     tokens = load_auth_file(cfg.auth_file).door_tokens(cfg.dataset) if cfg.auth_file else {}
     router = IngestRouter(ShardMapStore(cfg.redis_url), log_from_config(cfg))
+    limiter = IngestLimiter(LimitsStore(cfg.redis_url), cfg)
     return TcpGateway(router, cfg.dataset, cfg.host,
                       {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options,
-                      tokens=tokens)  # fmt: skip
+                      tokens=tokens, limiter=limiter)  # fmt: skip

@@ -231,3 +231,9 @@ class TagIndex:
         present[col.codes_of(ids, col.n == self._count)] = True
         values = col.values
         return sorted(values[i] for i in np.flatnonzero(present).tolist())
+
+    def label_counts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Per label name: its distinct values and the series of each (posting lengths),
+        one ``bincount`` over the label's value codes per name (cardinality stats)."""
+        return {name: (list(col.values), np.bincount(col.codes(), minlength=len(col.values)))
+                for name, col in self._columns.items()}  # fmt: skip

@@ -46,6 +46,7 @@ from filodb.memstore.chunks import (
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import ByteBoundedCache
+from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
@@ -597,6 +598,19 @@ class TimeSeriesShard:
         with self._lock:
             return self._index.label_values(name, self._ids_in_range(matchers, start_ms, end_ms))
 
+    def cardinality(self) -> CardinalityStats:
+        """Series per label value from the index (no series walk), chunks held (closed ones
+        plus open write buffers, as Prometheus's head chunks) and the time range of the data."""
+        with self._lock:
+            counts = self._index.label_counts()
+            has = self._last != _NO_TS
+            chunks = sum(len(cs) for cs in self._chunks) + int((self._count > 0).sum())
+            lo = int(self._first[has].min()) if has.any() else NO_MIN_TIME
+            hi = int(self._last[has].max()) if has.any() else NO_MAX_TIME
+            n = self.num_series
+        labels = {k: (object_array(v), c.astype(np.int64)) for k, (v, c) in counts.items()}
+        return CardinalityStats(n, chunks, lo, hi, labels)
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             n_chunks = sum(len(cs) for cs in self._chunks)
@@ -617,6 +631,10 @@ class TimeSeriesShard:
                 "page_cache_hits": self.page_cache_hits,
                 "page_cache_bytes": self._page_cache.nbytes,
                 "last_flush": max(self.last_flush.values(), default=0.0),
+                # every group flushed since: what the shard held then is in the column store
+                "flushed_through": min(
+                    (self.last_flush.get(g, 0.0) for g in range(self.num_groups)), default=0.0
+                ),  # fmt: skip
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
             }
 

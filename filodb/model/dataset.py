@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filodb.errors import BadInputError
+from filodb.model.limits import DatasetLimits
+from filodb.model.resolution import DownsampleLevel, parse_levels
 from filodb.model.shardkey import SpreadRule, check_shards, check_spread_overrides
 
 MAX_NAME_LENGTH = 100
@@ -57,10 +59,15 @@ class Dataset:
     spread_overrides: tuple[SpreadOverride, ...] = ()
     retention_s: float | None = None  # None: the nodes' configured retention; 0: forever
     created: float = field(default=0.0, compare=False)
+    limits: DatasetLimits = DatasetLimits()  # None values: the config's defaults
+    downsample: tuple[DownsampleLevel, ...] = ()  # a raw dataset's levels (filodb.model.resolution)
+    resolution_ms: int = 0  # a downsampled dataset's resolution (0: raw data)
 
     @classmethod
     def create(cls, name: str, shards: int, spread: int = 1, spread_overrides: object = None,
-               retention_s: object = None, created: float = 0.0) -> Dataset:  # fmt: skip
+               retention_s: object = None, created: float = 0.0,
+               limits: object = None, *, downsample: object = None,
+               resolution_ms: int = 0) -> Dataset:  # fmt: skip
         """A validated description (raises :class:`~filodb.errors.BadInputError`)."""
         check_dataset_name(name)
         check_shards(shards, spread)
@@ -72,7 +79,9 @@ class Dataset:
         ):
             raise BadInputError(f"retention must be a non-negative duration, got {retention_s!r}")
         return cls(name, shards, spread, tuple(SpreadOverride(o["_ws_"], o["_ns_"], o["spread"]) for o in ovr),
-                   None if retention_s is None else float(retention_s), created)  # fmt: skip
+                   None if retention_s is None else float(retention_s), created,
+                   limits if isinstance(limits, DatasetLimits) else DatasetLimits.parse(limits),
+                   parse_levels(downsample), resolution_ms)  # fmt: skip
 
     @property
     def spread_rule(self) -> int | SpreadRule:
@@ -97,6 +106,12 @@ class Dataset:
                                        for o in self.spread_overrides]  # fmt: skip
         if self.retention_s is not None:
             out["retention_s"] = self.retention_s
+        if self.limits.to_json():
+            out["limits"] = self.limits.to_json()
+        if self.downsample:
+            out["downsample"] = [lv.to_json() for lv in self.downsample]
+        if self.resolution_ms:
+            out["resolution_ms"] = self.resolution_ms
         return out
 
     @classmethod
@@ -105,4 +120,6 @@ class Dataset:
                     for o in d.get("spread_overrides") or ())  # fmt: skip
         ret = d.get("retention_s")
         return cls(name, int(d["shards"]), int(d["spread"]), ovr,
-                   None if ret is None else float(ret), float(d.get("created", 0.0)))  # fmt: skip
+                   None if ret is None else float(ret), float(d.get("created", 0.0)),
+                   DatasetLimits.from_json(d.get("limits")),
+                   parse_levels(d.get("downsample")), int(d.get("resolution_ms", 0)))  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any, cast
 import redis
 
 from filodb.errors import QueryTimeoutError, UnavailableError
+from filodb.model.cardinality import CardinalityStats
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock
@@ -191,3 +192,9 @@ class ClusterSource:
         p = {**self._params(matchers, start_ms, end_ms), "name": name}
         res = self._fanout(matchers, "label_values", p)
         return sorted({v for h, _ in res.answers.values() for v in h["values"]})
+
+    def cardinality(self) -> CardinalityStats:
+        """Series per label value of every shard (the ``tsdb_status`` leaf op), merged."""
+        res = self.fanout_shards(list(range(self.num_shards)), "tsdb_status", {})
+        parts = [CardinalityStats.from_wire(h, a) for _, (h, a) in sorted(res.answers.items())]
+        return CardinalityStats.merge(parts) if parts else CardinalityStats()

@@ -20,7 +20,8 @@ The server is bound to the node's runtime (anything with the :class:`NodeRuntime
 so this module knows nothing of what a node is.
 
 Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``eval``
-(a pushed-down PromQL subexpression evaluated at the query's steps).
+(a pushed-down PromQL subexpression evaluated at the query's steps), ``tsdb_status`` (the
+cardinality of the served shards, merged: :mod:`filodb.model.cardinality`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, Protocol, cast
 import redis
 
 from filodb.errors import BadInputError, FiloError
+from filodb.model.cardinality import CardinalityStats
 from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
 from filodb.tasks.rpc import LeafRequest, request_key
@@ -45,6 +47,12 @@ log = logging.getLogger(__name__)
 REPLY_TTL_S = 60
 POP_TIMEOUT_S = 1  # a server thread notices stop() within this; below the socket timeout
 RECEIPT_AFTER_S = 0.1  # a request still running then gets a receipt (the caller resends at 2 s)
+
+
+class _Cardinality(Protocol):
+    """A shard's memstore for ``tsdb_status``."""
+
+    def cardinality(self) -> CardinalityStats: ...
 
 
 class NodeRuntime(Protocol):
@@ -59,6 +67,12 @@ def run_op(source: SeriesSource, shards: Sequence[int], op: str, p: dict[str, An
     if op == "eval":
         v, read = eval_local(source, p)
         return pack_steps({**ok, "read": read}, v)
+    if op == "tsdb_status":
+        parts = source.sources if isinstance(source, UnionSource) else [source]
+        header, arrays = CardinalityStats.merge(
+            [cast(_Cardinality, s).cardinality() for s in parts]
+        ).to_wire()
+        return pack({**ok, **header}, arrays)
     matchers = matchers_from_wire(p.get("matchers", []))
     start, end = int(p["start"]), int(p["end"])
     if op == "select":

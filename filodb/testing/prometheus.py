@@ -29,8 +29,10 @@ def need(binary: str) -> None:
 class PromServer:
     """A Prometheus process with a generated config and its own TSDB in ``home``."""
 
-    def __init__(self, home: Path, config: dict) -> None:
+    def __init__(self, home: Path, config: dict, extra_args: tuple[str, ...] = ()) -> None:
+        """``extra_args``: more flags, e.g. ``--web.enable-remote-write-receiver``."""
         need(PROMETHEUS)
+        self.extra_args = list(extra_args)
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         (home / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
@@ -42,7 +44,8 @@ class PromServer:
         log = open(self.home / "prometheus.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={self.home / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+             f"--storage.tsdb.path={self.home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
+             *self.extra_args],
             stdout=log, stderr=log,
         )  # fmt: skip
         proc = self.proc

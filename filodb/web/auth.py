@@ -53,6 +53,7 @@ _PROM = ("query", "query_range", "series", "labels", "label_values")
 _STATUS = (
     "format_query", "parse_query", "query_exemplars", "rules", "alerts", "targets",
     "targets_metadata", "alertmanagers", "status_config", "status_flags", "status_runtimeinfo",
+    "status_tsdb",
 )  # fmt: skip
 
 RULES: dict[str, Rule] = {
@@ -81,12 +82,15 @@ RULES: dict[str, Rule] = {
     "ui.index": OPEN,
     "ui.cluster_page": OPEN,
     "ui.datasets_page": OPEN,
+    "ui.cardinality_page": OPEN,
     "ui.static_file": OPEN,
     "metrics.metrics": OPEN,
     # Prometheus's status, rules and tooling routes (web/prom_status.py, web/federate.py)
     **{f"prom_status.{e}{s}": _READ for e in _STATUS for s in ("", "_ds")},
     "prom_status.healthy": OPEN,  # Kubernetes probes send no token
     "prom_status.ready": OPEN,
+    "prom_status.reload": _ADMIN,  # POST /-/reload: the rule evaluator rereads its files
+    "ui.rules_page": OPEN,
     "federate.federate": _READ,
 }
 

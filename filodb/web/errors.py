@@ -2,19 +2,20 @@
 
 ``{"status": "error", "errorType": "...", "error": "..."}`` with the class's HTTP status
 (400 bad_data, 422 execution, 503 timeout/unavailable, 404 not_found, 413 too large,
-401 unauthorized with ``WWW-Authenticate``, 403 forbidden).
+401 unauthorized with ``WWW-Authenticate``, 403 forbidden, 429 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import kombu.exceptions
 import redis.exceptions
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from filodb.errors import AuthError, FiloError
+from filodb.errors import AuthError, FiloError, RateLimitedError
 
 log = logging.getLogger(__name__)
 CHALLENGE = 'Bearer realm="filodb"'  # not Basic: a browser would pop up its own dialog
@@ -35,6 +36,8 @@ def register_error_handlers(app: Flask) -> None:
         resp = error_response(e.error_type, str(e), e.http_status)
         if isinstance(e, AuthError):
             resp.headers["WWW-Authenticate"] = CHALLENGE
+        if isinstance(e, RateLimitedError):
+            resp.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after_s)))
         return resp
 
     @app.errorhandler(HTTPException)

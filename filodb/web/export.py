@@ -36,6 +36,7 @@ from filodb.model.timeparse import parse_duration_ms
 from filodb.query.engine import TOO_MANY_SAMPLES, TOO_MANY_SERIES
 from filodb.query.values import drop_stale
 from filodb.web.params import arg, match_params, now_ms, time_param
+from filodb.web.query_limits import dataset_limits
 from filodb.web.services import services
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,14 @@ def read_raw(dataset: str, matchers: Sequence[Matcher], start_ms: int, end_ms: i
     if all(m.matches_empty() for m in matchers):
         raise BadInputError(f"invalid selector {selector_text(matchers)}: "
                             "vector selector must contain at least one non-empty matcher")  # fmt: skip
-    cfg = services().cfg
-    source = services().source(dataset, cfg.query_timeout)
+    lim = dataset_limits(dataset)  # the dataset's per-query limits, else the config's
+    max_samples, max_series = lim.max_samples or 2**62, lim.max_series_per_query or 2**62
+    source = services().source(dataset, lim.query_timeout or services().cfg.query_timeout)
     block = source.select(list(matchers), start_ms, end_ms)
-    if int(block.offsets[-1]) > cfg.max_samples:
+    if int(block.offsets[-1]) > max_samples:
         raise ExecutionError(TOO_MANY_SAMPLES)
-    if len(block) > cfg.max_series:
-        raise ExecutionError(TOO_MANY_SERIES.format(limit=cfg.max_series))
+    if len(block) > max_series:
+        raise ExecutionError(TOO_MANY_SERIES.format(limit=max_series))
     block = drop_stale(block)
     series = [block.series(i) for i in range(len(block)) if block.offsets[i + 1] > block.offsets[i]]
     series.sort(key=lambda s: s[0])

@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from filodb.errors import BadInputError
 from filodb.gateway.door import IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
+from filodb.gateway.limits import IngestLimiter
 from filodb.prom.remote_write import decode_write_request_full
 from filodb.web.params import now_ms
 from filodb.web.services import Services, services
@@ -27,9 +28,11 @@ _PRECISIONS = {"ns", "n", "u", "us", "µ", "ms", "s", "m", "h"}
 
 
 def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
-    """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``."""
+    """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``; they
+    check the datasets' limits (one limiter shared by the doors)."""
+    limiter = IngestLimiter(svc.limits, svc.cfg)
     app.extensions[EXTENSION] = {
-        name: IngestDoor(name, svc.router, svc.metadata, counter) for name in DOORS
+        name: IngestDoor(name, svc.router, svc.metadata, counter, limiter) for name in DOORS
     }
 
 

@@ -74,3 +74,35 @@ def test_query_page_draws_graph_and_cluster_page_lists_shards(up: UpProcess) -> 
 
     dom = _browse(f"{up.url}/cluster?live=0", ARTIFACTS / "cluster.png")
     assert dom.count("status-Active") >= 4 and "node-1" in dom
+
+
+def test_cardinality_page_lists_the_top_metrics(up: UpProcess) -> None:
+    series = [make_labels({"__name__": "ui_card_big", "pod": f"p{i}"}) for i in range(30)]
+    series += [make_labels({"__name__": "ui_card_small", "pod": f"p{i}"}) for i in range(20)]
+    n = len(series)
+    batch = SampleBatch(series, np.arange(n), np.full(n, 1_700_000_000_000), np.ones(n))
+    r = requests.post(up.url + "/api/v1/write", data=encode_write_request(batch), timeout=30)
+    assert r.status_code == 204
+    wait_for(lambda: requests.get(up.url + "/api/v1/status/tsdb", timeout=10)
+             .json()["data"]["seriesCountByMetricName"][:2]
+             == [{"name": "ui_card_big", "value": 30}, {"name": "ui_card_small", "value": 20}],
+             30, "the written series counted", up.log_tail, interval=0.1)  # fmt: skip
+    dom = _browse(f"{up.url}/cardinality?dataset=prometheus&limit=2", ARTIFACTS / "cardinality.png")
+    table = dom.split('id="seriesCountByMetricName"')[1].split("</table>")[0]
+    assert table.index("ui_card_big") < table.index(">30<") < table.index("ui_card_small")
+    assert table.count("<tr>") == 3  # the header and the top 2
+    pairs = dom.split('id="seriesCountByLabelValuePair"')[1].split("</table>")[0]
+    assert "__name__=ui_card_big" in pairs
+    assert "series," in dom.split('id="head"')[1][:200]
+
+
+def test_dataset_page_shows_limits(up: UpProcess) -> None:
+    r = requests.post(up.url + "/api/v1/cluster/uilim",
+                      json={"shards": 2, "limits": {"max_series": 7, "query_timeout": "30s"}},
+                      timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    dom = _browse(f"{up.url}/datasets", ARTIFACTS / "datasets-limits.png")
+    row = dom.split('data-dataset="uilim"')[1].split("</tr>")[0]
+    assert "max_series=7, query_timeout=30" in row
+    other = dom.split('data-dataset="prometheus"')[1].split("</tr>")[0]
+    assert "defaults" in other

@@ -49,6 +49,7 @@
         const ovr = (d.spread_overrides || []).map((o) => `${o._ws_}/${o._ns_}: ${o.spread}`).join(", ");
         tr.append(name, el("td", d.shards, "num"), el("td", d.spread, "num"),
           el("td", fmtDuration(d.retention_s)), el("td", ovr || "—"),
+          el("td", Object.entries(d.limits || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "defaults"),
           el("td", `${active}/${d.shards}`, "num active-count"), el("td", sum("series"), "num"),
           el("td", sum("samples"), "num"), el("td", sum("lag"), "num"));
         tbody.append(tr);
