@@ -6,7 +6,8 @@ appended to every shard's log partition: once the append returns the deletion is
 every worker that owns or later recovers a shard applies it in log order, to memory and to the
 column store, before any later record. The answer, 204 as in Prometheus, waits (up to the query
 timeout) until every Active shard reports an offset past its tombstone, so a query sent after
-it does not see the deleted samples. ``start``/``end`` default to all time.
+it does not see the deleted samples; then the dataset's results-cache generation is bumped
+(:func:`filodb.web.results_cache.invalidate`). ``start``/``end`` default to all time.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def delete_series(dataset: str | None = None) -> Response:
     desc = svc.router.dataset(ds)
     records = [Tombstone(tuple(m), start, end).to_bytes() for m in selectors]
     offsets = svc.ingest_log.append_many(ds, {s: records for s in range(desc.shards)})
-    # TODO(h-cache): bump the dataset's query-cache generation here once that function exists.
     _wait_applied(ds, {s: max(offs) for s, offs in offsets.items() if offs}, svc.cfg.query_timeout)
+    # after the shards applied it: an extent computed from now on no longer sees the samples
+    svc.results_cache.invalidate(ds)
     return Response(status=204)
 
 

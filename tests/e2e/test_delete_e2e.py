@@ -49,6 +49,16 @@ def _over_time(url: str, fn: str, name: str) -> dict[str, float]:
     return {x["metric"]["i"]: float(x["value"][1]) for x in r.json()["data"]["result"]}
 
 
+def _ranged(url: str) -> list[str]:
+    """``i`` of the gone_total series a range query over all the data answers (cached extents:
+    the data is years old, so every extent is finished and stored)."""
+    r = requests.get(url + "/api/v1/query_range", params={
+        "query": "gone_total", "start": T0 / 1000, "end": (T0 + STEP * N) / 1000, "step": 10},
+        timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    return sorted(x["metric"]["i"] for x in r.json()["data"]["result"])
+
+
 def _delete(url: str, **params: object) -> requests.Response:
     return requests.post(url + "/api/v1/admin/tsdb/delete_series", params=params, timeout=60)
 
@@ -93,6 +103,12 @@ def test_delete_series_survives_flush_and_restart(tmp_path) -> None:  # type: ig
 
         eventually(flushed, 60, 0.3)
         _post(first.url, _batch(N // 2, N))  # the second half is in memory (and being flushed)
+
+        def all_four() -> None:
+            assert _ranged(first.url) == ["0", "1", "2", "3"]
+
+        eventually(all_four, 30, 0.3)
+        _ranged(first.url)  # answered from the results cache now
         assert _delete(first.url).status_code == 400  # no match[]
         bad = _delete(first.url, **{"match[]": "x", "start": "100", "end": "50"})
         assert bad.status_code == 400 and bad.json()["errorType"] == "bad_data"
@@ -102,6 +118,7 @@ def test_delete_series_survives_flush_and_restart(tmp_path) -> None:  # type: ig
                                   "end": (T0 + STEP * 29) / 1000})  # fmt: skip
         assert r.status_code == 204, r.text
         _expect_deleted(first.url)  # at once: the answer waited for the shards
+        assert _ranged(first.url) == ["2", "3"]  # the results cache forgot the old answers
         assert _stored(data, "gone_total", 0) == [] and _stored(data, "gone_total", 1) == []
         assert not set(range(10, 30)) & set(_stored(data, "cut_total", 2))
 
