@@ -31,7 +31,7 @@ class _Postings:
     @classmethod
     def of(cls, arr: np.ndarray) -> _Postings:
         """Postings holding the sorted int32 ids ``arr`` (a list only once one is added)."""
-        p = cls()
+        p = cls.__new__(cls)  # no __init__: one of these per label value after a purge
         p._list, p._arr = None, arr
         return p
 
