@@ -92,3 +92,18 @@ def decode_chunks(chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.n
     ts, offsets = decode_timestamps_many([c.ts for c in chunks])
     vals, _ = decode_doubles_many([c.vals for c in chunks])
     return ts, vals, offsets
+
+
+def trim_chunk(c: Chunk, start_ms: int, end_ms: int) -> Chunk | None:
+    """The chunk without its samples in ``[start_ms, end_ms]`` (None when none are left); it
+    keeps its chunk id and ``flushed`` flag, so writing it again replaces the stored one."""
+    if c.end < start_ms or c.start > end_ms:
+        return c
+    ts, vals, _ = decode_chunks([c])
+    keep = (ts < start_ms) | (ts > end_ms)
+    if not keep.any():
+        return None
+    ts, vals = ts[keep], vals[keep]
+    out = encode_chunk(ts, vals)
+    out.chunk_id, out.flushed = c.chunk_id, c.flushed
+    return out

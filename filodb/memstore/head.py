@@ -136,6 +136,15 @@ class Head:
         if self._n_free > 2 * (len(self.ts) - self._n_free) + _KEEP_FREE:
             self._compact()
 
+    def keep_series(self, keep: np.ndarray) -> None:
+        """Forget the series not in the mask ``keep`` (their pages go back to the pool); the
+        kept ones are renumbered in order, as the shard renumbers them after a purge."""
+        self.release(np.flatnonzero(~keep))
+        self.pages = self.pages[keep]
+        self.count = self.count[keep]
+        self.ordered = self.ordered[keep]
+        self.base = self.base[keep]
+
     def _compact(self) -> None:
         """Move the used pages to the front of the pool and give the rest back: series that
         scrape together fill and close together, and the pool must not stay at that peak."""

@@ -50,6 +50,7 @@ from filodb.memstore.chunks import (
     decode_chunks,
     encode_chunk,
     ooo_id,
+    trim_chunk,
     write_order,
 )
 from filodb.memstore.head import Head, group_starts
@@ -65,6 +66,7 @@ _NO_TS = np.iinfo(np.int64).min
 _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
+_KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 
 
 @dataclass
@@ -89,6 +91,20 @@ class FlushData:
     part_keys: list[tuple[bytes, int, int]] = field(default_factory=list)
     series: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     generation: int = 0
+    layout: int = 0  # series ids are those of this layout (a purge renumbers them)
+    deletes: int = 0  # deletions applied before it was prepared
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What one :meth:`TimeSeriesShard.delete_series` removed: the column store must drop the
+    ``whole`` series and the samples of the ``partial`` ones in ``[start_ms, end_ms]``."""
+
+    number: int
+    start_ms: int
+    end_ms: int
+    whole: list[bytes]
+    partial: list[bytes]
 
 
 class TimeSeriesShard:
@@ -139,6 +155,10 @@ class TimeSeriesShard:
         )
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
+        self._layout = 0  # bumped by every purge (series ids change)
+        self.deletes: list[Deletion] = []  # the latest ones, for flushes prepared before them
+        self.num_deletes = 0
+        self.series_purged = 0
 
     # --- registry -------------------------------------------------------------------------
     @property
@@ -348,7 +368,8 @@ class TimeSeriesShard:
         with self._lock:
             sids = np.flatnonzero(self._group == group)
             self._close(sids)
-            fd = FlushData(group, self.offset, generation=self._generation)
+            fd = FlushData(group, self.offset, generation=self._generation, layout=self._layout,
+                           deletes=self.num_deletes)  # fmt: skip
             for s in sids.tolist():
                 pk = self._pk[s]
                 for run in self._flush_runs(self._chunks[s]):
@@ -365,6 +386,10 @@ class TimeSeriesShard:
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
         with self._lock:
+            if fd.layout != self._layout:  # a purge renumbered the series: their chunks stay
+                self.checkpoints[fd.group] = fd.offset  # unflushed and are written again
+                self.last_flush[fd.group] = time.time()
+                return
             for sid, run in zip(fd.chunk_series, fd.covers, strict=True):
                 for c in run:
                     c.flushed = True
@@ -451,6 +476,89 @@ class TimeSeriesShard:
             )
             self._store_start = np.where(gone, _NONE, np.maximum(self._store_start, cutoff_ms))
         return dropped
+
+    # --- deletion and purge ---------------------------------------------------------------
+    def delete_series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Deletion:
+        """Delete the matching series' samples in ``[start_ms, end_ms]`` from memory. Series
+        left without samples are purged (labels, index entry, buffers); the answer tells the
+        caller what to delete from the column store. Flushes prepared before it learn of it
+        through :meth:`deletions_since`."""
+        with self._lock:
+            ids = self._ids_in_range(matchers, start_ms, end_ms)
+            whole = (self._first[ids] >= start_ms) & (self._last[ids] <= end_ms)
+            gone, part = ids[whole], ids[~whole]
+            for s in part.tolist():
+                self._trim_series(s, start_ms, end_ms)
+            first, last = self._first[part], self._last[part]
+            after, before = min(end_ms + 1, int(_NONE)), max(start_ms - 1, int(_NO_TS) + 1)
+            self._first[part] = np.where((first >= start_ms) & (first <= end_ms), after, first)
+            self._last[part] = np.where((last >= start_ms) & (last <= end_ms), before, last)
+            self._page_cache.forget()
+            self.num_deletes += 1
+            d = Deletion(self.num_deletes, start_ms, end_ms, [self._pk[s] for s in gone.tolist()],
+                         [self._pk[s] for s in part.tolist()])  # fmt: skip
+            self.deletes = [*self.deletes[-(_KEPT_DELETES - 1) :], d]
+            if len(gone):
+                self._last[gone] = _NO_TS
+                self.purge_empty()
+            return d
+
+    def deletions_since(self, number: int) -> list[Deletion] | None:
+        """Deletions after the ``number``-th (None: some are no longer known)."""
+        with self._lock:
+            if self.num_deletes == number:
+                return []
+            if not self.deletes or self.deletes[0].number > number + 1:
+                return None
+            return [d for d in self.deletes if d.number > number]
+
+    def _trim_series(self, s: int, start_ms: int, end_ms: int) -> None:
+        """Drop one series' samples in the range from its buffer and chunks."""
+        if self._head.count[s]:
+            one = np.array([s], np.int64)
+            ts, vals, _ = self._head.read(one)  # sorted, last write of a timestamp kept
+            keep = (ts < start_ms) | (ts > end_ms)
+            self._head.release(one)
+            k = int(keep.sum())
+            if k:
+                self._head.append(np.full(k, s, np.int64), ts[keep], vals[keep], np.ones(k, bool))
+        chunks = []
+        for c in self._chunks[s]:
+            t = trim_chunk(c, start_ms, end_ms)
+            self.chunk_bytes += (t.nbytes if t is not None else 0) - c.nbytes
+            if t is not None:
+                chunks.append(t)
+        self._chunks[s] = chunks
+        if self._mem_start[s] != _NONE:
+            self._mem_start[s] = self._held_from(s)
+
+    def purge_empty(self) -> int:
+        """Forget series with no samples left (retention or deletion took them all): labels,
+        index entry, buffers and chunks; the others are renumbered. Returns how many."""
+        with self._lock:
+            keep = self._last != _NO_TS
+            n = len(keep) - int(keep.sum())
+            if n == 0:
+                return 0
+            idx = np.flatnonzero(keep).tolist()
+            for s in np.flatnonzero(~keep).tolist():
+                self.chunk_bytes -= sum(c.nbytes for c in self._chunks[s])
+            self._labels = [self._labels[i] for i in idx]
+            self._pk = [self._pk[i] for i in idx]
+            self._chunks = [self._chunks[i] for i in idx]
+            self._ids = dict(zip(self._labels, range(len(idx)), strict=True))
+            self._head.keep_series(keep)
+            for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
+                         "_group", "_touched", "_pk_saved"):  # fmt: skip
+                setattr(self, name, getattr(self, name)[keep])
+            kept_key = keep[self._key_sid]  # the 64-bit key lookup follows the renumbering
+            self._keys = self._keys[kept_key]
+            self._key_sid = (np.cumsum(keep) - 1)[self._key_sid[kept_key]]
+            self._index.compact(keep)
+            self._page_cache.forget()
+            self._layout += 1
+            self.series_purged += n
+            return n
 
     # --- SeriesSource ---------------------------------------------------------------------
     def _ids_in_range(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> np.ndarray:

@@ -15,6 +15,8 @@ from filodb.errors import BadInputError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
+from filodb.model.tombstone import Tombstone, is_tombstone
+from filodb.node.flush import delete_stored
 from filodb.store.base import ColumnStore, MetaStore
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class LogApplier:
                  ingest_log: Log) -> None:  # fmt: skip
         self.ms = ms
         self.ingest_log = ingest_log
+        self.store = store
         if store is not None:
             ms.load_part_keys(store.scan_part_keys(ms.dataset, ms.shard))
         self.checkpoints = meta.read_checkpoints(ms.dataset, ms.shard) if meta is not None else {}
@@ -48,6 +51,9 @@ class LogApplier:
     def apply(self, records: list[tuple[int, bytes]]) -> None:
         """Feed records (offset, bytes) in order; malformed ones are counted and skipped."""
         for off, data in records:
+            if is_tombstone(data):
+                self._delete(off, data)
+                continue
             try:
                 batch = SampleBatch.from_bytes(data)
             except BadInputError:
@@ -60,6 +66,26 @@ class LogApplier:
                 flushed = self.checkpoints if off <= self.covered else None
                 self.ms.ingest(batch, off, flushed)
             self.offset = off
+
+    def _delete(self, off: int, data: bytes) -> None:
+        """A tombstone: memory first, then the column store, and only then the offset moves
+        past it (a flush prepared in between covers an offset before it, so a crash replays
+        it). A store error leaves the offset before it: the shard fails and replays it."""
+        try:
+            t = Tombstone.from_bytes(data)
+        except BadInputError:
+            self.malformed += 1
+            log.warning(
+                "skipping malformed tombstone %s/%s@%s", self.ms.dataset, self.ms.shard, off
+            )
+        else:
+            d = self.ms.delete_series(t.matchers, t.start_ms, t.end_ms)
+            if self.store is not None:
+                delete_stored(self.store, self.ms.dataset, self.ms.shard, d)
+            log.info("deleted %d series and ranges of %d in %s/%s (tombstone @%s)", len(d.whole),
+                     len(d.partial), self.ms.dataset, self.ms.shard, off)  # fmt: skip
+        self.ms.ingest(SampleBatch.empty(), off)
+        self.offset = off
 
     def replay_to(self, end: int, stop: Callable[[], bool] = lambda: False,
                   progress: Callable[[int], None] | None = None) -> None:  # fmt: skip

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -81,6 +81,8 @@ class NodeRuntime:
         self.stores = store_from_config(cfg)
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._retention_due = 0.0
+        self._retention_last = 0.0
+        self._retention_shards: set[Key] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
@@ -234,28 +236,44 @@ class NodeRuntime:
             log.info("flushed %s/%s group %s: %s", dataset, shard, group, done)
 
     def apply_retention(self, now_s: float | None = None) -> None:
-        """Drop data older than the retention from memory and from the column store (hourly).
+        """Drop data older than the retention from memory and from the column store, and
+        purge the series left without data (every tenth of the shortest retention of the
+        node's shards, at most hourly; a newly active shard with a shorter retention brings
+        the next pass forward).
 
         A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
+        active = {key for key, ing in self.ingesters.items() if ing.active}
+        if active - self._retention_shards:
+            self._retention_shards = active
+            every = _retention_every(self._retentions(active).values())
+            self._retention_due = min(self._retention_due, self._retention_last + every)
         if self.clock() < self._retention_due:
             return
-        self._retention_due = self.clock() + 3600
         now_s = time.time() if now_s is None else now_s
-        datasets = self.shard_map.datasets()
+        retentions = self._retentions(set(self.ingesters))
         for (ds, shard), ing in list(self.ingesters.items()):
-            desc = datasets.get(ds)
-            retention = (
-                desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
-            )
+            retention = retentions[(ds, shard)]
             if ing.active and retention > 0:
                 cutoff = int((now_s - retention) * 1000)
                 try:
                     ing.memstore.drop_before(cutoff)
+                    ing.memstore.purge_empty()  # series with nothing left: memory stays bounded
                     self.stores.column.delete_before(ds, shard, cutoff)
                 except Exception as e:  # noqa: BLE001 - one shard's store error spoils no other
                     self._log_limited(
                         (ds, shard, "retention"), "retention of %s/%s failed: %s", ds, shard, e
                     )
+        self._retention_last = self.clock()
+        self._retention_due = self._retention_last + _retention_every(retentions.values())
+
+    def _retentions(self, keys: set[Key]) -> dict[Key, float]:
+        datasets = self.shard_map.datasets()
+        return {
+            (ds, shard): datasets[ds].retention(self.cfg.retention)
+            if ds in datasets
+            else self.cfg.retention
+            for ds, shard in keys
+        }
 
     def coordinate(self, maps: Maps | None = None) -> None:
         """Leader duty: give shards without a live owner to live nodes, then rebalance
@@ -406,3 +424,8 @@ class NodeRuntime:
         log.warning(
             "flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0
         )
+
+
+def _retention_every(retentions: Iterable[float]) -> float:
+    """Seconds between retention passes: a tenth of the shortest retention, 1 s to an hour."""
+    return min([3600.0, *(max(r / 10, 1.0) for r in retentions if r > 0)])
