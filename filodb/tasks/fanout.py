@@ -133,6 +133,7 @@ class ClusterSource:
         self.timeout_s = timeout_s
         self.strict = strict
         self.warnings: list[str] = []
+        self.truncated = False  # a series/label_names/label_values answer was cut to its limit
         self.deadline = time.monotonic() + timeout_s
         self._states: dict[int, ShardState] | None = None  # read once per query
 
@@ -175,23 +176,40 @@ class ClusterSource:
         res = self._fanout(matchers, "select", self._params(matchers, start_ms, end_ms))
         return SeriesBlock.concat([unpack_block(h, a) for _, (h, a) in sorted(res.answers.items())])
 
-    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
-        res = self._fanout(matchers, "series", self._params(matchers, start_ms, end_ms))
+    def series(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
+    ) -> list[Labels]:
+        """Matching label sets; with ``limit`` > 0 each node answers at most ``limit`` of them
+        (``truncated`` is set when some were left out anywhere)."""
+        p = {**self._params(matchers, start_ms, end_ms), "limit": limit}
+        res = self._fanout(matchers, "series", p)
         out: set[Labels] = set()
         for h, _ in res.answers.values():
             out.update(unflat_labels(h["labels"]))
-        return sorted(out)
+        return self._limited(sorted(out), res, limit)
 
-    def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
-        res = self._fanout(matchers, "label_names", self._params(matchers, start_ms, end_ms))
-        return sorted({v for h, _ in res.answers.values() for v in h["values"]})
+    def label_names(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
+    ) -> list[str]:
+        p = {**self._params(matchers, start_ms, end_ms), "limit": limit}
+        res = self._fanout(matchers, "label_names", p)
+        return self._limited(sorted({v for h, _ in res.answers.values() for v in h["values"]}),
+                             res, limit)  # fmt: skip
 
     def label_values(
-        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
     ) -> list[str]:
-        p = {**self._params(matchers, start_ms, end_ms), "name": name}
+        p = {**self._params(matchers, start_ms, end_ms), "name": name, "limit": limit}
         res = self._fanout(matchers, "label_values", p)
-        return sorted({v for h, _ in res.answers.values() for v in h["values"]})
+        return self._limited(sorted({v for h, _ in res.answers.values() for v in h["values"]}),
+                             res, limit)  # fmt: skip
+
+    def _limited(self, items: list, res: FanoutResult, limit: int) -> list:
+        """At most ``limit`` (> 0) of the merged ``items``; ``truncated`` when a node or the
+        merge left some out."""
+        if any(h.get("truncated") for h, _ in res.answers.values()) or 0 < limit < len(items):
+            self.truncated = True
+        return items[:limit] if limit > 0 else items
 
     def cardinality(self) -> CardinalityStats:
         """Series per label value of every shard (the ``tsdb_status`` leaf op), merged."""
