@@ -191,7 +191,12 @@ def test_limits_truncate_with_a_warning(up) -> None:  # type: ignore[no-untyped-
         assert len(body["data"]) == 2 and body["warnings"] == ["results truncated due to limit"]
         whole = _get(up.url, path, **match).json()
         assert len(whole["data"]) == full and "warnings" not in whole
-        assert body["data"] == whole["data"][:2]  # the first ones of the sorted answer
+        if path.endswith("series"):  # shards build label sets for their first ids only
+            assert all(lb in whole["data"] for lb in body["data"]) and body["data"] == sorted(
+                body["data"], key=lambda lb: sorted(lb.items())
+            )
+        else:  # names and values come sorted from the index: the first ones of the answer
+            assert body["data"] == whole["data"][:2]
         for limit in (0, full, full + 1):  # 0: no limit; a limit not reached: no warning
             assert _get(up.url, path, **match, limit=limit).json() == whole
 
