@@ -64,9 +64,71 @@ def test_out_of_range_series_index_is_rejected() -> None:
     b = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0])
     raw = bytearray(b.to_bytes())
     hlen = int.from_bytes(raw[:4], "little")
-    raw[4 + hlen] = 7  # sidx[0] = 7, but there is one series
+    raw[4 + hlen + 12] = 7  # sidx[0] = 7 (after one key and one offset), but there is one series
+    with pytest.raises(BadInputError, match="out of range"):
+        SampleBatch.from_bytes(bytes(raw))
+
+
+def v1_record(b: SampleBatch) -> bytes:
+    """A record as version 1 wrote it (full label sets in the msgpack header)."""
+    import msgpack
+
+    h = msgpack.packb({"v": 1, "n": len(b), "series": [[x for p in lb for x in p] for lb in b.series],
+                       "types": b.types})  # fmt: skip
+    return b"".join([len(h).to_bytes(4, "little"), h, b.sidx.astype("<i4").tobytes(),
+                     b.ts.astype("<i8").tobytes(), b.vals.astype("<f8").tobytes()])  # fmt: skip
+
+
+@given(labelsets, st.integers(0, 30))
+def test_version_1_records_still_decode(series, n) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(n)
+    b = SampleBatch(series, rng.integers(0, len(series), n), rng.integers(0, 10**12, n),
+                    rng.normal(size=n), {"m": "gauge"})  # fmt: skip
+    c = SampleBatch.from_bytes(v1_record(b))
+    assert c.series == b.series and c.types == b.types and c.keys is None
+    assert (c.sidx == b.sidx).all() and (c.ts == b.ts).all() and (c.vals == b.vals).all()
+    assert (c.series_keys() == SampleBatch.from_bytes(b.to_bytes()).keys).all()
+
+
+def test_records_carry_each_series_key_the_xxh64_of_its_part_key() -> None:
+    import xxhash
+
+    from filodb.model.partkey import part_key
+
+    s = [make_labels({"__name__": "up", "job": str(i)}) for i in range(3)]
+    c = SampleBatch.from_bytes(SampleBatch(s, [2, 0], [1, 2], [1.0, 2.0]).to_bytes())
+    assert c.keys is not None and c.keys.dtype == np.uint64
+    assert c.keys.tolist() == [xxhash.xxh64_intdigest(part_key(lb)) for lb in s]
+    assert c.split(np.array([1, 0, 1]), 2)[1].keys.tolist() == c.keys[[0, 2]].tolist()
+
+
+@pytest.mark.parametrize("where", ["key", "offset", "part_key"])
+def test_records_whose_keys_or_part_keys_do_not_agree_are_rejected(where: str) -> None:
+    s = [make_labels({"__name__": "a"}), make_labels({"__name__": "bb"})]
+    raw = bytearray(SampleBatch(s, [0, 1], [1, 2], [1.0, 2.0]).to_bytes())
+    pos = 4 + int.from_bytes(raw[:4], "little")
+    if where == "key":
+        raw[pos + 8] ^= 1  # the second series' key
+    elif where == "offset":
+        raw[pos + 16] += 1  # the first part key's end
+    else:
+        raw[-1:] = b"c"  # "bb" -> "bc": valid labels, but not the ones the key was made of
     with pytest.raises(BadInputError):
         SampleBatch.from_bytes(bytes(raw))
+
+
+@given(st.integers(1, 60), st.integers(0, 300), st.integers(1, 9), st.integers(0, 2**32))
+def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    s = [make_labels({"__name__": f"m{i}"}) for i in range(n_series)]
+    b = SampleBatch(s, rng.integers(0, n_series, n), rng.integers(0, 99, n), rng.normal(size=n))
+    of = rng.integers(0, n_shards, n_series)
+    parts = b.split(of, n_shards)
+    assert sorted(parts) == sorted(set(of.tolist()))
+    for shard, p in parts.items():
+        want = b.take_series(of == shard)
+        assert p.series == want.series and p.sidx.tolist() == want.sidx.tolist()
+        assert p.ts.tolist() == want.ts.tolist() and p.vals.tolist() == want.vals.tolist()
 
 
 @pytest.mark.parametrize("series", [[["__name__"]], [["__name__", 5]], [["a", "b", "c"]], [[{"x": 1}]],
