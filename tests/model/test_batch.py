@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -60,13 +62,27 @@ def test_malformed_records_raise_bad_input(data: bytes) -> None:
         SampleBatch.from_bytes(data)
 
 
-def test_out_of_range_series_index_is_rejected() -> None:
-    b = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0])
-    raw = bytearray(b.to_bytes())
+def reencode(raw: bytes, edit: Callable[[dict, bytearray], None]) -> bytes:
+    """A version 2 record with its header and payload changed by ``edit``."""
+    import cramjam
+    import msgpack
+
     hlen = int.from_bytes(raw[:4], "little")
-    raw[4 + hlen + 12] = 7  # sidx[0] = 7 (after one key and one offset), but there is one series
+    header = msgpack.unpackb(raw[4 : 4 + hlen])
+    payload = bytearray(cramjam.zstd.decompress(raw[4 + hlen :]))
+    edit(header, payload)
+    h = msgpack.packb(header)
+    return len(h).to_bytes(4, "little") + h + bytes(cramjam.zstd.compress(bytes(payload)))
+
+
+def test_out_of_range_series_index_is_rejected() -> None:
+    raw = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0]).to_bytes()
+
+    def edit(h: dict, p: bytearray) -> None:
+        p[0] = 7  # sidx[0] = 7, but there is one series
+
     with pytest.raises(BadInputError, match="out of range"):
-        SampleBatch.from_bytes(bytes(raw))
+        SampleBatch.from_bytes(reencode(raw, edit))
 
 
 def v1_record(b: SampleBatch) -> bytes:
@@ -90,7 +106,7 @@ def test_version_1_records_still_decode(series, n) -> None:  # type: ignore[no-u
     assert (c.series_keys() == SampleBatch.from_bytes(b.to_bytes()).keys).all()
 
 
-def test_records_carry_each_series_key_the_xxh64_of_its_part_key() -> None:
+def test_records_give_each_series_key_the_xxh64_of_its_part_key() -> None:
     import xxhash
 
     from filodb.model.partkey import part_key
@@ -102,19 +118,33 @@ def test_records_carry_each_series_key_the_xxh64_of_its_part_key() -> None:
     assert c.split(np.array([1, 0, 1]), 2)[1].keys.tolist() == c.keys[[0, 2]].tolist()
 
 
-@pytest.mark.parametrize("where", ["key", "offset", "part_key"])
-def test_records_whose_keys_or_part_keys_do_not_agree_are_rejected(where: str) -> None:
+def test_records_are_compressed() -> None:
+    """Live-shaped records (one sample per series) are mostly label sets: zstd takes them
+    to a fraction of their raw size (what the log holds in Redis's memory)."""
+    s = [make_labels({"__name__": "http_requests_total", "job": "api", "instance": f"host-{i}:9100",
+                      "code": str(200 + i % 5)}) for i in range(500)]  # fmt: skip
+    raw = SampleBatch(
+        s, np.arange(500), np.full(500, 1_700_000_000_000), np.arange(500.0)
+    ).to_bytes()
+    assert len(raw) < 500 * 20  # the raw arrays alone would be 20 bytes a sample
+
+
+@pytest.mark.parametrize("where", ["offset", "part_key", "size", "frame"])
+def test_records_whose_payload_does_not_agree_are_rejected(where: str) -> None:
     s = [make_labels({"__name__": "a"}), make_labels({"__name__": "bb"})]
-    raw = bytearray(SampleBatch(s, [0, 1], [1, 2], [1.0, 2.0]).to_bytes())
-    pos = 4 + int.from_bytes(raw[:4], "little")
-    if where == "key":
-        raw[pos + 8] ^= 1  # the second series' key
-    elif where == "offset":
-        raw[pos + 16] += 1  # the first part key's end
-    else:
-        raw[-1:] = b"c"  # "bb" -> "bc": valid labels, but not the ones the key was made of
+    raw = SampleBatch(s, [0, 1], [1, 2], [1.0, 2.0]).to_bytes()
+
+    def edit(h: dict, p: bytearray) -> None:
+        if where == "offset":
+            p[40] += 1  # the first part key's end (after 2 x 20 bytes of samples)
+        elif where == "part_key":
+            p[-3:] = b"\xc1\xc1\xc1"  # not msgpack
+        elif where == "size":
+            h["z"] += 1
+
+    bad = reencode(raw, edit) if where != "frame" else raw[:-3]
     with pytest.raises(BadInputError):
-        SampleBatch.from_bytes(bytes(raw))
+        SampleBatch.from_bytes(bad)
 
 
 @given(st.integers(1, 60), st.integers(0, 300), st.integers(1, 9), st.integers(0, 2**32))
