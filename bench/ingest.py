@@ -59,7 +59,7 @@ from promql import PER_REQUEST_SAMPLES, Peer, emit, wait_count, workload  # noqa
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port  # noqa: E402
-from filodb.testing.cluster import UpProcess, children_of  # noqa: E402
+from filodb.testing.cluster import UpProcess, children_of, cmdline  # noqa: E402
 
 COUNT_Q = 'count(count_over_time({__name__=~"bench_temp|bench_temp_value"}[1m]))'
 ALL_SEL = '{__name__=~"bench_.+"}'
@@ -158,16 +158,21 @@ RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-proto
               "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and every descendant."""
-    total = 0
+def tree_rss(pid: int) -> tuple[int, dict[str, int]]:
+    """Resident bytes of ``pid`` and every descendant, and per kind of process (``redis``,
+    ``worker``, ``web``, ...: the first word after ``-m filodb`` or the program's name)."""
+    total, parts = 0, {}
     for p in [pid, *children_of(pid)]:
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
-            pass
-    return total
+            continue
+        words = cmdline(p).split()
+        kind = words[words.index("filodb") + 1] if "filodb" in words[:-1] else Path(words[0]).name
+        total += rss
+        parts[kind] = parts.get(kind, 0) + rss
+    return total, parts
 
 
 def instant(base: str, q: str, at_s: float) -> float:
@@ -236,7 +241,10 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         wait_count(base, COUNT_Q, data["n_temp"], data["end_s"], 3600)  # the last scrape
         full_count(base, data)  # then every sample (other shards may lag)
         out["ingest_queryable_samples_per_s"] = data["samples"] / (time.perf_counter() - t)
-        out["rss_bytes_per_series"] = tree_rss(pid) / data["series"]
+        rss, parts = tree_rss(pid)
+        out["rss_bytes_per_series"] = rss / data["series"]
+        emit("rss_bytes_per_series_by_process", rss / data["series"], "bytes", system=system,
+             door=door, **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
         got = check(base, data)
         emit("ingest_check_ok", got["ok"], "bool", system=system, door=door,
              count=got["count"], want_count=data["samples"], sum=got["sum"],
