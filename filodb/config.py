@@ -82,6 +82,7 @@ class Config:
     lookback_ms: int = 300_000
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
+    flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)

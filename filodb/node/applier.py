@@ -8,7 +8,9 @@ flush costs a longer replay and idempotent rewrites, never a lost or doubled sam
 
 from __future__ import annotations
 
+import bisect
 import logging
+from array import array
 from collections.abc import Callable
 
 from filodb.errors import BadInputError
@@ -39,6 +41,10 @@ class LogApplier:
         self.offset = self.start
         ms.offset = self.start
         self.malformed = 0
+        # Bytes of the records applied since ``start``: the running total after each record
+        # (16 bytes a record), so the size of the log past a checkpoint is one bisect away.
+        self._offsets = array("q", [self.start])
+        self._totals = array("q", [0])
 
     @classmethod
     def without_store(cls, ms: TimeSeriesShard, ingest_log: Log) -> LogApplier:
@@ -47,6 +53,11 @@ class LogApplier:
 
     def apply(self, records: list[tuple[int, bytes]]) -> None:
         """Feed records (offset, bytes) in order; malformed ones are counted and skipped."""
+        total = self._totals[-1]
+        for off, data in records:
+            total += len(data)
+            self._offsets.append(off)
+            self._totals.append(total)
         for off, data in records:
             try:
                 batch = SampleBatch.from_bytes(data)
@@ -60,6 +71,16 @@ class LogApplier:
                 flushed = self.checkpoints if off <= self.covered else None
                 self.ms.ingest(batch, off, flushed)
             self.offset = off
+
+    def log_bytes_after(self, offset: int) -> int:
+        """Bytes of the records applied past ``offset`` (the shard's lowest checkpoint: what
+        the log still holds for it); what is below ``offset`` is forgotten (checkpoints only
+        move up)."""
+        i = bisect.bisect_right(self._offsets, offset) - 1
+        if i > 0:
+            del self._offsets[:i]
+            del self._totals[:i]
+        return self._totals[-1] - (self._totals[0] if i >= 0 else 0)
 
     def replay_to(self, end: int, stop: Callable[[], bool] = lambda: False,
                   progress: Callable[[int], None] | None = None) -> None:  # fmt: skip

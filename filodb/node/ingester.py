@@ -167,6 +167,19 @@ class ShardIngester:
         self.applier.apply(records)
         self.offset = self.applier.offset
 
+    def log_flush_group(self, limit_bytes: int) -> int | None:
+        """The flush group to flush now because the shard's unflushed log (past its lowest
+        checkpoint, what the log must keep) holds more than ``limit_bytes``: the group with
+        the lowest checkpoint, whose flush lets the log be trimmed. None: under the limit."""
+        if limit_bytes <= 0 or self.applier is None or not self.active:
+            return None
+        cps = self.memstore.checkpoints
+        groups = range(self.memstore.num_groups)
+        group = min(groups, key=lambda g: cps.get(g, 0))
+        if self.applier.log_bytes_after(cps.get(group, 0)) <= limit_bytes:
+            return None
+        return group
+
     def _recover(self) -> None:
         self._move(ShardStatus.RECOVERY, 0)
         if self.stores is not None:

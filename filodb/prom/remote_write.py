@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cramjam
+import numba as nb
 import numpy as np
 from google.protobuf.message import DecodeError
 
@@ -230,63 +231,95 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
     return _assemble(raw, scan, meta, *found)
 
 
-def _scan_series(raw: bytes) -> _Scan:
-    """Stage 1: walk the top-level fields. The Label fields that lead each TimeSeries are
-    looked up in the label cache by their raw bytes (parsed and checked on a miss); the rest
-    of the message is its samples region ``[start, end)``; metadata fields are kept whole.
-    Raises :class:`_Fallback` (or IndexError/ValueError) for a shape protobuf should judge."""
-    n = len(raw)
-    cache = _LABEL_CACHE
-    index: dict[Labels, int] = {}
-    out = _Scan()
-    series, msg, starts, ends, js = (
-        out.series,
-        out.msg,
-        out.start,
-        out.end,
-        out.j,
-    )  # locals: hot loop
-    pos = i = 0
+@nb.njit(cache=True)
+def _top_fields(raw: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover - numba
+    """The top-level fields of a WriteRequest: per field its key, start, body start, end of
+    the leading run of Label fields (key 0a; the body's end for other fields) and end, as
+    rows of ``out``; and the number of fields. A negative count: a field this decoder does not
+    take (unknown key, length past the end, a varint over 10 bytes): protobuf decides."""
+    n = raw.size
+    out = np.empty((n // 2 + 1, 5), np.int64)
+    k = 0
+    pos = 0
     while pos < n:
         key = raw[pos]
-        ln = raw[pos + 1]
-        body = pos + 2
-        if ln >= 0x80:
-            ln, body = varint(raw, pos + 1)
+        if key != 0x0A and key != 0x1A:
+            return out, -1
+        ln = 0
+        shift = 0
+        body = pos + 1
+        while True:
+            if body >= n or shift > 63:
+                return out, -1
+            b = raw[body]
+            body += 1
+            ln |= int(b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
         end = body + ln
-        if end > n:
-            raise _Fallback
+        if ln < 0 or end > n:
+            return out, -1
+        q = body
         if key == 0x0A:
-            q = body  # the run of Label fields (key 0a) that leads the series, inline: hot
             while q < end and raw[q] == 0x0A:
-                lq = raw[q + 1]
-                if lq < 0x80:
-                    q += 2 + lq
-                else:
-                    lq, q = varint(raw, q + 1)
-                    q += lq
-            if q > end:
-                raise _Fallback
-            lkey = raw[body:q]
-            labels = cache.get(lkey)
-            if labels is None:
-                labels = _parse_label_fields(lkey, i)
-                cache.put(lkey, labels)
-            j = index.get(labels)
-            if j is None:
-                j = index[labels] = len(series)
-                series.append(labels)
-            if q < end:
-                msg.append(body)
-                starts.append(q)
-                ends.append(end)
-                js.append(j)
-            i += 1
-        elif key == 0x1A:
-            out.meta_fields.append(raw[pos:end])
+                lq = 0
+                shift = 0
+                q += 1
+                while True:
+                    if q >= end or shift > 63:
+                        return out, -1
+                    b = raw[q]
+                    q += 1
+                    lq |= int(b & 0x7F) << shift
+                    if b < 0x80:
+                        break
+                    shift += 7
+                q += lq
+                if lq < 0 or q > end:
+                    return out, -1
         else:
-            raise _Fallback  # unknown top-level field or wire type: protobuf decides
+            q = end
+        out[k, 0] = key
+        out[k, 1] = pos
+        out[k, 2] = body
+        out[k, 3] = q
+        out[k, 4] = end
+        k += 1
         pos = end
+    return out, k
+
+
+def _scan_series(raw: bytes) -> _Scan:
+    """Stage 1: the top-level fields found by a numba kernel (:func:`_top_fields`); the
+    Label fields that lead each TimeSeries are looked up in the label cache by their raw
+    bytes (parsed and checked on a miss: a slice and a dict lookup per series seen before);
+    the rest of the message is its samples region ``[start, end)``; metadata fields are
+    kept whole. Raises :class:`_Fallback` for a shape protobuf should judge."""
+    fields, k = _top_fields(np.frombuffer(raw, np.uint8))
+    if k < 0:
+        raise _Fallback
+    fields = fields[:k]
+    is_ts = fields[:, 0] == 0x0A
+    out = _Scan()
+    out.meta_fields = [raw[a:b] for a, b in fields[~is_ts][:, [1, 4]].tolist()]
+    ts_f = fields[is_ts]
+    cache = _LABEL_CACHE
+    keys = [raw[a:b] for a, b in ts_f[:, 2:4].tolist()]
+    labels = [cache.get(x) for x in keys]
+    if None in labels:
+        for i, lb in enumerate(labels):
+            if lb is None:
+                labels[i] = lb = _parse_label_fields(keys[i], i)
+                cache.put(keys[i], lb)
+    index: dict[Labels, int] = {}
+    js = np.array([index.setdefault(lb, len(index)) for lb in labels], np.int64)
+    out.series = list(index)
+    has = ts_f[:, 3] < ts_f[:, 4]  # a series with samples (or anything after its labels)
+    out.msg = ts_f[has, 2].tolist()
+    out.start = ts_f[has, 3].tolist()
+    out.end = ts_f[has, 4].tolist()
+    out.j = js[has].tolist()
     return out
 
 
@@ -322,13 +355,16 @@ def _uniform_blocks(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
     blocks: list[_Block] = []
     for st in np.unique(stride[uniform]).tolist():
         ks = np.flatnonzero(uniform & (stride == st))
-        rec = np.concatenate(
-            [buf[s0:e0] for s0, e0 in zip(starts[ks].tolist(), ends[ks].tolist(), strict=True)]
-        )
-        rec = rec.reshape(-1, st)
         cnt = size[ks] // st
         span = np.repeat(ks, cnt)
-        within = np.arange(len(rec), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        within = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        if len(span) <= 4 * len(ks):  # few records a region (live bodies): one gather
+            rec = buf[(starts[span] + within * st)[:, None] + np.arange(st)]
+        else:  # long regions: a slice each costs less than an index per byte
+            rec = np.concatenate(
+                [buf[s0:e0] for s0, e0 in zip(starts[ks].tolist(), ends[ks].tolist(), strict=True)]
+            )
+            rec = rec.reshape(-1, st)
         bad = (rec[:, 0] != 0x12) | (rec[:, 1] != st - 2)
         if bad.any():  # not one stride after all: walk those regions instead
             uniform[np.unique(span[bad])] = False
