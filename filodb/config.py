@@ -86,6 +86,7 @@ class Config:
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
+    max_exemplars: int = 100_000  # exemplars kept in memory per dataset, split across its shards
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
 
     def replace(self, **changes: Any) -> Config:

@@ -70,7 +70,7 @@ class IngestRouter:
 
     def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:
         """Append ``batch`` to the log; returns samples per shard. Durable when it returns."""
-        if len(batch) == 0:
+        if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
         desc = self.dataset(dataset)
         shard_of = self._shards(desc, batch.series)

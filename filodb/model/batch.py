@@ -20,6 +20,7 @@ import xxhash
 
 from filodb.errors import BadInputError
 from filodb.model.cache import BoundedCache
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
 
@@ -40,6 +41,9 @@ class SampleBatch:
     consumer can map series to its own ids with numpy (equal keys of different label sets are
     possible in principle: compare the label sets where a key is new). Batches read from the
     log have them; :meth:`series_keys` computes them (cached per label set) when None.
+
+    ``exemplars``: optional :class:`~filodb.model.exemplars.Exemplars` of the series (remote
+    write's field 3); they follow their series through ``take_series``, ``split`` and the log.
     """
 
     series: list[Labels]
@@ -48,6 +52,7 @@ class SampleBatch:
     vals: np.ndarray
     types: dict[str, str] = field(default_factory=dict)
     keys: np.ndarray | None = None
+    exemplars: Exemplars | None = None
 
     def __post_init__(self) -> None:
         self.sidx = np.ascontiguousarray(self.sidx, dtype=np.int32)
@@ -86,6 +91,9 @@ class SampleBatch:
             self.vals[mask],
             self.types,
             None if self.keys is None else self.keys[keep],
+            None
+            if self.exemplars is None
+            else self.exemplars.take(keep[self.exemplars.sidx], new_index),
         )
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
@@ -103,12 +111,15 @@ class SampleBatch:
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
         series = [self.series[i] for i in s_order.tolist()]
         keys = None if self.keys is None else self.keys[s_order]
+        ex = self.exemplars
+        ex_shard = None if ex is None else of[ex.sidx]
         out: dict[int, SampleBatch] = {}
         for k, (shard, a, c) in enumerate(zip(shards.tolist(), s_start.tolist(),
                                               s_count.tolist(), strict=True)):  # fmt: skip
             x, y = bounds[k], bounds[k + 1]
             out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
-                                     None if keys is None else keys[a : a + c])  # fmt: skip
+                                     None if keys is None else keys[a : a + c],
+                                     None if ex is None else ex.take(ex_shard == shard, rank))  # fmt: skip
         return out
 
     # --- wire format -------------------------------------------------------------------
@@ -120,8 +131,11 @@ class SampleBatch:
         payload = b"".join([self.sidx.astype("<i4").tobytes(), self.ts.astype("<i8").tobytes(),
                             self.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(),
                             *pks])  # fmt: skip
-        h = msgpack.packb({"v": BATCH_FORMAT_VERSION, "n": len(self.ts), "s": len(pks),
-                           "z": len(payload), "types": self.types})  # fmt: skip
+        header = {"v": BATCH_FORMAT_VERSION, "n": len(self.ts), "s": len(pks),
+                  "z": len(payload), "types": self.types}  # fmt: skip
+        if self.exemplars is not None and len(self.exemplars):
+            header["x"] = self.exemplars.to_wire()  # optional: older readers skip it
+        h = msgpack.packb(header)
         return b"".join([len(h).to_bytes(4, "little"), h,
                          bytes(cramjam.zstd.compress(payload, ZSTD_LEVEL))])  # fmt: skip
 
@@ -153,11 +167,12 @@ class SampleBatch:
                 ns = int(header["s"])
                 ends = np.frombuffer(mv, "<u4", ns, pos)
                 series, keys = _series_v2(mv, pos + 4 * ns, ends)
+            ex = Exemplars.from_wire(header["x"], len(series)) if "x" in header else None
         except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
             raise BadInputError(f"malformed sample batch: {e}") from e
         if n and (sidx.min() < 0 or sidx.max() >= len(series)):
             raise BadInputError("malformed sample batch: series index out of range")
-        return cls(series, sidx, ts, vals, header.get("types") or {}, keys)
+        return cls(series, sidx, ts, vals, header.get("types") or {}, keys, ex)
 
 
 ZSTD_LEVEL = 1  # live records: 92 -> 10 bytes a sample; ~35 ns a sample to compress
@@ -251,6 +266,7 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
     series: list[Labels] = []
     parts = []
     types: dict[str, str] = {}
+    ex_parts: list[tuple[Exemplars, np.ndarray]] = []
     for b in batches:
         remap = np.empty(len(b.series), np.int32)
         for i, lb in enumerate(b.series):
@@ -261,10 +277,13 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
             remap[i] = j
         parts.append(remap[b.sidx])
         types.update(b.types)
+        if b.exemplars is not None:
+            ex_parts.append((b.exemplars, remap))
     return SampleBatch(
         series,
         np.concatenate(parts),
         np.concatenate([b.ts for b in batches]),
         np.concatenate([b.vals for b in batches]),
         types,
+        exemplars=Exemplars.concat(ex_parts),
     )

@@ -48,7 +48,7 @@ class ShardIngester:
         self, shard_map: ShardMapStore, ingest_log: Log, state: ShardState, node: str,
         stores: Stores | None = None, cfg: Config | None = None, *,
         reader: NodeReader, recovery: Executor | None = None,
-        prepare: Callable[[], None] | None = None,
+        prepare: Callable[[], None] | None = None, num_shards: int = 1,
     ) -> None:  # fmt: skip
         cfg = cfg or Config()
         self.name = f"ingest-{state.dataset}-{state.shard}"
@@ -62,6 +62,7 @@ class ShardIngester:
             num_groups=cfg.flush_groups, memory_budget=cfg.memory_budget_mb << 20,
             pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
             page_cache_bytes=cfg.page_cache_mb << 20,
+            max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()

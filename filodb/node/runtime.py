@@ -331,7 +331,8 @@ class NodeRuntime:
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
                                 stores=self.stores, cfg=self.cfg,
                                 reader=self.reader, recovery=self._recovery,
-                                prepare=lambda: self._prepare_dataset(desc))  # fmt: skip
+                                prepare=lambda: self._prepare_dataset(desc),
+                                num_shards=desc.shards)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on

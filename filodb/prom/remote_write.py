@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError
 from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.varint import varint, varint_bytes
 from filodb.prom.proto import TimeSeries, WriteRequest
@@ -70,12 +71,14 @@ def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
     index: dict[Labels, int] = {}
     series: list[Labels] = []
     sidx_parts, ts_parts, val_parts = [], [], []
+    ex = _ExemplarParts()
     for i, ts_msg in enumerate(req.timeseries):
         labels = _labels_of(ts_msg, i)
         j = index.get(labels)
         if j is None:
             j = index[labels] = len(series)
             series.append(labels)
+        ex.add(j, ts_msg)
         samples = ts_msg.samples
         n = len(samples)
         if n == 0:
@@ -90,7 +93,37 @@ def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
         batch = SampleBatch(series, np.concatenate(sidx_parts), np.concatenate(ts_parts),
                             np.concatenate(val_parts))  # fmt: skip
     batch.types = {m["metric"]: m["type"] for m in meta if m["metric"]}
+    batch.exemplars = ex.build()
     return batch, meta
+
+
+EXEMPLAR_MAX_LABELS_LENGTH = 128  # runes of an exemplar's label names and values (Prometheus)
+
+
+class _ExemplarParts:
+    """Exemplars gathered from the TimeSeries messages that have some (field 3)."""
+
+    def __init__(self) -> None:
+        self.sidx: list[int] = []
+        self.ts: list[int] = []
+        self.vals: list[float] = []
+        self.labels: list[Labels] = []
+
+    def add(self, j: int, ts_msg) -> None:  # type: ignore[no-untyped-def]
+        for e in ts_msg.exemplars:  # a handful per request: one per series at most, usually
+            pairs = {lb.name: lb.value for lb in e.labels if lb.value}
+            if sum(len(k) + len(v) for k, v in pairs.items()) > EXEMPLAR_MAX_LABELS_LENGTH:
+                continue  # Prometheus refuses such an exemplar alone (its samples are kept)
+            self.sidx.append(j)
+            self.ts.append(e.timestamp)
+            self.vals.append(e.value)
+            self.labels.append(tuple(sorted(pairs.items())))
+
+    def build(self) -> Exemplars | None:
+        if not self.ts:
+            return None
+        return Exemplars(np.array(self.sidx, np.int32), np.array(self.ts, np.int64),
+                         np.array(self.vals, np.float64), self.labels)  # fmt: skip
 
 
 def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
@@ -427,10 +460,12 @@ def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.nd
     """Stage 3: the slow regions through upb (None when one has labels after its samples:
     protobuf merges those), then every record put at its place in request order."""
     slow_data: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    ex = _ExemplarParts()
     for k in np.flatnonzero(slow).tolist():
-        labels, ts, vs = _decode_series_protobuf(raw[scan.msg[k] : scan.end[k]], k)
+        labels, ts, vs, ts_msg = _decode_series_protobuf(raw[scan.msg[k] : scan.end[k]], k)
         if labels != scan.series[scan.j[k]]:
             return None
+        ex.add(scan.j[k], ts_msg)
         slow_data[k] = (ts, vs)
         counts[k] = len(ts)
     offsets = np.cumsum(counts) - counts
@@ -446,7 +481,7 @@ def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.nd
         out_vals[offsets[k] : offsets[k] + len(ts)] = vs
     sidx = np.repeat(np.array(scan.j, np.int32), counts)
     types = {m["metric"]: m["type"] for m in meta if m["metric"]}
-    return SampleBatch(scan.series, sidx, out_ts, out_vals, types), meta
+    return SampleBatch(scan.series, sidx, out_ts, out_vals, types, exemplars=ex.build()), meta
 
 
 def _decode_records(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -523,7 +558,7 @@ def _metadata_of(req: Any) -> list[dict[str, str]]:
     ]
 
 
-def _decode_series_protobuf(raw: bytes, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
+def _decode_series_protobuf(raw: bytes, i: int) -> tuple[Labels, np.ndarray, np.ndarray, Any]:
     ts_msg = TimeSeries()
     try:
         ts_msg.ParseFromString(raw)
@@ -532,7 +567,7 @@ def _decode_series_protobuf(raw: bytes, i: int) -> tuple[Labels, np.ndarray, np.
     n = len(ts_msg.samples)
     ts = np.fromiter((s.timestamp for s in ts_msg.samples), np.int64, n)
     vs = np.fromiter((s.value for s in ts_msg.samples), np.float64, n)
-    return _labels_of(ts_msg, i), ts, vs
+    return _labels_of(ts_msg, i), ts, vs, ts_msg
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -577,6 +612,8 @@ def encode_write_request(batch: SampleBatch, metadata: list[dict[str, str]] | No
     Byte-identical to protobuf's own serialisation (tests check it). The one difference from
     Prometheus's Go encoder: a ``-0.0`` value is written (Go's ``!= 0`` test drops its sign).
     """
+    if batch.exemplars is not None and len(batch.exemplars):  # rare: the reference encoder
+        return bytes(cramjam.snappy.compress_raw(_encode_protobuf(batch, metadata)))
     return bytes(cramjam.snappy.compress_raw(encode_raw(batch, metadata)))
 
 
@@ -654,15 +691,24 @@ def _encode_protobuf(batch: SampleBatch, metadata: list[dict[str, str]] | None =
     order = np.argsort(batch.sidx, kind="stable")
     sidx, ts, vals = batch.sidx[order], batch.ts[order], batch.vals[order]
     bounds = np.searchsorted(sidx, np.arange(len(batch.series) + 1))
+    ex = batch.exemplars
+    ex_of: dict[int, list[int]] = {}
+    for n, j in enumerate([] if ex is None else ex.sidx.tolist()):
+        ex_of.setdefault(j, []).append(n)
     for j, labels in enumerate(batch.series):
         a, b = int(bounds[j]), int(bounds[j + 1])
-        if a == b:
+        if a == b and j not in ex_of:
             continue
         t = req.timeseries.add()
         for k, v in labels:
             t.labels.add(name=k, value=v)
         for tv, vv in zip(ts[a:b].tolist(), vals[a:b].tolist(), strict=True):
             t.samples.add(value=vv, timestamp=tv)
+        for n in ex_of.get(j, []):
+            assert ex is not None
+            e = t.exemplars.add(value=float(ex.vals[n]), timestamp=int(ex.ts[n]))
+            for k, v in ex.labels[n]:
+                e.labels.add(name=k, value=v)
     for m in metadata or []:
         req.metadata.add(type=_TYPE_CODES.get(m.get("type", "unknown"), 0), metric_family_name=m["metric"],
                          help=m.get("help", ""), unit=m.get("unit", ""))  # fmt: skip

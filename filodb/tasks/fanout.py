@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
 import redis
 
 from filodb.errors import QueryTimeoutError, UnavailableError
@@ -210,6 +211,21 @@ class ClusterSource:
         if any(h.get("truncated") for h, _ in res.answers.values()) or 0 < limit < len(items):
             self.truncated = True
         return items[:limit] if limit > 0 else items
+
+    def exemplars(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+                  ) -> list[tuple[Labels, list[tuple[Labels, float, int]]]]:  # fmt: skip
+        """Per matching series with exemplars in the range: its labels and its exemplars as
+        (labels, value, ms), oldest first (the ``exemplars`` leaf op on every shard asked)."""
+        res = self._fanout(matchers, "exemplars", self._params(matchers, start_ms, end_ms))
+        out = []
+        for _, (h, (ts, vals)) in sorted(res.answers.items()):
+            labels = unflat_labels(h["labels"])
+            ends = np.cumsum(h["counts"]).tolist()
+            starts = [0, *ends[:-1]]
+            for lb, a, b in zip(unflat_labels(h["series"]), starts, ends, strict=True):
+                out.append((lb, list(zip(labels[a:b], vals[a:b].tolist(), ts[a:b].tolist(),
+                                         strict=True))))  # fmt: skip
+        return sorted(out)
 
     def cardinality(self) -> CardinalityStats:
         """Series per label value of every shard (the ``tsdb_status`` leaf op), merged."""

@@ -23,7 +23,8 @@ Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``
 (a pushed-down PromQL subexpression evaluated at the query's steps), ``tsdb_status`` (the
 cardinality of the served shards, merged: :mod:`filodb.model.cardinality`). ``series``,
 ``label_names`` and ``label_values`` take a ``limit`` (> 0): the node answers at most that
-many items and ``truncated`` when it left some out.
+many items and ``truncated`` when it left some out. ``exemplars``: the exemplars of the
+matching series in the range (the shards' exemplar rings).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
+import numpy as np
 import redis
 
 from filodb.errors import BadInputError, FiloError
@@ -56,6 +58,27 @@ class _Cardinality(Protocol):
     """A shard's memstore for ``tsdb_status``."""
 
     def cardinality(self) -> CardinalityStats: ...
+
+
+class _Exemplars(Protocol):
+    """A shard's memstore for ``exemplars``."""
+
+    def query_exemplars(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+                        ) -> list[tuple[Labels, np.ndarray, np.ndarray, list[Labels]]]: ...  # fmt: skip
+
+
+def _exemplars(source: SeriesSource, matchers: Sequence[Matcher], start: int, end: int,
+               ok: dict[str, Any]) -> bytes:  # fmt: skip
+    """Series with exemplars in the range: their labels, exemplar counts and label sets in the
+    header, timestamps and values as two arrays."""
+    parts = source.sources if isinstance(source, UnionSource) else [source]
+    found = [x for s in parts for x in cast(_Exemplars, s).query_exemplars(matchers, start, end)]
+    header = {**ok, "series": flat_labels([lb for lb, *_ in found]),
+              "counts": [len(t) for _, t, _, _ in found],
+              "labels": flat_labels([e for *_, es in found for e in es])}  # fmt: skip
+    ts = np.concatenate([t for _, t, _, _ in found]) if found else np.zeros(0, np.int64)
+    vals = np.concatenate([v for _, _, v, _ in found]) if found else np.zeros(0)
+    return pack(header, [ts.astype(np.int64), vals.astype(np.float64)])
 
 
 class _SeriesLimit(Protocol):
@@ -107,6 +130,8 @@ def run_op(source: SeriesSource, shards: Sequence[int], op: str, p: dict[str, An
     start, end = int(p["start"]), int(p["end"])
     if op == "select":
         return pack_block(source.select(matchers, start, end), ok)
+    if op == "exemplars":
+        return _exemplars(source, matchers, start, end, ok)
     limit = int(p.get("limit", 0))  # > 0: answer at most that many, and say if some were cut
     if op == "series":
         found, cut = _series(source, matchers, start, end, limit)
