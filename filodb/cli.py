@@ -44,6 +44,10 @@ _OPTS = {
         "--graphite-port", type=int, default=None,
         help="Graphite plaintext TCP port (default 2003; 0: off)",
     ),
+    "max_exemplars": click.option(
+        "--max-exemplars", type=int, default=None,
+        help="exemplars kept in memory per dataset, split across its shards (default 100000; 0: none)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -124,6 +128,7 @@ def main() -> None:
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
+@_OPTS["max_exemplars"]
 @_limit_defaults
 @click.option(
     "--log",
@@ -163,6 +168,7 @@ def _say(msg: str) -> None:
 
 @main.command()
 @click.option("--node", default=None, help="node name (default node-<pid>)")
+@_OPTS["max_exemplars"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:

@@ -221,7 +221,7 @@ class ClusterSource:
         for _, (h, (ts, vals)) in sorted(res.answers.items()):
             labels = unflat_labels(h["labels"])
             ends = np.cumsum(h["counts"]).tolist()
-            starts = [0, *ends[:-1]]
+            starts = [0, *ends][:-1]
             for lb, a, b in zip(unflat_labels(h["series"]), starts, ends, strict=True):
                 out.append((lb, list(zip(labels[a:b], vals[a:b].tolist(), ts[a:b].tolist(),
                                          strict=True))))  # fmt: skip

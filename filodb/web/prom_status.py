@@ -9,7 +9,8 @@ shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v
   the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper),
   ``rules`` and ``alerts`` (rules come later);
 - ``query_exemplars``: the exemplars kept by the shards (remote write's, in a bounded ring per
-  shard, :mod:`filodb.memstore.exemplars`) of the series the query's selectors match;
+  shard, :mod:`filodb.memstore.exemplars`) of the series the query's selectors match (204
+  for a query without one, as Prometheus);
 - ``status/tsdb``: the dataset's cardinality in Prometheus's shape (``headStats`` and the
   top-``limit`` lists, default 10), from every shard's index through the ``tsdb_status`` leaf
   op (:mod:`filodb.model.cardinality`); a shard that cannot answer is a ``warnings`` entry;
@@ -221,8 +222,8 @@ def alerts(dataset: str | None = None) -> Response:
 @_routes("/query_exemplars", ("GET", "POST"))
 def query_exemplars(dataset: str | None = None) -> Response:
     """Exemplars of the series the query's selectors match, in ``[start, end]``, from the
-    shards' exemplar rings (the ``exemplars`` leaf op): ``null`` for a query without a
-    selector, as Prometheus."""
+    shards' exemplar rings (the ``exemplars`` leaf op). A query without a selector answers
+    204 with no body, as Prometheus does (its handler returns no data)."""
     start = time_param("start", MIN_TIME_MS)
     end = time_param("end", MAX_TIME_MS)
     if end < start:
@@ -233,7 +234,7 @@ def query_exemplars(dataset: str | None = None) -> Response:
         raise BadInputError(str(e)) from e
     sels = _selectors(expr)
     if not sels:
-        return _success(None)
+        return Response(status=204)
     svc = services()
     source = svc.source(dataset or svc.cfg.dataset, svc.cfg.query_timeout, False)
     found: dict[tuple, list] = {}
