@@ -213,7 +213,8 @@ def _shape(x: object) -> object:
     if isinstance(x, dict):
         return {k: _shape(v) for k, v in x.items()}
     if isinstance(x, list):
-        return ("list", frozenset(orjson.dumps(_shape(v), option=orjson.OPT_SORT_KEYS) for v in x))
+        shapes = {orjson.dumps(_shape(v), option=orjson.OPT_SORT_KEYS).decode() for v in x}
+        return ["list", *sorted(shapes)]
     return type(x).__name__
 
 
@@ -257,7 +258,13 @@ def test_grafana_data_source_calls_answer_as_prometheus(up, prom) -> None:  # ty
             theirs, ours = _get(prom.url, path, **params), _get(up.url, path, **params)
             assert theirs.status_code == ours.status_code == 200, (path, ours.text)
             t, o = theirs.json(), ours.json()
-            if path in decided_by_data:
+            if path == "/api/v1/label/__name__/values":
+                # Prometheus answers from every series of a head block the range touches; the
+                # shards keep to the series with samples in the range (other tests' older ones)
+                assert {"up", "gf_requests_total"} <= set(o["data"]) <= set(t["data"]), (o, t)
+            elif path == "/api/v1/query_range":  # the last digit of a sum may differ
+                assert _shape(o) == _shape(t) and _close(o["data"]["result"], t["data"]["result"])
+            elif path in decided_by_data:
                 if path == "/api/v1/series":
                     key = lambda lb: sorted(lb.items())  # noqa: E731 - order is not promised
                     t["data"], o["data"] = sorted(t["data"], key=key), sorted(o["data"], key=key)
@@ -268,3 +275,13 @@ def test_grafana_data_source_calls_answer_as_prometheus(up, prom) -> None:  # ty
                 assert _shape(o["data"]) == _shape(t["data"]), (path, o, t)
 
     eventually(same, 60)
+
+
+def _close(ours: list[dict], theirs: list[dict]) -> bool:
+    """Same series and steps, values equal within 1e-12 (summation order)."""
+    assert [x["metric"] for x in ours] == [x["metric"] for x in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert [t for t, _ in a["values"]] == [t for t, _ in b["values"]]
+        assert np.allclose([float(v) for _, v in a["values"]], [float(v) for _, v in b["values"]],
+                           rtol=1e-12, atol=0), (a, b)  # fmt: skip
+    return True
