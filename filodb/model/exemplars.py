@@ -57,9 +57,13 @@ class Exemplars:
     @classmethod
     def from_wire(cls, w: Sequence[Any], num_series: int) -> Exemplars:
         """Inverse of :meth:`to_wire`; ValueError when malformed."""
+        if not isinstance(w, list | tuple) or len(w) != 4:
+            raise ValueError("exemplar section is not [sidx, ts, vals, labels]")
         sidx = np.frombuffer(w[0], "<i4")
         ts = np.frombuffer(w[1], "<i8")
         vals = np.frombuffer(w[2], "<f8")
+        if not all(isinstance(x, str) for f in w[3] for x in f):
+            raise ValueError("exemplar labels are not strings")
         labels = [tuple(zip(f[0::2], f[1::2], strict=True)) for f in w[3]]
         if len(sidx) and (sidx.min() < 0 or sidx.max() >= num_series):
             raise ValueError("exemplar series index out of range")

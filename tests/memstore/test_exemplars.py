@@ -99,3 +99,19 @@ def test_shard_keeps_exemplars_and_the_leaf_answers_them() -> None:
     assert vals.tolist() == [0.5, 1.5, 2.5, 9.0]
     assert unflat_labels(h["labels"]) == [*TRACE, (("trace_id", "z"),)]
     assert not TimeSeriesShard("ds", 0).query_exemplars([Matcher("__name__", "=", "x")], 0, 1)
+
+
+def test_a_malformed_exemplar_section_is_a_malformed_record() -> None:
+    import pytest
+
+    from filodb.errors import BadInputError
+
+    rec = _batch().to_bytes()
+    hlen = int.from_bytes(rec[:4], "little")
+    header = msgpack.unpackb(rec[4 : 4 + hlen])
+    for bad in ([b"", b""], [b"\x00" * 4, b"", b"", []], [b"\x09\x00\x00\x00", b"\x00" * 8,
+                                                           b"\x00" * 8, [["t", "x"]]], "x",
+                [b"\x00" * 4, b"\x00" * 8, b"\x00" * 8, [["t", 1]]]):  # fmt: skip
+        h = msgpack.packb({**header, "x": bad})
+        with pytest.raises(BadInputError):
+            SampleBatch.from_bytes(len(h).to_bytes(4, "little") + h + rec[4 + hlen :])
