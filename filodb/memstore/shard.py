@@ -543,6 +543,9 @@ class TimeSeriesShard:
                 "page_cache_bytes": self._page_cache.nbytes,
                 "last_flush": max(self.last_flush.values(), default=0.0),
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
+                "exemplars": len(self.exemplars),
+                "exemplars_appended": self.exemplars.added,
+                "exemplars_dropped": self.exemplars.dropped,
             }
 
 
