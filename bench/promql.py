@@ -2,10 +2,18 @@
 VictoriaMetrics (Debian packages) loaded with the same samples by remote write.
 
 Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``:
-``range_query_latency_ms`` per system and query (median of ``--repeat`` runs over the whole
-span at a 60 s step), ``range_query_ratio`` (FiloDB's median / the peer's: below 1 is faster),
-``answers_agree`` (1 when FiloDB's answer equals Prometheus's within 1e-6 relative), and the
-ingest rate of each system for the load.
+``query_p50_ms`` per system and query of the 15-query dashboard set (median of ``--repeat``
+runs over the whole span at a 60 s step; FiloDB with its results cache off unless
+``--cache on``), ``query_p50_ratio`` (FiloDB's / the peer's: below 1 is faster),
+``dashboard_median_ms`` and ``dashboard_median_ratio`` (the median of the 15),
+``answers_agree`` (1 when FiloDB's answer equals Prometheus's within 1e-6 relative),
+``dashboard_qps`` for each ``--clients`` count (that many clients running the set
+``--passes`` times at once, one system at a time) with ``dashboard_qps_ratio``, and
+``dashboard_max_slowdown`` (the worst query's p50 under that many clients over its p50 with
+the first count, 1 by default), ``dashboard_refresh_ms`` (a "last 1 h" dashboard at a 15 s
+step whose end moved by 15 s: the set once, median of ``--repeat`` refreshes; FiloDB with the
+cache on and off), and the ingest rate of each system for the load. VictoriaMetrics runs with
+``-search.disableCache`` (its own rollup cache off), Prometheus has none.
 
     python bench/promql.py                       # 10 000 series x 6 h at 30 s
     python bench/promql.py --series 10000,100000
@@ -31,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,12 +55,23 @@ from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port, stop_process  # noqa: E402
 from filodb.testing.cluster import UpProcess  # noqa: E402
 
-QUERIES = {
+QUERIES = {  # the dashboard set
     "sum_rate_by_job": "sum by (job) (rate(bench_requests_total[5m]))",
     "histogram_quantile": "histogram_quantile(0.99, sum by (le) (rate(bench_latency_seconds_bucket[5m])))",
     "topk_avg_over_time": "topk(10, avg_over_time(bench_temp[10m]))",
     "join_group_left": "rate(bench_requests_total[5m]) / on(instance) group_left() bench_machine_cpu_cores",
-}
+    "sum_rate_by_code": "sum by (code) (rate(bench_requests_total[5m]))",
+    "error_ratio": 'sum(rate(bench_requests_total{code="204"}[5m])) / sum(rate(bench_requests_total[5m]))',
+    "histogram_quantile_by_job": "histogram_quantile(0.9, sum by (job, le) (rate(bench_latency_seconds_bucket[5m])))",
+    "avg_by_job": "avg by (job) (bench_temp)",
+    "max_max_over_time": "max(max_over_time(bench_temp[5m]))",
+    "deriv_by_job": "avg by (job) (deriv(bench_temp[10m]))",
+    "increase_1h": "sum(increase(bench_requests_total[1h]))",
+    "count_above": "count by (job) (bench_temp > 22)",
+    "rate_one_job": 'sum by (instance) (rate(bench_requests_total{job="job1"}[5m]))',
+    "quantile_gauge": "quantile(0.5, bench_temp)",
+    "sum_gauge": "sum(bench_machine_cpu_cores)",
+}  # fmt: skip
 LE = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
 PER_REQUEST_SAMPLES = 200_000
 
@@ -199,9 +219,10 @@ class Peer:
         self.log.close()
 
 
-def time_query(base: str, q: str, start_s: float, end_s: float, repeat: int) -> tuple[float, dict]:
+def time_query(base: str, q: str, start_s: float, end_s: float, repeat: int,
+               extra: dict | None = None) -> tuple[float, dict]:  # fmt: skip
     s = requests.Session()
-    params = {"query": q, "start": start_s, "end": end_s, "step": "60s"}
+    params = {"query": q, "start": start_s, "end": end_s, "step": "60s", **(extra or {})}
     times, body = [], {}
     for _ in range(repeat):
         t = time.perf_counter()
@@ -298,7 +319,69 @@ def run_floor(n: int, workers: list[int], peers: list[str]) -> None:
                  workers=w, query=FLOOR_QUERY)  # fmt: skip
 
 
-def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: list[str]) -> None:
+def run_clients(base: str, clients: int, start_s: float, end_s: float, passes: int,
+                extra: dict) -> tuple[float, dict[str, float]]:  # fmt: skip
+    """``clients`` threads, each running the dashboard set ``passes`` times (each from its own
+    query, so they do not move in lock step): queries per second, and each query's p50 (ms)."""
+    names = list(QUERIES)
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    errors: list[str] = []
+    gate = threading.Barrier(clients + 1)
+
+    def client(k: int) -> None:
+        s = requests.Session()
+        gate.wait()
+        for i in range(passes * len(names)):
+            name = names[(k + i) % len(names)]
+            params = {
+                "query": QUERIES[name],
+                "start": start_s,
+                "end": end_s,
+                "step": "60s",
+                **extra,
+            }
+            t = time.perf_counter()
+            r = s.get(base + "/api/v1/query_range", params=params, timeout=600)
+            took = time.perf_counter() - t
+            if r.status_code != 200:
+                errors.append(f"{name}: {r.status_code} {r.text[:200]}")
+            lat[name].append(took)  # list.append is atomic under the GIL
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for th in threads:
+        th.start()
+    gate.wait()
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{base}: {errors[0]}")
+    done = sum(len(v) for v in lat.values())
+    return done / wall, {n: 1000 * statistics.median(v) for n, v in lat.items()}
+
+
+def refresh_ms(base: str, extra: dict, refreshes: int) -> float:
+    """A "last 1 h" dashboard at a 15 s step refreshed every 15 s: the median time (ms) to run
+    the whole set once the end has moved by 15 s (the first load, not timed, warms up)."""
+    s = requests.Session()
+    end0 = time.time() // 15 * 15
+    took = []
+    for k in range(refreshes + 1):
+        end = end0 + 15 * k
+        t = time.perf_counter()
+        for q in QUERIES.values():
+            params = {"query": q, "start": end - 3600, "end": end, "step": "15s", **extra}
+            r = s.get(base + "/api/v1/query_range", params=params, timeout=600)
+            if r.status_code != 200:
+                raise RuntimeError(f"{base}: {q}: {r.status_code} {r.text[:200]}")
+        if k:
+            took.append(time.perf_counter() - t)
+    return 1000 * statistics.median(took)
+
+
+def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: list[str],
+              clients: list[int], passes: int, cache: bool) -> None:  # fmt: skip
     n = int(hours * 3600 / interval_s)
     now = int(time.time() * 1000)
     # off the minute, as scrapes are: no sample sits on a window edge, where Prometheus 2.42's
@@ -315,41 +398,63 @@ def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: 
     count_q = "count(count_over_time(bench_temp[1m]))"
     answers: dict[str, dict] = {}
     lat: dict[tuple[str, str], float] = {}
+    qps: dict[tuple[str, int], float] = {}
     with tempfile.TemporaryDirectory() as d:
         systems = ["filodb", *peers]
         for system in systems:
+            extra: dict = {}
             if system == "filodb":
                 up = UpProcess(Path(d) / "filodb", shards=4).start()
                 base, stop = up.url, up.stop
                 write_url = base + "/api/v1/write"
+                extra = {} if cache else {"cache": "false"}
             else:
                 peer = Peer(system, Path(d))
                 base, stop, write_url = peer.base, peer.stop, peer.write_url
+            sctx = {"system": system, **ctx, **({"cache": cache} if system == "filodb" else {})}
             try:
                 took = push(write_url, payloads)
-                emit(
-                    "remote_write_ack_samples_per_s",
-                    total / took,
-                    "samples/s",
-                    system=system,
-                    **ctx,
-                )
+                emit("remote_write_ack_samples_per_s", total / took, "samples/s", **sctx)
                 wait_count(base, count_q, n_temp, end_s)
                 for name, q in QUERIES.items():
-                    ms, body = time_query(base, q, start_s, end_s, repeat)
+                    ms, body = time_query(base, q, start_s, end_s, repeat, extra)
                     lat[(system, name)] = ms
-                    emit("range_query_latency_ms", ms, "ms", system=system, query=name, **ctx)
+                    emit("query_p50_ms", ms, "ms", query=name, **sctx)
                     if system == "filodb":
                         answers[name] = body
                     elif system == "prometheus":
-                        ok = agree(answers[name], body, name.startswith("topk"), t0 / 1000 + 600)
+                        warm = (
+                            t0 / 1000 + 600 + (3600 if "[1h]" in q else 0)
+                        )  # windows inside the data
+                        ok = agree(answers[name], body, name.startswith("topk"), warm)
                         emit("answers_agree", float(ok), "bool", query=name, peer=system, **ctx)
+                emit("dashboard_median_ms", statistics.median(lat[(system, q)] for q in QUERIES),
+                     "ms", **sctx)  # fmt: skip
+                single: dict[str, float] = {}
+                for c in clients:
+                    rate, p50 = run_clients(base, c, start_s, end_s, passes, extra)
+                    qps[(system, c)] = rate
+                    single = single or p50
+                    worst = max(QUERIES, key=lambda q: p50[q] / single[q])
+                    emit("dashboard_qps", rate, "queries/s", clients=c, passes=passes, **sctx)
+                    emit("dashboard_max_slowdown", p50[worst] / single[worst], "x single-client p50",
+                         clients=c, query=worst, **sctx)  # fmt: skip
+                modes = [{"cache": "true"}, {"cache": "false"}] if system == "filodb" else [{}]
+                for mode in modes:
+                    ms = refresh_ms(base, mode, refreshes=repeat)
+                    emit("dashboard_refresh_ms", ms, "ms", **{**sctx, **({"cache": mode["cache"] == "true"} if mode else {})},
+                         range="1h", step="15s", moved_s=15)  # fmt: skip
             finally:
                 stop()
     for peer in peers:
         for name in QUERIES:
-            emit("range_query_ratio", lat[("filodb", name)] / lat[(peer, name)], "filodb/peer",
+            emit("query_p50_ratio", lat[("filodb", name)] / lat[(peer, name)], "filodb/peer",
                  peer=peer, query=name, **ctx)  # fmt: skip
+        med = [statistics.median(lat[(sy, q)] for q in QUERIES) for sy in ("filodb", peer)]
+        emit("dashboard_median_ratio", med[0] / med[1], "filodb/peer", peer=peer, **ctx)
+        for c in clients:
+            emit("dashboard_qps_ratio", qps[("filodb", c)] / qps[(peer, c)], "filodb/peer",
+                 peer=peer, clients=c, **ctx)  # fmt: skip
 
 
 def main() -> None:
@@ -365,9 +470,18 @@ def main() -> None:
     ap.add_argument("--workers", default="1", help="comma-separated worker counts for the floor")
     ap.add_argument("--floor-n", type=int, default=500, help="queries per query_floor_ms")
     ap.add_argument("--floor", action="store_true", help="only query_floor_ms, no load")
+    ap.add_argument("--clients", default="1,4,16", help="concurrent clients for dashboard_qps")
+    ap.add_argument("--passes", type=int, default=2, help="dashboard passes per client")
+    ap.add_argument(
+        "--cache",
+        choices=["on", "off"],
+        default="off",
+        help="FiloDB's results cache for query_p50_ms and dashboard_qps "
+        "(dashboard_refresh_ms is measured both ways)",
+    )
     a = ap.parse_args()
     if a.quick:
-        a.series, a.hours, a.repeat, a.floor_n = "2000", 1.0, 3, 200
+        a.series, a.hours, a.repeat, a.floor_n, a.passes = "2000", 1.0, 3, 200, 1
     peers = [p for p in a.peers.split(",") if p]
     for p in peers:
         if not shutil.which(p):
@@ -378,7 +492,8 @@ def main() -> None:
     if a.floor:
         return
     for n in (int(x) for x in a.series.split(",")):
-        run_scale(n, a.hours, a.interval, a.repeat, peers)
+        run_scale(n, a.hours, a.interval, a.repeat, peers, [int(c) for c in a.clients.split(",")],
+                  a.passes, a.cache == "on")  # fmt: skip
 
 
 if __name__ == "__main__":

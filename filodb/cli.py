@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from filodb.config import load_config
-from filodb.errors import BadInputError, FiloError
+from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
 from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
 from filodb.model.limits import DatasetLimits
@@ -48,6 +48,14 @@ _OPTS = {
         "--max-exemplars", type=int, default=None,
         help="exemplars kept in memory per dataset, split across its shards (default 100000; 0: none)",
     ),
+    "rules": click.option(
+        "--rules", "rule_files", multiple=True, default=None,
+        help="Prometheus rule files to evaluate (a glob; repeatable)",
+    ),
+    "alertmanager_url": click.option(
+        "--alertmanager-url", "alertmanager_urls", multiple=True, default=None,
+        help="Alertmanager to send alerts to (base URL; repeatable)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -69,6 +77,11 @@ def _limit_defaults(fn: Any) -> Any:
 
 
 def _cfg(config_path: str | None, **flags: Any):
+    flags = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in flags.items()
+        if not (isinstance(v, tuple) and not v)
+    }  # an unused repeatable option: not given
     try:
         return load_config(config_path, flags)
     except BadInputError as e:
@@ -130,6 +143,8 @@ def main() -> None:
 @_OPTS["gateway_metrics_port"]
 @_OPTS["max_exemplars"]
 @_limit_defaults
+@_OPTS["rules"]
+@_OPTS["alertmanager_url"]
 @click.option(
     "--log",
     "log_backend",
@@ -155,6 +170,19 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if cfg.store == "cassandra" and not cfg.cassandra_hosts:
         _fail("--store cassandra needs FILODB_CASSANDRA_HOSTS "
               "(eval \"$(scripts/services up cassandra)\")", 2)  # fmt: skip
+    if cfg.rule_files:
+        from filodb.rules.files import load_files
+
+        try:  # refuse bad rule files now, with the reason, rather than in a child's log
+            load_files(cfg.rule_files)
+        except BadInputError as e:
+            _fail(str(e), 2)
+    try:
+        from filodb.model.resolution import check_levels, parse_levels
+
+        check_levels(parse_levels(cfg.downsample), cfg.retention)  # before anything starts
+    except BadInputError as e:
+        _fail(f"downsample: {e}", 2)
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
@@ -250,6 +278,53 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
 
 
+@main.group(invoke_without_command=True)
+@_OPTS["rules"]
+@_OPTS["alertmanager_url"]
+@click.option("--node", default=None, help="this evaluator's name (default host-pid)")
+@_OPTS["redis_url"]
+@_OPTS["config"]
+@click.pass_context
+def rules(ctx: click.Context, config_path: str | None, **flags: Any) -> None:
+    """Evaluate recording and alerting rules against the cluster (one evaluator at a time holds
+    the rules lease; start several for failover). Subcommands: test, check."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from filodb.rules.process import run
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    if not cfg.rule_files:
+        _fail("no rule files: pass --rules 'rules/*.yml' or set rule_files", 2)
+    try:
+        sys.exit(run(cfg, echo=_say))
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+
+
+@rules.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def rules_test(files: tuple[str, ...]) -> None:
+    """Run rule unit tests in promtool's `test rules` format (exit 0: all pass, 1: a failure)."""
+    from filodb.rules.promtool_tests import main as run_tests
+
+    sys.exit(run_tests(files, sys.stdout))
+
+
+@rules.command("check")
+@click.argument("files", nargs=-1, required=True)
+def rules_check(files: tuple[str, ...]) -> None:
+    """Check rule files (exit 0: all valid, 2: a file is refused, with the reason)."""
+    from filodb.rules.files import load_files
+
+    try:
+        groups = load_files(files)
+    except BadInputError as e:
+        _fail(str(e), 2)
+    _say(f"SUCCESS: {len(groups)} groups, {sum(len(g.rules) for g in groups)} rules")
+
+
 # --- client commands ------------------------------------------------------------------------
 _url_opt = click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="web URL")
 _ds_opt = click.option("--dataset", default="prometheus", show_default=True)
@@ -336,6 +411,8 @@ def query(expr: str, url: str, dataset: str, at: str | None, start: str | None,
         return
     for w in body.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    for i in body.get("infos", []):  # e.g. which resolution answered (downsampled datasets)
+        err_console.print(f"[dim]info: {escape(i)}[/dim]", highlight=False)
     _print_result(body["data"])
 
 
@@ -504,19 +581,30 @@ def dataset() -> None:
     help="a limit of the dataset, e.g. max_series=100000 (repeatable; keys: "
     + ", ".join(LIMIT_KEYS) + ")",
 )  # fmt: skip
+@click.option(
+    "--downsample",
+    default=None,
+    metavar="RES:RET,...",
+    help="downsampled copies, e.g. 1m:30d,5m:183d (datasets NAME_ds_1, NAME_ds_5)",
+)
 @_url_opt
 @_token_opt
 def dataset_create(name: str, shards: int, spread: int, retention: str | None,
-                   overrides: tuple[str, ...], limits: tuple[str, ...], url: str,
+                   overrides: tuple[str, ...], limits: tuple[str, ...], downsample: str | None, url: str,
                    token: str | None) -> None:  # fmt: skip
     """Create a dataset with SHARDS shards."""
+    from filodb.model.resolution import parse_levels
+
     try:
         check_dataset_name(name)
+        levels = parse_levels(downsample)
     except BadInputError as e:
         _fail(str(e), 2)
     body: dict[str, Any] = {"shards": shards, "spread": spread}
     if retention:
         body["retention"] = retention
+    if levels:
+        body["downsample"] = [lv.to_json() for lv in levels]
     if overrides:
         body["spread_overrides"] = []
         for o in overrides:
@@ -541,6 +629,10 @@ def dataset_create(name: str, shards: int, spread: int, retention: str | None,
     extra = f", retention {d['retention_s']:g} s" if "retention_s" in d else ""
     if d.get("limits"):
         extra += ", limits " + ", ".join(f"{k}={v:g}" for k, v in d["limits"].items())
+    if d.get("downsample"):
+        extra += ", downsampled to " + ", ".join(
+            f"{lv['resolution']} ({name}_ds_{lv['resolution'][:-1]})" for lv in d["downsample"]
+        )
     console.print(f"dataset {d['dataset']}: {d['shards']} shards, spread {d['spread']}{extra}")
 
 
@@ -586,10 +678,48 @@ def shards_start(
 def dataset_list(url: str, token: str | None) -> None:
     """List datasets (those the token may read, when the server has an auth file)."""
     body = _request("GET", f"{url.rstrip('/')}/api/v1/cluster", token)
-    t = Table("dataset", "shards", "spread")
+    t = Table("dataset", "shards", "spread", "resolution")
     for d in body["data"]:
-        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]))
+        res = f"{d['resolution_ms'] // 60_000}m" if d.get("resolution_ms") else "raw"
+        t.add_row(d["dataset"], str(d["shards"]), str(d["spread"]), res)
     console.print(t)
+
+
+@main.command()
+@_ds_opt
+@click.option(
+    "--from",
+    "from_",
+    default=None,
+    help="start (unix s, RFC 3339, -7d; default now - raw retention)",
+)
+@click.option("--to", default="now", show_default=True, help="end: windows ending after it wait")
+@click.option(
+    "--spark", default=None, metavar="MASTER", help="run on Spark: local[2], spark://host:7077"
+)
+@_OPTS["redis_url"]
+@_OPTS["config"]
+def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
+               config_path: str | None, **flags: Any) -> None:  # fmt: skip
+    """Downsample DATASET's raw chunks into its <dataset>_ds_<min> datasets (idempotent)."""
+    from filodb.model.timeparse import parse_time_ms
+    from filodb.node.downsampler import run_downsample
+    from filodb.shards.redis_map import ShardMapStore
+
+    cfg = _cfg(config_path, **flags)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    try:
+        shard_map = ShardMapStore(cfg.redis_url)
+        end = parse_time_ms(_time_arg(to) or "", "to")
+        ret = shard_map.dataset(dataset).retention(cfg.retention) or 0
+        start = parse_time_ms(_time_arg(from_) or "", "from") if from_ else end - int(ret * 1000)
+        out = run_downsample(cfg, shard_map, dataset, start, end, spark)
+    except (BadInputError, NotFoundError) as e:
+        _fail(str(e), 2)
+    except FiloError as e:
+        _fail(str(e), 1)
+    console.print_json(orjson.dumps(out).decode())
 
 
 # --- data tools (filodb/tools) ---------------------------------------------------------------

@@ -19,7 +19,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,15 @@ class Config:
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
     max_exemplars: int = 100_000  # exemplars kept in memory per dataset, split across its shards
+    query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
+    query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
+    rule_files: list[str] = field(default_factory=list)  # globs of Prometheus rule files
+    alertmanager_urls: list[str] = field(default_factory=list)  # Alertmanager base URLs
+    external_labels: str = ""  # k=v,k2=v2: added to alerts sent, $externalLabels in templates
+    external_url: str = ""  # this server's URL as users reach it (alerts' generatorURL)
+    downsample: str = ""  # the default dataset's downsampling levels, e.g. "1m:30d,5m:183d"
+    downsample_interval: float = 6 * 3600.0  # seconds between the cluster's downsample runs
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -114,6 +122,9 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if typ is float:
             return float(value)
+        if typ is list:  # a TOML/JSON list, or one comma-separated string
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            return [str(v).strip() for v in items if str(v).strip()]
         return str(value)
     except (TypeError, ValueError) as e:
         raise BadInputError(f"config {name}: cannot use {value!r} ({e})") from e

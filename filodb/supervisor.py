@@ -152,11 +152,15 @@ class Supervisor:
             )
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
-        ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+        ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
+                                          downsample=self.cfg.downsample,
+                                          default_retention_s=self.cfg.retention)  # fmt: skip
         for i in range(1, max(1, self.cfg.workers) + 1):
             self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
         self._spawn("web", ["web"])
         self._spawn_gateway()
+        if self.cfg.rule_files:  # FILODB_RULE_FILES reaches it through the environment
+            self._spawn("rules", ["rules"])
 
     def _spawn_gateway(self) -> None:
         """The TCP doors (Influx, Graphite) as one child; a door whose port is 0 or negative,
@@ -222,6 +226,7 @@ class Supervisor:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self.forward(signal.SIGHUP, "rules"))
         try:
             self.start()
             web = f"http://{self.cfg.host}:{self.cfg.port}"
@@ -237,6 +242,12 @@ class Supervisor:
         finally:
             self.shutdown()
         return 0
+
+    def forward(self, signum: int, name: str) -> None:
+        """Pass a signal on to a child (SIGHUP: the rules process reloads its files)."""
+        for c in self.children:
+            if c.name == name and c.alive() and c.proc is not None:
+                c.proc.send_signal(signum)
 
     def shutdown(self) -> None:
         self.stopping.set()

@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "shards": {"errors", "model"},
     "query": {"errors", "model"},
     "prom": {"errors", "model", "encoding"},
+    "downsample": {"errors", "model", "encoding", "store"},
     "tasks": {"errors", "model", "query", "shards", "config"},
     "node": {
         "errors",
@@ -41,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
         "tasks",
         "config",
         "exposition",
+        "downsample",
     },  # fmt: skip
     "gateway": {
         "errors",
@@ -53,7 +55,18 @@ ALLOWED: dict[str, set[str]] = {
         "exposition",
         "redisproc",
     },  # fmt: skip
+    "rules": {
+        "errors",
+        "model",
+        "query",
+        "shards",
+        "tasks",
+        "ingest",
+        "gateway",
+        "config",
+    },  # fmt: skip
     "web": {
+        "rules",
         "errors",
         "model",
         "ingest",
@@ -68,6 +81,17 @@ ALLOWED: dict[str, set[str]] = {
         "filodb",
     },  # fmt: skip
     "tools": {"errors", "model", "encoding", "query", "prom", "gateway"},
+    "spark": {
+        "errors",
+        "config",
+        "model",
+        "encoding",
+        "memstore",
+        "store",
+        "query",
+        "prom",
+        "tools",
+    },  # fmt: skip
     "supervisor": {"errors", "config", "redisproc", "shards"},
     "devservices": {"errors"},
     "cli": {"*"},

@@ -542,6 +542,10 @@ class TimeSeriesShard:
                 "page_cache_hits": self.page_cache_hits,
                 "page_cache_bytes": self._page_cache.nbytes,
                 "last_flush": max(self.last_flush.values(), default=0.0),
+                # every group flushed since: what the shard held then is in the column store
+                "flushed_through": min(
+                    (self.last_flush.get(g, 0.0) for g in range(self.num_groups)), default=0.0
+                ),  # fmt: skip
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
                 "exemplars": len(self.exemplars),
                 "exemplars_appended": self.exemplars.added,

@@ -13,6 +13,7 @@ from typing import Any
 
 from filodb.errors import BadInputError
 from filodb.model.limits import DatasetLimits
+from filodb.model.resolution import DownsampleLevel, parse_levels
 from filodb.model.shardkey import SpreadRule, check_shards, check_spread_overrides
 
 MAX_NAME_LENGTH = 100
@@ -59,11 +60,14 @@ class Dataset:
     retention_s: float | None = None  # None: the nodes' configured retention; 0: forever
     created: float = field(default=0.0, compare=False)
     limits: DatasetLimits = DatasetLimits()  # None values: the config's defaults
+    downsample: tuple[DownsampleLevel, ...] = ()  # a raw dataset's levels (filodb.model.resolution)
+    resolution_ms: int = 0  # a downsampled dataset's resolution (0: raw data)
 
     @classmethod
     def create(cls, name: str, shards: int, spread: int = 1, spread_overrides: object = None,
                retention_s: object = None, created: float = 0.0,
-               limits: object = None) -> Dataset:  # fmt: skip
+               limits: object = None, *, downsample: object = None,
+               resolution_ms: int = 0) -> Dataset:  # fmt: skip
         """A validated description (raises :class:`~filodb.errors.BadInputError`)."""
         check_dataset_name(name)
         check_shards(shards, spread)
@@ -76,7 +80,8 @@ class Dataset:
             raise BadInputError(f"retention must be a non-negative duration, got {retention_s!r}")
         return cls(name, shards, spread, tuple(SpreadOverride(o["_ws_"], o["_ns_"], o["spread"]) for o in ovr),
                    None if retention_s is None else float(retention_s), created,
-                   limits if isinstance(limits, DatasetLimits) else DatasetLimits.parse(limits))  # fmt: skip
+                   limits if isinstance(limits, DatasetLimits) else DatasetLimits.parse(limits),
+                   parse_levels(downsample), resolution_ms)  # fmt: skip
 
     @property
     def spread_rule(self) -> int | SpreadRule:
@@ -103,6 +108,10 @@ class Dataset:
             out["retention_s"] = self.retention_s
         if self.limits.to_json():
             out["limits"] = self.limits.to_json()
+        if self.downsample:
+            out["downsample"] = [lv.to_json() for lv in self.downsample]
+        if self.resolution_ms:
+            out["resolution_ms"] = self.resolution_ms
         return out
 
     @classmethod
@@ -112,4 +121,5 @@ class Dataset:
         ret = d.get("retention_s")
         return cls(name, int(d["shards"]), int(d["spread"]), ovr,
                    None if ret is None else float(ret), float(d.get("created", 0.0)),
-                   DatasetLimits.from_json(d.get("limits")))  # fmt: skip
+                   DatasetLimits.from_json(d.get("limits")),
+                   parse_levels(d.get("downsample")), int(d.get("resolution_ms", 0)))  # fmt: skip

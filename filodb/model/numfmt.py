@@ -5,6 +5,7 @@ with a fraction only when there is one): in query answers, exposition text and g
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
@@ -84,3 +85,11 @@ def format_values_g(vals: np.ndarray) -> list[str]:
     for i in np.flatnonzero(np.isfinite(vals) & ((a >= 1e6) | ((a < 1e-4) & (a > 0)))).tolist():
         out[i] = format_value_g(float(vals[i]))
     return out
+
+
+def format_rfc3339(ms: int) -> str:
+    """A time in ms as Go's ``RFC3339Nano`` in UTC (how Prometheus's JSON writes times:
+    ``2024-01-01T00:00:00.5Z``, no fraction when there is none)."""
+    sec, frac = divmod(int(ms), 1000)
+    t = datetime.fromtimestamp(sec, UTC)
+    return f"{t:%Y-%m-%dT%H:%M:%S}" + (f".{frac:03d}".rstrip("0") if frac else "") + "Z"

@@ -53,17 +53,28 @@ def parse_time_ms(raw: str, name: str) -> int:
     return ms
 
 
+def parse_model_duration(raw: str) -> int:
+    """A Prometheus model duration as rule files and promtool's test files spell it (``5m``,
+    ``1h30m``, ``0``; no bare numbers, no fractions): int ms, ValueError otherwise."""
+    m = _DUR_RE.match(raw)
+    if raw == "0":
+        return 0
+    if not (raw and m and any(m.groups())):
+        raise ValueError(f'not a valid duration string: "{raw}"')
+    return sum(int(g) * mult for g, mult in zip(m.groups(), _DUR_MS, strict=True) if g)
+
+
 def parse_duration_ms(raw: str, name: str) -> int:
     """Float seconds or a Prometheus duration (``1h30m``, ``15s``); returns int ms. Longer
     than ``MAX_DURATION_MS`` either way is a BadInputError (it overflows int64 arithmetic)."""
     ms = _seconds_ms(raw)
     if ms is None:
-        m = _DUR_RE.match(raw)
-        if not (raw and m and any(m.groups())):
+        try:
+            ms = parse_model_duration(raw)
+        except ValueError:
             raise BadInputError(
                 f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration'
-            )
-        ms = sum(int(g) * mult for g, mult in zip(m.groups(), _DUR_MS, strict=True) if g)
+            ) from None
     if abs(ms) > MAX_DURATION_MS:
         raise BadInputError(f'invalid parameter "{name}": duration "{raw}" is out of range')
     return ms

@@ -34,6 +34,7 @@ from filodb.errors import FencedError, FiloError
 from filodb.ingest import Log, log_from_config
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.dataset import Dataset
+from filodb.node.downsampler import Downsampling
 from filodb.node.ingester import ShardIngester
 from filodb.node.metrics import observe_flush
 from filodb.node.metrics import serve as serve_metrics
@@ -93,12 +94,15 @@ class NodeRuntime:
         self.fenced_count = 0
         self._coord_since: float | None = None  # monotonic time this node became coordinator
         self._logged: dict[object, float] = {}  # rate-limited warnings: key -> last logged at
+        self.downsampling = Downsampling(self)
 
     def start(self) -> None:
         self.metrics_server = serve_metrics(self)  # its port goes into the registry entry
         self.registry.register(self.name, metrics_port=self.metrics_server.port)
         try:  # the default dataset exists in every cluster, however it was started
-            self.shard_map.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread)
+            self.shard_map.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
+                                          downsample=self.cfg.downsample,
+                                          default_retention_s=self.cfg.retention)  # fmt: skip
         except FiloError as e:
             log.warning("default dataset: %s", e)
         self._thread.start()
@@ -192,6 +196,7 @@ class NodeRuntime:
         self.reconcile(maps, statuses)
         self.schedule_flushes()
         self.apply_retention()
+        self.downsampling.tick(maps, coordinator=self._coord_since is not None)
 
     def _read_maps(self) -> Maps:
         datasets = self.shard_map.datasets()

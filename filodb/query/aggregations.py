@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numba as nb
 import numpy as np
 
 from filodb.errors import ExecutionError
@@ -175,27 +176,80 @@ def _k_param(param: ScalarSteps | StringValue | None, s: int) -> float:
     return float(param.values[s])
 
 
+_TOPK_KERNEL_MAX = 64  # steps with a larger k sort the column instead
+
+
 def _topk(sv: StepVector, param, grouping, without, bottom: bool = False) -> StepVector:  # type: ignore[no-untyped-def]
+    """The k best rows per group and step: by value (NaN last), then row order. Steps with
+    ``k <= 64`` in one numba pass (a small sorted buffer per group); larger ``k`` by lexsort."""
     _, gid = _groups(sv, grouping, without)
+    assert isinstance(param, ScalarSteps)
+    kf = param.values
+    if np.isnan(kf).any():
+        raise ExecutionError("Parameter value is NaN")
+    ks = np.where(kf >= 1, np.minimum(kf, 2.0**62), 0).astype(np.int64)
+    nan = np.isnan(sv.values)
+    key = np.where(nan, -np.inf if not bottom else np.inf, sv.values)
+    key = key if bottom else -key
     keep = np.zeros_like(sv.present)
-    for s in range(sv.values.shape[1]):
-        kf = _k_param(param, s)
-        if np.isnan(kf):
-            raise ExecutionError("Parameter value is NaN")
-        k = int(min(kf, 2**62)) if kf >= 1 else 0
-        if k <= 0:
-            continue
-        col, pres = sv.values[:, s], sv.present[:, s]
-        key = np.where(np.isnan(col), -np.inf if not bottom else np.inf, col)
-        key = key if bottom else -key
-        order = np.lexsort((np.isnan(col), key, gid))
+    gid = np.asarray(gid, np.int64)
+    n_groups = int(gid.max()) + 1 if len(gid) else 0
+    _topk_kernel(np.ascontiguousarray(key), np.ascontiguousarray(nan), np.ascontiguousarray(sv.present),
+                 gid, n_groups, ks, _TOPK_KERNEL_MAX, keep)  # fmt: skip
+    for s in np.flatnonzero(ks > _TOPK_KERNEL_MAX).tolist():
+        pres = sv.present[:, s]
+        order = np.lexsort((nan[:, s], key[:, s], gid))
         order = order[pres[order]]
         g = gid[order]
         first = np.r_[True, g[1:] != g[:-1]]
         start_idx = np.maximum.accumulate(np.where(first, np.arange(len(g)), 0))
         rank = np.arange(len(g)) - start_idx
-        keep[order[rank < k], s] = True
+        keep[order[rank < ks[s]], s] = True
     return StepVector(sv.labels, sv.values, keep).compact()
+
+
+@nb.njit(cache=True, nogil=True)
+def _topk_kernel(key, nan, present, gid, n_groups, ks, kmax, keep):  # type: ignore[no-untyped-def]
+    n, S = key.shape
+    size = np.zeros(n_groups, np.int64)
+    for i in range(n):
+        size[gid[i]] += 1
+    cnt = np.zeros(n_groups, np.int64)
+    off = np.zeros(n_groups + 1, np.int64)
+    buf = np.empty(max(n, 1), np.int64)
+    for s in range(S):
+        k = ks[s]
+        if k <= 0 or k > kmax:
+            continue
+        for g in range(n_groups):
+            off[g + 1] = off[g] + min(k, size[g])
+            cnt[g] = 0
+        for i in range(n):
+            if not present[i, s]:
+                continue
+            g = gid[i]
+            base = off[g]
+            c = cnt[g]
+            kv = key[i, s]
+            nv = nan[i, s]
+            if c == off[g + 1] - base:  # full: replace the worst if better
+                o = buf[base + c - 1]
+                if not (kv < key[o, s] or (kv == key[o, s] and nv < nan[o, s])):
+                    continue
+                c -= 1
+            j = c
+            while j > 0:
+                o = buf[base + j - 1]
+                if kv < key[o, s] or (kv == key[o, s] and nv < nan[o, s]):
+                    buf[base + j] = o
+                    j -= 1
+                else:
+                    break
+            buf[base + j] = i
+            cnt[g] = c + 1
+        for g in range(n_groups):
+            for j in range(cnt[g]):
+                keep[buf[off[g] + j], s] = True
 
 
 def _bottomk(sv, param, grouping, without):  # type: ignore[no-untyped-def]

@@ -187,6 +187,10 @@ def _match(op: str, many: StepVector, one: StepVector, vm: VectorMatching | None
                     f"found duplicate series for the match group {dict(sig)} on the left hand-side of the "
                     "operation; many-to-many matching not allowed: matching labels must be unique on one side"
                 )
+    if fill_one is None and fill_many is None:
+        fast = _match_all(op, many, one, vm, return_bool, swapped, one_idx, one_rows)
+        if fast is not None:
+            return fast
     out = _Rows(S, card)
     many_present: dict[Labels, np.ndarray] = {}
     none = np.zeros(S, bool)
@@ -217,6 +221,35 @@ def _match(op: str, many: StepVector, one: StepVector, vm: VectorMatching | None
             a, b = (ov, fill) if swapped else (fill, ov)
             out.add(sig, *_apply_op(op, a, b, p, return_bool))
     return out.vector()
+
+
+def _match_all(op: str, many: StepVector, one: StepVector, vm: VectorMatching | None,
+               return_bool: bool, swapped: bool, one_idx: dict[Labels, list[int]],
+               one_rows: dict[Labels, tuple[np.ndarray, np.ndarray]]) -> StepVector | None:  # fmt: skip
+    """:func:`_match` without fills, as whole-matrix numpy operations (Python steps per row for
+    labels only); None when two result rows share a label set (the row-by-row merge decides)."""
+    S = many.values.shape[1]
+    sigs = [signature(lb, vm) for lb in many.labels]
+    order = {sig: j for j, sig in enumerate(one_rows)}
+    hit = np.array([order.get(sig, -1) for sig in sigs], np.int64)
+    rows = np.flatnonzero(hit >= 0)
+    if len(rows) == 0:
+        return StepVector.empty(S)
+    one_v = np.array([v for v, _ in one_rows.values()]).reshape(len(one_rows), S)
+    one_p = np.array([p for _, p in one_rows.values()], bool).reshape(len(one_rows), S)
+    ov, op_ = one_v[hit[rows]], one_p[hit[rows]]
+    mv = many.values[rows]
+    a, b = (ov, mv) if swapped else (mv, ov)
+    both = many.present[rows] & op_
+    res, p = _apply_op(op, a, b, both, return_bool)
+    live = both.any(axis=1)  # as the row loop: a filter may leave a row with no point
+    kept = rows[live].tolist()
+    labels = [_result_labels(many.labels[i], _one_labels(one, one_idx[sigs[i]]), vm, op, return_bool)
+              for i in kept]  # fmt: skip
+    if len(set(labels)) != len(labels):
+        return None
+    vals = np.broadcast_to(np.asarray(res, np.float64), p.shape)[live]
+    return StepVector(labels, np.ascontiguousarray(vals), p[live])
 
 
 def _apply_op(op: str, a: np.ndarray, b: np.ndarray, p: np.ndarray, return_bool: bool):  # type: ignore[no-untyped-def]

@@ -3,17 +3,19 @@
 A range answer of 5 000 series x 360 steps is 1.8 M ``[t,"v"]`` pairs; formatting each value
 with ``repr`` and letting a JSON library walk the lists costs seconds. Here every value of the
 answer is printed in one ``orjson`` call (shortest round-trip digits, as Go's
-``FormatFloat(v, 'f', -1, 64)`` chooses them), the text is cut into tokens with numpy, the
-tokens are fixed up where Go prints differently (``2.0`` → ``2``; exponents, NaN and Inf go
-through :func:`~filodb.query.result.format_value`), and the pairs are laid out as rows of a
-NUL-padded byte matrix whose padding one ``bytes.replace`` removes. Python only loops over
-series (for their label sets).
+``FormatFloat(v, 'f', -1, 64)`` chooses them), the text is cut into tokens with numpy and fixed
+up where Go prints differently (``2.0`` → ``2``; exponents, NaN and Inf go through
+:func:`~filodb.query.result.format_value`), and one numba kernel writes every pair, printing
+the timestamps itself (``_pairs``: 1.8 M pairs in about half the time of the earlier
+token-matrix path, which stays for times past the year 2286). Python only loops over series
+(for their label sets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba as nb
 import numpy as np
 import orjson
 from numpy.lib.stride_tricks import sliding_window_view
@@ -94,6 +96,127 @@ def time_tokens(
     return chars[inv], lens[inv]
 
 
+def _value_text(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every value's text as Prometheus prints it, without a matrix: one byte buffer and each
+    value's start and length in it (orjson's digits, ``.0`` dropped; exponents, NaN and Inf
+    printed one by one and appended)."""
+    n = len(vals)
+    finite = np.isfinite(vals)
+    raw = orjson.dumps(np.where(finite, vals, 0.0), option=orjson.OPT_SERIALIZE_NUMPY)
+    buf = np.frombuffer(raw, np.uint8)[1:-1]
+    commas = np.flatnonzero(buf == _COMMA)
+    starts = np.concatenate(([0], commas + 1))
+    lens = np.concatenate((commas, [len(buf)])) - starts
+    ends = starts + lens
+    whole = (lens >= 2) & (buf[ends - 1] == _ZERO) & (buf[np.maximum(ends - 2, 0)] == _DOT)
+    lens = lens - 2 * whole
+    odd_mask = ~finite
+    odd_mask[np.searchsorted(starts, np.flatnonzero(buf == _E), "right") - 1] = True
+    odd = np.flatnonzero(odd_mask)
+    if len(odd) == 0:
+        return buf, starts, lens
+    texts = [format_value(float(v)).encode() for v in vals[odd].tolist()]
+    extra = np.frombuffer(b"".join(texts), np.uint8)
+    tl = np.fromiter(map(len, texts), np.int64, len(texts))
+    starts = starts.copy()
+    starts[odd] = len(buf) + np.concatenate(([0], np.cumsum(tl)[:-1]))
+    lens[odd] = tl
+    assert n == len(starts)
+    return np.concatenate((buf, extra)), starts, lens
+
+
+@nb.njit(cache=True, nogil=True)
+def _time_len(ms):  # type: ignore[no-untyped-def]
+    a = -ms if ms < 0 else ms
+    sec, frac = a // 1000, a % 1000
+    n = 1 if ms < 0 else 0
+    n += 1
+    while sec >= 10:
+        sec //= 10
+        n += 1
+    if frac:
+        n += 2 if frac % 100 == 0 else (3 if frac % 10 == 0 else 4)
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _write_pairs(ms, vbuf, vstart, vlen, offsets, out):  # type: ignore[no-untyped-def]
+    """``[t,"v"],`` for sample ``i`` at ``out[offsets[i]:offsets[i+1]]``; ``t`` as
+    :func:`~filodb.model.numfmt.format_time` prints it (seconds, a fraction only if any)."""
+    digits = np.empty(24, np.uint8)
+    for i in range(len(ms)):
+        p = offsets[i]
+        out[p] = 91  # [
+        p += 1
+        t = ms[i]
+        if t < 0:
+            out[p] = 45  # -
+            p += 1
+            t = -t
+        sec, frac = t // 1000, t % 1000
+        k = 0
+        while True:
+            digits[k] = 48 + sec % 10
+            sec //= 10
+            k += 1
+            if sec == 0:
+                break
+        for j in range(k - 1, -1, -1):
+            out[p] = digits[j]
+            p += 1
+        if frac:
+            out[p] = 46  # .
+            p += 1
+            d = 100
+            while frac:
+                out[p] = 48 + frac // d
+                frac %= d
+                d //= 10
+                p += 1
+        out[p] = 44  # ,
+        out[p + 1] = 34  # "
+        p += 2
+        s = vstart[i]
+        for j in range(vlen[i]):
+            out[p + j] = vbuf[s + j]
+        p += vlen[i]
+        out[p] = 34
+        out[p + 1] = 93  # ]
+        out[p + 2] = 44
+        p += 3
+
+
+_FAST_MS = 10**13  # |t| below this (year 2286): three fraction digits are the shortest text
+
+
+def _pairs(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """``[t,"v"],`` for every sample, concatenated; and each pair's start offset (+ the end).
+
+    One numba kernel writes the bytes (timestamps printed by it, values from
+    :func:`_value_text`); times beyond :data:`_FAST_MS` take the token-matrix path."""
+    ts = np.ascontiguousarray(ts, np.int64)
+    vals = np.ascontiguousarray(vals, np.float64)
+    offsets = np.zeros(len(ts) + 1, np.int64)
+    if len(ts) == 0:
+        return b"", offsets
+    if np.abs(ts).max() >= _FAST_MS:
+        return _pairs_slow(ts, vals)
+    vbuf, vstart, vlen = _value_text(vals)
+    tlen = _time_lens(ts)
+    np.cumsum(tlen + vlen + 6, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), np.uint8)
+    _write_pairs(ts, vbuf, vstart.astype(np.int64), vlen.astype(np.int64), offsets, out)
+    return out.tobytes(), offsets
+
+
+@nb.njit(cache=True, nogil=True)
+def _time_lens(ms):  # type: ignore[no-untyped-def]
+    out = np.empty(len(ms), np.int64)
+    for i in range(len(ms)):
+        out[i] = _time_len(ms[i])
+    return out
+
+
 def _pairs_block(
     ts: np.ndarray, vals: np.ndarray, cache: dict[int, bytes]
 ) -> tuple[bytes, np.ndarray]:
@@ -110,10 +233,8 @@ def _pairs_block(
     return m.tobytes().replace(b"\x00", b""), tl + vl + 6
 
 
-def _pairs(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """``[t,"v"],`` for every sample, concatenated; and each pair's start offset (+ the end).
-
-    Done in blocks of :data:`BLOCK` samples so the byte matrices stay in cache."""
+def _pairs_slow(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """:func:`_pairs` through token matrices, in blocks of :data:`BLOCK` samples (any time)."""
     texts, lens = [], []
     cache: dict[int, bytes] = {}
     for a in range(0, len(ts), BLOCK):

@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numba as nb
 import numpy as np
 
+from filodb.query.extrapolated import extrapolated_kernel
+from filodb.query.linreg import linear_regression
 from filodb.query.values import Windows
 
 RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -68,18 +71,35 @@ def _series_prefix(x: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.n
     Series ``i`` owns slots ``offsets[i] + i .. offsets[i+1] + i`` (one extra leading zero per
     series), so window ``[lo, hi)`` of series ``i`` sums to ``P[hi + i] - P[lo + i]``. Keeping
     the prefix local to a series keeps its rounding error proportional to that series' own
-    values, not to everything concatenated before it. One numpy call per series.
+    values, not to everything concatenated before it. One numba pass (sequential sums, as
+    ``np.cumsum`` adds).
     """
     n = len(offsets) - 1
     P = np.zeros(len(x) + n, np.float64)
     M = np.zeros(len(x) + n, np.float64)
-    with np.errstate(all="ignore"):
-        for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
-            if b > a:
-                seg = P[a + i + 1 : b + i + 1]
-                np.cumsum(x[a:b], out=seg)
-                np.maximum.accumulate(np.abs(seg), out=M[a + i + 1 : b + i + 1])
+    _series_prefix_kernel(
+        np.ascontiguousarray(x, np.float64), np.ascontiguousarray(offsets, np.int64), P, M
+    )
     return P, M
+
+
+@nb.njit(cache=True, nogil=True)
+def _series_prefix_kernel(x, offsets, P, M):  # type: ignore[no-untyped-def]
+    for i in range(len(offsets) - 1):
+        a, b = offsets[i], offsets[i + 1]
+        if b <= a:
+            continue
+        acc = x[a]
+        m = abs(acc)
+        P[a + i + 1] = acc
+        M[a + i + 1] = m
+        for j in range(a + 1, b):
+            acc = acc + x[j]
+            v = abs(acc)
+            if m == m and (v != v or v > m):  # np.maximum.accumulate: NaN sticks
+                m = v
+            P[j + i + 1] = acc
+            M[j + i + 1] = m
 
 
 def _robust_sum(vals: np.ndarray, w: Windows) -> np.ndarray:
@@ -211,14 +231,12 @@ def resets(w: Windows):  # type: ignore[no-untyped-def]
 
 
 def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[no-untyped-def]
+    """Prometheus's extrapolatedRate per window (:mod:`filodb.query.extrapolated`)."""
     vals, ts = w.block.vals, w.block.ts
-    c = w.count
-    ok = c >= 2
-    first = np.where(ok, w.lo, 0)
-    last = np.where(ok, w.hi - 1, 0)
+    ok = w.count >= 2
     if len(vals) == 0:
-        return np.zeros(c.shape), ok
-    result = vals[last] - vals[first]
+        return np.zeros(w.lo.shape), ok
+    p = np.zeros(1)
     if is_counter:
         corr = np.zeros(len(vals))
         if len(vals) > 1:
@@ -226,25 +244,10 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
             corr[1:] = np.where(drop, vals[:-1], 0.0)
             corr[w.block.offsets[:-1][np.diff(w.block.offsets) > 0]] = 0
         p = _prefix(corr)
-        result = result + (p[w.hi] - p[np.minimum(w.lo + 1, w.hi)])
-    range_start = (w.times - w.range_ms)[None, :]
-    range_end = w.times[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        to_start = (ts[first] - range_start) / 1000.0
-        to_end = (range_end - ts[last]) / 1000.0
-        sampled = (ts[last] - ts[first]) / 1000.0
-        avg_gap = sampled / np.maximum(c - 1, 1)
-        thresh = avg_gap * 1.1
-        to_start = np.where(to_start >= thresh, avg_gap / 2, to_start)
-        to_end = np.where(to_end >= thresh, avg_gap / 2, to_end)
-        if is_counter:  # never extrapolate below zero (applied after the threshold)
-            v0 = vals[first]
-            to_zero = np.where((result > 0) & (v0 >= 0), sampled * (v0 / result), np.inf)
-            to_start = np.minimum(to_start, to_zero)
-        factor = (sampled + to_start + to_end) / sampled
-        if is_rate:
-            factor = factor / (w.range_ms / 1000.0)
-        out = result * factor
+    out = extrapolated_kernel(np.ascontiguousarray(vals, np.float64), np.ascontiguousarray(ts, np.int64),
+                              np.ascontiguousarray(w.lo, np.int64), np.ascontiguousarray(w.hi, np.int64),
+                              np.ascontiguousarray(w.times, np.int64), int(w.range_ms), p, is_counter,
+                              is_rate)  # fmt: skip
     return out, ok
 
 
@@ -283,35 +286,14 @@ def idelta(w: Windows):  # type: ignore[no-untyped-def]
     return _instant(w, False)
 
 
-def _regression(w: Windows, at_ms: np.ndarray):  # type: ignore[no-untyped-def]
-    """Least-squares slope and intercept at ``at_ms`` ([n, S]) per window (x in seconds)."""
-    vals, ts = w.block.vals, w.block.ts
-    ref = int(w.times[len(w.times) // 2]) if len(w.times) else 0
-    x = (ts - ref) / 1000.0
-    n = w.count.astype(np.float64)
-    sx = _robust_sum(x, w)
-    sy = _robust_sum(vals, w)
-    sxy = _robust_sum(x * vals, w)
-    sxx = _robust_sum(x * x, w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sxy - sx * sy / n
-        var = sxx - sx * sx / n
-        slope = cov / var
-        xa = (at_ms - ref) / 1000.0
-        intercept = sy / n - slope * (sx / n - xa)
-    return slope, intercept, w.count >= 2
-
-
 def deriv(w: Windows):  # type: ignore[no-untyped-def]
-    slope, _, ok = _regression(w, np.broadcast_to(w.times[None, :], w.lo.shape))
-    return slope, ok
+    slope, _ = linear_regression(w.block.ts, w.block.vals, w.lo, w.hi, None)
+    return slope, w.count >= 2
 
 
 def predict_linear(w: Windows, seconds: np.ndarray):  # type: ignore[no-untyped-def]
-    assert w.eval_times is not None  # __post_init__ sets it
-    at = np.broadcast_to(w.eval_times[None, :], w.lo.shape)
-    slope, intercept, ok = _regression(w, at)
-    return intercept + slope * seconds[None, :], ok
+    slope, intercept = linear_regression(w.block.ts, w.block.vals, w.lo, w.hi, w.eval_times)
+    return slope * seconds[None, :] + intercept, w.count >= 2
 
 
 def _per_window(w: Windows, fn: Callable[[np.ndarray], float]) -> np.ndarray:

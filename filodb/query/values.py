@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from filodb.model.labels import Labels
@@ -92,15 +93,23 @@ def window_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index bounds ``lo, hi`` (each [n_series, n_steps]) of the samples in ``(t - range, t]``.
 
-    One ``searchsorted`` over a key that is globally sorted (series index, then time), so all
-    series and steps are searched at once; falls back to a loop per series when the key would
-    overflow int64.
+    Steps in time order (every range query, subquery grid and ``@``): one numba pass per series
+    moves two cursors forward through its samples, O(samples + series x steps). Otherwise one
+    ``searchsorted`` over a key that is globally sorted (series index, then time), or a loop per
+    series when that key would overflow int64.
     """
     n, S = len(block), len(times)
     if n == 0 or S == 0:
         z = np.zeros((n, S), np.int64)
         return z, z.copy()
     ts = block.ts
+    times = np.asarray(times, np.int64)
+    if S == 1 or bool((times[1:] >= times[:-1]).all()):
+        lo = np.empty((n, S), np.int64)
+        hi = np.empty((n, S), np.int64)
+        _cursor_bounds(np.ascontiguousarray(ts, np.int64),
+                       np.ascontiguousarray(block.offsets, np.int64), times, range_ms, lo, hi)  # fmt: skip
+        return lo, hi
     counts = np.diff(block.offsets)
     base = min(int(ts.min()) if len(ts) else 0, int(times.min()) - range_ms) - 1
     span = max(int(ts.max()) if len(ts) else 0, int(times.max())) - base + 2
@@ -118,6 +127,26 @@ def window_bounds(
         hi[i] = a + np.searchsorted(ts[a:b], times, "right")
         lo[i] = a + np.searchsorted(ts[a:b], times - range_ms, "right")
     return lo, hi
+
+
+@nb.njit(cache=True, nogil=True)
+def _cursor_bounds(ts, offsets, times, range_ms, lo, hi):  # type: ignore[no-untyped-def]
+    """``searchsorted(series, t, "right")`` and the same at ``t - range_ms`` for non-decreasing
+    ``times``: cursors that only move forward (times and ranges are bounded far inside int64
+    by the parser)."""
+    for i in range(len(offsets) - 1):
+        a, b = offsets[i], offsets[i + 1]
+        p = a
+        q = a
+        for s in range(len(times)):
+            t = times[s]
+            while p < b and ts[p] <= t:
+                p += 1
+            hi[i, s] = p
+            tl = t - range_ms
+            while q < b and ts[q] <= tl:
+                q += 1
+            lo[i, s] = q
 
 
 def latest(

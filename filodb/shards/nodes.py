@@ -3,6 +3,8 @@
 - ``filodb:nodes`` hash: node → ``{"name", "host", "pid", "started"}``
 - ``filodb:hb:<node>``: heartbeat key with a TTL; a node whose key expired is dead.
 - ``filodb:coordinator``: the leader lease (``SET NX PX``, renewed by its holder only).
+
+:class:`Lease` is that lease for any key (the rule evaluator's ``filodb:rules:lease`` too).
 """
 
 from __future__ import annotations
@@ -23,6 +25,32 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """A lease on one Redis key: held by one name at a time, for ``ttl_s`` after each renewal;
+    a holder that stops renewing (killed, cut off) loses it when the TTL runs out."""
+
+    def __init__(self, r: redis.Redis, key: str, ttl_s: float) -> None:
+        self.r, self.key, self.ttl_ms = r, key, int(ttl_s * 1000)
+        self._renew = r.register_script(_RENEW)
+        self._release = r.register_script(_RELEASE)
+
+    def hold(self, name: str) -> bool:
+        """Take or renew the lease; True while ``name`` holds it."""
+        return bool(self._renew(keys=[self.key], args=[name, self.ttl_ms]))
+
+    def release(self, name: str) -> None:
+        """Give the lease up now if ``name`` holds it (a graceful stop)."""
+        self._release(keys=[self.key], args=[name])
+
+    def holder(self) -> str | None:
+        v = self.r.get(self.key)
+        return v.decode() if isinstance(v, bytes) else v
 
 
 class NodeRegistry:
@@ -31,7 +59,7 @@ class NodeRegistry:
     def __init__(self, url: str, ttl_s: float = 5.0) -> None:
         self.r = redis.Redis.from_url(url, socket_timeout=10)
         self.ttl_ms = int(ttl_s * 1000)
-        self._renew = self.r.register_script(_RENEW)
+        self._lease = Lease(self.r, LEASE_KEY, ttl_s)
 
     def register(self, name: str, **extra: object) -> dict:
         """Record this node (``extra`` keys such as ``metrics_port`` go into its entry)."""
@@ -69,4 +97,4 @@ class NodeRegistry:
 
     def hold_lease(self, name: str) -> bool:
         """Take or renew the coordinator lease; True while this node is the leader."""
-        return bool(self._renew(keys=[LEASE_KEY], args=[name, self.ttl_ms]))
+        return self._lease.hold(name)

@@ -32,12 +32,14 @@ import redis
 
 from filodb.errors import BadInputError, FencedError, UnknownDatasetError
 from filodb.model.dataset import Dataset
+from filodb.model.resolution import check_levels, ds_dataset_name
 from filodb.shards.state import PublishShardEvent, ShardState, ShardStatus, transition
 
 log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "filodb:shard-events"
 DATASETS_KEY = "filodb:datasets"
+DOWNSAMPLED_KEY = "filodb:downsampled"  # raw dataset -> ms its ds datasets reach
 
 
 def _map_key(dataset: str) -> str:
@@ -102,17 +104,34 @@ class ShardMapStore:
     def create_dataset(
         self, name: str, shards: int, spread: int = 1, exist_ok: bool = True,
         spread_overrides: list | None = None, retention_s: float | None = None,
-        limits: object = None,
+        limits: object = None, downsample: object = None, default_retention_s: float = 0.0,
+        resolution_ms: int = 0,
     ) -> Dataset:  # fmt: skip
         """Create a dataset and its Unassigned shards; returns its description.
 
-        ``retention_s`` (None: the nodes' configured retention; 0: forever) and
-        ``spread_overrides`` (see :mod:`filodb.model.shardkey`) and ``limits``
-        (:class:`~filodb.model.limits.DatasetLimits` or its JSON object) are fixed at creation.
-        Creating an existing dataset again with the same shard count returns it unchanged.
+        ``retention_s`` (None: the nodes' configured retention, ``default_retention_s``;
+        0: forever), ``spread_overrides`` (see :mod:`filodb.model.shardkey`), ``limits``
+        (:class:`~filodb.model.limits.DatasetLimits` or its JSON object) and ``downsample``
+        levels (see :mod:`filodb.model.resolution`; each level's dataset ``<name>_ds_<min>`` is
+        created too, same shards and limits) are fixed at creation. Creating an existing
+        dataset again with the same shard count returns it unchanged.
         """
         desc = Dataset.create(name, shards, spread, spread_overrides, retention_s, time.time(),
-                              limits)  # fmt: skip
+                              limits, downsample=downsample, resolution_ms=resolution_ms)  # fmt: skip
+        check_levels(desc.downsample, desc.retention(default_retention_s))
+        for lv in desc.downsample:  # checked (names too) before anything is written
+            Dataset.create(
+                ds_dataset_name(name, lv.resolution_ms), shards, spread, spread_overrides
+            )
+        created = self._create_one(desc, exist_ok)
+        for lv in created.downsample:
+            self.create_dataset(ds_dataset_name(name, lv.resolution_ms), shards, spread,
+                                spread_overrides=spread_overrides, retention_s=lv.retention_s,
+                                limits=desc.limits, resolution_ms=lv.resolution_ms)  # fmt: skip
+        return created
+
+    def _create_one(self, desc: Dataset, exist_ok: bool) -> Dataset:
+        name, shards = desc.name, desc.shards
         states = [orjson.dumps(ShardState(name, s).to_json()) for s in range(shards)]
         # one script: nobody (a shard-map snapshot, a node) sees the dataset without its shards
         if not self._create(keys=[DATASETS_KEY, _map_key(name)],
@@ -126,6 +145,16 @@ class ShardMapStore:
                 raise BadInputError(f"dataset {name!r} exists")
             return old
         return desc
+
+    def mark_downsampled(self, dataset: str, end_ms: int) -> None:
+        """Record that ``dataset``'s downsampled datasets hold its data up to ``end_ms`` (the
+        nodes owning their shards reload their part keys when this changes)."""
+        self.r.hset(DOWNSAMPLED_KEY, dataset, str(int(end_ms)))
+
+    def downsampled(self) -> dict[str, int]:
+        """Raw dataset -> the time its downsampled data reaches (ms), for those ever run."""
+        return {(k.decode() if isinstance(k, bytes) else str(k)): int(v)
+                for k, v in self.r.hgetall(DOWNSAMPLED_KEY).items()}  # fmt: skip
 
     def datasets(self) -> dict[str, Dataset]:
         """Every dataset; one whose stored description cannot be read is left out (and

@@ -37,12 +37,24 @@ def open_store(kind: str, data_dir: str | Path, **options: Any) -> Stores:
 
 def store_from_config(cfg: Any) -> Stores:
     """The stores of a :class:`~filodb.config.Config`, with its backend's settings."""
+    return open_store_spec(store_spec(cfg))
+
+
+def store_spec(cfg: Any) -> dict[str, Any]:
+    """The stores of a config as plain, picklable data (``open_store_spec`` opens them): what
+    a job running in another process (a Spark executor) needs to reach the same store."""
     if cfg.store == "cassandra":
         if not cfg.cassandra_hosts:
             raise BadInputError(
                 "store = cassandra needs cassandra_hosts (FILODB_CASSANDRA_HOSTS=127.0.0.1); "
                 "scripts/services up cassandra prints it"
             )
-        return open_store("cassandra", cfg.data_dir, hosts=cfg.cassandra_hosts.split(","),
-                          port=cfg.cassandra_port, keyspace=cfg.cassandra_keyspace)  # fmt: skip
-    return open_store(cfg.store, cfg.data_dir)
+        return {"kind": "cassandra", "data_dir": str(cfg.data_dir),
+                "options": {"hosts": cfg.cassandra_hosts.split(","), "port": cfg.cassandra_port,
+                            "keyspace": cfg.cassandra_keyspace}}  # fmt: skip
+    return {"kind": cfg.store, "data_dir": str(Path(cfg.data_dir).absolute()), "options": {}}
+
+
+def open_store_spec(spec: dict[str, Any]) -> Stores:
+    """The stores described by :func:`store_spec`."""
+    return open_store(spec["kind"], spec["data_dir"], **spec.get("options", {}))

@@ -12,6 +12,7 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from filodb.errors import BadInputError
+from filodb.model.resolution import ds_dataset_name
 from filodb.model.timeparse import parse_duration_ms
 from filodb.shards.state import ShardStatus
 from filodb.web.auth import readable
@@ -104,15 +105,19 @@ def _retention(body: dict) -> float | None:
 def create_dataset(dataset: str) -> tuple[Response, int]:
     """Create a dataset: ``shards`` (power of two), ``spread``, ``spread_overrides``,
     ``retention`` (seconds or a duration such as ``30d``; 0 keeps forever), ``limits``
-    (:mod:`filodb.model.limits`)."""
+    (:mod:`filodb.model.limits`), ``downsample`` (``[{"resolution": "1m", "retention":
+    "30d"}, ...]``: the ``<ds>_ds_<min>`` datasets)."""
     body = _body()
     cfg = services().cfg
     desc = services().shard_map.create_dataset(
         dataset, _int(body, "shards", cfg.shards), _int(body, "spread", cfg.spread),
         spread_overrides=body.get("spread_overrides"), retention_s=_retention(body),
-        limits=body.get("limits"),
+        limits=body.get("limits"), downsample=body.get("downsample"),
+        default_retention_s=cfg.retention,
     )  # fmt: skip
-    services().ingest_log.ensure_dataset(dataset, desc.shards)  # Kafka: one partition per shard
+    for name in (dataset, *(ds_dataset_name(dataset, lv.resolution_ms) for lv in desc.downsample)):
+        services().ingest_log.ensure_dataset(name, desc.shards)  # Kafka: one partition per shard
+    services().results_cache.invalidate(dataset)  # answers of an earlier dataset of that name
     return _ok({"dataset": dataset, **desc.to_json()}), 200
 
 

@@ -87,6 +87,8 @@ RULES: dict[str, Rule] = {
     **{f"prom_status.{e}{s}": _READ for e in _STATUS for s in ("", "_ds")},
     "prom_status.healthy": OPEN,  # Kubernetes probes send no token
     "prom_status.ready": OPEN,
+    "prom_status.reload": _ADMIN,  # POST /-/reload: the rule evaluator rereads its files
+    "ui.rules_page": OPEN,
     "federate.federate": _READ,
 }
 

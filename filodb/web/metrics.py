@@ -5,8 +5,9 @@ in ``app.extensions["filodb_metrics"]``), so tests that build many apps never cl
 
 Counted as requests happen: HTTP requests by route and code, query durations, samples accepted
 and rejected by the ingestion routes. Read from the cluster at scrape time: shards by status
-(the local shard map) and each shard's log lag (log end offset minus ingested offset, as
-``/api/v1/cluster/<dataset>/status`` computes it). docs/operations.md lists every metric.
+(the local shard map), each shard's log lag (log end offset minus ingested offset, as
+``/api/v1/cluster/<dataset>/status`` computes it),
+the results cache's hits and misses. docs/operations.md lists every metric.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -83,6 +84,26 @@ class ClusterCollector(Collector):
         yield lag
 
 
+class CacheCollector(Collector):
+    """The range-query results cache's counts (:mod:`filodb.web.results_cache`)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.app.extensions["filodb"].results_cache.stats
+        ext = CounterMetricFamily("filodb_query_cache_extents",
+                                  "Extents of range queries answered from the results cache (hit) "
+                                  "or computed and stored (miss)", labels=["result"])  # fmt: skip
+        ext.add_metric(["hit"], stats.hits)
+        ext.add_metric(["miss"], stats.misses)
+        yield ext
+        yield CounterMetricFamily("filodb_query_cache_bypassed_queries",
+                                  "Range queries answered without the results cache (cache off, or "
+                                  "a query reading its own range; cache=false is not counted)",
+                                  value=stats.uncacheable)  # fmt: skip
+
+
 class WebMetrics:
     """One app's metrics; the counters are thread-safe (waitress serves on many threads)."""
 
@@ -113,6 +134,7 @@ class WebMetrics:
                                      "Queries of a dataset being answered by this web process",
                                      ["dataset"], registry=r)  # fmt: skip
         r.register(ClusterCollector(app))
+        r.register(CacheCollector(app))
 
     # --- the ingestion doors' counts (an IngestCounter, see filodb.gateway.door) ---------
     def samples_accepted(self, door: str, n: int) -> None:

@@ -1,7 +1,8 @@
 """Prometheus HTTP API (query side), at ``/api/v1/...`` (default dataset) and
 ``/promql/<dataset>/api/v1/...``. Same parameters, JSON shapes, errors and status codes as
 Prometheus; answers missing a shard carry a ``warnings`` entry (``partial_response=false``
-turns that into a 503 instead).
+turns that into a 503 instead). Range queries go through the results cache
+(:mod:`filodb.web.results_cache`) unless ``cache=false``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from filodb.errors import BadInputError, ParseError
 from filodb.model.limits import DatasetLimits
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms
 from filodb.query.distributed import DistributedEngine
+from filodb.query.parser import parse
 from filodb.query.result import Result
 from filodb.tasks.fanout import ClusterSource
+from filodb.web import downsampled
 from filodb.web.params import arg, match_params, now_ms, prom_routes, time_param
 from filodb.web.query_limits import dataset_limits, limit_concurrency
 from filodb.web.services import services
@@ -37,11 +40,13 @@ def _success(data: Any, warnings: list[str] | None = None) -> Response:
     return Response(orjson.dumps(body), mimetype="application/json")
 
 
-def _success_result(res: Result, warnings: list[str]) -> Response:
+def _success_result(res: Result, warnings: list[str], infos: list[str] | None = None) -> Response:
     """A query answer; its data is written by :meth:`Result.to_prom_json_bytes`."""
     body = b'{"status":"success","data":' + res.to_prom_json_bytes()
     if warnings:
         body += b',"warnings":' + orjson.dumps(warnings)
+    if infos:
+        body += b',"infos":' + orjson.dumps(infos)
     return Response(body + b"}", mimetype="application/json")
 
 
@@ -59,7 +64,7 @@ def _timeout_s(lim: DatasetLimits | None = None) -> float:
 
 
 def _strict() -> bool:
-    return (arg("partial_response") or "true").lower() in ("false", "0", "no")
+    return not _flag("partial_response", True)
 
 
 def _query_text() -> str:
@@ -69,13 +74,14 @@ def _query_text() -> str:
     return q
 
 
-def _engine(dataset: str | None) -> tuple[DistributedEngine, ClusterSource]:
+def _engine(dataset: str | None, lookback_ms: int = 0) -> tuple[DistributedEngine, ClusterSource]:
     cfg = services().cfg
     lim = dataset_limits(_dataset(dataset))
     timeout = _timeout_s(lim)
     source = services().source(_dataset(dataset), timeout, _strict())
-    eng = DistributedEngine(source, lookback_ms=cfg.lookback_ms, max_samples=int(lim.max_samples or 2**62),
-                 timeout_s=timeout, max_series=int(lim.max_series_per_query or 2**62))  # fmt: skip
+    eng = DistributedEngine(source, lookback_ms=lookback_ms or cfg.lookback_ms,
+                 max_samples=int(lim.max_samples or 2**62), timeout_s=timeout,
+                 max_series=int(lim.max_series_per_query or 2**62))  # fmt: skip
     return eng, source
 
 
@@ -117,12 +123,41 @@ def query_range(dataset: str | None = None) -> Response:
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
-    eng, source = _engine(dataset)
     try:
-        res = eng.range(q, start, end, step)
+        expr = parse(q)
+        long_range = downsampled.query_range(
+            _dataset(dataset), expr, start, end, step, now_ms(), _engine
+        )
     except ParseError as e:
         raise _with_param(e) from e
-    return _success_result(res, [*source.warnings, *res.warnings])
+    if long_range is not None:  # the dataset has downsample levels (not cached yet)
+        res, source_warnings, tiers = long_range
+        resp = _success_result(res, [*source_warnings, *res.warnings], res.infos)
+        resp.headers["X-Filodb-Resolution"] = tiers
+        return resp
+    svc = services()
+    svc.router.dataset(_dataset(dataset))  # an unknown dataset is an error, cached or not
+    _timeout_s()  # and so is a bad timeout=
+
+    def compute(lo: int, hi: int) -> tuple[Result, bool]:
+        eng, source = _engine(dataset)
+        res = eng.range(expr, lo, hi, step)
+        res.warnings = [*source.warnings, *res.warnings]
+        return res, not res.warnings
+
+    if not _flag("cache", True):
+        res = compute(start, end)[0]
+    else:
+        res = svc.results_cache.range(_dataset(dataset), expr, start, end, step,
+                                      svc.cfg.lookback_ms, compute)  # fmt: skip
+    return _success_result(res, res.warnings)
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = arg(name)
+    if not raw:
+        return default
+    return raw.lower() not in ("false", "0", "no")
 
 
 def _range() -> tuple[int, int]:

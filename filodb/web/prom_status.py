@@ -6,14 +6,18 @@ shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v
 - ``status/config`` (the effective config as YAML, secrets shown as ``<secret>``),
   ``status/flags``, ``status/runtimeinfo``;
 - empty but valid answers where this project has nothing yet, with Prometheus's validation of
-  the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper),
-  ``rules`` and ``alerts`` (rules come later);
+  the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper);
 - ``query_exemplars``: the exemplars kept by the shards (remote write's, in a bounded ring per
   shard, :mod:`filodb.memstore.exemplars`) of the series the query's selectors match (204
   for a query without one, as Prometheus);
 - ``status/tsdb``: the dataset's cardinality in Prometheus's shape (``headStats`` and the
   top-``limit`` lists, default 10), from every shard's index through the ``tsdb_status`` leaf
   op (:mod:`filodb.model.cardinality`); a shard that cannot answer is a ``warnings`` entry;
+- ``rules`` and ``alerts``: the state the rule evaluator publishes in Redis
+  (:mod:`filodb.rules.state`), with ``type``, ``rule_name[]``, ``rule_group[]``, ``file[]``,
+  ``exclude_alerts`` and ``group_limit``/``group_next_token`` as Prometheus 3 takes them;
+  ``POST /-/reload`` asks the evaluator to reload its rule files (400 with the reason when a
+  file does not parse: the old rules keep running; 404 when no evaluator runs);
 - ``/-/healthy`` (the web process is up) and ``/-/ready`` (every shard of every dataset is
   Active, as ``/admin/health``), GET and HEAD.
 """
@@ -21,12 +25,12 @@ shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import socket
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,13 +40,13 @@ from flask import Blueprint, Response
 from filodb.config import Config
 from filodb.errors import BadInputError, ParseError
 from filodb.model.cardinality import DEFAULT_LIMIT
-from filodb.model.numfmt import format_value
+from filodb.model.numfmt import format_rfc3339, format_value
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS
 from filodb.query import ast
 from filodb.query.astjson import ast_json
 from filodb.query.parser import parse, selector_matchers
 from filodb.query.prettier import pretty, prom_duration
-from filodb.web.params import arg, match_params, prom_routes, time_param
+from filodb.web.params import arg, args, match_params, prom_routes, time_param
 from filodb.web.services import services
 
 bp = Blueprint("prom_status", __name__)
@@ -122,7 +126,7 @@ def status_flags(dataset: str | None = None) -> Response:
 
 
 def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return format_rfc3339(int(t * 1000))
 
 
 @_routes("/status/runtimeinfo")
@@ -186,36 +190,73 @@ def alertmanagers(dataset: str | None = None) -> Response:
     return _success({"activeAlertmanagers": [], "droppedAlertmanagers": []})
 
 
-# --- rules, alerts: none yet ----------------------------------------------------------------
+# --- rules, alerts: as the rule evaluator published them -----------------------------------
+def _group_token(g: dict[str, Any]) -> str:
+    return hashlib.sha1(f"{g['file']};{g['name']}".encode()).hexdigest()
+
+
+def _bool_arg(name: str) -> bool:
+    raw = (arg(name) or "").lower()
+    if raw and raw not in ("1", "t", "true", "0", "f", "false"):
+        raise _invalid(name, f"error converting {name}: strconv.ParseBool: "
+                       f'parsing "{raw}": invalid syntax')  # fmt: skip
+    return raw in ("1", "t", "true")
+
+
 @_routes("/rules")
 def rules(dataset: str | None = None) -> Response:
     match_params(required=False)
     typ = (arg("type") or "").lower()
     if typ not in ("", "alert", "record"):
         raise _invalid("type", f'not supported value "{typ}"')
-    excl = (arg("exclude_alerts") or "").lower()
-    if excl and excl not in ("1", "t", "true", "0", "f", "false"):
-        raise _invalid("exclude_alerts", f'error converting exclude_alerts: strconv.ParseBool: '
-                       f'parsing "{excl}": invalid syntax')  # fmt: skip
+    exclude_alerts = _bool_arg("exclude_alerts")
     group_limit, token = arg("group_limit") or "", arg("group_next_token") or ""
     if token and not group_limit:
         raise _invalid("group_next_token",
                        "group_limit needs to be present in order to paginate over the groups")  # fmt: skip
+    limit = 0
     if group_limit:
         if not re.fullmatch(r"[+-]?\d+", group_limit):
             raise _invalid("group_limit", "group_limit needs to be a valid number: "
                            f'strconv.ParseInt: parsing "{group_limit}": invalid syntax')  # fmt: skip
-        if int(group_limit) <= 0:
+        limit = int(group_limit)
+        if limit <= 0:
             raise _invalid("group_limit", "group_limit needs to be greater than 0")
-        if token:  # no group carries that token: Prometheus says so
+    names, groups_wanted, files = (set(args(k)) for k in ("rule_name[]", "rule_group[]", "file[]"))
+    kind = {"alert": "alerting", "record": "recording"}.get(typ)
+    out = []
+    for g in services().rule_state().groups():
+        if (groups_wanted and g["name"] not in groups_wanted) or (files and g["file"] not in files):
+            continue
+        rs = [r for r in g["rules"] if (not kind or r["type"] == kind)
+              and (not names or r["name"] in names)]  # fmt: skip
+        if exclude_alerts:
+            rs = [{k: v for k, v in r.items() if k != "alerts"} for r in rs]
+        if rs or not (kind or names):
+            out.append({**g, "rules": rs})
+    if token:
+        at = next((i for i, g in enumerate(out) if _group_token(g) == token), None)
+        if at is None:
             raise _invalid("group_next_token",
                            f"invalid group_next_token '{token}'. were rule groups changed?")  # fmt: skip
-    return _success({"groups": []})
+        out = out[at:]
+    data: dict[str, Any] = {"groups": out}
+    if limit:
+        data = {"groups": out[:limit]}
+        if len(out) > limit:
+            data["groupNextToken"] = _group_token(out[limit])
+    return _success(data)
 
 
 @_routes("/alerts")
 def alerts(dataset: str | None = None) -> Response:
-    return _success({"alerts": []})
+    return _success({"alerts": services().rule_state().alerts()})
+
+
+@bp.route("/-/reload", methods=["POST", "PUT"])
+def reload() -> Response:
+    services().rule_state().request_reload()
+    return _text("")
 
 
 # --- exemplars ------------------------------------------------------------------------------

@@ -31,6 +31,11 @@ def cardinality_page() -> Response:
     return send_from_directory(STATIC, "cardinality.html")
 
 
+@bp.get("/rules")
+def rules_page() -> Response:
+    return send_from_directory(STATIC, "rules.html")
+
+
 @bp.get("/static/<path:name>")
 def static_file(name: str) -> Response:
     return send_from_directory(STATIC, name)

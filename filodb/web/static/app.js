@@ -180,7 +180,8 @@
         setGraphData(body.data, start, end, step);
       }
       const ms = performance.now() - t0;
-      if (body.warnings && body.warnings.length) showBox($("warnings"), "Warning: " + body.warnings.join("\nWarning: "));
+      const notes = [...(body.warnings || []).map((w) => "Warning: " + w), ...(body.infos || []).map((i) => "Info: " + i)];
+      if (notes.length) showBox($("warnings"), notes.join("\n"));
       const d = body.data;
       const n = d.resultType === "scalar" || d.resultType === "string" ? 1 : (d.result || []).length;
       const what = d.resultType === "scalar" || d.resultType === "string" ? d.resultType : `${n} series · ${d.resultType}`;

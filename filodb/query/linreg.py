@@ -1,0 +1,102 @@
+"""The least-squares line of ``deriv`` and ``predict_linear``, bit for bit as Prometheus 2.42's
+``linearRegression`` (promql/functions.go) computes it: per window, sample by sample, Kahan-
+Babuska (Neumaier) running sums of x, y, x*y and x*x with x in seconds relative to an
+intercept time (``(t - t0) / 1e3`` from the integer difference), compensations added at the
+end, then ``covXY = sumXY - sumX*sumY/n``, ``varX = sumX2 - sumX*sumX/n``,
+``slope = covXY/varX``, ``intercept = sumY/n - slope*sumX/n``. A window whose values are all
+equal (``!=`` to the first, so NaN is never equal) has slope 0 and intercept that value (NaN
+for both when the value is infinite). ``deriv`` takes the window's first sample time as
+intercept time, ``predict_linear`` the evaluation time.
+
+The order of operations is the answer, so the sums are not prefix sums: one numba kernel walks
+every window (work proportional to the samples in all windows, as in Prometheus), without the
+GIL so shards evaluate in parallel. No fused multiply-add (numba does not contract without
+fastmath; Go does not on amd64).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, nogil=True)
+def _kernel(ts, vals, lo, hi, at, first, slope, icpt):  # type: ignore[no-untyped-def]
+    n_rows, n_steps = lo.shape
+    for i in range(n_rows):
+        for s in range(n_steps):
+            a = lo[i, s]
+            b = hi[i, s]
+            if b - a < 2:
+                continue
+            t0 = ts[a] if first else at[s]
+            init_y = vals[a]
+            const_y = True
+            n = 0.0
+            sx = cx = sy = cy = sxy = cxy = sxx = cxx = 0.0
+            for k in range(a, b):
+                y = vals[k]
+                if const_y and k > a and y != init_y:
+                    const_y = False
+                n += 1.0
+                x = float(ts[k] - t0) / 1e3
+                # kahanSumInc(x, sx, cx), then y, x*y, x*x
+                t = sx + x
+                if abs(sx) >= abs(x):
+                    cx += (sx - t) + x
+                else:
+                    cx += (x - t) + sx
+                sx = t
+                t = sy + y
+                if abs(sy) >= abs(y):
+                    cy += (sy - t) + y
+                else:
+                    cy += (y - t) + sy
+                sy = t
+                xy = x * y
+                t = sxy + xy
+                if abs(sxy) >= abs(xy):
+                    cxy += (sxy - t) + xy
+                else:
+                    cxy += (xy - t) + sxy
+                sxy = t
+                xx = x * x
+                t = sxx + xx
+                if abs(sxx) >= abs(xx):
+                    cxx += (sxx - t) + xx
+                else:
+                    cxx += (xx - t) + sxx
+                sxx = t
+            if const_y:
+                if np.isinf(init_y):
+                    slope[i, s] = np.nan
+                    icpt[i, s] = np.nan
+                else:
+                    slope[i, s] = 0.0
+                    icpt[i, s] = init_y
+                continue
+            sx = sx + cx
+            sy = sy + cy
+            sxy = sxy + cxy
+            sxx = sxx + cxx
+            cov = sxy - sx * sy / n
+            var = sxx - sx * sx / n
+            m = cov / var
+            slope[i, s] = m
+            icpt[i, s] = sy / n - m * sx / n
+
+
+def linear_regression(
+    ts: np.ndarray, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, at: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slope and intercept [n_series, n_steps] of the windows ``[lo, hi)`` over ``ts``/``vals``;
+    intercept at ``at[step]`` (ms), or at each window's first sample when ``at`` is None. Windows
+    of fewer than two samples get NaN (the callers drop them)."""
+    slope = np.full(lo.shape, np.nan)
+    icpt = np.full(lo.shape, np.nan)
+    if lo.size:
+        at_arr = np.zeros(lo.shape[1], np.int64) if at is None else np.asarray(at, np.int64)
+        _kernel(np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(vals, np.float64),
+                np.ascontiguousarray(lo, np.int64), np.ascontiguousarray(hi, np.int64), at_arr,
+                at is None, slope, icpt)  # fmt: skip
+    return slope, icpt

@@ -1,0 +1,186 @@
+"""The evaluating process's core on a real Redis, with an injected clock: group slots, the
+rules lease and its handover, alert state carried across it, reloads (good and refused)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from filodb.errors import NotFoundError
+from filodb.model.batch import SampleBatch
+from filodb.query.engine import Engine
+from filodb.query.memsource import MemorySource
+from filodb.rules.manager import RuleManager, current_slot, group_offset_ms
+from filodb.rules.state import LEASE_KEY, RuleStateStore
+from filodb.shards.nodes import Lease
+from filodb.testing.wait import wait_for
+
+RULES = """
+groups:
+  - name: g
+    interval: 1m
+    rules:
+      - record: job:up:sum
+        expr: sum by (job) (up)
+      - alert: Down
+        expr: up == 0
+        for: 10m
+        annotations: {summary: "{{ $labels.instance }} down"}
+"""
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Sink:
+    def __init__(self, source: MemorySource) -> None:
+        self.source, self.batches = source, []  # type: ignore[var-annotated]
+
+    def append(self, batch: SampleBatch) -> None:
+        self.batches.append(batch)
+        for i, lb in enumerate(batch.series):
+            rows = batch.sidx == i
+            self.source.add(lb, batch.ts[rows], batch.vals[rows])
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    p = tmp_path / "rules.yml"
+    p.write_text(RULES)
+    return p
+
+
+@pytest.fixture
+def source() -> MemorySource:
+    src = MemorySource()
+    ts = np.arange(int(T0 - 3600) * 1000, int(T0 + 7200) * 1000, 15_000, dtype=np.int64)
+    src.add((("__name__", "up"), ("instance", "a"), ("job", "api")), ts, np.zeros(len(ts)))
+    src.add((("__name__", "up"), ("instance", "b"), ("job", "api")), ts, np.ones(len(ts)))
+    return src
+
+
+def manager(name: str, rules_file: Path, source: MemorySource, url: str, clock: Clock,
+            ttl: float = 5.0) -> tuple[RuleManager, Sink]:  # fmt: skip
+    store = RuleStateStore(url)
+    sink = Sink(source)
+    mgr = RuleManager([str(rules_file)], Engine(source), sink, store=store,
+                      lease=Lease(store.r, LEASE_KEY, ttl), name=name, clock=clock)  # fmt: skip
+    mgr.load()
+    return mgr, sink
+
+
+def test_groups_are_evaluated_at_their_slots(
+    rules_file: Path, source: MemorySource, redis_url: str
+) -> None:
+    clock = Clock(T0)
+    mgr, sink = manager("a", rules_file, source, redis_url, clock)
+    g = mgr.groups[0]
+    off = group_offset_ms(g)
+    assert 0 <= off < 60_000 and current_slot(g, int(T0 * 1000)) % 60_000 == off
+    evals = []
+    for step in range(0, 300, 7):  # ticks every 7 s over 5 minutes
+        clock.t = T0 + step
+        mgr.tick()
+        evals.append(mgr.states[g.key].last_eval_ms)
+    slots = sorted(set(evals))
+    first, last = current_slot(g, int(T0 * 1000)), current_slot(g, int(clock.t * 1000))
+    assert slots == list(range(first, last + 1, 60_000))
+    # each slot once: one batch per rule with output per slot (recording + ALERTS)
+    assert len(sink.batches) == 2 * len(slots)
+    rec = [b for b in sink.batches if b.series[0][0] == ("__name__", "job:up:sum")]
+    assert [int(b.ts[0]) for b in rec] == slots and rec[0].vals.tolist() == [1.0]
+
+
+def test_one_evaluator_and_handover_keeps_alert_state(rules_file: Path, source: MemorySource,
+                                                       redis_url: str) -> None:  # fmt: skip
+    clock = Clock(T0)
+    a, sink_a = manager("a", rules_file, source, redis_url, clock, ttl=0.5)
+    b, sink_b = manager("b", rules_file, source, redis_url, clock, ttl=0.5)
+    a.tick()
+    b.tick()
+    assert (a.leader, b.leader) == (True, False) and sink_b.batches == []
+    key = a.groups[0].key
+    (alert,) = a.states[key].rules[1].alerts.values()
+    assert alert.state == "pending"
+    first_active = alert.active_at
+    # a stops renewing (killed): b takes the lease once it expires, and carries the alert on
+    clock.t = T0 + 300
+    wait_for(lambda: b.tick() is not None and b.leader, 5, "b takes the rules lease over")
+    (carried,) = b.states[key].rules[1].alerts.values()
+    assert (carried.state, carried.active_at) == ("pending", first_active)
+    clock.t = T0 + 660
+    b.tick()
+    (fired,) = b.states[key].rules[1].alerts.values()
+    assert fired.state == "firing" and fired.active_at == first_active
+    a.tick()  # a is back: it does not hold the lease, so it does not evaluate
+    assert not a.leader
+    groups = RuleStateStore(redis_url).groups()
+    rule = groups[0]["rules"][1]
+    assert (rule["state"], rule["health"], rule["alerts"][0]["state"]) == ("firing", "ok", "firing")
+    assert rule["alerts"][0]["annotations"] == {"summary": "a down"}
+
+
+def test_reload_refuses_a_bad_file_and_keeps_the_old_rules(rules_file: Path, source: MemorySource,
+                                                            redis_url: str) -> None:  # fmt: skip
+    clock = Clock(T0)
+    mgr, _ = manager("a", rules_file, source, redis_url, clock)
+    mgr.tick()
+    store = RuleStateStore(redis_url)
+    rules_file.write_text(RULES.replace("sum by (job) (up)", "sum by (job) (up"))
+    assert "could not parse expression" in mgr.reload()
+    assert [r.name for r in mgr.groups[0].rules] == ["job:up:sum", "Down"]
+    # the same through Redis, as POST /-/reload asks: the web side gets the reason
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            mgr.tick()
+            stop.wait(0.05)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with pytest.raises(Exception, match='group "g": rule 1 .*could not parse expression'):
+            store.request_reload(timeout_s=5)
+        rules_file.write_text(RULES.replace("job:up:sum", "job:up:total"))
+        store.request_reload(timeout_s=5)
+    finally:
+        stop.set()
+        t.join()
+    assert [r.name for r in mgr.groups[0].rules] == ["job:up:total", "Down"]
+    # the unchanged alerting rule kept its state across the reload
+    assert len(mgr.states[mgr.groups[0].key].rules[1].alerts) == 1
+    assert [r["name"] for r in store.groups()[0]["rules"]] == ["job:up:total", "Down"]
+
+
+def test_reload_without_evaluator_is_unavailable(redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).delete(LEASE_KEY)
+    with pytest.raises(NotFoundError, match="no rule evaluator is running"):
+        RuleStateStore(redis_url).request_reload(timeout_s=1)
+
+
+def test_graceful_stop_releases_the_lease_and_clears_the_status(rules_file: Path, source: MemorySource,
+                                                                 redis_url: str) -> None:  # fmt: skip
+    clock = Clock(T0)
+    a, _ = manager("a", rules_file, source, redis_url, clock)
+    b, _ = manager("b", rules_file, source, redis_url, clock)
+    stop = threading.Event()
+    stop.set()  # run() ticks nothing more and stops as a SIGTERM would make it
+    a.tick()
+    assert a.leader and RuleStateStore(redis_url).groups()
+    a.run(stop)
+    assert (
+        RuleStateStore(redis_url).groups() == [] and RuleStateStore(redis_url).evaluator() is None
+    )
+    b.tick()  # the standby takes over at once, no TTL to wait for
+    assert b.leader and [g["name"] for g in RuleStateStore(redis_url).groups()] == ["g"]
