@@ -263,27 +263,27 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
     if len(batches) == 1:
         return batches[0]
     index: dict[Labels, int] = {}
-    series: list[Labels] = []
     parts = []
     types: dict[str, str] = {}
     ex_parts: list[tuple[Exemplars, np.ndarray]] = []
-    for b in batches:
-        remap = np.empty(len(b.series), np.int32)
-        for i, lb in enumerate(b.series):
-            j = index.get(lb)
-            if j is None:
-                j = index[lb] = len(series)
-                series.append(lb)
-            remap[i] = j
+    firsts: list[tuple[int, int]] = []  # (batch, index in it) of each distinct series
+    for k, b in enumerate(batches):
+        remap = np.array([index.setdefault(lb, len(index)) for lb in b.series], np.int32)
+        ids, first = np.unique(remap, return_index=True)  # new ids ascend as they appear
+        firsts.extend((k, i) for i in first[ids >= len(firsts)].tolist())
         parts.append(remap[b.sidx])
         types.update(b.types)
         if b.exemplars is not None:
             ex_parts.append((b.exemplars, remap))
+    keys = None
+    if all(b.keys is not None for b in batches):  # kept: a consumer may map series by key
+        keys = np.array([batches[k].keys[i] for k, i in firsts], np.uint64)  # type: ignore[index]
     return SampleBatch(
-        series,
+        list(index),
         np.concatenate(parts),
         np.concatenate([b.ts for b in batches]),
         np.concatenate([b.vals for b in batches]),
         types,
-        exemplars=Exemplars.concat(ex_parts),
+        keys,
+        Exemplars.concat(ex_parts),
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from filodb.errors import BadInputError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, concat_batches
 from filodb.store.base import ColumnStore, MetaStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class LogApplier:
         # (16 bytes a record), so the size of the log past a checkpoint is one bisect away.
         self._offsets = array("q", [self.start])
         self._totals = array("q", [0])
+        self._pending_offset = self.start
 
     @classmethod
     def without_store(cls, ms: TimeSeriesShard, ingest_log: Log) -> LogApplier:
@@ -58,19 +59,35 @@ class LogApplier:
             total += len(data)
             self._offsets.append(off)
             self._totals.append(total)
+        pending: list[SampleBatch] = []  # records past every checkpoint: one ingest for all
         for off, data in records:
             try:
                 batch = SampleBatch.from_bytes(data)
             except BadInputError:
+                self._ingest(pending)
                 self.malformed += 1
                 log.warning(
                     "skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off
                 )
                 self.ms.ingest(SampleBatch.empty(), off)  # the offset moves on
+                self.offset = off
+                continue
+            if off <= self.covered:  # recovery: some groups' samples are in the store
+                self._ingest(pending)
+                self.ms.ingest(batch, off, self.checkpoints)
+                self.offset = off
             else:
-                flushed = self.checkpoints if off <= self.covered else None
-                self.ms.ingest(batch, off, flushed)
-            self.offset = off
+                pending.append(batch)
+                self._pending_offset = off
+        self._ingest(pending)
+
+    def _ingest(self, pending: list[SampleBatch]) -> None:
+        """Ingest the records gathered since the last call as one batch (a record's fixed
+        costs, paid once: with many shards a body makes many small records)."""
+        if pending:
+            self.ms.ingest(concat_batches(pending), self._pending_offset)
+            self.offset = self._pending_offset
+            pending.clear()
 
     def log_bytes_after(self, offset: int) -> int:
         """Bytes of the records applied past ``offset`` (the shard's lowest checkpoint: what

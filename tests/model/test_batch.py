@@ -53,7 +53,16 @@ def test_concat_reinterns_series() -> None:
     x = SampleBatch([a, b2], [0, 1], [1, 2], [1.0, 2.0])
     y = SampleBatch([b2], [0], [3], [3.0])
     z = concat_batches([x, y])
-    assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 1]
+    assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 1] and z.keys is None
+
+
+def test_concat_of_records_keeps_each_series_key() -> None:
+    s = [make_labels({"__name__": "m", "i": str(i)}) for i in range(5)]
+    recs = [SampleBatch([s[2], s[0]], [0, 1], [1, 2], [1.0, 2.0]),
+            SampleBatch([s[0], s[4], s[4], s[1]], [0, 1, 2, 3], [3, 4, 5, 6], [3.0, 4, 5, 6])]  # fmt: skip
+    z = concat_batches([SampleBatch.from_bytes(r.to_bytes()) for r in recs])
+    assert z.series == [s[2], s[0], s[4], s[1]] and z.sidx.tolist() == [0, 1, 1, 2, 2, 3]
+    assert z.keys is not None and (z.keys == SampleBatch(z.series, [], [], []).series_keys()).all()
 
 
 @pytest.mark.parametrize("data", [b"", b"\x05\x00\x00\x00abc", b"\x01\x00\x00\x00\xc1"])
