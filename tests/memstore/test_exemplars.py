@@ -115,3 +115,18 @@ def test_a_malformed_exemplar_section_is_a_malformed_record() -> None:
         h = msgpack.packb({**header, "x": bad})
         with pytest.raises(BadInputError):
             SampleBatch.from_bytes(len(h).to_bytes(4, "little") + h + rec[4 + hlen :])
+
+
+def test_concatenated_records_keep_their_exemplars() -> None:
+    """The applier ingests the records of one read as one batch: exemplars follow their series."""
+    from filodb.model.batch import concat_batches
+
+    a = SampleBatch.from_bytes(_batch().to_bytes())
+    other = [make_labels({"__name__": "other"}), SERIES[3]]
+    b = SampleBatch(other, np.array([0, 1]), np.array([5000, 5000]), np.ones(2),
+                    exemplars=Exemplars(np.array([1, 0]), np.array([5000, 5000]), np.ones(2),
+                                        [(("trace_id", "d"),), (("trace_id", "e"),)]))  # fmt: skip
+    both = concat_batches([a, SampleBatch.from_bytes(b.to_bytes())])
+    assert _triples(both) == [*_triples(a), (SERIES[3], 5000, 1.0, (("trace_id", "d"),)),
+                              (other[0], 5000, 1.0, (("trace_id", "e"),))]  # fmt: skip
+    assert both.keys is not None and len(both.keys) == len(both.series) == 6
