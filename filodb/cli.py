@@ -45,6 +45,10 @@ _OPTS = {
         "--graphite-port", type=int, default=None,
         help="Graphite plaintext TCP port (default 2003; 0: off)",
     ),
+    "max_exemplars": click.option(
+        "--max-exemplars", type=int, default=None,
+        help="exemplars kept in memory per dataset, split across its shards (default 100000; 0: none)",
+    ),
     "rules": click.option(
         "--rules", "rule_files", multiple=True, default=None,
         help="Prometheus rule files to evaluate (a glob; repeatable)",
@@ -138,6 +142,7 @@ def main() -> None:
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
+@_OPTS["max_exemplars"]
 @_limit_defaults
 @_OPTS["rules"]
 @_OPTS["alertmanager_url"]
@@ -196,6 +201,7 @@ def _say(msg: str) -> None:
 
 @main.command()
 @click.option("--node", default=None, help="node name (default node-<pid>)")
+@_OPTS["max_exemplars"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:

@@ -53,6 +53,7 @@ from filodb.memstore.chunks import (
     trim_chunk,
     write_order,
 )
+from filodb.memstore.exemplars import ExemplarRing
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
@@ -113,9 +114,10 @@ class TimeSeriesShard:
     def __init__(
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
-        page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0,
+        page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
     ) -> None:  # fmt: skip
         self.dataset = dataset
+        self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
         self.shard = shard
         self.max_chunk_samples = max(2, int(max_chunk_samples))
         # a flush writes a series' consecutive unflushed chunks as one, up to this many rows
@@ -274,9 +276,14 @@ class TimeSeriesShard:
         with self._lock:
             if offset is not None:
                 self.offset = max(self.offset, int(offset))
-            if len(batch) == 0:
+            ex = batch.exemplars
+            if len(batch) == 0 and (ex is None or not self.exemplars.capacity):
                 return IngestStats()
             ids, new = self._resolve(batch)
+            if ex is not None:  # replayed records add theirs again (the ring starts empty)
+                self.exemplars.add(ids[ex.sidx], ex.ts, ex.vals, ex.labels)
+            if len(batch) == 0:
+                return IngestStats(0, 0, new, 0)
             sid, ts, vals = ids[batch.sidx], batch.ts, batch.vals
             skipped = 0
             if flushed and offset is not None:
@@ -548,6 +555,7 @@ class TimeSeriesShard:
             self._chunks = [self._chunks[i] for i in idx]
             self._ids = dict(zip(self._labels, range(len(idx)), strict=True))
             self._head.keep_series(keep)
+            self.exemplars.keep_series(keep)
             for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
                          "_group", "_touched", "_pk_saved"):  # fmt: skip
                 setattr(self, name, getattr(self, name)[keep])
@@ -674,6 +682,21 @@ class TimeSeriesShard:
             labels = self._labels
             return [labels[s] for s in ids.tolist()]
 
+    def query_exemplars(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+                        ) -> list[tuple[Labels, np.ndarray, np.ndarray, list[Labels]]]:  # fmt: skip
+        """Per matching series with exemplars in the range: its labels, and their timestamps,
+        values and label sets (oldest first)."""
+        with self._lock:
+            ids = self._index.match(matchers)
+            sid, ts, vals, labels = self.exemplars.select(ids, start_ms, end_ms)
+            if len(sid) == 0:
+                return []
+            starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+            ends = np.r_[starts[1:], len(sid)]
+            return [(self._labels[s], ts[a:b], vals[a:b], labels[a:b])
+                    for s, a, b in zip(sid[starts].tolist(), starts.tolist(), ends.tolist(),
+                                       strict=True)]  # fmt: skip
+
     def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
         """Label names of the matching series in the range, from the index (no series walk)."""
         with self._lock:
@@ -727,6 +750,9 @@ class TimeSeriesShard:
                     (self.last_flush.get(g, 0.0) for g in range(self.num_groups)), default=0.0
                 ),  # fmt: skip
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
+                "exemplars": len(self.exemplars),
+                "exemplars_appended": self.exemplars.added,
+                "exemplars_dropped": self.exemplars.dropped,
             }
 
 

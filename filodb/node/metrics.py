@@ -50,6 +50,12 @@ _SHARD_STATS = (
      "Chunks paged in from the column store for queries"),
     ("last_flush", "filodb_worker_last_flush_timestamp_seconds", "gauge",
      "Unix time of the shard's last flush (0: never)"),
+    ("exemplars", "filodb_worker_exemplars_in_storage", "gauge",
+     "Exemplars held in the shard's exemplar ring"),
+    ("exemplars_appended", "filodb_worker_exemplars_appended", "counter",
+     "Exemplars the shard's ring accepted"),
+    ("exemplars_dropped", "filodb_worker_exemplars_dropped", "counter",
+     "Exemplars dropped: not newer than their series' newest (duplicates, out of order)"),
 )  # fmt: skip
 
 

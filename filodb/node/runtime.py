@@ -80,6 +80,7 @@ class NodeRuntime:
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
+        self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._retention_due = 0.0
         self._retention_last = 0.0
         self._retention_shards: set[Key] = set()
@@ -205,24 +206,33 @@ class NodeRuntime:
 
     def schedule_flushes(self, now: float | None = None) -> None:
         """Flush the next group of each Active shard, staggered so every group
-        is flushed once per ``flush_interval``."""
+        is flushed once per ``flush_interval``; and, sooner, the group with the lowest
+        checkpoint of a shard whose unflushed log holds more than ``flush_log_mb``."""
         now = self.clock() if now is None else now
         groups = max(1, self.cfg.flush_groups)
         step = self.cfg.flush_interval / groups
+        limit = self.cfg.flush_log_mb << 20
         for key, ing in list(self.ingesters.items()):
             if not ing.active:
                 continue
             due, group = self._flush_due.setdefault(key, (now + step, 0))
             if now >= due:
                 self._flush_due[key] = (now + step, (group + 1) % groups)
-                if self._send_flush is not None:
-                    self._send_flush(key[0], key[1], group)
-                else:
-                    self.flush(key[0], key[1], group)
+            else:
+                g = None if key in self._log_flushing else ing.log_flush_group(limit)
+                if g is None:
+                    continue
+                group = g
+                self._log_flushing.add(key)  # until that flush is over: no second one
+            if self._send_flush is not None:
+                self._send_flush(key[0], key[1], group)
+            else:
+                self.flush(key[0], key[1], group)
 
     def flush(self, dataset: str, shard: int, group: int) -> None:
         ing = self.ingesters.get((dataset, shard))
         if ing is None:
+            self._log_flushing.discard((dataset, shard))
             return
         t0 = time.monotonic()
         try:
@@ -230,6 +240,8 @@ class NodeRuntime:
         except Exception:  # the next flush of the group retries; the log still holds the data
             log.exception("flush of %s/%s group %s failed", dataset, shard, group)
             return
+        finally:
+            self._log_flushing.discard((dataset, shard))
         if done is not None:
             observe_flush(dataset, shard, time.monotonic() - t0)
         if done:
@@ -342,7 +354,8 @@ class NodeRuntime:
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
                                 stores=self.stores, cfg=self.cfg,
                                 reader=self.reader, recovery=self._recovery,
-                                prepare=lambda: self._prepare_dataset(desc))  # fmt: skip
+                                prepare=lambda: self._prepare_dataset(desc),
+                                num_shards=desc.shards)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
