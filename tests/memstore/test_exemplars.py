@@ -130,3 +130,26 @@ def test_concatenated_records_keep_their_exemplars() -> None:
     assert _triples(both) == [*_triples(a), (SERIES[3], 5000, 1.0, (("trace_id", "d"),)),
                               (other[0], 5000, 1.0, (("trace_id", "e"),))]  # fmt: skip
     assert both.keys is not None and len(both.keys) == len(both.series) == 6
+
+
+def test_exemplars_follow_their_series_through_a_purge() -> None:
+    """Deleting a series purges it and renumbers the rest: the deleted series' exemplars go,
+    the others stay attached to their own series (not to whichever took their id)."""
+    shard = TimeSeriesShard("ds", 0, max_exemplars=10)
+    shard.ingest(_batch())
+    shard.delete_series([Matcher("i", "=", "0")], -(10**12), 10**12)  # series 0 purged
+    got = shard.query_exemplars([Matcher("__name__", "=", "req_total")], 0, 10**6)
+    assert [(lb, t.tolist(), v.tolist(), ex) for lb, t, v, ex in got] == [
+        (SERIES[1], [1000], [0.5], [TRACE[0]]),
+        (SERIES[3], [2000, 3000], [1.5, 2.5], [TRACE[1], TRACE[2]]),
+    ]
+    shard.delete_series([Matcher("i", "=", "3")], -(10**12), 10**12)
+    got = shard.query_exemplars([Matcher("__name__", "=", "req_total")], 0, 10**6)
+    assert [(lb, t.tolist()) for lb, t, _v, _ex in got] == [(SERIES[1], [1000])]
+    # a newer exemplar of a surviving series is still accepted, an older one still dropped
+    ex = Exemplars(np.array([0, 0]), np.array([500, 4000]), np.array([9.0, 9.5]),
+                   [TRACE[0], TRACE[1]])  # fmt: skip
+    shard.ingest(SampleBatch([SERIES[1]], np.zeros(0, np.int64), np.zeros(0, np.int64),
+                             np.zeros(0), exemplars=ex))  # fmt: skip
+    got = shard.query_exemplars([Matcher("i", "=", "1")], 0, 10**6)
+    assert got[0][1].tolist() == [1000, 4000]
