@@ -47,6 +47,7 @@ class RuleState:
     eval_seconds: float = 0.0
     alerts: dict[Labels, Alert] = field(default_factory=dict)
     returned: set[Labels] = field(default_factory=set)  # series written last time (staleness)
+    returned_dirty: bool = False  # ``returned`` changed since it was last saved to Redis
 
 
 @dataclass
@@ -120,7 +121,8 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
             continue
         now = {lb for lb, _ in samples}
         gone = sorted(rs.returned - now)
-        rs.returned = now
+        if now != rs.returned:
+            rs.returned, rs.returned_dirty = now, True
         all_samples = samples + [(lb, STALE) for lb in gone]
         if all_samples:
             appender.append(to_batch(all_samples, qt))

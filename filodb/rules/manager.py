@@ -97,6 +97,8 @@ class RuleManager:
                 prev, pst = old[g.key], self.states[g.key]
                 kept = {r: rs for r, rs in zip(prev.rules, pst.rules, strict=True)}
                 st.rules = [kept.pop(r, rs) for r, rs in zip(g.rules, st.rules, strict=True)]
+                for rs in st.rules:  # a kept rule's index may have moved: save under the new one
+                    rs.returned_dirty = bool(rs.returned)
             states[g.key] = st
         self.groups, self.states = groups, states
         self.last_slot = {k: v for k, v in self.last_slot.items() if k in states}
@@ -150,6 +152,9 @@ class RuleManager:
         if self.store is not None:
             n = sum(self.store.load_alerts(g, self.states[g.key]) for g in self.groups)
             self.store.forget_alerts(self.groups)
+            for g in self.groups:
+                self.store.load_returned(g, self.states[g.key])
+            self.store.forget_returned(self.groups)
             if n:
                 log.info("restored %d alerts from the last evaluator", n)
         self.last_slot = {g.key: current_slot(g, now_ms) - 1 for g in self.groups}
@@ -169,6 +174,7 @@ class RuleManager:
                 log.warning("rule %s of group %s at %d: %s", r.name, g.name, t, rs.last_error)
         if self.store is not None:
             self.store.save_alerts(g, st)
+            self.store.save_returned(g, st)
         self._publish()
         if self.notifier is not None and to_send:
             exprs = {r.alert: r.expr for r in g.rules if r.alert}

@@ -184,3 +184,47 @@ def test_graceful_stop_releases_the_lease_and_clears_the_status(rules_file: Path
     )
     b.tick()  # the standby takes over at once, no TTL to wait for
     assert b.leader and [g["name"] for g in RuleStateStore(redis_url).groups()] == ["g"]
+
+
+STALE_RULES = """
+groups:
+  - name: s
+    interval: 1m
+    rules:
+      - record: up:positive
+        expr: up > 0
+"""
+
+
+def test_stale_markers_before_and_after_a_failover(tmp_path: Path, redis_url: str) -> None:
+    """A recorded series that vanishes is ended by a stale marker: by the same holder, and by
+    a new holder after a failover (the set of series the rule wrote is saved in Redis)."""
+    f = tmp_path / "stale.yml"
+    f.write_text(STALE_RULES)
+    redis.Redis.from_url(redis_url).delete("filodb:rules:returned")
+    src = MemorySource()
+    clock = Clock(T0)
+    a, _ = manager("a", f, src, redis_url, clock, ttl=0.5)
+    b, _ = manager("b", f, src, redis_url, clock, ttl=0.5)
+    s0 = current_slot(a.groups[0], int(T0 * 1000))
+    ts = np.arange(s0 - 600_000, s0 + 600_000, 15_000, dtype=np.int64)
+    # instance x drops to 0 after s0 + 30 s, instance y after s0 + 90 s
+    for inst, end in (("x", s0 + 30_000), ("y", s0 + 90_000)):
+        src.add((("__name__", "up"), ("instance", inst)), ts, (ts <= end).astype(np.float64))
+    eng = Engine(src)
+
+    def recorded(t_ms: int) -> set[str]:
+        res = eng.instant("up:positive", t_ms)
+        return {dict(lb)["instance"] for lb, _, _ in res.series}
+
+    a.tick()
+    b.tick()
+    assert a.leader and not b.leader and recorded(s0 + 1000) == {"x", "y"}
+    clock.t = (s0 + 60_000) / 1000
+    a.tick()  # x vanished: the holder ends it at once, not 5 minutes later
+    assert recorded(s0 + 61_000) == {"y"}
+    # a dies; b takes over at the next slot, where y has vanished too
+    clock.t = (s0 + 120_000) / 1000
+    wait_for(lambda: b.tick() is not None and b.leader, 5, "b takes the rules lease over")
+    assert b.states[b.groups[0].key].last_eval_ms == s0 + 120_000
+    assert recorded(s0 + 121_000) == set()  # without b's stale marker y would still show
