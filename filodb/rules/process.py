@@ -21,10 +21,13 @@ from filodb.gateway.router import IngestRouter
 from filodb.ingest import log_from_config
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels, valid_label_name
+from filodb.model.source import SeriesSource
 from filodb.query import ast
 from filodb.query.distributed import DistributedEngine
+from filodb.query.engine import Engine
 from filodb.query.result import Result
 from filodb.rules.files import load_files
+from filodb.rules.fresh import OverlaySource
 from filodb.rules.manager import RuleManager
 from filodb.rules.notifier import Notifier
 from filodb.rules.state import LEASE_KEY, RuleStateStore
@@ -38,19 +41,27 @@ log = logging.getLogger(__name__)
 
 
 class ClusterQuerier:
-    """Instant queries through the distributed engine over the dataset's shards."""
+    """Instant queries through the distributed engine over the dataset's shards; with
+    ``fresh`` samples laid over (:mod:`filodb.rules.fresh`), through the plain engine over the
+    shards' raw series and those."""
 
-    def __init__(self, cfg: Config, router: IngestRouter, client: ShardClient) -> None:
-        self.cfg, self.router, self.client = cfg, router, client
+    def __init__(self, cfg: Config, router: IngestRouter, client: ShardClient,
+                 fresh: SeriesSource | None = None) -> None:  # fmt: skip
+        self.cfg, self.router, self.client, self.fresh = cfg, router, client, fresh
 
     def instant(self, expr: str | ast.Expr, t_ms: int) -> Result:
-        desc = self.router.dataset(self.cfg.dataset)
-        source = ClusterSource(self.client, self.cfg.dataset, desc.shards, desc.spread_rule,
-                               self.cfg.query_timeout)  # fmt: skip
-        eng = DistributedEngine(source, lookback_ms=self.cfg.lookback_ms,
-                                max_samples=self.cfg.max_samples, timeout_s=self.cfg.query_timeout,
-                                max_series=self.cfg.max_series)  # fmt: skip
-        return eng.instant(expr, t_ms)
+        cfg = self.cfg
+        desc = self.router.dataset(cfg.dataset)
+        source = ClusterSource(self.client, cfg.dataset, desc.shards, desc.spread_rule,
+                               cfg.query_timeout)  # fmt: skip
+        limits: dict[str, Any] = dict(lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples,
+                                      timeout_s=cfg.query_timeout, max_series=cfg.max_series)  # fmt: skip
+        if self.fresh is not None:
+            return Engine(OverlaySource(source, self.fresh), **limits).instant(expr, t_ms)
+        return DistributedEngine(source, **limits).instant(expr, t_ms)
+
+    def overlaid(self, fresh: SeriesSource) -> ClusterQuerier:
+        return ClusterQuerier(self.cfg, self.router, self.client, fresh)
 
 
 class _Counts:
