@@ -58,6 +58,7 @@ class RuleState:
     alerts: dict[Labels, Alert] = field(default_factory=dict)
     returned: set[Labels] = field(default_factory=set)  # series written last time (staleness)
     returned_dirty: bool = False  # ``returned`` changed since it was last saved to Redis
+    restoring: bool = False  # ``for`` state to restore from ALERTS_FOR_STATE (rules.restore)
 
 
 @dataclass
@@ -131,6 +132,9 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
             rs.health, rs.last_error = "ok", ""
         except FiloError as e:
             rs.health, rs.last_error = "err", str(e)
+            rs.eval_seconds = clock() - t0
+            continue
+        if rs.restoring:  # no ALERTS samples until its for state is restored (Prometheus)
             rs.eval_seconds = clock() - t0
             continue
         now = {lb for lb, _ in samples}

@@ -3,8 +3,9 @@
 :class:`RuleManager` is driven by :meth:`~RuleManager.tick` (the process calls it in a loop;
 tests call it with an injected clock). Each tick renews the rules lease (``filodb:rules:lease``,
 a :class:`~filodb.shards.nodes.Lease`): only its holder evaluates. A process that takes the
-lease reloads its files, restores the alerts the last holder saved in Redis and evaluates from
-the current slot on. A group is evaluated at its slots ``k × interval + offset``, the offset
+lease reloads its files, restores the alerts the last holder saved in Redis (those of a rule
+Redis holds nothing of from ``ALERTS_FOR_STATE``, :mod:`filodb.rules.restore`) and evaluates
+from the current slot on. A group is evaluated at its slots ``k × interval + offset``, the offset
 a hash of the group's file and name (as Prometheus spreads groups over their interval; a hash of
 our own, so the offsets differ from Prometheus's); slots missed (a long evaluation, a failover)
 are skipped, the latest one is evaluated. After each group the holder publishes the state
@@ -33,6 +34,7 @@ from filodb.rules.alerting import TemplateContext
 from filodb.rules.files import RuleGroup, load_files
 from filodb.rules.group import Appender, GroupState, Querier, evaluate_group
 from filodb.rules.notifier import Notifier, am_alert
+from filodb.rules.restore import restore_for_state
 from filodb.rules.state import RuleStateStore, group_json
 from filodb.shards.nodes import Lease
 
@@ -54,13 +56,15 @@ class RuleManager:
                  store: RuleStateStore | None = None, lease: Lease | None = None,
                  notifier: Notifier | None = None, external_labels: Labels = (),
                  external_url: str = "", name: str = "",
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.time, for_grace_ms: int = 600_000,
+                 outage_tolerance_ms: int = 3_600_000) -> None:  # fmt: skip
         self.patterns = list(patterns)
         self.querier, self.appender = querier, appender
         self.store, self.lease, self.notifier = store, lease, notifier
         self.ctx = TemplateContext(external_labels, external_url)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = clock
+        self.for_grace_ms, self.outage_tolerance_ms = for_grace_ms, outage_tolerance_ms
         self.groups: list[RuleGroup] = []
         self.states: dict[str, GroupState] = {}
         self.last_slot: dict[str, int] = {}
@@ -169,6 +173,8 @@ class RuleManager:
     def _evaluate(self, g: RuleGroup, t: int) -> None:
         st = self.states[g.key]
         to_send = evaluate_group(g, t, self.querier, self.appender, st, self.ctx)
+        if any(rs.restoring for rs in st.rules):
+            self._restore(g, st, t)
         for r, rs in zip(g.rules, st.rules, strict=True):
             if rs.health == "err":
                 log.warning("rule %s of group %s at %d: %s", r.name, g.name, t, rs.last_error)
@@ -181,6 +187,21 @@ class RuleManager:
             self.notifier.send([am_alert(a, exprs.get(dict(a.labels).get("alertname", ""), ""),
                                          g.interval_ms, t, self.ctx.external_labels,
                                          self.ctx.external_url) for a in to_send])  # fmt: skip
+
+    def _restore(self, g: RuleGroup, st: GroupState, t: int) -> None:
+        source = getattr(self.querier, "source", None)
+        for r, rs in zip(g.rules, st.rules, strict=True):
+            if not rs.restoring:
+                continue
+            if source is None:
+                rs.restoring = False
+                continue
+            try:
+                restore_for_state(r, rs, t - g.query_offset_ms, source, self.for_grace_ms,
+                                  self.outage_tolerance_ms)  # fmt: skip
+            except FiloError as e:
+                rs.restoring = False
+                log.warning("alert %s: restoring its for state failed: %s", r.alert, e)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

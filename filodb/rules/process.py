@@ -49,11 +49,16 @@ class ClusterQuerier:
                  fresh: SeriesSource | None = None) -> None:  # fmt: skip
         self.cfg, self.router, self.client, self.fresh = cfg, router, client, fresh
 
+    @property
+    def source(self) -> ClusterSource:
+        """The dataset's raw series across its shards (as the shard map is now)."""
+        desc = self.router.dataset(self.cfg.dataset)
+        return ClusterSource(self.client, self.cfg.dataset, desc.shards, desc.spread_rule,
+                             self.cfg.query_timeout)  # fmt: skip
+
     def instant(self, expr: str | ast.Expr, t_ms: int) -> Result:
         cfg = self.cfg
-        desc = self.router.dataset(cfg.dataset)
-        source = ClusterSource(self.client, cfg.dataset, desc.shards, desc.spread_rule,
-                               cfg.query_timeout)  # fmt: skip
+        source = self.source
         limits: dict[str, Any] = dict(lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples,
                                       timeout_s=cfg.query_timeout, max_series=cfg.max_series)  # fmt: skip
         if self.fresh is not None:
@@ -111,7 +116,9 @@ def build_manager(cfg: Config, name: str = "") -> RuleManager:
                        lease=Lease(store.r, LEASE_KEY, cfg.heartbeat_ttl),
                        notifier=Notifier(cfg.alertmanager_urls),
                        external_labels=parse_external_labels(cfg.external_labels),
-                       external_url=cfg.external_url, name=name or cfg.node)  # fmt: skip
+                       external_url=cfg.external_url, name=name or cfg.node,
+                       for_grace_ms=int(cfg.rules_for_grace_period * 1000),
+                       outage_tolerance_ms=int(cfg.rules_for_outage_tolerance * 1000))  # fmt: skip
 
 
 def run(cfg: Config, echo: Any = print) -> int:

@@ -117,7 +117,8 @@ class RuleStateStore:
             self.r.hset(ALERTS_KEY, mapping=fields)  # type: ignore[arg-type]
 
     def load_alerts(self, g: RuleGroup, st: GroupState) -> int:
-        """Fill ``st``'s alerts from Redis; returns how many were restored."""
+        """Fill ``st``'s alerts from Redis; returns how many were restored. A rule Redis holds
+        nothing of is marked to restore its ``for`` state from ``ALERTS_FOR_STATE``."""
         keys = [(_rule_field(g, i, r), rs) for i, (r, rs)
                 in enumerate(zip(g.rules, st.rules, strict=True)) if r.alert]  # fmt: skip
         if not keys:
@@ -128,6 +129,8 @@ class RuleStateStore:
                 alerts = [Alert.from_json(d) for d in orjson.loads(raw)]
                 rs.alerts = {a.labels: a for a in alerts}
                 n += len(alerts)
+            else:  # Redis holds nothing of it: restore from ALERTS_FOR_STATE (rules.restore)
+                rs.restoring = True
         return n
 
     def forget_alerts(self, keep: list[RuleGroup]) -> None:

@@ -95,8 +95,10 @@ def test_groups_are_evaluated_at_their_slots(
     slots = sorted(set(evals))
     first, last = current_slot(g, int(T0 * 1000)), current_slot(g, int(clock.t * 1000))
     assert slots == list(range(first, last + 1, 60_000))
-    # each slot once: one batch per rule with output per slot (recording + ALERTS)
-    assert len(sink.batches) == 2 * len(slots)
+    # each slot once: one batch per rule with output per slot (recording + ALERTS), but for the
+    # first: the alerting rule, with no state in Redis, writes no ALERTS until its for state is
+    # restored from ALERTS_FOR_STATE (as Prometheus at start)
+    assert len(sink.batches) == 2 * len(slots) - 1
     rec = [b for b in sink.batches if b.series[0][0] == ("__name__", "job:up:sum")]
     assert [int(b.ts[0]) for b in rec] == slots and rec[0].vals.tolist() == [1.0]
 
@@ -228,3 +230,66 @@ def test_stale_markers_before_and_after_a_failover(tmp_path: Path, redis_url: st
     wait_for(lambda: b.tick() is not None and b.leader, 5, "b takes the rules lease over")
     assert b.states[b.groups[0].key].last_eval_ms == s0 + 120_000
     assert recorded(s0 + 121_000) == set()  # without b's stale marker y would still show
+
+
+RESTORE_RULES = """
+groups:
+  - name: r
+    interval: 1m
+    rules:
+      - alert: Down30
+        expr: up == 0
+        for: 30m
+      - alert: Down12
+        expr: up == 0
+        for: 12m
+      - alert: Down5
+        expr: up == 0
+        for: 5m
+"""
+
+
+def test_for_state_restored_from_alerts_for_state_when_redis_lost_it(
+    tmp_path: Path, source: MemorySource, redis_url: str
+) -> None:
+    """Redis restarted empty: the new evaluator restores each alert's activeAt from the
+    ALERTS_FOR_STATE series the last one wrote, as Prometheus does at start (grace period
+    10 m, outage tolerance 1 h)."""
+    f = tmp_path / "restore.yml"
+    f.write_text(RESTORE_RULES)
+    r = redis.Redis.from_url(redis_url)
+    r.delete("filodb:rules:alerts", LEASE_KEY)
+    clock = Clock(T0)
+    a, sink_a = manager("a", f, source, redis_url, clock)
+    g = a.groups[0]
+    s0 = current_slot(g, int(T0 * 1000))
+    for k in range(5):  # a evaluates s0 … s0 + 4 m
+        clock.t = (s0 + k * 60_000) / 1000
+        a.tick()
+    # no ALERTS at a's first evaluation (nothing to restore from yet), then every minute
+    assert min(int(b.ts[0]) for b in sink_a.batches) == s0 + 60_000
+    assert {a_.active_at for rs in a.states[g.key].rules for a_ in rs.alerts.values()} == {s0}
+    # a dies and Redis comes back empty; b takes over at s0 + 5 m
+    r.delete("filodb:rules:alerts", LEASE_KEY)
+    b, sink_b = manager("b", f, source, redis_url, clock)
+    clock.t = (s0 + 300_000) / 1000
+    b.tick()
+    assert b.leader and sink_b.batches == []  # nothing written until restored
+    S, tb = s0 // 1000, (s0 + 300_000) // 1000
+    down = (s0 + 240_000) // 1000
+    active = {rs_alerts.alert: next(iter(rs.alerts.values())).active_at
+              for rs_alerts, rs in zip(g.rules, b.states[g.key].rules, strict=True)}  # fmt: skip
+    assert active == {
+        "Down30": (S + (tb - down)) * 1000,  # 26 m left > grace: the outage is added
+        "Down12": (tb + 600 - 720) * 1000,  # 8 m left < grace: fires a grace period from now
+        "Down5": s0 + 300_000,  # for < grace: not restored, waits its 5 m
+    }
+    clock.t = (s0 + 360_000) / 1000
+    b.tick()
+    got = {(dict(lb)["alertname"], float(v)) for bt in sink_b.batches
+           for lb, v in zip(bt.series, bt.vals, strict=True) if lb[0][1] == "ALERTS_FOR_STATE"}  # fmt: skip
+    assert got == {
+        ("Down30", S + tb - down),
+        ("Down12", tb - 120.0),
+        ("Down5", (s0 + 300_000) / 1000),
+    }
