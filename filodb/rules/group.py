@@ -66,6 +66,7 @@ class GroupState:
     rules: list[RuleState]
     last_eval_ms: int = 0
     eval_seconds: float = 0.0
+    last_samples: int = 0  # samples the last evaluation wrote (stale markers included)
 
     @classmethod
     def new(cls, group: RuleGroup) -> GroupState:
@@ -111,6 +112,7 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
     start = clock()
     to_send: list[Alert] = []
     fresh = FreshSamples()
+    written = 0
     for rule, rs in zip(group.rules, state.rules, strict=True):
         t0 = clock()
         rs.last_eval_ms = t
@@ -144,10 +146,11 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
         all_samples = samples + [(lb, STALE) for lb in gone]
         if all_samples:
             batch = to_batch(all_samples, qt)
+            written += len(all_samples)
             appender.append(batch)
             fresh.append({rule.record} if rule.record else _ALERT_NAMES, batch)
         rs.eval_seconds = clock() - t0
-    state.last_eval_ms = t
+    state.last_eval_ms, state.last_samples = t, written
     state.eval_seconds = clock() - start
     return to_send
 

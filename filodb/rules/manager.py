@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import xxhash
@@ -39,6 +40,23 @@ from filodb.rules.state import RuleStateStore, group_json
 from filodb.shards.nodes import Lease
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class GroupCounters:
+    """Prometheus's per-group rule metrics (``prometheus_rule_*``), kept across reloads."""
+
+    iterations: int = 0
+    missed: int = 0
+    evaluations: int = 0
+    failures: int = 0
+    last_samples: int = 0
+
+    def count(self, st: GroupState) -> None:
+        self.iterations += 1
+        self.evaluations += len(st.rules)
+        self.failures += sum(rs.health == "err" for rs in st.rules)
+        self.last_samples = st.last_samples
 
 
 def group_offset_ms(g: RuleGroup) -> int:
@@ -68,6 +86,7 @@ class RuleManager:
         self.groups: list[RuleGroup] = []
         self.states: dict[str, GroupState] = {}
         self.last_slot: dict[str, int] = {}
+        self.counters: dict[str, GroupCounters] = {}  # by group key: what /metrics shows
         self.leader = False
         self.reload_wanted = threading.Event()
         self.last_reload_error = ""
@@ -106,6 +125,7 @@ class RuleManager:
             states[g.key] = st
         self.groups, self.states = groups, states
         self.last_slot = {k: v for k, v in self.last_slot.items() if k in states}
+        self.counters = {g.key: self.counters.get(g.key) or GroupCounters() for g in groups}
         self._publish()
 
     def _publish(self) -> None:
@@ -137,6 +157,9 @@ class RuleManager:
                     log.warning("%s lost the rules lease while evaluating", self.name)
                     self.leader = False
                     return self._cap(1.0)
+                prev = self.last_slot.get(g.key, -1)
+                if prev >= 0 and slot - prev > g.interval_ms:  # a long evaluation, a pause
+                    self.counters[g.key].missed += (slot - prev) // g.interval_ms - 1
                 self.last_slot[g.key] = slot
                 self._evaluate(g, slot)
         if not self.groups:
@@ -175,6 +198,7 @@ class RuleManager:
         to_send = evaluate_group(g, t, self.querier, self.appender, st, self.ctx)
         if any(rs.restoring for rs in st.rules):
             self._restore(g, st, t)
+        self.counters[g.key].count(st)
         for r, rs in zip(g.rules, st.rules, strict=True):
             if rs.health == "err":
                 log.warning("rule %s of group %s at %d: %s", r.name, g.name, t, rs.last_error)

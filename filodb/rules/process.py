@@ -29,6 +29,8 @@ from filodb.query.result import Result
 from filodb.rules.files import load_files
 from filodb.rules.fresh import OverlaySource
 from filodb.rules.manager import RuleManager
+from filodb.rules.metrics import METRICS_KEY
+from filodb.rules.metrics import serve as serve_metrics
 from filodb.rules.notifier import Notifier
 from filodb.rules.state import LEASE_KEY, RuleStateStore
 from filodb.shards.local_map import LocalShardMap
@@ -126,13 +128,23 @@ def run(cfg: Config, echo: Any = print) -> int:
     load_files(cfg.rule_files)  # a bad file at start is an error (exit 2), before any connection
     mgr = build_manager(cfg)
     mgr.load()
+    metrics = serve_metrics(mgr, cfg.host, cfg.rules_metrics_port)
+    where = "off"
+    if metrics is not None and mgr.store is not None:
+        where = f"http://{cfg.host}:{metrics.port}/metrics"
+        mgr.store.r.hset(METRICS_KEY, mgr.name, f"{cfg.host}:{metrics.port}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: mgr.reload_wanted.set())
     echo(f"FiloDB rules {mgr.name}: {len(mgr.groups)} groups from {', '.join(cfg.rule_files)}; "
-         f"dataset {cfg.dataset}; alertmanagers: {', '.join(cfg.alertmanager_urls) or 'none'}")  # fmt: skip
+         f"dataset {cfg.dataset}; alertmanagers: {', '.join(cfg.alertmanager_urls) or 'none'}; "
+         f"metrics: {where}")  # fmt: skip
     mgr.run(stop)
     if mgr.notifier is not None:
         mgr.notifier.close()
+    if metrics is not None:
+        metrics.close()
+        if mgr.store is not None:
+            mgr.store.r.hdel(METRICS_KEY, mgr.name)
     return 0
