@@ -59,6 +59,7 @@ class RuleState:
     returned: set[Labels] = field(default_factory=set)  # series written last time (staleness)
     returned_dirty: bool = False  # ``returned`` changed since it was last saved to Redis
     restoring: bool = False  # ``for`` state to restore from ALERTS_FOR_STATE (rules.restore)
+    expansions: dict[Any, tuple[Labels, Labels]] = field(default_factory=dict)  # templates
 
 
 @dataclass
@@ -128,7 +129,7 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
                         f"exceeded limit of {group.limit} with {len(samples)} series"
                     )
             else:
-                out = evaluate_alerts(rule, series, t, rs.alerts, tctx, group.limit)
+                out = evaluate_alerts(rule, series, t, rs.alerts, tctx, group.limit, rs.expansions)
                 samples = out.samples
                 to_send.extend(out.to_send)
             rs.health, rs.last_error = "ok", ""
