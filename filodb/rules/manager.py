@@ -75,9 +75,14 @@ class RuleManager:
                  notifier: Notifier | None = None, external_labels: Labels = (),
                  external_url: str = "", name: str = "",
                  clock: Callable[[], float] = time.time, for_grace_ms: int = 600_000,
-                 outage_tolerance_ms: int = 3_600_000) -> None:  # fmt: skip
+                 outage_tolerance_ms: int = 3_600_000,
+                 for_dataset: Callable[[str], tuple[Querier, Appender]] | None = None
+                 ) -> None:  # fmt: skip
         self.patterns = list(patterns)
         self.querier, self.appender = querier, appender
+        # a group named for a dataset (``<dataset>=<glob>``) reads and writes through these
+        self.for_dataset = for_dataset
+        self._by_dataset: dict[str, tuple[Querier, Appender]] = {}
         self.store, self.lease, self.notifier = store, lease, notifier
         self.ctx = TemplateContext(external_labels, external_url)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -195,7 +200,8 @@ class RuleManager:
 
     def _evaluate(self, g: RuleGroup, t: int) -> None:
         st = self.states[g.key]
-        to_send = evaluate_group(g, t, self.querier, self.appender, st, self.ctx)
+        querier, appender = self._io(g.dataset)
+        to_send = evaluate_group(g, t, querier, appender, st, self.ctx)
         if any(rs.restoring for rs in st.rules):
             self._restore(g, st, t)
         self.counters[g.key].count(st)
@@ -212,8 +218,15 @@ class RuleManager:
                                          g.interval_ms, t, self.ctx.external_labels,
                                          self.ctx.external_url) for a in to_send])  # fmt: skip
 
+    def _io(self, dataset: str) -> tuple[Querier, Appender]:
+        if not dataset or self.for_dataset is None:
+            return self.querier, self.appender
+        if dataset not in self._by_dataset:
+            self._by_dataset[dataset] = self.for_dataset(dataset)
+        return self._by_dataset[dataset]
+
     def _restore(self, g: RuleGroup, st: GroupState, t: int) -> None:
-        source = getattr(self.querier, "source", None)
+        source = getattr(self._io(g.dataset)[0], "source", None)
         for r, rs in zip(g.rules, st.rules, strict=True):
             if not rs.restoring:
                 continue

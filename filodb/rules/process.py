@@ -113,6 +113,10 @@ def build_manager(cfg: Config, name: str = "") -> RuleManager:
     client = ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map))
     door = IngestDoor("rules", router, MetadataStore(cfg.redis_url), _Counts())
     store = RuleStateStore(cfg.redis_url)
+
+    def for_dataset(ds: str) -> tuple[ClusterQuerier, DoorAppender]:
+        return ClusterQuerier(cfg.replace(dataset=ds), router, client), DoorAppender(door, ds)
+
     return RuleManager(cfg.rule_files, ClusterQuerier(cfg, router, client),
                        DoorAppender(door, cfg.dataset), store=store,
                        lease=Lease(store.r, LEASE_KEY, cfg.heartbeat_ttl),
@@ -120,7 +124,8 @@ def build_manager(cfg: Config, name: str = "") -> RuleManager:
                        external_labels=parse_external_labels(cfg.external_labels),
                        external_url=cfg.external_url, name=name or cfg.node,
                        for_grace_ms=int(cfg.rules_for_grace_period * 1000),
-                       outage_tolerance_ms=int(cfg.rules_for_outage_tolerance * 1000))  # fmt: skip
+                       outage_tolerance_ms=int(cfg.rules_for_outage_tolerance * 1000),
+                       for_dataset=for_dataset)  # fmt: skip
 
 
 def run(cfg: Config, echo: Any = print) -> int:

@@ -293,3 +293,38 @@ def test_for_state_restored_from_alerts_for_state_when_redis_lost_it(
         ("Down12", tb - 120.0),
         ("Down5", (s0 + 300_000) / 1000),
     }
+
+
+def test_rule_files_named_for_a_dataset_read_and_write_it(
+    rules_file: Path, source: MemorySource, redis_url: str
+) -> None:
+    """``<dataset>=<glob>``: the group evaluates against that dataset and writes there; a
+    plain glob keeps the default dataset. The same file for two datasets is two groups."""
+    other = MemorySource()
+    ts = np.arange(int(T0 - 3600) * 1000, int(T0 + 3600) * 1000, 15_000, dtype=np.int64)
+    for inst in "xyz":
+        other.add((("__name__", "up"), ("instance", inst), ("job", "edge")), ts, np.ones(len(ts)))
+    store = RuleStateStore(redis_url)
+    sink, other_sink = Sink(source), Sink(other)
+    asked: list[str] = []
+
+    def for_dataset(ds: str) -> tuple[Engine, Sink]:
+        asked.append(ds)
+        return Engine(other), other_sink
+
+    mgr = RuleManager([str(rules_file), f"edge={rules_file}"], Engine(source), sink, store=store,
+                      lease=Lease(store.r, LEASE_KEY, 5.0), name="a", clock=Clock(T0),
+                      for_dataset=for_dataset)  # fmt: skip
+    mgr.load()
+    assert [(g.dataset, g.key) for g in mgr.groups] == [("", f"{rules_file};g"),
+                                                        ("edge", f"edge={rules_file};g")]  # fmt: skip
+    mgr.tick()
+    mgr.tick()
+    assert asked == ["edge"]  # one querier and appender per dataset, kept
+
+    def recorded(s: Sink) -> dict[str, float]:
+        return {dict(b.series[0])["job"]: float(b.vals[0]) for b in s.batches
+                if dict(b.series[0])["__name__"] == "job:up:sum"}  # fmt: skip
+
+    assert recorded(sink) == {"api": 1.0} and recorded(other_sink) == {"edge": 3.0}
+    assert Engine(other).instant("job:up:sum", int(T0 * 1000)).series[0][2][-1] == 3.0
