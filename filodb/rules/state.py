@@ -130,7 +130,7 @@ class RuleStateStore:
                 rs.alerts = {a.labels: a for a in alerts}
                 n += len(alerts)
             else:  # Redis holds nothing of it: restore from ALERTS_FOR_STATE (rules.restore)
-                rs.restoring = True
+                rs.alerts, rs.restoring = {}, True
         return n
 
     def forget_alerts(self, keep: list[RuleGroup]) -> None:
@@ -167,9 +167,10 @@ class RuleStateStore:
         if not fields:
             return
         for rs, raw in zip(st.rules, self.r.hmget(RETURNED_KEY, fields), strict=True):
-            if raw:
-                rs.returned = {tuple((k, v) for k, v in lb) for lb in orjson.loads(raw)}
-                rs.returned_dirty = False
+            rs.returned = (
+                {tuple((k, v) for k, v in lb) for lb in orjson.loads(raw)} if raw else set()
+            )
+            rs.returned_dirty = False
 
     def forget_returned(self, keep: list[RuleGroup]) -> None:
         live = {_rule_field(g, i, r) for g in keep for i, r in enumerate(g.rules)}

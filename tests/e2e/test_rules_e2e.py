@@ -27,7 +27,7 @@ import requests
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
-from filodb.rules.state import LEASE_KEY
+from filodb.rules.state import LEASE_KEY, RETURNED_KEY
 from filodb.testing.alertmanager import AlertmanagerServer
 from filodb.testing.cluster import UpProcess
 from filodb.testing.wait import wait_for
@@ -45,6 +45,8 @@ groups:
         labels: {severity: page}
         annotations:
           summary: "{{ $labels.instance }} is down ({{ $value }})"
+      - record: probe:down
+        expr: probe_value == 0
 """
 RW = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
 
@@ -114,7 +116,7 @@ def test_alert_fires_reaches_alertmanager_and_resolves(
     )
     (group,) = rules_api(up.url)["groups"]
     assert group["name"] == "e2e" and group["file"].endswith("e2e.yml") and group["interval"] == 1
-    rec_rule, alert_rule = group["rules"]
+    rec_rule, alert_rule, _ = group["rules"]
     assert rec_rule["type"] == "recording" and rec_rule["health"] == "ok"
     assert alert_rule["type"] == "alerting" and alert_rule["state"] == "firing"
     assert (
@@ -123,7 +125,8 @@ def test_alert_fires_reaches_alertmanager_and_resolves(
     )
     assert not group["lastEvaluation"].startswith("0001") and group["evaluationTime"] >= 0
     assert [r["name"] for g in rules_api(up.url, type="record")["groups"] for r in g["rules"]] == [
-        "job:probe_value:sum"
+        "job:probe_value:sum",
+        "probe:down",
     ]
     assert "alerts" not in rules_api(up.url, exclude_alerts="true")["groups"][0]["rules"][1]
     # resolve: Alertmanager drops it long before the 4 minutes of endsAt a firing alert carries
@@ -132,6 +135,8 @@ def test_alert_fires_reaches_alertmanager_and_resolves(
              60, "alert resolved in Alertmanager", am.log)  # fmt: skip
     wait_for(lambda: requests.get(up.url + "/api/v1/alerts", timeout=10).json()["data"]["alerts"] == [],
              30, "no active alert")  # fmt: skip
+    # the recorded series that vanished ends with a stale marker, not 5 minutes later
+    wait_for(lambda: query(up.url, 'probe:down{instance="db-1"}') == [], 30, "probe:down ended")
 
 
 def test_reload_refuses_bad_file_and_sighup_reloads(
@@ -185,9 +190,16 @@ def test_failover_to_a_second_rules_process(
         holder = _holder(r)
         pid = int(holder.rsplit("-", 1)[1])
         assert pid in (other.pid, *up.pids("rules"))
+        write(up.url, 0.0, instance="db-3")
+        wait_for(lambda: b"db-3" in b"".join(r.hvals(RETURNED_KEY)), 30, "probe:down of db-3 saved")
         os.kill(pid, signal.SIGKILL)
+        # db-3 comes back while no one evaluates: only the new holder can end probe:down{db-3},
+        # from the set of series the old one saved in Redis (else it shows for 5 minutes)
+        write(up.url, 1.0, instance="db-3")
         new = wait_for(lambda: (h := _holder(r)) and h != holder and h, 30, "lease handed over")
         assert new != holder
+        wait_for(lambda: query(up.url, 'probe:down{instance="db-3"}') == [], 30,
+                 "probe:down of db-3 ended by the new holder")  # fmt: skip
 
         def last_eval() -> datetime:
             raw = rules_api(up.url)["groups"][0]["lastEvaluation"]
@@ -200,6 +212,7 @@ def test_failover_to_a_second_rules_process(
         assert after["activeAt"] == active_at and after["state"] == "firing"
     finally:
         write(up.url, 1.0, instance="db-2")
+        write(up.url, 1.0, instance="db-3")
         other.kill()
         other.wait()
 
