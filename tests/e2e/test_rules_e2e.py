@@ -279,3 +279,31 @@ def test_rules_page_in_a_browser(env: tuple[UpProcess, AlertmanagerServer, Path]
         and "pill state-firing" in dom
         and "ui-1 is down (0)" in dom
     )
+
+
+def test_rules_process_metrics_are_discoverable(
+    env: tuple[UpProcess, AlertmanagerServer, Path],
+) -> None:
+    """The rules child of ``filodb up`` records its /metrics address in Redis; it answers
+    under Prometheus's names with the group's iterations and the notifications sent."""
+    from filodb.rules.metrics import METRICS_KEY
+
+    up, _, _ = env
+    redis_url = f"redis://127.0.0.1:{(up.data_dir / 'redis' / 'port').read_text().strip()}"
+    r = redis.Redis.from_url(redis_url)
+    holder = wait_for(lambda: _holder(r), 30, "a rules lease holder")
+    addr = wait_for(lambda: r.hget(METRICS_KEY, holder), 30, "the holder's metrics address")
+
+    def sample(name: str) -> float:
+        for line in requests.get(f"http://{addr.decode()}/metrics", timeout=10).text.splitlines():
+            if line.startswith(name) and ";e2e" in line:
+                return float(line.rsplit(" ", 1)[1])
+        return -1.0
+
+    first = wait_for(lambda: (v := sample("prometheus_rule_group_iterations_total")) > 0 and v,
+                     30, "iterations counted")  # fmt: skip
+    wait_for(lambda: sample("prometheus_rule_group_iterations_total") > first, 30, "counting on")
+    assert sample("prometheus_rule_group_interval_seconds") == 1.0
+    assert sample("prometheus_rule_group_rules") == 3
+    text = requests.get(f"http://{addr.decode()}/metrics", timeout=10).text
+    assert "filodb_rules_leader 1.0" in text and "prometheus_notifications_sent_total{" in text
