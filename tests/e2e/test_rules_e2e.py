@@ -47,6 +47,8 @@ groups:
           summary: "{{ $labels.instance }} is down ({{ $value }})"
       - record: probe:down
         expr: probe_value == 0
+      - record: job:probe_value:sum_doubled
+        expr: job:probe_value:sum * 2
 """
 RW = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
 
@@ -116,7 +118,7 @@ def test_alert_fires_reaches_alertmanager_and_resolves(
     )
     (group,) = rules_api(up.url)["groups"]
     assert group["name"] == "e2e" and group["file"].endswith("e2e.yml") and group["interval"] == 1
-    rec_rule, alert_rule, _ = group["rules"]
+    rec_rule, alert_rule, _, _ = group["rules"]
     assert rec_rule["type"] == "recording" and rec_rule["health"] == "ok"
     assert alert_rule["type"] == "alerting" and alert_rule["state"] == "firing"
     assert (
@@ -127,6 +129,7 @@ def test_alert_fires_reaches_alertmanager_and_resolves(
     assert [r["name"] for g in rules_api(up.url, type="record")["groups"] for r in g["rules"]] == [
         "job:probe_value:sum",
         "probe:down",
+        "job:probe_value:sum_doubled",
     ]
     assert "alerts" not in rules_api(up.url, exclude_alerts="true")["groups"][0]["rules"][1]
     # resolve: Alertmanager drops it long before the 4 minutes of endsAt a firing alert carries
@@ -304,6 +307,38 @@ def test_rules_process_metrics_are_discoverable(
                      30, "iterations counted")  # fmt: skip
     wait_for(lambda: sample("prometheus_rule_group_iterations_total") > first, 30, "counting on")
     assert sample("prometheus_rule_group_interval_seconds") == 1.0
-    assert sample("prometheus_rule_group_rules") == 3
+    assert sample("prometheus_rule_group_rules") == 4
     text = requests.get(f"http://{addr.decode()}/metrics", timeout=10).text
     assert "filodb_rules_leader 1.0" in text and "prometheus_notifications_sent_total{" in text
+
+
+def test_a_later_rule_reads_the_earlier_rules_output_of_the_same_evaluation(
+    env: tuple[UpProcess, AlertmanagerServer, Path],
+) -> None:
+    """``job:probe_value:sum_doubled`` reads ``job:probe_value:sum`` recorded just before it in
+    the same evaluation, through the cluster's overlay path (the plain engine over the shards'
+    raw series with the group's fresh samples laid over): it is healthy and at every
+    evaluation time the two agree exactly, also across the value changes the other tests
+    wrote. The log here often applies before the next rule reads, so that the overlay is what
+    makes the answer fresh is checked deterministically against promtool in
+    ``tests/rules/testdata/chain-test.yml``."""
+    up, _, _ = env
+    write(up.url, 5.0, instance="chain-1")
+    wait_for(lambda: query(up.url, 'probe_value{instance="chain-1"}'), 30, "chain-1 written")
+    end = time.time()
+    wait_for(lambda: query(up.url, "job:probe_value:sum_doubled == 2 * job:probe_value:sum"
+                           " and timestamp(job:probe_value:sum) > %f" % (end + 1)), 30,
+             "an evaluation after the write")  # fmt: skip
+
+    def by_ts(q: str) -> dict[float, float]:
+        r = requests.get(up.url + "/api/v1/query", params={"query": f"{q}[10m]"}, timeout=30)
+        assert r.status_code == 200, r.text
+        ((series,),) = [r.json()["data"]["result"]]
+        return {float(t): float(v) for t, v in series["values"]}
+
+    total, doubled = by_ts("job:probe_value:sum"), by_ts("job:probe_value:sum_doubled")
+    common = sorted(set(total) & set(doubled))
+    assert len(common) >= 5 and len(set(total.values())) >= 2  # the sum changed over the run
+    assert [doubled[t] for t in common] == [2 * total[t] for t in common]
+    (group,) = rules_api(up.url)["groups"]
+    assert group["rules"][3]["health"] == "ok"
