@@ -45,7 +45,8 @@ class FreshSamples:
     def append(self, names: set[str], batch: SampleBatch) -> None:
         self.names |= names
         self.batches.append(batch)
-        self._source = None
+        if self._source is not None:  # already built for an earlier rule: extend it
+            add_batch(self._source, batch)
 
     @property
     def source(self) -> MemorySource:
