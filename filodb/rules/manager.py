@@ -13,7 +13,8 @@ are skipped, the latest one is evaluated. After each group the holder publishes 
 
 A reload (SIGHUP, ``POST /-/reload`` through Redis, a new lease) parses every file first; if one
 is bad the reload is refused with the reason and the old groups keep running. A group whose
-file and name are unchanged keeps the state (alerts, staleness) of each rule that is unchanged.
+file and name are unchanged keeps the state (alerts, staleness) of each rule that is unchanged;
+the series of a rule that is gone get stale markers at once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from filodb.errors import FiloError
 from filodb.model.labels import Labels
 from filodb.rules.alerting import TemplateContext
 from filodb.rules.files import RuleGroup, load_files
-from filodb.rules.group import Appender, GroupState, Querier, evaluate_group
+from filodb.rules.group import (
+    STALE,
+    Appender,
+    GroupState,
+    Querier,
+    RuleState,
+    evaluate_group,
+    to_batch,
+)
 from filodb.rules.notifier import Notifier, am_alert
 from filodb.rules.restore import restore_for_state
 from filodb.rules.state import RuleStateStore, group_json
@@ -128,6 +137,11 @@ class RuleManager:
                 for rs in st.rules:  # a kept rule's index may have moved: save under the new one
                     rs.returned_dirty = bool(rs.returned)
             states[g.key] = st
+        carried = {id(rs) for st in states.values() for rs in st.rules}
+        dropped = [(g, rs) for g in self.groups if g.key in self.states
+                   for rs in self.states[g.key].rules if id(rs) not in carried and rs.returned]  # fmt: skip
+        if dropped and self.leader:
+            self._end_series(dropped)
         self.groups, self.states = groups, states
         self.last_slot = {k: v for k, v in self.last_slot.items() if k in states}
         self.counters = {g.key: self.counters.get(g.key) or GroupCounters() for g in groups}
@@ -217,6 +231,17 @@ class RuleManager:
             self.notifier.send([am_alert(a, exprs.get(dict(a.labels).get("alertname", ""), ""),
                                          g.interval_ms, t, self.ctx.external_labels,
                                          self.ctx.external_url) for a in to_send])  # fmt: skip
+
+    def _end_series(self, dropped: list[tuple[RuleGroup, RuleState]]) -> None:
+        """Stale markers for the series of rules a reload removed, as Prometheus writes them
+        when it stops a group or drops a rule."""
+        now_ms = int(self.clock() * 1000)
+        for g, rs in dropped:
+            try:
+                self._io(g.dataset)[1].append(to_batch([(lb, STALE) for lb in sorted(rs.returned)],
+                                                       now_ms - g.query_offset_ms))  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - the reload goes on; the series end by lookback
+                log.warning("stale markers for removed rules of group %s: %s", g.name, e)
 
     def _io(self, dataset: str) -> tuple[Querier, Appender]:
         if not dataset or self.for_dataset is None:

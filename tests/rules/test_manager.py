@@ -160,7 +160,11 @@ def test_reload_refuses_a_bad_file_and_keeps_the_old_rules(rules_file: Path, sou
         stop.set()
         t.join()
     assert [r.name for r in mgr.groups[0].rules] == ["job:up:total", "Down"]
-    # the unchanged alerting rule kept its state across the reload
+    # the series of the rule that is gone ends at once (a stale marker), as in Prometheus
+    eng = Engine(source)
+    assert eng.instant("job:up:sum", int(T0 * 1000) + 1000).series == []
+    slot = current_slot(mgr.groups[0], int(T0 * 1000))
+    assert slot < int(T0 * 1000) and eng.instant("job:up:sum", slot).series  # it was there
     assert len(mgr.states[mgr.groups[0].key].rules[1].alerts) == 1
     assert [r["name"] for r in store.groups()[0]["rules"]] == ["job:up:total", "Down"]
 
