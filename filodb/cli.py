@@ -77,6 +77,20 @@ def _limit_defaults(fn: Any) -> Any:
     return fn
 
 
+def _rules_settings(fn: Any) -> Any:
+    """The rule evaluator's flags (config keys of the same names)."""
+    for name, typ, what in (
+        ("rules-for-grace-period", float, "seconds: least time an alert restored from "
+         "ALERTS_FOR_STATE waits before firing (default 600)"),
+        ("rules-for-outage-tolerance", float, "seconds of outage within which alerts' for state "
+         "is restored from ALERTS_FOR_STATE (default 3600)"),
+        ("rules-metrics-port", int, "the rule evaluator's /metrics port (default 0: a free "
+         "port; -1: off)"),
+    ):  # fmt: skip
+        fn = click.option(f"--{name}", type=typ, default=None, help=what)(fn)
+    return fn
+
+
 def _cfg(config_path: str | None, **flags: Any):
     flags = {
         k: (list(v) if isinstance(v, tuple) else v)
@@ -146,6 +160,7 @@ def main() -> None:
 @_limit_defaults
 @_OPTS["rules"]
 @_OPTS["alertmanager_url"]
+@_rules_settings
 @click.option(
     "--log",
     "log_backend",
@@ -286,6 +301,7 @@ def gateway(config_path: str | None, **flags: Any) -> None:
 @main.group(invoke_without_command=True)
 @_OPTS["rules"]
 @_OPTS["alertmanager_url"]
+@_rules_settings
 @click.option("--node", default=None, help="this evaluator's name (default host-pid)")
 @_OPTS["redis_url"]
 @_OPTS["config"]

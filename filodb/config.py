@@ -97,6 +97,9 @@ class Config:
     alertmanager_urls: list[str] = field(default_factory=list)  # Alertmanager base URLs
     external_labels: str = ""  # k=v,k2=v2: added to alerts sent, $externalLabels in templates
     external_url: str = ""  # this server's URL as users reach it (alerts' generatorURL)
+    rules_for_grace_period: float = 600.0  # s; Prometheus's --rules.alert.for-grace-period
+    rules_for_outage_tolerance: float = 3600.0  # s; --rules.alert.for-outage-tolerance
+    rules_metrics_port: int = 0  # the rules process's /metrics port (0: a free port; <0: off)
     downsample: str = ""  # the default dataset's downsampling levels, e.g. "1m:30d,5m:183d"
     downsample_interval: float = 6 * 3600.0  # seconds between the cluster's downsample runs
 

@@ -64,6 +64,7 @@ ALLOWED: dict[str, set[str]] = {
         "ingest",
         "gateway",
         "config",
+        "exposition",
     },  # fmt: skip
     "web": {
         "rules",
