@@ -72,8 +72,10 @@ def test_churn_keeps_series_and_memory_bounded(tmp_path) -> None:  # type: ignor
             rss.append(_rss(worker))
             held.append(_gauge(up.url, "filodb_worker_memory_bytes"))
         print("worker RSS MiB per cycle:", [x >> 20 for x in rss], "memstore bytes:", held)
-        # the memstores hold one cycle, every cycle (a flush may have just encoded buffers)
-        assert max(held) <= 1.05 * min(held), held
+        # the memstores hold one cycle, every cycle: no later cycle holds more than the first
+        # two did (the head's page pool swings between keeping the overlapping cycle's pages
+        # for reuse and giving them back, so consecutive figures alternate)
+        assert max(held[2:]) <= 1.05 * max(held[:2]), held
         # RSS: no cycle's series stay (10 k series with their buffers, index entries and
         # labels are ~25 MB); what still grows, ~5 MB a cycle, is the log reader's label
         # cache (filodb.model.batch._LABELS, bounded at 1 M label sets).
