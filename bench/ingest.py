@@ -5,33 +5,48 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
 
 - ``ingest_ack_samples_per_s``: samples / time from the first byte sent to the last HTTP
   acknowledgement (HTTP doors only; TCP line protocols have no acknowledgement);
-- ``ingest_queryable_samples_per_s``: samples / time until a count query sees every series'
-  last sample (every door);
-- ``ingest_ratio``: filodb's figure / the peer's on the same door (above 1: filodb faster).
+- ``ingest_queryable_samples_per_s``: samples / time until a count query sees every sample
+  sent (every door);
+- ``rss_bytes_per_series``: resident memory of the whole process tree (``filodb up``: the
+  supervisor, web tier, workers, gateway and Redis) / series, after the run;
+- ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent
+  (``sum(count_over_time(...))``, ``sum(sum_over_time(...))`` over the whole span), else 0 with
+  the figures in the context: nothing acknowledged may be lost;
+- ``ingest_ratio``: filodb's figure / the peer's on the same door (above 1: filodb faster;
+  for ``rss_bytes_per_series`` above 1 means filodb uses more).
 
-    python bench/ingest.py                  # 10 000 series x 60 samples (600 k), 3 repeats
-    python bench/ingest.py --quick          # 2 000 series x 30 samples, 1 repeat
+    python bench/ingest.py                                # bulk shape, 10 000 series x 60
+    python bench/ingest.py --shape live --series 100000 --samples 240 --shards 256
+    python bench/ingest.py --shape backfill --doors remote_write --systems filodb,prometheus
+    python bench/ingest.py --quick                        # 2 000 series x 30 samples, 1 repeat
 
-Workload: bench/promql.py's exporter-like series, time-major (every series at t0, then t1,
-...), encoded before timing. Remote write goes as ~200 k-sample snappy protobuf requests from
-``--senders`` concurrent connections, each owning a share of the series and sending it in
-time order (as Prometheus's remote-write shards do);
-Influx bodies are 10 000 lines (timestamps in ns, the protocol's default precision); the TCP
-doors get the same lines over ``--senders`` connections (Graphite in its tagged form
-``bench_temp;job=...;instance=... value ts``). Each door of filodb-py gets a fresh
-``filodb up`` (4 shards); each peer a fresh process. Figures are medians of ``--repeat`` runs.
+Shapes (the body is what one HTTP request or TCP write carries):
+
+- ``live``: Prometheus's own remote-write shape: one sample per series, 2000 series per body,
+  consecutive scrapes ``--interval`` s apart in sample time;
+- ``backfill``: 500 series x 20 samples per body, time-ordered;
+- ``bulk`` (the default, as before): ~200 k samples per body (every series of a sender).
+
+Workload: bench/promql.py's exporter-like series, encoded before timing. ``--senders``
+concurrent connections each own a share of the series and send it in time order (as
+Prometheus's remote-write shards do). Influx bodies carry the same samples as the
+remote-write bodies (timestamps in ns, the protocol's default precision); the TCP doors get
+the same lines (Graphite in its tagged form ``bench_temp;job=...;instance=... value ts``).
+Each door of filodb-py gets a fresh ``filodb up`` (``--shards``); each peer a fresh process.
+Figures are medians of ``--repeat`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,13 +54,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
-from promql import Peer, bodies, emit, wait_count, workload  # noqa: E402
+from promql import PER_REQUEST_SAMPLES, Peer, emit, wait_count, workload  # noqa: E402
 
+from filodb.model.batch import SampleBatch  # noqa: E402
+from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port  # noqa: E402
-from filodb.testing.cluster import UpProcess  # noqa: E402
+from filodb.testing.cluster import UpProcess, children_of, cmdline  # noqa: E402
 
-LINES_PER_BODY = 10_000
 COUNT_Q = 'count(count_over_time({__name__=~"bench_temp|bench_temp_value"}[1m]))'
+ALL_SEL = '{__name__=~"bench_.+"}'
+SHAPES = {"live": (2000, 1), "backfill": (500, 20)}  # series per body, samples per series
+DOORS = ("remote_write", "influx_http", "influx_tcp", "graphite_tcp")
+PEER_DOORS = {"prometheus": ("remote_write",), "victoria-metrics": ("remote_write", "influx_http")}
 
 
 def _esc(s: str) -> str:
@@ -65,21 +85,36 @@ def line_prefixes(series: list, graphite: bool) -> list[str]:
     return out
 
 
-def lines(series: list, vals: np.ndarray, t0: int, interval_ms: int, graphite: bool) -> list[str]:
+def body_plan(group: np.ndarray, n: int, shape: str) -> Iterator[tuple[np.ndarray, int, int]]:
+    """The bodies of one sender, in sending order: (series, first sample, end sample); time
+    blocks outer, series chunks inner (a scrape is sent whole before the next)."""
+    if shape == "bulk":
+        per_body, k = len(group), max(1, min(n, max(10, PER_REQUEST_SAMPLES // len(group))))
+    else:
+        per_body, k = SHAPES[shape]
+    for a in range(0, n, k):
+        for i in range(0, len(group), per_body):
+            yield group[i : i + per_body], a, min(n, a + k)
+
+
+def rw_body(series: list, vals: np.ndarray, idx: np.ndarray, a: int, b: int, t0: int,
+            interval_ms: int) -> bytes:  # fmt: skip
+    ts = t0 + interval_ms * np.arange(a, b)
+    batch = SampleBatch([series[i] for i in idx.tolist()], np.repeat(np.arange(len(idx)), b - a),
+                        np.tile(ts, len(idx)), vals[idx, a:b].ravel())  # fmt: skip
+    return encode_write_request(batch)
+
+
+def line_body(pre: list[str], vals: np.ndarray, idx: np.ndarray, a: int, b: int, t0: int,
+              interval_ms: int, graphite: bool) -> bytes:  # fmt: skip
     """Time-major lines: Influx ``name,tags value=v ts_ns`` or Graphite ``name;tags v ts_s``."""
-    pre = line_prefixes(series, graphite)
-    n_series, n = vals.shape
     out = []
-    for j in range(n):
+    for j in range(a, b):
         ts = t0 + j * interval_ms
         stamp = str(ts // 1000) if graphite else str(ts * 1_000_000)
-        col = vals[:, j].tolist()
-        out.extend(f"{p}{v!r} {stamp}\n" for p, v in zip(pre, col, strict=True))
-    return out
-
-
-def chunks(items: list[str], size: int) -> list[bytes]:
-    return ["".join(items[i : i + size]).encode() for i in range(0, len(items), size)]
+        col = vals[idx, j].tolist()
+        out.extend(f"{pre[i]}{v!r} {stamp}\n" for i, v in zip(idx.tolist(), col, strict=True))
+    return "".join(out).encode()
 
 
 def post_all(url: str, parts: list[list[bytes]], headers: dict[str, str]) -> float:
@@ -123,22 +158,70 @@ RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-proto
               "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
 
 
-def run_once(system: str, door: str, data: dict, workdir: Path) -> dict[str, float]:
+def tree_rss(pid: int) -> tuple[int, dict[str, int]]:
+    """Resident bytes of ``pid`` and every descendant, and per kind of process (``redis``,
+    ``worker``, ``web``, ...: the first word after ``-m filodb`` or the program's name)."""
+    total, parts = 0, {}
+    for p in [pid, *children_of(pid)]:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+        words = cmdline(p).split()
+        kind = words[words.index("filodb") + 1] if "filodb" in words[:-1] else Path(words[0]).name
+        total += rss
+        parts[kind] = parts.get(kind, 0) + rss
+    return total, parts
+
+
+def instant(base: str, q: str, at_s: float) -> float:
+    r = requests.get(base + "/api/v1/query", params={"query": q, "time": at_s}, timeout=600)
+    res = r.json()["data"]["result"]
+    return float(res[0]["value"][1]) if res else 0.0
+
+
+def full_count(base: str, data: dict, timeout_s: float = 600) -> float:
+    """Wait until every sample sent answers a count query (or ``timeout_s`` passed); the
+    count last seen."""
+    q = f"sum(count_over_time({ALL_SEL}[{int(data['span_s']) + 60}s]))"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = instant(base, q, data["end_s"])
+        if got == data["samples"] or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def check(base: str, data: dict) -> dict[str, float]:
+    """The final count and sum of every sample, against what was sent."""
+    rng = f"[{int(data['span_s']) + 60}s]"
+    got_n = full_count(base, data, 0)
+    got_sum = instant(base, f"sum(sum_over_time({ALL_SEL}{rng}))", data["end_s"])
+    want_sum = data["sum"]
+    ok = got_n == data["samples"] and abs(got_sum - want_sum) <= 1e-9 * abs(want_sum)
+    return {"ok": float(ok), "count": got_n, "sum": got_sum}
+
+
+def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Namespace
+             ) -> dict[str, float]:  # fmt: skip
     """One fresh server, one door; returns the figures."""
-    env = {}
+    env = dict(kv.split("=", 1) for kv in a.env)
     influx_port = graphite_port = 0
     if system == "filodb" and door in ("influx_tcp", "graphite_tcp"):
         influx_port, graphite_port = free_port(), free_port()
-        env = {"FILODB_INFLUX_PORT": str(influx_port), "FILODB_GRAPHITE_PORT": str(graphite_port)}
+        env |= {"FILODB_INFLUX_PORT": str(influx_port), "FILODB_GRAPHITE_PORT": str(graphite_port)}
     elif system == "filodb":
-        env = {"FILODB_INFLUX_PORT": "0", "FILODB_GRAPHITE_PORT": "0"}
-    stop: Callable[[], None]
+        env |= {"FILODB_INFLUX_PORT": "0", "FILODB_GRAPHITE_PORT": "0"}
+    stop: Callable[[], object]
     if system == "filodb":
-        up = UpProcess(workdir / f"filodb-{door}-{time.monotonic_ns()}", shards=4, env=env).start()
-        base, stop = up.url, up.stop
+        up = UpProcess(workdir / f"filodb-{door}-{time.monotonic_ns()}", shards=a.shards,
+                       extra=list(a.up_arg), env=env).start()  # fmt: skip
+        assert up.proc is not None
+        base, stop, pid = up.url, up.stop, up.proc.pid
     else:
         peer = Peer(system, workdir / f"{door}-{time.monotonic_ns()}")
-        base, stop = peer.base, peer.stop
+        base, stop, pid = peer.base, peer.stop, peer.proc.pid
     try:
         out: dict[str, float] = {}
         t = time.perf_counter()
@@ -155,11 +238,48 @@ def run_once(system: str, door: str, data: dict, workdir: Path) -> dict[str, flo
             tcp_all(graphite_port, data["graphite"])
         if system == "victoria-metrics":
             requests.get(base + "/internal/force_flush", timeout=60)
-        wait_count(base, COUNT_Q, data["n_temp"], data["end_s"], 1800)
+        wait_count(base, COUNT_Q, data["n_temp"], data["end_s"], 3600)  # the last scrape
+        full_count(base, data)  # then every sample (other shards may lag)
         out["ingest_queryable_samples_per_s"] = data["samples"] / (time.perf_counter() - t)
+        rss, parts = tree_rss(pid)
+        out["rss_bytes_per_series"] = rss / data["series"]
+        emit("rss_bytes_per_series_by_process", rss / data["series"], "bytes", system=system,
+             door=door, **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
+        got = check(base, data)
+        emit("ingest_check_ok", got["ok"], "bool", system=system, door=door,
+             count=got["count"], want_count=data["samples"], sum=got["sum"],
+             want_sum=data["sum"])  # fmt: skip
         return out
     finally:
         stop()
+
+
+def build(a: argparse.Namespace, doors: set[str]) -> dict:
+    series, vals = workload(a.series, a.samples)
+    n_series, n = vals.shape
+    interval_ms = a.interval * 1000
+    now = int(time.time() * 1000)
+    t0 = (now - n * interval_ms - 600_000) // 60_000 * 60_000 + 7_123
+    groups = [np.arange(i, n_series, a.senders) for i in range(a.senders)]
+    plans = [list(body_plan(g, n, a.shape)) for g in groups]
+    ctx = {"series": n_series, "samples": n_series * n, "senders": a.senders, "shape": a.shape}
+    data: dict = {"samples": n_series * n, "series": n_series, "sum": float(vals.sum()),
+                  "n_temp": sum(1 for s in series if s[0][1] == "bench_temp"),
+                  "end_s": (t0 + (n - 1) * interval_ms) / 1000, "span_s": n * a.interval}  # fmt: skip
+    t = time.perf_counter()
+    if "remote_write" in doors:
+        data["rw"] = [[rw_body(series, vals, *b, t0, interval_ms) for b in p] for p in plans]
+        emit("encode_seconds", time.perf_counter() - t, "s", what="remote_write", **ctx)
+    for kind, graphite in (("influx", False), ("graphite", True)):
+        if not doors & ({"graphite_tcp"} if graphite else {"influx_http", "influx_tcp"}):
+            continue
+        t = time.perf_counter()
+        pre = line_prefixes(series, graphite)
+        data[kind] = [[line_body(pre, vals, *b, t0, interval_ms, graphite) for b in p]
+                      for p in plans]  # fmt: skip
+        emit("encode_seconds", time.perf_counter() - t, "s", what=f"{kind} lines", **ctx)
+    data["ctx"] = ctx | {"bodies": sum(len(p) for p in plans)}
+    return data
 
 
 def main() -> None:
@@ -167,63 +287,42 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--series", type=int, default=10_000)
-    ap.add_argument("--samples", type=int, default=60)
-    ap.add_argument("--interval", type=int, default=15)
+    ap.add_argument("--samples", type=int, default=60, help="samples per series (scrapes)")
+    ap.add_argument("--interval", type=int, default=15, help="seconds between samples")
+    ap.add_argument("--shape", choices=["bulk", *SHAPES], default="bulk")
     ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--shards", type=int, default=4, help="filodb up --shards")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--doors", default=",".join(DOORS))
+    ap.add_argument("--systems", default="filodb,prometheus,victoria-metrics")
+    ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
+    ap.add_argument("--env", action="append", default=[], help="FILODB_X=v for filodb up")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     if a.quick:
         a.series, a.samples, a.repeat = 2000, 30, 1
+    doors = set(a.doors.split(","))
+    systems = a.systems.split(",")
+    data = build(a, doors)
+    ctx = data["ctx"] | ({"shards": a.shards} if a.up_arg == [] else
+                         {"shards": a.shards, "up_args": " ".join(a.up_arg)})  # fmt: skip
 
-    series, vals = workload(a.series, a.samples)
-    n_series, n = vals.shape
-    now = int(time.time() * 1000)
-    t0 = (now - n * a.interval * 1000 - 600_000) // 60_000 * 60_000 + 7_123
-    # Each sender owns a share of the series and sends them in time order, as Prometheus's
-    # remote-write shards do (a peer without out-of-order ingestion refuses anything else).
-    groups = [list(range(i, n_series, a.senders)) for i in range(a.senders)]
-    t = time.perf_counter()
-    rw = [bodies([series[i] for i in g], vals[g], t0, a.interval * 1000) for g in groups]
-    t_rw = time.perf_counter() - t
-    t = time.perf_counter()
-    influx = [chunks(lines([series[i] for i in g], vals[g], t0, a.interval * 1000, False),
-                     LINES_PER_BODY) for g in groups]  # fmt: skip
-    graphite = [chunks(lines([series[i] for i in g], vals[g], t0, a.interval * 1000, True),
-                       LINES_PER_BODY) for g in groups]  # fmt: skip
-    t_lines = time.perf_counter() - t
-    data = {"rw": rw, "influx": influx, "graphite": graphite, "samples": n_series * n,
-            "n_temp": sum(1 for s in series if s[0][1] == "bench_temp"),
-            "end_s": (t0 + (n - 1) * a.interval * 1000) / 1000}  # fmt: skip
-    ctx = {"series": n_series, "samples": n_series * n, "senders": a.senders}
-    emit("encode_seconds", t_rw, "s", what="remote_write", **ctx)
-    emit("encode_seconds", t_lines, "s", what="influx+graphite lines", **ctx)
-
-    plan = [("filodb", d) for d in ("remote_write", "influx_http", "influx_tcp", "graphite_tcp")]
-    plan += [("prometheus", "remote_write"), ("victoria-metrics", "remote_write"),
-             ("victoria-metrics", "influx_http")]  # fmt: skip
+    plan = [("filodb", d) for d in DOORS if d in doors and "filodb" in systems]
+    plan += [(s, d) for s in systems if s != "filodb" for d in PEER_DOORS[s] if d in doors]
     med: dict[tuple[str, str, str], float] = {}
     with tempfile.TemporaryDirectory() as d:
         for system, door in plan:
-            runs = [run_once(system, door, data, Path(d)) for _ in range(a.repeat)]
+            runs = [run_once(system, door, data, Path(d), a) for _ in range(a.repeat)]
             for metric in runs[0]:
                 v = statistics.median(r[metric] for r in runs)
                 med[(system, door, metric)] = v
-                emit(metric, v, "samples/s", system=system, door=door, repeat=a.repeat, **ctx)
+                unit = "bytes" if metric == "rss_bytes_per_series" else "samples/s"
+                emit(metric, v, unit, system=system, door=door, repeat=a.repeat, **ctx)
     for (system, door, metric), v in med.items():
-        if system == "filodb":
-            continue
         mine = med.get(("filodb", door, metric))
-        if mine:
-            emit(
-                "ingest_ratio",
-                mine / v,
-                "filodb/peer",
-                peer=system,
-                door=door,
-                figure=metric,
-                **ctx,
-            )
+        if system != "filodb" and mine:
+            emit("ingest_ratio", mine / v, "filodb/peer", peer=system, door=door,
+                 figure=metric, **ctx)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ needed component is unreachable or failed (5xx).
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -44,6 +45,10 @@ _OPTS = {
         "--graphite-port", type=int, default=None,
         help="Graphite plaintext TCP port (default 2003; 0: off)",
     ),
+    "max_exemplars": click.option(
+        "--max-exemplars", type=int, default=None,
+        help="exemplars kept in memory per dataset, split across its shards (default 100000; 0: none)",
+    ),
     "rules": click.option(
         "--rules", "rule_files", multiple=True, default=None,
         help="Prometheus rule files to evaluate (a glob; repeatable)",
@@ -69,6 +74,20 @@ def _limit_defaults(fn: Any) -> Any:
     ):
         fn = click.option(f"--{name}", type=typ, default=None,
                           help=f"default limit: {what} (0: none)")(fn)  # fmt: skip
+    return fn
+
+
+def _rules_settings(fn: Any) -> Any:
+    """The rule evaluator's flags (config keys of the same names)."""
+    for name, typ, what in (
+        ("rules-for-grace-period", float, "seconds: least time an alert restored from "
+         "ALERTS_FOR_STATE waits before firing (default 600)"),
+        ("rules-for-outage-tolerance", float, "seconds of outage within which alerts' for state "
+         "is restored from ALERTS_FOR_STATE (default 3600)"),
+        ("rules-metrics-port", int, "the rule evaluator's /metrics port (default 0: a free "
+         "port; -1: off)"),
+    ):  # fmt: skip
+        fn = click.option(f"--{name}", type=typ, default=None, help=what)(fn)
     return fn
 
 
@@ -137,9 +156,11 @@ def main() -> None:
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
+@_OPTS["max_exemplars"]
 @_limit_defaults
 @_OPTS["rules"]
 @_OPTS["alertmanager_url"]
+@_rules_settings
 @click.option(
     "--log",
     "log_backend",
@@ -151,11 +172,15 @@ def main() -> None:
     default=None,
     help="column store backend: sqlite | cassandra (FILODB_CASSANDRA_HOSTS)",
 )
+@click.option("--ooo-window", type=float, default=None,
+              help="seconds: accept samples this much older than their series' newest (default 0)")  # fmt: skip
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     """Start the embedded default: Redis, a worker owning every shard, the web server."""
     from filodb.supervisor import Supervisor
 
     cfg = _check_auth(_cfg(config_path, log=log_backend, **flags), "filodb up")
+    if cfg.ooo_window < 0:
+        _fail(f"--ooo-window must be >= 0 seconds, not {cfg.ooo_window}", 2)
     if cfg.log not in ("redis", "kafka"):
         _fail(f"unknown log backend {cfg.log!r} (have: redis, kafka)", 2)
     if cfg.store not in ("sqlite", "cassandra"):
@@ -191,6 +216,7 @@ def _say(msg: str) -> None:
 
 @main.command()
 @click.option("--node", default=None, help="node name (default node-<pid>)")
+@_OPTS["max_exemplars"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:
@@ -277,6 +303,7 @@ def gateway(config_path: str | None, **flags: Any) -> None:
 @main.group(invoke_without_command=True)
 @_OPTS["rules"]
 @_OPTS["alertmanager_url"]
+@_rules_settings
 @click.option("--node", default=None, help="this evaluator's name (default host-pid)")
 @_OPTS["redis_url"]
 @_OPTS["config"]
@@ -710,12 +737,25 @@ def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
         end = parse_time_ms(_time_arg(to) or "", "to")
         ret = shard_map.dataset(dataset).retention(cfg.retention) or 0
         start = parse_time_ms(_time_arg(from_) or "", "from") if from_ else end - int(ret * 1000)
-        out = run_downsample(cfg, shard_map, dataset, start, end, spark)
+        out = run_downsample(cfg, shard_map, dataset, start, end, _spark_runner(spark))
     except (BadInputError, NotFoundError) as e:
         _fail(str(e), 2)
     except FiloError as e:
         _fail(str(e), 1)
     console.print_json(orjson.dumps(out).decode())
+
+
+def _spark_runner(master: str | None) -> Any:
+    """Spark's task runner bound to ``master`` (None: run in-process)."""
+    if not master:
+        return None
+    try:
+        from filodb.spark.runner import run_tasks
+    except ImportError as e:
+        raise BadInputError(
+            f"--spark needs the spark extra: pip install -e '.[spark]' ({e})"
+        ) from e
+    return functools.partial(run_tasks, master)
 
 
 # --- data tools (filodb/tools) ---------------------------------------------------------------

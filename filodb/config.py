@@ -82,9 +82,14 @@ class Config:
     lookback_ms: int = 300_000
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
+    flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
+    # seconds: a sample this much older than its series' newest is still accepted, sorted in
+    # (Prometheus's out_of_order_time_window); 0 refuses every sample not newer than the newest
+    ooo_window: float = 0.0
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
+    max_exemplars: int = 100_000  # exemplars kept in memory per dataset, split across its shards
     query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
     query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached
     retention: float = 15 * 86400.0  # seconds of data kept in memory and in the store (0: forever)
@@ -92,6 +97,9 @@ class Config:
     alertmanager_urls: list[str] = field(default_factory=list)  # Alertmanager base URLs
     external_labels: str = ""  # k=v,k2=v2: added to alerts sent, $externalLabels in templates
     external_url: str = ""  # this server's URL as users reach it (alerts' generatorURL)
+    rules_for_grace_period: float = 600.0  # s; Prometheus's --rules.alert.for-grace-period
+    rules_for_outage_tolerance: float = 3600.0  # s; --rules.alert.for-outage-tolerance
+    rules_metrics_port: int = 0  # the rules process's /metrics port (0: a free port; <0: off)
     downsample: str = ""  # the default dataset's downsampling levels, e.g. "1m:30d,5m:183d"
     downsample_interval: float = 6 * 3600.0  # seconds between the cluster's downsample runs
 

@@ -64,6 +64,7 @@ ALLOWED: dict[str, set[str]] = {
         "ingest",
         "gateway",
         "config",
+        "exposition",
     },  # fmt: skip
     "web": {
         "rules",
@@ -81,6 +82,17 @@ ALLOWED: dict[str, set[str]] = {
         "filodb",
     },  # fmt: skip
     "tools": {"errors", "model", "encoding", "query", "prom", "gateway"},
+    "spark": {
+        "errors",
+        "config",
+        "model",
+        "encoding",
+        "memstore",
+        "store",
+        "query",
+        "prom",
+        "tools",
+    },  # fmt: skip
     "supervisor": {"errors", "config", "redisproc", "shards"},
     "devservices": {"errors"},
     "cli": {"*"},

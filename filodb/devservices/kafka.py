@@ -80,13 +80,7 @@ def _java(cp: str, log4j: Path, *args: str) -> list[str]:
 
 def start(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     """Format and launch a one-node KRaft cluster; returns the process and its settings."""
-    if shutil.which("java") is None:
-        raise ServiceError("kafka: java is not on PATH (Debian package 'openjdk-17-jre-headless')")
-    try:
-        jars = maven.classpath("kafka", COORDS, cache)
-    except maven.MavenError as e:
-        raise ServiceError(f"kafka: {e}") from e
-    cp = ":".join(str(j) for j in jars)
+    cp = _classpath(cache)
     broker, controller = free_port(), free_port()
     while controller == broker:
         controller = free_port()
@@ -95,7 +89,6 @@ def start(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]
                                         data=workdir / "data"))  # fmt: skip
     log4j = workdir / "log4j.properties"
     log4j.write_text(_LOG4J)
-    log = workdir / "kafka.log"
     fmt = subprocess.run(
         _java(cp, log4j, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
               str(props)),
@@ -105,9 +98,21 @@ def start(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]
         raise ServiceError(
             f"kafka: storage format failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}"
         )
+    return launch(workdir, cache)
+
+
+def launch(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """Run the broker of a work directory :func:`start` formatted (again, after a kill: same
+    ports, same data) and wait until it answers."""
+    cp = _classpath(cache)
+    props = workdir / "server.properties"
+    broker = next(line.rsplit(":", 1)[1] for line in props.read_text().splitlines()
+                  if line.startswith("advertised.listeners="))  # fmt: skip
+    log = workdir / "kafka.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            _java(cp, log4j, "-Dkafka.logs.dir=" + str(workdir), "kafka.Kafka", str(props)),
+            _java(cp, workdir / "log4j.properties", "-Dkafka.logs.dir=" + str(workdir),
+                  "kafka.Kafka", str(props)),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=workdir,
         )  # fmt: skip
@@ -119,6 +124,16 @@ def start(workdir: Path, cache: Path) -> tuple[subprocess.Popen, dict[str, str]]
         proc.wait()
         raise
     return proc, env
+
+
+def _classpath(cache: Path) -> str:
+    if shutil.which("java") is None:
+        raise ServiceError("kafka: java is not on PATH (Debian package 'openjdk-17-jre-headless')")
+    try:
+        jars = maven.classpath("kafka", COORDS, cache)
+    except maven.MavenError as e:
+        raise ServiceError(f"kafka: {e}") from e
+    return ":".join(str(j) for j in jars)
 
 
 def answers(env: dict[str, str], timeout: float = 1.0) -> bool:

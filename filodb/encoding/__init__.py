@@ -8,6 +8,7 @@ from filodb.encoding.codecs import (
     decode_timestamps,
     decode_timestamps_many,
     encode_doubles,
+    encode_many,
     encode_timestamps,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "decode_timestamps",
     "decode_timestamps_many",
     "encode_doubles",
+    "encode_many",
     "encode_timestamps",
 ]

@@ -32,6 +32,22 @@ def encode_doubles(vals: np.ndarray) -> bytes:
     return K.encode_values(np.ascontiguousarray(vals, np.float64), MAX_SCALE).tobytes()
 
 
+def encode_many(
+    ts: np.ndarray, vals: np.ndarray, offsets: np.ndarray
+) -> tuple[list[bytes], list[bytes]]:
+    """Many chunks' vectors in one numba call: group ``i`` is ``ts[offsets[i]:offsets[i+1]]``
+    and the values beside it; (timestamp vectors, value vectors), one per group."""
+    tbuf, tb, vbuf, vb = K.encode_many(
+        np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(vals, np.float64),
+        np.ascontiguousarray(offsets, np.int64), MAX_SCALE,
+    )  # fmt: skip
+    tbytes, vbytes = tbuf.tobytes(), vbuf.tobytes()
+    t, v = tb.tolist(), vb.tolist()
+    return [tbytes[a:b] for a, b in zip(t[:-1], t[1:], strict=True)], [
+        vbytes[a:b] for a, b in zip(v[:-1], v[1:], strict=True)
+    ]
+
+
 def _bad(what: str) -> BadInputError:
     return BadInputError(f"corrupt {what} vector")
 

@@ -620,3 +620,37 @@ def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
         if len(x) < len(best):
             best = x
     return best
+
+
+@nb.njit(cache=True)
+def _append_u8(out: np.ndarray, at: int, src: np.ndarray) -> np.ndarray:
+    """``src`` written at ``out[at:]``, ``out`` doubled first when it is too small."""
+    if at + len(src) > len(out):
+        bigger = np.empty(max(2 * len(out), at + len(src)), np.uint8)
+        bigger[:at] = out[:at]
+        out = bigger
+    out[at : at + len(src)] = src
+    return out
+
+
+@nb.njit(cache=True)
+def encode_many(
+    ts: np.ndarray, vals: np.ndarray, offsets: np.ndarray, max_scale: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Encode the groups ``ts[offsets[i]:offsets[i+1]]`` (and the values beside them) as
+    chunks in one call: (timestamp vectors concatenated, their bounds [k+1], value vectors
+    concatenated, their bounds [k+1])."""
+    k = len(offsets) - 1
+    tb = np.zeros(k + 1, np.int64)
+    vb = np.zeros(k + 1, np.int64)
+    tout = np.empty(max(64, 2 * offsets[k]), np.uint8)
+    vout = np.empty(max(64, 4 * offsets[k]), np.uint8)
+    for i in range(k):
+        a, b = offsets[i], offsets[i + 1]
+        e = encode_ts(np.ascontiguousarray(ts[a:b]))
+        tout = _append_u8(tout, tb[i], e)
+        tb[i + 1] = tb[i] + len(e)
+        e = encode_values(np.ascontiguousarray(vals[a:b]), max_scale)
+        vout = _append_u8(vout, vb[i], e)
+        vb[i + 1] = vb[i] + len(e)
+    return tout[: tb[k]], tb, vout[: vb[k]], vb

@@ -26,7 +26,7 @@ from filodb.errors import FiloError, RateLimitedError
 from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
-from filodb.shards.metadata import MetadataStore
+from filodb.shards.metadata import MetadataStore, TypesKept
 
 # A write's error type -> the reason its samples are counted as rejected.
 _REASONS = {
@@ -56,7 +56,7 @@ class IngestDoor:
         self.router = router
         self.metadata = metadata
         self.counter = counter
-        self._typed: set[tuple[str, str, str]] = set()  # (dataset, family, type) kept already
+        self.types = TypesKept(metadata)
 
     def write(self, dataset: str, batch: SampleBatch,
               metadata: Sequence[dict[str, str]] = ()) -> dict[int, int]:  # fmt: skip
@@ -83,7 +83,7 @@ class IngestDoor:
         if metadata:
             self.metadata.put(dataset, metadata)
         elif batch.types:
-            self._keep_types(dataset, batch.types)
+            self.types.keep(dataset, batch.types)
         if refusals:
             raise refusal_error(dataset, refusals, len(batch))
         return out
@@ -108,17 +108,6 @@ class IngestDoor:
         assert self.limiter is not None
         self.counter.samples_rejected(self.name, reason, n)
         self.limiter.store.count_refused(dataset, reason, n)
-
-    def _keep_types(self, dataset: str, types: dict[str, str]) -> None:
-        """Metric types a protocol implies (Influx ``counter`` fields, histogram lines) become
-        metadata entries where a family has none; each is sent to Redis once per process."""
-        new = {n: t for n, t in types.items() if (dataset, n, t) not in self._typed}
-        if not new:
-            return
-        self.metadata.put_types(dataset, new)
-        if len(self._typed) > 100_000:
-            self._typed.clear()
-        self._typed.update((dataset, n, t) for n, t in new.items())
 
     def reject_samples(self, reason: str, n: int) -> None:
         """Count ``n`` samples refused before the write for ``reason`` (``malformed_line``:

@@ -14,6 +14,8 @@ One sample per line, fields separated by whitespace::
 * Tags (Graphite 1.1 tagged series) become labels; tag names are sanitised to
   ``[a-zA-Z0-9_]``. A tag repeated in one path keeps its last value (as carbon does). Tags named
   ``name`` (Graphite's own alias of the path) or starting with ``__`` are dropped.
+* Every metric name is typed ``gauge`` (``batch.types``, kept as metric metadata), as
+  Prometheus's graphite_exporter types them.
 * Blank lines and ``#`` comments are skipped. A malformed line is reported in
   :attr:`ParseResult.errors` as ``(line number, message)`` and skipped; the good lines around it
   are kept.
@@ -139,4 +141,6 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
     batch = SampleBatch(series, np.array(sidx, np.int32)[keep], ts[keep], vals[keep])
     if not keep.all():
         batch = batch.take_series(np.bincount(batch.sidx, minlength=len(series)) > 0)
+    # Graphite has no metric types; Prometheus's graphite_exporter calls every path a gauge
+    batch.types = dict.fromkeys({dict(lb)["__name__"] for lb in batch.series}, "gauge")
     return ParseResult(batch, errors, len(lines))

@@ -18,7 +18,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.dataset import Dataset
 from filodb.model.labels import Labels
-from filodb.model.shardkey import SpreadRule, shards_for_series
+from filodb.model.shardkey import shards_for_series
 from filodb.shards.redis_map import ShardMapStore
 
 _CACHE_MAX = 1_000_000
@@ -35,7 +35,8 @@ class IngestRouter:
         self.shard_map = shard_map
         self.ingest_log = ingest_log
         self._datasets: dict[str, tuple[float, Dataset]] = {}
-        self._shard_cache: BoundedCache[tuple[str, Labels], int] = BoundedCache(_CACHE_MAX)
+        # shard by series, per dataset description
+        self._shard_caches: dict[tuple, BoundedCache[Labels, int]] = {}
         self._lock = threading.Lock()
 
     def dataset(self, name: str) -> Dataset:
@@ -47,32 +48,32 @@ class IngestRouter:
         self._datasets[name] = (time.monotonic(), desc)
         return desc
 
-    def _shards(
-        self, dataset: str, series: list[Labels], n: int, spread: int | SpreadRule
-    ) -> np.ndarray:
-        cache = self._shard_cache
-        out = np.empty(len(series), np.int32)
-        todo: list[int] = []
-        for i, lb in enumerate(series):
-            s = cache.get((dataset, lb))
-            if s is None:
-                todo.append(i)
-            else:
-                out[i] = s
-        if todo:
-            computed = shards_for_series([series[i] for i in todo], n, spread)
-            out[todo] = computed
+    def _shards(self, desc: Dataset, series: list[Labels]) -> np.ndarray:
+        # a dataset deleted and created again (other shards or spread) gets a fresh cache
+        ident = (desc.name, desc.shards, desc.spread, desc.spread_overrides, desc.created)
+        cache = self._shard_caches.get(ident)
+        if cache is None:
             with self._lock:
-                for i, s in zip(todo, computed.tolist(), strict=True):
-                    cache.put((dataset, series[i]), s)
-        return out
+                if len(self._shard_caches) > 1000:
+                    self._shard_caches.clear()
+                cache = self._shard_caches.setdefault(ident, BoundedCache(_CACHE_MAX))
+        got = [cache.get(lb) for lb in series]  # one dict lookup a series seen before
+        if None not in got:
+            return np.array(got, np.int32)
+        todo = [i for i, s in enumerate(got) if s is None]
+        computed = shards_for_series([series[i] for i in todo], desc.shards, desc.spread_rule)
+        with self._lock:
+            for i, s in zip(todo, computed.tolist(), strict=True):
+                got[i] = s
+                cache.put(series[i], s)
+        return np.array(got, np.int32)
 
     def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:
         """Append ``batch`` to the log; returns samples per shard. Durable when it returns."""
-        if len(batch) == 0:
+        if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
         desc = self.dataset(dataset)
-        shard_of = self._shards(dataset, batch.series, desc.shards, desc.spread_rule)
+        shard_of = self._shards(desc, batch.series)
         parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.ingest_log.append_many(dataset, records)

@@ -68,6 +68,7 @@ from filodb.gateway.limits import IngestLimiter
 from filodb.gateway.parsed import ParseResult
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
+from filodb.shards.metadata import MetadataStore, TypesKept
 
 log = logging.getLogger("filodb.gateway")
 
@@ -310,12 +311,14 @@ class TcpGateway:
     def __init__(self, router: IngestRouter, dataset: str, host: str, ports: dict[str, int],
                  options: GatewayOptions | None = None, stats: GatewayStats | None = None,
                  tokens: dict[str, bytes] | None = None,
-                 limiter: IngestLimiter | None = None) -> None:  # fmt: skip
+                 limiter: IngestLimiter | None = None,
+                 metadata: MetadataStore | None = None) -> None:  # fmt: skip
         unknown = set(ports) - set(DOORS)
         if unknown:
             raise BadInputError(f"unknown gateway doors {sorted(unknown)} (have {sorted(DOORS)})")
         self.router = router
         self.limiter = limiter
+        self.types = TypesKept(metadata) if metadata is not None else None  # types lines imply
         self.dataset = dataset
         self.host = host
         self.wanted = {d: p for d, p in ports.items() if p and p > 0}
@@ -424,6 +427,7 @@ class TcpGateway:
                     limited = True
                 self.router.write(self.dataset, batch)
                 self.stats.add(door, lines_accepted=good, samples_written=len(batch))
+                self._keep_types(door, batch.types)
                 return
             except RateLimitedError as e:  # wait for the bucket: back-pressure
                 if time.monotonic() + e.retry_after_s > deadline or self._stop.is_set():
@@ -448,6 +452,15 @@ class TcpGateway:
                             door, err, self.options.retry_s)  # fmt: skip
             time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
             attempt += 1
+
+    def _keep_types(self, door: str, types: dict[str, str]) -> None:
+        """Metric types the lines imply become metadata; Redis trouble here drops no sample."""
+        if self.types is None or not types:
+            return
+        try:
+            self.types.keep(self.dataset, types)
+        except Exception as e:  # noqa: BLE001 - the samples are written; metadata is best effort
+            self.warn(door, f"metric types not kept: {e}")
 
     def _within_limits(self, door: str, batch: SampleBatch, good: int) -> tuple[SampleBatch, int]:
         """The batch without the new series the dataset's series limits refuse (counted), and
@@ -513,4 +526,5 @@ def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGatewa
     limiter = IngestLimiter(LimitsStore(cfg.redis_url), cfg)
     return TcpGateway(router, cfg.dataset, cfg.host,
                       {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options,
-                      tokens=tokens, limiter=limiter)  # fmt: skip
+                      tokens=tokens, limiter=limiter,
+                      metadata=MetadataStore(cfg.redis_url))  # fmt: skip

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 from redis.typing import KeyT, StreamIdT
 
 from filodb.ingest.base import Log, Partition
@@ -57,18 +58,35 @@ class RedisStreamsLog(Log):
         shards = [s for s, recs in records.items() if recs]
         if not shards:
             return {}
-        pipe = self._r.pipeline(transaction=False)
-        for s in shards:
-            self._append(
-                keys=[stream_key(dataset, s), _counter_key(dataset, s)],
-                args=list(records[s]),
-                client=pipe,
-            )
-        firsts = pipe.execute()
+        firsts = self._run_appends(dataset, shards, records)
         return {
             s: list(range(int(f), int(f) + len(records[s])))
             for s, f in zip(shards, firsts, strict=True)
         }
+
+    def _run_appends(self, dataset: str, shards: list[int],
+                     records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
+        """One EVALSHA per shard in one pipelined round trip. redis-py's ``Script`` in a
+        pipeline asks ``SCRIPT EXISTS`` first (a second round trip per append); here a shard
+        whose call found no script (Redis restarted, or SCRIPT FLUSH) is loaded and sent again.
+        Each call is atomic, so a call answered NOSCRIPT appended nothing."""
+        todo, out = list(shards), dict.fromkeys(shards)
+        for _ in range(2):
+            pipe = self._r.pipeline(transaction=False)
+            for s in todo:
+                pipe.evalsha(self._append.sha, 2, stream_key(dataset, s), _counter_key(dataset, s),
+                             *records[s])  # fmt: skip
+            got = pipe.execute(raise_on_error=False)
+            for s, r in zip(todo, got, strict=True):
+                out[s] = r
+            todo = [s for s, r in zip(todo, got, strict=True) if isinstance(r, NoScriptError)]
+            if not todo:
+                break
+            self._append.sha = self._r.script_load(_APPEND)
+        for r in out.values():
+            if isinstance(r, Exception):
+                raise r
+        return [out[s] for s in shards]
 
     def read(
         self, dataset: str, positions: Mapping[int, int], count: int, block_ms: int

@@ -25,10 +25,20 @@ class _Postings:
     __slots__ = ("_list", "_arr")
 
     def __init__(self) -> None:
-        self._list: list[int] = []
+        self._list: list[int] | None = []
         self._arr: np.ndarray | None = _EMPTY
 
+    @classmethod
+    def of(cls, arr: np.ndarray) -> _Postings:
+        """Postings holding the sorted int32 ids ``arr`` (a list only once one is added)."""
+        p = cls.__new__(cls)  # no __init__: one of these per label value after a purge
+        p._list, p._arr = None, arr
+        return p
+
     def add(self, sid: int) -> None:
+        if self._list is None:
+            assert self._arr is not None
+            self._list = self._arr.tolist()
         self._list.append(sid)
         self._arr = None
 
@@ -108,6 +118,36 @@ class TagIndex:
                 col = self._columns[name] = _Column()
             col.add(sid, value)
         self._count = max(self._count, sid + 1)
+
+    def compact(self, keep: np.ndarray) -> None:
+        """Forget the series where the bool array ``keep`` (one entry per id) is False and
+        renumber the others ``0..n-1`` in their order (the shard purges with it). Per label
+        name a few numpy calls; values no series has any more are dropped with their postings."""
+        remap = np.cumsum(keep, dtype=np.int64) - 1
+        for name in list(self._columns):
+            col = self._columns[name]
+            sids, codes = col.sids(), col.codes()
+            live = keep[sids]
+            sids, codes = remap[sids[live]].astype(np.int32), codes[live]
+            if len(sids) == 0:
+                del self._columns[name], self._by_name[name]
+                continue
+            used, codes = np.unique(codes, return_inverse=True)
+            codes = codes.astype(np.int32)
+            new = _Column()
+            new._sids, new._codes, new.n = sids, codes, len(sids)
+            new.values = [col.values[c] for c in used.tolist()]
+            new.code_of = dict(zip(new.values, range(len(new.values)), strict=True))
+            order = np.argsort(codes, kind="stable")  # ids stay sorted within a value
+            bounds = np.searchsorted(codes[order], np.arange(len(used) + 1))
+            by_value = {
+                v: _Postings.of(sids[order[a:b]])
+                for v, a, b in zip(
+                    new.values, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True
+                )
+            }
+            self._columns[name], self._by_name[name] = new, by_value
+        self._count = int(keep.sum())
 
     def all_ids(self) -> np.ndarray:
         return np.arange(self._count, dtype=np.int32)

@@ -1,11 +1,17 @@
 """One shard's memstore: series registry, tag index, write buffers, encoded chunks, flush
 groups, eviction and on-demand paging.
 
-Ingest takes :class:`SampleBatch` columns and appends them to per-series write buffers with
-numpy; the only Python loops run once per *series* of a batch, never per sample. A sample
-whose timestamp is not newer than the newest of its series (in memory, in the column store, or
-earlier in the same batch) is rejected and counted, as Prometheus does: nothing is reordered.
-A buffer that reaches ``max_chunk_samples`` is closed into an encoded :class:`Chunk`.
+Ingest takes :class:`SampleBatch` columns and appends them to the shard's :class:`Head` (the
+unclosed samples of every series in one paged pool) with a handful of numpy calls, whatever
+the number of series in the batch. A sample whose timestamp is not newer than the newest of
+its series (in memory, in the column store, or earlier in the same batch) is rejected and
+counted, as Prometheus does, unless it is within ``ooo_window_ms`` of that newest sample: then
+it is accepted out of order (sorted in when read or closed; a repeated timestamp keeps the last
+value written). Series whose head reaches ``max_chunk_samples`` are closed into encoded
+:class:`Chunk` s together, one numba call for all of them. A chunk holding a sample not newer
+than everything closed before it (an out-of-order chunk) overlaps older chunks: its id is a
+hash of its content (flagged by bit 62) instead of its start, so it never replaces a stored
+chunk, and reads merge the overlap (``_dedupe``: the last written sample of a timestamp wins).
 
 Flush: every series belongs to one of ``num_groups`` flush groups (a hash of its part key).
 :meth:`prepare_flush` closes the group's buffers and returns its unflushed chunks and changed
@@ -28,6 +34,7 @@ the shard: the ingest thread, flush tasks and query tasks of the worker share it
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +43,18 @@ from typing import Any
 
 import numpy as np
 
-from filodb.memstore.chunks import Chunk, chunk_from_vectors, decode_chunks, encode_chunk
+from filodb.encoding import encode_many
+from filodb.memstore.chunks import (
+    Chunk,
+    chunk_from_vectors,
+    decode_chunks,
+    encode_chunk,
+    ooo_id,
+    trim_chunk,
+    write_order,
+)
+from filodb.memstore.exemplars import ExemplarRing
+from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import ByteBoundedCache
@@ -45,11 +63,11 @@ from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
 
-_INITIAL_CAPACITY = 32
 _NO_TS = np.iinfo(np.int64).min
 _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
+_KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 
 
 @dataclass
@@ -57,7 +75,7 @@ class IngestStats:
     """Counts of one :meth:`TimeSeriesShard.ingest` call."""
 
     accepted: int = 0
-    out_of_order: int = 0
+    out_of_order: int = 0  # refused: not newer than their series' newest (outside the window)
     new_series: int = 0
     already_flushed: int = 0
 
@@ -74,6 +92,20 @@ class FlushData:
     part_keys: list[tuple[bytes, int, int]] = field(default_factory=list)
     series: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     generation: int = 0
+    layout: int = 0  # series ids are those of this layout (a purge renumbers them)
+    deletes: int = 0  # deletions applied before it was prepared
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What one :meth:`TimeSeriesShard.delete_series` removed: the column store must drop the
+    ``whole`` series and the samples of the ``partial`` ones in ``[start_ms, end_ms]``."""
+
+    number: int
+    start_ms: int
+    end_ms: int
+    whole: list[bytes]
+    partial: list[bytes]
 
 
 class TimeSeriesShard:
@@ -82,9 +114,10 @@ class TimeSeriesShard:
     def __init__(
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
-        page_cache_bytes: int = 64 << 20,
+        page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
     ) -> None:  # fmt: skip
         self.dataset = dataset
+        self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
         self.shard = shard
         self.max_chunk_samples = max(2, int(max_chunk_samples))
         # a flush writes a series' consecutive unflushed chunks as one, up to this many rows
@@ -92,15 +125,17 @@ class TimeSeriesShard:
         self.num_groups = max(1, int(num_groups))
         self.memory_budget = int(memory_budget)
         self.pager = pager
+        self.ooo_window_ms = max(0, int(ooo_window_ms))
         self._lock = threading.RLock()
         self._ids: dict[Labels, int] = {}
+        self._keys = np.zeros(0, np.uint64)  # sorted 64-bit series keys (SampleBatch.keys)
+        self._key_sid = np.zeros(0, np.int64)  # the series of each key
         self._labels: list[Labels] = []
         self._pk: list[bytes] = []
         self._index = TagIndex()
-        self._ts: list[np.ndarray] = []
-        self._vals: list[np.ndarray] = []
+        self._head = Head(self.max_chunk_samples)
         self._chunks: list[list[Chunk]] = []
-        self._count = np.zeros(0, np.int64)  # samples in the write buffer
+        self._closed_end = np.zeros(0, np.int64)  # newest sample in chunks or the store
         self._first = np.zeros(0, np.int64)  # first and last sample anywhere (memory or store)
         self._last = np.zeros(0, np.int64)
         self._mem_start = np.zeros(0, np.int64)  # memory holds every sample from here on
@@ -111,9 +146,8 @@ class TimeSeriesShard:
         self._generation = 0
         self.offset = 0  # the last log offset applied
         self.chunk_bytes = 0
-        self.buffer_bytes = 0
         self.samples_ingested = 0
-        self.samples_rejected = 0
+        self.rejected: dict[str, int] = {}  # samples refused, by reason
         self.chunks_evicted = 0
         self.chunks_paged = 0  # read from the column store
         self.page_cache_hits = 0  # paged chunks served again from the page cache
@@ -123,35 +157,48 @@ class TimeSeriesShard:
         )
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
+        self._layout = 0  # bumped by every purge (series ids change)
+        self.deletes: list[Deletion] = []  # the latest ones, for flushes prepared before them
+        self.num_deletes = 0
+        self.series_purged = 0
 
     # --- registry -------------------------------------------------------------------------
     @property
     def num_series(self) -> int:
         return len(self._labels)
 
+    @property
+    def samples_rejected(self) -> int:
+        return sum(self.rejected.values())
+
     def _series_ids(self, series: Sequence[Labels]) -> tuple[np.ndarray, int]:
-        ids = np.empty(len(series), np.int64)
+        """Ids of the batch's label sets, new series registered: known ones in one C-level
+        ``map`` over the registry (no Python step per series), new ones one by one."""
+        found = list(map(self._ids.get, series))
         new_groups: list[int] = []
-        for i, lb in enumerate(series):
-            sid = self._ids.get(lb)
-            if sid is None:
-                sid = self._ids[lb] = len(self._labels)
-                pk = part_key(lb)
-                self._labels.append(lb)
-                self._pk.append(pk)
-                self._index.add(sid, lb)
-                self._ts.append(np.empty(0, np.int64))
-                self._vals.append(np.empty(0, np.float64))
-                self._chunks.append([])
-                new_groups.append(group_of(pk, self.num_groups))
-            ids[i] = sid
+        if None in found:
+            for i, lb in enumerate(series):
+                if found[i] is not None:
+                    continue
+                sid = self._ids.get(lb)
+                if sid is None:
+                    sid = self._ids[lb] = len(self._labels)
+                    pk = part_key(lb)
+                    self._labels.append(lb)
+                    self._pk.append(pk)
+                    self._index.add(sid, lb)
+                    self._chunks.append([])
+                    new_groups.append(group_of(pk, self.num_groups))
+                found[i] = sid
+        ids = np.array(found, np.int64)
         if new_groups:
             k = len(new_groups)
+            self._head.add_series(k)
 
             def grow(a: np.ndarray, fill: int) -> np.ndarray:
                 return np.concatenate([a, np.full(k, fill, np.int64)])
 
-            self._count = grow(self._count, 0)
+            self._closed_end = grow(self._closed_end, _NO_TS)
             self._first, self._last = grow(self._first, _NO_TS), grow(self._last, _NO_TS)
             self._mem_start, self._store_start = (
                 grow(self._mem_start, _NONE),
@@ -160,6 +207,46 @@ class TimeSeriesShard:
             self._touched, self._pk_saved = grow(self._touched, 0), grow(self._pk_saved, 0)
             self._group = np.concatenate([self._group, np.array(new_groups, np.int64)])
         return ids, len(new_groups)
+
+    def _resolve(self, batch: SampleBatch) -> tuple[np.ndarray, int]:
+        """Series ids of a batch. When it carries a 64-bit key per series (``keys``: log
+        records do), known keys are found with one ``searchsorted`` and checked by identity
+        with the registered label set (decoded records share one object per series): no hash
+        of a label set at all. A key seen for the first time, or whose label set is another
+        object that does not compare equal (a collision), goes through the registry."""
+        keys = getattr(batch, "keys", None)
+        if keys is None:
+            return self._series_ids(batch.series)
+        keys = np.asarray(keys, np.uint64)
+        series = batch.series
+        ids = np.full(len(keys), -1, np.int64)
+        if len(self._keys):
+            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            hit = self._keys[pos] == keys
+            ids[hit] = self._key_sid[pos[hit]]
+            at = np.flatnonzero(hit).tolist()
+            got = list(map(self._labels.__getitem__, ids[at].tolist()))
+            mine = list(map(series.__getitem__, at))
+            if not all(map(operator.is_, got, mine)):
+                labels = self._labels
+                for i, a, b in zip(at, got, mine, strict=True):
+                    if a is not b:
+                        if a == b:  # equal: keep the batch's object, identical next time
+                            labels[int(ids[i])] = b
+                        else:
+                            ids[i] = -1  # another series with that key: by label set
+        miss = np.flatnonzero(ids < 0)
+        if len(miss) == 0:
+            return ids, 0
+        sub, new = self._series_ids([series[i] for i in miss.tolist()])
+        ids[miss] = sub
+        fresh, first = np.unique(keys[miss], return_index=True)
+        known = np.isin(fresh, self._keys)  # a collision keeps the first series' key
+        fresh, first = fresh[~known], first[~known]
+        at_ = np.searchsorted(self._keys, fresh)
+        self._keys = np.insert(self._keys, at_, fresh)
+        self._key_sid = np.insert(self._key_sid, at_, sub[first])
+        return ids, new
 
     def load_part_keys(self, records: Iterable[Any]) -> int:
         """Register the series the column store knows (``part_key``, ``start_ms``, ``end_ms``
@@ -175,6 +262,7 @@ class TimeSeriesShard:
             self._first[ids] = np.where(known, np.minimum(self._first[ids], start), start)
             self._last[ids] = np.maximum(self._last[ids], end)
             self._store_start[ids] = np.minimum(self._store_start[ids], start)
+            self._closed_end[ids] = np.maximum(self._closed_end[ids], end)
             return len(recs)
 
     # --- ingest ---------------------------------------------------------------------------
@@ -188,9 +276,14 @@ class TimeSeriesShard:
         with self._lock:
             if offset is not None:
                 self.offset = max(self.offset, int(offset))
-            if len(batch) == 0:
+            ex = batch.exemplars
+            if len(batch) == 0 and (ex is None or not self.exemplars.capacity):
                 return IngestStats()
-            ids, new = self._series_ids(batch.series)
+            ids, new = self._resolve(batch)
+            if ex is not None:  # replayed records add theirs again (the ring starts empty)
+                self.exemplars.add(ids[ex.sidx], ex.ts, ex.vals, ex.labels)
+            if len(batch) == 0:
+                return IngestStats(0, 0, new, 0)
             sid, ts, vals = ids[batch.sidx], batch.ts, batch.vals
             skipped = 0
             if flushed and offset is not None:
@@ -202,59 +295,78 @@ class TimeSeriesShard:
                 skipped = int(len(keep) - keep.sum())
                 if skipped:
                     sid, ts, vals = sid[keep], ts[keep], vals[keep]
-            order = np.argsort(sid, kind="stable")  # arrival order kept within a series
-            sid, ts, vals = sid[order], ts[order], vals[order]
-            ok = _in_order(sid, ts, self._last)
-            sid, ts, vals = sid[ok], ts[ok], vals[ok]
-            self._append_grouped(sid, ts, vals)
+            if (sid[1:] < sid[:-1]).any():
+                order = np.argsort(sid, kind="stable")  # arrival order kept within a series
+                sid, ts, vals = sid[order], ts[order], vals[order]
+            newest = _newest_before(sid, ts, self._last)
+            in_order = ts > newest
+            ok = in_order
+            if self.ooo_window_ms:  # within the window of the newest: accepted out of order
+                ok = in_order | (ts >= newest - self.ooo_window_ms)
             accepted = int(ok.sum())
+            if accepted < len(ok):
+                sid, ts, vals, in_order = sid[ok], ts[ok], vals[ok], in_order[ok]
+                why = "too_old" if self.ooo_window_ms else "out_of_order"
+                self.rejected[why] = self.rejected.get(why, 0) + len(ok) - accepted
+            self._append(sid, ts, vals, in_order)
             stats = IngestStats(accepted, len(ok) - accepted, new, skipped)
             self.samples_ingested += stats.accepted
-            self.samples_rejected += stats.out_of_order
             return stats
 
-    def _append_grouped(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
+    def _append(
+        self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray
+    ) -> None:
+        """Append grouped samples to the head; series that fill up are closed together."""
         if len(sid) == 0:
             return
         self._generation += 1
-        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        ends = np.r_[starts[1:], len(sid)]
+        starts = group_starts(sid)
         uniq = sid[starts]
-        for s, a, b in zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            n = int(self._count[s])
-            need = n + (b - a)
-            if need > len(self._ts[s]):
-                cap = max(need, 2 * len(self._ts[s]), _INITIAL_CAPACITY)
-                self.buffer_bytes += 16 * (cap - len(self._ts[s]))
-                self._ts[s] = _grow(self._ts[s], n, cap)
-                self._vals[s] = _grow(self._vals[s], n, cap)
-            self._ts[s][n:need] = ts[a:b]
-            self._vals[s][n:need] = vals[a:b]
-        first_ts = ts[starts]
+        lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
         never = self._first[uniq] == _NO_TS
-        self._first[uniq[never]] = first_ts[never]
-        self._mem_start[uniq] = np.minimum(self._mem_start[uniq], first_ts)
-        self._count[uniq] += ends - starts
-        self._last[uniq] = ts[ends - 1]
+        self._first[uniq] = np.where(never, lo, np.minimum(self._first[uniq], lo))
+        self._last[uniq] = np.maximum(self._last[uniq], hi)
+        # memory holds every sample from mem_start on: an out-of-order sample below what was
+        # closed does not make it hold the closed samples (the store may have them only)
+        closed = self._closed_end[uniq]
+        held = np.where(lo > closed, lo, closed + 1)
+        self._mem_start[uniq] = np.minimum(self._mem_start[uniq], held)
         self._touched[uniq] = self._generation
-        for s in uniq[self._count[uniq] >= self.max_chunk_samples].tolist():
-            self._close(s)
+        head = self._head
+        while True:
+            rest = head.append(sid, ts, vals, in_order)
+            full = uniq[head.count[uniq] >= self.max_chunk_samples]
+            if rest.any():  # full, or too far from the head's first sample: closed first
+                full = np.union1d(full, sid[rest])
+            if len(full):
+                self._close(full)
+            if not rest.any():
+                return
+            sid, ts, vals, in_order = sid[rest], ts[rest], vals[rest], in_order[rest]
+            uniq = np.unique(sid)
 
-    def _close(self, s: int) -> None:
-        """Encode the series' write buffer into a chunk; the buffer starts small again."""
-        n = int(self._count[s])
-        if n == 0:
+    def _close(self, sids: np.ndarray) -> None:
+        """Encode the heads of ``sids`` (ids, unique) into chunks, one numba call for all."""
+        sids = sids[self._head.count[sids] > 0]
+        if len(sids) == 0:
             return
-        c = encode_chunk(self._ts[s][:n], self._vals[s][:n])
-        self._chunks[s].append(c)
-        self.chunk_bytes += c.nbytes
-        self._count[s] = 0
-        self._free_buffer(s, _INITIAL_CAPACITY)
-
-    def _free_buffer(self, s: int, cap: int) -> None:
-        self.buffer_bytes -= 16 * (len(self._ts[s]) - cap)
-        self._ts[s] = np.empty(cap, np.int64)
-        self._vals[s] = np.empty(cap, np.float64)
+        ts, vals, counts = self._head.read(sids)
+        self._head.release(sids)
+        offsets = np.zeros(len(sids) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        tvecs, vvecs = encode_many(ts, vals, offsets)
+        starts, ends = ts[offsets[:-1]], ts[offsets[1:] - 1]
+        ooo = starts <= self._closed_end[sids]
+        self._closed_end[sids] = np.maximum(self._closed_end[sids], ends)
+        rows = zip(sids.tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
+                   ooo.tolist(), tvecs, vvecs, strict=True)  # fmt: skip
+        added = 0
+        tick = self.offset or self._generation  # no log (tests, tools): batches applied
+        for s, start, end, n, late, tv, vv in rows:
+            c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
+            self._chunks[s].append(c)
+            added += len(tv) + len(vv)
+        self.chunk_bytes += added
 
     # --- flush ----------------------------------------------------------------------------
     def prepare_flush(self, group: int) -> FlushData:
@@ -262,9 +374,9 @@ class TimeSeriesShard:
         offset they cover (every record up to it is in them or in earlier flushes)."""
         with self._lock:
             sids = np.flatnonzero(self._group == group)
-            for s in sids[self._count[sids] > 0].tolist():
-                self._close(s)
-            fd = FlushData(group, self.offset, generation=self._generation)
+            self._close(sids)
+            fd = FlushData(group, self.offset, generation=self._generation, layout=self._layout,
+                           deletes=self.num_deletes)  # fmt: skip
             for s in sids.tolist():
                 pk = self._pk[s]
                 for run in self._flush_runs(self._chunks[s]):
@@ -281,10 +393,16 @@ class TimeSeriesShard:
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
         with self._lock:
+            if fd.layout != self._layout:  # a purge renumbered the series: their chunks stay
+                self.checkpoints[fd.group] = fd.offset  # unflushed and are written again
+                self.last_flush[fd.group] = time.time()
+                return
             for sid, run in zip(fd.chunk_series, fd.covers, strict=True):
                 for c in run:
                     c.flushed = True
                 self._store_start[sid] = min(int(self._store_start[sid]), run[0].start)
+                if run[0].ooo:  # the store gained samples older than a cached range may hold
+                    self._page_cache.discard(sid)
             self._pk_saved[fd.series] = np.maximum(self._pk_saved[fd.series], fd.generation)
             self.checkpoints[fd.group] = fd.offset
             self.last_flush[fd.group] = time.time()
@@ -299,7 +417,10 @@ class TimeSeriesShard:
         for c in chunks:
             if c.flushed:
                 continue
-            if runs and rows + c.count <= self.flush_chunk_samples:
+            if c.ooo:  # written alone, under its own id
+                runs.append([c])
+                rows = self.flush_chunk_samples
+            elif runs and not runs[-1][0].ooo and rows + c.count <= self.flush_chunk_samples:
                 runs[-1].append(c)
                 rows += c.count
             else:
@@ -310,30 +431,35 @@ class TimeSeriesShard:
     # --- memory ---------------------------------------------------------------------------
     @property
     def memory_bytes(self) -> int:
-        return self.chunk_bytes + self.buffer_bytes
+        return self.chunk_bytes + self._head.nbytes
 
     def _evict(self) -> None:
         if self.memory_budget <= 0 or self.memory_bytes <= self.memory_budget:
             return
-        flushed = [(c.end, s) for s, cs in enumerate(self._chunks) for c in cs if c.flushed]
-        flushed.sort()
-        for _, s in flushed:
+        flushed = [(c.end, s, c) for s, cs in enumerate(self._chunks) for c in cs if c.flushed]
+        flushed.sort(key=lambda e: e[:2])
+        for _, s, c in flushed:
             if self.memory_bytes <= self.memory_budget:
                 break
-            c = self._chunks[s].pop(0)  # a series' chunks are in time order: oldest first
+            cs = self._chunks[s]
+            del cs[next(i for i, x in enumerate(cs) if x is c)]
             self.chunk_bytes -= c.nbytes
             self.chunks_evicted += 1
-            self._mem_start[s] = self._held_from(s)
-        if self.memory_bytes > self.memory_budget:  # idle series: free their empty buffers
-            for s in np.flatnonzero(self._count == 0).tolist():
-                if len(self._ts[s]):
-                    self._free_buffer(s, 0)
+            # memory no longer holds what that chunk held (an out-of-order one included)
+            self._mem_start[s] = max(self._held_from(s), c.end + 1)
 
     def _held_from(self, s: int) -> int:
-        if self._chunks[s]:
-            return self._chunks[s][0].start
-        if self._count[s]:
-            return int(self._ts[s][0])
+        """From where memory holds every sample of the series, after chunks left it: the
+        first in-order chunk, else past everything closed when the head has samples."""
+        for c in self._chunks[s]:
+            if not c.ooo:
+                return max(c.start, int(self._mem_start[s]))
+        if self._head.count[s]:
+            return (
+                int(self._closed_end[s]) + 1
+                if self._closed_end[s] != _NO_TS
+                else int(self._head.oldest(np.array([s]))[0])
+            )
         return int(_NONE)
 
     def drop_before(self, cutoff_ms: int) -> int:
@@ -341,11 +467,14 @@ class TimeSeriesShard:
         dropped = 0
         with self._lock:
             self._page_cache.forget()  # the store drops what retention cuts, so must the cache
+            head_n = self._head.count
             for s, cs in enumerate(self._chunks):
-                while cs and cs[0].end < cutoff_ms:
-                    self.chunk_bytes -= cs.pop(0).nbytes
-                    dropped += 1
-                self._mem_start[s] = self._held_from(s) if cs or self._count[s] else _NONE
+                if cs and min(c.end for c in cs) < cutoff_ms:
+                    keep = [c for c in cs if c.end >= cutoff_ms]
+                    self.chunk_bytes -= sum(c.nbytes for c in cs) - sum(c.nbytes for c in keep)
+                    dropped += len(cs) - len(keep)
+                    cs[:] = keep
+                    self._mem_start[s] = self._held_from(s) if keep or head_n[s] else _NONE
             gone = (self._last != _NO_TS) & (self._last < cutoff_ms)
             self._first[gone] = _NO_TS
             self._last[gone] = _NO_TS
@@ -354,6 +483,90 @@ class TimeSeriesShard:
             )
             self._store_start = np.where(gone, _NONE, np.maximum(self._store_start, cutoff_ms))
         return dropped
+
+    # --- deletion and purge ---------------------------------------------------------------
+    def delete_series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Deletion:
+        """Delete the matching series' samples in ``[start_ms, end_ms]`` from memory. Series
+        left without samples are purged (labels, index entry, buffers); the answer tells the
+        caller what to delete from the column store. Flushes prepared before it learn of it
+        through :meth:`deletions_since`."""
+        with self._lock:
+            ids = self._ids_in_range(matchers, start_ms, end_ms)
+            whole = (self._first[ids] >= start_ms) & (self._last[ids] <= end_ms)
+            gone, part = ids[whole], ids[~whole]
+            for s in part.tolist():
+                self._trim_series(s, start_ms, end_ms)
+            first, last = self._first[part], self._last[part]
+            after, before = min(end_ms + 1, int(_NONE)), max(start_ms - 1, int(_NO_TS) + 1)
+            self._first[part] = np.where((first >= start_ms) & (first <= end_ms), after, first)
+            self._last[part] = np.where((last >= start_ms) & (last <= end_ms), before, last)
+            self._page_cache.forget()
+            self.num_deletes += 1
+            d = Deletion(self.num_deletes, start_ms, end_ms, [self._pk[s] for s in gone.tolist()],
+                         [self._pk[s] for s in part.tolist()])  # fmt: skip
+            self.deletes = [*self.deletes[-(_KEPT_DELETES - 1) :], d]
+            if len(gone):
+                self._last[gone] = _NO_TS
+                self.purge_empty()
+            return d
+
+    def deletions_since(self, number: int) -> list[Deletion] | None:
+        """Deletions after the ``number``-th (None: some are no longer known)."""
+        with self._lock:
+            if self.num_deletes == number:
+                return []
+            if not self.deletes or self.deletes[0].number > number + 1:
+                return None
+            return [d for d in self.deletes if d.number > number]
+
+    def _trim_series(self, s: int, start_ms: int, end_ms: int) -> None:
+        """Drop one series' samples in the range from its buffer and chunks."""
+        if self._head.count[s]:
+            one = np.array([s], np.int64)
+            ts, vals, _ = self._head.read(one)  # sorted, last write of a timestamp kept
+            keep = (ts < start_ms) | (ts > end_ms)
+            self._head.release(one)
+            k = int(keep.sum())
+            if k:
+                self._head.append(np.full(k, s, np.int64), ts[keep], vals[keep], np.ones(k, bool))
+        chunks = []
+        for c in self._chunks[s]:
+            t = trim_chunk(c, start_ms, end_ms)
+            self.chunk_bytes += (t.nbytes if t is not None else 0) - c.nbytes
+            if t is not None:
+                chunks.append(t)
+        self._chunks[s] = chunks
+        if self._mem_start[s] != _NONE:
+            self._mem_start[s] = self._held_from(s)
+
+    def purge_empty(self) -> int:
+        """Forget series with no samples left (retention or deletion took them all): labels,
+        index entry, buffers and chunks; the others are renumbered. Returns how many."""
+        with self._lock:
+            keep = self._last != _NO_TS
+            n = len(keep) - int(keep.sum())
+            if n == 0:
+                return 0
+            idx = np.flatnonzero(keep).tolist()
+            for s in np.flatnonzero(~keep).tolist():
+                self.chunk_bytes -= sum(c.nbytes for c in self._chunks[s])
+            self._labels = [self._labels[i] for i in idx]
+            self._pk = [self._pk[i] for i in idx]
+            self._chunks = [self._chunks[i] for i in idx]
+            self._ids = dict(zip(self._labels, range(len(idx)), strict=True))
+            self._head.keep_series(keep)
+            self.exemplars.keep_series(keep)
+            for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
+                         "_group", "_touched", "_pk_saved"):  # fmt: skip
+                setattr(self, name, getattr(self, name)[keep])
+            kept_key = keep[self._key_sid]  # the 64-bit key lookup follows the renumbering
+            self._keys = self._keys[kept_key]
+            self._key_sid = (np.cumsum(keep) - 1)[self._key_sid[kept_key]]
+            self._index.compact(keep)
+            self._page_cache.forget()
+            self._layout += 1
+            self.series_purged += n
+            return n
 
     # --- SeriesSource ---------------------------------------------------------------------
     def _ids_in_range(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> np.ndarray:
@@ -377,26 +590,20 @@ class TimeSeriesShard:
             owner: list[int] = []  # position in ids of each chunk
             limit: list[int] = []  # newest timestamp a chunk may contribute (paged: < mem_start)
             for i, s in enumerate(ids.tolist()):
-                for c in paged.get(s, ()):
+                mem = [c for c in self._chunks[s] if c.end >= start_ms and c.start <= end_ms]
+                below = min(end_ms, int(self._mem_start[s]) - 1)
+                pieces = [(c, below) for c in paged.get(s, ())] + [(c, end_ms) for c in mem]
+                if any(c.ooo for c, _ in pieces):  # write order: the last write of a ts wins
+                    pieces.sort(key=lambda p: write_order(p[0]))
+                for c, lim in pieces:
                     chunks.append(c)
                     owner.append(i)
-                    limit.append(min(end_ms, int(self._mem_start[s]) - 1))
-                for c in self._chunks[s]:
-                    if c.end >= start_ms and c.start <= end_ms:
-                        chunks.append(c)
-                        owner.append(i)
-                        limit.append(end_ms)
+                    limit.append(lim)
             cts, cvals, coffs = decode_chunks(chunks)
             n_chunk = np.diff(coffs)
-            buf_n = self._count[ids]
-            pieces_ts = [cts] + [
-                self._ts[s][:n] for s, n in zip(ids.tolist(), buf_n.tolist(), strict=True) if n
-            ]
-            pieces_vals = [cvals] + [
-                self._vals[s][:n] for s, n in zip(ids.tolist(), buf_n.tolist(), strict=True) if n
-            ]
-        ts = np.concatenate(pieces_ts)
-        vals = np.concatenate(pieces_vals)
+            hts, hvals, buf_n = self._head.read(ids)
+        ts = np.concatenate([cts, hts])
+        vals = np.concatenate([cvals, hvals])
         owner_arr = np.array(owner, np.int64)
         buf_owner = np.flatnonzero(buf_n)
         sample_owner = np.concatenate(
@@ -475,6 +682,21 @@ class TimeSeriesShard:
             labels = self._labels
             return [labels[s] for s in ids.tolist()]
 
+    def query_exemplars(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+                        ) -> list[tuple[Labels, np.ndarray, np.ndarray, list[Labels]]]:  # fmt: skip
+        """Per matching series with exemplars in the range: its labels, and their timestamps,
+        values and label sets (oldest first)."""
+        with self._lock:
+            ids = self._index.match(matchers)
+            sid, ts, vals, labels = self.exemplars.select(ids, start_ms, end_ms)
+            if len(sid) == 0:
+                return []
+            starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+            ends = np.r_[starts[1:], len(sid)]
+            return [(self._labels[s], ts[a:b], vals[a:b], labels[a:b])
+                    for s, a, b in zip(sid[starts].tolist(), starts.tolist(), ends.tolist(),
+                                       strict=True)]  # fmt: skip
+
     def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
         """Label names of the matching series in the range, from the index (no series walk)."""
         with self._lock:
@@ -493,7 +715,7 @@ class TimeSeriesShard:
         with self._lock:
             counts = self._index.label_counts()
             has = self._last != _NO_TS
-            chunks = sum(len(cs) for cs in self._chunks) + int((self._count > 0).sum())
+            chunks = sum(len(cs) for cs in self._chunks) + int((self._head.count > 0).sum())
             lo = int(self._first[has].min()) if has.any() else NO_MIN_TIME
             hi = int(self._last[has].max()) if has.any() else NO_MAX_TIME
             n = self.num_series
@@ -504,17 +726,20 @@ class TimeSeriesShard:
         with self._lock:
             n_chunks = sum(len(cs) for cs in self._chunks)
             in_chunks = sum(c.count for cs in self._chunks for c in cs)
-            in_memory = int(((self._mem_start != _NONE) | (self._count > 0)).sum())
+            head_n = self._head.count
+            in_memory = int(((self._mem_start != _NONE) | (head_n > 0)).sum())
             return {
                 "series": self.num_series,
                 "series_in_memory": in_memory,
-                "samples": in_chunks + int(self._count.sum()),  # in memory
+                "samples": in_chunks + int(head_n.sum()),  # in memory
                 "chunks": n_chunks,
                 "chunk_bytes": self.chunk_bytes,
-                "buffer_samples": int(self._count.sum()),
+                "buffer_samples": int(head_n.sum()),
+                "head_bytes": self._head.nbytes,
                 "memory_bytes": self.memory_bytes,
                 "samples_ingested": self.samples_ingested,
                 "samples_rejected": self.samples_rejected,
+                "samples_rejected_by_reason": dict(self.rejected),
                 "chunks_evicted": self.chunks_evicted,
                 "chunks_paged": self.chunks_paged,
                 "page_cache_hits": self.page_cache_hits,
@@ -525,6 +750,9 @@ class TimeSeriesShard:
                     (self.last_flush.get(g, 0.0) for g in range(self.num_groups)), default=0.0
                 ),  # fmt: skip
                 "last_checkpoint": max(self.checkpoints.values(), default=0),
+                "exemplars": len(self.exemplars),
+                "exemplars_appended": self.exemplars.added,
+                "exemplars_dropped": self.exemplars.dropped,
             }
 
 
@@ -542,7 +770,9 @@ def _dedupe(
     ts: np.ndarray, vals: np.ndarray, owner: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep each series' samples strictly increasing (a chunk written twice, paged data that
-    overlaps memory). ``owner`` is sorted; only the rare series that need it are re-sorted."""
+    overlaps memory, out-of-order chunks). ``owner`` is sorted; only the rare series that need
+    it are re-sorted. Of samples with one timestamp the last one is kept: pieces come in write
+    order (the store, memory's chunks as they closed, the head), so the last write wins."""
     if len(ts) < 2:
         return ts, vals, owner
     same = owner[1:] == owner[:-1]
@@ -554,26 +784,25 @@ def _dedupe(
         if b - a > 1 and (np.diff(ts[a:b]) <= 0).any():
             perm[a:b] = a + np.argsort(ts[a:b], kind="stable")
     ts, vals, owner = ts[perm], vals[perm], owner[perm]
-    keep = np.r_[True, ~((owner[1:] == owner[:-1]) & (ts[1:] == ts[:-1]))]
+    keep = np.r_[~((owner[1:] == owner[:-1]) & (ts[1:] == ts[:-1])), True]
     return ts[keep], vals[keep], owner[keep]
 
 
-def _grow(arr: np.ndarray, n: int, cap: int) -> np.ndarray:
-    out = np.empty(cap, arr.dtype)
-    out[:n] = arr[:n]
-    return out
+def _newest_before(sid: np.ndarray, ts: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Each sample's series' newest timestamp before it: ``last`` (what the series held)
+    or an earlier sample of the batch, whichever is newer.
 
-
-def _in_order(sid: np.ndarray, ts: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Mask of samples newer than everything before them in their series.
-
-    ``sid`` is grouped (stable-sorted); ``last`` is each series' newest stored timestamp.
-    Within a group the running maximum of earlier timestamps is computed with one
-    ``maximum.accumulate`` over group-separated dense ranks.
+    ``sid`` is grouped (stable-sorted). Within a group the running maximum of earlier
+    timestamps is computed with one ``maximum.accumulate`` over group-separated dense ranks.
     """
     n = len(ts)
-    uniq, rank = np.unique(ts, return_inverse=True)
     starts = np.r_[True, sid[1:] != sid[:-1]]
+    prev_ts = np.empty(n, np.int64)
+    prev_ts[1:] = ts[:-1]
+    prev_ts[starts] = _NO_TS
+    if not (ts <= prev_ts).any():  # increasing within each series: the previous one is newest
+        return np.maximum(prev_ts, last[sid])
+    uniq, rank = np.unique(ts, return_inverse=True)
     group = np.cumsum(starts) - 1
     u = len(uniq)
     key = group.astype(np.int64) * u + rank
@@ -582,4 +811,4 @@ def _in_order(sid: np.ndarray, ts: np.ndarray, last: np.ndarray) -> np.ndarray:
     prev_rank[1:] = running[:-1]
     prev_rank[starts] = -1
     prev_ts = np.where(prev_rank >= 0, uniq[np.maximum(prev_rank, 0)], _NO_TS)
-    return ts > np.maximum(prev_ts, last[sid])
+    return np.maximum(prev_ts, last[sid])

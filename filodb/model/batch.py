@@ -9,18 +9,22 @@ them with numpy, so no per-sample Python loop runs anywhere on the path.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 
+import cramjam
 import msgpack
 import numpy as np
+import xxhash
 
 from filodb.errors import BadInputError
 from filodb.model.cache import BoundedCache
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
+from filodb.model.partkey import labels_of, part_key
 
-BATCH_FORMAT_VERSION = 1
+BATCH_FORMAT_VERSION = 2  # what to_bytes writes; from_bytes reads 1 and 2
 
 
 @dataclass
@@ -31,6 +35,15 @@ class SampleBatch:
     ``ts``: int64 milliseconds since the epoch. ``vals``: float64, bit patterns kept (the stale
     marker NaN survives). ``types``: optional metric type per series name from metadata
     ("counter", "gauge", "histogram", ...), keyed by metric family name.
+
+    ``keys``: optional uint64 per series, the xxh64 of its part key
+    (:func:`~filodb.model.partkey.part_key`, the canonical bytes of the sorted label set), so a
+    consumer can map series to its own ids with numpy (equal keys of different label sets are
+    possible in principle: compare the label sets where a key is new). Batches read from the
+    log have them; :meth:`series_keys` computes them (cached per label set) when None.
+
+    ``exemplars``: optional :class:`~filodb.model.exemplars.Exemplars` of the series (remote
+    write's field 3); they follow their series through ``take_series``, ``split`` and the log.
     """
 
     series: list[Labels]
@@ -38,6 +51,8 @@ class SampleBatch:
     ts: np.ndarray
     vals: np.ndarray
     types: dict[str, str] = field(default_factory=dict)
+    keys: np.ndarray | None = None
+    exemplars: Exemplars | None = None
 
     def __post_init__(self) -> None:
         self.sidx = np.ascontiguousarray(self.sidx, dtype=np.int32)
@@ -45,6 +60,16 @@ class SampleBatch:
         self.vals = np.ascontiguousarray(self.vals, dtype=np.float64)
         if not (len(self.sidx) == len(self.ts) == len(self.vals)):
             raise ValueError("sidx, ts and vals must have the same length")
+        if self.keys is not None:
+            self.keys = np.ascontiguousarray(self.keys, dtype=np.uint64)
+            if len(self.keys) != len(self.series):
+                raise ValueError("keys must have one entry per series")
+
+    def series_keys(self) -> np.ndarray:
+        """``keys``, computed (and kept) when the batch has none."""
+        if self.keys is None:
+            self.keys = _encoded(self.series)[1]
+        return self.keys
 
     @classmethod
     def empty(cls) -> SampleBatch:
@@ -65,68 +90,163 @@ class SampleBatch:
             self.ts[mask],
             self.vals[mask],
             self.types,
+            None if self.keys is None else self.keys[keep],
+            None
+            if self.exemplars is None
+            else self.exemplars.take(keep[self.exemplars.sidx], new_index),
         )
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
-        """Split into one batch per shard, given the shard of each series."""
+        """Split into one batch per shard, given the shard of each series: two stable sorts
+        (series, samples by their series' shard) and slices, whatever the number of shards.
+        Samples keep their order within a shard."""
+        of = np.asarray(shard_of_series, np.int64)
+        s_order = np.argsort(of, kind="stable")
+        shards, s_start, s_count = np.unique(of[s_order], return_index=True, return_counts=True)
+        rank = np.empty(len(of), np.int32)  # a series' index within its shard's batch
+        rank[s_order] = np.arange(len(of)) - np.repeat(s_start, s_count)
+        sample_shard = of[self.sidx]
+        order = np.argsort(sample_shard, kind="stable")
+        bounds = np.searchsorted(sample_shard[order], np.append(shards, num_shards + 1))
+        sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
+        series = [self.series[i] for i in s_order.tolist()]
+        keys = None if self.keys is None else self.keys[s_order]
+        ex = self.exemplars
+        ex_shard = None if ex is None else of[ex.sidx]
         out: dict[int, SampleBatch] = {}
-        for shard in np.unique(shard_of_series):
-            out[int(shard)] = self.take_series(shard_of_series == shard)
+        for k, (shard, a, c) in enumerate(zip(shards.tolist(), s_start.tolist(),
+                                              s_count.tolist(), strict=True)):  # fmt: skip
+            x, y = bounds[k], bounds[k + 1]
+            out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
+                                     None if keys is None else keys[a : a + c],
+                                     None if ex is None else ex.take(ex_shard == shard, rank))  # fmt: skip
         return out
 
     # --- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """msgpack header followed by the raw little-endian arrays (see docs/architecture.md)."""
-        header = {
-            "v": BATCH_FORMAT_VERSION,
-            "n": len(self.ts),
-            "series": [[*chain.from_iterable(lb)] for lb in self.series],
-            "types": self.types,
-        }
+        """msgpack header, then one zstd frame of the little-endian arrays and the series'
+        part keys (see docs/architecture.md, "Log record format")."""
+        pks, _ = _encoded(self.series)
+        ends = np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
+        payload = b"".join([self.sidx.astype("<i4").tobytes(), self.ts.astype("<i8").tobytes(),
+                            self.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(),
+                            *pks])  # fmt: skip
+        header = {"v": BATCH_FORMAT_VERSION, "n": len(self.ts), "s": len(pks),
+                  "z": len(payload), "types": self.types}  # fmt: skip
+        if self.exemplars is not None and len(self.exemplars):
+            header["x"] = self.exemplars.to_wire()  # optional: older readers skip it
         h = msgpack.packb(header)
-        return b"".join(
-            [
-                len(h).to_bytes(4, "little"),
-                h,
-                self.sidx.astype("<i4").tobytes(),
-                self.ts.astype("<i8").tobytes(),
-                self.vals.astype("<f8").tobytes(),
-            ]
-        )
+        return b"".join([len(h).to_bytes(4, "little"), h,
+                         bytes(cramjam.zstd.compress(payload, ZSTD_LEVEL))])  # fmt: skip
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> SampleBatch:
-        """Inverse of :meth:`to_bytes`; raises :class:`BadInputError` on a malformed record."""
+        """Inverse of :meth:`to_bytes` (and of version 1's); raises :class:`BadInputError` on a
+        malformed record."""
         mv = memoryview(data)
+        keys = None
         try:
             hlen = int.from_bytes(mv[:4], "little")
             header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False, use_list=False)
-            if header.get("v") != BATCH_FORMAT_VERSION:
-                raise BadInputError(f"unknown batch format version {header.get('v')!r}")
+            version = header.get("v")
+            if version not in (1, 2):
+                raise BadInputError(f"unknown batch format version {version!r}")
             n = int(header["n"])
             pos = 4 + hlen
+            if version == 2:
+                mv, pos = _payload(mv[pos:], int(header["z"])), 0
             sidx = np.frombuffer(mv, "<i4", n, pos)
             pos += 4 * n
             ts = np.frombuffer(mv, "<i8", n, pos)
             pos += 8 * n
             vals = np.frombuffer(mv, "<f8", n, pos)
-            cache = _LABELS
-            series = []
-            for flat in header["series"]:
-                lb = cache.get(flat)
-                if lb is None:
-                    lb = _pairs(flat)
-                    cache.put(flat, lb)
-                series.append(lb)
+            pos += 8 * n
+            if version == 1:
+                series = _series_v1(header["series"])
+            else:
+                ns = int(header["s"])
+                ends = np.frombuffer(mv, "<u4", ns, pos)
+                series, keys = _series_v2(mv, pos + 4 * ns, ends)
+            ex = Exemplars.from_wire(header["x"], len(series)) if "x" in header else None
         except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
             raise BadInputError(f"malformed sample batch: {e}") from e
         if n and (sidx.min() < 0 or sidx.max() >= len(series)):
             raise BadInputError("malformed sample batch: series index out of range")
-        return cls(series, sidx, ts, vals, header.get("types") or {})
+        return cls(series, sidx, ts, vals, header.get("types") or {}, keys, ex)
 
 
-# Label sets by their flat wire form: a worker reads the same series in record after record.
+ZSTD_LEVEL = 1  # live records: 92 -> 10 bytes a sample; ~35 ns a sample to compress
+MAX_PAYLOAD = 256 << 20  # a record's uncompressed payload (records hold <= 200 000 samples)
+
+# Label sets by their flat wire form (version 1 records): a worker reads the same series in
+# record after record.
 _LABELS: BoundedCache[tuple[str, ...], Labels] = BoundedCache(1_000_000)
+# Label set and key by part key (version 2 records), and part key and key by label set (the
+# writers' side).
+_BY_PK: BoundedCache[bytes, tuple[Labels, int]] = BoundedCache(1_000_000)
+_BY_LABELS: BoundedCache[Labels, tuple[bytes, int]] = BoundedCache(1_000_000)
+_PUT_LOCK = threading.Lock()  # BoundedCache.put is not atomic; web threads share the caches
+
+
+def _payload(frame: memoryview, size: int) -> memoryview:
+    if not 0 <= size <= MAX_PAYLOAD:
+        raise BadInputError(f"malformed sample batch: payload of {size} bytes")
+    try:
+        out = memoryview(cramjam.zstd.decompress(frame, output_len=size))
+    except cramjam.DecompressionError as e:
+        raise BadInputError(f"malformed sample batch: {e}") from e
+    if out.nbytes != size:
+        raise BadInputError("malformed sample batch: payload size does not match its header")
+    return out
+
+
+def _encoded(series: Sequence[Labels]) -> tuple[list[bytes], np.ndarray]:
+    """Part keys and their xxh64 keys of label sets (cached: one dict lookup per known set)."""
+    cache = _BY_LABELS
+    got = [cache.get(lb) for lb in series]
+    if None in got:
+        for i, e in enumerate(got):
+            if e is None:
+                pk = part_key(series[i])
+                got[i] = e = (pk, xxhash.xxh64_intdigest(pk))
+                with _PUT_LOCK:
+                    cache.put(series[i], e)
+    pks = [e[0] for e in got]
+    return pks, np.fromiter((e[1] for e in got), np.uint64, len(got))
+
+
+def _series_v2(mv: memoryview, pos: int, ends: np.ndarray) -> tuple[list[Labels], np.ndarray]:
+    """The label sets and keys of a version 2 record: a dict lookup per part key seen before;
+    a new one is decoded (and checked) and hashed."""
+    bounds64 = ends.astype(np.int64)
+    if (bounds64[-1:] != mv.nbytes - pos).any() or (np.diff(bounds64) < 0).any():
+        raise BadInputError("malformed sample batch: part key offsets do not match the record")
+    data = bytes(mv[pos:])
+    cache = _BY_PK
+    got = []
+    a = 0
+    for b in bounds64.tolist():
+        pk = data[a:b]
+        e = cache.get(pk)
+        if e is None:
+            e = (labels_of(pk), xxhash.xxh64_intdigest(pk))
+            with _PUT_LOCK:
+                cache.put(pk, e)
+        got.append(e)
+        a = b
+    return [e[0] for e in got], np.fromiter((e[1] for e in got), np.uint64, len(got))
+
+
+def _series_v1(flat_sets: Sequence[tuple[str, ...]]) -> list[Labels]:
+    cache = _LABELS
+    series = []
+    for flat in flat_sets:
+        lb = cache.get(flat)
+        if lb is None:
+            lb = _pairs(flat)
+            cache.put(flat, lb)
+        series.append(lb)
+    return series
 
 
 def _pairs(flat: Sequence[str]) -> Labels:
@@ -143,23 +263,27 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
     if len(batches) == 1:
         return batches[0]
     index: dict[Labels, int] = {}
-    series: list[Labels] = []
     parts = []
     types: dict[str, str] = {}
-    for b in batches:
-        remap = np.empty(len(b.series), np.int32)
-        for i, lb in enumerate(b.series):
-            j = index.get(lb)
-            if j is None:
-                j = index[lb] = len(series)
-                series.append(lb)
-            remap[i] = j
+    ex_parts: list[tuple[Exemplars, np.ndarray]] = []
+    firsts: list[tuple[int, int]] = []  # (batch, index in it) of each distinct series
+    for k, b in enumerate(batches):
+        remap = np.array([index.setdefault(lb, len(index)) for lb in b.series], np.int32)
+        ids, first = np.unique(remap, return_index=True)  # new ids ascend as they appear
+        firsts.extend((k, i) for i in first[ids >= len(firsts)].tolist())
         parts.append(remap[b.sidx])
         types.update(b.types)
+        if b.exemplars is not None:
+            ex_parts.append((b.exemplars, remap))
+    keys = None
+    if all(b.keys is not None for b in batches):  # kept: a consumer may map series by key
+        keys = np.array([batches[k].keys[i] for k, i in firsts], np.uint64)  # type: ignore[index]
     return SampleBatch(
-        series,
+        list(index),
         np.concatenate(parts),
         np.concatenate([b.ts for b in batches]),
         np.concatenate([b.vals for b in batches]),
         types,
+        keys,
+        Exemplars.concat(ex_parts),
     )

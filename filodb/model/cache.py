@@ -94,3 +94,12 @@ class ByteBoundedCache(BoundedCache[K, V]):
     def forget(self) -> None:
         super().forget()
         self._young_bytes = self._old_bytes = 0
+
+    def discard(self, key: K) -> None:
+        """Drop ``key``'s value, if held (either generation)."""
+        had = dict.pop(self, key, None)
+        if had is not None:
+            self._young_bytes -= self.weigh(had)
+        old = self._old.pop(key, None)
+        if old is not None:
+            self._old_bytes -= self.weigh(old)

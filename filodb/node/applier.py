@@ -8,13 +8,17 @@ flush costs a longer replay and idempotent rewrites, never a lost or doubled sam
 
 from __future__ import annotations
 
+import bisect
 import logging
+from array import array
 from collections.abc import Callable
 
 from filodb.errors import BadInputError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, concat_batches
+from filodb.model.tombstone import Tombstone, is_tombstone
+from filodb.node.flush import delete_stored
 from filodb.store.base import ColumnStore, MetaStore
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ class LogApplier:
                  ingest_log: Log) -> None:  # fmt: skip
         self.ms = ms
         self.ingest_log = ingest_log
+        self.store = store
         if store is not None:
             ms.load_part_keys(store.scan_part_keys(ms.dataset, ms.shard))
         self.checkpoints = meta.read_checkpoints(ms.dataset, ms.shard) if meta is not None else {}
@@ -39,6 +44,11 @@ class LogApplier:
         self.offset = self.start
         ms.offset = self.start
         self.malformed = 0
+        # Bytes of the records applied since ``start``: the running total after each record
+        # (16 bytes a record), so the size of the log past a checkpoint is one bisect away.
+        self._offsets = array("q", [self.start])
+        self._totals = array("q", [0])
+        self._pending_offset = self.start
 
     @classmethod
     def without_store(cls, ms: TimeSeriesShard, ingest_log: Log) -> LogApplier:
@@ -47,19 +57,74 @@ class LogApplier:
 
     def apply(self, records: list[tuple[int, bytes]]) -> None:
         """Feed records (offset, bytes) in order; malformed ones are counted and skipped."""
+        total = self._totals[-1]
         for off, data in records:
+            total += len(data)
+            self._offsets.append(off)
+            self._totals.append(total)
+        pending: list[SampleBatch] = []  # records past every checkpoint: one ingest for all
+        for off, data in records:
+            if is_tombstone(data):  # in log order: the records before it are applied first
+                self._ingest(pending)
+                self._delete(off, data)
+                continue
             try:
                 batch = SampleBatch.from_bytes(data)
             except BadInputError:
+                self._ingest(pending)
                 self.malformed += 1
                 log.warning(
                     "skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off
                 )
                 self.ms.ingest(SampleBatch.empty(), off)  # the offset moves on
+                self.offset = off
+                continue
+            if off <= self.covered:  # recovery: some groups' samples are in the store
+                self._ingest(pending)
+                self.ms.ingest(batch, off, self.checkpoints)
+                self.offset = off
             else:
-                flushed = self.checkpoints if off <= self.covered else None
-                self.ms.ingest(batch, off, flushed)
-            self.offset = off
+                pending.append(batch)
+                self._pending_offset = off
+        self._ingest(pending)
+
+    def _ingest(self, pending: list[SampleBatch]) -> None:
+        """Ingest the records gathered since the last call as one batch (a record's fixed
+        costs, paid once: with many shards a body makes many small records)."""
+        if pending:
+            self.ms.ingest(concat_batches(pending), self._pending_offset)
+            self.offset = self._pending_offset
+            pending.clear()
+
+    def log_bytes_after(self, offset: int) -> int:
+        """Bytes of the records applied past ``offset`` (the shard's lowest checkpoint: what
+        the log still holds for it); what is below ``offset`` is forgotten (checkpoints only
+        move up)."""
+        i = bisect.bisect_right(self._offsets, offset) - 1
+        if i > 0:
+            del self._offsets[:i]
+            del self._totals[:i]
+        return self._totals[-1] - (self._totals[0] if i >= 0 else 0)
+
+    def _delete(self, off: int, data: bytes) -> None:
+        """A tombstone: memory first, then the column store, and only then the offset moves
+        past it (a flush prepared in between covers an offset before it, so a crash replays
+        it). A store error leaves the offset before it: the shard fails and replays it."""
+        try:
+            t = Tombstone.from_bytes(data)
+        except BadInputError:
+            self.malformed += 1
+            log.warning(
+                "skipping malformed tombstone %s/%s@%s", self.ms.dataset, self.ms.shard, off
+            )
+        else:
+            d = self.ms.delete_series(t.matchers, t.start_ms, t.end_ms)
+            if self.store is not None:
+                delete_stored(self.store, self.ms.dataset, self.ms.shard, d)
+            log.info("deleted %d series and ranges of %d in %s/%s (tombstone @%s)", len(d.whole),
+                     len(d.partial), self.ms.dataset, self.ms.shard, off)  # fmt: skip
+        self.ms.ingest(SampleBatch.empty(), off)
+        self.offset = off
 
     def replay_to(self, end: int, stop: Callable[[], bool] = lambda: False,
                   progress: Callable[[int], None] | None = None) -> None:  # fmt: skip

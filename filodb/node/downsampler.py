@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from filodb.config import Config
@@ -41,9 +42,15 @@ log = logging.getLogger(__name__)
 SPARK_SPLIT_MS = 86400_000  # Spark partitions: one per shard and day
 
 
+TaskRunner = Callable[[Callable[..., dict[str, Any]], list[tuple]], list[dict[str, Any]]]
+
+
 def run_downsample(cfg: Config, shard_map: ShardMapStore, dataset: str, start_ms: int,
-                   end_ms: int, spark: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Downsample ``dataset`` over the whole job windows ending in ``(start_ms, end_ms]``."""
+                   end_ms: int, runner: TaskRunner | None = None) -> dict[str, Any]:  # fmt: skip
+    """Downsample ``dataset`` over the whole job windows ending in ``(start_ms, end_ms]``.
+
+    ``runner`` runs the tasks elsewhere (the CLI passes Spark's, ``filodb.spark.runner``, which
+    sits above this layer): tasks are then split by shard and day; without it they run here."""
     desc = shard_map.dataset(dataset)
     if not desc.downsample:
         raise BadInputError(
@@ -55,15 +62,9 @@ def run_downsample(cfg: Config, shard_map: ShardMapStore, dataset: str, start_ms
     res = [lv.resolution_ms for lv in desc.downsample]
     t0 = time.perf_counter()
     tasks = shard_tasks(store_spec(cfg), dataset, desc.shards, start_ms, end_ms, res, types,
-                        SPARK_SPLIT_MS if spark else 0)  # fmt: skip
-    if spark:
-        try:
-            from filodb.spark.runner import run_tasks  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        except ImportError as e:
-            raise BadInputError(
-                f"--spark needs the spark extra: pip install -e '.[spark]' ({e})"
-            ) from e
-        results = run_tasks(spark, downsample_shard, tasks)
+                        SPARK_SPLIT_MS if runner else 0)  # fmt: skip
+    if runner is not None:
+        results = runner(downsample_shard, tasks)
     else:
         results = run_local(tasks)
     reached = (end_ms // window_ms(res)) * window_ms(res)  # the end of the last whole window

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from filodb.ingest.base import Log
-from filodb.memstore.shard import TimeSeriesShard
+from filodb.memstore.chunks import chunk_from_vectors, trim_chunk
+from filodb.memstore.shard import Deletion, TimeSeriesShard
 from filodb.store.base import ChunkSet, ColumnStore, MetaStore, PartKeyRecord
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,15 @@ def flush_group(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, group:
     chunks = [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors) for pk, c in fd.chunks]
     pks = [PartKeyRecord(pk, start, end) for pk, start, end in fd.part_keys]
     store.write_flush(meta, ms.dataset, ms.shard, group, chunks, pks, fd.offset)
+    # A deletion applied while this flush was being written may have found the store without
+    # these chunks: delete again, so what it deleted does not come back.
+    redo = ms.deletions_since(fd.deletes)
+    if redo is None:
+        log.warning("flush of %s/%s outlived the deletions kept; deleting again", ms.dataset,
+                    ms.shard)  # fmt: skip
+        redo = list(ms.deletes)
+    for d in redo:
+        delete_stored(store, ms.dataset, ms.shard, d)
     ms.commit_flush(fd)
     if ingest_log is not None:
         lowest = min((ms.checkpoints.get(g, 0) for g in range(ms.num_groups)), default=0)
@@ -47,6 +57,21 @@ def flush_group(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, group:
             ingest_log.trim(ms.dataset, ms.shard, lowest)
     return {"group": group, "offset": fd.offset, "chunks": len(chunks), "part_keys": len(pks),
             "bytes": sum(c.nbytes for c in chunks), "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def delete_stored(store: ColumnStore, dataset: str, shard: int, d: Deletion) -> None:
+    """Carry a memstore deletion over to the column store (idempotent)."""
+    if d.whole:
+        store.delete_series(dataset, shard, d.whole)
+    if d.partial:
+        store.delete_range(dataset, shard, d.partial, d.start_ms, d.end_ms, _trim)
+
+
+def _trim(c: ChunkSet, start_ms: int, end_ms: int) -> ChunkSet | None:
+    t = trim_chunk(chunk_from_vectors(c.chunk_id, c.start_ms, c.end_ms, c.num_rows, c.vectors),
+                   start_ms, end_ms)  # fmt: skip
+    return None if t is None else ChunkSet(c.part_key, c.chunk_id, t.start, t.end, t.count,
+                                           t.vectors)  # fmt: skip
 
 
 def flush_all(

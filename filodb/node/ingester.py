@@ -48,7 +48,7 @@ class ShardIngester:
         self, shard_map: ShardMapStore, ingest_log: Log, state: ShardState, node: str,
         stores: Stores | None = None, cfg: Config | None = None, *,
         reader: NodeReader, recovery: Executor | None = None,
-        prepare: Callable[[], None] | None = None,
+        prepare: Callable[[], None] | None = None, num_shards: int = 1,
     ) -> None:  # fmt: skip
         cfg = cfg or Config()
         self.name = f"ingest-{state.dataset}-{state.shard}"
@@ -61,7 +61,8 @@ class ShardIngester:
             state.dataset, state.shard, max_chunk_samples=cfg.max_chunk_samples,
             num_groups=cfg.flush_groups, memory_budget=cfg.memory_budget_mb << 20,
             pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
-            page_cache_bytes=cfg.page_cache_mb << 20,
+            page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
+            max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()
@@ -166,6 +167,19 @@ class ShardIngester:
         assert self.applier is not None
         self.applier.apply(records)
         self.offset = self.applier.offset
+
+    def log_flush_group(self, limit_bytes: int) -> int | None:
+        """The flush group to flush now because the shard's unflushed log (past its lowest
+        checkpoint, what the log must keep) holds more than ``limit_bytes``: the group with
+        the lowest checkpoint, whose flush lets the log be trimmed. None: under the limit."""
+        if limit_bytes <= 0 or self.applier is None or not self.active:
+            return None
+        cps = self.memstore.checkpoints
+        groups = range(self.memstore.num_groups)
+        group = min(groups, key=lambda g: cps.get(g, 0))
+        if self.applier.log_bytes_after(cps.get(group, 0)) <= limit_bytes:
+            return None
+        return group
 
     def _recover(self) -> None:
         self._move(ShardStatus.RECOVERY, 0)

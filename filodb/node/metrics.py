@@ -37,8 +37,6 @@ FLUSH_SECONDS = Histogram("filodb_worker_flush_duration_seconds",
 _SHARD_STATS = (
     ("samples_ingested", "filodb_worker_samples_ingested", "counter",
      "Samples the shard's memstore accepted from the log"),
-    ("samples_rejected", "filodb_worker_samples_rejected", "counter",
-     "Samples the memstore refused (not newer than their series' newest sample)"),
     ("series", "filodb_worker_series", "gauge", "Series (part keys) the shard knows"),
     ("series_in_memory", "filodb_worker_series_in_memory", "gauge",
      "Series with samples or chunks in memory"),
@@ -52,6 +50,12 @@ _SHARD_STATS = (
      "Chunks paged in from the column store for queries"),
     ("last_flush", "filodb_worker_last_flush_timestamp_seconds", "gauge",
      "Unix time of the shard's last flush (0: never)"),
+    ("exemplars", "filodb_worker_exemplars_in_storage", "gauge",
+     "Exemplars held in the shard's exemplar ring"),
+    ("exemplars_appended", "filodb_worker_exemplars_appended", "counter",
+     "Exemplars the shard's ring accepted"),
+    ("exemplars_dropped", "filodb_worker_exemplars_dropped", "counter",
+     "Exemplars dropped: not newer than their series' newest (duplicates, out of order)"),
 )  # fmt: skip
 
 
@@ -78,6 +82,11 @@ class NodeCollector(Collector):
         for _key, name, kind, doc in _SHARD_STATS:
             cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             fams[name] = cls(name, doc, labels=labels)
+        rejected = CounterMetricFamily("filodb_worker_samples_rejected",
+                                       "Samples the memstore refused, by reason: out_of_order (not "
+                                       "newer than their series' newest, no window set), too_old "
+                                       "(older than the out-of-order window)",
+                                       labels=[*labels, "reason"])  # fmt: skip
         offset = GaugeMetricFamily("filodb_worker_log_offset",
                                    "Log offset the shard has ingested up to", labels=labels)  # fmt: skip
         lag = GaugeMetricFamily("filodb_worker_log_lag_records",
@@ -100,6 +109,13 @@ class NodeCollector(Collector):
             stats = ing.memstore.stats()
             for key, name, _kind, _doc in _SHARD_STATS:
                 fams[name].add_metric(lv, float(stats.get(key, 0)))
+            by_reason = {
+                "out_of_order": 0,
+                "too_old": 0,
+                **stats.get("samples_rejected_by_reason", {}),
+            }
+            for reason, n in sorted(by_reason.items()):
+                rejected.add_metric([*lv, reason], float(n))
             done = ing.offset
             offset.add_metric(lv, done)
             if (ds, shard) in ends:
@@ -107,6 +123,7 @@ class NodeCollector(Collector):
         for (ds, status), n in sorted(counts.items()):
             owned.add_metric([ds, status], n)
         yield from fams.values()
+        yield rejected
         yield offset
         yield lag
         yield owned

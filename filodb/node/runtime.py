@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -80,7 +80,10 @@ class NodeRuntime:
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
+        self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._retention_due = 0.0
+        self._retention_last = 0.0
+        self._retention_shards: set[Key] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
@@ -203,24 +206,33 @@ class NodeRuntime:
 
     def schedule_flushes(self, now: float | None = None) -> None:
         """Flush the next group of each Active shard, staggered so every group
-        is flushed once per ``flush_interval``."""
+        is flushed once per ``flush_interval``; and, sooner, the group with the lowest
+        checkpoint of a shard whose unflushed log holds more than ``flush_log_mb``."""
         now = self.clock() if now is None else now
         groups = max(1, self.cfg.flush_groups)
         step = self.cfg.flush_interval / groups
+        limit = self.cfg.flush_log_mb << 20
         for key, ing in list(self.ingesters.items()):
             if not ing.active:
                 continue
             due, group = self._flush_due.setdefault(key, (now + step, 0))
             if now >= due:
                 self._flush_due[key] = (now + step, (group + 1) % groups)
-                if self._send_flush is not None:
-                    self._send_flush(key[0], key[1], group)
-                else:
-                    self.flush(key[0], key[1], group)
+            else:
+                g = None if key in self._log_flushing else ing.log_flush_group(limit)
+                if g is None:
+                    continue
+                group = g
+                self._log_flushing.add(key)  # until that flush is over: no second one
+            if self._send_flush is not None:
+                self._send_flush(key[0], key[1], group)
+            else:
+                self.flush(key[0], key[1], group)
 
     def flush(self, dataset: str, shard: int, group: int) -> None:
         ing = self.ingesters.get((dataset, shard))
         if ing is None:
+            self._log_flushing.discard((dataset, shard))
             return
         t0 = time.monotonic()
         try:
@@ -228,34 +240,52 @@ class NodeRuntime:
         except Exception:  # the next flush of the group retries; the log still holds the data
             log.exception("flush of %s/%s group %s failed", dataset, shard, group)
             return
+        finally:
+            self._log_flushing.discard((dataset, shard))
         if done is not None:
             observe_flush(dataset, shard, time.monotonic() - t0)
         if done:
             log.info("flushed %s/%s group %s: %s", dataset, shard, group, done)
 
     def apply_retention(self, now_s: float | None = None) -> None:
-        """Drop data older than the retention from memory and from the column store (hourly).
+        """Drop data older than the retention from memory and from the column store, and
+        purge the series left without data (every tenth of the shortest retention of the
+        node's shards, at most hourly; a newly active shard with a shorter retention brings
+        the next pass forward).
 
         A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
+        active = {key for key, ing in self.ingesters.items() if ing.active}
+        if active - self._retention_shards:
+            self._retention_shards = active
+            every = _retention_every(self._retentions(active).values())
+            self._retention_due = min(self._retention_due, self._retention_last + every)
         if self.clock() < self._retention_due:
             return
-        self._retention_due = self.clock() + 3600
         now_s = time.time() if now_s is None else now_s
-        datasets = self.shard_map.datasets()
+        retentions = self._retentions(set(self.ingesters))
         for (ds, shard), ing in list(self.ingesters.items()):
-            desc = datasets.get(ds)
-            retention = (
-                desc.retention(self.cfg.retention) if desc is not None else self.cfg.retention
-            )
+            retention = retentions[(ds, shard)]
             if ing.active and retention > 0:
                 cutoff = int((now_s - retention) * 1000)
                 try:
                     ing.memstore.drop_before(cutoff)
+                    ing.memstore.purge_empty()  # series with nothing left: memory stays bounded
                     self.stores.column.delete_before(ds, shard, cutoff)
                 except Exception as e:  # noqa: BLE001 - one shard's store error spoils no other
                     self._log_limited(
                         (ds, shard, "retention"), "retention of %s/%s failed: %s", ds, shard, e
                     )
+        self._retention_last = self.clock()
+        self._retention_due = self._retention_last + _retention_every(retentions.values())
+
+    def _retentions(self, keys: set[Key]) -> dict[Key, float]:
+        datasets = self.shard_map.datasets()
+        return {
+            (ds, shard): datasets[ds].retention(self.cfg.retention)
+            if ds in datasets
+            else self.cfg.retention
+            for ds, shard in keys
+        }
 
     def coordinate(self, maps: Maps | None = None) -> None:
         """Leader duty: give shards without a live owner to live nodes, then rebalance
@@ -324,7 +354,8 @@ class NodeRuntime:
             ing = ShardIngester(self.shard_map, self.ingest_log, st, self.name,
                                 stores=self.stores, cfg=self.cfg,
                                 reader=self.reader, recovery=self._recovery,
-                                prepare=lambda: self._prepare_dataset(desc))  # fmt: skip
+                                prepare=lambda: self._prepare_dataset(desc),
+                                num_shards=desc.shards)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
@@ -406,3 +437,8 @@ class NodeRuntime:
         log.warning(
             "flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0
         )
+
+
+def _retention_every(retentions: Iterable[float]) -> float:
+    """Seconds between retention passes: a tenth of the shortest retention, 1 s to an hour."""
+    return min([3600.0, *(max(r / 10, 1.0) for r in retentions if r > 0)])

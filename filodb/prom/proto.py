@@ -5,7 +5,9 @@ descriptor pool; field numbers are Prometheus's::
 
     Label          { string name = 1; string value = 2; }
     Sample         { double value = 1; int64 timestamp = 2; }        // ms since the epoch
-    TimeSeries     { repeated Label labels = 1; repeated Sample samples = 2; }
+    Exemplar       { repeated Label labels = 1; double value = 2; int64 timestamp = 3; }
+    TimeSeries     { repeated Label labels = 1; repeated Sample samples = 2;
+                     repeated Exemplar exemplars = 3; }
     MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help = 4;
                      string unit = 5; }
     WriteRequest   { repeated TimeSeries timeseries = 1; repeated MetricMetadata metadata = 3; }
@@ -39,7 +41,10 @@ _STR, _I64, _I32, _F64, _BYTES, _MSG = (_F.TYPE_STRING, _F.TYPE_INT64, _F.TYPE_I
 _SPECS: dict[str, list[tuple[str, int, int, int, str | None]]] = {
     "Label": [("name", 1, _STR, _OPT, None), ("value", 2, _STR, _OPT, None)],
     "Sample": [("value", 1, _F64, _OPT, None), ("timestamp", 2, _I64, _OPT, None)],
-    "TimeSeries": [("labels", 1, _MSG, _REP, "Label"), ("samples", 2, _MSG, _REP, "Sample")],
+    "Exemplar": [("labels", 1, _MSG, _REP, "Label"), ("value", 2, _F64, _OPT, None),
+                 ("timestamp", 3, _I64, _OPT, None)],
+    "TimeSeries": [("labels", 1, _MSG, _REP, "Label"), ("samples", 2, _MSG, _REP, "Sample"),
+                   ("exemplars", 3, _MSG, _REP, "Exemplar")],
     "MetricMetadata": [("type", 1, _I32, _OPT, None), ("metric_family_name", 2, _STR, _OPT, None),
                        ("help", 4, _STR, _OPT, None), ("unit", 5, _STR, _OPT, None)],
     "WriteRequest": [("timeseries", 1, _MSG, _REP, "TimeSeries"),

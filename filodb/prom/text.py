@@ -19,7 +19,9 @@ too); digit separators (``1_000``) are refused. Timestamps:
 :class:`PromTextParser` is told which (``openmetrics=True/False``); ``filodb import`` decides for
 a file (:func:`filodb.tools.importer.detect`): OpenMetrics when its last non-blank line is
 ``# EOF``, Prometheus text otherwise. A
-sample without a timestamp gets ``now_ms`` (the import's start time). Exemplars are dropped.
+sample without a timestamp gets ``now_ms`` (the import's start time). OpenMetrics exemplars
+(``# {trace_id="..."} value [timestamp]``) are kept as the batch's exemplars (without a
+timestamp: the sample's), so ``filodb import`` sends them by remote write.
 
 The parser is fed blocks of whole lines and keeps its state between blocks (the metadata seen,
 the line number, ``# EOF``), so a file of any size streams through it. A malformed line is
@@ -37,6 +39,7 @@ import numpy as np
 
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.numfmt import format_values
 
@@ -158,6 +161,7 @@ class PromTextParser:
         self._keys: BoundedCache[str, Labels] = BoundedCache(1_000_000)
         self._index: dict[Labels, int] = {}
         self._series: list[Labels] = []
+        self._exemplar: str | None = None  # the text after " # " of the last sample line
 
     def feed(self, text: str) -> TextChunk:
         """Parse a block of whole lines (the last may lack its newline)."""
@@ -165,6 +169,7 @@ class PromTextParser:
         sidx: list[int] = []
         ts: list[int] = []
         vals: list[float] = []
+        ex: list[tuple[int, int, float, Labels]] = []  # exemplars: (series, ms, value, labels)
         errors: list[tuple[int, str]] = []
         fresh: dict[str, dict[str, str]] = {}
         lines = text.split("\n")
@@ -184,6 +189,8 @@ class PromTextParser:
                     self._comment(line, fresh)
                     continue
                 j, t, v = self._sample(line)
+                if self._exemplar is not None:
+                    ex.append((j, *self._parse_exemplar(self._exemplar, t)))
             except LineError as e:
                 errors.append((self.lineno, str(e)))
                 continue
@@ -193,6 +200,11 @@ class PromTextParser:
         batch = SampleBatch(self._series, np.array(sidx, np.int32), np.array(ts, np.int64),
                             np.array(vals, np.float64))  # fmt: skip
         batch.types = {k: m["type"] for k, m in fresh.items()}
+        if ex:
+            batch.exemplars = Exemplars(np.array([e[0] for e in ex], np.int32),
+                                        np.array([e[1] for e in ex], np.int64),
+                                        np.array([e[2] for e in ex], np.float64),
+                                        [e[3] for e in ex])  # fmt: skip
         meta = [{"metric": k, **m} for k, m in fresh.items()]
         return TextChunk(batch, meta, errors, len(lines))
 
@@ -245,6 +257,19 @@ class PromTextParser:
                 end = close + 1
         return self._index_of(labels), *self._value_ts(line[end:])
 
+    def _parse_exemplar(self, text: str, sample_ms: int) -> tuple[int, float, Labels]:
+        """``{labels} value [timestamp]`` after a sample's `` # ``: (ms, value, labels); no
+        timestamp means the sample's, as Prometheus's scrape takes it."""
+        if not text.startswith("{"):
+            raise LineError("an exemplar starts with its label set: # {...} value")
+        labels, end = parse_series_key("x" + text)
+        fields = text[end - 1 :].split()
+        if not 1 <= len(fields) <= 2:
+            raise LineError("an exemplar is {labels} value [timestamp]")
+        value = parse_float(fields[0])
+        ms = self._timestamp(fields[1]) if len(fields) == 2 else sample_ms
+        return ms, value, tuple(kv for kv in labels if kv[0] != "__name__")
+
     def _remember(self, key: str, labels: Labels) -> None:
         self._keys.put(key, labels)
 
@@ -259,9 +284,11 @@ class PromTextParser:
         if rest and rest[0] not in " \t":
             raise LineError(f"expected a space after the series, got {rest[0]!r}")
         hash_at = rest.find(" # ")
+        self._exemplar = None
         if hash_at >= 0:
             if not self.openmetrics:
                 raise LineError("exemplars are only valid in OpenMetrics")
+            self._exemplar = rest[hash_at + 3 :]
             rest = rest[:hash_at]
         fields = rest.split()
         if not fields:

@@ -19,7 +19,7 @@ from typing import Any
 from filodb.errors import BadInputError
 from filodb.model.labels import METRIC_NAME, Labels
 from filodb.rules.files import Rule
-from filodb.rules.template import TemplateError
+from filodb.rules.template import CACHE_SIZE, TemplateError
 
 log = logging.getLogger(__name__)
 RESOLVED_RETENTION_MS = 15 * 60_000
@@ -73,14 +73,31 @@ class _Expander:
     """Expands a rule's label and annotation templates for one sample after another (the
     template data of a sample is built once for all its templates)."""
 
-    def __init__(self, rule: Rule, ctx: TemplateContext) -> None:
+    def __init__(self, rule: Rule, ctx: TemplateContext,
+                 cache: dict[Any, tuple[Labels, Labels]] | None = None) -> None:  # fmt: skip
         self.rule = rule
         self.ext = dict(ctx.external_labels)
         self.url = ctx.external_url
         self.funcs = {"query": ctx.query} if ctx.query else None
+        reads = [t.reads for t in rule.templates.values()]
+        # every template reads only the sample's labels and value (and constants): the
+        # expansion of a sample is cached by its labels (and value, when one reads it)
+        self.cache = cache if all(r is not None for r in reads) else None
+        self.by_value = any(p in (("$value",), ("$", "Value")) for r in reads for p in r or ())
+        if self.cache is not None and len(self.cache) > CACHE_SIZE:
+            self.cache.clear()
 
     def sample(self, labels: Labels, value: float) -> tuple[Labels, Labels]:
         """The alert's labels and annotations for one sample of the rule's answer."""
+        if self.cache is None:
+            return self._sample(labels, value)
+        key = (labels, value.hex() if self.by_value else None)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = self.cache[key] = self._sample(labels, value)
+        return hit
+
+    def _sample(self, labels: Labels, value: float) -> tuple[Labels, Labels]:
         lbl = dict(labels)
         data = {"Labels": lbl, "ExternalLabels": self.ext, "ExternalURL": self.url, "Value": value}
         variables = {"$labels": lbl, "$externalLabels": self.ext, "$externalURL": self.url,
@@ -108,14 +125,15 @@ class _Expander:
 
 
 def evaluate_alerts(rule: Rule, series: list[tuple[Labels, float]], t: int,
-                    active: dict[Labels, Alert], ctx: TemplateContext, limit: int = 0
-                    ) -> AlertOutcome:  # fmt: skip
-    """Move ``active`` (changed in place) to time ``t`` given the rule's answer ``series``.
+                    active: dict[Labels, Alert], ctx: TemplateContext, limit: int = 0,
+                    cache: dict[Any, tuple[Labels, Labels]] | None = None) -> AlertOutcome:  # fmt: skip
+    """Move ``active`` (changed in place) to time ``t`` given the rule's answer ``series``;
+    ``cache`` (kept by the caller across evaluations) holds the rule's template expansions.
 
     Raises :class:`BadInputError` for two samples with one alert label set, or more active
     alerts than ``limit`` (then ``active`` is cleared, as Prometheus does)."""
     new: dict[Labels, Alert] = {}
-    expander = _Expander(rule, ctx)
+    expander = _Expander(rule, ctx, cache)
     for labels, value in series:
         lb, ann = expander.sample(labels, value)
         if lb in new:

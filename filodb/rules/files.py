@@ -11,13 +11,14 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from filodb.errors import BadInputError, FiloError
+from filodb.model.dataset import check_dataset_name
 from filodb.model.labels import METRIC_NAME, Labels, valid_label_name
 from filodb.model.timeparse import parse_model_duration
 from filodb.query import ast
@@ -61,11 +62,30 @@ class RuleGroup:
     rules: tuple[Rule, ...]
     limit: int = 0
     query_offset_ms: int = 0
+    dataset: str = ""  # read and written; "" is the process's default dataset
 
     @property
     def key(self) -> str:
-        """Unique across files: ``<file>;<group>`` (as Prometheus keys its groups)."""
-        return f"{self.file};{self.name}"
+        """Unique across files: ``<file>;<group>`` (as Prometheus keys its groups), prefixed
+        ``<dataset>=`` when the files were named for a dataset."""
+        return (
+            f"{self.dataset}={self.file};{self.name}"
+            if self.dataset
+            else f"{self.file};{self.name}"
+        )
+
+
+def split_pattern(p: str) -> tuple[str, str]:
+    """``<dataset>=<glob>`` → ``(dataset, glob)`` (a filodb extension: the group evaluates
+    against that dataset and writes to it); a plain glob → ``("", glob)``. The prefix counts
+    only when it is a valid dataset name (no ``/``), so a path with ``=`` further on stays one."""
+    ds, eq, rest = p.partition("=")
+    if not eq:
+        return "", p
+    try:
+        return check_dataset_name(ds), rest
+    except BadInputError:
+        return "", p
 
 
 def expand_patterns(patterns: Iterable[str]) -> list[str]:
@@ -82,14 +102,22 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
 
 def load_files(patterns: Iterable[str], default_interval_ms: int = DEFAULT_INTERVAL_MS
                ) -> list[RuleGroup]:  # fmt: skip
-    """Every group of every file; a :class:`BadInputError` naming file/group/rule if any is bad."""
+    """Every group of every file (``<dataset>=<glob>``: :func:`split_pattern`); a
+    :class:`BadInputError` naming file/group/rule if any is bad."""
     groups: list[RuleGroup] = []
-    for path in expand_patterns(patterns):
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise BadInputError(f"rule file {path}: {e.strerror or e}") from e
-        groups.extend(parse_rules(text, path, default_interval_ms))
+    seen: set[tuple[str, str]] = set()
+    for p in patterns:
+        ds, pattern = split_pattern(p)
+        for path in expand_patterns([pattern]):
+            if (ds, path) in seen:
+                continue
+            seen.add((ds, path))
+            try:
+                text = Path(path).read_text()
+            except OSError as e:
+                raise BadInputError(f"rule file {path}: {e.strerror or e}") from e
+            groups.extend(replace(g, dataset=ds) if ds else g
+                          for g in parse_rules(text, path, default_interval_ms))  # fmt: skip
     return groups
 
 

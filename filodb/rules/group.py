@@ -6,8 +6,9 @@ recording rule's answer is renamed and relabelled; an alerting rule's moves its 
 marker, as Prometheus writes one. A rule whose query fails (or whose answer breaks a rule:
 duplicate label sets, more than the group's ``limit``) writes nothing and is ``health: err``
 with the reason; the next rules still run. The samples go to an :class:`Appender` once per
-rule, so a later rule of the group can read an earlier one's output where the appender makes
-it visible at once (the in-process unit-test engine does; the cluster's log does shortly after).
+rule; a later rule of the group that selects an earlier one's output reads it at once through
+:mod:`filodb.rules.fresh` when the querier can lay it over its source (:class:`OverlayQuerier`),
+as Prometheus's later rules read its TSDB.
 """
 
 from __future__ import annotations
@@ -15,24 +16,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from filodb.errors import BadInputError, FiloError
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import METRIC_NAME, Labels, make_labels
+from filodb.model.source import SeriesSource
 from filodb.query import ast
 from filodb.query.result import Result
 from filodb.query.values import STALE_NAN_BITS
 from filodb.rules.alerting import Alert, TemplateContext, evaluate_alerts
 from filodb.rules.files import Rule, RuleGroup
+from filodb.rules.fresh import FreshSamples
 
+_ALERT_NAMES = {"ALERTS", "ALERTS_FOR_STATE"}
 STALE = float(np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0])
 
 
 class Querier(Protocol):
     def instant(self, expr: str | ast.Expr, t_ms: int) -> Result: ...
+
+
+class OverlayQuerier(Querier, Protocol):
+    def overlaid(self, fresh: SeriesSource) -> Querier:
+        """A querier over this one's source with ``fresh`` laid over it."""
+        ...
 
 
 class Appender(Protocol):
@@ -47,6 +57,9 @@ class RuleState:
     eval_seconds: float = 0.0
     alerts: dict[Labels, Alert] = field(default_factory=dict)
     returned: set[Labels] = field(default_factory=set)  # series written last time (staleness)
+    returned_dirty: bool = False  # ``returned`` changed since it was last saved to Redis
+    restoring: bool = False  # ``for`` state to restore from ALERTS_FOR_STATE (rules.restore)
+    expansions: dict[Any, tuple[Labels, Labels]] = field(default_factory=dict)  # templates
 
 
 @dataclass
@@ -54,6 +67,7 @@ class GroupState:
     rules: list[RuleState]
     last_eval_ms: int = 0
     eval_seconds: float = 0.0
+    last_samples: int = 0  # samples the last evaluation wrote (stale markers included)
 
     @classmethod
     def new(cls, group: RuleGroup) -> GroupState:
@@ -98,11 +112,16 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
     tctx = TemplateContext(ctx.external_labels, ctx.external_url, _query_fn(querier, qt))
     start = clock()
     to_send: list[Alert] = []
+    fresh = FreshSamples()
+    written = 0
     for rule, rs in zip(group.rules, state.rules, strict=True):
         t0 = clock()
         rs.last_eval_ms = t
+        q: Querier = querier
+        if hasattr(querier, "overlaid") and fresh.read_by(rule.parsed):
+            q = cast(OverlayQuerier, querier).overlaid(fresh.source)
         try:
-            series = vector(querier.instant(rule.parsed, qt))
+            series = vector(q.instant(rule.parsed, qt))
             if rule.record:
                 samples = record(rule, series)  # duplicates first, then the limit (Prometheus)
                 if group.limit and len(samples) > group.limit:
@@ -110,7 +129,7 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
                         f"exceeded limit of {group.limit} with {len(samples)} series"
                     )
             else:
-                out = evaluate_alerts(rule, series, t, rs.alerts, tctx, group.limit)
+                out = evaluate_alerts(rule, series, t, rs.alerts, tctx, group.limit, rs.expansions)
                 samples = out.samples
                 to_send.extend(out.to_send)
             rs.health, rs.last_error = "ok", ""
@@ -118,14 +137,21 @@ def evaluate_group(group: RuleGroup, t: int, querier: Querier, appender: Appende
             rs.health, rs.last_error = "err", str(e)
             rs.eval_seconds = clock() - t0
             continue
+        if rs.restoring:  # no ALERTS samples until its for state is restored (Prometheus)
+            rs.eval_seconds = clock() - t0
+            continue
         now = {lb for lb, _ in samples}
         gone = sorted(rs.returned - now)
-        rs.returned = now
+        if now != rs.returned:
+            rs.returned, rs.returned_dirty = now, True
         all_samples = samples + [(lb, STALE) for lb in gone]
         if all_samples:
-            appender.append(to_batch(all_samples, qt))
+            batch = to_batch(all_samples, qt)
+            written += len(all_samples)
+            appender.append(batch)
+            fresh.append({rule.record} if rule.record else _ALERT_NAMES, batch)
         rs.eval_seconds = clock() - t0
-    state.last_eval_ms = t
+    state.last_eval_ms, state.last_samples = t, written
     state.eval_seconds = clock() - start
     return to_send
 

@@ -46,8 +46,9 @@ class Notifier:
         self._q: deque[dict[str, Any]] = deque(maxlen=MAX_QUEUE)
         self._cv = threading.Condition()
         self._stop = False
-        self.sent = 0
-        self.errors = 0
+        self.sent: dict[str, int] = dict.fromkeys(self.urls, 0)  # alerts, per Alertmanager
+        self.errors: dict[str, int] = dict.fromkeys(self.urls, 0)  # alerts that failed to go
+        self.dropped = 0  # alerts no Alertmanager took (all failed, or the queue overflowed)
         self._thread: threading.Thread | None = None
         if self.urls:
             self._thread = threading.Thread(target=self._run, name="alert-notifier", daemon=True)
@@ -57,8 +58,12 @@ class Notifier:
         if not self.urls or not alerts:
             return
         with self._cv:
+            self.dropped += max(0, len(self._q) + len(alerts) - MAX_QUEUE)
             self._q.extend(alerts)
             self._cv.notify()
+
+    def queue_length(self) -> int:
+        return len(self._q)
 
     def _run(self) -> None:
         session = requests.Session()
@@ -69,14 +74,18 @@ class Notifier:
                 if self._stop and not self._q:
                     return
                 batch = [self._q.popleft() for _ in range(min(MAX_BATCH, len(self._q)))]
+            ok = False
             for url in self.urls:
                 try:
                     resp = session.post(f"{url}/api/v2/alerts", json=batch, timeout=self.timeout_s)
                     resp.raise_for_status()
-                    self.sent += len(batch)
+                    self.sent[url] += len(batch)
+                    ok = True
                 except requests.RequestException as e:
-                    self.errors += 1
+                    self.errors[url] += len(batch)
                     log.warning("sending %d alerts to %s: %s", len(batch), url, e)
+            if not ok:
+                self.dropped += len(batch)
 
     def close(self) -> None:
         with self._cv:

@@ -21,11 +21,16 @@ from filodb.gateway.router import IngestRouter
 from filodb.ingest import log_from_config
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels, valid_label_name
+from filodb.model.source import SeriesSource
 from filodb.query import ast
 from filodb.query.distributed import DistributedEngine
+from filodb.query.engine import Engine
 from filodb.query.result import Result
 from filodb.rules.files import load_files
+from filodb.rules.fresh import OverlaySource
 from filodb.rules.manager import RuleManager
+from filodb.rules.metrics import METRICS_KEY
+from filodb.rules.metrics import serve as serve_metrics
 from filodb.rules.notifier import Notifier
 from filodb.rules.state import LEASE_KEY, RuleStateStore
 from filodb.shards.local_map import LocalShardMap
@@ -38,19 +43,32 @@ log = logging.getLogger(__name__)
 
 
 class ClusterQuerier:
-    """Instant queries through the distributed engine over the dataset's shards."""
+    """Instant queries through the distributed engine over the dataset's shards; with
+    ``fresh`` samples laid over (:mod:`filodb.rules.fresh`), through the plain engine over the
+    shards' raw series and those."""
 
-    def __init__(self, cfg: Config, router: IngestRouter, client: ShardClient) -> None:
-        self.cfg, self.router, self.client = cfg, router, client
+    def __init__(self, cfg: Config, router: IngestRouter, client: ShardClient,
+                 fresh: SeriesSource | None = None) -> None:  # fmt: skip
+        self.cfg, self.router, self.client, self.fresh = cfg, router, client, fresh
+
+    @property
+    def source(self) -> ClusterSource:
+        """The dataset's raw series across its shards (as the shard map is now)."""
+        desc = self.router.dataset(self.cfg.dataset)
+        return ClusterSource(self.client, self.cfg.dataset, desc.shards, desc.spread_rule,
+                             self.cfg.query_timeout)  # fmt: skip
 
     def instant(self, expr: str | ast.Expr, t_ms: int) -> Result:
-        desc = self.router.dataset(self.cfg.dataset)
-        source = ClusterSource(self.client, self.cfg.dataset, desc.shards, desc.spread_rule,
-                               self.cfg.query_timeout)  # fmt: skip
-        eng = DistributedEngine(source, lookback_ms=self.cfg.lookback_ms,
-                                max_samples=self.cfg.max_samples, timeout_s=self.cfg.query_timeout,
-                                max_series=self.cfg.max_series)  # fmt: skip
-        return eng.instant(expr, t_ms)
+        cfg = self.cfg
+        source = self.source
+        limits: dict[str, Any] = dict(lookback_ms=cfg.lookback_ms, max_samples=cfg.max_samples,
+                                      timeout_s=cfg.query_timeout, max_series=cfg.max_series)  # fmt: skip
+        if self.fresh is not None:
+            return Engine(OverlaySource(source, self.fresh), **limits).instant(expr, t_ms)
+        return DistributedEngine(source, **limits).instant(expr, t_ms)
+
+    def overlaid(self, fresh: SeriesSource) -> ClusterQuerier:
+        return ClusterQuerier(self.cfg, self.router, self.client, fresh)
 
 
 class _Counts:
@@ -95,12 +113,19 @@ def build_manager(cfg: Config, name: str = "") -> RuleManager:
     client = ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map))
     door = IngestDoor("rules", router, MetadataStore(cfg.redis_url), _Counts())
     store = RuleStateStore(cfg.redis_url)
+
+    def for_dataset(ds: str) -> tuple[ClusterQuerier, DoorAppender]:
+        return ClusterQuerier(cfg.replace(dataset=ds), router, client), DoorAppender(door, ds)
+
     return RuleManager(cfg.rule_files, ClusterQuerier(cfg, router, client),
                        DoorAppender(door, cfg.dataset), store=store,
                        lease=Lease(store.r, LEASE_KEY, cfg.heartbeat_ttl),
                        notifier=Notifier(cfg.alertmanager_urls),
                        external_labels=parse_external_labels(cfg.external_labels),
-                       external_url=cfg.external_url, name=name or cfg.node)  # fmt: skip
+                       external_url=cfg.external_url, name=name or cfg.node,
+                       for_grace_ms=int(cfg.rules_for_grace_period * 1000),
+                       outage_tolerance_ms=int(cfg.rules_for_outage_tolerance * 1000),
+                       for_dataset=for_dataset)  # fmt: skip
 
 
 def run(cfg: Config, echo: Any = print) -> int:
@@ -108,13 +133,23 @@ def run(cfg: Config, echo: Any = print) -> int:
     load_files(cfg.rule_files)  # a bad file at start is an error (exit 2), before any connection
     mgr = build_manager(cfg)
     mgr.load()
+    metrics = serve_metrics(mgr, cfg.host, cfg.rules_metrics_port)
+    where = "off"
+    if metrics is not None and mgr.store is not None:
+        where = f"http://{cfg.host}:{metrics.port}/metrics"
+        mgr.store.r.hset(METRICS_KEY, mgr.name, f"{cfg.host}:{metrics.port}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: mgr.reload_wanted.set())
     echo(f"FiloDB rules {mgr.name}: {len(mgr.groups)} groups from {', '.join(cfg.rule_files)}; "
-         f"dataset {cfg.dataset}; alertmanagers: {', '.join(cfg.alertmanager_urls) or 'none'}")  # fmt: skip
+         f"dataset {cfg.dataset}; alertmanagers: {', '.join(cfg.alertmanager_urls) or 'none'}; "
+         f"metrics: {where}")  # fmt: skip
     mgr.run(stop)
     if mgr.notifier is not None:
         mgr.notifier.close()
+    if metrics is not None:
+        metrics.close()
+        if mgr.store is not None:
+            mgr.store.r.hdel(METRICS_KEY, mgr.name)
     return 0

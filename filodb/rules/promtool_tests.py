@@ -4,7 +4,8 @@ project's own engine over an in-memory source.
 As promtool 2.42 does: input series are loaded at the group's ``interval`` (promtool's
 expanding notation, ``1+1x10``, ``_``, ``stale``); every rule group is evaluated at each
 ``evaluation_interval`` step from 0 to the last ``eval_time`` asked for, recorded series and
-``ALERTS`` written back so later steps read them; an ``alert_rule_test`` compares the *firing*
+``ALERTS`` written back (after each group, as the cluster's log shows them; the group's later
+rules read them at once through :mod:`filodb.rules.fresh`) so later steps read them; an ``alert_rule_test`` compares the *firing*
 alerts (labels, annotations) of the evaluation at or just before its ``eval_time``; a
 ``promql_expr_test`` runs an instant query at its ``eval_time`` after all evaluations and
 compares samples exactly. A newer promtool's ``start_timestamp`` of a test group (unix seconds
@@ -26,26 +27,49 @@ import yaml
 from filodb.errors import BadInputError, FiloError
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Labels, make_labels
+from filodb.model.source import SeriesSource
 from filodb.model.timeparse import parse_model_duration, parse_time_ms
+from filodb.query import ast
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
 from filodb.query.parser import selector_matchers
 from filodb.query.prettier import prom_duration
 from filodb.query.promqltest import expand_points
+from filodb.query.result import Result
 from filodb.rules.alerting import TemplateContext
 from filodb.rules.files import RuleGroup, load_files
+from filodb.rules.fresh import OverlaySource, add_batch
 from filodb.rules.group import GroupState, evaluate_group, vector
 
 
-class _MemoryAppender:
+class _GroupAppender:
+    """Holds a group's samples until the group's evaluation ends, as the cluster's log shows
+    them only after a worker applies it; the group's later rules read them as fresh samples."""
+
     def __init__(self, source: MemorySource) -> None:
-        self.source = source
+        self.source, self.held = source, []  # type: ignore[var-annotated]
 
     def append(self, batch: SampleBatch) -> None:
-        order = np.argsort(batch.sidx, kind="stable")
-        cuts = np.searchsorted(batch.sidx[order], np.arange(1, len(batch.series)))
-        for lb, rows in zip(batch.series, np.split(order, cuts), strict=True):
-            self.source.add(lb, batch.ts[rows], batch.vals[rows])
+        self.held.append(batch)
+
+    def flush(self) -> None:
+        for b in self.held:
+            add_batch(self.source, b)
+        self.held.clear()
+
+
+class EngineQuerier:
+    """The in-process engine over an in-memory source, which can lay fresh samples over it."""
+
+    def __init__(self, source: SeriesSource) -> None:
+        self.source = source
+        self.engine = Engine(source, timeout_s=100)
+
+    def instant(self, expr: str | ast.Expr, t_ms: int) -> Result:
+        return self.engine.instant(expr, t_ms)
+
+    def overlaid(self, fresh: SeriesSource) -> EngineQuerier:
+        return EngineQuerier(OverlaySource(self.source, fresh))
 
 
 def series_labels(text: str) -> Labels:
@@ -110,8 +134,8 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
             raise BadInputError(f"group_eval_order: unknown group {missing[0]}")
         groups = [by_name[n] for n in ctx.order] + [g for g in groups if g.name not in ctx.order]
     states = [GroupState.new(g) for g in groups]
-    appender = _MemoryAppender(source)
-    engine = Engine(source, timeout_s=100)
+    appender = _GroupAppender(source)
+    engine = EngineQuerier(source)
     alert_tests: dict[int, list[dict[str, Any]]] = {}
     for at in tg.get("alert_rule_test") or []:
         alert_tests.setdefault(_dur(at.get("eval_time", "0"), "eval_time"), []).append(at)
@@ -126,6 +150,7 @@ def run_group(tg: dict[str, Any], ctx: _Ctx) -> list[str]:
         eval_errs = []
         for g, st in zip(groups, states, strict=True):
             evaluate_group(g, start + t, engine, appender, st, tctx)
+            appender.flush()
             for r, rs in zip(g.rules, st.rules, strict=True):
                 if rs.health == "err":
                     eval_errs.append(f"    rule: {r.name}, time: {prom_duration(t)}, "

@@ -6,6 +6,10 @@ survive a failover, and reload requests, shared by whichever process evaluates a
 - ``filodb:rules:alerts``: hash ``<group key>\\x00<rule index>\\x00<alert name>`` → the rule's
   active alerts (JSON), so a process that takes the lease over carries on their ``for`` and
   ``keep_firing_for`` clocks where the last holder left them;
+- ``filodb:rules:returned``: hash ``<group key>\x00<rule index>\x00<rule name>`` → the series
+  the rule wrote at its last evaluation (JSON label lists, at most :data:`MAX_RETURNED_SAVED`),
+  rewritten only when that set changes, so a new holder writes the stale markers of series
+  that vanish across the failover;
 - ``filodb:rules:reload``: a list of reload requests (``POST /-/reload``); the answer goes to
   ``filodb:rules:reload:<id>`` (a list, popped with a timeout by the requester).
 """
@@ -27,9 +31,13 @@ from filodb.rules.group import GroupState, RuleState
 
 STATUS_KEY = "filodb:rules:status"
 ALERTS_KEY = "filodb:rules:alerts"
+RETURNED_KEY = "filodb:rules:returned"
 RELOAD_KEY = "filodb:rules:reload"
 LEASE_KEY = "filodb:rules:lease"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
+# a rule returning more series than this keeps no saved set (no stale markers across a failover
+# for it: its series end by the lookback instead); bounds the Redis hash and each rewrite
+MAX_RETURNED_SAVED = 20_000
 _ORDER = {"inactive": 0, "pending": 1, "firing": 2}
 
 
@@ -88,8 +96,8 @@ def group_json(g: RuleGroup, st: GroupState) -> dict[str, Any]:
             "evaluationTime": st.eval_seconds, "lastEvaluation": rfc3339(st.last_eval_ms)}  # fmt: skip
 
 
-def _alerts_field(g: RuleGroup, i: int, rule: Rule) -> str:
-    return f"{g.key}\x00{i}\x00{rule.alert}"
+def _rule_field(g: RuleGroup, i: int, rule: Rule) -> str:
+    return f"{g.key}\x00{i}\x00{rule.name}"
 
 
 class RuleStateStore:
@@ -103,14 +111,15 @@ class RuleStateStore:
         self.r.set(STATUS_KEY, orjson.dumps(groups))
 
     def save_alerts(self, g: RuleGroup, st: GroupState) -> None:
-        fields = {_alerts_field(g, i, r): orjson.dumps([a.to_json() for a in rs.alerts.values()])
+        fields = {_rule_field(g, i, r): orjson.dumps([a.to_json() for a in rs.alerts.values()])
                   for i, (r, rs) in enumerate(zip(g.rules, st.rules, strict=True)) if r.alert}  # fmt: skip
         if fields:
             self.r.hset(ALERTS_KEY, mapping=fields)  # type: ignore[arg-type]
 
     def load_alerts(self, g: RuleGroup, st: GroupState) -> int:
-        """Fill ``st``'s alerts from Redis; returns how many were restored."""
-        keys = [(_alerts_field(g, i, r), rs) for i, (r, rs)
+        """Fill ``st``'s alerts from Redis; returns how many were restored. A rule Redis holds
+        nothing of is marked to restore its ``for`` state from ``ALERTS_FOR_STATE``."""
+        keys = [(_rule_field(g, i, r), rs) for i, (r, rs)
                 in enumerate(zip(g.rules, st.rules, strict=True)) if r.alert]  # fmt: skip
         if not keys:
             return 0
@@ -120,14 +129,54 @@ class RuleStateStore:
                 alerts = [Alert.from_json(d) for d in orjson.loads(raw)]
                 rs.alerts = {a.labels: a for a in alerts}
                 n += len(alerts)
+            else:  # Redis holds nothing of it: restore from ALERTS_FOR_STATE (rules.restore)
+                rs.alerts, rs.restoring = {}, True
         return n
 
     def forget_alerts(self, keep: list[RuleGroup]) -> None:
         """Drop saved alerts of rules no longer loaded."""
-        live = {_alerts_field(g, i, r) for g in keep for i, r in enumerate(g.rules) if r.alert}
+        live = {_rule_field(g, i, r) for g in keep for i, r in enumerate(g.rules) if r.alert}
         stale = [k for k in self.r.hkeys(ALERTS_KEY) if _text(k) not in live]
         if stale:
             self.r.hdel(ALERTS_KEY, *stale)
+
+    def save_returned(self, g: RuleGroup, st: GroupState) -> None:
+        """Save the series each rule wrote last, for the rules whose set changed."""
+        put: dict[str, bytes] = {}
+        drop: list[str] = []
+        for i, (r, rs) in enumerate(zip(g.rules, st.rules, strict=True)):
+            if not rs.returned_dirty:
+                continue
+            rs.returned_dirty = False
+            if len(rs.returned) > MAX_RETURNED_SAVED or not rs.returned:
+                drop.append(_rule_field(g, i, r))
+            else:
+                put[_rule_field(g, i, r)] = orjson.dumps(
+                    [list(map(list, lb)) for lb in rs.returned]
+                )
+        pipe = self.r.pipeline()
+        if put:
+            pipe.hset(RETURNED_KEY, mapping=put)  # type: ignore[arg-type]
+        if drop:
+            pipe.hdel(RETURNED_KEY, *drop)
+        if put or drop:
+            pipe.execute()
+
+    def load_returned(self, g: RuleGroup, st: GroupState) -> None:
+        fields = [_rule_field(g, i, r) for i, r in enumerate(g.rules)]
+        if not fields:
+            return
+        for rs, raw in zip(st.rules, self.r.hmget(RETURNED_KEY, fields), strict=True):
+            rs.returned = (
+                {tuple((k, v) for k, v in lb) for lb in orjson.loads(raw)} if raw else set()
+            )
+            rs.returned_dirty = False
+
+    def forget_returned(self, keep: list[RuleGroup]) -> None:
+        live = {_rule_field(g, i, r) for g in keep for i, r in enumerate(g.rules)}
+        stale = [k for k in self.r.hkeys(RETURNED_KEY) if _text(k) not in live]
+        if stale:
+            self.r.hdel(RETURNED_KEY, *stale)
 
     def next_reload_request(self) -> str | None:
         v = self.r.lpop(RELOAD_KEY)

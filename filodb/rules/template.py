@@ -22,6 +22,7 @@ from filodb.rules.tmplfuncs import default_funcs
 
 MAX_STEPS = 100_000
 MAX_OUTPUT = 1 << 20
+CACHE_SIZE = 100_000  # expansions kept per template (cleared when full)
 
 _TOKEN = re.compile(r"""
   (?P<ws>\s+)
@@ -446,13 +447,97 @@ class Template:
         self.static: str | None = (
             "".join(self.tree) if all(isinstance(n, str) for n in self.tree) else None
         )
+        # what it reads of the alert's data, when that is all its output depends on: then the
+        # expansion is cached by those values (a rule's alerts share most of them, and an alert
+        # reads the same ones at every evaluation)
+        self.reads = _reads(self.tree)
+        self._cache: dict[tuple[Any, ...], str] = {}
 
     def execute(self, dot: Any, variables: dict[str, Any] | None = None,
                 funcs: dict[str, Callable[..., Any]] | None = None) -> str:  # fmt: skip
         """The expansion; ``funcs`` replaces functions by name for this run (``query``)."""
         if self.static is not None:
             return self.static
+        key = None
+        if self.reads is not None and isinstance(dot, dict):
+            scope = {"$": dot, **(variables or {})}
+            key = tuple(_key(_get(scope, path)) for path in self.reads)
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
         table = {**self.funcs, **(funcs or {})}
         ex = _Exec(table, self.name)
         ex.run(self.tree, dot, [{"$": dot, **(variables or {})}])
-        return "".join(ex.out)
+        out = "".join(ex.out)
+        if key is not None:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = out
+        return out
+
+
+# Prometheus's template variables and the fields of the data they name
+_VARS = {"$labels": "Labels", "$externalLabels": "ExternalLabels", "$value": "Value",
+         "$externalURL": "ExternalURL"}  # fmt: skip
+_MAPS = {"Labels", "ExternalLabels"}
+_SCALARS = {"Value", "ExternalURL"}
+
+
+def _get(scope: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """``path`` is a variable (``$labels``, ``$`` for the data) and up to two fields."""
+    v = scope.get(path[0])
+    for f in path[1:]:
+        v = v.get(f, "") if isinstance(v, dict) else None
+    return v
+
+
+def _key(v: Any) -> Any:
+    """A cache key part: floats by their bits' text (``-0`` and ``NaN`` print apart from
+    ``0``; a NaN would never hit)."""
+    return v.hex() if isinstance(v, float) else v
+
+
+def _reads(nodes: list[Any]) -> tuple[tuple[str, ...], ...] | None:
+    """The data paths (``("Labels", "job")``, ``("Value",)``) a template's output depends on,
+    or ``None`` when it may depend on more (a whole map, the root ``.``, ``query``)."""
+    paths: set[tuple[str, ...]] = set()
+
+    def path(var: str, fields: tuple[str, ...]) -> bool:
+        if var != "$":  # $labels.x reads variable $labels, $value variable $value
+            fields = (_VARS[var], *fields)
+        if fields[:1] and fields[0] in _SCALARS:
+            paths.add((var, *fields[:1]) if var == "$" else (var,))
+            return True
+        if len(fields) >= 2 and fields[0] in _MAPS:
+            paths.add(("$", *fields[:2]) if var == "$" else (var, fields[1]))
+            return True
+        return False
+
+    def operand(o: Operand, root: bool) -> bool:
+        if o.kind == "var":
+            if o.value in _VARS or o.value == "$":
+                return path(o.value, o.fields)
+            return True  # a declared variable: derived from what the template reads
+        if o.kind in ("dot", "field"):
+            return path("$", o.fields) if root else True
+        if o.kind == "func":
+            return o.value != "query"
+        if o.kind == "pipe":
+            return pipe(o.value, root)
+        return True
+
+    def pipe(p: Pipeline, root: bool) -> bool:
+        return all(operand(a, root) for c in p.cmds for a in c.args)
+
+    def walk(ns: list[Any], root: bool) -> bool:
+        for n in ns:
+            if isinstance(n, Pipeline):
+                if not pipe(n, root):
+                    return False
+            elif isinstance(n, Branch):
+                inner = root and n.kind == "if"  # with/range bodies see a derived dot
+                if not (pipe(n.pipe, root) and walk(n.body, inner) and walk(n.other, root)):
+                    return False
+        return True
+
+    return tuple(sorted(paths)) if walk(nodes, True) else None

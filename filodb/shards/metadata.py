@@ -4,13 +4,18 @@ Keys: one hash per dataset, ``filodb:meta:<dataset>``; field = metric family nam
 JSON ``{"type": ..., "help": ..., "unit": ...}``. The last write of a family wins (a family
 has one entry, where Prometheus may list one per disagreeing target).
 
-Written from remote-write requests and, for the types alone, from the Influx lines whose shape
-implies one (a ``counter`` field, histogram fields) (:class:`~filodb.gateway.door.IngestDoor`), read by
+Written from remote-write requests (``filodb import`` sends the ``# TYPE``/``# HELP``/``# UNIT``
+lines of text exposition files as remote-write metadata) and, for the types alone, from what a
+protocol implies (:class:`TypesKept`): Influx lines with a ``counter`` field or histogram fields
+(plain Influx fields imply nothing: Influx has no metric type, and Prometheus's influxdb_exporter
+calls them untyped), every Graphite path a ``gauge`` (as Prometheus's graphite_exporter does);
+over HTTP (:class:`~filodb.gateway.door.IngestDoor`) and the TCP doors alike. Read by
 ``/api/v1/metadata`` (:mod:`filodb.web.metadata`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import orjson
@@ -75,3 +80,28 @@ class MetadataStore:
         if limit > 0:
             names = names[:limit]
         return {n: orjson.loads(found[n]) for n in names}
+
+
+class TypesKept:
+    """Keeps the metric types a protocol implies through :meth:`MetadataStore.put_types`,
+    sending each (dataset, family, type) to Redis once per process (a bounded memory of what
+    was sent; forgotten whole past ``remember`` entries). Safe to share between threads."""
+
+    def __init__(self, store: MetadataStore, remember: int = 100_000) -> None:
+        self.store = store
+        self.remember = remember
+        self._sent: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
+
+    def keep(self, dataset: str, types: Mapping[str, str]) -> int:
+        """Send the types not sent yet; returns how many families were new in Redis."""
+        with self._lock:
+            new = {n: t for n, t in types.items() if (dataset, n, t) not in self._sent}
+        if not new:
+            return 0
+        added = self.store.put_types(dataset, new)
+        with self._lock:
+            if len(self._sent) > self.remember:
+                self._sent.clear()
+            self._sent.update((dataset, n, t) for n, t in new.items())
+        return added

@@ -24,7 +24,7 @@ Conventions of every method:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -119,6 +119,10 @@ def check_range(start_ms: int, end_ms: int) -> None:
         raise BadInputError(f"start_ms {start_ms} is after end_ms {end_ms}")
 
 
+Trim = Callable[[ChunkSet, int, int], ChunkSet | None]
+"""``trim(chunk, start_ms, end_ms)``: the chunk without its samples in the range (None: empty)."""
+
+
 class MetaStore(ABC):
     """Checkpoints: per (dataset, shard, flush group) the log offset that group has flushed.
 
@@ -194,6 +198,16 @@ class ColumnStore(ABC):
         """
 
     @abstractmethod
+    def delete_chunks(self, dataset: str, shard: int, keys: Sequence[tuple[bytes, int]]) -> None:
+        """Delete chunks by ``(part key, chunk id)``; unknown keys are ignored. Part-key
+        records stay (see :meth:`delete_series`)."""
+
+    @abstractmethod
+    def delete_series(self, dataset: str, shard: int, part_keys: Sequence[bytes]) -> None:
+        """Delete every chunk and the part-key record of each series. Unknown part keys are
+        ignored; a series written again later is a new one."""
+
+    @abstractmethod
     def truncate(self, dataset: str) -> None:
         """Drop every chunk and part key of every shard; the dataset stays initialised.
 
@@ -228,6 +242,38 @@ class ColumnStore(ABC):
         self.write_chunks(dataset, shard, chunks)
         self.write_part_keys(dataset, shard, part_keys)
         meta.write_checkpoint(dataset, shard, group, offset)
+
+    def delete_range(
+        self, dataset: str, shard: int, part_keys: Sequence[bytes], start_ms: int, end_ms: int,
+        trim: Trim,
+    ) -> int:  # fmt: skip
+        """Delete the samples of ``part_keys`` in ``[start_ms, end_ms]``; returns the chunks
+        deleted or rewritten.
+
+        Chunks inside the range are deleted; a chunk that straddles an edge is rewritten with
+        what ``trim(chunk, start_ms, end_ms)`` returns (the store treats vectors as opaque, the
+        caller decodes): a chunk with the same part key and chunk id, or None when nothing
+        is left. Rewrites go first (an upsert replaces the row), deletes second, so a crash in
+        between leaves samples that a repeated call deletes, never loses samples outside the
+        range. Idempotent. Part-key records stay (use :meth:`delete_series` for whole series).
+        """
+        check_range(start_ms, end_ms)
+        found = self.read_chunks(dataset, shard, part_keys, start_ms, end_ms)
+        rewrite: list[ChunkSet] = []
+        drop: list[tuple[bytes, int]] = []
+        for c in found:
+            left = (
+                None if start_ms <= c.start_ms and c.end_ms <= end_ms else trim(c, start_ms, end_ms)
+            )
+            if left is None:
+                drop.append((c.part_key, c.chunk_id))
+            elif (left.part_key, left.chunk_id) != (c.part_key, c.chunk_id):
+                raise BadInputError("trim must keep the chunk's part key and chunk id")
+            else:
+                rewrite.append(left)
+        self.write_chunks(dataset, shard, rewrite)
+        self.delete_chunks(dataset, shard, drop)
+        return len(found)
 
 
 def check_checkpoint(group: int, offset: int) -> None:

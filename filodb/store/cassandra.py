@@ -105,6 +105,10 @@ _CQL = {
     "del_series": "DELETE FROM {ks}.chunks WHERE dataset = ? AND shard = ? AND part_key = ?",
     "del_index": "DELETE FROM {ks}.chunk_index WHERE dataset = ? AND shard = ? AND slot = ? "
                  "AND part_key = ? AND chunk_id = ?",
+    "del_index_series": "DELETE FROM {ks}.chunk_index WHERE dataset = ? AND shard = ? AND "
+                        "slot = ? AND part_key = ?",
+    "get_pk_ends": "SELECT end_ms FROM {ks}.part_keys WHERE dataset = ? AND shard = ? "
+                   "AND part_key = ?",
     "del_index_slot": "DELETE FROM {ks}.chunk_index WHERE dataset = ? AND shard = ? AND slot = ?",
     "scan_pks": "SELECT part_key, start_ms, end_ms FROM {ks}.part_keys WHERE dataset = ? "
                 "AND shard = ?",
@@ -512,6 +516,39 @@ class CassandraColumnStore(ColumnStore):
                 for pk, _, e in self._merged(dataset, shard) if e < cutoff_ms]  # fmt: skip
         run(_batches(q["del_pk"], dead, _INDEX_BATCH))
         return sum(len(c) for c in old.values())
+
+    def delete_chunks(self, dataset: str, shard: int, keys: Sequence[tuple[bytes, int]]) -> None:
+        keys = list(dict.fromkeys(keys))
+        if not all(isinstance(pk, bytes) and pk and isinstance(c, int) for pk, c in keys):
+            raise BadInputError("delete_chunks takes (part key, chunk id) pairs")
+        self.ks.check_shard(dataset, shard)
+        self.ks.check_open()
+        q, run = self.ks.q, self.ks.pipeline.run
+        # Chunks first, then their index rows (as delete_before).
+        run((q["del_chunk"], (dataset, shard, pk, c)) for pk, c in keys)
+        run((q["del_index"], (dataset, shard, slot_of(pk), pk, c)) for pk, c in keys)
+
+    def delete_series(self, dataset: str, shard: int, part_keys: Sequence[bytes]) -> None:
+        if isinstance(part_keys, bytes | str):
+            raise BadInputError("delete_series takes a sequence of part keys, not one part key")
+        wanted = list(dict.fromkeys(part_keys))
+        if not all(isinstance(pk, bytes) and pk for pk in wanted):
+            raise BadInputError("part keys must be non-empty bytes")
+        self.ks.check_shard(dataset, shard)
+        self.ks.check_open()
+        q, run = self.ks.q, self.ks.pipeline.run
+        run((q["del_series"], (dataset, shard, pk)) for pk in wanted)
+        run((q["del_index_series"], (dataset, shard, slot_of(pk), pk)) for pk in wanted)
+        # The part key's tombstone carries the timestamp of its stored end (as retention's):
+        # a later write of the series with newer samples is not hidden by it.
+        gen = self.ks.generation(dataset)
+        ends = run((q["get_pk_ends"], (dataset, shard, pk)) for pk in wanted)
+        dead = [
+            (end_timestamp(max(e for (e,) in rows), gen), dataset, shard, pk)
+            for pk, f in zip(wanted, ends, strict=True)
+            if (rows := list(f.result()))
+        ]
+        run(_batches(q["del_pk"], dead, _INDEX_BATCH))
 
     def truncate(self, dataset: str) -> None:
         n = self.ks.num_shards(dataset)

@@ -508,6 +508,28 @@ class SqliteColumnStore(ColumnStore):
                 )
         return deleted
 
+    def delete_chunks(self, dataset: str, shard: int, keys: Sequence[tuple[bytes, int]]) -> None:
+        keys = list(keys)
+        if not all(isinstance(pk, bytes) and pk and isinstance(c, int) for pk, c in keys):
+            raise BadInputError("delete_chunks takes (part key, chunk id) pairs")
+        with self.files.write(dataset, shard) as con:
+            ids = _series_ids(con, list(dict.fromkeys(pk for pk, _ in keys)))
+            rows = [(ids[pk], cid) for pk, cid in keys if pk in ids]
+            con.executemany("DELETE FROM chunks WHERE series = ? AND chunk_id = ?", rows)
+
+    def delete_series(self, dataset: str, shard: int, part_keys: Sequence[bytes]) -> None:
+        if isinstance(part_keys, bytes | str):
+            raise BadInputError("delete_series takes a sequence of part keys, not one part key")
+        wanted = list(dict.fromkeys(part_keys))
+        if not all(isinstance(pk, bytes) and pk for pk in wanted):
+            raise BadInputError("part keys must be non-empty bytes")
+        for i in range(0, len(wanted), _READ_BATCH):
+            with self.files.write(dataset, shard) as con:
+                ids = list(_series_ids(con, wanted[i : i + _READ_BATCH]).values())
+                marks = ",".join("?" * len(ids))
+                con.execute(f"DELETE FROM chunks WHERE series IN ({marks})", ids)
+                con.execute(f"DELETE FROM series WHERE id IN ({marks})", ids)
+
     def truncate(self, dataset: str) -> None:
         for shard in range(self.files.num_shards(dataset)):
             with self.files.write(dataset, shard) as con:

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
 import redis
 
 from filodb.errors import QueryTimeoutError, UnavailableError
@@ -133,6 +134,7 @@ class ClusterSource:
         self.timeout_s = timeout_s
         self.strict = strict
         self.warnings: list[str] = []
+        self.truncated = False  # a series/label_names/label_values answer was cut to its limit
         self.deadline = time.monotonic() + timeout_s
         self._states: dict[int, ShardState] | None = None  # read once per query
 
@@ -175,23 +177,55 @@ class ClusterSource:
         res = self._fanout(matchers, "select", self._params(matchers, start_ms, end_ms))
         return SeriesBlock.concat([unpack_block(h, a) for _, (h, a) in sorted(res.answers.items())])
 
-    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
-        res = self._fanout(matchers, "series", self._params(matchers, start_ms, end_ms))
+    def series(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
+    ) -> list[Labels]:
+        """Matching label sets; with ``limit`` > 0 each node answers at most ``limit`` of them
+        (``truncated`` is set when some were left out anywhere)."""
+        p = {**self._params(matchers, start_ms, end_ms), "limit": limit}
+        res = self._fanout(matchers, "series", p)
         out: set[Labels] = set()
         for h, _ in res.answers.values():
             out.update(unflat_labels(h["labels"]))
-        return sorted(out)
+        return self._limited(sorted(out), res, limit)
 
-    def label_names(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[str]:
-        res = self._fanout(matchers, "label_names", self._params(matchers, start_ms, end_ms))
-        return sorted({v for h, _ in res.answers.values() for v in h["values"]})
+    def label_names(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
+    ) -> list[str]:
+        p = {**self._params(matchers, start_ms, end_ms), "limit": limit}
+        res = self._fanout(matchers, "label_names", p)
+        return self._limited(sorted({v for h, _ in res.answers.values() for v in h["values"]}),
+                             res, limit)  # fmt: skip
 
     def label_values(
-        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+        self, name: str, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
     ) -> list[str]:
-        p = {**self._params(matchers, start_ms, end_ms), "name": name}
+        p = {**self._params(matchers, start_ms, end_ms), "name": name, "limit": limit}
         res = self._fanout(matchers, "label_values", p)
-        return sorted({v for h, _ in res.answers.values() for v in h["values"]})
+        return self._limited(sorted({v for h, _ in res.answers.values() for v in h["values"]}),
+                             res, limit)  # fmt: skip
+
+    def _limited(self, items: list, res: FanoutResult, limit: int) -> list:
+        """At most ``limit`` (> 0) of the merged ``items``; ``truncated`` when a node or the
+        merge left some out."""
+        if any(h.get("truncated") for h, _ in res.answers.values()) or 0 < limit < len(items):
+            self.truncated = True
+        return items[:limit] if limit > 0 else items
+
+    def exemplars(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+                  ) -> list[tuple[Labels, list[tuple[Labels, float, int]]]]:  # fmt: skip
+        """Per matching series with exemplars in the range: its labels and its exemplars as
+        (labels, value, ms), oldest first (the ``exemplars`` leaf op on every shard asked)."""
+        res = self._fanout(matchers, "exemplars", self._params(matchers, start_ms, end_ms))
+        out = []
+        for _, (h, (ts, vals)) in sorted(res.answers.items()):
+            labels = unflat_labels(h["labels"])
+            ends = np.cumsum(h["counts"]).tolist()
+            starts = [0, *ends][:-1]
+            for lb, a, b in zip(unflat_labels(h["series"]), starts, ends, strict=True):
+                out.append((lb, list(zip(labels[a:b], vals[a:b].tolist(), ts[a:b].tolist(),
+                                         strict=True))))  # fmt: skip
+        return sorted(out)
 
     def cardinality(self) -> CardinalityStats:
         """Series per label value of every shard (the ``tsdb_status`` leaf op), merged."""

@@ -24,7 +24,10 @@ so this module knows nothing of what a node is.
 
 Ops: ``select`` (SeriesBlock), ``series``, ``label_names``, ``label_values``, ``eval``
 (a pushed-down PromQL subexpression evaluated at the query's steps), ``tsdb_status`` (the
-cardinality of the served shards, merged: :mod:`filodb.model.cardinality`).
+cardinality of the served shards, merged: :mod:`filodb.model.cardinality`). ``series``,
+``label_names`` and ``label_values`` take a ``limit`` (> 0): the node answers at most that
+many items and ``truncated`` when it left some out. ``exemplars``: the exemplars of the
+matching series in the range (the shards' exemplar rings).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+import numpy as np
 import redis
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -47,6 +51,7 @@ from prometheus_client.registry import Collector
 
 from filodb.errors import BadInputError, FiloError
 from filodb.model.cardinality import CardinalityStats
+from filodb.model.labels import Labels, Matcher
 from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
 from filodb.tasks.rpc import LeafRequest, request_key
@@ -64,6 +69,54 @@ class _Cardinality(Protocol):
     """A shard's memstore for ``tsdb_status``."""
 
     def cardinality(self) -> CardinalityStats: ...
+
+
+class _Exemplars(Protocol):
+    """A shard's memstore for ``exemplars``."""
+
+    def query_exemplars(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+                        ) -> list[tuple[Labels, np.ndarray, np.ndarray, list[Labels]]]: ...  # fmt: skip
+
+
+def _exemplars(source: SeriesSource, matchers: Sequence[Matcher], start: int, end: int,
+               ok: dict[str, Any]) -> bytes:  # fmt: skip
+    """Series with exemplars in the range: their labels, exemplar counts and label sets in the
+    header, timestamps and values as two arrays."""
+    parts = source.sources if isinstance(source, UnionSource) else [source]
+    found = [x for s in parts for x in cast(_Exemplars, s).query_exemplars(matchers, start, end)]
+    header = {**ok, "series": flat_labels([lb for lb, *_ in found]),
+              "counts": [len(t) for _, t, _, _ in found],
+              "labels": flat_labels([e for *_, es in found for e in es])}  # fmt: skip
+    ts = np.concatenate([t for _, t, _, _ in found]) if found else np.zeros(0, np.int64)
+    vals = np.concatenate([v for _, _, v, _ in found]) if found else np.zeros(0)
+    return pack(header, [ts.astype(np.int64), vals.astype(np.float64)])
+
+
+class _SeriesLimit(Protocol):
+    """A shard's memstore for ``series`` with a limit (label sets built for those only)."""
+
+    def series(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, limit: int = 0
+    ) -> list[Labels]: ...
+
+
+def _cut(items: list, limit: int) -> tuple[list, bool]:
+    """At most ``limit`` (> 0) of the sorted ``items``, and whether some were dropped."""
+    return (items[:limit], True) if 0 < limit < len(items) else (items, False)
+
+
+def _series(
+    source: SeriesSource, matchers: Sequence[Matcher], start: int, end: int, limit: int
+) -> tuple[list[Labels], bool]:
+    """The matching label sets; with ``limit`` > 0 each shard builds at most ``limit`` + 1
+    (one more tells that some were left out), the node answers at most ``limit``."""
+    if limit <= 0:
+        return source.series(matchers, start, end), False
+    parts = source.sources if isinstance(source, UnionSource) else [source]
+    found = {
+        lb for s in parts for lb in cast(_SeriesLimit, s).series(matchers, start, end, limit + 1)
+    }
+    return _cut(sorted(found), limit)
 
 
 class NodeRuntime(Protocol):
@@ -88,12 +141,18 @@ def run_op(source: SeriesSource, shards: Sequence[int], op: str, p: dict[str, An
     start, end = int(p["start"]), int(p["end"])
     if op == "select":
         return pack_block(source.select(matchers, start, end), ok)
+    if op == "exemplars":
+        return _exemplars(source, matchers, start, end, ok)
+    limit = int(p.get("limit", 0))  # > 0: answer at most that many, and say if some were cut
     if op == "series":
-        return pack({**ok, "labels": flat_labels(source.series(matchers, start, end))}, [])
+        found, cut = _series(source, matchers, start, end, limit)
+        return pack({**ok, "labels": flat_labels(found), "truncated": cut}, [])
     if op == "label_names":
-        return pack({**ok, "values": source.label_names(matchers, start, end)}, [])
+        names, cut = _cut(source.label_names(matchers, start, end), limit)
+        return pack({**ok, "values": names, "truncated": cut}, [])
     if op == "label_values":
-        return pack({**ok, "values": source.label_values(p["name"], matchers, start, end)}, [])
+        vals, cut = _cut(source.label_values(p["name"], matchers, start, end), limit)
+        return pack({**ok, "values": vals, "truncated": cut}, [])
     raise ValueError(f"unknown leaf op {op!r}")
 
 

@@ -411,6 +411,51 @@ class StoreSuite(ConformanceSuite):
             range(45_000, 50_000)
         )
 
+    # --- deletion ------------------------------------------------------------------------
+    def test_delete_chunks_and_series(self, stores: Stores, store: ColumnStore) -> None:
+        chunks = [make_chunk(b"a", 1, 0, 9), make_chunk(b"a", 2, 10, 19),
+                  make_chunk(b"b", 1, 0, 9), make_chunk(b"c", 1, 5, 6)]  # fmt: skip
+        for shard in (0, 1):
+            store.write_chunks("ds", shard, chunks)
+            store.write_part_keys("ds", shard, [PartKeyRecord(b"a", 0, 19),
+                                                PartKeyRecord(b"b", 0, 9),
+                                                PartKeyRecord(b"c", 5, 6)])  # fmt: skip
+        store.delete_chunks("ds", 0, [(b"a", 2), (b"b", 7), (b"zz", 1)])
+        assert ids(self.sorted_raw(stores, "ds", 0)) == [(b"a", 1), (b"b", 1), (b"c", 1)]
+        assert len(self.raw_part_keys(stores, "ds", 0)) == 3  # records stay
+        store.delete_series("ds", 0, [b"a", b"c", b"unknown"])
+        assert ids(self.sorted_raw(stores, "ds", 0)) == [(b"b", 1)]
+        assert [r.part_key for r in store.scan_part_keys("ds", 0)] == [b"b"]
+        assert len(self.raw_chunks(stores, "ds", 1)) == 4  # other shards untouched
+        store.write_chunks("ds", 0, [make_chunk(b"a", 30, 30, 39)])  # a new series again
+        store.write_part_keys("ds", 0, [PartKeyRecord(b"a", 30, 39)])
+        assert ids(store.read_chunks("ds", 0, [b"a"], 0, 100)) == [(b"a", 30)]
+        assert sorted(r.part_key for r in store.scan_part_keys("ds", 0)) == [b"a", b"b"]
+        with pytest.raises(BadInputError):
+            store.delete_series("ds", 0, b"a")  # type: ignore[arg-type]
+        with pytest.raises(BadInputError):
+            store.delete_chunks("ds", 0, [(b"", 1)])
+        with pytest.raises(UnknownDatasetError):
+            store.delete_series("nope", 0, [b"a"])
+
+    def test_delete_range_rewrites_straddling_chunks(
+        self, stores: Stores, store: ColumnStore
+    ) -> None:
+        def trim(c: ChunkSet, lo: int, hi: int) -> ChunkSet | None:
+            s, e = (hi + 1, c.end_ms) if c.start_ms >= lo else (c.start_ms, lo - 1)
+            return make_chunk(c.part_key, c.chunk_id, s, e) if s <= e else None
+
+        chunks = [make_chunk(b"a", 0, 0, 9), make_chunk(b"a", 10, 10, 19),
+                  make_chunk(b"a", 20, 20, 29), make_chunk(b"b", 0, 0, 29)]  # fmt: skip
+        store.write_chunks("ds", 0, chunks)
+        store.write_part_keys("ds", 0, [PartKeyRecord(b"a", 0, 29), PartKeyRecord(b"b", 0, 29)])
+        assert store.delete_range("ds", 0, [b"a"], 5, 22, trim) == 3
+        want = [make_chunk(b"a", 0, 0, 4), make_chunk(b"a", 20, 23, 29), chunks[3]]
+        assert self.sorted_raw(stores, "ds", 0) == want
+        assert store.delete_range("ds", 0, [b"a"], 5, 22, trim) == 0  # idempotent
+        assert self.sorted_raw(stores, "ds", 0) == want
+        assert len(self.raw_part_keys(stores, "ds", 0)) == 2
+
     def test_truncate(self, stores: Stores, store: ColumnStore, meta: MetaStore) -> None:
         for shard in range(4):
             store.write_chunks("ds", shard, [make_chunk(b"pk", 1, 0, 10)])

@@ -33,6 +33,7 @@ def blueprints() -> list[Blueprint]:
     ``prom_api``: its ``/metadata`` route wins); the fuzzer reads the routes from here too."""
     from filodb.web import (
         admin,
+        delete,
         export,
         federate,
         ingest,
@@ -45,5 +46,5 @@ def blueprints() -> list[Blueprint]:
     )
 
     mods = (metadata, prom_api, prom_status, federate, export, remote_read, ingest, admin, ui,
-            metrics)  # fmt: skip
+            metrics, delete)  # fmt: skip
     return [m.bp for m in mods]

@@ -72,6 +72,8 @@ RULES: dict[str, Rule] = {
     "admin.cluster": LISTING,
     "admin.events": LISTING,
     "admin.create_dataset": _ADMIN,
+    "tsdb_admin.delete_series": _ADMIN,
+    "tsdb_admin.delete_series_ds": _ADMIN,
     "admin.stop_shards": _ADMIN,
     "admin.start_shards": _ADMIN,
     "admin.describe_dataset": _READ,

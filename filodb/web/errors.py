@@ -19,6 +19,9 @@ from filodb.errors import AuthError, FiloError, RateLimitedError
 
 log = logging.getLogger(__name__)
 CHALLENGE = 'Bearer realm="filodb"'  # not Basic: a browser would pop up its own dialog
+# Redis error codes of a server that is there but cannot take a write now (MISCONF: its AOF
+# cannot be written, e.g. a full disk): the client should retry, as after a lost connection.
+_CANNOT_WRITE_NOW = ("MISCONF", "OOM ", "LOADING", "READONLY", "BUSY ", "MASTERDOWN", "TRYAGAIN")
 
 
 def error_response(error_type: str, message: str, status: int):
@@ -50,6 +53,13 @@ def register_error_handlers(app: Flask) -> None:
     def _unavailable(e: Exception):
         log.warning("backend unavailable: %s", e)
         return error_response("unavailable", f"cluster state or log unavailable, retry: {e}", 503)
+
+    @app.errorhandler(redis.exceptions.ResponseError)
+    def _refused(e: Exception):
+        if any(tag in str(e) for tag in _CANNOT_WRITE_NOW):  # e.g. its disk is full: retry
+            log.warning("backend refuses writes: %s", e)
+            return error_response("unavailable", f"log cannot take writes now, retry: {e}", 503)
+        return _other(e)
 
     @app.errorhandler(Exception)
     def _other(e: Exception):

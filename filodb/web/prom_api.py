@@ -179,9 +179,11 @@ def _limit() -> int:
     return int(raw)
 
 
-def _truncated(items: list, limit: int, warnings: list[str]) -> tuple[list, list[str]]:
-    """At most ``limit`` items (0: all), and Prometheus's warning when some were dropped."""
-    if 0 < limit < len(items):
+def _truncated(source: ClusterSource, items: list, limit: int) -> tuple[list, list[str]]:
+    """At most ``limit`` items (0: all; the shards cut their answers already), and
+    Prometheus's warning when some were dropped."""
+    warnings = list(source.warnings)
+    if source.truncated or 0 < limit < len(items):
         return items[:limit], [*warnings, "results truncated due to limit"]
     return items, warnings
 
@@ -195,8 +197,8 @@ def series(dataset: str | None = None) -> Response:
                                _strict())  # fmt: skip
     found = set()
     for matchers in sets:
-        found.update(source.series(matchers, start, end))
-    out, warnings = _truncated(sorted(found), limit, list(source.warnings))
+        found.update(source.series(matchers, start, end, limit))
+    out, warnings = _truncated(source, sorted(found), limit)
     return _success([dict(lb) for lb in out], warnings)
 
 
@@ -209,8 +211,8 @@ def labels(dataset: str | None = None) -> Response:
                                _strict())  # fmt: skip
     names = set()
     for matchers in sets:
-        names.update(source.label_names(matchers, start, end))
-    return _success(*_truncated(sorted(names), limit, list(source.warnings)))
+        names.update(source.label_names(matchers, start, end, limit))
+    return _success(*_truncated(source, sorted(names), limit))
 
 
 @_routes("/label/<name>/values")
@@ -222,8 +224,8 @@ def label_values(name: str, dataset: str | None = None) -> Response:
                                _strict())  # fmt: skip
     vals = set()
     for matchers in sets:
-        vals.update(source.label_values(name, matchers, start, end))
-    return _success(*_truncated(sorted(vals), limit, list(source.warnings)))
+        vals.update(source.label_values(name, matchers, start, end, limit))
+    return _success(*_truncated(source, sorted(vals), limit))
 
 
 @_routes("/status/buildinfo", methods=("GET",))

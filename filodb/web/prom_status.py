@@ -6,9 +6,10 @@ shapes (``web/api/v1/api.go``), at ``/api/v1/...`` and ``/promql/<dataset>/api/v
 - ``status/config`` (the effective config as YAML, secrets shown as ``<secret>``),
   ``status/flags``, ``status/runtimeinfo``;
 - empty but valid answers where this project has nothing yet, with Prometheus's validation of
-  the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper),
-  ``query_exemplars`` (exemplar storage comes
-  later: ``[]``, or ``null`` for a query without a selector, as Prometheus);
+  the parameters: ``targets``, ``targets/metadata``, ``alertmanagers`` (this is not a scraper);
+- ``query_exemplars``: the exemplars kept by the shards (remote write's, in a bounded ring per
+  shard, :mod:`filodb.memstore.exemplars`) of the series the query's selectors match (204
+  for a query without one, as Prometheus);
 - ``status/tsdb``: the dataset's cardinality in Prometheus's shape (``headStats`` and the
   top-``limit`` lists, default 10), from every shard's index through the ``tsdb_status`` leaf
   op (:mod:`filodb.model.cardinality`); a shard that cannot answer is a ``warnings`` entry;
@@ -39,7 +40,7 @@ from flask import Blueprint, Response
 from filodb.config import Config
 from filodb.errors import BadInputError, ParseError
 from filodb.model.cardinality import DEFAULT_LIMIT
-from filodb.model.numfmt import format_rfc3339
+from filodb.model.numfmt import format_rfc3339, format_value
 from filodb.model.timeparse import MAX_TIME_MS, MIN_TIME_MS
 from filodb.query import ast
 from filodb.query.astjson import ast_json
@@ -258,19 +259,12 @@ def reload() -> Response:
     return _text("")
 
 
-# --- exemplars: none stored yet -------------------------------------------------------------
-def _has_selector(e: object) -> bool:
-    if isinstance(e, ast.VectorSelector | ast.MatrixSelector):
-        return True
-    if dataclasses.is_dataclass(e):
-        return any(_has_selector(getattr(e, f.name)) for f in dataclasses.fields(e))
-    if isinstance(e, tuple):
-        return any(_has_selector(x) for x in e)
-    return False
-
-
+# --- exemplars ------------------------------------------------------------------------------
 @_routes("/query_exemplars", ("GET", "POST"))
 def query_exemplars(dataset: str | None = None) -> Response:
+    """Exemplars of the series the query's selectors match, in ``[start, end]``, from the
+    shards' exemplar rings (the ``exemplars`` leaf op). A query without a selector answers
+    204 with no body, as Prometheus does (its handler returns no data)."""
     start = time_param("start", MIN_TIME_MS)
     end = time_param("end", MAX_TIME_MS)
     if end < start:
@@ -279,7 +273,34 @@ def query_exemplars(dataset: str | None = None) -> Response:
         expr = parse(arg("query") or "")
     except ParseError as e:
         raise BadInputError(str(e)) from e
-    return _success([] if _has_selector(expr) else None)
+    sels = _selectors(expr)
+    if not sels:
+        return Response(status=204)
+    svc = services()
+    source = svc.source(dataset or svc.cfg.dataset, svc.cfg.query_timeout, False)
+    found: dict[tuple, list] = {}
+    for matchers in dict.fromkeys(sels):  # each matcher set once; a series once
+        for lb, exs in source.exemplars(list(matchers), start, end):
+            found[lb] = exs
+    data = [{"seriesLabels": dict(lb),
+             "exemplars": [{"labels": dict(el), "value": format_value(v), "timestamp": t / 1000}
+                           for el, v, t in found[lb]]}
+            for lb in sorted(found)]  # fmt: skip
+    body: dict[str, Any] = {"status": "success", "data": data}
+    if source.warnings:
+        body["warnings"] = source.warnings
+    return Response(orjson.dumps(body), mimetype="application/json")
+
+
+def _selectors(e: object) -> list[tuple]:
+    """The matchers of every vector selector of a tree."""
+    if isinstance(e, ast.VectorSelector):
+        return [tuple(e.matchers)]
+    if dataclasses.is_dataclass(e):
+        return [m for f in dataclasses.fields(e) for m in _selectors(getattr(e, f.name))]
+    if isinstance(e, tuple | list):
+        return [m for x in e for m in _selectors(x)]
+    return []
 
 
 # --- probes ---------------------------------------------------------------------------------

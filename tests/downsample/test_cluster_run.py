@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,11 @@ def test_spark_runs_the_same_job_or_says_the_extra_is_missing(raw: Raw, redis_ur
                                       "--redis-url", redis_url], env={"FILODB_DATA_DIR": str(raw.data_dir)})  # fmt: skip
         assert r.exit_code == 2 and "spark" in (r.output + str(r.stderr_bytes or b"")).lower()
         return
-    run_downsample(cfg, sm, "m", START, START + DAYS * DAY, spark="local[2]")
+    from filodb.spark.runner import run_tasks
+
+    run_downsample(
+        cfg, sm, "m", START, START + DAYS * DAY, functools.partial(run_tasks, "local[2]")
+    )
     on_spark = {d: dump(raw.stores, d) for d in ("m_ds_1", "m_ds_5")}
     raw.run()  # in process, over the same range: nothing changes
     assert {d: dump(raw.stores, d) for d in ("m_ds_1", "m_ds_5")} == on_spark

@@ -106,3 +106,12 @@ def test_dataset_page_shows_limits(up: UpProcess) -> None:
     assert "max_series=7, query_timeout=30" in row
     other = dom.split('data-dataset="prometheus"')[1].split("</tr>")[0]
     assert "defaults" in other
+
+
+def test_cluster_page_live_line_shows_the_snapshot(up: UpProcess) -> None:
+    """The event stream opens with the map's snapshot (no single shard): the live line says so
+    instead of ``shard prometheus/undefined → undefined``."""
+    dom = _browse(f"{up.url}/cluster", ARTIFACTS / "cluster-live.png")
+    live = dom.split('id="live"')[1].split("</span>")[0]
+    assert "undefined" not in live, live
+    assert "live · snapshot" in live, live

@@ -400,3 +400,34 @@ def test_cli_serves_its_counters_as_prometheus_metrics(redis_url: str) -> None:
         out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert f"metrics on http://127.0.0.1:{mp}/metrics" in out
+
+
+def test_tcp_doors_keep_the_metric_types_their_lines_imply(redis_url: str) -> None:
+    """Graphite paths are gauges (as graphite_exporter types them), an Influx histogram line a
+    histogram, a plain Influx field nothing; an entry with help (from remote write) stays."""
+    from filodb.shards.metadata import MetadataStore
+
+    ShardMapStore(redis_url).create_dataset(DS, SHARDS, 1)
+    meta = MetadataStore(redis_url)
+    meta.put(DS, [{"metric": "kept", "type": "counter", "help": "From remote write."}])
+    router = IngestRouter(ShardMapStore(redis_url), RedisStreamsLog(redis_url))
+    ports = {"influx": free_port(), "graphite": free_port()}
+    gw = TcpGateway(router, DS, "127.0.0.1", ports, metadata=meta).start()
+    try:
+        _send(gw.ports["graphite"], b"servers.web-1.cpu 12.5 1700000000\nkept 1 1700000000\n"
+              b"disk.used;dc=eu 0.75 1700000000\n")  # fmt: skip
+        _send(gw.ports["influx"], b"lat,path=/x sum=1,count=2,+Inf=2 1000000000\n"
+              b"plain value=3 1000000000\n")  # fmt: skip
+        _wait_samples(redis_url, 3 + 4)
+        got = _eventually(lambda: _types(meta, 4))
+    finally:
+        gw.stop()
+    assert got == {"servers_web_1_cpu": "gauge", "disk_used": "gauge", "lat": "histogram",
+                   "kept": "counter"}  # fmt: skip
+    assert meta.get(DS, "kept")["kept"]["help"] == "From remote write."
+
+
+def _types(meta, n: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    got = {k: v["type"] for k, v in meta.get(DS).items()}
+    assert len(got) == n, got
+    return got

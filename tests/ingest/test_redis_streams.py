@@ -26,6 +26,21 @@ class TestRedisStreamsLog(LogSuite):
         self._r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert log.append("ds", 0, [b"b"]) == [2]
 
+    def test_append_after_script_flush_in_one_round_trip(self, log: RedisStreamsLog) -> None:
+        """Appends are EVALSHA calls in one pipelined round trip (no SCRIPT EXISTS first); a
+        server that lost its scripts (restart, SCRIPT FLUSH) gets the script again and every
+        record once."""
+        log.append_many("ds", {0: [b"a"], 1: [b"b"]})
+        self._r.script_flush()
+        assert log.append_many("ds", {0: [b"c"], 1: [b"d", b"e"]}) == {0: [2], 1: [2, 3]}
+        assert [r for _, r in self.raw_records(log, "ds", 1)] == [b"b", b"d", b"e"]
+        before = self._r.info("commandstats").get("cmdstat_script|exists", {}).get("calls", 0)
+        calls = self._r.info("commandstats")["cmdstat_evalsha"]["calls"]
+        log.append_many("ds", {0: [b"f"], 1: [b"g"], 2: [b"h"]})
+        stats = self._r.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == calls + 3
+        assert stats.get("cmdstat_script|exists", {}).get("calls", 0) == before
+
     def test_read_many_splits_huge_key_lists(self, log: RedisStreamsLog) -> None:
         """Past XREAD_KEYS streams the read is split; every partition still answers, once."""
         from filodb.ingest import redis_streams

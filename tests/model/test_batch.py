@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -51,7 +53,16 @@ def test_concat_reinterns_series() -> None:
     x = SampleBatch([a, b2], [0, 1], [1, 2], [1.0, 2.0])
     y = SampleBatch([b2], [0], [3], [3.0])
     z = concat_batches([x, y])
-    assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 1]
+    assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 1] and z.keys is None
+
+
+def test_concat_of_records_keeps_each_series_key() -> None:
+    s = [make_labels({"__name__": "m", "i": str(i)}) for i in range(5)]
+    recs = [SampleBatch([s[2], s[0]], [0, 1], [1, 2], [1.0, 2.0]),
+            SampleBatch([s[0], s[4], s[4], s[1]], [0, 1, 2, 3], [3, 4, 5, 6], [3.0, 4, 5, 6])]  # fmt: skip
+    z = concat_batches([SampleBatch.from_bytes(r.to_bytes()) for r in recs])
+    assert z.series == [s[2], s[0], s[4], s[1]] and z.sidx.tolist() == [0, 1, 1, 2, 2, 3]
+    assert z.keys is not None and (z.keys == SampleBatch(z.series, [], [], []).series_keys()).all()
 
 
 @pytest.mark.parametrize("data", [b"", b"\x05\x00\x00\x00abc", b"\x01\x00\x00\x00\xc1"])
@@ -60,13 +71,103 @@ def test_malformed_records_raise_bad_input(data: bytes) -> None:
         SampleBatch.from_bytes(data)
 
 
-def test_out_of_range_series_index_is_rejected() -> None:
-    b = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0])
-    raw = bytearray(b.to_bytes())
+def reencode(raw: bytes, edit: Callable[[dict, bytearray], None]) -> bytes:
+    """A version 2 record with its header and payload changed by ``edit``."""
+    import cramjam
+    import msgpack
+
     hlen = int.from_bytes(raw[:4], "little")
-    raw[4 + hlen] = 7  # sidx[0] = 7, but there is one series
+    header = msgpack.unpackb(raw[4 : 4 + hlen])
+    payload = bytearray(cramjam.zstd.decompress(raw[4 + hlen :]))
+    edit(header, payload)
+    h = msgpack.packb(header)
+    return len(h).to_bytes(4, "little") + h + bytes(cramjam.zstd.compress(bytes(payload)))
+
+
+def test_out_of_range_series_index_is_rejected() -> None:
+    raw = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0]).to_bytes()
+
+    def edit(h: dict, p: bytearray) -> None:
+        p[0] = 7  # sidx[0] = 7, but there is one series
+
+    with pytest.raises(BadInputError, match="out of range"):
+        SampleBatch.from_bytes(reencode(raw, edit))
+
+
+def v1_record(b: SampleBatch) -> bytes:
+    """A record as version 1 wrote it (full label sets in the msgpack header)."""
+    import msgpack
+
+    h = msgpack.packb({"v": 1, "n": len(b), "series": [[x for p in lb for x in p] for lb in b.series],
+                       "types": b.types})  # fmt: skip
+    return b"".join([len(h).to_bytes(4, "little"), h, b.sidx.astype("<i4").tobytes(),
+                     b.ts.astype("<i8").tobytes(), b.vals.astype("<f8").tobytes()])  # fmt: skip
+
+
+@given(labelsets, st.integers(0, 30))
+def test_version_1_records_still_decode(series, n) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(n)
+    b = SampleBatch(series, rng.integers(0, len(series), n), rng.integers(0, 10**12, n),
+                    rng.normal(size=n), {"m": "gauge"})  # fmt: skip
+    c = SampleBatch.from_bytes(v1_record(b))
+    assert c.series == b.series and c.types == b.types and c.keys is None
+    assert (c.sidx == b.sidx).all() and (c.ts == b.ts).all() and (c.vals == b.vals).all()
+    assert (c.series_keys() == SampleBatch.from_bytes(b.to_bytes()).keys).all()
+
+
+def test_records_give_each_series_key_the_xxh64_of_its_part_key() -> None:
+    import xxhash
+
+    from filodb.model.partkey import part_key
+
+    s = [make_labels({"__name__": "up", "job": str(i)}) for i in range(3)]
+    c = SampleBatch.from_bytes(SampleBatch(s, [2, 0], [1, 2], [1.0, 2.0]).to_bytes())
+    assert c.keys is not None and c.keys.dtype == np.uint64
+    assert c.keys.tolist() == [xxhash.xxh64_intdigest(part_key(lb)) for lb in s]
+    assert c.split(np.array([1, 0, 1]), 2)[1].keys.tolist() == c.keys[[0, 2]].tolist()
+
+
+def test_records_are_compressed() -> None:
+    """Live-shaped records (one sample per series) are mostly label sets: zstd takes them
+    to a fraction of their raw size (what the log holds in Redis's memory)."""
+    s = [make_labels({"__name__": "http_requests_total", "job": "api", "instance": f"host-{i}:9100",
+                      "code": str(200 + i % 5)}) for i in range(500)]  # fmt: skip
+    raw = SampleBatch(
+        s, np.arange(500), np.full(500, 1_700_000_000_000), np.arange(500.0)
+    ).to_bytes()
+    assert len(raw) < 500 * 20  # the raw arrays alone would be 20 bytes a sample
+
+
+@pytest.mark.parametrize("where", ["offset", "part_key", "size", "frame"])
+def test_records_whose_payload_does_not_agree_are_rejected(where: str) -> None:
+    s = [make_labels({"__name__": "a"}), make_labels({"__name__": "bb"})]
+    raw = SampleBatch(s, [0, 1], [1, 2], [1.0, 2.0]).to_bytes()
+
+    def edit(h: dict, p: bytearray) -> None:
+        if where == "offset":
+            p[40] += 1  # the first part key's end (after 2 x 20 bytes of samples)
+        elif where == "part_key":
+            p[-3:] = b"\xc1\xc1\xc1"  # not msgpack
+        elif where == "size":
+            h["z"] += 1
+
+    bad = reencode(raw, edit) if where != "frame" else raw[:-3]
     with pytest.raises(BadInputError):
-        SampleBatch.from_bytes(bytes(raw))
+        SampleBatch.from_bytes(bad)
+
+
+@given(st.integers(1, 60), st.integers(0, 300), st.integers(1, 9), st.integers(0, 2**32))
+def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    s = [make_labels({"__name__": f"m{i}"}) for i in range(n_series)]
+    b = SampleBatch(s, rng.integers(0, n_series, n), rng.integers(0, 99, n), rng.normal(size=n))
+    of = rng.integers(0, n_shards, n_series)
+    parts = b.split(of, n_shards)
+    assert sorted(parts) == sorted(set(of.tolist()))
+    for shard, p in parts.items():
+        want = b.take_series(of == shard)
+        assert p.series == want.series and p.sidx.tolist() == want.sidx.tolist()
+        assert p.ts.tolist() == want.ts.tolist() and p.vals.tolist() == want.vals.tolist()
 
 
 @pytest.mark.parametrize("series", [[["__name__"]], [["__name__", 5]], [["a", "b", "c"]], [[{"x": 1}]],

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from filodb.config import Config
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
 from filodb.node.runtime import NodeRuntime
 from filodb.shards.nodes import NodeRegistry
@@ -61,8 +62,14 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     assert entry["metrics_port"] == port > 0
 
     series = [make_labels({"__name__": "wm", "i": str(i)}) for i in range(30)]
+    ex = Exemplars(
+        np.array([0, 1, 2, 0]),
+        np.full(4, T0 + 3000),
+        np.ones(4),
+        [(("trace_id", str(i)),) for i in range(4)],
+    )  # the last: a duplicate time
     batch = SampleBatch(series, np.repeat(np.arange(30), 4), np.tile(T0 + 1000 * np.arange(4), 30),
-                        np.ones(120))  # fmt: skip
+                        np.ones(120), exemplars=ex)  # fmt: skip
     per = IngestRouter(node.shard_map, node.ingest_log).write("prometheus", batch)
     late = SampleBatch(series[:5], np.arange(5), np.full(5, T0), np.ones(5))  # not newer: refused
     late_per = IngestRouter(node.shard_map, node.ingest_log).write("prometheus", late)
@@ -79,9 +86,11 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     assert per_shard(m, "filodb_worker_samples_ingested_total") == {
         s: per.get(s, 0) for s in (0, 1)
     }
-    assert per_shard(m, "filodb_worker_samples_rejected_total") == {
-        s: late_per.get(s, 0) for s in (0, 1)
-    }
+    rejected = m["filodb_worker_samples_rejected_total"]
+    assert {int(dict(lb)["shard"]): v for lb, v in rejected.items()
+            if dict(lb)["reason"] == "out_of_order"} == {s: late_per.get(s, 0) for s in (0, 1)}  # fmt: skip
+    assert {dict(lb)["reason"] for lb in rejected} == {"out_of_order", "too_old"}
+    assert sum(v for lb, v in rejected.items() if dict(lb)["reason"] == "too_old") == 0
     series_by_shard = per_shard(m, "filodb_worker_series")
     assert sum(series_by_shard.values()) == 30
     assert per_shard(m, "filodb_worker_log_offset") == {s: float(ends[s]) for s in (0, 1)}
@@ -92,6 +101,9 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     assert m["filodb_worker_fenced_total"] == {(): 0.0}
     assert m["filodb_worker_info"] == {(("node", "n1"),): 1.0}
     assert all(v > 0 for v in per_shard(m, "filodb_worker_memory_bytes").values())
+    assert sum(per_shard(m, "filodb_worker_exemplars_in_storage").values()) == 3
+    assert sum(per_shard(m, "filodb_worker_exemplars_appended_total").values()) == 3
+    assert sum(per_shard(m, "filodb_worker_exemplars_dropped_total").values()) == 1
     flushed_before = per_shard(m, "filodb_worker_flush_duration_seconds_count")  # process-wide
 
     before = time.time()

@@ -108,3 +108,32 @@ def test_limit_and_duplicates() -> None:
     assert active == {}
     with pytest.raises(BadInputError, match="same labelset after applying alert labels"):
         evaluate_alerts(NOW, [(A, 0.0), ((("instance", "a"),), 1.0)], 0, active, TemplateContext())
+
+
+def test_expansion_cache_follows_labels_values_and_queries() -> None:
+    """The rule's expansion cache gives what expanding anew gives; a rule whose template
+    runs a query is never cached (the query's answer changes)."""
+    cache: dict = {}
+    active: dict = {}
+    b = (("__name__", "up"), ("instance", "b"))
+    for t, v in enumerate((0.0, 0.0, 2.0, 0.0)):
+        evaluate_alerts(DOWN, [(A, v), (b, v)], t * M, active, TemplateContext(), cache=cache)
+        fresh: dict = {}
+        evaluate_alerts(DOWN, [(A, v), (b, v)], t * M, fresh, TemplateContext())
+        assert [(a.labels, a.annotations) for a in active.values()] == [
+            (a.labels, a.annotations) for a in fresh.values()]  # fmt: skip
+    assert len(cache) == 4  # two alerts × two values
+    (q,) = parse_rules("""
+groups:
+  - name: q
+    rules:
+      - alert: Q
+        expr: up == 0
+        annotations: {n: '{{ query "x" | first | value }}'}
+""")[0].rules  # fmt: skip
+    answers = iter([1.0, 2.0])
+    ctx = TemplateContext(query=lambda _: [{"Labels": {}, "Value": next(answers)}])
+    cache, active = {}, {}
+    evaluate_alerts(q, [(A, 0.0)], 0, active, ctx, cache=cache)
+    evaluate_alerts(q, [(A, 0.0)], M, active, ctx, cache=cache)
+    assert dict(active[next(iter(active))].annotations) == {"n": "2"} and cache == {}

@@ -9,7 +9,7 @@ import pytest
 from filodb.errors import BadInputError
 from filodb.model.timeparse import parse_model_duration
 from filodb.query.prettier import prom_duration
-from filodb.rules.files import load_files, parse_rules
+from filodb.rules.files import load_files, parse_rules, split_pattern
 
 GOOD = """
 groups:
@@ -108,3 +108,9 @@ def test_durations(text: str, ms: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_model_duration(text)
+
+
+def test_dataset_prefix_of_a_rule_pattern() -> None:
+    assert split_pattern("metrics=rules/*.yml") == ("metrics", "rules/*.yml")
+    assert split_pattern("rules/*.yml") == ("", "rules/*.yml")
+    assert split_pattern("rules/a=b.yml") == ("", "rules/a=b.yml")  # not a dataset name

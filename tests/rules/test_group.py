@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from filodb.model.batch import SampleBatch
+from filodb.model.labels import Matcher
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
+from filodb.query.parser import parse
 from filodb.query.values import is_stale
 from filodb.rules.files import parse_rules
-from filodb.rules.group import GroupState, evaluate_group
+from filodb.rules.fresh import FreshSamples, OverlaySource
+from filodb.rules.group import GroupState, evaluate_group, to_batch
 
 RULES = """
 groups:
@@ -85,3 +88,25 @@ def test_recording_limit_errors_and_staleness() -> None:
     assert [b.series for b in stale[:1]] == [[(("__name__", "job:x:sum"), ("team", "infra"))]]
     assert all(is_stale(b.vals).all() and (b.ts == 90_000).all() for b in stale)
     assert len(stale) == 4  # every rule's series went stale (ALERTS and ALERTS_FOR_STATE too)
+
+
+def test_fresh_samples_laid_over_a_source() -> None:
+    """The overlay a later rule reads: series of both sources, and at a timestamp both hold
+    the fresh sample wins; only selectors that can match a fresh name read through it."""
+    base = MemorySource()
+    a, b = (("__name__", "r"), ("i", "a")), (("__name__", "r"), ("i", "b"))
+    base.add(a, np.array([1000, 2000]), np.array([1.0, 2.0]))
+    fresh = FreshSamples()
+    assert not fresh.read_by(parse("r"))
+    fresh.append({"r"}, to_batch([(a, 20.0), (b, 30.0)], 2000))
+    assert fresh.read_by(parse("sum(r)")) and fresh.read_by(parse('{__name__=~"r|x"}'))
+    assert not fresh.read_by(parse("other")) and not fresh.read_by(parse('r{i="c"}'))
+    block = OverlaySource(base, fresh.source).select([Matcher("__name__", "=", "r")], 0, 5000)
+    got = {lb: (block.ts[block.offsets[k]:block.offsets[k + 1]].tolist(),
+                block.vals[block.offsets[k]:block.offsets[k + 1]].tolist())
+           for k, lb in enumerate(block.labels)}  # fmt: skip
+    assert got == {a: ([1000, 2000], [1.0, 20.0]), b: ([2000], [30.0])}
+    fresh.append({"s"}, to_batch([((("__name__", "s"),), 5.0)], 2000))  # extends the built source
+    assert fresh.read_by(parse("s")) and fresh.source.series(
+        [Matcher("__name__", "=", "s")], 0, 5000
+    )

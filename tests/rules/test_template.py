@@ -165,3 +165,38 @@ def test_execution_is_bounded() -> None:
         t.execute({}, {})
     with pytest.raises(TemplateError, match="incompatible types"):
         Template('{{ gt "a" 1 }}').execute({}, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "reads"),
+    [
+        (
+            "{{ $labels.instance }} at {{ $value | humanize }}",
+            (("$labels", "instance"), ("$value",)),
+        ),
+        ("{{ .Labels.job }}/{{ $.Value }}", (("$", "Labels", "job"), ("$", "Value"))),
+        ("{{ with $labels.a }}{{ . }}{{ end }}", (("$labels", "a"),)),
+        ("{{ $x := $labels.a }}{{ $x | toUpper }}", (("$labels", "a"),)),
+        ("plain", ()),
+        ("{{ range $labels }}{{ . }}{{ end }}", None),  # the whole label map
+        ("{{ . }}", None),
+        ('{{ query "up" | first | value }}', None),  # depends on the data, not the alert
+        ("{{ if $labels }}x{{ end }}", None),
+    ],
+)
+def test_what_a_template_reads(text: str, reads: tuple | None) -> None:
+    assert Template(text).reads == reads
+
+
+def test_cached_expansions_equal_fresh_ones() -> None:
+    """A template's cache, keyed by what it reads, never changes its output: floats that
+    print apart (-0 and 0, NaN, infinities) and labels it does not read included."""
+    text = "{{ $labels.i }} {{ $value }} {{ $value | humanize }} {{ .Labels.j }}"
+    cached = Template(text)
+    for v in (0.0, -0.0, math.nan, math.inf, -math.inf, 1.5, 0.0, -0.0, math.nan):
+        for lb in ({"i": "a", "j": "x"}, {"i": "a", "j": "y"}, {"i": "a", "j": "x", "k": "z"}):
+            data = {"Labels": lb, "Value": v, "ExternalLabels": {}, "ExternalURL": ""}
+            variables = {"$labels": lb, "$value": v, "$externalLabels": {}, "$externalURL": ""}
+            assert cached.execute(data, variables) == Template(text).execute(data, variables)
+    assert cached.execute({"Labels": {"i": "a", "j": "x"}, "Value": -0.0},
+                          {"$labels": {"i": "a"}, "$value": -0.0}) == "a -0 -0 x"  # fmt: skip

@@ -48,3 +48,27 @@ def test_leaf_answer_equals_local_engine() -> None:
     assert len(got) == len(want.series) == 5
     for lb, _, vs in want.series:
         assert np.array_equal(got[lb], vs)
+
+
+def test_limit_is_applied_on_the_shards() -> None:
+    """``series``, ``label_names`` and ``label_values`` answer at most ``limit`` items and say
+    whether some were left out, over one shard and over the union of a node's shards."""
+    from filodb.model.source import UnionSource
+
+    shards = [TimeSeriesShard("ds", s) for s in range(2)]
+    for s, shard in enumerate(shards):
+        series = [make_labels({"__name__": "m", "pod": f"p{s}-{i}", f"l{s}{i}": "x"})
+                  for i in range(6)]  # fmt: skip
+        shard.ingest(SampleBatch(series, np.arange(6), np.full(6, 1000), np.ones(6)))
+    m = [["__name__", "=", "m"]]
+    for source, total in ((shards[0], 6), (UnionSource(shards), 12)):
+        base = {"matchers": m, "start": 0, "end": 10_000}
+        for limit, cut in ((4, True), (total, False), (0, False)):
+            p = {**base, "limit": limit}
+            h, _ = unpack(run_op(source, [0], "series", p))
+            assert len(unflat_labels(h["labels"])) == (limit or total) and h["truncated"] is cut
+            h, _ = unpack(run_op(source, [0], "label_values", {**p, "name": "pod"}))
+            assert len(h["values"]) == (limit or total) and h["truncated"] is cut
+            assert h["values"] == sorted(h["values"])
+        h, _ = unpack(run_op(source, [0], "label_names", {**base, "limit": 3}))
+        assert h["values"] == ["__name__", "l00", "l01"] and h["truncated"] is True

@@ -187,3 +187,27 @@ def test_writer_output_parses_back_bit_for_bit() -> None:
     assert np.array_equal(np.array(v)[1:].view(np.uint64), vals[1:].view(np.uint64)) and math.isnan(
         v[0]
     )
+
+
+def test_openmetrics_exemplars_are_kept_for_remote_write() -> None:
+    """An exemplar after a sample becomes one of the batch's exemplars (its own timestamp, else
+    the sample's) and survives the remote-write body the importer sends; a malformed one makes
+    its line an error, as Prometheus's parser refuses it."""
+    from filodb.prom.remote_write import decode_write_request, encode_write_request
+    from filodb.prom.text import PromTextParser
+
+    text = ('# TYPE bar histogram\nbar_bucket{le="1"} 3 10 # {trace_id="x"} 0.5 9.5\n'
+            'bar_bucket{le="+Inf"} 4 10 # {trace_id="y",span_id="s"} 7\n'
+            'bar_count 4 10 # trace_id="z" 1\n# EOF\n')  # fmt: skip
+    chunk = PromTextParser(True, 0).feed(text)
+    assert chunk.errors == [(4, "an exemplar starts with its label set: # {...} value")]
+    sent = decode_write_request(encode_write_request(chunk.batch, chunk.metadata))
+    ex = sent.exemplars
+    assert ex is not None
+    got = [(sent.series[s], t, v, lb) for s, t, v, lb in
+           zip(ex.sidx.tolist(), ex.ts.tolist(), ex.vals.tolist(), ex.labels, strict=True)]  # fmt: skip
+    assert got == [
+        (make_labels({"__name__": "bar_bucket", "le": "1"}), 9500, 0.5, (("trace_id", "x"),)),
+        (make_labels({"__name__": "bar_bucket", "le": "+Inf"}), 10_000, 7.0,
+         (("span_id", "s"), ("trace_id", "y"))),
+    ]  # fmt: skip

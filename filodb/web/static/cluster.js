@@ -190,6 +190,19 @@
     el.title = on ? "live shard events + polling every 2 s" : "polling every 2 s";
   }
 
+  // The live line for one event: the stream opens with one ShardMapSnapshot per dataset (the
+  // whole map, no single shard), then ShardMapSnapshotEnd, then one event per shard change.
+  function describe(e) {
+    if (e.event === "ShardMapSnapshot") {
+      const states = e.shards_state || [];
+      const active = states.filter((s) => s.status === "Active").length;
+      return `live · snapshot ${e.dataset}: ${active} of ${states.length} shards Active`;
+    }
+    if (e.event === "ShardMapSnapshotEnd") return "live · snapshot received";
+    if (e.shard === undefined || e.dataset === undefined) return `live · ${e.event || "event"}`;
+    return `live · shard ${e.dataset}/${e.shard} → ${e.status || e.event || "?"}`;
+  }
+
   refresh();
   setInterval(refresh, POLL_MS);
   // The event stream is read with fetch (not EventSource, which cannot send the token of
@@ -215,8 +228,7 @@
             buf = buf.slice(nl + 1);
             if (!line.startsWith("data: ")) continue;
             try {
-              const e = JSON.parse(line.slice(6));
-              setLive(true, `live · shard ${e.dataset}/${e.shard} → ${e.status}`);
+              setLive(true, describe(JSON.parse(line.slice(6))));
             } catch (err) { /* not JSON: still a reason to refresh */ }
             onEvent();
           }

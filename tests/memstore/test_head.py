@@ -1,0 +1,61 @@
+"""The head's page pool: appends of many series at once, reads in write order, pages given back
+when series close (the pool shrinks after a synchronized close), timestamps far apart."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from filodb.memstore.head import Head
+
+
+def _read(h: Head, sids: np.ndarray) -> dict[int, list[tuple[int, float]]]:
+    ts, vals, cnt = h.read(sids)
+    bounds = np.r_[0, np.cumsum(cnt)]
+    return {int(s): list(zip(ts[bounds[i] : bounds[i + 1]].tolist(),
+                             vals[bounds[i] : bounds[i + 1]].tolist(), strict=True))
+            for i, s in enumerate(sids.tolist())}  # fmt: skip
+
+
+def test_scrapes_of_many_series_fill_close_and_give_the_pool_back() -> None:
+    n, rows = 5000, 96
+    h = Head(rows)
+    h.add_series(n)
+    sids = np.arange(n)
+    ref: dict[int, list[tuple[int, float]]] = {s: [] for s in range(n)}
+    for k in range(rows):
+        t = 1_700_000_000_000 + 15_000 * k
+        vals = np.arange(n) + k / 10
+        rest = h.append(sids, np.full(n, t), vals, np.ones(n, bool))
+        assert not rest.any()
+        for s in [*range(0, n, 997), *range(n - 10, n)]:
+            ref[s].append((t, float(vals[s])))
+    assert (h.count == rows).all()
+    probe = np.arange(0, n, 997)
+    assert _read(h, probe) == {s: ref[s] for s in probe.tolist()}
+    peak = h.nbytes
+    assert h.ts.nbytes + h.vals.nbytes >= n * rows * 12  # 12 bytes a sample
+    h.release(sids[: n - 10])  # a synchronized close: the pool is compacted
+    assert h.nbytes < peak / 10
+    kept = np.arange(n - 10, n)
+    assert _read(h, kept) == {s: ref[s] for s in kept.tolist()}  # moved, not changed
+    h.append(kept, np.full(10, 1), np.ones(10), np.ones(10, bool))  # full: handed back
+    assert h.count[kept].tolist() == [rows] * 10
+
+
+def test_a_series_past_max_rows_or_far_in_time_is_handed_back_in_order() -> None:
+    h = Head(4)
+    h.add_series(2)
+    sid = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    ts = np.array([1, 2, 3, 4, 5, 6, 10, 10 + 2**33])
+    rest = h.append(sid, ts, ts.astype(float), np.ones(8, bool))
+    assert rest.tolist() == [False] * 4 + [True, True, False, True]
+    assert _read(h, np.array([0, 1])) == {0: [(t, float(t)) for t in (1, 2, 3, 4)], 1: [(10, 10.0)]}
+
+
+def test_out_of_order_samples_read_sorted_and_the_last_write_wins() -> None:
+    h = Head(8)
+    h.add_series(1)
+    z = np.zeros(5, np.int64)
+    h.append(z, np.array([50, 40, 60, 40, 45]), np.array([1.0, 2, 3, 4, 5]),
+             np.array([True, False, True, False, False]))  # fmt: skip
+    assert _read(h, np.array([0])) == {0: [(40, 4.0), (45, 5.0), (50, 1.0), (60, 3.0)]}
