@@ -129,10 +129,10 @@ def main() -> None:
         emit("downsample_raw_samples_per_s", sum(r["raw_samples"] for r in got) / secs, "samples/s",
              mode="in-process", series=a.series, days=a.days, raw_samples=n)  # fmt: skip
         if a.spark:
-            try:
-                from filodb.spark.runner import run_tasks  # type: ignore[import-not-found,unused-ignore]
+            from filodb.downsample.job import downsample_shard
 
-                from filodb.downsample.job import downsample_shard
+            try:
+                from filodb.spark.runner import run_tasks
 
                 t = time.perf_counter()
                 got = run_tasks(
