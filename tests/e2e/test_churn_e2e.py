@@ -1,4 +1,4 @@
-"""Churn under ``filodb up``: cycles of new series through a dataset with an 8 s retention.
+"""Churn under ``filodb up``: cycles of new series through a dataset with a 4 s retention (each cycle is purged before the next is written).
 The workers purge the series whose data all passed it (memory, index, part keys), so the
 series the shards hold are one cycle's and their memory the same after every cycle."""
 
@@ -50,7 +50,7 @@ def _gauge(url: str, name: str) -> int:
 def test_churn_keeps_series_and_memory_bounded(tmp_path) -> None:  # type: ignore[no-untyped-def]
     up = UpProcess(tmp_path / "data", shards=2, env=ENV).start()
     try:
-        r = requests.post(up.url + "/api/v1/cluster/churn", json={"shards": 2, "retention": "8s"},
+        r = requests.post(up.url + "/api/v1/cluster/churn", json={"shards": 2, "retention": "4s"},
                           timeout=10)  # fmt: skip
         assert r.status_code == 200, r.text
         eventually(lambda: _active(up.url), 60, 0.3, (AssertionError, KeyError))
@@ -71,6 +71,12 @@ def test_churn_keeps_series_and_memory_bounded(tmp_path) -> None:  # type: ignor
             eventually(only_this_cycle, 60, 0.3, (AssertionError, KeyError))
             rss.append(_rss(worker))
             held.append(_gauge(up.url, "filodb_worker_memory_bytes"))
+            if c < CYCLES - 1:  # this cycle passes the retention before the next one is written
+
+                def purged() -> None:
+                    assert _gauge(up.url, "filodb_worker_series") == 0
+
+                eventually(purged, 60, 0.3, (AssertionError, KeyError))
         print("worker RSS MiB per cycle:", [x >> 20 for x in rss], "memstore bytes:", held)
         # the memstores hold one cycle, every cycle: no later cycle holds more than the first
         # two did (the head's page pool swings between keeping the overlapping cycle's pages
