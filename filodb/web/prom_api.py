@@ -174,6 +174,10 @@ def _limit() -> int:
         raise BadInputError(
             f'invalid parameter "limit": strconv.Atoi: parsing {orjson.dumps(raw).decode()}: invalid syntax'
         )
+    if not -(2**63) <= int(raw) < 2**63:  # Go's int: Atoi refuses the rest
+        raise BadInputError(
+            f'invalid parameter "limit": strconv.Atoi: parsing {orjson.dumps(raw).decode()}: value out of range'
+        )
     if int(raw) < 0:
         raise BadInputError('invalid parameter "limit": limit must be non-negative')
     return int(raw)

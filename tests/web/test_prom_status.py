@@ -138,6 +138,9 @@ def test_bad_parameters_are_400(client) -> None:  # type: ignore[no-untyped-def]
         _bad(client.get(f"{path}{sep}limit=abc"),
              'invalid parameter "limit": strconv.Atoi: parsing "abc": invalid syntax')  # fmt: skip
         _bad(client.get(f"{path}{sep}limit=1.5"))
+        _bad(client.get(f"{path}{sep}limit=18446744073709551616"),  # past Go's int: not a 500
+             'invalid parameter "limit": strconv.Atoi: parsing "18446744073709551616": '
+             'value out of range')  # fmt: skip
 
 
 def test_probes(client) -> None:  # type: ignore[no-untyped-def]
