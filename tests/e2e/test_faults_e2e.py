@@ -159,7 +159,8 @@ def test_full_disk_under_the_data_directory(tmp_path) -> None:  # type: ignore[n
                 else:
                     break
             assert codes[-1] == 503, codes
-            assert len(codes) <= 3, codes
+            # a few small records still fit in the AOF file's last, partly used page
+            assert len(codes) <= 10, codes
             filler.unlink()  # space returns: writes, flushes and the worker go on
             w = Writer(up.url, acked + 20)
             w.acked = acked
