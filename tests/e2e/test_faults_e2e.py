@@ -136,10 +136,10 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a size-limited tmpfs needs root")
 def test_full_disk_under_the_data_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "64m"):
-        pytest.skip("mounting a size-limited tmpfs is not permitted here (needs root)")
+    assert _mount_tmpfs(disk, "64m"), "root could not mount a 64 MB tmpfs"
     try:
         up = UpProcess(disk / "data", shards=2, env=ENV).start()
         acked = 0
