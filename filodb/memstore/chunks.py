@@ -77,6 +77,11 @@ def write_order(c: Chunk) -> int:
     return c.chunk_id if c.ooo else 0
 
 
+def write_order_of_ids(chunk_ids: np.ndarray) -> np.ndarray:
+    """:func:`write_order` of stored chunks, from their ids (one numpy call)."""
+    return np.where(chunk_ids >= OOO_ID_BIT, chunk_ids, 0)
+
+
 def chunk_from_vectors(
     chunk_id: int, start: int, end: int, count: int, vectors: Sequence[bytes]
 ) -> Chunk:

@@ -614,7 +614,7 @@ class TimeSeriesShard:
         keep = (ts >= start_ms) & (ts <= sample_limit)
         order = np.argsort(sample_owner[keep], kind="stable")  # series by series, pieces in order
         ts, vals, sample_owner = ts[keep][order], vals[keep][order], sample_owner[keep][order]
-        ts, vals, sample_owner = _dedupe(ts, vals, sample_owner)
+        ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
         counts = np.bincount(sample_owner, minlength=len(ids))
         present = np.flatnonzero(counts)
         offsets = np.zeros(len(present) + 1, np.int64)
@@ -766,7 +766,7 @@ def _merge(run: list[Chunk]) -> Chunk:
     return encode_chunk(ts, vals)
 
 
-def _dedupe(
+def dedupe_samples(
     ts: np.ndarray, vals: np.ndarray, owner: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep each series' samples strictly increasing (a chunk written twice, paged data that

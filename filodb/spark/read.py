@@ -22,7 +22,9 @@ import pyarrow as pa
 
 from filodb.encoding import decode_doubles_many, decode_timestamps_many
 from filodb.errors import BadInputError, UnknownDatasetError
+from filodb.memstore.chunks import write_order_of_ids
 from filodb.memstore.index import TagIndex
+from filodb.memstore.shard import dedupe_samples
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import labels_of
 from filodb.query.values import is_stale
@@ -57,17 +59,16 @@ def read_samples(store: ColumnStore, dataset: str, shard: int, part_keys: Sequen
     chunks = store.read_chunks(dataset, shard, part_keys, start_ms, end_ms)
     where = {pk: i for i, pk in enumerate(part_keys)}
     chunk_owner = np.fromiter((where[c.part_key] for c in chunks), np.int64, len(chunks))
+    ids = np.fromiter((c.chunk_id for c in chunks), np.int64, len(chunks))
+    in_order = np.lexsort((write_order_of_ids(ids), chunk_owner))  # as the memstore pages them
+    chunks = [chunks[i] for i in in_order.tolist()]
     ts, offsets = decode_timestamps_many([c.vectors[0] for c in chunks])
     vals, _ = decode_doubles_many([c.vectors[1] for c in chunks])
-    owner = np.repeat(chunk_owner, np.diff(offsets))
+    owner = np.repeat(chunk_owner[in_order], np.diff(offsets))
+    # one rule with the memstore: sorted by time, of one timestamp the last write wins
+    ts, vals, owner = dedupe_samples(ts, vals, owner)
     keep = (ts >= start_ms) & (ts <= end_ms) & ~is_stale(vals)
-    owner, ts, vals = owner[keep], ts[keep], vals[keep]
-    if len(ts) == 0:
-        return owner, ts, vals
-    order = np.lexsort((ts, owner))  # stable: of equal timestamps the older chunk's comes first
-    owner, ts, vals = owner[order], ts[order], vals[order]
-    first = np.r_[True, (owner[1:] != owner[:-1]) | (ts[1:] != ts[:-1])]
-    return owner[first], ts[first], vals[first]
+    return owner[keep], ts[keep], vals[keep]
 
 
 def labels_array(series: Sequence[Labels]) -> pa.MapArray:

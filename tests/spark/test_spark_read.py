@@ -207,3 +207,35 @@ def test_the_module_pyspark_finds_names_the_source() -> None:
 
     assert pyspark_filodb.DefaultSource is FiloDBDataSource
     assert FiloDBDataSource.name() == "filodb"
+
+
+def test_an_overwritten_timestamp_reads_as_the_memstore_answers_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An out-of-order chunk (ooo_window) rewrote one timestamp and stored a stale marker at
+    another: the last write wins, as in the memstore, and the marker hides the sample."""
+    from filodb.memstore.chunks import ooo_id
+    from filodb.memstore.shard import TimeSeriesShard
+    from filodb.model.batch import SampleBatch
+    from filodb.spark.read import read_samples
+
+    _STALE = float(np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0])
+
+    stores = open_store("sqlite", tmp_path / "data")
+    stores.column.initialize("prometheus", 1)
+    pk = part_key(make_labels({"__name__": "x", "job": "a"}))
+    ts = T0 + STEP * np.arange(4)
+    first = encode_chunk(ts, np.array([1.0, 2.0, 3.0, 4.0]))
+    late = encode_chunk(ts[1:3], np.array([20.0, _STALE]))
+    late_id = ooo_id(7, late.vectors[0], late.vectors[1])
+    stores.column.write_chunks("prometheus", 0, [
+        ChunkSet(pk, late_id, late.start, late.end, late.count, late.vectors),
+        ChunkSet(pk, first.chunk_id, first.start, first.end, first.count, first.vectors)])  # fmt: skip
+    owner, got_ts, got = read_samples(stores.column, "prometheus", 0, [pk], T0, T0 + 10 * STEP)
+    assert got_ts.tolist() == [ts[0], ts[1], ts[3]] and got.tolist() == [1.0, 20.0, 4.0]
+    # the memstore, holding the same writes, answers the same
+    shard = TimeSeriesShard("prometheus", 0, ooo_window_ms=10 * STEP)
+    lb = make_labels({"__name__": "x", "job": "a"})
+    shard.ingest(SampleBatch([lb], np.zeros(4, np.int64), ts, np.array([1.0, 2.0, 3.0, 4.0])))
+    shard.ingest(SampleBatch([lb], np.zeros(2, np.int64), ts[1:3],
+                             np.array([20.0, _STALE])))  # fmt: skip
+    block = shard.select([], T0, T0 + 10 * STEP)
+    assert block.ts.tolist()[:2] == [ts[0], ts[1]] and block.vals.tolist()[1] == 20.0
