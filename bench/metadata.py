@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -186,25 +185,15 @@ def through_http(n: int, repeat: int, peers: bool) -> None:
             up.stop()
         if not peers:
             return
-        from filodb.redisproc import free_port
+        from filodb.testing.prometheus import PromServer
 
-        port = free_port()
-        home = Path(tmp) / "prom"
-        home.mkdir()
-        (home / "prometheus.yml").write_text("global: {}\n")
-        log = open(home / "log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(["/usr/bin/prometheus", f"--config.file={home / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={home / 'tsdb'}", "--web.enable-remote-write-receiver",
-                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        prom = PromServer(Path(tmp) / "prom", {"global": {}},
+                          extra_args=("--web.enable-remote-write-receiver",)).start(60)  # fmt: skip
         try:
-            wait_for(lambda: requests.get(base + "/-/ready", timeout=1).status_code == 200, 60,
-                     "prometheus ready", interval=0.2)  # fmt: skip
-            _push(base + "/api/v1/write", series)
-            theirs = _http_cases(base, n, repeat, "prometheus 2.42 http")
+            _push(prom.url + "/api/v1/write", series)
+            theirs = _http_cases(prom.url, n, repeat, "prometheus 2.42 http")
         finally:
-            proc.terminate()
-            proc.wait(60)
+            prom.stop()
         for key, v in ours.items():
             metric, ctx = key[0], orjson.loads(key[1])
             emit(

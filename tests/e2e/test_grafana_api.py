@@ -23,27 +23,10 @@ pytestmark = pytest.mark.e2e
 STALE = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
 
 
-class WritablePrometheus(PromServer):
-    """Prometheus with its remote-write receiver on, so tests can feed it the same samples."""
-
-    def start(self, wait_s: float = 30) -> WritablePrometheus:
-        import subprocess
-
-        log = open(self.home / "prometheus.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            ["/usr/bin/prometheus", f"--config.file={self.home / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.home / 'tsdb'}", "--web.enable-remote-write-receiver",
-             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=log)  # fmt: skip
-        proc = self.proc
-        wait_for(lambda: proc.poll() is None
-                 and requests.get(self.url + "/-/ready", timeout=1).status_code == 200,
-                 wait_s, "prometheus ready", self.log, interval=0.1)  # fmt: skip
-        return self
-
-
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    p = WritablePrometheus(tmp_path_factory.mktemp("prom"), {"global": {}}).start()
+    p = PromServer(tmp_path_factory.mktemp("prom"), {"global": {}},
+                   extra_args=("--web.enable-remote-write-receiver",)).start()  # fmt: skip
     yield p
     p.stop()
 
