@@ -24,6 +24,8 @@ F_DOD = 3  # doubles: decimal mantissas, fixed-width zigzag deltas-of-deltas, ra
 # F_XOR = 4: doubles, XOR with the previous value (gorilla.py)
 F_DEC = 5  # doubles: decimal mantissas, varint header, range block of (d)deltas, exceptions
 TS_V2 = 6  # timestamps: varint header, grid residuals or deltas-of-deltas in a range block
+F_DEC_ULP = 7  # doubles: format 5, and values a few ulps off their mantissa (float sums)
+NEAR_ULPS = 1 << 20  # at most this many ulps off: a near value, else a raw exception
 MODE_DELTA, MODE_DOD, MODE_GRID = 1, 2, 3
 XOR_TRY_ABOVE = 1.5  # bytes a value: past it the encoder also tries XOR
 
@@ -120,7 +122,7 @@ def decode_doubles_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, 
     fmt = buf[start]
     if fmt == F_XOR:
         return xor_decode_into(buf, start, end, out, at)
-    if fmt == F_DEC:
+    if fmt == F_DEC or fmt == F_DEC_ULP:
         return _decode_dec_into(buf, start, end, out, at)
     if end - start < 5:
         return -1
@@ -524,8 +526,29 @@ def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at:
     head = 2 if mode == MODE_DOD else 1
     rest = max(n - head, 0)
     r = np.empty(rest, np.int64)
-    if n and range_decode(buf, p, end, rest, r) < 0:
-        return -1
+    if n:
+        p = range_decode(buf, p, end, rest, r)
+        if p < 0:
+            return -1
+    near_pos = np.empty(0, np.int64)
+    ulps = np.empty(0, np.int64)
+    if buf[start] == F_DEC_ULP:
+        n_near_u, p = get_uv(buf, p, end)
+        if p < 0 or n_near_u > nu:
+            return -1
+        near_pos = np.empty(int(np.int64(n_near_u)), np.int64)
+        pos = 0
+        for j in range(len(near_pos)):
+            gap, p = get_uv(buf, p, end)
+            if p < 0 or gap >= nu:
+                return -1
+            pos += int(np.int64(gap))
+            if pos >= n:
+                return -1
+            near_pos[j] = pos
+        ulps = np.empty(len(near_pos), np.int64)
+        if range_decode(buf, p, end, len(ulps), ulps) < 0:
+            return -1
     scale = 10.0**k
     res = out[at : at + n].view(np.float64)
     if n >= 1:
@@ -542,14 +565,46 @@ def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at:
         for i in range(rest):
             m += r[i] * g
             res[1 + i] = m / scale
+    for j in range(len(near_pos)):
+        out[at + near_pos[j]] = np.uint64(np.int64(out[at + near_pos[j]]) + ulps[j])
     for j in range(n_exc):
         out[at + exc_pos[j]] = _u64(buf, exc_at + 8 * j)
     return n
 
 
 @nb.njit(cache=True, nogil=True)
+def _near(vals: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values that are no mantissa at scale ``k`` but within ``NEAR_ULPS`` of one (a float sum
+    of decimals, ``0.1 + 0.2``), same sign: (mask, ulps off); their mantissa goes into ``m``.
+    The reference is ``m / 10**k`` as the decoder computes it, so adding the ulps is exact."""
+    n = len(vals)
+    scale = 10.0**k
+    near = np.zeros(n, np.bool_)
+    ref = np.zeros(n, np.float64)
+    mi = np.zeros(n, np.int64)
+    for i in range(n):
+        x = vals[i] * scale
+        if not ok[i] and np.isfinite(x) and abs(x) < 9007199254740992.0:
+            mi[i] = np.int64(np.rint(x))
+            ref[i] = mi[i] / scale
+            near[i] = True
+    vb = vals.view(np.int64)
+    rb = ref.view(np.int64)
+    ulps = np.zeros(n, np.int64)
+    for i in range(n):
+        if near[i]:
+            d = vb[i] - rb[i]
+            if (vb[i] < 0) != (rb[i] < 0) or d > NEAR_ULPS or d < -NEAR_ULPS:
+                near[i] = False
+            else:
+                m[i] = mi[i]
+                ulps[i] = d
+    return near, ulps
+
+
+@nb.njit(cache=True, nogil=True)
 def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
-            mode: int) -> np.ndarray:  # fmt: skip
+            mode: int, near: np.ndarray, ulps: np.ndarray) -> np.ndarray:  # fmt: skip
     n = len(m)
     head = 2 if mode == MODE_DOD else 1
     d = np.empty(max(n - head, 0), np.int64)
@@ -564,8 +619,11 @@ def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
         d[i] //= g
     body = range_encode(d)
     n_exc = n - n_ok
-    out = np.zeros(1 + 10 + 2 + 10 * 4 + 18 * n_exc + len(body), np.uint8)
-    out[0] = F_DEC
+    near_at = np.flatnonzero(near)
+    near_body = range_encode(ulps[near_at])
+    out = np.zeros(1 + 10 + 2 + 10 * 5 + 18 * n_exc + len(body) + 10 * len(near_at)
+                   + len(near_body), np.uint8)  # fmt: skip
+    out[0] = F_DEC_ULP if len(near_at) else F_DEC
     p = put_uv(out, 1, np.uint64(n))
     out[p] = k
     out[p + 1] = mode
@@ -583,7 +641,16 @@ def _dec_v2(bits: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray, n_ok: int,
         if not ok[i]:
             p = _put(out, p, bits[i], 8)
     out[p : p + len(body)] = body
-    return out[: p + len(body)]
+    p += len(body)
+    if len(near_at):
+        p = put_uv(out, p, np.uint64(len(near_at)))
+        prev = 0
+        for j in range(len(near_at)):
+            p = put_uv(out, p, np.uint64(near_at[j] - prev))
+            prev = int(near_at[j])
+        out[p : p + len(near_body)] = near_body
+        p += len(near_body)
+    return out[:p]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -600,7 +667,8 @@ def _raw(bits: np.ndarray) -> np.ndarray:
 @nb.njit(cache=True, nogil=True)
 def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
     """The double vector in one call, the smallest of: format 5 (decimal mantissas, deltas or
-    deltas of deltas, when at least half the values are mantissas at one scale), format 4
+    deltas of deltas, when at least half the values are mantissas at one scale; format 7 when
+    some of the others are a few ulps off a mantissa, as float sums of decimals are), format 4
     (XOR, tried when nothing so far is under ``XOR_TRY_ABOVE`` bytes a value) and format 0."""
     n = len(vals)
     bits = vals.view(np.uint64)
@@ -608,11 +676,15 @@ def encode_values(vals: np.ndarray, max_scale: int) -> np.ndarray:
     if n == 0:
         return best
     k, m, ok, n_ok = mantissas(vals, max_scale)
-    if n_ok * 2 >= n:
+    near, ulps = _near(vals, k, m, ok)
+    n_near = int(near.sum())
+    if (n_ok + n_near) * 2 >= n:
+        ok |= near
+        n_ok += n_near
         _hold_exceptions(m, ok)
-        best = _dec_v2(bits, k, m, ok, n_ok, MODE_DELTA)
+        best = _dec_v2(bits, k, m, ok, n_ok, MODE_DELTA, near, ulps)
         if n > 2:
-            b = _dec_v2(bits, k, m, ok, n_ok, MODE_DOD)
+            b = _dec_v2(bits, k, m, ok, n_ok, MODE_DOD, near, ulps)
             if len(b) < len(best):
                 best = b
     if len(best) > XOR_TRY_ABOVE * n:

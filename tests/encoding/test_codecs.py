@@ -16,6 +16,7 @@ from filodb.encoding import (
     encode_doubles,
     encode_timestamps,
 )
+from filodb.encoding.kernels import F_DEC_ULP
 from filodb.errors import BadInputError
 
 STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
@@ -42,6 +43,23 @@ def test_decimal_values_with_exceptions_round_trip(ms, k, at, odd) -> None:  # t
         if i < len(v):
             v[i] = odd
     assert _same_bits(decode_doubles(encode_doubles(v)), v)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-(10**5), 10**5), min_size=2, max_size=30), min_size=1,
+                max_size=200), st.integers(1, 4), st.sampled_from([1.0, -1.0, 1e-300]))  # fmt: skip
+def test_float_sums_of_decimals_round_trip(groups, k, scale) -> None:  # type: ignore[no-untyped-def]
+    v = np.array([sum(x / 10.0**k for x in g) for g in groups]) * scale  # a few ulps off
+    assert _same_bits(decode_doubles(encode_doubles(v)), v)
+
+
+def test_float_sums_cost_about_what_their_decimals_cost() -> None:
+    parts = np.round(np.random.default_rng(5).normal(1, 0.3, (480, 20)), 2)
+    sums = np.array([sum(row.tolist()) for row in parts])  # a plain loop's float sums
+    assert np.mean(sums != np.round(sums, 2)) > 0.1  # many are not 2-decimal values
+    enc = encode_doubles(sums)
+    assert enc[0] == F_DEC_ULP and _same_bits(decode_doubles(enc), sums)
+    assert len(enc) < 1.7 * len(encode_doubles(np.round(sums, 2)))  # XOR took 3.3x that
 
 
 @settings(max_examples=300, deadline=None)
