@@ -8,12 +8,15 @@ Prints one JSON object per line (``{"metric", "value", "unit", ...}``):
 - ``ds_storage_ratio``: bytes of each ds level / raw bytes of the same samples, per ``level``
   and ``total`` (``bytes``: ``vectors``, the encoded columns as the store is handed them, and
   ``disk``, the SQLite files: zstd, rows, indexes, part keys); aim under 5 %;
-- ``query_30d_ms_raw`` / ``query_30d_ms_downsampled``: p50 latency over HTTP on a real
+- ``query_30d_ms_raw`` / ``query_30d_ms_downsampled``: p50 latency (``cold_ms``: the first
+  run after the start, chunks paged from the files) over HTTP on a real
   ``filodb up`` of ``sum by (job) (rate(node_cpu_seconds_total[5m]))`` over the whole range at
   a 1 h step: on dataset ``raw`` (every sample kept, no levels) vs dataset ``m`` (the same
   samples; raw kept ``--raw-keep`` days, levels ``--levels`` kept ``--keep`` days, so the
   long-range planner answers from raw, the 5 m and the 1 h level); ``query_speedup`` is their
-  ratio (aim: 20x), with ``max_rel_diff`` between the two answers.
+  ratio (aim: 20x), with ``max_rel_diff`` between the two answers (they differ: a ds tier
+  widens ``[5m]`` to two resolutions); ``worker_peak_rss_mb``: the worker's peak resident
+  memory after the downsampled queries, then after the raw ones (paging 30 days).
 
     python bench/downsample.py            # 1 k series x 30 days at 15 s (173 M samples)
     python bench/downsample.py --quick    # 100 series x 3 days, about a minute
@@ -48,7 +51,7 @@ from filodb.model.partkey import part_key  # noqa: E402
 from filodb.redisproc import free_port  # noqa: E402
 from filodb.shards.redis_map import ShardMapStore  # noqa: E402
 from filodb.store import ChunkSet, PartKeyRecord, open_store  # noqa: E402
-from filodb.testing.cluster import UpProcess  # noqa: E402
+from filodb.testing.cluster import UpProcess, children_of, cmdline  # noqa: E402
 from filodb.testing.wait import wait_for  # noqa: E402
 from filodb.tools.generate import Workload  # noqa: E402
 
@@ -161,6 +164,13 @@ def max_rel_diff(a: dict[str, dict[float, float]], b: dict[str, dict[float, floa
     )
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+    return kb / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=1000)
@@ -253,9 +263,12 @@ def query(a: argparse.Namespace, root: Path, res: tuple[int, ...], keep_ms: dict
         q0, q1 = (t0 + HOUR) // HOUR * HOUR // 1000, end // HOUR * HOUR // 1000
         params = {"query": QUERY, "start": q0, "end": q1, "step": 3600}
         times, answers = {}, {}
-        for name, ds in (("raw", "raw"), ("downsampled", "m")):
+        workers = [p for p in children_of(up.proc.pid) if " worker" in cmdline(p)]
+        for name, ds in (("downsampled", "m"), ("raw", "raw")):
             url = f"{up.url}/promql/{ds}/api/v1/query_range"
+            t = time.perf_counter()
             first = get(url, **params)
+            cold = (time.perf_counter() - t) * 1000
             answers[name] = matrix(first)
             lat = []
             for _ in range(a.repeat):
@@ -264,8 +277,9 @@ def query(a: argparse.Namespace, root: Path, res: tuple[int, ...], keep_ms: dict
                 lat.append((time.perf_counter() - t) * 1000)
             times[name] = statistics.median(lat)
             emit(f"query_30d_ms_{name}", times[name], "ms", days=a.days, series=a.series,
-                 steps=(q1 - q0) // 3600 + 1, first_ms=round(lat[0]),
+                 steps=(q1 - q0) // 3600 + 1, cold_ms=round(cold),
                  tiers=first.headers.get("X-Filodb-Resolution", "raw"))  # fmt: skip
+            emit("worker_peak_rss_mb", sum(peak_rss_mb(p) for p in workers), "MB", after=name)
         emit("query_speedup", times["raw"] / times["downsampled"], "x",
              max_rel_diff=max_rel_diff(answers["raw"], answers["downsampled"]),
              same_series=sorted(answers["raw"]) == sorted(answers["downsampled"]))  # fmt: skip
