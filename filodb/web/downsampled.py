@@ -1,12 +1,10 @@
 """``query_range`` over a dataset with downsample levels: the long-time-range planner's pieces
-(:mod:`filodb.query.longrange`), each evaluated on its tier's dataset (all at once), stitched
-into one answer that says which resolutions answered (``infos`` and the
-``X-Filodb-Resolution`` header)."""
+(:mod:`filodb.query.longrange`), each evaluated on its tier's dataset, stitched into one answer
+that says which resolutions answered (``infos`` and the ``X-Filodb-Resolution`` header)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from filodb.model.resolution import ds_dataset_name
 from filodb.query import ast
@@ -45,18 +43,11 @@ def query_range(
     if not ts:
         return None
     pieces, warnings = plan_range(e, start, end, step, ts, services().cfg.lookback_ms)
-    engines = [engine(p.tier.dataset, p.lookback_ms) for p in pieces]  # in the request's context
-
-    def run(i: int) -> Result:
-        p = pieces[i]
-        return engines[i][0].range(p.expr, p.start_ms, p.end_ms, p.step_ms)
-
-    if len(pieces) == 1:
-        results = [run(0)]
-    else:  # the pieces at once: each waits on its own fan-out, the nodes answer them together
-        with ThreadPoolExecutor(len(pieces), thread_name_prefix="tier") as pool:
-            results = list(pool.map(run, range(len(pieces))))
-    source_warnings = [w for _eng, source in engines for w in source.warnings]
+    results, source_warnings = [], []
+    for p in pieces:
+        eng, source = engine(p.tier.dataset, p.lookback_ms)
+        results.append(eng.range(p.expr, p.start_ms, p.end_ms, p.step_ms))
+        source_warnings += source.warnings
     res = stitch(results)
     res.warnings = [*warnings, *res.warnings]
     info = describe(pieces)
