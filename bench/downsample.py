@@ -188,7 +188,8 @@ def main() -> None:
     res = tuple(int(m) * 60_000 for m in a.levels.split(","))
     keep_ms = {r: int(float(k) * DAY) for r, k in zip(res, a.keep.split(","), strict=True)}
     levels = {r: f"m_ds_{r // 60_000}" for r in res}
-    label = ",".join(f"{r // 60_000}m:{int(keep_ms[r] / DAY)}d" for r in res)
+    label = ",".join(f"{r // 60_000}m:" + (f"{keep_ms[r] / DAY:g}d" if keep_ms[r] else "forever")
+                     for r in res) + f"; raw {a.raw_keep:g}d"  # fmt: skip
     end = int(time.time() * 1000) // STEP * STEP
     t0 = end - a.days * DAY
     with tempfile.TemporaryDirectory() as d:
