@@ -20,6 +20,7 @@ Prints one JSON object per line (``{"metric", "value", "unit", ...}``):
 
     python bench/downsample.py            # 1 k series x 30 days at 15 s (173 M samples)
     python bench/downsample.py --quick    # 100 series x 3 days, about a minute
+    python bench/downsample.py --quick --levels 1,5,15,60 --keep 1,2,2,0   # other levels
 
 Data: ``filodb gen``'s exporter-shaped workload (``filodb.tools.generate.Workload``: 32 series
 per instance, half of them ``node_cpu_seconds_total``), ending now, generated with numpy and
@@ -184,7 +185,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="100 series x 3 days, no Spark")
     a = ap.parse_args()
     if a.quick:
-        a.series, a.days, a.repeat, a.spark, a.keep = 100, 3, 3, "", "2,0"
+        a.series, a.days, a.repeat, a.spark = 100, 3, 3, ""
+        if a.keep == "7,0":  # the default levels' keep, shortened to the 3 days
+            a.keep = "2,0"
     res = tuple(int(m) * 60_000 for m in a.levels.split(","))
     keep_ms = {r: int(float(k) * DAY) for r, k in zip(res, a.keep.split(","), strict=True)}
     levels = {r: f"m_ds_{r // 60_000}" for r in res}
