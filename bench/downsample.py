@@ -16,7 +16,8 @@ Prints one JSON object per line (``{"metric", "value", "unit", ...}``):
   long-range planner answers from raw, the 5 m and the 1 h level); ``query_speedup`` is their
   ratio (aim: 20x), with ``max_rel_diff`` between the two answers (they differ: a ds tier
   widens ``[5m]`` to two resolutions); ``worker_peak_rss_mb``: the worker's peak resident
-  memory after the downsampled queries, then after the raw ones (paging 30 days).
+  memory after the first downsampled query, then after the first raw one (paging 30 days).
+  The repeats alternate the two queries, so that both see the same load.
 
     python bench/downsample.py            # 1 k series x 30 days at 15 s (173 M samples)
     python bench/downsample.py --quick    # 100 series x 3 days, about a minute
@@ -266,24 +267,27 @@ def query(a: argparse.Namespace, root: Path, res: tuple[int, ...], keep_ms: dict
         wait_for(active, 300, "every shard active", up.log_tail)
         q0, q1 = (t0 + HOUR) // HOUR * HOUR // 1000, end // HOUR * HOUR // 1000
         params = {"query": QUERY, "start": q0, "end": q1, "step": 3600}
-        times, answers = {}, {}
         workers = [p for p in children_of(up.proc.pid) if " worker" in cmdline(p)]
-        for name, ds in (("downsampled", "m"), ("raw", "raw")):
-            url = f"{up.url}/promql/{ds}/api/v1/query_range"
+        urls = {name: f"{up.url}/promql/{ds}/api/v1/query_range"
+                for name, ds in (("downsampled", "m"), ("raw", "raw"))}  # fmt: skip
+        cold, answers, tiers = {}, {}, {}
+        for name, url in urls.items():  # the first run of each pages its chunks in
             t = time.perf_counter()
             first = get(url, **params)
-            cold = (time.perf_counter() - t) * 1000
+            cold[name] = (time.perf_counter() - t) * 1000
             answers[name] = matrix(first)
-            lat = []
-            for _ in range(a.repeat):
+            tiers[name] = first.headers.get("X-Filodb-Resolution", "raw")
+            emit("worker_peak_rss_mb", sum(peak_rss_mb(p) for p in workers), "MB", after=name)
+        lat: dict[str, list[float]] = {name: [] for name in urls}
+        for _ in range(a.repeat):  # interleaved: both see the same load on a shared machine
+            for name, url in urls.items():
                 t = time.perf_counter()
                 get(url, **params)
-                lat.append((time.perf_counter() - t) * 1000)
-            times[name] = statistics.median(lat)
+                lat[name].append((time.perf_counter() - t) * 1000)
+        times = {name: statistics.median(v) for name, v in lat.items()}
+        for name in urls:
             emit(f"query_30d_ms_{name}", times[name], "ms", days=a.days, series=a.series,
-                 steps=(q1 - q0) // 3600 + 1, cold_ms=round(cold),
-                 tiers=first.headers.get("X-Filodb-Resolution", "raw"))  # fmt: skip
-            emit("worker_peak_rss_mb", sum(peak_rss_mb(p) for p in workers), "MB", after=name)
+                 steps=(q1 - q0) // 3600 + 1, cold_ms=round(cold[name]), tiers=tiers[name])  # fmt: skip
         emit("query_speedup", times["raw"] / times["downsampled"], "x",
              max_rel_diff=max_rel_diff(answers["raw"], answers["downsampled"]),
              same_series=sorted(answers["raw"]) == sorted(answers["downsampled"]))  # fmt: skip

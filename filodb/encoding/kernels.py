@@ -580,6 +580,8 @@ def _near(vals: np.ndarray, k: int, m: np.ndarray, ok: np.ndarray) -> tuple[np.n
     n = len(vals)
     scale = 10.0**k
     near = np.zeros(n, np.bool_)
+    if ok.all():  # the common case: every value a mantissa
+        return near, np.zeros(0, np.int64)
     ref = np.zeros(n, np.float64)
     mi = np.zeros(n, np.int64)
     for i in range(n):
