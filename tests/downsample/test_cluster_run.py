@@ -16,12 +16,13 @@ from click.testing import CliRunner
 from filodb.cli import main
 from filodb.config import Config
 from filodb.downsample.job import window_ms
+from filodb.model.labels import Matcher
 from filodb.node.downsampler import Downsampling, run_downsample
 from filodb.shards.cache_generation import generation_key
 from filodb.shards.downsample_runs import LOCK_KEY, DownsampleRuns, run_due
 from filodb.shards.redis_map import ShardMapStore
 from filodb.store import Stores
-from filodb.testing.downsample import DAY, DAYS, START, Raw, dump
+from filodb.testing.downsample import DAY, DAYS, START, Raw, dump, memstore
 
 
 @dataclass
@@ -188,3 +189,33 @@ def test_spark_runs_the_same_job_or_says_the_extra_is_missing(raw: Raw, redis_ur
     raw.run()  # in process, over the same range: nothing changes
     assert {d: dump(raw.stores, d) for d in ("m_ds_1", "m_ds_5")} == on_spark
     assert sum(len(c) for _r, c in on_spark["m_ds_5"].values()) > 0
+
+
+TEMP = [Matcher("__name__", "=", "temp")]
+
+
+@dataclass
+class _Ingester:
+    memstore: Any
+    active: bool = True
+
+
+def test_a_node_reloads_its_ds_shards_when_the_levels_move_and_forgets_their_cached_answers(
+    raw: Raw, redis_url: str
+) -> None:
+    cfg, sm = _cluster(raw, redis_url)
+    raw.run(START, START + DAY)
+    ms = memstore(raw.stores, "m_ds_1", 0)
+    node = FakeNode(cfg, sm, raw.stores, ingesters={("m_ds_1", 0): _Ingester(ms)})
+    ds = Downsampling(node, send=lambda _id: None, wall=Clock())
+    sm.mark_downsampled("m", START + DAY)
+    ds.tick(_maps(sm), coordinator=False)
+    before = len(ms.series(TEMP, START, START + 3 * DAY))
+    gen = _gen(sm, "m_ds_1")
+    raw.run(START + DAY, START + 3 * DAY)  # a run elsewhere wrote two more days
+    sm.mark_downsampled("m", START + 3 * DAY)
+    ds.tick(_maps(sm), coordinator=False)
+    assert _gen(sm, "m_ds_1") == gen + 1 and _gen(sm, "m_ds_5") == 0  # no shard of it here
+    newest = max(r.end_ms for r in raw.stores.column.scan_part_keys("m_ds_1", 0))
+    assert newest > START + 2 * DAY and before > 0
+    assert len(ms.select(TEMP, START + 2 * DAY, START + 3 * DAY).ts) > 0  # the new days served
