@@ -225,7 +225,7 @@ class Downsampling:
             end = flushed_through_ms(sm, name, desc.shards)
             ret = desc.retention(self.node.cfg.retention)
             start = reached.get(name) or (end - int(ret * 1000) if ret else end - SPARK_SPLIT_MS)
-            if end <= start:
+            if not end or end <= start:  # 0: a shard has a group never flushed yet
                 continue
             try:
                 out = run_downsample(self.node.cfg, sm, name, start, end, runner)

@@ -5,7 +5,7 @@ record and the lock that keeps runs one at a time cluster-wide.
   sent its Celery task; ``running``; ``done``), ``node``, ``sent_at``, ``started_at``,
   ``finished_at`` (Unix seconds), ``seconds``, ``raw_samples``, ``ds_samples``,
   ``ds_chunks``, ``errors`` (datasets that failed in it), ``error`` (the last failure), and
-  the totals ``runs`` and ``failed_runs``.
+  the totals ``runs``, ``failed_runs``, ``raw_samples_total`` and ``ds_samples_total``.
 - ``filodb:downsample:lock``: the id of the run holding it, with an expiry the run renews.
 
 Everything that changes both is a Lua script (one step for every other client), and a task
@@ -42,6 +42,11 @@ if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'state', 'done', unpack(ARGV, 3))
   redis.call('HINCRBY', KEYS[1], 'runs', 1)
   redis.call('HINCRBY', KEYS[1], 'failed_runs', tonumber(ARGV[2]))
+  for i = 3, #ARGV, 2 do
+    if ARGV[i] == 'raw_samples' or ARGV[i] == 'ds_samples' then
+      redis.call('HINCRBY', KEYS[1], ARGV[i] .. '_total', tonumber(ARGV[i + 1]))
+    end
+  end
 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1

@@ -154,7 +154,10 @@ _RUN_GAUGES = set(_RUN_GAUGES_HELP)
 _RUN_COUNTERS = {
     "runs": ("filodb_downsample_runs", "Downsample runs ended (a run that died is not counted)"),
     "failed_runs": ("filodb_downsample_failed_runs", "Downsample runs ended with errors"),
-}
+    "raw_samples_total": ("filodb_downsample_raw_samples", "Raw samples downsample runs read"),
+    "ds_samples_total": ("filodb_downsample_ds_samples",
+                         "Downsampled samples downsample runs wrote"),
+}  # fmt: skip
 
 
 class WebMetrics:

@@ -103,6 +103,7 @@ def test_the_coordinator_sends_a_run_whose_task_downsamples_what_every_shard_flu
     rec, locked = DownsampleRuns(sm.r).snapshot()
     assert not locked and rec["state"] == "done" and rec["errors"] == "0" and rec["runs"] == "1"
     assert int(rec["raw_samples"]) > 0 and int(rec["ds_samples"]) > 0 and rec["node"] == "n1"
+    assert rec["raw_samples_total"] == rec["raw_samples"]
     # the cached answers of the ds datasets are forgotten: their data moved
     assert [_gen(sm, d) for d in ("m_ds_1", "m_ds_5")] == [g + 1 for g in gens]
     clock.now += cfg.downsample_interval - 1
