@@ -140,7 +140,10 @@ class Downsampling:
             return None
         run_id = uuid.uuid4().hex
         self.runs.sent(run_id, self.node.name, now)
-        self._send(run_id)
+        try:
+            self._send(run_id)
+        except Exception as e:  # noqa: BLE001 - the record's dispatch timeout sends it again
+            log.warning("downsample run %s not sent: %s", run_id, e)
         return run_id
 
     def _run_on_thread(self, run_id: str) -> None:
