@@ -8,6 +8,7 @@ stitched answer (:func:`stitch`) has no gap and counts no sample twice: every st
 from one tier. On a downsampled tier the query is rewritten (:func:`rewrite_for_ds`) to read the
 right column of each series (``__ds_col__``, see ``docs/downsampling.md``), and its steps are
 at least the tier's resolution (a ``warnings`` entry says so when the query asked finer).
+An instant query is one step (:func:`plan_instant`).
 """
 
 from __future__ import annotations
