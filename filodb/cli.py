@@ -487,7 +487,9 @@ def status(url: str, dataset: str, follow: bool, by_node: bool, token: str | Non
             t.add_row(str(row["shard"]), row["node"] or "-", st, str(row["ingested_offset"]),
                       str(row["log_end_offset"]), str(row["lag"]), str(row["series"]))  # fmt: skip
         console.print(t)
-        _print_limits(_request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}", token)["data"])
+        desc = _request("GET", f"{url.rstrip('/')}/api/v1/cluster/{dataset}", token)["data"]
+        _print_limits(desc)
+        _print_downsample_run(desc)
     if follow:
         _follow(url, token)
 
@@ -527,6 +529,25 @@ def card(url: str, dataset: str, top: int, as_json: bool, token: str | None) -> 
         for row in d[key]:
             t.add_row(escape(row["name"]), str(row["value"]))
         console.print(t)
+
+
+def _print_downsample_run(desc: dict) -> None:
+    """How far the dataset's downsample levels reach and the cluster's last periodic run."""
+    if "downsampled_through" not in desc:
+        return
+    t = desc["downsampled_through"]
+    reach = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t else "nothing yet"
+    console.print(f"downsampled through: {reach}", highlight=False)
+    run = desc.get("downsample_run") or {}
+    if run.get("state") == "done":
+        end = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(run["finished_at"])))
+        console.print(f"last downsample run: ended {end} on {run.get('node')}, "
+                      f"{float(run.get('seconds', 0)):.1f} s, {run.get('raw_samples')} raw samples -> "
+                      f"{run.get('ds_samples')} downsampled, {run.get('errors')} errors"
+                      + (f" ({run['error']})" if run.get("error") else ""), highlight=False)  # fmt: skip
+    elif run.get("state"):
+        console.print(f"downsample run: {run['state']} on {run.get('node')}"
+                      + (" (holds the lock)" if run.get("locked") else ""), highlight=False)  # fmt: skip
 
 
 def _print_limits(desc: dict) -> None:

@@ -6,8 +6,10 @@ a thread (and the GIL) for minutes as a backtracking engine can with ``(a+)+``. 
 refuses is a :class:`~filodb.errors.BadInputError` naming it.
 
 Prometheus anchors a matcher's pattern as ``^(?s:<pattern>)$``: ``.`` matches a newline too.
-The binding costs about a microsecond per call, so a compiled matcher remembers its answer per
-label value (bounded): a dashboard's regex over an index's values is paid for once.
+The binding costs about a microsecond per call, so answers are remembered per (pattern, label
+value) in one process-wide bounded memo: a dashboard's regex over an index's values is paid for
+once, and the memo's size does not grow with the number of patterns (a memo per pattern of
+64 k values, times the 1 024 patterns kept compiled, could reach gigabytes).
 """
 
 from __future__ import annotations
@@ -22,24 +24,25 @@ from filodb.model.cache import BoundedCache
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would print every refused pattern on stderr
-_MAX_REMEMBERED = 65_536  # label values whose answer one pattern keeps
+_MAX_REMEMBERED = 1 << 18  # (pattern, value) answers per generation: at most ~50 MB in all
+_ANSWERS: BoundedCache[tuple[str, str], bool] = BoundedCache(_MAX_REMEMBERED)
 
 
 class Regex:
     """One anchored pattern; :meth:`fullmatch` answers for a whole label value."""
 
-    __slots__ = ("pattern", "_rx", "_seen")
+    __slots__ = ("pattern", "_rx")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         self._rx = _compile(f"(?s:{pattern})", pattern)
-        self._seen: BoundedCache[str, bool] = BoundedCache(_MAX_REMEMBERED)
 
     def fullmatch(self, value: str) -> bool:
-        hit = self._seen.get(value)
+        key = (self.pattern, value)
+        hit = _ANSWERS.get(key)
         if hit is None:
             hit = self._rx.fullmatch(value) is not None
-            self._seen.put(value, hit)
+            _ANSWERS.put(key, hit)
         return hit
 
 

@@ -55,13 +55,16 @@ class NodeRuntime:
     """State of this node.
 
     ``send_flush`` hands a flush to the node's executor (None: flush in the tick); ``clock`` is the monotonic
-    time in seconds that fencing, the tick and the flush schedule read (tests pass a fake one).
+    time in seconds that fencing, the tick and the flush schedule read (tests pass a fake one);
+    ``send_downsample`` sends a downsample run (its id) as a Celery task to this node's queue
+    (None: the run goes on a thread of its own; see :class:`Downsampling`).
     """
 
     def __init__(
         self, cfg: Config, name: str,
         send_flush: Callable[[str, int, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        send_downsample: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self.cfg = cfg
         self.clock = clock
@@ -96,7 +99,7 @@ class NodeRuntime:
         self.fenced_count = 0
         self._coord_since: float | None = None  # monotonic time this node became coordinator
         self._logged: dict[object, float] = {}  # rate-limited warnings: key -> last logged at
-        self.downsampling = Downsampling(self)
+        self.downsampling = Downsampling(self, send_downsample)
 
     def start(self) -> None:
         self.metrics_server = serve_metrics(self)  # its port goes into the registry entry

@@ -5,7 +5,8 @@ popping the node's leaf-request list, :mod:`filodb.tasks.rpc`), then the
 :class:`~filodb.node.runtime.NodeRuntime`, so every shard the map calls Active on this node
 has a server before it is published Active. Shards have no Celery queues: starting or stopping
 a shard costs no remote-control round trip, and the server answers "unavailable" for a shard
-the node does not own as Active (fencing). Flushes run on the node's own executor (one
+the node does not own as Active (fencing). The node's Celery queue carries the periodic
+downsample run the coordinator sends itself (:mod:`filodb.tasks.periodic`). Flushes run on the node's own executor (one
 thread: flushes are column-store writes, one after the other), at most one waiting per shard.
 The pool is ``threads``: the ingesters, the node loop and the leaf server share the process
 and its memstores (DESIGN.md, process model).
@@ -23,9 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from celery import signals
 
 from filodb.config import Config
+from filodb.node.downsampler import DISPATCH_TIMEOUT_S
 from filodb.node.runtime import NodeRuntime
 from filodb.tasks.app import make_celery
 from filodb.tasks.leaf import LeafCollector, LeafServer
+from filodb.tasks.periodic import bind_downsample, node_queue, send_downsample
 from filodb.tasks.scheduler import SWITCH_INTERVAL_S
 
 log = logging.getLogger(__name__)
@@ -70,15 +73,24 @@ def run_worker(cfg: Config) -> None:
     hostname = f"{name}@{socket.gethostname()}"
     parts: dict[str, object] = {}
     flushes = FlushExecutor()
+    bind_downsample(app, lambda: getattr(parts.get("rt"), "downsampling", None))
+
+    def send_ds(run_id: str) -> None:
+        send_downsample(app, name, run_id, DISPATCH_TIMEOUT_S)
 
     def on_ready(sender=None, **_kw):
-        rt = NodeRuntime(cfg, name, flushes.send)
+        rt = NodeRuntime(cfg, name, flushes.send, send_downsample=send_ds)
         flushes.rt = rt
         leaf = parts["leaf"] = LeafServer(rt, cfg.redis_url, name, cfg.worker_threads).start()
         parts["rt"] = rt
         rt.start()
         rt.metrics_server.registry.register(LeafCollector(leaf))
         log.warning("node %s ready (pid %s)", name, os.getpid())
+
+    def on_shutting_down(sender=None, **_kw):  # before the pool waits for a running task
+        rt = parts.get("rt")
+        if isinstance(rt, NodeRuntime):
+            rt.downsampling.cancel.set()
 
     def on_shutdown(sender=None, **_kw):
         rt = parts.get("rt")
@@ -90,11 +102,12 @@ def run_worker(cfg: Config) -> None:
             leaf.stop()
 
     signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutting_down.connect(on_shutting_down, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
     app.worker_main(
         [
             "worker", "--pool=threads", "--concurrency=1",
-            "-n", hostname, "-Q", f"filodb.node.{name}", "-l", "warning",
+            "-n", hostname, "-Q", node_queue(name), "-l", "warning",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
     )  # fmt: skip

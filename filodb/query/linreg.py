@@ -20,6 +20,17 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _kahan_inc(inc, total, comp):  # type: ignore[no-untyped-def]
+    """Prometheus's ``kahanSumInc`` (Neumaier): the new running sum and compensation."""
+    t = total + inc
+    if abs(total) >= abs(inc):
+        comp += (total - t) + inc
+    else:
+        comp += (inc - t) + total
+    return t, comp
+
+
 @nb.njit(cache=True, nogil=True)
 def _kernel(ts, vals, lo, hi, at, first, slope, icpt):  # type: ignore[no-untyped-def]
     n_rows, n_steps = lo.shape
@@ -40,33 +51,11 @@ def _kernel(ts, vals, lo, hi, at, first, slope, icpt):  # type: ignore[no-untype
                     const_y = False
                 n += 1.0
                 x = float(ts[k] - t0) / 1e3
-                # kahanSumInc(x, sx, cx), then y, x*y, x*x
-                t = sx + x
-                if abs(sx) >= abs(x):
-                    cx += (sx - t) + x
-                else:
-                    cx += (x - t) + sx
-                sx = t
-                t = sy + y
-                if abs(sy) >= abs(y):
-                    cy += (sy - t) + y
-                else:
-                    cy += (y - t) + sy
-                sy = t
-                xy = x * y
-                t = sxy + xy
-                if abs(sxy) >= abs(xy):
-                    cxy += (sxy - t) + xy
-                else:
-                    cxy += (xy - t) + sxy
-                sxy = t
-                xx = x * x
-                t = sxx + xx
-                if abs(sxx) >= abs(xx):
-                    cxx += (sxx - t) + xx
-                else:
-                    cxx += (xx - t) + sxx
-                sxx = t
+                # kahanSumInc of x, y, x*y and x*x, in Prometheus's order
+                sx, cx = _kahan_inc(x, sx, cx)
+                sy, cy = _kahan_inc(y, sy, cy)
+                sxy, cxy = _kahan_inc(x * y, sxy, cxy)
+                sxx, cxx = _kahan_inc(x * x, sxx, cxx)
             if const_y:
                 if np.isinf(init_y):
                     slope[i, s] = np.nan

@@ -8,6 +8,7 @@ stitched answer (:func:`stitch`) has no gap and counts no sample twice: every st
 from one tier. On a downsampled tier the query is rewritten (:func:`rewrite_for_ds`) to read the
 right column of each series (``__ds_col__``, see ``docs/downsampling.md``), and its steps are
 at least the tier's resolution (a ``warnings`` entry says so when the query asked finer).
+An instant query is one step (:func:`plan_instant`).
 """
 
 from __future__ import annotations
@@ -194,6 +195,57 @@ def plan_range(e: ast.Expr, start_ms: int, end_ms: int, step_ms: int, tiers: Seq
         if lo <= hi:
             pieces.append(Piece(tier, expr, lo, hi, step, max(lookback_ms, r)))
     return pieces, list(dict.fromkeys(warnings))
+
+
+def newest_read_ms(e: ast.Expr) -> int | None:
+    """How far before the evaluation time the newest sample the query reads is: the smallest
+    offset of its selectors (subquery offsets added); None when it has no selector."""
+    if isinstance(e, ast.VectorSelector):
+        return max(0, e.offset_ms)
+    if isinstance(e, ast.MatrixSelector):
+        return max(0, e.vector.offset_ms)
+    inner = [x for x in (newest_read_ms(c) for c in _children(e)) if x is not None]
+    if isinstance(e, ast.SubqueryExpr):
+        return max(0, e.offset_ms) + min(inner, default=0)
+    return min(inner, default=None)
+
+
+def plan_instant(e: ast.Expr, t_ms: int, tiers: Sequence[Tier], lookback_ms: int
+                 ) -> tuple[Piece, list[str]]:  # fmt: skip
+    """The piece answering an instant query at ``t_ms`` (one step of :func:`plan_range`, whose
+    newest read is ``t_ms`` less the selectors' offsets: ``x offset 20d`` reads downsampled data
+    when raw data is gone there), and the warnings to show. A window that starts before the raw
+    retention and ends after every level's data (``sum_over_time(x[30d])`` now) is answered by
+    the finest level keeping its start, with a warning that the samples after that level's data
+    are not in the answer. The ds piece is evaluated at ``t_ms`` itself: its windows hold the
+    periods ending in them."""
+    window = window_ms(e, lookback_ms)
+    newest = t_ms - (newest_read_ms(e) or 0)
+    tier = _instant_tier(t_ms, window, newest, tiers)
+    if tier.resolution_ms == 0:
+        return Piece(tier, e, t_ms, t_ms, 0, lookback_ms), []
+    r = tier.resolution_ms
+    expr, notes = rewrite_for_ds(e, r)
+    if tier.newest_ms is not None and newest > tier.newest_ms:
+        notes.append(f"{tier.dataset} ({duration(r)}) answered a window older than the raw "
+                     f"retention; its data reaches {tier.newest_ms // 1000}: samples after "
+                     "that are not in this answer")  # fmt: skip
+    return Piece(tier, expr, t_ms, t_ms, 0, max(lookback_ms, r)), list(dict.fromkeys(notes))
+
+
+def _instant_tier(t_ms: int, window: int, newest: int, tiers: Sequence[Tier]) -> Tier:
+    raw = tiers[0]
+    if raw.oldest_ms is None or t_ms - window >= raw.oldest_ms:
+        return raw
+    for tier in tiers[1:]:  # finest first: a level holding the whole window
+        if (tier.oldest_ms is None or t_ms - window >= tier.oldest_ms) and (
+            tier.newest_ms is None or newest <= tier.newest_ms
+        ):
+            return tier
+    # a level holding the window's start (else the longest kept) with data in the window
+    useful = [x for x in tiers[1:] if x.newest_ms is None or x.newest_ms > t_ms - window]
+    keeping = [x for x in useful if x.oldest_ms is None or t_ms - window >= x.oldest_ms]
+    return (keeping or useful[-1:] or [raw])[0]
 
 
 def stitch(results: Sequence[Result]) -> Result:

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from filodb.errors import BadInputError
 from filodb.model.resolution import ds_dataset_name
 from filodb.model.timeparse import parse_duration_ms
+from filodb.shards.downsample_runs import DownsampleRuns
 from filodb.shards.state import ShardStatus
 from filodb.web.auth import readable
 from filodb.web.services import services
@@ -125,12 +126,18 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
 def describe_dataset(dataset: str) -> Response:
     """The dataset's description, its limits in effect (``effective_limits``: the config's
     defaults filled in) and what they refused so far, cluster-wide (``refused``: reason ->
-    samples, or queries for ``max_query_concurrency``)."""
+    samples, or queries for ``max_query_concurrency``); with downsample levels, how far they
+    reach (``downsampled_through``, Unix s) and the last periodic run (``downsample_run``)."""
     svc = services()
     desc = svc.shard_map.dataset(dataset)
+    extra = {}
+    if desc.downsample:  # the cluster's last periodic run, how far this dataset's levels reach
+        rec, locked = DownsampleRuns(svc.shard_map.r).snapshot()
+        extra = {"downsampled_through": svc.shard_map.downsampled().get(dataset, 0) / 1000,
+                 "downsample_run": {**rec, "locked": locked}}  # fmt: skip
     return _ok({"dataset": dataset, **desc.to_json(),
                 "effective_limits": desc.limits.resolved(svc.cfg).to_json(),
-                "refused": svc.limits.refused(dataset)})  # fmt: skip
+                "refused": svc.limits.refused(dataset), **extra})  # fmt: skip
 
 
 def _shard_list(dataset: str) -> list[int]:

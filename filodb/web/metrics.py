@@ -7,7 +7,7 @@ Counted as requests happen: HTTP requests by route and code, query durations, sa
 and rejected by the ingestion routes. Read from the cluster at scrape time: shards by status
 (the local shard map), each shard's log lag (log end offset minus ingested offset, as
 ``/api/v1/cluster/<dataset>/status`` computes it),
-the results cache's hits and misses. docs/operations.md lists every metric.
+the results cache's hits and misses, the last periodic downsample run. docs/operations.md lists every metric.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from filodb.shards.downsample_runs import DownsampleRuns
 from filodb.shards.state import ShardStatus
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,61 @@ class CacheCollector(Collector):
                                   value=stats.uncacheable)  # fmt: skip
 
 
+class DownsampleCollector(Collector):
+    """The cluster's last periodic downsample run (:mod:`filodb.shards.downsample_runs`) and how
+    far each dataset's downsampled data reaches; nothing when no run was ever sent."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        svc = self.app.extensions["filodb"]
+        try:
+            rec, locked = DownsampleRuns(svc.shard_map.r).snapshot()
+            reached = svc.shard_map.downsampled()
+        except Exception as e:  # noqa: BLE001 - Redis down: the request metrics still scrape
+            log.warning("metrics: cannot read the downsample run: %s", e)
+            return
+        if not rec and not reached:
+            return
+        num = {k: float(rec.get(k) or 0) for k in _RUN_GAUGES | _RUN_COUNTERS.keys()}
+        for key, (name, text) in _RUN_GAUGES_HELP.items():
+            yield GaugeMetricFamily(name, text, value=num[key])
+        yield GaugeMetricFamily("filodb_downsample_running",
+                                "1 while a downsample run holds the cluster-wide lock",
+                                value=float(locked))  # fmt: skip
+        for key, (name, text) in _RUN_COUNTERS.items():
+            yield CounterMetricFamily(name, text, value=num[key])
+        through = GaugeMetricFamily("filodb_downsampled_through_timestamp_seconds",
+                                    "Unix time up to which a dataset's downsampled data reaches",
+                                    labels=["dataset"])  # fmt: skip
+        for ds, ms in sorted(reached.items()):
+            through.add_metric([ds], ms / 1000)
+        yield through
+
+
+_RUN_GAUGES_HELP = {
+    "finished_at": ("filodb_downsample_last_run_timestamp_seconds",
+                    "Unix time the last downsample run ended (0: none ended yet)"),
+    "seconds": ("filodb_downsample_last_run_duration_seconds",
+                "Time the last downsample run took"),
+    "raw_samples": ("filodb_downsample_last_run_raw_samples",
+                    "Raw samples the last downsample run read"),
+    "ds_samples": ("filodb_downsample_last_run_ds_samples",
+                   "Downsampled samples the last downsample run wrote"),
+    "errors": ("filodb_downsample_last_run_errors",
+               "Datasets the last downsample run failed to downsample (1 for a run that failed as a whole)"),
+}  # fmt: skip
+_RUN_GAUGES = set(_RUN_GAUGES_HELP)
+_RUN_COUNTERS = {
+    "runs": ("filodb_downsample_runs", "Downsample runs ended (a run that died is not counted)"),
+    "failed_runs": ("filodb_downsample_failed_runs", "Downsample runs ended with errors"),
+    "raw_samples_total": ("filodb_downsample_raw_samples", "Raw samples downsample runs read"),
+    "ds_samples_total": ("filodb_downsample_ds_samples",
+                         "Downsampled samples downsample runs wrote"),
+}  # fmt: skip
+
+
 class WebMetrics:
     """One app's metrics; the counters are thread-safe (waitress serves on many threads)."""
 
@@ -135,6 +191,7 @@ class WebMetrics:
                                      ["dataset"], registry=r)  # fmt: skip
         r.register(ClusterCollector(app))
         r.register(CacheCollector(app))
+        r.register(DownsampleCollector(app))
 
     # --- the ingestion doors' counts (an IngestCounter, see filodb.gateway.door) ---------
     def samples_accepted(self, door: str, n: int) -> None:

@@ -2,7 +2,8 @@
 ``/promql/<dataset>/api/v1/...``. Same parameters, JSON shapes, errors and status codes as
 Prometheus; answers missing a shard carry a ``warnings`` entry (``partial_response=false``
 turns that into a 503 instead). Range queries go through the results cache
-(:mod:`filodb.web.results_cache`) unless ``cache=false``.
+(:mod:`filodb.web.results_cache`) unless ``cache=false``. Over a dataset with downsample levels
+both go through the long-time-range planner (:mod:`filodb.web.downsampled`).
 """
 
 from __future__ import annotations
@@ -94,12 +95,24 @@ def _with_param(e: ParseError) -> BadInputError:
 def query(dataset: str | None = None) -> Response:
     q = _query_text()
     t = time_param("time", now_ms())
-    eng, source = _engine(dataset)
     try:
-        res = eng.instant(q, t)
+        expr = parse(q)
+        long_range = downsampled.query_instant(_dataset(dataset), expr, t, now_ms(), _engine)
+        if long_range is None:
+            eng, source = _engine(dataset)
+            res = eng.instant(expr, t)
     except ParseError as e:
         raise _with_param(e) from e
+    if long_range is not None:  # the dataset has downsample levels
+        return _answered_by(*long_range)
     return _success_result(res, [*source.warnings, *res.warnings])
+
+
+def _answered_by(res: Result, tiers: str) -> Response:
+    """An answer of :mod:`filodb.web.downsampled`, saying which resolutions answered."""
+    resp = _success_result(res, res.warnings, res.infos)
+    resp.headers["X-Filodb-Resolution"] = tiers
+    return resp
 
 
 @_routes("/query_range")
@@ -123,19 +136,17 @@ def query_range(dataset: str | None = None) -> Response:
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
+    svc = services()
+    cache = svc.results_cache if _flag("cache", True) else None
     try:
         expr = parse(q)
         long_range = downsampled.query_range(
-            _dataset(dataset), expr, start, end, step, now_ms(), _engine
+            _dataset(dataset), expr, start, end, step, now_ms(), _engine, cache
         )
     except ParseError as e:
         raise _with_param(e) from e
-    if long_range is not None:  # the dataset has downsample levels (not cached yet)
-        res, source_warnings, tiers = long_range
-        resp = _success_result(res, [*source_warnings, *res.warnings], res.infos)
-        resp.headers["X-Filodb-Resolution"] = tiers
-        return resp
-    svc = services()
+    if long_range is not None:  # the dataset has downsample levels
+        return _answered_by(*long_range)
     svc.router.dataset(_dataset(dataset))  # an unknown dataset is an error, cached or not
     _timeout_s()  # and so is a bad timeout=
 

@@ -17,7 +17,8 @@ Contiguous pieces to compute go to the engine as one range query each.
 Key: ``filodb:{qc}:x:<dataset>:<generation>:<blake2b(canonical text, step, phase, lookback,
 extent)>``; the canonical text is the printer's form of the parsed tree, so spelling does
 not matter. The per-dataset generation (``filodb:{qc}:gen:<dataset>``) is bumped by
-:func:`invalidate` (deletes, late samples): older entries are never read again and age out.
+:func:`invalidate` (deletes, late samples, new downsampled data;
+:mod:`filodb.shards.cache_generation`): older entries are never read again and age out.
 
 Bounded size: every entry is in a sorted set by last use and a hash of sizes; a Lua script
 stores an entry, adds its size to the total and evicts the least recently used until the total
@@ -47,11 +48,11 @@ from filodb.query import ast
 from filodb.query.printer import to_string
 from filodb.query.result import Result
 from filodb.query.stepwise import Reach, reach
+from filodb.shards.cache_generation import PREFIX, generation_key, invalidate
 from filodb.tasks.wire import flat_labels, pack, unflat_labels, unpack
 
 log = logging.getLogger(__name__)
 EXTENT_STEPS = 16
-PREFIX = "filodb:{qc}:"
 _LRU, _SIZES, _TOTAL = PREFIX + "lru", PREFIX + "sizes", PREFIX + "total"
 
 # KEYS: lru, sizes, total, entry; ARGV: value, now, budget. Store, account, evict LRU.
@@ -78,16 +79,6 @@ return total
 
 Compute = Callable[[int, int], tuple[Result, bool]]
 """``compute(start_ms, end_ms)`` -> (the range answer over those steps, whether it may be stored)."""
-
-
-def generation_key(dataset: str) -> str:
-    return f"{PREFIX}gen:{dataset}"
-
-
-def invalidate(client: redis.Redis, dataset: str) -> int:
-    """Forget every cached extent of ``dataset`` (after a delete, or samples arriving late):
-    bumps its generation; returns the new one."""
-    return int(client.incr(generation_key(dataset)))
 
 
 @dataclass

@@ -46,13 +46,25 @@ def test_patterns_re2_refuses_are_bad_input_naming_them(pat: str) -> None:
     assert repr(pat) in str(e.value)
 
 
-def test_answers_are_remembered_per_value_and_bounded() -> None:
+def test_answers_are_remembered_and_bounded_across_patterns(monkeypatch) -> None:
+    from filodb.model import regex
+    from filodb.model.cache import BoundedCache
+
+    memo: BoundedCache[tuple[str, str], bool] = BoundedCache(1_000)
+    monkeypatch.setattr(regex, "_ANSWERS", memo)
     rx = compile_matcher("web-.*")
     assert compile_matcher("web-.*") is rx  # compiled once per pattern
-    vals = [f"web-{i}" for i in range(70_000)] + ["db-1"]
-    assert sum(rx.fullmatch(v) for v in vals) == 70_000
-    assert len(rx._seen) <= 65_536  # bounded
-    assert not rx.fullmatch("db-1") and rx.fullmatch("web-3")
+    vals = [f"web-{i}" for i in range(3_000)] + ["db-1"]
+    assert sum(rx.fullmatch(v) for v in vals) == 3_000
+    assert memo.get(("web-.*", "db-1")) is False  # remembered
+    # many patterns share one budget: the memo never holds more than two generations
+    for p in range(200):
+        other = regex.Regex(f"web-{p}.*")
+        assert sum(other.fullmatch(v) for v in vals[:50]) == sum(
+            v.startswith(f"web-{p}") for v in vals[:50]
+        )
+    assert len(memo) + len(memo._old) <= 2_000
+    assert not rx.fullmatch("db-1") and rx.fullmatch("web-3")  # right after eviction too
 
 
 def test_replace_keeps_groups() -> None:
