@@ -113,8 +113,10 @@ def disk_bytes(root: Path, dataset: str) -> int:
     return sum(f.stat().st_size for f in (root / "store" / dataset).glob("shard-*"))
 
 
-def storage(col, root: Path, levels: dict[int, str], label: str) -> None:  # type: ignore[no-untyped-def]
-    """``ds_storage_ratio`` per level and in total, in vector bytes and in file bytes."""
+def storage(col, root: Path, levels: dict[int, str], label: str, share: float) -> None:  # type: ignore[no-untyped-def]
+    """``ds_storage_ratio`` per level and in total, in vector bytes and in file bytes. The job
+    covers whole days only (``share`` of the raw samples: the partial first and last day are
+    left out), so the raw side is that share of the raw bytes."""
     vec = {
         n: sum(col.stats(n, s)["vector_bytes"] for s in range(SHARDS))
         for n in ["m", *levels.values()]
@@ -122,12 +124,14 @@ def storage(col, root: Path, levels: dict[int, str], label: str) -> None:  # typ
     col.close()  # the files, checkpointed, as they stay on disk
     disk = {n: disk_bytes(root, n) for n in vec}
     for kind, got in (("vectors", vec), ("disk", disk)):
+        raw = got["m"] * share
         for r, n in levels.items():
-            emit("ds_storage_ratio", 100 * got[n] / got["m"], "%", level=f"{r // 60_000}m",
-                 bytes=kind, levels=label, ds_bytes=got[n], raw_bytes=got["m"])  # fmt: skip
+            emit("ds_storage_ratio", 100 * got[n] / raw, "%", level=f"{r // 60_000}m",
+                 bytes=kind, levels=label, ds_bytes=got[n], raw_bytes=round(raw),
+                 raw_share=round(share, 4))  # fmt: skip
         total = sum(got[n] for n in levels.values())
-        emit("ds_storage_ratio", 100 * total / got["m"], "%", level="total", bytes=kind,
-             levels=label, ds_bytes=total, raw_bytes=got["m"])  # fmt: skip
+        emit("ds_storage_ratio", 100 * total / raw, "%", level="total", bytes=kind,
+             levels=label, ds_bytes=total, raw_bytes=round(raw), raw_share=round(share, 4))  # fmt: skip
 
 
 def expire(col, root: Path, now: int, raw_keep_ms: int, levels: dict[int, str],  # type: ignore[no-untyped-def]
@@ -216,7 +220,7 @@ def main() -> None:
              mode="in-process", series=a.series, days=a.days, seconds=round(secs, 1))  # fmt: skip
         if a.spark:
             spark_run(a, spec, t0, res)
-        storage(col, root, levels, label)
+        storage(col, root, levels, label, sum(r["raw_samples"] for r in got) / n)
         stores = open_store("sqlite", root)
         expire(stores.column, root, end, int(a.raw_keep * DAY), levels, keep_ms)
         stores.close()
