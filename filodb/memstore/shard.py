@@ -54,6 +54,7 @@ from filodb.memstore.chunks import (
     write_order,
 )
 from filodb.memstore.exemplars import ExemplarRing
+from filodb.memstore.gather import gather
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
@@ -586,41 +587,56 @@ class TimeSeriesShard:
             if len(ids) == 0:
                 return SeriesBlock.empty()
             paged = self._page(ids, start_ms, end_ms)
-            chunks: list[Chunk] = []
-            owner: list[int] = []  # position in ids of each chunk
-            limit: list[int] = []  # newest timestamp a chunk may contribute (paged: < mem_start)
-            for i, s in enumerate(ids.tolist()):
-                mem = [c for c in self._chunks[s] if c.end >= start_ms and c.start <= end_ms]
-                below = min(end_ms, int(self._mem_start[s]) - 1)
-                pieces = [(c, below) for c in paged.get(s, ())] + [(c, end_ms) for c in mem]
-                if any(c.ooo for c, _ in pieces):  # write order: the last write of a ts wins
-                    pieces.sort(key=lambda p: write_order(p[0]))
-                for c, lim in pieces:
-                    chunks.append(c)
-                    owner.append(i)
-                    limit.append(lim)
+            chunks, owner, limit = self._pieces(ids, paged, start_ms, end_ms)
             cts, cvals, coffs = decode_chunks(chunks)
-            n_chunk = np.diff(coffs)
-            hts, hvals, buf_n = self._head.read(ids)
-        ts = np.concatenate([cts, hts])
-        vals = np.concatenate([cvals, hvals])
-        owner_arr = np.array(owner, np.int64)
-        buf_owner = np.flatnonzero(buf_n)
-        sample_owner = np.concatenate(
-            [np.repeat(owner_arr, n_chunk), np.repeat(buf_owner, buf_n[buf_owner])]
-        )
-        sample_limit = np.concatenate([np.repeat(np.array(limit, np.int64), n_chunk),
-                                       np.full(int(buf_n.sum()), end_ms, np.int64)])  # fmt: skip
-        keep = (ts >= start_ms) & (ts <= sample_limit)
-        order = np.argsort(sample_owner[keep], kind="stable")  # series by series, pieces in order
-        ts, vals, sample_owner = ts[keep][order], vals[keep][order], sample_owner[keep][order]
-        ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
-        counts = np.bincount(sample_owner, minlength=len(ids))
+            ts, vals, counts, ordered = gather(
+                ids, cts, cvals, coffs, np.array(owner, np.int64), np.array(limit, np.int64),
+                self._head, start_ms, end_ms,
+            )  # fmt: skip
+            labels_of_ids = self._labels
+        if not ordered:  # overlapping pieces (paged data, out-of-order writes): last write wins
+            sample_owner = np.repeat(np.arange(len(ids)), counts)
+            ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
+            counts = np.bincount(sample_owner, minlength=len(ids))
         present = np.flatnonzero(counts)
         offsets = np.zeros(len(present) + 1, np.int64)
         np.cumsum(counts[present], out=offsets[1:])
-        labels = [self._labels[s] for s in ids[present].tolist()]
+        labels = [labels_of_ids[s] for s in ids[present].tolist()]
         return SeriesBlock(labels, offsets, ts, vals)
+
+    def _pieces(
+        self, ids: np.ndarray, paged: dict[int, list[Chunk]], start_ms: int, end_ms: int
+    ) -> tuple[list[Chunk], list[int], list[int]]:
+        """The chunks of ``ids`` overlapping the range, series by series in write order, with
+        the position in ``ids`` of each one's series and the newest timestamp it may give
+        (paged chunks: what memory no longer holds). Only series whose closed data reaches the
+        range (or that paged some) are walked."""
+        chunks: list[Chunk] = []
+        owner: list[int] = []
+        limit: list[int] = []
+        walk = np.flatnonzero(self._closed_end[ids] >= start_ms).tolist()
+        if paged:
+            pos = {s: i for i, s in enumerate(ids.tolist())}
+            walk = sorted(set(walk) | {pos[s] for s in paged})
+        mem_start = self._mem_start
+        for i in walk:
+            s = int(ids[i])
+            mem = [c for c in self._chunks[s] if c.end >= start_ms and c.start <= end_ms]
+            got = paged.get(s)
+            if got:
+                below = min(end_ms, int(mem_start[s]) - 1)
+                pieces = [(c, below) for c in got] + [(c, end_ms) for c in mem]
+            elif mem:
+                pieces = [(c, end_ms) for c in mem]
+            else:
+                continue
+            if any(c.ooo for c, _ in pieces):  # write order: the last write of a ts wins
+                pieces.sort(key=lambda p: write_order(p[0]))
+            for c, lim in pieces:
+                chunks.append(c)
+                owner.append(i)
+                limit.append(lim)
+        return chunks, owner, limit
 
     def _page(self, ids: np.ndarray, start_ms: int, end_ms: int) -> dict[int, list[Chunk]]:
         """Chunks of the column store for the part of the range memory no longer holds."""
