@@ -142,9 +142,11 @@ def sum_partials(
     sv: StepVector, grouping: Sequence[str], without: bool, scaled: bool
 ) -> StepVector:
     """The map step of a distributed ``sum`` or ``avg``: per group, its Kahan sum, then (a
-    second block of rows, same labels and order) the compensations; with ``scaled``, two more
-    blocks: the same of the values times :data:`SCALE`. Summing the blocks of every shard
-    with :func:`aggregate` gives the sum Prometheus computes over all the series at once."""
+    second block of rows, same labels and order) the compensations; with ``scaled`` (``avg``),
+    two more blocks: the same of the values times :data:`SCALE`, and a fifth: the count of
+    present series per step (so ``avg`` needs one answer per shard, not a second one for
+    ``count``). Summing the blocks of every shard with :func:`aggregate` gives the sum
+    Prometheus computes over all the series at once."""
     n_steps = sv.values.shape[1]
     if len(sv) == 0:
         return StepVector.empty(n_steps)
@@ -154,6 +156,7 @@ def sum_partials(
     blocks = [
         *_sum(x, starts, partial=True),
         *(_sum(x * SCALE, starts, partial=True) if scaled else ()),
+        *((np.add.reduceat(pres.astype(np.float64), starts, axis=0),) if scaled else ()),
     ]
     return StepVector(
         glabels * len(blocks), np.concatenate(blocks), np.tile(present, (len(blocks), 1))
