@@ -7,12 +7,14 @@ vectorised over series).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numba as nb
 import numpy as np
 
 from filodb.errors import ExecutionError
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import METRIC_NAME, Labels
 from filodb.query.binops import DROPPED_NAME, drop_name
 from filodb.query.rangefns import _quantile, imprecise, kahan_pair
@@ -29,22 +31,49 @@ def group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> Labe
     return tuple((k, v) for k, v in labels if k in keep)
 
 
+_GROUP_MEMOS: BoundedCache[tuple[tuple[str, ...], bool], BoundedCache[Labels, Labels]]
+_GROUP_MEMOS = BoundedCache(8)
+_GROUP_LOCK = threading.Lock()
+
+
+def _group_keys(labels: list[Labels], grouping: Sequence[str], without: bool) -> list[Labels]:
+    """:func:`group_labels` of each label set through a memo per grouping (the same label sets
+    come query after query: a hit is one C-level dict lookup, not a Python walk of the labels);
+    equal groups are one shared tuple."""
+    key = (tuple(grouping), without)
+    memo = _GROUP_MEMOS.get(key)
+    if memo is None:
+        with _GROUP_LOCK:
+            memo = BoundedCache(50_000)
+            _GROUP_MEMOS.put(key, memo)
+    got = list(map(memo.get, labels))
+    if None in got:
+        with _GROUP_LOCK:
+            shared: dict[Labels, Labels] = {}
+            for i, g in enumerate(got):
+                if g is None:
+                    g = group_labels(labels[i], grouping, without)
+                    got[i] = g = shared.setdefault(g, g)
+                    memo.put(labels[i], g)
+    return got
+
+
 def _groups(
     sv: StepVector, grouping: Sequence[str], without: bool
 ) -> tuple[list[Labels], np.ndarray]:
     """Group label sets and each row's group. A name kept by ``by (__name__)`` groups dropped
     and kept alike; the group's name is dropped when any member's was."""
+    keys = _group_keys(sv.labels, grouping, without)
     index: dict[Labels, int] = {}
     dropped: set[int] = set()
-    gid = np.empty(len(sv), np.int64)
-    for i, lb in enumerate(sv.labels):
-        g = group_labels(lb, grouping, without)
+    to_index = {}
+    for g in dict.fromkeys(keys):  # per distinct group, in order of first row
         marked = bool(g) and g[0][0] == DROPPED_NAME
+        f = tuple(sorted(((METRIC_NAME, g[0][1]), *g[1:]))) if marked else g
+        j = to_index[g] = index.setdefault(f, len(index))
         if marked:
-            g = tuple(sorted(((METRIC_NAME, g[0][1]), *g[1:])))
-        j = gid[i] = index.setdefault(g, len(index))
-        if marked:
-            dropped.add(int(j))
+            dropped.add(j)
+    gid = np.fromiter(map(to_index.__getitem__, keys), np.int64, len(keys))
     labels = list(index)
     for j in dropped:
         labels[j] = drop_name(labels[j])
