@@ -53,6 +53,7 @@ from filodb.memstore.chunks import (
     trim_chunk,
     write_order,
 )
+from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.exemplars import ExemplarRing
 from filodb.memstore.gather import gather
 from filodb.memstore.head import Head, group_starts
@@ -116,6 +117,7 @@ class TimeSeriesShard:
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
+        decode_cache_bytes: int = 32 << 20,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -156,6 +158,7 @@ class TimeSeriesShard:
         self._page_cache: ByteBoundedCache[int, tuple[int, int, list[Chunk]]] = ByteBoundedCache(
             max(0, int(page_cache_bytes)), _paged_weight
         )
+        self._decoded = DecodedChunks(decode_cache_bytes)  # hot chunks' vectors, decoded
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
         self._layout = 0  # bumped by every purge (series ids change)
@@ -588,7 +591,7 @@ class TimeSeriesShard:
                 return SeriesBlock.empty()
             paged = self._page(ids, start_ms, end_ms)
             chunks, owner, limit = self._pieces(ids, paged, start_ms, end_ms)
-            cts, cvals, coffs = decode_chunks(chunks)
+            cts, cvals, coffs = self._decoded.decode(chunks)
             ts, vals, counts, ordered = gather(
                 ids, cts, cvals, coffs, np.array(owner, np.int64), np.array(limit, np.int64),
                 self._head, start_ms, end_ms,
@@ -760,6 +763,9 @@ class TimeSeriesShard:
                 "chunks_paged": self.chunks_paged,
                 "page_cache_hits": self.page_cache_hits,
                 "page_cache_bytes": self._page_cache.nbytes,
+                "decode_cache_bytes": self._decoded.nbytes,
+                "decode_cache_hits": self._decoded.hits,
+                "decode_cache_misses": self._decoded.misses,
                 "last_flush": max(self.last_flush.values(), default=0.0),
                 # every group flushed since: what the shard held then is in the column store
                 "flushed_through": min(
