@@ -165,12 +165,41 @@ def avg_over_time(w: Windows):  # type: ignore[no-untyped-def]
         return _robust_sum(w.block.vals, w) / np.maximum(c, 1), c > 0
 
 
+@nb.njit(cache=True, nogil=True)
+def _window_extreme(vals, lo, hi, is_max):  # type: ignore[no-untyped-def]
+    """fmax (fmin) of each window [lo, hi), sample by sample: NaN only when all are NaN."""
+    out = np.full(lo.shape, np.nan)
+    for i in range(lo.shape[0]):
+        for s in range(lo.shape[1]):
+            a, b = lo[i, s], hi[i, s]
+            if b <= a:
+                continue
+            m = vals[a]
+            for k in range(a + 1, b):
+                v = vals[k]
+                if (v > m if is_max else v < m) or m != m:
+                    m = v
+            out[i, s] = m
+    return out
+
+
+def _extreme(w: Windows, is_max: bool) -> np.ndarray:
+    """Window minima or maxima: a walk of every window when they hold fewer samples in all
+    than a few passes over the block (dashboard ranges at their step), else a sparse table."""
+    n = len(w.block.vals)
+    if int(w.count.sum()) <= 4 * n * max(1, int(n).bit_length()):
+        return _window_extreme(np.ascontiguousarray(w.block.vals, np.float64),  # type: ignore[no-any-return]
+                               np.ascontiguousarray(w.lo, np.int64),
+                               np.ascontiguousarray(w.hi, np.int64), is_max)  # fmt: skip
+    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmax if is_max else np.fmin)
+
+
 def min_over_time(w: Windows):  # type: ignore[no-untyped-def]
-    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmin), w.count > 0
+    return _extreme(w, False), w.count > 0
 
 
 def max_over_time(w: Windows):  # type: ignore[no-untyped-def]
-    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmax), w.count > 0
+    return _extreme(w, True), w.count > 0
 
 
 def last_over_time(w: Windows):  # type: ignore[no-untyped-def]

@@ -97,3 +97,25 @@ def test_vector_matching_equals_the_row_loop(seed, op, card, bool_) -> None:  # 
     else:
         assert got.labels == want.labels and np.array_equal(got.present, want.present)
         assert np.array_equal(got.values, want.values, equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    vals=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(float("nan"))),
+        min_size=1,
+        max_size=60,
+    ),
+    bounds=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=1, max_size=20),
+)
+def test_window_walk_extremes_equal_the_sparse_table(vals, bounds) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query.rangefns import _sparse_reduce, _window_extreme
+
+    v = np.array(vals)
+    lo = np.array([[min(a, b, len(v) - 1) for a, b in bounds]], np.int64)
+    hi = np.array([[min(max(a, b), len(v)) for a, b in bounds]], np.int64)
+    hi = np.maximum(hi, lo + 1)
+    for fn, is_max in ((np.fmax, True), (np.fmin, False)):
+        want = _sparse_reduce(v, lo, hi, fn)
+        got = _window_extreme(v, lo, hi, is_max)
+        assert np.array_equal(got, want, equal_nan=True)
