@@ -259,6 +259,27 @@ def resets(w: Windows):  # type: ignore[no-untyped-def]
     return _pairs(w, lambda a, b: b < a), w.count > 0
 
 
+@nb.njit(cache=True, nogil=True)
+def _reset_prefix(vals, offsets):  # type: ignore[no-untyped-def]
+    """Prefix sums (sequential, as ``np.cumsum``) of each counter reset's pre-drop value: the
+    value before a sample lower than it, within a series; one pass."""
+    p = np.zeros(len(vals) + 1)
+    acc = 0.0
+    for i in range(len(offsets) - 1):
+        a, b = offsets[i], offsets[i + 1]
+        if b <= a:
+            continue
+        p[a + 1] = acc + 0.0  # a series' first sample corrects nothing
+        acc = p[a + 1]
+        for j in range(a + 1, b):
+            if vals[j] < vals[j - 1]:
+                acc = acc + vals[j - 1]
+            else:
+                acc = acc + 0.0
+            p[j + 1] = acc
+    return p
+
+
 def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[no-untyped-def]
     """Prometheus's extrapolatedRate per window (:mod:`filodb.query.extrapolated`)."""
     vals, ts = w.block.vals, w.block.ts
@@ -267,12 +288,8 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
         return np.zeros(w.lo.shape), ok
     p = np.zeros(1)
     if is_counter:
-        corr = np.zeros(len(vals))
-        if len(vals) > 1:
-            drop = vals[1:] < vals[:-1]
-            corr[1:] = np.where(drop, vals[:-1], 0.0)
-            corr[w.block.offsets[:-1][np.diff(w.block.offsets) > 0]] = 0
-        p = _prefix(corr)
+        p = _reset_prefix(np.ascontiguousarray(vals, np.float64),
+                          np.ascontiguousarray(w.block.offsets, np.int64))  # fmt: skip
     out = extrapolated_kernel(np.ascontiguousarray(vals, np.float64), np.ascontiguousarray(ts, np.int64),
                               np.ascontiguousarray(w.lo, np.int64), np.ascontiguousarray(w.hi, np.int64),
                               np.ascontiguousarray(w.times, np.int64), int(w.range_ms), p, is_counter,

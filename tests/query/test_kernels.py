@@ -119,3 +119,24 @@ def test_window_walk_extremes_equal_the_sparse_table(vals, bounds) -> None:  # t
         want = _sparse_reduce(v, lo, hi, fn)
         got = _window_extreme(v, lo, hi, is_max)
         assert np.array_equal(got, want, equal_nan=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 8), max_size=12),
+    pool=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8),
+    seed=st.integers(0, 2**31),
+)
+def test_reset_prefix_equals_the_numpy_form_bit_for_bit(lens, pool, seed) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query.rangefns import _prefix, _reset_prefix
+
+    offs = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(lens, out=offs[1:])
+    vals = np.random.default_rng(seed).choice(np.array(pool + [-0.0]), int(offs[-1]))
+    corr = np.zeros(len(vals))  # each reset's pre-drop value, none at a series' first sample
+    if len(vals) > 1:
+        corr[1:] = np.where(vals[1:] < vals[:-1], vals[:-1], 0.0)
+        corr[offs[:-1][np.diff(offs) > 0]] = 0
+    want = _prefix(corr)
+    got = _reset_prefix(vals, offs)
+    assert np.array_equal(want.view(np.uint64), got.view(np.uint64))
