@@ -140,3 +140,30 @@ def test_reset_prefix_equals_the_numpy_form_bit_for_bit(lens, pool, seed) -> Non
     want = _prefix(corr)
     got = _reset_prefix(vals, offs)
     assert np.array_equal(want.view(np.uint64), got.view(np.uint64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    vals=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 12), st.integers(1, 5)),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    ),
+    seed=st.integers(0, 2**31),
+    q=st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0, -1.0, 2.0, float("nan")]),
+)
+def test_quantile_aggregation_equals_prometheus_quantile_per_cell(vals, seed, q) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    n, S = vals.shape
+    present = rng.random((n, S)) < 0.8
+    labels = [(("g", str(i % 3)), ("i", str(i))) for i in range(n)]
+    sv = StepVector(labels, vals, present)
+    got = aggregations.aggregate("quantile", sv, ScalarSteps(np.full(S, q)), ["g"], False)
+    for gi, glb in enumerate(got.labels):
+        rows = [i for i, lb in enumerate(labels) if (lb[0],) == glb]
+        for s in range(S):
+            v = vals[rows, s][present[rows, s]]
+            assert got.present[gi, s] == (len(v) > 0)
+            if len(v):
+                want = rangefns._quantile(q, v)
+                assert np.array_equal(got.values[gi, s], want, equal_nan=True)
