@@ -68,7 +68,7 @@ class DecodedChunks:
         self, cache: ByteBoundedCache[bytes, np.ndarray], keys: list[bytes], is_ts: bool
     ) -> list[np.ndarray]:
         got: list[np.ndarray | None] = list(map(cache.get, keys))
-        miss = [i for i, a in enumerate(got) if a is None]
+        miss = [i for i, a in enumerate(got) if a is None] if None in got else []
         self.hits += len(got) - len(miss)
         if miss:
             self.misses += len(miss)

@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,7 @@ from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
 
 _NO_TS = np.iinfo(np.int64).min
+_START, _END, _OOO = (operator.attrgetter(a) for a in ("start", "end", "ooo"))
 _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
@@ -618,9 +620,10 @@ class TimeSeriesShard:
         owner: list[int] = []
         limit: list[int] = []
         walk = np.flatnonzero(self._closed_end[ids] >= start_ms).tolist()
-        if paged:
-            pos = {s: i for i, s in enumerate(ids.tolist())}
-            walk = sorted(set(walk) | {pos[s] for s in paged})
+        if not paged:  # memory's chunks only: no Python step per series
+            return self._mem_pieces(ids, np.array(walk, np.int64), start_ms, end_ms)
+        pos = {s: i for i, s in enumerate(ids.tolist())}
+        walk = sorted(set(walk) | {pos[s] for s in paged})
         mem_start = self._mem_start
         for i in walk:
             s = int(ids[i])
@@ -640,6 +643,29 @@ class TimeSeriesShard:
                 owner.append(i)
                 limit.append(lim)
         return chunks, owner, limit
+
+    def _mem_pieces(self, ids: np.ndarray, walk: np.ndarray, start_ms: int, end_ms: int
+                    ) -> tuple[list[Chunk], list[int], list[int]]:  # fmt: skip
+        """:meth:`_pieces` without paged chunks: the chunk lists of ``ids[walk]`` flattened
+        and filtered with C-level maps and numpy; series with out-of-order chunks are put in
+        write order by one stable sort."""
+        lists = list(map(self._chunks.__getitem__, ids[walk].tolist()))
+        flat: list[Chunk] = list(chain.from_iterable(lists))
+        if not flat:
+            return [], [], []
+        n = len(flat)
+        lens = np.fromiter(map(len, lists), np.int64, len(lists))
+        owner = np.repeat(walk, lens)
+        starts = np.fromiter(map(_START, flat), np.int64, n)
+        ends = np.fromiter(map(_END, flat), np.int64, n)
+        keep = (ends >= start_ms) & (starts <= end_ms)
+        if any(map(_OOO, flat)):  # write order within a series: the last write of a ts wins
+            order = np.lexsort((np.fromiter(map(write_order, flat), np.int64, n), owner))
+            keep_at = order[keep[order]]
+        else:
+            keep_at = np.flatnonzero(keep)
+        picked = list(map(flat.__getitem__, keep_at.tolist()))
+        return picked, owner[keep_at].tolist(), [end_ms] * len(picked)
 
     def _page(self, ids: np.ndarray, start_ms: int, end_ms: int) -> dict[int, list[Chunk]]:
         """Chunks of the column store for the part of the range memory no longer holds."""
