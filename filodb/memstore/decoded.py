@@ -15,7 +15,9 @@ the owning shard's lock is held around :meth:`DecodedChunks.decode`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from itertools import compress, repeat
 
 import numpy as np
 
@@ -68,7 +70,7 @@ class DecodedChunks:
         self, cache: ByteBoundedCache[bytes, np.ndarray], keys: list[bytes], is_ts: bool
     ) -> list[np.ndarray]:
         got: list[np.ndarray | None] = list(map(cache.get, keys))
-        miss = [i for i, a in enumerate(got) if a is None] if None in got else []
+        miss = list(compress(range(len(got)), map(operator.is_, got, repeat(None))))
         self.hits += len(got) - len(miss)
         if miss:
             self.misses += len(miss)
