@@ -175,21 +175,86 @@ def sum_partials(
     two more blocks: the same of the values times :data:`SCALE`, and a fifth: the count of
     present series per step (so ``avg`` needs one answer per shard, not a second one for
     ``count``). Summing the blocks of every shard with :func:`aggregate` gives the sum
-    Prometheus computes over all the series at once."""
+    Prometheus computes over all the series at once. The group reductions are one numba pass
+    over the rows in their order (no copy of the rows sorted by group first): the same
+    sequential sums as ``reduceat`` over sorted rows."""
     n_steps = sv.values.shape[1]
     if len(sv) == 0:
         return StepVector.empty(n_steps)
-    glabels, vals, pres, starts = _sorted_groups(sv, grouping, without)
-    present = np.logical_or.reduceat(pres, starts, axis=0)
-    x = np.where(pres, vals, 0.0)
-    blocks = [
-        *_sum(x, starts, partial=True),
-        *(_sum(x * SCALE, starts, partial=True) if scaled else ()),
-        *((np.add.reduceat(pres.astype(np.float64), starts, axis=0),) if scaled else ()),
-    ]
+    glabels, gid = _groups(sv, grouping, without)
+    vals = np.ascontiguousarray(sv.values, np.float64)
+    pres = np.ascontiguousarray(sv.present)
+    total, comp, count, present = _partial_sum(vals, pres, gid, len(glabels), 1.0)
+    blocks = [total, comp]
+    if scaled:
+        blocks += [*_partial_sum(vals, pres, gid, len(glabels), SCALE)[:2], count]
     return StepVector(
         glabels * len(blocks), np.concatenate(blocks), np.tile(present, (len(blocks), 1))
     )
+
+
+@nb.njit(cache=True, nogil=True)
+def _group_reduce(vals, pres, gid, n_groups, scale):  # type: ignore[no-untyped-def]
+    """Per group and step, over ``x = where(pres, vals, 0) * scale`` row by row in row order
+    (``reduceat``'s order over rows stably sorted by group, first row as the start): the sum,
+    fmax of ``|x|``, fmin of the nonzero ``|x|`` (NaN if none), the present count, any."""
+    n, S = vals.shape
+    s = np.zeros((n_groups, S))
+    big = np.zeros((n_groups, S))
+    small = np.zeros((n_groups, S))
+    cnt = np.zeros((n_groups, S))
+    anyp = np.zeros((n_groups, S), np.bool_)
+    started = np.zeros(n_groups, np.bool_)
+    for i in range(n):
+        g = gid[i]
+        first = not started[g]
+        started[g] = True
+        for k in range(S):
+            p = pres[i, k]
+            x = vals[i, k] if p else 0.0
+            if scale != 1.0:
+                x = x * scale
+            a = abs(x)
+            m = a if x != 0 else np.nan
+            c = 1.0 if p else 0.0
+            if first:
+                s[g, k] = x
+                big[g, k] = a
+                small[g, k] = m
+                cnt[g, k] = c
+                anyp[g, k] = p
+            else:
+                s[g, k] = s[g, k] + x
+                b = big[g, k]
+                if b != b or a > b:  # fmax: NaN loses
+                    big[g, k] = a if a == a else b
+                sm = small[g, k]
+                if sm != sm or m < sm:  # fmin: NaN loses
+                    small[g, k] = m if m == m else sm
+                cnt[g, k] = cnt[g, k] + c
+                anyp[g, k] = anyp[g, k] or p
+    return s, big, small, cnt, anyp
+
+
+def _partial_sum(vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, n_groups: int,
+                 scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`_sum` with ``partial`` of ``where(pres, vals, 0) * scale`` grouped by ``gid``,
+    without sorting the rows: the sums and their compensations; and the count of present
+    rows and whether any is, per group and step."""
+    s, big, small, cnt, anyp = _group_reduce(vals, pres, gid, n_groups, scale)
+    with np.errstate(all="ignore"):
+        suspect = (big > 1e6 * np.abs(s)) | (big > 1e6 * np.abs(1e4 * small))
+    comp = np.zeros_like(s)
+    if not suspect.any():
+        return s, comp, cnt, anyp
+    x = np.where(pres, vals, 0.0)
+    if scale != 1.0:
+        x = x * scale
+    with np.errstate(all="ignore"):
+        bad = imprecise(big, s, x) | imprecise(big, 1e4 * small, x)
+    for g, col in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned cells
+        s[g, col], comp[g, col] = kahan_pair(x[gid == g, col])
+    return s, comp, cnt, anyp
 
 
 def _avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, mean: np.ndarray) -> np.ndarray:
