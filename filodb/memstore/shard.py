@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,9 @@ from filodb.memstore.chunks import (
     trim_chunk,
     write_order,
 )
+from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.exemplars import ExemplarRing
+from filodb.memstore.gather import gather
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
 from filodb.model.batch import SampleBatch
@@ -64,6 +67,7 @@ from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.source import SeriesBlock
 
 _NO_TS = np.iinfo(np.int64).min
+_START, _END, _OOO = (operator.attrgetter(a) for a in ("start", "end", "ooo"))
 _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
@@ -115,6 +119,7 @@ class TimeSeriesShard:
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
+        decode_cache_bytes: int = 32 << 20,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -155,6 +160,7 @@ class TimeSeriesShard:
         self._page_cache: ByteBoundedCache[int, tuple[int, int, list[Chunk]]] = ByteBoundedCache(
             max(0, int(page_cache_bytes)), _paged_weight
         )
+        self._decoded = DecodedChunks(decode_cache_bytes)  # hot chunks' vectors, decoded
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
         self._layout = 0  # bumped by every purge (series ids change)
@@ -586,41 +592,80 @@ class TimeSeriesShard:
             if len(ids) == 0:
                 return SeriesBlock.empty()
             paged = self._page(ids, start_ms, end_ms)
-            chunks: list[Chunk] = []
-            owner: list[int] = []  # position in ids of each chunk
-            limit: list[int] = []  # newest timestamp a chunk may contribute (paged: < mem_start)
-            for i, s in enumerate(ids.tolist()):
-                mem = [c for c in self._chunks[s] if c.end >= start_ms and c.start <= end_ms]
-                below = min(end_ms, int(self._mem_start[s]) - 1)
-                pieces = [(c, below) for c in paged.get(s, ())] + [(c, end_ms) for c in mem]
-                if any(c.ooo for c, _ in pieces):  # write order: the last write of a ts wins
-                    pieces.sort(key=lambda p: write_order(p[0]))
-                for c, lim in pieces:
-                    chunks.append(c)
-                    owner.append(i)
-                    limit.append(lim)
-            cts, cvals, coffs = decode_chunks(chunks)
-            n_chunk = np.diff(coffs)
-            hts, hvals, buf_n = self._head.read(ids)
-        ts = np.concatenate([cts, hts])
-        vals = np.concatenate([cvals, hvals])
-        owner_arr = np.array(owner, np.int64)
-        buf_owner = np.flatnonzero(buf_n)
-        sample_owner = np.concatenate(
-            [np.repeat(owner_arr, n_chunk), np.repeat(buf_owner, buf_n[buf_owner])]
-        )
-        sample_limit = np.concatenate([np.repeat(np.array(limit, np.int64), n_chunk),
-                                       np.full(int(buf_n.sum()), end_ms, np.int64)])  # fmt: skip
-        keep = (ts >= start_ms) & (ts <= sample_limit)
-        order = np.argsort(sample_owner[keep], kind="stable")  # series by series, pieces in order
-        ts, vals, sample_owner = ts[keep][order], vals[keep][order], sample_owner[keep][order]
-        ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
-        counts = np.bincount(sample_owner, minlength=len(ids))
+            chunks, owner, limit = self._pieces(ids, paged, start_ms, end_ms)
+            cts, cvals, coffs = self._decoded.decode(chunks)
+            ts, vals, counts, ordered = gather(
+                ids, cts, cvals, coffs, np.array(owner, np.int64), np.array(limit, np.int64),
+                self._head, start_ms, end_ms,
+            )  # fmt: skip
+            labels_of_ids = self._labels
+        if not ordered:  # overlapping pieces (paged data, out-of-order writes): last write wins
+            sample_owner = np.repeat(np.arange(len(ids)), counts)
+            ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
+            counts = np.bincount(sample_owner, minlength=len(ids))
         present = np.flatnonzero(counts)
         offsets = np.zeros(len(present) + 1, np.int64)
         np.cumsum(counts[present], out=offsets[1:])
-        labels = [self._labels[s] for s in ids[present].tolist()]
+        labels = [labels_of_ids[s] for s in ids[present].tolist()]
         return SeriesBlock(labels, offsets, ts, vals)
+
+    def _pieces(
+        self, ids: np.ndarray, paged: dict[int, list[Chunk]], start_ms: int, end_ms: int
+    ) -> tuple[list[Chunk], list[int], list[int]]:
+        """The chunks of ``ids`` overlapping the range, series by series in write order, with
+        the position in ``ids`` of each one's series and the newest timestamp it may give
+        (paged chunks: what memory no longer holds). Only series whose closed data reaches the
+        range (or that paged some) are walked."""
+        chunks: list[Chunk] = []
+        owner: list[int] = []
+        limit: list[int] = []
+        walk = np.flatnonzero(self._closed_end[ids] >= start_ms).tolist()
+        if not paged:  # memory's chunks only: no Python step per series
+            return self._mem_pieces(ids, np.array(walk, np.int64), start_ms, end_ms)
+        pos = {s: i for i, s in enumerate(ids.tolist())}
+        walk = sorted(set(walk) | {pos[s] for s in paged})
+        mem_start = self._mem_start
+        for i in walk:
+            s = int(ids[i])
+            mem = [c for c in self._chunks[s] if c.end >= start_ms and c.start <= end_ms]
+            got = paged.get(s)
+            if got:
+                below = min(end_ms, int(mem_start[s]) - 1)
+                pieces = [(c, below) for c in got] + [(c, end_ms) for c in mem]
+            elif mem:
+                pieces = [(c, end_ms) for c in mem]
+            else:
+                continue
+            if any(c.ooo for c, _ in pieces):  # write order: the last write of a ts wins
+                pieces.sort(key=lambda p: write_order(p[0]))
+            for c, lim in pieces:
+                chunks.append(c)
+                owner.append(i)
+                limit.append(lim)
+        return chunks, owner, limit
+
+    def _mem_pieces(self, ids: np.ndarray, walk: np.ndarray, start_ms: int, end_ms: int
+                    ) -> tuple[list[Chunk], list[int], list[int]]:  # fmt: skip
+        """:meth:`_pieces` without paged chunks: the chunk lists of ``ids[walk]`` flattened
+        and filtered with C-level maps and numpy; series with out-of-order chunks are put in
+        write order by one stable sort."""
+        lists = list(map(self._chunks.__getitem__, ids[walk].tolist()))
+        flat: list[Chunk] = list(chain.from_iterable(lists))
+        if not flat:
+            return [], [], []
+        n = len(flat)
+        lens = np.fromiter(map(len, lists), np.int64, len(lists))
+        owner = np.repeat(walk, lens)
+        starts = np.fromiter(map(_START, flat), np.int64, n)
+        ends = np.fromiter(map(_END, flat), np.int64, n)
+        keep = (ends >= start_ms) & (starts <= end_ms)
+        if any(map(_OOO, flat)):  # write order within a series: the last write of a ts wins
+            order = np.lexsort((np.fromiter(map(write_order, flat), np.int64, n), owner))
+            keep_at = order[keep[order]]
+        else:
+            keep_at = np.flatnonzero(keep)
+        picked = list(map(flat.__getitem__, keep_at.tolist()))
+        return picked, owner[keep_at].tolist(), [end_ms] * len(picked)
 
     def _page(self, ids: np.ndarray, start_ms: int, end_ms: int) -> dict[int, list[Chunk]]:
         """Chunks of the column store for the part of the range memory no longer holds."""
@@ -744,6 +789,9 @@ class TimeSeriesShard:
                 "chunks_paged": self.chunks_paged,
                 "page_cache_hits": self.page_cache_hits,
                 "page_cache_bytes": self._page_cache.nbytes,
+                "decode_cache_bytes": self._decoded.nbytes,
+                "decode_cache_hits": self._decoded.hits,
+                "decode_cache_misses": self._decoded.misses,
                 "last_flush": max(self.last_flush.values(), default=0.0),
                 # every group flushed since: what the shard held then is in the column store
                 "flushed_through": min(

@@ -63,6 +63,7 @@ class ShardIngester:
             pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
             page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
             max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
+            decode_cache_bytes=cfg.decode_cache_mb << 20,
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()

@@ -7,15 +7,17 @@ vectorised over series).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numba as nb
 import numpy as np
 
 from filodb.errors import ExecutionError
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import METRIC_NAME, Labels
 from filodb.query.binops import DROPPED_NAME, drop_name
-from filodb.query.rangefns import _quantile, imprecise, kahan_pair
+from filodb.query.rangefns import imprecise, kahan_pair
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 
@@ -29,22 +31,49 @@ def group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> Labe
     return tuple((k, v) for k, v in labels if k in keep)
 
 
+_GROUP_MEMOS: BoundedCache[tuple[tuple[str, ...], bool], BoundedCache[Labels, Labels]]
+_GROUP_MEMOS = BoundedCache(8)
+_GROUP_LOCK = threading.Lock()
+
+
+def _group_keys(labels: list[Labels], grouping: Sequence[str], without: bool) -> list[Labels]:
+    """:func:`group_labels` of each label set through a memo per grouping (the same label sets
+    come query after query: a hit is one C-level dict lookup, not a Python walk of the labels);
+    equal groups are one shared tuple."""
+    key = (tuple(grouping), without)
+    memo = _GROUP_MEMOS.get(key)
+    if memo is None:
+        with _GROUP_LOCK:
+            memo = BoundedCache(50_000)
+            _GROUP_MEMOS.put(key, memo)
+    got = list(map(memo.get, labels))
+    if None in got:
+        with _GROUP_LOCK:
+            shared: dict[Labels, Labels] = {}
+            for i, g in enumerate(got):
+                if g is None:
+                    g = group_labels(labels[i], grouping, without)
+                    got[i] = g = shared.setdefault(g, g)
+                    memo.put(labels[i], g)
+    return got
+
+
 def _groups(
     sv: StepVector, grouping: Sequence[str], without: bool
 ) -> tuple[list[Labels], np.ndarray]:
     """Group label sets and each row's group. A name kept by ``by (__name__)`` groups dropped
     and kept alike; the group's name is dropped when any member's was."""
+    keys = _group_keys(sv.labels, grouping, without)
     index: dict[Labels, int] = {}
     dropped: set[int] = set()
-    gid = np.empty(len(sv), np.int64)
-    for i, lb in enumerate(sv.labels):
-        g = group_labels(lb, grouping, without)
+    to_index = {}
+    for g in dict.fromkeys(keys):  # per distinct group, in order of first row
         marked = bool(g) and g[0][0] == DROPPED_NAME
+        f = tuple(sorted(((METRIC_NAME, g[0][1]), *g[1:]))) if marked else g
+        j = to_index[g] = index.setdefault(f, len(index))
         if marked:
-            g = tuple(sorted(((METRIC_NAME, g[0][1]), *g[1:])))
-        j = gid[i] = index.setdefault(g, len(index))
-        if marked:
-            dropped.add(int(j))
+            dropped.add(j)
+    gid = np.fromiter(map(to_index.__getitem__, keys), np.int64, len(keys))
     labels = list(index)
     for j in dropped:
         labels[j] = drop_name(labels[j])
@@ -142,22 +171,90 @@ def sum_partials(
     sv: StepVector, grouping: Sequence[str], without: bool, scaled: bool
 ) -> StepVector:
     """The map step of a distributed ``sum`` or ``avg``: per group, its Kahan sum, then (a
-    second block of rows, same labels and order) the compensations; with ``scaled``, two more
-    blocks: the same of the values times :data:`SCALE`. Summing the blocks of every shard
-    with :func:`aggregate` gives the sum Prometheus computes over all the series at once."""
+    second block of rows, same labels and order) the compensations; with ``scaled`` (``avg``),
+    two more blocks: the same of the values times :data:`SCALE`, and a fifth: the count of
+    present series per step (so ``avg`` needs one answer per shard, not a second one for
+    ``count``). Summing the blocks of every shard with :func:`aggregate` gives the sum
+    Prometheus computes over all the series at once. The group reductions are one numba pass
+    over the rows in their order (no copy of the rows sorted by group first): the same
+    sequential sums as ``reduceat`` over sorted rows."""
     n_steps = sv.values.shape[1]
     if len(sv) == 0:
         return StepVector.empty(n_steps)
-    glabels, vals, pres, starts = _sorted_groups(sv, grouping, without)
-    present = np.logical_or.reduceat(pres, starts, axis=0)
-    x = np.where(pres, vals, 0.0)
-    blocks = [
-        *_sum(x, starts, partial=True),
-        *(_sum(x * SCALE, starts, partial=True) if scaled else ()),
-    ]
+    glabels, gid = _groups(sv, grouping, without)
+    vals = np.ascontiguousarray(sv.values, np.float64)
+    pres = np.ascontiguousarray(sv.present)
+    total, comp, count, present = _partial_sum(vals, pres, gid, len(glabels), 1.0)
+    blocks = [total, comp]
+    if scaled:
+        blocks += [*_partial_sum(vals, pres, gid, len(glabels), SCALE)[:2], count]
     return StepVector(
         glabels * len(blocks), np.concatenate(blocks), np.tile(present, (len(blocks), 1))
     )
+
+
+@nb.njit(cache=True, nogil=True)
+def _group_reduce(vals, pres, gid, n_groups, scale):  # type: ignore[no-untyped-def]
+    """Per group and step, over ``x = where(pres, vals, 0) * scale`` row by row in row order
+    (``reduceat``'s order over rows stably sorted by group, first row as the start): the sum,
+    fmax of ``|x|``, fmin of the nonzero ``|x|`` (NaN if none), the present count, any."""
+    n, S = vals.shape
+    s = np.zeros((n_groups, S))
+    big = np.zeros((n_groups, S))
+    small = np.zeros((n_groups, S))
+    cnt = np.zeros((n_groups, S))
+    anyp = np.zeros((n_groups, S), np.bool_)
+    started = np.zeros(n_groups, np.bool_)
+    for i in range(n):
+        g = gid[i]
+        first = not started[g]
+        started[g] = True
+        for k in range(S):
+            p = pres[i, k]
+            x = vals[i, k] if p else 0.0
+            if scale != 1.0:
+                x = x * scale
+            a = abs(x)
+            m = a if x != 0 else np.nan
+            c = 1.0 if p else 0.0
+            if first:
+                s[g, k] = x
+                big[g, k] = a
+                small[g, k] = m
+                cnt[g, k] = c
+                anyp[g, k] = p
+            else:
+                s[g, k] = s[g, k] + x
+                b = big[g, k]
+                if b != b or a > b:  # fmax: NaN loses
+                    big[g, k] = a if a == a else b
+                sm = small[g, k]
+                if sm != sm or m < sm:  # fmin: NaN loses
+                    small[g, k] = m if m == m else sm
+                cnt[g, k] = cnt[g, k] + c
+                anyp[g, k] = anyp[g, k] or p
+    return s, big, small, cnt, anyp
+
+
+def _partial_sum(vals: np.ndarray, pres: np.ndarray, gid: np.ndarray, n_groups: int,
+                 scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`_sum` with ``partial`` of ``where(pres, vals, 0) * scale`` grouped by ``gid``,
+    without sorting the rows: the sums and their compensations; and the count of present
+    rows and whether any is, per group and step."""
+    s, big, small, cnt, anyp = _group_reduce(vals, pres, gid, n_groups, scale)
+    with np.errstate(all="ignore"):
+        suspect = (big > 1e6 * np.abs(s)) | (big > 1e6 * np.abs(1e4 * small))
+    comp = np.zeros_like(s)
+    if not suspect.any():
+        return s, comp, cnt, anyp
+    x = np.where(pres, vals, 0.0)
+    if scale != 1.0:
+        x = x * scale
+    with np.errstate(all="ignore"):
+        bad = imprecise(big, s, x) | imprecise(big, 1e4 * small, x)
+    for g, col in zip(*np.nonzero(bad), strict=True):  # rare: only ill-conditioned cells
+        s[g, col], comp[g, col] = kahan_pair(x[gid == g, col])
+    return s, comp, cnt, anyp
 
 
 def _avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -269,18 +366,66 @@ def _limitk(sv, param, grouping, without):  # type: ignore[no-untyped-def]
     return StepVector(sv.labels, sv.values, keep).compact()
 
 
+@nb.njit(cache=True, nogil=True)
+def _quantile_kernel(vals, present, order, starts, q, out, has):  # type: ignore[no-untyped-def]
+    """:func:`~filodb.query.rangefns._quantile` of every group (rows ``order[starts[g]:
+    starts[g+1]]``) at every step: the same operations, NaN sorted first as Go does, the
+    two ranks found by selection instead of a sort."""
+    n_groups = len(starts) - 1
+    buf = np.empty(len(order))
+    for g in range(n_groups):
+        a, b = starts[g], starts[g + 1]
+        for s in range(vals.shape[1]):
+            n = 0
+            nan = 0
+            for r in range(a, b):
+                i = order[r]
+                if present[i, s]:
+                    v = vals[i, s]
+                    if v != v:
+                        nan += 1
+                    else:
+                        buf[n] = v
+                        n += 1
+            if n + nan == 0:
+                continue
+            has[g, s] = True
+            qs = q[s]
+            if qs != qs:
+                out[g, s] = np.nan
+                continue
+            if qs < 0:
+                out[g, s] = -np.inf
+                continue
+            if qs > 1:
+                out[g, s] = np.inf
+                continue
+            total = n + nan
+            rank = qs * (total - 1)
+            lo = int(np.floor(rank))
+            hi = min(lo + 1, total - 1)
+            weight = rank - lo
+            x = y = np.nan
+            if hi >= nan:  # the two ranks among the sorted non-NaN values: a selection
+                k = max(lo - nan, 0)
+                part = np.partition(buf[:n], k)
+                if lo >= nan:
+                    x = part[k]
+                y = part[k] if hi - nan == k else part[k + 1 : n].min()
+            out[g, s] = x * (1 - weight) + y * weight
+
+
 def _quantile_agg(sv, param, grouping, without):  # type: ignore[no-untyped-def]
     glabels, gid = _groups(sv, grouping, without)
     S = sv.values.shape[1]
     out = np.full((len(glabels), S), np.nan)
     present = np.zeros((len(glabels), S), bool)
-    for g in range(len(glabels)):
-        rows = gid == g
-        for s in range(S):
-            v = sv.values[rows, s][sv.present[rows, s]]
-            if len(v):
-                out[g, s] = _quantile(_k_param(param, s), v)
-                present[g, s] = True
+    order = np.argsort(gid, kind="stable")
+    starts = np.searchsorted(gid[order], np.arange(len(glabels) + 1))
+    assert isinstance(param, ScalarSteps)
+    _quantile_kernel(np.ascontiguousarray(sv.values, np.float64), np.ascontiguousarray(sv.present),
+                     order.astype(np.int64), starts.astype(np.int64),
+                     np.ascontiguousarray(param.values, np.float64), out, present)  # fmt: skip
     return StepVector(glabels, out, present)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import cast
 
 import numpy as np
 
 from filodb.errors import ExecutionError
+from filodb.model.cache import BoundedCache
 from filodb.model.labels import METRIC_NAME, Labels
 from filodb.query.ast import COMPARISON_OPS, VectorMatching
 from filodb.query.values import ScalarSteps, StepVector
@@ -56,6 +58,24 @@ def drop_name(lb: Labels) -> Labels:
     return lb
 
 
+_DROPPED: BoundedCache[Labels, Labels] = BoundedCache(100_000)
+_DROPPED_LOCK = threading.Lock()
+
+
+def drop_names(labels: Sequence[Labels]) -> list[Labels]:
+    """:func:`drop_name` of each label set, through a memo: a shard's label sets are the same
+    objects query after query, so a hit is one C-level dict lookup instead of a Python call
+    that rebuilds the tuple."""
+    out = list(map(_DROPPED.get, labels))
+    if None in out:
+        with _DROPPED_LOCK:
+            for i, got in enumerate(out):
+                if got is None:
+                    out[i] = d = drop_name(labels[i])
+                    _DROPPED.put(labels[i], d)
+    return out
+
+
 def final_labels(lb: Labels) -> Labels:
     """The label set as answered: dropped name removed, orphan metadata removed."""
     if lb and lb[0][0] == DROPPED_NAME:
@@ -86,10 +106,10 @@ def vector_scalar(
     res = apply(op, s, sv.values) if scalar_left else apply(op, sv.values, s)
     if op in COMPARISON_OPS:
         if return_bool:
-            return StepVector([drop_name(lb) for lb in sv.labels], res, sv.present.copy())
+            return StepVector(drop_names(sv.labels), res, sv.present.copy())
         keep = sv.present & (res == 1.0)
         return StepVector(sv.labels, sv.values, keep).compact()
-    return StepVector([drop_name(lb) for lb in sv.labels], res, sv.present.copy())
+    return StepVector(drop_names(sv.labels), res, sv.present.copy())
 
 
 def go_labels(lb: Labels) -> str:

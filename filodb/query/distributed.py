@@ -12,7 +12,7 @@ local subtree evaluated on each shard and concatenated equals the subtree evalua
   with the same grouping, ``count`` becomes a ``sum`` of counts; ``sum`` ships Kahan partial
   sums with their compensations (so values that cancel across shards add up as Prometheus's
   single Kahan sum does), ``avg`` those plus scaled ones (a sum that overflows while the mean
-  does not) and ``count``, ``stddev``/``stdvar`` the partial sums, ``count`` and ``sum`` of
+  does not) and ``count`` in the same answer, ``stddev``/``stdvar`` the partial sums, ``count`` and ``sum`` of
   squares. An aggregation whose parameter reads series (``topk(scalar(k), x)``) is not pushed
   down: a shard may not hold the parameter's series;
 - any other local subtree (e.g. a bare ``rate(x[5m])``) by concatenating the shards' answers;
@@ -130,7 +130,7 @@ def eval_local(source: SeriesSource, p: dict[str, Any]) -> tuple[StepVector, lis
 
     With ``p["partial"]`` (``"sum"`` or ``"avg"``) the subtree is a ``sum`` and the answer is
     its map step, :func:`~filodb.query.aggregations.sum_partials` (``"avg"``: with the scaled
-    blocks)."""
+    blocks and the count)."""
     timeout = float(p["timeout"])
     if "deadline_unix" in p:  # what is left of the query's time once the task runs (not queued)
         timeout = min(timeout, float(p["deadline_unix"]) - time.time())
@@ -277,10 +277,11 @@ class DistributedEngine(Engine):
             return aggregate("sum", part("count", node.expr), None, g, wo)
         if node.op == "count_values":  # shards count per value; equal label sets add up
             return aggregate("sum", part("count_values", node.expr), None, [], True)
-        total, scaled = self._sum(node, ctx)
+        total, scaled, c = self._sum(node, ctx)
         if node.op == "sum":
             return total
-        c = aggregate("sum", part("count", node.expr), None, g, wo)
+        if node.op != "avg":
+            c = aggregate("sum", part("count", node.expr), None, g, wo)
         total, c = _align(total, c)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             mean = total.values / c.values
@@ -298,20 +299,24 @@ class DistributedEngine(Engine):
             var = np.maximum(q.values / c.values - mean * mean, 0.0)
         return StepVector(total.labels, var if node.op == "stdvar" else np.sqrt(var), total.present)
 
-    def _sum(self, node: ast.AggregateExpr, ctx: EvalContext) -> tuple[StepVector, StepVector]:
+    def _sum(
+        self, node: ast.AggregateExpr, ctx: EvalContext
+    ) -> tuple[StepVector, StepVector, StepVector]:
         """``sum`` of ``node``'s expression and grouping as Prometheus computes it over all series
         (Kahan), from the shards' partial sums; for ``avg``, also the sum of the values times
-        :data:`~filodb.query.aggregations.SCALE` (else empty)."""
+        :data:`~filodb.query.aggregations.SCALE` and the count of series, from the same
+        answers (else empty)."""
         g, wo, n = node.grouping, node.without, len(ctx.times)
-        blocks = 4 if node.op == "avg" else 2
+        blocks = 5 if node.op == "avg" else 2
         sum_node = ast.AggregateExpr("sum", node.expr, None, g, wo, node.by)
         answers = [
             _blocks(v, blocks)
-            for v in self._answers(sum_node, ctx, "avg" if blocks == 4 else "sum")
+            for v in self._answers(sum_node, ctx, "avg" if blocks == 5 else "sum")
         ]
         total = aggregate("sum", _concat([b for a in answers for b in a[:2]], n), None, g, wo)
-        scaled = aggregate("sum", _concat([b for a in answers for b in a[2:]], n), None, g, wo)
-        return total, scaled
+        scaled = aggregate("sum", _concat([b for a in answers for b in a[2:4]], n), None, g, wo)
+        count = aggregate("sum", _concat([b for a in answers for b in a[4:]], n), None, g, wo)
+        return total, scaled, count
 
 
 def _regular(times: np.ndarray, step: int) -> bool:

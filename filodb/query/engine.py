@@ -47,7 +47,7 @@ from filodb.model.source import SeriesBlock, SeriesSource
 from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import (
-    drop_name,
+    drop_names,
     final_labels,
     scalar_scalar,
     vector_scalar,
@@ -183,7 +183,7 @@ class Engine:
             return v
         if isinstance(v, ScalarSteps):
             return ScalarSteps(-v.values)
-        return check_unique(StepVector([drop_name(lb) for lb in v.labels], -v.values, v.present))
+        return check_unique(StepVector(drop_names(v.labels), -v.values, v.present))
 
     def duration_ms(self, ms: int, expr: ast.DurationExpr | None, ctx: EvalContext) -> int:
         """A duration of the tree, resolving ``step()``/``range()`` against the query."""
@@ -357,7 +357,7 @@ class Engine:
         self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray
     ) -> StepVector:
         block = w.block if isinstance(w, Windows) else w
-        labels = block.labels if f in RANGE_KEEPS_NAME else [drop_name(lb) for lb in block.labels]
+        labels = block.labels if f in RANGE_KEEPS_NAME else drop_names(block.labels)
         return check_unique(StepVector(list(labels), vals, pres).compact())
 
     def _absent(self, node: ast.Call, ctx: EvalContext) -> StepVector:
@@ -383,12 +383,10 @@ class Engine:
             if len(block) == 0:
                 return StepVector.empty(len(times))
             ts = block.ts[idx] / 1000.0
-            return check_unique(
-                StepVector([drop_name(lb) for lb in block.labels], ts, ok).compact()
-            )
+            return check_unique(StepVector(drop_names(block.labels), ts, ok).compact())
         v = self.eval(arg, ctx)
         vals = np.broadcast_to(ctx.times / 1000.0, v.values.shape).copy()
-        return check_unique(StepVector([drop_name(lb) for lb in v.labels], vals, v.present))
+        return check_unique(StepVector(drop_names(v.labels), vals, v.present))
 
     def _holt_winters(self, node: ast.Call, ctx: EvalContext) -> StepVector:
         w = self.windows(node.args[0], ctx)  # type: ignore[arg-type]
@@ -408,7 +406,7 @@ class Engine:
                 if len(v) >= 2:
                     out[i, s] = _hw(v, sf[s], tf[s])
                     ok[i, s] = True
-        return check_unique(StepVector([drop_name(lb) for lb in w.block.labels], out, ok).compact())
+        return check_unique(StepVector(drop_names(w.block.labels), out, ok).compact())
 
     # --- aggregation and operators -------------------------------------------------------
     def eval_aggregate(self, node: ast.AggregateExpr, ctx: EvalContext) -> StepVector:

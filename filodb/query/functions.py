@@ -19,14 +19,14 @@ from filodb.errors import BadInputError, ExecutionError
 from filodb.model.labels import METRIC_NAME, valid_label_name
 from filodb.model.regex import compile_replace
 from filodb.query import histograms
-from filodb.query.binops import DROPPED_NAME, drop_name, name_value
+from filodb.query.binops import DROPPED_NAME, drop_names, name_value
 from filodb.query.values import ScalarSteps, StepVector, StringValue
 
 
 def _map(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., StepVector]:
     def run(times: np.ndarray, sv: StepVector) -> StepVector:
         with np.errstate(all="ignore"):
-            return StepVector([drop_name(lb) for lb in sv.labels], fn(sv.values), sv.present.copy())
+            return StepVector(drop_names(sv.labels), fn(sv.values), sv.present.copy())
 
     return run
 
@@ -49,14 +49,14 @@ def _round(times, sv: StepVector, to: ScalarSteps | None = None) -> StepVector: 
     with np.errstate(all="ignore"):
         inv = 1.0 / nearest
         out = np.floor(sv.values * inv + 0.5) / inv
-    return StepVector([drop_name(lb) for lb in sv.labels], out, sv.present.copy())
+    return StepVector(drop_names(sv.labels), out, sv.present.copy())
 
 
 def _clamp(times, sv: StepVector, lo: ScalarSteps, hi: ScalarSteps) -> StepVector:  # type: ignore[no-untyped-def]
     out = np.fmax(np.fmin(sv.values, hi.values[None, :]), lo.values[None, :])
     out = np.where(np.isnan(sv.values), np.nan, out)
     ok = sv.present & (lo.values <= hi.values)[None, :]
-    return StepVector([drop_name(lb) for lb in sv.labels], out, ok).compact()
+    return StepVector(drop_names(sv.labels), out, ok).compact()
 
 
 def _clamp_min(times, sv, lo):  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ def _datefn(part: str) -> Callable[..., StepVector]:
                 np.int64
             )
         out = np.where(ok, out.astype(np.float64), np.nan)
-        return StepVector([drop_name(lb) for lb in sv.labels], out, sv.present.copy())
+        return StepVector(drop_names(sv.labels), out, sv.present.copy())
 
     return run
 

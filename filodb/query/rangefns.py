@@ -165,12 +165,41 @@ def avg_over_time(w: Windows):  # type: ignore[no-untyped-def]
         return _robust_sum(w.block.vals, w) / np.maximum(c, 1), c > 0
 
 
+@nb.njit(cache=True, nogil=True)
+def _window_extreme(vals, lo, hi, is_max):  # type: ignore[no-untyped-def]
+    """fmax (fmin) of each window [lo, hi), sample by sample: NaN only when all are NaN."""
+    out = np.full(lo.shape, np.nan)
+    for i in range(lo.shape[0]):
+        for s in range(lo.shape[1]):
+            a, b = lo[i, s], hi[i, s]
+            if b <= a:
+                continue
+            m = vals[a]
+            for k in range(a + 1, b):
+                v = vals[k]
+                if (v > m if is_max else v < m) or m != m:
+                    m = v
+            out[i, s] = m
+    return out
+
+
+def _extreme(w: Windows, is_max: bool) -> np.ndarray:
+    """Window minima or maxima: a walk of every window when they hold fewer samples in all
+    than a few passes over the block (dashboard ranges at their step), else a sparse table."""
+    n = len(w.block.vals)
+    if int(w.count.sum()) <= 4 * n * max(1, int(n).bit_length()):
+        return _window_extreme(np.ascontiguousarray(w.block.vals, np.float64),  # type: ignore[no-any-return]
+                               np.ascontiguousarray(w.lo, np.int64),
+                               np.ascontiguousarray(w.hi, np.int64), is_max)  # fmt: skip
+    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmax if is_max else np.fmin)
+
+
 def min_over_time(w: Windows):  # type: ignore[no-untyped-def]
-    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmin), w.count > 0
+    return _extreme(w, False), w.count > 0
 
 
 def max_over_time(w: Windows):  # type: ignore[no-untyped-def]
-    return _sparse_reduce(w.block.vals, w.lo, w.hi, np.fmax), w.count > 0
+    return _extreme(w, True), w.count > 0
 
 
 def last_over_time(w: Windows):  # type: ignore[no-untyped-def]
@@ -230,6 +259,27 @@ def resets(w: Windows):  # type: ignore[no-untyped-def]
     return _pairs(w, lambda a, b: b < a), w.count > 0
 
 
+@nb.njit(cache=True, nogil=True)
+def _reset_prefix(vals, offsets):  # type: ignore[no-untyped-def]
+    """Prefix sums (sequential, as ``np.cumsum``) of each counter reset's pre-drop value: the
+    value before a sample lower than it, within a series; one pass."""
+    p = np.zeros(len(vals) + 1)
+    acc = 0.0
+    for i in range(len(offsets) - 1):
+        a, b = offsets[i], offsets[i + 1]
+        if b <= a:
+            continue
+        p[a + 1] = acc + 0.0  # a series' first sample corrects nothing
+        acc = p[a + 1]
+        for j in range(a + 1, b):
+            if vals[j] < vals[j - 1]:
+                acc = acc + vals[j - 1]
+            else:
+                acc = acc + 0.0
+            p[j + 1] = acc
+    return p
+
+
 def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[no-untyped-def]
     """Prometheus's extrapolatedRate per window (:mod:`filodb.query.extrapolated`)."""
     vals, ts = w.block.vals, w.block.ts
@@ -238,12 +288,8 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
         return np.zeros(w.lo.shape), ok
     p = np.zeros(1)
     if is_counter:
-        corr = np.zeros(len(vals))
-        if len(vals) > 1:
-            drop = vals[1:] < vals[:-1]
-            corr[1:] = np.where(drop, vals[:-1], 0.0)
-            corr[w.block.offsets[:-1][np.diff(w.block.offsets) > 0]] = 0
-        p = _prefix(corr)
+        p = _reset_prefix(np.ascontiguousarray(vals, np.float64),
+                          np.ascontiguousarray(w.block.offsets, np.int64))  # fmt: skip
     out = extrapolated_kernel(np.ascontiguousarray(vals, np.float64), np.ascontiguousarray(ts, np.int64),
                               np.ascontiguousarray(w.lo, np.int64), np.ascontiguousarray(w.hi, np.int64),
                               np.ascontiguousarray(w.times, np.int64), int(w.range_ms), p, is_counter,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba as nb
 import numpy as np
@@ -82,8 +83,10 @@ class Windows:
         if self.eval_times is None:
             self.eval_times = self.times
 
-    @property
+    @cached_property
     def count(self) -> np.ndarray:
+        """Samples in each window (computed once: a range function asks for it several
+        times; ``lo`` and ``hi`` are never changed in place)."""
         n: np.ndarray = self.hi - self.lo
         return n
 

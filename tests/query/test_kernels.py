@@ -97,3 +97,127 @@ def test_vector_matching_equals_the_row_loop(seed, op, card, bool_) -> None:  # 
     else:
         assert got.labels == want.labels and np.array_equal(got.present, want.present)
         assert np.array_equal(got.values, want.values, equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    vals=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(float("nan"))),
+        min_size=1,
+        max_size=60,
+    ),
+    bounds=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=1, max_size=20),
+)
+def test_window_walk_extremes_equal_the_sparse_table(vals, bounds) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query.rangefns import _sparse_reduce, _window_extreme
+
+    v = np.array(vals)
+    lo = np.array([[min(a, b, len(v) - 1) for a, b in bounds]], np.int64)
+    hi = np.array([[min(max(a, b), len(v)) for a, b in bounds]], np.int64)
+    hi = np.maximum(hi, lo + 1)
+    for fn, is_max in ((np.fmax, True), (np.fmin, False)):
+        want = _sparse_reduce(v, lo, hi, fn)
+        got = _window_extreme(v, lo, hi, is_max)
+        assert np.array_equal(got, want, equal_nan=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 8), max_size=12),
+    pool=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8),
+    seed=st.integers(0, 2**31),
+)
+def test_reset_prefix_equals_the_numpy_form_bit_for_bit(lens, pool, seed) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query.rangefns import _prefix, _reset_prefix
+
+    offs = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(lens, out=offs[1:])
+    vals = np.random.default_rng(seed).choice(np.array(pool + [-0.0]), int(offs[-1]))
+    corr = np.zeros(len(vals))  # each reset's pre-drop value, none at a series' first sample
+    if len(vals) > 1:
+        corr[1:] = np.where(vals[1:] < vals[:-1], vals[:-1], 0.0)
+        corr[offs[:-1][np.diff(offs) > 0]] = 0
+    want = _prefix(corr)
+    got = _reset_prefix(vals, offs)
+    assert np.array_equal(want.view(np.uint64), got.view(np.uint64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    vals=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 12), st.integers(1, 5)),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    ),
+    seed=st.integers(0, 2**31),
+    q=st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0, -1.0, 2.0, float("nan")]),
+)
+def test_quantile_aggregation_equals_prometheus_quantile_per_cell(vals, seed, q) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    n, S = vals.shape
+    present = rng.random((n, S)) < 0.8
+    labels = [(("g", str(i % 3)), ("i", str(i))) for i in range(n)]
+    sv = StepVector(labels, vals, present)
+    got = aggregations.aggregate("quantile", sv, ScalarSteps(np.full(S, q)), ["g"], False)
+    for gi, glb in enumerate(got.labels):
+        rows = [i for i, lb in enumerate(labels) if (lb[0],) == glb]
+        for s in range(S):
+            v = vals[rows, s][present[rows, s]]
+            assert got.present[gi, s] == (len(v) > 0)
+            if len(v):
+                want = rangefns._quantile(q, v)
+                assert np.array_equal(got.values[gi, s], want, equal_nan=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    vals=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 14), st.integers(1, 4)),
+        elements=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from([0.0, -0.0, 1e17, -1e17, 1.0, 3.0]),
+        ),
+    ),
+    seed=st.integers(0, 2**31),
+    scaled=st.booleans(),
+)
+def test_sum_partials_equal_reduceat_over_sorted_rows(vals, seed, scaled) -> None:  # type: ignore[no-untyped-def]
+    """The kernel adds rows one by one in row order (Prometheus's order); numpy's reduceat
+    adds in unrolled blocks, so plain sums may differ in their last bits (cells where that
+    matters are flagged and re-summed with Kahan either way): sums agree to 1e-12, the
+    compensations' zero pattern, the counts and the presence exactly."""
+    rng = np.random.default_rng(seed)
+    n, S = vals.shape
+    present = rng.random((n, S)) < 0.8
+    labels = [(("g", str(int(g))), ("i", str(i))) for i, g in enumerate(rng.integers(0, 3, n))]
+    sv = StepVector(labels, vals, present)
+    got = aggregations.sum_partials(sv, ["g"], False, scaled)
+    glabels, v, p, starts = aggregations._sorted_groups(sv, ["g"], False)  # the sorted form
+    x = np.where(p, v, 0.0)
+    want = [*aggregations._sum(x, starts, partial=True)]
+    if scaled:
+        want += [
+            *aggregations._sum(x * aggregations.SCALE, starts, partial=True),
+            np.add.reduceat(p.astype(np.float64), starts, axis=0),
+        ]
+    assert got.labels == glabels * len(want)
+    g = len(glabels)
+    for b, w in enumerate(want):
+        have = got.values[b * g : (b + 1) * g]
+        if b % 2 and b < 4:  # compensations: the same cells re-summed
+            assert np.array_equal(have != 0, w != 0)
+        elif b == 4:  # counts
+            assert np.array_equal(have, w)
+        else:
+            both = have + w
+            with np.errstate(all="ignore"):
+                same = (
+                    (have == w)
+                    | (np.isnan(have) & np.isnan(w))
+                    | (np.abs(have - w) <= 1e-12 * np.abs(both))
+                )
+            assert same.all() or not np.isfinite(w[~same]).all()
+    assert np.array_equal(
+        got.present, np.tile(np.logical_or.reduceat(p, starts, axis=0), (len(want), 1))
+    )

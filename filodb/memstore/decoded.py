@@ -1,0 +1,87 @@
+"""Decoded vectors of hot chunks, kept for the next query (bounded by bytes).
+
+A dashboard asks for the same chunks every few seconds; decoding them again each time was most
+of a leaf's work once the head was gathered without copies. Decoding is a pure function of a
+vector's bytes, so the cache is keyed by the encoded ``bytes`` themselves (their hash is
+computed once and kept by Python): a chunk that is trimmed, merged or rebuilt has other bytes
+and misses, nothing has to be invalidated. Timestamps and values are separate entries, and
+series scraped together have byte-identical timestamp vectors: they share one decoded array.
+
+A query whose chunks would not fit in a generation of a column's half of the budget (a
+quarter of it) decodes without the cache (a scan
+bigger than the cache would only churn it). Arrays handed out are read-only. Not thread-safe:
+the owning shard's lock is held around :meth:`DecodedChunks.decode`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from itertools import compress, repeat
+
+import numpy as np
+
+from filodb.encoding import decode_doubles_many, decode_timestamps_many
+from filodb.memstore.chunks import Chunk, decode_chunks
+from filodb.model.cache import ByteBoundedCache
+
+_ENTRY_BYTES = 160  # the entry, the array object, and the key held beside the chunk's own
+
+
+def _weight(a: np.ndarray) -> int:
+    return a.nbytes + _ENTRY_BYTES
+
+
+class DecodedChunks:
+    """:func:`~filodb.memstore.chunks.decode_chunks` through a cache of ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self._ts: ByteBoundedCache[bytes, np.ndarray] = ByteBoundedCache(
+            self.max_bytes // 2, _weight
+        )
+        self._vals: ByteBoundedCache[bytes, np.ndarray] = ByteBoundedCache(
+            self.max_bytes // 2, _weight
+        )
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._ts.nbytes + self._vals.nbytes
+
+    def forget(self) -> None:
+        self._ts.forget()
+        self._vals.forget()
+
+    def decode(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Timestamps and values of ``chunks`` concatenated, and ``offsets`` (one more entry)."""
+        rows = sum(c.count for c in chunks)
+        if not chunks or rows * 8 + len(chunks) * _ENTRY_BYTES > self.max_bytes // 4:
+            return decode_chunks(chunks)
+        ts = self._column(self._ts, [c.ts for c in chunks], True)
+        vals = self._column(self._vals, [c.vals for c in chunks], False)
+        lens = np.fromiter(map(len, ts), np.int64, len(ts))
+        offsets = np.zeros(len(ts) + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        return np.concatenate(ts), np.concatenate(vals), offsets
+
+    def _column(
+        self, cache: ByteBoundedCache[bytes, np.ndarray], keys: list[bytes], is_ts: bool
+    ) -> list[np.ndarray]:
+        got: list[np.ndarray | None] = list(map(cache.get, keys))
+        miss = list(compress(range(len(got)), map(operator.is_, got, repeat(None))))
+        self.hits += len(got) - len(miss)
+        if miss:
+            self.misses += len(miss)
+            todo = list(dict.fromkeys(keys[i] for i in miss))  # identical vectors decode once
+            decode = decode_timestamps_many if is_ts else decode_doubles_many
+            flat, offs = decode(todo)
+            bounds = offs.tolist()
+            done = {k: flat[bounds[j] : bounds[j + 1]].copy() for j, k in enumerate(todo)}
+            for k, a in done.items():  # copies: a kept vector must not pin the whole batch
+                a.flags.writeable = False
+                cache.put(k, a)
+            for i in miss:
+                got[i] = done[keys[i]]
+        return got  # type: ignore[return-value]

@@ -1,0 +1,153 @@
+"""A query's samples out of a shard's decoded chunks and its head, in one pass per sample.
+
+:func:`gather` writes, series by series, the samples in ``[start_ms, end_ms]`` of each series'
+chunk pieces (in the order given: write order) and then of its head pages straight into the
+output arrays: no concatenation of everything first, no sort by series, no copy of the head
+(a numba kernel counts, then fills). The head is read page column by page column (every
+series' first page, then every second page...): series that scrape together take their pages
+together, so that is the pool's own order, where series by series jumps across it at every
+page (measured 1.7x faster for 2 500 series x 240 samples). The output is grouped by series
+and, in the usual case (in-order chunks, a head that took no out-of-order sample), strictly
+increasing within each series; otherwise it says so (``ordered`` False) and the caller sorts and dedupes those
+series (:func:`~filodb.memstore.shard.dedupe_samples`: the last write of a timestamp wins).
+
+It reads the head's arrays as :class:`~filodb.memstore.head.Head` lays them out (``pages``,
+``count``, ``base``, the ``ts``/``vals`` page pool); a change of that layout changes
+:func:`_head_arrays` and the kernels' head loops only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numba as nb
+import numpy as np
+
+if TYPE_CHECKING:
+    from filodb.memstore.head import Head
+
+
+@nb.njit(cache=True, nogil=True)
+def _n_pages(ids, hcount, P):
+    most = 0
+    for s in ids:
+        most = max(most, hcount[s])
+    return (most + P - 1) // P
+
+
+@nb.njit(cache=True, nogil=True)
+def _count(ids, cts, coffs, cowner, climit, pages, hcount, hbase, hord, pts, start, end):
+    n = len(ids)
+    counts = np.zeros(n, np.int64)
+    for c in range(len(coffs) - 1):
+        i = cowner[c]
+        lim = climit[c]
+        k = 0
+        for j in range(coffs[c], coffs[c + 1]):
+            t = cts[j]
+            if t >= start and t <= lim:
+                k += 1
+        counts[i] += k
+    P = pts.shape[1]
+    for j in range(_n_pages(ids, hcount, P)):  # page j of every series, then j + 1: pool order
+        for i in range(n):
+            s = ids[i]
+            rows = min(P, hcount[s] - j * P)
+            if rows <= 0:
+                continue
+            pg = pages[s, j]
+            b = hbase[s]
+            if hord[s] and b + pts[pg, 0] >= start and b + pts[pg, rows - 1] <= end:
+                counts[i] += rows  # the whole page
+                continue
+            for r in range(rows):
+                t = b + pts[pg, r]
+                if t >= start and t <= end:
+                    counts[i] += 1
+    return counts
+
+
+@nb.njit(cache=True, nogil=True)
+def _fill(ids, cts, cvals, coffs, cowner, climit, pages, hcount, hbase, hord, pts, pvals, start, end,
+          offsets, out_ts, out_vals):  # fmt: skip
+    n = len(ids)
+    pos = offsets[:-1].copy()
+    for c in range(len(coffs) - 1):
+        i = cowner[c]
+        lim = climit[c]
+        p = pos[i]
+        for j in range(coffs[c], coffs[c + 1]):
+            t = cts[j]
+            if t >= start and t <= lim:
+                out_ts[p] = t
+                out_vals[p] = cvals[j]
+                p += 1
+        pos[i] = p
+    P = pts.shape[1]
+    for j in range(_n_pages(ids, hcount, P)):
+        for i in range(n):
+            s = ids[i]
+            rows = min(P, hcount[s] - j * P)
+            if rows <= 0:
+                continue
+            pg = pages[s, j]
+            b = hbase[s]
+            p = pos[i]
+            if hord[s] and b + pts[pg, 0] >= start and b + pts[pg, rows - 1] <= end:
+                for r in range(rows):
+                    out_ts[p + r] = b + pts[pg, r]
+                    out_vals[p + r] = pvals[pg, r]
+                pos[i] = p + rows
+                continue
+            for r in range(rows):
+                t = b + pts[pg, r]
+                if t >= start and t <= end:
+                    out_ts[p] = t
+                    out_vals[p] = pvals[pg, r]
+                    p += 1
+            pos[i] = p
+    ordered = True
+    for i in range(n):
+        for p in range(offsets[i] + 1, offsets[i + 1]):
+            if out_ts[p] <= out_ts[p - 1]:
+                ordered = False
+                break
+        if not ordered:
+            break
+    return ordered
+
+
+def _head_arrays(head: Head) -> tuple[np.ndarray, ...]:
+    return head.pages, head.count, head.base, head.ordered, head.ts, head.vals
+
+
+def gather(
+    ids: np.ndarray,
+    chunk_ts: np.ndarray,
+    chunk_vals: np.ndarray,
+    chunk_offsets: np.ndarray,
+    chunk_owner: np.ndarray,
+    chunk_limit: np.ndarray,
+    head: Head,
+    start_ms: int,
+    end_ms: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The samples of series ``ids`` (shard series ids) in ``[start_ms, end_ms]``: of the
+    decoded chunks (``chunk_offsets`` delimit chunk ``c``, whose samples belong to position
+    ``chunk_owner[c]`` of ``ids`` and count up to ``chunk_limit[c]`` ms only), then of the head.
+    Returns ``(ts, vals, counts per position of ids, ordered)``; ``ordered`` is False when
+    some series' timestamps do not strictly increase (overlapping pieces to dedupe)."""
+    pages, hcount, hbase, hord, pts, pvals = _head_arrays(head)
+    args = (np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(chunk_ts, np.int64),
+            np.ascontiguousarray(chunk_offsets, np.int64),
+            np.ascontiguousarray(chunk_owner, np.int64),
+            np.ascontiguousarray(chunk_limit, np.int64), pages, hcount, hbase, hord, pts)  # fmt: skip
+    counts = _count(*args, np.int64(start_ms), np.int64(end_ms))
+    offsets = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    total = int(offsets[-1])
+    out_ts = np.empty(total, np.int64)
+    out_vals = np.empty(total, np.float64)
+    ordered = _fill(args[0], args[1], np.ascontiguousarray(chunk_vals, np.float64), *args[2:],
+                    pvals, np.int64(start_ms), np.int64(end_ms), offsets, out_ts, out_vals)  # fmt: skip
+    return out_ts, out_vals, counts, bool(ordered)

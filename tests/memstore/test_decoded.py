@@ -1,0 +1,50 @@
+"""The decoded-vector cache answers what decoding answers, shares identical vectors, and stays
+within its budget (a scan bigger than it decodes around it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from filodb.memstore.chunks import decode_chunks, encode_chunk
+from filodb.memstore.decoded import DecodedChunks
+
+
+def _chunks(n: int, rows: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    ts = 1_700_000_000_000 + 15_000 * np.arange(rows)  # one scrape grid: identical ts vectors
+    return [encode_chunk(ts + 15_000 * rows * (i % 3), rng.normal(size=rows)) for i in range(n)]
+
+
+def _same(a: tuple, b: tuple) -> None:
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype and np.array_equal(x.view(np.uint64 if x.dtype == np.float64 else x.dtype),
+                                                     y.view(np.uint64 if y.dtype == np.float64 else y.dtype))  # fmt: skip
+
+
+def test_cached_answers_equal_decoding_and_hit_the_second_time() -> None:
+    chunks = _chunks(50, 120)
+    cache = DecodedChunks(8 << 20)
+    _same(cache.decode(chunks), decode_chunks(chunks))
+    assert (cache.hits, cache.misses) == (0, 100)
+    assert len(cache._ts) == 3  # series on one scrape grid share their decoded timestamps
+    before = cache.hits
+    sub = chunks[10:20] + chunks[:3]
+    _same(cache.decode(sub), decode_chunks(sub))
+    assert cache.hits == before + 2 * len(sub)
+    assert 0 < cache.nbytes <= 8 << 20
+
+
+def test_a_scan_bigger_than_the_budget_bypasses_it() -> None:
+    chunks = _chunks(400, 240)  # 400 x 240 x 16 B = 1.5 MB of vectors
+    cache = DecodedChunks(1 << 20)
+    _same(cache.decode(chunks), decode_chunks(chunks))
+    assert cache.nbytes == 0 and cache.hits == cache.misses == 0
+    assert cache.decode([])[2].tolist() == [0]
+
+
+def test_handed_out_vectors_are_read_only_copies() -> None:
+    chunks = _chunks(4, 30)
+    cache = DecodedChunks(1 << 20)
+    cache.decode(chunks)
+    kept = cache._vals.get(chunks[0].vals)
+    assert kept is not None and not kept.flags.writeable and kept.base is None
