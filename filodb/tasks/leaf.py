@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 REPLY_TTL_S = 60
 POP_TIMEOUT_S = 1  # a server thread notices stop() within this; below the socket timeout
 RECEIPT_AFTER_S = 0.1  # a request still running then gets a receipt (the caller resends at 2 s)
+# A request of one piece estimated below this (from pieces of its shape already run), popped
+# while nothing is queued, runs on the popping thread: no hand-off to a runner (a thread
+# wake-up and a GIL hand-over, 90 us of the floor's leaf round trip).
+INLINE_S = 0.0005
 
 
 class _Cardinality(Protocol):
@@ -268,6 +272,7 @@ class LeafServer:
         self.served = 0
         self.dropped = 0  # requests past their deadline when popped or run, or malformed
         self.receipts = 0
+        self.inlined = 0  # requests answered on the popping thread (INLINE_S)
         self.taken = {False: 0, True: 0}  # pieces taken from the queue: heavy? -> count
         self.waited_s = {False: 0.0, True: 0.0}  # and the seconds they had waited
         # requests being answered: token -> (monotonic time their receipt is due, request)
@@ -275,6 +280,9 @@ class LeafServer:
         lock = threading.Lock()  # guards the above, the queue and the cost model
         self._cond = threading.Condition(lock)  # the receipt thread waits here
         self._work = threading.Condition(lock)  # the runners wait here for pieces
+        # when the receipt thread wakes by itself (monotonic); a request due before it notifies
+        # it (a wake-up per request would take the GIL from the thread answering the request)
+        self._receipts_wake_at = 0.0
         self._threads.append(threading.Thread(target=self._receipt_loop, name="leaf-receipts",
                                               daemon=True))  # fmt: skip
 
@@ -298,15 +306,17 @@ class LeafServer:
             try:
                 got = self._r.blpop([self.key], timeout=POP_TIMEOUT_S)
                 if got is not None:
-                    self.handle(cast(bytes, got[1]))
+                    self.handle(cast(bytes, got[1]), inline=True)
             except redis.RedisError:  # Redis down: the callers resend or time out
                 log.warning("leaf server on %s: Redis unreachable", self.key, exc_info=True)
                 self._stop.wait(0.5)
             except Exception:  # noqa: BLE001 - one bad request never stops the server
                 log.exception("leaf server on %s", self.key)
 
-    def handle(self, raw: bytes) -> None:
-        """Queue the pieces of one request (see the module docstring)."""
+    def handle(self, raw: bytes, inline: bool = False) -> None:
+        """Queue the pieces of one request (see the module docstring); with ``inline``, a
+        request of one piece estimated below ``INLINE_S`` that finds the queue empty runs
+        here instead (on the popping thread)."""
         try:
             req = LeafRequest.unpack(raw)
         except BadInputError as e:
@@ -324,12 +334,23 @@ class LeafServer:
             cut = pieces(req.shards, req.op, req.params, self.costs.estimate(key, whole))
             job = _Job(req, token, [None] * len(cut), len(cut))
             self._inflight[token] = (now + RECEIPT_AFTER_S, req)
-            for i, shards in enumerate(cut):
-                units = cost_units(req.op, req.params, len(shards))
-                piece = _Piece(job, i, shards, key, units, now)
-                self._queue.push(piece, self.costs.estimate(key, units), now)
-            self._cond.notify()  # the receipt thread
-            self._work.notify(len(cut))
+            made = [_Piece(job, i, shards, key, cost_units(req.op, req.params, len(shards)), now)
+                    for i, shards in enumerate(cut)]  # fmt: skip
+            costs = [self.costs.estimate(key, p.units) for p in made]
+            mine = (inline and len(cut) == 1 and not len(self._queue) and costs[0] < INLINE_S
+                    and self.costs.known(key))  # fmt: skip
+            if mine:
+                self._queue.running_cheap += 1  # handed back by _run_one, as a popped piece
+                self.taken[False] += 1
+                self.inlined += 1
+            else:
+                for p, c in zip(made, costs, strict=True):
+                    self._queue.push(p, c, now)
+                self._work.notify(len(cut))
+            if self._receipts_wake_at > now + RECEIPT_AFTER_S:  # it would wake too late
+                self._cond.notify()  # the receipt thread
+        if mine:
+            self._run_one(made[0], False)
 
     def _next(self) -> tuple[_Piece, bool] | None:
         with self._cond:
@@ -344,17 +365,20 @@ class LeafServer:
 
     def _run_loop(self) -> None:
         while (got := self._next()) is not None:
-            piece, heavy = got
-            try:
-                self._run(piece)
-            except redis.RedisError:  # the caller resends or times out
-                log.warning("leaf server on %s: reply not sent", self.key, exc_info=True)
-            except Exception:  # noqa: BLE001 - one bad request never stops the server
-                log.exception("leaf server on %s", self.key)
-            finally:
-                with self._cond:
-                    self._queue.done(heavy)
-                    self._work.notify()
+            self._run_one(*got)
+
+    def _run_one(self, piece: _Piece, heavy: bool) -> None:
+        """Run a piece taken from the queue (or kept by :meth:`handle`) and hand its slot back."""
+        try:
+            self._run(piece)
+        except redis.RedisError:  # the caller resends or times out
+            log.warning("leaf server on %s: reply not sent", self.key, exc_info=True)
+        except Exception:  # noqa: BLE001 - one bad request never stops the server
+            log.exception("leaf server on %s", self.key)
+        finally:
+            with self._cond:
+                self._queue.done(heavy)
+                self._work.notify()
 
     def _run(self, piece: _Piece) -> None:
         """Answer one piece; the last piece of a request to finish sends the reply."""
@@ -411,7 +435,10 @@ class LeafServer:
                     del self._inflight[k]
                 if not due:
                     nxt = min((t for t, _ in self._inflight.values()), default=now + POP_TIMEOUT_S)
-                    self._cond.wait(min(POP_TIMEOUT_S, max(0.001, nxt - now)))
+                    wait = min(POP_TIMEOUT_S, max(0.001, nxt - now))
+                    self._receipts_wake_at = now + wait
+                    self._cond.wait(wait)
+                    self._receipts_wake_at = 0.0  # awake: it looks at _inflight before waiting
                     continue
             for _, req in due:
                 try:

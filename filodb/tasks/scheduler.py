@@ -127,6 +127,10 @@ class CostModel:
         self._rate.move_to_end(key)
         return rate * units
 
+    def known(self, key: tuple[Any, ...]) -> bool:
+        """Whether pieces of this shape have run (the estimate is learned, not the prior)."""
+        return key in self._rate
+
     def observe(self, key: tuple[Any, ...], units: float, seconds: float) -> None:
         rate = seconds / max(units, 1.0)
         old = self._rate.get(key)
