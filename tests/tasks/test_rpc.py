@@ -242,3 +242,22 @@ def test_a_cheap_request_of_a_known_shape_runs_on_the_popping_thread(
         wait_for(lambda: server.lanes()["cheap"][:2] == (0, 0), 10, "every slot handed back")
     finally:
         server.stop()
+
+
+def test_a_request_cut_per_shard_learns_each_shards_cost_and_its_whole_cost(
+    redis_url: str, client: ShardClient
+) -> None:
+    """Pieces of one shard are estimated per shard (a metric's series may sit on some shards
+    only), from CPU time; the request's shape learns the sum, which decides the next cut."""
+    server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "i", 2).start()
+    try:
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        key = cost_key("ds", "select", sel)
+        server.costs.observe(key, 1, 1.0)  # thought dear: cut per shard
+        res = client.call("ds", [0, 1], "select", sel, 10.0, _states({0: "i", 1: "i"}))
+        assert sorted(res.answers) == [0, 1]  # one answer per piece
+        wait_for(lambda: server.costs.known((*key, 1)) and server.costs.known((*key, 0)), 10,
+                 "both shards' costs")  # fmt: skip
+        assert server.costs.estimate(key, 1) < 1.0 * (1 - 0.3 * 0.9)  # learned: far cheaper
+    finally:
+        server.stop()
