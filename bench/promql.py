@@ -18,11 +18,11 @@ cache on and off), and the ingest rate of each system for the load. VictoriaMetr
     python bench/promql.py                       # 10 000 series x 6 h at 30 s
     python bench/promql.py --series 10000,100000
     python bench/promql.py --quick               # 2 000 series x 1 h, under two minutes
-    python bench/promql.py --floor --workers 1,3 # only the per-query floor (about a minute)
+    python bench/promql.py --floor               # only the per-query floor (about a minute)
 
 ``query_floor_ms``: the p50 of ``--floor-n`` trivial instant queries
 (``absent(nonexistent_metric)``) over HTTP on an empty database, per system (FiloDB with each
-``--workers`` count, 4 shards), with ``query_floor_ratio`` (FiloDB / peer) and the p90 in the
+``--workers`` count, 1 and 3 by default: ``query_floor_ms{workers="3"}``, 4 shards), with ``query_floor_ratio`` (FiloDB / peer) and the p90 in the
 context. It is measured before the load, with every system up.
 
 Workload (exporter-like, per 100 series): 50 counters ``bench_requests_total{job,instance,code}``
@@ -476,7 +476,7 @@ def main() -> None:
         "--peers", default="prometheus,victoria-metrics", help="comma-separated; empty for none"
     )
     ap.add_argument("--quick", action="store_true", help="2 000 series x 1 h, 3 repeats")
-    ap.add_argument("--workers", default="1", help="comma-separated worker counts for the floor")
+    ap.add_argument("--workers", default="1,3", help="comma-separated worker counts for the floor")
     ap.add_argument("--floor-n", type=int, default=500, help="queries per query_floor_ms")
     ap.add_argument("--floor", action="store_true", help="only query_floor_ms, no load")
     ap.add_argument("--clients", default="1,4,16", help="concurrent clients for dashboard_qps")

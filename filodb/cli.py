@@ -57,6 +57,14 @@ _OPTS = {
         "--alertmanager-url", "alertmanager_urls", multiple=True, default=None,
         help="Alertmanager to send alerts to (base URL; repeatable)",
     ),
+    "web_threads": click.option(
+        "--web-threads", type=click.IntRange(min=1), default=None,
+        help="threads of the web server answering requests (default 16)",
+    ),
+    "worker_threads": click.option(
+        "--worker-threads", type=click.IntRange(min=1), default=None,
+        help="threads of a worker node evaluating leaf requests (default 4)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -153,6 +161,8 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="data directory (default ./filodb-data)")
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
+@_OPTS["web_threads"]
+@_OPTS["worker_threads"]
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
@@ -181,6 +191,7 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     cfg = _check_auth(_cfg(config_path, log=log_backend, **flags), "filodb up")
     if cfg.ooo_window < 0:
         _fail(f"--ooo-window must be >= 0 seconds, not {cfg.ooo_window}", 2)
+    _check_threads(cfg)
     if cfg.log not in ("redis", "kafka"):
         _fail(f"unknown log backend {cfg.log!r} (have: redis, kafka)", 2)
     if cfg.store not in ("sqlite", "cassandra"):
@@ -209,6 +220,13 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
         _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
 
 
+def _check_threads(cfg: Any) -> None:
+    """Exit 2 unless ``web_threads`` and ``worker_threads`` (flags, env, TOML) are >= 1."""
+    for key in ("web_threads", "worker_threads"):
+        if getattr(cfg, key) < 1:
+            _fail(f"{key} must be at least 1, not {getattr(cfg, key)}", 2)
+
+
 def _say(msg: str) -> None:
     console.print(msg, highlight=False, soft_wrap=True)  # log lines stay whole when piped
     sys.stdout.flush()
@@ -217,6 +235,7 @@ def _say(msg: str) -> None:
 @main.command()
 @click.option("--node", default=None, help="node name (default node-<pid>)")
 @_OPTS["max_exemplars"]
+@_OPTS["worker_threads"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:
@@ -224,6 +243,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
     from filodb.node.worker import run_worker
 
     cfg = _cfg(config_path, **flags)
+    _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     run_worker(cfg)
@@ -235,6 +255,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["redis_url"]
 @_OPTS["config"]
 @_OPTS["auth_file"]
+@_OPTS["web_threads"]
 @_limit_defaults
 def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
@@ -244,6 +265,7 @@ def web(config_path: str | None, **flags: Any) -> None:
     from filodb.web import create_app
 
     cfg = _check_auth(_cfg(config_path, **flags), "web")
+    _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     app = create_app(cfg)

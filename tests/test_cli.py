@@ -43,3 +43,25 @@ def test_up_beyond_loopback_without_an_auth_file_warns(
     r = CliRunner().invoke(main, args)  # the bad store stops it right after the check
     assert r.exit_code == 2 and "unknown column store 'bogus'" in r.output, r.output
     assert ("listens on 0.0.0.0 without an auth file" in r.output) == warned, r.output
+
+
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["--worker-threads", "0"], {}, "'--worker-threads': 0 is not in the range x>=1"),
+    (["--web-threads", "-1"], {}, "'--web-threads': -1 is not in the range x>=1"),
+    ([], {"FILODB_WEB_THREADS": "0"}, "web_threads must be at least 1, not 0"),
+    ([], {"FILODB_WORKER_THREADS": "0"}, "worker_threads must be at least 1, not 0"),
+])  # fmt: skip
+def test_up_refuses_thread_counts_below_one_with_exit_2(tmp_path, args, env, said) -> None:  # type: ignore[no-untyped-def]
+    r = CliRunner().invoke(main, ["up", "--data-dir", str(tmp_path), *args], env=env)
+    assert r.exit_code == 2 and said in r.output, r.output
+    assert not (tmp_path / "redis").exists()  # refused before anything started
+
+
+def test_up_hands_its_thread_counts_to_the_web_and_worker_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from filodb.config import load_config
+    from filodb.supervisor import Supervisor
+
+    cfg = load_config(None, {"web_threads": 3, "worker_threads": 2, "data_dir": str(tmp_path)})
+    env = Supervisor(cfg)._child_env()
+    assert (env["FILODB_WEB_THREADS"], env["FILODB_WORKER_THREADS"]) == ("3", "2")
+    assert load_config(None, {}, environ=env).worker_threads == 2  # how a child reads them back

@@ -80,8 +80,9 @@ class DatasetLimits:
     def resolved(self, cfg: object) -> DatasetLimits:
         """Every key set: this dataset's value, else the config's default (``cfg`` is a
         :class:`~filodb.config.Config`)."""
+        vals = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # no deep copy
         return DatasetLimits(**{k: v if v is not None else getattr(cfg, DEFAULTS_FROM[k])
-                                for k, v in dataclasses.asdict(self).items()})  # fmt: skip
+                                for k, v in vals.items()})  # fmt: skip
 
 
 def _value(key: str, v: object) -> int | float:

@@ -6,7 +6,8 @@ threads. In first-in-first-out order a dashboard's small queries waited behind e
 piece popped before them (57x their single-client time at 16 clients). Here each piece gets
 
 - an estimated cost in seconds (:class:`CostModel`: what pieces of the same query shape cost
-  per step and shard, learned from the pieces run; dashboards repeat their queries);
+  per step and shard, learned from the CPU time of the pieces run, per shard for a request cut
+  into one piece per shard; dashboards repeat their queries);
 - a virtual deadline ``arrival + AGING * cost``: the queue runs the smallest first, so a cheap
   piece overtakes the expensive ones queued before it, and an expensive piece is overtaken
   only by work that arrives within ``AGING * cost`` of it (aging: nothing starves);
@@ -31,7 +32,7 @@ AGING = 4.0  # a piece of cost c is overtaken by work arriving up to AGING * c a
 HEAVY_S = 0.002  # pieces estimated at this or more share slots - 1 runners
 SPLIT_S = 0.005  # a range eval or select estimated below this runs as one piece
 PRIOR_S_PER_UNIT = 20e-6  # a query shape never run yet: 20 us per step and shard
-COST_KEYS = 4096  # query shapes remembered per node
+COST_KEYS = 16384  # query shapes (and shapes x shard, for pieces of one shard) per node
 EWMA = 0.3  # weight of the newest measurement
 # The GIL's switch interval in the web and worker processes (Python's default: 5 ms). A thread
 # back from I/O waits up to that long for the GIL while another thread runs Python code; with 16
@@ -126,6 +127,10 @@ class CostModel:
             return self.prior * units
         self._rate.move_to_end(key)
         return rate * units
+
+    def known(self, key: tuple[Any, ...]) -> bool:
+        """Whether pieces of this shape have run (the estimate is learned, not the prior)."""
+        return key in self._rate
 
     def observe(self, key: tuple[Any, ...], units: float, seconds: float) -> None:
         rate = seconds / max(units, 1.0)

@@ -207,3 +207,57 @@ def test_a_piece_that_fails_unexpectedly_answers_an_error_and_the_others_answer(
         assert res.missing == {1: "RuntimeError: disk on fire"}
     finally:
         server.stop()
+
+
+def test_a_cheap_request_of_a_known_shape_runs_on_the_popping_thread(
+    redis_url: str, client: ShardClient
+) -> None:
+    """A request of a shape whose pieces ran cheap, finding the queue empty, is answered by the
+    thread that popped it (no hand-off to a runner); a shape never run, however cheap its prior
+    estimate, and a shape learned dear go through the queue."""
+    runs: list[str] = []
+
+    class Recording(FakeNode):
+        def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+            runs.append(threading.current_thread().name)
+            return super().memstore(dataset, shard)
+
+    server = LeafServer(Recording({0: _shard(0), 1: _shard(1)}), redis_url, "h", 2).start()
+
+    def call(matchers: list[list[str]]) -> list[str]:
+        runs.clear()
+        p = {"matchers": matchers, "start": 0, "end": 10_000}
+        res = client.call("ds", [0, 1], "label_names", p, 10.0, _states({0: "h", 1: "h"}))
+        assert sorted(res.answers) == [0] and res.answers[0][0]["shards"] == [0, 1]
+        return runs[:]
+
+    try:
+        assert call([]) in (["leaf-0"] * 2, ["leaf-1"] * 2) and server.inlined == 0  # unknown
+        cheap, dear = [["__name__", "=", "x"]], [["__name__", "=~", "x"]]
+        for matchers, seconds in ((cheap, 1e-6), (dear, 1.0)):
+            key = cost_key("ds", "label_names", {"matchers": matchers})
+            server.costs.observe(key, 1, seconds)
+        assert call(cheap) == ["leaf-pop"] * 2 and server.inlined == 1
+        assert "leaf-pop" not in call(dear) and server.inlined == 1
+        wait_for(lambda: server.lanes()["cheap"][:2] == (0, 0), 10, "every slot handed back")
+    finally:
+        server.stop()
+
+
+def test_a_request_cut_per_shard_learns_each_shards_cost_and_its_whole_cost(
+    redis_url: str, client: ShardClient
+) -> None:
+    """Pieces of one shard are estimated per shard (a metric's series may sit on some shards
+    only), from CPU time; the request's shape learns the sum, which decides the next cut."""
+    server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "i", 2).start()
+    try:
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        key = cost_key("ds", "select", sel)
+        server.costs.observe(key, 1, 1.0)  # thought dear: cut per shard
+        res = client.call("ds", [0, 1], "select", sel, 10.0, _states({0: "i", 1: "i"}))
+        assert sorted(res.answers) == [0, 1]  # one answer per piece
+        wait_for(lambda: server.costs.known((*key, 1)) and server.costs.known((*key, 0)), 10,
+                 "both shards' costs")  # fmt: skip
+        assert server.costs.estimate(key, 1) < 1.0 * (1 - 0.3 * 0.9)  # learned: far cheaper
+    finally:
+        server.stop()
