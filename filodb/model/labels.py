@@ -33,7 +33,9 @@ def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
 # (name, value) pairs by themselves: label sets decoded from bytes share their pairs (and so
 # their strings). Series have few distinct pairs (a job's or an instance's is in many series):
 # a 4-label set costs its outer tuple (~90 bytes) instead of ~700 bytes of tuples and strings.
-_PAIRS: BoundedCache[tuple[str, str], tuple[str, str]] = BoundedCache(1 << 20)
+# Bounded small: the shared pairs are the ones looked up again and again (they stay young),
+# and what it holds stays alive, so pairs of series long gone must not pile up in it.
+_PAIRS: BoundedCache[tuple[str, str], tuple[str, str]] = BoundedCache(1 << 16)
 _PAIRS_LOCK = threading.Lock()  # BoundedCache.put is not atomic
 
 

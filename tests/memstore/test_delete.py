@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, labels_match, make_labels
+from filodb.model.partkey import part_key
 
 SERIES = [
     make_labels({"__name__": n, "job": j, "inst": i})
@@ -120,5 +121,5 @@ def test_flush_prepared_before_a_purge_does_not_mark_renumbered_series() -> None
     shard.commit_flush(fd)  # ids changed: b's chunk stays unflushed, written again next time
     assert not any(c.flushed for cs in shard._chunks for c in cs)
     fd2 = shard.prepare_flush(0)
-    assert [pk for pk, _ in fd2.chunks] == [shard._pk[0]]
+    assert [pk for pk, _ in fd2.chunks] == [part_key(b)]
     assert shard.deletions_since(fd2.deletes) == []
