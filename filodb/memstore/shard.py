@@ -233,9 +233,8 @@ class TimeSeriesShard:
         set is another object that does not compare equal (a collision), goes through
         :meth:`_series_ids`."""
         keys = getattr(batch, "keys", None)
-        if keys is None:  # not cached (SampleBatch.series_keys is): the series may churn
-            keys = np.fromiter((xxhash.xxh64_intdigest(part_key(lb)) for lb in batch.series),
-                               np.uint64, len(batch.series))  # fmt: skip
+        if keys is None:  # tests, tools (log records carry keys): cached per label set
+            keys = batch.series_keys()
         return self._lookup(batch.series, np.asarray(keys, np.uint64))
 
     def _lookup(self, series: Sequence[Labels], keys: np.ndarray) -> tuple[np.ndarray, int]:
