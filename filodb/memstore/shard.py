@@ -57,7 +57,7 @@ from filodb.memstore.chunks import (
 from filodb.memstore.exemplars import ExemplarRing
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, forget_part_keys
 from filodb.model.cache import ByteBoundedCache
 from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
@@ -581,8 +581,10 @@ class TimeSeriesShard:
             if n == 0:
                 return 0
             idx = np.flatnonzero(keep).tolist()
-            for s in np.flatnonzero(~keep).tolist():
+            gone = np.flatnonzero(~keep).tolist()
+            for s in gone:
                 self.chunk_bytes -= sum(c.nbytes for c in self._chunks[s])
+            forget_part_keys([self._part_key(s) for s in gone])
             self._labels = [self._labels[i] for i in idx]
             self._chunks = [self._chunks[i] for i in idx]
             renumber = np.cumsum(keep) - 1
