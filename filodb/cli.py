@@ -25,7 +25,7 @@ from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
 from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
 from filodb.model.limits import DatasetLimits
-from filodb.procmem import fix_mmap_threshold
+from filodb.procmem import start_trimmer
 
 console = Console()
 err_console = Console(stderr=True)
@@ -227,7 +227,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
     cfg = _cfg(config_path, **flags)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
-    fix_mmap_threshold()  # a query's temporaries go back to the system when it ends
+    start_trimmer()  # a query's temporaries go back to the system once it is idle
     run_worker(cfg)
 
 
@@ -250,7 +250,7 @@ def web(config_path: str | None, **flags: Any) -> None:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     app = create_app(cfg)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    fix_mmap_threshold()
+    start_trimmer()
     waitress.serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
                    channel_timeout=300, _quiet=True)  # fmt: skip
 
