@@ -25,6 +25,7 @@ from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
 from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
 from filodb.model.limits import DatasetLimits
+from filodb.procmem import start_trimmer
 
 console = Console()
 err_console = Console(stderr=True)
@@ -246,6 +247,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
     _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    start_trimmer()  # a query's temporaries go back to the system once it is idle
     run_worker(cfg)
 
 
@@ -270,6 +272,7 @@ def web(config_path: str | None, **flags: Any) -> None:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     app = create_app(cfg)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    start_trimmer()
     waitress.serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
                    channel_timeout=300, _quiet=True)  # fmt: skip
 

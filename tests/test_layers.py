@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "auth": {"errors"},
     "redisproc": {"errors"},
+    "procmem": set(),
     "exposition": {"errors"},
     "model": {"errors"},
     "encoding": {"errors", "model"},

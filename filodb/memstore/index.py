@@ -1,13 +1,14 @@
 """The tag index of one shard: label name → label value → postings (sorted series ids).
 
-Postings are appended as series are created (ids only grow, so lists stay sorted) and turned
-into int32 arrays lazily; set algebra runs on numpy (``intersect1d``/``setdiff1d``/``union1d``).
-Regex matchers test each distinct value of the label once, never each series.
+Each label name keeps a column of ``(series id, value code)`` pairs in id order (ids only
+grow), and the postings of a value are read from it (a lazily built sort of the column by
+code, plus a scan of the entries added since): no Python object per posting. Set algebra runs
+on numpy (``intersect1d``/``setdiff1d``/``union1d``). Regex matchers test each distinct value
+of the label once, never each series.
 
-Metadata comes from the index too: beside the postings, each label name keeps a column of
-``(series id, value code)`` pairs in id order, so the label names and values of a set of matched
-series are found with numpy (a gather, or a ``searchsorted`` against the smaller side, then a
-mask over the value codes), never by walking each series' labels in Python.
+Metadata comes from the same columns: the label names and values of a set of matched series
+are found with numpy (a gather, or a ``searchsorted`` against the smaller side, then a mask
+over the value codes), never by walking each series' labels in Python.
 """
 
 from __future__ import annotations
@@ -21,38 +22,15 @@ from filodb.model.labels import Labels, Matcher
 _EMPTY = np.zeros(0, np.int32)
 
 
-class _Postings:
-    __slots__ = ("_list", "_arr")
-
-    def __init__(self) -> None:
-        self._list: list[int] | None = []
-        self._arr: np.ndarray | None = _EMPTY
-
-    @classmethod
-    def of(cls, arr: np.ndarray) -> _Postings:
-        """Postings holding the sorted int32 ids ``arr`` (a list only once one is added)."""
-        p = cls.__new__(cls)  # no __init__: one of these per label value after a purge
-        p._list, p._arr = None, arr
-        return p
-
-    def add(self, sid: int) -> None:
-        if self._list is None:
-            assert self._arr is not None
-            self._list = self._arr.tolist()
-        self._list.append(sid)
-        self._arr = None
-
-    def array(self) -> np.ndarray:
-        if self._arr is None:
-            self._arr = np.array(self._list, np.int32)
-        return self._arr
-
-
 class _Column:
     """One label name's values per series: ``sids`` (increasing) and ``codes`` (index into
-    ``values``), in doubling numpy buffers."""
+    ``values``), in doubling numpy buffers. The postings of a value are read from the column:
+    ``_order`` sorts its first ``_built`` entries by code (ids stay increasing within a code),
+    ``_bounds`` cuts that per code, and the entries added since (the tail) are scanned; the sort
+    is redone once the tail passes an eighth of the column. A series costs two int32 entries
+    and 4 bytes of sort order per label, not a Python int in a list per posting."""
 
-    __slots__ = ("_sids", "_codes", "n", "values", "code_of")
+    __slots__ = ("_sids", "_codes", "n", "values", "code_of", "_order", "_bounds", "_built")
 
     def __init__(self) -> None:
         self._sids = np.zeros(8, np.int32)
@@ -60,6 +38,18 @@ class _Column:
         self.n = 0
         self.values: list[str] = []
         self.code_of: dict[str, int] = {}
+        self._order = _EMPTY
+        self._bounds = np.zeros(1, np.int64)
+        self._built = 0
+
+    @classmethod
+    def of(cls, sids: np.ndarray, codes: np.ndarray, values: list[str]) -> _Column:
+        """A column holding int32 ``sids`` (increasing) with value ``codes`` into ``values``."""
+        col = cls()
+        col._sids, col._codes, col.n = sids, codes, len(sids)
+        col.values = values
+        col.code_of = dict(zip(values, range(len(values)), strict=True))
+        return col
 
     def add(self, sid: int, value: str) -> None:
         code = self.code_of.get(value)
@@ -78,6 +68,43 @@ class _Column:
 
     def codes(self) -> np.ndarray:
         return self._codes[: self.n]
+
+    def _sorted(self) -> None:
+        """Sort the column by code again once the unsorted tail passes an eighth of it."""
+        if self.n - self._built > self._built // 8:
+            self._order = np.argsort(self.codes(), kind="stable").astype(np.int32)
+            self._bounds = np.searchsorted(
+                self._codes[self._order], np.arange(len(self.values) + 1)
+            )
+            self._built = self.n
+
+    def postings(self, code: int) -> np.ndarray:
+        """Sorted ids of the series whose value has ``code``."""
+        self._sorted()
+        head = _EMPTY
+        if code + 1 < len(self._bounds):
+            head = self._sids[self._order[self._bounds[code] : self._bounds[code + 1]]]
+        if self._built == self.n:
+            return head
+        tail = self._sids[self._built : self.n][self._codes[self._built : self.n] == code]
+        return np.concatenate([head, tail]) if len(head) else tail
+
+    def union(self, codes: list[int]) -> np.ndarray:
+        """Sorted ids of the series whose value has one of ``codes`` (distinct): few ids are
+        gathered from the sorted column in one step and sorted; many are one pass over it."""
+        self._sorted()
+        c = np.array(codes, np.int64)
+        c = c[c + 1 < len(self._bounds)]
+        lo, lens = self._bounds[c], self._bounds[c + 1] - self._bounds[c]
+        total = int(lens.sum())
+        if (total + self.n - self._built) * 4 >= self.n:
+            keep = np.zeros(len(self.values), bool)
+            keep[codes] = True
+            return self.sids()[keep[self.codes()]]
+        at = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(total)
+        head = self._sids[self._order[at]]
+        tail = self._sids[self._built : self.n][np.isin(self._codes[self._built : self.n], codes)]
+        return np.sort(np.concatenate([head, tail]))
 
     def codes_of(self, ids: np.ndarray, dense: bool) -> np.ndarray:
         """Value codes of the series in ``ids`` (sorted, unique) that have this label."""
@@ -102,7 +129,6 @@ class TagIndex:
     """Postings per (label name, value). Not thread-safe: the owning shard locks."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, dict[str, _Postings]] = {}
         self._columns: dict[str, _Column] = {}
         self._count = 0
 
@@ -112,7 +138,6 @@ class TagIndex:
     def add(self, sid: int, labels: Labels) -> None:
         """Index a new series; ``sid`` must be larger than every id added before."""
         for name, value in labels:
-            self._by_name.setdefault(name, {}).setdefault(value, _Postings()).add(sid)
             col = self._columns.get(name)
             if col is None:
                 col = self._columns[name] = _Column()
@@ -130,23 +155,11 @@ class TagIndex:
             live = keep[sids]
             sids, codes = remap[sids[live]].astype(np.int32), codes[live]
             if len(sids) == 0:
-                del self._columns[name], self._by_name[name]
+                del self._columns[name]
                 continue
             used, codes = np.unique(codes, return_inverse=True)
-            codes = codes.astype(np.int32)
-            new = _Column()
-            new._sids, new._codes, new.n = sids, codes, len(sids)
-            new.values = [col.values[c] for c in used.tolist()]
-            new.code_of = dict(zip(new.values, range(len(new.values)), strict=True))
-            order = np.argsort(codes, kind="stable")  # ids stay sorted within a value
-            bounds = np.searchsorted(codes[order], np.arange(len(used) + 1))
-            by_value = {
-                v: _Postings.of(sids[order[a:b]])
-                for v, a, b in zip(
-                    new.values, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True
-                )
-            }
-            self._columns[name], self._by_name[name] = new, by_value
+            values = [col.values[c] for c in used.tolist()]
+            self._columns[name] = _Column.of(sids, codes.astype(np.int32), values)
         self._count = int(keep.sum())
 
     def all_ids(self) -> np.ndarray:
@@ -159,24 +172,19 @@ class TagIndex:
         col = self._columns.get(name)
         if col is None:
             return _EMPTY
-        postings = self._by_name[name]
         codes = [c for c, v in enumerate(col.values) if accept(v)]
         if not codes:
             return _EMPTY
         if len(codes) == 1:
-            return postings[col.values[codes[0]]].array()
-        arrays = [postings[col.values[c]].array() for c in codes]
-        if sum(len(a) for a in arrays) * 4 < col.n:
-            return np.sort(np.concatenate(arrays))
-        keep = np.zeros(len(col.values), bool)
-        keep[codes] = True
-        return col.sids()[keep[col.codes()]]
+            return col.postings(codes[0])
+        return col.union(codes)
 
     def _matching_values(self, m: Matcher) -> np.ndarray:
         """Ids of series that have label ``m.name`` with a value ``m`` accepts."""
         if m.op == "=":
-            p = self._by_name.get(m.name, {}).get(m.value)
-            return p.array() if p is not None else _EMPTY
+            col = self._columns.get(m.name)
+            code = None if col is None else col.code_of.get(m.value)
+            return _EMPTY if code is None else col.postings(code)  # type: ignore[union-attr]
         return self._union(m.name, m.matches)
 
     def _rejected(self, m: Matcher) -> np.ndarray:

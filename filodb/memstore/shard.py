@@ -43,6 +43,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from filodb.encoding import encode_many
 from filodb.memstore.chunks import (
@@ -59,7 +60,7 @@ from filodb.memstore.exemplars import ExemplarRing
 from filodb.memstore.gather import gather
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, forget_part_keys
 from filodb.model.cache import ByteBoundedCache
 from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
@@ -69,6 +70,7 @@ from filodb.model.source import SeriesBlock
 _NO_TS = np.iinfo(np.int64).min
 _START, _END, _OOO = (operator.attrgetter(a) for a in ("start", "end", "ooo"))
 _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
+_NO_CHUNKS: list[Chunk] = []  # shared by every series without chunks (never appended to)
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
 _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
@@ -132,11 +134,10 @@ class TimeSeriesShard:
         self.pager = pager
         self.ooo_window_ms = max(0, int(ooo_window_ms))
         self._lock = threading.RLock()
-        self._ids: dict[Labels, int] = {}
+        self._collided: dict[Labels, int] = {}  # series whose key another series has
         self._keys = np.zeros(0, np.uint64)  # sorted 64-bit series keys (SampleBatch.keys)
         self._key_sid = np.zeros(0, np.int64)  # the series of each key
         self._labels: list[Labels] = []
-        self._pk: list[bytes] = []
         self._index = TagIndex()
         self._head = Head(self.max_chunk_samples)
         self._chunks: list[list[Chunk]] = []
@@ -178,25 +179,26 @@ class TimeSeriesShard:
         return sum(self.rejected.values())
 
     def _series_ids(self, series: Sequence[Labels]) -> tuple[np.ndarray, int]:
-        """Ids of the batch's label sets, new series registered: known ones in one C-level
-        ``map`` over the registry (no Python step per series), new ones one by one."""
-        found = list(map(self._ids.get, series))
+        """Ids of label sets the key lookup did not find, new series registered. A series is
+        looked up by its own key (the xxh64 of its part key: a batch may carry other keys),
+        then among the series whose key an earlier series has; the rest are new."""
+        ids = np.empty(len(series), np.int64)
         new_groups: list[int] = []
-        if None in found:
-            for i, lb in enumerate(series):
-                if found[i] is not None:
-                    continue
-                sid = self._ids.get(lb)
-                if sid is None:
-                    sid = self._ids[lb] = len(self._labels)
-                    pk = part_key(lb)
-                    self._labels.append(lb)
-                    self._pk.append(pk)
-                    self._index.add(sid, lb)
-                    self._chunks.append([])
-                    new_groups.append(group_of(pk, self.num_groups))
-                found[i] = sid
-        ids = np.array(found, np.int64)
+        pending: dict[Labels, int] = {}  # registered by this call
+        for i, lb in enumerate(series):
+            pk = part_key(lb)
+            sid = self._by_key(xxhash.xxh64_intdigest(pk), lb)
+            if sid is None:
+                sid = self._collided.get(lb) if self._collided else None
+            if sid is None:
+                sid = pending.get(lb)
+            if sid is None:
+                sid = pending[lb] = len(self._labels)
+                self._labels.append(lb)
+                self._index.add(sid, lb)
+                self._chunks.append(_NO_CHUNKS)
+                new_groups.append(group_of(pk, self.num_groups))
+            ids[i] = sid
         if new_groups:
             k = len(new_groups)
             self._head.add_series(k)
@@ -214,17 +216,34 @@ class TimeSeriesShard:
             self._group = np.concatenate([self._group, np.array(new_groups, np.int64)])
         return ids, len(new_groups)
 
+    def _by_key(self, key: int, labels: Labels) -> int | None:
+        """The series registered under ``key`` when its label set is ``labels``."""
+        keys = self._keys
+        at = int(np.searchsorted(keys, np.uint64(key)))
+        if at < len(keys) and int(keys[at]) == key:
+            sid = int(self._key_sid[at])
+            if self._labels[sid] == labels:
+                return sid
+        return None
+
+    def _part_key(self, sid: int) -> bytes:
+        """A series' part key (built when needed: flushes, paging and deletes are rare next
+        to what a kept bytes object per series would cost)."""
+        return part_key(self._labels[sid])
+
     def _resolve(self, batch: SampleBatch) -> tuple[np.ndarray, int]:
-        """Series ids of a batch. When it carries a 64-bit key per series (``keys``: log
-        records do), known keys are found with one ``searchsorted`` and checked by identity
-        with the registered label set (decoded records share one object per series): no hash
-        of a label set at all. A key seen for the first time, or whose label set is another
-        object that does not compare equal (a collision), goes through the registry."""
+        """Series ids of a batch, from its 64-bit key per series (``keys``: log records carry
+        them; computed otherwise): known keys are found with one ``searchsorted`` and checked
+        by identity with the registered label set (decoded records share one object per
+        series): no hash of a label set at all. A key seen for the first time, or whose label
+        set is another object that does not compare equal (a collision), goes through
+        :meth:`_series_ids`."""
         keys = getattr(batch, "keys", None)
-        if keys is None:
-            return self._series_ids(batch.series)
-        keys = np.asarray(keys, np.uint64)
-        series = batch.series
+        if keys is None:  # tests, tools (log records carry keys): cached per label set
+            keys = batch.series_keys()
+        return self._lookup(batch.series, np.asarray(keys, np.uint64))
+
+    def _lookup(self, series: Sequence[Labels], keys: np.ndarray) -> tuple[np.ndarray, int]:
         ids = np.full(len(keys), -1, np.int64)
         if len(self._keys):
             pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
@@ -249,6 +268,12 @@ class TimeSeriesShard:
         fresh, first = np.unique(keys[miss], return_index=True)
         known = np.isin(fresh, self._keys)  # a collision keeps the first series' key
         fresh, first = fresh[~known], first[~known]
+        keyed = np.zeros(len(miss), bool)
+        keyed[first] = True
+        for j in np.flatnonzero(~keyed).tolist():  # found by label set from now on
+            lb = series[int(miss[j])]
+            if self._by_key(int(keys[miss[j]]), lb) is None:
+                self._collided[lb] = int(sub[j])
         at_ = np.searchsorted(self._keys, fresh)
         self._keys = np.insert(self._keys, at_, fresh)
         self._key_sid = np.insert(self._key_sid, at_, sub[first])
@@ -261,7 +286,9 @@ class TimeSeriesShard:
         if not recs:
             return 0
         with self._lock:
-            ids, _ = self._series_ids([labels_of(r.part_key) for r in recs])
+            keys = np.fromiter((xxhash.xxh64_intdigest(r.part_key) for r in recs), np.uint64,
+                               len(recs))  # fmt: skip
+            ids, _ = self._lookup([labels_of(r.part_key) for r in recs], keys)
             start = np.array([r.start_ms for r in recs], np.int64)
             end = np.array([r.end_ms for r in recs], np.int64)
             known = self._first[ids] != _NO_TS
@@ -368,9 +395,14 @@ class TimeSeriesShard:
                    ooo.tolist(), tvecs, vvecs, strict=True)  # fmt: skip
         added = 0
         tick = self.offset or self._generation  # no log (tests, tools): batches applied
+        chunks_of = self._chunks
         for s, start, end, n, late, tv, vv in rows:
             c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
-            self._chunks[s].append(c)
+            cs = chunks_of[s]
+            if cs is _NO_CHUNKS:
+                chunks_of[s] = [c]
+            else:
+                cs.append(c)
             added += len(tv) + len(vv)
         self.chunk_bytes += added
 
@@ -384,15 +416,16 @@ class TimeSeriesShard:
             fd = FlushData(group, self.offset, generation=self._generation, layout=self._layout,
                            deletes=self.num_deletes)  # fmt: skip
             for s in sids.tolist():
-                pk = self._pk[s]
-                for run in self._flush_runs(self._chunks[s]):
+                runs = self._flush_runs(self._chunks[s])
+                pk = self._part_key(s) if runs else b""
+                for run in runs:
                     fd.chunks.append((pk, run[0] if len(run) == 1 else _merge(run)))
                     fd.chunk_series.append(s)
                     fd.covers.append(run)
             dirty = sids[self._touched[sids] > self._pk_saved[sids]]
             fd.series = dirty
             fd.part_keys = [
-                (self._pk[s], int(self._first[s]), int(self._last[s])) for s in dirty.tolist()
+                (self._part_key(s), int(self._first[s]), int(self._last[s])) for s in dirty.tolist()
             ]
             return fd
 
@@ -508,8 +541,8 @@ class TimeSeriesShard:
             self._last[part] = np.where((last >= start_ms) & (last <= end_ms), before, last)
             self._page_cache.forget()
             self.num_deletes += 1
-            d = Deletion(self.num_deletes, start_ms, end_ms, [self._pk[s] for s in gone.tolist()],
-                         [self._pk[s] for s in part.tolist()])  # fmt: skip
+            d = Deletion(self.num_deletes, start_ms, end_ms, [self._part_key(s) for s in gone.tolist()],
+                         [self._part_key(s) for s in part.tolist()])  # fmt: skip
             self.deletes = [*self.deletes[-(_KEPT_DELETES - 1) :], d]
             if len(gone):
                 self._last[gone] = _NO_TS
@@ -554,12 +587,14 @@ class TimeSeriesShard:
             if n == 0:
                 return 0
             idx = np.flatnonzero(keep).tolist()
-            for s in np.flatnonzero(~keep).tolist():
+            gone = np.flatnonzero(~keep).tolist()
+            for s in gone:
                 self.chunk_bytes -= sum(c.nbytes for c in self._chunks[s])
+            forget_part_keys([self._part_key(s) for s in gone])
             self._labels = [self._labels[i] for i in idx]
-            self._pk = [self._pk[i] for i in idx]
             self._chunks = [self._chunks[i] for i in idx]
-            self._ids = dict(zip(self._labels, range(len(idx)), strict=True))
+            renumber = np.cumsum(keep) - 1
+            self._collided = {lb: int(renumber[s]) for lb, s in self._collided.items() if keep[s]}
             self._head.keep_series(keep)
             self.exemplars.keep_series(keep)
             for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
@@ -696,7 +731,7 @@ class TimeSeriesShard:
         if not missed:
             return out
         hi = int(his.max())
-        by_pk = {self._pk[s]: s for s in missed}
+        by_pk = {self._part_key(s): s for s in missed}
         read: dict[int, list[Chunk]] = {s: [] for s in missed}
         final = dict(zip(need.tolist(), upto.tolist(), strict=True))
         for rec in self.pager(list(by_pk), start_ms, hi):

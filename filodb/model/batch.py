@@ -188,6 +188,14 @@ _BY_LABELS: BoundedCache[Labels, tuple[bytes, int]] = BoundedCache(1_000_000)
 _PUT_LOCK = threading.Lock()  # BoundedCache.put is not atomic; web threads share the caches
 
 
+def forget_part_keys(pks: Sequence[bytes]) -> None:
+    """Drop series from the log records' decode cache (their memstore purged them): a worker
+    whose series churn would otherwise keep up to two million dead label sets alive in it."""
+    with _PUT_LOCK:
+        for pk in pks:
+            _BY_PK.discard(pk)
+
+
 def _payload(frame: memoryview, size: int) -> memoryview:
     if not 0 <= size <= MAX_PAYLOAD:
         raise BadInputError(f"malformed sample batch: payload of {size} bytes")

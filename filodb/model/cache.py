@@ -52,6 +52,11 @@ class BoundedCache(dict[K, V], Generic[K, V]):
         self._old = {}
         self.clear()
 
+    def discard(self, key: K) -> None:
+        """Drop ``key``'s value, if held (either generation)."""
+        dict.pop(self, key, None)
+        self._old.pop(key, None)
+
 
 class ByteBoundedCache(BoundedCache[K, V]):
     """A :class:`BoundedCache` sized by the bytes of its values (``weigh(value)``) instead of

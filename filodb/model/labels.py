@@ -8,10 +8,12 @@ The metric name is the ``__name__`` label.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from filodb.model.cache import BoundedCache
 from filodb.model.regex import Regex, compile_matcher
 
 Labels: TypeAlias = tuple[tuple[str, str], ...]
@@ -26,6 +28,29 @@ def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
     """Build a canonical label set: sorted by name, empty values dropped."""
     items = pairs.items() if isinstance(pairs, Mapping) else pairs
     return tuple(sorted((str(k), str(v)) for k, v in items if v != ""))
+
+
+# (name, value) pairs by themselves: label sets decoded from bytes share their pairs (and so
+# their strings). Series have few distinct pairs (a job's or an instance's is in many series):
+# a 4-label set costs its outer tuple (~90 bytes) instead of ~700 bytes of tuples and strings.
+# Bounded small: the shared pairs are the ones looked up again and again (they stay young),
+# and what it holds stays alive, so pairs of series long gone must not pile up in it.
+_PAIRS: BoundedCache[tuple[str, str], tuple[str, str]] = BoundedCache(1 << 16)
+_PAIRS_LOCK = threading.Lock()  # BoundedCache.put is not atomic
+
+
+def intern_labels(pairs: Iterable[tuple[str, str]]) -> Labels:
+    """The label set of ``pairs`` (already canonical: sorted, no empty value), each pair the
+    one object every label set interned before holds (one dict lookup a pair)."""
+    pairs = tuple(pairs)
+    got = list(map(_PAIRS.get, pairs))
+    if None in got:
+        with _PAIRS_LOCK:
+            for i, kv in enumerate(pairs):
+                if got[i] is None:
+                    got[i] = _PAIRS.get(kv) or kv
+                    _PAIRS.put(kv, got[i])
+    return tuple(got)
 
 
 def get_label(labels: Labels, name: str) -> str:

@@ -12,7 +12,7 @@ import msgpack
 import xxhash
 
 from filodb.errors import BadInputError
-from filodb.model.labels import Labels
+from filodb.model.labels import Labels, intern_labels
 
 
 def part_key(labels: Labels) -> bytes:
@@ -22,14 +22,15 @@ def part_key(labels: Labels) -> bytes:
 
 
 def labels_of(pk: bytes) -> Labels:
-    """The label set a part key was made from (BadInputError for bytes that are not one)."""
+    """The label set a part key was made from (BadInputError for bytes that are not one); its
+    pairs are interned (:func:`~filodb.model.labels.intern_labels`)."""
     try:
         flat = msgpack.unpackb(pk, raw=False)
     except (ValueError, msgpack.UnpackException) as e:
         raise BadInputError(f"not a part key: {e}") from e
     if not isinstance(flat, list) or len(flat) % 2 or not all(isinstance(x, str) for x in flat):
         raise BadInputError("not a part key: expected a flat list of label names and values")
-    return tuple(zip(flat[::2], flat[1::2], strict=True))
+    return intern_labels(zip(flat[::2], flat[1::2], strict=True))
 
 
 def group_of(pk: bytes, num_groups: int) -> int:

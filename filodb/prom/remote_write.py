@@ -37,7 +37,7 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
-from filodb.model.labels import Labels
+from filodb.model.labels import Labels, intern_labels
 from filodb.model.varint import varint, varint_bytes
 from filodb.prom.proto import TimeSeries, WriteRequest
 from filodb.prom.proto import field as pb_field
@@ -164,7 +164,7 @@ def _check_labels(pairs: list[tuple[str, str]], i: int) -> Labels:
         raise BadInputError(f"time series {i} has no metric name (empty or missing __name__ label)")
     if "" in d.values():
         pairs = [kv for kv in pairs if kv[1]]
-    return tuple(sorted(pairs))
+    return intern_labels(sorted(pairs))
 
 
 def _parse_label_fields(raw: bytes, i: int) -> Labels:

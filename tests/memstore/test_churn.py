@@ -6,10 +6,12 @@ ones (the allocator settles); without the purge each cycle would add ~100 MB."""
 from __future__ import annotations
 
 import numpy as np
+import xxhash
 
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
+from filodb.model.partkey import part_key
 
 PER = 100_000
 CYCLES = 10  # 1 M series in all
@@ -27,10 +29,14 @@ def test_a_million_series_churn_with_memory_flat() -> None:
     for c in range(CYCLES):
         series = [make_labels({"__name__": "churn", "job": "j", "pod": f"p{c}-{i}"})
                   for i in range(PER)]  # fmt: skip
+        # keys as log records carry them (a batch without them is keyed through the
+        # process-wide cache of SampleBatch.series_keys, which would hold the dead series)
+        keys = np.fromiter((xxhash.xxh64_intdigest(part_key(lb)) for lb in series), np.uint64,
+                           PER)  # fmt: skip
         for k in range(2):
             ms.ingest(SampleBatch(series, np.arange(PER, dtype=np.int32),
                                   np.full(PER, c * STEP_MS + k * 1000, np.int64),
-                                  np.full(PER, float(c))))  # fmt: skip
+                                  np.full(PER, float(c)), keys=keys))  # fmt: skip
         del series
         ms.drop_before(c * STEP_MS)  # the retention cut: every earlier cycle has passed it
         purged = ms.purge_empty()

@@ -8,8 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.memstore.shard import TimeSeriesShard
+from filodb.model import batch as batch_mod
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, labels_match, make_labels
+from filodb.model.partkey import part_key
 
 SERIES = [
     make_labels({"__name__": n, "job": j, "inst": i})
@@ -120,5 +122,23 @@ def test_flush_prepared_before_a_purge_does_not_mark_renumbered_series() -> None
     shard.commit_flush(fd)  # ids changed: b's chunk stays unflushed, written again next time
     assert not any(c.flushed for cs in shard._chunks for c in cs)
     fd2 = shard.prepare_flush(0)
-    assert [pk for pk, _ in fd2.chunks] == [shard._pk[0]]
+    assert [pk for pk, _ in fd2.chunks] == [part_key(b)]
     assert shard.deletions_since(fd2.deletes) == []
+
+
+def test_purged_series_leave_the_log_decode_cache() -> None:
+    """A worker's series churn: records decoded for series since purged must not keep their
+    label sets alive in the decode cache (it holds up to two million)."""
+    shard = TimeSeriesShard("ds", 0)
+    old = [make_labels({"__name__": "churned", "pod": f"gone-{i}"}) for i in range(3)]
+    new = [make_labels({"__name__": "churned", "pod": "kept"})]
+    for series, t in ((old, 1), (new, 100)):
+        rec = SampleBatch(series, np.arange(len(series)), np.full(len(series), t),
+                          np.ones(len(series)))  # fmt: skip
+        shard.ingest(SampleBatch.from_bytes(rec.to_bytes()), offset=t)
+    cached = {*batch_mod._BY_PK, *batch_mod._BY_PK._old}
+    assert {part_key(lb) for lb in old + new} <= cached
+    shard.drop_before(50)
+    assert shard.purge_empty() == 3
+    cached = {*batch_mod._BY_PK, *batch_mod._BY_PK._old}
+    assert not {part_key(lb) for lb in old} & cached and part_key(new[0]) in cached

@@ -98,3 +98,25 @@ def test_metadata_from_index_equals_per_series(n, seed, matchers, keep) -> None:
         assert idx.label_values(name, ids) == values.get(name, [])
     assert idx.label_names() == _per_series(series, range(n))[0]
     assert idx.label_values("rare") == _per_series(series, range(n))[1].get("rare", [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(matcher, min_size=1, max_size=3), st.integers(0, 5),
+       st.lists(st.integers(1, 40), min_size=1, max_size=8), st.integers(0, 7))  # fmt: skip
+def test_match_while_series_arrive(matchers, seed, steps, purge_at) -> None:  # type: ignore[no-untyped-def]
+    """Postings read from a column sorted earlier plus the entries added since (and after a
+    purge renumbered the series) answer as brute force at every step."""
+    series = _series(sum(steps), seed)
+    idx = TagIndex()
+    held: list = []  # type: ignore[type-arg]
+    for k, step in enumerate(steps):
+        for lb in series[len(held) : len(held) + step]:
+            idx.add(len(held), lb)
+            held.append(lb)
+        if k == purge_at:
+            keep = np.arange(len(held)) % 3 != 1
+            idx.compact(keep)
+            held = [lb for lb, kept in zip(held, keep.tolist(), strict=True) if kept]
+            series = held + series[len(held) + int((~keep).sum()) :]
+        want = [sid for sid, lb in enumerate(held) if labels_match(lb, matchers)]
+        assert idx.match(matchers).tolist() == want

@@ -1,0 +1,54 @@
+"""Process memory: give freed memory back to the system.
+
+glibc's malloc serves allocations above its mmap threshold with their own mapping, unmapped
+when freed, and smaller ones from its heaps, which keep what is freed for reuse. The threshold
+moves up (to 32 MB) each time a large block is freed, so after a first query the numpy
+temporaries of later ones (hundreds of MB across a shard's series) come from the heaps and
+stay resident. Two ways back were measured on the same queries (55 k series x 120 samples,
+16 shards, 14 queries; whole tree in bytes a series; one run each, shared machine):
+
+- glibc as it is (and without this session's other savings): query over every series
+  425 ms, ``sum by (job) (rate(...))`` 142 ms; 25.8 k after the queries (the worker 17.5 k);
+- a fixed 256 kB mmap threshold (every larger block its own mapping): 563-603 ms and
+  197-226 ms (each query pays the page faults of fresh memory); 14.2-14.9 k;
+- :func:`start_trimmer` (``malloc_trim`` every 5 s, which returns the free pages inside the
+  heaps): 410 ms and 118 ms (a burst of queries reuses warm memory); 21.2 k right after the
+  queries, 15.0 k once the trimmer ran. Kept: ``filodb worker`` and ``filodb web`` start it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from typing import Any
+
+TRIM_EVERY_S = 5.0
+
+
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        lib.malloc_trim  # noqa: B018  (glibc only)
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+def start_trimmer(every_s: float = TRIM_EVERY_S) -> threading.Thread | None:
+    """A daemon thread trimming the heaps every ``every_s`` seconds (None without glibc)."""
+    lib = _libc()
+    if lib is None:
+        return None
+    tick = threading.Event()  # never set: a wait that sleeps
+
+    def loop() -> None:
+        while not tick.wait(every_s):
+            lib.malloc_trim(0)
+
+    t = threading.Thread(target=loop, name="malloc-trim", daemon=True)
+    t.start()
+    return t
