@@ -63,6 +63,15 @@ def decode_write_request_full(
     return _decode_protobuf(raw)
 
 
+def warm() -> None:
+    """Load the decoder's numba kernel now. The first numba call of a process costs ~0.3 s
+    (numba's target registries, then the cached machine code), and every request thread waits
+    on numba's compiler lock meanwhile: paid at start-up, not by the first writes."""
+    batch = SampleBatch([(("__name__", "warm"),)], np.zeros(1, np.int32),
+                        np.ones(1, np.int64), np.ones(1))  # fmt: skip
+    decode_write_request(encode_write_request(batch))
+
+
 def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
     """The reference decoder: upb parses, ``np.fromiter`` per series."""
     req = WriteRequest()
