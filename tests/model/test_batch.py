@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from filodb.errors import BadInputError
-from filodb.model.batch import SampleBatch, concat_batches
+from filodb.model.batch import SampleBatch, concat_batches, series_identity
 from filodb.model.labels import make_labels
+from filodb.model.shardkey import shards_of_routes
 
 STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
 
@@ -185,3 +186,24 @@ def test_decoded_label_sets_are_shared_and_equal_across_records() -> None:
     raw = SampleBatch([lb], [0], [1], [1.0]).to_bytes()
     x, y = SampleBatch.from_bytes(raw), SampleBatch.from_bytes(raw)
     assert x.series == y.series == [lb] and x.series[0] is y.series[0]
+
+
+def test_split_and_take_series_keep_the_door_identity_with_its_series() -> None:
+    series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(40)]
+    ids = [series_identity(lb) for lb in series]
+    rng = np.random.default_rng(3)
+    sidx = rng.integers(0, 40, 200).astype(np.int32)
+    b = SampleBatch(series, sidx, np.arange(200), rng.random(200), keys=[i[1] for i in ids],
+                    pks=[i[0] for i in ids], routes=np.array([i[2] for i in ids], np.uint64))  # fmt: skip
+
+    def same(x: SampleBatch) -> None:
+        want = [series_identity(lb) for lb in x.series]
+        assert x.pks == [w[0] for w in want]
+        assert x.routes is not None and x.routes.tolist() == [w[2] for w in want]
+        assert SampleBatch.from_bytes(x.to_bytes()).series == x.series
+
+    parts = b.split(shards_of_routes(b.routes, 8, 1), 8)
+    assert sum(len(p) for p in parts.values()) == 200
+    for p in parts.values():
+        same(p)
+    same(b.take_series(np.arange(40) % 3 == 0))
