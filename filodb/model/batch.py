@@ -9,6 +9,7 @@ them with numpy, so no per-sample Python loop runs anywhere on the path.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -301,6 +302,10 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
         return SampleBatch.empty()
     if len(batches) == 1:
         return batches[0]
+    if all(b.keys is not None for b in batches):
+        by_key = _concat_by_keys(batches)
+        if by_key is not None:
+            return by_key
     index: dict[Labels, int] = {}
     parts = []
     types: dict[str, str] = {}
@@ -324,5 +329,39 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
         np.concatenate([b.vals for b in batches]),
         types,
         keys,
+        Exemplars.concat(ex_parts),
+    )
+
+
+def _concat_by_keys(batches: Sequence[SampleBatch]) -> SampleBatch | None:
+    """:func:`concat_batches` for batches that carry keys (the log's): series merged by key
+    with numpy, in first-seen order. None when two label sets share a key (a 64-bit
+    collision): then label sets decide. Readers of one log hand out the same label set object
+    for a part key, so the check is mostly identity."""
+    keys = np.concatenate([b.keys for b in batches])  # type: ignore[misc]
+    series_all = [lb for b in batches for lb in b.series]
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    rep = pick(series_all, first[inv].tolist())
+    if not all(map(operator.is_, series_all, rep)) and series_all != rep:
+        return None
+    new_id = rank[inv.ravel()]
+    starts = np.cumsum([0] + [len(b.series) for b in batches])
+    remaps = [new_id[a:e] for a, e in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)]
+    types: dict[str, str] = {}
+    for b in batches:
+        types.update(b.types)
+    ex_parts = [(b.exemplars, r) for b, r in zip(batches, remaps, strict=True)
+                if b.exemplars is not None]  # fmt: skip
+    firsts = first[order]
+    return SampleBatch(
+        pick(series_all, firsts.tolist()),
+        np.concatenate([r[b.sidx] for b, r in zip(batches, remaps, strict=True)]),
+        np.concatenate([b.ts for b in batches]),
+        np.concatenate([b.vals for b in batches]),
+        types,
+        keys[firsts],
         Exemplars.concat(ex_parts),
     )

@@ -207,3 +207,30 @@ def test_split_and_take_series_keep_the_door_identity_with_its_series() -> None:
     for p in parts.values():
         same(p)
     same(b.take_series(np.arange(40) % 3 == 0))
+
+
+@given(st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=8), min_size=2, max_size=5))
+def test_concat_by_keys_is_concat_by_label_sets(picks: list[list[int]]) -> None:
+    pool = [make_labels({"__name__": "m", "i": str(i)}) for i in range(7)]
+    recs = []
+    for k, p in enumerate(picks):
+        n = len(p)
+        recs.append(SampleBatch([pool[i] for i in p], np.arange(n), np.arange(n) + 10 * k,
+                                np.arange(n) * 1.5 + k))  # fmt: skip
+    with_keys = concat_batches([SampleBatch.from_bytes(r.to_bytes()) for r in recs])
+    by_labels = concat_batches(recs)
+    assert with_keys.series == by_labels.series
+    assert with_keys.sidx.tolist() == by_labels.sidx.tolist()
+    assert with_keys.ts.tolist() == by_labels.ts.tolist()
+    assert with_keys.keys is not None
+    assert (
+        with_keys.keys.tolist() == SampleBatch(by_labels.series, [], [], []).series_keys().tolist()
+    )
+
+
+def test_concat_keeps_two_label_sets_that_share_a_key_apart() -> None:
+    a, b2 = make_labels({"__name__": "a"}), make_labels({"__name__": "b"})
+    x = SampleBatch([a], [0], [1], [1.0], keys=[7])
+    y = SampleBatch([b2, a], [0, 1], [2, 3], [2.0, 3.0], keys=[7, 7])
+    z = concat_batches([x, y])
+    assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 0]
