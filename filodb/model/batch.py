@@ -338,7 +338,7 @@ def _concat_by_keys(batches: Sequence[SampleBatch]) -> SampleBatch | None:
     with numpy, in first-seen order. None when two label sets share a key (a 64-bit
     collision): then label sets decide. Readers of one log hand out the same label set object
     for a part key, so the check is mostly identity."""
-    keys = np.concatenate([b.keys for b in batches])  # type: ignore[misc]
+    keys = np.concatenate([b.keys for b in batches])
     series_all = [lb for b in batches for lb in b.series]
     _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
