@@ -67,7 +67,7 @@ def bench_remote_write() -> None:
         )
         ctx = {"series": n_series, "samples_per_series": n_samples, "zeros": zeros}
         for cache in ("cold", "warm"):
-            clear = remote_write._LABEL_CACHE.forget if cache == "cold" else None
+            clear = remote_write.SERIES.forget if cache == "cold" else None
             dt = best_of(lambda b=body: remote_write.decode_write_request(b), before=clear)
             emit("remote_write_decode_samples_per_s", n_series * n_samples / dt, "samples/s",
                  labels_cache=cache, **ctx)  # fmt: skip

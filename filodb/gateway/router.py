@@ -18,7 +18,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.dataset import Dataset
 from filodb.model.labels import Labels
-from filodb.model.shardkey import shards_for_series
+from filodb.model.shardkey import shards_for_series, shards_of_routes
 from filodb.shards.redis_map import ShardMapStore
 
 _CACHE_MAX = 1_000_000
@@ -48,7 +48,11 @@ class IngestRouter:
         self._datasets[name] = (time.monotonic(), desc)
         return desc
 
-    def _shards(self, desc: Dataset, series: list[Labels]) -> np.ndarray:
+    def _shards(self, desc: Dataset, batch: SampleBatch) -> np.ndarray:
+        rule = desc.spread_rule
+        if batch.routes is not None and isinstance(rule, int):  # the door knew the series
+            return shards_of_routes(batch.routes, desc.shards, rule)
+        series = batch.series
         # a dataset deleted and created again (other shards or spread) gets a fresh cache
         ident = (desc.name, desc.shards, desc.spread, desc.spread_overrides, desc.created)
         cache = self._shard_caches.get(ident)
@@ -73,7 +77,7 @@ class IngestRouter:
         if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
         desc = self.dataset(dataset)
-        shard_of = self._shards(desc, batch.series)
+        shard_of = self._shards(desc, batch)
         parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.ingest_log.append_many(dataset, records)

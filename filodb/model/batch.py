@@ -9,9 +9,12 @@ them with numpy, so no per-sample Python loop runs anywhere on the path.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import TypeVar
 
 import cramjam
 import msgpack
@@ -23,7 +26,9 @@ from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
+from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
 
+T = TypeVar("T")
 BATCH_FORMAT_VERSION = 2  # what to_bytes writes; from_bytes reads 1 and 2
 
 
@@ -44,6 +49,12 @@ class SampleBatch:
 
     ``exemplars``: optional :class:`~filodb.model.exemplars.Exemplars` of the series (remote
     write's field 3); they follow their series through ``take_series``, ``split`` and the log.
+
+    ``pks`` and ``routes``: optional, one per series, what a door that caches series identity
+    (:func:`series_identity`) already knows: the part keys :meth:`to_bytes` writes and the
+    hashes the router shards by (``shard_key_hash << 32 | part_key_hash``, see
+    :func:`~filodb.model.shardkey.shards_of_routes`). They follow ``take_series`` and
+    ``split``; they are not on the wire.
     """
 
     series: list[Labels]
@@ -53,6 +64,8 @@ class SampleBatch:
     types: dict[str, str] = field(default_factory=dict)
     keys: np.ndarray | None = None
     exemplars: Exemplars | None = None
+    pks: list[bytes] | None = None
+    routes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.sidx = np.ascontiguousarray(self.sidx, dtype=np.int32)
@@ -64,6 +77,10 @@ class SampleBatch:
             self.keys = np.ascontiguousarray(self.keys, dtype=np.uint64)
             if len(self.keys) != len(self.series):
                 raise ValueError("keys must have one entry per series")
+        if self.pks is not None and len(self.pks) != len(self.series):
+            raise ValueError("pks must have one entry per series")
+        if self.routes is not None and len(self.routes) != len(self.series):
+            raise ValueError("routes must have one entry per series")
 
     def series_keys(self) -> np.ndarray:
         """``keys``, computed (and kept) when the batch has none."""
@@ -94,6 +111,8 @@ class SampleBatch:
             None
             if self.exemplars is None
             else self.exemplars.take(keep[self.exemplars.sidx], new_index),
+            None if self.pks is None else [self.pks[i] for i in np.flatnonzero(keep).tolist()],
+            None if self.routes is None else self.routes[keep],
         )
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
@@ -109,8 +128,11 @@ class SampleBatch:
         order = np.argsort(sample_shard, kind="stable")
         bounds = np.searchsorted(sample_shard[order], np.append(shards, num_shards + 1))
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
-        series = [self.series[i] for i in s_order.tolist()]
+        at = s_order.tolist()
+        series = pick(self.series, at)
         keys = None if self.keys is None else self.keys[s_order]
+        pks = None if self.pks is None else pick(self.pks, at)
+        routes = None if self.routes is None else self.routes[s_order]
         ex = self.exemplars
         ex_shard = None if ex is None else of[ex.sidx]
         out: dict[int, SampleBatch] = {}
@@ -119,14 +141,16 @@ class SampleBatch:
             x, y = bounds[k], bounds[k + 1]
             out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
                                      None if keys is None else keys[a : a + c],
-                                     None if ex is None else ex.take(ex_shard == shard, rank))  # fmt: skip
+                                     None if ex is None else ex.take(ex_shard == shard, rank),
+                                     None if pks is None else pks[a : a + c],
+                                     None if routes is None else routes[a : a + c])  # fmt: skip
         return out
 
     # --- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """msgpack header, then one zstd frame of the little-endian arrays and the series'
         part keys (see docs/architecture.md, "Log record format")."""
-        pks, _ = _encoded(self.series)
+        pks = self.pks if self.pks is not None else _encoded(self.series)[0]
         ends = np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
         payload = b"".join([self.sidx.astype("<i4").tobytes(), self.ts.astype("<i8").tobytes(),
                             self.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(),
@@ -223,6 +247,22 @@ def _encoded(series: Sequence[Labels]) -> tuple[list[bytes], np.ndarray]:
     return pks, np.fromiter((e[1] for e in got), np.uint64, len(got))
 
 
+def pick(seq: Sequence[T], at: list[int]) -> list[T]:
+    """``[seq[i] for i in at]``, in C."""
+    if len(at) > 1:
+        return list(itemgetter(*at)(seq))
+    return [seq[i] for i in at]
+
+
+def series_identity(labels: Labels) -> tuple[bytes, int, int]:
+    """What a door caches per series so a series seen before costs no hashing of its labels:
+    its part key, the part key's xxh64 (``keys``) and its route (``routes``: shard-key hash
+    << 32 | part-key hash)."""
+    pk = part_key(labels)
+    route = shard_key_hash(shard_key_of(labels)) << 32 | part_key_hash(labels)
+    return pk, xxhash.xxh64_intdigest(pk), route
+
+
 def _series_v2(mv: memoryview, pos: int, ends: np.ndarray) -> tuple[list[Labels], np.ndarray]:
     """The label sets and keys of a version 2 record: a dict lookup per part key seen before;
     a new one is decoded (and checked) and hashed."""
@@ -270,6 +310,10 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
         return SampleBatch.empty()
     if len(batches) == 1:
         return batches[0]
+    if all(b.keys is not None for b in batches):
+        by_key = _concat_by_keys(batches)
+        if by_key is not None:
+            return by_key
     index: dict[Labels, int] = {}
     parts = []
     types: dict[str, str] = {}
@@ -293,5 +337,39 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
         np.concatenate([b.vals for b in batches]),
         types,
         keys,
+        Exemplars.concat(ex_parts),
+    )
+
+
+def _concat_by_keys(batches: Sequence[SampleBatch]) -> SampleBatch | None:
+    """:func:`concat_batches` for batches that carry keys (the log's): series merged by key
+    with numpy, in first-seen order. None when two label sets share a key (a 64-bit
+    collision): then label sets decide. Readers of one log hand out the same label set object
+    for a part key, so the check is mostly identity."""
+    keys = np.concatenate([b.keys for b in batches])
+    series_all = [lb for b in batches for lb in b.series]
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    rep = pick(series_all, first[inv].tolist())
+    if not all(map(operator.is_, series_all, rep)) and series_all != rep:
+        return None
+    new_id = rank[inv.ravel()]
+    starts = np.cumsum([0] + [len(b.series) for b in batches])
+    remaps = [new_id[a:e] for a, e in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)]
+    types: dict[str, str] = {}
+    for b in batches:
+        types.update(b.types)
+    ex_parts = [(b.exemplars, r) for b, r in zip(batches, remaps, strict=True)
+                if b.exemplars is not None]  # fmt: skip
+    firsts = first[order]
+    return SampleBatch(
+        pick(series_all, firsts.tolist()),
+        np.concatenate([r[b.sidx] for b, r in zip(batches, remaps, strict=True)]),
+        np.concatenate([b.ts for b in batches]),
+        np.concatenate([b.vals for b in batches]),
+        types,
+        keys[firsts],
         Exemplars.concat(ex_parts),
     )

@@ -107,6 +107,16 @@ def ingestion_shard(skh: int, pkh: int, num_shards: int, spread: int) -> int:
     return ((skh & ~spread_mask) | (pkh & spread_mask)) & (num_shards - 1)
 
 
+def shards_of_routes(routes: np.ndarray, num_shards: int, spread: int) -> np.ndarray:
+    """:func:`ingestion_shard` of many series at once, from their routes (uint64:
+    ``shard_key_hash << 32 | part_key_hash``, :func:`~filodb.model.batch.series_identity`)."""
+    r = np.asarray(routes, np.uint64)
+    low = np.uint64((1 << spread) - 1)
+    skh = r >> np.uint64(32)
+    out = ((skh & ~low & np.uint64(0xFFFFFFFF)) | (r & low)) & np.uint64(num_shards - 1)
+    return out.astype(np.int32)
+
+
 def shards_for_series(
     series: Iterable[Labels], num_shards: int, spread: int | SpreadRule
 ) -> np.ndarray:

@@ -37,6 +37,7 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
+from filodb.model.identity import SeriesTable
 from filodb.model.labels import Labels, intern_labels
 from filodb.model.varint import varint, varint_bytes
 from filodb.prom.proto import TimeSeries, WriteRequest
@@ -61,6 +62,15 @@ def decode_write_request_full(
     if fast is not None:
         return fast
     return _decode_protobuf(raw)
+
+
+def warm() -> None:
+    """Load the decoder's numba kernel now. The first numba call of a process costs ~0.3 s
+    (numba's target registries, then the cached machine code), and every request thread waits
+    on numba's compiler lock meanwhile: paid at start-up, not by the first writes."""
+    batch = SampleBatch([(("__name__", "warm"),)], np.zeros(1, np.int32),
+                        np.ones(1, np.int64), np.ones(1))  # fmt: skip
+    decode_write_request(encode_write_request(batch))
 
 
 def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
@@ -132,9 +142,10 @@ def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
     return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
 
 
-# Label sets by the raw bytes of their Label fields: a series seen before costs one dict
-# lookup, not a parse. Only valid label sets are stored.
-_LABEL_CACHE: BoundedCache[bytes, Labels] = BoundedCache(1_000_000)
+# Series identities by the raw bytes of their Label fields (label set, part key, key, route):
+# a series seen before costs one dict lookup, no parse and no hashing of its labels. Only
+# valid label sets are stored.
+SERIES = SeriesTable(1_000_000)
 
 
 def _decompress(body: bytes, max_decompressed: int) -> bytes:
@@ -231,6 +242,9 @@ class _Scan:
     series index ``j``."""
 
     series: list[Labels] = field(default_factory=list)
+    pks: list[bytes] = field(default_factory=list)
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    routes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     msg: list[int] = field(default_factory=list)
     start: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)
@@ -256,9 +270,8 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
         return None
     meta = _decode_metadata(b"".join(scan.meta_fields)) if scan.meta_fields else []
     if not scan.start:
-        return SampleBatch(
-            scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)
-        ), meta
+        return SampleBatch(scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0),
+                           keys=scan.keys, pks=scan.pks, routes=scan.routes), meta  # fmt: skip
     buf = np.concatenate([np.frombuffer(raw, np.uint8), np.zeros(16, np.uint8)])  # padded reads
     found = _sample_positions(buf, np.array(scan.start, np.int64), np.array(scan.end, np.int64))
     if found is None:
@@ -339,17 +352,18 @@ def _scan_series(raw: bytes) -> _Scan:
     out = _Scan()
     out.meta_fields = [raw[a:b] for a, b in fields[~is_ts][:, [1, 4]].tolist()]
     ts_f = fields[is_ts]
-    cache = _LABEL_CACHE
-    keys = [raw[a:b] for a, b in ts_f[:, 2:4].tolist()]
-    labels = [cache.get(x) for x in keys]
-    if None in labels:
-        for i, lb in enumerate(labels):
-            if lb is None:
-                labels[i] = lb = _parse_label_fields(keys[i], i)
-                cache.put(keys[i], lb)
-    index: dict[Labels, int] = {}
-    js = np.array([index.setdefault(lb, len(index)) for lb in labels], np.int64)
-    out.series = list(index)
+    ids = SERIES.lookup([raw[a:b] for a, b in ts_f[:, 2:4].tolist()], _parse_label_fields)
+    if len(np.unique(ids.keys)) == len(ids.keys):  # the usual request: each series once
+        js = np.arange(len(ids.keys), dtype=np.int64)
+        out.series, out.pks, out.keys, out.routes = ids.series, ids.pks, ids.keys, ids.routes
+    else:  # a series in several TimeSeries (or a 64-bit key collision): label sets decide
+        index: dict[Labels, int] = {}
+        js = np.array([index.setdefault(lb, len(index)) for lb in ids.series], np.int64)
+        firsts = np.unique(js, return_index=True)[1]
+        out.series = list(index)
+        out.pks = [ids.pks[i] for i in firsts.tolist()]
+        out.keys = ids.keys[firsts]
+        out.routes = ids.routes[firsts]
     has = ts_f[:, 3] < ts_f[:, 4]  # a series with samples (or anything after its labels)
     out.msg = ts_f[has, 2].tolist()
     out.start = ts_f[has, 3].tolist()
@@ -483,7 +497,8 @@ def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.nd
         out_vals[offsets[k] : offsets[k] + len(ts)] = vs
     sidx = np.repeat(np.array(scan.j, np.int32), counts)
     types = {m["metric"]: m["type"] for m in meta if m["metric"]}
-    return SampleBatch(scan.series, sidx, out_ts, out_vals, types, exemplars=ex.build()), meta
+    return SampleBatch(scan.series, sidx, out_ts, out_vals, types, scan.keys, ex.build(),
+                       scan.pks, scan.routes), meta  # fmt: skip
 
 
 def _decode_records(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

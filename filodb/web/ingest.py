@@ -16,7 +16,7 @@ from filodb.errors import BadInputError
 from filodb.gateway.door import IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.limits import IngestLimiter
-from filodb.prom.remote_write import decode_write_request_full
+from filodb.prom.remote_write import decode_write_request_full, warm
 from filodb.web.params import now_ms
 from filodb.web.services import Services, services
 
@@ -31,6 +31,7 @@ def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
     """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``; they
     check the datasets' limits (one limiter shared by the doors)."""
     limiter = IngestLimiter(svc.limits, svc.cfg)
+    warm()  # the decoder's first-call cost, before the first write rather than during it
     app.extensions[EXTENSION] = {
         name: IngestDoor(name, svc.router, svc.metadata, counter, limiter) for name in DOORS
     }

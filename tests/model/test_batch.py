@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from filodb.errors import BadInputError
-from filodb.model.batch import SampleBatch, concat_batches
+from filodb.model.batch import SampleBatch, concat_batches, series_identity
 from filodb.model.labels import make_labels
+from filodb.model.shardkey import shards_of_routes
 
 STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
 
@@ -185,3 +186,51 @@ def test_decoded_label_sets_are_shared_and_equal_across_records() -> None:
     raw = SampleBatch([lb], [0], [1], [1.0]).to_bytes()
     x, y = SampleBatch.from_bytes(raw), SampleBatch.from_bytes(raw)
     assert x.series == y.series == [lb] and x.series[0] is y.series[0]
+
+
+def test_split_and_take_series_keep_the_door_identity_with_its_series() -> None:
+    series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(40)]
+    ids = [series_identity(lb) for lb in series]
+    rng = np.random.default_rng(3)
+    sidx = rng.integers(0, 40, 200).astype(np.int32)
+    b = SampleBatch(series, sidx, np.arange(200), rng.random(200), keys=[i[1] for i in ids],
+                    pks=[i[0] for i in ids], routes=np.array([i[2] for i in ids], np.uint64))  # fmt: skip
+
+    def same(x: SampleBatch) -> None:
+        want = [series_identity(lb) for lb in x.series]
+        assert x.pks == [w[0] for w in want]
+        assert x.routes is not None and x.routes.tolist() == [w[2] for w in want]
+        assert SampleBatch.from_bytes(x.to_bytes()).series == x.series
+
+    parts = b.split(shards_of_routes(b.routes, 8, 1), 8)
+    assert sum(len(p) for p in parts.values()) == 200
+    for p in parts.values():
+        same(p)
+    same(b.take_series(np.arange(40) % 3 == 0))
+
+
+@given(st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=8), min_size=2, max_size=5))
+def test_concat_by_keys_is_concat_by_label_sets(picks: list[list[int]]) -> None:
+    pool = [make_labels({"__name__": "m", "i": str(i)}) for i in range(7)]
+    recs = []
+    for k, p in enumerate(picks):
+        n = len(p)
+        recs.append(SampleBatch([pool[i] for i in p], np.arange(n), np.arange(n) + 10 * k,
+                                np.arange(n) * 1.5 + k))  # fmt: skip
+    with_keys = concat_batches([SampleBatch.from_bytes(r.to_bytes()) for r in recs])
+    by_labels = concat_batches(recs)
+    assert with_keys.series == by_labels.series
+    assert with_keys.sidx.tolist() == by_labels.sidx.tolist()
+    assert with_keys.ts.tolist() == by_labels.ts.tolist()
+    assert with_keys.keys is not None
+    assert (
+        with_keys.keys.tolist() == SampleBatch(by_labels.series, [], [], []).series_keys().tolist()
+    )
+
+
+def test_concat_keeps_two_label_sets_that_share_a_key_apart() -> None:
+    a, b2 = make_labels({"__name__": "a"}), make_labels({"__name__": "b"})
+    x = SampleBatch([a], [0], [1], [1.0], keys=[7])
+    y = SampleBatch([b2, a], [0, 1], [2, 3], [2.0, 3.0], keys=[7, 7])
+    z = concat_batches([x, y])
+    assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 0]

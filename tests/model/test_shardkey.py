@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from filodb.errors import BadInputError
+from filodb.model.batch import series_identity
 from filodb.model.labels import Matcher, make_labels
-from filodb.model.shardkey import check_shards, query_shards, shards_for_series
+from filodb.model.shardkey import check_shards, query_shards, shards_for_series, shards_of_routes
 
 
 def _series(n: int, metric: str = "m", **extra: str):
@@ -53,3 +54,11 @@ def test_workspace_namespace_are_part_of_the_key() -> None:
 def test_bad_shard_counts_are_rejected(n: int, spread: int) -> None:
     with pytest.raises(BadInputError):
         check_shards(n, spread)
+
+
+@pytest.mark.parametrize(("shards", "spread"), [(1, 0), (4, 0), (4, 2), (256, 3), (1024, 10)])
+def test_shards_of_routes_is_the_shard_rule(shards: int, spread: int) -> None:
+    series = _series(300) + _series(300, "other", _ws_="w", _ns_="n") + _series(50, "x" * 40)
+    routes = np.array([series_identity(lb)[2] for lb in series], np.uint64)
+    want = shards_for_series(series, shards, spread)
+    assert shards_of_routes(routes, shards, spread).tolist() == want.tolist()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, series_identity
 from filodb.model.labels import make_labels
 from filodb.prom import proto
 from filodb.prom import remote_write as rw
@@ -63,6 +63,18 @@ def test_fast_path_equals_protobuf(series, data) -> None:  # type: ignore[no-unt
     assert got.series == want.series
     assert got.sidx.tolist() == want.sidx.tolist() and got.ts.tolist() == want.ts.tolist()
     assert got.vals.view(np.uint64).tolist() == want.vals.view(np.uint64).tolist()
+    _identity_matches(got)
+
+
+def _identity_matches(got: SampleBatch) -> None:
+    """What the door's series table attached is each series' own identity."""
+    if got.pks is None:  # the protobuf path knows none
+        assert got.routes is None
+        return
+    want = [series_identity(lb) for lb in got.series]
+    assert got.pks == [w[0] for w in want]
+    assert got.keys is not None and got.keys.tolist() == [w[1] for w in want]
+    assert got.routes is not None and got.routes.tolist() == [w[2] for w in want]
 
 
 def test_typical_request_takes_the_fast_path_bit_exactly() -> None:
@@ -139,7 +151,26 @@ def _check_same(raw: bytes) -> SampleBatch:
     assert got.series == want.series
     assert got.sidx.tolist() == want.sidx.tolist() and got.ts.tolist() == want.ts.tolist()
     assert got.vals.view(np.uint64).tolist() == want.vals.view(np.uint64).tolist()
+    _identity_matches(got)
     return got
+
+
+def test_a_series_in_several_timeseries_is_one_series_with_its_identity() -> None:
+    """The same Label bytes twice, and the same label set spelled with an empty-valued label
+    (other bytes): one series, its samples in request order, its own part key and route."""
+    m = rw._encode_labels((("__name__", "m"), ("job", "x")))
+    m_empty = rw._encode_labels((("__name__", "m"), ("a", ""), ("job", "x")))
+    other = rw._encode_labels((("__name__", "n"),))
+    raw = b"".join(_ts_field(lb + _sample(float(i + 1), 1000 * (i + 1)))
+                   for i, lb in enumerate([m, other, m, m_empty]))  # fmt: skip
+    got = _check_same(raw)
+    assert got.series == [
+        make_labels({"__name__": "m", "job": "x"}),
+        make_labels({"__name__": "n"}),
+    ]
+    assert got.sidx.tolist() == [0, 1, 0, 0]
+    # once cached, the same request decodes the same
+    assert _check_same(raw).series == got.series
 
 
 @settings(max_examples=100, deadline=None)
