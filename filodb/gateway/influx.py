@@ -48,6 +48,7 @@ import numpy as np
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.gateway import influx_fast
+from filodb.gateway.keycache import SeriesKeyCache
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
@@ -174,28 +175,18 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         return out.result(len(lines))
     n_lines = body.count(b"\n") + 1
     # the fast pass's fields; a line whose series key is refused goes to the per-line parser
-    sidx = []
-    index, series, types = out.index, out.series, out.types
-    for ck in zip(fast.key, fast.name, strict=True):
-        hit = _FAST_CACHE.get(ck)
-        if hit is None:
-            hit = _fast_labels(*ck)
-        if hit is _REFUSED:
-            sidx.append(-1)
-            continue
-        lb, typed = hit
-        j = index.get(lb)
-        if j is None:
-            j = index[lb] = len(series)
-            series.append(lb)
-        if typed:
-            types.update(typed)
-        sidx.append(j)
-    sidx_a = np.array(sidx, np.int32)
+    buf = np.frombuffer(body, np.uint8)
+    got = _SERIES.resolve(buf, fast.key_a, fast.key_b, fast.name_a, fast.name_b, fast.kind)
+    for typed in got.extras:
+        out.types.update(typed)
+    if got.series:
+        out.series.extend(got.series)
+    sidx_a = got.sidx
     refused = np.unique(fast.line[sidx_a < 0])
     keep = ~np.isin(fast.line, refused) if len(refused) else slice(None)
     slow = np.union1d(fast.slow, refused) if len(refused) else fast.slow
     if len(slow):
+        out.index.update({lb: i for i, lb in enumerate(out.series)})
         lines = text.split("\n")  # only for the lines the fast pass left
         for i in slow.tolist():
             _parse_line(i + 1, lines[i], out, div, mul, limit, now)
@@ -214,22 +205,21 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     )
 
 
-# The fast pass's label sets by (series key, field name) bytes, across bodies, as _KEY_CACHE.
-_Hit = tuple[Labels, tuple[tuple[str, str], ...]]  # a label set and the metric types it implies
-_FAST_CACHE: BoundedCache[tuple[bytes, bytes], _Hit] = BoundedCache(_KEY_CACHE_MAX)
-_REFUSED: tuple = ((), ())
-
-
-def _fast_labels(key: bytes, name: bytes) -> tuple[Labels, tuple[tuple[str, str], ...]]:
-    single = name in (influx_fast.VALUE, influx_fast.COUNTER)
+def _fast_labels(key: bytes, name: bytes, kind: int) -> tuple[Labels, tuple | None] | None:
+    """The label set (and the metric types it implies) of a fast-pass field; None when the
+    series key is refused (the per-line parser reports the line)."""
+    single = kind != influx_fast.FIELD
     try:
-        hit = _labels_of(
-            key.decode(), name[1:].decode() if single else name.decode(), single, False
-        )
+        labels, typed = _labels_of(key.decode(), name.decode(), single, False)
     except ValueError:
-        return _REFUSED  # not cached: the per-line parser reports the line
-    _FAST_CACHE.put((key, name), hit)
-    return hit
+        return None
+    return labels, typed or None
+
+
+_Hit = tuple[Labels, tuple[tuple[str, str], ...]]  # a label set and the metric types it implies
+
+# The fast pass's series by (series key, field name, kind) bytes, across bodies.
+_SERIES = SeriesKeyCache(_fast_labels, _KEY_CACHE_MAX)
 
 
 class _Out:
