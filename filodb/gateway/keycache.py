@@ -13,7 +13,7 @@ line's only field named ``value``): ``buf[a0:a1]``, ``buf[b0:b1]``, ``kind``. En
 interned label sets, so two keys that sanitise to the same labels are one series.
 :meth:`SeriesKeyCache.resolve` answers per key the index of its series in a list of distinct
 label sets, in order of first appearance (a :class:`~filodb.model.batch.SampleBatch`'s
-``series`` and ``sidx``), and -1 where ``make`` refused the key (not cached: the caller's
+``series``, ``sidx`` and ``part_keys``, kept per label set), and -1 where ``make`` refused the key (not cached: the caller's
 slow path reports it).
 
 Bounded: once more than ``max_entries`` keys are held, the next call starts from empty (the
@@ -25,11 +25,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numba as nb
 import numpy as np
 
 from filodb.model.labels import Labels
+from filodb.model.partkey import part_key
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -122,6 +124,7 @@ class Resolved:
 
     series: list[Labels]
     sidx: np.ndarray
+    part_keys: list[bytes]  # per series (filodb.model.partkey.part_key)
     extras: list = field(default_factory=list)
 
 
@@ -149,6 +152,7 @@ class SeriesKeyCache:
         self._state = np.zeros(2, np.int64)
         self._label_id: dict[Labels, int] = {}
         self._labels: list[Labels] = []
+        self._pks: list[bytes] = []  # part key of each label set
 
     def __len__(self) -> int:
         return int(self._state[0])
@@ -215,6 +219,7 @@ class SeriesKeyCache:
         if i is None:
             i = self._label_id[labels] = len(self._labels)
             self._labels.append(labels)
+            self._pks.append(part_key(labels))
         return i
 
     def _reserve(self, entries: int, nbytes: int) -> None:
@@ -243,20 +248,22 @@ class SeriesKeyCache:
         lid = np.where(ok, self._elabel[np.maximum(ent, 0)], -1)
         good = lid[ok]
         if not len(good):
-            return Resolved([], np.full(len(ent), -1, np.int32))
+            return Resolved([], np.full(len(ent), -1, np.int32), [])
         uniq, first, inv = np.unique(good, return_index=True, return_inverse=True)
         order = np.argsort(first, kind="stable")
         rank = np.empty(len(uniq), np.int32)
         rank[order] = np.arange(len(uniq), dtype=np.int32)
         sidx = np.full(len(ent), -1, np.int32)
         sidx[ok] = rank[inv]
-        labels = self._labels
-        series = [labels[i] for i in uniq[order].tolist()]
+        ids = uniq[order].tolist()
+        take = itemgetter(*ids)  # C-level gathers: no Python step per series
+        series = list(take(self._labels)) if len(ids) > 1 else [self._labels[ids[0]]]
+        pks = list(take(self._pks)) if len(ids) > 1 else [self._pks[ids[0]]]
         extras = []
         if self._extra:
             held = ent[ok]
             extras = [self._extra[e] for e in np.unique(held[self._ehasx[held]]).tolist()]
-        return Resolved(series, sidx, extras)
+        return Resolved(series, sidx, pks, extras)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -36,7 +36,7 @@ class IngestRouter:
         self.ingest_log = ingest_log
         self._datasets: dict[str, tuple[float, Dataset]] = {}
         # shard by series, per dataset description
-        self._shard_caches: dict[tuple, BoundedCache[Labels, int]] = {}
+        self._shard_caches: dict[tuple, BoundedCache[Labels | bytes, int]] = {}
         self._lock = threading.Lock()
 
     def dataset(self, name: str) -> Dataset:
@@ -48,7 +48,8 @@ class IngestRouter:
         self._datasets[name] = (time.monotonic(), desc)
         return desc
 
-    def _shards(self, desc: Dataset, series: list[Labels]) -> np.ndarray:
+    def _shards(self, desc: Dataset, series: list[Labels],
+                part_keys: list[bytes] | None = None) -> np.ndarray:  # fmt: skip
         # a dataset deleted and created again (other shards or spread) gets a fresh cache
         ident = (desc.name, desc.shards, desc.spread, desc.spread_overrides, desc.created)
         cache = self._shard_caches.get(ident)
@@ -57,7 +58,10 @@ class IngestRouter:
                 if len(self._shard_caches) > 1000:
                     self._shard_caches.clear()
                 cache = self._shard_caches.setdefault(ident, BoundedCache(_CACHE_MAX))
-        got = [cache.get(lb) for lb in series]  # one dict lookup a series seen before
+        # one dict lookup a series seen before; by part key where the batch has them (a bytes
+        # object keeps its hash, a label set hashes its pairs again at every lookup)
+        by: list = series if part_keys is None else part_keys
+        got = [cache.get(k) for k in by]
         if None not in got:
             return np.array(got, np.int32)
         todo = [i for i, s in enumerate(got) if s is None]
@@ -65,7 +69,7 @@ class IngestRouter:
         with self._lock:
             for i, s in zip(todo, computed.tolist(), strict=True):
                 got[i] = s
-                cache.put(series[i], s)
+                cache.put(by[i], s)
         return np.array(got, np.int32)
 
     def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:
@@ -73,7 +77,7 @@ class IngestRouter:
         if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
         desc = self.dataset(dataset)
-        shard_of = self._shards(desc, batch.series)
+        shard_of = self._shards(desc, batch.series, batch.part_keys)
         parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.ingest_log.append_many(dataset, records)

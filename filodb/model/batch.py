@@ -44,6 +44,10 @@ class SampleBatch:
 
     ``exemplars``: optional :class:`~filodb.model.exemplars.Exemplars` of the series (remote
     write's field 3); they follow their series through ``take_series``, ``split`` and the log.
+
+    ``part_keys``: optional part key bytes per series (:func:`~filodb.model.partkey.part_key`)
+    from a door that keeps them (its series-key cache), so ``to_bytes`` and the router look up
+    nothing by label set; they follow their series through ``take_series`` and ``split``.
     """
 
     series: list[Labels]
@@ -53,6 +57,7 @@ class SampleBatch:
     types: dict[str, str] = field(default_factory=dict)
     keys: np.ndarray | None = None
     exemplars: Exemplars | None = None
+    part_keys: list[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.sidx = np.ascontiguousarray(self.sidx, dtype=np.int32)
@@ -83,7 +88,9 @@ class SampleBatch:
         keep = np.asarray(keep, bool)
         new_index = np.cumsum(keep) - 1
         mask = keep[self.sidx]
-        series = [self.series[i] for i in np.flatnonzero(keep).tolist()]
+        kept = np.flatnonzero(keep).tolist()
+        series = [self.series[i] for i in kept]
+        pks = None if self.part_keys is None else [self.part_keys[i] for i in kept]
         return SampleBatch(
             series,
             new_index[self.sidx[mask]].astype(np.int32),
@@ -94,6 +101,7 @@ class SampleBatch:
             None
             if self.exemplars is None
             else self.exemplars.take(keep[self.exemplars.sidx], new_index),
+            pks,
         )
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
@@ -109,7 +117,9 @@ class SampleBatch:
         order = np.argsort(sample_shard, kind="stable")
         bounds = np.searchsorted(sample_shard[order], np.append(shards, num_shards + 1))
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
-        series = [self.series[i] for i in s_order.tolist()]
+        order = s_order.tolist()
+        series = [self.series[i] for i in order]
+        pks = None if self.part_keys is None else [self.part_keys[i] for i in order]
         keys = None if self.keys is None else self.keys[s_order]
         ex = self.exemplars
         ex_shard = None if ex is None else of[ex.sidx]
@@ -119,14 +129,15 @@ class SampleBatch:
             x, y = bounds[k], bounds[k + 1]
             out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
                                      None if keys is None else keys[a : a + c],
-                                     None if ex is None else ex.take(ex_shard == shard, rank))  # fmt: skip
+                                     None if ex is None else ex.take(ex_shard == shard, rank),
+                                     None if pks is None else pks[a : a + c])  # fmt: skip
         return out
 
     # --- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """msgpack header, then one zstd frame of the little-endian arrays and the series'
         part keys (see docs/architecture.md, "Log record format")."""
-        pks, _ = _encoded(self.series)
+        pks = self.part_keys if self.part_keys is not None else _encoded(self.series)[0]
         ends = np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
         payload = b"".join([self.sidx.astype("<i4").tobytes(), self.ts.astype("<i8").tobytes(),
                             self.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(),
