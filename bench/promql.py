@@ -181,7 +181,8 @@ def wait_count(base: str, query: str, want: int, at_s: float, timeout_s: float =
 class Peer:
     """A Debian-packaged peer (prometheus | victoria-metrics) on a free port."""
 
-    def __init__(self, kind: str, workdir: Path, admin: bool = False) -> None:
+    def __init__(self, kind: str, workdir: Path, admin: bool = False,
+                 extra: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.kind = kind
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -200,6 +201,7 @@ class Peer:
                     "-retentionPeriod=100y", "-search.disableCache", "-loggerLevel=WARN"]  # fmt: skip
             self.write_url = self.base + "/api/v1/write"
         self.log = open(data / "log.txt", "wb")  # noqa: SIM115
+        args += extra
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -3,9 +3,9 @@
 A body without backslashes, double quotes, CR or TAB cannot hold escapes or string fields, so
 its structure is found with numpy over the raw bytes instead of a Python step per line: the
 newlines cut lines, the spaces cut each line into series key, field set and timestamp, the
-commas of the field set cut fields, the first ``=`` of a field cuts name from value. Python
-then only converts the value and timestamp slices (``float``/``int`` on bytes, in C) and looks
-each distinct series key up once.
+commas of the field set cut fields, the first ``=`` of a field cuts name from value. A numba
+kernel reads the values and timestamps; the series are named by byte ranges of the body, which
+:class:`~filodb.gateway.keycache.SeriesKeyCache` resolves without a Python step per line.
 
 A line takes the fast path when it has one or two spaces, no leading or trailing space, a
 non-empty field set of numeric fields (floats, ``i`` and ``u`` integers), no ``+Inf`` field
@@ -37,19 +37,25 @@ _INT_START[[ord("+"), ord("-")]] = True
 @dataclass
 class FastLines:
     """What the fast pass read: one row per sample (``line`` is the 0-based line index), and
-    the 0-based indices of the lines the per-line parser must read."""
+    the 0-based indices of the lines the per-line parser must read. A sample's series is named
+    by byte ranges of the body: its line's series key ``[key_a, key_b)``, its field's name
+    ``[name_a, name_b)`` and ``kind`` (:data:`FIELD`, or :data:`VALUE` / :data:`COUNTER` for a
+    line's only field of that name, whose series is the measurement)."""
 
     line: np.ndarray  # int64, per field
-    key: list[bytes]  # per field: the series key of its line
-    name: list[bytes]  # per field: its name; VALUE or COUNTER for a line's only such field
+    key_a: np.ndarray  # int64, per field
+    key_b: np.ndarray
+    name_a: np.ndarray
+    name_b: np.ndarray
+    kind: np.ndarray  # uint8
     value: np.ndarray  # float64
     ts: np.ndarray  # int64 ms, per field; meaningless where has_ts is False
     has_ts: np.ndarray  # bool, per field
     slow: np.ndarray  # int64 line indices
 
 
-# the name of a line's only field when it is value or counter (the series is the measurement)
-VALUE, COUNTER = b"\0value", b"\0counter"
+# kinds of a field: any, or a line's only field named value or counter (series: the measurement)
+FIELD, VALUE, COUNTER = 0, 1, 2
 
 
 def _named(buf: np.ndarray, start: np.ndarray, end: np.ndarray, name: bytes) -> np.ndarray:
@@ -157,14 +163,11 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
         fidx = np.flatnonzero(keep)
     slow_mask[lines[bad_line]] = True
     kl = fl[fidx]
-    key_of_line = [body[a:b] for a, b in zip(starts[lines].tolist(), s1.tolist(), strict=True)]
     fs, fe = fstart[fidx], eq[fidx]
     only = (nf == 1)[kl]
-    is_value = only & _named(buf, fs, fe, b"value")
-    is_counter = only & _named(buf, fs, fe, b"counter")
-    names = [VALUE if v else COUNTER if c else body[a:b] for v, c, a, b in
-             zip(is_value.tolist(), is_counter.tolist(), fs.tolist(), fe.tolist(), strict=True)]  # fmt: skip
+    kind = np.where(only & _named(buf, fs, fe, b"value"), VALUE, FIELD).astype(np.uint8)
+    kind[only & _named(buf, fs, fe, b"counter")] = COUNTER
     return FastLines(
-        line=lines[kl], key=[key_of_line[i] for i in kl.tolist()], name=names,
+        line=lines[kl], key_a=starts[lines[kl]], key_b=s1[kl], name_a=fs, name_b=fe, kind=kind,
         value=vals, ts=t_ms[kl], has_ts=has_ts_l[kl], slow=np.flatnonzero(slow_mask),
     )  # fmt: skip

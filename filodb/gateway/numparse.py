@@ -17,7 +17,7 @@ import numpy as np
 _POW10 = np.array([10.0**i for i in range(23)])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _values(buf, starts, ends, integer, pow10):
     n = len(starts)
     out = np.zeros(n, np.float64)
@@ -94,7 +94,7 @@ def _values(buf, starts, ends, integer, pow10):
     return out, ok
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _ints(buf, starts, ends):
     n = len(starts)
     out = np.zeros(n, np.uint64)

@@ -36,7 +36,7 @@ class IngestRouter:
         self.ingest_log = ingest_log
         self._datasets: dict[str, tuple[float, Dataset]] = {}
         # shard by series, per dataset description
-        self._shard_caches: dict[tuple, BoundedCache[Labels, int]] = {}
+        self._shard_caches: dict[tuple, BoundedCache[Labels | bytes, int]] = {}
         self._lock = threading.Lock()
 
     def dataset(self, name: str) -> Dataset:
@@ -61,7 +61,10 @@ class IngestRouter:
                 if len(self._shard_caches) > 1000:
                     self._shard_caches.clear()
                 cache = self._shard_caches.setdefault(ident, BoundedCache(_CACHE_MAX))
-        got = [cache.get(lb) for lb in series]  # one dict lookup a series seen before
+        # one dict lookup a series seen before; by part key where the batch has them (a bytes
+        # object keeps its hash, a label set hashes its pairs again at every lookup)
+        by: list = series if batch.pks is None else batch.pks
+        got = [cache.get(k) for k in by]
         if None not in got:
             return np.array(got, np.int32)
         todo = [i for i, s in enumerate(got) if s is None]
@@ -69,7 +72,7 @@ class IngestRouter:
         with self._lock:
             for i, s in zip(todo, computed.tolist(), strict=True):
                 got[i] = s
-                cache.put(series[i], s)
+                cache.put(by[i], s)
         return np.array(got, np.int32)
 
     def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:

@@ -100,7 +100,8 @@ class SampleBatch:
         keep = np.asarray(keep, bool)
         new_index = np.cumsum(keep) - 1
         mask = keep[self.sidx]
-        series = [self.series[i] for i in np.flatnonzero(keep).tolist()]
+        kept = np.flatnonzero(keep).tolist()
+        series = [self.series[i] for i in kept]
         return SampleBatch(
             series,
             new_index[self.sidx[mask]].astype(np.int32),
@@ -111,7 +112,7 @@ class SampleBatch:
             None
             if self.exemplars is None
             else self.exemplars.take(keep[self.exemplars.sidx], new_index),
-            None if self.pks is None else [self.pks[i] for i in np.flatnonzero(keep).tolist()],
+            None if self.pks is None else [self.pks[i] for i in kept],
             None if self.routes is None else self.routes[keep],
         )
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from filodb.gateway import influx, influx_fast
 from filodb.gateway.numparse import parse_ints, parse_values
+from filodb.model.partkey import part_key
 
 MEAS = st.sampled_from(["cpu", "mem", "disk.io", "é", "#x", "", "a-b", "up"])
 TAG = st.one_of(
@@ -89,6 +90,8 @@ def test_fast_pass_answers_as_the_per_line_parser(lines: list[str], precision: s
     assert fast.batch.types == slow.batch.types
     assert fast.errors == slow.errors
     assert fast.lines == slow.lines
+    pks = fast.batch.pks  # from the series-key cache: those of the series, in order
+    assert pks is None or pks == [part_key(s) for s in fast.batch.series]
 
 
 def test_fast_pass_takes_the_common_shapes() -> None:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from filodb.gateway.influx import parse_lines
 from filodb.gateway.router import IngestRouter
-from filodb.gateway.tcp import GatewayOptions, TcpGateway
+from filodb.gateway.tcp import GatewayOptions, TcpGateway, _count_lines
 from filodb.ingest.redis_streams import RedisStreamsLog
 from filodb.model.batch import SampleBatch
 from filodb.redisproc import free_port, start_redis
@@ -431,3 +433,11 @@ def _types(meta, n: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
     got = {k: v["type"] for k, v in meta.get(DS).items()}
     assert len(got) == n, got
     return got
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=" \t\r\x0b\x0c#ab=1\n", max_size=8), max_size=30))
+def test_data_lines_are_counted_as_the_per_line_rule_says(lines: list[str]) -> None:
+    body = "\n".join(lines).encode()
+    want = sum(1 for ln in body.split(b"\n") if ln.strip() and not ln.strip().startswith(b"#"))
+    assert _count_lines(body) == want

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from filodb.errors import BadInputError
 from filodb.model.batch import SampleBatch, concat_batches, series_identity
 from filodb.model.labels import make_labels
+from filodb.model.partkey import part_key
 from filodb.model.shardkey import shards_of_routes
 
 STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
@@ -161,7 +162,8 @@ def test_records_whose_payload_does_not_agree_are_rejected(where: str) -> None:
 def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     s = [make_labels({"__name__": f"m{i}"}) for i in range(n_series)]
-    b = SampleBatch(s, rng.integers(0, n_series, n), rng.integers(0, 99, n), rng.normal(size=n))
+    b = SampleBatch(s, rng.integers(0, n_series, n), rng.integers(0, 99, n), rng.normal(size=n),
+                    pks=[part_key(x) for x in s])  # fmt: skip
     of = rng.integers(0, n_shards, n_series)
     parts = b.split(of, n_shards)
     assert sorted(parts) == sorted(set(of.tolist()))
@@ -169,6 +171,10 @@ def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed) -> 
         want = b.take_series(of == shard)
         assert p.series == want.series and p.sidx.tolist() == want.sidx.tolist()
         assert p.ts.tolist() == want.ts.tolist() and p.vals.tolist() == want.vals.tolist()
+        # a door's part keys follow their series, and the record is the one without them
+        assert p.pks == want.pks == [part_key(x) for x in p.series]
+        plain = SampleBatch(p.series, p.sidx, p.ts, p.vals)
+        assert p.to_bytes() == plain.to_bytes()
 
 
 @pytest.mark.parametrize("series", [[["__name__"]], [["__name__", 5]], [["a", "b", "c"]], [[{"x": 1}]],
