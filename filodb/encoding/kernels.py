@@ -490,6 +490,26 @@ def encode_ts(ts: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
+def _positions(buf: np.ndarray, p: int, end: int, nu, n: int):  # type: ignore[no-untyped-def]
+    """A count, then that many gaps (uvarints) between increasing positions below ``n``; the
+    positions and the offset after them, or an empty array and -1 when malformed."""
+    count, p = get_uv(buf, p, end)
+    if p < 0 or count > nu:
+        return np.empty(0, np.int64), -1
+    out = np.empty(int(np.int64(count)), np.int64)
+    pos = 0
+    for j in range(len(out)):
+        gap, p = get_uv(buf, p, end)
+        if p < 0 or gap >= nu:
+            return out, -1
+        pos += int(np.int64(gap))
+        if pos >= n:
+            return out, -1
+        out[j] = pos
+    return out, p
+
+
+@nb.njit(cache=True, nogil=True)
 def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     nu, p = get_uv(buf, start + 1, end)
     if p < 0 or p + 2 > end or nu > np.uint64(len(out) - at):
@@ -504,21 +524,11 @@ def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at:
     d = np.int64(0)
     if mode == MODE_DOD:
         d, p = get_sv(buf, p, end)
-    n_exc_u, p = get_uv(buf, p, end)
-    if p < 0 or n_exc_u > nu:
-        return -1
     g = np.int64(gu)
-    n_exc = int(np.int64(n_exc_u))
-    exc_pos = np.empty(n_exc, np.int64)
-    pos = 0
-    for j in range(n_exc):
-        gap, p = get_uv(buf, p, end)
-        if p < 0 or gap >= nu:
-            return -1
-        pos += int(np.int64(gap))
-        if pos >= n:
-            return -1
-        exc_pos[j] = pos
+    exc_pos, p = _positions(buf, p, end, nu, n)
+    if p < 0:
+        return -1
+    n_exc = len(exc_pos)
     exc_at = p
     p += 8 * n_exc
     if p > end:
@@ -533,19 +543,9 @@ def _decode_dec_into(buf: np.ndarray, start: int, end: int, out: np.ndarray, at:
     near_pos = np.empty(0, np.int64)
     ulps = np.empty(0, np.int64)
     if buf[start] == F_DEC_ULP:
-        n_near_u, p = get_uv(buf, p, end)
-        if p < 0 or n_near_u > nu:
+        near_pos, p = _positions(buf, p, end, nu, n)
+        if p < 0:
             return -1
-        near_pos = np.empty(int(np.int64(n_near_u)), np.int64)
-        pos = 0
-        for j in range(len(near_pos)):
-            gap, p = get_uv(buf, p, end)
-            if p < 0 or gap >= nu:
-                return -1
-            pos += int(np.int64(gap))
-            if pos >= n:
-                return -1
-            near_pos[j] = pos
         ulps = np.empty(len(near_pos), np.int64)
         if range_decode(buf, p, end, len(ulps), ulps) < 0:
             return -1
