@@ -26,6 +26,7 @@ from celery import signals
 from filodb.config import Config
 from filodb.node.downsampler import DISPATCH_TIMEOUT_S
 from filodb.node.runtime import NodeRuntime
+from filodb.node.warm import warm_read_path
 from filodb.tasks.app import make_celery
 from filodb.tasks.leaf import LeafCollector, LeafServer
 from filodb.tasks.periodic import bind_downsample, node_queue, send_downsample
@@ -85,6 +86,7 @@ def run_worker(cfg: Config) -> None:
         parts["rt"] = rt
         rt.start()
         rt.metrics_server.registry.register(LeafCollector(leaf))
+        threading.Thread(target=warm_read_path, name="warm", daemon=True).start()
         log.warning("node %s ready (pid %s)", name, os.getpid())
 
     def on_shutting_down(sender=None, **_kw):  # before the pool waits for a running task
