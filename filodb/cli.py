@@ -261,10 +261,9 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_limit_defaults
 def web(config_path: str | None, **flags: Any) -> None:
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
-    import waitress
-
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
     from filodb.web import create_app
+    from filodb.web.wsgi_server import serve
 
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     _check_threads(cfg)
@@ -275,8 +274,8 @@ def web(config_path: str | None, **flags: Any) -> None:
     start_trimmer()
     # recv_bytes: a 160 KB ingestion body in a few reads, not twenty 8 KB trips through
     # waitress's select loop (each holds the GIL the door threads parse with)
-    waitress.serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
-                   channel_timeout=300, recv_bytes=256 << 10, _quiet=True)  # fmt: skip
+    serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
+          channel_timeout=300, recv_bytes=256 << 10)  # fmt: skip
 
 
 @main.command()

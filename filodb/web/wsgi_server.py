@@ -1,0 +1,56 @@
+"""The web tier's HTTP server: waitress, keeping HTTP/1.1 connections open after a response
+without a body.
+
+Waitress 3 closes the connection after every response that has no Content-Length, and a 204
+has none (RFC 9110 forbids it), so every remote-write and Influx write (answered 204) cost the
+client a new TCP connection and the server an accept and a new channel (about 5 % of the web
+process's CPU under live remote write). A response that cannot have a body (1xx, 204, 304) is
+complete when its header is, so the connection stays open, as in Go's net/http; a request
+asking ``Connection: close`` and HTTP/1.0 clients are answered as waitress does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import WSGITask
+
+
+class _Task(WSGITask):
+    _keep_bodyless = False
+
+    def build_response_header(self) -> bytes:
+        asked_close = self.request.headers.get("CONNECTION", "").lower() == "close"
+        self._keep_bodyless = (
+            not self.has_body and self.version == "1.1" and not asked_close
+            and not self.close_on_finish
+        )  # fmt: skip
+        try:
+            return super().build_response_header()
+        finally:
+            self._keep_bodyless = False
+
+    def set_close_on_finish(self) -> None:
+        if not self._keep_bodyless:  # waitress closes for want of a Content-Length
+            super().set_close_on_finish()
+
+
+class _Channel(HTTPChannel):
+    task_class = _Task
+
+
+def make_server(app: Any, **kw: Any) -> Any:
+    """``waitress.create_server(app, **kw)`` with the keep-alive fix above."""
+    server = create_server(app, **kw)
+    for s in [server, *getattr(server, "map", {}).values()]:
+        if isinstance(s, BaseWSGIServer):
+            s.channel_class = _Channel
+    return server
+
+
+def serve(app: Any, **kw: Any) -> None:
+    """``waitress.serve(app, **kw)`` with the keep-alive fix. Blocks."""
+    make_server(app, **kw).run()
