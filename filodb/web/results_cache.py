@@ -101,6 +101,10 @@ class ResultsCache:
         self.stats = CacheStats()
         self._lock = threading.Lock()
         self._put = client.register_script(_PUT)
+        # queries whose extents are too big to store (over a budget's eighth): answered
+        # without splitting, as with the cache off (splitting, cutting and merging 100 k
+        # series for nothing made a refresh slower than no cache at all)
+        self._too_big: BoundedCache[str, bool] = BoundedCache(4096)
 
     def invalidate(self, dataset: str) -> int:
         """:func:`invalidate` on this cache's Redis (``services().results_cache.invalidate(ds)``)."""
@@ -132,6 +136,9 @@ class ResultsCache:
         base = hashlib.blake2b(
             f"{to_string(expr)}\x00{step}\x00{phase}\x00{lookback_ms}".encode(), digest_size=16
         ).hexdigest()
+        if self._too_big.get(f"{dataset}:{base}"):
+            self._count(uncacheable=1)
+            return compute(start, end)[0]
         keys = {e: f"{PREFIX}x:{dataset}:{int(gen or 0)}:{base}:{e}" for e in finished}
         pieces = self._lookup(keys)
         missing = [e for e in finished if e not in pieces]
@@ -150,8 +157,9 @@ class ResultsCache:
             parts = _by_extent(res, width, phase)
             for e in range(lo_e, hi_e + 1):
                 part = pieces[e] = parts.get(e, _EMPTY)
-                if storable and e in keys:
-                    self._store(keys[e], part)
+                if storable and e in keys and not self._store(keys[e], part):
+                    self._too_big.put(f"{dataset}:{base}", True)
+                    storable = False
         out = _merge([pieces[e] for e in range(first_e, last_e + 1)], start, end)
         out.warnings, out.infos = list(dict.fromkeys(warnings)), list(dict.fromkeys(infos))
         return out
@@ -197,14 +205,20 @@ class ResultsCache:
                     continue  # a damaged entry is a miss (it is overwritten)
         return out
 
-    def _store(self, key: str, part: Columns) -> None:
+    def _store(self, key: str, part: Columns) -> bool:
+        """Store one extent; False when it is too big to (one huge answer would flush
+        everything else), checked on the arrays' size before encoding anything."""
+        limit = self.budget // 8
+        if part.ts.nbytes + part.vals.nbytes + part.lens.nbytes > limit:
+            return False
         value = _encode(part)
-        if len(value) > self.budget // 8:  # one huge answer would flush everything else
-            return
+        if len(value) > limit:
+            return False
         try:
             self._put(keys=[_LRU, _SIZES, _TOTAL, key], args=[value, time.time(), self.budget])
         except redis.RedisError:
             log.warning("results cache: entry not stored", exc_info=True)
+        return True
 
 
 def _runs(todo: list[int]) -> list[tuple[int, int]]:

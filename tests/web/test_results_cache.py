@@ -246,3 +246,24 @@ def test_redis_unreachable_answers_without_the_cache() -> None:
     q, a, b, step = "rate(m_total[5m])", 3600 * S, 4 * 3600 * S, 60 * S
     _same(_run(cache, q, a, b, step, Counted()), Engine(SRC).range(q, a, b, step))
     assert cache.stats.uncacheable == 1
+
+
+def test_answers_too_big_to_store_are_then_computed_whole(rclient) -> None:  # type: ignore[no-untyped-def]
+    clock = [SPAN]
+    cache = _cache(rclient, clock, mb=0.004)  # an extent of this answer is over a budget's eighth
+    q, a, b, step = "g", 3600 * S, 4 * 3600 * S, 60 * S
+    first = Counted()
+    want = Engine(SRC).range(q, a, b, step)
+    _same(_run(cache, q, a, b, step, first), want)
+    assert first.steps > (b - a) // step + 1  # split on extents, computed from an extent start
+    assert not list(rclient.scan_iter("filodb:{qc}:x:*"))  # nothing stored
+    again = Counted()
+    _same(_run(cache, q, a, b, step, again), want)
+    # not split again: exactly the steps asked for, in one call, counted as uncacheable
+    assert again.steps == (b - a) // step + 1 and again.calls == 1
+    assert cache.stats.uncacheable == 1
+    small = Counted()  # another query still goes through the cache
+    _run(cache, "sum(g)", a, b, step, small)
+    hit = Counted()
+    _run(cache, "sum(g)", a, b, step, hit)
+    assert hit.steps < (b - a) // step + 1 and cache.stats.hits > 0
