@@ -66,6 +66,7 @@ from filodb.auth import load_auth_file
 from filodb.errors import BadInputError, FiloError, RateLimitedError, UnavailableError
 from filodb.gateway.graphite import parse_graphite
 from filodb.gateway.influx import parse_lines
+from filodb.gateway.influx import warm as influx_warm
 from filodb.gateway.limits import IngestLimiter
 from filodb.gateway.parsed import ParseResult
 from filodb.gateway.router import IngestRouter
@@ -340,6 +341,8 @@ class TcpGateway:
         return {d: s.server_address[1] for d, s in self.servers.items()}
 
     def start(self) -> TcpGateway:
+        if "influx" in self.wanted:
+            influx_warm()  # numba's first-call cost before the first connection's lines
         try:
             for door, port in self.wanted.items():
                 try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, request
 
 from filodb.errors import BadInputError
+from filodb.gateway import influx
 from filodb.gateway.door import IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.limits import IngestLimiter
@@ -31,7 +32,8 @@ def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
     """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``; they
     check the datasets' limits (one limiter shared by the doors)."""
     limiter = IngestLimiter(svc.limits, svc.cfg)
-    warm()  # the decoder's first-call cost, before the first write rather than during it
+    warm()  # the decoders' first-call cost, before the first write rather than during it
+    influx.warm()
     app.extensions[EXTENSION] = {
         name: IngestDoor(name, svc.router, svc.metadata, counter, limiter) for name in DOORS
     }

@@ -1,0 +1,40 @@
+"""Numba kernels load at process start, not at the first request: in a fresh process, after a
+warm-up, the kernels the first request runs are already compiled or loaded (a process's first
+numba call costs ~0.3 s, and request threads wait on numba's compiler lock meanwhile)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import json, numba
+from {mod} import {fn} as warm
+from filodb.{kmod} import {kernel} as k
+assert isinstance(k, numba.core.registry.CPUDispatcher)
+before = len(k.signatures)
+warm()
+print(json.dumps([before, len(k.signatures)]))
+"""
+
+
+@pytest.mark.parametrize(
+    "mod, fn, kmod, kernel",
+    [
+        ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
+        ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
+        ("filodb.gateway.influx", "warm", "gateway.keycache", "_lookup"),
+        ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
+        ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),
+    ],
+)
+def test_warming_loads_the_kernels_in_a_fresh_process(mod, fn, kmod, kernel) -> None:  # type: ignore[no-untyped-def]
+    code = PROBE.format(mod=mod, fn=fn, kmod=kmod, kernel=kernel)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout  # fmt: skip
+    before, after = json.loads(out.strip().splitlines()[-1])
+    assert before == 0  # nothing ran it yet: the probe is fresh
+    assert after > 0
