@@ -186,6 +186,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     if got.series:
         out.series.extend(got.series)
     pks: list[bytes] | None = got.part_keys
+    routes: np.ndarray | None = got.routes
     sidx_a = got.sidx
     refused = np.unique(fast.line[sidx_a < 0])
     keep = ~np.isin(fast.line, refused) if len(refused) else slice(None)
@@ -196,11 +197,11 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         for i in slow.tolist():
             _parse_line(i + 1, lines[i], out, div, mul, limit, now)
         if len(out.series) > len(got.series):
-            pks = None  # new series of the per-line parser: to_bytes encodes them all
+            pks = routes = None  # new series of the per-line parser: to_bytes encodes them all
     ts = np.where(fast.has_ts, fast.ts, now)[keep]
     vals = fast.value[keep]
     if not out.sidx:
-        return out.result(n_lines, sidx_a[keep], ts, vals, pks)
+        return out.result(n_lines, sidx_a[keep], ts, vals, pks, routes)
     order = np.argsort(
         np.concatenate((fast.line[keep], np.array(out.line, np.int64) - 1)), kind="stable"
     )
@@ -210,6 +211,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         np.concatenate((ts, np.array(out.tss, np.int64)))[order],
         np.concatenate((vals, np.array(out.vals, np.float64)))[order],
         pks,
+        routes,
     )
 
 
@@ -245,15 +247,15 @@ class _Out:
         self.errors: list[tuple[int, str]] = []
 
     def result(self, n_lines: int, sidx: np.ndarray | None = None, ts: np.ndarray | None = None,
-               vals: np.ndarray | None = None,
-               part_keys: list[bytes] | None = None) -> ParseResult:  # fmt: skip
+               vals: np.ndarray | None = None, part_keys: list[bytes] | None = None,
+               routes: np.ndarray | None = None) -> ParseResult:  # fmt: skip
         if sidx is None:
             sidx = np.array(self.sidx, np.int32)
             ts = np.array(self.tss, np.int64)
             vals = np.array(self.vals, np.float64)
         assert ts is not None and vals is not None  # given with sidx
         return ParseResult(
-            SampleBatch(self.series, sidx, ts, vals, self.types, pks=part_keys),
+            SampleBatch(self.series, sidx, ts, vals, self.types, pks=part_keys, routes=routes),
             self.errors,
             n_lines,
         )

@@ -30,8 +30,8 @@ from operator import itemgetter
 import numba as nb
 import numpy as np
 
+from filodb.model.batch import series_identity
 from filodb.model.labels import Labels
-from filodb.model.partkey import part_key
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -125,6 +125,7 @@ class Resolved:
     series: list[Labels]
     sidx: np.ndarray
     part_keys: list[bytes]  # per series (filodb.model.partkey.part_key)
+    routes: np.ndarray  # uint64 per series, as SampleBatch.routes (the router shards by them)
     extras: list = field(default_factory=list)
 
 
@@ -153,6 +154,7 @@ class SeriesKeyCache:
         self._label_id: dict[Labels, int] = {}
         self._labels: list[Labels] = []
         self._pks: list[bytes] = []  # part key of each label set
+        self._routes: list[int] = []  # and its route (filodb.model.batch.series_identity)
 
     def __len__(self) -> int:
         return int(self._state[0])
@@ -219,7 +221,9 @@ class SeriesKeyCache:
         if i is None:
             i = self._label_id[labels] = len(self._labels)
             self._labels.append(labels)
-            self._pks.append(part_key(labels))
+            pk, _key, route = series_identity(labels)
+            self._pks.append(pk)
+            self._routes.append(route)
         return i
 
     def _reserve(self, entries: int, nbytes: int) -> None:
@@ -248,7 +252,7 @@ class SeriesKeyCache:
         lid = np.where(ok, self._elabel[np.maximum(ent, 0)], -1)
         good = lid[ok]
         if not len(good):
-            return Resolved([], np.full(len(ent), -1, np.int32), [])
+            return Resolved([], np.full(len(ent), -1, np.int32), [], np.zeros(0, np.uint64))
         uniq, first, inv = np.unique(good, return_index=True, return_inverse=True)
         order = np.argsort(first, kind="stable")
         rank = np.empty(len(uniq), np.int32)
@@ -259,11 +263,12 @@ class SeriesKeyCache:
         take = itemgetter(*ids)  # C-level gathers: no Python step per series
         series = list(take(self._labels)) if len(ids) > 1 else [self._labels[ids[0]]]
         pks = list(take(self._pks)) if len(ids) > 1 else [self._pks[ids[0]]]
+        routes = np.array(take(self._routes) if len(ids) > 1 else [self._routes[ids[0]]], np.uint64)
         extras = []
         if self._extra:
             held = ent[ok]
             extras = [self._extra[e] for e in np.unique(held[self._ehasx[held]]).tolist()]
-        return Resolved(series, sidx, pks, extras)
+        return Resolved(series, sidx, pks, routes, extras)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -136,7 +136,8 @@ class ResultsCache:
         base = hashlib.blake2b(
             f"{to_string(expr)}\x00{step}\x00{phase}\x00{lookback_ms}".encode(), digest_size=16
         ).hexdigest()
-        if self._too_big.get(f"{dataset}:{base}"):
+        whole_key = f"{dataset}:{base}"
+        if self._too_big.get(whole_key):
             self._count(uncacheable=1)
             return compute(start, end)[0]
         keys = {e: f"{PREFIX}x:{dataset}:{int(gen or 0)}:{base}:{e}" for e in finished}
@@ -158,7 +159,7 @@ class ResultsCache:
             for e in range(lo_e, hi_e + 1):
                 part = pieces[e] = parts.get(e, _EMPTY)
                 if storable and e in keys and not self._store(keys[e], part):
-                    self._too_big.put(f"{dataset}:{base}", True)
+                    self._too_big.put(whole_key, True)
                     storable = False
         out = _merge([pieces[e] for e in range(first_e, last_e + 1)], start, end)
         out.warnings, out.infos = list(dict.fromkeys(warnings)), list(dict.fromkeys(infos))
