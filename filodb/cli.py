@@ -771,9 +771,12 @@ def dataset_list(url: str, token: str | None) -> None:
 @_OPTS["config"]
 def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
                config_path: str | None, **flags: Any) -> None:  # fmt: skip
-    """Downsample DATASET's raw chunks into its <dataset>_ds_<min> datasets (idempotent)."""
+    """Downsample DATASET's raw chunks into its <dataset>_ds_<min> datasets (idempotent).
+
+    Takes the cluster-wide downsample lock: exits 1 while another run (periodic or by hand)
+    holds it."""
     from filodb.model.timeparse import parse_time_ms
-    from filodb.node.downsampler import run_downsample
+    from filodb.node.downsampler import run_by_hand
     from filodb.shards.redis_map import ShardMapStore
 
     cfg = _cfg(config_path, **flags)
@@ -784,7 +787,7 @@ def downsample(dataset: str, from_: str | None, to: str, spark: str | None,
         end = parse_time_ms(_time_arg(to) or "", "to")
         ret = shard_map.dataset(dataset).retention(cfg.retention) or 0
         start = parse_time_ms(_time_arg(from_) or "", "from") if from_ else end - int(ret * 1000)
-        out = run_downsample(cfg, shard_map, dataset, start, end, _spark_runner(spark))
+        out = run_by_hand(cfg, shard_map, dataset, start, end, _spark_runner(spark))
     except (BadInputError, NotFoundError) as e:
         _fail(str(e), 2)
     except FiloError as e:

@@ -11,6 +11,8 @@ every shard of a dataset has flushed: the cluster's periodic run stays behind it
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -22,7 +24,7 @@ from filodb.downsample.job import downsample_shard, run_local, shard_tasks, wind
 from filodb.errors import BadInputError, FiloError
 from filodb.model.resolution import ds_dataset_name
 from filodb.shards.cache_generation import invalidate
-from filodb.shards.downsample_runs import DownsampleRuns, run_due
+from filodb.shards.downsample_runs import DownsampleRuns, renewing, run_due
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.redis_map import ShardMapStore
 from filodb.store import store_spec
@@ -81,6 +83,33 @@ def run_downsample(cfg: Config, shard_map: ShardMapStore, dataset: str, start_ms
         **total,
         "seconds": time.perf_counter() - t0,
     }
+
+
+class DownsampleBusy(FiloError):
+    """Another run holds the cluster-wide downsample lock."""
+
+
+HAND_LOCK_TTL_S = 30.0
+
+
+def run_by_hand(cfg: Config, shard_map: ShardMapStore, dataset: str, start_ms: int, end_ms: int,
+                runner: TaskRunner | None = None) -> dict[str, Any]:  # fmt: skip
+    """:func:`run_downsample` under the cluster-wide lock the periodic runs take (``filodb
+    downsample``): it refuses with :class:`DownsampleBusy` while a run holds it, so runs never
+    overlap and their watermark updates cannot race."""
+    runs = DownsampleRuns(shard_map.r)
+    run_id = f"hand-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if not runs.take(run_id, HAND_LOCK_TTL_S):
+        raise DownsampleBusy(f"a downsample run holds the cluster lock ({runs.holder()}): "
+                             "try again when it ends (filodb status shows it)")  # fmt: skip
+    try:
+        with renewing(runs, run_id, HAND_LOCK_TTL_S) as lost:
+            out = run_downsample(cfg, shard_map, dataset, start_ms, end_ms, runner)
+        if lost.is_set():
+            out["warning"] = "the run lost the cluster lock before its end (Redis unreachable?)"
+        return out
+    finally:
+        runs.release(run_id)
 
 
 def flushed_through_ms(shard_map: ShardMapStore, dataset: str, shards: int) -> int:
@@ -179,32 +208,15 @@ class Downsampling:
                      run_id)  # fmt: skip
             return
         t0 = time.perf_counter()
-        done = threading.Event()
-        lost = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(run_id, done, lost),
-                                   name="downsample-lock", daemon=True)  # fmt: skip
-        renewer.start()
         stats: dict[str, Any] = {"raw_samples": 0, "ds_samples": 0, "ds_chunks": 0, "errors": 0}
-        try:
-            stats |= self.run_all(lambda: self.cancel.is_set() or lost.is_set())
-        except Exception as e:  # noqa: BLE001 - recorded; the next run starts over
-            log.exception("downsample run %s failed", run_id)
-            stats |= {"errors": stats["errors"] + 1, "error": f"{type(e).__name__}: {e}"}
-        finally:
-            done.set()
-            renewer.join()
+        with renewing(self.runs, run_id, self.lock_ttl_s) as lost:
+            try:
+                stats |= self.run_all(lambda: self.cancel.is_set() or lost.is_set())
+            except Exception as e:  # noqa: BLE001 - recorded; the next run starts over
+                log.exception("downsample run %s failed", run_id)
+                stats |= {"errors": stats["errors"] + 1, "error": f"{type(e).__name__}: {e}"}
         self.runs.finish(run_id, {**stats, "finished_at": repr(self.wall()),
                                   "seconds": repr(time.perf_counter() - t0)})  # fmt: skip
-
-    def _renew(self, run_id: str, done: threading.Event, lost: threading.Event) -> None:
-        while not done.wait(self.lock_ttl_s / 3):
-            try:
-                if not self.runs.renew(run_id, self.lock_ttl_s):
-                    log.warning("downsample run %s lost its lock: stopping", run_id)
-                    lost.set()
-                    return
-            except Exception as e:  # noqa: BLE001 - Redis away: the lock may expire; try again
-                log.warning("downsample run %s: lock not renewed: %s", run_id, e)
 
     def run_all(self, stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         """Downsample every dataset with levels up to what every shard flushed; the totals.

@@ -12,13 +12,22 @@ Everything that changes both is a Lua script (one step for every other client), 
 runs only the run the record names: a task sent twice, or sent again after the coordinator
 gave up on it, cannot start a second run. A run whose process dies leaves ``running`` in the
 record and its lock expires; :func:`run_due` then says the next tick sends a new run.
+
+A run started by hand (``filodb downsample``) takes the same lock without a record
+(:meth:`DownsampleRuns.take`), so it never overlaps a periodic run or another by hand: their
+watermark updates cannot race.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import redis
+
+log = logging.getLogger(__name__)
 
 RUN_KEY = "filodb:downsample:run"
 LOCK_KEY = "filodb:downsample:lock"
@@ -34,6 +43,11 @@ return 1
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+# KEYS: lock; ARGV: id. Release the lock while this run holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 # KEYS: run, lock; ARGV: id, failed (0/1), then field, value pairs. Record the run's end (when
 # the record is still this run's) and release its lock.
@@ -85,6 +99,7 @@ class DownsampleRuns:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._finish = client.register_script(_FINISH)
+        self._release = client.register_script(_RELEASE)
 
     def snapshot(self) -> tuple[dict[str, str], bool]:
         """The record and whether the lock is held, read at one instant (``MULTI``)."""
@@ -105,6 +120,20 @@ class DownsampleRuns:
         ttl_ms = max(1, int(ttl_s * 1000))
         return bool(self._acquire(keys=[RUN_KEY, LOCK_KEY], args=[run_id, node, repr(now), ttl_ms]))
 
+    def take(self, run_id: str, ttl_s: float) -> bool:
+        """Take the lock for a run by hand (no record: the periodic schedule is not moved);
+        False when a run holds it. :meth:`release` gives it back."""
+        return bool(self.r.set(LOCK_KEY, run_id, nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def holder(self) -> str | None:
+        """The id of the run holding the lock, if any."""
+        v = self.r.get(LOCK_KEY)
+        return v.decode() if isinstance(v, bytes) else v
+
+    def release(self, run_id: str) -> None:
+        """Give back a lock :meth:`take` took (nothing when it expired and another holds it)."""
+        self._release(keys=[LOCK_KEY], args=[run_id])
+
     def renew(self, run_id: str, ttl_s: float) -> bool:
         """Extend the lock; False when ``run_id`` no longer holds it (it expired)."""
         return bool(self._renew(keys=[LOCK_KEY], args=[run_id, max(1, int(ttl_s * 1000))]))
@@ -115,3 +144,29 @@ class DownsampleRuns:
         pairs = [str(x) for kv in stats.items() for x in kv]
         failed = 1 if int(stats.get("errors", 0)) else 0
         self._finish(keys=[RUN_KEY, LOCK_KEY], args=[run_id, failed, *pairs])
+
+
+@contextmanager
+def renewing(runs: DownsampleRuns, run_id: str, ttl_s: float) -> Iterator[threading.Event]:
+    """While the block runs, a thread renews ``run_id``'s lock every third of ``ttl_s``; the
+    event yielded is set when the lock was lost (it expired and another run took it), so the
+    run can stop between its tasks."""
+    done, lost = threading.Event(), threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl_s / 3):
+            try:
+                if not runs.renew(run_id, ttl_s):
+                    log.warning("downsample run %s lost its lock: stopping", run_id)
+                    lost.set()
+                    return
+            except Exception as e:  # noqa: BLE001 - Redis away: the lock may expire; try again
+                log.warning("downsample run %s: lock not renewed: %s", run_id, e)
+
+    t = threading.Thread(target=renew, name="downsample-lock", daemon=True)
+    t.start()
+    try:
+        yield lost
+    finally:
+        done.set()
+        t.join()

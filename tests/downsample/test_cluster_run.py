@@ -192,6 +192,30 @@ def test_spark_runs_the_same_job_or_says_the_extra_is_missing(raw: Raw, redis_ur
     assert sum(len(c) for _r, c in on_spark["m_ds_5"].values()) > 0
 
 
+def test_a_run_by_hand_takes_the_cluster_lock_and_waits_for_a_periodic_one(
+    raw: Raw, redis_url: str
+) -> None:
+    _cfg, sm = _cluster(raw, redis_url)
+    runs = DownsampleRuns(sm.r)
+    assert runs.take("periodic-7", 60)  # a periodic run (or another by hand) is under way
+    args = ["downsample", "--dataset", "m", "--from", str(START // 1000), "--to",
+            str((START + DAYS * DAY) // 1000), "--redis-url", redis_url]  # fmt: skip
+    env = {"FILODB_DATA_DIR": str(raw.data_dir)}
+    r = CliRunner().invoke(main, args, env=env)
+    out = r.output + str(r.stderr_bytes or b"")
+    assert r.exit_code == 1 and "periodic-7" in out, out
+    assert "m" not in sm.downsampled()  # it ran nothing and left the watermark alone
+    assert runs.holder() == "periodic-7"  # and did not take or drop the other run's lock
+
+    runs.release("periodic-7")
+    r = CliRunner().invoke(main, args, env=env)
+    assert r.exit_code == 0, r.output
+    assert sm.downsampled()["m"] > START
+    assert sum(len(c) for _r, c in dump(raw.stores, "m_ds_5").values()) > 0
+    assert runs.holder() is None  # given back: the next periodic run can start
+    assert runs.take("periodic-8", 60)
+
+
 TEMP = [Matcher("__name__", "=", "temp")]
 
 
