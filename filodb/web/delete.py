@@ -8,6 +8,10 @@ column store, before any later record. The answer, 204 as in Prometheus, waits (
 timeout) until every Active shard reports an offset past its tombstone, so a query sent after
 it does not see the deleted samples; then the dataset's results-cache generation is bumped
 (:func:`filodb.web.results_cache.invalidate`). ``start``/``end`` default to all time.
+
+A dataset with downsample levels gets the same tombstones in each of its ``<name>_ds_<min>``
+datasets (their series carry the raw labels plus ``__ds_col__``, so the same selectors match
+them): a deleted series does not live on in the downsampled data queries fall back to.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from flask import Blueprint, Response
 
 from filodb.errors import BadInputError
+from filodb.model.resolution import ds_dataset_name
 from filodb.model.tombstone import Tombstone
 from filodb.shards.state import ShardStatus
 from filodb.web.params import match_params, prom_routes, time_param
@@ -39,18 +44,23 @@ def delete_series(dataset: str | None = None) -> Response:
         raise BadInputError('invalid parameter "end": end timestamp must not be before start')
     desc = svc.router.dataset(ds)
     records = [Tombstone(tuple(m), start, end).to_bytes() for m in selectors]
-    offsets = svc.ingest_log.append_many(ds, {s: records for s in range(desc.shards)})
-    _wait_applied(ds, {s: max(offs) for s, offs in offsets.items() if offs}, svc.cfg.query_timeout)
-    # after the shards applied it: an extent computed from now on no longer sees the samples
-    svc.results_cache.invalidate(ds)
+    targets = [(ds, desc.shards)]
+    targets += [(name, svc.router.dataset(name).shards)
+                for name in (ds_dataset_name(ds, lv.resolution_ms) for lv in desc.downsample)]  # fmt: skip
+    appended = [(name, svc.ingest_log.append_many(name, {s: records for s in range(n)}))
+                for name, n in targets]  # fmt: skip
+    deadline = time.monotonic() + svc.cfg.query_timeout
+    for name, offsets in appended:
+        _wait_applied(name, {s: max(offs) for s, offs in offsets.items() if offs}, deadline)
+    for name, _n in targets:  # after the shards applied it: extents from now on miss the samples
+        svc.results_cache.invalidate(name)
     return Response(status=204)
 
 
-def _wait_applied(dataset: str, offsets: dict[int, int], timeout_s: float) -> None:
-    """Until every Active shard has applied its tombstone (or the timeout: the deletion is
-    durable either way, its effect only not yet visible everywhere)."""
+def _wait_applied(dataset: str, offsets: dict[int, int], deadline: float) -> None:
+    """Until every Active shard has applied its tombstone (or the ``time.monotonic()``
+    deadline: the deletion is durable either way, its effect only not yet visible everywhere)."""
     svc = services()
-    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         active = {
             st.shard

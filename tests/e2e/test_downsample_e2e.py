@@ -108,6 +108,18 @@ def test_query_range_spans_downsampled_and_raw_data(tmp_path: Path) -> None:
         direct = requests.get(up.url + "/promql/prometheus_ds_5/api/v1/query", params={
             "query": 'count(temp{__ds_col__="max"})', "time": (t0 + WIN) // 1000}, timeout=30)  # fmt: skip
         assert direct.status_code == 200 and direct.json()["data"]["result"][0]["value"][1] == "3"
+        # a deleted series goes from the downsampled datasets too, not only from raw
+        d = requests.post(up.url + "/api/v1/admin/tsdb/delete_series",
+                          params={"match[]": 'temp{host="h0"}'}, timeout=120)  # fmt: skip
+        assert d.status_code == 204, d.text
+        for level in ("prometheus_ds_1", "prometheus_ds_5"):
+            left = requests.get(up.url + f"/promql/{level}/api/v1/series",
+                                params={"match[]": "temp"}, timeout=30)  # fmt: skip
+            assert sorted({x["host"] for x in left.json()["data"]}) == ["h1", "h2"], left.text
+        hosts = requests.get(up.url + "/api/v1/query_range", params={
+            "query": "count_over_time(temp[1h])", "start": start, "end": end, "step": 3600},
+            timeout=60).json()["data"]["result"]  # fmt: skip
+        assert sorted(x["metric"]["host"] for x in hosts) == ["h1", "h2"]
         stores.close()
     finally:
         up.stop()
