@@ -58,15 +58,59 @@ class Piece:
     lookback_ms: int
 
 
-def window_ms(e: ast.Expr, lookback_ms: int) -> int:
-    """How far before a step the query reads (ranges, offsets, lookback, subqueries)."""
-    if isinstance(e, ast.VectorSelector):
-        return lookback_ms + max(0, e.offset_ms)
-    if isinstance(e, ast.MatrixSelector):
-        return e.range_ms + max(0, e.vector.offset_ms)
+def resolve_at(e: ast.Expr, start_ms: int, end_ms: int) -> ast.Expr:
+    """``e`` with ``@ start()`` and ``@ end()`` replaced by the query's own times, so a piece
+    of steps evaluated on its own still reads at the query's start and end."""
+
+    def fix(n: ast.Expr) -> ast.Expr:
+        if isinstance(n, ast.VectorSelector | ast.SubqueryExpr) and n.at in ("start", "end"):
+            n = dataclasses.replace(n, at=(start_ms if n.at == "start" else end_ms) / 1000)
+        return _map(n, fix)
+
+    return fix(e)
+
+
+def _reads_query_range(e: ast.Expr) -> bool:
+    """Whether ``e`` uses the query's range itself (``start()``, ``end()``, ``range()``):
+    pieces of its steps would not answer what the whole does."""
+    if isinstance(e, ast.Call) and e.func in ("start", "end", "range"):
+        return True
+    durations = [getattr(e, f, None) for f in ("offset_expr", "range_expr", "step_expr")]
+    if any(isinstance(d, ast.DurationExpr) and _duration_reads_range(d) for d in durations):
+        return True
+    return any(_reads_query_range(c) for c in _children(e))
+
+
+def _duration_reads_range(d: ast.DurationExpr) -> bool:
+    return d.op == "range" or any(
+        isinstance(a, ast.DurationExpr) and _duration_reads_range(a) for a in d.args
+    )
+
+
+def read_span(e: ast.Expr, t_ms: np.ndarray, lookback_ms: int
+              ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """Per evaluation time in ``t_ms``, the oldest and newest sample time ``e`` may read
+    (ranges, offsets, lookback, subqueries, ``@``: a selector fixed ``@ t`` reads at ``t``
+    whatever the step); None when ``e`` reads no series. ``@ start()``/``@ end()`` must be
+    resolved first (:func:`resolve_at`)."""
+    if isinstance(e, ast.VectorSelector | ast.MatrixSelector):
+        vs = e if isinstance(e, ast.VectorSelector) else e.vector
+        back = e.range_ms if isinstance(e, ast.MatrixSelector) else lookback_ms
+        ev = t_ms if not isinstance(vs.at, int | float) else np.full_like(t_ms, round(vs.at * 1000))
+        newest = ev - vs.offset_ms
+        return newest - back, newest
     if isinstance(e, ast.SubqueryExpr):
-        return e.range_ms + max(0, e.offset_ms) + window_ms(e.expr, lookback_ms)
-    return max((window_ms(c, lookback_ms) for c in _children(e)), default=0)
+        ev = t_ms if not isinstance(e.at, int | float) else np.full_like(t_ms, round(e.at * 1000))
+        hi = ev - e.offset_ms
+        first = read_span(e.expr, hi - e.range_ms, lookback_ms)
+        last = read_span(e.expr, hi, lookback_ms)
+        if first is None or last is None:
+            return None
+        return np.minimum(first[0], last[0]), np.maximum(first[1], last[1])
+    spans = [x for x in (read_span(c, t_ms, lookback_ms) for c in _children(e)) if x is not None]
+    if not spans:
+        return None
+    return (np.minimum.reduce([a for a, _ in spans]), np.maximum.reduce([b for _, b in spans]))
 
 
 def _is_node(x: object) -> bool:
@@ -153,28 +197,41 @@ def rewrite_for_ds(e: ast.Expr, resolution_ms: int) -> tuple[ast.Expr, list[str]
     return rw(e), notes
 
 
-def choose_tier(t_ms: int, window: int, tiers: Sequence[Tier]) -> Tier:
-    """The tier answering the step at ``t_ms`` (``tiers[0]`` raw, then finest first)."""
-    for tier in tiers:
-        if (tier.oldest_ms is None or t_ms - window >= tier.oldest_ms) and (
-            tier.newest_ms is None or t_ms <= tier.newest_ms
-        ):
-            return tier
-    ds = [t for t in tiers[1:] if t.newest_ms is None or t_ms <= t.newest_ms]
-    return ds[-1] if ds else tiers[0]  # older than every retention: the longest kept
+def choose_tiers(oldest: np.ndarray, newest: np.ndarray, tiers: Sequence[Tier]) -> np.ndarray:
+    """The index in ``tiers`` (``tiers[0]`` raw, then finest first) of the tier answering each
+    step reading ``[oldest, newest]``: the first that keeps the oldest sample and whose data
+    reaches the newest; else the longest kept whose data reaches it; else raw."""
+    owner = np.full(len(oldest), -1, np.int64)
+    for i, tier in enumerate(tiers):
+        ok = owner < 0
+        if tier.oldest_ms is not None:
+            ok &= oldest >= tier.oldest_ms
+        if tier.newest_ms is not None:
+            ok &= newest <= tier.newest_ms
+        owner[ok] = i
+    for i in range(len(tiers) - 1, 0, -1):  # older than every retention: the longest kept
+        reach = tiers[i].newest_ms
+        fallback = (owner < 0) & (True if reach is None else newest <= reach)
+        owner[fallback] = i
+    owner[owner < 0] = 0
+    return owner
 
 
 def plan_range(e: ast.Expr, start_ms: int, end_ms: int, step_ms: int, tiers: Sequence[Tier],
                lookback_ms: int) -> tuple[list[Piece], list[str]]:  # fmt: skip
     """The pieces answering a range query, oldest first, and the warnings to show."""
-    window = window_ms(e, lookback_ms)
+    e = resolve_at(e, start_ms, end_ms)
     times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-    owner = [choose_tier(int(t), window, tiers) for t in times[[0, -1]]]
+    span = read_span(e, times, lookback_ms)
+    if span is None:  # no series read: raw answers
+        return [Piece(tiers[0], e, start_ms, end_ms, step_ms, lookback_ms)], []
+    idx = choose_tiers(*span, tiers)
+    if _reads_query_range(e):  # not split: the tier of its oldest step answers every step
+        idx[:] = idx[0]
     pieces: list[Piece] = []
     warnings: list[str] = []
-    if owner[0] is owner[-1] and owner[0] is tiers[0]:
+    if not idx.any():
         return [Piece(tiers[0], e, start_ms, end_ms, step_ms, lookback_ms)], []
-    idx = np.array([tiers.index(choose_tier(int(t), window, tiers)) for t in times])  # tiers: few
     bounds = np.flatnonzero(np.diff(idx)) + 1
     for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(times)], strict=True):
         tier = tiers[int(idx[a])]
@@ -197,19 +254,6 @@ def plan_range(e: ast.Expr, start_ms: int, end_ms: int, step_ms: int, tiers: Seq
     return pieces, list(dict.fromkeys(warnings))
 
 
-def newest_read_ms(e: ast.Expr) -> int | None:
-    """How far before the evaluation time the newest sample the query reads is: the smallest
-    offset of its selectors (subquery offsets added); None when it has no selector."""
-    if isinstance(e, ast.VectorSelector):
-        return max(0, e.offset_ms)
-    if isinstance(e, ast.MatrixSelector):
-        return max(0, e.vector.offset_ms)
-    inner = [x for x in (newest_read_ms(c) for c in _children(e)) if x is not None]
-    if isinstance(e, ast.SubqueryExpr):
-        return max(0, e.offset_ms) + min(inner, default=0)
-    return min(inner, default=None)
-
-
 def plan_instant(e: ast.Expr, t_ms: int, tiers: Sequence[Tier], lookback_ms: int
                  ) -> tuple[Piece, list[str]]:  # fmt: skip
     """The piece answering an instant query at ``t_ms`` (one step of :func:`plan_range`, whose
@@ -219,9 +263,12 @@ def plan_instant(e: ast.Expr, t_ms: int, tiers: Sequence[Tier], lookback_ms: int
     the finest level keeping its start, with a warning that the samples after that level's data
     are not in the answer. The ds piece is evaluated at ``t_ms`` itself: its windows hold the
     periods ending in them."""
-    window = window_ms(e, lookback_ms)
-    newest = t_ms - (newest_read_ms(e) or 0)
-    tier = _instant_tier(t_ms, window, newest, tiers)
+    e = resolve_at(e, t_ms, t_ms)
+    span = read_span(e, np.array([t_ms], np.int64), lookback_ms)
+    if span is None:
+        return Piece(tiers[0], e, t_ms, t_ms, 0, lookback_ms), []
+    oldest, newest = int(span[0][0]), int(span[1][0])
+    tier = _instant_tier(oldest, newest, tiers)
     if tier.resolution_ms == 0:
         return Piece(tier, e, t_ms, t_ms, 0, lookback_ms), []
     r = tier.resolution_ms
@@ -233,18 +280,18 @@ def plan_instant(e: ast.Expr, t_ms: int, tiers: Sequence[Tier], lookback_ms: int
     return Piece(tier, expr, t_ms, t_ms, 0, max(lookback_ms, r)), list(dict.fromkeys(notes))
 
 
-def _instant_tier(t_ms: int, window: int, newest: int, tiers: Sequence[Tier]) -> Tier:
+def _instant_tier(oldest: int, newest: int, tiers: Sequence[Tier]) -> Tier:
     raw = tiers[0]
-    if raw.oldest_ms is None or t_ms - window >= raw.oldest_ms:
+    if raw.oldest_ms is None or oldest >= raw.oldest_ms:
         return raw
     for tier in tiers[1:]:  # finest first: a level holding the whole window
-        if (tier.oldest_ms is None or t_ms - window >= tier.oldest_ms) and (
+        if (tier.oldest_ms is None or oldest >= tier.oldest_ms) and (
             tier.newest_ms is None or newest <= tier.newest_ms
         ):
             return tier
     # a level holding the window's start (else the longest kept) with data in the window
-    useful = [x for x in tiers[1:] if x.newest_ms is None or x.newest_ms > t_ms - window]
-    keeping = [x for x in useful if x.oldest_ms is None or t_ms - window >= x.oldest_ms]
+    useful = [x for x in tiers[1:] if x.newest_ms is None or x.newest_ms > oldest]
+    keeping = [x for x in useful if x.oldest_ms is None or oldest >= x.oldest_ms]
     return (keeping or useful[-1:] or [raw])[0]
 
 

@@ -76,6 +76,35 @@ def test_a_step_finer_than_the_resolution_is_answered_at_it_with_a_warning(raw: 
         assert (np.diff(ts) == 300_000).all()
 
 
+@pytest.mark.parametrize("at", ["fixed", "start()"])
+def test_a_selector_at_a_time_past_raw_retention_reads_a_level_at_every_step(
+    raw: Raw, at: str
+) -> None:
+    """``@`` fixes where a selector reads whatever the step: the planner picks the tier by
+    that time, and ``@ start()`` is the query's start in every piece, not the piece's."""
+    raw.run()
+    t_at = NOW - 4 * DAY  # raw kept 2 days: only the levels hold it
+    start = t_at if at == "start()" else NOW - 6 * HOUR
+    when = f"{t_at / 1000:.0f}" if at == "fixed" else at
+    tiers, series, _ = _run(raw, f"max_over_time(temp[1h] @ {when})", start, NOW, 12 * HOUR)
+    assert tiers == ["m_ds_1"] and len(series) == 3
+    grid = np.arange(start, NOW + 1, 12 * HOUR)
+    for lb, ts, vs in series:
+        assert ts.tolist() == grid.tolist()
+        want = _ref(raw, dict(lb)["host"], max, np.array([t_at]), HOUR)[0]
+        assert vs.tolist() == [want] * len(grid)
+    tier, got, _ = _instant(raw, f"max_over_time(temp[1h] @ {t_at / 1000:.0f})", NOW)
+    assert tier == "m_ds_1"
+    for host, v in got.items():
+        assert v == _ref(raw, host, max, np.array([t_at]), HOUR)[0]
+
+
+def test_a_query_using_its_own_range_is_not_split_across_tiers(raw: Raw) -> None:
+    raw.run()
+    tiers, series, _ = _run(raw, "max_over_time(temp[1h]) + 0 * end()", NOW - 4 * DAY, NOW, DAY)
+    assert tiers == ["m_ds_1"] and len(series) == 3  # end() is the query's in its one piece
+
+
 def test_rewrites_map_functions_to_columns() -> None:
     e, notes = rewrite_for_ds(parse("sum by (job) (rate(x_total[5m]))"), 300_000)
     assert to_string(e) == ('sum by (job) (label_replace(rate(x_total{__ds_col__=~"avg|last"}[10m]), '
