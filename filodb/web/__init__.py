@@ -9,8 +9,11 @@ from filodb.web.errors import register_error_handlers
 from filodb.web.services import Services
 
 
-def create_app(cfg: Config, services: Services | None = None) -> Flask:
-    """App factory: builds services from ``cfg`` unless given, registers the blueprints.
+def create_app(cfg: Config, services: Services | None = None,
+               metrics_dir: str | None = None) -> Flask:  # fmt: skip
+    """App factory: builds services from ``cfg`` unless given, registers the blueprints;
+    ``metrics_dir``: the directory the web processes of a run count into (``/metrics`` sums
+    them; see :mod:`filodb.web.metrics`).
 
     A bad auth file (``cfg.auth_file``) raises :class:`~filodb.errors.BadInputError`."""
     from filodb.web import auth, ingest, metrics
@@ -20,7 +23,9 @@ def create_app(cfg: Config, services: Services | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = services or Services.from_config(cfg)
     svc.init_app(app)
-    ingest.init_app(app, svc, metrics.init_app(app))  # the doors count into the app's metrics
+    ingest.init_app(
+        app, svc, metrics.init_app(app, metrics_dir)
+    )  # the doors count into the app's metrics
     register_error_handlers(app)
     for bp in blueprints():
         app.register_blueprint(bp)

@@ -7,10 +7,18 @@ client a new TCP connection and the server an accept and a new channel (about 5 
 process's CPU under live remote write). A response that cannot have a body (1xx, 204, 304) is
 complete when its header is, so the connection stays open, as in Go's net/http; a request
 asking ``Connection: close`` and HTTP/1.0 clients are answered as waitress does.
+
+Several web processes serve one port by sharing its listening sockets: ``filodb up`` binds
+them once (:func:`filodb.supervisor.listen_sockets`) and hands their descriptors to each web process it starts
+(``filodb web --listen-fd``), whose waitress accepts on them (:func:`inherited_sockets`). The
+kernel queues connections on the shared socket, the process first to ``accept`` takes one
+(waitress ignores the ``EAGAIN`` of the others), and a web process that dies or restarts
+leaves the port bound and the queued connections to the others.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from waitress import create_server
@@ -54,3 +62,8 @@ def make_server(app: Any, **kw: Any) -> Any:
 def serve(app: Any, **kw: Any) -> None:
     """``waitress.serve(app, **kw)`` with the keep-alive fix. Blocks."""
     make_server(app, **kw).run()
+
+
+def inherited_sockets(fds: list[int]) -> list[socket.socket]:
+    """The listening sockets behind the descriptors a parent handed down (``--listen-fd``)."""
+    return [socket.socket(fileno=fd) for fd in fds]
