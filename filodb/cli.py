@@ -274,7 +274,7 @@ def web(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -> N
 
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
     from filodb.web import create_app
-    from filodb.web.wsgi_server import inherited_sockets, serve
+    from filodb.web.wsgi_server import SHARED_PORT_MAX_REQUESTS, inherited_sockets, serve
 
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     _check_threads(cfg)
@@ -287,10 +287,11 @@ def web(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -> N
     where: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
     if listen_fds:
         where = {"sockets": inherited_sockets(list(listen_fds))}
+    shared = bool(listen_fds) and cfg.web_processes > 1  # connections move between processes
     # recv_bytes: a 160 KB ingestion body in a few reads, not twenty 8 KB trips through
     # waitress's select loop (each holds the GIL the door threads parse with)
-    serve(app, **where, threads=cfg.web_threads, ident="filodb", channel_timeout=300,
-          recv_bytes=256 << 10)  # fmt: skip
+    serve(app, SHARED_PORT_MAX_REQUESTS if shared else 0, **where, threads=cfg.web_threads,
+          ident="filodb", channel_timeout=300, recv_bytes=256 << 10)  # fmt: skip
 
 
 @main.command()
