@@ -265,33 +265,49 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["auth_file"]
 @_OPTS["web_threads"]
 @_limit_defaults
-@click.option("--listen-fd", "listen_fds", type=int, multiple=True, hidden=True,
-              help="serve on this inherited listening socket instead of binding host:port "
-              "(filodb up's web processes share the port this way; repeatable)")  # fmt: skip
-def web(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -> None:
+@click.option(
+    "--listen-fd",
+    "listen_fds",
+    type=int,
+    multiple=True,
+    hidden=True,
+    help="serve on this inherited listening socket instead of binding host:port "
+    "(filodb up's web processes share the port this way; repeatable)",
+)
+@click.option("--shared-dir", type=click.Path(file_okay=False, path_type=Path), hidden=True,
+              help="directory shared with the other web processes of a filodb up (query "
+              "slots, which serve)")  # fmt: skip
+def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path | None,
+        **flags: Any) -> None:  # fmt: skip
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
     import os
 
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
     from filodb.web import create_app
-    from filodb.web.wsgi_server import SHARED_PORT_MAX_REQUESTS, inherited_sockets, serve
+    from filodb.web.processes import mark_serving
+    from filodb.web.wsgi_server import SHARED_PORT_MAX_REQUESTS, inherited_sockets, make_server
 
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
-    # set by filodb up for its web processes: their counters are summed on /metrics
-    app = create_app(cfg, metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
+    # filodb up's web processes count into one directory (prometheus_client reads it at import)
+    app = create_app(cfg, metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+                     shared_dir=shared_dir)  # fmt: skip
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     start_trimmer()
     where: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
     if listen_fds:
         where = {"sockets": inherited_sockets(list(listen_fds))}
-    shared = bool(listen_fds) and cfg.web_processes > 1  # connections move between processes
+    shared = bool(listen_fds and shared_dir)  # connections move between processes
     # recv_bytes: a 160 KB ingestion body in a few reads, not twenty 8 KB trips through
     # waitress's select loop (each holds the GIL the door threads parse with)
-    serve(app, SHARED_PORT_MAX_REQUESTS if shared else 0, **where, threads=cfg.web_threads,
-          ident="filodb", channel_timeout=300, recv_bytes=256 << 10)  # fmt: skip
+    server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, **where,
+                         threads=cfg.web_threads, ident="filodb", channel_timeout=300,
+                         recv_bytes=256 << 10)  # fmt: skip
+    if shared_dir is not None:
+        mark_serving(shared_dir)
+    server.run()
 
 
 @main.command()

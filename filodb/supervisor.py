@@ -4,8 +4,8 @@ Starts (or reuses) Redis, creates the default dataset, starts the worker node(s)
 server as child processes, restarts a child that dies, and stops everything on Ctrl-C/SIGTERM.
 The web port is bound here, once, and its sockets handed to each of the ``web_processes`` web
 processes (:mod:`filodb.web.wsgi_server`); with more than one, their counters go to a per-run
-directory (``<data-dir>/run/web-metrics``, prometheus_client's multiprocess mode) that each
-one's ``/metrics`` sums.
+directory (``<data-dir>/run/web/metrics``: prometheus_client's multiprocess mode, which each
+one's ``/metrics`` sums) and share ``<data-dir>/run/web`` (:mod:`filodb.web.processes`).
 Redis runs with its files under ``<data-dir>/redis`` and ``appendonly yes``; its port is kept
 in ``<data-dir>/redis/port`` so a restart of ``filodb up`` finds the same data.
 """
@@ -181,12 +181,14 @@ class Supervisor:
         n = max(1, self.cfg.web_processes)
         fds = tuple(s.fileno() for s in self.web_sockets)
         args = ["web", *(a for fd in fds for a in ("--listen-fd", str(fd)))]
-        metrics_dir = None
+        metrics_dir, extra = None, {}
         if n > 1:
-            metrics_dir = self.data_dir / "run" / "web-metrics"
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            shared = self.data_dir / "run" / "web"
+            shutil.rmtree(shared, ignore_errors=True)
+            metrics_dir = shared / "metrics"
             metrics_dir.mkdir(parents=True)
-        extra = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)} if metrics_dir else {}
+            args += ["--shared-dir", str(shared)]
+            extra = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         for i in range(1, n + 1):
             self._spawn("web" if n == 1 else f"web-{i}", args, extra, pass_fds=fds,
                         metrics_dir=metrics_dir)  # fmt: skip

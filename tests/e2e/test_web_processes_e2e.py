@@ -77,37 +77,85 @@ def _samples_by_pid(metrics_dir: Path) -> dict[int, float]:
     return out
 
 
-@pytest.fixture
-def up2(tmp_path: Path) -> UpProcess:
-    proc = UpProcess(tmp_path / "data", shards=2,
+@pytest.fixture(scope="module")
+def up2(tmp_path_factory: pytest.TempPathFactory) -> UpProcess:
+    proc = UpProcess(tmp_path_factory.mktemp("webproc") / "data", shards=2,
                      extra=["--web-processes", "2", "--influx-port", "0", "--graphite-port", "0"])  # fmt: skip
     yield proc.start()
     proc.stop()
+
+
+def test_query_concurrency_limit_holds_across_web_processes(up2: UpProcess) -> None:
+    url = up2.url
+    r = requests.post(f"{url}/api/v1/cluster/wpq", timeout=30,
+                      json={"shards": 2, "limits": {"max_query_concurrency": 1, "query_timeout": "20s"}})  # fmt: skip
+    assert r.status_code == 200, r.text
+    up2.wait_healthy(60)
+    body = _body(0)
+    assert requests.post(f"{url}/promql/wpq/api/v1/write", data=body, headers=HEADERS,
+                         timeout=30).status_code == 204  # fmt: skip
+    params = {"query": "count(count_over_time(wp_m[1h]))", "time": (T0 + STEP * SAMPLES) / 1000}
+    q = f"{url}/promql/wpq/api/v1/query"
+    wait_for(lambda: requests.get(q, params=params, timeout=10).json()["data"]["result"], 30,
+             "wpq queryable")  # fmt: skip
+    workers = up2.pids("worker")
+    first: dict[str, int] = {}
+
+    def slow() -> None:
+        first["status"] = requests.get(q, params=params, timeout=60).status_code
+
+    for p in workers:  # the leaf work cannot answer: the first query holds its slot
+        os.kill(p, signal.SIGSTOP)
+    try:
+        th = threading.Thread(target=slow)
+        th.start()
+        wait_for(lambda: _metric(url, "filodb_queries_running", dataset="wpq") == 1, 10,
+                 "the first query running")  # fmt: skip
+        for _ in range(6):  # each on a connection of its own: either process answers
+            r = requests.get(q, params={**params, "timeout": "300ms"}, timeout=30)
+            assert r.status_code == 503, r.text
+            assert "max_query_concurrency=1" in r.json()["error"], r.text  # not a leaf timeout
+    finally:
+        for p in workers:
+            os.kill(p, signal.SIGCONT)
+    th.join(60)
+    assert first["status"] == 200
+    assert _metric(url, "filodb_queries_refused_total", dataset="wpq") == 6
+    assert _metric(url, "filodb_queries_running", dataset="wpq") == 0
 
 
 def test_two_web_processes_share_the_port_sum_metrics_and_survive_kill9(up2: UpProcess) -> None:
     url = up2.url
     webs = up2.pids(" web")
     assert len(webs) == 2, webs
-    metrics_dir = up2.data_dir / "run" / "web-metrics"
+    # healthy only once both serve (the supervisor and UpProcess waited for that)
+    health = requests.get(f"{url}/admin/health", timeout=10).json()
+    assert health["status"] == "healthy" and "web_processes" not in health
+    assert sorted(int(p.name) for p in (up2.data_dir / "run/web/ready").iterdir()) == sorted(webs)
+    metrics_dir = up2.data_dir / "run" / "web" / "metrics"
 
     # --- writes until both processes have answered some: every one is queryable ------------
+    base = _metric(url, "filodb_ingest_samples_total", door="remote_write")
+    base_by_pid = _samples_by_pid(metrics_dir)
     acked: list[int] = []
     while len(acked) < 200:
         for _ in range(10):
             assert _write(url, len(acked))
             acked.append(len(acked))
         by_pid = _samples_by_pid(metrics_dir)
-        if all(by_pid.get(p, 0) > 0 for p in webs):
+        if all(by_pid.get(p, 0) > base_by_pid.get(p, 0) for p in webs):
             break
-    assert all(by_pid.get(p, 0) > 0 for p in webs), f"one process answered every write: {by_pid}"
+    assert all(by_pid.get(p, 0) > base_by_pid.get(p, 0) for p in webs), (
+        f"one process answered every write: {by_pid}"
+    )
     want = SERIES * SAMPLES
     got = eventually(lambda: _all_in(url, acked, want), 60)
     assert set(got) == set(acked)
 
     # --- /metrics sums both processes, whichever answers the scrape ------------------------
     for _ in range(4):  # new connections: the scrapes land on either process
-        assert _metric(url, "filodb_ingest_samples_total", door="remote_write") == len(acked) * want
+        got_n = _metric(url, "filodb_ingest_samples_total", door="remote_write")
+        assert got_n == base + len(acked) * want
         assert _metric(url, "filodb_http_requests_total", route="/api/v1/write",
                        code="204") == len(acked)  # fmt: skip
 
@@ -115,9 +163,9 @@ def test_two_web_processes_share_the_port_sum_metrics_and_survive_kill9(up2: UpP
     stop = threading.Event()
     during: list[tuple[int, bool]] = []
 
-    def writer() -> None:
+    def writer() -> None:  # until stopped, about 50 writes a second at most
         req = len(acked)
-        while not stop.is_set() and req < len(acked) + 400:
+        while req < len(acked) + 3000 and not stop.wait(0.02):
             during.append((req, _write(url, req)))
             req += 1
 
@@ -135,7 +183,7 @@ def test_two_web_processes_share_the_port_sum_metrics_and_survive_kill9(up2: UpP
         restarted = wait_for(lambda: [p for p in up2.pids(" web") if p not in webs], 60,
                              "the supervisor starts the killed web process again", up2.log_tail)  # fmt: skip
         wait_for(lambda: _samples_by_pid(metrics_dir).get(restarted[0], 0) > 0, 60,
-                 "the restarted web process answers writes")  # fmt: skip
+                 "the restarted web process answers writes", up2.log_tail)  # fmt: skip
     finally:
         stop.set()
         th.join(60)
@@ -147,9 +195,8 @@ def test_two_web_processes_share_the_port_sum_metrics_and_survive_kill9(up2: UpP
     assert set(everything) <= set(got)  # an unacknowledged write may be in too
 
     # the dead process's counts stay in the sum: it never goes back
-    assert (
-        _metric(url, "filodb_ingest_samples_total", door="remote_write") >= len(everything) * want
-    )
+    got_n = _metric(url, "filodb_ingest_samples_total", door="remote_write")
+    assert got_n >= base + len(everything) * want
     assert _metric(url, "filodb_queries_running") == 0  # gauges of live processes only
 
     # --- filodb status through the shared port, then a clean stop --------------------------
