@@ -10,10 +10,10 @@ stay in it; the gauge of running queries sums the live processes), next to what 
 the cluster, which is read once.
 
 Counted as requests happen: HTTP requests by route and code, query durations, samples accepted
-and rejected by the ingestion routes. Read from the cluster at scrape time: shards by status
-(the local shard map), each shard's log lag (log end offset minus ingested offset, as
-``/api/v1/cluster/<dataset>/status`` computes it),
-the last periodic downsample run. The results cache counts its hits and misses into them. docs/operations.md lists every metric.
+and rejected by the ingestion routes, the results cache's hits and misses (its ``on_count``).
+Read from the cluster at scrape time: shards by status (the local shard map), each shard's log
+lag (log end offset minus ingested offset, as ``/api/v1/cluster/<dataset>/status`` computes
+it), the last periodic downsample run. docs/operations.md lists every metric.
 """
 
 from __future__ import annotations
@@ -154,8 +154,7 @@ class WebMetrics:
     state, or, given ``multiprocess_dir``, the counters of every web process sharing it."""
 
     def __init__(self, app: App, multiprocess_dir: str | None = None) -> None:
-        own = CollectorRegistry()
-        r = own
+        r = self.registry = CollectorRegistry()  # this process's counters
         self.requests = Counter("filodb_http_requests", "HTTP requests answered, by route and code",
                                 ["route", "method", "code"], registry=r)  # fmt: skip
         self.query_seconds = Histogram("filodb_query_duration_seconds",
@@ -191,8 +190,7 @@ class WebMetrics:
             self.cache_extents.labels("hit"),
             self.cache_extents.labels("miss"),
         )
-        self.registry = own
-        if multiprocess_dir is not None:
+        if multiprocess_dir is not None:  # every process's counters instead
             self.registry = CollectorRegistry()
             MultiProcessCollector(self.registry, path=multiprocess_dir)
         self.registry.register(ClusterCollector(app))
