@@ -292,12 +292,16 @@ def floor_ms(base: str, n: int) -> tuple[float, float]:
     return 1000 * statistics.median(times), 1000 * times[int(0.9 * (len(times) - 1))]
 
 
-def run_floor(n: int, workers: list[int], peers: list[str]) -> None:
-    """``query_floor_ms`` of FiloDB with each count of workers and of each peer, and the ratios."""
+def run_floor(
+    n: int, workers: list[int], peers: list[str], up_args: list[str] | None = None
+) -> None:
+    """``query_floor_ms`` of FiloDB with each count of workers and of each peer, and the ratios;
+    ``up_args``: more ``filodb up`` arguments (reported as ``up_args``)."""
     got: dict[str, float] = {}
+    more = {"up_args": " ".join(up_args)} if up_args else {}
     with tempfile.TemporaryDirectory() as d:
         for w in workers:
-            extra = ["--workers", str(w)] if w > 1 else []
+            extra = (["--workers", str(w)] if w > 1 else []) + list(up_args or [])
             up = UpProcess(Path(d) / f"filodb-{w}", shards=4, extra=extra).start()
             try:
                 wait_count(up.url, "vector(1)", 1, time.time())
@@ -306,7 +310,7 @@ def run_floor(n: int, workers: list[int], peers: list[str]) -> None:
                 up.stop()
             got[f"filodb-{w}"] = p50
             emit("query_floor_ms", p50, "ms", system="filodb", workers=w, shards=4, p90_ms=round(p90, 3),
-                 query=FLOOR_QUERY, n=n)  # fmt: skip
+                 query=FLOOR_QUERY, n=n, **more)  # fmt: skip
         for peer in peers:
             pr = Peer(peer, Path(d))
             try:
@@ -319,7 +323,7 @@ def run_floor(n: int, workers: list[int], peers: list[str]) -> None:
     for w in workers:
         for peer in peers:
             emit("query_floor_ratio", got[f"filodb-{w}"] / got[peer], "filodb/peer", peer=peer,
-                 workers=w, query=FLOOR_QUERY)  # fmt: skip
+                 workers=w, query=FLOOR_QUERY, **more)  # fmt: skip
 
 
 def _client(base: str, k: int, names: list[str], rounds: int, start_s: float, end_s: float,
@@ -481,6 +485,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,3", help="comma-separated worker counts for the floor")
     ap.add_argument("--floor-n", type=int, default=500, help="queries per query_floor_ms")
     ap.add_argument("--floor", action="store_true", help="only query_floor_ms, no load")
+    ap.add_argument("--up-arg", action="append", default=[],
+                    help="extra `filodb up` argument for the floor (e.g. --up-arg=--web-processes=2)")  # fmt: skip
     ap.add_argument("--clients", default="1,4,16", help="concurrent clients for dashboard_qps")
     ap.add_argument("--passes", type=int, default=2, help="dashboard passes per client")
     ap.add_argument(
@@ -499,7 +505,7 @@ def main() -> None:
             sys.exit(
                 f"{p} not found: apt-get install {'prometheus' if p == 'prometheus' else 'victoria-metrics'}"
             )
-    run_floor(a.floor_n, [int(w) for w in a.workers.split(",")], peers)
+    run_floor(a.floor_n, [int(w) for w in a.workers.split(",")], peers, a.up_arg)
     if a.floor:
         return
     for n in (int(x) for x in a.series.split(",")):

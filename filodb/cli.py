@@ -62,6 +62,10 @@ _OPTS = {
         "--web-threads", type=click.IntRange(min=1), default=None,
         help="threads of the web server answering requests (default 16)",
     ),
+    "web_processes": click.option(
+        "--web-processes", type=click.IntRange(min=1), default=None,
+        help="web server processes sharing the port (default 1)",
+    ),
     "worker_threads": click.option(
         "--worker-threads", type=click.IntRange(min=1), default=None,
         help="threads of a worker node evaluating leaf requests (default 4)",
@@ -163,6 +167,7 @@ def main() -> None:
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
 @_OPTS["web_threads"]
+@_OPTS["web_processes"]
 @_OPTS["worker_threads"]
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
@@ -222,8 +227,9 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
 
 
 def _check_threads(cfg: Any) -> None:
-    """Exit 2 unless ``web_threads`` and ``worker_threads`` (flags, env, TOML) are >= 1."""
-    for key in ("web_threads", "worker_threads"):
+    """Exit 2 unless ``web_threads``, ``web_processes`` and ``worker_threads`` (flags, env,
+    TOML) are >= 1."""
+    for key in ("web_threads", "web_processes", "worker_threads"):
         if getattr(cfg, key) < 1:
             _fail(f"{key} must be at least 1, not {getattr(cfg, key)}", 2)
 
@@ -259,23 +265,49 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @_OPTS["auth_file"]
 @_OPTS["web_threads"]
 @_limit_defaults
-def web(config_path: str | None, **flags: Any) -> None:
+@click.option(
+    "--listen-fd",
+    "listen_fds",
+    type=int,
+    multiple=True,
+    hidden=True,
+    help="serve on this inherited listening socket instead of binding host:port "
+    "(filodb up's web processes share the port this way; repeatable)",
+)
+@click.option("--shared-dir", type=click.Path(file_okay=False, path_type=Path), hidden=True,
+              help="directory shared with the other web processes of a filodb up (query "
+              "slots, which serve)")  # fmt: skip
+def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path | None,
+        **flags: Any) -> None:  # fmt: skip
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
+    import os
+
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
     from filodb.web import create_app
-    from filodb.web.wsgi_server import serve
+    from filodb.web.processes import mark_serving
+    from filodb.web.wsgi_server import SHARED_PORT_MAX_REQUESTS, inherited_sockets, make_server
 
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
-    app = create_app(cfg)
+    # filodb up's web processes count into one directory (prometheus_client reads it at import)
+    app = create_app(cfg, metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+                     shared_dir=shared_dir)  # fmt: skip
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     start_trimmer()
+    where: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
+    if listen_fds:
+        where = {"sockets": inherited_sockets(list(listen_fds))}
+    shared = bool(listen_fds and shared_dir)  # connections move between processes
     # recv_bytes: a 160 KB ingestion body in a few reads, not twenty 8 KB trips through
     # waitress's select loop (each holds the GIL the door threads parse with)
-    serve(app, host=cfg.host, port=cfg.port, threads=cfg.web_threads, ident="filodb",
-          channel_timeout=300, recv_bytes=256 << 10)  # fmt: skip
+    server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, **where,
+                         threads=cfg.web_threads, ident="filodb", channel_timeout=300,
+                         recv_bytes=256 << 10)  # fmt: skip
+    if shared_dir is not None:
+        mark_serving(shared_dir)
+    server.run()
 
 
 @main.command()

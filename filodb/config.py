@@ -64,6 +64,7 @@ class Config:
         ""  # TOML file of tokens with scopes per dataset (filodb.auth); guards every route
     )
     web_threads: int = 16
+    web_processes: int = 1  # web processes `filodb up` runs on the one port (each web_threads)
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
     recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)

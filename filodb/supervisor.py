@@ -2,6 +2,10 @@
 
 Starts (or reuses) Redis, creates the default dataset, starts the worker node(s) and the web
 server as child processes, restarts a child that dies, and stops everything on Ctrl-C/SIGTERM.
+The web port is bound here, once, and its sockets handed to each of the ``web_processes`` web
+processes (:mod:`filodb.web.wsgi_server`); with more than one, their counters go to a per-run
+directory (``<data-dir>/run/web/metrics``: prometheus_client's multiprocess mode, which each
+one's ``/metrics`` sums) and share ``<data-dir>/run/web`` (:mod:`filodb.web.processes`).
 Redis runs with its files under ``<data-dir>/redis`` and ``appendonly yes``; its port is kept
 in ``<data-dir>/redis/port`` so a restart of ``filodb up`` finds the same data.
 """
@@ -10,17 +14,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import requests
+from waitress.adjustments import Adjustments
 
 from filodb.config import Config
 from filodb.errors import BadInputError, UnavailableError
@@ -49,6 +56,8 @@ class Child:
     restarts: int = 0
     started: float = 0.0
     log_path: Path | None = None
+    pass_fds: tuple[int, ...] = ()  # descriptors the child inherits (the web port's sockets)
+    metrics_dir: Path | None = None  # its prometheus_client multiprocess directory, if any
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -56,7 +65,7 @@ class Child:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
         out = self._log or None
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out,
-                                     preexec_fn=dies_with_parent())  # fmt: skip
+                                     pass_fds=self.pass_fds, preexec_fn=dies_with_parent())  # fmt: skip
         self.started = time.monotonic()
 
     def alive(self) -> bool:
@@ -78,6 +87,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self._lock: IO[str] | None = None  # the data directory's lock, held while we run
+        self.web_sockets: list[socket.socket] = []  # the web port, shared by the web processes
 
     # --- redis ----------------------------------------------------------------------------
     def _redis_port_file(self) -> Path:
@@ -131,14 +141,15 @@ class Supervisor:
         env.pop("FILODB_NODE", None)
         return env
 
-    def _spawn(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> Child:
+    def _spawn(self, name: str, args: list[str], extra: dict[str, str] | None = None,
+               **child: Any) -> Child:  # fmt: skip
         env = self._child_env()
         env.update(extra or {})
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         node = (extra or {}).get("FILODB_NODE", "")
         c = Child(name, [sys.executable, "-m", "filodb", *args], env, node=node,
-                  log_path=logs / f"{name}.log")  # fmt: skip
+                  log_path=logs / f"{name}.log", **child)  # fmt: skip
         c.start()
         self.children.append(c)
         return c
@@ -146,10 +157,12 @@ class Supervisor:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
-        if not _port_free(self.cfg.port, self.cfg.host):
+        try:
+            self.web_sockets = listen_sockets(self.cfg.host, self.cfg.port)
+        except OSError:
             raise BadInputError(
                 f"port {self.cfg.port} on {self.cfg.host} is in use (another filodb up?); pass --port"
-            )
+            ) from None
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
         ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
@@ -157,10 +170,28 @@ class Supervisor:
                                           default_retention_s=self.cfg.retention)  # fmt: skip
         for i in range(1, max(1, self.cfg.workers) + 1):
             self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
-        self._spawn("web", ["web"])
+        self._spawn_web()
         self._spawn_gateway()
         if self.cfg.rule_files:  # FILODB_RULE_FILES reaches it through the environment
             self._spawn("rules", ["rules"])
+
+    def _spawn_web(self) -> None:
+        """``web_processes`` web processes serving the port bound in :meth:`start`; with more
+        than one, their counters are shared through a directory emptied for this run."""
+        n = max(1, self.cfg.web_processes)
+        fds = tuple(s.fileno() for s in self.web_sockets)
+        args = ["web", *(a for fd in fds for a in ("--listen-fd", str(fd)))]
+        metrics_dir, extra = None, {}
+        if n > 1:
+            shared = self.data_dir / "run" / "web"
+            shutil.rmtree(shared, ignore_errors=True)
+            metrics_dir = shared / "metrics"
+            metrics_dir.mkdir(parents=True)
+            args += ["--shared-dir", str(shared)]
+            extra = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        for i in range(1, n + 1):
+            self._spawn("web" if n == 1 else f"web-{i}", args, extra, pass_fds=fds,
+                        metrics_dir=metrics_dir)  # fmt: skip
 
     def _spawn_gateway(self) -> None:
         """The TCP doors (Influx, Graphite) as one child; a door whose port is 0 or negative,
@@ -200,6 +231,8 @@ class Supervisor:
                 code = c.proc.returncode if c.proc else None
                 if c.node:
                     self._mark_node_down(c.node)
+                if c.metrics_dir is not None and c.proc is not None:
+                    _forget_gauges(c.proc.pid, c.metrics_dir)
                 c.restarts += 1
                 self.echo(f"{c.name} exited ({code}); restarting (restart {c.restarts})")
                 c.start()
@@ -253,14 +286,44 @@ class Supervisor:
         self.stopping.set()
         for c in reversed(self.children):
             c.stop()
+        for s in self.web_sockets:
+            s.close()
         if self.redis is not None:
             self.redis.stop()
         self.echo("FiloDB stopped.")
 
 
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
-    import socket
+def listen_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
+    """Listening sockets on every address of ``host:port`` that waitress itself would bind
+    (``SO_REUSEADDR`` as waitress sets it); inheritable, to hand to web processes. Raises
+    ``OSError`` when the port is taken."""
+    out: list[socket.socket] = []
+    try:
+        for family, socktype, proto, addr in Adjustments(host=host, port=port).listen:
+            s = socket.socket(family, socktype, proto)
+            out.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+            s.listen(backlog)
+            s.set_inheritable(True)
+    except OSError:
+        for s in out:
+            s.close()
+        raise
+    return out
 
+
+def _forget_gauges(pid: int, metrics_dir: Path) -> None:
+    """A web process died: its live gauges (queries running) leave the sum; its counters stay
+    in it, so the tier's totals never go back."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, str(metrics_dir))
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:

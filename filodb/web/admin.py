@@ -17,6 +17,7 @@ from filodb.model.timeparse import parse_duration_ms
 from filodb.shards.downsample_runs import DownsampleRuns
 from filodb.shards.state import ShardStatus
 from filodb.web.auth import readable
+from filodb.web.processes import starting as web_starting
 from filodb.web.services import services
 
 bp = Blueprint("admin", __name__)
@@ -39,8 +40,11 @@ def cluster_health() -> tuple[bool, dict]:
                 row = {"dataset": ds, "shard": st.shard, "status": st.status.value}
                 not_active.append({**row, "error": st.error} if st.error else row)
     healthy = bool(datasets) and not not_active
-    body = {"status": "healthy" if healthy else "unhealthy", "datasets": sorted(datasets),
-            "not_active": not_active}  # fmt: skip
+    body: dict[str, object] = {"status": "healthy" if healthy else "unhealthy",
+                               "datasets": sorted(datasets), "not_active": not_active}  # fmt: skip
+    starting = web_starting()
+    if starting is not None:  # filodb up's other web processes are not serving yet
+        healthy, body["status"], body["web_processes"] = False, "unhealthy", starting
     return healthy, body
 
 

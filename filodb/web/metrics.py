@@ -3,11 +3,17 @@
 Each app built by the factory has its own :class:`~prometheus_client.CollectorRegistry` (kept
 in ``app.extensions["filodb_metrics"]``), so tests that build many apps never clash on names.
 
+When ``filodb up`` runs several web processes it gives them one directory (prometheus_client's
+multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``): what each process counts goes to its files
+there, and ``/metrics`` answers the sum over every process of the run (a dead one's counts
+stay in it; the gauge of running queries sums the live processes), next to what is read from
+the cluster, which is read once.
+
 Counted as requests happen: HTTP requests by route and code, query durations, samples accepted
-and rejected by the ingestion routes. Read from the cluster at scrape time: shards by status
-(the local shard map), each shard's log lag (log end offset minus ingested offset, as
-``/api/v1/cluster/<dataset>/status`` computes it),
-the results cache's hits and misses, the last periodic downsample run. docs/operations.md lists every metric.
+and rejected by the ingestion routes, the results cache's hits and misses (its ``on_count``).
+Read from the cluster at scrape time: shards by status (the local shard map), each shard's log
+lag (log end offset minus ingested offset, as ``/api/v1/cluster/<dataset>/status`` computes
+it), the last periodic downsample run. docs/operations.md lists every metric.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from filodb.shards.downsample_runs import DownsampleRuns
@@ -83,26 +90,6 @@ class ClusterCollector(Collector):
                 lag.add_metric([ds, str(shard)], max(0, ends[shard] - offsets.get(shard, 0)))
         yield shards
         yield lag
-
-
-class CacheCollector(Collector):
-    """The range-query results cache's counts (:mod:`filodb.web.results_cache`)."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self.app.extensions["filodb"].results_cache.stats
-        ext = CounterMetricFamily("filodb_query_cache_extents",
-                                  "Extents of range queries answered from the results cache (hit) "
-                                  "or computed and stored (miss)", labels=["result"])  # fmt: skip
-        ext.add_metric(["hit"], stats.hits)
-        ext.add_metric(["miss"], stats.misses)
-        yield ext
-        yield CounterMetricFamily("filodb_query_cache_bypassed_queries",
-                                  "Range queries answered without the results cache (cache off, or "
-                                  "a query reading its own range; cache=false is not counted)",
-                                  value=stats.uncacheable)  # fmt: skip
 
 
 class DownsampleCollector(Collector):
@@ -161,11 +148,13 @@ _RUN_COUNTERS = {
 
 
 class WebMetrics:
-    """One app's metrics; the counters are thread-safe (waitress serves on many threads)."""
+    """One app's metrics; the counters are thread-safe (waitress serves on many threads).
 
-    def __init__(self, app: App) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+    ``registry`` is what ``/metrics`` answers: this process's counters and the cluster's
+    state, or, given ``multiprocess_dir``, the counters of every web process sharing it."""
+
+    def __init__(self, app: App, multiprocess_dir: str | None = None) -> None:
+        r = self.registry = CollectorRegistry()  # this process's counters
         self.requests = Counter("filodb_http_requests", "HTTP requests answered, by route and code",
                                 ["route", "method", "code"], registry=r)  # fmt: skip
         self.query_seconds = Histogram("filodb_query_duration_seconds",
@@ -187,11 +176,34 @@ class WebMetrics:
             ["dataset", "reason"], registry=r,
         )  # fmt: skip
         self.queries_running = Gauge("filodb_queries_running",
-                                     "Queries of a dataset being answered by this web process",
-                                     ["dataset"], registry=r)  # fmt: skip
-        r.register(ClusterCollector(app))
-        r.register(CacheCollector(app))
-        r.register(DownsampleCollector(app))
+                                     "Queries of a dataset being answered by the web tier",
+                                     ["dataset"], registry=r, multiprocess_mode="livesum")  # fmt: skip
+        self.cache_extents = Counter("filodb_query_cache_extents",
+                                     "Extents of range queries answered from the results cache "
+                                     "(hit) or computed and stored (miss)", ["result"],
+                                     registry=r)  # fmt: skip
+        self.cache_bypassed = Counter("filodb_query_cache_bypassed_queries",
+                                      "Range queries answered without the results cache (cache "
+                                      "off, or a query reading its own range; cache=false is "
+                                      "not counted)", registry=r)  # fmt: skip
+        self._hits, self._misses = (
+            self.cache_extents.labels("hit"),
+            self.cache_extents.labels("miss"),
+        )
+        if multiprocess_dir is not None:  # every process's counters instead
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=multiprocess_dir)
+        self.registry.register(ClusterCollector(app))
+        self.registry.register(DownsampleCollector(app))
+
+    def cache_counted(self, hits: int, misses: int, uncacheable: int) -> None:
+        """Count what the results cache did (its ``on_count``)."""
+        if hits:
+            self._hits.inc(hits)
+        if misses:
+            self._misses.inc(misses)
+        if uncacheable:
+            self.cache_bypassed.inc(uncacheable)
 
     # --- the ingestion doors' counts (an IngestCounter, see filodb.gateway.door) ---------
     def samples_accepted(self, door: str, n: int) -> None:
@@ -210,9 +222,11 @@ class WebMetrics:
         self.rejected_requests.labels(door, reason).inc()
 
 
-def init_app(app: Flask) -> WebMetrics:
-    """Give ``app`` its own metrics (kept in ``app.extensions``) and return them."""
-    m = app.extensions[EXTENSION] = WebMetrics(app)
+def init_app(app: Flask, multiprocess_dir: str | None = None) -> WebMetrics:
+    """Give ``app`` its own metrics (kept in ``app.extensions``) and return them; with
+    ``multiprocess_dir``, ``/metrics`` sums the web processes counting there."""
+    m = app.extensions[EXTENSION] = WebMetrics(app, multiprocess_dir)
+    app.extensions["filodb"].results_cache.on_count = m.cache_counted
     return m
 
 

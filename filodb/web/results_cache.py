@@ -99,6 +99,8 @@ class ResultsCache:
         self.margin_ms = margin_ms
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.stats = CacheStats()
+        # called with each count (hits, misses, uncacheable): the web tier's counters
+        self.on_count: Callable[[int, int, int], None] | None = None
         self._lock = threading.Lock()
         self._put = client.register_script(_PUT)
         # queries whose extents are too big to store (over a budget's eighth): answered
@@ -115,6 +117,8 @@ class ResultsCache:
             self.stats.hits += hits
             self.stats.misses += misses
             self.stats.uncacheable += uncacheable
+        if self.on_count is not None:
+            self.on_count(hits, misses, uncacheable)
 
     def range(self, dataset: str, expr: ast.Expr, start: int, end: int, step: int,
               lookback_ms: int, compute: Compute) -> Result:  # fmt: skip

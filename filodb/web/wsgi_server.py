@@ -7,10 +7,22 @@ client a new TCP connection and the server an accept and a new channel (about 5 
 process's CPU under live remote write). A response that cannot have a body (1xx, 204, 304) is
 complete when its header is, so the connection stays open, as in Go's net/http; a request
 asking ``Connection: close`` and HTTP/1.0 clients are answered as waitress does.
+
+Several web processes serve one port by sharing its listening sockets: ``filodb up`` binds
+them once (:func:`filodb.supervisor.listen_sockets`) and hands their descriptors to each web process it starts
+(``filodb web --listen-fd``), whose waitress accepts on them (:func:`inherited_sockets`). The
+kernel queues connections on the shared socket, the process first to ``accept`` takes one
+(waitress ignores the ``EAGAIN`` of the others), and a web process that dies or restarts
+leaves the port bound and the queued connections to the others. Which process accepts a
+connection is a race (an idle one usually wins), and a client keeps its connections open, so
+a few busy connections could all stay on one process: while the port is shared, the server
+closes a connection after ``max_requests`` answers (``Connection: close``, as Go's and
+nginx's servers may), and the client's next connection goes to whichever process is free.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from waitress import create_server
@@ -18,11 +30,18 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
+SHARED_PORT_MAX_REQUESTS = 32  # answers per connection while processes share the port
+
 
 class _Task(WSGITask):
     _keep_bodyless = False
 
     def build_response_header(self) -> bytes:
+        ch = self.channel
+        ch.answered = getattr(ch, "answered", 0) + 1
+        cap = getattr(ch.server, "max_requests", 0)
+        if cap and ch.answered >= cap:  # the client reconnects, maybe to another process
+            WSGITask.set_close_on_finish(self)
         asked_close = self.request.headers.get("CONNECTION", "").lower() == "close"
         self._keep_bodyless = (
             not self.has_body and self.version == "1.1" and not asked_close
@@ -42,15 +61,22 @@ class _Channel(HTTPChannel):
     task_class = _Task
 
 
-def make_server(app: Any, **kw: Any) -> Any:
-    """``waitress.create_server(app, **kw)`` with the keep-alive fix above."""
+def make_server(app: Any, max_requests: int = 0, **kw: Any) -> Any:
+    """``waitress.create_server(app, **kw)`` with the keep-alive fix above; ``max_requests``
+    > 0 closes each connection after that many answers."""
     server = create_server(app, **kw)
     for s in [server, *getattr(server, "map", {}).values()]:
         if isinstance(s, BaseWSGIServer):
             s.channel_class = _Channel
+            s.max_requests = max_requests
     return server
 
 
-def serve(app: Any, **kw: Any) -> None:
+def serve(app: Any, max_requests: int = 0, **kw: Any) -> None:
     """``waitress.serve(app, **kw)`` with the keep-alive fix. Blocks."""
-    make_server(app, **kw).run()
+    make_server(app, max_requests, **kw).run()
+
+
+def inherited_sockets(fds: list[int]) -> list[socket.socket]:
+    """The listening sockets behind the descriptors a parent handed down (``--listen-fd``)."""
+    return [socket.socket(fileno=fd) for fd in fds]

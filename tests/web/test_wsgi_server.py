@@ -4,6 +4,7 @@ them: no Content-Length), and still closes when the client asks or speaks HTTP/1
 from __future__ import annotations
 
 import http.client
+import os
 import threading
 from collections.abc import Iterator
 
@@ -59,3 +60,43 @@ def test_close_when_asked_or_http10(port: int) -> None:
     r = old.getresponse()
     assert r.status == 204 and r.will_close
     old.close()
+
+
+def test_shared_listening_socket_and_a_cap_of_answers_per_connection() -> None:
+    """Two servers on one listening socket (as filodb up's web processes): both answer, and
+    each connection closes after ``max_requests`` answers so the client reconnects."""
+    from filodb.supervisor import listen_sockets
+    from filodb.web.wsgi_server import inherited_sockets
+
+    socks = listen_sockets("127.0.0.1", 0)
+    port = socks[0].getsockname()[1]
+    who: list[str] = []
+    servers = []
+    for name in ("a", "b"):
+        app = Flask(name)
+        app.add_url_rule("/write", "write", lambda n=name: (who.append(n), Response(status=204))[1],
+                         methods=["POST"])  # fmt: skip
+        mine = inherited_sockets([os.dup(s.fileno()) for s in socks])  # as a child inherits
+        servers.append(make_server(app, 3, sockets=mine, threads=1))
+    for s in servers:
+        threading.Thread(target=s.run, daemon=True).start()
+    try:
+        peers, closes = set(), []
+        for _ in range(16):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for i in range(3):
+                conn.request("POST", "/write", body=b"x")
+                peers.add(_peer(conn))
+                r = conn.getresponse()
+                r.read()
+                assert r.status == 204
+                closes.append((i, r.getheader("Connection")))
+            conn.close()
+        assert len(peers) == 16  # three answers per connection, no more
+        assert all((c == "close") == (i == 2) for i, c in closes)
+        assert set(who) == {"a", "b"}, who  # both servers accepted some of the 16 connections
+    finally:
+        for s in servers:
+            s.close()
+        for s in socks:
+            s.close()
