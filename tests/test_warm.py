@@ -26,7 +26,9 @@ print(json.dumps([before, len(k.signatures)]))
     [
         ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
         ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
-        ("filodb.gateway.influx", "warm", "gateway.keycache", "_lookup"),
+        ("filodb.gateway.influx", "warm", "model.identity", "_lookup"),
+        ("filodb.prom.remote_write", "warm", "model.identity", "_first_seen"),
+        ("filodb.prom.remote_write", "warm", "model.partkeys", "_gather"),
         ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),
     ],

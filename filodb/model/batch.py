@@ -26,6 +26,7 @@ from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
+from filodb.model.partkeys import PartKeys
 from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
 
 T = TypeVar("T")
@@ -64,7 +65,7 @@ class SampleBatch:
     types: dict[str, str] = field(default_factory=dict)
     keys: np.ndarray | None = None
     exemplars: Exemplars | None = None
-    pks: list[bytes] | None = None
+    pks: Sequence[bytes] | None = None  # a list, or PartKeys (a door's part-key arena)
     routes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -112,7 +113,7 @@ class SampleBatch:
             None
             if self.exemplars is None
             else self.exemplars.take(keep[self.exemplars.sidx], new_index),
-            None if self.pks is None else [self.pks[i] for i in kept],
+            None if self.pks is None else _take_pks(self.pks, kept, keep),
             None if self.routes is None else self.routes[keep],
         )
 
@@ -132,7 +133,7 @@ class SampleBatch:
         at = s_order.tolist()
         series = pick(self.series, at)
         keys = None if self.keys is None else self.keys[s_order]
-        pks = None if self.pks is None else pick(self.pks, at)
+        pks = None if self.pks is None else _take_pks(self.pks, at, s_order)
         routes = None if self.routes is None else self.routes[s_order]
         ex = self.exemplars
         ex_shard = None if ex is None else of[ex.sidx]
@@ -253,6 +254,13 @@ def pick(seq: Sequence[T], at: list[int]) -> list[T]:
     if len(at) > 1:
         return list(itemgetter(*at)(seq))
     return [seq[i] for i in at]
+
+
+def _take_pks(pks: Sequence[bytes], at: list[int], where: np.ndarray) -> Sequence[bytes]:
+    """The part keys of series ``at`` (``where``: the same as an index array or a mask)."""
+    if isinstance(pks, PartKeys):
+        return pks.take(where)
+    return pick(pks, at)
 
 
 def series_identity(labels: Labels) -> tuple[bytes, int, int]:

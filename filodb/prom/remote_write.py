@@ -25,6 +25,7 @@ Measured (``python bench/parsers.py``; snappy included; 2-core machine under loa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,9 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
-from filodb.model.identity import SeriesTable
+from filodb.model.identity import SeriesKeyCache
 from filodb.model.labels import Labels, intern_labels
+from filodb.model.partkeys import PartKeys
 from filodb.model.varint import varint, varint_bytes
 from filodb.prom.proto import TimeSeries, WriteRequest
 from filodb.prom.proto import field as pb_field
@@ -65,12 +67,14 @@ def decode_write_request_full(
 
 
 def warm() -> None:
-    """Load the decoder's numba kernel now. The first numba call of a process costs ~0.3 s
+    """Load the decoder's numba kernels now. The first numba call of a process costs ~0.3 s
     (numba's target registries, then the cached machine code), and every request thread waits
     on numba's compiler lock meanwhile: paid at start-up, not by the first writes."""
     batch = SampleBatch([(("__name__", "warm"),)], np.zeros(1, np.int32),
                         np.ones(1, np.int64), np.ones(1))  # fmt: skip
-    decode_write_request(encode_write_request(batch))
+    got = decode_write_request(encode_write_request(batch))
+    if isinstance(got.pks, PartKeys):  # and the gather the router runs on its part keys
+        got.pks.joined()
 
 
 def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
@@ -142,10 +146,19 @@ def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
     return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
 
 
-# Series identities by the raw bytes of their Label fields (label set, part key, key, route):
-# a series seen before costs one dict lookup, no parse and no hashing of its labels. Only
-# valid label sets are stored.
-SERIES = SeriesTable(1_000_000)
+def _series_of_fields(raw: bytes, _b: bytes, _kind: int) -> tuple[Labels, None] | None:
+    """The label set of a series' Label fields; None when they are refused (the decoder then
+    parses the first refused one again, with its place in the request, to say why)."""
+    try:
+        return _parse_label_fields(raw, 0), None
+    except BadInputError:
+        return None
+
+
+# Series by the raw bytes of their Label fields (label set, part key, key, route): a series
+# seen before costs no Python step, no parse and no hashing of its labels. Only valid label
+# sets are stored.
+SERIES = SeriesKeyCache(_series_of_fields, 1_000_000)
 
 
 def _decompress(body: bytes, max_decompressed: int) -> bytes:
@@ -242,13 +255,13 @@ class _Scan:
     series index ``j``."""
 
     series: list[Labels] = field(default_factory=list)
-    pks: list[bytes] = field(default_factory=list)
+    pks: Sequence[bytes] = field(default_factory=list)
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     routes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    msg: list[int] = field(default_factory=list)
-    start: list[int] = field(default_factory=list)
-    end: list[int] = field(default_factory=list)
-    j: list[int] = field(default_factory=list)
+    msg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     meta_fields: list[bytes] = field(default_factory=list)
 
 
@@ -269,11 +282,11 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
     except (_Fallback, IndexError, ValueError):
         return None
     meta = _decode_metadata(b"".join(scan.meta_fields)) if scan.meta_fields else []
-    if not scan.start:
+    if not len(scan.start):
         return SampleBatch(scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0),
                            keys=scan.keys, pks=scan.pks, routes=scan.routes), meta  # fmt: skip
     buf = np.concatenate([np.frombuffer(raw, np.uint8), np.zeros(16, np.uint8)])  # padded reads
-    found = _sample_positions(buf, np.array(scan.start, np.int64), np.array(scan.end, np.int64))
+    found = _sample_positions(buf, scan.start, scan.end)
     if found is None:
         return None
     return _assemble(raw, scan, meta, *found)
@@ -340,35 +353,33 @@ def _top_fields(raw: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover 
 
 def _scan_series(raw: bytes) -> _Scan:
     """Stage 1: the top-level fields found by a numba kernel (:func:`_top_fields`); the
-    Label fields that lead each TimeSeries are looked up in the label cache by their raw
-    bytes (parsed and checked on a miss: a slice and a dict lookup per series seen before);
+    Label fields that lead each TimeSeries are resolved by the series cache straight from the
+    buffer (:data:`SERIES`: exact byte compare in numba, parsed and checked only on a miss);
     the rest of the message is its samples region ``[start, end)``; metadata fields are
     kept whole. Raises :class:`_Fallback` for a shape protobuf should judge."""
-    fields, k = _top_fields(np.frombuffer(raw, np.uint8))
+    buf = np.frombuffer(raw, np.uint8)
+    fields, k = _top_fields(buf)
     if k < 0:
         raise _Fallback
     fields = fields[:k]
     is_ts = fields[:, 0] == 0x0A
     out = _Scan()
-    out.meta_fields = [raw[a:b] for a, b in fields[~is_ts][:, [1, 4]].tolist()]
-    ts_f = fields[is_ts]
-    ids = SERIES.lookup([raw[a:b] for a, b in ts_f[:, 2:4].tolist()], _parse_label_fields)
-    if len(np.unique(ids.keys)) == len(ids.keys):  # the usual request: each series once
-        js = np.arange(len(ids.keys), dtype=np.int64)
-        out.series, out.pks, out.keys, out.routes = ids.series, ids.pks, ids.keys, ids.routes
-    else:  # a series in several TimeSeries (or a 64-bit key collision): label sets decide
-        index: dict[Labels, int] = {}
-        js = np.array([index.setdefault(lb, len(index)) for lb in ids.series], np.int64)
-        firsts = np.unique(js, return_index=True)[1]
-        out.series = list(index)
-        out.pks = [ids.pks[i] for i in firsts.tolist()]
-        out.keys = ids.keys[firsts]
-        out.routes = ids.routes[firsts]
-    has = ts_f[:, 3] < ts_f[:, 4]  # a series with samples (or anything after its labels)
-    out.msg = ts_f[has, 2].tolist()
-    out.start = ts_f[has, 3].tolist()
-    out.end = ts_f[has, 4].tolist()
-    out.j = js[has].tolist()
+    if not is_ts.all():
+        out.meta_fields = [raw[a:b] for a, b in fields[~is_ts][:, [1, 4]].tolist()]
+        fields = fields[is_ts]
+    a0, a1 = fields[:, 2], fields[:, 3]
+    got = SERIES.resolve(buf, a0, a1, a1, a1, np.zeros(len(a0), np.uint8))
+    if len(got.sidx) and got.sidx.min() < 0:  # a label set refused: say why, for the first
+        i = int(np.flatnonzero(got.sidx < 0)[0])
+        _parse_label_fields(raw[a0[i] : a1[i]], i)
+        raise AssertionError("a refused label set parsed")  # pragma: no cover
+    # a series in several TimeSeries is one series (the cache interns label sets)
+    out.series, out.pks, out.keys, out.routes = got.series, got.part_keys, got.keys, got.routes
+    has = fields[:, 3] < fields[:, 4]  # a series with samples (or anything after its labels)
+    if not has.all():
+        fields = fields[has]
+    out.msg, out.start, out.end = fields[:, 2], fields[:, 3], fields[:, 4]
+    out.j = got.sidx[has]
     return out
 
 
@@ -478,10 +489,11 @@ def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.nd
     slow_data: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     ex = _ExemplarParts()
     for k in np.flatnonzero(slow).tolist():
+        j = int(scan.j[k])
         labels, ts, vs, ts_msg = _decode_series_protobuf(raw[scan.msg[k] : scan.end[k]], k)
-        if labels != scan.series[scan.j[k]]:
+        if labels != scan.series[j]:
             return None
-        ex.add(scan.j[k], ts_msg)
+        ex.add(j, ts_msg)
         slow_data[k] = (ts, vs)
         counts[k] = len(ts)
     offsets = np.cumsum(counts) - counts
@@ -495,7 +507,7 @@ def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.nd
     for k, (ts, vs) in slow_data.items():
         out_ts[offsets[k] : offsets[k] + len(ts)] = ts
         out_vals[offsets[k] : offsets[k] + len(ts)] = vs
-    sidx = np.repeat(np.array(scan.j, np.int32), counts)
+    sidx = np.repeat(scan.j, counts)
     types = {m["metric"]: m["type"] for m in meta if m["metric"]}
     return SampleBatch(scan.series, sidx, out_ts, out_vals, types, scan.keys, ex.build(),
                        scan.pks, scan.routes), meta  # fmt: skip
