@@ -26,6 +26,7 @@ bound is exceeded by at most one body's new keys). Thread-safe (one lock per cac
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -38,18 +39,47 @@ from filodb.model.batch import pick, series_identity
 from filodb.model.labels import Labels
 from filodb.model.partkeys import PartKeys
 
+# libc's memcmp (vectorised): numba calls it through a function argument, so the kernels
+# stay cacheable (a ctypes function held as a global would make them compile at every start)
+_MEMCMP = ctypes.CDLL(None).memcmp
+_MEMCMP.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+_MEMCMP.restype = ctypes.c_int
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _word(buf: np.ndarray, i: int) -> np.uint64:  # pragma: no cover - numba
+    """The 8 bytes at ``buf[i]``, little endian."""
+    w = np.uint64(buf[i + 7])
+    for k in range(6, -1, -1):
+        w = (w << np.uint64(8)) | np.uint64(buf[i + k])
+    return w
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _mix(h: np.uint64, buf: np.ndarray, a: int, b: int) -> np.uint64:  # pragma: no cover - numba
+    """``h`` mixed with the bytes ``buf[a:b]``, 8 at a time, and their count."""
+    m = np.uint64(0x9E3779B97F4A7C15)
+    i = a
+    while i + 8 <= b:
+        h = (h ^ _word(buf, i)) * m
+        h ^= h >> np.uint64(29)
+        i += 8
+    t = np.uint64(b - a) << np.uint64(56)  # the count: "ab" + "c" is not "a" + "bc"
+    s = np.uint64(0)
+    while i < b:
+        t ^= np.uint64(buf[i]) << s
+        s += np.uint64(8)
+        i += 1
+    h = (h ^ t) * m
+    return h ^ (h >> np.uint64(29))
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _hash(
     buf: np.ndarray, a0: int, a1: int, b0: int, b1: int, kind: int
 ) -> np.uint64:  # pragma: no cover - numba
-    h = np.uint64(14695981039346656037) ^ np.uint64(kind)
-    p = np.uint64(1099511628211)
-    for i in range(a0, a1):
-        h = (h ^ np.uint64(buf[i])) * p
-    h = (h ^ np.uint64(0x1FF)) * p  # between the ranges: no byte value
-    for i in range(b0, b1):
-        h = (h ^ np.uint64(buf[i])) * p
+    h = _mix(np.uint64(14695981039346656037) ^ np.uint64(kind), buf, a0, a1)
+    h = _mix(h, buf, b0, b1)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -59,30 +89,20 @@ def _hash(
 @nb.njit(cache=True, nogil=True, inline="always")
 def _find(buf: np.ndarray, a0: int, a1: int, b0: int, b1: int, kind: int, h: np.uint64,
           table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray, ela: np.ndarray,
-          elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray
+          elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray, cmp: Any
           ) -> tuple[int, np.uint64]:  # fmt: skip  # pragma: no cover - numba
     """(entry or -1, the free slot where it would go)."""
     mask = np.uint64(len(table) - 1)
     slot = h & mask
     la, lb = a1 - a0, b1 - b0
+    pa, pb = arena.ctypes.data, buf.ctypes.data
     while True:
         e = table[slot] - 1
         if e < 0:
             return -1, slot
         if ehash[e] == h and ekind[e] == kind and ela[e] == la and elb[e] == lb:
             o = eoff[e]
-            same = True
-            for i in range(la):
-                if arena[o + i] != buf[a0 + i]:
-                    same = False
-                    break
-            if same:
-                o += la
-                for i in range(lb):
-                    if arena[o + i] != buf[b0 + i]:
-                        same = False
-                        break
-            if same:
+            if cmp(pa + o, pb + a0, la) == 0 and cmp(pa + o + la, pb + b0, lb) == 0:
                 return e, slot
         slot = (slot + np.uint64(1)) & mask
 
@@ -90,14 +110,14 @@ def _find(buf: np.ndarray, a0: int, a1: int, b0: int, b1: int, kind: int, h: np.
 @nb.njit(cache=True, nogil=True)
 def _lookup(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
             kind: np.ndarray, table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray,
-            ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray
+            ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray, cmp: Any
             ) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
     n = len(a0)
     out = np.empty(n, np.int64)
     for r in range(n):
         h = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
         e, _ = _find(buf, a0[r], a1[r], b0[r], b1[r], kind[r], h, table, ehash, eoff, ela, elb,
-                     ekind, arena)  # fmt: skip
+                     ekind, arena, cmp)  # fmt: skip
         out[r] = e
     return out
 
@@ -106,14 +126,14 @@ def _lookup(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1:
 def _insert(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
             kind: np.ndarray, table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray,
             ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray,
-            state: np.ndarray) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
+            cmp: Any, state: np.ndarray) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
     """Add the keys not held yet (state: [entries, arena bytes used]); their entries."""
     n = len(a0)
     out = np.empty(n, np.int64)
     for r in range(n):
         h = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
         e, slot = _find(buf, a0[r], a1[r], b0[r], b1[r], kind[r], h, table, ehash, eoff, ela,
-                        elb, ekind, arena)  # fmt: skip
+                        elb, ekind, arena, cmp)  # fmt: skip
         if e < 0:
             e = state[0]
             o = state[1]
@@ -231,6 +251,7 @@ class SeriesKeyCache:
     def resolve(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
                 b1: np.ndarray, kind: np.ndarray) -> Resolved:  # fmt: skip
         """The series of each key ``(buf[a0:a1], buf[b0:b1], kind)`` of one body."""
+        buf = np.ascontiguousarray(buf, np.uint8)  # the kernels compare through pointers
         a0, a1, b0, b1 = (np.asarray(x, np.int64) for x in (a0, a1, b0, b1))
         kind = np.asarray(kind, np.uint8)
         with self._lock:
@@ -244,7 +265,7 @@ class SeriesKeyCache:
 
     def _call(self, fn: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
         return fn(*args, self._table, self._ehash, self._eoff, self._ela, self._elb, self._ekind,
-                  self._arena)  # fmt: skip
+                  self._arena, _MEMCMP)  # fmt: skip
 
     def _add(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
              b1: np.ndarray, kind: np.ndarray) -> np.ndarray:  # fmt: skip
@@ -274,7 +295,8 @@ class SeriesKeyCache:
         self._reserve(len(t), int((a1[t] - a0[t] + b1[t] - b0[t]).sum()))
         first = len(self)
         ent = _insert(buf, a0[t], a1[t], b0[t], b1[t], kind[t], self._table, self._ehash,
-                      self._eoff, self._ela, self._elb, self._ekind, self._arena, self._state)  # fmt: skip
+                      self._eoff, self._ela, self._elb, self._ekind, self._arena, _MEMCMP,
+                      self._state)  # fmt: skip
         self._elabel[ent] = labels
         for e, x in zip(ent.tolist(), extras, strict=True):
             if x is not None and e >= first:
