@@ -119,16 +119,19 @@ class SampleBatch:
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
         """Split into one batch per shard, given the shard of each series: two stable sorts
-        (series, samples by their series' shard) and slices, whatever the number of shards.
-        Samples keep their order within a shard."""
-        of = np.asarray(shard_of_series, np.int64)
+        (series, samples by their series' shard: radix sorts on 16-bit shard numbers) and
+        slices, whatever the number of shards. Samples keep their order within a shard."""
+        of = np.asarray(shard_of_series, np.int16 if num_shards <= 1 << 15 else np.int64)
+        s_count = np.bincount(of, minlength=num_shards)
+        s_start = np.cumsum(s_count) - s_count
         s_order = np.argsort(of, kind="stable")
-        shards, s_start, s_count = np.unique(of[s_order], return_index=True, return_counts=True)
         rank = np.empty(len(of), np.int32)  # a series' index within its shard's batch
-        rank[s_order] = np.arange(len(of)) - np.repeat(s_start, s_count)
+        rank[s_order] = np.arange(len(of)) - s_start[of[s_order]]
         sample_shard = of[self.sidx]
         order = np.argsort(sample_shard, kind="stable")
-        bounds = np.searchsorted(sample_shard[order], np.append(shards, num_shards + 1))
+        n_count = np.bincount(sample_shard, minlength=num_shards)
+        bounds = np.concatenate(([0], np.cumsum(n_count))).tolist()
+        shards = np.flatnonzero(s_count)
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
         at = s_order.tolist()
         series = pick(self.series, at)
@@ -138,9 +141,9 @@ class SampleBatch:
         ex = self.exemplars
         ex_shard = None if ex is None else of[ex.sidx]
         out: dict[int, SampleBatch] = {}
-        for k, (shard, a, c) in enumerate(zip(shards.tolist(), s_start.tolist(),
-                                              s_count.tolist(), strict=True)):  # fmt: skip
-            x, y = bounds[k], bounds[k + 1]
+        for shard, a, c in zip(shards.tolist(), s_start[shards].tolist(),
+                               s_count[shards].tolist(), strict=True):  # fmt: skip
+            x, y = bounds[shard], bounds[shard + 1]
             out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
                                      None if keys is None else keys[a : a + c],
                                      None if ex is None else ex.take(ex_shard == shard, rank),
