@@ -121,7 +121,9 @@ class SampleBatch:
         """Split into one batch per shard, given the shard of each series: two stable sorts
         (series, samples by their series' shard: radix sorts on 16-bit shard numbers) and
         slices, whatever the number of shards. Samples keep their order within a shard."""
-        of = np.asarray(shard_of_series, np.int16 if num_shards <= 1 << 15 else np.int64)
+        of: np.ndarray = np.asarray(
+            shard_of_series, np.int16 if num_shards <= 1 << 15 else np.int64
+        )
         s_count = np.bincount(of, minlength=num_shards)
         s_start = np.cumsum(s_count) - s_count
         s_order = np.argsort(of, kind="stable")
