@@ -148,7 +148,7 @@ class SampleBatch:
             x, y = bounds[shard], bounds[shard + 1]
             out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
                                      None if keys is None else keys[a : a + c],
-                                     None if ex is None else ex.take(ex_shard == shard, rank),
+                                     None if ex is None else ex.take(np.asarray(ex_shard == shard), rank),
                                      None if pks is None else pks[a : a + c],
                                      None if routes is None else routes[a : a + c])  # fmt: skip
         return out
