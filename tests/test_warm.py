@@ -29,6 +29,7 @@ print(json.dumps([before, len(k.signatures)]))
         ("filodb.gateway.influx", "warm", "model.identity", "_lookup"),
         ("filodb.prom.remote_write", "warm", "model.identity", "_first_seen"),
         ("filodb.prom.remote_write", "warm", "model.partkeys", "_gather"),
+        ("filodb.prom.remote_write", "warm", "prom.remote_write", "_read_samples"),
         ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),
     ],
