@@ -31,6 +31,7 @@ print(json.dumps([before, len(k.signatures)]))
         ("filodb.prom.remote_write", "warm", "model.partkeys", "_gather"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_read_samples"),
         ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
+        ("filodb.gateway.influx", "warm", "gateway.influx_fast", "_structure"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),
     ],
 )
