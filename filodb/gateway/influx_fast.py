@@ -52,12 +52,17 @@ class FastLines:
 FIELD, VALUE, COUNTER = 0, 1, 2
 
 
-def _named(buf: np.ndarray, start: np.ndarray, end: np.ndarray, name: bytes) -> np.ndarray:
-    """Per range: the bytes ``[start, end)`` equal ``name``."""
-    hit = (end - start) == len(name)
-    for i, c in enumerate(name):
-        hit &= buf[np.minimum(start + i, len(buf) - 1)] == c
-    return hit
+_VALUE = np.frombuffer(b"value", np.uint8)
+_COUNTER = np.frombuffer(b"counter", np.uint8)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _is(buf: np.ndarray, a: int, word: np.ndarray) -> bool:  # pragma: no cover - numba
+    """``buf[a:a + len(word)]`` is ``word``."""
+    for k in range(len(word)):
+        if buf[a + k] != word[k]:
+            return False
+    return True
 
 
 def eligible(body: bytes) -> bool:
@@ -94,6 +99,7 @@ def _structure(buf: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover -
     fl = np.empty(cap, np.int64)
     fint = np.empty(cap, np.bool_)
     fgood = np.empty(cap, np.bool_)
+    fname = np.zeros(cap, np.uint8)  # the field's name is value (VALUE) or counter (COUNTER)
     nf = 0
     nfast = 0
     p = 0
@@ -149,20 +155,18 @@ def _structure(buf: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover -
                 # a +Inf field: histogram rules, the per-line parser's
                 if eq - a == 4 and buf[a] == 43 and buf[a + 1] == 73 and buf[a + 2] == 110:
                     good = good and buf[a + 3] != 102
-            fstart[nf], feq[nf], fend[nf], fl[nf], fint[nf], fgood[nf] = (
-                a,
-                eq,
-                i,
-                nfast,
-                integer,
-                good,
-            )
+            fstart[nf], feq[nf], fend[nf], fl[nf] = a, eq, i, nfast
+            fint[nf], fgood[nf] = integer, good
+            if eq - a == 5 and _is(buf, a, _VALUE):
+                fname[nf] = VALUE
+            elif eq - a == 7 and _is(buf, a, _COUNTER):
+                fname[nf] = COUNTER
             nf += 1
             a = i + 1
         nfast += 1
         p = nxt
     return (lstart, lend, ls1, ls2, lstate, lnsp, fstart[:nf], feq[:nf], fend[:nf], fl[:nf],
-            fint[:nf], fgood[:nf])  # fmt: skip
+            fint[:nf], fgood[:nf], fname[:nf])  # fmt: skip
 
 
 def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
@@ -171,7 +175,7 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     n = len(buf)
     if n == 0:
         return None
-    starts, ends, s1, s2, state, nsp, fstart, eq, fend, fl, is_int, good = _structure(buf)
+    starts, ends, s1, s2, state, nsp, fstart, eq, fend, fl, is_int, good, named = _structure(buf)
     lines = np.flatnonzero(state == 1)
     slow_mask = state == 2
     s1, s2 = s1[lines], s2[lines]
@@ -208,9 +212,7 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     slow_mask[lines[bad_line]] = True
     kl = fl[fidx]
     fs, fe = fstart[fidx], eq[fidx]
-    only = (nf == 1)[kl]
-    kind = np.where(only & _named(buf, fs, fe, b"value"), VALUE, FIELD).astype(np.uint8)
-    kind[only & _named(buf, fs, fe, b"counter")] = COUNTER
+    kind = np.where((nf == 1)[kl], named[fidx], FIELD).astype(np.uint8)
     return FastLines(
         line=lines[kl], key_a=starts[lines[kl]], key_b=s1[kl], name_a=fs, name_b=fe, kind=kind,
         value=vals, ts=t_ms[kl], has_ts=has_ts_l[kl], slow=np.flatnonzero(slow_mask),
