@@ -26,7 +26,6 @@ bound is exceeded by at most one body's new keys). Thread-safe (one lock per cac
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -37,13 +36,8 @@ import numpy as np
 
 from filodb.model.batch import pick, series_identity
 from filodb.model.labels import Labels
+from filodb.model.libc import MEMCMP
 from filodb.model.partkeys import PartKeys
-
-# libc's memcmp (vectorised): numba calls it through a function argument, so the kernels
-# stay cacheable (a ctypes function held as a global would make them compile at every start)
-_MEMCMP = ctypes.CDLL(None).memcmp
-_MEMCMP.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-_MEMCMP.restype = ctypes.c_int
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -270,7 +264,7 @@ class SeriesKeyCache:
 
     def _call(self, fn: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
         return fn(*args, self._table, self._ehash, self._eoff, self._ela, self._elb, self._ekind,
-                  self._arena, _MEMCMP)  # fmt: skip
+                  self._arena, MEMCMP)  # fmt: skip
 
     def _add(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
              b1: np.ndarray, kind: np.ndarray) -> np.ndarray:  # fmt: skip
@@ -300,7 +294,7 @@ class SeriesKeyCache:
         self._reserve(len(t), int((a1[t] - a0[t] + b1[t] - b0[t]).sum()))
         first = len(self)
         ent = _insert(buf, a0[t], a1[t], b0[t], b1[t], kind[t], self._table, self._ehash,
-                      self._eoff, self._ela, self._elb, self._ekind, self._arena, _MEMCMP,
+                      self._eoff, self._ela, self._elb, self._ekind, self._arena, MEMCMP,
                       self._state)  # fmt: skip
         self._elabel[ent] = labels
         for e, x in zip(ent.tolist(), extras, strict=True):
