@@ -13,12 +13,9 @@ and grows or starts over into new arrays), so a view stays valid after the cache
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import overload
 
-import numba as nb
 import numpy as np
-
-from filodb.model.libc import MEMCPY
 
 
 class PartKeys(Sequence[bytes]):
@@ -67,22 +64,6 @@ class PartKeys(Sequence[bytes]):
     def joined(self) -> tuple[bytes, np.ndarray]:
         """The part keys back to back, and where each ends (``uint32``): a log record's tail."""
         ends = np.cumsum(self.end - self.start).astype(np.uint32)
-        return _gather(self.arena, self.start, self.end, MEMCPY).tobytes(), ends
+        from filodb.model.libc import MEMCPY, gather  # numba: loaded by the doors only
 
-
-@nb.njit(cache=True, nogil=True)
-def _gather(arena: np.ndarray, start: np.ndarray, end: np.ndarray, cpy: Any
-            ) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
-    """``arena[start[i]:end[i]]`` back to back (``cpy``: libc's memcpy; the arena is a
-    contiguous ``uint8`` array, as the series cache makes it)."""
-    total = 0
-    for i in range(len(start)):
-        total += end[i] - start[i]
-    out = np.empty(total, np.uint8)
-    o = 0
-    po, pa = out.ctypes.data, arena.ctypes.data
-    for i in range(len(start)):
-        n = end[i] - start[i]
-        cpy(po + o, pa + start[i], n)
-        o += n
-    return out
+        return gather(self.arena, self.start, self.end, MEMCPY).tobytes(), ends
