@@ -26,8 +26,12 @@ print(json.dumps([before, len(k.signatures)]))
     [
         ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
         ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
-        ("filodb.gateway.influx", "warm", "gateway.keycache", "_lookup"),
+        ("filodb.gateway.influx", "warm", "model.identity", "_lookup"),
+        ("filodb.prom.remote_write", "warm", "model.identity", "_first_seen"),
+        ("filodb.prom.remote_write", "warm", "model.libc", "gather"),
+        ("filodb.prom.remote_write", "warm", "prom.remote_write", "_read_samples"),
         ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
+        ("filodb.gateway.influx", "warm", "gateway.influx_fast", "_structure"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),
     ],
 )

@@ -30,7 +30,7 @@ means ``now_ms``; ns and us are floored to milliseconds.
 Speed: a body without backslashes, double quotes, CR or TAB takes a vectorised first pass
 (:mod:`filodb.gateway.influx_fast`: numpy finds the structure, numba reads the numbers) for its
 lines of the common shape; their series are resolved from the raw key bytes by the doors'
-series-key cache (:mod:`filodb.gateway.keycache`, no Python step per line for series seen
+series-key cache (:mod:`filodb.model.identity`, no Python step per line for series seen
 before), which also hands the batch its part keys. The other lines take the per-line parser
 below and both are merged by line number. On ``bench/ingest.py``'s live bodies (2000 lines,
 each a series of its own, the series repeated across bodies): 0.69 us/line (the fast pass
@@ -46,16 +46,17 @@ import math
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.gateway import influx_fast
-from filodb.gateway.keycache import SeriesKeyCache
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
+from filodb.model.identity import SeriesKeyCache
 from filodb.model.labels import Labels
 from filodb.model.labels import sanitize_label_name as label_name
 from filodb.model.labels import sanitize_metric_name as metric_name
@@ -185,8 +186,9 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         out.types.update(typed)
     if got.series:
         out.series.extend(got.series)
-    pks: list[bytes] | None = got.part_keys
+    pks: Sequence[bytes] | None = got.part_keys
     routes: np.ndarray | None = got.routes
+    keys: np.ndarray | None = got.keys
     sidx_a = got.sidx
     refused = np.unique(fast.line[sidx_a < 0])
     keep = ~np.isin(fast.line, refused) if len(refused) else slice(None)
@@ -197,11 +199,13 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         for i in slow.tolist():
             _parse_line(i + 1, lines[i], out, div, mul, limit, now)
         if len(out.series) > len(got.series):
-            pks = routes = None  # new series of the per-line parser: to_bytes encodes them all
+            pks = routes = keys = (
+                None  # new series of the per-line parser: to_bytes encodes them all
+            )
     ts = np.where(fast.has_ts, fast.ts, now)[keep]
     vals = fast.value[keep]
     if not out.sidx:
-        return out.result(n_lines, sidx_a[keep], ts, vals, pks, routes)
+        return out.result(n_lines, sidx_a[keep], ts, vals, pks, routes, keys)
     order = np.argsort(
         np.concatenate((fast.line[keep], np.array(out.line, np.int64) - 1)), kind="stable"
     )
@@ -212,6 +216,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         np.concatenate((vals, np.array(out.vals, np.float64)))[order],
         pks,
         routes,
+        keys,
     )
 
 
@@ -247,15 +252,18 @@ class _Out:
         self.errors: list[tuple[int, str]] = []
 
     def result(self, n_lines: int, sidx: np.ndarray | None = None, ts: np.ndarray | None = None,
-               vals: np.ndarray | None = None, part_keys: list[bytes] | None = None,
-               routes: np.ndarray | None = None) -> ParseResult:  # fmt: skip
+               vals: np.ndarray | None = None, part_keys: Sequence[bytes] | None = None,
+               routes: np.ndarray | None = None, keys: np.ndarray | None = None
+               ) -> ParseResult:  # fmt: skip
         if sidx is None:
             sidx = np.array(self.sidx, np.int32)
             ts = np.array(self.tss, np.int64)
             vals = np.array(self.vals, np.float64)
         assert ts is not None and vals is not None  # given with sidx
         return ParseResult(
-            SampleBatch(self.series, sidx, ts, vals, self.types, pks=part_keys, routes=routes),
+            SampleBatch(
+                self.series, sidx, ts, vals, self.types, keys, pks=part_keys, routes=routes
+            ),
             self.errors,
             n_lines,
         )

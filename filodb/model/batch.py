@@ -26,6 +26,7 @@ from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
+from filodb.model.partkeys import PartKeys
 from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
 
 T = TypeVar("T")
@@ -64,7 +65,7 @@ class SampleBatch:
     types: dict[str, str] = field(default_factory=dict)
     keys: np.ndarray | None = None
     exemplars: Exemplars | None = None
-    pks: list[bytes] | None = None
+    pks: Sequence[bytes] | None = None  # a list, or PartKeys (a door's part-key arena)
     routes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -112,37 +113,42 @@ class SampleBatch:
             None
             if self.exemplars is None
             else self.exemplars.take(keep[self.exemplars.sidx], new_index),
-            None if self.pks is None else [self.pks[i] for i in kept],
+            None if self.pks is None else _take_pks(self.pks, kept, keep),
             None if self.routes is None else self.routes[keep],
         )
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
         """Split into one batch per shard, given the shard of each series: two stable sorts
-        (series, samples by their series' shard) and slices, whatever the number of shards.
-        Samples keep their order within a shard."""
-        of = np.asarray(shard_of_series, np.int64)
+        (series, samples by their series' shard: radix sorts on 16-bit shard numbers) and
+        slices, whatever the number of shards. Samples keep their order within a shard."""
+        of: np.ndarray = np.asarray(
+            shard_of_series, np.int16 if num_shards <= 1 << 15 else np.int64
+        )
+        s_count = np.bincount(of, minlength=num_shards)
+        s_start = np.cumsum(s_count) - s_count
         s_order = np.argsort(of, kind="stable")
-        shards, s_start, s_count = np.unique(of[s_order], return_index=True, return_counts=True)
         rank = np.empty(len(of), np.int32)  # a series' index within its shard's batch
-        rank[s_order] = np.arange(len(of)) - np.repeat(s_start, s_count)
+        rank[s_order] = np.arange(len(of)) - s_start[of[s_order]]
         sample_shard = of[self.sidx]
         order = np.argsort(sample_shard, kind="stable")
-        bounds = np.searchsorted(sample_shard[order], np.append(shards, num_shards + 1))
+        n_count = np.bincount(sample_shard, minlength=num_shards)
+        bounds = np.concatenate(([0], np.cumsum(n_count))).tolist()
+        shards = np.flatnonzero(s_count)
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
         at = s_order.tolist()
         series = pick(self.series, at)
         keys = None if self.keys is None else self.keys[s_order]
-        pks = None if self.pks is None else pick(self.pks, at)
+        pks = None if self.pks is None else _take_pks(self.pks, at, s_order)
         routes = None if self.routes is None else self.routes[s_order]
         ex = self.exemplars
         ex_shard = None if ex is None else of[ex.sidx]
         out: dict[int, SampleBatch] = {}
-        for k, (shard, a, c) in enumerate(zip(shards.tolist(), s_start.tolist(),
-                                              s_count.tolist(), strict=True)):  # fmt: skip
-            x, y = bounds[k], bounds[k + 1]
+        for shard, a, c in zip(shards.tolist(), s_start[shards].tolist(),
+                               s_count[shards].tolist(), strict=True):  # fmt: skip
+            x, y = bounds[shard], bounds[shard + 1]
             out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
                                      None if keys is None else keys[a : a + c],
-                                     None if ex is None else ex.take(ex_shard == shard, rank),
+                                     None if ex is None else ex.take(np.asarray(ex_shard == shard), rank),
                                      None if pks is None else pks[a : a + c],
                                      None if routes is None else routes[a : a + c])  # fmt: skip
         return out
@@ -253,6 +259,13 @@ def pick(seq: Sequence[T], at: list[int]) -> list[T]:
     if len(at) > 1:
         return list(itemgetter(*at)(seq))
     return [seq[i] for i in at]
+
+
+def _take_pks(pks: Sequence[bytes], at: list[int], where: np.ndarray) -> Sequence[bytes]:
+    """The part keys of series ``at`` (``where``: the same as an index array or a mask)."""
+    if isinstance(pks, PartKeys):
+        return pks.take(where)
+    return pick(pks, at)
 
 
 def series_identity(labels: Labels) -> tuple[bytes, int, int]:

@@ -1,88 +1,358 @@
-"""Series identity resolved once at a door: the raw bytes a protocol carries for a series (the
-protobuf Label fields of remote write) map to a small int *slot*; per slot the door keeps the
-label set, the part key, the key (xxh64 of the part key) and the route (shard-key hash << 32 |
-part-key hash, :func:`~filodb.model.shardkey.shards_of_routes`). A request of series seen
-before costs a dict lookup per series and a few numpy gathers: no label set is built or hashed.
+"""Series identity resolved once at a door: raw key bytes → series, for whole bodies at once.
 
-The table is bounded: past ``max_series`` slots a new generation starts (series seen again are
-parsed again). A lookup works on the generation it started in, so slots never mix
-generations; threads share a table (inserts take a lock, lookups do not).
+A protocol names a series by bytes (remote write's Label fields, Influx's series key and field
+name). Senders repeat the same series body after body, so a door looks those bytes up before
+building anything per series. :class:`SeriesKeyCache` keeps the bytes of every key it has seen
+in numpy arrays (an arena, an open-addressing hash table, per-entry offsets) and one numba
+kernel (``nogil``) hashes and finds all the keys of a body, comparing the bytes, so a hit is
+exact (no hash collision can give a series another's samples) and costs no Python step. Only
+misses reach Python, which builds the label set (``make``) once per new key.
+
+A key is up to two byte ranges of one buffer plus a ``kind`` byte (the caller's tag, e.g. an
+Influx line's only field named ``value``): ``buf[a0:a1]``, ``buf[b0:b1]``, ``kind``. Entries
+map to interned label sets, so two keys that give the same labels are one series. Per label
+set the cache keeps what the rest of the write path needs (:func:`series_identity`): the part
+key (in a byte arena, handed down as :class:`~filodb.model.partkeys.PartKeys`), the key (xxh64
+of the part key) and the route (shard-key hash << 32 | part-key hash,
+:func:`~filodb.model.shardkey.shards_of_routes`). :meth:`SeriesKeyCache.resolve` answers per
+key the index of its series among the body's distinct label sets, in order of first
+appearance (a :class:`~filodb.model.batch.SampleBatch`'s ``series`` and ``sidx``), with their
+part keys, keys and routes gathered by numpy, and -1 where ``make`` refused the key (not
+cached: the caller reports it).
+
+Bounded: once more than ``max_entries`` keys are held, the next call starts from empty (the
+bound is exceeded by at most one body's new keys). Thread-safe (one lock per cache).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
 
+import numba as nb
 import numpy as np
 
 from filodb.model.batch import pick, series_identity
 from filodb.model.labels import Labels
+from filodb.model.libc import MEMCMP
+from filodb.model.partkeys import PartKeys
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _word(buf: np.ndarray, i: int) -> np.uint64:  # pragma: no cover - numba
+    """The 8 bytes at ``buf[i]``, little endian."""
+    w = np.uint64(buf[i + 7])
+    for k in range(6, -1, -1):
+        w = (w << np.uint64(8)) | np.uint64(buf[i + k])
+    return w
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _mix(h: np.uint64, buf: np.ndarray, a: int, b: int) -> np.uint64:  # pragma: no cover - numba
+    """``h`` mixed with the bytes ``buf[a:b]``, 8 at a time, and their count."""
+    m = np.uint64(0x9E3779B97F4A7C15)
+    i = a
+    while i + 8 <= b:
+        h = (h ^ _word(buf, i)) * m
+        h ^= h >> np.uint64(29)
+        i += 8
+    t = np.uint64(b - a) << np.uint64(56)  # the count: "ab" + "c" is not "a" + "bc"
+    s = np.uint64(0)
+    while i < b:
+        t ^= np.uint64(buf[i]) << s
+        s += np.uint64(8)
+        i += 1
+    h = (h ^ t) * m
+    return h ^ (h >> np.uint64(29))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _hash(
+    buf: np.ndarray, a0: int, a1: int, b0: int, b1: int, kind: int
+) -> np.uint64:  # pragma: no cover - numba
+    h = _mix(np.uint64(14695981039346656037) ^ np.uint64(kind), buf, a0, a1)
+    h = _mix(h, buf, b0, b1)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _find(buf: np.ndarray, a0: int, a1: int, b0: int, b1: int, kind: int, h: np.uint64,
+          table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray, ela: np.ndarray,
+          elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray, cmp: Any
+          ) -> tuple[int, np.uint64]:  # fmt: skip  # pragma: no cover - numba
+    """(entry or -1, the free slot where it would go)."""
+    mask = np.uint64(len(table) - 1)
+    slot = h & mask
+    la, lb = a1 - a0, b1 - b0
+    pa, pb = arena.ctypes.data, buf.ctypes.data
+    while True:
+        e = table[slot] - 1
+        if e < 0:
+            return -1, slot
+        if ehash[e] == h and ekind[e] == kind and ela[e] == la and elb[e] == lb:
+            o = eoff[e]
+            if cmp(pa + o, pb + a0, la) == 0 and cmp(pa + o + la, pb + b0, lb) == 0:
+                return e, slot
+        slot = (slot + np.uint64(1)) & mask
+
+
+@nb.njit(cache=True, nogil=True)
+def _lookup(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
+            kind: np.ndarray, table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray,
+            ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray, cmp: Any
+            ) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
+    n = len(a0)
+    out = np.empty(n, np.int64)
+    for r in range(n):
+        h = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
+        e, _ = _find(buf, a0[r], a1[r], b0[r], b1[r], kind[r], h, table, ehash, eoff, ela, elb,
+                     ekind, arena, cmp)  # fmt: skip
+        out[r] = e
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _insert(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
+            kind: np.ndarray, table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray,
+            ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray,
+            cmp: Any, state: np.ndarray) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
+    """Add the keys not held yet (state: [entries, arena bytes used]); their entries."""
+    n = len(a0)
+    out = np.empty(n, np.int64)
+    for r in range(n):
+        h = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
+        e, slot = _find(buf, a0[r], a1[r], b0[r], b1[r], kind[r], h, table, ehash, eoff, ela,
+                        elb, ekind, arena, cmp)  # fmt: skip
+        if e < 0:
+            e = state[0]
+            o = state[1]
+            la, lb = a1[r] - a0[r], b1[r] - b0[r]
+            arena[o : o + la] = buf[a0[r] : a1[r]]
+            arena[o + la : o + la + lb] = buf[b0[r] : b1[r]]
+            ehash[e], eoff[e], ela[e], elb[e], ekind[e] = h, o, la, lb, kind[r]
+            table[slot] = e + 1
+            state[0] = e + 1
+            state[1] = o + la + lb
+        out[r] = e
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _rehash(ehash: np.ndarray, slots: int) -> np.ndarray:  # pragma: no cover - numba
+    table = np.zeros(slots, np.int32)
+    mask = np.uint64(slots - 1)
+    for e in range(len(ehash)):
+        slot = ehash[e] & mask
+        while table[slot] != 0:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = e + 1
+    return table
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_seen(
+    ent: np.ndarray, elabel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Per key the rank of its label set among the distinct ones in order of first
+    appearance (-1 where ``ent`` is), and those label set ids: a small hash set, no sort."""
+    n = len(ent)
+    size = 2
+    while size < 2 * n:
+        size <<= 1
+    mask = np.uint64(size - 1)
+    held = np.full(size, -1, np.int64)
+    rank = np.empty(size, np.int32)
+    sidx = np.empty(n, np.int32)
+    ids = np.empty(n, np.int64)
+    m = 0
+    for r in range(n):
+        if ent[r] < 0:
+            sidx[r] = -1
+            continue
+        x = elabel[ent[r]]
+        slot = (np.uint64(x) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(17) & mask
+        while held[slot] != -1 and held[slot] != x:
+            slot = (slot + np.uint64(1)) & mask
+        if held[slot] == -1:
+            held[slot] = x
+            rank[slot] = m
+            ids[m] = x
+            m += 1
+        sidx[r] = rank[slot]
+    return sidx, ids[:m]
+
+
+# make(a bytes, b bytes, kind) -> (label set, extra) or None when the key is refused; ``extra``
+# is the caller's (Influx: the metric types a key implies), kept per entry when not None.
+Make = Callable[[bytes, bytes, int], "tuple[Labels, Hashable | None] | None"]
 
 
 @dataclass
-class Identities:
-    """The identity of each series of a request, in request order."""
+class Resolved:
+    """One body's keys: ``series`` (distinct label sets, first appearance first), ``sidx``
+    (int32 per key, -1 where refused), per series its ``part_keys``, ``keys`` (uint64, as
+    ``SampleBatch.keys``) and ``routes`` (uint64, as ``SampleBatch.routes``: the router shards
+    by them), and the extras of the keys' entries that have one."""
 
     series: list[Labels]
-    pks: list[bytes]
-    keys: np.ndarray  # uint64
-    routes: np.ndarray  # uint64
+    sidx: np.ndarray
+    part_keys: PartKeys
+    keys: np.ndarray
+    routes: np.ndarray
+    extras: list[Any] = field(default_factory=list)
 
 
-class _Gen:
-    __slots__ = ("slots", "labels", "pks", "keys", "routes")
+class SeriesKeyCache:
+    """Raw key bytes → series, for whole bodies at once; see the module docstring."""
 
-    def __init__(self) -> None:
-        self.slots: dict[bytes, int] = {}
-        self.labels: list[Labels] = []
-        self.pks: list[bytes] = []
-        self.keys = np.zeros(1024, np.uint64)
-        self.routes = np.zeros(1024, np.uint64)
-
-
-class SeriesTable:
-    """Raw series bytes -> slot -> identity; bounded by ``max_series`` per generation."""
-
-    def __init__(self, max_series: int = 1_000_000) -> None:
-        self.max_series = max_series
-        self._gen = _Gen()
+    def __init__(self, make: Make, max_entries: int = 500_000) -> None:
+        self.make = make
+        self.max_entries = max_entries
         self._lock = threading.Lock()
+        self._clear(1024)
 
-    def lookup(self, raws: list[bytes], parse: Callable[[bytes, int], Labels]) -> Identities:
-        """The identities of ``raws``; ``parse(raw, i)`` builds (and checks: it raises on bad
-        input) the label set of a series not seen before, ``i`` its place in the request."""
-        g = self._gen
-        get = g.slots.get
-        slots = [get(r) for r in raws]
-        if None in slots:
-            for i, s in enumerate(slots):
-                if s is None:
-                    slots[i] = self._insert(g, raws[i], parse(raws[i], i))
-        ints: list[int] = slots  # type: ignore[assignment]
-        at = np.array(ints, np.int64)
-        return Identities(pick(g.labels, ints), pick(g.pks, ints), g.keys[at], g.routes[at])
+    def _clear(self, capacity: int) -> None:
+        slots = 1 << max(10, (2 * capacity - 1).bit_length())
+        self._table = np.zeros(slots, np.int32)
+        self._ehash = np.zeros(capacity, np.uint64)
+        self._eoff = np.zeros(capacity, np.int64)
+        self._ela = np.zeros(capacity, np.int64)
+        self._elb = np.zeros(capacity, np.int64)
+        self._ekind = np.zeros(capacity, np.uint8)
+        self._elabel = np.zeros(capacity, np.int64)  # entry -> label set id
+        self._ehasx = np.zeros(capacity, np.bool_)  # entry has an extra
+        self._extra: dict[int, Hashable] = {}  # entry -> its extra, where one
+        self._arena = np.zeros(64 * capacity, np.uint8)
+        self._state = np.zeros(2, np.int64)
+        self._label_id: dict[Labels, int] = {}
+        self._labels: list[Labels] = []
+        # per label set id: its part key (in the part-key arena), key and route
+        self._pk_arena = np.zeros(64 * capacity, np.uint8)
+        self._pk_used = 0
+        self._pk_start = np.zeros(capacity, np.int64)
+        self._pk_end = np.zeros(capacity, np.int64)
+        self._keys = np.zeros(capacity, np.uint64)
+        self._routes = np.zeros(capacity, np.uint64)
 
-    def _insert(self, g: _Gen, raw: bytes, labels: Labels) -> int:
-        pk, key, route = series_identity(labels)
-        with self._lock:
-            s = g.slots.get(raw)
-            if s is not None:
-                return s
-            s = len(g.labels)
-            if s >= len(g.keys):
-                g.keys = np.concatenate([g.keys, np.zeros(len(g.keys), np.uint64)])
-                g.routes = np.concatenate([g.routes, np.zeros(len(g.routes), np.uint64)])
-            g.keys[s] = key
-            g.routes[s] = route
-            g.labels.append(labels)
-            g.pks.append(pk)
-            g.slots[raw] = s  # last: a lookup that finds the slot finds its identity
-            if s + 1 >= self.max_series and self._gen is g:
-                self._gen = _Gen()  # later lookups start afresh; this one finishes in g
-            return s
+    def __len__(self) -> int:
+        return int(self._state[0])
 
     def forget(self) -> None:
-        """Start a new generation (benchmarks measure cold paths with it)."""
-        self._gen = _Gen()
+        """Start from empty (benchmarks measure cold paths with it)."""
+        with self._lock:
+            self._clear(1024)
+
+    def resolve(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
+                b1: np.ndarray, kind: np.ndarray) -> Resolved:  # fmt: skip
+        """The series of each key ``(buf[a0:a1], buf[b0:b1], kind)`` of one body."""
+        buf = np.ascontiguousarray(buf, np.uint8)  # the kernels compare through pointers
+        a0, a1, b0, b1 = (np.asarray(x, np.int64) for x in (a0, a1, b0, b1))
+        kind = np.asarray(kind, np.uint8)
+        with self._lock:
+            if len(self) > self.max_entries:
+                self._clear(1024)
+            ent = self._call(_lookup, buf, a0, a1, b0, b1, kind)
+            miss = np.flatnonzero(ent < 0)
+            if len(miss):
+                ent[miss] = self._add(buf, a0[miss], a1[miss], b0[miss], b1[miss], kind[miss])
+            return self._series_of(ent)
+
+    def _call(self, fn: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
+        return fn(*args, self._table, self._ehash, self._eoff, self._ela, self._elb, self._ekind,
+                  self._arena, MEMCMP)  # fmt: skip
+
+    def _add(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
+             b1: np.ndarray, kind: np.ndarray) -> np.ndarray:  # fmt: skip
+        """Entries of missed keys: built by ``make`` once per distinct key, -1 if refused."""
+        raw = buf.data
+        made: dict[tuple[bytes, bytes, int], int] = {}  # distinct key -> position in `take`
+        pos = np.full(len(a0), -1, np.int64)
+        take: list[int] = []
+        labels: list[int] = []
+        extras: list[Hashable | None] = []
+        for r, (x0, x1, y0, y1, k) in enumerate(zip(a0.tolist(), a1.tolist(), b0.tolist(),
+                                                    b1.tolist(), kind.tolist(), strict=True)):  # fmt: skip
+            key = (bytes(raw[x0:x1]), bytes(raw[y0:y1]), k)
+            j = made.get(key)
+            if j is None:
+                hit = self.make(*key)
+                if hit is None:
+                    continue  # refused: not cached
+                j = made[key] = len(take)
+                take.append(r)
+                labels.append(self._label_id_of(hit[0]))
+                extras.append(hit[1])
+            pos[r] = j
+        if not take:
+            return pos
+        t = np.array(take, np.int64)
+        self._reserve(len(t), int((a1[t] - a0[t] + b1[t] - b0[t]).sum()))
+        first = len(self)
+        ent = _insert(buf, a0[t], a1[t], b0[t], b1[t], kind[t], self._table, self._ehash,
+                      self._eoff, self._ela, self._elb, self._ekind, self._arena, MEMCMP,
+                      self._state)  # fmt: skip
+        self._elabel[ent] = labels
+        for e, x in zip(ent.tolist(), extras, strict=True):
+            if x is not None and e >= first:
+                self._extra[e] = x
+                self._ehasx[e] = True
+        out = np.full(len(a0), -1, np.int64)
+        ok = pos >= 0
+        out[ok] = ent[pos[ok]]
+        return out
+
+    def _label_id_of(self, labels: Labels) -> int:
+        """The id of a label set, its identity kept on first sight."""
+        i = self._label_id.get(labels)
+        if i is None:
+            i = len(self._labels)
+            pk, key, route = series_identity(labels)
+            if i >= len(self._keys):
+                cap = 2 * len(self._keys)
+                for name in ("_pk_start", "_pk_end", "_keys", "_routes"):
+                    setattr(self, name, _grown(getattr(self, name), cap))
+            used = self._pk_used
+            if used + len(pk) > len(self._pk_arena):  # a new array: views keep the old one
+                self._pk_arena = _grown(self._pk_arena, max(used + len(pk), 2 * used))
+            self._pk_arena[used : used + len(pk)] = np.frombuffer(pk, np.uint8)
+            self._pk_start[i], self._pk_end[i] = used, used + len(pk)
+            self._pk_used = used + len(pk)
+            self._keys[i], self._routes[i] = key, route
+            self._labels.append(labels)
+            self._label_id[labels] = i
+        return i
+
+    def _reserve(self, entries: int, nbytes: int) -> None:
+        """Room for ``entries`` more entries and ``nbytes`` more key bytes (arrays double)."""
+        need = len(self) + entries
+        if need > len(self._ehash):
+            cap = max(need, 2 * len(self._ehash))
+            for name in ("_ehash", "_eoff", "_ela", "_elb", "_ekind", "_elabel", "_ehasx"):
+                setattr(self, name, _grown(getattr(self, name), cap))
+            if 2 * cap > len(self._table):
+                self._table = _rehash(self._ehash[: len(self)], 1 << (2 * cap - 1).bit_length())
+        used = int(self._state[1])
+        if used + nbytes > len(self._arena):
+            self._arena = _grown(self._arena, max(used + nbytes, 2 * len(self._arena)))
+
+    def _series_of(self, ent: np.ndarray) -> Resolved:
+        sidx, ids = _first_seen(ent, self._elabel)
+        series = pick(self._labels, ids.tolist())  # C-level gathers: no Python step per series
+        pks = PartKeys(self._pk_arena, self._pk_start[ids], self._pk_end[ids])
+        extras = []
+        if self._extra:
+            held = ent[ent >= 0]
+            extras = [self._extra[e] for e in np.unique(held[self._ehasx[held]]).tolist()]
+        return Resolved(series, sidx, pks, self._keys[ids], self._routes[ids], extras)
+
+
+def _grown(a: np.ndarray, n: int) -> np.ndarray:
+    """A new array of ``n`` items beginning with ``a``."""
+    out = np.zeros(n, a.dtype)
+    out[: len(a)] = a
+    return out

@@ -2,29 +2,30 @@
 
 The messages are :mod:`filodb.prom.proto`'s ``WriteRequest``, ``TimeSeries``, ``Label``,
 ``Sample`` and ``MetricMetadata``. protobuf's upb parser is the reference and the fallback.
-The normal path is a numpy decoder of the wire format (:func:`_decode_fast`, in three stages:
-:func:`_scan_series`, :func:`_sample_positions` and :func:`_assemble`): one Python pass per
-*series* for the labels (cached by their raw bytes), samples found with numpy (fixed-stride
-regions in one step, irregular ones walked in lock step, one numpy step per sample index) and
-decoded all at once. Series with exemplars or histograms, long irregular series, and odd field
-orders go to upb; tests check that both give identical results. Exemplars (field 3) are kept
+The normal path decodes the wire format with numba kernels (:func:`_decode_fast`, in two
+stages: :func:`_scan_series` and :func:`_assemble`): the top-level fields found, each series'
+Label fields resolved straight from the buffer by the series cache (:data:`SERIES`, exact
+byte compare; parsed only when new), every Sample record counted, checked and read, no Python
+step per series or sample. Series with exemplars or histograms, and odd field orders, go to
+upb; tests check that both give identical results. Exemplars (field 3) are kept
 (``SampleBatch.exemplars``); one whose label names and values exceed 128 characters is dropped
 alone, as Prometheus does. Native histograms (field 4) are still skipped.
 
 Measured (``python bench/parsers.py``; snappy included; 2-core machine under load, so +-30 %),
-10 k series x 100 samples, 4 labels each:
+10 k series, 4 labels each, before (the numpy decoder: a dict lookup per series, samples
+gathered by numpy) and after the kernels:
 
-* numpy decoder: 4.8 M samples/s with new label sets, 7.6 M samples/s with cached ones;
-  2.3-3.1 M samples/s when 10 % of the values are 0 (proto3 leaves them out, so strides vary);
-* upb parse + ``np.fromiter`` per series (the fallback): 1.4 M samples/s, 1.1 M with zeros;
-* 10 k series x 1 sample (Prometheus's usual shape): ~75 ms cold, ~21 ms warm, i.e. the
-  per-series Python pass (~2 us cached, ~7 us to parse new labels) dominates.
+* 10 k x 100 samples: 9.4 -> 15.0 M samples/s with cached series, 3.4 -> 5.0 M with new ones;
+  4.1 -> 25 M samples/s when 10 % of the values are 0 (proto3 leaves them out);
+* 10 k x 1 sample (Prometheus's usual shape): 1.35 -> 5.9 M samples/s cached; new series
+  cost ~12 us each (parse, check, intern, part key and hashes), ~81 k series/s.
 
 :func:`encode_write_request` is vectorised too (byte-identical to protobuf's serialisation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,9 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
-from filodb.model.identity import SeriesTable
+from filodb.model.identity import SeriesKeyCache
 from filodb.model.labels import Labels, intern_labels
+from filodb.model.partkeys import PartKeys
 from filodb.model.varint import varint, varint_bytes
 from filodb.prom.proto import TimeSeries, WriteRequest
 from filodb.prom.proto import field as pb_field
@@ -65,12 +67,14 @@ def decode_write_request_full(
 
 
 def warm() -> None:
-    """Load the decoder's numba kernel now. The first numba call of a process costs ~0.3 s
+    """Load the decoder's numba kernels now. The first numba call of a process costs ~0.3 s
     (numba's target registries, then the cached machine code), and every request thread waits
     on numba's compiler lock meanwhile: paid at start-up, not by the first writes."""
     batch = SampleBatch([(("__name__", "warm"),)], np.zeros(1, np.int32),
                         np.ones(1, np.int64), np.ones(1))  # fmt: skip
-    decode_write_request(encode_write_request(batch))
+    got = decode_write_request(encode_write_request(batch))
+    if isinstance(got.pks, PartKeys):  # and the gather the router runs on its part keys
+        got.pks.joined()
 
 
 def _decode_protobuf(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]]:
@@ -142,10 +146,19 @@ def _labels_of(ts_msg, i: int) -> Labels:  # type: ignore[no-untyped-def]
     return _check_labels([(lb.name, lb.value) for lb in ts_msg.labels], i)
 
 
-# Series identities by the raw bytes of their Label fields (label set, part key, key, route):
-# a series seen before costs one dict lookup, no parse and no hashing of its labels. Only
-# valid label sets are stored.
-SERIES = SeriesTable(1_000_000)
+def _series_of_fields(raw: bytes, _b: bytes, _kind: int) -> tuple[Labels, None] | None:
+    """The label set of a series' Label fields; None when they are refused (the decoder then
+    parses the first refused one again, with its place in the request, to say why)."""
+    try:
+        return _parse_label_fields(raw, 0), None
+    except BadInputError:
+        return None
+
+
+# Series by the raw bytes of their Label fields (label set, part key, key, route): a series
+# seen before costs no Python step, no parse and no hashing of its labels. Only valid label
+# sets are stored.
+SERIES = SeriesKeyCache(_series_of_fields, 1_000_000)
 
 
 def _decompress(body: bytes, max_decompressed: int) -> bytes:
@@ -232,9 +245,6 @@ class _Fallback(Exception):
     """The request has a shape the numpy path does not handle: use protobuf's parser."""
 
 
-_STEP_MIN_ACTIVE = 24  # below this many unfinished series, the lock-step walk hands over to upb
-
-
 @dataclass
 class _Scan:
     """Stage 1's answer: the series in first-seen order, and per TimeSeries that has samples
@@ -242,41 +252,34 @@ class _Scan:
     series index ``j``."""
 
     series: list[Labels] = field(default_factory=list)
-    pks: list[bytes] = field(default_factory=list)
+    pks: Sequence[bytes] = field(default_factory=list)
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     routes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    msg: list[int] = field(default_factory=list)
-    start: list[int] = field(default_factory=list)
-    end: list[int] = field(default_factory=list)
-    j: list[int] = field(default_factory=list)
+    msg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     meta_fields: list[bytes] = field(default_factory=list)
 
 
-# one decoded set of records: (region index, sample index within it, timestamps, values)
-_Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
 def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
-    """The numpy decoder; None when the request should go through protobuf's parser instead.
+    """The fast decoder; None when the request should go through protobuf's parser instead.
 
-    1. :func:`_scan_series`: one Python pass over the TimeSeries (not the samples).
-    2. :func:`_sample_positions`: where each Sample record is, found with numpy, and the
-       records decoded all at once (:func:`_uniform_blocks`, :func:`_walk_regions`).
-    3. :func:`_assemble`: the regions left to upb decoded, then everything in request order.
+    1. :func:`_scan_series`: the TimeSeries found and their series resolved (numba kernels,
+       no Python step per series seen before).
+    2. :func:`_assemble`: every Sample record counted, checked and read by numba kernels
+       (:func:`_count_samples`, :func:`_read_samples`), the regions left to upb decoded, all
+       in request order.
     """
     try:
         scan = _scan_series(raw)
     except (_Fallback, IndexError, ValueError):
         return None
     meta = _decode_metadata(b"".join(scan.meta_fields)) if scan.meta_fields else []
-    if not scan.start:
+    if not len(scan.start):
         return SampleBatch(scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0),
                            keys=scan.keys, pks=scan.pks, routes=scan.routes), meta  # fmt: skip
-    buf = np.concatenate([np.frombuffer(raw, np.uint8), np.zeros(16, np.uint8)])  # padded reads
-    found = _sample_positions(buf, np.array(scan.start, np.int64), np.array(scan.end, np.int64))
-    if found is None:
-        return None
-    return _assemble(raw, scan, meta, *found)
+    return _assemble(raw, np.frombuffer(raw, np.uint8), scan, meta)
 
 
 @nb.njit(cache=True)
@@ -340,218 +343,140 @@ def _top_fields(raw: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover 
 
 def _scan_series(raw: bytes) -> _Scan:
     """Stage 1: the top-level fields found by a numba kernel (:func:`_top_fields`); the
-    Label fields that lead each TimeSeries are looked up in the label cache by their raw
-    bytes (parsed and checked on a miss: a slice and a dict lookup per series seen before);
+    Label fields that lead each TimeSeries are resolved by the series cache straight from the
+    buffer (:data:`SERIES`: exact byte compare in numba, parsed and checked only on a miss);
     the rest of the message is its samples region ``[start, end)``; metadata fields are
     kept whole. Raises :class:`_Fallback` for a shape protobuf should judge."""
-    fields, k = _top_fields(np.frombuffer(raw, np.uint8))
+    buf = np.frombuffer(raw, np.uint8)
+    fields, k = _top_fields(buf)
     if k < 0:
         raise _Fallback
     fields = fields[:k]
     is_ts = fields[:, 0] == 0x0A
     out = _Scan()
-    out.meta_fields = [raw[a:b] for a, b in fields[~is_ts][:, [1, 4]].tolist()]
-    ts_f = fields[is_ts]
-    ids = SERIES.lookup([raw[a:b] for a, b in ts_f[:, 2:4].tolist()], _parse_label_fields)
-    if len(np.unique(ids.keys)) == len(ids.keys):  # the usual request: each series once
-        js = np.arange(len(ids.keys), dtype=np.int64)
-        out.series, out.pks, out.keys, out.routes = ids.series, ids.pks, ids.keys, ids.routes
-    else:  # a series in several TimeSeries (or a 64-bit key collision): label sets decide
-        index: dict[Labels, int] = {}
-        js = np.array([index.setdefault(lb, len(index)) for lb in ids.series], np.int64)
-        firsts = np.unique(js, return_index=True)[1]
-        out.series = list(index)
-        out.pks = [ids.pks[i] for i in firsts.tolist()]
-        out.keys = ids.keys[firsts]
-        out.routes = ids.routes[firsts]
-    has = ts_f[:, 3] < ts_f[:, 4]  # a series with samples (or anything after its labels)
-    out.msg = ts_f[has, 2].tolist()
-    out.start = ts_f[has, 3].tolist()
-    out.end = ts_f[has, 4].tolist()
-    out.j = js[has].tolist()
+    if not is_ts.all():
+        out.meta_fields = [raw[a:b] for a, b in fields[~is_ts][:, [1, 4]].tolist()]
+        fields = fields[is_ts]
+    a0, a1 = fields[:, 2], fields[:, 3]
+    got = SERIES.resolve(buf, a0, a1, a1, a1, np.zeros(len(a0), np.uint8))
+    if len(got.sidx) and got.sidx.min() < 0:  # a label set refused: say why, for the first
+        i = int(np.flatnonzero(got.sidx < 0)[0])
+        _parse_label_fields(raw[a0[i] : a1[i]], i)
+        raise AssertionError("a refused label set parsed")  # pragma: no cover
+    # a series in several TimeSeries is one series (the cache interns label sets)
+    out.series, out.pks, out.keys, out.routes = got.series, got.part_keys, got.keys, got.routes
+    has = fields[:, 3] < fields[:, 4]  # a series with samples (or anything after its labels)
+    if not has.all():
+        fields = fields[has]
+    out.msg, out.start, out.end = fields[:, 2], fields[:, 3], fields[:, 4]
+    out.j = got.sidx[has]
     return out
 
 
-def _sample_positions(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
-                      ) -> tuple[np.ndarray, list[_Block], np.ndarray] | None:  # fmt: skip
-    """Stage 2: the Sample records of every region, decoded. Returns the count of records
-    per region, the decoded blocks, and which regions upb must decode (their count is 0);
-    None when a record is not laid out as this decoder expects."""
-    uni = _uniform_blocks(buf, starts, ends)
-    if uni is None:
-        return None
-    uniform, counts, blocks = uni
-    walked = _walk_regions(buf, starts, ends, np.flatnonzero(~uniform), counts)
-    if walked is None:
-        return None
-    slow, more = walked
-    counts[slow] = 0
-    return counts, blocks + more, slow
+@nb.njit(cache=True, nogil=True, inline="always")
+def _sample_at(
+    buf: np.ndarray, p: int, q: int
+) -> tuple[bool, np.uint64, np.uint64]:  # pragma: no cover - numba
+    """The Sample record body ``buf[p:q]`` laid out as ``[09 <f64>] [10 <varint>]`` (proto3
+    leaves out zero fields): (ok, timestamp bits, value bits); not ok for any other layout."""
+    bits = np.uint64(0)
+    u = np.uint64(0)
+    if p < q and buf[p] == 0x09:
+        if p + 9 > q:
+            return False, u, bits
+        for k in range(8):
+            bits |= np.uint64(buf[p + 1 + k]) << np.uint64(8 * k)
+        p += 9
+    if p < q:
+        if buf[p] != 0x10:
+            return False, u, bits
+        p += 1
+        shift = 0
+        while True:
+            if p >= q or shift > 63:
+                return False, u, bits
+            c = buf[p]
+            p += 1
+            u |= np.uint64(c & 0x7F) << np.uint64(shift)
+            if c < 0x80:
+                break
+            shift += 7
+        if p != q:
+            return False, u, bits
+    return True, u, bits
 
 
-def _uniform_blocks(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, list[_Block]] | None:  # fmt: skip
-    """Stage 2a: regions whose first record ``12 <L> ...`` repeats every ``L + 2`` bytes to
-    the end, copied out slice by slice into one 2-D block per stride and decoded at once.
-    Returns which regions were uniform, the record count of each (0 for the others), and
-    the blocks; a region that looked uniform but is not is left for the walk."""
-    nsp = len(starts)
-    first_len = buf[starts + 1].astype(np.int64)
-    stride = first_len + 2
-    size = ends - starts
-    uniform = (buf[starts] == 0x12) & (first_len < 0x80) & (size % stride == 0)
-    counts = np.zeros(nsp, np.int64)
-    blocks: list[_Block] = []
-    for st in np.unique(stride[uniform]).tolist():
-        ks = np.flatnonzero(uniform & (stride == st))
-        cnt = size[ks] // st
-        span = np.repeat(ks, cnt)
-        within = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        if len(span) <= 4 * len(ks):  # few records a region (live bodies): one gather
-            rec = buf[(starts[span] + within * st)[:, None] + np.arange(st)]
-        else:  # long regions: a slice each costs less than an index per byte
-            rec = np.concatenate(
-                [buf[s0:e0] for s0, e0 in zip(starts[ks].tolist(), ends[ks].tolist(), strict=True)]
-            )
-            rec = rec.reshape(-1, st)
-        bad = (rec[:, 0] != 0x12) | (rec[:, 1] != st - 2)
-        if bad.any():  # not one stride after all: walk those regions instead
-            uniform[np.unique(span[bad])] = False
-            keep = uniform[span]
-            rec, span, within = rec[keep], span[keep], within[keep]
-        dec = _decode_block(rec)
-        if dec is None:
-            return None
-        blocks.append((span, within, *dec))
-        counts[ks] = cnt
-        counts[~uniform] = 0
-    return uniform, counts, blocks
+@nb.njit(cache=True, nogil=True)
+def _count_samples(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
+    """Per samples region the number of Sample records (``12 <len> <body>``, one length
+    byte), and whether it holds anything else (exemplars, histograms, odd layouts: ``slow``,
+    left to upb)."""
+    n = len(starts)
+    counts = np.zeros(n, np.int64)
+    slow = np.zeros(n, np.bool_)
+    for k in range(n):
+        p, e, c = starts[k], ends[k], 0
+        while p < e:
+            if buf[p] != 0x12 or p + 1 >= e or buf[p + 1] >= 0x80 or p + 2 + buf[p + 1] > e:
+                slow[k] = True
+                break
+            q = p + 2 + buf[p + 1]
+            if not _sample_at(buf, p + 2, q)[0]:
+                slow[k] = True
+                break
+            c += 1
+            p = q
+        counts[k] = 0 if slow[k] else c
+    return counts, slow
 
 
-def _walk_regions(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, active: np.ndarray,
-                  counts: np.ndarray) -> tuple[np.ndarray, list[_Block]] | None:  # fmt: skip
-    """Stage 2b: the ``active`` regions walked in lock step, one numpy step per sample index
-    across all of them (``counts`` grows in place). A region holding anything but Sample
-    fields (exemplars, histograms), and the last few long ones, are marked slow for upb.
-    Returns the slow mask and the decoded block of the walked records."""
-    slow = np.zeros(len(starts), bool)
-    span_parts: list[np.ndarray] = []
-    within_parts: list[np.ndarray] = []
-    pos_parts: list[np.ndarray] = []
-    cur = starts.copy()
-    step = 0
-    while active.size:
-        if active.size < _STEP_MIN_ACTIVE and step >= 4:
-            slow[active] = True
-            break
-        c = cur[active]
-        ln = buf[c + 1].astype(np.int64)  # an int above
-        nxt = c + 2 + ln
-        ok = (buf[c] == 0x12) & (ln < 0x80) & (nxt <= ends[active])
-        if not ok.all():
-            slow[active[~ok]] = True
-            active, c, nxt = active[ok], c[ok], nxt[ok]
-        span_parts.append(active)
-        within_parts.append(np.full(active.size, step, np.int64))
-        pos_parts.append(c)
-        counts[active] += 1
-        cur[active] = nxt
-        active = active[nxt < ends[active]]
-        step += 1
-    if not pos_parts:
-        return slow, []
-    span = np.concatenate(span_parts)
-    within = np.concatenate(within_parts)
-    pos = np.concatenate(pos_parts)
-    keep = ~slow[span]
-    span, within, pos = span[keep], within[keep], pos[keep]
-    dec = _decode_records(buf, pos)
-    if dec is None:
-        return None
-    return slow, [(span, within, *dec)]
+@nb.njit(cache=True, nogil=True)
+def _read_samples(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, slow: np.ndarray,
+                  at: np.ndarray, ts: np.ndarray, bits: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - numba
+    """The records of the regions :func:`_count_samples` took, written from ``at[k]`` on."""
+    for k in range(len(starts)):
+        if slow[k]:
+            continue
+        p, e, o = starts[k], ends[k], at[k]
+        while p < e:
+            q = p + 2 + buf[p + 1]
+            _, u, b = _sample_at(buf, p + 2, q)
+            ts[o] = u
+            bits[o] = b
+            o += 1
+            p = q
 
 
-def _assemble(raw: bytes, scan: _Scan, meta: list[dict[str, str]], counts: np.ndarray,
-              blocks: list[_Block], slow: np.ndarray) -> tuple[SampleBatch, list[dict[str, str]]] | None:  # fmt: skip
-    """Stage 3: the slow regions through upb (None when one has labels after its samples:
-    protobuf merges those), then every record put at its place in request order."""
+def _assemble(raw: bytes, buf: np.ndarray, scan: _Scan, meta: list[dict[str, str]]
+              ) -> tuple[SampleBatch, list[dict[str, str]]] | None:  # fmt: skip
+    """Stage 2: the samples of every region, in request order: counted and checked, then read
+    by numba kernels; the regions they leave (exemplars, histograms, odd layouts) through upb
+    (None when one has labels after its samples: protobuf merges those)."""
+    counts, slow = _count_samples(buf, scan.start, scan.end)
     slow_data: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     ex = _ExemplarParts()
     for k in np.flatnonzero(slow).tolist():
+        j = int(scan.j[k])
         labels, ts, vs, ts_msg = _decode_series_protobuf(raw[scan.msg[k] : scan.end[k]], k)
-        if labels != scan.series[scan.j[k]]:
+        if labels != scan.series[j]:
             return None
-        ex.add(scan.j[k], ts_msg)
+        ex.add(j, ts_msg)
         slow_data[k] = (ts, vs)
         counts[k] = len(ts)
     offsets = np.cumsum(counts) - counts
     total = int(counts.sum())
     out_ts = np.empty(total, np.int64)
-    out_vals = np.empty(total, np.float64)
-    for span, within, ts_b, vals_b in blocks:
-        where = offsets[span] + within
-        out_ts[where] = ts_b
-        out_vals[where] = vals_b
+    out_bits = np.empty(total, np.uint64)
+    _read_samples(buf, scan.start, scan.end, slow, offsets, out_ts.view(np.uint64), out_bits)
+    out_vals = out_bits.view(np.float64)
     for k, (ts, vs) in slow_data.items():
         out_ts[offsets[k] : offsets[k] + len(ts)] = ts
         out_vals[offsets[k] : offsets[k] + len(ts)] = vs
-    sidx = np.repeat(np.array(scan.j, np.int32), counts)
+    sidx = np.repeat(scan.j, counts)
     types = {m["metric"]: m["type"] for m in meta if m["metric"]}
     return SampleBatch(scan.series, sidx, out_ts, out_vals, types, scan.keys, ex.build(),
                        scan.pks, scan.routes), meta  # fmt: skip
-
-
-def _decode_records(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(timestamps, values) of the Sample records starting at ``pos`` (``12 <L> <body>``),
-    gathered into one 2-D block per record length; None when one is not laid out as
-    ``[09 <f64>] [10 <varint>]``."""
-    ts = np.zeros(len(pos), np.int64)
-    vals = np.zeros(len(pos), np.float64)
-    ln = buf[pos + 1]
-    for L in np.unique(ln).tolist():
-        sel = np.flatnonzero(ln == L)
-        dec = _decode_block(buf[pos[sel][:, None] + np.arange(L + 2)])
-        if dec is None:
-            return None
-        ts[sel], vals[sel] = dec
-    return ts, vals
-
-
-def _decode_block(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(timestamps, values) of equal-length Sample records, one per row of ``rec``
-    (``12 <L> [09 <f64>] [10 <varint>]``, proto3 leaving out zero fields); None when a
-    record has another layout (protobuf's parser then decides)."""
-    n, width = rec.shape
-    L = width - 2
-    ts = np.zeros(n, np.int64)
-    vals = np.zeros(n, np.float64)
-    if L == 0 or n == 0:
-        return ts, vals
-    tag = rec[:, 2]
-    for t in np.unique(tag).tolist():
-        rows = slice(None) if (tag == t).all() else np.flatnonzero(tag == t)
-        r = rec[rows]
-        if t == 0x09 and L >= 9:
-            vals[rows] = np.ascontiguousarray(r[:, 3:11]).view("<f8").ravel()
-            if L == 9:
-                continue
-            if L < 11 or (r[:, 11] != 0x10).any():
-                return None
-            at, w = 12, L - 10
-        elif t == 0x10 and 2 <= L <= 11:
-            at, w = 3, L - 1
-        else:
-            return None
-        if w > 10:
-            return None
-        g = r[:, at : at + w]
-        if (g[:, : w - 1] < 0x80).any() or (g[:, w - 1] >= 0x80).any():
-            return None
-        acc = (g[:, 0] & 0x7F).astype(np.uint64)
-        for k in range(1, w):
-            acc |= (g[:, k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-        ts[rows] = acc.view(np.int64)
-    return ts, vals
 
 
 def _decode_metadata(fields: bytes) -> list[dict[str, str]]:

@@ -12,7 +12,10 @@ from filodb.gateway.door import IngestDoor
 from filodb.gateway.router import IngestRouter
 from filodb.ingest.redis_streams import RedisStreamsLog
 from filodb.model.batch import SampleBatch, concat_batches
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
+from filodb.model.partkeys import PartKeys
+from filodb.prom import remote_write as rw
 from filodb.redisproc import free_port
 from filodb.shards.metadata import MetadataStore
 from filodb.shards.redis_map import ShardMapStore
@@ -91,3 +94,24 @@ def test_rejected_lines_and_requests(url: str) -> None:
     assert counts.calls == [("rejected", "remote_write", "malformed_line", 2),
                             ("refused", "remote_write", "malformed"),
                             ("refused", "remote_write", "too_large")]  # fmt: skip
+
+
+def test_records_of_a_decoded_body_are_to_bytes_byte_for_byte(url: str) -> None:
+    """A remote-write batch hands its part keys down as the series cache's arena; the router's
+    records are what ``to_bytes`` writes, exemplars and types included."""
+    b = _batch(40, 2)
+    b.exemplars = Exemplars(np.array([3], np.int32), np.array([1_700_000_000_000]),
+                            np.array([0.5]), [(("trace_id", "t1"),)])  # fmt: skip
+    batch = rw.decode_write_request(rw.encode_write_request(b, META))
+    batch.types = {"w": "gauge"}
+    assert isinstance(batch.pks, PartKeys) and batch.exemplars is not None
+    router = IngestRouter(ShardMapStore(url), RedisStreamsLog(url))
+    router.write(DS, batch)
+    got = RedisStreamsLog(url).read(DS, dict.fromkeys(range(4), 0), 1000, 0)
+    parts = batch.split(router._shards(router.dataset(DS), batch), 4)
+    assert len(parts) > 1
+    for shard, part in parts.items():
+        assert [r for _, r in got[shard]] == [part.to_bytes()]
+        back = SampleBatch.from_bytes(got[shard][0][1])
+        assert back.series == part.series and back.ts.tolist() == part.ts.tolist()
+    assert sorted(got) == sorted(parts)

@@ -1,0 +1,69 @@
+"""Part keys of many series held in one byte arena: what a door hands down with a batch.
+
+A door that caches series identity (:class:`~filodb.model.identity.SeriesKeyCache`) keeps the
+part key of every series it knows back to back in one ``uint8`` array. A batch's
+:class:`PartKeys` is a view of that arena: per series, where its part key starts and ends.
+Taking the series of a shard is a numpy gather of the bounds, and the bytes a log record
+needs (the part keys back to back and their ends) are one numba copy: no Python step and no
+``bytes`` object per series. It reads as a sequence of ``bytes`` too, for code that wants one
+part key at a time. The arena is never written where a view points (the cache only appends,
+and grows or starts over into new arrays), so a view stays valid after the cache moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import overload
+
+import numpy as np
+
+
+class PartKeys(Sequence[bytes]):
+    """Per series ``arena[start[i]:end[i]]``; see the module docstring."""
+
+    __slots__ = ("arena", "start", "end")
+
+    def __init__(self, arena: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        self.arena = arena
+        self.start = start
+        self.end = end
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> PartKeys: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | PartKeys:
+        if isinstance(i, slice):
+            return PartKeys(self.arena, self.start[i], self.end[i])
+        return self.arena[self.start[i] : self.end[i]].tobytes()
+
+    def __iter__(self) -> Iterator[bytes]:
+        arena = self.arena
+        for a, b in zip(self.start.tolist(), self.end.tolist(), strict=True):
+            yield arena[a:b].tobytes()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PartKeys({list(self)!r})"
+
+    def take(self, at: np.ndarray) -> PartKeys:
+        """The part keys of series ``at`` (an index array or a boolean mask)."""
+        return PartKeys(self.arena, self.start[at], self.end[at])
+
+    def joined(self) -> tuple[bytes, np.ndarray]:
+        """The part keys back to back, and where each ends (``uint32``): a log record's tail."""
+        ends = np.cumsum(self.end - self.start).astype(np.uint32)
+        from filodb.model.libc import MEMCPY, gather  # numba: loaded by the doors only
+
+        return gather(self.arena, self.start, self.end, MEMCPY).tobytes(), ends
