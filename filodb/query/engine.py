@@ -35,6 +35,7 @@ placing their points at the step indexes (see ``Engine._from_result``).
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -357,8 +358,10 @@ class Engine:
         self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray
     ) -> StepVector:
         block = w.block if isinstance(w, Windows) else w
-        labels = block.labels if f in RANGE_KEEPS_NAME else drop_names(block.labels)
-        return check_unique(StepVector(list(labels), vals, pres).compact())
+        if f in RANGE_KEEPS_NAME:  # a block's series are distinct, and so their label sets
+            return StepVector(list(block.labels), vals, pres).compact()
+        sv = StepVector(drop_names(block.labels), vals, pres).compact()
+        return sv if _one_name(block.labels) else check_unique(sv)
 
     def _absent(self, node: ast.Call, ctx: EvalContext) -> StepVector:
         arg = node.args[0]
@@ -456,6 +459,20 @@ def _finalize(sv: StepVector) -> StepVector:
     if labels == sv.labels:
         return sv
     return check_unique(StepVector(labels, sv.values, sv.present))
+
+
+def _one_name(labels: list[Labels]) -> bool:
+    """Whether every label set starts with the same metric name (a selector of one metric):
+    distinct label sets stay distinct once that name is dropped, no check needed (hashing
+    every label set again was 5 % of a leaf's ``rate`` over 1 250 series)."""
+    firsts = set(map(_FIRST, labels))  # each one's first pair (none for an empty set)
+    if len(firsts) != 1:
+        return False
+    first = next(iter(firsts))
+    return bool(first) and first[0][0] == METRIC_NAME
+
+
+_FIRST = operator.itemgetter(slice(0, 1))
 
 
 def check_unique(sv: StepVector) -> StepVector:
