@@ -83,6 +83,21 @@ def final_labels(lb: Labels) -> Labels:
     return drop_orphan_metadata(lb)
 
 
+_FINAL: BoundedCache[Labels, Labels] = BoundedCache(100_000)
+
+
+def final_labels_many(labels: Sequence[Labels]) -> list[Labels]:
+    """:func:`final_labels` of each label set, through a memo (as :func:`drop_names`)."""
+    out = list(map(_FINAL.get, labels))
+    if None in out:
+        with _DROPPED_LOCK:
+            for i, got in enumerate(out):
+                if got is None:
+                    out[i] = f = final_labels(labels[i])
+                    _FINAL.put(labels[i], f)
+    return out
+
+
 def name_value(d: dict[str, str]) -> str:
     """The metric name of a label dict, dropped or not ("" when none)."""
     return d.get(METRIC_NAME, d.get(DROPPED_NAME, ""))

@@ -49,7 +49,7 @@ from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import (
     drop_names,
-    final_labels,
+    final_labels_many,
     scalar_scalar,
     vector_scalar,
     vector_vector,
@@ -138,13 +138,10 @@ class Engine:
             return Result("matrix", [((), times, v.values)], warnings=self.warnings)
         v = _finalize(v)
         series = []
-        for i in np.argsort(
-            np.array([str(lb) for lb in v.labels], dtype=object), kind="stable"
-        ).tolist():
+        for i in np.flatnonzero(v.present.any(axis=1)).tolist():
             p = v.present[i]
-            if p.any():
-                series.append((v.labels[i], times[p], v.values[i][p]))
-        series.sort(key=lambda s: s[0])
+            series.append((v.labels[i], times[p], v.values[i][p]))
+        series.sort(key=lambda s: s[0])  # label sets are distinct: one order whatever the rows'
         return Result("matrix", series, warnings=self.warnings)
 
     @staticmethod
@@ -455,7 +452,7 @@ _QUERY_SCALARS = {
 def _finalize(sv: StepVector) -> StepVector:
     """The answer's label sets (dropped names removed at last) and the duplicate check that
     Prometheus makes then."""
-    labels = [final_labels(lb) for lb in sv.labels]
+    labels = final_labels_many(sv.labels)
     if labels == sv.labels:
         return sv
     return check_unique(StepVector(labels, sv.values, sv.present))
