@@ -83,6 +83,21 @@ def final_labels(lb: Labels) -> Labels:
     return drop_orphan_metadata(lb)
 
 
+_FINAL: BoundedCache[Labels, Labels] = BoundedCache(100_000)
+
+
+def final_labels_many(labels: Sequence[Labels]) -> list[Labels]:
+    """:func:`final_labels` of each label set, through a memo (as :func:`drop_names`)."""
+    out = list(map(_FINAL.get, labels))
+    if None in out:
+        with _DROPPED_LOCK:
+            for i, got in enumerate(out):
+                if got is None:
+                    out[i] = f = final_labels(labels[i])
+                    _FINAL.put(labels[i], f)
+    return out
+
+
 def name_value(d: dict[str, str]) -> str:
     """The metric name of a label dict, dropped or not ("" when none)."""
     return d.get(METRIC_NAME, d.get(DROPPED_NAME, ""))
@@ -125,10 +140,35 @@ def signature(lb: Labels, vm: VectorMatching | None) -> Labels:
     return tuple((k, v) for k, v in lb if k not in drop)
 
 
+_SIG_MEMOS: BoundedCache[tuple[bool, tuple[str, ...]], BoundedCache[Labels, Labels]]
+_SIG_MEMOS = BoundedCache(8)
+_SIG_LOCK = threading.Lock()
+
+
+def signatures(labels: Sequence[Labels], vm: VectorMatching | None) -> list[Labels]:
+    """:func:`signature` of each label set through a memo per matching (the same label sets
+    come query after query, as for ``drop_names``: a hit is one C-level dict lookup, not a
+    Python walk of the labels)."""
+    key = (vm.on, tuple(vm.labels)) if vm is not None else (False, ())
+    memo = _SIG_MEMOS.get(key)
+    if memo is None:
+        with _SIG_LOCK:
+            memo = BoundedCache(100_000)
+            _SIG_MEMOS.put(key, memo)
+    out = list(map(memo.get, labels))
+    if None in out:
+        with _SIG_LOCK:
+            for i, got in enumerate(out):
+                if got is None:
+                    out[i] = g = signature(labels[i], vm)
+                    memo.put(labels[i], g)
+    return out
+
+
 def _index(sv: StepVector, vm: VectorMatching | None) -> dict[Labels, list[int]]:
     out: dict[Labels, list[int]] = {}
-    for i, lb in enumerate(sv.labels):
-        out.setdefault(signature(lb, vm), []).append(i)
+    for i, sig in enumerate(signatures(sv.labels, vm)):
+        out.setdefault(sig, []).append(i)
     return out
 
 
@@ -249,7 +289,7 @@ def _match_all(op: str, many: StepVector, one: StepVector, vm: VectorMatching | 
     """:func:`_match` without fills, as whole-matrix numpy operations (Python steps per row for
     labels only); None when two result rows share a label set (the row-by-row merge decides)."""
     S = many.values.shape[1]
-    sigs = [signature(lb, vm) for lb in many.labels]
+    sigs = signatures(many.labels, vm)
     order = {sig: j for j, sig in enumerate(one_rows)}
     hit = np.array([order.get(sig, -1) for sig in sigs], np.int64)
     rows = np.flatnonzero(hit >= 0)

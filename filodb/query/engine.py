@@ -35,6 +35,7 @@ placing their points at the step indexes (see ``Engine._from_result``).
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -48,7 +49,7 @@ from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import (
     drop_names,
-    final_labels,
+    final_labels_many,
     scalar_scalar,
     vector_scalar,
     vector_vector,
@@ -137,13 +138,10 @@ class Engine:
             return Result("matrix", [((), times, v.values)], warnings=self.warnings)
         v = _finalize(v)
         series = []
-        for i in np.argsort(
-            np.array([str(lb) for lb in v.labels], dtype=object), kind="stable"
-        ).tolist():
+        for i in np.flatnonzero(v.present.any(axis=1)).tolist():
             p = v.present[i]
-            if p.any():
-                series.append((v.labels[i], times[p], v.values[i][p]))
-        series.sort(key=lambda s: s[0])
+            series.append((v.labels[i], times[p], v.values[i][p]))
+        series.sort(key=lambda s: s[0])  # label sets are distinct: one order whatever the rows'
         return Result("matrix", series, warnings=self.warnings)
 
     @staticmethod
@@ -357,8 +355,10 @@ class Engine:
         self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray
     ) -> StepVector:
         block = w.block if isinstance(w, Windows) else w
-        labels = block.labels if f in RANGE_KEEPS_NAME else drop_names(block.labels)
-        return check_unique(StepVector(list(labels), vals, pres).compact())
+        if f in RANGE_KEEPS_NAME:  # a block's series are distinct, and so their label sets
+            return StepVector(list(block.labels), vals, pres).compact()
+        sv = StepVector(drop_names(block.labels), vals, pres).compact()
+        return sv if _one_name(block.labels) else check_unique(sv)
 
     def _absent(self, node: ast.Call, ctx: EvalContext) -> StepVector:
         arg = node.args[0]
@@ -452,10 +452,24 @@ _QUERY_SCALARS = {
 def _finalize(sv: StepVector) -> StepVector:
     """The answer's label sets (dropped names removed at last) and the duplicate check that
     Prometheus makes then."""
-    labels = [final_labels(lb) for lb in sv.labels]
+    labels = final_labels_many(sv.labels)
     if labels == sv.labels:
         return sv
     return check_unique(StepVector(labels, sv.values, sv.present))
+
+
+def _one_name(labels: list[Labels]) -> bool:
+    """Whether every label set starts with the same metric name (a selector of one metric):
+    distinct label sets stay distinct once that name is dropped, no check needed (hashing
+    every label set again was 5 % of a leaf's ``rate`` over 1 250 series)."""
+    firsts = set(map(_FIRST, labels))  # each one's first pair (none for an empty set)
+    if len(firsts) != 1:
+        return False
+    first = next(iter(firsts))
+    return bool(first) and first[0][0] == METRIC_NAME
+
+
+_FIRST = operator.itemgetter(slice(0, 1))
 
 
 def check_unique(sv: StepVector) -> StepVector:

@@ -5,10 +5,11 @@ with ``repr`` and letting a JSON library walk the lists costs seconds. Here ever
 answer is printed in one ``orjson`` call (shortest round-trip digits, as Go's
 ``FormatFloat(v, 'f', -1, 64)`` chooses them), the text is cut into tokens with numpy and fixed
 up where Go prints differently (``2.0`` → ``2``; exponents, NaN and Inf go through
-:func:`~filodb.query.result.format_value`), and one numba kernel writes every pair, printing
-the timestamps itself (``_pairs``: 1.8 M pairs in about half the time of the earlier
-token-matrix path, which stays for times past the year 2286). Python only loops over series
-(for their label sets).
+:func:`~filodb.query.result.format_value`), and one numba kernel (``_write_series``) writes the
+whole answer into one buffer: every pair (printing the timestamps itself: 1.8 M pairs in about
+half the time of the earlier token-matrix path, which stays for times past the year 2286)
+between each series' label-set text, and the enclosing answer around them (no copy of a large
+answer to wrap it). Python only loops over series (one ``orjson`` call per label set).
 """
 
 from __future__ import annotations
@@ -139,74 +140,80 @@ def _time_len(ms):  # type: ignore[no-untyped-def]
     return n
 
 
-@nb.njit(cache=True, nogil=True)
-def _write_pairs(ms, vbuf, vstart, vlen, offsets, out):  # type: ignore[no-untyped-def]
-    """``[t,"v"],`` for sample ``i`` at ``out[offsets[i]:offsets[i+1]]``; ``t`` as
-    :func:`~filodb.model.numfmt.format_time` prints it (seconds, a fraction only if any)."""
-    digits = np.empty(24, np.uint8)
-    for i in range(len(ms)):
-        p = offsets[i]
-        out[p] = 91  # [
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_pair(out, p, t, vbuf, s, n, digits):  # type: ignore[no-untyped-def]
+    """``[t,"v"]`` at ``out[p:]`` (``t`` in ms as :func:`~filodb.model.numfmt.format_time`
+    prints it: seconds, a fraction only if any; ``v`` is ``vbuf[s:s+n]``); the end."""
+    out[p] = 91  # [
+    p += 1
+    if t < 0:
+        out[p] = 45  # -
         p += 1
-        t = ms[i]
-        if t < 0:
-            out[p] = 45  # -
+        t = -t
+    sec, frac = t // 1000, t % 1000
+    k = 0
+    while True:
+        digits[k] = 48 + sec % 10
+        sec //= 10
+        k += 1
+        if sec == 0:
+            break
+    for j in range(k - 1, -1, -1):
+        out[p] = digits[j]
+        p += 1
+    if frac:
+        out[p] = 46  # .
+        p += 1
+        d = 100
+        while frac:
+            out[p] = 48 + frac // d
+            frac %= d
+            d //= 10
             p += 1
-            t = -t
-        sec, frac = t // 1000, t % 1000
-        k = 0
-        while True:
-            digits[k] = 48 + sec % 10
-            sec //= 10
-            k += 1
-            if sec == 0:
-                break
-        for j in range(k - 1, -1, -1):
-            out[p] = digits[j]
+    out[p] = 44  # ,
+    out[p + 1] = 34  # "
+    p += 2
+    for j in range(n):
+        out[p + j] = vbuf[s + j]
+    p += n
+    out[p] = 34
+    out[p + 1] = 93  # ]
+    return p + 2
+
+
+@nb.njit(cache=True, nogil=True)
+def _write_series(ms, vbuf, vstart, vlen, counts, mbuf, moff, head, tail, end, out):  # type: ignore[no-untyped-def]
+    """The whole answer into ``out``: ``head``, then per series its ``{"metric":...`` text
+    (``mbuf[moff[i]:moff[i+1]]``), its ``counts[i]`` pairs comma-separated and ``tail``,
+    series comma-separated, then ``end``. Returns the length written."""
+    digits = np.empty(24, np.uint8)
+    p = 0
+    for j in range(len(head)):
+        out[p + j] = head[j]
+    p += len(head)
+    k = 0
+    for i in range(len(counts)):
+        if i:
+            out[p] = 44
             p += 1
-        if frac:
-            out[p] = 46  # .
+        for j in range(moff[i], moff[i + 1]):
+            out[p] = mbuf[j]
             p += 1
-            d = 100
-            while frac:
-                out[p] = 48 + frac // d
-                frac %= d
-                d //= 10
+        for c in range(counts[i]):
+            if c:
+                out[p] = 44
                 p += 1
-        out[p] = 44  # ,
-        out[p + 1] = 34  # "
-        p += 2
-        s = vstart[i]
-        for j in range(vlen[i]):
-            out[p + j] = vbuf[s + j]
-        p += vlen[i]
-        out[p] = 34
-        out[p + 1] = 93  # ]
-        out[p + 2] = 44
-        p += 3
+            p = _put_pair(out, p, ms[k], vbuf, vstart[k], vlen[k], digits)
+            k += 1
+        for j in range(len(tail)):
+            out[p + j] = tail[j]
+        p += len(tail)
+    for j in range(len(end)):
+        out[p + j] = end[j]
+    return p + len(end)
 
 
 _FAST_MS = 10**13  # |t| below this (year 2286): three fraction digits are the shortest text
-
-
-def _pairs(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """``[t,"v"],`` for every sample, concatenated; and each pair's start offset (+ the end).
-
-    One numba kernel writes the bytes (timestamps printed by it, values from
-    :func:`_value_text`); times beyond :data:`_FAST_MS` take the token-matrix path."""
-    ts = np.ascontiguousarray(ts, np.int64)
-    vals = np.ascontiguousarray(vals, np.float64)
-    offsets = np.zeros(len(ts) + 1, np.int64)
-    if len(ts) == 0:
-        return b"", offsets
-    if np.abs(ts).max() >= _FAST_MS:
-        return _pairs_slow(ts, vals)
-    vbuf, vstart, vlen = _value_text(vals)
-    tlen = _time_lens(ts)
-    np.cumsum(tlen + vlen + 6, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), np.uint8)
-    _write_pairs(ts, vbuf, vstart.astype(np.int64), vlen.astype(np.int64), offsets, out)
-    return out.tobytes(), offsets
 
 
 @nb.njit(cache=True, nogil=True)
@@ -234,7 +241,8 @@ def _pairs_block(
 
 
 def _pairs_slow(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """:func:`_pairs` through token matrices, in blocks of :data:`BLOCK` samples (any time)."""
+    """``[t,"v"],`` for every sample, concatenated, and each pair's start offset (+ the end),
+    through token matrices in blocks of :data:`BLOCK` samples (any time)."""
     texts, lens = [], []
     cache: dict[int, bytes] = {}
     for a in range(0, len(ts), BLOCK):
@@ -248,12 +256,16 @@ def _pairs_slow(ts: np.ndarray, vals: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 
 def series_json(
-    result_type: str, series: Sequence[tuple[Labels, np.ndarray, np.ndarray]]
+    result_type: str, series: Sequence[tuple[Labels, np.ndarray, np.ndarray]],
+    prefix: bytes = b"", suffix: bytes = b"",
 ) -> bytes:  # fmt: skip
-    """The ``data`` object of a ``vector`` or ``matrix`` answer, as JSON bytes."""
-    head = b'{"resultType":"' + result_type.encode() + b'","result":['
+    """The ``data`` object of a ``vector`` or ``matrix`` answer, as JSON bytes, between
+    ``prefix`` and ``suffix`` (the enclosing answer: written in the same pass, no copy of a
+    large answer to wrap it). Each series' label set is one ``orjson`` call; the rest is one
+    kernel writing into the output (:func:`_write_series`)."""
+    head = prefix + b'{"resultType":"' + result_type.encode() + b'","result":['
     if not series:
-        return head + b"]}"
+        return head + b"]}" + suffix
     counts = np.fromiter((len(s[1]) for s in series), np.int64, len(series))
     if result_type == "vector":
         counts = np.minimum(counts, 1)
@@ -262,15 +274,40 @@ def series_json(
     else:
         ts = np.concatenate([s[1] for s in series])
         vals = np.concatenate([s[2] for s in series])
-    text, offsets = _pairs(ts, vals)
+    ts = np.ascontiguousarray(ts, np.int64)
+    vals = np.ascontiguousarray(vals, np.float64)
+    key = b',"value":' if result_type == "vector" else b',"values":['
+    tail = b"}" if result_type == "vector" else b"]}"
+    end = b"]}" + suffix
+    if len(ts) and np.abs(ts).max() >= _FAST_MS:
+        return _series_json_slow(series, ts, vals, counts, head, key, tail, end)
+    metas = [b'{"metric":' + orjson.dumps(dict(s[0])) + key for s in series]
+    mbuf = np.frombuffer(b"".join(metas), np.uint8)
+    moff = np.zeros(len(metas) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, metas), np.int64, len(metas)), out=moff[1:])
+    vbuf, vstart, vlen = _value_text(vals) if len(vals) else (np.zeros(0, np.uint8),) * 3
+    vlen = np.asarray(vlen, np.int64)
+    size = (len(head) + len(mbuf) + int((_time_lens(ts) + vlen + 5).sum())
+            + int(np.maximum(counts - 1, 0).sum()) + len(series) * (len(tail) + 1) - 1 + len(end))  # fmt: skip
+    out = np.empty(size, np.uint8)
+    wrote = _write_series(ts, vbuf, np.asarray(vstart, np.int64), vlen, counts, mbuf, moff,
+                          np.frombuffer(head, np.uint8), np.frombuffer(tail, np.uint8),
+                          np.frombuffer(end, np.uint8), out)  # fmt: skip
+    assert wrote == size
+    return out.tobytes()
+
+
+def _series_json_slow(series: Sequence[tuple[Labels, np.ndarray, np.ndarray]], ts: np.ndarray,
+                      vals: np.ndarray, counts: np.ndarray, head: bytes, key: bytes, tail: bytes,
+                      end: bytes) -> bytes:  # fmt: skip
+    """:func:`series_json` through :func:`_pairs_slow` (times past :data:`_FAST_MS`)."""
+    text, offsets = _pairs_slow(ts, vals)
     bounds = np.zeros(len(series) + 1, np.int64)
     np.cumsum(counts, out=bounds[1:])
     edges = offsets[bounds].tolist()
-    key = b',"value":' if result_type == "vector" else b',"values":['
-    tail = b"}" if result_type == "vector" else b"]}"
     parts = []
     for i, (lb, _, _) in enumerate(series):
         a, b = edges[i], edges[i + 1]
         pairs = text[a : b - 1] if b > a else b""  # without the last pair's comma
         parts.append(b'{"metric":' + orjson.dumps(dict(lb)) + key + pairs + tail)
-    return head + b",".join(parts) + b"]}"
+    return head + b",".join(parts) + end

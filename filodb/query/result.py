@@ -24,11 +24,12 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
 
-    def to_prom_json_bytes(self) -> bytes:
-        """:meth:`to_prom_json` as JSON bytes; vectors and matrices without per-sample Python."""
+    def to_prom_json_bytes(self, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+        """:meth:`to_prom_json` as JSON bytes between ``prefix`` and ``suffix``; vectors and
+        matrices without per-sample Python (and written with them in one pass)."""
         if self.result_type in ("vector", "matrix"):
-            return series_json(self.result_type, self.series)
-        return orjson.dumps(self.to_prom_json())
+            return series_json(self.result_type, self.series, prefix, suffix)
+        return prefix + orjson.dumps(self.to_prom_json()) + suffix
 
     def to_prom_json(self) -> dict[str, Any]:
         if self.result_type == "scalar":

@@ -43,12 +43,13 @@ def _success(data: Any, warnings: list[str] | None = None) -> Response:
 
 def _success_result(res: Result, warnings: list[str], infos: list[str] | None = None) -> Response:
     """A query answer; its data is written by :meth:`Result.to_prom_json_bytes`."""
-    body = b'{"status":"success","data":' + res.to_prom_json_bytes()
+    tail = b""
     if warnings:
-        body += b',"warnings":' + orjson.dumps(warnings)
+        tail += b',"warnings":' + orjson.dumps(warnings)
     if infos:
-        body += b',"infos":' + orjson.dumps(infos)
-    return Response(body + b"}", mimetype="application/json")
+        tail += b',"infos":' + orjson.dumps(infos)
+    body = res.to_prom_json_bytes(b'{"status":"success","data":', tail + b"}")
+    return Response(body, mimetype="application/json")
 
 
 def _dataset(dataset: str | None) -> str:

@@ -269,3 +269,21 @@ def test_subquery_points_count_against_max_samples() -> None:
     assert Engine(src, max_samples=10_000).instant("sum_over_time(x[5m:1s])", 599_000)
     with pytest.raises(ExecutionError, match="too many samples"):  # 600 read + 300 points
         Engine(src, max_samples=800).instant("sum_over_time(x[5m:1s])", 599_000)
+
+
+def test_range_function_over_several_names_checks_label_sets() -> None:
+    """Dropping the name of one metric's series keeps them apart (no check is made); over
+    several metrics two series may become one label set, an error at the steps both have."""
+    src = MemorySource()
+    for name in ("a", "b"):
+        src.add(
+            make_labels({"__name__": name, "j": "1"}), np.array([0, 10_000]), np.array([1.0, 2.0])
+        )
+    src.add(make_labels({"__name__": "a", "j": "2"}), np.array([0, 10_000]), np.array([1.0, 3.0]))
+    eng = Engine(src)
+    got = eng.instant("rate(a[1m])", 10_000).to_prom_json()["result"]
+    assert sorted(r["metric"]["j"] for r in got) == ["1", "2"]
+    with pytest.raises(ExecutionError, match="same labelset"):
+        eng.instant('rate({__name__=~"a|b"}[1m])', 10_000)
+    got = eng.instant('last_over_time({__name__=~"a|b"}[1m])', 10_000).to_prom_json()["result"]
+    assert len(got) == 3

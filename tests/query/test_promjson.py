@@ -70,3 +70,19 @@ def test_any_float(vals: list[float]) -> None:
     _same(
         Result("matrix", [(make_labels({"s": "x"}), np.arange(len(vals)) * 1000, np.array(vals))])
     )
+
+
+def test_prefix_and_suffix_wrap_the_same_bytes() -> None:
+    """The enclosing answer written in the same pass is the bare data between them, on the
+    kernel's path and on the token-matrix path (times past 2286) alike, and for other types."""
+    for t0 in (1_700_000_000_123, 10**13 + 5):
+        ts = [t0 + k * 137 for k in range(len(SPECIAL))]
+        for res in (Result("vector", _series(SPECIAL, ts)),
+                    Result("matrix", [(make_labels({"a": "1"}), np.array(ts), np.array(SPECIAL)),
+                                      (make_labels({"a": "2"}), np.array(ts[:3]), np.ones(3))]),
+                    Result("matrix", []), Result("scalar", scalar=(t0, 1.5))):  # fmt: skip
+            bare = res.to_prom_json_bytes()
+            assert (
+                res.to_prom_json_bytes(b'{"data":', b',"x":1}') == b'{"data":' + bare + b',"x":1}'
+            )
+            assert orjson.loads(b'{"data":' + bare + b"}")["data"] == orjson.loads(bare)
