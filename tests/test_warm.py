@@ -26,6 +26,8 @@ print(json.dumps([before, len(k.signatures)]))
     [
         ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
         ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
+        ("filodb.node.warm", "warm_read_path", "memstore.keytable", "_find"),
+        ("filodb.node.warm", "warm_read_path", "model.xxh64", "_many"),
         ("filodb.gateway.influx", "warm", "gateway.keycache", "_lookup"),
         ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),

@@ -298,7 +298,11 @@ class TimeSeriesShard:
             if (sid[1:] < sid[:-1]).any():
                 order = np.argsort(sid, kind="stable")  # arrival order kept within a series
                 sid, ts, vals = sid[order], ts[order], vals[order]
-            newest = _newest_before(sid, ts, self._last)
+            starts = group_starts(sid)
+            if len(starts) == len(sid):  # one sample a series (the live shape)
+                newest = self._last[sid]
+            else:
+                newest = _newest_before(sid, ts, self._last)
             in_order = ts > newest
             ok = in_order
             if self.ooo_window_ms:  # within the window of the newest: accepted out of order
@@ -308,23 +312,27 @@ class TimeSeriesShard:
                 sid, ts, vals, in_order = sid[ok], ts[ok], vals[ok], in_order[ok]
                 why = "too_old" if self.ooo_window_ms else "out_of_order"
                 self.rejected[why] = self.rejected.get(why, 0) + len(ok) - accepted
-            self._append(sid, ts, vals, in_order)
+            self._append(sid, ts, vals, in_order, starts if accepted == len(ok) else None)
             stats = IngestStats(accepted, len(ok) - accepted, new, skipped)
             self.samples_ingested += stats.accepted
             return stats
 
-    def _append(
-        self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray
-    ) -> None:
-        """Append grouped samples to the head; series that fill up are closed together."""
+    def _append(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
+                starts: np.ndarray | None = None) -> None:  # fmt: skip
+        """Append grouped samples to the head (``starts``: where each series' run begins,
+        when known); series that fill up are closed together."""
         if len(sid) == 0:
             return
         self._generation += 1
-        starts = group_starts(sid)
-        uniq = sid[starts]
-        lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
-        never = self._first[uniq] == _NO_TS
-        self._first[uniq] = np.where(never, lo, np.minimum(self._first[uniq], lo))
+        if starts is None:
+            starts = group_starts(sid)
+        if len(starts) == len(sid):  # one sample a series
+            uniq, lo, hi = sid, ts, ts
+        else:
+            uniq = sid[starts]
+            lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
+        first = self._first[uniq]
+        self._first[uniq] = np.where(first == _NO_TS, lo, np.minimum(first, lo))
         self._last[uniq] = np.maximum(self._last[uniq], hi)
         # memory holds every sample from mem_start on: an out-of-order sample below what was
         # closed does not make it hold the closed samples (the store may have them only)
@@ -336,11 +344,12 @@ class TimeSeriesShard:
         while True:
             rest = head.append(sid, ts, vals, in_order)
             full = uniq[head.count[uniq] >= self.max_chunk_samples]
-            if rest.any():  # full, or too far from the head's first sample: closed first
+            more = rest.any()
+            if more:  # full, or too far from the head's first sample: closed first
                 full = np.union1d(full, sid[rest])
             if len(full):
                 self._close(full)
-            if not rest.any():
+            if not more:
                 return
             sid, ts, vals, in_order = sid[rest], ts[rest], vals[rest], in_order[rest]
             uniq = np.unique(sid)
