@@ -13,14 +13,19 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from filodb.model.xxh64 import u64_at, words
+
 
 @nb.njit(cache=True, nogil=True)
-def _find(data, ends, hashes, adata, aends, ahash, slots):  # pragma: no cover - numba
+def _find(w, ends, hashes, aw, aends, ahash, slots):  # pragma: no cover - numba
+    """Ids of the strings of the words ``w`` (``ends``, ``hashes``) in the table whose arena
+    is the words ``aw`` (``aends``, ``ahash``), -1 where absent; 8 bytes compared at a time."""
     out = np.empty(len(ends), np.int64)
     mask = np.uint64(len(slots) - 1)
     a = 0
     for i in range(len(ends)):
         b = ends[i]
+        n = b - a
         h = hashes[i]
         p = h & mask
         out[i] = -1
@@ -30,12 +35,18 @@ def _find(data, ends, hashes, adata, aends, ahash, slots):  # pragma: no cover -
                 break
             if ahash[s] == h:
                 sa = aends[s - 1] if s > 0 else 0
-                if aends[s] - sa == b - a:
+                if aends[s] - sa == n:
                     same = True
-                    for k in range(b - a):
-                        if adata[sa + k] != data[a + k]:
+                    k = 0
+                    while k + 8 <= n:
+                        if u64_at(aw, sa + k) != u64_at(w, a + k):
                             same = False
                             break
+                        k += 8
+                    if same and k < n:
+                        tail = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
+                        if (u64_at(aw, sa + k) ^ u64_at(w, a + k)) & tail:
+                            same = False
                     if same:
                         out[i] = s
                         break
@@ -76,8 +87,8 @@ class PartKeyTable:
         """The id of each part key of the arena ``data`` (uint8; key ``i`` ends at ``ends[i]``,
         its xxh64 ``hashes[i]``), -1 where it is not held."""
         n = self._n
-        return _find(data, ends, hashes, self._data, self._ends[:n], self._hash[:n],
-                     self._slots)  # fmt: skip
+        return _find(words(data), ends, hashes, self._data.view(np.uint64), self._ends[:n],
+                     self._hash[:n], self._slots)  # fmt: skip
 
     def add(self, data: np.ndarray, ends: np.ndarray, hashes: np.ndarray) -> int:
         """Add part keys not held yet (distinct); they get the next ids. Returns the first."""
@@ -86,7 +97,7 @@ class PartKeyTable:
             return first
         used = int(self._ends[first - 1]) if first else 0
         size = int(ends[-1])
-        self._data = _room(self._data, used + size)
+        self._data = _room(self._data, _words_len(used + size))
         self._data[used : used + size] = data[:size]
         self._ends = _room(self._ends, first + k)
         self._hash = _room(self._hash, first + k)
@@ -114,7 +125,7 @@ class PartKeyTable:
         # byte positions of the kept keys: each key's start, repeated, plus 0 .. len - 1
         pos = np.repeat(starts[keep] - (new_ends - lens), lens) + np.arange(total)
         kept = self._data[pos]
-        self._data = _room(np.zeros(0, np.uint8), total)
+        self._data = _room(np.zeros(0, np.uint8), _words_len(total))
         self._data[:total] = kept
         m = len(lens)
         self._ends = _room(np.zeros(0, np.int64), m)
@@ -133,10 +144,15 @@ class PartKeyTable:
         _place(self._slots, self._hash, 0, self._n)
 
 
+def _words_len(n: int) -> int:
+    """Bytes of an arena holding ``n``: a multiple of 8 with a spare word (read as words)."""
+    return (n // 8 + 2) * 8
+
+
 def _room(a: np.ndarray, n: int) -> np.ndarray:
     """``a`` with room for ``n`` items (the same array, or a copy twice as large)."""
     if n <= len(a):
         return a
-    out = np.zeros(max(n, 2 * len(a), 16), a.dtype)
+    out = np.zeros(max(n, 2 * len(a), 16), a.dtype)  # multiples of 8 stay multiples of 8
     out[: len(a)] = a
     return out

@@ -25,7 +25,7 @@ def _rotl(x: Any, r: int) -> Any:
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _u64(w: np.ndarray, p: int) -> Any:
+def u64_at(w: np.ndarray, p: int) -> Any:
     """The 8 bytes at ``p`` (little-endian) from the aligned words ``w`` (one spare word)."""
     i = p >> 3
     s = np.uint64((p & 7) * 8)
@@ -36,7 +36,7 @@ def _u64(w: np.ndarray, p: int) -> Any:
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _u32(w: np.ndarray, p: int) -> Any:
-    return _u64(w, p) & np.uint64(0xFFFFFFFF)
+    return u64_at(w, p) & np.uint64(0xFFFFFFFF)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -61,10 +61,10 @@ def _xxh64(w: np.ndarray, a: int, b: int, seed: Any) -> Any:
         v3 = seed
         v4 = seed - _P1
         while p + 32 <= b:
-            v1 = _round(v1, _u64(w, p))
-            v2 = _round(v2, _u64(w, p + 8))
-            v3 = _round(v3, _u64(w, p + 16))
-            v4 = _round(v4, _u64(w, p + 24))
+            v1 = _round(v1, u64_at(w, p))
+            v2 = _round(v2, u64_at(w, p + 8))
+            v3 = _round(v3, u64_at(w, p + 16))
+            v4 = _round(v4, u64_at(w, p + 24))
             p += 32
         h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
         h = _merge(h, v1)
@@ -75,7 +75,7 @@ def _xxh64(w: np.ndarray, a: int, b: int, seed: Any) -> Any:
         h = seed + _P5
     h = h + np.uint64(n)
     while p + 8 <= b:
-        h = h ^ _round(np.uint64(0), _u64(w, p))
+        h = h ^ _round(np.uint64(0), u64_at(w, p))
         h = _rotl(h, 27) * _P1 + _P4
         p += 8
     if p + 4 <= b:
@@ -108,9 +108,15 @@ def _many(w: np.ndarray, ends: np.ndarray, seed: Any) -> np.ndarray:  # pragma: 
 def xxh64_many(data: np.ndarray, ends: np.ndarray, seed: int = 0) -> np.ndarray:
     """The xxh64 of each string of the arena ``data`` (uint8), string ``i`` ending at
     ``ends[i]`` (int64, ascending, the last at most ``len(data)``)."""
-    w = np.zeros(len(data) // 8 + 2, np.uint64)  # the bytes as aligned words, one spare
+    return _many(words(data), ends, np.uint64(seed))
+
+
+def words(data: np.ndarray) -> np.ndarray:
+    """``data`` (uint8) as aligned little-endian words, one spare word at the end: the 8
+    bytes at any position are :func:`u64_at` of it."""
+    w = np.zeros(len(data) // 8 + 2, np.uint64)
     w.view(np.uint8)[: len(data)] = data
-    return _many(w, ends, np.uint64(seed))
+    return w
 
 
 def arena(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
