@@ -166,10 +166,11 @@ class SampleBatch:
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> SampleBatch:
-        """Inverse of :meth:`to_bytes` (and of version 1's, :func:`~filodb.model.record.
-        read_record`); raises :class:`BadInputError` on a malformed record. Every part key is
-        decoded (a memstore reads records as :class:`~filodb.model.record.RecordBatch`
-        instead, decoding only the series it does not know)."""
+        """Inverse of :meth:`to_bytes` (and of version 1's: see
+        :func:`~filodb.model.record.read_record`); raises ``BadInputError`` on a malformed
+        record. Every part key is decoded (a memstore reads records as
+        :class:`~filodb.model.record.RecordBatch` instead, decoding only the series it does
+        not know)."""
         r = read_record(data)
         pks = [r.part_key(i) for i in range(r.num_series)]
         series = r.series
