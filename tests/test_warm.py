@@ -26,6 +26,8 @@ print(json.dumps([before, len(k.signatures)]))
     [
         ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
         ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
+        ("filodb.node.warm", "warm_read_path", "memstore.keytable", "_find"),
+        ("filodb.node.warm", "warm_read_path", "model.xxh64", "_many"),
         ("filodb.gateway.influx", "warm", "model.identity", "_lookup"),
         ("filodb.prom.remote_write", "warm", "model.identity", "_first_seen"),
         ("filodb.prom.remote_write", "warm", "model.libc", "gather"),

@@ -43,7 +43,6 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from filodb.encoding import encode_many
 from filodb.memstore.chunks import (
@@ -60,12 +59,15 @@ from filodb.memstore.exemplars import ExemplarRing
 from filodb.memstore.gather import gather
 from filodb.memstore.head import Head, group_starts
 from filodb.memstore.index import TagIndex
-from filodb.model.batch import SampleBatch, forget_part_keys
+from filodb.memstore.keytable import PartKeyTable
+from filodb.model.batch import SampleBatch
 from filodb.model.cache import ByteBoundedCache
 from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
+from filodb.model.record import RecordBatch
 from filodb.model.source import SeriesBlock
+from filodb.model.xxh64 import arena, xxh64_many
 
 _NO_TS = np.iinfo(np.int64).min
 _START, _END, _OOO = (operator.attrgetter(a) for a in ("start", "end", "ooo"))
@@ -134,9 +136,7 @@ class TimeSeriesShard:
         self.pager = pager
         self.ooo_window_ms = max(0, int(ooo_window_ms))
         self._lock = threading.RLock()
-        self._collided: dict[Labels, int] = {}  # series whose key another series has
-        self._keys = np.zeros(0, np.uint64)  # sorted 64-bit series keys (SampleBatch.keys)
-        self._key_sid = np.zeros(0, np.int64)  # the series of each key
+        self._pks = PartKeyTable()  # every series' part key, found by the batch
         self._labels: list[Labels] = []
         self._index = TagIndex()
         self._head = Head(self.max_chunk_samples)
@@ -179,104 +179,69 @@ class TimeSeriesShard:
         return sum(self.rejected.values())
 
     def _series_ids(self, series: Sequence[Labels]) -> tuple[np.ndarray, int]:
-        """Ids of label sets the key lookup did not find, new series registered. A series is
-        looked up by its own key (the xxh64 of its part key: a batch may carry other keys),
-        then among the series whose key an earlier series has; the rest are new."""
-        ids = np.empty(len(series), np.int64)
-        new_groups: list[int] = []
-        pending: dict[Labels, int] = {}  # registered by this call
-        for i, lb in enumerate(series):
-            pk = part_key(lb)
-            sid = self._by_key(xxhash.xxh64_intdigest(pk), lb)
+        """Ids of label sets, found by their part keys (exact) or registered; how many are
+        new."""
+        pks = [part_key(lb) for lb in series]
+        data, ends = arena(pks)
+        hashes = xxh64_many(data, ends)
+        ids = self._pks.find(data, ends, hashes)
+        miss = np.flatnonzero(ids < 0).tolist()
+        if not miss:
+            return ids, 0
+        fresh: dict[bytes, int] = {}  # part key -> its id, registered by this call
+        first: list[int] = []
+        base = len(self._labels)
+        for j in miss:
+            sid = fresh.get(pks[j])
             if sid is None:
-                sid = self._collided.get(lb) if self._collided else None
-            if sid is None:
-                sid = pending.get(lb)
-            if sid is None:
-                sid = pending[lb] = len(self._labels)
+                sid = fresh[pks[j]] = base + len(first)
+                first.append(j)
+                lb = series[j]
                 self._labels.append(lb)
                 self._index.add(sid, lb)
                 self._chunks.append(_NO_CHUNKS)
-                new_groups.append(group_of(pk, self.num_groups))
-            ids[i] = sid
-        if new_groups:
-            k = len(new_groups)
-            self._head.add_series(k)
+            ids[j] = sid
+        k = len(first)
+        new_data, new_ends = arena([pks[j] for j in first])
+        self._pks.add(new_data, new_ends, hashes[first])
+        self._head.add_series(k)
 
-            def grow(a: np.ndarray, fill: int) -> np.ndarray:
-                return np.concatenate([a, np.full(k, fill, np.int64)])
+        def grow(a: np.ndarray, fill: int) -> np.ndarray:
+            return np.concatenate([a, np.full(k, fill, np.int64)])
 
-            self._closed_end = grow(self._closed_end, _NO_TS)
-            self._first, self._last = grow(self._first, _NO_TS), grow(self._last, _NO_TS)
-            self._mem_start, self._store_start = (
-                grow(self._mem_start, _NONE),
-                grow(self._store_start, _NONE),
-            )
-            self._touched, self._pk_saved = grow(self._touched, 0), grow(self._pk_saved, 0)
-            self._group = np.concatenate([self._group, np.array(new_groups, np.int64)])
-        return ids, len(new_groups)
-
-    def _by_key(self, key: int, labels: Labels) -> int | None:
-        """The series registered under ``key`` when its label set is ``labels``."""
-        keys = self._keys
-        at = int(np.searchsorted(keys, np.uint64(key)))
-        if at < len(keys) and int(keys[at]) == key:
-            sid = int(self._key_sid[at])
-            if self._labels[sid] == labels:
-                return sid
-        return None
+        self._closed_end = grow(self._closed_end, _NO_TS)
+        self._first, self._last = grow(self._first, _NO_TS), grow(self._last, _NO_TS)
+        self._mem_start, self._store_start = (
+            grow(self._mem_start, _NONE),
+            grow(self._store_start, _NONE),
+        )
+        self._touched, self._pk_saved = grow(self._touched, 0), grow(self._pk_saved, 0)
+        groups = [group_of(pks[j], self.num_groups) for j in first]
+        self._group = np.concatenate([self._group, np.array(groups, np.int64)])
+        return ids, k
 
     def _part_key(self, sid: int) -> bytes:
-        """A series' part key (built when needed: flushes, paging and deletes are rare next
-        to what a kept bytes object per series would cost)."""
-        return part_key(self._labels[sid])
+        return self._pks.part_key(sid)
 
-    def _resolve(self, batch: SampleBatch) -> tuple[np.ndarray, int]:
-        """Series ids of a batch, from its 64-bit key per series (``keys``: log records carry
-        them; computed otherwise): known keys are found with one ``searchsorted`` and checked
-        by identity with the registered label set (decoded records share one object per
-        series): no hash of a label set at all. A key seen for the first time, or whose label
-        set is another object that does not compare equal (a collision), goes through
-        :meth:`_series_ids`."""
-        keys = getattr(batch, "keys", None)
-        if keys is None:  # tests, tools (log records carry keys): cached per label set
-            keys = batch.series_keys()
-        return self._lookup(batch.series, np.asarray(keys, np.uint64))
-
-    def _lookup(self, series: Sequence[Labels], keys: np.ndarray) -> tuple[np.ndarray, int]:
-        ids = np.full(len(keys), -1, np.int64)
-        if len(self._keys):
-            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-            hit = self._keys[pos] == keys
-            ids[hit] = self._key_sid[pos[hit]]
-            at = np.flatnonzero(hit).tolist()
-            got = list(map(self._labels.__getitem__, ids[at].tolist()))
-            mine = list(map(series.__getitem__, at))
-            if not all(map(operator.is_, got, mine)):
-                labels = self._labels
-                for i, a, b in zip(at, got, mine, strict=True):
-                    if a is not b:
-                        if a == b:  # equal: keep the batch's object, identical next time
-                            labels[int(ids[i])] = b
-                        else:
-                            ids[i] = -1  # another series with that key: by label set
+    def _resolve(self, batch: SampleBatch | RecordBatch) -> tuple[np.ndarray, int]:
+        """Series ids of a batch's series, and how many are new. Their part keys are found
+        in the shard's table with one numba call (bytes compared: exact); only part keys not
+        found are decoded (BadInputError when one is not a part key: nothing has changed
+        then) and looked up again by their label set's canonical part key, or registered."""
+        rb = batch.as_record() if isinstance(batch, SampleBatch) else batch
+        ids = self._pks.find(rb.pk_data, rb.pk_ends, rb.series_keys())
         miss = np.flatnonzero(ids < 0)
         if len(miss) == 0:
             return ids, 0
-        sub, new = self._series_ids([series[i] for i in miss.tolist()])
-        ids[miss] = sub
-        fresh, first = np.unique(keys[miss], return_index=True)
-        known = np.isin(fresh, self._keys)  # a collision keeps the first series' key
-        fresh, first = fresh[~known], first[~known]
-        keyed = np.zeros(len(miss), bool)
-        keyed[first] = True
-        for j in np.flatnonzero(~keyed).tolist():  # found by label set from now on
-            lb = series[int(miss[j])]
-            if self._by_key(int(keys[miss[j]]), lb) is None:
-                self._collided[lb] = int(sub[j])
-        at_ = np.searchsorted(self._keys, fresh)
-        self._keys = np.insert(self._keys, at_, fresh)
-        self._key_sid = np.insert(self._key_sid, at_, sub[first])
+        decoded: dict[bytes, Labels] = {}
+        labels = []
+        for i in miss.tolist():
+            pk = rb.part_key(i)
+            lb = decoded.get(pk)
+            if lb is None:
+                lb = decoded[pk] = rb.labels(i)
+            labels.append(lb)
+        ids[miss], new = self._series_ids(labels)
         return ids, new
 
     def load_part_keys(self, records: Iterable[Any]) -> int:
@@ -286,9 +251,7 @@ class TimeSeriesShard:
         if not recs:
             return 0
         with self._lock:
-            keys = np.fromiter((xxhash.xxh64_intdigest(r.part_key) for r in recs), np.uint64,
-                               len(recs))  # fmt: skip
-            ids, _ = self._lookup([labels_of(r.part_key) for r in recs], keys)
+            ids, _ = self._series_ids([labels_of(r.part_key) for r in recs])
             start = np.array([r.start_ms for r in recs], np.int64)
             end = np.array([r.end_ms for r in recs], np.int64)
             known = self._first[ids] != _NO_TS
@@ -299,20 +262,24 @@ class TimeSeriesShard:
             return len(recs)
 
     # --- ingest ---------------------------------------------------------------------------
-    def ingest(self, batch: SampleBatch, offset: int | None = None,
+    def ingest(self, batch: SampleBatch | RecordBatch, offset: int | None = None,
                flushed: dict[int, int] | None = None) -> IngestStats:  # fmt: skip
         """Append a batch (the log record at ``offset``); returns what was accepted/rejected.
 
         ``flushed`` (recovery) maps flush groups to their checkpoint: samples of a group whose
         checkpoint is at or past ``offset`` are already in the column store and are skipped.
+        A record whose new part keys are not part keys raises BadInputError and changes
+        nothing (the offset included).
         """
         with self._lock:
-            if offset is not None:
-                self.offset = max(self.offset, int(offset))
             ex = batch.exemplars
             if len(batch) == 0 and (ex is None or not self.exemplars.capacity):
+                if offset is not None:
+                    self.offset = max(self.offset, int(offset))
                 return IngestStats()
             ids, new = self._resolve(batch)
+            if offset is not None:
+                self.offset = max(self.offset, int(offset))
             if ex is not None:  # replayed records add theirs again (the ring starts empty)
                 self.exemplars.add(ids[ex.sidx], ex.ts, ex.vals, ex.labels)
             if len(batch) == 0:
@@ -331,7 +298,11 @@ class TimeSeriesShard:
             if (sid[1:] < sid[:-1]).any():
                 order = np.argsort(sid, kind="stable")  # arrival order kept within a series
                 sid, ts, vals = sid[order], ts[order], vals[order]
-            newest = _newest_before(sid, ts, self._last)
+            starts = group_starts(sid)
+            if len(starts) == len(sid):  # one sample a series (the live shape)
+                newest = self._last[sid]
+            else:
+                newest = _newest_before(sid, ts, self._last)
             in_order = ts > newest
             ok = in_order
             if self.ooo_window_ms:  # within the window of the newest: accepted out of order
@@ -341,23 +312,27 @@ class TimeSeriesShard:
                 sid, ts, vals, in_order = sid[ok], ts[ok], vals[ok], in_order[ok]
                 why = "too_old" if self.ooo_window_ms else "out_of_order"
                 self.rejected[why] = self.rejected.get(why, 0) + len(ok) - accepted
-            self._append(sid, ts, vals, in_order)
+            self._append(sid, ts, vals, in_order, starts if accepted == len(ok) else None)
             stats = IngestStats(accepted, len(ok) - accepted, new, skipped)
             self.samples_ingested += stats.accepted
             return stats
 
-    def _append(
-        self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray
-    ) -> None:
-        """Append grouped samples to the head; series that fill up are closed together."""
+    def _append(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
+                starts: np.ndarray | None = None) -> None:  # fmt: skip
+        """Append grouped samples to the head (``starts``: where each series' run begins,
+        when known); series that fill up are closed together."""
         if len(sid) == 0:
             return
         self._generation += 1
-        starts = group_starts(sid)
-        uniq = sid[starts]
-        lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
-        never = self._first[uniq] == _NO_TS
-        self._first[uniq] = np.where(never, lo, np.minimum(self._first[uniq], lo))
+        if starts is None:
+            starts = group_starts(sid)
+        if len(starts) == len(sid):  # one sample a series
+            uniq, lo, hi = sid, ts, ts
+        else:
+            uniq = sid[starts]
+            lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
+        first = self._first[uniq]
+        self._first[uniq] = np.where(first == _NO_TS, lo, np.minimum(first, lo))
         self._last[uniq] = np.maximum(self._last[uniq], hi)
         # memory holds every sample from mem_start on: an out-of-order sample below what was
         # closed does not make it hold the closed samples (the store may have them only)
@@ -369,11 +344,12 @@ class TimeSeriesShard:
         while True:
             rest = head.append(sid, ts, vals, in_order)
             full = uniq[head.count[uniq] >= self.max_chunk_samples]
-            if rest.any():  # full, or too far from the head's first sample: closed first
+            more = rest.any()
+            if more:  # full, or too far from the head's first sample: closed first
                 full = np.union1d(full, sid[rest])
             if len(full):
                 self._close(full)
-            if not rest.any():
+            if not more:
                 return
             sid, ts, vals, in_order = sid[rest], ts[rest], vals[rest], in_order[rest]
             uniq = np.unique(sid)
@@ -590,19 +566,14 @@ class TimeSeriesShard:
             gone = np.flatnonzero(~keep).tolist()
             for s in gone:
                 self.chunk_bytes -= sum(c.nbytes for c in self._chunks[s])
-            forget_part_keys([self._part_key(s) for s in gone])
             self._labels = [self._labels[i] for i in idx]
             self._chunks = [self._chunks[i] for i in idx]
-            renumber = np.cumsum(keep) - 1
-            self._collided = {lb: int(renumber[s]) for lb, s in self._collided.items() if keep[s]}
             self._head.keep_series(keep)
             self.exemplars.keep_series(keep)
             for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
                          "_group", "_touched", "_pk_saved"):  # fmt: skip
                 setattr(self, name, getattr(self, name)[keep])
-            kept_key = keep[self._key_sid]  # the 64-bit key lookup follows the renumbering
-            self._keys = self._keys[kept_key]
-            self._key_sid = (np.cumsum(keep) - 1)[self._key_sid[kept_key]]
+            self._pks.keep(keep)
             self._index.compact(keep)
             self._page_cache.forget()
             self._layout += 1

@@ -9,25 +9,26 @@ them with numpy, so no per-sample Python loop runs anywhere on the path.
 
 from __future__ import annotations
 
-import operator
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import cramjam
 import msgpack
 import numpy as np
 import xxhash
 
-from filodb.errors import BadInputError
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
 from filodb.model.partkeys import PartKeys
 from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
+
+if TYPE_CHECKING:
+    from filodb.model.record import RecordBatch
 
 T = TypeVar("T")
 BATCH_FORMAT_VERSION = 2  # what to_bytes writes; from_bytes reads 1 and 2
@@ -172,71 +173,47 @@ class SampleBatch:
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> SampleBatch:
-        """Inverse of :meth:`to_bytes` (and of version 1's); raises :class:`BadInputError` on a
-        malformed record."""
-        mv = memoryview(data)
-        keys = None
-        try:
-            hlen = int.from_bytes(mv[:4], "little")
-            header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False, use_list=False)
-            version = header.get("v")
-            if version not in (1, 2):
-                raise BadInputError(f"unknown batch format version {version!r}")
-            n = int(header["n"])
-            pos = 4 + hlen
-            if version == 2:
-                mv, pos = _payload(mv[pos:], int(header["z"])), 0
-            sidx = np.frombuffer(mv, "<i4", n, pos)
-            pos += 4 * n
-            ts = np.frombuffer(mv, "<i8", n, pos)
-            pos += 8 * n
-            vals = np.frombuffer(mv, "<f8", n, pos)
-            pos += 8 * n
-            if version == 1:
-                series = _series_v1(header["series"])
-            else:
-                ns = int(header["s"])
-                ends = np.frombuffer(mv, "<u4", ns, pos)
-                series, keys = _series_v2(mv, pos + 4 * ns, ends)
-            ex = Exemplars.from_wire(header["x"], len(series)) if "x" in header else None
-        except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
-            raise BadInputError(f"malformed sample batch: {e}") from e
-        if n and (sidx.min() < 0 or sidx.max() >= len(series)):
-            raise BadInputError("malformed sample batch: series index out of range")
-        return cls(series, sidx, ts, vals, header.get("types") or {}, keys, ex)
+        """Inverse of :meth:`to_bytes` (and of version 1's: see
+        :func:`~filodb.model.record.read_record`); raises ``BadInputError`` on a malformed
+        record. Every part key is decoded (a memstore reads records as
+        :class:`~filodb.model.record.RecordBatch` instead, decoding only the series it does
+        not know)."""
+        from filodb.model.record import read_record  # numba: not loaded for the CLI's sake
+
+        r = read_record(data)
+        pks = [r.part_key(i) for i in range(r.num_series)]
+        series = r.series
+        if series is None:
+            decoded = {pk: labels_of(pk) for pk in dict.fromkeys(pks)}
+            series = [decoded[pk] for pk in pks]
+        keys = np.fromiter(map(xxhash.xxh64_intdigest, pks), np.uint64, len(pks))
+        return cls(series, r.sidx, r.ts, r.vals, r.types, keys, r.exemplars, pks)
+
+    def as_record(self) -> RecordBatch:
+        """The batch with its series as part keys, the form a memstore ingests."""
+        from filodb.model.record import RecordBatch  # numba: not loaded for the CLI's sake
+        from filodb.model.xxh64 import arena
+
+        if isinstance(self.pks, PartKeys):  # a door's arena: its bytes as they are
+            joined, ends = self.pks.joined()
+            return RecordBatch(np.frombuffer(joined, np.uint8), np.asarray(ends, np.int64),
+                               self.sidx, self.ts, self.vals, self.types, self.exemplars,
+                               self.series, self.keys)  # fmt: skip
+        if self.pks is not None:
+            pks, keys = self.pks, self.keys
+        elif self.keys is not None:  # not through the cache (a churning caller keys its own)
+            pks, keys = [part_key(lb) for lb in self.series], self.keys
+        else:
+            pks, keys = _encoded(self.series)
+        data, ends = arena(pks)
+        return RecordBatch(data, ends, self.sidx, self.ts, self.vals, self.types,
+                           self.exemplars, self.series, keys)  # fmt: skip
 
 
 ZSTD_LEVEL = 1  # live records: 92 -> 10 bytes a sample; ~35 ns a sample to compress
-MAX_PAYLOAD = 256 << 20  # a record's uncompressed payload (records hold <= 200 000 samples)
-
-# Label sets by their flat wire form (version 1 records): a worker reads the same series in
-# record after record.
-_LABELS: BoundedCache[tuple[str, ...], Labels] = BoundedCache(1_000_000)
-# Label set and key by part key (version 2 records), and part key and key by label set (the
-# writers' side).
-_BY_PK: BoundedCache[bytes, tuple[Labels, int]] = BoundedCache(1_000_000)
+# Part key and key by label set (the writers' side).
 _BY_LABELS: BoundedCache[Labels, tuple[bytes, int]] = BoundedCache(1_000_000)
 _PUT_LOCK = threading.Lock()  # BoundedCache.put is not atomic; web threads share the caches
-
-
-def forget_part_keys(pks: Sequence[bytes]) -> None:
-    """Drop series from the log records' decode cache (their memstore purged them): a worker
-    whose series churn would otherwise keep up to two million dead label sets alive in it."""
-    with _PUT_LOCK:
-        for pk in pks:
-            _BY_PK.discard(pk)
-
-
-def _payload(frame: memoryview, size: int) -> memoryview:
-    if not 0 <= size <= MAX_PAYLOAD:
-        raise BadInputError(f"malformed sample batch: payload of {size} bytes")
-    try:
-        out = memoryview(cramjam.zstd.decompress(frame, output_len=size))
-    except cramjam.DecompressionError as e:
-        raise BadInputError(f"malformed sample batch: {e}") from e
-    if out.nbytes != size:
-        raise BadInputError("malformed sample batch: payload size does not match its header")
-    return out
 
 
 def _encoded(series: Sequence[Labels]) -> tuple[list[bytes], np.ndarray]:
@@ -277,46 +254,6 @@ def series_identity(labels: Labels) -> tuple[bytes, int, int]:
     return pk, xxhash.xxh64_intdigest(pk), route
 
 
-def _series_v2(mv: memoryview, pos: int, ends: np.ndarray) -> tuple[list[Labels], np.ndarray]:
-    """The label sets and keys of a version 2 record: a dict lookup per part key seen before;
-    a new one is decoded (and checked) and hashed."""
-    bounds64 = ends.astype(np.int64)
-    if (bounds64[-1:] != mv.nbytes - pos).any() or (np.diff(bounds64) < 0).any():
-        raise BadInputError("malformed sample batch: part key offsets do not match the record")
-    data = bytes(mv[pos:])
-    cache = _BY_PK
-    got = []
-    a = 0
-    for b in bounds64.tolist():
-        pk = data[a:b]
-        e = cache.get(pk)
-        if e is None:
-            e = (labels_of(pk), xxhash.xxh64_intdigest(pk))
-            with _PUT_LOCK:
-                cache.put(pk, e)
-        got.append(e)
-        a = b
-    return [e[0] for e in got], np.fromiter((e[1] for e in got), np.uint64, len(got))
-
-
-def _series_v1(flat_sets: Sequence[tuple[str, ...]]) -> list[Labels]:
-    cache = _LABELS
-    series = []
-    for flat in flat_sets:
-        lb = cache.get(flat)
-        if lb is None:
-            lb = _pairs(flat)
-            cache.put(flat, lb)
-        series.append(lb)
-    return series
-
-
-def _pairs(flat: Sequence[str]) -> Labels:
-    if len(flat) % 2 or not all(type(x) is str for x in flat):
-        raise ValueError("a label set must be name, value, ... strings")
-    return tuple(zip(flat[0::2], flat[1::2], strict=True))
-
-
 def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
     """Concatenate batches, re-interning label sets so each appears once."""
     batches = [b for b in batches if len(b.series)]
@@ -324,10 +261,6 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
         return SampleBatch.empty()
     if len(batches) == 1:
         return batches[0]
-    if all(b.keys is not None for b in batches):
-        by_key = _concat_by_keys(batches)
-        if by_key is not None:
-            return by_key
     index: dict[Labels, int] = {}
     parts = []
     types: dict[str, str] = {}
@@ -351,39 +284,5 @@ def concat_batches(batches: Sequence[SampleBatch]) -> SampleBatch:
         np.concatenate([b.vals for b in batches]),
         types,
         keys,
-        Exemplars.concat(ex_parts),
-    )
-
-
-def _concat_by_keys(batches: Sequence[SampleBatch]) -> SampleBatch | None:
-    """:func:`concat_batches` for batches that carry keys (the log's): series merged by key
-    with numpy, in first-seen order. None when two label sets share a key (a 64-bit
-    collision): then label sets decide. Readers of one log hand out the same label set object
-    for a part key, so the check is mostly identity."""
-    keys = np.concatenate([b.keys for b in batches])
-    series_all = [lb for b in batches for lb in b.series]
-    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    rep = pick(series_all, first[inv].tolist())
-    if not all(map(operator.is_, series_all, rep)) and series_all != rep:
-        return None
-    new_id = rank[inv.ravel()]
-    starts = np.cumsum([0] + [len(b.series) for b in batches])
-    remaps = [new_id[a:e] for a, e in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)]
-    types: dict[str, str] = {}
-    for b in batches:
-        types.update(b.types)
-    ex_parts = [(b.exemplars, r) for b, r in zip(batches, remaps, strict=True)
-                if b.exemplars is not None]  # fmt: skip
-    firsts = first[order]
-    return SampleBatch(
-        pick(series_all, firsts.tolist()),
-        np.concatenate([r[b.sidx] for b, r in zip(batches, remaps, strict=True)]),
-        np.concatenate([b.ts for b in batches]),
-        np.concatenate([b.vals for b in batches]),
-        types,
-        keys[firsts],
         Exemplars.concat(ex_parts),
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from filodb.errors import BadInputError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.model.batch import SampleBatch, concat_batches
+from filodb.model.record import RecordBatch, read_record
 from filodb.model.tombstone import Tombstone, is_tombstone
 from filodb.node.flush import delete_stored
 from filodb.store.base import ColumnStore, MetaStore
@@ -48,7 +48,6 @@ class LogApplier:
         # (16 bytes a record), so the size of the log past a checkpoint is one bisect away.
         self._offsets = array("q", [self.start])
         self._totals = array("q", [0])
-        self._pending_offset = self.start
 
     @classmethod
     def without_store(cls, ms: TimeSeriesShard, ingest_log: Log) -> LogApplier:
@@ -62,39 +61,53 @@ class LogApplier:
             total += len(data)
             self._offsets.append(off)
             self._totals.append(total)
-        pending: list[SampleBatch] = []  # records past every checkpoint: one ingest for all
+        pending: list[tuple[int, RecordBatch]] = []  # past every checkpoint: one ingest for all
         for off, data in records:
             if is_tombstone(data):  # in log order: the records before it are applied first
                 self._ingest(pending)
                 self._delete(off, data)
                 continue
             try:
-                batch = SampleBatch.from_bytes(data)
+                batch = read_record(data)
             except BadInputError:
                 self._ingest(pending)
-                self.malformed += 1
-                log.warning(
-                    "skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off
-                )
-                self.ms.ingest(SampleBatch.empty(), off)  # the offset moves on
-                self.offset = off
+                self._malformed(off)
                 continue
             if off <= self.covered:  # recovery: some groups' samples are in the store
                 self._ingest(pending)
-                self.ms.ingest(batch, off, self.checkpoints)
-                self.offset = off
+                self._ingest_one(off, batch, self.checkpoints)
             else:
-                pending.append(batch)
-                self._pending_offset = off
+                pending.append((off, batch))
         self._ingest(pending)
 
-    def _ingest(self, pending: list[SampleBatch]) -> None:
+    def _ingest(self, pending: list[tuple[int, RecordBatch]]) -> None:
         """Ingest the records gathered since the last call as one batch (a record's fixed
-        costs, paid once: with many shards a body makes many small records)."""
-        if pending:
-            self.ms.ingest(concat_batches(pending), self._pending_offset)
-            self.offset = self._pending_offset
-            pending.clear()
+        costs, paid once: with many shards a body makes many small records). A record with a
+        bad part key refuses the whole: then they go one by one, and that one is skipped."""
+        if not pending:
+            return
+        last = pending[-1][0]
+        try:
+            self.ms.ingest(RecordBatch.concat([b for _, b in pending]), last)
+            self.offset = last
+        except BadInputError:
+            for off, batch in pending:
+                self._ingest_one(off, batch)
+        pending.clear()
+
+    def _ingest_one(self, off: int, batch: RecordBatch,
+                    flushed: dict[int, int] | None = None) -> None:  # fmt: skip
+        try:
+            self.ms.ingest(batch, off, flushed)
+            self.offset = off
+        except BadInputError:
+            self._malformed(off)
+
+    def _malformed(self, off: int) -> None:
+        self.malformed += 1
+        log.warning("skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off)
+        self.ms.ingest(RecordBatch.empty(), off)  # the offset moves on
+        self.offset = off
 
     def log_bytes_after(self, offset: int) -> int:
         """Bytes of the records applied past ``offset`` (the shard's lowest checkpoint: what
@@ -123,7 +136,7 @@ class LogApplier:
                 delete_stored(self.store, self.ms.dataset, self.ms.shard, d)
             log.info("deleted %d series and ranges of %d in %s/%s (tombstone @%s)", len(d.whole),
                      len(d.partial), self.ms.dataset, self.ms.shard, off)  # fmt: skip
-        self.ms.ingest(SampleBatch.empty(), off)
+        self.ms.ingest(RecordBatch.empty(), off)
         self.offset = off
 
     def replay_to(self, end: int, stop: Callable[[], bool] = lambda: False,

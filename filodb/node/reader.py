@@ -31,6 +31,12 @@ Key = tuple[str, int]
 
 READ_COUNT = 64  # records per partition per read
 BLOCK_MS = 500  # how long an idle read waits for records
+# After a read that found records (and no partition with a full read, i.e. no backlog), the
+# next read waits until this long after that one began: under load a read then brings the
+# records of several bodies, each shard applies them as one batch (a record's fixed costs
+# paid once) and there are fewer reads (~70 us of CPU each). Adds at most this to the time
+# until a sample is queryable; an idle log is read at once.
+GATHER_S = 0.01
 PROGRESS_EVERY_S = 1.0
 REFRESH_S = 30.0  # stats of a shard whose offset did not move are rewritten this often
 RETRY_S = 1.0  # pause after a failed read
@@ -83,17 +89,22 @@ class NodeReader:
     """Reads the log for every shard handed to :meth:`follow`, on one thread."""
 
     def __init__(self, ingest_log: Log, shard_map: ShardMapStore, *, count: int = READ_COUNT,
-                 block_ms: int = BLOCK_MS, limiter: RateLimitedLog | None = None) -> None:  # fmt: skip
+                 block_ms: int = BLOCK_MS, limiter: RateLimitedLog | None = None,
+                 gather_s: float = GATHER_S, clock: Callable[[], float] = time.monotonic,
+                 pause: Callable[[float], object] | None = None) -> None:  # fmt: skip
         self.ingest_log = ingest_log
         self.shard_map = shard_map
         self.count = count
         self.block_ms = block_ms
+        self.gather_s = gather_s
+        self.clock = clock
         self.limiter = limiter or RateLimitedLog()
         self._followers: dict[Key, ShardIngester] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pause = pause or self._stop.wait  # a stop ends a pause at once
         self._reported: dict[Key, tuple[int, float]] = {}  # offset, time of the last report
         self._last_report = 0.0
         self.reads = 0  # read_many calls (for tests and metrics)
@@ -150,15 +161,22 @@ class NodeReader:
                 self._wake.wait(self.block_ms / 1000)
                 self._wake.clear()
                 continue
+            began = self.clock()
             try:
-                self.pass_once(live)
+                gather = self.pass_once(live)
             except Exception as e:  # noqa: BLE001 - the reader never dies; the shards need it
                 if self.limiter.allow(("pass", type(e))):
                     log.exception("log reader pass failed: %s", e)
                 self._stop.wait(RETRY_S)
+                continue
+            rest = self.gather_s - (self.clock() - began)
+            if gather and rest > 0:
+                self._pause(rest)
 
-    def pass_once(self, live: dict[Key, ShardIngester] | None = None) -> None:
-        """One read for every live follower, applied; then progress when it is due."""
+    def pass_once(self, live: dict[Key, ShardIngester] | None = None) -> bool:
+        """One read for every live follower, applied; then progress when it is due. True
+        when the read found records and no partition had more than it read (see
+        :data:`GATHER_S`)."""
         live = self._live() if live is None else live
         got = self._read(live)
         for key, records in got.items():
@@ -173,6 +191,7 @@ class NodeReader:
         if now - self._last_report >= PROGRESS_EVERY_S:
             self._last_report = now
             self.report(live, now)
+        return bool(got) and all(len(r) < self.count for r in got.values())
 
     def _read(self, live: dict[Key, ShardIngester]) -> dict[Key, list[tuple[int, bytes]]]:
         positions = {k: ing.offset for k, ing in live.items() if not ing.stop_event.is_set()}

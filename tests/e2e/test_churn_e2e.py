@@ -83,8 +83,8 @@ def test_churn_keeps_series_and_memory_bounded(tmp_path) -> None:  # type: ignor
         # for reuse and giving them back, so consecutive figures alternate)
         assert max(held[2:]) <= 1.05 * max(held[:2]), held
         # RSS: no cycle's series stay (10 k series with their buffers, index entries and
-        # labels are ~25 MB); what still grows, ~5 MB a cycle, is the log reader's label
-        # cache (filodb.model.batch._LABELS, bounded at 1 M label sets).
+        # labels are ~25 MB); what may still grow is bounded caches (label pairs, allocator
+        # slack).
         assert max(b - a for a, b in zip(rss[2:], rss[3:], strict=False)) < 18 << 20, rss
         q = requests.get(up.url + "/promql/churn/api/v1/series",
                          params={"match[]": "churn", "start": 0}, timeout=30)  # fmt: skip

@@ -29,8 +29,8 @@ def test_a_million_series_churn_with_memory_flat() -> None:
     for c in range(CYCLES):
         series = [make_labels({"__name__": "churn", "job": "j", "pod": f"p{c}-{i}"})
                   for i in range(PER)]  # fmt: skip
-        # keys as log records carry them (a batch without them is keyed through the
-        # process-wide cache of SampleBatch.series_keys, which would hold the dead series)
+        # keys given: the batch's part keys are built without the process-wide cache of
+        # SampleBatch.series_keys, which would hold the dead series
         keys = np.fromiter((xxhash.xxh64_intdigest(part_key(lb)) for lb in series), np.uint64,
                            PER)  # fmt: skip
         for k in range(2):

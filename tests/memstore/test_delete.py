@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.model import batch as batch_mod
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, labels_match, make_labels
 from filodb.model.partkey import part_key
+from filodb.model.record import read_record
 
 SERIES = [
     make_labels({"__name__": n, "job": j, "inst": i})
@@ -126,19 +126,21 @@ def test_flush_prepared_before_a_purge_does_not_mark_renumbered_series() -> None
     assert shard.deletions_since(fd2.deletes) == []
 
 
-def test_purged_series_leave_the_log_decode_cache() -> None:
-    """A worker's series churn: records decoded for series since purged must not keep their
-    label sets alive in the decode cache (it holds up to two million)."""
+def test_purged_series_leave_the_part_key_table() -> None:
+    """A worker's series churn: series purged leave the shard's part-key table (what log
+    records are looked up in), and a purged series that comes back is a new series."""
     shard = TimeSeriesShard("ds", 0)
     old = [make_labels({"__name__": "churned", "pod": f"gone-{i}"}) for i in range(3)]
     new = [make_labels({"__name__": "churned", "pod": "kept"})]
     for series, t in ((old, 1), (new, 100)):
         rec = SampleBatch(series, np.arange(len(series)), np.full(len(series), t),
                           np.ones(len(series)))  # fmt: skip
-        shard.ingest(SampleBatch.from_bytes(rec.to_bytes()), offset=t)
-    cached = {*batch_mod._BY_PK, *batch_mod._BY_PK._old}
-    assert {part_key(lb) for lb in old + new} <= cached
+        shard.ingest(read_record(rec.to_bytes()), offset=t)
+    assert [shard._part_key(s) for s in range(4)] == [part_key(lb) for lb in old + new]
     shard.drop_before(50)
     assert shard.purge_empty() == 3
-    cached = {*batch_mod._BY_PK, *batch_mod._BY_PK._old}
-    assert not {part_key(lb) for lb in old} & cached and part_key(new[0]) in cached
+    assert len(shard._pks) == shard.num_series == 1 and shard._part_key(0) == part_key(new[0])
+    back = SampleBatch(old[:1] + new, [0, 1], [200, 200], [2.0, 3.0])
+    st = shard.ingest(read_record(back.to_bytes()), offset=200)
+    assert st.new_series == 1 and st.accepted == 2
+    assert _everything(shard) == {old[0]: [(200, 2.0)], new[0]: [(100, 1.0), (200, 3.0)]}

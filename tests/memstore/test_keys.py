@@ -41,8 +41,7 @@ def test_keyed_batches_answer_as_label_sets_do_with_collisions_and_recovery() ->
     plain = TimeSeriesShard("ds", 0, max_chunk_samples=5)
     recovered = TimeSeriesShard("ds", 0, max_chunk_samples=5)  # series known from part keys
     # registered from part keys (other objects, keys of their own: xxh64 of the part key)
-    recovered._lookup([make_labels(dict(lb)) for lb in SERIES[:20]],
-                      SampleBatch(SERIES[:20], [], [], []).series_keys())  # fmt: skip
+    recovered._series_ids([make_labels(dict(lb)) for lb in SERIES[:20]])
     keys = [_key(lb) for lb in SERIES]
     keys[7] = keys[3]  # a collision: series 3 and 7 share a key
     keys[40] = keys[3]

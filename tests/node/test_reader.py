@@ -193,3 +193,78 @@ def test_stopped_shards_leave_and_reports_carry_only_moved_shards(redis_url: str
         rd.stop()
         assert all(f.done.is_set() for f in fs)
         lg.close()
+
+
+class _Shard:
+    """A follower that records the records of each apply."""
+
+    dataset, shard = "ds", 0
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.stop_event = threading.Event()
+        self.applies: list[list[int]] = []
+        self.done = threading.Event()
+
+    class memstore:  # noqa: N801 - the protocol's attribute
+        @staticmethod
+        def stats() -> dict:
+            return {}
+
+    def apply(self, records: list[tuple[int, bytes]]) -> None:
+        self.applies.append([off for off, _ in records])
+        self.offset = records[-1][0]
+
+    def fail(self, e: Exception) -> None:
+        raise AssertionError(e)
+
+    def finished(self) -> None:
+        self.done.set()
+
+
+class _NoMap:
+    def set_progress_many(self, offsets: dict, stats: dict) -> None:
+        pass
+
+
+@pytest.mark.parametrize("count", [64, 2])
+def test_a_read_that_found_records_gathers_the_next_ones_unless_backlogged(
+    redis_url: str, count: int
+) -> None:
+    """After a read that found records, the next one waits out the rest of ``gather_s`` (the
+    pause is injected: records that arrive during it come in one read and one apply); a read
+    that brought ``count`` records (a backlog) is followed at once."""
+    lg = RedisStreamsLog(redis_url)
+    pauses: list[float] = []
+    sent = [0]
+
+    def send(n: int) -> None:
+        lg.append_many("ds", {0: [_record(0, sent[0] + i) for i in range(n)]})
+        sent[0] += n
+
+    def pause(s: float) -> None:
+        pauses.append(s)
+        if len(pauses) == 1:
+            send(3)  # arrive while the reader waits
+
+    ing = _Shard()
+    rd = NodeReader(lg, _NoMap(), count=count, block_ms=50, gather_s=30.0,  # type: ignore[arg-type]
+                    pause=pause)  # fmt: skip
+    try:
+        send(1 if count == 64 else 5)
+        rd.follow(ing)  # type: ignore[arg-type]
+        eventually(lambda: _assert(ing.offset == sent[0] and len(pauses) >= 1), timeout=20,
+                   interval=0.02)  # fmt: skip
+    finally:
+        rd.stop()
+        lg.close()
+    assert all(0 < p <= 30.0 for p in pauses)
+    if count == 64:  # one record, a pause (3 arrive), the three in one read
+        assert ing.applies[:2] == [[1], [2, 3, 4]]
+    else:  # full reads of 2 follow each other; the one of 1 is followed by a pause
+        assert ing.applies[:3] == [[1, 2], [3, 4], [5]] and len(pauses) >= 1
+        assert ing.applies[3:5] == [[6, 7], [8]]
+
+
+def _assert(ok: bool) -> None:
+    assert ok

@@ -1,0 +1,99 @@
+"""The worker's apply path alone: log records of Prometheus's live shape (2000 series x one
+sample per remote-write body) read and ingested by a shard's :class:`LogApplier`, in one
+process (no Redis, no HTTP), CPU time per body.
+
+Records are made as the web door makes them (remote-write body decoded, split per shard by
+route, ``to_bytes``) before timing; then each scrape's records are applied ``--per-apply`` at
+a time per shard (what one read of the node's reader hands a shard). The first scrape
+registers every series (``apply_new_ms_per_body``); the later ones are the steady state
+(``apply_ms_per_body``, best of ``--repeat`` passes over them; ``apply_us_per_series``).
+
+    python bench/log_apply.py                         # 10 000 series x 20 scrapes, 4 shards
+    python bench/log_apply.py --series 100000 --samples 5 --per-apply 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from ingest import body_plan, rw_body  # noqa: E402
+from promql import emit, workload  # noqa: E402
+
+from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
+from filodb.model.shardkey import shards_of_routes  # noqa: E402
+from filodb.node.applier import LogApplier  # noqa: E402
+from filodb.prom.remote_write import decode_write_request  # noqa: E402
+
+
+def records(a: argparse.Namespace) -> tuple[int, list[dict[int, list[bytes]]]]:
+    """The number of series and, per scrape, the log records of each shard, in sending
+    order."""
+    series, vals = workload(a.series, a.samples)
+    t0 = 1_700_000_000_000
+    group = np.arange(len(series))
+    out: list[dict[int, list[bytes]]] = [{} for _ in range(a.samples)]
+    for idx, lo, hi in body_plan(group, a.samples, "live"):
+        batch = decode_write_request(rw_body(series, vals, idx, lo, hi, t0, 15_000))
+        assert batch.routes is not None
+        for shard, part in batch.split(shards_of_routes(batch.routes, a.shards, 1),
+                                       a.shards).items():  # fmt: skip
+            out[lo].setdefault(shard, []).append(part.to_bytes())
+    return len(series), out
+
+
+def apply_scrape(appliers: dict[int, LogApplier], scrape: dict[int, list[bytes]],
+                 offsets: dict[int, int], per_apply: int) -> None:  # fmt: skip
+    for shard, recs in scrape.items():
+        ap = appliers[shard]
+        for i in range(0, len(recs), per_apply):
+            part = []
+            for r in recs[i : i + per_apply]:
+                offsets[shard] += 1
+                part.append((offsets[shard], r))
+            ap.apply(part)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--samples", type=int, default=20, help="scrapes (one sample per series)")
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--per-apply", type=int, default=1, help="records per apply call")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    n_series, scrapes = records(a)
+    bodies = -(-n_series // 2000)
+    ctx = {"series": n_series, "shards": a.shards, "per_apply": a.per_apply, "shape": "live",
+           "record_bytes": round(np.mean([len(r) for s in scrapes for rs in s.values()
+                                          for r in rs]))}  # fmt: skip
+    best = float("inf")
+    for rep in range(a.repeat):
+        shards = {s: TimeSeriesShard("bench", s) for s in range(a.shards)}
+        appliers = {s: LogApplier.without_store(ms, None) for s, ms in shards.items()}  # type: ignore[arg-type]
+        offsets = dict.fromkeys(shards, 0)
+        c = time.process_time()
+        apply_scrape(appliers, scrapes[0], offsets, a.per_apply)
+        new = time.process_time() - c
+        if rep == 0:
+            emit("apply_new_ms_per_body", 1000 * new / bodies, "ms", **ctx)
+        c = time.process_time()
+        for scrape in scrapes[1:]:
+            apply_scrape(appliers, scrape, offsets, a.per_apply)
+        best = min(best, time.process_time() - c)
+        assert sum(ms.samples_ingested for ms in shards.values()) == n_series * a.samples
+    n_bodies = bodies * (a.samples - 1)
+    emit("apply_ms_per_body", 1000 * best / n_bodies, "ms", **ctx)
+    emit("apply_us_per_series", 1e6 * best / (n_series * (a.samples - 1)), "us", **ctx)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Log records as a memstore reads them: the samples in columns and the series as part keys
+back to back (an arena), as version 2 records carry them, so applying a record of series the
+shard knows touches no label set (no Python step per series: the shard finds the part keys
+with one numba call, :mod:`filodb.memstore.keytable`). Label sets are decoded (and checked)
+only for part keys the shard does not hold.
+
+:func:`read_record` reads versions 1 and 2 (docs/architecture.md, "Log record format";
+:meth:`SampleBatch.to_bytes <filodb.model.batch.SampleBatch.to_bytes>` writes them);
+:meth:`RecordBatch.concat` joins the records of one read with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cramjam
+import msgpack
+import numpy as np
+
+from filodb.errors import BadInputError
+from filodb.model.exemplars import Exemplars
+from filodb.model.labels import Labels
+from filodb.model.partkey import labels_of, part_key
+from filodb.model.xxh64 import arena, xxh64_many
+
+MAX_PAYLOAD = 256 << 20  # a record's uncompressed payload (records hold <= 200 000 samples)
+_NO_BYTES = np.zeros(0, np.uint8)
+
+
+@dataclass
+class RecordBatch:
+    """Samples of one or more log records. Series ``i`` is the part key
+    ``pk_data[pk_ends[i - 1]:pk_ends[i]]``; ``sidx``, ``ts``, ``vals`` as in
+    :class:`~filodb.model.batch.SampleBatch`. The same series may appear more than once
+    (records joined by :meth:`concat`). ``series``: the label sets, when known (version 1
+    records, batches made from label sets); ``keys``: the part keys' xxh64, when known."""
+
+    pk_data: np.ndarray  # uint8
+    pk_ends: np.ndarray  # int64, one per series
+    sidx: np.ndarray
+    ts: np.ndarray
+    vals: np.ndarray
+    types: dict[str, str] = field(default_factory=dict)
+    exemplars: Exemplars | None = None
+    series: list[Labels] | None = None
+    keys: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> RecordBatch:
+        z = np.zeros(0, np.int64)
+        return cls(_NO_BYTES, z, np.zeros(0, np.int32), z, np.zeros(0, np.float64))
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def num_series(self) -> int:
+        return len(self.pk_ends)
+
+    def part_key(self, i: int) -> bytes:
+        a = int(self.pk_ends[i - 1]) if i else 0
+        return self.pk_data[a : int(self.pk_ends[i])].tobytes()
+
+    def labels(self, i: int) -> Labels:
+        """Series ``i``'s label set (decoded from its part key: BadInputError if it is not
+        one)."""
+        if self.series is not None:
+            return self.series[i]
+        return labels_of(self.part_key(i))
+
+    def series_keys(self) -> np.ndarray:
+        """``keys``, computed (one numba call) and kept when the batch has none."""
+        if self.keys is None:
+            self.keys = xxh64_many(self.pk_data, self.pk_ends)
+        return self.keys
+
+    @classmethod
+    def concat(cls, batches: Sequence[RecordBatch]) -> RecordBatch:
+        """The batches as one (series are not merged: the memstore maps each to its id)."""
+        if len(batches) == 1:
+            return batches[0]
+        if not batches:
+            return cls.empty()
+        sizes = [int(b.pk_ends[-1]) if b.num_series else 0 for b in batches]
+        counts = [b.num_series for b in batches]
+        byte_base = np.cumsum([0, *sizes[:-1]])
+        series_base = np.cumsum([0, *counts[:-1]]).tolist()
+        types: dict[str, str] = {}
+        for b in batches:
+            types.update(b.types)
+        ex_parts = [(b.exemplars, np.arange(base, base + n, dtype=np.int32))
+                    for b, base, n in zip(batches, series_base, counts, strict=True)
+                    if b.exemplars is not None]  # fmt: skip
+        series = None
+        if all(b.series is not None for b in batches):
+            series = [lb for b in batches for lb in b.series]  # type: ignore[union-attr]
+        keys = None
+        if all(b.keys is not None for b in batches):
+            keys = np.concatenate([b.keys for b in batches])
+        return cls(
+            np.concatenate([b.pk_data[:n] for b, n in zip(batches, sizes, strict=True)]),
+            np.concatenate(
+                [b.pk_ends + o for b, o in zip(batches, byte_base.tolist(), strict=True)]
+            ),
+            np.concatenate([b.sidx + o for b, o in zip(batches, series_base, strict=True)]),
+            np.concatenate([b.ts for b in batches]),
+            np.concatenate([b.vals for b in batches]),
+            types,
+            Exemplars.concat(ex_parts),
+            series,
+            keys,
+        )
+
+
+def read_record(data: bytes | memoryview) -> RecordBatch:
+    """A log record (version 1 or 2) as a :class:`RecordBatch`; :class:`BadInputError` on a
+    malformed one (part keys are checked when decoded: :meth:`RecordBatch.labels`)."""
+    mv = memoryview(data)
+    series = None
+    try:
+        hlen = int.from_bytes(mv[:4], "little")
+        header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False, use_list=False)
+        version = header.get("v")
+        if version not in (1, 2):
+            raise BadInputError(f"unknown batch format version {version!r}")
+        n = int(header["n"])
+        pos = 4 + hlen
+        if version == 2:
+            mv, pos = _payload(mv[pos:], int(header["z"])), 0
+        sidx = np.frombuffer(mv, "<i4", n, pos).astype(np.int32, copy=False)
+        pos += 4 * n
+        ts = np.frombuffer(mv, "<i8", n, pos).astype(np.int64, copy=False)
+        pos += 8 * n
+        vals = np.frombuffer(mv, "<f8", n, pos).astype(np.float64, copy=False)
+        pos += 8 * n
+        if version == 1:
+            series = [_pairs(flat) for flat in header["series"]]
+            pk_data, pk_ends = arena([part_key(lb) for lb in series])
+        else:
+            ns = int(header["s"])
+            pk_ends = np.frombuffer(mv, "<u4", ns, pos).astype(np.int64)
+            pos += 4 * ns
+            if (pk_ends[-1:] != mv.nbytes - pos).any() or (np.diff(pk_ends) < 0).any():
+                raise BadInputError("malformed sample batch: part key offsets do not match "
+                                    "the record")  # fmt: skip
+            pk_data = np.frombuffer(mv, np.uint8, mv.nbytes - pos, pos)
+        ex = Exemplars.from_wire(header["x"], len(pk_ends)) if "x" in header else None
+        types = header.get("types") or {}
+        if not isinstance(types, dict) or not all(
+            type(k) is str and type(v) is str for k, v in types.items()
+        ):
+            raise BadInputError("malformed sample batch: types must map names to strings")
+    except (ValueError, KeyError, TypeError, AttributeError, msgpack.ExtraData,
+            msgpack.FormatError) as e:  # fmt: skip
+        raise BadInputError(f"malformed sample batch: {e}") from e
+    if n and (sidx.min() < 0 or sidx.max() >= len(pk_ends)):
+        raise BadInputError("malformed sample batch: series index out of range")
+    return RecordBatch(pk_data, pk_ends, sidx, ts, vals, types, ex, series)
+
+
+def _payload(frame: memoryview, size: int) -> memoryview:
+    if not 0 <= size <= MAX_PAYLOAD:
+        raise BadInputError(f"malformed sample batch: payload of {size} bytes")
+    try:
+        out = memoryview(cramjam.zstd.decompress(frame, output_len=size))
+    except cramjam.DecompressionError as e:
+        raise BadInputError(f"malformed sample batch: {e}") from e
+    if out.nbytes != size:
+        raise BadInputError("malformed sample batch: payload size does not match its header")
+    return out
+
+
+def _pairs(flat: Sequence[str]) -> Labels:
+    if len(flat) % 2 or not all(type(x) is str for x in flat):
+        raise ValueError("a label set must be name, value, ... strings")
+    return tuple(zip(flat[0::2], flat[1::2], strict=True))

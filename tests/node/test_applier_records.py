@@ -1,0 +1,109 @@
+"""The applier reads records as part keys (``read_record``) and ingests each read's records
+as one batch: the answers are those of ingesting every record's samples in log order, for
+version 1 and 2 records alike; a record with a part key that is not one is skipped alone."""
+
+from __future__ import annotations
+
+import cramjam
+import msgpack
+import numpy as np
+import pytest
+
+from filodb.errors import BadInputError
+from filodb.memstore.shard import TimeSeriesShard
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import Matcher, make_labels
+from filodb.model.partkey import part_key
+from filodb.model.record import RecordBatch, read_record
+from filodb.node.applier import LogApplier
+
+ALL = [Matcher("__name__", "=~", ".+")]
+POOL = [make_labels({"__name__": "m", "i": str(i)}) for i in range(40)]
+
+
+def _answer(ms: TimeSeriesShard) -> dict:
+    b = ms.select(ALL, -(10**12), 10**12)
+    return {b.labels[i]: (b.ts[b.offsets[i] : b.offsets[i + 1]].tolist(),
+                          b.vals[b.offsets[i] : b.offsets[i + 1]].tolist())
+            for i in range(len(b.labels))}  # fmt: skip
+
+
+def v1_record(b: SampleBatch) -> bytes:
+    h = msgpack.packb({"v": 1, "n": len(b), "series": [[x for p in lb for x in p] for lb in b.series],
+                       "types": b.types})  # fmt: skip
+    return b"".join([len(h).to_bytes(4, "little"), h, b.sidx.astype("<i4").tobytes(),
+                     b.ts.astype("<i8").tobytes(), b.vals.astype("<f8").tobytes()])  # fmt: skip
+
+
+def v2_record(pks: list[bytes], sidx: list[int], ts: list[int], vals: list[float]) -> bytes:
+    """A version 2 record written by hand (docs/architecture.md), any bytes as part keys."""
+    ends = np.cumsum([len(p) for p in pks]).astype("<u4")
+    payload = b"".join([np.array(sidx, "<i4").tobytes(), np.array(ts, "<i8").tobytes(),
+                        np.array(vals, "<f8").tobytes(), ends.tobytes(), *pks])  # fmt: skip
+    h = msgpack.packb({"v": 2, "n": len(ts), "s": len(pks), "z": len(payload), "types": {}})
+    return len(h).to_bytes(4, "little") + h + bytes(cramjam.zstd.compress(payload, 1))
+
+
+def test_hand_written_records_read_as_the_writer_writes_them() -> None:
+    s = POOL[:3]
+    sidx, ts, vals = [2, 0, 2], [5, 6, 7], [1.5, 2.5, 3.5]
+    rec = v2_record([part_key(lb) for lb in s], sidx, ts, vals)
+    assert rec == SampleBatch(s, sidx, ts, vals).to_bytes()
+    r = read_record(rec)
+    assert [r.part_key(i) for i in range(3)] == [part_key(lb) for lb in s]
+    assert [r.labels(i) for i in range(3)] == s and r.sidx.tolist() == sidx
+
+
+@pytest.mark.parametrize("per_apply", [1, 3, 50])
+@pytest.mark.parametrize("seed", range(3))
+def test_applied_records_answer_as_their_batches_one_by_one(per_apply: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    applied = TimeSeriesShard("ds", 0, max_chunk_samples=7)
+    ref = TimeSeriesShard("ds", 0, max_chunk_samples=7)
+    app = LogApplier.without_store(applied, None)  # type: ignore[arg-type]  # no replay
+    recs = []
+    for off in range(1, 60):
+        idx = rng.choice(len(POOL), size=int(rng.integers(1, 15)), replace=False)
+        n = int(rng.integers(1, 30))
+        b = SampleBatch([POOL[i] for i in idx], rng.integers(0, len(idx), n),
+                        rng.integers(0, 2000, n), rng.normal(size=n))  # fmt: skip
+        ref.ingest(b, off)
+        recs.append((off, v1_record(b) if rng.random() < 0.2 else b.to_bytes()))
+    for i in range(0, len(recs), per_apply):
+        app.apply(recs[i : i + per_apply])
+    assert app.offset == applied.offset == 59 and app.malformed == 0
+    assert _answer(applied) == _answer(ref)
+    assert applied.num_series == ref.num_series
+    assert applied.samples_ingested == ref.samples_ingested
+    assert applied.rejected == ref.rejected
+
+
+@pytest.mark.parametrize(
+    "bad", [b"\xc1\xc1", msgpack.packb(["__name__", 5]), msgpack.packb({"a": "b"})]
+)
+def test_a_record_with_a_bad_part_key_is_skipped_alone(bad: bytes) -> None:
+    ms = TimeSeriesShard("ds", 0)
+    app = LogApplier.without_store(ms, None)  # type: ignore[arg-type]  # no replay
+    good = [part_key(lb) for lb in POOL[:2]]
+    with pytest.raises(BadInputError):
+        ms.ingest(read_record(v2_record([good[0], bad], [0, 1], [1, 1], [1.0, 1.0])), 1)
+    assert ms.num_series == 0 and ms.offset == 0  # refused whole: nothing changed
+    app.apply([(1, v2_record(good, [0, 1], [1, 1], [1.0, 2.0])),
+               (2, v2_record([good[1], bad], [0, 1], [2, 2], [3.0, 4.0])),  # known, bad
+               (3, v2_record(good, [0, 1], [3, 3], [5.0, 6.0]))])  # fmt: skip
+    assert app.malformed == 1 and app.offset == ms.offset == 3
+    assert _answer(ms) == {POOL[0]: ([1, 3], [1.0, 5.0]), POOL[1]: ([1, 3], [2.0, 6.0])}
+
+
+def test_concat_keeps_each_records_series_and_exemplars() -> None:
+    from filodb.model.exemplars import Exemplars
+
+    a = SampleBatch(POOL[:2], [1, 0], [1, 2], [1.0, 2.0])
+    a.exemplars = Exemplars(np.array([1], np.int32), np.array([1]), np.array([9.0]),
+                            [make_labels({"trace": "t"})])  # fmt: skip
+    b = SampleBatch(POOL[1:4], [0, 2], [3, 4], [3.0, 4.0])
+    c = RecordBatch.concat([read_record(a.to_bytes()), read_record(b.to_bytes())])
+    assert [c.labels(i) for i in range(c.num_series)] == [*POOL[:2], *POOL[1:4]]
+    assert c.sidx.tolist() == [1, 0, 2, 4] and c.ts.tolist() == [1, 2, 3, 4]
+    assert c.exemplars is not None and c.exemplars.sidx.tolist() == [1]
+    assert c.series_keys().tolist() == [*a.series_keys().tolist(), *b.series_keys().tolist()]
