@@ -7,6 +7,7 @@ A log record's part keys are such an arena: a memstore finds its series by their
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numba as nb
@@ -119,7 +120,7 @@ def words(data: np.ndarray) -> np.ndarray:
     return w
 
 
-def arena(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def arena(parts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """``parts`` back to back (uint8) and where each ends (int64)."""
     ends = np.cumsum(np.fromiter(map(len, parts), np.int64, len(parts)))
     return np.frombuffer(b"".join(parts), np.uint8), ends
