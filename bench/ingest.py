@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import redis  # noqa: E402
 import requests  # noqa: E402
 from promql import PER_REQUEST_SAMPLES, Peer, emit, wait_count, workload  # noqa: E402
 
@@ -261,6 +262,8 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         out["rss_bytes_per_series"] = rss / data["series"]
         emit("rss_bytes_per_series_by_process", rss / data["series"], "bytes", system=system,
              door=door, **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
+        if system == "filodb":
+            emit_storage(up.data_dir, door, data["series"])
         got = check(base, data)
         emit("ingest_check_ok", got["ok"], "bool", system=system, door=door,
              count=got["count"], want_count=data["samples"], sum=got["sum"],
@@ -268,6 +271,31 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         return out
     finally:
         stop()
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes on disk of the files under ``path``."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
+def emit_storage(data_dir: Path, door: str, series: int) -> None:
+    """What ``filodb up`` keeps after the run: Redis's memory (the log streams' share of it:
+    records past the lowest checkpoints) and the data directory by part (Redis's AOF, the
+    column store)."""
+    port_file = data_dir / "redis" / "port"
+    if port_file.exists():
+        r = redis.Redis(port=int(port_file.read_text()))
+        keys = list(r.scan_iter("filodb:log:*", count=1000))
+        pipe = r.pipeline()
+        for k in keys:
+            pipe.memory_usage(k, samples=0)
+        log_bytes = sum(v or 0 for v in pipe.execute())
+        info = r.info("memory")
+        r.close()
+        emit("redis_log_bytes_per_series", log_bytes / series, "bytes", door=door,
+             streams=len(keys), used_memory=info["used_memory"])  # fmt: skip
+    parts = {p.name: dir_bytes(p) for p in data_dir.iterdir() if p.is_dir()}
+    emit("data_dir_bytes", dir_bytes(data_dir), "bytes", door=door, **parts)
 
 
 def build(a: argparse.Namespace, doors: set[str]) -> dict:

@@ -83,6 +83,7 @@ class Config:
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
     flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
+    log_backlog_mb: int = 64  # per node: its shards' unflushed log past this: flush early (0: off)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     # seconds: a sample this much older than its series' newest is still accepted, sorted in
     # (Prometheus's out_of_order_time_window); 0 refuses every sample not newer than the newest

@@ -95,6 +95,7 @@ class FlushData:
     chunks: list[tuple[bytes, Chunk]] = field(default_factory=list)
     chunk_series: list[int] = field(default_factory=list)
     covers: list[list[Chunk]] = field(default_factory=list)  # memory's chunks in each chunk
+    heads: list[tuple[bytes, Chunk]] = field(default_factory=list)  # open heads, provisional
     part_keys: list[tuple[bytes, int, int]] = field(default_factory=list)
     series: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     generation: int = 0
@@ -407,14 +408,31 @@ class TimeSeriesShard:
         self.chunk_bytes += added
 
     # --- flush ----------------------------------------------------------------------------
-    def prepare_flush(self, group: int) -> FlushData:
+    def prepare_flush(self, group: int, close_heads: bool = True) -> FlushData:
         """Close the group's buffers; its unflushed chunks and changed part keys, and the log
-        offset they cover (every record up to it is in them or in earlier flushes)."""
+        offset they cover (every record up to it is in them or in earlier flushes).
+
+        ``close_heads`` False (a flush for the log's size, not the schedule) leaves the heads
+        open, so chunks keep their size: each head is written as a provisional chunk under the
+        id its chunk will have when it closes (its first sample's time), which that chunk's
+        own flush then replaces; only heads that would close out of order (or may yet take an
+        older sample: an ``ooo_window``) are closed."""
         with self._lock:
             sids = np.flatnonzero(self._group == group)
-            self._close(sids)
+            heads = np.zeros(0, np.int64)
+            if close_heads or self.ooo_window_ms:
+                self._close(sids)
+            else:
+                heads = sids[self._head.count[sids] > 0]
+                # an ordered head's first sample (its base) is its oldest
+                late = ~self._head.ordered[heads] | (
+                    self._head.base[heads] <= self._closed_end[heads]
+                )
+                self._close(heads[late])
+                heads = heads[~late]
             fd = FlushData(group, self.offset, generation=self._generation, layout=self._layout,
                            deletes=self.num_deletes)  # fmt: skip
+            fd.heads = self._head_chunks(heads)
             for s in sids.tolist():
                 runs = self._flush_runs(self._chunks[s])
                 pk = self._part_key(s) if runs else b""
@@ -428,6 +446,23 @@ class TimeSeriesShard:
                 (self._part_key(s), int(self._first[s]), int(self._last[s])) for s in dirty.tolist()
             ]
             return fd
+
+    def _head_chunks(self, sids: np.ndarray) -> list[tuple[bytes, Chunk]]:
+        """The open heads of ``sids`` (ordered, past everything closed) encoded as the chunks
+        they would close into now (one numba call), with their part keys."""
+        if len(sids) == 0:
+            return []
+        ts, vals, counts = self._head.read(sids)
+        offsets = np.zeros(len(sids) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        tvecs, vvecs = encode_many(ts, vals, offsets)
+        starts, ends = ts[offsets[:-1]].tolist(), ts[offsets[1:] - 1].tolist()
+        return [
+            (self._part_key(s), Chunk(a, a, b, n, tv, vv))
+            for s, a, b, n, tv, vv in zip(
+                sids.tolist(), starts, ends, counts.tolist(), tvecs, vvecs, strict=True
+            )  # fmt: skip
+        ]
 
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
