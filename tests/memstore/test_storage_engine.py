@@ -156,6 +156,31 @@ def test_a_flush_leaving_heads_open_keeps_chunk_sizes(columns) -> None:  # type:
     )
 
 
+def test_heads_grow_chunks_and_early_flushes_keep_runs_whole(columns) -> None:  # type: ignore[no-untyped-def]
+    """Heads of 10 samples are encoded into their series' last chunk until it holds 40; flushes
+    for the log after every record store each series' growing run provisionally, so the store
+    ends with runs of 80 rows (the newest excepted), each sample once, as after one flush."""
+    ms = TimeSeriesShard("ds", 0, max_chunk_samples=40, head_samples=10, num_groups=3,
+                         flush_chunk_samples=80, pager=make_pager(columns[0], "ds", 0))  # fmt: skip
+    log = ListLog()
+    ref = _feed(ms, columns, log, 1, close_heads=False)
+    assert [c.count for c in ms._chunks[0]] == [40] * 10 and ms._head.count[0] == 0
+    for g in range(3):
+        flush_group(ms, columns[0], columns[1], g, log, close_heads=False)
+    assert log.trimmed == 40  # every record is in the store: the log can go
+    pks = [part_key(make_labels({"__name__": "m", "i": str(i)})) for i in range(N_SERIES)]
+    stored = columns[0].read_chunks("ds", 0, pks, 0, 10**9)
+    assert sum(c.num_rows for c in stored) == N_SERIES * 400
+    assert {c.num_rows for c in stored} == {80}
+    fresh = _shard(columns)  # the store alone
+    fresh.load_part_keys(columns[0].scan_part_keys("ds", 0))
+    again = _shard(columns)  # a restart
+    LogApplier(again, columns[0], columns[1], log).replay_to(40)
+    for shard in (ms, fresh, again):
+        for lo, hi in RANGES:
+            assert as_dict(shard.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)
+
+
 @pytest.mark.parametrize("close_heads", [True, False])
 @pytest.mark.parametrize("flush_every", [1, 3, 7])
 def test_recovery_from_checkpoints_and_log_loses_and_doubles_nothing(columns, flush_every,

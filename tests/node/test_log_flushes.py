@@ -23,9 +23,8 @@ class FakeShard:
     def lowest_group(self) -> int:
         return self.group
 
-    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> dict:
-        self.flushed.append((group, close_heads))
-        return {}
+    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> None:
+        self.flushed.append((group, close_heads))  # None: as a shard not Active (no metrics)
 
 
 def _runtime(redis_url: str, tmp_path: Path, shards: dict, **cfg: int) -> NodeRuntime:
