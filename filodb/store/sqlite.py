@@ -84,6 +84,10 @@ _MERGE_PART_KEY = """UPDATE series SET start_ms = min(coalesce(start_ms, ?1), ?1
     end_ms = max(coalesce(end_ms, ?2), ?2) WHERE id = ?3"""
 _UPSERT_CHECKPOINT = """INSERT INTO checkpoints VALUES (?, ?)
     ON CONFLICT (flush_group) DO UPDATE SET log_offset = excluded.log_offset"""
+# Page cache per connection, in KiB (SQLite's default is 2 MB): a node keeps connections to
+# hundreds of shard files and reads chunk blobs once per query (the OS caches the files).
+# 256 shard files after three flushes of 430 series each: 140 MB at 2 MB, 53 MB at 256 KiB.
+_CACHE_KIB = 256
 _READ_BATCH = 500  # part keys per SELECT ... IN (...)
 _SCAN_PAGE = 10_000  # part-key records per read transaction of scan_part_keys
 _DELETE_SERIES = 2_000  # series per retention transaction
@@ -229,6 +233,7 @@ class _Pool:
             con.execute("COMMIT")
             self._ready.add(path)
         con.execute(f"PRAGMA synchronous = {self._sync}")
+        con.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         return con
 
     @contextmanager
