@@ -126,6 +126,7 @@ class TimeSeriesShard:
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
         decode_cache_bytes: int = 32 << 20, head_samples: int = HEAD_SAMPLES,
+        decoded: DecodedChunks | None = None,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -167,7 +168,8 @@ class TimeSeriesShard:
         self._page_cache: ByteBoundedCache[int, tuple[int, int, list[Chunk]]] = ByteBoundedCache(
             max(0, int(page_cache_bytes)), _paged_weight
         )
-        self._decoded = DecodedChunks(decode_cache_bytes)  # hot chunks' vectors, decoded
+        # hot chunks' vectors, decoded: the node's cache (``decoded``) or one of its own
+        self._decoded = decoded if decoded is not None else DecodedChunks(decode_cache_bytes)
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
         self._layout = 0  # bumped by every purge (series ids change)

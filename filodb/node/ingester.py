@@ -24,6 +24,7 @@ from concurrent.futures import Executor
 from filodb.config import Config
 from filodb.errors import FencedError
 from filodb.ingest.base import Log
+from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.node.applier import LogApplier
 from filodb.node.flush import flush_group, make_pager
@@ -49,6 +50,7 @@ class ShardIngester:
         stores: Stores | None = None, cfg: Config | None = None, *,
         reader: NodeReader, recovery: Executor | None = None,
         prepare: Callable[[], None] | None = None, num_shards: int = 1,
+        decoded: DecodedChunks | None = None,
     ) -> None:  # fmt: skip
         cfg = cfg or Config()
         self.name = f"ingest-{state.dataset}-{state.shard}"
@@ -63,7 +65,7 @@ class ShardIngester:
             pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
             page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
             max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
-            decode_cache_bytes=cfg.decode_cache_mb << 20,
+            decode_cache_bytes=cfg.decode_cache_mb << 20, decoded=decoded,
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()

@@ -32,6 +32,7 @@ import redis
 from filodb.config import Config
 from filodb.errors import FencedError, FiloError
 from filodb.ingest import Log, log_from_config
+from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.dataset import Dataset
 from filodb.node.downsampler import Downsampling
@@ -82,6 +83,7 @@ class NodeRuntime:
                                             thread_name_prefix="recovery")  # fmt: skip
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
+        self.decoded = DecodedChunks(cfg.decode_cache_mb << 20)  # shared by the node's shards
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._retention_due = 0.0
@@ -379,7 +381,7 @@ class NodeRuntime:
                                 stores=self.stores, cfg=self.cfg,
                                 reader=self.reader, recovery=self._recovery,
                                 prepare=lambda: self._prepare_dataset(desc),
-                                num_shards=desc.shards)  # fmt: skip
+                                num_shards=desc.shards, decoded=self.decoded)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
