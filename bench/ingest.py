@@ -9,6 +9,9 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   sent (every door; VictoriaMetrics's Influx TCP door is ``-influxListenAddr``);
 - ``rss_bytes_per_series``: resident memory of the whole process tree (``filodb up``: the
   supervisor, web tier, workers, gateway and Redis) / series, after the run;
+  ``rss_bytes_per_series_settled`` the same after the check queries and ``SETTLE_S`` idle;
+- ``redis_log_bytes_per_series`` (the log streams' share of Redis's memory) and
+  ``data_dir_bytes`` (by part: Redis's AOF, the column store) after the run;
 - ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent
   (``sum(count_over_time(...))``, ``sum(sum_over_time(...))`` over the whole span), else 0 with
   the figures in the context: nothing acknowledged may be lost;
@@ -62,6 +65,9 @@ from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port  # noqa: E402
 from filodb.testing.cluster import UpProcess, children_of, cmdline  # noqa: E402
 
+# Memory is measured twice: right after the count queries (a query's working set included)
+# and after this many idle seconds (filodb's malloc trimmer runs every 5 s; Go's GC its own)
+SETTLE_S = 10.0
 COUNT_Q = 'count(count_over_time({__name__=~"bench_temp|bench_temp_value"}[1m]))'
 ALL_SEL = '{__name__=~"bench_.+"}'
 SHAPES = {"live": (2000, 1), "backfill": (500, 20)}  # series per body, samples per series
@@ -268,6 +274,12 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         emit("ingest_check_ok", got["ok"], "bool", system=system, door=door,
              count=got["count"], want_count=data["samples"], sum=got["sum"],
              want_sum=data["sum"])  # fmt: skip
+        time.sleep(SETTLE_S)  # the same idle time for every system, then memory again
+        rss, parts = tree_rss(pid)
+        out["rss_bytes_per_series_settled"] = rss / data["series"]
+        emit("rss_bytes_per_series_settled_by_process", rss / data["series"], "bytes",
+             system=system, door=door, settle_s=SETTLE_S,
+             **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
         return out
     finally:
         stop()
@@ -360,7 +372,7 @@ def main() -> None:
             for metric in runs[0]:
                 v = statistics.median(r[metric] for r in runs)
                 med[(system, door, metric)] = v
-                unit = "bytes" if metric == "rss_bytes_per_series" else "samples/s"
+                unit = "bytes" if metric.startswith("rss_") else "samples/s"
                 emit(metric, v, unit, system=system, door=door, repeat=a.repeat, **ctx)
     for (system, door, metric), v in med.items():
         mine = med.get(("filodb", door, metric))
