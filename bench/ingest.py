@@ -240,6 +240,8 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         base, stop, pid = up.url, up.stop, up.proc.pid
     else:
         extra: tuple[str, ...] = ()
+        if system == "prometheus" and data["samples"] > 50_000_000:  # its default limit: the
+            extra = (f"--query.max-samples={2 * data['samples']}",)  # check queries read all
         if door == "influx_tcp":  # VictoriaMetrics's TCP door for Influx lines
             influx_port = free_port()
             extra = (f"-influxListenAddr=127.0.0.1:{influx_port}",)
