@@ -9,6 +9,9 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   sent (every door; VictoriaMetrics's Influx TCP door is ``-influxListenAddr``);
 - ``rss_bytes_per_series``: resident memory of the whole process tree (``filodb up``: the
   supervisor, web tier, workers, gateway and Redis) / series, after the run;
+  ``rss_bytes_per_series_settled`` the same after the check queries and ``SETTLE_S`` idle;
+- ``redis_log_bytes_per_series`` (the log streams' share of Redis's memory) and
+  ``data_dir_bytes`` (by part: Redis's AOF, the column store) after the run;
 - ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent
   (``sum(count_over_time(...))``, ``sum(sum_over_time(...))`` over the whole span), else 0 with
   the figures in the context: nothing acknowledged may be lost;
@@ -53,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import redis  # noqa: E402
 import requests  # noqa: E402
 from promql import PER_REQUEST_SAMPLES, Peer, emit, wait_count, workload  # noqa: E402
 
@@ -61,6 +65,9 @@ from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port  # noqa: E402
 from filodb.testing.cluster import UpProcess, children_of, cmdline  # noqa: E402
 
+# Memory is measured twice: right after the count queries (a query's working set included)
+# and after this many idle seconds (filodb's malloc trimmer runs every 5 s; Go's GC its own)
+SETTLE_S = 10.0
 COUNT_Q = 'count(count_over_time({__name__=~"bench_temp|bench_temp_value"}[1m]))'
 ALL_SEL = '{__name__=~"bench_.+"}'
 SHAPES = {"live": (2000, 1), "backfill": (500, 20)}  # series per body, samples per series
@@ -233,6 +240,8 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         base, stop, pid = up.url, up.stop, up.proc.pid
     else:
         extra: tuple[str, ...] = ()
+        if system == "prometheus" and data["samples"] > 50_000_000:  # its default limit: the
+            extra = (f"--query.max-samples={2 * data['samples']}",)  # check queries read all
         if door == "influx_tcp":  # VictoriaMetrics's TCP door for Influx lines
             influx_port = free_port()
             extra = (f"-influxListenAddr=127.0.0.1:{influx_port}",)
@@ -261,13 +270,46 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         out["rss_bytes_per_series"] = rss / data["series"]
         emit("rss_bytes_per_series_by_process", rss / data["series"], "bytes", system=system,
              door=door, **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
+        if system == "filodb":
+            emit_storage(up.data_dir, door, data["series"])
         got = check(base, data)
         emit("ingest_check_ok", got["ok"], "bool", system=system, door=door,
              count=got["count"], want_count=data["samples"], sum=got["sum"],
              want_sum=data["sum"])  # fmt: skip
+        time.sleep(SETTLE_S)  # the same idle time for every system, then memory again
+        rss, parts = tree_rss(pid)
+        out["rss_bytes_per_series_settled"] = rss / data["series"]
+        emit("rss_bytes_per_series_settled_by_process", rss / data["series"], "bytes",
+             system=system, door=door, settle_s=SETTLE_S,
+             **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
         return out
     finally:
         stop()
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes on disk of the files under ``path``."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
+def emit_storage(data_dir: Path, door: str, series: int) -> None:
+    """What ``filodb up`` keeps after the run: Redis's memory (the log streams' share of it:
+    records past the lowest checkpoints) and the data directory by part (Redis's AOF, the
+    column store)."""
+    port_file = data_dir / "redis" / "port"
+    if port_file.exists():
+        r = redis.Redis(port=int(port_file.read_text()))
+        keys = list(r.scan_iter("filodb:log:*", count=1000))
+        pipe = r.pipeline()
+        for k in keys:
+            pipe.memory_usage(k, samples=0)
+        log_bytes = sum(v or 0 for v in pipe.execute())
+        info = r.info("memory")
+        r.close()
+        emit("redis_log_bytes_per_series", log_bytes / series, "bytes", door=door,
+             streams=len(keys), used_memory=info["used_memory"])  # fmt: skip
+    parts = {p.name: dir_bytes(p) for p in data_dir.iterdir() if p.is_dir()}
+    emit("data_dir_bytes", dir_bytes(data_dir), "bytes", door=door, **parts)
 
 
 def build(a: argparse.Namespace, doors: set[str]) -> dict:
@@ -332,7 +374,7 @@ def main() -> None:
             for metric in runs[0]:
                 v = statistics.median(r[metric] for r in runs)
                 med[(system, door, metric)] = v
-                unit = "bytes" if metric == "rss_bytes_per_series" else "samples/s"
+                unit = "bytes" if metric.startswith("rss_") else "samples/s"
                 emit(metric, v, unit, system=system, door=door, repeat=a.repeat, **ctx)
     for (system, door, metric), v in med.items():
         mine = med.get(("filodb", door, metric))

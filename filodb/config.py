@@ -84,13 +84,14 @@ class Config:
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
     flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
+    log_backlog_mb: int = 64  # per node: its shards' unflushed log past this: flush early (0: off)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     # seconds: a sample this much older than its series' newest is still accepted, sorted in
     # (Prometheus's out_of_order_time_window); 0 refuses every sample not newer than the newest
     ooo_window: float = 0.0
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
-    decode_cache_mb: int = 32  # per shard: decoded vectors of the chunks queries read (0: none)
+    decode_cache_mb: int = 64  # per node: decoded vectors of the chunks queries read (0: none)
     max_exemplars: int = 100_000  # exemplars kept in memory per dataset, split across its shards
     query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
     query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached

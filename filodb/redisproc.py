@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -37,6 +37,16 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+AOF_CHECK_EVERY_S = 10.0
+AOF_MIN_BYTES = 16 << 20  # an append-only file smaller than this is never rewritten early
+
+
+def aof_wasteful(aof_bytes: int, dataset_bytes: int, rewriting: bool) -> bool:
+    """Whether the append-only file holds mostly what is gone (log records trimmed after
+    their flush): more than twice the data set and more than :data:`AOF_MIN_BYTES`."""
+    return not rewriting and aof_bytes > max(AOF_MIN_BYTES, 2 * dataset_bytes)
+
+
 @dataclass
 class RedisProcess:
     """A redis-server child process with its files under ``data_dir``."""
@@ -44,13 +54,41 @@ class RedisProcess:
     proc: subprocess.Popen[bytes]
     port: int
     data_dir: Path
+    _client: redis.Redis | None = field(default=None, repr=False)
+    _checked: float = field(default=float("-inf"), repr=False)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self._client is not None:
+            self._client.close()
         stop_process(self.proc, timeout)
+
+    def compact_aof(self, now: float | None = None) -> bool:
+        """Rewrite the append-only file (``BGREWRITEAOF``) when :func:`aof_wasteful` says so;
+        checked at most every :data:`AOF_CHECK_EVERY_S`. Redis's own rule (the file doubled
+        since its last rewrite) never fires once writes stop, so a log trimmed after a
+        backfill would keep its records on disk. Returns whether a rewrite was started."""
+        now = time.monotonic() if now is None else now
+        if now - self._checked < AOF_CHECK_EVERY_S:
+            return False
+        self._checked = now
+        try:
+            if self._client is None:
+                self._client = redis.Redis.from_url(self.url, socket_timeout=5)
+            aof = self._client.info("persistence")
+            if not aof.get("aof_enabled"):
+                return False
+            data = int(self._client.info("memory").get("used_memory_dataset", 0))
+            busy = bool(aof.get("aof_rewrite_in_progress") or aof.get("aof_rewrite_scheduled"))
+            if not aof_wasteful(int(aof.get("aof_current_size", 0)), data, busy):
+                return False
+            self._client.bgrewriteaof()
+            return True
+        except (redis.RedisError, OSError):  # restarting or loading: the next check retries
+            return False
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:

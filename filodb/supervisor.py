@@ -223,6 +223,8 @@ class Supervisor:
         if self.redis is not None and self.redis.proc.poll() is not None:
             self.echo(f"redis-server exited ({self.redis.proc.returncode}); restarting")
             self.redis = start_redis(self.redis.data_dir, self.redis.port)
+        if self.redis is not None:
+            self.redis.compact_aof()  # trimmed log records leave the disk too
         for c in self.children:
             if not c.alive() and not self.stopping.is_set():
                 delay = RESTART_BACKOFF_S[min(c.restarts, len(RESTART_BACKOFF_S) - 1)]

@@ -9,13 +9,16 @@ series scraped together have byte-identical timestamp vectors: they share one de
 
 A query whose chunks would not fit in a generation of a column's half of the budget (a
 quarter of it) decodes without the cache (a scan
-bigger than the cache would only churn it). Arrays handed out are read-only. Not thread-safe:
-the owning shard's lock is held around :meth:`DecodedChunks.decode`.
+bigger than the cache would only churn it). Arrays handed out are read-only. A node's shards
+share one cache (the budget is the node's: per shard, 256 shards kept 8 GB worth of budget
+and a query over every series filled it): lookups and inserts take its lock, decoding
+(numba, without the GIL) does not.
 """
 
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Sequence
 from itertools import compress, repeat
 
@@ -45,14 +48,16 @@ class DecodedChunks:
         )
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
 
     @property
     def nbytes(self) -> int:
         return self._ts.nbytes + self._vals.nbytes
 
     def forget(self) -> None:
-        self._ts.forget()
-        self._vals.forget()
+        with self._lock:
+            self._ts.forget()
+            self._vals.forget()
 
     def decode(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Timestamps and values of ``chunks`` concatenated, and ``offsets`` (one more entry)."""
@@ -69,19 +74,22 @@ class DecodedChunks:
     def _column(
         self, cache: ByteBoundedCache[bytes, np.ndarray], keys: list[bytes], is_ts: bool
     ) -> list[np.ndarray]:
-        got: list[np.ndarray | None] = list(map(cache.get, keys))
-        miss = list(compress(range(len(got)), map(operator.is_, got, repeat(None))))
-        self.hits += len(got) - len(miss)
-        if miss:
+        with self._lock:
+            got: list[np.ndarray | None] = list(map(cache.get, keys))
+            miss = list(compress(range(len(got)), map(operator.is_, got, repeat(None))))
+            self.hits += len(got) - len(miss)
             self.misses += len(miss)
+        if miss:
             todo = list(dict.fromkeys(keys[i] for i in miss))  # identical vectors decode once
             decode = decode_timestamps_many if is_ts else decode_doubles_many
             flat, offs = decode(todo)
             bounds = offs.tolist()
             done = {k: flat[bounds[j] : bounds[j + 1]].copy() for j, k in enumerate(todo)}
-            for k, a in done.items():  # copies: a kept vector must not pin the whole batch
+            for a in done.values():  # copies: a kept vector must not pin the whole batch
                 a.flags.writeable = False
-                cache.put(k, a)
+            with self._lock:
+                for k, a in done.items():
+                    cache.put(k, a)
             for i in miss:
                 got[i] = done[keys[i]]
         return got  # type: ignore[return-value]

@@ -76,6 +76,9 @@ _NO_CHUNKS: list[Chunk] = []  # shared by every series without chunks (never app
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
 _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
+# Samples a head holds uncompressed (12 bytes each) before they are encoded into the series'
+# chunk: 4 steps to a 480-row chunk; a live hour at 15 s is 0.9 kB a series instead of 3.5
+HEAD_SAMPLES = 120
 
 
 @dataclass
@@ -97,6 +100,7 @@ class FlushData:
     chunks: list[tuple[bytes, Chunk]] = field(default_factory=list)
     chunk_series: list[int] = field(default_factory=list)
     covers: list[list[Chunk]] = field(default_factory=list)  # memory's chunks in each chunk
+    heads: list[tuple[bytes, Chunk]] = field(default_factory=list)  # open heads, provisional
     part_keys: list[tuple[bytes, int, int]] = field(default_factory=list)
     series: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     generation: int = 0
@@ -123,7 +127,8 @@ class TimeSeriesShard:
         self, dataset: str, shard: int, *, max_chunk_samples: int = 480, num_groups: int = 8,
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
-        decode_cache_bytes: int = 32 << 20,
+        decode_cache_bytes: int = 32 << 20, head_samples: int = HEAD_SAMPLES,
+        decoded: DecodedChunks | None = None,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -139,7 +144,9 @@ class TimeSeriesShard:
         self._pks = PartKeyTable()  # every series' part key, found by the batch
         self._labels: list[Labels] = []
         self._index = TagIndex()
-        self._head = Head(self.max_chunk_samples)
+        # a head this full is closed into its series' last chunk (while that has room)
+        self.head_samples = max(2, min(int(head_samples), self.max_chunk_samples))
+        self._head = Head(self.head_samples)
         self._chunks: list[list[Chunk]] = []
         self._closed_end = np.zeros(0, np.int64)  # newest sample in chunks or the store
         self._first = np.zeros(0, np.int64)  # first and last sample anywhere (memory or store)
@@ -161,7 +168,8 @@ class TimeSeriesShard:
         self._page_cache: ByteBoundedCache[int, tuple[int, int, list[Chunk]]] = ByteBoundedCache(
             max(0, int(page_cache_bytes)), _paged_weight
         )
-        self._decoded = DecodedChunks(decode_cache_bytes)  # hot chunks' vectors, decoded
+        # hot chunks' vectors, decoded: the node's cache (``decoded``) or one of its own
+        self._decoded = decoded if decoded is not None else DecodedChunks(decode_cache_bytes)
         self.checkpoints: dict[int, int] = {}
         self.last_flush: dict[int, float] = {}
         self._layout = 0  # bumped by every purge (series ids change)
@@ -343,7 +351,7 @@ class TimeSeriesShard:
         head = self._head
         while True:
             rest = head.append(sid, ts, vals, in_order)
-            full = uniq[head.count[uniq] >= self.max_chunk_samples]
+            full = uniq[head.count[uniq] >= self.head_samples]
             more = rest.any()
             if more:  # full, or too far from the head's first sample: closed first
                 full = np.union1d(full, sid[rest])
@@ -355,7 +363,12 @@ class TimeSeriesShard:
             uniq = np.unique(sid)
 
     def _close(self, sids: np.ndarray) -> None:
-        """Encode the heads of ``sids`` (ids, unique) into chunks, one numba call for all."""
+        """Encode the heads of ``sids`` (ids, unique) into chunks, one numba call for all.
+
+        A head that follows its series' last chunk in order, while that chunk is unflushed
+        and has room (``max_chunk_samples``), is encoded together with that chunk's samples
+        into one chunk under the same id (the head stays small and uncompressed, chunks keep
+        their size)."""
         sids = sids[self._head.count[sids] > 0]
         if len(sids) == 0:
             return
@@ -363,19 +376,39 @@ class TimeSeriesShard:
         self._head.release(sids)
         offsets = np.zeros(len(sids) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        tvecs, vvecs = encode_many(ts, vals, offsets)
-        starts, ends = ts[offsets[:-1]], ts[offsets[1:] - 1]
+        starts = ts[offsets[:-1]]
         ooo = starts <= self._closed_end[sids]
+        chunks_of = self._chunks
+        lasts = [chunks_of[s][-1] if chunks_of[s] else None for s in sids.tolist()]
+        grow = [
+            i for i, (c, n, late) in enumerate(zip(lasts, counts.tolist(), ooo.tolist(), strict=True))
+            if c is not None and not (late or c.flushed or c.ooo)
+            and c.count + n <= self.max_chunk_samples
+        ]  # fmt: skip
+        grown: list[Chunk | None] = [None] * len(sids)
+        if grow:
+            old = [lasts[i] for i in grow]
+            ots, ovals, ooff = decode_chunks(old)  # type: ignore[arg-type]
+            extra = np.zeros(len(sids), np.int64)
+            extra[grow] = np.diff(ooff)
+            ts, vals, counts, offsets = _prepend(ts, vals, counts, ots, ovals, extra)
+            starts = ts[offsets[:-1]]
+            for i, c in zip(grow, old, strict=True):
+                grown[i] = c
+        tvecs, vvecs = encode_many(ts, vals, offsets)
+        ends = ts[offsets[1:] - 1]
         self._closed_end[sids] = np.maximum(self._closed_end[sids], ends)
         rows = zip(sids.tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
-                   ooo.tolist(), tvecs, vvecs, strict=True)  # fmt: skip
+                   ooo.tolist(), tvecs, vvecs, grown, strict=True)  # fmt: skip
         added = 0
         tick = self.offset or self._generation  # no log (tests, tools): batches applied
-        chunks_of = self._chunks
-        for s, start, end, n, late, tv, vv in rows:
+        for s, start, end, n, late, tv, vv, prev in rows:
             c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
             cs = chunks_of[s]
-            if cs is _NO_CHUNKS:
+            if prev is not None:
+                cs[-1] = c
+                added -= prev.nbytes
+            elif cs is _NO_CHUNKS:
                 chunks_of[s] = [c]
             else:
                 cs.append(c)
@@ -383,19 +416,47 @@ class TimeSeriesShard:
         self.chunk_bytes += added
 
     # --- flush ----------------------------------------------------------------------------
-    def prepare_flush(self, group: int) -> FlushData:
+    def prepare_flush(self, group: int, close_heads: bool = True) -> FlushData:
         """Close the group's buffers; its unflushed chunks and changed part keys, and the log
-        offset they cover (every record up to it is in them or in earlier flushes)."""
+        offset they cover (every record up to it is in them or in earlier flushes).
+
+        ``close_heads`` False (a flush for the log's size, not the schedule) leaves the heads
+        open, so chunks keep their size: a series' last run (its unflushed chunks that may
+        still grow, and its head) is written as a provisional chunk under the id it will have
+        when written whole (its first sample's time), which that write then replaces, and
+        stays unflushed in memory; only heads that would close out of order (or may yet take
+        an older sample: an ``ooo_window``) are closed."""
         with self._lock:
             sids = np.flatnonzero(self._group == group)
-            self._close(sids)
+            heads = np.zeros(0, np.int64)
+            open_runs = not (close_heads or self.ooo_window_ms)
+            if not open_runs:
+                self._close(sids)
+            else:
+                heads = sids[self._head.count[sids] > 0]
+                # an ordered head's first sample (its base) is its oldest
+                late = ~self._head.ordered[heads] | (
+                    self._head.base[heads] <= self._closed_end[heads]
+                )
+                self._close(heads[late])
+                heads = heads[~late]
             fd = FlushData(group, self.offset, generation=self._generation, layout=self._layout,
                            deletes=self.num_deletes)  # fmt: skip
+            open_heads = self._head_chunks(heads)
             for s in sids.tolist():
-                runs = self._flush_runs(self._chunks[s])
+                h = open_heads.get(s)
+                cs = self._chunks[s]
+                runs = self._flush_runs(cs if h is None else [*cs, h])
                 pk = self._part_key(s) if runs else b""
-                for run in runs:
-                    fd.chunks.append((pk, run[0] if len(run) == 1 else _merge(run)))
+                grows = open_runs and runs and not runs[-1][0].ooo and (
+                    h is not None or sum(c.count for c in runs[-1]) < self.flush_chunk_samples
+                )  # fmt: skip
+                for i, run in enumerate(runs):
+                    c = run[0] if len(run) == 1 else _merge(run)
+                    if grows and i == len(runs) - 1:  # the run that may still grow:
+                        fd.heads.append((pk, c))  # provisional, none of it marked flushed
+                        continue
+                    fd.chunks.append((pk, c))
                     fd.chunk_series.append(s)
                     fd.covers.append(run)
             dirty = sids[self._touched[sids] > self._pk_saved[sids]]
@@ -404,6 +465,19 @@ class TimeSeriesShard:
                 (self._part_key(s), int(self._first[s]), int(self._last[s])) for s in dirty.tolist()
             ]
             return fd
+
+    def _head_chunks(self, sids: np.ndarray) -> dict[int, Chunk]:
+        """The open heads of ``sids`` (ordered, past everything closed) encoded as the chunks
+        they would close into now (one numba call), by series."""
+        if len(sids) == 0:
+            return {}
+        ts, vals, counts = self._head.read(sids)
+        offsets = np.zeros(len(sids) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        tvecs, vvecs = encode_many(ts, vals, offsets)
+        starts, ends = ts[offsets[:-1]].tolist(), ts[offsets[1:] - 1].tolist()
+        rows = zip(sids.tolist(), starts, ends, counts.tolist(), tvecs, vvecs, strict=True)
+        return {s: Chunk(a, a, b, n, tv, vv) for s, a, b, n, tv, vv in rows}
 
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
@@ -812,6 +886,32 @@ class TimeSeriesShard:
 
 def _paged_weight(entry: tuple[int, int, list[Chunk]]) -> int:
     return 120 + sum(c.nbytes + 200 for c in entry[2])  # the vectors, and Chunk objects
+
+
+def _prepend(
+    ts: np.ndarray,
+    vals: np.ndarray,
+    counts: np.ndarray,
+    ots: np.ndarray,
+    ovals: np.ndarray,
+    extra: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of samples (``counts`` each) with ``extra[i]`` samples from ``ots``/``ovals`` put
+    before group ``i`` (``ots`` holds them group after group): the samples, counts, offsets."""
+    total = counts + extra
+    offsets = np.zeros(len(total) + 1, np.int64)
+    np.cumsum(total, out=offsets[1:])
+    head_pos = np.repeat(offsets[:-1] + extra, counts) + (
+        np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    )
+    old_pos = np.repeat(offsets[:-1], extra) + (
+        np.arange(int(extra.sum())) - np.repeat(np.cumsum(extra) - extra, extra)
+    )
+    out_ts = np.empty(int(offsets[-1]), np.int64)
+    out_vals = np.empty(int(offsets[-1]), np.float64)
+    out_ts[head_pos], out_vals[head_pos] = ts, vals
+    out_ts[old_pos], out_vals[old_pos] = ots, ovals
+    return out_ts, out_vals, total, offsets
 
 
 def _merge(run: list[Chunk]) -> Chunk:

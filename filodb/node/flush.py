@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 from filodb.ingest.base import Log
@@ -34,11 +35,14 @@ def make_pager(
 
 
 def flush_group(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, group: int,
-                ingest_log: Log | None = None) -> dict[str, Any]:  # fmt: skip
-    """Flush one group of a shard; returns what was written."""
+                ingest_log: Log | None = None, close_heads: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Flush one group of a shard; returns what was written. ``close_heads`` False: a flush
+    for the log's size, which writes the open heads as provisional chunks instead of closing
+    them (see :meth:`TimeSeriesShard.prepare_flush`)."""
     t0 = time.perf_counter()
-    fd = ms.prepare_flush(group)
-    chunks = [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors) for pk, c in fd.chunks]
+    fd = ms.prepare_flush(group, close_heads)
+    chunks = [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors)
+              for pk, c in chain(fd.chunks, fd.heads)]  # fmt: skip
     pks = [PartKeyRecord(pk, start, end) for pk, start, end in fd.part_keys]
     store.write_flush(meta, ms.dataset, ms.shard, group, chunks, pks, fd.offset)
     # A deletion applied while this flush was being written may have found the store without
@@ -55,7 +59,8 @@ def flush_group(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, group:
         lowest = min((ms.checkpoints.get(g, 0) for g in range(ms.num_groups)), default=0)
         if lowest > 0:
             ingest_log.trim(ms.dataset, ms.shard, lowest)
-    return {"group": group, "offset": fd.offset, "chunks": len(chunks), "part_keys": len(pks),
+    return {"group": group, "offset": fd.offset, "chunks": len(fd.chunks), "heads": len(fd.heads),
+            "part_keys": len(pks),
             "bytes": sum(c.nbytes for c in chunks), "seconds": time.perf_counter() - t0}  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from concurrent.futures import Executor
 from filodb.config import Config
 from filodb.errors import FencedError
 from filodb.ingest.base import Log
+from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.node.applier import LogApplier
 from filodb.node.flush import flush_group, make_pager
@@ -49,6 +50,7 @@ class ShardIngester:
         stores: Stores | None = None, cfg: Config | None = None, *,
         reader: NodeReader, recovery: Executor | None = None,
         prepare: Callable[[], None] | None = None, num_shards: int = 1,
+        decoded: DecodedChunks | None = None,
     ) -> None:  # fmt: skip
         cfg = cfg or Config()
         self.name = f"ingest-{state.dataset}-{state.shard}"
@@ -63,7 +65,7 @@ class ShardIngester:
             pager=make_pager(stores.column, state.dataset, state.shard) if stores else None,
             page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
             max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
-            decode_cache_bytes=cfg.decode_cache_mb << 20,
+            decode_cache_bytes=cfg.decode_cache_mb << 20, decoded=decoded,
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()
@@ -169,18 +171,19 @@ class ShardIngester:
         self.applier.apply(records)
         self.offset = self.applier.offset
 
-    def log_flush_group(self, limit_bytes: int) -> int | None:
-        """The flush group to flush now because the shard's unflushed log (past its lowest
-        checkpoint, what the log must keep) holds more than ``limit_bytes``: the group with
-        the lowest checkpoint, whose flush lets the log be trimmed. None: under the limit."""
-        if limit_bytes <= 0 or self.applier is None or not self.active:
-            return None
+    def log_backlog(self) -> int:
+        """Bytes of the shard's log past its lowest checkpoint (what the log must keep)."""
+        if self.applier is None or not self.active:
+            return 0
         cps = self.memstore.checkpoints
-        groups = range(self.memstore.num_groups)
-        group = min(groups, key=lambda g: cps.get(g, 0))
-        if self.applier.log_bytes_after(cps.get(group, 0)) <= limit_bytes:
-            return None
-        return group
+        return self.applier.log_bytes_after(
+            min((cps.get(g, 0) for g in range(self.memstore.num_groups)), default=0)
+        )
+
+    def lowest_group(self) -> int:
+        """The flush group with the lowest checkpoint: its flush lets the log be trimmed."""
+        cps = self.memstore.checkpoints
+        return min(range(self.memstore.num_groups), key=lambda g: cps.get(g, 0))
 
     def _recover(self) -> None:
         self._move(ShardStatus.RECOVERY, 0)
@@ -207,16 +210,16 @@ class ShardIngester:
         self.recovered = not self.stop_event.is_set()
         self._report()
 
-    def flush(self, group: int, force: bool = False) -> dict | None:
+    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> dict | None:
         """Flush one group (run by the flush task on the shard's queue); None when not Active.
 
-        ``force`` flushes a stopped shard too (on release, after the thread ended)."""
+        ``force`` flushes a stopped shard too (on release, after the thread ended);
+        ``close_heads`` False writes the open heads provisionally (a flush for the log's size)."""
         if self.stores is None or not (self.active or (force and self.recovered)):
             return None
         with self.flush_lock:
-            return flush_group(
-                self.memstore, self.stores.column, self.stores.meta, group, self.ingest_log
-            )
+            return flush_group(self.memstore, self.stores.column, self.stores.meta, group,
+                               self.ingest_log, close_heads)  # fmt: skip
 
     def _report(self) -> None:
         self.shard_map.set_progress(

@@ -32,6 +32,7 @@ import redis
 from filodb.config import Config
 from filodb.errors import FencedError, FiloError
 from filodb.ingest import Log, log_from_config
+from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.dataset import Dataset
 from filodb.node.downsampler import Downsampling
@@ -82,6 +83,7 @@ class NodeRuntime:
                                             thread_name_prefix="recovery")  # fmt: skip
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
+        self.decoded = DecodedChunks(cfg.decode_cache_mb << 20)  # shared by the node's shards
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._retention_due = 0.0
@@ -210,11 +212,11 @@ class NodeRuntime:
     def schedule_flushes(self, now: float | None = None) -> None:
         """Flush the next group of each Active shard, staggered so every group
         is flushed once per ``flush_interval``; and, sooner, the group with the lowest
-        checkpoint of a shard whose unflushed log holds more than ``flush_log_mb``."""
+        checkpoint of the shards :meth:`log_flushes` names (the log's size)."""
         now = self.clock() if now is None else now
         groups = max(1, self.cfg.flush_groups)
         step = self.cfg.flush_interval / groups
-        limit = self.cfg.flush_log_mb << 20
+        early = self.log_flushes()
         for key, ing in list(self.ingesters.items()):
             if not ing.active:
                 continue
@@ -222,24 +224,45 @@ class NodeRuntime:
             if now >= due:
                 self._flush_due[key] = (now + step, (group + 1) % groups)
             else:
-                g = None if key in self._log_flushing else ing.log_flush_group(limit)
-                if g is None:
+                if key not in early:
                     continue
-                group = g
+                group = early[key]
                 self._log_flushing.add(key)  # until that flush is over: no second one
             if self._send_flush is not None:
                 self._send_flush(key[0], key[1], group)
             else:
                 self.flush(key[0], key[1], group)
 
+    def log_flushes(self) -> dict[Key, int]:
+        """Active shards to flush now for the size of their log, each with its lowest-checkpoint
+        group (whose flush lets the log be trimmed): a shard whose records past its lowest
+        checkpoint weigh more than ``flush_log_mb``, and, while the node's shards together
+        keep more than ``log_backlog_mb``, the shards keeping most until theirs covers the
+        excess (a shard whose flush is in flight counts, and is not sent again)."""
+        shard_limit, node_limit = self.cfg.flush_log_mb << 20, self.cfg.log_backlog_mb << 20
+        if shard_limit <= 0 and node_limit <= 0:
+            return {}
+        ings = {key: ing for key, ing in list(self.ingesters.items()) if ing.active}
+        backlog = {key: ing.log_backlog() for key, ing in ings.items()}
+        pick = {key for key, b in backlog.items() if 0 < shard_limit < b}
+        over = sum(backlog.values()) - node_limit if node_limit > 0 else 0
+        for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
+            if over <= 0:
+                break
+            pick.add(key)
+            over -= backlog[key]
+        return {key: ings[key].lowest_group() for key in pick - self._log_flushing}
+
     def flush(self, dataset: str, shard: int, group: int) -> None:
+        """Flush a group; one asked for by the log's size leaves the heads open (provisional
+        chunks in the store), so a full log never shrinks chunks."""
         ing = self.ingesters.get((dataset, shard))
         if ing is None:
             self._log_flushing.discard((dataset, shard))
             return
         t0 = time.monotonic()
         try:
-            done = ing.flush(group)
+            done = ing.flush(group, close_heads=(dataset, shard) not in self._log_flushing)
         except Exception:  # the next flush of the group retries; the log still holds the data
             log.exception("flush of %s/%s group %s failed", dataset, shard, group)
             return
@@ -358,7 +381,7 @@ class NodeRuntime:
                                 stores=self.stores, cfg=self.cfg,
                                 reader=self.reader, recovery=self._recovery,
                                 prepare=lambda: self._prepare_dataset(desc),
-                                num_shards=desc.shards)  # fmt: skip
+                                num_shards=desc.shards, decoded=self.decoded)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on

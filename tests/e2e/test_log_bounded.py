@@ -13,6 +13,7 @@ from filodb.ingest.redis_streams import stream_key
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
+from filodb.store import open_store
 from filodb.testing.cluster import UpProcess, cmdline
 from filodb.testing.wait import eventually
 
@@ -40,12 +41,13 @@ def _scalar(url: str, q: str) -> float:
     return float(res[0]["value"][1]) if res else 0.0
 
 
-def _run(tmp_path, flush_log_mb: int) -> tuple[list[list[int]], int]:  # type: ignore[no-untyped-def]
+def _run(tmp_path, flush_log_mb: int, log_backlog_mb: int = 0) -> tuple[list[list[int]], int]:  # type: ignore[no-untyped-def]
     """Ingest every body, check every sample; return the record sizes of each shard's stream
     once they settle, and their XLEN in all."""
     env = {"FILODB_FLUSH_LOG_MB": str(flush_log_mb), "FILODB_FLUSH_GROUPS": "4",
+           "FILODB_LOG_BACKLOG_MB": str(log_backlog_mb),
            "FILODB_INFLUX_PORT": "0", "FILODB_GRAPHITE_PORT": "0"}  # fmt: skip
-    up = UpProcess(tmp_path / f"data{flush_log_mb}", shards=2, env=env).start()
+    up = UpProcess(tmp_path / f"data{flush_log_mb}-{log_backlog_mb}", shards=2, env=env).start()
     try:
         (rpid,) = up.pids("redis-server")
         port = cmdline(rpid).split()[1].rsplit(":", 1)[1]
@@ -75,6 +77,8 @@ def _run(tmp_path, flush_log_mb: int) -> tuple[list[list[int]], int]:  # type: i
             sizes = [[len(f[b"d"]) for _, f in r.xrange(k)] for k in keys]
             if flush_log_mb:  # per shard
                 assert all(sum(s) <= flush_log_mb << 20 for s in sizes), [sum(s) for s in sizes]
+            if log_backlog_mb:  # the node's shards together
+                assert sum(map(sum, sizes)) <= log_backlog_mb << 20, [sum(s) for s in sizes]
             return sizes
 
         sizes = eventually(settled, 60, 0.3, (AssertionError,))
@@ -88,6 +92,26 @@ def _run(tmp_path, flush_log_mb: int) -> tuple[list[list[int]], int]:  # type: i
 def test_unflushed_log_is_bounded_by_flush_log_mb(tmp_path) -> None:  # type: ignore[no-untyped-def]
     sizes, xlen = _run(tmp_path, 1)
     assert all(sum(s) <= 1 << 20 for s in sizes) and xlen == sum(map(len, sizes)) < BODIES
+
+
+def test_node_log_budget_bounds_the_log_without_shrinking_chunks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sizes, xlen = _run(tmp_path, 0, 1)
+    assert sum(map(sum, sizes)) <= 1 << 20 and xlen < BODIES
+    # the early flushes left the heads open: every stored chunk but a series' newest (its
+    # head, stored provisionally) is a whole chunk of max_chunk_samples (480) or more rows
+    column, meta = open_store("sqlite", tmp_path / "data0-1")
+    rows: dict[bytes, list[tuple[int, int]]] = {}
+    for shard in (0, 1):
+        pks = [p.part_key for p in column.scan_part_keys("prometheus", shard)]
+        for c in column.read_chunks("prometheus", shard, pks, 0, 2**62):
+            rows.setdefault(c.part_key, []).append((c.start_ms, c.num_rows))
+    column.close()
+    meta.close()
+    assert len(rows) == len(SERIES)
+    for got in rows.values():
+        got.sort()
+        assert all(n >= 480 for _, n in got[:-1]), got
+        assert sum(n for _, n in got) <= PER * BODIES  # stored once (the newest is provisional)
 
 
 def test_without_a_size_limit_the_log_keeps_everything_until_the_time_flush(tmp_path) -> None:  # type: ignore[no-untyped-def]

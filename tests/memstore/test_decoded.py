@@ -48,3 +48,39 @@ def test_handed_out_vectors_are_read_only_copies() -> None:
     cache.decode(chunks)
     kept = cache._vals.get(chunks[0].vals)
     assert kept is not None and not kept.flags.writeable and kept.base is None
+
+
+def test_shards_of_a_node_share_one_budget_from_many_threads() -> None:
+    """The node's shards share one cache: whatever they read, it stays within its budget,
+    and concurrent queries of different shards get the same answers as decoding."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from filodb.memstore.shard import TimeSeriesShard
+    from filodb.model.batch import SampleBatch
+    from filodb.model.labels import Matcher, make_labels
+
+    shared = DecodedChunks(1 << 20)
+    shards = [TimeSeriesShard("ds", s, max_chunk_samples=60, decoded=shared) for s in range(8)]
+    own = [TimeSeriesShard("ds", s, max_chunk_samples=60, decode_cache_bytes=0) for s in range(8)]
+    rng = np.random.default_rng(3)
+    series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(100)]
+    ts = 1_700_000_000_000 + 15_000 * np.arange(240)
+    for a, b in zip(shards, own, strict=True):
+        batch = SampleBatch(series, np.repeat(np.arange(100), 240), np.tile(ts, 100),
+                            rng.normal(size=24_000))  # fmt: skip
+        a.ingest(batch, 1)
+        b.ingest(batch, 1)
+    m = [Matcher("__name__", "=", "m")]
+
+    def read(i: int) -> tuple:
+        got = shards[i % 8].select(m, 0, 2**62)
+        return got.ts, got.vals, shards[i % 8].stats()["decode_cache_bytes"]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(read, range(32)))
+    for i, (t, v, nbytes) in enumerate(answers):
+        want = own[i % 8].select(m, 0, 2**62)
+        assert np.array_equal(t, want.ts) and np.array_equal(v.view(np.uint64),
+                                                             want.vals.view(np.uint64))  # fmt: skip
+        assert nbytes <= 1 << 20  # the node's budget, not one per shard
+    assert shared.hits > 0 and 0 < shared.nbytes <= 1 << 20

@@ -65,7 +65,12 @@ def _shard(columns, budget: int = 0) -> TimeSeriesShard:  # type: ignore[no-unty
 
 
 def _feed(
-    ms: TimeSeriesShard, columns, log: ListLog, flush_every: int | None, seed: int = 0
+    ms: TimeSeriesShard,
+    columns,
+    log: ListLog,
+    flush_every: int | None,
+    seed: int = 0,
+    close_heads: bool = True,
 ) -> MemorySource:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(N_SERIES)]
@@ -87,7 +92,7 @@ def _feed(
             per[i][0].extend(ts.tolist())
             per[i][1].extend(vv[sidx == i].tolist())
         if flush_every and k % flush_every == flush_every - 1:
-            flush_group(ms, columns[0], columns[1], k % ms.num_groups, log)
+            flush_group(ms, columns[0], columns[1], k % ms.num_groups, log, close_heads)
     ref = MemorySource()
     for i in range(N_SERIES):
         ref.add(series[i], np.array(per[i][0], np.int64), np.array(per[i][1]))
@@ -109,10 +114,79 @@ def test_answers_equal_reference_with_chunks_flush_eviction(columns, budget, flu
         assert ms.stats()["chunks_paged"] > 0  # the old data came back from the store
 
 
-@pytest.mark.parametrize("flush_every", [1, 3, 7])
-def test_recovery_from_checkpoints_and_log_loses_and_doubles_nothing(columns, flush_every) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("close_heads", [True, False])
+@pytest.mark.parametrize("budget", [0, 1])
+def test_flushes_that_leave_heads_open_answer_as_the_reference(columns, budget, close_heads
+                                                               ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    ms = _shard(columns, budget)
+    ref = _feed(ms, columns, ListLog(), 1, close_heads=close_heads)
+    for g in range(3):
+        flush_group(ms, columns[0], columns[1], g, None, close_heads)
+    for lo, hi in RANGES:
+        assert as_dict(ms.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)
+    fresh = _shard(columns)  # the store alone: closed chunks and the heads written last
+    fresh.load_part_keys(columns[0].scan_part_keys("ds", 0))
+    for lo, hi in RANGES:
+        assert as_dict(fresh.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)
+
+
+def test_a_flush_leaving_heads_open_keeps_chunk_sizes(columns) -> None:  # type: ignore[no-untyped-def]
+    """Flushes for the log's size after every record: memory closes chunks at 37 rows only,
+    the store holds each head provisionally under the id its chunk gets, which replaces it,
+    so every stored chunk but a series' newest is as big as with no early flush."""
+    ms = TimeSeriesShard("ds", 0, max_chunk_samples=37, num_groups=3, flush_chunk_samples=37,
+                         pager=make_pager(columns[0], "ds", 0))  # fmt: skip
     log = ListLog()
-    ref = _feed(_shard(columns), columns, log, flush_every)
+    _feed(ms, columns, log, 1, close_heads=False)
+    assert {c.count for cs in ms._chunks for c in cs} == {37}  # 10 a series, 30 in the head
+    assert ms.stats()["chunks"] == N_SERIES * 10
+    pks = [part_key(make_labels({"__name__": "m", "i": str(i)})) for i in range(N_SERIES)]
+    for g in range(3):  # every group's checkpoint covers its records: the log is trimmed
+        flush_group(ms, columns[0], columns[1], g, log, close_heads=False)
+    assert log.trimmed == 40
+    stored = columns[0].read_chunks("ds", 0, pks, 0, 10**9)
+    assert sum(c.num_rows for c in stored) == N_SERIES * 400  # each sample stored once
+    newest = {pk: max(c.start_ms for c in stored if c.part_key == pk) for pk in pks}
+    assert {c.num_rows for c in stored if c.start_ms != newest[c.part_key]} == {37}
+    assert {c.num_rows for c in stored if c.start_ms == newest[c.part_key]} == {30}
+    flush_all(ms, columns[0], columns[1], log)  # the schedule's flush closes the heads: the
+    again = columns[0].read_chunks("ds", 0, pks, 0, 10**9)  # same 30 rows, same chunk ids
+    assert sorted((c.part_key, c.chunk_id, c.num_rows) for c in again) == sorted(
+        (c.part_key, c.chunk_id, c.num_rows) for c in stored
+    )
+
+
+def test_heads_grow_chunks_and_early_flushes_keep_runs_whole(columns) -> None:  # type: ignore[no-untyped-def]
+    """Heads of 10 samples are encoded into their series' last chunk until it holds 40; flushes
+    for the log after every record store each series' growing run provisionally, so the store
+    ends with runs of 80 rows (the newest excepted), each sample once, as after one flush."""
+    ms = TimeSeriesShard("ds", 0, max_chunk_samples=40, head_samples=10, num_groups=3,
+                         flush_chunk_samples=80, pager=make_pager(columns[0], "ds", 0))  # fmt: skip
+    log = ListLog()
+    ref = _feed(ms, columns, log, 1, close_heads=False)
+    assert [c.count for c in ms._chunks[0]] == [40] * 10 and ms._head.count[0] == 0
+    for g in range(3):
+        flush_group(ms, columns[0], columns[1], g, log, close_heads=False)
+    assert log.trimmed == 40  # every record is in the store: the log can go
+    pks = [part_key(make_labels({"__name__": "m", "i": str(i)})) for i in range(N_SERIES)]
+    stored = columns[0].read_chunks("ds", 0, pks, 0, 10**9)
+    assert sum(c.num_rows for c in stored) == N_SERIES * 400
+    assert {c.num_rows for c in stored} == {80}
+    fresh = _shard(columns)  # the store alone
+    fresh.load_part_keys(columns[0].scan_part_keys("ds", 0))
+    again = _shard(columns)  # a restart
+    LogApplier(again, columns[0], columns[1], log).replay_to(40)
+    for shard in (ms, fresh, again):
+        for lo, hi in RANGES:
+            assert as_dict(shard.select(M, lo, hi)) == as_dict(ref.select(M, lo, hi)), (lo, hi)
+
+
+@pytest.mark.parametrize("close_heads", [True, False])
+@pytest.mark.parametrize("flush_every", [1, 3, 7])
+def test_recovery_from_checkpoints_and_log_loses_and_doubles_nothing(columns, flush_every,
+                                                                     close_heads) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    log = ListLog()
+    ref = _feed(_shard(columns), columns, log, flush_every, close_heads=close_heads)
     cps = columns[1].read_checkpoints("ds", 0)
     assert cps and log.trimmed == min(cps.get(g, 0) for g in range(3))
     again = _shard(columns)

@@ -394,3 +394,22 @@ def stores(tmp_path: Path) -> Stores:
     yield cs, ms
     cs.close()
     ms.close()
+
+
+def test_idle_connections_are_capped_and_reopened_on_use(tmp_path: Path) -> None:
+    """A node with hundreds of shard files keeps at most MAX_IDLE connections open; a file
+    whose connection was closed is reopened when used, its data intact."""
+    from filodb.store.sqlite import MAX_IDLE
+
+    column, meta = open_sqlite(tmp_path)
+    column.initialize("ds", 3 * MAX_IDLE)
+    pool = column.files._pool
+    assert len(pool._all) <= MAX_IDLE and len(pool._idle_order) <= MAX_IDLE
+    c = make_chunk(b"pk", 1_000, 1_000, 1_004)
+    for shard in (0, 2 * MAX_IDLE, 0):  # 0's connection went long ago, then comes back
+        column.write_chunks("ds", shard, [c])
+        got = column.read_chunks("ds", shard, [b"pk"], 0, 10**9)
+        assert [(g.chunk_id, g.num_rows, g.vectors) for g in got] == [(1_000, 5, c.vectors)]
+    assert len(pool._all) <= MAX_IDLE
+    column.close()
+    meta.close()

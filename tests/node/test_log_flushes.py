@@ -1,0 +1,65 @@
+"""Which shards a node flushes early for the size of their log: each past ``flush_log_mb``,
+and while the node's shards together keep more than ``log_backlog_mb``, the ones keeping
+most; those flushes leave the heads open (provisional chunks), the schedule's close them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filodb.config import Config
+from filodb.node.runtime import NodeRuntime
+
+MB = 1 << 20
+
+
+class FakeShard:
+    def __init__(self, backlog: int, group: int, active: bool = True) -> None:
+        self.backlog, self.group, self.active = backlog, group, active
+        self.flushed: list[tuple[int, bool]] = []
+
+    def log_backlog(self) -> int:
+        return self.backlog
+
+    def lowest_group(self) -> int:
+        return self.group
+
+    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> None:
+        self.flushed.append((group, close_heads))  # None: as a shard not Active (no metrics)
+
+
+def _runtime(redis_url: str, tmp_path: Path, shards: dict, **cfg: int) -> NodeRuntime:
+    rt = NodeRuntime(Config(redis_url=redis_url, data_dir=str(tmp_path), **cfg), "n1",
+                     clock=lambda: 0.0)  # fmt: skip
+    rt.ingesters = shards  # type: ignore[assignment]
+    return rt
+
+
+def test_node_budget_picks_the_largest_backlogs_until_the_excess_is_covered(
+    redis_url: str, tmp_path: Path
+) -> None:
+    shards = {("ds", i): FakeShard(b * MB, i % 3) for i, b in enumerate([5, 30, 1, 20, 9])}
+    shards[("ds", 5)] = FakeShard(99 * MB, 0, active=False)  # stopped: not counted
+    rt = _runtime(redis_url, tmp_path, shards, flush_log_mb=0, log_backlog_mb=30)
+    assert rt.log_flushes() == {("ds", 1): 1, ("ds", 3): 0}  # 65 MB kept: 30 + 20 cover 35
+    rt._log_flushing.add(("ds", 1))  # in flight: counts, is not sent twice
+    assert rt.log_flushes() == {("ds", 3): 0}
+    shards[("ds", 1)].backlog = shards[("ds", 3)].backlog = 0  # their logs trimmed: 15 MB
+    assert rt.log_flushes() == {}
+
+
+def test_shard_limit_and_node_budget_together_and_off(redis_url: str, tmp_path: Path) -> None:
+    shards = {("ds", i): FakeShard(b * MB, 2) for i, b in enumerate([5, 3, 1])}
+    rt = _runtime(redis_url, tmp_path, shards, flush_log_mb=2, log_backlog_mb=8)
+    assert set(rt.log_flushes()) == {("ds", 0), ("ds", 1)}  # each past 2 MB; 9 MB: 5 covers 1
+    assert _runtime(redis_url, tmp_path, shards, flush_log_mb=0, log_backlog_mb=0
+                    ).log_flushes() == {}  # fmt: skip
+
+
+def test_flushes_for_the_log_leave_heads_open(redis_url: str, tmp_path: Path) -> None:
+    shard = FakeShard(50 * MB, 2)
+    rt = _runtime(redis_url, tmp_path, {("ds", 0): shard}, flush_log_mb=0, log_backlog_mb=10,
+                  flush_interval=3600, flush_groups=4)  # fmt: skip
+    rt.schedule_flushes(now=0.0)  # not due yet: the log's size asks (no executor: at once)
+    rt.schedule_flushes(now=900.0)  # due by time: the schedule's flush closes them
+    assert shard.flushed == [(2, False), (0, True)]
+    assert not rt._log_flushing
