@@ -66,14 +66,7 @@ def drop_names(labels: Sequence[Labels]) -> list[Labels]:
     """:func:`drop_name` of each label set, through a memo: a shard's label sets are the same
     objects query after query, so a hit is one C-level dict lookup instead of a Python call
     that rebuilds the tuple."""
-    out = list(map(_DROPPED.get, labels))
-    if None in out:
-        with _DROPPED_LOCK:
-            for i, got in enumerate(out):
-                if got is None:
-                    out[i] = d = drop_name(labels[i])
-                    _DROPPED.put(labels[i], d)
-    return out
+    return _DROPPED.map_through(labels, drop_name, _DROPPED_LOCK)
 
 
 def final_labels(lb: Labels) -> Labels:
@@ -88,14 +81,7 @@ _FINAL: BoundedCache[Labels, Labels] = BoundedCache(100_000)
 
 def final_labels_many(labels: Sequence[Labels]) -> list[Labels]:
     """:func:`final_labels` of each label set, through a memo (as :func:`drop_names`)."""
-    out = list(map(_FINAL.get, labels))
-    if None in out:
-        with _DROPPED_LOCK:
-            for i, got in enumerate(out):
-                if got is None:
-                    out[i] = f = final_labels(labels[i])
-                    _FINAL.put(labels[i], f)
-    return out
+    return _FINAL.map_through(labels, final_labels, _DROPPED_LOCK)
 
 
 def name_value(d: dict[str, str]) -> str:
@@ -155,14 +141,7 @@ def signatures(labels: Sequence[Labels], vm: VectorMatching | None) -> list[Labe
         with _SIG_LOCK:
             memo = BoundedCache(100_000)
             _SIG_MEMOS.put(key, memo)
-    out = list(map(memo.get, labels))
-    if None in out:
-        with _SIG_LOCK:
-            for i, got in enumerate(out):
-                if got is None:
-                    out[i] = g = signature(labels[i], vm)
-                    memo.put(labels[i], g)
-    return out
+    return memo.map_through(labels, lambda lb: signature(lb, vm), _SIG_LOCK)
 
 
 def _index(sv: StepVector, vm: VectorMatching | None) -> dict[Labels, list[int]]:
