@@ -244,7 +244,9 @@ def test_grafana_data_source_calls_answer_as_prometheus(up, prom) -> None:  # ty
             if path == "/api/v1/label/__name__/values":
                 # Prometheus answers from every series of a head block the range touches; the
                 # shards keep to the series with samples in the range (other tests' older ones)
-                assert {"up", "gf_requests_total"} <= set(o["data"]) <= set(t["data"]), (o, t)
+                # (test_limits_truncate_with_a_warning's lim_* went to filodb-py only)
+                ours_too = {n for n in o["data"] if not n.startswith("lim_")}
+                assert {"up", "gf_requests_total"} <= ours_too <= set(t["data"]), (o, t)
             elif path == "/api/v1/query_range":  # the last digit of a sum may differ
                 assert _shape(o) == _shape(t) and _close(o["data"]["result"], t["data"]["result"])
             elif path in decided_by_data:
