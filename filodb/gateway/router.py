@@ -12,16 +12,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-import cramjam
-import msgpack
 import numpy as np
 
 from filodb.ingest.base import Log
-from filodb.model.batch import BATCH_FORMAT_VERSION, ZSTD_LEVEL, SampleBatch
+from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.dataset import Dataset
 from filodb.model.labels import Labels
-from filodb.model.partkeys import PartKeys
 from filodb.model.shardkey import shards_for_series, shards_of_routes
 from filodb.shards.redis_map import ShardMapStore
 
@@ -86,7 +83,7 @@ class IngestRouter:
         desc = self.dataset(dataset)
         shard_of = self._shards(desc, batch)
         parts = batch.split(shard_of, desc.shards)
-        records = {s: [record_bytes(r) for r in _chunks(b)] for s, b in parts.items()}
+        records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.ingest_log.append_many(dataset, records)
         return {s: len(b) for s, b in parts.items()}
 
@@ -98,21 +95,3 @@ def _chunks(b: SampleBatch) -> list[SampleBatch]:
     counts = np.bincount(b.sidx, minlength=len(b.series))
     group = np.cumsum(counts) // MAX_RECORD_SAMPLES
     return [b.take_series(group == g) for g in np.unique(group)]
-
-
-def record_bytes(b: SampleBatch) -> bytes:
-    """``b.to_bytes()``, byte for byte; a batch whose part keys are a door's arena
-    (:class:`PartKeys`) has them gathered in one copy instead of one ``bytes`` per series.
-    Only for the record version written here (2); any other goes through ``to_bytes``."""
-    pks = b.pks
-    if not isinstance(pks, PartKeys) or BATCH_FORMAT_VERSION != 2:
-        return b.to_bytes()
-    blob, ends = pks.joined()
-    payload = b"".join([b.sidx.astype("<i4").tobytes(), b.ts.astype("<i8").tobytes(),
-                        b.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(), blob])  # fmt: skip
-    header = {"v": 2, "n": len(b.ts), "s": len(pks), "z": len(payload), "types": b.types}
-    if b.exemplars is not None and len(b.exemplars):
-        header["x"] = b.exemplars.to_wire()
-    h = msgpack.packb(header)
-    return b"".join([len(h).to_bytes(4, "little"), h,
-                     bytes(cramjam.zstd.compress(payload, ZSTD_LEVEL))])  # fmt: skip

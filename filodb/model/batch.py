@@ -159,10 +159,13 @@ class SampleBatch:
         """msgpack header, then one zstd frame of the little-endian arrays and the series'
         part keys (see docs/architecture.md, "Log record format")."""
         pks = self.pks if self.pks is not None else _encoded(self.series)[0]
-        ends = np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
+        if isinstance(pks, PartKeys):  # a door's arena: gathered in one copy
+            blob, ends = pks.joined()
+        else:
+            blob, ends = b"".join(pks), np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
         payload = b"".join([self.sidx.astype("<i4").tobytes(), self.ts.astype("<i8").tobytes(),
                             self.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(),
-                            *pks])  # fmt: skip
+                            blob])  # fmt: skip
         header = {"v": BATCH_FORMAT_VERSION, "n": len(self.ts), "s": len(pks),
                   "z": len(payload), "types": self.types}  # fmt: skip
         if self.exemplars is not None and len(self.exemplars):
