@@ -204,8 +204,9 @@ class KafkaLog(Log):
                 with lock:
                     if err is not None:
                         errors.append(f"shard {shard}: {err}")
-                    else:
-                        offsets[shard][i] = msg.offset() + 1
+                    else:  # None: stored, offset unknown (a retry the broker had already)
+                        off = msg.offset()
+                        offsets[shard][i] = -1 if off is None else off + 1
                     pending[0] -= 1
 
             return cb
@@ -220,7 +221,23 @@ class KafkaLog(Log):
                 f"Kafka at {self.bootstrap}: {len(errors)} record(s) of {topic} not stored: "
                 + "; ".join(errors[:3])
             )
+        unknown = [s for s in shards if -1 in offsets[s]]
+        if unknown:
+            self._fill_unknown(offsets, self.end_offsets(dataset, unknown))
         return offsets
+
+    @staticmethod
+    def _fill_unknown(offsets: dict[int, list[int]], ends: Mapping[int, int]) -> None:
+        """Give each record whose delivery report carried no offset (-1) the highest position it
+        can have: positions rise strictly within one call (the idempotent producer keeps a
+        partition's order), so it is at most the next known one less the records between, or
+        the partition's end less the records after it. Exact unless another producer wrote to
+        the partition meanwhile; an upper bound is what waiting for "applied" needs."""
+        for s, offs in offsets.items():
+            bound = ends.get(s, 0) + 1
+            for i in range(len(offs) - 1, -1, -1):
+                bound = offs[i] if offs[i] >= 0 else bound - 1
+                offs[i] = bound
 
     def _produce(self, topic: str, shard: int, rec: bytes, cb) -> None:  # type: ignore[no-untyped-def]
         while True:

@@ -203,3 +203,36 @@ def test_unreachable_kafka_is_a_clear_error_in_bounded_time() -> None:
             assert time.monotonic() - t0 < 8
     finally:
         lg.close()
+
+
+class TestUnknownOffsets:
+    """A delivery report may say "stored" without an offset (librdkafka, when a retried batch
+    was already on the broker): such records get the highest position they can have."""
+
+    def test_filled_from_the_next_known_or_the_end(self) -> None:
+        offsets = {0: [4, -1, -1, 7, -1], 1: [-1], 2: [1, 2]}
+        KafkaLog._fill_unknown(offsets, {0: 9, 1: 3})
+        assert offsets == {0: [4, 5, 6, 7, 9], 1: [3], 2: [1, 2]}
+
+    def test_exact_for_a_lone_producer(self) -> None:
+        rng = np.random.default_rng(3)
+        for _ in range(200):
+            n = int(rng.integers(1, 30))
+            true = list(range(11, 11 + n))
+            got = [o if rng.random() < 0.7 else -1 for o in true]
+            offsets = {0: got}
+            KafkaLog._fill_unknown(offsets, {0: true[-1]})
+            assert offsets[0] == true
+
+    def test_an_upper_bound_when_others_wrote_between(self) -> None:
+        rng = np.random.default_rng(4)
+        for _ in range(200):
+            n = int(rng.integers(1, 30))
+            true = list(np.cumsum(rng.integers(1, 4, n)) + 5)
+            got = [int(o) if rng.random() < 0.6 else -1 for o in true]
+            end = int(true[-1]) + int(rng.integers(0, 3))
+            offsets = {0: got}
+            KafkaLog._fill_unknown(offsets, {0: end})
+            filled = offsets[0]
+            assert all(f >= t for f, t in zip(filled, true, strict=True))
+            assert all(b > a for a, b in zip(filled, filled[1:])) and filled[-1] <= end
