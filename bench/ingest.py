@@ -185,7 +185,10 @@ def tree_rss(pid: int) -> tuple[int, dict[str, int]]:
 
 def instant(base: str, q: str, at_s: float) -> float:
     r = requests.get(base + "/api/v1/query", params={"query": q, "time": at_s}, timeout=600)
-    res = r.json()["data"]["result"]
+    body = r.json()
+    if body.get("status") != "success":  # e.g. more samples than the system's query limit
+        raise SystemExit(f"{base}: {q} answered {r.status_code}: {body.get('error', body)}")
+    res = body["data"]["result"]
     return float(res[0]["value"][1]) if res else 0.0
 
 
