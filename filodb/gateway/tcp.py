@@ -65,6 +65,7 @@ import numpy as np
 from filodb.auth import load_auth_file
 from filodb.errors import BadInputError, FiloError, RateLimitedError, UnavailableError
 from filodb.gateway.graphite import parse_graphite
+from filodb.gateway.graphite import warm as graphite_warm
 from filodb.gateway.influx import parse_lines
 from filodb.gateway.influx import warm as influx_warm
 from filodb.gateway.limits import IngestLimiter
@@ -343,6 +344,8 @@ class TcpGateway:
     def start(self) -> TcpGateway:
         if "influx" in self.wanted:
             influx_warm()  # numba's first-call cost before the first connection's lines
+        if "graphite" in self.wanted:
+            graphite_warm()
         try:
             for door, port in self.wanted.items():
                 try:
