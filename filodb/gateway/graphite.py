@@ -116,7 +116,7 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
                             routes=got.routes)  # fmt: skip
     # Graphite has no metric types; Prometheus's graphite_exporter calls every path a gauge
     batch.types = dict.fromkeys(types, "gauge")
-    return ParseResult(batch, errors, n_lines)
+    return ParseResult(batch, errors, n_lines, fast.blank + out.blank)
 
 
 def _fast_labels(key: bytes, _b: bytes, _kind: int) -> tuple[Labels, tuple[str, ...]] | None:
@@ -145,11 +145,13 @@ class _Slow:
         self.secs: list[float] = []
         self.line: list[int] = []
         self.errors: list[tuple[int, str]] = []
+        self.blank = 0  # lines with no data
 
     def parse(self, no: int, line: str) -> None:
         parts = line.split()
         n = len(parts)
         if n == 0 or parts[0][0] == "#":
+            self.blank += 1
             return
         if n == 3:
             key, v, t = parts

@@ -38,6 +38,7 @@ class FastLines:
     value: np.ndarray  # float64
     secs: np.ndarray  # float64
     slow: np.ndarray  # int64
+    blank: int = 0  # lines left as blank or comments (the per-line parser may find more)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -56,7 +57,7 @@ def _lines(buf: np.ndarray, pow10: np.ndarray) -> tuple[np.ndarray, ...]:  # pra
     vend = np.empty(nl, np.int64)
     secs = np.empty(nl, np.float64)
     slow = np.empty(nl, np.int64)
-    nf = ns = 0
+    nf = ns = blank = 0
     p = 0
     for li in range(nl):
         e = p
@@ -79,6 +80,7 @@ def _lines(buf: np.ndarray, pow10: np.ndarray) -> tuple[np.ndarray, ...]:  # pra
             e += 1
         start, p = p, e + 1
         if e == start or buf[start] == _HASH:
+            blank += 1
             continue
         vb = s2 if nsp == 2 else e
         good = not odd and 1 <= nsp <= 2 and s1 > start and vb > s1 + 1 and (nsp == 1 or e > s2 + 1)
@@ -94,13 +96,13 @@ def _lines(buf: np.ndarray, pow10: np.ndarray) -> tuple[np.ndarray, ...]:  # pra
         value[nf], ok[nf] = value_at(buf, s1 + 1, vb, False, pow10)
         nf += 1
     return (line[:nf], key_a[:nf], key_b[:nf], value[:nf], ok[:nf], vend[:nf], secs[:nf],
-            slow[:ns])  # fmt: skip
+            slow[:ns], blank)  # fmt: skip
 
 
 def scan(body: bytes) -> FastLines:
     """The fast pass over a UTF-8 body."""
     buf = np.frombuffer(body, np.uint8)
-    line, key_a, key_b, value, ok, vend, secs, slow = _lines(buf, POW10)
+    line, key_a, key_b, value, ok, vend, secs, slow, blank = _lines(buf, POW10)
     if not ok.all():  # what the kernel leaves to Python ("nan", 17 digits): exact, or an error
         bad = []
         for r in np.flatnonzero(~ok).tolist():
@@ -116,4 +118,4 @@ def scan(body: bytes) -> FastLines:
             keep[bad] = False
             slow = np.union1d(slow, line[bad])
             line, key_a, key_b, value, secs = (x[keep] for x in (line, key_a, key_b, value, secs))
-    return FastLines(line, key_a, key_b, value, secs, slow)
+    return FastLines(line, key_a, key_b, value, secs, slow, int(blank))

@@ -48,6 +48,7 @@ class FastLines:
     ts: np.ndarray  # int64 ms, per field; meaningless where has_ts is False
     has_ts: np.ndarray  # bool, per field
     slow: np.ndarray  # int64 line indices
+    blank: int = 0  # lines left as blank or comments (the per-line parser may find more)
 
 
 # kinds of a field: any, or a line's only field named value or counter (series: the measurement)
@@ -99,7 +100,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
     ts = np.empty(cap, np.int64)
     has_ts = np.empty(cap, np.bool_)
     slow = np.empty(nl, np.int64)
-    nf = ns = 0
+    nf = ns = blank = 0
     p = 0
     for li in range(nl):
         e = p
@@ -118,6 +119,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
             e += 1
         start, p = p, e + 1
         if e == start or buf[start] == _HASH:
+            blank += 1
             continue
         fset_end = s2 if nsp == 2 else e
         if (buf[start] == _SP or buf[e - 1] == _SP or nsp < 1 or nsp > 2
@@ -187,7 +189,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
             elif b - a == 7 and _is(buf, a, _COUNTER):
                 kind[f0] = COUNTER
     return (fline[:nf], key_a[:nf], key_b[:nf], name_a[:nf], name_b[:nf], kind[:nf],
-            value[:nf], ok[:nf], vend[:nf], ts[:nf], has_ts[:nf], slow[:ns])  # fmt: skip
+            value[:nf], ok[:nf], vend[:nf], ts[:nf], has_ts[:nf], slow[:ns], blank)  # fmt: skip
 
 
 def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
@@ -195,7 +197,7 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     buf = np.frombuffer(body, np.uint8)
     if len(buf) == 0:
         return None
-    line, key_a, key_b, name_a, name_b, kind, value, ok, vend, ts, has_ts, slow = _lines(
+    line, key_a, key_b, name_a, name_b, kind, value, ok, vend, ts, has_ts, slow, blank = _lines(
         buf, div, mul, limit, POW10
     )
     if not ok.all():  # what the kernel leaves to Python: exact, or the line is the parser's
@@ -214,4 +216,4 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
             line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts = (
                 x[keep] for x in (line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts)
             )
-    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow)
+    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow, blank)

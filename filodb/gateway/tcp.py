@@ -420,7 +420,7 @@ class TcpGateway:
             self._reject(
                 door, "malformed", f"malformed line dropped: {msg}{more}", len(parsed.errors)
             )
-        good = _count_lines(body) - len(parsed.errors)
+        good = parsed.lines - parsed.blank - len(parsed.errors)
         batch = parsed.batch
         if len(batch) == 0:
             self.stats.add(door, lines_accepted=good)
