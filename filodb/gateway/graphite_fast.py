@@ -16,6 +16,7 @@ both paths agree on generated bodies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -42,7 +43,7 @@ class FastLines:
 
 
 @nb.njit(cache=True, nogil=True)
-def _lines(buf: np.ndarray, pow10: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover
+def _lines(buf: np.ndarray, pow10: np.ndarray) -> tuple[Any, ...]:  # pragma: no cover
     """Per fast line: line, path range, value (``ok`` False where Python must read it, with
     where it ends), timestamp in seconds; and the other non-blank, non-comment lines."""
     n = len(buf)

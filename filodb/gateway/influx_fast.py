@@ -21,6 +21,7 @@ answer or the error it always did; :mod:`filodb.gateway.influx` merges both by l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -75,7 +76,7 @@ def eligible(body: bytes) -> bool:
 
 @nb.njit(cache=True, nogil=True)
 def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
-           pow10: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
+           pow10: np.ndarray) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
     """One pass over the body. Per line: its end, its spaces (one or two), then its fields
     (``name=<number>``: first ``=``, no ``_`` in the value, a float's first and last bytes
     those of a number, an integer's ``i``/``u`` suffix) with their values, then its timestamp.
@@ -216,4 +217,4 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
             line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts = (
                 x[keep] for x in (line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts)
             )
-    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow, blank)
+    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow, int(blank))
