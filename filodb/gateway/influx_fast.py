@@ -86,9 +86,11 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
     (ms) and whether the line had one."""
     n = len(buf)
     nl = 1
+    cap = 0  # fields: each has an "="
     for i in range(n):  # no early exit: vectorised
-        nl += buf[i] == _NL
-    cap = n // 4 + 2  # a field takes at least 4 bytes: a separator, a name, "=", a digit
+        c = buf[i]
+        nl += c == _NL
+        cap += c == _EQ
     fline = np.empty(cap, np.int64)
     key_a = np.empty(cap, np.int64)
     key_b = np.empty(cap, np.int64)
