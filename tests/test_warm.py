@@ -32,8 +32,9 @@ print(json.dumps([before, len(k.signatures)]))
         ("filodb.prom.remote_write", "warm", "model.identity", "_first_seen"),
         ("filodb.prom.remote_write", "warm", "model.libc", "gather"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_read_samples"),
-        ("filodb.gateway.influx", "warm", "gateway.numparse", "_values"),
-        ("filodb.gateway.influx", "warm", "gateway.influx_fast", "_structure"),
+        ("filodb.gateway.influx", "warm", "gateway.influx_fast", "_lines"),
+        ("filodb.gateway.graphite", "warm", "gateway.graphite_fast", "_lines"),
+        ("filodb.gateway.graphite", "warm", "model.identity", "_lookup"),
         ("filodb.prom.remote_write", "warm", "prom.remote_write", "_top_fields"),
     ],
 )

@@ -179,6 +179,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
             _parse_line(no, line, out, div, mul, limit, now)
         return out.result(len(lines))
     n_lines = body.count(b"\n") + 1
+    out.blank = fast.blank
     # the fast pass's fields; a line whose series key is refused goes to the per-line parser
     buf = np.frombuffer(body, np.uint8)
     got = _SERIES.resolve(buf, fast.key_a, fast.key_b, fast.name_a, fast.name_b, fast.kind)
@@ -250,6 +251,7 @@ class _Out:
         self.line: list[int] = []  # line number of each sample (1-based)
         self.types: dict[str, str] = {}
         self.errors: list[tuple[int, str]] = []
+        self.blank = 0  # lines with no data (blank, comments)
 
     def result(self, n_lines: int, sidx: np.ndarray | None = None, ts: np.ndarray | None = None,
                vals: np.ndarray | None = None, part_keys: Sequence[bytes] | None = None,
@@ -266,6 +268,7 @@ class _Out:
             ),
             self.errors,
             n_lines,
+            self.blank,
         )
 
 
@@ -273,6 +276,7 @@ def _parse_line(no: int, line: str, out: _Out, div: int, mul: int, limit: int, n
     """One line by the per-line parser: its samples into ``out``, or its error."""
     line = line.strip()
     if not line or line[0] == "#":
+        out.blank += 1
         return
     try:
         if "\\" in line or '"' in line:

@@ -1,12 +1,14 @@
 """Vectorised first pass of the Influx line-protocol parser, for the lines of the common shape.
 
 A body without backslashes, double quotes, CR or TAB cannot hold escapes or string fields, so
-its structure is found by one numba pass over the raw bytes (:func:`_structure`) instead of a
-Python step per line: the newlines cut lines, the spaces cut each line into series key, field
-set and timestamp, the commas of the field set cut fields, the first ``=`` of a field cuts
-name from value (before: a dozen numpy passes and searches over the body, 0.96 -> 1.68 M
-lines/s in ``bench/parsers.py``). Numba kernels read the values and timestamps; the series are named by byte ranges of the body, which
-:class:`~filodb.model.identity.SeriesKeyCache` resolves without a Python step per line.
+one numba pass over its raw bytes (:func:`_lines`) reads it instead of a Python step per line:
+the newlines cut lines, the spaces cut each line into series key, field set and timestamp, the
+commas of the field set cut fields, the first ``=`` of a field cuts name from value, and the
+values and timestamps are read as they are met (:mod:`filodb.gateway.numparse`'s per-number
+helpers). Before: a structure kernel, then a dozen numpy passes and two more kernels over the
+fields (0.35 ms a 2000-line body of ``bench/ingest.py``'s live shape; now 0.14). The series
+are named by byte ranges of the body, which :class:`~filodb.model.identity.SeriesKeyCache`
+resolves without a Python step per line.
 
 A line takes the fast path when it has one or two spaces, no leading or trailing space, a
 non-empty field set of numeric fields (floats, ``i`` and ``u`` integers), no ``+Inf`` field
@@ -19,11 +21,12 @@ answer or the error it always did; :mod:`filodb.gateway.influx` merges both by l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
 
-from filodb.gateway.numparse import parse_ints, parse_values
+from filodb.gateway.numparse import POW10, int_at, value_at
 
 _SP, _NL, _COMMA, _EQ, _US, _HASH = 32, 10, 44, 61, 95, 35
 
@@ -46,6 +49,7 @@ class FastLines:
     ts: np.ndarray  # int64 ms, per field; meaningless where has_ts is False
     has_ts: np.ndarray  # bool, per field
     slow: np.ndarray  # int64 line indices
+    blank: int = 0  # lines left as blank or comments (the per-line parser may find more)
 
 
 # kinds of a field: any, or a line's only field named value or counter (series: the measurement)
@@ -71,149 +75,148 @@ def eligible(body: bytes) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def _structure(buf: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover - numba
-    """One pass over the body: per line its start, end, first and second space and state
-    (0 blank or comment, 1 fast, 2 for the per-line parser), and whether a fast line is bad
-    (empty field set, a field that is not ``name=<number>``, a ``+Inf`` field); per field of a
-    fast line (its index among the fast lines ``fl``) its start, ``=`` and end and whether its
-    value is an integer (``i``/``u`` suffix)."""
+def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
+           pow10: np.ndarray) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
+    """One pass over the body. Per line: its end, its spaces (one or two), then its fields
+    (``name=<number>``: first ``=``, no ``_`` in the value, a float's first and last bytes
+    those of a number, an integer's ``i``/``u`` suffix) with their values, then its timestamp.
+    A line of another shape, with a ``+Inf`` field, a value the kernel rejects or a timestamp
+    out of range is listed in ``slow`` and leaves no field. Per field of the other lines: its
+    line, series key, name, kind, value (``ok`` False where Python must read it), timestamp
+    (ms) and whether the line had one."""
     n = len(buf)
     nl = 1
-    commas = 0
-    for i in range(n):
+    cap = 0  # fields: each has an "="
+    for i in range(n):  # no early exit: vectorised
         c = buf[i]
-        if c == _NL:
-            nl += 1
-        elif c == _COMMA:
-            commas += 1
-    lstart = np.empty(nl, np.int64)
-    lend = np.empty(nl, np.int64)
-    ls1 = np.empty(nl, np.int64)
-    ls2 = np.empty(nl, np.int64)
-    lstate = np.zeros(nl, np.int8)
-    lnsp = np.zeros(nl, np.int64)
-    cap = commas + nl
-    fstart = np.empty(cap, np.int64)
-    feq = np.empty(cap, np.int64)
-    fend = np.empty(cap, np.int64)
-    fl = np.empty(cap, np.int64)
-    fint = np.empty(cap, np.bool_)
-    fgood = np.empty(cap, np.bool_)
-    fname = np.zeros(cap, np.uint8)  # the field's name is value (VALUE) or counter (COUNTER)
-    nf = 0
-    nfast = 0
+        nl += c == _NL
+        cap += c == _EQ
+    fline = np.empty(cap, np.int64)
+    key_a = np.empty(cap, np.int64)
+    key_b = np.empty(cap, np.int64)
+    name_a = np.empty(cap, np.int64)
+    name_b = np.empty(cap, np.int64)
+    kind = np.empty(cap, np.uint8)
+    value = np.empty(cap, np.float64)
+    ok = np.empty(cap, np.bool_)
+    vend = np.empty(cap, np.int64)  # where the value ends (its suffix included)
+    ts = np.empty(cap, np.int64)
+    has_ts = np.empty(cap, np.bool_)
+    slow = np.empty(nl, np.int64)
+    nf = ns = blank = 0
     p = 0
     for li in range(nl):
         e = p
-        while e < n and buf[e] != _NL:
-            e += 1
-        lstart[li], lend[li] = p, e
-        nxt = e + 1
-        if e == p or buf[p] == _HASH:
-            p = nxt
-            continue
         nsp = 0
-        s1 = s2 = e
-        for i in range(p, e):
-            if buf[i] == _SP:
+        s1 = s2 = p
+        while e < n:
+            c = buf[e]
+            if c == _NL:
+                break
+            if c == _SP:
                 nsp += 1
                 if nsp == 1:
-                    s1 = i
+                    s1 = e
                 elif nsp == 2:
-                    s2 = i
-        if buf[p] == _SP or buf[e - 1] == _SP or nsp < 1 or nsp > 2:
-            lstate[li] = 2
-            p = nxt
+                    s2 = e
+            e += 1
+        start, p = p, e + 1
+        if e == start or buf[start] == _HASH:
+            blank += 1
             continue
-        lstate[li], ls1[li], ls2[li], lnsp[li] = 1, s1, s2, nsp
+        fset_end = s2 if nsp == 2 else e
+        if (buf[start] == _SP or buf[e - 1] == _SP or nsp < 1 or nsp > 2
+                or fset_end <= s1 + 1):  # fmt: skip
+            slow[ns] = li
+            ns += 1
+            continue
+        t = np.int64(0)
+        good = True
+        if nsp == 2:
+            mag, neg, tok = int_at(buf, s2 + 1, e)
+            if tok and mag <= np.uint64(limit):
+                t = -np.int64(mag) if neg else np.int64(mag)
+                t = t // div * mul if div > 1 else t * mul
+            else:
+                good = False  # "+", 20 digits, out of range, "1-2": the per-line parser's
+        f0 = nf
         a = s1 + 1
-        for i in range(s1 + 1, s2 + 1):
-            if i < s2 and buf[i] != _COMMA:
-                continue
+        while good:
             eq = -1
-            for j in range(a, i):
-                if buf[j] == _EQ:
-                    eq = j
+            under = False
+            j = a
+            while j < fset_end:
+                c = buf[j]
+                if c == _COMMA:
                     break
-            good = eq > a and eq + 1 < i
-            integer = False
-            if good:
-                for j in range(eq + 1, i):
-                    if buf[j] == _US:
-                        good = False
-                        break
-            if good:
-                vf, vl = buf[eq + 1], buf[i - 1]
-                fe = (48 <= vl <= 57) or vl == 46  # the last byte: a digit or "."
-                fs = (48 <= vf <= 57) or vf == 46 or vf == 43 or vf == 45
-                integer = vl == 105 or vl == 117  # i u
-                if integer:
-                    good = ((48 <= vf <= 57) or vf == 43 or vf == 45) and i - eq - 1 > 1
-                    good = good and not (vl == 117 and vf == 45)
-                else:
-                    good = fe and fs
-                # a +Inf field: histogram rules, the per-line parser's
-                if eq - a == 4 and buf[a] == 43 and buf[a + 1] == 73 and buf[a + 2] == 110:
-                    good = good and buf[a + 3] != 102
-            fstart[nf], feq[nf], fend[nf], fl[nf] = a, eq, i, nfast
-            fint[nf], fgood[nf] = integer, good
-            if eq - a == 5 and _is(buf, a, _VALUE):
-                fname[nf] = VALUE
-            elif eq - a == 7 and _is(buf, a, _COUNTER):
-                fname[nf] = COUNTER
+                if c == _EQ:
+                    if eq < 0:
+                        eq = j
+                elif c == _US and eq >= 0:
+                    under = True
+                j += 1
+            if eq <= a or eq + 1 >= j or under:
+                good = False
+                break
+            vf, vl = buf[eq + 1], buf[j - 1]
+            if vl == 105 or vl == 117:  # i u
+                integer = True
+                good = ((48 <= vf <= 57) or vf == 43 or vf == 45) and j - eq - 1 > 1
+                good = good and not (vl == 117 and vf == 45)
+            else:
+                integer = False
+                good = ((48 <= vl <= 57) or vl == 46) and (
+                    (48 <= vf <= 57) or vf == 46 or vf == 43 or vf == 45
+                )
+            # a +Inf field: histogram rules, the per-line parser's
+            if eq - a == 4 and buf[a] == 43 and buf[a + 1] == 73 and buf[a + 2] == 110:
+                good = good and buf[a + 3] != 102
+            if not good:
+                break
+            vend[nf] = j
+            value[nf], ok[nf] = value_at(buf, eq + 1, j - 1 if integer else j, integer, pow10)
+            fline[nf], key_a[nf], key_b[nf], name_a[nf], name_b[nf] = li, start, s1, a, eq
+            ts[nf], has_ts[nf], kind[nf] = t, nsp == 2, FIELD
             nf += 1
-            a = i + 1
-        nfast += 1
-        p = nxt
-    return (lstart, lend, ls1, ls2, lstate, lnsp, fstart[:nf], feq[:nf], fend[:nf], fl[:nf],
-            fint[:nf], fgood[:nf], fname[:nf])  # fmt: skip
+            if j >= fset_end:
+                break
+            a = j + 1
+        if not good:
+            nf = f0
+            slow[ns] = li
+            ns += 1
+        elif nf == f0 + 1:  # a line's only field named value or counter: the measurement's
+            a, b = name_a[f0], name_b[f0]
+            if b - a == 5 and _is(buf, a, _VALUE):
+                kind[f0] = VALUE
+            elif b - a == 7 and _is(buf, a, _COUNTER):
+                kind[f0] = COUNTER
+    return (fline[:nf], key_a[:nf], key_b[:nf], name_a[:nf], name_b[:nf], kind[:nf],
+            value[:nf], ok[:nf], vend[:nf], ts[:nf], has_ts[:nf], slow[:ns], blank)  # fmt: skip
 
 
 def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     """The fast pass over an :func:`eligible` body; ``None`` when it gives up on the body."""
     buf = np.frombuffer(body, np.uint8)
-    n = len(buf)
-    if n == 0:
+    if len(buf) == 0:
         return None
-    starts, ends, s1, s2, state, nsp, fstart, eq, fend, fl, is_int, good, named = _structure(buf)
-    lines = np.flatnonzero(state == 1)
-    slow_mask = state == 2
-    s1, s2 = s1[lines], s2[lines]
-    bad_line = np.zeros(len(lines), bool)
-    np.logical_or.at(bad_line, fl, ~good)
-    bad_line |= s2 <= s1 + 1  # an empty field set
-    nf = np.bincount(fl, minlength=len(lines))
-    vstart, vend = eq + 1, fend
-    # --- timestamps --------------------------------------------------------------------------
-    has_ts_l = nsp[lines] == 2
-    t_ms = np.zeros(len(lines), np.int64)
-    tl = np.flatnonzero(has_ts_l & ~bad_line)
-    if len(tl):
-        ta, tb = s2[tl] + 1, ends[lines[tl]]
-        tv, tok = parse_ints(buf, ta, tb, limit)
-        # the rest ("+", 20 digits, out of range, "1-2") is the per-line parser's to judge
-        bad_line[tl[~tok]] = True
-        t_ms[tl] = tv // div * mul if div > 1 else tv * mul
-    # --- values of the fields of good lines --------------------------------------------------
-    keep = ~bad_line[fl]
-    fidx = np.flatnonzero(keep)
-    va, vb, vi = vstart[fidx], vend[fidx], is_int[fidx]
-    vals, vok = parse_values(buf, va, np.where(vi, vb - 1, vb), vi)
-    for r in np.flatnonzero(~vok).tolist():  # what the kernel leaves to Python: exact or error
-        a, b = int(va[r]), int(vb[r])
-        try:
-            vals[r] = float(int(body[a : b - 1])) if vi[r] else float(body[a:b])
-        except ValueError:
-            bad_line[fl[fidx[r]]] = True
-    if not vok.all():
-        keep = ~bad_line[fl]
-        vals = vals[keep[fidx]]
-        fidx = np.flatnonzero(keep)
-    slow_mask[lines[bad_line]] = True
-    kl = fl[fidx]
-    fs, fe = fstart[fidx], eq[fidx]
-    kind = np.where((nf == 1)[kl], named[fidx], FIELD).astype(np.uint8)
-    return FastLines(
-        line=lines[kl], key_a=starts[lines[kl]], key_b=s1[kl], name_a=fs, name_b=fe, kind=kind,
-        value=vals, ts=t_ms[kl], has_ts=has_ts_l[kl], slow=np.flatnonzero(slow_mask),
-    )  # fmt: skip
+    line, key_a, key_b, name_a, name_b, kind, value, ok, vend, ts, has_ts, slow, blank = _lines(
+        buf, div, mul, limit, POW10
+    )
+    if not ok.all():  # what the kernel leaves to Python: exact, or the line is the parser's
+        bad = []
+        for r in np.flatnonzero(~ok).tolist():
+            a, b = int(name_b[r]) + 1, int(vend[r])
+            try:
+                integer = body[b - 1] in b"iu"
+                value[r] = float(int(body[a : b - 1])) if integer else float(body[a:b])
+            except ValueError:
+                bad.append(int(line[r]))
+        if bad:
+            drop = np.isin(line, bad)
+            keep = ~drop
+            slow = np.union1d(slow, bad)
+            line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts = (
+                x[keep] for x in (line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts)
+            )
+    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow, int(blank))

@@ -14,111 +14,117 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_POW10 = np.array([10.0**i for i in range(23)])
+POW10 = np.array([10.0**i for i in range(23)])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def value_at(buf, i, e, integer, pow10):  # pragma: no cover - numba
+    """``(value, ok)`` of ``buf[i:e]`` read as a float (``integer``: digits with a sign only);
+    ``ok`` False where the caller must ask Python."""
+    if i >= e:
+        return 0.0, False
+    neg = False
+    c = buf[i]
+    if c == 43 or c == 45:  # + -
+        neg = c == 45
+        i += 1
+    m = 0
+    digits = 0  # significant digits kept in m
+    seen = 0  # digits seen at all
+    frac = 0  # digits after the point
+    point = False
+    while i < e:
+        c = buf[i]
+        if 48 <= c <= 57:
+            seen += 1
+            if m == 0 and c == 48:
+                if point:
+                    frac += 1
+            else:
+                m = m * 10 + (c - 48)
+                digits += 1
+                if point:
+                    frac += 1
+                if digits > 15:
+                    return 0.0, False
+        elif c == 46 and not point and not integer:  # .
+            point = True
+        else:
+            break
+        i += 1
+    if seen == 0:
+        return 0.0, False
+    exp = 0
+    if i < e:
+        c = buf[i]
+        if integer or not (c == 101 or c == 69):  # e E
+            return 0.0, False
+        i += 1
+        eneg = False
+        if i < e and (buf[i] == 43 or buf[i] == 45):
+            eneg = buf[i] == 45
+            i += 1
+        if i >= e:
+            return 0.0, False
+        while i < e and 48 <= buf[i] <= 57 and exp < 1000:
+            exp = exp * 10 + (buf[i] - 48)
+            i += 1
+        if i < e:
+            return 0.0, False
+        if eneg:
+            exp = -exp
+    k = exp - frac
+    if m == 0:
+        v = 0.0
+    elif 0 <= k <= 22:
+        v = m * pow10[k]
+    elif -22 <= k < 0:
+        v = m / pow10[-k]
+    else:
+        return 0.0, False
+    if neg and not (integer and m == 0):  # float("-0") is -0.0, int("-0") is 0
+        v = -v
+    return v, True
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def int_at(buf, i, e):  # pragma: no cover - numba
+    """``(magnitude uint64, negative, ok)`` of ``buf[i:e]`` read as a signed decimal integer
+    of at most 19 digits."""
+    neg = False
+    if i < e and (buf[i] == 43 or buf[i] == 45):
+        neg = buf[i] == 45
+        i += 1
+    if i >= e or e - i > 19:
+        return np.uint64(0), neg, False
+    m = np.uint64(0)
+    while i < e:
+        c = buf[i]
+        if not 48 <= c <= 57:
+            return np.uint64(0), neg, False
+        m = m * np.uint64(10) + np.uint64(c - 48)
+        i += 1
+    return m, neg, True
 
 
 @nb.njit(cache=True, nogil=True)
-def _values(buf, starts, ends, integer, pow10):
+def _values(buf, starts, ends, integer, pow10):  # pragma: no cover - numba
     n = len(starts)
     out = np.zeros(n, np.float64)
     ok = np.zeros(n, np.bool_)
     for r in range(n):
-        i, e = starts[r], ends[r]
-        if i >= e:
-            continue
-        neg = False
-        c = buf[i]
-        if c == 43 or c == 45:  # + -
-            neg = c == 45
-            i += 1
-        m = 0
-        digits = 0  # significant digits kept in m
-        seen = 0  # digits seen at all
-        frac = 0  # digits after the point
-        point = False
-        good = True
-        while i < e:
-            c = buf[i]
-            if 48 <= c <= 57:
-                seen += 1
-                if m == 0 and c == 48:
-                    if point:
-                        frac += 1
-                else:
-                    m = m * 10 + (c - 48)
-                    digits += 1
-                    if point:
-                        frac += 1
-                    if digits > 15:
-                        good = False
-                        break
-            elif c == 46 and not point and not integer[r]:  # .
-                point = True
-            else:
-                break
-            i += 1
-        if not good or seen == 0:
-            continue
-        exp = 0
-        if i < e:
-            c = buf[i]
-            if integer[r] or not (c == 101 or c == 69):  # e E
-                continue
-            i += 1
-            eneg = False
-            if i < e and (buf[i] == 43 or buf[i] == 45):
-                eneg = buf[i] == 45
-                i += 1
-            if i >= e:
-                continue
-            while i < e and 48 <= buf[i] <= 57 and exp < 1000:
-                exp = exp * 10 + (buf[i] - 48)
-                i += 1
-            if i < e:
-                continue
-            if eneg:
-                exp = -exp
-        k = exp - frac
-        if m == 0:
-            v = 0.0
-        elif 0 <= k <= 22:
-            v = m * pow10[k]
-        elif -22 <= k < 0:
-            v = m / pow10[-k]
-        else:
-            continue
-        if neg and not (integer[r] and m == 0):  # float("-0") is -0.0, int("-0") is 0
-            v = -v
-        out[r] = v
-        ok[r] = True
+        out[r], ok[r] = value_at(buf, starts[r], ends[r], integer[r], pow10)
     return out, ok
 
 
 @nb.njit(cache=True, nogil=True)
-def _ints(buf, starts, ends):
+def _ints(buf, starts, ends):  # pragma: no cover - numba
     n = len(starts)
     out = np.zeros(n, np.uint64)
     neg = np.zeros(n, np.bool_)
     ok = np.zeros(n, np.bool_)
     for r in range(n):
-        i, e = starts[r], ends[r]
-        if i < e and (buf[i] == 43 or buf[i] == 45):
-            neg[r] = buf[i] == 45
-            i += 1
-        if i >= e or e - i > 19:
-            continue
-        m = np.uint64(0)
-        good = True
-        while i < e:
-            c = buf[i]
-            if not 48 <= c <= 57:
-                good = False
-                break
-            m = m * np.uint64(10) + np.uint64(c - 48)
-            i += 1
-        if good:
-            out[r] = m
-            ok[r] = True
+        out[r], neg[r], ok[r] = int_at(buf, starts[r], ends[r])
     return out, neg, ok
 
 
@@ -127,7 +133,7 @@ def parse_values(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     """``(values, ok)``: each range as a float (``integer``: digits with a sign only); where
     ``ok`` is False the caller must ask Python."""
     return _values(
-        buf, starts.astype(np.int64), ends.astype(np.int64), integer.astype(np.bool_), _POW10
+        buf, starts.astype(np.int64), ends.astype(np.int64), integer.astype(np.bool_), POW10
     )
 
 

@@ -188,7 +188,8 @@ def _first_seen(
 
 
 # make(a bytes, b bytes, kind) -> (label set, extra) or None when the key is refused; ``extra``
-# is the caller's (Influx: the metric types a key implies), kept per entry when not None.
+# is the caller's (Influx, Graphite: the metric types a key implies), kept per entry when not
+# None (interned: equal extras are held once).
 Make = Callable[[bytes, bytes, int], "tuple[Labels, Hashable | None] | None"]
 
 
@@ -197,7 +198,7 @@ class Resolved:
     """One body's keys: ``series`` (distinct label sets, first appearance first), ``sidx``
     (int32 per key, -1 where refused), per series its ``part_keys``, ``keys`` (uint64, as
     ``SampleBatch.keys``) and ``routes`` (uint64, as ``SampleBatch.routes``: the router shards
-    by them), and the extras of the keys' entries that have one."""
+    by them), and the distinct extras of the keys' entries that have one."""
 
     series: list[Labels]
     sidx: np.ndarray
@@ -225,8 +226,9 @@ class SeriesKeyCache:
         self._elb = np.zeros(capacity, np.int64)
         self._ekind = np.zeros(capacity, np.uint8)
         self._elabel = np.zeros(capacity, np.int64)  # entry -> label set id
-        self._ehasx = np.zeros(capacity, np.bool_)  # entry has an extra
-        self._extra: dict[int, Hashable] = {}  # entry -> its extra, where one
+        self._exid = np.zeros(capacity, np.int32)  # entry -> 1 + id of its extra, 0: none
+        self._extra_id: dict[Hashable, int] = {}  # distinct extras, interned
+        self._extras: list[Hashable] = []
         self._arena = np.zeros(64 * capacity, np.uint8)
         self._state = np.zeros(2, np.int64)
         self._label_id: dict[Labels, int] = {}
@@ -299,8 +301,9 @@ class SeriesKeyCache:
         self._elabel[ent] = labels
         for e, x in zip(ent.tolist(), extras, strict=True):
             if x is not None and e >= first:
-                self._extra[e] = x
-                self._ehasx[e] = True
+                self._exid[e] = 1 + self._extra_id.setdefault(x, len(self._extra_id))
+                if len(self._extras) < len(self._extra_id):
+                    self._extras.append(x)
         out = np.full(len(a0), -1, np.int64)
         ok = pos >= 0
         out[ok] = ent[pos[ok]]
@@ -332,7 +335,7 @@ class SeriesKeyCache:
         need = len(self) + entries
         if need > len(self._ehash):
             cap = max(need, 2 * len(self._ehash))
-            for name in ("_ehash", "_eoff", "_ela", "_elb", "_ekind", "_elabel", "_ehasx"):
+            for name in ("_ehash", "_eoff", "_ela", "_elb", "_ekind", "_elabel", "_exid"):
                 setattr(self, name, _grown(getattr(self, name), cap))
             if 2 * cap > len(self._table):
                 self._table = _rehash(self._ehash[: len(self)], 1 << (2 * cap - 1).bit_length())
@@ -345,9 +348,10 @@ class SeriesKeyCache:
         series = pick(self._labels, ids.tolist())  # C-level gathers: no Python step per series
         pks = PartKeys(self._pk_arena, self._pk_start[ids], self._pk_end[ids])
         extras = []
-        if self._extra:
-            held = ent[ent >= 0]
-            extras = [self._extra[e] for e in np.unique(held[self._ehasx[held]]).tolist()]
+        if self._extras:  # the distinct extras of the keys: a Python step per distinct extra
+            seen = np.zeros(len(self._extras) + 1, np.bool_)
+            seen[self._exid[ent[ent >= 0]]] = True
+            extras = pick(self._extras, (np.flatnonzero(seen[1:])).tolist())
         return Resolved(series, sidx, pks, self._keys[ids], self._routes[ids], extras)
 
 

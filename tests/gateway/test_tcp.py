@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from filodb.gateway.influx import parse_lines
 from filodb.gateway.router import IngestRouter
-from filodb.gateway.tcp import GatewayOptions, TcpGateway, _count_lines
+from filodb.gateway.tcp import DOORS, GatewayOptions, TcpGateway, _count_lines
 from filodb.ingest.redis_streams import RedisStreamsLog
 from filodb.model.batch import SampleBatch
 from filodb.redisproc import free_port, start_redis
@@ -441,3 +441,12 @@ def test_data_lines_are_counted_as_the_per_line_rule_says(lines: list[str]) -> N
     body = "\n".join(lines).encode()
     want = sum(1 for ln in body.split(b"\n") if ln.strip() and not ln.strip().startswith(b"#"))
     assert _count_lines(body) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=" \t\r\x0b\x0c#ab=1;.\n", max_size=10), max_size=30))
+def test_parsers_count_the_data_lines_by_the_same_rule(lines: list[str]) -> None:
+    body = "\n".join(lines).encode()
+    for parse in DOORS.values():  # what the doors count as accepted, without a pass of their own
+        r = parse(body, 0)
+        assert r.lines - r.blank == _count_lines(body)
