@@ -6,8 +6,14 @@ import shutil
 
 import pytest
 import redis
+from hypothesis import settings
 
 from filodb.redisproc import RedisProcess, start_redis
+
+# No per-example deadline anywhere: on a shared 2-core machine a numba kernel's first call
+# compiles (or loads its cache) inside the first example, which says nothing about the code.
+settings.register_profile("filodb", deadline=None)
+settings.load_profile("filodb")
 
 
 @pytest.fixture(scope="session")
