@@ -70,6 +70,11 @@ _OPTS = {
         "--worker-threads", type=click.IntRange(min=1), default=None,
         help="threads of a worker node evaluating leaf requests (default 4)",
     ),
+    "leaf_listen": click.option(
+        "--leaf-listen", default=None,
+        help="host:port a worker node takes the web tier's direct leaf connections on "
+        "(default 127.0.0.1:0, a free port; empty: leaf requests through Redis only)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -169,6 +174,7 @@ def main() -> None:
 @_OPTS["web_threads"]
 @_OPTS["web_processes"]
 @_OPTS["worker_threads"]
+@_OPTS["leaf_listen"]
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
@@ -243,6 +249,7 @@ def _say(msg: str) -> None:
 @click.option("--node", default=None, help="node name (default node-<pid>)")
 @_OPTS["max_exemplars"]
 @_OPTS["worker_threads"]
+@_OPTS["leaf_listen"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:
