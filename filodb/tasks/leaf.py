@@ -56,7 +56,14 @@ from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
 from filodb.tasks.direct import Listener, ReplySink
 from filodb.tasks.rpc import LeafRequest, request_key
-from filodb.tasks.scheduler import SPLIT_S, CostModel, FairQueue, cost_key, cost_units
+from filodb.tasks.scheduler import (
+    HEAVY_S,
+    SPLIT_S,
+    CostModel,
+    FairQueue,
+    cost_key,
+    cost_units,
+)
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,11 @@ RECEIPT_AFTER_S = 0.1  # a request still running then gets a receipt (the caller
 # while nothing is queued, runs on the popping thread: no hand-off to a runner (a thread
 # wake-up and a GIL hand-over, 90 us of the floor's leaf round trip).
 INLINE_S = 0.0005
+# On a direct connection (tasks/direct.py) the receiving thread serves that one caller thread:
+# running a piece there blocks no other request, so any cheap-lane piece (below HEAVY_S) runs
+# there when nothing is queued; as with the popping thread, at most one piece more than the
+# runners runs at once.
+INLINE_DIRECT_S = HEAVY_S
 
 
 class _Cardinality(Protocol):
@@ -271,7 +283,7 @@ class LeafServer:
         self._listener = Listener(node, listen, self._handle_direct) if listen else None
         self.address = self._listener.address if self._listener else ""
         self._stop = threading.Event()
-        runners = max(1, threads)
+        runners = self._runners = max(1, threads)
         self._queue: FairQueue[_Piece] = FairQueue(runners)
         self.costs = CostModel()
         self._threads = [threading.Thread(target=self._loop, name="leaf-pop", daemon=True)]
@@ -321,7 +333,7 @@ class LeafServer:
             try:
                 got = self._r.blpop([self.key], timeout=POP_TIMEOUT_S)
                 if got is not None:
-                    self.handle(cast(bytes, got[1]), inline=True)
+                    self.handle(cast(bytes, got[1]), inline_s=INLINE_S)
             except redis.RedisError:  # Redis down: the callers resend or time out
                 log.warning("leaf server on %s: Redis unreachable", self.key, exc_info=True)
                 self._stop.wait(0.5)
@@ -330,12 +342,12 @@ class LeafServer:
 
     def _handle_direct(self, raw: bytes, sink: ReplySink) -> None:
         self.direct += 1
-        self.handle(raw, inline=True, sink=sink)
+        self.handle(raw, inline_s=INLINE_DIRECT_S, sink=sink)
 
-    def handle(self, raw: bytes, inline: bool = False, sink: ReplySink | None = None) -> None:
-        """Queue the pieces of one request (see the module docstring); with ``inline``, a
-        request of one piece estimated below ``INLINE_S`` that finds the queue empty runs
-        here instead (on the popping thread). Its replies go to ``sink`` (by default its
+    def handle(self, raw: bytes, inline_s: float = 0.0, sink: ReplySink | None = None) -> None:
+        """Queue the pieces of one request (see the module docstring); a request of one piece
+        of a known shape estimated below ``inline_s`` that finds the queue empty and a runner
+        slot free runs here instead (on the receiving thread). Its replies go to ``sink`` (by default its
         Redis reply list)."""
         sink = sink or self._redis_sink
         try:
@@ -362,8 +374,9 @@ class LeafServer:
                     for i, shards in enumerate(cut)]  # fmt: skip
             costs = [self.costs.estimate(p.key if self.costs.known(p.key) else key, p.units)
                      for p in made]  # fmt: skip
-            mine = (inline and len(cut) == 1 and not len(self._queue) and costs[0] < INLINE_S
-                    and self.costs.known(key))  # fmt: skip
+            q = self._queue
+            mine = (len(cut) == 1 and not len(q) and costs[0] < inline_s and self.costs.known(key)
+                    and q.running_cheap + q.running_heavy <= self._runners)  # fmt: skip
             if mine:
                 self._queue.running_cheap += 1  # handed back by _run_one, as a popped piece
                 self.taken[False] += 1

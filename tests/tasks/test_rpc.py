@@ -400,3 +400,41 @@ def test_a_malformed_request_frame_is_dropped_and_the_connection_still_serves(
         assert sock.recv(1) == b""
     finally:
         server.stop()
+
+
+def test_a_cheap_lane_request_runs_on_its_connections_thread(
+    redis_url: str, client: ShardClient
+) -> None:
+    """On a direct connection a known shape below HEAVY_S runs on the receiving thread (it
+    serves that one caller); through Redis only one below INLINE_S does (the popping thread
+    serves everyone); a heavy one goes to a runner either way."""
+    runs: list[str] = []
+
+    class Recording(FakeNode):
+        def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+            runs.append(threading.current_thread().name)
+            return super().memstore(dataset, shard)
+
+    mid, dear = [["__name__", "=", "x"]], [["__name__", "=~", "x"]]
+
+    def server(node: str, listen: str) -> LeafServer:
+        s = LeafServer(Recording({0: _shard(0)}), redis_url, node, 2, listen=listen).start()
+        for matchers, seconds in ((mid, 0.001), (dear, 0.01)):
+            s.costs.observe(cost_key("ds", "label_names", {"matchers": matchers}), 1, seconds)
+        return s
+
+    def call(node: str, matchers: list[list[str]]) -> list[str]:
+        runs.clear()
+        p = {"matchers": matchers, "start": 0, "end": 10_000}
+        assert client.call("ds", [0], "label_names", p, 10.0, _states({0: node})).answers
+        return runs[:]
+
+    by_redis, by_conn = server("dr", ""), server("dc", "127.0.0.1:0")
+    try:
+        _advertise(redis_url, "dc", by_conn.address)
+        assert call("dc", mid) == ["leaf-conn"] and (by_conn.direct, by_conn.inlined) == (1, 1)
+        assert call("dc", dear)[0] in ("leaf-0", "leaf-1") and by_conn.inlined == 1
+        assert call("dr", mid)[0] in ("leaf-0", "leaf-1") and by_redis.inlined == 0
+    finally:
+        by_redis.stop()
+        by_conn.stop()
