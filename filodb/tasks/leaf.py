@@ -1,6 +1,8 @@
 """The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
-One thread ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each request names
+One thread ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`), and with
+``listen`` each of the web tier's direct connections has a thread reading its requests
+(:mod:`filodb.tasks.direct`; their replies go back on the connection); each request names
 the shards of the query this node owns. The request is cut into pieces (:func:`pieces`): a
 range ``eval`` or a ``select`` of several shards once per shard (numpy releases the GIL: with
 10 k series a single-threaded union evaluation made ``sum by (job) (rate(...))`` 2.7x slower),
