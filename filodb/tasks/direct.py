@@ -44,7 +44,7 @@ CONNECT_TIMEOUT_S = 1.0  # connecting and reading the hello
 RETRY_AFTER_S = 1.0  # a node that could not be reached is tried again after this
 SEND_TIMEOUT_S = 30  # a peer that reads nothing this long is dropped (SO_SNDTIMEO)
 _LEN = struct.Struct("<I")
-_CHUNK = 1 << 20
+_CHUNK = 64 << 10  # read at once; a larger frame is read straight into a buffer of its size
 
 ReplySink = Callable[[str, list[bytes]], None]
 """Where a node sends a request's replies: ``sink(reply_id, messages)``."""
@@ -63,7 +63,7 @@ def reply_frames(reply_id: str, msgs: list[bytes]) -> bytes:
     return b"".join(x for m in msgs for x in (_LEN.pack(len(tag) + len(m)), tag, m))
 
 
-def parse_reply(payload: bytes) -> tuple[str, memoryview]:
+def parse_reply(payload: bytes | bytearray) -> tuple[str, memoryview]:
     """A reply frame's id and message; :class:`BadInputError` when malformed."""
     mv = memoryview(payload)
     if not mv or len(mv) < 1 + mv[0]:
@@ -205,8 +205,10 @@ class Link:
     def __init__(self, node: str, sock: socket.socket) -> None:
         self.node = node
         self.sock = sock
-        self._buf = bytearray()
+        self._buf = bytearray()  # bytes read that make no whole frame yet
         self._scratch = memoryview(bytearray(_CHUNK))
+        self._body: bytearray | None = None  # a large frame read straight into its buffer
+        self._got = 0  # of it
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -214,33 +216,56 @@ class Link:
     def send(self, payload: bytes) -> None:
         self.sock.sendall(frame(payload))
 
+    def _recv(self, into: memoryview) -> int:
+        """What the socket holds, up to ``len(into)`` bytes (0: nothing now); never blocks."""
+        try:
+            n = self.sock.recv_into(into, len(into), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        if n == 0:
+            raise ConnectionError(f"node {self.node} closed the connection")
+        return n
+
     def pump(self) -> list[tuple[str, memoryview]]:
         """The reply frames that have arrived in full (reads what the socket holds, never
         blocks); :class:`ConnectionError` once the node closed the connection."""
+        out: list[tuple[str, memoryview]] = []
         while True:
-            try:
-                n = self.sock.recv_into(self._scratch, _CHUNK, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                break
+            if self._body is not None:
+                n = self._recv(memoryview(self._body)[self._got :])
+                self._got += n
+                if self._got == len(self._body):
+                    out.append(parse_reply(self._body))
+                    self._body = None
+                    continue
+                return out
+            n = self._recv(self._scratch)
             if n == 0:
-                raise ConnectionError(f"node {self.node} closed the connection")
+                return out
             self._buf += self._scratch[:n]
-            if n < _CHUNK:
-                break
-        out = []
-        buf = self._buf
-        pos = 0
+            self._frames(out)
+            if n < _CHUNK and self._body is None:
+                return out  # drained (a large frame's body is read on)
+
+    def _frames(self, out: list[tuple[str, memoryview]]) -> None:
+        """Move the whole frames in ``_buf`` to ``out``; a large frame begun moves to ``_body``."""
+        buf, pos = self._buf, 0
         while len(buf) - pos >= 4:
             size = _LEN.unpack_from(buf, pos)[0]
             if size > MAX_REPLY:
                 raise ConnectionError(f"node {self.node}: a {size}-byte reply frame")
-            if len(buf) - pos - 4 < size:
-                break
-            out.append(parse_reply(bytes(memoryview(buf)[pos + 4 : pos + 4 + size])))
-            pos += 4 + size
+            have = len(buf) - pos - 4
+            if have >= size:
+                out.append(parse_reply(bytes(memoryview(buf)[pos + 4 : pos + 4 + size])))
+                pos += 4 + size
+                continue
+            if size > _CHUNK:
+                self._body = bytearray(size)
+                self._body[:have] = memoryview(buf)[pos + 4 :]
+                self._got, pos = have, len(buf)
+            break
         if pos:
             del buf[:pos]
-        return out
 
     def close(self) -> None:
         _close(self.sock)
@@ -250,8 +275,12 @@ def wait_readable(links: list[Link], timeout_s: float) -> list[Link]:
     """The links with something to read (or closed) within ``timeout_s``."""
     if not links:
         return []
-    ready, _, _ = select.select(links, [], [], max(0.0, timeout_s))
-    return ready
+    poll = select.poll()  # not select(): a busy web process has descriptors past 1024
+    by_fd = {}
+    for link in links:
+        by_fd[link.fileno()] = link
+        poll.register(link.fileno(), select.POLLIN)
+    return [by_fd[fd] for fd, _ in poll.poll(max(0.0, timeout_s) * 1000)]
 
 
 class Links:

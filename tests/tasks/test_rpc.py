@@ -438,3 +438,24 @@ def test_a_cheap_lane_request_runs_on_its_connections_thread(
     finally:
         by_redis.stop()
         by_conn.stop()
+
+
+def test_an_answer_larger_than_a_read_comes_whole_down_the_connection(
+    redis_url: str, client: ShardClient
+) -> None:
+    ms = TimeSeriesShard("ds", 0)
+    n = 20_000
+    lb = [make_labels({"__name__": "x", "i": f"{i:06d}", "pad": "p" * 40}) for i in range(n)]
+    ms.ingest(SampleBatch(lb, np.arange(n), np.full(n, 1000), np.arange(n, dtype=float)))
+    server = LeafServer(FakeNode({0: ms}), redis_url, "big", 1, listen="127.0.0.1:0").start()
+    try:
+        _advertise(redis_url, "big", server.address)
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        for _ in range(2):  # and the connection reads the next answer right after it
+            h, (offsets, ts, vals) = client.call("ds", [0], "select", sel, 30.0,
+                                                 _states({0: "big"})).answers[0]  # fmt: skip
+            assert len(h["labels"]) == n and offsets[-1] == n
+            assert sorted(vals.tolist()) == list(range(n))
+        assert server.direct == 2
+    finally:
+        server.stop()
