@@ -72,8 +72,12 @@ class ShardClient:
         self.links = Links(self._leaf_addr) if direct else None
 
     def _leaf_addr(self, node: str) -> str | None:
-        """The address ``node`` takes direct requests on, from its registry entry."""
-        raw = self._r.hget(NODES_KEY, node)
+        """The address ``node`` takes direct requests on, from its registry entry (None: none,
+        or Redis cannot say now: asked again after :data:`~filodb.tasks.direct.RETRY_AFTER_S`)."""
+        try:
+            raw = self._r.hget(NODES_KEY, node)
+        except redis.RedisError:
+            return None
         if not raw:
             return None
         try:
