@@ -146,9 +146,9 @@ class ShardClient:
     def _send_direct(
         self, sends: list[SendNode], reply_key: str, dataset: str, op: str,
         params: dict[str, Any], links: dict[str, Link],
-    ) -> list[bytes | tuple[str, bytes, int]]:  # fmt: skip
+    ) -> list[tuple[str, bytes, int]]:  # fmt: skip
         """Send what can go down a direct connection; the rest, as (node, request, ttl)."""
-        pushes: list[Any] = []
+        pushes: list[tuple[str, bytes, int]] = []
         for send in sends:
             req = LeafRequest(reply_key, dataset, send.shards, op, params,
                               time.time() + send.expires_s).pack()  # fmt: skip
@@ -164,7 +164,9 @@ class ShardClient:
             pushes.append((send.node, req, int(send.expires_s) + 1))
         return pushes
 
-    def _push_and_pop(self, pushes: list[Any], reply_key: str, poll_s: float) -> list[bytes]:
+    def _push_and_pop(
+        self, pushes: list[tuple[str, bytes, int]], reply_key: str, poll_s: float
+    ) -> list[bytes]:
         """Push requests onto their nodes' lists and pop the replies there (one round trip)."""
         pipe = self._r.pipeline(transaction=False)
         for node, req, ttl in pushes:

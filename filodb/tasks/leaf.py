@@ -296,7 +296,7 @@ class LeafServer:
         self.served = 0
         self.dropped = 0  # requests past their deadline when popped or run, or malformed
         self.receipts = 0
-        self.inlined = 0  # requests answered on the popping thread (INLINE_S)
+        self.inlined = 0  # requests answered on the thread that received them (no runner)
         self.direct = 0  # requests taken on direct connections (the rest came by Redis)
         self.taken = {False: 0, True: 0}  # pieces taken from the queue: heavy? -> count
         self.waited_s = {False: 0.0, True: 0.0}  # and the seconds they had waited
