@@ -234,10 +234,17 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
 
 def _check_threads(cfg: Any) -> None:
     """Exit 2 unless ``web_threads``, ``web_processes`` and ``worker_threads`` (flags, env,
-    TOML) are >= 1."""
+    TOML) are >= 1 and ``leaf_listen`` is empty or ``host:port``."""
     for key in ("web_threads", "web_processes", "worker_threads"):
         if getattr(cfg, key) < 1:
             _fail(f"{key} must be at least 1, not {getattr(cfg, key)}", 2)
+    if cfg.leaf_listen:
+        from filodb.tasks.direct import parse_addr
+
+        try:
+            parse_addr(cfg.leaf_listen)
+        except BadInputError as e:
+            _fail(f"leaf_listen: {e}", 2)
 
 
 def _say(msg: str) -> None:
