@@ -282,7 +282,12 @@ class LeafServer:
         # blocking pops need a socket timeout above their own (shared/notes/celery-redis.md)
         self._r = redis.Redis.from_url(redis_url, socket_timeout=POP_TIMEOUT_S + 10)
         self._redis_sink: ReplySink = lambda reply, msgs: _reply(self._r, reply, msgs)
-        self._listener = Listener(node, listen, self._handle_direct) if listen else None
+        self._listener: Listener | None = None
+        if listen:
+            try:
+                self._listener = Listener(node, listen, self._handle_direct)
+            except OSError as e:  # e.g. the port is taken: the node serves through Redis only
+                log.warning("leaf server of %s cannot listen on %s: %s", node, listen, e)
         self.address = self._listener.address if self._listener else ""
         self._stop = threading.Event()
         runners = self._runners = max(1, threads)

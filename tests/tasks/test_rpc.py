@@ -459,3 +459,19 @@ def test_an_answer_larger_than_a_read_comes_whole_down_the_connection(
         assert server.direct == 2
     finally:
         server.stop()
+
+
+def test_a_node_whose_port_is_taken_serves_through_redis(
+    redis_url: str, client: ShardClient
+) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "pt", 1,
+                        listen=f"127.0.0.1:{port}").start()  # fmt: skip
+    try:
+        assert server.address == ""  # nothing to advertise
+        res = client.call("ds", [0], "label_names", LN, 10.0, _states({0: "pt"}))
+        assert res.answers[0][0]["values"] == ["__name__", "shard"] and server.served == 1
+    finally:
+        server.stop()
+        taken.close()
