@@ -522,4 +522,8 @@ class LeafCollector(Collector):
                                    labels=["outcome"])  # fmt: skip
         reqs.add_metric(["served"], self.server.served)
         reqs.add_metric(["dropped"], self.server.dropped)
-        yield from (pieces, wait, reqs)
+        direct = CounterMetricFamily("filodb_worker_leaf_direct_requests",
+                                     "Leaf requests that came on a direct connection from the web "
+                                     "tier (the others came through Redis lists)",
+                                     value=self.server.direct)  # fmt: skip
+        yield from (pieces, wait, reqs, direct)

@@ -22,7 +22,7 @@ from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks import direct
 from filodb.tasks.fanout import ClusterSource, ShardClient
-from filodb.tasks.leaf import LeafServer
+from filodb.tasks.leaf import LeafCollector, LeafServer
 from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.scheduler import cost_key
 from filodb.tasks.wire import unpack
@@ -296,6 +296,8 @@ def test_a_node_that_advertises_an_address_is_asked_directly_the_others_through_
             assert res.answers[0][0]["values"] == ["__name__", "shard"] and res.missing == {}
         assert (a.direct, a.served, b.direct, b.served) == (3, 3, 0, 3)
         assert r.llen(request_key("da")) == 0
+        scraped = {s.name: s.value for m in LeafCollector(a).collect() for s in m.samples}
+        assert scraped["filodb_worker_leaf_direct_requests_total"] == 3
         # a select's arrays come through the frames intact
         sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
         h, (offsets, ts, vals) = client.call("ds", [1], "select", sel, 10.0, states).answers[1]
