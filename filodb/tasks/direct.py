@@ -96,6 +96,15 @@ def parse_addr(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+HOSTNAME = socket.gethostname()  # as the node registry records it
+
+
+def on_loopback(addr: str) -> bool:
+    """Whether ``host:port`` is a loopback address (reachable only on its own machine)."""
+    host = parse_addr(addr)[0]
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
 # --- the node's side -------------------------------------------------------------------
 
 
@@ -113,7 +122,7 @@ class Listener:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         bound = self._sock.getsockname()
-        adv = host if host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        adv = host if host not in ("0.0.0.0", "::", "") else HOSTNAME
         self.address = f"[{adv}]:{bound[1]}" if ":" in adv else f"{adv}:{bound[1]}"
         self._hello = frame(msgpack.packb({"node": node}))
         self._thread = threading.Thread(target=self._accept_loop, name="leaf-accept", daemon=True)

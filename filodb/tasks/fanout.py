@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 import redis
 
-from filodb.errors import QueryTimeoutError, UnavailableError
+from filodb.errors import BadInputError, QueryTimeoutError, UnavailableError
 from filodb.model.cardinality import CardinalityStats
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
@@ -39,7 +39,7 @@ from filodb.shards.local_map import LocalShardMap
 from filodb.shards.nodes import NODES_KEY
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState
-from filodb.tasks.direct import Link, Links, wait_readable
+from filodb.tasks.direct import HOSTNAME, Link, Links, on_loopback, wait_readable
 from filodb.tasks.fanout_state import (
     RESEND_AFTER_S,
     Fail,
@@ -81,9 +81,13 @@ class ShardClient:
         if not raw:
             return None
         try:
-            return str(orjson.loads(cast(bytes, raw)).get("leaf_addr") or "") or None
-        except (orjson.JSONDecodeError, AttributeError):
+            info = orjson.loads(cast(bytes, raw))
+            addr = str(info.get("leaf_addr") or "")
+            if addr and on_loopback(addr) and info.get("host", HOSTNAME) != HOSTNAME:
+                return None  # the node's own loopback, on another machine: out of reach here
+        except (orjson.JSONDecodeError, AttributeError, BadInputError):
             return None
+        return addr or None
 
     def shard_states(self, dataset: str) -> dict[int, ShardState]:
         """The dataset's shard map: the event-fed local copy, else one Redis read."""

@@ -310,6 +310,22 @@ def test_a_node_that_advertises_an_address_is_asked_directly_the_others_through_
         b.stop()
 
 
+def test_a_loopback_address_of_a_node_on_another_machine_is_not_tried(
+    redis_url: str, client: ShardClient
+) -> None:
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "far", 1,
+                        listen="127.0.0.1:0").start()  # fmt: skip
+    r = redis.Redis.from_url(redis_url)
+    try:
+        entry = {"name": "far", "host": "another-machine", "leaf_addr": server.address}
+        r.hset(NODES_KEY, "far", orjson.dumps(entry))
+        res = client.call("ds", [0], "label_names", LN, 10.0, _states({0: "far"}))
+        assert res.answers[0][0]["values"] == ["__name__", "shard"]
+        assert (server.direct, server.served) == (0, 1)  # through Redis
+    finally:
+        server.stop()
+
+
 def test_an_address_reused_by_another_node_is_not_taken_for_it(
     redis_url: str, client: ShardClient
 ) -> None:
