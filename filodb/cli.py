@@ -70,6 +70,11 @@ _OPTS = {
         "--worker-threads", type=click.IntRange(min=1), default=None,
         help="threads of a worker node evaluating leaf requests (default 4)",
     ),
+    "leaf_listen": click.option(
+        "--leaf-listen", default=None,
+        help="host:port a worker node takes the web tier's direct leaf connections on "
+        "(default 127.0.0.1:0, a free port; empty: leaf requests through Redis only)",
+    ),
     "gateway_metrics_port": click.option(
         "--gateway-metrics-port", type=int, default=None,
         help="port of the gateway's /metrics (default 0: a free port; -1: off)",
@@ -169,6 +174,7 @@ def main() -> None:
 @_OPTS["web_threads"]
 @_OPTS["web_processes"]
 @_OPTS["worker_threads"]
+@_OPTS["leaf_listen"]
 @_OPTS["influx_port"]
 @_OPTS["graphite_port"]
 @_OPTS["gateway_metrics_port"]
@@ -228,10 +234,17 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
 
 def _check_threads(cfg: Any) -> None:
     """Exit 2 unless ``web_threads``, ``web_processes`` and ``worker_threads`` (flags, env,
-    TOML) are >= 1."""
+    TOML) are >= 1 and ``leaf_listen`` is empty or ``host:port``."""
     for key in ("web_threads", "web_processes", "worker_threads"):
         if getattr(cfg, key) < 1:
             _fail(f"{key} must be at least 1, not {getattr(cfg, key)}", 2)
+    if cfg.leaf_listen:
+        from filodb.tasks.direct import parse_addr
+
+        try:
+            parse_addr(cfg.leaf_listen)
+        except BadInputError as e:
+            _fail(f"leaf_listen: {e}", 2)
 
 
 def _say(msg: str) -> None:
@@ -243,6 +256,7 @@ def _say(msg: str) -> None:
 @click.option("--node", default=None, help="node name (default node-<pid>)")
 @_OPTS["max_exemplars"]
 @_OPTS["worker_threads"]
+@_OPTS["leaf_listen"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
 def worker(config_path: str | None, **flags: Any) -> None:

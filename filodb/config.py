@@ -66,6 +66,9 @@ class Config:
     web_threads: int = 16
     web_processes: int = 1  # web processes `filodb up` runs on the one port (each web_threads)
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
+    # host:port a node takes the web tier's direct leaf connections on (tasks/direct.py; port
+    # 0: a free one, advertised in the node registry); empty: leaf requests go by Redis only
+    leaf_listen: str = "127.0.0.1:0"
     recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)

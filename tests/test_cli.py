@@ -50,8 +50,10 @@ def test_up_beyond_loopback_without_an_auth_file_warns(
     (["--web-threads", "-1"], {}, "'--web-threads': -1 is not in the range x>=1"),
     ([], {"FILODB_WEB_THREADS": "0"}, "web_threads must be at least 1, not 0"),
     ([], {"FILODB_WORKER_THREADS": "0"}, "worker_threads must be at least 1, not 0"),
+    (["--leaf-listen", "localhost"], {}, "leaf_listen: not host:port: 'localhost'"),
+    ([], {"FILODB_LEAF_LISTEN": "127.0.0.1:99999"}, "leaf_listen: not host:port"),
 ])  # fmt: skip
-def test_up_refuses_thread_counts_below_one_with_exit_2(tmp_path, args, env, said) -> None:  # type: ignore[no-untyped-def]
+def test_up_refuses_bad_thread_counts_or_leaf_listen_with_exit_2(tmp_path, args, env, said) -> None:  # type: ignore[no-untyped-def]
     r = CliRunner().invoke(main, ["up", "--data-dir", str(tmp_path), *args], env=env)
     assert r.exit_code == 2 and said in r.output, r.output
     assert not (tmp_path / "redis").exists()  # refused before anything started

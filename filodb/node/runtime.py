@@ -102,10 +102,11 @@ class NodeRuntime:
         self._coord_since: float | None = None  # monotonic time this node became coordinator
         self._logged: dict[object, float] = {}  # rate-limited warnings: key -> last logged at
         self.downsampling = Downsampling(self, send_downsample)
+        self.advertise: dict[str, object] = {}  # more of the registry entry (leaf_addr)
 
     def start(self) -> None:
         self.metrics_server = serve_metrics(self)  # its port goes into the registry entry
-        self.registry.register(self.name, metrics_port=self.metrics_server.port)
+        self.registry.register(self.name, metrics_port=self.metrics_server.port, **self.advertise)
         try:  # the default dataset exists in every cluster, however it was started
             self.shard_map.create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
                                           downsample=self.cfg.downsample,

@@ -82,7 +82,9 @@ def run_worker(cfg: Config) -> None:
     def on_ready(sender=None, **_kw):
         rt = NodeRuntime(cfg, name, flushes.send, send_downsample=send_ds)
         flushes.rt = rt
-        leaf = parts["leaf"] = LeafServer(rt, cfg.redis_url, name, cfg.worker_threads).start()
+        leaf = parts["leaf"] = LeafServer(rt, cfg.redis_url, name, cfg.worker_threads,
+                                          listen=cfg.leaf_listen).start()  # fmt: skip
+        rt.advertise["leaf_addr"] = leaf.address  # the web tier's direct connections
         parts["rt"] = rt
         rt.start()
         rt.metrics_server.registry.register(LeafCollector(leaf))

@@ -266,6 +266,10 @@ def series_json(
     head = prefix + b'{"resultType":"' + result_type.encode() + b'","result":['
     if not series:
         return head + b"]}" + suffix
+    if len(series) <= SMALL_PAIRS:
+        small = _small_json(result_type == "vector", series, head, b"]}" + suffix)
+        if small is not None:
+            return small
     counts = np.fromiter((len(s[1]) for s in series), np.int64, len(series))
     if result_type == "vector":
         counts = np.minimum(counts, 1)
@@ -295,6 +299,27 @@ def series_json(
                           np.frombuffer(end, np.uint8), out)  # fmt: skip
     assert wrote == size
     return out.tobytes()
+
+
+SMALL_PAIRS = 16  # answers of at most this many pairs are written in plain Python
+
+
+def _small_json(vector: bool, series: Sequence[tuple[Labels, np.ndarray, np.ndarray]],
+                head: bytes, end: bytes) -> bytes | None:  # fmt: skip
+    """:func:`series_json` of a small answer (the same bytes): a pair costs a few
+    microseconds here, against about 30 of fixed cost in the numpy and numba path (a trivial
+    query's answer is 5 % of its web time there). None past ``SMALL_PAIRS`` pairs."""
+    parts, n = [], 0
+    for lb, ts, vals in series:
+        k = min(len(ts), 1) if vector else len(ts)
+        n += k
+        if n > SMALL_PAIRS or (vector and k == 0):
+            return None
+        pairs = b",".join([b"[" + orjson.dumps(format_time(t)) + b',"' + format_value(v).encode()
+                           + b'"]' for t, v in zip(ts[:k].tolist(), vals[:k].tolist(), strict=True)])  # fmt: skip
+        body = b',"value":' + pairs + b"}" if vector else b',"values":[' + pairs + b"]}"
+        parts.append(b'{"metric":' + orjson.dumps(dict(lb)) + body)
+    return head + b",".join(parts) + end
 
 
 def _series_json_slow(series: Sequence[tuple[Labels, np.ndarray, np.ndarray]], ts: np.ndarray,

@@ -1,9 +1,12 @@
 """Send leaf work to the shards that own the data and gather the answers.
 
 :class:`ShardClient` reads the shard map, sends one leaf request per node that owns Active
-shards of the query (``RPUSH`` onto the node's list, :mod:`filodb.tasks.rpc`; the request expires with the
-query's deadline) and pops the per-request reply list (``BLMPOP``: every reply already there
-at once); the pushes of all nodes and the first pop go in one pipelined round trip. A node pushes a
+shards of the query, down this thread's direct connection to the node when it has one
+(:mod:`filodb.tasks.direct`: the replies come back on it), else ``RPUSH``ed onto the node's
+list (:mod:`filodb.tasks.rpc`; the request expires with the query's deadline) with a pop of
+the per-request reply list (``BLMPOP``: every reply already there at once); the pushes of all
+nodes and the first pop go in one pipelined round trip. A connection that breaks while its node
+owes answers sends those shards again through Redis at once. A node pushes a
 receipt for a request it has not answered within 0.1 s; a request with neither after ``RESEND_AFTER_S`` (doubling) is sent again,
 since a request popped by a worker that is being killed is lost. Shards that are not Active, or that answer with a failure, are
 reported back so the caller can answer partially with a warning (or fail when strict); shards
@@ -19,21 +22,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import numpy as np
+import orjson
 import redis
 
-from filodb.errors import QueryTimeoutError, UnavailableError
+from filodb.errors import BadInputError, QueryTimeoutError, UnavailableError
 from filodb.model.cardinality import CardinalityStats
 from filodb.model.labels import Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock
 from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
+from filodb.shards.nodes import NODES_KEY
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState
+from filodb.tasks.direct import HOSTNAME, Link, Links, on_loopback, wait_readable
 from filodb.tasks.fanout_state import (
     RESEND_AFTER_S,
     Fail,
@@ -46,18 +52,42 @@ from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.wire import matchers_to_wire, unflat_labels, unpack, unpack_block, unpack_steps
 
 MAX_POP = 256  # replies taken from the reply list per round trip
+# the wait on the Redis reply list while direct connections owe answers too (their replies
+# are read between two such waits)
+MIXED_POLL_S = 0.005
 
 
 class ShardClient:
-    """Fan-out of leaf ops; thread-safe (Flask threads share one)."""
+    """Fan-out of leaf ops; thread-safe (Flask threads share one). With ``direct`` a request
+    goes down this thread's connection to its node when the node advertises one
+    (:mod:`filodb.tasks.direct`), else onto the node's Redis list."""
 
     def __init__(self, shard_map: ShardMapStore, redis_url: str,
                  local_map: LocalShardMap | None = None,
-                 resend_after_s: float = RESEND_AFTER_S) -> None:  # fmt: skip
+                 resend_after_s: float = RESEND_AFTER_S, direct: bool = True) -> None:  # fmt: skip
         self.shard_map = shard_map
         self.local_map = local_map
         self.resend_after_s = resend_after_s
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
+        self.links = Links(self._leaf_addr) if direct else None
+
+    def _leaf_addr(self, node: str) -> str | None:
+        """The address ``node`` takes direct requests on, from its registry entry (None: none,
+        or Redis cannot say now: asked again after :data:`~filodb.tasks.direct.RETRY_AFTER_S`)."""
+        try:
+            raw = self._r.hget(NODES_KEY, node)
+        except redis.RedisError:
+            return None
+        if not raw:
+            return None
+        try:
+            info = orjson.loads(cast(bytes, raw))
+            addr = str(info.get("leaf_addr") or "")
+            if addr and on_loopback(addr) and info.get("host", HOSTNAME) != HOSTNAME:
+                return None  # the node's own loopback, on another machine: out of reach here
+        except (orjson.JSONDecodeError, AttributeError, BadInputError):
+            return None
+        return addr or None
 
     def shard_states(self, dataset: str) -> dict[int, ShardState]:
         """The dataset's shard map: the event-fed local copy, else one Redis read."""
@@ -74,8 +104,9 @@ class ShardClient:
             states = self.shard_states(dataset)
         reply_key = f"filodb:reply:{uuid.uuid4().hex}"
         fan = FanoutState(dataset, shards, states, timeout_s, self.resend_after_s)
-
-        sends: list[SendNode] = []  # pushed with the next wait, in one round trip
+        sends: list[SendNode] = []  # sent with the next wait
+        links: dict[str, Link] = {}  # node -> the connection its request went down
+        via_redis = False  # some request went onto a Redis list: its replies come there
 
         def carry_out(actions: list[FanoutAction]) -> FanoutResult | None:
             for a in actions:  # the reply list expires by itself (leaf.REPLY_TTL_S)
@@ -87,33 +118,96 @@ class ShardClient:
                     return a.result
             return None
 
-        done = carry_out(fan.start(time.monotonic()))
-        while done is None:
-            now = time.monotonic()
-            current = None
-            if self.local_map is not None and sends == [] and fan.unreceived(now):
-                current = self.local_map.states(dataset)
-            done = carry_out(fan.step(now, current))
-            if done is not None:
-                break
-            # the requests and the first wait for their replies share one round trip
-            pipe = self._r.pipeline(transaction=False)
-            for send in sends:
-                req = LeafRequest(reply_key, dataset, send.shards, op, params,
-                                  time.time() + send.expires_s)  # fmt: skip
-                key, ttl = request_key(send.node), int(send.expires_s) + 1
-                pipe.rpush(key, req.pack())
-                # a dead node's list goes once its last request has expired
-                pipe.expire(key, ttl, nx=True)
-                pipe.expire(key, ttl, gt=True)
-            sends.clear()
-            pipe.blmpop(fan.poll_s(now), 1, reply_key, direction="LEFT", count=MAX_POP)
-            got = pipe.execute()[-1]
-            for raw in cast(list[bytes], got[1] if got else []):  # no decode_responses
-                done = carry_out(fan.reply(*unpack(raw)))
+        try:
+            done = carry_out(fan.start(time.monotonic()))
+            while done is None:
+                now = time.monotonic()
+                current = None
+                if self.local_map is not None and sends == [] and fan.unreceived(now):
+                    current = self.local_map.states(dataset)
+                done = carry_out(fan.step(now, current))
                 if done is not None:
                     break
-        return done
+                pushes = self._send_direct(sends, reply_key, dataset, op, params, links)
+                sends.clear()
+                via_redis = via_redis or bool(pushes)
+                if via_redis:  # the pushes and a wait for replies share one round trip
+                    owing = fan.waiting_nodes() & links.keys()
+                    poll = MIXED_POLL_S if owing else fan.poll_s(now)
+                    for raw in self._push_and_pop(pushes, reply_key, poll):
+                        done = carry_out(fan.reply(*unpack(raw)))
+                        if done is not None:
+                            break
+                if done is None and links:
+                    wait = 0.0 if via_redis else fan.poll_s(now)
+                    done = self._read_direct(links, wait, reply_key, fan, carry_out)
+            return done
+        finally:  # a connection still owing answers carries nothing useful any more
+            for node in fan.waiting_nodes() & links.keys():
+                if self.links is not None:
+                    self.links.drop(links[node])
+
+    def _send_direct(
+        self, sends: list[SendNode], reply_key: str, dataset: str, op: str,
+        params: dict[str, Any], links: dict[str, Link],
+    ) -> list[tuple[str, bytes, int]]:  # fmt: skip
+        """Send what can go down a direct connection; the rest, as (node, request, ttl)."""
+        pushes: list[tuple[str, bytes, int]] = []
+        for send in sends:
+            req = LeafRequest(reply_key, dataset, send.shards, op, params,
+                              time.time() + send.expires_s).pack()  # fmt: skip
+            link = self.links.get(send.node) if self.links is not None else None
+            if link is not None:
+                try:
+                    link.send(req)
+                    links[send.node] = link
+                    continue
+                except OSError:
+                    self.links.broken(link)  # type: ignore[union-attr]
+                    links.pop(send.node, None)
+            pushes.append((send.node, req, int(send.expires_s) + 1))
+        return pushes
+
+    def _push_and_pop(
+        self, pushes: list[tuple[str, bytes, int]], reply_key: str, poll_s: float
+    ) -> list[bytes]:
+        """Push requests onto their nodes' lists and pop the replies there (one round trip)."""
+        pipe = self._r.pipeline(transaction=False)
+        for node, req, ttl in pushes:
+            key = request_key(node)
+            pipe.rpush(key, req)
+            # a dead node's list goes once its last request has expired
+            pipe.expire(key, ttl, nx=True)
+            pipe.expire(key, ttl, gt=True)
+        pipe.blmpop(poll_s, 1, reply_key, direction="LEFT", count=MAX_POP)
+        got = pipe.execute()[-1]
+        return cast(list[bytes], got[1] if got else [])  # no decode_responses
+
+    def _read_direct(
+        self, links: dict[str, Link], wait_s: float, reply_key: str, fan: FanoutState,
+        carry_out: Callable[[list[FanoutAction]], FanoutResult | None],
+    ) -> FanoutResult | None:  # fmt: skip
+        """Read the replies that came on the connections within ``wait_s``; a connection that
+        broke is dropped and its node's waiting shards are sent again (through Redis)."""
+        owed = [links[n] for n in sorted(fan.waiting_nodes() & links.keys())]
+        for link in wait_readable(owed, wait_s):
+            try:
+                frames = link.pump()
+            except (OSError, ConnectionError):
+                assert self.links is not None
+                self.links.broken(link)
+                del links[link.node]
+                done = carry_out(fan.lost(link.node, time.monotonic()))
+                if done is not None:
+                    return done
+                continue
+            for rid, msg in frames:
+                if rid != reply_key:
+                    continue  # a late reply of an earlier request on this connection
+                done = carry_out(fan.reply(*unpack(msg)))
+                if done is not None:
+                    return done
+        return None
 
 
 class ClusterSource:

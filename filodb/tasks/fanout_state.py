@@ -14,6 +14,9 @@ replies and the local shard map.
   (the local shard map) is missing "(moving)"; a node whose shards have no receipt after its
   resend timer (``RESEND_AFTER_S``, doubling) is sent those shards again, expiring with the
   query's deadline (a request popped by a worker that died before its receipt is lost).
+- :meth:`~FanoutState.lost`: the direct connection that carried a node's request broke
+  (:mod:`filodb.tasks.direct`): its waiting shards lose their receipts and are sent again at
+  once (the caller sends them through Redis).
 - :meth:`~FanoutState.reply`: a receipt (``shards``: the shards it covers; ``shard``: one)
   stops the resends of those shards; an answer covers ``shards`` (or the one ``shard``) and
   counts when all of them still wait (a resent request may answer twice; an answer that
@@ -155,6 +158,20 @@ class FanoutState:
                 out.append(SendNode(node, shards, left))
                 self.sent_at[node], self.wait[node] = now, self.wait[node] * 2
         return out
+
+    def lost(self, node: str, now: float) -> list[FanoutAction]:
+        """The connection that carried ``node``'s request broke before all its answers came:
+        send its waiting shards again now (nothing past the deadline: :meth:`step` times out)."""
+        shards = {s for s in self.pending if self.node_of[s] == node}
+        self.received -= shards
+        if not shards or now >= self.deadline:
+            return []
+        self.sent_at[node], self.wait[node] = now, self.resend_after_s
+        return [SendNode(node, tuple(sorted(shards)), self.deadline - now)]
+
+    def waiting_nodes(self) -> set[str]:
+        """Nodes that still owe answers."""
+        return {self.node_of[s] for s in self.pending}
 
     def poll_s(self, now: float) -> float:
         """How long to wait for a reply before the next :meth:`step`."""

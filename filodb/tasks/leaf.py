@@ -1,6 +1,8 @@
 """The leaf side of a query, served by a worker node: :class:`LeafServer`.
 
-One thread ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`); each request names
+One thread ``BLPOP``s the node's request list (:mod:`filodb.tasks.rpc`), and with
+``listen`` each of the web tier's direct connections has a thread reading its requests
+(:mod:`filodb.tasks.direct`; their replies go back on the connection); each request names
 the shards of the query this node owns. The request is cut into pieces (:func:`pieces`): a
 range ``eval`` or a ``select`` of several shards once per shard (numpy releases the GIL: with
 10 k series a single-threaded union evaluation made ``sum by (job) (rate(...))`` 2.7x slower),
@@ -54,8 +56,16 @@ from filodb.model.cardinality import CardinalityStats
 from filodb.model.labels import Labels, Matcher
 from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
+from filodb.tasks.direct import Listener, ReplySink
 from filodb.tasks.rpc import LeafRequest, request_key
-from filodb.tasks.scheduler import SPLIT_S, CostModel, FairQueue, cost_key, cost_units
+from filodb.tasks.scheduler import (
+    HEAVY_S,
+    SPLIT_S,
+    CostModel,
+    FairQueue,
+    cost_key,
+    cost_units,
+)
 from filodb.tasks.wire import flat_labels, matchers_from_wire, pack, pack_block, pack_steps
 
 log = logging.getLogger(__name__)
@@ -67,6 +77,11 @@ RECEIPT_AFTER_S = 0.1  # a request still running then gets a receipt (the caller
 # while nothing is queued, runs on the popping thread: no hand-off to a runner (a thread
 # wake-up and a GIL hand-over, 90 us of the floor's leaf round trip).
 INLINE_S = 0.0005
+# On a direct connection (tasks/direct.py) the receiving thread serves that one caller thread:
+# running a piece there blocks no other request, so any cheap-lane piece (below HEAVY_S) runs
+# there when nothing is queued; as with the popping thread, at most one piece more than the
+# runners runs at once.
+INLINE_DIRECT_S = HEAVY_S
 
 
 class _Cardinality(Protocol):
@@ -232,6 +247,7 @@ class _Job:
 
     req: LeafRequest
     token: object
+    sink: ReplySink  # where its replies go: its Redis reply list, or the connection it came on
     parts: list[list[bytes] | None]
     left: int
     key: tuple[Any, ...] = ()  # its query shape (scheduler.cost_key)
@@ -252,19 +268,29 @@ class _Piece:
 class LeafServer:
     """Serve the leaf requests addressed to ``node``: one thread pops them into a
     :class:`~filodb.tasks.scheduler.FairQueue`, ``threads`` runners take the pieces from it;
-    ``clock`` is the wall clock in seconds that request deadlines are read against."""
+    ``clock`` is the wall clock in seconds that request deadlines are read against. With
+    ``listen`` (``host:port``) it also takes requests on direct connections
+    (:mod:`filodb.tasks.direct`; ``address`` is then what the node advertises)."""
 
     def __init__(
         self, runtime: NodeRuntime, redis_url: str, node: str, threads: int = 4,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, listen: str = "",
     ) -> None:  # fmt: skip
         self.runtime = runtime
         self.key = request_key(node)
         self.clock = clock
         # blocking pops need a socket timeout above their own (shared/notes/celery-redis.md)
         self._r = redis.Redis.from_url(redis_url, socket_timeout=POP_TIMEOUT_S + 10)
+        self._redis_sink: ReplySink = lambda reply, msgs: _reply(self._r, reply, msgs)
+        self._listener: Listener | None = None
+        if listen:
+            try:
+                self._listener = Listener(node, listen, self._handle_direct)
+            except OSError as e:  # e.g. the port is taken: the node serves through Redis only
+                log.warning("leaf server of %s cannot listen on %s: %s", node, listen, e)
+        self.address = self._listener.address if self._listener else ""
         self._stop = threading.Event()
-        runners = max(1, threads)
+        runners = self._runners = max(1, threads)
         self._queue: FairQueue[_Piece] = FairQueue(runners)
         self.costs = CostModel()
         self._threads = [threading.Thread(target=self._loop, name="leaf-pop", daemon=True)]
@@ -275,11 +301,12 @@ class LeafServer:
         self.served = 0
         self.dropped = 0  # requests past their deadline when popped or run, or malformed
         self.receipts = 0
-        self.inlined = 0  # requests answered on the popping thread (INLINE_S)
+        self.inlined = 0  # requests answered on the thread that received them (no runner)
+        self.direct = 0  # requests taken on direct connections (the rest came by Redis)
         self.taken = {False: 0, True: 0}  # pieces taken from the queue: heavy? -> count
         self.waited_s = {False: 0.0, True: 0.0}  # and the seconds they had waited
-        # requests being answered: token -> (monotonic time their receipt is due, request)
-        self._inflight: dict[object, tuple[float, LeafRequest]] = {}
+        # requests being answered: token -> (monotonic time their receipt is due, request, sink)
+        self._inflight: dict[object, tuple[float, LeafRequest, ReplySink]] = {}
         lock = threading.Lock()  # guards the above, the queue and the cost model
         self._cond = threading.Condition(lock)  # the receipt thread waits here
         self._work = threading.Condition(lock)  # the runners wait here for pieces
@@ -292,10 +319,14 @@ class LeafServer:
     def start(self) -> LeafServer:
         for t in self._threads:
             t.start()
+        if self._listener is not None:
+            self._listener.start()
         return self
 
     def stop(self, wait_s: float = POP_TIMEOUT_S + 1) -> None:
         self._stop.set()
+        if self._listener is not None:
+            self._listener.stop()
         with self._cond:
             self._cond.notify_all()
             self._work.notify_all()
@@ -309,17 +340,23 @@ class LeafServer:
             try:
                 got = self._r.blpop([self.key], timeout=POP_TIMEOUT_S)
                 if got is not None:
-                    self.handle(cast(bytes, got[1]), inline=True)
+                    self.handle(cast(bytes, got[1]), inline_s=INLINE_S)
             except redis.RedisError:  # Redis down: the callers resend or time out
                 log.warning("leaf server on %s: Redis unreachable", self.key, exc_info=True)
                 self._stop.wait(0.5)
             except Exception:  # noqa: BLE001 - one bad request never stops the server
                 log.exception("leaf server on %s", self.key)
 
-    def handle(self, raw: bytes, inline: bool = False) -> None:
-        """Queue the pieces of one request (see the module docstring); with ``inline``, a
-        request of one piece estimated below ``INLINE_S`` that finds the queue empty runs
-        here instead (on the popping thread)."""
+    def _handle_direct(self, raw: bytes, sink: ReplySink) -> None:
+        self.direct += 1
+        self.handle(raw, inline_s=INLINE_DIRECT_S, sink=sink)
+
+    def handle(self, raw: bytes, inline_s: float = 0.0, sink: ReplySink | None = None) -> None:
+        """Queue the pieces of one request (see the module docstring); a request of one piece
+        of a known shape estimated below ``inline_s`` that finds the queue empty and a runner
+        slot free runs here instead (on the receiving thread). Its replies go to ``sink`` (by default its
+        Redis reply list)."""
+        sink = sink or self._redis_sink
         try:
             req = LeafRequest.unpack(raw)
         except BadInputError as e:
@@ -335,8 +372,8 @@ class LeafServer:
         with self._cond:
             whole = cost_units(req.op, req.params, len(req.shards))
             cut = pieces(req.shards, req.op, req.params, self.costs.estimate(key, whole))
-            job = _Job(req, token, [None] * len(cut), len(cut), key, whole)
-            self._inflight[token] = (now + RECEIPT_AFTER_S, req)
+            job = _Job(req, token, sink, [None] * len(cut), len(cut), key, whole)
+            self._inflight[token] = (now + RECEIPT_AFTER_S, req, sink)
             # a piece of one shard of a cut request has a cost of its own (a metric's series may
             # sit on some shards only); until it is known, the shape's cost per unit stands in
             made = [_Piece(job, i, shards, (*key, shards[0]) if len(cut) > 1 else key,
@@ -344,8 +381,9 @@ class LeafServer:
                     for i, shards in enumerate(cut)]  # fmt: skip
             costs = [self.costs.estimate(p.key if self.costs.known(p.key) else key, p.units)
                      for p in made]  # fmt: skip
-            mine = (inline and len(cut) == 1 and not len(self._queue) and costs[0] < INLINE_S
-                    and self.costs.known(key))  # fmt: skip
+            q = self._queue
+            mine = (len(cut) == 1 and not len(q) and costs[0] < inline_s and self.costs.known(key)
+                    and q.running_cheap + q.running_heavy <= self._runners)  # fmt: skip
             if mine:
                 self._queue.running_cheap += 1  # handed back by _run_one, as a popped piece
                 self.taken[False] += 1
@@ -419,7 +457,7 @@ class LeafServer:
             else:
                 self.dropped += 1
         if out:
-            _reply(self._r, req.reply, out)
+            job.sink(req.reply, out)
 
     def lanes(self) -> dict[str, tuple[int, int, int, float]]:
         """Per lane (``cheap``, ``heavy``): pieces queued, running, taken so far and the seconds
@@ -442,20 +480,21 @@ class LeafServer:
         while not self._stop.is_set():
             with self._cond:
                 now = time.monotonic()
-                due = [(k, req) for k, (t, req) in self._inflight.items() if t <= now]
-                for k, _ in due:
+                due = [(k, req, sink) for k, (t, req, sink) in self._inflight.items() if t <= now]
+                for k, *_ in due:
                     del self._inflight[k]
                 if not due:
-                    nxt = min((t for t, _ in self._inflight.values()), default=now + POP_TIMEOUT_S)
+                    nxt = min((t for t, *_ in self._inflight.values()),
+                              default=now + POP_TIMEOUT_S)  # fmt: skip
                     wait = min(POP_TIMEOUT_S, max(0.001, nxt - now))
                     self._receipts_wake_at = now + wait
                     self._cond.wait(wait)
                     self._receipts_wake_at = 0.0  # awake: it looks at _inflight before waiting
                     continue
-            for _, req in due:
+            for _, req, sink in due:
                 try:
                     receipt = pack({"received": True, "shards": list(req.shards)}, [])
-                    _reply(self._r, req.reply, [receipt])
+                    sink(req.reply, [receipt])
                     self.receipts += 1
                 except redis.RedisError:  # the caller resends; its answer may still come
                     log.warning("leaf server on %s: receipt not sent", self.key, exc_info=True)
@@ -483,4 +522,8 @@ class LeafCollector(Collector):
                                    labels=["outcome"])  # fmt: skip
         reqs.add_metric(["served"], self.server.served)
         reqs.add_metric(["dropped"], self.server.dropped)
-        yield from (pieces, wait, reqs)
+        direct = CounterMetricFamily("filodb_worker_leaf_direct_requests",
+                                     "Leaf requests that came on a direct connection from the web "
+                                     "tier (the others came through Redis lists)",
+                                     value=self.server.direct)  # fmt: skip
+        yield from (pieces, wait, reqs, direct)

@@ -12,6 +12,8 @@ The node answers on the ``reply`` list (:mod:`filodb.tasks.leaf`): first one rec
 A request whose ``deadline_unix`` (wall clock) has passed when it is popped is dropped: its
 caller has answered with a timeout already. Each push extends the list's expiry to the
 request's own (never shortens it), so the list of a node that died goes away by itself.
+The same request travels down a direct connection when the node has one
+(:mod:`filodb.tasks.direct`); the lists are the fallback.
 """
 
 from __future__ import annotations

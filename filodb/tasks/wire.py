@@ -37,7 +37,7 @@ def pack(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
     return b"".join([len(h).to_bytes(4, "little"), h, *frames])
 
 
-def unpack(data: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
+def unpack(data: bytes | memoryview) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Inverse of :func:`pack`; raises :class:`BadInputError` on anything malformed."""
     mv = memoryview(data)
     try:

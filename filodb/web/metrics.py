@@ -190,11 +190,27 @@ class WebMetrics:
             self.cache_extents.labels("hit"),
             self.cache_extents.labels("miss"),
         )
+        # children by label values: ``labels()`` validates and locks on every call
+        self._children: dict[tuple[str, ...], Counter | Histogram] = {}
         if multiprocess_dir is not None:  # every process's counters instead
             self.registry = CollectorRegistry()
             MultiProcessCollector(self.registry, path=multiprocess_dir)
         self.registry.register(ClusterCollector(app))
         self.registry.register(DownsampleCollector(app))
+
+    def answered(self, rule: str, method: str, code: int, endpoint: str | None,
+                 seconds: float | None) -> None:  # fmt: skip
+        """Count a request answered, and time it when it was a query (``endpoint``)."""
+        key = (rule, method, str(code))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(*key)
+        child.inc()  # type: ignore[union-attr]
+        if endpoint is not None and seconds is not None:
+            hist = self._children.get((endpoint,))
+            if hist is None:
+                hist = self._children[(endpoint,)] = self.query_seconds.labels(endpoint)
+            hist.observe(seconds)  # type: ignore[union-attr]
 
     def cache_counted(self, hits: int, misses: int, uncacheable: int) -> None:
         """Count what the results cache did (its ``on_count``)."""
@@ -245,11 +261,10 @@ def _count_request(resp: Response) -> Response:
     if m is None:
         return resp
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    m.requests.labels(rule, request.method, str(resp.status_code)).inc()
     endpoint = _QUERY_ENDPOINTS.get(request.endpoint or "")
-    t0 = g.get("filodb_t0")
-    if endpoint is not None and t0 is not None:
-        m.query_seconds.labels(endpoint).observe(time.perf_counter() - t0)
+    t0 = g.get("filodb_t0") if endpoint is not None else None
+    m.answered(rule, request.method, resp.status_code, endpoint,
+               None if t0 is None else time.perf_counter() - t0)  # fmt: skip
     return resp
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.model.labels import make_labels
+from filodb.query import promjson
 from filodb.query.result import Result
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.0**53, 2.0**53 + 2, 1e16, 1e-5, 1e-4, 123.456, 1e300, -1e-300,
@@ -86,3 +87,23 @@ def test_prefix_and_suffix_wrap_the_same_bytes() -> None:
                 res.to_prom_json_bytes(b'{"data":', b',"x":1}') == b'{"data":' + bare + b',"x":1}'
             )
             assert orjson.loads(b'{"data":' + bare + b"}")["data"] == orjson.loads(bare)
+
+
+def test_small_answers_are_the_bytes_the_kernel_writes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Answers of a few pairs are written in plain Python: byte for byte what the numba
+    kernel and the token-matrix path (times past 2286) write."""
+    ts = [1_700_000_000_000 + k * 137 for k in range(len(SPECIAL))]
+    answers = [
+        Result("vector", _series(SPECIAL[:8], ts[:8])),
+        Result("vector", _series(SPECIAL[8:], [-(10**13) - 7, *ts[9:]])),
+        Result("matrix", [(make_labels({"a": "1"}), np.array(ts[:10]), np.array(SPECIAL[:10])),
+                          (make_labels({"a": "2"}), np.array([], np.int64), np.array([])),
+                          (make_labels({"a": "3"}), np.array(ts[10:16]), np.array(SPECIAL[10:16]))]),
+        Result("matrix", [(make_labels({}), np.array([10**13 + 5]), np.array([2.5]))]),
+    ]  # fmt: skip
+    small = [r.to_prom_json_bytes(b"<", b">") for r in answers]
+    monkeypatch.setattr(promjson, "SMALL_PAIRS", 0)
+    assert small == [r.to_prom_json_bytes(b"<", b">") for r in answers]
+    monkeypatch.undo()
+    many = Result("matrix", [(make_labels({}), np.arange(17) * 1000, np.ones(17))])
+    assert promjson._small_json(False, many.series, b"", b"") is None  # past SMALL_PAIRS

@@ -157,3 +157,18 @@ def test_an_answer_overlapping_one_taken_is_dropped_and_its_waiting_shards_sent_
     assert fan.unreceived(3.0) == [1]
     assert fan.step(7.0) == [SendNode("a", (1,), 23.0)]  # after the doubled timer (4 s)
     assert fan.reply({"shards": [1], "shard": 1, "ok": True}, ["1"]) == [Done(fan.result)]
+
+
+def test_a_broken_connection_sends_its_nodes_waiting_shards_again_at_once() -> None:
+    states = _states("a", "a", "b")
+    fan = FanoutState("ds", [0, 1, 2], states, 30.0, resend_after_s=2.0)
+    assert fan.start(100.0) == [SendNode("a", (0, 1), 30.0), SendNode("b", (2,), 30.0)]
+    assert fan.reply({"shards": [0, 1], "received": True}, []) == []
+    assert fan.waiting_nodes() == {"a", "b"}
+    assert fan.lost("a", 101.0) == [SendNode("a", (0, 1), 29.0)]  # its receipt counts no more
+    assert fan.step(102.5) == [SendNode("b", (2,), 27.5)]  # b's own timer; a's restarted at 101
+    assert fan.step(103.5) == [SendNode("a", (0, 1), 26.5)]
+    assert fan.reply(_answer(2), []) == [] and fan.waiting_nodes() == {"a"}
+    assert fan.lost("b", 104.0) == []  # b owes nothing
+    assert fan.lost("a", 130.0) == []  # past the deadline: step() times out
+    assert isinstance(fan.step(130.0)[0], Fail)

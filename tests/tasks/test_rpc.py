@@ -1,22 +1,28 @@
-"""Leaf requests over real Redis: one request per node, fencing, resends, expired requests."""
+"""Leaf requests over real Redis and direct connections: one request per node, fencing,
+resends, expired requests, the Redis fallback."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
+import msgpack
 import numpy as np
+import orjson
 import pytest
 import redis
 
-from filodb.errors import UnavailableError
+from filodb.errors import QueryTimeoutError, UnavailableError
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
+from filodb.shards.nodes import NODES_KEY
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
+from filodb.tasks import direct
 from filodb.tasks.fanout import ClusterSource, ShardClient
-from filodb.tasks.leaf import LeafServer
+from filodb.tasks.leaf import LeafCollector, LeafServer
 from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.scheduler import cost_key
 from filodb.tasks.wire import unpack
@@ -261,3 +267,229 @@ def test_a_request_cut_per_shard_learns_each_shards_cost_and_its_whole_cost(
         assert server.costs.estimate(key, 1) < 1.0 * (1 - 0.3 * 0.9)  # learned: far cheaper
     finally:
         server.stop()
+
+
+# --- direct connections (filodb.tasks.direct) ---------------------------------------------
+
+
+def _advertise(redis_url: str, node: str, addr: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    r.hset(NODES_KEY, node, orjson.dumps({"name": node, "leaf_addr": addr}))
+
+
+LN = {"matchers": [], "start": 0, "end": 10_000}
+
+
+def test_a_node_that_advertises_an_address_is_asked_directly_the_others_through_redis(
+    redis_url: str, client: ShardClient
+) -> None:
+    a = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "da", 2,
+                   listen="127.0.0.1:0").start()  # fmt: skip
+    b = LeafServer(FakeNode({2: _shard(2)}), redis_url, "db", 2).start()  # no address
+    r = redis.Redis.from_url(redis_url)
+    try:
+        _advertise(redis_url, "da", a.address)
+        states = _states({0: "da", 1: "da", 2: "db"})
+        for _ in range(3):  # one connection, kept
+            res = client.call("ds", [0, 1, 2], "label_names", LN, 10.0, states)
+            assert [res.answers[s][0]["shards"] for s in sorted(res.answers)] == [[0, 1], [2]]
+            assert res.answers[0][0]["values"] == ["__name__", "shard"] and res.missing == {}
+        assert (a.direct, a.served, b.direct, b.served) == (3, 3, 0, 3)
+        assert r.llen(request_key("da")) == 0
+        scraped = {s.name: s.value for m in LeafCollector(a).collect() for s in m.samples}
+        assert scraped["filodb_worker_leaf_direct_requests_total"] == 3
+        # a select's arrays come through the frames intact
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        h, (offsets, ts, vals) = client.call("ds", [1], "select", sel, 10.0, states).answers[1]
+        assert h["labels"] == [["__name__", "x", "shard", "1"]]
+        assert (offsets.tolist(), ts.tolist(), vals.tolist()) == ([0, 3], [1000, 2000, 3000],
+                                                                   [1.0] * 3)  # fmt: skip
+        assert a.direct == 4
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_loopback_address_of_a_node_on_another_machine_is_not_tried(
+    redis_url: str, client: ShardClient
+) -> None:
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "far", 1,
+                        listen="127.0.0.1:0").start()  # fmt: skip
+    r = redis.Redis.from_url(redis_url)
+    try:
+        entry = {"name": "far", "host": "another-machine", "leaf_addr": server.address}
+        r.hset(NODES_KEY, "far", orjson.dumps(entry))
+        res = client.call("ds", [0], "label_names", LN, 10.0, _states({0: "far"}))
+        assert res.answers[0][0]["values"] == ["__name__", "shard"]
+        assert (server.direct, server.served) == (0, 1)  # through Redis
+    finally:
+        server.stop()
+
+
+def test_an_address_reused_by_another_node_is_not_taken_for_it(
+    redis_url: str, client: ShardClient
+) -> None:
+    other = LeafServer(FakeNode({}), redis_url, "other", 1, listen="127.0.0.1:0").start()
+    mine = LeafServer(FakeNode({0: _shard(0)}), redis_url, "mine", 1).start()
+    try:
+        _advertise(redis_url, "mine", other.address)  # stale: the port is another node's now
+        res = client.call("ds", [0], "label_names", LN, 10.0, _states({0: "mine"}))
+        assert res.missing == {} and res.answers[0][0]["values"] == ["__name__", "shard"]
+        assert (other.direct, mine.served) == (0, 1)
+    finally:
+        other.stop()
+        mine.stop()
+
+
+class DyingListener:
+    """A node's listener that takes one request and dies before answering it."""
+
+    def __init__(self, node: str) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.got: list[LeafRequest] = []
+
+        def serve() -> None:
+            conn, _ = self.sock.accept()
+            conn.sendall(direct.frame(msgpack.packb({"node": node})))
+            n = int.from_bytes(conn.recv(4), "little")
+            self.got.append(LeafRequest.unpack(conn.recv(n, socket.MSG_WAITALL)))
+            conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+
+def test_a_request_lost_with_its_connection_is_sent_again_through_redis_at_once(
+    redis_url: str, client: ShardClient
+) -> None:
+    dying = DyingListener("dz")
+    _advertise(redis_url, "dz", dying.address)
+    server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "dz", 1).start()
+    client.resend_after_s = 60.0  # no timer resend: only the broken connection's
+    try:
+        t0 = time.monotonic()
+        res = client.call("ds", [0, 1], "label_names", LN, 30.0, _states({0: "dz", 1: "dz"}))
+        assert res.missing == {} and res.answers[0][0]["shards"] == [0, 1]
+        assert time.monotonic() - t0 < 10
+        assert [q.shards for q in dying.got] == [(0, 1)] and server.served == 1
+    finally:
+        server.stop()
+        dying.sock.close()
+
+
+def test_a_timed_out_request_leaves_nothing_behind_on_the_connection(
+    redis_url: str, client: ShardClient
+) -> None:
+    node = SlowNode({0: _shard(0), 1: _shard(1)})
+    server = LeafServer(node, redis_url, "ds1", 2, listen="127.0.0.1:0").start()
+    try:
+        _advertise(redis_url, "ds1", server.address)
+        states = _states({0: "ds1", 1: "ds1"})
+        with pytest.raises(QueryTimeoutError):  # its receipt came, its answer did not
+            client.call("ds", [0, 1], "label_names", LN, 0.3, states)
+        wait_for(lambda: server.receipts == 1, 10, "the receipt")
+        node.gate.set()
+        p = {"matchers": [], "start": 0, "end": 10_000, "name": "shard"}
+        res = client.call("ds", [0, 1], "label_values", p, 10.0, states)
+        assert res.answers[0][0]["values"] == ["0", "1"]  # its own answer, not the late one
+        assert server.direct == 2
+    finally:
+        node.gate.set()
+        server.stop()
+
+
+def test_a_malformed_request_frame_is_dropped_and_the_connection_still_serves(
+    redis_url: str,
+) -> None:
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "dm", 1,
+                        listen="127.0.0.1:0").start()  # fmt: skip
+    try:
+        sock = socket.create_connection(direct.parse_addr(server.address), timeout=10)
+        n = int.from_bytes(sock.recv(4), "little")
+        assert msgpack.unpackb(sock.recv(n, socket.MSG_WAITALL)) == {"node": "dm"}
+        sock.sendall(direct.frame(b"\x93not a request"))
+        req = LeafRequest("r1", "ds", (0,), "label_names", LN, time.time() + 30)
+        sock.sendall(direct.frame(req.pack()))
+        n = int.from_bytes(sock.recv(4), "little")
+        rid, msg = direct.parse_reply(sock.recv(n, socket.MSG_WAITALL))
+        assert rid == "r1" and unpack(msg)[0]["values"] == ["__name__", "shard"]
+        assert (server.dropped, server.served) == (1, 1)
+        sock.sendall((direct.MAX_REQUEST + 1).to_bytes(4, "little"))  # too big: closed
+        assert sock.recv(1) == b""
+    finally:
+        server.stop()
+
+
+def test_a_cheap_lane_request_runs_on_its_connections_thread(
+    redis_url: str, client: ShardClient
+) -> None:
+    """On a direct connection a known shape below HEAVY_S runs on the receiving thread (it
+    serves that one caller); through Redis only one below INLINE_S does (the popping thread
+    serves everyone); a heavy one goes to a runner either way."""
+    runs: list[str] = []
+
+    class Recording(FakeNode):
+        def memstore(self, dataset: str, shard: int) -> TimeSeriesShard | None:
+            runs.append(threading.current_thread().name)
+            return super().memstore(dataset, shard)
+
+    mid, dear = [["__name__", "=", "x"]], [["__name__", "=~", "x"]]
+
+    def server(node: str, listen: str) -> LeafServer:
+        s = LeafServer(Recording({0: _shard(0)}), redis_url, node, 2, listen=listen).start()
+        for matchers, seconds in ((mid, 0.001), (dear, 0.01)):
+            s.costs.observe(cost_key("ds", "label_names", {"matchers": matchers}), 1, seconds)
+        return s
+
+    def call(node: str, matchers: list[list[str]]) -> list[str]:
+        runs.clear()
+        p = {"matchers": matchers, "start": 0, "end": 10_000}
+        assert client.call("ds", [0], "label_names", p, 10.0, _states({0: node})).answers
+        return runs[:]
+
+    by_redis, by_conn = server("dr", ""), server("dc", "127.0.0.1:0")
+    try:
+        _advertise(redis_url, "dc", by_conn.address)
+        assert call("dc", mid) == ["leaf-conn"] and (by_conn.direct, by_conn.inlined) == (1, 1)
+        assert call("dc", dear)[0] in ("leaf-0", "leaf-1") and by_conn.inlined == 1
+        assert call("dr", mid)[0] in ("leaf-0", "leaf-1") and by_redis.inlined == 0
+    finally:
+        by_redis.stop()
+        by_conn.stop()
+
+
+def test_an_answer_larger_than_a_read_comes_whole_down_the_connection(
+    redis_url: str, client: ShardClient
+) -> None:
+    ms = TimeSeriesShard("ds", 0)
+    n = 20_000
+    lb = [make_labels({"__name__": "x", "i": f"{i:06d}", "pad": "p" * 40}) for i in range(n)]
+    ms.ingest(SampleBatch(lb, np.arange(n), np.full(n, 1000), np.arange(n, dtype=float)))
+    server = LeafServer(FakeNode({0: ms}), redis_url, "big", 1, listen="127.0.0.1:0").start()
+    try:
+        _advertise(redis_url, "big", server.address)
+        sel = {"matchers": [["__name__", "=", "x"]], "start": 0, "end": 10_000}
+        for _ in range(2):  # and the connection reads the next answer right after it
+            h, (offsets, ts, vals) = client.call("ds", [0], "select", sel, 30.0,
+                                                 _states({0: "big"})).answers[0]  # fmt: skip
+            assert len(h["labels"]) == n and offsets[-1] == n
+            assert sorted(vals.tolist()) == list(range(n))
+        assert server.direct == 2
+    finally:
+        server.stop()
+
+
+def test_a_node_whose_port_is_taken_serves_through_redis(
+    redis_url: str, client: ShardClient
+) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "pt", 1,
+                        listen=f"127.0.0.1:{port}").start()  # fmt: skip
+    try:
+        assert server.address == ""  # nothing to advertise
+        res = client.call("ds", [0], "label_names", LN, 10.0, _states({0: "pt"}))
+        assert res.answers[0][0]["values"] == ["__name__", "shard"] and server.served == 1
+    finally:
+        server.stop()
+        taken.close()
