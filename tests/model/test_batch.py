@@ -75,23 +75,23 @@ def test_malformed_records_raise_bad_input(data: bytes) -> None:
 
 
 def reencode(raw: bytes, edit: Callable[[dict, bytearray], None]) -> bytes:
-    """A version 2 record with its header and payload changed by ``edit``."""
+    """A version 3 record with its header and payload changed by ``edit``."""
     import cramjam
     import msgpack
 
     hlen = int.from_bytes(raw[:4], "little")
     header = msgpack.unpackb(raw[4 : 4 + hlen])
-    payload = bytearray(cramjam.zstd.decompress(raw[4 + hlen :]))
+    payload = bytearray(cramjam.lz4.decompress_block(raw[4 + hlen :]))
     edit(header, payload)
     h = msgpack.packb(header)
-    return len(h).to_bytes(4, "little") + h + bytes(cramjam.zstd.compress(bytes(payload)))
+    return len(h).to_bytes(4, "little") + h + bytes(cramjam.lz4.compress_block(bytes(payload)))
 
 
 def test_out_of_range_series_index_is_rejected() -> None:
     raw = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0]).to_bytes()
 
     def edit(h: dict, p: bytearray) -> None:
-        p[0] = 7  # sidx[0] = 7, but there is one series
+        p[0] = 7  # sidx[0] = 7 (the first difference), but there is one series
 
     with pytest.raises(BadInputError, match="out of range"):
         SampleBatch.from_bytes(reencode(raw, edit))
@@ -131,7 +131,7 @@ def test_records_give_each_series_key_the_xxh64_of_its_part_key() -> None:
 
 
 def test_records_are_compressed() -> None:
-    """Live-shaped records (one sample per series) are mostly label sets: zstd takes them
+    """Live-shaped records (one sample per series) are mostly label sets: LZ4 takes them
     to a fraction of their raw size (what the log holds in Redis's memory)."""
     s = [make_labels({"__name__": "http_requests_total", "job": "api", "instance": f"host-{i}:9100",
                       "code": str(200 + i % 5)}) for i in range(500)]  # fmt: skip
@@ -141,20 +141,28 @@ def test_records_are_compressed() -> None:
     assert len(raw) < 500 * 20  # the raw arrays alone would be 20 bytes a sample
 
 
-@pytest.mark.parametrize("where", ["offset", "part_key", "size", "frame"])
+@pytest.mark.parametrize("where", ["offset", "part_key", "size", "prefix", "frame", "columns"])
 def test_records_whose_payload_does_not_agree_are_rejected(where: str) -> None:
     s = [make_labels({"__name__": "a"}), make_labels({"__name__": "bb"})]
     raw = SampleBatch(s, [0, 1], [1, 2], [1.0, 2.0]).to_bytes()
 
     def edit(h: dict, p: bytearray) -> None:
         if where == "offset":
-            p[40] += 1  # the first part key's end (after 2 x 20 bytes of samples)
+            p[40] += 1  # the first part key's length (after 2 x 20 bytes of samples)
         elif where == "part_key":
             p[-3:] = b"\xc1\xc1\xc1"  # not msgpack
         elif where == "size":
             h["z"] += 1
+        elif where == "columns":
+            h["n"] = 100  # more samples than the payload holds
 
-    bad = reencode(raw, edit) if where != "frame" else raw[:-3]
+    if where == "prefix":  # the LZ4 block's own size disagrees with the header's
+        hlen = int.from_bytes(raw[:4], "little")
+        pos = 4 + hlen
+        bad = raw[:pos] + (int.from_bytes(raw[pos : pos + 4], "little") + 1).to_bytes(4, "little")
+        bad += raw[pos + 4 :]
+    else:
+        bad = reencode(raw, edit) if where != "frame" else raw[:-3]
     with pytest.raises(BadInputError):
         SampleBatch.from_bytes(bad)
 
