@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from filodb.errors import BadInputError
 from filodb.model.batch import SampleBatch, concat_batches, series_identity
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
 from filodb.model.partkey import part_key
 from filodb.model.partkeys import PartKeys
@@ -181,23 +182,32 @@ def _arena(pks: list[bytes], rng: np.random.Generator) -> PartKeys:
 
 @settings(deadline=None)  # the first call with an arena loads the gather kernel
 @given(st.integers(1, 60), st.integers(0, 300), st.integers(1, 9), st.integers(0, 2**32),
-       st.booleans())  # fmt: skip
+       st.sampled_from(["arena", "list", "none"]))  # fmt: skip
 def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed, arena) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     s = [make_labels({"__name__": f"m{i}"}) for i in range(n_series)]
     pks = [part_key(x) for x in s]
+    k = int(rng.integers(0, 4))  # exemplars of some series follow them into their shard
+    ex = Exemplars(rng.integers(0, n_series, k), np.arange(k), np.arange(k) + 0.5,
+                   [make_labels({"trace_id": str(i)}) for i in range(k)]) if k else None  # fmt: skip
     b = SampleBatch(s, rng.integers(0, n_series, n), rng.integers(0, 99, n), rng.normal(size=n),
-                    pks=_arena(pks, rng) if arena else pks)  # fmt: skip
+                    pks={"arena": _arena(pks, rng), "list": pks, "none": None}[arena],
+                    exemplars=ex)  # fmt: skip
     of = rng.integers(0, n_shards, n_series)
     parts = b.split(of, n_shards)
     assert sorted(parts) == sorted(set(of.tolist()))
+    # the router's records: each part's, without the parts' label sets
+    records, counts = b.shard_records(of, n_shards)
+    assert records == {shard: p.to_bytes() for shard, p in parts.items()}
+    assert counts == {shard: len(p) for shard, p in parts.items()}
     for shard, p in parts.items():
         want = b.take_series(of == shard)
         assert p.series == want.series and p.sidx.tolist() == want.sidx.tolist()
         assert p.ts.tolist() == want.ts.tolist() and p.vals.tolist() == want.vals.tolist()
         # a door's part keys follow their series, and the record is the one without them
-        assert p.pks == want.pks == [part_key(x) for x in p.series]
-        plain = SampleBatch(p.series, p.sidx, p.ts, p.vals)
+        if arena != "none":
+            assert p.pks == want.pks == [part_key(x) for x in p.series]
+        plain = SampleBatch(p.series, p.sidx, p.ts, p.vals, exemplars=p.exemplars)
         assert p.to_bytes() == plain.to_bytes()  # an arena's record is a list's
 
 
