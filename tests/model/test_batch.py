@@ -275,3 +275,27 @@ def test_concat_keeps_two_label_sets_that_share_a_key_apart() -> None:
     y = SampleBatch([b2, a], [0, 1], [2, 3], [2.0, 3.0], keys=[7, 7])
     z = concat_batches([x, y])
     assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 0]
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.integers(0, 2**32), st.integers(1, 4))
+def test_corrupt_version_3_records_decode_or_raise_bad_input(seed: int, edits: int) -> None:
+    """Flipped bytes and cuts anywhere (header, size, LZ4 block): a record decodes or is
+    refused with BadInputError, never another exception."""
+    rng = np.random.default_rng(seed)
+    s = [make_labels({"__name__": "m", "i": str(i)}) for i in range(5)]
+    ex = Exemplars([1], [5], [0.5], [make_labels({"trace_id": "t"})])
+    raw = bytearray(SampleBatch(s, [0, 3, 3, 4, 1], [9, 1, 2, 2**40, -5], [1.0, 2, 3, 4, 5],
+                                {"m": "gauge"}, exemplars=ex).to_bytes())  # fmt: skip
+    for _ in range(edits):
+        at = int(rng.integers(0, len(raw)))
+        if rng.random() < 0.2:
+            del raw[at:]
+        else:
+            raw[at] = int(rng.integers(0, 256))
+    try:
+        b = SampleBatch.from_bytes(bytes(raw))
+    except BadInputError:
+        return
+    assert len(b.sidx) == len(b.ts) == len(b.vals)
+    assert len(b) == 0 or (0 <= b.sidx.min() and b.sidx.max() < len(b.series))
