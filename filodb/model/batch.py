@@ -231,10 +231,10 @@ def _record_bytes(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pks: Seque
                   types: dict[str, str], exemplars: Exemplars | None) -> bytes:  # fmt: skip
     """A version 3 log record (:meth:`SampleBatch.to_bytes`)."""
     if isinstance(pks, PartKeys):  # a door's arena: gathered in one copy
-        blob, ends = pks.joined()
+        blob, lens = pks.blob(), pks.end - pks.start
     else:
-        blob, ends = b"".join(pks), np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
-    payload = record_payload(sidx, ts, vals, ends, blob)
+        blob, lens = b"".join(pks), np.fromiter(map(len, pks), np.int64, len(pks))
+    payload = record_payload(sidx, ts, vals, lens, blob)
     header = {"v": BATCH_FORMAT_VERSION, "n": len(ts), "s": len(pks), "z": len(payload),
               "types": types}  # fmt: skip
     if exemplars is not None and len(exemplars):
@@ -244,21 +244,22 @@ def _record_bytes(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pks: Seque
                      bytes(cramjam.lz4.compress_block(payload.data))])  # fmt: skip
 
 
-def record_payload(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, ends: np.ndarray,
+def record_payload(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, lens: np.ndarray,
                    blob: bytes) -> np.ndarray:  # fmt: skip
     """A version 3 record's payload before compression: sidx and ts as differences from the
     previous sample's, the values' bytes in 8 planes (byte 0 of every value, then byte 1, ...),
-    each part key's length, the part keys. The differences and planes are what makes LZ4
-    take a live record to zstd's size: a live record's sidx counts up by one, its series'
-    ends grow, and a column of doubles shares its high bytes."""
-    n, s = len(ts), len(ends)
+    each part key's length, the part keys. The differences, lengths and planes are what
+    make LZ4 take a live record to about zstd's size: a live record's sidx counts up by one
+    (its differences repeat), part-key ends only grow (their lengths repeat), and a column of
+    doubles shares its high bytes."""
+    n, s = len(ts), len(lens)
     buf = np.empty(20 * n + 4 * s + len(blob), np.uint8)
     _deltas(sidx, buf[: 4 * n].view("<i4"))
     _deltas(ts, buf[4 * n : 12 * n].view("<i8"))
     buf[12 * n : 20 * n].reshape(8, n)[...] = (
         vals.astype("<f8", copy=False).view(np.uint8).reshape(n, 8).T
     )
-    _deltas(np.asarray(ends, np.int64), buf[20 * n : 20 * n + 4 * s].view("<u4"))
+    buf[20 * n : 20 * n + 4 * s].view("<u4")[...] = lens
     buf[20 * n + 4 * s :] = np.frombuffer(blob, np.uint8)
     return buf
 
