@@ -82,6 +82,10 @@ class IngestRouter:
             return {}
         desc = self.dataset(dataset)
         shard_of = self._shards(desc, batch)
+        if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
+            one, counts = batch.shard_records(shard_of, desc.shards)
+            self.ingest_log.append_many(dataset, {s: [r] for s, r in one.items()})
+            return counts
         parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
         self.ingest_log.append_many(dataset, records)

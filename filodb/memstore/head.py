@@ -7,11 +7,12 @@ rows ``j*P .. j*P+P-1``; -1: none), so a full head of ``max_rows`` samples is ``
 an idle series holds none. Pages come from a free list and go back to it when a series
 closes.
 
-Appending a batch (grouped by series) is a handful of numpy calls whatever the number of series
-in it: each sample's position is its series' count plus its rank in its group, the pages the
-positions need are taken from the free list at once, and one scatter writes timestamps and
-values. Samples past ``max_rows``, or more than 2**31 ms away from their series' base, are
-handed back: the shard closes those series and appends them again.
+Appending a batch (grouped by series) is two numba calls whatever the number of series in it
+(:func:`_plan`: which samples fit and how many new pages they need, so the pool grows before
+anything changes; :func:`_write`: each sample at its series' count plus its rank in its
+group, pages off the free list as positions reach them). Samples past ``max_rows``, or more
+than 2**31 ms away from their series' base, are handed back: the shard closes those series
+and appends them again.
 
 Reading (for a close, a flush or a query) gathers the used pages of many series with one fancy
 index; series that took an out-of-order sample (``ordered`` False) are sorted by timestamp,
@@ -20,11 +21,12 @@ keeping the last written sample of a timestamp (last write wins, as Prometheus).
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 _PAGE_ROWS = 32
 _KEEP_FREE = 1024  # free pages a pool may keep without being compacted
-_I32 = np.iinfo(np.int32)
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1  # a head's timestamp offsets are int32
 
 
 class Head:
@@ -66,7 +68,8 @@ class Head:
         self.base = np.concatenate([self.base, np.zeros(k, np.int64)])
 
     # --- pages ----------------------------------------------------------------------------
-    def _alloc(self, m: int) -> np.ndarray:
+    def _reserve(self, m: int) -> None:
+        """At least ``m`` free pages (the pool grows by a quarter at least)."""
         if self._n_free < m:
             have = len(self.ts)
             grow = max(have // 4, m - self._n_free, 64)
@@ -74,8 +77,6 @@ class Head:
             self.ts.resize((have + grow, self.page_rows), refcheck=False)
             self.vals.resize((have + grow, self.page_rows), refcheck=False)
             self._push(np.arange(have + grow - 1, have - 1, -1, dtype=np.int32))
-        self._n_free -= m
-        return self._free[self._n_free : self._n_free + m].copy()
 
     def _push(self, ids: np.ndarray) -> None:
         need = self._n_free + len(ids)
@@ -92,38 +93,19 @@ class Head:
     ) -> np.ndarray:
         """Append samples grouped by series (arrival order kept within a series);
         ``in_order``: the sample is newer than everything its series held before. Returns the
-        mask of the samples that did not fit (their series reached ``max_rows``)."""
-        n = len(sid)
-        starts = group_starts(sid)
-        sizes = np.diff(np.r_[starts, n])
-        uniq = sid[starts]
-        fresh = self.count[uniq] == 0
-        self.base[uniq[fresh]] = ts[starts[fresh]]
-        pos = self.count[sid] + (np.arange(n) - np.repeat(starts, sizes))
-        off = ts - self.base[sid]
-        fits = (pos < self.max_rows) & (off >= _I32.min) & (off <= _I32.max)
-        if not fits.all():  # from a sample that does not fit, the rest of its series waits
-            bad = np.cumsum(~fits)
-            fits = bad == np.repeat(bad[starts] - ~fits[starts], sizes)
-            sid, off, vals, pos, in_order = (
-                sid[fits],
-                off[fits],
-                vals[fits],
-                pos[fits],
-                in_order[fits],
-            )
-        self.ordered[sid[~in_order]] = False
-        j, slot = np.divmod(pos, self.page_rows)
-        page = self.pages[sid, j]
-        need = page < 0
-        if need.any():
-            ns, nj = sid[need], j[need]
-            first = group_starts(ns * self.pages_per_series + nj)
-            self.pages[ns[first], nj[first]] = self._alloc(len(first))
-            page = self.pages[sid, j]
-        self.ts[page, slot] = off
-        self.vals[page, slot] = vals
-        self.count[uniq] += np.add.reduceat(fits, starts)
+        mask of the samples that did not fit (their series reached ``max_rows``, or the sample
+        is more than 2**31 ms from the series' base: from there on the rest of its series)."""
+        sid = np.ascontiguousarray(sid, np.int64)  # one compiled signature
+        ts = np.ascontiguousarray(ts, np.int64)
+        fits = np.empty(len(sid), np.bool_)
+        need = _plan(sid, ts, self.count, self.base, self.pages, self.max_rows, self.page_rows,
+                     fits)  # fmt: skip
+        self._reserve(need)
+        vals = np.ascontiguousarray(vals, np.float64)
+        in_order = np.ascontiguousarray(in_order, np.bool_)
+        self._n_free = _write(sid, ts, vals, in_order,
+                              fits, self.count, self.base, self.ordered, self.pages, self.ts,
+                              self.vals, self._free, self._n_free)  # fmt: skip
         return ~fits
 
     def release(self, sids: np.ndarray) -> None:
@@ -202,3 +184,68 @@ def group_starts(keys: np.ndarray) -> np.ndarray:
         m[0] = True
         np.not_equal(keys[1:], keys[:-1], out=m[1:])
     return np.flatnonzero(m)
+
+
+@nb.njit(cache=True, nogil=True)
+def _plan(sid: np.ndarray, ts: np.ndarray, count: np.ndarray, base: np.ndarray,
+          pages: np.ndarray, max_rows: int, page_rows: int, fits: np.ndarray) -> int:  # fmt: skip
+    """``fits`` per sample (a series' samples up to the first that does not fit) and the
+    number of pages the fitting ones need that their series do not hold; changes nothing."""
+    n = len(sid)
+    need = 0
+    i = 0
+    while i < n:
+        s = sid[i]
+        c = count[s]
+        b = base[s] if c > 0 else ts[i]
+        ok = True
+        r = i
+        while r < n and sid[r] == s:
+            p = c + (r - i)
+            off = ts[r] - b
+            if ok and (p >= max_rows or off < _I32_MIN or off > _I32_MAX):
+                ok = False
+            fits[r] = ok
+            if ok and (r == i or p % page_rows == 0) and pages[s, p // page_rows] < 0:
+                need += 1
+            r += 1
+        i = r
+    return need
+
+
+@nb.njit(cache=True, nogil=True)
+def _write(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
+           fits: np.ndarray, count: np.ndarray, base: np.ndarray, ordered: np.ndarray,
+           pages: np.ndarray, pool_ts: np.ndarray, pool_vals: np.ndarray, free: np.ndarray,
+           n_free: int) -> int:  # fmt: skip
+    """Write the samples :func:`_plan` let fit (pages taken off the top of ``free``, which
+    holds enough); returns the free pages left."""
+    n = len(sid)
+    rows = pool_ts.shape[1]
+    i = 0
+    while i < n:
+        s = sid[i]
+        c = count[s]
+        if c == 0:
+            base[s] = ts[i]
+        b = base[s]
+        k = 0
+        r = i
+        while r < n and sid[r] == s:
+            if fits[r]:
+                p = c + k
+                j = p // rows
+                pg = pages[s, j]
+                if pg < 0:
+                    n_free -= 1
+                    pg = free[n_free]
+                    pages[s, j] = pg
+                pool_ts[pg, p % rows] = ts[r] - b
+                pool_vals[pg, p % rows] = vals[r]
+                if not in_order[r]:
+                    ordered[s] = False
+                k += 1
+            r += 1
+        count[s] = c + k
+        i = r
+    return n_free

@@ -349,18 +349,13 @@ class TimeSeriesShard:
         self._mem_start[uniq] = np.minimum(self._mem_start[uniq], held)
         self._touched[uniq] = self._generation
         head = self._head
-        while True:
+        while True:  # a full head is closed when its series' next sample comes (as
+            # Prometheus cuts a chunk): the samples that fill heads are queryable at once
             rest = head.append(sid, ts, vals, in_order)
-            full = uniq[head.count[uniq] >= self.head_samples]
-            more = rest.any()
-            if more:  # full, or too far from the head's first sample: closed first
-                full = np.union1d(full, sid[rest])
-            if len(full):
-                self._close(full)
-            if not more:
+            if not rest.any():
                 return
+            self._close(np.unique(sid[rest]))  # full, or too far from the head's first sample
             sid, ts, vals, in_order = sid[rest], ts[rest], vals[rest], in_order[rest]
-            uniq = np.unique(sid)
 
     def _close(self, sids: np.ndarray) -> None:
         """Encode the heads of ``sids`` (ids, unique) into chunks, one numba call for all.

@@ -10,10 +10,10 @@ them with numpy, so no per-sample Python loop runs anywhere on the path.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cramjam
 import msgpack
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from filodb.model.record import RecordBatch
 
 T = TypeVar("T")
-BATCH_FORMAT_VERSION = 2  # what to_bytes writes; from_bytes reads 1 and 2
+BATCH_FORMAT_VERSION = 3  # what to_bytes writes; from_bytes reads 1, 2 and 3
 
 
 @dataclass
@@ -122,6 +122,27 @@ class SampleBatch:
         """Split into one batch per shard, given the shard of each series: two stable sorts
         (series, samples by their series' shard: radix sorts on 16-bit shard numbers) and
         slices, whatever the number of shards. Samples keep their order within a shard."""
+        return {shard: SampleBatch(*part)
+                for shard, part in self._parts(shard_of_series, num_shards, True)}  # fmt: skip
+
+    def shard_records(
+        self, shard_of_series: np.ndarray, num_shards: int
+    ) -> tuple[dict[int, bytes], dict[int, int]]:
+        """The log record of each shard's part and its number of samples: the bytes of
+        :meth:`split`'s parts' :meth:`to_bytes`, without building each part's list of label
+        sets when the batch carries its part keys (``pks``: a door's batch)."""
+        records: dict[int, bytes] = {}
+        counts: dict[int, int] = {}
+        for shard, part in self._parts(shard_of_series, num_shards, self.pks is None):
+            series, sidx, ts, vals, types, _, ex, pks, _ = part
+            records[shard] = _record_bytes(sidx, ts, vals, _part_keys(series, pks), types, ex)
+            counts[shard] = len(ts)
+        return records, counts
+
+    def _parts(self, shard_of_series: np.ndarray, num_shards: int, with_series: bool
+               ) -> Iterator[tuple[int, tuple[Any, ...]]]:  # fmt: skip
+        """Each shard's part as SampleBatch's fields (``series`` None unless
+        ``with_series``)."""
         of: np.ndarray = np.asarray(
             shard_of_series, np.int16 if num_shards <= 1 << 15 else np.int64
         )
@@ -137,42 +158,27 @@ class SampleBatch:
         shards = np.flatnonzero(s_count)
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
         at = s_order.tolist()
-        series = pick(self.series, at)
+        series = pick(self.series, at) if with_series else None
         keys = None if self.keys is None else self.keys[s_order]
         pks = None if self.pks is None else _take_pks(self.pks, at, s_order)
         routes = None if self.routes is None else self.routes[s_order]
         ex = self.exemplars
         ex_shard = None if ex is None else of[ex.sidx]
-        out: dict[int, SampleBatch] = {}
         for shard, a, c in zip(shards.tolist(), s_start[shards].tolist(),
                                s_count[shards].tolist(), strict=True):  # fmt: skip
             x, y = bounds[shard], bounds[shard + 1]
-            out[shard] = SampleBatch(series[a : a + c], sidx[x:y], ts[x:y], vals[x:y], self.types,
-                                     None if keys is None else keys[a : a + c],
-                                     None if ex is None else ex.take(np.asarray(ex_shard == shard), rank),
-                                     None if pks is None else pks[a : a + c],
-                                     None if routes is None else routes[a : a + c])  # fmt: skip
-        return out
+            yield shard, (None if series is None else series[a : a + c], sidx[x:y], ts[x:y],
+                          vals[x:y], self.types, None if keys is None else keys[a : a + c],
+                          None if ex is None else ex.take(np.asarray(ex_shard == shard), rank),
+                          None if pks is None else pks[a : a + c],
+                          None if routes is None else routes[a : a + c])  # fmt: skip
 
     # --- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """msgpack header, then one zstd frame of the little-endian arrays and the series'
-        part keys (see docs/architecture.md, "Log record format")."""
-        pks = self.pks if self.pks is not None else _encoded(self.series)[0]
-        if isinstance(pks, PartKeys):  # a door's arena: gathered in one copy
-            blob, ends = pks.joined()
-        else:
-            blob, ends = b"".join(pks), np.cumsum(np.fromiter(map(len, pks), np.int64, len(pks)))
-        payload = b"".join([self.sidx.astype("<i4").tobytes(), self.ts.astype("<i8").tobytes(),
-                            self.vals.astype("<f8").tobytes(), ends.astype("<u4").tobytes(),
-                            blob])  # fmt: skip
-        header = {"v": BATCH_FORMAT_VERSION, "n": len(self.ts), "s": len(pks),
-                  "z": len(payload), "types": self.types}  # fmt: skip
-        if self.exemplars is not None and len(self.exemplars):
-            header["x"] = self.exemplars.to_wire()  # optional: older readers skip it
-        h = msgpack.packb(header)
-        return b"".join([len(h).to_bytes(4, "little"), h,
-                         bytes(cramjam.zstd.compress(payload, ZSTD_LEVEL))])  # fmt: skip
+        """msgpack header, then one LZ4 block of the columns and the series' part keys
+        (see docs/architecture.md, "Log record format")."""
+        return _record_bytes(self.sidx, self.ts, self.vals, _part_keys(self.series, self.pks),
+                             self.types, self.exemplars)  # fmt: skip
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> SampleBatch:
@@ -213,7 +219,57 @@ class SampleBatch:
                            self.exemplars, self.series, keys)  # fmt: skip
 
 
-ZSTD_LEVEL = 1  # live records: 92 -> 10 bytes a sample; ~35 ns a sample to compress
+def _part_keys(series: Sequence[Labels] | None, pks: Sequence[bytes] | None) -> Sequence[bytes]:
+    """A batch's part keys: the ones it carries, else those of its label sets (cached)."""
+    if pks is not None:
+        return pks
+    assert series is not None
+    return _encoded(series)[0]
+
+
+def _record_bytes(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pks: Sequence[bytes],
+                  types: dict[str, str], exemplars: Exemplars | None) -> bytes:  # fmt: skip
+    """A version 3 log record (:meth:`SampleBatch.to_bytes`)."""
+    if isinstance(pks, PartKeys):  # a door's arena: gathered in one copy
+        blob, lens = pks.blob(), pks.end - pks.start
+    else:
+        blob, lens = b"".join(pks), np.fromiter(map(len, pks), np.int64, len(pks))
+    payload = record_payload(sidx, ts, vals, lens, blob)
+    header = {"v": BATCH_FORMAT_VERSION, "n": len(ts), "s": len(pks), "z": len(payload),
+              "types": types}  # fmt: skip
+    if exemplars is not None and len(exemplars):
+        header["x"] = exemplars.to_wire()  # optional: older readers skip it
+    h = msgpack.packb(header)
+    return b"".join([len(h).to_bytes(4, "little"), h,
+                     bytes(cramjam.lz4.compress_block(payload.data))])  # fmt: skip
+
+
+def record_payload(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, lens: np.ndarray,
+                   blob: bytes) -> np.ndarray:  # fmt: skip
+    """A version 3 record's payload before compression: sidx and ts as differences from the
+    previous sample's, the values' bytes in 8 planes (byte 0 of every value, then byte 1, ...),
+    each part key's length, the part keys. The differences, lengths and planes are what
+    make LZ4 take a live record to about zstd's size: a live record's sidx counts up by one
+    (its differences repeat), part-key ends only grow (their lengths repeat), and a column of
+    doubles shares its high bytes."""
+    n, s = len(ts), len(lens)
+    buf = np.empty(20 * n + 4 * s + len(blob), np.uint8)
+    _deltas(sidx, buf[: 4 * n].view("<i4"))
+    _deltas(ts, buf[4 * n : 12 * n].view("<i8"))
+    buf[12 * n : 20 * n].reshape(8, n)[...] = (
+        vals.astype("<f8", copy=False).view(np.uint8).reshape(n, 8).T
+    )
+    buf[20 * n : 20 * n + 4 * s].view("<u4")[...] = lens
+    buf[20 * n + 4 * s :] = np.frombuffer(blob, np.uint8)
+    return buf
+
+
+def _deltas(a: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = a[i] - a[i - 1]`` (``out[0] = a[0]``), wrapping in ``out``'s type."""
+    out[:1] = a[:1]
+    np.subtract(a[1:], a[:-1], out=out[1:], casting="unsafe")
+
+
 # Part key and key by label set (the writers' side).
 _BY_LABELS: BoundedCache[Labels, tuple[bytes, int]] = BoundedCache(1_000_000)
 _PUT_LOCK = threading.Lock()  # BoundedCache.put is not atomic; web threads share the caches

@@ -63,7 +63,10 @@ class PartKeys(Sequence[bytes]):
 
     def joined(self) -> tuple[bytes, np.ndarray]:
         """The part keys back to back, and where each ends (``uint32``): a log record's tail."""
-        ends = np.cumsum(self.end - self.start).astype(np.uint32)
+        return self.blob(), np.cumsum(self.end - self.start).astype(np.uint32)
+
+    def blob(self) -> bytes:
+        """The part keys back to back (one numba copy)."""
         from filodb.model.libc import MEMCPY, gather  # numba: loaded by the doors only
 
-        return gather(self.arena, self.start, self.end, MEMCPY).tobytes(), ends
+        return gather(self.arena, self.start, self.end, MEMCPY).tobytes()

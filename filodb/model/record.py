@@ -4,7 +4,7 @@ shard knows touches no label set (no Python step per series: the shard finds the
 with one numba call, :mod:`filodb.memstore.keytable`). Label sets are decoded (and checked)
 only for part keys the shard does not hold.
 
-:func:`read_record` reads versions 1 and 2 (docs/architecture.md, "Log record format";
+:func:`read_record` reads versions 1, 2 and 3 (docs/architecture.md, "Log record format";
 :meth:`SampleBatch.to_bytes <filodb.model.batch.SampleBatch.to_bytes>` writes them);
 :meth:`RecordBatch.concat` joins the records of one read with numpy.
 """
@@ -114,7 +114,7 @@ class RecordBatch:
 
 
 def read_record(data: bytes | memoryview) -> RecordBatch:
-    """A log record (version 1 or 2) as a :class:`RecordBatch`; :class:`BadInputError` on a
+    """A log record (version 1, 2 or 3) as a :class:`RecordBatch`; :class:`BadInputError` on a
     malformed one (part keys are checked when decoded: :meth:`RecordBatch.labels`)."""
     mv = memoryview(data)
     series = None
@@ -122,29 +122,31 @@ def read_record(data: bytes | memoryview) -> RecordBatch:
         hlen = int.from_bytes(mv[:4], "little")
         header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False, use_list=False)
         version = header.get("v")
-        if version not in (1, 2):
+        if version not in (1, 2, 3):
             raise BadInputError(f"unknown batch format version {version!r}")
         n = int(header["n"])
         pos = 4 + hlen
-        if version == 2:
-            mv, pos = _payload(mv[pos:], int(header["z"])), 0
-        sidx = np.frombuffer(mv, "<i4", n, pos).astype(np.int32, copy=False)
-        pos += 4 * n
-        ts = np.frombuffer(mv, "<i8", n, pos).astype(np.int64, copy=False)
-        pos += 8 * n
-        vals = np.frombuffer(mv, "<f8", n, pos).astype(np.float64, copy=False)
-        pos += 8 * n
-        if version == 1:
-            series = [_pairs(flat) for flat in header["series"]]
-            pk_data, pk_ends = arena([part_key(lb) for lb in series])
+        if version == 3:
+            sidx, ts, vals, pk_data, pk_ends = _columns_v3(
+                _payload_lz4(mv[pos:], int(header["z"])), n, int(header["s"])
+            )
         else:
-            ns = int(header["s"])
-            pk_ends = np.frombuffer(mv, "<u4", ns, pos).astype(np.int64)
-            pos += 4 * ns
-            if (pk_ends[-1:] != mv.nbytes - pos).any() or (np.diff(pk_ends) < 0).any():
-                raise BadInputError("malformed sample batch: part key offsets do not match "
-                                    "the record")  # fmt: skip
-            pk_data = np.frombuffer(mv, np.uint8, mv.nbytes - pos, pos)
+            if version == 2:
+                mv, pos = _payload(mv[pos:], int(header["z"])), 0
+            sidx = np.frombuffer(mv, "<i4", n, pos).astype(np.int32, copy=False)
+            pos += 4 * n
+            ts = np.frombuffer(mv, "<i8", n, pos).astype(np.int64, copy=False)
+            pos += 8 * n
+            vals = np.frombuffer(mv, "<f8", n, pos).astype(np.float64, copy=False)
+            pos += 8 * n
+            if version == 1:
+                series = [_pairs(flat) for flat in header["series"]]
+                pk_data, pk_ends = arena([part_key(lb) for lb in series])
+            else:
+                ns = int(header["s"])
+                pk_ends = np.frombuffer(mv, "<u4", ns, pos).astype(np.int64)
+                pos += 4 * ns
+                pk_data = _part_keys(mv, pos, pk_ends)
         ex = Exemplars.from_wire(header["x"], len(pk_ends)) if "x" in header else None
         types = header.get("types") or {}
         if not isinstance(types, dict) or not all(
@@ -159,9 +161,35 @@ def read_record(data: bytes | memoryview) -> RecordBatch:
     return RecordBatch(pk_data, pk_ends, sidx, ts, vals, types, ex, series)
 
 
+def _part_keys(mv: memoryview, pos: int, pk_ends: np.ndarray, ascending: bool = False
+               ) -> np.ndarray:  # fmt: skip
+    """The part keys' arena (the rest of the payload from ``pos``), checked against their
+    ends (``ascending``: known not to decrease, as sums of lengths)."""
+    if (len(pk_ends) and int(pk_ends[-1]) != mv.nbytes - pos) or (
+        not ascending and (np.diff(pk_ends) < 0).any()
+    ):
+        raise BadInputError("malformed sample batch: part key offsets do not match the record")
+    return np.frombuffer(mv, np.uint8, mv.nbytes - pos, pos)
+
+
+def _columns_v3(
+    mv: memoryview, n: int, ns: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A version 3 payload's columns (see :func:`~filodb.model.batch.record_payload`)."""
+    if n < 0 or ns < 0 or 20 * n + 4 * ns > mv.nbytes:
+        raise BadInputError("malformed sample batch: columns larger than the record")
+    sidx = np.cumsum(np.frombuffer(mv, "<i4", n, 0), dtype=np.int32)
+    ts = np.cumsum(np.frombuffer(mv, "<i8", n, 4 * n), dtype=np.int64)
+    planes = np.frombuffer(mv, np.uint8, 8 * n, 12 * n).reshape(8, n)
+    vals = planes.T.copy().view("<f8").reshape(n).astype(np.float64, copy=False)
+    pos = 20 * n + 4 * ns
+    pk_ends = np.cumsum(np.frombuffer(mv, "<u4", ns, 20 * n), dtype=np.int64)
+    return sidx, ts, vals, _part_keys(mv, pos, pk_ends, True), pk_ends
+
+
 def _payload(frame: memoryview, size: int) -> memoryview:
-    if not 0 <= size <= MAX_PAYLOAD:
-        raise BadInputError(f"malformed sample batch: payload of {size} bytes")
+    """A version 2 payload: one zstd frame."""
+    _check_size(size)
     try:
         out = memoryview(cramjam.zstd.decompress(frame, output_len=size))
     except cramjam.DecompressionError as e:
@@ -169,6 +197,25 @@ def _payload(frame: memoryview, size: int) -> memoryview:
     if out.nbytes != size:
         raise BadInputError("malformed sample batch: payload size does not match its header")
     return out
+
+
+def _payload_lz4(frame: memoryview, size: int) -> memoryview:
+    """A version 3 payload: one LZ4 block, its size before it (u32 LE, as the header's)."""
+    _check_size(size)
+    if frame.nbytes < 4 or int.from_bytes(frame[:4], "little") != size:
+        raise BadInputError("malformed sample batch: payload size does not match its header")
+    try:
+        out = memoryview(cramjam.lz4.decompress_block(frame))
+    except cramjam.DecompressionError as e:
+        raise BadInputError(f"malformed sample batch: {e}") from e
+    if out.nbytes != size:
+        raise BadInputError("malformed sample batch: payload size does not match its header")
+    return out
+
+
+def _check_size(size: int) -> None:
+    if not 0 <= size <= MAX_PAYLOAD:
+        raise BadInputError(f"malformed sample batch: payload of {size} bytes")
 
 
 def _pairs(flat: Sequence[str]) -> Labels:

@@ -4,6 +4,7 @@ when series close (the pool shrinks after a synchronized close), timestamps far 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from filodb.memstore.head import Head
 
@@ -59,3 +60,50 @@ def test_out_of_order_samples_read_sorted_and_the_last_write_wins() -> None:
     h.append(z, np.array([50, 40, 60, 40, 45]), np.array([1.0, 2, 3, 4, 5]),
              np.array([True, False, True, False, False]))  # fmt: skip
     assert _read(h, np.array([0])) == {0: [(40, 4.0), (45, 5.0), (50, 1.0), (60, 3.0)]}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_appends_keep_what_a_plain_model_keeps(seed: int) -> None:
+    """Random grouped batches (series repeated, out of order, far in time, past max_rows),
+    closes in between: the head holds per series what a list per series would, and hands
+    back the rest of a series from its first sample that does not fit."""
+    rng = np.random.default_rng(seed)
+    rows, n_series = int(rng.integers(1, 70)), 40
+    h = Head(rows, page_rows=int(rng.integers(1, 9)))
+    h.add_series(n_series)
+    model: dict[int, list[tuple[int, float]]] = {s: [] for s in range(n_series)}
+    base: dict[int, int] = {}
+    ordered = [True] * n_series
+    for _ in range(30):
+        sid = np.sort(rng.integers(0, n_series, int(rng.integers(0, 200))))
+        far = rng.random(len(sid)) < 0.02
+        ts = rng.integers(0, 10**6, len(sid)) + far * (2**32)
+        vals = rng.normal(size=len(sid))
+        in_order = rng.random(len(sid)) < 0.8
+        rest = h.append(sid, ts, vals, in_order)
+        want_rest = []
+        stopped: set[int] = set()
+        for s, t, v, o in zip(sid.tolist(), ts.tolist(), vals.tolist(), in_order.tolist(),
+                              strict=True):  # fmt: skip
+            b = base.setdefault(s, t) if not model[s] else base[s]
+            ok = s not in stopped and len(model[s]) < rows and -(2**31) <= t - b < 2**31
+            if ok:
+                model[s].append((t, v))
+                ordered[s] = ordered[s] and o
+            else:
+                stopped.add(s)
+            want_rest.append(not ok)
+        assert rest.tolist() == want_rest
+        if rng.random() < 0.3:  # a close gives some series' pages back
+            gone = np.flatnonzero(rng.random(n_series) < 0.5)
+            h.release(gone)
+            for s in gone.tolist():
+                model[s] = []
+                base.pop(s, None)
+                ordered[s] = True
+    assert h.count.tolist() == [len(model[s]) for s in range(n_series)]
+    assert h.ordered.tolist() == ordered
+    for s in range(n_series):  # an unordered series reads sorted, the last write winning
+        got = _read(h, np.array([s]))[s]
+        assert got == (model[s] if ordered[s] else sorted(dict(model[s]).items())), s
+    assert h._n_free + int((h.pages >= 0).sum()) == len(h.ts)  # no page lost or shared

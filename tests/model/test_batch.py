@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from filodb.errors import BadInputError
 from filodb.model.batch import SampleBatch, concat_batches, series_identity
+from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
 from filodb.model.partkey import part_key
 from filodb.model.partkeys import PartKeys
@@ -75,23 +76,23 @@ def test_malformed_records_raise_bad_input(data: bytes) -> None:
 
 
 def reencode(raw: bytes, edit: Callable[[dict, bytearray], None]) -> bytes:
-    """A version 2 record with its header and payload changed by ``edit``."""
+    """A version 3 record with its header and payload changed by ``edit``."""
     import cramjam
     import msgpack
 
     hlen = int.from_bytes(raw[:4], "little")
     header = msgpack.unpackb(raw[4 : 4 + hlen])
-    payload = bytearray(cramjam.zstd.decompress(raw[4 + hlen :]))
+    payload = bytearray(cramjam.lz4.decompress_block(raw[4 + hlen :]))
     edit(header, payload)
     h = msgpack.packb(header)
-    return len(h).to_bytes(4, "little") + h + bytes(cramjam.zstd.compress(bytes(payload)))
+    return len(h).to_bytes(4, "little") + h + bytes(cramjam.lz4.compress_block(bytes(payload)))
 
 
 def test_out_of_range_series_index_is_rejected() -> None:
     raw = SampleBatch([make_labels({"__name__": "a"})], [0], [1], [1.0]).to_bytes()
 
     def edit(h: dict, p: bytearray) -> None:
-        p[0] = 7  # sidx[0] = 7, but there is one series
+        p[0] = 7  # sidx[0] = 7 (the first difference), but there is one series
 
     with pytest.raises(BadInputError, match="out of range"):
         SampleBatch.from_bytes(reencode(raw, edit))
@@ -131,7 +132,7 @@ def test_records_give_each_series_key_the_xxh64_of_its_part_key() -> None:
 
 
 def test_records_are_compressed() -> None:
-    """Live-shaped records (one sample per series) are mostly label sets: zstd takes them
+    """Live-shaped records (one sample per series) are mostly label sets: LZ4 takes them
     to a fraction of their raw size (what the log holds in Redis's memory)."""
     s = [make_labels({"__name__": "http_requests_total", "job": "api", "instance": f"host-{i}:9100",
                       "code": str(200 + i % 5)}) for i in range(500)]  # fmt: skip
@@ -141,20 +142,28 @@ def test_records_are_compressed() -> None:
     assert len(raw) < 500 * 20  # the raw arrays alone would be 20 bytes a sample
 
 
-@pytest.mark.parametrize("where", ["offset", "part_key", "size", "frame"])
+@pytest.mark.parametrize("where", ["offset", "part_key", "size", "prefix", "frame", "columns"])
 def test_records_whose_payload_does_not_agree_are_rejected(where: str) -> None:
     s = [make_labels({"__name__": "a"}), make_labels({"__name__": "bb"})]
     raw = SampleBatch(s, [0, 1], [1, 2], [1.0, 2.0]).to_bytes()
 
     def edit(h: dict, p: bytearray) -> None:
         if where == "offset":
-            p[40] += 1  # the first part key's end (after 2 x 20 bytes of samples)
+            p[40] += 1  # the first part key's length (after 2 x 20 bytes of samples)
         elif where == "part_key":
             p[-3:] = b"\xc1\xc1\xc1"  # not msgpack
         elif where == "size":
             h["z"] += 1
+        elif where == "columns":
+            h["n"] = 100  # more samples than the payload holds
 
-    bad = reencode(raw, edit) if where != "frame" else raw[:-3]
+    if where == "prefix":  # the LZ4 block's own size disagrees with the header's
+        hlen = int.from_bytes(raw[:4], "little")
+        pos = 4 + hlen
+        bad = raw[:pos] + (int.from_bytes(raw[pos : pos + 4], "little") + 1).to_bytes(4, "little")
+        bad += raw[pos + 4 :]
+    else:
+        bad = reencode(raw, edit) if where != "frame" else raw[:-3]
     with pytest.raises(BadInputError):
         SampleBatch.from_bytes(bad)
 
@@ -173,23 +182,32 @@ def _arena(pks: list[bytes], rng: np.random.Generator) -> PartKeys:
 
 @settings(deadline=None)  # the first call with an arena loads the gather kernel
 @given(st.integers(1, 60), st.integers(0, 300), st.integers(1, 9), st.integers(0, 2**32),
-       st.booleans())  # fmt: skip
+       st.sampled_from(["arena", "list", "none"]))  # fmt: skip
 def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed, arena) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     s = [make_labels({"__name__": f"m{i}"}) for i in range(n_series)]
     pks = [part_key(x) for x in s]
+    k = int(rng.integers(0, 4))  # exemplars of some series follow them into their shard
+    ex = Exemplars(rng.integers(0, n_series, k), np.arange(k), np.arange(k) + 0.5,
+                   [make_labels({"trace_id": str(i)}) for i in range(k)]) if k else None  # fmt: skip
     b = SampleBatch(s, rng.integers(0, n_series, n), rng.integers(0, 99, n), rng.normal(size=n),
-                    pks=_arena(pks, rng) if arena else pks)  # fmt: skip
+                    pks={"arena": _arena(pks, rng), "list": pks, "none": None}[arena],
+                    exemplars=ex)  # fmt: skip
     of = rng.integers(0, n_shards, n_series)
     parts = b.split(of, n_shards)
     assert sorted(parts) == sorted(set(of.tolist()))
+    # the router's records: each part's, without the parts' label sets
+    records, counts = b.shard_records(of, n_shards)
+    assert records == {shard: p.to_bytes() for shard, p in parts.items()}
+    assert counts == {shard: len(p) for shard, p in parts.items()}
     for shard, p in parts.items():
         want = b.take_series(of == shard)
         assert p.series == want.series and p.sidx.tolist() == want.sidx.tolist()
         assert p.ts.tolist() == want.ts.tolist() and p.vals.tolist() == want.vals.tolist()
         # a door's part keys follow their series, and the record is the one without them
-        assert p.pks == want.pks == [part_key(x) for x in p.series]
-        plain = SampleBatch(p.series, p.sidx, p.ts, p.vals)
+        if arena != "none":
+            assert p.pks == want.pks == [part_key(x) for x in p.series]
+        plain = SampleBatch(p.series, p.sidx, p.ts, p.vals, exemplars=p.exemplars)
         assert p.to_bytes() == plain.to_bytes()  # an arena's record is a list's
 
 
@@ -257,3 +275,27 @@ def test_concat_keeps_two_label_sets_that_share_a_key_apart() -> None:
     y = SampleBatch([b2, a], [0, 1], [2, 3], [2.0, 3.0], keys=[7, 7])
     z = concat_batches([x, y])
     assert z.series == [a, b2] and z.sidx.tolist() == [0, 1, 0]
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.integers(0, 2**32), st.integers(1, 4))
+def test_corrupt_version_3_records_decode_or_raise_bad_input(seed: int, edits: int) -> None:
+    """Flipped bytes and cuts anywhere (header, size, LZ4 block): a record decodes or is
+    refused with BadInputError, never another exception."""
+    rng = np.random.default_rng(seed)
+    s = [make_labels({"__name__": "m", "i": str(i)}) for i in range(5)]
+    ex = Exemplars([1], [5], [0.5], [make_labels({"trace_id": "t"})])
+    raw = bytearray(SampleBatch(s, [0, 3, 3, 4, 1], [9, 1, 2, 2**40, -5], [1.0, 2, 3, 4, 5],
+                                {"m": "gauge"}, exemplars=ex).to_bytes())  # fmt: skip
+    for _ in range(edits):
+        at = int(rng.integers(0, len(raw)))
+        if rng.random() < 0.2:
+            del raw[at:]
+        else:
+            raw[at] = int(rng.integers(0, 256))
+    try:
+        b = SampleBatch.from_bytes(bytes(raw))
+    except BadInputError:
+        return
+    assert len(b.sidx) == len(b.ts) == len(b.vals)
+    assert len(b) == 0 or (0 <= b.sidx.min() and b.sidx.max() < len(b.series))
