@@ -24,7 +24,7 @@ print(json.dumps([before, len(k.signatures)]))
 @pytest.mark.parametrize(
     "mod, fn, kmod, kernel",
     [
-        ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
+        ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_block"),
         ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
         ("filodb.node.warm", "warm_read_path", "memstore.keytable", "_find"),
         ("filodb.node.warm", "warm_read_path", "model.xxh64", "_many"),

@@ -14,11 +14,13 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
-from filodb.query.extrapolated import extrapolated_kernel
+from filodb.model.source import SeriesBlock
+from filodb.query.extrapolated import extrapolated_block, extrapolated_kernel
 from filodb.query.linreg import linear_regression
-from filodb.query.values import Windows
+from filodb.query.values import Windows, window_bounds
 
 RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
+BlockFn = Callable[[SeriesBlock, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 def _prefix(x: np.ndarray) -> np.ndarray:
@@ -297,6 +299,25 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
     return out, ok
 
 
+def _extrapolated_block(is_counter: bool, is_rate: bool) -> BlockFn:
+    """:func:`_extrapolated` of a range selector's block without :class:`Windows`: bounds,
+    reset corrections and values in one pass (:func:`extrapolated_block`), the same numbers."""
+
+    def fn(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        times = np.asarray(times, np.int64)
+        if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
+            lo, hi = window_bounds(block, times, range_ms)
+            w = Windows(block, lo, hi, times, range_ms)
+            return _extrapolated(w, is_counter, is_rate)  # type: ignore[no-any-return]
+        out, ok = extrapolated_block(np.ascontiguousarray(block.vals, np.float64),
+                                     np.ascontiguousarray(block.ts, np.int64),
+                                     np.ascontiguousarray(block.offsets, np.int64), times,
+                                     int(range_ms), is_counter, is_rate)  # fmt: skip
+        return out, ok
+
+    return fn
+
+
 def rate(w: Windows):  # type: ignore[no-untyped-def]
     return _extrapolated(w, True, True)
 
@@ -439,6 +460,13 @@ RANGE_FUNCTIONS: dict[str, RangeFn] = {
     "deriv": deriv, "mad_over_time": mad_over_time,
 }  # fmt: skip
 """Functions whose only argument is a range vector."""
+
+BLOCK_FUNCTIONS: dict[str, BlockFn] = {
+    "rate": _extrapolated_block(True, True), "increase": _extrapolated_block(True, False),
+    "delta": _extrapolated_block(False, False),
+}  # fmt: skip
+"""Range functions that, over a range selector, compute straight from its block and the
+windows' ends (no :class:`Windows` bounds first); the same answers as :data:`RANGE_FUNCTIONS`."""
 
 RANGE_FUNCTIONS_WITH_SCALAR = {
     "predict_linear": (predict_linear, 0),

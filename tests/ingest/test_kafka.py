@@ -235,4 +235,6 @@ class TestUnknownOffsets:
             KafkaLog._fill_unknown(offsets, {0: end})
             filled = offsets[0]
             assert all(f >= t for f, t in zip(filled, true, strict=True))
-            assert all(b > a for a, b in zip(filled, filled[1:], strict=False)) and filled[-1] <= end
+            assert (
+                all(b > a for a, b in zip(filled, filled[1:], strict=False)) and filled[-1] <= end
+            )

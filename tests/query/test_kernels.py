@@ -221,3 +221,29 @@ def test_sum_partials_equal_reduceat_over_sorted_rows(vals, seed, scaled) -> Non
     assert np.array_equal(
         got.present, np.tile(np.logical_or.reduceat(p, starts, axis=0), (len(want), 1))
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 12), max_size=8),
+    pool=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8),
+    gaps=st.lists(st.integers(1, 40_000), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+    step=st.sampled_from([0, 1_000, 15_000, 60_000]),
+    range_ms=st.sampled_from([1, 30_000, 60_000, 300_000]),
+    fn=st.sampled_from(["rate", "increase", "delta"]),
+)
+def test_block_rate_equals_the_windows_path_bit_for_bit(lens, pool, gaps, seed, step, range_ms, fn
+                                                        ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    series = []
+    for i, n in enumerate(lens):
+        ts = 1_000_000 + np.cumsum(rng.choice(np.array(gaps, np.int64), n))
+        series.append(((("i", str(i)),), ts, rng.choice(np.array(pool + [-0.0, 0.0]), n)))
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(0, 8) * step + int(rng.integers(0, 50_000))  # steps may repeat
+    lo, hi = window_bounds(block, times, range_ms)
+    want, want_ok = rangefns.RANGE_FUNCTIONS[fn](rangefns.Windows(block, lo, hi, times, range_ms))
+    got, ok = rangefns.BLOCK_FUNCTIONS[fn](block, times, range_ms)
+    assert np.array_equal(ok, want_ok)
+    assert np.array_equal(got[ok].view(np.uint64), want[ok].view(np.uint64))
