@@ -247,3 +247,35 @@ def test_block_rate_equals_the_windows_path_bit_for_bit(lens, pool, gaps, seed, 
     got, ok = rangefns.BLOCK_FUNCTIONS[fn](block, times, range_ms)
     assert np.array_equal(ok, want_ok)
     assert np.array_equal(got[ok].view(np.uint64), want[ok].view(np.uint64))
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 30), min_size=1, max_size=6),
+    jitter=st.sampled_from([0, 0, 1, 7]),
+    seed=st.integers(0, 2**31),
+    range_ms=st.sampled_from([30_000, 120_000, 300_000]),
+    at=st.booleans(),
+)
+def test_linreg_reusing_the_time_sums_equals_adding_them_up(lens, jitter, seed, range_ms, at
+                                                            ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from filodb.query.linreg import linear_regression
+
+    rng = np.random.default_rng(seed)
+    series = []
+    for i, n in enumerate(lens):  # scraped together: the same timestamps, but for the jitter
+        ts = (
+            1_000_123
+            + 15_000 * np.arange(n)
+            + rng.integers(0, jitter + 1, n) * (rng.random(n) < 0.2)
+        )
+        vals = np.round(rng.normal(0, 1, n) * 10.0 ** rng.integers(-3, 9), 3)
+        series.append(((("i", str(i)),), ts.astype(np.int64), vals))
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(40) * 10_000
+    lo, hi = window_bounds(block, times, range_ms)
+    t_at = times if at else None
+    want = linear_regression(block.ts, block.vals, lo, hi, t_at, reuse=False)
+    got = linear_regression(block.ts, block.vals, lo, hi, t_at)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.view(np.uint64), w.view(np.uint64))
