@@ -86,3 +86,16 @@ def test_prefix_and_suffix_wrap_the_same_bytes() -> None:
                 res.to_prom_json_bytes(b'{"data":', b',"x":1}') == b'{"data":' + bare + b',"x":1}'
             )
             assert orjson.loads(b'{"data":' + bare + b"}")["data"] == orjson.loads(bare)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 11), min_size=1, max_size=60), st.integers(-(10**12), 10**12),
+       st.integers(1, 4))  # fmt: skip
+def test_times_printed_again_from_the_cache(picks: list[int], t0: int, n_series: int) -> None:
+    # times that share a cache slot (4 096 s apart, or a fraction moved into the seconds) and
+    # series that repeat them: every text must be its own time's
+    pool = t0 + np.array([0, 4_096_000, 8_192_000, 1, 1_000, 999, -1_000, 60_000, 60_001, 15,
+                          4_096_015, -4_096_000], np.int64)  # fmt: skip
+    ts = np.sort(pool[np.array(picks)])
+    series = [(make_labels({"s": str(i)}), ts, np.arange(len(ts)) * 0.5) for i in range(n_series)]
+    _same(Result("matrix", series))
