@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -279,3 +279,41 @@ def test_linreg_reusing_the_time_sums_equals_adding_them_up(lens, jitter, seed, 
     got = linear_regression(block.ts, block.vals, lo, hi, t_at)
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g.view(np.uint64), w.view(np.uint64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 12), max_size=8),
+    pool=st.lists(st.sampled_from([1.0, -1.0, 2.5, 0.1, 1e17, -1e17, 3.0, np.nan, np.inf, -np.inf]),
+                  min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+    step=st.sampled_from([0, 1_000, 15_000, 60_000]),
+    range_ms=st.sampled_from([1, 30_000, 60_000, 300_000]),
+    fn=st.sampled_from(["sum_over_time", "avg_over_time"]),
+)  # fmt: skip
+@example(lens=[10, 3], pool=[np.inf, -np.inf, 1.0], seed=1, step=15_000, range_ms=300_000,
+         fn="sum_over_time")  # fmt: skip
+@example(lens=[12], pool=[1e17, -1e17, 12345678.5], seed=3, step=15_000, range_ms=300_000,
+         fn="avg_over_time")  # fmt: skip
+def test_block_sums_equal_the_windows_path_bit_for_bit(lens, pool, seed, step, range_ms, fn
+                                                       ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    series = []
+    for i, n in enumerate(lens):
+        ts = 1_000_000 + np.cumsum(rng.integers(1, 40_000, n))
+        series.append(((("i", str(i)),), ts, rng.choice(np.array(pool), n)))
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(0, 8) * step + int(rng.integers(0, 50_000))
+    lo, hi = window_bounds(block, times, range_ms)
+    want, want_ok = rangefns.RANGE_FUNCTIONS[fn](rangefns.Windows(block, lo, hi, times, range_ms))
+    got, ok = rangefns.BLOCK_FUNCTIONS[fn](block, times, range_ms)
+    assert np.array_equal(ok, want_ok)
+    assert np.array_equal(got[ok].view(np.uint64), want[ok].view(np.uint64))
+
+
+def test_block_sums_resum_a_window_that_lost_digits() -> None:
+    # 1e17 + 12345678.5 rounds to a multiple of 16: the plain prefix difference is 12345680
+    block = SeriesBlock.from_series([((("i", "0"),), np.array([1000, 2000, 3000]),
+                                      np.array([1e17, 12345678.5, -1e17]))])  # fmt: skip
+    got, ok = rangefns.BLOCK_FUNCTIONS["sum_over_time"](block, np.array([3000, 4000]), 10_000)
+    assert ok.all() and got.tolist() == [[12345678.5, 12345678.5]]
