@@ -67,6 +67,7 @@ from filodb.query.values import (
     Windows,
     drop_stale,
     latest,
+    latest_values,
     window_bounds,
 )  # fmt: skip
 
@@ -228,10 +229,11 @@ class Engine:
             )
             vals, ok = extended.smoothed_values(block, times, lb)
             return StepVector(list(block.labels), vals, ok).compact()
-        block, idx, ok = self.select_latest(vs, times, ctx)
+        block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
         if len(block) == 0:
             return StepVector.empty(len(times))
-        return StepVector(list(block.labels), block.vals[idx], ok).compact()
+        vals, ok = latest_values(block, times, self.lookback_ms)
+        return StepVector(list(block.labels), vals, ok).compact()
 
     def select_latest(
         self, vs: ast.VectorSelector, times: np.ndarray, ctx: EvalContext

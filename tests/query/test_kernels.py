@@ -317,3 +317,40 @@ def test_block_sums_resum_a_window_that_lost_digits() -> None:
                                       np.array([1e17, 12345678.5, -1e17]))])  # fmt: skip
     got, ok = rangefns.BLOCK_FUNCTIONS["sum_over_time"](block, np.array([3000, 4000]), 10_000)
     assert ok.all() and got.tolist() == [[12345678.5, 12345678.5]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 10), max_size=8),
+    seed=st.integers(0, 2**31),
+    step=st.sampled_from([0, 1_000, 15_000, 60_000]),
+    lookback=st.sampled_from([1, 30_000, 300_000]),
+)
+def test_latest_values_equal_the_index_path(lens, seed, step, lookback) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query.values import STALE_NAN_BITS, latest, latest_values
+
+    rng = np.random.default_rng(seed)
+    stale = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
+    series = []
+    for i, n in enumerate(lens):
+        ts = 1_000_000 + np.cumsum(rng.integers(1, 40_000, n))
+        series.append(
+            ((("i", str(i)),), ts, rng.choice(np.array([1.0, -0.0, np.nan, np.inf, stale]), n))
+        )
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(0, 8) * step + int(rng.integers(0, 50_000))
+    idx, want_ok = latest(block, times, lookback)
+    got, ok = latest_values(block, times, lookback)
+    assert np.array_equal(ok, want_ok)
+    if len(block.vals):
+        assert np.array_equal(got[ok].view(np.uint64), block.vals[idx][ok].view(np.uint64))
+
+
+def test_latest_values_leave_out_a_sample_exactly_lookback_old() -> None:
+    from filodb.query.values import latest_values
+
+    block = SeriesBlock.from_series(
+        [((("i", "0"),), np.array([10_000, 20_000]), np.array([1.0, 2.0]))]
+    )
+    vals, ok = latest_values(block, np.array([5_000, 20_000, 50_000, 50_001]), 30_000)
+    assert ok.tolist() == [[False, True, False, False]] and vals[0, 1] == 2.0
