@@ -17,7 +17,7 @@ import numpy as np
 from filodb.model.source import SeriesBlock
 from filodb.query.extrapolated import extrapolated_block, extrapolated_kernel
 from filodb.query.linreg import linear_regression
-from filodb.query.values import Windows, window_bounds
+from filodb.query.values import Windows, in_time_order, window_bounds
 
 RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 BlockFn = Callable[[SeriesBlock, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -213,7 +213,7 @@ def _sums_block(block: SeriesBlock, times: np.ndarray, range_ms: int, avg: bool
                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``sum_over_time`` (``avg``: ``avg_over_time``) of a range selector's block."""
     times = np.asarray(times, np.int64)
-    if len(times) < 2 or bool((times[1:] >= times[:-1]).all()):
+    if in_time_order(times):
         out, c, flagged = _block_sums(np.ascontiguousarray(block.vals, np.float64),
                                       np.ascontiguousarray(block.ts, np.int64),
                                       np.ascontiguousarray(block.offsets, np.int64), times,
@@ -405,7 +405,7 @@ def _extrapolated_block(is_counter: bool, is_rate: bool) -> BlockFn:
 
     def fn(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:
         times = np.asarray(times, np.int64)
-        if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
+        if not in_time_order(times):
             lo, hi = window_bounds(block, times, range_ms)
             w = Windows(block, lo, hi, times, range_ms)
             return _extrapolated(w, is_counter, is_rate)  # type: ignore[no-any-return]

@@ -21,9 +21,8 @@ from filodb.model.labels import Labels
 from filodb.model.source import SeriesBlock
 
 STALE_NAN_BITS = 0x7FF0000000000002
-_STALE_U64 = np.uint64(
-    STALE_NAN_BITS
-)  # for kernels: uint64 against a Python int compares as floats
+# for kernels: a uint64 compared with a Python int is compared as floats there
+_STALE_U64 = np.uint64(STALE_NAN_BITS)
 
 
 def is_stale(vals: np.ndarray) -> np.ndarray:
@@ -94,6 +93,12 @@ class Windows:
         return n
 
 
+def in_time_order(times: np.ndarray) -> bool:
+    """Whether ``times`` never decrease (every range query's steps): window cursors that only
+    move forward then find every window."""
+    return len(times) < 2 or bool((times[1:] >= times[:-1]).all())
+
+
 def window_bounds(
     block: SeriesBlock, times: np.ndarray, range_ms: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +115,7 @@ def window_bounds(
         return z, z.copy()
     ts = block.ts
     times = np.asarray(times, np.int64)
-    if S == 1 or bool((times[1:] >= times[:-1]).all()):
+    if in_time_order(times):
         lo = np.empty((n, S), np.int64)
         hi = np.empty((n, S), np.int64)
         _cursor_bounds(np.ascontiguousarray(ts, np.int64),
@@ -174,7 +179,7 @@ def latest_values(
     arrays: one pass per series with a cursor (``times`` non-decreasing; otherwise through
     :func:`latest`)."""
     times = np.asarray(times, np.int64)
-    if len(block.vals) == 0 or (len(times) > 1 and not bool((times[1:] >= times[:-1]).all())):
+    if len(block.vals) == 0 or not in_time_order(times):
         idx, ok = latest(block, times, lookback_ms)
         vals = block.vals[idx] if len(block.vals) else np.zeros(idx.shape)
         return vals, ok
