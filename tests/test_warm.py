@@ -24,8 +24,11 @@ print(json.dumps([before, len(k.signatures)]))
 @pytest.mark.parametrize(
     "mod, fn, kmod, kernel",
     [
-        ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_kernel"),
+        ("filodb.node.warm", "warm_read_path", "query.extrapolated", "extrapolated_block"),
         ("filodb.node.warm", "warm_read_path", "query.values", "_cursor_bounds"),
+        ("filodb.node.warm", "warm_read_path", "query.values", "_latest_kernel"),
+        ("filodb.node.warm", "warm_read_path", "query.rangefns", "_block_sums"),
+        ("filodb.node.warm", "warm_read_path", "query.linreg", "_kernel"),
         ("filodb.node.warm", "warm_read_path", "memstore.keytable", "_find"),
         ("filodb.node.warm", "warm_read_path", "model.xxh64", "_many"),
         ("filodb.gateway.influx", "warm", "model.identity", "_lookup"),

@@ -36,7 +36,7 @@ _GROUP_MEMOS = BoundedCache(8)
 _GROUP_LOCK = threading.Lock()
 
 
-def _group_keys(labels: list[Labels], grouping: Sequence[str], without: bool) -> list[Labels]:
+def group_keys(labels: list[Labels], grouping: Sequence[str], without: bool) -> list[Labels]:
     """:func:`group_labels` of each label set through a memo per grouping (the same label sets
     come query after query: a hit is one C-level dict lookup, not a Python walk of the labels);
     equal groups are one shared tuple."""
@@ -63,7 +63,7 @@ def _groups(
 ) -> tuple[list[Labels], np.ndarray]:
     """Group label sets and each row's group. A name kept by ``by (__name__)`` groups dropped
     and kept alike; the group's name is dropped when any member's was."""
-    keys = _group_keys(sv.labels, grouping, without)
+    keys = group_keys(sv.labels, grouping, without)
     index: dict[Labels, int] = {}
     dropped: set[int] = set()
     to_index = {}

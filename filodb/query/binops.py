@@ -195,6 +195,28 @@ def _result_labels(
     return tuple(sorted(out.items()))
 
 
+_RESULT_MEMOS: BoundedCache[
+    tuple[VectorMatching | None, bool], BoundedCache[tuple[Labels, Labels], Labels]
+]
+_RESULT_MEMOS = BoundedCache(8)
+
+
+def result_labels_many(pairs: Sequence[tuple[Labels, Labels]], vm: VectorMatching | None, op: str,
+                       return_bool: bool) -> list[Labels]:  # fmt: skip
+    """:func:`_result_labels` of each ``(many-side labels, one-side labels)`` pair through a
+    memo per matching and kind of operator (a join's rows are the same label sets query after
+    query: a hit is a dict lookup instead of a dict built and sorted per row)."""
+    key = (vm, op in COMPARISON_OPS and not return_bool)
+    memo = _RESULT_MEMOS.get(key)
+    if memo is None:
+        with _SIG_LOCK:
+            memo = BoundedCache(100_000)
+            _RESULT_MEMOS.put(key, memo)
+    return memo.map_through(
+        pairs, lambda p: _result_labels(p[0], p[1], vm, op, return_bool), _SIG_LOCK
+    )
+
+
 def vector_vector(
     op: str, lhs: StepVector, rhs: StepVector, vm: VectorMatching | None, return_bool: bool
 ) -> StepVector:
@@ -283,8 +305,9 @@ def _match_all(op: str, many: StepVector, one: StepVector, vm: VectorMatching | 
     res, p = _apply_op(op, a, b, both, return_bool)
     live = both.any(axis=1)  # as the row loop: a filter may leave a row with no point
     kept = rows[live].tolist()
-    labels = [_result_labels(many.labels[i], _one_labels(one, one_idx[sigs[i]]), vm, op, return_bool)
-              for i in kept]  # fmt: skip
+    ml, card = many.labels, vm.card if vm else "one-to-one"
+    pairs = [(ml[i], () if card == "one-to-one" else one.labels[one_idx[sigs[i]][0]]) for i in kept]
+    labels = result_labels_many(pairs, vm, op, return_bool)
     if len(set(labels)) != len(labels):
         return None
     vals = np.broadcast_to(np.asarray(res, np.float64), p.shape)[live]

@@ -36,11 +36,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from filodb.errors import ExecutionError, QueryTimeoutError
-from filodb.model.labels import Labels, Matcher
+from filodb.model.labels import METRIC_NAME, Labels, Matcher
 from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock, SeriesSource
 from filodb.query import ast
-from filodb.query.aggregations import SCALE, aggregate, sum_partials
+from filodb.query.aggregations import SCALE, aggregate, group_keys, sum_partials
 from filodb.query.engine import TOO_MANY_SAMPLES, TOO_MANY_SERIES, Engine, EvalContext, check_unique
 from filodb.query.functions import FUNCTIONS
 from filodb.query.parser import parse
@@ -146,6 +146,13 @@ def eval_local(source: SeriesSource, p: dict[str, Any]) -> tuple[StepVector, lis
     ctx = eng.make_ctx(times, int(p["qstart"]), int(p["qend"]), int(p["step"]))
     tree = parse(p["query"])
     partial = p.get("partial")
+    project = p.get("project")
+    if project is not None:  # only the group keys travel: see DistributedEngine._projected
+        v = eng.eval(tree, ctx)
+        if not isinstance(v, StepVector):
+            raise ExecutionError(f"pushed-down expression {p['query']!r} is not an instant vector")
+        grouping, without = [str(g) for g in project[0]], bool(project[1])
+        return StepVector(group_keys(v.labels, grouping, without), v.values, v.present), ctx.samples
     if partial:
         if not (isinstance(tree, ast.AggregateExpr) and tree.op == "sum"):
             raise ExecutionError(f"partial answers are for sums, not {p['query']!r}")
@@ -222,9 +229,11 @@ class DistributedEngine(Engine):
         }  # fmt: skip
 
     def _answers(
-        self, e: ast.Expr, ctx: EvalContext, partial: str | None = None
-    ) -> list[StepVector]:
-        """Each shard's answer to ``e`` (see :func:`eval_local` for ``partial``)."""
+        self, e: ast.Expr, ctx: EvalContext, partial: str | None = None,
+        project: list[Any] | None = None,
+    ) -> list[StepVector]:  # fmt: skip
+        """Each shard's answer to ``e`` (see :func:`eval_local` for ``partial`` and
+        ``project``)."""
         sels = selectors(e)
         matchers: list[Matcher] = list(sels[0].matchers) if len(sels) == 1 else []
         src = self.source
@@ -232,6 +241,8 @@ class DistributedEngine(Engine):
         params = self.leaf_params(e, ctx)
         if partial:
             params["partial"] = partial
+        if project is not None:
+            params["project"] = project
         parts = []
         for v, read in src.eval_shards(shards, params):
             self._count_read(read, ctx)
@@ -260,9 +271,28 @@ class DistributedEngine(Engine):
         ):  # a shard lacks the
             # param's series (``topk(scalar(foo), x)``): such a param is evaluated here
             return self._pushed_aggregate(node, ctx)
+        if (
+            isinstance(node, ast.AggregateExpr)
+            and node.op in _PROJECTED_AGGS
+            and _distinct_series(node.expr)
+            and not (node.param is not None and selectors(node.param))
+        ):
+            return self._projected(node, ctx)
         if is_local(node):
             return check_unique(self._leaf(node, ctx))
         return super().eval(node, ctx)
+
+    def _projected(self, node: ast.AggregateExpr, ctx: EvalContext) -> StepVector:
+        """An aggregation that needs every series' value (``quantile``) but of its labels only
+        the group: the shards answer their rows labelled by group key (``project``), so a
+        dashboard's ``quantile(0.5, x)`` does not ship and rebuild every series' label set.
+        Only for expressions whose series stay distinct across shards (see
+        :func:`_distinct_series`): there the duplicate check of the whole vector has nothing
+        to find."""
+        g, wo = node.grouping, node.without
+        v = _concat(self._answers(node.expr, ctx, project=[list(g), wo]), len(ctx.times))
+        param = self.eval(node.param, ctx) if node.param is not None else None
+        return aggregate(node.op, v, param, g, wo)
 
     def _pushed_aggregate(self, node: ast.AggregateExpr, ctx: EvalContext) -> StepVector:
         param = self.eval(node.param, ctx) if node.param is not None else None
@@ -317,6 +347,26 @@ class DistributedEngine(Engine):
         scaled = aggregate("sum", _concat([b for a in answers for b in a[2:4]], n), None, g, wo)
         count = aggregate("sum", _concat([b for a in answers for b in a[4:]], n), None, g, wo)
         return total, scaled, count
+
+
+_PROJECTED_AGGS = {"quantile"}  # need every value, and of the labels only the group
+
+
+def _distinct_series(e: ast.Expr) -> bool:
+    """Whether ``e``'s answer has one row per series of one metric (a selector with
+    ``__name__="..."``, bare or under a range function): rows of different shards then never
+    share a label set, even once the name is dropped."""
+    e = _unparen(e)
+    if isinstance(e, ast.Call):
+        if e.func not in RANGE_FUNCTIONS or len(e.args) != 1:
+            return False
+        arg = _unparen(e.args[0])
+        if not isinstance(arg, ast.MatrixSelector):
+            return False
+        e = arg.vector
+    if not isinstance(e, ast.VectorSelector) or e.anchored or e.smoothed:
+        return False
+    return any(m.name == METRIC_NAME and m.op == "=" for m in e.matchers)
 
 
 def _regular(times: np.ndarray, step: int) -> bool:

@@ -57,8 +57,8 @@ from filodb.query.binops import (
 from filodb.query.functions import FUNCTIONS
 from filodb.query.functions import KEEPS_NAME as INSTANT_KEEPS_NAME
 from filodb.query.parser import parse
+from filodb.query.rangefns import BLOCK_FUNCTIONS, RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.rangefns import KEEPS_NAME as RANGE_KEEPS_NAME
-from filodb.query.rangefns import RANGE_FUNCTIONS, RANGE_FUNCTIONS_WITH_SCALAR
 from filodb.query.result import Result
 from filodb.query.values import (
     ScalarSteps,
@@ -67,6 +67,7 @@ from filodb.query.values import (
     Windows,
     drop_stale,
     latest,
+    latest_values,
     window_bounds,
 )  # fmt: skip
 
@@ -138,7 +139,11 @@ class Engine:
             return Result("matrix", [((), times, v.values)], warnings=self.warnings)
         v = _finalize(v)
         series = []
+        full = cast(list[bool], v.present.all(axis=1).tolist())  # a full row: its values, a view
         for i in np.flatnonzero(v.present.any(axis=1)).tolist():
+            if full[i]:
+                series.append((v.labels[i], times, v.values[i]))
+                continue
             p = v.present[i]
             series.append((v.labels[i], times[p], v.values[i][p]))
         series.sort(key=lambda s: s[0])  # label sets are distinct: one order whatever the rows'
@@ -224,10 +229,11 @@ class Engine:
             )
             vals, ok = extended.smoothed_values(block, times, lb)
             return StepVector(list(block.labels), vals, ok).compact()
-        block, idx, ok = self.select_latest(vs, times, ctx)
+        block = self.select(vs, int(times.min()) - self.lookback_ms + 1, int(times.max()), ctx)
         if len(block) == 0:
             return StepVector.empty(len(times))
-        return StepVector(list(block.labels), block.vals[idx], ok).compact()
+        vals, ok = latest_values(block, times, self.lookback_ms)
+        return StepVector(list(block.labels), vals, ok).compact()
 
     def select_latest(
         self, vs: ast.VectorSelector, times: np.ndarray, ctx: EvalContext
@@ -243,14 +249,22 @@ class Engine:
         node = _unparen(node)  # type: ignore[assignment]
         if isinstance(node, ast.SubqueryExpr):
             return self._subquery_windows(node, ctx)
+        block, times, rng = self.range_block(node, ctx)
+        lo, hi = window_bounds(block, times, rng)
+        return Windows(block, lo, hi, times, rng, ctx.times)
+
+    def range_block(
+        self, node: ast.MatrixSelector, ctx: EvalContext
+    ) -> tuple[SeriesBlock, np.ndarray, int]:
+        """A range selector's samples (stale markers dropped), its windows' ends (after
+        offset/@) and its range in ms."""
         vs = node.vector
         times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
         rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
         if rng <= 0:
             raise ExecutionError(f"range duration must be positive, got {rng}ms")
         block = drop_stale(self.select(vs, int(times.min()) - rng + 1, int(times.max()), ctx))
-        lo, hi = window_bounds(block, times, rng)
-        return Windows(block, lo, hi, times, rng, ctx.times)
+        return block, times, rng
 
     def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
         times = self.times_at(node.at, self.duration_ms(node.offset_ms, node.offset_expr, ctx), ctx)
@@ -303,6 +317,10 @@ class Engine:
         ext = _extended_arg(node)
         if ext is not None:
             return self._eval_extended(f, ext, ctx)
+        if f in BLOCK_FUNCTIONS and isinstance(_unparen(node.args[0]), ast.MatrixSelector):
+            block, times, rng = self.range_block(_unparen(node.args[0]), ctx)  # type: ignore[arg-type]
+            vals, pres = BLOCK_FUNCTIONS[f](block, times, rng)
+            return self._range_result(f, block, vals, pres)
         if f in RANGE_FUNCTIONS:
             w = self.windows(node.args[0], ctx)  # type: ignore[arg-type]
             vals, pres = RANGE_FUNCTIONS[f](w)

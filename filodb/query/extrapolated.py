@@ -13,6 +13,38 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _window(vals, ts, a, b, t, range_ms, range_s, corr, is_counter, is_rate):  # type: ignore[no-untyped-def]
+    """One window ``[a, b)`` (two samples or more) ending at ``t``; ``corr`` its counter
+    resets' correction."""
+    c = b - a
+    first = a
+    last = b - 1
+    result = vals[last] - vals[first]
+    if is_counter:
+        result = result + corr
+    to_start = (ts[first] - (t - range_ms)) / 1000.0
+    to_end = (t - ts[last]) / 1000.0
+    sampled = (ts[last] - ts[first]) / 1000.0
+    avg_gap = sampled / max(c - 1, 1)
+    thresh = avg_gap * 1.1
+    if to_start >= thresh:
+        to_start = avg_gap / 2
+    if to_end >= thresh:
+        to_end = avg_gap / 2
+    if is_counter:
+        v0 = vals[first]
+        to_zero = np.inf
+        if result > 0 and v0 >= 0:
+            to_zero = sampled * (v0 / result)
+        if to_zero != to_zero or to_zero < to_start:  # np.minimum: NaN wins
+            to_start = to_zero
+    factor = (sampled + to_start + to_end) / sampled
+    if is_rate:
+        factor = factor / range_s
+    return result * factor
+
+
 @nb.njit(cache=True, nogil=True)
 def extrapolated_kernel(vals, ts, lo, hi, times, range_ms, corr_prefix, is_counter, is_rate):  # type: ignore[no-untyped-def]
     n_rows, n_steps = lo.shape
@@ -22,33 +54,61 @@ def extrapolated_kernel(vals, ts, lo, hi, times, range_ms, corr_prefix, is_count
         for s in range(n_steps):
             a = lo[i, s]
             b = hi[i, s]
-            c = b - a
-            if c < 2:
+            if b - a < 2:
                 continue
-            first = a
-            last = b - 1
-            result = vals[last] - vals[first]
+            corr = 0.0
             if is_counter:
-                result = result + (corr_prefix[b] - corr_prefix[min(a + 1, b)])
-            t = times[s]
-            to_start = (ts[first] - (t - range_ms)) / 1000.0
-            to_end = (t - ts[last]) / 1000.0
-            sampled = (ts[last] - ts[first]) / 1000.0
-            avg_gap = sampled / max(c - 1, 1)
-            thresh = avg_gap * 1.1
-            if to_start >= thresh:
-                to_start = avg_gap / 2
-            if to_end >= thresh:
-                to_end = avg_gap / 2
-            if is_counter:
-                v0 = vals[first]
-                to_zero = np.inf
-                if result > 0 and v0 >= 0:
-                    to_zero = sampled * (v0 / result)
-                if to_zero != to_zero or to_zero < to_start:  # np.minimum: NaN wins
-                    to_start = to_zero
-            factor = (sampled + to_start + to_end) / sampled
-            if is_rate:
-                factor = factor / range_s
-            out[i, s] = result * factor
+                corr = corr_prefix[b] - corr_prefix[min(a + 1, b)]
+            out[i, s] = _window(vals, ts, a, b, times[s], range_ms, range_s, corr, is_counter,
+                                is_rate)  # fmt: skip
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def extrapolated_block(vals, ts, offsets, times, range_ms, is_counter, is_rate):  # type: ignore[no-untyped-def]
+    """:func:`extrapolated_kernel` straight from a block's series (``offsets``) at ``times``
+    (non-decreasing): window bounds by forward-moving cursors and the reset correction prefix
+    of each series built as it is walked (the same sums, in the same order, as
+    ``rangefns._reset_prefix`` over the block), so no [series x steps] bounds and no
+    block-long prefix are written and read back. Returns the values and where a window held
+    two samples or more."""
+    n_rows = len(offsets) - 1
+    n_steps = len(times)
+    out = np.full((n_rows, n_steps), np.nan)
+    ok = np.zeros((n_rows, n_steps), np.bool_)
+    range_s = range_ms / 1000.0
+    most = 0
+    for i in range(n_rows):
+        most = max(most, offsets[i + 1] - offsets[i])
+    p = np.zeros(most + 1)  # the series' slice of the block-long prefix, p[k] = P[a + k]
+    acc = 0.0
+    for i in range(n_rows):
+        a0, b0 = offsets[i], offsets[i + 1]
+        if b0 <= a0:
+            continue
+        if is_counter:
+            p[1] = acc + 0.0  # a series' first sample corrects nothing
+            acc = p[1]
+            for j in range(a0 + 1, b0):
+                if vals[j] < vals[j - 1]:
+                    acc = acc + vals[j - 1]
+                else:
+                    acc = acc + 0.0
+                p[j - a0 + 1] = acc
+        lo = a0
+        hi = a0
+        for s in range(n_steps):
+            t = times[s]
+            while hi < b0 and ts[hi] <= t:
+                hi += 1
+            tl = t - range_ms
+            while lo < b0 and ts[lo] <= tl:
+                lo += 1
+            if hi - lo < 2:
+                continue
+            corr = 0.0
+            if is_counter:
+                corr = p[hi - a0] - p[min(lo + 1, hi) - a0]
+            out[i, s] = _window(vals, ts, lo, hi, t, range_ms, range_s, corr, is_counter, is_rate)
+            ok[i, s] = True
+    return out, ok

@@ -32,8 +32,21 @@ def _kahan_inc(inc, total, comp):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _kernel(ts, vals, lo, hi, at, first, slope, icpt):  # type: ignore[no-untyped-def]
+def _kernel(ts, vals, lo, hi, at, first, slope, icpt, reuse):  # type: ignore[no-untyped-def]
+    """Every window's sums, sample by sample. The sums of x and x*x depend on the window's
+    timestamps only (relative to its intercept time): when they are those of the window before
+    (scrapes at a steady interval: most windows of a series, and of the next series, which
+    was scraped with it), ``reuse`` takes that window's sums and x values instead of adding
+    them up again, the same floats (each sum's own order is unchanged)."""
     n_rows, n_steps = lo.shape
+    most = 0
+    for i in range(n_rows):
+        for s in range(n_steps):
+            most = max(most, hi[i, s] - lo[i, s])
+    dprev = np.empty(most, np.int64)  # the window before: its timestamps minus its t0
+    xprev = np.empty(most)  # and their x
+    plen = -1
+    psx = pcx = psxx = pcxx = 0.0
     for i in range(n_rows):
         for s in range(n_steps):
             a = lo[i, s]
@@ -41,21 +54,44 @@ def _kernel(ts, vals, lo, hi, at, first, slope, icpt):  # type: ignore[no-untype
             if b - a < 2:
                 continue
             t0 = ts[a] if first else at[s]
+            same = reuse and b - a == plen
+            if same:
+                for k in range(a, b):
+                    if ts[k] - t0 != dprev[k - a]:
+                        same = False
+                        break
             init_y = vals[a]
             const_y = True
             n = 0.0
-            sx = cx = sy = cy = sxy = cxy = sxx = cxx = 0.0
-            for k in range(a, b):
-                y = vals[k]
-                if const_y and k > a and y != init_y:
-                    const_y = False
-                n += 1.0
-                x = float(ts[k] - t0) / 1e3
-                # kahanSumInc of x, y, x*y and x*x, in Prometheus's order
-                sx, cx = _kahan_inc(x, sx, cx)
-                sy, cy = _kahan_inc(y, sy, cy)
-                sxy, cxy = _kahan_inc(x * y, sxy, cxy)
-                sxx, cxx = _kahan_inc(x * x, sxx, cxx)
+            sy = cy = sxy = cxy = 0.0
+            if same:
+                sx, cx, sxx, cxx = psx, pcx, psxx, pcxx
+                for k in range(a, b):
+                    y = vals[k]
+                    if const_y and k > a and y != init_y:
+                        const_y = False
+                    n += 1.0
+                    x = xprev[k - a]
+                    sy, cy = _kahan_inc(y, sy, cy)
+                    sxy, cxy = _kahan_inc(x * y, sxy, cxy)
+            else:
+                sx = cx = sxx = cxx = 0.0
+                for k in range(a, b):
+                    y = vals[k]
+                    if const_y and k > a and y != init_y:
+                        const_y = False
+                    n += 1.0
+                    d = ts[k] - t0
+                    x = float(d) / 1e3
+                    dprev[k - a] = d
+                    xprev[k - a] = x
+                    # kahanSumInc of x, y, x*y and x*x, in Prometheus's order
+                    sx, cx = _kahan_inc(x, sx, cx)
+                    sy, cy = _kahan_inc(y, sy, cy)
+                    sxy, cxy = _kahan_inc(x * y, sxy, cxy)
+                    sxx, cxx = _kahan_inc(x * x, sxx, cxx)
+                plen = b - a
+                psx, pcx, psxx, pcxx = sx, cx, sxx, cxx
             if const_y:
                 if np.isinf(init_y):
                     slope[i, s] = np.nan
@@ -76,7 +112,12 @@ def _kernel(ts, vals, lo, hi, at, first, slope, icpt):  # type: ignore[no-untype
 
 
 def linear_regression(
-    ts: np.ndarray, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, at: np.ndarray | None
+    ts: np.ndarray,
+    vals: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    at: np.ndarray | None,
+    reuse: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Slope and intercept [n_series, n_steps] of the windows ``[lo, hi)`` over ``ts``/``vals``;
     intercept at ``at[step]`` (ms), or at each window's first sample when ``at`` is None. Windows
@@ -87,5 +128,5 @@ def linear_regression(
         at_arr = np.zeros(lo.shape[1], np.int64) if at is None else np.asarray(at, np.int64)
         _kernel(np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(vals, np.float64),
                 np.ascontiguousarray(lo, np.int64), np.ascontiguousarray(hi, np.int64), at_arr,
-                at is None, slope, icpt)  # fmt: skip
+                at is None, slope, icpt, reuse)  # fmt: skip
     return slope, icpt

@@ -140,12 +140,43 @@ def _time_len(ms):  # type: ignore[no-untyped-def]
     return n
 
 
+_TIME_SLOTS = 4096  # texts of timestamps already printed (a matrix's series share its steps)
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
-def _put_pair(out, p, t, vbuf, s, n, digits):  # type: ignore[no-untyped-def]
+def _put_pair(out, p, t, vbuf, s, n, digits, tkey, ttext, tlen):  # type: ignore[no-untyped-def]
     """``[t,"v"]`` at ``out[p:]`` (``t`` in ms as :func:`~filodb.model.numfmt.format_time`
-    prints it: seconds, a fraction only if any; ``v`` is ``vbuf[s:s+n]``); the end."""
+    prints it: seconds, a fraction only if any; ``v`` is ``vbuf[s:s+n]``); the end. The text
+    of ``t`` comes from the direct-mapped cache ``tkey``/``ttext``/``tlen`` when it holds it,
+    else it is printed and put there."""
     out[p] = 91  # [
     p += 1
+    slot = (t // 1000 + t % 1000) & (_TIME_SLOTS - 1)
+    if tkey[slot] == t:
+        for j in range(tlen[slot]):
+            out[p + j] = ttext[slot, j]
+        p += tlen[slot]
+    else:
+        p0 = p
+        p = _put_time(out, p, t, digits)
+        tkey[slot] = t
+        tlen[slot] = p - p0
+        for j in range(p - p0):
+            ttext[slot, j] = out[p0 + j]
+    out[p] = 44  # ,
+    out[p + 1] = 34  # "
+    p += 2
+    for j in range(n):
+        out[p + j] = vbuf[s + j]
+    p += n
+    out[p] = 34
+    out[p + 1] = 93  # ]
+    return p + 2
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_time(out, p, t, digits):  # type: ignore[no-untyped-def]
+    """``t`` (ms) at ``out[p:]`` as seconds, a fraction only if any; the end."""
     if t < 0:
         out[p] = 45  # -
         p += 1
@@ -170,15 +201,7 @@ def _put_pair(out, p, t, vbuf, s, n, digits):  # type: ignore[no-untyped-def]
             frac %= d
             d //= 10
             p += 1
-    out[p] = 44  # ,
-    out[p + 1] = 34  # "
-    p += 2
-    for j in range(n):
-        out[p + j] = vbuf[s + j]
-    p += n
-    out[p] = 34
-    out[p + 1] = 93  # ]
-    return p + 2
+    return p
 
 
 @nb.njit(cache=True, nogil=True)
@@ -187,6 +210,9 @@ def _write_series(ms, vbuf, vstart, vlen, counts, mbuf, moff, head, tail, end, o
     (``mbuf[moff[i]:moff[i+1]]``), its ``counts[i]`` pairs comma-separated and ``tail``,
     series comma-separated, then ``end``. Returns the length written."""
     digits = np.empty(24, np.uint8)
+    tkey = np.full(_TIME_SLOTS, np.iinfo(np.int64).min, np.int64)  # no time is this
+    ttext = np.empty((_TIME_SLOTS, 24), np.uint8)
+    tlen = np.zeros(_TIME_SLOTS, np.int64)
     p = 0
     for j in range(len(head)):
         out[p + j] = head[j]
@@ -203,7 +229,7 @@ def _write_series(ms, vbuf, vstart, vlen, counts, mbuf, moff, head, tail, end, o
             if c:
                 out[p] = 44
                 p += 1
-            p = _put_pair(out, p, ms[k], vbuf, vstart[k], vlen[k], digits)
+            p = _put_pair(out, p, ms[k], vbuf, vstart[k], vlen[k], digits, tkey, ttext, tlen)
             k += 1
         for j in range(len(tail)):
             out[p + j] = tail[j]

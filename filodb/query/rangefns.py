@@ -14,11 +14,13 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
-from filodb.query.extrapolated import extrapolated_kernel
+from filodb.model.source import SeriesBlock
+from filodb.query.extrapolated import extrapolated_block, extrapolated_kernel
 from filodb.query.linreg import linear_regression
-from filodb.query.values import Windows
+from filodb.query.values import Windows, in_time_order, window_bounds
 
 RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
+BlockFn = Callable[[SeriesBlock, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 def _prefix(x: np.ndarray) -> np.ndarray:
@@ -124,6 +126,106 @@ def _robust_sum(vals: np.ndarray, w: Windows) -> np.ndarray:
     out = np.where(n_p > 0, np.inf, out)
     out = np.where(n_n > 0, -np.inf, out)
     return np.where((n_nan > 0) | ((n_p > 0) & (n_n > 0)), np.nan, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _block_sums(vals, ts, offsets, times, range_ms):  # type: ignore[no-untyped-def]
+    """:func:`_robust_sum` and the sample counts of every window ``(t - range_ms, t]`` of a
+    block at non-decreasing ``times``, in one pass per series (bounds by cursors, the series'
+    prefix sums and magnitudes in a scratch buffer: the same sums as :func:`_series_prefix`,
+    so the same floats). Returns the sums, the counts and whether some window may have lost
+    precision (the caller then takes :func:`_robust_sum`'s path, which decides with the whole
+    block and re-sums those windows)."""
+    n_rows = len(offsets) - 1
+    n_steps = len(times)
+    out = np.zeros((n_rows, n_steps))
+    count = np.zeros((n_rows, n_steps), np.int64)
+    most = 0
+    for i in range(n_rows):
+        most = max(most, offsets[i + 1] - offsets[i])
+    P = np.zeros(most + 1)
+    M = np.zeros(most + 1)
+    nan = np.zeros(most + 1, np.int64)
+    pinf = np.zeros(most + 1, np.int64)
+    ninf = np.zeros(most + 1, np.int64)
+    flagged = False
+    for i in range(n_rows):
+        a, b = offsets[i], offsets[i + 1]
+        if b <= a:
+            continue
+        odd = False
+        acc = 0.0
+        m = 0.0
+        for j in range(a, b):
+            x = vals[j]
+            k = j - a + 1
+            nan[k] = nan[k - 1]
+            pinf[k] = pinf[k - 1]
+            ninf[k] = ninf[k - 1]
+            if x != x:
+                nan[k] += 1
+                x = 0.0
+                odd = True
+            elif x == np.inf:
+                pinf[k] += 1
+                x = 0.0
+                odd = True
+            elif x == -np.inf:
+                ninf[k] += 1
+                x = 0.0
+                odd = True
+            acc = x if j == a else acc + x
+            v = abs(acc)
+            if j == a:
+                m = v
+            elif m == m and (v != v or v > m):
+                m = v
+            P[k] = acc
+            M[k] = m
+        lo = a
+        hi = a
+        for s in range(n_steps):
+            t = times[s]
+            while hi < b and ts[hi] <= t:
+                hi += 1
+            tl = t - range_ms
+            while lo < b and ts[lo] <= tl:
+                lo += 1
+            c = hi - lo
+            count[i, s] = c
+            r = P[hi - a] - P[lo - a]
+            if c > 0 and M[hi - a] > 1e6 * abs(r):
+                flagged = True
+            if odd:
+                n_p = pinf[hi - a] - pinf[lo - a]
+                n_n = ninf[hi - a] - ninf[lo - a]
+                if n_p > 0:
+                    r = np.inf
+                if n_n > 0:
+                    r = -np.inf
+                if nan[hi - a] - nan[lo - a] > 0 or (n_p > 0 and n_n > 0):
+                    r = np.nan
+            out[i, s] = r
+    return out, count, flagged
+
+
+def _sums_block(block: SeriesBlock, times: np.ndarray, range_ms: int, avg: bool
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``sum_over_time`` (``avg``: ``avg_over_time``) of a range selector's block."""
+    times = np.asarray(times, np.int64)
+    if in_time_order(times):
+        out, c, flagged = _block_sums(np.ascontiguousarray(block.vals, np.float64),
+                                      np.ascontiguousarray(block.ts, np.int64),
+                                      np.ascontiguousarray(block.offsets, np.int64), times,
+                                      int(range_ms))  # fmt: skip
+        if not flagged:
+            if not avg:
+                return out, c > 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return out / np.maximum(c, 1), c > 0
+    lo, hi = window_bounds(block, times, range_ms)
+    w = Windows(block, lo, hi, times, range_ms)
+    return avg_over_time(w) if avg else sum_over_time(w)  # type: ignore[no-any-return]
 
 
 def _sparse_reduce(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn: np.ufunc) -> np.ndarray:
@@ -297,6 +399,25 @@ def _extrapolated(w: Windows, is_counter: bool, is_rate: bool):  # type: ignore[
     return out, ok
 
 
+def _extrapolated_block(is_counter: bool, is_rate: bool) -> BlockFn:
+    """:func:`_extrapolated` of a range selector's block without :class:`Windows`: bounds,
+    reset corrections and values in one pass (:func:`extrapolated_block`), the same numbers."""
+
+    def fn(block: SeriesBlock, times: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        times = np.asarray(times, np.int64)
+        if not in_time_order(times):
+            lo, hi = window_bounds(block, times, range_ms)
+            w = Windows(block, lo, hi, times, range_ms)
+            return _extrapolated(w, is_counter, is_rate)  # type: ignore[no-any-return]
+        out, ok = extrapolated_block(np.ascontiguousarray(block.vals, np.float64),
+                                     np.ascontiguousarray(block.ts, np.int64),
+                                     np.ascontiguousarray(block.offsets, np.int64), times,
+                                     int(range_ms), is_counter, is_rate)  # fmt: skip
+        return out, ok
+
+    return fn
+
+
 def rate(w: Windows):  # type: ignore[no-untyped-def]
     return _extrapolated(w, True, True)
 
@@ -439,6 +560,15 @@ RANGE_FUNCTIONS: dict[str, RangeFn] = {
     "deriv": deriv, "mad_over_time": mad_over_time,
 }  # fmt: skip
 """Functions whose only argument is a range vector."""
+
+BLOCK_FUNCTIONS: dict[str, BlockFn] = {
+    "rate": _extrapolated_block(True, True), "increase": _extrapolated_block(True, False),
+    "delta": _extrapolated_block(False, False),
+    "sum_over_time": lambda b, t, r: _sums_block(b, t, r, False),
+    "avg_over_time": lambda b, t, r: _sums_block(b, t, r, True),
+}  # fmt: skip
+"""Range functions that, over a range selector, compute straight from its block and the
+windows' ends (no :class:`Windows` bounds first); the same answers as :data:`RANGE_FUNCTIONS`."""
 
 RANGE_FUNCTIONS_WITH_SCALAR = {
     "predict_linear": (predict_linear, 0),

@@ -21,6 +21,8 @@ from filodb.model.labels import Labels
 from filodb.model.source import SeriesBlock
 
 STALE_NAN_BITS = 0x7FF0000000000002
+# for kernels: a uint64 compared with a Python int is compared as floats there
+_STALE_U64 = np.uint64(STALE_NAN_BITS)
 
 
 def is_stale(vals: np.ndarray) -> np.ndarray:
@@ -91,6 +93,12 @@ class Windows:
         return n
 
 
+def in_time_order(times: np.ndarray) -> bool:
+    """Whether ``times`` never decrease (every range query's steps): window cursors that only
+    move forward then find every window."""
+    return len(times) < 2 or bool((times[1:] >= times[:-1]).all())
+
+
 def window_bounds(
     block: SeriesBlock, times: np.ndarray, range_ms: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +115,7 @@ def window_bounds(
         return z, z.copy()
     ts = block.ts
     times = np.asarray(times, np.int64)
-    if S == 1 or bool((times[1:] >= times[:-1]).all()):
+    if in_time_order(times):
         lo = np.empty((n, S), np.int64)
         hi = np.empty((n, S), np.int64)
         _cursor_bounds(np.ascontiguousarray(ts, np.int64),
@@ -162,6 +170,40 @@ def latest(
     if len(block.vals) == 0:
         return idx, np.zeros(idx.shape, bool)
     return idx, (hi > lo) & ~is_stale(block.vals[idx])
+
+
+def latest_values(
+    block: SeriesBlock, times: np.ndarray, lookback_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The values :func:`latest` picks (``block.vals[idx]``) and ``ok``, without the index
+    arrays: one pass per series with a cursor (``times`` non-decreasing; otherwise through
+    :func:`latest`)."""
+    times = np.asarray(times, np.int64)
+    if len(block.vals) == 0 or not in_time_order(times):
+        idx, ok = latest(block, times, lookback_ms)
+        vals = block.vals[idx] if len(block.vals) else np.zeros(idx.shape)
+        return vals, ok
+    vals = np.ascontiguousarray(block.vals, np.float64)
+    return _latest_kernel(np.ascontiguousarray(block.ts, np.int64), vals, vals.view(np.uint64),  # type: ignore[no-any-return]
+                          np.ascontiguousarray(block.offsets, np.int64), times, int(lookback_ms))  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True)
+def _latest_kernel(ts, vals, bits, offsets, times, lookback_ms):  # type: ignore[no-untyped-def]
+    n_rows, n_steps = len(offsets) - 1, len(times)
+    out = np.zeros((n_rows, n_steps))
+    ok = np.zeros((n_rows, n_steps), np.bool_)
+    for i in range(n_rows):
+        a, b = offsets[i], offsets[i + 1]
+        hi = a
+        for s in range(n_steps):
+            t = times[s]
+            while hi < b and ts[hi] <= t:
+                hi += 1
+            k = max(hi - 1, 0)  # as latest(): index 0 when the series has nothing yet
+            out[i, s] = vals[k]
+            ok[i, s] = hi > a and ts[hi - 1] > t - lookback_ms and bits[hi - 1] != _STALE_U64
+    return out, ok
 
 
 def drop_stale(block: SeriesBlock) -> SeriesBlock:

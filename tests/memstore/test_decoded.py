@@ -26,7 +26,7 @@ def test_cached_answers_equal_decoding_and_hit_the_second_time() -> None:
     cache = DecodedChunks(8 << 20)
     _same(cache.decode(chunks), decode_chunks(chunks))
     assert (cache.hits, cache.misses) == (0, 100)
-    assert len(cache._ts) == 3  # series on one scrape grid share their decoded timestamps
+    assert sum(k[0] for k in cache._cache) == 3  # one scrape grid: shared decoded timestamps
     before = cache.hits
     sub = chunks[10:20] + chunks[:3]
     _same(cache.decode(sub), decode_chunks(sub))
@@ -46,7 +46,7 @@ def test_handed_out_vectors_are_read_only_copies() -> None:
     chunks = _chunks(4, 30)
     cache = DecodedChunks(1 << 20)
     cache.decode(chunks)
-    kept = cache._vals.get(chunks[0].vals)
+    kept = cache._cache.get((False, chunks[0].vals))
     assert kept is not None and not kept.flags.writeable and kept.base is None
 
 
@@ -84,3 +84,13 @@ def test_shards_of_a_node_share_one_budget_from_many_threads() -> None:
                                                              want.vals.view(np.uint64))  # fmt: skip
         assert nbytes <= 1 << 20  # the node's budget, not one per shard
     assert shared.hits > 0 and 0 < shared.nbytes <= 1 << 20
+
+
+def test_values_may_use_the_room_timestamps_leave() -> None:
+    # 40 series on one scrape grid: their values weigh 20 times their shared timestamps, and
+    # all of them stay decoded in a budget a values half alone could not hold
+    chunks = _chunks(40, 240)  # values: 40 x 240 x 8 B = 77 kB
+    cache = DecodedChunks(200_000)
+    cache.decode(chunks)
+    cache.decode(chunks)
+    assert cache.hits == 80 and cache.nbytes <= 200_000

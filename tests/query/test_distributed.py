@@ -141,3 +141,46 @@ def test_a_subquery_of_an_instant_query_builds_no_millisecond_grid() -> None:
         tracemalloc.stop()
     assert res.to_prom_json()["result"] == [{"metric": {}, "value": [1_700_000_000, "1"]}]
     assert peak < 5_000_000, peak
+
+
+@pytest.mark.parametrize("q", ["quantile(0.5, d)", "quantile by (g) (0.25, d)",
+                               "quantile without (p) (0.9, d)", "quantile by (__name__) (0.5, d)",
+                               "quantile(0.5, last_over_time(d[5m]))",
+                               'quantile by (g) (0.5, {__name__=~"d|e"})'])  # fmt: skip
+def test_quantile_from_group_keys_equals_the_single_process_answer(q: str) -> None:
+    series = [(_lb("d", p=str(i), g=str(i % 3)), float(i * i % 7)) for i in range(12)]
+    series += [(_lb("e", p="0", g="0"), 5.0)]
+    plain, dist = _engines([series[0::3], series[1::3], series[2::3]])
+    want = _answer(plain, q)
+    assert want and _answer(dist, q) == want
+
+
+def test_quantile_still_finds_duplicates_across_shards() -> None:
+    # renamed alike, d and e (in different shards) collide: not answered from group keys
+    plain, dist = _engines([[(_lb("d", p="0"), 1.0)], [(_lb("e", p="0"), 2.0)]])
+    q = 'quantile(0.5, label_replace({__name__=~"d|e"}, "__name__", "z", "", ""))'
+    with pytest.raises(ExecutionError, match="same labelset"):
+        plain.instant(q, 60_000)
+    with pytest.raises(ExecutionError, match="same labelset"):
+        dist.instant(q, 60_000)
+
+
+def test_quantile_over_one_metric_ships_group_keys_only() -> None:
+    seen = []
+
+    class Spy(LocalShards):
+        def eval_shards(self, shards, params):  # type: ignore[no-untyped-def]
+            got = super().eval_shards(shards, params)
+            seen.extend(lb for v, _ in got for lb in v.labels)
+            return got
+
+    series = [(_lb("d", p=str(i), g=str(i % 2)), float(i)) for i in range(6)]
+    srcs = []
+    for part in (series[:3], series[3:]):
+        src = MemorySource()
+        for lb, v in part:
+            src.add(lb, np.array([0]), np.array([v]))
+        srcs.append(src)
+    dist = DistributedEngine(Spy(srcs))
+    assert _answer(dist, "quantile by (g) (0.5, d)") == [((("g", "0"),), 2.0), ((("g", "1"),), 3.0)]
+    assert seen and set(seen) == {(("g", "0"),), (("g", "1"),)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -221,3 +221,136 @@ def test_sum_partials_equal_reduceat_over_sorted_rows(vals, seed, scaled) -> Non
     assert np.array_equal(
         got.present, np.tile(np.logical_or.reduceat(p, starts, axis=0), (len(want), 1))
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 12), max_size=8),
+    pool=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8),
+    gaps=st.lists(st.integers(1, 40_000), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+    step=st.sampled_from([0, 1_000, 15_000, 60_000]),
+    range_ms=st.sampled_from([1, 30_000, 60_000, 300_000]),
+    fn=st.sampled_from(["rate", "increase", "delta"]),
+)
+def test_block_rate_equals_the_windows_path_bit_for_bit(lens, pool, gaps, seed, step, range_ms, fn
+                                                        ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    series = []
+    for i, n in enumerate(lens):
+        ts = 1_000_000 + np.cumsum(rng.choice(np.array(gaps, np.int64), n))
+        series.append(((("i", str(i)),), ts, rng.choice(np.array(pool + [-0.0, 0.0]), n)))
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(0, 8) * step + int(rng.integers(0, 50_000))  # steps may repeat
+    lo, hi = window_bounds(block, times, range_ms)
+    want, want_ok = rangefns.RANGE_FUNCTIONS[fn](rangefns.Windows(block, lo, hi, times, range_ms))
+    got, ok = rangefns.BLOCK_FUNCTIONS[fn](block, times, range_ms)
+    assert np.array_equal(ok, want_ok)
+    assert np.array_equal(got[ok].view(np.uint64), want[ok].view(np.uint64))
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 30), min_size=1, max_size=6),
+    jitter=st.sampled_from([0, 0, 1, 7]),
+    seed=st.integers(0, 2**31),
+    range_ms=st.sampled_from([30_000, 120_000, 300_000]),
+    at=st.booleans(),
+)
+def test_linreg_reusing_the_time_sums_equals_adding_them_up(lens, jitter, seed, range_ms, at
+                                                            ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from filodb.query.linreg import linear_regression
+
+    rng = np.random.default_rng(seed)
+    series = []
+    for i, n in enumerate(lens):  # scraped together: the same timestamps, but for the jitter
+        ts = (
+            1_000_123
+            + 15_000 * np.arange(n)
+            + rng.integers(0, jitter + 1, n) * (rng.random(n) < 0.2)
+        )
+        vals = np.round(rng.normal(0, 1, n) * 10.0 ** rng.integers(-3, 9), 3)
+        series.append(((("i", str(i)),), ts.astype(np.int64), vals))
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(40) * 10_000
+    lo, hi = window_bounds(block, times, range_ms)
+    t_at = times if at else None
+    want = linear_regression(block.ts, block.vals, lo, hi, t_at, reuse=False)
+    got = linear_regression(block.ts, block.vals, lo, hi, t_at)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.view(np.uint64), w.view(np.uint64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 12), max_size=8),
+    pool=st.lists(st.sampled_from([1.0, -1.0, 2.5, 0.1, 1e17, -1e17, 3.0, np.nan, np.inf, -np.inf]),
+                  min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+    step=st.sampled_from([0, 1_000, 15_000, 60_000]),
+    range_ms=st.sampled_from([1, 30_000, 60_000, 300_000]),
+    fn=st.sampled_from(["sum_over_time", "avg_over_time"]),
+)  # fmt: skip
+@example(lens=[10, 3], pool=[np.inf, -np.inf, 1.0], seed=1, step=15_000, range_ms=300_000,
+         fn="sum_over_time")  # fmt: skip
+@example(lens=[12], pool=[1e17, -1e17, 12345678.5], seed=3, step=15_000, range_ms=300_000,
+         fn="avg_over_time")  # fmt: skip
+def test_block_sums_equal_the_windows_path_bit_for_bit(lens, pool, seed, step, range_ms, fn
+                                                       ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    series = []
+    for i, n in enumerate(lens):
+        ts = 1_000_000 + np.cumsum(rng.integers(1, 40_000, n))
+        series.append(((("i", str(i)),), ts, rng.choice(np.array(pool), n)))
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(0, 8) * step + int(rng.integers(0, 50_000))
+    lo, hi = window_bounds(block, times, range_ms)
+    want, want_ok = rangefns.RANGE_FUNCTIONS[fn](rangefns.Windows(block, lo, hi, times, range_ms))
+    got, ok = rangefns.BLOCK_FUNCTIONS[fn](block, times, range_ms)
+    assert np.array_equal(ok, want_ok)
+    assert np.array_equal(got[ok].view(np.uint64), want[ok].view(np.uint64))
+
+
+def test_block_sums_resum_a_window_that_lost_digits() -> None:
+    # 1e17 + 12345678.5 rounds to a multiple of 16: the plain prefix difference is 12345680
+    block = SeriesBlock.from_series([((("i", "0"),), np.array([1000, 2000, 3000]),
+                                      np.array([1e17, 12345678.5, -1e17]))])  # fmt: skip
+    got, ok = rangefns.BLOCK_FUNCTIONS["sum_over_time"](block, np.array([3000, 4000]), 10_000)
+    assert ok.all() and got.tolist() == [[12345678.5, 12345678.5]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 10), max_size=8),
+    seed=st.integers(0, 2**31),
+    step=st.sampled_from([0, 1_000, 15_000, 60_000]),
+    lookback=st.sampled_from([1, 30_000, 300_000]),
+)
+def test_latest_values_equal_the_index_path(lens, seed, step, lookback) -> None:  # type: ignore[no-untyped-def]
+    from filodb.query.values import STALE_NAN_BITS, latest, latest_values
+
+    rng = np.random.default_rng(seed)
+    stale = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
+    series = []
+    for i, n in enumerate(lens):
+        ts = 1_000_000 + np.cumsum(rng.integers(1, 40_000, n))
+        series.append(
+            ((("i", str(i)),), ts, rng.choice(np.array([1.0, -0.0, np.nan, np.inf, stale]), n))
+        )
+    block = SeriesBlock.from_series(series)
+    times = 1_000_000 + np.arange(0, 8) * step + int(rng.integers(0, 50_000))
+    idx, want_ok = latest(block, times, lookback)
+    got, ok = latest_values(block, times, lookback)
+    assert np.array_equal(ok, want_ok)
+    if len(block.vals):
+        assert np.array_equal(got[ok].view(np.uint64), block.vals[idx][ok].view(np.uint64))
+
+
+def test_latest_values_leave_out_a_sample_exactly_lookback_old() -> None:
+    from filodb.query.values import latest_values
+
+    block = SeriesBlock.from_series(
+        [((("i", "0"),), np.array([10_000, 20_000]), np.array([1.0, 2.0]))]
+    )
+    vals, ok = latest_values(block, np.array([5_000, 20_000, 50_000, 50_001]), 30_000)
+    assert ok.tolist() == [[False, True, False, False]] and vals[0, 1] == 2.0

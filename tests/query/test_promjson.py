@@ -107,3 +107,16 @@ def test_small_answers_are_the_bytes_the_kernel_writes(monkeypatch) -> None:  # 
     monkeypatch.undo()
     many = Result("matrix", [(make_labels({}), np.arange(17) * 1000, np.ones(17))])
     assert promjson._small_json(False, many.series, b"", b"") is None  # past SMALL_PAIRS
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 11), min_size=1, max_size=60), st.integers(-(10**12), 10**12),
+       st.integers(1, 4))  # fmt: skip
+def test_times_printed_again_from_the_cache(picks: list[int], t0: int, n_series: int) -> None:
+    # times that share a cache slot (4 096 s apart, or a fraction moved into the seconds) and
+    # series that repeat them: every text must be its own time's
+    pool = t0 + np.array([0, 4_096_000, 8_192_000, 1, 1_000, 999, -1_000, 60_000, 60_001, 15,
+                          4_096_015, -4_096_000], np.int64)  # fmt: skip
+    ts = np.sort(pool[np.array(picks)])
+    series = [(make_labels({"s": str(i)}), ts, np.arange(len(ts)) * 0.5) for i in range(n_series)]
+    _same(Result("matrix", series))
