@@ -21,9 +21,9 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from filodb.gateway.numparse import POW10, value_at
+from filodb.gateway.numparse import POW10, line_at, value_at
 
-_SP, _NL, _HASH = 32, 10, 35
+_NL, _HASH = 10, 35
 _MAX_MS = 9.2e18  # below 2**63: what rounds near the edge is the per-line parser's to judge
 
 
@@ -61,24 +61,7 @@ def _lines(buf: np.ndarray, pow10: np.ndarray) -> tuple[Any, ...]:  # pragma: no
     nf = ns = blank = 0
     p = 0
     for li in range(nl):
-        e = p
-        nsp = 0
-        s1 = s2 = p
-        odd = False  # a byte outside printable ASCII (tab, CR, UTF-8, ...)
-        while e < n:
-            c = buf[e]
-            if c <= _SP or c >= 127:
-                if c == _NL:
-                    break
-                if c == _SP:
-                    nsp += 1
-                    if nsp == 1:
-                        s1 = e
-                    elif nsp == 2:
-                        s2 = e
-                else:
-                    odd = True
-            e += 1
+        e, nsp, s1, s2, odd = line_at(buf, p, n)
         start, p = p, e + 1
         if e == start or buf[start] == _HASH:
             blank += 1

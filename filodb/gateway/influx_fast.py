@@ -26,7 +26,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from filodb.gateway.numparse import POW10, int_at, value_at
+from filodb.gateway.numparse import POW10, int_at, line_at, value_at
 
 _SP, _NL, _COMMA, _EQ, _US, _HASH = 32, 10, 44, 61, 95, 35
 
@@ -106,20 +106,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
     nf = ns = blank = 0
     p = 0
     for li in range(nl):
-        e = p
-        nsp = 0
-        s1 = s2 = p
-        while e < n:
-            c = buf[e]
-            if c == _NL:
-                break
-            if c == _SP:
-                nsp += 1
-                if nsp == 1:
-                    s1 = e
-                elif nsp == 2:
-                    s2 = e
-            e += 1
+        e, nsp, s1, s2, _ = line_at(buf, p, n)
         start, p = p, e + 1
         if e == start or buf[start] == _HASH:
             blank += 1

@@ -7,6 +7,7 @@ the answer is provably Python's: at most 15 significant digits and a power of te
 10^22, so ``mantissa * 10^k`` or ``mantissa / 10^k`` is one correctly rounded IEEE operation
 (Clinger's fast path). Anything else (more digits, big exponents, text the kernel does not
 know) is flagged for the caller to hand to Python, which gives the exact answer or the error.
+:func:`line_at` finds a line's end and the spaces that cut it into fields, for both fast passes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,33 @@ import numba as nb
 import numpy as np
 
 POW10 = np.array([10.0**i for i in range(23)])
+_SP, _NL = 32, 10
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def line_at(buf, p, n):  # pragma: no cover - numba
+    """The line starting at ``p`` (of ``buf[:n]``): where it ends (its newline, or ``n``), how
+    many spaces it holds, where the first two are (``p`` when absent), and whether it holds a
+    byte outside printable ASCII other than the space (tab, CR, UTF-8, ...)."""
+    e = p
+    nsp = 0
+    s1 = s2 = p
+    odd = False
+    while e < n:
+        c = buf[e]
+        if c <= _SP or c >= 127:
+            if c == _NL:
+                break
+            if c == _SP:
+                nsp += 1
+                if nsp == 1:
+                    s1 = e
+                elif nsp == 2:
+                    s2 = e
+            else:
+                odd = True
+        e += 1
+    return e, nsp, s1, s2, odd
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from filodb.query.values import window_cursors
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _window(vals, ts, a, b, t, range_ms, range_s, corr, is_counter, is_rate):  # type: ignore[no-untyped-def]
@@ -99,11 +101,7 @@ def extrapolated_block(vals, ts, offsets, times, range_ms, is_counter, is_rate):
         hi = a0
         for s in range(n_steps):
             t = times[s]
-            while hi < b0 and ts[hi] <= t:
-                hi += 1
-            tl = t - range_ms
-            while lo < b0 and ts[lo] <= tl:
-                lo += 1
+            lo, hi = window_cursors(ts, lo, hi, b0, t, range_ms)
             if hi - lo < 2:
                 continue
             corr = 0.0

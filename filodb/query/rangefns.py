@@ -17,7 +17,7 @@ import numpy as np
 from filodb.model.source import SeriesBlock
 from filodb.query.extrapolated import extrapolated_block, extrapolated_kernel
 from filodb.query.linreg import linear_regression
-from filodb.query.values import Windows, in_time_order, window_bounds
+from filodb.query.values import Windows, in_time_order, window_bounds, window_cursors
 
 RangeFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 BlockFn = Callable[[SeriesBlock, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -186,11 +186,7 @@ def _block_sums(vals, ts, offsets, times, range_ms):  # type: ignore[no-untyped-
         hi = a
         for s in range(n_steps):
             t = times[s]
-            while hi < b and ts[hi] <= t:
-                hi += 1
-            tl = t - range_ms
-            while lo < b and ts[lo] <= tl:
-                lo += 1
+            lo, hi = window_cursors(ts, lo, hi, b, t, range_ms)
             c = hi - lo
             count[i, s] = c
             r = P[hi - a] - P[lo - a]

@@ -188,6 +188,18 @@ def latest_values(
                           np.ascontiguousarray(block.offsets, np.int64), times, int(lookback_ms))  # fmt: skip
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def window_cursors(ts, lo, hi, b, t, range_ms):  # type: ignore[no-untyped-def]  # pragma: no cover - numba
+    """One series' rows ``[lo, hi)`` in the window ``(t - range_ms, t]``, moved on from the
+    previous step's cursors (steps ascend); ``b`` ends the series' rows."""
+    while hi < b and ts[hi] <= t:
+        hi += 1
+    tl = t - range_ms
+    while lo < b and ts[lo] <= tl:
+        lo += 1
+    return lo, hi
+
+
 @nb.njit(cache=True, nogil=True)
 def _latest_kernel(ts, vals, bits, offsets, times, lookback_ms):  # type: ignore[no-untyped-def]
     n_rows, n_steps = len(offsets) - 1, len(times)

@@ -80,6 +80,10 @@ class NodeRegistry:
         self.r.delete(f"filodb:hb:{name}")
         self.r.hdel(NODES_KEY, name)
 
+    def info(self, name: str) -> dict | None:
+        """``name``'s registry entry as it registered it (None: not registered)."""
+        return node_info(self.r, name)
+
     def nodes(self) -> list[dict]:
         """Every registered node (live or not) with ``alive`` and ``last_heartbeat``."""
         infos = [orjson.loads(v) for v in self.r.hgetall(NODES_KEY).values()]
@@ -98,3 +102,16 @@ class NodeRegistry:
     def hold_lease(self, name: str) -> bool:
         """Take or renew the coordinator lease; True while this node is the leader."""
         return self._lease.hold(name)
+
+
+def node_info(r: redis.Redis, name: str) -> dict | None:
+    """A node's registry entry (:meth:`NodeRegistry.register`), None when it has none or the
+    entry is not a JSON object."""
+    raw = r.hget(NODES_KEY, name)
+    if not raw:
+        return None
+    try:
+        info = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return info if isinstance(info, dict) else None

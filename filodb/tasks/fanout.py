@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import numpy as np
-import orjson
 import redis
 
 from filodb.errors import BadInputError, QueryTimeoutError, UnavailableError
@@ -36,7 +35,7 @@ from filodb.model.shardkey import SpreadRule, query_shards
 from filodb.model.source import SeriesBlock
 from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
-from filodb.shards.nodes import NODES_KEY
+from filodb.shards.nodes import node_info
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState
 from filodb.tasks.direct import HOSTNAME, Link, Links, on_loopback, wait_readable
@@ -75,17 +74,16 @@ class ShardClient:
         """The address ``node`` takes direct requests on, from its registry entry (None: none,
         or Redis cannot say now: asked again after :data:`~filodb.tasks.direct.RETRY_AFTER_S`)."""
         try:
-            raw = self._r.hget(NODES_KEY, node)
+            info = node_info(self._r, node)
         except redis.RedisError:
             return None
-        if not raw:
+        if info is None:
             return None
+        addr = str(info.get("leaf_addr") or "")
         try:
-            info = orjson.loads(cast(bytes, raw))
-            addr = str(info.get("leaf_addr") or "")
             if addr and on_loopback(addr) and info.get("host", HOSTNAME) != HOSTNAME:
                 return None  # the node's own loopback, on another machine: out of reach here
-        except (orjson.JSONDecodeError, AttributeError, BadInputError):
+        except BadInputError:
             return None
         return addr or None
 
