@@ -139,6 +139,9 @@ class Supervisor:
         env = dict(os.environ)
         env.update(self.cfg.to_env())
         env.pop("FILODB_NODE", None)
+        # two malloc arenas, not one per thread (8 x cores): the web's and worker's threads
+        # leave freed memory in their own arenas otherwise (docs/architecture.md, memory)
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         return env
 
     def _spawn(self, name: str, args: list[str], extra: dict[str, str] | None = None,

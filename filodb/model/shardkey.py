@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import xxhash
 
 from filodb.errors import BadInputError
 from filodb.model.labels import METRIC_NAME, Labels, Matcher
+
+if TYPE_CHECKING:  # numpy is imported where used: filodb up's supervisor reads a Dataset only
+    import numpy as np
 
 SHARD_KEY_LABELS = (METRIC_NAME, "_ws_", "_ns_")
 _SEP = b"\xff"
@@ -110,6 +112,8 @@ def ingestion_shard(skh: int, pkh: int, num_shards: int, spread: int) -> int:
 def shards_of_routes(routes: np.ndarray, num_shards: int, spread: int) -> np.ndarray:
     """:func:`ingestion_shard` of many series at once, from their routes (uint64:
     ``shard_key_hash << 32 | part_key_hash``, :func:`~filodb.model.batch.series_identity`)."""
+    import numpy as np
+
     r = np.asarray(routes, np.uint64)
     low = np.uint64((1 << spread) - 1)
     skh = r >> np.uint64(32)
@@ -121,6 +125,8 @@ def shards_for_series(
     series: Iterable[Labels], num_shards: int, spread: int | SpreadRule
 ) -> np.ndarray:
     """Shard of each label set (one Python step per *series*, none per sample)."""
+    import numpy as np
+
     if isinstance(spread, SpreadRule):
         out = []
         for lb in series:
