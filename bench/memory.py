@@ -134,13 +134,18 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=4, help="filodb up --shards")
     ap.add_argument("--systems", default="filodb")
     ap.add_argument("--no-idle", action="store_true", help="skip the empty filodb up")
+    ap.add_argument("--only-idle", action="store_true", help="only the empty filodb up")
+    ap.add_argument("--env", action="append", default=[], help="FILODB_X=v for filodb up")
     a = ap.parse_args()
+    QUIET.update(kv.split("=", 1) for kv in a.env)
     counts = [int(x) for x in a.series.split(",")]
     if len(counts) != 2 or counts[0] >= counts[1]:
         raise SystemExit("--series takes two increasing counts")
     with tempfile.TemporaryDirectory() as d:
         if "filodb" in a.systems.split(",") and not a.no_idle:
             idle(a, Path(d))
+        if a.only_idle:
+            return
         for system in a.systems.split(","):
             lo, hi = (loaded(system, a, n, Path(d)) for n in counts)
             added = hi["_series"] - lo["_series"]

@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 import orjson
-import requests
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -451,6 +450,8 @@ def _auth(token: str | None) -> dict[str, str]:
 
 
 def _request(method: str, url: str, token: str | None = None, **kw: Any) -> dict:
+    import requests  # here: filodb up's supervisor never loads it (10 MB)
+
     kw["headers"] = {**kw.get("headers", {}), **_auth(token)}
     try:
         r = requests.request(method, url, timeout=kw.pop("timeout", 60), **kw)
@@ -637,6 +638,8 @@ def _print_limits(desc: dict) -> None:
 def _follow(url: str, token: str | None) -> None:
     """Print shard events until Ctrl-C; the stream starts with a snapshot of the map and is
     reopened when the server ends it (each stream is bounded so it does not hold a thread)."""
+    import requests
+
     failures = 0
     try:
         while True:

@@ -21,12 +21,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
-import requests
 from waitress.adjustments import Adjustments
 
 from filodb.config import Config
@@ -213,10 +213,11 @@ class Supervisor:
         url = f"http://{self.cfg.host}:{self.cfg.port}/admin/health"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping.is_set():
-            try:
-                if requests.get(url, timeout=1).status_code == 200:
-                    return True
-            except requests.RequestException:
+            try:  # urllib: the supervisor stays without requests (its memory is fixed cost)
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200:
+                        return True
+            except OSError:  # URLError, HTTPError (a 503 while starting), timeouts
                 pass
             time.sleep(0.2)
         return False
