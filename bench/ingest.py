@@ -9,7 +9,10 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   sent (every door; VictoriaMetrics's Influx TCP door is ``-influxListenAddr``);
 - ``rss_bytes_per_series``: resident memory of the whole process tree (``filodb up``: the
   supervisor, web tier, workers, gateway and Redis) / series, after the run;
-  ``rss_bytes_per_series_settled`` the same after the check queries and ``SETTLE_S`` idle;
+  ``rss_bytes_per_series_settled`` the same after the check queries and ``SETTLE_S`` idle
+  (its ``..._by_process`` line also gives ``tree``: the tree's memory counting each page
+  once, :func:`~filodb.testing.cluster.tree_memory`; summed RSS counts numba's LLVM library
+  once per process);
 - ``redis_log_bytes_per_series`` (the log streams' share of Redis's memory) and
   ``data_dir_bytes`` (by part: Redis's AOF, the column store) after the run;
 - ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent
@@ -63,7 +66,7 @@ from promql import PER_REQUEST_SAMPLES, Peer, emit, wait_count, workload  # noqa
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.prom.remote_write import encode_write_request  # noqa: E402
 from filodb.redisproc import free_port  # noqa: E402
-from filodb.testing.cluster import UpProcess, children_of, cmdline  # noqa: E402
+from filodb.testing.cluster import UpProcess, children_of, cmdline, tree_memory  # noqa: E402
 
 # Memory is measured twice: right after the count queries (a query's working set included)
 # and after this many idle seconds (filodb's malloc trimmer runs every 5 s; Go's GC its own)
@@ -281,6 +284,7 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
              want_sum=data["sum"])  # fmt: skip
         time.sleep(SETTLE_S)  # the same idle time for every system, then memory again
         rss, parts = tree_rss(pid)
+        parts["tree"] = tree_memory(pid)  # each page once: shared libraries not per process
         out["rss_bytes_per_series_settled"] = rss / data["series"]
         emit("rss_bytes_per_series_settled_by_process", rss / data["series"], "bytes",
              system=system, door=door, settle_s=SETTLE_S,

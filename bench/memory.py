@@ -4,14 +4,15 @@ Prints one JSON object per line ``{"metric", "value", "unit", ...context}``:
 
 - ``idle_rss_bytes`` per process kind (``process``: ``up``, ``redis-server``, ``worker``,
   ``web``) of an empty ``filodb up``, ``when="started"`` (healthy, then ``SETTLE_S`` idle)
-  and ``when="queried"`` (after one query of each kind the dashboards use, which compiles the
-  lazily compiled kernels), and the total (``process="all"``); ``idle_tree_bytes`` the
-  tree's memory counting each page once (:func:`tree_memory`: summed RSS counts the shared
-  libraries, 90 MB of them with numba's LLVM, once per process). A first start after a fresh
-  checkout compiles numba's kernels (their cache is written next to the sources): run twice;
+  and ``when="queried"`` (after one query of each kind the dashboards use, which loads the
+  kernels a process loads lazily), and the total (``process="all"``); ``idle_tree_bytes``
+  the tree's memory counting each page once (``tree_memory`` of filodb.testing.cluster:
+  summed RSS counts the shared libraries, ~95 MB of them with numba's LLVM, once per
+  process). A first start after a fresh checkout compiles numba's kernels (their cache is
+  written next to the sources) and holds more: run it twice;
 - ``rss_bytes`` per process kind after live remote-write ingestion of each ``--series`` count
   (``--samples`` scrapes, each count in a fresh ``filodb up``; measured after the check
-  queries and ``SETTLE_S`` idle; ``process="tree"``: :func:`tree_memory`) with
+  queries and ``SETTLE_S`` idle; ``process="tree"``: ``tree_memory``) with
   ``ingest_check_ok`` (every sample answered);
 - ``rss_bytes_per_series`` per process kind: the growth between the two counts divided by the
   series added, and ``fixed_rss_bytes`` the intercept (what the process holds at 0 series by
@@ -19,6 +20,7 @@ Prints one JSON object per line ``{"metric", "value", "unit", ...context}``:
 
     python bench/memory.py                                   # 2 000 and 20 000 series x 20
     python bench/memory.py --series 10000,100000 --shards 256 --systems filodb,prometheus
+    python bench/memory.py --only-idle --env MALLOC_ARENA_MAX=8
 """
 
 from __future__ import annotations
@@ -36,39 +38,13 @@ import requests  # noqa: E402
 from ingest import RW_HEADERS, SETTLE_S, build, check, full_count, post_all, tree_rss  # noqa: E402
 from promql import Peer, emit  # noqa: E402
 
-from filodb.testing.cluster import UpProcess, children_of  # noqa: E402
+from filodb.testing.cluster import UpProcess, tree_memory  # noqa: E402
 
 WARM_QUERIES = (  # one of each kind: a range function, an aggregation, a histogram quantile
     "sum by (job) (rate(bench_requests_total[5m]))",
     "histogram_quantile(0.9, sum by (le) (rate(bench_latency_seconds_bucket[5m])))",
     "max_over_time(bench_temp[10m])",
 )
-
-
-def tree_memory(pid: int) -> int:
-    """Bytes the tree holds in memory counting each page once: every process's anonymous
-    (private) memory plus, for each mapped file (libllvmlite.so, numpy, libpython), the most
-    any one process has resident. Summed RSS counts a shared library once per process."""
-    anon, files = 0, {}
-    for p in [pid, *children_of(pid)]:
-        per_file: dict[str, int] = {}
-        try:
-            with open(f"/proc/{p}/smaps") as fh:
-                name = ""
-                for line in fh:
-                    head = line.split(None, 1)[0]
-                    if "-" in head and not head.endswith(":"):
-                        parts = line.split()
-                        name = parts[5] if len(parts) > 5 and parts[5].startswith("/") else ""
-                    elif head == "Anonymous:":
-                        anon += int(line.split()[1]) * 1024
-                    elif head == "Rss:" and name:
-                        per_file[name] = per_file.get(name, 0) + int(line.split()[1]) * 1024
-        except OSError:
-            continue
-        for name, rss in per_file.items():
-            files[name] = max(files.get(name, 0), rss)
-    return anon + sum(files.values())
 
 
 def idle(a: argparse.Namespace, workdir: Path) -> None:

@@ -45,6 +45,36 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def tree_memory(pid: int) -> int:
+    """Bytes the tree holds in memory counting each page once: every process's anonymous
+    memory plus, for each mapped file (libllvmlite.so, numpy, libpython), the most any one
+    process has of its pages resident (its copied-on-write pages are anonymous). Summed RSS
+    counts a shared library once per process."""
+    anon, files = 0, dict[str, int]()
+    for p in [pid, *children_of(pid)]:
+        per_file: dict[str, int] = {}
+        try:
+            with open(f"/proc/{p}/smaps") as fh:
+                name = ""
+                for line in fh:
+                    head = line.split(None, 1)[0]
+                    if "-" in head and not head.endswith(":"):
+                        parts = line.split()
+                        name = parts[5] if len(parts) > 5 and parts[5].startswith("/") else ""
+                    elif head == "Anonymous:":  # a file mapping's copied-on-write pages too
+                        kb = int(line.split()[1]) * 1024
+                        anon += kb
+                        if name:  # its Rss counted them: the file's share is the rest
+                            per_file[name] -= kb
+                    elif head == "Rss:" and name:
+                        per_file[name] = per_file.get(name, 0) + int(line.split()[1]) * 1024
+        except OSError:
+            continue
+        for name, rss in per_file.items():
+            files[name] = max(files.get(name, 0), rss)
+    return anon + sum(files.values())
+
+
 class UpProcess:
     """``filodb up`` in a subprocess with its own data dir and free ports."""
 

@@ -41,3 +41,21 @@ def test_kill9_of_up_takes_its_children_and_the_data_dir_is_locked(tmp_path: Pat
         assert again.proc is not None and children_of(again.proc.pid)
     finally:
         again.stop()
+
+
+def test_supervisor_stays_light_and_children_get_two_malloc_arenas(tmp_path: Path) -> None:
+    """The supervisor only supervises: numpy and numba's LLVM (90 MB resident in a process
+    that loads them) stay out of it; its children run with MALLOC_ARENA_MAX=2 unless the
+    environment says otherwise."""
+    up = UpProcess(tmp_path / "data", shards=2, env={"FILODB_INFLUX_PORT": "0"}).start()
+    try:
+        assert up.proc is not None
+        maps = Path(f"/proc/{up.proc.pid}/maps").read_text()
+        assert "numpy" not in maps and "llvmlite" not in maps, "supervisor loaded numpy/numba"
+        for kind in ("worker", " web"):
+            (pid,) = up.pids(kind)
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"MALLOC_ARENA_MAX=2" in env, kind
+            assert "llvmlite" in Path(f"/proc/{pid}/maps").read_text()  # the check can fail
+    finally:
+        up.stop()
