@@ -1,0 +1,96 @@
+"""``read_records`` (many log records in two numba calls) reads what ``read_record`` reads,
+one record at a time, over any mix of versions and any damage: the same columns, in log order,
+and the same records refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from filodb.errors import BadInputError
+from filodb.model.batch import LZ4_MIN, SampleBatch
+from filodb.model.exemplars import Exemplars
+from filodb.model.labels import make_labels
+from filodb.model.record import RecordBatch, read_record, read_records
+
+POOL = [make_labels({"__name__": "m", "job": "j", "i": str(i)}) for i in range(600)]
+
+
+def _batch(rng: np.random.Generator, big: bool = False) -> SampleBatch:
+    ns = int(rng.integers(300, 600)) if big else int(rng.integers(1, 12))
+    idx = rng.choice(len(POOL), size=ns, replace=False)
+    n = ns if big else int(rng.integers(0, 20))
+    types = {"m": "gauge"} if rng.random() < 0.1 else {}
+    return SampleBatch([POOL[i] for i in idx], rng.integers(0, ns, n),
+                       rng.integers(-(10**13), 10**13, n), rng.normal(size=n), types)  # fmt: skip
+
+
+def _same(a: RecordBatch, b: RecordBatch) -> None:
+    assert a.pk_data.tobytes() == b.pk_data.tobytes()
+    assert a.pk_ends.tolist() == b.pk_ends.tolist() and a.sidx.tolist() == b.sidx.tolist()
+    assert a.ts.tolist() == b.ts.tolist()
+    assert a.vals.view(np.uint64).tolist() == b.vals.view(np.uint64).tolist()
+    assert a.types == b.types
+
+
+def _one_by_one(recs: list[bytes]) -> tuple[RecordBatch, list[int]]:
+    parts, bad = [], []
+    for i, r in enumerate(recs):
+        try:
+            parts.append(read_record(r))
+        except BadInputError:
+            bad.append(i)
+    return RecordBatch.concat(parts), bad
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_many_records_read_as_one_by_one_whatever_the_damage(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    recs = []
+    for _ in range(int(rng.integers(1, 30))):
+        r = bytearray(_batch(rng, big=rng.random() < 0.1).to_bytes())
+        if rng.random() < 0.3:  # a byte or a few changed anywhere, or the record cut short
+            for _ in range(int(rng.integers(1, 4))):
+                r[int(rng.integers(len(r)))] = int(rng.integers(256))
+        if rng.random() < 0.05:
+            del r[int(rng.integers(len(r))) :]
+        recs.append(bytes(r))
+    got, bad = read_records(recs)
+    want, want_bad = _one_by_one(recs)
+    assert bad == want_bad
+    _same(got, want)
+
+
+def test_small_records_are_stored_as_they_are_and_large_ones_compressed() -> None:
+    """A part of a few series is not worth an LZ4 call (little to find in it); a large one
+    is compressed, and smaller than its payload."""
+    rng = np.random.default_rng(3)
+    small, big = _batch(rng), _batch(rng, big=True)
+    for b, lz4 in ((small, 0), (big, 1)):
+        raw = b.to_bytes()
+        hlen = int.from_bytes(raw[:4], "little")
+        assert raw[4 + 27] == lz4 and raw[5:8] == b"\xa1v\x04"
+        z = int.from_bytes(raw[4 + 21 : 4 + 25], "big")
+        assert (z >= LZ4_MIN) == bool(lz4)
+        assert (len(raw) - 4 - hlen < z) == bool(lz4)
+        c = SampleBatch.from_bytes(raw)
+        assert c.series == b.series and c.sidx.tolist() == b.sidx.tolist()
+
+
+def test_shard_records_are_each_parts_record() -> None:
+    """Every shard's record written in one call is the record of that shard's part alone,
+    exemplars and types included."""
+    rng = np.random.default_rng(5)
+    b = _batch(rng, big=True)
+    b.types = {"m": "counter"}
+    b.exemplars = Exemplars(np.array([0, 3, 3], np.int32), np.array([1, 2, 3]),
+                            np.array([1.0, 2.0, 3.0]), [(("trace_id", "a"),), (), ()])  # fmt: skip
+    of = rng.integers(0, 64, len(b.series))
+    recs, counts = b.shard_records(of, 64)
+    parts = b.split(of, 64)
+    assert recs.keys() == parts.keys() and counts == {s: len(p) for s, p in parts.items()}
+    for s, p in parts.items():
+        assert recs[s] == p.to_bytes()
+        c = SampleBatch.from_bytes(recs[s])
+        assert c.series == p.series and c.types == {"m": "counter"}
+        assert (c.exemplars is None) == (p.exemplars is None or not len(p.exemplars))
