@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 BATCH_FORMAT_VERSION = 4  # what to_bytes writes; from_bytes reads 1 to 4
-LZ4_MIN = 4096  # a record's payload is LZ4-compressed from this many bytes
 
 
 @dataclass
@@ -199,8 +198,8 @@ class SampleBatch:
 
     # --- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """msgpack header, then the columns and the series' part keys (LZ4-compressed from
-        :data:`LZ4_MIN` bytes; see docs/architecture.md, "Log record format")."""
+        """msgpack header, then the columns and the series' part keys (LZ4-compressed; see
+        docs/architecture.md, "Log record format")."""
         pk_arena, pk_start, pk_end = _pk_arena(self.series, self.pks)
         ex = self.exemplars if self.exemplars is not None and len(self.exemplars) else None
         return _records(self.sidx, self.ts, self.vals, pk_arena, pk_start, pk_end,
@@ -275,10 +274,10 @@ def _records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pk_arena: np.nd
              exemplars: Sequence[Exemplars | None] | None) -> list[bytes]:  # fmt: skip
     """Version 4 records (:mod:`filodb.model.recordpack`): record ``r`` holds samples
     ``n_bounds[r]:n_bounds[r+1]`` and series ``s_bounds[r]:s_bounds[r+1]``; ``types`` go in
-    every record's header, ``exemplars[r]`` (when there) in record ``r``'s. Payloads of
-    :data:`LZ4_MIN` bytes or more are compressed."""
+    every record's header, ``exemplars[r]`` (when there) in record ``r``'s. Payloads are
+    LZ4-compressed where that makes them smaller."""
     from filodb.model.libc import MEMCPY  # numba: not loaded for the CLI's sake
-    from filodb.model.recordpack import HEAD, write_records
+    from filodb.model.recordpack import C_AT, HEAD, LZ4_LIBRARY_MIN, write_records
 
     k = len(s_bounds) - 1
     head = msgpack.packb("types") + msgpack.packb(types) if types else b""
@@ -293,17 +292,22 @@ def _records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pk_arena: np.nd
     buf, ends = write_records(np.asarray(sidx, np.int32), np.asarray(ts, np.int64),
                               np.ascontiguousarray(vals, np.float64), pk_arena, pk_start, pk_end,
                               s_bounds, n_bounds, np.frombuffer(extra, np.uint8), x_bounds,
-                              x_count, MEMCPY)  # fmt: skip
-    data = buf.tobytes()
+                              x_count, LZ4_LIBRARY_MIN, MEMCPY)  # fmt: skip
     bounds = [0, *ends.tolist()]
-    out = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     payload = np.diff(bounds) - 4 - HEAD - np.diff(x_bounds)
-    for r in np.flatnonzero(payload >= LZ4_MIN).tolist():
-        rec = out[r]
-        hl = HEAD + int(x_bounds[r + 1] - x_bounds[r])
-        head_r = bytearray(rec[: 4 + hl])
-        head_r[4 + HEAD - 1] = 1  # "c": 1
-        out[r] = b"".join([head_r, cramjam.lz4.compress_block(memoryview(rec)[4 + hl :])])
+    big = payload >= LZ4_LIBRARY_MIN
+    if not big.any():
+        data = buf.tobytes()
+        return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    mv = memoryview(buf)
+    out = [bytes(mv[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    for r in np.flatnonzero(big).tolist():
+        hl = 4 + HEAD + int(x_bounds[r + 1] - x_bounds[r])
+        block = cramjam.lz4.compress_block(mv[bounds[r] + hl : bounds[r + 1]])  # size first
+        if len(block) < payload[r]:
+            head = bytearray(mv[bounds[r] : bounds[r] + hl])
+            head[4 + C_AT] = 1
+            out[r] = b"".join([head, block])
     return out
 
 

@@ -118,18 +118,18 @@ class RecordBatch:
 
 def read_records(records: Sequence[bytes]) -> tuple[RecordBatch, list[int]]:
     """Log records as one :class:`RecordBatch` (as :meth:`RecordBatch.concat` of their
-    :func:`read_record`), and the indexes of the malformed ones (left out). Uncompressed
-    version 4 records with no header entry past the fixed ones (what a door writes for small
-    parts) are read by two numba calls over all of them
+    :func:`read_record`), and the indexes of the malformed ones (left out). Version 4 records
+    with no header entry past the fixed ones (what a door writes but for metadata types and
+    exemplars) are read by two numba calls over all of them
     (:func:`~filodb.model.recordpack.read_records`); the others one at a time."""
     if not records:
         return RecordBatch.empty(), []
     buf = np.frombuffer(b"".join(records), np.uint8)
     ends = np.cumsum(np.fromiter(map(len, records), np.int64, len(records)))
     starts = ends - np.diff(ends, prepend=0)
-    ok, ns, ss = scan_records(buf, starts, ends)
+    ok, ns, ss, pay, pstarts = scan_records(buf, starts, ends, MEMCPY)
     if ok.all():
-        sidx, ts, vals, pk_data, pk_ends = read_v4(buf, starts, ns, ss, MEMCPY)
+        sidx, ts, vals, pk_data, pk_ends = read_v4(pay, pstarts, ns, ss, MEMCPY)
         return RecordBatch(pk_data, pk_ends, sidx, ts, vals), []
     parts: list[RecordBatch] = []
     bad: list[int] = []
@@ -137,7 +137,7 @@ def read_records(records: Sequence[bytes]) -> tuple[RecordBatch, list[int]]:
     edges = np.flatnonzero(np.diff(ok.astype(np.int8), prepend=2, append=2)).tolist()
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         if ok[a]:
-            sidx, ts, vals, pk_data, pk_ends = read_v4(buf, starts[a:b], ns[a:b], ss[a:b],
+            sidx, ts, vals, pk_data, pk_ends = read_v4(pay, pstarts[a:b], ns[a:b], ss[a:b],
                                                        MEMCPY)  # fmt: skip
             parts.append(RecordBatch(pk_data, pk_ends, sidx, ts, vals))
             continue

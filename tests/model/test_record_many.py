@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from filodb.errors import BadInputError
-from filodb.model.batch import LZ4_MIN, SampleBatch
+from filodb.model.batch import SampleBatch
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
 from filodb.model.record import RecordBatch, read_record, read_records
@@ -61,20 +61,28 @@ def test_many_records_read_as_one_by_one_whatever_the_damage(seed: int) -> None:
     _same(got, want)
 
 
-def test_small_records_are_stored_as_they_are_and_large_ones_compressed() -> None:
-    """A part of a few series is not worth an LZ4 call (little to find in it); a large one
-    is compressed, and smaller than its payload."""
+def test_payloads_are_compressed_where_that_makes_them_smaller() -> None:
+    """LZ4 blocks the kernel writes are LZ4's block format (cramjam reads them); a payload
+    too small to gain, or that does not shrink, is stored as it is."""
+    import cramjam
+
     rng = np.random.default_rng(3)
-    small, big = _batch(rng), _batch(rng, big=True)
-    for b, lz4 in ((small, 0), (big, 1)):
+    tiny = SampleBatch([POOL[0]], [0], [1], [2.0])
+    text = "".join(map(chr, rng.integers(0x4E00, 0x9FFF, 300).tolist()))  # no 4 bytes repeat
+    noise = SampleBatch([(("__name__", text),)], [0], [1], [2.0])
+    for b, lz4 in ((tiny, 0), (noise, 0), (_batch(rng), 1), (_batch(rng, big=True), 1)):
         raw = b.to_bytes()
         hlen = int.from_bytes(raw[:4], "little")
         assert raw[4 + 27] == lz4 and raw[5:8] == b"\xa1v\x04"
         z = int.from_bytes(raw[4 + 21 : 4 + 25], "big")
-        assert (z >= LZ4_MIN) == bool(lz4)
-        assert (len(raw) - 4 - hlen < z) == bool(lz4)
+        body = raw[4 + hlen :]
+        if lz4:
+            assert len(body) < z and len(cramjam.lz4.decompress_block(body)) == z
+        else:
+            assert len(body) == z
         c = SampleBatch.from_bytes(raw)
         assert c.series == b.series and c.sidx.tolist() == b.sidx.tolist()
+        assert c.ts.tolist() == b.ts.tolist() and c.vals.tolist() == b.vals.tolist()
 
 
 def test_shard_records_are_each_parts_record() -> None:
