@@ -299,7 +299,7 @@ def _records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pk_arena: np.nd
     if not big.any():
         data = buf.tobytes()
         return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    mv = memoryview(buf)
+    mv = memoryview(buf.data)
     out = [bytes(mv[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     for r in np.flatnonzero(big).tolist():
         hl = 4 + HEAD + int(x_bounds[r + 1] - x_bounds[r])
