@@ -23,8 +23,7 @@ from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.libc import MEMCPY
 from filodb.model.partkey import labels_of, part_key
-from filodb.model.recordpack import read_records as read_v4
-from filodb.model.recordpack import scan_records
+from filodb.model.recordpack import decode_records
 from filodb.model.xxh64 import arena, xxh64_many
 
 MAX_PAYLOAD = 256 << 20  # a record's uncompressed payload (records hold <= 200 000 samples)
@@ -120,26 +119,28 @@ def read_records(records: Sequence[bytes]) -> tuple[RecordBatch, list[int]]:
     """Log records as one :class:`RecordBatch` (as :meth:`RecordBatch.concat` of their
     :func:`read_record`), and the indexes of the malformed ones (left out). Version 4 records
     with no header entry past the fixed ones (what a door writes but for metadata types and
-    exemplars) are read by two numba calls over all of them
-    (:func:`~filodb.model.recordpack.read_records`); the others one at a time."""
+    exemplars) are read by one numba call over all of them
+    (:func:`~filodb.model.recordpack.decode_records`); the others one at a time."""
     if not records:
         return RecordBatch.empty(), []
-    buf = np.frombuffer(b"".join(records), np.uint8)
-    ends = np.cumsum(np.fromiter(map(len, records), np.int64, len(records)))
-    starts = ends - np.diff(ends, prepend=0)
-    ok, ns, ss, pay, pstarts = scan_records(buf, starts, ends, MEMCPY)
+    lens = np.fromiter(map(len, records), np.int64, len(records))
+    ok, n_ends, s_ends, sidx, ts, vals, pk_data, pk_ends = decode_records(
+        np.frombuffer(b"".join(records), np.uint8), lens, MEMCPY
+    )
     if ok.all():
-        sidx, ts, vals, pk_data, pk_ends = read_v4(pay, pstarts, ns, ss, MEMCPY)
         return RecordBatch(pk_data, pk_ends, sidx, ts, vals), []
     parts: list[RecordBatch] = []
     bad: list[int] = []
-    # runs of records the kernel reads, and the others one by one, in log order
+    # runs of records the kernel read, and the others one by one, in log order
     edges = np.flatnonzero(np.diff(ok.astype(np.int8), prepend=2, append=2)).tolist()
     for a, b in zip(edges[:-1], edges[1:], strict=True):
-        if ok[a]:
-            sidx, ts, vals, pk_data, pk_ends = read_v4(pay, pstarts[a:b], ns[a:b], ss[a:b],
-                                                       MEMCPY)  # fmt: skip
-            parts.append(RecordBatch(pk_data, pk_ends, sidx, ts, vals))
+        if ok[a]:  # the run's slice of the columns, its series numbered from 0
+            n0, n1 = (int(n_ends[a - 1]) if a else 0), int(n_ends[b - 1])
+            s0, s1 = (int(s_ends[a - 1]) if a else 0), int(s_ends[b - 1])
+            p0 = int(pk_ends[s0 - 1]) if s0 else 0
+            parts.append(RecordBatch(pk_data[p0 : int(pk_ends[s1 - 1]) if s1 else 0],
+                                     pk_ends[s0:s1] - p0, sidx[n0:n1] - s0, ts[n0:n1],
+                                     vals[n0:n1]))  # fmt: skip
             continue
         for i in range(a, b):
             try:

@@ -191,9 +191,29 @@ def _write_raw(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, arena: np.nda
 
 
 @nb.njit(cache=True, nogil=True)
-def scan_records(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
-    """Which records :func:`read_records` reads (a version 4 record with no header entry
+def decode_records(buf: np.ndarray, lens: np.ndarray, cpy: Any
+                   ) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
+    """Records ``lens[r]`` bytes each, back to back in ``buf``, read at once: which were read
+    (:func:`_scan`: the others are left to :func:`~filodb.model.record.read_record`), the
+    end of each record's samples and series in the columns, and the columns of those read
+    (:func:`_read`). ``cpy``: libc's memcpy (:mod:`filodb.model.libc`)."""
+    k = len(lens)
+    ends = np.empty(k, np.int64)
+    starts = np.empty(k, np.int64)
+    o = 0
+    for r in range(k):
+        starts[r] = o
+        o += lens[r]
+        ends[r] = o
+    ok, ns, ss, pay, pstarts = _scan(buf, starts, ends, cpy)
+    sidx, ts, vals, pk_data, pk_ends = _read(pay, pstarts, ns, ss, cpy)
+    return ok, np.cumsum(ns), np.cumsum(ss), sidx, ts, vals, pk_data, pk_ends
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
+    """Which records :func:`_read` reads (a version 4 record with no header entry
     past the fixed five, whole and consistent: sizes, its LZ4 block, series indexes, part key
     lengths), their samples and series (0 where not), and their payloads (decompressed) back
     to back with where each starts. ``cpy``: libc's memcpy."""
@@ -274,9 +294,9 @@ def scan_records(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
 
 
 @nb.njit(cache=True, nogil=True)
-def read_records(buf: np.ndarray, starts: np.ndarray, ns: np.ndarray, ss: np.ndarray, cpy: Any
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
-    """The columns of payloads that :func:`scan_records` passed (``buf[starts[r]:]``),
+def _read(buf: np.ndarray, starts: np.ndarray, ns: np.ndarray, ss: np.ndarray, cpy: Any
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
+    """The columns of payloads that :func:`_scan` passed (``buf[starts[r]:]``),
     joined: ``sidx`` (series numbered across the records), ``ts``, ``vals``, the part keys
     back to back and their ends."""
     k = len(starts)
