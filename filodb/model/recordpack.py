@@ -244,8 +244,8 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
         s = _get_u32be(buf, h + S_AT)
         z = _get_u32be(buf, h + Z_AT)
         p = h + HEAD
-        if buf[h + 27]:
-            if e - p < 4 or _u32le(buf, p) != z:
+        if buf[h + 27]:  # an LZ4 block makes at most ~255 bytes of one: no huge claims
+            if e - p < 4 or _u32le(buf, p) != z or z > 255 * (e - p) + 64:
                 continue
         elif z != e - p:
             continue

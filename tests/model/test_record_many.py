@@ -102,3 +102,16 @@ def test_shard_records_are_each_parts_record() -> None:
         c = SampleBatch.from_bytes(recs[s])
         assert c.series == p.series and c.types == {"m": "counter"}
         assert (c.exemplars is None) == (p.exemplars is None or not len(p.exemplars))
+
+
+def test_a_record_claiming_a_huge_payload_is_refused_without_allocating_it() -> None:
+    """A compressed record's header and block size may claim up to 4 GB: refused as
+    ``read_record`` refuses it (payloads are bounded), nothing allocated for it."""
+    raw = bytearray(SampleBatch(POOL[:50], np.arange(50), np.arange(50), np.ones(50)).to_bytes())
+    assert raw[4 + 27] == 1
+    huge = (0xFFFFFF00).to_bytes(4, "big")
+    raw[4 + 21 : 4 + 25] = huge
+    raw[4 + 28 : 4 + 32] = (0xFFFFFF00).to_bytes(4, "little")
+    good = SampleBatch(POOL[:2], [0, 1], [1, 2], [1.0, 2.0]).to_bytes()
+    got, bad = read_records([good, bytes(raw), good])
+    assert bad == [1] and len(got) == 4
