@@ -282,7 +282,7 @@ def _records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pk_arena: np.nd
     k = len(s_bounds) - 1
     head = msgpack.packb("types") + msgpack.packb(types) if types else b""
     if exemplars is None:
-        extra, x_bounds = head, np.arange(k + 1, dtype=np.int64) * len(head)
+        extra, x_bounds = head * k, np.arange(k + 1, dtype=np.int64) * len(head)
         x_count = np.full(k, 1 if head else 0, np.int64)
     else:
         parts = [head + (b"" if x is None or not len(x) else

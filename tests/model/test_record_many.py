@@ -85,14 +85,16 @@ def test_payloads_are_compressed_where_that_makes_them_smaller() -> None:
         assert c.ts.tolist() == b.ts.tolist() and c.vals.tolist() == b.vals.tolist()
 
 
-def test_shard_records_are_each_parts_record() -> None:
+@pytest.mark.parametrize("exemplars", [False, True])
+def test_shard_records_are_each_parts_record(exemplars: bool) -> None:
     """Every shard's record written in one call is the record of that shard's part alone,
     exemplars and types included."""
     rng = np.random.default_rng(5)
     b = _batch(rng, big=True)
     b.types = {"m": "counter"}
-    b.exemplars = Exemplars(np.array([0, 3, 3], np.int32), np.array([1, 2, 3]),
-                            np.array([1.0, 2.0, 3.0]), [(("trace_id", "a"),), (), ()])  # fmt: skip
+    if exemplars:
+        b.exemplars = Exemplars(np.array([0, 3, 3], np.int32), np.array([1, 2, 3]),
+                                np.array([1.0, 2.0, 3.0]), [(("trace_id", "a"),), (), ()])  # fmt: skip
     of = rng.integers(0, 64, len(b.series))
     recs, counts = b.shard_records(of, 64)
     parts = b.split(of, 64)
