@@ -25,6 +25,10 @@ class TestRedisStreamsLog(LogSuite):
         log.append("ds", 0, [b"a"])
         self._r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert log.append("ds", 0, [b"b"]) == [2]
+        # the one-call append over many shards (its own RESP on a pooled connection) too
+        log.append_many("ds", {1: [b"c"], 2: [b"d"]})
+        self._r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert log.append_many("ds", {1: [b"e"], 2: [b"f"]}) == {1: [2], 2: [2]}
 
     def test_append_after_script_flush_in_one_round_trip(self, log: RedisStreamsLog) -> None:
         """An append over many shards is one EVALSHA (no SCRIPT EXISTS first); a server that
