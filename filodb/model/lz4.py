@@ -17,6 +17,9 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba import types
+from numba.extending import intrinsic
 
 HASH_BITS = 12
 MIN_MATCH = 4
@@ -34,6 +37,22 @@ def bound(n: int) -> int:  # pragma: no cover - numba
 def new_table() -> np.ndarray:
     """A compressor's hash table: positions (any value below the input's start is empty)."""
     return np.full(1 << HASH_BITS, -1, np.int64)
+
+
+def _load_u64_typing(typingctx: Any, arr: Any, idx: Any) -> Any:
+    """The 8 bytes at ``arr[idx]`` as a little-endian uint64 (an unaligned load; the caller
+    keeps ``idx + 8`` within the array)."""
+    sig = types.uint64(arr, idx)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        return builder.load(builder.bitcast(ptr, ir.IntType(64).as_pointer()), align=1)
+
+    return sig, codegen
+
+
+_load_u64: Any = intrinsic(_load_u64_typing)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -109,8 +128,17 @@ def compress(src: np.ndarray, start: int, n: int, dst: np.ndarray, o: int,
             table[h] = i
             if start <= ref < i and i - ref <= MAX_OFFSET and _u32(src, ref) == seq:
                 ml = MIN_MATCH
-                while i + ml < match_end and src[ref + ml] == src[i + ml]:
-                    ml += 1
+                while i + ml + 8 <= match_end:  # 8 bytes a step, then the differing byte
+                    x = _load_u64(src, i + ml) ^ _load_u64(src, ref + ml)
+                    if x:
+                        while not x & np.uint64(255):
+                            x >>= np.uint64(8)
+                            ml += 1
+                        break
+                    ml += 8
+                else:
+                    while i + ml < match_end and src[ref + ml] == src[i + ml]:
+                        ml += 1
                 while i > anchor and ref > start and src[i - 1] == src[ref - 1]:
                     i -= 1
                     ref -= 1
