@@ -33,10 +33,9 @@ _KEYS = (ord("v"), ord("n"), ord("s"), ord("z"), ord("c"))
 # byte offsets in the header of each u32's first byte (after its 0xce marker)
 N_AT, S_AT, Z_AT, C_AT = 7, 14, 21, 27
 LZ4_MIN = 64  # payloads smaller than this are stored as they are
-# Payloads from this size are compressed by the LZ4 library (cramjam) after the kernel: its
-# compressor is ~3x faster than this numba one per byte, which shows on the few large records of a body
-# whose series are on few shards; the call per record costs more than the numba compression
-# of a small one.
+# Payloads from this size are compressed by the LZ4 library (cramjam) after the kernel: it is
+# ~3x this numba compressor per byte, which shows on the few large records of a body whose
+# series are on few shards; below, a call per record costs more than the numba compression.
 LZ4_LIBRARY_MIN = 8192
 
 
