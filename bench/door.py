@@ -4,6 +4,7 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``.
 
     python bench/door.py                      # live shape: 10 000 series, 2000 a body
     python bench/door.py --series 100000 --shards 16 --only remote_write
+    python bench/door.py --series 100000 --shards 256 --spread 8 --only remote_write
 
 What a web process does for one request, without HTTP and without Redis: decode the body
 (:func:`~filodb.prom.remote_write.decode_write_request_full` or
@@ -14,7 +15,8 @@ body, the series dealt to ``--senders`` senders), encoded before timing; every b
 once to warm the caches (as a steady sender's series are known), then the whole set again
 ``--repeat`` times and the best pass counts. Figures: ms of CPU per body (thread CPU time,
 the GIL-bound cost a web process pays) and per stage (``decode``, ``route``), and samples/s
-of one core. No peer runs here: ``bench/ingest.py`` compares the doors end to end.
+of one core, and the log's bytes a sample (records as the log gets them: what Redis holds
+until a flush trims it). No peer runs here: ``bench/ingest.py`` compares the doors end to end.
 """
 
 from __future__ import annotations
@@ -108,10 +110,15 @@ def run(door: str, a: argparse.Namespace) -> None:
         best["route"] = min(best["route"], t_route)
         best["total"] = min(best["total"], t_dec + t_route)
     ctx = {"door": door, "series": a.series, "per_body": a.per_body, "shards": a.shards,
+           "spread": a.spread,
            "bodies": len(data), "repeat": a.repeat}  # fmt: skip
     for stage, secs in best.items():
         emit("door_cpu_ms_per_body", 1000 * secs / len(data), "ms", stage=stage, **ctx)
     emit("door_samples_per_cpu_s", samples / best["total"], "samples/s", **ctx)
+    log = router.ingest_log
+    passes = 1 + a.repeat  # the warm pass and the timed ones wrote the same records
+    emit("door_log_bytes_per_sample", log.nbytes / passes / samples, "bytes",
+         records_per_body=log.records / passes / len(data), **ctx)  # fmt: skip
 
 
 def main() -> None:

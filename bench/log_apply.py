@@ -3,13 +3,14 @@ sample per remote-write body) read and ingested by a shard's :class:`LogApplier`
 process (no Redis, no HTTP), CPU time per body.
 
 Records are made as the web door makes them (remote-write body decoded, split per shard by
-route, ``to_bytes``) before timing; then each scrape's records are applied ``--per-apply`` at
+route and spread, ``shard_records``) before timing; then each scrape's records are applied ``--per-apply`` at
 a time per shard (what one read of the node's reader hands a shard). The first scrape
 registers every series (``apply_new_ms_per_body``); the later ones are the steady state
 (``apply_ms_per_body``, best of ``--repeat`` passes over them; ``apply_us_per_series``).
 
     python bench/log_apply.py                         # 10 000 series x 20 scrapes, 4 shards
     python bench/log_apply.py --series 100000 --samples 5 --per-apply 8
+    python bench/log_apply.py --series 100000 --samples 5 --shards 256 --spread 8 --per-apply 2
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def records(a: argparse.Namespace) -> tuple[int, list[dict[int, list[bytes]]]]:
     for idx, lo, hi in body_plan(group, a.samples, "live"):
         batch = decode_write_request(rw_body(series, vals, idx, lo, hi, t0, 15_000))
         assert batch.routes is not None
-        for shard, part in batch.split(shards_of_routes(batch.routes, a.shards, 1),
-                                       a.shards).items():  # fmt: skip
-            out[lo].setdefault(shard, []).append(part.to_bytes())
+        recs, _ = batch.shard_records(shards_of_routes(batch.routes, a.shards, a.spread), a.shards)
+        for shard, rec in recs.items():
+            out[lo].setdefault(shard, []).append(rec)
     return len(series), out
 
 
@@ -67,12 +68,13 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--samples", type=int, default=20, help="scrapes (one sample per series)")
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--spread", type=int, default=1, help="a shard key's series on 2^spread shards")
     ap.add_argument("--per-apply", type=int, default=1, help="records per apply call")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     n_series, scrapes = records(a)
     bodies = -(-n_series // 2000)
-    ctx = {"series": n_series, "shards": a.shards, "per_apply": a.per_apply, "shape": "live",
+    ctx = {"series": n_series, "shards": a.shards, "spread": a.spread, "per_apply": a.per_apply, "shape": "live",
            "record_bytes": round(np.mean([len(r) for s in scrapes for rs in s.values()
                                           for r in rs]))}  # fmt: skip
     best = float("inf")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from filodb.ingest.base import Log, Partition
@@ -32,6 +32,26 @@ for i = 1, n do
   redis.call('XADD', KEYS[1], '0-' .. (first + i - 1), 'd', ARGV[i])
 end
 return first
+"""
+
+
+# Many partitions in one call: KEYS are (stream, counter) pairs, ARGV each pair's record count
+# then its records; returns each pair's first offset. One call is atomic: on NOSCRIPT nothing
+# was appended.
+_APPEND_MANY = """
+local out = {}
+local j = 1
+for i = 1, #KEYS / 2 do
+  local n = tonumber(ARGV[j])
+  local last = redis.call('INCRBY', KEYS[2 * i], n)
+  local first = last - n + 1
+  for k = 0, n - 1 do
+    redis.call('XADD', KEYS[2 * i - 1], '0-' .. (first + k), 'd', ARGV[j + 1 + k])
+  end
+  j = j + 1 + n
+  out[i] = first
+end
+return out
 """
 
 
@@ -51,6 +71,11 @@ class RedisStreamsLog(Log):
         # a blocking XREAD must answer well before the socket gives up on it
         self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
         self._append = self._r.register_script(_APPEND)
+        self._append_many = self._r.register_script(_APPEND_MANY)
+        # XREAD's reply as Redis sends it: redis-py's parser makes a dict per entry
+        # (pairs_to_dict), ~11 % of a worker's CPU when records are small and many
+        self._r.set_response_callback("XREAD", _raw_reply)
+        self._key_frames: dict[str, dict[int, bytes]] = {}
 
     def append_many(
         self, dataset: str, records: Mapping[int, Sequence[bytes]]
@@ -66,10 +91,83 @@ class RedisStreamsLog(Log):
 
     def _run_appends(self, dataset: str, shards: list[int],
                      records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
-        """One EVALSHA per shard in one pipelined round trip. redis-py's ``Script`` in a
+        """The first offset given to each shard's records: one EVALSHA of
+        :data:`_APPEND_MANY` over every shard, its RESP written here (the commands of a
+        body spread over hundreds of shards cost redis-py ~10 us each to pack and parse); the
+        script loaded again and the call sent again when Redis answers NOSCRIPT (restarted,
+        or SCRIPT FLUSH: the call appended nothing)."""
+        if len(shards) > 1:
+            return self._append_many_call(dataset, shards, records)
+        return self._pipelined_appends(dataset, shards, records)
+
+    def _append_many_call(self, dataset: str, shards: list[int],
+                          records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
+        frames = self._frames(dataset)
+        parts = [b""]
+        for s in shards:
+            parts.append(frames(s))
+        for s in shards:
+            recs = records[s]
+            n = b"%d" % len(recs)
+            parts.append(b"$%d\r\n%s\r\n" % (len(n), n))
+            for r in recs:
+                parts.append(b"$%d\r\n" % len(r))
+                parts.append(r)
+                parts.append(b"\r\n")
+        nargs = 3 + 2 * len(shards) + len(shards) + sum(len(records[s]) for s in shards)
+        nk = b"%d" % (2 * len(shards))
+        for _ in range(2):
+            sha = self._append_many.sha.encode()
+            parts[0] = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                nargs,
+                len(sha),
+                sha,
+                len(nk),
+                nk,
+            )
+            try:
+                return list(self._raw_call(b"".join(parts)))
+            except NoScriptError:
+                self._append_many.sha = self._r.script_load(_APPEND_MANY)
+        raise NoScriptError("append script missing after loading it")
+
+    def _raw_call(self, command: bytes) -> Any:
+        """Send one packed command and read its reply on a pooled connection (a broken
+        connection is dropped; an error reply is raised)."""
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([command])  # type: ignore[no-untyped-call]
+            return conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(conn)
+
+    def _frames(self, dataset: str) -> Any:
+        """RESP frames of a shard's stream and counter keys (cached per dataset)."""
+        cache = self._key_frames.get(dataset)
+        if cache is None:
+            cache = self._key_frames[dataset] = {}
+
+        def frames(s: int) -> bytes:
+            f = cache.get(s)
+            if f is None:
+                a, b = stream_key(dataset, s).encode(), _counter_key(dataset, s).encode()
+                f = cache[s] = b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
+            return f
+
+        return frames
+
+    def _pipelined_appends(self, dataset: str, shards: list[int],
+                           records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
+        """One EVALSHA of :data:`_APPEND` per shard, pipelined. redis-py's ``Script`` in a
         pipeline asks ``SCRIPT EXISTS`` first (a second round trip per append); here a shard
-        whose call found no script (Redis restarted, or SCRIPT FLUSH) is loaded and sent again.
-        Each call is atomic, so a call answered NOSCRIPT appended nothing."""
+        whose call found no script is loaded and sent again. Each call is atomic, so a call
+        answered NOSCRIPT appended nothing."""
         todo, out = list(shards), dict.fromkeys(shards)
         for _ in range(2):
             pipe = self._r.pipeline(transaction=False)
@@ -101,7 +199,7 @@ class RedisStreamsLog(Log):
         out: dict[int, list[tuple[int, bytes]]] = {}
         for key, entries in _iter_reply(reply):
             shard = by_key[key.decode() if isinstance(key, bytes) else key]
-            out[shard] = [(_offset(eid), fields[b"d"]) for eid, fields in entries]
+            out[shard] = _entries(entries)
         return out
 
     def _block(self, block_ms: int) -> int | None:
@@ -140,7 +238,7 @@ class RedisStreamsLog(Log):
                  out: dict[Partition, list[tuple[int, bytes]]]) -> None:  # fmt: skip
         for key, entries in _iter_reply(reply):
             part = by_key[key.decode() if isinstance(key, bytes) else key]
-            out[part] = [(_offset(eid), fields[b"d"]) for eid, fields in entries]
+            out[part] = _entries(entries)
 
     def end_offset(self, dataset: str, shard: int) -> int:
         v = self._r.get(_counter_key(dataset, shard))
@@ -163,14 +261,19 @@ class RedisStreamsLog(Log):
         self._r.close()
 
 
-def _offset(entry_id: bytes | str) -> int:
-    s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(s.split("-", 1)[1])
+def _raw_reply(response: Any, **options: Any) -> Any:
+    return response
 
 
-def _iter_reply(reply: Any) -> Any:  # RESP2: a list of pairs, RESP3: a dict
+def _entries(entries: Any) -> list[tuple[int, bytes]]:
+    """A stream's entries ``[id, [b"d", record]]`` as (offset, record): every id is
+    ``0-<offset>`` (see the module docstring) and every entry has the one field."""
+    return [(int(eid[2:]), fields[1]) for eid, fields in entries]
+
+
+def _iter_reply(reply: Any) -> Any:  # raw XREAD: RESP2 a list of pairs, RESP3 a dict
     if not reply:
         return []
     if isinstance(reply, dict):
-        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
+        return list(reply.items())
     return reply

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from filodb.model.record import RecordBatch
 
 T = TypeVar("T")
-BATCH_FORMAT_VERSION = 3  # what to_bytes writes; from_bytes reads 1, 2 and 3
+BATCH_FORMAT_VERSION = 4  # what to_bytes writes; from_bytes reads 1 to 4
 
 
 @dataclass
@@ -129,20 +129,34 @@ class SampleBatch:
         self, shard_of_series: np.ndarray, num_shards: int
     ) -> tuple[dict[int, bytes], dict[int, int]]:
         """The log record of each shard's part and its number of samples: the bytes of
-        :meth:`split`'s parts' :meth:`to_bytes`, without building each part's list of label
-        sets when the batch carries its part keys (``pks``: a door's batch)."""
-        records: dict[int, bytes] = {}
-        counts: dict[int, int] = {}
-        for shard, part in self._parts(shard_of_series, num_shards, self.pks is None):
-            series, sidx, ts, vals, types, _, ex, pks, _ = part
-            records[shard] = _record_bytes(sidx, ts, vals, _part_keys(series, pks), types, ex)
-            counts[shard] = len(ts)
-        return records, counts
+        :meth:`split`'s parts' :meth:`to_bytes`, written by one kernel for every shard
+        (:func:`~filodb.model.recordpack.write_records`), no label set or part key touched one
+        at a time."""
+        lay = self._layout(shard_of_series, num_shards)
+        of, s_count, s_order, rank, order, n_count, shards = lay
+        if not len(shards):
+            return {}, {}
+        pk_arena, pk_start, pk_end = _pk_arena(self.series, self.pks)
+        ex = self.exemplars
+        ex_parts: dict[int, Exemplars | None] = {}
+        if ex is not None and len(ex):
+            ex_shard = of[ex.sidx]
+            for shard in np.unique(ex_shard).tolist():
+                ex_parts[shard] = ex.take(np.asarray(ex_shard == shard), rank)
+        at = shards.tolist()
+        recs = _records(rank[self.sidx][order], self.ts[order], self.vals[order], pk_arena,
+                        pk_start[s_order], pk_end[s_order], _bounds(s_count[shards]),
+                        _bounds(n_count[shards]), self.types,
+                        [ex_parts.get(s) for s in at] if ex_parts else None)  # fmt: skip
+        return dict(zip(at, recs, strict=True)), dict(
+            zip(at, n_count[shards].tolist(), strict=True)
+        )
 
-    def _parts(self, shard_of_series: np.ndarray, num_shards: int, with_series: bool
-               ) -> Iterator[tuple[int, tuple[Any, ...]]]:  # fmt: skip
-        """Each shard's part as SampleBatch's fields (``series`` None unless
-        ``with_series``)."""
+    def _layout(self, shard_of_series: np.ndarray, num_shards: int) -> tuple[np.ndarray, ...]:
+        """Where each series and sample goes when split per shard: the shard of each series,
+        series per shard, the series in shard order, each series' index within its shard,
+        the samples in shard order, samples per shard, and the shards with series (two
+        stable radix sorts on 16-bit shard numbers)."""
         of: np.ndarray = np.asarray(
             shard_of_series, np.int16 if num_shards <= 1 << 15 else np.int64
         )
@@ -154,8 +168,17 @@ class SampleBatch:
         sample_shard = of[self.sidx]
         order = np.argsort(sample_shard, kind="stable")
         n_count = np.bincount(sample_shard, minlength=num_shards)
+        return of, s_count, s_order, rank, order, n_count, np.flatnonzero(s_count)
+
+    def _parts(self, shard_of_series: np.ndarray, num_shards: int, with_series: bool
+               ) -> Iterator[tuple[int, tuple[Any, ...]]]:  # fmt: skip
+        """Each shard's part as SampleBatch's fields (``series`` None unless
+        ``with_series``)."""
+        of, s_count, s_order, rank, order, n_count, shards = self._layout(
+            shard_of_series, num_shards
+        )
+        s_start = np.cumsum(s_count) - s_count
         bounds = np.concatenate(([0], np.cumsum(n_count))).tolist()
-        shards = np.flatnonzero(s_count)
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
         at = s_order.tolist()
         series = pick(self.series, at) if with_series else None
@@ -175,10 +198,13 @@ class SampleBatch:
 
     # --- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """msgpack header, then one LZ4 block of the columns and the series' part keys
-        (see docs/architecture.md, "Log record format")."""
-        return _record_bytes(self.sidx, self.ts, self.vals, _part_keys(self.series, self.pks),
-                             self.types, self.exemplars)  # fmt: skip
+        """msgpack header, then the columns and the series' part keys (LZ4-compressed; see
+        docs/architecture.md, "Log record format")."""
+        pk_arena, pk_start, pk_end = _pk_arena(self.series, self.pks)
+        ex = self.exemplars if self.exemplars is not None and len(self.exemplars) else None
+        return _records(self.sidx, self.ts, self.vals, pk_arena, pk_start, pk_end,
+                        _bounds([len(pk_start)]), _bounds([len(self.ts)]), self.types,
+                        None if ex is None else [ex])[0]  # fmt: skip
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> SampleBatch:
@@ -227,47 +253,62 @@ def _part_keys(series: Sequence[Labels] | None, pks: Sequence[bytes] | None) -> 
     return _encoded(series)[0]
 
 
-def _record_bytes(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pks: Sequence[bytes],
-                  types: dict[str, str], exemplars: Exemplars | None) -> bytes:  # fmt: skip
-    """A version 3 log record (:meth:`SampleBatch.to_bytes`)."""
-    if isinstance(pks, PartKeys):  # a door's arena: gathered in one copy
-        blob, lens = pks.blob(), pks.end - pks.start
+def _pk_arena(series: Sequence[Labels] | None, pks: Sequence[bytes] | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """A batch's part keys as an arena and where each starts and ends (int64)."""
+    if isinstance(pks, PartKeys):  # a door's arena: as it is
+        return (pks.arena, np.asarray(pks.start, np.int64), np.asarray(pks.end, np.int64))
+    from filodb.model.xxh64 import arena  # numba: not loaded for the CLI's sake
+
+    data, ends = arena(_part_keys(series, pks))
+    return data, ends - np.diff(ends, prepend=0), ends
+
+
+def _bounds(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+
+
+def _records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pk_arena: np.ndarray,
+             pk_start: np.ndarray, pk_end: np.ndarray, s_bounds: np.ndarray,
+             n_bounds: np.ndarray, types: dict[str, str],
+             exemplars: Sequence[Exemplars | None] | None) -> list[bytes]:  # fmt: skip
+    """Version 4 records (:mod:`filodb.model.recordpack`): record ``r`` holds samples
+    ``n_bounds[r]:n_bounds[r+1]`` and series ``s_bounds[r]:s_bounds[r+1]``; ``types`` go in
+    every record's header, ``exemplars[r]`` (when there) in record ``r``'s. Payloads are
+    LZ4-compressed where that makes them smaller."""
+    from filodb.model.libc import MEMCPY  # numba: not loaded for the CLI's sake
+    from filodb.model.recordpack import C_AT, HEAD, LZ4_LIBRARY_MIN, write_records
+
+    k = len(s_bounds) - 1
+    head = msgpack.packb("types") + msgpack.packb(types) if types else b""
+    if exemplars is None:
+        extra, x_bounds = head * k, np.arange(k + 1, dtype=np.int64) * len(head)
+        x_count = np.full(k, 1 if head else 0, np.int64)
     else:
-        blob, lens = b"".join(pks), np.fromiter(map(len, pks), np.int64, len(pks))
-    payload = record_payload(sidx, ts, vals, lens, blob)
-    header = {"v": BATCH_FORMAT_VERSION, "n": len(ts), "s": len(pks), "z": len(payload),
-              "types": types}  # fmt: skip
-    if exemplars is not None and len(exemplars):
-        header["x"] = exemplars.to_wire()  # optional: older readers skip it
-    h = msgpack.packb(header)
-    return b"".join([len(h).to_bytes(4, "little"), h,
-                     bytes(cramjam.lz4.compress_block(payload.data))])  # fmt: skip
-
-
-def record_payload(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, lens: np.ndarray,
-                   blob: bytes) -> np.ndarray:  # fmt: skip
-    """A version 3 record's payload before compression: sidx and ts as differences from the
-    previous sample's, the values' bytes in 8 planes (byte 0 of every value, then byte 1, ...),
-    each part key's length, the part keys. The differences, lengths and planes are what
-    make LZ4 take a live record to about zstd's size: a live record's sidx counts up by one
-    (its differences repeat), part-key ends only grow (their lengths repeat), and a column of
-    doubles shares its high bytes."""
-    n, s = len(ts), len(lens)
-    buf = np.empty(20 * n + 4 * s + len(blob), np.uint8)
-    _deltas(sidx, buf[: 4 * n].view("<i4"))
-    _deltas(ts, buf[4 * n : 12 * n].view("<i8"))
-    buf[12 * n : 20 * n].reshape(8, n)[...] = (
-        vals.astype("<f8", copy=False).view(np.uint8).reshape(n, 8).T
-    )
-    buf[20 * n : 20 * n + 4 * s].view("<u4")[...] = lens
-    buf[20 * n + 4 * s :] = np.frombuffer(blob, np.uint8)
-    return buf
-
-
-def _deltas(a: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = a[i] - a[i - 1]`` (``out[0] = a[0]``), wrapping in ``out``'s type."""
-    out[:1] = a[:1]
-    np.subtract(a[1:], a[:-1], out=out[1:], casting="unsafe")
+        parts = [head + (b"" if x is None or not len(x) else
+                         msgpack.packb("x") + msgpack.packb(x.to_wire())) for x in exemplars]  # fmt: skip
+        extra, x_bounds = b"".join(parts), _bounds([len(p) for p in parts])
+        x_count = np.array([(1 if head else 0) + (len(p) > len(head)) for p in parts], np.int64)
+    buf, ends = write_records(np.asarray(sidx, np.int32), np.asarray(ts, np.int64),
+                              np.ascontiguousarray(vals, np.float64), pk_arena, pk_start, pk_end,
+                              s_bounds, n_bounds, np.frombuffer(extra, np.uint8), x_bounds,
+                              x_count, LZ4_LIBRARY_MIN, MEMCPY)  # fmt: skip
+    bounds = [0, *ends.tolist()]
+    payload = np.diff(bounds) - 4 - HEAD - np.diff(x_bounds)
+    big = payload >= LZ4_LIBRARY_MIN
+    if not big.any():
+        data = buf.tobytes()
+        return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    mv = memoryview(buf.data)
+    out = [bytes(mv[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    for r in np.flatnonzero(big).tolist():
+        hl = 4 + HEAD + int(x_bounds[r + 1] - x_bounds[r])
+        block = cramjam.lz4.compress_block(mv[bounds[r] + hl : bounds[r + 1]])  # size first
+        if len(block) < payload[r]:
+            head = bytearray(mv[bounds[r] : bounds[r] + hl])
+            head[4 + C_AT] = 1
+            out[r] = b"".join([head, block])
+    return out
 
 
 # Part key and key by label set (the writers' side).

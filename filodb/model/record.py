@@ -4,7 +4,7 @@ shard knows touches no label set (no Python step per series: the shard finds the
 with one numba call, :mod:`filodb.memstore.keytable`). Label sets are decoded (and checked)
 only for part keys the shard does not hold.
 
-:func:`read_record` reads versions 1, 2 and 3 (docs/architecture.md, "Log record format";
+:func:`read_record` reads versions 1 to 4, :func:`read_records` many at once (docs/architecture.md, "Log record format";
 :meth:`SampleBatch.to_bytes <filodb.model.batch.SampleBatch.to_bytes>` writes them);
 :meth:`RecordBatch.concat` joins the records of one read with numpy.
 """
@@ -21,7 +21,9 @@ import numpy as np
 from filodb.errors import BadInputError
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
+from filodb.model.libc import MEMCPY
 from filodb.model.partkey import labels_of, part_key
+from filodb.model.recordpack import decode_records
 from filodb.model.xxh64 import arena, xxh64_many
 
 MAX_PAYLOAD = 256 << 20  # a record's uncompressed payload (records hold <= 200 000 samples)
@@ -113,8 +115,43 @@ class RecordBatch:
         )
 
 
+def read_records(records: Sequence[bytes]) -> tuple[RecordBatch, list[int]]:
+    """Log records as one :class:`RecordBatch` (as :meth:`RecordBatch.concat` of their
+    :func:`read_record`), and the indexes of the malformed ones (left out). Version 4 records
+    with no header entry past the fixed ones (what a door writes but for metadata types and
+    exemplars) are read by one numba call over all of them
+    (:func:`~filodb.model.recordpack.decode_records`); the others one at a time."""
+    if not records:
+        return RecordBatch.empty(), []
+    lens = np.fromiter(map(len, records), np.int64, len(records))
+    ok, n_ends, s_ends, sidx, ts, vals, pk_data, pk_ends = decode_records(
+        np.frombuffer(b"".join(records), np.uint8), lens, MEMCPY
+    )
+    if ok.all():
+        return RecordBatch(pk_data, pk_ends, sidx, ts, vals), []
+    parts: list[RecordBatch] = []
+    bad: list[int] = []
+    # runs of records the kernel read, and the others one by one, in log order
+    edges = np.flatnonzero(np.diff(ok.astype(np.int8), prepend=2, append=2)).tolist()
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if ok[a]:  # the run's slice of the columns, its series numbered from 0
+            n0, n1 = (int(n_ends[a - 1]) if a else 0), int(n_ends[b - 1])
+            s0, s1 = (int(s_ends[a - 1]) if a else 0), int(s_ends[b - 1])
+            p0 = int(pk_ends[s0 - 1]) if s0 else 0
+            parts.append(RecordBatch(pk_data[p0 : int(pk_ends[s1 - 1]) if s1 else 0],
+                                     pk_ends[s0:s1] - p0, sidx[n0:n1] - s0, ts[n0:n1],
+                                     vals[n0:n1]))  # fmt: skip
+            continue
+        for i in range(a, b):
+            try:
+                parts.append(read_record(records[i]))
+            except BadInputError:
+                bad.append(i)
+    return RecordBatch.concat(parts), bad
+
+
 def read_record(data: bytes | memoryview) -> RecordBatch:
-    """A log record (version 1, 2 or 3) as a :class:`RecordBatch`; :class:`BadInputError` on a
+    """A log record (version 1 to 4) as a :class:`RecordBatch`; :class:`BadInputError` on a
     malformed one (part keys are checked when decoded: :meth:`RecordBatch.labels`)."""
     mv = memoryview(data)
     series = None
@@ -122,14 +159,19 @@ def read_record(data: bytes | memoryview) -> RecordBatch:
         hlen = int.from_bytes(mv[:4], "little")
         header = msgpack.unpackb(mv[4 : 4 + hlen], raw=False, use_list=False)
         version = header.get("v")
-        if version not in (1, 2, 3):
+        if version not in (1, 2, 3, 4):
             raise BadInputError(f"unknown batch format version {version!r}")
         n = int(header["n"])
         pos = 4 + hlen
-        if version == 3:
-            sidx, ts, vals, pk_data, pk_ends = _columns_v3(
-                _payload_lz4(mv[pos:], int(header["z"])), n, int(header["s"])
-            )
+        if version >= 3:
+            z = int(header["z"])
+            if version == 3 or header["c"]:
+                payload = _payload_lz4(mv[pos:], z)
+            elif mv.nbytes - pos != z:
+                raise BadInputError("malformed sample batch: payload size does not match")
+            else:
+                payload = mv[pos:]
+            sidx, ts, vals, pk_data, pk_ends = _columns_v3(payload, n, int(header["s"]))
         else:
             if version == 2:
                 mv, pos = _payload(mv[pos:], int(header["z"])), 0
@@ -175,7 +217,7 @@ def _part_keys(mv: memoryview, pos: int, pk_ends: np.ndarray, ascending: bool = 
 def _columns_v3(
     mv: memoryview, n: int, ns: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A version 3 payload's columns (see :func:`~filodb.model.batch.record_payload`)."""
+    """A version 3 payload's columns (see :mod:`~filodb.model.recordpack`)."""
     if n < 0 or ns < 0 or 20 * n + 4 * ns > mv.nbytes:
         raise BadInputError("malformed sample batch: columns larger than the record")
     sidx = np.cumsum(np.frombuffer(mv, "<i4", n, 0), dtype=np.int32)

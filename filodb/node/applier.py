@@ -16,7 +16,7 @@ from collections.abc import Callable
 from filodb.errors import BadInputError
 from filodb.ingest.base import Log
 from filodb.memstore.shard import TimeSeriesShard
-from filodb.model.record import RecordBatch, read_record
+from filodb.model.record import RecordBatch, read_record, read_records
 from filodb.model.tombstone import Tombstone, is_tombstone
 from filodb.node.flush import delete_stored
 from filodb.store.base import ColumnStore, MetaStore
@@ -61,38 +61,45 @@ class LogApplier:
             total += len(data)
             self._offsets.append(off)
             self._totals.append(total)
-        pending: list[tuple[int, RecordBatch]] = []  # past every checkpoint: one ingest for all
+        pending: list[tuple[int, bytes]] = []  # past every checkpoint: one ingest for all
         for off, data in records:
             if is_tombstone(data):  # in log order: the records before it are applied first
                 self._ingest(pending)
                 self._delete(off, data)
-                continue
-            try:
-                batch = read_record(data)
-            except BadInputError:
+            elif off <= self.covered:  # recovery: some groups' samples are in the store
                 self._ingest(pending)
-                self._malformed(off)
-                continue
-            if off <= self.covered:  # recovery: some groups' samples are in the store
-                self._ingest(pending)
-                self._ingest_one(off, batch, self.checkpoints)
+                try:
+                    batch = read_record(data)
+                except BadInputError:
+                    self._malformed(off)
+                else:
+                    self._ingest_one(off, batch, self.checkpoints)
             else:
-                pending.append((off, batch))
+                pending.append((off, data))
         self._ingest(pending)
 
-    def _ingest(self, pending: list[tuple[int, RecordBatch]]) -> None:
-        """Ingest the records gathered since the last call as one batch (a record's fixed
-        costs, paid once: with many shards a body makes many small records). A record with a
+    def _ingest(self, pending: list[tuple[int, bytes]]) -> None:
+        """Read the records gathered since the last call at once (:func:`read_records`) and
+        ingest them as one batch (a record's fixed costs, paid once: with many shards a body
+        makes many small records); malformed ones are counted and skipped. A record with a
         bad part key refuses the whole: then they go one by one, and that one is skipped."""
         if not pending:
             return
         last = pending[-1][0]
+        batch, bad = read_records([d for _, d in pending])
+        for i in bad:
+            self._count_malformed(pending[i][0])
         try:
-            self.ms.ingest(RecordBatch.concat([b for _, b in pending]), last)
+            self.ms.ingest(batch, last)
             self.offset = last
         except BadInputError:
-            for off, batch in pending:
-                self._ingest_one(off, batch)
+            for off, data in pending:
+                try:
+                    one = read_record(data)
+                except BadInputError:
+                    self._malformed(off, counted=True)
+                else:
+                    self._ingest_one(off, one)
         pending.clear()
 
     def _ingest_one(self, off: int, batch: RecordBatch,
@@ -103,9 +110,13 @@ class LogApplier:
         except BadInputError:
             self._malformed(off)
 
-    def _malformed(self, off: int) -> None:
+    def _count_malformed(self, off: int) -> None:
         self.malformed += 1
         log.warning("skipping malformed record %s/%s@%s", self.ms.dataset, self.ms.shard, off)
+
+    def _malformed(self, off: int, counted: bool = False) -> None:
+        if not counted:
+            self._count_malformed(off)
         self.ms.ingest(RecordBatch.empty(), off)  # the offset moves on
         self.offset = off
 

@@ -37,6 +37,13 @@ BLOCK_MS = 500  # how long an idle read waits for records
 # paid once) and there are fewer reads (~70 us of CPU each). Adds at most this to the time
 # until a sample is queryable; an idle log is read at once.
 GATHER_S = 0.01
+# A pass over hundreds of shards has a fixed cost a shard (a decode and an ingest call, ~20 us)
+# even when each has one small record; so reads begin at least GATHER_GROWTH times the last
+# pass's length apart (up to GATHER_MAX_S): the reader then spends at most about half its
+# time on those fixed costs, each shard's batch grows with the load instead, and a sample waits
+# at most about a pass longer.
+GATHER_GROWTH = 2.0
+GATHER_MAX_S = 0.1
 PROGRESS_EVERY_S = 1.0
 REFRESH_S = 30.0  # stats of a shard whose offset did not move are rewritten this often
 RETRY_S = 1.0  # pause after a failed read
@@ -169,7 +176,8 @@ class NodeReader:
                     log.exception("log reader pass failed: %s", e)
                 self._stop.wait(RETRY_S)
                 continue
-            rest = self.gather_s - (self.clock() - began)
+            took = self.clock() - began
+            rest = max(self.gather_s, min(GATHER_GROWTH * took, GATHER_MAX_S)) - took
             if gather and rest > 0:
                 self._pause(rest)
 

@@ -76,16 +76,21 @@ def test_malformed_records_raise_bad_input(data: bytes) -> None:
 
 
 def reencode(raw: bytes, edit: Callable[[dict, bytearray], None]) -> bytes:
-    """A version 3 record with its header and payload changed by ``edit``."""
+    """A version 4 record with its header and payload changed by ``edit`` (its payload
+    compressed or not, as it was)."""
     import cramjam
     import msgpack
 
     hlen = int.from_bytes(raw[:4], "little")
     header = msgpack.unpackb(raw[4 : 4 + hlen])
-    payload = bytearray(cramjam.lz4.decompress_block(raw[4 + hlen :]))
+    assert header["v"] == 4
+    lz4 = header["c"]
+    body = raw[4 + hlen :]
+    payload = bytearray(cramjam.lz4.decompress_block(body) if lz4 else body)
     edit(header, payload)
     h = msgpack.packb(header)
-    return len(h).to_bytes(4, "little") + h + bytes(cramjam.lz4.compress_block(bytes(payload)))
+    out = bytes(cramjam.lz4.compress_block(bytes(payload))) if lz4 else bytes(payload)
+    return len(h).to_bytes(4, "little") + h + out
 
 
 def test_out_of_range_series_index_is_rejected() -> None:

@@ -268,3 +268,37 @@ def test_a_read_that_found_records_gathers_the_next_ones_unless_backlogged(
 
 def _assert(ok: bool) -> None:
     assert ok
+
+
+@pytest.mark.parametrize(("cost", "want"), [(0.004, 0.006), (0.03, 0.03), (0.08, 0.02)])
+def test_a_long_pass_spaces_the_next_reads_out(redis_url: str, cost: float, want: float) -> None:
+    """Reads begin ``GATHER_GROWTH`` times the last pass apart (at least ``gather_s``, at most
+    ``GATHER_MAX_S``): a pass that took ``cost`` (on the injected clock) is followed by a pause
+    of the rest."""
+    lg = RedisStreamsLog(redis_url)
+    now = [0.0]
+    pauses: list[float] = []
+
+    class Slow(_Shard):
+        def apply(self, records: list[tuple[int, bytes]]) -> None:
+            now[0] += cost
+            super().apply(records)
+
+    def pause(s: float) -> None:
+        pauses.append(s)
+        now[0] += s
+        if len(pauses) < 3:
+            lg.append_many("ds", {0: [_record(0, len(pauses))]})
+
+    ing = Slow()
+    rd = NodeReader(lg, _NoMap(), block_ms=50, gather_s=0.01, clock=lambda: now[0],  # type: ignore[arg-type]
+                    pause=pause)  # fmt: skip
+    try:
+        lg.append_many("ds", {0: [_record(0, 0)]})
+        rd.follow(ing)  # type: ignore[arg-type]
+        eventually(lambda: _assert(len(pauses) >= 3), timeout=20, interval=0.02)
+    finally:
+        rd.stop()
+        lg.close()
+    assert reader_mod.GATHER_GROWTH == 2.0 and reader_mod.GATHER_MAX_S == 0.1
+    assert pauses[:3] == pytest.approx([want] * 3)
