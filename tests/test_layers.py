@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "auth": {"errors"},
     "redisproc": {"errors"},
     "procmem": set(),
+    "numbacache": set(),
     "exposition": {"errors"},
     "model": {"errors"},
     "encoding": {"errors", "model"},
