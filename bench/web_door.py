@@ -11,7 +11,9 @@ The first scrape is sent to warm the caches (every series known, as for a steady
 the others; the figures cover those: ``web_cpu_ms_per_body`` (user + system CPU of every web
 process, from ``/proc/<pid>/stat``, over the bodies acknowledged: what the HTTP path costs
 beside the door's own work, which ``bench/door.py`` measures in process),
-``worker_cpu_ms_per_body`` the same for the worker nodes, and ``web_ack_samples_per_s``. No
+``worker_cpu_ms_per_body`` the same for the worker nodes, ``other_cpu_ms_per_body`` for the
+rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this process's
+sending threads (``requests``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
 peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
 """
 
@@ -59,9 +61,10 @@ def run(door: str, a: argparse.Namespace, workdir: Path) -> None:
         path, headers = _URLS[door]
         post_all(up.url + path, warm, headers)
         web, workers = up.pids("filodb web"), up.pids("filodb worker")
-        w0, k0 = cpu_s(web), cpu_s(workers)
+        rest = [p for p in up.pids("") if p not in web and p not in workers]
+        w0, k0, r0, c0 = cpu_s(web), cpu_s(workers), cpu_s(rest), cpu_s([os.getpid()])
         took = post_all(up.url + path, timed, headers)
-        w1, k1 = cpu_s(web), cpu_s(workers)
+        w1, k1, r1, c1 = cpu_s(web), cpu_s(workers), cpu_s(rest), cpu_s([os.getpid()])
     finally:
         up.stop()
     ctx = {"door": door, "series": a.series, "bodies": n_bodies, "senders": a.senders,
@@ -69,6 +72,9 @@ def run(door: str, a: argparse.Namespace, workdir: Path) -> None:
            "up_args": " ".join(a.up_arg)}  # fmt: skip
     emit("web_cpu_ms_per_body", 1000 * (w1 - w0) / n_bodies, "ms", **ctx)
     emit("worker_cpu_ms_per_body", 1000 * (k1 - k0) / n_bodies, "ms", **ctx)
+    emit("other_cpu_ms_per_body", 1000 * (r1 - r0) / n_bodies, "ms", what="redis, supervisor",
+         **ctx)  # fmt: skip
+    emit("client_cpu_ms_per_body", 1000 * (c1 - c0) / n_bodies, "ms", what="bench client", **ctx)
     emit("web_ack_samples_per_s", n_samples / took, "samples/s", **ctx)
 
 
