@@ -4,6 +4,7 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``.
 
     python bench/web_door.py                              # 10 000 series, 20 scrapes, 4 senders
     python bench/web_door.py --only influx_http --up-arg=--web-processes=2
+    python bench/web_door.py --wsgi                       # in process: lean path vs Flask
 
 A fresh ``filodb up`` per door; ``bench/door.py``'s live-shape bodies (one sample per series,
 2000 series a body, dealt to ``--senders`` keep-alive connections), encoded before timing.
@@ -15,15 +16,23 @@ beside the door's own work, which ``bench/door.py`` measures in process),
 rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this process's
 sending threads (``requests``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
 peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
+
+``--wsgi``: no HTTP server; the web app is called in process (real Redis, the bodies above),
+once through the lean ingestion path (:mod:`filodb.web.ingest_wsgi`) and once through the
+Flask app behind it, alternately, best of ``--repeat`` passes: ``wsgi_cpu_ms_per_body`` (the
+calling thread's CPU) for each, the difference being what Flask's request machinery costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +41,9 @@ from ingest import RW_HEADERS, post_all  # noqa: E402
 from store import emit  # noqa: E402
 
 from filodb.testing.cluster import UpProcess  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _URLS = {"remote_write": ("/api/v1/write", RW_HEADERS),
          "influx_http": ("/write?db=prometheus", {"Content-Type": "text/plain"})}  # fmt: skip
@@ -78,6 +90,45 @@ def run(door: str, a: argparse.Namespace, workdir: Path) -> None:
     emit("web_ack_samples_per_s", n_samples / took, "samples/s", **ctx)
 
 
+def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
+    from werkzeug.test import EnvironBuilder
+
+    from filodb.config import Config
+    from filodb.redisproc import start_redis
+    from filodb.web import create_app
+
+    data = [b for p in sender_bodies(door, a.series, a.per_body, a.senders, 2) for b in p]
+    path, headers = _URLS[door]
+    route, _, query = path.partition("?")
+    envs = [EnvironBuilder(path=route, query_string=query, method="POST", data=b,
+                           headers=headers).get_environ() for b in data]  # fmt: skip
+    rp = start_redis(workdir / f"redis-{door}")
+    try:
+        app = create_app(Config(redis_url=rp.url))
+        app.extensions["filodb"].shard_map.create_dataset("prometheus", a.shards, 1)
+        lean = app.wsgi_app
+        paths: dict[str, Callable] = {"lean": lean, "flask": lean.flask_wsgi}  # type: ignore[attr-defined]
+
+        def one_pass(wsgi: Callable) -> float:
+            t = time.thread_time()
+            status: list[str] = []
+            for env, body in zip(envs, data, strict=True):
+                env = {**env, "wsgi.input": io.BytesIO(body)}
+                b"".join(wsgi(env, lambda s, h, *_: status.append(s)))
+            assert all(s.startswith("204") for s in status), status
+            return (time.thread_time() - t) / len(data)
+
+        best = {name: min(one_pass(w) for _ in range(2)) for name, w in paths.items()}  # warm
+        for _ in range(a.repeat):
+            for name, w in paths.items():
+                best[name] = min(best[name], one_pass(w))
+    finally:
+        rp.stop()
+    for name, secs in best.items():
+        emit("wsgi_cpu_ms_per_body", 1000 * secs, "ms", door=door, path=name, bodies=len(data),
+             series=a.series, shards=a.shards, repeat=a.repeat)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--series", type=int, default=10_000)
@@ -87,10 +138,12 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--only", choices=list(_URLS), action="append")
     ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
+    ap.add_argument("--wsgi", action="store_true", help="in process: lean path vs Flask")
+    ap.add_argument("--repeat", type=int, default=7, help="passes of --wsgi (best counts)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="web-door-") as tmp:
         for door in a.only or list(_URLS):
-            run(door, a, Path(tmp))
+            (run_wsgi if a.wsgi else run)(door, a, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,10 @@ class LeanIngest:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.flask_wsgi(environ, start_response)
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        try:  # as werkzeug decodes it: WSGI's latin-1 string holds the path's UTF-8 bytes
+            path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        except UnicodeError:
+            return self.flask_wsgi(environ, start_response)
         hit = match(path)
         if hit is None:
             return self.flask_wsgi(environ, start_response)
