@@ -66,20 +66,28 @@ class _Log:
         return {}
 
 
-def bodies(door: str, n_series: int, per_body: int, senders: int, samples: int) -> list[bytes]:
+def sender_bodies(door: str, n_series: int, per_body: int, senders: int,
+                  samples: int) -> list[list[bytes]]:  # fmt: skip
+    """The live shape's bodies of each sender, in sending order."""
     series, vals = workload(n_series, samples)
     pre = line_prefixes(series, False) if door == "influx_http" else []
     out = []
     for i in range(senders):
         group = np.arange(i, len(series), senders)
+        mine = []
         for idx, a, b in body_plan(group, samples, "live"):
             for k in range(0, len(idx), per_body):
                 part = idx[k : k + per_body]
                 if door == "remote_write":
-                    out.append(rw_body(series, vals, part, a, b, 1_700_000_000_000, 15_000))
+                    mine.append(rw_body(series, vals, part, a, b, 1_700_000_000_000, 15_000))
                 else:
-                    out.append(line_body(pre, vals, part, a, b, 1_700_000_000_000, 15_000, False))
+                    mine.append(line_body(pre, vals, part, a, b, 1_700_000_000_000, 15_000, False))
+        out.append(mine)
     return out
+
+
+def bodies(door: str, n_series: int, per_body: int, senders: int, samples: int) -> list[bytes]:
+    return [b for part in sender_bodies(door, n_series, per_body, senders, samples) for b in part]
 
 
 def decoder(door: str) -> Callable[[bytes], SampleBatch]:

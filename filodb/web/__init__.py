@@ -21,7 +21,7 @@ def create_app(cfg: Config, services: Services | None = None, metrics_dir: str |
     :mod:`filodb.web.processes`).
 
     A bad auth file (``cfg.auth_file``) raises :class:`~filodb.errors.BadInputError`."""
-    from filodb.web import auth, ingest, metrics, processes, query_limits
+    from filodb.web import auth, ingest, ingest_wsgi, metrics, processes, query_limits
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -36,6 +36,7 @@ def create_app(cfg: Config, services: Services | None = None, metrics_dir: str |
     for bp in blueprints():
         app.register_blueprint(bp)
     auth.init_app(app, cfg)  # after the blueprints: it checks every route has a rule
+    ingest_wsgi.wrap(app, cfg)  # the ingestion routes' lean path, in front of Flask
     return app
 
 

@@ -128,23 +128,38 @@ def _guard() -> None:
     """Raise :class:`AuthError` (401) or :class:`ForbiddenError` (403) unless allowed."""
     st: AuthState = current_app.extensions[EXTENSION]
     rule = RULES.get(request.endpoint or "", LISTING)  # no such route: a token, then 404
+
+    def dataset() -> str | None:
+        view_args = request.view_args or {}
+        return view_args.get("dataset") or (rule.dataset_arg and request.args.get(rule.dataset_arg))
+
+    grant = check(st, rule, lambda: request.headers.get("Authorization"), dataset)
+    if grant is not None:
+        g.filodb_grant = grant
+
+
+def check(st: AuthState, rule: Rule, authorization: Callable[[], str | None],
+          dataset: Callable[[], str | None]) -> Grant | None:  # fmt: skip
+    """The caller's grant when ``rule`` lets it through (None: no token needed), else raise
+    :class:`AuthError` (401) or :class:`ForbiddenError` (403). ``authorization`` gives the
+    ``Authorization`` header, ``dataset`` the route's dataset (None: the default one); both
+    are asked only when needed. The Flask hook and the lean ingestion path
+    (:mod:`filodb.web.ingest_wsgi`) both decide here."""
     if rule is OPEN or st.policy is None or (not st.everywhere and rule is not _ADMIN):
-        return
-    token = credentials(request.headers.get("Authorization"))
+        return None
+    token = credentials(authorization())
     if token is None:
         raise AuthError("this route needs a token: send 'Authorization: Bearer <token>' "
                         "or HTTP basic auth with the token as the password")  # fmt: skip
     grant = st.policy.find(token)
     if grant is None:
         raise AuthError("unknown token")
-    g.filodb_grant = grant
     if rule.scope is None:
-        return
-    view_args = request.view_args or {}
-    ds = view_args.get("dataset") or (rule.dataset_arg and request.args.get(rule.dataset_arg))
-    ds = ds or st.default_dataset
+        return grant
+    ds = dataset() or st.default_dataset
     if not grant.allows(rule.scope, ds):
         raise ForbiddenError(f"token {grant.name!r} has no {rule.scope} scope on dataset {ds!r}")
+    return grant
 
 
 def readable() -> Callable[[str], bool]:

@@ -30,38 +30,48 @@ def error_response(error_type: str, message: str, status: int):
     return resp
 
 
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(FiloError)
-    def _filo(e: FiloError):
-        resp = error_response(e.error_type, str(e), e.http_status)
+def error_parts(e: BaseException) -> tuple[str, str, int, dict[str, str]]:
+    """What an error answers: (errorType, message, HTTP status, extra headers). The one
+    mapping of errors to answers, for the Flask handlers and the lean ingestion path
+    (:mod:`filodb.web.ingest_wsgi`); logs what it maps to 5xx."""
+    if isinstance(e, FiloError):
+        headers = {}
         if isinstance(e, AuthError):
-            resp.headers["WWW-Authenticate"] = CHALLENGE
+            headers["WWW-Authenticate"] = CHALLENGE
         if isinstance(e, RateLimitedError):
-            resp.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after_s)))
-        return resp
-
-    @app.errorhandler(HTTPException)
-    def _http(e: HTTPException):
+            headers["Retry-After"] = str(max(1, math.ceil(e.retry_after_s)))
+        return e.error_type, str(e), e.http_status, headers
+    if isinstance(e, HTTPException):
         kind = "bad_data" if (e.code or 500) < 500 else "internal"
         if e.code == 404:
             kind = "not_found"
-        return error_response(kind, e.description or e.name, e.code or 500)
-
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
-    @app.errorhandler(kombu.exceptions.OperationalError)
-    def _unavailable(e: Exception):
+        return kind, e.description or e.name, e.code or 500, {}
+    if isinstance(e, _UNAVAILABLE):
         log.warning("backend unavailable: %s", e)
-        return error_response("unavailable", f"cluster state or log unavailable, retry: {e}", 503)
+        return "unavailable", f"cluster state or log unavailable, retry: {e}", 503, {}
+    if isinstance(e, redis.exceptions.ResponseError) and any(
+        tag in str(e) for tag in _CANNOT_WRITE_NOW
+    ):  # e.g. its disk is full: retry
+        log.warning("backend refuses writes: %s", e)
+        return "unavailable", f"log cannot take writes now, retry: {e}", 503, {}
+    log.exception("unhandled error", exc_info=e)
+    return "internal", f"{type(e).__name__}: {e}", 500, {}
 
-    @app.errorhandler(redis.exceptions.ResponseError)
-    def _refused(e: Exception):
-        if any(tag in str(e) for tag in _CANNOT_WRITE_NOW):  # e.g. its disk is full: retry
-            log.warning("backend refuses writes: %s", e)
-            return error_response("unavailable", f"log cannot take writes now, retry: {e}", 503)
-        return _other(e)
 
-    @app.errorhandler(Exception)
-    def _other(e: Exception):
-        log.exception("unhandled error")
-        return error_response("internal", f"{type(e).__name__}: {e}", 500)
+_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                kombu.exceptions.OperationalError)  # fmt: skip
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error class below answers through :func:`error_parts` (Flask picks the handler
+    of the most specific class)."""
+
+    def _answer(e: Exception):
+        kind, message, status, headers = error_parts(e)
+        resp = error_response(kind, message, status)
+        resp.headers.update(headers)
+        return resp
+
+    for cls in (FiloError, HTTPException, *_UNAVAILABLE, redis.exceptions.ResponseError,
+                Exception):  # fmt: skip
+        app.register_error_handler(cls, _answer)

@@ -11,6 +11,8 @@ reported (400 listing them when any).
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request
 
 from filodb.errors import BadInputError
 from filodb.gateway import influx
@@ -43,34 +45,44 @@ def _door(name: str) -> IngestDoor:
     return current_app.extensions[EXTENSION][name]
 
 
-def _body() -> bytes:
-    limit = services().cfg.max_body_bytes
-    data = request.get_data(cache=False)
-    return gunzip_if_needed(data, request.headers.get("Content-Encoding"), limit)
+def read_body(req: Request, limit: int) -> bytes:
+    """The body of ``req``, at most ``limit`` bytes: werkzeug answers 413 when the
+    Content-Length says more, but cuts a body of unknown length (chunked, which waitress
+    dechunks and marks ``wsgi.input_terminated``) at the limit silently; such a body is
+    refused whole (413), not written in part."""
+    data = req.get_data(cache=False)
+    if len(data) >= limit and req.environ.get("wsgi.input_terminated"):
+        if req.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return data
 
 
-@bp.post("/api/v1/write")
-@bp.post("/promql/<dataset>/api/v1/write")
-def remote_write(dataset: str | None = None) -> Response:
-    door = _door("remote_write")
+def write_remote(door: IngestDoor, body: bytes, dataset: str, limit: int) -> None:
+    """Decode a remote-write ``body`` (at most ``limit`` bytes decompressed) and write it to
+    ``dataset``; a body that does not decode is counted and raised before anything is
+    written."""
     try:
-        batch, meta = decode_write_request_full(
-            request.get_data(cache=False), services().cfg.max_body_bytes
-        )
+        batch, meta = decode_write_request_full(body, limit)
     except BadInputError as e:
         door.reject_request(e)
         raise
-    door.write(dataset or services().cfg.dataset, batch, meta)
-    return Response(status=204)
+    door.write(dataset, batch, meta)
 
 
-def _influx(dataset: str) -> Response:
-    precision = request.args.get("precision", "ns") or "ns"
+def influx_precision(arg: str | None) -> str:
+    """The ``precision`` query parameter as :func:`parse_lines` names it (400 when unknown)."""
+    precision = arg or "ns"
     if precision not in _PRECISIONS:
         raise BadInputError(f"invalid precision {precision!r} (use ns, u, ms, s, m or h)")
-    precision = {"n": "ns", "µ": "us"}.get(precision, precision)
-    parsed = parse_lines(_body(), precision=precision, now_ms=now_ms())
-    door = _door("influx_http")
+    return {"n": "ns", "µ": "us"}.get(precision, precision)
+
+
+def write_influx(door: IngestDoor, body: bytes, encoding: str | None, precision: str,
+                 dataset: str, limit: int) -> None:  # fmt: skip
+    """Write the good lines of a line-protocol ``body`` (gzip when ``encoding`` says so) to
+    ``dataset``; 400 listing the bad ones, after the good ones were written."""
+    parsed = parse_lines(gunzip_if_needed(body, encoding, limit), precision=precision,
+                         now_ms=now_ms())  # fmt: skip
     door.write(dataset, parsed.batch)
     door.reject_samples("malformed_line", len(parsed.errors))
     if parsed.errors:
@@ -79,6 +91,22 @@ def _influx(dataset: str) -> Response:
         raise BadInputError(
             f"{len(parsed.errors)} malformed line(s) rejected, {len(parsed.batch)} samples written: {shown}{more}"
         )
+
+
+@bp.post("/api/v1/write")
+@bp.post("/promql/<dataset>/api/v1/write")
+def remote_write(dataset: str | None = None) -> Response:
+    cfg = services().cfg
+    write_remote(_door("remote_write"), read_body(request, cfg.max_body_bytes),
+                 dataset or cfg.dataset, cfg.max_body_bytes)  # fmt: skip
+    return Response(status=204)
+
+
+def _influx(dataset: str) -> Response:
+    precision = influx_precision(request.args.get("precision"))
+    body = read_body(request, services().cfg.max_body_bytes)
+    write_influx(_door("influx_http"), body, request.headers.get("Content-Encoding"), precision,
+                 dataset, services().cfg.max_body_bytes)  # fmt: skip
     return Response(status=204)
 
 

@@ -1,0 +1,150 @@
+"""HTTP door benchmark: CPU the web process of ``filodb up`` spends per ingestion body.
+
+Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``.
+
+    python bench/web_door.py                              # 10 000 series, 20 scrapes, 4 senders
+    python bench/web_door.py --only influx_http --up-arg=--web-processes=2
+    python bench/web_door.py --wsgi                       # in process: lean path vs Flask
+
+A fresh ``filodb up`` per door; ``bench/door.py``'s live-shape bodies (one sample per series,
+2000 series a body, dealt to ``--senders`` keep-alive connections), encoded before timing.
+The first scrape is sent to warm the caches (every series known, as for a steady sender), then
+the others; the figures cover those: ``web_cpu_ms_per_body`` (user + system CPU of every web
+process, from ``/proc/<pid>/stat``, over the bodies acknowledged: what the HTTP path costs
+beside the door's own work, which ``bench/door.py`` measures in process),
+``worker_cpu_ms_per_body`` the same for the worker nodes, ``other_cpu_ms_per_body`` for the
+rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this process's
+sending threads (``requests``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
+peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
+
+``--wsgi``: no HTTP server; the web app is called in process (real Redis, the bodies above),
+once through the lean ingestion path (:mod:`filodb.web.ingest_wsgi`) and once through the
+Flask app behind it, alternately, best of ``--repeat`` passes: ``wsgi_cpu_ms_per_body`` (the
+calling thread's CPU) for each, the difference being what Flask's request machinery costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from door import sender_bodies  # noqa: E402
+from ingest import RW_HEADERS, post_all  # noqa: E402
+from store import emit  # noqa: E402
+
+from filodb.testing.cluster import UpProcess  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_URLS = {"remote_write": ("/api/v1/write", RW_HEADERS),
+         "influx_http": ("/write?db=prometheus", {"Content-Type": "text/plain"})}  # fmt: skip
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` (fields 14 and 15 of /proc/<pid>/stat)."""
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def run(door: str, a: argparse.Namespace, workdir: Path) -> None:
+    parts = sender_bodies(door, a.series, a.per_body, a.senders, a.samples)
+    per_scrape = -(-a.series // a.senders // a.per_body)  # bodies of one scrape of a sender
+    warm = [p[:per_scrape] for p in parts]
+    timed = [p[per_scrape:] for p in parts]
+    n_bodies = sum(map(len, timed))
+    n_samples = a.series * (a.samples - 1)
+    up = UpProcess(workdir / f"filodb-{door}", shards=a.shards, extra=list(a.up_arg),
+                   env={"FILODB_INFLUX_PORT": "0", "FILODB_GRAPHITE_PORT": "0"}).start()  # fmt: skip
+    try:
+        path, headers = _URLS[door]
+        post_all(up.url + path, warm, headers)
+        web, workers = up.pids("filodb web"), up.pids("filodb worker")
+        rest = [p for p in up.pids("") if p not in web and p not in workers]
+        w0, k0, r0, c0 = cpu_s(web), cpu_s(workers), cpu_s(rest), cpu_s([os.getpid()])
+        took = post_all(up.url + path, timed, headers)
+        w1, k1, r1, c1 = cpu_s(web), cpu_s(workers), cpu_s(rest), cpu_s([os.getpid()])
+    finally:
+        up.stop()
+    ctx = {"door": door, "series": a.series, "bodies": n_bodies, "senders": a.senders,
+           "per_body": a.per_body, "shards": a.shards, "web_processes": len(web),
+           "up_args": " ".join(a.up_arg)}  # fmt: skip
+    emit("web_cpu_ms_per_body", 1000 * (w1 - w0) / n_bodies, "ms", **ctx)
+    emit("worker_cpu_ms_per_body", 1000 * (k1 - k0) / n_bodies, "ms", **ctx)
+    emit("other_cpu_ms_per_body", 1000 * (r1 - r0) / n_bodies, "ms", what="redis, supervisor",
+         **ctx)  # fmt: skip
+    emit("client_cpu_ms_per_body", 1000 * (c1 - c0) / n_bodies, "ms", what="bench client", **ctx)
+    emit("web_ack_samples_per_s", n_samples / took, "samples/s", **ctx)
+
+
+def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
+    from werkzeug.test import EnvironBuilder
+
+    from filodb.config import Config
+    from filodb.redisproc import start_redis
+    from filodb.web import create_app
+
+    data = [b for p in sender_bodies(door, a.series, a.per_body, a.senders, 2) for b in p]
+    path, headers = _URLS[door]
+    route, _, query = path.partition("?")
+    envs = [EnvironBuilder(path=route, query_string=query, method="POST", data=b,
+                           headers=headers).get_environ() for b in data]  # fmt: skip
+    rp = start_redis(workdir / f"redis-{door}")
+    try:
+        app = create_app(Config(redis_url=rp.url))
+        app.extensions["filodb"].shard_map.create_dataset("prometheus", a.shards, 1)
+        lean = app.wsgi_app
+        paths: dict[str, Callable] = {"lean": lean, "flask": lean.flask_wsgi}  # type: ignore[attr-defined]
+
+        def one_pass(wsgi: Callable) -> float:
+            t = time.thread_time()
+            status: list[str] = []
+            for env, body in zip(envs, data, strict=True):
+                env = {**env, "wsgi.input": io.BytesIO(body)}
+                b"".join(wsgi(env, lambda s, h, *_: status.append(s)))
+            assert all(s.startswith("204") for s in status), status
+            return (time.thread_time() - t) / len(data)
+
+        best = {name: min(one_pass(w) for _ in range(2)) for name, w in paths.items()}  # warm
+        for _ in range(a.repeat):
+            for name, w in paths.items():
+                best[name] = min(best[name], one_pass(w))
+    finally:
+        rp.stop()
+    for name, secs in best.items():
+        emit("wsgi_cpu_ms_per_body", 1000 * secs, "ms", door=door, path=name, bodies=len(data),
+             series=a.series, shards=a.shards, repeat=a.repeat)  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--samples", type=int, default=20, help="scrapes; the first one warms")
+    ap.add_argument("--per-body", type=int, default=2000)
+    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--only", choices=list(_URLS), action="append")
+    ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
+    ap.add_argument("--wsgi", action="store_true", help="in process: lean path vs Flask")
+    ap.add_argument("--repeat", type=int, default=7, help="passes of --wsgi (best counts)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="web-door-") as tmp:
+        for door in a.only or list(_URLS):
+            (run_wsgi if a.wsgi else run)(door, a, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The lean path of the ingestion routes: a WSGI dispatcher in front of the Flask app.
+
+A remote-write or Influx body is the web tier's busiest request (hundreds a second under a
+live load) and its cheapest to answer: decode, write, 204. Flask's request machinery (request
+context, URL adapter, before/after hooks, response object) cost about a tenth of the web
+process's time per body, so :class:`LeanIngest` answers ``POST`` on the ingestion routes
+itself and hands every other request to Flask untouched.
+
+It keeps what those routes do under Flask, through the same code: who may call them is
+:data:`filodb.web.auth.RULES`'s rule of the route's endpoint, decided by
+:func:`filodb.web.auth.check`; the body is read by werkzeug's request (``MAX_CONTENT_LENGTH``:
+413, chunked bodies); the work is :mod:`filodb.web.ingest`'s; errors answer
+:func:`filodb.web.errors.error_parts`'s JSON shape, status and headers; every answer is
+counted in ``filodb_http_requests{route,method,code}`` under the Flask rule's name. A path
+that is not exactly one of :data:`ROUTES` (a trailing slash, ``//``, another method) goes
+to Flask, which answers it as before. :func:`wrap` checks at start that Flask routes each of
+these paths to the same endpoint, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
+
+from filodb.config import Config
+from filodb.web import auth, ingest
+from filodb.web.errors import error_parts
+from filodb.web.metrics import EXTENSION as METRICS
+from filodb.web.metrics import WebMetrics
+
+StartResponse = Callable[..., Any]
+
+# Flask rule -> its endpoint, for the routes answered here
+ROUTES = {
+    "/api/v1/write": "ingest.remote_write",
+    "/promql/<dataset>/api/v1/write": "ingest.remote_write",
+    "/influx/<dataset>/write": "ingest.influx_write",
+    "/write": "ingest.influx_v1_write",
+    "/api/v2/write": "ingest.influx_v2_write",
+}
+_NO_CONTENT = (
+    "204 " + HTTP_STATUS_CODES[204].upper(),
+    [("Content-Type", "text/html; charset=utf-8")],
+)  # as Flask answers it
+
+
+def match(path: str) -> tuple[str, str | None] | None:
+    """The Flask rule ``path`` matches among :data:`ROUTES` and its ``<dataset>``, or None."""
+    if path in ROUTES:
+        return path, None
+    parts = path.split("/")
+    if (
+        len(parts) == 6
+        and parts[1] == "promql"
+        and parts[2]
+        and parts[3:] == ["api", "v1", "write"]
+    ):
+        return "/promql/<dataset>/api/v1/write", parts[2]
+    if len(parts) == 4 and parts[1] == "influx" and parts[2] and parts[3] == "write":
+        return "/influx/<dataset>/write", parts[2]
+    return None
+
+
+class LeanIngest:
+    """WSGI app: the ingestion routes answered here, everything else by ``flask_wsgi``."""
+
+    def __init__(self, app: Flask, flask_wsgi: Callable[..., Any], cfg: Config) -> None:
+        self.flask_wsgi = flask_wsgi
+        self.cfg = cfg
+        self.doors = app.extensions[ingest.EXTENSION]
+        self.auth: auth.AuthState = app.extensions[auth.EXTENSION]
+        self.metrics: WebMetrics | None = app.extensions.get(METRICS)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.flask_wsgi(environ, start_response)
+        try:  # as werkzeug decodes it: WSGI's latin-1 string holds the path's UTF-8 bytes
+            path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        except UnicodeError:
+            return self.flask_wsgi(environ, start_response)
+        hit = match(path)
+        if hit is None:
+            return self.flask_wsgi(environ, start_response)
+        rule, dataset = hit
+        try:
+            self._serve(Request(environ), ROUTES[rule], dataset)
+            status, headers, body = *_NO_CONTENT, b""
+        except Exception as e:  # noqa: BLE001 - every error answers its JSON shape, as in Flask
+            kind, message, code, extra = error_parts(e)
+            body = json.dumps({"status": "error", "errorType": kind, "error": message},
+                              separators=(",", ":")).encode() + b"\n"  # fmt: skip
+            status = f"{code} {HTTP_STATUS_CODES.get(code, 'UNKNOWN').upper()}"
+            headers = [("Content-Type", "application/json"),
+                       ("Content-Length", str(len(body))), *extra.items()]  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.answered(rule, "POST", int(status[:3]), None, None)
+        start_response(status, headers)
+        return [body] if body else []
+
+    def _serve(self, req: Request, endpoint: str, dataset: str | None) -> None:
+        """Check the caller, read the body, write it (raises what Flask's view would)."""
+        rule = auth.RULES[endpoint]
+        if dataset is None and rule.dataset_arg:
+            dataset = req.args.get(rule.dataset_arg) or None
+        auth.check(self.auth, rule, lambda: req.headers.get("Authorization"), lambda: dataset)
+        req.max_content_length = limit = self.cfg.max_body_bytes
+        dataset = dataset or self.cfg.dataset
+        if endpoint == "ingest.remote_write":
+            ingest.write_remote(self.doors["remote_write"], ingest.read_body(req, limit),
+                                dataset, limit)  # fmt: skip
+            return
+        precision = ingest.influx_precision(req.args.get("precision"))
+        ingest.write_influx(self.doors["influx_http"], ingest.read_body(req, limit),
+                            req.headers.get("Content-Encoding"), precision, dataset, limit)  # fmt: skip
+
+
+def wrap(app: Flask, cfg: Config) -> None:
+    """Put :class:`LeanIngest` in front of ``app``'s WSGI app (after every blueprint and
+    extension is set up); raises when Flask would route one of :data:`ROUTES` elsewhere."""
+    have = {(r.rule, r.endpoint) for r in app.url_map.iter_rules() if "POST" in (r.methods or ())}
+    missing = sorted(set(ROUTES.items()) - have)
+    if missing:
+        raise RuntimeError(f"lean ingestion routes Flask does not serve: {missing}")
+    app.wsgi_app = LeanIngest(app, app.wsgi_app, cfg)  # type: ignore[method-assign]
