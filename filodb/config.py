@@ -69,6 +69,9 @@ class Config:
     # host:port a node takes the web tier's direct leaf connections on (tasks/direct.py; port
     # 0: a free one, advertised in the node registry); empty: leaf requests go by Redis only
     leaf_listen: str = "127.0.0.1:0"
+    # what a direct leaf connection proves it knows (HMAC); empty: filodb:cluster_secret in
+    # Redis, made on first use (filodb.shards.secret)
+    cluster_secret: str = ""
     recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)
