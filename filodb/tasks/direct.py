@@ -68,13 +68,30 @@ def frame(payload: bytes) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
 
-def reply_frames(reply_id: str, msgs: list[bytes]) -> bytes:
-    """The frames of ``msgs``, each tagged with ``reply_id``, as one buffer."""
+def reply_frames(reply_id: str, msgs: list[bytes]) -> list[bytes]:
+    """The frames of ``msgs``, each tagged with ``reply_id``, as the buffers to send in turn
+    (:func:`send_all`: a large answer is not copied to be framed)."""
     rid = reply_id.encode()
     if len(rid) > 255:
         raise ValueError("reply id too long")
     tag = bytes([len(rid)]) + rid
-    return b"".join(x for m in msgs for x in (_LEN.pack(len(tag) + len(m)), tag, m))
+    return [x for m in msgs for x in (_LEN.pack(len(tag) + len(m)) + tag, m)]
+
+
+_IOV_MAX = 512  # buffers per sendmsg (Linux takes 1024)
+
+
+def send_all(sock: socket.socket, parts: list[bytes]) -> None:
+    """``sock.sendall`` of the buffers one after another, without joining them (sendmsg)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    i = 0
+    while i < len(views):
+        n = sock.sendmsg(views[i : i + _IOV_MAX])
+        while n and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
+        if n:
+            views[i] = views[i][n:]
 
 
 def parse_reply(payload: bytes | bytearray) -> tuple[str, memoryview]:
@@ -205,7 +222,7 @@ class Listener:
             data = reply_frames(reply_id, msgs)
             try:
                 with lock:
-                    conn.sendall(data)
+                    send_all(conn, data)
             except OSError:
                 closed.set()
                 _close(conn)

@@ -24,7 +24,7 @@ _DTYPES = {"<i8", "<i4", "<f8", "|b1", "<u8"}
 
 def pack(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
     """One message: ``header`` (msgpack-able) and arrays as raw frames."""
-    frames = []
+    frames: list[Any] = []  # numpy byte views (buffers)
     specs = []
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -33,7 +33,7 @@ def pack(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
         if code not in _DTYPES:
             raise TypeError(f"dtype {code} not allowed on the wire")
         specs.append([code, int(a.size), list(a.shape)])
-        frames.append(a.astype(dt, copy=False).tobytes())
+        frames.append(a.astype(dt, copy=False).reshape(-1).view(np.uint8))  # joined uncopied
     h = msgpack.packb({"h": header, "a": specs})
     return b"".join([len(h).to_bytes(4, "little"), h, *frames])
 

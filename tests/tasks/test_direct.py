@@ -205,3 +205,24 @@ def test_a_silent_caller_is_closed_after_the_auth_timeout() -> None:
 def test_a_listener_without_a_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         Listener("n1", "127.0.0.1:0", lambda p, s: None, b"")
+
+
+def test_send_all_sends_every_buffer_in_order_through_partial_sends() -> None:
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # many partial sendmsg calls
+    parts = [bytes([i % 251]) * (i * 37 % 5000) for i in range(1500)]  # past one iovec batch
+    parts.append(bytes(range(256)) * 20_000)  # 5 MB
+    got = bytearray()
+
+    def read() -> None:
+        want = sum(map(len, parts))
+        while len(got) < want:
+            got.extend(b.recv(1 << 16))
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    direct.send_all(a, parts)
+    t.join(30)
+    assert bytes(got) == b"".join(parts)
+    a.close()
+    b.close()
