@@ -19,6 +19,12 @@ cache on and off), and the ingest rate of each system for the load. VictoriaMetr
     python bench/promql.py --series 10000,100000
     python bench/promql.py --quick               # 2 000 series x 1 h, under two minutes
     python bench/promql.py --floor               # only the per-query floor (about a minute)
+    python bench/promql.py --series 100000 --hours 1 --queries join_group_left --no-floor
+
+``query_p50_ms{query="large_answer"}``: every series at every step of the last 2 h
+(``{__name__=~"bench_.+"}``, 121 steps), outside the dashboard set (not in its median, its
+client runs nor its refreshes), with its ratio and ``answers_agree`` against the peers.
+``--queries a,b`` runs only the queries named (of the set and ``large_answer``).
 
 ``query_floor_ms``: the p50 of ``--floor-n`` trivial instant queries
 (``absent(nonexistent_metric)``) over HTTP on an empty database, per system (FiloDB with each
@@ -73,6 +79,11 @@ QUERIES = {  # the dashboard set
     "quantile_gauge": "quantile(0.5, bench_temp)",
     "sum_gauge": "sum(bench_machine_cpu_cores)",
 }  # fmt: skip
+# answers of every series at every step, outside the dashboard set (not in its median nor in
+# the client runs): 10 k series x 121 steps (the last 2 h at 60 s) at --series 10000, where the
+# time goes into writing the JSON and carrying the label sets
+LARGE = {"large_answer": '{__name__=~"bench_.+"}'}
+LARGE_SPAN_S = 7200
 LE = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
 PER_REQUEST_SAMPLES = 200_000
 
@@ -440,6 +451,19 @@ def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: 
                         )  # windows inside the data
                         ok = agree(answers[name], body, name.startswith("topk"), warm)
                         emit("answers_agree", float(ok), "bool", query=name, peer=system, **ctx)
+                for name, q in LARGE.items():
+                    lo = max(start_s, end_s - LARGE_SPAN_S)
+                    ms, body = time_query(base, q, lo, end_s, repeat, extra)
+                    lat[(system, name)] = ms
+                    emit("query_p50_ms", ms, "ms", query=name, steps=int((end_s - lo) // 60) + 1,
+                         answer_series=len(body["data"]["result"]), **sctx)  # fmt: skip
+                    if system == "filodb":
+                        answers[name] = body
+                    elif system == "prometheus":
+                        ok = agree(answers[name], body, False, lo)
+                        emit("answers_agree", float(ok), "bool", query=name, peer=system, **ctx)
+                if not QUERIES:
+                    continue
                 emit("dashboard_median_ms", statistics.median(lat[(system, q)] for q in QUERIES),
                      "ms", **sctx)  # fmt: skip
                 single: dict[str, float] = {}
@@ -462,9 +486,11 @@ def run_scale(n_series: int, hours: float, interval_s: int, repeat: int, peers: 
             finally:
                 stop()
     for peer in peers:
-        for name in QUERIES:
+        for name in [*QUERIES, *LARGE]:
             emit("query_p50_ratio", lat[("filodb", name)] / lat[(peer, name)], "filodb/peer",
                  peer=peer, query=name, **ctx)  # fmt: skip
+        if not QUERIES:
+            continue
         med = [statistics.median(lat[(sy, q)] for q in QUERIES) for sy in ("filodb", peer)]
         emit("dashboard_median_ratio", med[0] / med[1], "filodb/peer", peer=peer, **ctx)
         for c in clients:
@@ -496,7 +522,19 @@ def main() -> None:
         help="FiloDB's results cache for query_p50_ms and dashboard_qps "
         "(dashboard_refresh_ms is measured both ways)",
     )
+    ap.add_argument("--queries", default="",
+                    help="comma-separated names of the queries to run (default: the dashboard "
+                    f"set and {', '.join(LARGE)}); the others are left out everywhere")  # fmt: skip
+    ap.add_argument("--no-floor", action="store_true", help="skip query_floor_ms")
     a = ap.parse_args()
+    if a.queries:
+        keep = set(a.queries.split(","))
+        unknown = keep - QUERIES.keys() - LARGE.keys()
+        if unknown:
+            sys.exit(f"unknown queries: {sorted(unknown)}; known: {[*QUERIES, *LARGE]}")
+        for table in (QUERIES, LARGE):
+            for name in [n for n in table if n not in keep]:
+                del table[name]
     if a.quick:
         a.series, a.hours, a.repeat, a.floor_n, a.passes = "2000", 1.0, 3, 200, 1
     peers = [p for p in a.peers.split(",") if p]
@@ -505,7 +543,8 @@ def main() -> None:
             sys.exit(
                 f"{p} not found: apt-get install {'prometheus' if p == 'prometheus' else 'victoria-metrics'}"
             )
-    run_floor(a.floor_n, [int(w) for w in a.workers.split(",")], peers, a.up_arg)
+    if not a.no_floor:
+        run_floor(a.floor_n, [int(w) for w in a.workers.split(",")], peers, a.up_arg)
     if a.floor:
         return
     for n in (int(x) for x in a.series.split(",")):

@@ -69,6 +69,9 @@ class Config:
     # host:port a node takes the web tier's direct leaf connections on (tasks/direct.py; port
     # 0: a free one, advertised in the node registry); empty: leaf requests go by Redis only
     leaf_listen: str = "127.0.0.1:0"
+    # what a direct leaf connection proves it knows (HMAC); empty: filodb:cluster_secret in
+    # Redis, made on first use (filodb.shards.secret)
+    cluster_secret: str = ""
     recovery_threads: int = 4  # shards of a node recovering at once (the rest wait their turn)
     metrics_port: int = 0  # a worker's /metrics port (0: a free port, listed by /admin/nodes)
     gateway_metrics_port: int = 0  # `filodb gateway`'s /metrics port (0: a free port; <0: off)
@@ -94,7 +97,9 @@ class Config:
     ooo_window: float = 0.0
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
-    decode_cache_mb: int = 64  # per node: decoded vectors of the chunks queries read (0: none)
+    # per node, at most: decoded vectors of the chunks queries read (0: none); the cache starts
+    # at 64 and grows while queries ask again for vectors it let go (memstore/decoded.py)
+    decode_cache_mb: int = 256
     max_exemplars: int = 100_000  # exemplars kept in memory per dataset, split across its shards
     query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
     query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached

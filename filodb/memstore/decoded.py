@@ -31,6 +31,8 @@ from filodb.memstore.chunks import Chunk, decode_chunks
 from filodb.model.cache import ByteBoundedCache
 
 _ENTRY_BYTES = 160  # the entry, the array object, and the key held beside the chunk's own
+START_BYTES = 64 << 20  # the budget a cache starts with (it grows from there up to its cap)
+GHOSTS_MAX = 1 << 18  # hashes of values vectors let go that are remembered (then forgotten)
 
 
 def _weight(a: np.ndarray) -> int:
@@ -38,17 +40,28 @@ def _weight(a: np.ndarray) -> int:
 
 
 class DecodedChunks:
-    """:func:`~filodb.memstore.chunks.decode_chunks` through a cache of ``max_bytes``."""
+    """:func:`~filodb.memstore.chunks.decode_chunks` through a cache of at most ``max_bytes``:
+    it starts with ``start_bytes`` (at most ``max_bytes``) and grows by what queries ask for
+    again soon after it let it go."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max(0, int(max_bytes))
+    def __init__(self, max_bytes: int, start_bytes: int = START_BYTES) -> None:
+        self.cap = max(0, int(max_bytes))
         # keys: (True, timestamps vector) or (False, values vector)
         self._cache: ByteBoundedCache[tuple[bool, bytes], np.ndarray] = ByteBoundedCache(
-            self.max_bytes, _weight
+            min(self.cap, max(0, int(start_bytes))), _weight, self._dropped
         )
         self.hits = 0
         self.misses = 0
+        self.grown = 0  # times the budget grew
+        # hashes of values vectors recently let go: dropped with an old generation, or decoded
+        # around the cache by a query bigger than a generation
+        self._ghosts: set[int] = set()
         self._lock = threading.Lock()
+
+    @property
+    def max_bytes(self) -> int:
+        """The budget now (grows up to ``cap``)."""
+        return self._cache.max_bytes
 
     @property
     def nbytes(self) -> int:
@@ -57,12 +70,40 @@ class DecodedChunks:
     def forget(self) -> None:
         with self._lock:
             self._cache.forget()
+            self._ghosts.clear()
+
+    def _dropped(self, old: dict[tuple[bool, bytes], np.ndarray]) -> None:
+        self._remember([k[1] for k in old if not k[0]])
+
+    def _remember(self, vectors: list[bytes]) -> None:
+        if len(self._ghosts) + len(vectors) > GHOSTS_MAX:
+            self._ghosts.clear()
+        self._ghosts.update(map(hash, vectors))
+
+    def _grow_to(self, want: int) -> None:
+        """Raise the budget towards ``want`` (never past ``cap``); under the lock."""
+        want = min(self.cap, want)
+        if want > self._cache.max_bytes:
+            self._cache.max_bytes = want
+            self.grown += 1
 
     def decode(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Timestamps and values of ``chunks`` concatenated, and ``offsets`` (one more entry)."""
-        rows = sum(c.count for c in chunks)
-        if not chunks or rows * 8 + len(chunks) * _ENTRY_BYTES > self.max_bytes // 2:
+        if not chunks:
             return decode_chunks(chunks)
+        need = sum(c.count for c in chunks) * 8 + len(chunks) * _ENTRY_BYTES
+        if need > self.max_bytes // 2:
+            if need > self.cap // 2:
+                return decode_chunks(chunks)  # a scan bigger than the cache would only churn it
+            vectors = [c.vals for c in chunks]
+            with self._lock:  # asked again soon after: grow so that it fits a generation
+                again = sum(map(self._ghosts.__contains__, map(hash, vectors)))
+                if 2 * again >= len(vectors):
+                    self._grow_to(2 * (need + need // 8))
+                else:
+                    self._remember(vectors)
+            if need > self.max_bytes // 2:
+                return decode_chunks(chunks)
         ts = self._column([(True, c.ts) for c in chunks], True)
         vals = self._column([(False, c.vals) for c in chunks], False)
         lens = np.fromiter(map(len, ts), np.int64, len(ts))
@@ -86,6 +127,11 @@ class DecodedChunks:
             for a in done.values():  # copies: a kept vector must not pin the whole batch
                 a.flags.writeable = False
             with self._lock:
+                if not is_ts and self._ghosts:  # let go, asked again: the budget was short
+                    ghosts = self._ghosts
+                    again = [a for k, a in done.items() if hash(k[1]) in ghosts]
+                    if again:
+                        self._grow_to(cache.max_bytes + 2 * sum(map(_weight, again)))
                 for k, a in done.items():
                     cache.put(k, a)
             for i in miss:

@@ -77,16 +77,19 @@ class ByteBoundedCache(BoundedCache[K, V]):
     """A :class:`BoundedCache` sized by the bytes of its values (``weigh(value)``) instead of
     their number: a generation turns old once its values weigh half of ``max_bytes``, so both
     together hold at most about ``max_bytes``. A value heavier than half is not cached;
-    ``max_bytes`` 0 caches nothing."""
+    ``max_bytes`` 0 caches nothing; it may be raised while in use. ``dropped``, when given, is
+    called with each old generation as it is dropped (under the caller's lock)."""
 
-    __slots__ = ("max_bytes", "weigh", "_young_bytes", "_old_bytes")
+    __slots__ = ("max_bytes", "weigh", "dropped", "_young_bytes", "_old_bytes")
 
-    def __init__(self, max_bytes: int, weigh: Callable[[V], int]) -> None:
+    def __init__(self, max_bytes: int, weigh: Callable[[V], int],
+                 dropped: Callable[[dict[K, V]], None] | None = None) -> None:  # fmt: skip
         super().__init__(1 << 62)  # the count never binds
         if max_bytes < 0:
             raise ValueError("max_bytes must be >= 0")
         self.max_bytes = max_bytes
         self.weigh = weigh
+        self.dropped = dropped
         self._young_bytes = 0
         self._old_bytes = 0
 
@@ -104,6 +107,8 @@ class ByteBoundedCache(BoundedCache[K, V]):
         if had is not None:
             self._young_bytes -= self.weigh(had)
         if self._young_bytes + w > half:
+            if self.dropped is not None and self._old:
+                self.dropped(self._old)
             self._old = dict(self)
             self._old_bytes = self._young_bytes
             self.clear()

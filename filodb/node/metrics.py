@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from filodb.config import Config
 from filodb.exposition import MetricsServer
 from filodb.ingest.base import Log
+from filodb.memstore.decoded import DecodedChunks
 from filodb.node.ingester import ShardIngester
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class NodeView(Protocol):
     ingesters: dict[tuple[str, int], ShardIngester]
     ingest_log: Log
     fenced_count: int
+    decoded: DecodedChunks  # the decoded-vector cache its shards share
 
 
 class NodeCollector(Collector):
@@ -131,9 +133,26 @@ class NodeCollector(Collector):
                                      "Times this node fenced itself (leases not renewed in time)")  # fmt: skip
         fenced.add_metric([], rt.fenced_count)
         yield fenced
+        yield from _decode_cache(rt.decoded)
         info = GaugeMetricFamily("filodb_worker_info", "This worker's node name", labels=["node"])
         info.add_metric([rt.name], 1)
         yield info
+
+
+def _decode_cache(dc: DecodedChunks) -> Iterator[Metric]:
+    """The node's decoded-vector cache: what it holds, its budget now, its lookups."""
+    held = GaugeMetricFamily("filodb_worker_decode_cache_bytes",
+                             "Bytes of decoded chunk vectors kept for the next query", dc.nbytes)  # fmt: skip
+    budget = GaugeMetricFamily("filodb_worker_decode_cache_budget_bytes",
+                               "The decoded-vector cache's budget now (grows up to "
+                               "decode_cache_mb when queries ask again for what it let go)",
+                               dc.max_bytes)  # fmt: skip
+    lookups = CounterMetricFamily("filodb_worker_decode_cache_lookups",
+                                  "Chunk vectors looked up in the decoded-vector cache, by result",
+                                  labels=["result"])  # fmt: skip
+    lookups.add_metric(["hit"], dc.hits)
+    lookups.add_metric(["miss"], dc.misses)
+    yield from (held, budget, lookups)
 
 
 def observe_flush(dataset: str, shard: int, seconds: float) -> None:

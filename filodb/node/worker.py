@@ -83,7 +83,8 @@ def run_worker(cfg: Config) -> None:
         rt = NodeRuntime(cfg, name, flushes.send, send_downsample=send_ds)
         flushes.rt = rt
         leaf = parts["leaf"] = LeafServer(rt, cfg.redis_url, name, cfg.worker_threads,
-                                          listen=cfg.leaf_listen).start()  # fmt: skip
+                                          listen=cfg.leaf_listen,
+                                          secret=cfg.cluster_secret).start()  # fmt: skip
         rt.advertise["leaf_addr"] = leaf.address  # the web tier's direct connections
         parts["rt"] = rt
         rt.start()

@@ -43,7 +43,7 @@ from typing import Any, cast
 import numpy as np
 
 from filodb.errors import ExecutionError, QueryTimeoutError
-from filodb.model.labels import METRIC_NAME, Labels
+from filodb.model.labels import METRIC_NAME, Labels, label_order
 from filodb.model.source import SeriesBlock, SeriesSource
 from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
@@ -146,7 +146,8 @@ class Engine:
                 continue
             p = v.present[i]
             series.append((v.labels[i], times[p], v.values[i][p]))
-        series.sort(key=lambda s: s[0])  # label sets are distinct: one order whatever the rows'
+        # label sets are distinct: one order whatever the rows'
+        series = [series[i] for i in label_order([s[0] for s in series])]
         return Result("matrix", series, warnings=self.warnings)
 
     @staticmethod

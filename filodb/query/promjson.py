@@ -97,32 +97,50 @@ def time_tokens(
     return chars[inv], lens[inv]
 
 
+@nb.njit(cache=True, nogil=True)
+def _scan_tokens(buf, n):  # type: ignore[no-untyped-def]
+    """The ``n`` comma-separated tokens of ``buf`` (orjson's numbers): each one's start, its
+    length without a trailing ``.0``, and whether it has an exponent."""
+    starts = np.empty(n, np.int64)
+    lens = np.empty(n, np.int64)
+    odd = np.zeros(n, np.bool_)
+    size = len(buf)
+    i = 0
+    for k in range(n):
+        s = i
+        while i < size and buf[i] != 44:  # ,
+            if buf[i] == 101:  # e
+                odd[k] = True
+            i += 1
+        ln = i - s
+        if ln >= 2 and buf[i - 1] == 48 and buf[i - 2] == 46:  # "x.0" -> "x"
+            ln -= 2
+        starts[k] = s
+        lens[k] = ln
+        i += 1
+    return starts, lens, odd
+
+
 def _value_text(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every value's text as Prometheus prints it, without a matrix: one byte buffer and each
-    value's start and length in it (orjson's digits, ``.0`` dropped; exponents, NaN and Inf
-    printed one by one and appended)."""
-    n = len(vals)
+    value's start and length in it (orjson's digits, ``.0`` dropped, in one kernel pass;
+    exponents, NaN and Inf printed one by one and appended)."""
     finite = np.isfinite(vals)
-    raw = orjson.dumps(np.where(finite, vals, 0.0), option=orjson.OPT_SERIALIZE_NUMPY)
+    all_finite = bool(finite.all())
+    raw = orjson.dumps(vals if all_finite else np.where(finite, vals, 0.0),
+                       option=orjson.OPT_SERIALIZE_NUMPY)  # fmt: skip
     buf = np.frombuffer(raw, np.uint8)[1:-1]
-    commas = np.flatnonzero(buf == _COMMA)
-    starts = np.concatenate(([0], commas + 1))
-    lens = np.concatenate((commas, [len(buf)])) - starts
-    ends = starts + lens
-    whole = (lens >= 2) & (buf[ends - 1] == _ZERO) & (buf[np.maximum(ends - 2, 0)] == _DOT)
-    lens = lens - 2 * whole
-    odd_mask = ~finite
-    odd_mask[np.searchsorted(starts, np.flatnonzero(buf == _E), "right") - 1] = True
+    starts, lens, odd_mask = _scan_tokens(buf, len(vals))
+    if not all_finite:
+        odd_mask |= ~finite
     odd = np.flatnonzero(odd_mask)
     if len(odd) == 0:
         return buf, starts, lens
     texts = [format_value(float(v)).encode() for v in vals[odd].tolist()]
     extra = np.frombuffer(b"".join(texts), np.uint8)
     tl = np.fromiter(map(len, texts), np.int64, len(texts))
-    starts = starts.copy()
     starts[odd] = len(buf) + np.concatenate(([0], np.cumsum(tl)[:-1]))
     lens[odd] = tl
-    assert n == len(starts)
     return np.concatenate((buf, extra)), starts, lens
 
 
@@ -242,14 +260,6 @@ def _write_series(ms, vbuf, vstart, vlen, counts, mbuf, moff, head, tail, end, o
 _FAST_MS = 10**13  # |t| below this (year 2286): three fraction digits are the shortest text
 
 
-@nb.njit(cache=True, nogil=True)
-def _time_lens(ms):  # type: ignore[no-untyped-def]
-    out = np.empty(len(ms), np.int64)
-    for i in range(len(ms)):
-        out[i] = _time_len(ms[i])
-    return out
-
-
 def _pairs_block(
     ts: np.ndarray, vals: np.ndarray, cache: dict[int, bytes]
 ) -> tuple[bytes, np.ndarray]:
@@ -317,14 +327,16 @@ def series_json(
     np.cumsum(np.fromiter(map(len, metas), np.int64, len(metas)), out=moff[1:])
     vbuf, vstart, vlen = _value_text(vals) if len(vals) else (np.zeros(0, np.uint8),) * 3
     vlen = np.asarray(vlen, np.int64)
-    size = (len(head) + len(mbuf) + int((_time_lens(ts) + vlen + 5).sum())
+    # at most: every time as long as the longest (sign and fraction included), then cut
+    time_max = _time_len(int(np.abs(ts).max())) + 5 if len(ts) else 0
+    size = (len(head) + len(mbuf) + len(ts) * (time_max + 5) + int(vlen.sum())
             + int(np.maximum(counts - 1, 0).sum()) + len(series) * (len(tail) + 1) - 1 + len(end))  # fmt: skip
     out = np.empty(size, np.uint8)
     wrote = _write_series(ts, vbuf, np.asarray(vstart, np.int64), vlen, counts, mbuf, moff,
                           np.frombuffer(head, np.uint8), np.frombuffer(tail, np.uint8),
                           np.frombuffer(end, np.uint8), out)  # fmt: skip
-    assert wrote == size
-    return out.tobytes()
+    assert wrote <= size
+    return out[:wrote].tobytes()
 
 
 SMALL_PAIRS = 16  # answers of at most this many pairs are written in plain Python

@@ -110,7 +110,8 @@ def parse_external_labels(text: str) -> Labels:
 def build_manager(cfg: Config, name: str = "") -> RuleManager:
     shard_map = ShardMapStore(cfg.redis_url)
     router = IngestRouter(shard_map, log_from_config(cfg))
-    client = ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map))
+    client = ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map),
+                         secret=cfg.cluster_secret)  # fmt: skip
     door = IngestDoor("rules", router, MetadataStore(cfg.redis_url), _Counts())
     store = RuleStateStore(cfg.redis_url)
 

@@ -12,8 +12,17 @@ request again on the node's list, :meth:`~filodb.tasks.fanout_state.FanoutState.
 Frames are ``u32 length (little-endian) | payload``, msgpack and :mod:`filodb.tasks.wire`
 only (nothing is unpickled):
 
-- node → client, once on accept: ``{"node": name}`` (msgpack); the client checks the name, so
-  an address reused by another node is never taken for the one it looked up;
+- node → client, once on accept: ``{"node": name, "nonce": 16 random bytes}`` (msgpack); the
+  client checks the name, so an address reused by another node is never taken for the one it
+  looked up;
+- client → node, once: ``{"auth": proof("caller", nonce), "nonce": 16 random bytes}``
+  (msgpack), where ``proof(role, nonce)`` is HMAC-SHA256 of the cluster's secret
+  (:mod:`filodb.shards.secret`) over ``"filodb-leaf" | role | node | nonce``. The node reads
+  this frame (at most ``MAX_AUTH`` bytes, within ``AUTH_TIMEOUT_S``) before any request and
+  closes a connection whose proof is missing or wrong;
+- node → client, once: ``{"auth": proof("node", the client's nonce)}``, so the caller knows
+  it talks to a node of its cluster. The secret never crosses the wire, a proof is good for
+  its one connection only, and the exchange happens once per connection, not per request;
 - client → node: a :class:`~filodb.tasks.rpc.LeafRequest` (``reply`` is the caller's id of the
   request);
 - node → client: ``u8 id length | reply id | one wire message`` (a receipt or an answer);
@@ -24,7 +33,10 @@ A request frame over ``MAX_REQUEST`` bytes, or one that does not unpack, closes 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import select
 import socket
 import struct
@@ -40,6 +52,8 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST = 16 << 20  # bytes of one request frame a node reads
 MAX_REPLY = 1 << 31  # bytes of one reply frame a client reads
+MAX_AUTH = 256  # bytes of the client's proof frame a node reads
+AUTH_TIMEOUT_S = 5.0  # a node waits this long for the proof, then closes the connection
 CONNECT_TIMEOUT_S = 1.0  # connecting and reading the hello
 RETRY_AFTER_S = 1.0  # a node that could not be reached is tried again after this
 SEND_TIMEOUT_S = 30  # a peer that reads nothing this long is dropped (SO_SNDTIMEO)
@@ -54,13 +68,30 @@ def frame(payload: bytes) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
 
-def reply_frames(reply_id: str, msgs: list[bytes]) -> bytes:
-    """The frames of ``msgs``, each tagged with ``reply_id``, as one buffer."""
+def reply_frames(reply_id: str, msgs: list[bytes]) -> list[bytes]:
+    """The frames of ``msgs``, each tagged with ``reply_id``, as the buffers to send in turn
+    (:func:`send_all`: a large answer is not copied to be framed)."""
     rid = reply_id.encode()
     if len(rid) > 255:
         raise ValueError("reply id too long")
     tag = bytes([len(rid)]) + rid
-    return b"".join(x for m in msgs for x in (_LEN.pack(len(tag) + len(m)), tag, m))
+    return [x for m in msgs for x in (_LEN.pack(len(tag) + len(m)) + tag, m)]
+
+
+_IOV_MAX = 512  # buffers per sendmsg (Linux takes 1024)
+
+
+def send_all(sock: socket.socket, parts: list[bytes]) -> None:
+    """``sock.sendall`` of the buffers one after another, without joining them (sendmsg)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    i = 0
+    while i < len(views):
+        n = sock.sendmsg(views[i : i + _IOV_MAX])
+        while n and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
+        if n:
+            views[i] = views[i][n:]
 
 
 def parse_reply(payload: bytes | bytearray) -> tuple[str, memoryview]:
@@ -70,6 +101,19 @@ def parse_reply(payload: bytes | bytearray) -> tuple[str, memoryview]:
         raise BadInputError("malformed reply frame")
     n = mv[0]
     return bytes(mv[1 : 1 + n]).decode(errors="replace"), mv[1 + n :]
+
+
+def proof(secret: bytes, role: bytes, node: str, nonce: bytes) -> bytes:
+    """What the ``role`` side (``b"caller"`` or ``b"node"``) of a connection to node ``node``
+    sends, answering the other side's ``nonce``."""
+    msg = b"filodb-leaf\0" + role + b"\0" + node.encode() + b"\0" + nonce
+    return hmac.new(secret, msg, hashlib.sha256).digest()
+
+
+def _nonce(msg: object) -> bytes | None:
+    """The nonce of a hello or proof frame (16 bytes or more), else None."""
+    got = msg.get("nonce") if isinstance(msg, dict) else None
+    return got if isinstance(got, bytes) and 16 <= len(got) <= 64 else None
 
 
 def _tune(sock: socket.socket) -> None:
@@ -111,12 +155,21 @@ def on_loopback(addr: str) -> bool:
 class Listener:
     """Accepts the web tier's connections for node ``node`` and hands each request frame to
     ``handle(payload, sink)`` on the connection's own thread (a cheap request is answered
-    right there, :meth:`~filodb.tasks.leaf.LeafServer.handle`)."""
+    right there, :meth:`~filodb.tasks.leaf.LeafServer.handle`), once the caller proved it
+    knows ``secret``."""
 
-    def __init__(self, node: str, listen: str, handle: Callable[[bytes, ReplySink], None]) -> None:
+    def __init__(
+        self, node: str, listen: str, handle: Callable[[bytes, ReplySink], None], secret: bytes,
+        auth_timeout_s: float = AUTH_TIMEOUT_S,
+    ) -> None:  # fmt: skip
+        if not secret:
+            raise ValueError("a leaf listener needs the cluster secret")
         host, port = parse_addr(listen)
         self.node = node
         self.handle = handle
+        self._secret = secret
+        self.auth_timeout_s = auth_timeout_s
+        self.refused = 0  # connections closed for a missing or wrong proof
         self._sock = socket.create_server((host, port), backlog=128)
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -124,7 +177,6 @@ class Listener:
         bound = self._sock.getsockname()
         adv = host if host not in ("0.0.0.0", "::", "") else HOSTNAME
         self.address = f"[{adv}]:{bound[1]}" if ":" in adv else f"{adv}:{bound[1]}"
-        self._hello = frame(msgpack.packb({"node": node}))
         self._thread = threading.Thread(target=self._accept_loop, name="leaf-accept", daemon=True)
 
     def start(self) -> Listener:
@@ -170,14 +222,16 @@ class Listener:
             data = reply_frames(reply_id, msgs)
             try:
                 with lock:
-                    conn.sendall(data)
+                    send_all(conn, data)
             except OSError:
                 closed.set()
                 _close(conn)
 
         try:
             _tune(conn)
-            conn.sendall(self._hello)
+            if not greet_caller(conn, self.node, self._secret, self.auth_timeout_s):
+                self.refused += 1
+                return
             while not self._stop.is_set():
                 n = _LEN.unpack(_read_exact(conn, 4))[0]
                 if n > MAX_REQUEST:
@@ -196,6 +250,38 @@ class Listener:
             with self._lock:
                 self._conns.discard(conn)
             _close(conn)
+
+
+def greet_caller(conn: socket.socket, node: str, secret: bytes, timeout_s: float) -> bool:
+    """The node's side of the handshake on an accepted ``conn``: greet it with a fresh nonce,
+    check its proof (nothing else is read first; False: refused) and answer with the node's."""
+    nonce = os.urandom(16)
+    conn.settimeout(timeout_s)
+    conn.sendall(frame(msgpack.packb({"node": node, "nonce": nonce})))
+    msg: object = None
+    try:
+        n = _LEN.unpack(_read_exact(conn, 4))[0]
+        if n <= MAX_AUTH:
+            msg = msgpack.unpackb(_read_exact(conn, n), raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException, TimeoutError):  # or silent
+        msg = None
+    got = msg.get("auth") if isinstance(msg, dict) else None
+    theirs = _nonce(msg)
+    want = proof(secret, b"caller", node, nonce)
+    if not isinstance(got, bytes) or not hmac.compare_digest(got, want) or theirs is None:
+        log.warning("leaf connection of node %s from %s: no valid proof of the cluster "
+                    "secret; closing", node, _peer(conn))  # fmt: skip
+        return False
+    conn.sendall(frame(msgpack.packb({"auth": proof(secret, b"node", node, theirs)})))
+    conn.settimeout(None)
+    return True
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername())
+    except OSError:
+        return "?"
 
 
 def _close(sock: socket.socket) -> None:
@@ -295,13 +381,16 @@ def wait_readable(links: list[Link], timeout_s: float) -> list[Link]:
 class Links:
     """The web tier's connections: one per node per thread, made on first use. ``address``
     gives a node's advertised ``host:port`` (None: it has none); a node that could not be
-    reached is not tried again for ``retry_after_s`` (its requests go through Redis)."""
+    reached is not tried again for ``retry_after_s`` (its requests go through Redis);
+    ``secret`` gives the cluster's secret, asked on each new connection (it may raise
+    :class:`ConnectionError`: Redis cannot say now)."""
 
     def __init__(
-        self, address: Callable[[str], str | None], retry_after_s: float = RETRY_AFTER_S,
-        clock: Callable[[], float] = time.monotonic,
+        self, address: Callable[[str], str | None], secret: Callable[[], bytes],
+        retry_after_s: float = RETRY_AFTER_S, clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.address = address
+        self.secret = secret
         self.retry_after_s = retry_after_s
         self.clock = clock
         self._local = threading.local()
@@ -330,7 +419,7 @@ class Links:
             return None
         try:
             link = self._connect(node, addr)
-        except (OSError, ConnectionError, BadInputError, ValueError) as e:
+        except (OSError, ConnectionError, BadInputError, ValueError, TypeError) as e:
             log.info("no direct connection to node %s at %s: %s", node, addr, e)
             self._failed[node] = self.clock()
             return None
@@ -346,6 +435,18 @@ class Links:
             hello = msgpack.unpackb(_read_exact(sock, min(n, 4096)), raw=False)
             if not isinstance(hello, dict) or hello.get("node") != node:
                 raise BadInputError(f"{addr} is not node {node}: {hello!r}")
+            nonce = _nonce(hello)
+            if nonce is None:
+                raise BadInputError(f"{addr}: a hello without a nonce")
+            secret, mine = self.secret(), os.urandom(16)
+            mac = proof(secret, b"caller", node, nonce)
+            sock.sendall(frame(msgpack.packb({"auth": mac, "nonce": mine})))
+            n = _LEN.unpack(_read_exact(sock, 4))[0]
+            ack = msgpack.unpackb(_read_exact(sock, min(n, MAX_AUTH)), raw=False)
+            got = ack.get("auth") if isinstance(ack, dict) else None
+            want = proof(secret, b"node", node, mine)
+            if not isinstance(got, bytes) or not hmac.compare_digest(got, want):
+                raise BadInputError(f"{addr}: node {node} does not prove the cluster secret")
             sock.settimeout(None)
         except BaseException:
             _close(sock)

@@ -37,6 +37,7 @@ from filodb.query.values import StepVector
 from filodb.shards.local_map import LocalShardMap
 from filodb.shards.nodes import node_info
 from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.secret import cluster_secret
 from filodb.shards.state import ShardState
 from filodb.tasks.direct import HOSTNAME, Link, Links, on_loopback, wait_readable
 from filodb.tasks.fanout_state import (
@@ -59,16 +60,29 @@ MIXED_POLL_S = 0.005
 class ShardClient:
     """Fan-out of leaf ops; thread-safe (Flask threads share one). With ``direct`` a request
     goes down this thread's connection to its node when the node advertises one
-    (:mod:`filodb.tasks.direct`), else onto the node's Redis list."""
+    (:mod:`filodb.tasks.direct`; ``secret``: the cluster's, else the one in Redis), else onto
+    the node's Redis list."""
 
     def __init__(self, shard_map: ShardMapStore, redis_url: str,
                  local_map: LocalShardMap | None = None,
-                 resend_after_s: float = RESEND_AFTER_S, direct: bool = True) -> None:  # fmt: skip
+                 resend_after_s: float = RESEND_AFTER_S, direct: bool = True,
+                 secret: str = "") -> None:  # fmt: skip
         self.shard_map = shard_map
         self.local_map = local_map
         self.resend_after_s = resend_after_s
         self._r = redis.Redis.from_url(redis_url, socket_timeout=None)
-        self.links = Links(self._leaf_addr) if direct else None
+        self._secret_conf = secret
+        self._secret = b""
+        self.links = Links(self._leaf_addr, self._cluster_secret) if direct else None
+
+    def _cluster_secret(self) -> bytes:
+        """The secret the nodes' direct ports ask for (``secret``, else Redis's: read once)."""
+        if not self._secret:
+            try:
+                self._secret = cluster_secret(self._r, self._secret_conf)
+            except redis.RedisError as e:
+                raise ConnectionError(f"no cluster secret: {e}") from e
+        return self._secret
 
     def _leaf_addr(self, node: str) -> str | None:
         """The address ``node`` takes direct requests on, from its registry entry (None: none,

@@ -56,6 +56,7 @@ from filodb.model.cardinality import CardinalityStats
 from filodb.model.labels import Labels, Matcher
 from filodb.model.source import SeriesSource, UnionSource
 from filodb.query.distributed import eval_local
+from filodb.shards.secret import cluster_secret
 from filodb.tasks.direct import Listener, ReplySink
 from filodb.tasks.rpc import LeafRequest, request_key
 from filodb.tasks.scheduler import (
@@ -270,11 +271,13 @@ class LeafServer:
     :class:`~filodb.tasks.scheduler.FairQueue`, ``threads`` runners take the pieces from it;
     ``clock`` is the wall clock in seconds that request deadlines are read against. With
     ``listen`` (``host:port``) it also takes requests on direct connections
-    (:mod:`filodb.tasks.direct`; ``address`` is then what the node advertises)."""
+    (:mod:`filodb.tasks.direct`; ``address`` is then what the node advertises), from callers
+    that know the cluster's secret (``secret``, else the one in Redis:
+    :mod:`filodb.shards.secret`)."""
 
     def __init__(
         self, runtime: NodeRuntime, redis_url: str, node: str, threads: int = 4,
-        clock: Callable[[], float] = time.time, listen: str = "",
+        clock: Callable[[], float] = time.time, listen: str = "", secret: str = "",
     ) -> None:  # fmt: skip
         self.runtime = runtime
         self.key = request_key(node)
@@ -285,8 +288,12 @@ class LeafServer:
         self._listener: Listener | None = None
         if listen:
             try:
-                self._listener = Listener(node, listen, self._handle_direct)
-            except OSError as e:  # e.g. the port is taken: the node serves through Redis only
+                key = cluster_secret(self._r, secret)
+                self._listener = Listener(node, listen, self._handle_direct, key)
+            except (
+                OSError,
+                redis.RedisError,
+            ) as e:  # e.g. the port is taken: the node serves through Redis only
                 log.warning("leaf server of %s cannot listen on %s: %s", node, listen, e)
         self.address = self._listener.address if self._listener else ""
         self._stop = threading.Event()
@@ -315,6 +322,10 @@ class LeafServer:
         self._receipts_wake_at = 0.0
         self._threads.append(threading.Thread(target=self._receipt_loop, name="leaf-receipts",
                                               daemon=True))  # fmt: skip
+
+    def refused(self) -> int:
+        """Direct connections refused for want of the cluster secret."""
+        return self._listener.refused if self._listener is not None else 0
 
     def start(self) -> LeafServer:
         for t in self._threads:
@@ -526,4 +537,7 @@ class LeafCollector(Collector):
                                      "Leaf requests that came on a direct connection from the web "
                                      "tier (the others came through Redis lists)",
                                      value=self.server.direct)  # fmt: skip
-        yield from (pieces, wait, reqs, direct)
+        refused = CounterMetricFamily("filodb_worker_leaf_direct_refused",
+                                      "Direct connections closed for a missing or wrong proof "
+                                      "of the cluster secret", value=self.server.refused())  # fmt: skip
+        yield from (pieces, wait, reqs, direct, refused)

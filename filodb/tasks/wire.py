@@ -8,6 +8,7 @@ from the wire and rejects any dtype it does not know.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -23,7 +24,7 @@ _DTYPES = {"<i8", "<i4", "<f8", "|b1", "<u8"}
 
 def pack(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
     """One message: ``header`` (msgpack-able) and arrays as raw frames."""
-    frames = []
+    frames: list[Any] = []  # numpy byte views (buffers)
     specs = []
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -32,7 +33,7 @@ def pack(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
         if code not in _DTYPES:
             raise TypeError(f"dtype {code} not allowed on the wire")
         specs.append([code, int(a.size), list(a.shape)])
-        frames.append(a.astype(dt, copy=False).tobytes())
+        frames.append(a.astype(dt, copy=False).reshape(-1).view(np.uint8))  # joined uncopied
     h = msgpack.packb({"h": header, "a": specs})
     return b"".join([len(h).to_bytes(4, "little"), h, *frames])
 
@@ -57,11 +58,12 @@ def unpack(data: bytes | memoryview) -> tuple[dict[str, Any], list[np.ndarray]]:
 
 
 def flat_labels(labels: list[Labels]) -> list[list[str]]:
-    return [[x for kv in lb for x in kv] for lb in labels]
+    return list(map(list, map(chain.from_iterable, labels)))
 
 
 def unflat_labels(flat: list[list[str]]) -> list[Labels]:
-    return [tuple((f[i], f[i + 1]) for i in range(0, len(f), 2)) for f in flat]
+    """Label sets from their flat lists (pairs by one ``zip`` over one iterator: C-level)."""
+    return [tuple(zip(it, it, strict=False)) for it in map(iter, flat)]
 
 
 def pack_block(block: SeriesBlock, extra: dict[str, Any] | None = None) -> bytes:

@@ -8,11 +8,12 @@ both go through the long-time-range planner (:mod:`filodb.web.downsampled`).
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 import filodb
 from filodb.errors import BadInputError, ParseError
@@ -49,7 +50,24 @@ def _success_result(res: Result, warnings: list[str], infos: list[str] | None = 
     if infos:
         tail += b',"infos":' + orjson.dumps(infos)
     body = res.to_prom_json_bytes(b'{"status":"success","data":', tail + b"}")
-    return Response(body, mimetype="application/json")
+    return json_body(body)
+
+
+SPOOLED_BYTES = 1 << 20  # waitress copies a body past this (its outbuf_overflow) to a file
+
+
+def json_body(body: bytes) -> Response:
+    """``body`` as the answer. A large one goes out through the server's ``wsgi.file_wrapper``
+    over the bytes themselves: waitress sends it from them instead of copying it into its
+    output buffer, which spools past 1 MB to a temporary file and reads it back (a 60 MB
+    answer's largest cost after writing it)."""
+    wrapper = request.environ.get("wsgi.file_wrapper")
+    if len(body) <= SPOOLED_BYTES or wrapper is None:
+        return Response(body, mimetype="application/json")
+    resp = Response(wrapper(io.BytesIO(body)), mimetype="application/json",
+                    direct_passthrough=True)  # fmt: skip
+    resp.content_length = len(body)
+    return resp
 
 
 def _dataset(dataset: str | None) -> str:

@@ -53,7 +53,9 @@ class Services:
             ingest_log=ingest_log,
             metadata=MetadataStore(cfg.redis_url),
             router=IngestRouter(shard_map, ingest_log),
-            client=ShardClient(shard_map, cfg.redis_url, LocalShardMap(shard_map)),
+            client=ShardClient(
+                shard_map, cfg.redis_url, LocalShardMap(shard_map), secret=cfg.cluster_secret
+            ),  # fmt: skip
             limits=LimitsStore(cfg.redis_url),
             results_cache=results_cache(cfg),
             rules=RuleStateStore(cfg.redis_url),

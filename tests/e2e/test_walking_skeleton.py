@@ -162,6 +162,22 @@ def test_status_health_nodes_buildinfo_and_page(up: UpProcess) -> None:
     assert out.returncode == 0 and out.stdout.count("Active") == 4
 
 
+def test_queries_take_the_direct_leaf_port_with_the_secret_made_in_redis(up: UpProcess) -> None:
+    def scrape() -> dict[str, float]:
+        (node,) = requests.get(up.url + "/admin/nodes", timeout=10).json()["data"]
+        text = requests.get(f"http://127.0.0.1:{node['metrics_port']}/metrics", timeout=10).text
+        return {k: float(v) for k, _, v in (ln.partition(" ") for ln in text.splitlines())
+                if k.startswith("filodb_worker_leaf_direct")}  # fmt: skip
+
+    before = scrape()
+    for _ in range(3):
+        _query(up.url, "vector(1) + count(up)", T0)
+    after = scrape()
+    got = after["filodb_worker_leaf_direct_requests_total"]
+    assert got >= before["filodb_worker_leaf_direct_requests_total"] + 3
+    assert after["filodb_worker_leaf_direct_refused_total"] == 0
+
+
 def test_worker_kill9_loses_nothing(up: UpProcess) -> None:
     batch = _counter_batch(20, 30, metric="kill_test_total")
     assert _write(up.url, batch).status_code == 204

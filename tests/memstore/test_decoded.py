@@ -94,3 +94,46 @@ def test_values_may_use_the_room_timestamps_leave() -> None:
     cache.decode(chunks)
     cache.decode(chunks)
     assert cache.hits == 80 and cache.nbytes <= 200_000
+
+
+def test_a_dashboard_bigger_than_the_start_budget_grows_it_until_a_pass_hits() -> None:
+    chunks = _chunks(120, 240, seed=1)  # values: 120 x (240 x 8 + 160) B = 250 kB
+    cache = DecodedChunks(4 << 20, start_bytes=128_000)
+    misses = []
+    for _ in range(6):  # a dashboard pass: queries of 10 series each, always the same
+        before = cache.misses
+        for a in range(0, len(chunks), 10):
+            _same(cache.decode(chunks[a : a + 10]), decode_chunks(chunks[a : a + 10]))
+        misses.append(cache.misses - before)
+    assert misses[0] >= 120 and misses[-1] == 0, misses  # first: every values vector
+    assert cache.grown > 0 and 250_000 < cache.max_bytes <= 4 << 20
+    assert cache.nbytes <= cache.max_bytes
+
+
+def test_a_scan_past_a_generation_asked_again_grows_the_budget_to_hold_it() -> None:
+    chunks = _chunks(100, 240, seed=2)  # 208 kB: past half of the 128 kB start
+    cache = DecodedChunks(4 << 20, start_bytes=128_000)
+    _same(cache.decode(chunks), decode_chunks(chunks))
+    assert (cache.hits, cache.misses, cache.max_bytes) == (0, 0, 128_000)  # once: around it
+    _same(cache.decode(chunks), decode_chunks(chunks))
+    assert cache.misses == 200 and cache.max_bytes >= 2 * 208_000  # again: kept
+    _same(cache.decode(chunks), decode_chunks(chunks))
+    assert cache.hits == 200 and cache.misses == 200
+
+
+def test_the_budget_never_grows_for_one_off_reads_nor_past_its_cap() -> None:
+    cache = DecodedChunks(4 << 20, start_bytes=128_000)
+    for seed in range(10):  # new chunks every time (a scan of data nobody reads twice)
+        cache.decode(_chunks(100, 240, seed=10 + seed))
+        for a in range(0, 100, 10):
+            cache.decode(_chunks(10, 240, seed=1000 + 100 * seed + a))
+    assert cache.max_bytes == 128_000 and cache.grown == 0
+    capped = DecodedChunks(300_000, start_bytes=128_000)
+    chunks = _chunks(100, 240, seed=3)  # 208 kB: past half the cap, never cached
+    for _ in range(3):
+        _same(capped.decode(chunks), decode_chunks(chunks))
+    assert capped.max_bytes == 128_000 and capped.nbytes == 0
+    for _ in range(6):  # the same 208 kB in pieces: grows, to the cap at most
+        for a in range(0, 100, 10):
+            capped.decode(chunks[a : a + 10])
+    assert 128_000 < capped.max_bytes <= 300_000 and capped.nbytes <= 300_000

@@ -100,6 +100,10 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     }
     assert m["filodb_worker_fenced_total"] == {(): 0.0}
     assert m["filodb_worker_info"] == {(("node", "n1"),): 1.0}
+    # the node's decoded-vector cache: its start budget (it grows only with queries)
+    assert m["filodb_worker_decode_cache_budget_bytes"] == {(): float(64 << 20)}
+    assert m["filodb_worker_decode_cache_lookups_total"] == {
+        (("result", "hit"),): 0.0, (("result", "miss"),): 0.0}  # fmt: skip
     assert all(v > 0 for v in per_shard(m, "filodb_worker_memory_bytes").values())
     assert sum(per_shard(m, "filodb_worker_exemplars_in_storage").values()) == 3
     assert sum(per_shard(m, "filodb_worker_exemplars_appended_total").values()) == 3

@@ -19,6 +19,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
 from filodb.shards.nodes import NODES_KEY
 from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.secret import cluster_secret
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.tasks import direct
 from filodb.tasks.fanout import ClusterSource, ShardClient
@@ -341,17 +342,39 @@ def test_an_address_reused_by_another_node_is_not_taken_for_it(
         mine.stop()
 
 
+def test_the_direct_port_serves_only_callers_with_the_cluster_secret(redis_url: str) -> None:
+    server = LeafServer(FakeNode({0: _shard(0)}), redis_url, "sec", 1, listen="127.0.0.1:0",
+                        secret="configured").start()  # fmt: skip
+    try:
+        _advertise(redis_url, "sec", server.address)
+        states = _states({0: "sec"})
+        # the secret in Redis is not the configured one: refused, the request goes by Redis
+        wrong = ShardClient(ShardMapStore(redis_url), redis_url, resend_after_s=60.0)
+        res = wrong.call("ds", [0], "label_names", LN, 10.0, states)
+        assert res.answers[0][0]["values"] == ["__name__", "shard"]
+        assert (server.direct, server.served, server.refused()) == (0, 1, 1)
+        right = ShardClient(ShardMapStore(redis_url), redis_url, secret="configured")
+        for _ in range(2):
+            res = right.call("ds", [0], "label_names", LN, 10.0, states)
+            assert res.answers[0][0]["values"] == ["__name__", "shard"]
+        assert (server.direct, server.served, server.refused()) == (2, 3, 1)
+        scraped = {s.name: s.value for m in LeafCollector(server).collect() for s in m.samples}
+        assert scraped["filodb_worker_leaf_direct_refused_total"] == 1
+    finally:
+        server.stop()
+
+
 class DyingListener:
     """A node's listener that takes one request and dies before answering it."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, key: bytes) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.got: list[LeafRequest] = []
 
         def serve() -> None:
             conn, _ = self.sock.accept()
-            conn.sendall(direct.frame(msgpack.packb({"node": node})))
+            assert direct.greet_caller(conn, node, key, 5.0)
             n = int.from_bytes(conn.recv(4), "little")
             self.got.append(LeafRequest.unpack(conn.recv(n, socket.MSG_WAITALL)))
             conn.close()
@@ -362,7 +385,7 @@ class DyingListener:
 def test_a_request_lost_with_its_connection_is_sent_again_through_redis_at_once(
     redis_url: str, client: ShardClient
 ) -> None:
-    dying = DyingListener("dz")
+    dying = DyingListener("dz", cluster_secret(redis.Redis.from_url(redis_url)))
     _advertise(redis_url, "dz", dying.address)
     server = LeafServer(FakeNode({0: _shard(0), 1: _shard(1)}), redis_url, "dz", 1).start()
     client.resend_after_s = 60.0  # no timer resend: only the broken connection's
@@ -406,7 +429,14 @@ def test_a_malformed_request_frame_is_dropped_and_the_connection_still_serves(
     try:
         sock = socket.create_connection(direct.parse_addr(server.address), timeout=10)
         n = int.from_bytes(sock.recv(4), "little")
-        assert msgpack.unpackb(sock.recv(n, socket.MSG_WAITALL)) == {"node": "dm"}
+        hello = msgpack.unpackb(sock.recv(n, socket.MSG_WAITALL))
+        assert hello["node"] == "dm"
+        key = cluster_secret(redis.Redis.from_url(redis_url))
+        mac = direct.proof(key, b"caller", "dm", hello["nonce"])
+        sock.sendall(direct.frame(msgpack.packb({"auth": mac, "nonce": bytes(16)})))
+        n = int.from_bytes(sock.recv(4), "little")
+        ack = msgpack.unpackb(sock.recv(n, socket.MSG_WAITALL))
+        assert ack == {"auth": direct.proof(key, b"node", "dm", bytes(16))}
         sock.sendall(direct.frame(b"\x93not a request"))
         req = LeafRequest("r1", "ds", (0,), "label_names", LN, time.time() + 30)
         sock.sendall(direct.frame(req.pack()))

@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from flask import Flask, Response
 
@@ -100,3 +101,31 @@ def test_shared_listening_socket_and_a_cap_of_answers_per_connection() -> None:
             s.close()
         for s in socks:
             s.close()
+
+
+def test_a_large_json_answer_goes_out_whole_from_its_bytes_and_the_connection_stays() -> None:
+    from filodb.web.prom_api import SPOOLED_BYTES, json_body
+
+    big = b'{"data":[' + b",".join(b'"%d"' % i for i in range(SPOOLED_BYTES // 3)) + b"]}"
+    app = Flask("t")
+    app.add_url_rule("/big", "big", lambda: json_body(big))
+    app.add_url_rule("/small", "small", lambda: json_body(b'{"a":1}'))
+    # under waitress a large body takes the file wrapper (waitress sends from it, no spooling)
+    app.add_url_rule("/how", "how", lambda: {"wrapped": json_body(big).direct_passthrough})
+    server = make_server(app, host="127.0.0.1", port=0, threads=2)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+        seen = set()
+        for path, want in [("/big", big), ("/small", b'{"a":1}'), ("/big", big)]:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            assert r.status == 200 and r.getheader("Content-Type") == "application/json"
+            assert int(r.getheader("Content-Length")) == len(want) and r.read() == want
+            seen.add(_peer(conn))
+        assert len(big) > SPOOLED_BYTES and len(seen) == 1  # one connection answered all
+        conn.request("GET", "/how")
+        assert orjson.loads(conn.getresponse().read()) == {"wrapped": True}
+        conn.close()
+    finally:
+        server.close()
