@@ -85,6 +85,7 @@ class Supervisor:
         self.data_dir = Path(cfg.data_dir).resolve()
         self.redis: RedisProcess | None = None
         self.children: list[Child] = []
+        self.door_ports: list[int] = []  # the TCP doors' ports, once the gateway is spawned
         self.stopping = threading.Event()
         self._lock: IO[str] | None = None  # the data directory's lock, held while we run
         self.web_sockets: list[socket.socket] = []  # the web port, shared by the web processes
@@ -208,17 +209,24 @@ class Supervisor:
             extra[f"FILODB_{door.upper()}_PORT"] = str(max(port, 0))
         if any(v != "0" for v in extra.values()):
             self._spawn("gateway", ["gateway"], extra)
+            self.door_ports = [int(v) for v in extra.values() if v != "0"]
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
+        """The web tier answers healthy and every TCP door accepts connections (the gateway
+        loads its parsers' kernels before it listens: on a first start that compiles them,
+        and a sender told "up" before then was refused)."""
         url = f"http://{self.cfg.host}:{self.cfg.port}/admin/health"
         deadline = time.monotonic() + timeout
+        healthy = False
         while time.monotonic() < deadline and not self.stopping.is_set():
-            try:  # urllib: the supervisor stays without requests (its memory is fixed cost)
-                with urllib.request.urlopen(url, timeout=1) as r:
-                    if r.status == 200:
-                        return True
-            except OSError:  # URLError, HTTPError (a 503 while starting), timeouts
-                pass
+            if not healthy:
+                try:  # urllib: the supervisor stays without requests (its memory is fixed cost)
+                    with urllib.request.urlopen(url, timeout=1) as r:
+                        healthy = r.status == 200
+                except OSError:  # URLError, HTTPError (a 503 while starting), timeouts
+                    pass
+            if healthy and all(_listening(p, self.cfg.host) for p in self.door_ports):
+                return True
             time.sleep(0.2)
         return False
 
@@ -327,6 +335,15 @@ def _forget_gauges(pid: int, metrics_dir: Path) -> None:
     from prometheus_client.multiprocess import mark_process_dead
 
     mark_process_dead(pid, str(metrics_dir))
+
+
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts connections on ``port`` (the connection is closed at once)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:

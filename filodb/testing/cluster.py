@@ -108,6 +108,14 @@ class UpProcess:
 
         wait_healthy(self.url, wait_s, "filodb up", self.log_tail, alive)
 
+        # then its own word: it says so once the TCP doors listen too (Supervisor.wait_ready)
+        def said_ready() -> bool:
+            alive()
+            tail = self.log_tail(1 << 20)
+            return "FiloDB is up" in tail or "not healthy yet" in tail
+
+        wait_for(said_ready, wait_s, "filodb up's ready line", self.log_tail)
+
     def log_tail(self, n: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-n:]
