@@ -24,17 +24,6 @@ from filodb.ingest.base import Log, Partition
 
 XREAD_KEYS = 1000  # streams per XREAD when a read over many partitions is split
 
-_APPEND = """
-local n = #ARGV
-local last = redis.call('INCRBY', KEYS[2], n)
-local first = last - n + 1
-for i = 1, n do
-  redis.call('XADD', KEYS[1], '0-' .. (first + i - 1), 'd', ARGV[i])
-end
-return first
-"""
-
-
 # Many partitions in one call: KEYS are (stream, counter) pairs, ARGV each pair's record count
 # then its records; returns each pair's first offset. One call is atomic: on NOSCRIPT nothing
 # was appended.
@@ -70,7 +59,6 @@ class RedisStreamsLog(Log):
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
         # a blocking XREAD must answer well before the socket gives up on it
         self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
-        self._append = self._r.register_script(_APPEND)
         self._append_many = self._r.register_script(_APPEND_MANY)
         # XREAD's reply as Redis sends it: redis-py's parser makes a dict per entry
         # (pairs_to_dict), ~11 % of a worker's CPU when records are small and many
@@ -96,16 +84,10 @@ class RedisStreamsLog(Log):
         body spread over hundreds of shards cost redis-py ~10 us each to pack and parse); the
         script loaded again and the call sent again when Redis answers NOSCRIPT (restarted,
         or SCRIPT FLUSH: the call appended nothing)."""
-        if len(shards) > 1:
-            return self._append_many_call(dataset, shards, records)
-        return self._pipelined_appends(dataset, shards, records)
-
-    def _append_many_call(self, dataset: str, shards: list[int],
-                          records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
-        frames = self._frames(dataset)
+        frames = self._key_frames.setdefault(dataset, {})
         parts = [b""]
         for s in shards:
-            parts.append(frames(s))
+            parts.append(frames.get(s) or frames.setdefault(s, _key_frame(dataset, s)))
         for s in shards:
             recs = records[s]
             n = b"%d" % len(recs)
@@ -146,45 +128,6 @@ class RedisStreamsLog(Log):
             raise
         finally:
             pool.release(conn)
-
-    def _frames(self, dataset: str) -> Any:
-        """RESP frames of a shard's stream and counter keys (cached per dataset)."""
-        cache = self._key_frames.get(dataset)
-        if cache is None:
-            cache = self._key_frames[dataset] = {}
-
-        def frames(s: int) -> bytes:
-            f = cache.get(s)
-            if f is None:
-                a, b = stream_key(dataset, s).encode(), _counter_key(dataset, s).encode()
-                f = cache[s] = b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
-            return f
-
-        return frames
-
-    def _pipelined_appends(self, dataset: str, shards: list[int],
-                           records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
-        """One EVALSHA of :data:`_APPEND` per shard, pipelined. redis-py's ``Script`` in a
-        pipeline asks ``SCRIPT EXISTS`` first (a second round trip per append); here a shard
-        whose call found no script is loaded and sent again. Each call is atomic, so a call
-        answered NOSCRIPT appended nothing."""
-        todo, out = list(shards), dict.fromkeys(shards)
-        for _ in range(2):
-            pipe = self._r.pipeline(transaction=False)
-            for s in todo:
-                pipe.evalsha(self._append.sha, 2, stream_key(dataset, s), _counter_key(dataset, s),
-                             *records[s])  # fmt: skip
-            got = pipe.execute(raise_on_error=False)
-            for s, r in zip(todo, got, strict=True):
-                out[s] = r
-            todo = [s for s, r in zip(todo, got, strict=True) if isinstance(r, NoScriptError)]
-            if not todo:
-                break
-            self._append.sha = self._r.script_load(_APPEND)
-        for r in out.values():
-            if isinstance(r, Exception):
-                raise r
-        return [out[s] for s in shards]
 
     def read(
         self, dataset: str, positions: Mapping[int, int], count: int, block_ms: int
@@ -259,6 +202,12 @@ class RedisStreamsLog(Log):
 
     def close(self) -> None:
         self._r.close()
+
+
+def _key_frame(dataset: str, shard: int) -> bytes:
+    """RESP frames of a shard's stream and counter keys (cached per dataset by the log)."""
+    a, b = stream_key(dataset, shard).encode(), _counter_key(dataset, shard).encode()
+    return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
 
 
 def _raw_reply(response: Any, **options: Any) -> Any:
