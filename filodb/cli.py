@@ -7,7 +7,9 @@ needed component is unreachable or failed (5xx).
 from __future__ import annotations
 
 import functools
+import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -225,6 +227,11 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
         check_levels(parse_levels(cfg.downsample), cfg.retention)  # before anything starts
     except BadInputError as e:
         _fail(f"downsample: {e}", 2)
+    from filodb.numbacache import is_cold
+
+    if is_cold():
+        _say("First start of this version: kernels compile as they are first used, so the first "
+             "writes and queries are slow for a minute or two ('filodb warm' compiles them ahead).")  # fmt: skip
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:
@@ -910,6 +917,29 @@ def export(selector: str, start: str, end: str, **kw: Any) -> None:
     from filodb.tools import commands
 
     sys.exit(commands.export(selector, _time_arg(start), _time_arg(end), **kw))  # type: ignore[arg-type]
+
+
+@main.command()
+@click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True,
+              help="seconds the whole warm-up may take")  # fmt: skip
+def warm(timeout_s: float) -> None:
+    """Compile the kernels ahead of the first start (scripts/setup runs it after installing):
+    a throwaway filodb up takes writes through every door, answers queries, restarts."""
+    from filodb.warmup import warm as run_warm
+
+    if timeout_s <= 0:
+        _fail(f"--timeout must be > 0 seconds, not {timeout_s}", 2)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # so the throwaway filodb up is stopped and removed
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        rep = run_warm(console, timeout_s)
+    except FiloError as e:
+        _fail(str(e), 1)
+    _say(f"warm-up done in {rep.seconds:.0f} s: {rep.samples:,} samples written, "
+         f"{rep.queries} queries answered; kernels are in {os.environ.get('NUMBA_CACHE_DIR')}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -66,6 +66,18 @@ def prune(current: Path, now: float | None = None) -> None:
             continue
 
 
+def is_cold() -> bool:
+    """True when the kernel cache in use holds no kernel yet: this process (and the tree it
+    starts) compiles every kernel it runs, as after an install, an upgrade or an edit."""
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    if not chosen:
+        return False
+    try:
+        return next(Path(chosen).rglob("*.nbi"), None) is None
+    except OSError:
+        return True
+
+
 def configure(root: Path | None = None) -> Path | None:
     """Point numba's cache at this source state's directory (unless the user chose one)."""
     chosen = os.environ.get("NUMBA_CACHE_DIR")

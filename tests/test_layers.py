@@ -98,6 +98,7 @@ ALLOWED: dict[str, set[str]] = {
     "supervisor": {"errors", "config", "redisproc", "shards"},
     "devservices": {"errors"},
     "cli": {"*"},
+    "warmup": {"errors", "model", "prom", "tools"},
     "__main__": {"cli"},
     "testing": {"*"},
 }
