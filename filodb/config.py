@@ -65,6 +65,9 @@ class Config:
     )
     web_threads: int = 16
     web_processes: int = 1  # web processes `filodb up` runs on the one port (each web_threads)
+    # `filodb up` serves the web tier from its worker process (one interpreter, numba and
+    # LLVM loaded once: less memory; one GIL for the doors and ingestion). 1 worker, 1 web
+    web_in_worker: bool = False
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
     # host:port a node takes the web tier's direct leaf connections on (tasks/direct.py; port
     # 0: a free one, advertised in the node registry); empty: leaf requests go by Redis only

@@ -172,9 +172,14 @@ class Supervisor:
         ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
                                           downsample=self.cfg.downsample,
                                           default_retention_s=self.cfg.retention)  # fmt: skip
-        for i in range(1, max(1, self.cfg.workers) + 1):
-            self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
-        self._spawn_web()
+        if self.cfg.web_in_worker:  # one process for both tiers (the CLI checked 1 and 1)
+            fds = tuple(s.fileno() for s in self.web_sockets)
+            self._spawn("node-1", ["worker", *(a for fd in fds for a in ("--listen-fd", str(fd)))],
+                        {"FILODB_NODE": "node-1"}, pass_fds=fds)  # fmt: skip
+        else:
+            for i in range(1, max(1, self.cfg.workers) + 1):
+                self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
+            self._spawn_web()
         self._spawn_gateway()
         if self.cfg.rule_files:  # FILODB_RULE_FILES reaches it through the environment
             self._spawn("rules", ["rules"])
