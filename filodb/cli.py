@@ -277,9 +277,11 @@ def worker(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -
     _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
-    if listen_fds:  # web_in_worker: one interpreter for both tiers (docs/architecture.md)
+    if listen_fds:  # web_in_worker: one interpreter for every tier (docs/architecture.md)
         server = _web_server(_check_auth(cfg, "web"), listen_fds, None)
         threading.Thread(target=server.run, name="web", daemon=True).start()
+        if cfg.influx_port > 0 or cfg.graphite_port > 0:  # filodb up set them: the TCP doors
+            _tcp_doors(_check_auth(cfg, "gateway"))  # their threads live as long as we do
     start_trimmer()  # a query's temporaries go back to the system once it is idle
     run_worker(cfg)
 
@@ -357,24 +359,11 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     import signal
     import threading
 
-    from filodb.gateway.metrics import serve as serve_metrics
-    from filodb.gateway.tcp import gateway_from_config
-
     cfg = _check_auth(_cfg(config_path, **flags), "gateway")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        gw = gateway_from_config(cfg).start()
-    except OSError as e:
-        _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
-    except FiloError as e:
-        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
-    try:
-        metrics = serve_metrics(gw.stats, cfg.dataset, cfg.host, cfg.gateway_metrics_port)
-    except OSError as e:
-        gw.stop()
-        _fail(f"metrics port {cfg.gateway_metrics_port}: {e.strerror or e}", 2)
+    gw, metrics = _tcp_doors(cfg)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -389,6 +378,25 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     if metrics:
         metrics.close()
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
+
+
+def _tcp_doors(cfg: Any) -> tuple[Any, Any]:
+    """The TCP doors, listening, and their /metrics server (exit 2 when a port is taken)."""
+    from filodb.gateway.metrics import serve as serve_metrics
+    from filodb.gateway.tcp import gateway_from_config
+
+    try:
+        gw = gateway_from_config(cfg).start()
+    except OSError as e:
+        _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+    try:
+        metrics = serve_metrics(gw.stats, cfg.dataset, cfg.host, cfg.gateway_metrics_port)
+    except OSError as e:
+        gw.stop()
+        _fail(f"metrics port {cfg.gateway_metrics_port}: {e.strerror or e}", 2)
+    return gw, metrics
 
 
 @main.group(invoke_without_command=True)
