@@ -15,6 +15,8 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   once per process);
 - ``redis_log_bytes_per_series`` (the log streams' share of Redis's memory) and
   ``data_dir_bytes`` (by part: Redis's AOF, the column store) after the run;
+- ``worker_bytes_per_series_by_part``: the workers' own byte counters after the settled
+  figure (head pages, encoded chunks, decoded-vector cache);
 - ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent
   (``sum(count_over_time(...))``, ``sum(sum_over_time(...))`` over the whole span), else 0 with
   the figures in the context: nothing acknowledged may be lost;
@@ -289,9 +291,33 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         emit("rss_bytes_per_series_settled_by_process", rss / data["series"], "bytes",
              system=system, door=door, settle_s=SETTLE_S,
              **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
+        if system == "filodb":
+            emit_worker_parts(base, door, data["series"])
         return out
     finally:
         stop()
+
+
+WORKER_PARTS = {  # the workers' own byte counters (their /metrics), summed over shards
+    "head": "filodb_worker_head_bytes",
+    "chunks": "filodb_worker_chunk_bytes",
+    "decode_cache": "filodb_worker_decode_cache_bytes",
+}
+
+
+def emit_worker_parts(base: str, door: str, series: int) -> None:
+    """``worker_bytes_per_series_by_part``: where a worker's memory goes by its own counters
+    (the head's pages, encoded chunks, the decoded-vector cache); the value is their sum."""
+    sums = dict.fromkeys(WORKER_PARTS, 0.0)
+    for node in requests.get(base + "/admin/nodes", timeout=30).json()["data"]:
+        text = requests.get(f"http://127.0.0.1:{node['metrics_port']}/metrics", timeout=60).text
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            for part, metric in WORKER_PARTS.items():
+                if name == metric:
+                    sums[part] += float(line.rsplit(" ", 1)[1])
+    emit("worker_bytes_per_series_by_part", sum(sums.values()) / series, "bytes", door=door,
+         **{k: round(v / series) for k, v in sums.items()})  # fmt: skip
 
 
 def dir_bytes(path: Path) -> int:

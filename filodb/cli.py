@@ -174,6 +174,9 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
 @_OPTS["web_threads"]
 @_OPTS["web_processes"]
+@click.option("--web-in-worker", is_flag=True, default=None,
+              help="serve the web tier from the worker process (less memory, one GIL; "
+              "needs --workers 1 and --web-processes 1)")  # fmt: skip
 @_OPTS["worker_threads"]
 @_OPTS["leaf_listen"]
 @_OPTS["influx_port"]
@@ -205,6 +208,9 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if cfg.ooo_window < 0:
         _fail(f"--ooo-window must be >= 0 seconds, not {cfg.ooo_window}", 2)
     _check_threads(cfg)
+    if cfg.web_in_worker and (cfg.workers != 1 or cfg.web_processes != 1):
+        _fail("web_in_worker needs workers = 1 and web_processes = 1, not "
+              f"{cfg.workers} and {cfg.web_processes}", 2)  # fmt: skip
     if cfg.log not in ("redis", "kafka"):
         _fail(f"unknown log backend {cfg.log!r} (have: redis, kafka)", 2)
     if cfg.store not in ("sqlite", "cassandra"):
@@ -265,14 +271,24 @@ def _say(msg: str) -> None:
 @_OPTS["leaf_listen"]
 @_OPTS["redis_url"]
 @_OPTS["config"]
-def worker(config_path: str | None, **flags: Any) -> None:
+@click.option("--listen-fd", "listen_fds", type=int, multiple=True, hidden=True,
+              help="also serve the web tier in this process on this inherited listening "
+              "socket (filodb up's web_in_worker; repeatable)")  # fmt: skip
+def worker(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -> None:
     """Run one worker node (a Celery worker owning the shards the coordinator gives it)."""
+    import threading
+
     from filodb.node.worker import run_worker
 
     cfg = _cfg(config_path, **flags)
     _check_threads(cfg)
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    if listen_fds:  # web_in_worker: one interpreter for every tier (docs/architecture.md)
+        server = _web_server(_check_auth(cfg, "web"), listen_fds, None)
+        threading.Thread(target=server.run, name="web", daemon=True).start()
+        if cfg.influx_port > 0 or cfg.graphite_port > 0:  # filodb up set them: the TCP doors
+            _tcp_doors(_check_auth(cfg, "gateway"))  # their threads live as long as we do
     start_trimmer()  # a query's temporaries go back to the system once it is idle
     run_worker(cfg)
 
@@ -300,6 +316,17 @@ def worker(config_path: str | None, **flags: Any) -> None:
 def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path | None,
         **flags: Any) -> None:  # fmt: skip
     """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
+    cfg = _check_auth(_cfg(config_path, **flags), "web")
+    _check_threads(cfg)
+    if not cfg.redis_url:
+        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    server = _web_server(cfg, listen_fds, shared_dir)
+    start_trimmer()
+    server.run()
+
+
+def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) -> Any:
+    """The web tier's waitress server (not yet running) on ``listen_fds`` or host:port."""
     import os
 
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
@@ -307,15 +334,10 @@ def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path |
     from filodb.web.processes import mark_serving
     from filodb.web.wsgi_server import SHARED_PORT_MAX_REQUESTS, inherited_sockets, make_server
 
-    cfg = _check_auth(_cfg(config_path, **flags), "web")
-    _check_threads(cfg)
-    if not cfg.redis_url:
-        _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     # filodb up's web processes count into one directory (prometheus_client reads it at import)
     app = create_app(cfg, metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
                      shared_dir=shared_dir)  # fmt: skip
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    start_trimmer()
     where: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
     if listen_fds:
         where = {"sockets": inherited_sockets(list(listen_fds))}
@@ -327,7 +349,7 @@ def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path |
                          recv_bytes=256 << 10)  # fmt: skip
     if shared_dir is not None:
         mark_serving(shared_dir)
-    server.run()
+    return server
 
 
 @main.command()
@@ -344,24 +366,11 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     import signal
     import threading
 
-    from filodb.gateway.metrics import serve as serve_metrics
-    from filodb.gateway.tcp import gateway_from_config
-
     cfg = _check_auth(_cfg(config_path, **flags), "gateway")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        gw = gateway_from_config(cfg).start()
-    except OSError as e:
-        _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
-    except FiloError as e:
-        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
-    try:
-        metrics = serve_metrics(gw.stats, cfg.dataset, cfg.host, cfg.gateway_metrics_port)
-    except OSError as e:
-        gw.stop()
-        _fail(f"metrics port {cfg.gateway_metrics_port}: {e.strerror or e}", 2)
+    gw, metrics = _tcp_doors(cfg)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -376,6 +385,25 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     if metrics:
         metrics.close()
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
+
+
+def _tcp_doors(cfg: Any) -> tuple[Any, Any]:
+    """The TCP doors, listening, and their /metrics server (exit 2 when a port is taken)."""
+    from filodb.gateway.metrics import serve as serve_metrics
+    from filodb.gateway.tcp import gateway_from_config
+
+    try:
+        gw = gateway_from_config(cfg).start()
+    except OSError as e:
+        _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
+    except FiloError as e:
+        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+    try:
+        metrics = serve_metrics(gw.stats, cfg.dataset, cfg.host, cfg.gateway_metrics_port)
+    except OSError as e:
+        gw.stop()
+        _fail(f"metrics port {cfg.gateway_metrics_port}: {e.strerror or e}", 2)
+    return gw, metrics
 
 
 @main.group(invoke_without_command=True)

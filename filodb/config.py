@@ -65,6 +65,9 @@ class Config:
     )
     web_threads: int = 16
     web_processes: int = 1  # web processes `filodb up` runs on the one port (each web_threads)
+    # `filodb up` serves the web tier from its worker process (one interpreter, numba and
+    # LLVM loaded once: less memory; one GIL for the doors and ingestion). 1 worker, 1 web
+    web_in_worker: bool = False
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
     # host:port a node takes the web tier's direct leaf connections on (tasks/direct.py; port
     # 0: a free one, advertised in the node registry); empty: leaf requests go by Redis only
@@ -92,6 +95,9 @@ class Config:
     flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
     log_backlog_mb: int = 64  # per node: its shards' unflushed log past this: flush early (0: off)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
+    # a series' uncompressed head (12 bytes a sample) this full is encoded into its last chunk
+    # (which grows up to max_chunk_samples): smaller holds less, closes cost more CPU
+    head_samples: int = 120
     # seconds: a sample this much older than its series' newest is still accepted, sorted in
     # (Prometheus's out_of_order_time_window); 0 refuses every sample not newer than the newest
     ooo_window: float = 0.0

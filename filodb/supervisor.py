@@ -172,10 +172,15 @@ class Supervisor:
         ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
                                           downsample=self.cfg.downsample,
                                           default_retention_s=self.cfg.retention)  # fmt: skip
-        for i in range(1, max(1, self.cfg.workers) + 1):
-            self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
-        self._spawn_web()
-        self._spawn_gateway()
+        if self.cfg.web_in_worker:  # one process for every tier (the CLI checked 1 and 1)
+            fds = tuple(s.fileno() for s in self.web_sockets)
+            self._spawn("node-1", ["worker", *(a for fd in fds for a in ("--listen-fd", str(fd)))],
+                        {"FILODB_NODE": "node-1", **self._door_ports()}, pass_fds=fds)  # fmt: skip
+        else:
+            for i in range(1, max(1, self.cfg.workers) + 1):
+                self._spawn(f"node-{i}", ["worker"], {"FILODB_NODE": f"node-{i}"})
+            self._spawn_web()
+            self._spawn_gateway()
         if self.cfg.rule_files:  # FILODB_RULE_FILES reaches it through the environment
             self._spawn("rules", ["rules"])
 
@@ -197,9 +202,9 @@ class Supervisor:
             self._spawn("web" if n == 1 else f"web-{i}", args, extra, pass_fds=fds,
                         metrics_dir=metrics_dir)  # fmt: skip
 
-    def _spawn_gateway(self) -> None:
-        """The TCP doors (Influx, Graphite) as one child; a door whose port is 0 or negative,
-        or already taken (a warning says so), is off; no child when every door is off."""
+    def _door_ports(self) -> dict[str, str]:
+        """The TCP doors' ports as their child's environment: a door whose port is 0 or
+        negative, or already taken (a warning says so), is off (0)."""
         extra = {}
         for door in ("influx", "graphite"):
             port = getattr(self.cfg, f"{door}_port")
@@ -207,9 +212,14 @@ class Supervisor:
                 self.echo(f"warning: {door} port {port} is in use; the {door} TCP door is off")
                 port = 0
             extra[f"FILODB_{door.upper()}_PORT"] = str(max(port, 0))
-        if any(v != "0" for v in extra.values()):
+        self.door_ports = [int(v) for v in extra.values() if v != "0"]
+        return extra
+
+    def _spawn_gateway(self) -> None:
+        """The TCP doors (Influx, Graphite) as one child; no child when every door is off."""
+        extra = self._door_ports()
+        if self.door_ports:
             self._spawn("gateway", ["gateway"], extra)
-            self.door_ports = [int(v) for v in extra.values() if v != "0"]
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """The web tier answers healthy and every TCP door accepts connections (the gateway

@@ -52,6 +52,8 @@ def test_up_beyond_loopback_without_an_auth_file_warns(
     ([], {"FILODB_WORKER_THREADS": "0"}, "worker_threads must be at least 1, not 0"),
     (["--leaf-listen", "localhost"], {}, "leaf_listen: not host:port: 'localhost'"),
     ([], {"FILODB_LEAF_LISTEN": "127.0.0.1:99999"}, "leaf_listen: not host:port"),
+    (["--web-in-worker", "--workers", "2"], {}, "web_in_worker needs workers = 1 and web_processes = 1"),
+    (["--web-processes", "2"], {"FILODB_WEB_IN_WORKER": "1"}, "not 1 and 2"),
 ])  # fmt: skip
 def test_up_refuses_bad_thread_counts_or_leaf_listen_with_exit_2(tmp_path, args, env, said) -> None:  # type: ignore[no-untyped-def]
     r = CliRunner().invoke(main, ["up", "--data-dir", str(tmp_path), *args], env=env)

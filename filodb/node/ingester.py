@@ -66,6 +66,7 @@ class ShardIngester:
             page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
             max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
             decode_cache_bytes=cfg.decode_cache_mb << 20, decoded=decoded,
+            head_samples=cfg.head_samples,
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()

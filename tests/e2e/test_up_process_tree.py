@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import requests
 
 from filodb.redisproc import free_port
 from filodb.testing.cluster import UpProcess, children_of, cmdline, running
@@ -57,5 +61,47 @@ def test_supervisor_stays_light_and_children_get_two_malloc_arenas(tmp_path: Pat
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert b"MALLOC_ARENA_MAX=2" in env, kind
             assert "llvmlite" in Path(f"/proc/{pid}/maps").read_text()  # the check can fail
+    finally:
+        up.stop()
+
+
+def test_web_in_worker_serves_both_tiers_from_one_process_and_survives_its_kill9(
+    tmp_path: Path,
+) -> None:
+    """``--web-in-worker``: no web or gateway process; HTTP writes and queries go to the
+    worker's own web server, Influx lines to its TCP door, and after kill -9 of that one
+    process the supervisor starts it again and every acknowledged sample is back (replayed
+    from the log)."""
+    influx = free_port()
+    up = UpProcess(tmp_path / "data", shards=2, extra=["--web-in-worker"],
+                   env={"FILODB_INFLUX_PORT": str(influx), "FILODB_GRAPHITE_PORT": "0"}).start()  # fmt: skip
+    try:
+        assert up.proc is not None
+        names = [cmdline(p) for p in children_of(up.proc.pid)]
+        assert not any(" web" in n or " gateway" in n for n in names), names
+        (pid,) = up.pids("worker")
+        now = int(time.time())
+        lines = "".join(f"mem3,host=h{i} value={i} {now}000000000\n" for i in range(10))
+        r = requests.post(up.url + "/write?db=prometheus", data=lines, timeout=30)
+        assert r.status_code == 204, r.text
+        lines = "".join(f"mem3,host=h{i} value={i} {now}000000000\n" for i in range(10, 20))
+        with socket.create_connection(("127.0.0.1", influx), timeout=30) as conn:
+            conn.sendall(lines.encode())
+
+        def total() -> float | None:
+            q = {"query": 'sum({__name__=~"mem3.*"})', "time": now}
+            res = requests.get(up.url + "/api/v1/query", params=q, timeout=30).json()
+            if res["status"] != "success":  # e.g. shards recovering after the kill
+                return None
+            got = res["data"]["result"]
+            return float(got[0]["value"][1]) if got else None
+
+        # the TCP door acknowledges nothing: wait for every sample, not the first answer
+        wait_for(lambda: total() == sum(range(20)), 60, "the samples answer", up.log_tail)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: up.pids("worker") not in ([], [pid]), 60, "the worker restarted",
+                 up.log_tail)  # fmt: skip
+        # partial answers (with a warning) while shards recover, then every sample again
+        wait_for(lambda: total() == sum(range(20)), 90, "the samples answer again", up.log_tail)
     finally:
         up.stop()

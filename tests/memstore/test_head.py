@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from filodb.memstore.head import Head
+from filodb.memstore.head import Head, even_pages
 
 
 def _read(h: Head, sids: np.ndarray) -> dict[int, list[tuple[int, float]]]:
@@ -41,6 +41,19 @@ def test_scrapes_of_many_series_fill_close_and_give_the_pool_back() -> None:
     assert _read(h, kept) == {s: ref[s] for s in kept.tolist()}  # moved, not changed
     h.append(kept, np.full(10, 1), np.ones(10), np.ones(10, bool))  # full: handed back
     assert h.count[kept].tolist() == [rows] * 10
+
+
+@pytest.mark.parametrize(("rows", "page_rows"), [(120, 30), (60, 30), (40, 20), (480, 32), (7, 7)])
+def test_full_heads_hold_their_samples_without_a_partial_page(rows: int, page_rows: int) -> None:
+    assert even_pages(rows) == page_rows
+    n = 1000
+    h = Head(rows)
+    h.add_series(n)
+    for k in range(rows):
+        h.append(np.arange(n), np.full(n, 15_000 * k), np.ones(n), np.ones(n, bool))
+    assert (h.count == rows).all()
+    used = len(h.ts) - h._n_free
+    assert used * h.page_rows == n * rows  # 12 bytes a sample, no page left partly empty
 
 
 def test_a_series_past_max_rows_or_far_in_time_is_handed_back_in_order() -> None:

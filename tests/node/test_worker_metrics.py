@@ -105,6 +105,12 @@ def test_worker_metrics_follow_ingestion_and_flushes(node: NodeRuntime, redis_ur
     assert m["filodb_worker_decode_cache_lookups_total"] == {
         (("result", "hit"),): 0.0, (("result", "miss"),): 0.0}  # fmt: skip
     assert all(v > 0 for v in per_shard(m, "filodb_worker_memory_bytes").values())
+    heads, chunks = (
+        per_shard(m, "filodb_worker_head_bytes"),
+        per_shard(m, "filodb_worker_chunk_bytes"),
+    )
+    assert all(v > 0 for v in heads.values())  # the samples are in the heads' pages
+    assert {s: heads[s] + chunks[s] for s in heads} == per_shard(m, "filodb_worker_memory_bytes")
     assert sum(per_shard(m, "filodb_worker_exemplars_in_storage").values()) == 3
     assert sum(per_shard(m, "filodb_worker_exemplars_appended_total").values()) == 3
     assert sum(per_shard(m, "filodb_worker_exemplars_dropped_total").values()) == 1
