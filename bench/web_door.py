@@ -14,7 +14,7 @@ process, from ``/proc/<pid>/stat``, over the bodies acknowledged: what the HTTP 
 beside the door's own work, which ``bench/door.py`` measures in process),
 ``worker_cpu_ms_per_body`` the same for the worker nodes, ``other_cpu_ms_per_body`` for the
 rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this process's
-sending threads (``requests``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
+sending threads (``http.client``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
 peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
 
 ``--wsgi``: no HTTP server; the web app is called in process (real Redis, the bodies above),
