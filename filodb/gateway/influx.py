@@ -175,7 +175,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         for no, line in enumerate(lines, 1):
             _parse_line(no, line, out, div, mul, limit, now)
         return out.result(len(lines))
-    n_lines = body.count(b"\n") + 1
+    n_lines = fast.lines
     out.blank = fast.blank
     # the fast pass's fields; a line whose series key is refused goes to the per-line parser
     buf = np.frombuffer(body, np.uint8)
