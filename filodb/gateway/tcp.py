@@ -7,11 +7,6 @@ and writes them through the process's single :class:`~filodb.gateway.router.Inge
 and a blocking log write naturally stalls only its own connection: the client's TCP window
 fills and it slows down (back-pressure) while the other connections go on.
 
-Connections parse and encode one batch at a time (a lock around a batch's parse and its log
-records, not its append: :class:`~filodb.gateway.door.IngestDoor`'s ``serial``), so their
-threads do not trade the GIL every switch interval; their appends share round trips
-(:class:`~filodb.ingest.redis_streams.RedisStreamsLog`'s group commit).
-
 Per connection:
 
 * **Batching.** Complete lines gather in a buffer that is parsed and written when it holds
@@ -341,7 +336,6 @@ class TcpGateway:
         self._stop = threading.Event()
         self._open = 0
         self._open_cv = threading.Condition()
-        self._serial = threading.Lock()  # one batch's parse and records at a time (see _write)
 
     @property
     def ports(self) -> dict[str, int]:
@@ -412,9 +406,8 @@ class TcpGateway:
         if bad_utf8:
             self._reject(door, "not_utf8", f"{bad_utf8} line(s) that are not UTF-8 dropped",
                          bad_utf8)  # fmt: skip
-        try:  # the CPU work of one batch at a time: as the HTTP doors' serial lock
-            with self._serial:
-                parsed = DOORS[door](body, now_ms)
+        try:
+            parsed = DOORS[door](body, now_ms)
         except BadInputError as e:  # not expected after the UTF-8 filter; count, never crash
             self._reject(door, "malformed", str(e), _count_lines(body))
             return
@@ -442,9 +435,7 @@ class TcpGateway:
                 if not limited:
                     batch, good = self._within_limits(door, desc, batch, good)
                     limited = True
-                with self._serial:
-                    records, _ = self.router.records(self.dataset, batch, desc)
-                self.router.append(self.dataset, records)
+                self.router.write(self.dataset, batch, desc)
                 self.stats.add(door, lines_accepted=good, samples_written=len(batch))
                 self._keep_types(door, batch.types)
                 return
