@@ -13,15 +13,6 @@ series' samples are refused, the rest is written, and the write then answers 400
 limit (:func:`~filodb.gateway.limits.refusal_error`); refused samples are counted with the
 limit's key as reason, here and cluster-wide (``filodb:refused:<dataset>``).
 
-Doors given a ``serial`` lock (the web tier's doors share one) take it around a body's CPU work:
-its decode (the route's, ``with door.serial``) and its log records; the append, the limits'
-Redis calls and the answer are outside it. Request threads that would each run their body's
-Python at once (the GIL runs one at a time anyway) wait on the lock instead, asleep, so the
-thread that holds it is not made to hand the GIL over every switch interval (0.5 ms in the
-web process), which cost ~0.5 ms of CPU a body more under 4 senders than under one; a body's
-append then overlaps the next body's decode (and concurrent appends share a round trip, see
-:class:`~filodb.ingest.redis_streams.RedisStreamsLog`).
-
 The TCP doors (:mod:`filodb.gateway.tcp`) retry and count lines themselves, in their own
 process, and do not use this class.
 """
@@ -29,8 +20,7 @@ process, and do not use this class.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Protocol
 
 from filodb.errors import FiloError, RateLimitedError
 from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
@@ -61,11 +51,8 @@ class IngestDoor:
     """One HTTP ingestion door; thread-safe when its router, store and counter are."""
 
     def __init__(self, name: str, router: IngestRouter, metadata: MetadataStore,
-                 counter: IngestCounter, limiter: IngestLimiter | None = None,
-                 serial: AbstractContextManager[Any] | None = None) -> None:  # fmt: skip
+                 counter: IngestCounter, limiter: IngestLimiter | None = None) -> None:  # fmt: skip
         self.name = name
-        # held around a body's CPU work (decode, records): see the module docstring
-        self.serial: AbstractContextManager[Any] = serial if serial is not None else nullcontext()
         self.limiter = limiter
         self.router = router
         self.metadata = metadata
@@ -85,9 +72,7 @@ class IngestDoor:
             if self.limiter is not None and len(batch):
                 desc = self.router.dataset(dataset)
                 batch, refusals = self._limit(desc, batch)
-            with self.serial:
-                records, out = self.router.records(dataset, batch, desc)
-            self.router.append(dataset, records)
+            out = self.router.write(dataset, batch, desc)
         except RateLimitedError:  # counted by _limit
             raise
         except FiloError as e:

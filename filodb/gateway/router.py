@@ -81,30 +81,18 @@ class IngestRouter:
     ) -> dict[int, int]:
         """Append ``batch`` to the log; returns samples per shard. Durable when it returns.
         ``desc``: the dataset's description when the caller just got it (:meth:`dataset`)."""
-        records, counts = self.records(dataset, batch, desc)
-        self.append(dataset, records)
-        return counts
-
-    def records(
-        self, dataset: str, batch: SampleBatch, desc: Dataset | None = None
-    ) -> tuple[dict[int, list[bytes]], dict[int, int]]:
-        """The log records of ``batch`` per shard and its samples per shard (what
-        :meth:`write` appends: CPU only, no I/O but the dataset's description)."""
         if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
-            return {}, {}
+            return {}
         desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
         shard_of = self._shards(desc, batch)
         if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
             one, counts = batch.shard_records(shard_of, desc.shards)
-            return {s: [r] for s, r in one.items()}, counts
+            self.ingest_log.append_many(dataset, {s: [r] for s, r in one.items()})
+            return counts
         parts = batch.split(shard_of, desc.shards)
         records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
-        return records, {s: len(b) for s, b in parts.items()}
-
-    def append(self, dataset: str, records: dict[int, list[bytes]]) -> None:
-        """Append :meth:`records`'s output to the log; durable when it returns."""
-        if records:
-            self.ingest_log.append_many(dataset, records)
+        self.ingest_log.append_many(dataset, records)
+        return {s: len(b) for s, b in parts.items()}
 
 
 def _chunks(b: SampleBatch) -> list[SampleBatch]:

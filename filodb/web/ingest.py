@@ -10,8 +10,6 @@ reported (400 listing them when any).
 
 from __future__ import annotations
 
-import threading
-
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wrappers import Request
@@ -38,9 +36,8 @@ def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
     limiter = IngestLimiter(svc.limits, svc.cfg)
     warm()  # the decoders' first-call cost, before the first write rather than during it
     influx.warm()
-    serial = threading.Lock()  # one body's decode and records at a time (see IngestDoor)
     app.extensions[EXTENSION] = {
-        name: IngestDoor(name, svc.router, svc.metadata, counter, limiter, serial) for name in DOORS
+        name: IngestDoor(name, svc.router, svc.metadata, counter, limiter) for name in DOORS
     }
 
 
@@ -79,8 +76,7 @@ def write_remote(door: IngestDoor, body: bytes, dataset: str, limit: int) -> Non
     ``dataset``; a body that does not decode is counted and raised before anything is
     written."""
     try:
-        with door.serial:
-            batch, meta = decode_write_request_full(body, limit)
+        batch, meta = decode_write_request_full(body, limit)
     except BadInputError as e:
         door.reject_request(e)
         raise
@@ -99,9 +95,8 @@ def write_influx(door: IngestDoor, body: bytes, encoding: str | None, precision:
                  dataset: str, limit: int) -> None:  # fmt: skip
     """Write the good lines of a line-protocol ``body`` (gzip when ``encoding`` says so) to
     ``dataset``; 400 listing the bad ones, after the good ones were written."""
-    body = gunzip_if_needed(body, encoding, limit)
-    with door.serial:
-        parsed = parse_lines(body, precision=precision, now_ms=now_ms())
+    parsed = parse_lines(gunzip_if_needed(body, encoding, limit), precision=precision,
+                         now_ms=now_ms())  # fmt: skip
     door.write(dataset, parsed.batch)
     door.reject_samples("malformed_line", len(parsed.errors))
     if parsed.errors:

@@ -115,32 +115,3 @@ def test_records_of_a_decoded_body_are_to_bytes_byte_for_byte(url: str) -> None:
         back = SampleBatch.from_bytes(got[shard][0][1])
         assert back.series == part.series and back.ts.tolist() == part.ts.tolist()
     assert sorted(got) == sorted(parts)
-
-
-def test_serial_lock_is_free_while_a_body_is_appended(url: str) -> None:
-    """A door's ``serial`` lock covers a body's CPU work, not its append: while one body waits
-    on the log, the next one can decode; the write returns only after its append did."""
-    import threading
-
-    serial = threading.Lock()
-    door, counts = _door(url)
-    door.serial = serial
-    log, go, appending = door.router.ingest_log, threading.Event(), threading.Event()
-    real = log.append_many
-
-    def slow_append(dataset, records):  # type: ignore[no-untyped-def]
-        appending.set()
-        assert go.wait(30)
-        return real(dataset, records)
-
-    log.append_many = slow_append  # type: ignore[method-assign]
-    out: list[dict[int, int]] = []
-    t = threading.Thread(target=lambda: out.append(door.write(DS, _batch(10, 3))))
-    t.start()
-    assert appending.wait(30)
-    assert serial.acquire(timeout=30)  # not held across the append
-    serial.release()
-    assert not out  # not acknowledged before the append returned
-    go.set()
-    t.join(30)
-    assert sum(out[0].values()) == 30 and counts.calls == [("accepted", "remote_write", 30)]
