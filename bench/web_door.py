@@ -14,13 +14,15 @@ process, from ``/proc/<pid>/stat``, over the bodies acknowledged: what the HTTP 
 beside the door's own work, which ``bench/door.py`` measures in process),
 ``worker_cpu_ms_per_body`` the same for the worker nodes, ``other_cpu_ms_per_body`` for the
 rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this process's
-sending threads (``requests``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
+sending threads (``http.client``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
 peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
 
 ``--wsgi``: no HTTP server; the web app is called in process (real Redis, the bodies above),
 once through the lean ingestion path (:mod:`filodb.web.ingest_wsgi`) and once through the
 Flask app behind it, alternately, best of ``--repeat`` passes: ``wsgi_cpu_ms_per_body`` (the
 calling thread's CPU) for each, the difference being what Flask's request machinery costs.
+``--threads N`` calls it from N threads at once (the process's CPU per body): whether the
+door's work grows under concurrency (it did not: 4 threads cost what 1 does, ~0.9 ms).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,14 +112,29 @@ def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
         lean = app.wsgi_app
         paths: dict[str, Callable] = {"lean": lean, "flask": lean.flask_wsgi}  # type: ignore[attr-defined]
 
-        def one_pass(wsgi: Callable) -> float:
-            t = time.thread_time()
-            status: list[str] = []
-            for env, body in zip(envs, data, strict=True):
-                env = {**env, "wsgi.input": io.BytesIO(body)}
+        def send(wsgi: Callable, at: range, status: list[str]) -> None:
+            for i in at:
+                env = {**envs[i], "wsgi.input": io.BytesIO(data[i])}
                 b"".join(wsgi(env, lambda s, h, *_: status.append(s)))
-            assert all(s.startswith("204") for s in status), status
-            return (time.thread_time() - t) / len(data)
+
+        def one_pass(wsgi: Callable) -> float:
+            """CPU a body: the calling thread's, or the process's over ``--threads``."""
+            status: list[str] = []
+            if a.threads <= 1:
+                t = time.thread_time()
+                send(wsgi, range(len(data)), status)
+                took = time.thread_time() - t
+            else:
+                t = time.process_time()
+                ths = [threading.Thread(target=send, args=(wsgi, range(k, len(data), a.threads),
+                                                           status)) for k in range(a.threads)]  # fmt: skip
+                for th in ths:
+                    th.start()
+                for th in ths:
+                    th.join()
+                took = time.process_time() - t
+            assert len(status) == len(data) and all(s.startswith("204") for s in status), status
+            return took / len(data)
 
         best = {name: min(one_pass(w) for _ in range(2)) for name, w in paths.items()}  # warm
         for _ in range(a.repeat):
@@ -126,7 +144,7 @@ def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
         rp.stop()
     for name, secs in best.items():
         emit("wsgi_cpu_ms_per_body", 1000 * secs, "ms", door=door, path=name, bodies=len(data),
-             series=a.series, shards=a.shards, repeat=a.repeat)  # fmt: skip
+             series=a.series, shards=a.shards, repeat=a.repeat, threads=a.threads)  # fmt: skip
 
 
 def main() -> None:
@@ -140,6 +158,12 @@ def main() -> None:
     ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
     ap.add_argument("--wsgi", action="store_true", help="in process: lean path vs Flask")
     ap.add_argument("--repeat", type=int, default=7, help="passes of --wsgi (best counts)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="--wsgi: threads calling the app at once (process CPU per body)",
+    )
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="web-door-") as tmp:
         for door in a.only or list(_URLS):

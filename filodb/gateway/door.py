@@ -26,6 +26,7 @@ from filodb.errors import FiloError, RateLimitedError
 from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
+from filodb.model.dataset import Dataset
 from filodb.shards.metadata import MetadataStore, TypesKept
 
 # A write's error type -> the reason its samples are counted as rejected.
@@ -66,10 +67,12 @@ class IngestDoor:
         the error is raised again and the metadata is then not kept. Past a limit of the
         dataset, see the module docstring."""
         refusals: list[Refusal] = []
+        desc = None
         try:
             if self.limiter is not None and len(batch):
-                batch, refusals = self._limit(dataset, batch)
-            out = self.router.write(dataset, batch)
+                desc = self.router.dataset(dataset)
+                batch, refusals = self._limit(desc, batch)
+            out = self.router.write(dataset, batch, desc)
         except RateLimitedError:  # counted by _limit
             raise
         except FiloError as e:
@@ -88,10 +91,10 @@ class IngestDoor:
             raise refusal_error(dataset, refusals, len(batch))
         return out
 
-    def _limit(self, dataset: str, batch: SampleBatch) -> tuple[SampleBatch, list[Refusal]]:
+    def _limit(self, desc: Dataset, batch: SampleBatch) -> tuple[SampleBatch, list[Refusal]]:
         """The part of ``batch`` the dataset's limits let through, and what they refused."""
         assert self.limiter is not None
-        desc = self.router.dataset(dataset)
+        dataset = desc.name
         try:
             self.limiter.take_rate(desc, len(batch))
         except RateLimitedError:

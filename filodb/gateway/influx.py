@@ -167,18 +167,15 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     mul = _MUL.get(precision, 1)
     limit = (2**63 - 1) // mul
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadInputError(f"line protocol body is not UTF-8: {e}") from e
+    text = _text(body)
     out = _Out()
     fast = influx_fast.scan(body, div, mul, limit) if influx_fast.eligible(body) else None
     if fast is None:
-        lines = text.split("\n")
+        lines = (text or body.decode("ascii")).split("\n")
         for no, line in enumerate(lines, 1):
             _parse_line(no, line, out, div, mul, limit, now)
         return out.result(len(lines))
-    n_lines = body.count(b"\n") + 1
+    n_lines = fast.lines
     out.blank = fast.blank
     # the fast pass's fields; a line whose series key is refused goes to the per-line parser
     buf = np.frombuffer(body, np.uint8)
@@ -196,7 +193,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     slow = np.union1d(fast.slow, refused) if len(refused) else fast.slow
     if len(slow):
         out.index.update({lb: i for i, lb in enumerate(out.series)})
-        lines = text.split("\n")  # only for the lines the fast pass left
+        lines = (text or body.decode("ascii")).split("\n")  # only for the lines the fast pass left
         for i in slow.tolist():
             _parse_line(i + 1, lines[i], out, div, mul, limit, now)
         if len(out.series) > len(got.series):
@@ -219,6 +216,17 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         routes,
         keys,
     )
+
+
+def _text(body: bytes) -> str | None:
+    """The body as text when it is not ASCII (None when it is: the fast pass reads bytes and
+    decodes the few lines it leaves); 400 when it is not UTF-8."""
+    if body.isascii():
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"line protocol body is not UTF-8: {e}") from e
 
 
 def _fast_labels(key: bytes, name: bytes, kind: int) -> tuple[Labels, tuple | None] | None:

@@ -50,6 +50,7 @@ class FastLines:
     has_ts: np.ndarray  # bool, per field
     slow: np.ndarray  # int64 line indices
     blank: int = 0  # lines left as blank or comments (the per-line parser may find more)
+    lines: int = 0  # lines of the body (newlines + 1)
 
 
 # kinds of a field: any, or a line's only field named value or counter (series: the measurement)
@@ -179,7 +180,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
             elif b - a == 7 and _is(buf, a, _COUNTER):
                 kind[f0] = COUNTER
     return (fline[:nf], key_a[:nf], key_b[:nf], name_a[:nf], name_b[:nf], kind[:nf],
-            value[:nf], ok[:nf], vend[:nf], ts[:nf], has_ts[:nf], slow[:ns], blank)  # fmt: skip
+            value[:nf], ok[:nf], vend[:nf], ts[:nf], has_ts[:nf], slow[:ns], blank, nl)  # fmt: skip
 
 
 def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
@@ -187,7 +188,7 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     buf = np.frombuffer(body, np.uint8)
     if len(buf) == 0:
         return None
-    line, key_a, key_b, name_a, name_b, kind, value, ok, vend, ts, has_ts, slow, blank = _lines(
+    line, key_a, key_b, name_a, name_b, kind, value, ok, vend, ts, has_ts, slow, blank, nl = _lines(
         buf, div, mul, limit, POW10
     )
     if not ok.all():  # what the kernel leaves to Python: exact, or the line is the parser's
@@ -206,4 +207,5 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
             line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts = (
                 x[keep] for x in (line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts)
             )
-    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow, int(blank))
+    return FastLines(line, key_a, key_b, name_a, name_b, kind, value, ts, has_ts, slow, int(blank),
+                     int(nl))  # fmt: skip

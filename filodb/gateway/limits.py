@@ -32,6 +32,7 @@ from filodb.errors import LimitExceededError, RateLimitedError
 from filodb.model.batch import SampleBatch
 from filodb.model.dataset import Dataset
 from filodb.model.labels import metric_name
+from filodb.model.limits import DatasetLimits
 from filodb.model.shardkey import part_key_bytes
 from filodb.shards.limits import ADMITTED, OVER_PER_METRIC, LimitsStore
 
@@ -60,11 +61,21 @@ class IngestLimiter:
         self.clock = clock
         # dataset -> (monotonic time the array was started, sorted hashes of admitted series)
         self._known: dict[str, tuple[float, np.ndarray]] = {}
+        self._resolved: dict[DatasetLimits, DatasetLimits] = {}  # a dataset's -> every key set
+
+    def limits(self, desc: Dataset) -> DatasetLimits:
+        """The dataset's limits with the config's defaults filled in (kept: a body asks twice)."""
+        got = self._resolved.get(desc.limits)
+        if got is None:
+            if len(self._resolved) > 1000:
+                self._resolved.clear()
+            got = self._resolved[desc.limits] = desc.limits.resolved(self.cfg)
+        return got
 
     def take_rate(self, desc: Dataset, n: int) -> None:
         """Take ``n`` samples from the dataset's ingest rate, or raise
         :class:`RateLimitedError` with the seconds to wait."""
-        rate = desc.limits.resolved(self.cfg).ingest_samples_per_s or 0.0
+        rate = self.limits(desc).ingest_samples_per_s or 0.0
         if rate <= 0 or n == 0:
             return
         wait = self.store.take_tokens(desc.name, rate, n)
@@ -77,7 +88,7 @@ class IngestLimiter:
     def admit(self, desc: Dataset, batch: SampleBatch) -> tuple[np.ndarray | None, list[Refusal]]:
         """Which series of ``batch`` may be written: None (all of them, no series limit), or
         a boolean mask per series and the refusals (one per limit that refused any)."""
-        lim = desc.limits.resolved(self.cfg)
+        lim = self.limits(desc)
         max_series, per_metric = int(lim.max_series or 0), int(lim.max_series_per_metric or 0)
         if (max_series <= 0 and per_metric <= 0) or not batch.series:
             return None, []

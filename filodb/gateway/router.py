@@ -76,11 +76,14 @@ class IngestRouter:
                 cache.put(by[i], s)
         return np.array(got, np.int32)
 
-    def write(self, dataset: str, batch: SampleBatch) -> dict[int, int]:
-        """Append ``batch`` to the log; returns samples per shard. Durable when it returns."""
+    def write(
+        self, dataset: str, batch: SampleBatch, desc: Dataset | None = None
+    ) -> dict[int, int]:
+        """Append ``batch`` to the log; returns samples per shard. Durable when it returns.
+        ``desc``: the dataset's description when the caller just got it (:meth:`dataset`)."""
         if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
-        desc = self.dataset(dataset)
+        desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
         shard_of = self._shards(desc, batch)
         if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
             one, counts = batch.shard_records(shard_of, desc.shards)

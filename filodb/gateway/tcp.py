@@ -72,6 +72,7 @@ from filodb.gateway.limits import IngestLimiter
 from filodb.gateway.parsed import ParseResult
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
+from filodb.model.dataset import Dataset
 from filodb.shards.metadata import MetadataStore, TypesKept
 
 log = logging.getLogger("filodb.gateway")
@@ -430,10 +431,11 @@ class TcpGateway:
         limited = self.limiter is None
         while True:
             try:
+                desc = self.router.dataset(self.dataset)
                 if not limited:
-                    batch, good = self._within_limits(door, batch, good)
+                    batch, good = self._within_limits(door, desc, batch, good)
                     limited = True
-                self.router.write(self.dataset, batch)
+                self.router.write(self.dataset, batch, desc)
                 self.stats.add(door, lines_accepted=good, samples_written=len(batch))
                 self._keep_types(door, batch.types)
                 return
@@ -470,11 +472,11 @@ class TcpGateway:
         except Exception as e:  # noqa: BLE001 - the samples are written; metadata is best effort
             self.warn(door, f"metric types not kept: {e}")
 
-    def _within_limits(self, door: str, batch: SampleBatch, good: int) -> tuple[SampleBatch, int]:
+    def _within_limits(self, door: str, desc: Dataset, batch: SampleBatch,
+                       good: int) -> tuple[SampleBatch, int]:  # fmt: skip
         """The batch without the new series the dataset's series limits refuse (counted), and
         the good lines left; raises :class:`RateLimitedError` past the ingest rate."""
         assert self.limiter is not None
-        desc = self.router.dataset(self.dataset)
         self.limiter.take_rate(desc, len(batch))
         keep, refusals = self.limiter.admit(desc, batch)
         if keep is None or not refusals:
@@ -516,6 +518,8 @@ _BLANK[[9, 10, 11, 12, 13, 32]] = True
 
 def _drop_non_utf8(body: bytes) -> tuple[bytes, int]:
     """The body without lines that are not UTF-8, and how many data lines were dropped."""
+    if body.isascii():  # the common case, checked without building a string
+        return body, 0
     try:
         body.decode("utf-8")
         return body, 0

@@ -13,7 +13,8 @@ shared/notes/celery-redis.md, gotcha 4).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -64,43 +65,64 @@ class RedisStreamsLog(Log):
         # (pairs_to_dict), ~11 % of a worker's CPU when records are small and many
         self._r.set_response_callback("XREAD", _raw_reply)
         self._key_frames: dict[str, dict[int, bytes]] = {}
+        self._group = _GroupCommit(self._run_jobs)
 
     def append_many(
         self, dataset: str, records: Mapping[int, Sequence[bytes]]
     ) -> dict[int, list[int]]:
+        """Append; see :class:`_GroupCommit`: concurrent callers share one script call."""
         shards = [s for s, recs in records.items() if recs]
         if not shards:
             return {}
-        firsts = self._run_appends(dataset, shards, records)
+        job = _Append([(dataset, s) for s in shards], [records[s] for s in shards])
+        self._group.run(job)
         return {
-            s: list(range(int(f), int(f) + len(records[s])))
-            for s, f in zip(shards, firsts, strict=True)
+            s: list(range(f, f + len(records[s]))) for s, f in zip(shards, job.firsts, strict=True)
         }
 
-    def _run_appends(self, dataset: str, shards: list[int],
-                     records: Mapping[int, Sequence[bytes]]) -> list[Any]:  # fmt: skip
-        """The first offset given to each shard's records: one EVALSHA of
-        :data:`_APPEND_MANY` over every shard, its RESP written here (the commands of a
+    def _run_jobs(self, jobs: list[_Append]) -> None:
+        """One script call for the appends of ``jobs``: a partition's records in the order of
+        the jobs; each job's ``firsts`` its records' first offsets."""
+        merged: dict[Partition, list[bytes]] = {}
+        at: list[list[int]] = []  # per job and partition: its records' place in the merged list
+        for job in jobs:
+            here = []
+            for part, recs in zip(job.parts, job.records, strict=True):
+                got = merged.setdefault(part, [])
+                here.append(len(got))
+                got.extend(recs)
+            at.append(here)
+        parts = list(merged)
+        firsts = dict(zip(parts, self._run_appends(parts, merged), strict=True))
+        for job, here in zip(jobs, at, strict=True):
+            job.firsts = [int(firsts[p]) + k for p, k in zip(job.parts, here, strict=True)]
+
+    def _run_appends(self, parts: list[Partition],
+                     records: Mapping[Partition, Sequence[bytes]]) -> list[Any]:  # fmt: skip
+        """The first offset given to each partition's records: one EVALSHA of
+        :data:`_APPEND_MANY` over every partition, its RESP written here (the commands of a
         body spread over hundreds of shards cost redis-py ~10 us each to pack and parse); the
         script loaded again and the call sent again when Redis answers NOSCRIPT (restarted,
         or SCRIPT FLUSH: the call appended nothing)."""
-        frames = self._key_frames.setdefault(dataset, {})
-        parts = [b""]
-        for s in shards:
-            parts.append(frames.get(s) or frames.setdefault(s, _key_frame(dataset, s)))
-        for s in shards:
-            recs = records[s]
+        out = [b""]
+        for ds, s in parts:
+            frames = self._key_frames.get(ds) or self._key_frames.setdefault(ds, {})
+            out.append(frames.get(s) or frames.setdefault(s, _key_frame(ds, s)))
+        n_recs = 0
+        for p in parts:
+            recs = records[p]
+            n_recs += len(recs)
             n = b"%d" % len(recs)
-            parts.append(b"$%d\r\n%s\r\n" % (len(n), n))
+            out.append(b"$%d\r\n%s\r\n" % (len(n), n))
             for r in recs:
-                parts.append(b"$%d\r\n" % len(r))
-                parts.append(r)
-                parts.append(b"\r\n")
-        nargs = 3 + 2 * len(shards) + len(shards) + sum(len(records[s]) for s in shards)
-        nk = b"%d" % (2 * len(shards))
+                out.append(b"$%d\r\n" % len(r))
+                out.append(r)
+                out.append(b"\r\n")
+        nargs = 3 + 3 * len(parts) + n_recs
+        nk = b"%d" % (2 * len(parts))
         for _ in range(2):
             sha = self._append_many.sha.encode()
-            parts[0] = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            out[0] = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
                 nargs,
                 len(sha),
                 sha,
@@ -108,7 +130,7 @@ class RedisStreamsLog(Log):
                 nk,
             )
             try:
-                return list(self._raw_call(b"".join(parts)))
+                return list(self._raw_call(b"".join(out)))
             except NoScriptError:
                 self._append_many.sha = self._r.script_load(_APPEND_MANY)
         raise NoScriptError("append script missing after loading it")
@@ -202,6 +224,64 @@ class RedisStreamsLog(Log):
 
     def close(self) -> None:
         self._r.close()
+
+
+class _Append:
+    """One caller's append: its partitions and their records; ``firsts`` once written."""
+
+    __slots__ = ("parts", "records", "firsts", "done", "error")
+
+    def __init__(self, parts: list[Partition], records: list[Sequence[bytes]]) -> None:
+        self.parts = parts
+        self.records = records
+        self.firsts: list[int] = []
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Appends of concurrent callers in one round trip (group commit).
+
+    A caller whose append finds no call in flight makes the call itself, for its records and
+    those of every caller queued meanwhile; a caller that finds one in flight queues its
+    records and waits. When a call returns, its callers are done (each returns its own
+    offsets) and a waiting caller, if any, makes the next call for the queue. So under one
+    sender nothing changes, and under many (the web tier's request threads, the gateway's
+    connections, at the same time) the log gets one script call per round trip instead of
+    one per body, and a body's thread sleeps on a lock instead of on its own round trip.
+    A caller returns only after the call holding its records returned (durable); when that
+    call fails, every caller in it raises its error (the one script call is atomic: nothing
+    of it was appended, or all of it when only the reply was lost)."""
+
+    def __init__(self, run: Callable[[list[_Append]], None]) -> None:
+        self._run = run
+        self._cv = threading.Condition(threading.Lock())
+        self._queue: list[_Append] = []
+        self._busy = False
+
+    def run(self, job: _Append) -> None:
+        with self._cv:
+            self._queue.append(job)
+            while self._busy and not job.done:
+                self._cv.wait()
+            if job.done:  # in a call another caller made
+                if job.error is not None:
+                    raise job.error
+                return
+            self._busy = True
+            jobs, self._queue = self._queue, []
+        err = None
+        try:
+            self._run(jobs)
+        except BaseException as e:  # every caller of the call raises it
+            err = e
+        with self._cv:
+            for j in jobs:
+                j.done, j.error = True, err
+            self._busy = False
+            self._cv.notify_all()
+        if err is not None:
+            raise err
 
 
 def _key_frame(dataset: str, shard: int) -> bytes:

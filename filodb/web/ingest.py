@@ -11,7 +11,7 @@ reported (400 listing them when any).
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
 from filodb.errors import BadInputError
@@ -49,7 +49,21 @@ def read_body(req: Request, limit: int) -> bytes:
     """The body of ``req``, at most ``limit`` bytes: werkzeug answers 413 when the
     Content-Length says more, but cuts a body of unknown length (chunked, which waitress
     dechunks and marks ``wsgi.input_terminated``) at the limit silently; such a body is
-    refused whole (413), not written in part."""
+    refused whole (413), not written in part.
+
+    A body whose Content-Length the server has terminated the stream at (waitress) is read in
+    one call: werkzeug's stream reads it 64 KiB at a time into a growing buffer (0.17 ms a
+    120 KB body, a tenth of the web process's CPU per Influx body)."""
+    env = req.environ
+    size = env.get("CONTENT_LENGTH") or ""
+    if (env.get("wsgi.input_terminated") and size.isascii() and size.isdigit()
+            and "chunked" not in env.get("HTTP_TRANSFER_ENCODING", "").lower()):  # fmt: skip
+        if int(size) > limit:
+            raise RequestEntityTooLarge()
+        data = env["wsgi.input"].read(int(size))
+        if len(data) != int(size):
+            raise ClientDisconnected()
+        return data
     data = req.get_data(cache=False)
     if len(data) >= limit and req.environ.get("wsgi.input_terminated"):
         if req.environ["wsgi.input"].read(1):

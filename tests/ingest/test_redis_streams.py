@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -7,6 +8,7 @@ import redis
 
 from filodb.ingest.redis_streams import RedisStreamsLog, stream_key
 from filodb.testing.log_suite import LogSuite
+from filodb.testing.wait import eventually
 
 
 class TestRedisStreamsLog(LogSuite):
@@ -80,3 +82,94 @@ class TestRedisStreamsLog(LogSuite):
             assert time.monotonic() - t0 < 2
         finally:
             lg.close()
+
+
+class TestGroupCommit:
+    """Concurrent appends share one script call (``_GroupCommit``), each caller getting its own
+    offsets, and every caller of a failed call raising."""
+
+    @pytest.fixture
+    def log(self, redis_url: str) -> RedisStreamsLog:
+        lg = RedisStreamsLog(redis_url)
+        yield lg
+        lg.close()
+
+    @staticmethod
+    def _held(log: RedisStreamsLog, fail_second: bool = False) -> threading.Event:
+        """Hold the first call in flight until the returned event is set; the second call
+        then raises ConnectionError when ``fail_second``."""
+        go, real, calls = threading.Event(), log._raw_call, []
+
+        def raw_call(command: bytes) -> object:
+            calls.append(command)
+            if len(calls) == 1:
+                assert go.wait(60)
+            elif fail_second and len(calls) == 2:
+                raise redis.ConnectionError("lost")
+            return real(command)
+
+        log._raw_call = raw_call  # type: ignore[method-assign]
+        return go
+
+    def _senders(self, log: RedisStreamsLog, n: int) -> tuple[list[threading.Thread], dict]:
+        out: dict[int, object] = {}
+
+        def send(i: int) -> None:
+            recs = {i % 3: [f"{i}-a".encode(), f"{i}-b".encode()], 5: [f"{i}-c".encode()]}
+            try:
+                out[i] = (recs, log.append_many("ds" if i % 2 else "other", recs))
+            except redis.ConnectionError as e:
+                out[i] = e
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
+        return threads, out
+
+    def test_waiting_appends_go_in_one_call_each_at_its_offsets(self, log: RedisStreamsLog,
+                                                                redis_url: str) -> None:  # fmt: skip
+        r = redis.Redis.from_url(redis_url)
+        go = self._held(log)
+        first = threading.Thread(target=log.append_many, args=("ds", {0: [b"first"]}))
+        first.start()
+        eventually(lambda: self._assert(log._group._busy), 30, 0.01)
+        threads, out = self._senders(log, 8)
+        for t in threads:
+            t.start()
+        eventually(lambda: self._assert(len(log._group._queue) == 8), 30, 0.01)
+        calls = r.info("commandstats")["cmdstat_evalsha"]["calls"]
+        go.set()
+        for t in [first, *threads]:
+            t.join(60)
+        assert r.info("commandstats")["cmdstat_evalsha"]["calls"] == calls + 2
+        seen: dict[tuple[str, int], list[int]] = {}
+        for i, (recs, got) in out.items():  # type: ignore[misc]
+            ds = "ds" if i % 2 else "other"
+            assert set(got) == set(recs)
+            for shard, offs in got.items():
+                assert len(offs) == len(recs[shard])
+                stored = log.read(ds, {shard: offs[0] - 1}, len(offs), 0)[shard]
+                assert stored == list(zip(offs, recs[shard], strict=True))
+                seen.setdefault((ds, shard), []).extend(offs)
+        for (ds, shard), offs in seen.items():  # dense, each offset given once
+            start = 2 if (ds, shard) == ("ds", 0) else 1
+            assert sorted(offs) == list(range(start, start + len(offs)))
+            assert log.end_offset(ds, shard) == start - 1 + len(offs)
+
+    def test_a_failed_call_fails_every_caller_in_it(self, log: RedisStreamsLog) -> None:
+        go = self._held(log, fail_second=True)
+        first = threading.Thread(target=log.append_many, args=("ds", {0: [b"first"]}))
+        first.start()
+        eventually(lambda: self._assert(log._group._busy), 30, 0.01)
+        threads, out = self._senders(log, 4)
+        for t in threads:
+            t.start()
+        eventually(lambda: self._assert(len(log._group._queue) == 4), 30, 0.01)
+        go.set()
+        for t in [first, *threads]:
+            t.join(60)
+        assert all(isinstance(v, redis.ConnectionError) for v in out.values()), out
+        assert log.end_offset("ds", 5) == 0 and log.end_offset("other", 5) == 0
+        assert log.append_many("ds", {0: [b"next"]}) == {0: [2]}  # the group goes on
+
+    @staticmethod
+    def _assert(cond: bool) -> None:
+        assert cond
