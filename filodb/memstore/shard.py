@@ -128,7 +128,7 @@ class TimeSeriesShard:
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
         decode_cache_bytes: int = 32 << 20, head_samples: int = HEAD_SAMPLES,
-        decoded: DecodedChunks | None = None,
+        decoded: DecodedChunks | None = None, clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -144,9 +144,10 @@ class TimeSeriesShard:
         self._pks = PartKeyTable()  # every series' part key, found by the batch
         self._labels: list[Labels] = []
         self._index = TagIndex()
-        # a head this full is closed into its series' last chunk (while that has room)
+        # a head this full is closed into its series' last chunk (while that has room); a
+        # bulk head (backfill, replay) goes on to a whole chunk: see memstore/head.py
         self.head_samples = max(2, min(int(head_samples), self.max_chunk_samples))
-        self._head = Head(self.head_samples)
+        self._head = Head(self.max_chunk_samples, soft_rows=self.head_samples, clock=clock)
         self._chunks: list[list[Chunk]] = []
         self._closed_end = np.zeros(0, np.int64)  # newest sample in chunks or the store
         self._first = np.zeros(0, np.int64)  # first and last sample anywhere (memory or store)
