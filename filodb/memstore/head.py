@@ -7,7 +7,7 @@ rows ``j*P .. j*P+P-1``; -1: none), so a full head of ``max_rows`` samples is ``
 an idle series holds none. Pages come from a free list and go back to it when a series
 closes.
 
-Appending a batch (grouped by series) is two numba calls whatever the number of series in it
+Appending a batch (grouped by series) is one numba call (two when the pool grows) whatever the number of series in it
 (:func:`_plan`: which samples fit and how many new pages they need, so the pool grows before
 anything changes; :func:`_write`: each sample at its series' count plus its rank in its
 group, pages off the free list as positions reach them). Samples past ``soft_rows`` (or
@@ -119,17 +119,20 @@ class Head:
         base: from there on the rest of its series)."""
         sid = np.ascontiguousarray(sid, np.int64)  # one compiled signature
         ts = np.ascontiguousarray(ts, np.int64)
-        fits = np.empty(len(sid), np.bool_)
-        now = float(self.clock())
-        need, extra = _plan(sid, ts, self.count, self.base, self.pages, self.max_rows,
-                            self.page_rows, fits, self.soft_rows, self.born, now - self.bulk_s,
-                            max(0, self.bulk_extra - self.extra))  # fmt: skip
-        self._reserve(need)
         vals = np.ascontiguousarray(vals, np.float64)
         in_order = np.ascontiguousarray(in_order, np.bool_)
-        self._n_free = _write(sid, ts, vals, in_order,
-                              fits, self.count, self.base, self.ordered, self.pages, self.ts,
-                              self.vals, self._free, self._n_free, self.born, now)  # fmt: skip
+        fits = np.empty(len(sid), np.bool_)
+        now = float(self.clock())
+        extra_left = max(0, self.bulk_extra - self.extra)
+        for _ in range(2):  # the second time with the pages the first found missing
+            need, extra, n_free = _put(sid, ts, vals, in_order, fits, self.count, self.base,
+                                       self.ordered, self.pages, self.ts, self.vals, self._free,
+                                       self._n_free, self.born, now, self.max_rows,
+                                       self.soft_rows, now - self.bulk_s, extra_left)  # fmt: skip
+            if n_free >= 0:
+                break
+            self._reserve(need)
+        self._n_free = n_free
         self.extra += extra
         return ~fits
 
@@ -204,14 +207,21 @@ class Head:
         return out
 
 
-def group_starts(keys: np.ndarray) -> np.ndarray:
-    """Where each run of equal ``keys`` begins (``keys`` grouped; none when empty)."""
-    n = len(keys)
-    m = np.empty(n, bool)
-    if n:
-        m[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=m[1:])
-    return np.flatnonzero(m)
+@nb.njit(cache=True, nogil=True)
+def _put(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
+         fits: np.ndarray, count: np.ndarray, base: np.ndarray, ordered: np.ndarray,
+         pages: np.ndarray, pool_ts: np.ndarray, pool_vals: np.ndarray, free: np.ndarray,
+         n_free: int, born: np.ndarray, now: float, max_rows: int, soft_rows: int,
+         bulk_since: float, extra_left: int) -> tuple[int, int, int]:  # fmt: skip
+    """:func:`_plan`, then :func:`_write` when the free list holds the pages needed: (pages
+    needed, samples past ``soft_rows``, free pages left; -1: nothing written, too few)."""
+    need, extra = _plan(sid, ts, count, base, pages, max_rows, pool_ts.shape[1], fits,
+                        soft_rows, born, bulk_since, extra_left)  # fmt: skip
+    if need > n_free:
+        return need, extra, -1
+    n_free = _write(sid, ts, vals, in_order, fits, count, base, ordered, pages, pool_ts,
+                    pool_vals, free, n_free, born, now)  # fmt: skip
+    return need, extra, n_free
 
 
 @nb.njit(cache=True, nogil=True)
