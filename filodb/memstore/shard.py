@@ -80,6 +80,9 @@ _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 # Samples a head holds uncompressed (12 bytes each) before they are encoded into the series'
 # chunk: 4 steps to a 480-row chunk; a live hour at 15 s is 0.9 kB a series instead of 3.5
 HEAD_SAMPLES = 120
+# Samples that bulk heads (memstore/head.py) may hold past HEAD_SAMPLES, all shards of a dataset
+# together (48 MB; the node splits it evenly over the dataset's shards)
+BULK_EXTRA_SAMPLES = 1 << 22
 
 
 @dataclass
@@ -130,6 +133,7 @@ class TimeSeriesShard:
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
         decode_cache_bytes: int = 32 << 20, head_samples: int = HEAD_SAMPLES,
         decoded: DecodedChunks | None = None, clock: Callable[[], float] = time.monotonic,
+        bulk_extra: int = BULK_EXTRA_SAMPLES // 4,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -148,7 +152,8 @@ class TimeSeriesShard:
         # a head this full is closed into its series' last chunk (while that has room); a
         # bulk head (backfill, replay) goes on to a whole chunk: see memstore/head.py
         self.head_samples = max(2, min(int(head_samples), self.max_chunk_samples))
-        self._head = Head(self.max_chunk_samples, soft_rows=self.head_samples, clock=clock)
+        self._head = Head(self.max_chunk_samples, soft_rows=self.head_samples, clock=clock,
+                          bulk_extra=bulk_extra)  # fmt: skip
         self._chunks: list[list[Chunk]] = []
         self._closed_end = np.zeros(0, np.int64)  # newest sample in chunks or the store
         self._first = np.zeros(0, np.int64)  # first and last sample anywhere (memory or store)

@@ -25,7 +25,7 @@ from filodb.config import Config
 from filodb.errors import FencedError
 from filodb.ingest.base import Log
 from filodb.memstore.decoded import DecodedChunks
-from filodb.memstore.shard import TimeSeriesShard
+from filodb.memstore.shard import BULK_EXTRA_SAMPLES, TimeSeriesShard
 from filodb.node.applier import LogApplier
 from filodb.node.flush import flush_group, make_pager
 from filodb.node.reader import NodeReader, RateLimitedLog
@@ -66,6 +66,7 @@ class ShardIngester:
             page_cache_bytes=cfg.page_cache_mb << 20, ooo_window_ms=round(cfg.ooo_window * 1000),
             max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
             decode_cache_bytes=cfg.decode_cache_mb << 20, decoded=decoded,
+            bulk_extra=BULK_EXTRA_SAMPLES // max(1, num_shards),  # the dataset's, split
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()
