@@ -178,8 +178,8 @@ def _read_large(data: bytes, lens: np.ndarray) -> tuple[np.ndarray, ...]:
         for r in np.flatnonzero(defer).tolist():
             a, z, p = int(ends[r] - lens[r]) + 4 + HEAD, int(zs[r]), int(pstarts[r])
             try:
-                ok[r] = cramjam.lz4.decompress_block_into(mv[a : int(ends[r])],
-                                                          pay[p : p + z]) == z  # fmt: skip
+                out = memoryview(pay[p : p + z])
+                ok[r] = cramjam.lz4.decompress_block_into(mv[a : int(ends[r])], out) == z
             except cramjam.DecompressionError:
                 ok[r] = False
         check_deferred(pay, pstarts, ns, ss, zs, ok, defer)

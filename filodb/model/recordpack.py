@@ -218,7 +218,7 @@ def decode_records(buf: np.ndarray, lens: np.ndarray, cpy: Any
 
 @nb.njit(cache=True, nogil=True)
 def scan_records(buf: np.ndarray, lens: np.ndarray, cpy: Any, lib_min: int
-                 ) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
+                 ) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
     """:func:`decode_records`'s first half (:func:`_scan`) for large records: LZ4 payloads
     of ``lib_min`` bytes or more are left to the LZ4 library (~10x this kernel's speed on
     large blocks): ``defer`` marks them (the last item: how many), their room in ``pay``
