@@ -193,13 +193,18 @@ class TimeSeriesShard:
     def samples_rejected(self) -> int:
         return sum(self.rejected.values())
 
-    def _series_ids(self, series: Sequence[Labels]) -> tuple[np.ndarray, int]:
+    def _series_ids(self, series: Sequence[Labels], absent: list[bytes] | None = None,
+                    absent_hashes: np.ndarray | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
         """Ids of label sets, found by their part keys (exact) or registered; how many are
-        new."""
+        new. ``absent``: part keys the table was just asked for and does not hold (with their
+        hashes); when they are the label sets' own (canonical), they are not looked up again."""
         pks = [part_key(lb) for lb in series]
-        data, ends = arena(pks)
-        hashes = xxh64_many(data, ends)
-        ids = self._pks.find(data, ends, hashes)
+        if absent is not None and absent_hashes is not None and pks == absent:
+            hashes, ids = absent_hashes, np.full(len(pks), -1, np.int64)
+        else:
+            data, ends = arena(pks)
+            hashes = xxh64_many(data, ends)
+            ids = self._pks.find(data, ends, hashes)
         miss = np.flatnonzero(ids < 0).tolist()
         if not miss:
             return ids, 0
@@ -244,8 +249,10 @@ class TimeSeriesShard:
         found are decoded (BadInputError when one is not a part key: nothing has changed
         then) and looked up again by their label set's canonical part key, or registered."""
         rb = batch.as_record() if isinstance(batch, SampleBatch) else batch
+        hashes = None  # the part keys' xxh64, when computed here (a batch's keys may be others)
         if rb.keys is None:  # hashed and found in one call
-            ids, rb.keys, missing = self._pks.find_hashing(rb.pk_data, rb.pk_ends)
+            ids, hashes, missing = self._pks.find_hashing(rb.pk_data, rb.pk_ends)
+            rb.keys = hashes
         else:
             ids = self._pks.find(rb.pk_data, rb.pk_ends, rb.keys)
             missing = int((ids < 0).sum())
@@ -254,13 +261,15 @@ class TimeSeriesShard:
         miss = np.flatnonzero(ids < 0)
         decoded: dict[bytes, Labels] = {}
         labels = []
+        raw = []
         for i in miss.tolist():
             pk = rb.part_key(i)
             lb = decoded.get(pk)
             if lb is None:
                 lb = decoded[pk] = rb.labels(i)
             labels.append(lb)
-        ids[miss], new = self._series_ids(labels)
+            raw.append(pk)
+        ids[miss], new = self._series_ids(labels, raw, None if hashes is None else hashes[miss])
         return ids, new
 
     def load_part_keys(self, records: Iterable[Any]) -> int:
