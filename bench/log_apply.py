@@ -1,16 +1,18 @@
 """The worker's apply path alone: log records of Prometheus's live shape (2000 series x one
-sample per remote-write body) read and ingested by a shard's :class:`LogApplier`, in one
-process (no Redis, no HTTP), CPU time per body.
+sample per remote-write body; ``--shape backfill``: 500 series x 20 samples) read and ingested
+by a shard's :class:`LogApplier`, in one process (no Redis, no HTTP), CPU time per body.
 
 Records are made as the web door makes them (remote-write body decoded, split per shard by
-route and spread, ``shard_records``) before timing; then each scrape's records are applied ``--per-apply`` at
-a time per shard (what one read of the node's reader hands a shard). The first scrape
-registers every series (``apply_new_ms_per_body``); the later ones are the steady state
-(``apply_ms_per_body``, best of ``--repeat`` passes over them; ``apply_us_per_series``).
+route and spread, ``shard_records``) before timing; then each scrape's (time block's) records
+are applied ``--per-apply`` at a time per shard (what one read of the node's reader hands a
+shard). The first block registers every series (``apply_new_ms_per_body``); the later ones are
+the steady state (``apply_ms_per_body``, best of ``--repeat`` passes over them;
+``apply_us_per_series``: per series and sample, heads closed into chunks included).
 
     python bench/log_apply.py                         # 10 000 series x 20 scrapes, 4 shards
     python bench/log_apply.py --series 100000 --samples 5 --per-apply 8
     python bench/log_apply.py --series 100000 --samples 5 --shards 256 --spread 8 --per-apply 2
+    python bench/log_apply.py --shape backfill --samples 720 --per-apply 8
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from ingest import body_plan, rw_body  # noqa: E402
+from ingest import SHAPES, body_plan, rw_body  # noqa: E402
 from promql import emit, workload  # noqa: E402
 
 from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
@@ -34,18 +36,19 @@ from filodb.prom.remote_write import decode_write_request  # noqa: E402
 
 
 def records(a: argparse.Namespace) -> tuple[int, list[dict[int, list[bytes]]]]:
-    """The number of series and, per scrape, the log records of each shard, in sending
-    order."""
+    """The number of series and, per time block (a scrape for ``live``), the log records of
+    each shard, in sending order."""
     series, vals = workload(a.series, a.samples)
     t0 = 1_700_000_000_000
     group = np.arange(len(series))
-    out: list[dict[int, list[bytes]]] = [{} for _ in range(a.samples)]
-    for idx, lo, hi in body_plan(group, a.samples, "live"):
+    k = SHAPES[a.shape][1]
+    out: list[dict[int, list[bytes]]] = [{} for _ in range(-(-a.samples // k))]
+    for idx, lo, hi in body_plan(group, a.samples, a.shape):
         batch = decode_write_request(rw_body(series, vals, idx, lo, hi, t0, 15_000))
         assert batch.routes is not None
         recs, _ = batch.shard_records(shards_of_routes(batch.routes, a.shards, a.spread), a.shards)
         for shard, rec in recs.items():
-            out[lo].setdefault(shard, []).append(rec)
+            out[lo // k].setdefault(shard, []).append(rec)
     return len(series), out
 
 
@@ -66,15 +69,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--series", type=int, default=10_000)
-    ap.add_argument("--samples", type=int, default=20, help="scrapes (one sample per series)")
+    ap.add_argument("--samples", type=int, default=20, help="samples per series")
+    ap.add_argument("--shape", choices=list(SHAPES), default="live")
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--spread", type=int, default=1, help="a shard key's series on 2^spread shards")
     ap.add_argument("--per-apply", type=int, default=1, help="records per apply call")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     n_series, scrapes = records(a)
-    bodies = -(-n_series // 2000)
-    ctx = {"series": n_series, "shards": a.shards, "spread": a.spread, "per_apply": a.per_apply, "shape": "live",
+    bodies = -(-n_series // SHAPES[a.shape][0])  # per time block
+    ctx = {"series": n_series, "shards": a.shards, "spread": a.spread, "per_apply": a.per_apply, "shape": a.shape,
            "record_bytes": round(np.mean([len(r) for s in scrapes for rs in s.values()
                                           for r in rs]))}  # fmt: skip
     best = float("inf")
@@ -92,9 +96,10 @@ def main() -> None:
             apply_scrape(appliers, scrape, offsets, a.per_apply)
         best = min(best, time.process_time() - c)
         assert sum(ms.samples_ingested for ms in shards.values()) == n_series * a.samples
-    n_bodies = bodies * (a.samples - 1)
+    n_bodies = bodies * (len(scrapes) - 1)
+    steady = n_series * (a.samples - SHAPES[a.shape][1])  # samples after the first block
     emit("apply_ms_per_body", 1000 * best / n_bodies, "ms", **ctx)
-    emit("apply_us_per_series", 1e6 * best / (n_series * (a.samples - 1)), "us", **ctx)
+    emit("apply_us_per_series", 1e6 * best / steady, "us", **ctx)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,18 @@ rows ``j*P .. j*P+P-1``; -1: none), so a full head of ``max_rows`` samples is ``
 an idle series holds none. Pages come from a free list and go back to it when a series
 closes.
 
-Appending a batch (grouped by series) is two numba calls whatever the number of series in it
+Appending a batch (grouped by series) is one numba call (two when the pool grows) whatever the number of series in it
 (:func:`_plan`: which samples fit and how many new pages they need, so the pool grows before
 anything changes; :func:`_write`: each sample at its series' count plus its rank in its
-group, pages off the free list as positions reach them). Samples past ``max_rows``, or more
-than 2**31 ms away from their series' base, are handed back: the shard closes those series
-and appends them again.
+group, pages off the free list as positions reach them). Samples past ``soft_rows`` (or
+``max_rows``), or more than 2**31 ms away from their series' base, are handed back: the shard
+closes those series and appends them again.
+
+Bulk heads: a head holds ``soft_rows`` samples, except one whose first sample came less than
+``bulk_s`` seconds ago (backfill, replay: data arriving far faster than it is scraped), which
+goes on up to ``max_rows`` (the chunk it will close into: encoded once, instead of re-encoded
+each time a ``soft_rows`` head grows its chunk). The samples held past ``soft_rows`` are at
+most ``bulk_extra`` per head pool (12 bytes each), so memory stays bounded whatever comes.
 
 Reading (for a close, a flush or a query) gathers the used pages of many series with one fancy
 index; series that took an out-of-order sample (``ordered`` False) are sorted by timestamp,
@@ -21,10 +27,13 @@ keeping the last written sample of a timestamp (last write wins, as Prometheus).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numba as nb
 import numpy as np
 
-_PAGE_ROWS = 32  # at most; a head's ``max_rows`` is split evenly into pages of up to this
+_PAGE_ROWS = 32  # at most; a head's ``soft_rows`` is split evenly into pages of up to this
 
 
 def even_pages(max_rows: int, most: int = _PAGE_ROWS) -> int:
@@ -39,20 +48,31 @@ def even_pages(max_rows: int, most: int = _PAGE_ROWS) -> int:
 # kept after a compaction) held ~47 MB of empty pages on a node, 430 bytes a series at 110 k
 _KEEP_FREE = 128
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1  # a head's timestamp offsets are int32
+BULK_S = 60.0  # a head filled this soon after its first sample may grow past ``soft_rows``
+BULK_EXTRA = 1 << 20  # samples held past ``soft_rows`` by all heads of a pool (12 MB)
 
 
 class Head:
     """Unclosed samples of a shard's series, ``max_rows`` at most per series. Not thread-safe:
     the owning shard locks."""
 
-    def __init__(self, max_rows: int, page_rows: int = 0) -> None:
+    def __init__(self, max_rows: int, page_rows: int = 0, *, soft_rows: int = 0,
+                 bulk_s: float = BULK_S, bulk_extra: int = BULK_EXTRA,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.max_rows = int(max_rows)
-        self.page_rows = min(int(page_rows) or even_pages(self.max_rows), self.max_rows)
+        self.soft_rows = min(int(soft_rows), self.max_rows) if soft_rows > 0 else self.max_rows
+        self.bulk_s = float(bulk_s)
+        self.bulk_extra = int(bulk_extra)
+        self.clock = clock
+        self.extra = 0  # samples held past soft_rows, all series together
+        # pages split a scraped series' full head (soft_rows) evenly; bulk heads take more
+        self.page_rows = min(int(page_rows) or even_pages(self.soft_rows), self.max_rows)
         self.pages_per_series = -(-self.max_rows // self.page_rows)
         self.pages = np.full((0, self.pages_per_series), -1, np.int32)
         self.count = np.zeros(0, np.int64)  # samples held per series
         self.ordered = np.ones(0, bool)  # the series' samples arrived in increasing order
         self.base = np.zeros(0, np.int64)  # timestamps are held as offsets from this
+        self.born = np.zeros(0, np.float64)  # clock() when the head took its first sample
         self.ts = np.empty((0, self.page_rows), np.int32)
         self.vals = np.empty((0, self.page_rows), np.float64)
         self._free = np.zeros(0, np.int32)  # a stack of free page ids
@@ -66,7 +86,8 @@ class Head:
     def nbytes(self) -> int:
         """The pool (used or free pages) and the per-series arrays."""
         return (self.ts.nbytes + self.vals.nbytes + self._free.nbytes + self.pages.nbytes
-                + self.count.nbytes + self.ordered.nbytes + self.base.nbytes)  # fmt: skip
+                + self.count.nbytes + self.ordered.nbytes + self.base.nbytes
+                + self.born.nbytes)  # fmt: skip
 
     @property
     def samples(self) -> int:
@@ -78,6 +99,7 @@ class Head:
         self.count = np.concatenate([self.count, np.zeros(k, np.int64)])
         self.ordered = np.concatenate([self.ordered, np.ones(k, bool)])
         self.base = np.concatenate([self.base, np.zeros(k, np.int64)])
+        self.born = np.concatenate([self.born, np.zeros(k, np.float64)])
 
     # --- pages ----------------------------------------------------------------------------
     def _reserve(self, m: int) -> None:
@@ -106,25 +128,34 @@ class Head:
     ) -> np.ndarray:
         """Append samples grouped by series (arrival order kept within a series);
         ``in_order``: the sample is newer than everything its series held before. Returns the
-        mask of the samples that did not fit (their series reached ``max_rows``, or the sample
-        is more than 2**31 ms from the series' base: from there on the rest of its series)."""
+        mask of the samples that did not fit (their series reached ``soft_rows``, or
+        ``max_rows`` for a bulk head, or the sample is more than 2**31 ms from the series'
+        base: from there on the rest of its series)."""
         sid = np.ascontiguousarray(sid, np.int64)  # one compiled signature
         ts = np.ascontiguousarray(ts, np.int64)
-        fits = np.empty(len(sid), np.bool_)
-        need = _plan(sid, ts, self.count, self.base, self.pages, self.max_rows, self.page_rows,
-                     fits)  # fmt: skip
-        self._reserve(need)
         vals = np.ascontiguousarray(vals, np.float64)
         in_order = np.ascontiguousarray(in_order, np.bool_)
-        self._n_free = _write(sid, ts, vals, in_order,
-                              fits, self.count, self.base, self.ordered, self.pages, self.ts,
-                              self.vals, self._free, self._n_free)  # fmt: skip
+        fits = np.empty(len(sid), np.bool_)
+        now = float(self.clock())
+        extra_left = max(0, self.bulk_extra - self.extra)
+        for _ in range(2):  # the second time with the pages the first found missing
+            need, extra, n_free = _put(sid, ts, vals, in_order, fits, self.count, self.base,
+                                       self.ordered, self.pages, self.ts, self.vals, self._free,
+                                       self._n_free, self.born, now, self.max_rows,
+                                       self.soft_rows, now - self.bulk_s, extra_left)  # fmt: skip
+            if n_free >= 0:
+                break
+            self._reserve(need)
+        self._n_free = n_free
+        self.extra += extra
         return ~fits
 
     def release(self, sids: np.ndarray) -> None:
         """Forget the series' unclosed samples; their pages go back to the free list."""
         pg = self.pages[sids]
         self._push(pg[pg >= 0])
+        if self.soft_rows < self.max_rows:
+            self.extra -= int(np.maximum(self.count[sids] - self.soft_rows, 0).sum())
         self.pages[sids] = -1
         self.count[sids] = 0
         self.ordered[sids] = True
@@ -139,6 +170,7 @@ class Head:
         self.count = self.count[keep]
         self.ordered = self.ordered[keep]
         self.base = self.base[keep]
+        self.born = self.born[keep]
 
     def _compact(self) -> None:
         """Move the used pages to the front of the pool and give the rest back: series that
@@ -189,28 +221,40 @@ class Head:
         return out
 
 
-def group_starts(keys: np.ndarray) -> np.ndarray:
-    """Where each run of equal ``keys`` begins (``keys`` grouped; none when empty)."""
-    n = len(keys)
-    m = np.empty(n, bool)
-    if n:
-        m[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=m[1:])
-    return np.flatnonzero(m)
+@nb.njit(cache=True, nogil=True)
+def _put(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
+         fits: np.ndarray, count: np.ndarray, base: np.ndarray, ordered: np.ndarray,
+         pages: np.ndarray, pool_ts: np.ndarray, pool_vals: np.ndarray, free: np.ndarray,
+         n_free: int, born: np.ndarray, now: float, max_rows: int, soft_rows: int,
+         bulk_since: float, extra_left: int) -> tuple[int, int, int]:  # fmt: skip
+    """:func:`_plan`, then :func:`_write` when the free list holds the pages needed: (pages
+    needed, samples past ``soft_rows``, free pages left; -1: nothing written, too few)."""
+    need, extra = _plan(sid, ts, count, base, pages, max_rows, pool_ts.shape[1], fits,
+                        soft_rows, born, bulk_since, extra_left)  # fmt: skip
+    if need > n_free:
+        return need, extra, -1
+    n_free = _write(sid, ts, vals, in_order, fits, count, base, ordered, pages, pool_ts,
+                    pool_vals, free, n_free, born, now)  # fmt: skip
+    return need, extra, n_free
 
 
 @nb.njit(cache=True, nogil=True)
 def _plan(sid: np.ndarray, ts: np.ndarray, count: np.ndarray, base: np.ndarray,
-          pages: np.ndarray, max_rows: int, page_rows: int, fits: np.ndarray) -> int:  # fmt: skip
-    """``fits`` per sample (a series' samples up to the first that does not fit) and the
-    number of pages the fitting ones need that their series do not hold; changes nothing."""
+          pages: np.ndarray, max_rows: int, page_rows: int, fits: np.ndarray, soft_rows: int,
+          born: np.ndarray, bulk_since: float, extra_left: int) -> tuple[int, int]:  # fmt: skip
+    """``fits`` per sample (a series' samples up to the first that does not fit), the
+    number of pages the fitting ones need that their series do not hold, and how many of
+    them go past ``soft_rows`` (heads born after ``bulk_since``, ``extra_left`` at most);
+    changes nothing."""
     n = len(sid)
     need = 0
+    extra = 0
     i = 0
     while i < n:
         s = sid[i]
         c = count[s]
         b = base[s] if c > 0 else ts[i]
+        bulk = c == 0 or born[s] >= bulk_since
         ok = True
         r = i
         while r < n and sid[r] == s:
@@ -218,21 +262,27 @@ def _plan(sid: np.ndarray, ts: np.ndarray, count: np.ndarray, base: np.ndarray,
             off = ts[r] - b
             if ok and (p >= max_rows or off < _I32_MIN or off > _I32_MAX):
                 ok = False
+            if ok and p >= soft_rows:
+                if bulk and extra < extra_left:
+                    extra += 1
+                else:
+                    ok = False
             fits[r] = ok
             if ok and (r == i or p % page_rows == 0) and pages[s, p // page_rows] < 0:
                 need += 1
             r += 1
         i = r
-    return need
+    return need, extra
 
 
 @nb.njit(cache=True, nogil=True)
 def _write(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
            fits: np.ndarray, count: np.ndarray, base: np.ndarray, ordered: np.ndarray,
            pages: np.ndarray, pool_ts: np.ndarray, pool_vals: np.ndarray, free: np.ndarray,
-           n_free: int) -> int:  # fmt: skip
+           n_free: int, born: np.ndarray, now: float) -> int:  # fmt: skip
     """Write the samples :func:`_plan` let fit (pages taken off the top of ``free``, which
-    holds enough); returns the free pages left."""
+    holds enough; a head's first sample stamps ``born`` with ``now``); returns the free
+    pages left."""
     n = len(sid)
     rows = pool_ts.shape[1]
     i = 0
@@ -241,6 +291,7 @@ def _write(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarr
         c = count[s]
         if c == 0:
             base[s] = ts[i]
+            born[s] = now
         b = base[s]
         k = 0
         r = i

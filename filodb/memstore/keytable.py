@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from filodb.model.xxh64 import u64_at, words
+from filodb.model.xxh64 import _xxh64, u64_at, words
 
 
 @nb.njit(cache=True, nogil=True)
@@ -56,6 +56,22 @@ def _find(w, ends, hashes, aw, aends, ahash, slots):  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True)
+def _find_hashing(w, ends, aw, aends, ahash, slots):  # pragma: no cover - numba
+    """:func:`_find` of strings whose xxh64 is computed here: (ids, hashes, ids absent)."""
+    hashes = np.empty(len(ends), np.uint64)
+    a = 0
+    for i in range(len(ends)):
+        hashes[i] = _xxh64(w, a, ends[i], np.uint64(0))
+        a = ends[i]
+    out = _find(w, ends, hashes, aw, aends, ahash, slots)
+    missing = 0
+    for i in range(len(out)):
+        if out[i] < 0:
+            missing += 1
+    return out, hashes, missing
+
+
+@nb.njit(cache=True, nogil=True)
 def _place(slots, ahash, first, last):  # pragma: no cover - numba
     """Put ids ``first .. last - 1`` in the table (they are not in it)."""
     mask = np.uint64(len(slots) - 1)
@@ -89,6 +105,14 @@ class PartKeyTable:
         n = self._n
         return _find(words(data), ends, hashes, self._data.view(np.uint64), self._ends[:n],
                      self._hash[:n], self._slots)  # fmt: skip
+
+    def find_hashing(self, data: np.ndarray, ends: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+        """:meth:`find` of part keys whose hashes are not known yet, in one numba call:
+        (ids, their xxh64, how many are not held)."""
+        n = self._n
+        return _find_hashing(words(data), ends, self._data.view(np.uint64), self._ends[:n],
+                             self._hash[:n], self._slots)  # fmt: skip
 
     def add(self, data: np.ndarray, ends: np.ndarray, hashes: np.ndarray) -> int:
         """Add part keys not held yet (distinct); they get the next ids. Returns the first."""

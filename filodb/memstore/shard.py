@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from filodb.encoding import encode_many
+from filodb.memstore.admit import admit
 from filodb.memstore.chunks import (
     Chunk,
     chunk_from_vectors,
@@ -57,7 +58,7 @@ from filodb.memstore.chunks import (
 from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.exemplars import ExemplarRing
 from filodb.memstore.gather import gather
-from filodb.memstore.head import Head, group_starts
+from filodb.memstore.head import Head
 from filodb.memstore.index import TagIndex
 from filodb.memstore.keytable import PartKeyTable
 from filodb.model.batch import SampleBatch
@@ -79,6 +80,9 @@ _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 # Samples a head holds uncompressed (12 bytes each) before they are encoded into the series'
 # chunk: 4 steps to a 480-row chunk; a live hour at 15 s is 0.9 kB a series instead of 3.5
 HEAD_SAMPLES = 120
+# Samples that bulk heads (memstore/head.py) may hold past HEAD_SAMPLES, all shards of a dataset
+# together (48 MB; the node splits it evenly over the dataset's shards)
+BULK_EXTRA_SAMPLES = 1 << 22
 
 
 @dataclass
@@ -128,7 +132,8 @@ class TimeSeriesShard:
         memory_budget: int = 0, pager: Pager | None = None, flush_chunk_samples: int = 0,
         page_cache_bytes: int = 64 << 20, ooo_window_ms: int = 0, max_exemplars: int = 0,
         decode_cache_bytes: int = 32 << 20, head_samples: int = HEAD_SAMPLES,
-        decoded: DecodedChunks | None = None,
+        decoded: DecodedChunks | None = None, clock: Callable[[], float] = time.monotonic,
+        bulk_extra: int = BULK_EXTRA_SAMPLES // 4,
     ) -> None:  # fmt: skip
         self.dataset = dataset
         self.exemplars = ExemplarRing(max_exemplars)  # the newest exemplars of the shard
@@ -144,9 +149,11 @@ class TimeSeriesShard:
         self._pks = PartKeyTable()  # every series' part key, found by the batch
         self._labels: list[Labels] = []
         self._index = TagIndex()
-        # a head this full is closed into its series' last chunk (while that has room)
+        # a head this full is closed into its series' last chunk (while that has room); a
+        # bulk head (backfill, replay) goes on to a whole chunk: see memstore/head.py
         self.head_samples = max(2, min(int(head_samples), self.max_chunk_samples))
-        self._head = Head(self.head_samples)
+        self._head = Head(self.max_chunk_samples, soft_rows=self.head_samples, clock=clock,
+                          bulk_extra=bulk_extra)  # fmt: skip
         self._chunks: list[list[Chunk]] = []
         self._closed_end = np.zeros(0, np.int64)  # newest sample in chunks or the store
         self._first = np.zeros(0, np.int64)  # first and last sample anywhere (memory or store)
@@ -186,13 +193,18 @@ class TimeSeriesShard:
     def samples_rejected(self) -> int:
         return sum(self.rejected.values())
 
-    def _series_ids(self, series: Sequence[Labels]) -> tuple[np.ndarray, int]:
+    def _series_ids(self, series: Sequence[Labels], absent: list[bytes] | None = None,
+                    absent_hashes: np.ndarray | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
         """Ids of label sets, found by their part keys (exact) or registered; how many are
-        new."""
+        new. ``absent``: part keys the table was just asked for and does not hold (with their
+        hashes); when they are the label sets' own (canonical), they are not looked up again."""
         pks = [part_key(lb) for lb in series]
-        data, ends = arena(pks)
-        hashes = xxh64_many(data, ends)
-        ids = self._pks.find(data, ends, hashes)
+        if absent is not None and absent_hashes is not None and pks == absent:
+            hashes, ids = absent_hashes, np.full(len(pks), -1, np.int64)
+        else:
+            data, ends = arena(pks)
+            hashes = xxh64_many(data, ends)
+            ids = self._pks.find(data, ends, hashes)
         miss = np.flatnonzero(ids < 0).tolist()
         if not miss:
             return ids, 0
@@ -237,19 +249,27 @@ class TimeSeriesShard:
         found are decoded (BadInputError when one is not a part key: nothing has changed
         then) and looked up again by their label set's canonical part key, or registered."""
         rb = batch.as_record() if isinstance(batch, SampleBatch) else batch
-        ids = self._pks.find(rb.pk_data, rb.pk_ends, rb.series_keys())
-        miss = np.flatnonzero(ids < 0)
-        if len(miss) == 0:
+        hashes = None  # the part keys' xxh64, when computed here (a batch's keys may be others)
+        if rb.keys is None:  # hashed and found in one call
+            ids, hashes, missing = self._pks.find_hashing(rb.pk_data, rb.pk_ends)
+            rb.keys = hashes
+        else:
+            ids = self._pks.find(rb.pk_data, rb.pk_ends, rb.keys)
+            missing = int((ids < 0).sum())
+        if not missing:
             return ids, 0
+        miss = np.flatnonzero(ids < 0)
         decoded: dict[bytes, Labels] = {}
         labels = []
+        raw = []
         for i in miss.tolist():
             pk = rb.part_key(i)
             lb = decoded.get(pk)
             if lb is None:
                 lb = decoded[pk] = rb.labels(i)
             labels.append(lb)
-        ids[miss], new = self._series_ids(labels)
+            raw.append(pk)
+        ids[miss], new = self._series_ids(labels, raw, None if hashes is None else hashes[miss])
         return ids, new
 
     def load_part_keys(self, records: Iterable[Any]) -> int:
@@ -303,51 +323,32 @@ class TimeSeriesShard:
                 skipped = int(len(keep) - keep.sum())
                 if skipped:
                     sid, ts, vals = sid[keep], ts[keep], vals[keep]
-            if (sid[1:] < sid[:-1]).any():
+            n = len(sid)
+            sid = np.ascontiguousarray(sid, np.int64)
+            ts = np.ascontiguousarray(ts, np.int64)
+            ok, in_order = np.empty(n, np.bool_), np.empty(n, np.bool_)
+            args = (self.ooo_window_ms, self._generation + 1, self._first, self._last,
+                    self._closed_end, self._mem_start, self._touched, ok, in_order)  # fmt: skip
+            accepted = admit(sid, ts, *args)
+            if accepted < 0:
                 order = np.argsort(sid, kind="stable")  # arrival order kept within a series
                 sid, ts, vals = sid[order], ts[order], vals[order]
-            starts = group_starts(sid)
-            if len(starts) == len(sid):  # one sample a series (the live shape)
-                newest = self._last[sid]
-            else:
-                newest = _newest_before(sid, ts, self._last)
-            in_order = ts > newest
-            ok = in_order
-            if self.ooo_window_ms:  # within the window of the newest: accepted out of order
-                ok = in_order | (ts >= newest - self.ooo_window_ms)
-            accepted = int(ok.sum())
-            if accepted < len(ok):
+                accepted = admit(sid, ts, *args)
+            if accepted < n:
                 sid, ts, vals, in_order = sid[ok], ts[ok], vals[ok], in_order[ok]
                 why = "too_old" if self.ooo_window_ms else "out_of_order"
-                self.rejected[why] = self.rejected.get(why, 0) + len(ok) - accepted
-            self._append(sid, ts, vals, in_order, starts if accepted == len(ok) else None)
-            stats = IngestStats(accepted, len(ok) - accepted, new, skipped)
+                self.rejected[why] = self.rejected.get(why, 0) + n - accepted
+            if accepted:
+                self._generation += 1
+                self._append(sid, ts, vals, in_order)
+            stats = IngestStats(accepted, n - accepted, new, skipped)
             self.samples_ingested += stats.accepted
             return stats
 
-    def _append(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
-                starts: np.ndarray | None = None) -> None:  # fmt: skip
-        """Append grouped samples to the head (``starts``: where each series' run begins,
-        when known); series that fill up are closed together."""
-        if len(sid) == 0:
-            return
-        self._generation += 1
-        if starts is None:
-            starts = group_starts(sid)
-        if len(starts) == len(sid):  # one sample a series
-            uniq, lo, hi = sid, ts, ts
-        else:
-            uniq = sid[starts]
-            lo, hi = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
-        first = self._first[uniq]
-        self._first[uniq] = np.where(first == _NO_TS, lo, np.minimum(first, lo))
-        self._last[uniq] = np.maximum(self._last[uniq], hi)
-        # memory holds every sample from mem_start on: an out-of-order sample below what was
-        # closed does not make it hold the closed samples (the store may have them only)
-        closed = self._closed_end[uniq]
-        held = np.where(lo > closed, lo, closed + 1)
-        self._mem_start[uniq] = np.minimum(self._mem_start[uniq], held)
-        self._touched[uniq] = self._generation
+    def _append(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray,
+                in_order: np.ndarray) -> None:  # fmt: skip
+        """Append grouped samples (taken: :func:`~filodb.memstore.admit.admit`) to the head;
+        series that fill up are closed together."""
         head = self._head
         while True:  # a full head is closed when its series' next sample comes (as
             # Prometheus cuts a chunk): the samples that fill heads are queryable at once
@@ -935,29 +936,3 @@ def dedupe_samples(
     ts, vals, owner = ts[perm], vals[perm], owner[perm]
     keep = np.r_[~((owner[1:] == owner[:-1]) & (ts[1:] == ts[:-1])), True]
     return ts[keep], vals[keep], owner[keep]
-
-
-def _newest_before(sid: np.ndarray, ts: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Each sample's series' newest timestamp before it: ``last`` (what the series held)
-    or an earlier sample of the batch, whichever is newer.
-
-    ``sid`` is grouped (stable-sorted). Within a group the running maximum of earlier
-    timestamps is computed with one ``maximum.accumulate`` over group-separated dense ranks.
-    """
-    n = len(ts)
-    starts = np.r_[True, sid[1:] != sid[:-1]]
-    prev_ts = np.empty(n, np.int64)
-    prev_ts[1:] = ts[:-1]
-    prev_ts[starts] = _NO_TS
-    if not (ts <= prev_ts).any():  # increasing within each series: the previous one is newest
-        return np.maximum(prev_ts, last[sid])
-    uniq, rank = np.unique(ts, return_inverse=True)
-    group = np.cumsum(starts) - 1
-    u = len(uniq)
-    key = group.astype(np.int64) * u + rank
-    running = np.maximum.accumulate(key) - group * u  # rank of the max so far, incl. self
-    prev_rank = np.empty(n, np.int64)
-    prev_rank[1:] = running[:-1]
-    prev_rank[starts] = -1
-    prev_ts = np.where(prev_rank >= 0, uniq[np.maximum(prev_rank, 0)], _NO_TS)
-    return np.maximum(prev_ts, last[sid])

@@ -190,12 +190,8 @@ def _write_raw(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, arena: np.nda
 
 
 @nb.njit(cache=True, nogil=True)
-def decode_records(buf: np.ndarray, lens: np.ndarray, cpy: Any
-                   ) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
-    """Records ``lens[r]`` bytes each, back to back in ``buf``, read at once: which were read
-    (:func:`_scan`: the others are left to :func:`~filodb.model.record.read_record`), the
-    end of each record's samples and series in the columns, and the columns of those read
-    (:func:`_read`). ``cpy``: libc's memcpy (:mod:`filodb.model.libc`)."""
+def _bounds(lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Where each record of ``lens`` bytes starts and ends, back to back."""
     k = len(lens)
     ends = np.empty(k, np.int64)
     starts = np.empty(k, np.int64)
@@ -204,20 +200,84 @@ def decode_records(buf: np.ndarray, lens: np.ndarray, cpy: Any
         starts[r] = o
         o += lens[r]
         ends[r] = o
-    ok, ns, ss, pay, pstarts = _scan(buf, starts, ends, cpy)
+    return starts, ends
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_records(buf: np.ndarray, lens: np.ndarray, cpy: Any
+                   ) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
+    """Records ``lens[r]`` bytes each, back to back in ``buf``, read at once: which were read
+    (:func:`_scan`: the others are left to :func:`~filodb.model.record.read_record`), the
+    end of each record's samples and series in the columns, and the columns of those read
+    (:func:`_read`). ``cpy``: libc's memcpy (:mod:`filodb.model.libc`)."""
+    starts, ends = _bounds(lens)
+    ok, ns, ss, _, pay, pstarts, _, _ = _scan(buf, starts, ends, cpy, np.iinfo(np.int64).max)
     sidx, ts, vals, pk_data, pk_ends = _read(pay, pstarts, ns, ss, cpy)
     return ok, np.cumsum(ns), np.cumsum(ss), sidx, ts, vals, pk_data, pk_ends
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
+def scan_records(buf: np.ndarray, lens: np.ndarray, cpy: Any, lib_min: int
+                 ) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
+    """:func:`decode_records`'s first half (:func:`_scan`) for large records: LZ4 payloads
+    of ``lib_min`` bytes or more are left to the LZ4 library (~10x this kernel's speed on
+    large blocks): ``defer`` marks them (the last item: how many), their room in ``pay``
+    (from ``pstarts``, ``zs`` bytes) is reserved; the caller decompresses them there, then
+    calls :func:`check_deferred` and :func:`read_payloads`."""
+    starts, ends = _bounds(lens)
+    return _scan(buf, starts, ends, cpy, lib_min)
+
+
+@nb.njit(cache=True, nogil=True)
+def _valid(pay: np.ndarray, o: int, n: int, s: int, z: int) -> bool:  # pragma: no cover - numba
+    """A payload's series indexes are in range and its part key lengths add up."""
+    acc = np.int32(0)
+    for i in range(n):
+        d = np.int32(np.uint32(_u32le(pay, o + 4 * i)))
+        acc = np.int32(acc + d)
+        if acc < 0 or acc >= s:
+            return False
+    pk = 0
+    q = o + 20 * n
+    for j in range(s):
+        pk += _u32le(pay, q + 4 * j)
+    return pk == z - 20 * n - 4 * s
+
+
+@nb.njit(cache=True, nogil=True)
+def check_deferred(pay: np.ndarray, pstarts: np.ndarray, ns: np.ndarray, ss: np.ndarray,
+                   zs: np.ndarray, ok: np.ndarray, defer: np.ndarray
+                   ) -> None:  # fmt: skip  # pragma: no cover - numba
+    """:func:`_valid` of the deferred payloads, once the caller decompressed them (one it
+    could not has ``ok`` False already); a record found bad reads nothing."""
+    for r in range(len(ok)):
+        if defer[r] and ok[r] and not _valid(pay, pstarts[r], ns[r], ss[r], zs[r]):
+            ok[r] = False
+        if not ok[r]:
+            ns[r] = 0
+            ss[r] = 0
+
+
+@nb.njit(cache=True, nogil=True)
+def read_payloads(pay: np.ndarray, pstarts: np.ndarray, ns: np.ndarray, ss: np.ndarray,
+                  cpy: Any) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
+    """:func:`_read`, after :func:`scan_records` and :func:`check_deferred`."""
+    return _read(pay, pstarts, ns, ss, cpy)
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any, lib_min: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                     np.ndarray, int]:  # fmt: skip  # pragma: no cover - numba
     """Which records :func:`_read` reads (a version 4 record with no header entry
     past the fixed five, whole and consistent: sizes, its LZ4 block, series indexes, part key
-    lengths), their samples and series (0 where not), and their payloads (decompressed) back
-    to back with where each starts. ``cpy``: libc's memcpy."""
+    lengths), their samples, series and payload sizes (0 where not), and their payloads
+    (decompressed) back to back with where each starts; LZ4 payloads of ``lib_min`` bytes or
+    more are not decompressed nor checked here (``defer``, and how many). ``cpy``: libc's
+    memcpy."""
     k = len(starts)
     ok = np.zeros(k, np.bool_)
+    defer = np.zeros(k, np.bool_)
     ns = np.zeros(k, np.int64)
     ss = np.zeros(k, np.int64)
     zs = np.zeros(k, np.int64)
@@ -258,29 +318,25 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
     pay = np.empty(total, np.uint8)
     pstarts = np.zeros(k, np.int64)
     o2 = 0
+    n_defer = 0
     for r in range(k):
         if not ok[r]:
             continue
         p = starts[r] + 4 + HEAD
         z, n, s = zs[r], ns[r], ss[r]
         if buf[starts[r] + 4 + C_AT]:
+            if z >= lib_min:
+                defer[r] = True
+                n_defer += 1
+                pstarts[r] = o2
+                o2 += z
+                continue
             if not decompress(buf, p + 4, ends[r], pay, o2, o2 + z, cpy):
                 ok[r] = False
                 continue
         else:
             pay[o2 : o2 + z] = buf[p : p + z]
-        acc = np.int32(0)
-        for i in range(n):
-            d = np.int32(np.uint32(_u32le(pay, o2 + 4 * i)))
-            acc = np.int32(acc + d)
-            if acc < 0 or acc >= s:
-                ok[r] = False
-                break
-        pk = 0
-        q = o2 + 20 * n
-        for j in range(s):
-            pk += _u32le(pay, q + 4 * j)
-        if not ok[r] or pk != z - 20 * n - 4 * s:
+        if not _valid(pay, o2, n, s, z):
             ok[r] = False
             continue
         pstarts[r] = o2
@@ -289,7 +345,7 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any
         if not ok[r]:
             ns[r] = 0
             ss[r] = 0
-    return ok, ns, ss, pay[:o2], pstarts
+    return ok, ns, ss, zs, pay[:o2], pstarts, defer, n_defer
 
 
 @nb.njit(cache=True, nogil=True)

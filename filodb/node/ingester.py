@@ -25,7 +25,7 @@ from filodb.config import Config
 from filodb.errors import FencedError
 from filodb.ingest.base import Log
 from filodb.memstore.decoded import DecodedChunks
-from filodb.memstore.shard import TimeSeriesShard
+from filodb.memstore.shard import BULK_EXTRA_SAMPLES, TimeSeriesShard
 from filodb.node.applier import LogApplier
 from filodb.node.flush import flush_group, make_pager
 from filodb.node.reader import NodeReader, RateLimitedLog
@@ -67,6 +67,7 @@ class ShardIngester:
             max_exemplars=-(-cfg.max_exemplars // max(1, num_shards)),  # the dataset's, split
             decode_cache_bytes=cfg.decode_cache_mb << 20, decoded=decoded,
             head_samples=cfg.head_samples,
+            bulk_extra=BULK_EXTRA_SAMPLES // max(1, num_shards),  # the dataset's, split
         )  # fmt: skip
         self.offset = 0
         self.stop_event = threading.Event()

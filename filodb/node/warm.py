@@ -13,6 +13,7 @@ import numpy as np
 from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
+from filodb.model.record import read_records
 from filodb.query.distributed import DistributedEngine, LocalShards
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ def warm_read_path() -> None:
         n = 600  # more than a chunk, so closed chunks are encoded and decoded too
         ts = np.tile(np.arange(n, dtype=np.int64) * 15_000, 2)
         sidx = np.repeat(np.arange(2, dtype=np.int32), n)
-        shard.ingest(SampleBatch(series, sidx, ts, np.arange(2 * n, dtype=np.float64)), 0)
+        vals = np.arange(2 * n, dtype=np.float64)
+        first = np.tile(np.arange(n) < n // 2, 2)  # by label sets, then as log records are
+        shard.ingest(SampleBatch(series, sidx[first], ts[first], vals[first]), 0)
+        rest = SampleBatch(series, sidx[~first], ts[~first], vals[~first])
+        shard.ingest(read_records([rest.to_bytes()])[0], 1)
         eng = DistributedEngine(LocalShards([shard]), timeout_s=60)
         end = int(ts[-1])
         for q in QUERIES:

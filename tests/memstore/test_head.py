@@ -120,3 +120,27 @@ def test_appends_keep_what_a_plain_model_keeps(seed: int) -> None:
         got = _read(h, np.array([s]))[s]
         assert got == (model[s] if ordered[s] else sorted(dict(model[s]).items())), s
     assert h._n_free + int((h.pages >= 0).sum()) == len(h.ts)  # no page lost or shared
+
+
+def test_a_bulk_head_grows_to_max_rows_within_its_budget_and_a_slow_one_stops() -> None:
+    now = [0.0]
+    h = Head(40, page_rows=8, soft_rows=10, bulk_s=60.0, bulk_extra=45, clock=lambda: now[0])
+    h.add_series(3)
+    ones = np.ones(30, bool)
+    # a fresh head taking 30 samples at once is bulk: it holds them all (20 past soft_rows)
+    assert not h.append(np.zeros(30, np.int64), np.arange(30), np.arange(30.0), ones).any()
+    assert h.count[0] == 30 and h.extra == 20
+    now[0] = 59.0  # still bulk: up to max_rows, the rest handed back
+    rest = h.append(np.zeros(15, np.int64), np.arange(30, 45), np.arange(30.0, 45), ones[:15])
+    assert rest.tolist() == [False] * 10 + [True] * 5 and h.count[0] == 40 and h.extra == 30
+    # series 1 is bulk too, but the pool's budget (45 past soft_rows) lets it take 15 more
+    rest = h.append(np.ones(30, np.int64), np.arange(30), np.arange(30.0), ones)
+    assert int((~rest).sum()) == 25 and h.extra == 45
+    # series 2's head began 61 s ago: a scraped series stops at soft_rows
+    h.append(np.full(5, 2, np.int64), np.arange(5), np.arange(5.0), ones[:5])
+    now[0] = 120.0
+    rest = h.append(np.full(10, 2, np.int64), np.arange(5, 15), np.arange(5.0, 15), ones[:10])
+    assert rest.tolist() == [False] * 5 + [True] * 5 and h.count[2] == 10
+    assert _read(h, np.array([0]))[0] == [(t, float(t)) for t in range(40)]
+    h.release(np.array([0, 1]))  # closed: their samples past soft_rows leave the budget
+    assert h.extra == 0 and h.count.tolist() == [0, 0, 10]

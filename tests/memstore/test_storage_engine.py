@@ -3,6 +3,8 @@ recovery and retention: every answer equals a brute-force reference over the sam
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -159,9 +161,12 @@ def test_a_flush_leaving_heads_open_keeps_chunk_sizes(columns) -> None:  # type:
 def test_heads_grow_chunks_and_early_flushes_keep_runs_whole(columns) -> None:  # type: ignore[no-untyped-def]
     """Heads of 10 samples are encoded into their series' last chunk until it holds 40; flushes
     for the log after every record store each series' growing run provisionally, so the store
-    ends with runs of 80 rows (the newest excepted), each sample once, as after one flush."""
+    ends with runs of 80 rows (the newest excepted), each sample once, as after one flush.
+    Records come a scrape apart on the shard's clock (not bulk: heads stop at 10)."""
+    clock = itertools.count(0.0, 100.0).__next__
     ms = TimeSeriesShard("ds", 0, max_chunk_samples=40, head_samples=10, num_groups=3,
-                         flush_chunk_samples=80, pager=make_pager(columns[0], "ds", 0))  # fmt: skip
+                         flush_chunk_samples=80, pager=make_pager(columns[0], "ds", 0),
+                         clock=lambda: float(clock()))  # fmt: skip
     log = ListLog()
     ref = _feed(ms, columns, log, 1, close_heads=False)
     # a full head closes when its series' next sample comes: the last 10 wait in the head
@@ -360,3 +365,23 @@ def test_tombstone_replays_in_log_order(columns) -> None:  # type: ignore[no-unt
     want = {k: v for k, v in want.items() if not CUT[0].matches(dict(k)["i"])}
     got = {k: v for k, v in got.items() if not CUT[0].matches(dict(k)["i"])}
     assert got == want
+
+
+@pytest.mark.parametrize("step_s", [0.0, 100.0])
+def test_bulk_and_scraped_heads_close_into_the_same_chunks(step_s: float) -> None:
+    """Records arriving at once (bulk heads: a chunk encoded once) or a scrape apart (heads of
+    10 grow their chunk) leave the same chunks and answers."""
+    clock = itertools.count(0.0, step_s)
+    ms = TimeSeriesShard("ds", 0, max_chunk_samples=40, head_samples=10,
+                         clock=lambda: float(next(clock)))  # fmt: skip
+    series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(3)]
+    for k in range(5):  # 20 samples per series per record: 100 each
+        ts = 1000 * np.arange(k * 20, k * 20 + 20)
+        sidx = np.repeat(np.arange(3, dtype=np.int32), 20)
+        all_ts = np.tile(ts, 3)
+        ms.ingest(SampleBatch(series, sidx, all_ts, all_ts / 1000.0))
+    assert [[c.count for c in ms._chunks[s]] for s in range(3)] == [[40, 40]] * 3
+    assert ms._head.count.tolist() == [20] * 3
+    got = as_dict(ms.select([Matcher("__name__", "=", "m")], 0, 10**6))
+    want = np.arange(0, 100_000, 1000)
+    assert list(got.values()) == [(want.tolist(), (want / 1000.0).view(np.int64).tolist())] * 3
