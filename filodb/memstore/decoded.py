@@ -106,8 +106,7 @@ class DecodedChunks:
         timestamps the as many from ``ts[tpos[c]]`` on (series scraped together share one
         decoded timestamp vector: ``ts`` holds each once)."""
         if not chunks:
-            ts, vals, offsets = decode_chunks(chunks)
-            return ts, offsets[:-1], vals, offsets
+            return _plain(chunks)
         need = sum(c.count for c in chunks) * 8 + len(chunks) * _ENTRY_BYTES
         if need > self.max_bytes // 2:
             if need > self.cap // 2:
