@@ -35,6 +35,11 @@ START_BYTES = 64 << 20  # the budget a cache starts with (it grows from there up
 GHOSTS_MAX = 1 << 18  # hashes of values vectors let go that are remembered (then forgotten)
 
 
+_COUNT = operator.attrgetter("count")
+_TS = operator.attrgetter("ts")
+_VALS = operator.attrgetter("vals")
+
+
 def _plain(chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ts, vals, offsets = decode_chunks(chunks)
     return ts, offsets[:-1], vals, offsets
@@ -107,7 +112,7 @@ class DecodedChunks:
         decoded timestamp vector: ``ts`` holds each once)."""
         if not chunks:
             return _plain(chunks)
-        need = sum(c.count for c in chunks) * 8 + len(chunks) * _ENTRY_BYTES
+        need = sum(map(_COUNT, chunks)) * 8 + len(chunks) * _ENTRY_BYTES
         if need > self.max_bytes // 2:
             if need > self.cap // 2:
                 return _plain(chunks)  # a scan bigger than the cache would only churn it
@@ -120,8 +125,8 @@ class DecodedChunks:
                     self._remember(vectors)
             if need > self.max_bytes // 2:
                 return _plain(chunks)
-        ts = self._column([(True, c.ts) for c in chunks], True)
-        vals = self._column([(False, c.vals) for c in chunks], False)
+        ts = self._column(list(zip(repeat(True), map(_TS, chunks))), True)  # C-level loops
+        vals = self._column(list(zip(repeat(False), map(_VALS, chunks))), False)
         offsets = np.zeros(len(vals) + 1, np.int64)
         np.cumsum(np.fromiter(map(len, vals), np.int64, len(vals)), out=offsets[1:])
         # one copy of each distinct timestamps array (the cache hands out one object per
@@ -129,12 +134,12 @@ class DecodedChunks:
         keys = list(map(id, ts))
         first = dict(zip(keys, range(len(keys)), strict=True))
         uniq = list(first.values())  # a position of each distinct array
-        ulens = np.fromiter((len(ts[i]) for i in uniq), np.int64, len(uniq))
+        ulens = np.fromiter(map(len, map(ts.__getitem__, uniq)), np.int64, len(uniq))
         ustart = np.zeros(len(uniq), np.int64)
         np.cumsum(ulens[:-1], out=ustart[1:])
         slot = dict(zip(first.keys(), ustart.tolist(), strict=True))
         tpos = np.fromiter(map(slot.__getitem__, keys), np.int64, len(keys))
-        return np.concatenate([ts[i] for i in uniq]), tpos, np.concatenate(vals), offsets
+        return np.concatenate(list(map(ts.__getitem__, uniq))), tpos, np.concatenate(vals), offsets
 
     def _column(self, keys: list[tuple[bool, bytes]], is_ts: bool) -> list[np.ndarray]:
         cache = self._cache
