@@ -95,15 +95,22 @@ def extrapolated_block(vals, ts, offsets, times, range_ms, is_counter, is_rate):
         if b0 <= a0:
             out[i, :] = np.nan
             continue
+        resets = False
         if is_counter:
             p[1] = acc + 0.0  # a series' first sample corrects nothing
             acc = p[1]
             for j in range(a0 + 1, b0):
                 if vals[j] < vals[j - 1]:
-                    acc = acc + vals[j - 1]
-                else:
-                    acc = acc + 0.0
-                p[j - a0 + 1] = acc
+                    resets = True
+                    break
+            if resets:
+                for j in range(a0 + 1, b0):
+                    if vals[j] < vals[j - 1]:
+                        acc = acc + vals[j - 1]
+                    else:
+                        acc = acc + 0.0
+                    p[j - a0 + 1] = acc
+        flat = acc - acc  # no reset: every prefix entry is acc (0 unless it is Inf or NaN)
         lo = a0
         hi = a0
         for s in range(n_steps):
@@ -115,7 +122,7 @@ def extrapolated_block(vals, ts, offsets, times, range_ms, is_counter, is_rate):
                 continue
             tf[s], tl[s], vf[s], vl[s] = ts[lo], ts[hi - 1], vals[lo], vals[hi - 1]
             if is_counter:
-                corr[s] = p[hi - a0] - p[min(lo + 1, hi) - a0]
+                corr[s] = p[hi - a0] - p[min(lo + 1, hi) - a0] if resets else flat
         row, okrow = out[i], ok[i]
         for s in range(n_steps):
             v = _window(vf[s], vl[s], tf[s], tl[s], cnt[s], times[s], range_ms, range_s, corr[s],
