@@ -35,6 +35,16 @@ START_BYTES = 64 << 20  # the budget a cache starts with (it grows from there up
 GHOSTS_MAX = 1 << 18  # hashes of values vectors let go that are remembered (then forgotten)
 
 
+_COUNT = operator.attrgetter("count")
+_TS = operator.attrgetter("ts")
+_VALS = operator.attrgetter("vals")
+
+
+def _plain(chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ts, vals, offsets = decode_chunks(chunks)
+    return ts, offsets[:-1], vals, offsets
+
+
 def _weight(a: np.ndarray) -> int:
     return a.nbytes + _ENTRY_BYTES
 
@@ -89,12 +99,23 @@ class DecodedChunks:
 
     def decode(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Timestamps and values of ``chunks`` concatenated, and ``offsets`` (one more entry)."""
+        uts, tpos, vals, offsets = self.columns(chunks)
+        lens = np.diff(offsets)
+        at = np.repeat(tpos - offsets[:-1], lens) + np.arange(len(vals))
+        return uts[at], vals, offsets
+
+    def columns(self, chunks: Sequence[Chunk]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """:meth:`decode` without copying shared timestamps again: ``(ts, tpos, vals,
+        offsets)``, where chunk ``c``'s values are ``vals[offsets[c]:offsets[c + 1]]`` and its
+        timestamps the as many from ``ts[tpos[c]]`` on (series scraped together share one
+        decoded timestamp vector: ``ts`` holds each once)."""
         if not chunks:
-            return decode_chunks(chunks)
-        need = sum(c.count for c in chunks) * 8 + len(chunks) * _ENTRY_BYTES
+            return _plain(chunks)
+        need = sum(map(_COUNT, chunks)) * 8 + len(chunks) * _ENTRY_BYTES
         if need > self.max_bytes // 2:
             if need > self.cap // 2:
-                return decode_chunks(chunks)  # a scan bigger than the cache would only churn it
+                return _plain(chunks)  # a scan bigger than the cache would only churn it
             vectors = [c.vals for c in chunks]
             with self._lock:  # asked again soon after: grow so that it fits a generation
                 again = sum(map(self._ghosts.__contains__, map(hash, vectors)))
@@ -103,13 +124,22 @@ class DecodedChunks:
                 else:
                     self._remember(vectors)
             if need > self.max_bytes // 2:
-                return decode_chunks(chunks)
-        ts = self._column([(True, c.ts) for c in chunks], True)
-        vals = self._column([(False, c.vals) for c in chunks], False)
-        lens = np.fromiter(map(len, ts), np.int64, len(ts))
-        offsets = np.zeros(len(ts) + 1, np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        return np.concatenate(ts), np.concatenate(vals), offsets
+                return _plain(chunks)
+        ts = self._column(list(zip(repeat(True), map(_TS, chunks))), True)  # C-level loops
+        vals = self._column(list(zip(repeat(False), map(_VALS, chunks))), False)
+        offsets = np.zeros(len(vals) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, vals), np.int64, len(vals)), out=offsets[1:])
+        # one copy of each distinct timestamps array (the cache hands out one object per
+        # vector's bytes), found by identity at C speed
+        keys = list(map(id, ts))
+        first = dict(zip(keys, range(len(keys)), strict=True))
+        uniq = list(first.values())  # a position of each distinct array
+        ulens = np.fromiter(map(len, map(ts.__getitem__, uniq)), np.int64, len(uniq))
+        ustart = np.zeros(len(uniq), np.int64)
+        np.cumsum(ulens[:-1], out=ustart[1:])
+        slot = dict(zip(first.keys(), ustart.tolist(), strict=True))
+        tpos = np.fromiter(map(slot.__getitem__, keys), np.int64, len(keys))
+        return np.concatenate(list(map(ts.__getitem__, uniq))), tpos, np.concatenate(vals), offsets
 
     def _column(self, keys: list[tuple[bool, bytes]], is_ts: bool) -> list[np.ndarray]:
         cache = self._cache

@@ -36,14 +36,19 @@ def _n_pages(ids, hcount, P):
 
 
 @nb.njit(cache=True, nogil=True)
-def _count(ids, cts, coffs, cowner, climit, pages, hcount, hbase, hord, pts, start, end):
+def _count(ids, cts, ctpos, coffs, cowner, climit, pages, hcount, hbase, hord, pts, start, end):
     n = len(ids)
     counts = np.zeros(n, np.int64)
     for c in range(len(coffs) - 1):
         i = cowner[c]
         lim = climit[c]
+        rows = coffs[c + 1] - coffs[c]
+        t0 = ctpos[c]
+        if rows > 0 and cts[t0] >= start and cts[t0 + rows - 1] <= lim:
+            counts[i] += rows  # the whole chunk (a chunk's timestamps increase)
+            continue
         k = 0
-        for j in range(coffs[c], coffs[c + 1]):
+        for j in range(t0, t0 + rows):
             t = cts[j]
             if t >= start and t <= lim:
                 k += 1
@@ -68,19 +73,27 @@ def _count(ids, cts, coffs, cowner, climit, pages, hcount, hbase, hord, pts, sta
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill(ids, cts, cvals, coffs, cowner, climit, pages, hcount, hbase, hord, pts, pvals, start, end,
-          offsets, out_ts, out_vals):  # fmt: skip
+def _fill(ids, cts, ctpos, cvals, coffs, cowner, climit, pages, hcount, hbase, hord, pts, pvals,
+          start, end, offsets, out_ts, out_vals):  # fmt: skip
     n = len(ids)
     pos = offsets[:-1].copy()
     for c in range(len(coffs) - 1):
         i = cowner[c]
         lim = climit[c]
         p = pos[i]
-        for j in range(coffs[c], coffs[c + 1]):
-            t = cts[j]
+        a = coffs[c]
+        rows = coffs[c + 1] - a
+        t0 = ctpos[c]
+        if rows > 0 and cts[t0] >= start and cts[t0 + rows - 1] <= lim:
+            out_ts[p : p + rows] = cts[t0 : t0 + rows]  # the whole chunk
+            out_vals[p : p + rows] = cvals[a : a + rows]
+            pos[i] = p + rows
+            continue
+        for r in range(rows):
+            t = cts[t0 + r]
             if t >= start and t <= lim:
                 out_ts[p] = t
-                out_vals[p] = cvals[j]
+                out_vals[p] = cvals[a + r]
                 p += 1
         pos[i] = p
     P = pts.shape[1]
@@ -124,6 +137,7 @@ def _head_arrays(head: Head) -> tuple[np.ndarray, ...]:
 def gather(
     ids: np.ndarray,
     chunk_ts: np.ndarray,
+    chunk_tpos: np.ndarray,
     chunk_vals: np.ndarray,
     chunk_offsets: np.ndarray,
     chunk_owner: np.ndarray,
@@ -133,21 +147,25 @@ def gather(
     end_ms: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """The samples of series ``ids`` (shard series ids) in ``[start_ms, end_ms]``: of the
-    decoded chunks (``chunk_offsets`` delimit chunk ``c``, whose samples belong to position
-    ``chunk_owner[c]`` of ``ids`` and count up to ``chunk_limit[c]`` ms only), then of the head.
-    Returns ``(ts, vals, counts per position of ids, ordered)``; ``ordered`` is False when
-    some series' timestamps do not strictly increase (overlapping pieces to dedupe)."""
+    decoded chunks (``chunk_offsets`` delimit chunk ``c``'s values, its timestamps are as many
+    from ``chunk_ts[chunk_tpos[c]]`` on (:meth:`~filodb.memstore.decoded.DecodedChunks.columns`:
+    chunks may share them); its samples belong to position ``chunk_owner[c]`` of ``ids`` and
+    count up to ``chunk_limit[c]`` ms only), then of the head. A chunk wholly in range is
+    copied without a look at each sample. Returns ``(ts, vals, counts per position of ids,
+    ordered)``; ``ordered`` is False when some series' timestamps do not strictly increase
+    (overlapping pieces to dedupe)."""
     pages, hcount, hbase, hord, pts, pvals = _head_arrays(head)
     args = (np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(chunk_ts, np.int64),
-            np.ascontiguousarray(chunk_offsets, np.int64),
+            np.ascontiguousarray(chunk_tpos, np.int64))  # fmt: skip
+    rest = (np.ascontiguousarray(chunk_offsets, np.int64),
             np.ascontiguousarray(chunk_owner, np.int64),
             np.ascontiguousarray(chunk_limit, np.int64), pages, hcount, hbase, hord, pts)  # fmt: skip
-    counts = _count(*args, np.int64(start_ms), np.int64(end_ms))
+    counts = _count(*args, *rest, np.int64(start_ms), np.int64(end_ms))
     offsets = np.zeros(len(ids) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     total = int(offsets[-1])
     out_ts = np.empty(total, np.int64)
     out_vals = np.empty(total, np.float64)
-    ordered = _fill(args[0], args[1], np.ascontiguousarray(chunk_vals, np.float64), *args[2:],
-                    pvals, np.int64(start_ms), np.int64(end_ms), offsets, out_ts, out_vals)  # fmt: skip
+    ordered = _fill(*args, np.ascontiguousarray(chunk_vals, np.float64), *rest, pvals,
+                    np.int64(start_ms), np.int64(end_ms), offsets, out_ts, out_vals)  # fmt: skip
     return out_ts, out_vals, counts, bool(ordered)

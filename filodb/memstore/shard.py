@@ -669,9 +669,9 @@ class TimeSeriesShard:
                 return SeriesBlock.empty()
             paged = self._page(ids, start_ms, end_ms)
             chunks, owner, limit = self._pieces(ids, paged, start_ms, end_ms)
-            cts, cvals, coffs = self._decoded.decode(chunks)
+            cts, ctpos, cvals, coffs = self._decoded.columns(chunks)
             ts, vals, counts, ordered = gather(
-                ids, cts, cvals, coffs, np.array(owner, np.int64), np.array(limit, np.int64),
+                ids, cts, ctpos, cvals, coffs, np.array(owner, np.int64), np.array(limit, np.int64),
                 self._head, start_ms, end_ms,
             )  # fmt: skip
             labels_of_ids = self._labels

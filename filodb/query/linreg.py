@@ -19,6 +19,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+_RUN_VALUES = 1 << 16  # y values of a run of windows copied side by side (512 kB)
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _kahan_inc(inc, total, comp):  # type: ignore[no-untyped-def]
@@ -31,84 +33,112 @@ def _kahan_inc(inc, total, comp):  # type: ignore[no-untyped-def]
     return t, comp
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _kernel(ts, vals, lo, hi, at, first, slope, icpt, reuse):  # type: ignore[no-untyped-def]
     """Every window's sums, sample by sample. The sums of x and x*x depend on the window's
-    timestamps only (relative to its intercept time): when they are those of the window before
-    (scrapes at a steady interval: most windows of a series, and of the next series, which
-    was scraped with it), ``reuse`` takes that window's sums and x values instead of adding
-    them up again, the same floats (each sum's own order is unchanged)."""
+    timestamps only (relative to its intercept time): a run of a series' windows with the
+    same timestamps relative to theirs (scrapes at a steady interval: most windows) shares
+    one window's x values and sums (``reuse``), and their sums of y and x*y are added up side
+    by side, the inner loop over the run's windows (which the compiler vectorizes: each
+    window's sums still take its samples one by one in order, the same floats)."""
     n_rows, n_steps = lo.shape
     most = 0
     for i in range(n_rows):
         for s in range(n_steps):
             most = max(most, hi[i, s] - lo[i, s])
-    dprev = np.empty(most, np.int64)  # the window before: its timestamps minus its t0
-    xprev = np.empty(most)  # and their x
-    plen = -1
-    psx = pcx = psxx = pcxx = 0.0
+    dx = np.empty(most, np.int64)  # the run's timestamps minus its t0
+    xs = np.empty(most)  # and their x
+    # even[j]: the last index q with ts[j..q] evenly spaced (every gap that of ts[j + 1] - ts[j]):
+    # two windows of n samples inside such stretches, with the same gap, are alike in O(1)
+    even = np.empty(len(ts), np.int64)
+    for j in range(len(ts) - 1, -1, -1):
+        if j + 2 < len(ts) and ts[j + 2] - ts[j + 1] == ts[j + 1] - ts[j]:
+            even[j] = even[j + 1]
+        else:
+            even[j] = min(j + 1, len(ts) - 1)
+    lanes = max(1, min(n_steps, _RUN_VALUES // max(most, 1)))  # windows in a run, at most
+    ys = np.empty((most, lanes))  # the run's y values, [sample k, window]
+    sy = np.empty(lanes)  # per window of the run: the sums of y and x*y, compensations,
+    cy = np.empty(lanes)  # whether every y equals the first
+    sxy = np.empty(lanes)
+    cxy = np.empty(lanes)
+    same_y = np.empty(lanes, np.bool_)
     for i in range(n_rows):
-        for s in range(n_steps):
-            a = lo[i, s]
-            b = hi[i, s]
-            if b - a < 2:
+        lo_i, hi_i = lo[i], hi[i]
+        s = 0
+        while s < n_steps:
+            a = lo_i[s]
+            n = hi_i[s] - a
+            if n < 2:
+                s += 1
                 continue
             t0 = ts[a] if first else at[s]
-            same = reuse and b - a == plen
-            if same:
-                for k in range(a, b):
-                    if ts[k] - t0 != dprev[k - a]:
-                        same = False
+            sx = cx = sxx = cxx = 0.0
+            for k in range(n):
+                d = ts[a + k] - t0
+                x = float(d) / 1e3
+                dx[k] = d
+                xs[k] = x
+                sx, cx = _kahan_inc(x, sx, cx)
+                sxx, cxx = _kahan_inc(x * x, sxx, cxx)
+            e = s + 1  # the run: the windows after s with the same relative timestamps
+            flat_s = even[a] >= a + n - 1
+            while reuse and e < n_steps and e - s < lanes and hi_i[e] - lo_i[e] == n:
+                a2 = lo_i[e]
+                t02 = ts[a2] if first else at[e]
+                if not (flat_s and even[a2] >= a2 + n - 1 and ts[a2 + 1] - ts[a2] == ts[a + 1] - ts[a]
+                        and ts[a2] - t02 == dx[0]):  # fmt: skip
+                    same = True  # not both evenly spaced alike: compare them
+                    for k in range(n):
+                        if ts[a2 + k] - t02 != dx[k]:
+                            same = False
+                            break
+                    if not same:
                         break
-            init_y = vals[a]
-            const_y = True
-            n = 0.0
-            sy = cy = sxy = cxy = 0.0
-            if same:
-                sx, cx, sxx, cxx = psx, pcx, psxx, pcxx
-                for k in range(a, b):
-                    y = vals[k]
-                    if const_y and k > a and y != init_y:
-                        const_y = False
-                    n += 1.0
-                    x = xprev[k - a]
-                    sy, cy = _kahan_inc(y, sy, cy)
-                    sxy, cxy = _kahan_inc(x * y, sxy, cxy)
-            else:
-                sx = cx = sxx = cxx = 0.0
-                for k in range(a, b):
-                    y = vals[k]
-                    if const_y and k > a and y != init_y:
-                        const_y = False
-                    n += 1.0
-                    d = ts[k] - t0
-                    x = float(d) / 1e3
-                    dprev[k - a] = d
-                    xprev[k - a] = x
-                    # kahanSumInc of x, y, x*y and x*x, in Prometheus's order
-                    sx, cx = _kahan_inc(x, sx, cx)
-                    sy, cy = _kahan_inc(y, sy, cy)
-                    sxy, cxy = _kahan_inc(x * y, sxy, cxy)
-                    sxx, cxx = _kahan_inc(x * x, sxx, cxx)
-                plen = b - a
-                psx, pcx, psxx, pcxx = sx, cx, sxx, cxx
-            if const_y:
-                if np.isinf(init_y):
-                    slope[i, s] = np.nan
-                    icpt[i, s] = np.nan
-                else:
-                    slope[i, s] = 0.0
-                    icpt[i, s] = init_y
-                continue
-            sx = sx + cx
-            sy = sy + cy
-            sxy = sxy + cxy
-            sxx = sxx + cxx
-            cov = sxy - sx * sy / n
-            var = sxx - sx * sx / n
-            m = cov / var
-            slope[i, s] = m
-            icpt[i, s] = sy / n - m * sx / n
+                e += 1
+            m = e - s
+            for k in range(n):  # the run's samples, k-th of every window side by side
+                yk = ys[k]
+                for j in range(m):
+                    yk[j] = vals[lo_i[s + j] + k]
+            sy[:m] = 0.0
+            cy[:m] = 0.0
+            sxy[:m] = 0.0
+            cxy[:m] = 0.0
+            same_y[:m] = True
+            y0 = ys[0]
+            for k in range(n):
+                x = xs[k]
+                yk = ys[k]
+                for j in range(m):  # contiguous lanes: vectorized
+                    y = yk[j]
+                    same_y[j] = same_y[j] and (
+                        k == 0 or y == y0[j]
+                    )  # != the first: NaN never equals
+                    sy[j], cy[j] = _kahan_inc(y, sy[j], cy[j])
+                    sxy[j], cxy[j] = _kahan_inc(x * y, sxy[j], cxy[j])
+            fn = float(n)
+            sxt = sx + cx
+            sxxt = sxx + cxx
+            for j in range(m):
+                w = s + j
+                if same_y[j]:
+                    init_y = y0[j]
+                    if np.isinf(init_y):
+                        slope[i, w] = np.nan
+                        icpt[i, w] = np.nan
+                    else:
+                        slope[i, w] = 0.0
+                        icpt[i, w] = init_y
+                    continue
+                syt = sy[j] + cy[j]
+                sxyt = sxy[j] + cxy[j]
+                cov = sxyt - sxt * syt / fn
+                var = sxxt - sxt * sxt / fn
+                mm = cov / var
+                slope[i, w] = mm
+                icpt[i, w] = syt / fn - mm * sxt / fn
+            s = e
 
 
 def linear_regression(

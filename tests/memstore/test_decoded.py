@@ -34,6 +34,20 @@ def test_cached_answers_equal_decoding_and_hit_the_second_time() -> None:
     assert 0 < cache.nbytes <= 8 << 20
 
 
+def test_columns_hold_each_shared_timestamps_vector_once() -> None:
+    chunks = _chunks(30, 50)  # three scrape grids
+    cache = DecodedChunks(8 << 20)
+    for _ in range(2):  # decoded, then from the cache
+        ts, tpos, vals, offsets = cache.columns(chunks)
+        assert len(ts) == 3 * 50 and len(vals) == 30 * 50
+        want_ts, want_vals, want_offsets = decode_chunks(chunks)
+        assert offsets.tolist() == want_offsets.tolist()
+        for c in range(len(chunks)):
+            a, b = offsets[c], offsets[c + 1]
+            assert ts[tpos[c] : tpos[c] + b - a].tolist() == want_ts[a:b].tolist()
+        assert vals.tolist() == want_vals.tolist()
+
+
 def test_a_scan_bigger_than_the_budget_bypasses_it() -> None:
     chunks = _chunks(400, 240)  # 400 x 240 x 16 B = 1.5 MB of vectors
     cache = DecodedChunks(1 << 20)

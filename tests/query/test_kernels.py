@@ -281,6 +281,31 @@ def test_linreg_reusing_the_time_sums_equals_adding_them_up(lens, jitter, seed, 
         assert np.array_equal(g.view(np.uint64), w.view(np.uint64))
 
 
+@pytest.mark.parametrize("at", [False, True])
+def test_linreg_runs_longer_than_a_lane_batch_equal_adding_them_up(at: bool) -> None:
+    """Windows of 2 000 evenly spaced samples at 100 steps: more y values than one batch of
+    side-by-side windows holds (``_RUN_VALUES``), so runs are cut; a gap changes mid-way and
+    one sample is off the grid, so some windows are compared sample by sample."""
+    from filodb.query.linreg import _RUN_VALUES, linear_regression
+
+    n = 6_000
+    ts = 1_000_123 + 1_000 * np.arange(n, dtype=np.int64)
+    ts[n // 2 :] += 500 * np.arange(n - n // 2)  # the gap grows to 1.5 s
+    ts[4_000] += 7
+    vals = np.round(np.random.default_rng(5).normal(0, 1, n) * 1e3, 2)
+    vals[100:2_500] = 4.0  # windows of one value
+    block = SeriesBlock.from_series([((("i", "0"),), ts, vals)])
+    times = ts[0] + 2_000_000 + np.arange(100) * 40_000
+    lo, hi = window_bounds(block, times, 2_000_000)
+    assert int((hi - lo).max()) * 100 > _RUN_VALUES
+    t_at = times if at else None
+    want = linear_regression(block.ts, block.vals, lo, hi, t_at, reuse=False)
+    got = linear_regression(block.ts, block.vals, lo, hi, t_at)
+    assert np.isfinite(got[0]).sum() > 50 and (got[0] == 0).any()
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.view(np.uint64), w.view(np.uint64))
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     lens=st.lists(st.integers(0, 12), max_size=8),
