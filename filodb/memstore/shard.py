@@ -7,8 +7,10 @@ the number of series in the batch. A sample whose timestamp is not newer than th
 its series (in memory, in the column store, or earlier in the same batch) is rejected and
 counted, as Prometheus does, unless it is within ``ooo_window_ms`` of that newest sample: then
 it is accepted out of order (sorted in when read or closed; a repeated timestamp keeps the last
-value written). Series whose head reaches ``max_chunk_samples`` are closed into encoded
-:class:`Chunk` s together, one numba call for all of them. A chunk holding a sample not newer
+value written). A series' head holds ``head_samples`` samples (a bulk head, filled within a
+minute as by a backfill or a replay, up to ``max_chunk_samples``: :mod:`filodb.memstore.head`);
+full heads are closed into encoded :class:`Chunk` s together, one numba call for all of them,
+into the series' last chunk while it holds fewer than ``max_chunk_samples``. A chunk holding a sample not newer
 than everything closed before it (an out-of-order chunk) overlaps older chunks: its id is a
 hash of its content (flagged by bit 62) instead of its start, so it never replaces a stored
 chunk, and reads merge the overlap (``_dedupe``: the last written sample of a timestamp wins).

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -124,21 +125,32 @@ class TestGroupCommit:
         threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
         return threads, out
 
-    def test_waiting_appends_go_in_one_call_each_at_its_offsets(self, log: RedisStreamsLog,
-                                                                redis_url: str) -> None:  # fmt: skip
-        r = redis.Redis.from_url(redis_url)
-        go = self._held(log)
+    def _queued_behind_a_call(self, log: RedisStreamsLog, n: int, fail_second: bool = False
+                              ) -> tuple[Callable[[], None], dict]:  # fmt: skip
+        """A first append held in flight and ``n`` senders queued behind it; the returned
+        ``run`` lets the first call go and waits for every sender."""
+        go = self._held(log, fail_second)
         first = threading.Thread(target=log.append_many, args=("ds", {0: [b"first"]}))
         first.start()
         eventually(lambda: self._assert(log._group._busy), 30, 0.01)
-        threads, out = self._senders(log, 8)
+        threads, out = self._senders(log, n)
         for t in threads:
             t.start()
-        eventually(lambda: self._assert(len(log._group._queue) == 8), 30, 0.01)
+        eventually(lambda: self._assert(len(log._group._queue) == n), 30, 0.01)
+
+        def run() -> None:
+            go.set()
+            for t in [first, *threads]:
+                t.join(60)
+
+        return run, out
+
+    def test_waiting_appends_go_in_one_call_each_at_its_offsets(self, log: RedisStreamsLog,
+                                                                redis_url: str) -> None:  # fmt: skip
+        r = redis.Redis.from_url(redis_url)
+        run, out = self._queued_behind_a_call(log, 8)
         calls = r.info("commandstats")["cmdstat_evalsha"]["calls"]
-        go.set()
-        for t in [first, *threads]:
-            t.join(60)
+        run()
         assert r.info("commandstats")["cmdstat_evalsha"]["calls"] == calls + 2
         seen: dict[tuple[str, int], list[int]] = {}
         for i, (recs, got) in out.items():  # type: ignore[misc]
@@ -155,17 +167,8 @@ class TestGroupCommit:
             assert log.end_offset(ds, shard) == start - 1 + len(offs)
 
     def test_a_failed_call_fails_every_caller_in_it(self, log: RedisStreamsLog) -> None:
-        go = self._held(log, fail_second=True)
-        first = threading.Thread(target=log.append_many, args=("ds", {0: [b"first"]}))
-        first.start()
-        eventually(lambda: self._assert(log._group._busy), 30, 0.01)
-        threads, out = self._senders(log, 4)
-        for t in threads:
-            t.start()
-        eventually(lambda: self._assert(len(log._group._queue) == 4), 30, 0.01)
-        go.set()
-        for t in [first, *threads]:
-            t.join(60)
+        run, out = self._queued_behind_a_call(log, 4, fail_second=True)
+        run()
         assert all(isinstance(v, redis.ConnectionError) for v in out.values()), out
         assert log.end_offset("ds", 5) == 0 and log.end_offset("other", 5) == 0
         assert log.append_many("ds", {0: [b"next"]}) == {0: [2]}  # the group goes on
