@@ -250,8 +250,10 @@ class _GroupCommit:
     connections, at the same time) the log gets one script call per round trip instead of
     one per body, and a body's thread sleeps on a lock instead of on its own round trip.
     A caller returns only after the call holding its records returned (durable); when that
-    call fails, every caller in it raises its error (the one script call is atomic: nothing
-    of it was appended, or all of it when only the reply was lost)."""
+    call fails, every caller in it raises its error and none is acknowledged. A script runs
+    whole, with no other command between its XADDs, but Redis does not roll back: an error
+    inside it (out of memory) keeps the XADDs before it, which a retried write then repeats
+    (the same samples again: the memstore keeps one of each timestamp)."""
 
     def __init__(self, run: Callable[[list[_Append]], None]) -> None:
         self._run = run
