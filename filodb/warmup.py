@@ -34,6 +34,7 @@ from rich.console import Console
 
 from filodb.errors import FiloError
 from filodb.prom.remote_write import encode_write_request
+from filodb.redisproc import free_port
 from filodb.tools.client import RW_HEADERS, write_url
 from filodb.tools.generate import EXAMPLE_QUERIES, Workload, blocks, influx_body
 
@@ -73,18 +74,12 @@ class WarmReport:
     steps: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Up:
     """One ``filodb up`` of the warm-up: its own data directory and ports."""
 
     def __init__(self, data_dir: Path, log_path: Path, deadline: float) -> None:
         self.deadline = deadline
-        self.port, self.influx, self.graphite = _free_port(), _free_port(), _free_port()
+        self.port, self.influx, self.graphite = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         args = [sys.executable, "-m", "filodb", "up", "--data-dir", str(data_dir),

@@ -98,7 +98,7 @@ ALLOWED: dict[str, set[str]] = {
     "supervisor": {"errors", "config", "redisproc", "shards"},
     "devservices": {"errors"},
     "cli": {"*"},
-    "warmup": {"errors", "model", "prom", "tools"},
+    "warmup": {"errors", "model", "prom", "redisproc", "tools"},
     "__main__": {"cli"},
     "testing": {"*"},
 }

@@ -209,10 +209,10 @@ def decode_records(buf: np.ndarray, lens: np.ndarray, cpy: Any
     """Records ``lens[r]`` bytes each, back to back in ``buf``, read at once: which were read
     (:func:`_scan`: the others are left to :func:`~filodb.model.record.read_record`), the
     end of each record's samples and series in the columns, and the columns of those read
-    (:func:`_read`). ``cpy``: libc's memcpy (:mod:`filodb.model.libc`)."""
+    (:func:`read_payloads`). ``cpy``: libc's memcpy (:mod:`filodb.model.libc`)."""
     starts, ends = _bounds(lens)
     ok, ns, ss, _, pay, pstarts, _, _ = _scan(buf, starts, ends, cpy, np.iinfo(np.int64).max)
-    sidx, ts, vals, pk_data, pk_ends = _read(pay, pstarts, ns, ss, cpy)
+    sidx, ts, vals, pk_data, pk_ends = read_payloads(pay, pstarts, ns, ss, cpy)
     return ok, np.cumsum(ns), np.cumsum(ss), sidx, ts, vals, pk_data, pk_ends
 
 
@@ -259,17 +259,10 @@ def check_deferred(pay: np.ndarray, pstarts: np.ndarray, ns: np.ndarray, ss: np.
 
 
 @nb.njit(cache=True, nogil=True)
-def read_payloads(pay: np.ndarray, pstarts: np.ndarray, ns: np.ndarray, ss: np.ndarray,
-                  cpy: Any) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
-    """:func:`_read`, after :func:`scan_records` and :func:`check_deferred`."""
-    return _read(pay, pstarts, ns, ss, cpy)
-
-
-@nb.njit(cache=True, nogil=True)
 def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any, lib_min: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                      np.ndarray, int]:  # fmt: skip  # pragma: no cover - numba
-    """Which records :func:`_read` reads (a version 4 record with no header entry
+    """Which records :func:`read_payloads` reads (a version 4 record with no header entry
     past the fixed five, whole and consistent: sizes, its LZ4 block, series indexes, part key
     lengths), their samples, series and payload sizes (0 where not), and their payloads
     (decompressed) back to back with where each starts; LZ4 payloads of ``lib_min`` bytes or
@@ -349,7 +342,7 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, cpy: Any, lib_m
 
 
 @nb.njit(cache=True, nogil=True)
-def _read(buf: np.ndarray, starts: np.ndarray, ns: np.ndarray, ss: np.ndarray, cpy: Any
+def read_payloads(buf: np.ndarray, starts: np.ndarray, ns: np.ndarray, ss: np.ndarray, cpy: Any
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
     """The columns of payloads that :func:`_scan` passed (``buf[starts[r]:]``),
     joined: ``sidx`` (series numbered across the records), ``ts``, ``vals``, the part keys
