@@ -16,13 +16,9 @@ process of that tree compiles into the shared cache; later starts load from it.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,12 +33,12 @@ from filodb.prom.remote_write import encode_write_request
 from filodb.redisproc import free_port
 from filodb.tools.client import RW_HEADERS, write_url
 from filodb.tools.generate import EXAMPLE_QUERIES, Workload, blocks, influx_body
+from filodb.uptree import UpTree
 
 SERIES = 96  # three exporter instances: counters, gauges and a histogram
 SAMPLES = 400  # more than a chunk holds, so chunks close, encode and flush
 WIDE = 2500  # series of one Influx body
 INTERVAL_MS = 15_000
-READY_LINES = ("FiloDB is up", "not healthy yet")  # Supervisor.wait_ready
 
 QUERIES = (
     *EXAMPLE_QUERIES,
@@ -74,45 +70,26 @@ class WarmReport:
     steps: list[str] = field(default_factory=list)
 
 
-class _Up:
-    """One ``filodb up`` of the warm-up: its own data directory and ports."""
+class _Up(UpTree):
+    """One ``filodb up`` of the warm-up: its own data directory and ports, no metrics ports."""
 
     def __init__(self, data_dir: Path, log_path: Path, deadline: float) -> None:
         self.deadline = deadline
-        self.port, self.influx, self.graphite = free_port(), free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        args = [sys.executable, "-m", "filodb", "up", "--data-dir", str(data_dir),
-                "--port", str(self.port), "--influx-port", str(self.influx),
-                "--graphite-port", str(self.graphite), "--gateway-metrics-port", "-1",
-                "--rules-metrics-port", "-1", "--shards", "4"]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FILODB_")}
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=log,
-                                         start_new_session=True)  # fmt: skip
+        self.influx, self.graphite = free_port(), free_port()
+        super().__init__(data_dir, shards=4, log_path=log_path,
+                         extra=["--influx-port", str(self.influx), "--graphite-port",
+                                str(self.graphite), "--gateway-metrics-port", "-1",
+                                "--rules-metrics-port", "-1"])  # fmt: skip
+        self.spawn()
         # "not healthy yet" too: a door that lost its port to a race restarts and gets it
         try:
-            self._wait(lambda: any(x in self._log() for x in READY_LINES), "filodb up to start")
+            self.wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
 
-    def _log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
     def _wait(self, ok: Callable[[], bool], what: str) -> None:
-        pause = 0.05
-        while not ok():
-            if self.proc.poll() is not None:
-                raise FiloError(f"warm-up: filodb up exited {self.proc.returncode} while "
-                                f"waiting for {what}:\n{self._log()[-3000:]}")  # fmt: skip
-            if time.monotonic() > self.deadline:
-                raise FiloError(f"warm-up: timed out waiting for {what}:\n{self._log()[-3000:]}")
-            time.sleep(pause)  # polling a subprocess's state: nothing to wake us
-            pause = min(pause * 1.5, 1.0)
+        self.wait_until(ok, what, self.deadline)
 
     def send_tcp(self, port: int, body: bytes) -> None:
         """``body`` to a TCP door, once it listens (the gateway may be restarting)."""
@@ -156,14 +133,10 @@ class _Up:
             s.get(f"{self.url}/api/v1/{path}", timeout=60).raise_for_status()
         return done
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=max(10.0, self.deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    def stop(self, timeout: float | None = None) -> int:
+        return super().stop(
+            max(10.0, self.deadline - time.monotonic()) if timeout is None else timeout
+        )
 
 
 def _write_all(up: _Up, t0_ms: int) -> int:

@@ -98,7 +98,8 @@ ALLOWED: dict[str, set[str]] = {
     "supervisor": {"errors", "config", "redisproc", "shards"},
     "devservices": {"errors"},
     "cli": {"*"},
-    "warmup": {"errors", "model", "prom", "redisproc", "tools"},
+    "uptree": {"errors", "redisproc"},
+    "warmup": {"errors", "model", "prom", "redisproc", "tools", "uptree"},
     "__main__": {"cli"},
     "testing": {"*"},
 }

@@ -43,7 +43,7 @@ def test_warm_writes_through_every_door_queries_and_leaves_nothing(tmp_path: Pat
 def test_warm_that_times_out_stops_its_tree_and_says_why(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with pytest.raises(FiloError, match="timed out waiting for filodb up to start"):
+    with pytest.raises(FiloError, match="timed out waiting for filodb up.s ready line"):
         warmup.warm(timeout_s=0.2)  # filodb up cannot be up within 0.2 s
     assert list(tmp_path.iterdir()) == []
     assert _processes_mentioning(str(tmp_path)) == []

@@ -6,43 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
 
 from filodb.redisproc import RedisProcess, free_port
-from filodb.testing.wait import wait_for, wait_healthy
-
-
-def children_of(pid: int) -> list[int]:
-    """Every descendant pid of ``pid`` (Linux /proc), deepest last."""
-    out: list[int] = []
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            kids = [int(x) for x in fh.read().split()]
-    except OSError:
-        return out
-    for k in kids:
-        out.append(k)
-        out.extend(children_of(k))
-    return out
-
-
-def running(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie has exited: its files and ports are released)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+from filodb.testing.wait import wait_healthy
+from filodb.uptree import UpTree, children_of, cmdline, running
 
 
 def tree_memory(pid: int) -> int:
@@ -75,87 +46,19 @@ def tree_memory(pid: int) -> int:
     return anon + sum(files.values())
 
 
-class UpProcess:
-    """``filodb up`` in a subprocess with its own data dir and free ports."""
-
-    def __init__(self, data_dir: Path, shards: int = 4, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
-        self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "filodb", "up", "--port", str(self.port),
-                     "--data-dir", str(self.data_dir), "--shards", str(shards), *(extra or [])]  # fmt: skip
-        self.env = {**os.environ, **(env or {})}
-        self.env = {
-            k: v for k, v in self.env.items() if not k.startswith("FILODB_") or k in (env or {})
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-up.log"
+class UpProcess(UpTree):
+    """``filodb up`` in a subprocess with its own data dir and free ports (see
+    :class:`filodb.uptree.UpTree`); ``start`` waits for its health check and ready line."""
 
     def start(self, wait_s: float = 90) -> UpProcess:
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
-                                     start_new_session=True)  # fmt: skip
+        self.spawn()
         self.wait_healthy(wait_s)
         return self
 
     def wait_healthy(self, wait_s: float = 90) -> None:
-        def alive() -> None:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"filodb up exited {self.proc.returncode}: {self.log_tail()}")
-
-        wait_healthy(self.url, wait_s, "filodb up", self.log_tail, alive)
-
+        wait_healthy(self.url, wait_s, "filodb up", self.log_tail, self.check_alive)
         # then its own word: it says so once the TCP doors listen too (Supervisor.wait_ready)
-        def said_ready() -> bool:
-            alive()
-            tail = self.log_tail(1 << 20)
-            return "FiloDB is up" in tail or "not healthy yet" in tail
-
-        wait_for(said_ready, wait_s, "filodb up's ready line", self.log_tail)
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def pids(self, match: str) -> list[int]:
-        """Descendant pids whose command line contains ``match`` (e.g. "worker")."""
-        assert self.proc is not None
-        return [p for p in children_of(self.proc.pid) if match in cmdline(p)]
-
-    def kill9_all(self) -> None:
-        """SIGKILL the whole tree at once (Redis included), like a power cut of processes."""
-        assert self.proc is not None
-        pids = [self.proc.pid, *children_of(self.proc.pid)]
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait()
-        wait_for(lambda: not any(running(p) for p in pids), 10, "killed processes gone",
-                 interval=0.05)  # fmt: skip
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        tree = children_of(self.proc.pid)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9_all()
-            code = -9
-        for p in tree:  # nothing may outlive the supervisor
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return code
+        self.wait_ready(time.monotonic() + wait_s)
 
 
 class ClusterProcesses:
@@ -250,3 +153,7 @@ class ClusterProcesses:
         self.workers.clear()
         if self.redis is not None:
             self.redis.stop()
+
+
+# children_of, cmdline and running live in filodb.uptree; the tests and benches import them here
+__all__ = ["ClusterProcesses", "UpProcess", "children_of", "cmdline", "running", "tree_memory"]
