@@ -209,7 +209,10 @@ class Peer:
             self.write_url = self.base + "/api/v1/write"
         else:
             args = ["victoria-metrics", f"-storageDataPath={data}/vm", f"-httpListenAddr=127.0.0.1:{self.port}",
-                    "-retentionPeriod=100y", "-search.disableCache", "-loggerLevel=WARN"]  # fmt: skip
+                    "-retentionPeriod=100y", "-search.disableCache", "-loggerLevel=WARN",
+                    # queue a query as long as FiloDB's and Prometheus's 2 min timeouts: its
+                    # default 10 s answered 503 to 16 clients at 100 k series
+                    "-search.maxQueueDuration=120s"]  # fmt: skip
             self.write_url = self.base + "/api/v1/write"
         self.log = open(data / "log.txt", "wb")  # noqa: SIM115
         args += extra
