@@ -20,6 +20,11 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
 - ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent
   (``sum(count_over_time(...))``, ``sum(sum_over_time(...))`` over the whole span), else 0 with
   the figures in the context: nothing acknowledged may be lost;
+- ``ingest_cpu_s_per_msample``: CPU seconds per million samples of every process of the
+  server's tree by kind (``web``, ``worker``, ``redis-server``, ``up``, a peer's binary) and
+  of the client (``client``: this process, whose threads are the senders), over the window
+  until the last acknowledgement (``window=ack``) and until queryable (``queryable``), with
+  the machine's busy cores over it (``busy_cores``; ``others_cores``: not ours);
 - ``ingest_ratio``: filodb's figure / the peer's on the same door (above 1: filodb faster;
   for ``rss_bytes_per_series`` above 1 means filodb uses more).
 
@@ -182,9 +187,16 @@ RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-proto
               "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
 
 
+def proc_kind(pid: int) -> str:
+    """``redis-server``, ``worker``, ``web``, ...: the first word after ``-m filodb`` or the
+    program's name."""
+    words = cmdline(pid).split() or ["?"]
+    return words[words.index("filodb") + 1] if "filodb" in words[:-1] else Path(words[0]).name
+
+
 def tree_rss(pid: int) -> tuple[int, dict[str, int]]:
-    """Resident bytes of ``pid`` and every descendant, and per kind of process (``redis``,
-    ``worker``, ``web``, ...: the first word after ``-m filodb`` or the program's name)."""
+    """Resident bytes of ``pid`` and every descendant, and per kind of process
+    (:func:`proc_kind`)."""
     total, parts = 0, {}
     for p in [pid, *children_of(pid)]:
         try:
@@ -192,11 +204,58 @@ def tree_rss(pid: int) -> tuple[int, dict[str, int]]:
                 rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
             continue
-        words = cmdline(p).split()
-        kind = words[words.index("filodb") + 1] if "filodb" in words[:-1] else Path(words[0]).name
+        kind = proc_kind(p)
         total += rss
         parts[kind] = parts.get(kind, 0) + rss
     return total, parts
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` (fields 14 and 15 of /proc/<pid>/stat)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def cpu_snapshot(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the server tree under ``pid`` by :func:`proc_kind`, of this
+    process (``client``: the senders), of the whole machine (``machine``: every core's busy
+    time, /proc/stat) and the wall clock (``wall``)."""
+    out: dict[str, float] = {}
+    for p in [pid, *children_of(pid)]:
+        kind = proc_kind(p)
+        out[kind] = out.get(kind, 0.0) + cpu_s([p])
+    out["client"] = cpu_s([os.getpid()])
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    out["machine"] = (sum(f[:8]) - f[3] - f[4]) / _TICK  # all but idle and iowait
+    out["wall"] = time.perf_counter()
+    return out
+
+
+def emit_cpu(a: dict[str, float], b: dict[str, float], samples: int, window: str,
+             **ctx: object) -> None:  # fmt: skip
+    """``ingest_cpu_s_per_msample``: CPU seconds per million samples between two
+    :func:`cpu_snapshot` s, per process kind (the value: the server tree's and the client's
+    sum); ``busy_cores`` the machine's busy cores over the window, ``others_cores`` those
+    not ours (other jobs on the machine), ``ours_cores`` the tree's and the client's."""
+    wall = b["wall"] - a["wall"]
+    per = {k: (b[k] - a.get(k, 0.0)) for k in b if k not in ("machine", "wall")}
+    ours = sum(per.values())
+    busy = (b["machine"] - a["machine"]) / wall
+    emit("ingest_cpu_s_per_msample", ours * 1e6 / samples, "s", window=window,
+         wall_s=round(wall, 3), busy_cores=round(busy, 2), ours_cores=round(ours / wall, 2),
+         others_cores=round(busy - ours / wall, 2),
+         **{k: round(v * 1e6 / samples, 3) for k, v in per.items()}, **ctx)  # fmt: skip
 
 
 def instant(base: str, q: str, at_s: float) -> float:
@@ -268,6 +327,7 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         base, stop, pid = peer.base, peer.stop, peer.proc.pid
     try:
         out: dict[str, float] = {}
+        cpu0 = cpu_snapshot(pid)
         t = time.perf_counter()
         if door == "remote_write":
             took = post_all(base + "/api/v1/write", data["rw"], RW_HEADERS)
@@ -276,6 +336,8 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
             url = base + ("/write?db=prometheus" if system == "filodb" else "/write")
             took = post_all(url, data["influx"], {"Content-Type": "text/plain"})
             out["ingest_ack_samples_per_s"] = data["samples"] / took
+        if door in ("remote_write", "influx_http"):
+            emit_cpu(cpu0, cpu_snapshot(pid), data["samples"], "ack", system=system, door=door)
         elif door == "influx_tcp":
             tcp_all(influx_port, data["influx"])
         elif door == "graphite_tcp":
@@ -285,6 +347,7 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         wait_count(base, COUNT_Q, data["n_temp"], data["end_s"], 3600)  # the last scrape
         full_count(base, data)  # then every sample (other shards may lag)
         out["ingest_queryable_samples_per_s"] = data["samples"] / (time.perf_counter() - t)
+        emit_cpu(cpu0, cpu_snapshot(pid), data["samples"], "queryable", system=system, door=door)
         rss, parts = tree_rss(pid)
         out["rss_bytes_per_series"] = rss / data["series"]
         emit("rss_bytes_per_series_by_process", rss / data["series"], "bytes", system=system,

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from door import sender_bodies  # noqa: E402
-from ingest import RW_HEADERS, post_all  # noqa: E402
+from ingest import RW_HEADERS, cpu_s, post_all  # noqa: E402
 from store import emit  # noqa: E402
 
 from filodb.testing.cluster import UpProcess  # noqa: E402
@@ -50,17 +50,6 @@ if TYPE_CHECKING:
 
 _URLS = {"remote_write": ("/api/v1/write", RW_HEADERS),
          "influx_http": ("/write?db=prometheus", {"Content-Type": "text/plain"})}  # fmt: skip
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` (fields 14 and 15 of /proc/<pid>/stat)."""
-    total = 0
-    for p in pids:
-        with open(f"/proc/{p}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
 
 
 def run(door: str, a: argparse.Namespace, workdir: Path) -> None:

@@ -282,7 +282,7 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
     return _assemble(raw, np.frombuffer(raw, np.uint8), scan, meta)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _top_fields(raw: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover - numba
     """The top-level fields of a WriteRequest: per field its key, start, body start, end of
     the leading run of Label fields (key 0a; the body's end for other fields) and end, as
