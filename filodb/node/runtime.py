@@ -269,7 +269,7 @@ class NodeRuntime:
         t0 = time.monotonic()
         try:
             done = ing.flush(group, close_heads=not for_log)
-            if for_log and done is not None:
+            if for_log:
                 for g in ing.groups_by_checkpoint():
                     if g != group:
                         ing.flush(g, close_heads=False)

@@ -26,9 +26,8 @@ class FakeShard:
     def groups_by_checkpoint(self) -> list[int]:
         return [self.group, *(g for g in range(4) if g != self.group)]
 
-    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> dict:
-        self.flushed.append((group, close_heads))
-        return {}  # flushed, nothing written
+    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> None:
+        self.flushed.append((group, close_heads))  # None: as a shard not Active (no metrics)
 
 
 def _runtime(redis_url: str, tmp_path: Path, shards: dict, **cfg: int) -> NodeRuntime:
