@@ -184,8 +184,12 @@ class ShardIngester:
 
     def lowest_group(self) -> int:
         """The flush group with the lowest checkpoint: its flush lets the log be trimmed."""
+        return self.groups_by_checkpoint()[0]
+
+    def groups_by_checkpoint(self) -> list[int]:
+        """The flush groups, lowest checkpoint first (the order that trims the log soonest)."""
         cps = self.memstore.checkpoints
-        return min(range(self.memstore.num_groups), key=lambda g: cps.get(g, 0))
+        return sorted(range(self.memstore.num_groups), key=lambda g: cps.get(g, 0))
 
     def _recover(self) -> None:
         self._move(ShardStatus.RECOVERY, 0)

@@ -256,14 +256,23 @@ class NodeRuntime:
 
     def flush(self, dataset: str, shard: int, group: int) -> None:
         """Flush a group; one asked for by the log's size leaves the heads open (provisional
-        chunks in the store), so a full log never shrinks chunks."""
+        chunks in the store), so a full log never shrinks chunks, and goes on with the shard's
+        other groups, lowest checkpoint first: the log is trimmed to the lowest checkpoint of
+        the shard's groups, so flushing one group of a shard whose groups were all flushed
+        about as long ago (or never, as in a first hour) trimmed next to nothing, and the log
+        kept growing for as many flushes as there are groups."""
         ing = self.ingesters.get((dataset, shard))
         if ing is None:
             self._log_flushing.discard((dataset, shard))
             return
+        for_log = (dataset, shard) in self._log_flushing
         t0 = time.monotonic()
         try:
-            done = ing.flush(group, close_heads=(dataset, shard) not in self._log_flushing)
+            done = ing.flush(group, close_heads=not for_log)
+            if for_log:
+                for g in ing.groups_by_checkpoint():
+                    if g != group:
+                        ing.flush(g, close_heads=False)
         except Exception:  # the next flush of the group retries; the log still holds the data
             log.exception("flush of %s/%s group %s failed", dataset, shard, group)
             return

@@ -23,6 +23,9 @@ class FakeShard:
     def lowest_group(self) -> int:
         return self.group
 
+    def groups_by_checkpoint(self) -> list[int]:
+        return [self.group, *(g for g in range(4) if g != self.group)]
+
     def flush(self, group: int, force: bool = False, close_heads: bool = True) -> None:
         self.flushed.append((group, close_heads))  # None: as a shard not Active (no metrics)
 
@@ -55,11 +58,16 @@ def test_shard_limit_and_node_budget_together_and_off(redis_url: str, tmp_path: 
                     ).log_flushes() == {}  # fmt: skip
 
 
-def test_flushes_for_the_log_leave_heads_open(redis_url: str, tmp_path: Path) -> None:
+def test_flushes_for_the_log_leave_heads_open_and_cover_every_group(
+    redis_url: str, tmp_path: Path
+) -> None:
     shard = FakeShard(50 * MB, 2)
     rt = _runtime(redis_url, tmp_path, {("ds", 0): shard}, flush_log_mb=0, log_backlog_mb=10,
                   flush_interval=3600, flush_groups=4)  # fmt: skip
     rt.schedule_flushes(now=0.0)  # not due yet: the log's size asks (no executor: at once)
+    # the lowest group first, then the others: the log is trimmed to the lowest checkpoint
+    assert shard.flushed == [(2, False), (0, False), (1, False), (3, False)]
+    shard.flushed.clear()
     rt.schedule_flushes(now=900.0)  # due by time: the schedule's flush closes them
-    assert shard.flushed == [(2, False), (0, True)]
+    assert shard.flushed == [(0, True)]
     assert not rt._log_flushing
