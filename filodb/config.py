@@ -104,9 +104,8 @@ class Config:
     memory_budget_mb: int = 2048  # per shard; past it flushed chunks are evicted (0: no limit)
     page_cache_mb: int = 64  # per shard: chunks paged back from the column store (0: none)
     # per node, at most: decoded vectors of the chunks queries read (0: none); the cache starts
-    # at 64 (at most this) and grows up to this while queries ask again for vectors it let go
-    # (memstore/decoded.py); 256 held 1.1 kB a series after a live hour at 110 k series
-    decode_cache_mb: int = 64
+    # at 64 and grows while queries ask again for vectors it let go (memstore/decoded.py)
+    decode_cache_mb: int = 256
     max_exemplars: int = 100_000  # exemplars kept in memory per dataset, split across its shards
     query_cache_mb: int = 64  # results cache of range queries in Redis, all datasets (0: off)
     query_cache_freshness: float = 300.0  # seconds: steps newer than this are never cached
