@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from filodb.ingest.base import Log
+from filodb.model.record import RecordBatch, read_record_groups
 from filodb.shards.redis_map import ShardMapStore
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class ShardIngester(Protocol):
 
     @property
     def memstore(self) -> StatsSource: ...
-    def apply(self, records: list[tuple[int, bytes]]) -> None: ...
+    def apply(self, records: list[tuple[int, bytes]], batch: RecordBatch | None = None
+              ) -> None: ...  # fmt: skip
     def fail(self, e: Exception) -> None: ...
     def finished(self) -> None: ...
 
@@ -187,12 +189,16 @@ class NodeReader:
         :data:`GATHER_S`)."""
         live = self._live() if live is None else live
         got = self._read(live)
-        for key, records in got.items():
-            ing = live.get(key)
-            if ing is None or ing.stop_event.is_set() or not records:
+        todo = [(key, ing, records) for key, records in got.items()
+                if records and (ing := live.get(key)) is not None and not ing.stop_event.is_set()]  # fmt: skip
+        # every shard's records read by one kernel call (a shard's may be a small record or
+        # two: the call's fixed costs are paid once a read, not once a shard)
+        batches = read_record_groups([[d for _, d in records] for _, _, records in todo])
+        for (key, ing, records), batch in zip(todo, batches, strict=True):
+            if ing.stop_event.is_set():
                 continue
             try:
-                ing.apply(records)
+                ing.apply(records, batch)
             except Exception as e:  # noqa: BLE001 - this shard goes to Error, the rest go on
                 self._drop(key, ing, e)
         now = time.monotonic()

@@ -111,7 +111,7 @@ def test_a_shard_whose_records_cannot_be_applied_fails_alone(
 ) -> None:
     ing = node.ingesters[("prometheus", 7)]
 
-    def boom(records: list[tuple[int, bytes]]) -> None:
+    def boom(records: list[tuple[int, bytes]], batch: object = None) -> None:
         raise RuntimeError("memstore broke")
 
     ing.apply = boom  # type: ignore[method-assign]
@@ -146,7 +146,7 @@ class _Follower:
     def stats(self) -> dict:
         return {"n": len(self.got)}
 
-    def apply(self, records: list[tuple[int, bytes]]) -> None:
+    def apply(self, records: list[tuple[int, bytes]], batch: object = None) -> None:
         self.got += records
         self.offset = records[-1][0]
 
@@ -211,7 +211,7 @@ class _Shard:
         def stats() -> dict:
             return {}
 
-    def apply(self, records: list[tuple[int, bytes]]) -> None:
+    def apply(self, records: list[tuple[int, bytes]], batch: object = None) -> None:
         self.applies.append([off for off, _ in records])
         self.offset = records[-1][0]
 
@@ -280,7 +280,7 @@ def test_a_long_pass_spaces_the_next_reads_out(redis_url: str, cost: float, want
     pauses: list[float] = []
 
     class Slow(_Shard):
-        def apply(self, records: list[tuple[int, bytes]]) -> None:
+        def apply(self, records: list[tuple[int, bytes]], batch: object = None) -> None:
             now[0] += cost
             super().apply(records)
 
