@@ -138,7 +138,7 @@ def test_applied_records_answer_as_their_batches_one_by_one(
     parts = [recs[i : i + per_apply] for i in range(0, len(recs), per_apply)]
     if read_first:  # the reads of several shards' records at once: every part is one shard's
         batches = read_record_groups([[d for _, d in part] for part in parts])
-        assert any(b is not None for b in batches)
+        assert per_apply > 1 or sum(b is not None for b in batches) > len(parts) // 2
     else:
         batches = [None] * len(parts)
     for part, batch in zip(parts, batches, strict=True):
