@@ -30,6 +30,7 @@ from ingest import SHAPES, body_plan, rw_body  # noqa: E402
 from promql import emit, workload  # noqa: E402
 
 from filodb.memstore.shard import TimeSeriesShard  # noqa: E402
+from filodb.model.record import read_record_groups  # noqa: E402
 from filodb.model.shardkey import shards_of_routes  # noqa: E402
 from filodb.node.applier import LogApplier  # noqa: E402
 from filodb.prom.remote_write import decode_write_request  # noqa: E402
@@ -53,15 +54,26 @@ def records(a: argparse.Namespace) -> tuple[int, list[dict[int, list[bytes]]]]:
 
 
 def apply_scrape(appliers: dict[int, LogApplier], scrape: dict[int, list[bytes]],
-                 offsets: dict[int, int], per_apply: int) -> None:  # fmt: skip
-    for shard, recs in scrape.items():
-        ap = appliers[shard]
-        for i in range(0, len(recs), per_apply):
+                 offsets: dict[int, int], per_apply: int, pass_read: bool = True) -> None:  # fmt: skip
+    """As the node's reader: each read brings every shard's next ``per_apply`` records, read
+    by one call for all shards (``pass_read``; else each shard's by its applier)."""
+    longest = max((len(r) for r in scrape.values()), default=0)
+    for i in range(0, longest, per_apply):
+        todo = []
+        for shard, recs in scrape.items():
             part = []
             for r in recs[i : i + per_apply]:
                 offsets[shard] += 1
                 part.append((offsets[shard], r))
-            ap.apply(part)
+            if part:
+                todo.append((appliers[shard], part))
+        batches = (
+            read_record_groups([[r for _, r in part] for _, part in todo])
+            if pass_read
+            else [None] * len(todo)
+        )
+        for (ap, part), batch in zip(todo, batches, strict=True):
+            ap.apply(part, batch)
 
 
 def main() -> None:
@@ -75,11 +87,16 @@ def main() -> None:
     ap.add_argument("--spread", type=int, default=1, help="a shard key's series on 2^spread shards")
     ap.add_argument("--per-apply", type=int, default=1, help="records per apply call")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--per-shard-read",
+        action="store_true",
+        help="each shard's records read by its applier (before the reader read a pass's at once)",
+    )
     a = ap.parse_args()
     n_series, scrapes = records(a)
     bodies = -(-n_series // SHAPES[a.shape][0])  # per time block
     ctx = {"series": n_series, "shards": a.shards, "spread": a.spread, "per_apply": a.per_apply, "shape": a.shape,
-           "record_bytes": round(np.mean([len(r) for s in scrapes for rs in s.values()
+           "pass_read": not a.per_shard_read, "record_bytes": round(np.mean([len(r) for s in scrapes for rs in s.values()
                                           for r in rs]))}  # fmt: skip
     best = float("inf")
     for rep in range(a.repeat):
@@ -87,13 +104,13 @@ def main() -> None:
         appliers = {s: LogApplier.without_store(ms, None) for s, ms in shards.items()}  # type: ignore[arg-type]
         offsets = dict.fromkeys(shards, 0)
         c = time.process_time()
-        apply_scrape(appliers, scrapes[0], offsets, a.per_apply)
+        apply_scrape(appliers, scrapes[0], offsets, a.per_apply, not a.per_shard_read)
         new = time.process_time() - c
         if rep == 0:
             emit("apply_new_ms_per_body", 1000 * new / bodies, "ms", **ctx)
         c = time.process_time()
         for scrape in scrapes[1:]:
-            apply_scrape(appliers, scrape, offsets, a.per_apply)
+            apply_scrape(appliers, scrape, offsets, a.per_apply, not a.per_shard_read)
         best = min(best, time.process_time() - c)
         assert sum(ms.samples_ingested for ms in shards.values()) == n_series * a.samples
     n_bodies = bodies * (len(scrapes) - 1)

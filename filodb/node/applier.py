@@ -54,13 +54,19 @@ class LogApplier:
         """Replay the whole partition (no column store: the log is the only durable copy)."""
         return cls(ms, None, None, ingest_log)
 
-    def apply(self, records: list[tuple[int, bytes]]) -> None:
-        """Feed records (offset, bytes) in order; malformed ones are counted and skipped."""
+    def apply(self, records: list[tuple[int, bytes]], batch: RecordBatch | None = None) -> None:
+        """Feed records (offset, bytes) in order; malformed ones are counted and skipped.
+        ``batch``: the records already read (:func:`~filodb.model.record.read_record_groups`:
+        every one a sample record the kernel read), used when they are all past every
+        checkpoint (following the log)."""
         total = self._totals[-1]
         for off, data in records:
             total += len(data)
             self._offsets.append(off)
             self._totals.append(total)
+        if batch is not None and records and records[0][0] > self.covered:
+            self._ingest(records[:], batch)
+            return
         pending: list[tuple[int, bytes]] = []  # past every checkpoint: one ingest for all
         for off, data in records:
             if is_tombstone(data):  # in log order: the records before it are applied first
@@ -78,17 +84,19 @@ class LogApplier:
                 pending.append((off, data))
         self._ingest(pending)
 
-    def _ingest(self, pending: list[tuple[int, bytes]]) -> None:
-        """Read the records gathered since the last call at once (:func:`read_records`) and
-        ingest them as one batch (a record's fixed costs, paid once: with many shards a body
-        makes many small records); malformed ones are counted and skipped. A record with a
-        bad part key refuses the whole: then they go one by one, and that one is skipped."""
+    def _ingest(self, pending: list[tuple[int, bytes]], batch: RecordBatch | None = None) -> None:
+        """Read the records gathered since the last call at once (:func:`read_records`, unless
+        ``batch`` holds them read) and ingest them as one batch (a record's fixed costs, paid
+        once: with many shards a body makes many small records); malformed ones are counted
+        and skipped. A record with a bad part key refuses the whole: then they go one by one,
+        and that one is skipped."""
         if not pending:
             return
         last = pending[-1][0]
-        batch, bad = read_records([d for _, d in pending])
-        for i in bad:
-            self._count_malformed(pending[i][0])
+        if batch is None:
+            batch, bad = read_records([d for _, d in pending])
+            for i in bad:
+                self._count_malformed(pending[i][0])
         try:
             self.ms.ingest(batch, last)
             self.offset = last

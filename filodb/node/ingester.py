@@ -26,6 +26,7 @@ from filodb.errors import FencedError
 from filodb.ingest.base import Log
 from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.shard import BULK_EXTRA_SAMPLES, TimeSeriesShard
+from filodb.model.record import RecordBatch
 from filodb.node.applier import LogApplier
 from filodb.node.flush import flush_group, make_pager
 from filodb.node.reader import NodeReader, RateLimitedLog
@@ -167,10 +168,11 @@ class ShardIngester:
                 if _LIMITER.allow((self.dataset, self.shard, "error-status")):
                     log.warning("cannot record Error for %s/%s: %s", self.dataset, self.shard, e2)
 
-    def apply(self, records: list[tuple[int, bytes]]) -> None:
-        """Apply records read for this shard (by the node's reader)."""
+    def apply(self, records: list[tuple[int, bytes]], batch: RecordBatch | None = None) -> None:
+        """Apply records read for this shard (by the node's reader; ``batch``: them read, see
+        :meth:`LogApplier.apply`)."""
         assert self.applier is not None
-        self.applier.apply(records)
+        self.applier.apply(records, batch)
         self.offset = self.applier.offset
 
     def log_backlog(self) -> int:

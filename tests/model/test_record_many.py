@@ -11,7 +11,7 @@ from filodb.errors import BadInputError
 from filodb.model.batch import SampleBatch
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
-from filodb.model.record import RecordBatch, read_record, read_records
+from filodb.model.record import RecordBatch, read_record, read_record_groups, read_records
 
 POOL = [make_labels({"__name__": "m", "job": "j", "i": str(i)}) for i in range(600)]
 
@@ -60,6 +60,34 @@ def test_many_records_read_as_one_by_one_whatever_the_damage(seed: int, big_shar
     want, want_bad = _one_by_one(recs)
     assert bad == want_bad
     _same(got, want)
+
+
+@pytest.mark.parametrize("big_share", [0.1, 0.8])
+@pytest.mark.parametrize("seed", range(12))
+def test_groups_read_at_once_as_each_group_alone(seed: int, big_share: float) -> None:
+    """A reader pass's records of every shard read by one call: a group whose records the
+    kernel read whole is what reading that group alone gives; a group with a record it
+    could not read (damaged, metadata types, a tombstone) or no record is None."""
+    rng = np.random.default_rng(seed)
+    groups: list[list[bytes]] = []
+    for _ in range(int(rng.integers(1, 40))):
+        g = []
+        for _ in range(int(rng.integers(0, 4))):
+            r = bytearray(_batch(rng, big=rng.random() < big_share).to_bytes())
+            if rng.random() < 0.1:
+                r[int(rng.integers(len(r)))] ^= 1 + int(rng.integers(255))
+            g.append(bytes(r))
+        groups.append(g)
+    got = read_record_groups(groups)
+    assert len(got) == len(groups)
+    alone_ok = {r: read_record_groups([[r]])[0] is not None for g in groups for r in g}
+    for g, b in zip(groups, got, strict=True):
+        assert (b is None) == (not g or not all(alone_ok[r] for r in g))
+        if b is not None:
+            alone, bad = read_records(g)
+            assert not bad and b.types == {}
+            _same(b, alone)
+    assert any(b is not None for b in got) or not any(alone_ok.values())
 
 
 def test_payloads_are_compressed_where_that_makes_them_smaller() -> None:

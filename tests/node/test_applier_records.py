@@ -14,7 +14,7 @@ from filodb.memstore.shard import TimeSeriesShard
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import Matcher, make_labels
 from filodb.model.partkey import part_key
-from filodb.model.record import RecordBatch, read_record
+from filodb.model.record import RecordBatch, read_record, read_record_groups
 from filodb.node.applier import LogApplier
 
 ALL = [Matcher("__name__", "=~", ".+")]
@@ -115,9 +115,12 @@ def test_live_records_are_no_larger_than_the_previous_version() -> None:
     assert len(v3) <= 1.2 * len(v2), (len(v3), len(v2))
 
 
+@pytest.mark.parametrize("read_first", [False, True])  # True: read as the node's reader does
 @pytest.mark.parametrize("per_apply", [1, 3, 50])
 @pytest.mark.parametrize("seed", range(3))
-def test_applied_records_answer_as_their_batches_one_by_one(per_apply: int, seed: int) -> None:
+def test_applied_records_answer_as_their_batches_one_by_one(
+    per_apply: int, seed: int, read_first: bool
+) -> None:
     rng = np.random.default_rng(seed)
     applied = TimeSeriesShard("ds", 0, max_chunk_samples=7)
     ref = TimeSeriesShard("ds", 0, max_chunk_samples=7)
@@ -132,8 +135,14 @@ def test_applied_records_answer_as_their_batches_one_by_one(per_apply: int, seed
         pks = [part_key(lb) for lb in b.series]
         old = (v1_record(b), v3_record(pks, b.sidx.tolist(), b.ts.tolist(), b.vals.tolist()))
         recs.append((off, old[int(rng.integers(2))] if rng.random() < 0.2 else b.to_bytes()))
-    for i in range(0, len(recs), per_apply):
-        app.apply(recs[i : i + per_apply])
+    parts = [recs[i : i + per_apply] for i in range(0, len(recs), per_apply)]
+    if read_first:  # the reads of several shards' records at once: every part is one shard's
+        batches = read_record_groups([[d for _, d in part] for part in parts])
+        assert per_apply > 1 or sum(b is not None for b in batches) > len(parts) // 2
+    else:
+        batches = [None] * len(parts)
+    for part, batch in zip(parts, batches, strict=True):
+        app.apply(part, batch)
     assert app.offset == applied.offset == 59 and app.malformed == 0
     assert _answer(applied) == _answer(ref)
     assert applied.num_series == ref.num_series

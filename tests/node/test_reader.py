@@ -111,7 +111,7 @@ def test_a_shard_whose_records_cannot_be_applied_fails_alone(
 ) -> None:
     ing = node.ingesters[("prometheus", 7)]
 
-    def boom(records: list[tuple[int, bytes]]) -> None:
+    def boom(records: list[tuple[int, bytes]], batch: object = None) -> None:
         raise RuntimeError("memstore broke")
 
     ing.apply = boom  # type: ignore[method-assign]
@@ -146,7 +146,7 @@ class _Follower:
     def stats(self) -> dict:
         return {"n": len(self.got)}
 
-    def apply(self, records: list[tuple[int, bytes]]) -> None:
+    def apply(self, records: list[tuple[int, bytes]], batch: object = None) -> None:
         self.got += records
         self.offset = records[-1][0]
 
@@ -211,7 +211,7 @@ class _Shard:
         def stats() -> dict:
             return {}
 
-    def apply(self, records: list[tuple[int, bytes]]) -> None:
+    def apply(self, records: list[tuple[int, bytes]], batch: object = None) -> None:
         self.applies.append([off for off, _ in records])
         self.offset = records[-1][0]
 
@@ -270,7 +270,9 @@ def _assert(ok: bool) -> None:
     assert ok
 
 
-@pytest.mark.parametrize(("cost", "want"), [(0.004, 0.006), (0.03, 0.03), (0.08, 0.02)])
+@pytest.mark.parametrize(
+    ("cost", "want"), [(0.002, 0.008), (0.004, 0.012), (0.03, 0.07), (0.08, 0.02)]
+)
 def test_a_long_pass_spaces_the_next_reads_out(redis_url: str, cost: float, want: float) -> None:
     """Reads begin ``GATHER_GROWTH`` times the last pass apart (at least ``gather_s``, at most
     ``GATHER_MAX_S``): a pass that took ``cost`` (on the injected clock) is followed by a pause
@@ -280,7 +282,7 @@ def test_a_long_pass_spaces_the_next_reads_out(redis_url: str, cost: float, want
     pauses: list[float] = []
 
     class Slow(_Shard):
-        def apply(self, records: list[tuple[int, bytes]]) -> None:
+        def apply(self, records: list[tuple[int, bytes]], batch: object = None) -> None:
             now[0] += cost
             super().apply(records)
 
@@ -300,5 +302,5 @@ def test_a_long_pass_spaces_the_next_reads_out(redis_url: str, cost: float, want
     finally:
         rd.stop()
         lg.close()
-    assert reader_mod.GATHER_GROWTH == 2.0 and reader_mod.GATHER_MAX_S == 0.1
+    assert reader_mod.GATHER_GROWTH == 4.0 and reader_mod.GATHER_MAX_S == 0.1
     assert pauses[:3] == pytest.approx([want] * 3)
