@@ -336,12 +336,12 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
             url = base + ("/write?db=prometheus" if system == "filodb" else "/write")
             took = post_all(url, data["influx"], {"Content-Type": "text/plain"})
             out["ingest_ack_samples_per_s"] = data["samples"] / took
-        if door in ("remote_write", "influx_http"):
-            emit_cpu(cpu0, cpu_snapshot(pid), data["samples"], "ack", system=system, door=door)
         elif door == "influx_tcp":
             tcp_all(influx_port, data["influx"])
         elif door == "graphite_tcp":
             tcp_all(graphite_port, data["graphite"])
+        if "ingest_ack_samples_per_s" in out:  # the HTTP doors acknowledge; TCP ones do not
+            emit_cpu(cpu0, cpu_snapshot(pid), data["samples"], "ack", system=system, door=door)
         if system == "victoria-metrics":  # its TCP door hands rows on after the socket closes:
             vm_flush_until_counted(base, data)  # flush until they are in, not once
         wait_count(base, COUNT_Q, data["n_temp"], data["end_s"], 3600)  # the last scrape

@@ -65,7 +65,7 @@ class LogApplier:
             self._offsets.append(off)
             self._totals.append(total)
         if batch is not None and records and records[0][0] > self.covered:
-            self._ingest(records[:], batch)
+            self._ingest(records, batch)
             return
         pending: list[tuple[int, bytes]] = []  # past every checkpoint: one ingest for all
         for off, data in records:
