@@ -6,6 +6,11 @@ As in Prometheus, an exemplar is kept only when it is newer than the newest kept
 its series (an equal one is a duplicate, an older one out of order: both are dropped and
 counted). The append is one numba pass over the batch's exemplars; a query is numpy over the
 ring (``capacity`` is 100 000 per dataset by default, split across its shards).
+
+The ring's arrays grow (doubling) as exemplars come, up to ``capacity``, and wrap only
+then: a shard that never sees an exemplar costs nothing for them. Allocated up front they
+cost 32 bytes a slot per dataset whether used or not: 3.2 MB a dataset by default, 205 MB
+for a node of 64 datasets (measured: tracemalloc of a node owning 64 x 16 shards).
 """
 
 from __future__ import annotations
@@ -46,10 +51,10 @@ class ExemplarRing:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(0, int(capacity))
-        self._sid = np.full(self.capacity, -1, np.int64)
-        self._ts = np.zeros(self.capacity, np.int64)
-        self._vals = np.zeros(self.capacity, np.float64)
-        self._labels = np.empty(self.capacity, object)
+        self._sid = np.full(0, -1, np.int64)  # the ring's slots, grown to ``capacity``
+        self._ts = np.zeros(0, np.int64)
+        self._vals = np.zeros(0, np.float64)
+        self._labels = np.empty(0, object)
         self._last = np.zeros(0, np.int64)  # newest kept timestamp per series id
         self._pos = 0
         self.added = 0
@@ -68,6 +73,9 @@ class ExemplarRing:
             grown = np.full(max(need, 2 * len(self._last)), _NONE, np.int64)
             grown[: len(self._last)] = self._last
             self._last = grown
+        have = len(self._ts)
+        if have < self.capacity and self._pos + len(sid) > have:  # not full yet: no wrap
+            self._grow(min(self.capacity, max(2 * have, self._pos + len(sid), 256)))
         slot, self._pos = _place(sid, np.asarray(ts, np.int64), self._last, self._sid, self._ts,
                                  self._vals, np.asarray(vals, np.float64), self._pos)  # fmt: skip
         kept = slot >= 0
@@ -78,6 +86,16 @@ class ExemplarRing:
         self.added += n
         self.dropped += len(sid) - n
         return n
+
+    def _grow(self, size: int) -> None:
+        """Slots for ``size`` exemplars (the ring has not wrapped: its slots are 0..pos)."""
+        n = len(self._ts)
+        for name, fill in (("_sid", -1), ("_ts", 0), ("_vals", 0), ("_labels", None)):
+            old = getattr(self, name)
+            new = np.empty(size, old.dtype)
+            new[:n] = old
+            new[n:] = fill
+            setattr(self, name, new)
 
     def keep_series(self, keep: np.ndarray) -> None:
         """The shard purged the series not in the mask ``keep`` and renumbered the rest in

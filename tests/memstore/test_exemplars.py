@@ -81,6 +81,39 @@ def test_ring_keeps_the_newest_and_drops_what_is_not_newer_per_series() -> None:
                                                            np.ones(1), lb[:1]) == 0  # fmt: skip
 
 
+def test_ring_grows_as_exemplars_come_and_keeps_the_newest_capacity() -> None:
+    """The ring's slots are allocated as exemplars arrive (none for a shard that has none),
+    and across growth and wrap it holds exactly the newest ``capacity`` kept exemplars."""
+    cap = 1000
+    ring = ExemplarRing(cap)
+    assert ring._ts.nbytes == 0 and len(ring) == 0  # nothing allocated up front
+    rng = np.random.default_rng(7)
+    kept: list[tuple[int, int, float]] = []  # a reference: every kept one, in arrival order
+    last: dict[int, int] = {}
+    t = 0
+    for size in [1, 3, 200, 57, 400, 900, 5, 1300, 2]:
+        sid = rng.integers(0, 400, size)
+        ts = t + rng.integers(-3, 40, size)  # some not newer than their series' newest
+        t += 40
+        vals = rng.random(size)
+        want = 0
+        for s, x, v in zip(sid.tolist(), ts.tolist(), vals.tolist(), strict=True):
+            if x > last.get(s, -(1 << 62)):
+                last[s] = x
+                kept.append((s, x, v))
+                want += 1
+        assert ring.add(sid, ts, vals, [(("i", str(x)),) for x in ts.tolist()]) == want
+        assert len(ring._ts) <= cap
+        got_sid, got_ts, got_vals, labels = ring.select(np.arange(400), -(1 << 62), 1 << 62)
+        newest = sorted(kept[-cap:], key=lambda e: (e[0], e[1]))
+        assert (
+            list(zip(got_sid.tolist(), got_ts.tolist(), got_vals.tolist(), strict=True)) == newest
+        )
+        assert labels == [(("i", str(x)),) for _, x, _ in newest]
+    assert len(kept) > cap  # it wrapped
+    assert len(ring._ts) == cap and len(ring) == cap
+
+
 def test_shard_keeps_exemplars_and_the_leaf_answers_them() -> None:
     shard = TimeSeriesShard("ds", 0, max_exemplars=10)
     shard.ingest(decode_write_request(encode_write_request(_batch())))
