@@ -168,6 +168,8 @@ class TimeSeriesShard:
         self._generation = 0
         self.offset = 0  # the last log offset applied
         self.chunk_bytes = 0
+        self.chunk_count = 0  # chunks in memory, and the samples they hold: kept as they change
+        self.chunk_samples = 0  # (stats() every second must not walk every chunk)
         self.samples_ingested = 0
         self.rejected: dict[str, int] = {}  # samples refused, by reason
         self.chunks_evicted = 0
@@ -398,7 +400,7 @@ class TimeSeriesShard:
         self._closed_end[sids] = np.maximum(self._closed_end[sids], ends)
         rows = zip(sids.tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
                    ooo.tolist(), tvecs, vvecs, grown, strict=True)  # fmt: skip
-        added = 0
+        added = n_new = samples = 0
         tick = self.offset or self._generation  # no log (tests, tools): batches applied
         for s, start, end, n, late, tv, vv, prev in rows:
             c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
@@ -406,12 +408,18 @@ class TimeSeriesShard:
             if prev is not None:
                 cs[-1] = c
                 added -= prev.nbytes
+                samples -= prev.count
+                n_new -= 1
             elif cs is _NO_CHUNKS:
                 chunks_of[s] = [c]
             else:
                 cs.append(c)
             added += len(tv) + len(vv)
+            samples += n
+            n_new += 1
         self.chunk_bytes += added
+        self.chunk_count += n_new
+        self.chunk_samples += samples
 
     # --- flush ----------------------------------------------------------------------------
     def prepare_flush(self, group: int, close_heads: bool = True) -> FlushData:
@@ -531,6 +539,8 @@ class TimeSeriesShard:
             cs = self._chunks[s]
             del cs[next(i for i, x in enumerate(cs) if x is c)]
             self.chunk_bytes -= c.nbytes
+            self.chunk_count -= 1
+            self.chunk_samples -= c.count
             self.chunks_evicted += 1
             # memory no longer holds what that chunk held (an out-of-order one included)
             self._mem_start[s] = max(self._held_from(s), c.end + 1)
@@ -559,6 +569,8 @@ class TimeSeriesShard:
                 if cs and min(c.end for c in cs) < cutoff_ms:
                     keep = [c for c in cs if c.end >= cutoff_ms]
                     self.chunk_bytes -= sum(c.nbytes for c in cs) - sum(c.nbytes for c in keep)
+                    self.chunk_samples -= sum(c.count for c in cs) - sum(c.count for c in keep)
+                    self.chunk_count -= len(cs) - len(keep)
                     dropped += len(cs) - len(keep)
                     cs[:] = keep
                     self._mem_start[s] = self._held_from(s) if keep or head_n[s] else _NONE
@@ -620,8 +632,11 @@ class TimeSeriesShard:
         for c in self._chunks[s]:
             t = trim_chunk(c, start_ms, end_ms)
             self.chunk_bytes += (t.nbytes if t is not None else 0) - c.nbytes
+            self.chunk_samples += (t.count if t is not None else 0) - c.count
             if t is not None:
                 chunks.append(t)
+            else:
+                self.chunk_count -= 1
         self._chunks[s] = chunks
         if self._mem_start[s] != _NONE:
             self._mem_start[s] = self._held_from(s)
@@ -638,6 +653,8 @@ class TimeSeriesShard:
             gone = np.flatnonzero(~keep).tolist()
             for s in gone:
                 self.chunk_bytes -= sum(c.nbytes for c in self._chunks[s])
+                self.chunk_samples -= sum(c.count for c in self._chunks[s])
+                self.chunk_count -= len(self._chunks[s])
             self._labels = [self._labels[i] for i in idx]
             self._chunks = [self._chunks[i] for i in idx]
             self._head.keep_series(keep)
@@ -838,7 +855,7 @@ class TimeSeriesShard:
         with self._lock:
             counts = self._index.label_counts()
             has = self._last != _NO_TS
-            chunks = sum(len(cs) for cs in self._chunks) + int((self._head.count > 0).sum())
+            chunks = self.chunk_count + int((self._head.count > 0).sum())
             lo = int(self._first[has].min()) if has.any() else NO_MIN_TIME
             hi = int(self._last[has].max()) if has.any() else NO_MAX_TIME
             n = self.num_series
@@ -847,8 +864,7 @@ class TimeSeriesShard:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            n_chunks = sum(len(cs) for cs in self._chunks)
-            in_chunks = sum(c.count for cs in self._chunks for c in cs)
+            n_chunks, in_chunks = self.chunk_count, self.chunk_samples
             head_n = self._head.count
             in_memory = int(((self._mem_start != _NONE) | (head_n > 0)).sum())
             return {
