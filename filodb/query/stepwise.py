@@ -5,8 +5,9 @@ PromQL evaluates every step on its own: a step's value depends on the data, the 
 the step width (``step()`` in durations, a subquery's default step) and the lookback, never on
 the other steps, and subquery steps are aligned to absolute multiples of their step. So a range
 query's answer over ``[start, end]`` is the union of its answers over pieces, except where an
-expression reads the query's range itself: ``@ start()``, ``@ end()`` and ``range()`` in a
-duration. Those are not split. ``smoothed`` selectors interpolate with the sample after a
+expression reads the query's range itself: ``@ start()``, ``@ end()``, ``range()`` in a
+duration and the functions ``start()``, ``end()`` and ``range()`` (the query's start, end and
+their difference as a value). Those are not split. ``smoothed`` selectors interpolate with the sample after a
 step, so they are not split either (their reach has no bound).
 
 A step's value reads samples up to its own time, later by a negative offset (``offset -5m``
@@ -21,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from filodb.query import ast
+
+RANGE_FUNCTIONS = frozenset({"start", "end", "range"})  # values of the query's range
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ def reach(e: ast.Expr) -> Reach | None:
         n = stack.pop()
         if isinstance(n, ast.DurationExpr):
             if n.op == "range":
+                return None
+        elif isinstance(n, ast.Call):
+            if n.func in RANGE_FUNCTIONS:
                 return None
         elif isinstance(n, ast.VectorSelector | ast.SubqueryExpr):
             if n.at in ("start", "end") or (isinstance(n, ast.VectorSelector) and n.smoothed):

@@ -29,6 +29,7 @@ QUERIES = [
     "max_over_time(rate(m_total[2m])[30m:1m])", "time()", "timestamp(g)", "absent(nope)",
     "g / on(job) group_left() count by (job) (g)", "g * scalar(count(g))", "predict_linear(g[15m], 600)",
     "changes(g[10m])", "label_replace(g, \"x\", \"$1\", \"job\", \"(.*)\")",
+    "g + start()", "end() - range()", "vector(range())",
 ]  # fmt: skip
 
 
@@ -179,12 +180,14 @@ def test_a_refresh_computes_only_the_new_steps(rclient) -> None:  # type: ignore
 def test_uncacheable_queries_compute_everything(rclient) -> None:  # type: ignore[no-untyped-def]
     clock = [SPAN]
     cache = _cache(rclient, clock)
-    for q in ("g @ end()", "g @ start()", "rate(m_total[range()])"):
+    qs = ("g @ end()", "g @ start()", "rate(m_total[range()])", "g + start()", "vector(end())",
+          "range() * g")  # fmt: skip
+    for q in qs:
         for _ in range(2):
             c = Counted()
             _run(cache, q, 3600 * S, 7200 * S, 60 * S, c)
             assert c.steps == 61 and c.calls == 1
-    assert cache.stats.uncacheable == 6 and cache.stats.hits == 0
+    assert cache.stats.uncacheable == 2 * len(qs) and cache.stats.hits == 0
 
 
 def test_generation_bump_forgets_the_dataset(rclient) -> None:  # type: ignore[no-untyped-def]
