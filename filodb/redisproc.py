@@ -37,6 +37,13 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+# Bytes a stream's radix-tree node (one listpack of entries) may hold before the next entry
+# starts a new one. Redis's default 4096 puts each node of log records (0.6-2.3 kB each) in a
+# small jemalloc size class (2.5-5 kB regions, several to a slab): trimming some shards'
+# streams while others keep theirs left slabs with one or two live nodes, and Debian's
+# redis-server (system jemalloc) cannot defragment (``activedefrag`` refuses). At 64 kB a node
+# is a page-granular allocation of its own, so a trimmed node's pages go back to the system.
+STREAM_NODE_MAX_BYTES = 65536
 AOF_CHECK_EVERY_S = 10.0
 AOF_MIN_BYTES = 16 << 20  # an append-only file smaller than this is never rewritten early
 
@@ -123,6 +130,7 @@ def start_redis(
         "--save", "", "--daemonize", "no", "--protected-mode", "yes",
         "--logfile", str((data_dir / "redis.log").resolve()),
         "--client-output-buffer-limit", "pubsub", "256mb", "64mb", "60",
+        "--stream-node-max-bytes", str(STREAM_NODE_MAX_BYTES),
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=dies_with_parent())  # fmt: skip
