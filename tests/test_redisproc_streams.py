@@ -35,3 +35,17 @@ def test_trimming_one_shard_leaves_no_holes_beside_another(tmp_path) -> None:  #
     finally:
         r.close()
         rp.stop()
+
+
+def test_freed_pages_go_back_within_a_second(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """redis-server's jemalloc runs with ``redisproc.REDIS_MALLOC_CONF`` (its default keeps
+    freed pages 10 s), unless the caller's environment sets ``MALLOC_CONF`` itself."""
+    monkeypatch.delenv("MALLOC_CONF", raising=False)
+    rp = start_redis(tmp_path / "redis", appendonly=False)
+    r = redis.Redis.from_url(rp.url)
+    try:
+        stats = r.execute_command("MEMORY", "MALLOC-STATS").decode()
+        assert "opt.dirty_decay_ms: 1000 " in stats, stats[:2000]
+    finally:
+        r.close()
+        rp.stop()
