@@ -367,6 +367,7 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
              **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
         if system == "filodb":
             emit_worker_parts(base, door, data["series"])
+            emit_redis_settled(up.data_dir, door, data["series"])
         return out
     finally:
         stop()
@@ -399,6 +400,34 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
 
 
+REDIS_MEMORY_FIELDS = (
+    "used_memory",
+    "used_memory_rss",
+    "used_memory_peak",
+    "allocator_frag_bytes",
+    "allocator_rss_bytes",
+    "rss_overhead_bytes",
+)
+
+
+def redis_memory_fields(info: dict) -> dict[str, int]:
+    """Redis's own accounting (``INFO memory``): what it holds against what its allocator
+    keeps resident (fragmentation, pages not yet given back)."""
+    return {k: int(info[k]) for k in REDIS_MEMORY_FIELDS if k in info}
+
+
+def emit_redis_settled(data_dir: Path, door: str, series: int) -> None:
+    """``redis_rss_bytes_per_series_settled``: Redis's resident memory after the settle wait,
+    with its own accounting beside it."""
+    port_file = data_dir / "redis" / "port"
+    if port_file.exists():
+        r = redis.Redis(port=int(port_file.read_text()))
+        info = r.info("memory")
+        r.close()
+        emit("redis_rss_bytes_per_series_settled", int(info["used_memory_rss"]) / series,
+             "bytes", door=door, **redis_memory_fields(info))  # fmt: skip
+
+
 def emit_storage(data_dir: Path, door: str, series: int) -> None:
     """What ``filodb up`` keeps after the run: Redis's memory (the log streams' share of it:
     records past the lowest checkpoints) and the data directory by part (Redis's AOF, the
@@ -414,7 +443,7 @@ def emit_storage(data_dir: Path, door: str, series: int) -> None:
         info = r.info("memory")
         r.close()
         emit("redis_log_bytes_per_series", log_bytes / series, "bytes", door=door,
-             streams=len(keys), used_memory=info["used_memory"])  # fmt: skip
+             streams=len(keys), **redis_memory_fields(info))  # fmt: skip
     parts = {p.name: dir_bytes(p) for p in data_dir.iterdir() if p.is_dir()}
     emit("data_dir_bytes", dir_bytes(data_dir), "bytes", door=door, **parts)
 

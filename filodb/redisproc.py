@@ -37,6 +37,17 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+# Bytes a stream's radix-tree node (one listpack of entries) may hold before the next entry
+# starts a new one. Redis's default 4096 puts each node of log records (0.6-2.3 kB each) in a
+# small jemalloc size class (2.5-5 kB regions, several to a slab): trimming some shards'
+# streams while others keep theirs left slabs with one or two live nodes, and Debian's
+# redis-server (system jemalloc) cannot defragment (``activedefrag`` refuses). At 64 kB a node
+# is a page-granular allocation of its own, so a trimmed node's pages go back to the system.
+STREAM_NODE_MAX_BYTES = 65536
+# jemalloc (Debian's redis-server links the system's) keeps freed pages for 10 s before it
+# gives them back; log records are freed in bursts (a flush trims a shard's stream), so Redis
+# held the last trims' pages (31 MB at 110 k series right after a live run) for no reuse.
+REDIS_MALLOC_CONF = "dirty_decay_ms:1000"
 AOF_CHECK_EVERY_S = 10.0
 AOF_MIN_BYTES = 16 << 20  # an append-only file smaller than this is never rewritten early
 
@@ -123,9 +134,12 @@ def start_redis(
         "--save", "", "--daemonize", "no", "--protected-mode", "yes",
         "--logfile", str((data_dir / "redis.log").resolve()),
         "--client-output-buffer-limit", "pubsub", "256mb", "64mb", "60",
+        "--stream-node-max-bytes", str(STREAM_NODE_MAX_BYTES),
     ]  # fmt: skip
+    env = dict(os.environ)
+    env.setdefault("MALLOC_CONF", REDIS_MALLOC_CONF)  # the caller's own setting wins
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=dies_with_parent())  # fmt: skip
+                            preexec_fn=dies_with_parent(), env=env)  # fmt: skip
     rp = RedisProcess(proc, port, data_dir)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
