@@ -50,6 +50,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger("filodb.web.server")
@@ -97,11 +98,11 @@ class _Conn:
         requests."""
         while True:
             self.buf = self.buf.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request
-            end = self.buf.find(b"\r\n\r\n")
+            end = self.buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
             if end >= 0:
                 head, self.buf = self.buf[:end], self.buf[end + 4 :]
                 return head
-            if len(self.buf) > MAX_HEAD_BYTES:
+            if len(self.buf) >= MAX_HEAD_BYTES + 4:
                 raise BadRequest(431, "request header too large")
             try:
                 data = self.fill()
@@ -147,6 +148,18 @@ class _Conn:
             except _Closed as e:
                 raise BadRequest(400, "incomplete chunked body") from e
 
+    def linger(self, limit: int = 1 << 20) -> None:
+        """Before closing on an error: stop sending and read (a little of) what the client is
+        still sending, so that unread data does not reset the connection before the client
+        read the answer."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(1.0)
+            while limit > 0 and (data := self.sock.recv(65536)):
+                limit -= len(data)
+        except OSError:
+            pass
+
     def send(self, *parts: bytes | memoryview) -> None:
         try:
             if len(parts) == 1:
@@ -176,8 +189,9 @@ class _Body(io.RawIOBase):
             return 0
         n = self.conn.read_into(view)
         self.left -= n
-        if n < len(view):
-            self.left = 0  # the peer closed or stalled mid-body: the app sees a short body
+        if n < len(view):  # the peer closed or stalled mid-body (werkzeug's 400)
+            self.left = 0
+            raise ClientDisconnected()
         return n
 
     def read(self, size: int = -1) -> bytes:
@@ -373,6 +387,7 @@ class HttpServer:
                     self._answer(conn, req)
                 except BadRequest as e:
                     conn.send(*_error_body(e.code, str(e)))
+                    conn.linger()
                     return
                 if not req.keep or self._stop.is_set():
                     return
