@@ -121,7 +121,7 @@ class _Conn:
         """Fill ``view`` from the buffer, then from the socket; bytes read (less at EOF)."""
         self.continue_once()
         n = min(len(self.buf), len(view))
-        view[:n] = self.buf[:n]
+        view[:n] = memoryview(self.buf)[:n]
         self.buf = self.buf[n:]
         while n < len(view):
             try:
@@ -198,6 +198,12 @@ class _Body(io.RawIOBase):
         want = self.left if size is None or size < 0 else min(size, self.left)
         if want <= 0:
             return b""
+        conn = self.conn
+        if len(conn.buf) >= want:  # came with the head (a whole ingestion body, usually)
+            conn.continue_once()
+            data, conn.buf = conn.buf[:want], conn.buf[want:]  # no copy when it is all of it
+            self.left -= want
+            return data
         out = bytearray(want)
         n = self.readinto(out)
         return bytes(out) if n == want else bytes(out[:n])
