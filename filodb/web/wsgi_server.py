@@ -12,7 +12,8 @@ when each connection's own thread reads the request, calls the app and writes th
   ``EAGAIN``) and starts a thread per connection, at most ``connection_limit`` at once (the
   kernel's backlog holds the rest); the app runs in at most ``threads`` of them at a time.
 * A connection's thread reads the request head (at most ``MAX_HEAD_BYTES``), answers what is
-  not HTTP/1.x itself (400, 431, 501, 505, in Prometheus's JSON error shape) and closes; else it
+  not HTTP/1.x itself (400, 431: a 4xx in Prometheus's JSON error shape, bad input never
+  answers 5xx) and closes; else it
   calls the app with a ``wsgi.input`` that reads the body from the socket as the app asks
   (``Content-Length``: the app's own limit answers 413 before a byte is read; chunked bodies
   are decoded up to ``max_body_bytes`` + 1 so the app sees one byte too many and refuses;
@@ -421,7 +422,7 @@ class HttpServer:
         if m is None:
             raise BadRequest(400, "malformed HTTP version")
         if m.group(1) != b"1":
-            raise BadRequest(505, "HTTP version not supported")
+            raise BadRequest(400, "HTTP version not supported (1.0 and 1.1 are)")
         http11 = m.group(2) != b"0"
         env: dict[str, Any] = {}
         for line in lines[1:]:
@@ -464,7 +465,7 @@ class HttpServer:
             if "CONTENT_LENGTH" in env:
                 raise BadRequest(400, "both Content-Length and Transfer-Encoding")
             if coding != "chunked":
-                raise BadRequest(501, f"Transfer-Encoding {coding!r} not implemented")
+                raise BadRequest(400, f"Transfer-Encoding {coding!r} not supported (chunked is)")
             try:
                 data = _dechunk(conn, self.max_body_bytes + 1)
             except _TooLong as e:
