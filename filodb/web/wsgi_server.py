@@ -106,7 +106,7 @@ class HttpServer:
         first = sockets[0].getsockname()
         self.effective_host, self.effective_port = first[0], first[1]
         self._server_name = (
-            socket.getfqdn(first[0]) if first[0] not in ("", "0.0.0.0") else "localhost"
+            socket.getfqdn(first[0]) if first[0] not in ("", "0.0.0.0", "::") else "localhost"
         )
 
     # -- accepting --------------------------------------------------------------------
