@@ -403,11 +403,6 @@ def make_server(app: Any, max_requests: int = 0, *, sockets: list[socket.socket]
                       **kw)  # fmt: skip
 
 
-def serve(app: Any, max_requests: int = 0, **kw: Any) -> None:
-    """Serve ``app`` until the process ends."""
-    make_server(app, max_requests, **kw).run()
-
-
 def inherited_sockets(fds: list[int]) -> list[socket.socket]:
     """The listening sockets behind the descriptors a parent handed down (``--listen-fd``)."""
     return [socket.socket(fileno=fd) for fd in fds]
