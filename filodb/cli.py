@@ -315,7 +315,7 @@ def worker(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -
               "slots, which serve)")  # fmt: skip
 def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path | None,
         **flags: Any) -> None:  # fmt: skip
-    """Run the web server (Prometheus API, ingestion routes, admin API, UI) with waitress."""
+    """Run the web server (Prometheus API, ingestion routes, admin API, UI)."""
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     _check_threads(cfg)
     if not cfg.redis_url:
@@ -326,7 +326,7 @@ def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path |
 
 
 def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) -> Any:
-    """The web tier's waitress server (not yet running) on ``listen_fds`` or host:port."""
+    """The web tier's HTTP server (not yet running) on ``listen_fds`` or host:port."""
     import os
 
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
@@ -338,15 +338,16 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
     app = create_app(cfg, metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
                      shared_dir=shared_dir)  # fmt: skip
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    where: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
     if listen_fds:
-        where = {"sockets": inherited_sockets(list(listen_fds))}
+        sockets = inherited_sockets(list(listen_fds))
+    else:
+        from filodb.supervisor import listen_sockets
+
+        sockets = listen_sockets(cfg.host, cfg.port)
     shared = bool(listen_fds and shared_dir)  # connections move between processes
-    # recv_bytes: a 160 KB ingestion body in a few reads, not twenty 8 KB trips through
-    # waitress's select loop (each holds the GIL the door threads parse with)
-    server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, **where,
+    server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, sockets=sockets,
                          threads=cfg.web_threads, ident="filodb", channel_timeout=300,
-                         recv_bytes=256 << 10)  # fmt: skip
+                         max_body_bytes=cfg.max_body_bytes)  # fmt: skip
     if shared_dir is not None:
         mark_serving(shared_dir)
     return server

@@ -47,11 +47,11 @@ def _door(name: str) -> IngestDoor:
 
 def read_body(req: Request, limit: int) -> bytes:
     """The body of ``req``, at most ``limit`` bytes: werkzeug answers 413 when the
-    Content-Length says more, but cuts a body of unknown length (chunked, which waitress
+    Content-Length says more, but cuts a body of unknown length (chunked, which the server
     dechunks and marks ``wsgi.input_terminated``) at the limit silently; such a body is
     refused whole (413), not written in part.
 
-    A body whose Content-Length the server has terminated the stream at (waitress) is read in
+    A body whose Content-Length the server has terminated the stream at (ours does) is read in
     one call: werkzeug's stream reads it 64 KiB at a time into a growing buffer (0.17 ms a
     120 KB body, a tenth of the web process's CPU per Influx body)."""
     env = req.environ

@@ -148,7 +148,7 @@ _RUN_COUNTERS = {
 
 
 class WebMetrics:
-    """One app's metrics; the counters are thread-safe (waitress serves on many threads).
+    """One app's metrics; the counters are thread-safe (the server serves on many threads).
 
     ``registry`` is what ``/metrics`` answers: this process's counters and the cluster's
     state, or, given ``multiprocess_dir``, the counters of every web process sharing it."""

@@ -53,14 +53,14 @@ def _success_result(res: Result, warnings: list[str], infos: list[str] | None = 
     return json_body(body)
 
 
-SPOOLED_BYTES = 1 << 20  # waitress copies a body past this (its outbuf_overflow) to a file
+SPOOLED_BYTES = 1 << 20  # past this an answer goes out through the server's file wrapper
 
 
 def json_body(body: bytes) -> Response:
     """``body`` as the answer. A large one goes out through the server's ``wsgi.file_wrapper``
-    over the bytes themselves: waitress sends it from them instead of copying it into its
-    output buffer, which spools past 1 MB to a temporary file and reads it back (a 60 MB
-    answer's largest cost after writing it)."""
+    over the bytes themselves, which the server sends from them (``web/wsgi_server.py``; under
+    waitress, the server before it, this avoided a copy into its output buffer, which spooled
+    past 1 MB to a temporary file and read it back: a 60 MB answer's largest cost)."""
     wrapper = request.environ.get("wsgi.file_wrapper")
     if len(body) <= SPOOLED_BYTES or wrapper is None:
         return Response(body, mimetype="application/json")

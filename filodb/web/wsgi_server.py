@@ -1,80 +1,406 @@
-"""The web tier's HTTP server: waitress, keeping HTTP/1.1 connections open after a response
-without a body.
+"""The web tier's HTTP/1.1 server: one thread per connection, the WSGI app called in it.
 
-Waitress 3 closes the connection after every response that has no Content-Length, and a 204
-has none (RFC 9110 forbids it), so every remote-write and Influx write (answered 204) cost the
-client a new TCP connection and the server an accept and a new channel (about 5 % of the web
-process's CPU under live remote write). A response that cannot have a body (1xx, 204, 304) is
-complete when its header is, so the connection stays open, as in Go's net/http; a request
-asking ``Connection: close`` and HTTP/1.0 clients are answered as waitress does.
+Waitress reads a request in its one event-loop thread, hands it to a task thread through a
+queue and condition, and hands the answer back to the loop through a pipe: each body costs the
+web process a few GIL hand-offs between threads that wake each other, and under four
+concurrent remote-write senders its CPU a body measured 1.67-1.72 ms against 1.10-1.17 ms
+when each connection's own thread reads the request, calls the app and writes the answer
+(as the TCP doors do; ``docs/architecture.md``, "Data path"). So this server does that:
+
+* ``run`` accepts (a poll over the listening sockets, non-blocking ``accept``: sockets shared
+  by several web processes let the first one take a connection and the others see
+  ``EAGAIN``) and starts a thread per connection, at most ``connection_limit`` at once (the
+  kernel's backlog holds the rest); the app runs in at most ``threads`` of them at a time.
+* A connection's thread reads the request head (at most ``MAX_HEAD_BYTES``), answers what is
+  not HTTP/1.x itself (400, 431: a 4xx in Prometheus's JSON error shape, bad input never
+  answers 5xx) and closes; else it
+  calls the app with a ``wsgi.input`` that reads the body from the socket as the app asks
+  (``Content-Length``: the app's own limit answers 413 before a byte is read; chunked bodies
+  are decoded up to ``max_body_bytes`` + 1 so the app sees one byte too many and refuses;
+  ``Expect: 100-continue`` is answered when the app first reads).
+* HTTP/1.1 connections stay open (also after a 204, which has no Content-Length) unless the
+  client asks ``Connection: close``, the body was not read whole, the answer's length is
+  unknown on HTTP/1.0, or ``max_requests`` answers were given; an answer of unknown length
+  goes chunked on HTTP/1.1. A socket idle or stalled ``channel_timeout`` seconds is closed.
+* ``close`` stops accepting, wakes idle connections and waits a little for the requests in
+  flight.
 
 Several web processes serve one port by sharing its listening sockets: ``filodb up`` binds
-them once (:func:`filodb.supervisor.listen_sockets`) and hands their descriptors to each web process it starts
-(``filodb web --listen-fd``), whose waitress accepts on them (:func:`inherited_sockets`). The
-kernel queues connections on the shared socket, the process first to ``accept`` takes one
-(waitress ignores the ``EAGAIN`` of the others), and a web process that dies or restarts
-leaves the port bound and the queued connections to the others. Which process accepts a
-connection is a race (an idle one usually wins), and a client keeps its connections open, so
-a few busy connections could all stay on one process: while the port is shared, the server
-closes a connection after ``max_requests`` answers (``Connection: close``, as Go's and
-nginx's servers may), and the client's next connection goes to whichever process is free.
+them once (:func:`filodb.supervisor.listen_sockets`) and hands their descriptors to each web
+process it starts (``filodb web --listen-fd``, :func:`inherited_sockets`). The kernel queues
+connections on the shared socket and the process first to ``accept`` takes one; a web process
+that dies or restarts leaves the port bound and the queued connections to the others. A client
+keeps its connections open, so a few busy connections could all stay on one process: while
+the port is shared, the server closes a connection after ``max_requests`` answers
+(``Connection: close``, as Go's and nginx's servers may) and the client's next connection goes
+to whichever process is free.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import re
+import selectors
 import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from waitress import create_server
-from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer
-from waitress.task import WSGITask
+from filodb.web.http_conn import (
+    DRAIN_BYTES,
+    RECV_BYTES,
+    BadRequest,
+    Body,
+    Closed,
+    Conn,
+    FileWrapper,
+    TooLong,
+    dechunk,
+    error_answer,
+)
+
+log = logging.getLogger("filodb.web.server")
 
 SHARED_PORT_MAX_REQUESTS = 32  # answers per connection while processes share the port
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+_BODYLESS = ("1", "204", "304")  # statuses that never carry a body
 
 
-class _Task(WSGITask):
-    _keep_bodyless = False
+class _Request:
+    """One request's parsed head and what its answer must do with the connection."""
 
-    def build_response_header(self) -> bytes:
-        ch = self.channel
-        ch.answered = getattr(ch, "answered", 0) + 1
-        cap = getattr(ch.server, "max_requests", 0)
-        if cap and ch.answered >= cap:  # the client reconnects, maybe to another process
-            WSGITask.set_close_on_finish(self)
-        asked_close = self.request.headers.get("CONNECTION", "").lower() == "close"
-        self._keep_bodyless = (
-            not self.has_body and self.version == "1.1" and not asked_close
-            and not self.close_on_finish
-        )  # fmt: skip
+    __slots__ = ("env", "keep", "head_only", "body")
+
+    def __init__(self, env: dict[str, Any], keep: bool, head_only: bool) -> None:
+        self.env = env
+        self.keep = keep
+        self.head_only = head_only
+        self.body: Body | None = None
+
+
+class HttpServer:
+    """See the module's docstring. ``run`` blocks until ``close``."""
+
+    def __init__(self, app: Callable[..., Any], sockets: list[socket.socket], threads: int = 16,
+                 connection_limit: int = 100, ident: str = "filodb", channel_timeout: float = 300,
+                 max_requests: int = 0, max_body_bytes: int = 1 << 30) -> None:  # fmt: skip
+        self.app = app
+        self.sockets = sockets
+        self.ident = ident
+        self.timeout = channel_timeout
+        self.max_requests = max_requests
+        self.max_body_bytes = max_body_bytes
+        self._calls = threading.BoundedSemaphore(max(1, threads))
+        self._slots = threading.BoundedSemaphore(max(1, connection_limit))
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._conns: dict[socket.socket, bool] = {}  # socket -> inside a request
+        self._lock = threading.Lock()
+        self._date = (0, "")
+        first = sockets[0].getsockname()
+        self.effective_host, self.effective_port = first[0], first[1]
+        self._server_name = (
+            socket.getfqdn(first[0]) if first[0] not in ("", "0.0.0.0", "::") else "localhost"
+        )
+
+    # -- accepting --------------------------------------------------------------------
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        for s in self.sockets:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
         try:
-            return super().build_response_header()
+            while not self._stop.is_set():
+                if not self._slots.acquire(timeout=0.5):
+                    continue  # connection_limit connections open: the backlog waits
+                took = False
+                try:
+                    for key, _ in sel.select(timeout=0.5):
+                        if key.fileobj is self._wake_r or self._stop.is_set():
+                            continue
+                        try:
+                            sock, addr = key.fileobj.accept()  # type: ignore[union-attr]
+                        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                            continue  # another process (or a reset) took it
+                        except OSError as e:
+                            log.warning("accept: %s", e)
+                            time.sleep(0.05)  # out of descriptors: let some close
+                            continue
+                        took = True
+                        self._start(sock, addr)
+                        break
+                finally:
+                    if not took:
+                        self._slots.release()
         finally:
-            self._keep_bodyless = False
+            sel.close()
 
-    def set_close_on_finish(self) -> None:
-        if not self._keep_bodyless:  # waitress closes for want of a Content-Length
-            super().set_close_on_finish()
+    def _start(self, sock: socket.socket, addr: Any) -> None:
+        sock.setblocking(True)
+        sock.settimeout(self.timeout)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._conns[sock] = False
+        threading.Thread(target=self._serve, args=(sock, addr), daemon=True,
+                         name="filodb-http").start()  # fmt: skip
+
+    def close(self, grace_s: float = 5.0) -> None:
+        """Stop accepting; idle connections close now, requests in flight get ``grace_s``."""
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        for s in self.sockets:
+            s.close()
+        deadline = time.monotonic() + grace_s
+        while True:
+            with self._lock:
+                idle = [s for s, busy in self._conns.items() if not busy]
+                left = len(self._conns)
+            for s in idle:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+    # -- one connection ---------------------------------------------------------------
+    def _serve(self, sock: socket.socket, addr: Any) -> None:
+        conn = Conn(sock)
+        answered = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    head = conn.head()
+                    if head is None:
+                        return
+                    with self._lock:
+                        self._conns[sock] = True
+                    req = self._parse(head, conn, addr)
+                    answered += 1
+                    if self.max_requests and answered >= self.max_requests:
+                        req.keep = False
+                    self._answer(conn, req)
+                except BadRequest as e:
+                    conn.send(*error_answer(e.code, str(e)))
+                    conn.linger()
+                    return
+                if not req.keep or self._stop.is_set():
+                    return
+                with self._lock:
+                    self._conns[sock] = False
+        except Closed:
+            return
+        except Exception:  # noqa: BLE001 - a bug here ends this connection, not the server
+            log.exception("HTTP connection from %s", addr)
+        finally:
+            with self._lock:
+                self._conns.pop(sock, None)
+            try:
+                sock.close()
+            finally:
+                self._slots.release()
+
+    def _parse(self, head: bytes, conn: Conn, addr: Any) -> _Request:
+        lines = head.split(b"\r\n")
+        first = lines[0].split(b" ")
+        if len(first) != 3 or not _TOKEN.fullmatch(first[0]):
+            raise BadRequest(400, "malformed request line")
+        method_b, target_b, version_b = first
+        m = _VERSION.fullmatch(version_b)
+        if m is None:
+            raise BadRequest(400, "malformed HTTP version")
+        if m.group(1) != b"1":
+            raise BadRequest(400, "HTTP version not supported (1.0 and 1.1 are)")
+        http11 = m.group(2) != b"0"
+        env: dict[str, Any] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not _TOKEN.fullmatch(name):
+                raise BadRequest(400, "malformed header line")
+            key = name.decode("latin-1").upper().replace("-", "_")
+            if "_" in name.decode("latin-1"):
+                continue  # as waitress: X_Forwarded_For must not pose as X-Forwarded-For
+            if key not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+                key = "HTTP_" + key
+            text = value.strip(b" \t").decode("latin-1")
+            env[key] = env[key] + "," + text if key in env else text
+        target = target_b.decode("latin-1")
+        if target.startswith(("http://", "https://")):  # absolute form
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        elif not target.startswith("/") and not (target == "*" and method_b == b"OPTIONS"):
+            raise BadRequest(400, "malformed request target")
+        path, _, query = target.partition("?")
+        method = method_b.decode("latin-1")
+        env.update({
+            "REQUEST_METHOD": method, "SCRIPT_NAME": "",
+            "PATH_INFO": unquote_to_bytes(path.partition("#")[0]).decode("latin-1"),
+            "QUERY_STRING": query.partition("#")[0], "REQUEST_URI": target,
+            "RAW_URI": target, "SERVER_NAME": self._server_name,
+            "SERVER_PORT": str(self.effective_port),
+            "SERVER_PROTOCOL": "HTTP/1.1" if http11 else "HTTP/1.0",
+            "REMOTE_ADDR": addr[0] if isinstance(addr, tuple) else "",
+            "REMOTE_PORT": str(addr[1]) if isinstance(addr, tuple) else "",
+            "SERVER_SOFTWARE": self.ident, "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
+            "wsgi.run_once": False, "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        })  # fmt: skip
+        keep = http11 and env.get("HTTP_CONNECTION", "").lower() != "close"
+        req = _Request(env, keep, method == "HEAD")
+        conn.sent_continue = not (http11 and env.get("HTTP_EXPECT", "").lower() == "100-continue")
+        coding = env.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if coding:
+            if "CONTENT_LENGTH" in env:
+                raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+            if coding != "chunked":
+                raise BadRequest(400, f"Transfer-Encoding {coding!r} not supported (chunked is)")
+            try:
+                data = dechunk(conn, self.max_body_bytes + 1)
+            except TooLong as e:
+                data, req.keep = e.data, False  # the rest of the body is not read
+            env["wsgi.input"] = io.BytesIO(data)
+            env["CONTENT_LENGTH"] = str(len(data))
+            return req
+        size = env.get("CONTENT_LENGTH", "")
+        if size:
+            if not (size.isascii() and size.isdigit()) or len(size) > 18:
+                raise BadRequest(400, "invalid Content-Length")
+            req.body = Body(conn, int(size))
+            env["wsgi.input"] = req.body
+        else:
+            env["wsgi.input"] = io.BytesIO(b"")
+        return req
+
+    def _answer(self, conn: Conn, req: _Request) -> None:
+        env = req.env
+        state: list[Any] = []  # status, headers, head sent
+
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], None]:  # fmt: skip
+            if exc_info and state and state[2]:
+                raise exc_info[1].with_traceback(exc_info[2])
+            state[:] = [status, headers, False]
+            return write
+
+        chunked = [False]
+
+        def write(data: bytes) -> None:  # the legacy write(), and each body part
+            if not state[2]:
+                send_head(None, data)
+            elif data and not req.head_only and not bodyless():
+                conn.send(b"%x\r\n" % len(data), data, b"\r\n") if chunked[0] else conn.send(data)
+
+        def bodyless() -> bool:
+            return state[0].startswith(_BODYLESS)
+
+        def send_head(length: int | None, first: bytes = b"") -> None:
+            status, headers = state[0], state[1]
+            names = {k.lower() for k, _ in headers}
+            lines = [f"HTTP/1.1 {status}"]
+            lines += [f"{k}: {v}" for k, v in headers]
+            if "content-length" not in names and not bodyless():
+                if length is not None:
+                    lines.append(f"Content-Length: {length}")
+                elif env["SERVER_PROTOCOL"] == "HTTP/1.1":
+                    lines.append("Transfer-Encoding: chunked")
+                    chunked[0] = True
+                else:
+                    req.keep = False
+            if "date" not in names:
+                lines.append(f"Date: {self._http_date()}")
+            if "server" not in names:
+                lines.append(f"Server: {self.ident}")
+            if req.body is not None and req.body.left > DRAIN_BYTES:
+                req.keep = False  # not worth reading the unread rest to keep the connection
+            if not conn.sent_continue:
+                req.keep = False  # the client may send the body it was not asked for
+            if not req.keep:
+                lines.append("Connection: close")
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            state[2] = True
+            if req.head_only or bodyless() or not first:
+                conn.send(head)
+            elif chunked[0]:
+                conn.send(head + b"%x\r\n" % len(first), first, b"\r\n")
+            else:
+                conn.send(head, first)
+
+        with self._calls:
+            try:
+                result = self.app(env, start_response)
+            except Exception:
+                log.exception("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"])
+                if state and state[2]:
+                    raise Closed() from None  # half an answer sent: only closing can tell
+                raise BadRequest(500, "internal server error") from None
+        try:
+            if isinstance(result, (list, tuple)) and state and not state[2]:
+                parts = [bytes(p) for p in result]
+                size = sum(map(len, parts))
+                send_head(size, parts[0] if len(parts) == 1 else b"".join(parts))
+            else:
+                for part in result:
+                    if not state:
+                        raise RuntimeError("the app yielded a body before start_response")
+                    if part:
+                        write(part)
+                if not state[2]:
+                    send_head(0)
+                elif chunked[0] and not req.head_only:
+                    conn.send(b"0\r\n\r\n")
+        except Closed:
+            raise
+        except Exception:
+            log.exception("%s %s: while answering", env["REQUEST_METHOD"], env["PATH_INFO"])
+            if state and state[2]:
+                raise Closed() from None  # half an answer sent: only closing can tell
+            raise BadRequest(500, "internal server error") from None
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        if req.keep and req.body is not None and req.body.left:  # before the next request
+            while req.body.left and req.body.read(min(req.body.left, RECV_BYTES)):
+                pass
+
+    def _http_date(self) -> str:
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, formatdate(now, usegmt=True))
+        return self._date[1]
 
 
-class _Channel(HTTPChannel):
-    task_class = _Task
+def bind(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
+    """A listening socket on ``host:port`` (its first address)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    s = socket.socket(family, kind, proto)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr)
+        s.listen(backlog)
+    except OSError:
+        s.close()
+        raise
+    return [s]
 
 
-def make_server(app: Any, max_requests: int = 0, **kw: Any) -> Any:
-    """``waitress.create_server(app, **kw)`` with the keep-alive fix above; ``max_requests``
-    > 0 closes each connection after that many answers."""
-    server = create_server(app, **kw)
-    for s in [server, *getattr(server, "map", {}).values()]:
-        if isinstance(s, BaseWSGIServer):
-            s.channel_class = _Channel
-            s.max_requests = max_requests
-    return server
-
-
-def serve(app: Any, max_requests: int = 0, **kw: Any) -> None:
-    """``waitress.serve(app, **kw)`` with the keep-alive fix. Blocks."""
-    make_server(app, max_requests, **kw).run()
+def make_server(app: Any, max_requests: int = 0, *, sockets: list[socket.socket] | None = None,
+                host: str = "127.0.0.1", port: int = 0, **kw: Any) -> HttpServer:  # fmt: skip
+    """The server for ``app`` on ``sockets`` (or a new one on ``host:port``); ``max_requests``
+    > 0 closes each connection after that many answers. Not yet running: call ``run``."""
+    return HttpServer(app, sockets if sockets else bind(host, port), max_requests=max_requests,
+                      **kw)  # fmt: skip
 
 
 def inherited_sockets(fds: list[int]) -> list[socket.socket]:

@@ -1,0 +1,222 @@
+"""One HTTP/1.1 connection's bytes for :mod:`filodb.web.wsgi_server`: request heads, request
+bodies (read from the socket as the app asks, or chunked), writes, and the answers the server
+gives itself to what is not HTTP/1.x (a 4xx in Prometheus's JSON error shape)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from typing import Any
+
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.http import HTTP_STATUS_CODES
+
+MAX_HEAD_BYTES = 256 << 10  # request line and headers (waitress's default)
+RECV_BYTES = 256 << 10  # one read of a body: a 160 KB ingestion body in one or two
+DRAIN_BYTES = 1 << 20  # a body the app left unread up to this is read to keep the connection
+
+
+class BadRequest(Exception):
+    """A request this server answers itself (``code``) and then closes the connection."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Closed(Exception):
+    """The peer went away (EOF, reset or timeout): nothing more to answer."""
+
+
+class Conn:
+    """A connection's socket with its read-ahead buffer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.sent_continue = True  # the "100 Continue" of the current request, when asked
+
+    def fill(self, limit: int = RECV_BYTES) -> bytes:
+        try:
+            data = self.sock.recv(limit)
+        except (TimeoutError, OSError) as e:
+            raise Closed() from e
+        if not data:
+            raise Closed()
+        return data
+
+    def head(self) -> bytes | None:
+        """The next request's head (without its blank line); None at a clean end between
+        requests."""
+        while True:
+            self.buf = self.buf.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request
+            end = self.buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+            if end >= 0:
+                head, self.buf = self.buf[:end], self.buf[end + 4 :]
+                return head
+            if len(self.buf) >= MAX_HEAD_BYTES + 4:
+                raise BadRequest(431, "request header too large")
+            try:
+                data = self.fill()
+            except Closed:
+                if self.buf:
+                    raise
+                return None
+            self.buf += data
+
+    def continue_once(self) -> None:
+        if not self.sent_continue:
+            self.sent_continue = True
+            self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def read_into(self, view: memoryview) -> int:
+        """Fill ``view`` from the buffer, then from the socket; bytes read (less at EOF)."""
+        self.continue_once()
+        n = min(len(self.buf), len(view))
+        view[:n] = memoryview(self.buf)[:n]
+        self.buf = self.buf[n:]
+        while n < len(view):
+            try:
+                got = self.sock.recv_into(view[n:], min(len(view) - n, RECV_BYTES))
+            except (TimeoutError, OSError):
+                break
+            if not got:
+                break
+            n += got
+        return n
+
+    def line(self) -> bytes:
+        """One CRLF-ended line of a chunked body (without it)."""
+        self.continue_once()
+        while True:
+            end = self.buf.find(b"\r\n")
+            if end >= 0:
+                out, self.buf = self.buf[:end], self.buf[end + 2 :]
+                return out
+            if len(self.buf) > 4096:
+                raise BadRequest(400, "chunk line too long")
+            try:
+                self.buf += self.fill()
+            except Closed as e:
+                raise BadRequest(400, "incomplete chunked body") from e
+
+    def linger(self, limit: int = 1 << 20) -> None:
+        """Before closing on an error: stop sending and read (a little of) what the client is
+        still sending, so that unread data does not reset the connection before the client
+        read the answer."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(1.0)
+            while limit > 0 and (data := self.sock.recv(65536)):
+                limit -= len(data)
+        except OSError:
+            pass
+
+    def send(self, *parts: bytes | memoryview) -> None:
+        try:
+            if len(parts) == 1:
+                self.sock.sendall(parts[0])
+            elif sum(map(len, parts)) <= RECV_BYTES:  # one write: copying is cheaper
+                self.sock.sendall(b"".join(parts))
+            else:
+                for p in parts:
+                    self.sock.sendall(p)
+        except OSError as e:
+            raise Closed() from e
+
+
+class Body(io.RawIOBase):
+    """``wsgi.input`` of a request with a Content-Length: reads the socket as asked."""
+
+    def __init__(self, conn: Conn, length: int) -> None:
+        self.conn = conn
+        self.left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")[: self.left]
+        if not len(view):
+            return 0
+        n = self.conn.read_into(view)
+        self.left -= n
+        if n < len(view):  # the peer closed or stalled mid-body (werkzeug's 400)
+            self.left = 0
+            raise ClientDisconnected()
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size is None or size < 0 else min(size, self.left)
+        if want <= 0:
+            return b""
+        conn = self.conn
+        if len(conn.buf) >= want:  # came with the head (a whole ingestion body, usually)
+            conn.continue_once()
+            data, conn.buf = conn.buf[:want], conn.buf[want:]  # no copy when it is all of it
+            self.left -= want
+            return data
+        out = bytearray(want)
+        n = self.readinto(out)
+        return bytes(out) if n == want else bytes(out[:n])
+
+
+def dechunk(conn: Conn, limit: int) -> bytes:
+    """A chunked body, at most ``limit`` bytes of it (the rest stays unread)."""
+    parts: list[bytes] = []
+    have = 0
+    while True:
+        size_text = conn.line().split(b";", 1)[0].strip()
+        if not size_text or len(size_text) > 16 or not all(c in b"0123456789abcdefABCDEF"
+                                                           for c in size_text):  # fmt: skip
+            raise BadRequest(400, "invalid chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            while conn.line():  # trailers
+                pass
+            return b"".join(parts)
+        take = min(size, limit - have)
+        if take < size:  # past the limit: enough for the app to refuse
+            chunk = bytearray(take)
+            conn.read_into(memoryview(chunk))
+            parts.append(bytes(chunk))
+            raise TooLong(b"".join(parts))
+        chunk = bytearray(size)
+        if conn.read_into(memoryview(chunk)) < size or conn.line() != b"":
+            raise BadRequest(400, "incomplete chunked body")
+        parts.append(bytes(chunk))
+        have += size
+
+
+class TooLong(Exception):
+    """A chunked body cut at the limit (its first ``limit`` bytes): the app refuses it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: an ``io.BytesIO`` is sent from its buffer, with no copy."""
+
+    def __init__(self, filelike: Any, block_size: int = 1 << 20) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Any:
+        if isinstance(self.filelike, io.BytesIO):  # unmodified, it holds the bytes given
+            yield self.filelike.getvalue()[self.filelike.tell() :]
+            return
+        while block := self.filelike.read(self.block_size):
+            yield block
+
+
+def error_answer(code: int, message: str) -> tuple[bytes, bytes]:
+    body = json.dumps({"status": "error", "errorType": "bad_data", "error": message}).encode()
+    head = (f"HTTP/1.1 {code} {HTTP_STATUS_CODES.get(code, 'Error')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode("latin-1")  # fmt: skip
+    return head, body
