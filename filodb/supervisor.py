@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
-from waitress.adjustments import Adjustments
-
 from filodb.config import Config
 from filodb.errors import BadInputError, UnavailableError
+from filodb.listen import bind
 from filodb.redisproc import (
     RedisProcess,
     dies_with_parent,
@@ -318,25 +317,10 @@ class Supervisor:
 
 
 def listen_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
-    """Listening sockets on every address of ``host:port`` that waitress itself would bind
-    (``SO_REUSEADDR`` as waitress sets it); inheritable, to hand to web processes. Raises
-    ``OSError`` when the port is taken."""
-    out: list[socket.socket] = []
-    try:
-        for family, socktype, proto, addr in Adjustments(host=host, port=port).listen:
-            s = socket.socket(family, socktype, proto)
-            out.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind(addr)
-            s.listen(backlog)
-            s.set_inheritable(True)
-    except OSError:
-        for s in out:
-            s.close()
-        raise
-    return out
+    """Listening sockets on every address of ``host:port``
+    (:func:`filodb.listen.bind`), inheritable, to hand to web processes. Raises ``OSError``
+    when the port is taken."""
+    return bind(host, port, backlog, inheritable=True)
 
 
 def _forget_gauges(pid: int, metrics_dir: Path) -> None:

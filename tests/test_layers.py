@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "auth": {"errors"},
     "redisproc": {"errors"},
     "procmem": set(),
+    "listen": set(),
     "numbacache": set(),
     "exposition": {"errors"},
     "model": {"errors"},
@@ -81,6 +82,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "auth",
         "exposition",
+        "listen",
         "filodb",
     },  # fmt: skip
     "tools": {"errors", "model", "encoding", "query", "prom", "gateway"},
@@ -95,7 +97,7 @@ ALLOWED: dict[str, set[str]] = {
         "prom",
         "tools",
     },  # fmt: skip
-    "supervisor": {"errors", "config", "redisproc", "shards"},
+    "supervisor": {"errors", "config", "listen", "redisproc", "shards"},
     "devservices": {"errors"},
     "cli": {"*"},
     "uptree": {"errors", "redisproc"},

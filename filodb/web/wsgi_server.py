@@ -51,6 +51,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from filodb.listen import bind
 from filodb.web.http_conn import (
     DRAIN_BYTES,
     RECV_BYTES,
@@ -379,20 +380,6 @@ class HttpServer:
         if self._date[0] != now:
             self._date = (now, formatdate(now, usegmt=True))
         return self._date[1]
-
-
-def bind(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
-    """A listening socket on ``host:port`` (its first address)."""
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    s = socket.socket(family, kind, proto)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(addr)
-        s.listen(backlog)
-    except OSError:
-        s.close()
-        raise
-    return [s]
 
 
 def make_server(app: Any, max_requests: int = 0, *, sockets: list[socket.socket] | None = None,

@@ -1,5 +1,6 @@
-"""The web tier's waitress keeps HTTP/1.1 connections open after a 204 (waitress alone closes
-them: no Content-Length), and still closes when the client asks or speaks HTTP/1.0."""
+"""The web tier's server keeps HTTP/1.1 connections open after a 204 (waitress 3, the server
+before it, closed them: no Content-Length), and still closes when the client asks or speaks
+HTTP/1.0."""
 
 from __future__ import annotations
 
