@@ -341,9 +341,9 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
     if listen_fds:
         sockets = inherited_sockets(list(listen_fds))
     else:
-        from filodb.supervisor import listen_sockets
+        from filodb.listen import bind
 
-        sockets = listen_sockets(cfg.host, cfg.port)
+        sockets = bind(cfg.host, cfg.port)
     shared = bool(listen_fds and shared_dir)  # connections move between processes
     server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, sockets=sockets,
                          threads=cfg.web_threads, ident="filodb", channel_timeout=300,
