@@ -80,17 +80,43 @@ def add_samples(
 
 
 @nb.njit(cache=True, nogil=True)
+def _cut(first, last, times, range_ms):  # pragma: no cover - numba
+    """Whether a window's edge falls inside ``[first, last]``: some window holds part of it."""
+    touch = np.searchsorted(times, last + range_ms) - np.searchsorted(times, first)
+    whole = np.searchsorted(times, first + range_ms) - np.searchsorted(times, last)
+    return touch > max(whole, 0)
+
+
+@nb.njit(cache=True, nogil=True)
 def _add_head(
     D, total, pos, ids, pages, hcount, hbase, pts, pbits, times, range_ms, lo, hi
 ):  # pragma: no cover - numba
-    """The head samples of positions ``pos`` of ``ids`` (ordered heads), as :func:`add_samples`
-    adds a run."""
+    """The head samples of positions ``pos`` of ``ids`` (ordered heads): a head no window edge
+    cuts as a whole (its stale markers looked for, nothing searched per sample), any other as
+    :func:`add_samples` adds a run."""
     P = pts.shape[1]
     for k in range(len(pos)):
         i = pos[k]
         s = ids[i]
+        n = hcount[s]
         b0 = hbase[s]
-        for r in range(hcount[s]):
+        first = b0 + pts[pages[s, 0], 0]
+        last = b0 + pts[pages[s, (n - 1) // P], (n - 1) % P]
+        if first >= lo and last <= hi and not _cut(first, last, times, range_ms):
+            live = n
+            for j in range((n + P - 1) // P):
+                pg = pages[s, j]
+                for r in range(min(P, n - j * P)):
+                    if pbits[pg, r] == _STALE:
+                        live -= 1
+            total[i] += n
+            a = np.searchsorted(times, last)
+            b = np.searchsorted(times, first + range_ms)
+            if b > a and live > 0:
+                D[i, a] += live
+                D[i, b] -= live
+            continue
+        for r in range(n):
             pg = pages[s, r // P]
             t = b0 + pts[pg, r % P]
             if t < lo or t > hi:
