@@ -62,9 +62,11 @@ def add_samples(
     bits from ``bits[vpos[c]]``, or none to look at when ``vpos[c]`` < 0) of position
     ``owner[c]``: those in ``[lo, hi]`` to ``total``, those not stale to every step whose window
     holds them (``ts <= t < ts + range``)."""
+    S = len(times)
     for c in range(len(owner)):
         i = owner[c]
         p, v = tpos[c], vpos[c]
+        a = b = 0  # a run's timestamps increase: its steps' cursors only move forward
         for r in range(length[c]):
             t = ts[p + r]
             if t < lo or t > hi:
@@ -72,8 +74,10 @@ def add_samples(
             total[i] += 1
             if v >= 0 and bits[v + r] == _STALE:
                 continue
-            a = np.searchsorted(times, t)
-            b = np.searchsorted(times, t + range_ms)
+            while a < S and times[a] < t:
+                a += 1
+            while b < S and times[b] < t + range_ms:
+                b += 1
             if b > a:
                 D[i, a] += 1
                 D[i, b] -= 1
@@ -95,6 +99,7 @@ def _add_head(
     cuts as a whole (its stale markers looked for, nothing searched per sample), any other as
     :func:`add_samples` adds a run."""
     P = pts.shape[1]
+    S = len(times)
     for k in range(len(pos)):
         i = pos[k]
         s = ids[i]
@@ -116,6 +121,7 @@ def _add_head(
                 D[i, a] += live
                 D[i, b] -= live
             continue
+        a = b = 0  # an ordered head's timestamps increase: cursors as in add_samples
         for r in range(n):
             pg = pages[s, r // P]
             t = b0 + pts[pg, r % P]
@@ -124,8 +130,10 @@ def _add_head(
             total[i] += 1
             if pbits[pg, r % P] == _STALE:
                 continue
-            a = np.searchsorted(times, t)
-            b = np.searchsorted(times, t + range_ms)
+            while a < S and times[a] < t:
+                a += 1
+            while b < S and times[b] < t + range_ms:
+                b += 1
             if b > a:
                 D[i, a] += 1
                 D[i, b] -= 1
