@@ -26,6 +26,7 @@ from filodb.encoding import (
     encode_doubles,
     encode_timestamps,
 )
+from filodb.model.source import is_stale
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class Chunk:
     vals: bytes
     flushed: bool = False
     ooo: bool = False  # holds samples older than chunks closed before it
+    stale: int = -1  # how many of its values are stale markers (-1: not known, e.g. paged)
 
     @property
     def nbytes(self) -> int:
@@ -54,7 +56,8 @@ class Chunk:
 def encode_chunk(ts: np.ndarray, vals: np.ndarray) -> Chunk:
     """Close samples (at least one, strictly increasing timestamps) into a chunk."""
     start, end = int(ts[0]), int(ts[-1])
-    return Chunk(start, start, end, len(ts), encode_timestamps(ts), encode_doubles(vals))
+    return Chunk(start, start, end, len(ts), encode_timestamps(ts), encode_doubles(vals),
+                 stale=int(is_stale(vals).sum()))  # fmt: skip
 
 
 OOO_ID_BIT = 1 << 62

@@ -110,12 +110,34 @@ class DecodedChunks:
         offsets)``, where chunk ``c``'s values are ``vals[offsets[c]:offsets[c + 1]]`` and its
         timestamps the as many from ``ts[tpos[c]]`` on (series scraped together share one
         decoded timestamp vector: ``ts`` holds each once)."""
-        if not chunks:
+        if not chunks or not self._fits(chunks):
             return _plain(chunks)
+        return (*self._timestamps(chunks), *self._values(chunks))
+
+    def timestamps(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray]:
+        """The timestamps half of :meth:`columns`: ``(ts, tpos)`` (no value is decoded)."""
+        if not chunks:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if not self._fits(chunks):
+            ts, offsets = decode_timestamps_many([c.ts for c in chunks])
+            return ts, offsets[:-1]
+        return self._timestamps(chunks)
+
+    def values(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray]:
+        """The values half of :meth:`columns`: ``(vals, offsets)`` (no timestamp is decoded)."""
+        if not chunks:
+            return np.zeros(0, np.float64), np.zeros(1, np.int64)
+        if not self._fits(chunks):
+            return decode_doubles_many([c.vals for c in chunks])
+        return self._values(chunks)
+
+    def _fits(self, chunks: Sequence[Chunk]) -> bool:
+        """Whether ``chunks`` go through the cache: a query whose chunks would not fit in a
+        generation decodes around it (asked again soon after, the budget grows instead)."""
         need = sum(map(_COUNT, chunks)) * 8 + len(chunks) * _ENTRY_BYTES
         if need > self.max_bytes // 2:
             if need > self.cap // 2:
-                return _plain(chunks)  # a scan bigger than the cache would only churn it
+                return False  # a scan bigger than the cache would only churn it
             vectors = [c.vals for c in chunks]
             with self._lock:  # asked again soon after: grow so that it fits a generation
                 again = sum(map(self._ghosts.__contains__, map(hash, vectors)))
@@ -124,11 +146,17 @@ class DecodedChunks:
                 else:
                     self._remember(vectors)
             if need > self.max_bytes // 2:
-                return _plain(chunks)
-        ts = self._column(list(zip(repeat(True), map(_TS, chunks))), True)  # C-level loops
-        vals = self._column(list(zip(repeat(False), map(_VALS, chunks))), False)
+                return False
+        return True
+
+    def _values(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray]:
+        vals = self._column(list(zip(repeat(False), map(_VALS, chunks))), False)  # C-level
         offsets = np.zeros(len(vals) + 1, np.int64)
         np.cumsum(np.fromiter(map(len, vals), np.int64, len(vals)), out=offsets[1:])
+        return np.concatenate(vals), offsets
+
+    def _timestamps(self, chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray]:
+        ts = self._column(list(zip(repeat(True), map(_TS, chunks))), True)  # C-level loops
         # one copy of each distinct timestamps array (the cache hands out one object per
         # vector's bytes), found by identity at C speed
         keys = list(map(id, ts))
@@ -139,7 +167,7 @@ class DecodedChunks:
         np.cumsum(ulens[:-1], out=ustart[1:])
         slot = dict(zip(first.keys(), ustart.tolist(), strict=True))
         tpos = np.fromiter(map(slot.__getitem__, keys), np.int64, len(keys))
-        return np.concatenate(list(map(ts.__getitem__, uniq))), tpos, np.concatenate(vals), offsets
+        return np.concatenate(list(map(ts.__getitem__, uniq))), tpos
 
     def _column(self, keys: list[tuple[bool, bytes]], is_ts: bool) -> list[np.ndarray]:
         cache = self._cache

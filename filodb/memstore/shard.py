@@ -63,13 +63,14 @@ from filodb.memstore.gather import gather
 from filodb.memstore.head import Head
 from filodb.memstore.index import TagIndex
 from filodb.memstore.keytable import PartKeyTable
+from filodb.memstore.windowcount import add_samples, count_exact
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import ByteBoundedCache
 from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
 from filodb.model.partkey import group_of, labels_of, part_key
 from filodb.model.record import RecordBatch
-from filodb.model.source import SeriesBlock
+from filodb.model.source import SeriesBlock, WindowCounts, is_stale
 from filodb.model.xxh64 import arena, xxh64_many
 
 _NO_TS = np.iinfo(np.int64).min
@@ -398,12 +399,16 @@ class TimeSeriesShard:
         tvecs, vvecs = encode_many(ts, vals, offsets)
         ends = ts[offsets[1:] - 1]
         self._closed_end[sids] = np.maximum(self._closed_end[sids], ends)
+        marks = is_stale(vals)  # stale markers per chunk (every head closed holds samples)
+        stale = (np.add.reduceat(marks.astype(np.int64), offsets[:-1]) if marks.any()
+                 else np.zeros(len(sids), np.int64))  # fmt: skip
         rows = zip(sids.tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
-                   ooo.tolist(), tvecs, vvecs, grown, strict=True)  # fmt: skip
+                   ooo.tolist(), tvecs, vvecs, grown, stale.tolist(), strict=True)  # fmt: skip
         added = n_new = samples = 0
         tick = self.offset or self._generation  # no log (tests, tools): batches applied
-        for s, start, end, n, late, tv, vv, prev in rows:
-            c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late)
+        for s, start, end, n, late, tv, vv, prev, k in rows:
+            c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late,
+                      stale=k)  # fmt: skip
             cs = chunks_of[s]
             if prev is not None:
                 cs[-1] = c
@@ -688,21 +693,79 @@ class TimeSeriesShard:
                 return SeriesBlock.empty()
             paged = self._page(ids, start_ms, end_ms)
             chunks, owner, limit = self._pieces(ids, paged, start_ms, end_ms)
-            cts, ctpos, cvals, coffs = self._decoded.columns(chunks)
-            ts, vals, counts, ordered = gather(
-                ids, cts, ctpos, cvals, coffs, np.array(owner, np.int64), np.array(limit, np.int64),
-                self._head, start_ms, end_ms,
-            )  # fmt: skip
+            ts, vals, counts = self._gather(ids, chunks, owner, limit, start_ms, end_ms)
             labels_of_ids = self._labels
-        if not ordered:  # overlapping pieces (paged data, out-of-order writes): last write wins
-            sample_owner = np.repeat(np.arange(len(ids)), counts)
-            ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
-            counts = np.bincount(sample_owner, minlength=len(ids))
         present = np.flatnonzero(counts)
         offsets = np.zeros(len(present) + 1, np.int64)
         np.cumsum(counts[present], out=offsets[1:])
         labels = [labels_of_ids[s] for s in ids[present].tolist()]
         return SeriesBlock(labels, offsets, ts, vals)
+
+    def _gather(self, ids: np.ndarray, chunks: list[Chunk], owner: Sequence[int] | np.ndarray,
+                limit: Sequence[int] | np.ndarray, start_ms: int, end_ms: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """The samples of ``ids`` in the range from their pieces (:meth:`_pieces`) and heads,
+        each series' strictly increasing: ``(ts, vals, counts per position of ids)``."""
+        cts, ctpos, cvals, coffs = self._decoded.columns(chunks)
+        ts, vals, counts, ordered = gather(
+            ids, cts, ctpos, cvals, coffs, np.asarray(owner, np.int64),
+            np.asarray(limit, np.int64), self._head, start_ms, end_ms,
+        )  # fmt: skip
+        if not ordered:  # overlapping pieces (paged data, out-of-order writes): last write wins
+            sample_owner = np.repeat(np.arange(len(ids)), counts)
+            ts, vals, sample_owner = dedupe_samples(ts, vals, sample_owner)
+            counts = np.bincount(sample_owner, minlength=len(ids))
+        return ts, vals, counts
+
+    def window_counts(self, matchers: Sequence[Matcher], times: np.ndarray, range_ms: int
+                      ) -> WindowCounts | None:  # fmt: skip
+        """Samples that are not stale markers per matching series and window ``(t - range_ms,
+        t]`` (:class:`~filodb.model.source.WindowCounts`), from chunk metadata where no
+        window's edge cuts a chunk (:mod:`filodb.memstore.windowcount`); None for steps out
+        of time order. Series whose pieces may overlap (paged, out-of-order chunks or head)
+        are gathered as :meth:`select` does and counted sample by sample."""
+        times = np.ascontiguousarray(times, np.int64)
+        n_steps = len(times)
+        if n_steps == 0 or bool((times[1:] < times[:-1]).any()):
+            return None
+        lo, hi = int(times[0]) - range_ms + 1, int(times[-1])
+        with self._lock:
+            ids = self._ids_in_range(matchers, lo, hi)
+            if len(ids) == 0:
+                return WindowCounts([], np.zeros((0, n_steps), np.int64), 0)
+            paged = self._page(ids, lo, hi)
+            chunks, owner_l, limit = self._pieces(ids, paged, lo, hi)
+            owner = np.array(owner_l, np.int64)
+            head = self._head
+            held = head.count[ids] > 0
+            exact = head.ordered[ids] & (~held | (head.base[ids] > self._closed_end[ids]))
+            if paged:
+                exact &= ~np.isin(ids, np.fromiter(paged, np.int64, len(paged)))
+            if chunks and any(map(_OOO, chunks)):
+                exact[owner[np.fromiter(map(_OOO, chunks), bool, len(chunks))]] = False
+            D = np.zeros((len(ids), n_steps + 1), np.int64)
+            total = np.zeros(len(ids), np.int64)
+            mine = exact[owner] if len(owner) else np.zeros(0, bool)
+            at = np.flatnonzero(mine)
+            count_exact(D, total, ids, [chunks[k] for k in at.tolist()] if len(at) < len(chunks)
+                        else chunks, owner[at], np.flatnonzero(exact & held), head,
+                        self._decoded, times, range_ms)  # fmt: skip
+            rest = np.flatnonzero(~exact)
+            if len(rest):  # as a select reads them, then sample by sample
+                far = np.flatnonzero(~mine)
+                where = np.full(len(ids), -1, np.int64)
+                where[rest] = np.arange(len(rest))
+                ts, vals, cnt = self._gather(ids[rest], [chunks[k] for k in far.tolist()],
+                                             where[owner[far]], np.asarray(limit)[far], lo, hi)  # fmt: skip
+                starts = np.zeros(len(rest), np.int64)
+                np.cumsum(cnt[:-1], out=starts[1:])
+                add_samples(D, total, rest, starts, starts, cnt, ts, vals.view(np.uint64),
+                            times, np.int64(range_ms), np.int64(lo), np.int64(hi))  # fmt: skip
+            labels_of_ids = self._labels
+        read = np.flatnonzero(total)
+        counts = np.cumsum(D[read, :n_steps], axis=1)
+        labels = [labels_of_ids[s] for s in ids[read].tolist()]
+        return WindowCounts(labels, counts, int(total.sum()))
 
     def _pieces(
         self, ids: np.ndarray, paged: dict[int, list[Chunk]], start_ms: int, end_ms: int

@@ -5,18 +5,29 @@ so does the in-memory test source, and so does the web tier's fan-out source; th
 not know which it has (STYLE rule 1).
 
 Data comes back as a :class:`SeriesBlock`: many series in one CSR layout, so range functions
-run over all series at once with numpy instead of a Python loop per series.
+run over all series at once with numpy instead of a Python loop per series. A source that can
+also count samples per window without handing them out (:class:`WindowCountingSource`: the
+memstore, from its chunks' metadata) answers ``count_over_time``/``present_over_time`` with
+:class:`WindowCounts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from filodb.model.labels import Labels, Matcher
+
+STALE_NAN_BITS = 0x7FF0000000000002  # a Prometheus stale marker: this exact NaN
+
+
+def is_stale(vals: np.ndarray) -> np.ndarray:
+    """Mask of Prometheus stale markers (exact NaN bit pattern)."""
+    stale: np.ndarray = vals.view(np.uint64) == STALE_NAN_BITS
+    return stale
 
 
 @dataclass
@@ -105,6 +116,40 @@ class SeriesSource(Protocol):
         ...
 
 
+@dataclass
+class WindowCounts:
+    """Per series and window ``(t - range, t]`` of a range selector, how many samples are not
+    stale markers (``counts``: int64 [series, steps]); the series are those with a sample in
+    ``[times[0] - range + 1, times[-1]]`` (stale markers included: what a select of that
+    range would return), and ``samples`` how many samples that select would read."""
+
+    labels: list[Labels]
+    counts: np.ndarray
+    samples: int
+
+    @staticmethod
+    def concat(parts: Sequence[WindowCounts], n_steps: int) -> WindowCounts:
+        parts = [p for p in parts if p.labels]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return WindowCounts([], np.zeros((0, n_steps), np.int64), 0)
+        return WindowCounts([lb for p in parts for lb in p.labels],
+                            np.concatenate([p.counts for p in parts]),
+                            sum(p.samples for p in parts))  # fmt: skip
+
+
+@runtime_checkable
+class WindowCountingSource(Protocol):
+    """A source that counts samples per window without handing them out."""
+
+    def window_counts(self, matchers: Sequence[Matcher], times: np.ndarray, range_ms: int
+                      ) -> WindowCounts | None:  # fmt: skip
+        """:class:`WindowCounts` of the matching series at ``times`` (non-decreasing int64
+        ms), or None when this source cannot answer (the caller selects instead)."""
+        ...
+
+
 class UnionSource:
     """The union of disjoint sources (the shards one node serves) as one :class:`SeriesSource`:
     every series lives in exactly one of them, so a selection is their concatenation."""
@@ -114,6 +159,20 @@ class UnionSource:
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> SeriesBlock:
         return SeriesBlock.concat([s.select(matchers, start_ms, end_ms) for s in self.sources])
+
+    def window_counts(self, matchers: Sequence[Matcher], times: np.ndarray, range_ms: int
+                      ) -> WindowCounts | None:  # fmt: skip
+        """Each source's counts, one after the other (no samples are concatenated); None
+        unless every source counts."""
+        parts = []
+        for s in self.sources:
+            if not isinstance(s, WindowCountingSource):
+                return None
+            got = s.window_counts(matchers, times, range_ms)
+            if got is None:
+                return None
+            parts.append(got)
+        return WindowCounts.concat(parts, len(times))
 
     def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Labels]:
         return sorted({lb for s in self.sources for lb in s.series(matchers, start_ms, end_ms)})

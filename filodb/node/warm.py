@@ -25,6 +25,8 @@ QUERIES = (
     "deriv(warm_total[10m])",
     "topk(1, warm_total)",
     "absent(nonexistent_metric)",
+    'sum(count_over_time({__name__=~"warm_.+"}[1h]))',  # window counts: whole and cut pieces
+    "count_over_time(warm_total[1m])",
 )
 
 

@@ -40,6 +40,8 @@ def group_keys(labels: list[Labels], grouping: Sequence[str], without: bool) -> 
     """:func:`group_labels` of each label set through a memo per grouping (the same label sets
     come query after query: a hit is one C-level dict lookup, not a Python walk of the labels);
     equal groups are one shared tuple."""
+    if not grouping and not without:  # sum(x), by (): one group, nothing to look up
+        return [()] * len(labels)
     key = (tuple(grouping), without)
     memo = _GROUP_MEMOS.get(key)
     if memo is None:

@@ -44,7 +44,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError, QueryTimeoutError
 from filodb.model.labels import METRIC_NAME, Labels, label_order
-from filodb.model.source import SeriesBlock, SeriesSource
+from filodb.model.source import SeriesBlock, SeriesSource, WindowCountingSource
 from filodb.query import ast, durations, extended
 from filodb.query.aggregations import aggregate
 from filodb.query.binops import (
@@ -72,6 +72,8 @@ from filodb.query.values import (
 )  # fmt: skip
 
 DEFAULT_SUBQUERY_STEP_MS = 60_000
+# range functions of a selector that need only how many samples each window holds
+_COUNTED = frozenset({"count_over_time", "present_over_time"})
 TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
 TOO_MANY_SERIES = (
     "query processing would select too many series (more than {limit}); narrow the selectors"
@@ -213,13 +215,16 @@ class Engine:
     ) -> SeriesBlock:
         """Read series for a selector from the source, counting samples against the limit."""
         block = self.source.select(list(vs.matchers), lo_ms, hi_ms)
-        ctx.samples[0] += int(block.offsets[-1])
+        self._add_read(int(block.offsets[-1]), len(block.labels), ctx)
+        return block
+
+    def _add_read(self, samples: int, series: int, ctx: EvalContext) -> None:
+        ctx.samples[0] += samples
         if ctx.samples[0] > self.max_samples:
             raise ExecutionError(TOO_MANY_SAMPLES)
-        ctx.samples[1] += len(block.labels)
+        ctx.samples[1] += series
         if ctx.samples[1] > self.max_series:
             raise ExecutionError(TOO_MANY_SERIES.format(limit=self.max_series))
-        return block
 
     def eval_vector_selector(self, vs: ast.VectorSelector, ctx: EvalContext) -> StepVector:
         times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
@@ -266,6 +271,24 @@ class Engine:
             raise ExecutionError(f"range duration must be positive, got {rng}ms")
         block = drop_stale(self.select(vs, int(times.min()) - rng + 1, int(times.max()), ctx))
         return block, times, rng
+
+    def _counted(self, f: str, node: ast.MatrixSelector, ctx: EvalContext) -> StepVector | None:
+        """``count_over_time``/``present_over_time`` of a range selector from the source's
+        counts per window (:class:`~filodb.model.source.WindowCountingSource`: no sample
+        is selected), read and limited as :meth:`range_block`'s select; None when the source
+        does not count."""
+        vs = node.vector
+        times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
+        rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
+        if rng <= 0:
+            raise ExecutionError(f"range duration must be positive, got {rng}ms")
+        got = cast(WindowCountingSource, self.source).window_counts(list(vs.matchers), times, rng)
+        if got is None:
+            return None
+        self._add_read(got.samples, len(got.labels), ctx)
+        c = got.counts
+        vals = c.astype(np.float64) if f == "count_over_time" else np.ones(c.shape)
+        return self._range_result(f, got.labels, vals, c > 0)
 
     def _subquery_windows(self, node: ast.SubqueryExpr, ctx: EvalContext) -> Windows:
         times = self.times_at(node.at, self.duration_ms(node.offset_ms, node.offset_expr, ctx), ctx)
@@ -318,6 +341,14 @@ class Engine:
         ext = _extended_arg(node)
         if ext is not None:
             return self._eval_extended(f, ext, ctx)
+        if (
+            f in _COUNTED
+            and isinstance(_unparen(node.args[0]), ast.MatrixSelector)
+            and isinstance(self.source, WindowCountingSource)
+        ):
+            counted = self._counted(f, _unparen(node.args[0]), ctx)  # type: ignore[arg-type]
+            if counted is not None:
+                return counted
         if f in BLOCK_FUNCTIONS and isinstance(_unparen(node.args[0]), ast.MatrixSelector):
             block, times, rng = self.range_block(_unparen(node.args[0]), ctx)  # type: ignore[arg-type]
             vals, pres = BLOCK_FUNCTIONS[f](block, times, rng)
@@ -371,13 +402,13 @@ class Engine:
         return self._range_result(f, block, vals, ok)
 
     def _range_result(
-        self, f: str, w: Windows | SeriesBlock, vals: np.ndarray, pres: np.ndarray
+        self, f: str, w: Windows | SeriesBlock | list[Labels], vals: np.ndarray, pres: np.ndarray
     ) -> StepVector:
-        block = w.block if isinstance(w, Windows) else w
+        labels = w if isinstance(w, list) else (w.block if isinstance(w, Windows) else w).labels
         if f in RANGE_KEEPS_NAME:  # a block's series are distinct, and so their label sets
-            return StepVector(list(block.labels), vals, pres).compact()
-        sv = StepVector(drop_names(block.labels), vals, pres).compact()
-        return sv if _one_name(block.labels) else check_unique(sv)
+            return StepVector(list(labels), vals, pres).compact()
+        sv = StepVector(drop_names(labels), vals, pres).compact()
+        return sv if _one_name(labels) else check_unique(sv)
 
     def _absent(self, node: ast.Call, ctx: EvalContext) -> StepVector:
         arg = node.args[0]

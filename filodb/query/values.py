@@ -18,17 +18,12 @@ import numba as nb
 import numpy as np
 
 from filodb.model.labels import Labels
+from filodb.model.source import STALE_NAN_BITS as STALE_NAN_BITS  # re-exported
 from filodb.model.source import SeriesBlock
+from filodb.model.source import is_stale as is_stale  # re-exported
 
-STALE_NAN_BITS = 0x7FF0000000000002
 # for kernels: a uint64 compared with a Python int is compared as floats there
 _STALE_U64 = np.uint64(STALE_NAN_BITS)
-
-
-def is_stale(vals: np.ndarray) -> np.ndarray:
-    """Mask of Prometheus stale markers (exact NaN bit pattern)."""
-    stale: np.ndarray = vals.view(np.uint64) == STALE_NAN_BITS
-    return stale
 
 
 @dataclass

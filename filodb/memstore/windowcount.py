@@ -1,0 +1,178 @@
+"""Samples per window of a range selector, counted without selecting them
+(``count_over_time``, ``present_over_time``).
+
+A chunk that lies wholly inside or wholly outside every window ``(t - range, t]`` of the query
+(and inside the range a select would read) is counted from its metadata: its sample count
+less its stale markers (:attr:`~filodb.memstore.chunks.Chunk.stale`, counted when it was
+encoded), added to the run of steps whose windows hold it. Only a chunk that a window's edge
+cuts has its timestamps decoded (its values too when it holds stale markers), and each of its
+samples is added to the run of steps whose windows hold it; so are the head's samples. The
+runs are added into a difference array (+n at the first step, -n past the last), summed along
+the steps once at the end: no sample is copied and no value decoded for a chunk wholly
+inside, which is every chunk of a long window (the ingestion benchmark's check query reads
+7.9 M samples this way from metadata alone).
+
+Exact only for series whose pieces cannot overlap (in-order chunks, an ordered head past
+them, nothing paged): :meth:`~filodb.memstore.shard.TimeSeriesShard.window_counts` gathers the
+other series' samples as a select does (deduped) and adds them sample by sample.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import numba as nb
+import numpy as np
+
+from filodb.memstore.chunks import Chunk
+from filodb.memstore.decoded import DecodedChunks
+from filodb.memstore.head import Head
+from filodb.model.source import STALE_NAN_BITS
+
+_STALE = np.uint64(STALE_NAN_BITS)  # a uint64 constant: compared as integers in the kernels
+_START, _END, _COUNT, _STALE_N = (operator.attrgetter(a) for a in ("start", "end", "count",
+                                                                     "stale"))  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True)
+def _add_whole(
+    D, total, owner, start, end, n_live, n_all, times, range_ms
+):  # pragma: no cover - numba
+    """Chunks no window edge cuts: ``n_live`` to every step whose window holds the chunk
+    (``end <= t < start + range``)."""
+    for c in range(len(owner)):
+        i = owner[c]
+        total[i] += n_all[c]
+        n = n_live[c]
+        if n == 0:
+            continue
+        a = np.searchsorted(times, end[c])
+        b = np.searchsorted(times, start[c] + range_ms)
+        if b > a:
+            D[i, a] += n
+            D[i, b] -= n
+
+
+@nb.njit(cache=True, nogil=True)
+def add_samples(
+    D, total, owner, tpos, vpos, length, ts, bits, times, range_ms, lo, hi
+):  # pragma: no cover - numba
+    """Runs of samples (run ``c``: ``length[c]`` timestamps from ``ts[tpos[c]]``, their value
+    bits from ``bits[vpos[c]]``, or none to look at when ``vpos[c]`` < 0) of position
+    ``owner[c]``: those in ``[lo, hi]`` to ``total``, those not stale to every step whose window
+    holds them (``ts <= t < ts + range``)."""
+    S = len(times)
+    for c in range(len(owner)):
+        i = owner[c]
+        p, v = tpos[c], vpos[c]
+        a = b = 0  # a run's timestamps increase: its steps' cursors only move forward
+        for r in range(length[c]):
+            t = ts[p + r]
+            if t < lo or t > hi:
+                continue
+            total[i] += 1
+            if v >= 0 and bits[v + r] == _STALE:
+                continue
+            while a < S and times[a] < t:
+                a += 1
+            while b < S and times[b] < t + range_ms:
+                b += 1
+            if b > a:
+                D[i, a] += 1
+                D[i, b] -= 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _cut(first, last, times, range_ms):  # pragma: no cover - numba
+    """Whether a window's edge falls inside ``[first, last]``: some window holds part of it."""
+    touch = np.searchsorted(times, last + range_ms) - np.searchsorted(times, first)
+    whole = np.searchsorted(times, first + range_ms) - np.searchsorted(times, last)
+    return touch > max(whole, 0)
+
+
+@nb.njit(cache=True, nogil=True)
+def _add_head(
+    D, total, pos, ids, pages, hcount, hbase, pts, pbits, times, range_ms, lo, hi
+):  # pragma: no cover - numba
+    """The head samples of positions ``pos`` of ``ids`` (ordered heads): a head no window edge
+    cuts as a whole (its stale markers looked for, nothing searched per sample), any other as
+    :func:`add_samples` adds a run."""
+    P = pts.shape[1]
+    S = len(times)
+    for k in range(len(pos)):
+        i = pos[k]
+        s = ids[i]
+        n = hcount[s]
+        b0 = hbase[s]
+        first = b0 + pts[pages[s, 0], 0]
+        last = b0 + pts[pages[s, (n - 1) // P], (n - 1) % P]
+        if first >= lo and last <= hi and not _cut(first, last, times, range_ms):
+            live = n
+            for j in range((n + P - 1) // P):
+                pg = pages[s, j]
+                for r in range(min(P, n - j * P)):
+                    if pbits[pg, r] == _STALE:
+                        live -= 1
+            total[i] += n
+            a = np.searchsorted(times, last)
+            b = np.searchsorted(times, first + range_ms)
+            if b > a and live > 0:
+                D[i, a] += live
+                D[i, b] -= live
+            continue
+        a = b = 0  # an ordered head's timestamps increase: cursors as in add_samples
+        for r in range(n):
+            pg = pages[s, r // P]
+            t = b0 + pts[pg, r % P]
+            if t < lo or t > hi:
+                continue
+            total[i] += 1
+            if pbits[pg, r % P] == _STALE:
+                continue
+            while a < S and times[a] < t:
+                a += 1
+            while b < S and times[b] < t + range_ms:
+                b += 1
+            if b > a:
+                D[i, a] += 1
+                D[i, b] -= 1
+
+
+def count_exact(
+    D: np.ndarray, total: np.ndarray, ids: np.ndarray, chunks: Sequence[Chunk], owner: np.ndarray,
+    head_pos: np.ndarray, head: Head, decoded: DecodedChunks, times: np.ndarray, range_ms: int,
+) -> None:  # fmt: skip
+    """Add the chunks (``owner``: their positions in ``ids``) and the heads of positions
+    ``head_pos`` of series whose pieces do not overlap into ``D`` (differences along the
+    steps, [positions, steps + 1]) and ``total`` (samples in the range read, per position)."""
+    lo, hi = int(times[0]) - range_ms + 1, int(times[-1])
+    if chunks:
+        k = len(chunks)
+        start = np.fromiter(map(_START, chunks), np.int64, k)
+        end = np.fromiter(map(_END, chunks), np.int64, k)
+        count = np.fromiter(map(_COUNT, chunks), np.int64, k)
+        stale = np.fromiter(map(_STALE_N, chunks), np.int64, k)
+        touch = np.searchsorted(times, end + range_ms) - np.searchsorted(times, start)
+        whole = np.searchsorted(times, start + range_ms) - np.searchsorted(times, end)
+        cut = (touch > np.maximum(whole, 0)) | (start < lo) | (end > hi) | (stale < 0)
+        w = np.flatnonzero(~cut)
+        _add_whole(D, total, owner[w], start[w], end[w], count[w] - stale[w], count[w], times,
+                   np.int64(range_ms))  # fmt: skip
+        c = np.flatnonzero(cut)
+        if len(c):
+            picked = [chunks[j] for j in c.tolist()]
+            ts, tpos = decoded.timestamps(picked)
+            look = np.flatnonzero(stale[c] != 0)  # values only where a stale marker may be
+            vpos = np.full(len(c), -1, np.int64)
+            bits = np.zeros(0, np.uint64)
+            if len(look):
+                vals, voffs = decoded.values([picked[j] for j in look.tolist()])
+                vpos[look] = voffs[:-1]
+                bits = vals.view(np.uint64)
+            add_samples(D, total, owner[c], tpos, vpos, count[c], ts, bits, times,
+                        np.int64(range_ms), np.int64(lo), np.int64(hi))  # fmt: skip
+    if len(head_pos):
+        _add_head(D, total, head_pos, ids, head.pages, head.count, head.base, head.ts,
+                  head.vals.view(np.uint64), times, np.int64(range_ms), np.int64(lo),
+                  np.int64(hi))  # fmt: skip
