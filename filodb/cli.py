@@ -63,6 +63,11 @@ _OPTS = {
         "--web-threads", type=click.IntRange(min=1), default=None,
         help="threads of the web server answering requests (default 16)",
     ),
+    "web_connections": click.option(
+        "--web-connections", type=click.IntRange(min=1), default=None,
+        help="open HTTP connections a web process serves at once, idle keep-alive ones "
+        "included (a thread each; more wait in the listen backlog; default 1000)",
+    ),
     "web_processes": click.option(
         "--web-processes", type=click.IntRange(min=1), default=None,
         help="web server processes sharing the port (default 1)",
@@ -173,6 +178,7 @@ def main() -> None:
 @click.option("--shards", type=int, default=None, help="shards of the default dataset (default 4)")
 @click.option("--workers", type=int, default=None, help="worker nodes to start (default 1)")
 @_OPTS["web_threads"]
+@_OPTS["web_connections"]
 @_OPTS["web_processes"]
 @click.option("--web-in-worker", is_flag=True, default=None,
               help="serve the web tier from the worker process (less memory, one GIL; "
@@ -245,9 +251,10 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
 
 
 def _check_threads(cfg: Any) -> None:
-    """Exit 2 unless ``web_threads``, ``web_processes`` and ``worker_threads`` (flags, env,
-    TOML) are >= 1 and ``leaf_listen`` is empty or ``host:port``."""
-    for key in ("web_threads", "web_processes", "worker_threads"):
+    """Exit 2 unless ``web_threads``, ``web_connections``, ``web_processes`` and
+    ``worker_threads`` (flags, env, TOML) are >= 1 and ``leaf_listen`` is empty or
+    ``host:port``."""
+    for key in ("web_threads", "web_connections", "web_processes", "worker_threads"):
         if getattr(cfg, key) < 1:
             _fail(f"{key} must be at least 1, not {getattr(cfg, key)}", 2)
     if cfg.leaf_listen:
@@ -300,6 +307,7 @@ def worker(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -
 @_OPTS["config"]
 @_OPTS["auth_file"]
 @_OPTS["web_threads"]
+@_OPTS["web_connections"]
 @_limit_defaults
 @click.option(
     "--listen-fd",
@@ -346,7 +354,8 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
         sockets = bind(cfg.host, cfg.port)
     shared = bool(listen_fds and shared_dir)  # connections move between processes
     server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, sockets=sockets,
-                         threads=cfg.web_threads, ident="filodb", channel_timeout=300,
+                         threads=cfg.web_threads, connection_limit=cfg.web_connections,
+                         ident="filodb", channel_timeout=300,
                          max_body_bytes=cfg.max_body_bytes)  # fmt: skip
     if shared_dir is not None:
         mark_serving(shared_dir)

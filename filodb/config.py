@@ -64,6 +64,7 @@ class Config:
         ""  # TOML file of tokens with scopes per dataset (filodb.auth); guards every route
     )
     web_threads: int = 16
+    web_connections: int = 1000  # open HTTP connections a web process serves at once
     web_processes: int = 1  # web processes `filodb up` runs on the one port (each web_threads)
     # `filodb up` serves the web tier from its worker process (one interpreter, numba and
     # LLVM loaded once: less memory; one GIL for the doors and ingestion). 1 worker, 1 web

@@ -49,6 +49,8 @@ def test_up_beyond_loopback_without_an_auth_file_warns(
     (["--worker-threads", "0"], {}, "'--worker-threads': 0 is not in the range x>=1"),
     (["--web-threads", "-1"], {}, "'--web-threads': -1 is not in the range x>=1"),
     ([], {"FILODB_WEB_THREADS": "0"}, "web_threads must be at least 1, not 0"),
+    (["--web-connections", "0"], {}, "'--web-connections': 0 is not in the range x>=1"),
+    ([], {"FILODB_WEB_CONNECTIONS": "0"}, "web_connections must be at least 1, not 0"),
     ([], {"FILODB_WORKER_THREADS": "0"}, "worker_threads must be at least 1, not 0"),
     (["--leaf-listen", "localhost"], {}, "leaf_listen: not host:port: 'localhost'"),
     ([], {"FILODB_LEAF_LISTEN": "127.0.0.1:99999"}, "leaf_listen: not host:port"),
@@ -65,7 +67,26 @@ def test_up_hands_its_thread_counts_to_the_web_and_worker_processes(tmp_path) ->
     from filodb.config import load_config
     from filodb.supervisor import Supervisor
 
-    cfg = load_config(None, {"web_threads": 3, "worker_threads": 2, "data_dir": str(tmp_path)})
+    cfg = load_config(None, {"web_threads": 3, "worker_threads": 2, "web_connections": 7,
+                             "data_dir": str(tmp_path)})  # fmt: skip
     env = Supervisor(cfg)._child_env()
     assert (env["FILODB_WEB_THREADS"], env["FILODB_WORKER_THREADS"]) == ("3", "2")
+    assert env["FILODB_WEB_CONNECTIONS"] == "7"
     assert load_config(None, {}, environ=env).worker_threads == 2  # how a child reads them back
+
+
+def test_the_web_server_takes_its_connection_and_thread_limits_from_the_config(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import filodb.web
+    from filodb.cli import _web_server
+    from filodb.config import load_config
+
+    monkeypatch.setattr(filodb.web, "create_app", lambda cfg, **kw: lambda env, sr: [])
+    cfg = load_config(None, {"web_threads": 3, "web_connections": 7, "port": 0,
+                             "host": "127.0.0.1", "data_dir": str(tmp_path)})  # fmt: skip
+    server = _web_server(cfg, (), None)
+    try:
+        assert server.connection_limit == 7 and server._calls._value == 3
+    finally:
+        server.close(0)

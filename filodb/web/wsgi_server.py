@@ -98,7 +98,8 @@ class HttpServer:
         self.max_requests = max_requests
         self.max_body_bytes = max_body_bytes
         self._calls = threading.BoundedSemaphore(max(1, threads))
-        self._slots = threading.BoundedSemaphore(max(1, connection_limit))
+        self.connection_limit = max(1, connection_limit)
+        self._slots = threading.BoundedSemaphore(self.connection_limit)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._conns: dict[socket.socket, bool] = {}  # socket -> inside a request
