@@ -36,6 +36,32 @@ _START, _END, _COUNT, _STALE_N = (operator.attrgetter(a) for a in ("start", "end
 
 
 @nb.njit(cache=True, nogil=True)
+def _add_span(D, i, n, first, last, times, range_ms):  # pragma: no cover - numba
+    """``n`` samples in ``[first, last]`` to every step whose window holds them all
+    (``last <= t < first + range``)."""
+    a = np.searchsorted(times, last)
+    b = np.searchsorted(times, first + range_ms)
+    if b > a:
+        D[i, a] += n
+        D[i, b] -= n
+
+
+@nb.njit(cache=True, nogil=True)
+def _add_one(D, i, t, times, range_ms, a, b):  # pragma: no cover - numba
+    """One sample at ``t`` to the steps whose window holds it (``t <= step < t + range``);
+    ``a``, ``b``: the run's cursors into ``times`` (a run's timestamps increase), moved on."""
+    S = len(times)
+    while a < S and times[a] < t:
+        a += 1
+    while b < S and times[b] < t + range_ms:
+        b += 1
+    if b > a:
+        D[i, a] += 1
+        D[i, b] -= 1
+    return a, b
+
+
+@nb.njit(cache=True, nogil=True)
 def _add_whole(
     D, total, owner, start, end, n_live, n_all, times, range_ms
 ):  # pragma: no cover - numba
@@ -44,14 +70,8 @@ def _add_whole(
     for c in range(len(owner)):
         i = owner[c]
         total[i] += n_all[c]
-        n = n_live[c]
-        if n == 0:
-            continue
-        a = np.searchsorted(times, end[c])
-        b = np.searchsorted(times, start[c] + range_ms)
-        if b > a:
-            D[i, a] += n
-            D[i, b] -= n
+        if n_live[c]:
+            _add_span(D, i, n_live[c], start[c], end[c], times, range_ms)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -62,7 +82,6 @@ def add_samples(
     bits from ``bits[vpos[c]]``, or none to look at when ``vpos[c]`` < 0) of position
     ``owner[c]``: those in ``[lo, hi]`` to ``total``, those not stale to every step whose window
     holds them (``ts <= t < ts + range``)."""
-    S = len(times)
     for c in range(len(owner)):
         i = owner[c]
         p, v = tpos[c], vpos[c]
@@ -72,15 +91,8 @@ def add_samples(
             if t < lo or t > hi:
                 continue
             total[i] += 1
-            if v >= 0 and bits[v + r] == _STALE:
-                continue
-            while a < S and times[a] < t:
-                a += 1
-            while b < S and times[b] < t + range_ms:
-                b += 1
-            if b > a:
-                D[i, a] += 1
-                D[i, b] -= 1
+            if v < 0 or bits[v + r] != _STALE:
+                a, b = _add_one(D, i, t, times, range_ms, a, b)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -99,7 +111,6 @@ def _add_head(
     cuts as a whole (its stale markers looked for, nothing searched per sample), any other as
     :func:`add_samples` adds a run."""
     P = pts.shape[1]
-    S = len(times)
     for k in range(len(pos)):
         i = pos[k]
         s = ids[i]
@@ -115,11 +126,8 @@ def _add_head(
                     if pbits[pg, r] == _STALE:
                         live -= 1
             total[i] += n
-            a = np.searchsorted(times, last)
-            b = np.searchsorted(times, first + range_ms)
-            if b > a and live > 0:
-                D[i, a] += live
-                D[i, b] -= live
+            if live > 0:
+                _add_span(D, i, live, first, last, times, range_ms)
             continue
         a = b = 0  # an ordered head's timestamps increase: cursors as in add_samples
         for r in range(n):
@@ -128,15 +136,8 @@ def _add_head(
             if t < lo or t > hi:
                 continue
             total[i] += 1
-            if pbits[pg, r % P] == _STALE:
-                continue
-            while a < S and times[a] < t:
-                a += 1
-            while b < S and times[b] < t + range_ms:
-                b += 1
-            if b > a:
-                D[i, a] += 1
-                D[i, b] -= 1
+            if pbits[pg, r % P] != _STALE:
+                a, b = _add_one(D, i, t, times, range_ms, a, b)
 
 
 def count_exact(

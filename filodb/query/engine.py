@@ -264,25 +264,29 @@ class Engine:
     ) -> tuple[SeriesBlock, np.ndarray, int]:
         """A range selector's samples (stale markers dropped), its windows' ends (after
         offset/@) and its range in ms."""
+        times, rng = self._windows_of(node, ctx)
+        block = drop_stale(
+            self.select(node.vector, int(times.min()) - rng + 1, int(times.max()), ctx)
+        )
+        return block, times, rng
+
+    def _windows_of(self, node: ast.MatrixSelector, ctx: EvalContext) -> tuple[np.ndarray, int]:
+        """A range selector's windows' ends (after offset/@) and its range in ms (> 0)."""
         vs = node.vector
         times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
         rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
         if rng <= 0:
             raise ExecutionError(f"range duration must be positive, got {rng}ms")
-        block = drop_stale(self.select(vs, int(times.min()) - rng + 1, int(times.max()), ctx))
-        return block, times, rng
+        return times, rng
 
     def _counted(self, f: str, node: ast.MatrixSelector, ctx: EvalContext) -> StepVector | None:
         """``count_over_time``/``present_over_time`` of a range selector from the source's
         counts per window (:class:`~filodb.model.source.WindowCountingSource`: no sample
         is selected), read and limited as :meth:`range_block`'s select; None when the source
         does not count."""
-        vs = node.vector
-        times = self.times_at(vs.at, self.duration_ms(vs.offset_ms, vs.offset_expr, ctx), ctx)
-        rng = self.duration_ms(node.range_ms, node.range_expr, ctx)
-        if rng <= 0:
-            raise ExecutionError(f"range duration must be positive, got {rng}ms")
-        got = cast(WindowCountingSource, self.source).window_counts(list(vs.matchers), times, rng)
+        times, rng = self._windows_of(node, ctx)
+        source = cast(WindowCountingSource, self.source)
+        got = source.window_counts(list(node.vector.matchers), times, rng)
         if got is None:
             return None
         self._add_read(got.samples, len(got.labels), ctx)

@@ -339,14 +339,18 @@ class HttpServer:
             else:
                 conn.send(head, first)
 
+        def failed(what: str) -> Exception:
+            """What a failure of the app answers: 500, or closing when half an answer is out."""
+            log.exception("%s %s%s", env["REQUEST_METHOD"], env["PATH_INFO"], what)
+            if state and state[2]:
+                return Closed()  # half an answer sent: only closing can tell
+            return BadRequest(500, "internal server error")
+
         with self._calls:
             try:
                 result = self.app(env, start_response)
             except Exception:
-                log.exception("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"])
-                if state and state[2]:
-                    raise Closed() from None  # half an answer sent: only closing can tell
-                raise BadRequest(500, "internal server error") from None
+                raise failed("") from None
         try:
             if isinstance(result, (list, tuple)) and state and not state[2]:
                 parts = [bytes(p) for p in result]
@@ -365,10 +369,7 @@ class HttpServer:
         except Closed:
             raise
         except Exception:
-            log.exception("%s %s: while answering", env["REQUEST_METHOD"], env["PATH_INFO"])
-            if state and state[2]:
-                raise Closed() from None  # half an answer sent: only closing can tell
-            raise BadRequest(500, "internal server error") from None
+            raise failed(": while answering") from None
         finally:
             if hasattr(result, "close"):
                 result.close()
