@@ -161,7 +161,7 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
         try:
-            self.web_sockets = listen_sockets(self.cfg.host, self.cfg.port)
+            self.web_sockets = bind(self.cfg.host, self.cfg.port, inheritable=True)
         except OSError:
             raise BadInputError(
                 f"port {self.cfg.port} on {self.cfg.host} is in use (another filodb up?); pass --port"
@@ -314,13 +314,6 @@ class Supervisor:
         if self.redis is not None:
             self.redis.stop()
         self.echo("FiloDB stopped.")
-
-
-def listen_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
-    """Listening sockets on every address of ``host:port``
-    (:func:`filodb.listen.bind`), inheritable, to hand to web processes. Raises ``OSError``
-    when the port is taken."""
-    return bind(host, port, backlog, inheritable=True)
 
 
 def _forget_gauges(pid: int, metrics_dir: Path) -> None:

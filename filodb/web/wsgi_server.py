@@ -26,7 +26,7 @@ when each connection's own thread reads the request, calls the app and writes th
   flight.
 
 Several web processes serve one port by sharing its listening sockets: ``filodb up`` binds
-them once (:func:`filodb.supervisor.listen_sockets`) and hands their descriptors to each web
+them once (:func:`filodb.listen.bind`) and hands their descriptors to each web
 process it starts (``filodb web --listen-fd``, :func:`inherited_sockets`). The kernel queues
 connections on the shared socket and the process first to ``accept`` takes one; a web process
 that dies or restarts leaves the port bound and the queued connections to the others. A client

@@ -67,10 +67,10 @@ def test_close_when_asked_or_http10(port: int) -> None:
 def test_shared_listening_socket_and_a_cap_of_answers_per_connection() -> None:
     """Two servers on one listening socket (as filodb up's web processes): both answer, and
     each connection closes after ``max_requests`` answers so the client reconnects."""
-    from filodb.supervisor import listen_sockets
+    from filodb.listen import bind
     from filodb.web.wsgi_server import inherited_sockets
 
-    socks = listen_sockets("127.0.0.1", 0)
+    socks = bind("127.0.0.1", 0, inheritable=True)
     port = socks[0].getsockname()[1]
     who: list[str] = []
     servers = []
