@@ -17,7 +17,9 @@ rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this pr
 sending threads (``http.client``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
 peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
 
-``--wsgi``: no HTTP server; the web app is called in process (real Redis, the bodies above),
+``--wsgi``: no HTTP server; the web app is called in process (real Redis, one scrape of the
+bodies above, sent again each pass: their timestamps equal the newest the door routed, so its
+out-of-order check passes them, at the cost it pays for a steady sender's newer ones),
 once through the lean ingestion path (:mod:`filodb.web.ingest_wsgi`) and once through the
 Flask app behind it, alternately, best of ``--repeat`` passes: ``wsgi_cpu_ms_per_body`` (the
 calling thread's CPU) for each, the difference being what Flask's request machinery costs.
@@ -89,7 +91,7 @@ def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
     from filodb.redisproc import start_redis
     from filodb.web import create_app
 
-    data = [b for p in sender_bodies(door, a.series, a.per_body, a.senders, 2) for b in p]
+    data = [b for p in sender_bodies(door, a.series, a.per_body, a.senders, 1) for b in p]
     path, headers = _URLS[door]
     route, _, query = path.partition("?")
     envs = [EnvironBuilder(path=route, query_string=query, method="POST", data=b,
