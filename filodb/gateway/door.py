@@ -22,9 +22,10 @@ window) after the door acknowledged it. The rest is written, and the write then 
 ``out of order sample`` (or ``too old sample`` with a window), saying how many were refused
 and how many written (:class:`~filodb.errors.OutOfOrderError`); they are counted as rejected
 with the worker's reasons, ``out_of_order`` (no window) or ``too_old``. A sample equal to the
-newest passes (a resend of the last body stays 204; the worker ignores the duplicate), and so
-do samples out of order within one body (the newest is the one before the body: the worker
-sorts them in or drops them, as before). The newest is noted after the log took the samples
+newest passes, and so does every sample of a series whose samples in the body reach its
+newest: a resend of the body that set it stays 204 (the worker drops the duplicates, counted
+there), as does a body overlapping it. Samples out of order within one body pass too (the
+newest is the one before the body: the worker sorts them in or drops them, as before). The newest is noted after the log took the samples
 (:func:`note_routed`), so two bodies racing may miss a refusal, never refuse a sample older
 only than one not yet written. The newest holds per dataset creation and epoch
 (:class:`Epochs`: a deletion of series bumps it, since the workers' newest may then go back).

@@ -27,7 +27,8 @@ Newest routed timestamp: per label set id and per *scope* (a door's dataset, wit
 that changes when what the workers hold of it may go back: created again, series deleted) the
 cache keeps the newest timestamp a door wrote to the log (an int64 column,
 :meth:`SeriesKeyCache.routed`), so the door can refuse a later body's samples that the workers
-would drop as out of order (:meth:`SeriesKeyCache.late`). A batch carries where its series are
+would drop as out of order (:meth:`SeriesKeyCache.late`; a body that reaches its series'
+newest is taken as a resend and left to the workers). A batch carries where its series are
 in the cache (:class:`Routed`: the label set ids and the cache's generation, which a
 start-from-empty bumps, so ids of an earlier generation are never read against new ones). Both
 calls are one numba pass over the body's samples under the cache's lock; the newest only
@@ -202,18 +203,26 @@ def _first_seen(
 def _late(newest: np.ndarray, ids: np.ndarray, sidx: np.ndarray, ts: np.ndarray,
           window: int) -> tuple[np.ndarray, int]:  # fmt: skip  # pragma: no cover - numba
     """Per sample whether it is more than ``window`` ms older than its series' ``newest``
-    (ids < 0, or past the column: not known, never late), and how many are."""
+    while none of its series' samples in the body reaches that newest (a body that does is
+    a resend, or overlaps it: left to the worker), and how many are. ids < 0, or past the
+    column: not known, never late."""
     n = len(ts)
     out = np.zeros(n, np.bool_)
+    reach = np.full(len(ids), np.iinfo(np.int64).min, np.int64)  # per series: the body's max
+    for i in range(n):
+        j = sidx[i]
+        if ts[i] > reach[j]:
+            reach[j] = ts[i]
     k = 0
     w = np.uint64(window)
     for i in range(n):
-        e = ids[sidx[i]]
+        j = sidx[i]
+        e = ids[j]
         if e < 0 or e >= len(newest):
             continue
         top = newest[e]
         # top - ts[i] in uint64: exact for any two int64 with top > ts[i] (no overflow)
-        if ts[i] < top and np.uint64(top) - np.uint64(ts[i]) > w:
+        if reach[j] < top and np.uint64(top) - np.uint64(ts[i]) > w:
             out[i] = True
             k += 1
     return out, k
@@ -432,8 +441,9 @@ class SeriesKeyCache:
              ts: np.ndarray, window_ms: int) -> tuple[np.ndarray, int] | None:  # fmt: skip
         """Per sample (``sidx``: index into ``routed.ids``; ``ts``) whether it is more than
         ``window_ms`` older than the newest timestamp routed for its series in ``scope`` (a
-        dataset) while it had ``token`` (what must not change for the newest to hold: the
-        dataset's creation, deletions), and how many are; None when none can be (nothing
+        dataset) under ``token`` (what must not change for the newest to hold: the dataset's
+        creation, deletions), unless a sample of its series in the body reaches that newest
+        (a resend: left to the worker), and how many are; None when none can be (nothing
         routed under that token, or ``routed`` is of an earlier generation)."""
         with self._lock:
             held = self._newest.get(scope)
