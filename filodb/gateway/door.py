@@ -25,12 +25,12 @@ with the worker's reasons, ``out_of_order`` (no window) or ``too_old``. A sample
 newest passes, and so does every sample of a series whose samples in the body reach its
 newest: a resend of the body that set it stays 204 (the worker drops the duplicates, counted
 there), as does a body overlapping it. Samples out of order within one body pass too (the
-newest is the one before the body: the worker sorts them in or drops them, as before). The newest is noted after the log took the samples
-(:func:`note_routed`), so two bodies racing may miss a refusal, never refuse a sample older
-only than one not yet written. The newest holds per dataset creation and epoch
-(:class:`Epochs`: a deletion of series bumps it, since the workers' newest may then go back).
-Per web process only, and forgotten when the cache starts from empty or the process restarts:
-the first body after that passes.
+newest is the one before the body: the worker sorts them in or drops them, as before). The
+newest is noted after the log took the samples (:func:`note_routed`), so two bodies racing may
+miss a refusal, never refuse a sample older only than one not yet written. The newest holds
+per dataset creation and epoch (:class:`Epochs`: a deletion of series bumps it, since the
+workers' newest may then go back). Per web process only, and forgotten when the cache starts
+from empty or the process restarts: the first body after that passes.
 
 The TCP doors (:mod:`filodb.gateway.tcp`) retry and count lines themselves, in their own
 process, and do not use this class (they use :func:`without_late` and :func:`note_routed`).
