@@ -40,6 +40,7 @@ from filodb.node.ingester import ShardIngester
 from filodb.node.metrics import observe_flush
 from filodb.node.metrics import serve as serve_metrics
 from filodb.node.reader import NodeReader, RateLimitedLog
+from filodb.procmem import refreeze_soon
 from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.planner import Key, Maps
@@ -451,6 +452,7 @@ class NodeRuntime:
                 log.exception("release of %s/%s", *key)
             finally:
                 self._releasing.pop(key, None)
+                refreeze_soon()  # the shard's objects were frozen if it started before warm-up
             log.warning("node %s released shard %s/%s", self.name, *key)
 
         t = threading.Thread(target=finish, name=f"release-{key[0]}-{key[1]}", daemon=True)
