@@ -104,7 +104,7 @@ def main() -> None:
                                           for r in rs]))}  # fmt: skip
     warm_read_path()
     best = best_new = float("inf")
-    for rep in range(a.repeat):
+    for _ in range(a.repeat):
         shards = {s: TimeSeriesShard("bench", s) for s in range(a.shards)}
         appliers = {s: LogApplier.without_store(ms, None) for s, ms in shards.items()}  # type: ignore[arg-type]
         offsets = dict.fromkeys(shards, 0)

@@ -63,6 +63,7 @@ from filodb.memstore.gather import gather
 from filodb.memstore.head import Head
 from filodb.memstore.index import TagIndex
 from filodb.memstore.keytable import PartKeyTable
+from filodb.memstore.rows import extend_rows
 from filodb.memstore.windowcount import add_samples, count_exact
 from filodb.model.batch import SampleBatch, pick
 from filodb.model.cache import ByteBoundedCache
@@ -82,6 +83,10 @@ _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
 _NO_CHUNKS: list[Chunk] = []  # shared by every series without chunks (never appended to)
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
+# the per-series arrays (besides ``_group``) and what a new series starts with
+_PER_SERIES = (("_closed_end", _NO_TS), ("_first", _NO_TS), ("_last", _NO_TS),
+               ("_mem_start", _NONE), ("_store_start", _NONE), ("_touched", 0),
+               ("_pk_saved", 0))  # fmt: skip
 _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 # Samples a head holds uncompressed (12 bytes each) before they are encoded into the series'
 # chunk: 4 steps to a 480-row chunk; a live hour at 15 s is 0.9 kB a series instead of 3.5
@@ -238,18 +243,10 @@ class TimeSeriesShard:
     def _grow(self, k: int, groups: np.ndarray) -> None:
         """The per-series state of ``k`` series just registered (their flush ``groups``)."""
         self._head.add_series(k)
-
-        def grow(a: np.ndarray, fill: int) -> np.ndarray:
-            return np.concatenate([a, np.full(k, fill, np.int64)])
-
-        self._closed_end = grow(self._closed_end, _NO_TS)
-        self._first, self._last = grow(self._first, _NO_TS), grow(self._last, _NO_TS)
-        self._mem_start, self._store_start = (
-            grow(self._mem_start, _NONE),
-            grow(self._store_start, _NONE),
-        )
-        self._touched, self._pk_saved = grow(self._touched, 0), grow(self._pk_saved, 0)
-        self._group = np.concatenate([self._group, groups])
+        for name, fill in _PER_SERIES:
+            setattr(self, name, extend_rows(getattr(self, name), k, fill))
+        self._group = extend_rows(self._group, k, 0)
+        self._group[len(self._group) - k :] = groups
 
     def _register(self, data: np.ndarray, ends: np.ndarray, miss: np.ndarray,
                   keys: np.ndarray | None, series: Sequence[Labels] | None
@@ -716,8 +713,7 @@ class TimeSeriesShard:
             self._chunks = [self._chunks[i] for i in idx]
             self._head.keep_series(keep)
             self.exemplars.keep_series(keep)
-            for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
-                         "_group", "_touched", "_pk_saved"):  # fmt: skip
+            for name in [*(n for n, _ in _PER_SERIES), "_group"]:
                 setattr(self, name, getattr(self, name)[keep])
             self._pks.keep(keep)
             self._index.compact(keep)
