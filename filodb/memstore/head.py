@@ -33,6 +33,8 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
+from filodb.memstore.rows import extend_rows, held_nbytes
+
 _PAGE_ROWS = 32  # at most; a head's ``soft_rows`` is split evenly into pages of up to this
 
 
@@ -85,9 +87,9 @@ class Head:
     @property
     def nbytes(self) -> int:
         """The pool (used or free pages) and the per-series arrays."""
-        return (self.ts.nbytes + self.vals.nbytes + self._free.nbytes + self.pages.nbytes
-                + self.count.nbytes + self.ordered.nbytes + self.base.nbytes
-                + self.born.nbytes)  # fmt: skip
+        return (self.ts.nbytes + self.vals.nbytes + self._free.nbytes
+                + sum(held_nbytes(a) for a in (self.pages, self.count, self.ordered,
+                                               self.base, self.born)))  # fmt: skip
 
     @property
     def samples(self) -> int:
@@ -95,11 +97,11 @@ class Head:
 
     def add_series(self, k: int) -> None:
         """Room for ``k`` more series (ids follow the existing ones)."""
-        self.pages = np.concatenate([self.pages, np.full((k, self.pages_per_series), -1, np.int32)])
-        self.count = np.concatenate([self.count, np.zeros(k, np.int64)])
-        self.ordered = np.concatenate([self.ordered, np.ones(k, bool)])
-        self.base = np.concatenate([self.base, np.zeros(k, np.int64)])
-        self.born = np.concatenate([self.born, np.zeros(k, np.float64)])
+        self.pages = extend_rows(self.pages, k, -1)
+        self.count = extend_rows(self.count, k, 0)
+        self.ordered = extend_rows(self.ordered, k, True)
+        self.base = extend_rows(self.base, k, 0)
+        self.born = extend_rows(self.born, k, 0.0)
 
     # --- pages ----------------------------------------------------------------------------
     def _reserve(self, m: int) -> None:

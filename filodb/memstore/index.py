@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from filodb.model.batch import pick
 from filodb.model.labels import Labels, Matcher
 
 _EMPTY = np.zeros(0, np.int32)
@@ -51,17 +52,48 @@ class _Column:
         col.code_of = dict(zip(values, range(len(values)), strict=True))
         return col
 
-    def add(self, sid: int, value: str) -> None:
+    def code(self, value: str) -> int:
+        """The code of ``value``, a new one (the next) when the column has not had it."""
         code = self.code_of.get(value)
         if code is None:
             code = self.code_of[value] = len(self.values)
             self.values.append(value)
+        return code
+
+    def codes_for(self, values: list[str]) -> list[int]:
+        """The codes of ``values`` (distinct), new ones (the next, in turn) for values the
+        column has not had: one C-level lookup each, then the new ones added at once."""
+        got = list(map(self.code_of.get, values))
+        if None in got:
+            fresh = [v for v, c in zip(values, got, strict=True) if c is None]
+            n = len(self.values)
+            self.code_of.update(zip(fresh, range(n, n + len(fresh)), strict=True))
+            self.values.extend(fresh)
+            got = list(map(self.code_of.__getitem__, values))
+        return got  # type: ignore[return-value]
+
+    def add(self, sid: int, value: str) -> None:
+        code = self.code(value)
         if self.n == len(self._sids):
             self._sids = np.concatenate([self._sids, np.zeros(self.n, np.int32)])
             self._codes = np.concatenate([self._codes, np.zeros(self.n, np.int32)])
         self._sids[self.n] = sid
         self._codes[self.n] = code
         self.n += 1
+
+    def add_many(self, sids: np.ndarray, codes: np.ndarray) -> None:
+        """Append entries: ``sids`` (non-decreasing, not below the last one) with ``codes``
+        (from :meth:`code`); the buffers double until they hold them."""
+        n, k = self.n, len(sids)
+        if n + k > len(self._sids):
+            cap = max(len(self._sids), 8)
+            while cap < n + k:
+                cap *= 2
+            self._sids = np.concatenate([self._sids[:n], np.zeros(cap - n, np.int32)])
+            self._codes = np.concatenate([self._codes[:n], np.zeros(cap - n, np.int32)])
+        self._sids[n : n + k] = sids
+        self._codes[n : n + k] = codes
+        self.n = n + k
 
     def sids(self) -> np.ndarray:
         return self._sids[: self.n]
@@ -143,6 +175,43 @@ class TagIndex:
                 col = self._columns[name] = _Column()
             col.add(sid, value)
         self._count = max(self._count, sid + 1)
+
+    def add_many(self, first: int, counts: np.ndarray, pair_of: np.ndarray,
+                 names: Sequence[str], name_of: np.ndarray, values: Sequence[str]
+                 ) -> None:  # fmt: skip
+        """Index new series ``first, first + 1, ...`` (``first`` larger than every id added
+        before), series ``first + s`` having ``counts[s]`` labels. Label ``i`` of them (in
+        series order, then label order) is the distinct pair ``pair_of[i]``: pair ``j`` is
+        ``names[name_of[j]]``, ``values[j]``. With the pairs numbered by first appearance, as
+        :func:`~filodb.model.partkeyscan.decode_part_keys` numbers them, values get the codes
+        :meth:`add` would give them one series at a time. Per label name: its pairs' codes
+        (a dict lookup each, in C), then one append of its labels."""
+        if not len(counts):
+            return
+        self._count = max(self._count, first + len(counts))
+        sids = np.repeat(np.arange(first, first + len(counts), dtype=np.int32), counts)
+        if not len(sids):
+            return
+        code_of = np.empty(len(values), np.int64)
+        by_name = np.argsort(name_of, kind="stable")
+        cuts = np.searchsorted(name_of[by_name], np.arange(len(names) + 1)).tolist()
+        cols = []
+        for n, name in enumerate(names):
+            col = self._columns.get(name)
+            if col is None:
+                col = self._columns[name] = _Column()
+            cols.append(col)
+            at = by_name[cuts[n] : cuts[n + 1]]
+            code_of[at] = col.codes_for(pick(values, at.tolist()))
+        occ_col, occ_code = name_of[pair_of], code_of[pair_of]
+        if len(cols) == 1:
+            cols[0].add_many(sids, occ_code)
+        else:
+            order = np.argsort(occ_col, kind="stable")
+            bounds = np.searchsorted(occ_col[order], np.arange(len(cols) + 1)).tolist()
+            for c, col in enumerate(cols):
+                sel = order[bounds[c] : bounds[c + 1]]
+                col.add_many(sids[sel], occ_code[sel])
 
     def compact(self, keep: np.ndarray) -> None:
         """Forget the series where the bool array ``keep`` (one entry per id) is False and

@@ -63,15 +63,19 @@ from filodb.memstore.gather import gather
 from filodb.memstore.head import Head
 from filodb.memstore.index import TagIndex
 from filodb.memstore.keytable import PartKeyTable
+from filodb.memstore.rows import extend_rows
 from filodb.memstore.windowcount import add_samples, count_exact
-from filodb.model.batch import SampleBatch
+from filodb.model.batch import SampleBatch, pick
 from filodb.model.cache import ByteBoundedCache
 from filodb.model.cardinality import NO_MAX_TIME, NO_MIN_TIME, CardinalityStats, object_array
 from filodb.model.labels import Labels, Matcher
+from filodb.model.libc import MEMCPY
+from filodb.model.libc import gather as gather_bytes
 from filodb.model.partkey import group_of, labels_of, part_key
+from filodb.model.partkeyscan import decode_part_keys, groups_of, unique_spans
 from filodb.model.record import RecordBatch
 from filodb.model.source import SeriesBlock, WindowCounts, is_stale
-from filodb.model.xxh64 import arena, xxh64_many
+from filodb.model.xxh64 import arena, words, xxh64_many
 
 _NO_TS = np.iinfo(np.int64).min
 _START, _END, _OOO = (operator.attrgetter(a) for a in ("start", "end", "ooo"))
@@ -79,6 +83,10 @@ _NONE = np.iinfo(np.int64).max  # "nothing held" for the mem/store start times
 _NO_CHUNKS: list[Chunk] = []  # shared by every series without chunks (never appended to)
 
 Pager = Callable[[list[bytes], int, int], Iterable[Any]]
+# the per-series arrays (besides ``_group``) and what a new series starts with
+_PER_SERIES = (("_closed_end", _NO_TS), ("_first", _NO_TS), ("_last", _NO_TS),
+               ("_mem_start", _NONE), ("_store_start", _NONE), ("_touched", 0),
+               ("_pk_saved", 0))  # fmt: skip
 _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 # Samples a head holds uncompressed (12 bytes each) before they are encoded into the series'
 # chunk: 4 steps to a 480-row chunk; a live hour at 15 s is 0.9 kB a series instead of 3.5
@@ -226,24 +234,52 @@ class TimeSeriesShard:
                 self._index.add(sid, lb)
                 self._chunks.append(_NO_CHUNKS)
             ids[j] = sid
-        k = len(first)
         new_data, new_ends = arena([pks[j] for j in first])
         self._pks.add(new_data, new_ends, hashes[first])
+        self._grow(len(first), np.array([group_of(pks[j], self.num_groups) for j in first],
+                                        np.int64))  # fmt: skip
+        return ids, len(first)
+
+    def _grow(self, k: int, groups: np.ndarray) -> None:
+        """The per-series state of ``k`` series just registered (their flush ``groups``)."""
         self._head.add_series(k)
+        for name, fill in _PER_SERIES:
+            setattr(self, name, extend_rows(getattr(self, name), k, fill))
+        self._group = extend_rows(self._group, k, 0)
+        self._group[len(self._group) - k :] = groups
 
-        def grow(a: np.ndarray, fill: int) -> np.ndarray:
-            return np.concatenate([a, np.full(k, fill, np.int64)])
-
-        self._closed_end = grow(self._closed_end, _NO_TS)
-        self._first, self._last = grow(self._first, _NO_TS), grow(self._last, _NO_TS)
-        self._mem_start, self._store_start = (
-            grow(self._mem_start, _NONE),
-            grow(self._store_start, _NONE),
-        )
-        self._touched, self._pk_saved = grow(self._touched, 0), grow(self._pk_saved, 0)
-        groups = [group_of(pks[j], self.num_groups) for j in first]
-        self._group = np.concatenate([self._group, np.array(groups, np.int64)])
-        return ids, k
+    def _register(self, data: np.ndarray, ends: np.ndarray, miss: np.ndarray,
+                  keys: np.ndarray | None, series: Sequence[Labels] | None
+                  ) -> tuple[np.ndarray, int] | None:  # fmt: skip
+        """Ids of the part keys ``miss`` (indexes) of the arena ``data`` (key ``i`` ends at
+        ``ends[i]``) that the table does not hold, registered many at once: repeated keys
+        found with one numba call, the distinct ones decoded together
+        (:func:`~filodb.model.partkeyscan.decode_part_keys`), indexed with
+        :meth:`TagIndex.add_many`, their flush groups hashed in one call; and how many are
+        new. None, with nothing changed, when the keys are not all canonical part keys, when
+        ``keys`` (their xxh64, as a batch gave them) are not theirs, or when the batch's
+        label sets ``series`` (indexed as the keys) are not theirs: the caller goes series
+        by series then."""
+        starts = np.where(miss > 0, ends[miss - 1], 0)
+        group, first, hashes = unique_spans(words(data), starts, ends[miss])
+        if keys is not None and not np.array_equal(keys[first], hashes):
+            return None
+        a, b = starts[first], ends[miss[first]]
+        new_data = gather_bytes(data, a, b, MEMCPY)
+        new_ends = np.cumsum(b - a)
+        new_starts = new_ends - (b - a)
+        dec = decode_part_keys(new_data, new_starts, new_ends)
+        if dec is None:
+            return None
+        if series is not None and dec.labels != pick(series, miss[first].tolist()):
+            return None
+        k, base = len(first), len(self._labels)
+        self._labels.extend(dec.labels)
+        self._chunks.extend([_NO_CHUNKS] * k)
+        self._index.add_many(base, dec.counts, dec.pair_of, dec.names, dec.name_of, dec.values)
+        self._pks.add(new_data, new_ends, hashes)
+        self._grow(k, groups_of(new_data, new_starts, new_ends, self.num_groups))
+        return group + base, k
 
     def _part_key(self, sid: int) -> bytes:
         return self._pks.part_key(sid)
@@ -264,6 +300,11 @@ class TimeSeriesShard:
         if not missing:
             return ids, 0
         miss = np.flatnonzero(ids < 0)
+        got = self._register(rb.pk_data, rb.pk_ends, miss, None if hashes is not None
+                             else rb.keys[miss], rb.series)  # fmt: skip
+        if got is not None:
+            ids[miss] = got[0]
+            return ids, got[1]
         decoded: dict[bytes, Labels] = {}
         labels = []
         raw = []
@@ -284,7 +325,15 @@ class TimeSeriesShard:
         if not recs:
             return 0
         with self._lock:
-            ids, _ = self._series_ids([labels_of(r.part_key) for r in recs])
+            data, ends = arena([r.part_key for r in recs])
+            ids, _, missing = self._pks.find_hashing(data, ends)
+            got = (
+                self._register(data, ends, np.flatnonzero(ids < 0), None, None) if missing else None
+            )
+            if got is not None:
+                ids[ids < 0] = got[0]
+            elif missing:  # not all canonical part keys: one at a time (or BadInputError)
+                ids, _ = self._series_ids([labels_of(r.part_key) for r in recs])
             start = np.array([r.start_ms for r in recs], np.int64)
             end = np.array([r.end_ms for r in recs], np.int64)
             known = self._first[ids] != _NO_TS
@@ -664,8 +713,7 @@ class TimeSeriesShard:
             self._chunks = [self._chunks[i] for i in idx]
             self._head.keep_series(keep)
             self.exemplars.keep_series(keep)
-            for name in ("_closed_end", "_first", "_last", "_mem_start", "_store_start",
-                         "_group", "_touched", "_pk_saved"):  # fmt: skip
+            for name in [*(n for n, _ in _PER_SERIES), "_group"]:
                 setattr(self, name, getattr(self, name)[keep])
             self._pks.keep(keep)
             self._index.compact(keep)
