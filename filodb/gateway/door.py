@@ -49,6 +49,7 @@ from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
 from filodb.model.dataset import Dataset
+from filodb.model.identity import Routed
 from filodb.shards.cache_generation import generation_key
 from filodb.shards.metadata import MetadataStore, TypesKept
 
@@ -114,7 +115,7 @@ def without_late(desc: Dataset, batch: SampleBatch, window_ms: int,
     through the cache that resolved them (a batch not from a cache: as it is), and how many
     were taken out."""
     r = batch.routed
-    if r is None or epoch is None or not len(batch):
+    if not isinstance(r, Routed) or epoch is None or not len(batch):
         return batch, 0
     got = r.cache.late(desc.name, (desc.created, epoch), r, batch.sidx, batch.ts, window_ms)
     if got is None or not got[1]:
@@ -126,7 +127,7 @@ def note_routed(desc: Dataset, batch: SampleBatch, epoch: int | None = 0) -> Non
     """Note ``batch``'s samples as written to ``desc``'s log (call it once they are, with the
     ``epoch`` the batch was checked under)."""
     r = batch.routed
-    if r is not None and epoch is not None and len(batch):
+    if isinstance(r, Routed) and epoch is not None and len(batch):
         r.cache.routed(desc.name, (desc.created, epoch), r, batch.sidx, batch.ts)
 
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import cramjam
 import msgpack
@@ -28,8 +28,16 @@ from filodb.model.partkeys import PartKeys
 from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
 
 if TYPE_CHECKING:
-    from filodb.model.identity import Routed
     from filodb.model.record import RecordBatch
+
+
+class Routed(Protocol):
+    """Where a door's series-key cache holds a batch's series
+    (:class:`filodb.model.identity.Routed`; a protocol here, since identity imports this
+    module)."""
+
+    def take(self, keep: np.ndarray) -> Routed: ...
+
 
 T = TypeVar("T")
 BATCH_FORMAT_VERSION = 4  # what to_bytes writes; from_bytes reads 1 to 4
