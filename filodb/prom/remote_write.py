@@ -38,10 +38,12 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
+from filodb.model.fastkeys import Made
 from filodb.model.identity import SeriesKeyCache
 from filodb.model.labels import Labels, intern_labels
 from filodb.model.partkeys import PartKeys
 from filodb.model.varint import varint, varint_bytes
+from filodb.prom import label_spans
 from filodb.prom.proto import TimeSeries, WriteRequest
 from filodb.prom.proto import field as pb_field
 
@@ -155,10 +157,18 @@ def _series_of_fields(raw: bytes, _b: bytes, _kind: int) -> tuple[Labels, None] 
         return None
 
 
+def _fast_series(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, *_: np.ndarray
+                 ) -> tuple[Made, list[None]]:  # fmt: skip
+    """The new series of a body's Label fields at once (:mod:`filodb.prom.label_spans`); the
+    keys it leaves go to :func:`_series_of_fields`."""
+    made = label_spans.spans(buf, a0, a1)
+    return made, [None] * len(made.rows)
+
+
 # Series by the raw bytes of their Label fields (label set, part key, key, route): a series
 # seen before costs no Python step, no parse and no hashing of its labels. Only valid label
 # sets are stored.
-SERIES = SeriesKeyCache(_series_of_fields, 1_000_000)
+SERIES = SeriesKeyCache(_series_of_fields, 1_000_000, _fast_series)
 
 
 def _decompress(body: bytes, max_decompressed: int) -> bytes:
