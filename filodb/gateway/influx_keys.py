@@ -62,13 +62,13 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: 
         for k in range(a0[i], a1[i]):
             cap += buf[k] == 44
     cap += n
-    txt = np.zeros(len(name) + 2 * size + 4 * n + 1, np.uint8)
+    txt = np.empty(len(name) + 2 * size + 4 * n + 1, np.uint8)
     txt[: len(name)] = name  # every key's __name__ label names it here
     t = len(name)
-    no = np.zeros(cap, np.int64)
-    nl = np.zeros(cap, np.int64)
-    vo = np.zeros(cap, np.int64)
-    vl = np.zeros(cap, np.int64)
+    no = np.empty(cap, np.int64)
+    nl = np.empty(cap, np.int64)
+    vo = np.empty(cap, np.int64)
+    vl = np.empty(cap, np.int64)
     ok = np.zeros(n, np.bool_)
     ls = np.zeros(n, np.int64)
     lc = np.zeros(n, np.int64)

@@ -102,13 +102,6 @@ def _put(out: np.ndarray, p: int, txt: np.ndarray, a: int, n: int) -> int:  # pr
     return p + n
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _fnv(txt: np.ndarray, a: int, n: int, h: np.uint64) -> np.uint64:  # pragma: no cover
-    for k in range(n):
-        h = (h ^ np.uint64(txt[a + k])) * np.uint64(1099511628211)
-    return h
-
-
 @nb.njit(cache=True, nogil=True)
 def _finish(txt: np.ndarray, ok: np.ndarray, ls: np.ndarray, lc: np.ndarray, no: np.ndarray,
             nl: np.ndarray, vo: np.ndarray, vl: np.ndarray, name: np.ndarray, ws: np.ndarray,
@@ -134,25 +127,25 @@ def _finish(txt: np.ndarray, ok: np.ndarray, ls: np.ndarray, lc: np.ndarray, no:
         cap += 5 * lc[i] * 2 + s
         tot += s
         big = max(big, s + 16)
-    pkw = np.zeros(cap // 8 + 2, np.uint64)
+    pkw = np.empty(cap // 8 + 2, np.uint64)  # bytes past a string never reach a hash
     pk = pkw.view(np.uint8)
-    scw = np.zeros(big // 8 + 2, np.uint64)  # name=value\xff... of one key, then its shard key
+    scw = np.empty(big // 8 + 2, np.uint64)  # name=value\xff... of one key, then its shard key
     sc = scw.view(np.uint8)
-    ps = np.zeros(n, np.int64)
-    pe = np.zeros(n, np.int64)
-    keys = np.zeros(n, np.uint64)
-    routes = np.zeros(n, np.uint64)
-    kc = np.zeros(n, np.int64)
+    ps = np.empty(n, np.int64)  # these are read for ok keys only
+    pe = np.empty(n, np.int64)
+    keys = np.empty(n, np.uint64)
+    routes = np.empty(n, np.uint64)
+    kc = np.empty(n, np.int64)
     mp = np.full(n, -1, np.int64)
-    pid = np.zeros(max(nlab, 1), np.int64)
+    pid = np.empty(max(nlab, 1), np.int64)
     size = 16
     while size < 2 * nlab:
         size <<= 1
     mask = np.uint64(size - 1)
     table = np.zeros(size, np.int64)  # pair id + 1
-    phash = np.zeros(max(nlab, 1), np.uint64)
-    prow = np.zeros(max(nlab, 1), np.int64)  # a label row holding the pair
-    ptxt = np.zeros(tot, np.uint8)
+    phash = np.empty(max(nlab, 1), np.uint64)
+    prow = np.empty(max(nlab, 1), np.int64)  # a label row holding the pair
+    ptxt = np.empty(tot, np.uint8)
     plen = 0
     npairs = 0
     order = np.zeros(MAX_LABELS, np.int64)
@@ -202,6 +195,7 @@ def _finish(txt: np.ndarray, ok: np.ndarray, ls: np.ndarray, lc: np.ndarray, no:
             if k:
                 sc[q] = 0xFF
                 q += 1
+            q0 = q
             q = _put(sc, q, txt, no[r], nl[r])
             sc[q] = 61  # "="
             q = _put(sc, q + 1, txt, vo[r], vl[r])
@@ -212,8 +206,7 @@ def _finish(txt: np.ndarray, ok: np.ndarray, ls: np.ndarray, lc: np.ndarray, no:
             elif _is(txt, no[r], nl[r], ns):
                 sk_n = r
             # the pair's id in the body
-            h = _fnv(txt, vo[r], vl[r], _fnv(txt, no[r], nl[r], np.uint64(14695981039346656037))
-                     ^ np.uint64(0xFF))  # fmt: skip
+            h = _xxh64(scw, q0, q, np.uint64(0))  # of name=value (bytes compared below)
             slot = h & mask
             while True:
                 e = table[slot] - 1
@@ -255,6 +248,14 @@ def _finish(txt: np.ndarray, ok: np.ndarray, ls: np.ndarray, lc: np.ndarray, no:
         skh = _xxh64(scw, 0, q, np.uint64(0)) & np.uint64(0xFFFFFFFF)
         routes[i] = (skh << np.uint64(32)) | pkh
     return ok, ls, pk, ps, pe, keys, routes, kc, mp, pid, ptxt[:plen]
+
+
+@nb.njit(cache=True, nogil=True)
+def copy_spans(src: np.ndarray, a: np.ndarray, b: np.ndarray, dst: np.ndarray,
+               at: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - numba
+    """``dst[at[i]:at[i] + b[i] - a[i]] = src[a[i]:b[i]]`` for each ``i``."""
+    for i in range(len(a)):
+        dst[at[i] : at[i] + b[i] - a[i]] = src[a[i] : b[i]]
 
 
 @dataclass

@@ -37,7 +37,7 @@ import numba as nb
 import numpy as np
 
 from filodb.model.batch import pick, series_identity
-from filodb.model.fastkeys import Made
+from filodb.model.fastkeys import Made, copy_spans
 from filodb.model.labels import Labels
 from filodb.model.libc import MEMCMP
 from filodb.model.partkeys import PartKeys
@@ -195,9 +195,9 @@ def _first_seen(
 # None (interned: equal extras are held once).
 Make = Callable[[bytes, bytes, int], "tuple[Labels, Hashable | None] | None"]
 # fast(buf, a0, a1, b0, b1, kind) -> (the keys it builds at once, and per row of those its
-# extra or None): the label sets and identities of many missed keys in one numba call
+# extra or None, or None when none has one): the label sets and identities of many missed keys in one numba call
 # (:mod:`filodb.model.fastkeys`); the keys it leaves (``ok`` False) go to ``make``.
-Fast = Callable[..., "tuple[Made, list[Any]]"]
+Fast = Callable[..., "tuple[Made, list[Any] | None]"]
 
 
 @dataclass
@@ -326,17 +326,18 @@ class SeriesKeyCache:
 
     def _enter(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
                b1: np.ndarray, kind: np.ndarray, labels: Any,
-               extras: list[Hashable | None]) -> np.ndarray:  # fmt: skip
-        """Add keys (a key met twice is one entry) with their label set ids and extras;
-        their entries."""
+               extras: list[Hashable | None] | None) -> np.ndarray:  # fmt: skip
+        """Add keys (a key met twice is one entry) with their label set ids and extras
+        (None: none has one); their entries."""
         self._reserve(len(a0), int((a1 - a0 + b1 - b0).sum()))
         first = len(self)
         ent = _insert(buf, a0, a1, b0, b1, kind, self._table, self._ehash, self._eoff,
                       self._ela, self._elb, self._ekind, self._arena, MEMCMP,
                       self._state)  # fmt: skip
         self._elabel[ent] = labels
-        for r in [i for i, x in enumerate(extras) if x is not None]:
-            e, x = int(ent[r]), extras[r]
+        some = [] if extras is None else [(r, x) for r, x in enumerate(extras) if x is not None]
+        for r, x in some:
+            e = int(ent[r])
             if e >= first:
                 self._exid[e] = 1 + self._extra_id.setdefault(x, len(self._extra_id))
                 if len(self._extras) < len(self._extra_id):
@@ -344,34 +345,35 @@ class SeriesKeyCache:
         return ent
 
     def _label_ids_of(self, made: Made) -> np.ndarray:
-        """:meth:`_label_id_of` of ``made``'s label sets at once: their identities as the
-        fast path computed them (no Python step per label set)."""
+        """:meth:`_label_id_of` of ``made``'s label sets at once, with their identities as
+        the fast path computed them: C-level dict steps, numpy and numba."""
         series = made.series
         got = list(map(self._label_id.get, series))
         base = len(self._labels)
-        if None in got:
-            fresh = dict.fromkeys(compress(series, map(is_, got, repeat(None))))
-            self._label_id.update(zip(fresh, range(base, base + len(fresh)), strict=True))
-            self._labels.extend(fresh)
-            got = list(map(self._label_id.__getitem__, series))
-        ids = np.array(got, np.int64)
-        new, first = np.unique(ids, return_index=True)
-        first = first[new >= base]
-        new = new[new >= base]
-        if len(new):
-            self._room_for_labels(base + len(new))
-            a, b = made.start[first], made.end[first]
-            size = b - a
-            ends = np.cumsum(size)
-            used = self._pk_used
-            total = int(ends[-1])
-            if used + total > len(self._pk_arena):  # a new array: views keep the old one
-                self._pk_arena = _grown(self._pk_arena, max(used + total, 2 * used))
-            at = np.repeat(a - (ends - size), size) + np.arange(total)
-            self._pk_arena[used : used + total] = made.arena[at]
-            self._pk_start[new], self._pk_end[new] = used + ends - size, used + ends
-            self._pk_used = used + total
-            self._keys[new], self._routes[new] = made.keys[first], made.routes[first]
+        if None not in got:
+            return np.array(got, np.int64)
+        fresh = dict.fromkeys(compress(series, map(is_, got, repeat(None))))
+        self._label_id.update(zip(fresh, range(base, base + len(fresh)), strict=True))
+        self._labels.extend(fresh)
+        if len(fresh) == len(series):  # the usual case: all new, each once, in order
+            ids = np.arange(base, base + len(series), dtype=np.int64)
+            new, first = ids, np.arange(len(series))
+        else:
+            ids = np.array(list(map(self._label_id.__getitem__, series)), np.int64)
+            new, first = np.unique(ids, return_index=True)
+            first = first[new >= base]
+            new = new[new >= base]
+        self._room_for_labels(base + len(new))
+        size = made.end[first] - made.start[first]
+        used = self._pk_used
+        total = int(size.sum())
+        if used + total > len(self._pk_arena):  # a new array: views keep the old one
+            self._pk_arena = _grown(self._pk_arena, max(used + total, 2 * used))
+        ends = used + np.cumsum(size)
+        copy_spans(made.arena, made.start[first], made.end[first], self._pk_arena, ends - size)
+        self._pk_start[new], self._pk_end[new] = ends - size, ends
+        self._pk_used = used + total
+        self._keys[new], self._routes[new] = made.keys[first], made.routes[first]
         return ids
 
     def _room_for_labels(self, n: int) -> None:

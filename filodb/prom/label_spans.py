@@ -58,11 +58,11 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray,
     for i in range(n):
         size += a1[i] - a0[i]
     cap = size // 4 + 1  # a label takes 4 bytes at least (0a L 0a l, one name byte)
-    txt = np.zeros(size + 1, np.uint8)
-    no = np.zeros(cap, np.int64)
-    nl = np.zeros(cap, np.int64)
-    vo = np.zeros(cap, np.int64)
-    vl = np.zeros(cap, np.int64)
+    txt = np.empty(size + 1, np.uint8)
+    no = np.empty(cap, np.int64)
+    nl = np.empty(cap, np.int64)
+    vo = np.empty(cap, np.int64)
+    vl = np.empty(cap, np.int64)
     ok = np.zeros(n, np.bool_)
     ls = np.zeros(n, np.int64)
     lc = np.zeros(n, np.int64)

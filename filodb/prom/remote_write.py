@@ -158,11 +158,10 @@ def _series_of_fields(raw: bytes, _b: bytes, _kind: int) -> tuple[Labels, None] 
 
 
 def _fast_series(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, *_: np.ndarray
-                 ) -> tuple[Made, list[None]]:  # fmt: skip
+                 ) -> tuple[Made, None]:  # fmt: skip
     """The new series of a body's Label fields at once (:mod:`filodb.prom.label_spans`); the
     keys it leaves go to :func:`_series_of_fields`."""
-    made = label_spans.spans(buf, a0, a1)
-    return made, [None] * len(made.rows)
+    return label_spans.spans(buf, a0, a1), None
 
 
 # Series by the raw bytes of their Label fields (label set, part key, key, route): a series
