@@ -5,8 +5,11 @@ name). Senders repeat the same series body after body, so a door looks those byt
 building anything per series. :class:`SeriesKeyCache` keeps the bytes of every key it has seen
 in numpy arrays (an arena, an open-addressing hash table, per-entry offsets) and one numba
 kernel (``nogil``) hashes and finds all the keys of a body, comparing the bytes, so a hit is
-exact (no hash collision can give a series another's samples) and costs no Python step. Only
-misses reach Python, which builds the label set (``make``) once per new key.
+exact (no hash collision can give a series another's samples) and costs no Python step. The
+misses of a body are built together by the door's ``fast`` function when it has one (one
+numba call reads, checks and hashes them all: :mod:`filodb.model.fastkeys`); the keys it
+leaves (unusual bytes, refusals) reach Python, which builds the label set (``make``) once
+per new key.
 
 A key is up to two byte ranges of one buffer plus a ``kind`` byte (the caller's tag, e.g. an
 Influx line's only field named ``value``): ``buf[a0:a1]``, ``buf[b0:b1]``, ``kind``. Entries

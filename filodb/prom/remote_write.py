@@ -18,7 +18,9 @@ gathered by numpy) and after the kernels:
 * 10 k x 100 samples: 9.4 -> 15.0 M samples/s with cached series, 3.4 -> 5.0 M with new ones;
   4.1 -> 25 M samples/s when 10 % of the values are 0 (proto3 leaves them out);
 * 10 k x 1 sample (Prometheus's usual shape): 1.35 -> 5.9 M samples/s cached; new series
-  cost ~12 us each (parse, check, intern, part key and hashes), ~81 k series/s.
+  cost ~12 us each (parse, check, intern, part key and hashes), ~81 k series/s; now built a
+  body at a time (:mod:`filodb.prom.label_spans`, :mod:`filodb.model.fastkeys`), ~2-4 us
+  each (``python bench/new_series.py``).
 
 :func:`encode_write_request` is vectorised too (byte-identical to protobuf's serialisation).
 """

@@ -4,6 +4,7 @@ types), takes every usual key, and leaves every unusual one (refusals included) 
 
 from __future__ import annotations
 
+import cramjam
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,7 @@ from filodb.gateway.influx_fast import COUNTER, FIELD, VALUE
 from filodb.model.batch import series_identity
 from filodb.model.fastkeys import Made
 from filodb.model.identity import SeriesKeyCache
+from filodb.model.labels import intern_labels
 from filodb.model.xxh64 import xxh64_many
 from filodb.prom import label_spans
 from filodb.prom import remote_write as rw
@@ -133,8 +135,6 @@ def test_remote_write_bodies_through_the_cache(series) -> None:  # type: ignore[
     """Whole bodies: the batch (or the error) is the same with and without the fast path."""
     sample = pb_field(0x12, b"\x09" + b"\0" * 7 + b"\x3f" + b"\x10\x01")
     raw = b"".join(pb_field(0x0A, _label_fields(p, 0) + sample) for p in series)
-    import cramjam
-
     body = bytes(cramjam.snappy.compress_raw(raw))
     assert _series_batch(body, True) == _series_batch(body, False)
 
@@ -253,3 +253,23 @@ def test_part_key_hashes_match_xxhash() -> None:
     assert made.ok.all()
     arena = np.concatenate([made.arena[a:b] for a, b in zip(made.start, made.end, strict=True)])
     np.testing.assert_array_equal(xxh64_many(arena, np.cumsum(made.end - made.start)), made.keys)
+
+
+def test_label_sets_share_interned_pairs_and_repeats_are_one_series() -> None:
+    """The fast path's label sets hold the pairs every label set holds
+    (:func:`~filodb.model.labels.intern_labels`), and a series named twice in a body, or
+    by two spellings (label order, an empty label), is one series with one identity."""
+    want = intern_labels([("__name__", "up"), ("job", "api")])
+    spellings = [[("__name__", "up"), ("job", "api")], [("job", "api"), ("__name__", "up")],
+                 [("job", "api"), ("x", ""), ("__name__", "up")]]  # fmt: skip
+    made = label_spans.spans(*_body([_label_fields(p, 0) for p in spellings * 2]))
+    assert made.ok.all() and all(s == want for s in made.series)
+    assert all(a is b for s in made.series for a, b in zip(s, want, strict=True))
+    sample = pb_field(0x12, b"\x10\x01")
+    raw = b"".join(pb_field(0x0A, _label_fields(p, 0) + sample) for p in spellings * 2)
+    rw.SERIES.forget()
+    batch = rw.decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+    assert batch.series == [want] and batch.sidx.tolist() == [0] * 6
+    assert list(batch.pks) == [series_identity(want)[0]]
+    assert batch.keys.tolist() == [series_identity(want)[1]]
+    assert batch.routes.tolist() == [series_identity(want)[2]]
