@@ -17,10 +17,14 @@ rest of the tree (Redis, the supervisor), ``client_cpu_ms_per_body`` for this pr
 sending threads (``http.client``, as ``bench/ingest.py`` sends), and ``web_ack_samples_per_s``. No
 peer runs here: ``bench/ingest.py`` compares the doors with Prometheus and VictoriaMetrics.
 
-``--wsgi``: no HTTP server; the web app is called in process (real Redis, the bodies above),
+``--wsgi``: no HTTP server; the web app is called in process (real Redis, one scrape of the
+bodies above, sent again each pass: their timestamps equal the newest the door routed, so its
+out-of-order check passes them, at the cost it pays for a steady sender's newer ones),
 once through the lean ingestion path (:mod:`filodb.web.ingest_wsgi`) and once through the
 Flask app behind it, alternately, best of ``--repeat`` passes: ``wsgi_cpu_ms_per_body`` (the
 calling thread's CPU) for each, the difference being what Flask's request machinery costs.
+``--ooo-check-off`` adds a third path, the lean one with the doors' out-of-order check skipped
+(``path=lean_no_ooo_check``): ``lean`` minus it is what the check costs a body.
 ``--threads N`` calls it from N threads at once (the process's CPU per body): whether the
 door's work grows under concurrency (it did not: 4 threads cost what 1 does, ~0.9 ms).
 """
@@ -87,9 +91,9 @@ def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
 
     from filodb.config import Config
     from filodb.redisproc import start_redis
-    from filodb.web import create_app
+    from filodb.web import create_app, ingest
 
-    data = [b for p in sender_bodies(door, a.series, a.per_body, a.senders, 2) for b in p]
+    data = [b for p in sender_bodies(door, a.series, a.per_body, a.senders, 1) for b in p]
     path, headers = _URLS[door]
     route, _, query = path.partition("?")
     envs = [EnvironBuilder(path=route, query_string=query, method="POST", data=b,
@@ -100,6 +104,15 @@ def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
         app.extensions["filodb"].shard_map.create_dataset("prometheus", a.shards, 1)
         lean = app.wsgi_app
         paths: dict[str, Callable] = {"lean": lean, "flask": lean.flask_wsgi}  # type: ignore[attr-defined]
+        doors = list(app.extensions[ingest.EXTENSION].values())
+        epochs = {d: d.epochs for d in doors}
+        if a.ooo_check_off:
+            paths["lean_no_ooo_check"] = lean
+
+        def check(on: bool) -> None:
+            """The doors' out-of-order check on, or off (no epoch: the check is skipped)."""
+            for d in doors:
+                d.epochs = epochs[d] if on else (lambda _ds: None)
 
         def send(wsgi: Callable, at: range, status: list[str]) -> None:
             for i in at:
@@ -125,9 +138,13 @@ def run_wsgi(door: str, a: argparse.Namespace, workdir: Path) -> None:
             assert len(status) == len(data) and all(s.startswith("204") for s in status), status
             return took / len(data)
 
-        best = {name: min(one_pass(w) for _ in range(2)) for name, w in paths.items()}  # warm
+        best = {}
+        for name, w in paths.items():  # warm
+            check(name != "lean_no_ooo_check")
+            best[name] = min(one_pass(w) for _ in range(2))
         for _ in range(a.repeat):
             for name, w in paths.items():
+                check(name != "lean_no_ooo_check")
                 best[name] = min(best[name], one_pass(w))
     finally:
         rp.stop()
@@ -147,6 +164,8 @@ def main() -> None:
     ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
     ap.add_argument("--wsgi", action="store_true", help="in process: lean path vs Flask")
     ap.add_argument("--repeat", type=int, default=7, help="passes of --wsgi (best counts)")
+    ap.add_argument("--ooo-check-off", action="store_true",
+                    help="--wsgi: also the lean path with the doors' out-of-order check off")  # fmt: skip
     ap.add_argument(
         "--threads",
         type=int,

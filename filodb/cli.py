@@ -26,7 +26,7 @@ from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
 from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
 from filodb.model.limits import DatasetLimits
-from filodb.procmem import start_trimmer
+from filodb.procmem import freeze_long_lived, start_trimmer
 
 console = Console()
 err_console = Console(stderr=True)
@@ -330,6 +330,7 @@ def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path |
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     server = _web_server(cfg, listen_fds, shared_dir)
     start_trimmer()
+    freeze_long_lived()  # the app, its imports and warmed kernels: out of the full collections
     server.run()
 
 
@@ -389,6 +390,7 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     )
     where = f"; metrics on http://{cfg.host}:{metrics.port}/metrics" if metrics else ""
     _say(f"FiloDB gateway: {doors}, dataset {cfg.dataset}{where}")
+    freeze_long_lived()
     while not stop.wait(1.0):
         pass
     gw.stop()

@@ -62,9 +62,20 @@ class UnavailableError(FiloError):
     http_status = 503
 
 
-class LimitExceededError(BadInputError):
+class SamplesRefusedError(BadInputError):
+    """A write of which some samples were refused and the others written (HTTP 400:
+    Prometheus does not retry it); the message says how many of each."""
+
+
+class LimitExceededError(SamplesRefusedError):
     """A write past a series limit of its dataset (HTTP 400: Prometheus does not retry it);
     the samples of known series were written, the message says how many were refused."""
+
+
+class OutOfOrderError(SamplesRefusedError):
+    """A write with samples older than their series' newest the door already wrote (beyond
+    ``ooo_window``): those are refused, the others written (HTTP 400, as Prometheus answers
+    ``out of order sample``)."""
 
 
 class RateLimitedError(FiloError):

@@ -46,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "exposition",
         "downsample",
+        "procmem",
     },  # fmt: skip
     "gateway": {
         "errors",

@@ -13,21 +13,46 @@ series' samples are refused, the rest is written, and the write then answers 400
 limit (:func:`~filodb.gateway.limits.refusal_error`); refused samples are counted with the
 limit's key as reason, here and cluster-wide (``filodb:refused:<dataset>``).
 
+Out-of-order samples: a batch whose series a door's series-key cache resolved
+(``SampleBatch.routed``) is checked against the newest timestamp that cache's doors in this
+process routed per series and dataset (:func:`without_late`, one numba pass under the cache's
+lock). A sample more than ``ooo_window_ms`` older than that newest is not written: the
+workers would drop it (they refuse what is not newer than their series' newest, beyond the
+window) after the door acknowledged it. The rest is written, and the write then answers 400,
+``out of order sample`` (or ``too old sample`` with a window), saying how many were refused
+and how many written (:class:`~filodb.errors.OutOfOrderError`); they are counted as rejected
+with the worker's reasons, ``out_of_order`` (no window) or ``too_old``. A sample equal to the
+newest passes, and so does every sample of a series whose samples in the body reach its
+newest: a resend of the body that set it stays 204 (the worker drops the duplicates, counted
+there), as does a body overlapping it. Samples out of order within one body pass too (the
+newest is the one before the body: the worker sorts them in or drops them, as before). The
+newest is noted after the log took the samples (:func:`note_routed`), so two bodies racing may
+miss a refusal, never refuse a sample older only than one not yet written. The newest holds
+per dataset creation and epoch (:class:`Epochs`: a deletion of series bumps it, since the
+workers' newest may then go back). Per web process only, and forgotten when the cache starts
+from empty or the process restarts: the first body after that passes.
+
 The TCP doors (:mod:`filodb.gateway.tcp`) retry and count lines themselves, in their own
-process, and do not use this class.
+process, and do not use this class (they use :func:`without_late` and :func:`note_routed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from filodb.errors import FiloError, RateLimitedError
+import redis
+
+from filodb.errors import FiloError, OutOfOrderError, RateLimitedError, SamplesRefusedError
 from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
 from filodb.model.dataset import Dataset
+from filodb.shards.cache_generation import generation_key
 from filodb.shards.metadata import MetadataStore, TypesKept
+
+EPOCH_TTL_S = 1.0  # a dataset's epoch (deletions) is read again after this long
 
 # A write's error type -> the reason its samples are counted as rejected.
 _REASONS = {
@@ -35,6 +60,84 @@ _REASONS = {
     "unavailable": "log_unavailable",
     "bad_data": "bad_data",
 }
+
+
+def late_reason(window_ms: int) -> str:
+    """The reason refused late samples are counted under (the workers' reasons)."""
+    return "too_old" if window_ms > 0 else "out_of_order"
+
+
+class Epochs:
+    """What the late check's newest of a dataset holds under, besides its creation: the
+    dataset's results-cache generation (:mod:`filodb.shards.cache_generation`), which a
+    deletion bumps (the workers' newest may then go back), read from Redis at most every
+    ``ttl_s`` per dataset; None when Redis does not answer (no check then).
+    :meth:`expire` forgets one at once (the process that served the deletion)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: float = EPOCH_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.client = client
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._got: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, dataset: str) -> int | None:
+        now = self.clock()
+        hit = self._got.get(dataset)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        try:
+            raw = self.client.get(generation_key(dataset))
+        except redis.RedisError:
+            return None
+        if len(self._got) > 10_000:
+            self._got.clear()
+        got = int(raw or 0)
+        self._got[dataset] = (now, got)
+        return got
+
+    def expire(self, dataset: str) -> None:
+        self._got.pop(dataset, None)
+
+
+EpochOf = Callable[[str], "int | None"]
+
+
+def _no_epochs(_dataset: str) -> int:
+    return 0
+
+
+def without_late(desc: Dataset, batch: SampleBatch, window_ms: int,
+                 epoch: int | None = 0) -> tuple[SampleBatch, int]:  # fmt: skip
+    """``batch`` without its samples more than ``window_ms`` older than their series' newest
+    timestamp routed to ``desc`` (under ``epoch``, see :class:`Epochs`; None: no check)
+    through the cache that resolved them (a batch not from a cache: as it is), and how many
+    were taken out."""
+    r = batch.routed
+    if r is None or epoch is None or not len(batch):
+        return batch, 0
+    got = r.cache.late(desc.name, (desc.created, epoch), r, batch.sidx, batch.ts, window_ms)
+    if got is None or not got[1]:
+        return batch, 0
+    return batch.take_samples(~got[0]), got[1]
+
+
+def note_routed(desc: Dataset, batch: SampleBatch, epoch: int | None = 0) -> None:
+    """Note ``batch``'s samples as written to ``desc``'s log (call it once they are, with the
+    ``epoch`` the batch was checked under)."""
+    r = batch.routed
+    if r is not None and epoch is not None and len(batch):
+        r.cache.routed(desc.name, (desc.created, epoch), r, batch.sidx, batch.ts)
+
+
+def late_message(dataset: str, n: int, window_ms: int) -> str:
+    """What a writer is told of ``n`` late samples refused (Prometheus's words first)."""
+    if window_ms > 0:
+        return (f"too old sample: {n} samples refused, older than their series' newest sample "
+                f"already written to dataset {dataset} by more than ooo_window="
+                f"{window_ms / 1000:g}s")  # fmt: skip
+    return (f"out of order sample: {n} samples refused, older than their series' newest "
+            f"sample already written to dataset {dataset}")  # fmt: skip
 
 
 class IngestCounter(Protocol):
@@ -51,9 +154,12 @@ class IngestDoor:
     """One HTTP ingestion door; thread-safe when its router, store and counter are."""
 
     def __init__(self, name: str, router: IngestRouter, metadata: MetadataStore,
-                 counter: IngestCounter, limiter: IngestLimiter | None = None) -> None:  # fmt: skip
+                 counter: IngestCounter, limiter: IngestLimiter | None = None,
+                 ooo_window_ms: int = 0, epochs: EpochOf = _no_epochs) -> None:  # fmt: skip
         self.name = name
+        self.epochs = epochs
         self.limiter = limiter
+        self.ooo_window_ms = max(0, int(ooo_window_ms))
         self.router = router
         self.metadata = metadata
         self.counter = counter
@@ -65,12 +171,22 @@ class IngestDoor:
         samples per shard. Durable when it returns. The batch's samples are counted accepted,
         or rejected (``unknown_dataset``, ``log_unavailable``, ...) when the append raises;
         the error is raised again and the metadata is then not kept. Past a limit of the
-        dataset, see the module docstring."""
+        dataset, and for samples older than their series' newest, see the module
+        docstring."""
         refusals: list[Refusal] = []
+        late = 0
         desc = None
+        epoch: int | None = None
         try:
-            if self.limiter is not None and len(batch):
+            if batch.routed is not None and len(batch):
                 desc = self.router.dataset(dataset)
+                epoch = self.epochs(dataset)
+                batch, late = without_late(desc, batch, self.ooo_window_ms, epoch)
+                if late:
+                    self.counter.samples_rejected(self.name, late_reason(self.ooo_window_ms),
+                                                  late)  # fmt: skip
+            if self.limiter is not None and len(batch):
+                desc = desc or self.router.dataset(dataset)
                 batch, refusals = self._limit(desc, batch)
             out = self.router.write(dataset, batch, desc)
         except RateLimitedError:  # counted by _limit
@@ -82,14 +198,26 @@ class IngestDoor:
         except Exception:
             self.counter.samples_rejected(self.name, "log_unavailable", len(batch))
             raise
+        if desc is not None:
+            note_routed(desc, batch, epoch)
         self.counter.samples_accepted(self.name, len(batch))
         if metadata:
             self.metadata.put(dataset, metadata)
         elif batch.types:
             self.types.keep(dataset, batch.types)
-        if refusals:
-            raise refusal_error(dataset, refusals, len(batch))
+        if late or refusals:
+            raise self._refused_error(dataset, late, refusals, len(batch))
         return out
+
+    def _refused_error(self, dataset: str, late: int, refusals: list[Refusal],
+                       written: int) -> SamplesRefusedError:  # fmt: skip
+        """The 400 of a write of which ``late`` samples and ``refusals`` were refused."""
+        if not late:
+            return refusal_error(dataset, refusals, written)
+        msg = late_message(dataset, late, self.ooo_window_ms)
+        if refusals:
+            return OutOfOrderError(f"{msg}; {refusal_error(dataset, refusals, written)}")
+        return OutOfOrderError(f"{msg}; the other {written} samples were written")
 
     def _limit(self, desc: Dataset, batch: SampleBatch) -> tuple[SampleBatch, list[Refusal]]:
         """The part of ``batch`` the dataset's limits let through, and what they refused."""

@@ -107,13 +107,14 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
     ts = np.where(now_rows | bad, 0, ms).astype(np.int64)
     ts[now_rows] = now
     if bad.any() or len(out.series) > len(got.series):  # rows dropped, or per-line series
-        batch = SampleBatch(out.series, sidx[~bad], ts[~bad], vals[~bad])
+        batch = SampleBatch(out.series, sidx[~bad], ts[~bad], vals[~bad],
+                            routed=got.routed.padded(len(out.series)))  # fmt: skip
         batch = batch.take_series(np.bincount(batch.sidx, minlength=len(out.series)) > 0)
         types = {dict(lb)["__name__"] for lb in batch.series}
     else:  # every series from the cache, with its identity
         types = {name for x in got.extras for name in x}
         batch = SampleBatch(got.series, sidx, ts, vals, keys=got.keys, pks=got.part_keys,
-                            routes=got.routes)  # fmt: skip
+                            routes=got.routes, routed=got.routed)  # fmt: skip
     # Graphite has no metric types; Prometheus's graphite_exporter calls every path a gauge
     batch.types = dict.fromkeys(types, "gauge")
     return ParseResult(batch, errors, n_lines, fast.blank + out.blank)

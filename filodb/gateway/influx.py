@@ -56,7 +56,7 @@ from filodb.gateway import influx_fast, influx_keys
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
-from filodb.model.identity import SeriesKeyCache
+from filodb.model.identity import Routed, SeriesKeyCache
 from filodb.model.labels import Labels
 from filodb.model.labels import sanitize_label_name as label_name
 from filodb.model.labels import sanitize_metric_name as metric_name
@@ -188,6 +188,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     routes: np.ndarray | None = got.routes
     keys: np.ndarray | None = got.keys
     sidx_a = got.sidx
+    routed = got.routed
     refused = np.unique(fast.line[sidx_a < 0])
     keep = ~np.isin(fast.line, refused) if len(refused) else slice(None)
     slow = np.union1d(fast.slow, refused) if len(refused) else fast.slow
@@ -202,8 +203,9 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
             )
     ts = np.where(fast.has_ts, fast.ts, now)[keep]
     vals = fast.value[keep]
+    routed = routed.padded(len(out.series))  # the per-line parser's new series: not checked
     if not out.sidx:
-        return out.result(n_lines, sidx_a[keep], ts, vals, pks, routes, keys)
+        return out.result(n_lines, sidx_a[keep], ts, vals, pks, routes, keys, routed)
     order = np.argsort(
         np.concatenate((fast.line[keep], np.array(out.line, np.int64) - 1)), kind="stable"
     )
@@ -215,6 +217,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
         pks,
         routes,
         keys,
+        routed,
     )
 
 
@@ -263,8 +266,8 @@ class _Out:
 
     def result(self, n_lines: int, sidx: np.ndarray | None = None, ts: np.ndarray | None = None,
                vals: np.ndarray | None = None, part_keys: Sequence[bytes] | None = None,
-               routes: np.ndarray | None = None, keys: np.ndarray | None = None
-               ) -> ParseResult:  # fmt: skip
+               routes: np.ndarray | None = None, keys: np.ndarray | None = None,
+               routed: Routed | None = None) -> ParseResult:  # fmt: skip
         if sidx is None:
             sidx = np.array(self.sidx, np.int32)
             ts = np.array(self.tss, np.int64)
@@ -272,7 +275,15 @@ class _Out:
         assert ts is not None and vals is not None  # given with sidx
         return ParseResult(
             SampleBatch(
-                self.series, sidx, ts, vals, self.types, keys, pks=part_keys, routes=routes
+                self.series,
+                sidx,
+                ts,
+                vals,
+                self.types,
+                keys,
+                pks=part_keys,
+                routes=routes,
+                routed=routed,
             ),
             self.errors,
             n_lines,

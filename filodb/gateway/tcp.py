@@ -33,6 +33,13 @@ key, in samples); past the ingest rate, the connection waits for the bucket (bac
 as for a log outage) up to ``retry_s``, after which the batch is dropped as
 ``ingest_samples_per_s``. Both are also counted cluster-wide (``filodb status``).
 
+**Out-of-order samples** (:func:`~filodb.gateway.door.without_late`): samples more than
+``ooo_window_ms`` older than the newest this process wrote for their series (and dataset) are
+dropped before the write and counted (``lines_rejected`` under ``out_of_order``, or
+``too_old`` with a window, in samples): the workers would drop them anyway, and the sender
+cannot be told. Per process, as the HTTP doors' check; only with ``epochs`` (what
+:func:`gateway_from_config` gives: a deletion of series bumps them).
+
 **Tokens.** A door given a token (the auth file's ``[gateway] influx_token`` /
 ``graphite_token``, naming a ``[[tokens]]`` entry with the write scope) reads the first line of
 each connection as ``auth <token>``; a wrong or missing token, or none within
@@ -58,12 +65,21 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import redis
 
 from filodb.auth import load_auth_file
 from filodb.errors import BadInputError, FiloError, RateLimitedError, UnavailableError
+from filodb.gateway.door import (
+    EpochOf,
+    Epochs,
+    late_message,
+    late_reason,
+    note_routed,
+    without_late,
+)
 from filodb.gateway.graphite import parse_graphite
 from filodb.gateway.graphite import warm as graphite_warm
 from filodb.gateway.influx import parse_lines
@@ -172,6 +188,7 @@ class GatewayOptions:
     max_line_bytes: int = MAX_LINE_BYTES
     retry_s: float = RETRY_S
     auth_timeout_s: float = AUTH_TIMEOUT_S
+    ooo_window_ms: int = 0  # samples older than their series' newest routed by more: dropped
 
 
 class _DoorServer(socketserver.ThreadingTCPServer):
@@ -317,12 +334,14 @@ class TcpGateway:
                  options: GatewayOptions | None = None, stats: GatewayStats | None = None,
                  tokens: dict[str, bytes] | None = None,
                  limiter: IngestLimiter | None = None,
-                 metadata: MetadataStore | None = None) -> None:  # fmt: skip
+                 metadata: MetadataStore | None = None,
+                 epochs: EpochOf | None = None) -> None:  # fmt: skip
         unknown = set(ports) - set(DOORS)
         if unknown:
             raise BadInputError(f"unknown gateway doors {sorted(unknown)} (have {sorted(DOORS)})")
         self.router = router
         self.limiter = limiter
+        self.epochs = epochs  # None: no late check (see the module docstring)
         self.types = TypesKept(metadata) if metadata is not None else None  # types lines imply
         self.dataset = dataset
         self.host = host
@@ -429,13 +448,21 @@ class TcpGateway:
         deadline = time.monotonic() + self.options.retry_s
         attempt = 0
         limited = self.limiter is None
+        checked = self.epochs is None
+        epoch: int | None = None
         while True:
             try:
                 desc = self.router.dataset(self.dataset)
+                if not checked:
+                    assert self.epochs is not None
+                    epoch = self.epochs(self.dataset)
+                    batch, good = self._without_late(door, desc, batch, good, epoch)
+                    checked = True
                 if not limited:
                     batch, good = self._within_limits(door, desc, batch, good)
                     limited = True
                 self.router.write(self.dataset, batch, desc)
+                note_routed(desc, batch, epoch)
                 self.stats.add(door, lines_accepted=good, samples_written=len(batch))
                 self._keep_types(door, batch.types)
                 return
@@ -471,6 +498,17 @@ class TcpGateway:
             self.types.keep(self.dataset, types)
         except Exception as e:  # noqa: BLE001 - the samples are written; metadata is best effort
             self.warn(door, f"metric types not kept: {e}")
+
+    def _without_late(self, door: str, desc: Dataset, batch: SampleBatch, good: int,
+                      epoch: int | None) -> tuple[SampleBatch, int]:  # fmt: skip
+        """The batch without its late samples (counted, see the module docstring), and the
+        good lines left."""
+        window = self.options.ooo_window_ms
+        batch, late = without_late(desc, batch, window, epoch)
+        if late:
+            self._reject(door, late_reason(window),
+                         f"{late_message(self.dataset, late, window)}: dropped", late)  # fmt: skip
+        return batch, max(0, good - late)
 
     def _within_limits(self, door: str, desc: Dataset, batch: SampleBatch,
                        good: int) -> tuple[SampleBatch, int]:  # fmt: skip
@@ -546,7 +584,10 @@ def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGatewa
     tokens = load_auth_file(cfg.auth_file).door_tokens(cfg.dataset) if cfg.auth_file else {}
     router = IngestRouter(ShardMapStore(cfg.redis_url), log_from_config(cfg))
     limiter = IngestLimiter(LimitsStore(cfg.redis_url), cfg)
+    options = options or GatewayOptions()
+    if not options.ooo_window_ms:
+        options = replace(options, ooo_window_ms=round(float(cfg.ooo_window) * 1000))
     return TcpGateway(router, cfg.dataset, cfg.host,
                       {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options,
-                      tokens=tokens, limiter=limiter,
-                      metadata=MetadataStore(cfg.redis_url))  # fmt: skip
+                      tokens=tokens, limiter=limiter, metadata=MetadataStore(cfg.redis_url),
+                      epochs=Epochs(redis.Redis.from_url(cfg.redis_url)))  # fmt: skip

@@ -28,6 +28,7 @@ from filodb.model.partkeys import PartKeys
 from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
 
 if TYPE_CHECKING:
+    from filodb.model.identity import Routed
     from filodb.model.record import RecordBatch
 
 T = TypeVar("T")
@@ -57,6 +58,11 @@ class SampleBatch:
     hashes the router shards by (``shard_key_hash << 32 | part_key_hash``, see
     :func:`~filodb.model.shardkey.shards_of_routes`). They follow ``take_series`` and
     ``split``; they are not on the wire.
+
+    ``routed``: optional, where a door's series-key cache holds the series
+    (:class:`~filodb.model.identity.Routed`: the door checks the samples against the newest
+    timestamp it routed per series). It follows ``take_series`` and ``take_samples``, not
+    ``split``; not on the wire.
     """
 
     series: list[Labels]
@@ -68,6 +74,7 @@ class SampleBatch:
     exemplars: Exemplars | None = None
     pks: Sequence[bytes] | None = None  # a list, or PartKeys (a door's part-key arena)
     routes: np.ndarray | None = None
+    routed: Routed | None = None
 
     def __post_init__(self) -> None:
         self.sidx = np.ascontiguousarray(self.sidx, dtype=np.int32)
@@ -116,7 +123,18 @@ class SampleBatch:
             else self.exemplars.take(keep[self.exemplars.sidx], new_index),
             None if self.pks is None else _take_pks(self.pks, kept, keep),
             None if self.routes is None else self.routes[keep],
+            None if self.routed is None else self.routed.take(keep),
         )
+
+    def take_samples(self, keep: np.ndarray) -> SampleBatch:
+        """The samples where boolean ``keep`` (one per sample) is True, without the series
+        left with none (and their exemplars)."""
+        keep = np.asarray(keep, bool)
+        out = SampleBatch(self.series, self.sidx[keep], self.ts[keep], self.vals[keep],
+                          self.types, self.keys, self.exemplars, self.pks, self.routes,
+                          self.routed)  # fmt: skip
+        has = np.bincount(out.sidx, minlength=len(self.series)) > 0
+        return out if has.all() else out.take_series(has)
 
     def split(self, shard_of_series: np.ndarray, num_shards: int) -> dict[int, SampleBatch]:
         """Split into one batch per shard, given the shard of each series: two stable sorts

@@ -25,6 +25,18 @@ cached: the caller reports it).
 
 Bounded: once more than ``max_entries`` keys are held, the next call starts from empty (the
 bound is exceeded by at most one body's new keys). Thread-safe (one lock per cache).
+
+Newest routed timestamp: per label set id and per *scope* (a door's dataset, with a token
+that changes when what the workers hold of it may go back: created again, series deleted) the
+cache keeps the newest timestamp a door wrote to the log (an int64 column,
+:meth:`SeriesKeyCache.routed`), so the door can refuse a later body's samples that the workers
+would drop as out of order (:meth:`SeriesKeyCache.late`; a body that reaches its series'
+newest is taken as a resend and left to the workers). A batch carries where its series are
+in the cache (:class:`Routed`: the label set ids and the cache's generation, which a
+start-from-empty bumps, so ids of an earlier generation are never read against new ones). Both
+calls are one numba pass over the body's samples under the cache's lock; the newest only
+grows (a maximum), and is set after the log took the samples, so a race between two bodies can
+miss a refusal, never refuse a sample the log holds nothing newer than.
 """
 
 from __future__ import annotations
@@ -193,6 +205,48 @@ def _first_seen(
     return sidx, ids[:m]
 
 
+@nb.njit(cache=True, nogil=True)
+def _late(newest: np.ndarray, ids: np.ndarray, sidx: np.ndarray, ts: np.ndarray,
+          window: int) -> tuple[np.ndarray, int]:  # fmt: skip  # pragma: no cover - numba
+    """Per sample whether it is more than ``window`` ms older than its series' ``newest``
+    while none of its series' samples in the body reaches that newest (a body that does is
+    a resend, or overlaps it: left to the worker), and how many are. ids < 0, or past the
+    column: not known, never late."""
+    n = len(ts)
+    out = np.zeros(n, np.bool_)
+    reach = np.full(len(ids), np.iinfo(np.int64).min, np.int64)  # per series: the body's max
+    for i in range(n):
+        j = sidx[i]
+        if ts[i] > reach[j]:
+            reach[j] = ts[i]
+    k = 0
+    w = np.uint64(window)
+    for i in range(n):
+        j = sidx[i]
+        e = ids[j]
+        if e < 0 or e >= len(newest):
+            continue
+        top = newest[e]
+        # top - ts[i] in uint64: exact for any two int64 with top > ts[i] (no overflow)
+        if reach[j] < top and np.uint64(top) - np.uint64(ts[i]) > w:
+            out[i] = True
+            k += 1
+    return out, k
+
+
+@nb.njit(cache=True, nogil=True)
+def _note_newest(newest: np.ndarray, ids: np.ndarray, sidx: np.ndarray,
+                 ts: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - numba
+    for i in range(len(ts)):
+        e = ids[sidx[i]]
+        if 0 <= e < len(newest) and ts[i] > newest[e]:
+            newest[e] = ts[i]
+
+
+NO_TS = np.iinfo(np.int64).min
+MAX_SCOPES = 1000  # newest columns kept (datasets); past it, they start again
+
+
 # make(a bytes, b bytes, kind) -> (label set, extra) or None when the key is refused; ``extra``
 # is the caller's (Influx, Graphite: the metric types a key implies), kept per entry when not
 # None (interned: equal extras are held once).
@@ -203,18 +257,42 @@ Make = Callable[[bytes, bytes, int], "tuple[Labels, Hashable | None] | None"]
 Fast = Callable[..., "tuple[Made, list[Any] | None]"]
 
 
+@dataclass(frozen=True)
+class Routed:
+    """Where a batch's series are in the :class:`SeriesKeyCache` that resolved them: the
+    cache, its generation then, and per series its label set id (-1: not from the cache)."""
+
+    cache: SeriesKeyCache
+    generation: int
+    ids: np.ndarray
+
+    def take(self, keep: np.ndarray) -> Routed:
+        """The series where ``keep`` (a boolean mask or indices, one per series) says."""
+        return Routed(self.cache, self.generation, self.ids[keep])
+
+    def padded(self, n: int) -> Routed:
+        """For ``n`` series, those past the cache's ones not known (id -1)."""
+        if n <= len(self.ids):
+            return self
+        ids = np.full(n, -1, np.int64)
+        ids[: len(self.ids)] = self.ids
+        return Routed(self.cache, self.generation, ids)
+
+
 @dataclass
 class Resolved:
     """One body's keys: ``series`` (distinct label sets, first appearance first), ``sidx``
     (int32 per key, -1 where refused), per series its ``part_keys``, ``keys`` (uint64, as
     ``SampleBatch.keys``) and ``routes`` (uint64, as ``SampleBatch.routes``: the router shards
-    by them), and the distinct extras of the keys' entries that have one."""
+    by them), their label set ids (``routed``, as ``SampleBatch.routed``), and the distinct
+    extras of the keys' entries that have one."""
 
     series: list[Labels]
     sidx: np.ndarray
     part_keys: PartKeys
     keys: np.ndarray
     routes: np.ndarray
+    routed: Routed
     extras: list[Any] = field(default_factory=list)
 
 
@@ -226,6 +304,7 @@ class SeriesKeyCache:
         self.fast = fast
         self.max_entries = max_entries
         self._lock = threading.Lock()
+        self._generation = 0
         self._clear(1024)
 
     def _clear(self, capacity: int) -> None:
@@ -251,6 +330,9 @@ class SeriesKeyCache:
         self._pk_end = np.zeros(capacity, np.int64)
         self._keys = np.zeros(capacity, np.uint64)
         self._routes = np.zeros(capacity, np.uint64)
+        # per scope: its token and per label set id the newest timestamp routed (NO_TS: none)
+        self._newest: dict[str, tuple[Hashable, np.ndarray]] = {}
+        self._generation += 1  # label set ids start again
 
     def __len__(self) -> int:
         return int(self._state[0])
@@ -426,7 +508,46 @@ class SeriesKeyCache:
             seen = np.zeros(len(self._extras) + 1, np.bool_)
             seen[self._exid[ent[ent >= 0]]] = True
             extras = pick(self._extras, (np.flatnonzero(seen[1:])).tolist())
-        return Resolved(series, sidx, pks, self._keys[ids], self._routes[ids], extras)
+        routed = Routed(self, self._generation, ids)
+        return Resolved(series, sidx, pks, self._keys[ids], self._routes[ids], routed, extras)
+
+    def late(self, scope: str, token: Hashable, routed: Routed, sidx: np.ndarray,
+             ts: np.ndarray, window_ms: int) -> tuple[np.ndarray, int] | None:  # fmt: skip
+        """Per sample (``sidx``: index into ``routed.ids``; ``ts``) whether it is more than
+        ``window_ms`` older than the newest timestamp routed for its series in ``scope`` (a
+        dataset) under ``token`` (what must not change for the newest to hold: the dataset's
+        creation, deletions), unless a sample of its series in the body reaches that newest
+        (a resend: left to the worker), and how many are; None when none can be (nothing
+        routed under that token, or ``routed`` is of an earlier generation)."""
+        with self._lock:
+            held = self._newest.get(scope)
+            if held is None or held[0] != token or routed.generation != self._generation:
+                return None
+            return _late(held[1], routed.ids, sidx, ts, window_ms)
+
+    def routed(self, scope: str, token: Hashable, routed: Routed, sidx: np.ndarray,
+               ts: np.ndarray) -> None:  # fmt: skip
+        """Note samples written to the log in ``scope`` under ``token`` (see :meth:`late`;
+        another token starts the scope's column again); nothing when ``routed`` is of an
+        earlier generation."""
+        if not len(ts):
+            return
+        with self._lock:
+            if routed.generation != self._generation:
+                return
+            held = self._newest.get(scope)
+            cap = len(self._keys)  # label set ids are below it
+            if held is None or held[0] != token:
+                if held is None and len(self._newest) >= MAX_SCOPES:
+                    self._newest.clear()
+                newest = np.full(cap, NO_TS, np.int64)
+            elif len(held[1]) < cap:
+                newest = np.full(cap, NO_TS, np.int64)
+                newest[: len(held[1])] = held[1]
+            else:
+                newest = held[1]
+            self._newest[scope] = (token, newest)
+            _note_newest(newest, routed.ids, sidx, ts)
 
 
 def _grown(a: np.ndarray, n: int) -> np.ndarray:

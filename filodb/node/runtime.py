@@ -40,6 +40,7 @@ from filodb.node.ingester import ShardIngester
 from filodb.node.metrics import observe_flush
 from filodb.node.metrics import serve as serve_metrics
 from filodb.node.reader import NodeReader, RateLimitedLog
+from filodb.procmem import refreeze_soon
 from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.planner import Key, Maps
@@ -371,19 +372,22 @@ class NodeRuntime:
     def _claim_and_start(self, maps: Maps, states: tuple[ShardState, ...]) -> None:
         got = self.shard_map.claim(self.name, [(st.dataset, st.shard) for st in states],
                                    int(self.cfg.heartbeat_ttl * 1000))  # fmt: skip
+        started: dict[tuple[str, str], list[int]] = {}
         for act in planner.claimed(states, got, self._waiting_lease):
             if isinstance(act, planner.StartShard):
                 self._waiting_lease.discard((act.state.dataset, act.state.shard))
+                key = (act.state.dataset, act.state.status.value)
+                started.setdefault(key, []).append(act.state.shard)
                 self._start_shard(act.state, maps[act.state.dataset][0])
             else:
                 self._waiting_lease.add(act.key)
                 log.warning("node %s waits for %s/%s: still leased by %s", self.name,
                             *act.key, self.shard_map.lease_holder(*act.key))  # fmt: skip
+        for (ds, status), shards in started.items():  # a line a dataset, not one a shard
+            log.warning("node %s starts %d shard%s of %s (%s): %s", self.name, len(shards),
+                        "" if len(shards) == 1 else "s", ds, status, shard_ranges(shards))  # fmt: skip
 
     def _start_shard(self, st: ShardState, desc: Dataset) -> None:
-        log.warning(
-            "node %s starts shard %s/%s (%s)", self.name, st.dataset, st.shard, st.status.value
-        )
         if st.status is not ShardStatus.ASSIGNED:  # our own shard from a previous life
             st = self.shard_map.move(st, ShardStatus.ASSIGNED, self.name, expect_node=self.name)
         try:
@@ -451,6 +455,7 @@ class NodeRuntime:
                 log.exception("release of %s/%s", *key)
             finally:
                 self._releasing.pop(key, None)
+                refreeze_soon()  # the shard's objects were frozen if it started before warm-up
             log.warning("node %s released shard %s/%s", self.name, *key)
 
         t = threading.Thread(target=finish, name=f"release-{key[0]}-{key[1]}", daemon=True)
@@ -473,6 +478,17 @@ class NodeRuntime:
         log.warning(
             "flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0
         )
+
+
+def shard_ranges(shards: Iterable[int]) -> str:
+    """Shard numbers as runs: ``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(shards)):
+        if out and out[-1][1] == s - 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
 
 
 def _retention_every(retentions: Iterable[float]) -> float:

@@ -27,6 +27,7 @@ from filodb.config import Config
 from filodb.node.downsampler import DISPATCH_TIMEOUT_S
 from filodb.node.runtime import NodeRuntime
 from filodb.node.warm import warm_read_path
+from filodb.procmem import freeze_long_lived
 from filodb.tasks.app import make_celery
 from filodb.tasks.leaf import LeafCollector, LeafServer
 from filodb.tasks.periodic import bind_downsample, node_queue, send_downsample
@@ -89,7 +90,7 @@ def run_worker(cfg: Config) -> None:
         parts["rt"] = rt
         rt.start()
         rt.metrics_server.registry.register(LeafCollector(leaf))
-        threading.Thread(target=warm_read_path, name="warm", daemon=True).start()
+        threading.Thread(target=_warm_and_freeze, name="warm", daemon=True).start()
         log.warning("node %s ready (pid %s)", name, os.getpid())
 
     def on_shutting_down(sender=None, **_kw):  # before the pool waits for a running task
@@ -116,3 +117,12 @@ def run_worker(cfg: Config) -> None:
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
     )  # fmt: skip
+
+
+def _warm_and_freeze() -> None:
+    """Load the read path's kernels, then take what the process holds for good (imports,
+    numba's registries, the warmed kernels) out of the full collections
+    (:func:`~filodb.procmem.freeze_long_lived`): a full collection walked all of it, 40-60 ms
+    with the GIL held, in the middle of an ingest step or a query."""
+    warm_read_path()
+    freeze_long_lived()

@@ -41,7 +41,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.fastkeys import Made
-from filodb.model.identity import SeriesKeyCache
+from filodb.model.identity import Routed, SeriesKeyCache
 from filodb.model.labels import Labels, intern_labels
 from filodb.model.partkeys import PartKeys
 from filodb.model.varint import varint, varint_bytes
@@ -270,6 +270,7 @@ class _Scan:
     start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    routed: Routed | None = None
     meta_fields: list[bytes] = field(default_factory=list)
 
 
@@ -289,7 +290,8 @@ def _decode_fast(raw: bytes) -> tuple[SampleBatch, list[dict[str, str]]] | None:
     meta = _decode_metadata(b"".join(scan.meta_fields)) if scan.meta_fields else []
     if not len(scan.start):
         return SampleBatch(scan.series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0),
-                           keys=scan.keys, pks=scan.pks, routes=scan.routes), meta  # fmt: skip
+                           keys=scan.keys, pks=scan.pks, routes=scan.routes,
+                           routed=scan.routed), meta  # fmt: skip
     return _assemble(raw, np.frombuffer(raw, np.uint8), scan, meta)
 
 
@@ -376,6 +378,7 @@ def _scan_series(raw: bytes) -> _Scan:
         raise AssertionError("a refused label set parsed")  # pragma: no cover
     # a series in several TimeSeries is one series (the cache interns label sets)
     out.series, out.pks, out.keys, out.routes = got.series, got.part_keys, got.keys, got.routes
+    out.routed = got.routed
     has = fields[:, 3] < fields[:, 4]  # a series with samples (or anything after its labels)
     if not has.all():
         fields = fields[has]
@@ -487,7 +490,7 @@ def _assemble(raw: bytes, buf: np.ndarray, scan: _Scan, meta: list[dict[str, str
     sidx = np.repeat(scan.j, counts)
     types = {m["metric"]: m["type"] for m in meta if m["metric"]}
     return SampleBatch(scan.series, sidx, out_ts, out_vals, types, scan.keys, ex.build(),
-                       scan.pks, scan.routes), meta  # fmt: skip
+                       scan.pks, scan.routes, scan.routed), meta  # fmt: skip
 
 
 def _decode_metadata(fields: bytes) -> list[dict[str, str]]:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 
 from filodb.errors import BadInputError
 from filodb.model.resolution import ds_dataset_name
 from filodb.model.tombstone import Tombstone
 from filodb.shards.state import ShardStatus
+from filodb.web import ingest
 from filodb.web.params import match_params, prom_routes, time_param
 from filodb.web.services import services
 
@@ -52,8 +53,11 @@ def delete_series(dataset: str | None = None) -> Response:
     deadline = time.monotonic() + svc.cfg.query_timeout
     for name, offsets in appended:
         _wait_applied(name, {s: max(offs) for s, offs in offsets.items() if offs}, deadline)
+    epochs = current_app.extensions.get(ingest.EPOCHS)
     for name, _n in targets:  # after the shards applied it: extents from now on miss the samples
-        svc.results_cache.invalidate(name)
+        svc.results_cache.invalidate(name)  # and the doors' newest (other processes' within 1 s)
+        if epochs is not None:
+            epochs.expire(name)
     return Response(status=204)
 
 

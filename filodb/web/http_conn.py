@@ -7,12 +7,15 @@ from __future__ import annotations
 import io
 import json
 import socket
+import time
 from typing import Any
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
 MAX_HEAD_BYTES = 256 << 10  # request line and headers (waitress's default)
+REQUEST_TIMEOUT_S = 60.0  # a head must arrive whole this soon after its first byte (nginx's 60)
+MIN_BODY_RATE = 64 << 10  # bytes a second a body must keep up, past REQUEST_TIMEOUT_S
 RECV_BYTES = 256 << 10  # one read of a body: a 160 KB ingestion body in one or two
 DRAIN_BYTES = 1 << 20  # a body the app left unread up to this is read to keep the connection
 
@@ -30,15 +33,36 @@ class Closed(Exception):
 
 
 class Conn:
-    """A connection's socket with its read-ahead buffer."""
+    """A connection's socket with its read-ahead buffer.
 
-    def __init__(self, sock: socket.socket) -> None:
+    A slow client must not hold a connection's thread (or an app slot) at will: reads wait at
+    most ``idle_s`` (the socket's timeout, between requests), a request head must arrive whole
+    within ``request_s`` of its first byte (else 408), and a body within ``request_s`` plus
+    its length at :data:`MIN_BODY_RATE` (:meth:`body_deadline`)."""
+
+    def __init__(self, sock: socket.socket, idle_s: float = 300.0,
+                 request_s: float = REQUEST_TIMEOUT_S) -> None:  # fmt: skip
         self.sock = sock
         self.buf = b""
         self.sent_continue = True  # the "100 Continue" of the current request, when asked
+        self.idle_s = idle_s
+        self.request_s = request_s
+        self.deadline = 0.0  # monotonic time the bytes being read must have come by (0: none)
+        self.broken = False  # a body came short: the next bytes are not a request head
+
+    def _wait(self) -> None:
+        """The socket's timeout for the next read: the idle timeout, or what is left of the
+        current deadline (``Closed`` once it passed)."""
+        if not self.deadline:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Closed()
+        self.sock.settimeout(min(self.idle_s, left))
 
     def fill(self, limit: int = RECV_BYTES) -> bytes:
         try:
+            self._wait()
             data = self.sock.recv(limit)
         except (TimeoutError, OSError) as e:
             raise Closed() from e
@@ -48,22 +72,51 @@ class Conn:
 
     def head(self) -> bytes | None:
         """The next request's head (without its blank line); None at a clean end between
-        requests."""
-        while True:
-            self.buf = self.buf.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request
-            end = self.buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
-            if end >= 0:
-                head, self.buf = self.buf[:end], self.buf[end + 4 :]
-                return head
-            if len(self.buf) >= MAX_HEAD_BYTES + 4:
-                raise BadRequest(431, "request header too large")
-            try:
-                data = self.fill()
-            except Closed:
-                if self.buf:
+        requests. 408 when its bytes take longer than ``request_s`` from the first one."""
+        self.deadline = 0.0
+        try:
+            while True:
+                self.buf = self.buf.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request
+                end = self.buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+                if end >= 0:
+                    head, self.buf = self.buf[:end], self.buf[end + 4 :]
+                    return head
+                if len(self.buf) >= MAX_HEAD_BYTES + 4:
+                    raise BadRequest(431, "request header too large")
+                if self.buf and not self.deadline:
+                    self.deadline = time.monotonic() + self.request_s
+                try:
+                    data = self.fill()
+                except Closed:
+                    if not self.buf:
+                        return None
+                    if self.deadline and time.monotonic() >= self.deadline - 0.001:
+                        raise BadRequest(408, f"request head not sent whole within "
+                                              f"{self.request_s:g} s") from None  # fmt: skip
                     raise
-                return None
-            self.buf += data
+                self.buf += data
+        finally:
+            self.deadline = 0.0
+            self.sock.settimeout(self.idle_s)
+
+    def body_deadline(self, length: int, start: float | None = None) -> None:
+        """The clock of a body of ``length`` bytes that began at ``start`` (now when None;
+        see the class docstring)."""
+        t0 = time.monotonic() if start is None else start
+        self.deadline = t0 + self.request_s + length / MIN_BODY_RATE
+
+    def prefetch(self, length: int) -> None:
+        """Read ahead until the buffer holds ``length`` bytes (less when the client stops or
+        its body's deadline passes: the app then reads a short body)."""
+        while len(self.buf) < length:
+            try:
+                self.buf += self.fill(max(length - len(self.buf), 1))
+            except Closed:
+                return
+
+    def end_body(self) -> None:
+        self.deadline = 0.0
+        self.sock.settimeout(self.idle_s)
 
     def continue_once(self) -> None:
         if not self.sent_continue:
@@ -78,8 +131,9 @@ class Conn:
         self.buf = self.buf[n:]
         while n < len(view):
             try:
+                self._wait()
                 got = self.sock.recv_into(view[n:], min(len(view) - n, RECV_BYTES))
-            except (TimeoutError, OSError):
+            except (TimeoutError, OSError, Closed):
                 break
             if not got:
                 break
@@ -144,6 +198,7 @@ class Body(io.RawIOBase):
         self.left -= n
         if n < len(view):  # the peer closed or stalled mid-body (werkzeug's 400)
             self.left = 0
+            self.conn.broken = True
             raise ClientDisconnected()
         return n
 
@@ -166,7 +221,9 @@ def dechunk(conn: Conn, limit: int) -> bytes:
     """A chunked body, at most ``limit`` bytes of it (the rest stays unread)."""
     parts: list[bytes] = []
     have = 0
+    start = time.monotonic()
     while True:
+        conn.body_deadline(have + 4096, start)  # the chunk's size line
         size_text = conn.line().split(b";", 1)[0].strip()
         if not size_text or len(size_text) > 16 or not all(c in b"0123456789abcdefABCDEF"
                                                            for c in size_text):  # fmt: skip
@@ -177,6 +234,7 @@ def dechunk(conn: Conn, limit: int) -> bytes:
                 pass
             return b"".join(parts)
         take = min(size, limit - have)
+        conn.body_deadline(have + take + 4096, start)
         if take < size:  # past the limit: enough for the app to refuse
             chunk = bytearray(take)
             conn.read_into(memoryview(chunk))

@@ -14,9 +14,9 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
-from filodb.errors import BadInputError
+from filodb.errors import BadInputError, SamplesRefusedError
 from filodb.gateway import influx
-from filodb.gateway.door import IngestCounter, IngestDoor
+from filodb.gateway.door import Epochs, IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.limits import IngestLimiter
 from filodb.prom.remote_write import decode_write_request_full, warm
@@ -25,6 +25,7 @@ from filodb.web.services import Services, services
 
 bp = Blueprint("ingest", __name__)
 EXTENSION = "filodb_doors"
+EPOCHS = "filodb_door_epochs"  # the doors' Epochs: a deletion expires its dataset's at once
 DOORS = ("remote_write", "influx_http")
 
 _PRECISIONS = {"ns", "n", "u", "us", "µ", "ms", "s", "m", "h"}
@@ -32,12 +33,16 @@ _PRECISIONS = {"ns", "n", "u", "us", "µ", "ms", "s", "m", "h"}
 
 def init_app(app: Flask, svc: Services, counter: IngestCounter) -> None:
     """Give ``app`` its doors, writing through ``svc`` and counting into ``counter``; they
-    check the datasets' limits (one limiter shared by the doors)."""
+    check the datasets' limits (one limiter shared by the doors) and refuse samples older
+    than the newest they routed beyond ``ooo_window`` (:mod:`filodb.gateway.door`)."""
     limiter = IngestLimiter(svc.limits, svc.cfg)
+    epochs = app.extensions[EPOCHS] = Epochs(svc.results_cache.client)
+    window_ms = round(float(getattr(svc.cfg, "ooo_window", 0.0)) * 1000)
     warm()  # the decoders' first-call cost, before the first write rather than during it
     influx.warm()
     app.extensions[EXTENSION] = {
-        name: IngestDoor(name, svc.router, svc.metadata, counter, limiter) for name in DOORS
+        name: IngestDoor(name, svc.router, svc.metadata, counter, limiter, window_ms, epochs)
+        for name in DOORS
     }
 
 
@@ -97,14 +102,22 @@ def write_influx(door: IngestDoor, body: bytes, encoding: str | None, precision:
     ``dataset``; 400 listing the bad ones, after the good ones were written."""
     parsed = parse_lines(gunzip_if_needed(body, encoding, limit), precision=precision,
                          now_ms=now_ms())  # fmt: skip
-    door.write(dataset, parsed.batch)
+    refused: SamplesRefusedError | None = None
+    try:
+        door.write(dataset, parsed.batch)
+    except SamplesRefusedError as e:  # the rest was written: the bad lines are still told
+        refused = e
     door.reject_samples("malformed_line", len(parsed.errors))
     if parsed.errors:
         shown = "; ".join(f"line {n}: {msg}" for n, msg in parsed.errors[:10])
         more = f" (and {len(parsed.errors) - 10} more)" if len(parsed.errors) > 10 else ""
+        written = "" if refused else f", {len(parsed.batch)} samples written"
+        also = f"; {refused}" if refused else ""
         raise BadInputError(
-            f"{len(parsed.errors)} malformed line(s) rejected, {len(parsed.batch)} samples written: {shown}{more}"
+            f"{len(parsed.errors)} malformed line(s) rejected{written}: {shown}{more}{also}"
         )
+    if refused is not None:
+        raise refused
 
 
 @bp.post("/api/v1/write")

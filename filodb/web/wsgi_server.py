@@ -22,6 +22,13 @@ when each connection's own thread reads the request, calls the app and writes th
   client asks ``Connection: close``, the body was not read whole, the answer's length is
   unknown on HTTP/1.0, or ``max_requests`` answers were given; an answer of unknown length
   goes chunked on HTTP/1.1. A socket idle or stalled ``channel_timeout`` seconds is closed.
+* Slow clients (slowloris): a request head must come whole within ``request_timeout`` of its
+  first byte (else 408), a body within ``request_timeout`` plus its length at 64 KiB/s (else
+  the app reads it short: 400, and the connection closes); a body up to ``PREFETCH_BYTES`` is
+  read before the app gets one of its ``threads`` slots, so a trickling sender holds a
+  connection, not an app slot; and at ``connection_limit`` with a client waiting in the
+  backlog, the connection idle longest (between requests, or waiting for a head's bytes) for
+  at least ``EVICT_IDLE_S`` is closed for it, as nginx reuses idle keep-alive connections.
 * ``close`` stops accepting, wakes idle connections and waits a little for the requests in
   flight.
 
@@ -55,6 +62,7 @@ from filodb.listen import bind
 from filodb.web.http_conn import (
     DRAIN_BYTES,
     RECV_BYTES,
+    REQUEST_TIMEOUT_S,
     BadRequest,
     Body,
     Closed,
@@ -68,6 +76,8 @@ from filodb.web.http_conn import (
 log = logging.getLogger("filodb.web.server")
 
 SHARED_PORT_MAX_REQUESTS = 32  # answers per connection while processes share the port
+PREFETCH_BYTES = 256 << 10  # a body up to this is read before the app gets a slot
+EVICT_IDLE_S = 1.0  # at the connection limit, an idle connection this old may go for a new one
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
 _BODYLESS = ("1", "204", "304")  # statuses that never carry a body
@@ -90,11 +100,13 @@ class HttpServer:
 
     def __init__(self, app: Callable[..., Any], sockets: list[socket.socket], threads: int = 16,
                  connection_limit: int = 100, ident: str = "filodb", channel_timeout: float = 300,
-                 max_requests: int = 0, max_body_bytes: int = 1 << 30) -> None:  # fmt: skip
+                 max_requests: int = 0, max_body_bytes: int = 1 << 30,
+                 request_timeout: float = REQUEST_TIMEOUT_S) -> None:  # fmt: skip
         self.app = app
         self.sockets = sockets
         self.ident = ident
         self.timeout = channel_timeout
+        self.request_timeout = request_timeout
         self.max_requests = max_requests
         self.max_body_bytes = max_body_bytes
         self._calls = threading.BoundedSemaphore(max(1, threads))
@@ -102,7 +114,8 @@ class HttpServer:
         self._slots = threading.BoundedSemaphore(self.connection_limit)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._conns: dict[socket.socket, bool] = {}  # socket -> inside a request
+        # socket -> (inside a request, monotonic time it last went idle)
+        self._conns: dict[socket.socket, tuple[bool, float]] = {}
         self._lock = threading.Lock()
         self._date = (0, "")
         first = sockets[0].getsockname()
@@ -121,7 +134,8 @@ class HttpServer:
         try:
             while not self._stop.is_set():
                 if not self._slots.acquire(timeout=0.5):
-                    continue  # connection_limit connections open: the backlog waits
+                    self._evict_for(sel)  # connection_limit open: one idle may go for a new one
+                    continue
                 took = False
                 try:
                     for key, _ in sel.select(timeout=0.5):
@@ -144,13 +158,38 @@ class HttpServer:
         finally:
             sel.close()
 
+    def _evict_for(self, sel: selectors.BaseSelector) -> None:
+        """At the connection limit with a connection waiting in the backlog: close the
+        connection idle longest (between requests, or still waiting for a head's bytes) if it
+        has been for ``EVICT_IDLE_S``, so idle keep-alive clients and slow heads cannot keep
+        every slot while others wait (nginx reuses idle keep-alive connections the same way;
+        a client sees its idle connection closed and opens another)."""
+        if not any(k.fileobj is not self._wake_r for k, _ in sel.select(timeout=0)):
+            return
+        now = time.monotonic()
+        with self._lock:
+            idle = [(since, s) for s, (busy, since) in self._conns.items() if not busy]
+        if not idle:
+            return
+        since, victim = min(idle, key=lambda x: x[0])
+        if now - since < EVICT_IDLE_S:
+            return
+        with self._lock:
+            if self._conns.get(victim, (True, 0.0))[0]:
+                return  # it began a request meanwhile
+            self._conns[victim] = (True, now)  # evicted once
+        try:
+            victim.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _start(self, sock: socket.socket, addr: Any) -> None:
         sock.setblocking(True)
         sock.settimeout(self.timeout)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
-            self._conns[sock] = False
+            self._conns[sock] = (False, time.monotonic())
         threading.Thread(target=self._serve, args=(sock, addr), daemon=True,
                          name="filodb-http").start()  # fmt: skip
 
@@ -166,7 +205,7 @@ class HttpServer:
         deadline = time.monotonic() + grace_s
         while True:
             with self._lock:
-                idle = [s for s, busy in self._conns.items() if not busy]
+                idle = [s for s, (busy, _) in self._conns.items() if not busy]
                 left = len(self._conns)
             for s in idle:
                 try:
@@ -179,7 +218,7 @@ class HttpServer:
 
     # -- one connection ---------------------------------------------------------------
     def _serve(self, sock: socket.socket, addr: Any) -> None:
-        conn = Conn(sock)
+        conn = Conn(sock, self.timeout, self.request_timeout)
         answered = 0
         try:
             while not self._stop.is_set():
@@ -188,7 +227,9 @@ class HttpServer:
                     if head is None:
                         return
                     with self._lock:
-                        self._conns[sock] = True
+                        if self._conns.get(sock, (False,))[0]:
+                            return  # evicted while its head came in
+                        self._conns[sock] = (True, 0.0)
                     req = self._parse(head, conn, addr)
                     answered += 1
                     if self.max_requests and answered >= self.max_requests:
@@ -201,7 +242,7 @@ class HttpServer:
                 if not req.keep or self._stop.is_set():
                     return
                 with self._lock:
-                    self._conns[sock] = False
+                    self._conns[sock] = (False, time.monotonic())
         except Closed:
             return
         except Exception:  # noqa: BLE001 - a bug here ends this connection, not the server
@@ -280,6 +321,7 @@ class HttpServer:
             if not (size.isascii() and size.isdigit()) or len(size) > 18:
                 raise BadRequest(400, "invalid Content-Length")
             req.body = Body(conn, int(size))
+            conn.body_deadline(req.body.left)
             env["wsgi.input"] = req.body
         else:
             env["wsgi.input"] = io.BytesIO(b"")
@@ -326,6 +368,8 @@ class HttpServer:
                 lines.append(f"Server: {self.ident}")
             if req.body is not None and req.body.left > DRAIN_BYTES:
                 req.keep = False  # not worth reading the unread rest to keep the connection
+            if conn.broken:
+                req.keep = False  # its body came short: what follows is not a request
             if not conn.sent_continue:
                 req.keep = False  # the client may send the body it was not asked for
             if not req.keep:
@@ -346,6 +390,8 @@ class HttpServer:
                 return Closed()  # half an answer sent: only closing can tell
             return BadRequest(500, "internal server error")
 
+        if req.body is not None and req.body.left <= PREFETCH_BYTES and conn.sent_continue:
+            conn.prefetch(req.body.left)  # a slow sender waits here, not in an app slot
         with self._calls:
             try:
                 result = self.app(env, start_response)
@@ -376,6 +422,7 @@ class HttpServer:
         if req.keep and req.body is not None and req.body.left:  # before the next request
             while req.body.left and req.body.read(min(req.body.left, RECV_BYTES)):
                 pass
+        conn.end_body()
 
     def _http_date(self) -> str:
         now = int(time.time())

@@ -1,7 +1,10 @@
-"""Out-of-order samples through a real ``filodb up`` and remote write (issue 14's direct test):
-samples at t-10 s and t-5 s, then t-7 s in a second request. With ``--ooo-window`` set all
-three are answered, and still after a flush and a restart; without one the late sample is
-acknowledged, dropped and counted on the worker's /metrics."""
+"""Out-of-order samples through a real ``filodb up`` (issue 14's direct test): samples at
+t-10 s and t-5 s, then t-7 s in a second request. With ``--ooo-window`` set all three are
+answered, and still after a flush and a restart; a sample beyond the window is refused at the
+door (400 ``too old sample``). Without a window the late sample is refused at the door: 400
+``out of order sample``, counted on the web tier's /metrics, not written (the worker never
+sees it). A resend of the very same first body stays 204 (the worker drops its duplicates).
+The same through the Influx HTTP door."""
 
 from __future__ import annotations
 
@@ -23,10 +26,44 @@ pytestmark = pytest.mark.e2e
 SERIES = [make_labels({"__name__": "ooo_total", "job": "t"})]
 
 
-def _post(url: str, ts: list[int], vals: list[float]) -> None:
-    b = SampleBatch(SERIES, np.zeros(len(ts), np.int32), ts, vals)
-    r = requests.post(url + "/api/v1/write", data=encode_write_request(b), timeout=10)
-    assert r.status_code == 204, r.text
+def _rw_body(ts: list[int], vals: list[float]) -> bytes:
+    return encode_write_request(SampleBatch(SERIES, np.zeros(len(ts), np.int32), ts, vals))
+
+
+def _post_body(url: str, body: bytes, status: int = 204) -> requests.Response:
+    r = requests.post(url + "/api/v1/write", data=body, timeout=10)
+    assert r.status_code == status, r.text
+    return r
+
+
+def _post(url: str, ts: list[int], vals: list[float], status: int = 204) -> requests.Response:
+    return _post_body(url, _rw_body(ts, vals), status)
+
+
+def _influx(url: str, body: bytes, status: int = 204) -> requests.Response:
+    r = requests.post(url + "/influx/prometheus/write", params={"precision": "ms"}, data=body,
+                      timeout=10)  # fmt: skip
+    assert r.status_code == status, r.text
+    return r
+
+
+def _refused(r: requests.Response, word: str, refused: int, written: int) -> None:
+    """A 400 in Prometheus's JSON error shape naming the refused and the written samples."""
+    got = r.json()
+    assert (got["status"], got["errorType"]) == ("error", "bad_data"), got
+    assert got["error"].startswith(f"{word}: {refused} samples refused"), got
+    assert got["error"].endswith(f"the other {written} samples were written"), got
+
+
+def _door_rejected(url: str) -> dict[tuple[str, str], float]:
+    """The web tier's ``filodb_ingest_rejected_samples_total`` by (door, reason)."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    out: dict[tuple[str, str], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "filodb_ingest_rejected_samples_total":
+                out[(s.labels["door"], s.labels["reason"])] = s.value
+    return out
 
 
 def _query(url: str, q: str, t_ms: int) -> list:
@@ -58,11 +95,15 @@ def test_late_sample_within_the_window_is_answered_and_survives_restart(tmp_path
     up = UpProcess(tmp_path / "data", shards=2, env=env).start()
     try:
         _post(up.url, [t - 10_000, t - 5_000], [1.0, 2.0])
-        _post(up.url, [t - 7_000], [3.0])
-        _post(up.url, [t - 120_000], [9.0])  # outside the window: dropped, counted
+        _post(up.url, [t - 7_000], [3.0])  # within the window: 204, sorted in
+        _post(up.url, [t - 10_000, t - 5_000], [1.0, 2.0])  # a resend: within the window too
+        # outside the window: refused at the door, counted there, never written
+        r = _post(up.url, [t - 120_000], [9.0], status=400)
+        _refused(r, "too old sample", 1, 0)
         _wait(lambda: _check(up.url, t, 3.0, 6.0))
-        _wait(lambda: _assert_eq(_rejected(up.url), {"out_of_order": 0.0, "too_old": 1.0}))
-        # a flush writes the three samples (the late one in a chunk that overlaps nothing stored)
+        assert _door_rejected(up.url).get(("remote_write", "too_old")) == 1.0
+        assert _rejected(up.url).get("too_old", 0.0) == 0.0
+        # a flush writes the samples (the late one in a chunk that overlaps nothing stored)
         _wait(
             lambda: _assert_true(
                 all(r["last_checkpoint"] > 0 for r in _status(up.url) if r["series"])
@@ -75,20 +116,63 @@ def test_late_sample_within_the_window_is_answered_and_survives_restart(tmp_path
     again.start()
     try:
         _wait(lambda: _check(again.url, t, 3.0, 6.0))
-        _post(again.url, [t - 6_000], [4.0])  # after the restart: sorted in beside stored data
+        # after the restart the door knows nothing (the first body passes); the worker sorts
+        # this one in beside stored data
+        _post(again.url, [t - 6_000], [4.0])
         _wait(lambda: _check(again.url, t, 4.0, 10.0))
     finally:
         again.stop()
 
 
-def test_without_a_window_the_late_sample_is_dropped_and_counted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_window_the_late_sample_is_refused_at_the_door(tmp_path) -> None:  # type: ignore[no-untyped-def]
     t = int(time.time() * 1000) // 1000 * 1000
     up = UpProcess(tmp_path / "data", shards=2).start()
     try:
         _post(up.url, [t - 10_000, t - 5_000], [1.0, 2.0])
-        _post(up.url, [t - 7_000], [3.0])  # acknowledged, then refused by the worker
-        _wait(lambda: _assert_eq(_rejected(up.url), {"out_of_order": 1.0, "too_old": 0.0}))
-        _check(up.url, t, 2.0, 3.0)
+        r = _post(up.url, [t - 7_000], [3.0], status=400)  # the writer learns it
+        _refused(r, "out of order sample", 1, 0)
+        assert _door_rejected(up.url).get(("remote_write", "out_of_order")) == 1.0
+        # the very same first body again (its answer lost, say): 204; it reaches the newest,
+        # so the worker judges it and drops the two duplicates
+        _post(up.url, [t - 10_000, t - 5_000], [1.0, 2.0])
+        _wait(lambda: _check(up.url, t, 2.0, 3.0))
+        assert _door_rejected(up.url).get(("remote_write", "out_of_order")) == 1.0
+        # what the door refused never reached a worker; the resend's duplicates did
+        _wait(lambda: _assert_eq(_rejected(up.url), {"out_of_order": 2.0, "too_old": 0.0}))
+
+        # the same through the Influx HTTP door, and the very same body sent again
+        _influx(up.url, f"ooo_influx,job=t value=1 {t - 10_000}".encode())
+        second = f"ooo_influx,job=t value=2 {t - 5_000}".encode()
+        _influx(up.url, second)
+        r = _influx(up.url, f"ooo_influx,job=t value=3 {t - 7_000}".encode(), status=400)
+        _refused(r, "out of order sample", 1, 0)
+        _influx(up.url, second)  # the resend: 204
+        assert _door_rejected(up.url).get(("influx_http", "out_of_order")) == 1.0
+        _wait(lambda: _assert_eq(_query(up.url, "count_over_time(ooo_influx[1m])", t), [2.0]))
+        assert _query(up.url, "sum_over_time(ooo_influx[1m])", t) == [3.0]
+
+        # a deletion lets the workers take older samples again: the door forgets its newest
+        r = requests.post(up.url + "/api/v1/admin/tsdb/delete_series",
+                          params={"match[]": "ooo_total"}, timeout=60)  # fmt: skip
+        assert r.status_code == 204, r.text
+        _post(up.url, [t - 10_000], [7.0])
+        _wait(lambda: _check(up.url, t, 1.0, 7.0))
+    finally:
+        up.stop()
+
+
+def test_with_a_window_the_influx_door_passes_late_samples_within_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    t = int(time.time() * 1000) // 1000 * 1000
+    up = UpProcess(tmp_path / "data", shards=2, env={"FILODB_OOO_WINDOW": "60"}).start()
+    try:
+        _influx(up.url, f"ooo_influx,job=t value=1 {t - 10_000}\nooo_influx,job=t value=2 "
+                        f"{t - 5_000}".encode())  # fmt: skip
+        _influx(up.url, f"ooo_influx,job=t value=3 {t - 7_000}".encode())
+        r = _influx(up.url, f"ooo_influx,job=t value=9 {t - 120_000}".encode(), status=400)
+        _refused(r, "too old sample", 1, 0)
+        assert _door_rejected(up.url).get(("influx_http", "too_old")) == 1.0
+        _wait(lambda: _assert_eq(_query(up.url, "count_over_time(ooo_influx[1m])", t), [3.0]))
+        assert _query(up.url, "sum_over_time(ooo_influx[1m])", t) == [6.0]
     finally:
         up.stop()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import threading
 import time
@@ -231,6 +232,7 @@ def test_close_lets_a_request_in_flight_finish_and_stops_accepting() -> None:
         idle = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
         idle.request("POST", "/echo", b"x")
         idle.getresponse().read()
+        eventually(lambda srv=srv: _idle_only(srv), 5, 0.01)  # its answer's bookkeeping done
         t = threading.Thread(target=slow)
         t.start()
         eventually(lambda srv=srv: _busy(srv), 5, 0.02)
@@ -242,8 +244,12 @@ def test_close_lets_a_request_in_flight_finish_and_stops_accepting() -> None:
         idle.close()
 
 
+def _idle_only(srv: HttpServer) -> None:
+    assert not any(busy for busy, _ in srv._conns.values())  # noqa: SLF001
+
+
 def _busy(srv: HttpServer) -> None:
-    assert any(srv._conns.values())  # noqa: SLF001 - the request under way
+    assert any(busy for busy, _ in srv._conns.values())  # noqa: SLF001 - the request under way
 
 
 def test_the_remote_write_route_of_the_real_app(redis_url: str, tmp_path: Path) -> None:
@@ -274,3 +280,120 @@ def test_the_remote_write_route_of_the_real_app(redis_url: str, tmp_path: Path) 
         r = conn.getresponse()
         assert r.status == 200 and json.loads(r.read())["status"] == "success"
         conn.close()
+
+
+def _answer_within(port: int, data: bytes, timeout: float) -> bytes:
+    """What the server answers to ``data`` (sent whole, the socket left open) until it closes
+    or ``timeout`` passes (then what came so far)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def test_a_head_trickling_in_is_answered_408_at_the_request_timeout() -> None:
+    """A client sending its head a byte at a time (slowloris) gets 408 once the head is
+    ``request_timeout`` late, though each byte came well within the idle timeout."""
+    with _serve(_app(), channel_timeout=5, request_timeout=1.0) as srv:
+        head = b"GET /stream HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", srv.effective_port), timeout=10) as s:
+            answer = b""
+            for i in range(len(head)):  # a byte every 20 ms: 4 s if nothing stops it
+                try:
+                    s.sendall(head[i : i + 1])
+                except OSError:
+                    break
+                ready, _, _ = select.select([s], [], [], 0.02)
+                if ready:
+                    break
+            s.settimeout(5)
+            try:
+                while chunk := s.recv(65536):
+                    answer += chunk
+            except OSError:
+                pass
+        status, body = _status_and_json(answer)
+        assert status == 408 and "within 1 s" in body["error"]
+        assert time.monotonic() - t0 < 3
+
+
+def test_a_slow_body_does_not_hold_an_app_slot_and_is_cut_at_its_deadline() -> None:
+    """One app slot: a client that sends a tenth of its body and stalls waits outside the app
+    (the body is read ahead), so another client is served meanwhile; the stalled one gets 400
+    once its body is ``request_timeout`` late."""
+    with _serve(_app(), threads=1, channel_timeout=30, request_timeout=3.0) as srv:
+        stalled: list[bytes] = []
+
+        def slow() -> None:
+            data = b"POST /echo HTTP/1.1\r\nContent-Length: 500\r\n\r\n" + b"x" * 50
+            stalled.append(_answer_within(srv.effective_port, data, 10))
+
+        t = threading.Thread(target=slow)
+        t0 = time.monotonic()
+        t.start()
+        eventually(lambda: _count_conns(srv, 1), 5, 0.01)
+        c = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=5)
+        c.request("GET", "/stream")
+        assert c.getresponse().read() == b"".join(b"part%d;" % i for i in range(5))
+        assert not stalled  # served while the stalled client still waits for its answer
+        assert time.monotonic() - t0 < 3.0  # before the stalled body's deadline
+        c.close()
+        t.join(10)
+        assert stalled and stalled[0].startswith(b"HTTP/1.1 400")
+        assert time.monotonic() - t0 < 9
+
+
+def test_at_the_connection_limit_the_idle_connection_goes_for_a_waiting_client() -> None:
+    """Two keep-alive connections idle after a request fill the limit; a third client is
+    served once the longest idle one has been idle a second (it is closed for it), where it
+    used to wait for ``channel_timeout``."""
+    with _serve(_app(), connection_limit=2, channel_timeout=60) as srv:
+        idle = []
+        for k in range(2):
+            c = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
+            c.request("POST", "/echo", b"%d" % k)
+            assert c.getresponse().read() == b"%d" % k
+            idle.append(c)
+        t0 = time.monotonic()
+        c3 = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
+        c3.request("POST", "/echo", b"third")
+        assert c3.getresponse().read() == b"third"
+        assert time.monotonic() - t0 < 5
+        assert idle[0].sock is not None and idle[0].sock.recv(1) == b""  # the oldest went
+        for c in (*idle, c3):
+            c.close()
+
+
+def test_at_the_connection_limit_connections_inside_a_request_are_not_closed() -> None:
+    with _serve(_app(), connection_limit=2, channel_timeout=60) as srv:
+        got: list[bytes] = []
+
+        def slow() -> None:
+            c = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
+            c.request("GET", "/slow?s=2")
+            got.append(c.getresponse().read())
+            c.close()
+
+        ts = [threading.Thread(target=slow) for _ in range(2)]
+        for t in ts:
+            t.start()
+        eventually(lambda: _count_conns(srv, 2, busy=True), 5, 0.01)
+        c3 = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
+        c3.request("POST", "/echo", b"third")  # waits in the backlog for a slot
+        assert c3.getresponse().read() == b"third"
+        for t in ts:
+            t.join(10)
+        assert got == [b"done", b"done"]
+        c3.close()
+
+
+def _count_conns(srv: HttpServer, n: int, busy: bool | None = None) -> None:
+    with srv._lock:  # noqa: SLF001
+        have = [b for b, _ in srv._conns.values() if busy is None or b == busy]  # noqa: SLF001
+    assert len(have) >= n
