@@ -52,7 +52,7 @@ from typing import cast
 import numpy as np
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
-from filodb.gateway import influx_fast
+from filodb.gateway import influx_fast, influx_keys
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
@@ -246,7 +246,7 @@ def _fast_labels(key: bytes, name: bytes, kind: int) -> tuple[Labels, tuple | No
 _Hit = tuple[Labels, tuple[tuple[str, str], ...]]  # a label set and the metric types it implies
 
 # The fast pass's series by (series key, field name, kind) bytes, across bodies.
-_SERIES = SeriesKeyCache(_fast_labels, _KEY_CACHE_MAX)
+_SERIES = SeriesKeyCache(_fast_labels, _KEY_CACHE_MAX, influx_keys.spans)
 
 
 class _Out:

@@ -5,8 +5,11 @@ name). Senders repeat the same series body after body, so a door looks those byt
 building anything per series. :class:`SeriesKeyCache` keeps the bytes of every key it has seen
 in numpy arrays (an arena, an open-addressing hash table, per-entry offsets) and one numba
 kernel (``nogil``) hashes and finds all the keys of a body, comparing the bytes, so a hit is
-exact (no hash collision can give a series another's samples) and costs no Python step. Only
-misses reach Python, which builds the label set (``make``) once per new key.
+exact (no hash collision can give a series another's samples) and costs no Python step. The
+misses of a body are built together by the door's ``fast`` function when it has one (one
+numba call reads, checks and hashes them all: :mod:`filodb.model.fastkeys`); the keys it
+leaves (unusual bytes, refusals) reach Python, which builds the label set (``make``) once
+per new key.
 
 A key is up to two byte ranges of one buffer plus a ``kind`` byte (the caller's tag, e.g. an
 Influx line's only field named ``value``): ``buf[a0:a1]``, ``buf[b0:b1]``, ``kind``. Entries
@@ -41,12 +44,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_
 from typing import Any
 
 import numba as nb
 import numpy as np
 
 from filodb.model.batch import pick, series_identity
+from filodb.model.fastkeys import Made, copy_spans
 from filodb.model.labels import Labels
 from filodb.model.libc import MEMCMP
 from filodb.model.partkeys import PartKeys
@@ -245,6 +251,10 @@ MAX_SCOPES = 1000  # newest columns kept (datasets); past it, they start again
 # is the caller's (Influx, Graphite: the metric types a key implies), kept per entry when not
 # None (interned: equal extras are held once).
 Make = Callable[[bytes, bytes, int], "tuple[Labels, Hashable | None] | None"]
+# fast(buf, a0, a1, b0, b1, kind) -> (the keys it builds at once, and per row of those its
+# extra or None, or None when none has one): the label sets and identities of many missed keys in one numba call
+# (:mod:`filodb.model.fastkeys`); the keys it leaves (``ok`` False) go to ``make``.
+Fast = Callable[..., "tuple[Made, list[Any] | None]"]
 
 
 @dataclass(frozen=True)
@@ -289,8 +299,9 @@ class Resolved:
 class SeriesKeyCache:
     """Raw key bytes → series, for whole bodies at once; see the module docstring."""
 
-    def __init__(self, make: Make, max_entries: int = 500_000) -> None:
+    def __init__(self, make: Make, max_entries: int = 500_000, fast: Fast | None = None) -> None:
         self.make = make
+        self.fast = fast
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._generation = 0
@@ -352,6 +363,23 @@ class SeriesKeyCache:
 
     def _add(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
              b1: np.ndarray, kind: np.ndarray) -> np.ndarray:  # fmt: skip
+        """Entries of missed keys, -1 where refused: the keys ``fast`` takes in bulk, the
+        others built by ``make`` once per distinct key."""
+        if self.fast is None:
+            return self._add_each(buf, a0, a1, b0, b1, kind)
+        made, extras = self.fast(buf, a0, a1, b0, b1, kind)
+        out = np.full(len(a0), -1, np.int64)
+        t = made.rows
+        if len(t):
+            labels = self._label_ids_of(made)
+            out[t] = self._enter(buf, a0[t], a1[t], b0[t], b1[t], kind[t], labels, extras)
+        rest = np.flatnonzero(~made.ok)
+        if len(rest):
+            out[rest] = self._add_each(buf, a0[rest], a1[rest], b0[rest], b1[rest], kind[rest])
+        return out
+
+    def _add_each(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
+                  b1: np.ndarray, kind: np.ndarray) -> np.ndarray:  # fmt: skip
         """Entries of missed keys: built by ``make`` once per distinct key, -1 if refused."""
         raw = buf.data
         made: dict[tuple[bytes, bytes, int], int] = {}  # distinct key -> position in `take`
@@ -375,21 +403,70 @@ class SeriesKeyCache:
         if not take:
             return pos
         t = np.array(take, np.int64)
-        self._reserve(len(t), int((a1[t] - a0[t] + b1[t] - b0[t]).sum()))
-        first = len(self)
-        ent = _insert(buf, a0[t], a1[t], b0[t], b1[t], kind[t], self._table, self._ehash,
-                      self._eoff, self._ela, self._elb, self._ekind, self._arena, MEMCMP,
-                      self._state)  # fmt: skip
-        self._elabel[ent] = labels
-        for e, x in zip(ent.tolist(), extras, strict=True):
-            if x is not None and e >= first:
-                self._exid[e] = 1 + self._extra_id.setdefault(x, len(self._extra_id))
-                if len(self._extras) < len(self._extra_id):
-                    self._extras.append(x)
+        ent = self._enter(buf, a0[t], a1[t], b0[t], b1[t], kind[t], labels, extras)
         out = np.full(len(a0), -1, np.int64)
         ok = pos >= 0
         out[ok] = ent[pos[ok]]
         return out
+
+    def _enter(self, buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray,
+               b1: np.ndarray, kind: np.ndarray, labels: Any,
+               extras: list[Hashable | None] | None) -> np.ndarray:  # fmt: skip
+        """Add keys (a key met twice is one entry) with their label set ids and extras
+        (None: none has one); their entries."""
+        self._reserve(len(a0), int((a1 - a0 + b1 - b0).sum()))
+        first = len(self)
+        ent = _insert(buf, a0, a1, b0, b1, kind, self._table, self._ehash, self._eoff,
+                      self._ela, self._elb, self._ekind, self._arena, MEMCMP,
+                      self._state)  # fmt: skip
+        self._elabel[ent] = labels
+        some = [] if extras is None else [(r, x) for r, x in enumerate(extras) if x is not None]
+        for r, x in some:
+            e = int(ent[r])
+            if e >= first:
+                self._exid[e] = 1 + self._extra_id.setdefault(x, len(self._extra_id))
+                if len(self._extras) < len(self._extra_id):
+                    self._extras.append(x)
+        return ent
+
+    def _label_ids_of(self, made: Made) -> np.ndarray:
+        """:meth:`_label_id_of` of ``made``'s label sets at once, with their identities as
+        the fast path computed them: C-level dict steps, numpy and numba."""
+        series = made.series
+        got = list(map(self._label_id.get, series))
+        base = len(self._labels)
+        if None not in got:
+            return np.array(got, np.int64)
+        fresh = dict.fromkeys(compress(series, map(is_, got, repeat(None))))
+        self._label_id.update(zip(fresh, range(base, base + len(fresh)), strict=True))
+        self._labels.extend(fresh)
+        if len(fresh) == len(series):  # the usual case: all new, each once, in order
+            ids = np.arange(base, base + len(series), dtype=np.int64)
+            new, first = ids, np.arange(len(series))
+        else:
+            ids = np.array(list(map(self._label_id.__getitem__, series)), np.int64)
+            new, first = np.unique(ids, return_index=True)
+            first = first[new >= base]
+            new = new[new >= base]
+        self._room_for_labels(base + len(new))
+        size = made.end[first] - made.start[first]
+        used = self._pk_used
+        total = int(size.sum())
+        if used + total > len(self._pk_arena):  # a new array: views keep the old one
+            self._pk_arena = _grown(self._pk_arena, max(used + total, 2 * used))
+        ends = used + np.cumsum(size)
+        copy_spans(made.arena, made.start[first], made.end[first], self._pk_arena, ends - size)
+        self._pk_start[new], self._pk_end[new] = ends - size, ends
+        self._pk_used = used + total
+        self._keys[new], self._routes[new] = made.keys[first], made.routes[first]
+        return ids
+
+    def _room_for_labels(self, n: int) -> None:
+        """Per label set arrays of ``n`` rows at least (doubling)."""
+        if n > len(self._keys):
+            cap = max(n, 2 * len(self._keys))
+            for name in ("_pk_start", "_pk_end", "_keys", "_routes"):
+                setattr(self, name, _grown(getattr(self, name), cap))
 
     def _label_id_of(self, labels: Labels) -> int:
         """The id of a label set, its identity kept on first sight."""
@@ -397,10 +474,7 @@ class SeriesKeyCache:
         if i is None:
             i = len(self._labels)
             pk, key, route = series_identity(labels)
-            if i >= len(self._keys):
-                cap = 2 * len(self._keys)
-                for name in ("_pk_start", "_pk_end", "_keys", "_routes"):
-                    setattr(self, name, _grown(getattr(self, name), cap))
+            self._room_for_labels(i + 1)
             used = self._pk_used
             if used + len(pk) > len(self._pk_arena):  # a new array: views keep the old one
                 self._pk_arena = _grown(self._pk_arena, max(used + len(pk), 2 * used))

@@ -18,7 +18,9 @@ gathered by numpy) and after the kernels:
 * 10 k x 100 samples: 9.4 -> 15.0 M samples/s with cached series, 3.4 -> 5.0 M with new ones;
   4.1 -> 25 M samples/s when 10 % of the values are 0 (proto3 leaves them out);
 * 10 k x 1 sample (Prometheus's usual shape): 1.35 -> 5.9 M samples/s cached; new series
-  cost ~12 us each (parse, check, intern, part key and hashes), ~81 k series/s.
+  cost ~12 us each (parse, check, intern, part key and hashes), ~81 k series/s; now built a
+  body at a time (:mod:`filodb.prom.label_spans`, :mod:`filodb.model.fastkeys`), ~2-4 us
+  each (``python bench/new_series.py``).
 
 :func:`encode_write_request` is vectorised too (byte-identical to protobuf's serialisation).
 """
@@ -38,10 +40,12 @@ from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
+from filodb.model.fastkeys import Made
 from filodb.model.identity import Routed, SeriesKeyCache
 from filodb.model.labels import Labels, intern_labels
 from filodb.model.partkeys import PartKeys
 from filodb.model.varint import varint, varint_bytes
+from filodb.prom import label_spans
 from filodb.prom.proto import TimeSeries, WriteRequest
 from filodb.prom.proto import field as pb_field
 
@@ -155,10 +159,17 @@ def _series_of_fields(raw: bytes, _b: bytes, _kind: int) -> tuple[Labels, None] 
         return None
 
 
+def _fast_series(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, *_: np.ndarray
+                 ) -> tuple[Made, None]:  # fmt: skip
+    """The new series of a body's Label fields at once (:mod:`filodb.prom.label_spans`); the
+    keys it leaves go to :func:`_series_of_fields`."""
+    return label_spans.spans(buf, a0, a1), None
+
+
 # Series by the raw bytes of their Label fields (label set, part key, key, route): a series
 # seen before costs no Python step, no parse and no hashing of its labels. Only valid label
 # sets are stored.
-SERIES = SeriesKeyCache(_series_of_fields, 1_000_000)
+SERIES = SeriesKeyCache(_series_of_fields, 1_000_000, _fast_series)
 
 
 def _decompress(body: bytes, max_decompressed: int) -> bytes:

@@ -1,0 +1,147 @@
+"""Influx's new series in one numba call: (series key, field name, kind) → label spans.
+
+The fast pass (:mod:`filodb.gateway.influx_fast`) names each sample's series by byte ranges
+of the body; :data:`~filodb.gateway.influx._SERIES` builds a series the first time it meets
+them. :func:`spans` reads every missed key of a body at once into
+:mod:`filodb.model.fastkeys`'s label spans, following
+:func:`~filodb.gateway.influx._labels_of` rule for rule: ``measurement[,tag=value...]``
+split at commas and each tag at its one ``=`` (both sides non-empty), tag names sanitised to
+``[a-zA-Z0-9_]`` and the metric name (the measurement, or ``<measurement>_<field>`` for a
+field of kind :data:`~filodb.gateway.influx_fast.FIELD`) to ``[a-zA-Z0-9_:]`` (other bytes
+become ``_``, a leading digit gets a ``_`` before it), a tag named ``__name__`` dropped (two:
+refused). A key with a backslash, a NUL or a non-ASCII byte, an empty measurement, a bad tag
+or duplicate names is left to that Python path, which answers or refuses as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from filodb.gateway.influx_fast import COUNTER, FIELD
+from filodb.model.fastkeys import Made, finish
+
+_NAME = np.frombuffer(b"__name__", np.uint8)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ok_byte(c: int) -> bool:  # pragma: no cover - numba
+    return c != 0 and c < 0x80 and c != 92  # no NUL, ASCII, no backslash
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _word(c: int, colon: bool) -> bool:  # pragma: no cover - numba
+    """``c`` is kept by the sanitiser (``[a-zA-Z0-9_]``, and ``:`` in a metric name)."""
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or (colon and c == 58)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _sanitised(buf: np.ndarray, a: int, b: int, txt: np.ndarray, t: int, colon: bool,
+               lead: bool) -> int:  # fmt: skip  # pragma: no cover - numba
+    """``buf[a:b]`` sanitised into ``txt[t]`` (``lead``: these are the name's first bytes,
+    a leading digit gets a ``_``); where it ends."""
+    if lead and a < b and 48 <= buf[a] <= 57:
+        txt[t] = 95
+        t += 1
+    for k in range(a, b):
+        c = buf[k]
+        txt[t] = c if _word(c, colon) else 95
+        t += 1
+    return t
+
+
+@nb.njit(cache=True, nogil=True)
+def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
+           kind: np.ndarray, name: np.ndarray) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
+    n = len(a0)
+    size = cap = 0
+    for i in range(n):
+        size += a1[i] - a0[i] + b1[i] - b0[i]
+        for k in range(a0[i], a1[i]):
+            cap += buf[k] == 44
+    cap += n
+    txt = np.empty(len(name) + 2 * size + 4 * n + 1, np.uint8)
+    txt[: len(name)] = name  # every key's __name__ label names it here
+    t = len(name)
+    no = np.empty(cap, np.int64)
+    nl = np.empty(cap, np.int64)
+    vo = np.empty(cap, np.int64)
+    vl = np.empty(cap, np.int64)
+    ok = np.zeros(n, np.bool_)
+    ls = np.zeros(n, np.int64)
+    lc = np.zeros(n, np.int64)
+    r = 0
+    for i in range(n):
+        p, e = a0[i], a1[i]
+        ls[i] = r
+        good = True
+        for k in range(p, e):
+            good &= _ok_byte(buf[k])
+        if kind[i] == FIELD:
+            for k in range(b0[i], b1[i]):
+                good &= _ok_byte(buf[k])
+        m = p  # the measurement: up to the first comma
+        while m < e and buf[m] != 44:
+            m += 1
+        if not good or m == p:
+            continue
+        named = 0  # tags named __name__ (once sanitised)
+        q = m
+        while q < e and good:  # tags: "," name "=" value
+            s = q + 1
+            eq = -1
+            c = s
+            while c < e and buf[c] != 44:
+                if buf[c] == 61:
+                    if eq >= 0:
+                        good = False
+                    eq = c
+                c += 1
+            if eq <= s or eq + 1 >= c:
+                good = False
+                break
+            no[r] = t
+            t = _sanitised(buf, s, eq, txt, t, False, True)
+            nl[r] = t - no[r]
+            vo[r], vl[r] = eq + 1, c - eq - 1  # offsets in buf for now: copied below
+            same = nl[r] == len(name)
+            if same:
+                for k in range(len(name)):
+                    same &= txt[no[r] + k] == name[k]
+            if same:
+                named += 1
+            else:
+                r += 1
+            q = c
+        if not good or named > 1:
+            r = ls[i]
+            continue
+        for j in range(ls[i], r):  # the tag values, after their names
+            a = vo[j]
+            txt[t : t + vl[j]] = buf[a : a + vl[j]]
+            vo[j] = t
+            t += vl[j]
+        no[r], nl[r], vo[r] = 0, len(name), t
+        t = _sanitised(buf, p, m, txt, t, True, True)
+        if kind[i] == FIELD:
+            txt[t] = 95
+            t = _sanitised(buf, b0[i], b1[i], txt, t + 1, True, False)
+        vl[r] = t - vo[r]
+        r += 1
+        ok[i] = True
+        lc[i] = r - ls[i]
+    return txt, ok, ls, lc, no[:r], nl[:r], vo[:r], vl[:r]
+
+
+def spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
+          kind: np.ndarray) -> tuple[Made, list[Any]]:  # fmt: skip
+    """The label sets of the keys the fast path takes, and per taken row (``Made.rows``) the
+    metric types it implies (a ``counter`` field: its metric is a counter), as
+    :func:`~filodb.gateway.influx._fast_labels` gives them."""
+    made = finish(*_spans(buf, a0, a1, b0, b1, kind, _NAME))
+    extras: list[Any] = [None] * len(made.rows)
+    for j in np.flatnonzero(kind[made.rows] == COUNTER).tolist():
+        extras[j] = ((made.pairs[made.metric[j]][1], "counter"),)
+    return made, extras
