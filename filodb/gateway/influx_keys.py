@@ -21,7 +21,7 @@ import numba as nb
 import numpy as np
 
 from filodb.gateway.influx_fast import COUNTER, FIELD
-from filodb.model.fastkeys import Made, finish
+from filodb.model.fastkeys import Made, finish, label_rows
 
 _NAME = np.frombuffer(b"__name__", np.uint8)
 
@@ -65,13 +65,7 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: 
     txt = np.empty(len(name) + 2 * size + 4 * n + 1, np.uint8)
     txt[: len(name)] = name  # every key's __name__ label names it here
     t = len(name)
-    no = np.empty(cap, np.int64)
-    nl = np.empty(cap, np.int64)
-    vo = np.empty(cap, np.int64)
-    vl = np.empty(cap, np.int64)
-    ok = np.zeros(n, np.bool_)
-    ls = np.zeros(n, np.int64)
-    lc = np.zeros(n, np.int64)
+    no, nl, vo, vl, ok, ls, lc = label_rows(cap, n)
     r = 0
     for i in range(n):
         p, e = a0[i], a1[i]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from filodb.model.xxh64 import _xxh64, u64_at, words
+from filodb.model.xxh64 import _xxh64, equal_at, words
 
 
 @nb.njit(cache=True, nogil=True)
@@ -35,21 +35,9 @@ def _find(w, ends, hashes, aw, aends, ahash, slots):  # pragma: no cover - numba
                 break
             if ahash[s] == h:
                 sa = aends[s - 1] if s > 0 else 0
-                if aends[s] - sa == n:
-                    same = True
-                    k = 0
-                    while k + 8 <= n:
-                        if u64_at(aw, sa + k) != u64_at(w, a + k):
-                            same = False
-                            break
-                        k += 8
-                    if same and k < n:
-                        tail = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
-                        if (u64_at(aw, sa + k) ^ u64_at(w, a + k)) & tail:
-                            same = False
-                    if same:
-                        out[i] = s
-                        break
+                if aends[s] - sa == n and equal_at(aw, sa, w, a, n):
+                    out[i] = s
+                    break
             p = (p + np.uint64(1)) & mask
         a = b
     return out

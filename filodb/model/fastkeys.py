@@ -53,6 +53,15 @@ _NS = np.frombuffer(b"_ns_", np.uint8)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def label_rows(cap: int, n: int) -> Any:  # pragma: no cover - numba
+    """A door's label spans, empty: per label row (``cap`` of them) ``no``, ``nl``, ``vo``,
+    ``vl``; per key (``n``) ``ok``, ``ls``, ``lc`` (see the module docstring)."""
+    return (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64),
+            np.empty(cap, np.int64), np.zeros(n, np.bool_), np.zeros(n, np.int64),
+            np.zeros(n, np.int64))  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _cmp(txt: np.ndarray, a: int, la: int, b: int, lb: int) -> int:  # pragma: no cover - numba
     """-1, 0 or 1 as ``txt[a:a + la]`` sorts before, with or after ``txt[b:b + lb]``."""
     for k in range(min(la, lb)):

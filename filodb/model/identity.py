@@ -452,14 +452,19 @@ class SeriesKeyCache:
         size = made.end[first] - made.start[first]
         used = self._pk_used
         total = int(size.sum())
-        if used + total > len(self._pk_arena):  # a new array: views keep the old one
-            self._pk_arena = _grown(self._pk_arena, max(used + total, 2 * used))
+        self._room_for_pks(total)
         ends = used + np.cumsum(size)
         copy_spans(made.arena, made.start[first], made.end[first], self._pk_arena, ends - size)
         self._pk_start[new], self._pk_end[new] = ends - size, ends
         self._pk_used = used + total
         self._keys[new], self._routes[new] = made.keys[first], made.routes[first]
         return ids
+
+    def _room_for_pks(self, nbytes: int) -> None:
+        """Room for ``nbytes`` more part-key bytes (a new array: views keep the old one)."""
+        used = self._pk_used
+        if used + nbytes > len(self._pk_arena):
+            self._pk_arena = _grown(self._pk_arena, max(used + nbytes, 2 * used))
 
     def _room_for_labels(self, n: int) -> None:
         """Per label set arrays of ``n`` rows at least (doubling)."""
@@ -476,8 +481,7 @@ class SeriesKeyCache:
             pk, key, route = series_identity(labels)
             self._room_for_labels(i + 1)
             used = self._pk_used
-            if used + len(pk) > len(self._pk_arena):  # a new array: views keep the old one
-                self._pk_arena = _grown(self._pk_arena, max(used + len(pk), 2 * used))
+            self._room_for_pks(len(pk))
             self._pk_arena[used : used + len(pk)] = np.frombuffer(pk, np.uint8)
             self._pk_start[i], self._pk_end[i] = used, used + len(pk)
             self._pk_used = used + len(pk)

@@ -33,22 +33,7 @@ import numpy as np
 
 from filodb.model.batch import pick
 from filodb.model.labels import Labels, intern_labels
-from filodb.model.xxh64 import _xxh64, u64_at, words
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _equal(w: np.ndarray, a: int, b: int, n: int) -> bool:  # pragma: no cover - numba
-    """Whether the ``n`` bytes at ``a`` and at ``b`` of the words ``w`` are equal."""
-    k = 0
-    while k + 8 <= n:
-        if u64_at(w, a + k) != u64_at(w, b + k):
-            return False
-        k += 8
-    if k < n:
-        tail = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
-        if (u64_at(w, a + k) ^ u64_at(w, b + k)) & tail:
-            return False
-    return True
+from filodb.model.xxh64 import _xxh64, equal_at, u64_at, words
 
 
 @nb.njit(cache=True, nogil=True)
@@ -79,7 +64,7 @@ def _unique(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> Any:  # pragma: no c
                 g += 1
                 break
             j = first[s]
-            if hashes[s] == h and b[j] - a[j] == size and _equal(w, a[i], a[j], size):
+            if hashes[s] == h and b[j] - a[j] == size and equal_at(w, a[i], w, a[j], size):
                 group[i] = s
                 break
             p = (p + np.uint64(1)) & mask

@@ -36,6 +36,22 @@ def u64_at(w: np.ndarray, p: int) -> Any:
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def equal_at(wa: np.ndarray, a: int, wb: np.ndarray, b: int, n: int) -> bool:  # pragma: no cover
+    """Whether the ``n`` bytes at ``a`` of the words ``wa`` equal those at ``b`` of ``wb``
+    (8 bytes compared at a time)."""
+    k = 0
+    while k + 8 <= n:
+        if u64_at(wa, a + k) != u64_at(wb, b + k):
+            return False
+        k += 8
+    if k < n:
+        tail = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
+        if (u64_at(wa, a + k) ^ u64_at(wb, b + k)) & tail:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _u32(w: np.ndarray, p: int) -> Any:
     return u64_at(w, p) & np.uint64(0xFFFFFFFF)
 

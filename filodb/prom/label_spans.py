@@ -18,7 +18,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from filodb.model.fastkeys import Made, finish
+from filodb.model.fastkeys import Made, finish, label_rows
 
 _NAME = np.frombuffer(b"__name__", np.uint8)
 
@@ -59,13 +59,7 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray,
         size += a1[i] - a0[i]
     cap = size // 4 + 1  # a label takes 4 bytes at least (0a L 0a l, one name byte)
     txt = np.empty(size + 1, np.uint8)
-    no = np.empty(cap, np.int64)
-    nl = np.empty(cap, np.int64)
-    vo = np.empty(cap, np.int64)
-    vl = np.empty(cap, np.int64)
-    ok = np.zeros(n, np.bool_)
-    ls = np.zeros(n, np.int64)
-    lc = np.zeros(n, np.int64)
+    no, nl, vo, vl, ok, ls, lc = label_rows(cap, n)
     r = t = 0
     for i in range(n):
         p, e = a0[i], a1[i]
