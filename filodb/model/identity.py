@@ -420,13 +420,17 @@ class SeriesKeyCache:
                       self._ela, self._elb, self._ekind, self._arena, MEMCMP,
                       self._state)  # fmt: skip
         self._elabel[ent] = labels
-        some = [] if extras is None else [(r, x) for r, x in enumerate(extras) if x is not None]
-        for r, x in some:
-            e = int(ent[r])
-            if e >= first:
-                self._exid[e] = 1 + self._extra_id.setdefault(x, len(self._extra_id))
-                if len(self._extras) < len(self._extra_id):
-                    self._extras.append(x)
+        if extras:  # few distinct ones (a body's metric types or names): no step per key
+            code = dict.fromkeys(extras, 0)
+            for x in code:
+                if x is not None:
+                    if x not in self._extra_id:
+                        self._extra_id[x] = len(self._extras)
+                        self._extras.append(x)
+                    code[x] = 1 + self._extra_id[x]
+            xid = np.fromiter(map(code.__getitem__, extras), np.int64, len(extras))
+            sel = (ent >= first) & (xid > 0)
+            self._exid[ent[sel]] = xid[sel]
         return ent
 
     def _label_ids_of(self, made: Made) -> np.ndarray:
