@@ -108,7 +108,7 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
     ts[now_rows] = now
     if bad.any() or len(out.series) > len(got.series):  # rows dropped, or per-line series
         batch = SampleBatch(out.series, sidx[~bad], ts[~bad], vals[~bad],
-                            routed=got.routed.padded(len(out.series)))  # fmt: skip
+                            routed=_SERIES.routed_for(out.series))  # fmt: skip
         batch = batch.take_series(np.bincount(batch.sidx, minlength=len(out.series)) > 0)
         types = {dict(lb)["__name__"] for lb in batch.series}
     else:  # every series from the cache, with its identity
