@@ -1,4 +1,4 @@
-"""New series at the HTTP doors: what a series the web process has not seen before costs.
+"""New series at the doors: what a series the web process (or the gateway) has not seen before costs.
 
 Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``.
 
@@ -11,7 +11,8 @@ identity (part key, key, route). Bodies are an exporter's shape (5 labels: ``__n
 50 metrics, ``job``, ``instance`` new every 50 series, ``mode``, ``cpu``), every series of
 every body new (the first scrape of a fleet, or churn), as remote-write bodies
 (:func:`~filodb.prom.remote_write.decode_write_request`) and Influx lines
-(:func:`~filodb.gateway.influx.parse_lines`), encoded before timing. A pass forgets the
+(:func:`~filodb.gateway.influx.parse_lines`) and tagged Graphite paths
+(:func:`~filodb.gateway.graphite.parse_graphite`, the gateway's TCP door), encoded before timing. A pass forgets the
 door's cache, then decodes every body (``door_new_series_us``: wall us a series, the whole
 decode of a body included), then decodes them all again (``door_seen_series_us``); the best
 of ``--repeat`` passes counts. ``path``: ``fast`` (the doors as they run: new series built in
@@ -34,7 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from store import emit  # noqa: E402
 
-from filodb.gateway import influx, influx_fast, influx_keys  # noqa: E402
+from filodb.gateway import (  # noqa: E402
+    graphite,
+    graphite_fast,
+    graphite_keys,
+    influx,
+    influx_fast,
+    influx_keys,
+)
 from filodb.model import fastkeys  # noqa: E402
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.model.identity import SeriesKeyCache  # noqa: E402
@@ -68,6 +76,15 @@ def influx_bodies(n: int, count: int) -> list[bytes]:
     return out
 
 
+def graphite_bodies(n: int, count: int) -> list[bytes]:
+    out = []
+    for k in range(count):
+        lines = [f"{s[0][1]};{';'.join(f'{a}={b}' for a, b in s[1:])} 1.5 1700000000"
+                 for s in _series(n, (k + 1) * n)]  # fmt: skip
+        out.append(("\n".join(lines) + "\n").encode())
+    return out
+
+
 def _pass(decode: Callable[[bytes], object], cache: SeriesKeyCache, bodies: list[bytes]
           ) -> tuple[float, float]:  # fmt: skip
     cache.forget()
@@ -85,8 +102,13 @@ def _stages(door: str, bodies: list[bytes]) -> tuple[float, float]:
     """(kernels, labels) seconds of the fast path over the keys of ``bodies``."""
     kern = labels = 0.0
     for body in bodies:
-        buf = np.frombuffer(body if door == "influx_http" else _raw(body), np.uint8)
-        if door == "influx_http":
+        buf = np.frombuffer(body if door != "remote_write" else _raw(body), np.uint8)
+        if door == "graphite":
+            g = graphite_fast.scan(body)
+            t = time.perf_counter()
+            got = fastkeys._finish(*graphite_keys._spans(buf, g.key_a, g.key_b, graphite_keys._NAME),
+                                   *_WORDS)  # fmt: skip
+        elif door == "influx_http":
             f = influx_fast.scan(body, 1_000_000, 1, (2**63 - 1))
             args: tuple = (buf, f.key_a, f.key_b, f.name_a, f.name_b, f.kind, influx_keys._NAME)
             t = time.perf_counter()
@@ -119,9 +141,12 @@ def run(door: str, a: argparse.Namespace) -> None:
         bodies = rw_bodies(n, a.bodies + 1)
         decode: Callable[[bytes], object] = rw.decode_write_request
         cache, make = rw.SERIES, rw._fast_series
-    else:
+    elif door == "influx_http":
         bodies = influx_bodies(n, a.bodies + 1)
         decode, cache, make = influx.parse_lines, influx._SERIES, influx_keys.spans
+    else:
+        bodies = graphite_bodies(n, a.bodies + 1)
+        decode, cache, make = graphite.parse_graphite, graphite._SERIES, graphite_keys.spans
     decode(bodies[0])  # numba's kernels loaded
     _stages(door, bodies[:1])
     bodies = bodies[1:]
@@ -140,14 +165,17 @@ def run(door: str, a: argparse.Namespace) -> None:
     emit("new_series_stage_us", labels / series * 1e6, "us", stage="labels", **ctx)
 
 
+_DOORS = ["remote_write", "influx_http", "graphite"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--per-body", type=int, default=2000)
     ap.add_argument("--bodies", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", choices=["remote_write", "influx_http"], action="append")
+    ap.add_argument("--only", choices=_DOORS, action="append")
     a = ap.parse_args()
-    for door in a.only or ["remote_write", "influx_http"]:
+    for door in a.only or _DOORS:
         run(door, a)
 
 

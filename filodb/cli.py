@@ -671,15 +671,16 @@ def _print_downsample_run(desc: dict) -> None:
 
 
 def _print_limits(desc: dict) -> None:
-    """The dataset's limits in effect (0: none) and what they refused so far."""
+    """The dataset's limits in effect (0: none) and what the doors refused so far (the limits'
+    reasons, and out-of-order samples)."""
     lim = {k: v for k, v in desc.get("effective_limits", {}).items() if v}
     if lim:
         console.print("limits: " + ", ".join(f"{k}={v:g}" for k, v in lim.items()),
                       highlight=False)  # fmt: skip
     refused = desc.get("refused") or {}
     if refused:
-        console.print("refused by limits: " + ", ".join(f"{k} {n}" for k, n in
-                                                        sorted(refused.items())), highlight=False)  # fmt: skip
+        console.print("refused: " + ", ".join(f"{k} {n}" for k, n in sorted(refused.items())),
+                      highlight=False)  # fmt: skip
 
 
 def _follow(url: str, token: str | None) -> None:

@@ -21,7 +21,8 @@ workers would drop it (they refuse what is not newer than their series' newest, 
 window) after the door acknowledged it. The rest is written, and the write then answers 400,
 ``out of order sample`` (or ``too old sample`` with a window), saying how many were refused
 and how many written (:class:`~filodb.errors.OutOfOrderError`); they are counted as rejected
-with the worker's reasons, ``out_of_order`` (no window) or ``too_old``. A sample equal to the
+with the worker's reasons, ``out_of_order`` (no window) or ``too_old``, here and (with the
+limits' store) cluster-wide as the limits' refusals are. A sample equal to the
 newest passes, and so does every sample of a series whose samples in the body reach its
 newest: a resend of the body that set it stays 204 (the worker drops the duplicates, counted
 there), as does a body overlapping it. Samples out of order within one body pass too (the
@@ -38,6 +39,7 @@ process, and do not use this class (they use :func:`without_late` and :func:`not
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -52,6 +54,8 @@ from filodb.model.dataset import Dataset
 from filodb.model.identity import Routed
 from filodb.shards.cache_generation import generation_key
 from filodb.shards.metadata import MetadataStore, TypesKept
+
+log = logging.getLogger(__name__)
 
 EPOCH_TTL_S = 1.0  # a dataset's epoch (deletions) is read again after this long
 
@@ -184,8 +188,7 @@ class IngestDoor:
                 epoch = self.epochs(dataset)
                 batch, late = without_late(desc, batch, self.ooo_window_ms, epoch)
                 if late:
-                    self.counter.samples_rejected(self.name, late_reason(self.ooo_window_ms),
-                                                  late)  # fmt: skip
+                    self._late(dataset, late)
             if self.limiter is not None and len(batch):
                 desc = desc or self.router.dataset(dataset)
                 batch, refusals = self._limit(desc, batch)
@@ -240,6 +243,18 @@ class IngestDoor:
         assert self.limiter is not None
         self.counter.samples_rejected(self.name, reason, n)
         self.limiter.store.count_refused(dataset, reason, n)
+
+    def _late(self, dataset: str, n: int) -> None:
+        """Count ``n`` samples refused as out of order: here, and cluster-wide (``filodb
+        status``) as the limits' refusals are, when the door has the limits' store."""
+        reason = late_reason(self.ooo_window_ms)
+        self.counter.samples_rejected(self.name, reason, n)
+        if self.limiter is not None:
+            try:
+                self.limiter.store.count_refused(dataset, reason, n)
+            except Exception:  # noqa: BLE001 - best effort: the process's count is kept
+                log.warning("%s door: out-of-order refusal not counted in Redis", self.name,
+                            exc_info=True)  # fmt: skip
 
     def reject_samples(self, reason: str, n: int) -> None:
         """Count ``n`` samples refused before the write for ``reason`` (``malformed_line``:

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from filodb.errors import BadInputError
-from filodb.gateway import graphite_fast
+from filodb.gateway import graphite_fast, graphite_keys
 from filodb.gateway.parsed import ParseResult
 from filodb.model.batch import SampleBatch
 from filodb.model.identity import SeriesKeyCache
@@ -108,7 +108,7 @@ def parse_graphite(body: bytes, now_ms: int | None = None) -> ParseResult:
     ts[now_rows] = now
     if bad.any() or len(out.series) > len(got.series):  # rows dropped, or per-line series
         batch = SampleBatch(out.series, sidx[~bad], ts[~bad], vals[~bad],
-                            routed=got.routed.padded(len(out.series)))  # fmt: skip
+                            routed=_SERIES.routed_for(out.series))  # fmt: skip
         batch = batch.take_series(np.bincount(batch.sidx, minlength=len(out.series)) > 0)
         types = {dict(lb)["__name__"] for lb in batch.series}
     else:  # every series from the cache, with its identity
@@ -130,7 +130,7 @@ def _fast_labels(key: bytes, _b: bytes, _kind: int) -> tuple[Labels, tuple[str, 
 
 
 # The fast pass's series by path bytes, across bodies.
-_SERIES = SeriesKeyCache(_fast_labels, 500_000)
+_SERIES = SeriesKeyCache(_fast_labels, 500_000, graphite_keys.spans)
 
 
 class _Slow:
@@ -139,7 +139,7 @@ class _Slow:
 
     def __init__(self, series: list[Labels]) -> None:
         self.series = list(series)
-        self.by_labels: dict[Labels, int] = {lb: i for i, lb in enumerate(series)}
+        self._by_labels: dict[Labels, int] | None = None  # built when a slow line needs it
         self.by_key: dict[str, int] = {}
         self.sidx: list[int] = []
         self.vals: list[float] = []
@@ -185,9 +185,11 @@ class _Slow:
             except ValueError as e:
                 self.errors.append((no, f"{e}: {line[:120]!r}"))
                 return
-            j = self.by_labels.get(labels)
+            if self._by_labels is None:
+                self._by_labels = {lb: i for i, lb in enumerate(self.series)}
+            j = self._by_labels.get(labels)
             if j is None:
-                j = self.by_labels[labels] = len(self.series)
+                j = self._by_labels[labels] = len(self.series)
                 self.series.append(labels)
             self.by_key[key] = j
         self.sidx.append(j)

@@ -203,7 +203,6 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
             )
     ts = np.where(fast.has_ts, fast.ts, now)[keep]
     vals = fast.value[keep]
-    routed = routed.padded(len(out.series))  # the per-line parser's new series: not checked
     if not out.sidx:
         return out.result(n_lines, sidx_a[keep], ts, vals, pks, routes, keys, routed)
     order = np.argsort(
@@ -268,6 +267,8 @@ class _Out:
                vals: np.ndarray | None = None, part_keys: Sequence[bytes] | None = None,
                routes: np.ndarray | None = None, keys: np.ndarray | None = None,
                routed: Routed | None = None) -> ParseResult:  # fmt: skip
+        if routed is None or len(routed.ids) < len(self.series):  # series of the per-line
+            routed = _SERIES.routed_for(self.series)  # parser: checked for lateness as well
         if sidx is None:
             sidx = np.array(self.sidx, np.int32)
             ts = np.array(self.tss, np.int64)

@@ -506,8 +506,11 @@ class TcpGateway:
         window = self.options.ooo_window_ms
         batch, late = without_late(desc, batch, window, epoch)
         if late:
-            self._reject(door, late_reason(window),
-                         f"{late_message(self.dataset, late, window)}: dropped", late)  # fmt: skip
+            msg = f"{late_message(self.dataset, late, window)}: dropped"
+            if self.limiter is not None:  # and cluster-wide, as the limits' refusals
+                self._refused(door, late_reason(window), late, msg)
+            else:
+                self._reject(door, late_reason(window), msg, late)
         return batch, max(0, good - late)
 
     def _within_limits(self, door: str, desc: Dataset, batch: SampleBatch,

@@ -42,7 +42,7 @@ miss a refusal, never refuse a sample the log holds nothing newer than.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import is_
@@ -270,14 +270,6 @@ class Routed:
         """The series where ``keep`` (a boolean mask or indices, one per series) says."""
         return Routed(self.cache, self.generation, self.ids[keep])
 
-    def padded(self, n: int) -> Routed:
-        """For ``n`` series, those past the cache's ones not known (id -1)."""
-        if n <= len(self.ids):
-            return self
-        ids = np.full(n, -1, np.int64)
-        ids[: len(self.ids)] = self.ids
-        return Routed(self.cache, self.generation, ids)
-
 
 @dataclass
 class Resolved:
@@ -420,13 +412,17 @@ class SeriesKeyCache:
                       self._ela, self._elb, self._ekind, self._arena, MEMCMP,
                       self._state)  # fmt: skip
         self._elabel[ent] = labels
-        some = [] if extras is None else [(r, x) for r, x in enumerate(extras) if x is not None]
-        for r, x in some:
-            e = int(ent[r])
-            if e >= first:
-                self._exid[e] = 1 + self._extra_id.setdefault(x, len(self._extra_id))
-                if len(self._extras) < len(self._extra_id):
-                    self._extras.append(x)
+        if extras:  # few distinct ones (a body's metric types or names): no step per key
+            code = dict.fromkeys(extras, 0)
+            for x in code:
+                if x is not None:
+                    if x not in self._extra_id:
+                        self._extra_id[x] = len(self._extras)
+                        self._extras.append(x)
+                    code[x] = 1 + self._extra_id[x]
+            xid = np.fromiter(map(code.__getitem__, extras), np.int64, len(extras))
+            sel = (ent >= first) & (xid > 0)
+            self._exid[ent[sel]] = xid[sel]
         return ent
 
     def _label_ids_of(self, made: Made) -> np.ndarray:
@@ -514,6 +510,18 @@ class SeriesKeyCache:
             extras = pick(self._extras, (np.flatnonzero(seen[1:])).tolist())
         routed = Routed(self, self._generation, ids)
         return Resolved(series, sidx, pks, self._keys[ids], self._routes[ids], routed, extras)
+
+    def routed_for(self, series: Sequence[Labels]) -> Routed:
+        """The label set ids of ``series`` (a label set's identity kept on first sight, as a
+        key's is), for a batch decoded without this cache's keys (a door's per-line or
+        reference decoder), so that its samples are checked against and noted in the newest
+        routed as the fast paths' are. A Python step per series: those decoders take one per
+        series already. Past ``max_entries`` label sets the cache starts from empty."""
+        with self._lock:
+            if len(self._labels) + len(series) > self.max_entries:
+                self._clear(1024)
+            ids = np.fromiter(map(self._label_id_of, series), np.int64, len(series))
+            return Routed(self, self._generation, ids)
 
     def late(self, scope: str, token: Hashable, routed: Routed, sidx: np.ndarray,
              ts: np.ndarray, window_ms: int) -> tuple[np.ndarray, int] | None:  # fmt: skip

@@ -67,7 +67,9 @@ def decode_write_request_full(
     fast = _decode_fast(raw)
     if fast is not None:
         return fast
-    return _decode_protobuf(raw)
+    batch, meta = _decode_protobuf(raw)
+    batch.routed = SERIES.routed_for(batch.series)  # checked for lateness as the fast path's
+    return batch, meta
 
 
 def warm() -> None:

@@ -130,7 +130,8 @@ def create_dataset(dataset: str) -> tuple[Response, int]:
 def describe_dataset(dataset: str) -> Response:
     """The dataset's description, its limits in effect (``effective_limits``: the config's
     defaults filled in) and what they refused so far, cluster-wide (``refused``: reason ->
-    samples, or queries for ``max_query_concurrency``); with downsample levels, how far they
+    samples, or queries for ``max_query_concurrency``; the doors' out-of-order refusals too,
+    ``out_of_order`` / ``too_old``); with downsample levels, how far they
     reach (``downsampled_through``, Unix s) and the last periodic run (``downsample_run``)."""
     svc = services()
     desc = svc.shard_map.dataset(dataset)

@@ -119,7 +119,7 @@ def test_series_limits_refuse_new_series_and_keep_known_ones(url: str) -> None:
                    reason="max_series") == 6  # fmt: skip
     st = _cli("status", "--dataset", "tseries", "--url", url)
     assert st.returncode == 0, st.stderr
-    assert "refused by limits: max_series 6, max_series_per_metric 3" in st.stdout
+    assert "refused: max_series 6, max_series_per_metric 3" in st.stdout
     assert "max_series=5" in st.stdout
 
 

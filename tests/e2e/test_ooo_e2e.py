@@ -132,6 +132,7 @@ def test_without_a_window_the_late_sample_is_refused_at_the_door(tmp_path) -> No
         r = _post(up.url, [t - 7_000], [3.0], status=400)  # the writer learns it
         _refused(r, "out of order sample", 1, 0)
         assert _door_rejected(up.url).get(("remote_write", "out_of_order")) == 1.0
+        assert _cluster_refused(up.url) == {"out_of_order": 1}  # `filodb status` shows it
         # the very same first body again (its answer lost, say): 204; it reaches the newest,
         # so the worker judges it and drops the two duplicates
         _post(up.url, [t - 10_000, t - 5_000], [1.0, 2.0])
@@ -171,6 +172,7 @@ def test_with_a_window_the_influx_door_passes_late_samples_within_it(tmp_path) -
         r = _influx(up.url, f"ooo_influx,job=t value=9 {t - 120_000}".encode(), status=400)
         _refused(r, "too old sample", 1, 0)
         assert _door_rejected(up.url).get(("influx_http", "too_old")) == 1.0
+        assert _cluster_refused(up.url) == {"too_old": 1}
         _wait(lambda: _assert_eq(_query(up.url, "count_over_time(ooo_influx[1m])", t), [3.0]))
         assert _query(up.url, "sum_over_time(ooo_influx[1m])", t) == [6.0]
     finally:
@@ -180,6 +182,12 @@ def test_with_a_window_the_influx_door_passes_late_samples_within_it(tmp_path) -
 def _check(url: str, t: int, count: float, total: float) -> None:
     assert _query(url, "count_over_time(ooo_total[1m])", t) == [count]
     assert _query(url, "sum_over_time(ooo_total[1m])", t) == [total]
+
+
+def _cluster_refused(url: str) -> dict[str, int]:
+    """What the doors refused of the dataset, cluster-wide (``filodb status`` prints it)."""
+    got = requests.get(url + "/api/v1/cluster/prometheus", timeout=10).json()["data"]
+    return got["refused"]
 
 
 def _status(url: str) -> list[dict]:

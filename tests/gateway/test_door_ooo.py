@@ -351,3 +351,41 @@ def test_tcp_doors_drop_and_count_late_samples(redis_url: str, window_s: int) ->
 def _check_written(gw, door: str, n: int) -> None:  # type: ignore[no-untyped-def]
     snap = gw.stats.snapshot()[door]
     assert snap["samples_written"] + sum(snap["lines_rejected"].values()) >= n
+
+
+def test_the_slow_decoders_bodies_are_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bodies the fast paths leave (remote write's reference protobuf decoder; Influx lines
+    with escapes or non-ASCII bytes; Graphite lines of an odd shape) name their series by
+    label set in the same cache, so the same series is checked whichever decoder read it."""
+    from filodb.gateway import graphite
+    from filodb.prom import remote_write as rw
+
+    door, router, counts = _door("remote_write", 0)
+    door.write("prometheus", _rw([(0, T0 + 10_000)]))  # the fast path notes the newest
+    with monkeypatch.context() as m:
+        m.setattr(rw, "_decode_fast", lambda _raw: None)  # the reference decoder
+        late = _rw([(0, T0), (1, T0)])
+        assert late.routed is not None
+        with pytest.raises(OutOfOrderError, match="1 samples refused.*the other 1 samples"):
+            door.write("prometheus", late)
+        door.write("prometheus", _rw([(1, T0 + 20_000)]))  # newest noted by the slow path
+    with pytest.raises(OutOfOrderError, match="1 samples refused"):
+        door.write("prometheus", _rw([(1, T0 + 15_000)]))  # and checked by the fast one
+    assert counts.rejected == {"out_of_order": 2}
+
+    door, router, counts = _door("influx_http", 0)
+    door.write("prometheus", _influx([(0, T0 + 10_000)]))
+    escaped = parse_lines(f"ooo\\ door,i=0 value=1 {T0}".encode(), precision="ms").batch
+    assert escaped.series == _influx([(0, T0)]).series  # the same series, read per line
+    with pytest.raises(OutOfOrderError, match="1 samples refused.*the other 0 samples"):
+        door.write("prometheus", escaped)
+    door.write("prometheus", parse_lines(f"ooo,i=é value=1 {T0}".encode(), precision="ms").batch)
+    with pytest.raises(OutOfOrderError):  # a body not ASCII: every line read per line
+        door.write("prometheus", parse_lines(f"ooo,i=é value=1 {T0 - 1}".encode(),
+                                             precision="ms").batch)  # fmt: skip
+    assert counts.rejected == {"out_of_order": 2}
+
+    door, router, counts = _door("graphite", 0)
+    door.write("prometheus", graphite.parse_graphite(b"ooo.g;i=0 1 100\n", 0).batch)
+    with pytest.raises(OutOfOrderError):  # two spaces: the per-line parser reads it
+        door.write("prometheus", graphite.parse_graphite(b"ooo.g;i=0  1 50\n", 0).batch)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import socket
 
+import redis
+
 from filodb.config import Config
+from filodb.gateway.door import Epochs
 from filodb.gateway.limits import IngestLimiter
 from filodb.gateway.router import IngestRouter
 from filodb.gateway.tcp import GatewayOptions, TcpGateway
@@ -21,12 +24,12 @@ from filodb.testing.wait import eventually
 DS = "prometheus"
 
 
-def _gateway(url: str, **limits: float) -> TcpGateway:
+def _gateway(url: str, epochs: Epochs | None = None, **limits: float) -> TcpGateway:
     ShardMapStore(url).create_dataset(DS, 4, 1, limits=limits)
     router = IngestRouter(ShardMapStore(url), RedisStreamsLog(url))
     limiter = IngestLimiter(LimitsStore(url), Config(redis_url=url))
     return TcpGateway(router, DS, "127.0.0.1", {"graphite": free_port()},
-                      GatewayOptions(retry_s=0.5), limiter=limiter).start()  # fmt: skip
+                      GatewayOptions(retry_s=0.5), limiter=limiter, epochs=epochs).start()  # fmt: skip
 
 
 def _send(g: TcpGateway, body: bytes) -> None:
@@ -76,3 +79,19 @@ def test_ingest_rate_waits_then_drops(redis_url: str) -> None:
     finally:
         g.stop()
     assert LimitsStore(redis_url).refused(DS) == {"ingest_samples_per_s": 1}
+
+
+def test_out_of_order_lines_are_dropped_and_counted_cluster_wide(redis_url: str) -> None:
+    """Lines older than their series' newest the gateway routed are dropped, counted here and
+    in the dataset's refusals (``filodb status``), as the HTTP doors count theirs."""
+    g = _gateway(redis_url, Epochs(redis.Redis.from_url(redis_url)))
+    try:
+        _send(g, b"a 1 100\nb 1 100\n")
+        eventually(lambda: _stats(g, 2), 15, 0.05)
+        _send(g, b"a 2 50\nb 2 200\n")  # a's sample is older than its newest: dropped
+        st = eventually(lambda: _stats(g, 4), 15, 0.05)
+        assert st["lines_rejected"] == {"out_of_order": 1} and st["samples_written"] == 3
+    finally:
+        g.stop()
+    assert _logged_names(redis_url) == ["a", "b", "b"]
+    assert LimitsStore(redis_url).refused(DS) == {"out_of_order": 1}
