@@ -15,7 +15,7 @@ command line) by ``python -m filodb`` with the checked configuration in
 :data:`CONFIG_ENV`, which runs :func:`main` without the CLI's imports (click, rich, the
 model). Redis is spoken to with :class:`~filodb.redisproc.Resp`, the shard map written by
 :mod:`filodb.shards.bootstrap` in a short-lived child, the web tier's health asked over a
-plain socket: ~17 MB resident instead of ~44 (docs/architecture.md, memory per active series).
+plain socket: ~18 MB resident instead of ~44 (docs/architecture.md, memory per active series).
 """
 
 from __future__ import annotations
