@@ -208,7 +208,7 @@ def main() -> None:
               help="seconds: accept samples this much older than their series' newest (default 0)")  # fmt: skip
 def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     """Start the embedded default: Redis, a worker owning every shard, the web server."""
-    from filodb.supervisor import Supervisor
+    from filodb.supervisor import exec_supervisor
 
     cfg = _check_auth(_cfg(config_path, log=log_backend, **flags), "filodb up")
     if cfg.ooo_window < 0:
@@ -244,10 +244,7 @@ def up(config_path: str | None, log_backend: str | None, **flags: Any) -> None:
     if is_cold():
         _say("First start of this version: kernels compile as they are first used, so the first "
              "writes and queries are slow for a minute or two ('filodb warm' compiles them ahead).")  # fmt: skip
-    try:
-        sys.exit(Supervisor(cfg, echo=_say).run())
-    except FiloError as e:
-        _fail(str(e), 2 if isinstance(e, BadInputError) else 1)
+    exec_supervisor(cfg)  # the same pid, without this module's imports (filodb.supervisor)
 
 
 def _check_threads(cfg: Any) -> None:

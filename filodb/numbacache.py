@@ -15,12 +15,16 @@ states untouched for a day are removed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+try:  # the builtin module: hashlib would load OpenSSL's libcrypto (~4 MB resident) for nothing
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without it
+    from hashlib import blake2b
 
 PREFIX = "numba-"
 STALE_S = 86_400.0
@@ -28,7 +32,7 @@ STALE_S = 86_400.0
 
 def sources_digest(root: Path) -> str:
     """A digest of every ``*.py`` under ``root``: relative path, mtime and size."""
-    h = hashlib.blake2b(digest_size=8)
+    h = blake2b(digest_size=8)
     base = len(str(root))
     for d, dirs, files in os.walk(root):
         dirs[:] = sorted(x for x in dirs if x != "__pycache__")

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import redis
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 from filodb.errors import UnavailableError
 
@@ -26,8 +26,110 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+class RespError(Exception):
+    """An error reply of the server (``-LOADING ...``, ``-NOAUTH ...``)."""
+
+
+class Resp:
+    """A RESP2 client of one connection, for the few commands ``filodb up``'s supervisor sends
+    (``PING``, ``INFO``, ``BGREWRITEAOF``): redis-py costs its process ~17 MB resident for life
+    (its imports, asyncio's among them, and OpenSSL's libraries), more than the supervisor
+    needs for anything else. Servers, nodes and tools use redis-py."""
+
+    def __init__(self, host: str, port: int, timeout: float, password: str | None = None,
+                 username: str | None = None, db: int = 0) -> None:  # fmt: skip
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.rfile = self.sock.makefile("rb")
+        try:
+            if password is not None:
+                self.call("AUTH", *([username] if username else []), password)
+            if db:
+                self.call("SELECT", str(db))
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float) -> Resp:
+        """``redis://[[user]:password@]host[:port][/db]``; ValueError for another scheme."""
+        u = urlparse(url)
+        if u.scheme != "redis":
+            raise ValueError(f"not a redis:// URL: {url!r}")
+        db = u.path.strip("/") or "0"
+        password = unquote(u.password) if u.password is not None else None
+        return cls(u.hostname or "localhost", u.port or 6379, timeout, password,
+                   unquote(u.username) if u.username else None, int(db))  # fmt: skip
+
+    def call(self, *args: str) -> Any:
+        """Send one command; its reply (str, int, bytes, None or a list); RespError for an
+        error reply, OSError when the connection fails."""
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = a.encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(out))
+        return self._reply()
+
+    def _reply(self) -> Any:
+        line = self.rfile.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("Redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RespError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.rfile.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise ConnectionError(f"not a RESP reply: {line[:40]!r}")
+
+    def info(self, section: str) -> dict[str, Any]:
+        """``INFO section`` as a dict, numbers as int or float (as redis-py gives them)."""
+        out: dict[str, Any] = {}
+        for line in self.call("INFO", section).decode(errors="replace").splitlines():
+            if not line or line.startswith("#") or ":" not in line:
+                continue
+            k, v = line.split(":", 1)
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+        return out
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
-    """Whether a Redis server answers PING at ``url``."""
+    """Whether a Redis server answers PING at ``url`` (False while it loads its files: it
+    answers ``-LOADING``)."""
+    if not url.startswith("redis://"):  # rediss://, unix://: redis-py knows them all
+        return _redis_py_answers(url, timeout)
+    try:
+        r = Resp.from_url(url, timeout)
+    except (RespError, OSError, ValueError):
+        return False
+    try:
+        return bool(r.call("PING") == "PONG")
+    except (RespError, OSError, ValueError):
+        return False
+    finally:
+        r.close()
+
+
+def _redis_py_answers(url: str, timeout: float) -> bool:
+    import redis
+
     try:
         r = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         ok = bool(r.ping())
@@ -65,7 +167,7 @@ class RedisProcess:
     proc: subprocess.Popen[bytes]
     port: int
     data_dir: Path
-    _client: redis.Redis | None = field(default=None, repr=False)
+    _client: Resp | None = field(default=None, repr=False)
     _checked: float = field(default=float("-inf"), repr=False)
 
     @property
@@ -88,7 +190,7 @@ class RedisProcess:
         self._checked = now
         try:
             if self._client is None:
-                self._client = redis.Redis.from_url(self.url, socket_timeout=5)
+                self._client = Resp.from_url(self.url, 5.0)
             aof = self._client.info("persistence")
             if not aof.get("aof_enabled"):
                 return False
@@ -96,10 +198,19 @@ class RedisProcess:
             busy = bool(aof.get("aof_rewrite_in_progress") or aof.get("aof_rewrite_scheduled"))
             if not aof_wasteful(int(aof.get("aof_current_size", 0)), data, busy):
                 return False
-            self._client.bgrewriteaof()
+            self._client.call("BGREWRITEAOF")
             return True
-        except (redis.RedisError, OSError):  # restarting or loading: the next check retries
+        except (RespError, OSError, ValueError):  # restarting or loading: the next check retries
+            self._drop_client()
             return False
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except OSError:
+                pass
+            self._client = None
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:

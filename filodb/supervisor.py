@@ -8,11 +8,21 @@ directory (``<data-dir>/run/web/metrics``: prometheus_client's multiprocess mode
 one's ``/metrics`` sums) and share ``<data-dir>/run/web`` (:mod:`filodb.web.processes`).
 Redis runs with its files under ``<data-dir>/redis`` and ``appendonly yes``; its port is kept
 in ``<data-dir>/redis/port`` so a restart of ``filodb up`` finds the same data.
+
+The supervisor only starts and watches processes, so it imports next to nothing: once the CLI
+has checked the flags (:func:`filodb.cli.up`), it replaces itself (``exec``, same pid, same
+command line) by ``python -m filodb`` with the checked configuration in
+:data:`CONFIG_ENV`, which runs :func:`main` without the CLI's imports (click, rich, the
+model). Redis is spoken to with :class:`~filodb.redisproc.Resp`, the shard map written by
+:mod:`filodb.shards.bootstrap` in a short-lived child, the web tier's health asked over a
+plain socket: ~18 MB resident instead of ~44 (docs/architecture.md, memory per active series).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -21,14 +31,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 from urllib.parse import urlparse
 
 from filodb.config import Config
-from filodb.errors import BadInputError, UnavailableError
+from filodb.errors import BadInputError, FiloError, UnavailableError
 from filodb.listen import bind
 from filodb.redisproc import (
     RedisProcess,
@@ -38,11 +47,10 @@ from filodb.redisproc import (
     start_redis,
     stop_process,
 )
-from filodb.shards.nodes import NodeRegistry
-from filodb.shards.redis_map import ShardMapStore
-from filodb.shards.state import LIVE_STATUSES, ShardStatus
 
 RESTART_BACKOFF_S = (0.5, 1, 2, 5)
+CONFIG_ENV = "_FILODB_UP_CONFIG"  # the checked configuration, JSON, for the exec'd supervisor
+SHARD_MAP_TIMEOUT_S = 120.0  # a filodb.shards.bootstrap child: Redis may still be loading
 
 
 @dataclass
@@ -168,9 +176,10 @@ class Supervisor:
             ) from None
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
-        ShardMapStore(url).create_dataset(self.cfg.dataset, self.cfg.shards, self.cfg.spread,
-                                          downsample=self.cfg.downsample,
-                                          default_retention_s=self.cfg.retention)  # fmt: skip
+        c = self.cfg
+        self._shard_map("create", json.dumps({
+            "url": url, "dataset": c.dataset, "shards": c.shards, "spread": c.spread,
+            "downsample": c.downsample, "retention": c.retention}))  # fmt: skip
         if self.cfg.web_in_worker:  # one process for every tier (the CLI checked 1 and 1)
             fds = tuple(s.fileno() for s in self.web_sockets)
             self._spawn("node-1", ["worker", *(a for fd in fds for a in ("--listen-fd", str(fd)))],
@@ -224,16 +233,11 @@ class Supervisor:
         """The web tier answers healthy and every TCP door accepts connections (the gateway
         loads its parsers' kernels before it listens: on a first start that compiles them,
         and a sender told "up" before then was refused)."""
-        url = f"http://{self.cfg.host}:{self.cfg.port}/admin/health"
         deadline = time.monotonic() + timeout
         healthy = False
         while time.monotonic() < deadline and not self.stopping.is_set():
-            if not healthy:
-                try:  # urllib: the supervisor stays without requests (its memory is fixed cost)
-                    with urllib.request.urlopen(url, timeout=1) as r:
-                        healthy = r.status == 200
-                except OSError:  # URLError, HTTPError (a 503 while starting), timeouts
-                    pass
+            if not healthy:  # a 503 while starting, refused before it listens
+                healthy = _http_status(self.cfg.host, self.cfg.port, "/admin/health") == 200
             if healthy and all(_listening(p, self.cfg.host) for p in self.door_ports):
                 return True
             time.sleep(0.2)
@@ -266,15 +270,26 @@ class Supervisor:
         The process is gone (we reaped it), so its ownership leases can go too: the new owners
         need not wait for them to expire."""
         try:
-            store = ShardMapStore(self.cfg.redis_url)
-            NodeRegistry(self.cfg.redis_url).expire(node)
-            store.release_all(node)
-            for ds in store.datasets():
-                for st in store.shard_states(ds):
-                    if st.node == node and st.status in LIVE_STATUSES:
-                        store.move(st, ShardStatus.DOWN)
-        except Exception as e:  # noqa: BLE001 - Redis may be the thing that is down
+            self._shard_map("node-down", self.cfg.redis_url, node)
+        except FiloError as e:  # Redis may be the thing that is down
             self.echo(f"could not mark {node}'s shards Down: {e}")
+
+    def _shard_map(self, *args: str) -> None:
+        """Run ``python -m filodb.shards.bootstrap *args`` (redis-py and the model stay out of
+        this process); its exit 2 is :class:`BadInputError`, any other failure
+        :class:`UnavailableError`, with the reason it printed."""
+        env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
+        try:
+            r = subprocess.run([sys.executable, "-m", "filodb.shards.bootstrap", *args], env=env,
+                               capture_output=True, text=True, timeout=SHARD_MAP_TIMEOUT_S)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise UnavailableError(
+                f"the shard map ({args[0]}) took more than {SHARD_MAP_TIMEOUT_S:.0f} s"
+            ) from None
+        if r.returncode != 0:
+            lines = r.stderr.strip().splitlines()
+            reason = lines[-1] if lines else f"exit {r.returncode}"
+            raise (BadInputError if r.returncode == 2 else UnavailableError)(reason)
 
     def run(self) -> int:
         def on_signal(signum, _frame):
@@ -322,6 +337,54 @@ def _forget_gauges(pid: int, metrics_dir: Path) -> None:
     from prometheus_client.multiprocess import mark_process_dead
 
     mark_process_dead(pid, str(metrics_dir))
+
+
+def _http_status(host: str, port: int, path: str, timeout: float = 1.0) -> int:
+    """The status code of ``GET path`` (0 when there is no answer): HTTP/1.0 over a socket,
+    since http.client would load OpenSSL's libraries into the supervisor."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n" not in head and len(head) < 256:
+                got = s.recv(256)
+                if not got:
+                    break
+                head += got
+    except OSError:
+        return 0
+    parts = head.split(b"\r\n", 1)[0].split()
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+
+
+def exec_supervisor(cfg: Config) -> NoReturn:
+    """Become the supervisor of ``cfg`` (checked): ``exec`` this interpreter again as
+    ``python -m filodb <the same arguments>`` with ``cfg`` in :data:`CONFIG_ENV`, so that the
+    CLI's imports go (the pid, and for ``python -m filodb up`` the command line, stay)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    raw = json.dumps(dataclasses.asdict(cfg))
+    env = {**os.environ, CONFIG_ENV: raw}
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "filodb", *sys.argv[1:]], env)
+    except OSError:  # no interpreter to exec (embedded): supervise from here, imports and all
+        os.environ[CONFIG_ENV] = raw
+        main()
+
+
+def main() -> NoReturn:
+    """The supervisor's entry (``python -m filodb`` with :data:`CONFIG_ENV` set)."""
+    cfg = Config(**json.loads(os.environ.pop(CONFIG_ENV)))  # the children do not inherit it
+    try:
+        sys.exit(Supervisor(cfg, echo=_say).run())
+    except FiloError as e:  # as filodb.cli's _fail says it
+        red = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+        print(f"\x1b[31merror:\x1b[0m {e}" if red else f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2 if isinstance(e, BadInputError) else 1)
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)  # a line each, whole when piped (filodb.cli._say)
 
 
 def _listening(port: int, host: str = "127.0.0.1") -> bool:

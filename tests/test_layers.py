@@ -103,7 +103,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "uptree": {"errors", "redisproc"},
     "warmup": {"errors", "model", "prom", "redisproc", "tools", "uptree"},
-    "__main__": {"cli"},
+    "__main__": {"cli", "supervisor"},  # filodb up exec's itself into the supervisor
     "testing": {"*"},
 }
 

@@ -49,13 +49,21 @@ def test_kill9_of_up_takes_its_children_and_the_data_dir_is_locked(tmp_path: Pat
 
 def test_supervisor_stays_light_and_children_get_two_malloc_arenas(tmp_path: Path) -> None:
     """The supervisor only supervises: numpy and numba's LLVM (90 MB resident in a process
-    that loads them) stay out of it; its children run with MALLOC_ARENA_MAX=2 unless the
-    environment says otherwise."""
+    that loads them), redis-py (hiredis), orjson and OpenSSL stay out of it (the CLI exec'd
+    itself into filodb.supervisor.main: same pid, same command line); its children run with
+    MALLOC_ARENA_MAX=2 unless the environment says otherwise."""
     up = UpProcess(tmp_path / "data", shards=2, env={"FILODB_INFLUX_PORT": "0"}).start()
     try:
         assert up.proc is not None
         maps = Path(f"/proc/{up.proc.pid}/maps").read_text()
-        assert "numpy" not in maps and "llvmlite" not in maps, "supervisor loaded numpy/numba"
+        for lib in ("numpy", "llvmlite", "hiredis", "orjson", "libssl", "libcrypto", "_hashlib"):
+            assert lib not in maps, f"the supervisor loaded {lib}"
+        assert " -m filodb up " in f" {cmdline(up.proc.pid)} "
+        status = Path(f"/proc/{up.proc.pid}/status").read_text()
+        rss_kb = int(status.split("VmRSS:")[1].split()[0])
+        assert rss_kb < 32 << 10, (
+            f"supervisor resident {rss_kb} kB (was 44 MB with the CLI's imports)"
+        )
         for kind in ("worker", " web"):
             (pid,) = up.pids(kind)
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
