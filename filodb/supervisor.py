@@ -49,7 +49,8 @@ from filodb.redisproc import (
 )
 
 RESTART_BACKOFF_S = (0.5, 1, 2, 5)
-CONFIG_ENV = "_FILODB_UP_CONFIG"  # the checked configuration, JSON, for the exec'd supervisor
+CONFIG_ENV = "_FILODB_UP_CONFIG"  # the checked configuration, for the exec'd supervisor
+_PIPE_BYTES = 60_000  # a configuration this small goes through a pipe (its buffer: 64 KiB)
 SHARD_MAP_TIMEOUT_S = 120.0  # a filodb.shards.bootstrap child: Redis may still be loading
 
 
@@ -363,18 +364,40 @@ def exec_supervisor(cfg: Config) -> NoReturn:
     CLI's imports go (the pid, and for ``python -m filodb up`` the command line, stay)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    raw = json.dumps(dataclasses.asdict(cfg))
-    env = {**os.environ, CONFIG_ENV: raw}
+    raw = json.dumps(dataclasses.asdict(cfg)).encode()
+    env = dict(os.environ)
+    if len(raw) < _PIPE_BYTES:  # through a pipe: tokens of a config file stay out of environ
+        r, w = os.pipe()
+        os.write(w, raw)
+        os.close(w)
+        os.set_inheritable(r, True)
+        env[CONFIG_ENV] = f"fd:{r}"
+    else:
+        env[CONFIG_ENV] = raw.decode()
+    # -P: the working directory is not put first on the module path (as a console script's
+    # own launch does not either): a ./filodb or ./redis.py there is not imported
+    argv = [sys.executable, "-P", "-m", "filodb", *sys.argv[1:]]
     try:
-        os.execve(sys.executable, [sys.executable, "-m", "filodb", *sys.argv[1:]], env)
+        os.execve(sys.executable, argv, env)
     except OSError:  # no interpreter to exec (embedded): supervise from here, imports and all
-        os.environ[CONFIG_ENV] = raw
+        os.environ[CONFIG_ENV] = env[CONFIG_ENV]
         main()
+
+
+def _checked_config() -> Config:
+    """The configuration :func:`exec_supervisor` handed over (a pipe's descriptor, or the
+    JSON itself), taken out of the environment: the children do not inherit it."""
+    src = os.environ.pop(CONFIG_ENV)
+    if src.startswith("fd:"):
+        fd = int(src[3:])
+        with os.fdopen(fd, "rb") as f:
+            src = f.read().decode()
+    return Config(**json.loads(src))
 
 
 def main() -> NoReturn:
     """The supervisor's entry (``python -m filodb`` with :data:`CONFIG_ENV` set)."""
-    cfg = Config(**json.loads(os.environ.pop(CONFIG_ENV)))  # the children do not inherit it
+    cfg = _checked_config()
     try:
         sys.exit(Supervisor(cfg, echo=_say).run())
     except FiloError as e:  # as filodb.cli's _fail says it

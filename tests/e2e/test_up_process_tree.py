@@ -58,7 +58,10 @@ def test_supervisor_stays_light_and_children_get_two_malloc_arenas(tmp_path: Pat
         maps = Path(f"/proc/{up.proc.pid}/maps").read_text()
         for lib in ("numpy", "llvmlite", "hiredis", "orjson", "libssl", "libcrypto", "_hashlib"):
             assert lib not in maps, f"the supervisor loaded {lib}"
-        assert " -m filodb up " in f" {cmdline(up.proc.pid)} "
+        assert " -P -m filodb up " in f" {cmdline(up.proc.pid)} "  # ./ not on its path
+        # the checked configuration came through a pipe: not in its environment
+        environ = Path(f"/proc/{up.proc.pid}/environ").read_bytes()
+        assert b"_FILODB_UP_CONFIG=fd:" in environ and b"redis_url" not in environ
         status = Path(f"/proc/{up.proc.pid}/status").read_text()
         rss_kb = int(status.split("VmRSS:")[1].split()[0])
         assert rss_kb < 32 << 10, (
