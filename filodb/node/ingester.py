@@ -82,6 +82,7 @@ class ShardIngester:
         self._running = False  # recovery has begun (a stop before that ends it at once)
         self._run_lock = threading.Lock()
         self._done = threading.Event()
+        self._backlog: tuple[tuple[int, int] | None, int] = (None, 0)  # see log_backlog
 
     # --- the thread-like interface ----------------------------------------------------------
     def start(self) -> None:
@@ -176,13 +177,20 @@ class ShardIngester:
         self.offset = self.applier.offset
 
     def log_backlog(self) -> int:
-        """Bytes of the shard's log past its lowest checkpoint (what the log must keep)."""
+        """Bytes of the shard's log past its lowest checkpoint (what the log must keep);
+        computed again only when the shard applied records or its memstore changed (the node
+        asks every tick for every shard)."""
         if self.applier is None or not self.active:
             return 0
+        at = (self.applier.offset, self.memstore.changes)
+        if self._backlog[0] == at:
+            return self._backlog[1]
         cps = self.memstore.checkpoints
-        return self.applier.log_bytes_after(
+        n = self.applier.log_bytes_after(
             min((cps.get(g, 0) for g in range(self.memstore.num_groups)), default=0)
         )
+        self._backlog = (at, n)
+        return n
 
     def lowest_group(self) -> int:
         """The flush group with the lowest checkpoint: its flush lets the log be trimmed."""

@@ -44,7 +44,7 @@ from filodb.procmem import refreeze_soon
 from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.planner import Key, Maps
-from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.redis_map import MapsCache, ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.store import store_from_config
 
@@ -85,6 +85,12 @@ class NodeRuntime:
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
         self.decoded = DecodedChunks(cfg.decode_cache_mb << 20)  # shared by the node's shards
+        self._maps_cache = MapsCache()  # the maps read last tick, parsed
+        # the inputs of the last coordinate / reconcile that asked for nothing (the planner is
+        # pure: the same inputs ask for nothing again; the maps are the same object while
+        # unchanged, so an idle node plans nothing over its shards each tick)
+        self._quiet_coordinate: tuple | None = None
+        self._quiet_reconcile: tuple | None = None
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._retention_due = 0.0
@@ -153,12 +159,19 @@ class NodeRuntime:
         return self.clock() - self._renewed_at > self.cfg.heartbeat_ttl * 0.8
 
     def _fence_loop(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(self.fence_wait()):
             self.check_fence()
+
+    def fence_wait(self) -> float:
+        """Seconds until the leases may expire unrenewed (when :meth:`fenced` turns true), in
+        [0.1, 1]: the watchdog wakes then, not ten times a second (renewals only move that
+        time later; the cap covers a test's clock that is not the real one)."""
+        left = self._renewed_at + self.cfg.heartbeat_ttl * 0.8 - self.clock()
+        return min(1.0, max(0.1, left))
 
     def check_fence(self) -> None:
         """When fenced, stop every shard without touching Redis (which may be what is
-        unreachable); the watchdog thread calls this every 100 ms."""
+        unreachable); the watchdog thread calls this when that may be due (:meth:`fence_wait`)."""
         if self.ingesters and self.fenced():
             self._fence_all()
 
@@ -208,8 +221,9 @@ class NodeRuntime:
         self.downsampling.tick(maps, coordinator=self._coord_since is not None)
 
     def _read_maps(self) -> Maps:
-        datasets = self.shard_map.datasets()
-        return {ds: (desc, self.shard_map.shard_states(ds)) for ds, desc in datasets.items()}
+        """Every dataset and its shard states: the same object as last time when nothing in
+        them changed (:class:`~filodb.shards.redis_map.MapsCache`)."""
+        return self.shard_map.maps(self._maps_cache)
 
     def schedule_flushes(self, now: float | None = None) -> None:
         """Flush the next group of each Active shard, staggered so every group
@@ -248,11 +262,12 @@ class NodeRuntime:
         backlog = {key: ing.log_backlog() for key, ing in ings.items()}
         pick = {key for key, b in backlog.items() if 0 < shard_limit < b}
         over = sum(backlog.values()) - node_limit if node_limit > 0 else 0
-        for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
-            if over <= 0:
-                break
-            pick.add(key)
-            over -= backlog[key]
+        if over > 0:
+            for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
+                if over <= 0:
+                    break
+                pick.add(key)
+                over -= backlog[key]
         return {key: ings[key].lowest_group() for key in pick - self._log_flushing}
 
     def flush(self, dataset: str, shard: int, group: int) -> None:
@@ -330,8 +345,19 @@ class NodeRuntime:
         live = self.registry.live_nodes()
         settling = planner.is_settling(self._coord_since, self.clock(), self.cfg.heartbeat_interval)
         maps = self._read_maps() if maps is None else maps
+        inputs = (maps, tuple(live), settling)
+        if _same_inputs(self._quiet_coordinate, inputs):
+            return
+        acts = planner.coordinate(maps, live, settling, time.time())
+        # nothing to do, and nothing waiting out an Error backoff (the one input that moves
+        # with the clock): the same inputs ask for nothing next tick either
+        quiet = not acts and not any(st.status is ShardStatus.ERROR
+                                     for _desc, states in maps.values() for st in states)  # fmt: skip
+        self._quiet_coordinate = inputs if quiet else None
+        if not acts:
+            return
         current = {(ds, st.shard): st for ds, (_desc, states) in maps.items() for st in states}
-        for act in planner.coordinate(maps, live, settling, time.time()):
+        for act in acts:
             key = (act.dataset, act.shard)
             if isinstance(act, planner.RebalanceShard):
                 log.warning("rebalance: %s/%s %s -> %s", *key, act.src, act.dst)
@@ -362,8 +388,13 @@ class NodeRuntime:
                 key: planner.RunningShard(statuses.get(key, ing.state.status), ing.is_alive())
                 for key, ing in self.ingesters.items()
             }
-            releasing = set(self._releasing)
-            for act in planner.reconcile(maps, self.name, running, releasing, self.fenced()):
+            releasing = frozenset(self._releasing)
+            inputs = (maps, running, releasing, self.fenced())
+            if _same_inputs(self._quiet_reconcile, inputs):
+                return
+            acts = planner.reconcile(maps, self.name, running, releasing, inputs[3])
+            self._quiet_reconcile = None if acts else inputs
+            for act in acts:
                 if isinstance(act, planner.ClaimLeases):
                     self._claim_and_start(maps, act.states)
                 else:
@@ -478,6 +509,11 @@ class NodeRuntime:
         log.warning(
             "flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0
         )
+
+
+def _same_inputs(last: tuple | None, now: tuple) -> bool:
+    """``now`` are the inputs of ``last`` again: the same maps object, equal other inputs."""
+    return last is not None and last[0] is now[0] and last[1:] == now[1:]
 
 
 def shard_ranges(shards: Iterable[int]) -> str:
