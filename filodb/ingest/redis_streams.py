@@ -66,6 +66,14 @@ class RedisStreamsLog(Log):
         self._r.set_response_callback("XREAD", _raw_reply)
         self._key_frames: dict[str, dict[int, bytes]] = {}
         self._group = _GroupCommit(self._run_jobs)
+        # a partition's stream key as a RESP frame, and the way back (grow with the partitions
+        # read: a node's, a few bytes each)
+        self._streams: dict[Partition, bytes] = {}
+        self._parts: dict[bytes, Partition] = {}
+        # the last blocking XREAD, packed, and the positions it was packed for: an idle node
+        # reads the same positions pass after pass
+        self._xread: tuple[dict[Partition, int], int, int, bytes] | None = None
+        self._found = True  # the last read_many found records (then split first, see there)
 
     def append_many(
         self, dataset: str, records: Mapping[int, Sequence[bytes]]
@@ -175,35 +183,71 @@ class RedisStreamsLog(Log):
     ) -> dict[Partition, list[tuple[int, bytes]]]:
         """One XREAD over every partition's stream (Redis blocks on all of them at once).
 
-        Past :data:`XREAD_KEYS` streams the non-blocking read is split into pipelined XREADs of
-        that many streams (one round trip); only when they find nothing does one blocking XREAD
-        wait on every stream."""
+        Past :data:`XREAD_KEYS` streams, after a read that found records, the non-blocking
+        read is split into pipelined XREADs of that many streams (one round trip) and only
+        when they find nothing does one blocking XREAD wait on every stream; after a read
+        that found nothing the blocking XREAD comes at once (it answers at once when records
+        are there). The blocking XREAD is packed here, and packed again only when the
+        positions changed: a node idle over 1024 partitions sends the same bytes each pass
+        (redis-py took ~4 ms of CPU to pack 2048 arguments)."""
         if not positions:
             return {}
-        streams: dict[KeyT, StreamIdT] = {
-            stream_key(ds, s): f"0-{int(p)}" for (ds, s), p in positions.items()
-        }
-        by_key = {stream_key(ds, s): (ds, s) for ds, s in positions}
         out: dict[Partition, list[tuple[int, bytes]]] = {}
-        if len(streams) > XREAD_KEYS:
-            items = list(streams.items())
+        if len(positions) > XREAD_KEYS and (self._found or block_ms <= 0):
+            items = [(self._stream(part)[0], f"0-{int(p)}") for part, p in positions.items()]
             pipe = self._r.pipeline(transaction=False)
             for i in range(0, len(items), XREAD_KEYS):
                 pipe.xread(dict(items[i : i + XREAD_KEYS]), count=count)
             for reply in pipe.execute():
-                self._collect(reply, by_key, out)
+                self._collect(reply, out)
             if out or block_ms <= 0:
+                self._found = bool(out)
                 return out
-        reply = self._r.xread(streams, count=count, block=self._block(block_ms))
-        self._collect(reply, by_key, out)
+        self._collect(self._raw_xread(positions, count, self._block(block_ms) or 0), out)
+        self._found = bool(out)
         return out
 
-    @staticmethod
-    def _collect(reply: Any, by_key: Mapping[str, Partition],
-                 out: dict[Partition, list[tuple[int, bytes]]]) -> None:  # fmt: skip
+    def _raw_xread(self, positions: Mapping[Partition, int], count: int, block: int) -> Any:
+        """``XREAD COUNT count [BLOCK block] STREAMS ...`` over ``positions``, packed once for
+        the same positions (a broken connection is tried again once: the read is idempotent)."""
+        last = self._xread
+        if last is not None and last[1] == count and last[2] == block and last[0] == positions:
+            cmd = last[3]
+        else:
+            cmd = self._pack_xread(positions, count, block)
+            self._xread = (dict(positions), count, block, cmd)
+        try:
+            return self._raw_call(cmd)
+        except redis.ConnectionError:
+            return self._raw_call(cmd)
+
+    def _stream(self, part: Partition) -> tuple[bytes, bytes]:
+        """A partition's stream key and its RESP frame (remembered, with the way back)."""
+        key = stream_key(*part).encode()
+        frame = self._streams.get(part)
+        if frame is None:
+            frame = self._streams[part] = b"$%d\r\n%s\r\n" % (len(key), key)
+            self._parts[key] = part
+        return key, frame
+
+    def _pack_xread(self, positions: Mapping[Partition, int], count: int, block: int) -> bytes:
+        streams = self._streams
+        head = [b"XREAD", b"COUNT", b"%d" % count]
+        if block > 0:
+            head += [b"BLOCK", b"%d" % block]
+        head.append(b"STREAMS")
+        out = [b"*%d\r\n" % (len(head) + 2 * len(positions))]
+        out += [b"$%d\r\n%s\r\n" % (len(a), a) for a in head]
+        for part in positions:
+            out.append(streams.get(part) or self._stream(part)[1])
+        for p in positions.values():
+            i = b"0-%d" % int(p)
+            out.append(b"$%d\r\n%s\r\n" % (len(i), i))
+        return b"".join(out)
+
+    def _collect(self, reply: Any, out: dict[Partition, list[tuple[int, bytes]]]) -> None:
         for key, entries in _iter_reply(reply):
-            part = by_key[key.decode() if isinstance(key, bytes) else key]
-            out[part] = _entries(entries)
+            out[self._parts[key if isinstance(key, bytes) else key.encode()]] = _entries(entries)
 
     def end_offset(self, dataset: str, shard: int) -> int:
         v = self._r.get(_counter_key(dataset, shard))

@@ -196,6 +196,10 @@ class TimeSeriesShard:
         self.deletes: list[Deletion] = []  # the latest ones, for flushes prepared before them
         self.num_deletes = 0
         self.series_purged = 0
+        # bumped (under the lock) by everything that may change what stats() reports, except
+        # the node-wide decode cache's numbers: an unchanged count, unchanged stats (the node
+        # does not recompute an idle shard's)
+        self.changes = 0
 
     # --- registry -------------------------------------------------------------------------
     @property
@@ -325,6 +329,7 @@ class TimeSeriesShard:
         if not recs:
             return 0
         with self._lock:
+            self.changes += 1
             data, ends = arena([r.part_key for r in recs])
             ids, _, missing = self._pks.find_hashing(data, ends)
             got = (
@@ -354,6 +359,7 @@ class TimeSeriesShard:
         nothing (the offset included).
         """
         with self._lock:
+            self.changes += 1
             ex = batch.exemplars
             if len(batch) == 0 and (ex is None or not self.exemplars.capacity):
                 if offset is not None:
@@ -487,6 +493,7 @@ class TimeSeriesShard:
         stays unflushed in memory; only heads that would close out of order (or may yet take
         an older sample: an ``ooo_window``) are closed."""
         with self._lock:
+            self.changes += 1
             sids = np.flatnonzero(self._group == group)
             heads = np.zeros(0, np.int64)
             open_runs = not (close_heads or self.ooo_window_ms)
@@ -542,6 +549,7 @@ class TimeSeriesShard:
     def commit_flush(self, fd: FlushData) -> None:
         """The column store holds ``fd``: its chunks become evictable; records the checkpoint."""
         with self._lock:
+            self.changes += 1
             if fd.layout != self._layout:  # a purge renumbered the series: their chunks stay
                 self.checkpoints[fd.group] = fd.offset  # unflushed and are written again
                 self.last_flush[fd.group] = time.time()
@@ -617,6 +625,7 @@ class TimeSeriesShard:
         """Retention: forget chunks that end before ``cutoff_ms``; returns how many."""
         dropped = 0
         with self._lock:
+            self.changes += 1
             self._page_cache.forget()  # the store drops what retention cuts, so must the cache
             head_n = self._head.count
             for s, cs in enumerate(self._chunks):
@@ -644,6 +653,7 @@ class TimeSeriesShard:
         caller what to delete from the column store. Flushes prepared before it learn of it
         through :meth:`deletions_since`."""
         with self._lock:
+            self.changes += 1
             ids = self._ids_in_range(matchers, start_ms, end_ms)
             whole = (self._first[ids] >= start_ms) & (self._last[ids] <= end_ms)
             gone, part = ids[whole], ids[~whole]
@@ -703,6 +713,7 @@ class TimeSeriesShard:
             n = len(keep) - int(keep.sum())
             if n == 0:
                 return 0
+            self.changes += 1
             idx = np.flatnonzero(keep).tolist()
             gone = np.flatnonzero(~keep).tolist()
             for s in gone:
@@ -883,6 +894,7 @@ class TimeSeriesShard:
         need = ids[older]
         if len(need) == 0:
             return {}
+        self.changes += 1  # paged or served from the page cache: its counters move
         his = np.minimum(end_ms, self._mem_start[need] - 1)
         # Every later sample of a series is newer than its newest now (in-order ingestion),
         # and memory holds everything from mem_start on, so the store's chunks overlapping

@@ -40,6 +40,10 @@ PROGRESS_EVERY_S = 1.0
 _LIMITER = RateLimitedLog()  # failures of one shard: the traceback once a minute
 
 
+def _nothing() -> None:
+    pass
+
+
 class ShardIngester:
     """Owns a :class:`TimeSeriesShard` and feeds it from the log (through ``reader``).
 
@@ -51,7 +55,7 @@ class ShardIngester:
         stores: Stores | None = None, cfg: Config | None = None, *,
         reader: NodeReader, recovery: Executor | None = None,
         prepare: Callable[[], None] | None = None, num_shards: int = 1,
-        decoded: DecodedChunks | None = None,
+        decoded: DecodedChunks | None = None, on_change: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         cfg = cfg or Config()
         self.name = f"ingest-{state.dataset}-{state.shard}"
@@ -82,10 +86,15 @@ class ShardIngester:
         self._running = False  # recovery has begun (a stop before that ends it at once)
         self._run_lock = threading.Lock()
         self._done = threading.Event()
+        # called after every change of what the node reads of an ingester each tick (status,
+        # active, alive): the node then reads them again, and not while nothing changed
+        self._on_change = on_change or _nothing
+        self._backlog: tuple[tuple[int, int] | None, int] = (None, 0)  # see log_backlog
 
     # --- the thread-like interface ----------------------------------------------------------
     def start(self) -> None:
         self._started = True
+        self._on_change()
         if self._recovery is not None:
             self._recovery.submit(self.run)
         else:
@@ -101,6 +110,7 @@ class ShardIngester:
     def finished(self) -> None:
         """Recovery and following are over (called by the recovery or the reader)."""
         self._done.set()
+        self._on_change()
 
     @property
     def malformed_records(self) -> int:
@@ -123,17 +133,19 @@ class ShardIngester:
         with self._run_lock:
             if not self._running:  # still queued for recovery: it will not run
                 self._done.set()
+        self._on_change()
 
     def _move(self, to: ShardStatus, progress: int = 0, error: str = "") -> None:
         """Record a status change, only while the map still names this node (fencing)."""
         self.state = self.shard_map.move(self.state, to, self.node, progress, expect_node=self.node,
                                          error=error)  # fmt: skip
+        self._on_change()
 
     def run(self) -> None:
         """Recover, publish Active, hand the shard to the reader (on the recovery pool)."""
         with self._run_lock:
             if self.stop_event.is_set():
-                self._done.set()
+                self.finished()
                 return
             self._running = True
         try:
@@ -157,11 +169,13 @@ class ShardIngester:
         if isinstance(e, FencedError):  # another node owns the shard now
             log.warning("shard %s/%s: %s", self.dataset, self.shard, e)
             self.stop_event.set()
+            self._on_change()
             return
         if _LIMITER.allow((self.dataset, self.shard, type(e))):
             log.error("shard %s/%s failed", self.dataset, self.shard, exc_info=e)
         if not self.stop_event.is_set():
             self.stop_event.set()
+            self._on_change()
             try:
                 self._move(ShardStatus.ERROR, error=f"{type(e).__name__}: {e}")
             except Exception as e2:  # noqa: BLE001 - Redis may be the cause
@@ -176,13 +190,20 @@ class ShardIngester:
         self.offset = self.applier.offset
 
     def log_backlog(self) -> int:
-        """Bytes of the shard's log past its lowest checkpoint (what the log must keep)."""
+        """Bytes of the shard's log past its lowest checkpoint (what the log must keep);
+        computed again only when the shard applied records or its memstore changed (the node
+        asks every tick for every shard)."""
         if self.applier is None or not self.active:
             return 0
+        at = (self.applier.offset, self.memstore.changes)
+        if self._backlog[0] == at:
+            return self._backlog[1]
         cps = self.memstore.checkpoints
-        return self.applier.log_bytes_after(
+        n = self.applier.log_bytes_after(
             min((cps.get(g, 0) for g in range(self.memstore.num_groups)), default=0)
         )
+        self._backlog = (at, n)
+        return n
 
     def lowest_group(self) -> int:
         """The flush group with the lowest checkpoint: its flush lets the log be trimmed."""

@@ -54,6 +54,10 @@ LOG_EVERY_S = 60.0
 
 
 class StatsSource(Protocol):
+    """A shard's memstore, as the reader reports it (:class:`~filodb.memstore.shard.TimeSeriesShard`)."""
+
+    @property
+    def changes(self) -> int: ...  # moves whenever stats() may have changed
     def stats(self) -> dict[str, Any]: ...
 
 
@@ -116,7 +120,8 @@ class NodeReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pause = pause or self._stop.wait  # a stop ends a pause at once
-        self._reported: dict[Key, tuple[int, float]] = {}  # offset, time of the last report
+        # offset, time and the memstore's changes count at the last report
+        self._reported: dict[Key, tuple[int, float, int]] = {}
         self._last_report = 0.0
         self.reads = 0  # read_many calls (for tests and metrics)
         self.read_errors = 0
@@ -257,19 +262,25 @@ class NodeReader:
             ing.finished()
 
     def report(self, live: dict[Key, ShardIngester], now: float | None = None) -> None:
-        """Offsets and stats of the shards whose offset moved (or not reported for
-        :data:`REFRESH_S`), in one round trip."""
+        """Offsets and stats of the shards whose offset moved, and every :data:`REFRESH_S` of
+        those whose memstore changed otherwise (a flush, an eviction, retention, paging), in
+        one round trip. An idle shard's stats are not recomputed."""
         now = time.monotonic() if now is None else now
         offsets: dict[Key, int] = {}
         stats: dict[Key, dict] = {}
         for key, ing in live.items():
             off = ing.offset
             last = self._reported.get(key)
-            if last is not None and last[0] == off and now - last[1] < REFRESH_S:
-                continue
+            if last is not None and last[0] == off:
+                if now - last[1] < REFRESH_S:
+                    continue
+                if ing.memstore.changes == last[2]:
+                    self._reported[key] = (off, now, last[2])
+                    continue
+            changes = ing.memstore.changes  # before stats(): a change during it shows next time
             offsets[key] = off
             stats[key] = ing.memstore.stats()
-            self._reported[key] = (off, now)
+            self._reported[key] = (off, now, changes)
         if not offsets:
             return
         try:

@@ -21,6 +21,7 @@ they serve only what :meth:`NodeRuntime.memstore` gives (an Active shard of an u
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -44,7 +45,7 @@ from filodb.procmem import refreeze_soon
 from filodb.shards import planner
 from filodb.shards.nodes import NodeRegistry
 from filodb.shards.planner import Key, Maps
-from filodb.shards.redis_map import ShardMapStore
+from filodb.shards.redis_map import MapsCache, ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
 from filodb.store import store_from_config
 
@@ -85,11 +86,27 @@ class NodeRuntime:
         self._send_flush = send_flush
         self.stores = store_from_config(cfg)
         self.decoded = DecodedChunks(cfg.decode_cache_mb << 20)  # shared by the node's shards
+        self._maps_cache = MapsCache()  # the maps read last tick, parsed
+        # the inputs of the last coordinate / reconcile that asked for nothing (the planner is
+        # pure: the same inputs ask for nothing again; the maps are the same object while
+        # unchanged, so an idle node plans nothing over its shards each tick)
+        self._quiet_coordinate: tuple | None = None
+        self._quiet_reconcile: tuple | None = None
+        # moves (to a value never used before) after every change of an ingester's status,
+        # active or alive, and of the ingesters held: what the tick reads of each ingester
+        # (statuses, the Active ones) is read again only then
+        self._gens = itertools.count(1)
+        self._gen = 0
+        self._statuses_at: tuple[tuple[int, int], dict[Key, ShardStatus]] = ((-1, 0), {})
+        self._active_at: tuple[tuple[int, int], list[tuple[Key, ShardIngester]]] = ((-1, 0), [])
+        self._flush_for: list | None = None  # the Active list the flush schedule last ran over
+        self._flush_next = float("inf")  # ... and its earliest due time
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._retention_due = 0.0
         self._retention_last = 0.0
         self._retention_shards: set[Key] = set()
+        self._retention_for: list | None = None  # the Active list those were read from
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="node-loop", daemon=True)
@@ -153,12 +170,19 @@ class NodeRuntime:
         return self.clock() - self._renewed_at > self.cfg.heartbeat_ttl * 0.8
 
     def _fence_loop(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(self.fence_wait()):
             self.check_fence()
+
+    def fence_wait(self) -> float:
+        """Seconds until the leases may expire unrenewed (when :meth:`fenced` turns true), in
+        [0.1, 1]: the watchdog wakes then, not ten times a second (renewals only move that
+        time later; the cap covers a test's clock that is not the real one)."""
+        left = self._renewed_at + self.cfg.heartbeat_ttl * 0.8 - self.clock()
+        return min(1.0, max(0.1, left))
 
     def check_fence(self) -> None:
         """When fenced, stop every shard without touching Redis (which may be what is
-        unreachable); the watchdog thread calls this every 100 ms."""
+        unreachable); the watchdog thread calls this when that may be due (:meth:`fence_wait`)."""
         if self.ingesters and self.fenced():
             self._fence_all()
 
@@ -167,6 +191,7 @@ class NodeRuntime:
             keys = list(self.ingesters)
             for key in keys:
                 ing = self.ingesters.pop(key)
+                self._changed()
                 ing.stop()
                 self._flush_due.pop(key, None)
         if keys:
@@ -207,9 +232,25 @@ class NodeRuntime:
         self.apply_retention()
         self.downsampling.tick(maps, coordinator=self._coord_since is not None)
 
+    def _changed(self) -> None:
+        """An ingester's status, active or alive changed, or the ingesters held did."""
+        self._gen = next(self._gens)
+
+    def _at(self) -> tuple[int, int]:
+        return (self._gen, id(self.ingesters))  # tests set ``ingesters`` whole
+
+    def _active(self) -> list[tuple[Key, ShardIngester]]:
+        """The Active ingesters (the same list while no ingester changed)."""
+        at = self._at()
+        if self._active_at[0] != at:
+            ings = list(self.ingesters.items())
+            self._active_at = (at, [(key, ing) for key, ing in ings if ing.active])
+        return self._active_at[1]
+
     def _read_maps(self) -> Maps:
-        datasets = self.shard_map.datasets()
-        return {ds: (desc, self.shard_map.shard_states(ds)) for ds, desc in datasets.items()}
+        """Every dataset and its shard states: the same object as last time when nothing in
+        them changed (:class:`~filodb.shards.redis_map.MapsCache`)."""
+        return self.shard_map.maps(self._maps_cache)
 
     def schedule_flushes(self, now: float | None = None) -> None:
         """Flush the next group of each Active shard, staggered so every group
@@ -219,9 +260,10 @@ class NodeRuntime:
         groups = max(1, self.cfg.flush_groups)
         step = self.cfg.flush_interval / groups
         early = self.log_flushes()
-        for key, ing in list(self.ingesters.items()):
-            if not ing.active:
-                continue
+        active = self._active()
+        if not early and active is self._flush_for and now < self._flush_next:
+            return  # nothing due, no shard became Active
+        for key, _ing in active:
             due, group = self._flush_due.setdefault(key, (now + step, 0))
             if now >= due:
                 self._flush_due[key] = (now + step, (group + 1) % groups)
@@ -234,6 +276,8 @@ class NodeRuntime:
                 self._send_flush(key[0], key[1], group)
             else:
                 self.flush(key[0], key[1], group)
+        self._flush_for = active
+        self._flush_next = min((self._flush_due[key][0] for key, _ in active), default=float("inf"))
 
     def log_flushes(self) -> dict[Key, int]:
         """Active shards to flush now for the size of their log, each with its lowest-checkpoint
@@ -244,15 +288,16 @@ class NodeRuntime:
         shard_limit, node_limit = self.cfg.flush_log_mb << 20, self.cfg.log_backlog_mb << 20
         if shard_limit <= 0 and node_limit <= 0:
             return {}
-        ings = {key: ing for key, ing in list(self.ingesters.items()) if ing.active}
+        ings = dict(self._active())
         backlog = {key: ing.log_backlog() for key, ing in ings.items()}
         pick = {key for key, b in backlog.items() if 0 < shard_limit < b}
         over = sum(backlog.values()) - node_limit if node_limit > 0 else 0
-        for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
-            if over <= 0:
-                break
-            pick.add(key)
-            over -= backlog[key]
+        if over > 0:
+            for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
+                if over <= 0:
+                    break
+                pick.add(key)
+                over -= backlog[key]
         return {key: ings[key].lowest_group() for key in pick - self._log_flushing}
 
     def flush(self, dataset: str, shard: int, group: int) -> None:
@@ -291,7 +336,11 @@ class NodeRuntime:
         the next pass forward).
 
         A dataset's own ``retention_s`` (set at creation) wins over the node's configured one."""
-        active = {key for key, ing in self.ingesters.items() if ing.active}
+        if self._active() is not self._retention_for:  # a shard became Active, or left
+            self._retention_for = self._active()
+            active = {key for key, _ in self._retention_for}
+        else:
+            active = self._retention_shards
         if active - self._retention_shards:
             self._retention_shards = active
             every = _retention_every(self._retentions(active).values())
@@ -330,8 +379,19 @@ class NodeRuntime:
         live = self.registry.live_nodes()
         settling = planner.is_settling(self._coord_since, self.clock(), self.cfg.heartbeat_interval)
         maps = self._read_maps() if maps is None else maps
+        inputs = (maps, tuple(live), settling)
+        if _same_inputs(self._quiet_coordinate, inputs):
+            return
+        acts = planner.coordinate(maps, live, settling, time.time())
+        # nothing to do, and nothing waiting out an Error backoff (the one input that moves
+        # with the clock): the same inputs ask for nothing next tick either
+        quiet = not acts and not any(st.status is ShardStatus.ERROR
+                                     for _desc, states in maps.values() for st in states)  # fmt: skip
+        self._quiet_coordinate = inputs if quiet else None
+        if not acts:
+            return
         current = {(ds, st.shard): st for ds, (_desc, states) in maps.items() for st in states}
-        for act in planner.coordinate(maps, live, settling, time.time()):
+        for act in acts:
             key = (act.dataset, act.shard)
             if isinstance(act, planner.RebalanceShard):
                 log.warning("rebalance: %s/%s %s -> %s", *key, act.src, act.dst)
@@ -340,7 +400,12 @@ class NodeRuntime:
                 current[key] = self.shard_map.move(current[key], act.to, act.node)
 
     def _statuses(self) -> dict[Key, ShardStatus]:
-        return {key: ing.state.status for key, ing in list(self.ingesters.items())}
+        """The ingesters' statuses (the same dict while no ingester changed)."""
+        at = self._at()
+        if self._statuses_at[0] != at:
+            ings = list(self.ingesters.items())
+            self._statuses_at = (at, {key: ing.state.status for key, ing in ings})
+        return self._statuses_at[1]
 
     def reconcile(
         self, maps: Maps | None = None, statuses: dict[Key, ShardStatus] | None = None
@@ -358,12 +423,18 @@ class NodeRuntime:
         statuses = {} if statuses is None else statuses
         self._initialized &= {(ds, desc.shards) for ds, (desc, _states) in maps.items()}
         with self._lock:
+            # the same maps and statuses objects (read unchanged) and no ingester changed since:
+            # the same running shards
+            inputs = (maps, statuses, self._at(), frozenset(self._releasing), self.fenced())
+            if _same_inputs(self._quiet_reconcile, inputs):
+                return
             running = {
                 key: planner.RunningShard(statuses.get(key, ing.state.status), ing.is_alive())
                 for key, ing in self.ingesters.items()
             }
-            releasing = set(self._releasing)
-            for act in planner.reconcile(maps, self.name, running, releasing, self.fenced()):
+            acts = planner.reconcile(maps, self.name, running, inputs[3], inputs[4])
+            self._quiet_reconcile = None if acts else inputs
+            for act in acts:
                 if isinstance(act, planner.ClaimLeases):
                     self._claim_and_start(maps, act.states)
                 else:
@@ -395,13 +466,15 @@ class NodeRuntime:
                                 stores=self.stores, cfg=self.cfg,
                                 reader=self.reader, recovery=self._recovery,
                                 prepare=lambda: self._prepare_dataset(desc),
-                                num_shards=desc.shards, decoded=self.decoded)  # fmt: skip
+                                num_shards=desc.shards, decoded=self.decoded,
+                                on_change=self._changed)  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down: the whole tick fails and is retried
         except Exception as e:  # noqa: BLE001 - this shard goes to Error, the others carry on
             self._shard_failed(st, e)
             return
         self.ingesters[(st.dataset, st.shard)] = ing
+        self._changed()
         ing.start()
 
     def _prepare_dataset(self, desc: Dataset) -> None:
@@ -442,6 +515,7 @@ class NodeRuntime:
         """Stop a shard; in the background flush its groups, then give up its lease."""
         log.warning("node %s stops shard %s/%s", self.name, *key)
         ing = self.ingesters.pop(key)
+        self._changed()
         ing.stop()
         self._flush_due.pop(key, None)
 
@@ -478,6 +552,16 @@ class NodeRuntime:
         log.warning(
             "flushed %s/%s on release in %.2f s", ing.dataset, ing.shard, time.monotonic() - t0
         )
+
+
+def _same_inputs(last: tuple | None, now: tuple) -> bool:
+    """``now`` are the inputs of ``last`` again: the same maps object, and the same statuses
+    object when there are two; equal other inputs."""
+    if last is None or last[0] is not now[0]:
+        return False
+    if len(now) > 3:  # reconcile's: (maps, statuses, ...)
+        return last[1] is now[1] and last[2:] == now[2:]
+    return last[1:] == now[1:]
 
 
 def shard_ranges(shards: Iterable[int]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from filodb.model.dataset import Dataset
 from filodb.shards.assignment import assign_shards, rebalance_move
@@ -92,9 +93,9 @@ class WaitForLease:
     key: Key
 
 
-@dataclass(frozen=True)
-class RunningShard:
-    """What the planner knows of one of this node's ingesters."""
+class RunningShard(NamedTuple):
+    """What the planner knows of one of this node's ingesters (a tuple: a node builds and
+    compares one per shard each tick)."""
 
     status: ShardStatus  # the status the ingester last wrote
     alive: bool = True  # its thread still runs

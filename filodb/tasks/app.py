@@ -29,7 +29,10 @@ def make_celery(cfg: Config) -> Celery:
         worker_disable_rate_limits=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"polling_interval": 0.1, "visibility_timeout": 3600},
+        # kombu's default BRPOP timeout (1 s): the notes' 0.1 s made queues added at run time
+        # taken sooner, and a node adds none (its one queue is given at start); it cost an
+        # idle worker ten BRPOP round trips a second through kombu's loop
+        broker_transport_options={"visibility_timeout": 3600},
         task_create_missing_queues=True,
         task_default_queue="filodb.default",
     )

@@ -74,6 +74,43 @@ class TestRedisStreamsLog(LogSuite):
         got = log.read_many({k: 1 if k[1] % 3 == 0 else 0 for k in positions}, 10, 2000)
         assert got == {("big", n - 1): [(1, b"last")]}
 
+    def test_an_idle_read_is_one_xread_packed_once(
+        self, log: RedisStreamsLog, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Past XREAD_KEYS streams, once a read found nothing, each read is one blocking XREAD
+        (no split pre-read), packed once while the positions stay; records still come back,
+        and a read that found some is split again (a backlog)."""
+        from filodb.ingest import redis_streams
+
+        n = redis_streams.XREAD_KEYS + 24
+        positions = {("idle", s): 0 for s in range(n)}
+        packs = [0]
+        pack = log._pack_xread
+
+        def counted(*a):  # type: ignore[no-untyped-def]
+            packs[0] += 1
+            return pack(*a)
+
+        monkeypatch.setattr(log, "_pack_xread", counted)
+
+        def xreads() -> int:
+            return int(self._r.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+
+        assert log.read_many(positions, 10, 1) == {}  # split first (nothing known yet)
+        before = xreads()
+        for _ in range(5):
+            assert log.read_many(positions, 10, 1) == {}
+        assert xreads() - before == 5 and packs[0] == 1
+        log.append("idle", n - 1, [b"r"])
+        assert log.read_many(positions, 10, 1) == {("idle", n - 1): [(1, b"r")]}
+        before = xreads()
+        assert log.read_many({**positions, ("idle", n - 1): 1}, 10, 1) == {}
+        # after records: the split read (2 XREADs) finds nothing, then the blocking one ...
+        assert xreads() - before == 3
+        before = xreads()
+        assert log.read_many({**positions, ("idle", n - 1): 1}, 10, 1) == {}
+        assert xreads() - before == 1 and packs[0] == 2  # ... and once idle, one, packed again
+
     def test_blocking_read_stays_under_the_socket_timeout(self, redis_url: str) -> None:
         lg = RedisStreamsLog(redis_url, socket_timeout=0.5)
         try:

@@ -153,3 +153,26 @@ def test_node_fences_itself_when_it_cannot_renew(redis_url: str, tmp_path: Path)
 def _not_none(x: T | None) -> T:
     assert x is not None
     return x
+
+
+def test_maps_are_parsed_again_only_when_their_bytes_change(redis_url: str) -> None:
+    """An idle node reads every map each tick: unchanged bytes give the same parsed objects
+    (no dataset parsed again); a move re-parses only its dataset; a new dataset appears."""
+    from filodb.shards.redis_map import MapsCache
+
+    store = ShardMapStore(redis_url)
+    store.create_dataset("m1", 4)
+    store.create_dataset("m2", 4)
+    cache = MapsCache()
+    first = store.maps(cache)
+    assert sorted(first) == ["m1", "m2"] and cache.parses == 2
+    assert [st.shard for st in first["m1"][1]] == [0, 1, 2, 3]
+    assert store.maps(cache) is first and cache.parses == 2
+    st = store.shard_state("m2", 1)
+    store.move(st, S.ASSIGNED, "n1")
+    moved = store.maps(cache)
+    assert cache.parses == 3 and moved["m1"] is first["m1"]
+    assert moved["m2"][1][1].status is S.ASSIGNED and moved["m2"][1][1].node == "n1"
+    assert moved == {ds: (d, store.shard_states(ds)) for ds, d in store.datasets().items()}
+    store.create_dataset("m3", 2)
+    assert sorted(store.maps(cache)) == ["m1", "m2", "m3"] and cache.parses == 4
