@@ -368,17 +368,26 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
 @_OPTS["redis_url"]
 @_OPTS["config"]
 @_OPTS["auth_file"]
-def gateway(config_path: str | None, **flags: Any) -> None:
+@click.option("--listen-fd", "door_fds", multiple=True, hidden=True,
+              help="<door>=<fd>: serve that door on this inherited listening socket (filodb up)")  # fmt: skip
+def gateway(config_path: str | None, door_fds: tuple[str, ...], **flags: Any) -> None:
     """Run the TCP doors (Influx line protocol, Graphite plaintext) until SIGTERM/Ctrl-C."""
     import logging
     import signal
+    import socket
     import threading
 
     cfg = _check_auth(_cfg(config_path, **flags), "gateway")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    gw, metrics = _tcp_doors(cfg)
+    sockets = {}
+    for spec in door_fds:
+        door, _, fd = spec.partition("=")
+        if not fd.isdigit():
+            _fail(f"--listen-fd {spec!r}: expected <door>=<descriptor>", 2)
+        sockets[door] = socket.socket(fileno=int(fd))
+    gw, metrics = _tcp_doors(cfg, sockets)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -396,13 +405,14 @@ def gateway(config_path: str | None, **flags: Any) -> None:
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
 
 
-def _tcp_doors(cfg: Any) -> tuple[Any, Any]:
-    """The TCP doors, listening, and their /metrics server (exit 2 when a port is taken)."""
+def _tcp_doors(cfg: Any, sockets: dict | None = None) -> tuple[Any, Any]:
+    """The TCP doors, listening (on ``sockets`` by door where given), and their /metrics
+    server (exit 2 when a port is taken)."""
     from filodb.gateway.metrics import serve as serve_metrics
     from filodb.gateway.tcp import gateway_from_config
 
     try:
-        gw = gateway_from_config(cfg).start()
+        gw = gateway_from_config(cfg, sockets=sockets).start()
     except OSError as e:
         _fail(f"{e.strerror or e} (is another gateway or filodb up running? pass other ports)", 2)
     except FiloError as e:

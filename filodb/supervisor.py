@@ -24,6 +24,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -94,6 +95,9 @@ class Supervisor:
         self.redis: RedisProcess | None = None
         self.children: list[Child] = []
         self.door_ports: list[int] = []  # the TCP doors' ports, once the gateway is spawned
+        self.door_sockets: dict[str, socket.socket] = {}  # bound here, for the gateway
+        self._gateway_env: dict[str, str] = {}
+        self._gateway_started = False
         self.stopping = threading.Event()
         self._lock: IO[str] | None = None  # the data directory's lock, held while we run
         self.web_sockets: list[socket.socket] = []  # the web port, shared by the web processes
@@ -225,10 +229,45 @@ class Supervisor:
         return extra
 
     def _spawn_gateway(self) -> None:
-        """The TCP doors (Influx, Graphite) as one child; no child when every door is off."""
+        """The TCP doors (Influx, Graphite) as one child, started at their first connection;
+        no child when every door is off. This process binds the doors' ports and hands the
+        sockets over (a connection waits in the kernel's backlog, its lines in its socket,
+        while the gateway starts): a tree whose senders use HTTP only does not carry the
+        gateway's ~240 MB (numba, the parsers, its caches). Where a door's host has several
+        addresses the gateway binds them itself, at once, as before."""
         extra = self._door_ports()
-        if self.door_ports:
+        if not self.door_ports:
+            return
+        socks: dict[str, socket.socket] = {}
+        try:
+            for door in ("influx", "graphite"):
+                port = int(extra[f"FILODB_{door.upper()}_PORT"])
+                if port:
+                    got = bind(self.cfg.host, port, inheritable=True)
+                    socks[door] = got[0]
+                    for extra_sock in got[1:]:
+                        extra_sock.close()
+                    if len(got) != 1:
+                        raise OSError("several addresses")
+        except OSError:
+            for sock in socks.values():
+                sock.close()
             self._spawn("gateway", ["gateway"], extra)
+            return
+        self.door_sockets, self._gateway_env = socks, extra
+
+    def _gateway_when_called(self) -> None:
+        """Start the gateway on the doors' sockets once one has a connection waiting."""
+        if not self.door_sockets or self._gateway_started:
+            return
+        ready, _, _ = select.select(list(self.door_sockets.values()), [], [], 0)
+        if not ready:
+            return
+        fds = tuple(s.fileno() for s in self.door_sockets.values())
+        args = ["gateway", *(a for d, sock in self.door_sockets.items()
+                             for a in ("--listen-fd", f"{d}={sock.fileno()}"))]  # fmt: skip
+        self._gateway_started = True
+        self._spawn("gateway", args, self._gateway_env, pass_fds=fds)
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """The web tier answers healthy and every TCP door accepts connections (the gateway
@@ -239,18 +278,23 @@ class Supervisor:
         while time.monotonic() < deadline and not self.stopping.is_set():
             if not healthy:  # a 503 while starting, refused before it listens
                 healthy = _http_status(self.cfg.host, self.cfg.port, "/admin/health") == 200
-            if healthy and all(_listening(p, self.cfg.host) for p in self.door_ports):
+            held = {s.getsockname()[1] for s in self.door_sockets.values()}  # listening here
+            if healthy and all(_listening(p, self.cfg.host) for p in self.door_ports
+                               if p not in held):  # fmt: skip
                 return True
             time.sleep(0.2)
         return False
 
     def supervise_once(self) -> None:
-        """Restart whatever died (Redis first, since everything needs it)."""
+        """Restart whatever died (Redis first, since everything needs it); start the gateway
+        at its doors' first connection."""
         if self.redis is not None and self.redis.proc.poll() is not None:
             self.echo(f"redis-server exited ({self.redis.proc.returncode}); restarting")
             self.redis = start_redis(self.redis.data_dir, self.redis.port)
         if self.redis is not None:
             self.redis.compact_aof()  # trimmed log records leave the disk too
+        if not self.stopping.is_set():
+            self._gateway_when_called()
         for c in self.children:
             if not c.alive() and not self.stopping.is_set():
                 delay = RESTART_BACKOFF_S[min(c.restarts, len(RESTART_BACKOFF_S) - 1)]
@@ -325,7 +369,7 @@ class Supervisor:
         self.stopping.set()
         for c in reversed(self.children):
             c.stop()
-        for s in self.web_sockets:
+        for s in [*self.web_sockets, *self.door_sockets.values()]:
             s.close()
         if self.redis is not None:
             self.redis.stop()

@@ -196,10 +196,15 @@ class _DoorServer(socketserver.ThreadingTCPServer):
     daemon_threads = True  # the gateway joins them itself, with a bound, in stop()
     request_queue_size = 1024
 
-    def __init__(self, addr: tuple[str, int], door: str, gw: TcpGateway) -> None:
+    def __init__(self, addr: tuple[str, int], door: str, gw: TcpGateway,
+                 inherited: socket.socket | None = None) -> None:  # fmt: skip
         self.door = door
         self.gw = gw
-        super().__init__(addr, _Connection)
+        super().__init__(addr, _Connection, bind_and_activate=inherited is None)
+        if inherited is not None:  # listening already (the supervisor bound it)
+            self.socket.close()
+            self.socket = inherited
+            self.server_address = inherited.getsockname()
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -335,7 +340,8 @@ class TcpGateway:
                  tokens: dict[str, bytes] | None = None,
                  limiter: IngestLimiter | None = None,
                  metadata: MetadataStore | None = None,
-                 epochs: EpochOf | None = None) -> None:  # fmt: skip
+                 epochs: EpochOf | None = None,
+                 sockets: dict[str, socket.socket] | None = None) -> None:  # fmt: skip
         unknown = set(ports) - set(DOORS)
         if unknown:
             raise BadInputError(f"unknown gateway doors {sorted(unknown)} (have {sorted(DOORS)})")
@@ -346,6 +352,7 @@ class TcpGateway:
         self.dataset = dataset
         self.host = host
         self.wanted = {d: p for d, p in ports.items() if p and p > 0}
+        self.sockets = dict(sockets or {})  # door -> a listening socket it was handed
         self.tokens = dict(tokens or {})  # door -> the token its connections must send first
         self.options = options or GatewayOptions()
         self.stats = stats or GatewayStats()
@@ -369,7 +376,8 @@ class TcpGateway:
         try:
             for door, port in self.wanted.items():
                 try:
-                    self.servers[door] = _DoorServer((self.host, port), door, self)
+                    self.servers[door] = _DoorServer((self.host, port), door, self,
+                                                     self.sockets.get(door))  # fmt: skip
                 except OSError as e:
                     raise OSError(e.errno, f"{door} door cannot listen on {self.host}:{port}: "
                                            f"{e.strerror or e}") from e  # fmt: skip
@@ -577,9 +585,12 @@ def _drop_non_utf8(body: bytes) -> tuple[bytes, int]:
     return b"\n".join(keep), dropped
 
 
-def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGateway:
+def gateway_from_config(cfg, options: GatewayOptions | None = None,
+                        sockets: dict[str, socket.socket] | None = None) -> TcpGateway:  # fmt: skip
     """A gateway with its own router over the configured log and shard map, and the doors'
-    tokens from the auth file's ``[gateway]`` table (a bad file: :class:`BadInputError`)."""
+    tokens from the auth file's ``[gateway]`` table (a bad file: :class:`BadInputError`);
+    ``sockets``: listening sockets handed over by door (``filodb up`` binds the doors' ports
+    itself and starts the gateway at the first connection)."""
     from filodb.ingest import log_from_config
     from filodb.shards.limits import LimitsStore
     from filodb.shards.redis_map import ShardMapStore
@@ -593,4 +604,4 @@ def gateway_from_config(cfg, options: GatewayOptions | None = None) -> TcpGatewa
     return TcpGateway(router, cfg.dataset, cfg.host,
                       {"influx": cfg.influx_port, "graphite": cfg.graphite_port}, options,
                       tokens=tokens, limiter=limiter, metadata=MetadataStore(cfg.redis_url),
-                      epochs=Epochs(redis.Redis.from_url(cfg.redis_url)))  # fmt: skip
+                      epochs=Epochs(redis.Redis.from_url(cfg.redis_url)), sockets=sockets)  # fmt: skip
