@@ -25,6 +25,9 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   of the client (``client``: this process, whose threads are the senders), over the window
   until the last acknowledgement (``window=ack``) and until queryable (``queryable``), with
   the machine's busy cores over it (``busy_cores``; ``others_cores``: not ours);
+- ``--tcp-warm``: ``filodb up`` starts its gateway (the TCP doors) at their first connection,
+  so by default the TCP figures include that start, once per tree (a few seconds); with
+  ``--tcp-warm`` one probe line is answered through the door before timing (steady state);
 - ``ingest_ratio``: filodb's figure / the peer's on the same door (above 1: filodb faster;
   for ``rss_bytes_per_series`` above 1 means filodb uses more).
 
@@ -183,6 +186,25 @@ def tcp_all(port: int, parts: list[list[bytes]]) -> None:
         th.join()
 
 
+def warm_tcp_door(base: str, port: int, door: str) -> None:
+    """``--tcp-warm``: one probe line through a TCP door, waited for until a query answers it:
+    ``filodb up`` starts its gateway at the doors' first connection, and without this the
+    figure includes that start (a few seconds, once per tree)."""
+    now = int(time.time())
+    line = (f"filodb_bench_probe value=1 {now * 1_000_000_000}\n" if door == "influx_tcp"
+            else f"filodb_bench_probe 1 {now}\n")  # fmt: skip
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(line.encode())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = requests.get(base + "/api/v1/query", params={"query": "filodb_bench_probe",
+                                                         "time": now}, timeout=30)  # fmt: skip
+        if r.ok and r.json()["data"]["result"]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{door}: the probe line never answered")
+
+
 RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
               "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
 
@@ -327,6 +349,8 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         base, stop, pid = peer.base, peer.stop, peer.proc.pid
     try:
         out: dict[str, float] = {}
+        if a.tcp_warm and door in ("influx_tcp", "graphite_tcp") and system == "filodb":
+            warm_tcp_door(base, influx_port if door == "influx_tcp" else graphite_port, door)
         cpu0 = cpu_snapshot(pid)
         t = time.perf_counter()
         if door == "remote_write":
@@ -492,6 +516,10 @@ def main() -> None:
     ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
     ap.add_argument("--env", action="append", default=[], help="FILODB_X=v for filodb up")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tcp-warm", action="store_true",
+                    help="filodb's TCP doors: one probe line answered before timing (the gateway "
+                         "starts at the doors' first connection; without it the figure includes "
+                         "that start)")  # fmt: skip
     a = ap.parse_args()
     if a.quick:
         a.series, a.samples, a.repeat = 2000, 30, 1
