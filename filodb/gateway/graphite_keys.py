@@ -20,30 +20,10 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from filodb.model.fastkeys import Made, finish, label_rows
+from filodb.model.fastkeys import Made, finish, label_rows, sanitised
 
 _NAME = np.frombuffer(b"__name__", np.uint8)
 _SEMI, _EQ, _US = 59, 61, 95
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _word(c: int, colon: bool) -> bool:  # pragma: no cover - numba
-    """``c`` is kept by the sanitiser (``[a-zA-Z0-9_]``, and ``:`` in a metric name)."""
-    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == _US or (colon and c == 58)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _sanitised(buf: np.ndarray, a: int, b: int, txt: np.ndarray, t: int,
-               colon: bool) -> int:  # fmt: skip  # pragma: no cover - numba
-    """``buf[a:b]`` sanitised into ``txt[t]`` (a leading digit gets a ``_``); where it ends."""
-    if a < b and 48 <= buf[a] <= 57:
-        txt[t] = _US
-        t += 1
-    for k in range(a, b):
-        c = buf[k]
-        txt[t] = c if _word(c, colon) else _US
-        t += 1
-    return t
 
 
 @nb.njit(cache=True, nogil=True)
@@ -85,7 +65,7 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray,
                 good = False
                 break
             t0 = t
-            t = _sanitised(buf, s, eq, txt, t, False)
+            t = sanitised(buf, s, eq, txt, t, False, True)
             ln = t - t0
             dropped = (ln == 4 and txt[t0] == 110 and txt[t0 + 1] == 97 and txt[t0 + 2] == 109
                        and txt[t0 + 3] == 101) or (ln >= 2 and txt[t0] == _US
@@ -106,7 +86,7 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray,
             vo[j] = t
             t += vl[j]
         no[r], nl[r], vo[r] = 0, len(name), t
-        t = _sanitised(buf, p, m, txt, t, True)
+        t = sanitised(buf, p, m, txt, t, True, True)
         vl[r] = t - vo[r]
         r += 1
         ok[i] = True

@@ -21,7 +21,7 @@ import numba as nb
 import numpy as np
 
 from filodb.gateway.influx_fast import COUNTER, FIELD
-from filodb.model.fastkeys import Made, finish, label_rows
+from filodb.model.fastkeys import Made, finish, label_rows, sanitised
 
 _NAME = np.frombuffer(b"__name__", np.uint8)
 
@@ -29,27 +29,6 @@ _NAME = np.frombuffer(b"__name__", np.uint8)
 @nb.njit(cache=True, nogil=True, inline="always")
 def _ok_byte(c: int) -> bool:  # pragma: no cover - numba
     return c != 0 and c < 0x80 and c != 92  # no NUL, ASCII, no backslash
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _word(c: int, colon: bool) -> bool:  # pragma: no cover - numba
-    """``c`` is kept by the sanitiser (``[a-zA-Z0-9_]``, and ``:`` in a metric name)."""
-    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or (colon and c == 58)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _sanitised(buf: np.ndarray, a: int, b: int, txt: np.ndarray, t: int, colon: bool,
-               lead: bool) -> int:  # fmt: skip  # pragma: no cover - numba
-    """``buf[a:b]`` sanitised into ``txt[t]`` (``lead``: these are the name's first bytes,
-    a leading digit gets a ``_``); where it ends."""
-    if lead and a < b and 48 <= buf[a] <= 57:
-        txt[t] = 95
-        t += 1
-    for k in range(a, b):
-        c = buf[k]
-        txt[t] = c if _word(c, colon) else 95
-        t += 1
-    return t
 
 
 @nb.njit(cache=True, nogil=True)
@@ -97,7 +76,7 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: 
                 good = False
                 break
             no[r] = t
-            t = _sanitised(buf, s, eq, txt, t, False, True)
+            t = sanitised(buf, s, eq, txt, t, False, True)
             nl[r] = t - no[r]
             vo[r], vl[r] = eq + 1, c - eq - 1  # offsets in buf for now: copied below
             same = nl[r] == len(name)
@@ -118,10 +97,10 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: 
             vo[j] = t
             t += vl[j]
         no[r], nl[r], vo[r] = 0, len(name), t
-        t = _sanitised(buf, p, m, txt, t, True, True)
+        t = sanitised(buf, p, m, txt, t, True, True)
         if kind[i] == FIELD:
             txt[t] = 95
-            t = _sanitised(buf, b0[i], b1[i], txt, t + 1, True, False)
+            t = sanitised(buf, b0[i], b1[i], txt, t + 1, True, False)
         vl[r] = t - vo[r]
         r += 1
         ok[i] = True

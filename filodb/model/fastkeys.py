@@ -62,6 +62,28 @@ def label_rows(cap: int, n: int) -> Any:  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def name_byte(c: int, colon: bool) -> bool:  # pragma: no cover - numba
+    """``c`` is kept by the sanitiser (``[a-zA-Z0-9_]``, and ``:`` in a metric name)."""
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or (colon and c == 58)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def sanitised(buf: np.ndarray, a: int, b: int, txt: np.ndarray, t: int, colon: bool,
+               lead: bool) -> int:  # fmt: skip  # pragma: no cover - numba
+    """``buf[a:b]`` sanitised into ``txt[t]`` as ``sanitize_label_name`` (``colon``: or
+    ``sanitize_metric_name``) does, byte for byte on ASCII (``lead``: these are the name's
+    first bytes, a leading digit gets a ``_``); where it ends. The doors' span kernels use it."""
+    if lead and a < b and 48 <= buf[a] <= 57:
+        txt[t] = 95
+        t += 1
+    for k in range(a, b):
+        c = buf[k]
+        txt[t] = c if name_byte(c, colon) else 95
+        t += 1
+    return t
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _cmp(txt: np.ndarray, a: int, la: int, b: int, lb: int) -> int:  # pragma: no cover - numba
     """-1, 0 or 1 as ``txt[a:a + la]`` sorts before, with or after ``txt[b:b + lb]``."""
     for k in range(min(la, lb)):
