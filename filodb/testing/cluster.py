@@ -51,8 +51,14 @@ class UpProcess(UpTree):
     :class:`filodb.uptree.UpTree`); ``start`` waits for its health check and ready line."""
 
     def start(self, wait_s: float = 90) -> UpProcess:
+        """Start it and wait until it is healthy and up; a start that fails stops what it
+        started (a test that fails there leaves no tree running behind it)."""
         self.spawn()
-        self.wait_healthy(wait_s)
+        try:
+            self.wait_healthy(wait_s)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def wait_healthy(self, wait_s: float = 90) -> None:
