@@ -188,7 +188,7 @@ class IngestDoor:
                 epoch = self.epochs(dataset)
                 batch, late = without_late(desc, batch, self.ooo_window_ms, epoch)
                 if late:
-                    self._late(dataset, late)
+                    self._refused(dataset, late_reason(self.ooo_window_ms), late)
             if self.limiter is not None and len(batch):
                 desc = desc or self.router.dataset(dataset)
                 batch, refusals = self._limit(desc, batch)
@@ -240,21 +240,15 @@ class IngestDoor:
         return batch.take_series(keep), refusals
 
     def _refused(self, dataset: str, reason: str, n: int) -> None:
-        assert self.limiter is not None
+        """Count ``n`` samples refused for ``reason`` (a limit's, or out of order): here, and
+        cluster-wide (``filodb status``) when the door has the limits' store, best effort."""
         self.counter.samples_rejected(self.name, reason, n)
-        self.limiter.store.count_refused(dataset, reason, n)
-
-    def _late(self, dataset: str, n: int) -> None:
-        """Count ``n`` samples refused as out of order: here, and cluster-wide (``filodb
-        status``) as the limits' refusals are, when the door has the limits' store."""
-        reason = late_reason(self.ooo_window_ms)
-        self.counter.samples_rejected(self.name, reason, n)
-        if self.limiter is not None:
-            try:
-                self.limiter.store.count_refused(dataset, reason, n)
-            except Exception:  # noqa: BLE001 - best effort: the process's count is kept
-                log.warning("%s door: out-of-order refusal not counted in Redis", self.name,
-                            exc_info=True)  # fmt: skip
+        if self.limiter is None:
+            return
+        try:
+            self.limiter.store.count_refused(dataset, reason, n)
+        except Exception:  # noqa: BLE001 - the process's count is kept
+            log.warning("%s door: refusal not counted in Redis", self.name, exc_info=True)
 
     def reject_samples(self, reason: str, n: int) -> None:
         """Count ``n`` samples refused before the write for ``reason`` (``malformed_line``:

@@ -21,7 +21,7 @@ import numba as nb
 import numpy as np
 
 from filodb.gateway.influx_fast import COUNTER, FIELD
-from filodb.model.fastkeys import Made, finish, label_rows, sanitised
+from filodb.model.fastkeys import Made, finish, sanitised, span_arena, values_after_names
 
 _NAME = np.frombuffer(b"__name__", np.uint8)
 
@@ -35,16 +35,9 @@ def _ok_byte(c: int) -> bool:  # pragma: no cover - numba
 def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
            kind: np.ndarray, name: np.ndarray) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
     n = len(a0)
-    size = cap = 0
-    for i in range(n):
-        size += a1[i] - a0[i] + b1[i] - b0[i]
-        for k in range(a0[i], a1[i]):
-            cap += buf[k] == 44
-    cap += n
-    txt = np.empty(len(name) + 2 * size + 4 * n + 1, np.uint8)
-    txt[: len(name)] = name  # every key's __name__ label names it here
+    size = (a1 - a0).sum() + (b1 - b0).sum()
+    txt, no, nl, vo, vl, ok, ls, lc = span_arena(buf, a0, a1, 44, size, 4, name)
     t = len(name)
-    no, nl, vo, vl, ok, ls, lc = label_rows(cap, n)
     r = 0
     for i in range(n):
         p, e = a0[i], a1[i]
@@ -91,11 +84,7 @@ def _spans(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: 
         if not good or named > 1:
             r = ls[i]
             continue
-        for j in range(ls[i], r):  # the tag values, after their names
-            a = vo[j]
-            txt[t : t + vl[j]] = buf[a : a + vl[j]]
-            vo[j] = t
-            t += vl[j]
+        t = values_after_names(buf, txt, t, vo, vl, ls[i], r)  # the tag values
         no[r], nl[r], vo[r] = 0, len(name), t
         t = sanitised(buf, p, m, txt, t, True, True)
         if kind[i] == FIELD:

@@ -62,6 +62,37 @@ def label_rows(cap: int, n: int) -> Any:  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def span_arena(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, sep: int, size: int,
+               per_key: int, name: np.ndarray) -> Any:  # fmt: skip  # pragma: no cover - numba
+    """A door kernel's label spans, empty, for the keys ``buf[a0[i]:a1[i]]`` whose labels are
+    cut at ``sep`` bytes: the text arena (``2 * size + per_key`` bytes a key after ``name``,
+    the ``__name__`` every key's metric label names, written first) and :func:`label_rows`
+    with a row per ``sep`` and one per key; ``(txt, no, nl, vo, vl, ok, ls, lc)``."""
+    n = len(a0)
+    cap = n
+    for i in range(n):
+        for k in range(a0[i], a1[i]):
+            cap += buf[k] == sep
+    txt = np.empty(len(name) + 2 * size + per_key * n + 1, np.uint8)
+    txt[: len(name)] = name
+    no, nl, vo, vl, ok, ls, lc = label_rows(cap, n)
+    return txt, no, nl, vo, vl, ok, ls, lc
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def values_after_names(buf: np.ndarray, txt: np.ndarray, t: int, vo: np.ndarray, vl: np.ndarray,
+                       lo: int, hi: int) -> int:  # fmt: skip  # pragma: no cover - numba
+    """Label rows ``lo:hi``'s values, still ``buf`` offsets in ``vo``, copied into ``txt`` at
+    ``t`` (``vo`` then points there); where they end."""
+    for j in range(lo, hi):
+        a = vo[j]
+        txt[t : t + vl[j]] = buf[a : a + vl[j]]
+        vo[j] = t
+        t += vl[j]
+    return t
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def name_byte(c: int, colon: bool) -> bool:  # pragma: no cover - numba
     """``c`` is kept by the sanitiser (``[a-zA-Z0-9_]``, and ``:`` in a metric name)."""
     return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or (colon and c == 58)
