@@ -33,6 +33,7 @@ paths, 2-core machine under load): 0.9 M lines/s per line in Python, 6.7 M with 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -137,8 +138,8 @@ class _Slow:
     """The per-line parser: the lines the fast pass left, into columns of their own, adding
     to the series the fast pass found (``series``, first appearance first)."""
 
-    def __init__(self, series: list[Labels]) -> None:
-        self.series = list(series)
+    def __init__(self, series: Sequence[Labels]) -> None:
+        self.series = series  # a list once a slow line adds to it
         self._by_labels: dict[Labels, int] | None = None  # built when a slow line needs it
         self.by_key: dict[str, int] = {}
         self.sidx: list[int] = []
@@ -186,11 +187,12 @@ class _Slow:
                 self.errors.append((no, f"{e}: {line[:120]!r}"))
                 return
             if self._by_labels is None:
+                self.series = list(self.series)
                 self._by_labels = {lb: i for i, lb in enumerate(self.series)}
             j = self._by_labels.get(labels)
             if j is None:
                 j = self._by_labels[labels] = len(self.series)
-                self.series.append(labels)
+                self.series.append(labels)  # type: ignore[attr-defined]  # a list by now
             self.by_key[key] = j
         self.sidx.append(j)
         self.vals.append(fv)

@@ -15,20 +15,30 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from filodb.model.loads import first_flagged, special8, u64_le
+
 POW10 = np.array([10.0**i for i in range(23)])
 _SP, _NL = 32, 10
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def line_at(buf, p, n):  # pragma: no cover - numba
-    """The line starting at ``p`` (of ``buf[:n]``): where it ends (its newline, or ``n``), how
-    many spaces it holds, where the first two are (``p`` when absent), and whether it holds a
-    byte outside printable ASCII other than the space (tab, CR, UTF-8, ...)."""
+    """The line starting at ``p`` (of ``buf[:n]``, ``n <= len(buf)``): where it ends (its
+    newline, or ``n``), how many spaces it holds, where the first two are (``p`` when absent),
+    and whether it holds a byte outside printable ASCII other than the space (tab, CR, UTF-8,
+    ...). Eight bytes are tested at once (:func:`~filodb.model.loads.special8`) and skipped
+    when none is one of those: most of a line's bytes."""
     e = p
     nsp = 0
     s1 = s2 = p
     odd = False
     while e < n:
+        if e + 8 <= n:
+            m = special8(u64_le(buf, e))
+            if m == 0:
+                e += 8
+                continue
+            e += first_flagged(m)
         c = buf[e]
         if c <= _SP or c >= 127:
             if c == _NL:

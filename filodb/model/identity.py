@@ -51,37 +51,34 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from filodb.model.batch import pick, series_identity
+from filodb.model.batch import Picked, pick, series_identity
 from filodb.model.fastkeys import Made, copy_spans
 from filodb.model.labels import Labels
 from filodb.model.libc import MEMCMP
+from filodb.model.loads import u64_le
 from filodb.model.partkeys import PartKeys
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _word(buf: np.ndarray, i: int) -> np.uint64:  # pragma: no cover - numba
-    """The 8 bytes at ``buf[i]``, little endian."""
-    w = np.uint64(buf[i + 7])
-    for k in range(6, -1, -1):
-        w = (w << np.uint64(8)) | np.uint64(buf[i + k])
-    return w
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
 def _mix(h: np.uint64, buf: np.ndarray, a: int, b: int) -> np.uint64:  # pragma: no cover - numba
-    """``h`` mixed with the bytes ``buf[a:b]``, 8 at a time, and their count."""
+    """``h`` mixed with the bytes ``buf[a:b]``, 8 at a time (one load each,
+    :func:`~filodb.model.loads.u64_le`), and their count."""
     m = np.uint64(0x9E3779B97F4A7C15)
     i = a
     while i + 8 <= b:
-        h = (h ^ _word(buf, i)) * m
+        h = (h ^ u64_le(buf, i)) * m
         h ^= h >> np.uint64(29)
         i += 8
     t = np.uint64(b - a) << np.uint64(56)  # the count: "ab" + "c" is not "a" + "bc"
-    s = np.uint64(0)
-    while i < b:
-        t ^= np.uint64(buf[i]) << s
-        s += np.uint64(8)
-        i += 1
+    if i < b:
+        if i + 8 <= len(buf):  # the tail in one load, the bytes past b masked off
+            t ^= u64_le(buf, i) & ((np.uint64(1) << np.uint64(8 * (b - i))) - np.uint64(1))
+        else:
+            s = np.uint64(0)
+            while i < b:
+                t ^= np.uint64(buf[i]) << s
+                s += np.uint64(8)
+                i += 1
     h = (h ^ t) * m
     return h ^ (h >> np.uint64(29))
 
@@ -279,7 +276,7 @@ class Resolved:
     by them), their label set ids (``routed``, as ``SampleBatch.routed``), and the distinct
     extras of the keys' entries that have one."""
 
-    series: list[Labels]
+    series: Sequence[Labels]
     sidx: np.ndarray
     part_keys: PartKeys
     keys: np.ndarray
@@ -501,7 +498,7 @@ class SeriesKeyCache:
 
     def _series_of(self, ent: np.ndarray) -> Resolved:
         sidx, ids = _first_seen(ent, self._elabel)
-        series = pick(self._labels, ids.tolist())  # C-level gathers: no Python step per series
+        series = Picked(self._labels, ids)  # label sets picked if asked for
         pks = PartKeys(self._pk_arena, self._pk_start[ids], self._pk_end[ids])
         extras = []
         if self._extras:  # the distinct extras of the keys: a Python step per distinct extra

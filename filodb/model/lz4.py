@@ -17,9 +17,8 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from llvmlite import ir  # type: ignore[import-untyped]
-from numba import types
-from numba.extending import intrinsic
+
+from filodb.model.loads import u64_le as _load_u64
 
 HASH_BITS = 12
 MIN_MATCH = 4
@@ -37,22 +36,6 @@ def bound(n: int) -> int:  # pragma: no cover - numba
 def new_table() -> np.ndarray:
     """A compressor's hash table: positions (any value below the input's start is empty)."""
     return np.full(1 << HASH_BITS, -1, np.int64)
-
-
-def _load_u64_typing(typingctx: Any, arr: Any, idx: Any) -> Any:
-    """The 8 bytes at ``arr[idx]`` as a little-endian uint64 (an unaligned load; the caller
-    keeps ``idx + 8`` within the array)."""
-    sig = types.uint64(arr, idx)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        return builder.load(builder.bitcast(ptr, ir.IntType(64).as_pointer()), align=1)
-
-    return sig, codegen
-
-
-_load_u64: Any = intrinsic(_load_u64_typing)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

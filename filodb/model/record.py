@@ -55,7 +55,7 @@ class RecordBatch:
     vals: np.ndarray
     types: dict[str, str] = field(default_factory=dict)
     exemplars: Exemplars | None = None
-    series: list[Labels] | None = None
+    series: Sequence[Labels] | None = None
     keys: np.ndarray | None = None
 
     @classmethod

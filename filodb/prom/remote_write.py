@@ -264,7 +264,7 @@ class _Scan:
     where its message starts (``msg``), where its samples region starts and ends, and its
     series index ``j``."""
 
-    series: list[Labels] = field(default_factory=list)
+    series: Sequence[Labels] = field(default_factory=list)
     pks: Sequence[bytes] = field(default_factory=list)
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     routes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
