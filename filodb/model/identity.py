@@ -121,13 +121,38 @@ def _lookup(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1:
             kind: np.ndarray, table: np.ndarray, ehash: np.ndarray, eoff: np.ndarray,
             ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray, cmp: Any
             ) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
+    """The entry of each key, -1 where none. In passes, each a loop of independent loads: the
+    hashes, then each key's first slot, then that slot's entry, then the bytes of the entries
+    that match so far. A series is met once a scrape, so its slot and entry are rarely in the
+    CPU's caches: one key at a time, each miss waited for the one before (~350 ns a key, cold,
+    measured); in passes the CPU has many in flight (~130 ns)."""
     n = len(a0)
+    mask = np.uint64(len(table) - 1)
+    hs = np.empty(n, np.uint64)
+    for r in range(n):
+        hs[r] = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
     out = np.empty(n, np.int64)
     for r in range(n):
-        h = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
-        e, _ = _find(buf, a0[r], a1[r], b0[r], b1[r], kind[r], h, table, ehash, eoff, ela, elb,
-                     ekind, arena, cmp)  # fmt: skip
-        out[r] = e
+        out[r] = table[hs[r] & mask] - 1
+    for r in range(n):
+        e = out[r]
+        if e >= 0 and not (ehash[e] == hs[r] and ekind[e] == kind[r]
+                           and ela[e] == a1[r] - a0[r] and elb[e] == b1[r] - b0[r]):  # fmt: skip
+            out[r] = -2  # another key in the first slot: probe on
+    pa, pb = arena.ctypes.data, buf.ctypes.data
+    for r in range(n):
+        e = out[r]
+        if e >= 0:
+            la = a1[r] - a0[r]
+            o = eoff[e]
+            if (
+                cmp(pa + o, pb + a0[r], la) == 0
+                and cmp(pa + o + la, pb + b0[r], b1[r] - b0[r]) == 0
+            ):
+                continue
+        if e != -1:  # not the key, or another one first: the whole probe
+            out[r], _ = _find(buf, a0[r], a1[r], b0[r], b1[r], kind[r], hs[r], table, ehash,
+                              eoff, ela, elb, ekind, arena, cmp)  # fmt: skip
     return out
 
 
