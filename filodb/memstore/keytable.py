@@ -19,26 +19,43 @@ from filodb.model.xxh64 import _xxh64, equal_at, words
 @nb.njit(cache=True, nogil=True)
 def _find(w, ends, hashes, aw, aends, ahash, slots):  # pragma: no cover - numba
     """Ids of the strings of the words ``w`` (``ends``, ``hashes``) in the table whose arena
-    is the words ``aw`` (``aends``, ``ahash``), -1 where absent; 8 bytes compared at a time."""
-    out = np.empty(len(ends), np.int64)
+    is the words ``aw`` (``aends``, ``ahash``), -1 where absent; 8 bytes compared at a time.
+    In passes of independent loads (each key's first slot, then that id's hash, then the
+    bytes), as the doors' series cache looks up: a series is met once a scrape, so its slot
+    and id are rarely in the CPU's caches, and one key at a time waits for each miss."""
+    n = len(ends)
+    out = np.empty(n, np.int64)
     mask = np.uint64(len(slots) - 1)
+    for i in range(n):
+        out[i] = slots[hashes[i] & mask]
+    for i in range(n):
+        s = out[i]
+        if s >= 0 and ahash[s] != hashes[i]:
+            out[i] = -2  # another key in the first slot: probe on
     a = 0
-    for i in range(len(ends)):
+    for i in range(n):
         b = ends[i]
-        n = b - a
-        h = hashes[i]
-        p = h & mask
-        out[i] = -1
-        while True:
-            s = slots[p]
-            if s < 0:
-                break
-            if ahash[s] == h:
-                sa = aends[s - 1] if s > 0 else 0
-                if aends[s] - sa == n and equal_at(aw, sa, w, a, n):
-                    out[i] = s
+        k = b - a
+        s = out[i]
+        if s >= 0:
+            sa = aends[s - 1] if s > 0 else 0
+            if aends[s] - sa == k and equal_at(aw, sa, w, a, k):
+                a = b
+                continue
+        if s != -1:  # not this key at its first slot: the whole probe
+            h = hashes[i]
+            p = h & mask
+            out[i] = -1
+            while True:
+                s = slots[p]
+                if s < 0:
                     break
-            p = (p + np.uint64(1)) & mask
+                if ahash[s] == h:
+                    sa = aends[s - 1] if s > 0 else 0
+                    if aends[s] - sa == k and equal_at(aw, sa, w, a, k):
+                        out[i] = s
+                        break
+                p = (p + np.uint64(1)) & mask
         a = b
     return out
 
