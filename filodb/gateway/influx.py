@@ -182,8 +182,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     got = _SERIES.resolve(buf, fast.key_a, fast.key_b, fast.name_a, fast.name_b, fast.kind)
     for typed in got.extras:
         out.types.update(typed)
-    if got.series:
-        out.series.extend(got.series)
+    out.series = got.series  # label sets picked only if asked for (a list once lines add)
     pks: Sequence[bytes] | None = got.part_keys
     routes: np.ndarray | None = got.routes
     keys: np.ndarray | None = got.keys
@@ -193,6 +192,7 @@ def parse_lines(body: bytes, precision: str = "ns", now_ms: int | None = None) -
     keep = ~np.isin(fast.line, refused) if len(refused) else slice(None)
     slow = np.union1d(fast.slow, refused) if len(refused) else fast.slow
     if len(slow):
+        out.series = list(out.series)
         out.index.update({lb: i for i, lb in enumerate(out.series)})
         lines = (text or body.decode("ascii")).split("\n")  # only for the lines the fast pass left
         for i in slow.tolist():
@@ -254,7 +254,7 @@ class _Out:
     def __init__(self) -> None:
         self.cache: dict[tuple[str, str], int] = {}  # (series key, field marker) -> series index
         self.index: dict[Labels, int] = {}
-        self.series: list[Labels] = []
+        self.series: Sequence[Labels] = []  # a list where lines add to it
         self.sidx: list[int] = []
         self.tss: list[int] = []
         self.vals: list[float] = []
@@ -345,6 +345,7 @@ def _parse_line(no: int, line: str, out: _Out, div: int, mul: int, limit: int, n
             ck = (key, _SINGLE + fname if single else (_HIST + fname if hist else fname))
             j = out.cache.get(ck)
             if j is None:
+                assert isinstance(out.series, list)  # made one before any line is parsed
                 j = out.cache[ck] = _series_index(key, fname, single, hist, out.index, out.series,
                                                   out.types)  # fmt: skip
             out.sidx.append(j)
