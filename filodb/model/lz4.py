@@ -6,7 +6,7 @@ compresses or decompresses each in its loop instead of a Python call per record
 last 5 bytes are literals and the last match starts 12 bytes or more before the end.
 
 The compressor is LZ4's greedy one (a hash of 4 bytes to the last position they were seen,
-step 1): on log payloads it is within a few percent of the reference ``lz4`` at its default
+step 1, growing by one every 64 positions without a match, as LZ4's): on log payloads it is within a few percent of the reference ``lz4`` at its default
 level. The decompressor checks every length and offset against both buffers and says whether
 the block filled its output exactly: malformed input is refused, never read or written past.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+from filodb.model.loads import u32_le as _u32
 from filodb.model.loads import u64_le as _load_u64
 
 HASH_BITS = 12
@@ -36,16 +37,6 @@ def bound(n: int) -> int:  # pragma: no cover - numba
 def new_table() -> np.ndarray:
     """A compressor's hash table: positions (any value below the input's start is empty)."""
     return np.full(1 << HASH_BITS, -1, np.int64)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _u32(a: np.ndarray, i: int) -> np.uint32:  # pragma: no cover - numba
-    return (
-        np.uint32(a[i])
-        | (np.uint32(a[i + 1]) << np.uint32(8))
-        | (np.uint32(a[i + 2]) << np.uint32(16))
-        | (np.uint32(a[i + 3]) << np.uint32(24))
-    )
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -104,6 +95,7 @@ def compress(src: np.ndarray, start: int, n: int, dst: np.ndarray, o: int,
     if n >= MF_LIMIT + 1:
         limit = end - MF_LIMIT
         match_end = end - LAST_LITERALS
+        misses = 0  # since the last match: past 64, the search steps faster (as LZ4's)
         while i < limit:
             seq = _u32(src, i)
             h = _hash(src, i, mask32, shift)
@@ -131,8 +123,10 @@ def compress(src: np.ndarray, start: int, n: int, dst: np.ndarray, o: int,
                 anchor = i
                 if i - 2 < limit:  # as LZ4: the position before the next search is known
                     table[_hash(src, i - 2, mask32, shift)] = i - 2
+                misses = 0
             else:
-                i += 1
+                i += 1 + (misses >> 6)
+                misses += 1
     return _sequence(src, anchor, end - anchor, dst, o, 0, 0)
 
 

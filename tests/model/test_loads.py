@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from filodb.gateway.numparse import line_at
 from filodb.model.batch import Picked, pick
-from filodb.model.loads import first_flagged, special8, u64_le
+from filodb.model.loads import first_flagged, special8, u32_le, u64_le
 
 
 @nb.njit
@@ -19,6 +19,14 @@ def _words(buf: np.ndarray) -> np.ndarray:
     out = np.empty(max(0, len(buf) - 7), np.uint64)
     for i in range(len(out)):
         out[i] = u64_le(buf, i)
+    return out
+
+
+@nb.njit
+def _words32(buf: np.ndarray) -> np.ndarray:
+    out = np.empty(max(0, len(buf) - 3), np.uint32)
+    for i in range(len(out)):
+        out[i] = u32_le(buf, i)
     return out
 
 
@@ -58,8 +66,24 @@ def _lines_py(data: bytes) -> list[tuple[int, ...]]:
 
 
 _TEXT = st.binary(max_size=200) | st.lists(
-    st.sampled_from([b"a", b"Z", b"=", b",", b" ", b"\n", b"\t", b"\x7f", b"\x80", b"\xff",
-                     b"!", b"~", b"\x00", b"0.5"]),  # fmt: skip
+    st.sampled_from(
+        [
+            b"a",
+            b"Z",
+            b"=",
+            b",",
+            b" ",
+            b"\n",
+            b"\t",
+            b"\x7f",
+            b"\x80",
+            b"\xff",
+            b"!",
+            b"~",
+            b"\x00",
+            b"0.5",
+        ]
+    ),  # fmt: skip
     max_size=120,
 ).map(b"".join)
 
@@ -70,6 +94,8 @@ def test_a_load_is_the_eight_bytes_little_endian_at_any_offset(data: bytes) -> N
     buf = np.frombuffer(data, np.uint8)
     want = [int.from_bytes(data[i : i + 8], "little") for i in range(len(data) - 7)]
     assert _words(buf).tolist() == want
+    want32 = [int.from_bytes(data[i : i + 4], "little") for i in range(len(data) - 3)]
+    assert _words32(buf).tolist() == want32
 
 
 @settings(max_examples=300, deadline=None)
