@@ -62,6 +62,65 @@ def _u32le(buf: np.ndarray, o: int) -> Any:  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True)
+def shard_layout(of: np.ndarray, sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray,
+                 pk_start: np.ndarray, pk_end: np.ndarray, num_shards: int
+                 ) -> tuple[np.ndarray, ...]:  # fmt: skip  # pragma: no cover - numba
+    """A batch laid out per shard for :func:`write_records`, in one pass over its series and
+    one over its samples (stable counting sorts by shard: the order two stable argsorts give).
+    ``of``: each series' shard; ``sidx``, ``ts``, ``vals``: the samples; ``pk_start``,
+    ``pk_end``: each series' part key in its arena. Returns the shards with series (ascending),
+    ``s_bounds`` and ``n_bounds`` (each such shard's series and samples, as
+    :func:`write_records` takes them), each series' index within its shard (``rank``), and
+    the samples (``sidx`` as ranks) and part keys in shard order."""
+    ns, n = len(of), len(sidx)
+    s_count = np.zeros(num_shards, np.int64)
+    for i in range(ns):
+        if not 0 <= of[i] < num_shards:
+            raise ValueError("a series' shard is out of range")
+        s_count[of[i]] += 1
+    n_count = np.zeros(num_shards, np.int64)
+    for k in range(n):
+        n_count[of[sidx[k]]] += 1
+    m = 0
+    for sh in range(num_shards):
+        m += s_count[sh] > 0
+    shards = np.empty(m, np.int64)
+    s_bounds = np.zeros(m + 1, np.int64)
+    n_bounds = np.zeros(m + 1, np.int64)
+    s_at = np.empty(num_shards, np.int64)  # where a shard's next series goes
+    n_at = np.empty(num_shards, np.int64)  # and its next sample
+    j = sa = na = 0
+    for sh in range(num_shards):
+        s_at[sh], n_at[sh] = sa, na
+        if s_count[sh]:
+            shards[j] = sh
+            sa += s_count[sh]
+            na += n_count[sh]
+            j += 1
+            s_bounds[j], n_bounds[j] = sa, na
+    s_first = s_at.copy()
+    rank = np.empty(ns, np.int32)
+    o_start = np.empty(ns, np.int64)
+    o_end = np.empty(ns, np.int64)
+    for i in range(ns):
+        sh = of[i]
+        p = s_at[sh]
+        s_at[sh] = p + 1
+        rank[i] = p - s_first[sh]
+        o_start[p], o_end[p] = pk_start[i], pk_end[i]
+    o_sidx = np.empty(n, np.int32)
+    o_ts = np.empty(n, np.int64)
+    o_vals = np.empty(n, np.float64)
+    for k in range(n):
+        j = sidx[k]
+        sh = of[j]
+        p = n_at[sh]
+        n_at[sh] = p + 1
+        o_sidx[p], o_ts[p], o_vals[p] = rank[j], ts[k], vals[k]
+    return shards, s_bounds, n_bounds, rank, o_sidx, o_ts, o_vals, o_start, o_end
+
+
+@nb.njit(cache=True, nogil=True)
 def write_records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, arena: np.ndarray,
                   pk_start: np.ndarray, pk_end: np.ndarray, s_bounds: np.ndarray,
                   n_bounds: np.ndarray, extra: np.ndarray, x_bounds: np.ndarray,

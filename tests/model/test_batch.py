@@ -306,3 +306,14 @@ def test_corrupt_version_3_records_decode_or_raise_bad_input(seed: int, edits: i
         return
     assert len(b.sidx) == len(b.ts) == len(b.vals)
     assert len(b) == 0 or (0 <= b.sidx.min() and b.sidx.max() < len(b.series))
+
+
+def test_shard_records_refuse_a_shard_out_of_range() -> None:
+    """The layout kernel writes by shard number: one out of range is an error, not a write
+    past an array."""
+    b = SampleBatch([make_labels({"__name__": "a"}), make_labels({"__name__": "b"})],
+                    np.array([0, 1]), np.array([1, 2]), np.array([1.0, 2.0]))  # fmt: skip
+    for bad in ([0, 4], [-1, 0]):
+        with pytest.raises(ValueError, match="out of range"):
+            b.shard_records(np.array(bad), 4)
+    assert b.shard_records(np.array([3, 0]), 4)[1] == {0: 1, 3: 1}
