@@ -396,6 +396,7 @@ def gateway(config_path: str | None, door_fds: tuple[str, ...], **flags: Any) ->
     )
     where = f"; metrics on http://{cfg.host}:{metrics.port}/metrics" if metrics else ""
     _say(f"FiloDB gateway: {doors}, dataset {cfg.dataset}{where}")
+    start_trimmer()  # freed heap pages and LLVM's library pages back to the system
     freeze_long_lived()
     while not stop.wait(1.0):
         pass

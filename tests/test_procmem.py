@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from filodb.procmem import clean_library_ranges
 
 # Free a 16 MB block (glibc then raises its dynamic mmap threshold), then allocate 1 MB arrays
 # interleaved with small arrays that stay alive (so the heap's top cannot shrink) and free the
@@ -105,3 +108,82 @@ def test_refreeze_soon_is_a_no_op_in_a_process_that_never_froze() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert out.stdout.strip() == "True"
+
+
+# LLVM's library: resident MiB after numba compiled a kernel, after the trimmer ran, after a
+# second kernel compiled (its pages mapped again) and once the trimmer ran again; then the two
+# kernels' results.
+_LLVM = """
+import numba, numpy as np
+from filodb import procmem
+from filodb.testing.wait import eventually
+def llvm_mb():
+    mb, cur = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if not head.endswith(":"):
+                cur = "libllvmlite" in line
+            elif cur and head == "Rss:":
+                mb += int(line.split()[1])
+    return mb >> 10
+@numba.njit(cache=False)
+def total(a):
+    return a.sum()
+first = total(np.arange(10.0))
+loaded = llvm_mb()
+assert procmem.start_trimmer(0.05) is not None
+def small():
+    now = llvm_mb()
+    assert now < 8, now
+    return now
+dropped = eventually(small, 10, 0.05)
+@numba.njit(cache=False)
+def biggest(a):
+    return a.max()
+second = biggest(np.arange(10.0))
+compiled = llvm_mb()
+again = eventually(small, 10, 0.05)
+print(loaded, dropped, compiled, again, first, second)
+"""
+
+
+def test_trimmer_drops_llvm_library_pages_and_kernels_still_compile_and_run() -> None:
+    out = subprocess.run([sys.executable, "-c", _LLVM], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    loaded, dropped, compiled, again, first, second = out.stdout.split()
+    assert int(loaded) > 30  # numba's import and first compile map tens of MB of it
+    assert int(dropped) < 8 and int(again) < 8
+    assert int(compiled) > int(dropped)  # compiling maps what it runs again, from the file
+    assert float(first) == 45.0 and float(second) == 9.0
+
+
+_SMAPS = """\
+7f0000000000-7f0000001000 r--p 00000000 fd:01 11 /lib/libllvmlite.so
+Rss:                   4 kB
+Anonymous:             0 kB
+7f0000001000-7f0000009000 r-xp 00001000 fd:01 11 /lib/libllvmlite.so
+Rss:                  32 kB
+Anonymous:             0 kB
+7f0000009000-7f000000a000 r--p 00009000 fd:01 11 /lib/libllvmlite.so
+Rss:                   4 kB
+Anonymous:             4 kB
+7f000000a000-7f000000b000 rw-p 0000a000 fd:01 11 /lib/libllvmlite.so
+Rss:                   4 kB
+Anonymous:             0 kB
+7f000000b000-7f000000c000 r-xp 00000000 fd:01 12 /lib/libpython3.11.so.1.0
+Rss:                   4 kB
+Anonymous:             0 kB
+7f000000c000-7f000000d000 rw-p 00000000 00:00 0
+Anonymous:             4 kB
+"""
+
+
+def test_clean_library_ranges_leave_writable_and_copied_pages(tmp_path: Path) -> None:
+    """Only the named library's mappings whose every page is the file's: not the writable
+    data, not the relocated read-only data (copied on write), not another library."""
+    smaps = tmp_path / "smaps"
+    smaps.write_text(_SMAPS)
+    ranges = clean_library_ranges(["libllvmlite"], str(smaps))
+    assert ranges == [(0x7F0000000000, 0x7F0000001000), (0x7F0000001000, 0x7F0000009000)]
+    assert clean_library_ranges(["libllvmlite"], str(tmp_path / "absent")) == []

@@ -12,11 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import requests
 
+from filodb.model.batch import SampleBatch
+from filodb.model.labels import make_labels
+from filodb.prom.remote_write import encode_write_request
 from filodb.redisproc import free_port
 from filodb.testing.cluster import UpProcess, children_of, cmdline, running
 from filodb.testing.wait import wait_for
+from filodb.tools.client import RW_HEADERS
 
 
 def test_kill9_of_up_takes_its_children_and_the_data_dir_is_locked(tmp_path: Path) -> None:
@@ -72,6 +77,51 @@ def test_supervisor_stays_light_and_children_get_two_malloc_arenas(tmp_path: Pat
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert b"MALLOC_ARENA_MAX=2" in env, kind
             assert "llvmlite" in Path(f"/proc/{pid}/maps").read_text()  # the check can fail
+    finally:
+        up.stop()
+
+
+def _llvm_resident_mb(pid: int) -> int:
+    """MiB of numba's LLVM library (``libllvmlite.so``) resident in process ``pid``."""
+    kb, cur = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(" ", 1)[0]
+        if not head.endswith(":"):
+            cur = "libllvmlite" in line
+        elif cur and head == "Rss:":
+            kb += int(line.split()[1])
+    return kb >> 10
+
+
+def test_children_give_back_llvm_library_pages_and_still_ingest_and_answer(
+    tmp_path: Path,
+) -> None:
+    """Warm worker and web processes hold ~68 MB of LLVM's library each after numba's start:
+    their trimmer drops those clean pages (the page cache keeps them), and every kernel the
+    write and read paths run still works afterwards."""
+    up = UpProcess(tmp_path / "data", shards=2, env={"FILODB_INFLUX_PORT": "0"}).start()
+    try:
+        pids = {kind: up.pids(kind)[0] for kind in ("worker", " web")}
+        for kind, pid in pids.items():
+            wait_for(lambda pid=pid: _llvm_resident_mb(pid) < 8, 60,  # type: ignore[misc]
+                     f"{kind.strip()}: LLVM's library pages dropped", interval=0.2)  # fmt: skip
+        base = (int(time.time()) // 60 - 20) * 60_000
+        series = [make_labels({"__name__": "llvm_drop", "host": h}) for h in ("a", "b")]
+        ts = base + 15_000 * np.arange(30)
+        vals = np.concatenate([np.arange(30.0), 2 * np.arange(30.0)])
+        batch = SampleBatch(series, np.repeat([0, 1], 30), np.tile(ts, 2), vals)
+        r = requests.post(up.url + "/api/v1/write", data=encode_write_request(batch),
+                          headers=RW_HEADERS, timeout=30)  # fmt: skip
+        assert r.status_code == 204, r.text
+
+        def summed() -> bool:
+            q = {"query": "sum(sum_over_time(llvm_drop[1h]))", "time": (int(ts[-1]) + 1) / 1000}
+            got = requests.get(up.url + "/api/v1/query", params=q, timeout=30).json()
+            res = got["data"]["result"]
+            return bool(res) and float(res[0]["value"][1]) == float(vals.sum())
+
+        wait_for(summed, 60, "both series' samples summed back")
+        assert all(running(p) for p in pids.values())
     finally:
         up.stop()
 
