@@ -43,21 +43,25 @@ def _find(w, ends, hashes, aw, aends, ahash, slots):  # pragma: no cover - numba
                 a = b
                 continue
         if s != -1:  # not this key at its first slot: the whole probe
-            h = hashes[i]
-            p = h & mask
-            out[i] = -1
-            while True:
-                s = slots[p]
-                if s < 0:
-                    break
-                if ahash[s] == h:
-                    sa = aends[s - 1] if s > 0 else 0
-                    if aends[s] - sa == k and equal_at(aw, sa, w, a, k):
-                        out[i] = s
-                        break
-                p = (p + np.uint64(1)) & mask
+            out[i] = _probe(w, a, k, hashes[i], aw, aends, ahash, slots)
         a = b
     return out
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _probe(w, a, k, h, aw, aends, ahash, slots):  # pragma: no cover - numba
+    """The id of the ``k`` bytes at ``a`` of the words ``w`` (xxh64 ``h``), -1 if absent."""
+    mask = np.uint64(len(slots) - 1)
+    p = h & mask
+    while True:
+        s = slots[p]
+        if s < 0:
+            return -1
+        if ahash[s] == h:
+            sa = aends[s - 1] if s > 0 else 0
+            if aends[s] - sa == k and equal_at(aw, sa, w, a, k):
+                return s
+        p = (p + np.uint64(1)) & mask
 
 
 @nb.njit(cache=True, nogil=True)
