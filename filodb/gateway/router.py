@@ -26,6 +26,15 @@ _CACHE_MAX = 1_000_000
 _DATASET_TTL_S = 5.0
 MAX_RECORD_SAMPLES = 200_000
 
+# A process's doors take turns at a body's CPU work: decoding (remote write, Influx over HTTP)
+# and laying out its log records, one body at a time; the log append (a Redis round trip)
+# and the HTTP exchange stay outside, so concurrent bodies still share one append (the log's
+# group commit). Without it, four request threads each in the middle of a body traded the
+# GIL at every numba kernel (they release it) and every socket call, and evicted each other's
+# caches: a live body of ~1 250 samples over HTTP cost the web process 2.27-2.60 ms of CPU
+# (remote write) against 1.77-2.17 ms with the turns (docs/architecture.md, "Data path").
+CPU_TURN = threading.Lock()
+
 
 class IngestRouter:
     """Splits batches per shard and appends them to ``ingest_log``; thread-safe.
@@ -84,15 +93,17 @@ class IngestRouter:
         if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
         desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
-        shard_of = self._shards(desc, batch)
-        if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
-            one, counts = batch.shard_records(shard_of, desc.shards)
-            self.ingest_log.append_many(dataset, {s: [r] for s, r in one.items()})
-            return counts
-        parts = batch.split(shard_of, desc.shards)
-        records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
+        with CPU_TURN:
+            shard_of = self._shards(desc, batch)
+            if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
+                one, counts = batch.shard_records(shard_of, desc.shards)
+                records = {s: [r] for s, r in one.items()}
+            else:
+                parts = batch.split(shard_of, desc.shards)
+                records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
+                counts = {s: len(b) for s, b in parts.items()}
         self.ingest_log.append_many(dataset, records)
-        return {s: len(b) for s, b in parts.items()}
+        return counts
 
 
 def _chunks(b: SampleBatch) -> list[SampleBatch]:

@@ -21,6 +21,7 @@ from filodb.gateway import influx
 from filodb.gateway.door import Epochs, IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
 from filodb.gateway.limits import IngestLimiter
+from filodb.gateway.router import CPU_TURN
 from filodb.prom.remote_write import decode_write_request_full, warm
 from filodb.web.params import now_ms
 from filodb.web.services import Services, services
@@ -91,9 +92,10 @@ def read_sized(env: dict[str, Any], limit: int) -> bytes | None:
 def write_remote(door: IngestDoor, body: bytes, dataset: str, limit: int) -> None:
     """Decode a remote-write ``body`` (at most ``limit`` bytes decompressed) and write it to
     ``dataset``; a body that does not decode is counted and raised before anything is
-    written."""
+    written. Decoding takes the process's :data:`~filodb.gateway.router.CPU_TURN`."""
     try:
-        batch, meta = decode_write_request_full(body, limit)
+        with CPU_TURN:
+            batch, meta = decode_write_request_full(body, limit)
     except BadInputError as e:
         door.reject_request(e)
         raise
@@ -112,8 +114,9 @@ def write_influx(door: IngestDoor, body: bytes, encoding: str | None, precision:
                  dataset: str, limit: int) -> None:  # fmt: skip
     """Write the good lines of a line-protocol ``body`` (gzip when ``encoding`` says so) to
     ``dataset``; 400 listing the bad ones, after the good ones were written."""
-    parsed = parse_lines(gunzip_if_needed(body, encoding, limit), precision=precision,
-                         now_ms=now_ms())  # fmt: skip
+    with CPU_TURN:
+        parsed = parse_lines(gunzip_if_needed(body, encoding, limit), precision=precision,
+                             now_ms=now_ms())  # fmt: skip
     refused: SamplesRefusedError | None = None
     try:
         door.write(dataset, parsed.batch)
