@@ -328,10 +328,11 @@ class _Held:
             self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.disconnect()
-            self._conn = None
+        """Disconnect without waiting for a call in flight (a blocking read ends with a
+        connection error, as the pool's ``disconnect`` does to connections in use)."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.disconnect()
 
 
 class _Append:

@@ -51,6 +51,31 @@ class TestRedisStreamsLog(LogSuite):
             assert got == {("ds", 0): [(2 + i, b"b%d" % i)]}
             self._r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
 
+    def test_close_does_not_wait_for_a_blocking_read(self, log: RedisStreamsLog) -> None:
+        """Closing the log does not wait for a node's blocking read on the log's own
+        connection (the read is cut, as the pool's disconnect cuts a connection in use; the
+        reader's one retry then blocks on a new connection)."""
+        ended: list[object] = []
+
+        def read() -> None:
+            try:
+                ended.append(log.read_many({("ds", 0): 0}, 10, 3_000))
+            except redis.ConnectionError as e:
+                ended.append(e)
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+
+        def blocked() -> None:
+            assert "cmd=xread" in self._r.execute_command("CLIENT", "LIST").decode()
+
+        eventually(blocked, 10)
+        t0 = time.monotonic()
+        log.close()
+        assert time.monotonic() - t0 < 1.0
+        t.join(10)
+        assert not t.is_alive() and ended
+
     def test_append_after_script_flush_in_one_round_trip(self, log: RedisStreamsLog) -> None:
         """An append over many shards is one EVALSHA (no SCRIPT EXISTS first); a server that
         lost its scripts (restart, SCRIPT FLUSH) gets the script again and every record
