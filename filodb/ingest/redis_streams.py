@@ -272,15 +272,22 @@ def _pooled_call(pool: redis.ConnectionPool, command: bytes) -> Any:
     reply is raised)."""
     conn = pool.get_connection()
     try:
-        conn.send_packed_command([command])  # type: ignore[no-untyped-call]
+        return _exchange(conn, command)
+    finally:
+        pool.release(conn)
+
+
+def _exchange(conn: Any, command: bytes) -> Any:
+    """Send ``command`` on ``conn`` and read its reply; an error reply is raised, any other
+    failure drops the connection (the next call connects again) and is raised."""
+    try:
+        conn.send_packed_command([command])
         return conn.read_response()
     except ResponseError:
         raise
     except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
+        conn.disconnect()
         raise
-    finally:
-        pool.release(conn)
 
 
 class _Held:
@@ -310,20 +317,12 @@ class _Held:
                 conn = self._conn = self._pool.make_connection()
                 self._pid = os.getpid()
             try:
-                try:
-                    stale = conn.can_read()  # connects when not connected
-                except (redis.ConnectionError, redis.TimeoutError, OSError):
-                    stale = True  # closed by the server
-                if stale:
-                    conn.disconnect()
-                    conn.connect()
-                conn.send_packed_command([command])
-                return conn.read_response()
-            except ResponseError:
-                raise
-            except BaseException:
+                stale = conn.can_read()  # connects when not connected
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                stale = True  # closed by the server
+            if stale:
                 conn.disconnect()
-                raise
+            return _exchange(conn, command)  # connects again when disconnected
         finally:
             self._lock.release()
 

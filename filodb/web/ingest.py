@@ -62,8 +62,22 @@ def read_body(req: Request, limit: int) -> bytes:
     A body whose Content-Length the server has terminated the stream at (ours does) is read in
     one call (:func:`read_sized`)."""
     data = read_sized(req.environ, limit)
+    return data if data is not None else _read_unsized(req, limit)
+
+
+def read_environ_body(env: dict[str, Any], limit: int) -> bytes:
+    """:func:`read_body` of a WSGI request, with werkzeug's request built only when the body
+    is not read in one call (:func:`read_sized`)."""
+    data = read_sized(env, limit)
     if data is not None:
         return data
+    req = Request(env)
+    req.max_content_length = limit
+    return _read_unsized(req, limit)
+
+
+def _read_unsized(req: Request, limit: int) -> bytes:
+    """The body read by werkzeug (chunked, or a stream the server did not terminate)."""
     data = req.get_data(cache=False)
     if len(data) >= limit and req.environ.get("wsgi.input_terminated"):
         if req.environ["wsgi.input"].read(1):
