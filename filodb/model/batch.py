@@ -330,14 +330,20 @@ def _records(sidx: np.ndarray, ts: np.ndarray, vals: np.ndarray, pk_arena: np.nd
         data = buf.tobytes()
         return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     mv = memoryview(buf.data)
-    out = [bytes(mv[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    # a record compressed here is not copied as it is first: copying a body's large records
+    # (fresh 20-64 kB objects, then thrown away) cost a third of this step on a 4-shard body
+    out: list[bytes] = [b"" if g else bytes(mv[a:b])
+                        for a, b, g in zip(bounds[:-1], bounds[1:], big.tolist(), strict=True)]  # fmt: skip
     for r in np.flatnonzero(big).tolist():
+        a, b = bounds[r], bounds[r + 1]
         hl = 4 + HEAD + int(x_bounds[r + 1] - x_bounds[r])
-        block = cramjam.lz4.compress_block(mv[bounds[r] + hl : bounds[r + 1]])  # size first
+        block = cramjam.lz4.compress_block(mv[a + hl : b])  # size first
         if len(block) < payload[r]:
-            head = bytearray(mv[bounds[r] : bounds[r] + hl])
+            head = bytearray(mv[a : a + hl])
             head[4 + C_AT] = 1
             out[r] = b"".join([head, block])
+        else:
+            out[r] = bytes(mv[a:b])
     return out
 
 

@@ -147,6 +147,34 @@ def test_records_are_compressed() -> None:
     assert len(raw) < 500 * 20  # the raw arrays alone would be 20 bytes a sample
 
 
+def test_large_records_are_compressed_only_where_it_pays() -> None:
+    """A body's records past the LZ4 library's threshold: one that shrinks goes compressed,
+    one that does not (random labels and values) goes as it is (a small one is the kernel's
+    own LZ4's to decide); each decodes to its shard's samples."""
+    from filodb.model.recordpack import C_AT, LZ4_LIBRARY_MIN
+
+    rng = np.random.default_rng(7)
+    alike = [make_labels({"__name__": "http_requests_total", "job": "api", "i": f"h{i}"})
+             for i in range(600)]  # fmt: skip
+    noise = [make_labels({"__name__": "m", "r": rng.bytes(LZ4_LIBRARY_MIN).decode("latin-1")})]
+    few = [make_labels({"__name__": "up", "job": str(i)}) for i in range(3)]
+    series = alike + noise + few
+    n = len(series)
+    vals = np.where(np.arange(n) < len(alike), 1.0, rng.normal(size=n))
+    b = SampleBatch(series, np.arange(n), np.full(n, 1_700_000_000_000) + np.arange(n), vals)
+    of = np.array([0] * len(alike) + [1] * len(noise) + [2] * len(few))
+    records, counts = b.shard_records(of, 3)
+    assert counts == {0: len(alike), 1: len(noise), 2: len(few)}
+    assert len(records[1]) > LZ4_LIBRARY_MIN and len(records[2]) < LZ4_LIBRARY_MIN
+    assert [records[s][4 + C_AT] for s in (0, 1)] == [1, 0]  # 1: an LZ4 block
+    assert len(records[0]) < len(alike) * 20
+    for shard, part in b.split(of, 3).items():
+        got = SampleBatch.from_bytes(records[shard])
+        assert got.series == part.series and got.sidx.tolist() == part.sidx.tolist()
+        assert got.ts.tolist() == part.ts.tolist()
+        assert got.vals.tobytes() == part.vals.tobytes()
+
+
 @pytest.mark.parametrize("where", ["offset", "part_key", "size", "prefix", "frame", "columns"])
 def test_records_whose_payload_does_not_agree_are_rejected(where: str) -> None:
     s = [make_labels({"__name__": "a"}), make_labels({"__name__": "bb"})]
