@@ -53,34 +53,22 @@ def _door(name: str) -> IngestDoor:
     return current_app.extensions[EXTENSION][name]
 
 
-def read_body(req: Request, limit: int) -> bytes:
-    """The body of ``req``, at most ``limit`` bytes: werkzeug answers 413 when the
-    Content-Length says more, but cuts a body of unknown length (chunked, which the server
-    dechunks and marks ``wsgi.input_terminated``) at the limit silently; such a body is
-    refused whole (413), not written in part.
-
-    A body whose Content-Length the server has terminated the stream at (ours does) is read in
-    one call (:func:`read_sized`)."""
-    data = read_sized(req.environ, limit)
-    return data if data is not None else _read_unsized(req, limit)
-
-
-def read_environ_body(env: dict[str, Any], limit: int) -> bytes:
-    """:func:`read_body` of a WSGI request, with werkzeug's request built only when the body
-    is not read in one call (:func:`read_sized`)."""
+def read_body(env: dict[str, Any], limit: int, req: Request | None = None) -> bytes:
+    """The body of the WSGI request ``env``, at most ``limit`` bytes. Read in one call when
+    the server terminated the stream at its Content-Length (ours does: :func:`read_sized`),
+    else by werkzeug (``req``, the request when the caller has one; built here otherwise),
+    which answers 413 when the Content-Length says more but cuts a body of unknown length
+    (chunked, which the server dechunks and marks ``wsgi.input_terminated``) at the limit
+    silently: such a body is refused whole (413), not written in part."""
     data = read_sized(env, limit)
     if data is not None:
         return data
-    req = Request(env)
-    req.max_content_length = limit
-    return _read_unsized(req, limit)
-
-
-def _read_unsized(req: Request, limit: int) -> bytes:
-    """The body read by werkzeug (chunked, or a stream the server did not terminate)."""
+    if req is None:
+        req = Request(env)
+        req.max_content_length = limit
     data = req.get_data(cache=False)
-    if len(data) >= limit and req.environ.get("wsgi.input_terminated"):
-        if req.environ["wsgi.input"].read(1):
+    if len(data) >= limit and env.get("wsgi.input_terminated"):
+        if env["wsgi.input"].read(1):
             raise RequestEntityTooLarge()
     return data
 
@@ -153,14 +141,14 @@ def write_influx(door: IngestDoor, body: bytes, encoding: str | None, precision:
 @bp.post("/promql/<dataset>/api/v1/write")
 def remote_write(dataset: str | None = None) -> Response:
     cfg = services().cfg
-    write_remote(_door("remote_write"), read_body(request, cfg.max_body_bytes),
+    write_remote(_door("remote_write"), read_body(request.environ, cfg.max_body_bytes, request),
                  dataset or cfg.dataset, cfg.max_body_bytes)  # fmt: skip
     return Response(status=204)
 
 
 def _influx(dataset: str) -> Response:
     precision = influx_precision(request.args.get("precision"))
-    body = read_body(request, services().cfg.max_body_bytes)
+    body = read_body(request.environ, services().cfg.max_body_bytes, request)
     write_influx(_door("influx_http"), body, request.headers.get("Content-Encoding"), precision,
                  dataset, services().cfg.max_body_bytes)  # fmt: skip
     return Response(status=204)

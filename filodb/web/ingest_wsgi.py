@@ -10,7 +10,7 @@ It keeps what those routes do under Flask, through the same code: who may call t
 :data:`filodb.web.auth.RULES`'s rule of the route's endpoint, decided by
 :func:`filodb.web.auth.check`; the query string is parsed as werkzeug parses it
 (:func:`query_args`), the body read whole in one call when its length is known
-(:func:`filodb.web.ingest.read_environ_body`: 413 past ``max_body_bytes``) and by werkzeug's request
+(:func:`filodb.web.ingest.read_body`: 413 past ``max_body_bytes``) and by werkzeug's request
 otherwise (chunked bodies), with no request object built on the common path; the work is
 :mod:`filodb.web.ingest`'s; errors answer
 :func:`filodb.web.errors.error_parts`'s JSON shape, status and headers; every answer is
@@ -114,7 +114,7 @@ class LeanIngest:
             dataset = args.get(rule.dataset_arg) or None
         auth.check(self.auth, rule, lambda: env.get("HTTP_AUTHORIZATION"), lambda: dataset)
         limit = self.cfg.max_body_bytes
-        body = ingest.read_environ_body(env, limit)
+        body = ingest.read_body(env, limit)
         dataset = dataset or self.cfg.dataset
         if endpoint == "ingest.remote_write":
             ingest.write_remote(self.doors["remote_write"], body, dataset, limit)
