@@ -64,6 +64,7 @@ from filodb.tasks.scheduler import (
     SPLIT_S,
     CostModel,
     FairQueue,
+    Taken,
     cost_key,
     cost_units,
 )
@@ -396,7 +397,7 @@ class LeafServer:
             mine = (len(cut) == 1 and not len(q) and costs[0] < inline_s and self.costs.known(key)
                     and q.running_cheap + q.running_heavy <= self._runners)  # fmt: skip
             if mine:
-                self._queue.running_cheap += 1  # handed back by _run_one, as a popped piece
+                kept = self._queue.take_cheap(made[0])  # handed back by _run_one, as if popped
                 self.taken[False] += 1
                 self.inlined += 1
             else:
@@ -406,34 +407,34 @@ class LeafServer:
             if self._receipts_wake_at > now + RECEIPT_AFTER_S:  # it would wake too late
                 self._cond.notify()  # the receipt thread
         if mine:
-            self._run_one(made[0], False)
+            self._run_one(kept)
 
-    def _next(self) -> tuple[_Piece, bool] | None:
+    def _next(self) -> Taken[_Piece] | None:
         with self._cond:
             while not self._stop.is_set():
                 got = self._queue.pop()
                 if got is not None:
-                    self.taken[got[1]] += 1
-                    self.waited_s[got[1]] += time.monotonic() - got[0].queued_at
+                    self.taken[got.heavy] += 1
+                    self.waited_s[got.heavy] += time.monotonic() - got.item.queued_at
                     return got
                 self._work.wait(POP_TIMEOUT_S)
         return None
 
     def _run_loop(self) -> None:
         while (got := self._next()) is not None:
-            self._run_one(*got)
+            self._run_one(got)
 
-    def _run_one(self, piece: _Piece, heavy: bool) -> None:
+    def _run_one(self, got: Taken[_Piece]) -> None:
         """Run a piece taken from the queue (or kept by :meth:`handle`) and hand its slot back."""
         try:
-            self._run(piece)
+            self._run(got.item)
         except redis.RedisError:  # the caller resends or times out
             log.warning("leaf server on %s: reply not sent", self.key, exc_info=True)
         except Exception:  # noqa: BLE001 - one bad request never stops the server
             log.exception("leaf server on %s", self.key)
         finally:
             with self._cond:
-                self._queue.done(heavy)
+                self._queue.done(got)
                 self._work.notify()
 
     def _run(self, piece: _Piece) -> None:

@@ -13,7 +13,14 @@ piece popped before them (57x their single-client time at 16 clients). Here each
   only by work that arrives within ``AGING * cost`` of it (aging: nothing starves);
 - a lane: a piece estimated at ``HEAVY_S`` or more is heavy, and at most ``slots - 1`` heavy
   pieces run at once, so one runner is always there for cheap work: a cheap piece waits behind
-  at most the cheap pieces ahead of it, never for a heavy one to finish.
+  at most the cheap pieces ahead of it, never for a heavy one to finish;
+- borrowing: while the heavy lane is full and no cheap piece waits, that runner also takes the
+  next heavy piece if it is estimated at ``1 / BORROW_RATIO`` of the cheapest heavy piece
+  running or less. A fixed threshold alone made a cliff: a dashboard query whose pieces cost
+  about ``HEAVY_S`` (its estimate, a moving average, straddles it) went to the heavy lane on
+  some refreshes and then waited seconds for a heavy piece to finish (6.4 s once, against 12 ms
+  idle, beside 8 heavy queries). A borrowed piece delays cheap work by a bounded share of what
+  the heavy runners are doing, and the bound scales with it: no cliff at any fixed cost.
 
 The queue knows no clock and no threads (``now`` is passed in), so its order is tested exactly.
 """
@@ -24,12 +31,14 @@ import heapq
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 AGING = 4.0  # a piece of cost c is overtaken by work arriving up to AGING * c after it
 HEAVY_S = 0.002  # pieces estimated at this or more share slots - 1 runners
+# the cheap runner also takes a heavy piece this many times cheaper than every heavy one running
+BORROW_RATIO = 16.0
 SPLIT_S = 0.005  # a range eval or select estimated below this runs as one piece
 PRIOR_S_PER_UNIT = 20e-6  # a query shape never run yet: 20 us per step and shard
 COST_KEYS = 16384  # query shapes (and shapes x shard, for pieces of one shard) per node
@@ -46,6 +55,15 @@ class _Entry(Generic[T]):
     seq: int
     heavy: bool = field(compare=False)
     item: T = field(compare=False)
+    cost: float = field(compare=False, default=0.0)
+
+
+class Taken(NamedTuple, Generic[T]):
+    """A piece :meth:`FairQueue.pop` gave: run it, then hand it back to :meth:`FairQueue.done`."""
+
+    item: T
+    heavy: bool  # it holds a heavy runner (a borrowed piece holds the cheap one)
+    seq: int
 
 
 class FairQueue(Generic[T]):
@@ -53,10 +71,13 @@ class FairQueue(Generic[T]):
 
     Not thread-safe: the leaf server holds its lock around every call."""
 
-    def __init__(self, slots: int, aging: float = AGING, heavy_s: float = HEAVY_S) -> None:
+    def __init__(self, slots: int, aging: float = AGING, heavy_s: float = HEAVY_S,
+                 borrow_ratio: float = BORROW_RATIO) -> None:  # fmt: skip
         self.heavy_slots = max(1, slots - 1)
         self.aging = aging
         self.heavy_s = heavy_s
+        self.borrow_ratio = borrow_ratio
+        self._running: dict[int, float] = {}  # seq of each heavy piece running -> its cost
         self._cheap: list[_Entry[T]] = []
         self._heavy: list[_Entry[T]] = []
         self._seq = itertools.count()
@@ -72,25 +93,36 @@ class FairQueue(Generic[T]):
 
     def push(self, item: T, cost_s: float, now: float) -> None:
         heavy = cost_s >= self.heavy_s
-        e = _Entry(now + self.aging * cost_s, next(self._seq), heavy, item)
+        e = _Entry(now + self.aging * cost_s, next(self._seq), heavy, item, cost_s)
         heapq.heappush(self._heavy if heavy else self._cheap, e)
 
-    def pop(self) -> tuple[T, bool] | None:
-        """The next piece to run and whether it is heavy (hand it back to :meth:`done`), or
-        None: nothing queued, or only heavy pieces while their lane is full."""
+    def pop(self) -> Taken[T] | None:
+        """The next piece to run (hand it back to :meth:`done`), or None: nothing queued, or
+        only heavy pieces while their lane is full and none is cheap enough to borrow."""
         heavy_ok = bool(self._heavy) and self.running_heavy < self.heavy_slots
         if self._cheap and not (heavy_ok and self._heavy[0] < self._cheap[0]):
-            self.running_cheap += 1
-            return heapq.heappop(self._cheap).item, False
+            return self.take_cheap(heapq.heappop(self._cheap).item)
         if heavy_ok:
+            e = heapq.heappop(self._heavy)
             self.running_heavy += 1
-            return heapq.heappop(self._heavy).item, True
+            self._running[e.seq] = e.cost
+            return Taken(e.item, True, e.seq)
+        running = min(self._running.values(), default=0.0)
+        if self._heavy and self._heavy[0].cost * self.borrow_ratio <= running:  # borrowed
+            return self.take_cheap(heapq.heappop(self._heavy).item)
         return None
 
-    def done(self, heavy: bool) -> None:
-        """A piece :meth:`pop` gave has finished."""
-        if heavy:
+    def take_cheap(self, item: T) -> Taken[T]:
+        """Run ``item`` on the cheap lane's runner (a piece the caller runs without queueing
+        it, or one :meth:`pop` takes)."""
+        self.running_cheap += 1
+        return Taken(item, False, -1)
+
+    def done(self, taken: Taken[T]) -> None:
+        """A piece :meth:`pop` (or :meth:`take_cheap`) gave has finished."""
+        if taken.heavy:
             self.running_heavy -= 1
+            self._running.pop(taken.seq, None)
         else:
             self.running_cheap -= 1
 
