@@ -47,6 +47,7 @@ from typing import Protocol
 import redis
 
 from filodb.errors import FiloError, OutOfOrderError, RateLimitedError, SamplesRefusedError
+from filodb.gateway.joiner import WriteJoiner
 from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
@@ -160,12 +161,15 @@ class IngestDoor:
 
     def __init__(self, name: str, router: IngestRouter, metadata: MetadataStore,
                  counter: IngestCounter, limiter: IngestLimiter | None = None,
-                 ooo_window_ms: int = 0, epochs: EpochOf = _no_epochs) -> None:  # fmt: skip
+                 ooo_window_ms: int = 0, epochs: EpochOf = _no_epochs,
+                 join_writes: bool = True) -> None:  # fmt: skip
         self.name = name
         self.epochs = epochs
         self.limiter = limiter
         self.ooo_window_ms = max(0, int(ooo_window_ms))
         self.router = router
+        # concurrent bodies' writes joined (``join_writes``; else one router call a body)
+        self.joiner = WriteJoiner(router) if join_writes else None
         self.metadata = metadata
         self.counter = counter
         self.types = TypesKept(metadata)
@@ -192,7 +196,10 @@ class IngestDoor:
             if self.limiter is not None and len(batch):
                 desc = desc or self.router.dataset(dataset)
                 batch, refusals = self._limit(desc, batch)
-            out = self.router.write(dataset, batch, desc)
+            if self.joiner is not None:
+                out = self.joiner.write(dataset, batch, desc)
+            else:
+                out = self.router.write(dataset, batch, desc)
         except RateLimitedError:  # counted by _limit
             raise
         except FiloError as e:

@@ -93,6 +93,32 @@ class IngestRouter:
         if len(batch) == 0 and not batch.exemplars:  # exemplars alone are worth a record
             return {}
         desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
+        return self._append(desc, batch)[0]
+
+    def write_many(
+        self, dataset: str, batches: Sequence[SampleBatch], desc: Dataset | None = None
+    ) -> list[dict[int, int]]:
+        """Append ``batches`` (a door's, :func:`~filodb.model.joined.join`) as one: one shard
+        split, one record a shard, one append; samples per shard of each batch. Batches that
+        cannot be joined are written one by one."""
+        from filodb.model.joined import join  # numba (the series-key cache): doors only
+
+        joined = join(batches) if len(batches) > 1 else None
+        if joined is None:
+            return [self.write(dataset, b, desc) for b in batches]
+        desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
+        _, shard_of = self._append(desc, joined)
+        of = shard_of[joined.sidx]
+        out = []
+        at = 0
+        for b in batches:
+            per = np.bincount(of[at : at + len(b)], minlength=desc.shards)
+            out.append({s: int(per[s]) for s in np.flatnonzero(per).tolist()})
+            at += len(b)
+        return out
+
+    def _append(self, desc: Dataset, batch: SampleBatch) -> tuple[dict[int, int], np.ndarray]:
+        """Append ``batch`` to ``desc``'s log: samples per shard, and the shard of each series."""
         with CPU_TURN:
             shard_of = self._shards(desc, batch)
             if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
@@ -102,8 +128,8 @@ class IngestRouter:
                 parts = batch.split(shard_of, desc.shards)
                 records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
                 counts = {s: len(b) for s, b in parts.items()}
-        self.ingest_log.append_many(dataset, records)
-        return counts
+        self.ingest_log.append_many(desc.name, records)
+        return counts, shard_of
 
 
 def _chunks(b: SampleBatch) -> list[SampleBatch]:

@@ -380,6 +380,16 @@ class Picked(Sequence[T]):
         self._ids = ids
         self._list: list[T] | None = None
 
+    @property
+    def seq(self) -> Sequence[T]:
+        """What the items are picked from."""
+        return self._seq
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Where in :attr:`seq` each item is."""
+        return self._ids
+
     def items(self) -> list[T]:
         """The picked items, as a list (made once)."""
         got = self._list

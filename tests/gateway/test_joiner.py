@@ -1,0 +1,163 @@
+"""A door's concurrent writes joined: the batches queued while a group is written go in the
+next group, each request gets its own counts or its group's error, and through a real log
+every sample of concurrent bodies is there once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from filodb.gateway.door import IngestDoor
+from filodb.gateway.influx import parse_lines
+from filodb.gateway.joiner import WriteJoiner
+from filodb.gateway.router import IngestRouter
+from filodb.ingest.redis_streams import RedisStreamsLog
+from filodb.model.batch import SampleBatch, concat_batches
+from filodb.model.dataset import Dataset
+from filodb.shards.metadata import MetadataStore
+from filodb.shards.redis_map import ShardMapStore
+from filodb.testing.wait import wait_for
+
+DS = "prometheus"
+T0 = 1_700_000_000_000
+
+
+class Accepted:
+    """What a door counts accepted, per write."""
+
+    def __init__(self) -> None:
+        self.accepted: list[int] = []
+
+    def samples_accepted(self, door: str, n: int) -> None:
+        self.accepted.append(n)
+
+    def samples_rejected(self, door: str, reason: str, n: int) -> None:
+        raise AssertionError(f"{n} samples rejected: {reason}")
+
+    def request_rejected(self, door: str, reason: str) -> None:
+        raise AssertionError(f"a request rejected: {reason}")
+
+
+def _body(host: int, n: int, at_ms: int) -> SampleBatch:
+    lines = "".join(
+        f"jw,host=h{host},i=i{i} v={i}.5 {(T0 + at_ms) * 1_000_000}\n" for i in range(n)
+    )
+    return parse_lines(lines.encode(), precision="ns", now_ms=T0).batch
+
+
+class GatedRouter:
+    """Counts per shard as a router would (all in shard 0); its first group write waits for
+    ``release``; ``fail`` makes group writes raise."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.groups: list[list[int]] = []  # batch sizes of each write_many call
+        self.fail: Exception | None = None
+
+    def write(
+        self, dataset: str, batch: SampleBatch, desc: Dataset | None = None
+    ) -> dict[int, int]:
+        return self.write_many(dataset, [batch], desc)[0]
+
+    def write_many(self, dataset: str, batches: Sequence[SampleBatch], desc: Dataset | None = None
+                   ) -> list[dict[int, int]]:  # fmt: skip
+        first = not self.groups
+        self.groups.append([len(b) for b in batches])
+        if first:
+            assert self.release.wait(30)
+        if self.fail is not None:
+            raise self.fail
+        return [{0: len(b)} for b in batches]
+
+
+def _run_three(router: GatedRouter) -> tuple[WriteJoiner, dict[int, object]]:
+    """Body 0 is written alone (its group waits); bodies 1 and 2 queue meanwhile."""
+    joiner = WriteJoiner(router)  # type: ignore[arg-type]
+    got: dict[int, object] = {}
+
+    def write(k: int, batch: SampleBatch) -> None:
+        try:
+            got[k] = joiner.write(DS, batch)
+        except Exception as e:  # noqa: BLE001 - what each request is told
+            got[k] = e
+
+    bodies = [_body(k, 3 + k, 0) for k in range(3)]
+    first = threading.Thread(target=write, args=(0, bodies[0]))
+    first.start()
+    wait_for(lambda: router.groups, 10, "the first group", interval=0.005)
+    rest = [threading.Thread(target=write, args=(k, bodies[k])) for k in (1, 2)]
+    for t in rest:
+        t.start()
+    wait_for(lambda: len(joiner._queued) == 2, 10, "two bodies queued", interval=0.005)
+    router.release.set()
+    for t in (first, *rest):
+        t.join(30)
+    return joiner, got
+
+
+def test_bodies_queued_while_a_group_is_written_are_written_together() -> None:
+    router = GatedRouter()
+    joiner, got = _run_three(router)
+    assert router.groups == [[3], [4, 5]]  # body 0 alone (nothing waited), then 1 and 2 in one
+    assert got == {0: {0: 3}, 1: {0: 4}, 2: {0: 5}}  # each its own counts
+    assert (joiner.groups, joiner.joined) == (2, 3)
+
+
+def test_a_failed_group_write_fails_every_request_in_it() -> None:
+    router = GatedRouter()
+    router.fail = ConnectionError("log down")
+    _, got = _run_three(router)
+    assert router.groups == [[3], [4, 5]]
+    assert all(isinstance(got[k], ConnectionError) for k in range(3))
+
+
+def test_a_batch_no_cache_resolved_is_written_alone_at_once() -> None:
+    router = GatedRouter()
+    router.release.set()
+    joiner = WriteJoiner(router)  # type: ignore[arg-type]
+    plain = concat_batches([_body(1, 2, 0), _body(2, 2, 0)])  # a list of label sets: no cache's
+    assert joiner.write(DS, plain) == {0: 4}
+    assert joiner.write(DS, SampleBatch.empty()) == {0: 0}
+    assert joiner.groups == 0  # neither went through a group
+
+
+@pytest.fixture
+def url(redis_url: str) -> str:
+    ShardMapStore(redis_url).create_dataset(DS, 4, 1)
+    return redis_url
+
+
+def test_concurrent_bodies_reach_the_log_once_each(url: str) -> None:
+    """8 threads x 6 bodies through a real door, router and Redis log: joined or not, the log
+    holds every sample once, and the counts each write returned add up to them."""
+    counts = Accepted()
+    router = IngestRouter(ShardMapStore(url), RedisStreamsLog(url, socket_timeout=5))
+    door = IngestDoor("influx_http", router, MetadataStore(url), counts)
+    per: list[int] = []
+    lock = threading.Lock()
+
+    def sender(k: int) -> None:
+        for j in range(6):  # disjoint series (tests/model/test_joined.py: shared ones)
+            out = door.write(DS, _body(k, 20 + k, j * 15_000))
+            with lock:
+                per.append(sum(out.values()))
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    want = sum(6 * (20 + k) for k in range(8))
+    got = RedisStreamsLog(url).read(DS, dict.fromkeys(range(4), 0), 10_000, 0)
+    logged = concat_batches([SampleBatch.from_bytes(r) for recs in got.values() for _, r in recs])
+    rows = sorted(zip([tuple(logged.series[i]) for i in logged.sidx.tolist()],
+                      logged.ts.tolist(), logged.vals.tolist(), strict=True))  # fmt: skip
+    sent = sorted((tuple(b.series[i]), t, v) for k in range(8) for j in range(6)
+                  for b in [_body(k, 20 + k, j * 15_000)]
+                  for i, t, v in zip(b.sidx.tolist(), b.ts.tolist(), b.vals.tolist(), strict=True))  # fmt: skip
+    assert len(per) == 48 and sum(per) == want == len(rows)
+    assert rows == sent
+    assert sorted(counts.accepted) == sorted(per)  # counted per request, as written
+    assert door.joiner is not None and door.joiner.joined == 48  # all joined (~16 groups here)
