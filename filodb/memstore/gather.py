@@ -1,19 +1,13 @@
 """A query's samples out of a shard's decoded chunks and its head, in one pass per sample.
 
 :func:`gather` writes, series by series, the samples in ``[start_ms, end_ms]`` of each series'
-chunk pieces (in the order given: write order) and then of its head pages straight into the
-output arrays: no concatenation of everything first, no sort by series, no copy of the head
-(a numba kernel counts, then fills). The head is read page column by page column (every
-series' first page, then every second page...): series that scrape together take their pages
-together, so that is the pool's own order, where series by series jumps across it at every
-page (measured 1.7x faster for 2 500 series x 240 samples). The output is grouped by series
+chunk pieces (in the order given: write order) and then of its head straight into the
+output arrays: no concatenation of everything first, no sort by series (a numba kernel
+counts, then fills). The heads are decoded first (:meth:`~filodb.memstore.head.Head.decode_in`:
+one call, heads that cannot hold a sample of the range skipped). The output is grouped by series
 and, in the usual case (in-order chunks, a head that took no out-of-order sample), strictly
 increasing within each series; otherwise it says so (``ordered`` False) and the caller sorts and dedupes those
 series (:func:`~filodb.memstore.shard.dedupe_samples`: the last write of a timestamp wins).
-
-It reads the head's arrays as :class:`~filodb.memstore.head.Head` lays them out (``pages``,
-``count``, ``base``, the ``ts``/``vals`` page pool); a change of that layout changes
-:func:`_head_arrays` and the kernels' head loops only.
 """
 
 from __future__ import annotations
@@ -28,15 +22,7 @@ if TYPE_CHECKING:
 
 
 @nb.njit(cache=True, nogil=True)
-def _n_pages(ids, hcount, P):
-    most = 0
-    for s in ids:
-        most = max(most, hcount[s])
-    return (most + P - 1) // P
-
-
-@nb.njit(cache=True, nogil=True)
-def _count(ids, cts, ctpos, coffs, cowner, climit, pages, hcount, hbase, hord, pts, start, end):
+def _count(ids, cts, ctpos, coffs, cowner, climit, hts, hoffs, start, end):
     n = len(ids)
     counts = np.zeros(n, np.int64)
     for c in range(len(coffs) - 1):
@@ -53,28 +39,17 @@ def _count(ids, cts, ctpos, coffs, cowner, climit, pages, hcount, hbase, hord, p
             if t >= start and t <= lim:
                 k += 1
         counts[i] += k
-    P = pts.shape[1]
-    for j in range(_n_pages(ids, hcount, P)):  # page j of every series, then j + 1: pool order
-        for i in range(n):
-            s = ids[i]
-            rows = min(P, hcount[s] - j * P)
-            if rows <= 0:
-                continue
-            pg = pages[s, j]
-            b = hbase[s]
-            if hord[s] and b + pts[pg, 0] >= start and b + pts[pg, rows - 1] <= end:
-                counts[i] += rows  # the whole page
-                continue
-            for r in range(rows):
-                t = b + pts[pg, r]
-                if t >= start and t <= end:
-                    counts[i] += 1
+    for i in range(n):
+        for r in range(hoffs[i], hoffs[i + 1]):
+            t = hts[r]
+            if t >= start and t <= end:
+                counts[i] += 1
     return counts
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill(ids, cts, ctpos, cvals, coffs, cowner, climit, pages, hcount, hbase, hord, pts, pvals,
-          start, end, offsets, out_ts, out_vals):  # fmt: skip
+def _fill(ids, cts, ctpos, cvals, coffs, cowner, climit, hts, hoffs, hvals, start, end, offsets,
+          out_ts, out_vals):  # fmt: skip
     n = len(ids)
     pos = offsets[:-1].copy()
     for c in range(len(coffs) - 1):
@@ -96,29 +71,15 @@ def _fill(ids, cts, ctpos, cvals, coffs, cowner, climit, pages, hcount, hbase, h
                 out_vals[p] = cvals[a + r]
                 p += 1
         pos[i] = p
-    P = pts.shape[1]
-    for j in range(_n_pages(ids, hcount, P)):
-        for i in range(n):
-            s = ids[i]
-            rows = min(P, hcount[s] - j * P)
-            if rows <= 0:
-                continue
-            pg = pages[s, j]
-            b = hbase[s]
-            p = pos[i]
-            if hord[s] and b + pts[pg, 0] >= start and b + pts[pg, rows - 1] <= end:
-                for r in range(rows):
-                    out_ts[p + r] = b + pts[pg, r]
-                    out_vals[p + r] = pvals[pg, r]
-                pos[i] = p + rows
-                continue
-            for r in range(rows):
-                t = b + pts[pg, r]
-                if t >= start and t <= end:
-                    out_ts[p] = t
-                    out_vals[p] = pvals[pg, r]
-                    p += 1
-            pos[i] = p
+    for i in range(n):
+        p = pos[i]
+        for r in range(hoffs[i], hoffs[i + 1]):
+            t = hts[r]
+            if t >= start and t <= end:
+                out_ts[p] = t
+                out_vals[p] = hvals[r]
+                p += 1
+        pos[i] = p
     ordered = True
     for i in range(n):
         for p in range(offsets[i] + 1, offsets[i + 1]):
@@ -128,10 +89,6 @@ def _fill(ids, cts, ctpos, cvals, coffs, cowner, climit, pages, hcount, hbase, h
         if not ordered:
             break
     return ordered
-
-
-def _head_arrays(head: Head) -> tuple[np.ndarray, ...]:
-    return head.pages, head.count, head.base, head.ordered, head.ts, head.vals
 
 
 def gather(
@@ -154,18 +111,18 @@ def gather(
     copied without a look at each sample. Returns ``(ts, vals, counts per position of ids,
     ordered)``; ``ordered`` is False when some series' timestamps do not strictly increase
     (overlapping pieces to dedupe)."""
-    pages, hcount, hbase, hord, pts, pvals = _head_arrays(head)
+    hts, hvals, hoffs = head.decode_in(ids, start_ms, end_ms)
     args = (np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(chunk_ts, np.int64),
             np.ascontiguousarray(chunk_tpos, np.int64))  # fmt: skip
     rest = (np.ascontiguousarray(chunk_offsets, np.int64),
             np.ascontiguousarray(chunk_owner, np.int64),
-            np.ascontiguousarray(chunk_limit, np.int64), pages, hcount, hbase, hord, pts)  # fmt: skip
+            np.ascontiguousarray(chunk_limit, np.int64), hts, hoffs)  # fmt: skip
     counts = _count(*args, *rest, np.int64(start_ms), np.int64(end_ms))
     offsets = np.zeros(len(ids) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     total = int(offsets[-1])
     out_ts = np.empty(total, np.int64)
     out_vals = np.empty(total, np.float64)
-    ordered = _fill(*args, np.ascontiguousarray(chunk_vals, np.float64), *rest, pvals,
+    ordered = _fill(*args, np.ascontiguousarray(chunk_vals, np.float64), *rest, hvals,
                     np.int64(start_ms), np.int64(end_ms), offsets, out_ts, out_vals)  # fmt: skip
     return out_ts, out_vals, counts, bool(ordered)

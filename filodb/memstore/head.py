@@ -1,16 +1,29 @@
-"""The head of a shard: the samples of its series not yet closed into chunks, in one pool.
+"""The head of a shard: the samples of its series not yet closed into chunks, compressed as they
+are appended, in one pool of pages.
 
-The pool is two 2-D arrays, ``ts`` (int32: milliseconds after the series' ``base``, its
-head's first sample) and ``vals`` (float64), whose rows are pages of ``page_rows`` samples:
-12 bytes a sample. A series with unclosed samples owns up to ``J`` pages (``pages[sid, j]`` holds its
-rows ``j*P .. j*P+P-1``; -1: none), so a full head of ``max_rows`` samples is ``J`` pages and
-an idle series holds none. Pages come from a free list and go back to it when a series
-closes.
+Each series' unclosed samples are a byte stream in pages of ``page_bytes`` bytes from one pool
+(``pool``, a 2-D uint8 array; ``nxt[page]`` is the series' next page, ``first``/``last`` its
+first and last, ``nbytes`` the bytes written), so an idle series holds no page and a full one
+the bytes its samples took. A sample is encoded against its series' previous one (:func:`_enc`):
 
-Appending a batch (grouped by series) is one numba call (two when the pool grows) whatever the number of series in it
-(:func:`_plan`: which samples fit and how many new pages they need, so the pool grows before
-anything changes; :func:`_write`: each sample at its series' count plus its rank in its
-group, pages off the free list as positions reach them). Samples past ``soft_rows`` (or
+- a header byte: bit 7 set when the timestamp's delta of delta is 0 (a regular scrape: no
+  timestamp byte), bits 5-6 the value's mode, bits 0-2 a decimal exponent;
+- the delta of delta, a zigzag varint, when it is not 0;
+- the value. Mode 0: the previous value's bits again (nothing more). Mode 1: a decimal
+  ``m / 10**e`` with the previous value's exponent ``e``, as the zigzag varint of ``m`` minus
+  the previous ``m``. Mode 2: a decimal with a new exponent (bits 0-2), the zigzag varint of
+  ``m``. Mode 3: the value's 8 bytes.
+
+A value is taken as a decimal only when ``m / 10**e`` gives its exact bits back (NaNs, stale
+markers, infinities, -0.0 and values with more than 7 decimals go raw), so the head is
+lossless. Exporters' counters and gauges of a few decimals take 1-3 bytes a sample, against 12
+uncompressed (an int32 offset and a float64); a head's first sample's timestamp is its
+``base``, kept per series. Decoding is sequential per series (one numba call for many).
+
+Appending a batch (grouped by series) is two numba calls whatever the number of series in it
+(:func:`_plan`: which samples fit; :func:`_write`: each sample encoded onto its series' stream,
+pages off the free list as the stream reaches them; when the free list runs out it stops
+before a sample, the pool grows and it goes on from there). Samples past ``soft_rows`` (or
 ``max_rows``), or more than 2**31 ms away from their series' base, are handed back: the shard
 closes those series and appends them again.
 
@@ -18,11 +31,11 @@ Bulk heads: a head holds ``soft_rows`` samples, except one whose first sample ca
 ``bulk_s`` seconds ago (backfill, replay: data arriving far faster than it is scraped), which
 goes on up to ``max_rows`` (the chunk it will close into: encoded once, instead of re-encoded
 each time a ``soft_rows`` head grows its chunk). The samples held past ``soft_rows`` are at
-most ``bulk_extra`` per head pool (12 bytes each), so memory stays bounded whatever comes.
+most ``bulk_extra`` per head pool, so memory stays bounded whatever comes.
 
-Reading (for a close, a flush or a query) gathers the used pages of many series with one fancy
-index; series that took an out-of-order sample (``ordered`` False) are sorted by timestamp,
-keeping the last written sample of a timestamp (last write wins, as Prometheus).
+Reading (for a close, a flush or a query) decodes the streams of many series in one call;
+series that took an out-of-order sample (``ordered`` False) are sorted by timestamp, keeping the
+last written sample of a timestamp (last write wins, as Prometheus).
 """
 
 from __future__ import annotations
@@ -35,61 +48,96 @@ import numpy as np
 
 from filodb.memstore.rows import extend_rows, held_nbytes
 
-_PAGE_ROWS = 32  # at most; a head's ``soft_rows`` is split evenly into pages of up to this
-
-
-def even_pages(max_rows: int, most: int = _PAGE_ROWS) -> int:
-    """Rows a page holds so that ``max_rows`` is split into as few pages of at most ``most``
-    rows as possible, evenly: a full head wastes less than a page (120 rows: 4 pages of 30,
-    not 4 of 32)."""
-    pages = -(-max(1, int(max_rows)) // max(1, int(most)))
-    return -(-max(1, int(max_rows)) // pages)
-
-
-# free pages a pool may keep without being compacted. Per shard: with 256 shards, 1024 (512
-# kept after a compaction) held ~47 MB of empty pages on a node, 430 bytes a series at 110 k
+PAGE_BYTES = 64  # a 120-sample head of an exporter's series takes 2-6 pages
+# free pages a pool may keep without being compacted (per shard: hundreds of shards a node)
 _KEEP_FREE = 128
-_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1  # a head's timestamp offsets are int32
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1  # a head's samples stay this close to its base
 BULK_S = 60.0  # a head filled this soon after its first sample may grow past ``soft_rows``
-BULK_EXTRA = 1 << 20  # samples held past ``soft_rows`` by all heads of a pool (12 MB)
+BULK_EXTRA = 1 << 20  # samples held past ``soft_rows`` by all heads of a pool
+_MAX_SAMPLE_BYTES = 16  # header, a varint of a delta of delta within 2**33, 8 value bytes
+_P10 = np.array([10.0**e for e in range(8)])  # exact in float64
+
+
+# a series' state, one row of int64 (a cache line): its samples, its head's first timestamp, the
+# encoder's state after its last sample (timestamp, delta, value bits, decimal mantissa) and
+# two packed words; a row of zeros is an empty head
+_COUNT, _BASE, _LAST_T, _LAST_D, _LAST_BITS, _LAST_M, _META, _PAGES = range(8)
+# _META: bytes of the stream (bits 0-19), decimal exponent + 1 (20-27; 0: not a decimal), an
+# out-of-order sample taken (28), clock() at the head's first sample in 1/16 s (29-63)
+# _PAGES: first page + 1 (bits 0-31), last page + 1 (32-63); 0: none
+_BORN_Q = 16.0
 
 
 class Head:
     """Unclosed samples of a shard's series, ``max_rows`` at most per series. Not thread-safe:
     the owning shard locks."""
 
-    def __init__(self, max_rows: int, page_rows: int = 0, *, soft_rows: int = 0,
+    def __init__(self, max_rows: int, page_bytes: int = PAGE_BYTES, *, soft_rows: int = 0,
                  bulk_s: float = BULK_S, bulk_extra: int = BULK_EXTRA,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.max_rows = int(max_rows)
+        if self.max_rows * _MAX_SAMPLE_BYTES >= 1 << 20:
+            raise ValueError(f"a head holds at most {(1 << 20) // _MAX_SAMPLE_BYTES - 1} samples")
         self.soft_rows = min(int(soft_rows), self.max_rows) if soft_rows > 0 else self.max_rows
         self.bulk_s = float(bulk_s)
         self.bulk_extra = int(bulk_extra)
         self.clock = clock
         self.extra = 0  # samples held past soft_rows, all series together
-        # pages split a scraped series' full head (soft_rows) evenly; bulk heads take more
-        self.page_rows = min(int(page_rows) or even_pages(self.soft_rows), self.max_rows)
-        self.pages_per_series = -(-self.max_rows // self.page_rows)
-        self.pages = np.full((0, self.pages_per_series), -1, np.int32)
-        self.count = np.zeros(0, np.int64)  # samples held per series
-        self.ordered = np.ones(0, bool)  # the series' samples arrived in increasing order
-        self.base = np.zeros(0, np.int64)  # timestamps are held as offsets from this
-        self.born = np.zeros(0, np.float64)  # clock() when the head took its first sample
-        self.ts = np.empty((0, self.page_rows), np.int32)
-        self.vals = np.empty((0, self.page_rows), np.float64)
+        self.page_bytes = max(_MAX_SAMPLE_BYTES, int(page_bytes))
+        self.st = np.zeros((0, 8), np.int64)  # per series, see _COUNT...
+        self.pool = np.empty((0, self.page_bytes), np.uint8)
+        self.nxt = np.empty(0, np.int32)  # a page's successor in its series' stream
         self._free = np.zeros(0, np.int32)  # a stack of free page ids
         self._n_free = 0
+        self._extra_out = np.zeros(1, np.int64)
+
+    # --- per-series views ---------------------------------------------------------------
+    @property
+    def count(self) -> np.ndarray:
+        """Samples held per series (a view)."""
+        return self.st[:, _COUNT]
+
+    @property
+    def base(self) -> np.ndarray:
+        """Each head's first timestamp (a view; meaningless where ``count`` is 0)."""
+        return self.st[:, _BASE]
+
+    @property
+    def last_t(self) -> np.ndarray:
+        """Each head's last written timestamp (a view)."""
+        return self.st[:, _LAST_T]
+
+    @property
+    def ordered(self) -> np.ndarray:
+        """Whether each series' samples arrived in increasing order (a copy)."""
+        return (self.st[:, _META] >> 28) & 1 == 0
+
+    @property
+    def nbytes_of(self) -> np.ndarray:
+        """Bytes of each series' stream (a copy)."""
+        return self.st[:, _META] & 0xFFFFF
+
+    @property
+    def first(self) -> np.ndarray:
+        return (self.st[:, _PAGES] & 0xFFFFFFFF) - 1
+
+    @property
+    def last(self) -> np.ndarray:
+        return (self.st[:, _PAGES] >> 32) - 1
 
     @property
     def num_series(self) -> int:
-        return len(self.count)
+        return len(self.st)
 
     @property
     def nbytes(self) -> int:
-        """The pool (used or free pages) and the per-series arrays."""
-        return (self.ts.nbytes + self.vals.nbytes + self._free.nbytes
-                + sum(held_nbytes(a) for a in (self.pages, self.count, self.ordered,
-                                               self.base, self.born)))  # fmt: skip
+        """The pool (used or free pages) and the per-series state."""
+        return self.pool.nbytes + self.nxt.nbytes + self._free.nbytes + held_nbytes(self.st)
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of the series' streams (pages partly used counted in full)."""
+        return (len(self.pool) - self._n_free) * self.page_bytes
 
     @property
     def samples(self) -> int:
@@ -97,22 +145,18 @@ class Head:
 
     def add_series(self, k: int) -> None:
         """Room for ``k`` more series (ids follow the existing ones)."""
-        self.pages = extend_rows(self.pages, k, -1)
-        self.count = extend_rows(self.count, k, 0)
-        self.ordered = extend_rows(self.ordered, k, True)
-        self.base = extend_rows(self.base, k, 0)
-        self.born = extend_rows(self.born, k, 0.0)
+        self.st = extend_rows(self.st, k, 0)
 
     # --- pages ----------------------------------------------------------------------------
     def _reserve(self, m: int) -> None:
         """At least ``m`` free pages (the pool grows by an eighth at least: a head that fills
         page by page keeps little more than it uses)."""
         if self._n_free < m:
-            have = len(self.ts)
+            have = len(self.pool)
             grow = max(have // 8, m - self._n_free, 16)
             # realloc (mremap for large pools): no copy; nothing else views the pool
-            self.ts.resize((have + grow, self.page_rows), refcheck=False)
-            self.vals.resize((have + grow, self.page_rows), refcheck=False)
+            self.pool.resize((have + grow, self.page_bytes), refcheck=False)
+            self.nxt.resize(have + grow, refcheck=False)
             self._push(np.arange(have + grow - 1, have - 1, -1, dtype=np.int32))
 
     def _push(self, ids: np.ndarray) -> None:
@@ -138,76 +182,102 @@ class Head:
         vals = np.ascontiguousarray(vals, np.float64)
         in_order = np.ascontiguousarray(in_order, np.bool_)
         fits = np.empty(len(sid), np.bool_)
-        now = float(self.clock())
-        extra_left = max(0, self.bulk_extra - self.extra)
-        for _ in range(2):  # the second time with the pages the first found missing
-            need, extra, n_free = _put(sid, ts, vals, in_order, fits, self.count, self.base,
-                                       self.ordered, self.pages, self.ts, self.vals, self._free,
-                                       self._n_free, self.born, now, self.max_rows,
-                                       self.soft_rows, now - self.bulk_s, extra_left)  # fmt: skip
-            if n_free >= 0:
+        clock = self.clock()
+        now = max(0, int(clock * _BORN_Q))
+        since = int(np.floor((clock - self.bulk_s) * _BORN_Q))
+        _plan(sid, ts, self.st, self.max_rows, fits, self.soft_rows, since,
+              max(0, self.bulk_extra - self.extra), self._extra_out)  # fmt: skip
+        self.extra += int(self._extra_out[0])
+        at = 0
+        while True:  # resumed where the free pages ran out, with more
+            self._n_free, at = _write(sid, ts, vals, vals.view(np.uint64), in_order, fits,
+                                      self.st, self.pool, self.nxt, self._free, self._n_free,
+                                      now, _P10, at)  # fmt: skip
+            if at < 0:
                 break
-            self._reserve(need)
-        self._n_free = n_free
-        self.extra += extra
+            left = int(fits[at:].sum())  # ~3 bytes a sample, more if it takes more
+            self._reserve(self._n_free + 1 + 3 * left // self.page_bytes)
         return ~fits
 
     def release(self, sids: np.ndarray) -> None:
         """Forget the series' unclosed samples; their pages go back to the free list."""
-        pg = self.pages[sids]
-        self._push(pg[pg >= 0])
+        sids = np.asarray(sids, np.int64)
+        held = sids[self.st[sids, _META] & 0xFFFFF > 0]
+        if len(held):
+            self._push(_pages_of(held, self.st, self.nxt, self.page_bytes))
         if self.soft_rows < self.max_rows:
-            self.extra -= int(np.maximum(self.count[sids] - self.soft_rows, 0).sum())
-        self.pages[sids] = -1
-        self.count[sids] = 0
-        self.ordered[sids] = True
-        if self._n_free > 2 * (len(self.ts) - self._n_free) + _KEEP_FREE:
+            self.extra -= int(np.maximum(self.st[sids, _COUNT] - self.soft_rows, 0).sum())
+        self.st[sids] = 0
+        if self._n_free > 2 * (len(self.pool) - self._n_free) + _KEEP_FREE:
             self._compact()
 
     def keep_series(self, keep: np.ndarray) -> None:
         """Forget the series not in the mask ``keep`` (their pages go back to the pool); the
         kept ones are renumbered in order, as the shard renumbers them after a purge."""
         self.release(np.flatnonzero(~keep))
-        self.pages = self.pages[keep]
-        self.count = self.count[keep]
-        self.ordered = self.ordered[keep]
-        self.base = self.base[keep]
-        self.born = self.born[keep]
+        self.st = self.st[keep]
 
     def _compact(self) -> None:
         """Move the used pages to the front of the pool and give the rest back: series that
         scrape together fill and close together, and the pool must not stay at that peak."""
-        held = self.pages >= 0
-        used = self.pages[held]
-        u = len(used)
-        self.ts[:u] = self.ts[used]
-        self.vals[:u] = self.vals[used]
-        self.pages[held] = np.arange(u, dtype=np.int32)
+        used = np.ones(len(self.pool), bool)
+        used[self._free[: self._n_free]] = False
+        old = np.flatnonzero(used)
+        u = len(old)
+        new_of = np.full(len(self.pool) + 1, -1, np.int64)  # [-1] maps -1 to -1
+        new_of[old] = np.arange(u)
+        self.pool[:u] = self.pool[old]
+        self.nxt[:u] = new_of[self.nxt[old]]
+        held = np.flatnonzero(self.st[:, _PAGES] != 0)
+        pages = self.st[held, _PAGES]
+        self.st[held, _PAGES] = ((new_of[(pages & 0xFFFFFFFF) - 1] + 1)
+                                 | ((new_of[(pages >> 32) - 1] + 1) << 32))  # fmt: skip
         cap = u + u // 8 + _KEEP_FREE // 2
-        if cap < len(self.ts):
-            self.ts.resize((cap, self.page_rows), refcheck=False)
-            self.vals.resize((cap, self.page_rows), refcheck=False)
-        self._free = np.arange(len(self.ts) - 1, u - 1, -1, dtype=np.int32)
+        if cap < len(self.pool):
+            self.pool.resize((cap, self.page_bytes), refcheck=False)
+            self.nxt.resize(cap, refcheck=False)
+        self._free = np.arange(len(self.pool) - 1, u - 1, -1, dtype=np.int32)
         self._n_free = len(self._free)
 
     # --- reading --------------------------------------------------------------------------
+    def decode(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples of ``sids`` in write order: (timestamps, values, offsets: series ``i``'s
+        are ``offsets[i]:offsets[i+1]``)."""
+        return self._decode(np.ascontiguousarray(sids, np.int64))
+
+    def _decode(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`decode` of ``sids`` (int64; -1: none)."""
+        offsets = np.zeros(len(sids) + 1, np.int64)
+        np.cumsum(np.where(sids >= 0, self.st[sids, _COUNT], 0), out=offsets[1:])
+        n = int(offsets[-1])
+        ts = np.empty(n, np.int64)
+        vals = np.empty(n, np.float64)
+        if n:
+            _decode(sids, offsets, self.st, self.pool, self.nxt, ts, vals, vals.view(np.uint64),
+                    _P10)  # fmt: skip
+        return ts, vals, offsets
+
+    def decode_in(self, sids: np.ndarray, start_ms: int, end_ms: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """As :meth:`decode`, but a head that cannot hold a sample in ``[start_ms, end_ms]``
+        (an ordered one: its samples lie from its base to its last timestamp) is not decoded
+        and reads as empty."""
+        sids = np.ascontiguousarray(sids, np.int64)
+        row = self.st[sids]
+        skip = ((row[:, _META] >> 28) & 1 == 0) & ((row[:, _BASE] > end_ms)
+                                                   | (row[:, _LAST_T] < start_ms))  # fmt: skip
+        return self._decode(np.where(skip, -1, sids) if skip.any() else sids)
+
     def read(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The samples of ``sids``, each series sorted and without repeated timestamps:
         (timestamps, values, counts per series)."""
-        cnt = self.count[sids]
+        cnt = self.st[sids, _COUNT]
         if not cnt.any():
             return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(len(sids), np.int64)
-        p = self.page_rows
-        used = -(-cnt // p)
-        held = np.arange(self.pages_per_series) < used[:, None]
-        pg = self.pages[sids][held]  # series by series, pages in order
-        rows = np.minimum(p, np.repeat(cnt, used) - p * (np.cumsum(held, axis=1)[held] - 1))
-        valid = (np.arange(p) < rows[:, None]).ravel()
-        owner = np.repeat(np.arange(len(sids)), cnt)
-        ts = self.ts[pg].ravel()[valid] + self.base[sids][owner]
-        vals = self.vals[pg].ravel()[valid]
-        if self.ordered[sids].all():
+        ts, vals, _ = self.decode(sids)
+        if not ((self.st[sids, _META] >> 28) & 1).any():
             return ts, vals, cnt
+        owner = np.repeat(np.arange(len(sids)), cnt)
         order = np.lexsort((ts, owner))  # stable: a timestamp's samples stay in write order
         ts, vals, owner = ts[order], vals[order], owner[order]
         last = np.r_[(owner[1:] != owner[:-1]) | (ts[1:] != ts[:-1]), True]
@@ -224,39 +294,114 @@ class Head:
 
 
 @nb.njit(cache=True, nogil=True)
-def _put(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
-         fits: np.ndarray, count: np.ndarray, base: np.ndarray, ordered: np.ndarray,
-         pages: np.ndarray, pool_ts: np.ndarray, pool_vals: np.ndarray, free: np.ndarray,
-         n_free: int, born: np.ndarray, now: float, max_rows: int, soft_rows: int,
-         bulk_since: float, extra_left: int) -> tuple[int, int, int]:  # fmt: skip
-    """:func:`_plan`, then :func:`_write` when the free list holds the pages needed: (pages
-    needed, samples past ``soft_rows``, free pages left; -1: nothing written, too few)."""
-    need, extra = _plan(sid, ts, count, base, pages, max_rows, pool_ts.shape[1], fits,
-                        soft_rows, born, bulk_since, extra_left)  # fmt: skip
-    if need > n_free:
-        return need, extra, -1
-    n_free = _write(sid, ts, vals, in_order, fits, count, base, ordered, pages, pool_ts,
-                    pool_vals, free, n_free, born, now)  # fmt: skip
-    return need, extra, n_free
+def _pages_of(sids, st, nxt, page_bytes):  # pragma: no cover - numba
+    """The pages of the streams of ``sids`` (each with bytes)."""
+    n = 0
+    for s in sids:
+        n += ((st[s, _META] & 0xFFFFF) + page_bytes - 1) // page_bytes
+    out = np.empty(n, np.int32)
+    k = 0
+    for s in sids:
+        pg = (st[s, _PAGES] & 0xFFFFFFFF) - 1
+        for _ in range(((st[s, _META] & 0xFFFFF) + page_bytes - 1) // page_bytes):
+            out[k] = pg
+            k += 1
+            pg = nxt[pg]
+    return out
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _varint(buf, k, u):  # pragma: no cover - numba
+    while u >= np.uint64(0x80):
+        buf[k] = np.uint8((u & np.uint64(0x7F)) | np.uint64(0x80))
+        u = u >> np.uint64(7)
+        k += 1
+    buf[k] = np.uint8(u)
+    return k + 1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _zigzag(x):  # pragma: no cover - numba
+    return (np.uint64(x) << np.uint64(1)) ^ np.uint64(x >> 63)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _unzigzag(u):  # pragma: no cover - numba
+    return np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _decimal(v, bits, e, p10):  # pragma: no cover - numba
+    """``(True, m)`` when ``m / 10**e`` is exactly ``v`` (its bits), else ``(False, 0)``."""
+    p = p10[e]
+    if not abs(v) < 9007199254740992.0 / p:  # NaN and infinities too
+        return False, np.int64(0)
+    m = np.int64(np.rint(v * p))
+    # as the decoder computes it; equal floats have equal bits but for 0.0 and -0.0
+    if np.float64(m) / p != v or (v == 0.0 and bits != np.uint64(0)):
+        return False, np.int64(0)
+    return True, m
 
 
 @nb.njit(cache=True, nogil=True)
-def _plan(sid: np.ndarray, ts: np.ndarray, count: np.ndarray, base: np.ndarray,
-          pages: np.ndarray, max_rows: int, page_rows: int, fits: np.ndarray, soft_rows: int,
-          born: np.ndarray, bulk_since: float, extra_left: int) -> tuple[int, int]:  # fmt: skip
-    """``fits`` per sample (a series' samples up to the first that does not fit), the
-    number of pages the fitting ones need that their series do not hold, and how many of
-    them go past ``soft_rows`` (heads born after ``bulk_since``, ``extra_left`` at most);
-    changes nothing."""
+def _enc(t, v, bits, lt, ld, lbits, lm, le, buf, p10):  # pragma: no cover - numba
+    """Encode the sample ``(t, v)`` (``bits``: ``v``'s) after the state ``lt`` (last
+    timestamp), ``ld`` (its delta), ``lbits``, ``lm``, ``le`` (last value's bits, decimal
+    mantissa and exponent, -1: none) into ``buf``: (bytes, delta, mantissa, exponent)."""
+    d = t - lt
+    dod = d - ld
+    k = 1
+    h = 0
+    if dod == 0:
+        h = 0x80
+    else:
+        k = _varint(buf, k, _zigzag(dod))
+    m = lm
+    e = le
+    if bits != lbits:
+        done = False
+        if le >= 0:
+            ok, mm = _decimal(v, bits, le, p10)
+            if ok:
+                h |= 1 << 5
+                k = _varint(buf, k, _zigzag(mm - lm))
+                m = mm
+                done = True
+        if not done:
+            for ee in range(8):
+                ok, mm = _decimal(v, bits, ee, p10)
+                if ok:
+                    h |= (2 << 5) | ee
+                    k = _varint(buf, k, _zigzag(mm))
+                    m = mm
+                    e = ee
+                    done = True
+                    break
+        if not done:
+            h |= 3 << 5
+            for q in range(8):
+                buf[k + q] = np.uint8((bits >> np.uint64(8 * q)) & np.uint64(0xFF))
+            k += 8
+            m = 0
+            e = -1
+    buf[0] = np.uint8(h)
+    return k, d, m, e
+
+
+@nb.njit(cache=True, nogil=True)
+def _plan(sid, ts, st, max_rows, fits, soft_rows, bulk_since, extra_left,
+          extra_out):  # pragma: no cover - numba  # fmt: skip
+    """``fits`` per sample (a series' samples up to the first that does not fit) and, in
+    ``extra_out[0]``, how many of them go past ``soft_rows`` (heads born at ``bulk_since``
+    or later, ``extra_left`` at most); changes nothing else."""
     n = len(sid)
-    need = 0
     extra = 0
     i = 0
     while i < n:
         s = sid[i]
-        c = count[s]
-        b = base[s] if c > 0 else ts[i]
-        bulk = c == 0 or born[s] >= bulk_since
+        c = st[s, _COUNT]
+        b = st[s, _BASE] if c > 0 else ts[i]
+        bulk = c == 0 or (st[s, _META] >> 29) >= bulk_since
         ok = True
         r = i
         while r < n and sid[r] == s:
@@ -270,48 +415,156 @@ def _plan(sid: np.ndarray, ts: np.ndarray, count: np.ndarray, base: np.ndarray,
                 else:
                     ok = False
             fits[r] = ok
-            if ok and (r == i or p % page_rows == 0) and pages[s, p // page_rows] < 0:
-                need += 1
             r += 1
         i = r
-    return need, extra
+    extra_out[0] = extra
 
 
 @nb.njit(cache=True, nogil=True)
-def _write(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, in_order: np.ndarray,
-           fits: np.ndarray, count: np.ndarray, base: np.ndarray, ordered: np.ndarray,
-           pages: np.ndarray, pool_ts: np.ndarray, pool_vals: np.ndarray, free: np.ndarray,
-           n_free: int, born: np.ndarray, now: float) -> int:  # fmt: skip
-    """Write the samples :func:`_plan` let fit (pages taken off the top of ``free``, which
-    holds enough; a head's first sample stamps ``born`` with ``now``); returns the free
-    pages left."""
+def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, now, p10,
+           r0):  # pragma: no cover - numba  # fmt: skip
+    """Encode the samples :func:`_plan` let fit, from sample ``r0`` on, onto their series'
+    streams (pages taken off the top of ``free``; a head's first sample stamps its base and
+    ``now``). Returns (free pages left, -1), or (free pages left, the sample to resume from)
+    when a sample may need a page and none is free: everything before it is written."""
     n = len(sid)
-    rows = pool_ts.shape[1]
-    i = 0
+    P = pool.shape[1]
+    buf = np.empty(_MAX_SAMPLE_BYTES, np.uint8)
+    i = r0
     while i < n:
         s = sid[i]
-        c = count[s]
+        c = st[s, _COUNT]
         if c == 0:
-            base[s] = ts[i]
-            born[s] = now
-        b = base[s]
-        k = 0
+            st[s, _BASE] = ts[i]
+            st[s, _LAST_T] = ts[i]
+            st[s, _LAST_D] = 0
+            st[s, _LAST_BITS] = 0
+            st[s, _LAST_M] = 0
+            st[s, _META] = now << 29
+            st[s, _PAGES] = 0
+        meta = st[s, _META]
+        pages = st[s, _PAGES]
+        lt, ld, lm = st[s, _LAST_T], st[s, _LAST_D], st[s, _LAST_M]
+        lb = np.uint64(st[s, _LAST_BITS])
+        le = np.int8(((meta >> 20) & 0xFF) - 1)
+        unordered = (meta >> 28) & 1
+        at = meta & 0xFFFFF
+        first = (pages & 0xFFFFFFFF) - 1
+        pg = (pages >> 32) - 1
+        o = P if at == 0 else (at - 1) % P + 1  # bytes used of page pg (P: a new one next)
+        k_n = 0
+        stop = -1
         r = i
         while r < n and sid[r] == s:
             if fits[r]:
-                p = c + k
-                j = p // rows
-                pg = pages[s, j]
-                if pg < 0:
-                    n_free -= 1
-                    pg = free[n_free]
-                    pages[s, j] = pg
-                pool_ts[pg, p % rows] = ts[r] - b
-                pool_vals[pg, p % rows] = vals[r]
+                if n_free == 0 and o + _MAX_SAMPLE_BYTES > P:
+                    stop = r  # may need a page: the caller adds some, then resumes here
+                    break
+                k, ld, lm, e = _enc(ts[r], vals[r], vbits[r], lt, ld, lb, lm, le, buf, p10)
+                le = np.int8(e)
+                lt = ts[r]
+                lb = vbits[r]
+                for q in range(k):
+                    if o == P:  # the stream reaches a new page
+                        n_free -= 1
+                        new = free[n_free]
+                        nxt[new] = -1
+                        if at == 0:
+                            first = new
+                        else:
+                            nxt[pg] = new
+                        pg = new
+                        o = 0
+                    pool[pg, o] = buf[q]
+                    o += 1
+                    at += 1
                 if not in_order[r]:
-                    ordered[s] = False
-                k += 1
+                    unordered = 1
+                k_n += 1
             r += 1
-        count[s] = c + k
+        st[s, _COUNT] = c + k_n
+        st[s, _LAST_T] = lt
+        st[s, _LAST_D] = ld
+        st[s, _LAST_BITS] = np.int64(lb)
+        st[s, _LAST_M] = lm
+        st[s, _META] = (at | (np.int64(le + 1) << 20) | (unordered << 28)
+                        | ((meta >> 29) << 29))  # fmt: skip
+        st[s, _PAGES] = (first + 1) | ((pg + 1) << 32)
+        if stop >= 0:
+            return n_free, stop
         i = r
-    return n_free
+    return n_free, -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode(sids, offsets, st, pool, nxt, out_ts, out_vals, out_bits,
+            p10):  # pragma: no cover - numba  # fmt: skip
+    """Decode the streams of ``sids`` (-1: none) into ``out_*[offsets[i]:offsets[i+1]]``."""
+    P = pool.shape[1]
+    for i in range(len(sids)):
+        s = sids[i]
+        if s < 0 or offsets[i + 1] == offsets[i]:
+            continue
+        pg = (st[s, _PAGES] & 0xFFFFFFFF) - 1
+        o = 0
+        t = st[s, _BASE]
+        d = np.int64(0)
+        bits = np.uint64(0)
+        m = np.int64(0)
+        e = -1
+        for p in range(offsets[i], offsets[i + 1]):
+            h = np.int64(pool[pg, o])
+            o += 1
+            if o == P:
+                pg = nxt[pg]
+                o = 0
+            if h & 0x80 == 0:  # a delta of delta follows
+                u = np.uint64(0)
+                sh = np.uint64(0)
+                while True:
+                    byte = np.uint64(pool[pg, o])
+                    o += 1
+                    if o == P:
+                        pg = nxt[pg]
+                        o = 0
+                    u |= (byte & np.uint64(0x7F)) << sh
+                    sh += np.uint64(7)
+                    if byte < np.uint64(0x80):
+                        break
+                d += _unzigzag(u)
+            t += d
+            out_ts[p] = t
+            mode = (h >> 5) & 3
+            if mode == 0:
+                out_bits[p] = bits
+                continue
+            if mode == 3:
+                bits = np.uint64(0)
+                for q in range(8):
+                    bits |= np.uint64(pool[pg, o]) << np.uint64(8 * q)
+                    o += 1
+                    if o == P:
+                        pg = nxt[pg]
+                        o = 0
+                out_bits[p] = bits
+                e = -1
+                continue
+            u = np.uint64(0)
+            sh = np.uint64(0)
+            while True:
+                byte = np.uint64(pool[pg, o])
+                o += 1
+                if o == P:
+                    pg = nxt[pg]
+                    o = 0
+                u |= (byte & np.uint64(0x7F)) << sh
+                sh += np.uint64(7)
+                if byte < np.uint64(0x80):
+                    break
+            if mode == 1:
+                m += _unzigzag(u)
+            else:
+                m = _unzigzag(u)
+                e = int(h & 7)
+            out_vals[p] = np.float64(m) / p10[e]
+            bits = out_bits[p]

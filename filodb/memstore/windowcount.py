@@ -95,51 +95,6 @@ def add_samples(
                 a, b = _add_one(D, i, t, times, range_ms, a, b)
 
 
-@nb.njit(cache=True, nogil=True)
-def _cut(first, last, times, range_ms):  # pragma: no cover - numba
-    """Whether a window's edge falls inside ``[first, last]``: some window holds part of it."""
-    touch = np.searchsorted(times, last + range_ms) - np.searchsorted(times, first)
-    whole = np.searchsorted(times, first + range_ms) - np.searchsorted(times, last)
-    return touch > max(whole, 0)
-
-
-@nb.njit(cache=True, nogil=True)
-def _add_head(
-    D, total, pos, ids, pages, hcount, hbase, pts, pbits, times, range_ms, lo, hi
-):  # pragma: no cover - numba
-    """The head samples of positions ``pos`` of ``ids`` (ordered heads): a head no window edge
-    cuts as a whole (its stale markers looked for, nothing searched per sample), any other as
-    :func:`add_samples` adds a run."""
-    P = pts.shape[1]
-    for k in range(len(pos)):
-        i = pos[k]
-        s = ids[i]
-        n = hcount[s]
-        b0 = hbase[s]
-        first = b0 + pts[pages[s, 0], 0]
-        last = b0 + pts[pages[s, (n - 1) // P], (n - 1) % P]
-        if first >= lo and last <= hi and not _cut(first, last, times, range_ms):
-            live = n
-            for j in range((n + P - 1) // P):
-                pg = pages[s, j]
-                for r in range(min(P, n - j * P)):
-                    if pbits[pg, r] == _STALE:
-                        live -= 1
-            total[i] += n
-            if live > 0:
-                _add_span(D, i, live, first, last, times, range_ms)
-            continue
-        a = b = 0  # an ordered head's timestamps increase: cursors as in add_samples
-        for r in range(n):
-            pg = pages[s, r // P]
-            t = b0 + pts[pg, r % P]
-            if t < lo or t > hi:
-                continue
-            total[i] += 1
-            if pbits[pg, r % P] != _STALE:
-                a, b = _add_one(D, i, t, times, range_ms, a, b)
-
-
 def count_exact(
     D: np.ndarray, total: np.ndarray, ids: np.ndarray, chunks: Sequence[Chunk], owner: np.ndarray,
     head_pos: np.ndarray, head: Head, decoded: DecodedChunks, times: np.ndarray, range_ms: int,
@@ -173,7 +128,8 @@ def count_exact(
                 bits = vals.view(np.uint64)
             add_samples(D, total, owner[c], tpos, vpos, count[c], ts, bits, times,
                         np.int64(range_ms), np.int64(lo), np.int64(hi))  # fmt: skip
-    if len(head_pos):
-        _add_head(D, total, head_pos, ids, head.pages, head.count, head.base, head.ts,
-                  head.vals.view(np.uint64), times, np.int64(range_ms), np.int64(lo),
-                  np.int64(hi))  # fmt: skip
+    if len(head_pos):  # the heads decoded, each a run as add_samples adds it
+        hts, hvals, hoffs = head.decode_in(ids[head_pos], lo, hi)
+        add_samples(D, total, np.ascontiguousarray(head_pos, np.int64), hoffs[:-1], hoffs[:-1],
+                    np.diff(hoffs), hts, hvals.view(np.uint64), times, np.int64(range_ms),
+                    np.int64(lo), np.int64(hi))  # fmt: skip

@@ -1,12 +1,13 @@
-"""The head's page pool: appends of many series at once, reads in write order, pages given back
-when series close (the pool shrinks after a synchronized close), timestamps far apart."""
+"""The head's compressed page pool: appends of many series at once, reads in write order, pages
+given back when series close (the pool shrinks after a synchronized close), timestamps far
+apart, every value's bits kept."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from filodb.memstore.head import Head, even_pages
+from filodb.memstore.head import Head
 
 
 def _read(h: Head, sids: np.ndarray) -> dict[int, list[tuple[int, float]]]:
@@ -33,27 +34,60 @@ def test_scrapes_of_many_series_fill_close_and_give_the_pool_back() -> None:
     assert (h.count == rows).all()
     probe = np.arange(0, n, 997)
     assert _read(h, probe) == {s: ref[s] for s in probe.tolist()}
-    peak = h.nbytes
-    assert h.ts.nbytes + h.vals.nbytes >= n * rows * 12  # 12 bytes a sample
+    peak = h.pool.nbytes
+    # one decimal each, changing by 0.1 a scrape: a header byte and a one-byte delta
+    assert h.used_bytes <= n * (rows * 2 + 8 + h.page_bytes)
     h.release(sids[: n - 10])  # a synchronized close: the pool is compacted
-    assert h.nbytes < peak / 10
+    assert h.pool.nbytes < peak / 10
     kept = np.arange(n - 10, n)
     assert _read(h, kept) == {s: ref[s] for s in kept.tolist()}  # moved, not changed
     h.append(kept, np.full(10, 1), np.ones(10), np.ones(10, bool))  # full: handed back
     assert h.count[kept].tolist() == [rows] * 10
 
 
-@pytest.mark.parametrize(("rows", "page_rows"), [(120, 30), (60, 30), (40, 20), (480, 32), (7, 7)])
-def test_full_heads_hold_their_samples_without_a_partial_page(rows: int, page_rows: int) -> None:
-    assert even_pages(rows) == page_rows
-    n = 1000
-    h = Head(rows)
+@pytest.mark.parametrize("page_bytes", [16, 64, 100])
+def test_exporter_values_take_a_few_bytes_a_sample(page_bytes: int) -> None:
+    """Counters (integer steps), gauges of one decimal, constants, at regular scrapes: a
+    sample takes 1-3 bytes; values with no short decimal form take 9 and come back exact."""
+    n, rows = 400, 120
+    h = Head(rows, page_bytes=page_bytes)
     h.add_series(n)
+    rng = np.random.default_rng(3)
+    counters = np.cumsum(rng.integers(0, 20, (100, rows)), axis=1).astype(float)
+    gauges = np.round(20 + 5 * np.sin(np.arange(rows) / 40 + rng.random((100, 1)) * 6), 1)
+    const = np.full((100, rows), 8.0)
+    raw = rng.normal(size=(100, rows))
+    vals = np.concatenate([counters, gauges, const, raw])
+    t0 = 1_700_000_000_123
     for k in range(rows):
-        h.append(np.arange(n), np.full(n, 15_000 * k), np.ones(n), np.ones(n, bool))
-    assert (h.count == rows).all()
-    used = len(h.ts) - h._n_free
-    assert used * h.page_rows == n * rows  # 12 bytes a sample, no page left partly empty
+        assert not h.append(np.arange(n), np.full(n, t0 + 15_000 * k), vals[:, k],
+                            np.ones(n, bool)).any()  # fmt: skip
+    per = h.nbytes_of.astype(float) / rows
+    assert per[:100].max() <= 3 and per[100:200].max() <= 3 and per[200:300].max() <= 1.1
+    assert 9 <= per[300:].min() and per[300:].max() < 9.2
+    ts, got, cnt = h.read(np.arange(n))
+    assert (cnt == rows).all()
+    assert (ts.reshape(n, rows) == t0 + 15_000 * np.arange(rows)).all()
+    assert (got.reshape(n, rows).view(np.uint64) == vals.view(np.uint64)).all()
+
+
+def test_odd_values_and_timestamps_come_back_bit_for_bit() -> None:
+    """NaNs (stale markers too), infinities, -0.0, tiny and huge values, decimals whose
+    exponent changes, irregular and repeated timestamps and out-of-order ones."""
+    stale = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
+    vals = np.array([0.0, -0.0, np.nan, stale, stale, np.inf, -np.inf, 1e-300, 5e-324, 1e300,
+                     2.5, 2.55, 2.5, 0.1 + 0.2, 9007199254740993.0, -7.0, 123456.789, 1.0,
+                     -0.0, 0.0, 3.0])  # fmt: skip
+    ts = np.array([0, 15, 30, 30, 45, 1000, 999, 2**31 - 1, 5, 6, 7, -2**31, 8, 9, 10, 11, 12,
+                   13, 14, 15, 16])  # fmt: skip
+    h = Head(64, page_bytes=16)
+    h.add_series(2)
+    n = len(vals)
+    in_order = np.r_[True, np.diff(ts) > 0]
+    assert not h.append(np.zeros(n, np.int64), ts + 10**12, vals, in_order).any()
+    got_ts, got, _ = h.decode(np.array([0, 1]))
+    assert got_ts.tolist() == (ts + 10**12).tolist()
+    assert got.view(np.uint64).tolist() == vals.view(np.uint64).tolist()
 
 
 def test_a_series_past_max_rows_or_far_in_time_is_handed_back_in_order() -> None:
@@ -82,7 +116,7 @@ def test_appends_keep_what_a_plain_model_keeps(seed: int) -> None:
     back the rest of a series from its first sample that does not fit."""
     rng = np.random.default_rng(seed)
     rows, n_series = int(rng.integers(1, 70)), 40
-    h = Head(rows, page_rows=int(rng.integers(1, 9)))
+    h = Head(rows, page_bytes=int(rng.integers(1, 40)))
     h.add_series(n_series)
     model: dict[int, list[tuple[int, float]]] = {s: [] for s in range(n_series)}
     base: dict[int, int] = {}
@@ -119,12 +153,22 @@ def test_appends_keep_what_a_plain_model_keeps(seed: int) -> None:
     for s in range(n_series):  # an unordered series reads sorted, the last write winning
         got = _read(h, np.array([s]))[s]
         assert got == (model[s] if ordered[s] else sorted(dict(model[s]).items())), s
-    assert h._n_free + int((h.pages >= 0).sum()) == len(h.ts)  # no page lost or shared
+    held = -(-h.nbytes_of // h.page_bytes)  # no page lost or shared
+    assert h._n_free + int(held.sum()) == len(h.pool)
+    pages = [*h._free[: h._n_free].tolist()]
+    first, last = h.first, h.last
+    for s in np.flatnonzero(held).tolist():
+        pg = int(first[s])
+        for _ in range(int(held[s])):
+            pages.append(pg)
+            pg = int(h.nxt[pg])
+        assert pages[-1] == last[s]
+    assert sorted(pages) == list(range(len(h.pool)))
 
 
 def test_a_bulk_head_grows_to_max_rows_within_its_budget_and_a_slow_one_stops() -> None:
     now = [0.0]
-    h = Head(40, page_rows=8, soft_rows=10, bulk_s=60.0, bulk_extra=45, clock=lambda: now[0])
+    h = Head(40, page_bytes=16, soft_rows=10, bulk_s=60.0, bulk_extra=45, clock=lambda: now[0])
     h.add_series(3)
     ones = np.ones(30, bool)
     # a fresh head taking 30 samples at once is bulk: it holds them all (20 past soft_rows)
