@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from filodb.memstore.head import Head
 
@@ -188,3 +190,43 @@ def test_a_bulk_head_grows_to_max_rows_within_its_budget_and_a_slow_one_stops() 
     assert _read(h, np.array([0]))[0] == [(t, float(t)) for t in range(40)]
     h.release(np.array([0, 1]))  # closed: their samples past soft_rows leave the budget
     assert h.extra == 0 and h.count.tolist() == [0, 0, 10]
+
+
+_BITS = st.integers(0, 2**64 - 1).map(lambda b: float(np.array([b], np.uint64).view(np.float64)[0]))
+_DECIMALS = st.builds(lambda m, e: m / 10.0**e, st.integers(-(10**12), 10**12), st.integers(0, 9))
+_VALUES = st.one_of(_BITS, _DECIMALS, st.floats(allow_nan=True), st.sampled_from([0.0, -0.0, 1.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    series=st.lists(st.lists(st.tuples(st.integers(-(2**30), 2**30), _VALUES), max_size=60),
+                    min_size=1, max_size=6),
+    page_bytes=st.integers(16, 80),
+    splits=st.integers(1, 5),
+)  # fmt: skip
+def test_any_values_and_timestamps_read_back_bit_for_bit(
+    series: list[list[tuple[int, float]]], page_bytes: int, splits: int
+) -> None:
+    """Whatever the values (any bit pattern, decimals of any exponent) and timestamps (any
+    order within 2**31 ms of the first), appended in several batches of interleaved series,
+    each series decodes to exactly what was written, in write order."""
+    h = Head(4000, page_bytes=page_bytes)
+    h.add_series(len(series))
+    t0 = 1_700_000_000_000
+    for part in range(splits):
+        sid, ts, vals = [], [], []
+        for s, samples in enumerate(series):
+            lo, hi = part * len(samples) // splits, (part + 1) * len(samples) // splits
+            for t, v in samples[lo:hi]:
+                sid.append(s)
+                ts.append(t0 + t)
+                vals.append(v)
+        rest = h.append(np.array(sid, np.int64), np.array(ts, np.int64), np.array(vals),
+                        np.zeros(len(sid), bool))  # fmt: skip
+        assert not rest.any()
+    got_ts, got, offs = h.decode(np.arange(len(series)))
+    for s, samples in enumerate(series):
+        a, b = offs[s], offs[s + 1]
+        assert got_ts[a:b].tolist() == [t0 + t for t, _ in samples]
+        want = np.array([v for _, v in samples], np.float64).view(np.uint64)
+        assert got[a:b].view(np.uint64).tolist() == want.tolist()
