@@ -310,7 +310,7 @@ def _pages_of(sids, st, nxt, page_bytes):  # pragma: no cover - numba
     return out
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True)
 def _varint(buf, k, u):  # pragma: no cover - numba
     while u >= np.uint64(0x80):
         buf[k] = np.uint8((u & np.uint64(0x7F)) | np.uint64(0x80))
@@ -320,17 +320,17 @@ def _varint(buf, k, u):  # pragma: no cover - numba
     return k + 1
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True)
 def _zigzag(x):  # pragma: no cover - numba
     return (np.uint64(x) << np.uint64(1)) ^ np.uint64(x >> 63)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True)
 def _unzigzag(u):  # pragma: no cover - numba
     return np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True)
 def _decimal(v, bits, e, p10):  # pragma: no cover - numba
     """``(True, m)`` when ``m / 10**e`` is exactly ``v`` (its bits), else ``(False, 0)``."""
     p = p10[e]
@@ -497,74 +497,84 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
 
 
 @nb.njit(cache=True, nogil=True)
+def _uvarint(sc, q):  # pragma: no cover - numba
+    """The varint at ``sc[q]`` and the position after it (``sc`` is padded: two bytes are read
+    whatever the length, so that one of one or two bytes takes no branch)."""
+    b0 = np.uint64(sc[q])
+    b1 = np.uint64(sc[q + 1])
+    c = b0 >> np.uint64(7)  # 1: a second byte follows
+    u = (b0 & np.uint64(0x7F)) | (((b1 & np.uint64(0x7F)) << np.uint64(7)) * c)
+    q += 1 + np.int64(c)
+    if c == 0 or b1 < np.uint64(0x80):
+        return u, q
+    sh = np.uint64(14)
+    while True:
+        b = np.uint64(sc[q])
+        q += 1
+        u |= (b & np.uint64(0x7F)) << sh
+        sh += np.uint64(7)
+        if b < np.uint64(0x80):
+            return u, q
+
+
+@nb.njit(cache=True, nogil=True)
 def _decode(sids, offsets, st, pool, nxt, out_ts, out_vals, out_bits,
             p10):  # pragma: no cover - numba  # fmt: skip
-    """Decode the streams of ``sids`` (-1: none) into ``out_*[offsets[i]:offsets[i+1]]``."""
+    """Decode the streams of ``sids`` (-1: none) into ``out_*[offsets[i]:offsets[i+1]]``: each
+    stream's pages copied into one buffer, then read without a look at page ends."""
     P = pool.shape[1]
+    most = 0
+    for i in range(len(sids)):
+        if sids[i] >= 0:
+            most = max(most, st[sids[i], _META] & 0xFFFFF)
+    sc = np.zeros(most + P, np.uint8)
     for i in range(len(sids)):
         s = sids[i]
         if s < 0 or offsets[i + 1] == offsets[i]:
             continue
+        size = st[s, _META] & 0xFFFFF
         pg = (st[s, _PAGES] & 0xFFFFFFFF) - 1
-        o = 0
+        j = 0
+        while j < size:
+            sc[j : j + P] = pool[pg]
+            j += P
+            pg = nxt[pg]
+        q = 0
         t = st[s, _BASE]
         d = np.int64(0)
-        bits = np.uint64(0)
+        bits = np.uint64(0)  # the last raw value's (a decimal's value is kept as a float:
+        prev = 0.0  # no division waits for the one before)
+        raw = True
         m = np.int64(0)
-        e = -1
+        e = 0
         for p in range(offsets[i], offsets[i + 1]):
-            h = np.int64(pool[pg, o])
-            o += 1
-            if o == P:
-                pg = nxt[pg]
-                o = 0
-            if h & 0x80 == 0:  # a delta of delta follows
-                u = np.uint64(0)
-                sh = np.uint64(0)
-                while True:
-                    byte = np.uint64(pool[pg, o])
-                    o += 1
-                    if o == P:
-                        pg = nxt[pg]
-                        o = 0
-                    u |= (byte & np.uint64(0x7F)) << sh
-                    sh += np.uint64(7)
-                    if byte < np.uint64(0x80):
-                        break
+            h = sc[q]
+            q += 1
+            if h < 0x80:  # a delta of delta follows
+                u, q = _uvarint(sc, q)
                 d += _unzigzag(u)
             t += d
             out_ts[p] = t
             mode = (h >> 5) & 3
             if mode == 0:
-                out_bits[p] = bits
-                continue
-            if mode == 3:
+                if raw:
+                    out_bits[p] = bits
+                else:
+                    out_vals[p] = prev
+            elif mode == 3:
                 bits = np.uint64(0)
-                for q in range(8):
-                    bits |= np.uint64(pool[pg, o]) << np.uint64(8 * q)
-                    o += 1
-                    if o == P:
-                        pg = nxt[pg]
-                        o = 0
+                for k in range(8):
+                    bits |= np.uint64(sc[q + k]) << np.uint64(8 * k)
+                q += 8
                 out_bits[p] = bits
-                e = -1
-                continue
-            u = np.uint64(0)
-            sh = np.uint64(0)
-            while True:
-                byte = np.uint64(pool[pg, o])
-                o += 1
-                if o == P:
-                    pg = nxt[pg]
-                    o = 0
-                u |= (byte & np.uint64(0x7F)) << sh
-                sh += np.uint64(7)
-                if byte < np.uint64(0x80):
-                    break
-            if mode == 1:
-                m += _unzigzag(u)
+                raw = True
             else:
-                m = _unzigzag(u)
-                e = int(h & 7)
-            out_vals[p] = np.float64(m) / p10[e]
-            bits = out_bits[p]
+                u, q = _uvarint(sc, q)
+                if mode == 1:
+                    m += _unzigzag(u)
+                else:
+                    m = _unzigzag(u)
+                    e = h & 7
+                prev = np.float64(m) if e == 0 else np.float64(m) / p10[e]
+                out_vals[p] = prev
+                raw = False
