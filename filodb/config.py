@@ -96,8 +96,9 @@ class Config:
     flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
     log_backlog_mb: int = 64  # per node: its shards' unflushed log past this: flush early (0: off)
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
-    # a series' uncompressed head (12 bytes a sample) this full is encoded into its last chunk
-    # (which grows up to max_chunk_samples): smaller holds less, closes cost more CPU
+    # a series' head (compressed as appended, ~1-3 bytes a sample) this full is encoded into
+    # its last chunk (which grows up to max_chunk_samples): smaller holds less, closes cost
+    # more CPU
     head_samples: int = 120
     # seconds: a sample this much older than its series' newest is still accepted, sorted in
     # (Prometheus's out_of_order_time_window); 0 refuses every sample not newer than the newest

@@ -2,7 +2,7 @@
 groups, eviction and on-demand paging.
 
 Ingest takes :class:`SampleBatch` columns and appends them to the shard's :class:`Head` (the
-unclosed samples of every series in one paged pool) with a handful of numpy calls, whatever
+unclosed samples of every series, compressed, in one paged pool) with a few numba calls, whatever
 the number of series in the batch. A sample whose timestamp is not newer than the newest of
 its series (in memory, in the column store, or earlier in the same batch) is rejected and
 counted, as Prometheus does, unless it is within ``ooo_window_ms`` of that newest sample: then
@@ -88,11 +88,11 @@ _PER_SERIES = (("_closed_end", _NO_TS), ("_first", _NO_TS), ("_last", _NO_TS),
                ("_mem_start", _NONE), ("_store_start", _NONE), ("_touched", 0),
                ("_pk_saved", 0))  # fmt: skip
 _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
-# Samples a head holds uncompressed (12 bytes each) before they are encoded into the series'
-# chunk: 4 steps to a 480-row chunk; a live hour at 15 s is 0.9 kB a series instead of 3.5
+# Samples a head holds (compressed as appended: memstore/head.py) before they are encoded into
+# the series' chunk: 4 steps to a 480-row chunk
 HEAD_SAMPLES = 120
 # Samples that bulk heads (memstore/head.py) may hold past HEAD_SAMPLES, all shards of a dataset
-# together (48 MB; the node splits it evenly over the dataset's shards)
+# together (~12 MB compressed; the node splits it evenly over the dataset's shards)
 BULK_EXTRA_SAMPLES = 1 << 22
 
 
@@ -423,7 +423,7 @@ class TimeSeriesShard:
 
         A head that follows its series' last chunk in order, while that chunk is unflushed
         and has room (``max_chunk_samples``), is encoded together with that chunk's samples
-        into one chunk under the same id (the head stays small and uncompressed, chunks keep
+        into one chunk under the same id (the head stays small, chunks keep
         their size)."""
         sids = sids[self._head.count[sids] > 0]
         if len(sids) == 0:
