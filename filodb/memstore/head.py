@@ -46,6 +46,8 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
+from filodb.encoding.blocks import put_sv
+from filodb.encoding.kernels import _unzigzag  # the chunk codecs' own
 from filodb.memstore.rows import extend_rows, held_nbytes
 
 PAGE_BYTES = 64  # a 120-sample head of an exporter's series takes 2-6 pages
@@ -89,7 +91,6 @@ class Head:
         self.nxt = np.empty(0, np.int32)  # a page's successor in its series' stream
         self._free = np.zeros(0, np.int32)  # a stack of free page ids
         self._n_free = 0
-        self._extra_out = np.zeros(1, np.int64)
 
     # --- per-series views ---------------------------------------------------------------
     @property
@@ -110,7 +111,11 @@ class Head:
     @property
     def ordered(self) -> np.ndarray:
         """Whether each series' samples arrived in increasing order (a copy)."""
-        return (self.st[:, _META] >> 28) & 1 == 0
+        return self.ordered_of(slice(None))
+
+    def ordered_of(self, sids: np.ndarray | slice) -> np.ndarray:
+        """:attr:`ordered` of ``sids`` only."""
+        return (self.st[sids, _META] >> 28) & 1 == 0
 
     @property
     def nbytes_of(self) -> np.ndarray:
@@ -185,9 +190,8 @@ class Head:
         clock = self.clock()
         now = max(0, int(clock * _BORN_Q))
         since = int(np.floor((clock - self.bulk_s) * _BORN_Q))
-        _plan(sid, ts, self.st, self.max_rows, fits, self.soft_rows, since,
-              max(0, self.bulk_extra - self.extra), self._extra_out)  # fmt: skip
-        self.extra += int(self._extra_out[0])
+        self.extra += int(_plan(sid, ts, self.st, self.max_rows, fits, self.soft_rows, since,
+                                max(0, self.bulk_extra - self.extra)))  # fmt: skip
         at = 0
         while True:  # resumed where the free pages ran out, with more
             self._n_free, at = _write(sid, ts, vals, vals.view(np.uint64), in_order, fits,
@@ -264,8 +268,7 @@ class Head:
         and reads as empty."""
         sids = np.ascontiguousarray(sids, np.int64)
         row = self.st[sids]
-        skip = ((row[:, _META] >> 28) & 1 == 0) & ((row[:, _BASE] > end_ms)
-                                                   | (row[:, _LAST_T] < start_ms))  # fmt: skip
+        skip = self.ordered_of(sids) & ((row[:, _BASE] > end_ms) | (row[:, _LAST_T] < start_ms))
         return self._decode(np.where(skip, -1, sids) if skip.any() else sids)
 
     def read(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -275,7 +278,7 @@ class Head:
         if not cnt.any():
             return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(len(sids), np.int64)
         ts, vals, _ = self.decode(sids)
-        if not ((self.st[sids, _META] >> 28) & 1).any():
+        if self.ordered_of(sids).all():
             return ts, vals, cnt
         owner = np.repeat(np.arange(len(sids)), cnt)
         order = np.lexsort((ts, owner))  # stable: a timestamp's samples stay in write order
@@ -311,26 +314,6 @@ def _pages_of(sids, st, nxt, page_bytes):  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True)
-def _varint(buf, k, u):  # pragma: no cover - numba
-    while u >= np.uint64(0x80):
-        buf[k] = np.uint8((u & np.uint64(0x7F)) | np.uint64(0x80))
-        u = u >> np.uint64(7)
-        k += 1
-    buf[k] = np.uint8(u)
-    return k + 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _zigzag(x):  # pragma: no cover - numba
-    return (np.uint64(x) << np.uint64(1)) ^ np.uint64(x >> 63)
-
-
-@nb.njit(cache=True, nogil=True)
-def _unzigzag(u):  # pragma: no cover - numba
-    return np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
-
-
-@nb.njit(cache=True, nogil=True)
 def _decimal(v, bits, e, p10):  # pragma: no cover - numba
     """``(True, m)`` when ``m / 10**e`` is exactly ``v`` (its bits), else ``(False, 0)``."""
     p = p10[e]
@@ -355,7 +338,7 @@ def _enc(t, v, bits, lt, ld, lbits, lm, le, buf, p10):  # pragma: no cover - num
     if dod == 0:
         h = 0x80
     else:
-        k = _varint(buf, k, _zigzag(dod))
+        k = put_sv(buf, k, dod)
     m = lm
     e = le
     if bits != lbits:
@@ -364,7 +347,7 @@ def _enc(t, v, bits, lt, ld, lbits, lm, le, buf, p10):  # pragma: no cover - num
             ok, mm = _decimal(v, bits, le, p10)
             if ok:
                 h |= 1 << 5
-                k = _varint(buf, k, _zigzag(mm - lm))
+                k = put_sv(buf, k, mm - lm)
                 m = mm
                 done = True
         if not done:
@@ -372,7 +355,7 @@ def _enc(t, v, bits, lt, ld, lbits, lm, le, buf, p10):  # pragma: no cover - num
                 ok, mm = _decimal(v, bits, ee, p10)
                 if ok:
                     h |= (2 << 5) | ee
-                    k = _varint(buf, k, _zigzag(mm))
+                    k = put_sv(buf, k, mm)
                     m = mm
                     e = ee
                     done = True
@@ -389,11 +372,11 @@ def _enc(t, v, bits, lt, ld, lbits, lm, le, buf, p10):  # pragma: no cover - num
 
 
 @nb.njit(cache=True, nogil=True)
-def _plan(sid, ts, st, max_rows, fits, soft_rows, bulk_since, extra_left,
-          extra_out):  # pragma: no cover - numba  # fmt: skip
-    """``fits`` per sample (a series' samples up to the first that does not fit) and, in
-    ``extra_out[0]``, how many of them go past ``soft_rows`` (heads born at ``bulk_since``
-    or later, ``extra_left`` at most); changes nothing else."""
+def _plan(sid, ts, st, max_rows, fits, soft_rows, bulk_since,
+          extra_left):  # pragma: no cover - numba  # fmt: skip
+    """``fits`` per sample (a series' samples up to the first that does not fit); returns how
+    many of them go past ``soft_rows`` (heads born at ``bulk_since`` or later, ``extra_left``
+    at most); changes nothing else."""
     n = len(sid)
     extra = 0
     i = 0
@@ -417,7 +400,7 @@ def _plan(sid, ts, st, max_rows, fits, soft_rows, bulk_since, extra_left,
             fits[r] = ok
             r += 1
         i = r
-    extra_out[0] = extra
+    return extra
 
 
 @nb.njit(cache=True, nogil=True)

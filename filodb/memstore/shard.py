@@ -502,7 +502,7 @@ class TimeSeriesShard:
             else:
                 heads = sids[self._head.count[sids] > 0]
                 # an ordered head's first sample (its base) is its oldest
-                late = ~self._head.ordered[heads] | (
+                late = ~self._head.ordered_of(heads) | (
                     self._head.base[heads] <= self._closed_end[heads]
                 )
                 self._close(heads[late])
@@ -797,7 +797,7 @@ class TimeSeriesShard:
             owner = np.array(owner_l, np.int64)
             head = self._head
             held = head.count[ids] > 0
-            exact = head.ordered[ids] & (~held | (head.base[ids] > self._closed_end[ids]))
+            exact = head.ordered_of(ids) & (~held | (head.base[ids] > self._closed_end[ids]))
             if paged:
                 exact &= ~np.isin(ids, np.fromiter(paged, np.int64, len(paged)))
             if chunks and any(map(_OOO, chunks)):
