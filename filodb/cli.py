@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from filodb import numbalink
 from filodb.config import load_config
 from filodb.errors import BadInputError, FiloError, NotFoundError
 from filodb.model.dataset import check_dataset_name
@@ -282,6 +283,8 @@ def worker(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -
     """Run one worker node (a Celery worker owning the shards the coordinator gives it)."""
     import threading
 
+    numbalink.install()  # before any kernel loads: their linking IR kept as bytes
+
     from filodb.node.worker import run_worker
 
     cfg = _cfg(config_path, **flags)
@@ -321,6 +324,7 @@ def worker(config_path: str | None, listen_fds: tuple[int, ...], **flags: Any) -
 def web(config_path: str | None, listen_fds: tuple[int, ...], shared_dir: Path | None,
         **flags: Any) -> None:  # fmt: skip
     """Run the web server (Prometheus API, ingestion routes, admin API, UI)."""
+    numbalink.install()
     cfg = _check_auth(_cfg(config_path, **flags), "web")
     _check_threads(cfg)
     if not cfg.redis_url:
@@ -380,6 +384,7 @@ def gateway(config_path: str | None, door_fds: tuple[str, ...], **flags: Any) ->
     cfg = _check_auth(_cfg(config_path, **flags), "gateway")
     if not cfg.redis_url:
         _fail("no Redis URL: pass --redis-url or set FILODB_REDIS_URL", 2)
+    numbalink.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sockets = {}
     for spec in door_fds:

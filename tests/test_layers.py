@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "procmem": set(),
     "listen": set(),
     "numbacache": set(),
+    "numbalink": set(),
     "exposition": {"errors"},
     "model": {"errors"},
     "encoding": {"errors", "model"},
