@@ -28,6 +28,10 @@ process runs none of it until it compiles or loads another kernel. The trimmer a
 (:func:`drop_library_pages`: ``madvise(MADV_DONTNEED)`` on the library's mappings that are not
 writable and hold no copy-on-write page, so only clean pages of the file go; the page cache
 keeps them and a later compile maps them again by minor faults): 68 → 2 MB resident a process.
+The same goes for libraries loaded at import and seldom run after: OpenSSL's libcrypto (loaded
+by ``hashlib``/``ssl`` imports; the leaf connections' HMAC runs a few of its pages, mapped
+again on use), numpy's OpenBLAS and its libgfortran (no query does linear algebra): ~5.5 MB
+more a process, resident in the web and the worker alike.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from collections.abc import Sequence
 from typing import Any
 
 TRIM_EVERY_S = 5.0
-DROP_LIBRARIES = ("libllvmlite",)  # loaded whole, used to compile or load kernels only
+# loaded whole, used to compile or load kernels only (LLVM), or seldom after the imports
+DROP_LIBRARIES = ("libllvmlite", "libcrypto", "openblas", "libgfortran")
 _MADV_DONTNEED = 4
 
 
