@@ -287,3 +287,19 @@ def test_range_function_over_several_names_checks_label_sets() -> None:
         eng.instant('rate({__name__=~"a|b"}[1m])', 10_000)
     got = eng.instant('last_over_time({__name__=~"a|b"}[1m])', 10_000).to_prom_json()["result"]
     assert len(got) == 3
+
+
+def test_names_marked_dropped_share_one_pair_per_name() -> None:
+    """``drop_names`` keeps a result per series of a shard: every label set of one metric
+    name holds the same marked pair object, and the rest of each label set is its own."""
+    from filodb.query.binops import DROPPED_NAME, drop_name, final_labels
+
+    a = make_labels({"__name__": "up", "instance": "a"})
+    b = make_labels({"__name__": "up", "instance": "b"})
+    c = make_labels({"__name__": "down", "instance": "a"})
+    da, db, dc = drop_name(a), drop_name(b), drop_name(c)
+    assert da[0] == (DROPPED_NAME, "up") and dc[0] == (DROPPED_NAME, "down")
+    assert da[0] is db[0] and da[0] is not dc[0]
+    assert [final_labels(x) for x in (da, db, dc)] == [
+        (("instance", "a"),), (("instance", "b"),), (("instance", "a"),)]  # fmt: skip
+    assert drop_name((("instance", "a"),)) == (("instance", "a"),)  # no name: unchanged
