@@ -116,12 +116,23 @@ def test_a_shard_whose_records_cannot_be_applied_fails_alone(
 
     ing.apply = boom  # type: ignore[method-assign]
     lg = RedisStreamsLog(redis_url)
+    store = ShardMapStore(redis_url)
     try:
         lg.append_many("prometheus", {s: [_record(s, 0)] for s in range(SHARDS)})
 
         def settled() -> None:
             st = node.shard_map.shard_state("prometheus", 7)
-            assert st.status is ShardStatus.ERROR and "memstore broke" in st.error
+            why = {  # what to look at if it fails (it did once, under load; not reproduced)
+                "local": st,
+                "in_redis": store.shard_state("prometheus", 7),
+                "same_ingester": node.ingesters.get(("prometheus", 7)) is ing,
+                "stopped": ing.stop_event.is_set(),
+                "followed": ("prometheus", 7) in node.reader.following(),
+                "offset": ing.offset,
+                "reads": node.reader.reads,
+                "read_errors": node.reader.read_errors,
+            }
+            assert st.status is ShardStatus.ERROR and "memstore broke" in st.error, why
             assert all(
                 node.ingesters[("prometheus", s)].offset == 1 for s in range(SHARDS) if s != 7
             )
