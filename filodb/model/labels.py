@@ -54,6 +54,16 @@ def intern_labels(pairs: Iterable[tuple[str, str]]) -> Labels:
     return tuple(got)
 
 
+def intern_pair(kv: tuple[str, str]) -> tuple[str, str]:
+    """The shared object of one pair (:func:`intern_labels`'s, for a pair made alone)."""
+    got = _PAIRS.get(kv)
+    if got is None:
+        with _PAIRS_LOCK:
+            got = _PAIRS.get(kv) or kv
+            _PAIRS.put(kv, got)
+    return got
+
+
 def intern_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """:func:`intern_labels`'s shared pair of each of ``pairs`` (many label sets' pairs at
     once: a C-level lookup each, a Python step per pair never seen)."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from filodb.errors import ExecutionError
 from filodb.model.cache import BoundedCache
-from filodb.model.labels import METRIC_NAME, Labels
+from filodb.model.labels import METRIC_NAME, Labels, intern_pair
 from filodb.query.ast import COMPARISON_OPS, VectorMatching
 from filodb.query.values import ScalarSteps, StepVector
 
@@ -50,28 +50,15 @@ tells series apart and ``label_replace``/``label_join``/``by (__name__)`` still 
 label name can start with NUL, and it sorts before every other key."""
 
 
-_MARKED: dict[str, tuple[str, str]] = {}  # metric name -> its (DROPPED_NAME, name) pair
-_MAX_MARKED = 1 << 16
-
-
-def _marked(name: str) -> tuple[str, str]:
-    pair = _MARKED.get(name)
-    if pair is None:
-        if len(_MARKED) >= _MAX_MARKED:
-            _MARKED.clear()
-        pair = _MARKED.setdefault(name, (DROPPED_NAME, name))
-    return pair
-
-
 def drop_name(lb: Labels) -> Labels:
     """The label set with its metric name marked as dropped (removed by :func:`final_labels`).
     The marked pair is the one every label set of that name shares (:func:`drop_names` keeps
     a result per series of a shard: a pair each would be ~60 bytes a series more)."""
     if lb and lb[0][0] == METRIC_NAME:  # first in most sorted label sets: 2.7x quicker
-        return (_marked(lb[0][1]), *lb[1:])
+        return (intern_pair((DROPPED_NAME, lb[0][1])), *lb[1:])
     for i, (k, v) in enumerate(lb):
         if k == METRIC_NAME:
-            return (_marked(v), *lb[:i], *lb[i + 1 :])
+            return (intern_pair((DROPPED_NAME, v)), *lb[:i], *lb[i + 1 :])
     return lb
 
 
