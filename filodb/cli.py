@@ -17,9 +17,6 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from filodb import numbalink
 from filodb.config import load_config
@@ -29,8 +26,42 @@ from filodb.model.limits import DEFAULTS_FROM as LIMIT_KEYS
 from filodb.model.limits import DatasetLimits
 from filodb.procmem import freeze_long_lived, start_trimmer
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console:
+    """rich's console, made at its first use: the long-running commands (worker, web,
+    gateway, up) print plain lines and do not carry rich's modules (~2 MB a process)."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Any = None
+
+    def get(self) -> Any:
+        """The rich console itself."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def escape(text: str) -> str:
+    """``text`` with rich's markup escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def Table(*args: Any, **kw: Any) -> Any:  # noqa: N802 - rich's class, imported when used
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kw)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 _OPTS = {
     "host": click.option("--host", default=None, help="web server address (default 127.0.0.1)"),
@@ -265,7 +296,7 @@ def _check_threads(cfg: Any) -> None:
 
 
 def _say(msg: str) -> None:
-    console.print(msg, highlight=False, soft_wrap=True)  # log lines stay whole when piped
+    click.echo(msg)  # plain: log lines stay whole when piped, and brackets are not markup
     sys.stdout.flush()
 
 
@@ -989,7 +1020,7 @@ def warm(timeout_s: float) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        rep = run_warm(console, timeout_s)
+        rep = run_warm(console.get(), timeout_s)
     except FiloError as e:
         _fail(str(e), 1)
     _say(f"warm-up done in {rep.seconds:.0f} s: {rep.samples:,} samples written, "

@@ -110,13 +110,12 @@ def run_worker(cfg: Config) -> None:
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutting_down.connect(on_shutting_down, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
-    app.worker_main(
-        [
-            "worker", "--pool=threads", "--concurrency=1",
-            "-n", hostname, "-Q", node_queue(name), "-l", "warning",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]
-    )  # fmt: skip
+    # the worker itself, as `celery worker` builds it, without celery's command line: its
+    # click commands pull in click_repl, prompt_toolkit and pygments (~8 MB a worker)
+    app.Worker(
+        hostname=hostname, pool_cls="threads", concurrency=1, queues=[node_queue(name)],
+        loglevel="WARNING", without_gossip=True, without_mingle=True, without_heartbeat=True,
+    ).start()  # fmt: skip
 
 
 def _warm_and_freeze() -> None:
