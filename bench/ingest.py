@@ -289,7 +289,7 @@ def instant(base: str, q: str, at_s: float) -> float:
     return float(res[0]["value"][1]) if res else 0.0
 
 
-QUERY_SAMPLES = 20_000_000  # at most this many samples a check query loads (the limit is 50 M)
+QUERY_SAMPLES = 40_000_000  # at most this many samples a check query loads (the limit is 50 M)
 
 
 def over_windows(base: str, data: dict, fn: str) -> float:
