@@ -95,6 +95,9 @@ class Config:
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
     flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
     log_backlog_mb: int = 16  # per node: its shards' unflushed log past this: flush early (0: off)
+    # the Redis log holding more than this (unapplied or unflushed): appends wait, then 503 (0: off)
+    log_max_mb: int = 256
+    log_full_wait_s: float = 10.0  # how long an append waits for room before it is refused
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     # a series' head (compressed as appended, ~1-3 bytes a sample) this full is encoded into
     # its last chunk (which grows up to max_chunk_samples): smaller holds less, closes cost

@@ -62,6 +62,15 @@ class UnavailableError(FiloError):
     http_status = 503
 
 
+class LogFullError(UnavailableError):
+    """The embedded log holds more than its cap not yet flushed (HTTP 503 with ``Retry-After``:
+    senders retry); nothing of the write was appended."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class SamplesRefusedError(BadInputError):
     """A write of which some samples were refused and the others written (HTTP 400:
     Prometheus does not retry it); the message says how many of each."""

@@ -23,12 +23,13 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from filodb.ingest.base import Log, Partition
+from filodb.ingest.log_room import LogRoom
 
 XREAD_KEYS = 1000  # streams per XREAD when a read over many partitions is split
 
 # Many partitions in one call: KEYS are (stream, counter) pairs, ARGV each pair's record count
-# then its records; returns each pair's first offset. One call is atomic: on NOSCRIPT nothing
-# was appended.
+# then its records; returns each pair's first offset and the stream's length after it (for
+# the log's cap, filodb.ingest.log_room). One call is atomic: on NOSCRIPT nothing was appended.
 _APPEND_MANY = """
 local out = {}
 local j = 1
@@ -40,7 +41,8 @@ for i = 1, #KEYS / 2 do
     redis.call('XADD', KEYS[2 * i - 1], '0-' .. (first + k), 'd', ARGV[j + 1 + k])
   end
   j = j + 1 + n
-  out[i] = first
+  out[2 * i - 1] = first
+  out[2 * i] = redis.call('XLEN', KEYS[2 * i - 1])
 end
 return out
 """
@@ -57,8 +59,12 @@ def _counter_key(dataset: str, shard: int) -> str:
 class RedisStreamsLog(Log):
     """Redis Streams partitions with dense integer offsets."""
 
-    def __init__(self, url: str, socket_timeout: float = 30.0) -> None:
+    def __init__(self, url: str, socket_timeout: float = 30.0, max_mb: int = 0,
+                 full_wait_s: float = 10.0) -> None:  # fmt: skip
+        """``max_mb`` > 0: appends wait while the log holds more, and are refused after
+        ``full_wait_s`` (:mod:`filodb.ingest.log_room`)."""
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
+        self.room = LogRoom(max_mb << 20, full_wait_s, self._lengths)
         # a blocking XREAD must answer well before the socket gives up on it
         self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
         self._append_many = self._r.register_script(_APPEND_MANY)
@@ -86,6 +92,7 @@ class RedisStreamsLog(Log):
         shards = [s for s, recs in records.items() if recs]
         if not shards:
             return {}
+        self.room.admit()  # waits while the log holds more than its cap
         job = _Append([(dataset, s) for s in shards], [records[s] for s in shards])
         self._group.run(job)
         return {
@@ -105,7 +112,11 @@ class RedisStreamsLog(Log):
                 got.extend(recs)
             at.append(here)
         parts = list(merged)
-        firsts = dict(zip(parts, self._run_appends(parts, merged), strict=True))
+        reply = self._run_appends(parts, merged)  # first offset and length, per partition
+        firsts = dict(zip(parts, reply[0::2], strict=True))
+        if self.room.max_bytes:
+            sizes = {p: (len(r), sum(map(len, r))) for p, r in merged.items()}
+            self.room.appended(sizes, zip(parts, map(int, reply[1::2]), strict=True))
         for job, here in zip(jobs, at, strict=True):
             job.firsts = [int(firsts[p]) + k for p, k in zip(job.parts, here, strict=True)]
 
@@ -146,6 +157,13 @@ class RedisStreamsLog(Log):
             except NoScriptError:
                 self._append_many.sha = self._r.script_load(_APPEND_MANY)
         raise NoScriptError("append script missing after loading it")
+
+    def _lengths(self, parts: Sequence[Partition]) -> list[int]:
+        """The current length (entries) of each partition's stream, in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for ds, s in parts:
+            pipe.xlen(stream_key(ds, s))
+        return [int(n) for n in pipe.execute()]
 
     def _raw_call(self, command: bytes, held: _Held | None = None) -> Any:
         """Send one packed command and read its reply, on ``held``'s connection (the appends'

@@ -15,7 +15,7 @@ import redis.exceptions
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from filodb.errors import AuthError, FiloError, RateLimitedError
+from filodb.errors import AuthError, FiloError, LogFullError, RateLimitedError
 
 log = logging.getLogger(__name__)
 CHALLENGE = 'Bearer realm="filodb"'  # not Basic: a browser would pop up its own dialog
@@ -38,7 +38,7 @@ def error_parts(e: BaseException) -> tuple[str, str, int, dict[str, str]]:
         headers = {}
         if isinstance(e, AuthError):
             headers["WWW-Authenticate"] = CHALLENGE
-        if isinstance(e, RateLimitedError):
+        if isinstance(e, (RateLimitedError, LogFullError)):
             headers["Retry-After"] = str(max(1, math.ceil(e.retry_after_s)))
         return e.error_type, str(e), e.http_status, headers
     if isinstance(e, HTTPException):
