@@ -4,7 +4,7 @@ The Redis Streams log keeps every record until a flush trims it, and a door appe
 as its senders send while the worker applies (then flushes) at its own pace: in a 6 h backfill
 of 100 k series the doors acknowledged 5.6 M samples/s while the worker applied 2 M, and
 Redis held ~300 MB at its peak, about every record of the run (``docs/architecture.md``,
-"Memory per active series"). ``log_max_mb`` bounds it: an append waits while the log holds
+"What a process holds besides its series"). ``log_max_mb`` bounds it: an append waits while the log holds
 more than that, and after ``log_full_wait_s`` is refused with :class:`LogFullError` (HTTP 503
 with ``Retry-After``, which Prometheus's remote write retries; the TCP doors retry it as a
 log outage), having appended nothing.
