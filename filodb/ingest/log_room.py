@@ -12,7 +12,9 @@ log outage), having appended nothing.
 What the log holds is estimated per partition as its length (entries, which the append script
 returns with each append's offsets, and ``XLEN`` while waiting) times the mean size of the
 records this process appended to it: no scan of the streams, and a running total kept as
-the lengths change, so an append that is under the cap costs one comparison.
+the lengths change, so an append that is under the cap costs one comparison. A process
+counts the partitions it appends to (a web process and a gateway writing different datasets
+each see their own), so the cap bounds what a door is behind, not Redis as a whole.
 """
 
 from __future__ import annotations
