@@ -43,7 +43,7 @@ def write_url(base: str, dataset: str, fmt: str) -> str:
 
 
 def _retry_after(value: str | None) -> float:
-    """Seconds of a ``Retry-After`` header in seconds (1 when absent or a date), at most 30."""
+    """The seconds a ``Retry-After`` header asks to wait (1 when absent or a date), at most 30."""
     try:
         return min(30.0, max(0.1, float(value))) if value else 1.0
     except ValueError:
