@@ -63,8 +63,10 @@ def run(door: str, a: argparse.Namespace, workdir: Path) -> None:
     timed = [p[per_scrape:] for p in parts]
     n_bodies = sum(map(len, timed))
     n_samples = a.series * (a.samples - 1)
+    env = {"FILODB_INFLUX_PORT": "0", "FILODB_GRAPHITE_PORT": "0",
+           **dict(kv.split("=", 1) for kv in a.env)}  # fmt: skip
     up = UpProcess(workdir / f"filodb-{door}", shards=a.shards, extra=list(a.up_arg),
-                   env={"FILODB_INFLUX_PORT": "0", "FILODB_GRAPHITE_PORT": "0"}).start()  # fmt: skip
+                   env=env).start()  # fmt: skip
     try:
         path, headers = _URLS[door]
         post_all(up.url + path, warm, headers)
@@ -162,6 +164,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--only", choices=list(_URLS), action="append")
     ap.add_argument("--up-arg", action="append", default=[], help="extra `filodb up` argument")
+    ap.add_argument("--env", action="append", default=[], help="FILODB_X=v for filodb up")
     ap.add_argument("--wsgi", action="store_true", help="in process: lean path vs Flask")
     ap.add_argument("--repeat", type=int, default=7, help="passes of --wsgi (best counts)")
     ap.add_argument("--ooo-check-off", action="store_true",
