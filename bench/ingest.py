@@ -501,7 +501,7 @@ def build(a: argparse.Namespace, doors: set[str]) -> dict:
     ctx = {"series": n_series, "samples": n_series * n, "senders": a.senders, "shape": a.shape}
     data: dict = {"samples": n_series * n, "series": n_series, "sum": float(vals.sum()),
                   "n_temp": sum(1 for s in series if s[0][1] == "bench_temp"),
-                  "end_s": (t0 + (n - 1) * interval_ms) / 1000, "span_s": n * a.interval,
+                  "end_s": (t0 + (n - 1) * interval_ms) / 1000,
                   "samples_per_series": n, "interval_s": a.interval}  # fmt: skip
     t = time.perf_counter()
     if "remote_write" in doors:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from filodb.errors import LogFullError
+from filodb.ingest.base import Partition
 
-Partition = tuple[str, int]
 REFRESH_S = 0.05  # while over the cap: the partitions' lengths asked again this often
 
 
@@ -52,17 +52,15 @@ class LogRoom:
     def held_bytes(self) -> int:
         return int(self._total)
 
-    def appended(self, sizes: Mapping[Partition, tuple[int, int]],
-                 lengths: Iterable[tuple[Partition, int]]) -> None:  # fmt: skip
-        """After an append: per partition the records' (count, bytes) and its new length."""
+    def appended(self, rows: Iterable[tuple[Partition, int, int, int]]) -> None:
+        """After an append: per partition (partition, records, their bytes, new length)."""
         with self._lock:
-            for part, n in lengths:
-                count, nbytes = sizes.get(part, (0, 0))
+            for part, count, nbytes, n in rows:
+                mean = nbytes / count
                 old = self._mean.get(part)
-                mean = nbytes / count if count else (old or 0.0)
-                if old is not None and count:
+                if old is not None:
                     mean = 0.8 * old + 0.2 * mean  # smoothed: record sizes vary body to body
-                self._set(part, int(n), mean)
+                self._set(part, n, mean)
 
     def _set(self, part: Partition, n: int, mean: float) -> None:
         self._total += n * mean - self._len.get(part, 0) * self._mean.get(part, 0.0)

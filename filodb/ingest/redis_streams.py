@@ -112,18 +112,19 @@ class RedisStreamsLog(Log):
                 got.extend(recs)
             at.append(here)
         parts = list(merged)
-        reply = self._run_appends(parts, merged)  # first offset and length, per partition
+        reply, nbytes = self._run_appends(parts, merged)  # offsets and lengths; bytes sent
         firsts = dict(zip(parts, reply[0::2], strict=True))
         if self.room.max_bytes:
-            sizes = {p: (len(r), sum(map(len, r))) for p, r in merged.items()}
-            self.room.appended(sizes, zip(parts, map(int, reply[1::2]), strict=True))
+            self.room.appended(zip(parts, map(len, merged.values()), nbytes,
+                                   map(int, reply[1::2]), strict=True))  # fmt: skip
         for job, here in zip(jobs, at, strict=True):
             job.firsts = [int(firsts[p]) + k for p, k in zip(job.parts, here, strict=True)]
 
     def _run_appends(self, parts: list[Partition],
-                     records: Mapping[Partition, Sequence[bytes]]) -> list[Any]:  # fmt: skip
-        """The first offset given to each partition's records: one EVALSHA of
-        :data:`_APPEND_MANY` over every partition, its RESP written here (the commands of a
+                     records: Mapping[Partition, Sequence[bytes]]
+                     ) -> tuple[list[Any], list[int]]:  # fmt: skip
+        """The script's reply (each partition's first offset and stream length) and the bytes
+        of each partition's records: one EVALSHA of :data:`_APPEND_MANY` over every partition, its RESP written here (the commands of a
         body spread over hundreds of shards cost redis-py ~10 us each to pack and parse); the
         script loaded again and the call sent again when Redis answers NOSCRIPT (restarted,
         or SCRIPT FLUSH: the call appended nothing)."""
@@ -132,15 +133,19 @@ class RedisStreamsLog(Log):
             frames = self._key_frames.get(ds) or self._key_frames.setdefault(ds, {})
             out.append(frames.get(s) or frames.setdefault(s, _key_frame(ds, s)))
         n_recs = 0
+        nbytes = []
         for p in parts:
             recs = records[p]
             n_recs += len(recs)
             n = b"%d" % len(recs)
             out.append(b"$%d\r\n%s\r\n" % (len(n), n))
+            size = 0
             for r in recs:
+                size += len(r)
                 out.append(b"$%d\r\n" % len(r))
                 out.append(r)
                 out.append(b"\r\n")
+            nbytes.append(size)
         nargs = 3 + 3 * len(parts) + n_recs
         nk = b"%d" % (2 * len(parts))
         for _ in range(2):
@@ -153,7 +158,7 @@ class RedisStreamsLog(Log):
                 nk,
             )
             try:
-                return list(self._raw_call(b"".join(out), self._held_appends))
+                return list(self._raw_call(b"".join(out), self._held_appends)), nbytes
             except NoScriptError:
                 self._append_many.sha = self._r.script_load(_APPEND_MANY)
         raise NoScriptError("append script missing after loading it")
