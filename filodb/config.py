@@ -214,4 +214,8 @@ def load_config(
         cfg = _apply(cfg, values, f" in {path}")
     cfg = _apply(cfg, _from_env(environ))
     cfg = _apply(cfg, flags or {})
+    if 0 < cfg.log_max_mb <= cfg.log_backlog_mb:  # flushes would never trim below the cap
+        raise BadInputError(f"log_max_mb ({cfg.log_max_mb}) must be more than log_backlog_mb "
+                            f"({cfg.log_backlog_mb}): writes would wait for flushes that the "
+                            "node only starts past log_backlog_mb")  # fmt: skip
     return cfg

@@ -67,3 +67,20 @@ def test_cli_exits_2_on_unknown_setting(monkeypatch: pytest.MonkeyPatch, tmp_pat
     res = CliRunner().invoke(main, ["worker"], env={"FILODB_SHRADS": "8"})
     assert res.exit_code == 2
     assert "unknown setting FILODB_SHRADS (did you mean FILODB_SHARDS?)" in res.output
+
+
+def test_a_log_cap_at_or_below_the_node_backlog_is_refused() -> None:
+    """Found at scale: with log_max_mb 4 under log_backlog_mb 16, writes waited for flushes the
+    node never started (503 after 503)."""
+    import pytest
+
+    from filodb.config import load_config
+    from filodb.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="log_max_mb"):
+        load_config(environ={"FILODB_LOG_MAX_MB": "4"})
+    assert load_config(environ={"FILODB_LOG_MAX_MB": "17"}).log_max_mb == 17
+    assert (
+        load_config(environ={"FILODB_LOG_MAX_MB": "1", "FILODB_LOG_BACKLOG_MB": "0"}).log_max_mb
+        == 1
+    )
