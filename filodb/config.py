@@ -214,8 +214,9 @@ def load_config(
         cfg = _apply(cfg, values, f" in {path}")
     cfg = _apply(cfg, _from_env(environ))
     cfg = _apply(cfg, flags or {})
-    if 0 < cfg.log_max_mb <= cfg.log_backlog_mb:  # flushes would never trim below the cap
+    if 0 < cfg.log_max_mb <= cfg.log_backlog_mb:  # the node's own flushes come too late
         raise BadInputError(f"log_max_mb ({cfg.log_max_mb}) must be more than log_backlog_mb "
-                            f"({cfg.log_backlog_mb}): writes would wait for flushes that the "
-                            "node only starts past log_backlog_mb")  # fmt: skip
+                            f"({cfg.log_backlog_mb}): the node flushes early past "
+                            "log_backlog_mb, and below it writes would wait at the cap for "
+                            "each flush")  # fmt: skip
     return cfg

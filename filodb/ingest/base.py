@@ -61,6 +61,12 @@ class Log(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 
+    def writers_waiting(self) -> bool:
+        """Whether a writer waited for room in the log lately (a log with a cap on what it
+        holds: :mod:`filodb.ingest.log_room`); the nodes then flush early to let it trim.
+        Logs without a cap (Kafka keeps what it is told to on disk) never wait."""
+        return False
+
     def ensure_dataset(self, dataset: str, num_shards: int) -> None:
         """Make sure the partitions of shards ``0..num_shards-1`` exist (idempotent); a
         dataset name that :func:`~filodb.model.dataset.check_dataset_name` refuses is a

@@ -15,6 +15,12 @@ records this process appended to it: no scan of the streams, and a running total
 the lengths change, so an append that is under the cap costs one comparison. A process
 counts the partitions it appends to (a web process and a gateway writing different datasets
 each see their own), so the cap bounds what a door is behind, not Redis as a whole.
+
+A waiting append also tells the nodes (``signal``, at most every ``SIGNAL_S``): a node flushes
+early for the log's size only past its own ``log_backlog_mb``, so a cluster of N nodes may keep
+N of those below every node's threshold, more than the cap, and writes would wait for the
+hourly flushes. Told that writers wait, each node flushes the shards keeping the most
+(:meth:`filodb.node.runtime.NodeRuntime.log_flushes`), whatever its own budget says.
 """
 
 from __future__ import annotations
@@ -27,18 +33,23 @@ from filodb.errors import LogFullError
 from filodb.ingest.base import Partition
 
 REFRESH_S = 0.05  # while over the cap: the partitions' lengths asked again this often
+SIGNAL_S = 0.5  # while over the cap: the nodes told again this often
 
 
 class LogRoom:
     """The log's estimated bytes and the appends' wait for room (thread-safe).
 
-    ``lengths_of`` asks the log for the current length of partitions (one round trip)."""
+    ``lengths_of`` asks the log for the current length of partitions (one round trip);
+    ``signal`` tells the nodes that writers wait (see the module docstring)."""
 
     def __init__(self, max_bytes: int, wait_s: float,
-                 lengths_of: Callable[[Sequence[Partition]], list[int]]) -> None:  # fmt: skip
+                 lengths_of: Callable[[Sequence[Partition]], list[int]],
+                 signal: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.max_bytes = max(0, int(max_bytes))
         self.wait_s = max(0.0, float(wait_s))
         self._lengths_of = lengths_of
+        self._signal = signal
+        self._signalled = float("-inf")
         self._lock = threading.Lock()
         self._len: dict[Partition, int] = {}  # entries, as last seen
         self._mean: dict[Partition, float] = {}  # bytes a record this process appended
@@ -89,11 +100,16 @@ class LogRoom:
 
     def _ask(self) -> None:
         """The lengths of every partition seen, from the log (at most every ``REFRESH_S``,
-        by one thread; the others use what it found)."""
+        by one thread; the others use what it found), after telling the nodes that writers
+        wait (at most every ``SIGNAL_S``)."""
         if not self._refresh.acquire(blocking=False):
             return
         try:
-            if time.monotonic() - self._asked < REFRESH_S:
+            now = time.monotonic()
+            if self._signal is not None and now - self._signalled >= SIGNAL_S:
+                self._signal()
+                self._signalled = now
+            if now - self._asked < REFRESH_S:
                 return
             with self._lock:
                 parts = list(self._len)

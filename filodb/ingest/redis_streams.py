@@ -48,6 +48,10 @@ return out
 """
 
 
+WAITING_KEY = "filodb:log:writers-waiting"  # set while appends wait for room (log_room)
+WAITING_TTL_MS = 3000  # outlives a node's tick (heartbeat_interval) and the writers' SIGNAL_S
+
+
 def stream_key(dataset: str, shard: int) -> str:
     return f"filodb:log:{{{dataset}:{shard}}}"
 
@@ -64,7 +68,7 @@ class RedisStreamsLog(Log):
         """``max_mb`` > 0: appends wait while the log holds more, and are refused after
         ``full_wait_s`` (:mod:`filodb.ingest.log_room`)."""
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
-        self.room = LogRoom(max_mb << 20, full_wait_s, self._lengths)
+        self.room = LogRoom(max_mb << 20, full_wait_s, self._lengths, self._writers_wait)
         # a blocking XREAD must answer well before the socket gives up on it
         self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
         self._append_many = self._r.register_script(_APPEND_MANY)
@@ -162,6 +166,14 @@ class RedisStreamsLog(Log):
             except NoScriptError:
                 self._append_many.sha = self._r.script_load(_APPEND_MANY)
         raise NoScriptError("append script missing after loading it")
+
+    def _writers_wait(self) -> None:
+        """Tell the nodes that appends wait for room (:meth:`writers_waiting`)."""
+        self._r.set(WAITING_KEY, b"1", px=WAITING_TTL_MS)
+
+    def writers_waiting(self) -> bool:
+        """Whether an append of any process waited for room in the last ``WAITING_TTL_MS``."""
+        return bool(self._r.exists(WAITING_KEY))
 
     def _lengths(self, parts: Sequence[Partition]) -> list[int]:
         """The current length (entries) of each partition's stream, in one round trip."""

@@ -284,14 +284,21 @@ class NodeRuntime:
         group (whose flush lets the log be trimmed): a shard whose records past its lowest
         checkpoint weigh more than ``flush_log_mb``, and, while the node's shards together
         keep more than ``log_backlog_mb``, the shards keeping most until theirs covers the
-        excess (a shard whose flush is in flight counts, and is not sent again)."""
+        excess (a shard whose flush is in flight counts, and is not sent again). While writers
+        wait for room in the log (``log_max_mb``, :meth:`~filodb.ingest.base.Log.writers_waiting`),
+        whatever the budget: the shards keeping most until theirs covers half of what the
+        node keeps (each tick again while they wait). Other nodes keep their part of the log
+        too, so the cap may be reached with every node under its own budget."""
         shard_limit, node_limit = self.cfg.flush_log_mb << 20, self.cfg.log_backlog_mb << 20
-        if shard_limit <= 0 and node_limit <= 0:
+        waiting = self._writers_waiting()
+        if shard_limit <= 0 and node_limit <= 0 and not waiting:
             return {}
         ings = dict(self._active())
         backlog = {key: ing.log_backlog() for key, ing in ings.items()}
         pick = {key for key, b in backlog.items() if 0 < shard_limit < b}
         over = sum(backlog.values()) - node_limit if node_limit > 0 else 0
+        if waiting:
+            over = max(over, sum(backlog.values()) // 2)
         if over > 0:
             for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
                 if over <= 0:
@@ -299,6 +306,13 @@ class NodeRuntime:
                 pick.add(key)
                 over -= backlog[key]
         return {key: ings[key].lowest_group() for key in pick - self._log_flushing}
+
+    def _writers_waiting(self) -> bool:
+        """Whether appends wait for room in the log (False when the log cannot say)."""
+        try:
+            return self.ingest_log.writers_waiting()
+        except (redis.RedisError, OSError):
+            return False
 
     def flush(self, dataset: str, shard: int, group: int) -> None:
         """Flush a group; one asked for by the log's size leaves the heads open (provisional

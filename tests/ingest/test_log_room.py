@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from filodb.errors import LogFullError
-from filodb.ingest.redis_streams import RedisStreamsLog, stream_key
+from filodb.ingest.redis_streams import WAITING_KEY, WAITING_TTL_MS, RedisStreamsLog, stream_key
 from filodb.web.errors import error_parts
 
 RECORD = b"x" * (64 << 10)  # 16 records a MB
@@ -53,6 +53,10 @@ def test_a_waiting_append_goes_on_once_the_log_is_trimmed(redis_url: str, r: red
         waiting.start()
         waiting.join(0.5)
         assert waiting.is_alive() and not done  # held back while the log is over its cap
+        node_view = RedisStreamsLog(redis_url)  # a node's log, in another process: told
+        assert node_view.writers_waiting()
+        assert 0 < r.pttl(WAITING_KEY) <= WAITING_TTL_MS  # it lapses once they stop waiting
+        node_view.close()
         log.trim("ds", 0, offsets[-5])  # a flush checkpointed: what it covers leaves the log
         waiting.join(10)
         assert done == [{3: [1]}] and r.xlen(stream_key("ds", 3)) == 1
@@ -67,5 +71,6 @@ def test_no_cap_never_waits(redis_url: str, r: redis.Redis) -> None:
         for _ in range(40):
             log.append_many("ds", {0: [RECORD]})
         assert r.xlen(stream_key("ds", 0)) == 40 and log.room.waits == 0
+        assert not log.writers_waiting()  # nor tells the nodes to flush
     finally:
         log.close()

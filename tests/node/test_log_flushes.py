@@ -1,12 +1,18 @@
 """Which shards a node flushes early for the size of their log: each past ``flush_log_mb``,
 and while the node's shards together keep more than ``log_backlog_mb``, the ones keeping
-most; those flushes leave the heads open (provisional chunks), the schedule's close them."""
+most; while writers wait for room in the log (``log_max_mb``), the ones keeping most whatever
+the budget; those flushes leave the heads open (provisional chunks), the schedule's close
+them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from filodb.config import Config
+from filodb.errors import LogFullError
+from filodb.ingest.redis_streams import RedisStreamsLog
 from filodb.node.runtime import NodeRuntime
 
 MB = 1 << 20
@@ -71,3 +77,28 @@ def test_flushes_for_the_log_leave_heads_open_and_cover_every_group(
     rt.schedule_flushes(now=900.0)  # due by time: the schedule's flush closes them
     assert shard.flushed == [(0, True)]
     assert not rt._log_flushing
+
+
+def test_writers_waiting_for_room_flush_the_largest_backlogs_whatever_the_budget(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Many nodes may each keep less than ``log_backlog_mb`` and together more than the cap:
+    told by a waiting append (a door's log, in the web process), a node flushes the shards
+    keeping most until half its backlog is covered, even with both size limits off."""
+    shards = {("ds", i): FakeShard(b * MB, i) for i, b in enumerate([3, 9, 1, 4])}
+    rt = _runtime(redis_url, tmp_path, shards, flush_log_mb=0, log_backlog_mb=0)
+    assert rt.log_flushes() == {}  # nobody waits: time only
+    door = RedisStreamsLog(redis_url, max_mb=1, full_wait_s=0.0)
+    try:
+        door.append_many("ds", {0: [b"x" * (1 << 20) + b"x"]})  # past the cap...
+        with pytest.raises(LogFullError):
+            door.append_many("ds", {0: [b"y"]})  # ...an append waits (0 s here), and tells
+    finally:
+        door.close()
+    assert rt.log_flushes() == {("ds", 1): 1}  # 17 MB kept: 9 covers half
+    rt._log_flushing.add(("ds", 1))  # in flight: counts, not sent twice; the next tick's
+    assert rt.log_flushes() == {}
+    # that flush trimmed; writers still wait: 8 MB kept, 4 covers half
+    shards[("ds", 1)].backlog = 0
+    rt._log_flushing.clear()
+    assert rt.log_flushes() == {("ds", 3): 3}
