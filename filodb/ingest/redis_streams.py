@@ -48,7 +48,7 @@ return out
 """
 
 
-WAITING_KEY = "filodb:log:writers-waiting"  # set while appends wait for room (log_room)
+WAITING_KEY = "filodb:logwait"  # set while appends wait for room (log_room)
 WAITING_TTL_MS = 3000  # outlives a node's tick (heartbeat_interval) and the writers' SIGNAL_S
 
 
