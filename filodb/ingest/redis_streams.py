@@ -128,10 +128,11 @@ class RedisStreamsLog(Log):
                      records: Mapping[Partition, Sequence[bytes]]
                      ) -> tuple[list[Any], list[int]]:  # fmt: skip
         """The script's reply (each partition's first offset and stream length) and the bytes
-        of each partition's records: one EVALSHA of :data:`_APPEND_MANY` over every partition, its RESP written here (the commands of a
-        body spread over hundreds of shards cost redis-py ~10 us each to pack and parse); the
-        script loaded again and the call sent again when Redis answers NOSCRIPT (restarted,
-        or SCRIPT FLUSH: the call appended nothing)."""
+        of each partition's records: one EVALSHA of :data:`_APPEND_MANY` over every
+        partition, its RESP written here (the commands of a body spread over hundreds of
+        shards cost redis-py ~10 us each to pack and parse); the script loaded again and the
+        call sent again when Redis answers NOSCRIPT (restarted, or SCRIPT FLUSH: the call
+        appended nothing)."""
         out = [b""]
         for ds, s in parts:
             frames = self._key_frames.get(ds) or self._key_frames.setdefault(ds, {})

@@ -296,9 +296,10 @@ class NodeRuntime:
         ings = dict(self._active())
         backlog = {key: ing.log_backlog() for key, ing in ings.items()}
         pick = {key for key, b in backlog.items() if 0 < shard_limit < b}
-        over = sum(backlog.values()) - node_limit if node_limit > 0 else 0
+        kept = sum(backlog.values())
+        over = kept - node_limit if node_limit > 0 else 0
         if waiting:
-            over = max(over, sum(backlog.values()) // 2)
+            over = max(over, kept // 2)
         if over > 0:
             for key in sorted(backlog, key=backlog.__getitem__, reverse=True):
                 if over <= 0:
