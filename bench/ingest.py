@@ -12,7 +12,9 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   ``rss_bytes_per_series_settled`` the same after the check queries and ``SETTLE_S`` idle
   (its ``..._by_process`` line also gives ``tree``: the tree's memory counting each page
   once, :func:`~filodb.testing.cluster.tree_memory`; summed RSS counts numba's LLVM library
-  once per process);
+  once per process); ``memory_bytes_per_series`` and ``..._settled``: that tree figure at
+  both points, with its ratio (what the machine gives the tree: filodb's Python children
+  share the pages forked from their zygote, which summed RSS counts in each);
 - ``redis_log_bytes_per_series`` (the log streams' share of Redis's memory) and
   ``data_dir_bytes`` (by part: Redis's AOF, the column store) after the run;
 - ``worker_bytes_per_series_by_part``: the workers' own byte counters after the settled
@@ -29,7 +31,8 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   so by default the TCP figures include that start, once per tree (a few seconds); with
   ``--tcp-warm`` one probe line is answered through the door before timing (steady state);
 - ``ingest_ratio``: filodb's figure / the peer's on the same door (above 1: filodb faster;
-  for ``rss_bytes_per_series`` above 1 means filodb uses more).
+  for ``rss_bytes_per_series`` and ``memory_bytes_per_series`` above 1 means filodb uses
+  more).
 
     python bench/ingest.py                                # bulk shape, 10 000 series x 60
     python bench/ingest.py --shape live --series 100000 --samples 240 --shards 256
@@ -392,6 +395,7 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         emit_cpu(cpu0, cpu_snapshot(pid), data["samples"], "queryable", system=system, door=door)
         rss, parts = tree_rss(pid)
         out["rss_bytes_per_series"] = rss / data["series"]
+        out["memory_bytes_per_series"] = tree_memory(pid) / data["series"]
         emit("rss_bytes_per_series_by_process", rss / data["series"], "bytes", system=system,
              door=door, **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
         if system == "filodb":
@@ -404,6 +408,7 @@ def run_once(system: str, door: str, data: dict, workdir: Path, a: argparse.Name
         rss, parts = tree_rss(pid)
         parts["tree"] = tree_memory(pid)  # each page once: shared libraries not per process
         out["rss_bytes_per_series_settled"] = rss / data["series"]
+        out["memory_bytes_per_series_settled"] = parts["tree"] / data["series"]
         emit("rss_bytes_per_series_settled_by_process", rss / data["series"], "bytes",
              system=system, door=door, settle_s=SETTLE_S,
              **{k: round(v / data["series"]) for k, v in parts.items()})  # fmt: skip
@@ -557,7 +562,7 @@ def main() -> None:
             for metric in runs[0]:
                 v = statistics.median(r[metric] for r in runs)
                 med[(system, door, metric)] = v
-                unit = "bytes" if metric.startswith("rss_") else "samples/s"
+                unit = "bytes" if metric.startswith(("rss_", "memory_")) else "samples/s"
                 emit(metric, v, unit, system=system, door=door, repeat=a.repeat, **ctx)
     for (system, door, metric), v in med.items():
         mine = med.get(("filodb", door, metric))

@@ -442,6 +442,15 @@ def gateway(config_path: str | None, door_fds: tuple[str, ...], **flags: Any) ->
     _say(f"FiloDB gateway stopped: {gw.stats.snapshot()}")
 
 
+@main.command(hidden=True)
+@click.option("--fd", type=int, required=True, help="the supervisor's end of a socket pair")
+def zygote(fd: int) -> None:
+    """The warmed parent ``filodb up`` forks its Python children from (filodb.zygote)."""
+    from filodb.zygote import run
+
+    run(fd)
+
+
 def _tcp_doors(cfg: Any, sockets: dict | None = None) -> tuple[Any, Any]:
     """The TCP doors, listening (on ``sockets`` by door where given), and their /metrics
     server (exit 2 when a port is taken)."""

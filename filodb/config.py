@@ -69,6 +69,9 @@ class Config:
     # `filodb up` serves the web tier from its worker process (one interpreter, numba and
     # LLVM loaded once: less memory; one GIL for the doors and ingestion). 1 worker, 1 web
     web_in_worker: bool = False
+    # `filodb up` forks its Python children from one warmed parent (filodb/zygote.py): the
+    # imports and kernels they share are in memory once. False: each is its own interpreter
+    fork_children: bool = True
     worker_threads: int = 4  # threads answering leaf requests on a node (tasks/leaf.py)
     # host:port a node takes the web tier's direct leaf connections on (tasks/direct.py; port
     # 0: a free one, advertised in the node registry); empty: leaf requests go by Redis only

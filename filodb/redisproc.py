@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from filodb.errors import UnavailableError
@@ -213,7 +213,17 @@ class RedisProcess:
             self._client = None
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+class Stoppable(Protocol):
+    """What :func:`stop_process` calls: a ``subprocess.Popen`` or a forked child's handle
+    (:class:`filodb.zygote.ForkedProcess`)."""
+
+    def poll(self) -> int | None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop_process(proc: Stoppable, timeout: float) -> None:
     """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
     if proc.poll() is None:
         proc.terminate()

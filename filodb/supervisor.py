@@ -48,8 +48,11 @@ from filodb.redisproc import (
     start_redis,
     stop_process,
 )
+from filodb.zygote import ForkedProcess, Zygote, become_subreaper
+from filodb.zygote import supported as zygote_supported
 
 RESTART_BACKOFF_S = (0.5, 1, 2, 5)
+ZYGOTE_STARTS = 3  # a zygote that keeps dying: the children are exec'd instead
 CONFIG_ENV = "_FILODB_UP_CONFIG"  # the checked configuration, for the exec'd supervisor
 _PIPE_BYTES = 60_000  # a configuration this small goes through a pipe (its buffer: 64 KiB)
 SHARD_MAP_TIMEOUT_S = 120.0  # a filodb.shards.bootstrap child: Redis may still be loading
@@ -60,16 +63,23 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     node: str = ""
     restarts: int = 0
     started: float = 0.0
     log_path: Path | None = None
     pass_fds: tuple[int, ...] = ()  # descriptors the child inherits (the web port's sockets)
     metrics_dir: Path | None = None  # its prometheus_client multiprocess directory, if any
+    zygote: Zygote | None = field(default=None, repr=False)  # forks it, when it can
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        # a multiprocess web's prometheus_client reads its directory at import: exec'd
+        if self.zygote is not None and self.metrics_dir is None:
+            self.proc = self.zygote.fork(self.argv[3:], self.env, self.log_path, self.pass_fds)
+            if self.proc is not None:
+                self.started = time.monotonic()
+                return
         if self.log_path:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
         out = self._log or None
@@ -101,6 +111,8 @@ class Supervisor:
         self.stopping = threading.Event()
         self._lock: IO[str] | None = None  # the data directory's lock, held while we run
         self.web_sockets: list[socket.socket] = []  # the web port, shared by the web processes
+        self.zygote: Zygote | None = None  # the Python children's warmed parent (fork_children)
+        self._zygote_starts = 0
 
     # --- redis ----------------------------------------------------------------------------
     def _redis_port_file(self) -> Path:
@@ -165,7 +177,7 @@ class Supervisor:
         logs.mkdir(parents=True, exist_ok=True)
         node = (extra or {}).get("FILODB_NODE", "")
         c = Child(name, [sys.executable, "-m", "filodb", *args], env, node=node,
-                  log_path=logs / f"{name}.log", **child)  # fmt: skip
+                  log_path=logs / f"{name}.log", zygote=self.zygote, **child)  # fmt: skip
         c.start()
         self.children.append(c)
         return c
@@ -182,6 +194,7 @@ class Supervisor:
         url = self.ensure_redis()
         self.cfg = self.cfg.replace(redis_url=url)
         c = self.cfg
+        self._start_zygote()  # it warms up while the shard map is written
         self._shard_map("create", json.dumps({
             "url": url, "dataset": c.dataset, "shards": c.shards, "spread": c.spread,
             "downsample": c.downsample, "retention": c.retention}))  # fmt: skip
@@ -196,6 +209,24 @@ class Supervisor:
             self._spawn_gateway()
         if self.cfg.rule_files:  # FILODB_RULE_FILES reaches it through the environment
             self._spawn("rules", ["rules"])
+
+    def _start_zygote(self) -> None:
+        """The warmed parent the Python children are forked from (:mod:`filodb.zygote`),
+        when ``fork_children`` is on and this system can; a zygote that died is started
+        again, up to :data:`ZYGOTE_STARTS` times (then children are exec'd)."""
+        if not self.cfg.fork_children or not zygote_supported():
+            return
+        if self._zygote_starts >= ZYGOTE_STARTS or not become_subreaper():
+            self.zygote = None
+        else:
+            self._zygote_starts += 1
+            (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+            z = Zygote(self._child_env(), self.data_dir / "logs" / "zygote.log",
+                       dies_with_parent())  # fmt: skip
+            z.start()
+            self.zygote = z
+        for c in self.children:
+            c.zygote = self.zygote
 
     def _spawn_web(self) -> None:
         """``web_processes`` web processes serving the port bound in :meth:`start`; with more
@@ -293,6 +324,10 @@ class Supervisor:
             self.redis = start_redis(self.redis.data_dir, self.redis.port)
         if self.redis is not None:
             self.redis.compact_aof()  # trimmed log records leave the disk too
+        if self.zygote is not None and not self.zygote.alive() and not self.stopping.is_set():
+            self.echo("the zygote exited; starting it again")
+            self.zygote.stop()
+            self._start_zygote()
         if not self.stopping.is_set():
             self._gateway_when_called()
         for c in self.children:
@@ -369,6 +404,8 @@ class Supervisor:
         self.stopping.set()
         for c in reversed(self.children):
             c.stop()
+        if self.zygote is not None:
+            self.zygote.stop()
         for s in [*self.web_sockets, *self.door_sockets.values()]:
             s.close()
         if self.redis is not None:

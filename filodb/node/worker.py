@@ -112,6 +112,9 @@ def run_worker(cfg: Config) -> None:
     signals.worker_shutdown.connect(on_shutdown, weak=False)
     # the worker itself, as `celery worker` builds it, without celery's command line: its
     # click commands pull in click_repl, prompt_toolkit and pygments (~8 MB a worker)
+    from celery import platforms
+
+    platforms._setproctitle = None  # keep our command line as the title (ps, filodb.uptree)
     app.Worker(
         hostname=hostname, pool_cls="threads", concurrency=1, queues=[node_queue(name)],
         loglevel="WARNING", without_gossip=True, without_mingle=True, without_heartbeat=True,

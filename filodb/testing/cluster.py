@@ -17,14 +17,19 @@ from filodb.uptree import UpTree, children_of, cmdline, running
 
 
 def tree_memory(pid: int) -> int:
-    """Bytes the tree holds in memory counting each page once: every process's anonymous
-    memory plus, for each mapped file (libllvmlite.so, numpy, libpython), the most any one
-    process has of its pages resident (its copied-on-write pages are anonymous). Summed RSS
-    counts a shared library once per process."""
+    """Bytes the tree holds in memory counting each page once: every process's share of its
+    anonymous pages (``Pss_Anon``: a page that forked processes share, not yet copied, is
+    split between them; filodb.zygote's children share their imports and kernels so) plus,
+    for each mapped file (libllvmlite.so, numpy, libpython), the most any one process has of
+    its pages resident (its copied-on-write pages are anonymous). Summed RSS counts a shared
+    library, and a page shared since a fork, once per process."""
     anon, files = 0, dict[str, int]()
     for p in [pid, *children_of(pid)]:
         per_file: dict[str, int] = {}
         try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                anon += sum(int(line.split()[1]) * 1024 for line in fh
+                            if line.startswith("Pss_Anon:"))  # fmt: skip
             with open(f"/proc/{p}/smaps") as fh:
                 name = ""
                 for line in fh:
@@ -34,7 +39,6 @@ def tree_memory(pid: int) -> int:
                         name = parts[5] if len(parts) > 5 and parts[5].startswith("/") else ""
                     elif head == "Anonymous:":  # a file mapping's copied-on-write pages too
                         kb = int(line.split()[1]) * 1024
-                        anon += kb
                         if name:  # its Rss counted them: the file's share is the rest
                             per_file[name] -= kb
                     elif head == "Rss:" and name:

@@ -14,21 +14,28 @@ import requests
 from filodb.testing.cluster import UpProcess
 from filodb.testing.wait import wait_for
 
-# a sitecustomize on PYTHONPATH: every filodb worker or web process writes the top-level
+# a sitecustomize on PYTHONPATH: every filodb worker, web or zygote process (and each child the
+# zygote forks, once its arguments are set) writes the top-level
 # packages it has imported to <dir>/<role>-<pid>.txt, again every 0.1 s, with the time of writing
 HOOK = """
 import os, sys, threading, time
-_role = next((a for a in sys.argv[1:3] if a in ("worker", "web")), None)
-if _role and "filodb" in " ".join(sys.orig_argv):
-    def _dump():
-        path = os.path.join(os.environ["IMPORTS_DUMP_DIR"], f"{_role}-{os.getpid()}.txt")
-        while True:
+def _role():  # a forked child's arguments are set after the fork (filodb.zygote)
+    return next((a for a in sys.argv[1:3] if a in ("worker", "web", "zygote")), None)
+def _dump():
+    while True:
+        role = _role()
+        if role:
+            path = os.path.join(os.environ["IMPORTS_DUMP_DIR"], f"{role}-{os.getpid()}.txt")
             names = sorted({m.split(".")[0] for m in list(sys.modules)})
             with open(path + ".tmp", "w") as f:
                 f.write(repr(time.time()) + "\\n" + "\\n".join(names))
             os.replace(path + ".tmp", path)
-            time.sleep(0.1)
+        time.sleep(0.1)
+def _start():
     threading.Thread(target=_dump, daemon=True).start()
+if "filodb" in " ".join(sys.orig_argv):
+    _start()
+    os.register_at_fork(after_in_child=_start)
 """
 
 UNNEEDED = {"prompt_toolkit", "click_repl", "pygments", "rich"}

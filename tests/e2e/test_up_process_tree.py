@@ -166,3 +166,82 @@ def test_web_in_worker_serves_both_tiers_from_one_process_and_survives_its_kill9
         wait_for(lambda: total() == sum(range(20)), 90, "the samples answer again", up.log_tail)
     finally:
         up.stop()
+
+
+def _rollup_mb(pid: int, field: str) -> int:
+    """MiB of ``field`` (``Shared_Dirty``, ``Private_Dirty``) in ``pid``'s smaps_rollup."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) >> 10
+    return 0
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_children_are_forked_from_the_zygote_share_its_pages_and_survive_kill9s(
+    tmp_path: Path,
+) -> None:
+    """The worker and the web are forked from the warmed zygote: children of the supervisor
+    (its subreaper), with their own command line, sharing the imports' and kernels' pages
+    with it (tens of MB each that an exec'd child holds alone). After kill -9 of the web, of
+    the zygote, then of the worker, each comes back and every acknowledged sample answers."""
+    up = UpProcess(tmp_path / "data", shards=2, env={"FILODB_INFLUX_PORT": "0"}).start()
+    try:
+        assert up.proc is not None
+        (zygote,) = up.pids(" zygote")
+        pids = {kind: up.pids(kind)[0] for kind in ("worker", " web")}
+        for kind, pid in pids.items():
+            assert _parent(pid) == up.proc.pid, kind
+            assert f"-m filodb {kind.strip()}" in cmdline(pid)
+            assert _rollup_mb(pid, "Shared_Dirty") >= 30, (kind, _rollup_mb(pid, "Shared_Dirty"))
+        ts = int(time.time() // 60 - 5) * 60_000 + 15_000 * np.arange(8)
+        batch = SampleBatch([make_labels({"__name__": "forked", "host": "a"})],
+                            np.zeros(8, dtype=np.int32), ts, np.arange(8.0))  # fmt: skip
+        r = requests.post(up.url + "/api/v1/write", data=encode_write_request(batch),
+                          headers=RW_HEADERS, timeout=30)  # fmt: skip
+        assert r.status_code == 204, r.text
+
+        def summed() -> bool:
+            q = {"query": "sum_over_time(forked[1h])", "time": (int(ts[-1]) + 1) / 1000}
+            try:
+                got = requests.get(up.url + "/api/v1/query", params=q, timeout=30).json()
+            except (requests.RequestException, ValueError):  # the web restarting
+                return False
+            res = got.get("data", {}).get("result") or []
+            return got.get("status") == "success" and bool(res) and float(res[0]["value"][1]) == 28
+
+        wait_for(summed, 60, "the samples answer", up.log_tail)
+        os.kill(pids[" web"], signal.SIGKILL)
+        wait_for(lambda: up.pids(" web") not in ([], [pids[" web"]]), 60, "the web back",
+                 up.log_tail)  # fmt: skip
+        wait_for(summed, 60, "the samples answer through the new web", up.log_tail)
+        os.kill(zygote, signal.SIGKILL)
+        wait_for(lambda: up.pids(" zygote") not in ([], [zygote]), 60, "a new zygote",
+                 up.log_tail)  # fmt: skip
+        os.kill(pids["worker"], signal.SIGKILL)
+        wait_for(lambda: up.pids("worker") not in ([], [pids["worker"]]), 60, "the worker back",
+                 up.log_tail)  # fmt: skip
+        (worker,) = up.pids("worker")
+        assert _parent(worker) == up.proc.pid
+        wait_for(summed, 90, "the samples answer after the worker's replay", up.log_tail)
+        assert _rollup_mb(worker, "Shared_Dirty") >= 30  # forked from the new zygote
+    finally:
+        up.stop()
+
+
+def test_fork_children_off_execs_each_child(tmp_path: Path) -> None:
+    """``FILODB_FORK_CHILDREN=0``: no zygote; each child is its own interpreter (no pages
+    shared since a fork) and serves."""
+    env = {"FILODB_INFLUX_PORT": "0", "FILODB_FORK_CHILDREN": "0"}
+    up = UpProcess(tmp_path / "data", shards=2, env=env).start()
+    try:
+        assert up.pids(" zygote") == []
+        for kind in ("worker", " web"):
+            (pid,) = up.pids(kind)
+            assert _rollup_mb(pid, "Shared_Dirty") < 10, kind
+        r = requests.get(f"{up.url}/api/v1/query", params={"query": "count(up)"}, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        up.stop()
