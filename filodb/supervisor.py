@@ -388,11 +388,22 @@ class Supervisor:
                 self.echo(
                     f"FiloDB started but is not healthy yet; see {self.data_dir}/logs/ and {web}/admin/health"
                 )
-            while not self.stopping.wait(0.5):
+            while not self._tick(0.5):
                 self.supervise_once()
         finally:
             self.shutdown()
         return 0
+
+    def _tick(self, seconds: float) -> bool:
+        """Wait up to ``seconds``, less when a connection reaches a TCP door whose gateway is
+        not started yet (it is forked at once, not at the next tick); True once stopping."""
+        if self.door_sockets and not self._gateway_started:
+            try:
+                select.select(list(self.door_sockets.values()), [], [], seconds)
+            except (OSError, ValueError):  # a socket closed under us: wait as usual
+                return self.stopping.wait(seconds)
+            return self.stopping.is_set()
+        return self.stopping.wait(seconds)
 
     def forward(self, signum: int, name: str) -> None:
         """Pass a signal on to a child (SIGHUP: the rules process reloads its files)."""
