@@ -330,6 +330,7 @@ class Supervisor:
             self._start_zygote()
         if not self.stopping.is_set():
             self._gateway_when_called()
+        self._reap_orphans()
         for c in self.children:
             if not c.alive() and not self.stopping.is_set():
                 delay = RESTART_BACKOFF_S[min(c.restarts, len(RESTART_BACKOFF_S) - 1)]
@@ -343,6 +344,33 @@ class Supervisor:
                 c.restarts += 1
                 self.echo(f"{c.name} exited ({code}); restarting (restart {c.restarts})")
                 c.start()
+
+    def _reap_orphans(self) -> None:
+        """As a subreaper (:mod:`filodb.zygote`) this process inherits whatever a descendant
+        left running when it died; wait for those that exited (not for the children it
+        watches: their handles wait for them)."""
+        if self.zygote is None:
+            return
+        known = {p.pid for p in self._procs()}
+        while True:
+            try:
+                got = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if got is None or got.si_pid in known:
+                return  # none exited, or the first is one we watch (its handle reaps it)
+            try:
+                os.waitpid(got.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+
+    def _procs(self) -> list[Any]:
+        procs: list[Any] = [c.proc for c in self.children if c.proc is not None]
+        if self.zygote is not None and self.zygote.proc is not None:
+            procs.append(self.zygote.proc)
+        if self.redis is not None:
+            procs.append(self.redis.proc)
+        return procs
 
     def _mark_node_down(self, node: str) -> None:
         """A worker we started died: its shards are Down now, not after its heartbeat expires.
