@@ -68,7 +68,8 @@ def _worker_pid(sup: int) -> int | None:
             continue
         try:
             stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            # a child forked from the zygote has its title as one string: words, not argv
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").split()
         except OSError:
             continue
         if int(stat[1]) == sup and b"worker" in cmd:
