@@ -113,6 +113,7 @@ class Supervisor:
         self.web_sockets: list[socket.socket] = []  # the web port, shared by the web processes
         self.zygote: Zygote | None = None  # the Python children's warmed parent (fork_children)
         self._zygote_starts = 0
+        self._subreaper = False  # orphans of our descendants are ours to wait for
 
     # --- redis ----------------------------------------------------------------------------
     def _redis_port_file(self) -> Path:
@@ -216,7 +217,8 @@ class Supervisor:
         again, up to :data:`ZYGOTE_STARTS` times (then children are exec'd)."""
         if not self.cfg.fork_children or not zygote_supported():
             return
-        if self._zygote_starts >= ZYGOTE_STARTS or not become_subreaper():
+        self._subreaper = self._subreaper or become_subreaper()
+        if self._zygote_starts >= ZYGOTE_STARTS or not self._subreaper:
             self.zygote = None
         else:
             self._zygote_starts += 1
@@ -349,7 +351,7 @@ class Supervisor:
         """As a subreaper (:mod:`filodb.zygote`) this process inherits whatever a descendant
         left running when it died; wait for those that exited (not for the children it
         watches: their handles wait for them)."""
-        if self.zygote is None:
+        if not self._subreaper:
             return
         known = {p.pid for p in self._procs()}
         while True:
