@@ -446,9 +446,11 @@ def gateway(config_path: str | None, door_fds: tuple[str, ...], **flags: Any) ->
 @click.option("--fd", type=int, required=True, help="the supervisor's end of a socket pair")
 def zygote(fd: int) -> None:
     """The warmed parent ``filodb up`` forks its Python children from (filodb.zygote)."""
-    from filodb.zygote import run
+    from filodb.zygote_process import serve
 
-    run(fd)
+    req = serve(fd)  # returns in a forked child only: run its command line
+    if req is not None:
+        main(args=req["args"], prog_name="filodb")
 
 
 def _tcp_doors(cfg: Any, sockets: dict | None = None) -> tuple[Any, Any]:

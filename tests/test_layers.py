@@ -99,7 +99,9 @@ ALLOWED: dict[str, set[str]] = {
         "prom",
         "tools",
     },  # fmt: skip
-    "supervisor": {"errors", "config", "listen", "redisproc", "shards"},
+    "supervisor": {"errors", "config", "listen", "redisproc", "shards", "zygote"},
+    "zygote": set(),
+    "zygote_process": {"zygote", "procmem", "numbalink", "node", "web", "gateway", "prom"},
     "devservices": {"errors"},
     "cli": {"*"},
     "uptree": {"errors", "redisproc"},
