@@ -66,7 +66,8 @@ OOO_ID_BIT = 1 << 62
 def ooo_id(tick: int, ts: bytes, vals: bytes) -> int:
     """The id of an out-of-order chunk closed at ``tick`` (the log offset; < 2**42): bit 62
     set (ms timestamps stay far below 2**62, so it is never an in-order chunk's start), then
-    the tick, then 20 bits of a hash of its vectors. Ids grow with write order."""
+    the tick, then 20 bits of a hash of its vectors. Ids grow with the tick; the shard raises
+    an id above its series' last one, so they follow the write order within a tick too."""
     h = hashlib.blake2b(ts, digest_size=4, key=b"filodb-ooo")
     h.update(vals)
     low = int.from_bytes(h.digest(), "little") & 0xFFFFF

@@ -86,7 +86,7 @@ Pager = Callable[[list[bytes], int, int], Iterable[Any]]
 # the per-series arrays (besides ``_group``) and what a new series starts with
 _PER_SERIES = (("_closed_end", _NO_TS), ("_first", _NO_TS), ("_last", _NO_TS),
                ("_mem_start", _NONE), ("_store_start", _NONE), ("_touched", 0),
-               ("_pk_saved", 0))  # fmt: skip
+               ("_pk_saved", 0), ("_ooo_last", 0))  # fmt: skip
 _KEPT_DELETES = 256  # deletions remembered for flushes prepared before them
 # Samples a head holds (compressed as appended: memstore/head.py) before they are encoded into
 # the series' chunk: 4 steps to a 480-row chunk
@@ -174,6 +174,9 @@ class TimeSeriesShard:
         self._group = np.zeros(0, np.int64)
         self._touched = np.zeros(0, np.int64)  # generation of the last sample, per series
         self._pk_saved = np.zeros(0, np.int64)  # generation whose part key the store has
+        # id of the series' last out-of-order chunk: the next one's id is above it, so ids keep
+        # the write order even for two chunks closed at one tick (the hash would not)
+        self._ooo_last = np.zeros(0, np.int64)
         self._generation = 0
         self.offset = 0  # the last log offset applied
         self.chunk_bytes = 0
@@ -461,9 +464,14 @@ class TimeSeriesShard:
                    ooo.tolist(), tvecs, vvecs, grown, stale.tolist(), strict=True)  # fmt: skip
         added = n_new = samples = 0
         tick = self.offset or self._generation  # no log (tests, tools): batches applied
+        ooo_last = self._ooo_last
         for s, start, end, n, late, tv, vv, prev, k in rows:
-            c = Chunk(ooo_id(tick, tv, vv) if late else start, start, end, n, tv, vv, ooo=late,
-                      stale=k)  # fmt: skip
+            if late:
+                cid = max(ooo_id(tick, tv, vv), int(ooo_last[s]) + 1)
+                ooo_last[s] = cid
+            else:
+                cid = start
+            c = Chunk(cid, start, end, n, tv, vv, ooo=late, stale=k)
             cs = chunks_of[s]
             if prev is not None:
                 cs[-1] = c

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from filodb.memstore.chunks import OOO_ID_BIT
@@ -92,6 +92,10 @@ def test_random_batches_equal_a_sorted_last_write_reference(window: int, data) -
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=batches, flush_at=st.sets(st.integers(0, 11)))
+# CI found it: the four 0s fill a head that closes into one out-of-order chunk, the 1 closes
+# into a second at the same tick; their ids once came from a hash alone, so the store could
+# order them against the write order and a restart read 0.0
+@example(data=[[(0, 0, 0)], [(0, 0, 0)] * 4 + [(0, 0, 1)]], flush_at={0})
 def test_flushed_evicted_paged_and_restarted_out_of_order_data_reads_once(
     tmp_path_factory, data, flush_at
 ) -> None:  # type: ignore[no-untyped-def]
