@@ -97,7 +97,10 @@ class Config:
     flush_interval: float = 3600.0  # seconds: each flush group of a shard is flushed this often
     flush_groups: int = 8  # flush groups per shard (flushes are staggered across them)
     flush_log_mb: int = 64  # per shard: past this much unflushed log, flush early (0: time only)
-    log_backlog_mb: int = 16  # per node: its shards' unflushed log past this: flush early (0: off)
+    log_backlog_mb: int = 64  # per node: its shards' unflushed log past this: flush early (0: off)
+    # per node, the Redis log: its shards' applied records still in Redis past this are moved to
+    # <data_dir>/log-spill, out of memory (0: off; the nodes must share data_dir)
+    log_spill_mb: int = 16
     # the Redis log holding more than this (unapplied or unflushed): appends wait, then 503 (0: off)
     log_max_mb: int = 256
     log_full_wait_s: float = 10.0  # how long an append waits for room before it is refused
@@ -217,7 +220,8 @@ def load_config(
         cfg = _apply(cfg, values, f" in {path}")
     cfg = _apply(cfg, _from_env(environ))
     cfg = _apply(cfg, flags or {})
-    if 0 < cfg.log_max_mb <= cfg.log_backlog_mb:  # the node's own flushes come too late
+    spilling = cfg.log == "redis" and cfg.log_spill_mb > 0  # then spills keep Redis small
+    if not spilling and 0 < cfg.log_max_mb <= cfg.log_backlog_mb:  # own flushes come too late
         raise BadInputError(f"log_max_mb ({cfg.log_max_mb}) must be more than log_backlog_mb "
                             f"({cfg.log_backlog_mb}): the node flushes early past "
                             "log_backlog_mb, and below it writes would wait at the cap for "

@@ -77,9 +77,11 @@ def test_a_log_cap_at_or_below_the_node_backlog_is_refused() -> None:
     from filodb.config import load_config
     from filodb.errors import BadInputError
 
+    off = {"FILODB_LOG_SPILL_MB": "0"}  # spills keep Redis small without any flush
     with pytest.raises(BadInputError, match="log_max_mb"):
-        load_config(environ={"FILODB_LOG_MAX_MB": "4"})
-    assert load_config(environ={"FILODB_LOG_MAX_MB": "17"}).log_max_mb == 17
+        load_config(environ={**off, "FILODB_LOG_MAX_MB": "4"})
+    assert load_config(environ={**off, "FILODB_LOG_MAX_MB": "65"}).log_max_mb == 65
+    assert load_config(environ={"FILODB_LOG_MAX_MB": "4"}).log_max_mb == 4
     assert (
         load_config(environ={"FILODB_LOG_MAX_MB": "1", "FILODB_LOG_BACKLOG_MB": "0"}).log_max_mb
         == 1

@@ -23,6 +23,8 @@ POLL_S = 0.05  # the generic read_many's poll step when it must wait over severa
 class Log(ABC):
     """Abstract primitives: append, read, end offset. Safe to share between threads."""
 
+    spills = False  # holds records in memory and can move applied ones to disk (spill)
+
     @abstractmethod
     def append_many(
         self, dataset: str, records: Mapping[int, Sequence[bytes]]
@@ -66,6 +68,17 @@ class Log(ABC):
         holds: :mod:`filodb.ingest.log_room`); the nodes then flush early to let it trim.
         Logs without a cap (Kafka keeps what it is told to on disk) never wait."""
         return False
+
+    @property
+    def spilled(self) -> Mapping[Partition, int]:
+        """How far each partition's records were spilled (a log that :attr:`spills`)."""
+        return {}
+
+    def spill(self, upto: Mapping[Partition, int]) -> int:
+        """Move records up to ``upto[partition]`` out of memory, to disk (a log that
+        :attr:`spills`: :meth:`~filodb.ingest.redis_streams.RedisStreamsLog.spill`); reads
+        still return them. Returns the bytes moved."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no records in memory")
 
     def ensure_dataset(self, dataset: str, num_shards: int) -> None:
         """Make sure the partitions of shards ``0..num_shards-1`` exist (idempotent); a

@@ -24,6 +24,7 @@ from redis.typing import KeyT, StreamIdT
 
 from filodb.ingest.base import Log, Partition
 from filodb.ingest.log_room import LogRoom
+from filodb.ingest.spill import LogSpill
 
 XREAD_KEYS = 1000  # streams per XREAD when a read over many partitions is split
 
@@ -48,6 +49,7 @@ return out
 """
 
 
+SPILL_KEY = "filodb:logspill"  # hash: a stream's key -> the offset its spill reaches
 WAITING_KEY = "filodb:logwait"  # set while appends wait for room (log_room)
 WAITING_TTL_MS = 3000  # outlives a node's tick (heartbeat_interval) and the writers' SIGNAL_S
 
@@ -64,10 +66,15 @@ class RedisStreamsLog(Log):
     """Redis Streams partitions with dense integer offsets."""
 
     def __init__(self, url: str, socket_timeout: float = 30.0, max_mb: int = 0,
-                 full_wait_s: float = 10.0) -> None:  # fmt: skip
+                 full_wait_s: float = 10.0, spill_path: str | os.PathLike | None = None
+                 ) -> None:  # fmt: skip
         """``max_mb`` > 0: appends wait while the log holds more, and are refused after
-        ``full_wait_s`` (:mod:`filodb.ingest.log_room`)."""
+        ``full_wait_s`` (:mod:`filodb.ingest.log_room`). ``spill_path``: the file of
+        :class:`~filodb.ingest.spill.LogSpill` (None: records stay in Redis until trimmed)."""
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
+        self._spill = LogSpill(spill_path) if spill_path is not None else None
+        self.spills = self._spill is not None
+        self._spilled: dict[Partition, int] = {}  # what this process spilled (or read) last
         self.room = LogRoom(max_mb << 20, full_wait_s, self._lengths, self._writers_wait)
         # a blocking XREAD must answer well before the socket gives up on it
         self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
@@ -75,6 +82,7 @@ class RedisStreamsLog(Log):
         # XREAD's reply as Redis sends it: redis-py's parser makes a dict per entry
         # (pairs_to_dict), ~11 % of a worker's CPU when records are small and many
         self._r.set_response_callback("XREAD", _raw_reply)
+        self._r.set_response_callback("XRANGE", _raw_reply)
         self._key_frames: dict[str, dict[int, bytes]] = {}
         self._group = _GroupCommit(self._run_jobs)
         # the appends' and the reads' own connections (see _Held)
@@ -195,12 +203,25 @@ class RedisStreamsLog(Log):
     ) -> dict[int, list[tuple[int, bytes]]]:
         if not positions:
             return {}
+        out: dict[int, list[tuple[int, bytes]]] = {}
+        if self._spill is not None:  # any process may have spilled (a recovery reads here)
+            shards = list(positions)
+            fields = [stream_key(dataset, s) for s in shards]
+            for s, v in zip(shards, self._r.hmget(SPILL_KEY, fields), strict=True):
+                if v is not None:
+                    self._spilled[(dataset, s)] = int(v)
+            out = self._from_spill({(dataset, s): p for s, p in positions.items()}, count,
+                                   lambda part: part[1])  # fmt: skip
+            positions = {s: p for s, p in positions.items() if s not in out}
+            if out:
+                block_ms = 0
+            if not positions:
+                return out
         streams: dict[KeyT, StreamIdT] = {
             stream_key(dataset, s): f"0-{int(p)}" for s, p in positions.items()
         }
         by_key = {stream_key(dataset, s): s for s in positions}
         reply = self._r.xread(streams, count=count, block=self._block(block_ms))
-        out: dict[int, list[tuple[int, bytes]]] = {}
         for key, entries in _iter_reply(reply):
             shard = by_key[key.decode() if isinstance(key, bytes) else key]
             out[shard] = _entries(entries)
@@ -224,6 +245,10 @@ class RedisStreamsLog(Log):
         if not positions:
             return {}
         out: dict[Partition, list[tuple[int, bytes]]] = {}
+        if self._spilled:  # a node reads past what it spilled itself; replays go to read()
+            out = self._from_spill(positions, count, lambda part: part)
+            if out:
+                return out
         if len(positions) > XREAD_KEYS and (self._found or block_ms <= 0):
             items = [(self._stream(part)[0], f"0-{int(p)}") for part, p in positions.items()]
             pipe = self._r.pipeline(transaction=False)
@@ -280,6 +305,60 @@ class RedisStreamsLog(Log):
         for key, entries in _iter_reply(reply):
             out[self._parts[key if isinstance(key, bytes) else key.encode()]] = _entries(entries)
 
+    def _from_spill(self, positions: Mapping[Partition, int], count: int,
+                    key: Callable[[Partition], Any]) -> dict[Any, list[tuple[int, bytes]]]:  # fmt: skip
+        """Records of the partitions whose position is below what was spilled of them, read
+        from the spill file (by ``key(partition)``); a partition whose spilled records are
+        gone (dropped with a trim: the column store has them) is left to the stream."""
+        out: dict[Any, list[tuple[int, bytes]]] = {}
+        spilled = self._spilled
+        assert self._spill is not None
+        for part, pos in positions.items():
+            upto = spilled.get(part, 0)
+            if pos < upto:
+                recs = self._spill.read(part, pos, upto, count)
+                if recs:
+                    out[key(part)] = recs
+        return out
+
+    @property
+    def spilled(self) -> Mapping[Partition, int]:
+        """The offset each partition's spill reaches, as this process last learnt it."""
+        return self._spilled
+
+    def spill(self, upto: Mapping[Partition, int]) -> int:
+        """Move each partition's records up to ``upto[partition]`` (applied by its node) from
+        Redis to the spill file: read them (XRANGE), write them in one fsynced transaction,
+        then note how far the spill reaches and trim the streams (one MULTI). A crash in
+        between leaves the records in both, and the stream is read. Returns the bytes moved."""
+        if self._spill is None:
+            raise NotImplementedError("this log has no spill file")
+        parts = [p for p, u in upto.items() if u > 0]
+        if not parts:
+            return 0
+        fields = [stream_key(*p) for p in parts]
+        got = self._r.hmget(SPILL_KEY, fields)
+        pipe = self._r.pipeline(transaction=False)
+        spans = []
+        for part, field, v in zip(parts, fields, got, strict=True):
+            lo, hi = int(v) if v is not None else 0, int(upto[part])
+            if hi > lo:
+                pipe.xrange(field, f"0-{lo + 1}", f"0-{hi}")
+                spans.append((part, field, hi))
+        if not spans:
+            return 0
+        records = {part: _entries(reply) for (part, _, _), reply in zip(spans, pipe.execute(),
+                                                                        strict=True)}  # fmt: skip
+        moved = self._spill.write(records)
+        pipe = self._r.pipeline(transaction=True)
+        for part, field, hi in spans:
+            pipe.hset(SPILL_KEY, field, hi)
+            pipe.xtrim(field, minid=f"0-{hi + 1}", approximate=False)
+        pipe.execute()
+        for part, _, hi in spans:
+            self._spilled[part] = hi
+        return moved
+
     def end_offset(self, dataset: str, shard: int) -> int:
         v = self._r.get(_counter_key(dataset, shard))
         return int(v) if v else 0
@@ -292,12 +371,23 @@ class RedisStreamsLog(Log):
         keys = [stream_key(dataset, s) for s in range(num_shards)]
         keys += [_counter_key(dataset, s) for s in range(num_shards)]
         self._r.delete(*keys)
+        self._r.hdel(SPILL_KEY, *[stream_key(dataset, s) for s in range(num_shards)])
+        for s in range(num_shards):
+            self._spilled.pop((dataset, s), None)
+        if self._spill is not None:
+            self._spill.drop_dataset(dataset)
 
     def trim(self, dataset: str, shard: int, upto: int) -> None:
+        """Trim the stream; the spill file drops the records too (when it has any)."""
         if upto > 0:  # entries with an id below 0-(upto+1) go: every offset <= upto
-            self._r.xtrim(stream_key(dataset, shard), minid=f"0-{int(upto) + 1}", approximate=False)
+            key = stream_key(dataset, shard)
+            self._r.xtrim(key, minid=f"0-{int(upto) + 1}", approximate=False)
+            if self._spill is not None and self._r.hexists(SPILL_KEY, key):
+                self._spill.drop((dataset, shard), int(upto))
 
     def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
         self._held_appends.close()
         self._held_reads.close()
         self._r.close()

@@ -138,6 +138,12 @@ class LogApplier:
             del self._totals[:i]
         return self._totals[-1] - (self._totals[0] if i >= 0 else 0)
 
+    def log_bytes_past(self, offset: int) -> int:
+        """Bytes of the records applied past ``offset``, forgetting nothing (``offset`` at or
+        above the lowest checkpoint: what was spilled)."""
+        i = bisect.bisect_right(self._offsets, offset) - 1
+        return self._totals[-1] - self._totals[max(i, 0)]
+
     def _delete(self, off: int, data: bytes) -> None:
         """A tombstone: memory first, then the column store, and only then the offset moves
         past it (a flush prepared in between covers an offset before it, so a crash replays

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 LOG_EVERY_S = 60.0  # a failing shard's warning repeats at most this often
 
 
+SPILL = -1  # the group :meth:`NodeRuntime.flush` takes for a spill of the shard's log
+
+
 class NodeRuntime:
     """State of this node.
 
@@ -103,6 +106,7 @@ class NodeRuntime:
         self._flush_next = float("inf")  # ... and its earliest due time
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
+        self._spilling: set[Key] = set()  # shards whose spill is sent and not yet over
         self._retention_due = 0.0
         self._retention_last = 0.0
         self._retention_shards: set[Key] = set()
@@ -259,7 +263,15 @@ class NodeRuntime:
         now = self.clock() if now is None else now
         groups = max(1, self.cfg.flush_groups)
         step = self.cfg.flush_interval / groups
-        early = self.log_flushes()
+        waiting = self._writers_waiting()
+        spilling = self.ingest_log.spills and self.cfg.log_spill_mb > 0
+        for key in self.log_spills(waiting) if spilling else ():
+            self._spilling.add(key)
+            if self._send_flush is not None:
+                self._send_flush(key[0], key[1], SPILL)
+            else:
+                self.flush(key[0], key[1], SPILL)
+        early = self.log_flushes(waiting and not spilling)  # waiting writers: spills make room
         active = self._active()
         if not early and active is self._flush_for and now < self._flush_next:
             return  # nothing due, no shard became Active
@@ -279,7 +291,28 @@ class NodeRuntime:
         self._flush_for = active
         self._flush_next = min((self._flush_due[key][0] for key, _ in active), default=float("inf"))
 
-    def log_flushes(self) -> dict[Key, int]:
+    def log_spills(self, waiting: bool) -> list[Key]:
+        """Active shards whose applied records to move out of the log's memory (a log that
+        spills, :mod:`filodb.ingest.spill`): while what the node's shards keep there weighs
+        more than ``log_spill_mb``, the shards keeping most until theirs covers the excess;
+        while writers wait for room (``waiting``), until it covers half of what they keep.
+        A spill costs a read and a sequential write, not a flush's encoding: the log is kept
+        small in memory at any write rate, and chunks are flushed on their own schedule."""
+        mem = {key: ing.memory_backlog() for key, ing in self._active()}
+        kept = sum(mem.values())
+        over = kept - (self.cfg.log_spill_mb << 20)
+        if waiting:
+            over = max(over, kept // 2)
+        pick: list[Key] = []
+        for key in sorted(mem, key=mem.__getitem__, reverse=True):
+            if over <= 0 or mem[key] == 0:
+                break
+            over -= mem[key]
+            if key not in self._spilling:
+                pick.append(key)
+        return pick
+
+    def log_flushes(self, waiting: bool | None = None) -> dict[Key, int]:
         """Active shards to flush now for the size of their log, each with its lowest-checkpoint
         group (whose flush lets the log be trimmed): a shard whose records past its lowest
         checkpoint weigh more than ``flush_log_mb``, and, while the node's shards together
@@ -290,7 +323,8 @@ class NodeRuntime:
         node keeps (each tick again while they wait). Other nodes keep their part of the log
         too, so the cap may be reached with every node under its own budget."""
         shard_limit, node_limit = self.cfg.flush_log_mb << 20, self.cfg.log_backlog_mb << 20
-        waiting = self._writers_waiting()
+        if waiting is None:
+            waiting = self._writers_waiting()
         if shard_limit <= 0 and node_limit <= 0 and not waiting:
             return {}
         ings = dict(self._active())
@@ -323,6 +357,16 @@ class NodeRuntime:
         about as long ago (or never, as in a first hour) trimmed next to nothing, and the log
         kept growing for as many flushes as there are groups."""
         ing = self.ingesters.get((dataset, shard))
+        if group == SPILL:
+            try:
+                moved = ing.spill() if ing is not None else 0
+            except Exception:  # the next tick asks again; Redis still holds the records
+                log.exception("spill of %s/%s failed", dataset, shard)
+            else:
+                log.debug("spilled %s/%s: %d bytes", dataset, shard, moved)
+            finally:
+                self._spilling.discard((dataset, shard))
+            return
         if ing is None:
             self._log_flushing.discard((dataset, shard))
             return

@@ -25,7 +25,7 @@ from celery import signals
 
 from filodb.config import Config
 from filodb.node.downsampler import DISPATCH_TIMEOUT_S
-from filodb.node.runtime import NodeRuntime
+from filodb.node.runtime import SPILL, NodeRuntime
 from filodb.node.warm import warm_read_path
 from filodb.procmem import freeze_long_lived
 from filodb.tasks.app import make_celery
@@ -48,7 +48,7 @@ class FlushExecutor:
         self.rt: NodeRuntime | None = None
 
     def send(self, dataset: str, shard: int, group: int) -> None:
-        key = (dataset, shard)
+        key = (dataset, shard, group == SPILL)  # a waiting spill holds back no flush
         with self._lock:
             if key in self._waiting or self._closed:
                 return
@@ -57,7 +57,7 @@ class FlushExecutor:
 
     def _run(self, dataset: str, shard: int, group: int) -> None:
         with self._lock:
-            self._waiting.discard((dataset, shard))
+            self._waiting.discard((dataset, shard, group == SPILL))
         if self.rt is not None:
             self.rt.flush(dataset, shard, group)
 

@@ -35,8 +35,17 @@ class FakeShard:
     def flush(self, group: int, force: bool = False, close_heads: bool = True) -> None:
         self.flushed.append((group, close_heads))  # None: as a shard not Active (no metrics)
 
+    def memory_backlog(self) -> int:
+        return self.backlog
+
+    def spill(self) -> int:
+        self.flushed.append(("spill", None))  # type: ignore[arg-type]
+        return 0
+
 
 def _runtime(redis_url: str, tmp_path: Path, shards: dict, **cfg: int) -> NodeRuntime:
+    """A node whose log does not spill (unless ``log_spill_mb`` says): flushes alone keep it."""
+    cfg = {"log_spill_mb": 0, **cfg}
     rt = NodeRuntime(Config(redis_url=redis_url, data_dir=str(tmp_path), **cfg), "n1",
                      clock=lambda: 0.0)  # fmt: skip
     rt.ingesters = shards  # type: ignore[assignment]
@@ -102,3 +111,26 @@ def test_writers_waiting_for_room_flush_the_largest_backlogs_whatever_the_budget
     shards[("ds", 1)].backlog = 0
     rt._log_flushing.clear()
     assert rt.log_flushes() == {("ds", 3): 3}
+
+
+def test_a_spilling_log_moves_the_largest_backlogs_out_of_memory_instead_of_flushing(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """With a log that spills (Redis with a spill file), what the shards keep in Redis past
+    ``log_spill_mb`` is spilled, largest first, and writers waiting for room ask for spills,
+    not flushes: chunks are flushed by the schedule and the total log's size only."""
+    shards = {("ds", i): FakeShard(b * MB, 0) for i, b in enumerate([5, 12, 1, 9])}
+    rt = _runtime(redis_url, tmp_path, shards, flush_log_mb=0, log_backlog_mb=0,
+                  log_spill_mb=16, flush_interval=3600, flush_groups=4)  # fmt: skip
+    assert rt.ingest_log.spills
+    assert rt.log_spills(waiting=False) == [("ds", 1)]  # 27 MB kept: 12 covers 11
+    rt._spilling.add(("ds", 1))  # in flight: counts, not sent twice
+    assert rt.log_spills(waiting=False) == []
+    rt._spilling.clear()
+    assert rt.log_spills(waiting=True) == [("ds", 1), ("ds", 3)]  # half of 27: 12 + 9
+    rt.schedule_flushes(now=0.0)  # no executor: at once
+    assert shards[("ds", 1)].flushed == [("spill", None)]
+    assert all(not sh.flushed for k, sh in shards.items() if k != ("ds", 1))
+    assert not rt._spilling
+    shards[("ds", 1)].backlog = 0  # spilled: 15 MB kept, under the budget
+    assert rt.log_spills(waiting=False) == []
