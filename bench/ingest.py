@@ -16,7 +16,7 @@ Prints one JSON object per line (``{"metric", "value", "unit", "system", "door",
   both points, with its ratio (what the machine gives the tree: filodb's Python children
   share the pages forked from their zygote, which summed RSS counts in each);
 - ``redis_log_bytes_per_series`` (the log streams' share of Redis's memory) and
-  ``data_dir_bytes`` (by part: Redis's AOF, the column store) after the run;
+  ``data_dir_bytes`` (by part: Redis's AOF, the column store, the log's spill) after the run;
 - ``worker_bytes_per_series_by_part``: the workers' own byte counters after the settled
   figure (head pages, encoded chunks, decoded-vector cache);
 - ``ingest_check_ok``: 1 when the final count and sum of every sample answer what was sent

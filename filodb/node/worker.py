@@ -37,11 +37,15 @@ log = logging.getLogger(__name__)
 
 
 class FlushExecutor:
-    """Runs a node's flushes on one thread; a shard's flush that is already waiting is not
-    queued twice (the node loop asks again for the next group on its schedule)."""
+    """Runs a node's flushes on one thread and its log spills on another; a shard's flush (or
+    spill) that is already waiting is not queued twice (the node loop asks again for the next
+    group on its schedule)."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
+        # spills (reads and a sequential write, mostly waiting on I/O) do not queue behind a
+        # round of flushes for the log's size, which takes seconds over hundreds of shards
+        self._spills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill")
         self._waiting: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -53,7 +57,7 @@ class FlushExecutor:
             if key in self._waiting or self._closed:
                 return
             self._waiting.add(key)
-        self._pool.submit(self._run, dataset, shard, group)
+        (self._spills if group == SPILL else self._pool).submit(self._run, dataset, shard, group)
 
     def _run(self, dataset: str, shard: int, group: int) -> None:
         with self._lock:
@@ -64,6 +68,7 @@ class FlushExecutor:
     def shutdown(self) -> None:
         with self._lock:
             self._closed = True
+        self._spills.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
