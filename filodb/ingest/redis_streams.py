@@ -347,8 +347,10 @@ class RedisStreamsLog(Log):
                 spans.append((part, field, hi))
         if not spans:
             return 0
-        records = {part: _entries(reply) for (part, _, _), reply in zip(spans, pipe.execute(),
-                                                                        strict=True)}  # fmt: skip
+        records = {}
+        for (part, _, _), entries in zip(spans, pipe.execute(), strict=True):
+            if entries:  # offsets are dense: the first id says them all
+                records[part] = (int(entries[0][0][2:]), [fields[1] for _, fields in entries])
         moved = self._spill.write(records)
         pipe = self._r.pipeline(transaction=True)
         for part, field, hi in spans:

@@ -8,28 +8,39 @@ much CPU beside the ingest. Moving the records themselves to a file costs a sequ
 
 :class:`LogSpill` is one SQLite file (``<data_dir>/log/spill.db``) shared by the processes of
 one ``filodb up`` (the nodes spill, any node reads when it recovers a shard, the web tier
-drops a deleted dataset). A row is ``(dataset, shard, offset, record)``; a spill is one
+drops a deleted dataset). A spill is one
 transaction, fsynced before Redis trims what it moved (see
-:meth:`~filodb.ingest.redis_streams.RedisStreamsLog.spill`). Rows at or below a shard's
+:meth:`~filodb.ingest.redis_streams.RedisStreamsLog.spill`); a partition's records of one spill
+are one row (their offsets are consecutive: ``first_offset`` .. ``last_offset``), so a spill
+costs a few rows, not one per record. Rows at or below a shard's
 lowest checkpoint are dropped with the stream's trim, so the file holds what the log must
-keep and no more (SQLite reuses the freed pages).
+keep and no more (SQLite reuses the freed pages; a row is dropped once its last record is).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from filodb.ingest.base import Partition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spill (
-  dataset TEXT NOT NULL, shard INTEGER NOT NULL, log_offset INTEGER NOT NULL, record BLOB NOT NULL,
-  PRIMARY KEY (dataset, shard, log_offset)
+  dataset TEXT NOT NULL, shard INTEGER NOT NULL,
+  first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL,
+  lengths BLOB NOT NULL, records BLOB NOT NULL,
+  PRIMARY KEY (dataset, shard, first_offset)
 ) WITHOUT ROWID
 """
+
+
+def pack(records: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """Consecutive records as one row's two blobs: their lengths (u32 LE), their bytes."""
+    return np.fromiter(map(len, records), np.uint32, len(records)).tobytes(), b"".join(records)
 
 
 class LogSpill:
@@ -51,11 +62,16 @@ class LogSpill:
             self._con = con
         return self._con
 
-    def write(self, parts: Mapping[Partition, Iterable[tuple[int, bytes]]]) -> int:
-        """Store records (offset, bytes) of several partitions in one transaction, fsynced
-        (``synchronous=FULL``) before it returns: Redis may then drop them. Rows already there
-        (a spill whose trim did not happen) are replaced. Returns the bytes written."""
-        rows = [(ds, shard, off, rec) for (ds, shard), recs in parts.items() for off, rec in recs]
+    def write(self, parts: Mapping[Partition, tuple[int, Sequence[bytes]]]) -> int:
+        """Store each partition's consecutive records (its first offset, the records) in one
+        transaction, fsynced (``synchronous=FULL``) before it returns: Redis may then drop
+        them. A row of the same first offset (a spill whose trim did not happen) is replaced.
+        Returns the bytes written."""
+        rows = []
+        for (ds, shard), (first, recs) in parts.items():
+            if recs:
+                lengths, blob = pack(recs)
+                rows.append((ds, shard, int(first), int(first) + len(recs) - 1, lengths, blob))
         if not rows:
             return 0
         with self._lock:
@@ -63,29 +79,41 @@ class LogSpill:
             con.execute("PRAGMA synchronous=FULL")
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany("INSERT OR REPLACE INTO spill VALUES (?, ?, ?, ?)", rows)
+                con.executemany("INSERT OR REPLACE INTO spill VALUES (?, ?, ?, ?, ?, ?)", rows)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return sum(len(r[3]) for r in rows)
+        return sum(len(r[5]) for r in rows)
 
     def read(self, part: Partition, after: int, upto: int, count: int) -> list[tuple[int, bytes]]:
         """Up to ``count`` records with ``after < offset <= upto``, in offset order."""
         with self._lock:
             if self._con is None and not self.path.exists():
                 return []
-            cur = self._open().execute(
-                "SELECT log_offset, record FROM spill WHERE dataset = ? AND shard = ? "
-                "AND log_offset > ? AND log_offset <= ? ORDER BY log_offset LIMIT ?",
-                (part[0], part[1], int(after), int(upto), int(count)),
-            )
-            return [(int(o), bytes(r)) for o, r in cur.fetchall()]
+            rows = self._open().execute(
+                "SELECT first_offset, lengths, records FROM spill WHERE dataset = ? AND "
+                "shard = ? AND last_offset > ? AND first_offset <= ? ORDER BY first_offset",
+                (part[0], part[1], int(after), int(upto)),
+            ).fetchall()
+        out: list[tuple[int, bytes]] = []
+        for first, lengths, blob in rows:
+            ends = np.cumsum(np.frombuffer(lengths, np.uint32), dtype=np.int64)
+            view = memoryview(blob)
+            start = 0
+            for i, end in enumerate(ends.tolist()):
+                off = first + i
+                if after < off <= upto and (not out or off > out[-1][0]):
+                    out.append((off, bytes(view[start:end])))
+                    if len(out) == count:
+                        return out
+                start = end
+        return out
 
     def drop(self, part: Partition, upto: int) -> None:
         """Forget the partition's records at or below ``upto`` (the column store holds them).
         Not fsynced: rows a crash brings back are dropped by the next trim."""
-        self._delete("dataset = ? AND shard = ? AND log_offset <= ?", (part[0], part[1], upto))
+        self._delete("dataset = ? AND shard = ? AND last_offset <= ?", (part[0], part[1], upto))
 
     def drop_dataset(self, dataset: str) -> None:
         self._delete("dataset = ?", (dataset,))

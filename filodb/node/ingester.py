@@ -208,19 +208,12 @@ class ShardIngester:
     def memory_backlog(self) -> int:
         """Bytes of the shard's applied log that a log holding records in memory (Redis)
         still holds: past the lowest checkpoint and past what was spilled. What a spill
-        (:meth:`spill`) would move."""
+        (:meth:`~filodb.node.runtime.NodeRuntime.spill`) would move."""
         kept = self.log_backlog()
         if kept == 0 or self.applier is None:
             return kept
         spilled = self.ingest_log.spilled.get((self.dataset, self.shard), 0)
         return min(kept, self.applier.log_bytes_past(spilled)) if spilled else kept
-
-    def spill(self) -> int:
-        """Move the records this shard applied out of the log's memory (a log that spills:
-        :meth:`~filodb.ingest.base.Log.spill`); returns the bytes moved."""
-        if self.applier is None or not self.active:
-            return 0
-        return self.ingest_log.spill({(self.dataset, self.shard): self.applier.offset})
 
     def lowest_group(self) -> int:
         """The flush group with the lowest checkpoint: its flush lets the log be trimmed."""

@@ -349,6 +349,25 @@ class NodeRuntime:
         except (redis.RedisError, OSError):
             return False
 
+    def spill(self, keys: list[Key]) -> int:
+        """Spill the records these shards applied (:meth:`~filodb.ingest.base.Log.spill`: one
+        read, one fsynced write and one trim for all of them); returns the bytes moved. A
+        failure leaves the records in Redis, and the next tick asks again."""
+        upto = {}
+        for key in keys:
+            ing = self.ingesters.get(key)
+            if ing is not None and ing.active and ing.applier is not None:
+                upto[key] = ing.applier.offset
+        try:
+            moved = self.ingest_log.spill(upto) if upto else 0
+        except Exception:
+            log.exception("spill of %d shards failed", len(upto))
+            return 0
+        finally:
+            self._spilling.difference_update(keys)
+        log.debug("spilled %d shards: %d bytes", len(upto), moved)
+        return moved
+
     def flush(self, dataset: str, shard: int, group: int) -> None:
         """Flush a group; one asked for by the log's size leaves the heads open (provisional
         chunks in the store), so a full log never shrinks chunks, and goes on with the shard's
@@ -358,14 +377,7 @@ class NodeRuntime:
         kept growing for as many flushes as there are groups."""
         ing = self.ingesters.get((dataset, shard))
         if group == SPILL:
-            try:
-                moved = ing.spill() if ing is not None else 0
-            except Exception:  # the next tick asks again; Redis still holds the records
-                log.exception("spill of %s/%s failed", dataset, shard)
-            else:
-                log.debug("spilled %s/%s: %d bytes", dataset, shard, moved)
-            finally:
-                self._spilling.discard((dataset, shard))
+            self.spill([(dataset, shard)])
             return
         if ing is None:
             self._log_flushing.discard((dataset, shard))

@@ -47,21 +47,42 @@ class FlushExecutor:
         # round of flushes for the log's size, which takes seconds over hundreds of shards
         self._spills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill")
         self._waiting: set[tuple[str, int]] = set()
+        self._spill_keys: set[tuple[str, int]] = set()  # spills asked for, not yet begun
         self._lock = threading.Lock()
         self._closed = False
         self.rt: NodeRuntime | None = None
 
     def send(self, dataset: str, shard: int, group: int) -> None:
-        key = (dataset, shard, group == SPILL)  # a waiting spill holds back no flush
+        if group == SPILL:
+            self._send_spill((dataset, shard))
+            return
+        key = (dataset, shard)
         with self._lock:
             if key in self._waiting or self._closed:
                 return
             self._waiting.add(key)
-        (self._spills if group == SPILL else self._pool).submit(self._run, dataset, shard, group)
+        self._pool.submit(self._run, dataset, shard, group)
+
+    def _send_spill(self, key: tuple[str, int]) -> None:
+        """Spills wait together: one run takes every shard asked for since the last began
+        (one transaction and one fsync for all of them: :meth:`NodeRuntime.spill`)."""
+        with self._lock:
+            if self._closed:
+                return
+            first = not self._spill_keys
+            self._spill_keys.add(key)
+        if first:
+            self._spills.submit(self._run_spills)
+
+    def _run_spills(self) -> None:
+        with self._lock:
+            keys, self._spill_keys = self._spill_keys, set()
+        if self.rt is not None and keys:
+            self.rt.spill(sorted(keys))
 
     def _run(self, dataset: str, shard: int, group: int) -> None:
         with self._lock:
-            self._waiting.discard((dataset, shard, group == SPILL))
+            self._waiting.discard((dataset, shard))
         if self.rt is not None:
             self.rt.flush(dataset, shard, group)
 

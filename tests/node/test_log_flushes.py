@@ -7,6 +7,7 @@ them."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -38,9 +39,9 @@ class FakeShard:
     def memory_backlog(self) -> int:
         return self.backlog
 
-    def spill(self) -> int:
-        self.flushed.append(("spill", None))  # type: ignore[arg-type]
-        return 0
+    @property
+    def applier(self) -> SimpleNamespace:
+        return SimpleNamespace(offset=100 + self.group)  # the records applied
 
 
 def _runtime(redis_url: str, tmp_path: Path, shards: dict, **cfg: int) -> NodeRuntime:
@@ -119,7 +120,7 @@ def test_a_spilling_log_moves_the_largest_backlogs_out_of_memory_instead_of_flus
     """With a log that spills (Redis with a spill file), what the shards keep in Redis past
     ``log_spill_mb`` is spilled, largest first, and writers waiting for room ask for spills,
     not flushes: chunks are flushed by the schedule and the total log's size only."""
-    shards = {("ds", i): FakeShard(b * MB, 0) for i, b in enumerate([5, 12, 1, 9])}
+    shards = {("ds", i): FakeShard(b * MB, i) for i, b in enumerate([5, 12, 1, 9])}
     rt = _runtime(redis_url, tmp_path, shards, flush_log_mb=0, log_backlog_mb=0,
                   log_spill_mb=16, flush_interval=3600, flush_groups=4)  # fmt: skip
     assert rt.ingest_log.spills
@@ -128,9 +129,13 @@ def test_a_spilling_log_moves_the_largest_backlogs_out_of_memory_instead_of_flus
     assert rt.log_spills(waiting=False) == []
     rt._spilling.clear()
     assert rt.log_spills(waiting=True) == [("ds", 1), ("ds", 3)]  # half of 27: 12 + 9
+    calls: list[dict] = []
+    rt.ingest_log.spill = lambda upto: calls.append(upto) or 0  # type: ignore[method-assign]
     rt.schedule_flushes(now=0.0)  # no executor: at once
-    assert shards[("ds", 1)].flushed == [("spill", None)]
-    assert all(not sh.flushed for k, sh in shards.items() if k != ("ds", 1))
+    assert calls == [{("ds", 1): 101}]  # up to what the shard applied
+    assert not any(sh.flushed for sh in shards.values())  # no flush
     assert not rt._spilling
+    rt.spill([("ds", 1), ("ds", 3), ("gone", 0)])  # many in one call; a shard not held: left
+    assert calls[-1] == {("ds", 1): 101, ("ds", 3): 103}
     shards[("ds", 1)].backlog = 0  # spilled: 15 MB kept, under the budget
     assert rt.log_spills(waiting=False) == []

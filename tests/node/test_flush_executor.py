@@ -1,0 +1,51 @@
+"""The worker's flush executor: a shard's flush waits once, and spills asked for while one
+runs are taken together by the next (one read, one fsync, one trim for all)."""
+
+from __future__ import annotations
+
+import threading
+
+from filodb.node.runtime import SPILL
+from filodb.node.worker import FlushExecutor
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.spills: list[list[tuple[str, int]]] = []
+        self.flushes: list[tuple[str, int, int]] = []
+        self.release = threading.Event()
+        self.began = threading.Event()
+        self.second = threading.Event()
+
+    def spill(self, keys: list[tuple[str, int]]) -> int:
+        self.spills.append(keys)
+        self.began.set()
+        if len(self.spills) == 2:
+            self.second.set()
+        self.release.wait(10)
+        return 0
+
+    def flush(self, dataset: str, shard: int, group: int) -> None:
+        self.flushes.append((dataset, shard, group))
+
+
+def test_spills_asked_for_while_one_runs_go_together_and_flushes_are_not_held_back() -> None:
+    ex = FlushExecutor()
+    rt = ex.rt = FakeRuntime()  # type: ignore[assignment]
+    try:
+        ex.send("ds", 0, SPILL)
+        assert rt.began.wait(10)  # the first spill runs (and is held)
+        for shard in (3, 1, 3, 2):
+            ex.send("ds", shard, SPILL)
+        ex.send("ds", 1, 5)  # a flush of a shard with a spill waiting: its own thread
+        ex.send("ds", 1, 6)  # ...waiting once
+        done = threading.Event()
+        ex._pool.submit(done.set)
+        assert done.wait(10)
+        assert rt.flushes in ([("ds", 1, 5)], [("ds", 1, 5), ("ds", 1, 6)])
+        rt.release.set()
+        assert rt.second.wait(10)
+    finally:
+        rt.release.set()
+        ex.shutdown()
+    assert rt.spills == [[("ds", 0)], [("ds", 1), ("ds", 2), ("ds", 3)]]
