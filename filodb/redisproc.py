@@ -276,7 +276,7 @@ def start_redis(
     raise UnavailableError(f"redis-server on port {port} did not answer within {wait_s}s")
 
 
-_PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG = 1
 
 
 def dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
@@ -290,11 +290,18 @@ def dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()
-    libc = ctypes.CDLL(None, use_errno=True)
 
     def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, int(sig))
         if os.getppid() != parent:  # the parent died before prctl took effect
             os.kill(os.getpid(), int(sig))
 
     return preexec
+
+
+def prctl(option: int, value: int) -> bool:
+    """Linux ``prctl(option, value)``; False where it failed or there is none."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

@@ -30,7 +30,6 @@ child by ``exec`` as before; ``fork_children = false`` (``FILODB_FORK_CHILDREN=0
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -41,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-_PR_SET_PDEATHSIG = 1
+from filodb.redisproc import prctl
+
 _PR_SET_CHILD_SUBREAPER = 36
 _MAX_FDS = 16
 _MSG_BYTES = 1 << 20  # one request: arguments and environment
@@ -53,17 +53,10 @@ def supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
 
 
-def _prctl(option: int, value: int) -> bool:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
 def become_subreaper() -> bool:
     """Orphaned descendants (the zygote's children, once their middle process exits) become
     this process's children, so it can wait for them."""
-    return supported() and _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    return supported() and prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
 # --- the supervisor's side ----------------------------------------------------------------

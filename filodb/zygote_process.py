@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Any
 
-from filodb.zygote import _MAX_FDS, _MSG_BYTES, _PR_SET_PDEATHSIG, _REPARENT_WAIT_S, _prctl
+from filodb.redisproc import PR_SET_PDEATHSIG, prctl
+from filodb.zygote import _MAX_FDS, _MSG_BYTES, _REPARENT_WAIT_S
 
 
 def warm() -> None:
@@ -35,11 +36,7 @@ def warm() -> None:
 def serve(fd: int) -> dict[str, Any] | None:
     """Warm up, then fork a child for each request on ``fd`` until the supervisor closes it.
     Returns in a forked child only: its request, its descriptors moved into place."""
-    sock = socket.socket(fileno=fd)
-    parent = os.getppid()
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        return None
+    sock = socket.socket(fileno=fd)  # it dies with the supervisor: its Popen's preexec_fn
     from filodb import numbalink
 
     numbalink.install()
@@ -110,7 +107,7 @@ def _settle_child(req: dict[str, Any], fds: list[int]) -> None:
         if time.monotonic() > deadline:
             os._exit(1)
         time.sleep(0.001)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         os._exit(1)
     # descriptors: out of the way first (a received one may sit on a target number)

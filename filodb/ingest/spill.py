@@ -91,11 +91,12 @@ class LogSpill:
         with self._lock:
             if self._con is None and not self.path.exists():
                 return []
-            rows = self._open().execute(
+            cur = self._open().execute(
                 "SELECT first_offset, lengths, records FROM spill WHERE dataset = ? AND "
                 "shard = ? AND last_offset > ? AND first_offset <= ? ORDER BY first_offset",
                 (part[0], part[1], int(after), int(upto)),
-            ).fetchall()
+            )
+            rows = cur.fetchall()
         out: list[tuple[int, bytes]] = []
         for first, lengths, blob in rows:
             ends = np.cumsum(np.frombuffer(lengths, np.uint32), dtype=np.int64)
@@ -118,7 +119,7 @@ class LogSpill:
     def drop_dataset(self, dataset: str) -> None:
         self._delete("dataset = ?", (dataset,))
 
-    def _delete(self, where: str, args: tuple) -> None:
+    def _delete(self, where: str, args: tuple[object, ...]) -> None:
         with self._lock:
             if self._con is None and not self.path.exists():
                 return
