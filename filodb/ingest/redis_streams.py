@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ return out
 """
 
 
+PURGE_BYTES, PURGE_EVERY_S = (
+    1 << 20,
+    1.0,
+)  # a spill that moved this much: MEMORY PURGE, at most this often
 SPILL_KEY = "filodb:logspill"  # hash: a stream's key -> the offset its spill reaches
 WAITING_KEY = "filodb:logwait"  # set while appends wait for room (log_room)
 WAITING_TTL_MS = 3000  # outlives a node's tick (heartbeat_interval) and the writers' SIGNAL_S
@@ -76,6 +81,7 @@ class RedisStreamsLog(Log):
         self._spill = LogSpill(spill_path) if spill_path is not None else None
         self.spills = self._spill is not None
         self._spilled: dict[Partition, int] = {}  # what this process spilled (or read) last
+        self._purged = 0.0  # when a spill last asked Redis to give freed pages back
         self.room = LogRoom(max_mb << 20, full_wait_s, self._lengths, self._writers_wait)
         # a blocking XREAD must answer well before the socket gives up on it
         self._max_block_ms = max(1, int(socket_timeout * 1000 / 2))
@@ -372,6 +378,13 @@ class RedisStreamsLog(Log):
         pipe.execute()
         for part, _, hi in spans:
             self._spilled[part] = hi
+        now = time.monotonic()
+        if moved >= PURGE_BYTES and now - self._purged >= PURGE_EVERY_S:
+            self._purged = now  # jemalloc keeps freed pages of trimmed streams: give them back
+            try:
+                self._r.execute_command("MEMORY", "PURGE")
+            except ResponseError:  # not jemalloc: nothing to purge
+                pass
         return moved
 
     def end_offset(self, dataset: str, shard: int) -> int:

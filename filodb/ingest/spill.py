@@ -14,7 +14,8 @@ transaction, fsynced before Redis trims what it moved (see
 are one row (their offsets are consecutive: ``first_offset`` .. ``last_offset``), so a spill
 costs a few rows, not one per record. Rows at or below a shard's
 lowest checkpoint are dropped with the stream's trim, so the file holds what the log must
-keep and no more (SQLite reuses the freed pages; a row is dropped once its last record is).
+keep and no more: a row is dropped once its last record is, and the file gives the freed
+pages back (``auto_vacuum=INCREMENTAL``, the WAL truncated after a drop).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def pack(records: Sequence[bytes]) -> tuple[bytes, bytes]:
     return np.fromiter(map(len, records), np.uint32, len(records)).tobytes(), b"".join(records)
 
 
+WAL_KEEP_BYTES = 4 << 20  # the write-ahead log is cut back to this after a checkpoint
+
+
 class LogSpill:
     """Spilled log records in one SQLite file; safe to share between threads (one lock)."""
 
@@ -57,7 +61,9 @@ class LogSpill:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.path, timeout=self._busy_s, check_same_thread=False,
                                   isolation_level=None)  # fmt: skip
+            con.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file only: before the table
             con.execute("PRAGMA journal_mode=WAL")
+            con.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
             con.execute(_SCHEMA)
             self._con = con
         return self._con
@@ -125,7 +131,11 @@ class LogSpill:
                 return
             con = self._open()
             con.execute("PRAGMA synchronous=NORMAL")
-            con.execute(f"DELETE FROM spill WHERE {where}", args)
+            if con.execute(f"DELETE FROM spill WHERE {where}", args).rowcount > 0:
+                # the freed pages go back to the file system, and the WAL is emptied: the data
+                # directory keeps what the log must keep, not what it once held
+                con.executescript("PRAGMA incremental_vacuum;")  # execute() frees one page
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:

@@ -116,3 +116,21 @@ def test_a_log_without_a_spill_file_refuses_to_spill(redis_url: str) -> None:
     with pytest.raises(NotImplementedError):
         log.spill({("ds", 0): 1})
     log.close()
+
+
+def test_the_spill_file_gives_back_what_was_trimmed(redis_url: str, tmp_path: Path) -> None:
+    """The data directory must not keep what the log trimmed: after ~4 MB spilled and then
+    trimmed, the file and its write-ahead log are small again."""
+    import os
+
+    log = _log(redis_url, tmp_path)
+    for shard in range(4):
+        log.append("ds", shard, [os.urandom(1000) for _ in range(1000)])
+    log.spill({("ds", shard): 1000 for shard in range(4)})
+    files = list((tmp_path / "spill").iterdir())
+    assert sum(f.stat().st_size for f in files) > 4_000_000
+    for shard in range(4):
+        log.trim("ds", shard, 1000)
+    files = list((tmp_path / "spill").iterdir())
+    assert sum(f.stat().st_size for f in files) < 200_000, [(f.name, f.stat().st_size) for f in files]
+    log.close()
