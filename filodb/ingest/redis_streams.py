@@ -51,10 +51,8 @@ return out
 """
 
 
-PURGE_BYTES, PURGE_EVERY_S = (
-    1 << 20,
-    1.0,
-)  # a spill that moved this much: MEMORY PURGE, at most this often
+PURGE_BYTES = 1 << 20  # a spill that moved this much asks Redis to MEMORY PURGE...
+PURGE_EVERY_S = 1.0  # ...at most this often
 SPILL_KEY = "filodb:logspill"  # hash: a stream's key -> the offset its spill reaches
 WAITING_KEY = "filodb:logwait"  # set while appends wait for room (log_room)
 WAITING_TTL_MS = 3000  # outlives a node's tick (heartbeat_interval) and the writers' SIGNAL_S
@@ -369,7 +367,7 @@ class RedisStreamsLog(Log):
         records = {}
         for (part, _, _), entries in zip(spans, pipe.execute(), strict=True):
             if entries:  # offsets are dense: the first id says them all
-                records[part] = (int(entries[0][0][2:]), [fields[1] for _, fields in entries])
+                records[part] = (int(entries[0][0][2:]), [fv[1] for _, fv in entries])
         moved = self._spill.write(records)
         pipe = self._r.pipeline(transaction=True)
         for _, field, hi in spans:
