@@ -380,7 +380,7 @@ class RedisStreamsLog(Log):
         if moved >= PURGE_BYTES and now - self._purged >= PURGE_EVERY_S:
             self._purged = now  # jemalloc keeps freed pages of trimmed streams: give them back
             try:
-                self._r.execute_command("MEMORY", "PURGE")
+                self._r.memory_purge()
             except ResponseError:  # not jemalloc: nothing to purge
                 pass
         return moved

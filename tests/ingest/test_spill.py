@@ -132,5 +132,7 @@ def test_the_spill_file_gives_back_what_was_trimmed(redis_url: str, tmp_path: Pa
     for shard in range(4):
         log.trim("ds", shard, 1000)
     files = list((tmp_path / "spill").iterdir())
-    assert sum(f.stat().st_size for f in files) < 200_000, [(f.name, f.stat().st_size) for f in files]
+    assert sum(f.stat().st_size for f in files) < 200_000, [
+        (f.name, f.stat().st_size) for f in files
+    ]
     log.close()
