@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState
 
 log = logging.getLogger(__name__)
+WARN_EVERY_S = 60.0
 
 
 class LocalShardMap:
@@ -67,6 +69,7 @@ class LocalShardMap:
 
     def _run(self) -> None:
         backoff = 0.2
+        warned_at = float("-inf")  # one warning a minute while Redis stays away
         while not self._stop.is_set():
             try:
                 with self._lock:
@@ -80,6 +83,9 @@ class LocalShardMap:
                         self.apply(ev)
             except Exception as e:  # noqa: BLE001 - Redis down: read through until back
                 self._synced.clear()
-                log.warning("shard map stream lost (%s); reading Redis directly meanwhile", e)
+                now = time.monotonic()
+                if backoff == 0.2 or now - warned_at >= WARN_EVERY_S:
+                    warned_at = now
+                    log.warning("shard map stream lost (%s); reading Redis directly meanwhile", e)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pytest
 from hypothesis import given
@@ -121,6 +123,31 @@ def test_local_map_follows_events_and_reads_through_when_not_synced(redis_url: s
         lm.close()
     cold = LocalShardMap(store, start=False)
     assert cold.states("ds")[2].node == "n1" and cold.fallback_reads == 1
+
+
+class _NoRedis:
+    """A shard-map store whose event stream always fails, as with Redis down."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def follow_events(self, **_: object) -> Iterator[dict[str, object]]:
+        self.tries += 1
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+
+def test_local_map_warns_once_per_outage_not_once_per_retry(caplog: pytest.LogCaptureFixture
+                                                            ) -> None:  # fmt: skip
+    store = _NoRedis()
+    caplog.set_level(logging.WARNING, logger="filodb.shards.local_map")
+    lm = LocalShardMap(cast(ShardMapStore, store))
+    try:
+        wait_for(lambda: store.tries >= 4, 10, "four tries to reconnect", interval=0.05)
+    finally:
+        lm.close()
+    lost = [r for r in caplog.records if "shard map stream lost" in r.getMessage()]
+    assert len(lost) == 1 and "Connection refused" in lost[0].getMessage()
+    assert not lm.synced
 
 
 def test_node_fences_itself_when_it_cannot_renew(redis_url: str, tmp_path: Path) -> None:
