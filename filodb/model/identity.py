@@ -183,6 +183,47 @@ def _insert(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1:
 
 
 @nb.njit(cache=True, nogil=True)
+def _distinct(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
+              kind: np.ndarray, cmp: Any) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
+    """The distinct keys among ``n`` (bytes compared, as the cache does): the row of each one's
+    first appearance, and per row the index of its key among them. A body of new series
+    repeats each key once a sample (an Influx body of 60 scrapes: 60 times), so the misses
+    are built once per key, not once per line."""
+    n = len(a0)
+    size = 16
+    while size < 2 * n:
+        size <<= 1
+    mask = np.uint64(size - 1)
+    held = np.full(size, -1, np.int64)  # the index of a distinct key
+    hs = np.empty(n, np.uint64)
+    first = np.empty(n, np.int64)
+    inv = np.empty(n, np.int64)
+    pb = buf.ctypes.data
+    m = 0
+    for r in range(n):
+        h = _hash(buf, a0[r], a1[r], b0[r], b1[r], kind[r])
+        la, lb = a1[r] - a0[r], b1[r] - b0[r]
+        slot = h & mask
+        while True:
+            j = held[slot]
+            if j < 0:
+                held[slot] = m
+                hs[m] = h
+                first[m] = r
+                inv[r] = m
+                m += 1
+                break
+            f = first[j]
+            if (hs[j] == h and kind[f] == kind[r] and a1[f] - a0[f] == la
+                    and b1[f] - b0[f] == lb and cmp(pb + a0[f], pb + a0[r], la) == 0
+                    and cmp(pb + b0[f], pb + b0[r], lb) == 0):  # fmt: skip
+                inv[r] = j
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return first[:m], inv
+
+
+@nb.njit(cache=True, nogil=True)
 def _rehash(ehash: np.ndarray, slots: int) -> np.ndarray:  # pragma: no cover - numba
     table = np.zeros(slots, np.int32)
     mask = np.uint64(slots - 1)
@@ -367,8 +408,11 @@ class SeriesKeyCache:
                 self._clear(1024)
             ent = self._call(_lookup, buf, a0, a1, b0, b1, kind)
             miss = np.flatnonzero(ent < 0)
-            if len(miss):
-                ent[miss] = self._add(buf, a0[miss], a1[miss], b0[miss], b1[miss], kind[miss])
+            if len(miss):  # each new key built once, however often the body repeats it
+                first, inv = _distinct(buf, a0[miss], a1[miss], b0[miss], b1[miss], kind[miss],
+                                       MEMCMP)  # fmt: skip
+                u = miss[first]
+                ent[miss] = self._add(buf, a0[u], a1[u], b0[u], b1[u], kind[u])[inv]
             return self._series_of(ent)
 
     def _call(self, fn: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:

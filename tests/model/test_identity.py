@@ -159,3 +159,33 @@ def test_threads_share_a_cache() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_body_repeating_new_keys_builds_each_once_in_bulk() -> None:
+    """A body of new series carries each key once a sample (an Influx body of 60 scrapes:
+    60 times); the bulk builder is given each distinct key once, a refused key stays -1 on
+    every line, and the answer is the per-key builder's."""
+    from filodb.gateway import influx_keys
+    from filodb.gateway.influx import _fast_labels
+    from filodb.gateway.influx_fast import FIELD, VALUE
+
+    given: list[int] = []
+
+    def fast(buf, a0, a1, b0, b1, kind):  # type: ignore[no-untyped-def]
+        given.append(len(a0))
+        return influx_keys.spans(buf, a0, a1, b0, b1, kind)
+
+    distinct = [(f"cpu,host=h{i}".encode(), b"usage", FIELD) for i in range(50)]
+    distinct += [(b"mem,host=h1", b"value", VALUE), (b"bad,=x", b"value", VALUE)]
+    keys = [k for _ in range(30) for k in distinct]  # time-major, as scrapes are sent
+    cache = SeriesKeyCache(_fast_labels, 1000, fast)
+    buf, ranges = _body(keys)
+    got = cache.resolve(buf, *ranges)
+    _check_identity(got)
+    assert given == [len(distinct)]
+    want = [None if (h := _fast_labels(*k)) is None else h[0] for k in keys]
+    assert [None if s < 0 else got.series[s] for s in got.sidx.tolist()] == want
+    assert want[-1] is None and want[0] is not None
+    assert got.sidx.tolist()[: len(distinct)] == [*range(len(distinct) - 1), -1]
+    again = cache.resolve(buf, *ranges)  # all hits but the refused key, asked again once
+    assert again.sidx.tolist() == got.sidx.tolist() and given == [len(distinct), 1]
