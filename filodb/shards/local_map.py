@@ -5,6 +5,10 @@ read for the map. A background thread subscribes to the events; the stream start
 snapshot of every dataset (read after subscribing, so no event falls in between), then each
 event replaces one shard's state. While the thread is not connected (Redis restarting), or
 before its first snapshot, reads go to Redis directly: the copy is never trusted when stale.
+An event reaches the copy a moment after the map changed in Redis, so a copy that says some
+shard is not Active is confirmed by one Redis read: a shard that has just become Active (a
+writer saw it so in the status and queried at once) is never reported missing from a lagging
+copy. When all are Active, the copy answers alone, the common case.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 import time
 
 from filodb.shards.redis_map import ShardMapStore
-from filodb.shards.state import ShardState
+from filodb.shards.state import ShardState, ShardStatus
 
 log = logging.getLogger(__name__)
 WARN_EVERY_S = 60.0
@@ -31,6 +35,7 @@ class LocalShardMap:
         self._stop = threading.Event()
         self.events_seen = 0
         self.fallback_reads = 0
+        self.confirm_reads = 0  # Redis reads because the copy had a shard not Active
         self._thread = threading.Thread(target=self._run, name="shard-map", daemon=True)
         if start:
             self._thread.start()
@@ -46,17 +51,24 @@ class LocalShardMap:
         return self._synced.wait(timeout)
 
     def states(self, dataset: str) -> dict[int, ShardState]:
-        """The dataset's shard states: the local copy when in sync, else read from Redis."""
+        """The dataset's shard states: the local copy when in sync and all Active, else read
+        from Redis."""
         if self._synced.is_set():
             with self._lock:
                 m = self._maps.get(dataset)
             if m is not None:
-                return dict(m)
+                if all(st.status is ShardStatus.ACTIVE for st in m.values()):
+                    return dict(m)
+                self.confirm_reads += 1
+                return {s.shard: s for s in self.shard_map.shard_states(dataset)}
         self.fallback_reads += 1
         return {s.shard: s for s in self.shard_map.shard_states(dataset)}
 
     def apply(self, ev: dict) -> None:
-        """Fold one event (or snapshot) into the copy."""
+        """Fold one event (or snapshot, or the end of the snapshots) into the copy."""
+        if ev.get("event") == "ShardMapSnapshotEnd":
+            self._synced.set()
+            return
         if ev.get("event") == "ShardMapSnapshot":
             states = {d["shard"]: ShardState.from_json(d) for d in ev.get("shards_state", [])}
             with self._lock:
@@ -77,10 +89,8 @@ class LocalShardMap:
                 for ev in self.shard_map.follow_events(timeout_s=None, snapshot=True,
                                                    idle=self._stop.is_set, snapshot_end=True):  # fmt: skip
                     if ev.get("event") == "ShardMapSnapshotEnd":
-                        self._synced.set()
                         backoff = 0.2
-                    else:
-                        self.apply(ev)
+                    self.apply(ev)
             except Exception as e:  # noqa: BLE001 - Redis down: read through until back
                 self._synced.clear()
                 now = time.monotonic()

@@ -125,6 +125,30 @@ def test_local_map_follows_events_and_reads_through_when_not_synced(redis_url: s
     assert cold.states("ds")[2].node == "n1" and cold.fallback_reads == 1
 
 
+def test_local_map_confirms_a_shard_not_active_with_redis(redis_url: str) -> None:
+    """The copy lags Redis by an event's delivery: a shard it still holds in Recovery but
+    Redis has Active (a writer saw Active and queried at once) is answered Active."""
+    store = ShardMapStore(redis_url)
+    store.create_dataset("lag", 2, 0)
+    for shard in (0, 1):
+        st = store.move(store.shard_state("lag", shard), S.ASSIGNED, "n1")
+        st = store.move(st, S.RECOVERY, "n1")
+    lm = LocalShardMap(store, start=False)  # fed by hand: events that have not arrived yet
+    lm.apply({"event": "ShardMapSnapshot", "dataset": "lag",
+              "shards_state": [s.to_json() for s in store.shard_states("lag")]})  # fmt: skip
+    lm.apply({"event": "ShardMapSnapshotEnd"})
+    assert lm.synced and {s.status for s in lm.states("lag").values()} == {S.RECOVERY}
+    store.move(store.shard_state("lag", 1), S.ACTIVE, "n1")  # its event not delivered
+    got = lm.states("lag")
+    assert got[1].status is S.ACTIVE and got[0].status is S.RECOVERY
+    assert lm.confirm_reads == 2 and lm.fallback_reads == 0
+    lm.apply({**store.shard_state("lag", 1).to_json(), "event": "ShardStatusActive"})
+    store.move(store.shard_state("lag", 0), S.ACTIVE, "n1")
+    lm.apply({**store.shard_state("lag", 0).to_json(), "event": "ShardStatusActive"})
+    assert {s.status for s in lm.states("lag").values()} == {S.ACTIVE}
+    assert lm.confirm_reads == 2  # all Active in the copy: no Redis read
+
+
 class _NoRedis:
     """A shard-map store whose event stream always fails, as with Redis down."""
 
