@@ -24,6 +24,7 @@ import hashlib
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -89,6 +90,10 @@ _UPSERT_CHECKPOINT = """INSERT INTO checkpoints VALUES (?, ?)
 # 256 shard files after three flushes of 430 series each: 140 MB at 2 MB, 53 MB at 256 KiB.
 _CACHE_KIB = 256
 MAX_IDLE = 64  # idle connections a store keeps open (the rest are closed, oldest first)
+# A connection unused this long is closed (when another is given back): each holds ~250 kB
+# (schema, WAL index, page cache), 16 MB for the 64 a node of hundreds of idle shards kept
+# after recovery read every file once; reopening costs ~0.4 ms, at most once a minute a file.
+IDLE_CLOSE_S = 60.0
 _READ_BATCH = 500  # part keys per SELECT ... IN (...)
 _SCAN_PAGE = 10_000  # part-key records per read transaction of scan_part_keys
 _DELETE_SERIES = 2_000  # series per retention transaction
@@ -204,16 +209,22 @@ class _Pool:
     """Connections per database file, each used by one thread at a time; closes them all.
 
     At most ``max_idle`` connections are kept idle: past that, the one idle longest is closed
-    (an open connection to a shard file costs ~160 kB: schema, WAL index, cache; a node of
-    hundreds of shards writes each file once per flush interval and group)."""
+    (an open connection to a shard file costs ~250 kB: schema, WAL index, cache; a node of
+    hundreds of shards writes each file once per flush interval and group); and whenever one
+    is given back, those idle ``idle_close_s`` or more are closed."""
 
-    def __init__(self, synchronous: str, busy_timeout_ms: int, max_idle: int = MAX_IDLE):
+    def __init__(self, synchronous: str, busy_timeout_ms: int, max_idle: int = MAX_IDLE,
+                 idle_close_s: float = IDLE_CLOSE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._sync = synchronous
         self._busy_ms = busy_timeout_ms
         self._max_idle = max(1, int(max_idle))
+        self._idle_close_s = float(idle_close_s)
+        self._clock = clock
         self._lock = threading.Lock()
         self._idle: dict[Path, list[sqlite3.Connection]] = {}
-        self._idle_order: dict[sqlite3.Connection, Path] = {}  # oldest first
+        # idle connections, oldest first: their file and since when they are idle
+        self._idle_order: dict[sqlite3.Connection, tuple[Path, float]] = {}
         self._all: list[sqlite3.Connection] = []
         self._ready: set[Path] = set()
         self._closed = False
@@ -263,20 +274,28 @@ class _Pool:
         finally:
             if con.in_transaction:  # an exception escaped mid-transaction
                 con.execute("ROLLBACK")
-            spare = None
             with self._lock:
-                if self._closed:
-                    spare = con
-                else:
-                    self._idle.setdefault(path, []).append(con)
-                    self._idle_order[con] = path
-                    if len(self._idle_order) > self._max_idle:
-                        spare, p = next(iter(self._idle_order.items()))
-                        del self._idle_order[spare]
-                        self._idle[p].remove(spare)
-                        self._all.remove(spare)
-            if spare is not None:
-                spare.close()
+                spare = [con] if self._closed else self._give_back(con, path)
+            for old in spare:
+                old.close()
+
+    def _give_back(self, con: sqlite3.Connection, path: Path) -> list[sqlite3.Connection]:
+        """Keep ``con`` idle; take out (to be closed) those past ``max_idle`` or idle for
+        ``idle_close_s``, oldest first. Under the lock."""
+        now = self._clock()
+        self._idle.setdefault(path, []).append(con)
+        self._idle_order[con] = (path, now)
+        spare: list[sqlite3.Connection] = []
+        for old, (_, since) in self._idle_order.items():  # oldest first
+            if (len(self._idle_order) - len(spare) <= self._max_idle
+                    and now - since < self._idle_close_s):  # fmt: skip
+                break
+            spare.append(old)
+        for old in spare:
+            p, _ = self._idle_order.pop(old)
+            self._idle[p].remove(old)
+            self._all.remove(old)
+        return spare
 
     def close(self) -> None:
         with self._lock:

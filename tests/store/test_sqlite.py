@@ -396,6 +396,42 @@ def stores(tmp_path: Path) -> Stores:
     ms.close()
 
 
+def test_connections_idle_a_minute_are_closed_when_another_is_given_back(
+    tmp_path: Path,
+) -> None:
+    """A node's idle shard files do not keep their connections (~250 kB each) open for good:
+    one unused for ``idle_close_s`` is closed the next time any connection is given back,
+    and its file reopens on use, its data intact."""
+    from filodb.store.sqlite import _Pool
+
+    clock = [1000.0]
+    pool = _Pool("FULL", 1000, max_idle=64, idle_close_s=60, clock=lambda: clock[0])
+
+    def schema(con: sqlite3.Connection) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+
+    files = [tmp_path / f"{i}.db" for i in range(3)]
+    held = []
+    for i, f in enumerate(files):
+        with pool.connection(f, schema) as con:
+            con.execute("INSERT INTO t VALUES (?)", (i,))
+            held.append(con)
+        clock[0] += 20  # 0 given back at 1000, 1 at 1020, 2 at 1040
+    clock[0] = 1075  # 0 idle 75 s, 1 55 s, 2 35 s
+    with pool.connection(files[2], schema) as con:
+        assert con is held[2]  # the idle one is reused
+    assert set(pool._idle_order) == {held[1], held[2]}
+    with pytest.raises(sqlite3.ProgrammingError):  # 0's connection was closed
+        held[0].execute("SELECT 1")
+    clock[0] = 1081  # 1 idle 61 s: closed when 0's reopened connection is given back
+    with pool.connection(files[0], schema) as con:
+        assert con is not held[0] and con.execute("SELECT v FROM t").fetchall() == [(0,)]
+    assert held[1] not in pool._idle_order and len(pool._idle_order) == 2
+    with pool.connection(files[1], schema) as con:
+        assert con.execute("SELECT v FROM t").fetchall() == [(1,)]
+    pool.close()
+
+
 def test_idle_connections_are_capped_and_reopened_on_use(tmp_path: Path) -> None:
     """A node with hundreds of shard files keeps at most MAX_IDLE connections open; a file
     whose connection was closed is reopened when used, its data intact."""
