@@ -234,6 +234,7 @@ class NodeRuntime:
         self.reconcile(maps, statuses)
         self.schedule_flushes()
         self.apply_retention()
+        self.stores.column.close_idle()  # connections of shard files idle a minute
         self.downsampling.tick(maps, coordinator=self._coord_since is not None)
 
     def _changed(self) -> None:

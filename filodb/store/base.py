@@ -221,6 +221,10 @@ class ColumnStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the object is unusable afterwards."""
 
+    def close_idle(self) -> None:  # noqa: B027 - optional hook
+        """Release connections unused a while (the node calls it every tick); the store
+        reopens them on use."""
+
     # --- concrete helpers built on the primitives ----------------------------------------
     def write_flush(
         self,

@@ -279,12 +279,23 @@ class _Pool:
             for old in spare:
                 old.close()
 
+    def close_idle(self) -> None:
+        """Close the connections idle for ``idle_close_s`` (also done whenever one is given
+        back; this is for a node where nothing is)."""
+        with self._lock:
+            spare = self._take_spare(self._clock())
+        for old in spare:
+            old.close()
+
     def _give_back(self, con: sqlite3.Connection, path: Path) -> list[sqlite3.Connection]:
         """Keep ``con`` idle; take out (to be closed) those past ``max_idle`` or idle for
         ``idle_close_s``, oldest first. Under the lock."""
         now = self._clock()
         self._idle.setdefault(path, []).append(con)
         self._idle_order[con] = (path, now)
+        return self._take_spare(now)
+
+    def _take_spare(self, now: float) -> list[sqlite3.Connection]:
         spare: list[sqlite3.Connection] = []
         for old, (_, since) in self._idle_order.items():  # oldest first
             if (len(self._idle_order) - len(spare) <= self._max_idle
@@ -389,6 +400,9 @@ class SqliteFiles:
 
     def close(self) -> None:
         self._pool.close()
+
+    def close_idle(self) -> None:
+        self._pool.close_idle()
 
 
 def _chunk_rows(chunks: Sequence[ChunkSet]) -> list[tuple[Any, ...]]:
@@ -616,6 +630,9 @@ class SqliteColumnStore(ColumnStore):
 
     def close(self) -> None:
         self.files.close()
+
+    def close_idle(self) -> None:
+        self.files.close_idle()
 
 
 class SqliteMetaStore(MetaStore):

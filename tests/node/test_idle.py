@@ -6,6 +6,7 @@ included. Ticks are driven by hand on a fake clock: no waiting on the real one."
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,3 +118,22 @@ def test_the_flush_schedule_still_runs_on_an_idle_node(node: Node) -> None:
     assert all(set(m.last_flush) == {0} for m in ms.values())
     node.tick(step)
     assert all(set(m.last_flush) == {0, 1} for m in ms.values())
+
+
+def test_idle_ticks_close_shard_files_unused_a_minute(node: Node) -> None:
+    """Recovery opened every shard's file; on an idle node nothing gives a connection back,
+    so the tick closes those unused a minute (~250 kB each), and a flush reopens its file."""
+    rt = node.rt
+    pool = rt.stores.column.files._pool  # type: ignore[attr-defined]
+    t0, at = time.monotonic(), node.now[0]
+    pool._clock = lambda: t0 + node.now[0] - at  # the pool's clock moves with the node's
+    rt.flush("prometheus", 0, 0)
+    held = len(pool._idle_order)
+    assert held >= 1
+    node.tick(30.0)
+    assert len(pool._idle_order) == held  # idle 30 s: kept
+    node.tick(31.0)
+    assert len(pool._idle_order) == 0
+    rt.flush("prometheus", 0, 1)  # reopened on use, and given back
+    assert len(pool._idle_order) == 1
+    assert set(rt.stores.meta.read_checkpoints("prometheus", 0)) >= {0, 1}
