@@ -5,6 +5,7 @@ Prints one JSON object per line: ``{"metric", "value", "unit", ...context}``.
     python bench/shards.py            # 2 / 256 / 1024 (one dataset) and 64 datasets x 16
     python bench/shards.py --quick    # shorter idle window, no 64 x 16 layout
     python bench/shards.py --node-only   # the node runtime alone, without the worker process
+    python bench/shards.py --quick --counts 2,256 --idle-s 75   # RSS after idle files close
 
 ``--node-only`` runs the same layouts as a bare :class:`~filodb.node.runtime.NodeRuntime` in a
 child process against its own redis-server: what the node itself (recovery, the log reader,
@@ -212,13 +213,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10 s idle window, no 64 x 16 layout")
     ap.add_argument("--counts", default="2,256,1024", help="shard counts of one dataset")
     ap.add_argument("--node-only", action="store_true", help="NodeRuntime alone, no worker process")
+    ap.add_argument(
+        "--idle-s",
+        type=float,
+        default=0.0,
+        help="idle window in seconds (default 20, --quick 10); past 60 the shard "
+        "files' connections unused a minute are closed before the RSS is read",
+    )
     ap.add_argument("--node-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.node_child:
         _node_child(args.node_child[0], args.node_child[1], int(args.node_child[2]))
         return
     run = run_node_only if args.node_only else run_layout
-    idle_s = 10.0 if args.quick else 20.0
+    idle_s = args.idle_s or (10.0 if args.quick else 20.0)
     layouts = [(1, int(n), f"up --shards {n}") for n in args.counts.split(",")]
     if not args.quick:
         layouts.append((64, 16, "64 datasets x 16 shards"))
