@@ -1,6 +1,7 @@
 """``info(v, {selector})``: enrich series with data labels of info metrics (experimental).
 
-Info series (default ``target_info``; others by ``__name__`` matchers) join the base series on
+Info series (default ``target_info``; others by ``__name__`` matchers, only negative ones
+meaning the other ``*_info`` metrics) join the base series on
 the identifying labels ``instance`` and ``job``. At each step the newest matching sample of
 each info metric name wins; the data labels of those (all but ``__name__``/``instance``/``job``,
 or only those named by the selector's data matchers) are added where the base series lacks
@@ -28,9 +29,7 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     base = engine.eval(node.args[0], ctx)
     sel = node.args[1] if len(node.args) > 1 else None
     matchers = list(sel.matchers) if isinstance(sel, ast.VectorSelector) else []
-    name_ms = [m for m in matchers if m.name == METRIC_NAME] or [
-        Matcher(METRIC_NAME, "=", "target_info")
-    ]
+    name_ms = _info_names([m for m in matchers if m.name == METRIC_NAME])
     data_ms = [m for m in matchers if m.name != METRIC_NAME]
     times = _reference_times(engine, node.args[0], ctx)
     info_lb, info_ok, info_ts = _info_series(engine, name_ms + data_ms, times, ctx)
@@ -79,6 +78,18 @@ def evaluate_info(engine: Any, node: ast.Call, ctx: Any) -> StepVector:
     return StepVector(
         labels, np.array([rows[k][0] for k in labels]), np.array([rows[k][1] for k in labels])
     )
+
+
+def _info_names(name_ms: list[Matcher]) -> list[Matcher]:
+    """The ``__name__`` matchers info series are selected (and base series passed through)
+    by, as Prometheus takes them: none, ``target_info``; only negative ones, those and
+    ``=~".+_info"`` (``{__name__!="target_info"}`` means the other info metrics, not every
+    other metric); with a positive one, as given."""
+    if not name_ms:
+        return [Matcher(METRIC_NAME, "=", "target_info")]
+    if all(m.op in ("!=", "!~") for m in name_ms):
+        return [Matcher(METRIC_NAME, "=~", ".+_info"), *name_ms]
+    return name_ms
 
 
 def _newest_per_name(live: list[int], info_lb: list[Labels], ts: np.ndarray) -> list[int]:
