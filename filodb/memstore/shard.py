@@ -460,8 +460,11 @@ class TimeSeriesShard:
         marks = is_stale(vals)  # stale markers per chunk (every head closed holds samples)
         stale = (np.add.reduceat(marks.astype(np.int64), offsets[:-1]) if marks.any()
                  else np.zeros(len(sids), np.int64))  # fmt: skip
-        rows = zip(sids.tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
-                   ooo.tolist(), tvecs, vvecs, grown, stale.tolist(), strict=True)  # fmt: skip
+        # series scraped together close chunks of equal start, end, count and timestamps:
+        # one int and one bytes object each for all of them (~100 bytes a series less)
+        rows = zip(sids.tolist(), _shared_ints(starts), _shared_ints(ends),
+                   _shared_ints(counts), ooo.tolist(), _shared_bytes(tvecs), vvecs, grown,
+                   stale.tolist(), strict=True)  # fmt: skip
         added = n_new = samples = 0
         tick = self.offset or self._generation  # no log (tests, tools): batches applied
         ooo_last = self._ooo_last
@@ -1027,6 +1030,22 @@ class TimeSeriesShard:
                 "exemplars_appended": self.exemplars.added,
                 "exemplars_dropped": self.exemplars.dropped,
             }
+
+
+def _shared_ints(a: np.ndarray) -> list[int]:
+    """``a.tolist()``, equal values given as one int object (``tolist`` makes one an entry)."""
+    if len(a) < 2:
+        return a.tolist()
+    uniq, inv = np.unique(a, return_inverse=True)
+    if len(uniq) == len(a):
+        return a.tolist()
+    return list(map(uniq.tolist().__getitem__, inv.tolist()))
+
+
+def _shared_bytes(vecs: list[bytes]) -> list[bytes]:
+    """``vecs``, equal ones given as one object (the first of them)."""
+    seen: dict[bytes, bytes] = {}
+    return list(map(seen.setdefault, vecs, vecs))
 
 
 def _paged_weight(entry: tuple[int, int, list[Chunk]]) -> int:

@@ -106,3 +106,23 @@ def test_many_series_grow_buffers() -> None:
     assert shard.stats()["samples"] == 500_000
     blk = shard.select([Matcher("i", "=", "7")], 0, 10**9)
     assert blk.ts.tolist() == list(range(500))
+
+
+def test_series_scraped_together_share_their_chunks_start_end_and_timestamps() -> None:
+    """Live scrapes close every series' head at once, with equal first and last times and
+    timestamp vectors: the chunks share one object for each (not an int and a bytes object
+    a chunk), while each series still answers its own values."""
+    shard = TimeSeriesShard("ds", 0, head_samples=20, max_chunk_samples=20)
+    series = [make_labels({"__name__": "g", "i": str(i)}) for i in range(300)]
+    n = len(series)
+    for k in range(30):  # 30 scrapes, 15 s apart: the heads close at 20
+        ts = np.full(n, 1_700_000_000_000 + 15_000 * k)
+        vals = np.arange(n, dtype=np.float64) * 1000 + k
+        shard.ingest(SampleBatch(series, np.arange(n), ts, vals))
+    chunks = [cs[0] for cs in shard._chunks if cs]
+    assert len(chunks) == n and {c.count for c in chunks} == {20}
+    assert len({id(c.start) for c in chunks}) == 1 and len({id(c.end) for c in chunks}) == 1
+    assert len({id(c.count) for c in chunks}) == 1 and len({id(c.ts) for c in chunks}) == 1
+    assert len({id(c.vals) for c in chunks}) == n  # values differ: their own vectors
+    blk = shard.select([Matcher("i", "=", "299")], 0, 2 * 10**12)
+    assert blk.vals.tolist() == [299_000.0 + k for k in range(30)]
