@@ -53,15 +53,16 @@ class LocalShardMap:
     def states(self, dataset: str) -> dict[int, ShardState]:
         """The dataset's shard states: the local copy when in sync and all Active, else read
         from Redis."""
+        m = None
         if self._synced.is_set():
             with self._lock:
                 m = self._maps.get(dataset)
-            if m is not None:
-                if all(st.status is ShardStatus.ACTIVE for st in m.values()):
-                    return dict(m)
-                self.confirm_reads += 1
-                return {s.shard: s for s in self.shard_map.shard_states(dataset)}
-        self.fallback_reads += 1
+            if m is not None and all(st.status is ShardStatus.ACTIVE for st in m.values()):
+                return dict(m)
+        if m is None:
+            self.fallback_reads += 1
+        else:
+            self.confirm_reads += 1
         return {s.shard: s for s in self.shard_map.shard_states(dataset)}
 
     def apply(self, ev: dict) -> None:
