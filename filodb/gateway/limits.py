@@ -6,9 +6,10 @@ token bucket per dataset in Redis shared by every process), and which of its ser
 (``max_series``, ``max_series_per_metric``, counted cluster-wide in Redis by the doors).
 
 Series counting: each process keeps the series it saw admitted, as a sorted int64 array of
-their Python hashes per dataset (8 bytes a series; the label sets themselves are not kept
-alive). A batch's series are hashed (``map(hash, ...)``, driven from C) and looked up with one
-``searchsorted``; only the unseen ones are hashed again, stably (xxh3-64 of the part key),
+their keys per dataset (the xxh64 of the part key, which a door's batch carries: 8 bytes a
+series; the label sets themselves are not kept alive, nor decoded from a door's part keys for
+the series seen before). A batch's keys are looked up with one ``searchsorted``; only the
+unseen series are hashed again, stably (xxh3-64 of the part key),
 and sent to Redis in one script call, which admits them in order while the limits allow and
 refreshes the known ones. So a steady workload costs no Redis round trip at all. The local
 array is dropped every ``REFRESH_S`` (or a quarter of the retention), which re-sends the live
@@ -94,7 +95,9 @@ class IngestLimiter:
             return None, []
         known = self._known_array(desc)
         series = batch.series
-        hashes = np.fromiter(map(hash, series), np.int64, len(series))
+        # the part keys' xxh64 (a door's batch has them): a door's label sets are decoded
+        # only for the series this process has not seen admitted
+        hashes = batch.series_keys().view(np.int64)
         pos = np.minimum(np.searchsorted(known, hashes), max(0, len(known) - 1))
         ok = known[pos] == hashes if len(known) else np.zeros(len(series), bool)
         todo = np.flatnonzero(~ok).tolist()

@@ -24,7 +24,7 @@ from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import Labels
 from filodb.model.partkey import labels_of, part_key
-from filodb.model.partkeys import PartKeys
+from filodb.model.partkeys import PartKeyLabels, PartKeys
 from filodb.model.shardkey import part_key_hash, shard_key_hash, shard_key_of
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class SampleBatch:
     ``split``; not on the wire.
     """
 
-    series: Sequence[Labels]  # a list, or Picked (a door's series cache's)
+    series: Sequence[Labels]  # a list, or PartKeyLabels (a door's: its part keys decoded)
     sidx: np.ndarray
     ts: np.ndarray
     vals: np.ndarray
@@ -118,7 +118,11 @@ class SampleBatch:
         new_index = np.cumsum(keep) - 1
         mask = keep[self.sidx]
         kept = np.flatnonzero(keep).tolist()
-        series = [self.series[i] for i in kept]
+        series: Sequence[Labels] = (
+            self.series.take(keep)
+            if isinstance(self.series, PartKeyLabels)
+            else [self.series[i] for i in kept]
+        )
         return SampleBatch(
             series,
             new_index[self.sidx[mask]].astype(np.int32),
@@ -211,7 +215,10 @@ class SampleBatch:
         bounds = np.concatenate(([0], np.cumsum(n_count))).tolist()
         sidx, ts, vals = rank[self.sidx][order], self.ts[order], self.vals[order]
         at = s_order.tolist()
-        series = pick(self.series, at) if with_series else None
+        series: Sequence[Labels] | None = None
+        if with_series:
+            series = (self.series.take(s_order) if isinstance(self.series, PartKeyLabels)
+                      else pick(self.series, at))  # fmt: skip
         keys = None if self.keys is None else self.keys[s_order]
         pks = None if self.pks is None else _take_pks(self.pks, at, s_order)
         routes = None if self.routes is None else self.routes[s_order]
@@ -367,58 +374,10 @@ def _encoded(series: Sequence[Labels]) -> tuple[list[bytes], np.ndarray]:
     return pks, np.fromiter((e[1] for e in got), np.uint64, len(got))
 
 
-class Picked(Sequence[T]):
-    """``pick(seq, ids)``, done on first use of an item: a door's fast path needs only how
-    many series a body has (its part keys, keys and routes come from arrays), and picking
-    label sets touches each one's object (a cache miss a series: ~0.1 ms a body of 1 250,
-    measured). ``seq`` must not change at ``ids`` (the series cache only appends)."""
-
-    __slots__ = ("_seq", "_ids", "_list")
-
-    def __init__(self, seq: Sequence[T], ids: np.ndarray) -> None:
-        self._seq = seq
-        self._ids = ids
-        self._list: list[T] | None = None
-
-    @property
-    def seq(self) -> Sequence[T]:
-        """What the items are picked from."""
-        return self._seq
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Where in :attr:`seq` each item is."""
-        return self._ids
-
-    def items(self) -> list[T]:
-        """The picked items, as a list (made once)."""
-        got = self._list
-        if got is None:
-            got = self._list = pick(self._seq, self._ids.tolist())
-        return got
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.items()[i]
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.items())
-
-    def __eq__(self, other: object) -> bool:
-        return self.items() == (other.items() if isinstance(other, Picked) else other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return repr(self.items())
-
-
 def pick(seq: Sequence[T], at: list[int]) -> list[T]:
     """``[seq[i] for i in at]``, in C."""
-    if isinstance(seq, Picked):
-        seq = seq.items()
+    if isinstance(seq, PartKeyLabels):
+        seq = seq.items()  # type: ignore[assignment]  # label sets, when T is Labels
     if len(at) > 1:
         return list(itemgetter(*at)(seq))
     return [seq[i] for i in at]

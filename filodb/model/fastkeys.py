@@ -312,14 +312,6 @@ def _finish(txt: np.ndarray, ok: np.ndarray, ls: np.ndarray, lc: np.ndarray, no:
     return ok, ls, pk, ps, pe, keys, routes, kc, mp, pid, ptxt[:plen]
 
 
-@nb.njit(cache=True, nogil=True)
-def copy_spans(src: np.ndarray, a: np.ndarray, b: np.ndarray, dst: np.ndarray,
-               at: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - numba
-    """``dst[at[i]:at[i] + b[i] - a[i]] = src[a[i]:b[i]]`` for each ``i``."""
-    for i in range(len(a)):
-        dst[at[i] : at[i] + b[i] - a[i]] = src[a[i] : b[i]]
-
-
 @dataclass
 class Made:
     """The keys :func:`finish` built (``rows``: their positions among the keys given, grouped

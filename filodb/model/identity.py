@@ -13,10 +13,13 @@ per new key.
 
 A key is up to two byte ranges of one buffer plus a ``kind`` byte (the caller's tag, e.g. an
 Influx line's only field named ``value``): ``buf[a0:a1]``, ``buf[b0:b1]``, ``kind``. Entries
-map to interned label sets, so two keys that give the same labels are one series. Per label
-set the cache keeps what the rest of the write path needs (:func:`series_identity`): the part
-key (in a byte arena, handed down as :class:`~filodb.model.partkeys.PartKeys`), the key (xxh64
-of the part key) and the route (shard-key hash << 32 | part-key hash,
+map to interned label sets, so two keys that give the same labels are one series: interned
+by their canonical part key (a second open-addressing table, by the part key's xxh64 and its
+bytes), with no Python object a series (a batch's label sets are its part keys decoded when
+something asks: :class:`~filodb.model.partkeys.PartKeyLabels`). Per label set the cache
+keeps what the rest of the write path needs (:func:`series_identity`): the part key (in a
+byte arena, handed down as :class:`~filodb.model.partkeys.PartKeys`), the key (xxh64 of the
+part key) and the route (shard-key hash << 32 | part-key hash,
 :func:`~filodb.model.shardkey.shards_of_routes`). :meth:`SeriesKeyCache.resolve` answers per
 key the index of its series among the body's distinct label sets, in order of first
 appearance (a :class:`~filodb.model.batch.SampleBatch`'s ``series`` and ``sidx``), with their
@@ -44,19 +47,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import is_
 from typing import Any
 
 import numba as nb
 import numpy as np
 
-from filodb.model.batch import Picked, pick, series_identity
-from filodb.model.fastkeys import Made, copy_spans
+from filodb.model.batch import pick, series_identity
+from filodb.model.fastkeys import Made
 from filodb.model.labels import Labels
 from filodb.model.libc import MEMCMP
 from filodb.model.loads import u64_le
-from filodb.model.partkeys import PartKeys
+from filodb.model.partkeys import PartKeyLabels, PartKeys
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -236,6 +237,43 @@ def _rehash(ehash: np.ndarray, slots: int) -> np.ndarray:  # pragma: no cover - 
 
 
 @nb.njit(cache=True, nogil=True)
+def _intern(src: np.ndarray, start: np.ndarray, end: np.ndarray, keys: np.ndarray,
+            table: np.ndarray, lkeys: np.ndarray, pk_arena: np.ndarray, pk_start: np.ndarray,
+            pk_end: np.ndarray, state: np.ndarray, cmp: Any
+            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip  # pragma: no cover - numba
+    """The label set id of each part key ``src[start[r]:end[r]]`` (xxh64 ``keys[r]``): found
+    by its key and bytes among the cache's part keys, else added (``state``: [label sets,
+    part-key bytes used]; room made before the call); and whether it was added. A label set
+    has one canonical part key, so two spellings of one series get one id."""
+    n = len(start)
+    mask = np.uint64(len(table) - 1)
+    out = np.empty(n, np.int64)
+    new = np.zeros(n, np.bool_)
+    ps, pa = src.ctypes.data, pk_arena.ctypes.data
+    for r in range(n):
+        k = keys[r]
+        a, ln = start[r], end[r] - start[r]
+        slot = k & mask
+        while True:
+            i = table[slot] - 1
+            if i < 0:
+                i = state[0]
+                o = state[1]
+                pk_arena[o : o + ln] = src[a : a + ln]
+                pk_start[i], pk_end[i], lkeys[i] = o, o + ln, k
+                table[slot] = i + 1
+                state[0], state[1] = i + 1, o + ln
+                new[r] = True
+                break
+            if (lkeys[i] == k and pk_end[i] - pk_start[i] == ln
+                    and cmp(pa + pk_start[i], ps + a, ln) == 0):  # fmt: skip
+                break
+            slot = (slot + np.uint64(1)) & mask
+        out[r] = i
+    return out, new
+
+
+@nb.njit(cache=True, nogil=True)
 def _first_seen(
     ent: np.ndarray, elabel: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
@@ -376,11 +414,12 @@ class SeriesKeyCache:
         self._extras: list[Hashable] = []
         self._arena = np.zeros(64 * capacity, np.uint8)
         self._state = np.zeros(2, np.int64)
-        self._label_id: dict[Labels, int] = {}
-        self._labels: list[Labels] = []
-        # per label set id: its part key (in the part-key arena), key and route
+        # label sets, interned by part key (no Python object a series): an open-addressing
+        # table of ids by key (xxh64 of the part key), and per label set id its part key (in
+        # the part-key arena), key and route; _lstate: [label sets, part-key bytes used]
+        self._ltable = np.zeros(slots, np.int32)
+        self._lstate = np.zeros(2, np.int64)
         self._pk_arena = np.zeros(64 * capacity, np.uint8)
-        self._pk_used = 0
         self._pk_start = np.zeros(capacity, np.int64)
         self._pk_end = np.zeros(capacity, np.int64)
         self._keys = np.zeros(capacity, np.uint64)
@@ -492,35 +531,28 @@ class SeriesKeyCache:
         return ent
 
     def _label_ids_of(self, made: Made) -> np.ndarray:
-        """:meth:`_label_id_of` of ``made``'s label sets at once, with their identities as
-        the fast path computed them: C-level dict steps, numpy and numba."""
-        series = made.series
-        got = list(map(self._label_id.get, series))
-        base = len(self._labels)
-        if None not in got:
-            return np.array(got, np.int64)
-        fresh = dict.fromkeys(compress(series, map(is_, got, repeat(None))))
-        self._label_id.update(zip(fresh, range(base, base + len(fresh)), strict=True))
-        self._labels.extend(fresh)
-        if len(fresh) == len(series):  # the usual case: all new, each once, in order
-            ids = np.arange(base, base + len(series), dtype=np.int64)
-            new, first = ids, np.arange(len(series))
-        else:
-            ids = np.array(list(map(self._label_id.__getitem__, series)), np.int64)
-            new, first = np.unique(ids, return_index=True)
-            first = first[new >= base]
-            new = new[new >= base]
-        self._room_for_labels(base + len(new))
-        size = made.end[first] - made.start[first]
-        used = self._pk_used
-        total = int(size.sum())
-        self._room_for_pks(total)
-        ends = used + np.cumsum(size)
-        copy_spans(made.arena, made.start[first], made.end[first], self._pk_arena, ends - size)
-        self._pk_start[new], self._pk_end[new] = ends - size, ends
-        self._pk_used = used + total
-        self._keys[new], self._routes[new] = made.keys[first], made.routes[first]
+        """The label set ids of ``made``'s label sets (one numba call), each kept on first
+        sight with its part key, key and route."""
+        return self._intern(made.arena, made.start, made.end, made.keys, made.routes)
+
+    def _intern(self, arena: np.ndarray, start: np.ndarray, end: np.ndarray, keys: np.ndarray,
+                routes: np.ndarray) -> np.ndarray:  # fmt: skip
+        """The ids of the label sets whose part keys are ``arena[start:end]`` (``keys``: their
+        xxh64, ``routes``: their routes), those not held yet added."""
+        n = int(self._lstate[0])
+        self._room_for_labels(n + len(start))
+        self._room_for_pks(int((end - start).sum()))
+        ids, new = _intern(np.ascontiguousarray(arena, np.uint8), np.asarray(start, np.int64),
+                           np.asarray(end, np.int64), np.asarray(keys, np.uint64), self._ltable,
+                           self._keys, self._pk_arena, self._pk_start, self._pk_end,
+                           self._lstate, MEMCMP)  # fmt: skip
+        if new.any():
+            self._routes[ids[new]] = np.asarray(routes, np.uint64)[new]
         return ids
+
+    @property
+    def _pk_used(self) -> int:
+        return int(self._lstate[1])
 
     def _room_for_pks(self, nbytes: int) -> None:
         """Room for ``nbytes`` more part-key bytes (a new array: views keep the old one)."""
@@ -529,28 +561,22 @@ class SeriesKeyCache:
             self._pk_arena = _grown(self._pk_arena, max(used + nbytes, 2 * used))
 
     def _room_for_labels(self, n: int) -> None:
-        """Per label set arrays of ``n`` rows at least (doubling)."""
+        """Per label set arrays of ``n`` rows at least (doubling), and a table of ids at least
+        twice that."""
         if n > len(self._keys):
             cap = max(n, 2 * len(self._keys))
             for name in ("_pk_start", "_pk_end", "_keys", "_routes"):
                 setattr(self, name, _grown(getattr(self, name), cap))
+        if 2 * n > len(self._ltable):
+            held = int(self._lstate[0])
+            self._ltable = _rehash(self._keys[:held], 1 << (2 * n - 1).bit_length())
 
     def _label_id_of(self, labels: Labels) -> int:
         """The id of a label set, its identity kept on first sight."""
-        i = self._label_id.get(labels)
-        if i is None:
-            i = len(self._labels)
-            pk, key, route = series_identity(labels)
-            self._room_for_labels(i + 1)
-            used = self._pk_used
-            self._room_for_pks(len(pk))
-            self._pk_arena[used : used + len(pk)] = np.frombuffer(pk, np.uint8)
-            self._pk_start[i], self._pk_end[i] = used, used + len(pk)
-            self._pk_used = used + len(pk)
-            self._keys[i], self._routes[i] = key, route
-            self._labels.append(labels)
-            self._label_id[labels] = i
-        return i
+        pk, key, route = series_identity(labels)
+        one = np.zeros(1, np.int64)
+        return int(self._intern(np.frombuffer(pk, np.uint8), one, one + len(pk),
+                                np.array([key], np.uint64), np.array([route], np.uint64))[0])  # fmt: skip
 
     def _reserve(self, entries: int, nbytes: int) -> None:
         """Room for ``entries`` more entries and ``nbytes`` more key bytes (arrays double)."""
@@ -567,8 +593,8 @@ class SeriesKeyCache:
 
     def _series_of(self, ent: np.ndarray) -> Resolved:
         sidx, ids = _first_seen(ent, self._elabel)
-        series = Picked(self._labels, ids)  # label sets picked if asked for
         pks = PartKeys(self._pk_arena, self._pk_start[ids], self._pk_end[ids])
+        series = PartKeyLabels(pks)  # label sets decoded if asked for
         extras = []
         if self._extras:  # the distinct extras of the keys: a Python step per distinct extra
             seen = np.zeros(len(self._extras) + 1, np.bool_)
@@ -584,7 +610,7 @@ class SeriesKeyCache:
         routed as the fast paths' are. A Python step per series: those decoders take one per
         series already. Past ``max_entries`` label sets the cache starts from empty."""
         with self._lock:
-            if len(self._labels) + len(series) > self.max_entries:
+            if int(self._lstate[0]) + len(series) > self.max_entries:
                 self._clear(1024)
             ids = np.fromiter(map(self._label_id_of, series), np.int64, len(series))
             return Routed(self, self._generation, ids)

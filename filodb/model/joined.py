@@ -4,8 +4,8 @@ A door's write to the log has a large cost a call whatever the body's size (the 
 a record a shard, the append's group commit, the door's checks: ~450 us a call against
 ~0.15 us a line, measured in ``docs/architecture.md``, "Data path"), so the bodies that come
 at once are written together (:class:`filodb.gateway.joiner.WriteJoiner`). Their batches
-came from one :class:`~filodb.model.identity.SeriesKeyCache`: label sets picked from its list,
-part keys in its arena, label set ids from one generation. Joining them is then a handful of
+came from one :class:`~filodb.model.identity.SeriesKeyCache`: part keys in its arena (their
+label sets decoded from them if asked for), label set ids from one generation. Joining them is then a handful of
 numpy calls: the per-series columns concatenated, the samples' series indexes shifted, and a
 series that is in more than one batch kept once (a log record names a series once: the
 worker registers the series of a record's part keys it does not know, one per part key).
@@ -17,10 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from filodb.model.batch import Picked, SampleBatch
+from filodb.model.batch import SampleBatch
 from filodb.model.identity import Routed
-from filodb.model.labels import Labels
-from filodb.model.partkeys import PartKeys
+from filodb.model.partkeys import PartKeyLabels, PartKeys
 
 
 def joinable(batch: SampleBatch) -> bool:
@@ -29,7 +28,7 @@ def joinable(batch: SampleBatch) -> bool:
     return (
         isinstance(batch.routed, Routed)
         and isinstance(batch.pks, PartKeys)
-        and isinstance(batch.series, Picked)
+        and isinstance(batch.series, PartKeyLabels)
         and batch.routes is not None
         and batch.keys is not None
         and (batch.exemplars is None or not len(batch.exemplars))
@@ -39,27 +38,24 @@ def joinable(batch: SampleBatch) -> bool:
 def join(batches: Sequence[SampleBatch]) -> SampleBatch | None:
     """One batch of ``batches``' samples in their order, each series once; None when they
     cannot be joined so (not all :func:`joinable`, or resolved by different caches, cache
-    generations, part-key arenas or label lists)."""
+    generations or part-key arenas)."""
     if not batches or not all(joinable(b) for b in batches):
         return None
     rs: list[Routed] = []
     ps: list[PartKeys] = []
-    ss: list[Picked[Labels]] = []
     for b in batches:
-        r, p, s = b.routed, b.pks, b.series
-        assert isinstance(r, Routed) and isinstance(p, PartKeys) and isinstance(s, Picked)
+        r, p = b.routed, b.pks
+        assert isinstance(r, Routed) and isinstance(p, PartKeys)
         if rs and (r.cache is not rs[0].cache or r.generation != rs[0].generation
-                   or p.arena is not ps[0].arena or s.seq is not ss[0].seq):  # fmt: skip
+                   or p.arena is not ps[0].arena):  # fmt: skip
             return None
         rs.append(r)
         ps.append(p)
-        ss.append(s)
     if len(batches) == 1:
         return batches[0]
     n_series = np.array([len(b.series) for b in batches], np.int64)
     offsets = (np.cumsum(n_series) - n_series).tolist()
     sidx = np.concatenate([b.sidx + np.int32(o) for b, o in zip(batches, offsets, strict=True)])
-    ids = np.concatenate([s.ids for s in ss])
     rid = np.concatenate([r.ids for r in rs])
     start = np.concatenate([p.start for p in ps])
     end = np.concatenate([p.end for p in ps])
@@ -73,19 +69,20 @@ def join(batches: Sequence[SampleBatch]) -> SampleBatch | None:
         rank[by_arrival] = np.arange(len(first_at), dtype=np.int32)
         keep = first_at[by_arrival]  # each series' first place, in arrival order
         sidx = rank[inverse.reshape(-1)][sidx]
-        ids, rid, start, end, keys, routes = (a[keep] for a in (ids, rid, start, end, keys, routes))
+        rid, start, end, keys, routes = (a[keep] for a in (rid, start, end, keys, routes))
     types: dict[str, str] = {}
     for b in batches:
         types.update(b.types)
+    pks = PartKeys(ps[0].arena, start, end)
     return SampleBatch(
-        Picked(ss[0].seq, ids),
+        PartKeyLabels(pks),
         sidx,
         np.concatenate([b.ts for b in batches]),
         np.concatenate([b.vals for b in batches]),
         types,
         keys,
         None,
-        PartKeys(ps[0].arena, start, end),
+        pks,
         routes,
         Routed(rs[0].cache, rs[0].generation, rid),
     )

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.errors import BadInputError
-from filodb.model.batch import SampleBatch, concat_batches, series_identity
+from filodb.model.batch import SampleBatch, concat_batches, pick, series_identity
 from filodb.model.exemplars import Exemplars
 from filodb.model.labels import make_labels
 from filodb.model.partkey import part_key
-from filodb.model.partkeys import PartKeys
+from filodb.model.partkeys import PartKeyLabels, PartKeys
 from filodb.model.shardkey import shards_of_routes
 
 STALE = np.array([0x7FF0000000000002], np.uint64).view(np.float64)[0]
@@ -242,6 +242,34 @@ def test_split_equals_taking_each_shards_series(n_series, n, n_shards, seed, are
             assert p.pks == want.pks == [part_key(x) for x in p.series]
         plain = SampleBatch(p.series, p.sidx, p.ts, p.vals, exemplars=p.exemplars)
         assert p.to_bytes() == plain.to_bytes()  # an arena's record is a list's
+
+
+@settings(deadline=None)  # the first decode loads the part-key scan's kernels
+@given(st.integers(0, 40), st.integers(0, 2**32))
+def test_part_key_labels_decode_once_when_asked_and_stay_lazy_when_taken(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    s = [make_labels({"__name__": f"m{i % 7}", "job": "j", "i": str(i), "x": "é" * (i % 3)})
+         for i in range(n)]  # fmt: skip
+    lazy = PartKeyLabels(_arena([part_key(x) for x in s], rng))
+    assert len(lazy) == n and lazy._list is None  # its length decodes nothing
+    keep = rng.random(n) < 0.5
+    taken, sliced = lazy.take(keep), lazy[1:]
+    assert taken._list is None and sliced._list is None
+    assert lazy == s and list(lazy) == s and lazy.items() is lazy.items()
+    assert taken == [x for x, k in zip(s, keep.tolist(), strict=True) if k] and sliced == s[1:]
+    at = rng.integers(0, max(n, 1), 3).tolist() if n else []
+    assert pick(lazy, at) == [s[i] for i in at]
+    # a batch of them keeps them lazy through take_series and split, and right
+    b = SampleBatch(lazy.take(np.arange(n)), np.arange(n, dtype=np.int32) if n else [], np.arange(n),
+                    np.ones(n), pks=lazy.pks)  # fmt: skip
+    sub = b.take_series(keep)
+    assert isinstance(sub.series, PartKeyLabels) and sub.series == taken
+    assert sub.pks == [part_key(x) for x in taken]
+    if n:
+        parts = b.split(rng.integers(0, 3, n), 3)
+        for p in parts.values():
+            assert isinstance(p.series, PartKeyLabels)
+            assert p.pks == [part_key(x) for x in p.series]
 
 
 @pytest.mark.parametrize("series", [[["__name__"]], [["__name__", 5]], [["a", "b", "c"]], [[{"x": 1}]],

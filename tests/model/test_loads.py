@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filodb.gateway.numparse import line_at
-from filodb.model.batch import Picked, pick
 from filodb.model.loads import first_flagged, special8, u32_le, u64_le
 
 
@@ -110,13 +109,3 @@ def test_special8_finds_the_first_byte_a_line_scanner_stops_at(word: bytes) -> N
 def test_line_at_answers_as_a_byte_loop(data: bytes) -> None:
     got = _lines(np.frombuffer(data, np.uint8)).tolist()
     assert [tuple(r) for r in got] == _lines_py(data)
-
-
-def test_picked_items_are_picked_once_when_first_asked_for() -> None:
-    seq = ["a", "b", "c", "d"]
-    lazy = Picked(seq, np.array([3, 1, 3]))
-    assert len(lazy) == 3 and lazy._list is None  # its length asks for no item
-    assert lazy == ["d", "b", "d"] and lazy[1:] == ["b", "d"] and list(lazy) == ["d", "b", "d"]
-    assert lazy.items() is lazy.items()
-    assert pick(lazy, [2, 0]) == ["d", "d"]
-    assert Picked(seq, np.array([], np.int64)) == [] and not Picked(seq, np.zeros(0, np.int64))
