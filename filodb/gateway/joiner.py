@@ -3,10 +3,14 @@
 A write to the log costs ~450 us a call whatever the body's size against ~0.15 us a line
 (``docs/architecture.md``, "Data path"): with several senders, bodies wait for the process's
 CPU turn while one is written, so they are written together. Each request thread queues its
-batch and takes the writer's turn; the first to get it writes every batch queued then
-(:meth:`~filodb.gateway.router.IngestRouter.write_many`) and the others find theirs written
-(a group commit at the door, as the log's own one at the append). No thread waits for a
-group to fill: a body alone is written at once.
+batch and takes the writer's turn; the first to get it makes the records of every batch queued
+then and queues them in the log
+(:meth:`~filodb.gateway.router.IngestRouter.write_many_begin`, the log's ``append_begin``),
+leaves the turn and waits for the append; the others find theirs taken and wait for that
+group's append (a group commit at the door, as the log's own one at the append). The turn
+keeps the groups' order in the log, and is not held over the log's round trip: the next
+group's records are made while this one's travel, and the log's group commit sends them in
+its next call. No thread waits for a group to fill: a body alone is written at once.
 
 Each request keeps its own answer. The door checks a body (late samples, the dataset's
 limits) before its batch is queued, and counts and notes it after; a failed group write fails
@@ -18,6 +22,7 @@ are joined (:func:`~filodb.model.joined.joinable`); others are written at once, 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from filodb.gateway.router import IngestRouter
@@ -33,6 +38,7 @@ class _Queued:
     done: bool = False
     out: dict[int, int] | None = None
     error: BaseException | None = None
+    written: threading.Event | None = None  # set by the leader that took it, when stored
 
 
 class WriteJoiner:
@@ -41,7 +47,7 @@ class WriteJoiner:
     def __init__(self, router: IngestRouter) -> None:
         self.router = router
         self._lock = threading.Lock()  # guards _queued
-        self._turn = threading.Lock()  # one group written at a time
+        self._turn = threading.Lock()  # one group's records made and queued at a time
         self._queued: list[_Queued] = []
         self.groups = 0  # group writes, and batches written in them (for tests and metrics)
         self.joined = 0
@@ -57,32 +63,61 @@ class WriteJoiner:
         me = _Queued(dataset, batch, desc)
         with self._lock:
             self._queued.append(me)
+        group: list[_Queued] = []
         with self._turn:
-            if not me.done:
+            if me.written is None:  # no leader took it: lead the queue
                 with self._lock:
                     group, self._queued = self._queued, []
-                self._write(group)
+                written = threading.Event()
+                for q in group:
+                    q.written = written
+                waits = self._begin(group)
+        if group:
+            self._finish(group, waits)
+        else:
+            assert me.written is not None
+            me.written.wait()
         if me.error is not None:
             raise me.error
         assert me.out is not None
         return me.out
 
-    def _write(self, group: list[_Queued]) -> None:
-        """Write ``group`` (one router call a dataset); every entry ends done, with its
-        samples per shard or the error."""
+    def _begin(self, group: list[_Queued]) -> list[tuple[list[_Queued], Callable[[], object]]]:
+        """Make ``group``'s records and queue them in the log (one router call a dataset), in
+        the turn: their place in the log follows every group before. Returns what to wait
+        for; an entry that failed already has its error."""
         by: dict[tuple[str, int], list[_Queued]] = {}
         for q in group:
             by.setdefault((q.dataset, id(q.desc)), []).append(q)
         self.groups += 1
         self.joined += len(group)
+        waits = []
         for (dataset, _), qs in by.items():
             try:
-                outs = self.router.write_many(dataset, [q.batch for q in qs], qs[0].desc)
+                outs, wait = self.router.write_many_begin(dataset, [q.batch for q in qs],
+                                                          qs[0].desc)  # fmt: skip
                 for q, out in zip(qs, outs, strict=True):
                     q.out = out
+                waits.append((qs, wait))
             except BaseException as e:  # noqa: BLE001 - each waiting request raises it
                 for q in qs:
                     q.error = e
-            finally:
-                for q in qs:
-                    q.done = True
+        return waits
+
+    def _finish(self, group: list[_Queued],
+                waits: list[tuple[list[_Queued], Callable[[], object]]]) -> None:  # fmt: skip
+        """Wait for ``group``'s appends, out of the turn (the next group's records are made
+        meanwhile); every entry ends done, with its samples per shard or the error, and the
+        group's requests are woken."""
+        try:
+            for qs, wait in waits:
+                try:
+                    wait()
+                except BaseException as e:  # noqa: BLE001 - each waiting request raises it
+                    for q in qs:
+                        q.error = e
+        finally:
+            for q in group:
+                q.done = True
+            assert group[0].written is not None
+            group[0].written.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -101,13 +101,27 @@ class IngestRouter:
         """Append ``batches`` (a door's, :func:`~filodb.model.joined.join`) as one: one shard
         split, one record a shard, one append; samples per shard of each batch. Batches that
         cannot be joined are written one by one."""
-        from filodb.model.joined import join  # numba (the series-key cache): doors only
+        outs, wait = self.write_many_begin(dataset, batches, desc)
+        wait()
+        return outs
 
-        joined = join(batches) if len(batches) > 1 else None
+    def write_many_begin(
+        self, dataset: str, batches: Sequence[SampleBatch], desc: Dataset | None = None
+    ) -> tuple[list[dict[int, int]], Callable[[], object]]:
+        """:meth:`write_many` up to the log's :meth:`~filodb.ingest.base.Log.append_begin`:
+        the samples per shard of each batch, and the function that waits until they are
+        stored (raising the append's error). Batches that cannot be joined are written
+        whole here, one by one."""
+        from filodb.model.joined import join, joinable  # numba (the series-key cache): doors only
+
+        if len(batches) == 1 and joinable(batches[0]):
+            joined: SampleBatch | None = batches[0]
+        else:
+            joined = join(batches) if len(batches) > 1 else None
         if joined is None:
-            return [self.write(dataset, b, desc) for b in batches]
+            return [self.write(dataset, b, desc) for b in batches], _nothing
         desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
-        _, shard_of = self._append(desc, joined)
+        _, shard_of, wait = self._append_begin(desc, joined)
         of = shard_of[joined.sidx]
         out = []
         at = 0
@@ -115,10 +129,17 @@ class IngestRouter:
             per = np.bincount(of[at : at + len(b)], minlength=desc.shards)
             out.append({s: int(per[s]) for s in np.flatnonzero(per).tolist()})
             at += len(b)
-        return out
+        return out, wait
 
     def _append(self, desc: Dataset, batch: SampleBatch) -> tuple[dict[int, int], np.ndarray]:
         """Append ``batch`` to ``desc``'s log: samples per shard, and the shard of each series."""
+        counts, shard_of, wait = self._append_begin(desc, batch)
+        wait()
+        return counts, shard_of
+
+    def _append_begin(self, desc: Dataset, batch: SampleBatch
+                      ) -> tuple[dict[int, int], np.ndarray, Callable[[], object]]:  # fmt: skip
+        """:meth:`_append` up to the log's ``append_begin``; and the function that waits."""
         with CPU_TURN:
             shard_of = self._shards(desc, batch)
             if len(batch) <= MAX_RECORD_SAMPLES:  # one record a shard
@@ -128,8 +149,11 @@ class IngestRouter:
                 parts = batch.split(shard_of, desc.shards)
                 records = {s: [r.to_bytes() for r in _chunks(b)] for s, b in parts.items()}
                 counts = {s: len(b) for s, b in parts.items()}
-        self.ingest_log.append_many(desc.name, records)
-        return counts, shard_of
+        return counts, shard_of, self.ingest_log.append_begin(desc.name, records)
+
+
+def _nothing() -> None:
+    """Nothing to wait for."""
 
 
 def _chunks(b: SampleBatch) -> list[SampleBatch]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from filodb.model.dataset import check_dataset_name
 
@@ -33,6 +33,18 @@ class Log(ABC):
 
         Records of one shard keep their order. Returns only after every record is stored.
         """
+
+    def append_begin(
+        self, dataset: str, records: Mapping[int, Sequence[bytes]]
+    ) -> Callable[[], dict[int, list[int]]]:
+        """Begin :meth:`append_many`: the records' place in each partition is fixed, after
+        every append begun before (by any thread), when this returns; the function returned
+        waits until they are stored and answers their offsets (or raises the append's error).
+        A door writing under a lock of its own (to keep its bodies in order) begins under it
+        and waits after it, so the next body's records are made while these travel. By
+        default the whole append happens here."""
+        out = self.append_many(dataset, records)
+        return lambda: out
 
     @abstractmethod
     def read(

@@ -106,15 +106,26 @@ class RedisStreamsLog(Log):
         self, dataset: str, records: Mapping[int, Sequence[bytes]]
     ) -> dict[int, list[int]]:
         """Append; see :class:`_GroupCommit`: concurrent callers share one script call."""
+        return self.append_begin(dataset, records)()
+
+    def append_begin(
+        self, dataset: str, records: Mapping[int, Sequence[bytes]]
+    ) -> Callable[[], dict[int, list[int]]]:
+        """Queue the append in the group commit (its place in the log fixed); the function
+        returned waits for it (making the call when none is in flight)."""
         shards = [s for s, recs in records.items() if recs]
         if not shards:
-            return {}
+            return dict
         self.room.admit()  # waits while the log holds more than its cap
         job = _Append([(dataset, s) for s in shards], [records[s] for s in shards])
-        self._group.run(job)
-        return {
-            s: list(range(f, f + len(records[s]))) for s, f in zip(shards, job.firsts, strict=True)
-        }
+        self._group.queue(job)
+
+        def wait() -> dict[int, list[int]]:
+            self._group.finish(job)
+            return {s: list(range(f, f + len(records[s])))
+                    for s, f in zip(shards, job.firsts, strict=True)}  # fmt: skip
+
+        return wait
 
     def _run_jobs(self, jobs: list[_Append]) -> None:
         """One script call for the appends of ``jobs``: a partition's records in the order of
@@ -513,7 +524,12 @@ class _GroupCommit:
     call fails, every caller in it raises its error and none is acknowledged. A script runs
     whole, with no other command between its XADDs, but Redis does not roll back: an error
     inside it (out of memory) keeps the XADDs before it, which a retried write then repeats
-    (the same samples again: the memstore keeps one of each timestamp)."""
+    (the same samples again: the memstore keeps one of each timestamp).
+
+    ``run`` is :meth:`queue` then :meth:`finish`; a caller that keeps its writes in order under
+    a lock of its own queues under it and finishes after releasing it, so its next write is
+    prepared while this one's call is in flight (a queued job goes in the next call whoever
+    makes it)."""
 
     def __init__(self, run: Callable[[list[_Append]], None]) -> None:
         self._run = run
@@ -522,8 +538,18 @@ class _GroupCommit:
         self._busy = False
 
     def run(self, job: _Append) -> None:
+        self.queue(job)
+        self.finish(job)
+
+    def queue(self, job: _Append) -> None:
+        """Queue ``job``: it goes in a call after every job queued before it."""
         with self._cv:
             self._queue.append(job)
+
+    def finish(self, job: _Append) -> None:
+        """Wait for a queued ``job``'s call, making it (for the whole queue) when none is in
+        flight; raises the call's error."""
+        with self._cv:
             while self._busy and not job.done:
                 self._cv.wait()
             if job.done:  # in a call another caller made

@@ -5,7 +5,7 @@ every sample of concurrent bodies is there once."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -48,28 +48,43 @@ def _body(host: int, n: int, at_ms: int) -> SampleBatch:
 
 
 class GatedRouter:
-    """Counts per shard as a router would (all in shard 0); its first group write waits for
-    ``release``; ``fail`` makes group writes raise."""
+    """Counts per shard as a router would (all in shard 0); its first group's records wait for
+    ``release`` (``gate="begin"``: the joiner's turn is held meanwhile) or its first group's
+    append does (``gate="wait"``: the turn is free meanwhile); ``fail`` makes group writes
+    raise. ``log`` records the order of begins and ends of the appends."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: str = "begin") -> None:
         self.release = threading.Event()
         self.groups: list[list[int]] = []  # batch sizes of each write_many call
         self.fail: Exception | None = None
+        self.gate = gate
+        self.log: list[tuple[str, int]] = []
 
     def write(
         self, dataset: str, batch: SampleBatch, desc: Dataset | None = None
     ) -> dict[int, int]:
-        return self.write_many(dataset, [batch], desc)[0]
+        outs, wait = self.write_many_begin(dataset, [batch], desc)
+        wait()
+        return outs[0]
 
-    def write_many(self, dataset: str, batches: Sequence[SampleBatch], desc: Dataset | None = None
-                   ) -> list[dict[int, int]]:  # fmt: skip
+    def write_many_begin(self, dataset: str, batches: Sequence[SampleBatch],
+                         desc: Dataset | None = None
+                         ) -> tuple[list[dict[int, int]], Callable[[], object]]:  # fmt: skip
         first = not self.groups
+        k = len(self.groups)
         self.groups.append([len(b) for b in batches])
-        if first:
+        self.log.append(("begin", k))
+        if first and self.gate == "begin":
             assert self.release.wait(30)
         if self.fail is not None:
             raise self.fail
-        return [{0: len(b)} for b in batches]
+
+        def wait() -> None:
+            if first and self.gate == "wait":
+                assert self.release.wait(30)
+            self.log.append(("end", k))
+
+        return [{0: len(b)} for b in batches], wait
 
 
 def _run_three(router: GatedRouter) -> tuple[WriteJoiner, dict[int, object]]:
@@ -103,6 +118,29 @@ def test_bodies_queued_while_a_group_is_written_are_written_together() -> None:
     assert router.groups == [[3], [4, 5]]  # body 0 alone (nothing waited), then 1 and 2 in one
     assert got == {0: {0: 3}, 1: {0: 4}, 2: {0: 5}}  # each its own counts
     assert (joiner.groups, joiner.joined) == (2, 3)
+
+
+def test_the_next_group_is_made_while_an_append_travels_and_answers_wait_for_their_own() -> None:
+    """The turn keeps the groups' order but is not held over the log's round trip: with the
+    first group's append in flight, the next group is begun (its records queued after the
+    first's), and a request returns only after its own group's append ended."""
+    router = GatedRouter(gate="wait")
+    joiner = WriteJoiner(router)  # type: ignore[arg-type]
+    got: dict[int, object] = {}
+    bodies = [_body(k, 3 + k, 0) for k in range(2)]
+    threads = [threading.Thread(target=lambda k=k: got.__setitem__(k, joiner.write(DS, bodies[k])))
+               for k in range(2)]  # fmt: skip
+    threads[0].start()
+    wait_for(lambda: router.log == [("begin", 0)], 10, "the first group begun", interval=0.005)
+    threads[1].start()
+    wait_for(lambda: ("begin", 1) in router.log, 10, "the second group begun meanwhile",
+             interval=0.005)  # fmt: skip
+    assert 0 not in got  # the first group's append is still in flight: not answered
+    router.release.set()
+    for t in threads:
+        t.join(30)
+    assert router.log.index(("begin", 1)) < router.log.index(("end", 0))
+    assert got == {0: {0: 3}, 1: {0: 4}} and router.groups == [[3], [4]]
 
 
 def test_a_failed_group_write_fails_every_request_in_it() -> None:

@@ -5,7 +5,7 @@ log's group commit) while one of them waits on its round trip."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,13 +28,13 @@ class _HeldLog(RedisStreamsLog):
         self.first_in = threading.Event()
         self.entered = 0
 
-    def append_many(self, dataset: str,
-                    records: Mapping[int, Sequence[bytes]]) -> dict[int, list[int]]:  # fmt: skip
+    def append_begin(self, dataset: str, records: Mapping[int, Sequence[bytes]]
+                     ) -> Callable[[], dict[int, list[int]]]:  # fmt: skip
         self.entered += 1
         if self.entered == 1:
             self.first_in.set()
             assert self.release.wait(30)
-        return super().append_many(dataset, records)
+        return super().append_begin(dataset, records)
 
 
 def _batch(job: str) -> SampleBatch:
