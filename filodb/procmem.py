@@ -47,7 +47,6 @@ TRIM_EVERY_S = 5.0
 # loaded whole, used to compile or load kernels only (LLVM), or seldom after the imports
 DROP_LIBRARIES = ("libllvmlite", "libcrypto", "openblas", "libgfortran")
 _MADV_DONTNEED = 4
-_SOON = threading.Event()  # set by trim_soon: the trimmer's next pass now
 
 
 def _libc() -> Any:
@@ -67,12 +66,11 @@ def start_trimmer(every_s: float = TRIM_EVERY_S) -> threading.Thread | None:
     lib = _libc()
     if lib is None:
         return None
+    tick = threading.Event()  # never set: a wait that sleeps
     ranges: list[tuple[int, int]] = []
 
     def loop() -> None:
-        while True:
-            _SOON.wait(every_s)
-            _SOON.clear()
+        while not tick.wait(every_s):
             lib.malloc_trim(0)
             if not ranges:  # once the libraries are mapped (numba imported): once
                 ranges.extend(clean_library_ranges(DROP_LIBRARIES))
@@ -81,14 +79,6 @@ def start_trimmer(every_s: float = TRIM_EVERY_S) -> threading.Thread | None:
     t = threading.Thread(target=loop, name="malloc-trim", daemon=True)
     t.start()
     return t
-
-
-def trim_soon() -> None:
-    """Wake the trimmer now rather than at its next tick (nothing without one): a burst that
-    just ended (a node's log reader found nothing after a long run of reads with records) has
-    freed its buffers, and a node that ingested an hour's samples in half a minute held ~60 MB
-    of them for up to the tick (100 k series, 256 shards)."""
-    _SOON.set()
 
 
 def clean_library_ranges(names: Sequence[str], smaps: str = "/proc/self/smaps"

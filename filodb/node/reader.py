@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from filodb.ingest.base import Log
 from filodb.model.record import RecordBatch, read_record_groups
-from filodb.procmem import trim_soon
 from filodb.shards.redis_map import ShardMapStore
 
 log = logging.getLogger(__name__)
@@ -48,11 +47,6 @@ GATHER_S = 0.01
 # per shard per read: 1: 8.4, 2: 5.4, 4: 3.0, 8: 1.7).
 GATHER_GROWTH = 4.0
 GATHER_MAX_S = 0.1
-# A read that finds nothing after this many reads in a row that found records ends a burst:
-# the trimmer then gives its freed buffers back at once (:func:`filodb.procmem.trim_soon`)
-# instead of at its next tick. A live load of scrapes makes a few reads a body; a backfill
-# or a replay makes hundreds.
-BURST_READS = 50
 PROGRESS_EVERY_S = 1.0
 REFRESH_S = 30.0  # stats of a shard whose offset did not move are rewritten this often
 RETRY_S = 1.0  # pause after a failed read
@@ -112,8 +106,7 @@ class NodeReader:
     def __init__(self, ingest_log: Log, shard_map: ShardMapStore, *, count: int = READ_COUNT,
                  block_ms: int = BLOCK_MS, limiter: RateLimitedLog | None = None,
                  gather_s: float = GATHER_S, clock: Callable[[], float] = time.monotonic,
-                 pause: Callable[[float], object] | None = None,
-                 burst_ended: Callable[[], object] = trim_soon) -> None:  # fmt: skip
+                 pause: Callable[[float], object] | None = None) -> None:  # fmt: skip
         self.ingest_log = ingest_log
         self.shard_map = shard_map
         self.count = count
@@ -132,8 +125,6 @@ class NodeReader:
         self._last_report = 0.0
         self.reads = 0  # read_many calls (for tests and metrics)
         self.read_errors = 0
-        self.burst_ended = burst_ended
-        self._busy_reads = 0  # reads in a row that found records
 
     # --- membership -----------------------------------------------------------------------
     def follow(self, ing: ShardIngester) -> None:
@@ -205,12 +196,6 @@ class NodeReader:
         :data:`GATHER_S`)."""
         live = self._live() if live is None else live
         got = self._read(live)
-        if got:
-            self._busy_reads += 1
-        else:
-            if self._busy_reads >= BURST_READS:
-                self.burst_ended()
-            self._busy_reads = 0
         todo = [(key, ing, records) for key, records in got.items()
                 if records and (ing := live.get(key)) is not None and not ing.stop_event.is_set()]  # fmt: skip
         # every shard's records read by one kernel call (a shard's may be a small record or

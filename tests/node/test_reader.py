@@ -333,35 +333,3 @@ def test_a_long_pass_spaces_the_next_reads_out(redis_url: str, cost: float, want
         lg.close()
     assert reader_mod.GATHER_GROWTH == 4.0 and reader_mod.GATHER_MAX_S == 0.1
     assert pauses[:3] == pytest.approx([want] * 3)
-
-
-def test_an_empty_read_after_a_long_run_of_reads_with_records_ends_a_burst(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read that finds nothing after ``BURST_READS`` reads in a row with records calls
-    ``burst_ended`` (the trimmer, in a node) once; a shorter run (a scrape's few reads) does
-    not."""
-    monkeypatch.setattr(reader_mod, "BURST_READS", 4)
-    lg = RedisStreamsLog(redis_url)
-    ended: list[int] = []
-    ing = _Shard()
-    rd = NodeReader(lg, _NoMap(), count=1, block_ms=10,  # type: ignore[arg-type]
-                    burst_ended=lambda: ended.append(rd.reads))  # fmt: skip
-    live = {("ds", 0): ing}
-
-    def run(n: int) -> None:
-        """n records read one a pass, then one pass that finds nothing."""
-        lg.append_many("ds", {0: [_record(0, ing.offset + i) for i in range(n)]})
-        for _ in range(n + 1):
-            rd.pass_once(live)  # type: ignore[arg-type]
-
-    try:
-        run(3)  # below the burst length: no call
-        assert ended == [] and len(ing.applies) == 3
-        run(4)
-        assert len(ended) == 1 and len(ing.applies) == 7
-        run(1)
-        assert len(ended) == 1  # the count starts again after an empty read
-    finally:
-        rd.stop()
-        lg.close()
