@@ -131,12 +131,15 @@ class PartKeyLabels(Sequence["Labels"]):
 
 
 def _decode(pks: PartKeys) -> list[Labels]:
+    from filodb.model.libc import MEMCPY, gather
     from filodb.model.partkey import labels_of
     from filodb.model.partkeyscan import decode_part_keys
 
     if not len(pks):
         return []
     ends = np.cumsum(pks.end - pks.start)
-    data = np.frombuffer(pks.blob(), np.uint8)
+    # the part keys back to back, in a writable array as the worker's registration hands
+    # them (a read-only one would be another signature for numba to compile)
+    data = gather(pks.arena, pks.start, pks.end, MEMCPY)
     dec = decode_part_keys(data, ends - (pks.end - pks.start), ends)
     return list(dec.labels) if dec is not None else [labels_of(pk) for pk in pks]
