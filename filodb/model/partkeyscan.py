@@ -31,7 +31,6 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from filodb.model.batch import pick
 from filodb.model.labels import Labels, intern_labels
 from filodb.model.xxh64 import _xxh64, equal_at, u64_at, words
 
@@ -192,7 +191,7 @@ def decode_part_keys(data: np.ndarray, starts: np.ndarray, ends: np.ndarray
         values = _strings(raw, va[first], vz[first])
     except UnicodeDecodeError:
         return None
-    pairs = intern_labels(zip(pick(names, name_of.tolist()), values, strict=True))
+    pairs = intern_labels(zip(map(names.__getitem__, name_of.tolist()), values, strict=True))
     labels = _assemble(np.fromiter(pairs, object, len(pairs))[pair_of], counts)
     return DecodedKeys(labels, counts, pair_of, names, name_of, values)
 
