@@ -71,8 +71,12 @@ def _samples_by_pid(metrics_dir: Path) -> dict[int, float]:
     """Samples each web process counted (its own file of the shared metrics directory)."""
     out = {}
     for f in glob.glob(str(metrics_dir / "counter_*.db")):
-        d = MmapedDict(f, read_mode=True)
         pid = int(Path(f).stem.split("_")[1])
+        try:  # a process just (re)started may not have sized its file yet: nothing counted
+            d = MmapedDict(f, read_mode=True)
+        except OSError:  # io.UnsupportedOperation (truncate on an empty file) among them
+            out[pid] = 0.0
+            continue
         out[pid] = sum(v for k, v, _ in d.read_all_values() if "filodb_ingest_samples_total" in k)
     return out
 
