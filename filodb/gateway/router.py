@@ -112,12 +112,9 @@ class IngestRouter:
         the samples per shard of each batch, and the function that waits until they are
         stored (raising the append's error). Batches that cannot be joined are written
         whole here, one by one."""
-        from filodb.model.joined import join, joinable  # numba (the series-key cache): doors only
+        from filodb.model.joined import join  # numba (the series-key cache): doors only
 
-        if len(batches) == 1 and joinable(batches[0]):
-            joined: SampleBatch | None = batches[0]
-        else:
-            joined = join(batches) if len(batches) > 1 else None
+        joined = join(batches)  # one batch: itself, when a door's cache resolved it
         if joined is None:
             return [self.write(dataset, b, desc) for b in batches], _nothing
         desc = desc if desc is not None and desc.name == dataset else self.dataset(dataset)
