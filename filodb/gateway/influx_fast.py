@@ -27,6 +27,7 @@ import numba as nb
 import numpy as np
 
 from filodb.gateway.numparse import POW10, int_at, line_at, value_at
+from filodb.model.borrow import borrowed
 
 _SP, _NL, _COMMA, _EQ, _US, _HASH = 32, 10, 44, 61, 95, 35
 
@@ -106,6 +107,8 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
     slow = np.empty(nl, np.int64)
     nf = ns = blank = 0
     p = 0
+    buf = borrowed(buf)  # handed to inlined helpers a line and a field: not counted
+    pow10 = borrowed(pow10)
     for li in range(nl):
         e, nsp, s1, s2, _ = line_at(buf, p, n)
         start, p = p, e + 1

@@ -46,7 +46,6 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
-from filodb.encoding.blocks import put_sv
 from filodb.encoding.kernels import _unzigzag  # the chunk codecs' own
 from filodb.memstore.rows import extend_rows, held_nbytes
 
@@ -196,7 +195,7 @@ class Head:
         while True:  # resumed where the free pages ran out, with more
             self._n_free, at = _write(sid, ts, vals, vals.view(np.uint64), in_order, fits,
                                       self.st, self.pool, self.nxt, self._free, self._n_free,
-                                      now, _P10, at)  # fmt: skip
+                                      now, at)  # fmt: skip
             if at < 0:
                 break
             left = int(fits[at:].sum())  # ~3 bytes a sample, more if it takes more
@@ -314,9 +313,9 @@ def _pages_of(sids, st, nxt, page_bytes):  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True)
-def _decimal(v, bits, e, p10):  # pragma: no cover - numba
+def _decimal(v, bits, e):  # pragma: no cover - numba
     """``(True, m)`` when ``m / 10**e`` is exactly ``v`` (its bits), else ``(False, 0)``."""
-    p = p10[e]
+    p = _P10[e]  # a global: frozen in the kernel, no array passed (no reference counting)
     if not abs(v) < 9007199254740992.0 / p:  # NaN and infinities too
         return False, np.int64(0)
     m = np.int64(np.rint(v * p))
@@ -326,49 +325,72 @@ def _decimal(v, bits, e, p10):  # pragma: no cover - numba
     return True, m
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_byte(w0, w1, k, b):  # pragma: no cover - numba
+    """The words ``w0``, ``w1`` with byte ``k`` (0-15, little-endian) set to ``b``."""
+    if k < 8:
+        return w0 | (b << np.uint64(8 * k)), w1
+    return w0, w1 | (b << np.uint64(8 * (k - 8)))
+
+
 @nb.njit(cache=True, nogil=True)
-def _enc(t, v, bits, lt, ld, lbits, lm, le, buf, p10):  # pragma: no cover - numba
+def _put_sv(w0, w1, k, v):  # pragma: no cover - numba
+    """``v`` zigzagged as a varint at byte ``k`` of the words: (w0, w1, next byte)."""
+    u = np.uint64((v << np.int64(1)) ^ (v >> np.int64(63)))
+    while u >= np.uint64(0x80):
+        w0, w1 = _put_byte(w0, w1, k, (u & np.uint64(0x7F)) | np.uint64(0x80))
+        u >>= np.uint64(7)
+        k += 1
+    w0, w1 = _put_byte(w0, w1, k, u)
+    return w0, w1, k + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _enc(t, v, bits, lt, ld, lbits, lm, le):  # pragma: no cover - numba
     """Encode the sample ``(t, v)`` (``bits``: ``v``'s) after the state ``lt`` (last
     timestamp), ``ld`` (its delta), ``lbits``, ``lm``, ``le`` (last value's bits, decimal
-    mantissa and exponent, -1: none) into ``buf``: (bytes, delta, mantissa, exponent)."""
+    mantissa and exponent, -1: none): (bytes, delta, mantissa, exponent, the bytes as two
+    little-endian words). Scalars only: an array argument would cost an atomic reference
+    count increment and decrement a sample (numba's runtime), ~10 % of a worker's CPU."""
+    w0 = np.uint64(0)
+    w1 = np.uint64(0)
     d = t - lt
     dod = d - ld
     k = 1
-    h = 0
+    h = np.uint64(0)
     if dod == 0:
-        h = 0x80
+        h = np.uint64(0x80)
     else:
-        k = put_sv(buf, k, dod)
+        w0, w1, k = _put_sv(w0, w1, k, dod)
     m = lm
     e = le
     if bits != lbits:
         done = False
         if le >= 0:
-            ok, mm = _decimal(v, bits, le, p10)
+            ok, mm = _decimal(v, bits, le)
             if ok:
-                h |= 1 << 5
-                k = put_sv(buf, k, mm - lm)
+                h |= np.uint64(1 << 5)
+                w0, w1, k = _put_sv(w0, w1, k, mm - lm)
                 m = mm
                 done = True
         if not done:
             for ee in range(8):
-                ok, mm = _decimal(v, bits, ee, p10)
+                ok, mm = _decimal(v, bits, ee)
                 if ok:
-                    h |= (2 << 5) | ee
-                    k = put_sv(buf, k, mm)
+                    h |= np.uint64((2 << 5) | ee)
+                    w0, w1, k = _put_sv(w0, w1, k, mm)
                     m = mm
                     e = ee
                     done = True
                     break
         if not done:
-            h |= 3 << 5
+            h |= np.uint64(3 << 5)
             for q in range(8):
-                buf[k + q] = np.uint8((bits >> np.uint64(8 * q)) & np.uint64(0xFF))
+                w0, w1 = _put_byte(w0, w1, k + q, (bits >> np.uint64(8 * q)) & np.uint64(0xFF))
             k += 8
             m = 0
             e = -1
-    buf[0] = np.uint8(h)
-    return k, d, m, e
+    return k, d, m, e, w0 | h, w1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -404,7 +426,7 @@ def _plan(sid, ts, st, max_rows, fits, soft_rows, bulk_since,
 
 
 @nb.njit(cache=True, nogil=True)
-def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, now, p10,
+def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, now,
            r0):  # pragma: no cover - numba  # fmt: skip
     """Encode the samples :func:`_plan` let fit, from sample ``r0`` on, onto their series'
     streams (pages taken off the top of ``free``; a head's first sample stamps its base and
@@ -412,7 +434,6 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
     when a sample may need a page and none is free: everything before it is written."""
     n = len(sid)
     P = pool.shape[1]
-    buf = np.empty(_MAX_SAMPLE_BYTES, np.uint8)
     i = r0
     while i < n:
         s = sid[i]
@@ -443,7 +464,7 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
                 if n_free == 0 and o + _MAX_SAMPLE_BYTES > P:
                     stop = r  # may need a page: the caller adds some, then resumes here
                     break
-                k, ld, lm, e = _enc(ts[r], vals[r], vbits[r], lt, ld, lb, lm, le, buf, p10)
+                k, ld, lm, e, w0, w1 = _enc(ts[r], vals[r], vbits[r], lt, ld, lb, lm, le)
                 le = np.int8(e)
                 lt = ts[r]
                 lb = vbits[r]
@@ -458,7 +479,8 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
                             nxt[pg] = new
                         pg = new
                         o = 0
-                    pool[pg, o] = buf[q]
+                    w = w0 if q < 8 else w1
+                    pool[pg, o] = np.uint8((w >> np.uint64(8 * (q & 7))) & np.uint64(0xFF))
                     o += 1
                     at += 1
                 if not in_order[r]:
@@ -479,7 +501,7 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
     return n_free, -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _uvarint(sc, q):  # pragma: no cover - numba
     """The varint at ``sc[q]`` and the position after it (``sc`` is padded: two bytes are read
     whatever the length, so that one of one or two bytes takes no branch)."""
@@ -518,8 +540,9 @@ def _decode(sids, offsets, st, pool, nxt, out_ts, out_vals, out_bits,
         size = st[s, _META] & 0xFFFFF
         pg = (st[s, _PAGES] & 0xFFFFFFFF) - 1
         j = 0
-        while j < size:
-            sc[j : j + P] = pool[pg]
+        while j < size:  # byte by byte: a slice is a view, counted by numba's runtime
+            for x in range(P):
+                sc[j + x] = pool[pg, x]
             j += P
             pg = nxt[pg]
         q = 0
