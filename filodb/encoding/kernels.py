@@ -14,7 +14,15 @@ import numpy as np
 from filodb.encoding.bits import bitlen as _bitlen
 from filodb.encoding.bits import pack_bits
 from filodb.encoding.bits import unpack_bits as _unpack_bits
-from filodb.encoding.blocks import get_sv, get_uv, put_sv, put_uv, range_decode, range_encode
+from filodb.encoding.blocks import (
+    get_sv,
+    get_uv,
+    put_sv,
+    put_uv,
+    range_decode,
+    range_encode,
+    sorted_sample,
+)
 from filodb.encoding.gorilla import F_XOR, xor_decode_into, xor_encode
 
 TS_DOD = 1  # timestamps: first, first delta, fixed-width zigzag deltas-of-deltas
@@ -455,7 +463,7 @@ def _ts_v2(ts: np.ndarray, mode: int) -> np.ndarray:
             d[i] = ts[i + 1] - ts[i]
         second = np.int64(0)
         if len(d):  # the median interval, of at most 63 evenly spaced ones
-            sample = np.sort(d[:: max(1, len(d) // 63)])
+            sample = sorted_sample(d)
             second = sample[len(sample) // 2]
         r = np.empty(max(n - 1, 0), np.int64)
         t = first

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from filodb.model.borrow import borrowed
 from filodb.model.xxh64 import _xxh64, equal_at, words
 
 
@@ -23,6 +24,8 @@ def _find(w, ends, hashes, aw, aends, ahash, slots):  # pragma: no cover - numba
     In passes of independent loads (each key's first slot, then that id's hash, then the
     bytes), as the doors' series cache looks up: a series is met once a scrape, so its slot
     and id are rarely in the CPU's caches, and one key at a time waits for each miss."""
+    w, aw, aends, ahash = borrowed(w), borrowed(aw), borrowed(aends), borrowed(ahash)
+    slots = borrowed(slots)  # all handed to inlined helpers a key (model/borrow.py)
     n = len(ends)
     out = np.empty(n, np.int64)
     mask = np.uint64(len(slots) - 1)
@@ -69,8 +72,9 @@ def _find_hashing(w, ends, aw, aends, ahash, slots):  # pragma: no cover - numba
     """:func:`_find` of strings whose xxh64 is computed here: (ids, hashes, ids absent)."""
     hashes = np.empty(len(ends), np.uint64)
     a = 0
+    wb = borrowed(w)  # handed to the hash a key
     for i in range(len(ends)):
-        hashes[i] = _xxh64(w, a, ends[i], np.uint64(0))
+        hashes[i] = _xxh64(wb, a, ends[i], np.uint64(0))
         a = ends[i]
     out = _find(w, ends, hashes, aw, aends, ahash, slots)
     missing = 0

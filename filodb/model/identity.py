@@ -53,6 +53,7 @@ import numba as nb
 import numpy as np
 
 from filodb.model.batch import pick, series_identity
+from filodb.model.borrow import borrowed
 from filodb.model.fastkeys import Made
 from filodb.model.labels import Labels
 from filodb.model.libc import MEMCMP
@@ -127,6 +128,7 @@ def _lookup(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1:
     that match so far. A series is met once a scrape, so its slot and entry are rarely in the
     CPU's caches: one key at a time, each miss waited for the one before (~480 ns a key with
     the cache's arrays evicted, measured); in passes the CPU has many in flight (~250 ns)."""
+    buf = borrowed(buf)  # handed to the inlined hash a key (model/borrow.py)
     n = len(a0)
     mask = np.uint64(len(table) - 1)
     hs = np.empty(n, np.uint64)
@@ -163,6 +165,8 @@ def _insert(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1:
             ela: np.ndarray, elb: np.ndarray, ekind: np.ndarray, arena: np.ndarray,
             cmp: Any, state: np.ndarray) -> np.ndarray:  # fmt: skip  # pragma: no cover - numba
     """Add the keys not held yet (state: [entries, arena bytes used]); their entries."""
+    buf, table, ehash, eoff = borrowed(buf), borrowed(table), borrowed(ehash), borrowed(eoff)
+    ela, elb, ekind, arena = borrowed(ela), borrowed(elb), borrowed(ekind), borrowed(arena)
     n = len(a0)
     out = np.empty(n, np.int64)
     for r in range(n):
@@ -190,6 +194,7 @@ def _distinct(buf: np.ndarray, a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b
     first appearance, and per row the index of its key among them. A body of new series
     repeats each key once a sample (an Influx body of 60 scrapes: 60 times), so the misses
     are built once per key, not once per line."""
+    buf = borrowed(buf)
     n = len(a0)
     size = 16
     while size < 2 * n:

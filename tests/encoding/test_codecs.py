@@ -147,3 +147,15 @@ def test_truncated_valid_vectors_are_bad_input() -> None:
         for cut in (1, 5, 10, len(b) // 2, len(b) - 1):
             with pytest.raises(BadInputError):
                 (decode_timestamps if b[0] == 1 else decode_doubles)(b[:cut])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=800))
+def test_the_encoders_sorted_sample_is_numpys_sort_of_the_strided_values(xs: list[int]) -> None:
+    """The sample a range block's and a timestamp vector's encoder choose their bounds from
+    (sorted by insertion, not numba's recursive sort): a wrong one would only cost bytes, so
+    the round trips above cannot see it."""
+    from filodb.encoding.blocks import sorted_sample
+
+    v = np.array(xs, np.int64)
+    np.testing.assert_array_equal(sorted_sample(v), np.sort(v[:: max(1, len(v) // 63)]))
