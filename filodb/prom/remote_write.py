@@ -38,6 +38,7 @@ from google.protobuf.message import DecodeError
 
 from filodb.errors import BadInputError, ErrPayloadTooLarge
 from filodb.model.batch import SampleBatch
+from filodb.model.borrow import borrowed
 from filodb.model.cache import BoundedCache
 from filodb.model.exemplars import Exemplars
 from filodb.model.fastkeys import Made
@@ -428,6 +429,7 @@ def _count_samples(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
     """Per samples region the number of Sample records (``12 <len> <body>``, one length
     byte), and whether it holds anything else (exemplars, histograms, odd layouts: ``slow``,
     left to upb)."""
+    buf = borrowed(buf)  # handed to the sample reader a sample (model/borrow.py)
     n = len(starts)
     counts = np.zeros(n, np.int64)
     slow = np.zeros(n, np.bool_)
@@ -451,6 +453,7 @@ def _count_samples(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
 def _read_samples(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, slow: np.ndarray,
                   at: np.ndarray, ts: np.ndarray, bits: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - numba
     """The records of the regions :func:`_count_samples` took, written from ``at[k]`` on."""
+    buf = borrowed(buf)
     for k in range(len(starts)):
         if slow[k]:
             continue

@@ -59,3 +59,27 @@ def test_the_line_protocol_kernel_counts_no_references_a_line() -> None:
     unborrowed = types.FunctionType(fn.__code__, {**fn.__globals__, "borrowed": _as_is},
                                  "_lines_counted")  # fmt: skip
     assert any(not v.startswith("arg.") for v in counted(unborrowed, *args))
+
+
+def test_the_remote_write_sample_readers_count_no_references_a_sample() -> None:
+    """The remote-write decoder's two passes over a body's samples hand the body to the
+    sample reader a sample; they count only their arguments, once a call."""
+    from filodb.model.varint import varint_bytes
+    from filodb.prom import remote_write as rw
+
+    region = b"".join(
+        b"\x12" + bytes([len(body)]) + body
+        for body in (b"\x09" + np.float64(i / 3).tobytes() + b"\x10"
+                     + varint_bytes(1_700_000_000_000 + 15_000 * i) for i in range(6))
+    )  # fmt: skip
+    buf = np.frombuffer(region, np.uint8)
+    starts, ends = np.array([0], np.int64), np.array([len(region)], np.int64)
+    assert all(v.startswith("arg.") for v in counted(rw._count_samples.py_func, buf, starts, ends))
+    counts, slow = rw._count_samples(buf, starts, ends)
+    assert counts.tolist() == [6] and not slow.any()
+    ts, bits = np.empty(6, np.int64), np.empty(6, np.uint64)
+    at = np.array([0], np.int64)
+    assert all(v.startswith("arg.") for v in counted(rw._read_samples.py_func, buf, starts, ends,
+                                                          slow, at, ts, bits))  # fmt: skip
+    assert ts.tolist() == [1_700_000_000_000 + 15_000 * i for i in range(6)]
+    np.testing.assert_array_equal(bits.view(np.float64), np.arange(6) / 3)
