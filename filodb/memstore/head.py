@@ -46,8 +46,10 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
+from filodb.encoding.blocks import put_sv
 from filodb.encoding.kernels import _unzigzag  # the chunk codecs' own
 from filodb.memstore.rows import extend_rows, held_nbytes
+from filodb.model.borrow import borrowed
 
 PAGE_BYTES = 64  # a 120-sample head of an exporter's series takes 2-6 pages
 # free pages a pool may keep without being compacted (per shard: hundreds of shards a node)
@@ -195,7 +197,7 @@ class Head:
         while True:  # resumed where the free pages ran out, with more
             self._n_free, at = _write(sid, ts, vals, vals.view(np.uint64), in_order, fits,
                                       self.st, self.pool, self.nxt, self._free, self._n_free,
-                                      now, at)  # fmt: skip
+                                      now, np.empty(_MAX_SAMPLE_BYTES, np.uint8), at)  # fmt: skip
             if at < 0:
                 break
             left = int(fits[at:].sum())  # ~3 bytes a sample, more if it takes more
@@ -325,43 +327,20 @@ def _decimal(v, bits, e):  # pragma: no cover - numba
     return True, m
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _put_byte(w0, w1, k, b):  # pragma: no cover - numba
-    """The words ``w0``, ``w1`` with byte ``k`` (0-15, little-endian) set to ``b``."""
-    if k < 8:
-        return w0 | (b << np.uint64(8 * k)), w1
-    return w0, w1 | (b << np.uint64(8 * (k - 8)))
-
-
 @nb.njit(cache=True, nogil=True)
-def _put_sv(w0, w1, k, v):  # pragma: no cover - numba
-    """``v`` zigzagged as a varint at byte ``k`` of the words: (w0, w1, next byte)."""
-    u = np.uint64((v << np.int64(1)) ^ (v >> np.int64(63)))
-    while u >= np.uint64(0x80):
-        w0, w1 = _put_byte(w0, w1, k, (u & np.uint64(0x7F)) | np.uint64(0x80))
-        u >>= np.uint64(7)
-        k += 1
-    w0, w1 = _put_byte(w0, w1, k, u)
-    return w0, w1, k + 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _enc(t, v, bits, lt, ld, lbits, lm, le):  # pragma: no cover - numba
+def _enc(t, v, bits, lt, ld, lbits, lm, le, buf):  # pragma: no cover - numba
     """Encode the sample ``(t, v)`` (``bits``: ``v``'s) after the state ``lt`` (last
     timestamp), ``ld`` (its delta), ``lbits``, ``lm``, ``le`` (last value's bits, decimal
-    mantissa and exponent, -1: none): (bytes, delta, mantissa, exponent, the bytes as two
-    little-endian words). Scalars only: an array argument would cost an atomic reference
-    count increment and decrement a sample (numba's runtime), ~10 % of a worker's CPU."""
-    w0 = np.uint64(0)
-    w1 = np.uint64(0)
+    mantissa and exponent, -1: none) into ``buf`` (borrowed by the caller: a sample must not
+    cost an atomic reference count, model/borrow.py): (bytes, delta, mantissa, exponent)."""
     d = t - lt
     dod = d - ld
     k = 1
-    h = np.uint64(0)
+    h = 0
     if dod == 0:
-        h = np.uint64(0x80)
+        h = 0x80
     else:
-        w0, w1, k = _put_sv(w0, w1, k, dod)
+        k = put_sv(buf, k, dod)
     m = lm
     e = le
     if bits != lbits:
@@ -369,28 +348,29 @@ def _enc(t, v, bits, lt, ld, lbits, lm, le):  # pragma: no cover - numba
         if le >= 0:
             ok, mm = _decimal(v, bits, le)
             if ok:
-                h |= np.uint64(1 << 5)
-                w0, w1, k = _put_sv(w0, w1, k, mm - lm)
+                h |= 1 << 5
+                k = put_sv(buf, k, mm - lm)
                 m = mm
                 done = True
         if not done:
             for ee in range(8):
                 ok, mm = _decimal(v, bits, ee)
                 if ok:
-                    h |= np.uint64((2 << 5) | ee)
-                    w0, w1, k = _put_sv(w0, w1, k, mm)
+                    h |= (2 << 5) | ee
+                    k = put_sv(buf, k, mm)
                     m = mm
                     e = ee
                     done = True
                     break
         if not done:
-            h |= np.uint64(3 << 5)
+            h |= 3 << 5
             for q in range(8):
-                w0, w1 = _put_byte(w0, w1, k + q, (bits >> np.uint64(8 * q)) & np.uint64(0xFF))
+                buf[k + q] = np.uint8((bits >> np.uint64(8 * q)) & np.uint64(0xFF))
             k += 8
             m = 0
             e = -1
-    return k, d, m, e, w0 | h, w1
+    buf[0] = np.uint8(h)
+    return k, d, m, e
 
 
 @nb.njit(cache=True, nogil=True)
@@ -426,7 +406,7 @@ def _plan(sid, ts, st, max_rows, fits, soft_rows, bulk_since,
 
 
 @nb.njit(cache=True, nogil=True)
-def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, now,
+def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, now, buf,
            r0):  # pragma: no cover - numba  # fmt: skip
     """Encode the samples :func:`_plan` let fit, from sample ``r0`` on, onto their series'
     streams (pages taken off the top of ``free``; a head's first sample stamps its base and
@@ -434,6 +414,7 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
     when a sample may need a page and none is free: everything before it is written."""
     n = len(sid)
     P = pool.shape[1]
+    buf = borrowed(buf)  # a sample's bytes (_MAX_SAMPLE_BYTES), handed to the encoder a sample
     i = r0
     while i < n:
         s = sid[i]
@@ -464,7 +445,7 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
                 if n_free == 0 and o + _MAX_SAMPLE_BYTES > P:
                     stop = r  # may need a page: the caller adds some, then resumes here
                     break
-                k, ld, lm, e, w0, w1 = _enc(ts[r], vals[r], vbits[r], lt, ld, lb, lm, le)
+                k, ld, lm, e = _enc(ts[r], vals[r], vbits[r], lt, ld, lb, lm, le, buf)
                 le = np.int8(e)
                 lt = ts[r]
                 lb = vbits[r]
@@ -479,8 +460,7 @@ def _write(sid, ts, vals, vbits, in_order, fits, st, pool, nxt, free, n_free, no
                             nxt[pg] = new
                         pg = new
                         o = 0
-                    w = w0 if q < 8 else w1
-                    pool[pg, o] = np.uint8((w >> np.uint64(8 * (q & 7))) & np.uint64(0xFF))
+                    pool[pg, o] = buf[q]
                     o += 1
                     at += 1
                 if not in_order[r]:

@@ -72,9 +72,9 @@ def _find_hashing(w, ends, aw, aends, ahash, slots):  # pragma: no cover - numba
     """:func:`_find` of strings whose xxh64 is computed here: (ids, hashes, ids absent)."""
     hashes = np.empty(len(ends), np.uint64)
     a = 0
-    wb = borrowed(w)  # handed to the hash a key
+    w = borrowed(w)  # handed to the hash a key (and so to _find)
     for i in range(len(ends)):
-        hashes[i] = _xxh64(wb, a, ends[i], np.uint64(0))
+        hashes[i] = _xxh64(w, a, ends[i], np.uint64(0))
         a = ends[i]
     out = _find(w, ends, hashes, aw, aends, ahash, slots)
     missing = 0

@@ -250,7 +250,7 @@ def test_the_head_kernels_count_only_their_arguments_not_a_sample() -> None:
     fits = np.ones(n, np.bool_)
     h._reserve(16)
     args = (sid, ts, vals, vals.view(np.uint64), fits.copy(), fits, h.st, h.pool, h.nxt,
-            h._free, h._n_free, 0, 0)  # fmt: skip
+            h._free, h._n_free, 0, np.empty(16, np.uint8), 0)  # fmt: skip
     assert all(v.startswith("arg.") for v in counted(hm._write.py_func, *args))
     sids = np.arange(4, dtype=np.int64)
     offsets = np.arange(0, n + 1, n // 4, dtype=np.int64)
