@@ -74,8 +74,7 @@ class Child:
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        # a multiprocess web's prometheus_client reads its directory at import: exec'd
-        if self.zygote is not None and self.metrics_dir is None:
+        if self.zygote is not None:
             self.proc = self.zygote.fork(self.argv[3:], self.env, self.log_path, self.pass_fds)
             if self.proc is not None:
                 self.started = time.monotonic()

@@ -23,9 +23,11 @@ the supervisor's side (it imports nothing heavy); :mod:`filodb.zygote_process` i
 zygote's.
 
 Nothing from the network reaches the zygote: its socket is a pair made by the supervisor.
-When it cannot be used (not Linux, the zygote died or did not answer, a child whose
-prometheus_client must read its multiprocess directory at import) the supervisor starts the
-child by ``exec`` as before; ``fork_children = false`` (``FILODB_FORK_CHILDREN=0``) always does.
+When it cannot be used (not Linux, the zygote died or did not answer) the supervisor starts
+the child by ``exec`` as before; ``fork_children = false`` (``FILODB_FORK_CHILDREN=0``) always
+does. The web processes of ``--web-processes N`` are forked too: each picks
+prometheus_client's multiprocess counters again (:func:`filodb.web.metrics.multiprocess_values`),
+which the zygote's import had chosen without their directory.
 """
 
 from __future__ import annotations

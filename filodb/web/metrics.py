@@ -154,6 +154,8 @@ class WebMetrics:
     state, or, given ``multiprocess_dir``, the counters of every web process sharing it."""
 
     def __init__(self, app: App, multiprocess_dir: str | None = None) -> None:
+        if multiprocess_dir:
+            multiprocess_values()
         r = self.registry = CollectorRegistry()  # this process's counters
         self.requests = Counter("filodb_http_requests", "HTTP requests answered, by route and code",
                                 ["route", "method", "code"], registry=r)  # fmt: skip
@@ -236,6 +238,18 @@ class WebMetrics:
     def request_rejected(self, door: str, reason: str) -> None:
         """Count a write ``door`` refused whole (``malformed``, ``too_large``)."""
         self.rejected_requests.labels(door, reason).inc()
+
+
+def multiprocess_values() -> None:
+    """Count into ``PROMETHEUS_MULTIPROC_DIR``'s files from here on, when the environment
+    names it. prometheus_client picks its value class (memory, or a file per process in that
+    directory) once, when it is imported; a web process forked from filodb's zygote
+    (:mod:`filodb.zygote`) imported it there, before its own environment named the
+    directory, so it picks again here, before its first counter."""
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()
 
 
 def init_app(app: Flask, multiprocess_dir: str | None = None) -> WebMetrics:

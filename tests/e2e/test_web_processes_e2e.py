@@ -1,4 +1,5 @@
-"""`filodb up --web-processes 2`: two web processes serve one port. Writes answered by either
+"""`filodb up --web-processes 2`: two web processes, forked from the zygote, serve one port.
+Writes answered by either
 are all queryable, ``/metrics`` sums what both counted, a web process killed -9 loses nothing
 acknowledged (the other keeps answering, the supervisor starts it again), and the tree stops
 cleanly."""
@@ -65,6 +66,14 @@ def _metric(url: str, name: str, **labels: str) -> float:
     text = requests.get(f"{url}/metrics", timeout=30).text
     return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
                if s.name == name and labels.items() <= s.labels.items())  # fmt: skip
+
+
+def _rollup_mb(pid: int, field: str) -> int:
+    """MiB of ``field`` (``Shared_Dirty``) in ``pid``'s smaps_rollup."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) >> 10
+    return 0
 
 
 def _samples_by_pid(metrics_dir: Path) -> dict[int, float]:
@@ -136,6 +145,8 @@ def test_two_web_processes_share_the_port_sum_metrics_and_survive_kill9(up2: UpP
     health = requests.get(f"{url}/admin/health", timeout=10).json()
     assert health["status"] == "healthy" and "web_processes" not in health
     assert sorted(int(p.name) for p in (up2.data_dir / "run/web/ready").iterdir()) == sorted(webs)
+    for pid in webs:  # forked from the zygote: its imports' and kernels' pages shared
+        assert _rollup_mb(pid, "Shared_Dirty") >= 30, (pid, _rollup_mb(pid, "Shared_Dirty"))
     metrics_dir = up2.data_dir / "run" / "web" / "metrics"
 
     # --- writes until both processes have answered some: every one is queryable ------------
