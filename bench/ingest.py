@@ -76,7 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 import requests  # noqa: E402
-from promql import PER_REQUEST_SAMPLES, Peer, emit, wait_count, workload  # noqa: E402
+from promql import PER_REQUEST_SAMPLES, POLL_S, Peer, emit, wait_count, workload  # noqa: E402
 
 from filodb.model.batch import SampleBatch  # noqa: E402
 from filodb.prom.remote_write import encode_write_request  # noqa: E402
@@ -320,7 +320,7 @@ def full_count(base: str, data: dict, timeout_s: float = 600) -> float:
         got = over_windows(base, data, "count_over_time")
         if got == data["samples"] or time.monotonic() > deadline:
             return got
-        time.sleep(0.2)
+        time.sleep(POLL_S)
 
 
 def vm_flush_until_counted(base: str, data: dict, timeout_s: float = 600) -> None:
@@ -331,7 +331,7 @@ def vm_flush_until_counted(base: str, data: dict, timeout_s: float = 600) -> Non
         requests.get(base + "/internal/force_flush", timeout=60)
         if full_count(base, data, 0) == data["samples"] or time.monotonic() > deadline:
             return
-        time.sleep(0.05)
+        time.sleep(POLL_S)
 
 
 def check(base: str, data: dict) -> dict[str, float]:

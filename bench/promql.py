@@ -171,7 +171,11 @@ def push(url: str, payloads: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
+POLL_S = 0.05  # between queries of a wait (VictoriaMetrics's flush loop waits as long)
+
+
 def wait_count(base: str, query: str, want: int, at_s: float, timeout_s: float = 600) -> None:
+    """Query ``query`` at ``at_s`` every :data:`POLL_S` until it answers ``want``."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -185,7 +189,7 @@ def wait_count(base: str, query: str, want: int, at_s: float, timeout_s: float =
                 return
         except (requests.RequestException, ValueError, KeyError):
             pass
-        time.sleep(0.2)
+        time.sleep(POLL_S)
     raise TimeoutError(f"{base}: {query} never reached {want}: {last}")
 
 
