@@ -194,10 +194,11 @@ class Head:
         self.extra += int(_plan(sid, ts, self.st, self.max_rows, fits, self.soft_rows, since,
                                 max(0, self.bulk_extra - self.extra)))  # fmt: skip
         at = 0
+        buf = np.empty(_MAX_SAMPLE_BYTES, np.uint8)  # a sample's bytes, as the encoder writes them
         while True:  # resumed where the free pages ran out, with more
             self._n_free, at = _write(sid, ts, vals, vals.view(np.uint64), in_order, fits,
                                       self.st, self.pool, self.nxt, self._free, self._n_free,
-                                      now, np.empty(_MAX_SAMPLE_BYTES, np.uint8), at)  # fmt: skip
+                                      now, buf, at)  # fmt: skip
             if at < 0:
                 break
             left = int(fits[at:].sum())  # ~3 bytes a sample, more if it takes more

@@ -16,6 +16,14 @@ from filodb.testing.wait import wait_healthy
 from filodb.uptree import UpTree, children_of, cmdline, running
 
 
+def rollup_mb(pid: int, field: str) -> int:
+    """MiB of ``field`` (``Shared_Dirty``, ``Private_Dirty``) in ``pid``'s smaps_rollup."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) >> 10
+    return 0
+
+
 def tree_memory(pid: int) -> int:
     """Bytes the tree holds in memory counting each page once: every process's share of its
     anonymous pages (``Pss_Anon``: a page that forked processes share, not yet copied, is

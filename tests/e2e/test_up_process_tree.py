@@ -19,7 +19,7 @@ from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
 from filodb.redisproc import free_port
-from filodb.testing.cluster import UpProcess, children_of, cmdline, running
+from filodb.testing.cluster import UpProcess, children_of, cmdline, rollup_mb, running
 from filodb.testing.wait import wait_for
 from filodb.tools.client import RW_HEADERS
 
@@ -168,14 +168,6 @@ def test_web_in_worker_serves_both_tiers_from_one_process_and_survives_its_kill9
         up.stop()
 
 
-def _rollup_mb(pid: int, field: str) -> int:
-    """MiB of ``field`` (``Shared_Dirty``, ``Private_Dirty``) in ``pid``'s smaps_rollup."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) >> 10
-    return 0
-
-
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -195,7 +187,7 @@ def test_children_are_forked_from_the_zygote_share_its_pages_and_survive_kill9s(
         for kind, pid in pids.items():
             assert _parent(pid) == up.proc.pid, kind
             assert f"-m filodb {kind.strip()}" in cmdline(pid)
-            assert _rollup_mb(pid, "Shared_Dirty") >= 30, (kind, _rollup_mb(pid, "Shared_Dirty"))
+            assert rollup_mb(pid, "Shared_Dirty") >= 30, (kind, rollup_mb(pid, "Shared_Dirty"))
         ts = int(time.time() // 60 - 5) * 60_000 + 15_000 * np.arange(8)
         batch = SampleBatch([make_labels({"__name__": "forked", "host": "a"})],
                             np.zeros(8, dtype=np.int32), ts, np.arange(8.0))  # fmt: skip
@@ -226,7 +218,7 @@ def test_children_are_forked_from_the_zygote_share_its_pages_and_survive_kill9s(
         (worker,) = up.pids("worker")
         assert _parent(worker) == up.proc.pid
         wait_for(summed, 90, "the samples answer after the worker's replay", up.log_tail)
-        assert _rollup_mb(worker, "Shared_Dirty") >= 30  # forked from the new zygote
+        assert rollup_mb(worker, "Shared_Dirty") >= 30  # forked from the new zygote
     finally:
         up.stop()
 
@@ -240,7 +232,7 @@ def test_fork_children_off_execs_each_child(tmp_path: Path) -> None:
         assert up.pids(" zygote") == []
         for kind in ("worker", " web"):
             (pid,) = up.pids(kind)
-            assert _rollup_mb(pid, "Shared_Dirty") < 10, kind
+            assert rollup_mb(pid, "Shared_Dirty") < 10, kind
         r = requests.get(f"{up.url}/api/v1/query", params={"query": "count(up)"}, timeout=30)
         assert r.status_code == 200, r.text
     finally:

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from filodb.model.batch import SampleBatch
 from filodb.model.labels import make_labels
 from filodb.prom.remote_write import encode_write_request
-from filodb.testing.cluster import UpProcess, running
+from filodb.testing.cluster import UpProcess, rollup_mb, running
 from filodb.testing.wait import eventually, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -66,14 +66,6 @@ def _metric(url: str, name: str, **labels: str) -> float:
     text = requests.get(f"{url}/metrics", timeout=30).text
     return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
                if s.name == name and labels.items() <= s.labels.items())  # fmt: skip
-
-
-def _rollup_mb(pid: int, field: str) -> int:
-    """MiB of ``field`` (``Shared_Dirty``) in ``pid``'s smaps_rollup."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) >> 10
-    return 0
 
 
 def _samples_by_pid(metrics_dir: Path) -> dict[int, float]:
@@ -146,7 +138,7 @@ def test_two_web_processes_share_the_port_sum_metrics_and_survive_kill9(up2: UpP
     assert health["status"] == "healthy" and "web_processes" not in health
     assert sorted(int(p.name) for p in (up2.data_dir / "run/web/ready").iterdir()) == sorted(webs)
     for pid in webs:  # forked from the zygote: its imports' and kernels' pages shared
-        assert _rollup_mb(pid, "Shared_Dirty") >= 30, (pid, _rollup_mb(pid, "Shared_Dirty"))
+        assert rollup_mb(pid, "Shared_Dirty") >= 30, (pid, rollup_mb(pid, "Shared_Dirty"))
     metrics_dir = up2.data_dir / "run" / "web" / "metrics"
 
     # --- writes until both processes have answered some: every one is queryable ------------
