@@ -174,13 +174,15 @@ class ShardIngester:
         if _LIMITER.allow((self.dataset, self.shard, type(e))):
             log.error("shard %s/%s failed", self.dataset, self.shard, exc_info=e)
         if not self.stop_event.is_set():
-            self.stop_event.set()
-            self._on_change()
+            # Error first: a node that saw this ingester stopped while the map still said
+            # Active started the shard again at once (and its Active overwrote the Error)
             try:
                 self._move(ShardStatus.ERROR, error=f"{type(e).__name__}: {e}")
             except Exception as e2:  # noqa: BLE001 - Redis may be the cause
                 if _LIMITER.allow((self.dataset, self.shard, "error-status")):
                     log.warning("cannot record Error for %s/%s: %s", self.dataset, self.shard, e2)
+            self.stop_event.set()
+            self._on_change()
 
     def apply(self, records: list[tuple[int, bytes]], batch: RecordBatch | None = None) -> None:
         """Apply records read for this shard (by the node's reader; ``batch``: them read, see
