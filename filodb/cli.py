@@ -372,6 +372,7 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
 
     from filodb.tasks.scheduler import SWITCH_INTERVAL_S
     from filodb.web import create_app
+    from filodb.web.ingest_wsgi import loop_route
     from filodb.web.processes import mark_serving
     from filodb.web.wsgi_server import SHARED_PORT_MAX_REQUESTS, inherited_sockets, make_server
 
@@ -389,7 +390,8 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
     server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, sockets=sockets,
                          threads=cfg.web_threads, connection_limit=cfg.web_connections,
                          ident="filodb", channel_timeout=300,
-                         max_body_bytes=cfg.max_body_bytes)  # fmt: skip
+                         max_body_bytes=cfg.max_body_bytes,
+                         loop_route=loop_route if cfg.web_ingest_loop else None)  # fmt: skip
     if shared_dir is not None:
         mark_serving(shared_dir)
     return server

@@ -66,6 +66,9 @@ class Config:
     web_threads: int = 16
     web_connections: int = 1000  # open HTTP connections a web process serves at once
     web_processes: int = 1  # web processes `filodb up` runs on the one port (each web_threads)
+    # keep-alive connections sending ingestion requests are served by one thread of the web
+    # process (filodb/web/ingest_loop.py) instead of a thread each. False: a thread each
+    web_ingest_loop: bool = True
     # `filodb up` serves the web tier from its worker process (one interpreter, numba and
     # LLVM loaded once: less memory; one GIL for the doors and ingestion). 1 worker, 1 web
     web_in_worker: bool = False

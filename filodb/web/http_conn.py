@@ -17,6 +17,8 @@ MAX_HEAD_BYTES = 256 << 10  # request line and headers (waitress's default)
 REQUEST_TIMEOUT_S = 60.0  # a head must arrive whole this soon after its first byte (nginx's 60)
 MIN_BODY_RATE = 64 << 10  # bytes a second a body must keep up, past REQUEST_TIMEOUT_S
 RECV_BYTES = 256 << 10  # one read of a body: a 160 KB ingestion body in one or two
+PREFETCH_BYTES = 256 << 10  # a body up to this is read before the app gets a slot (or is
+# read by the ingestion loop, filodb/web/ingest_loop.py; larger ones go to a thread)
 DRAIN_BYTES = 1 << 20  # a body the app left unread up to this is read to keep the connection
 
 

@@ -70,6 +70,12 @@ def match(path: str) -> tuple[str, str | None] | None:
     return None
 
 
+def loop_route(method: str, path: str) -> bool:
+    """Whether a request is one of the lean routes (the web server's ingestion loop serves
+    the connections that send them: :mod:`filodb.web.ingest_loop`)."""
+    return method == "POST" and match(path) is not None
+
+
 class LeanIngest:
     """WSGI app: the ingestion routes answered here, everything else by ``flask_wsgi``."""
 

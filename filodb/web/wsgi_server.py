@@ -31,6 +31,11 @@ when each connection's own thread reads the request, calls the app and writes th
   at least ``EVICT_IDLE_S`` is closed for it, as nginx reuses idle keep-alive connections.
 * ``close`` stops accepting, wakes idle connections and waits a little for the requests in
   flight.
+* With ``loop_route``, a keep-alive connection whose request that route takes (``filodb web``:
+  the lean ingestion routes) is handed, once answered, to one thread serving all such
+  connections without blocking (:mod:`filodb.web.ingest_loop`): several senders' bodies then
+  cost the process what one sender's do, instead of the threads' hand-offs. What the loop does
+  not serve it hands back to a thread of its own (:meth:`HttpServer.resume`).
 
 Several web processes serve one port by sharing its listening sockets: ``filodb up`` binds
 them once (:func:`filodb.listen.bind`) and hands their descriptors to each web
@@ -61,6 +66,7 @@ from urllib.parse import unquote_to_bytes
 from filodb.listen import bind
 from filodb.web.http_conn import (
     DRAIN_BYTES,
+    PREFETCH_BYTES,
     RECV_BYTES,
     REQUEST_TIMEOUT_S,
     BadRequest,
@@ -72,11 +78,11 @@ from filodb.web.http_conn import (
     dechunk,
     error_answer,
 )
+from filodb.web.ingest_loop import IngestLoop
 
 log = logging.getLogger("filodb.web.server")
 
 SHARED_PORT_MAX_REQUESTS = 32  # answers per connection while processes share the port
-PREFETCH_BYTES = 256 << 10  # a body up to this is read before the app gets a slot
 EVICT_IDLE_S = 1.0  # at the connection limit, an idle connection this old may go for a new one
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
@@ -101,7 +107,8 @@ class HttpServer:
     def __init__(self, app: Callable[..., Any], sockets: list[socket.socket], threads: int = 16,
                  connection_limit: int = 100, ident: str = "filodb", channel_timeout: float = 300,
                  max_requests: int = 0, max_body_bytes: int = 1 << 30,
-                 request_timeout: float = REQUEST_TIMEOUT_S) -> None:  # fmt: skip
+                 request_timeout: float = REQUEST_TIMEOUT_S,
+                 loop_route: Callable[[str, str], bool] | None = None) -> None:  # fmt: skip
         self.app = app
         self.sockets = sockets
         self.ident = ident
@@ -109,7 +116,7 @@ class HttpServer:
         self.request_timeout = request_timeout
         self.max_requests = max_requests
         self.max_body_bytes = max_body_bytes
-        self._calls = threading.BoundedSemaphore(max(1, threads))
+        self.calls = threading.BoundedSemaphore(max(1, threads))
         self.connection_limit = max(1, connection_limit)
         self._slots = threading.BoundedSemaphore(self.connection_limit)
         self._stop = threading.Event()
@@ -118,6 +125,9 @@ class HttpServer:
         self._conns: dict[socket.socket, tuple[bool, float]] = {}
         self._lock = threading.Lock()
         self._date = (0, "")
+        # keep-alive connections whose requests ``loop_route(method, path)`` takes go to one
+        # thread serving them all (:mod:`filodb.web.ingest_loop`)
+        self.loop: IngestLoop | None = IngestLoop(self, loop_route) if loop_route else None
         first = sockets[0].getsockname()
         self.effective_host, self.effective_port = first[0], first[1]
         self._server_name = (
@@ -126,6 +136,8 @@ class HttpServer:
 
     # -- accepting --------------------------------------------------------------------
     def run(self) -> None:
+        if self.loop is not None:
+            threading.Thread(target=self.loop.run, daemon=True, name="filodb-ingest").start()
         sel = selectors.DefaultSelector()
         for s in self.sockets:
             s.setblocking(False)
@@ -196,6 +208,8 @@ class HttpServer:
     def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting; idle connections close now, requests in flight get ``grace_s``."""
         self._stop.set()
+        if self.loop is not None:
+            self.loop.wake()
         try:
             self._wake_w.send(b"x")
         except OSError:
@@ -217,10 +231,16 @@ class HttpServer:
             time.sleep(0.02)
 
     # -- one connection ---------------------------------------------------------------
-    def _serve(self, sock: socket.socket, addr: Any) -> None:
-        conn = Conn(sock, self.timeout, self.request_timeout)
-        answered = 0
+    def _serve(self, sock: socket.socket, addr: Any, conn: Conn | None = None,
+               answered: int = 0, unsent: bytes = b"") -> None:  # fmt: skip
+        """Serve a connection until it closes or the ingestion loop takes it; ``conn``,
+        ``answered`` and ``unsent`` (an answer's bytes still to send) when the loop hands one
+        back (:meth:`resume`)."""
+        conn = conn or Conn(sock, self.timeout, self.request_timeout)
+        taken = False
         try:
+            if unsent:
+                conn.send(unsent)
             while not self._stop.is_set():
                 try:
                     head = conn.head()
@@ -243,19 +263,95 @@ class HttpServer:
                     return
                 with self._lock:
                     self._conns[sock] = (False, time.monotonic())
+                loop = self.loop
+                if loop is not None and not conn.broken and loop.wants(req.env):
+                    taken = loop.adopt(conn, addr, answered)
+                    if taken:
+                        return
         except Closed:
             return
         except Exception:  # noqa: BLE001 - a bug here ends this connection, not the server
             log.exception("HTTP connection from %s", addr)
         finally:
-            with self._lock:
-                self._conns.pop(sock, None)
-            try:
-                sock.close()
-            finally:
-                self._slots.release()
+            if not taken:
+                self.release(sock)
+
+    def release(self, sock: socket.socket) -> None:
+        """Forget and close a connection (its slot free for another)."""
+        with self._lock:
+            self._conns.pop(sock, None)
+        try:
+            sock.close()
+        finally:
+            self._slots.release()
+
+    def resume(self, conn: Conn, addr: Any, answered: int, unsent: bytes = b"",
+               keep: bool = True) -> None:  # fmt: skip
+        """A connection the ingestion loop gives back, served by a thread of its own again
+        (``unsent``: the rest of an answer the loop could not send at once; then closed
+        unless ``keep``)."""
+        sock = conn.sock
+        sock.setblocking(True)
+        sock.settimeout(self.timeout)
+        self.mark(sock, False)
+        target: Callable[..., None] = self._serve if keep else self._finish_send
+        threading.Thread(target=target, args=(sock, addr, conn, answered, unsent),
+                         daemon=True, name="filodb-http").start()  # fmt: skip
+
+    def _finish_send(self, sock: socket.socket, _addr: Any, conn: Conn, _answered: int,
+                     unsent: bytes) -> None:  # fmt: skip
+        try:
+            conn.send(unsent)
+        except Closed:
+            pass
+        finally:
+            self.release(sock)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def mark(self, sock: socket.socket, busy: bool) -> bool:
+        """Note a connection busy (inside a request) or idle since now; False when it was
+        evicted meanwhile (it must close)."""
+        with self._lock:
+            if busy and self._conns.get(sock, (False,))[0]:
+                return False
+            self._conns[sock] = (True, 0.0) if busy else (False, time.monotonic())
+        return True
 
     def _parse(self, head: bytes, conn: Conn, addr: Any) -> _Request:
+        env, http11, method = self.environ(head, addr)
+        keep = http11 and env.get("HTTP_CONNECTION", "").lower() != "close"
+        req = _Request(env, keep, method == "HEAD")
+        conn.sent_continue = not (http11 and env.get("HTTP_EXPECT", "").lower() == "100-continue")
+        coding = env.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if coding:
+            if "CONTENT_LENGTH" in env:
+                raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+            if coding != "chunked":
+                raise BadRequest(400, f"Transfer-Encoding {coding!r} not supported (chunked is)")
+            try:
+                data = dechunk(conn, self.max_body_bytes + 1)
+            except TooLong as e:
+                data, req.keep = e.data, False  # the rest of the body is not read
+            env["wsgi.input"] = io.BytesIO(data)
+            env["CONTENT_LENGTH"] = str(len(data))
+            return req
+        size = env.get("CONTENT_LENGTH", "")
+        if size:
+            if not valid_length(size):
+                raise BadRequest(400, "invalid Content-Length")
+            req.body = Body(conn, int(size))
+            conn.body_deadline(req.body.left)
+            env["wsgi.input"] = req.body
+        else:
+            env["wsgi.input"] = io.BytesIO(b"")
+        return req
+
+    def environ(self, head: bytes, addr: Any) -> tuple[dict[str, Any], bool, str]:
+        """The WSGI environ of a request ``head`` (without ``wsgi.input``), whether it is
+        HTTP/1.1, and its method; ``BadRequest`` when it is not HTTP/1.x."""
         lines = head.split(b"\r\n")
         first = lines[0].split(b" ")
         if len(first) != 3 or not _TOKEN.fullmatch(first[0]):
@@ -300,32 +396,7 @@ class HttpServer:
             "wsgi.run_once": False, "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         })  # fmt: skip
-        keep = http11 and env.get("HTTP_CONNECTION", "").lower() != "close"
-        req = _Request(env, keep, method == "HEAD")
-        conn.sent_continue = not (http11 and env.get("HTTP_EXPECT", "").lower() == "100-continue")
-        coding = env.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if coding:
-            if "CONTENT_LENGTH" in env:
-                raise BadRequest(400, "both Content-Length and Transfer-Encoding")
-            if coding != "chunked":
-                raise BadRequest(400, f"Transfer-Encoding {coding!r} not supported (chunked is)")
-            try:
-                data = dechunk(conn, self.max_body_bytes + 1)
-            except TooLong as e:
-                data, req.keep = e.data, False  # the rest of the body is not read
-            env["wsgi.input"] = io.BytesIO(data)
-            env["CONTENT_LENGTH"] = str(len(data))
-            return req
-        size = env.get("CONTENT_LENGTH", "")
-        if size:
-            if not (size.isascii() and size.isdigit()) or len(size) > 18:
-                raise BadRequest(400, "invalid Content-Length")
-            req.body = Body(conn, int(size))
-            conn.body_deadline(req.body.left)
-            env["wsgi.input"] = req.body
-        else:
-            env["wsgi.input"] = io.BytesIO(b"")
-        return req
+        return env, http11, method
 
     def _answer(self, conn: Conn, req: _Request) -> None:
         env = req.env
@@ -363,7 +434,7 @@ class HttpServer:
                 else:
                     req.keep = False
             if "date" not in names:
-                lines.append(f"Date: {self._http_date()}")
+                lines.append(f"Date: {self.http_date()}")
             if "server" not in names:
                 lines.append(f"Server: {self.ident}")
             if req.body is not None and req.body.left > DRAIN_BYTES:
@@ -392,7 +463,7 @@ class HttpServer:
 
         if req.body is not None and req.body.left <= PREFETCH_BYTES and conn.sent_continue:
             conn.prefetch(req.body.left)  # a slow sender waits here, not in an app slot
-        with self._calls:
+        with self.calls:
             try:
                 result = self.app(env, start_response)
             except Exception:
@@ -424,11 +495,16 @@ class HttpServer:
                 pass
         conn.end_body()
 
-    def _http_date(self) -> str:
+    def http_date(self) -> str:
         now = int(time.time())
         if self._date[0] != now:
             self._date = (now, formatdate(now, usegmt=True))
         return self._date[1]
+
+
+def valid_length(size: str) -> bool:
+    """Whether a Content-Length header's text is a length this server takes."""
+    return size.isascii() and size.isdigit() and len(size) <= 18
 
 
 def make_server(app: Any, max_requests: int = 0, *, sockets: list[socket.socket] | None = None,

@@ -2,7 +2,9 @@
 on a real socket: request bodies (Content-Length read as the app asks, chunked, ``Expect:
 100-continue``, a short body), answers of unknown length, malformed requests answered in
 Prometheus's JSON error shape, idle clients timed out, the connection limit, the remote-write
-route of the real app served whole, and a graceful stop."""
+route of the real app served whole, and a graceful stop. Every test runs twice: connections
+served by a thread each, and keep-alive connections of ``POST`` requests served by the
+server's ingestion loop (:mod:`filodb.web.ingest_loop`) after their first request."""
 
 from __future__ import annotations
 
@@ -49,9 +51,24 @@ def _app() -> Flask:
     return app
 
 
+_LOOP = {"on": False}
+
+
+@pytest.fixture(autouse=True, params=["threads", "loop"])
+def _mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    _LOOP["on"] = request.param == "loop"
+    yield
+    _LOOP["on"] = False
+
+
+def _posts(method: str, _path: str) -> bool:
+    return method == "POST"
+
+
 @contextmanager
-def _serve(app: Any, **kw: Any) -> Iterator[HttpServer]:
-    server = make_server(app, host="127.0.0.1", port=0, **kw)
+def _serve(app: Any, route: Any = _posts, **kw: Any) -> Iterator[HttpServer]:
+    server = make_server(app, host="127.0.0.1", port=0, loop_route=route if _LOOP["on"] else None,
+                         **kw)  # fmt: skip
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     yield server
@@ -260,18 +277,19 @@ def test_the_remote_write_route_of_the_real_app(redis_url: str, tmp_path: Path) 
     from filodb.model.labels import make_labels
     from filodb.prom.remote_write import encode_write_request
     from filodb.web import create_app
-    from filodb.web.ingest_wsgi import wrap
+    from filodb.web.ingest_wsgi import loop_route, wrap
 
     app = create_app(Config(redis_url=redis_url))
     app.extensions["filodb"].shard_map.create_dataset("prometheus", 4, 1)
     assert type(app.wsgi_app).__name__ == "LeanIngest" or wrap(app, Config(redis_url=redis_url))
     series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(3)]
     body = encode_write_request(SampleBatch(series, np.arange(3), np.arange(3), np.ones(3)))
-    with _serve(app) as srv:
+    with _serve(app, loop_route) as srv:
         conn = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
-        conn.request("POST", "/api/v1/write", body, {"Content-Encoding": "snappy"})
-        r = conn.getresponse()
-        assert r.status == 204 and r.read() == b"" and not r.will_close
+        for _ in range(2):  # the second one in the loop, when on
+            conn.request("POST", "/api/v1/write", body, {"Content-Encoding": "snappy"})
+            r = conn.getresponse()
+            assert r.status == 204 and r.read() == b"" and not r.will_close
         conn.request("POST", "/api/v1/write", b"\xff not snappy")
         r = conn.getresponse()
         doc = json.loads(r.read())
@@ -279,7 +297,10 @@ def test_the_remote_write_route_of_the_real_app(redis_url: str, tmp_path: Path) 
         conn.request("GET", "/api/v1/status/buildinfo")
         r = conn.getresponse()
         assert r.status == 200 and json.loads(r.read())["status"] == "success"
+        conn.request("POST", "/api/v1/write", body, {"Content-Encoding": "snappy"})
+        assert conn.getresponse().status == 204
         conn.close()
+        assert srv.loop is None or srv.loop.served == 2  # the last one followed a GET: a thread
 
 
 def _answer_within(port: int, data: bytes, timeout: float) -> bytes:

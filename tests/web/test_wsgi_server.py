@@ -16,12 +16,14 @@ from flask import Flask, Response
 from filodb.web.wsgi_server import make_server
 
 
-@pytest.fixture()
-def port() -> Iterator[int]:
+@pytest.fixture(params=["threads", "loop"])
+def port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A server, its ingestion loop serving ``POST /write`` connections or not."""
     app = Flask("t")
     app.add_url_rule("/write", "write", lambda: Response(status=204), methods=["POST"])
     app.add_url_rule("/q", "q", lambda: {"status": "success"})
-    server = make_server(app, host="127.0.0.1", port=0, threads=2)
+    route = (lambda m, p: m == "POST" and p == "/write") if request.param == "loop" else None
+    server = make_server(app, host="127.0.0.1", port=0, threads=2, loop_route=route)
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     yield server.effective_port
@@ -64,7 +66,8 @@ def test_close_when_asked_or_http10(port: int) -> None:
     old.close()
 
 
-def test_shared_listening_socket_and_a_cap_of_answers_per_connection() -> None:
+@pytest.mark.parametrize("loop", [False, True])
+def test_shared_listening_socket_and_a_cap_of_answers_per_connection(loop: bool) -> None:
     """Two servers on one listening socket (as filodb up's web processes): both answer, and
     each connection closes after ``max_requests`` answers so the client reconnects."""
     from filodb.listen import bind
@@ -79,7 +82,8 @@ def test_shared_listening_socket_and_a_cap_of_answers_per_connection() -> None:
         app.add_url_rule("/write", "write", lambda n=name: (who.append(n), Response(status=204))[1],
                          methods=["POST"])  # fmt: skip
         mine = inherited_sockets([os.dup(s.fileno()) for s in socks])  # as a child inherits
-        servers.append(make_server(app, 3, sockets=mine, threads=1))
+        route = (lambda m, _p: m == "POST") if loop else None
+        servers.append(make_server(app, 3, sockets=mine, threads=1, loop_route=route))
     for s in servers:
         threading.Thread(target=s.run, daemon=True).start()
     try:

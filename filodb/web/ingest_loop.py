@@ -1,0 +1,338 @@
+"""One thread serving the ingestion requests of every keep-alive connection that sends them.
+
+With a thread per connection (:mod:`filodb.web.wsgi_server`), four senders' threads take the
+process's lock (the GIL) from each other at every socket call, lock and ``nogil`` kernel of a
+body's path: ~17 context switches a body against ~1 with one sender, and ``perf`` put the
+difference (~0.24 ms a 1 250-line Influx body, a fifth of the web process's CPU) in the
+kernel's task switching. So once a connection has had an ingestion request answered (a
+``POST`` that ``route(method, path)`` takes: the lean routes of
+:mod:`filodb.web.ingest_wsgi`), its thread hands it to this loop and ends; the loop reads every
+such connection without blocking, and calls the app for each request whose head and body have
+come whole, one after the other, in its one thread.
+
+What the loop does not serve it gives back to a thread of its own (``HttpServer.resume``,
+with the bytes read so far), which serves it as any connection: a request of another route or
+method, a body longer than ``PREFETCH_BYTES`` or without a Content-Length (chunked), ``Expect:
+100-continue``, a head that is not HTTP/1.x (the thread answers its 4xx), an answer the socket
+does not take at once. The server's rules hold here too: a request's head and body must come
+within ``request_timeout`` of its first byte plus the body's length at
+:data:`~filodb.web.http_conn.MIN_BODY_RATE` (else 408, or the connection closes mid-body), an
+idle connection closes after ``channel_timeout``, ``max_requests`` answers close it, the
+connection-limit eviction of idle connections applies (it shuts the socket; the loop reads
+the end), and ``close`` ends the loop's connections as the threads' ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from filodb.web.http_conn import (
+    MAX_HEAD_BYTES,
+    MIN_BODY_RATE,
+    PREFETCH_BYTES,
+    RECV_BYTES,
+    BadRequest,
+    Conn,
+    error_answer,
+)
+
+if TYPE_CHECKING:
+    from filodb.web.wsgi_server import HttpServer
+
+log = logging.getLogger("filodb.web.server")
+
+TICK_S = 0.5  # how often deadlines are checked
+_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,18})[ \t]*(?=\r\n|$)")
+_NOT_HERE = (b"\r\ntransfer-encoding:", b"\r\nexpect:")
+_BODYLESS = ("1", "204", "304")
+
+
+class _Owned:
+    """A connection the loop holds: its bytes so far and its clocks."""
+
+    __slots__ = ("conn", "addr", "answered", "start", "idle_since")
+
+    def __init__(self, conn: Conn, addr: Any, answered: int) -> None:
+        self.conn = conn
+        self.addr = addr
+        self.answered = answered
+        self.start = 0.0  # monotonic time the current request's first byte came (0: none)
+        self.idle_since = time.monotonic()
+
+
+class IngestLoop:
+    """See the module's docstring; ``run`` blocks until the server closes."""
+
+    def __init__(self, server: HttpServer, route: Callable[[str, str], bool]) -> None:
+        self.server = server
+        self.route = route
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._inbox: list[_Owned] = []
+        self._lock = threading.Lock()
+        self._running = False
+        self.served = 0  # requests answered here (for tests)
+
+    def wants(self, env: dict[str, Any]) -> bool:
+        """Whether a connection whose last request was ``env`` should come here."""
+        return self._running and self.route(env["REQUEST_METHOD"], env["PATH_INFO"])
+
+    def adopt(self, conn: Conn, addr: Any, answered: int) -> bool:
+        """Take a connection between requests (its thread then ends); False when the loop
+        is not running (the thread keeps it)."""
+        with self._lock:
+            if not self._running:
+                return False
+            self._inbox.append(_Owned(conn, addr, answered))
+        self.wake()
+        return True
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> None:
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
+        with self._lock:
+            self._running = True
+        next_tick = time.monotonic() + TICK_S
+        try:
+            while not self.server.stopping:
+                for key, _ in self._sel.select(timeout=TICK_S):
+                    if key.fileobj is self._wake_r:
+                        self._take_inbox()
+                    else:
+                        self._read(key.data)
+                now = time.monotonic()
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + TICK_S
+        except Exception:  # noqa: BLE001 - a bug here must not leave connections hanging
+            log.exception("ingestion loop")
+        finally:
+            with self._lock:
+                self._running = False
+            self._take_inbox()
+            for key in list(self._sel.get_map().values()):
+                if key.fileobj is not self._wake_r:
+                    self._close(key.data)
+            self._sel.close()
+
+    def _take_inbox(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+        with self._lock:
+            got, self._inbox = self._inbox, []
+        for o in got:
+            o.conn.sock.setblocking(False)
+            self._sel.register(o.conn.sock, selectors.EVENT_READ, o)
+            if o.conn.buf:  # pipelined bytes came with the last request
+                self._serve_ready(o)
+
+    def _read(self, o: _Owned) -> None:
+        conn = o.conn
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(o)
+            return
+        if not data:
+            self._close(o)
+            return
+        if not o.start:
+            if not self.server.mark(conn.sock, True):
+                self._close(o)  # evicted for a new connection as its request began
+                return
+            o.start = time.monotonic()
+        conn.buf += data
+        self._serve_ready(o)
+
+    def _serve_ready(self, o: _Owned) -> None:
+        """Answer the requests ``o`` holds whole; give it back to a thread when one is not
+        for the loop."""
+        while True:
+            conn = o.conn
+            buf = conn.buf.lstrip(b"\r\n")
+            conn.buf = buf
+            if not buf:
+                return
+            if not o.start:
+                if not self.server.mark(conn.sock, True):
+                    self._close(o)
+                    return
+                o.start = time.monotonic()
+            end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+            if end < 0:
+                if len(buf) >= MAX_HEAD_BYTES + 4:
+                    self._give_back(o)  # the thread answers 431
+                return
+            head = buf[:end]
+            low = head.lower()
+            line_end = low.find(b"\r\n")
+            m = _LENGTH.search(low, line_end if line_end >= 0 else len(low))
+            size = int(m.group(1)) if m else -1
+            if (size < 0 or size > PREFETCH_BYTES or any(x in low for x in _NOT_HERE)
+                    or not self._routed(head, line_end)):  # fmt: skip
+                self._give_back(o)
+                return
+            if len(buf) < end + 4 + size:
+                return  # the body is still coming
+            body = buf[end + 4 : end + 4 + size]
+            conn.buf = buf[end + 4 + size :]
+            if not self._answer(o, head, body):
+                return
+
+    def _routed(self, head: bytes, line_end: int) -> bool:
+        first = head[: line_end if line_end >= 0 else len(head)].split(b" ")
+        if len(first) != 3:
+            return False
+        path = first[1].split(b"?", 1)[0]
+        try:
+            return self.route(first[0].decode("latin-1"), path.decode("latin-1"))
+        except UnicodeError:  # pragma: no cover - latin-1 decodes every byte
+            return False
+
+    def _answer(self, o: _Owned, head: bytes, body: bytes) -> bool:
+        """Call the app for one request and send its answer; False when the connection left
+        the loop (closed, or given back)."""
+        import io
+
+        server = self.server
+        try:
+            env, http11, _method = server.environ(head, o.addr)
+        except BadRequest as e:
+            self._fail(o, e.code, str(e))
+            return False
+        env["wsgi.input"] = io.BytesIO(body)
+        env["CONTENT_LENGTH"] = str(len(body))
+        keep = http11 and env.get("HTTP_CONNECTION", "").lower() != "close"
+        o.answered += 1
+        if server.max_requests and o.answered >= server.max_requests:
+            keep = False
+        state: list[Any] = []
+        parts: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], None]:  # fmt: skip
+            state[:] = [status, headers]
+            return parts.append  # WSGI's legacy write(): the answer is sent whole anyway
+
+        try:
+            with server.calls:
+                result = server.app(env, start_response)
+            try:
+                parts.extend(bytes(p) for p in result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception:  # noqa: BLE001 - as the threads: a failing app answers 500
+            log.exception("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"])
+            self._fail(o, 500, "internal server error")
+            return False
+        if not state:
+            log.error("%s %s: no start_response", env["REQUEST_METHOD"], env["PATH_INFO"])
+            self._fail(o, 500, "internal server error")
+            return False
+        status, headers = state
+        payload = b"" if status.startswith(_BODYLESS) else b"".join(parts)
+        names = {k.lower() for k, _ in headers}
+        lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
+        if "content-length" not in names and not status.startswith(_BODYLESS):
+            lines.append(f"Content-Length: {len(payload)}")
+        if "date" not in names:
+            lines.append(f"Date: {server.http_date()}")
+        if "server" not in names:
+            lines.append(f"Server: {server.ident}")
+        if not keep or server.stopping:
+            keep = False
+            lines.append("Connection: close")
+        self.served += 1
+        out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+        try:
+            sent = o.conn.sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(o)
+            return False
+        o.start = 0.0
+        o.idle_since = time.monotonic()
+        if sent < len(out):
+            self._give_back(o, out[sent:], keep)
+            return False
+        if not keep:
+            self._close(o)
+            return False
+        if not server.mark(o.conn.sock, False):
+            self._close(o)  # pragma: no cover - an idle mark always takes
+            return False
+        return True
+
+    def _tick(self, now: float) -> None:
+        """Deadlines: a request too slow (408 or close), a connection idle too long."""
+        server = self.server
+        for key in list(self._sel.get_map().values()):
+            o = key.data
+            if o is None:
+                continue
+            if o.start:
+                allowed = server.request_timeout
+                buf = o.conn.buf
+                end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+                if end >= 0:
+                    m = _LENGTH.search(buf[:end].lower())
+                    allowed += int(m.group(1)) / MIN_BODY_RATE if m else 0
+                if now - o.start > allowed:
+                    if end < 0:
+                        msg = f"request head not sent whole within {server.request_timeout:g} s"
+                        self._fail(o, 408, msg)
+                    else:
+                        self._close(o)  # a body came short: as a thread, close
+            elif now - o.idle_since > server.timeout:
+                self._close(o)
+
+    # -- leaving the loop -------------------------------------------------------------
+    def _unregister(self, o: _Owned) -> None:
+        try:
+            self._sel.unregister(o.conn.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _close(self, o: _Owned) -> None:
+        self._unregister(o)
+        self.server.release(o.conn.sock)
+
+    def _fail(self, o: _Owned, code: int, message: str) -> None:
+        """Answer an error the server gives itself and close, as a thread would."""
+        self._unregister(o)
+        head, body = error_answer(code, message)
+        try:
+            o.conn.sock.setblocking(True)
+            o.conn.sock.settimeout(1.0)
+            o.conn.sock.sendall(head + body)
+            o.conn.linger()
+        except OSError:
+            pass
+        self.server.release(o.conn.sock)
+
+    def _give_back(self, o: _Owned, unsent: bytes = b"", keep: bool = True) -> None:
+        self._unregister(o)
+        if not keep:  # the rest of a closing answer: a thread sends it, then closes
+            o.conn.buf = b""
+        self.server.resume(o.conn, o.addr, o.answered, unsent, keep)
