@@ -47,7 +47,7 @@ from typing import Protocol
 import redis
 
 from filodb.errors import FiloError, OutOfOrderError, RateLimitedError, SamplesRefusedError
-from filodb.gateway.joiner import WriteJoiner
+from filodb.gateway.joiner import Steps, WriteJoiner, run_steps
 from filodb.gateway.limits import IngestLimiter, Refusal, refusal_error
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
@@ -182,6 +182,12 @@ class IngestDoor:
         the error is raised again and the metadata is then not kept. Past a limit of the
         dataset, and for samples older than their series' newest, see the module
         docstring."""
+        return run_steps(self.write_steps(dataset, batch, metadata))
+
+    def write_steps(self, dataset: str, batch: SampleBatch,
+                    metadata: Sequence[dict[str, str]] = ()) -> Steps[dict[int, int]]:  # fmt: skip
+        """:meth:`write`, yielding where the log's append is waited for
+        (:meth:`WriteJoiner.write_steps`)."""
         refusals: list[Refusal] = []
         late = 0
         desc = None
@@ -197,7 +203,7 @@ class IngestDoor:
                 desc = desc or self.router.dataset(dataset)
                 batch, refusals = self._limit(desc, batch)
             if self.joiner is not None:
-                out = self.joiner.write(dataset, batch, desc)
+                out = yield from self.joiner.write_steps(dataset, batch, desc)
             else:
                 out = self.router.write(dataset, batch, desc)
         except RateLimitedError:  # counted by _limit

@@ -22,12 +22,25 @@ are joined (:func:`~filodb.model.joined.joinable`); others are written at once, 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from filodb.gateway.router import IngestRouter
 from filodb.model.batch import SampleBatch
 from filodb.model.dataset import Dataset
+
+T = TypeVar("T")
+Steps = Generator[None, None, T]  # work that yields where it would wait, returning T
+
+
+def run_steps(steps: Steps[T]) -> T:
+    """Run ``steps`` through (each yield passed at once); its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as e:
+            return e.value
 
 
 @dataclass(eq=False)
@@ -56,6 +69,14 @@ class WriteJoiner:
               ) -> dict[int, int]:  # fmt: skip
         """Append ``batch`` to ``dataset``'s log, with the batches queued meanwhile; samples
         per shard. Durable when it returns; raises what the append raised."""
+        return run_steps(self.write_steps(dataset, batch, desc))
+
+    def write_steps(self, dataset: str, batch: SampleBatch, desc: Dataset | None = None
+                    ) -> Steps[dict[int, int]]:  # fmt: skip
+        """:meth:`write` in two steps: it yields once its records are queued in the log (no
+        lock held), before it waits for the append. A caller with several writes (the web
+        server's ingestion loop, one thread) takes each to that yield, then finishes them:
+        the first to finish sends every one's records in one append."""
         from filodb.model.joined import joinable  # numba (the series-key cache): doors only
 
         if not len(batch) or not joinable(batch):
@@ -72,6 +93,7 @@ class WriteJoiner:
                 for q in group:
                     q.written = written
                 waits = self._begin(group)
+        yield
         if group:
             self._finish(group, waits)
         else:

@@ -39,14 +39,21 @@ BLOCK_MS = 500  # how long an idle read waits for records
 # until a sample is queryable; an idle log is read at once.
 GATHER_S = 0.01
 # A pass over hundreds of shards has a fixed cost a shard (an ingest call, ~15-20 us) even when
-# each has one small record; so reads begin at least GATHER_GROWTH times the last pass's length
-# apart (up to GATHER_MAX_S): the reader then spends at most about a quarter of its time on
-# those fixed costs (the worker shares the cores with the door: what it saves goes to the
-# door), each shard's batch grows with the load instead, and a sample waits at most a few
-# passes longer (bench/log_apply.py, spread 8 over 256 shards, ms of CPU per body by records
-# per shard per read: 1: 8.4, 2: 5.4, 4: 3.0, 8: 1.7).
+# each has one small record; so reads begin at least GATHER_GROWTH times the pass's fixed
+# costs apart (READ_FIXED_S a read, SHARD_FIXED_S a shard that had records; up to
+# GATHER_MAX_S): the reader then spends at most about a quarter of its time on those fixed
+# costs (the worker shares the cores with the door: what it saves goes to the door), each
+# shard's batch grows with the load instead, and a sample waits at most a few passes longer
+# (bench/log_apply.py, spread 8 over 256 shards, ms of CPU per body by records per shard per
+# read: 1: 8.4, 2: 5.4, 4: 3.0, 8: 1.7). The fixed costs, not the pass's whole length: a pass
+# long because it applied many samples has amortised them already, and spacing reads by its
+# length held a worker of 4 shards at a quarter of its time while the Influx door wrote a
+# million samples a second (it fell ~0.6 s behind; docs/architecture.md, "Ingestion requests
+# served by one thread").
 GATHER_GROWTH = 4.0
 GATHER_MAX_S = 0.1
+READ_FIXED_S = 70e-6
+SHARD_FIXED_S = 20e-6
 PROGRESS_EVERY_S = 1.0
 REFRESH_S = 30.0  # stats of a shard whose offset did not move are rewritten this often
 RETRY_S = 1.0  # pause after a failed read
@@ -111,6 +118,7 @@ class NodeReader:
         self.shard_map = shard_map
         self.count = count
         self.block_ms = block_ms
+        self._fixed_s = READ_FIXED_S  # the last pass's fixed costs (see GATHER_GROWTH)
         self.gather_s = gather_s
         self.clock = clock
         self.limiter = limiter or RateLimitedLog()
@@ -186,7 +194,7 @@ class NodeReader:
                 self._stop.wait(RETRY_S)
                 continue
             took = self.clock() - began
-            rest = max(self.gather_s, min(GATHER_GROWTH * took, GATHER_MAX_S)) - took
+            rest = max(self.gather_s, min(GATHER_GROWTH * self._fixed_s, GATHER_MAX_S)) - took
             if gather and rest > 0:
                 self._pause(rest)
 
@@ -201,6 +209,7 @@ class NodeReader:
         # every shard's records read by one kernel call (a shard's may be a small record or
         # two: the call's fixed costs are paid once a read, not once a shard)
         batches = read_record_groups([[d for _, d in records] for _, _, records in todo])
+        self._fixed_s = READ_FIXED_S + SHARD_FIXED_S * len(todo)
         for (key, ing, records), batch in zip(todo, batches, strict=True):
             if ing.stop_event.is_set():
                 continue

@@ -20,6 +20,7 @@ from filodb.errors import BadInputError, SamplesRefusedError
 from filodb.gateway import influx
 from filodb.gateway.door import Epochs, IngestCounter, IngestDoor
 from filodb.gateway.influx import gunzip_if_needed, parse_lines
+from filodb.gateway.joiner import Steps, run_steps
 from filodb.gateway.limits import IngestLimiter
 from filodb.gateway.router import CPU_TURN
 from filodb.prom.remote_write import decode_write_request_full, warm
@@ -95,13 +96,18 @@ def write_remote(door: IngestDoor, body: bytes, dataset: str, limit: int) -> Non
     """Decode a remote-write ``body`` (at most ``limit`` bytes decompressed) and write it to
     ``dataset``; a body that does not decode is counted and raised before anything is
     written. Decoding takes the process's :data:`~filodb.gateway.router.CPU_TURN`."""
+    run_steps(write_remote_steps(door, body, dataset, limit))
+
+
+def write_remote_steps(door: IngestDoor, body: bytes, dataset: str, limit: int) -> Steps[None]:
+    """:func:`write_remote`, yielding where the log's append is waited for."""
     try:
         with CPU_TURN:
             batch, meta = decode_write_request_full(body, limit)
     except BadInputError as e:
         door.reject_request(e)
         raise
-    door.write(dataset, batch, meta)
+    yield from door.write_steps(dataset, batch, meta)
 
 
 def influx_precision(arg: str | None) -> str:
@@ -116,12 +122,18 @@ def write_influx(door: IngestDoor, body: bytes, encoding: str | None, precision:
                  dataset: str, limit: int) -> None:  # fmt: skip
     """Write the good lines of a line-protocol ``body`` (gzip when ``encoding`` says so) to
     ``dataset``; 400 listing the bad ones, after the good ones were written."""
+    run_steps(write_influx_steps(door, body, encoding, precision, dataset, limit))
+
+
+def write_influx_steps(door: IngestDoor, body: bytes, encoding: str | None, precision: str,
+                       dataset: str, limit: int) -> Steps[None]:  # fmt: skip
+    """:func:`write_influx`, yielding where the log's append is waited for."""
     with CPU_TURN:
         parsed = parse_lines(gunzip_if_needed(body, encoding, limit), precision=precision,
                              now_ms=now_ms())  # fmt: skip
     refused: SamplesRefusedError | None = None
     try:
-        door.write(dataset, parsed.batch)
+        yield from door.write_steps(dataset, parsed.batch)
     except SamplesRefusedError as e:  # the rest was written: the bad lines are still told
         refused = e
     door.reject_samples("malformed_line", len(parsed.errors))

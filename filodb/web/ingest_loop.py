@@ -24,6 +24,7 @@ the end), and ``close`` ends the loop's connections as the threads' ones.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import selectors
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from filodb.gateway.joiner import Steps
 from filodb.web.http_conn import (
     MAX_HEAD_BYTES,
     MIN_BODY_RATE,
@@ -54,6 +56,25 @@ _NOT_HERE = (b"\r\ntransfer-encoding:", b"\r\nexpect:")
 _BODYLESS = ("1", "204", "304")
 
 
+_PENDING = object()
+Answer = tuple[str, list[tuple[str, str]], bytes]
+StepsApp = Callable[[dict[str, Any]], Steps[Answer]]
+
+
+def _step(steps: Steps[Answer], whole: bool = False) -> Any:
+    """Run ``steps`` to its next yield (``_PENDING``) or, ``whole``, to its end: the answer,
+    or the exception it raised."""
+    try:
+        while True:
+            next(steps)
+            if not whole:
+                return _PENDING
+    except StopIteration as e:
+        return e.value
+    except Exception as e:  # noqa: BLE001 - the request answers 500, the loop goes on
+        return e
+
+
 class _Owned:
     """A connection the loop holds: its bytes so far and its clocks."""
 
@@ -70,9 +91,11 @@ class _Owned:
 class IngestLoop:
     """See the module's docstring; ``run`` blocks until the server closes."""
 
-    def __init__(self, server: HttpServer, route: Callable[[str, str], bool]) -> None:
+    def __init__(self, server: HttpServer, route: Callable[[str, str], bool],
+                 steps: StepsApp | None = None) -> None:  # fmt: skip
         self.server = server
         self.route = route
+        self.steps = steps
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -109,11 +132,16 @@ class IngestLoop:
         next_tick = time.monotonic() + TICK_S
         try:
             while not self.server.stopping:
+                ready: list[_Owned] = []
                 for key, _ in self._sel.select(timeout=TICK_S):
                     if key.fileobj is self._wake_r:
-                        self._take_inbox()
-                    else:
-                        self._read(key.data)
+                        ready += self._take_inbox()
+                    elif self._read(key.data):
+                        ready.append(key.data)
+                while ready:  # a pipelined request waits for the round after its elder's
+                    reqs = [r for o in ready if (r := self._next_request(o)) is not None]
+                    self._serve_all(reqs)
+                    ready = [r[0] for r in reqs if r[0].conn.buf and self._holds(r[0])]
                 now = time.monotonic()
                 if now >= next_tick:
                     self._tick(now)
@@ -129,7 +157,14 @@ class IngestLoop:
                     self._close(key.data)
             self._sel.close()
 
-    def _take_inbox(self) -> None:
+    def _holds(self, o: _Owned) -> bool:
+        try:
+            return self._sel.get_key(o.conn.sock).data is o
+        except (KeyError, ValueError):
+            return False
+
+    def _take_inbox(self) -> list[_Owned]:
+        """Register the connections handed over; those with bytes already read."""
         try:
             while self._wake_r.recv(4096):
                 pass
@@ -140,91 +175,101 @@ class IngestLoop:
         for o in got:
             o.conn.sock.setblocking(False)
             self._sel.register(o.conn.sock, selectors.EVENT_READ, o)
-            if o.conn.buf:  # pipelined bytes came with the last request
-                self._serve_ready(o)
+        return [o for o in got if o.conn.buf]  # pipelined bytes came with the last request
 
-    def _read(self, o: _Owned) -> None:
+    def _read(self, o: _Owned) -> bool:
+        """Read what a connection sent; False when nothing came (or it closed)."""
         conn = o.conn
         try:
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             self._close(o)
-            return
+            return False
         if not data:
             self._close(o)
-            return
+            return False
+        conn.buf += data
+        return True
+
+    def _next_request(self, o: _Owned) -> tuple[_Owned, dict[str, Any], bool] | None:
+        """The next request ``o`` holds whole (its environ, and whether the connection stays
+        open after it); None while it is still coming, or when the connection left the loop
+        (given back to a thread: not a request for the loop; closed)."""
+        conn = o.conn
+        buf = conn.buf.lstrip(b"\r\n")
+        conn.buf = buf
+        if not buf:
+            return None
         if not o.start:
             if not self.server.mark(conn.sock, True):
                 self._close(o)  # evicted for a new connection as its request began
-                return
+                return None
             o.start = time.monotonic()
-        conn.buf += data
-        self._serve_ready(o)
-
-    def _serve_ready(self, o: _Owned) -> None:
-        """Answer the requests ``o`` holds whole; give it back to a thread when one is not
-        for the loop."""
-        while True:
-            conn = o.conn
-            buf = conn.buf.lstrip(b"\r\n")
-            conn.buf = buf
-            if not buf:
-                return
-            if not o.start:
-                if not self.server.mark(conn.sock, True):
-                    self._close(o)
-                    return
-                o.start = time.monotonic()
-            end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
-            if end < 0:
-                if len(buf) >= MAX_HEAD_BYTES + 4:
-                    self._give_back(o)  # the thread answers 431
-                return
-            head = buf[:end]
-            low = head.lower()
-            line_end = low.find(b"\r\n")
-            m = _LENGTH.search(low, line_end if line_end >= 0 else len(low))
-            size = int(m.group(1)) if m else -1
-            if (size < 0 or size > PREFETCH_BYTES or any(x in low for x in _NOT_HERE)
-                    or not self._routed(head, line_end)):  # fmt: skip
-                self._give_back(o)
-                return
-            if len(buf) < end + 4 + size:
-                return  # the body is still coming
-            body = buf[end + 4 : end + 4 + size]
-            conn.buf = buf[end + 4 + size :]
-            if not self._answer(o, head, body):
-                return
-
-    def _routed(self, head: bytes, line_end: int) -> bool:
-        first = head[: line_end if line_end >= 0 else len(head)].split(b" ")
-        if len(first) != 3:
-            return False
-        path = first[1].split(b"?", 1)[0]
-        try:
-            return self.route(first[0].decode("latin-1"), path.decode("latin-1"))
-        except UnicodeError:  # pragma: no cover - latin-1 decodes every byte
-            return False
-
-    def _answer(self, o: _Owned, head: bytes, body: bytes) -> bool:
-        """Call the app for one request and send its answer; False when the connection left
-        the loop (closed, or given back)."""
-        import io
-
+        end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+        if end < 0:
+            if len(buf) >= MAX_HEAD_BYTES + 4:
+                self._give_back(o)  # the thread answers 431
+            return None
+        head = buf[:end]
+        low = head.lower()
+        line_end = low.find(b"\r\n")
+        m = _LENGTH.search(low, line_end if line_end >= 0 else len(low))
+        size = int(m.group(1)) if m else -1
+        if (size < 0 or size > PREFETCH_BYTES or any(x in low for x in _NOT_HERE)
+                or not self._routed(head, line_end)):  # fmt: skip
+            self._give_back(o)
+            return None
+        if len(buf) < end + 4 + size:
+            return None  # the body is still coming
+        body = buf[end + 4 : end + 4 + size]
+        conn.buf = buf[end + 4 + size :]
         server = self.server
         try:
             env, http11, _method = server.environ(head, o.addr)
         except BadRequest as e:
             self._fail(o, e.code, str(e))
-            return False
+            return None
         env["wsgi.input"] = io.BytesIO(body)
         env["CONTENT_LENGTH"] = str(len(body))
         keep = http11 and env.get("HTTP_CONNECTION", "").lower() != "close"
         o.answered += 1
         if server.max_requests and o.answered >= server.max_requests:
             keep = False
+        return o, env, keep
+
+    def _routed(self, head: bytes, line_end: int) -> bool:
+        first = head[: line_end if line_end >= 0 else len(head)].split(b" ")
+        if len(first) != 3:
+            return False
+        path = first[1].split(b"?", 1)[0]
+        return self.route(first[0].decode("latin-1"), path.decode("latin-1"))
+
+    def _serve_all(self, reqs: list[tuple[_Owned, dict[str, Any], bool]]) -> None:
+        """Answer ``reqs``: each one's steps are taken to where it waits for the log, then each
+        is finished, so the first to finish sends every one's records in one append."""
+        if not reqs:
+            return
+        outcomes: list[Any] = []
+        with self.server.calls:
+            running = []
+            for _o, env, _keep in reqs:
+                steps = self.steps(env) if self.steps is not None else self._wsgi_steps(env)
+                outcomes.append(_step(steps))
+                running.append(steps)
+            for i, steps in enumerate(running):
+                if outcomes[i] is _PENDING:
+                    outcomes[i] = _step(steps, whole=True)
+        for (o, env, keep), got in zip(reqs, outcomes, strict=True):
+            if isinstance(got, BaseException):
+                log.error("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"], exc_info=got)
+                self._fail(o, 500, "internal server error")
+            else:
+                self._send(o, keep, *got)
+
+    def _wsgi_steps(self, env: dict[str, Any]) -> Steps[tuple[str, list[tuple[str, str]], bytes]]:
+        """The server's WSGI app called for ``env`` (no step to wait at)."""
         state: list[Any] = []
         parts: list[bytes] = []
 
@@ -233,24 +278,23 @@ class IngestLoop:
             state[:] = [status, headers]
             return parts.append  # WSGI's legacy write(): the answer is sent whole anyway
 
+        result = self.server.app(env, start_response)
         try:
-            with server.calls:
-                result = server.app(env, start_response)
-            try:
-                parts.extend(bytes(p) for p in result)
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
-        except Exception:  # noqa: BLE001 - as the threads: a failing app answers 500
-            log.exception("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"])
-            self._fail(o, 500, "internal server error")
-            return False
+            parts.extend(bytes(p) for p in result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
         if not state:
-            log.error("%s %s: no start_response", env["REQUEST_METHOD"], env["PATH_INFO"])
-            self._fail(o, 500, "internal server error")
-            return False
-        status, headers = state
-        payload = b"" if status.startswith(_BODYLESS) else b"".join(parts)
+            raise RuntimeError("the app returned without start_response")
+        return state[0], state[1], b"".join(parts)
+        yield  # pragma: no cover - a generator, as the app's own steps
+
+    def _send(self, o: _Owned, keep: bool, status: str, headers: list[tuple[str, str]],
+              body: bytes) -> None:  # fmt: skip
+        """Send an answer, as a thread's server writes it; the connection leaves the loop
+        when it closes or the socket does not take the answer at once."""
+        server = self.server
+        payload = b"" if status.startswith(_BODYLESS) else body
         names = {k.lower() for k, _ in headers}
         lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
         if "content-length" not in names and not status.startswith(_BODYLESS):
@@ -270,19 +314,13 @@ class IngestLoop:
             sent = 0
         except OSError:
             self._close(o)
-            return False
+            return
         o.start = 0.0
         o.idle_since = time.monotonic()
         if sent < len(out):
             self._give_back(o, out[sent:], keep)
-            return False
-        if not keep:
+        elif not keep or not server.mark(o.conn.sock, False):
             self._close(o)
-            return False
-        if not server.mark(o.conn.sock, False):
-            self._close(o)  # pragma: no cover - an idle mark always takes
-            return False
-        return True
 
     def _tick(self, now: float) -> None:
         """Deadlines: a request too slow (408 or close), a connection idle too long."""

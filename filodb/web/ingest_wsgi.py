@@ -32,6 +32,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from filodb.config import Config
 from filodb.errors import BadInputError
+from filodb.gateway.joiner import Steps, run_steps
 from filodb.web import auth, ingest
 from filodb.web.errors import error_parts
 from filodb.web.metrics import EXTENSION as METRICS
@@ -87,18 +88,39 @@ class LeanIngest:
         self.metrics: WebMetrics | None = app.extensions.get(METRICS)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
-            return self.flask_wsgi(environ, start_response)
-        try:  # as werkzeug decodes it: WSGI's latin-1 string holds the path's UTF-8 bytes
-            path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-        except UnicodeError:
-            return self.flask_wsgi(environ, start_response)
-        hit = match(path)
+        hit = _lean(environ)
         if hit is None:
             return self.flask_wsgi(environ, start_response)
-        rule, dataset = hit
+        status, headers, body = run_steps(self._steps(environ, *hit))
+        start_response(status, headers)
+        return [body] if body else []
+
+    def steps(self, environ: dict[str, Any]) -> Steps[tuple[str, list[tuple[str, str]], bytes]]:
+        """The answer to ``environ`` (status, headers, body), as :meth:`__call__` gives it,
+        yielding where a lean route waits for the log's append (the web server's ingestion
+        loop runs several requests' steps at once: their appends are one)."""
+        hit = _lean(environ)
+        if hit is None:  # not a lean route: Flask's answer, whole
+            got: list[Any] = []
+            parts: list[bytes] = []
+
+            def start(status: str, headers: list[tuple[str, str]], *_: Any) -> Any:
+                got[:] = [status, headers]
+                return parts.append  # WSGI's legacy write()
+
+            result = self.flask_wsgi(environ, start)
+            try:
+                parts.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+            return got[0], got[1], b"".join(parts)
+        return (yield from self._steps(environ, *hit))
+
+    def _steps(self, environ: dict[str, Any], rule: str, dataset: str | None
+               ) -> Steps[tuple[str, list[tuple[str, str]], bytes]]:  # fmt: skip
         try:
-            self._serve(environ, ROUTES[rule], dataset)
+            yield from self._serve(environ, ROUTES[rule], dataset)
             status, headers, body = *_NO_CONTENT, b""
         except Exception as e:  # noqa: BLE001 - every error answers its JSON shape, as in Flask
             kind, message, code, extra = error_parts(e)
@@ -109,10 +131,9 @@ class LeanIngest:
                        ("Content-Length", str(len(body))), *extra.items()]  # fmt: skip
         if self.metrics is not None:
             self.metrics.answered(rule, "POST", int(status[:3]), None, None)
-        start_response(status, headers)
-        return [body] if body else []
+        return status, list(headers), body
 
-    def _serve(self, env: dict[str, Any], endpoint: str, dataset: str | None) -> None:
+    def _serve(self, env: dict[str, Any], endpoint: str, dataset: str | None) -> Steps[None]:
         """Check the caller, read the body, write it (raises what Flask's view would)."""
         rule = auth.RULES[endpoint]
         args = query_args(env)
@@ -123,11 +144,23 @@ class LeanIngest:
         body = ingest.read_body(env, limit)
         dataset = dataset or self.cfg.dataset
         if endpoint == "ingest.remote_write":
-            ingest.write_remote(self.doors["remote_write"], body, dataset, limit)
+            yield from ingest.write_remote_steps(self.doors["remote_write"], body, dataset, limit)
             return
         precision = ingest.influx_precision(args.get("precision"))
-        ingest.write_influx(self.doors["influx_http"], body, env.get("HTTP_CONTENT_ENCODING"),
-                            precision, dataset, limit)  # fmt: skip
+        yield from ingest.write_influx_steps(self.doors["influx_http"], body,
+                                             env.get("HTTP_CONTENT_ENCODING"), precision, dataset,
+                                             limit)  # fmt: skip
+
+
+def _lean(environ: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The lean rule and ``<dataset>`` of a request, or None (Flask answers it)."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    try:  # as werkzeug decodes it: WSGI's latin-1 string holds the path's UTF-8 bytes
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+    except UnicodeError:
+        return None
+    return match(path)
 
 
 def query_args(env: dict[str, Any]) -> dict[str, str]:

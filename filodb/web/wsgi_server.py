@@ -78,7 +78,7 @@ from filodb.web.http_conn import (
     dechunk,
     error_answer,
 )
-from filodb.web.ingest_loop import IngestLoop
+from filodb.web.ingest_loop import IngestLoop, StepsApp
 
 log = logging.getLogger("filodb.web.server")
 
@@ -108,7 +108,8 @@ class HttpServer:
                  connection_limit: int = 100, ident: str = "filodb", channel_timeout: float = 300,
                  max_requests: int = 0, max_body_bytes: int = 1 << 30,
                  request_timeout: float = REQUEST_TIMEOUT_S,
-                 loop_route: Callable[[str, str], bool] | None = None) -> None:  # fmt: skip
+                 loop_route: Callable[[str, str], bool] | None = None,
+                 loop_steps: StepsApp | None = None) -> None:  # fmt: skip
         self.app = app
         self.sockets = sockets
         self.ident = ident
@@ -126,8 +127,11 @@ class HttpServer:
         self._lock = threading.Lock()
         self._date = (0, "")
         # keep-alive connections whose requests ``loop_route(method, path)`` takes go to one
-        # thread serving them all (:mod:`filodb.web.ingest_loop`)
-        self.loop: IngestLoop | None = IngestLoop(self, loop_route) if loop_route else None
+        # thread serving them all (:mod:`filodb.web.ingest_loop`), through ``loop_steps`` (the
+        # app's answer in steps: several requests' log appends joined) or the app
+        self.loop: IngestLoop | None = (
+            IngestLoop(self, loop_route, loop_steps) if loop_route else None
+        )
         first = sockets[0].getsockname()
         self.effective_host, self.effective_port = first[0], first[1]
         self._server_name = (
