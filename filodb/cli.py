@@ -392,7 +392,7 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
                          ident="filodb", channel_timeout=300,
                          max_body_bytes=cfg.max_body_bytes,
                          loop_route=loop_route if cfg.web_ingest_loop else None,
-                         loop_steps=getattr(app.wsgi_app, "steps", None))  # fmt: skip
+                         loop_steps=getattr(getattr(app, "wsgi_app", None), "steps", None))  # fmt: skip
     if shared_dir is not None:
         mark_serving(shared_dir)
     return server

@@ -87,6 +87,6 @@ def test_the_web_server_takes_its_connection_and_thread_limits_from_the_config(
                              "host": "127.0.0.1", "data_dir": str(tmp_path)})  # fmt: skip
     server = _web_server(cfg, (), None)
     try:
-        assert server.connection_limit == 7 and server._calls._value == 3
+        assert server.connection_limit == 7 and server.calls._value == 3  # type: ignore[attr-defined]
     finally:
         server.close(0)

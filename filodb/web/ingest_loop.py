@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from filodb.gateway.joiner import Steps
 from filodb.web.http_conn import (
@@ -45,8 +45,31 @@ from filodb.web.http_conn import (
     error_answer,
 )
 
-if TYPE_CHECKING:
-    from filodb.web.wsgi_server import HttpServer
+
+class HttpServer(Protocol):
+    """What the loop uses of its server (:class:`filodb.web.wsgi_server.HttpServer`)."""
+
+    app: Callable[..., Any]
+    ident: str
+    timeout: float
+    request_timeout: float
+    max_requests: int
+    calls: threading.BoundedSemaphore
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def environ(self, head: bytes, addr: Any) -> tuple[dict[str, Any], bool, str]: ...
+
+    def mark(self, sock: socket.socket, busy: bool) -> bool: ...
+
+    def release(self, sock: socket.socket) -> None: ...
+
+    def resume(self, conn: Conn, addr: Any, answered: int, unsent: bytes = b"",
+               keep: bool = True) -> None: ...  # fmt: skip
+
+    def http_date(self) -> str: ...
+
 
 log = logging.getLogger("filodb.web.server")
 
