@@ -19,6 +19,7 @@ MIN_BODY_RATE = 64 << 10  # bytes a second a body must keep up, past REQUEST_TIM
 RECV_BYTES = 256 << 10  # one read of a body: a 160 KB ingestion body in one or two
 PREFETCH_BYTES = 256 << 10  # a body up to this is read before the app gets a slot (or is
 # read by the ingestion loop, filodb/web/ingest_loop.py; larger ones go to a thread)
+BODYLESS = ("1", "204", "304")  # statuses whose answers never carry a body
 DRAIN_BYTES = 1 << 20  # a body the app left unread up to this is read to keep the connection
 
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from filodb.gateway.joiner import Steps
 from filodb.web.http_conn import (
+    BODYLESS,
     MAX_HEAD_BYTES,
     MIN_BODY_RATE,
     PREFETCH_BYTES,
@@ -76,7 +77,6 @@ log = logging.getLogger("filodb.web.server")
 TICK_S = 0.5  # how often deadlines are checked
 _LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,18})[ \t]*(?=\r\n|$)")
 _NOT_HERE = (b"\r\ntransfer-encoding:", b"\r\nexpect:")
-_BODYLESS = ("1", "204", "304")
 
 
 _PENDING = object()
@@ -291,7 +291,7 @@ class IngestLoop:
             else:
                 self._send(o, keep, *got)
 
-    def _wsgi_steps(self, env: dict[str, Any]) -> Steps[tuple[str, list[tuple[str, str]], bytes]]:
+    def _wsgi_steps(self, env: dict[str, Any]) -> Steps[Answer]:
         """The server's WSGI app called for ``env`` (no step to wait at)."""
         state: list[Any] = []
         parts: list[bytes] = []
@@ -317,10 +317,10 @@ class IngestLoop:
         """Send an answer, as a thread's server writes it; the connection leaves the loop
         when it closes or the socket does not take the answer at once."""
         server = self.server
-        payload = b"" if status.startswith(_BODYLESS) else body
+        payload = b"" if status.startswith(BODYLESS) else body
         names = {k.lower() for k, _ in headers}
         lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
-        if "content-length" not in names and not status.startswith(_BODYLESS):
+        if "content-length" not in names and not status.startswith(BODYLESS):
             lines.append(f"Content-Length: {len(payload)}")
         if "date" not in names:
             lines.append(f"Date: {server.http_date()}")

@@ -65,6 +65,7 @@ from urllib.parse import unquote_to_bytes
 
 from filodb.listen import bind
 from filodb.web.http_conn import (
+    BODYLESS,
     DRAIN_BYTES,
     PREFETCH_BYTES,
     RECV_BYTES,
@@ -86,7 +87,6 @@ SHARED_PORT_MAX_REQUESTS = 32  # answers per connection while processes share th
 EVICT_IDLE_S = 1.0  # at the connection limit, an idle connection this old may go for a new one
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
-_BODYLESS = ("1", "204", "304")  # statuses that never carry a body
 
 
 class _Request:
@@ -422,7 +422,7 @@ class HttpServer:
                 conn.send(b"%x\r\n" % len(data), data, b"\r\n") if chunked[0] else conn.send(data)
 
         def bodyless() -> bool:
-            return state[0].startswith(_BODYLESS)
+            return state[0].startswith(BODYLESS)
 
         def send_head(length: int | None, first: bytes = b"") -> None:
             status, headers = state[0], state[1]
