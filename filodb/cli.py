@@ -387,12 +387,14 @@ def _web_server(cfg: Any, listen_fds: tuple[int, ...], shared_dir: Path | None) 
 
         sockets = bind(cfg.host, cfg.port)
     shared = bool(listen_fds and shared_dir)  # connections move between processes
+    lean = getattr(app, "wsgi_app", None)  # the ingestion routes' app (web.ingest_wsgi)
     server = make_server(app, SHARED_PORT_MAX_REQUESTS if shared else 0, sockets=sockets,
                          threads=cfg.web_threads, connection_limit=cfg.web_connections,
                          ident="filodb", channel_timeout=300,
                          max_body_bytes=cfg.max_body_bytes,
                          loop_route=loop_route if cfg.web_ingest_loop else None,
-                         loop_steps=getattr(getattr(app, "wsgi_app", None), "steps", None))  # fmt: skip
+                         loop_steps=getattr(lean, "steps", None),
+                         loop_send=getattr(lean, "send_appends", None))  # fmt: skip
     if shared_dir is not None:
         mark_serving(shared_dir)
     return server

@@ -11,11 +11,27 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from filodb.model.dataset import check_dataset_name
 
 Partition = tuple[str, int]
 """A log partition: (dataset, shard)."""
+
+
+class Sent(Protocol):
+    """Appends sent in one call whose reply is still to come (:meth:`Log.send_appends`)."""
+
+    jobs: int  # appends (callers' append_begin) in the call
+
+    def fileno(self) -> int:
+        """A descriptor that turns readable when the reply comes."""
+        ...
+
+    def finish(self) -> None:
+        """Read the reply and complete the appends (their waits return, or raise its error)."""
+        ...
+
 
 POLL_S = 0.05  # the generic read_many's poll step when it must wait over several datasets
 
@@ -45,6 +61,13 @@ class Log(ABC):
         default the whole append happens here."""
         out = self.append_many(dataset, records)
         return lambda: out
+
+    def send_appends(self) -> Sent | None:
+        """Send every append begun and not yet sent in one call, without waiting for the
+        reply: a caller with other work meanwhile (the web server's ingestion loop) finishes
+        it when its descriptor is readable. None when the log cannot (the appends' waits
+        then make the call, as by default), none waits, or a call is in flight."""
+        return None
 
     @abstractmethod
     def read(

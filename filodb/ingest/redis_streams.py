@@ -24,7 +24,7 @@ import redis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
-from filodb.ingest.base import Log, Partition
+from filodb.ingest.base import Log, Partition, Sent
 from filodb.ingest.log_room import LogRoom
 from filodb.ingest.spill import LogSpill
 
@@ -127,70 +127,55 @@ class RedisStreamsLog(Log):
 
         return wait
 
+    def send_appends(self) -> Sent | None:
+        """Send the appends begun so far (every caller's) in one call without waiting for
+        its reply; see :class:`SentAppends`. None when none waits or a call is in flight."""
+        jobs = self._group.take()
+        if jobs is None:
+            return None
+        try:
+            plan = _Plan(jobs, self._key_frames)
+            command = plan.command(self._append_many.sha)
+            conn, held = self._held_appends.take()
+            try:
+                conn.send_packed_command([command])
+            except BaseException:
+                conn.disconnect()
+                self._held_appends.give(conn, held)
+                raise
+        except BaseException as e:
+            self._group.done(jobs, e)
+            raise
+        return SentAppends(self, plan, conn, held)
+
     def _run_jobs(self, jobs: list[_Append]) -> None:
         """One script call for the appends of ``jobs``: a partition's records in the order of
         the jobs; each job's ``firsts`` its records' first offsets."""
-        merged: dict[Partition, list[bytes]] = {}
-        at: list[list[int]] = []  # per job and partition: its records' place in the merged list
-        for job in jobs:
-            here = []
-            for part, recs in zip(job.parts, job.records, strict=True):
-                got = merged.setdefault(part, [])
-                here.append(len(got))
-                got.extend(recs)
-            at.append(here)
-        parts = list(merged)
-        reply, nbytes = self._run_appends(parts, merged)  # offsets and lengths; bytes sent
-        firsts = dict(zip(parts, reply[0::2], strict=True))
-        if self.room.max_bytes:
-            self.room.appended(zip(parts, map(len, merged.values()), nbytes,
-                                   map(int, reply[1::2]), strict=True))  # fmt: skip
-        for job, here in zip(jobs, at, strict=True):
-            job.firsts = [int(firsts[p]) + k for p, k in zip(job.parts, here, strict=True)]
+        plan = _Plan(jobs, self._key_frames)
+        self._landed(plan, self._call_plan(plan))
 
-    def _run_appends(self, parts: list[Partition],
-                     records: Mapping[Partition, Sequence[bytes]]
-                     ) -> tuple[list[Any], list[int]]:  # fmt: skip
-        """The script's reply (each partition's first offset and stream length) and the bytes
-        of each partition's records: one EVALSHA of :data:`_APPEND_MANY` over every
-        partition, its RESP written here (the commands of a body spread over hundreds of
-        shards cost redis-py ~10 us each to pack and parse); the script loaded again and the
-        call sent again when Redis answers NOSCRIPT (restarted, or SCRIPT FLUSH: the call
-        appended nothing)."""
-        out = [b""]
-        for ds, s in parts:
-            frames = self._key_frames.get(ds) or self._key_frames.setdefault(ds, {})
-            out.append(frames.get(s) or frames.setdefault(s, _key_frame(ds, s)))
-        n_recs = 0
-        nbytes = []
-        for p in parts:
-            recs = records[p]
-            n_recs += len(recs)
-            n = b"%d" % len(recs)
-            out.append(b"$%d\r\n%s\r\n" % (len(n), n))
-            size = 0
-            for r in recs:
-                size += len(r)
-                out.append(b"$%d\r\n" % len(r))
-                out.append(r)
-                out.append(b"\r\n")
-            nbytes.append(size)
-        nargs = 3 + 3 * len(parts) + n_recs
-        nk = b"%d" % (2 * len(parts))
+    def _call_plan(self, plan: _Plan) -> list[Any]:
+        """The script's reply (each partition's first offset and stream length) to one
+        EVALSHA of :data:`_APPEND_MANY` over ``plan``'s partitions; the script loaded again
+        and the call sent again when Redis answers NOSCRIPT (restarted, or SCRIPT FLUSH: the
+        call appended nothing)."""
         for _ in range(2):
-            sha = self._append_many.sha.encode()
-            out[0] = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-                nargs,
-                len(sha),
-                sha,
-                len(nk),
-                nk,
-            )
             try:
-                return list(self._raw_call(b"".join(out), self._held_appends)), nbytes
+                return list(self._raw_call(plan.command(self._append_many.sha),
+                                           self._held_appends))  # fmt: skip
             except NoScriptError:
                 self._append_many.sha = self._r.script_load(_APPEND_MANY)
         raise NoScriptError("append script missing after loading it")
+
+    def _landed(self, plan: _Plan, reply: list[Any]) -> None:
+        """Each job's first offsets from ``reply``; the log's room told what was appended."""
+        parts = plan.parts
+        firsts = dict(zip(parts, reply[0::2], strict=True))
+        if self.room.max_bytes:
+            self.room.appended(zip(parts, map(len, plan.merged.values()), plan.nbytes,
+                                   map(int, reply[1::2]), strict=True))  # fmt: skip
+        for job, here in zip(plan.jobs, plan.at, strict=True):
+            job.firsts = [int(firsts[p]) + k for p, k in zip(job.parts, here, strict=True)]
 
     def _writers_wait(self) -> None:
         """Tell the nodes that appends wait for room (:meth:`writers_waiting`)."""
@@ -445,6 +430,15 @@ def _exchange(conn: Any, command: bytes) -> Any:
     failure drops the connection (the next call connects again) and is raised."""
     try:
         conn.send_packed_command([command])
+    except BaseException:
+        conn.disconnect()
+        raise
+    return _read_reply(conn)
+
+
+def _read_reply(conn: Any) -> Any:
+    """The reply ``conn`` has coming; see :func:`_exchange`."""
+    try:
         return conn.read_response()
     except ResponseError:
         raise
@@ -472,8 +466,17 @@ class _Held:
         self._pid = os.getpid()
 
     def call(self, command: bytes) -> Any:
+        conn, held = self.take()
+        try:
+            return _exchange(conn, command)  # connects again when disconnected
+        finally:
+            self.give(conn, held)
+
+    def take(self) -> tuple[Any, bool]:
+        """A connected connection for one call: the held one (True) when free, else one of
+        the pool's (False); :meth:`give` it back after the call's reply."""
         if not self._lock.acquire(blocking=False):
-            return _pooled_call(self._pool, command)
+            return self._pool.get_connection(), False
         try:
             conn = self._conn
             if conn is None or self._pid != os.getpid():
@@ -485,9 +488,17 @@ class _Held:
                 stale = True  # closed by the server
             if stale:
                 conn.disconnect()
-            return _exchange(conn, command)  # connects again when disconnected
-        finally:
+                conn.connect()
+        except BaseException:
             self._lock.release()
+            raise
+        return conn, True
+
+    def give(self, conn: Any, held: bool) -> None:
+        if held:
+            self._lock.release()
+        else:
+            self._pool.release(conn)
 
     def close(self) -> None:
         """Disconnect without waiting for a call in flight (a blocking read ends with a
@@ -563,13 +574,118 @@ class _GroupCommit:
             self._run(jobs)
         except BaseException as e:  # every caller of the call raises it
             err = e
+        self.done(jobs, err)
+        if err is not None:
+            raise err
+
+    def take(self) -> list[_Append] | None:
+        """The queue, for a call its taker makes (and ends with :meth:`done`); None when
+        empty or a call is in flight."""
+        with self._cv:
+            if self._busy or not self._queue:
+                return None
+            self._busy = True
+            jobs, self._queue = self._queue, []
+            return jobs
+
+    def done(self, jobs: list[_Append], err: BaseException | None) -> None:
+        """``jobs``' call returned (``err``: failed): their callers go on; the next call."""
         with self._cv:
             for j in jobs:
                 j.done, j.error = True, err
             self._busy = False
             self._cv.notify_all()
-        if err is not None:
-            raise err
+
+
+class _Plan:
+    """The appends of ``jobs`` as one call: a partition's records in the jobs' order (``at``:
+    per job and partition, where its records start in ``merged``), packed as RESP but for
+    the script's digest (the commands of a body spread over hundreds of shards cost
+    redis-py ~10 us each to pack and parse)."""
+
+    def __init__(self, jobs: list[_Append], key_frames: dict[str, dict[int, bytes]]) -> None:
+        self.jobs = jobs
+        merged: dict[Partition, list[bytes]] = {}
+        self.at: list[list[int]] = []
+        for job in jobs:
+            here = []
+            for part, recs in zip(job.parts, job.records, strict=True):
+                got = merged.setdefault(part, [])
+                here.append(len(got))
+                got.extend(recs)
+            self.at.append(here)
+        self.merged = merged
+        self.parts = parts = list(merged)
+        out = []
+        for ds, s in parts:
+            frames = key_frames.get(ds) or key_frames.setdefault(ds, {})
+            out.append(frames.get(s) or frames.setdefault(s, _key_frame(ds, s)))
+        n_recs = 0
+        self.nbytes: list[int] = []
+        for p in parts:
+            recs = merged[p]
+            n_recs += len(recs)
+            n = b"%d" % len(recs)
+            out.append(b"$%d\r\n%s\r\n" % (len(n), n))
+            size = 0
+            for r in recs:
+                size += len(r)
+                out.append(b"$%d\r\n" % len(r))
+                out.append(r)
+                out.append(b"\r\n")
+            self.nbytes.append(size)
+        self._body = out
+        self._nargs = 3 + 3 * len(parts) + n_recs
+        self._nk = b"%d" % (2 * len(parts))
+
+    def command(self, sha: str) -> bytes:
+        """The EVALSHA of the script whose digest is ``sha``."""
+        digest = sha.encode()
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            self._nargs, len(digest), digest, len(self._nk), self._nk)  # fmt: skip
+        return b"".join([head, *self._body])
+
+
+class SentAppends:
+    """Appends sent in one call whose reply is still to read (:meth:`RedisStreamsLog.
+    send_appends`): a caller with other work (the web server's ingestion loop) waits for
+    :meth:`fileno` to be readable, then calls :meth:`finish`, which reads the reply and
+    completes the appends (their waits then return at once, or raise its error). Until
+    then the log's other appends queue for the next call, as behind any call in flight."""
+
+    def __init__(self, log: RedisStreamsLog, plan: _Plan, conn: Any, held: bool) -> None:
+        self._log = log
+        self._plan = plan
+        self._conn = conn
+        self._held = held
+        self.jobs = len(plan.jobs)
+
+    def fileno(self) -> int:
+        return int(self._conn._sock.fileno())  # noqa: SLF001 - redis-py keeps its socket there
+
+    def finish(self) -> None:
+        """Read the reply (blocking until it is whole) and complete the appends; an error
+        fails every one of them (raised by their waits, not here)."""
+        log, plan = self._log, self._plan
+        err: BaseException | None = None
+        try:
+            try:
+                reply = list(_read_reply(self._conn))
+            finally:
+                self._log._held_appends.give(self._conn, self._held)  # noqa: SLF001
+            try:
+                log._landed(plan, reply)  # noqa: SLF001
+            except Exception as e:  # noqa: BLE001 - a reply not of the script's shape
+                err = e
+        except NoScriptError:  # nothing appended: the whole call again, loaded first
+            try:
+                log._append_many.sha = log._r.script_load(_APPEND_MANY)  # noqa: SLF001
+                log._landed(plan, log._call_plan(plan))  # noqa: SLF001
+            except BaseException as e:  # noqa: BLE001 - raised by the appends' waits
+                err = e
+        except BaseException as e:  # noqa: BLE001 - raised by the appends' waits
+            err = e
+        log._group.done(plan.jobs, err)  # noqa: SLF001
 
 
 def _key_frame(dataset: str, shard: int) -> bytes:

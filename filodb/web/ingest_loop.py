@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from filodb.gateway.joiner import Steps
+from filodb.ingest.base import Sent
 from filodb.web.http_conn import (
     BODYLESS,
     MAX_HEAD_BYTES,
@@ -80,8 +81,10 @@ _NOT_HERE = (b"\r\ntransfer-encoding:", b"\r\nexpect:")
 
 
 _PENDING = object()
+_SENT = object()  # the selector's mark of the log's call in flight
 Answer = tuple[str, list[tuple[str, str]], bytes]
 StepsApp = Callable[[dict[str, Any]], Steps[Answer]]
+SendAppends = Callable[[], Sent | None]
 
 
 def _step(steps: Steps[Answer], whole: bool = False) -> Any:
@@ -101,7 +104,7 @@ def _step(steps: Steps[Answer], whole: bool = False) -> Any:
 class _Owned:
     """A connection the loop holds: its bytes so far and its clocks."""
 
-    __slots__ = ("conn", "addr", "answered", "start", "idle_since")
+    __slots__ = ("conn", "addr", "answered", "start", "idle_since", "busy", "parked")
 
     def __init__(self, conn: Conn, addr: Any, answered: int) -> None:
         self.conn = conn
@@ -109,16 +112,37 @@ class _Owned:
         self.answered = answered
         self.start = 0.0  # monotonic time the current request's first byte came (0: none)
         self.idle_since = time.monotonic()
+        self.busy = False  # its request waits for the log
+        self.parked = False  # out of the selector meanwhile: it sent a next request whole
+
+
+class _Flight:
+    """A request whose steps wait for the log's append: what to answer when they go on."""
+
+    __slots__ = ("owned", "env", "keep", "steps")
+
+    def __init__(self, owned: _Owned, env: dict[str, Any], keep: bool,
+                 steps: Steps[Answer]) -> None:  # fmt: skip
+        self.owned = owned
+        self.env = env
+        self.keep = keep
+        self.steps = steps
 
 
 class IngestLoop:
     """See the module's docstring; ``run`` blocks until the server closes."""
 
     def __init__(self, server: HttpServer, route: Callable[[str, str], bool],
-                 steps: StepsApp | None = None) -> None:  # fmt: skip
+                 steps: StepsApp | None = None, send: SendAppends | None = None
+                 ) -> None:  # fmt: skip
         self.server = server
         self.route = route
         self.steps = steps
+        self.send = send  # the log's appends begun by the steps, sent (Log.send_appends)
+        self._waiting: list[_Flight] = []  # at their wait, records queued, not yet sent
+        self._sent: Sent | None = None  # the log's call in flight...
+        self._sent_flights: list[_Flight] = []  # ...and the requests waiting for it
+        self.calls_sent = 0  # calls made through send (for tests)
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -159,12 +183,14 @@ class IngestLoop:
                 for key, _ in self._sel.select(timeout=TICK_S):
                     if key.fileobj is self._wake_r:
                         ready += self._take_inbox()
-                    elif self._read(key.data):
+                    elif key.data is _SENT:
+                        ready += self._land()
+                    elif self._read(key.data) and not key.data.busy:
                         ready.append(key.data)
                 while ready:  # a pipelined request waits for the round after its elder's
                     reqs = [r for o in ready if (r := self._next_request(o)) is not None]
                     self._serve_all(reqs)
-                    ready = [r[0] for r in reqs if r[0].conn.buf and self._holds(r[0])]
+                    ready = [r[0] for r in reqs if self._next_ready(r[0])]
                 now = time.monotonic()
                 if now >= next_tick:
                     self._tick(now)
@@ -174,13 +200,28 @@ class IngestLoop:
         finally:
             with self._lock:
                 self._running = False
+            try:  # the requests waiting for the log are written and answered
+                while self._sent is not None or self._waiting:
+                    if self._sent is not None:
+                        self._land()
+                    else:
+                        flights, self._waiting = self._waiting, []
+                        self._resume(flights)
+            except Exception:  # noqa: BLE001
+                log.exception("ingestion loop")
             self._take_inbox()
             for key in list(self._sel.get_map().values()):
-                if key.fileobj is not self._wake_r:
+                if isinstance(key.data, _Owned):
                     self._close(key.data)
             self._sel.close()
 
+    def _next_ready(self, o: _Owned) -> bool:
+        """Whether ``o`` may hold its next request whole already (pipelined)."""
+        return not o.busy and bool(o.conn.buf) and self._holds(o)
+
     def _holds(self, o: _Owned) -> bool:
+        if o.parked:
+            return True
         try:
             return self._sel.get_key(o.conn.sock).data is o
         except (KeyError, ValueError):
@@ -203,6 +244,10 @@ class IngestLoop:
     def _read(self, o: _Owned) -> bool:
         """Read what a connection sent; False when nothing came (or it closed)."""
         conn = o.conn
+        if o.busy and len(conn.buf) > MAX_HEAD_BYTES + PREFETCH_BYTES:
+            self._unregister(o)  # its next request is here: no more until this one is answered
+            o.parked = True
+            return False
         try:
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -270,26 +315,80 @@ class IngestLoop:
         return self.route(first[0].decode("latin-1"), path.decode("latin-1"))
 
     def _serve_all(self, reqs: list[tuple[_Owned, dict[str, Any], bool]]) -> None:
-        """Answer ``reqs``: each one's steps are taken to where it waits for the log, then each
-        is finished, so the first to finish sends every one's records in one append."""
+        """Take each of ``reqs`` to where it waits for the log (its records queued), send
+        the log its appends unless a call is in flight (its reply is read when it comes, the
+        next requests read and decoded meanwhile), and answer those that did not wait."""
         if not reqs:
             return
-        outcomes: list[Any] = []
+        ends: list[tuple[_Owned, dict[str, Any], bool, Any]] = []
         with self.server.calls:
-            running = []
-            for _o, env, _keep in reqs:
+            for o, env, keep in reqs:
                 steps = self.steps(env) if self.steps is not None else self._wsgi_steps(env)
-                outcomes.append(_step(steps))
-                running.append(steps)
-            for i, steps in enumerate(running):
-                if outcomes[i] is _PENDING:
-                    outcomes[i] = _step(steps, whole=True)
-        for (o, env, keep), got in zip(reqs, outcomes, strict=True):
-            if isinstance(got, BaseException):
-                log.error("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"], exc_info=got)
-                self._fail(o, 500, "internal server error")
-            else:
-                self._send(o, keep, *got)
+                got = _step(steps)
+                if got is _PENDING:
+                    o.busy = True
+                    self._waiting.append(_Flight(o, env, keep, steps))
+                else:
+                    ends.append((o, env, keep, got))
+        self._launch()
+        for o, env, keep, got in ends:
+            self._answer(o, env, keep, got)
+
+    def _launch(self) -> None:
+        """Send the waiting requests' appends in one call, unless one is in flight; when the
+        log cannot (or a call of another thread's is in flight), finish them here."""
+        if self._sent is not None or not self._waiting:
+            return
+        sent = None
+        if self.send is not None:
+            try:
+                sent = self.send()
+            except Exception:  # noqa: BLE001 - its appends failed: their waits raise it
+                sent = None
+        flights, self._waiting = self._waiting, []
+        if sent is None:
+            self._resume(flights)
+            return
+        self.calls_sent += 1
+        self._sent, self._sent_flights = sent, flights
+        self._sel.register(sent.fileno(), selectors.EVENT_READ, _SENT)
+
+    def _land(self) -> list[_Owned]:
+        """The log's call in flight answered: its appends completed, the next call sent (what
+        was queued meanwhile), its requests answered; their connections that hold a next
+        request."""
+        sent, flights = self._sent, self._sent_flights
+        assert sent is not None
+        self._sel.unregister(sent.fileno())
+        self._sent, self._sent_flights = None, []
+        sent.finish()
+        self._launch()
+        return self._resume(flights)
+
+    def _resume(self, flights: list[_Flight]) -> list[_Owned]:
+        """Take ``flights`` to their ends (a wait not yet done is waited for here) and answer
+        them; their connections that hold a next request."""
+        with self.server.calls:
+            ends = [(f, _step(f.steps, whole=True)) for f in flights]
+        ready = []
+        for f, got in ends:
+            o = f.owned
+            o.busy = False
+            if o.parked:
+                o.parked = False
+                self._sel.register(o.conn.sock, selectors.EVENT_READ, o)
+            if self._holds(o):  # else it closed (or was shut) while its request waited
+                self._answer(o, f.env, f.keep, got)
+                if self._next_ready(o):
+                    ready.append(o)
+        return ready
+
+    def _answer(self, o: _Owned, env: dict[str, Any], keep: bool, got: Any) -> None:
+        if isinstance(got, BaseException):
+            log.error("%s %s", env["REQUEST_METHOD"], env["PATH_INFO"], exc_info=got)
+            self._fail(o, 500, "internal server error")
+        else:
+            self._send(o, keep, *got)
 
     def _wsgi_steps(self, env: dict[str, Any]) -> Steps[Answer]:
         """The server's WSGI app called for ``env`` (no step to wait at)."""
@@ -350,7 +449,7 @@ class IngestLoop:
         server = self.server
         for key in list(self._sel.get_map().values()):
             o = key.data
-            if o is None:
+            if not isinstance(o, _Owned) or o.busy:  # busy: read whole, waiting for the log
                 continue
             if o.start:
                 allowed = server.request_timeout

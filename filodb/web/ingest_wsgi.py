@@ -33,6 +33,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from filodb.config import Config
 from filodb.errors import BadInputError
 from filodb.gateway.joiner import Steps, run_steps
+from filodb.ingest.base import Log, Sent
 from filodb.web import auth, ingest
 from filodb.web.errors import error_parts
 from filodb.web.metrics import EXTENSION as METRICS
@@ -86,6 +87,13 @@ class LeanIngest:
         self.doors = app.extensions[ingest.EXTENSION]
         self.auth: auth.AuthState = app.extensions[auth.EXTENSION]
         self.metrics: WebMetrics | None = app.extensions.get(METRICS)
+        services = app.extensions.get("filodb")
+        self.log: Log | None = getattr(services, "ingest_log", None)
+
+    def send_appends(self) -> Sent | None:
+        """The log's appends the steps began, sent in one call without waiting for its reply
+        (:meth:`~filodb.ingest.base.Log.send_appends`; the web server's ingestion loop)."""
+        return self.log.send_appends() if self.log is not None else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         hit = _lean(environ)

@@ -79,7 +79,7 @@ from filodb.web.http_conn import (
     dechunk,
     error_answer,
 )
-from filodb.web.ingest_loop import IngestLoop, StepsApp
+from filodb.web.ingest_loop import IngestLoop, SendAppends, StepsApp
 
 log = logging.getLogger("filodb.web.server")
 
@@ -109,7 +109,8 @@ class HttpServer:
                  max_requests: int = 0, max_body_bytes: int = 1 << 30,
                  request_timeout: float = REQUEST_TIMEOUT_S,
                  loop_route: Callable[[str, str], bool] | None = None,
-                 loop_steps: StepsApp | None = None) -> None:  # fmt: skip
+                 loop_steps: StepsApp | None = None,
+                 loop_send: SendAppends | None = None) -> None:  # fmt: skip
         self.app = app
         self.sockets = sockets
         self.ident = ident
@@ -128,9 +129,10 @@ class HttpServer:
         self._date = (0, "")
         # keep-alive connections whose requests ``loop_route(method, path)`` takes go to one
         # thread serving them all (:mod:`filodb.web.ingest_loop`), through ``loop_steps`` (the
-        # app's answer in steps: several requests' log appends joined) or the app
+        # app's answer in steps: several requests' log appends joined, sent by ``loop_send``
+        # and their reply read when it comes) or the app
         self.loop: IngestLoop | None = (
-            IngestLoop(self, loop_route, loop_steps) if loop_route else None
+            IngestLoop(self, loop_route, loop_steps, loop_send) if loop_route else None
         )
         first = sockets[0].getsockname()
         self.effective_host, self.effective_port = first[0], first[1]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -7,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from filodb.ingest.redis_streams import RedisStreamsLog, stream_key
+from filodb.ingest.redis_streams import RedisStreamsLog, _counter_key, stream_key
 from filodb.testing.log_suite import LogSuite
 from filodb.testing.wait import eventually
 
@@ -256,3 +257,67 @@ class TestGroupCommit:
     @staticmethod
     def _assert(cond: bool) -> None:
         assert cond
+
+
+class TestSentAppends:
+    """``send_appends``: the appends begun so far sent in one call whose reply the caller
+    reads when the connection turns readable (the web server's ingestion loop)."""
+
+    @pytest.fixture
+    def log(self, redis_url: str) -> RedisStreamsLog:
+        lg = RedisStreamsLog(redis_url)
+        yield lg
+        lg.close()
+
+    def test_begun_appends_are_one_call_completed_by_finish(self, log: RedisStreamsLog,
+                                                            redis_url: str) -> None:  # fmt: skip
+        r = redis.Redis.from_url(redis_url)
+        log.append_many("ds", {0: [b"old"]})
+        waits = [log.append_begin("ds", {0: [b"a"], 1: [b"b"]}),
+                 log.append_begin("ds", {0: [b"c", b"d"]})]  # fmt: skip
+        calls = r.info("commandstats")["cmdstat_evalsha"]["calls"]
+        sent = log.send_appends()
+        assert sent is not None and sent.jobs == 2
+        assert log.send_appends() is None  # a call in flight: the next ones queue behind it
+        later = log.append_begin("ds", {1: [b"e"]})
+        waiter: list[object] = []
+        t = threading.Thread(target=lambda: waiter.append(waits[0]()))
+        t.start()
+        ready = select.select([sent.fileno()], [], [], 10)[0]
+        assert ready and not waiter  # the reply is there, unread: the appends are not done
+        sent.finish()
+        t.join(10)
+        assert waiter == [{0: [2], 1: [1]}] and waits[1]() == {0: [3, 4]}
+        assert r.info("commandstats")["cmdstat_evalsha"]["calls"] == calls + 1
+        assert later() == {1: [2]}  # not in the sent call: its wait made the next one
+        assert log.read("ds", {0: 0, 1: 0}, 10, 0) == {
+            0: [(1, b"old"), (2, b"a"), (3, b"c"), (4, b"d")],
+            1: [(1, b"b"), (2, b"e")],
+        }
+        assert log.send_appends() is None  # nothing begun
+
+    def test_a_lost_script_is_loaded_and_the_call_made_again(self, log: RedisStreamsLog,
+                                                             redis_url: str) -> None:  # fmt: skip
+        log.append_many("ds", {0: [b"a"]})
+        redis.Redis.from_url(redis_url).script_flush()
+        wait = log.append_begin("ds", {0: [b"b"]})
+        sent = log.send_appends()
+        assert sent is not None
+        select.select([sent.fileno()], [], [], 10)
+        sent.finish()
+        assert wait() == {0: [2]} and log.read("ds", {0: 0}, 10, 0) == {0: [(1, b"a"), (2, b"b")]}
+
+    def test_a_call_that_fails_fails_its_appends_and_the_log_goes_on(
+            self, log: RedisStreamsLog, redis_url: str) -> None:  # fmt: skip
+        r = redis.Redis.from_url(redis_url)
+        r.set(_counter_key("bad", 0), b"not a number")  # the script's INCRBY errs
+        waits = [log.append_begin("bad", {0: [b"a"]}), log.append_begin("bad", {0: [b"b"]})]
+        sent = log.send_appends()
+        assert sent is not None
+        select.select([sent.fileno()], [], [], 10)
+        sent.finish()  # does not raise: the appends' waits do
+        for wait in waits:
+            with pytest.raises(redis.ResponseError):
+                wait()
+        assert log.append_many("ds", {0: [b"c"]}) == {0: [1]}  # the connection serves on
+        assert log.read("ds", {0: 0}, 10, 0) == {0: [(1, b"c")]}

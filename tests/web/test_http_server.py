@@ -284,7 +284,9 @@ def test_the_remote_write_route_of_the_real_app(redis_url: str, tmp_path: Path) 
     assert type(app.wsgi_app).__name__ == "LeanIngest" or wrap(app, Config(redis_url=redis_url))
     series = [make_labels({"__name__": "m", "i": str(i)}) for i in range(3)]
     body = encode_write_request(SampleBatch(series, np.arange(3), np.arange(3), np.ones(3)))
-    with _serve(app, loop_route) as srv:
+    lean = app.wsgi_app  # as `filodb web` serves it: the loop takes its steps, sends its appends
+    log = app.extensions["filodb"].ingest_log
+    with _serve(app, loop_route, loop_steps=lean.steps, loop_send=lean.send_appends) as srv:
         conn = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
         for _ in range(2):  # the second one in the loop, when on
             conn.request("POST", "/api/v1/write", body, {"Content-Encoding": "snappy"})
@@ -301,6 +303,9 @@ def test_the_remote_write_route_of_the_real_app(redis_url: str, tmp_path: Path) 
         assert conn.getresponse().status == 204
         conn.close()
         assert srv.loop is None or srv.loop.served == 2  # the last one followed a GET: a thread
+        assert srv.loop is None or srv.loop.calls_sent == 1  # the second one's append
+        # each acknowledged body is one record in every shard its series go to
+        assert set(log.end_offsets("prometheus", list(range(4))).values()) - {0} == {3}
 
 
 def _answer_within(port: int, data: bytes, timeout: float) -> bytes:

@@ -110,7 +110,8 @@ def _adopted(port: int, srv: HttpServer) -> socket.socket:
 
 def _held(srv: HttpServer) -> int:
     assert srv.loop is not None
-    return sum(k.data is not None for k in list(srv.loop._sel.get_map().values()))  # noqa: SLF001
+    keys = list(srv.loop._sel.get_map().values())  # noqa: SLF001
+    return sum(hasattr(k.data, "conn") for k in keys)  # connections, not its own sockets
 
 
 def _loop_holds(srv: HttpServer, n: int) -> None:
@@ -248,3 +249,101 @@ def test_idle_limits_and_close_reach_the_loops_connections() -> None:
     assert _until_closed(left) == b""
     a.close()
     b.close()
+
+
+class _Sent:
+    """A log's call in flight until the test answers it (``reply``): a socket pair."""
+
+    def __init__(self, log: _Log, waits: list[threading.Event]) -> None:
+        self.log, self.waits, self.jobs = log, waits, len(waits)
+        self.r, self.w = socket.socketpair()
+
+    def fileno(self) -> int:
+        return self.r.fileno()
+
+    def reply(self) -> None:
+        self.w.send(b"+OK\r\n")
+
+    def finish(self) -> None:
+        assert self.r.recv(16) == b"+OK\r\n"  # called once the reply came, not before
+        for w in self.waits:
+            w.set()
+        self.log.inflight = None
+        self.r.close()
+        self.w.close()
+
+
+class _Log:
+    """The appends of :func:`_steps`: begun, sent in one call when none is in flight."""
+
+    def __init__(self) -> None:
+        self.begun: list[threading.Event] = []
+        self.inflight: _Sent | None = None
+        self.sent: list[_Sent] = []
+
+    def send(self) -> _Sent | None:
+        if self.inflight is not None or not self.begun:
+            return None
+        self.inflight = _Sent(self, self.begun)
+        self.begun = []
+        self.sent.append(self.inflight)
+        return self.inflight
+
+
+def _steps(log: _Log) -> Any:
+    """A steps app: ``/slow`` waits for ``log``'s append, other paths answer at once."""
+
+    def steps(env: dict[str, Any]) -> Any:
+        body = env["wsgi.input"].read()
+        if env["PATH_INFO"] != "/slow":
+            return "200 OK", [("Content-Type", "text/plain")], b"fast:" + body
+        done = threading.Event()
+        log.begun.append(done)
+        yield
+        done.wait(30)  # what a log's wait does: at once when its call came back
+        return "200 OK", [("Content-Type", "text/plain")], b"logged:" + body
+
+    return steps
+
+
+def test_the_loop_serves_on_while_the_logs_call_is_in_flight() -> None:
+    """Requests that wait for the log are sent in one call; until its reply comes the loop
+    answers other requests and queues the next waits for the call after it, and a request
+    is answered only once its call came back."""
+    log = _Log()
+    with _serve(channel_timeout=30, loop_steps=_steps(log), loop_send=log.send) as srv:
+        assert srv.loop is not None
+        port = srv.effective_port
+        a, b, c = (_adopted(port, srv) for _ in range(3))
+        a.sendall(_post(port, "/slow", b"a"))
+        eventually(lambda: _assert(len(log.sent) == 1), 5, 0.01)
+        b.sendall(_post(port, "/fast", b"b"))
+        assert _read_answer(b)[1] == b"fast:b"  # served while a's call is in flight
+        b.sendall(_post(port, "/slow", b"b2"))
+        c.sendall(_post(port, "/slow", b"c"))
+        eventually(lambda: _assert(len(log.begun) == 2), 5, 0.01)  # behind the call
+        assert not select.select([a], [], [], 0)[0]  # a's call has not come back
+        log.sent[0].reply()
+        assert _read_answer(a)[1] == b"logged:a"
+        eventually(lambda: _assert(len(log.sent) == 2), 5, 0.01)
+        assert log.sent[1].jobs == 2  # b2 and c: the next call, together
+        log.sent[1].reply()
+        assert _read_answer(b)[1] == b"logged:b2" and _read_answer(c)[1] == b"logged:c"
+        assert srv.loop.calls_sent == 2
+        a.sendall(_post(port, "/slow", b"last"))  # the server closes with it in flight:
+        eventually(lambda: _assert(len(log.sent) == 3), 5, 0.01)
+        last = log.sent[2]
+
+        def reply_once_stopping() -> None:
+            eventually(lambda: _assert(srv.stopping), 10, 0.005)
+            last.reply()
+
+        threading.Thread(target=reply_once_stopping, daemon=True).start()  # after close began
+    head, body = _read_answer(a)
+    assert body == b"logged:last" and b"Connection: close" in head  # answered, then closed
+    for s in (a, b, c):
+        s.close()
+
+
+def _assert(cond: bool) -> None:
+    assert cond
