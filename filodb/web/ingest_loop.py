@@ -10,6 +10,15 @@ kernel's task switching. So once a connection has had an ingestion request answe
 such connection without blocking, and calls the app for each request whose head and body have
 come whole, one after the other, in its one thread.
 
+A request that writes is taken to where it waits for the log's append (its records queued in
+the log's group commit, :mod:`filodb.gateway.joiner`), and the log is asked to send every
+append queued in one call without waiting for its reply (``send``,
+:meth:`~filodb.ingest.base.Log.send_appends`); the loop reads and decodes the next requests
+meanwhile (their appends queue for the next call) and answers the call's requests when its
+connection turns readable. Waiting for the reply in the loop had left it idle ~30 % of the
+time under four Influx senders (py-spy); a thread to wait for it cost as much in hand-offs of
+the interpreter's lock as it saved. A log that cannot send so (Kafka) is waited for here.
+
 What the loop does not serve it gives back to a thread of its own (``HttpServer.resume``,
 with the bytes read so far), which serves it as any connection: a request of another route or
 method, a body longer than ``PREFETCH_BYTES`` or without a Content-Length (chunked), ``Expect:
