@@ -31,7 +31,10 @@ from filodb.model.batch import SampleBatch
 from filodb.model.dataset import Dataset
 
 T = TypeVar("T")
-Steps = Generator[None, None, T]  # work that yields where it would wait, returning T
+# work that yields where it would wait, returning T; it yields QUEUED where it has only queued
+# a write (see WriteJoiner.write_steps), None where it waits for the log
+Steps = Generator[str | None, None, T]
+QUEUED = "queued"
 
 
 def run_steps(steps: Steps[T]) -> T:
@@ -73,10 +76,13 @@ class WriteJoiner:
 
     def write_steps(self, dataset: str, batch: SampleBatch, desc: Dataset | None = None
                     ) -> Steps[dict[int, int]]:  # fmt: skip
-        """:meth:`write` in two steps: it yields once its records are queued in the log (no
-        lock held), before it waits for the append. A caller with several writes (the web
-        server's ingestion loop, one thread) takes each to that yield, then finishes them:
-        the first to finish sends every one's records in one append."""
+        """:meth:`write` in steps: it yields :data:`QUEUED` once the batch is queued here,
+        and None once its records are queued in the log (no lock held), before it waits for
+        the append. A caller with several writes (the web server's ingestion loop, one
+        thread) takes each to the first yield, then each to the second (the first of them
+        makes one set of records of every batch queued: a record a shard for them all), then
+        finishes them (the first to finish sends every one's records in one append, unless
+        the caller sent it: :meth:`~filodb.ingest.base.Log.send_appends`)."""
         from filodb.model.joined import joinable  # numba (the series-key cache): doors only
 
         if not len(batch) or not joinable(batch):
@@ -84,6 +90,7 @@ class WriteJoiner:
         me = _Queued(dataset, batch, desc)
         with self._lock:
             self._queued.append(me)
+        yield QUEUED
         group: list[_Queued] = []
         with self._turn:
             if me.written is None:  # no leader took it: lead the queue
@@ -93,7 +100,7 @@ class WriteJoiner:
                 for q in group:
                     q.written = written
                 waits = self._begin(group)
-        yield
+        yield None  # the records are queued in the log
         if group:
             self._finish(group, waits)
         else:

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from filodb.gateway.joiner import Steps
+from filodb.gateway.joiner import QUEUED, Steps
 from filodb.ingest.base import Sent
 from filodb.web.http_conn import (
     BODYLESS,
@@ -97,13 +97,14 @@ SendAppends = Callable[[], Sent | None]
 
 
 def _step(steps: Steps[Answer], whole: bool = False) -> Any:
-    """Run ``steps`` to its next yield (``_PENDING``) or, ``whole``, to its end: the answer,
-    or the exception it raised."""
+    """Run ``steps`` to its next yield (``QUEUED`` where it has only queued its write,
+    ``_PENDING`` where it waits for the log) or, ``whole``, to its end: the answer, or the
+    exception it raised."""
     try:
         while True:
-            next(steps)
+            got = next(steps)
             if not whole:
-                return _PENDING
+                return QUEUED if got == QUEUED else _PENDING
     except StopIteration as e:
         return e.value
     except Exception as e:  # noqa: BLE001 - the request answers 500, the loop goes on
@@ -331,10 +332,21 @@ class IngestLoop:
             return
         ends: list[tuple[_Owned, dict[str, Any], bool, Any]] = []
         with self.server.calls:
+            queued = []
             for o, env, keep in reqs:
                 steps = self.steps(env) if self.steps is not None else self._wsgi_steps(env)
                 got = _step(steps)
+                if got is QUEUED:  # every write queued first: the first made makes all
+                    queued.append((o, env, keep, steps))
+                    continue
                 if got is _PENDING:
+                    o.busy = True
+                    self._waiting.append(_Flight(o, env, keep, steps))
+                else:
+                    ends.append((o, env, keep, got))
+            for o, env, keep, steps in queued:
+                got = _step(steps)
+                if got is _PENDING or got is QUEUED:
                     o.busy = True
                     self._waiting.append(_Flight(o, env, keep, steps))
                 else:

@@ -11,7 +11,7 @@ import pytest
 
 from filodb.gateway.door import IngestDoor
 from filodb.gateway.influx import parse_lines
-from filodb.gateway.joiner import WriteJoiner
+from filodb.gateway.joiner import QUEUED, WriteJoiner, run_steps
 from filodb.gateway.router import IngestRouter
 from filodb.ingest.redis_streams import RedisStreamsLog
 from filodb.model.batch import SampleBatch, concat_batches
@@ -143,6 +143,21 @@ def test_the_next_group_is_made_while_an_append_travels_and_answers_wait_for_the
     assert got == {0: {0: 3}, 1: {0: 4}} and router.groups == [[3], [4]]
 
 
+def test_writes_taken_in_steps_together_are_one_group() -> None:
+    """As the web server's ingestion loop takes a pass's requests: each to where it is only
+    queued, then each to where its records are in the log, then each through. The first to
+    go on makes one group of all of them; each gets its own counts."""
+    router = GatedRouter()
+    router.release.set()
+    joiner = WriteJoiner(router)  # type: ignore[arg-type]
+    steps = [joiner.write_steps(DS, _body(k, 3 + k, 0)) for k in range(3)]
+    assert [next(st) for st in steps] == [QUEUED] * 3
+    assert [next(st) for st in steps] == [None] * 3  # at the log: one group for the three
+    assert router.groups == [[3, 4, 5]] and (joiner.groups, joiner.joined) == (1, 3)
+    assert [run_steps(st) for st in steps] == [{0: 3}, {0: 4}, {0: 5}]
+    assert router.log == [("begin", 0), ("end", 0)]
+
+
 def test_a_failed_group_write_fails_every_request_in_it() -> None:
     router = GatedRouter()
     router.fail = ConnectionError("log down")
@@ -199,3 +214,38 @@ def test_concurrent_bodies_reach_the_log_once_each(url: str) -> None:
     assert rows == sent
     assert sorted(counts.accepted) == sorted(per)  # counted per request, as written
     assert door.joiner is not None and door.joiner.joined == 48  # all joined (~16 groups here)
+
+
+def test_a_pass_of_bodies_is_one_record_a_shard_in_one_call(url: str, redis_url: str) -> None:
+    """Through a real door, router and log, bodies taken in steps together (the ingestion
+    loop's pass) and sent with ``send_appends``: one record a shard for all of them, one
+    script call, and every sample there once."""
+    import select
+
+    import redis
+
+    log = RedisStreamsLog(url, socket_timeout=5)
+    door = IngestDoor("influx_http", IngestRouter(ShardMapStore(url), log),
+                      MetadataStore(url), Accepted())  # fmt: skip
+    door.write(DS, _body(9, 50, 0))  # the series' cache and the script warm
+    stats = redis.Redis.from_url(redis_url)
+    before = stats.info("commandstats")["cmdstat_evalsha"]["calls"]
+    ends = log.end_offsets(DS, list(range(4)))
+    bodies = [_body(k, 40, 15_000) for k in range(4)]
+    steps = [door.write_steps(DS, b) for b in bodies]
+    assert [next(st) for st in steps] == [QUEUED] * 4
+    assert [next(st) for st in steps] == [None] * 4
+    sent = log.send_appends()
+    assert sent is not None and sent.jobs == 1  # one group: one append
+    select.select([sent.fileno()], [], [], 10)
+    sent.finish()
+    outs = [run_steps(st) for st in steps]
+    assert [sum(o.values()) for o in outs] == [40] * 4
+    assert stats.info("commandstats")["cmdstat_evalsha"]["calls"] == before + 1
+    got = log.read(DS, ends, 10_000, 0)
+    assert all(len(recs) == 1 for recs in got.values())  # a record a shard for the four
+    logged = concat_batches([SampleBatch.from_bytes(r) for recs in got.values() for _, r in recs])
+    rows = sorted(zip([tuple(logged.series[i]) for i in logged.sidx.tolist()],
+                      logged.ts.tolist(), logged.vals.tolist(), strict=True))  # fmt: skip
+    assert rows == sorted((tuple(b.series[i]), t, v) for b in bodies for i, t, v in
+                          zip(b.sidx.tolist(), b.ts.tolist(), b.vals.tolist(), strict=True))  # fmt: skip

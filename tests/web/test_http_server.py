@@ -386,6 +386,10 @@ def test_at_the_connection_limit_the_idle_connection_goes_for_a_waiting_client()
             c.request("POST", "/echo", b"%d" % k)
             assert c.getresponse().read() == b"%d" % k
             idle.append(c)
+            # idle by the server's clock before the next one's request (a thread marks its
+            # connection idle after sending the answer: a loaded machine can delay that past
+            # the next connection's answer, and the younger one would be the older)
+            eventually(lambda k=k: _count_conns(srv, k + 1, busy=False), 5, 0.01)
         t0 = time.monotonic()
         c3 = http.client.HTTPConnection("127.0.0.1", srv.effective_port, timeout=10)
         c3.request("POST", "/echo", b"third")
