@@ -23,13 +23,15 @@ class Sent(Protocol):
     """Appends sent in one call whose reply is still to come (:meth:`Log.send_appends`)."""
 
     jobs: int  # appends (callers' append_begin) in the call
+    done: bool  # finished: its reply read (perhaps by a wait of the sending thread's own)
 
     def fileno(self) -> int:
         """A descriptor that turns readable when the reply comes."""
         ...
 
     def finish(self) -> None:
-        """Read the reply and complete the appends (their waits return, or raise its error)."""
+        """Read the reply and complete the appends (their waits return, or raise its error);
+        once (then nothing), on the thread that sent it."""
         ...
 
 

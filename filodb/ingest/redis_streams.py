@@ -146,7 +146,9 @@ class RedisStreamsLog(Log):
         except BaseException as e:
             self._group.done(jobs, e)
             raise
-        return SentAppends(self, plan, conn, held)
+        sent = SentAppends(self, plan, conn, held)
+        self._group.sent(sent.finish)
+        return sent
 
     def _run_jobs(self, jobs: list[_Append]) -> None:
         """One script call for the appends of ``jobs``: a partition's records in the order of
@@ -547,6 +549,8 @@ class _GroupCommit:
         self._cv = threading.Condition(threading.Lock())
         self._queue: list[_Append] = []
         self._busy = False
+        # a call sent by take()'s caller, its reply unread: (that thread, what reads it)
+        self._sent: tuple[int, Callable[[], None]] | None = None
 
     def run(self, job: _Append) -> None:
         self.queue(job)
@@ -560,15 +564,24 @@ class _GroupCommit:
     def finish(self, job: _Append) -> None:
         """Wait for a queued ``job``'s call, making it (for the whole queue) when none is in
         flight; raises the call's error."""
-        with self._cv:
-            while self._busy and not job.done:
-                self._cv.wait()
-            if job.done:  # in a call another caller made
-                if job.error is not None:
-                    raise job.error
-                return
-            self._busy = True
-            jobs, self._queue = self._queue, []
+        me = threading.get_ident()
+        while True:
+            with self._cv:
+                mine = None
+                while self._busy and not job.done:
+                    if self._sent is not None and self._sent[0] == me:
+                        mine = self._sent[1]  # this thread's own call: none else reads it
+                        break
+                    self._cv.wait()
+                if mine is None:
+                    if job.done:  # in a call another caller made
+                        if job.error is not None:
+                            raise job.error
+                        return
+                    self._busy = True
+                    jobs, self._queue = self._queue, []
+                    break
+            mine()  # its reply read here (its jobs done, the group free): then this job's turn
         err = None
         try:
             self._run(jobs)
@@ -588,12 +601,20 @@ class _GroupCommit:
             jobs, self._queue = self._queue, []
             return jobs
 
+    def sent(self, finish: Callable[[], None]) -> None:
+        """The taken jobs' call is sent and ``finish`` reads its reply (then :meth:`done`).
+        The sending thread, should it wait for another job meanwhile (a write the loop makes
+        at once), runs ``finish`` itself instead of waiting for itself."""
+        with self._cv:
+            self._sent = (threading.get_ident(), finish)
+
     def done(self, jobs: list[_Append], err: BaseException | None) -> None:
         """``jobs``' call returned (``err``: failed): their callers go on; the next call."""
         with self._cv:
             for j in jobs:
                 j.done, j.error = True, err
             self._busy = False
+            self._sent = None
             self._cv.notify_all()
 
 
@@ -659,13 +680,18 @@ class SentAppends:
         self._conn = conn
         self._held = held
         self.jobs = len(plan.jobs)
+        self.done = False  # finished (by its sender's thread: here, or in a wait of its own)
 
     def fileno(self) -> int:
         return int(self._conn._sock.fileno())  # noqa: SLF001 - redis-py keeps its socket there
 
     def finish(self) -> None:
         """Read the reply (blocking until it is whole) and complete the appends; an error
-        fails every one of them (raised by their waits, not here)."""
+        fails every one of them (raised by their waits, not here). Once: later calls return;
+        the sending thread only."""
+        if self.done:
+            return
+        self.done = True
         log, plan = self._log, self._plan
         err: BaseException | None = None
         try:

@@ -152,6 +152,7 @@ class IngestLoop:
         self._waiting: list[_Flight] = []  # at their wait, records queued, not yet sent
         self._sent: Sent | None = None  # the log's call in flight...
         self._sent_flights: list[_Flight] = []  # ...and the requests waiting for it
+        self._sent_fd = -1
         self.calls_sent = 0  # calls made through send (for tests)
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -201,6 +202,8 @@ class IngestLoop:
                     reqs = [r for o in ready if (r := self._next_request(o)) is not None]
                     self._serve_all(reqs)
                     ready = [r[0] for r in reqs if self._next_ready(r[0])]
+                    if self._sent is not None and self._sent.done:
+                        ready += self._land()  # finished by a write of the pass (see there)
                 now = time.monotonic()
                 if now >= next_tick:
                     self._tick(now)
@@ -372,19 +375,28 @@ class IngestLoop:
             return
         self.calls_sent += 1
         self._sent, self._sent_flights = sent, flights
-        self._sel.register(sent.fileno(), selectors.EVENT_READ, _SENT)
+        self._sent_fd = sent.fileno()
+        self._sel.register(self._sent_fd, selectors.EVENT_READ, _SENT)
 
     def _land(self) -> list[_Owned]:
-        """The log's call in flight answered: its appends completed, the next call sent (what
-        was queued meanwhile), its requests answered; their connections that hold a next
-        request."""
+        """The log's call in flight answered: its appends completed, its requests taken to
+        their ends and answered, then the next call sent (what was queued meanwhile); their
+        connections that hold a next request.
+
+        Nothing the loop runs may wait for a call it sent and has not finished: only it reads
+        the reply. A write the loop makes at once (a batch no cache resolved, or a group
+        whose batches do not join) waits in the log's group commit, which then finishes the
+        loop's call itself (``_GroupCommit.sent``), so ``run`` lands one found done. And a
+        request's steps that wait for another thread's group (the joiner's ``written``) are
+        resumed before the next call is sent: that thread's append may be in it."""
         sent, flights = self._sent, self._sent_flights
         assert sent is not None
-        self._sel.unregister(sent.fileno())
+        self._sel.unregister(self._sent_fd)
         self._sent, self._sent_flights = None, []
-        sent.finish()
+        sent.finish()  # nothing when a write the loop made at once finished it (it waited)
+        ready = self._resume(flights)
         self._launch()
-        return self._resume(flights)
+        return ready
 
     def _resume(self, flights: list[_Flight]) -> list[_Owned]:
         """Take ``flights`` to their ends (a wait not yet done is waited for here) and answer

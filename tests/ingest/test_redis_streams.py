@@ -296,6 +296,31 @@ class TestSentAppends:
         }
         assert log.send_appends() is None  # nothing begun
 
+    def test_the_sender_waiting_for_an_append_of_its_own_finishes_its_call(
+        self, log: RedisStreamsLog
+    ) -> None:
+        """Only the thread that sent a call reads its reply; should it wait in the group
+        commit meanwhile (the ingestion loop writing a batch at once), it finishes its call
+        itself rather than wait for itself (it used to hang there), and another thread waits
+        for it."""
+        first = log.append_begin("ds", {0: [b"a"]})
+        sent = log.send_appends()
+        assert sent is not None and not sent.done
+        other: list[object] = []
+        t = threading.Thread(target=lambda: other.append(log.append_many("ds", {1: [b"x"]})))
+        t.start()
+        eventually(lambda: self._assert(len(log._group._queue) == 1), 10, 0.005)
+        assert log.append_many("ds", {0: [b"b"]}) == {0: [2]}  # returns: no wait on itself
+        assert sent.done and first() == {0: [1]}
+        sent.finish()  # once: nothing more
+        t.join(10)
+        assert other == [{1: [1]}]
+        assert log.read("ds", {0: 0, 1: 0}, 10, 0) == {0: [(1, b"a"), (2, b"b")], 1: [(1, b"x")]}
+
+    @staticmethod
+    def _assert(cond: bool) -> None:
+        assert cond
+
     def test_a_lost_script_is_loaded_and_the_call_made_again(self, log: RedisStreamsLog,
                                                              redis_url: str) -> None:  # fmt: skip
         log.append_many("ds", {0: [b"a"]})

@@ -257,6 +257,7 @@ class _Sent:
     def __init__(self, log: _Log, waits: list[threading.Event]) -> None:
         self.log, self.waits, self.jobs = log, waits, len(waits)
         self.r, self.w = socket.socketpair()
+        self.done = False
 
     def fileno(self) -> int:
         return self.r.fileno()
@@ -265,6 +266,8 @@ class _Sent:
         self.w.send(b"+OK\r\n")
 
     def finish(self) -> None:
+        assert not self.done
+        self.done = True
         assert self.r.recv(16) == b"+OK\r\n"  # called once the reply came, not before
         for w in self.waits:
             w.set()
