@@ -341,22 +341,23 @@ class IngestLoop:
                 got = _step(steps)
                 if got is QUEUED:  # every write queued first: the first made makes all
                     queued.append((o, env, keep, steps))
-                    continue
-                if got is _PENDING:
-                    o.busy = True
-                    self._waiting.append(_Flight(o, env, keep, steps))
                 else:
-                    ends.append((o, env, keep, got))
+                    self._place(o, env, keep, steps, got, ends)
             for o, env, keep, steps in queued:
-                got = _step(steps)
-                if got is _PENDING or got is QUEUED:
-                    o.busy = True
-                    self._waiting.append(_Flight(o, env, keep, steps))
-                else:
-                    ends.append((o, env, keep, got))
+                self._place(o, env, keep, steps, _step(steps), ends)
         self._launch()
         for o, env, keep, got in ends:
             self._answer(o, env, keep, got)
+
+    def _place(self, o: _Owned, env: dict[str, Any], keep: bool, steps: Steps[Answer],
+               got: Any, ends: list[tuple[_Owned, dict[str, Any], bool, Any]]) -> None:  # fmt: skip
+        """A request whose steps ``got`` to a wait joins the waiting ones; one at its end,
+        ``ends``."""
+        if got is _PENDING or got is QUEUED:
+            o.busy = True
+            self._waiting.append(_Flight(o, env, keep, steps))
+        else:
+            ends.append((o, env, keep, got))
 
     def _launch(self) -> None:
         """Send the waiting requests' appends in one call, unless one is in flight; when the
