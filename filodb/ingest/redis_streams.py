@@ -146,9 +146,32 @@ class RedisStreamsLog(Log):
         except BaseException as e:
             self._group.done(jobs, e)
             raise
-        sent = SentAppends(self, plan, conn, held)
+        sent = SentAppends(conn, len(jobs), lambda: self._land_sent(plan, conn, held))
         self._group.sent(sent.finish)
         return sent
+
+    def _land_sent(self, plan: _Plan, conn: Any, held: bool) -> None:
+        """Read the reply of ``plan``'s call sent on ``conn`` and complete its appends; an
+        error fails every one of them (raised by their waits)."""
+        err: BaseException | None = None
+        try:
+            try:
+                reply = list(_read_reply(conn))
+            finally:
+                self._held_appends.give(conn, held)
+            try:
+                self._landed(plan, reply)
+            except Exception as e:  # noqa: BLE001 - a reply not of the script's shape
+                err = e
+        except NoScriptError:  # nothing appended: the whole call again, loaded first
+            try:
+                self._append_many.sha = self._r.script_load(_APPEND_MANY)
+                self._landed(plan, self._call_plan(plan))
+            except BaseException as e:  # noqa: BLE001 - raised by the appends' waits
+                err = e
+        except BaseException as e:  # noqa: BLE001 - raised by the appends' waits
+            err = e
+        self._group.done(plan.jobs, err)
 
     def _run_jobs(self, jobs: list[_Append]) -> None:
         """One script call for the appends of ``jobs``: a partition's records in the order of
@@ -674,12 +697,10 @@ class SentAppends:
     completes the appends (their waits then return at once, or raise its error). Until
     then the log's other appends queue for the next call, as behind any call in flight."""
 
-    def __init__(self, log: RedisStreamsLog, plan: _Plan, conn: Any, held: bool) -> None:
-        self._log = log
-        self._plan = plan
+    def __init__(self, conn: Any, jobs: int, land: Callable[[], None]) -> None:
         self._conn = conn
-        self._held = held
-        self.jobs = len(plan.jobs)
+        self._land = land  # the log's: reads the reply, completes the appends
+        self.jobs = jobs
         self.done = False  # finished (by its sender's thread: here, or in a wait of its own)
 
     def fileno(self) -> int:
@@ -692,26 +713,7 @@ class SentAppends:
         if self.done:
             return
         self.done = True
-        log, plan = self._log, self._plan
-        err: BaseException | None = None
-        try:
-            try:
-                reply = list(_read_reply(self._conn))
-            finally:
-                self._log._held_appends.give(self._conn, self._held)  # noqa: SLF001
-            try:
-                log._landed(plan, reply)  # noqa: SLF001
-            except Exception as e:  # noqa: BLE001 - a reply not of the script's shape
-                err = e
-        except NoScriptError:  # nothing appended: the whole call again, loaded first
-            try:
-                log._append_many.sha = log._r.script_load(_APPEND_MANY)  # noqa: SLF001
-                log._landed(plan, log._call_plan(plan))  # noqa: SLF001
-            except BaseException as e:  # noqa: BLE001 - raised by the appends' waits
-                err = e
-        except BaseException as e:  # noqa: BLE001 - raised by the appends' waits
-            err = e
-        log._group.done(plan.jobs, err)  # noqa: SLF001
+        self._land()
 
 
 def _key_frame(dataset: str, shard: int) -> bytes:
