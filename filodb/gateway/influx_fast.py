@@ -28,6 +28,7 @@ import numpy as np
 
 from filodb.gateway.numparse import POW10, int_at, line_at, value_at
 from filodb.model.borrow import borrowed
+from filodb.model.loads import u64_le
 
 _SP, _NL, _COMMA, _EQ, _US, _HASH = 32, 10, 44, 61, 95, 35
 
@@ -76,6 +77,21 @@ def eligible(body: bytes) -> bool:
     return b"\\" not in body and b'"' not in body and b"\r" not in body and b"\t" not in body
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _same(buf: np.ndarray, a: int, b: int, n: int) -> bool:  # pragma: no cover - numba
+    """``buf[a:a + n]`` equals ``buf[b:b + n]`` (eight bytes a load; both within ``buf``)."""
+    k = 0
+    while k + 8 <= n:
+        if u64_le(buf, a + k) != u64_le(buf, b + k):
+            return False
+        k += 8
+    while k < n:
+        if buf[a + k] != buf[b + k]:
+            return False
+        k += 1
+    return True
+
+
 @nb.njit(cache=True, nogil=True)
 def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
            pow10: np.ndarray) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
@@ -107,6 +123,8 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
     slow = np.empty(nl, np.int64)
     nf = ns = blank = 0
     p = 0
+    last_a = last_n = 0  # the last timestamp read: its text (space first) and its value
+    last_t = np.int64(0)
     buf = borrowed(buf)  # handed to inlined helpers a line and a field: not counted
     pow10 = borrowed(pow10)
     for li in range(nl):
@@ -124,12 +142,16 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
         t = np.int64(0)
         good = True
         if nsp == 2:
-            mag, neg, tok = int_at(buf, s2 + 1, e)
-            if tok and mag <= np.uint64(limit):
-                t = -np.int64(mag) if neg else np.int64(mag)
-                t = t // div * mul if div > 1 else t * mul
+            if e - s2 == last_n and _same(buf, s2, last_a, last_n):
+                t = last_t  # the line before's timestamp text (a gather's lines share it)
             else:
-                good = False  # "+", 20 digits, out of range, "1-2": the per-line parser's
+                mag, neg, tok = int_at(buf, s2 + 1, e)
+                if tok and mag <= np.uint64(limit):
+                    t = -np.int64(mag) if neg else np.int64(mag)
+                    t = t // div * mul if div > 1 else t * mul
+                    last_a, last_n, last_t = s2, e - s2, t
+                else:
+                    good = False  # "+", 20 digits, out of range, "1-2": the per-line parser's
         f0 = nf
         a = s1 + 1
         while good:

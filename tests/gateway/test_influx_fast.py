@@ -102,6 +102,22 @@ def test_fast_pass_takes_the_common_shapes() -> None:
     assert _samples(fast) == _samples(slow) and fast.batch.types == {"c": "counter"}
 
 
+def test_lines_sharing_a_timestamp_read_it_as_their_own() -> None:
+    """A line whose timestamp text is the line before's takes its value without reading it
+    again: only the same text (not a prefix, not after a timestamp refused) gives it."""
+    t = "1700000000000000123"
+    lines = [f"m,i={i} value={i} {t}" for i in range(3)] + [
+        f"m,i=9 value=1 {t[:-1]}", f"m,i=9 value=2 {t}0", f"m,i=9 value=3 {t}",
+        "m,i=8 value=x 1700000000000000999", "m,i=8 value=4 1700000000000000999",
+        "m,i=7 value=5 99999999999999999999", "m,i=7 value=6 99999999999999999999",
+        f"m,i=6 value=7 -{t}", f"m,i=6 value=8 {t}",
+    ]  # fmt: skip
+    for precision in ("ns", "us", "ms"):
+        fast, slow = _both("\n".join(lines).encode(), precision)
+        assert _samples(fast) == _samples(slow) and fast.errors == slow.errors
+        assert len(fast.batch.ts) == 8 and len(fast.errors) == 4, fast.errors
+
+
 @pytest.mark.parametrize("text", ["0", "-0", "0.1", "1e22", "1e23", "123456789012345", "1234567890123456",
                                   "9007199254740993", "1.7976931348623157e308", "5e-324", "4.9e-324",
                                   ".1e1", "1.e1", "+.5", "-1.5E-3", "0.30000000000000004"])  # fmt: skip
