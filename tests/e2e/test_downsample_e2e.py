@@ -136,7 +136,10 @@ def test_the_cluster_downsamples_on_its_interval_and_queries_read_it(tmp_path: P
     """The periodic run as a Celery task of the coordinator's worker (interval 1 s), then an
     instant query past the raw retention and a cached long-range query over what it wrote."""
     now = int(time.time() * 1000)
-    day_end = (now - 600_000) // WIN * WIN  # the last whole job window ended 10 min ago or more
+    # the last whole job window: the run completes it and no later one (with "ended 10 min ago
+    # or more", in the first 10 min of a window the one after it was whole too, the watermark
+    # went past day_end and the test failed: seen at 00:02 UTC)
+    day_end = now // WIN * WIN
     t0 = day_end - WIN
     ts = np.arange(t0 + 60_000, now - 60_000, 60_000, dtype=np.int64)
     series = [make_labels({"__name__": "temp", "host": f"h{i}"}) for i in range(3)]
