@@ -28,7 +28,7 @@ import numpy as np
 
 from filodb.gateway.numparse import POW10, int_at, line_at, value_at
 from filodb.model.borrow import borrowed
-from filodb.model.loads import u64_le
+from filodb.model.libc import MEMCMP
 
 _SP, _NL, _COMMA, _EQ, _US, _HASH = 32, 10, 44, 61, 95, 35
 
@@ -77,24 +77,9 @@ def eligible(body: bytes) -> bool:
     return b"\\" not in body and b'"' not in body and b"\r" not in body and b"\t" not in body
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _same(buf: np.ndarray, a: int, b: int, n: int) -> bool:  # pragma: no cover - numba
-    """``buf[a:a + n]`` equals ``buf[b:b + n]`` (eight bytes a load; both within ``buf``)."""
-    k = 0
-    while k + 8 <= n:
-        if u64_le(buf, a + k) != u64_le(buf, b + k):
-            return False
-        k += 8
-    while k < n:
-        if buf[a + k] != buf[b + k]:
-            return False
-        k += 1
-    return True
-
-
 @nb.njit(cache=True, nogil=True)
-def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
-           pow10: np.ndarray) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
+def _lines(buf: np.ndarray, div: int, mul: int, limit: int, pow10: np.ndarray,
+           cmp: Any) -> tuple[Any, ...]:  # fmt: skip  # pragma: no cover - numba
     """One pass over the body. Per line: its end, its spaces (one or two), then its fields
     (``name=<number>``: first ``=``, no ``_`` in the value, a float's first and last bytes
     those of a number, an integer's ``i``/``u`` suffix) with their values, then its timestamp.
@@ -125,6 +110,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
     p = 0
     last_a = last_n = 0  # the last timestamp read: its text (space first) and its value
     last_t = np.int64(0)
+    at = buf.ctypes.data  # cmp (libc's memcmp) compares by address
     buf = borrowed(buf)  # handed to inlined helpers a line and a field: not counted
     pow10 = borrowed(pow10)
     for li in range(nl):
@@ -142,7 +128,7 @@ def _lines(buf: np.ndarray, div: int, mul: int, limit: int,
         t = np.int64(0)
         good = True
         if nsp == 2:
-            if e - s2 == last_n and _same(buf, s2, last_a, last_n):
+            if e - s2 == last_n and cmp(at + s2, at + last_a, last_n) == 0:
                 t = last_t  # the line before's timestamp text (a gather's lines share it)
             else:
                 mag, neg, tok = int_at(buf, s2 + 1, e)
@@ -214,7 +200,7 @@ def scan(body: bytes, div: int, mul: int, limit: int) -> FastLines | None:
     if len(buf) == 0:
         return None
     line, key_a, key_b, name_a, name_b, kind, value, ok, vend, ts, has_ts, slow, blank, nl = _lines(
-        buf, div, mul, limit, POW10
+        buf, div, mul, limit, POW10, MEMCMP
     )
     if not ok.all():  # what the kernel leaves to Python: exact, or the line is the parser's
         bad = []
