@@ -52,7 +52,14 @@ def test_the_line_protocol_kernel_counts_no_references_a_line() -> None:
     compiled code counts only its arguments, once a call (the same kernel with the body as it
     is counts the helpers' too: what borrowing removes)."""
     body = b"\n".join(b"m,host=h%d value=%d.5 1700000000000000000" % (i, i) for i in range(50))
-    args = (np.frombuffer(body, np.uint8), 1_000_000, 1, 2**62, influx_fast.POW10)
+    args = (
+        np.frombuffer(body, np.uint8),
+        1_000_000,
+        1,
+        2**62,
+        influx_fast.POW10,
+        influx_fast.MEMCMP,
+    )
     fn = influx_fast._lines.py_func
     # the arguments' own, once a call: an increment and a decrement of buf and pow10
     assert sorted(counted(fn, *args)) == sorted(["arg.buf.0", "arg.pow10.0"] * 2)
