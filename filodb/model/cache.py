@@ -10,6 +10,11 @@ would still hold is a hit here too, plus those of the generation before.
 
 Values must not be None (None means "not cached"). ``put`` is not atomic: callers that share
 a cache between threads hold their own lock around it (a racing ``get`` only misses).
+
+:class:`SeenTable` is a fixed-size table of key hashes ("was this offered before?"), for
+caches that admit a key only the second time it is missed: a query that reads every series
+once (an ad-hoc scan, a check over everything) then leaves nothing behind and evicts nothing,
+while what a dashboard reads again is kept from its second read on.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
+
+import numpy as np
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -48,17 +55,22 @@ class BoundedCache(dict[K, V], Generic[K, V]):
             self.clear()
         self[key] = value
 
-    def map_through(self, keys: Sequence[K], fn: Callable[[K], V], lock: threading.Lock
-                    ) -> list[V]:  # fmt: skip
+    def map_through(self, keys: Sequence[K], fn: Callable[[K], V], lock: threading.Lock,
+                    seen: SeenTable | None = None) -> list[V]:  # fmt: skip
         """``[fn(k) for k in keys]`` through the cache: the hits are one C-level dict lookup
         each; the misses are computed and put under ``lock`` (``put`` is not atomic and
-        threads share memos)."""
+        threads share memos). With ``seen``, a miss is put only when its key was missed
+        before (:class:`SeenTable`): a key read once is computed and not kept."""
         out = list(map(self.get, keys))
         if None in out:
             with lock:
-                for i, got in enumerate(out):
-                    if got is None:
-                        out[i] = v = fn(keys[i])
+                miss = [i for i, got in enumerate(out) if got is None]
+                keep = (seen.offer(np.fromiter((hash(keys[i]) for i in miss), np.int64,
+                                               len(miss))).tolist()
+                        if seen is not None else [True] * len(miss))  # fmt: skip
+                for i, k in zip(miss, keep, strict=True):
+                    out[i] = v = fn(keys[i])
+                    if k:
                         self.put(keys[i], v)
         return out
 
@@ -128,3 +140,44 @@ class ByteBoundedCache(BoundedCache[K, V]):
         old = self._old.pop(key, None)
         if old is not None:
             self._old_bytes -= self.weigh(old)
+
+
+class SeenTable:
+    """Which key hashes were offered recently: a direct-mapped table of ``2**bits`` hashes
+    (8 bytes each, fixed), so remembering costs no object per key. A hash may be forgotten
+    when another one lands in its slot (then its key is admitted one read later), and two keys
+    whose hashes are equal but for their lowest bit count as one (then one is admitted one read early): both only move
+    when a value is cached, never what it is. Not thread-safe: callers hold their cache's
+    lock."""
+
+    __slots__ = ("_table", "_bits", "_mask")
+
+    def __init__(self, bits: int = 17) -> None:
+        if not 1 <= bits <= 30:
+            raise ValueError("bits must be in 1..30")
+        self._table = np.zeros(1 << bits, np.uint64)
+        self._bits = bits
+        self._mask = np.uint64((1 << bits) - 1)
+
+    def _slots(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = np.asarray(hashes, np.int64).view(np.uint64) | np.uint64(1)  # 0: an empty slot
+        return h, (h ^ (h >> np.uint64(self._bits))) & self._mask
+
+    def offer(self, hashes: np.ndarray) -> np.ndarray:
+        """Whether each hash was offered before (bool array); all of them are remembered."""
+        h, at = self._slots(hashes)
+        was: np.ndarray = self._table[at] == h
+        self._table[at] = h
+        return was
+
+    def add(self, hashes: np.ndarray) -> None:
+        h, at = self._slots(hashes)
+        self._table[at] = h
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        h, at = self._slots(hashes)
+        got: np.ndarray = self._table[at] == h
+        return got
+
+    def clear(self) -> None:
+        self._table[:] = 0

@@ -11,7 +11,7 @@ from typing import cast
 import numpy as np
 
 from filodb.errors import ExecutionError
-from filodb.model.cache import BoundedCache
+from filodb.model.cache import BoundedCache, SeenTable
 from filodb.model.labels import METRIC_NAME, Labels, intern_pair
 from filodb.query.ast import COMPARISON_OPS, VectorMatching
 from filodb.query.values import ScalarSteps, StepVector
@@ -64,13 +64,18 @@ def drop_name(lb: Labels) -> Labels:
 
 _DROPPED: BoundedCache[Labels, Labels] = BoundedCache(100_000)
 _DROPPED_LOCK = threading.Lock()
+# label sets computed once and not kept: a query over every series once (an ad-hoc look, a
+# check of everything) filled the memos with 100 k label sets (~10 MB a node at 110 k series)
+# and evicted what dashboards ask for again; a label set is kept the second time it is asked
+_DROPPED_SEEN = SeenTable(17)
+_FINAL_SEEN = SeenTable(17)
 
 
 def drop_names(labels: Sequence[Labels]) -> list[Labels]:
     """:func:`drop_name` of each label set, through a memo: a shard's label sets are the same
     objects query after query, so a hit is one C-level dict lookup instead of a Python call
-    that rebuilds the tuple."""
-    return _DROPPED.map_through(labels, drop_name, _DROPPED_LOCK)
+    that rebuilds the tuple (kept the second time a label set is asked for)."""
+    return _DROPPED.map_through(labels, drop_name, _DROPPED_LOCK, _DROPPED_SEEN)
 
 
 def final_labels(lb: Labels) -> Labels:
@@ -85,7 +90,7 @@ _FINAL: BoundedCache[Labels, Labels] = BoundedCache(100_000)
 
 def final_labels_many(labels: Sequence[Labels]) -> list[Labels]:
     """:func:`final_labels` of each label set, through a memo (as :func:`drop_names`)."""
-    return _FINAL.map_through(labels, final_labels, _DROPPED_LOCK)
+    return _FINAL.map_through(labels, final_labels, _DROPPED_LOCK, _FINAL_SEEN)
 
 
 def name_value(d: dict[str, str]) -> str:

@@ -1,5 +1,6 @@
-"""The decoded-vector cache answers what decoding answers, shares identical vectors, and stays
-within its budget (a scan bigger than it decodes around it)."""
+"""The decoded-vector cache answers what decoding answers, shares identical vectors, keeps a
+vector the second time it is decoded (a read nobody repeats leaves nothing), and stays within
+its budget (a scan bigger than it decodes around it)."""
 
 from __future__ import annotations
 
@@ -21,23 +22,43 @@ def _same(a: tuple, b: tuple) -> None:
                                                      y.view(np.uint64 if y.dtype == np.float64 else y.dtype))  # fmt: skip
 
 
-def test_cached_answers_equal_decoding_and_hit_the_second_time() -> None:
+def test_cached_answers_equal_decoding_kept_the_second_time_and_hit_the_third() -> None:
     chunks = _chunks(50, 120)
     cache = DecodedChunks(8 << 20)
     _same(cache.decode(chunks), decode_chunks(chunks))
-    assert (cache.hits, cache.misses) == (0, 100)
+    assert (cache.hits, cache.misses, cache.nbytes) == (0, 100, 0)  # read once: nothing kept
+    _same(cache.decode(chunks), decode_chunks(chunks))
+    assert (cache.hits, cache.misses) == (0, 200)
     assert sum(k[0] for k in cache._cache) == 3  # one scrape grid: shared decoded timestamps
-    before = cache.hits
+    assert len(cache._cache) == 3 + 50
     sub = chunks[10:20] + chunks[:3]
     _same(cache.decode(sub), decode_chunks(sub))
-    assert cache.hits == before + 2 * len(sub)
+    assert cache.hits == 2 * len(sub) and cache.misses == 200
     assert 0 < cache.nbytes <= 8 << 20
+
+
+def test_a_read_of_every_series_once_leaves_what_dashboards_read_again() -> None:
+    """A scan that fits a generation piece by piece (a query over every series, a shard at a
+    time) keeps none of it, and the vectors a dashboard reads again stay hits."""
+    board = _chunks(20, 120, seed=5)
+    cache = DecodedChunks(1 << 20, start_bytes=400_000)
+    for _ in range(2):
+        cache.decode(board)
+    held = cache.nbytes
+    assert held > 0
+    for seed in range(30):  # 30 x 20 series, each read once: 30 x 20 x 1 kB, > the budget
+        piece = _chunks(20, 120, seed=100 + seed)
+        _same(cache.decode(piece), decode_chunks(piece))
+    assert cache.nbytes == held
+    before = cache.hits
+    _same(cache.decode(board), decode_chunks(board))
+    assert cache.hits == before + 2 * len(board)
 
 
 def test_columns_hold_each_shared_timestamps_vector_once() -> None:
     chunks = _chunks(30, 50)  # three scrape grids
     cache = DecodedChunks(8 << 20)
-    for _ in range(2):  # decoded, then from the cache
+    for _ in range(3):  # decoded, decoded and kept, then from the cache
         ts, tpos, vals, offsets = cache.columns(chunks)
         assert len(ts) == 3 * 50 and len(vals) == 30 * 50
         want_ts, want_vals, want_offsets = decode_chunks(chunks)
@@ -56,11 +77,16 @@ def test_a_scan_bigger_than_the_budget_bypasses_it() -> None:
     assert cache.decode([])[2].tolist() == [0]
 
 
-def test_handed_out_vectors_are_read_only_copies() -> None:
+def test_handed_out_vectors_are_read_only_and_kept_ones_copies() -> None:
     chunks = _chunks(4, 30)
     cache = DecodedChunks(1 << 20)
-    cache.decode(chunks)
-    kept = cache._cache.get((False, chunks[0].vals))
+    keys = [(False, c.vals) for c in chunks]
+    once = cache._column(keys, False)  # read once: views of one decode, not kept
+    assert all(not a.flags.writeable for a in once)
+    assert cache._cache.get(keys[0]) is None
+    again = cache._column(keys, False)  # read again: kept, each its own copy
+    assert all(not a.flags.writeable for a in again)
+    kept = cache._cache.get(keys[0])
     assert kept is not None and not kept.flags.writeable and kept.base is None
 
 
@@ -105,8 +131,8 @@ def test_values_may_use_the_room_timestamps_leave() -> None:
     # all of them stay decoded in a budget a values half alone could not hold
     chunks = _chunks(40, 240)  # values: 40 x 240 x 8 B = 77 kB
     cache = DecodedChunks(200_000)
-    cache.decode(chunks)
-    cache.decode(chunks)
+    for _ in range(3):
+        cache.decode(chunks)
     assert cache.hits == 80 and cache.nbytes <= 200_000
 
 

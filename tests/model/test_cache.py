@@ -1,10 +1,14 @@
-"""BoundedCache: hits, the bound, the second generation, and sharing keys with the caller."""
+"""BoundedCache: hits, the bound, the second generation, and sharing keys with the caller;
+SeenTable and the caches that keep a key the second time it is missed."""
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import pytest
 
-from filodb.model.cache import BoundedCache
+from filodb.model.cache import BoundedCache, SeenTable
 
 
 def test_miss_is_none_and_hit_returns_the_value() -> None:
@@ -97,3 +101,40 @@ def test_byte_bounded_cache_holds_at_most_its_bytes() -> None:
     off: ByteBoundedCache[int, bytes] = ByteBoundedCache(0, len)
     off.put(1, b"x")
     assert off.get(1) is None and off.nbytes == 0
+
+
+def test_seen_table_answers_whether_a_hash_was_offered_before() -> None:
+    seen = SeenTable(bits=16)
+    first = np.array([5, -7, 1000, 77777, 5], np.int64)
+    assert seen.offer(first).tolist() == [False] * 5  # a batch's repeats count from the next
+    assert seen.offer(first).tolist() == [True] * 5
+    assert seen.contains(np.array([6, -7], np.int64)).tolist() == [False, True]
+    seen.add(np.array([6], np.int64))
+    assert seen.contains(np.array([6], np.int64)).tolist() == [True]
+    seen.clear()
+    assert not seen.contains(first).any()
+    # a full table forgets (a later admission), it never says yes to a hash it was not offered
+    many = np.arange(1, 100_000, dtype=np.int64) * 0x9E3779B97F4A7C1 % (2**61)
+    seen.offer(many)
+    assert not seen.contains(many + 2).any()
+    assert 0 < seen.contains(many).sum() <= 1 << 16
+    with pytest.raises(ValueError):
+        SeenTable(bits=0)
+
+
+def test_map_through_keeps_a_key_the_second_time_it_is_missed() -> None:
+    cache: BoundedCache[str, str] = BoundedCache(100)
+    seen, lock, calls = SeenTable(), threading.Lock(), []
+
+    def fn(k: str) -> str:
+        calls.append(k)
+        return k.upper()
+
+    assert cache.map_through(["a", "b"], fn, lock, seen) == ["A", "B"]
+    assert len(cache) == 0  # asked once: computed, not kept
+    assert cache.map_through(["b", "c"], fn, lock, seen) == ["B", "C"]
+    assert list(cache) == ["b"]
+    assert cache.map_through(["b", "c", "c"], fn, lock, seen) == ["B", "C", "C"]
+    assert calls == ["a", "b", "b", "c", "c", "c"]  # the third "c" of a batch is computed too
+    assert sorted(cache) == ["b", "c"]
+    assert cache.map_through(["a"], fn, lock) == ["A"] and "a" in cache  # without: kept at once
