@@ -138,19 +138,20 @@ def signature(lb: Labels, vm: VectorMatching | None) -> Labels:
 _SIG_MEMOS: BoundedCache[tuple[bool, tuple[str, ...]], BoundedCache[Labels, Labels]]
 _SIG_MEMOS = BoundedCache(8)
 _SIG_LOCK = threading.Lock()
+_SIG_SEEN = SeenTable(17)  # one for every matching's memos: kept the second time (as above)
 
 
 def signatures(labels: Sequence[Labels], vm: VectorMatching | None) -> list[Labels]:
     """:func:`signature` of each label set through a memo per matching (the same label sets
     come query after query, as for ``drop_names``: a hit is one C-level dict lookup, not a
-    Python walk of the labels)."""
+    Python walk of the labels; kept the second time a label set is asked for)."""
     key = (vm.on, tuple(vm.labels)) if vm is not None else (False, ())
     memo = _SIG_MEMOS.get(key)
     if memo is None:
         with _SIG_LOCK:
             memo = BoundedCache(100_000)
             _SIG_MEMOS.put(key, memo)
-    return memo.map_through(labels, lambda lb: signature(lb, vm), _SIG_LOCK)
+    return memo.map_through(labels, lambda lb: signature(lb, vm), _SIG_LOCK, _SIG_SEEN)
 
 
 def _index(sv: StepVector, vm: VectorMatching | None) -> dict[Labels, list[int]]:
@@ -222,7 +223,7 @@ def result_labels_many(pairs: Sequence[tuple[Labels, Labels]], vm: VectorMatchin
             memo = BoundedCache(100_000)
             _RESULT_MEMOS.put(key, memo)
     return memo.map_through(
-        pairs, lambda p: _result_labels(p[0], p[1], vm, op, return_bool), _SIG_LOCK
+        pairs, lambda p: _result_labels(p[0], p[1], vm, op, return_bool), _SIG_LOCK, _SIG_SEEN
     )
 
 

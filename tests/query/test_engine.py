@@ -9,6 +9,7 @@ import pytest
 
 from filodb.errors import ExecutionError
 from filodb.model.labels import Labels, make_labels
+from filodb.query.ast import VectorMatching
 from filodb.query.engine import Engine
 from filodb.query.memsource import MemorySource
 from filodb.query.values import STALE_NAN_BITS
@@ -303,3 +304,24 @@ def test_names_marked_dropped_share_one_pair_per_name() -> None:
     assert [final_labels(x) for x in (da, db, dc)] == [
         (("instance", "a"),), (("instance", "b"),), (("instance", "a"),)]  # fmt: skip
     assert drop_name((("instance", "a"),)) == (("instance", "a"),)  # no name: unchanged
+
+
+def test_label_memos_keep_a_label_set_the_second_time_it_is_asked_for() -> None:
+    """A query over every series once (an ad-hoc look) leaves the label memos as they were;
+    what is asked again is kept, and every answer is the function's."""
+    from filodb.query import binops
+
+    sets = [make_labels({"__name__": "once", "i": str(i)}) for i in range(50)]
+    binops._DROPPED.forget()
+    binops._DROPPED_SEEN.clear()
+    first = binops.drop_names(sets)
+    assert first == [binops.drop_name(lb) for lb in sets]
+    assert not any(lb in binops._DROPPED for lb in sets)
+    assert binops.drop_names(sets) == first
+    assert all(lb in binops._DROPPED for lb in sets)
+    vm = VectorMatching(card="one-to-one", on=True, labels=("i",), include=())
+    sigs = binops.signatures(sets, vm)
+    assert sigs == [(("i", str(i)),) for i in range(50)]
+    memo = binops._SIG_MEMOS.get((True, ("i",)))
+    assert memo is not None and not any(lb in memo for lb in sets)
+    assert binops.signatures(sets, vm) == sigs and all(lb in memo for lb in sets)
