@@ -18,9 +18,11 @@ A vector is kept the second time it is decoded, not the first (a
 every series spread over many shards fits a generation shard by shard, and kept everything
 it read once (~40 MB of a node's memory after one check over 110 k series, 0.36 kB a series),
 evicting what dashboards read again; a dashboard's vectors are kept from its second pass on
-and hit from the third. Arrays handed out are read-only. A node's shards share one cache (the budget is the node's: per shard, 256 shards kept 8 GB worth of budget
-and a query over every series filled it): lookups and inserts take its lock, decoding
-(numba, without the GIL) does not.
+and hit from the third. Arrays handed out are read-only.
+
+A node's shards share one cache (the budget is the node's: per shard, 256 shards kept 8 GB
+worth of budget and a query over every series filled it): lookups and inserts take its lock,
+decoding (numba, without the GIL) does not.
 """
 
 from __future__ import annotations
