@@ -19,6 +19,12 @@ connection turns readable. Waiting for the reply in the loop had left it idle ~3
 time under four Influx senders (py-spy); a thread to wait for it cost as much in hand-offs of
 the interpreter's lock as it saved. A log that cannot send so (Kafka) is waited for here.
 
+The loop takes none of the server's app slots (``calls``, ``web_threads`` of them): it is
+one thread, and the threads holding the slots may be waiting for it. A thread's write
+queued behind the loop's call in the log's group commit waits for that call's reply, which
+only the loop reads; with every slot held so, a loop waiting for a slot never read it (32
+clients at once hung a request 30 s). So the app runs on at most ``web_threads`` + 1 threads.
+
 What the loop does not serve it gives back to a thread of its own (``HttpServer.resume``,
 with the bytes read so far), which serves it as any connection: a request of another route or
 method, a body longer than ``PREFETCH_BYTES`` or without a Content-Length (chunked), ``Expect:
@@ -65,7 +71,6 @@ class HttpServer(Protocol):
     timeout: float
     request_timeout: float
     max_requests: int
-    calls: threading.BoundedSemaphore
 
     @property
     def stopping(self) -> bool: ...
@@ -334,17 +339,16 @@ class IngestLoop:
         if not reqs:
             return
         ends: list[tuple[_Owned, dict[str, Any], bool, Any]] = []
-        with self.server.calls:
-            queued = []
-            for o, env, keep in reqs:
-                steps = self.steps(env) if self.steps is not None else self._wsgi_steps(env)
-                got = _step(steps)
-                if got is QUEUED:  # every write queued first: the first made makes all
-                    queued.append((o, env, keep, steps))
-                else:
-                    self._place(o, env, keep, steps, got, ends)
-            for o, env, keep, steps in queued:
-                self._place(o, env, keep, steps, _step(steps), ends)
+        queued = []  # no app slot taken (server.calls): see the module's docstring
+        for o, env, keep in reqs:
+            steps = self.steps(env) if self.steps is not None else self._wsgi_steps(env)
+            got = _step(steps)
+            if got is QUEUED:  # every write queued first: the first made makes all
+                queued.append((o, env, keep, steps))
+            else:
+                self._place(o, env, keep, steps, got, ends)
+        for o, env, keep, steps in queued:
+            self._place(o, env, keep, steps, _step(steps), ends)
         self._launch()
         for o, env, keep, got in ends:
             self._answer(o, env, keep, got)
@@ -402,8 +406,7 @@ class IngestLoop:
     def _resume(self, flights: list[_Flight]) -> list[_Owned]:
         """Take ``flights`` to their ends (a wait not yet done is waited for here) and answer
         them; their connections that hold a next request."""
-        with self.server.calls:
-            ends = [(f, _step(f.steps, whole=True)) for f in flights]
+        ends = [(f, _step(f.steps, whole=True)) for f in flights]
         ready = []
         for f, got in ends:
             o = f.owned

@@ -47,8 +47,8 @@ def _app() -> Flask:
 
 
 @contextmanager
-def _serve(**kw: Any) -> Iterator[HttpServer]:
-    server = make_server(_app(), host="127.0.0.1", port=0,
+def _serve(app: Flask | None = None, **kw: Any) -> Iterator[HttpServer]:
+    server = make_server(app or _app(), host="127.0.0.1", port=0,
                          loop_route=lambda m, _p: m == "POST", **kw)  # fmt: skip
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
@@ -346,6 +346,45 @@ def test_the_loop_serves_on_while_the_logs_call_is_in_flight() -> None:
     assert body == b"logged:last" and b"Connection: close" in head  # answered, then closed
     for s in (a, b, c):
         s.close()
+
+
+def test_the_loop_takes_no_app_slot_so_threads_waiting_for_its_call_cannot_stop_it() -> None:
+    """Threads in the app hold every app slot (``web_threads``) while they wait for the
+    loop's call in flight (their writes behind it in the log's group commit, whose reply only
+    the loop reads): the loop still serves its connections and lands the call. It had taken
+    a slot each pass and waited for one there, never to read the reply: 32 clients at once
+    hung the many-clients e2e test (30 s, one CI run)."""
+    log = _Log()
+    inside = threading.Semaphore(0)
+    app = _app()
+
+    @app.post("/behind")
+    def behind() -> Response:  # a write queued behind the loop's call: waits for its reply
+        inside.release()
+        eventually(lambda: _assert(bool(log.sent) and log.sent[0].done), 30, 0.005)
+        return Response(b"behind", mimetype="text/plain")
+
+    with _serve(app, threads=2, channel_timeout=30, loop_steps=_steps(log),
+                loop_send=log.send) as srv:  # fmt: skip
+        port = srv.effective_port
+        a, b = _adopted(port, srv), _adopted(port, srv)
+        a.sendall(_post(port, "/slow", b"a"))
+        eventually(lambda: _assert(len(log.sent) == 1), 5, 0.01)
+        threads = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(2)]
+        try:
+            for t in threads:
+                t.sendall(_post(port, "/behind"))
+            for _ in threads:  # both app slots held, waiting for the loop's call
+                assert inside.acquire(timeout=10)
+            b.settimeout(10)
+            b.sendall(_post(port, "/fast", b"b"))
+            assert _read_answer(b)[1] == b"fast:b"  # the loop went on
+        finally:
+            log.sent[0].reply()
+        assert _read_answer(a)[1] == b"logged:a"
+        assert all(_read_answer(t)[1] == b"behind" for t in threads)
+        for s in (a, b, *threads):
+            s.close()
 
 
 def _assert(cond: bool) -> None:
