@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Any
 
 from filodb.ingest.base import Log
 from filodb.memstore.chunks import chunk_from_vectors, trim_chunk
-from filodb.memstore.shard import Deletion, TimeSeriesShard
-from filodb.store.base import ChunkSet, ColumnStore, MetaStore, PartKeyRecord
+from filodb.memstore.shard import Deletion, FlushData, TimeSeriesShard
+from filodb.store.base import ChunkSet, ColumnStore, GroupFlush, MetaStore, PartKeyRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +39,55 @@ def flush_group(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore, group:
     """Flush one group of a shard; returns what was written. ``close_heads`` False: a flush
     for the log's size, which writes the open heads as provisional chunks instead of closing
     them (see :meth:`TimeSeriesShard.prepare_flush`)."""
+    return flush_groups(ms, store, meta, [group], ingest_log, close_heads)
+
+
+def flush_groups(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore,
+                 groups: Sequence[int], ingest_log: Log | None = None,
+                 close_heads: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Flush several groups of a shard as :func:`flush_group` does one, written in one
+    :meth:`~filodb.store.base.ColumnStore.write_flushes` (one transaction and one commit on
+    SQLite) and the log trimmed once: a flush for the log's size takes every group of the
+    shard, and one commit (an fsync) a group had been a third of its cost."""
     t0 = time.perf_counter()
-    fd = ms.prepare_flush(group, close_heads)
-    chunks = [ChunkSet(pk, c.chunk_id, c.start, c.end, c.count, c.vectors)
-              for pk, c in chain(fd.chunks, fd.heads)]  # fmt: skip
-    pks = [PartKeyRecord(pk, start, end) for pk, start, end in fd.part_keys]
-    store.write_flush(meta, ms.dataset, ms.shard, group, chunks, pks, fd.offset)
+    fds = [ms.prepare_flush(g, close_heads) for g in groups]
+    flushes = [GroupFlush(fd.group, _chunk_sets(fd), _part_key_records(fd), fd.offset)
+               for fd in fds]  # fmt: skip
+    store.write_flushes(meta, ms.dataset, ms.shard, flushes)
     # A deletion applied while this flush was being written may have found the store without
     # these chunks: delete again, so what it deleted does not come back.
-    redo = ms.deletions_since(fd.deletes)
+    redo = ms.deletions_since(min((fd.deletes for fd in fds), default=ms.num_deletes))
     if redo is None:
         log.warning("flush of %s/%s outlived the deletions kept; deleting again", ms.dataset,
                     ms.shard)  # fmt: skip
         redo = list(ms.deletes)
     for d in redo:
         delete_stored(store, ms.dataset, ms.shard, d)
-    ms.commit_flush(fd)
+    for fd in fds:
+        ms.commit_flush(fd)
     if ingest_log is not None:
         lowest = min((ms.checkpoints.get(g, 0) for g in range(ms.num_groups)), default=0)
         if lowest > 0:
             ingest_log.trim(ms.dataset, ms.shard, lowest)
-    return {"group": group, "offset": fd.offset, "chunks": len(fd.chunks), "heads": len(fd.heads),
-            "part_keys": len(pks),
-            "bytes": sum(c.nbytes for c in chunks), "seconds": time.perf_counter() - t0}  # fmt: skip
+    out: dict[str, Any] = {"group": groups[0]} if len(groups) == 1 else {"groups": list(groups)}
+    out.update(offset=max((fd.offset for fd in fds), default=0),
+               chunks=sum(len(fd.chunks) for fd in fds), heads=sum(len(fd.heads) for fd in fds),
+               part_keys=sum(len(f.part_keys) for f in flushes),
+               bytes=sum(c.nbytes for f in flushes for c in f.chunks),
+               seconds=time.perf_counter() - t0)  # fmt: skip
+    return out
+
+
+def _chunk_sets(fd: FlushData) -> list[ChunkSet]:
+    """The chunks a prepared flush writes, as the store takes them (the memstore's chunks
+    are valid by construction: not checked again)."""
+    made = ChunkSet.from_store
+    return [made(pk, c.chunk_id, c.start, c.end, c.count, (c.ts, c.vals))
+            for pk, c in chain(fd.chunks, fd.heads)]  # fmt: skip
+
+
+def _part_key_records(fd: FlushData) -> list[PartKeyRecord]:
+    return [PartKeyRecord(pk, start, end) for pk, start, end in fd.part_keys]
 
 
 def delete_stored(store: ColumnStore, dataset: str, shard: int, d: Deletion) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from filodb.config import Config
@@ -28,7 +28,7 @@ from filodb.memstore.decoded import DecodedChunks
 from filodb.memstore.shard import BULK_EXTRA_SAMPLES, TimeSeriesShard
 from filodb.model.record import RecordBatch
 from filodb.node.applier import LogApplier
-from filodb.node.flush import flush_group, make_pager
+from filodb.node.flush import flush_groups, make_pager
 from filodb.node.reader import NodeReader, RateLimitedLog
 from filodb.shards.redis_map import ShardMapStore
 from filodb.shards.state import ShardState, ShardStatus
@@ -251,16 +251,19 @@ class ShardIngester:
         self.recovered = not self.stop_event.is_set()
         self._report()
 
-    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> dict | None:
-        """Flush one group (run by the flush task on the shard's queue); None when not Active.
+    def flush(self, group: int | Sequence[int], force: bool = False,
+              close_heads: bool = True) -> dict | None:  # fmt: skip
+        """Flush one group, or several in one write (run by the flush task on the shard's
+        queue); None when not Active.
 
         ``force`` flushes a stopped shard too (on release, after the thread ended);
         ``close_heads`` False writes the open heads provisionally (a flush for the log's size)."""
         if self.stores is None or not (self.active or (force and self.recovered)):
             return None
+        groups = [group] if isinstance(group, int) else list(group)
         with self.flush_lock:
-            return flush_group(self.memstore, self.stores.column, self.stores.meta, group,
-                               self.ingest_log, close_heads)  # fmt: skip
+            return flush_groups(self.memstore, self.stores.column, self.stores.meta, groups,
+                                self.ingest_log, close_heads)  # fmt: skip
 
     def _report(self) -> None:
         self.shard_map.set_progress(

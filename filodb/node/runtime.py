@@ -375,7 +375,8 @@ class NodeRuntime:
         other groups, lowest checkpoint first: the log is trimmed to the lowest checkpoint of
         the shard's groups, so flushing one group of a shard whose groups were all flushed
         about as long ago (or never, as in a first hour) trimmed next to nothing, and the log
-        kept growing for as many flushes as there are groups."""
+        kept growing for as many flushes as there are groups. Those groups are written in
+        one transaction (:func:`~filodb.node.flush.flush_groups`)."""
         ing = self.ingesters.get((dataset, shard))
         if group == SPILL:
             self.spill([(dataset, shard)])
@@ -386,11 +387,11 @@ class NodeRuntime:
         for_log = (dataset, shard) in self._log_flushing
         t0 = time.monotonic()
         try:
-            done = ing.flush(group, close_heads=not for_log)
-            if for_log:
-                for g in ing.groups_by_checkpoint():
-                    if g != group:
-                        ing.flush(g, close_heads=False)
+            if for_log:  # every group, written together (one commit, one trim)
+                groups = [group, *(g for g in ing.groups_by_checkpoint() if g != group)]
+                done = ing.flush(groups, close_heads=False)
+            else:
+                done = ing.flush(group)
         except Exception:  # the next flush of the group retries; the log still holds the data
             log.exception("flush of %s/%s group %s failed", dataset, shard, group)
             return

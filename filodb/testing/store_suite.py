@@ -19,7 +19,15 @@ from collections.abc import Sequence
 import pytest
 
 from filodb.errors import BadInputError, UnknownDatasetError
-from filodb.store.base import INT64_MAX, INT64_MIN, ChunkSet, ColumnStore, MetaStore, PartKeyRecord
+from filodb.store.base import (
+    INT64_MAX,
+    INT64_MIN,
+    ChunkSet,
+    ColumnStore,
+    GroupFlush,
+    MetaStore,
+    PartKeyRecord,
+)
 from filodb.testing.suite import ConformanceSuite
 
 Stores = tuple[ColumnStore, MetaStore]
@@ -368,6 +376,27 @@ class StoreSuite(ConformanceSuite):
         store.write_flush(meta, "ds", 2, 3, [], [PartKeyRecord(pk_of(0), 0, 150)], 1300)
         assert meta.read_checkpoints("ds", 2) == {3: 1300}
         assert PartKeyRecord(pk_of(0), 0, 150) in self.raw_part_keys(stores, "ds", 2)
+
+    def test_write_flushes_of_several_groups(
+        self, stores: Stores, store: ColumnStore, meta: MetaStore
+    ) -> None:
+        groups = [GroupFlush(g, [make_chunk(pk_of(g * 10 + i), 1, 0, 99) for i in range(5)],
+                             [PartKeyRecord(pk_of(g * 10 + i), 0, 99) for i in range(5)],
+                             1000 + g) for g in (3, 0, 1)]  # fmt: skip
+        store.write_flushes(meta, "ds", 1, groups)
+        store.write_flushes(meta, "ds", 1, groups)  # replayed
+        assert self.sorted_raw(stores, "ds", 1) == sorted(
+            (c for f in groups for c in f.chunks), key=lambda c: (c.part_key, c.chunk_id)
+        )
+        assert sorted(self.raw_part_keys(stores, "ds", 1), key=lambda r: r.part_key) == sorted(
+            (r for f in groups for r in f.part_keys), key=lambda r: r.part_key
+        )
+        assert self.raw_checkpoints(stores, "ds", 1) == {3: 1003, 0: 1000, 1: 1001}
+        with pytest.raises(BadInputError):  # a bad checkpoint anywhere: nothing written
+            store.write_flushes(meta, "ds", 2, [groups[0], GroupFlush(5, [], [], -1)])
+        assert self.raw_chunks(stores, "ds", 2) == [] and meta.read_checkpoints("ds", 2) == {}
+        store.write_flushes(meta, "ds", 2, [])
+        assert meta.read_checkpoints("ds", 2) == {}
 
     # --- isolation, retention, truncate --------------------------------------------------
     def test_shard_and_dataset_isolation(

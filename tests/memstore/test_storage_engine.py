@@ -14,7 +14,7 @@ from filodb.model.labels import Matcher, make_labels
 from filodb.model.partkey import group_of as flush_group_of
 from filodb.model.partkey import part_key
 from filodb.node.applier import LogApplier
-from filodb.node.flush import flush_all, flush_group, make_pager
+from filodb.node.flush import flush_all, flush_group, flush_groups, make_pager
 from filodb.query.memsource import MemorySource
 from filodb.store import open_store
 from filodb.store.base import ChunkSet
@@ -156,6 +156,36 @@ def test_a_flush_leaving_heads_open_keeps_chunk_sizes(columns) -> None:  # type:
     assert sorted((c.part_key, c.chunk_id, c.num_rows) for c in again) == sorted(
         (c.part_key, c.chunk_id, c.num_rows) for c in stored
     )
+
+
+def test_groups_flushed_together_store_what_one_at_a_time_stores(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``flush_groups`` (a flush for the log's size: every group in one write) leaves the
+    store, the checkpoints, the log's trim and the memstore as flushing each group in turn."""
+    got = []
+    for together in (False, True):
+        cs, meta = open_store("sqlite", tmp_path / str(together))
+        cs.initialize("ds", 1)
+        ms = TimeSeriesShard("ds", 0, max_chunk_samples=37, num_groups=3, flush_chunk_samples=37,
+                             pager=make_pager(cs, "ds", 0))  # fmt: skip
+        log = ListLog()
+        _feed(ms, (cs, meta), log, 7, close_heads=False)  # some runs flushed, some not
+        order = [2, 0, 1]
+        if together:
+            done = flush_groups(ms, cs, meta, order, log, close_heads=False)
+            assert done["groups"] == order and done["chunks"] + done["heads"] > 0
+        else:
+            for g in order:
+                flush_group(ms, cs, meta, g, log, close_heads=False)
+        pks = [part_key(make_labels({"__name__": "m", "i": str(i)})) for i in range(N_SERIES)]
+        stored = sorted((c.part_key, c.chunk_id, c.num_rows, c.vectors)
+                        for c in cs.read_chunks("ds", 0, pks, 0, 10**9))  # fmt: skip
+        stats = {k: v for k, v in ms.stats().items() if k not in ("last_flush", "flushed_through")}
+        got.append((stored, meta.read_checkpoints("ds", 0), log.trimmed, stats,
+                    sorted(r.part_key for r in cs.scan_part_keys("ds", 0))))  # fmt: skip
+        cs.close()
+        meta.close()
+    assert got[0] == got[1]
+    assert got[1][2] == 40 and sum(r[2] for r in got[1][0]) == N_SERIES * 400
 
 
 def test_heads_grow_chunks_and_early_flushes_keep_runs_whole(columns) -> None:  # type: ignore[no-untyped-def]
@@ -309,11 +339,11 @@ class _RacingStore:
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self._store, name)
 
-    def write_flush(self, *args) -> None:  # type: ignore[no-untyped-def]
+    def write_flushes(self, *args) -> None:  # type: ignore[no-untyped-def]
         hook, self._before = self._before, None
         if hook is not None:
             hook()
-        self._store.write_flush(*args)
+        self._store.write_flushes(*args)
 
 
 def test_deletion_during_a_flush_and_recovery_never_bring_samples_back(columns) -> None:  # type: ignore[no-untyped-def]

@@ -33,8 +33,11 @@ class FakeShard:
     def groups_by_checkpoint(self) -> list[int]:
         return [self.group, *(g for g in range(4) if g != self.group)]
 
-    def flush(self, group: int, force: bool = False, close_heads: bool = True) -> None:
-        self.flushed.append((group, close_heads))  # None: as a shard not Active (no metrics)
+    def flush(self, group: int | list[int], force: bool = False, close_heads: bool = True
+              ) -> None:  # fmt: skip
+        self.flushed.append(
+            (group if isinstance(group, int) else list(group), close_heads)
+        )  # None: as a shard not Active (no metrics)
 
     def memory_backlog(self) -> int:
         return self.backlog
@@ -81,8 +84,8 @@ def test_flushes_for_the_log_leave_heads_open_and_cover_every_group(
     rt = _runtime(redis_url, tmp_path, {("ds", 0): shard}, flush_log_mb=0, log_backlog_mb=10,
                   flush_interval=3600, flush_groups=4)  # fmt: skip
     rt.schedule_flushes(now=0.0)  # not due yet: the log's size asks (no executor: at once)
-    # the lowest group first, then the others: the log is trimmed to the lowest checkpoint
-    assert shard.flushed == [(2, False), (0, False), (1, False), (3, False)]
+    # every group in one write, the lowest first: the log is trimmed to the lowest checkpoint
+    assert shard.flushed == [([2, 0, 1, 3], False)]
     shard.flushed.clear()
     rt.schedule_flushes(now=900.0)  # due by time: the schedule's flush closes them
     assert shard.flushed == [(0, True)]

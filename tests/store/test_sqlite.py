@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import cramjam
@@ -16,8 +17,8 @@ import pytest
 
 from filodb.errors import BadInputError
 from filodb.store import open_store
-from filodb.store.base import ChunkSet, PartKeyRecord
-from filodb.store.sqlite import SqliteColumnStore, SqliteMetaStore, open_sqlite
+from filodb.store.base import ChunkSet, GroupFlush, PartKeyRecord
+from filodb.store.sqlite import SqliteColumnStore, SqliteMetaStore, ZstdTrials, open_sqlite
 from filodb.testing.store_suite import Stores, StoreSuite, make_chunk, pk_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,6 +186,28 @@ class TestSqliteStore(StoreSuite):
             meta, "ds", 0, 0, [make_chunk(b"pk", 1, 0, 10)], [PartKeyRecord(b"pk", 0, 10)], 5
         )
         assert self.raw_checkpoints(stores, "ds", 0) == {0: 5}
+
+    def test_write_flushes_of_several_groups_are_one_transaction(
+        self, stores: Stores, store: SqliteColumnStore, meta, monkeypatch: pytest.MonkeyPatch
+    ) -> None:  # type: ignore[no-untyped-def]
+        # the second group's bad record fails inside the transaction: the first's goes too
+        bad = PartKeyRecord(b"pk2", 0, 10)
+        object.__setattr__(bad, "end_ms", object())
+        good = GroupFlush(0, [make_chunk(b"pk1", 1, 0, 10)], [PartKeyRecord(b"pk1", 0, 10)], 5)
+        with pytest.raises(sqlite3.Error):
+            store.write_flushes(meta, "ds", 1, [good, GroupFlush(1, [], [bad], 6)])
+        assert self.raw_chunks(stores, "ds", 1) == []
+        assert self.raw_checkpoints(stores, "ds", 1) == {}
+        real, transactions = store.files.write, []
+
+        def write(dataset: str, shard: int):  # type: ignore[no-untyped-def]
+            transactions.append((dataset, shard))
+            return real(dataset, shard)
+
+        monkeypatch.setattr(store.files, "write", write)
+        store.write_flushes(meta, "ds", 1, [good, GroupFlush(1, [], [], 6)])
+        assert transactions == [("ds", 1)]  # one commit (one fsync) for both groups
+        assert self.raw_checkpoints(stores, "ds", 1) == {0: 5, 1: 6}
 
     def test_kill_9_mid_write_loses_nothing_committed(self, tmp_path: Path) -> None:
         for attempt in range(4):
@@ -386,6 +409,37 @@ def test_compressible_vectors_are_stored_compressed_and_read_back(stores: Stores
     with _raw(stores, "ds", 0) as con:
         (blob,) = con.execute("SELECT vectors FROM chunks").fetchone()
     assert blob[0] == 1 and len(blob) < len(vec) // 4 and _vectors(blob) == chunk.vectors
+
+
+def test_zstd_is_tried_on_a_sample_while_it_pays_nothing_and_on_all_again_once_it_pays(
+    stores: Stores,
+) -> None:
+    """Chunks the memstore encodes do not compress: after a few tries, one chunk in
+    ``ZstdTrials.SAMPLE`` is tried; once sampled chunks compress, every chunk is tried again
+    and stored compressed. Every chunk reads back as written either way."""
+    cs = stores[0]
+    assert isinstance(cs, SqliteColumnStore)
+    cs.initialize("ds", 1)
+    rng = np.random.default_rng(7)
+    noise = [ChunkSet(b"n%d" % i, 1, 1, 2, 2, (rng.bytes(300), rng.bytes(700)))
+             for i in range(1600)]  # fmt: skip
+    cs.write_chunks("ds", 0, noise)
+    tries = cs.zstd.tried
+    assert cs.zstd.won == 0 and tries < 1600 // ZstdTrials.SAMPLE + 60
+    pattern = rng.bytes(97)
+    same = [ChunkSet(b"p%d" % i, 1, 1, 2, 2, (pattern * 8, pattern * 3)) for i in range(400)]
+    cs.write_chunks("ds", 0, same)
+    assert cs.zstd.tried - tries > 400 - 40  # found by the sample, then tried on all
+    with _raw(stores, "ds", 0) as con:
+        rows = con.execute("SELECT s.part_key, c.vectors FROM chunks c "
+                           "JOIN series s ON s.id = c.series").fetchall()  # fmt: skip
+    packed = Counter((bytes(pk[:1]), blob[0]) for pk, blob in rows)
+    assert packed[b"n", 1] == 0 and packed[b"n", 0] == 1600
+    assert packed[b"p", 1] > 400 - 40  # stored compressed: all but the first few
+    keys = [c.part_key for c in noise + same]
+    assert sorted(cs.read_chunks("ds", 0, keys, 0, 5), key=lambda c: c.part_key) == sorted(
+        noise + same, key=lambda c: c.part_key
+    )
 
 
 @pytest.fixture
