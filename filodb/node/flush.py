@@ -73,7 +73,7 @@ def flush_groups(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore,
     out.update(offset=max((fd.offset for fd in fds), default=0),
                chunks=sum(len(fd.chunks) for fd in fds), heads=sum(len(fd.heads) for fd in fds),
                part_keys=sum(len(f.part_keys) for f in flushes),
-               bytes=sum(c.nbytes for f in flushes for c in f.chunks),
+               bytes=sum(c.nbytes for fd in fds for _, c in chain(fd.chunks, fd.heads)),
                seconds=time.perf_counter() - t0)  # fmt: skip
     return out
 
@@ -87,7 +87,10 @@ def _chunk_sets(fd: FlushData) -> list[ChunkSet]:
 
 
 def _part_key_records(fd: FlushData) -> list[PartKeyRecord]:
-    return [PartKeyRecord(pk, start, end) for pk, start, end in fd.part_keys]
+    """The part-key records of a prepared flush (ints by construction; a first sample past
+    the last, which a retention cut could leave, is written as the last)."""
+    made = PartKeyRecord.unchecked
+    return [made(pk, min(start, end), end) for pk, start, end in fd.part_keys]
 
 
 def delete_stored(store: ColumnStore, dataset: str, shard: int, d: Deletion) -> None:
