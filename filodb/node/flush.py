@@ -56,7 +56,7 @@ def flush_groups(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore,
     store.write_flushes(meta, ms.dataset, ms.shard, flushes)
     # A deletion applied while this flush was being written may have found the store without
     # these chunks: delete again, so what it deleted does not come back.
-    redo = ms.deletions_since(min((fd.deletes for fd in fds), default=ms.num_deletes))
+    redo = ms.deletions_since(min(fd.deletes for fd in fds))
     if redo is None:
         log.warning("flush of %s/%s outlived the deletions kept; deleting again", ms.dataset,
                     ms.shard)  # fmt: skip
@@ -70,7 +70,7 @@ def flush_groups(ms: TimeSeriesShard, store: ColumnStore, meta: MetaStore,
         if lowest > 0:
             ingest_log.trim(ms.dataset, ms.shard, lowest)
     out: dict[str, Any] = {"group": groups[0]} if len(groups) == 1 else {"groups": list(groups)}
-    out.update(offset=max((fd.offset for fd in fds), default=0),
+    out.update(offset=max(fd.offset for fd in fds),
                chunks=sum(len(fd.chunks) for fd in fds), heads=sum(len(fd.heads) for fd in fds),
                part_keys=sum(len(f.part_keys) for f in flushes),
                bytes=sum(c.nbytes for fd in fds for _, c in chain(fd.chunks, fd.heads)),
@@ -82,7 +82,7 @@ def _chunk_sets(fd: FlushData) -> list[ChunkSet]:
     """The chunks a prepared flush writes, as the store takes them (the memstore's chunks
     are valid by construction: not checked again)."""
     made = ChunkSet.from_store
-    return [made(pk, c.chunk_id, c.start, c.end, c.count, (c.ts, c.vals))
+    return [made(pk, c.chunk_id, c.start, c.end, c.count, c.vectors)
             for pk, c in chain(fd.chunks, fd.heads)]  # fmt: skip
 
 
