@@ -106,6 +106,9 @@ class Config:
     log_spill_mb: int = 16
     # the Redis log holding more than this (unapplied or unflushed): appends wait, then 503 (0: off)
     log_max_mb: int = 256
+    # niceness a node's flush and spill threads run at above its others (Linux, per thread; 0:
+    # the same): on cores shared with the web tier and Redis, a sender's ack comes first
+    background_nice: int = 10
     log_full_wait_s: float = 10.0  # how long an append waits for room before it is refused
     max_chunk_samples: int = 480  # a write buffer this full is closed into a chunk
     # a series' head (compressed as appended, ~1-3 bytes a sample) this full is encoded into
@@ -223,6 +226,8 @@ def load_config(
         cfg = _apply(cfg, values, f" in {path}")
     cfg = _apply(cfg, _from_env(environ))
     cfg = _apply(cfg, flags or {})
+    if not 0 <= cfg.background_nice <= 19:
+        raise BadInputError(f"background_nice ({cfg.background_nice}) must be within 0..19")
     spilling = cfg.log == "redis" and cfg.log_spill_mb > 0  # then spills keep Redis small
     if not spilling and 0 < cfg.log_max_mb <= cfg.log_backlog_mb:  # own flushes come too late
         raise BadInputError(f"log_max_mb ({cfg.log_max_mb}) must be more than log_backlog_mb "

@@ -86,3 +86,10 @@ def test_a_log_cap_at_or_below_the_node_backlog_is_refused() -> None:
         load_config(environ={"FILODB_LOG_MAX_MB": "1", "FILODB_LOG_BACKLOG_MB": "0"}).log_max_mb
         == 1
     )
+
+
+@pytest.mark.parametrize("nice", ["-1", "20"])
+def test_background_nice_outside_the_kernel_s_range_is_bad_input(nice: str) -> None:
+    with pytest.raises(BadInputError, match=r"background_nice \(.*\) must be within 0..19"):
+        load_config(None, {}, {"FILODB_BACKGROUND_NICE": nice})
+    assert load_config(None, {}, {"FILODB_BACKGROUND_NICE": "0"}).background_nice == 0

@@ -7,7 +7,8 @@ has a server before it is published Active. Shards have no Celery queues: starti
 a shard costs no remote-control round trip, and the server answers "unavailable" for a shard
 the node does not own as Active (fencing). The node's Celery queue carries the periodic
 downsample run the coordinator sends itself (:mod:`filodb.tasks.periodic`). Flushes run on the node's own executor (one
-thread: flushes are column-store writes, one after the other), at most one waiting per shard.
+thread: flushes are column-store writes, one after the other), at most one waiting per shard,
+and its log spills on another; both at ``background_nice`` below the node's other threads.
 The pool is ``threads``: the ingesters, the node loop and the leaf server share the process
 and its memstores (DESIGN.md, process model).
 """
@@ -20,11 +21,13 @@ import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from celery import signals
 
 from filodb.config import Config
 from filodb.node.downsampler import DISPATCH_TIMEOUT_S
+from filodb.node.niceness import lower_this_thread
 from filodb.node.runtime import SPILL, NodeRuntime
 from filodb.node.warm import warm_read_path
 from filodb.procmem import freeze_long_lived
@@ -41,11 +44,15 @@ class FlushExecutor:
     spill) that is already waiting is not queued twice (the node loop asks again for the next
     group on its schedule)."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
+    def __init__(self, nice: int = 0) -> None:
+        # both threads run ``nice`` below the node's others (filodb/node/niceness.py)
+        low = partial(lower_this_thread, nice)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush",
+                                        initializer=low)  # fmt: skip
         # spills (reads and a sequential write, mostly waiting on I/O) do not queue behind a
         # round of flushes for the log's size, which takes seconds over hundreds of shards
-        self._spills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill")
+        self._spills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill",
+                                          initializer=low)  # fmt: skip
         self._waiting: set[tuple[str, int]] = set()
         self._spill_keys: set[tuple[str, int]] = set()  # spills asked for, not yet begun
         self._lock = threading.Lock()
@@ -100,7 +107,7 @@ def run_worker(cfg: Config) -> None:
     app = make_celery(cfg)
     hostname = f"{name}@{socket.gethostname()}"
     parts: dict[str, object] = {}
-    flushes = FlushExecutor()
+    flushes = FlushExecutor(cfg.background_nice)
     bind_downsample(app, lambda: getattr(parts.get("rt"), "downsampling", None))
 
     def send_ds(run_id: str) -> None:

@@ -3,8 +3,13 @@ runs are taken together by the next (one read, one fsync, one trim for all)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
+import pytest
+
+from filodb.node.niceness import lower_this_thread
 from filodb.node.runtime import SPILL
 from filodb.node.worker import FlushExecutor
 
@@ -49,3 +54,58 @@ def test_spills_asked_for_while_one_runs_go_together_and_flushes_are_not_held_ba
         rt.release.set()
         ex.shutdown()
     assert rt.spills == [[("ds", 0)], [("ds", 1), ("ds", 2), ("ds", 3)]]
+
+
+class PriorityRuntime:
+    """Notes the niceness of the thread each flush and spill runs on."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.done = threading.Barrier(3)
+
+    def _note(self, what: str) -> None:
+        self.seen[what] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.done.wait(10)
+
+    def spill(self, keys: list[tuple[str, int]]) -> int:
+        self._note("spill")
+        return 0
+
+    def flush(self, dataset: str, shard: int, group: int) -> None:
+        self._note("flush")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread: Linux")
+def test_flushes_and_spills_run_below_the_node_s_other_threads() -> None:
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if base + 7 > 19:
+        pytest.skip("this process already runs at niceness 13 or more")
+    ex = FlushExecutor(nice=7)
+    rt = ex.rt = PriorityRuntime()  # type: ignore[assignment]
+    try:
+        ex.send("ds", 0, SPILL)
+        ex.send("ds", 0, 3)
+        rt.done.wait(10)
+    finally:
+        ex.shutdown()
+    assert rt.seen == {"spill": base + 7, "flush": base + 7}
+    # the calling thread (as the applier's and the leaf server's) keeps its own
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
+def test_nice_zero_leaves_the_threads_as_they_are() -> None:
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    ex = FlushExecutor(nice=0)
+    rt = ex.rt = PriorityRuntime()  # type: ignore[assignment]
+    try:
+        ex.send("ds", 0, SPILL)
+        ex.send("ds", 0, 3)
+        rt.done.wait(10)
+    finally:
+        ex.shutdown()
+    assert rt.seen == {"spill": base, "flush": base}
+
+
+def test_a_niceness_past_the_kernel_s_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="not within 0..19"):
+        lower_this_thread(20)

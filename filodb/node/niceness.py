@@ -1,0 +1,34 @@
+"""The node's background threads (flushes, log spills) at a lower CPU priority than its
+others: on a machine whose cores the node shares with the web tier and Redis, what a sender
+waits for (the door, the log's append, the applier behind queries) runs first, and chunk
+encoding, column-store writes and spills take the CPU left over (RocksDB lowers its
+compaction threads so). Linux sets a niceness per thread (``setpriority`` on its id)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+log = logging.getLogger("filodb.node")
+
+MAX_NICE = 19
+
+
+def lower_this_thread(nice: int) -> bool:
+    """Add ``nice`` (0..19) to the calling thread's niceness; False where the platform sets it
+    per process only (nothing is changed then) or ``nice`` is 0. Raising a niceness needs no
+    privilege, so on Linux it does not fail."""
+    if not nice or not sys.platform.startswith("linux"):
+        return False
+    if not 0 < nice <= MAX_NICE:
+        raise ValueError(f"niceness {nice} is not within 0..{MAX_NICE}")
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, now + nice))
+    except OSError as e:  # e.g. a seccomp profile refusing it: the thread runs as it was
+        log.warning("background thread priority not lowered: %s", e)
+        return False
+    return True
