@@ -75,12 +75,9 @@ class PriorityRuntime:
         self._note("flush")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread: Linux")
-def test_flushes_and_spills_run_below_the_node_s_other_threads() -> None:
-    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    if base + 7 > 19:
-        pytest.skip("this process already runs at niceness 13 or more")
-    ex = FlushExecutor(nice=7)
+def _niceness_of_flush_and_spill(nice: int) -> dict[str, int]:
+    """The niceness a flush and a spill of ``FlushExecutor(nice)`` ran at."""
+    ex = FlushExecutor(nice=nice)
     rt = ex.rt = PriorityRuntime()  # type: ignore[assignment]
     try:
         ex.send("ds", 0, SPILL)
@@ -88,22 +85,22 @@ def test_flushes_and_spills_run_below_the_node_s_other_threads() -> None:
         rt.done.wait(10)
     finally:
         ex.shutdown()
-    assert rt.seen == {"spill": base + 7, "flush": base + 7}
+    return rt.seen
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread: Linux")
+def test_flushes_and_spills_run_below_the_node_s_other_threads() -> None:
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if base + 7 > 19:
+        pytest.skip("this process already runs at niceness 13 or more")
+    assert _niceness_of_flush_and_spill(7) == {"spill": base + 7, "flush": base + 7}
     # the calling thread (as the applier's and the leaf server's) keeps its own
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
 
 
 def test_nice_zero_leaves_the_threads_as_they_are() -> None:
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    ex = FlushExecutor(nice=0)
-    rt = ex.rt = PriorityRuntime()  # type: ignore[assignment]
-    try:
-        ex.send("ds", 0, SPILL)
-        ex.send("ds", 0, 3)
-        rt.done.wait(10)
-    finally:
-        ex.shutdown()
-    assert rt.seen == {"spill": base, "flush": base}
+    assert _niceness_of_flush_and_spill(0) == {"spill": base, "flush": base}
 
 
 def test_a_niceness_past_the_kernel_s_range_is_refused() -> None:
