@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 LOG_EVERY_S = 60.0  # a failing shard's warning repeats at most this often
 
 
+# seconds the shards' applied log in memory may stay the same before it is spilled whole
+IDLE_SPILL_S = 2.0
 SPILL = -1  # the group :meth:`NodeRuntime.flush` takes for a spill of the shard's log
 
 
@@ -107,6 +109,7 @@ class NodeRuntime:
         self._flush_due: dict[Key, tuple[float, int]] = {}  # next time, next group
         self._log_flushing: set[Key] = set()  # shards flushed early for their log's size
         self._spilling: set[Key] = set()  # shards whose spill is sent and not yet over
+        self._kept = (0, 0.0)  # the applied log the shards keep in memory, and since when
         self._retention_due = 0.0
         self._retention_last = 0.0
         self._retention_shards: set[Key] = set()
@@ -266,7 +269,7 @@ class NodeRuntime:
         step = self.cfg.flush_interval / groups
         waiting = self._writers_waiting()
         spilling = self.ingest_log.spills and self.cfg.log_spill_mb > 0
-        for key in self.log_spills(waiting) if spilling else ():
+        for key in self.log_spills(waiting, now) if spilling else ():
             self._spilling.add(key)
             if self._send_flush is not None:
                 self._send_flush(key[0], key[1], SPILL)
@@ -292,18 +295,25 @@ class NodeRuntime:
         self._flush_for = active
         self._flush_next = min((self._flush_due[key][0] for key, _ in active), default=float("inf"))
 
-    def log_spills(self, waiting: bool) -> list[Key]:
+    def log_spills(self, waiting: bool, now: float | None = None) -> list[Key]:
         """Active shards whose applied records to move out of the log's memory (a log that
         spills, :mod:`filodb.ingest.spill`): while what the node's shards keep there weighs
         more than ``log_spill_mb``, the shards keeping most until theirs covers the excess;
-        while writers wait for room (``waiting``), until it covers half of what they keep.
-        A spill costs a read and a sequential write, not a flush's encoding: the log is kept
-        small in memory at any write rate, and chunks are flushed on their own schedule."""
+        while writers wait for room (``waiting``), until it covers half of what they keep;
+        and once it has not changed for ``IDLE_SPILL_S`` (the writes paused: after a burst,
+        between scrapes), all of it. A spill costs a read and a sequential write, not a
+        flush's encoding: the log is kept small in memory at any write rate, and chunks are
+        flushed on their own schedule."""
+        now = self.clock() if now is None else now
         mem = {key: ing.memory_backlog() for key, ing in self._active()}
         kept = sum(mem.values())
         over = kept - (self.cfg.log_spill_mb << 20)
         if waiting:
             over = max(over, kept // 2)
+        if kept != self._kept[0]:
+            self._kept = (kept, now)
+        elif kept and now - self._kept[1] >= IDLE_SPILL_S:
+            over = kept
         pick: list[Key] = []
         for key in sorted(mem, key=mem.__getitem__, reverse=True):
             if over <= 0 or mem[key] == 0:

@@ -14,7 +14,7 @@ import pytest
 from filodb.config import Config
 from filodb.errors import LogFullError
 from filodb.ingest.redis_streams import RedisStreamsLog
-from filodb.node.runtime import NodeRuntime
+from filodb.node.runtime import IDLE_SPILL_S, NodeRuntime
 
 MB = 1 << 20
 
@@ -142,3 +142,36 @@ def test_a_spilling_log_moves_the_largest_backlogs_out_of_memory_instead_of_flus
     assert calls[-1] == {("ds", 1): 101, ("ds", 3): 103}
     shards[("ds", 1)].backlog = 0  # spilled: 15 MB kept, under the budget
     assert rt.log_spills(waiting=False) == []
+
+
+def test_an_applied_log_that_stays_the_same_is_spilled_whole(redis_url: str, tmp_path: Path
+                                                             ) -> None:  # fmt: skip
+    """Under ``log_spill_mb`` the applied records stay in Redis while writes come; once what
+    the shards keep has not changed for ``IDLE_SPILL_S`` (a burst ended, a pause between
+    scrapes), all of it is spilled: Redis does not hold up to ``log_spill_mb`` of records
+    until the next flush."""
+    shards = {("ds", i): FakeShard(b * MB, i) for i, b in enumerate([2, 0, 5])}
+    t = [100.0]
+    rt = NodeRuntime(Config(redis_url=redis_url, data_dir=str(tmp_path), flush_log_mb=0,
+                            log_backlog_mb=0, log_spill_mb=16), "n1",
+                     clock=lambda: t[0])  # fmt: skip
+    rt.ingesters = shards  # type: ignore[assignment]
+    assert rt.ingest_log.spills
+    assert rt.log_spills(waiting=False) == []  # 7 MB: under the budget, just seen
+    t[0] += IDLE_SPILL_S - 0.5
+    assert rt.log_spills(waiting=False) == []
+    shards[("ds", 1)].backlog = 1 * MB  # a write came: the wait starts again
+    t[0] += 1.0
+    assert rt.log_spills(waiting=False) == []
+    t[0] += IDLE_SPILL_S - 0.5
+    assert rt.log_spills(waiting=False) == []
+    t[0] += 0.5
+    assert rt.log_spills(waiting=False) == [("ds", 2), ("ds", 0), ("ds", 1)]  # all of it
+    rt._spilling.add(("ds", 2))  # in flight: not sent twice
+    assert rt.log_spills(waiting=False) == [("ds", 0), ("ds", 1)]
+    for sh in shards.values():  # spilled: nothing kept, nothing to spill however long
+        sh.backlog = 0
+    rt._spilling.clear()
+    t[0] += 10 * IDLE_SPILL_S
+    assert rt.log_spills(waiting=False) == []
+    assert rt.log_spills(waiting=False, now=t[0] + 60) == []
