@@ -91,9 +91,8 @@ def _niceness_of_flush_and_spill(nice: int) -> dict[str, int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread: Linux")
 def test_flushes_and_spills_run_below_the_node_s_other_threads() -> None:
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    if base + 7 > 19:
-        pytest.skip("this process already runs at niceness 13 or more")
-    assert _niceness_of_flush_and_spill(7) == {"spill": base + 7, "flush": base + 7}
+    want = min(19, base + 7)  # the kernel's ceiling holds a process already run low
+    assert _niceness_of_flush_and_spill(7) == {"spill": want, "flush": want}
     # the calling thread (as the applier's and the leaf server's) keeps its own
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
 
