@@ -16,14 +16,21 @@ log = logging.getLogger("filodb.node")
 MAX_NICE = 19
 
 
+def check_nice(nice: int) -> int:
+    """``nice``, or ValueError when it is not within 0..19 (a thread pool's initializer that
+    raises breaks the pool: its callers check first)."""
+    if not 0 <= nice <= MAX_NICE:
+        raise ValueError(f"niceness {nice} is not within 0..{MAX_NICE}")
+    return nice
+
+
 def lower_this_thread(nice: int) -> bool:
     """Add ``nice`` (0..19) to the calling thread's niceness; False where the platform sets it
-    per process only (nothing is changed then) or ``nice`` is 0. Raising a niceness needs no
-    privilege, so on Linux it does not fail."""
+    per process only (nothing is changed then), ``nice`` is 0, or the system refuses (raising
+    a niceness needs no privilege, but a seccomp profile may forbid the call)."""
+    check_nice(nice)
     if not nice or not sys.platform.startswith("linux"):
         return False
-    if not 0 < nice <= MAX_NICE:
-        raise ValueError(f"niceness {nice} is not within 0..{MAX_NICE}")
     tid = threading.get_native_id()
     try:
         now = os.getpriority(os.PRIO_PROCESS, tid)

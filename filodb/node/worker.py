@@ -27,7 +27,7 @@ from celery import signals
 
 from filodb.config import Config
 from filodb.node.downsampler import DISPATCH_TIMEOUT_S
-from filodb.node.niceness import lower_this_thread
+from filodb.node.niceness import check_nice, lower_this_thread
 from filodb.node.runtime import SPILL, NodeRuntime
 from filodb.node.warm import warm_read_path
 from filodb.procmem import freeze_long_lived
@@ -46,7 +46,7 @@ class FlushExecutor:
 
     def __init__(self, nice: int = 0) -> None:
         # both threads run ``nice`` below the node's others (filodb/node/niceness.py)
-        low = partial(lower_this_thread, nice)
+        low = partial(lower_this_thread, check_nice(nice))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush",
                                         initializer=low)  # fmt: skip
         # spills (reads and a sequential write, mostly waiting on I/O) do not queue behind a

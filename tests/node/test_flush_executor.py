@@ -105,3 +105,10 @@ def test_nice_zero_leaves_the_threads_as_they_are() -> None:
 def test_a_niceness_past_the_kernel_s_range_is_refused() -> None:
     with pytest.raises(ValueError, match="not within 0..19"):
         lower_this_thread(20)
+
+
+def test_an_executor_with_a_niceness_past_the_range_is_refused_before_any_thread() -> None:
+    """Checked when the executor is made: an initializer that raised would leave a broken
+    pool that runs no flush."""
+    with pytest.raises(ValueError, match="not within 0..19"):
+        FlushExecutor(nice=20)
