@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from filodb.procmem import clean_library_ranges
+from filodb.procmem import TrimPace, clean_library_ranges
 
 # Free a 16 MB block (glibc then raises its dynamic mmap threshold), then allocate 1 MB arrays
 # interleaved with small arrays that stay alive (so the heap's top cannot shrink) and free the
@@ -21,6 +21,8 @@ def rss():
         return int(f.read().split()[1]) * 4096
 big = np.ones(16 << 20, np.uint8)
 del big
+if sys.argv[1] == "busy":  # only busy ticks trim: the 5 s pace is an hour here
+    assert start_trimmer(3600, 0.05) is not None
 base = rss()
 large, small = [], []
 for _ in range(150):
@@ -34,6 +36,8 @@ def trimmed():
     return now
 if sys.argv[1] == "trim":
     assert start_trimmer(0.05) is not None
+    print(held, eventually(trimmed, 10, 0.05))
+elif sys.argv[1] == "busy":
     print(held, eventually(trimmed, 10, 0.05))
 else:
     print(held, (rss() - base) >> 20)
@@ -52,6 +56,38 @@ def test_trimmer_returns_freed_heap_memory() -> None:
     assert held >= 100 and still >= 100  # the heaps keep what was freed
     held, trimmed = _held_mb("trim")
     assert held >= 100 and trimmed < 20
+
+
+def test_busy_work_is_trimmed_after_at_once_not_at_the_slow_pace() -> None:
+    """The allocations and frees are the busy tick; the tick after it trims, although the
+    trimmer's own pace (an hour) never comes."""
+    held, trimmed = _held_mb("busy")
+    assert held >= 100 and trimmed < 20
+
+
+def _ticks(pace: TrimPace, cpu_per_tick: list[float], tick_s: float = 0.5) -> list[bool]:
+    now, cpu, out = 0.0, 0.0, []
+    for used in cpu_per_tick:
+        now, cpu = now + tick_s, cpu + used
+        out.append(pace.due(now, cpu))
+    return out
+
+
+def test_trim_pace_trims_busy_ticks_the_one_after_and_else_at_its_slow_pace() -> None:
+    pace = TrimPace(5.0, 0.5, 0.1, now=0.0, cpu=0.0)
+    quiet, busy = 0.01, 0.2  # CPU seconds in a 0.5 s tick (0.05 is the line)
+    got = _ticks(pace, [quiet] * 3 + [busy, busy] + [quiet] * 13)
+    assert got[:3] == [False] * 3  # idle: nothing freed, no trim
+    assert got[3:6] == [True, True, True]  # each busy tick, and the quiet one after
+    assert got[6:] == [False] * 9 + [True, False, False]  # then 5 s after the last trim
+    pace = TrimPace(5.0, 0.5, 0.1, now=0.0, cpu=0.0)
+    assert _ticks(pace, [0.05, 0.049, 0.0]) == [True, True, False]  # the line itself is busy
+
+
+def test_an_idle_process_trims_at_the_slow_pace() -> None:
+    pace = TrimPace(5.0, 0.5, 0.1, now=0.0, cpu=0.0)
+    got = _ticks(pace, [0.0] * 30)
+    assert [i for i, t in enumerate(got) if t] == [9, 19, 29]  # 5 s, 10 s, 15 s
 
 
 # gc.freeze is process-wide: each case runs in a fresh interpreter.
