@@ -38,7 +38,7 @@ def log_from_config(cfg: Any) -> Log:
         return open_log("kafka", cfg.redis_url, bootstrap=cfg.kafka_bootstrap,
                         topic_prefix=cfg.kafka_topic_prefix)  # fmt: skip
     if cfg.log == "redis":
-        spill = Path(cfg.data_dir) / "log-spill" / "spill.db" if cfg.log_spill_mb > 0 else None
+        spill = Path(cfg.data_dir) / "log-spill" if cfg.log_spill_mb > 0 else None
         return open_log("redis", cfg.redis_url, max_mb=cfg.log_max_mb,
                         full_wait_s=cfg.log_full_wait_s, spill_path=spill)  # fmt: skip
     return open_log(cfg.log, cfg.redis_url)

@@ -73,7 +73,7 @@ class RedisStreamsLog(Log):
                  full_wait_s: float = 10.0, spill_path: str | Path | None = None
                  ) -> None:  # fmt: skip
         """``max_mb`` > 0: appends wait while the log holds more, and are refused after
-        ``full_wait_s`` (:mod:`filodb.ingest.log_room`). ``spill_path``: the file of
+        ``full_wait_s`` (:mod:`filodb.ingest.log_room`). ``spill_path``: the directory of
         :class:`~filodb.ingest.spill.LogSpill` (None: records stay in Redis until trimmed)."""
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout)
         self._spill = LogSpill(spill_path) if spill_path is not None else None
@@ -346,7 +346,7 @@ class RedisStreamsLog(Log):
     def _from_spill(self, positions: Mapping[Partition, int], count: int,
                     key: Callable[[Partition], Any]) -> dict[Any, list[tuple[int, bytes]]]:  # fmt: skip
         """Records of the partitions whose position is below what was spilled of them, read
-        from the spill file (by ``key(partition)``); a partition whose spilled records are
+        from the spill (by ``key(partition)``); a partition whose spilled records are
         gone (dropped with a trim: the column store has them) is left to the stream."""
         out: dict[Any, list[tuple[int, bytes]]] = {}
         spilled = self._spilled
@@ -366,11 +366,11 @@ class RedisStreamsLog(Log):
 
     def spill(self, upto: Mapping[Partition, int]) -> int:
         """Move each partition's records up to ``upto[partition]`` (applied by its node) from
-        Redis to the spill file: read them (XRANGE), write them in one fsynced transaction,
+        Redis to the spill: read them (XRANGE), write them as fsynced segments,
         then note how far the spill reaches and trim the streams (one MULTI). A crash in
         between leaves the records in both, and the stream is read. Returns the bytes moved."""
         if self._spill is None:
-            raise NotImplementedError("this log has no spill file")
+            raise NotImplementedError("this log has no spill directory")
         parts = [p for p, u in upto.items() if u > 0]
         if not parts:
             return 0
@@ -425,7 +425,7 @@ class RedisStreamsLog(Log):
             self._spill.drop_dataset(dataset)
 
     def trim(self, dataset: str, shard: int, upto: int) -> None:
-        """Trim the stream; the spill file drops the records too (when it has any)."""
+        """Trim the stream; the spill drops the records too (when it has any)."""
         if upto > 0:  # entries with an id below 0-(upto+1) go: every offset <= upto
             key = stream_key(dataset, shard)
             self._r.xtrim(key, minid=f"0-{int(upto) + 1}", approximate=False)
