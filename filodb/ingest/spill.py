@@ -57,22 +57,34 @@ def pack(records: Sequence[bytes]) -> list[bytes]:
     return [MAGIC, n.to_bytes(4, "little"), lengths, *records]
 
 
-def unpack(data: bytes, first: int, where: object = "") -> list[tuple[int, bytes]]:
-    """A segment's records with their offsets (from ``first``); ``ValueError`` naming
-    ``where`` when the bytes are not a whole segment."""
-    if len(data) < _HEAD or data[: len(MAGIC)] != MAGIC:
-        raise ValueError(f"log spill segment {where}: not a segment")
-    n = int.from_bytes(data[len(MAGIC) : _HEAD], "little")
-    body = _HEAD + 4 * n
-    lengths = np.frombuffer(data, np.uint32, n, _HEAD) if len(data) >= body else None
-    if lengths is None or body + int(lengths.sum(dtype=np.int64)) != len(data):
-        raise ValueError(f"log spill segment {where}: {len(data)} bytes, not the segment's")
-    ends = (body + np.cumsum(lengths, dtype=np.int64)).tolist()
-    view, start, out = memoryview(data), body, []
-    for i, end in enumerate(ends):
-        out.append((first + i, bytes(view[start:end])))
-        start = end
-    return out
+def read_segment(path: Path, first: int, last: int, after: int = -1,
+                 upto: int | None = None) -> list[tuple[int, bytes]]:  # fmt: skip
+    """The records of the segment at ``path`` (offsets ``first`` .. ``last``, as its name
+    says) with ``after < offset <= upto``, reading only their bytes (a replay pages through
+    a segment 64 records at a time); ``ValueError`` naming the file when it is not the whole
+    segment its name says."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_HEAD)
+        if len(head) < _HEAD or head[: len(MAGIC)] != MAGIC:
+            raise ValueError(f"log spill segment {path}: not a segment")
+        n = int.from_bytes(head[len(MAGIC) :], "little")
+        if n != last - first + 1:
+            raise ValueError(f"log spill segment {path}: {n} records, not {last - first + 1}")
+        body = _HEAD + 4 * n
+        lengths = np.frombuffer(f.read(4 * n), np.uint32) if size >= body else None
+        if lengths is None or len(lengths) != n or body + int(lengths.sum(dtype=np.int64)) != size:
+            raise ValueError(f"log spill segment {path}: {size} bytes, not the segment's")
+        lo = max(0, after + 1 - first)
+        hi = n if upto is None else max(lo, min(n, upto - first + 1))
+        if lo >= hi:
+            return []
+        ends = (body + np.cumsum(lengths, dtype=np.int64)).tolist()
+        start = ends[lo - 1] if lo else body
+        data = os.pread(f.fileno(), ends[hi - 1] - start, start)
+    view = memoryview(data)
+    return [(first + i, bytes(view[(ends[i - 1] if i else body) - start : ends[i] - start]))
+            for i in range(lo, hi)]  # fmt: skip
 
 
 def _name(first: int, last: int) -> str:
@@ -139,7 +151,9 @@ class LogSpill:
     def _open(self) -> Path:
         with self._lock:
             if not self._ready:
-                self.dir.mkdir(parents=True, exist_ok=True)
+                if not self.dir.is_dir():
+                    self.dir.mkdir(parents=True, exist_ok=True)
+                    _fsync_dir(self.dir.parent)
                 if (self.dir / LEGACY_FILE).exists():
                     self._convert_legacy()
                 self._ready = True
@@ -209,12 +223,13 @@ class LogSpill:
         for first, last, path in self._segments(part):
             if last <= after or first > upto:
                 continue
+            since = out[-1][0] if out else after  # the records still wanted come after it
             try:
-                data = path.read_bytes()
+                got = read_segment(path, first, last, since, min(upto, since + count - len(out)))
             except FileNotFoundError:
                 continue
-            for off, rec in unpack(data, first, path):
-                if after < off <= upto and (not out or off > out[-1][0]):
+            for off, rec in got:
+                if not out or off > out[-1][0]:
                     out.append((off, rec))
                     if len(out) == count:
                         return out

@@ -154,8 +154,13 @@ def test_a_segment_that_is_not_whole_is_an_error_not_a_silent_gap(tmp_path: Path
     spill = LogSpill(tmp_path / "spill")
     spill.write({("ds", 0): (1, [b"abc", b"def"])})
     (seg,) = (tmp_path / "spill" / "ds" / "0").glob("*.seg")
-    seg.write_bytes(seg.read_bytes()[:-1])
+    whole = seg.read_bytes()
+    seg.write_bytes(whole[:-1])
     with pytest.raises(ValueError, match="not the segment's"):
+        spill.read(("ds", 0), 0, 10, 10)
+    seg.write_bytes(whole)  # whole again, under a name that says three records
+    seg.rename(seg.with_name(f"{1:020d}-{3:020d}.seg"))
+    with pytest.raises(ValueError, match="2 records, not 3"):
         spill.read(("ds", 0), 0, 10, 10)
 
 
