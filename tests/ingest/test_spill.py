@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from filodb.ingest.redis_streams import SPILL_KEY, RedisStreamsLog, stream_key
@@ -109,8 +110,6 @@ def test_deleting_a_dataset_drops_its_spill(redis_url: str, tmp_path: Path) -> N
 
 
 def test_a_log_without_a_spill_file_refuses_to_spill(redis_url: str) -> None:
-    import pytest
-
     log = RedisStreamsLog(redis_url)
     assert not log.spills
     with pytest.raises(NotImplementedError):
@@ -148,9 +147,29 @@ def test_a_spill_of_thousands_of_records_reads_back_whole(tmp_path: Path) -> Non
     assert spill.read(("ds", 3), 10, 10_000, 2) == [(11, recs[0]), (12, recs[1])]
 
 
-def test_a_segment_that_is_not_whole_is_an_error_not_a_silent_gap(tmp_path: Path) -> None:
-    import pytest
+def test_a_spill_of_many_partitions_syncs_the_file_system_twice_not_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from filodb.ingest import spill as spill_mod
 
+    if spill_mod._SYNCFS is None:  # off Linux 5.8+: every spill syncs each file
+        monkeypatch.setattr(spill_mod, "_SYNCFS", lambda fd: 0)
+    calls: list[Path] = []
+    real = spill_mod._sync_file_system
+    monkeypatch.setattr(spill_mod, "_sync_file_system", lambda p: (calls.append(p), real(p)))
+    spill = LogSpill(tmp_path / "spill")
+    many = {(f"ds{i % 3}", i): (5, [b"%d-a" % i, b"%d-b" % i]) for i in range(20)}
+    spill.write(many)
+    assert calls == [tmp_path / "spill"] * 2  # the bytes, then the names
+    for (ds, shard), (_, recs) in many.items():
+        assert spill.read((ds, shard), 0, 100, 100) == [(5, recs[0]), (6, recs[1])]
+    assert not [f for f in (tmp_path / "spill").rglob("*.tmp")]
+    spill.write({("ds0", 0): (7, [b"c"]), ("ds1", 1): (7, [b"c"])})
+    assert len(calls) == 2  # a few partitions: each file and directory fsynced
+    assert spill.read(("ds0", 0), 6, 100, 100) == [(7, b"c")]
+
+
+def test_a_segment_that_is_not_whole_is_an_error_not_a_silent_gap(tmp_path: Path) -> None:
     spill = LogSpill(tmp_path / "spill")
     spill.write({("ds", 0): (1, [b"abc", b"def"])})
     (seg,) = (tmp_path / "spill" / "ds" / "0").glob("*.seg")
