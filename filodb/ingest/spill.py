@@ -121,13 +121,20 @@ def _write_all(fd: int, bufs: Sequence[bytes]) -> None:
 STALE_TMP_S = 600.0  # a segment's temporary file this old was left by a crash mid-write
 
 
-def _drop_stale_temporaries(d: Path) -> None:
+def _listing(d: Path) -> list[str]:
+    """The names in directory ``d`` (none when it does not exist)."""
     try:
-        names = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")]
+        return os.listdir(d)
     except FileNotFoundError:
-        return
+        return []
+
+
+def _drop_stale_temporaries(d: Path, names: list[str]) -> None:
+    """Remove the temporaries among ``names`` (``d``'s listing) older than ``STALE_TMP_S``."""
     now = time.time()
     for name in names:
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
         try:
             if now - (d / name).stat().st_mtime > STALE_TMP_S:
                 (d / name).unlink()
@@ -184,7 +191,7 @@ class LogSpill:
         self._lock = threading.Lock()
         self._ready = False  # the directory exists and an older version's file is converted
 
-    def _open(self) -> Path:
+    def _open(self) -> None:
         with self._lock:
             if not self._ready:
                 if not self.dir.is_dir():
@@ -193,20 +200,17 @@ class LogSpill:
                 if (self.dir / LEGACY_FILE).exists():
                     self._convert_legacy()
                 self._ready = True
-        return self.dir
 
     def _part_dir(self, part: Partition) -> Path:
         return self.dir / part[0] / str(int(part[1]))
 
-    def _segments(self, part: Partition) -> list[tuple[int, int, Path]]:
-        """The partition's segments as (first, last, path), by first offset (then last)."""
+    def _segments(self, part: Partition, names: list[str] | None = None
+                  ) -> list[tuple[int, int, Path]]:  # fmt: skip
+        """The partition's segments as (first, last, path), by first offset (then last), from
+        ``names`` (its directory's listing) or a fresh listing."""
         d = self._part_dir(part)
-        try:
-            names = os.listdir(d)
-        except FileNotFoundError:
-            return []
         out = []
-        for name in names:
+        for name in _listing(d) if names is None else names:
             span = _span(name)
             if span is not None:
                 out.append((span[0], span[1], d / name))
@@ -215,9 +219,8 @@ class LogSpill:
 
     def write(self, parts: Mapping[Partition, tuple[int, Sequence[bytes]]]) -> int:
         """Store each partition's consecutive records (its first offset, the records) as a
-        segment, durable (file and directory fsynced) before it returns: Redis may then drop
-        them. A segment of the same first offset (a spill whose trim did not happen) is
-        replaced. Returns the bytes of records written."""
+        segment, durable before it returns (:meth:`_write`): Redis may then drop them.
+        Returns the bytes of records written."""
         self._open()
         return self._write(parts)
 
@@ -294,10 +297,12 @@ class LogSpill:
         its segments that end there or before. Not fsynced: a segment a crash brings back is
         dropped by the next trim."""
         self._open()
-        for _, last, path in self._segments(part):
+        d = self._part_dir(part)
+        names = _listing(d)
+        for _, last, path in self._segments(part, names):
             if last <= upto:
                 path.unlink(missing_ok=True)
-        _drop_stale_temporaries(self._part_dir(part))
+        _drop_stale_temporaries(d, names)
 
     def drop_dataset(self, dataset: str) -> None:
         self._open()
